@@ -1,0 +1,174 @@
+//! Messages of the HTTP API (`/v1/...`), shared by the server and the client.
+
+use crate::event::Event;
+use crate::instance::{Assignment, DesiredState, InstanceState, InstanceStatus};
+use crate::service::ServiceSpec;
+use serde::{Deserialize, Serialize};
+
+/// Header that carries the API token: `Authorization: Bearer <token>`.
+pub const AUTH_HEADER: &str = "authorization";
+/// Largest request body the API accepts; deploys of hundreds of services fit in far less.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Every error the API returns has this body, with a 4xx or 5xx status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// `PUT /v1/services`: create or update these services (others are left alone).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub services: Vec<ServiceSpec>,
+}
+
+/// What an apply did to one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "change")]
+pub enum Change {
+    Created { instances: u32 },
+    /// The spec changed: instances are rolled one at a time.
+    Updated { instances: u32 },
+    Scaled { from: u32, to: u32 },
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceChange {
+    pub service: String,
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    pub changes: Vec<ServiceChange>,
+}
+
+/// `POST /v1/services/{name}/scale`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    pub instances: u32,
+}
+
+/// A service with its rollout progress (`GET /v1/services`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub version: String,
+    pub desired: u32,
+    /// Instances that should run (not being stopped).
+    pub running: u32,
+    /// Of those, ready and on the current version.
+    pub ready: u32,
+    /// Instances still on an older version.
+    pub outdated: u32,
+    pub spec: ServiceSpec,
+}
+
+/// One instance as `ebb ps` shows it: assignment and last reported status together.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceView {
+    pub id: String,
+    pub service: String,
+    pub node: String,
+    pub state: InstanceState,
+    pub desired: DesiredState,
+    pub pid: Option<u32>,
+    pub addr: Option<String>,
+    pub ready: bool,
+    pub restarts: u32,
+    pub version: String,
+    pub generation: u64,
+    pub created_ms: u64,
+    pub started_ms: Option<u64>,
+    pub last_exit: Option<String>,
+}
+
+impl InstanceView {
+    pub fn new(a: &Assignment, status: Option<&InstanceStatus>) -> InstanceView {
+        InstanceView {
+            id: a.id.clone(),
+            service: a.service.clone(),
+            node: a.node.clone(),
+            state: status.map_or(InstanceState::Pending, |s| s.state),
+            desired: a.desired,
+            pid: status.and_then(|s| s.pid),
+            addr: status.and_then(|s| s.addr.clone()),
+            ready: status.is_some_and(|s| s.ready),
+            restarts: status.map_or(0, |s| s.restarts),
+            version: a.version.clone(),
+            generation: a.generation,
+            created_ms: a.created_ms,
+            started_ms: status.and_then(|s| s.started_ms),
+            last_exit: status.and_then(|s| s.last_exit.clone()),
+        }
+    }
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub node_count: usize,
+    pub services: Vec<ServiceView>,
+    pub store_revision: u64,
+    pub uptime_ms: u64,
+    /// Whether instance resources are enforced, and how (`cgroup v1`, `cgroup v2`, `none: ...`).
+    pub resource_enforcement: Option<String>,
+}
+
+/// A node's description of itself, sent with every sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// Address instances bind and are reached on.
+    pub address: String,
+    pub cpu_millis: u32,
+    pub memory_bytes: u64,
+    /// How resources are enforced on this node (`cgroup v1`, `none: <why>`).
+    pub enforcement: String,
+}
+
+/// `POST /v1/nodes/{name}/sync`: a node's heartbeat with its instances' status and new events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub node: NodeInfo,
+    pub statuses: Vec<InstanceStatus>,
+    pub events: Vec<Event>,
+}
+
+/// The node's full set of assignments at `revision`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssignmentsResponse {
+    pub revision: u64,
+    pub assignments: Vec<Assignment>,
+}
+
+/// `GET /v1/events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventsResponse {
+    /// Pass as `after` to get only newer events.
+    pub last_seq: u64,
+    pub events: Vec<Event>,
+}
+
+/// `GET /v1/logs/{service}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsResponse {
+    pub lines: Vec<LogLine>,
+    /// Byte offsets to resume from, per instance (for `-f`).
+    pub cursors: Vec<LogCursor>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogLine {
+    pub instance: String,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogCursor {
+    pub instance: String,
+    pub offset: u64,
+}

@@ -1,0 +1,98 @@
+//! Events: what happened and why, in words users can read (`ebb events`).
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds of event ebb records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    ServiceCreated,
+    ServiceUpdated,
+    ServiceScaled,
+    ServiceStopped,
+    InstanceCreated,
+    InstanceStarted,
+    InstanceExited,
+    InstanceRestarting,
+    InstanceStartFailed,
+    InstanceReady,
+    InstanceUnready,
+    InstanceUnhealthy,
+    InstanceStopping,
+    InstanceStopped,
+    InstanceAdopted,
+    NodeJoined,
+    ServerStarted,
+    Warning,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ServiceCreated => "service.created",
+            EventKind::ServiceUpdated => "service.updated",
+            EventKind::ServiceScaled => "service.scaled",
+            EventKind::ServiceStopped => "service.stopped",
+            EventKind::InstanceCreated => "instance.created",
+            EventKind::InstanceStarted => "instance.started",
+            EventKind::InstanceExited => "instance.exited",
+            EventKind::InstanceRestarting => "instance.restarting",
+            EventKind::InstanceStartFailed => "instance.start_failed",
+            EventKind::InstanceReady => "instance.ready",
+            EventKind::InstanceUnready => "instance.unready",
+            EventKind::InstanceUnhealthy => "instance.unhealthy",
+            EventKind::InstanceStopping => "instance.stopping",
+            EventKind::InstanceStopped => "instance.stopped",
+            EventKind::InstanceAdopted => "instance.adopted",
+            EventKind::NodeJoined => "node.joined",
+            EventKind::ServerStarted => "server.started",
+            EventKind::Warning => "warning",
+        }
+    }
+}
+
+/// One event. `seq` is assigned by the server when it stores the event (0 before).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(default)]
+    pub seq: u64,
+    /// Unix milliseconds.
+    pub time_ms: u64,
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub message: String,
+}
+
+impl Event {
+    pub fn new(time_ms: u64, kind: EventKind, message: impl Into<String>) -> Event {
+        Event {
+            seq: 0,
+            time_ms,
+            kind,
+            service: None,
+            instance: None,
+            node: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn service(mut self, service: impl Into<String>) -> Event {
+        self.service = Some(service.into());
+        self
+    }
+
+    pub fn instance(mut self, instance: impl Into<String>) -> Event {
+        self.instance = Some(instance.into());
+        self
+    }
+
+    pub fn node(mut self, node: impl Into<String>) -> Event {
+        self.node = Some(node.into());
+        self
+    }
+}

@@ -1,0 +1,15 @@
+//! Shared types of ebb: the vocabulary every other crate speaks.
+//!
+//! Nothing here does I/O or reads the clock: times are passed in as unix milliseconds.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod event;
+pub mod instance;
+pub mod quantity;
+pub mod service;
+
+pub use event::{Event, EventKind};
+pub use instance::{Assignment, DesiredState, InstanceState, InstanceStatus};
+pub use quantity::{parse_cpu_millis, parse_duration, parse_size, QuantityError};
+pub use service::{HealthCheck, HealthSpec, Resources, ServiceSpec, StopSpec};

@@ -1,0 +1,280 @@
+//! A service as the server stores it: the resolved form of a deploy file's `[services.NAME]`.
+//!
+//! Deploy files are parsed by the `ebb-spec` crate into these types; the API receives them as JSON
+//! and checks them again with [`ServiceSpec::validate`], so a bad spec is refused on either path.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Largest instance count a service may ask for; anything above is surely a typo.
+pub const MAX_INSTANCES: u32 = 10_000;
+/// Default health-check interval: 1 s (DESIGN.md; HAProxy uses 2 s).
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// Default health-check timeout, below the interval so that checks never pile up.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
+/// Failures in a row before an instance is restarted (HAProxy `fall 3`).
+pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+/// Passes in a row before an instance is ready (HAProxy `rise 2`; 1 makes starts fast).
+pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
+/// Time after start during which failed checks do not restart the instance (Docker `start_period`,
+/// Kubernetes startup probes): slow starters are not killed before they could ever answer.
+pub const DEFAULT_START_PERIOD: Duration = Duration::from_secs(30);
+/// Grace between the stop signal and SIGKILL (Docker and Kubernetes use 10 s and 30 s).
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// Signal sent to stop an instance.
+pub const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
+/// Signals an instance may be stopped with.
+pub const STOP_SIGNALS: [&str; 6] = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2"];
+/// Environment variables ebb sets itself; a spec may not override them.
+pub const RESERVED_ENV: [&str; 5] = ["PORT", "HOST", "EBB_INSTANCE_ID", "EBB_SERVICE", "EBB_NODE"];
+
+/// One service: what to run, how many, with which resources, and how to check and stop it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// argv; `${VAR}` expands from the instance environment. `ebb` as argv[0] means this binary.
+    pub command: Vec<String>,
+    pub instances: u32,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the process; relative paths resolve against the deploy file's folder.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub health: HealthSpec,
+    #[serde(default)]
+    pub stop: StopSpec,
+}
+
+/// Reserved resources; `None` means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_millis: Option<u32>,
+    pub memory_bytes: Option<u64>,
+}
+
+/// How an instance's health is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum HealthCheck {
+    /// TCP connect to `$HOST:$PORT` (the default).
+    Tcp,
+    /// HTTP GET of the path on `$HOST:$PORT`; 2xx and 3xx pass.
+    Http { path: String },
+    /// A command (argv, `${VAR}` expanded) that passes when it exits 0.
+    Command { argv: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthSpec {
+    pub check: HealthCheck,
+    #[serde(with = "millis")]
+    pub interval: Duration,
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    #[serde(with = "millis")]
+    pub start_period: Duration,
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        HealthSpec {
+            check: HealthCheck::Tcp,
+            interval: DEFAULT_HEALTH_INTERVAL,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+            healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            start_period: DEFAULT_START_PERIOD,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopSpec {
+    pub signal: String,
+    #[serde(with = "millis")]
+    pub grace: Duration,
+}
+
+impl Default for StopSpec {
+    fn default() -> Self {
+        StopSpec {
+            signal: DEFAULT_STOP_SIGNAL.to_string(),
+            grace: DEFAULT_STOP_GRACE,
+        }
+    }
+}
+
+/// A problem with one field of a spec: `field` is a dotted path such as `services.web.instances`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Checks a service name: 1–63 of `a-z 0-9 -`, starting with a letter (a DNS label).
+pub fn validate_service_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid service name {name:?}: use 1-63 lowercase letters, digits and '-', starting with a letter"
+        ))
+    }
+}
+
+impl ServiceSpec {
+    /// Semantic checks that a parser cannot express in types. Returns every problem found.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let base = format!("services.{}", self.name);
+        let mut err = |field: &str, message: String| {
+            errors.push(FieldError {
+                field: if field.is_empty() {
+                    base.clone()
+                } else {
+                    format!("{base}.{field}")
+                },
+                message,
+            })
+        };
+        if let Err(m) = validate_service_name(&self.name) {
+            err("", m);
+        }
+        if self.command.is_empty() || self.command[0].trim().is_empty() {
+            err("command", "command is empty: give the program and its arguments, e.g. [\"python3\", \"app.py\"]".into());
+        }
+        if self.instances > MAX_INSTANCES {
+            err("instances", format!("{} instances is more than the limit of {MAX_INSTANCES}", self.instances));
+        }
+        for key in self.env.keys() {
+            if RESERVED_ENV.contains(&key.as_str()) {
+                err(&format!("env.{key}"), format!("{key} is set by ebb for every instance and cannot be overridden"));
+            } else if key.is_empty() || key.contains('=') || key.contains('\0') {
+                err(&format!("env.{key}"), format!("invalid environment variable name {key:?}"));
+            }
+        }
+        let h = &self.health;
+        if h.interval.is_zero() {
+            err("health.interval", "interval must be greater than zero".into());
+        }
+        if h.timeout.is_zero() {
+            err("health.timeout", "timeout must be greater than zero".into());
+        }
+        if h.unhealthy_threshold == 0 || h.unhealthy_threshold > 100 {
+            err("health.unhealthy_threshold", "must be between 1 and 100".into());
+        }
+        if h.healthy_threshold == 0 || h.healthy_threshold > 100 {
+            err("health.healthy_threshold", "must be between 1 and 100".into());
+        }
+        match &h.check {
+            HealthCheck::Http { path } if !path.starts_with('/') => {
+                err("health.http", format!("path {path:?} must start with '/'"))
+            }
+            HealthCheck::Command { argv } if argv.is_empty() => {
+                err("health.command", "command is empty".into())
+            }
+            _ => {}
+        }
+        if !STOP_SIGNALS.contains(&self.stop.signal.as_str()) {
+            err("stop.signal", format!("unknown signal {:?}: use one of {}", self.stop.signal, STOP_SIGNALS.join(", ")));
+        }
+        errors
+    }
+
+    /// A fingerprint of everything but the instance count: instances whose version differs from
+    /// the service's are rolled. Stable across runs and builds (FNV-1a over canonical JSON).
+    pub fn version(&self) -> String {
+        let mut copy = self.clone();
+        copy.instances = 0;
+        let json = serde_json::to_vec(&copy).unwrap_or_default();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in json {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{:08x}", hash >> 32)
+    }
+}
+
+/// Serde helper: a `Duration` as integer milliseconds in JSON.
+pub mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> ServiceSpec {
+        ServiceSpec {
+            name: "web".into(),
+            command: vec!["ebb".into(), "example-app".into()],
+            instances: 2,
+            env: BTreeMap::new(),
+            workdir: None,
+            resources: Resources::default(),
+            health: HealthSpec::default(),
+            stop: StopSpec::default(),
+        }
+    }
+
+    #[test]
+    fn version_ignores_instance_count_but_not_command() {
+        let a = sample();
+        let mut b = sample();
+        b.instances = 7;
+        assert_eq!(a.version(), b.version());
+        b.command.push("--verbose".into());
+        assert_ne!(a.version(), b.version());
+    }
+
+    #[test]
+    fn validate_reports_each_bad_field_by_path() {
+        let mut s = sample();
+        s.command.clear();
+        s.instances = MAX_INSTANCES + 1;
+        s.env.insert("PORT".into(), "1".into());
+        s.stop.signal = "SIGBOGUS".into();
+        let fields: Vec<String> = s.validate().into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            ["services.web.command", "services.web.instances", "services.web.env.PORT", "services.web.stop.signal"]
+        );
+    }
+
+    #[test]
+    fn service_names_must_be_dns_labels() {
+        assert!(validate_service_name("web-2").is_ok());
+        for bad in ["", "Web", "2web", "web_2", "web-", &"a".repeat(64)] {
+            assert!(validate_service_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
