@@ -1,1 +1,209 @@
-//! placeholder
+//! Typed client of ebb's HTTP API (`/v1/...`), used by the CLI and by agents.
+#![forbid(unsafe_code)]
+
+use ebb_core::api::{
+    ApplyRequest, ApplyResponse, AssignmentsResponse, ErrorBody, EventsResponse, InstanceView,
+    LogsResponse, ScaleRequest, ServiceView, StatusView, SyncRequest,
+};
+use ebb_core::ServiceSpec;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+use thiserror::Error;
+
+/// How long a plain API call may take; long-polls add their own wait on top.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("cannot reach the ebb API at {addr}: {source}\n  hint: is `ebb up` running? Set --addr or EBB_ADDR to point at it")]
+    Connect {
+        addr: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the ebb API at {addr} refused the token (401): {message}\n  hint: set EBB_TOKEN, or run the CLI from the folder that holds ebb's data dir (or pass --data-dir)")]
+    Unauthorized { addr: String, message: String },
+    #[error("{message} (HTTP {status})")]
+    Api { status: u16, message: String },
+    #[error("unexpected answer from the ebb API: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The HTTP status of an API error, if the server answered with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            ClientError::Unauthorized { .. } => Some(401),
+            _ => None,
+        }
+    }
+}
+
+/// A client bound to one API address (`127.0.0.1:7070` or `http://host:port`).
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(addr: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(Client { base, token, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    // === API calls ===
+
+    pub async fn status(&self) -> Result<StatusView, ClientError> {
+        self.call(Method::GET, "/v1/status", None::<&()>, None).await
+    }
+
+    pub async fn apply(&self, services: Vec<ServiceSpec>) -> Result<ApplyResponse, ClientError> {
+        let body = ApplyRequest { services };
+        self.call(Method::PUT, "/v1/services", Some(&body), None).await
+    }
+
+    pub async fn services(&self) -> Result<Vec<ServiceView>, ClientError> {
+        self.call(Method::GET, "/v1/services", None::<&()>, None).await
+    }
+
+    pub async fn service(&self, name: &str) -> Result<ServiceView, ClientError> {
+        let path = format!("/v1/services/{}", encode(name));
+        self.call(Method::GET, &path, None::<&()>, None).await
+    }
+
+    pub async fn scale(&self, name: &str, instances: u32) -> Result<ServiceView, ClientError> {
+        let path = format!("/v1/services/{}/scale", encode(name));
+        self.call(Method::POST, &path, Some(&ScaleRequest { instances }), None).await
+    }
+
+    pub async fn stop(&self, name: &str) -> Result<ServiceView, ClientError> {
+        let path = format!("/v1/services/{}", encode(name));
+        self.call(Method::DELETE, &path, None::<&()>, None).await
+    }
+
+    pub async fn instances(&self, service: Option<&str>) -> Result<Vec<InstanceView>, ClientError> {
+        let path = match service {
+            Some(s) => format!("/v1/instances?service={}", encode(s)),
+            None => "/v1/instances".to_string(),
+        };
+        self.call(Method::GET, &path, None::<&()>, None).await
+    }
+
+    /// Events after `after` (0: the most recent `limit`); waits up to `wait` for new ones.
+    pub async fn events(&self, after: u64, limit: usize, wait: Duration) -> Result<EventsResponse, ClientError> {
+        let path = format!("/v1/events?after={after}&limit={limit}&wait_ms={}", wait.as_millis());
+        self.call(Method::GET, &path, None::<&()>, Some(wait)).await
+    }
+
+    /// Log lines of a service (or one instance): the last `tail` lines, or what follows `cursors`.
+    pub async fn logs(&self, service: &str, instance: Option<&str>, tail: usize, cursors: &str) -> Result<LogsResponse, ClientError> {
+        let mut path = format!("/v1/logs/{}?tail={tail}", encode(service));
+        if let Some(i) = instance {
+            path.push_str(&format!("&instance={}", encode(i)));
+        }
+        if !cursors.is_empty() {
+            path.push_str(&format!("&cursors={}", encode(cursors)));
+        }
+        self.call(Method::GET, &path, None::<&()>, None).await
+    }
+
+    /// Agent heartbeat: report statuses and events, get the node's assignments back.
+    pub async fn sync(&self, req: &SyncRequest) -> Result<AssignmentsResponse, ClientError> {
+        let path = format!("/v1/nodes/{}/sync", encode(&req.node.name));
+        self.call(Method::POST, &path, Some(req), None).await
+    }
+
+    /// Long-poll: the node's assignments once they change after revision `after` (or after `wait`).
+    pub async fn assignments(&self, node: &str, after: u64, wait: Duration) -> Result<AssignmentsResponse, ClientError> {
+        let path = format!("/v1/nodes/{}/assignments?after={after}&wait_ms={}", encode(node), wait.as_millis());
+        self.call(Method::GET, &path, None::<&()>, Some(wait)).await
+    }
+
+    // === plumbing ===
+
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        extra_wait: Option<Duration>,
+    ) -> Result<T, ClientError> {
+        let mut req: RequestBuilder = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(REQUEST_TIMEOUT + extra_wait.unwrap_or_default());
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Connect {
+            addr: self.base.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()));
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(ClientError::Unauthorized { addr: self.base.clone(), message });
+        }
+        Err(ClientError::Api { status: status.as_u16(), message })
+    }
+}
+
+/// Percent-encodes a path segment or query value (names are DNS labels, but be safe).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_keeps_names_and_escapes_the_rest() {
+        assert_eq!(encode("web-1"), "web-1");
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn bare_addresses_get_a_scheme() {
+        assert_eq!(Client::new("127.0.0.1:7070", None).unwrap().base(), "http://127.0.0.1:7070");
+        assert_eq!(Client::new("http://h:1/", None).unwrap().base(), "http://h:1");
+    }
+}

@@ -1,1 +1,124 @@
-//! placeholder
+//! ebb's control plane: the HTTP API, the service controller, node sync and the event log.
+//!
+//! The server keeps desired state (services) and assignments (instances) in a [`KvStore`];
+//! agents sync their node's assignments and report status through the API, the same way
+//! whether they run in this process (`ebb up`) or on another machine.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod controller;
+pub mod events;
+pub mod keys;
+pub mod nodes;
+pub mod rollout;
+
+use ebb_core::{Event, InstanceStatus};
+use ebb_store::{KvStore, StoreError};
+use events::EventLog;
+use nodes::NodeRegistry;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Where the server finds instance log files. In `ebb up` the local agent provides them.
+pub trait LogSource: Send + Sync + 'static {
+    /// Log files of an instance: rotated ones oldest first, then the current one.
+    fn log_files(&self, instance: &str) -> Vec<PathBuf>;
+}
+
+/// The control plane's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn KvStore>,
+    token: String,
+    events: EventLog,
+    nodes: NodeRegistry,
+    /// Last reported status per instance, mirrored from `status/` so that syncs only write changes.
+    statuses: Mutex<HashMap<String, InstanceStatus>>,
+    started: Instant,
+    logs: Option<Arc<dyn LogSource>>,
+}
+
+impl Server {
+    pub fn new(store: Arc<dyn KvStore>, token: String, logs: Option<Arc<dyn LogSource>>) -> Result<Server, StoreError> {
+        let statuses = keys::statuses(store.as_ref())?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
+        let events = EventLog::open(store.clone())?;
+        Ok(Server {
+            inner: Arc::new(Inner {
+                store,
+                token,
+                events,
+                nodes: NodeRegistry::default(),
+                statuses: Mutex::new(statuses),
+                started: Instant::now(),
+                logs,
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &dyn KvStore {
+        self.inner.store.as_ref()
+    }
+
+    pub fn token(&self) -> &str {
+        &self.inner.token
+    }
+
+    pub fn record(&self, event: Event) {
+        self.inner.events.record(event);
+    }
+
+    pub fn nodes(&self) -> &NodeRegistry {
+        &self.inner.nodes
+    }
+
+    pub fn started(&self) -> Instant {
+        self.inner.started
+    }
+
+    pub fn log_source(&self) -> Option<&Arc<dyn LogSource>> {
+        self.inner.logs.as_ref()
+    }
+
+    /// A copy of the last reported statuses.
+    pub fn statuses(&self) -> HashMap<String, InstanceStatus> {
+        self.lock_statuses().clone()
+    }
+
+    fn lock_statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, InstanceStatus>> {
+        self.inner.statuses.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Wall-clock unix milliseconds, for records and events.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Server {
+    /// Stores a node's report of an instance, if it changed; returns whether it did.
+    pub(crate) fn update_status(&self, status: &InstanceStatus) -> Result<bool, StoreError> {
+        if self.lock_statuses().get(&status.id) == Some(status) {
+            return Ok(false);
+        }
+        self.store()
+            .put(&keys::status(&status.id), &keys::encode(status), ebb_store::Expect::Any)?;
+        self.lock_statuses().insert(status.id.clone(), status.clone());
+        Ok(true)
+    }
+
+    pub(crate) fn forget_status(&self, id: &str) {
+        self.lock_statuses().remove(id);
+    }
+}

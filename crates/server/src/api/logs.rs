@@ -1,0 +1,180 @@
+//! `GET /v1/logs/{service}`: the last lines of each instance's log, or what was written after
+//! the cursors a previous call returned (`ebb logs -f` polls with them).
+
+use super::{ApiError, ApiResult};
+use crate::keys;
+use crate::Server;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use ebb_core::api::{LogCursor, LogLine, LogsResponse};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path as FsPath, PathBuf};
+
+const DEFAULT_TAIL: usize = 100;
+const MAX_TAIL: usize = 10_000;
+/// Most bytes read per instance per call when following, so one call stays cheap.
+const MAX_FOLLOW_BYTES: u64 = 1 << 20;
+/// Chunk read backwards from the end of a file when looking for the last lines.
+const TAIL_CHUNK: u64 = 64 * 1024;
+
+#[derive(Deserialize)]
+pub struct LogsQuery {
+    instance: Option<String>,
+    tail: Option<usize>,
+    /// `id:offset,id:offset` from a previous answer.
+    #[serde(default)]
+    cursors: String,
+}
+
+pub async fn read(
+    State(server): State<Server>,
+    Path(service): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<LogsResponse> {
+    let Some(source) = server.log_source().cloned() else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "this server has no local agent, so it holds no instance logs",
+        ));
+    };
+    let (assignments, _) = keys::assignments(server.store())?;
+    let mut ids: Vec<String> = assignments
+        .iter()
+        .filter(|a| a.value.service == service)
+        .map(|a| a.value.id.clone())
+        .collect();
+    if let Some(want) = &q.instance {
+        if !ids.contains(want) && source.log_files(want).is_empty() {
+            return Err(ApiError::not_found(format!("no instance {want:?} of service {service:?}")));
+        }
+        ids = vec![want.clone()];
+    } else if ids.is_empty() && keys::get_service(server.store(), &service)?.is_none() {
+        return Err(ApiError::not_found(format!("no service named {service:?}")));
+    }
+    let cursors = parse_cursors(&q.cursors)?;
+    let tail = q.tail.unwrap_or(DEFAULT_TAIL).min(MAX_TAIL);
+    let mut resp = LogsResponse { lines: Vec::new(), cursors: Vec::new() };
+    for id in ids {
+        let files = source.log_files(&id);
+        let (lines, offset) = match cursors.get(&id) {
+            Some(offset) => follow(files.last(), *offset),
+            None => last_lines(&files, tail),
+        };
+        resp.lines.extend(lines.into_iter().map(|line| LogLine { instance: id.clone(), line }));
+        resp.cursors.push(LogCursor { instance: id, offset });
+    }
+    Ok(Json(resp))
+}
+
+fn parse_cursors(text: &str) -> Result<HashMap<String, u64>, ApiError> {
+    let mut map = HashMap::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        let (id, offset) = part
+            .rsplit_once(':')
+            .and_then(|(id, o)| Some((id, o.parse::<u64>().ok()?)))
+            .ok_or_else(|| ApiError::bad_request(format!("invalid cursor {part:?}: expected instance:offset")))?;
+        map.insert(id.to_string(), offset);
+    }
+    Ok(map)
+}
+
+/// Complete lines written to `file` after `offset`, and the offset after them. A file shorter
+/// than the offset was rotated: read it from the start.
+fn follow(file: Option<&PathBuf>, offset: u64) -> (Vec<String>, u64) {
+    let Some(path) = file else { return (Vec::new(), offset) };
+    let Ok(mut f) = File::open(path) else { return (Vec::new(), offset) };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let start = if len < offset { 0 } else { offset };
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_err() || f.take(MAX_FOLLOW_BYTES).read_to_end(&mut buf).is_err() {
+        return (Vec::new(), offset);
+    }
+    let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let lines = split_lines(&buf[..complete]);
+    (lines, start + complete as u64)
+}
+
+/// The last `n` lines over the files (oldest first), and the length of the newest file.
+fn last_lines(files: &[PathBuf], n: usize) -> (Vec<String>, u64) {
+    let end = files.last().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
+    let mut lines: Vec<String> = Vec::new();
+    for path in files.iter().rev() {
+        if lines.len() >= n {
+            break;
+        }
+        let mut older = tail_of_file(path, n - lines.len());
+        older.append(&mut lines);
+        lines = older;
+    }
+    (lines, end)
+}
+
+/// The last `n` lines of one file, reading backwards in chunks so big files cost little.
+fn tail_of_file(path: &FsPath, n: usize) -> Vec<String> {
+    let Ok(mut f) = File::open(path) else { return Vec::new() };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let mut start = len;
+    let mut buf: Vec<u8> = Vec::new();
+    while start > 0 {
+        let from = start.saturating_sub(TAIL_CHUNK);
+        let mut chunk = vec![0u8; (start - from) as usize];
+        if f.seek(SeekFrom::Start(from)).is_err() || f.read_exact(&mut chunk).is_err() {
+            break;
+        }
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+        start = from;
+        if buf.iter().filter(|b| **b == b'\n').count() > n {
+            break;
+        }
+    }
+    let lines = split_lines(&buf);
+    let skip = lines.len().saturating_sub(n);
+    lines.into_iter().skip(skip).collect()
+}
+
+fn split_lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes).lines().map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn last_lines_spans_rotated_files_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("a.log.1");
+        let cur = dir.path().join("a.log");
+        std::fs::write(&old, "one\ntwo\n").unwrap();
+        std::fs::write(&cur, "three\nfour\n").unwrap();
+        let (lines, end) = last_lines(&[old, cur], 3);
+        assert_eq!(lines, ["two", "three", "four"]);
+        assert_eq!(end, 11);
+    }
+
+    #[test]
+    fn follow_returns_only_complete_new_lines_and_restarts_after_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "one\ntw").unwrap();
+        let (lines, off) = follow(Some(&path), 0);
+        assert_eq!((lines, off), (vec!["one".to_string()], 4));
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"o\n").unwrap();
+        assert_eq!(follow(Some(&path), off).0, ["two"]);
+        std::fs::write(&path, "x\n").unwrap();
+        assert_eq!(follow(Some(&path), 7).0, ["x"]);
+    }
+
+    #[test]
+    fn cursors_parse_and_bad_ones_are_refused() {
+        let c = parse_cursors("web-1:10,web-2:0").unwrap();
+        assert_eq!(c["web-1"], 10);
+        assert!(parse_cursors("web-1").is_err());
+        assert!(parse_cursors("web-1:x").is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! The HTTP API (`/v1/...`): JSON in and out, a bearer token on every call, and JSON errors
+//! with a 4xx status for every bad request (never a panic, never a bare text body).
+
+mod events;
+mod logs;
+mod nodes;
+mod services;
+
+use crate::{auth, Server};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ebb_core::api::{ErrorBody, MAX_BODY_BYTES};
+use ebb_store::StoreError;
+use serde::de::DeserializeOwned;
+
+/// Builds the API router over a server.
+pub fn router(server: Server) -> Router {
+    let v1 = Router::new()
+        .route("/status", get(services::status))
+        .route("/services", get(services::list).put(services::apply))
+        .route("/services/{name}", get(services::get_one).delete(services::stop))
+        .route("/services/{name}/scale", post(services::scale))
+        .route("/instances", get(services::instances))
+        .route("/events", get(events::list))
+        .route("/logs/{service}", get(logs::read))
+        .route("/nodes/{name}/sync", post(nodes::sync))
+        .route("/nodes/{name}/assignments", get(nodes::assignments))
+        .route_layer(middleware::from_fn_with_state(server.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(server)
+}
+
+async fn require_token(State(server): State<Server>, req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(ebb_core::api::AUTH_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if auth::authorized(header, server.token()) {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong API token: send `Authorization: Bearer <token>` (the token is in the data dir's api-token file)",
+        )
+        .into_response()
+    }
+}
+
+/// An API error: a status and a message, sent as `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: self.message })).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, format!("{e}; retry the request"))
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("store error: {other}"))
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// A JSON body whose rejections (malformed JSON, wrong content type, too large) are JSON errors.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("request body is larger than the limit of {MAX_BODY_BYTES} bytes")
+    } else {
+        format!("invalid JSON body: {}", rejection.body_text())
+    };
+    ApiError::new(status, message)
+}

@@ -1,0 +1,86 @@
+//! The node side of the API: a heartbeat that carries statuses and events, and a long-poll for
+//! the node's assignments. The local agent of `ebb up` uses it exactly as a remote one would.
+
+use super::{ApiError, ApiJson, ApiResult};
+use crate::keys::{self, INSTANCES};
+use crate::{now_ms, Server};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use ebb_core::api::{AssignmentsResponse, SyncRequest};
+use ebb_core::{Event, EventKind};
+use ebb_store::{watch_changes, Expect, StoreError};
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+
+/// Longest long-poll a node may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Events accepted in one sync; a node that has more sends them next time.
+const MAX_EVENTS_PER_SYNC: usize = 1_000;
+
+pub async fn sync(
+    State(server): State<Server>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<SyncRequest>,
+) -> ApiResult<AssignmentsResponse> {
+    if req.node.name != name {
+        return Err(ApiError::bad_request(format!(
+            "node name in the path ({name:?}) differs from the body ({:?})",
+            req.node.name
+        )));
+    }
+    if server.nodes().heartbeat(&req.node, Instant::now()) {
+        let known = server.store().get(&keys::node(&name))?.is_some();
+        server.store().put(&keys::node(&name), &keys::encode(&req.node), Expect::Any)?;
+        if !known {
+            server.record(
+                Event::new(now_ms(), EventKind::NodeJoined, format!("node {name} joined at {}", req.node.address)).node(&name),
+            );
+        }
+    }
+    let (assignments, revision) = keys::assignments(server.store())?;
+    for status in &req.statuses {
+        // Only the node that holds the current generation of an instance may report on it.
+        let owned = assignments
+            .iter()
+            .any(|a| a.value.id == status.id && a.value.node == name && a.value.generation == status.generation);
+        if owned {
+            server.update_status(status)?;
+        }
+    }
+    for event in req.events.into_iter().take(MAX_EVENTS_PER_SYNC) {
+        server.record(Event { node: Some(name.clone()), ..event });
+    }
+    Ok(Json(response_for(&name, assignments, revision)))
+}
+
+#[derive(Deserialize)]
+pub struct AssignmentsQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// Long-poll: answers at once if instances changed after `after`, else when they do, else after `wait_ms`.
+pub async fn assignments(
+    State(server): State<Server>,
+    Path(name): Path<String>,
+    Query(q): Query<AssignmentsQuery>,
+) -> ApiResult<AssignmentsResponse> {
+    let wait = Duration::from_millis(q.wait_ms).min(MAX_WAIT);
+    if q.after > 0 {
+        match watch_changes(server.store(), INSTANCES, q.after, wait).await {
+            Ok(_) | Err(StoreError::Compacted { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (assignments, revision) = keys::assignments(server.store())?;
+    Ok(Json(response_for(&name, assignments, revision)))
+}
+
+fn response_for(node: &str, all: Vec<keys::Versioned<ebb_core::Assignment>>, revision: u64) -> AssignmentsResponse {
+    AssignmentsResponse {
+        revision,
+        assignments: all.into_iter().map(|a| a.value).filter(|a| a.node == node).collect(),
+    }
+}

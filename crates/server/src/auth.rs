@@ -1,0 +1,80 @@
+//! The API token: generated on first start, kept with mode 0600 in the data dir, compared in
+//! constant time.
+
+use rand::RngCore;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use subtle::ConstantTimeEq;
+
+/// File in the data dir that holds the API token.
+pub const TOKEN_FILE: &str = "api-token";
+/// Bytes of randomness in a token (256 bits, like a GitHub token's entropy).
+const TOKEN_BYTES: usize = 32;
+
+pub fn token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(TOKEN_FILE)
+}
+
+/// Reads the token, creating it (mode 0600) on first start; tightens loose permissions.
+pub fn load_or_create_token(data_dir: &Path) -> io::Result<String> {
+    let path = token_path(data_dir);
+    match fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => {
+            let mode = fs::metadata(&path)?.permissions().mode() & 0o777;
+            if mode != 0o600 {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            }
+            return Ok(text.trim().to_string());
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; TOKEN_BYTES];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    Ok(token)
+}
+
+/// Checks an `Authorization` header value against the token in constant time.
+pub fn authorized(header: Option<&str>, token: &str) -> bool {
+    let Some(presented) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    presented.trim().as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_created_once_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_token(dir.path()).unwrap();
+        let b = load_or_create_token(dir.path()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 64);
+        let mode = fs::metadata(token_path(dir.path())).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_is_authorized() {
+        assert!(authorized(Some("Bearer abc"), "abc"));
+        assert!(!authorized(Some("Bearer abd"), "abc"));
+        assert!(!authorized(Some("abc"), "abc"));
+        assert!(!authorized(Some("Bearer "), "abc"));
+        assert!(!authorized(None, "abc"));
+    }
+}

@@ -1,0 +1,66 @@
+//! The event log: what happened and why, kept in the store under `events/` and trimmed to the
+//! most recent [`MAX_EVENTS`].
+
+use crate::keys::{self, EVENTS};
+use ebb_core::Event;
+use ebb_store::{Expect, KvStore, Op, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Events kept; older ones are dropped. Kubernetes keeps events for one hour; a count bound keeps
+/// the store small whatever the event rate.
+pub const MAX_EVENTS: u64 = 10_000;
+/// Trim once every this many events, so that trimming costs little per event.
+const TRIM_EVERY: u64 = 256;
+
+pub struct EventLog {
+    store: Arc<dyn KvStore>,
+    next: AtomicU64,
+}
+
+impl EventLog {
+    /// Opens the log, continuing the numbering after the last stored event.
+    pub fn open(store: Arc<dyn KvStore>) -> Result<EventLog, StoreError> {
+        let (kvs, _) = store.list(EVENTS)?;
+        let last = kvs
+            .last()
+            .and_then(|kv| kv.key[EVENTS.len()..].parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok(EventLog { store, next: AtomicU64::new(last + 1) })
+    }
+
+    /// Records an event; failures are logged, never fatal (an event must not stop a decision).
+    pub fn record(&self, event: Event) {
+        tracing::info!(
+            kind = event.kind.as_str(),
+            service = event.service.as_deref().unwrap_or(""),
+            instance = event.instance.as_deref().unwrap_or(""),
+            "{}",
+            event.message
+        );
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{EVENTS}{n:020}");
+        if let Err(e) = self.store.put(&key, &keys::encode(&event), Expect::Any) {
+            tracing::warn!(error = %e, "could not record event");
+        }
+        if n % TRIM_EVERY == 0 && n > MAX_EVENTS {
+            if let Err(e) = self.trim(n - MAX_EVENTS) {
+                tracing::warn!(error = %e, "could not trim events");
+            }
+        }
+    }
+
+    /// Deletes events numbered below `keep_from`.
+    fn trim(&self, keep_from: u64) -> Result<(), StoreError> {
+        let (kvs, _) = self.store.list(EVENTS)?;
+        let ops: Vec<Op> = kvs
+            .into_iter()
+            .filter(|kv| kv.key[EVENTS.len()..].parse::<u64>().is_ok_and(|n| n < keep_from))
+            .map(|kv| Op::Delete { key: kv.key, expect: Expect::Any })
+            .collect();
+        if !ops.is_empty() {
+            self.store.txn(ops)?;
+        }
+        Ok(())
+    }
+}

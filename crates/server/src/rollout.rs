@@ -1,0 +1,209 @@
+//! The rollout plan: a pure function from a service's desired state and its instances to the
+//! actions that bring them closer. The controller applies the plan; tests drive it directly.
+//!
+//! Rules (start-before-stop, DESIGN.md principle 6):
+//! - Instances on an older version are replaced one at a time: a new one starts, and an old one
+//!   is stopped only when a new one is ready. At most one new instance is starting at a time
+//!   while old ones remain, so a rollout never runs more than `desired + 1` instances.
+//! - Without old instances, missing instances all start at once and extras stop at once
+//!   (the least useful first: not ready, then the youngest).
+
+use ebb_core::DesiredState;
+
+/// What the planner needs to know of one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub id: String,
+    pub version: String,
+    pub desired: DesiredState,
+    pub ready: bool,
+    /// Stopped for good: its record can be forgotten.
+    pub stopped: bool,
+    pub created_ms: u64,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create this many new instances of the current version.
+    Start { count: u32 },
+    /// Ask this instance to stop, for the reason given.
+    Stop { id: String, reason: StopReason },
+    /// Remove the record of an instance that has stopped.
+    Forget { id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    ScaleIn,
+    Replaced,
+    ServiceStopped,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::ScaleIn => "scale in",
+            StopReason::Replaced => "replaced by a newer version",
+            StopReason::ServiceStopped => "service stopped",
+        }
+    }
+}
+
+/// Plans the next actions for a service that should run `desired` instances of `version`.
+/// `desired = None` means the service was removed: everything stops.
+pub fn plan(desired: Option<u32>, version: &str, instances: &[Observed]) -> Vec<Action> {
+    let mut actions: Vec<Action> = instances
+        .iter()
+        .filter(|i| i.desired == DesiredState::Stop && i.stopped)
+        .map(|i| Action::Forget { id: i.id.clone() })
+        .collect();
+    let live: Vec<&Observed> = instances.iter().filter(|i| i.desired == DesiredState::Run).collect();
+    let Some(desired) = desired else {
+        actions.extend(live.iter().map(|i| stop(i, StopReason::ServiceStopped)));
+        return actions;
+    };
+    let desired = desired as usize;
+    let (mut new, mut old): (Vec<&Observed>, Vec<&Observed>) =
+        live.into_iter().partition(|i| i.version == version);
+    // Least useful first: not ready before ready, then the youngest.
+    new.sort_by_key(|i| (i.ready, std::cmp::Reverse(i.created_ms)));
+    // Old instances go oldest-first among equals, but never a ready one before an unready one.
+    old.sort_by_key(|i| (i.ready, i.created_ms));
+
+    if new.len() > desired {
+        let extra = new.len() - desired;
+        actions.extend(new.drain(..extra).map(|i| stop(i, StopReason::ScaleIn)));
+    }
+    let ready_new = new.iter().filter(|i| i.ready).count();
+    let old_keep = desired.saturating_sub(ready_new).min(old.len());
+    let old_stop = old.len() - old_keep;
+    actions.extend(old.drain(..old_stop).map(|i| stop(i, StopReason::Replaced)));
+
+    let missing = desired.saturating_sub(new.len());
+    let starting = new.len() - ready_new;
+    let start = if old.is_empty() {
+        missing
+    } else {
+        missing.min(1usize.saturating_sub(starting))
+    };
+    if start > 0 {
+        actions.push(Action::Start { count: start as u32 });
+    }
+    actions
+}
+
+fn stop(i: &Observed, reason: StopReason) -> Action {
+    Action::Stop {
+        id: i.id.clone(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(id: &str, version: &str, ready: bool, created_ms: u64) -> Observed {
+        Observed {
+            id: id.into(),
+            version: version.into(),
+            desired: DesiredState::Run,
+            ready,
+            stopped: false,
+            created_ms,
+        }
+    }
+
+    fn starts(actions: &[Action]) -> u32 {
+        actions
+            .iter()
+            .map(|a| if let Action::Start { count } = a { *count } else { 0 })
+            .sum()
+    }
+
+    fn stops(actions: &[Action]) -> Vec<&str> {
+        actions
+            .iter()
+            .filter_map(|a| if let Action::Stop { id, .. } = a { Some(id.as_str()) } else { None })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_service_starts_all_instances_at_once() {
+        assert_eq!(plan(Some(3), "v1", &[]), vec![Action::Start { count: 3 }]);
+    }
+
+    #[test]
+    fn a_settled_service_needs_nothing() {
+        let is = [inst("a", "v1", true, 1), inst("b", "v1", true, 2)];
+        assert!(plan(Some(2), "v1", &is).is_empty());
+    }
+
+    #[test]
+    fn scale_in_stops_unready_then_youngest_first() {
+        let is = [inst("a", "v1", true, 1), inst("b", "v1", true, 3), inst("c", "v1", false, 2)];
+        assert_eq!(stops(&plan(Some(1), "v1", &is)), ["c", "b"]);
+    }
+
+    #[test]
+    fn rolling_update_starts_one_new_before_stopping_any_old() {
+        let is = [inst("a", "v1", true, 1), inst("b", "v1", true, 2)];
+        let actions = plan(Some(2), "v2", &is);
+        assert_eq!(starts(&actions), 1);
+        assert!(stops(&actions).is_empty());
+    }
+
+    #[test]
+    fn rolling_update_waits_while_the_new_instance_is_not_ready() {
+        let is = [inst("a", "v1", true, 1), inst("b", "v1", true, 2), inst("n", "v2", false, 3)];
+        assert!(plan(Some(2), "v2", &is).is_empty());
+    }
+
+    #[test]
+    fn rolling_update_stops_the_oldest_once_a_new_one_is_ready_and_starts_the_next() {
+        let is = [inst("a", "v1", true, 1), inst("b", "v1", true, 2), inst("n", "v2", true, 3)];
+        let actions = plan(Some(2), "v2", &is);
+        assert_eq!(stops(&actions), ["a"]);
+        assert_eq!(starts(&actions), 1);
+    }
+
+    #[test]
+    fn removed_service_stops_everything_and_forgets_the_stopped() {
+        let mut gone = inst("z", "v1", false, 0);
+        gone.desired = DesiredState::Stop;
+        gone.stopped = true;
+        let is = [inst("a", "v1", true, 1), gone];
+        let actions = plan(None, "v1", &is);
+        assert!(actions.contains(&Action::Forget { id: "z".into() }));
+        assert_eq!(stops(&actions), ["a"]);
+    }
+
+    proptest::proptest! {
+        /// Whatever the mix, a plan never runs more than desired + 1 instances while rolling,
+        /// never stops a ready old instance without a ready new one to take its place.
+        #[test]
+        fn plans_keep_capacity_and_bound_the_surge(
+            desired in 0u32..6,
+            olds in proptest::collection::vec(proptest::bool::ANY, 0..6),
+            news in proptest::collection::vec(proptest::bool::ANY, 0..6),
+        ) {
+            let mut is = Vec::new();
+            for (n, ready) in olds.iter().enumerate() {
+                is.push(inst(&format!("o{n}"), "v1", *ready, n as u64));
+            }
+            for (n, ready) in news.iter().enumerate() {
+                is.push(inst(&format!("n{n}"), "v2", *ready, 100 + n as u64));
+            }
+            let actions = plan(Some(desired), "v2", &is);
+            let stopped = stops(&actions).len();
+            let after = is.len() - stopped + starts(&actions) as usize;
+            let ready_new = news.iter().filter(|r| **r).count().min(desired as usize);
+            let old_left = olds.len() - stops(&actions).iter().filter(|id| id.starts_with('o')).count();
+            proptest::prop_assert!(old_left >= (desired as usize).saturating_sub(ready_new).min(olds.len()));
+            if !olds.is_empty() && news.len() <= desired as usize {
+                proptest::prop_assert!(after <= (desired as usize + 1).max(is.len() - stopped));
+            }
+        }
+    }
+}

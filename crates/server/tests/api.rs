@@ -1,0 +1,200 @@
+//! The API over real HTTP and a real SQLite store: auth, JSON errors, apply semantics, and the
+//! controller assigning instances to a node that syncs.
+
+use ebb_client::Client;
+use ebb_core::api::{NodeInfo, SyncRequest};
+use ebb_core::{DesiredState, InstanceState, InstanceStatus, ServiceSpec};
+use ebb_server::{api, controller, Server};
+use ebb_store::SqliteStore;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    addr: String,
+    token: String,
+    _stop: watch::Sender<bool>,
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+    let token = ebb_server::auth::load_or_create_token(dir.path()).unwrap();
+    let server = Server::new(store, token.clone(), None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(controller::run(server.clone(), rx));
+    tokio::spawn(async move { axum::serve(listener, api::router(server)).await });
+    Harness { _dir: dir, addr, token, _stop: stop }
+}
+
+fn spec(name: &str, instances: u32) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        command: vec!["sleep".into(), "1000".into()],
+        instances,
+        env: Default::default(),
+        workdir: None,
+        resources: Default::default(),
+        health: Default::default(),
+        stop: Default::default(),
+    }
+}
+
+async fn raw(h: &Harness, method: reqwest::Method, path: &str, body: Vec<u8>, auth: bool) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("http://{}{path}", h.addr))
+        .header("content-type", "application/json")
+        .body(body);
+    if auth {
+        req = req.bearer_auth(&h.token);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let json = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+#[tokio::test]
+async fn calls_without_the_token_are_refused_with_a_json_401() {
+    let h = start().await;
+    let (status, body) = raw(&h, reqwest::Method::GET, "/v1/status", vec![], false).await;
+    assert_eq!(status, 401);
+    assert!(body["error"].as_str().unwrap().contains("token"));
+    let wrong = Client::new(&h.addr, Some("nope".into())).unwrap();
+    assert_eq!(wrong.status().await.unwrap_err().status(), Some(401));
+}
+
+#[tokio::test]
+async fn malformed_json_and_oversized_bodies_get_4xx_json_errors() {
+    let h = start().await;
+    let (status, body) = raw(&h, reqwest::Method::PUT, "/v1/services", b"{not json".to_vec(), true).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("invalid JSON"));
+    let (status, body) = raw(&h, reqwest::Method::PUT, "/v1/services", b"{\"services\": 5}".to_vec(), true).await;
+    assert_eq!(status, 422, "{body}");
+    let big = vec![b' '; ebb_core::api::MAX_BODY_BYTES + 10];
+    let (status, body) = raw(&h, reqwest::Method::PUT, "/v1/services", big, true).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("larger than"));
+    let (status, body) = raw(&h, reqwest::Method::GET, "/v1/nowhere", vec![], true).await;
+    assert_eq!(status, 404);
+    assert!(body["error"].is_string());
+}
+
+#[tokio::test]
+async fn an_invalid_spec_in_a_batch_changes_nothing() {
+    let h = start().await;
+    let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();
+    let mut bad = spec("bad", 1);
+    bad.command.clear();
+    let err = client.apply(vec![spec("good", 1), bad]).await.unwrap_err();
+    assert_eq!(err.status(), Some(422));
+    assert!(err.to_string().contains("services.bad.command"), "{err}");
+    assert!(client.services().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn scale_and_stop_of_unknown_services_say_so() {
+    let h = start().await;
+    let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();
+    let err = client.scale("ghost", 2).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert!(err.to_string().contains("no service named \"ghost\""));
+    client.apply(vec![spec("web", 1)]).await.unwrap();
+    let err = client.scale("web", 1_000_000).await.unwrap_err();
+    assert_eq!(err.status(), Some(422));
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn node() -> NodeInfo {
+    NodeInfo {
+        name: "n1".into(),
+        address: "127.0.0.1".into(),
+        cpu_millis: 2000,
+        memory_bytes: 1 << 30,
+        enforcement: "none: test".into(),
+    }
+}
+
+/// Reports every assignment of the node as running and ready.
+async fn report_all_ready(client: &Client) -> Vec<ebb_core::Assignment> {
+    let resp = client.sync(&SyncRequest { node: node(), statuses: vec![], events: vec![] }).await.unwrap();
+    let statuses = resp
+        .assignments
+        .iter()
+        .map(|a| InstanceStatus {
+            id: a.id.clone(),
+            generation: a.generation,
+            state: if a.desired == DesiredState::Run { InstanceState::Running } else { InstanceState::Stopped },
+            pid: Some(1),
+            addr: Some("127.0.0.1:1".into()),
+            ready: a.desired == DesiredState::Run,
+            restarts: 0,
+            started_ms: Some(0),
+            last_exit: None,
+        })
+        .collect();
+    client.sync(&SyncRequest { node: node(), statuses, events: vec![] }).await.unwrap().assignments
+}
+
+#[tokio::test]
+async fn the_controller_assigns_scales_rolls_and_stops_through_node_sync() {
+    let h = start().await;
+    let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();
+    report_all_ready(&client).await; // the node joins
+    client.apply(vec![spec("web", 3)]).await.unwrap();
+    eventually("3 ready instances", || async {
+        report_all_ready(&client).await;
+        let v = client.service("web").await.unwrap();
+        (v.ready == 3).then_some(())
+    })
+    .await;
+
+    client.scale("web", 1).await.unwrap();
+    eventually("scale in to 1", || async {
+        let a = report_all_ready(&client).await;
+        (a.len() == 1 && client.service("web").await.unwrap().ready == 1).then_some(())
+    })
+    .await;
+
+    let mut changed = spec("web", 1);
+    changed.command.push("# v2".into());
+    let old_version = client.service("web").await.unwrap().version;
+    client.apply(vec![changed]).await.unwrap();
+    eventually("rollout to the new version", || async {
+        let a = report_all_ready(&client).await;
+        let v = client.service("web").await.unwrap();
+        (v.version != old_version && v.ready == 1 && v.outdated == 0 && a.len() == 1).then_some(())
+    })
+    .await;
+
+    client.stop("web").await.unwrap();
+    eventually("every instance forgotten", || async {
+        let a = report_all_ready(&client).await;
+        (a.is_empty() && client.instances(None).await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    let events = client.events(0, 100, Duration::ZERO).await.unwrap().events;
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    for k in ["node.joined", "service.created", "service.scaled", "service.updated", "service.stopped", "instance.stopping"] {
+        assert!(kinds.contains(&k), "missing {k} in {kinds:?}");
+    }
+}
