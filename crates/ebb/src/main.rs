@@ -1,1 +1,91 @@
-fn main() {}
+//! The `ebb` binary: parses the command line and starts the role or runs the command.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod connect;
+mod output;
+mod up;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use commands::{Exit, EXIT_UNREACHABLE};
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Up(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    if let Err(e) = result {
+        std::process::exit(report(&e));
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Up(args) => up::up(g, args).await,
+        Command::Validate { files } => commands::validate(files),
+        Command::ExampleApp { port, host } => example_app(*port, host.clone()).await,
+        Command::Deploy(a) => commands::deploy::deploy(&connect::client(g)?, &a.files, a.detach, a.timeout).await,
+        Command::Ps { service, json } => commands::ps::ps(&connect::client(g)?, service.as_deref(), *json).await,
+        Command::Scale { service, instances } => commands::deploy::scale(&connect::client(g)?, service, *instances).await,
+        Command::Stop { service, detach } => commands::deploy::stop(&connect::client(g)?, service, *detach).await,
+        Command::Logs(a) => {
+            commands::logs::logs(&connect::client(g)?, &a.service, a.instance.as_deref(), a.follow, a.tail).await
+        }
+        Command::Events { follow, json, limit } => {
+            commands::events::events(&connect::client(g)?, *follow, *json, *limit).await
+        }
+        Command::Status { json } => commands::status::status(&connect::client(g)?, *json).await,
+    }
+}
+
+async fn example_app(port: Option<u16>, host: Option<String>) -> anyhow::Result<()> {
+    if let Some(p) = port {
+        std::env::set_var("PORT", p.to_string());
+    }
+    if let Some(h) = host {
+        std::env::set_var("HOST", h);
+    }
+    let config = ebb_example_app::config_from_env().map_err(|m| {
+        anyhow::Error::new(Exit { code: commands::EXIT_INVALID, message: m })
+    })?;
+    ebb_example_app::run(config).await?;
+    Ok(())
+}
+
+/// Prints an error and returns the exit code it deserves.
+fn report(e: &anyhow::Error) -> i32 {
+    if let Some(exit) = e.downcast_ref::<Exit>() {
+        eprintln!("{}", exit.message);
+        return exit.code;
+    }
+    let unreachable = e
+        .downcast_ref::<ebb_client::ClientError>()
+        .is_some_and(|c| matches!(c, ebb_client::ClientError::Connect { .. }));
+    eprintln!("error: {e:#}");
+    if unreachable {
+        EXIT_UNREACHABLE
+    } else {
+        1
+    }
+}
+
+fn init_tracing(server: bool) {
+    let default = if server { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EBB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}

@@ -1,0 +1,148 @@
+//! Command-line interface: every command, option and its help.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default API address (DESIGN.md: loopback unless told otherwise).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// Default state directory, relative to where ebb runs.
+pub const DEFAULT_DATA_DIR: &str = ".ebb";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ebb",
+    version,
+    about = "Elastic compute on your own Linux machines, in one binary",
+    long_about = "ebb runs services described in TOML deploy files as supervised processes: it restarts \
+                  them when they exit or fail their health check, rolls spec changes one instance at a \
+                  time, enforces their resources with cgroups, and keeps its state in an embedded SQLite store.\n\n\
+                  Start with `ebb up examples/hello.toml`, then use `ebb ps`, `ebb scale`, `ebb logs` from another terminal.",
+    after_help = "Exit codes: 0 success, 1 failure, 2 invalid input (bad deploy file or arguments), 3 cannot reach the API."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// ebb's state directory: store, API token, instance logs. The CLI reads the API address and token from it.
+    #[arg(long, global = true, env = "EBB_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// API address the CLI talks to [default: the address `ebb up` wrote in the data dir, else 127.0.0.1:7070]
+    #[arg(long, global = true, env = "EBB_ADDR")]
+    pub addr: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the control plane and a local agent in the foreground, and apply deploy files
+    Up(UpArgs),
+    /// Validate deploy files and apply them (create or update); wait until instances are ready
+    Deploy(DeployArgs),
+    /// Check deploy files without applying them
+    Validate {
+        /// Deploy files (TOML)
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List instances
+    Ps {
+        /// Only this service's instances
+        service: Option<String>,
+        /// Print a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a service's instance count
+    Scale {
+        service: String,
+        /// Instances wanted
+        instances: u32,
+    },
+    /// Remove a service and stop its instances
+    Stop {
+        service: String,
+        /// Return at once instead of waiting for the instances to stop
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Show a service's logs (stdout and stderr of its instances)
+    Logs(LogsArgs),
+    /// Show what happened and why
+    Events {
+        /// Keep printing new events
+        #[arg(short, long)]
+        follow: bool,
+        /// Print JSON (an array; one object per line with --follow)
+        #[arg(long)]
+        json: bool,
+        /// How many recent events to show
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Show the server, its nodes and the services with their rollout state
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the small built-in HTTP app used by the examples, tests and benchmarks
+    ExampleApp {
+        /// Port to listen on [default: $PORT]
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to bind [default: $HOST, else 127.0.0.1]
+        #[arg(long)]
+        host: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Deploy files to apply once ebb is up
+    pub files: Vec<PathBuf>,
+    /// API listen address; any non-loopback address is served only with the API token
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Name of the local node [default: the host name]
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Address instances bind and are reached on (given to them as HOST)
+    #[arg(long, default_value = "127.0.0.1")]
+    pub advertise: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// Deploy files (TOML)
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Return once applied, without waiting for instances to be ready
+    #[arg(long)]
+    pub detach: bool,
+    /// Give up waiting after this long (e.g. 90s, 5m)
+    #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    pub service: String,
+    /// Only this instance
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Keep printing new lines
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Lines to show from the end of each instance's log
+    #[arg(long, default_value_t = 100)]
+    pub tail: usize,
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    ebb_core::parse_duration(s).map_err(|e| e.to_string())
+}

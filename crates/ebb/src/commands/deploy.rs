@@ -1,0 +1,121 @@
+//! `ebb deploy`, `ebb scale`, `ebb stop`: change desired state, then show progress until done.
+
+use ebb_client::Client;
+use ebb_core::api::{Change, ServiceChange, ServiceView};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How often progress is polled.
+const POLL: Duration = Duration::from_millis(200);
+
+pub async fn deploy(client: &Client, files: &[PathBuf], detach: bool, timeout: Duration) -> anyhow::Result<()> {
+    let specs = super::parse_deploy_files(files)?;
+    let resp = client.apply(specs).await?;
+    for c in &resp.changes {
+        println!("{}", describe(c));
+    }
+    if detach {
+        return Ok(());
+    }
+    let names: Vec<String> = resp.changes.iter().map(|c| c.service.clone()).collect();
+    wait_ready(client, &names, timeout).await
+}
+
+fn describe(c: &ServiceChange) -> String {
+    match &c.change {
+        Change::Created { instances } => format!("{}: created, {instances} instances", c.service),
+        Change::Updated { instances } => format!("{}: updated, rolling {instances} instances one at a time", c.service),
+        Change::Scaled { from, to } => format!("{}: scaled {from} → {to} instances", c.service),
+        Change::Unchanged => format!("{}: unchanged", c.service),
+    }
+}
+
+/// A service is settled when every instance it should run is on its version and ready.
+fn settled(v: &ServiceView) -> bool {
+    v.ready == v.desired && v.running == v.desired && v.outdated == 0
+}
+
+fn progress_line(views: &[&ServiceView]) -> String {
+    views
+        .iter()
+        .map(|v| {
+            let mut s = format!("{} {}/{} ready", v.name, v.ready, v.desired);
+            if v.outdated > 0 {
+                s.push_str(&format!(", {} to replace", v.outdated));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// Polls until the named services are settled, printing progress (one updating line on a TTY).
+pub async fn wait_ready(client: &Client, names: &[String], timeout: Duration) -> anyhow::Result<()> {
+    let tty = std::io::stdout().is_terminal();
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let all = client.services().await?;
+        let views: Vec<&ServiceView> = all.iter().filter(|v| names.contains(&v.name)).collect();
+        let line = progress_line(&views);
+        if line != last {
+            if tty {
+                print!("\r\x1b[2K{line}");
+                let _ = std::io::stdout().flush();
+            } else {
+                println!("{line}");
+            }
+            last = line;
+        }
+        if views.iter().all(|v| settled(v)) {
+            if tty {
+                println!();
+            }
+            println!("ready in {:.1}s", start.elapsed().as_secs_f64());
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            if tty {
+                println!();
+            }
+            anyhow::bail!(
+                "not ready after {}: {last}\n  hint: `ebb events` says why, `ebb logs SERVICE` shows the instances' output",
+                ebb_core::quantity::format_duration(timeout)
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+pub async fn scale(client: &Client, service: &str, instances: u32) -> anyhow::Result<()> {
+    let before = client.service(service).await?;
+    let after = client.scale(service, instances).await?;
+    if before.desired == after.desired {
+        println!("{service}: already at {instances} instances");
+    } else {
+        println!("{service}: scaled {} → {} instances", before.desired, after.desired);
+    }
+    Ok(())
+}
+
+pub async fn stop(client: &Client, service: &str, detach: bool) -> anyhow::Result<()> {
+    let view = client.stop(service).await?;
+    println!("{service}: removed, stopping {} instances", view.running);
+    if detach {
+        return Ok(());
+    }
+    let start = Instant::now();
+    loop {
+        let left = client.instances(Some(service)).await?.len();
+        if left == 0 {
+            println!("{service}: all instances stopped in {:.1}s", start.elapsed().as_secs_f64());
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!("{left} instances of {service} still stopping after 10 minutes; see `ebb ps {service}`");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+

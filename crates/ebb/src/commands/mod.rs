@@ -1,0 +1,54 @@
+//! One module per CLI command.
+
+pub mod deploy;
+pub mod events;
+pub mod logs;
+pub mod ps;
+pub mod status;
+
+use std::path::PathBuf;
+
+/// A failure with the exit code it should end the process with.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: i32,
+    pub message: String,
+}
+
+/// Exit code for invalid input: a bad deploy file or bad arguments (clap uses 2 as well).
+pub const EXIT_INVALID: i32 = 2;
+/// Exit code when the API cannot be reached.
+pub const EXIT_UNREACHABLE: i32 = 3;
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Parses deploy files, or fails with every diagnostic rendered and exit code 2.
+pub fn parse_deploy_files(files: &[PathBuf]) -> anyhow::Result<Vec<ebb_core::ServiceSpec>> {
+    ebb_spec::parse_files(files).map_err(|errors| {
+        let rendered: Vec<String> = errors.0.iter().map(|e| e.render()).collect();
+        let n = errors.0.len();
+        anyhow::Error::new(Exit {
+            code: EXIT_INVALID,
+            message: format!(
+                "{}\n{n} error{} in deploy files; nothing was applied",
+                rendered.join("\n"),
+                if n == 1 { "" } else { "s" }
+            ),
+        })
+    })
+}
+
+/// `ebb validate FILE...`
+pub fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
+    let specs = parse_deploy_files(files)?;
+    for s in &specs {
+        println!("{}: ok ({} instances, version {})", s.name, s.instances, s.version());
+    }
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! `ebb ps`: one row per instance.
+
+use crate::output::{age, dash, table};
+use ebb_client::Client;
+
+pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let instances = client.instances(service).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&instances)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = instances
+        .iter()
+        .map(|i| {
+            let state = if i.desired == ebb_core::DesiredState::Stop && i.state != ebb_core::InstanceState::Stopped {
+                "stopping".to_string()
+            } else {
+                i.state.as_str().to_string()
+            };
+            vec![
+                i.id.clone(),
+                i.service.clone(),
+                i.node.clone(),
+                state,
+                dash(i.pid.map(|p| p.to_string())),
+                dash(i.addr.clone()),
+                if i.ready { "yes" } else { "no" }.to_string(),
+                i.restarts.to_string(),
+                age(i.started_ms.unwrap_or(i.created_ms)),
+            ]
+        })
+        .collect();
+    table(&["ID", "SERVICE", "NODE", "STATE", "PID", "ADDR", "READY", "RESTARTS", "AGE"], &rows);
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! `ebb status`: the server, its nodes, and each service's rollout state.
+
+use crate::output::table;
+use ebb_client::Client;
+
+pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
+    let s = client.status().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!("ebb {} at {}, up {}s, store revision {}", s.version, client.base(), s.uptime_ms / 1000, s.store_revision);
+    println!("nodes: {} live", s.node_count);
+    if let Some(e) = &s.resource_enforcement {
+        println!("resources: {e}");
+    }
+    println!();
+    if s.services.is_empty() {
+        println!("no services; deploy one with `ebb deploy FILE`");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = s
+        .services
+        .iter()
+        .map(|v| {
+            vec![
+                v.name.clone(),
+                v.desired.to_string(),
+                v.running.to_string(),
+                v.ready.to_string(),
+                v.outdated.to_string(),
+                v.version.clone(),
+            ]
+        })
+        .collect();
+    table(&["SERVICE", "DESIRED", "RUNNING", "READY", "OUTDATED", "VERSION"], &rows);
+    Ok(())
+}

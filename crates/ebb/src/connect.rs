@@ -1,0 +1,28 @@
+//! How the CLI finds the API: address and token from flags, the environment, or the data dir.
+
+use crate::cli::{Global, DEFAULT_LISTEN};
+use ebb_client::Client;
+use std::path::Path;
+
+/// File in the data dir where `ebb up` writes the address its API listens on.
+pub const ADDR_FILE: &str = "api.addr";
+
+/// A client for the API named by `--addr`/`EBB_ADDR`, else the data dir, else the default.
+pub fn client(global: &Global) -> anyhow::Result<Client> {
+    let addr = match &global.addr {
+        Some(a) => a.clone(),
+        None => read_trimmed(&global.data_dir.join(ADDR_FILE)).unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+    };
+    let token = std::env::var("EBB_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| read_trimmed(&ebb_server::auth::token_path(&global.data_dir)));
+    Ok(Client::new(&addr, token)?)
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}

@@ -1,0 +1,159 @@
+//! `ebb up`: the control plane and a local agent in one foreground process.
+//!
+//! Start-up order matters: deploy files are checked before anything starts (a bad file changes
+//! nothing), the data dir is locked so that two `ebb up` never share it, and the local agent
+//! re-adopts instances that survived a crash before it reports to the server.
+
+use crate::cli::{Global, UpArgs};
+use crate::commands::{self, Exit, EXIT_INVALID};
+use crate::connect::ADDR_FILE;
+use anyhow::Context;
+use ebb_agent::{Supervisor, SupervisorConfig};
+use ebb_client::Client;
+use ebb_core::api::NodeInfo;
+use ebb_server::{auth, Server};
+use ebb_store::SqliteStore;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Store file inside the data dir.
+const STORE_FILE: &str = "state.db";
+/// Lock file that keeps two `ebb up` off one data dir.
+const LOCK_FILE: &str = "lock";
+
+pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
+    let specs = if args.files.is_empty() { Vec::new() } else { commands::parse_deploy_files(&args.files)? };
+    let data_dir = prepare_data_dir(&global.data_dir)?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let store = Arc::new(SqliteStore::open(&data_dir.join(STORE_FILE)).context("opening the store")?);
+    let token = auth::load_or_create_token(&data_dir).context("reading or creating the API token")?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: is another ebb running there? Use --listen", args.listen))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "API listens beyond loopback: every call must carry the token from {}", auth::token_path(&data_dir).display());
+    }
+    std::fs::write(data_dir.join(ADDR_FILE), addr.to_string())?;
+
+    let node_name = args.node_name.clone().unwrap_or_else(default_node_name);
+    let supervisor = Supervisor::start(SupervisorConfig {
+        node: node_name.clone(),
+        host: args.advertise.clone(),
+        data_dir: data_dir.join("agent"),
+        self_exe: std::env::current_exe().context("finding ebb's own executable")?,
+        log_max_bytes: ebb_agent::DEFAULT_LOG_MAX_BYTES,
+        log_keep: ebb_agent::DEFAULT_LOG_KEEP,
+    })
+    .context("starting the local agent")?;
+    let server = Server::new(store, token.clone(), Some(Arc::new(AgentLogs(supervisor.clone()))))?;
+    server.record(ebb_core::Event::new(
+        ebb_server::now_ms(),
+        ebb_core::EventKind::ServerStarted,
+        format!("ebb {} started; API on {addr}", env!("CARGO_PKG_VERSION")),
+    ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let api = tokio::spawn(serve_api(listener, server.clone(), stop_rx.clone()));
+    let controller = tokio::spawn(ebb_server::controller::run(server.clone(), stop_rx.clone()));
+    let client = Client::new(&addr.to_string(), Some(token))?;
+    let node = NodeInfo {
+        name: node_name.clone(),
+        address: args.advertise.clone(),
+        cpu_millis: ebb_agent::machine_cpu_millis(),
+        memory_bytes: ebb_agent::machine_memory_bytes(),
+        enforcement: supervisor.enforcement(),
+    };
+    let agent = tokio::spawn(ebb_agent::sync::run(client.clone(), supervisor.clone(), node, stop_rx.clone()));
+
+    if !specs.is_empty() {
+        let resp = client.apply(specs).await.context("applying the deploy files")?;
+        for c in resp.changes {
+            tracing::info!(service = c.service, change = ?c.change, "applied");
+        }
+    }
+    eprintln!(
+        "ebb is up: API http://{addr}, node {node_name}, data in {}.\n  Try `ebb ps` or `ebb status` in another terminal; Ctrl-C stops every instance and exits.",
+        data_dir.display()
+    );
+
+    wait_for_signal().await?;
+    eprintln!("stopping: instances get their stop signal and grace period (Ctrl-C again to kill them now)");
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(agent, controller);
+    tokio::select! {
+        _ = supervisor.shutdown() => {}
+        _ = wait_for_signal() => {
+            supervisor.kill_all_now();
+            eprintln!("killed every instance");
+            let _ = std::fs::remove_file(data_dir.join(ADDR_FILE));
+            std::process::exit(130);
+        }
+    }
+    let _ = api.await;
+    let _ = std::fs::remove_file(data_dir.join(ADDR_FILE));
+    eprintln!("ebb stopped");
+    Ok(())
+}
+
+/// Serves the API until shutdown is signalled.
+async fn serve_api(listener: tokio::net::TcpListener, server: Server, mut stop: watch::Receiver<bool>) {
+    let app = ebb_server::api::router(server);
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        tracing::error!(error = %e, "API server failed");
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    dir.canonicalize().with_context(|| format!("resolving data dir {}", dir.display()))
+}
+
+/// Takes an exclusive lock on the data dir for the life of the process.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<Flock<File>> {
+    let file = File::options().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::Error::new(Exit {
+            code: EXIT_INVALID,
+            message: format!(
+                "another ebb is already running on data dir {}; stop it first or pass a different --data-dir",
+                dir.display()
+            ),
+        })
+    })
+}
+
+fn default_node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.to_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_string())
+}
+
+/// The local agent's log files, served by the API in `ebb up`.
+struct AgentLogs(Supervisor);
+
+impl ebb_server::LogSource for AgentLogs {
+    fn log_files(&self, instance: &str) -> Vec<PathBuf> {
+        self.0.log_files(instance)
+    }
+}

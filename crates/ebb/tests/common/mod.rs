@@ -1,0 +1,194 @@
+//! Test harness: runs the real `ebb` binary (`ebb up` in the background, CLI commands in the
+//! foreground) on a fresh data dir and an ephemeral API port.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const EBB: &str = env!("CARGO_BIN_EXE_ebb");
+
+/// A running `ebb up`, stopped (gracefully, then by force) when dropped.
+pub struct Ebb {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+}
+
+impl Ebb {
+    /// Starts `ebb up` with these deploy files and waits until its API answers.
+    pub fn up(files: &[&Path]) -> Ebb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ebb = Ebb { dir, child: None };
+        ebb.start(files);
+        ebb
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// (Re)starts `ebb up` on this data dir.
+    pub fn start(&mut self, files: &[&Path]) {
+        let _ = std::fs::remove_file(self.data_dir().join("api.addr"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("ebb-up.log"))
+            .expect("log file");
+        let mut cmd = Command::new(EBB);
+        cmd.arg("--data-dir").arg(self.data_dir()).args(["up", "--listen", "127.0.0.1:0", "--node-name", "test-node"]);
+        cmd.args(files).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn ebb up"));
+        wait_until("ebb up's API to answer", Duration::from_secs(20), || {
+            self.try_cli(&["status"]).is_some_and(|o| o.status.success()).then_some(())
+        });
+    }
+
+    /// The server's own log so far (for assertion messages).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ebb-up.log")).unwrap_or_default()
+    }
+
+    fn try_cli(&self, args: &[&str]) -> Option<Output> {
+        if !self.data_dir().join("api.addr").exists() {
+            return None;
+        }
+        Command::new(EBB)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args)
+            .env_remove("EBB_ADDR")
+            .env_remove("EBB_TOKEN")
+            .output()
+            .ok()
+    }
+
+    /// Runs an `ebb` CLI command against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.try_cli(args).expect("run ebb cli")
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "ebb {args:?} failed ({}):\nstdout: {}\nstderr: {}\nserver log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.server_log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `ebb ps --json`, optionally for one service.
+    pub fn ps(&self, service: Option<&str>) -> Vec<Value> {
+        let mut args = vec!["ps", "--json"];
+        args.extend(service);
+        serde_json::from_str(&self.ok(&args)).expect("ps --json is JSON")
+    }
+
+    /// Instances that should run and are ready.
+    pub fn ready(&self, service: &str) -> Vec<Value> {
+        self.ps(Some(service))
+            .into_iter()
+            .filter(|i| i["ready"] == true && i["desired"] == "run")
+            .collect()
+    }
+
+    /// Waits until `service` has exactly `n` instances, all ready and running.
+    pub fn wait_ready(&self, service: &str, n: usize, within: Duration) -> Vec<Value> {
+        wait_until(&format!("{n} ready instances of {service}"), within, || {
+            let all = self.ps(Some(service));
+            (all.len() == n && all.iter().all(|i| i["ready"] == true && i["desired"] == "run")).then_some(all)
+        })
+    }
+
+    /// Kills `ebb up` with SIGKILL (a crash), leaving its instances running.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends a signal to `ebb up` and waits for it to exit; returns its exit status.
+    pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("ebb up running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig).expect("signal");
+        wait_until("ebb up to exit", Duration::from_secs(30), || c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Ebb {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it returns Some, or panics after `within`.
+pub fn wait_until<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Pids of live processes whose environment has `EBB_INSTANCE_ID` of an instance in this data dir's service.
+pub fn processes_with_env(key: &str, value: &str) -> Vec<u64> {
+    let needle = format!("{key}={value}");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u64>() else { continue };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else { continue };
+        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Writes a deploy file into `dir` and returns its path.
+pub fn deploy_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write deploy file");
+    path
+}
+
+/// A deploy file for `n` instances of the example app under a service name; `extra` is appended
+/// inside the service table.
+pub fn app_service(name: &str, n: u32, extra: &str) -> String {
+    format!(
+        "[services.{name}]\ncommand = [\"ebb\", \"example-app\"]\ninstances = {n}\n{extra}\n[services.{name}.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n[services.{name}.stop]\ngrace = \"5s\"\n"
+    )
+}
