@@ -3,26 +3,44 @@
 use serde::{Deserialize, Serialize};
 
 /// The kinds of event ebb records.
+/// Serialized with the same dotted names `ebb events` prints (`instance.ready`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum EventKind {
+    #[serde(rename = "service.created")]
     ServiceCreated,
+    #[serde(rename = "service.updated")]
     ServiceUpdated,
+    #[serde(rename = "service.scaled")]
     ServiceScaled,
+    #[serde(rename = "service.stopped")]
     ServiceStopped,
+    #[serde(rename = "instance.created")]
     InstanceCreated,
+    #[serde(rename = "instance.started")]
     InstanceStarted,
+    #[serde(rename = "instance.exited")]
     InstanceExited,
+    #[serde(rename = "instance.restarting")]
     InstanceRestarting,
+    #[serde(rename = "instance.start_failed")]
     InstanceStartFailed,
+    #[serde(rename = "instance.ready")]
     InstanceReady,
+    #[serde(rename = "instance.unready")]
     InstanceUnready,
+    #[serde(rename = "instance.unhealthy")]
     InstanceUnhealthy,
+    #[serde(rename = "instance.stopping")]
     InstanceStopping,
+    #[serde(rename = "instance.stopped")]
     InstanceStopped,
+    #[serde(rename = "instance.adopted")]
     InstanceAdopted,
+    #[serde(rename = "node.joined")]
     NodeJoined,
+    #[serde(rename = "server.started")]
     ServerStarted,
+    #[serde(rename = "warning")]
     Warning,
 }
 

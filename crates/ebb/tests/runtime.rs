@@ -173,7 +173,7 @@ fn an_instance_failing_its_health_check_is_killed_and_restarted() {
     assert_eq!(ebb.ps(Some("golf"))[0]["ready"], false);
     let events = ebb.ok(&["events", "--json"]);
     let events: Vec<serde_json::Value> = serde_json::from_str(&events).unwrap();
-    let unhealthy = events.iter().find(|e| e["kind"] == "instance_unhealthy").expect("an unhealthy event");
+    let unhealthy = events.iter().find(|e| e["kind"] == "instance.unhealthy").expect("an unhealthy event");
     assert!(unhealthy["message"].as_str().unwrap().contains("500"), "{unhealthy}");
 }
 
