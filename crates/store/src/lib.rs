@@ -1,1 +1,204 @@
-//! placeholder
+//! ebb's state store: a versioned key-value log with compare-and-swap and watch.
+//!
+//! This is etcd's data model (DESIGN.md, principle 4). Every write gets a new, strictly
+//! increasing store *revision*; a key remembers the revision that created it and the revision
+//! that last modified it; writes can be made conditional on either ([`Expect`]); and a reader
+//! can ask for every change after a revision it has seen ([`KvStore::changes_since`]), which
+//! is how controllers resume a watch after a restart without missing anything.
+//!
+//! Controllers program against the [`KvStore`] trait and never see SQL, so the embedded
+//! [`SqliteStore`] (one SQLite table, as kine does it) can later be joined by an etcd backend
+//! for a highly available control plane without touching callers.
+//!
+//! - [`watch_changes`] turns `changes_since` into a long-poll: return at once if there is
+//!   something new, otherwise sleep until the next local write or a timeout.
+//! - [`KvStoreJsonExt`] stores and loads serde types as JSON.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod sqlite;
+mod typed;
+mod watch;
+
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+pub use typed::KvStoreJsonExt;
+pub use watch::{watch_changes, WATCH_BATCH_LIMIT};
+
+use std::fmt;
+
+// === types ===
+
+/// The live value of a key, as etcd reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The key, e.g. `services/web`.
+    pub key: String,
+    /// The stored bytes, opaque to the store.
+    pub value: Vec<u8>,
+    /// Revision of the write that created this incarnation of the key (a put after a delete
+    /// starts a new incarnation). Lets a reader tell "changed" from "deleted and recreated".
+    pub create_revision: u64,
+    /// Revision of the write that produced this value; what [`Expect::ModRevision`] compares.
+    pub mod_revision: u64,
+}
+
+/// The condition a write places on the current state of its key (compare-and-swap).
+///
+/// Read a key, decide, then write with `Expect::ModRevision(read.mod_revision)`: if anyone
+/// wrote in between, the write fails with [`StoreError::Conflict`] instead of losing their
+/// update. That is how level-triggered controllers stay correct when several run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No condition.
+    Any,
+    /// The key must have no live value (create-only).
+    Absent,
+    /// The key must be live and last modified at exactly this revision.
+    ModRevision(u64),
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::Any => f.write_str("any state"),
+            Expect::Absent => f.write_str("absent"),
+            Expect::ModRevision(rev) => write!(f, "mod_revision {rev}"),
+        }
+    }
+}
+
+/// One write inside a [`KvStore::txn`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Set `key` to `value` if `expect` holds.
+    Put {
+        /// Key to write.
+        key: String,
+        /// New value.
+        value: Vec<u8>,
+        /// Condition on the key's state before this op.
+        expect: Expect,
+    },
+    /// Remove `key` if `expect` holds.
+    Delete {
+        /// Key to remove.
+        key: String,
+        /// Condition on the key's state before this op.
+        expect: Expect,
+    },
+}
+
+impl Op {
+    /// A put op; shorthand for building transactions.
+    pub fn put(key: impl Into<String>, value: impl Into<Vec<u8>>, expect: Expect) -> Op {
+        Op::Put {
+            key: key.into(),
+            value: value.into(),
+            expect,
+        }
+    }
+
+    /// A delete op; shorthand for building transactions.
+    pub fn delete(key: impl Into<String>, expect: Expect) -> Op {
+        Op::Delete {
+            key: key.into(),
+            expect,
+        }
+    }
+
+    /// The key this op writes.
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// One change seen by a watcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The key was created or updated; carries the new value.
+    Put(KeyValue),
+    /// The key was deleted at `revision`.
+    Delete {
+        /// The deleted key.
+        key: String,
+        /// Revision of the delete.
+        revision: u64,
+    },
+}
+
+impl WatchEvent {
+    /// The revision of this change; resume a watch from the last one seen.
+    pub fn revision(&self) -> u64 {
+        match self {
+            WatchEvent::Put(kv) => kv.mod_revision,
+            WatchEvent::Delete { revision, .. } => *revision,
+        }
+    }
+
+    /// The key this change is about.
+    pub fn key(&self) -> &str {
+        match self {
+            WatchEvent::Put(kv) => &kv.key,
+            WatchEvent::Delete { key, .. } => key,
+        }
+    }
+}
+
+// === trait KvStore ===
+
+/// A versioned key-value store with etcd's semantics.
+///
+/// Methods are synchronous: the embedded backend is a local SQLite file and answers in
+/// microseconds to a few milliseconds (an fsync), which tokio tasks accept as brief blocking.
+/// Revisions start at 1, increase strictly with every successful write, and are never reused,
+/// not even after compaction or a restart.
+pub trait KvStore: Send + Sync + 'static {
+    /// The live value of `key`, or `None` if it does not exist.
+    fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+
+    /// All live keys with this prefix, sorted by key, and the store revision they were read at.
+    ///
+    /// Start a watch with `after` = that revision to see every later change exactly once.
+    fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError>;
+
+    /// Set `key` to `value` if `expect` holds; returns the new revision.
+    fn put(&self, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError>;
+
+    /// Delete `key` if `expect` holds; returns the revision of the delete, or `None` if the key
+    /// was already absent and the condition allowed that (no revision is used then).
+    fn delete(&self, key: &str, expect: Expect) -> Result<Option<u64>, StoreError>;
+
+    /// All ops atomically in one transaction (each op gets its own revision) or none.
+    ///
+    /// Each op's condition is checked against the state left by the ops before it. Returns the
+    /// last revision written, or the current store revision if no op wrote anything (an empty
+    /// list, or only deletes of absent keys).
+    fn txn(&self, ops: Vec<Op>) -> Result<u64, StoreError>;
+
+    /// The latest revision ever assigned (0 for a new store).
+    fn revision(&self) -> Result<u64, StoreError>;
+
+    /// Changes to keys under `prefix` with revision > `after`, in revision order, at most `limit`.
+    ///
+    /// Fails with [`StoreError::Compacted`] if `after` is older than the compacted revision,
+    /// since changes in between may be gone; the caller must `list` again and resume from there.
+    fn changes_since(
+        &self,
+        prefix: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<WatchEvent>, StoreError>;
+
+    /// A receiver carrying the latest revision; it changes after every committed write made
+    /// through this store. It is a wake-up, not a data channel: read the changes with
+    /// [`KvStore::changes_since`].
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Drop superseded values and tombstones at or below `revision`, keeping the live value of
+    /// every key. Afterwards `changes_since` with `after < revision` fails with `Compacted`.
+    fn compact(&self, revision: u64) -> Result<(), StoreError>;
+}

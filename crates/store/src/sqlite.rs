@@ -1,0 +1,336 @@
+//! The embedded backend: etcd's model on one SQLite table, the way kine does it.
+//!
+//! Every write appends a row to `log`; the row id *is* the store revision (AUTOINCREMENT, so
+//! a revision is never reused, not even after compaction removed the newest rows). A key's
+//! current value is its newest row, unless that row is a tombstone (`deleted = 1`). Each row
+//! names the revision it replaces (`prev_revision`, 0 for the first row of a key), and a
+//! UNIQUE (key, prev_revision) index guarantees that two writers who both read revision N can
+//! not both append a successor of N: that is compare-and-swap enforced by the database itself,
+//! so it holds even if a second process opens the file.
+//!
+//! SQLite runs in WAL mode with `synchronous=FULL`: a write is acknowledged only after its
+//! commit is fsynced, so a crash (kill -9, power loss) never loses an acknowledged write.
+
+mod query;
+mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use tokio::sync::watch;
+
+use crate::{Expect, KeyValue, KvStore, Op, StoreError, WatchEvent};
+
+use query::{LogRow, PrefixRange};
+
+/// A [`KvStore`] in one SQLite file.
+///
+/// One connection behind a mutex: SQLite allows one writer at a time anyway, and a single
+/// connection makes every read see every write of this process immediately. Reads and writes
+/// are short (an index lookup, an fsync), so the lock is never held for long.
+///
+/// Open a file once per process and share the store (e.g. in an `Arc`). A second opening, or
+/// another process, still gets correct reads and compare-and-swap (SQLite's file lock and the
+/// unique index see to that), but [`KvStore::subscribe`] only wakes for writes made through
+/// this value; others show up at the next read.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    /// Latest committed revision; subscribers wake on every change.
+    notify: watch::Sender<u64>,
+    path: PathBuf,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Open (or create) the store at `path`, creating the schema if needed.
+    ///
+    /// Fails with [`StoreError::Corrupt`] if the file holds a schema this version does not
+    /// understand.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open(path)?;
+        schema::configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        let revision = query::store_revision(&conn)?;
+        let (notify, _) = watch::channel(revision);
+        tracing::debug!(path = %path.display(), revision, "opened sqlite store");
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            notify,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The revision history was compacted at (0 if never); `changes_since` needs `after` ≥ this.
+    pub fn compacted_revision(&self) -> Result<u64, StoreError> {
+        query::compacted_revision(&self.lock())
+    }
+
+    /// The connection. A panic while it was held cannot leave it half-written: an open
+    /// transaction rolls back when dropped, so the poisoned lock is safe to take over.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Run `write` in an IMMEDIATE transaction (takes SQLite's write lock up front, so the
+    /// conditions it checks cannot change before it commits), commit, then wake subscribers.
+    fn write<T>(
+        &self,
+        write: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = write(&tx)?;
+        let revision = query::store_revision(&tx)?;
+        tx.commit()?;
+        // Still under the lock, so subscribers see revisions in commit order.
+        self.notify.send_if_modified(|latest| {
+            let newer = revision > *latest;
+            if newer {
+                *latest = revision;
+            }
+            newer
+        });
+        Ok(out)
+    }
+}
+
+// === impl KvStore ===
+
+impl KvStore for SqliteStore {
+    fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let conn = self.lock();
+        match query::latest_row(&conn, key)? {
+            Some(row) if !row.deleted => Ok(Some(row.into_key_value())),
+            _ => Ok(None),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
+        let mut conn = self.lock();
+        // One read transaction: the rows and the revision come from the same snapshot.
+        let tx = conn.transaction()?;
+        let rows = query::live_rows(&tx, &PrefixRange::new(prefix))?;
+        let revision = query::store_revision(&tx)?;
+        tx.commit()?;
+        Ok((
+            rows.into_iter().map(LogRow::into_key_value).collect(),
+            revision,
+        ))
+    }
+
+    fn put(&self, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError> {
+        self.write(|tx| apply_put(tx, key, value, expect))
+    }
+
+    fn delete(&self, key: &str, expect: Expect) -> Result<Option<u64>, StoreError> {
+        self.write(|tx| apply_delete(tx, key, expect))
+    }
+
+    fn txn(&self, ops: Vec<Op>) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            for op in &ops {
+                match op {
+                    Op::Put { key, value, expect } => {
+                        apply_put(tx, key, value, *expect)?;
+                    }
+                    Op::Delete { key, expect } => {
+                        apply_delete(tx, key, *expect)?;
+                    }
+                }
+            }
+            // Revisions are assigned in op order, so the last written one is the newest.
+            query::store_revision(tx)
+        })
+    }
+
+    fn revision(&self) -> Result<u64, StoreError> {
+        query::store_revision(&self.lock())
+    }
+
+    fn changes_since(
+        &self,
+        prefix: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<WatchEvent>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let compacted = query::compacted_revision(&tx)?;
+        if after < compacted {
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted,
+            });
+        }
+        let rows = query::rows_after(&tx, &PrefixRange::new(prefix), after, limit)?;
+        tx.commit()?;
+        Ok(rows.into_iter().map(LogRow::into_event).collect())
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    fn compact(&self, revision: u64) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Never past the newest revision: later writes would land in "compacted" history.
+        let target = revision.min(query::store_revision(&tx)?);
+        if target <= query::compacted_revision(&tx)? {
+            return Ok(());
+        }
+        let removed = query::delete_superseded(&tx, target)?;
+        query::set_compacted_revision(&tx, target)?;
+        tx.commit()?;
+        tracing::debug!(revision = target, removed, "compacted store history");
+        Ok(())
+    }
+}
+
+// === writes ===
+
+/// Append a put of `key` if `expect` holds; returns its revision.
+fn apply_put(
+    tx: &Transaction<'_>,
+    key: &str,
+    value: &[u8],
+    expect: Expect,
+) -> Result<u64, StoreError> {
+    let latest = query::latest_row(tx, key)?;
+    let live = latest.as_ref().filter(|row| !row.deleted);
+    check(key, expect, live.map(|row| row.revision))?;
+    let prev = latest.as_ref().map_or(0, |row| row.revision);
+    let row = query::NewRow {
+        key,
+        value,
+        // A put on an absent key starts a new incarnation, created by this very revision.
+        create_revision: live.map(|row| row.create_revision),
+        prev_revision: prev,
+        deleted: false,
+    };
+    query::append(tx, &row).map_err(|err| cas_conflict(tx, key, expect, err))
+}
+
+/// Append a tombstone for `key` if `expect` holds; `None` if there was nothing to delete.
+fn apply_delete(
+    tx: &Transaction<'_>,
+    key: &str,
+    expect: Expect,
+) -> Result<Option<u64>, StoreError> {
+    let latest = query::latest_row(tx, key)?;
+    let Some(live) = latest.filter(|row| !row.deleted) else {
+        check(key, expect, None)?;
+        return Ok(None);
+    };
+    check(key, expect, Some(live.revision))?;
+    let row = query::NewRow {
+        key,
+        value: &[],
+        create_revision: Some(live.create_revision),
+        prev_revision: live.revision,
+        deleted: true,
+    };
+    query::append(tx, &row)
+        .map(Some)
+        .map_err(|err| cas_conflict(tx, key, expect, err))
+}
+
+/// Does `expect` hold for a key whose live mod revision is `actual`?
+fn check(key: &str, expect: Expect, actual: Option<u64>) -> Result<(), StoreError> {
+    let holds = match expect {
+        Expect::Any => true,
+        Expect::Absent => actual.is_none(),
+        Expect::ModRevision(rev) => actual == Some(rev),
+    };
+    if holds {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            key: key.to_string(),
+            expected: expect.to_string(),
+            actual,
+        })
+    }
+}
+
+/// The UNIQUE (key, prev_revision) index refused an append: another writer got a successor
+/// of the same revision in first. Report it as the conflict it is.
+fn cas_conflict(tx: &Transaction<'_>, key: &str, expect: Expect, err: StoreError) -> StoreError {
+    let StoreError::Sqlite(sql) = &err else {
+        return err;
+    };
+    if sql.sqlite_error_code() != Some(rusqlite::ErrorCode::ConstraintViolation) {
+        return err;
+    }
+    let actual = match query::latest_row(tx, key) {
+        Ok(latest) => latest.filter(|row| !row.deleted).map(|row| row.revision),
+        Err(read_err) => return read_err,
+    };
+    StoreError::Conflict {
+        key: key.to_string(),
+        expected: expect.to_string(),
+        actual,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_in_wal_mode_with_fsync_on_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let conn = store.lock();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap();
+        let busy: i64 = conn
+            .query_row("PRAGMA busy_timeout", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2, "synchronous must be FULL");
+        assert_eq!(busy, 5000);
+    }
+
+    #[test]
+    fn the_log_refuses_a_second_successor_of_one_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let rev = store.put("k", b"1", Expect::Any).unwrap();
+        store.put("k", b"2", Expect::ModRevision(rev)).unwrap();
+        // A writer that skipped the check would append another successor of `rev`.
+        let stale = query::NewRow {
+            key: "k",
+            value: b"lost update",
+            create_revision: Some(rev),
+            prev_revision: rev,
+            deleted: false,
+        };
+        let err = query::append(&store.lock(), &stale).unwrap_err();
+        let StoreError::Sqlite(err) = err else {
+            panic!("expected a constraint error: {err:?}")
+        };
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation)
+        );
+    }
+}
