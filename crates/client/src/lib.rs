@@ -72,16 +72,19 @@ impl Client {
     // === API calls ===
 
     pub async fn status(&self) -> Result<StatusView, ClientError> {
-        self.call(Method::GET, "/v1/status", None::<&()>, None).await
+        self.call(Method::GET, "/v1/status", None::<&()>, None)
+            .await
     }
 
     pub async fn apply(&self, services: Vec<ServiceSpec>) -> Result<ApplyResponse, ClientError> {
         let body = ApplyRequest { services };
-        self.call(Method::PUT, "/v1/services", Some(&body), None).await
+        self.call(Method::PUT, "/v1/services", Some(&body), None)
+            .await
     }
 
     pub async fn services(&self) -> Result<Vec<ServiceView>, ClientError> {
-        self.call(Method::GET, "/v1/services", None::<&()>, None).await
+        self.call(Method::GET, "/v1/services", None::<&()>, None)
+            .await
     }
 
     pub async fn service(&self, name: &str) -> Result<ServiceView, ClientError> {
@@ -91,7 +94,8 @@ impl Client {
 
     pub async fn scale(&self, name: &str, instances: u32) -> Result<ServiceView, ClientError> {
         let path = format!("/v1/services/{}/scale", encode(name));
-        self.call(Method::POST, &path, Some(&ScaleRequest { instances }), None).await
+        self.call(Method::POST, &path, Some(&ScaleRequest { instances }), None)
+            .await
     }
 
     pub async fn stop(&self, name: &str) -> Result<ServiceView, ClientError> {
@@ -108,13 +112,27 @@ impl Client {
     }
 
     /// Events after `after` (0: the most recent `limit`); waits up to `wait` for new ones.
-    pub async fn events(&self, after: u64, limit: usize, wait: Duration) -> Result<EventsResponse, ClientError> {
-        let path = format!("/v1/events?after={after}&limit={limit}&wait_ms={}", wait.as_millis());
+    pub async fn events(
+        &self,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<EventsResponse, ClientError> {
+        let path = format!(
+            "/v1/events?after={after}&limit={limit}&wait_ms={}",
+            wait.as_millis()
+        );
         self.call(Method::GET, &path, None::<&()>, Some(wait)).await
     }
 
     /// Log lines of a service (or one instance): the last `tail` lines, or what follows `cursors`.
-    pub async fn logs(&self, service: &str, instance: Option<&str>, tail: usize, cursors: &str) -> Result<LogsResponse, ClientError> {
+    pub async fn logs(
+        &self,
+        service: &str,
+        instance: Option<&str>,
+        tail: usize,
+        cursors: &str,
+    ) -> Result<LogsResponse, ClientError> {
         let mut path = format!("/v1/logs/{}?tail={tail}", encode(service));
         if let Some(i) = instance {
             path.push_str(&format!("&instance={}", encode(i)));
@@ -132,8 +150,17 @@ impl Client {
     }
 
     /// Long-poll: the node's assignments once they change after revision `after` (or after `wait`).
-    pub async fn assignments(&self, node: &str, after: u64, wait: Duration) -> Result<AssignmentsResponse, ClientError> {
-        let path = format!("/v1/nodes/{}/assignments?after={after}&wait_ms={}", encode(node), wait.as_millis());
+    pub async fn assignments(
+        &self,
+        node: &str,
+        after: u64,
+        wait: Duration,
+    ) -> Result<AssignmentsResponse, ClientError> {
+        let path = format!(
+            "/v1/nodes/{}/assignments?after={after}&wait_ms={}",
+            encode(node),
+            wait.as_millis()
+        );
         self.call(Method::GET, &path, None::<&()>, Some(wait)).await
     }
 
@@ -166,15 +193,22 @@ impl Client {
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()));
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::Protocol(e.to_string()));
         }
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| b.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
         if status == StatusCode::UNAUTHORIZED {
-            return Err(ClientError::Unauthorized { addr: self.base.clone(), message });
+            return Err(ClientError::Unauthorized {
+                addr: self.base.clone(),
+                message,
+            });
         }
-        Err(ClientError::Api { status: status.as_u16(), message })
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            message,
+        })
     }
 }
 
@@ -203,7 +237,13 @@ mod tests {
 
     #[test]
     fn bare_addresses_get_a_scheme() {
-        assert_eq!(Client::new("127.0.0.1:7070", None).unwrap().base(), "http://127.0.0.1:7070");
-        assert_eq!(Client::new("http://h:1/", None).unwrap().base(), "http://h:1");
+        assert_eq!(
+            Client::new("127.0.0.1:7070", None).unwrap().base(),
+            "http://127.0.0.1:7070"
+        );
+        assert_eq!(
+            Client::new("http://h:1/", None).unwrap().base(),
+            "http://h:1"
+        );
     }
 }

@@ -26,10 +26,17 @@ pub struct ApplyRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "change")]
 pub enum Change {
-    Created { instances: u32 },
+    Created {
+        instances: u32,
+    },
     /// The spec changed: instances are rolled one at a time.
-    Updated { instances: u32 },
-    Scaled { from: u32, to: u32 },
+    Updated {
+        instances: u32,
+    },
+    Scaled {
+        from: u32,
+        to: u32,
+    },
     Unchanged,
 }
 

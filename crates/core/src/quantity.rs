@@ -61,7 +61,7 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".into();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let mut secs = ms / 1000;
@@ -135,7 +135,7 @@ pub fn parse_cpu_millis(text: &str) -> Result<u32, QuantityError> {
 
 /// Converts millicores given as a float into a positive integer, if it is sane.
 pub fn cpu_millis_from_f64(millis: f64) -> Option<u32> {
-    if millis.is_finite() && millis >= 1.0 && millis <= 1_000_000.0 {
+    if millis.is_finite() && (1.0..=1_000_000.0).contains(&millis) {
         Some(millis.round() as u32)
     } else {
         None

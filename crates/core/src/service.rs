@@ -25,7 +25,9 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// Signal sent to stop an instance.
 pub const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
 /// Signals an instance may be stopped with.
-pub const STOP_SIGNALS: [&str; 6] = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2"];
+pub const STOP_SIGNALS: [&str; 6] = [
+    "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2",
+];
 /// Environment variables ebb sets itself; a spec may not override them.
 pub const RESERVED_ENV: [&str; 5] = ["PORT", "HOST", "EBB_INSTANCE_ID", "EBB_SERVICE", "EBB_NODE"];
 
@@ -163,27 +165,48 @@ impl ServiceSpec {
             err("command", "command is empty: give the program and its arguments, e.g. [\"python3\", \"app.py\"]".into());
         }
         if self.instances > MAX_INSTANCES {
-            err("instances", format!("{} instances is more than the limit of {MAX_INSTANCES}", self.instances));
+            err(
+                "instances",
+                format!(
+                    "{} instances is more than the limit of {MAX_INSTANCES}",
+                    self.instances
+                ),
+            );
         }
         for key in self.env.keys() {
             if RESERVED_ENV.contains(&key.as_str()) {
-                err(&format!("env.{key}"), format!("{key} is set by ebb for every instance and cannot be overridden"));
+                err(
+                    &format!("env.{key}"),
+                    format!("{key} is set by ebb for every instance and cannot be overridden"),
+                );
             } else if key.is_empty() || key.contains('=') || key.contains('\0') {
-                err(&format!("env.{key}"), format!("invalid environment variable name {key:?}"));
+                err(
+                    &format!("env.{key}"),
+                    format!("invalid environment variable name {key:?}"),
+                );
             }
         }
         let h = &self.health;
         if h.interval.is_zero() {
-            err("health.interval", "interval must be greater than zero".into());
+            err(
+                "health.interval",
+                "interval must be greater than zero".into(),
+            );
         }
         if h.timeout.is_zero() {
             err("health.timeout", "timeout must be greater than zero".into());
         }
         if h.unhealthy_threshold == 0 || h.unhealthy_threshold > 100 {
-            err("health.unhealthy_threshold", "must be between 1 and 100".into());
+            err(
+                "health.unhealthy_threshold",
+                "must be between 1 and 100".into(),
+            );
         }
         if h.healthy_threshold == 0 || h.healthy_threshold > 100 {
-            err("health.healthy_threshold", "must be between 1 and 100".into());
+            err(
+                "health.healthy_threshold",
+                "must be between 1 and 100".into(),
+            );
         }
         match &h.check {
             HealthCheck::Http { path } if !path.starts_with('/') => {
@@ -195,7 +218,14 @@ impl ServiceSpec {
             _ => {}
         }
         if !STOP_SIGNALS.contains(&self.stop.signal.as_str()) {
-            err("stop.signal", format!("unknown signal {:?}: use one of {}", self.stop.signal, STOP_SIGNALS.join(", ")));
+            err(
+                "stop.signal",
+                format!(
+                    "unknown signal {:?}: use one of {}",
+                    self.stop.signal,
+                    STOP_SIGNALS.join(", ")
+                ),
+            );
         }
         errors
     }
@@ -266,7 +296,12 @@ mod tests {
         let fields: Vec<String> = s.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
-            ["services.web.command", "services.web.instances", "services.web.env.PORT", "services.web.stop.signal"]
+            [
+                "services.web.command",
+                "services.web.instances",
+                "services.web.env.PORT",
+                "services.web.stop.signal"
+            ]
         );
     }
 

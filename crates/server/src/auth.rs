@@ -65,7 +65,11 @@ mod tests {
         let b = load_or_create_token(dir.path()).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), 64);
-        let mode = fs::metadata(token_path(dir.path())).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(token_path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
     }
 

@@ -42,7 +42,10 @@ pub fn reconcile(server: &Server) -> Result<(), StoreError> {
     let (assignments, _) = keys::assignments(server.store())?;
     let mut by_service: BTreeMap<String, Vec<Versioned<Assignment>>> = BTreeMap::new();
     for a in assignments {
-        by_service.entry(a.value.service.clone()).or_default().push(a);
+        by_service
+            .entry(a.value.service.clone())
+            .or_default()
+            .push(a);
     }
     let names: Vec<String> = services.keys().chain(by_service.keys()).cloned().collect();
     let statuses = server.statuses();
@@ -53,7 +56,14 @@ pub fn reconcile(server: &Server) -> Result<(), StoreError> {
             continue;
         }
         let instances = by_service.remove(&name).unwrap_or_default();
-        reconcile_service(server, services.get(&name), &name, &instances, &statuses, &mut placer)?;
+        reconcile_service(
+            server,
+            services.get(&name),
+            &name,
+            &instances,
+            &statuses,
+            &mut placer,
+        )?;
     }
     Ok(())
 }
@@ -66,7 +76,10 @@ fn reconcile_service(
     statuses: &HashMap<String, ebb_core::InstanceStatus>,
     placer: &mut Placer,
 ) -> Result<(), StoreError> {
-    let observed: Vec<Observed> = instances.iter().map(|a| observe(&a.value, statuses)).collect();
+    let observed: Vec<Observed> = instances
+        .iter()
+        .map(|a| observe(&a.value, statuses))
+        .collect();
     let version = spec.map(ServiceSpec::version).unwrap_or_default();
     for action in rollout::plan(spec.map(|s| s.instances), &version, &observed) {
         match action {
@@ -103,9 +116,17 @@ fn observe(a: &Assignment, statuses: &HashMap<String, ebb_core::InstanceStatus>)
     }
 }
 
-fn create_instance(server: &Server, spec: &ServiceSpec, version: &str, placer: &mut Placer) -> Result<(), StoreError> {
+fn create_instance(
+    server: &Server,
+    spec: &ServiceSpec,
+    version: &str,
+    placer: &mut Placer,
+) -> Result<(), StoreError> {
     let Some(node) = placer.pick() else {
-        tracing::debug!(service = spec.name, "no live node to place an instance on yet");
+        tracing::debug!(
+            service = spec.name,
+            "no live node to place an instance on yet"
+        );
         return Ok(());
     };
     let id = format!("{}-{:08x}", spec.name, rand::thread_rng().gen::<u32>());
@@ -119,41 +140,64 @@ fn create_instance(server: &Server, spec: &ServiceSpec, version: &str, placer: &
         desired: DesiredState::Run,
         created_ms: now_ms(),
     };
-    server.store().put(&keys::instance(&id), &keys::encode(&assignment), Expect::Absent)?;
+    server.store().put(
+        &keys::instance(&id),
+        &keys::encode(&assignment),
+        Expect::Absent,
+    )?;
     server.record(
-        Event::new(now_ms(), EventKind::InstanceCreated, format!("instance {id} of version {version} placed on node {node}"))
-            .service(&spec.name)
-            .instance(&id)
-            .node(&node),
+        Event::new(
+            now_ms(),
+            EventKind::InstanceCreated,
+            format!("instance {id} of version {version} placed on node {node}"),
+        )
+        .service(&spec.name)
+        .instance(&id)
+        .node(&node),
     );
     Ok(())
 }
 
-fn request_stop(server: &Server, a: &Versioned<Assignment>, reason: &str) -> Result<(), StoreError> {
+fn request_stop(
+    server: &Server,
+    a: &Versioned<Assignment>,
+    reason: &str,
+) -> Result<(), StoreError> {
     let mut stopped = a.value.clone();
     stopped.desired = DesiredState::Stop;
-    match server
-        .store()
-        .put(&keys::instance(&stopped.id), &keys::encode(&stopped), Expect::ModRevision(a.mod_revision))
-    {
+    match server.store().put(
+        &keys::instance(&stopped.id),
+        &keys::encode(&stopped),
+        Expect::ModRevision(a.mod_revision),
+    ) {
         Ok(_) => {}
         // Someone changed it since we read it: the next pass sees the new state.
         Err(StoreError::Conflict { .. }) => return Ok(()),
         Err(e) => return Err(e),
     }
     server.record(
-        Event::new(now_ms(), EventKind::InstanceStopping, format!("stopping instance {}: {reason}", stopped.id))
-            .service(&stopped.service)
-            .instance(&stopped.id)
-            .node(&stopped.node),
+        Event::new(
+            now_ms(),
+            EventKind::InstanceStopping,
+            format!("stopping instance {}: {reason}", stopped.id),
+        )
+        .service(&stopped.service)
+        .instance(&stopped.id)
+        .node(&stopped.node),
     );
     Ok(())
 }
 
 fn forget(server: &Server, id: &str) -> Result<(), StoreError> {
     server.store().txn(vec![
-        ebb_store::Op::Delete { key: keys::instance(id), expect: Expect::Any },
-        ebb_store::Op::Delete { key: keys::status(id), expect: Expect::Any },
+        ebb_store::Op::Delete {
+            key: keys::instance(id),
+            expect: Expect::Any,
+        },
+        ebb_store::Op::Delete {
+            key: keys::status(id),
+            expect: Expect::Any,
+        },
     ])?;
     server.forget_status(id);
     Ok(())
@@ -167,8 +211,12 @@ struct Placer {
 
 impl Placer {
     fn new(server: &Server, by_service: &BTreeMap<String, Vec<Versioned<Assignment>>>) -> Placer {
-        let mut load: BTreeMap<String, usize> =
-            server.nodes().live(Instant::now()).into_iter().map(|n| (n, 0)).collect();
+        let mut load: BTreeMap<String, usize> = server
+            .nodes()
+            .live(Instant::now())
+            .into_iter()
+            .map(|n| (n, 0))
+            .collect();
         for a in by_service.values().flatten() {
             if a.value.desired == DesiredState::Run {
                 if let Some(n) = load.get_mut(&a.value.node) {

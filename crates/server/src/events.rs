@@ -26,7 +26,10 @@ impl EventLog {
             .last()
             .and_then(|kv| kv.key[EVENTS.len()..].parse::<u64>().ok())
             .unwrap_or(0);
-        Ok(EventLog { store, next: AtomicU64::new(last + 1) })
+        Ok(EventLog {
+            store,
+            next: AtomicU64::new(last + 1),
+        })
     }
 
     /// Records an event; failures are logged, never fatal (an event must not stop a decision).
@@ -43,7 +46,7 @@ impl EventLog {
         if let Err(e) = self.store.put(&key, &keys::encode(&event), Expect::Any) {
             tracing::warn!(error = %e, "could not record event");
         }
-        if n % TRIM_EVERY == 0 && n > MAX_EVENTS {
+        if n.is_multiple_of(TRIM_EVERY) && n > MAX_EVENTS {
             if let Err(e) = self.trim(n - MAX_EVENTS) {
                 tracing::warn!(error = %e, "could not trim events");
             }
@@ -55,8 +58,15 @@ impl EventLog {
         let (kvs, _) = self.store.list(EVENTS)?;
         let ops: Vec<Op> = kvs
             .into_iter()
-            .filter(|kv| kv.key[EVENTS.len()..].parse::<u64>().is_ok_and(|n| n < keep_from))
-            .map(|kv| Op::Delete { key: kv.key, expect: Expect::Any })
+            .filter(|kv| {
+                kv.key[EVENTS.len()..]
+                    .parse::<u64>()
+                    .is_ok_and(|n| n < keep_from)
+            })
+            .map(|kv| Op::Delete {
+                key: kv.key,
+                expect: Expect::Any,
+            })
             .collect();
         if !ops.is_empty() {
             self.store.txn(ops)?;

@@ -37,8 +37,7 @@ pub fn node(name: &str) -> String {
 
 /// Decodes a stored JSON value, naming the key when it is corrupt.
 pub fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, StoreError> {
-    serde_json::from_slice(&kv.value)
-        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", kv.key)))
+    serde_json::from_slice(&kv.value).map_err(|e| StoreError::Corrupt(format!("{}: {e}", kv.key)))
 }
 
 pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -56,13 +55,24 @@ pub struct Versioned<T> {
 pub fn services(store: &dyn KvStore) -> Result<Vec<Versioned<ServiceSpec>>, StoreError> {
     let (kvs, _) = store.list(SERVICES)?;
     kvs.iter()
-        .map(|kv| Ok(Versioned { value: decode(kv)?, mod_revision: kv.mod_revision }))
+        .map(|kv| {
+            Ok(Versioned {
+                value: decode(kv)?,
+                mod_revision: kv.mod_revision,
+            })
+        })
         .collect()
 }
 
-pub fn get_service(store: &dyn KvStore, name: &str) -> Result<Option<Versioned<ServiceSpec>>, StoreError> {
+pub fn get_service(
+    store: &dyn KvStore,
+    name: &str,
+) -> Result<Option<Versioned<ServiceSpec>>, StoreError> {
     match store.get(&service(name))? {
-        Some(kv) => Ok(Some(Versioned { value: decode(&kv)?, mod_revision: kv.mod_revision })),
+        Some(kv) => Ok(Some(Versioned {
+            value: decode(&kv)?,
+            mod_revision: kv.mod_revision,
+        })),
         None => Ok(None),
     }
 }
@@ -75,7 +85,10 @@ pub fn assignments(store: &dyn KvStore) -> Result<(Vec<Versioned<Assignment>>, u
         .map(|kv| {
             let mut a: Assignment = decode(kv)?;
             a.generation = kv.create_revision;
-            Ok(Versioned { value: a, mod_revision: kv.mod_revision })
+            Ok(Versioned {
+                value: a,
+                mod_revision: kv.mod_revision,
+            })
         })
         .collect::<Result<_, StoreError>>()?;
     Ok((list, revision))

@@ -46,7 +46,11 @@ struct Inner {
 }
 
 impl Server {
-    pub fn new(store: Arc<dyn KvStore>, token: String, logs: Option<Arc<dyn LogSource>>) -> Result<Server, StoreError> {
+    pub fn new(
+        store: Arc<dyn KvStore>,
+        token: String,
+        logs: Option<Arc<dyn LogSource>>,
+    ) -> Result<Server, StoreError> {
         let statuses = keys::statuses(store.as_ref())?
             .into_iter()
             .map(|s| (s.id.clone(), s))
@@ -95,7 +99,10 @@ impl Server {
     }
 
     fn lock_statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, InstanceStatus>> {
-        self.inner.statuses.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -112,9 +119,13 @@ impl Server {
         if self.lock_statuses().get(&status.id) == Some(status) {
             return Ok(false);
         }
-        self.store()
-            .put(&keys::status(&status.id), &keys::encode(status), ebb_store::Expect::Any)?;
-        self.lock_statuses().insert(status.id.clone(), status.clone());
+        self.store().put(
+            &keys::status(&status.id),
+            &keys::encode(status),
+            ebb_store::Expect::Any,
+        )?;
+        self.lock_statuses()
+            .insert(status.id.clone(), status.clone());
         Ok(true)
     }
 

@@ -58,7 +58,10 @@ pub fn plan(desired: Option<u32>, version: &str, instances: &[Observed]) -> Vec<
         .filter(|i| i.desired == DesiredState::Stop && i.stopped)
         .map(|i| Action::Forget { id: i.id.clone() })
         .collect();
-    let live: Vec<&Observed> = instances.iter().filter(|i| i.desired == DesiredState::Run).collect();
+    let live: Vec<&Observed> = instances
+        .iter()
+        .filter(|i| i.desired == DesiredState::Run)
+        .collect();
     let Some(desired) = desired else {
         actions.extend(live.iter().map(|i| stop(i, StopReason::ServiceStopped)));
         return actions;
@@ -88,7 +91,9 @@ pub fn plan(desired: Option<u32>, version: &str, instances: &[Observed]) -> Vec<
         missing.min(1usize.saturating_sub(starting))
     };
     if start > 0 {
-        actions.push(Action::Start { count: start as u32 });
+        actions.push(Action::Start {
+            count: start as u32,
+        });
     }
     actions
 }
@@ -118,14 +123,26 @@ mod tests {
     fn starts(actions: &[Action]) -> u32 {
         actions
             .iter()
-            .map(|a| if let Action::Start { count } = a { *count } else { 0 })
+            .map(|a| {
+                if let Action::Start { count } = a {
+                    *count
+                } else {
+                    0
+                }
+            })
             .sum()
     }
 
     fn stops(actions: &[Action]) -> Vec<&str> {
         actions
             .iter()
-            .filter_map(|a| if let Action::Stop { id, .. } = a { Some(id.as_str()) } else { None })
+            .filter_map(|a| {
+                if let Action::Stop { id, .. } = a {
+                    Some(id.as_str())
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
@@ -142,7 +159,11 @@ mod tests {
 
     #[test]
     fn scale_in_stops_unready_then_youngest_first() {
-        let is = [inst("a", "v1", true, 1), inst("b", "v1", true, 3), inst("c", "v1", false, 2)];
+        let is = [
+            inst("a", "v1", true, 1),
+            inst("b", "v1", true, 3),
+            inst("c", "v1", false, 2),
+        ];
         assert_eq!(stops(&plan(Some(1), "v1", &is)), ["c", "b"]);
     }
 
@@ -156,13 +177,21 @@ mod tests {
 
     #[test]
     fn rolling_update_waits_while_the_new_instance_is_not_ready() {
-        let is = [inst("a", "v1", true, 1), inst("b", "v1", true, 2), inst("n", "v2", false, 3)];
+        let is = [
+            inst("a", "v1", true, 1),
+            inst("b", "v1", true, 2),
+            inst("n", "v2", false, 3),
+        ];
         assert!(plan(Some(2), "v2", &is).is_empty());
     }
 
     #[test]
     fn rolling_update_stops_the_oldest_once_a_new_one_is_ready_and_starts_the_next() {
-        let is = [inst("a", "v1", true, 1), inst("b", "v1", true, 2), inst("n", "v2", true, 3)];
+        let is = [
+            inst("a", "v1", true, 1),
+            inst("b", "v1", true, 2),
+            inst("n", "v2", true, 3),
+        ];
         let actions = plan(Some(2), "v2", &is);
         assert_eq!(stops(&actions), ["a"]);
         assert_eq!(starts(&actions), 1);

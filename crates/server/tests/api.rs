@@ -27,7 +27,12 @@ async fn start() -> Harness {
     let (stop, rx) = watch::channel(false);
     tokio::spawn(controller::run(server.clone(), rx));
     tokio::spawn(async move { axum::serve(listener, api::router(server)).await });
-    Harness { _dir: dir, addr, token, _stop: stop }
+    Harness {
+        _dir: dir,
+        addr,
+        token,
+        _stop: stop,
+    }
 }
 
 fn spec(name: &str, instances: u32) -> ServiceSpec {
@@ -43,7 +48,13 @@ fn spec(name: &str, instances: u32) -> ServiceSpec {
     }
 }
 
-async fn raw(h: &Harness, method: reqwest::Method, path: &str, body: Vec<u8>, auth: bool) -> (u16, serde_json::Value) {
+async fn raw(
+    h: &Harness,
+    method: reqwest::Method,
+    path: &str,
+    body: Vec<u8>,
+    auth: bool,
+) -> (u16, serde_json::Value) {
     let mut req = reqwest::Client::new()
         .request(method, format!("http://{}{path}", h.addr))
         .header("content-type", "application/json")
@@ -70,10 +81,24 @@ async fn calls_without_the_token_are_refused_with_a_json_401() {
 #[tokio::test]
 async fn malformed_json_and_oversized_bodies_get_4xx_json_errors() {
     let h = start().await;
-    let (status, body) = raw(&h, reqwest::Method::PUT, "/v1/services", b"{not json".to_vec(), true).await;
+    let (status, body) = raw(
+        &h,
+        reqwest::Method::PUT,
+        "/v1/services",
+        b"{not json".to_vec(),
+        true,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("invalid JSON"));
-    let (status, body) = raw(&h, reqwest::Method::PUT, "/v1/services", b"{\"services\": 5}".to_vec(), true).await;
+    let (status, body) = raw(
+        &h,
+        reqwest::Method::PUT,
+        "/v1/services",
+        b"{\"services\": 5}".to_vec(),
+        true,
+    )
+    .await;
     assert_eq!(status, 422, "{body}");
     let big = vec![b' '; ebb_core::api::MAX_BODY_BYTES + 10];
     let (status, body) = raw(&h, reqwest::Method::PUT, "/v1/services", big, true).await;
@@ -136,14 +161,25 @@ fn node() -> NodeInfo {
 
 /// Reports every assignment of the node as running and ready.
 async fn report_all_ready(client: &Client) -> Vec<ebb_core::Assignment> {
-    let resp = client.sync(&SyncRequest { node: node(), statuses: vec![], events: vec![] }).await.unwrap();
+    let resp = client
+        .sync(&SyncRequest {
+            node: node(),
+            statuses: vec![],
+            events: vec![],
+        })
+        .await
+        .unwrap();
     let statuses = resp
         .assignments
         .iter()
         .map(|a| InstanceStatus {
             id: a.id.clone(),
             generation: a.generation,
-            state: if a.desired == DesiredState::Run { InstanceState::Running } else { InstanceState::Stopped },
+            state: if a.desired == DesiredState::Run {
+                InstanceState::Running
+            } else {
+                InstanceState::Stopped
+            },
             pid: Some(1),
             addr: Some("127.0.0.1:1".into()),
             ready: a.desired == DesiredState::Run,
@@ -152,7 +188,15 @@ async fn report_all_ready(client: &Client) -> Vec<ebb_core::Assignment> {
             last_exit: None,
         })
         .collect();
-    client.sync(&SyncRequest { node: node(), statuses, events: vec![] }).await.unwrap().assignments
+    client
+        .sync(&SyncRequest {
+            node: node(),
+            statuses,
+            events: vec![],
+        })
+        .await
+        .unwrap()
+        .assignments
 }
 
 #[tokio::test]
@@ -194,7 +238,14 @@ async fn the_controller_assigns_scales_rolls_and_stops_through_node_sync() {
     .await;
     let events = client.events(0, 100, Duration::ZERO).await.unwrap().events;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    for k in ["node.joined", "service.created", "service.scaled", "service.updated", "service.stopped", "instance.stopping"] {
+    for k in [
+        "node.joined",
+        "service.created",
+        "service.scaled",
+        "service.updated",
+        "service.stopped",
+        "instance.stopping",
+    ] {
         assert!(kinds.contains(&k), "missing {k} in {kinds:?}");
     }
 }

@@ -1,1 +1,210 @@
-//! placeholder
+//! Deploy files: TOML in, [`ServiceSpec`]s out, and every mistake reported with file:line:col and
+//! the field concerned (DESIGN.md principle 9).
+//!
+//! ```toml
+//! [services.hello]
+//! command = ["python3", "app.py", "--port", "${PORT}"]   # argv; required, non-empty
+//! instances = 3                 # default 1; 0 ..= MAX_INSTANCES
+//! env = { GREETING = "hi" }     # string values
+//! workdir = "."                 # relative to the deploy file's folder (the default)
+//! [services.hello.resources]
+//! cpu = 0.25                    # cores, or "250m"
+//! memory = "64MiB"              # size string, or bytes
+//! [services.hello.health]
+//! http = "/healthz"             # one of http = "/path", tcp = true, command = [...]; default tcp
+//! interval = "1s"
+//! [services.hello.stop]
+//! signal = "SIGTERM"
+//! grace = "10s"
+//! ```
+//!
+//! Fields left out take ebb-core's defaults. Parsing is pure except for [`parse_file`] and
+//! [`parse_files`], which read the files.
+#![forbid(unsafe_code)]
+
+mod diagnostic;
+mod document;
+mod service;
+mod values;
+
+pub use diagnostic::{SpecError, SpecErrors};
+
+use diagnostic::{line_col, Source};
+use document::{entries, syntax_error, Ctx, Entry};
+use ebb_core::ServiceSpec;
+use miette::NamedSource;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use toml_edit::{ImDocument, Item};
+
+/// Top-level keys of a deploy file.
+const ROOT_FIELDS: [&str; 1] = ["services"];
+
+/// Parses one deploy file's text. `file_label` names it in errors; relative `workdir`s resolve
+/// against `base_dir`, which should be absolute (it is used as given).
+pub fn parse_str(
+    file_label: &str,
+    text: &str,
+    base_dir: &Path,
+) -> Result<Vec<ServiceSpec>, SpecErrors> {
+    let parsed = parse_one(file_label, text, base_dir);
+    if parsed.errors.is_empty() {
+        Ok(parsed.services.into_iter().filter_map(|s| s.spec).collect())
+    } else {
+        Err(SpecErrors(parsed.errors))
+    }
+}
+
+/// Reads and parses one deploy file; relative `workdir`s resolve against its folder.
+pub fn parse_file(path: &Path) -> Result<Vec<ServiceSpec>, SpecErrors> {
+    parse_files(&[path.to_path_buf()])
+}
+
+/// Reads and parses several deploy files, as one set of services: a service name may be used
+/// once across all of them.
+pub fn parse_files(paths: &[PathBuf]) -> Result<Vec<ServiceSpec>, SpecErrors> {
+    let mut errors = Vec::new();
+    let mut specs = Vec::new();
+    // name → "file:line" of its first definition
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for path in paths {
+        let label = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(SpecError::whole_file(
+                    label,
+                    format!("cannot read deploy file: {e}"),
+                ));
+                continue;
+            }
+        };
+        let parsed = parse_one(&label, &text, &folder_of(path));
+        errors.extend(parsed.errors);
+        for s in parsed.services {
+            let field = format!("services.{}", s.name);
+            if let Some(first) = seen.get(&s.name) {
+                errors.push(
+                    SpecError::at(
+                        &parsed.source,
+                        Some(s.header),
+                        Some(field),
+                        format!("service `{}` is already defined at {first}", s.name),
+                    )
+                    .with_hint("service names must be unique across all deploy files: rename one"),
+                );
+                continue;
+            }
+            let (line, column) = line_col(&text, s.header.start);
+            seen.insert(s.name, format!("{label}:{line}:{column}"));
+            specs.extend(s.spec);
+        }
+    }
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(SpecErrors(errors))
+    }
+}
+
+/// The folder a deploy file's relative paths start from, made absolute.
+fn folder_of(path: &Path) -> PathBuf {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+// === one file ===
+
+/// A service found in a file, whether or not it converted cleanly.
+struct Found {
+    name: String,
+    /// The `[services.NAME]` header (or the name's key), for errors about the whole service.
+    header: Range<usize>,
+    spec: Option<ServiceSpec>,
+}
+
+struct Parsed {
+    source: Source,
+    services: Vec<Found>,
+    errors: Vec<SpecError>,
+}
+
+fn parse_one(label: &str, text: &str, base_dir: &Path) -> Parsed {
+    let source: Source = Arc::new(NamedSource::new(label, text.to_string()));
+    let doc = match ImDocument::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            return Parsed {
+                errors: vec![syntax_error(&source, &e)],
+                source,
+                services: Vec::new(),
+            }
+        }
+    };
+    let mut ctx = Ctx::new(source.clone());
+    let root = entries(doc.as_table(), "");
+    ctx.check_fields(&root, &ROOT_FIELDS);
+    let services_entry = root.iter().find(|e| e.name == "services");
+    let mut services = Vec::new();
+    if let Some(table) = services_entry.and_then(|e| ctx.table(e)) {
+        for e in entries(table, "services") {
+            services.extend(service(&mut ctx, &e, base_dir));
+        }
+    }
+    let about_services = |f: &str| f == "services" || f.starts_with("services.");
+    if services.is_empty()
+        && !ctx
+            .errors
+            .iter()
+            .any(|e| e.field.as_deref().is_some_and(about_services))
+    {
+        let span = services_entry.and_then(|e| e.key_span.clone());
+        ctx.error_hint(
+            span,
+            "services",
+            "no services defined",
+            "add one, e.g. [services.web] with command = [\"python3\", \"app.py\"]",
+        );
+    }
+    // Report in file order, whichever check found the problem.
+    ctx.errors.sort_by_key(|e| (e.line, e.column));
+    Parsed {
+        source,
+        services,
+        errors: ctx.errors,
+    }
+}
+
+fn service(ctx: &mut Ctx, e: &Entry<'_>, base_dir: &Path) -> Option<Found> {
+    let header = header_span(ctx.text(), e);
+    let table = ctx.table(e)?;
+    let spec = service::convert(ctx, e.name, table, header.clone(), base_dir);
+    Some(Found {
+        name: e.name.to_string(),
+        header,
+        spec,
+    })
+}
+
+/// The `[services.NAME]` header of a standard table, from its `[` to its `]`; for tables written
+/// otherwise (inline, dotted keys), the name's key.
+fn header_span(text: &str, e: &Entry<'_>) -> Range<usize> {
+    let key = e.key_span.clone().unwrap_or(0..0);
+    if let Item::Table(t) = e.item {
+        if let Some(span) = t.span().filter(|_| !t.is_implicit() && !t.is_dotted()) {
+            let close = text
+                .get(key.end..)
+                .and_then(|rest| rest.find(']'))
+                .map(|i| key.end + i + 1);
+            if let Some(end) = close.filter(|&end| end > span.start) {
+                return span.start..end;
+            }
+        }
+    }
+    key
+}

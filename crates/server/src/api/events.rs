@@ -24,7 +24,10 @@ pub struct EventsQuery {
     wait_ms: u64,
 }
 
-pub async fn list(State(server): State<Server>, Query(q): Query<EventsQuery>) -> ApiResult<EventsResponse> {
+pub async fn list(
+    State(server): State<Server>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<EventsResponse> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     if q.after == 0 {
         return Ok(Json(latest(&server, limit)?));
@@ -60,5 +63,8 @@ fn latest(server: &Server, limit: usize) -> Result<EventsResponse, super::ApiErr
             Ok(event)
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(EventsResponse { last_seq: revision, events })
+    Ok(EventsResponse {
+        last_seq: revision,
+        events,
+    })
 }

@@ -48,7 +48,9 @@ pub async fn read(
         .collect();
     if let Some(want) = &q.instance {
         if !ids.contains(want) && source.log_files(want).is_empty() {
-            return Err(ApiError::not_found(format!("no instance {want:?} of service {service:?}")));
+            return Err(ApiError::not_found(format!(
+                "no instance {want:?} of service {service:?}"
+            )));
         }
         ids = vec![want.clone()];
     } else if ids.is_empty() && keys::get_service(server.store(), &service)?.is_none() {
@@ -56,15 +58,24 @@ pub async fn read(
     }
     let cursors = parse_cursors(&q.cursors)?;
     let tail = q.tail.unwrap_or(DEFAULT_TAIL).min(MAX_TAIL);
-    let mut resp = LogsResponse { lines: Vec::new(), cursors: Vec::new() };
+    let mut resp = LogsResponse {
+        lines: Vec::new(),
+        cursors: Vec::new(),
+    };
     for id in ids {
         let files = source.log_files(&id);
         let (lines, offset) = match cursors.get(&id) {
             Some(offset) => follow(files.last(), *offset),
             None => last_lines(&files, tail),
         };
-        resp.lines.extend(lines.into_iter().map(|line| LogLine { instance: id.clone(), line }));
-        resp.cursors.push(LogCursor { instance: id, offset });
+        resp.lines.extend(lines.into_iter().map(|line| LogLine {
+            instance: id.clone(),
+            line,
+        }));
+        resp.cursors.push(LogCursor {
+            instance: id,
+            offset,
+        });
     }
     Ok(Json(resp))
 }
@@ -75,7 +86,9 @@ fn parse_cursors(text: &str) -> Result<HashMap<String, u64>, ApiError> {
         let (id, offset) = part
             .rsplit_once(':')
             .and_then(|(id, o)| Some((id, o.parse::<u64>().ok()?)))
-            .ok_or_else(|| ApiError::bad_request(format!("invalid cursor {part:?}: expected instance:offset")))?;
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("invalid cursor {part:?}: expected instance:offset"))
+            })?;
         map.insert(id.to_string(), offset);
     }
     Ok(map)
@@ -84,12 +97,18 @@ fn parse_cursors(text: &str) -> Result<HashMap<String, u64>, ApiError> {
 /// Complete lines written to `file` after `offset`, and the offset after them. A file shorter
 /// than the offset was rotated: read it from the start.
 fn follow(file: Option<&PathBuf>, offset: u64) -> (Vec<String>, u64) {
-    let Some(path) = file else { return (Vec::new(), offset) };
-    let Ok(mut f) = File::open(path) else { return (Vec::new(), offset) };
+    let Some(path) = file else {
+        return (Vec::new(), offset);
+    };
+    let Ok(mut f) = File::open(path) else {
+        return (Vec::new(), offset);
+    };
     let len = f.metadata().map_or(0, |m| m.len());
     let start = if len < offset { 0 } else { offset };
     let mut buf = Vec::new();
-    if f.seek(SeekFrom::Start(start)).is_err() || f.take(MAX_FOLLOW_BYTES).read_to_end(&mut buf).is_err() {
+    if f.seek(SeekFrom::Start(start)).is_err()
+        || f.take(MAX_FOLLOW_BYTES).read_to_end(&mut buf).is_err()
+    {
         return (Vec::new(), offset);
     }
     let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
@@ -99,7 +118,10 @@ fn follow(file: Option<&PathBuf>, offset: u64) -> (Vec<String>, u64) {
 
 /// The last `n` lines over the files (oldest first), and the length of the newest file.
 fn last_lines(files: &[PathBuf], n: usize) -> (Vec<String>, u64) {
-    let end = files.last().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
+    let end = files
+        .last()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len());
     let mut lines: Vec<String> = Vec::new();
     for path in files.iter().rev() {
         if lines.len() >= n {
@@ -114,7 +136,9 @@ fn last_lines(files: &[PathBuf], n: usize) -> (Vec<String>, u64) {
 
 /// The last `n` lines of one file, reading backwards in chunks so big files cost little.
 fn tail_of_file(path: &FsPath, n: usize) -> Vec<String> {
-    let Ok(mut f) = File::open(path) else { return Vec::new() };
+    let Ok(mut f) = File::open(path) else {
+        return Vec::new();
+    };
     let len = f.metadata().map_or(0, |m| m.len());
     let mut start = len;
     let mut buf: Vec<u8> = Vec::new();
@@ -137,7 +161,10 @@ fn tail_of_file(path: &FsPath, n: usize) -> Vec<String> {
 }
 
 fn split_lines(bytes: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(bytes).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]
@@ -164,7 +191,12 @@ mod tests {
         std::fs::write(&path, "one\ntw").unwrap();
         let (lines, off) = follow(Some(&path), 0);
         assert_eq!((lines, off), (vec!["one".to_string()], 4));
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"o\n").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"o\n")
+            .unwrap();
         assert_eq!(follow(Some(&path), off).0, ["two"]);
         std::fs::write(&path, "x\n").unwrap();
         assert_eq!(follow(Some(&path), 7).0, ["x"]);

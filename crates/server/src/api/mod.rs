@@ -23,20 +23,29 @@ pub fn router(server: Server) -> Router {
     let v1 = Router::new()
         .route("/status", get(services::status))
         .route("/services", get(services::list).put(services::apply))
-        .route("/services/{name}", get(services::get_one).delete(services::stop))
+        .route(
+            "/services/{name}",
+            get(services::get_one).delete(services::stop),
+        )
         .route("/services/{name}/scale", post(services::scale))
         .route("/instances", get(services::instances))
         .route("/events", get(events::list))
         .route("/logs/{service}", get(logs::read))
         .route("/nodes/{name}/sync", post(nodes::sync))
         .route("/nodes/{name}/assignments", get(nodes::assignments))
-        .route_layer(middleware::from_fn_with_state(server.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(
+            server.clone(),
+            require_token,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(server)
@@ -67,7 +76,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -81,7 +93,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.message })).into_response()
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -93,7 +111,10 @@ impl From<StoreError> for ApiError {
             }
             other => {
                 tracing::error!(error = %other, "store error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("store error: {other}"))
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("store error: {other}"),
+                )
             }
         }
     }

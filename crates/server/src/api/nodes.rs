@@ -30,25 +30,37 @@ pub async fn sync(
     }
     if server.nodes().heartbeat(&req.node, Instant::now()) {
         let known = server.store().get(&keys::node(&name))?.is_some();
-        server.store().put(&keys::node(&name), &keys::encode(&req.node), Expect::Any)?;
+        server
+            .store()
+            .put(&keys::node(&name), &keys::encode(&req.node), Expect::Any)?;
         if !known {
             server.record(
-                Event::new(now_ms(), EventKind::NodeJoined, format!("node {name} joined at {}", req.node.address)).node(&name),
+                Event::new(
+                    now_ms(),
+                    EventKind::NodeJoined,
+                    format!("node {name} joined at {}", req.node.address),
+                )
+                .node(&name),
             );
         }
     }
     let (assignments, revision) = keys::assignments(server.store())?;
     for status in &req.statuses {
         // Only the node that holds the current generation of an instance may report on it.
-        let owned = assignments
-            .iter()
-            .any(|a| a.value.id == status.id && a.value.node == name && a.value.generation == status.generation);
+        let owned = assignments.iter().any(|a| {
+            a.value.id == status.id
+                && a.value.node == name
+                && a.value.generation == status.generation
+        });
         if owned {
             server.update_status(status)?;
         }
     }
     for event in req.events.into_iter().take(MAX_EVENTS_PER_SYNC) {
-        server.record(Event { node: Some(name.clone()), ..event });
+        server.record(Event {
+            node: Some(name.clone()),
+            ..event
+        });
     }
     Ok(Json(response_for(&name, assignments, revision)))
 }
@@ -78,9 +90,17 @@ pub async fn assignments(
     Ok(Json(response_for(&name, assignments, revision)))
 }
 
-fn response_for(node: &str, all: Vec<keys::Versioned<ebb_core::Assignment>>, revision: u64) -> AssignmentsResponse {
+fn response_for(
+    node: &str,
+    all: Vec<keys::Versioned<ebb_core::Assignment>>,
+    revision: u64,
+) -> AssignmentsResponse {
     AssignmentsResponse {
         revision,
-        assignments: all.into_iter().map(|a| a.value).filter(|a| a.node == node).collect(),
+        assignments: all
+            .into_iter()
+            .map(|a| a.value)
+            .filter(|a| a.node == node)
+            .collect(),
     }
 }

@@ -7,7 +7,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use ebb_core::api::{
-    ApplyRequest, ApplyResponse, Change, InstanceView, ScaleRequest, ServiceChange, ServiceView, StatusView,
+    ApplyRequest, ApplyResponse, Change, InstanceView, ScaleRequest, ServiceChange, ServiceView,
+    StatusView,
 };
 use ebb_core::service::{validate_service_name, MAX_INSTANCES};
 use ebb_core::{Assignment, DesiredState, Event, EventKind, InstanceStatus, ServiceSpec};
@@ -17,7 +18,10 @@ use std::collections::{HashMap, HashSet};
 
 /// `PUT /v1/services`: validates every spec first, then writes all of them in one transaction,
 /// so that a bad request changes nothing.
-pub async fn apply(State(server): State<Server>, ApiJson(req): ApiJson<ApplyRequest>) -> ApiResult<ApplyResponse> {
+pub async fn apply(
+    State(server): State<Server>,
+    ApiJson(req): ApiJson<ApplyRequest>,
+) -> ApiResult<ApplyResponse> {
     validate_all(&req.services)?;
     let mut ops = Vec::new();
     let mut changes = Vec::new();
@@ -25,10 +29,19 @@ pub async fn apply(State(server): State<Server>, ApiJson(req): ApiJson<ApplyRequ
         let existing = keys::get_service(server.store(), &spec.name)?;
         let change = change_of(existing.as_ref().map(|v| &v.value), spec);
         if change != Change::Unchanged {
-            let expect = existing.as_ref().map_or(Expect::Absent, |v| Expect::ModRevision(v.mod_revision));
-            ops.push(Op::Put { key: keys::service(&spec.name), value: keys::encode(spec), expect });
+            let expect = existing
+                .as_ref()
+                .map_or(Expect::Absent, |v| Expect::ModRevision(v.mod_revision));
+            ops.push(Op::Put {
+                key: keys::service(&spec.name),
+                value: keys::encode(spec),
+                expect,
+            });
         }
-        changes.push(ServiceChange { service: spec.name.clone(), change });
+        changes.push(ServiceChange {
+            service: spec.name.clone(),
+            change,
+        });
     }
     if !ops.is_empty() {
         server.store().txn(ops)?;
@@ -54,27 +67,43 @@ fn validate_all(specs: &[ServiceSpec]) -> Result<(), ApiError> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, problems.join("\n")))
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            problems.join("\n"),
+        ))
     }
 }
 
 fn change_of(existing: Option<&ServiceSpec>, spec: &ServiceSpec) -> Change {
     match existing {
-        None => Change::Created { instances: spec.instances },
-        Some(old) if old.version() != spec.version() => Change::Updated { instances: spec.instances },
-        Some(old) if old.instances != spec.instances => Change::Scaled { from: old.instances, to: spec.instances },
+        None => Change::Created {
+            instances: spec.instances,
+        },
+        Some(old) if old.version() != spec.version() => Change::Updated {
+            instances: spec.instances,
+        },
+        Some(old) if old.instances != spec.instances => Change::Scaled {
+            from: old.instances,
+            to: spec.instances,
+        },
         Some(_) => Change::Unchanged,
     }
 }
 
 fn record_change(server: &Server, c: &ServiceChange) {
     let (kind, message) = match &c.change {
-        Change::Created { instances } => (EventKind::ServiceCreated, format!("service created with {instances} instances")),
+        Change::Created { instances } => (
+            EventKind::ServiceCreated,
+            format!("service created with {instances} instances"),
+        ),
         Change::Updated { instances } => (
             EventKind::ServiceUpdated,
             format!("spec changed: rolling {instances} instances one at a time"),
         ),
-        Change::Scaled { from, to } => (EventKind::ServiceScaled, format!("scaled from {from} to {to} instances")),
+        Change::Scaled { from, to } => (
+            EventKind::ServiceScaled,
+            format!("scaled from {from} to {to} instances"),
+        ),
         Change::Unchanged => return,
     };
     server.record(Event::new(now_ms(), kind, message).service(&c.service));
@@ -84,7 +113,10 @@ pub async fn list(State(server): State<Server>) -> ApiResult<Vec<ServiceView>> {
     Ok(Json(service_views(&server)?))
 }
 
-pub async fn get_one(State(server): State<Server>, Path(name): Path<String>) -> ApiResult<ServiceView> {
+pub async fn get_one(
+    State(server): State<Server>,
+    Path(name): Path<String>,
+) -> ApiResult<ServiceView> {
     let views = service_views(&server)?;
     views
         .into_iter()
@@ -102,30 +134,55 @@ pub async fn scale(
     if req.instances > MAX_INSTANCES {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{} instances is more than the limit of {MAX_INSTANCES}", req.instances),
+            format!(
+                "{} instances is more than the limit of {MAX_INSTANCES}",
+                req.instances
+            ),
         ));
     }
-    let Some(Versioned { value: mut spec, mod_revision }) = keys::get_service(server.store(), &name)? else {
+    let Some(Versioned {
+        value: mut spec,
+        mod_revision,
+    }) = keys::get_service(server.store(), &name)?
+    else {
         return Err(no_such_service(&name));
     };
     let from = spec.instances;
     if from != req.instances {
         spec.instances = req.instances;
-        server
-            .store()
-            .put(&keys::service(&name), &keys::encode(&spec), Expect::ModRevision(mod_revision))?;
-        record_change(&server, &ServiceChange { service: name.clone(), change: Change::Scaled { from, to: req.instances } });
+        server.store().put(
+            &keys::service(&name),
+            &keys::encode(&spec),
+            Expect::ModRevision(mod_revision),
+        )?;
+        record_change(
+            &server,
+            &ServiceChange {
+                service: name.clone(),
+                change: Change::Scaled {
+                    from,
+                    to: req.instances,
+                },
+            },
+        );
     }
     get_one(State(server), Path(name)).await
 }
 
 /// `DELETE /v1/services/{name}`: removes the service; the controller stops its instances.
-pub async fn stop(State(server): State<Server>, Path(name): Path<String>) -> ApiResult<ServiceView> {
+pub async fn stop(
+    State(server): State<Server>,
+    Path(name): Path<String>,
+) -> ApiResult<ServiceView> {
     let Json(view) = get_one(State(server.clone()), Path(name.clone())).await?;
     server.store().delete(&keys::service(&name), Expect::Any)?;
     server.record(
-        Event::new(now_ms(), EventKind::ServiceStopped, format!("service removed: stopping its {} instances", view.running))
-            .service(&name),
+        Event::new(
+            now_ms(),
+            EventKind::ServiceStopped,
+            format!("service removed: stopping its {} instances", view.running),
+        )
+        .service(&name),
     );
     Ok(Json(view))
 }
@@ -133,7 +190,9 @@ pub async fn stop(State(server): State<Server>, Path(name): Path<String>) -> Api
 fn no_such_service(name: &str) -> ApiError {
     match validate_service_name(name) {
         Err(m) => ApiError::bad_request(m),
-        Ok(()) => ApiError::not_found(format!("no service named {name:?}; `ebb status` lists the services")),
+        Ok(()) => ApiError::not_found(format!(
+            "no service named {name:?}; `ebb status` lists the services"
+        )),
     }
 }
 
@@ -142,7 +201,10 @@ pub struct InstancesQuery {
     service: Option<String>,
 }
 
-pub async fn instances(State(server): State<Server>, Query(q): Query<InstancesQuery>) -> ApiResult<Vec<InstanceView>> {
+pub async fn instances(
+    State(server): State<Server>,
+    Query(q): Query<InstancesQuery>,
+) -> ApiResult<Vec<InstanceView>> {
     let statuses = server.statuses();
     let (assignments, _) = keys::assignments(server.store())?;
     let views = assignments
@@ -154,7 +216,10 @@ pub async fn instances(State(server): State<Server>, Query(q): Query<InstancesQu
 }
 
 /// The status of an assignment, unless it was reported for an older generation.
-fn current_status<'a>(a: &Assignment, statuses: &'a HashMap<String, InstanceStatus>) -> Option<&'a InstanceStatus> {
+fn current_status<'a>(
+    a: &Assignment,
+    statuses: &'a HashMap<String, InstanceStatus>,
+) -> Option<&'a InstanceStatus> {
     statuses.get(&a.id).filter(|s| s.generation == a.generation)
 }
 
@@ -185,7 +250,9 @@ pub fn service_views(server: &Server) -> Result<Vec<ServiceView>, ApiError> {
                 .collect();
             let ready = live
                 .iter()
-                .filter(|a| a.version == version && current_status(a, &statuses).is_some_and(|s| s.ready))
+                .filter(|a| {
+                    a.version == version && current_status(a, &statuses).is_some_and(|s| s.ready)
+                })
                 .count() as u32;
             let outdated = live.iter().filter(|a| a.version != version).count() as u32;
             ServiceView {

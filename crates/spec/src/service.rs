@@ -1,0 +1,315 @@
+//! One `[services.NAME]` table → [`ServiceSpec`], with defaults from ebb-core filled in.
+
+use crate::document::{describe_value, entries, Ctx, Entry};
+use crate::values;
+use ebb_core::service::{FieldError, MAX_INSTANCES};
+use ebb_core::{HealthCheck, HealthSpec, Resources, ServiceSpec, StopSpec};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+use toml_edit::{TableLike, Value};
+
+const SERVICE_FIELDS: [&str; 7] = [
+    "command",
+    "instances",
+    "env",
+    "workdir",
+    "resources",
+    "health",
+    "stop",
+];
+const RESOURCE_FIELDS: [&str; 2] = ["cpu", "memory"];
+const HEALTH_FIELDS: [&str; 8] = [
+    "http",
+    "tcp",
+    "command",
+    "interval",
+    "timeout",
+    "unhealthy_threshold",
+    "healthy_threshold",
+    "start_period",
+];
+const HEALTH_KINDS: [&str; 3] = ["http", "tcp", "command"];
+const STOP_FIELDS: [&str; 2] = ["signal", "grace"];
+/// The health thresholds' range, checked again by [`ServiceSpec::validate`].
+const MAX_THRESHOLD: u32 = 100;
+
+/// Converts one service; `None` if any error was reported for it (all of them are in `ctx`).
+pub(crate) fn convert(
+    ctx: &mut Ctx,
+    name: &str,
+    table: &dyn TableLike,
+    header: Range<usize>,
+    base_dir: &Path,
+) -> Option<ServiceSpec> {
+    let first_error = ctx.errors.len();
+    let base = format!("services.{name}");
+    let fields = entries(table, &base);
+    ctx.check_fields(&fields, &SERVICE_FIELDS);
+    let get = |key: &str| fields.iter().find(|e| e.name == key);
+
+    let mut spec = ServiceSpec {
+        name: name.to_string(),
+        command: Vec::new(),
+        instances: 1,
+        env: BTreeMap::new(),
+        workdir: None,
+        resources: Resources::default(),
+        health: HealthSpec::default(),
+        stop: StopSpec::default(),
+    };
+    match get("command") {
+        Some(e) => spec.command = values::argv(ctx, e).unwrap_or_default(),
+        None => ctx.error_hint(
+            Some(header.clone()),
+            &format!("{base}.command"),
+            "missing required field `command`",
+            "add the program and its arguments, e.g. command = [\"python3\", \"app.py\"]",
+        ),
+    }
+    if let Some(e) = get("instances") {
+        spec.instances = values::count(ctx, e, MAX_INSTANCES).unwrap_or(1);
+    }
+    if let Some(e) = get("env") {
+        spec.env = env(ctx, e);
+    }
+    spec.workdir = workdir(ctx, get("workdir"), base_dir, &header, &base);
+    if let Some(t) = get("resources").and_then(|e| ctx.table(e)) {
+        spec.resources = resources(ctx, t, &format!("{base}.resources"));
+    }
+    if let Some(t) = get("health").and_then(|e| ctx.table(e)) {
+        spec.health = health(ctx, t, &format!("{base}.health"));
+    }
+    if let Some(t) = get("stop").and_then(|e| ctx.table(e)) {
+        spec.stop = stop(ctx, t, &format!("{base}.stop"));
+    }
+
+    // ebb-core's own checks, minus those about fields we already reported.
+    let reported: Vec<String> = ctx.errors[first_error..]
+        .iter()
+        .filter_map(|e| e.field.clone())
+        .collect();
+    for FieldError { field, message } in spec.validate() {
+        // The same field, a field inside one already reported, or an element of it (`command[1]`).
+        let already = reported.iter().any(|r| {
+            field == *r
+                || field.starts_with(&format!("{r}."))
+                || r.starts_with(&format!("{field}["))
+        });
+        if !already {
+            let span = locate(table, field.strip_prefix(&base).unwrap_or(""), &header);
+            ctx.error(Some(span), &field, message);
+        }
+    }
+    (ctx.errors.len() == first_error).then_some(spec)
+}
+
+fn env(ctx: &mut Ctx, e: &Entry<'_>) -> BTreeMap<String, String> {
+    let Some(table) = ctx.table(e) else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for var in entries(table, &e.field) {
+        match var.value() {
+            Some(Value::String(s)) => {
+                out.insert(var.name.to_string(), s.value().clone());
+            }
+            Some(v @ (Value::Integer(_) | Value::Float(_) | Value::Boolean(_))) => {
+                // The value as the user wrote it, to show it quoted.
+                let shown = var
+                    .value_span()
+                    .and_then(|span| ctx.text().get(span))
+                    .unwrap_or("...")
+                    .trim()
+                    .to_string();
+                ctx.error_hint(
+                    var.value_span(),
+                    &var.field,
+                    format!("expected a string, found {}", describe_value(v)),
+                    format!(
+                        "environment values are strings: write {} = \"{}\"",
+                        var.name, shown
+                    ),
+                );
+            }
+            _ => ctx.wrong_type(&var, "a string"),
+        }
+    }
+    out
+}
+
+/// The working directory, resolved against the deploy file's folder (the default).
+fn workdir(
+    ctx: &mut Ctx,
+    e: Option<&Entry<'_>>,
+    base_dir: &Path,
+    header: &Range<usize>,
+    base: &str,
+) -> Option<String> {
+    let (dir, span, field) = match e {
+        Some(e) => {
+            let dir = values::string(ctx, e)?;
+            if dir.is_empty() {
+                ctx.error_hint(
+                    e.value_span(),
+                    &e.field,
+                    "workdir is empty",
+                    "leave it out to run in the deploy file's folder",
+                );
+                return None;
+            }
+            (base_dir.join(dir), e.value_span(), e.field.clone())
+        }
+        None => (
+            base_dir.to_path_buf(),
+            Some(header.clone()),
+            format!("{base}.workdir"),
+        ),
+    };
+    // Drop `.` components: "./app" relative to /srv is /srv/app, not /srv/./app.
+    let dir: PathBuf = dir
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .collect();
+    match dir.to_str() {
+        Some(s) => Some(s.to_string()),
+        None => {
+            ctx.error(
+                span,
+                &field,
+                format!("working directory {dir:?} is not valid UTF-8"),
+            );
+            None
+        }
+    }
+}
+
+fn resources(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> Resources {
+    let fields = entries(table, base);
+    ctx.check_fields(&fields, &RESOURCE_FIELDS);
+    let mut out = Resources::default();
+    for e in &fields {
+        match e.name {
+            "cpu" => out.cpu_millis = values::cpu(ctx, e),
+            "memory" => out.memory_bytes = values::size(ctx, e),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn health(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> HealthSpec {
+    let fields = entries(table, base);
+    ctx.check_fields(&fields, &HEALTH_FIELDS);
+    let mut out = HealthSpec::default();
+    let kinds: Vec<&Entry<'_>> = fields
+        .iter()
+        .filter(|e| HEALTH_KINDS.contains(&e.name))
+        .collect();
+    if let [first, second, ..] = kinds.as_slice() {
+        ctx.error_hint(
+            second.key_span.clone(),
+            &second.field,
+            format!("`{}` and `{}` both given", first.name, second.name),
+            "choose one health check: http = \"/path\", tcp = true or command = [...]",
+        );
+    }
+    for e in &fields {
+        match e.name {
+            "http" => {
+                if let Some(path) = values::string(ctx, e) {
+                    out.check = HealthCheck::Http { path };
+                }
+            }
+            "tcp" => {
+                if let Some(check) = tcp(ctx, e) {
+                    out.check = check;
+                }
+            }
+            "command" => {
+                if let Some(argv) = values::argv(ctx, e) {
+                    out.check = HealthCheck::Command { argv };
+                }
+            }
+            "interval" => out.interval = values::duration(ctx, e).unwrap_or(out.interval),
+            "timeout" => out.timeout = values::duration(ctx, e).unwrap_or(out.timeout),
+            "start_period" => {
+                out.start_period = values::duration(ctx, e).unwrap_or(out.start_period)
+            }
+            "unhealthy_threshold" => {
+                out.unhealthy_threshold =
+                    values::count(ctx, e, MAX_THRESHOLD).unwrap_or(out.unhealthy_threshold)
+            }
+            "healthy_threshold" => {
+                out.healthy_threshold =
+                    values::count(ctx, e, MAX_THRESHOLD).unwrap_or(out.healthy_threshold)
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `tcp = true`; `false` is refused rather than silently meaning "the default, tcp".
+fn tcp(ctx: &mut Ctx, e: &Entry<'_>) -> Option<HealthCheck> {
+    match values::boolean(ctx, e)? {
+        true => Some(HealthCheck::Tcp),
+        false => {
+            ctx.error_hint(
+                e.value_span(),
+                &e.field,
+                "`tcp = false` would leave no health check",
+                "every instance is checked: use http = \"/path\" or command = [...] instead, or leave `tcp` out",
+            );
+            None
+        }
+    }
+}
+
+fn stop(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> StopSpec {
+    let fields = entries(table, base);
+    ctx.check_fields(&fields, &STOP_FIELDS);
+    let mut out = StopSpec::default();
+    for e in &fields {
+        match e.name {
+            "signal" => out.signal = values::string(ctx, e).unwrap_or(out.signal),
+            "grace" => out.grace = values::duration(ctx, e).unwrap_or(out.grace),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Where the field at `rest` (e.g. `.health.interval`, `.env.PORT`, or empty for the service
+/// itself) is in the file: its value, else its key, else the nearest enclosing key, else the
+/// service header. Lets errors from [`ServiceSpec::validate`] point at the right place.
+fn locate(service: &dyn TableLike, rest: &str, header: &Range<usize>) -> Range<usize> {
+    let rest = rest.strip_prefix('.').unwrap_or(rest);
+    // An env variable's name may itself contain dots, so it is one path segment; and it is the
+    // name that is wrong, so point at the key.
+    let (path, want_key): (Vec<&str>, bool) = match rest.strip_prefix("env.") {
+        Some(var) => (vec!["env", var], true),
+        None if rest.is_empty() => (vec![], false),
+        None => (rest.split('.').collect(), false),
+    };
+    let mut best = header.clone();
+    let mut table = Some(service);
+    for (i, part) in path.iter().enumerate() {
+        let Some((key, item)) = table.and_then(|t| t.get_key_value(part)) else {
+            break;
+        };
+        let last = i + 1 == path.len();
+        let span = if last && !want_key {
+            item.as_value()
+                .and_then(|v| v.span())
+                .or_else(|| key.span())
+        } else {
+            key.span()
+        };
+        if let Some(span) = span {
+            best = span;
+        }
+        table = item.as_table_like();
+    }
+    best
+}

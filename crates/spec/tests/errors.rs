@@ -1,0 +1,594 @@
+//! Every kind of mistake in a deploy file is reported with file:line:col, the field, and a message
+//! that says what is wrong.
+
+use ebb_spec::{parse_file, parse_files, parse_str, SpecError};
+use std::path::Path;
+
+fn errors(text: &str) -> Vec<SpecError> {
+    match parse_str("deploy.toml", text, Path::new("/srv/app")) {
+        Ok(specs) => panic!("expected errors, got {specs:?}"),
+        Err(e) => e.0,
+    }
+}
+
+/// The only error for `text`, checked for place, field and a phrase of the message.
+fn only_error(text: &str, line: usize, column: usize, field: &str, phrase: &str) -> SpecError {
+    let all = errors(text);
+    assert_eq!(all.len(), 1, "expected one error, got:\n{}", lines(&all));
+    let e = all.into_iter().next().unwrap();
+    assert_error(&e, line, column, field, phrase);
+    e
+}
+
+fn assert_error(e: &SpecError, line: usize, column: usize, field: &str, phrase: &str) {
+    assert_eq!(e.file, "deploy.toml", "{e}");
+    assert_eq!((e.line, e.column), (line, column), "{e}");
+    assert_eq!(e.field.as_deref(), Some(field), "{e}");
+    assert!(
+        e.to_string().contains(phrase),
+        "{e:?} should say {phrase:?}"
+    );
+}
+
+fn lines(all: &[SpecError]) -> String {
+    all.iter().map(|e| format!("{e}\n")).collect()
+}
+
+const HEAD: &str = "[services.web]\ncommand = [\"python3\", \"app.py\"]\n";
+
+// === syntax ===
+
+#[test]
+fn a_toml_syntax_error_is_located_and_names_the_key() {
+    let e = only_error(
+        &format!("{HEAD}instances = = 3\n"),
+        3,
+        13,
+        "services.web.instances",
+        "invalid TOML",
+    );
+    assert!(e
+        .to_string()
+        .starts_with("deploy.toml:3:13: services.web.instances: invalid TOML"));
+}
+
+#[test]
+fn a_service_defined_twice_in_one_file_is_a_located_syntax_error() {
+    let text = format!("{HEAD}\n[services.web]\ncommand = [\"b\"]\n");
+    only_error(&text, 4, 1, "services.web", "duplicate key");
+}
+
+#[test]
+fn a_key_given_twice_is_a_located_syntax_error() {
+    let text = format!("{HEAD}instances = 1\ninstances = 2\n");
+    only_error(
+        &text,
+        4,
+        1,
+        "services.web.instances",
+        "duplicate key `instances`",
+    );
+}
+
+// === unknown fields ===
+
+#[test]
+fn an_unknown_top_level_key_is_refused() {
+    let e = only_error(
+        &format!("version = 2\n{HEAD}"),
+        1,
+        1,
+        "version",
+        "unknown field `version`",
+    );
+    assert_eq!(e.hint.as_deref(), Some("valid fields here are `services`"));
+}
+
+#[test]
+fn a_misspelt_service_field_gets_a_suggestion() {
+    let e = only_error(
+        &format!("{HEAD}instnces = 3\n"),
+        3,
+        1,
+        "services.web.instnces",
+        "unknown field `instnces`",
+    );
+    assert!(e.to_string().ends_with("did you mean `instances`?"), "{e}");
+}
+
+#[test]
+fn a_field_from_another_tool_gets_our_name_for_it() {
+    let e = only_error(
+        &format!("{HEAD}replicas = 3\n"),
+        3,
+        1,
+        "services.web.replicas",
+        "unknown field",
+    );
+    assert_eq!(e.hint.as_deref(), Some("did you mean `instances`?"));
+}
+
+#[test]
+fn unknown_fields_in_nested_tables_are_refused_with_the_valid_list() {
+    let text = format!("{HEAD}[services.web.resources]\ngpu = 1\n");
+    let e = only_error(
+        &text,
+        4,
+        1,
+        "services.web.resources.gpu",
+        "unknown field `gpu`",
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("valid fields here are `cpu` and `memory`")
+    );
+
+    let text = format!("{HEAD}[services.web.health]\nintervall = \"1s\"\n");
+    let e = only_error(
+        &text,
+        4,
+        1,
+        "services.web.health.intervall",
+        "unknown field",
+    );
+    assert_eq!(e.hint.as_deref(), Some("did you mean `interval`?"));
+
+    let text = format!("{HEAD}stop = {{ grace_period = \"5s\" }}\n");
+    let e = only_error(
+        &text,
+        3,
+        10,
+        "services.web.stop.grace_period",
+        "unknown field",
+    );
+    assert_eq!(e.hint.as_deref(), Some("did you mean `grace`?"));
+}
+
+// === types ===
+
+#[test]
+fn a_value_of_the_wrong_type_says_what_was_expected_and_found() {
+    let text = format!("{HEAD}instances = \"three\"\n");
+    only_error(
+        &text,
+        3,
+        13,
+        "services.web.instances",
+        "expected a whole number, found a string",
+    );
+
+    let text = format!("{HEAD}resources = 4\n");
+    only_error(
+        &text,
+        3,
+        13,
+        "services.web.resources",
+        "expected a table, found an integer",
+    );
+
+    let text = format!("{HEAD}health = {{ tcp = \"yes\" }}\n");
+    only_error(
+        &text,
+        3,
+        18,
+        "services.web.health.tcp",
+        "expected `true` or `false`, found a string",
+    );
+
+    let text = format!("{HEAD}workdir = 7\n");
+    only_error(
+        &text,
+        3,
+        11,
+        "services.web.workdir",
+        "expected a string, found an integer",
+    );
+}
+
+#[test]
+fn a_quoted_number_is_told_to_lose_its_quotes() {
+    let e = only_error(
+        &format!("{HEAD}instances = \"3\"\n"),
+        3,
+        13,
+        "services.web.instances",
+        "found a string",
+    );
+    assert_eq!(e.hint.as_deref(), Some("remove the quotes: instances = 3"));
+}
+
+#[test]
+fn an_env_value_must_be_a_string() {
+    let text = format!("{HEAD}env = {{ WORKERS = 4 }}\n");
+    let e = only_error(
+        &text,
+        3,
+        19,
+        "services.web.env.WORKERS",
+        "expected a string, found an integer",
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("environment values are strings: write WORKERS = \"4\"")
+    );
+}
+
+#[test]
+fn a_command_written_as_one_string_is_shown_as_an_array() {
+    let text = "[services.web]\ncommand = \"python3 app.py\"\n";
+    let e = only_error(
+        text,
+        2,
+        11,
+        "services.web.command",
+        "expected an array of arguments, found a string",
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("write each argument separately: [\"python3\", \"app.py\"]")
+    );
+}
+
+#[test]
+fn a_non_string_argument_is_pointed_at() {
+    let text = "[services.web]\ncommand = [\"sleep\", 5]\n";
+    only_error(
+        text,
+        2,
+        21,
+        "services.web.command[1]",
+        "expected a string argument, found an integer",
+    );
+}
+
+// === quantities ===
+
+#[test]
+fn a_bad_duration_is_refused_with_examples() {
+    let text = format!("{HEAD}[services.web.health]\ninterval = \"5 sec\"\n");
+    only_error(
+        &text,
+        4,
+        12,
+        "services.web.health.interval",
+        "invalid duration \"5 sec\"",
+    );
+
+    let text = format!("{HEAD}[services.web.stop]\ngrace = 10\n");
+    let e = only_error(
+        &text,
+        4,
+        9,
+        "services.web.stop.grace",
+        "expected a duration with a unit",
+    );
+    assert_eq!(e.hint.as_deref(), Some("write \"10s\" or \"10ms\""));
+}
+
+#[test]
+fn a_bad_size_is_refused() {
+    let text = format!("{HEAD}[services.web.resources]\nmemory = \"64 potatoes\"\n");
+    only_error(
+        &text,
+        4,
+        10,
+        "services.web.resources.memory",
+        "invalid size \"64 potatoes\"",
+    );
+
+    let text = format!("{HEAD}[services.web.resources]\nmemory = -5\n");
+    only_error(
+        &text,
+        4,
+        10,
+        "services.web.resources.memory",
+        "invalid size \"-5\"",
+    );
+
+    let text = format!("{HEAD}[services.web.resources]\nmemory = 1.5\n");
+    only_error(
+        &text,
+        4,
+        10,
+        "services.web.resources.memory",
+        "found a float",
+    );
+}
+
+#[test]
+fn a_bad_cpu_is_refused() {
+    for (value, phrase) in [
+        ("\"lots\"", "invalid cpu \"lots\""),
+        ("0", "invalid cpu \"0\""),
+        ("-0.5", "invalid cpu \"-0.5\""),
+    ] {
+        let text = format!("{HEAD}[services.web.resources]\ncpu = {value}\n");
+        only_error(&text, 4, 7, "services.web.resources.cpu", phrase);
+    }
+}
+
+// === counts ===
+
+#[test]
+fn a_negative_instance_count_is_refused() {
+    only_error(
+        &format!("{HEAD}instances = -1\n"),
+        3,
+        13,
+        "services.web.instances",
+        "must not be negative",
+    );
+}
+
+#[test]
+fn an_absurd_instance_count_is_refused() {
+    let text = format!("{HEAD}instances = 99999999999\n");
+    only_error(
+        &text,
+        3,
+        13,
+        "services.web.instances",
+        "99999999999 is more than the limit of 10000",
+    );
+    let text = format!("{HEAD}instances = 10001\n");
+    only_error(
+        &text,
+        3,
+        13,
+        "services.web.instances",
+        "more than the limit of 10000",
+    );
+}
+
+#[test]
+fn a_fractional_instance_count_is_refused() {
+    only_error(
+        &format!("{HEAD}instances = 2.5\n"),
+        3,
+        13,
+        "services.web.instances",
+        "must be a whole number",
+    );
+}
+
+#[test]
+fn a_threshold_out_of_range_is_refused() {
+    let text = format!("{HEAD}[services.web.health]\nhealthy_threshold = 0\n");
+    only_error(
+        &text,
+        4,
+        21,
+        "services.web.health.healthy_threshold",
+        "between 1 and 100",
+    );
+    let text = format!("{HEAD}[services.web.health]\nunhealthy_threshold = 1000\n");
+    only_error(
+        &text,
+        4,
+        23,
+        "services.web.health.unhealthy_threshold",
+        "more than the limit of 100",
+    );
+}
+
+// === commands ===
+
+#[test]
+fn an_empty_command_is_refused() {
+    let e = only_error(
+        "[services.web]\ncommand = []\n",
+        2,
+        11,
+        "services.web.command",
+        "command is empty",
+    );
+    assert!(e
+        .hint
+        .as_deref()
+        .unwrap_or("")
+        .contains("[\"python3\", \"app.py\"]"));
+}
+
+#[test]
+fn a_blank_program_is_refused() {
+    only_error(
+        "[services.web]\ncommand = [\" \"]\n",
+        2,
+        11,
+        "services.web.command",
+        "command is empty",
+    );
+}
+
+#[test]
+fn a_missing_command_is_reported_at_the_service_header() {
+    only_error(
+        "\n[services.web]\ninstances = 2\n",
+        2,
+        1,
+        "services.web.command",
+        "missing required field `command`",
+    );
+}
+
+#[test]
+fn an_empty_health_command_is_refused() {
+    let text = format!("{HEAD}[services.web.health]\ncommand = []\n");
+    only_error(
+        &text,
+        4,
+        11,
+        "services.web.health.command",
+        "command is empty",
+    );
+}
+
+// === names ===
+
+#[test]
+fn an_invalid_service_name_is_reported_at_its_header() {
+    let text = "[services.Web_1]\ncommand = [\"a\"]\n";
+    only_error(
+        text,
+        1,
+        1,
+        "services.Web_1",
+        "invalid service name \"Web_1\"",
+    );
+}
+
+#[test]
+fn the_same_service_in_two_files_is_reported_at_the_second_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(&a, "# first\n[services.web]\ncommand = [\"a\"]\n").unwrap();
+    std::fs::write(
+        &b,
+        "[services.api]\ncommand = [\"b\"]\n\n  [services.web]\ncommand = [\"c\"]\n",
+    )
+    .unwrap();
+    let errs = parse_files(&[a.clone(), b.clone()]).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{}", lines(&errs));
+    let e = &errs[0];
+    assert_eq!(e.file, b.display().to_string());
+    assert_eq!((e.line, e.column), (4, 3));
+    assert_eq!(e.field.as_deref(), Some("services.web"));
+    let first = format!("already defined at {}:2:1", a.display());
+    assert!(e.message.contains(&first), "{e}");
+}
+
+// === health checks ===
+
+#[test]
+fn http_and_tcp_together_are_refused_at_the_second() {
+    let text = format!("{HEAD}[services.web.health]\nhttp = \"/healthz\"\ntcp = true\n");
+    let e = only_error(
+        &text,
+        5,
+        1,
+        "services.web.health.tcp",
+        "`http` and `tcp` both given",
+    );
+    assert!(e.hint.as_deref().unwrap_or("").contains("choose one"));
+}
+
+#[test]
+fn tcp_false_is_refused_because_every_instance_is_checked() {
+    let text = format!("{HEAD}health = {{ tcp = false }}\n");
+    only_error(&text, 3, 18, "services.web.health.tcp", "no health check");
+}
+
+// === checks from ebb-core's validate(), mapped back to the file ===
+
+#[test]
+fn a_reserved_env_var_is_reported_at_its_key() {
+    let text = format!("{HEAD}[services.web.env]\nGREETING = \"hi\"\nPORT = \"80\"\n");
+    only_error(&text, 5, 1, "services.web.env.PORT", "set by ebb");
+}
+
+#[test]
+fn an_unknown_stop_signal_is_reported_at_its_value() {
+    let text = format!("{HEAD}[services.web.stop]\nsignal = \"SIGKILL\"\n");
+    only_error(
+        &text,
+        4,
+        10,
+        "services.web.stop.signal",
+        "unknown signal \"SIGKILL\"",
+    );
+}
+
+#[test]
+fn an_http_path_without_a_slash_is_reported_at_its_value() {
+    let text = format!("{HEAD}health.http = \"healthz\"\n");
+    only_error(
+        &text,
+        3,
+        15,
+        "services.web.health.http",
+        "must start with '/'",
+    );
+}
+
+#[test]
+fn a_zero_interval_is_reported_at_its_value() {
+    let text = format!("{HEAD}[services.web.health]\ninterval = \"0\"\n");
+    only_error(
+        &text,
+        4,
+        12,
+        "services.web.health.interval",
+        "greater than zero",
+    );
+}
+
+// === files ===
+
+#[test]
+fn a_file_without_services_is_an_error() {
+    let e = only_error("# nothing here\n", 1, 1, "services", "no services defined");
+    assert!(e.hint.is_some());
+    only_error("\n[services]\n", 2, 2, "services", "no services defined");
+}
+
+#[test]
+fn an_unreadable_file_is_an_error_without_a_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let errs = parse_file(&missing).unwrap_err().0;
+    assert_eq!(errs.len(), 1);
+    let e = &errs[0];
+    assert_eq!((e.line, e.column), (0, 0));
+    assert_eq!(e.field, None);
+    assert!(e.message.contains("cannot read deploy file"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: cannot read", missing.display())),
+        "{e}"
+    );
+    assert!(e.render().contains("cannot read deploy file"));
+}
+
+#[test]
+fn every_broken_service_is_reported_not_just_the_first() {
+    let text = "[services.a]\ninstances = -1\ncommand = [\"x\"]\n\n[services.b]\ncommand = []\n[services.b.resources]\ncpu = \"lots\"\n";
+    let all = errors(text);
+    assert_eq!(all.len(), 3, "{}", lines(&all));
+    assert_error(
+        &all[0],
+        2,
+        13,
+        "services.a.instances",
+        "must not be negative",
+    );
+    assert_error(&all[1], 6, 11, "services.b.command", "command is empty");
+    assert_error(&all[2], 8, 7, "services.b.resources.cpu", "invalid cpu");
+}
+
+// === rendering ===
+
+#[test]
+fn render_shows_the_line_and_a_caret_without_colours() {
+    let e = only_error(
+        &format!("{HEAD}instnces = 3\n"),
+        3,
+        1,
+        "services.web.instnces",
+        "unknown field",
+    );
+    let out = e.render();
+    assert!(out.contains(&e.to_string()), "{out}");
+    assert!(out.contains("instnces = 3"), "{out}");
+    assert!(out.contains("────────"), "underline under the key: {out}");
+    assert!(!out.contains('\u{1b}'), "no ANSI escapes: {out:?}");
+}
+
+#[test]
+fn spec_errors_display_one_line_per_error() {
+    let text = "[services.a]\ninstances = -1\n";
+    let errs = parse_str("d.toml", text, Path::new("/")).unwrap_err();
+    let shown = errs.to_string();
+    assert_eq!(shown.lines().count(), errs.0.len());
+    assert!(shown.lines().all(|l| l.starts_with("d.toml:")), "{shown}");
+}

@@ -1,0 +1,199 @@
+//! Valid deploy files become the expected `ServiceSpec`s, with ebb-core's defaults filled in.
+
+use ebb_core::service::{
+    DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT,
+    DEFAULT_START_PERIOD, DEFAULT_STOP_GRACE, DEFAULT_STOP_SIGNAL, DEFAULT_UNHEALTHY_THRESHOLD,
+};
+use ebb_core::{HealthCheck, HealthSpec, Resources, ServiceSpec, StopSpec};
+use ebb_spec::{parse_file, parse_files, parse_str};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+const FULL: &str = r#"
+[services.hello]
+command = ["python3", "app.py", "--port", "${PORT}"]
+instances = 3
+env = { GREETING = "hi" }
+workdir = "./app"
+[services.hello.resources]
+cpu = 0.25
+memory = "64MiB"
+[services.hello.health]
+http = "/healthz"
+interval = "2s"
+timeout = "750ms"
+unhealthy_threshold = 5
+healthy_threshold = 2
+start_period = "1m"
+[services.hello.stop]
+signal = "SIGINT"
+grace = "30s"
+"#;
+
+fn parse(text: &str) -> Vec<ServiceSpec> {
+    parse_str("deploy.toml", text, Path::new("/srv/app"))
+        .unwrap_or_else(|e| panic!("should parse:\n{}", e.render()))
+}
+
+#[test]
+fn a_full_service_parses_to_the_expected_spec() {
+    let expected = ServiceSpec {
+        name: "hello".into(),
+        command: ["python3", "app.py", "--port", "${PORT}"]
+            .map(String::from)
+            .to_vec(),
+        instances: 3,
+        env: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
+        workdir: Some("/srv/app/app".into()),
+        resources: Resources {
+            cpu_millis: Some(250),
+            memory_bytes: Some(64 << 20),
+        },
+        health: HealthSpec {
+            check: HealthCheck::Http {
+                path: "/healthz".into(),
+            },
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_millis(750),
+            unhealthy_threshold: 5,
+            healthy_threshold: 2,
+            start_period: Duration::from_secs(60),
+        },
+        stop: StopSpec {
+            signal: "SIGINT".into(),
+            grace: Duration::from_secs(30),
+        },
+    };
+    assert_eq!(parse(FULL), vec![expected]);
+}
+
+#[test]
+fn left_out_fields_take_the_defaults_and_workdir_is_the_files_folder() {
+    let specs = parse("[services.web]\ncommand = [\"ebb\", \"example-app\"]\n");
+    let expected = ServiceSpec {
+        name: "web".into(),
+        command: vec!["ebb".into(), "example-app".into()],
+        instances: 1,
+        env: BTreeMap::new(),
+        workdir: Some("/srv/app".into()),
+        resources: Resources::default(),
+        health: HealthSpec {
+            check: HealthCheck::Tcp,
+            interval: DEFAULT_HEALTH_INTERVAL,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+            healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            start_period: DEFAULT_START_PERIOD,
+        },
+        stop: StopSpec {
+            signal: DEFAULT_STOP_SIGNAL.into(),
+            grace: DEFAULT_STOP_GRACE,
+        },
+    };
+    assert_eq!(specs, vec![expected]);
+}
+
+#[test]
+fn cpu_as_millicores_and_as_cores_are_the_same() {
+    for cpu in ["\"250m\"", "0.25", "\"0.25\""] {
+        let specs = parse(&format!(
+            "[services.web]\ncommand = [\"a\"]\nresources = {{ cpu = {cpu} }}\n"
+        ));
+        assert_eq!(specs[0].resources.cpu_millis, Some(250), "cpu = {cpu}");
+    }
+    let specs = parse("[services.web]\ncommand = [\"a\"]\nresources = { cpu = 2 }\n");
+    assert_eq!(specs[0].resources.cpu_millis, Some(2000));
+}
+
+#[test]
+fn memory_may_be_plain_bytes() {
+    let specs = parse("[services.web]\ncommand = [\"a\"]\nresources.memory = 1048576\n");
+    assert_eq!(specs[0].resources.memory_bytes, Some(1 << 20));
+}
+
+#[test]
+fn tcp_and_command_health_checks_parse() {
+    let specs = parse("[services.web]\ncommand = [\"a\"]\nhealth.tcp = true\n");
+    assert_eq!(specs[0].health.check, HealthCheck::Tcp);
+    let specs = parse("[services.web]\ncommand = [\"a\"]\nhealth.command = [\"true\"]\n");
+    assert_eq!(
+        specs[0].health.check,
+        HealthCheck::Command {
+            argv: vec!["true".into()]
+        }
+    );
+}
+
+#[test]
+fn zero_instances_is_allowed() {
+    assert_eq!(
+        parse("[services.web]\ncommand = [\"a\"]\ninstances = 0\n")[0].instances,
+        0
+    );
+}
+
+#[test]
+fn services_come_out_in_file_order() {
+    let text = r#"
+[services.zeta]
+command = ["z"]
+
+[services.alpha.resources]
+cpu = 1
+
+[services.mid]
+command = ["m"]
+
+[services.alpha]
+command = ["a"]
+"#;
+    let names: Vec<String> = parse(text).into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["zeta", "mid", "alpha"]);
+}
+
+#[test]
+fn inline_tables_and_dotted_keys_work_like_headers() {
+    let dotted = parse("services.web.command = [\"a\"]\nservices.web.instances = 2\n");
+    let inline = parse("[services]\nweb = { command = [\"a\"], instances = 2 }\n");
+    let headers = parse("[services.web]\ncommand = [\"a\"]\ninstances = 2\n");
+    assert_eq!(dotted, headers);
+    assert_eq!(inline, headers);
+}
+
+#[test]
+fn absolute_workdirs_are_kept() {
+    let specs = parse("[services.web]\ncommand = [\"a\"]\nworkdir = \"/opt/web\"\n");
+    assert_eq!(specs[0].workdir.as_deref(), Some("/opt/web"));
+}
+
+#[test]
+fn parse_file_resolves_workdir_against_the_files_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deploy.toml");
+    std::fs::write(
+        &path,
+        "[services.web]\ncommand = [\"a\"]\nworkdir = \"site\"\n",
+    )
+    .unwrap();
+    let specs = parse_file(&path).unwrap();
+    assert_eq!(
+        specs[0].workdir,
+        Some(dir.path().join("site").display().to_string())
+    );
+}
+
+#[test]
+fn parse_files_joins_the_services_of_all_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(&a, "[services.web]\ncommand = [\"a\"]\n").unwrap();
+    std::fs::write(&b, "[services.api]\ncommand = [\"b\"]\n").unwrap();
+    let names: Vec<String> = parse_files(&[a, b])
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["web", "api"]);
+}
