@@ -11,7 +11,8 @@ pub const ADDR_FILE: &str = "api.addr";
 pub fn client(global: &Global) -> anyhow::Result<Client> {
     let addr = match &global.addr {
         Some(a) => a.clone(),
-        None => read_trimmed(&global.data_dir.join(ADDR_FILE)).unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+        None => read_trimmed(&global.data_dir.join(ADDR_FILE))
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
     };
     let token = std::env::var("EBB_TOKEN")
         .ok()

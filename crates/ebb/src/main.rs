@@ -14,7 +14,10 @@ use commands::{Exit, EXIT_UNREACHABLE};
 fn main() {
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Command::Up(_)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -33,16 +36,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up::up(g, args).await,
         Command::Validate { files } => commands::validate(files),
         Command::ExampleApp { port, host } => example_app(*port, host.clone()).await,
-        Command::Deploy(a) => commands::deploy::deploy(&connect::client(g)?, &a.files, a.detach, a.timeout).await,
-        Command::Ps { service, json } => commands::ps::ps(&connect::client(g)?, service.as_deref(), *json).await,
-        Command::Scale { service, instances } => commands::deploy::scale(&connect::client(g)?, service, *instances).await,
-        Command::Stop { service, detach } => commands::deploy::stop(&connect::client(g)?, service, *detach).await,
+        Command::Deploy(a) => {
+            commands::deploy::deploy(&connect::client(g)?, &a.files, a.detach, a.timeout).await
+        }
+        Command::Ps { service, json } => {
+            commands::ps::ps(&connect::client(g)?, service.as_deref(), *json).await
+        }
+        Command::Scale { service, instances } => {
+            commands::deploy::scale(&connect::client(g)?, service, *instances).await
+        }
+        Command::Stop { service, detach } => {
+            commands::deploy::stop(&connect::client(g)?, service, *detach).await
+        }
         Command::Logs(a) => {
-            commands::logs::logs(&connect::client(g)?, &a.service, a.instance.as_deref(), a.follow, a.tail).await
+            commands::logs::logs(
+                &connect::client(g)?,
+                &a.service,
+                a.instance.as_deref(),
+                a.follow,
+                a.tail,
+            )
+            .await
         }
-        Command::Events { follow, json, limit } => {
-            commands::events::events(&connect::client(g)?, *follow, *json, *limit).await
-        }
+        Command::Events {
+            follow,
+            json,
+            limit,
+        } => commands::events::events(&connect::client(g)?, *follow, *json, *limit).await,
         Command::Status { json } => commands::status::status(&connect::client(g)?, *json).await,
     }
 }
@@ -55,7 +75,10 @@ async fn example_app(port: Option<u16>, host: Option<String>) -> anyhow::Result<
         std::env::set_var("HOST", h);
     }
     let config = ebb_example_app::config_from_env().map_err(|m| {
-        anyhow::Error::new(Exit { code: commands::EXIT_INVALID, message: m })
+        anyhow::Error::new(Exit {
+            code: commands::EXIT_INVALID,
+            message: m,
+        })
     })?;
     ebb_example_app::run(config).await?;
     Ok(())
@@ -85,6 +108,7 @@ fn init_tracing(server: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .compact()
         .init();

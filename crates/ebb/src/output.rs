@@ -28,7 +28,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `42s`, `5m`, `3h`, `2d`: how long ago `since_ms` was.

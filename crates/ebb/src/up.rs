@@ -25,15 +25,26 @@ const STORE_FILE: &str = "state.db";
 const LOCK_FILE: &str = "lock";
 
 pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
-    let specs = if args.files.is_empty() { Vec::new() } else { commands::parse_deploy_files(&args.files)? };
+    let specs = if args.files.is_empty() {
+        Vec::new()
+    } else {
+        commands::parse_deploy_files(&args.files)?
+    };
     let data_dir = prepare_data_dir(&global.data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
-    let store = Arc::new(SqliteStore::open(&data_dir.join(STORE_FILE)).context("opening the store")?);
-    let token = auth::load_or_create_token(&data_dir).context("reading or creating the API token")?;
+    let store =
+        Arc::new(SqliteStore::open(&data_dir.join(STORE_FILE)).context("opening the store")?);
+    let token =
+        auth::load_or_create_token(&data_dir).context("reading or creating the API token")?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}: is another ebb running there? Use --listen", args.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another ebb running there? Use --listen",
+                args.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "API listens beyond loopback: every call must carry the token from {}", auth::token_path(&data_dir).display());
@@ -50,7 +61,11 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
         log_keep: ebb_agent::DEFAULT_LOG_KEEP,
     })
     .context("starting the local agent")?;
-    let server = Server::new(store, token.clone(), Some(Arc::new(AgentLogs(supervisor.clone()))))?;
+    let server = Server::new(
+        store,
+        token.clone(),
+        Some(Arc::new(AgentLogs(supervisor.clone()))),
+    )?;
     server.record(ebb_core::Event::new(
         ebb_server::now_ms(),
         ebb_core::EventKind::ServerStarted,
@@ -68,10 +83,18 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
         memory_bytes: ebb_agent::machine_memory_bytes(),
         enforcement: supervisor.enforcement(),
     };
-    let agent = tokio::spawn(ebb_agent::sync::run(client.clone(), supervisor.clone(), node, stop_rx.clone()));
+    let agent = tokio::spawn(ebb_agent::sync::run(
+        client.clone(),
+        supervisor.clone(),
+        node,
+        stop_rx.clone(),
+    ));
 
     if !specs.is_empty() {
-        let resp = client.apply(specs).await.context("applying the deploy files")?;
+        let resp = client
+            .apply(specs)
+            .await
+            .context("applying the deploy files")?;
         for c in resp.changes {
             tracing::info!(service = c.service, change = ?c.change, "applied");
         }
@@ -101,12 +124,19 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
 }
 
 /// Serves the API until shutdown is signalled.
-async fn serve_api(listener: tokio::net::TcpListener, server: Server, mut stop: watch::Receiver<bool>) {
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    server: Server,
+    mut stop: watch::Receiver<bool>,
+) {
     let app = ebb_server::api::router(server);
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         tracing::error!(error = %e, "API server failed");
     }
 }
@@ -123,12 +153,17 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
-    dir.canonicalize().with_context(|| format!("resolving data dir {}", dir.display()))
+    dir.canonicalize()
+        .with_context(|| format!("resolving data dir {}", dir.display()))
 }
 
 /// Takes an exclusive lock on the data dir for the life of the process.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<Flock<File>> {
-    let file = File::options().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE))?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
         anyhow::Error::new(Exit {
             code: EXIT_INVALID,

@@ -34,13 +34,15 @@ impl EventLog {
 
     /// Records an event; failures are logged, never fatal (an event must not stop a decision).
     pub fn record(&self, event: Event) {
-        tracing::info!(
-            kind = event.kind.as_str(),
-            service = event.service.as_deref().unwrap_or(""),
-            instance = event.instance.as_deref().unwrap_or(""),
-            "{}",
-            event.message
-        );
+        let subject = event
+            .instance
+            .as_deref()
+            .or(event.service.as_deref())
+            .or(event.node.as_deref());
+        match subject {
+            Some(s) => tracing::info!(kind = event.kind.as_str(), "{s}: {}", event.message),
+            None => tracing::info!(kind = event.kind.as_str(), "{}", event.message),
+        }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let key = format!("{EVENTS}{n:020}");
         if let Err(e) = self.store.put(&key, &keys::encode(&event), Expect::Any) {

@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 /// How often progress is polled.
 const POLL: Duration = Duration::from_millis(200);
 
-pub async fn deploy(client: &Client, files: &[PathBuf], detach: bool, timeout: Duration) -> anyhow::Result<()> {
+pub async fn deploy(
+    client: &Client,
+    files: &[PathBuf],
+    detach: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let specs = super::parse_deploy_files(files)?;
     let resp = client.apply(specs).await?;
     for c in &resp.changes {
@@ -25,7 +30,10 @@ pub async fn deploy(client: &Client, files: &[PathBuf], detach: bool, timeout: D
 fn describe(c: &ServiceChange) -> String {
     match &c.change {
         Change::Created { instances } => format!("{}: created, {instances} instances", c.service),
-        Change::Updated { instances } => format!("{}: updated, rolling {instances} instances one at a time", c.service),
+        Change::Updated { instances } => format!(
+            "{}: updated, rolling {instances} instances one at a time",
+            c.service
+        ),
         Change::Scaled { from, to } => format!("{}: scaled {from} → {to} instances", c.service),
         Change::Unchanged => format!("{}: unchanged", c.service),
     }
@@ -51,7 +59,11 @@ fn progress_line(views: &[&ServiceView]) -> String {
 }
 
 /// Polls until the named services are settled, printing progress (one updating line on a TTY).
-pub async fn wait_ready(client: &Client, names: &[String], timeout: Duration) -> anyhow::Result<()> {
+pub async fn wait_ready(
+    client: &Client,
+    names: &[String],
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let tty = std::io::stdout().is_terminal();
     let start = Instant::now();
     let mut last = String::new();
@@ -94,7 +106,10 @@ pub async fn scale(client: &Client, service: &str, instances: u32) -> anyhow::Re
     if before.desired == after.desired {
         println!("{service}: already at {instances} instances");
     } else {
-        println!("{service}: scaled {} → {} instances", before.desired, after.desired);
+        println!(
+            "{service}: scaled {} → {} instances",
+            before.desired, after.desired
+        );
     }
     Ok(())
 }
@@ -109,7 +124,10 @@ pub async fn stop(client: &Client, service: &str, detach: bool) -> anyhow::Resul
     loop {
         let left = client.instances(Some(service)).await?.len();
         if left == 0 {
-            println!("{service}: all instances stopped in {:.1}s", start.elapsed().as_secs_f64());
+            println!(
+                "{service}: all instances stopped in {:.1}s",
+                start.elapsed().as_secs_f64()
+            );
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(600) {
@@ -118,4 +136,3 @@ pub async fn stop(client: &Client, service: &str, detach: bool) -> anyhow::Resul
         tokio::time::sleep(POLL).await;
     }
 }
-

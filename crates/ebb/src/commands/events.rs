@@ -36,6 +36,12 @@ fn print_event(e: &Event, json: bool) -> anyhow::Result<()> {
         (Some(s), None) => s.clone(),
         (None, None) => e.node.clone().unwrap_or_default(),
     };
-    println!("{}  {:<22} {:<24} {}", timestamp(e.time_ms), e.kind.as_str(), subject, e.message);
+    println!(
+        "{}  {:<22} {:<24} {}",
+        timestamp(e.time_ms),
+        e.kind.as_str(),
+        subject,
+        e.message
+    );
     Ok(())
 }

@@ -6,7 +6,13 @@ use std::time::Duration;
 /// How often `-f` asks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
 
-pub async fn logs(client: &Client, service: &str, instance: Option<&str>, follow: bool, tail: usize) -> anyhow::Result<()> {
+pub async fn logs(
+    client: &Client,
+    service: &str,
+    instance: Option<&str>,
+    follow: bool,
+    tail: usize,
+) -> anyhow::Result<()> {
     let mut resp = client.logs(service, instance, tail, "").await?;
     loop {
         let prefix = instance.is_none();
@@ -21,8 +27,14 @@ pub async fn logs(client: &Client, service: &str, instance: Option<&str>, follow
             return Ok(());
         }
         tokio::time::sleep(FOLLOW_POLL).await;
-        let cursors: Vec<String> = resp.cursors.iter().map(|c| format!("{}:{}", c.instance, c.offset)).collect();
-        let mut next = client.logs(service, instance, tail, &cursors.join(",")).await?;
+        let cursors: Vec<String> = resp
+            .cursors
+            .iter()
+            .map(|c| format!("{}:{}", c.instance, c.offset))
+            .collect();
+        let mut next = client
+            .logs(service, instance, tail, &cursors.join(","))
+            .await?;
         // New instances (no cursor yet) start from their last lines; keep known cursors.
         for c in &resp.cursors {
             if !next.cursors.iter().any(|n| n.instance == c.instance) {

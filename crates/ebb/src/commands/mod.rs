@@ -48,7 +48,12 @@ pub fn parse_deploy_files(files: &[PathBuf]) -> anyhow::Result<Vec<ebb_core::Ser
 pub fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
     let specs = parse_deploy_files(files)?;
     for s in &specs {
-        println!("{}: ok ({} instances, version {})", s.name, s.instances, s.version());
+        println!(
+            "{}: ok ({} instances, version {})",
+            s.name,
+            s.instances,
+            s.version()
+        );
     }
     Ok(())
 }

@@ -12,7 +12,9 @@ pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::R
     let rows: Vec<Vec<String>> = instances
         .iter()
         .map(|i| {
-            let state = if i.desired == ebb_core::DesiredState::Stop && i.state != ebb_core::InstanceState::Stopped {
+            let state = if i.desired == ebb_core::DesiredState::Stop
+                && i.state != ebb_core::InstanceState::Stopped
+            {
                 "stopping".to_string()
             } else {
                 i.state.as_str().to_string()
@@ -30,6 +32,11 @@ pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::R
             ]
         })
         .collect();
-    table(&["ID", "SERVICE", "NODE", "STATE", "PID", "ADDR", "READY", "RESTARTS", "AGE"], &rows);
+    table(
+        &[
+            "ID", "SERVICE", "NODE", "STATE", "PID", "ADDR", "READY", "RESTARTS", "AGE",
+        ],
+        &rows,
+    );
     Ok(())
 }

@@ -9,7 +9,13 @@ pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
-    println!("ebb {} at {}, up {}s, store revision {}", s.version, client.base(), s.uptime_ms / 1000, s.store_revision);
+    println!(
+        "ebb {} at {}, up {}s, store revision {}",
+        s.version,
+        client.base(),
+        s.uptime_ms / 1000,
+        s.store_revision
+    );
     println!("nodes: {} live", s.node_count);
     if let Some(e) = &s.resource_enforcement {
         println!("resources: {e}");
@@ -33,6 +39,11 @@ pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    table(&["SERVICE", "DESIRED", "RUNNING", "READY", "OUTDATED", "VERSION"], &rows);
+    table(
+        &[
+            "SERVICE", "DESIRED", "RUNNING", "READY", "OUTDATED", "VERSION",
+        ],
+        &rows,
+    );
     Ok(())
 }

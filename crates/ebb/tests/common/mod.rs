@@ -39,11 +39,22 @@ impl Ebb {
             .open(self.dir.path().join("ebb-up.log"))
             .expect("log file");
         let mut cmd = Command::new(EBB);
-        cmd.arg("--data-dir").arg(self.data_dir()).args(["up", "--listen", "127.0.0.1:0", "--node-name", "test-node"]);
-        cmd.args(files).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        cmd.arg("--data-dir").arg(self.data_dir()).args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-name",
+            "test-node",
+        ]);
+        cmd.args(files)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn ebb up"));
         wait_until("ebb up's API to answer", Duration::from_secs(20), || {
-            self.try_cli(&["status"]).is_some_and(|o| o.status.success()).then_some(())
+            self.try_cli(&["status"])
+                .is_some_and(|o| o.status.success())
+                .then_some(())
         });
     }
 
@@ -104,7 +115,11 @@ impl Ebb {
     pub fn wait_ready(&self, service: &str, n: usize, within: Duration) -> Vec<Value> {
         wait_until(&format!("{n} ready instances of {service}"), within, || {
             let all = self.ps(Some(service));
-            (all.len() == n && all.iter().all(|i| i["ready"] == true && i["desired"] == "run")).then_some(all)
+            (all.len() == n
+                && all
+                    .iter()
+                    .all(|i| i["ready"] == true && i["desired"] == "run"))
+            .then_some(all)
         })
     }
 
@@ -120,7 +135,9 @@ impl Ebb {
     pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("ebb up running");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig).expect("signal");
-        wait_until("ebb up to exit", Duration::from_secs(30), || c.try_wait().ok().flatten())
+        wait_until("ebb up to exit", Duration::from_secs(30), || {
+            c.try_wait().ok().flatten()
+        })
     }
 }
 
@@ -139,7 +156,10 @@ pub fn wait_until<T>(what: &str, within: Duration, mut check: impl FnMut() -> Op
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -148,18 +168,27 @@ pub fn wait_until<T>(what: &str, within: Duration, mut check: impl FnMut() -> Op
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
 /// Whether a process exists (and is not a zombie).
 pub fn alive(pid: u64) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -169,8 +198,12 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<u64> {
     let needle = format!("{key}={value}");
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u64>() else { continue };
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
         if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) && alive(pid) {
             pids.push(pid);
         }

@@ -1,0 +1,106 @@
+//! `<data_dir>/instances.json`: the processes this agent runs, so that an agent that crashed and
+//! restarts adopts them (never a duplicate, never an orphan). Written atomically (tmp + fsync +
+//! rename) on every start, stop and adoption.
+
+use ebb_core::StopSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub const STATE_FILE: &str = "instances.json";
+
+/// One running process of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub generation: u64,
+    pub service: String,
+    /// The assignment's spec version.
+    pub version: String,
+    pub pid: u32,
+    /// `/proc/<pid>/stat` start time: a pid reused by another process is never adopted.
+    pub start_ticks: u64,
+    pub port: u16,
+    pub started_ms: u64,
+    pub restarts: u32,
+    /// How to stop it, should its assignment be gone when the agent comes back.
+    #[serde(default)]
+    pub stop: StopSpec,
+    /// Its cgroup folders, where escaped processes are found.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    #[serde(default)]
+    instances: BTreeMap<String, Record>,
+}
+
+/// Reads the records; a missing file means none.
+pub fn load(path: &Path) -> Result<BTreeMap<String, Record>, String> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    serde_json::from_str::<StateFile>(&text)
+        .map(|f| f.instances)
+        .map_err(|e| format!("{} is not valid agent state ({e}); move it aside to start without adopting its processes", path.display()))
+}
+
+/// Replaces the file with these records, atomically.
+pub fn save(path: &Path, records: &BTreeMap<String, Record>) -> io::Result<()> {
+    let body = serde_json::to_vec_pretty(&StateFile {
+        instances: records.clone(),
+    })
+    .map_err(io::Error::other)?;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(&body)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(pid: u32) -> Record {
+        Record {
+            generation: 7,
+            service: "web".into(),
+            version: "abcd1234".into(),
+            pid,
+            start_ticks: 99,
+            port: 4100,
+            started_ms: 1_700_000_000_000,
+            restarts: 2,
+            stop: StopSpec::default(),
+            cgroups: vec!["/sys/fs/cgroup/ebb/web-1".into()],
+        }
+    }
+
+    #[test]
+    fn records_survive_a_round_trip_and_a_missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        assert!(load(&path).unwrap().is_empty());
+        let records: BTreeMap<String, Record> = [("web-1".to_string(), record(42))].into();
+        save(&path, &records).unwrap();
+        assert_eq!(load(&path).unwrap(), records);
+        save(&path, &BTreeMap::new()).unwrap();
+        assert!(load(&path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_that_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        fs::write(&path, "{ half").unwrap();
+        assert!(load(&path).unwrap_err().contains("move it aside"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Tasks a supervisor starts: one runner per instance, adoption of a previous agent's processes,
+//! and the log-rotation loop.
+
+use super::cgroup;
+use super::logs::{self, LOG_CHECK_INTERVAL};
+use super::process::Proc;
+use super::procfs;
+use super::runner::{Goal, Runner};
+use super::shared::{now_ms, Entry, Shared, State};
+use super::state_file::Record;
+use ebb_core::{EventKind, InstanceState, InstanceStatus};
+use nix::sys::signal::Signal;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// What a new runner starts from.
+pub struct NewInstance<'a> {
+    pub id: &'a str,
+    pub service: &'a str,
+    pub status: InstanceStatus,
+    pub goal: Goal,
+    pub adopted: Option<(Proc, &'a Record)>,
+}
+
+/// Adds an instance and starts its runner. The caller holds the state lock, so that two
+/// concurrent `apply` calls can never both create a runner for the same id.
+pub fn spawn_runner(shared: &Arc<Shared>, state: &mut State, new: NewInstance) {
+    let (tx, rx) = watch::channel(new.goal);
+    let mut runner = Runner::new(shared.clone(), new.id, new.service, rx);
+    let port = new.adopted.as_ref().map(|(p, _)| p.port);
+    if let Some((proc, record)) = new.adopted {
+        runner = runner.adopting(proc, record);
+    }
+    let entry = Entry {
+        service: new.service.to_string(),
+        status: new.status,
+        goal: tx,
+        task: Some(shared.runtime.spawn(runner.run())),
+        port,
+    };
+    state.entries.insert(new.id.to_string(), entry);
+}
+
+/// Takes over the processes a previous agent recorded: alive ones (same pid AND same start time)
+/// are watched again; dead ones are forgotten after killing what is left in their cgroups.
+pub fn adopt(shared: &Arc<Shared>, records: BTreeMap<String, Record>) {
+    let now = (now_ms(), Instant::now());
+    for (id, record) in records {
+        if !procfs::is_alive(record.pid, record.start_ticks) {
+            cgroup::signal_all(&record.cgroups, Signal::SIGKILL);
+            let cgroups = record.cgroups.clone();
+            shared
+                .runtime
+                .spawn(async move { remove_groups_later(cgroups).await });
+            let message = format!(
+                "pid {} ended while the agent was down; it will be started again",
+                record.pid
+            );
+            shared.event(EventKind::InstanceExited, &record.service, &id, message);
+            continue;
+        }
+        let up_for = Duration::from_millis(now.0.saturating_sub(record.started_ms));
+        let started_at = now.1.checked_sub(up_for).unwrap_or(now.1);
+        let proc = Proc::adopt(&record, started_at);
+        let status = InstanceStatus {
+            id: id.clone(),
+            generation: record.generation,
+            state: InstanceState::Running,
+            pid: Some(record.pid),
+            addr: Some(super::ports::join_host_port(
+                &shared.config.host,
+                record.port,
+            )),
+            ready: false,
+            restarts: record.restarts,
+            started_ms: Some(record.started_ms),
+            last_exit: None,
+        };
+        let message = format!("adopted pid {} from a previous agent", record.pid);
+        let mut state = shared.lock();
+        state.records.insert(id.clone(), record.clone());
+        let new = NewInstance {
+            id: &id,
+            service: &record.service,
+            status,
+            goal: Goal::Adopted,
+            adopted: Some((proc, &record)),
+        };
+        spawn_runner(shared, &mut state, new);
+        drop(state);
+        shared.event(EventKind::InstanceAdopted, &record.service, &id, message);
+    }
+    let state = shared.lock();
+    shared.persist(&state);
+}
+
+/// Groups of a dead instance may stay busy for a moment while the killed processes exit.
+async fn remove_groups_later(groups: Vec<std::path::PathBuf>) {
+    for _ in 0..40 {
+        if cgroup::remove(&groups) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every few seconds, rotates the logs that outgrew the limit (blocking I/O off the runtime).
+pub fn spawn_log_rotation(shared: &Arc<Shared>) {
+    let weak = Arc::downgrade(shared);
+    let task = shared.runtime.spawn(async move {
+        let mut ticker = tokio::time::interval(LOG_CHECK_INTERVAL);
+        loop {
+            ticker.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            let (paths, max, keep) = (
+                shared.log_paths(),
+                shared.config.log_max_bytes,
+                shared.config.log_keep,
+            );
+            drop(shared);
+            let _ = tokio::task::spawn_blocking(move || {
+                for path in paths {
+                    if let Err(e) = logs::rotate_if_needed(&path, max, keep) {
+                        tracing::warn!(path = %path.display(), "cannot rotate log: {e}");
+                    }
+                }
+            })
+            .await;
+        }
+    });
+    shared.lock().background.push(task);
+}
