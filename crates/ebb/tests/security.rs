@@ -1,0 +1,92 @@
+//! Security defaults through the real binary: the token file, token checks, and instances that
+//! never see the token.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn the_api_token_is_private_required_and_never_given_to_instances() {
+    let ebb = Ebb::up(&[]);
+    let token_file = ebb.data_dir().join("api-token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(token.trim().len() >= 32);
+
+    // Without the token (and with a wrong one) the API refuses.
+    let addr = std::fs::read_to_string(ebb.data_dir().join("api.addr")).unwrap();
+    let (status, body) = http_get(addr.trim(), "/v1/status").unwrap();
+    assert_eq!(status, 401, "{body}");
+    let out = Command::new(EBB)
+        .args([
+            "--data-dir",
+            "/nonexistent",
+            "--addr",
+            addr.trim(),
+            "status",
+        ])
+        .env("EBB_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the token"));
+
+    // An instance dumps its environment: no token, no EBB_ADDR, but its own identity.
+    let dump = ebb.dir.path().join("env.txt");
+    let text = format!(
+        "[services.mike]\ncommand = [\"sh\", \"-c\", \"env > {}; exec ebb example-app\"]\n",
+        dump.display()
+    );
+    let file = deploy_file(ebb.dir.path(), "m.toml", &text);
+    let out = Command::new(EBB)
+        .arg("--data-dir")
+        .arg(ebb.data_dir())
+        .args(["deploy", "--timeout", "20s", file.to_str().unwrap()])
+        .env("EBB_TOKEN", token.trim())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ebb.wait_ready("mike", 1, Duration::from_secs(5));
+    let env = std::fs::read_to_string(&dump).unwrap();
+    assert!(
+        !env.contains(token.trim()),
+        "the token leaked into an instance"
+    );
+    assert!(!env.contains("EBB_TOKEN") && !env.contains("EBB_ADDR"));
+    for var in [
+        "PORT=",
+        "HOST=127.0.0.1",
+        "EBB_INSTANCE_ID=mike-",
+        "EBB_SERVICE=mike",
+        "EBB_NODE=test-node",
+    ] {
+        assert!(
+            env.contains(var),
+            "{var} missing from the instance env:\n{env}"
+        );
+    }
+    // Nor do the logs or events carry it.
+    assert!(!ebb.ok(&["events", "--json"]).contains(token.trim()));
+    assert!(!ebb.server_log().contains(token.trim()));
+}
+
+#[test]
+fn a_second_ebb_up_on_the_same_data_dir_is_refused() {
+    let ebb = Ebb::up(&[]);
+    let out = Command::new(EBB)
+        .arg("--data-dir")
+        .arg(ebb.data_dir())
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running on data dir"));
+}
