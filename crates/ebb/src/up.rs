@@ -17,6 +17,7 @@ use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 /// Store file inside the data dir.
@@ -30,6 +31,7 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
     } else {
         commands::parse_deploy_files(&args.files)?
     };
+    let mut signals = Signals::new()?;
     let data_dir = prepare_data_dir(&global.data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
     let store =
@@ -104,13 +106,16 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
 
-    wait_for_signal().await?;
+    signals.next().await;
     eprintln!("stopping: instances get their stop signal and grace period (Ctrl-C again to kill them now)");
-    let _ = stop_tx.send(true);
-    let _ = tokio::join!(agent, controller);
+    let graceful = async {
+        let _ = stop_tx.send(true);
+        let _ = tokio::join!(agent, controller);
+        supervisor.shutdown().await;
+    };
     tokio::select! {
-        _ = supervisor.shutdown() => {}
-        _ = wait_for_signal() => {
+        _ = graceful => {}
+        _ = signals.next() => {
             supervisor.kill_all_now();
             eprintln!("killed every instance");
             let _ = std::fs::remove_file(data_dir.join(ADDR_FILE));
@@ -141,14 +146,27 @@ async fn serve_api(
     }
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+/// Ctrl-C and SIGTERM, listened to from start-up on so that no signal is lost between the first
+/// and the second (a second one means "stop now").
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
