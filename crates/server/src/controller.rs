@@ -8,7 +8,7 @@ use crate::{now_ms, Server};
 use ebb_core::{Assignment, DesiredState, Event, EventKind, InstanceState, ServiceSpec};
 use ebb_store::{Expect, StoreError};
 use rand::Rng;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -47,19 +47,14 @@ pub fn reconcile(server: &Server) -> Result<(), StoreError> {
             .or_default()
             .push(a);
     }
-    let names: Vec<String> = services.keys().chain(by_service.keys()).cloned().collect();
+    let names: BTreeSet<String> = services.keys().chain(by_service.keys()).cloned().collect();
     let statuses = server.statuses();
     let mut placer = Placer::new(server, &by_service);
-    let mut done = std::collections::HashSet::new();
     for name in names {
-        if !done.insert(name.clone()) {
-            continue;
-        }
         let instances = by_service.remove(&name).unwrap_or_default();
         reconcile_service(
             server,
             services.get(&name),
-            &name,
             &instances,
             &statuses,
             &mut placer,
@@ -71,7 +66,6 @@ pub fn reconcile(server: &Server) -> Result<(), StoreError> {
 fn reconcile_service(
     server: &Server,
     spec: Option<&ServiceSpec>,
-    name: &str,
     instances: &[Versioned<Assignment>],
     statuses: &HashMap<String, ebb_core::InstanceStatus>,
     placer: &mut Placer,
@@ -98,7 +92,6 @@ fn reconcile_service(
             Action::Forget { id } => forget(server, &id)?,
         }
     }
-    let _ = name;
     Ok(())
 }
 
