@@ -1,12 +1,14 @@
 //! The service controller: level-triggered reconciliation of services against their instances
 //! (DESIGN.md principle 1). It wakes on every store change and once a second, plans each
-//! service with [`rollout::plan`], and writes the resulting assignments.
+//! service with [`rollout::plan`], and writes what the plans decide in one transaction per pass.
 
 use crate::keys::{self, Versioned};
 use crate::rollout::{self, Action, Observed};
 use crate::{now_ms, Server};
-use ebb_core::{Assignment, DesiredState, Event, EventKind, InstanceState, ServiceSpec};
-use ebb_store::{Expect, StoreError};
+use ebb_core::{
+    Assignment, DesiredState, Event, EventKind, InstanceState, InstanceStatus, ServiceSpec,
+};
+use ebb_store::{Expect, Op, StoreError};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -15,22 +17,34 @@ use tokio::sync::watch;
 /// Reconcile at least this often even without store changes (nodes come and go in memory).
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Runs the controller until `shutdown` turns true.
+/// Runs the controller until `shutdown` turns true. Passes run on a blocking thread: they write
+/// to disk, and the API's async threads must not wait on that.
 pub async fn run(server: Server, mut shutdown: watch::Receiver<bool>) {
     let mut changes = server.store().subscribe();
     loop {
-        if let Err(e) = reconcile(&server) {
-            tracing::warn!(error = %e, "reconcile failed; will retry");
+        let pass = server.clone();
+        match tokio::task::spawn_blocking(move || reconcile(&pass)).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "reconcile failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "reconcile panicked; will retry"),
+            Ok(Ok(())) => {}
         }
         tokio::select! {
             _ = changes.changed() => {}
             _ = tokio::time::sleep(RESYNC_INTERVAL) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {}
         }
         if *shutdown.borrow() {
             return;
         }
     }
+}
+
+/// What one pass decided: store writes, events, and statuses to forget once written.
+#[derive(Default)]
+struct Pass {
+    ops: Vec<Op>,
+    events: Vec<Event>,
+    forgotten: Vec<String>,
 }
 
 /// One pass over every service and every instance.
@@ -40,6 +54,9 @@ pub fn reconcile(server: &Server) -> Result<(), StoreError> {
         .map(|v| (v.value.name.clone(), v.value))
         .collect();
     let (assignments, _) = keys::assignments(server.store())?;
+    let statuses = server.statuses();
+    let mut pass = Pass::default();
+    forget_orphan_statuses(&assignments, &statuses, &mut pass);
     let mut by_service: BTreeMap<String, Vec<Versioned<Assignment>>> = BTreeMap::new();
     for a in assignments {
         by_service
@@ -48,28 +65,51 @@ pub fn reconcile(server: &Server) -> Result<(), StoreError> {
             .push(a);
     }
     let names: BTreeSet<String> = services.keys().chain(by_service.keys()).cloned().collect();
-    let statuses = server.statuses();
     let mut placer = Placer::new(server, &by_service);
     for name in names {
         let instances = by_service.remove(&name).unwrap_or_default();
-        reconcile_service(
-            server,
+        plan_service(
             services.get(&name),
             &instances,
             &statuses,
             &mut placer,
-        )?;
+            &mut pass,
+        );
     }
+    if !pass.ops.is_empty() {
+        // A conflict means someone wrote meanwhile: nothing is applied, the next pass re-plans.
+        match server.store().txn(pass.ops) {
+            Err(StoreError::Conflict { .. }) => return Ok(()),
+            other => other?,
+        };
+    }
+    for id in &pass.forgotten {
+        server.forget_status(id);
+    }
+    server.record_all(pass.events);
     Ok(())
 }
 
-fn reconcile_service(
-    server: &Server,
+/// Statuses whose instance is gone (a report that raced the instance's removal) are deleted.
+fn forget_orphan_statuses(
+    assignments: &[Versioned<Assignment>],
+    statuses: &HashMap<String, InstanceStatus>,
+    pass: &mut Pass,
+) {
+    let live: BTreeSet<&str> = assignments.iter().map(|a| a.value.id.as_str()).collect();
+    for id in statuses.keys().filter(|id| !live.contains(id.as_str())) {
+        pass.ops.push(Op::delete(keys::status(id), Expect::Any));
+        pass.forgotten.push(id.clone());
+    }
+}
+
+fn plan_service(
     spec: Option<&ServiceSpec>,
     instances: &[Versioned<Assignment>],
-    statuses: &HashMap<String, ebb_core::InstanceStatus>,
+    statuses: &HashMap<String, InstanceStatus>,
     placer: &mut Placer,
-) -> Result<(), StoreError> {
+    pass: &mut Pass,
+) {
     let observed: Vec<Observed> = instances
         .iter()
         .map(|a| observe(&a.value, statuses))
@@ -80,24 +120,35 @@ fn reconcile_service(
             Action::Start { count } => {
                 if let Some(spec) = spec {
                     for _ in 0..count {
-                        create_instance(server, spec, &version, placer)?;
+                        create_instance(spec, &version, placer, pass);
                     }
                 }
             }
             Action::Stop { id, reason } => {
                 if let Some(a) = instances.iter().find(|a| a.value.id == id) {
-                    request_stop(server, a, reason.as_str())?;
+                    request_stop(a, reason.as_str(), pass);
                 }
             }
-            Action::Forget { id } => forget(server, &id)?,
+            Action::Forget { id } => {
+                pass.ops.push(Op::delete(keys::instance(&id), Expect::Any));
+                pass.ops.push(Op::delete(keys::status(&id), Expect::Any));
+                pass.forgotten.push(id);
+            }
         }
     }
-    Ok(())
+}
+
+/// The last status a node reported for this generation of the instance, if any.
+pub fn current_status<'a>(
+    a: &Assignment,
+    statuses: &'a HashMap<String, InstanceStatus>,
+) -> Option<&'a InstanceStatus> {
+    statuses.get(&a.id).filter(|s| s.generation == a.generation)
 }
 
 /// What the planner needs of an assignment, from its last reported status.
-fn observe(a: &Assignment, statuses: &HashMap<String, ebb_core::InstanceStatus>) -> Observed {
-    let status = statuses.get(&a.id).filter(|s| s.generation == a.generation);
+fn observe(a: &Assignment, statuses: &HashMap<String, InstanceStatus>) -> Observed {
+    let status = current_status(a, statuses);
     Observed {
         id: a.id.clone(),
         version: a.version.clone(),
@@ -109,18 +160,13 @@ fn observe(a: &Assignment, statuses: &HashMap<String, ebb_core::InstanceStatus>)
     }
 }
 
-fn create_instance(
-    server: &Server,
-    spec: &ServiceSpec,
-    version: &str,
-    placer: &mut Placer,
-) -> Result<(), StoreError> {
+fn create_instance(spec: &ServiceSpec, version: &str, placer: &mut Placer, pass: &mut Pass) {
     let Some(node) = placer.pick() else {
         tracing::debug!(
             service = spec.name,
             "no live node to place an instance on yet"
         );
-        return Ok(());
+        return;
     };
     let id = format!("{}-{:08x}", spec.name, rand::thread_rng().gen::<u32>());
     let assignment = Assignment {
@@ -133,12 +179,12 @@ fn create_instance(
         desired: DesiredState::Run,
         created_ms: now_ms(),
     };
-    server.store().put(
-        &keys::instance(&id),
-        &keys::encode(&assignment),
+    pass.ops.push(Op::put(
+        keys::instance(&id),
+        keys::encode(&assignment),
         Expect::Absent,
-    )?;
-    server.record(
+    ));
+    pass.events.push(
         Event::new(
             now_ms(),
             EventKind::InstanceCreated,
@@ -148,27 +194,17 @@ fn create_instance(
         .instance(&id)
         .node(&node),
     );
-    Ok(())
 }
 
-fn request_stop(
-    server: &Server,
-    a: &Versioned<Assignment>,
-    reason: &str,
-) -> Result<(), StoreError> {
+fn request_stop(a: &Versioned<Assignment>, reason: &str, pass: &mut Pass) {
     let mut stopped = a.value.clone();
     stopped.desired = DesiredState::Stop;
-    match server.store().put(
-        &keys::instance(&stopped.id),
-        &keys::encode(&stopped),
+    pass.ops.push(Op::put(
+        keys::instance(&stopped.id),
+        keys::encode(&stopped),
         Expect::ModRevision(a.mod_revision),
-    ) {
-        Ok(_) => {}
-        // Someone changed it since we read it: the next pass sees the new state.
-        Err(StoreError::Conflict { .. }) => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    server.record(
+    ));
+    pass.events.push(
         Event::new(
             now_ms(),
             EventKind::InstanceStopping,
@@ -178,22 +214,6 @@ fn request_stop(
         .instance(&stopped.id)
         .node(&stopped.node),
     );
-    Ok(())
-}
-
-fn forget(server: &Server, id: &str) -> Result<(), StoreError> {
-    server.store().txn(vec![
-        ebb_store::Op::Delete {
-            key: keys::instance(id),
-            expect: Expect::Any,
-        },
-        ebb_store::Op::Delete {
-            key: keys::status(id),
-            expect: Expect::Any,
-        },
-    ])?;
-    server.forget_status(id);
-    Ok(())
 }
 
 /// Chooses nodes for new instances: the live node with the fewest running instances.

@@ -22,10 +22,7 @@ impl EventLog {
     /// Opens the log, continuing the numbering after the last stored event.
     pub fn open(store: Arc<dyn KvStore>) -> Result<EventLog, StoreError> {
         let (kvs, _) = store.list(EVENTS)?;
-        let last = kvs
-            .last()
-            .and_then(|kv| kv.key[EVENTS.len()..].parse::<u64>().ok())
-            .unwrap_or(0);
+        let last = kvs.last().and_then(|kv| number(&kv.key)).unwrap_or(0);
         Ok(EventLog {
             store,
             next: AtomicU64::new(last + 1),
@@ -34,22 +31,32 @@ impl EventLog {
 
     /// Records an event; failures are logged, never fatal (an event must not stop a decision).
     pub fn record(&self, event: Event) {
-        let subject = event
-            .instance
-            .as_deref()
-            .or(event.service.as_deref())
-            .or(event.node.as_deref());
-        match subject {
-            Some(s) => tracing::info!(kind = event.kind.as_str(), "{s}: {}", event.message),
-            None => tracing::info!(kind = event.kind.as_str(), "{}", event.message),
+        self.record_all(vec![event]);
+    }
+
+    /// Records events in one transaction (one disk sync, however many events).
+    pub fn record_all(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
         }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let key = format!("{EVENTS}{n:020}");
-        if let Err(e) = self.store.put(&key, &keys::encode(&event), Expect::Any) {
-            tracing::warn!(error = %e, "could not record event");
+        let mut ops = Vec::with_capacity(events.len());
+        let mut trim_due = false;
+        for event in &events {
+            log(event);
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            trim_due |= n.is_multiple_of(TRIM_EVERY) && n > MAX_EVENTS;
+            ops.push(Op::put(
+                format!("{EVENTS}{n:020}"),
+                keys::encode(event),
+                Expect::Any,
+            ));
         }
-        if n.is_multiple_of(TRIM_EVERY) && n > MAX_EVENTS {
-            if let Err(e) = self.trim(n - MAX_EVENTS) {
+        if let Err(e) = self.store.txn(ops) {
+            tracing::warn!(error = %e, "could not record events");
+        }
+        if trim_due {
+            let keep_from = self.next.load(Ordering::Relaxed).saturating_sub(MAX_EVENTS);
+            if let Err(e) = self.trim(keep_from) {
                 tracing::warn!(error = %e, "could not trim events");
             }
         }
@@ -60,19 +67,29 @@ impl EventLog {
         let (kvs, _) = self.store.list(EVENTS)?;
         let ops: Vec<Op> = kvs
             .into_iter()
-            .filter(|kv| {
-                kv.key[EVENTS.len()..]
-                    .parse::<u64>()
-                    .is_ok_and(|n| n < keep_from)
-            })
-            .map(|kv| Op::Delete {
-                key: kv.key,
-                expect: Expect::Any,
-            })
+            .filter(|kv| number(&kv.key).is_some_and(|n| n < keep_from))
+            .map(|kv| Op::delete(kv.key, Expect::Any))
             .collect();
         if !ops.is_empty() {
             self.store.txn(ops)?;
         }
         Ok(())
+    }
+}
+
+fn number(key: &str) -> Option<u64> {
+    key.strip_prefix(EVENTS)?.parse().ok()
+}
+
+/// Every event also goes to the server's log, named by its subject.
+fn log(event: &Event) {
+    let subject = event
+        .instance
+        .as_deref()
+        .or(event.service.as_deref())
+        .or(event.node.as_deref());
+    match subject {
+        Some(s) => tracing::info!(kind = event.kind.as_str(), "{s}: {}", event.message),
+        None => tracing::info!(kind = event.kind.as_str(), "{}", event.message),
     }
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod controller;
 pub mod events;
 pub mod keys;
+pub mod maintenance;
 pub mod nodes;
 pub mod rollout;
 
@@ -114,19 +115,34 @@ pub fn now_ms() -> u64 {
 }
 
 impl Server {
-    /// Stores a node's report of an instance, if it changed; returns whether it did.
-    pub(crate) fn update_status(&self, status: &InstanceStatus) -> Result<bool, StoreError> {
-        if self.lock_statuses().get(&status.id) == Some(status) {
-            return Ok(false);
+    /// Stores the reports that differ from the last ones, in one transaction.
+    pub(crate) fn update_statuses(&self, reported: &[InstanceStatus]) -> Result<(), StoreError> {
+        let changed: Vec<&InstanceStatus> = {
+            let known = self.lock_statuses();
+            reported
+                .iter()
+                .filter(|s| known.get(&s.id) != Some(*s))
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(());
         }
-        self.store().put(
-            &keys::status(&status.id),
-            &keys::encode(status),
-            ebb_store::Expect::Any,
-        )?;
-        self.lock_statuses()
-            .insert(status.id.clone(), status.clone());
-        Ok(true)
+        let ops = changed
+            .iter()
+            .map(|s| {
+                ebb_store::Op::put(keys::status(&s.id), keys::encode(s), ebb_store::Expect::Any)
+            })
+            .collect();
+        self.store().txn(ops)?;
+        let mut known = self.lock_statuses();
+        for s in changed {
+            known.insert(s.id.clone(), s.clone());
+        }
+        Ok(())
+    }
+
+    pub fn record_all(&self, events: Vec<Event>) {
+        self.inner.events.record_all(events);
     }
 
     pub(crate) fn forget_status(&self, id: &str) {

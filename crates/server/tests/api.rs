@@ -104,6 +104,19 @@ async fn malformed_json_and_oversized_bodies_get_4xx_json_errors() {
     let (status, body) = raw(&h, reqwest::Method::PUT, "/v1/services", big, true).await;
     assert_eq!(status, 413, "{body}");
     assert!(body["error"].as_str().unwrap().contains("larger than"));
+    let (status, body) = raw(
+        &h,
+        reqwest::Method::GET,
+        "/v1/events?after=soon",
+        vec![],
+        true,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("invalid query"),
+        "{body}"
+    );
     let (status, body) = raw(&h, reqwest::Method::GET, "/v1/nowhere", vec![], true).await;
     assert_eq!(status, 404);
     assert!(body["error"].is_string());

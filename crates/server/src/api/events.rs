@@ -1,9 +1,9 @@
 //! `GET /v1/events`: the most recent events, or those after a sequence number (long-poll for `-f`).
 
-use super::ApiResult;
+use super::{ApiQuery, ApiResult};
 use crate::keys::{self, EVENTS};
 use crate::Server;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use ebb_core::api::EventsResponse;
 use ebb_core::Event;
@@ -26,7 +26,7 @@ pub struct EventsQuery {
 
 pub async fn list(
     State(server): State<Server>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<EventsResponse> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     if q.after == 0 {
@@ -39,15 +39,7 @@ pub async fn list(
         Err(StoreError::Compacted { .. }) => return Ok(Json(latest(&server, limit)?)),
         Err(e) => return Err(e.into()),
     };
-    let mut events = Vec::new();
-    for change in changes.into_iter().take(limit) {
-        if let WatchEvent::Put(kv) = change {
-            let mut event: Event = keys::decode(&kv)?;
-            event.seq = kv.mod_revision;
-            events.push(event);
-        }
-    }
-    let last_seq = events.last().map_or(q.after, |e| e.seq);
+    let (events, last_seq) = collect(changes, q.after, limit)?;
     Ok(Json(EventsResponse { last_seq, events }))
 }
 
@@ -67,4 +59,85 @@ fn latest(server: &Server, limit: usize) -> Result<EventsResponse, super::ApiErr
         last_seq: revision,
         events,
     })
+}
+
+/// Turns a batch of changes under `events/` into at most `limit` events and the cursor to resume
+/// from. The cursor advances past every change consumed, deletions of trimmed events included: a
+/// batch of nothing but deletions must still move it, or a follower would ask for it forever.
+fn collect(
+    changes: Vec<WatchEvent>,
+    after: u64,
+    limit: usize,
+) -> Result<(Vec<Event>, u64), StoreError> {
+    let mut events = Vec::new();
+    let mut last_seq = after;
+    for change in changes {
+        if events.len() == limit {
+            break;
+        }
+        last_seq = change.revision();
+        if let WatchEvent::Put(kv) = change {
+            let mut event: Event = keys::decode(&kv)?;
+            event.seq = kv.mod_revision;
+            events.push(event);
+        }
+    }
+    Ok((events, last_seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_core::EventKind;
+    use ebb_store::KeyValue;
+
+    fn put(rev: u64, message: &str) -> WatchEvent {
+        let event = Event::new(0, EventKind::Warning, message);
+        WatchEvent::Put(KeyValue {
+            key: format!("events/{rev:020}"),
+            value: keys::encode(&event),
+            create_revision: rev,
+            mod_revision: rev,
+        })
+    }
+
+    #[test]
+    fn a_batch_of_only_deletions_still_moves_the_cursor() {
+        let deletes = (11..=15)
+            .map(|r| WatchEvent::Delete {
+                key: format!("events/{r}"),
+                revision: r,
+            })
+            .collect();
+        let (events, last) = collect(deletes, 10, 3).unwrap();
+        assert!(events.is_empty());
+        assert_eq!(last, 15);
+    }
+
+    #[test]
+    fn the_limit_counts_events_and_the_cursor_stops_after_the_last_one_returned() {
+        let batch = vec![
+            WatchEvent::Delete {
+                key: "events/1".into(),
+                revision: 21,
+            },
+            put(22, "a"),
+            WatchEvent::Delete {
+                key: "events/2".into(),
+                revision: 23,
+            },
+            put(24, "b"),
+            put(25, "c"),
+        ];
+        let (events, last) = collect(batch, 20, 2).unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .map(|e| e.message.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(events[1].seq, 24);
+        assert_eq!(last, 24);
+    }
 }

@@ -1,10 +1,10 @@
 //! `GET /v1/logs/{service}`: the last lines of each instance's log, or what was written after
 //! the cursors a previous call returned (`ebb logs -f` polls with them).
 
-use super::{ApiError, ApiResult};
+use super::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::keys;
 use crate::Server;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use ebb_core::api::{LogCursor, LogLine, LogsResponse};
 use serde::Deserialize;
@@ -17,6 +17,8 @@ const DEFAULT_TAIL: usize = 100;
 const MAX_TAIL: usize = 10_000;
 /// Most bytes read per instance per call when following, so one call stays cheap.
 const MAX_FOLLOW_BYTES: u64 = 1 << 20;
+/// Most bytes read from the end of one file for `--tail`.
+const MAX_TAIL_BYTES: u64 = 8 << 20;
 /// Chunk read backwards from the end of a file when looking for the last lines.
 const TAIL_CHUNK: u64 = 64 * 1024;
 
@@ -31,8 +33,8 @@ pub struct LogsQuery {
 
 pub async fn read(
     State(server): State<Server>,
-    Path(service): Path<String>,
-    Query(q): Query<LogsQuery>,
+    ApiPath(service): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<LogsResponse> {
     let Some(source) = server.log_source().cloned() else {
         return Err(ApiError::new(
@@ -111,7 +113,12 @@ fn follow(file: Option<&PathBuf>, offset: u64) -> (Vec<String>, u64) {
     {
         return (Vec::new(), offset);
     }
-    let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let complete = match buf.iter().rposition(|b| *b == b'\n') {
+        Some(i) => i + 1,
+        // A line longer than one read: hand it out in pieces rather than stall on it.
+        None if buf.len() as u64 == MAX_FOLLOW_BYTES => buf.len(),
+        None => 0,
+    };
     let lines = split_lines(&buf[..complete]);
     (lines, start + complete as u64)
 }
@@ -134,27 +141,28 @@ fn last_lines(files: &[PathBuf], n: usize) -> (Vec<String>, u64) {
     (lines, end)
 }
 
-/// The last `n` lines of one file, reading backwards in chunks so big files cost little.
+/// The last `n` lines of one file, reading backwards in chunks so big files cost little; at
+/// most [`MAX_TAIL_BYTES`] are read, so a file without newlines cannot make a call expensive.
 fn tail_of_file(path: &FsPath, n: usize) -> Vec<String> {
     let Ok(mut f) = File::open(path) else {
         return Vec::new();
     };
     let len = f.metadata().map_or(0, |m| m.len());
+    let floor = len.saturating_sub(MAX_TAIL_BYTES);
     let mut start = len;
-    let mut buf: Vec<u8> = Vec::new();
-    while start > 0 {
-        let from = start.saturating_sub(TAIL_CHUNK);
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut newlines = 0;
+    while start > floor && newlines <= n {
+        let from = start.saturating_sub(TAIL_CHUNK).max(floor);
         let mut chunk = vec![0u8; (start - from) as usize];
         if f.seek(SeekFrom::Start(from)).is_err() || f.read_exact(&mut chunk).is_err() {
             break;
         }
-        chunk.extend_from_slice(&buf);
-        buf = chunk;
+        newlines += chunk.iter().filter(|b| **b == b'\n').count();
+        chunks.push(chunk);
         start = from;
-        if buf.iter().filter(|b| **b == b'\n').count() > n {
-            break;
-        }
     }
+    let buf: Vec<u8> = chunks.into_iter().rev().flatten().collect();
     let lines = split_lines(&buf);
     let skip = lines.len().saturating_sub(n);
     lines.into_iter().skip(skip).collect()
@@ -200,6 +208,26 @@ mod tests {
         assert_eq!(follow(Some(&path), off).0, ["two"]);
         std::fs::write(&path, "x\n").unwrap();
         assert_eq!(follow(Some(&path), 7).0, ["x"]);
+    }
+
+    #[test]
+    fn a_line_longer_than_one_read_is_handed_out_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, vec![b'x'; MAX_FOLLOW_BYTES as usize + 10]).unwrap();
+        let (lines, off) = follow(Some(&path), 0);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(off, MAX_FOLLOW_BYTES);
+    }
+
+    #[test]
+    fn tail_of_a_file_without_newlines_reads_a_bounded_amount() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, vec![b'x'; MAX_TAIL_BYTES as usize * 2]).unwrap();
+        let lines = tail_of_file(&path, 5);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].len() as u64, MAX_TAIL_BYTES);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The node side of the API: a heartbeat that carries statuses and events, and a long-poll for
 //! the node's assignments. The local agent of `ebb up` uses it exactly as a remote one would.
 
-use super::{ApiError, ApiJson, ApiResult};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::keys::{self, INSTANCES};
 use crate::{now_ms, Server};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use ebb_core::api::{AssignmentsResponse, SyncRequest};
 use ebb_core::{Event, EventKind};
@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 
 /// Longest long-poll a node may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
-/// Events accepted in one sync; a node that has more sends them next time.
-const MAX_EVENTS_PER_SYNC: usize = 1_000;
+use ebb_core::api::MAX_EVENTS_PER_SYNC;
 
 pub async fn sync(
     State(server): State<Server>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<SyncRequest>,
 ) -> ApiResult<AssignmentsResponse> {
     if req.node.name != name {
@@ -45,23 +44,27 @@ pub async fn sync(
         }
     }
     let (assignments, revision) = keys::assignments(server.store())?;
-    for status in &req.statuses {
-        // Only the node that holds the current generation of an instance may report on it.
-        let owned = assignments.iter().any(|a| {
-            a.value.id == status.id
-                && a.value.node == name
-                && a.value.generation == status.generation
-        });
-        if owned {
-            server.update_status(status)?;
-        }
-    }
-    for event in req.events.into_iter().take(MAX_EVENTS_PER_SYNC) {
-        server.record(Event {
+    // Only the node that holds the current generation of an instance may report on it.
+    let owned: Vec<_> = req
+        .statuses
+        .into_iter()
+        .filter(|s| {
+            assignments.iter().any(|a| {
+                a.value.id == s.id && a.value.node == name && a.value.generation == s.generation
+            })
+        })
+        .collect();
+    server.update_statuses(&owned)?;
+    let events = req
+        .events
+        .into_iter()
+        .take(MAX_EVENTS_PER_SYNC)
+        .map(|event| Event {
             node: Some(name.clone()),
             ..event
-        });
-    }
+        })
+        .collect();
+    server.record_all(events);
     Ok(Json(response_for(&name, assignments, revision)))
 }
 
@@ -76,8 +79,8 @@ pub struct AssignmentsQuery {
 /// Long-poll: answers at once if instances changed after `after`, else when they do, else after `wait_ms`.
 pub async fn assignments(
     State(server): State<Server>,
-    Path(name): Path<String>,
-    Query(q): Query<AssignmentsQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<AssignmentsQuery>,
 ) -> ApiResult<AssignmentsResponse> {
     let wait = Duration::from_millis(q.wait_ms).min(MAX_WAIT);
     if q.after > 0 {

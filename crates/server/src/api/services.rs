@@ -1,9 +1,10 @@
 //! Services: apply (create or update), list, scale, stop; and the instance and status views.
 
-use super::{ApiError, ApiJson, ApiResult};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::controller::current_status;
 use crate::keys::{self, Versioned};
 use crate::{now_ms, Server};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use ebb_core::api::{
@@ -11,10 +12,10 @@ use ebb_core::api::{
     StatusView,
 };
 use ebb_core::service::{validate_service_name, MAX_INSTANCES};
-use ebb_core::{Assignment, DesiredState, Event, EventKind, InstanceStatus, ServiceSpec};
+use ebb_core::{Assignment, DesiredState, Event, EventKind, ServiceSpec};
 use ebb_store::{Expect, Op};
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// `PUT /v1/services`: validates every spec first, then writes all of them in one transaction,
 /// so that a bad request changes nothing.
@@ -115,7 +116,7 @@ pub async fn list(State(server): State<Server>) -> ApiResult<Vec<ServiceView>> {
 
 pub async fn get_one(
     State(server): State<Server>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<ServiceView> {
     let views = service_views(&server)?;
     views
@@ -128,7 +129,7 @@ pub async fn get_one(
 /// `POST /v1/services/{name}/scale`.
 pub async fn scale(
     State(server): State<Server>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<ScaleRequest>,
 ) -> ApiResult<ServiceView> {
     if req.instances > MAX_INSTANCES {
@@ -166,15 +167,15 @@ pub async fn scale(
             },
         );
     }
-    get_one(State(server), Path(name)).await
+    get_one(State(server), ApiPath(name)).await
 }
 
 /// `DELETE /v1/services/{name}`: removes the service; the controller stops its instances.
 pub async fn stop(
     State(server): State<Server>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<ServiceView> {
-    let Json(view) = get_one(State(server.clone()), Path(name.clone())).await?;
+    let Json(view) = get_one(State(server.clone()), ApiPath(name.clone())).await?;
     server.store().delete(&keys::service(&name), Expect::Any)?;
     server.record(
         Event::new(
@@ -203,7 +204,7 @@ pub struct InstancesQuery {
 
 pub async fn instances(
     State(server): State<Server>,
-    Query(q): Query<InstancesQuery>,
+    ApiQuery(q): ApiQuery<InstancesQuery>,
 ) -> ApiResult<Vec<InstanceView>> {
     let statuses = server.statuses();
     let (assignments, _) = keys::assignments(server.store())?;
@@ -213,14 +214,6 @@ pub async fn instances(
         .map(|a| InstanceView::new(&a.value, current_status(&a.value, &statuses)))
         .collect();
     Ok(Json(views))
-}
-
-/// The status of an assignment, unless it was reported for an older generation.
-fn current_status<'a>(
-    a: &Assignment,
-    statuses: &'a HashMap<String, InstanceStatus>,
-) -> Option<&'a InstanceStatus> {
-    statuses.get(&a.id).filter(|s| s.generation == a.generation)
 }
 
 pub async fn status(State(server): State<Server>) -> ApiResult<StatusView> {
