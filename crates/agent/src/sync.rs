@@ -7,9 +7,8 @@
 
 use crate::Supervisor;
 use ebb_client::Client;
-use ebb_core::api::{NodeInfo, SyncRequest};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use ebb_core::api::{NodeInfo, SyncRequest, MAX_EVENTS_PER_SYNC};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -17,6 +16,8 @@ use tokio::sync::watch;
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one assignments long-poll waits on the server before asking again.
 pub const LONG_POLL_WAIT: Duration = Duration::from_secs(30);
+/// How long the last report at shutdown may take.
+pub const FINAL_SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause after a failed call, so an unreachable server is not hammered.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -29,7 +30,7 @@ pub async fn run(
 ) {
     let applier = Applier {
         supervisor,
-        newest: Arc::new(AtomicU64::new(0)),
+        newest: Arc::new(Mutex::new(0)),
     };
     let heartbeat = tokio::spawn(heartbeat_loop(
         client.clone(),
@@ -43,15 +44,18 @@ pub async fn run(
 
 /// Applies assignment sets in revision order: the heartbeat and the long-poll answer
 /// concurrently, and an older set arriving after a newer one must not undo it.
+/// The check and the apply happen under one lock, so that two answers cannot interleave.
 #[derive(Clone)]
 struct Applier {
     supervisor: Supervisor,
-    newest: Arc<AtomicU64>,
+    newest: Arc<Mutex<u64>>,
 }
 
 impl Applier {
     fn apply(&self, resp: &ebb_core::api::AssignmentsResponse) {
-        if self.newest.fetch_max(resp.revision, Ordering::SeqCst) <= resp.revision {
+        let mut newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
+        if resp.revision >= *newest {
+            *newest = resp.revision;
             self.supervisor.apply(&resp.assignments);
         }
     }
@@ -67,25 +71,16 @@ async fn heartbeat_loop(
     let mut changed = supervisor.changed();
     let mut warned = false;
     while !*shutdown.borrow() {
-        let events = supervisor.take_events();
-        let req = SyncRequest {
-            node: node.clone(),
-            statuses: supervisor.statuses(),
-            events,
-        };
-        match client.sync(&req).await {
+        match sync_once(&client, &supervisor, &node).await {
             Ok(resp) => {
                 applier.apply(&resp);
                 warned = false;
             }
-            Err(e) => {
-                if !warned {
-                    tracing::warn!(error = %e, "agent sync failed; retrying");
-                    warned = true;
-                }
-                // Keep the events for the next attempt rather than lose them.
-                supervisor.requeue_events(req.events);
+            Err(e) if !warned => {
+                tracing::warn!(error = %e, "agent sync failed; retrying");
+                warned = true;
             }
+            Err(_) => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
@@ -93,6 +88,31 @@ async fn heartbeat_loop(
             _ = shutdown.changed() => {}
         }
     }
+    // A last report, so that the server knows the final states and events of a shutdown.
+    let _ = tokio::time::timeout(FINAL_SYNC_TIMEOUT, sync_once(&client, &supervisor, &node)).await;
+}
+
+/// Reports statuses and up to [`MAX_EVENTS_PER_SYNC`] events; on failure, or beyond that
+/// count, the events are kept for the next sync.
+async fn sync_once(
+    client: &Client,
+    supervisor: &Supervisor,
+    node: &NodeInfo,
+) -> Result<ebb_core::api::AssignmentsResponse, ebb_client::ClientError> {
+    let mut events = supervisor.take_events();
+    if events.len() > MAX_EVENTS_PER_SYNC {
+        supervisor.requeue_events(events.split_off(MAX_EVENTS_PER_SYNC));
+    }
+    let req = SyncRequest {
+        node: node.clone(),
+        statuses: supervisor.statuses(),
+        events,
+    };
+    let result = client.sync(&req).await;
+    if result.is_err() {
+        supervisor.requeue_events(req.events);
+    }
+    result
 }
 
 async fn long_poll_loop(

@@ -10,6 +10,9 @@ pub const AUTH_HEADER: &str = "authorization";
 /// Largest request body the API accepts; deploys of hundreds of services fit in far less.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// Events a node sends in one sync; it keeps the rest for the next one.
+pub const MAX_EVENTS_PER_SYNC: usize = 1_000;
+
 /// Every error the API returns has this body, with a 4xx or 5xx status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {

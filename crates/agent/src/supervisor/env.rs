@@ -21,17 +21,19 @@ pub fn inherited(vars: impl Iterator<Item = (OsString, OsString)>) -> Env {
         .collect()
 }
 
-/// Puts the folder of ebb's own binary first on `PATH`, so that `ebb` also works inside an
-/// instance's scripts (`sh -c "... exec ebb example-app"`), whether or not ebb is installed.
+/// Puts the folder of ebb's own binary last on `PATH`, so that `ebb` also works inside an
+/// instance's scripts (`sh -c "... exec ebb example-app"`) when ebb is not installed. Last, so
+/// that nothing else in that folder (a build folder, say) shadows the system's commands.
 pub fn with_self_on_path(mut env: Env, self_exe: &Path) -> Env {
     let Some(dir) = self_exe.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return env;
     };
-    let mut path = dir.as_os_str().to_owned();
+    let mut path = OsString::new();
     if let Some(old) = env.get(OsStr::new("PATH")).filter(|p| !p.is_empty()) {
-        path.push(":");
         path.push(old);
+        path.push(":");
     }
+    path.push(dir.as_os_str());
     env.insert("PATH".into(), path);
     env
 }
@@ -118,9 +120,9 @@ mod tests {
     }
 
     #[test]
-    fn ebbs_folder_comes_first_on_path() {
+    fn ebbs_folder_comes_last_on_path() {
         let e = with_self_on_path(env(&[("PATH", "/bin")]), Path::new("/opt/ebb/bin/ebb"));
-        assert_eq!(e[OsStr::new("PATH")], "/opt/ebb/bin:/bin");
+        assert_eq!(e[OsStr::new("PATH")], "/bin:/opt/ebb/bin");
         let e = with_self_on_path(Env::new(), Path::new("/opt/ebb/bin/ebb"));
         assert_eq!(e[OsStr::new("PATH")], "/opt/ebb/bin");
     }
