@@ -23,6 +23,12 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("the ebb API at {addr} did not answer in time: {source}")]
+    Timeout {
+        addr: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("the ebb API at {addr} refused the token (401): {message}\n  hint: set EBB_TOKEN, or run the CLI from the folder that holds ebb's data dir (or pass --data-dir)")]
     Unauthorized { addr: String, message: String },
     #[error("{message} (HTTP {status})")]
@@ -43,11 +49,21 @@ impl ClientError {
 }
 
 /// A client bound to one API address (`127.0.0.1:7070` or `http://host:port`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself: a Debug print may end up in a log.
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Client {
@@ -183,9 +199,13 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|source| ClientError::Connect {
-            addr: self.base.clone(),
-            source,
+        let resp = req.send().await.map_err(|source| {
+            let addr = self.base.clone();
+            if source.is_timeout() {
+                ClientError::Timeout { addr, source }
+            } else {
+                ClientError::Connect { addr, source }
+            }
         })?;
         let status = resp.status();
         let bytes = resp
@@ -233,6 +253,16 @@ mod tests {
     fn encode_keeps_names_and_escapes_the_rest() {
         assert_eq!(encode("web-1"), "web-1");
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let c = Client::new("127.0.0.1:1", Some("s3cret".into())).unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("redacted"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -67,14 +67,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Flags win over the environment (`PORT`, `HOST`, `EBB_INSTANCE_ID`, `GREETING`).
 async fn example_app(port: Option<u16>, host: Option<String>) -> anyhow::Result<()> {
-    if let Some(p) = port {
-        std::env::set_var("PORT", p.to_string());
-    }
-    if let Some(h) = host {
-        std::env::set_var("HOST", h);
-    }
-    let config = ebb_example_app::config_from_env().map_err(|m| {
+    let config = ebb_example_app::config_from_lookup(|key| match key {
+        "PORT" if port.is_some() => port.map(|p| p.to_string()),
+        "HOST" if host.is_some() => host.clone(),
+        _ => std::env::var(key).ok(),
+    })
+    .map_err(|m| {
         anyhow::Error::new(Exit {
             code: commands::EXIT_INVALID,
             message: m,

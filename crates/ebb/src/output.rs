@@ -44,11 +44,29 @@ pub fn age(since_ms: u64) -> String {
     }
 }
 
-/// RFC 3339 UTC time with seconds.
+/// Latest time RFC 3339 can show (9999-12-31T23:59:59Z), in unix milliseconds.
+const MAX_RFC3339_MS: u64 = 253_402_300_799_000;
+
+/// RFC 3339 UTC time with seconds; a time past year 9999 (a node's bad clock) prints as raw ms.
 pub fn timestamp(ms: u64) -> String {
+    if ms > MAX_RFC3339_MS {
+        return format!("{ms}ms");
+    }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 pub fn dash(v: Option<String>) -> String {
     v.unwrap_or_else(|| "-".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_in_utc_and_absurd_ones_do_not_panic() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(MAX_RFC3339_MS), "9999-12-31T23:59:59Z");
+        assert_eq!(timestamp(u64::MAX), format!("{}ms", u64::MAX));
+    }
 }

@@ -22,6 +22,8 @@ use tokio::sync::watch;
 
 /// Store file inside the data dir.
 const STORE_FILE: &str = "state.db";
+/// How long open API requests (long-polls of followers) may finish at shutdown.
+const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// Lock file that keeps two `ebb up` off one data dir.
 const LOCK_FILE: &str = "lock";
 
@@ -74,9 +76,15 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
         format!("ebb {} started; API on {addr}", env!("CARGO_PKG_VERSION")),
     ));
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let api = tokio::spawn(serve_api(listener, server.clone(), stop_rx.clone()));
-    let controller = tokio::spawn(ebb_server::controller::run(server.clone(), stop_rx.clone()));
+    let (control_stop, control_rx) = watch::channel(false);
+    let (agent_stop, agent_rx) = watch::channel(false);
+    let (api_stop, api_rx) = watch::channel(false);
+    let api = tokio::spawn(serve_api(listener, server.clone(), api_rx));
+    let controller = tokio::spawn(ebb_server::controller::run(
+        server.clone(),
+        control_rx.clone(),
+    ));
+    let maintenance = tokio::spawn(ebb_server::maintenance::run(server.clone(), control_rx));
     let client = Client::new(&addr.to_string(), Some(token))?;
     let node = NodeInfo {
         name: node_name.clone(),
@@ -89,29 +97,39 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
         client.clone(),
         supervisor.clone(),
         node,
-        stop_rx.clone(),
+        agent_rx,
     ));
 
+    // A failed initial apply still stops what runs, through the same path as Ctrl-C.
+    let mut outcome = Ok(());
     if !specs.is_empty() {
-        let resp = client
-            .apply(specs)
-            .await
-            .context("applying the deploy files")?;
-        for c in resp.changes {
-            tracing::info!(service = c.service, change = ?c.change, "applied");
+        match client.apply(specs).await {
+            Ok(resp) => {
+                for c in resp.changes {
+                    tracing::info!(service = c.service, change = ?c.change, "applied");
+                }
+            }
+            Err(e) => outcome = Err(anyhow::Error::new(e).context("applying the deploy files")),
         }
     }
-    eprintln!(
-        "ebb is up: API http://{addr}, node {node_name}, data in {}.\n  Try `ebb ps` or `ebb status` in another terminal; Ctrl-C stops every instance and exits.",
-        data_dir.display()
-    );
-
-    signals.next().await;
+    if outcome.is_ok() {
+        eprintln!(
+            "ebb is up: API http://{addr}, node {node_name}, data in {}.\n  Try `ebb ps` or `ebb status` in another terminal; Ctrl-C stops every instance and exits.",
+            data_dir.display()
+        );
+        signals.next().await;
+    }
     eprintln!("stopping: instances get their stop signal and grace period (Ctrl-C again to kill them now)");
+    // Order: no new decisions; instances stop while the agent still reports them; a last
+    // report; then the API, with a bound so that attached followers cannot hold up the exit.
     let graceful = async {
-        let _ = stop_tx.send(true);
-        let _ = tokio::join!(agent, controller);
+        let _ = control_stop.send(true);
+        let _ = tokio::join!(controller, maintenance);
         supervisor.shutdown().await;
+        let _ = agent_stop.send(true);
+        let _ = agent.await;
+        let _ = api_stop.send(true);
+        let _ = tokio::time::timeout(API_DRAIN, api).await;
     };
     tokio::select! {
         _ = graceful => {}
@@ -122,10 +140,9 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
             std::process::exit(130);
         }
     }
-    let _ = api.await;
     let _ = std::fs::remove_file(data_dir.join(ADDR_FILE));
     eprintln!("ebb stopped");
-    Ok(())
+    outcome
 }
 
 /// Serves the API until shutdown is signalled.

@@ -115,7 +115,11 @@ fn folder_of(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+    // Canonical (no `..`, no symlinks): the workdir is part of a spec's version, so the same file
+    // reached by two paths must give the same spec, or a redeploy would roll every instance.
+    dir.canonicalize()
+        .or_else(|_| std::path::absolute(dir))
+        .unwrap_or_else(|_| dir.to_path_buf())
 }
 
 // === one file ===

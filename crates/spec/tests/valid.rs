@@ -197,3 +197,19 @@ fn parse_files_joins_the_services_of_all_files() {
         .collect();
     assert_eq!(names, ["web", "api"]);
 }
+
+#[test]
+fn the_same_file_reached_by_two_paths_gives_the_same_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "[services.web]\ncommand = [\"x\"]\n",
+    )
+    .unwrap();
+    let direct = ebb_spec::parse_file(&dir.path().join("a.toml")).unwrap();
+    let roundabout = ebb_spec::parse_file(&sub.join("..").join("a.toml")).unwrap();
+    assert_eq!(direct, roundabout);
+    assert_eq!(direct[0].version(), roundabout[0].version());
+}
