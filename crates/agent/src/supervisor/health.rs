@@ -4,7 +4,7 @@
 use super::env::{self, Env};
 use super::procfs;
 use ebb_core::{HealthCheck, HealthSpec};
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use nix::sys::signal::Signal;
@@ -24,16 +24,82 @@ pub struct Target {
     pub self_exe: PathBuf,
 }
 
-/// Runs one check, bounded by `timeout`. Err says what failed, for events.
+/// Runs one check on fresh connections, bounded by `timeout`. Err says what failed, for events.
+#[cfg(test)]
 pub async fn probe(check: &HealthCheck, target: &Target, timeout: Duration) -> Result<(), String> {
-    match check {
-        HealthCheck::Tcp => time::timeout(timeout, tcp(target))
-            .await
-            .unwrap_or_else(|_| Err(format!("tcp connect timed out after {timeout:?}"))),
-        HealthCheck::Http { path } => time::timeout(timeout, http(target, path))
-            .await
-            .unwrap_or_else(|_| Err(format!("GET {path} timed out after {timeout:?}"))),
-        HealthCheck::Command { argv } => command(argv, target, timeout).await,
+    Prober::new(check.clone(), target.clone())
+        .probe(timeout)
+        .await
+}
+
+/// Most bytes of a health response body read (the body is read so the connection can be reused).
+const MAX_HEALTH_BODY: usize = 64 * 1024;
+
+/// The checks of one instance. HTTP checks reuse one keep-alive connection, as Envoy's health
+/// checker does by default (`reuse_connection: true`): a connect, accept and close per check
+/// cost more than the request itself, and with a hundred instances checked every second that
+/// is most of an idle node's CPU.
+pub struct Prober {
+    check: HealthCheck,
+    target: Target,
+    conn: Option<KeptConnection>,
+}
+
+/// An open HTTP/1.1 connection and the task that drives it (aborted when dropped).
+struct KeptConnection {
+    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for KeptConnection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Prober {
+    pub fn new(check: HealthCheck, target: Target) -> Prober {
+        Prober {
+            check,
+            target,
+            conn: None,
+        }
+    }
+
+    /// Runs one check, bounded by `timeout`. Err says what failed, for events.
+    pub async fn probe(&mut self, timeout: Duration) -> Result<(), String> {
+        match self.check.clone() {
+            HealthCheck::Tcp => time::timeout(timeout, tcp(&self.target))
+                .await
+                .unwrap_or_else(|_| Err(format!("tcp connect timed out after {timeout:?}"))),
+            HealthCheck::Http { path } => {
+                let result = time::timeout(timeout, self.http(&path))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("GET {path} timed out after {timeout:?}")));
+                if result.is_err() {
+                    self.conn = None;
+                }
+                result
+            }
+            HealthCheck::Command { argv } => command(&argv, &self.target, timeout).await,
+        }
+    }
+
+    /// GET on the kept connection; if that connection fails before any answer (the app closed
+    /// an idle keep-alive, say), once more on a fresh one. 2xx and 3xx pass.
+    async fn http(&mut self, path: &str) -> Result<(), String> {
+        if let Some(mut kept) = self.conn.take() {
+            if kept.sender.ready().await.is_ok() {
+                if let Ok(status) = get(&mut kept.sender, &self.target, path).await {
+                    self.conn = Some(kept);
+                    return judge(path, status);
+                }
+            }
+        }
+        let mut fresh = connect(&self.target, path).await?;
+        let status = get(&mut fresh.sender, &self.target, path).await?;
+        self.conn = Some(fresh);
+        judge(path, status)
     }
 }
 
@@ -44,14 +110,25 @@ async fn tcp(t: &Target) -> Result<(), String> {
         .map_err(|e| format!("tcp connect to port {}: {e}", t.port))
 }
 
-/// One HTTP/1.1 GET on a fresh connection; 2xx and 3xx pass. The body is not read.
-async fn http(t: &Target, path: &str) -> Result<(), String> {
+async fn connect(t: &Target, path: &str) -> Result<KeptConnection, String> {
     let stream = TcpStream::connect((t.host.as_str(), t.port))
         .await
         .map_err(|e| format!("GET {path}: connect to port {}: {e}", t.port))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("GET {path}: {e}"))?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(KeptConnection { sender, driver })
+}
+
+/// Sends one GET and reads its (capped) body, so the connection is ready for the next one.
+async fn get(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    t: &Target,
+    path: &str,
+) -> Result<hyper::StatusCode, String> {
     let request = hyper::Request::get(path)
         .header(
             hyper::header::HOST,
@@ -60,12 +137,19 @@ async fn http(t: &Target, path: &str) -> Result<(), String> {
         .header(hyper::header::USER_AGENT, "ebb-health")
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("GET {path}: {e}"))?;
-    let mut conn = std::pin::pin!(conn);
-    let response = tokio::select! {
-        r = sender.send_request(request) => r.map_err(|e| format!("GET {path}: {e}"))?,
-        r = &mut conn => return Err(format!("GET {path}: connection closed early ({r:?})")),
-    };
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("GET {path}: {e}"))?;
     let status = response.status();
+    http_body_util::Limited::new(response.into_body(), MAX_HEALTH_BODY)
+        .collect()
+        .await
+        .map_err(|e| format!("GET {path}: reading the answer: {e}"))?;
+    Ok(status)
+}
+
+fn judge(path: &str, status: hyper::StatusCode) -> Result<(), String> {
     if status.is_success() || status.is_redirection() {
         Ok(())
     } else {
@@ -233,5 +317,65 @@ mod tests {
         );
         let slow = probe(&cmd("sleep 30"), &t, timeout).await.unwrap_err();
         assert!(slow.contains("timed out"), "{slow}");
+    }
+
+    /// A tiny HTTP server that counts connections; `close` answers once per connection.
+    async fn counting_server(close: bool) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while let Ok(n) = sock.read(&mut chunk).await {
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let extra = if close { "Connection: close\r\n" } else { "" };
+                            let answer =
+                                format!("HTTP/1.1 200 OK\r\n{extra}Content-Length: 2\r\n\r\nok");
+                            if sock.write_all(answer.as_bytes()).await.is_err() || close {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    #[tokio::test]
+    async fn http_checks_reuse_one_connection() {
+        let (port, accepted) = counting_server(false).await;
+        let check = HealthCheck::Http {
+            path: "/healthz".into(),
+        };
+        let mut prober = Prober::new(check, target(port));
+        for _ in 0..5 {
+            assert_eq!(prober.probe(Duration::from_secs(2)).await, Ok(()));
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn http_checks_pass_against_apps_that_close_every_connection() {
+        let (port, accepted) = counting_server(true).await;
+        let check = HealthCheck::Http {
+            path: "/healthz".into(),
+        };
+        let mut prober = Prober::new(check, target(port));
+        for _ in 0..3 {
+            assert_eq!(prober.probe(Duration::from_secs(2)).await, Ok(()));
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 }

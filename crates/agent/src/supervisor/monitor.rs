@@ -35,9 +35,10 @@ impl Monitor {
         time::sleep(FIRST_PROBE_DELAY.min(interval)).await;
         let start = next_on_grid(self.shared.epoch, time::Instant::now(), interval);
         let mut ticker = time::interval_at(start, interval);
+        let mut prober = health::Prober::new(self.spec.check.clone(), self.target.clone());
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
-            let result = health::probe(&self.spec.check, &self.target, timeout).await;
+            let result = prober.probe(timeout).await;
             self.publish(tracker.record(result.is_ok()), &tracker, &result);
             if let Err(error) = result {
                 if health::is_unhealthy(&self.spec, tracker.failures(), self.started_at.elapsed()) {
