@@ -17,18 +17,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("cannot reach the ebb API at {addr}: {source}\n  hint: is `ebb up` running? Set --addr or EBB_ADDR to point at it")]
-    Connect {
-        addr: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("the ebb API at {addr} did not answer in time: {source}")]
-    Timeout {
-        addr: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("cannot reach the ebb API at {addr}: {reason}\n  hint: is `ebb up` running? Set --addr or EBB_ADDR to point at it")]
+    Connect { addr: String, reason: String },
+    #[error("the ebb API at {addr} did not answer in time: {reason}")]
+    Timeout { addr: String, reason: String },
     #[error("the ebb API at {addr} refused the token (401): {message}\n  hint: set EBB_TOKEN, or run the CLI from the folder that holds ebb's data dir (or pass --data-dir)")]
     Unauthorized { addr: String, message: String },
     #[error("{message} (HTTP {status})")]
@@ -199,12 +191,12 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|source| {
-            let addr = self.base.clone();
-            if source.is_timeout() {
-                ClientError::Timeout { addr, source }
+        let resp = req.send().await.map_err(|e| {
+            let (addr, reason) = (self.base.clone(), root_cause(&e));
+            if e.is_timeout() {
+                ClientError::Timeout { addr, reason }
             } else {
-                ClientError::Connect { addr, source }
+                ClientError::Connect { addr, reason }
             }
         })?;
         let status = resp.status();
@@ -230,6 +222,16 @@ impl Client {
             message,
         })
     }
+}
+
+/// The innermost cause of an error ("Connection refused (os error 111)"): reqwest's own
+/// layers ("error sending request for url ...") say nothing the CLI's message does not.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// Percent-encodes a path segment or query value (names are DNS labels, but be safe).

@@ -1,6 +1,33 @@
 //! Printing helpers: aligned tables, ages, timestamps.
 
+use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Prints a line to stdout like `println!`, but a closed stdout (`ebb ps | head`) ends the
+/// process quietly instead of panicking, as a Unix tool killed by SIGPIPE would.
+macro_rules! out {
+    () => { $crate::output::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+pub(crate) use out;
+
+/// Prints to stdout without a newline and flushes (progress lines); see [`out!`].
+macro_rules! out_inline {
+    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!($($arg)*)) };
+}
+pub(crate) use out_inline;
+
+/// Writes and flushes; exits with status 0 if stdout was closed by its reader.
+pub fn write_stdout(args: std::fmt::Arguments) {
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(0);
+    }
+}
 
 /// Prints rows as left-aligned columns separated by two spaces.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
@@ -19,7 +46,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
             }
         }
-        println!("{}", out.trim_end());
+        out!("{}", out.trim_end());
     };
     line(header.to_vec());
     for row in rows {

@@ -194,3 +194,19 @@ fn cli_errors_have_meaningful_exit_codes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly_instead_of_panicking() {
+    // As in `ebb ps | head -1`: the reader is gone before ebb writes.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hello.toml");
+    let out = Command::new(EBB)
+        .args(["validate", example])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

@@ -1,8 +1,9 @@
 //! `ebb deploy`, `ebb scale`, `ebb stop`: change desired state, then show progress until done.
 
+use crate::output::{out, out_inline};
 use ebb_client::Client;
 use ebb_core::api::{Change, ServiceChange, ServiceView};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ pub async fn deploy(
     let specs = super::parse_deploy_files(files)?;
     let resp = client.apply(specs).await?;
     for c in &resp.changes {
-        println!("{}", describe(c));
+        out!("{}", describe(c));
     }
     if detach {
         return Ok(());
@@ -73,23 +74,22 @@ pub async fn wait_ready(
         let line = progress_line(&views);
         if line != last {
             if tty {
-                print!("\r\x1b[2K{line}");
-                let _ = std::io::stdout().flush();
+                out_inline!("\r\x1b[2K{line}");
             } else {
-                println!("{line}");
+                out!("{line}");
             }
             last = line;
         }
         if views.iter().all(|v| settled(v)) {
             if tty {
-                println!();
+                out!();
             }
-            println!("ready in {:.1}s", start.elapsed().as_secs_f64());
+            out!("ready in {:.1}s", start.elapsed().as_secs_f64());
             return Ok(());
         }
         if start.elapsed() > timeout {
             if tty {
-                println!();
+                out!();
             }
             anyhow::bail!(
                 "not ready after {}: {last}\n  hint: `ebb events` says why, `ebb logs SERVICE` shows the instances' output",
@@ -104,11 +104,12 @@ pub async fn scale(client: &Client, service: &str, instances: u32) -> anyhow::Re
     let before = client.service(service).await?;
     let after = client.scale(service, instances).await?;
     if before.desired == after.desired {
-        println!("{service}: already at {instances} instances");
+        out!("{service}: already at {instances} instances");
     } else {
-        println!(
+        out!(
             "{service}: scaled {} → {} instances",
-            before.desired, after.desired
+            before.desired,
+            after.desired
         );
     }
     Ok(())
@@ -116,7 +117,7 @@ pub async fn scale(client: &Client, service: &str, instances: u32) -> anyhow::Re
 
 pub async fn stop(client: &Client, service: &str, detach: bool) -> anyhow::Result<()> {
     let view = client.stop(service).await?;
-    println!("{service}: removed, stopping {} instances", view.running);
+    out!("{service}: removed, stopping {} instances", view.running);
     if detach {
         return Ok(());
     }
@@ -124,7 +125,7 @@ pub async fn stop(client: &Client, service: &str, detach: bool) -> anyhow::Resul
     loop {
         let left = client.instances(Some(service)).await?.len();
         if left == 0 {
-            println!(
+            out!(
                 "{service}: all instances stopped in {:.1}s",
                 start.elapsed().as_secs_f64()
             );

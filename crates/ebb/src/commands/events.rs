@@ -1,5 +1,6 @@
 //! `ebb events [-f] [--json]`.
 
+use crate::output::out;
 use crate::output::timestamp;
 use ebb_client::Client;
 use ebb_core::Event;
@@ -11,7 +12,7 @@ const FOLLOW_WAIT: Duration = Duration::from_secs(25);
 pub async fn events(client: &Client, follow: bool, json: bool, limit: usize) -> anyhow::Result<()> {
     let first = client.events(0, limit, Duration::ZERO).await?;
     if json && !follow {
-        println!("{}", serde_json::to_string_pretty(&first.events)?);
+        out!("{}", serde_json::to_string_pretty(&first.events)?);
         return Ok(());
     }
     first.events.iter().try_for_each(|e| print_event(e, json))?;
@@ -28,7 +29,7 @@ pub async fn events(client: &Client, follow: bool, json: bool, limit: usize) -> 
 
 fn print_event(e: &Event, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(e)?);
+        out!("{}", serde_json::to_string(e)?);
         return Ok(());
     }
     let subject = match (&e.service, &e.instance) {
@@ -36,7 +37,7 @@ fn print_event(e: &Event, json: bool) -> anyhow::Result<()> {
         (Some(s), None) => s.clone(),
         (None, None) => e.node.clone().unwrap_or_default(),
     };
-    println!(
+    out!(
         "{}  {:<22} {:<24} {}",
         timestamp(e.time_ms),
         e.kind.as_str(),

@@ -1,5 +1,6 @@
 //! `ebb logs SERVICE [--instance ID] [-f] [--tail N]`.
 
+use crate::output::out;
 use ebb_client::Client;
 use std::time::Duration;
 
@@ -18,9 +19,9 @@ pub async fn logs(
         let prefix = instance.is_none();
         for l in &resp.lines {
             if prefix {
-                println!("{} | {}", l.instance, l.line);
+                out!("{} | {}", l.instance, l.line);
             } else {
-                println!("{}", l.line);
+                out!("{}", l.line);
             }
         }
         if !follow {

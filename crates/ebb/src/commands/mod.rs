@@ -1,5 +1,6 @@
 //! One module per CLI command.
 
+use crate::output::out;
 pub mod deploy;
 pub mod events;
 pub mod logs;
@@ -48,7 +49,7 @@ pub fn parse_deploy_files(files: &[PathBuf]) -> anyhow::Result<Vec<ebb_core::Ser
 pub fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
     let specs = parse_deploy_files(files)?;
     for s in &specs {
-        println!(
+        out!(
             "{}: ok ({} instances, version {})",
             s.name,
             s.instances,

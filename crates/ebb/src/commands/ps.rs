@@ -1,12 +1,13 @@
 //! `ebb ps`: one row per instance.
 
+use crate::output::out;
 use crate::output::{age, dash, table};
 use ebb_client::Client;
 
 pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::Result<()> {
     let instances = client.instances(service).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&instances)?);
+        out!("{}", serde_json::to_string_pretty(&instances)?);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = instances

@@ -1,28 +1,29 @@
 //! `ebb status`: the server, its nodes, and each service's rollout state.
 
+use crate::output::out;
 use crate::output::table;
 use ebb_client::Client;
 
 pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
     let s = client.status().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        out!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
-    println!(
+    out!(
         "ebb {} at {}, up {}s, store revision {}",
         s.version,
         client.base(),
         s.uptime_ms / 1000,
         s.store_revision
     );
-    println!("nodes: {} live", s.node_count);
+    out!("nodes: {} live", s.node_count);
     if let Some(e) = &s.resource_enforcement {
-        println!("resources: {e}");
+        out!("resources: {e}");
     }
-    println!();
+    out!();
     if s.services.is_empty() {
-        println!("no services; deploy one with `ebb deploy FILE`");
+        out!("no services; deploy one with `ebb deploy FILE`");
         return Ok(());
     }
     let rows: Vec<Vec<String>> = s
