@@ -59,7 +59,12 @@ async fn memory_and_cpu_limits_are_written_to_the_instance_cgroup() {
         group_dir(pid, &enforcement, "memory"),
         group_dir(pid, &enforcement, "cpu"),
     );
-    assert!(mem.ends_with("ebb/res-limits"), "{}", mem.display());
+    let agent = h.sup().agent_id();
+    assert!(
+        mem.ends_with(format!("ebb/{agent}/res-limits")),
+        "{}",
+        mem.display()
+    );
     let read = |p: PathBuf| {
         std::fs::read_to_string(&p)
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()))

@@ -29,7 +29,14 @@ pub const STOP_SIGNALS: [&str; 6] = [
     "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2",
 ];
 /// Environment variables ebb sets itself; a spec may not override them.
-pub const RESERVED_ENV: [&str; 5] = ["PORT", "HOST", "EBB_INSTANCE_ID", "EBB_SERVICE", "EBB_NODE"];
+pub const RESERVED_ENV: [&str; 6] = [
+    "PORT",
+    "HOST",
+    "EBB_INSTANCE_ID",
+    "EBB_SERVICE",
+    "EBB_NODE",
+    "EBB_AGENT_ID",
+];
 
 /// One service: what to run, how many, with which resources, and how to check and stop it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

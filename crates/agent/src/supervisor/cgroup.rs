@@ -1,6 +1,10 @@
 //! Resource limits through cgroups: v2 when the unified hierarchy offers cpu and memory, else v1,
 //! else none (with the reason, reported as `enforcement`). A group per instance also lets ebb find
-//! and kill processes that escaped the process group (`setsid`).
+//! and kill processes that escaped the process group (`setsid`), and a restarted agent find the
+//! processes its predecessor started but never recorded (`sweep.rs`).
+//!
+//! Instance groups live in `.../ebb/<agent id>/<instance>`: one folder per agent (per data dir),
+//! so that two agents on one machine never take each other's groups for leftovers.
 
 use super::procfs;
 use ebb_core::Resources;
@@ -21,7 +25,7 @@ const EBB_GROUP: &str = "ebb";
 /// How this node enforces instance resources.
 #[derive(Debug, Clone)]
 pub enum Cgroups {
-    /// Instance groups live in `base/<instance>`.
+    /// Instance groups live in `base/<instance>`; `base` is `<root>/ebb/<agent id>`.
     V2 {
         base: PathBuf,
     },
@@ -38,21 +42,22 @@ pub enum Cgroups {
 }
 
 impl Cgroups {
-    /// Probes the real hierarchy once: creates and removes a test group.
-    pub fn detect() -> Cgroups {
+    /// Probes the real hierarchy once: creates and removes a test group. `agent_id` names this
+    /// agent's folder of instance groups.
+    pub fn detect(agent_id: &str) -> Cgroups {
         let root = Path::new(CGROUP_MOUNT);
         let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let v2 = match [root.to_path_buf(), root.join("unified")]
             .iter()
             .find(|r| has_v2_controllers(r))
         {
-            Some(r) => match setup_v2(r) {
+            Some(r) => match setup_v2(r, agent_id) {
                 Ok(c) => return c,
                 Err(e) => format!("cgroup v2 at {} is not usable: {e}", r.display()),
             },
             None => "no cgroup v2 hierarchy offers the cpu and memory controllers".to_string(),
         };
-        match setup_v1(root, &own) {
+        match setup_v1(root, &own, agent_id) {
             Ok(c) => c,
             Err(e) => Cgroups::None {
                 why: format!("{v2}; cgroup v1: {e}"),
@@ -77,6 +82,36 @@ impl Cgroups {
             Cgroups::V1 { memory, cpu, .. } => vec![memory.join(&name), cpu.join(&name)],
             Cgroups::None { .. } => Vec::new(),
         }
+    }
+
+    /// The folders that hold this agent's instance groups.
+    fn bases(&self) -> Vec<&Path> {
+        match self {
+            Cgroups::V2 { base } => vec![base],
+            Cgroups::V1 { memory, cpu, .. } => vec![memory, cpu],
+            Cgroups::None { .. } => Vec::new(),
+        }
+    }
+
+    /// Removes this agent's folder of groups once it is empty, when the agent stops: data dirs
+    /// come and go (every test has its own), and each empty group still holds one of the
+    /// kernel's 65,535 memory-cgroup ids. False while a group is left inside.
+    pub fn remove_bases(&self) -> bool {
+        let bases: Vec<PathBuf> = self.bases().into_iter().map(Path::to_path_buf).collect();
+        remove(&bases)
+    }
+
+    /// Every group folder in this agent's bases: its instances' and those a crashed agent left.
+    pub fn instance_groups(&self) -> Vec<PathBuf> {
+        self.bases()
+            .into_iter()
+            .filter_map(|base| fs::read_dir(base).ok())
+            .flatten()
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                entry.file_type().ok()?.is_dir().then(|| entry.path())
+            })
+            .collect()
     }
 
     /// Creates the instance's groups and writes the limits the spec sets.
@@ -230,12 +265,14 @@ fn has_v2_controllers(root: &Path) -> bool {
     })
 }
 
-/// v2: `<root>/ebb/<instance>`, with cpu and memory delegated down both levels. (Not nested under
-/// ebb's own group: v2 forbids enabling controllers in a group that has processes, ebb's own.)
-fn setup_v2(root: &Path) -> io::Result<Cgroups> {
-    let base = root.join(EBB_GROUP);
+/// v2: `<root>/ebb/<agent id>/<instance>`, with cpu and memory delegated down every level. (Not
+/// nested under ebb's own group: v2 forbids enabling controllers in a group that has processes,
+/// ebb's own.)
+fn setup_v2(root: &Path, agent_id: &str) -> io::Result<Cgroups> {
+    let ebb = root.join(EBB_GROUP);
+    let base = ebb.join(agent_id);
     fs::create_dir_all(&base)?;
-    for dir in [root, base.as_path()] {
+    for dir in [root, ebb.as_path(), base.as_path()] {
         enable_controllers(dir)?;
     }
     probe(&Cgroups::V2 { base: base.clone() }, "memory.max")?;
@@ -253,14 +290,16 @@ fn enable_controllers(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// v1: `<mount>/<controller>/<ebb's own group>/ebb/<instance>`. Nesting under ebb's own group keeps
-/// instances inside whatever limits ebb itself runs under (a container, a systemd unit).
-fn setup_v1(root: &Path, proc_self_cgroup: &str) -> io::Result<Cgroups> {
+/// v1: `<mount>/<controller>/<ebb's own group>/ebb/<agent id>/<instance>`. Nesting under ebb's own
+/// group keeps instances inside whatever limits ebb itself runs under (a container, a systemd
+/// unit).
+fn setup_v1(root: &Path, proc_self_cgroup: &str, agent_id: &str) -> io::Result<Cgroups> {
     let base = |controller: &str| {
         let own = own_group(proc_self_cgroup, controller).unwrap_or("/");
         root.join(controller)
             .join(own.trim_start_matches('/'))
             .join(EBB_GROUP)
+            .join(agent_id)
     };
     let (memory, cpu) = (base("memory"), base("cpu"));
     for (dir, name) in [(&memory, "memory"), (&cpu, "cpu")] {
@@ -333,7 +372,9 @@ mod tests {
 
     #[test]
     fn detection_always_answers() {
-        let e = Cgroups::detect().enforcement();
+        let c = Cgroups::detect("test-detection");
+        let e = c.enforcement();
+        assert!(c.remove_bases());
         assert!(
             e == "cgroup v1" || e == "cgroup v2" || e.starts_with("none: "),
             "{e}"

@@ -38,8 +38,16 @@ pub fn with_self_on_path(mut env: Env, self_exe: &Path) -> Env {
     env
 }
 
+/// Set on every instance (and health command) to the id of the agent that started it, so that a
+/// restarted agent finds the processes its predecessor started but never recorded (`sweep.rs`).
+pub const AGENT_ID_VAR: &str = "EBB_AGENT_ID";
+/// Set on every instance to its id; the sweep reads it to tell whose a marked process is.
+pub const INSTANCE_ID_VAR: &str = "EBB_INSTANCE_ID";
+
 /// Who an instance is and where it listens: the variables ebb sets for it.
 pub struct Identity<'a> {
+    /// The agent's id (`sweep::agent_id`), given as [`AGENT_ID_VAR`].
+    pub agent: &'a str,
     pub instance: &'a str,
     pub service: &'a str,
     pub node: &'a str,
@@ -54,9 +62,10 @@ pub fn instance_env(inherited: &Env, spec_env: &BTreeMap<String, String>, who: &
     let ours = [
         ("PORT", who.port.to_string()),
         ("HOST", who.host.to_string()),
-        ("EBB_INSTANCE_ID", who.instance.to_string()),
+        (INSTANCE_ID_VAR, who.instance.to_string()),
         ("EBB_SERVICE", who.service.to_string()),
         ("EBB_NODE", who.node.to_string()),
+        (AGENT_ID_VAR, who.agent.to_string()),
     ];
     env.extend(ours.into_iter().map(|(k, v)| (k.into(), v.into())));
     env
@@ -144,9 +153,11 @@ mod tests {
         let spec: BTreeMap<String, String> = [
             ("GREETING".into(), "hi".into()),
             ("PATH".into(), "/opt".into()),
+            ("EBB_AGENT_ID".into(), "forged".into()),
         ]
         .into();
         let who = Identity {
+            agent: "0123456789abcdef",
             instance: "web-1",
             service: "web",
             node: "n1",
@@ -161,6 +172,7 @@ mod tests {
         assert_eq!(e[OsStr::new("EBB_INSTANCE_ID")], "web-1");
         assert_eq!(e[OsStr::new("EBB_SERVICE")], "web");
         assert_eq!(e[OsStr::new("EBB_NODE")], "n1");
+        assert_eq!(e[OsStr::new("EBB_AGENT_ID")], "0123456789abcdef");
     }
 
     #[test]

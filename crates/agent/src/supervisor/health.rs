@@ -157,10 +157,11 @@ fn judge(path: &str, status: hyper::StatusCode) -> Result<(), String> {
     }
 }
 
-/// Runs argv in its own process group; passes on exit 0. On timeout the whole group is killed.
+/// Runs argv in its own process group; passes on exit 0. On timeout the whole group is killed,
+/// and so it is when the probe is dropped mid-run (see [`GroupGuard`]).
 async fn command(argv: &[String], t: &Target, timeout: Duration) -> Result<(), String> {
     let (program, args) = env::resolve_argv(argv, &t.env, &t.self_exe)?;
-    let mut child = tokio::process::Command::new(&program)
+    let child = tokio::process::Command::new(&program)
         .args(args)
         .env_clear()
         .envs(t.env.iter())
@@ -171,17 +172,61 @@ async fn command(argv: &[String], t: &Target, timeout: Duration) -> Result<(), S
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("health command {program:?}: {e}"))?;
-    match time::timeout(timeout, child.wait()).await {
+    let mut guard = GroupGuard::new(child);
+    match time::timeout(timeout, guard.wait()).await {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(format!("health command: {}", procfs::describe_exit(status))),
         Ok(Err(e)) => Err(format!("health command: {e}")),
         Err(_) => {
-            if let Some(pid) = child.id() {
-                procfs::signal_group(pid, Signal::SIGKILL);
-            }
-            let _ = child.wait().await;
+            guard.kill_group();
+            let _ = guard.wait().await;
             Err(format!("health command timed out after {timeout:?}"))
         }
+    }
+}
+
+/// A health command's child, whose whole process group is SIGKILLed if the guard is dropped
+/// before the child was reaped. The probe future is dropped whenever the instance stops, exits
+/// or turns unhealthy while a check runs; `kill_on_drop` alone kills only the direct child, so
+/// `sh -c 'curl ...'` would leave `curl` behind, once per cancelled check.
+///
+/// Signalling the group is safe while the child is unreaped: its pid, which is the group's id,
+/// cannot be reused until it is reaped. Once reaped, the guard never signals.
+struct GroupGuard {
+    child: tokio::process::Child,
+    /// The child's pid, which is also its process group (`process_group(0)`).
+    pgid: Option<u32>,
+    reaped: bool,
+}
+
+impl GroupGuard {
+    fn new(child: tokio::process::Child) -> GroupGuard {
+        let pgid = child.id();
+        GroupGuard {
+            child,
+            pgid,
+            reaped: false,
+        }
+    }
+
+    /// Waits for the child and reaps it. Cancel-safe, like `Child::wait`.
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait().await;
+        self.reaped = status.is_ok();
+        status
+    }
+
+    fn kill_group(&self) {
+        if let (Some(pgid), false) = (self.pgid, self.reaped) {
+            procfs::signal_group(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        // Runs before the child field is dropped (and reaped in the background by tokio).
+        self.kill_group();
     }
 }
 
@@ -317,6 +362,52 @@ mod tests {
         );
         let slow = probe(&cmd("sleep 30"), &t, timeout).await.unwrap_err();
         assert!(slow.contains("timed out"), "{slow}");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_command_probe_kills_its_grandchildren_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("grandchild");
+        let script = r#"sleep 1000 & echo $! > "$1.tmp"; mv "$1.tmp" "$1"; wait"#;
+        let check = HealthCheck::Command {
+            argv: ["sh", "-c", script, "sh", &pid_file.display().to_string()]
+                .map(String::from)
+                .to_vec(),
+        };
+        let t = target(1);
+        let grandchild: u32 = tokio::select! {
+            r = probe(&check, &t, Duration::from_secs(60)) => panic!("the probe ended: {r:?}"),
+            pid = wait_until(|| std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()) => pid,
+        };
+        let _cleanup = KillOnDrop(grandchild);
+        // The select dropped the probe future while `sh` was still waiting for `sleep`.
+        wait_until(|| {
+            procfs::read_stat(grandchild)
+                .is_none_or(|s| s.is_gone())
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// Should the test fail, the grandchild still goes.
+    struct KillOnDrop(u32);
+
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            procfs::signal_pid(self.0, Signal::SIGKILL);
+        }
+    }
+
+    /// Polls `f` until it returns Some; panics after a generous deadline.
+    async fn wait_until<T>(mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out");
+            time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// A tiny HTTP server that counts connections; `close` answers once per connection.

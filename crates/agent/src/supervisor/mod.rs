@@ -17,6 +17,7 @@ mod procfs;
 mod runner;
 mod shared;
 mod state_file;
+mod sweep;
 mod tasks;
 
 pub use backoff::{backoff_delay, Backoff, BACKOFF_RESET_AFTER, INITIAL_BACKOFF, MAX_BACKOFF};
@@ -43,9 +44,10 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Detects cgroup support, loads `<data_dir>/instances.json` and re-adopts every recorded
-    /// process that is still alive (same pid AND same start time, so a reused pid is never
-    /// adopted); dead ones are forgotten and the next `apply` starts them again.
+    /// Detects cgroup support, loads `<data_dir>/instances.json`, kills what a crashed agent
+    /// started but never recorded (`sweep.rs`), and re-adopts every recorded process that is
+    /// still alive (same pid AND same start time, so a reused pid is never adopted); dead ones
+    /// are forgotten and the next `apply` starts them again.
     /// Must be called inside a tokio runtime.
     pub fn start(config: SupervisorConfig) -> Result<Supervisor, AgentError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AgentError::NoRuntime)?;
@@ -53,15 +55,19 @@ impl Supervisor {
             path: config.data_dir.clone(),
             source,
         })?;
-        let cgroups = cgroup::Cgroups::detect();
+        let records = state_file::load(&config.data_dir.join(state_file::STATE_FILE))
+            .map_err(AgentError::State)?;
+        let agent_id = sweep::agent_id(&config.data_dir);
+        let cgroups = cgroup::Cgroups::detect(&agent_id);
         if let cgroup::Cgroups::None { why } = &cgroups {
             tracing::warn!("instance cpu and memory limits are not enforced: {why}");
         }
         let inherited =
             env::with_self_on_path(env::inherited(std::env::vars_os()), &config.self_exe);
-        let shared = Arc::new(Shared::new(config, cgroups, inherited, runtime));
-        let records = state_file::load(&shared.state_path()).map_err(AgentError::State)?;
+        sweep::sweep(&cgroups, &agent_id, &records);
+        let shared = Arc::new(Shared::new(config, cgroups, inherited, runtime, agent_id));
         tasks::adopt(&shared, records);
+        tasks::spawn_state_writer(&shared);
         tasks::spawn_log_rotation(&shared);
         Ok(Supervisor { shared })
     }
@@ -200,8 +206,11 @@ impl Supervisor {
         }
         let mut state = self.shared.lock();
         state.records.clear();
-        self.shared.persist(&state);
+        state.touch_records();
         state.phase = Phase::Closed;
+        drop(state);
+        self.shared.flush_records();
+        self.shared.cgroups.remove_bases();
     }
 
     /// Immediate: SIGKILLs every instance's whole tree and clears the state file.
@@ -211,7 +220,7 @@ impl Supervisor {
             state.phase = Phase::Closed;
             abort_all(&mut state);
             let records = std::mem::take(&mut state.records);
-            self.shared.persist(&state);
+            state.touch_records();
             for entry in state.entries.values_mut() {
                 entry.status.state = InstanceState::Stopped;
                 entry.status.pid = None;
@@ -223,22 +232,46 @@ impl Supervisor {
             procfs::signal_group(r.pid, Signal::SIGKILL);
             cgroup::signal_all(&r.cgroups, Signal::SIGKILL);
         }
+        self.shared.flush_records();
         let deadline = Instant::now() + KILL_NOW_CGROUP_WAIT;
         for r in records.values() {
             while !cgroup::remove(&r.cgroups) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        self.shared.cgroups.remove_bases();
         self.shared.bump();
     }
 
-    /// Simulates a crash of the agent, for tests: stops every task without touching the processes
-    /// or the state file, as `kill -9` of ebb would.
+    /// Simulates a crash of the agent, for tests: stops every task without touching the
+    /// processes, as `kill -9` of ebb would. Unlike a crash it first writes the records the
+    /// writer task had not written yet, so tests of adoption know what the file holds; what a
+    /// real crash loses there, the next start's sweep kills (`sweep.rs`).
     #[doc(hidden)]
     pub fn forget(self) {
         let mut state = self.shared.lock();
         state.phase = Phase::Closed;
         abort_all(&mut state);
+        drop(state);
+        self.shared.flush_records();
+    }
+
+    /// State files written so far, for tests of write coalescing.
+    #[doc(hidden)]
+    pub fn state_writes(&self) -> u64 {
+        self.shared.state_writes()
+    }
+
+    /// The id that marks this agent's processes (`EBB_AGENT_ID`) and cgroups, for tests.
+    #[doc(hidden)]
+    pub fn agent_id(&self) -> String {
+        self.shared.agent_id.clone()
+    }
+
+    /// The cgroup folders an instance of this id runs in (none without enforcement), for tests.
+    #[doc(hidden)]
+    pub fn cgroup_dirs(&self, instance_id: &str) -> Vec<PathBuf> {
+        self.shared.cgroups.dirs(instance_id)
     }
 }
 

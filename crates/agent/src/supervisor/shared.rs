@@ -1,18 +1,20 @@
 //! State shared by the `Supervisor` handle and the per-instance tasks: statuses, events, the
-//! persisted records and ports. One `std::sync::Mutex`, never held across an `.await`.
+//! persisted records and ports. One `std::sync::Mutex`, never held across an `.await`, nor
+//! across file I/O: the state file is written by its own task from a snapshot (see
+//! [`Shared::set_record`]), so heartbeats (`statuses`, `apply`) never wait for an fsync.
 
 use super::cgroup::Cgroups;
 use super::env::Env;
 use super::runner::Goal;
-use super::state_file::{self, Record};
+use super::state_file::{self, Record, Writer};
 use super::{logs, ports, SupervisorConfig};
 use ebb_core::{Event, EventKind, InstanceStatus};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 /// Events kept for `take_events` when nobody collects them: the oldest are dropped beyond this,
@@ -40,13 +42,24 @@ pub struct Entry {
 pub struct State {
     pub entries: BTreeMap<String, Entry>,
     pub records: BTreeMap<String, Record>,
+    /// Bumped on every change of `records`, so the writer knows what is already on disk.
+    pub records_version: u64,
     pub events: VecDeque<Event>,
     pub phase: Phase,
     pub background: Vec<JoinHandle<()>>,
 }
 
+impl State {
+    /// Call after changing `records`, then wake the writer (`records_dirty`) or flush.
+    pub fn touch_records(&mut self) {
+        self.records_version = self.records_version.wrapping_add(1);
+    }
+}
+
 pub struct Shared {
     pub config: SupervisorConfig,
+    /// Marks this agent's processes and cgroups (`sweep.rs`).
+    pub agent_id: String,
     pub cgroups: Cgroups,
     /// ebb's environment minus `EBB_*`, read once at start.
     pub inherited: Env,
@@ -55,6 +68,16 @@ pub struct Shared {
     pub epoch: tokio::time::Instant,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
+    writer: Writer,
+    /// Wakes the state-file writer task (`tasks::spawn_state_writer`).
+    pub records_dirty: Arc<Notify>,
+}
+
+impl Drop for Shared {
+    /// Lets the writer task see that the supervisor is gone and end.
+    fn drop(&mut self) {
+        self.records_dirty.notify_one();
+    }
 }
 
 /// Wall-clock unix milliseconds: read only at the edges (event times, `started_ms`).
@@ -70,22 +93,28 @@ impl Shared {
         cgroups: Cgroups,
         inherited: Env,
         runtime: tokio::runtime::Handle,
+        agent_id: String,
     ) -> Shared {
         let state = State {
             entries: BTreeMap::new(),
             records: BTreeMap::new(),
+            records_version: 0,
             events: VecDeque::new(),
             phase: Phase::Open,
             background: Vec::new(),
         };
+        let writer = Writer::new(config.data_dir.join(state_file::STATE_FILE));
         Shared {
             config,
+            agent_id,
             cgroups,
             inherited,
             runtime,
             epoch: tokio::time::Instant::now(),
             state: Mutex::new(state),
             changed: watch::channel(0).0,
+            writer,
+            records_dirty: Arc::new(Notify::new()),
         }
     }
 
@@ -100,10 +129,6 @@ impl Shared {
 
     pub fn bump(&self) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    pub fn state_path(&self) -> PathBuf {
-        self.config.data_dir.join(state_file::STATE_FILE)
     }
 
     pub fn log_dir(&self) -> PathBuf {
@@ -161,7 +186,11 @@ impl Shared {
         state.events.drain(..excess);
     }
 
-    /// Sets (Some) or clears (None) the record of a running process and rewrites the state file.
+    /// Sets (Some) or clears (None) the record of a running process; the state file follows
+    /// shortly (the writer task), not before this returns. Writing it here, under the lock, cost
+    /// one full rewrite and fsync per start, N² bytes for N starts, while every heartbeat waited.
+    /// The gap is safe: a process started but not yet on disk when the agent dies is killed by
+    /// the next agent's sweep (`sweep.rs`), and the next `apply` starts it again.
     /// False when the supervisor is closed: the caller must not keep a process it just started.
     pub fn set_record(&self, id: &str, record: Option<Record>) -> bool {
         let mut state = self.lock();
@@ -172,15 +201,24 @@ impl Shared {
             Some(r) => state.records.insert(id.to_string(), r),
             None => state.records.remove(id),
         };
-        self.persist(&state);
+        state.touch_records();
+        drop(state);
+        self.records_dirty.notify_one();
         true
     }
 
-    /// Writes the state file; a failure is logged, not fatal (the processes still run).
-    pub fn persist(&self, state: &State) {
-        if let Err(e) = state_file::save(&self.state_path(), &state.records) {
-            tracing::error!(path = %self.state_path().display(), "cannot write agent state: {e}; a restarted agent may not adopt running instances");
-        }
+    /// Writes the current records now unless they are on disk already. Blocking; never call it
+    /// while holding the state lock.
+    pub fn flush_records(&self) {
+        self.writer.write_if_changed(|| {
+            let state = self.lock();
+            (state.records_version, state.records.clone())
+        });
+    }
+
+    /// State files written so far.
+    pub fn state_writes(&self) -> u64 {
+        self.writer.writes()
     }
 
     /// A port for `id` on the node's host: its previous one if still free, never another's.

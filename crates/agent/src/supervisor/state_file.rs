@@ -1,6 +1,8 @@
 //! `<data_dir>/instances.json`: the processes this agent runs, so that an agent that crashed and
 //! restarts adopts them (never a duplicate, never an orphan). Written atomically (tmp + fsync +
-//! rename) on every start, stop and adoption.
+//! rename) by a [`Writer`], after starts, stops and adoption, coalesced: a burst of starts is a
+//! few writes, not one each. A process the file does not list yet when the agent dies is found
+//! and killed by the next agent's sweep (`sweep.rs`).
 
 use ebb_core::StopSpec;
 use serde::{Deserialize, Serialize};
@@ -8,6 +10,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 pub const STATE_FILE: &str = "instances.json";
 
@@ -65,6 +69,51 @@ pub fn save(path: &Path, records: &BTreeMap<String, Record>) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// Writes of one state file: serialised, and never replacing a newer snapshot with an older one.
+pub struct Writer {
+    path: PathBuf,
+    /// Version of the records last written. Held for the whole write, so writes are ordered.
+    written: Mutex<u64>,
+    writes: AtomicU64,
+}
+
+impl Writer {
+    pub fn new(path: PathBuf) -> Writer {
+        Writer {
+            path,
+            written: Mutex::new(0),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    /// Writes the (version, records) that `snapshot` returns unless that version is already on
+    /// disk. `snapshot` runs under the write lock: a write that waited for another one takes its
+    /// snapshot after it, so the file only ever moves forward. Blocking (fsync): call it off the
+    /// async workers, and never while holding the state lock. A failure is logged, not fatal: the
+    /// processes still run, and the next change tries again.
+    pub fn write_if_changed(&self, snapshot: impl FnOnce() -> (u64, BTreeMap<String, Record>)) {
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        let (version, records) = snapshot();
+        if version == *written {
+            return;
+        }
+        match save(&self.path, &records) {
+            Ok(()) => {
+                *written = version;
+                self.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), "cannot write agent state: {e}; a restarted agent may not adopt running instances")
+            }
+        }
+    }
+
+    /// Files written so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +143,22 @@ mod tests {
         assert_eq!(load(&path).unwrap(), records);
         save(&path, &BTreeMap::new()).unwrap();
         assert!(load(&path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_writer_skips_versions_already_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let writer = Writer::new(path.clone());
+        let records: BTreeMap<String, Record> = [("web-1".to_string(), record(42))].into();
+        writer.write_if_changed(|| (1, records.clone()));
+        writer.write_if_changed(|| (1, BTreeMap::new()));
+        assert_eq!((writer.writes(), load(&path).unwrap()), (1, records));
+        writer.write_if_changed(|| (2, BTreeMap::new()));
+        assert_eq!(
+            (writer.writes(), load(&path).unwrap()),
+            (2, BTreeMap::new())
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Tasks a supervisor starts: one runner per instance, adoption of a previous agent's processes,
-//! and the log-rotation loop.
+//! the state-file writer and the log-rotation loop.
 
 use super::cgroup;
 use super::logs::{self, LOG_CHECK_INTERVAL};
@@ -14,6 +14,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// Least time between two writes of the state file. A burst of starts (a deploy, a node taking
+/// over a drained one's instances) becomes one write per interval of the latest records, instead
+/// of one full rewrite and fsync per start. Short, because a process not yet on disk when the
+/// agent dies is killed and started again by the next agent (`sweep.rs`).
+const STATE_WRITE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// What a new runner starts from.
 pub struct NewInstance<'a> {
@@ -92,8 +98,26 @@ pub fn adopt(shared: &Arc<Shared>, records: BTreeMap<String, Record>) {
         drop(state);
         shared.event(EventKind::InstanceAdopted, &record.service, &id, message);
     }
-    let state = shared.lock();
-    shared.persist(&state);
+    // Dead records are gone: written now, before any apply, so the file is right at once.
+    shared.lock().touch_records();
+    shared.flush_records();
+}
+
+/// Writes the state file after records change: the latest snapshot, off the async workers and
+/// outside the state lock, at most once per [`STATE_WRITE_INTERVAL`]. Changes during a write or
+/// the pause after it are coalesced into the next write (a `Notify` keeps one wake-up).
+pub fn spawn_state_writer(shared: &Arc<Shared>) {
+    let weak = Arc::downgrade(shared);
+    let dirty = shared.records_dirty.clone();
+    let task = shared.runtime.spawn(async move {
+        loop {
+            dirty.notified().await;
+            let Some(shared) = weak.upgrade() else { return };
+            let _ = tokio::task::spawn_blocking(move || shared.flush_records()).await;
+            tokio::time::sleep(STATE_WRITE_INTERVAL).await;
+        }
+    });
+    shared.lock().background.push(task);
 }
 
 /// Groups of a dead instance may stay busy for a moment while the killed processes exit.

@@ -50,6 +50,9 @@ impl Runner {
                 return true;
             }
         };
+        // Should the agent die from here until the writer task puts this record on disk, the
+        // process is unrecorded: the next agent's sweep finds it by its cgroup and its
+        // `EBB_AGENT_ID` and kills it, so it is never left running beside a second copy.
         if !self
             .shared
             .set_record(&self.id, Some(self.record(a, &proc)))
@@ -128,6 +131,7 @@ impl Runner {
 
 pub(super) fn instance_env(shared: &Shared, a: &Assignment, port: u16) -> Env {
     let who = Identity {
+        agent: &shared.agent_id,
         instance: &a.id,
         service: &a.service,
         node: &shared.config.node,
