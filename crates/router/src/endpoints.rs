@@ -23,13 +23,21 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(id: impl Into<String>, addr: SocketAddr, now: Instant) -> Endpoint {
-        Endpoint { id: id.into(), addr, load: Load::new(now) }
+        Endpoint {
+            id: id.into(),
+            addr,
+            load: Load::new(now),
+        }
     }
 
     /// Marks a request as started on this endpoint; finish it with the returned guard.
     pub fn begin(self: &Arc<Self>, now: Instant) -> InFlight {
         self.load.start();
-        InFlight { endpoint: Arc::clone(self), started: now, done: false }
+        InFlight {
+            endpoint: Arc::clone(self),
+            started: now,
+            done: false,
+        }
     }
 }
 
@@ -87,7 +95,10 @@ pub struct Endpoints {
 
 impl Endpoints {
     pub fn new(algorithm: Algorithm) -> Endpoints {
-        Endpoints { current: ArcSwap::from_pointee(EndpointSet::default()), balancer: algorithm.build() }
+        Endpoints {
+            current: ArcSwap::from_pointee(EndpointSet::default()),
+            balancer: algorithm.build(),
+        }
     }
 
     /// The current set (lock-free).
@@ -123,7 +134,12 @@ impl Endpoints {
     }
 
     /// Picks an endpoint other than those in `tried` (for retries); falls back to any if all were tried.
-    pub fn pick_excluding(&self, key: Option<u64>, tried: &[SocketAddr], now: Instant) -> Option<Arc<Endpoint>> {
+    pub fn pick_excluding(
+        &self,
+        key: Option<u64>,
+        tried: &[SocketAddr],
+        now: Instant,
+    ) -> Option<Arc<Endpoint>> {
         for _ in 0..3 {
             let e = self.pick(key, now)?;
             if !tried.contains(&e.addr) {
@@ -131,6 +147,10 @@ impl Endpoints {
             }
         }
         let set = self.current.load();
-        set.endpoints.iter().find(|e| !tried.contains(&e.addr)).cloned().or_else(|| self.pick(key, now))
+        set.endpoints
+            .iter()
+            .find(|e| !tried.contains(&e.addr))
+            .cloned()
+            .or_else(|| self.pick(key, now))
     }
 }

@@ -5,6 +5,8 @@
 
 pub mod balance;
 pub mod endpoints;
+pub mod http;
+pub mod tcp;
 
 pub use balance::{Algorithm, Balancer};
 pub use endpoints::{Endpoint, EndpointSet, Endpoints, InFlight};

@@ -1,67 +1,253 @@
-//! Balancers: pick one endpoint of a set per request. Pure and lock-free: they read the set and
-//! each endpoint's atomic [`Load`], and take `now` as a parameter (DESIGN.md principle 3).
+//! Balancers: pick one endpoint of a set per request.
 //!
-//! PLACEHOLDER ROUND ROBIN ONLY — the balancers of issue 3 (round robin, least request with
-//! power of two choices, peak-EWMA, consistent hash) replace this module.
+//! Every balancer is pure and lock-free: it reads the set and each endpoint's atomic [`Load`],
+//! and takes `now` as a parameter (DESIGN.md principles 2 and 3), so tests drive time by hand.
+//! Round robin, least request and peak-EWMA take no lock and allocate nothing per pick
+//! (principle 7); consistent hashing allocates only when the set changes (see [`ConsistentHash`]).
+//!
+//! | algorithm | per pick | idea |
+//! | --- | --- | --- |
+//! | [`RoundRobin`] | O(1) | exact rotation |
+//! | [`LeastRequest`] | O(1) | power of two choices on in-flight requests |
+//! | [`PeakEwma`] (default) | O(1) | power of two choices on latency × (in flight + 1) |
+//! | [`ConsistentHash`] | O(n) check + O(log n) lookup | hash ring with virtual nodes |
+
+mod hash;
+mod least_request;
+mod load;
+mod peak_ewma;
+mod rng;
+mod round_robin;
+
+pub use hash::{ConsistentHash, VNODES_PER_ENDPOINT};
+pub use least_request::LeastRequest;
+pub use load::{Load, DECAY, DEFAULT_RTT};
+pub use peak_ewma::PeakEwma;
+pub use round_robin::RoundRobin;
 
 use crate::endpoints::EndpointSet;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Instant;
 
-/// The balancing algorithms a service may choose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The balancing algorithms a service may choose (`[services.x.balance] algorithm = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
+    /// `round_robin`: each endpoint in turn.
     RoundRobin,
+    /// `least_request`: power of two choices, fewer in-flight requests wins.
+    LeastRequest,
+    /// `peak_ewma`: power of two choices, lower peak-EWMA latency × (in flight + 1) wins.
+    PeakEwma,
+    /// `hash`: consistent hashing on a per-request key (a header or the client address).
+    Hash,
 }
 
 impl Algorithm {
+    /// Peak-EWMA with power of two choices, as Linkerd and tower's `PeakEwma` do (DESIGN.md,
+    /// defaults table): it steers away from slow and busy instances with O(1) work per request.
+    pub const DEFAULT: Algorithm = Algorithm::PeakEwma;
+
+    /// Every algorithm, in the order the error message lists them.
+    pub const ALL: [Algorithm; 4] = [
+        Algorithm::RoundRobin,
+        Algorithm::LeastRequest,
+        Algorithm::PeakEwma,
+        Algorithm::Hash,
+    ];
+
+    /// The name used in deploy files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::LeastRequest => "least_request",
+            Algorithm::PeakEwma => "peak_ewma",
+            Algorithm::Hash => "hash",
+        }
+    }
+
+    /// Parses a deploy-file name; the error names the valid ones so the user can fix the file.
+    pub fn parse(s: &str) -> Result<Algorithm, String> {
+        Algorithm::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+                format!(
+                    "unknown balancing algorithm {s:?}; valid algorithms: {}",
+                    valid.join(", ")
+                )
+            })
+    }
+
+    /// A fresh balancer of this kind, seeded at random.
     pub fn build(self) -> Box<dyn Balancer> {
         match self {
-            Algorithm::RoundRobin => Box::new(RoundRobin::default()),
+            Algorithm::RoundRobin => Box::new(RoundRobin::new()),
+            Algorithm::LeastRequest => Box::new(LeastRequest::new()),
+            Algorithm::PeakEwma => Box::new(PeakEwma::new()),
+            Algorithm::Hash => Box::new(ConsistentHash::new()),
         }
+    }
+}
+
+impl Default for Algorithm {
+    fn default() -> Algorithm {
+        Algorithm::DEFAULT
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Algorithm, String> {
+        Algorithm::parse(s)
     }
 }
 
 /// Picks an index into the set, or None if it is empty.
+///
+/// `key` is the request's hash key (used by [`ConsistentHash`], ignored by the others); `now` is
+/// the caller's clock reading, so decisions never read the clock themselves.
 pub trait Balancer: Send + Sync + 'static {
     fn pick(&self, set: &EndpointSet, key: Option<u64>, now: Instant) -> Option<usize>;
 }
 
-#[derive(Default)]
-pub struct RoundRobin {
-    next: AtomicUsize,
+/// Power of two choices over `n >= 1` endpoints: draw two distinct indices and keep the cheaper;
+/// ties keep the first draw, which is itself random. Choosing the better of two random endpoints
+/// gets exponentially better load spread than one random choice (Mitzenmacher) without scanning
+/// the set, and unlike "pick the global minimum" it does not stampede onto one endpoint when many
+/// routers or threads see the same stale costs.
+pub(crate) fn p2c<C: PartialOrd>(rng: &rng::Rng, n: usize, cost: impl Fn(usize) -> C) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let (a, b) = rng.two_distinct(n);
+    if cost(b) < cost(a) {
+        b
+    } else {
+        a
+    }
 }
 
-impl Balancer for RoundRobin {
-    fn pick(&self, set: &EndpointSet, _key: Option<u64>, _now: Instant) -> Option<usize> {
-        if set.is_empty() {
-            return None;
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers shared by the balancers' tests.
+    use crate::endpoints::{Endpoint, EndpointSet};
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// A set of `n` endpoints named `web-0`… with distinct addresses.
+    pub fn set(n: usize, now: Instant) -> EndpointSet {
+        set_of((0..n).map(|i| format!("web-{i}")), now)
+    }
+
+    pub fn set_of(ids: impl IntoIterator<Item = String>, now: Instant) -> EndpointSet {
+        let endpoints = ids
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let addr = SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8 + 1], 8080));
+                Arc::new(Endpoint::new(id, addr, now))
+            })
+            .collect();
+        EndpointSet { endpoints }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    #[test]
+    fn parse_accepts_every_name_and_round_trips_through_display() {
+        for a in Algorithm::ALL {
+            assert_eq!(Algorithm::parse(a.name()), Ok(a));
+            assert_eq!(a.to_string().parse::<Algorithm>(), Ok(a));
         }
-        Some(self.next.fetch_add(1, Ordering::Relaxed) % set.len())
-    }
-}
-
-/// An endpoint's load statistics, updated by requests and read by balancers; lock-free.
-#[derive(Debug)]
-pub struct Load {
-    in_flight: AtomicU32,
-}
-
-impl Load {
-    pub fn new(_now: Instant) -> Load {
-        Load { in_flight: AtomicU32::new(0) }
     }
 
-    pub fn start(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    #[test]
+    fn parse_error_names_the_input_and_lists_the_valid_algorithms() {
+        let err = Algorithm::parse("random").unwrap_err();
+        assert!(err.contains("\"random\""), "{err}");
+        assert!(
+            err.contains("round_robin, least_request, peak_ewma, hash"),
+            "{err}"
+        );
     }
 
-    /// Ends a request; `rtt` is None for a cancelled one.
-    pub fn end(&self, _rtt: Option<Duration>, _now: Instant) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    #[test]
+    fn the_default_is_peak_ewma() {
+        assert_eq!(Algorithm::DEFAULT, Algorithm::PeakEwma);
+        assert_eq!(Algorithm::default(), Algorithm::PeakEwma);
     }
 
-    pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+    #[test]
+    fn every_algorithm_returns_none_for_an_empty_set() {
+        let now = Instant::now();
+        let empty = EndpointSet::default();
+        for a in Algorithm::ALL {
+            let b = a.build();
+            assert_eq!(b.pick(&empty, None, now), None, "{a}");
+            assert_eq!(b.pick(&empty, Some(7), now), None, "{a}");
+        }
+    }
+
+    #[test]
+    fn every_algorithm_returns_zero_for_a_set_of_one() {
+        let now = Instant::now();
+        let one = testing::set(1, now);
+        for a in Algorithm::ALL {
+            let b = a.build();
+            for key in [None, Some(1), Some(u64::MAX)] {
+                assert_eq!(b.pick(&one, key, now), Some(0), "{a}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_algorithm_returns_an_index_below_the_set_length(
+            n in 0usize..64,
+            loads in proptest::collection::vec((0u32..50, 0u64..2_000_000_000), 64),
+            keys in proptest::collection::vec(proptest::option::of(any::<u64>()), 1..20),
+            later_ms in 0u64..100_000,
+        ) {
+            let t0 = Instant::now();
+            let set = testing::set(n, t0);
+            for (e, (in_flight, rtt_ns)) in set.endpoints.iter().zip(&loads) {
+                for _ in 0..*in_flight {
+                    e.load.start();
+                }
+                e.load.start();
+                e.load.end(Some(Duration::from_nanos(*rtt_ns)), t0 + Duration::from_millis(later_ms / 2));
+            }
+            let now = t0 + Duration::from_millis(later_ms);
+            for a in Algorithm::ALL {
+                let b = a.build();
+                for key in &keys {
+                    let got = b.pick(&set, *key, now);
+                    if n == 0 {
+                        prop_assert_eq!(got, None);
+                    } else {
+                        prop_assert!(matches!(got, Some(i) if i < n), "{} gave {:?} for {} endpoints", a, got, n);
+                    }
+                }
+                // The same balancer must cope with the set shrinking under it.
+                let smaller = testing::set(n / 2, t0);
+                let got = b.pick(&smaller, keys[0], now);
+                prop_assert!(got.map_or(n / 2 == 0, |i| i < n / 2));
+            }
+        }
     }
 }

@@ -1,0 +1,99 @@
+//! A tiny lock-free random source for the balancers' hot path.
+//!
+//! SplitMix64 (Steele, Lea, Flood 2014) over a shared `AtomicU64`: each draw is one relaxed
+//! `fetch_add` plus a few multiplies, with no lock, no allocation and no thread-local set-up.
+//! It is not cryptographic and need not be: it only spreads requests.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// SplitMix64's increment, the golden-ratio constant 2^64 / φ.
+pub(crate) const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output function: a strong 64-bit mixer (also used to scramble hash keys).
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniform index in `[0, n)` from 64 random bits (Lemire's multiply-shift; no division).
+pub(crate) fn below(r: u64, n: usize) -> usize {
+    ((u128::from(r) * n as u128) >> 64) as usize
+}
+
+#[derive(Debug)]
+pub(crate) struct Rng {
+    state: AtomicU64,
+}
+
+impl Rng {
+    /// Seeded from the standard library's per-process random hasher keys, so two routers (or two
+    /// services) do not walk the same sequence.
+    pub(crate) fn new() -> Rng {
+        Rng::with_seed(RandomState::new().hash_one(0x0065_6262_u64))
+    }
+
+    /// A reproducible sequence, for tests.
+    pub(crate) fn with_seed(seed: u64) -> Rng {
+        Rng {
+            state: AtomicU64::new(seed),
+        }
+    }
+
+    /// Two independent random words from one atomic step.
+    pub(crate) fn next_pair(&self) -> (u64, u64) {
+        let x = self
+            .state
+            .fetch_add(GAMMA.wrapping_mul(2), Ordering::Relaxed);
+        (
+            mix(x.wrapping_add(GAMMA)),
+            mix(x.wrapping_add(GAMMA.wrapping_mul(2))),
+        )
+    }
+
+    /// Two distinct uniform indices in `[0, n)`; `n` must be at least 2.
+    pub(crate) fn two_distinct(&self, n: usize) -> (usize, usize) {
+        debug_assert!(n >= 2);
+        let (r1, r2) = self.next_pair();
+        let a = below(r1, n);
+        // b = a + 1 + x with x uniform in [0, n - 2], wrapped: uniform over the others.
+        let b = a + 1 + below(r2, n - 1);
+        (a, if b >= n { b - n } else { b })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_distinct_never_repeats_an_index_and_covers_every_ordered_pair() {
+        let rng = Rng::with_seed(1);
+        for n in 2..8 {
+            let mut seen = vec![vec![0u32; n]; n];
+            for _ in 0..20_000 {
+                let (a, b) = rng.two_distinct(n);
+                assert!(a < n && b < n && a != b);
+                seen[a][b] += 1;
+            }
+            for (a, row) in seen.iter().enumerate() {
+                for (b, &count) in row.iter().enumerate() {
+                    assert_eq!(
+                        count == 0,
+                        a == b,
+                        "n={n} pair ({a},{b}) seen {count} times"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn below_stays_in_range_at_the_extremes() {
+        assert_eq!(below(0, 10), 0);
+        assert_eq!(below(u64::MAX, 10), 9);
+        assert_eq!(below(u64::MAX, 1), 0);
+    }
+}

@@ -1,0 +1,215 @@
+//! One request's trip: rewrite headers, pick an endpoint, send, retry a connect failure on
+//! another endpoint, and turn what went wrong into the status a client can act on.
+//!
+//! Retries here cover only connect failures of requests without a body: such a request can be
+//! rebuilt for the next attempt because nothing of it was consumed. A request with a body is
+//! streamed as it arrives, so once it has been handed to a connection it cannot be replayed;
+//! it gets one attempt. (Retrying idempotent requests on resets and 502/503 within a budget is
+//! issue 3's next step; it needs the retryability carried on the error, as Pingora does.)
+
+use super::{headers, upgrade, Proxy, ProxyBody};
+use crate::endpoints::Endpoint;
+use http_body_util::{Either, Empty, Full};
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::http::uri::{Scheme, Uri};
+use hyper::upgrade::OnUpgrade;
+use hyper::{Request, Response, StatusCode, Version};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The body of a request sent upstream: the client's stream, or nothing (also for a replay).
+pub(crate) type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+
+/// Why a request got no response from an endpoint.
+#[derive(Debug)]
+enum Failure {
+    /// No endpoint is ready.
+    NoEndpoint,
+    /// Every attempt failed to connect.
+    Connect(hyper_util::client::legacy::Error),
+    /// The endpoint connection failed after the request was (possibly) sent.
+    Upstream(hyper_util::client::legacy::Error),
+    /// No response head within `request_timeout`.
+    Timeout,
+    /// The request cannot be expressed upstream (no usable target).
+    BadTarget,
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    /// Serves one client request; never fails (errors become 5xx responses).
+    pub(super) async fn handle(
+        self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let protocol = headers::upgrade_protocol(req.headers());
+        let client_upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
+        headers::prepare_request(req.headers_mut(), peer.ip(), protocol);
+        let timeout = self.inner.config.request_timeout;
+        let result = match tokio::time::timeout(timeout, self.forward(req)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(Failure::Timeout),
+        };
+        match result {
+            Ok(response) => relay(response, client_upgrade),
+            Err(failure) => self.failure_response(failure),
+        }
+    }
+
+    /// Sends the request to an endpoint, retrying connect failures of bodiless requests.
+    async fn forward(&self, req: Request<Incoming>) -> Result<Response<Incoming>, Failure> {
+        let (mut parts, body) = req.into_parts();
+        set_host(&mut parts);
+        let replayable = body.is_end_stream();
+        let attempts = if replayable {
+            self.inner.config.retries + 1
+        } else {
+            1
+        };
+        let mut body = Some(body);
+        let mut tried: Vec<SocketAddr> = Vec::new(); // allocates only on a retry
+        for attempt in 1..=attempts {
+            let endpoint = self.pick(&tried).ok_or(Failure::NoEndpoint)?;
+            let last = attempt == attempts;
+            let upstream_body = match body.take() {
+                Some(incoming) if !replayable => Either::Left(incoming),
+                _ => Either::Right(Empty::new()),
+            };
+            let request = upstream_request(&mut parts, endpoint.addr, upstream_body, last)?;
+            match self.send(&endpoint, request).await {
+                Err(Failure::Connect(error)) if !last => {
+                    tracing::debug!(endpoint = %endpoint.id, %error, attempt, "connect failed, retrying elsewhere");
+                    tried.push(endpoint.addr);
+                }
+                result => return result,
+            }
+        }
+        Err(Failure::NoEndpoint) // unreachable: the last attempt always returns
+    }
+
+    fn pick(&self, tried: &[SocketAddr]) -> Option<Arc<Endpoint>> {
+        let endpoints = &self.inner.endpoints;
+        if tried.is_empty() {
+            endpoints.pick(None, Instant::now())
+        } else {
+            endpoints.pick_excluding(None, tried, Instant::now())
+        }
+    }
+
+    /// One attempt; the endpoint's load counts it from send to response head.
+    async fn send(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, Failure> {
+        let in_flight = endpoint.begin(Instant::now());
+        match self.inner.client.request(request).await {
+            Ok(response) => {
+                in_flight.finish(Instant::now());
+                Ok(response)
+            }
+            Err(error) if error.is_connect() => Err(Failure::Connect(error)),
+            Err(error) => Err(Failure::Upstream(error)),
+        }
+    }
+
+    fn failure_response(&self, failure: Failure) -> Response<ProxyBody> {
+        let config = &self.inner.config;
+        match failure {
+            Failure::NoEndpoint => {
+                let mut response = plain(config.no_endpoint_status, "no ready instance\n");
+                let seconds = config.no_endpoint_retry_after.as_secs_f64().ceil() as u64;
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                response
+            }
+            Failure::Connect(error) => {
+                tracing::warn!(%error, "no endpoint accepted the connection");
+                plain(StatusCode::BAD_GATEWAY, "upstream connect failed\n")
+            }
+            Failure::Upstream(error) => {
+                tracing::warn!(%error, "upstream request failed");
+                plain(StatusCode::BAD_GATEWAY, "upstream request failed\n")
+            }
+            Failure::Timeout => plain(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
+            Failure::BadTarget => plain(StatusCode::BAD_REQUEST, "bad request target\n"),
+        }
+    }
+}
+
+/// Passes the endpoint's response on; a 101 also starts the tunnel between both connections.
+fn relay(
+    mut response: Response<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Response<ProxyBody> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client)) = (switching, client_upgrade) {
+        upgrade::spawn_tunnel(client, hyper::upgrade::on(&mut response));
+    }
+    headers::prepare_response(response.headers_mut(), switching);
+    response.map(Either::Left)
+}
+
+/// h2 requests carry the host in the URI (`:authority`), not a Host header; HTTP/1.1 needs one.
+fn set_host(parts: &mut Parts) {
+    if parts.headers.contains_key(header::HOST) {
+        return;
+    }
+    if let Some(value) = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(header::HOST, value);
+    }
+}
+
+/// The request for one attempt, sent as HTTP/1.1 to `addr`. The last attempt takes the headers;
+/// earlier ones copy them so a retry can be built.
+fn upstream_request(
+    parts: &mut Parts,
+    addr: SocketAddr,
+    body: UpstreamBody,
+    last: bool,
+) -> Result<Request<UpstreamBody>, Failure> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(addr.to_string())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| Failure::BadTarget)?;
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = if last {
+        std::mem::take(&mut parts.headers)
+    } else {
+        parts.headers.clone()
+    };
+    Ok(request)
+}
+
+/// A short plain-text response written by the proxy itself.
+fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,187 @@
+//! Header rewriting between client and endpoint: hop-by-hop headers are dropped (RFC 9110
+//! §7.6.1: they describe one connection, not the message), and the forwarding headers an
+//! application needs to see its real client are added.
+
+use hyper::body::Bytes;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Hop-by-hop headers by name (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
+/// `Proxy-Connection` that clients still send). `Proxy-Authorization` and `Proxy-Authenticate`
+/// are addressed to a proxy, which we are.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "proxy-authorization",
+];
+
+/// The `Upgrade` value when the client asks to switch protocols (`Connection: upgrade` with an
+/// `Upgrade` header, e.g. WebSocket); None for an ordinary request.
+pub(super) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Rewrites a request's headers for the endpoint. `upgrade` keeps a protocol switch alive
+/// (it is the one hop-by-hop exchange a proxy must pass on).
+pub(super) fn prepare_request(
+    headers: &mut HeaderMap,
+    client_ip: std::net::IpAddr,
+    upgrade: Option<HeaderValue>,
+) {
+    strip_hop_by_hop(headers);
+    headers.remove("proxy-authenticate");
+    append_forwarded_for(headers, client_ip);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if !headers.contains_key(X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID, new_request_id());
+    }
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+}
+
+/// Rewrites a response's headers for the client; a 101 keeps its `Connection`/`Upgrade`.
+pub(super) fn prepare_response(headers: &mut HeaderMap, switching_protocols: bool) {
+    let upgrade = switching_protocols
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
+    strip_hop_by_hop(headers);
+    headers.remove("proxy-authenticate");
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+}
+
+/// Removes the fixed hop-by-hop headers and every header the `Connection` header names.
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Allocates only when a Connection header is present (HTTP/1.1 clients rarely send one).
+    let named: Vec<HeaderValue> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .cloned()
+        .collect();
+    for value in &named {
+        for token in value.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            if !token.is_empty() {
+                headers.remove(token);
+            }
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Appends the client's address to `X-Forwarded-For`, folding repeated headers into one list.
+fn append_forwarded_for(headers: &mut HeaderMap, client_ip: std::net::IpAddr) {
+    let mut list = String::new();
+    for value in headers.get_all(&X_FORWARDED_FOR) {
+        if let Ok(value) = value.to_str() {
+            list.push_str(value);
+            list.push_str(", ");
+        }
+    }
+    list.push_str(&client_ip.to_string());
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(list)) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+/// A random 128-bit id in lowercase hex: unique enough to join logs across services without
+/// coordination (the same size as a W3C trace id).
+fn new_request_id() -> HeaderValue {
+    let id = format!("{:032x}", rand::random::<u128>());
+    HeaderValue::from_maybe_shared(Bytes::from(id))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_dropped() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("proxy-authorization", "basic x"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["x-kept"], "yes");
+    }
+
+    #[test]
+    fn forwarded_for_is_appended_to_an_existing_list() {
+        let mut map = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "5.6.7.8"),
+        ]);
+        prepare_request(&mut map, CLIENT, None);
+        assert_eq!(map[X_FORWARDED_FOR], "1.2.3.4, 5.6.7.8, 10.0.0.7");
+        assert_eq!(map[X_FORWARDED_PROTO], "http");
+    }
+
+    #[test]
+    fn a_request_id_is_added_when_absent_and_kept_when_present() {
+        let mut fresh = HeaderMap::new();
+        prepare_request(&mut fresh, CLIENT, None);
+        let id = fresh[X_REQUEST_ID].to_str().unwrap();
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+
+        let mut given = headers(&[("x-request-id", "abc")]);
+        prepare_request(&mut given, CLIENT, None);
+        assert_eq!(given[X_REQUEST_ID], "abc");
+    }
+
+    #[test]
+    fn an_upgrade_keeps_connection_and_upgrade() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        let protocol = upgrade_protocol(&map);
+        assert_eq!(protocol.as_ref().unwrap(), "websocket");
+        prepare_request(&mut map, CLIENT, protocol);
+        assert_eq!(map[header::CONNECTION], "upgrade");
+        assert_eq!(map[header::UPGRADE], "websocket");
+    }
+
+    #[test]
+    fn upgrade_without_connection_upgrade_is_not_an_upgrade() {
+        assert!(upgrade_protocol(&headers(&[("upgrade", "websocket")])).is_none());
+    }
+}

@@ -1,0 +1,217 @@
+//! The HTTP reverse proxy: accepts HTTP/1.1 and h2c from clients, forwards each request to one
+//! endpoint over a pooled HTTP/1.1 keep-alive connection, and streams bodies both ways.
+//!
+//! Pieces, each with one job: [`ProxyConfig`] (limits and their sources), [`Proxy::serve`] (accept
+//! loop and per-connection server), `forward` (pick, retry, time out), `headers` (hop-by-hop and
+//! forwarding headers), `upgrade` (WebSocket tunnels).
+//!
+//! Not yet wired into `ebb up`; issue 3 builds on it (retry budget, outlier ejection, metrics,
+//! the cold-start queue).
+
+mod forward;
+mod headers;
+mod upgrade;
+
+use crate::endpoints::Endpoints;
+use forward::UpstreamBody;
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::StatusCode;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// The body of every response the proxy sends: the upstream's streamed body, or a short body
+/// the proxy wrote itself (errors). An enum rather than a boxed body so no response allocates.
+pub type ProxyBody = http_body_util::Either<Incoming, http_body_util::Full<Bytes>>;
+
+/// Time from sending a request upstream to receiving its response head. 60 s: nginx
+/// `proxy_read_timeout` and HAProxy's usual `timeout server`; the deploy file's
+/// `request_timeout` default (issue 3).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a client may take to send a complete request head. A client that trickles headers
+/// (slowloris) is cut off after this. 10 s: HAProxy's recommended `timeout http-request`;
+/// nginx's `client_header_timeout` is 60 s, which we find too generous for a front door.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest request head accepted; larger gets 431. 64 KiB: above nginx's
+/// `large_client_header_buffers` (4 × 8 KiB) and Envoy's 60 KiB `max_request_headers_kb`, so
+/// anything a real client sends fits.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Extra attempts on other endpoints after a connect failure. 2: the deploy file's `retries`
+/// default (issue 3); Envoy's `num_retries` default is 1, HAProxy's `retries` 3.
+pub const DEFAULT_RETRIES: u32 = 2;
+
+/// Time to establish a TCP connection to an endpoint before the attempt counts as a connect
+/// failure (and is retried elsewhere). 5 s: Envoy's cluster `connect_timeout` default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a pooled upstream connection may sit idle. 90 s: hyper's and Go's
+/// `IdleConnTimeout` default; most backends close idle keep-alive connections later than that.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Retry-After sent with the no-endpoint status: clients should come back soon, since an
+/// instance may become ready (or start from zero) within a second or two.
+pub const DEFAULT_NO_ENDPOINT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Limits and behaviour of one HTTP listener.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Upstream time to response head; past it the client gets 504.
+    pub request_timeout: Duration,
+    /// Time the client has to send a full request head; past it the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Largest request head; larger gets 431 (HTTP/1.1) or a stream error (h2).
+    pub max_header_bytes: usize,
+    /// Extra attempts on other endpoints after a connect failure.
+    pub retries: u32,
+    /// Time to connect to an endpoint before the attempt counts as a connect failure.
+    pub connect_timeout: Duration,
+    /// Status when no endpoint is ready (503).
+    pub no_endpoint_status: StatusCode,
+    /// `Retry-After` sent with `no_endpoint_status`, rounded up to whole seconds.
+    pub no_endpoint_retry_after: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> ProxyConfig {
+        ProxyConfig {
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            retries: DEFAULT_RETRIES,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            no_endpoint_status: StatusCode::SERVICE_UNAVAILABLE,
+            no_endpoint_retry_after: DEFAULT_NO_ENDPOINT_RETRY_AFTER,
+        }
+    }
+}
+
+/// An HTTP reverse proxy in front of one service's endpoints. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoints: Arc<Endpoints>,
+    config: ProxyConfig,
+    client: Client<HttpConnector, UpstreamBody>,
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    pub fn new(endpoints: Arc<Endpoints>, config: ProxyConfig) -> Proxy {
+        let client = upstream_client(&config);
+        Proxy {
+            inner: Arc::new(Inner {
+                endpoints,
+                config,
+                client,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &ProxyConfig {
+        &self.inner.config
+    }
+
+    /// Serves clients from `listener` until `shutdown` completes, then stops accepting, lets
+    /// each connection finish its in-flight requests (idle keep-alive connections close at
+    /// once) and returns. Bound the wait from outside with a timeout if needed.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let builder = self.server_builder();
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => self.spawn_connection(&builder, graceful.watcher(), stream, peer),
+                    Err(error) => accept_backoff(error).await,
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        graceful.shutdown().await;
+    }
+
+    /// hyper's server: auto-detects HTTP/1.1 or h2c; enforces the head size and read timeout.
+    fn server_builder(&self) -> auto::Builder<TokioExecutor> {
+        let config = &self.inner.config;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            // hyper answers 431 when the head does not fit its read buffer (8 KiB minimum).
+            .max_buf_size(config.max_header_bytes.max(8 * 1024));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+        builder
+    }
+
+    /// One task per connection. Waits (bounded by the header timeout) for the first byte
+    /// before handing the socket to hyper, because the auto builder's protocol sniffing has no
+    /// timeout of its own: a client that connects and sends nothing would otherwise stay forever.
+    fn spawn_connection(
+        &self,
+        builder: &auto::Builder<TokioExecutor>,
+        watcher: Watcher,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) {
+        let builder = builder.clone();
+        let proxy = self.clone();
+        let first_byte_timeout = self.inner.config.header_read_timeout;
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await,
+                Ok(Ok(1..))
+            ) {
+                return;
+            }
+            let service = service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, %error, "client connection ended with an error");
+            }
+        });
+    }
+}
+
+/// The pooled upstream client: HTTP/1.1 keep-alive, no Nagle delay, bounded connect time.
+fn upstream_client(config: &ProxyConfig) -> Client<HttpConnector, UpstreamBody> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(DEFAULT_POOL_IDLE_TIMEOUT)
+        .build(connector)
+}
+
+/// Accept fails when the process is out of file descriptors (EMFILE) or a connection was reset
+/// before it was accepted. Pausing briefly keeps the loop from spinning while fds are short.
+async fn accept_backoff(error: std::io::Error) {
+    tracing::warn!(%error, "accept failed");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}

@@ -1,0 +1,84 @@
+//! L4 mode: each client connection is joined to one endpoint connection and bytes are copied
+//! both ways. `copy_bidirectional` forwards a half-close (one side's FIN becomes a write
+//! shutdown on the other) and keeps copying the other direction until it closes too.
+
+use crate::endpoints::{Endpoint, Endpoints};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Extra endpoints tried after a connect failure; as the HTTP proxy's `DEFAULT_RETRIES`.
+pub const CONNECT_RETRIES: u32 = 2;
+
+/// Time to establish an endpoint connection; Envoy's cluster `connect_timeout` default (5 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves clients from `listener` until `shutdown` completes. Connections already joined keep
+/// running in their own tasks after this returns; their endpoint stays counted in flight until
+/// they close, which is what a drain waits on.
+pub async fn serve(
+    endpoints: Arc<Endpoints>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, peer)) => {
+                    tokio::spawn(proxy_connection(Arc::clone(&endpoints), client, peer));
+                }
+                Err(error) => {
+                    // EMFILE or a connection reset before accept; pause so the loop cannot spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            () = &mut shutdown => return,
+        }
+    }
+}
+
+/// Joins one client to an endpoint; the endpoint is in flight for the connection's lifetime.
+async fn proxy_connection(endpoints: Arc<Endpoints>, mut client: TcpStream, peer: SocketAddr) {
+    let _ = client.set_nodelay(true);
+    let Some((endpoint, mut upstream)) = connect(&endpoints).await else {
+        tracing::debug!(%peer, "no endpoint accepted the connection; closing the client");
+        return;
+    };
+    let in_flight = endpoint.begin(Instant::now());
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((sent, received)) => {
+            tracing::trace!(%peer, endpoint = %endpoint.id, sent, received, "connection closed")
+        }
+        Err(error) => {
+            tracing::debug!(%peer, endpoint = %endpoint.id, %error, "connection ended with an error")
+        }
+    }
+    in_flight.finish(Instant::now());
+}
+
+/// Connects to a picked endpoint, trying others on failure (nothing has been sent yet, so a
+/// retry is always safe). None when no endpoint is ready or none accepted.
+async fn connect(endpoints: &Endpoints) -> Option<(Arc<Endpoint>, TcpStream)> {
+    let mut tried = Vec::new();
+    for _ in 0..=CONNECT_RETRIES {
+        let endpoint = if tried.is_empty() {
+            endpoints.pick(None, Instant::now())
+        } else {
+            endpoints.pick_excluding(None, &tried, Instant::now())
+        }?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(endpoint.addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Some((endpoint, stream));
+            }
+            Ok(Err(error)) => tracing::debug!(endpoint = %endpoint.id, %error, "connect failed"),
+            Err(_elapsed) => tracing::debug!(endpoint = %endpoint.id, "connect timed out"),
+        }
+        tried.push(endpoint.addr);
+    }
+    None
+}

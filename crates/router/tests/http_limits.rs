@@ -1,0 +1,103 @@
+//! The proxy's limits over real sockets: upstream timeout (504), oversized heads (431), clients
+//! that trickle headers or send nothing, and malformed requests that must not disturb others.
+
+mod common;
+
+use common::*;
+use ebb_router::http::ProxyConfig;
+use hyper::StatusCode;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn short_limits() -> ProxyConfig {
+    ProxyConfig {
+        request_timeout: Duration::from_millis(300),
+        header_read_timeout: Duration::from_millis(300),
+        max_header_bytes: 8 * 1024,
+        ..ProxyConfig::default()
+    }
+}
+
+/// Sends raw bytes and reads until the proxy closes the connection (bounded by the deadline).
+async fn raw_exchange(proxy: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(proxy).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    read_until_closed(&mut stream).await
+}
+
+async fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out).await; // a reset after the response is fine
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_backend_slower_than_the_request_timeout_is_a_504() {
+    within("504", async {
+        let slow = backend("slow", silent).await;
+        let proxy = start_proxy(endpoints(&[slow.addr]), short_limits()).await;
+        let (status, _, _) = get(&client(), &proxy.url("/")).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_oversized_head_is_a_431() {
+    within("431", async {
+        let b = backend("named", named).await;
+        let proxy = start_proxy(endpoints(&[b.addr]), short_limits()).await;
+        let big = "a".repeat(12 * 1024);
+        let request = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+        let response = raw_exchange(proxy.addr, request.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 431"), "got: {response:.80}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_headers_is_cut_off() {
+    within("slow headers", async {
+        let b = backend("named", named).await;
+        let proxy = start_proxy(endpoints(&[b.addr]), short_limits()).await;
+        // Half a header line, then silence: the proxy must close (the deadline bounds the wait).
+        let response = raw_exchange(proxy.addr, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slo").await;
+        assert!(
+            response.is_empty() || response.starts_with("HTTP/1.1 408"),
+            "got: {response:.80}"
+        );
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_cut_off() {
+    within("silent client", async {
+        let proxy = start_proxy(endpoints(&[]), short_limits()).await;
+        let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+        assert_eq!(read_until_closed(&mut stream).await, "");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_request_gets_400_and_others_are_unaffected() {
+    within("400", async {
+        let b = backend("named", named).await;
+        let proxy = start_proxy(endpoints(&[b.addr]), short_limits()).await;
+        let client = client();
+        let (status, _, _) = get(&client, &proxy.url("/")).await; // a pooled connection now exists
+        assert_eq!(status, StatusCode::OK);
+        let response = raw_exchange(proxy.addr, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n").await;
+        assert!(response.starts_with("HTTP/1.1 400"), "got: {response:.80}");
+        let (status, _, body) = get(&client, &proxy.url("/")).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "named"));
+        proxy.stop().await;
+    })
+    .await;
+}
