@@ -56,6 +56,90 @@ pub struct ServiceSpec {
     pub health: HealthSpec,
     #[serde(default)]
     pub stop: StopSpec,
+    /// Public port of the service's load balancer on the server; None: not routed.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub balance: BalanceSpec,
+}
+
+/// What the load balancer in front of a service speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP/1.1, h2c and WebSocket upgrades, proxied per request.
+    #[default]
+    Http,
+    /// Bytes both ways, per connection.
+    Tcp,
+}
+
+/// How the load balancer spreads requests over a service's ready instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceAlgorithm {
+    RoundRobin,
+    /// Power of two choices over in-flight requests.
+    LeastRequest,
+    /// Power of two choices over latency × load (Linkerd / tower `PeakEwma`; DESIGN.md default).
+    #[default]
+    PeakEwma,
+    /// Consistent hashing on the client address.
+    Hash,
+}
+
+/// Names of the balancing algorithms, as deploy files write them.
+pub const BALANCE_ALGORITHMS: [&str; 4] = ["round_robin", "least_request", "peak_ewma", "hash"];
+
+impl BalanceAlgorithm {
+    pub fn parse(name: &str) -> Result<BalanceAlgorithm, String> {
+        match name {
+            "round_robin" => Ok(BalanceAlgorithm::RoundRobin),
+            "least_request" => Ok(BalanceAlgorithm::LeastRequest),
+            "peak_ewma" => Ok(BalanceAlgorithm::PeakEwma),
+            "hash" => Ok(BalanceAlgorithm::Hash),
+            other => Err(format!(
+                "unknown balancing algorithm {other:?}: use one of {}",
+                BALANCE_ALGORITHMS.join(", ")
+            )),
+        }
+    }
+}
+
+/// Extra attempts per request on other instances (issue 3's example; Envoy defaults to 1).
+pub const DEFAULT_RETRIES: u32 = 2;
+/// How long a removed instance may finish its in-flight requests (Kubernetes' default
+/// termination grace is 30 s).
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+/// Longest wait for an instance's answer (nginx `proxy_read_timeout` is 60 s).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The load balancer's settings for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceSpec {
+    pub algorithm: BalanceAlgorithm,
+    pub retries: u32,
+    /// Linear weight ramp for new instances; zero is off.
+    #[serde(with = "millis")]
+    pub slow_start: Duration,
+    #[serde(with = "millis")]
+    pub drain: Duration,
+    #[serde(with = "millis")]
+    pub request_timeout: Duration,
+}
+
+impl Default for BalanceSpec {
+    fn default() -> Self {
+        BalanceSpec {
+            algorithm: BalanceAlgorithm::default(),
+            retries: DEFAULT_RETRIES,
+            slow_start: Duration::ZERO,
+            drain: DEFAULT_DRAIN,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
 }
 
 /// Reserved resources; `None` means unlimited.
@@ -224,6 +308,15 @@ impl ServiceSpec {
             }
             _ => {}
         }
+        if self.port == Some(0) {
+            err("port", "port 0 is not a port: give 1-65535".into());
+        }
+        if self.balance.retries > 10 {
+            err("balance.retries", format!("{} retries is more than the limit of 10", self.balance.retries));
+        }
+        if self.balance.request_timeout.is_zero() {
+            err("balance.request_timeout", "request_timeout must be greater than zero".into());
+        }
         if !STOP_SIGNALS.contains(&self.stop.signal.as_str()) {
             err(
                 "stop.signal",
@@ -237,11 +330,15 @@ impl ServiceSpec {
         errors
     }
 
-    /// A fingerprint of everything but the instance count: instances whose version differs from
-    /// the service's are rolled. Stable across runs and builds (FNV-1a over canonical JSON).
+    /// A fingerprint of what the instances run (everything but the count and the load
+    /// balancer's settings): instances whose version differs from the service's are rolled.
+    /// Stable across runs and builds (FNV-1a over canonical JSON).
     pub fn version(&self) -> String {
         let mut copy = self.clone();
         copy.instances = 0;
+        copy.port = None;
+        copy.protocol = Protocol::default();
+        copy.balance = BalanceSpec::default();
         let json = serde_json::to_vec(&copy).unwrap_or_default();
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for byte in json {
@@ -280,7 +377,26 @@ mod tests {
             resources: Resources::default(),
             health: HealthSpec::default(),
             stop: StopSpec::default(),
+            port: None,
+            protocol: Protocol::default(),
+            balance: BalanceSpec::default(),
         }
+    }
+
+    #[test]
+    fn version_ignores_the_load_balancer_settings() {
+        let a = sample();
+        let mut b = sample();
+        b.port = Some(8080);
+        b.balance.algorithm = BalanceAlgorithm::Hash;
+        assert_eq!(a.version(), b.version());
+    }
+
+    #[test]
+    fn unknown_algorithms_list_the_valid_ones() {
+        let e = BalanceAlgorithm::parse("fastest").unwrap_err();
+        assert!(e.contains("round_robin, least_request, peak_ewma, hash"), "{e}");
+        assert_eq!(BalanceAlgorithm::parse("hash"), Ok(BalanceAlgorithm::Hash));
     }
 
     #[test]

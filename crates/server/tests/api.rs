@@ -45,6 +45,9 @@ fn spec(name: &str, instances: u32) -> ServiceSpec {
         resources: Default::default(),
         health: Default::default(),
         stop: Default::default(),
+        port: None,
+        protocol: Default::default(),
+        balance: Default::default(),
     }
 }
 

@@ -57,6 +57,9 @@ pub(crate) fn convert(
         resources: Resources::default(),
         health: HealthSpec::default(),
         stop: StopSpec::default(),
+        port: None,
+        protocol: Default::default(),
+        balance: Default::default(),
     };
     match get("command") {
         Some(e) => spec.command = values::argv(ctx, e).unwrap_or_default(),

@@ -64,6 +64,9 @@ fn a_full_service_parses_to_the_expected_spec() {
             signal: "SIGINT".into(),
             grace: Duration::from_secs(30),
         },
+        port: None,
+        protocol: Default::default(),
+        balance: Default::default(),
     };
     assert_eq!(parse(FULL), vec![expected]);
 }
@@ -90,6 +93,9 @@ fn left_out_fields_take_the_defaults_and_workdir_is_the_files_folder() {
             signal: DEFAULT_STOP_SIGNAL.into(),
             grace: DEFAULT_STOP_GRACE,
         },
+        port: None,
+        protocol: Default::default(),
+        balance: Default::default(),
     };
     assert_eq!(specs, vec![expected]);
 }

@@ -126,6 +126,9 @@ pub fn assignment(id: &str, command: &[&str]) -> Assignment {
             signal: "SIGTERM".into(),
             grace: Duration::from_secs(3),
         },
+        port: None,
+        protocol: Default::default(),
+        balance: Default::default(),
     };
     Assignment {
         id: id.into(),
