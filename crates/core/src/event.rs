@@ -36,6 +36,10 @@ pub enum EventKind {
     InstanceStopped,
     #[serde(rename = "instance.adopted")]
     InstanceAdopted,
+    #[serde(rename = "instance.draining")]
+    InstanceDraining,
+    #[serde(rename = "router.listening")]
+    RouterListening,
     #[serde(rename = "node.joined")]
     NodeJoined,
     #[serde(rename = "server.started")]
@@ -62,6 +66,8 @@ impl EventKind {
             EventKind::InstanceStopping => "instance.stopping",
             EventKind::InstanceStopped => "instance.stopped",
             EventKind::InstanceAdopted => "instance.adopted",
+            EventKind::InstanceDraining => "instance.draining",
+            EventKind::RouterListening => "router.listening",
             EventKind::NodeJoined => "node.joined",
             EventKind::ServerStarted => "server.started",
             EventKind::Warning => "warning",

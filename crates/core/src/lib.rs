@@ -12,4 +12,7 @@ pub mod service;
 pub use event::{Event, EventKind};
 pub use instance::{Assignment, DesiredState, InstanceState, InstanceStatus};
 pub use quantity::{parse_cpu_millis, parse_duration, parse_size, QuantityError};
-pub use service::{BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Protocol, Resources, ServiceSpec, StopSpec};
+pub use service::{
+    BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Protocol, Resources, ServiceSpec,
+    StopSpec,
+};

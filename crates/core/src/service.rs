@@ -312,10 +312,19 @@ impl ServiceSpec {
             err("port", "port 0 is not a port: give 1-65535".into());
         }
         if self.balance.retries > 10 {
-            err("balance.retries", format!("{} retries is more than the limit of 10", self.balance.retries));
+            err(
+                "balance.retries",
+                format!(
+                    "{} retries is more than the limit of 10",
+                    self.balance.retries
+                ),
+            );
         }
         if self.balance.request_timeout.is_zero() {
-            err("balance.request_timeout", "request_timeout must be greater than zero".into());
+            err(
+                "balance.request_timeout",
+                "request_timeout must be greater than zero".into(),
+            );
         }
         if !STOP_SIGNALS.contains(&self.stop.signal.as_str()) {
             err(
@@ -395,7 +404,10 @@ mod tests {
     #[test]
     fn unknown_algorithms_list_the_valid_ones() {
         let e = BalanceAlgorithm::parse("fastest").unwrap_err();
-        assert!(e.contains("round_robin, least_request, peak_ewma, hash"), "{e}");
+        assert!(
+            e.contains("round_robin, least_request, peak_ewma, hash"),
+            "{e}"
+        );
         assert_eq!(BalanceAlgorithm::parse("hash"), Ok(BalanceAlgorithm::Hash));
     }
 

@@ -114,6 +114,12 @@ pub struct UpArgs {
     /// Address instances bind and are reached on (given to them as HOST)
     #[arg(long, default_value = "127.0.0.1")]
     pub advertise: String,
+    /// Address the load balancers of services with a `port` listen on
+    #[arg(long, default_value = "0.0.0.0")]
+    pub router_bind: std::net::IpAddr,
+    /// Threads of the load balancers' own runtime [default: the number of cores]
+    #[arg(long)]
+    pub router_threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]

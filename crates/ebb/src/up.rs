@@ -76,7 +76,13 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
         format!("ebb {} started; API on {addr}", env!("CARGO_PKG_VERSION")),
     ));
 
+    let router_runtime = router_runtime(args.router_threads)?;
+    let router =
+        ebb_server::routing::Router::new(args.router_bind, router_runtime.handle().clone());
+    server.set_router(router.clone());
     let (control_stop, control_rx) = watch::channel(false);
+    let (router_stop, router_rx) = watch::channel(false);
+    let routing = tokio::spawn(ebb_server::routing::run(server.clone(), router, router_rx));
     let (agent_stop, agent_rx) = watch::channel(false);
     let (api_stop, api_rx) = watch::channel(false);
     let api = tokio::spawn(serve_api(listener, server.clone(), api_rx));
@@ -126,6 +132,8 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
         let _ = control_stop.send(true);
         let _ = tokio::join!(controller, maintenance);
         supervisor.shutdown().await;
+        let _ = router_stop.send(true);
+        let _ = routing.await;
         let _ = agent_stop.send(true);
         let _ = agent.await;
         let _ = api_stop.send(true);
@@ -143,6 +151,44 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(data_dir.join(ADDR_FILE));
     eprintln!("ebb stopped");
     outcome
+}
+
+/// The data plane's own runtime, so that proxying never waits behind the control plane.
+fn router_runtime(threads: Option<usize>) -> anyhow::Result<RouterRuntime> {
+    let threads = threads
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("ebb-router")
+        .enable_all()
+        .build()
+        .context("starting the router's runtime")?;
+    Ok(RouterRuntime {
+        handle: runtime.handle().clone(),
+        runtime: Some(runtime),
+    })
+}
+
+/// Owns the router's runtime; dropping it (on any path out of `up`) shuts it down without
+/// blocking, since a runtime may not be dropped from async code.
+struct RouterRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
+
+impl RouterRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for RouterRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Serves the API until shutdown is signalled.

@@ -2,7 +2,7 @@
 //! (DESIGN.md principle 1). It wakes on every store change and once a second, plans each
 //! service with [`rollout::plan`], and writes what the plans decide in one transaction per pass.
 
-use crate::keys::{self, Versioned};
+use crate::keys::{self, DrainRecord, Versioned};
 use crate::rollout::{self, Action, Observed};
 use crate::{now_ms, Server};
 use ebb_core::{
@@ -54,9 +54,11 @@ pub fn reconcile(server: &Server) -> Result<(), StoreError> {
         .map(|v| (v.value.name.clone(), v.value))
         .collect();
     let (assignments, _) = keys::assignments(server.store())?;
+    let drains = keys::drains(server.store())?;
     let statuses = server.statuses();
     let mut pass = Pass::default();
     forget_orphan_statuses(&assignments, &statuses, &mut pass);
+    finish_drains(server, &assignments, &drains, &mut pass);
     let mut by_service: BTreeMap<String, Vec<Versioned<Assignment>>> = BTreeMap::new();
     for a in assignments {
         by_service
@@ -66,12 +68,17 @@ pub fn reconcile(server: &Server) -> Result<(), StoreError> {
     }
     let names: BTreeSet<String> = services.keys().chain(by_service.keys()).cloned().collect();
     let mut placer = Placer::new(server, &by_service);
+    let ctx = Ctx {
+        statuses: &statuses,
+        drains: &drains,
+        routed: server.router().is_some(),
+    };
     for name in names {
         let instances = by_service.remove(&name).unwrap_or_default();
         plan_service(
             services.get(&name),
             &instances,
-            &statuses,
+            &ctx,
             &mut placer,
             &mut pass,
         );
@@ -103,16 +110,24 @@ fn forget_orphan_statuses(
     }
 }
 
+/// What a pass knows besides the instances themselves.
+struct Ctx<'a> {
+    statuses: &'a HashMap<String, InstanceStatus>,
+    drains: &'a HashMap<String, Versioned<DrainRecord>>,
+    /// Whether a router runs, so that stopping a routed instance must drain it first.
+    routed: bool,
+}
+
 fn plan_service(
     spec: Option<&ServiceSpec>,
     instances: &[Versioned<Assignment>],
-    statuses: &HashMap<String, InstanceStatus>,
+    ctx: &Ctx,
     placer: &mut Placer,
     pass: &mut Pass,
 ) {
     let observed: Vec<Observed> = instances
         .iter()
-        .map(|a| observe(&a.value, statuses))
+        .map(|a| observe(&a.value, ctx.statuses, ctx.drains.contains_key(&a.value.id)))
         .collect();
     let version = spec.map(ServiceSpec::version).unwrap_or_default();
     for action in rollout::plan(spec.map(|s| s.instances), &version, &observed) {
@@ -126,7 +141,11 @@ fn plan_service(
             }
             Action::Stop { id, reason } => {
                 if let Some(a) = instances.iter().find(|a| a.value.id == id) {
-                    request_stop(a, reason.as_str(), pass);
+                    if ctx.routed && a.value.spec.port.is_some() {
+                        start_drain(&a.value, reason.as_str(), pass);
+                    } else {
+                        request_stop(a, reason.as_str(), pass);
+                    }
                 }
             }
             Action::Forget { id } => {
@@ -146,17 +165,89 @@ pub fn current_status<'a>(
     statuses.get(&a.id).filter(|s| s.generation == a.generation)
 }
 
-/// What the planner needs of an assignment, from its last reported status.
-fn observe(a: &Assignment, statuses: &HashMap<String, InstanceStatus>) -> Observed {
+/// What the planner needs of an assignment, from its last reported status. A draining
+/// instance is already on its way out: the planner sees it as stopping, not yet stopped.
+fn observe(a: &Assignment, statuses: &HashMap<String, InstanceStatus>, draining: bool) -> Observed {
     let status = current_status(a, statuses);
     Observed {
         id: a.id.clone(),
         version: a.version.clone(),
-        desired: a.desired,
+        desired: if draining {
+            DesiredState::Stop
+        } else {
+            a.desired
+        },
         ready: status.is_some_and(|s| s.ready),
         // Never started anywhere, or reported stopped: nothing is left to wait for.
-        stopped: status.is_none_or(|s| s.state == InstanceState::Stopped),
+        stopped: !draining && status.is_none_or(|s| s.state == InstanceState::Stopped),
         created_ms: a.created_ms,
+    }
+}
+
+/// Takes a routed instance out of its load balancer; [`finish_drains`] stops it later.
+fn start_drain(a: &Assignment, reason: &str, pass: &mut Pass) {
+    let drain = a.spec.balance.drain;
+    let now = now_ms();
+    let record = DrainRecord {
+        since_ms: now,
+        deadline_ms: now + drain.as_millis() as u64,
+        reason: reason.to_string(),
+    };
+    pass.ops.push(Op::put(
+        keys::drain(&a.id),
+        keys::encode(&record),
+        Expect::Absent,
+    ));
+    pass.events.push(
+        Event::new(now, EventKind::InstanceDraining, format!(
+            "draining instance {} ({reason}): out of the load balancer, up to {} for its requests in flight",
+            a.id,
+            ebb_core::quantity::format_duration(drain)
+        ))
+        .service(&a.service)
+        .instance(&a.id)
+        .node(&a.node),
+    );
+}
+
+/// Stops draining instances once the router has dropped them and their last request is done,
+/// or once their drain deadline passes.
+fn finish_drains(
+    server: &Server,
+    assignments: &[Versioned<Assignment>],
+    drains: &HashMap<String, Versioned<DrainRecord>>,
+    pass: &mut Pass,
+) {
+    let now = now_ms();
+    for (id, drain) in drains {
+        let Some(a) = assignments.iter().find(|a| &a.value.id == id) else {
+            pass.ops.push(Op::delete(keys::drain(id), Expect::Any));
+            continue;
+        };
+        let (removed, in_flight) = match server.router() {
+            Some(r) => (r.synced_revision() >= drain.mod_revision, r.in_flight(id)),
+            None => (true, 0),
+        };
+        let expired = now >= drain.value.deadline_ms;
+        let drained = removed && in_flight == 0;
+        if !drained && !expired {
+            continue;
+        }
+        pass.ops.push(Op::delete(
+            keys::drain(id),
+            Expect::ModRevision(drain.mod_revision),
+        ));
+        if a.value.desired == DesiredState::Run {
+            let why = if expired && in_flight > 0 {
+                format!(
+                    "{}; drain time over with {in_flight} requests in flight",
+                    drain.value.reason
+                )
+            } else {
+                format!("{}; drained", drain.value.reason)
+            };
+            request_stop(a, &why, pass);
+        }
     }
 }
 

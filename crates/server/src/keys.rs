@@ -6,6 +6,7 @@
 //! | `instances/{id}` | [`Assignment`]; its generation is the key's create revision | controller |
 //! | `status/{id}` | [`InstanceStatus`] last reported by the node | node sync |
 //! | `nodes/{name}` | [`NodeInfo`] | node sync, when it changes |
+//! | `drain/{id}` | [`DrainRecord`]: out of the load balancer, finishing in-flight requests | controller |
 //! | `events/{n:020}` | [`Event`]; its `seq` is the key's revision | everyone, through [`crate::events::EventLog`] |
 
 use ebb_core::api::NodeInfo;
@@ -18,6 +19,40 @@ pub const INSTANCES: &str = "instances/";
 pub const STATUS: &str = "status/";
 pub const NODES: &str = "nodes/";
 pub const EVENTS: &str = "events/";
+pub const DRAINS: &str = "drain/";
+
+pub fn drain(id: &str) -> String {
+    format!("{DRAINS}{id}")
+}
+
+/// An instance taken out of its load balancer before it is stopped: it stops once its in-flight
+/// requests are done or at `deadline_ms`, whichever is first.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DrainRecord {
+    pub since_ms: u64,
+    pub deadline_ms: u64,
+    /// Why it is being stopped (`scale in`, `replaced by a newer version`, ...).
+    pub reason: String,
+}
+
+/// Drains in progress, by instance id.
+pub fn drains(
+    store: &dyn KvStore,
+) -> Result<std::collections::HashMap<String, Versioned<DrainRecord>>, StoreError> {
+    let (kvs, _) = store.list(DRAINS)?;
+    kvs.iter()
+        .map(|kv| {
+            let id = kv.key[DRAINS.len()..].to_string();
+            Ok((
+                id,
+                Versioned {
+                    value: decode(kv)?,
+                    mod_revision: kv.mod_revision,
+                },
+            ))
+        })
+        .collect()
+}
 
 pub fn service(name: &str) -> String {
     format!("{SERVICES}{name}")

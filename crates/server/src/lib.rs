@@ -13,6 +13,7 @@ pub mod keys;
 pub mod maintenance;
 pub mod nodes;
 pub mod rollout;
+pub mod routing;
 
 use ebb_core::{Event, InstanceStatus};
 use ebb_store::{KvStore, StoreError};
@@ -44,6 +45,7 @@ struct Inner {
     statuses: Mutex<HashMap<String, InstanceStatus>>,
     started: Instant,
     logs: Option<Arc<dyn LogSource>>,
+    router: std::sync::OnceLock<routing::Router>,
 }
 
 impl Server {
@@ -66,6 +68,7 @@ impl Server {
                 statuses: Mutex::new(statuses),
                 started: Instant::now(),
                 logs,
+                router: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -88,6 +91,15 @@ impl Server {
 
     pub fn started(&self) -> Instant {
         self.inner.started
+    }
+
+    /// Puts a router in front of services with a public port (once; later calls are ignored).
+    pub fn set_router(&self, router: routing::Router) {
+        let _ = self.inner.router.set(router);
+    }
+
+    pub fn router(&self) -> Option<&routing::Router> {
+        self.inner.router.get()
     }
 
     pub fn log_source(&self) -> Option<&Arc<dyn LogSource>> {

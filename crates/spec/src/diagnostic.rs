@@ -219,8 +219,8 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 // === hints ===
 
-/// Names people bring from docker-compose, Kubernetes or Nomad, mapped to ours.
-const ALIASES: [(&str, &str); 14] = [
+/// Names people bring from docker-compose, Kubernetes, Nomad, HAProxy or nginx, mapped to ours.
+const ALIASES: [(&str, &str); 20] = [
     ("replicas", "instances"),
     ("scale", "instances"),
     ("count", "instances"),
@@ -235,6 +235,12 @@ const ALIASES: [(&str, &str); 14] = [
     ("limits", "resources"),
     ("mem", "memory"),
     ("stop_signal", "stop"),
+    ("ports", "port"),
+    ("listen", "port"),
+    ("load_balancer", "balance"),
+    ("leastconn", "least_request"),
+    ("ip_hash", "hash"),
+    ("source", "hash"),
 ];
 
 /// The hint for an unknown field: the nearest valid name, or the list of valid names.
@@ -246,7 +252,7 @@ pub(crate) fn unknown_field_hint(unknown: &str, valid: &[&str]) -> String {
 }
 
 /// The valid name closest to `unknown`, if one is close enough to be a likely typo or synonym.
-fn suggest<'a>(unknown: &str, valid: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(unknown: &str, valid: &[&'a str]) -> Option<&'a str> {
     let lower = unknown.to_ascii_lowercase();
     if let Some(&(_, to)) = ALIASES.iter().find(|(from, _)| *from == lower) {
         if let Some(v) = valid.iter().find(|v| **v == to) {

@@ -160,6 +160,24 @@ pub(crate) fn describe_value(v: &Value) -> &'static str {
     }
 }
 
+/// The header of a standard table such as `[services.NAME]`, from its `[` to its `]`; for tables
+/// written otherwise (inline, dotted keys), the name's key.
+pub(crate) fn header_span(text: &str, e: &Entry<'_>) -> Range<usize> {
+    let key = e.key_span.clone().unwrap_or(0..0);
+    if let Item::Table(t) = e.item {
+        if let Some(span) = t.span().filter(|_| !t.is_implicit() && !t.is_dotted()) {
+            let close = text
+                .get(key.end..)
+                .and_then(|rest| rest.find(']'))
+                .map(|i| key.end + i + 1);
+            if let Some(end) = close.filter(|&end| end > span.start) {
+                return span.start..end;
+            }
+        }
+    }
+    key
+}
+
 // === syntax errors ===
 
 /// Turns a TOML syntax error into a located [`SpecError`], guessing the field from the text.

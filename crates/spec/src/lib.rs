@@ -7,6 +7,8 @@
 //! instances = 3                 # default 1; 0 ..= MAX_INSTANCES
 //! env = { GREETING = "hi" }     # string values
 //! workdir = "."                 # relative to the deploy file's folder (the default)
+//! port = 8080                   # public port of its load balancer, 1-65535; none: not routed
+//! protocol = "http"             # "http" (the default) or "tcp"
 //! [services.hello.resources]
 //! cpu = 0.25                    # cores, or "250m"
 //! memory = "64MiB"              # size string, or bytes
@@ -16,9 +18,16 @@
 //! [services.hello.stop]
 //! signal = "SIGTERM"
 //! grace = "10s"
+//! [services.hello.balance]      # needs `port`
+//! algorithm = "peak_ewma"       # or "round_robin", "least_request", "hash" (client address)
+//! retries = 2                   # 0 ..= 10 extra attempts on other instances
+//! slow_start = "0s"             # weight ramp for new instances; "0s" is off
+//! drain = "30s"                 # time a removed instance has to finish its requests
+//! request_timeout = "60s"       # > 0
 //! ```
 //!
-//! Fields left out take ebb-core's defaults. Parsing is pure except for [`parse_file`] and
+//! Fields left out take ebb-core's defaults. A service name and a public port may each be used
+//! once across all the files deployed together. Parsing is pure except for [`parse_file`] and
 //! [`parse_files`], which read the files.
 #![forbid(unsafe_code)]
 
@@ -30,14 +39,14 @@ mod values;
 pub use diagnostic::{SpecError, SpecErrors};
 
 use diagnostic::{line_col, Source};
-use document::{entries, syntax_error, Ctx, Entry};
+use document::{entries, header_span, syntax_error, Ctx, Entry};
 use ebb_core::ServiceSpec;
 use miette::NamedSource;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use toml_edit::{ImDocument, Item};
+use toml_edit::ImDocument;
 
 /// Top-level keys of a deploy file.
 const ROOT_FIELDS: [&str; 1] = ["services"];
@@ -49,12 +58,9 @@ pub fn parse_str(
     text: &str,
     base_dir: &Path,
 ) -> Result<Vec<ServiceSpec>, SpecErrors> {
-    let parsed = parse_one(file_label, text, base_dir);
-    if parsed.errors.is_empty() {
-        Ok(parsed.services.into_iter().filter_map(|s| s.spec).collect())
-    } else {
-        Err(SpecErrors(parsed.errors))
-    }
+    let mut set = ServiceSet::default();
+    set.add(file_label, text, parse_one(file_label, text, base_dir));
+    set.finish()
 }
 
 /// Reads and parses one deploy file; relative `workdir`s resolve against its folder.
@@ -62,31 +68,42 @@ pub fn parse_file(path: &Path) -> Result<Vec<ServiceSpec>, SpecErrors> {
     parse_files(&[path.to_path_buf()])
 }
 
-/// Reads and parses several deploy files, as one set of services: a service name may be used
-/// once across all of them.
+/// Reads and parses several deploy files, as one set of services: a service name, and a public
+/// port, may be used once across all of them.
 pub fn parse_files(paths: &[PathBuf]) -> Result<Vec<ServiceSpec>, SpecErrors> {
-    let mut errors = Vec::new();
-    let mut specs = Vec::new();
-    // name → "file:line" of its first definition
-    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut set = ServiceSet::default();
     for path in paths {
         let label = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(SpecError::whole_file(
-                    label,
-                    format!("cannot read deploy file: {e}"),
-                ));
-                continue;
-            }
-        };
-        let parsed = parse_one(&label, &text, &folder_of(path));
-        errors.extend(parsed.errors);
+        match std::fs::read_to_string(path) {
+            Ok(text) => set.add(&label, &text, parse_one(&label, &text, &folder_of(path))),
+            Err(e) => set.errors.push(SpecError::whole_file(
+                label,
+                format!("cannot read deploy file: {e}"),
+            )),
+        }
+    }
+    set.finish()
+}
+
+/// The services of one or more files, checked for names and ports used twice.
+#[derive(Default)]
+struct ServiceSet {
+    specs: Vec<ServiceSpec>,
+    errors: Vec<SpecError>,
+    /// name → "file:line:col" of its first definition
+    names: HashMap<String, String>,
+    /// public port → the first service given it, and "file:line:col" of that port
+    ports: HashMap<u16, (String, String)>,
+}
+
+impl ServiceSet {
+    fn add(&mut self, label: &str, text: &str, parsed: Parsed) {
+        let first_error = self.errors.len();
+        self.errors.extend(parsed.errors);
         for s in parsed.services {
             let field = format!("services.{}", s.name);
-            if let Some(first) = seen.get(&s.name) {
-                errors.push(
+            if let Some(first) = self.names.get(&s.name) {
+                self.errors.push(
                     SpecError::at(
                         &parsed.source,
                         Some(s.header),
@@ -97,15 +114,40 @@ pub fn parse_files(paths: &[PathBuf]) -> Result<Vec<ServiceSpec>, SpecErrors> {
                 );
                 continue;
             }
-            let (line, column) = line_col(&text, s.header.start);
-            seen.insert(s.name, format!("{label}:{line}:{column}"));
-            specs.extend(s.spec);
+            let (line, column) = line_col(text, s.header.start);
+            self.names
+                .insert(s.name.clone(), format!("{label}:{line}:{column}"));
+            if let Some((port, span)) = s.port {
+                if let Some((other, at)) = self.ports.get(&port) {
+                    self.errors.push(
+                        SpecError::at(
+                            &parsed.source,
+                            Some(span),
+                            Some(format!("{field}.port")),
+                            format!("port {port} is already used by service `{other}` at {at}"),
+                        )
+                        .with_hint(
+                            "each routed service needs a public port of its own: change one",
+                        ),
+                    );
+                    continue;
+                }
+                let (line, column) = line_col(text, span.start);
+                self.ports
+                    .insert(port, (s.name, format!("{label}:{line}:{column}")));
+            }
+            self.specs.extend(s.spec);
         }
+        // This file's errors in file order, whichever check found them.
+        self.errors[first_error..].sort_by_key(|e| (e.line, e.column));
     }
-    if errors.is_empty() {
-        Ok(specs)
-    } else {
-        Err(SpecErrors(errors))
+
+    fn finish(self) -> Result<Vec<ServiceSpec>, SpecErrors> {
+        if self.errors.is_empty() {
+            Ok(self.specs)
+        } else {
+            Err(SpecErrors(self.errors))
+        }
     }
 }
 
@@ -129,6 +171,8 @@ struct Found {
     name: String,
     /// The `[services.NAME]` header (or the name's key), for errors about the whole service.
     header: Range<usize>,
+    /// The public port, if one is given and valid, and where its value is.
+    port: Option<(u16, Range<usize>)>,
     spec: Option<ServiceSpec>,
 }
 
@@ -191,24 +235,7 @@ fn service(ctx: &mut Ctx, e: &Entry<'_>, base_dir: &Path) -> Option<Found> {
     Some(Found {
         name: e.name.to_string(),
         header,
+        port: service::port_of(table),
         spec,
     })
-}
-
-/// The `[services.NAME]` header of a standard table, from its `[` to its `]`; for tables written
-/// otherwise (inline, dotted keys), the name's key.
-fn header_span(text: &str, e: &Entry<'_>) -> Range<usize> {
-    let key = e.key_span.clone().unwrap_or(0..0);
-    if let Item::Table(t) = e.item {
-        if let Some(span) = t.span().filter(|_| !t.is_implicit() && !t.is_dotted()) {
-            let close = text
-                .get(key.end..)
-                .and_then(|rest| rest.find(']'))
-                .map(|i| key.end + i + 1);
-            if let Some(end) = close.filter(|&end| end > span.start) {
-                return span.start..end;
-            }
-        }
-    }
-    key
 }

@@ -1,15 +1,18 @@
 //! One `[services.NAME]` table → [`ServiceSpec`], with defaults from ebb-core filled in.
 
-use crate::document::{describe_value, entries, Ctx, Entry};
+use crate::document::{describe_value, entries, header_span, Ctx, Entry};
 use crate::values;
-use ebb_core::service::{FieldError, MAX_INSTANCES};
-use ebb_core::{HealthCheck, HealthSpec, Resources, ServiceSpec, StopSpec};
+use ebb_core::service::{FieldError, BALANCE_ALGORITHMS, MAX_INSTANCES};
+use ebb_core::{
+    BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Protocol, Resources, ServiceSpec,
+    StopSpec,
+};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use toml_edit::{TableLike, Value};
 
-const SERVICE_FIELDS: [&str; 7] = [
+const SERVICE_FIELDS: [&str; 10] = [
     "command",
     "instances",
     "env",
@@ -17,6 +20,9 @@ const SERVICE_FIELDS: [&str; 7] = [
     "resources",
     "health",
     "stop",
+    "port",
+    "protocol",
+    "balance",
 ];
 const RESOURCE_FIELDS: [&str; 2] = ["cpu", "memory"];
 const HEALTH_FIELDS: [&str; 8] = [
@@ -31,8 +37,18 @@ const HEALTH_FIELDS: [&str; 8] = [
 ];
 const HEALTH_KINDS: [&str; 3] = ["http", "tcp", "command"];
 const STOP_FIELDS: [&str; 2] = ["signal", "grace"];
+const BALANCE_FIELDS: [&str; 5] = [
+    "algorithm",
+    "retries",
+    "slow_start",
+    "drain",
+    "request_timeout",
+];
+const PROTOCOLS: [&str; 2] = ["http", "tcp"];
 /// The health thresholds' range, checked again by [`ServiceSpec::validate`].
 const MAX_THRESHOLD: u32 = 100;
+/// The most retries a request may have, checked again by [`ServiceSpec::validate`].
+const MAX_RETRIES: u32 = 10;
 
 /// Converts one service; `None` if any error was reported for it (all of them are in `ctx`).
 pub(crate) fn convert(
@@ -85,6 +101,25 @@ pub(crate) fn convert(
     }
     if let Some(t) = get("stop").and_then(|e| ctx.table(e)) {
         spec.stop = stop(ctx, t, &format!("{base}.stop"));
+    }
+    if let Some(e) = get("port") {
+        spec.port = values::port(ctx, e);
+    }
+    if let Some(e) = get("protocol") {
+        spec.protocol = values::choice(ctx, e, &PROTOCOLS, protocol).unwrap_or_default();
+    }
+    if let Some(e) = get("balance") {
+        if let Some(t) = ctx.table(e) {
+            spec.balance = balance(ctx, t, &e.field);
+            if get("port").is_none() {
+                ctx.error_hint(
+                    Some(header_span(ctx.text(), e)),
+                    &e.field,
+                    "balance settings need a public port",
+                    format!("add `port = ...` to [{base}], the port its load balancer listens on"),
+                );
+            }
+        }
     }
 
     // ebb-core's own checks, minus those about fields we already reported.
@@ -281,6 +316,44 @@ fn stop(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> StopSpec {
         }
     }
     out
+}
+
+fn protocol(name: &str) -> Result<Protocol, String> {
+    match name {
+        "http" => Ok(Protocol::Http),
+        "tcp" => Ok(Protocol::Tcp),
+        other => Err(format!("unknown protocol {other:?}: use http or tcp")),
+    }
+}
+
+fn balance(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> BalanceSpec {
+    let fields = entries(table, base);
+    ctx.check_fields(&fields, &BALANCE_FIELDS);
+    let mut out = BalanceSpec::default();
+    for e in &fields {
+        match e.name {
+            "algorithm" => {
+                out.algorithm = values::choice(ctx, e, &BALANCE_ALGORITHMS, BalanceAlgorithm::parse)
+                    .unwrap_or(out.algorithm)
+            }
+            "retries" => out.retries = values::count(ctx, e, MAX_RETRIES).unwrap_or(out.retries),
+            "slow_start" => out.slow_start = values::duration(ctx, e).unwrap_or(out.slow_start),
+            "drain" => out.drain = values::duration(ctx, e).unwrap_or(out.drain),
+            "request_timeout" => {
+                out.request_timeout = values::duration(ctx, e).unwrap_or(out.request_timeout)
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The public port of a service table, if it is written as a valid one; for the check that no
+/// two services share a port. Errors about it are reported by [`convert`].
+pub(crate) fn port_of(service: &dyn TableLike) -> Option<(u16, Range<usize>)> {
+    let value = service.get("port")?.as_value()?;
+    let port = u16::try_from(value.as_integer()?).ok().filter(|&p| p > 0)?;
+    Some((port, value.span()?))
 }
 
 /// Where the field at `rest` (e.g. `.health.interval`, `.env.PORT`, or empty for the service

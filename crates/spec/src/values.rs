@@ -2,6 +2,7 @@
 //! what was expected and what was found) and returns `None`, so the caller can carry on and find
 //! the next problem.
 
+use crate::diagnostic::suggest;
 use crate::document::{describe_value, Ctx, Entry};
 use ebb_core::quantity::{cpu_millis_from_f64, QuantityError};
 use ebb_core::{parse_cpu_millis, parse_duration, parse_size};
@@ -81,27 +82,47 @@ pub(crate) fn argv(ctx: &mut Ctx, e: &Entry<'_>) -> Option<Vec<String>> {
 
 /// A count such as `instances`: a whole number from 0 to `max`.
 pub(crate) fn count(ctx: &mut Ctx, e: &Entry<'_>, max: u32) -> Option<u32> {
-    match e.value() {
-        Some(Value::Integer(i)) => {
-            let n = *i.value();
-            if n < 0 {
-                ctx.error(
-                    e.value_span(),
-                    &e.field,
-                    format!("must not be negative, found {n}"),
-                );
-                None
-            } else if n > i64::from(max) {
-                ctx.error(
-                    e.value_span(),
-                    &e.field,
-                    format!("{n} is more than the limit of {max}"),
-                );
-                None
-            } else {
-                u32::try_from(n).ok()
-            }
+    let n = whole_number(ctx, e)?;
+    if n < 0 {
+        ctx.error(
+            e.value_span(),
+            &e.field,
+            format!("must not be negative, found {n}"),
+        );
+        None
+    } else if n > i64::from(max) {
+        ctx.error(
+            e.value_span(),
+            &e.field,
+            format!("{n} is more than the limit of {max}"),
+        );
+        None
+    } else {
+        u32::try_from(n).ok()
+    }
+}
+
+/// A TCP port: a whole number from 1 to 65535.
+pub(crate) fn port(ctx: &mut Ctx, e: &Entry<'_>) -> Option<u16> {
+    let n = whole_number(ctx, e)?;
+    match u16::try_from(n) {
+        Ok(port) if port > 0 => Some(port),
+        _ => {
+            ctx.error_hint(
+                e.value_span(),
+                &e.field,
+                format!("port {n} is out of range"),
+                "give a port from 1 to 65535",
+            );
+            None
         }
+    }
+}
+
+/// Any whole number; a float, a quoted number or another type is reported.
+fn whole_number(ctx: &mut Ctx, e: &Entry<'_>) -> Option<i64> {
+    match e.value() {
+        Some(Value::Integer(i)) => Some(*i.value()),
         Some(Value::Float(f)) => {
             ctx.error(
                 e.value_span(),
@@ -121,6 +142,40 @@ pub(crate) fn count(ctx: &mut Ctx, e: &Entry<'_>, max: u32) -> Option<u32> {
         }
         _ => {
             ctx.wrong_type(e, "a whole number");
+            None
+        }
+    }
+}
+
+/// One of a fixed set of names, such as `protocol = "tcp"`: `parse` turns the string into the
+/// value or says what is wrong (listing the valid names); a near miss also gets a suggestion.
+pub(crate) fn choice<T>(
+    ctx: &mut Ctx,
+    e: &Entry<'_>,
+    names: &[&str],
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    let Some(Value::String(s)) = e.value() else {
+        let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+        let expected = match quoted.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => quoted.join(""),
+        };
+        ctx.wrong_type(e, &expected);
+        return None;
+    };
+    match parse(s.value()) {
+        Ok(v) => Some(v),
+        Err(message) => {
+            match suggest(s.value(), names) {
+                Some(name) => ctx.error_hint(
+                    e.value_span(),
+                    &e.field,
+                    message,
+                    format!("did you mean `{name}`?"),
+                ),
+                None => ctx.error(e.value_span(), &e.field, message),
+            }
             None
         }
     }

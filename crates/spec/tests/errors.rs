@@ -592,3 +592,247 @@ fn spec_errors_display_one_line_per_error() {
     assert_eq!(shown.lines().count(), errs.0.len());
     assert!(shown.lines().all(|l| l.starts_with("d.toml:")), "{shown}");
 }
+
+// === routing ===
+
+#[test]
+fn a_port_out_of_range_is_refused() {
+    for value in ["0", "-1", "65536", "99999999999"] {
+        let e = only_error(
+            &format!("{HEAD}port = {value}\n"),
+            3,
+            8,
+            "services.web.port",
+            &format!("port {value} is out of range"),
+        );
+        assert_eq!(e.hint.as_deref(), Some("give a port from 1 to 65535"));
+    }
+}
+
+#[test]
+fn a_port_of_the_wrong_type_is_refused() {
+    let e = only_error(
+        &format!("{HEAD}port = \"8080\"\n"),
+        3,
+        8,
+        "services.web.port",
+        "expected a whole number, found a string",
+    );
+    assert_eq!(e.hint.as_deref(), Some("remove the quotes: port = 8080"));
+    only_error(
+        &format!("{HEAD}port = \"http\"\n"),
+        3,
+        8,
+        "services.web.port",
+        "expected a whole number, found a string",
+    );
+    only_error(
+        &format!("{HEAD}port = 80.5\n"),
+        3,
+        8,
+        "services.web.port",
+        "must be a whole number",
+    );
+}
+
+#[test]
+fn an_unknown_protocol_is_refused_listing_both() {
+    let e = only_error(
+        &format!("{HEAD}port = 53\nprotocol = \"udp\"\n"),
+        4,
+        12,
+        "services.web.protocol",
+        "unknown protocol \"udp\": use http or tcp",
+    );
+    assert_eq!(e.hint, None);
+    let e = only_error(
+        &format!("{HEAD}port = 80\nprotocol = \"HTTP\"\n"),
+        4,
+        12,
+        "services.web.protocol",
+        "unknown protocol \"HTTP\"",
+    );
+    assert_eq!(e.hint.as_deref(), Some("did you mean `http`?"));
+    only_error(
+        &format!("{HEAD}port = 80\nprotocol = 1\n"),
+        4,
+        12,
+        "services.web.protocol",
+        "expected \"http\" or \"tcp\", found an integer",
+    );
+}
+
+#[test]
+fn an_unknown_algorithm_lists_the_valid_ones_and_suggests_a_near_miss() {
+    let text = format!("{HEAD}port = 80\n[services.web.balance]\nalgorithm = \"round-robin\"\n");
+    let e = only_error(
+        &text,
+        5,
+        13,
+        "services.web.balance.algorithm",
+        "unknown balancing algorithm \"round-robin\": use one of round_robin, least_request, peak_ewma, hash",
+    );
+    assert_eq!(e.hint.as_deref(), Some("did you mean `round_robin`?"));
+
+    let text = format!("{HEAD}port = 80\n[services.web.balance]\nalgorithm = \"leastconn\"\n");
+    let e = only_error(
+        &text,
+        5,
+        13,
+        "services.web.balance.algorithm",
+        "unknown balancing algorithm",
+    );
+    assert_eq!(e.hint.as_deref(), Some("did you mean `least_request`?"));
+
+    let text = format!("{HEAD}port = 80\n[services.web.balance]\nalgorithm = \"fastest\"\n");
+    let e = only_error(
+        &text,
+        5,
+        13,
+        "services.web.balance.algorithm",
+        "use one of round_robin, least_request, peak_ewma, hash",
+    );
+    assert_eq!(e.hint, None);
+}
+
+#[test]
+fn retries_out_of_range_are_refused() {
+    let text = format!("{HEAD}port = 80\n[services.web.balance]\nretries = 11\n");
+    only_error(
+        &text,
+        5,
+        11,
+        "services.web.balance.retries",
+        "11 is more than the limit of 10",
+    );
+    let text = format!("{HEAD}port = 80\n[services.web.balance]\nretries = -1\n");
+    only_error(
+        &text,
+        5,
+        11,
+        "services.web.balance.retries",
+        "must not be negative",
+    );
+}
+
+#[test]
+fn bad_balance_durations_are_refused() {
+    for (key, column) in [("slow_start", 14), ("drain", 9), ("request_timeout", 19)] {
+        let text = format!("{HEAD}port = 80\n[services.web.balance]\n{key} = \"soon\"\n");
+        only_error(
+            &text,
+            5,
+            column,
+            &format!("services.web.balance.{key}"),
+            "invalid duration \"soon\"",
+        );
+        let text = format!("{HEAD}port = 80\n[services.web.balance]\n{key} = 30\n");
+        only_error(
+            &text,
+            5,
+            column,
+            &format!("services.web.balance.{key}"),
+            "expected a duration with a unit",
+        );
+    }
+}
+
+#[test]
+fn a_zero_request_timeout_is_reported_at_its_value() {
+    let text = format!("{HEAD}port = 80\n[services.web.balance]\nrequest_timeout = \"0s\"\n");
+    only_error(
+        &text,
+        5,
+        19,
+        "services.web.balance.request_timeout",
+        "greater than zero",
+    );
+}
+
+#[test]
+fn an_unknown_balance_field_gets_a_suggestion() {
+    let text = format!("{HEAD}port = 80\n[services.web.balance]\nretry = 3\n");
+    let e = only_error(
+        &text,
+        5,
+        1,
+        "services.web.balance.retry",
+        "unknown field `retry`",
+    );
+    assert_eq!(e.hint.as_deref(), Some("did you mean `retries`?"));
+
+    let text = format!("{HEAD}port = 80\n[services.web.balance]\nsticky = true\n");
+    let e = only_error(&text, 5, 1, "services.web.balance.sticky", "unknown field");
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("valid fields here are `algorithm`, `retries`, `slow_start`, `drain` and `request_timeout`")
+    );
+}
+
+#[test]
+fn balance_settings_without_a_port_are_refused_at_the_balance_table() {
+    let text = format!("{HEAD}\n[services.web.balance]\nalgorithm = \"hash\"\n");
+    let e = only_error(
+        &text,
+        4,
+        1,
+        "services.web.balance",
+        "balance settings need a public port",
+    );
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("add `port = ...`"),
+        "{e}"
+    );
+    // Written as a dotted key, the error points at `balance`.
+    let text = format!("{HEAD}balance.retries = 1\n");
+    only_error(&text, 3, 1, "services.web.balance", "need a public port");
+}
+
+#[test]
+fn the_same_port_in_two_files_is_reported_at_the_second_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(&a, "[services.web]\ncommand = [\"a\"]\nport = 8080\n").unwrap();
+    std::fs::write(
+        &b,
+        "[services.api]\ncommand = [\"b\"]\nport = 9090\n\n[services.admin]\ncommand = [\"c\"]\nport  =  8080\n",
+    )
+    .unwrap();
+    let errs = parse_files(&[a.clone(), b.clone()]).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{}", lines(&errs));
+    let e = &errs[0];
+    assert_eq!(e.file, b.display().to_string());
+    assert_eq!((e.line, e.column), (7, 10));
+    assert_eq!(e.field.as_deref(), Some("services.admin.port"));
+    let first = format!(
+        "port 8080 is already used by service `web` at {}:3:8",
+        a.display()
+    );
+    assert!(e.message.contains(&first), "{e}");
+    assert!(e.hint.is_some());
+}
+
+#[test]
+fn the_same_port_twice_in_one_file_is_refused_in_file_order() {
+    let text = "[services.a]\ncommand = [\"a\"]\nport = 80\n[services.b]\ncommand = [\"b\"]\nport = 80\n[services.c]\ncommand = [\"c\"]\ninstances = -1\n";
+    let all = errors(text);
+    assert_eq!(all.len(), 2, "{}", lines(&all));
+    assert_error(
+        &all[0],
+        6,
+        8,
+        "services.b.port",
+        "port 80 is already used by service `a` at deploy.toml:3:8",
+    );
+    assert_error(
+        &all[1],
+        9,
+        13,
+        "services.c.instances",
+        "must not be negative",
+    );
+}

@@ -9,6 +9,8 @@ command = ["python3", "app.py", "--port", "${PORT}"]
 instances = 3
 env = { GREETING = "hi" }
 workdir = "."
+port = 8080
+protocol = "http"
 [services.hello.resources]
 cpu = 0.25
 memory = "64MiB"
@@ -22,6 +24,12 @@ start_period = "30s"
 [services.hello.stop]
 signal = "SIGTERM"
 grace = "10s"
+[services.hello.balance]
+algorithm = "peak_ewma"
+retries = 2
+slow_start = "0s"
+drain = "30s"
+request_timeout = "60s"
 "#;
 
 /// Parses, and checks what any error says is well-formed.

@@ -1,10 +1,14 @@
 //! Valid deploy files become the expected `ServiceSpec`s, with ebb-core's defaults filled in.
 
 use ebb_core::service::{
-    DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT,
-    DEFAULT_START_PERIOD, DEFAULT_STOP_GRACE, DEFAULT_STOP_SIGNAL, DEFAULT_UNHEALTHY_THRESHOLD,
+    DEFAULT_DRAIN, DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRIES, DEFAULT_START_PERIOD, DEFAULT_STOP_GRACE,
+    DEFAULT_STOP_SIGNAL, DEFAULT_UNHEALTHY_THRESHOLD,
 };
-use ebb_core::{HealthCheck, HealthSpec, Resources, ServiceSpec, StopSpec};
+use ebb_core::{
+    BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Protocol, Resources, ServiceSpec,
+    StopSpec,
+};
 use ebb_spec::{parse_file, parse_files, parse_str};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -218,4 +222,117 @@ fn the_same_file_reached_by_two_paths_gives_the_same_spec() {
     let roundabout = ebb_spec::parse_file(&sub.join("..").join("a.toml")).unwrap();
     assert_eq!(direct, roundabout);
     assert_eq!(direct[0].version(), roundabout[0].version());
+}
+
+// === routing ===
+
+#[test]
+fn a_routed_service_parses_with_its_port_protocol_and_balance_settings() {
+    let specs = parse(
+        r#"
+[services.web]
+command = ["ebb", "example-app"]
+instances = 4
+port = 8080
+protocol = "http"
+[services.web.balance]
+algorithm = "least_request"
+retries = 0
+slow_start = "20s"
+drain = "5s"
+request_timeout = "2m"
+"#,
+    );
+    let expected = ServiceSpec {
+        name: "web".into(),
+        command: vec!["ebb".into(), "example-app".into()],
+        instances: 4,
+        env: BTreeMap::new(),
+        workdir: Some("/srv/app".into()),
+        resources: Resources::default(),
+        health: HealthSpec::default(),
+        stop: StopSpec::default(),
+        port: Some(8080),
+        protocol: Protocol::Http,
+        balance: BalanceSpec {
+            algorithm: BalanceAlgorithm::LeastRequest,
+            retries: 0,
+            slow_start: Duration::from_secs(20),
+            drain: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(120),
+        },
+    };
+    assert_eq!(specs, vec![expected]);
+}
+
+#[test]
+fn a_port_without_balance_settings_takes_the_default_balancing() {
+    let specs = parse("[services.web]\ncommand = [\"a\"]\nport = 443\n");
+    assert_eq!(specs[0].port, Some(443));
+    assert_eq!(specs[0].protocol, Protocol::Http);
+    assert_eq!(
+        specs[0].balance,
+        BalanceSpec {
+            algorithm: BalanceAlgorithm::PeakEwma,
+            retries: DEFAULT_RETRIES,
+            slow_start: Duration::ZERO,
+            drain: DEFAULT_DRAIN,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    );
+}
+
+#[test]
+fn some_balance_settings_keep_the_defaults_for_the_rest() {
+    let specs = parse("[services.web]\ncommand = [\"a\"]\nport = 80\nbalance.retries = 5\n");
+    assert_eq!(
+        specs[0].balance,
+        BalanceSpec {
+            retries: 5,
+            ..BalanceSpec::default()
+        }
+    );
+}
+
+#[test]
+fn every_balancing_algorithm_parses() {
+    for (name, algorithm) in [
+        ("round_robin", BalanceAlgorithm::RoundRobin),
+        ("least_request", BalanceAlgorithm::LeastRequest),
+        ("peak_ewma", BalanceAlgorithm::PeakEwma),
+        ("hash", BalanceAlgorithm::Hash),
+    ] {
+        let specs = parse(&format!(
+            "[services.web]\ncommand = [\"a\"]\nport = 80\nbalance = {{ algorithm = \"{name}\" }}\n"
+        ));
+        assert_eq!(specs[0].balance.algorithm, algorithm, "{name}");
+    }
+}
+
+#[test]
+fn tcp_services_may_hash_on_the_client_address() {
+    let specs = parse(
+        "[services.db]\ncommand = [\"a\"]\nport = 5432\nprotocol = \"tcp\"\n[services.db.balance]\nalgorithm = \"hash\"\n",
+    );
+    assert_eq!(specs[0].protocol, Protocol::Tcp);
+    assert_eq!(specs[0].balance.algorithm, BalanceAlgorithm::Hash);
+}
+
+#[test]
+fn services_on_different_ports_across_files_are_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(&a, "[services.web]\ncommand = [\"a\"]\nport = 8080\n").unwrap();
+    std::fs::write(
+        &b,
+        "[services.api]\ncommand = [\"b\"]\nport = 8081\n[services.worker]\ncommand = [\"c\"]\n",
+    )
+    .unwrap();
+    let ports: Vec<Option<u16>> = parse_files(&[a, b])
+        .unwrap()
+        .into_iter()
+        .map(|s| s.port)
+        .collect();
+    assert_eq!(ports, [Some(8080), Some(8081), None]);
 }

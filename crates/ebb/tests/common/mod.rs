@@ -15,13 +15,24 @@ pub const EBB: &str = env!("CARGO_BIN_EXE_ebb");
 pub struct Ebb {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
+    options: Vec<String>,
 }
 
 impl Ebb {
     /// Starts `ebb up` with these deploy files and waits until its API answers.
     pub fn up(files: &[&Path]) -> Ebb {
+        Ebb::up_with(files, &[])
+    }
+
+    /// Like [`Ebb::up`], with extra `ebb up` options (kept for restarts).
+    pub fn up_with(files: &[&Path], options: &[&str]) -> Ebb {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut ebb = Ebb { dir, child: None };
+        let options = options.iter().map(|s| s.to_string()).collect();
+        let mut ebb = Ebb {
+            dir,
+            child: None,
+            options,
+        };
         ebb.start(files);
         ebb
     }
@@ -224,4 +235,112 @@ pub fn app_service(name: &str, n: u32, extra: &str) -> String {
     format!(
         "[services.{name}]\ncommand = [\"ebb\", \"example-app\"]\ninstances = {n}\n{extra}\n[services.{name}.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n[services.{name}.stop]\ngrace = \"5s\"\n"
     )
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Constant load on a router: `threads` keep-alive clients sending GETs back to back until
+/// stopped (or for 60 s at most), counting answers that are not 200 and broken requests.
+pub struct LoadGen {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<(u64, Vec<String>)>>,
+}
+
+/// Most time a load generator runs, whatever happens.
+const LOAD_LIMIT: Duration = Duration::from_secs(60);
+
+impl LoadGen {
+    pub fn start(addr: &str, threads: usize) -> LoadGen {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers = (0..threads)
+            .map(|_| {
+                let (stop, addr) = (stop.clone(), addr.to_string());
+                std::thread::spawn(move || keep_alive_client(&addr, &stop))
+            })
+            .collect();
+        LoadGen { stop, workers }
+    }
+
+    /// Stops the clients; returns (requests answered 200, failures with their reasons).
+    pub fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut ok = 0;
+        let mut failures = Vec::new();
+        for w in self.workers {
+            let (n, mut f) = w.join().expect("load thread");
+            ok += n;
+            failures.append(&mut f);
+        }
+        (ok, failures)
+    }
+}
+
+fn keep_alive_client(addr: &str, stop: &std::sync::atomic::AtomicBool) -> (u64, Vec<String>) {
+    let deadline = Instant::now() + LOAD_LIMIT;
+    let (mut ok, mut failures) = (0u64, Vec::new());
+    let mut conn: Option<std::io::BufReader<TcpStream>> = None;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+        if conn.is_none() {
+            match TcpStream::connect(addr) {
+                Ok(s) => {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                    conn = Some(std::io::BufReader::new(s));
+                }
+                Err(e) => {
+                    failures.push(format!("connect: {e}"));
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        match one_request(c, addr) {
+            Ok(200) => ok += 1,
+            Ok(status) => failures.push(format!("status {status}")),
+            Err(e) => {
+                failures.push(format!("request: {e}"));
+                conn = None;
+            }
+        }
+    }
+    (ok, failures)
+}
+
+/// One GET on a kept-alive connection; reads the whole answer (Content-Length bodies).
+fn one_request(c: &mut std::io::BufReader<TcpStream>, addr: &str) -> std::io::Result<u16> {
+    use std::io::BufRead;
+    write!(c.get_mut(), "GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n")?;
+    let mut line = String::new();
+    if c.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::other("connection closed before the answer"));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        if c.read_line(&mut h)? == 0 {
+            return Err(std::io::Error::other("connection closed in the headers"));
+        }
+        if h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    c.read_exact(&mut body)?;
+    Ok(status)
 }

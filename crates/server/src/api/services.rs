@@ -24,6 +24,7 @@ pub async fn apply(
     ApiJson(req): ApiJson<ApplyRequest>,
 ) -> ApiResult<ApplyResponse> {
     validate_all(&req.services)?;
+    check_ports(&server, &req.services)?;
     let mut ops = Vec::new();
     let mut changes = Vec::new();
     for spec in &req.services {
@@ -72,6 +73,35 @@ fn validate_all(specs: &[ServiceSpec]) -> Result<(), ApiError> {
             StatusCode::UNPROCESSABLE_ENTITY,
             problems.join("\n"),
         ))
+    }
+}
+
+/// A public port must be unique among services and, unless this service already holds it,
+/// free on the machine. Refused at deploy time, naming the port and who has it.
+fn check_ports(server: &Server, specs: &[ServiceSpec]) -> Result<(), ApiError> {
+    let stored = keys::services(server.store())?;
+    let mut problems = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let Some(port) = spec.port else { continue };
+        let clash_in_request = specs[..i].iter().find(|o| o.port == Some(port));
+        let clash_stored = stored.iter().map(|v| &v.value).find(|o| {
+            o.port == Some(port) && o.name != spec.name && !specs.iter().any(|n| n.name == o.name)
+        });
+        if let Some(other) = clash_in_request.or(clash_stored) {
+            problems.push(format!(
+                "services.{}.port: port {port} is already used by service {:?}; each service needs its own port",
+                spec.name, other.name
+            ));
+        } else if let Some(router) = server.router() {
+            if let Err(m) = router.check_port(&spec.name, port) {
+                problems.push(format!("services.{}.port: {m}", spec.name));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::CONFLICT, problems.join("\n")))
     }
 }
 

@@ -1,0 +1,188 @@
+//! The load balancer in front of services with a `port`, through the real binary: spreading,
+//! zero failed requests across scale-in, rolling updates and a killed instance, port conflicts,
+//! and the answer when nothing is ready.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// A routed example-app service on `port`, health-checked every 200 ms.
+fn routed(name: &str, n: u32, port: u16, extra: &str) -> String {
+    format!(
+        "[services.{name}]\ncommand = [\"ebb\", \"example-app\"]\ninstances = {n}\nport = {port}\n{extra}\n\
+         [services.{name}.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+         [services.{name}.stop]\ngrace = \"5s\"\n[services.{name}.balance]\nalgorithm = \"round_robin\"\ndrain = \"10s\"\n"
+    )
+}
+
+/// `ebb up` with its router on loopback.
+fn up() -> Ebb {
+    Ebb::up_with(&[], &["--router-bind", "127.0.0.1"])
+}
+
+fn deploy(ebb: &Ebb, name: &str, text: &str) -> std::path::PathBuf {
+    let file = deploy_file(ebb.dir.path(), &format!("{name}.toml"), text);
+    ebb.ok(&["deploy", "--timeout", "30s", file.to_str().unwrap()]);
+    file
+}
+
+fn assert_no_failures(what: &str, ok: u64, failures: &[String], ebb: &Ebb) {
+    assert!(
+        failures.is_empty(),
+        "{what}: {} failed requests of {}: {:?}\nevents:\n{}",
+        failures.len(),
+        ok + failures.len() as u64,
+        &failures[..failures.len().min(10)],
+        ebb.ok(&["events"])
+    );
+    assert!(ok > 50, "{what}: the load ran: only {ok} requests");
+}
+
+#[test]
+fn requests_through_the_port_are_spread_over_the_instances() {
+    let ebb = up();
+    let port = free_port();
+    deploy(&ebb, "sierra", &routed("sierra", 3, port, ""));
+    ebb.wait_ready("sierra", 3, Duration::from_secs(5));
+    let addr = format!("127.0.0.1:{port}");
+    let mut seen = std::collections::BTreeMap::new();
+    wait_until(
+        "the router to route to all 3",
+        Duration::from_secs(5),
+        || {
+            let (status, body) = http_get(&addr, "/")?;
+            assert_eq!(status, 200, "{body}");
+            *seen.entry(body).or_insert(0) += 1;
+            (seen.len() == 3).then_some(())
+        },
+    );
+    assert!(ebb.ok(&["events"]).contains("router.listening"));
+}
+
+#[test]
+fn scale_in_under_load_fails_no_request() {
+    let ebb = up();
+    let port = free_port();
+    deploy(&ebb, "tango", &routed("tango", 4, port, ""));
+    ebb.wait_ready("tango", 4, Duration::from_secs(5));
+    let load = LoadGen::start(&format!("127.0.0.1:{port}"), 4);
+    std::thread::sleep(Duration::from_millis(300)); // load before the change (not synchronisation)
+    ebb.ok(&["scale", "tango", "1"]);
+    wait_until("scale-in to finish", Duration::from_secs(20), || {
+        (ebb.ps(Some("tango")).len() == 1 && processes_with_env("EBB_SERVICE", "tango").len() == 1)
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failures) = load.finish();
+    assert_no_failures("scale 4 → 1", ok, &failures, &ebb);
+    assert!(ebb.ok(&["events"]).contains("instance.draining"));
+}
+
+#[test]
+fn a_rolling_update_under_load_fails_no_request() {
+    let ebb = up();
+    let port = free_port();
+    deploy(
+        &ebb,
+        "uniform",
+        &routed("uniform", 4, port, "env = { GREETING = \"v1\" }"),
+    );
+    ebb.wait_ready("uniform", 4, Duration::from_secs(5));
+    let load = LoadGen::start(&format!("127.0.0.1:{port}"), 4);
+    std::thread::sleep(Duration::from_millis(300));
+    deploy(
+        &ebb,
+        "uniform",
+        &routed("uniform", 4, port, "env = { GREETING = \"v2\" }"),
+    );
+    wait_until("old instances to be gone", Duration::from_secs(30), || {
+        (processes_with_env("EBB_SERVICE", "uniform").len() == 4).then_some(())
+    });
+    let (ok, failures) = load.finish();
+    assert_no_failures("rolling update of 4", ok, &failures, &ebb);
+    let (_, body) = http_get(&format!("127.0.0.1:{port}"), "/").unwrap();
+    assert!(body.starts_with("v2 from"), "{body}");
+}
+
+#[test]
+fn a_killed_instance_under_load_fails_no_request() {
+    let ebb = up();
+    let port = free_port();
+    deploy(&ebb, "victor", &routed("victor", 4, port, ""));
+    let before = ebb.wait_ready("victor", 4, Duration::from_secs(5));
+    let load = LoadGen::start(&format!("127.0.0.1:{port}"), 4);
+    std::thread::sleep(Duration::from_millis(300));
+    let victim = before[0]["pid"].as_u64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("the instance to be back", Duration::from_secs(10), || {
+        let ready = ebb.ready("victor");
+        (ready.len() == 4 && ready.iter().all(|i| i["pid"].as_u64() != Some(victim))).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failures) = load.finish();
+    assert_no_failures("kill -9 of one of 4", ok, &failures, &ebb);
+}
+
+#[test]
+fn a_port_used_by_another_service_or_the_machine_is_refused_at_deploy() {
+    let ebb = up();
+    let port = free_port();
+    deploy(&ebb, "whiskey", &routed("whiskey", 1, port, ""));
+    let clash = deploy_file(ebb.dir.path(), "xray.toml", &routed("xray", 1, port, ""));
+    let out = ebb.cli(&["deploy", clash.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "port {port} is already used by service \"whiskey\""
+        )),
+        "{err}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let busy = deploy_file(
+        ebb.dir.path(),
+        "yankee.toml",
+        &routed("yankee", 1, taken_port, ""),
+    );
+    let out = ebb.cli(&["deploy", busy.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "port {taken_port} is already in use on this machine"
+        )),
+        "{err}"
+    );
+    assert!(ebb.ps(Some("xray")).is_empty() && ebb.ps(Some("yankee")).is_empty());
+}
+
+#[test]
+fn with_no_ready_instance_the_router_answers_503_with_retry_after() {
+    let ebb = up();
+    let port = free_port();
+    deploy(&ebb, "zulu", &routed("zulu", 0, port, ""));
+    let addr = format!("127.0.0.1:{port}");
+    let (status, _) = wait_until("the router to listen", Duration::from_secs(5), || {
+        http_get(&addr, "/")
+    });
+    assert_eq!(status, 503);
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    assert!(
+        text.to_ascii_lowercase().contains("retry-after: 1"),
+        "{text}"
+    );
+}

@@ -1,0 +1,319 @@
+//! The router inside the server: one load-balancing listener per service that declares a public
+//! `port`, in front of the service's ready instances.
+//!
+//! Endpoints are recomputed from the store on every change (level-triggered, like the
+//! controller) and swapped atomically into the proxy. An instance is routable while it should
+//! run, is not draining, and its node last reported it ready. Instances that leave the set are
+//! kept here until forgotten, so that the controller can wait for their in-flight requests to
+//! finish before it lets the instance be stopped (DESIGN.md principle 6).
+
+use crate::keys::{self, Versioned};
+use crate::{now_ms, Server};
+use ebb_core::{Assignment, DesiredState, Event, EventKind, Protocol, ServiceSpec};
+use ebb_router::http::{Proxy, ProxyConfig};
+use ebb_router::{Algorithm, Endpoint, Endpoints};
+use ebb_store::StoreError;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Resync at least this often, so that a port that could not be bound is tried again.
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The routers of all services; cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bind: IpAddr,
+    runtime: tokio::runtime::Handle,
+    services: Mutex<HashMap<String, Routed>>,
+    /// Endpoints that left their set, by instance id: their in-flight requests are still counted.
+    leaving: Mutex<HashMap<String, Arc<Endpoint>>>,
+    /// Store revision the endpoint sets were last computed from.
+    synced: AtomicU64,
+    /// Ports that failed to bind, so the failure is reported once, not every second.
+    failed: Mutex<HashSet<(String, u16)>>,
+}
+
+/// One service's listener.
+struct Routed {
+    settings: Settings,
+    endpoints: Arc<Endpoints>,
+    stop: watch::Sender<bool>,
+}
+
+/// What a listener is built from; a change rebuilds it.
+#[derive(Clone, PartialEq)]
+struct Settings {
+    port: u16,
+    protocol: Protocol,
+    algorithm: Algorithm,
+    retries: u32,
+    request_timeout: Duration,
+}
+
+impl Settings {
+    fn of(spec: &ServiceSpec) -> Option<Settings> {
+        Some(Settings {
+            port: spec.port?,
+            protocol: spec.protocol,
+            algorithm: algorithm(spec.balance.algorithm),
+            retries: spec.balance.retries,
+            request_timeout: spec.balance.request_timeout,
+        })
+    }
+}
+
+fn algorithm(a: ebb_core::BalanceAlgorithm) -> Algorithm {
+    match a {
+        ebb_core::BalanceAlgorithm::RoundRobin => Algorithm::RoundRobin,
+        ebb_core::BalanceAlgorithm::LeastRequest => Algorithm::LeastRequest,
+        ebb_core::BalanceAlgorithm::PeakEwma => Algorithm::PeakEwma,
+        ebb_core::BalanceAlgorithm::Hash => Algorithm::Hash,
+    }
+}
+
+impl Router {
+    /// Listeners bind `bind`; proxies run on `runtime` (the data plane's own threads).
+    pub fn new(bind: IpAddr, runtime: tokio::runtime::Handle) -> Router {
+        Router {
+            inner: Arc::new(Inner {
+                bind,
+                runtime,
+                services: Mutex::new(HashMap::new()),
+                leaving: Mutex::new(HashMap::new()),
+                synced: AtomicU64::new(0),
+                failed: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    pub fn bind(&self) -> IpAddr {
+        self.inner.bind
+    }
+
+    /// Store revision the endpoint sets reflect: a change written at or before it is in effect.
+    pub fn synced_revision(&self) -> u64 {
+        self.inner.synced.load(Ordering::Acquire)
+    }
+
+    /// Requests in flight on an instance, whether it is still routed or leaving.
+    pub fn in_flight(&self, instance: &str) -> u32 {
+        if let Some(e) = lock(&self.inner.leaving).get(instance) {
+            return e.load.in_flight();
+        }
+        let services = lock(&self.inner.services);
+        services
+            .values()
+            .flat_map(|r| r.endpoints.load().endpoints.clone())
+            .find(|e| e.id == instance)
+            .map_or(0, |e| e.load.in_flight())
+    }
+
+    /// Whether `port` is free for `service`: it may already be ours for that service.
+    pub fn check_port(&self, service: &str, port: u16) -> Result<(), String> {
+        if lock(&self.inner.services)
+            .get(service)
+            .is_some_and(|r| r.settings.port == port)
+        {
+            return Ok(());
+        }
+        std::net::TcpListener::bind((self.inner.bind, port))
+            .map(drop)
+            .map_err(|e| {
+                format!(
+                    "port {port} is already in use on this machine ({e}); choose another `port`"
+                )
+            })
+    }
+
+    /// Recomputes every service's endpoints from the store, and starts, rebuilds or stops
+    /// listeners to match the specs.
+    pub fn sync(&self, server: &Server) -> Result<(), StoreError> {
+        let revision = server.store().revision()?;
+        let specs: BTreeMap<String, ServiceSpec> = keys::services(server.store())?
+            .into_iter()
+            .map(|v| (v.value.name.clone(), v.value))
+            .collect();
+        let (assignments, _) = keys::assignments(server.store())?;
+        let draining: HashSet<String> = keys::drains(server.store())?.into_keys().collect();
+        let statuses = server.statuses();
+        let mut wanted: HashMap<String, Vec<(String, SocketAddr)>> = HashMap::new();
+        for a in &assignments {
+            if let Some(addr) = routable(&a.value, &draining, &statuses) {
+                wanted
+                    .entry(a.value.service.clone())
+                    .or_default()
+                    .push((a.value.id.clone(), addr));
+            }
+        }
+        self.sync_listeners(server, &specs);
+        self.sync_endpoints(&wanted, &assignments);
+        self.inner.synced.store(revision, Ordering::Release);
+        Ok(())
+    }
+
+    fn sync_listeners(&self, server: &Server, specs: &BTreeMap<String, ServiceSpec>) {
+        let mut services = lock(&self.inner.services);
+        services.retain(|name, routed| {
+            let keep = specs
+                .get(name)
+                .and_then(Settings::of)
+                .is_some_and(|s| s == routed.settings);
+            if !keep {
+                let _ = routed.stop.send(true);
+            }
+            keep
+        });
+        for (name, spec) in specs {
+            let Some(settings) = Settings::of(spec) else {
+                continue;
+            };
+            if services.contains_key(name) {
+                continue;
+            }
+            match self.start_listener(name, &settings) {
+                Ok(routed) => {
+                    lock(&self.inner.failed).remove(&(name.clone(), settings.port));
+                    server.record(
+                        Event::new(
+                            now_ms(),
+                            EventKind::RouterListening,
+                            format!(
+                                "load balancer listening on {}:{} ({:?}, {})",
+                                self.inner.bind,
+                                settings.port,
+                                settings.protocol,
+                                settings.algorithm
+                            ),
+                        )
+                        .service(name),
+                    );
+                    services.insert(name.clone(), routed);
+                }
+                Err(e) => {
+                    if lock(&self.inner.failed).insert((name.clone(), settings.port)) {
+                        server.record(
+                            Event::new(
+                                now_ms(),
+                                EventKind::Warning,
+                                format!(
+                                    "cannot listen on {}:{}: {e}; retrying",
+                                    self.inner.bind, settings.port
+                                ),
+                            )
+                            .service(name),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_listener(&self, _name: &str, settings: &Settings) -> std::io::Result<Routed> {
+        let listener = std::net::TcpListener::bind((self.inner.bind, settings.port))?;
+        listener.set_nonblocking(true)?;
+        let endpoints = Arc::new(Endpoints::new(settings.algorithm));
+        let (stop, mut stop_rx) = watch::channel(false);
+        let shutdown = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        let task_endpoints = endpoints.clone();
+        let protocol = settings.protocol;
+        let config = ProxyConfig {
+            request_timeout: settings.request_timeout,
+            retries: settings.retries,
+            ..ProxyConfig::default()
+        };
+        self.inner.runtime.spawn(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => return tracing::error!(error = %e, "router listener failed"),
+            };
+            match protocol {
+                Protocol::Http => {
+                    Proxy::new(task_endpoints, config)
+                        .serve(listener, shutdown)
+                        .await
+                }
+                Protocol::Tcp => ebb_router::tcp::serve(task_endpoints, listener, shutdown).await,
+            }
+        });
+        Ok(Routed {
+            settings: settings.clone(),
+            endpoints,
+            stop,
+        })
+    }
+
+    fn sync_endpoints(
+        &self,
+        wanted: &HashMap<String, Vec<(String, SocketAddr)>>,
+        assignments: &[Versioned<Assignment>],
+    ) {
+        let now = Instant::now();
+        let services = lock(&self.inner.services);
+        let mut leaving = lock(&self.inner.leaving);
+        for (name, routed) in services.iter() {
+            let next = wanted.get(name).map(Vec::as_slice).unwrap_or(&[]);
+            for old in routed.endpoints.load().endpoints.iter() {
+                if !next.iter().any(|(id, _)| id == &old.id) {
+                    leaving.insert(old.id.clone(), old.clone());
+                }
+            }
+            routed.endpoints.update(next, now);
+        }
+        // Forget leaving endpoints once their instance is gone.
+        leaving.retain(|id, _| assignments.iter().any(|a| &a.value.id == id));
+    }
+
+    /// Stops every listener (in-flight requests finish on the router runtime).
+    pub fn stop_all(&self) {
+        for (_, routed) in lock(&self.inner.services).drain() {
+            let _ = routed.stop.send(true);
+        }
+    }
+}
+
+/// The address of an instance that may take traffic, or None.
+fn routable(
+    a: &Assignment,
+    draining: &HashSet<String>,
+    statuses: &HashMap<String, ebb_core::InstanceStatus>,
+) -> Option<SocketAddr> {
+    if a.desired != DesiredState::Run || draining.contains(&a.id) {
+        return None;
+    }
+    let status = crate::controller::current_status(a, statuses).filter(|s| s.ready)?;
+    status.addr.as_deref()?.parse().ok()
+}
+
+/// Keeps the router in step with the store until `shutdown` turns true.
+pub async fn run(server: Server, router: Router, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = server.store().subscribe();
+    loop {
+        let (s, r) = (server.clone(), router.clone());
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || r.sync(&s)).await {
+            tracing::warn!(error = %e, "router sync failed; will retry");
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(RESYNC_INTERVAL) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            router.stop_all();
+            return;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
