@@ -186,3 +186,41 @@ fn with_no_ready_instance_the_router_answers_503_with_retry_after() {
         "{text}"
     );
 }
+
+#[test]
+fn scale_in_waits_for_slow_requests_in_flight_before_stopping() {
+    let ebb = up();
+    let port = free_port();
+    deploy(&ebb, "alfa", &routed("alfa", 2, port, ""));
+    let before = ebb.wait_ready("alfa", 2, Duration::from_secs(5));
+    let addr = format!("127.0.0.1:{port}");
+    // Round robin puts one slow request on each instance.
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || http_get(&addr, "/slow?ms=1500"))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300)); // both requests are in flight by now
+    ebb.ok(&["scale", "alfa", "1"]);
+    for s in slow {
+        let (status, body) = s.join().unwrap().expect("the slow request got an answer");
+        assert_eq!(status, 200, "{body}");
+    }
+    wait_until("the drain to finish", Duration::from_secs(10), || {
+        let events = ebb.ok(&["events"]);
+        (events.contains("instance.draining") && events.contains("scale in; drained")).then_some(())
+    });
+    wait_until(
+        "the drained instance to stop",
+        Duration::from_secs(10),
+        || {
+            (before
+                .iter()
+                .filter(|i| alive(i["pid"].as_u64().unwrap()))
+                .count()
+                == 1)
+                .then_some(())
+        },
+    );
+}

@@ -57,7 +57,8 @@ impl Ebb {
             "--node-name",
             "test-node",
         ]);
-        cmd.args(files)
+        cmd.args(&self.options)
+            .args(files)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
