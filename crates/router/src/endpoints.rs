@@ -8,8 +8,9 @@
 use crate::balance::{Algorithm, Balancer, Load};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One instance that may receive traffic.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// Load statistics the balancers read and requests update; lock-free.
     pub load: Load,
+    /// Passive outlier detection: consecutive failures and ejection; lock-free.
+    pub outlier: Outlier,
 }
 
 impl Endpoint {
@@ -27,7 +30,13 @@ impl Endpoint {
             id: id.into(),
             addr,
             load: Load::new(now),
+            outlier: Outlier::new(now),
         }
+    }
+
+    /// Whether passive outlier detection has taken this endpoint out of rotation at `now`.
+    pub fn is_ejected(&self, now: Instant) -> bool {
+        self.outlier.is_ejected(now)
     }
 
     /// Marks a request as started on this endpoint; finish it with the returned guard.
@@ -38,6 +47,115 @@ impl Endpoint {
             started: now,
             done: false,
         }
+    }
+}
+
+/// Consecutive failures (connect errors, resets, 502/503/504) that eject an endpoint: 5, Envoy's
+/// `consecutive_5xx` and `consecutive_gateway_failure` default (DESIGN.md defaults table).
+pub const EJECT_AFTER_FAILURES: u32 = 5;
+
+/// How long the first ejection lasts; the n-th lasts n times this. 30 s: Envoy's
+/// `base_ejection_time` default (DESIGN.md defaults table).
+pub const BASE_EJECTION: Duration = Duration::from_secs(30);
+
+/// Longest ejection, however often an endpoint was ejected: 300 s, Envoy's `max_ejection_time`
+/// default, so a recovered instance is always tried again within five minutes.
+pub const MAX_EJECTION: Duration = Duration::from_secs(300);
+
+/// Most of a set that may be ejected at once, in percent: 10, Envoy's `max_ejection_percent`
+/// default. As in Envoy, at least one endpoint may always be ejected (so a set of fewer than 10
+/// may lose one), but never the last one that is not ejected.
+pub const MAX_EJECTION_PERCENT: usize = 10;
+
+/// Whether one more endpoint may be ejected from a set of `total` of which `ejected` already
+/// are (pure; see [`MAX_EJECTION_PERCENT`]).
+pub fn may_eject(ejected: usize, total: usize) -> bool {
+    let cap = (total * MAX_EJECTION_PERCENT / 100).max(1);
+    ejected < cap && ejected + 1 < total
+}
+
+/// How long the `times`-th ejection (1-based) of an endpoint lasts: [`BASE_EJECTION`] × times,
+/// at most [`MAX_EJECTION`].
+pub fn ejection_time(times: u32) -> Duration {
+    BASE_EJECTION.saturating_mul(times.max(1)).min(MAX_EJECTION)
+}
+
+/// An endpoint's passive outlier state (Envoy's outlier detection, consecutive failures only).
+///
+/// Requests report each attempt's outcome; the proxy ejects after [`EJECT_AFTER_FAILURES`] in a
+/// row and picks skip an ejected endpoint until its ejection ends. All atomics: the hot path
+/// (a success) is one relaxed load, plus a store only when a failure streak was under way.
+/// Two endpoints reaching the threshold at the same instant may both pass the
+/// [`may_eject`] check; the overshoot is bounded by the number of simultaneous failures.
+#[derive(Debug)]
+pub struct Outlier {
+    consecutive: AtomicU32,
+    times_ejected: AtomicU32,
+    /// Nanoseconds from `born` to the end of the current ejection; 0 when never ejected.
+    ejected_until_ns: AtomicU64,
+    born: Instant,
+}
+
+impl Outlier {
+    pub fn new(now: Instant) -> Outlier {
+        Outlier {
+            consecutive: AtomicU32::new(0),
+            times_ejected: AtomicU32::new(0),
+            ejected_until_ns: AtomicU64::new(0),
+            born: now,
+        }
+    }
+
+    fn since_born(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.born).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the endpoint is ejected at `now`.
+    pub fn is_ejected(&self, now: Instant) -> bool {
+        let until = self.ejected_until_ns.load(Ordering::Relaxed);
+        until != 0 && self.since_born(now) < until
+    }
+
+    /// How many times the endpoint has been ejected.
+    pub fn times_ejected(&self) -> u32 {
+        self.times_ejected.load(Ordering::Relaxed)
+    }
+
+    /// Failures in a row since the last success or ejection.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive.load(Ordering::Relaxed)
+    }
+
+    /// An attempt succeeded: the failure streak ends.
+    pub fn success(&self) {
+        if self.consecutive.load(Ordering::Relaxed) != 0 {
+            self.consecutive.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// An attempt failed at `now`. Returns true when this failure completes a streak of
+    /// [`EJECT_AFTER_FAILURES`] and `may_eject()` (called only then; it counts the set's
+    /// ejected endpoints) allows it: the endpoint is then ejected for [`ejection_time`].
+    pub fn failure(&self, now: Instant, may_eject: impl FnOnce() -> bool) -> bool {
+        let streak = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak < EJECT_AFTER_FAILURES || self.is_ejected(now) || !may_eject() {
+            return false;
+        }
+        // Only the failure that wins the reset ejects, so a burst ejects once.
+        if self
+            .consecutive
+            .compare_exchange(streak, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        let times = self.times_ejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let until = self
+            .since_born(now)
+            .saturating_add(u64::try_from(ejection_time(times).as_nanos()).unwrap_or(u64::MAX))
+            .max(1);
+        self.ejected_until_ns.store(until, Ordering::Relaxed);
+        true
     }
 }
 
@@ -133,6 +251,42 @@ impl Endpoints {
         set.endpoints.get(i).cloned()
     }
 
+    /// Records a failed attempt on `endpoint` at `now` for outlier detection; true when it was
+    /// ejected by this failure (within the set's [`MAX_EJECTION_PERCENT`], never the last).
+    pub fn report_failure(&self, endpoint: &Endpoint, now: Instant) -> bool {
+        endpoint.outlier.failure(now, || {
+            let set = self.current.load();
+            let ejected = set.endpoints.iter().filter(|e| e.is_ejected(now)).count();
+            may_eject(ejected, set.len())
+        })
+    }
+
+    /// Picks an endpoint that is not ejected and not in `tried` when there is one; otherwise
+    /// as [`Endpoints::pick_excluding`] (a request still goes somewhere rather than nowhere).
+    pub fn pick_available(
+        &self,
+        key: Option<u64>,
+        tried: &[SocketAddr],
+        now: Instant,
+    ) -> Option<Arc<Endpoint>> {
+        for _ in 0..3 {
+            let e = if tried.is_empty() {
+                self.pick(key, now)
+            } else {
+                self.pick_excluding(key, tried, now)
+            }?;
+            if !e.is_ejected(now) && !tried.contains(&e.addr) {
+                return Some(e);
+            }
+        }
+        let set = self.current.load();
+        set.endpoints
+            .iter()
+            .find(|e| !e.is_ejected(now) && !tried.contains(&e.addr))
+            .cloned()
+            .or_else(|| self.pick_excluding(key, tried, now))
+    }
+
     /// Picks an endpoint other than those in `tried` (for retries); falls back to any if all were tried.
     pub fn pick_excluding(
         &self,
@@ -152,5 +306,93 @@ impl Endpoints {
             .find(|e| !tried.contains(&e.addr))
             .cloned()
             .or_else(|| self.pick(key, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ejection_cap_follows_envoy_max_ejection_percent() {
+        assert!(!may_eject(0, 1), "never the last one");
+        assert!(may_eject(0, 2));
+        assert!(!may_eject(1, 2));
+        assert!(may_eject(0, 9), "at least one even below 10 %");
+        assert!(!may_eject(1, 9));
+        assert!(may_eject(1, 20));
+        assert!(!may_eject(2, 20));
+    }
+
+    #[test]
+    fn ejection_time_grows_with_each_ejection_up_to_the_cap() {
+        assert_eq!(ejection_time(1), Duration::from_secs(30));
+        assert_eq!(ejection_time(3), Duration::from_secs(90));
+        assert_eq!(ejection_time(100), MAX_EJECTION);
+    }
+
+    #[test]
+    fn five_failures_in_a_row_eject_for_thirty_seconds_then_sixty() {
+        let t0 = Instant::now();
+        let o = Outlier::new(t0);
+        for _ in 0..4 {
+            assert!(!o.failure(t0, || true));
+        }
+        o.success();
+        for _ in 0..4 {
+            assert!(!o.failure(t0, || true), "the streak restarted");
+        }
+        assert!(o.failure(t0, || true));
+        assert!(o.is_ejected(t0 + Duration::from_secs(29)));
+        assert!(!o.is_ejected(t0 + Duration::from_secs(30)));
+        let t1 = t0 + Duration::from_secs(31);
+        for _ in 0..4 {
+            assert!(!o.failure(t1, || true));
+        }
+        assert!(o.failure(t1, || true));
+        assert_eq!(o.times_ejected(), 2);
+        assert!(o.is_ejected(t1 + Duration::from_secs(59)));
+        assert!(!o.is_ejected(t1 + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_refused_ejection_keeps_the_endpoint_in_rotation() {
+        let t0 = Instant::now();
+        let o = Outlier::new(t0);
+        for _ in 0..10 {
+            assert!(!o.failure(t0, || false));
+        }
+        assert!(!o.is_ejected(t0));
+    }
+
+    #[test]
+    fn picks_skip_an_ejected_endpoint_but_the_set_keeps_its_last() {
+        let t0 = Instant::now();
+        let endpoints = Endpoints::new(Algorithm::RoundRobin);
+        let wanted: Vec<(String, SocketAddr)> = (0..3)
+            .map(|i| {
+                (
+                    format!("web-{i}"),
+                    SocketAddr::from(([127, 0, 0, 1], 1000 + i)),
+                )
+            })
+            .collect();
+        endpoints.update(&wanted, t0);
+        let set = endpoints.load();
+        let (bad, other) = (&set.endpoints[0], &set.endpoints[1]);
+        for _ in 0..EJECT_AFTER_FAILURES {
+            endpoints.report_failure(bad, t0);
+        }
+        assert!(bad.is_ejected(t0));
+        for _ in 0..30 {
+            let e = endpoints.pick_available(None, &[], t0).expect("pick");
+            assert_ne!(e.id, bad.id);
+        }
+        for _ in 0..EJECT_AFTER_FAILURES {
+            endpoints.report_failure(other, t0);
+        }
+        assert!(!other.is_ejected(t0), "10 % of 3 allows one ejection");
+        let later = t0 + BASE_EJECTION;
+        assert!(!bad.is_ejected(later), "back after 30 s");
     }
 }

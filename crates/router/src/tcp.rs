@@ -60,23 +60,23 @@ async fn proxy_connection(endpoints: Arc<Endpoints>, mut client: TcpStream, peer
     in_flight.finish(Instant::now());
 }
 
-/// Connects to a picked endpoint, trying others on failure (nothing has been sent yet, so a
-/// retry is always safe). None when no endpoint is ready or none accepted.
+/// Connects to a picked endpoint (skipping ejected ones), trying others on failure (nothing has
+/// been sent yet, so a retry is always safe); connect failures count toward outlier ejection. None when no endpoint is ready or none accepted.
 async fn connect(endpoints: &Endpoints) -> Option<(Arc<Endpoint>, TcpStream)> {
     let mut tried = Vec::new();
     for _ in 0..=CONNECT_RETRIES {
-        let endpoint = if tried.is_empty() {
-            endpoints.pick(None, Instant::now())
-        } else {
-            endpoints.pick_excluding(None, &tried, Instant::now())
-        }?;
+        let endpoint = endpoints.pick_available(None, &tried, Instant::now())?;
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(endpoint.addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
+                endpoint.outlier.success();
                 return Some((endpoint, stream));
             }
             Ok(Err(error)) => tracing::debug!(endpoint = %endpoint.id, %error, "connect failed"),
             Err(_elapsed) => tracing::debug!(endpoint = %endpoint.id, "connect timed out"),
+        }
+        if endpoints.report_failure(&endpoint, Instant::now()) {
+            tracing::warn!(endpoint = %endpoint.id, "endpoint ejected after consecutive connect failures");
         }
         tried.push(endpoint.addr);
     }

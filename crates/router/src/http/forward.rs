@@ -1,11 +1,11 @@
 //! One request's trip: rewrite headers, pick an endpoint, send, retry a connect failure on
 //! another endpoint, and turn what went wrong into the status a client can act on.
 //!
-//! Retries here cover only connect failures of requests without a body: such a request can be
-//! rebuilt for the next attempt because nothing of it was consumed. A request with a body is
-//! streamed as it arrives, so once it has been handed to a connection it cannot be replayed;
-//! it gets one attempt. (Retrying idempotent requests on resets and 502/503 within a budget is
-//! issue 3's next step; it needs the retryability carried on the error, as Pingora does.)
+//! Only requests without a body are retried: such a request can be rebuilt for the next attempt
+//! because nothing of it was consumed. A request with a body is streamed as it arrives, so once
+//! it has been handed to a connection it cannot be replayed; it gets one attempt. Connect
+//! failures are retried for any method (nothing was sent); failures after sending and 502/503
+//! answers only for idempotent methods and within the [`super::budget::RetryBudget`].
 
 use super::{headers, upgrade, Proxy, ProxyBody};
 use crate::endpoints::Endpoint;
@@ -15,7 +15,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::http::uri::{Scheme, Uri};
 use hyper::upgrade::OnUpgrade;
-use hyper::{Request, Response, StatusCode, Version};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,43 +61,86 @@ impl Proxy {
         }
     }
 
-    /// Sends the request to an endpoint, retrying connect failures of bodiless requests.
+    /// Sends the request to an endpoint, retrying on other endpoints what can be retried:
+    ///
+    /// - a connect failure of a bodiless request, always (nothing was sent);
+    /// - a failure after sending (reset, closed before the response head) or a 502/503 answer,
+    ///   when the request is idempotent and bodiless, and only within the retry budget.
+    ///
+    /// Every attempt's outcome feeds the endpoint's outlier detection.
     async fn forward(&self, req: Request<Incoming>) -> Result<Response<Incoming>, Failure> {
         let (mut parts, body) = req.into_parts();
         set_host(&mut parts);
+        let inner = &self.inner;
+        inner.budget.deposit();
         let replayable = body.is_end_stream();
+        let idempotent = is_idempotent(&parts.method);
         let attempts = if replayable {
-            self.inner.config.retries + 1
+            inner.config.retries + 1
         } else {
             1
         };
         let mut body = Some(body);
         let mut tried: Vec<SocketAddr> = Vec::new(); // allocates only on a retry
         for attempt in 1..=attempts {
-            let endpoint = self.pick(&tried).ok_or(Failure::NoEndpoint)?;
+            let endpoint = inner
+                .endpoints
+                .pick_available(None, &tried, Instant::now())
+                .ok_or(Failure::NoEndpoint)?;
             let last = attempt == attempts;
             let upstream_body = match body.take() {
                 Some(incoming) if !replayable => Either::Left(incoming),
                 _ => Either::Right(Empty::new()),
             };
             let request = upstream_request(&mut parts, endpoint.addr, upstream_body, last)?;
-            match self.send(&endpoint, request).await {
-                Err(Failure::Connect(error)) if !last => {
-                    tracing::debug!(endpoint = %endpoint.id, %error, attempt, "connect failed, retrying elsewhere");
-                    tried.push(endpoint.addr);
+            let result = self.send(&endpoint, request).await;
+            let now = Instant::now();
+            let retry = match &result {
+                Ok(response) if !is_gateway_failure(response.status()) => {
+                    endpoint.outlier.success();
+                    return result;
                 }
-                result => return result,
+                Ok(response) => {
+                    self.report_failure(&endpoint, now);
+                    retryable_status(response.status())
+                        && idempotent
+                        && !last
+                        && inner.budget.try_withdraw(now)
+                }
+                Err(Failure::Connect(_)) => {
+                    self.report_failure(&endpoint, now);
+                    !last
+                }
+                Err(Failure::Upstream(_)) => {
+                    self.report_failure(&endpoint, now);
+                    idempotent && !last && inner.budget.try_withdraw(now)
+                }
+                Err(_) => false,
+            };
+            if !retry {
+                return result;
             }
+            match &result {
+                Ok(response) => {
+                    tracing::debug!(endpoint = %endpoint.id, status = %response.status(), attempt, "retrying elsewhere")
+                }
+                Err(failure) => {
+                    tracing::debug!(endpoint = %endpoint.id, ?failure, attempt, "retrying elsewhere")
+                }
+            }
+            tried.push(endpoint.addr);
         }
         Err(Failure::NoEndpoint) // unreachable: the last attempt always returns
     }
 
-    fn pick(&self, tried: &[SocketAddr]) -> Option<Arc<Endpoint>> {
-        let endpoints = &self.inner.endpoints;
-        if tried.is_empty() {
-            endpoints.pick(None, Instant::now())
-        } else {
-            endpoints.pick_excluding(None, tried, Instant::now())
+    /// A failed attempt counts toward ejecting the endpoint.
+    fn report_failure(&self, endpoint: &Endpoint, now: Instant) {
+        if self.inner.endpoints.report_failure(endpoint, now) {
+            tracing::warn!(
+                endpoint = %endpoint.id,
+                times = endpoint.outlier.times_ejected(),
+                "endpoint ejected after consecutive failures"
+            );
         }
     }
 
@@ -141,6 +184,33 @@ impl Proxy {
             Failure::BadTarget => plain(StatusCode::BAD_REQUEST, "bad request target\n"),
         }
     }
+}
+
+/// Methods a retry may repeat: RFC 9110 §9.2.2's idempotent methods that ebb proxies (TRACE is
+/// not forwarded specially and is left out as Envoy's `retry_on` idempotent set does).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+/// Answers that count as an endpoint failure for outlier detection: Envoy's
+/// `consecutive_gateway_failure` set (502, 503, 504).
+fn is_gateway_failure(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// Answers an idempotent request is retried on: 502 and 503 (HAProxy `retry-on 502 503`); a 504
+/// already took a full upstream timeout, so retrying it would double the wait.
+fn retryable_status(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
+    )
 }
 
 /// Passes the endpoint's response on; a 101 also starts the tunnel between both connections.

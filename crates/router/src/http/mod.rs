@@ -5,14 +5,16 @@
 //! loop and per-connection server), `forward` (pick, retry, time out), `headers` (hop-by-hop and
 //! forwarding headers), `upgrade` (WebSocket tunnels).
 //!
-//! Not yet wired into `ebb up`; issue 3 builds on it (retry budget, outlier ejection, metrics,
-//! the cold-start queue).
+//! Failures are absorbed by retries (`forward`, within a `budget`) and passive outlier
+//! ejection (on [`crate::endpoints::Outlier`]); metrics and the cold-start queue are to come.
 
+mod budget;
 mod forward;
 mod headers;
 mod upgrade;
 
 use crate::endpoints::Endpoints;
+pub use budget::{RetryBudget, MAX_TOKENS, MIN_RETRIES_PER_SEC, RETRY_RATIO};
 use forward::UpstreamBody;
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
@@ -48,7 +50,8 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// anything a real client sends fits.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// Extra attempts on other endpoints after a connect failure. 2: the deploy file's `retries`
+/// Extra attempts on other endpoints (connect failures; for idempotent requests also resets and
+/// 502/503 within the retry budget). 2: the deploy file's `retries`
 /// default (issue 3); Envoy's `num_retries` default is 1, HAProxy's `retries` 3.
 pub const DEFAULT_RETRIES: u32 = 2;
 
@@ -73,7 +76,8 @@ pub struct ProxyConfig {
     pub header_read_timeout: Duration,
     /// Largest request head; larger gets 431 (HTTP/1.1) or a stream error (h2).
     pub max_header_bytes: usize,
-    /// Extra attempts on other endpoints after a connect failure.
+    /// Extra attempts on other endpoints: after a connect failure, and for idempotent bodiless
+    /// requests after a reset or a 502/503 (within the [`RetryBudget`]).
     pub retries: u32,
     /// Time to connect to an endpoint before the attempt counts as a connect failure.
     pub connect_timeout: Duration,
@@ -107,6 +111,7 @@ struct Inner {
     endpoints: Arc<Endpoints>,
     config: ProxyConfig,
     client: Client<HttpConnector, UpstreamBody>,
+    budget: RetryBudget,
 }
 
 // === impl Proxy ===
@@ -119,6 +124,7 @@ impl Proxy {
                 endpoints,
                 config,
                 client,
+                budget: RetryBudget::new(std::time::Instant::now()),
             }),
         }
     }

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Router figures for BENCHMARKS.md (issue 3): wrk against
+#   (a) one backend directly, (b) ebb's HTTP proxy (round_robin and peak_ewma),
+#   (c) nginx as a proxy, (d) HAProxy,
+# each proxy with one worker thread, in front of the same two backends (nginx answering a fixed
+# 200), keep-alive on both sides, 32 connections, runs interleaved, medians reported.
+# Installs nginx, HAProxy and wrk from Debian packages when missing. Loopback only.
+# Usage: bench/router.sh [ROUNDS]   (default 3; DURATION=10s per run, CONNECTIONS=32)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+BASE_PORT=${BASE_PORT:-18100}
+B1=$((BASE_PORT + 1)) B2=$((BASE_PORT + 2))
+P_EBB_RR=$((BASE_PORT + 10)) P_EBB_EWMA=$((BASE_PORT + 11)) P_NGINX=$((BASE_PORT + 12)) P_HAPROXY=$((BASE_PORT + 13))
+
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v wrk >/dev/null || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  timeout 300 $SUDO apt-get update -qq
+  if ! DEBIAN_FRONTEND=noninteractive timeout 600 $SUDO apt-get install -y -qq "${need[@]}" >/dev/null; then
+    # nginx-light is gone from newer Debian releases; plain nginx is the same server.
+    DEBIAN_FRONTEND=noninteractive timeout 600 $SUDO apt-get install -y -qq "${need[@]/nginx-light/nginx}" >/dev/null
+  fi
+fi
+PATH=$PATH:/usr/sbin
+
+timeout 900 cargo build --release --quiet -p ebb-router --example bench_proxy
+EBB_PROXY=$PWD/target/release/examples/bench_proxy
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do timeout 5 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$WORK/backend" "$WORK/nginx"
+cat >"$WORK/backend/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/backend/nginx.pid;
+error_log $WORK/backend/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 60s;
+  client_body_temp_path $WORK/backend/tmp;
+  proxy_temp_path $WORK/backend/tmp;
+  fastcgi_temp_path $WORK/backend/tmp;
+  uwsgi_temp_path $WORK/backend/tmp;
+  scgi_temp_path $WORK/backend/tmp;
+  server {
+    listen 127.0.0.1:$B1;
+    listen 127.0.0.1:$B2;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+cat >"$WORK/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 60s;
+  client_body_temp_path $WORK/nginx/tmp;
+  proxy_temp_path $WORK/nginx/tmp;
+  fastcgi_temp_path $WORK/nginx/tmp;
+  uwsgi_temp_path $WORK/nginx/tmp;
+  scgi_temp_path $WORK/nginx/tmp;
+  upstream backends {
+    server 127.0.0.1:$B1;
+    server 127.0.0.1:$B2;
+    keepalive 32;
+    keepalive_requests 100000000;
+  }
+  server {
+    listen 127.0.0.1:$P_NGINX;
+    location / {
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      # ebb adds X-Forwarded-For too; same work for each proxy.
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+CONF
+cat >"$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+  option forwardfor
+frontend bench
+  bind 127.0.0.1:$P_HAPROXY
+  default_backend backends
+backend backends
+  balance roundrobin
+  server b1 127.0.0.1:$B1
+  server b2 127.0.0.1:$B2
+CONF
+
+nginx -p "$WORK/backend" -c "$WORK/backend/nginx.conf" &
+PIDS+=($!)
+nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+PIDS+=($!)
+haproxy -db -f "$WORK/haproxy.cfg" &
+PIDS+=($!)
+"$EBB_PROXY" "127.0.0.1:$P_EBB_RR" round_robin "127.0.0.1:$B1" "127.0.0.1:$B2" &
+PIDS+=($!)
+"$EBB_PROXY" "127.0.0.1:$P_EBB_EWMA" peak_ewma "127.0.0.1:$B1" "127.0.0.1:$B2" &
+PIDS+=($!)
+
+wait_port() { # port: polls (bounded, 10 s) until something accepts on it
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2; return 1
+}
+for port in $B1 $B2 $P_EBB_RR $P_EBB_EWMA $P_NGINX $P_HAPROXY; do wait_port "$port"; done
+
+NAMES=(backend ebb_rr ebb_ewma nginx haproxy)
+declare -A PORT=([backend]=$B1 [ebb_rr]=$P_EBB_RR [ebb_ewma]=$P_EBB_EWMA [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
+
+# Latency as printed by wrk (e.g. 312.00us, 1.20ms, 2.00s) in microseconds.
+to_us() { awk -v v="$1" 'BEGIN {
+  n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+  if (u == "us") f = 1; else if (u == "ms") f = 1000; else if (u == "s") f = 1000000; else f = 60000000
+  printf "%.0f", n * f }'; }
+
+echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds"
+echo "versions: $(nginx -v 2>&1 | sed 's/.*\///'), haproxy $(haproxy -v | awk 'NR==1 {print $3}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}')"
+for round in $(seq "$ROUNDS"); do
+  for name in "${NAMES[@]}"; do
+    out=$(timeout 60 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$name]}/")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+    p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+    errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+    echo "$name $rps $p50 $p99" >>"$WORK/results"
+    printf 'round %d %-9s %10.0f req/s  p50 %6d us  p99 %6d us %s\n' "$round" "$name" "$rps" "$p50" "$p99" "$errors"
+  done
+done
+
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+declare -A RPS
+echo
+printf '%-9s %12s %10s %10s\n' target "req/s" "p50 us" "p99 us"
+for name in "${NAMES[@]}"; do
+  RPS[$name]=$(awk -v n="$name" '$1 == n {print $2}' "$WORK/results" | median)
+  p50=$(awk -v n="$name" '$1 == n {print $3}' "$WORK/results" | median)
+  p99=$(awk -v n="$name" '$1 == n {print $4}' "$WORK/results" | median)
+  printf '%-9s %12.0f %10.0f %10.0f\n' "$name" "${RPS[$name]}" "$p50" "$p99"
+done
+echo
+for ebb in ebb_rr ebb_ewma; do
+  awk -v e="${RPS[$ebb]}" -v n="${RPS[nginx]}" -v h="${RPS[haproxy]}" -v name="$ebb" \
+    'BEGIN {printf "%s/nginx %.2f   %s/haproxy %.2f   (goal: >= 1.10 and >= 1.00)\n", name, e / n, name, e / h}'
+done

@@ -1,0 +1,43 @@
+//! The router's HTTP proxy alone, for `bench/router.sh`: one listener in front of fixed
+//! backends on a single-threaded tokio runtime (the "one worker thread" comparison with nginx
+//! `worker_processes 1` and HAProxy `nbthread 1`).
+//!
+//! Usage: `bench_proxy LISTEN_ADDR ALGORITHM BACKEND_ADDR...`, e.g.
+//! `bench_proxy 127.0.0.1:8000 round_robin 127.0.0.1:8101 127.0.0.1:8102`. Runs until killed
+//! or interrupted.
+#![forbid(unsafe_code)]
+
+use ebb_router::http::{Proxy, ProxyConfig};
+use ebb_router::{Algorithm, Endpoints};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: bench_proxy LISTEN_ADDR ALGORITHM BACKEND_ADDR...";
+    let listen: SocketAddr = args.next().ok_or(usage)?.parse()?;
+    let algorithm = Algorithm::parse(&args.next().ok_or(usage)?)?;
+    let backends = args
+        .enumerate()
+        .map(|(i, a)| Ok((format!("backend-{i}"), a.parse::<SocketAddr>()?)))
+        .collect::<Result<Vec<_>, std::net::AddrParseError>>()?;
+    if backends.is_empty() {
+        return Err(usage.into());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let endpoints = Arc::new(Endpoints::new(algorithm));
+        endpoints.update(&backends, Instant::now());
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let proxy = Proxy::new(endpoints, ProxyConfig::default());
+        proxy
+            .serve(listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
+        Ok(())
+    })
+}
