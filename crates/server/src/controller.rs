@@ -21,12 +21,23 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// to disk, and the API's async threads must not wait on that.
 pub async fn run(server: Server, mut shutdown: watch::Receiver<bool>) {
     let mut changes = server.store().subscribe();
+    let mut last: Option<(u64, Vec<String>)> = None;
     loop {
-        let pass = server.clone();
-        match tokio::task::spawn_blocking(move || reconcile(&pass)).await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "reconcile failed; will retry"),
-            Err(e) => tracing::error!(error = %e, "reconcile panicked; will retry"),
-            Ok(Ok(())) => {}
+        // A pass depends on the store and on which nodes are live; if neither changed since the
+        // last good pass, it would decide nothing new (an idle server then costs nothing here).
+        let seen = server
+            .store()
+            .revision()
+            .ok()
+            .map(|r| (r, server.nodes().live(Instant::now())));
+        if seen.is_none() || seen != last {
+            let pass = server.clone();
+            match tokio::task::spawn_blocking(move || reconcile(&pass)).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "reconcile failed; will retry"),
+                Err(e) => tracing::error!(error = %e, "reconcile panicked; will retry"),
+                // Drains finish on in-flight counts and deadlines, which the store does not see.
+                Ok(Ok(pending_drains)) => last = if pending_drains { None } else { seen },
+            }
         }
         tokio::select! {
             _ = changes.changed() => {}
@@ -45,10 +56,13 @@ struct Pass {
     ops: Vec<Op>,
     events: Vec<Event>,
     forgotten: Vec<String>,
+    /// A drain was started in this pass.
+    draining: bool,
 }
 
-/// One pass over every service and every instance.
-pub fn reconcile(server: &Server) -> Result<(), StoreError> {
+/// One pass over every service and every instance. Returns whether drains are in progress
+/// (their end depends on time and in-flight counts, so the next pass must not be skipped).
+pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
     let services: BTreeMap<String, ServiceSpec> = keys::services(server.store())?
         .into_iter()
         .map(|v| (v.value.name.clone(), v.value))
@@ -86,7 +100,7 @@ pub fn reconcile(server: &Server) -> Result<(), StoreError> {
     if !pass.ops.is_empty() {
         // A conflict means someone wrote meanwhile: nothing is applied, the next pass re-plans.
         match server.store().txn(pass.ops) {
-            Err(StoreError::Conflict { .. }) => return Ok(()),
+            Err(StoreError::Conflict { .. }) => return Ok(true),
             other => other?,
         };
     }
@@ -94,7 +108,7 @@ pub fn reconcile(server: &Server) -> Result<(), StoreError> {
         server.forget_status(id);
     }
     server.record_all(pass.events);
-    Ok(())
+    Ok(!drains.is_empty() || pass.draining)
 }
 
 /// Statuses whose instance is gone (a report that raced the instance's removal) are deleted.
@@ -198,6 +212,7 @@ fn start_drain(a: &Assignment, reason: &str, pass: &mut Pass) {
         keys::encode(&record),
         Expect::Absent,
     ));
+    pass.draining = true;
     pass.events.push(
         Event::new(now, EventKind::InstanceDraining, format!(
             "draining instance {} ({reason}): out of the load balancer, up to {} for its requests in flight",

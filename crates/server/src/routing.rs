@@ -137,6 +137,11 @@ impl Router {
     /// listeners to match the specs.
     pub fn sync(&self, server: &Server) -> Result<(), StoreError> {
         let revision = server.store().revision()?;
+        // Nothing changed and no port waits for a retry: the sets are current.
+        if revision == self.synced_revision() && revision > 0 && lock(&self.inner.failed).is_empty()
+        {
+            return Ok(());
+        }
         let specs: BTreeMap<String, ServiceSpec> = keys::services(server.store())?
             .into_iter()
             .map(|v| (v.value.name.clone(), v.value))
