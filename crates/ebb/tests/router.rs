@@ -224,3 +224,29 @@ fn scale_in_waits_for_slow_requests_in_flight_before_stopping() {
         },
     );
 }
+
+#[test]
+fn hash_balancing_keeps_a_client_on_one_instance() {
+    let ebb = up();
+    let port = free_port();
+    let text = format!(
+        "[services.bravo]\ncommand = [\"ebb\", \"example-app\"]\ninstances = 3\nport = {port}\n\
+         [services.bravo.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n[services.bravo.balance]\nalgorithm = \"hash\"\n"
+    );
+    deploy(&ebb, "bravo", &text);
+    ebb.wait_ready("bravo", 3, Duration::from_secs(5));
+    let addr = format!("127.0.0.1:{port}");
+    let first = wait_until("the router to route", Duration::from_secs(5), || {
+        http_get(&addr, "/")
+            .filter(|(s, _)| *s == 200)
+            .map(|(_, b)| b)
+    });
+    for _ in 0..20 {
+        let (status, body) = http_get(&addr, "/").expect("answer");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, first.as_str()),
+            "one client, one instance"
+        );
+    }
+}

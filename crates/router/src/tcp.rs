@@ -44,7 +44,8 @@ pub async fn serve(
 /// Joins one client to an endpoint; the endpoint is in flight for the connection's lifetime.
 async fn proxy_connection(endpoints: Arc<Endpoints>, mut client: TcpStream, peer: SocketAddr) {
     let _ = client.set_nodelay(true);
-    let Some((endpoint, mut upstream)) = connect(&endpoints).await else {
+    let key = crate::balance::client_key(peer.ip());
+    let Some((endpoint, mut upstream)) = connect(&endpoints, key).await else {
         tracing::debug!(%peer, "no endpoint accepted the connection; closing the client");
         return;
     };
@@ -62,10 +63,10 @@ async fn proxy_connection(endpoints: Arc<Endpoints>, mut client: TcpStream, peer
 
 /// Connects to a picked endpoint (skipping ejected ones), trying others on failure (nothing has
 /// been sent yet, so a retry is always safe); connect failures count toward outlier ejection. None when no endpoint is ready or none accepted.
-async fn connect(endpoints: &Endpoints) -> Option<(Arc<Endpoint>, TcpStream)> {
+async fn connect(endpoints: &Endpoints, key: u64) -> Option<(Arc<Endpoint>, TcpStream)> {
     let mut tried = Vec::new();
     for _ in 0..=CONNECT_RETRIES {
-        let endpoint = endpoints.pick_available(None, &tried, Instant::now())?;
+        let endpoint = endpoints.pick_available(Some(key), &tried, Instant::now())?;
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(endpoint.addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);

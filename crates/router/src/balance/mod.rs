@@ -251,3 +251,34 @@ mod tests {
         }
     }
 }
+
+/// The consistent-hashing key of a client: FNV-1a over its IP address, so that one client keeps
+/// reaching the same instance while the set is unchanged (its port changes per connection and
+/// is left out).
+pub fn client_key(ip: std::net::IpAddr) -> u64 {
+    fn fnv1a(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+            (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+    match ip {
+        std::net::IpAddr::V4(v4) => fnv1a(&v4.octets()),
+        std::net::IpAddr::V6(v6) => fnv1a(&v6.octets()),
+    }
+}
+
+#[cfg(test)]
+mod client_key_tests {
+    use super::client_key;
+
+    #[test]
+    fn one_client_always_has_the_same_key_and_two_clients_differ() {
+        let a = client_key("10.0.0.1".parse().unwrap());
+        assert_eq!(a, client_key("10.0.0.1".parse().unwrap()));
+        assert_ne!(a, client_key("10.0.0.2".parse().unwrap()));
+        assert_ne!(
+            client_key("::1".parse().unwrap()),
+            client_key("127.0.0.1".parse().unwrap())
+        );
+    }
+}

@@ -51,7 +51,8 @@ impl Proxy {
         let client_upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
         headers::prepare_request(req.headers_mut(), peer.ip(), protocol);
         let timeout = self.inner.config.request_timeout;
-        let result = match tokio::time::timeout(timeout, self.forward(req)).await {
+        let key = crate::balance::client_key(peer.ip());
+        let result = match tokio::time::timeout(timeout, self.forward(req, key)).await {
             Ok(result) => result,
             Err(_elapsed) => Err(Failure::Timeout),
         };
@@ -68,7 +69,12 @@ impl Proxy {
     ///   when the request is idempotent and bodiless, and only within the retry budget.
     ///
     /// Every attempt's outcome feeds the endpoint's outlier detection.
-    async fn forward(&self, req: Request<Incoming>) -> Result<Response<Incoming>, Failure> {
+    /// `key` is the client's hash key, for consistent hashing (other balancers ignore it).
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        key: u64,
+    ) -> Result<Response<Incoming>, Failure> {
         let (mut parts, body) = req.into_parts();
         set_host(&mut parts);
         let inner = &self.inner;
@@ -85,7 +91,7 @@ impl Proxy {
         for attempt in 1..=attempts {
             let endpoint = inner
                 .endpoints
-                .pick_available(None, &tried, Instant::now())
+                .pick_available(Some(key), &tried, Instant::now())
                 .ok_or(Failure::NoEndpoint)?;
             let last = attempt == attempts;
             let upstream_body = match body.take() {
