@@ -235,6 +235,23 @@ pub fn validate_service_name(name: &str) -> Result<(), String> {
 }
 
 impl ServiceSpec {
+    /// A service with this name and command and every other setting at its default.
+    pub fn new(name: impl Into<String>, command: Vec<String>) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            command,
+            instances: 1,
+            env: BTreeMap::new(),
+            workdir: None,
+            resources: Resources::default(),
+            health: HealthSpec::default(),
+            stop: StopSpec::default(),
+            port: None,
+            protocol: Protocol::default(),
+            balance: BalanceSpec::default(),
+        }
+    }
+
     /// Semantic checks that a parser cannot express in types. Returns every problem found.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
@@ -378,17 +395,8 @@ mod tests {
 
     pub(crate) fn sample() -> ServiceSpec {
         ServiceSpec {
-            name: "web".into(),
-            command: vec!["ebb".into(), "example-app".into()],
             instances: 2,
-            env: BTreeMap::new(),
-            workdir: None,
-            resources: Resources::default(),
-            health: HealthSpec::default(),
-            stop: StopSpec::default(),
-            port: None,
-            protocol: Protocol::default(),
-            balance: BalanceSpec::default(),
+            ..ServiceSpec::new("web", vec!["ebb".into(), "example-app".into()])
         }
     }
 

@@ -269,21 +269,7 @@ impl Endpoints {
         tried: &[SocketAddr],
         now: Instant,
     ) -> Option<Arc<Endpoint>> {
-        for _ in 0..3 {
-            let e = if tried.is_empty() {
-                self.pick(key, now)
-            } else {
-                self.pick_excluding(key, tried, now)
-            }?;
-            if !e.is_ejected(now) && !tried.contains(&e.addr) {
-                return Some(e);
-            }
-        }
-        let set = self.current.load();
-        set.endpoints
-            .iter()
-            .find(|e| !e.is_ejected(now) && !tried.contains(&e.addr))
-            .cloned()
+        self.pick_matching(key, now, |e| !e.is_ejected(now) && !tried.contains(&e.addr))
             .or_else(|| self.pick_excluding(key, tried, now))
     }
 
@@ -294,18 +280,30 @@ impl Endpoints {
         tried: &[SocketAddr],
         now: Instant,
     ) -> Option<Arc<Endpoint>> {
+        self.pick_matching(key, now, |e| !tried.contains(&e.addr))
+            .or_else(|| self.pick(key, now))
+    }
+
+    /// A balanced pick that `accept`s, trying the balancer a few times before taking the first
+    /// acceptable endpoint of the set (so the balancer's choice wins whenever it can).
+    fn pick_matching(
+        &self,
+        key: Option<u64>,
+        now: Instant,
+        accept: impl Fn(&Endpoint) -> bool,
+    ) -> Option<Arc<Endpoint>> {
         for _ in 0..3 {
             let e = self.pick(key, now)?;
-            if !tried.contains(&e.addr) {
+            if accept(&e) {
                 return Some(e);
             }
         }
-        let set = self.current.load();
-        set.endpoints
+        self.current
+            .load()
+            .endpoints
             .iter()
-            .find(|e| !tried.contains(&e.addr))
+            .find(|e| accept(e))
             .cloned()
-            .or_else(|| self.pick(key, now))
     }
 }
 

@@ -64,19 +64,7 @@ pub(crate) fn convert(
     ctx.check_fields(&fields, &SERVICE_FIELDS);
     let get = |key: &str| fields.iter().find(|e| e.name == key);
 
-    let mut spec = ServiceSpec {
-        name: name.to_string(),
-        command: Vec::new(),
-        instances: 1,
-        env: BTreeMap::new(),
-        workdir: None,
-        resources: Resources::default(),
-        health: HealthSpec::default(),
-        stop: StopSpec::default(),
-        port: None,
-        protocol: Default::default(),
-        balance: Default::default(),
-    };
+    let mut spec = ServiceSpec::new(name, Vec::new());
     match get("command") {
         Some(e) => spec.command = values::argv(ctx, e).unwrap_or_default(),
         None => ctx.error_hint(
