@@ -1,7 +1,7 @@
 //! Printing helpers: aligned tables, ages, timestamps.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Prints a line to stdout like `println!`, but a closed stdout (`ebb ps | head`) ends the
 /// process quietly instead of panicking, as a Unix tool killed by SIGPIPE would.
@@ -54,15 +54,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// `42s`, `5m`, `3h`, `2d`: how long ago `since_ms` was.
 pub fn age(since_ms: u64) -> String {
-    let secs = now_ms().saturating_sub(since_ms) / 1000;
+    let secs = ebb_server::now_ms().saturating_sub(since_ms) / 1000;
     match secs {
         0..=119 => format!("{secs}s"),
         120..=7199 => format!("{}m", secs / 60),

@@ -5,11 +5,10 @@
 //! | `services/{name}` | [`ServiceSpec`] | API (deploy, scale, stop) |
 //! | `instances/{id}` | [`Assignment`]; its generation is the key's create revision | controller |
 //! | `status/{id}` | [`InstanceStatus`] last reported by the node | node sync |
-//! | `nodes/{name}` | [`NodeInfo`] | node sync, when it changes |
+//! | `nodes/{name}` | [`NodeInfo`](ebb_core::api::NodeInfo) | node sync, when it changes |
 //! | `drain/{id}` | [`DrainRecord`]: out of the load balancer, finishing in-flight requests | controller |
 //! | `events/{n:020}` | [`Event`]; its `seq` is the key's revision | everyone, through [`crate::events::EventLog`] |
 
-use ebb_core::api::NodeInfo;
 use ebb_core::{Assignment, InstanceStatus, ServiceSpec};
 use ebb_store::{KeyValue, KvStore, StoreError};
 use serde::de::DeserializeOwned;
@@ -131,10 +130,5 @@ pub fn assignments(store: &dyn KvStore) -> Result<(Vec<Versioned<Assignment>>, u
 
 pub fn statuses(store: &dyn KvStore) -> Result<Vec<InstanceStatus>, StoreError> {
     let (kvs, _) = store.list(STATUS)?;
-    kvs.iter().map(decode).collect()
-}
-
-pub fn nodes(store: &dyn KvStore) -> Result<Vec<NodeInfo>, StoreError> {
-    let (kvs, _) = store.list(NODES)?;
     kvs.iter().map(decode).collect()
 }

@@ -108,12 +108,13 @@ impl Router {
         if let Some(e) = lock(&self.inner.leaving).get(instance) {
             return e.load.in_flight();
         }
-        let services = lock(&self.inner.services);
-        services
-            .values()
-            .flat_map(|r| r.endpoints.load().endpoints.clone())
-            .find(|e| e.id == instance)
-            .map_or(0, |e| e.load.in_flight())
+        for routed in lock(&self.inner.services).values() {
+            let set = routed.endpoints.load();
+            if let Some(e) = set.endpoints.iter().find(|e| e.id == instance) {
+                return e.load.in_flight();
+            }
+        }
+        0
     }
 
     /// Whether `port` is free for `service`: it may already be ours for that service.
@@ -183,7 +184,7 @@ impl Router {
             if services.contains_key(name) {
                 continue;
             }
-            match self.start_listener(name, &settings) {
+            match self.start_listener(&settings) {
                 Ok(routed) => {
                     lock(&self.inner.failed).remove(&(name.clone(), settings.port));
                     server.record(
@@ -221,7 +222,7 @@ impl Router {
         }
     }
 
-    fn start_listener(&self, _name: &str, settings: &Settings) -> std::io::Result<Routed> {
+    fn start_listener(&self, settings: &Settings) -> std::io::Result<Routed> {
         let listener = std::net::TcpListener::bind((self.inner.bind, settings.port))?;
         listener.set_nonblocking(true)?;
         let endpoints = Arc::new(Endpoints::new(settings.algorithm));

@@ -24,16 +24,15 @@ pub async fn apply(
     ApiJson(req): ApiJson<ApplyRequest>,
 ) -> ApiResult<ApplyResponse> {
     validate_all(&req.services)?;
-    check_ports(&server, &req.services)?;
+    let stored = keys::services(server.store())?;
+    check_ports(&server, &stored, &req.services)?;
     let mut ops = Vec::new();
     let mut changes = Vec::new();
     for spec in &req.services {
-        let existing = keys::get_service(server.store(), &spec.name)?;
-        let change = change_of(existing.as_ref().map(|v| &v.value), spec);
+        let existing = stored.iter().find(|v| v.value.name == spec.name);
+        let change = change_of(existing.map(|v| &v.value), spec);
         if change != Change::Unchanged {
-            let expect = existing
-                .as_ref()
-                .map_or(Expect::Absent, |v| Expect::ModRevision(v.mod_revision));
+            let expect = existing.map_or(Expect::Absent, |v| Expect::ModRevision(v.mod_revision));
             ops.push(Op::Put {
                 key: keys::service(&spec.name),
                 value: keys::encode(spec),
@@ -78,8 +77,11 @@ fn validate_all(specs: &[ServiceSpec]) -> Result<(), ApiError> {
 
 /// A public port must be unique among services and, unless this service already holds it,
 /// free on the machine. Refused at deploy time, naming the port and who has it.
-fn check_ports(server: &Server, specs: &[ServiceSpec]) -> Result<(), ApiError> {
-    let stored = keys::services(server.store())?;
+fn check_ports(
+    server: &Server,
+    stored: &[Versioned<ServiceSpec>],
+    specs: &[ServiceSpec],
+) -> Result<(), ApiError> {
     let mut problems = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
         let Some(port) = spec.port else { continue };
