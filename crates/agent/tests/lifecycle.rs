@@ -241,8 +241,13 @@ async fn removing_an_instance_from_the_set_stops_it_and_deletes_its_logs() {
     .await;
     assert!(!alive(pid));
     assert!(h.sup().log_files("life-rm").is_empty());
-    let state = std::fs::read_to_string(dir.path().join("instances.json")).unwrap();
-    assert!(!state.contains("life-rm"), "{state}");
+    // The state file is rewritten off the stop path, coalesced: wait for the write, not the stop.
+    let state_file = dir.path().join("instances.json");
+    wait_for("the state file to drop the instance", || {
+        let state = std::fs::read_to_string(&state_file).ok()?;
+        (!state.contains("life-rm")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
