@@ -3,6 +3,7 @@
 //! Deploy files are parsed by the `ebb-spec` crate into these types; the API receives them as JSON
 //! and checks them again with [`ServiceSpec::validate`], so a bad spec is refused on either path.
 
+use crate::quantity::format_duration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -115,6 +116,14 @@ pub const DEFAULT_RETRIES: u32 = 2;
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 /// Longest wait for an instance's answer (nginx `proxy_read_timeout` is 60 s).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Linkerd's fail-fast: requests wait up to 3 s for a ready instance, then 503 + Retry-After
+/// (DESIGN.md defaults table, "cold-start queue"). Long enough to ride out a restart or a scale
+/// from zero of a quick starter, short enough that clients see an answer rather than a hang.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest `queue_timeout` a spec may ask for: 10 minutes. Clients and proxies in front give up
+/// long before (browsers, nginx's 60 s `proxy_read_timeout`), so more is surely a typo, and a
+/// request held that long only ties up the queue.
+pub const MAX_QUEUE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The load balancer's settings for one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +137,33 @@ pub struct BalanceSpec {
     pub drain: Duration,
     #[serde(with = "millis")]
     pub request_timeout: Duration,
+    /// How long a request waits in the router's bounded queue while the service has no ready
+    /// instance, before it is answered 503 with Retry-After. More than zero.
+    #[serde(with = "millis", default = "default_queue_timeout")]
+    pub queue_timeout: Duration,
+    /// With [`BalanceAlgorithm::Hash`], the request header (a lower-case HTTP header name) whose
+    /// value is the hash key; a request without it, or `None`, keys on the client address.
+    /// HTTP only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_header: Option<String>,
+}
+
+impl BalanceSpec {
+    /// Why `hash_header` cannot be set for a service of this `protocol` with these settings, if
+    /// it cannot: TCP has no headers, and only consistent hashing has a key.
+    pub fn hash_header_problem(&self, protocol: Protocol) -> Option<&'static str> {
+        if protocol == Protocol::Tcp {
+            Some("`hash_header` does not apply to protocol = \"tcp\": TCP has no headers")
+        } else if self.algorithm != BalanceAlgorithm::Hash {
+            Some("`hash_header` only applies to algorithm = \"hash\"")
+        } else {
+            None
+        }
+    }
+}
+
+fn default_queue_timeout() -> Duration {
+    DEFAULT_QUEUE_TIMEOUT
 }
 
 impl Default for BalanceSpec {
@@ -138,7 +174,34 @@ impl Default for BalanceSpec {
             slow_start: Duration::ZERO,
             drain: DEFAULT_DRAIN,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            hash_header: None,
         }
+    }
+}
+
+/// Checks an HTTP header name (RFC 9110 section 5.1: a `token`, 1 or more of the letters, digits
+/// and ``!#$%&'*+-.^_`|~``) and returns it in lower case, the form ebb stores. Written by hand
+/// rather than with the `http` crate's `HeaderName`, which accepts exactly the same bytes (checked
+/// against http 1.x): it is a few lines, and it keeps ebb-core free of an HTTP stack.
+pub fn parse_header_name(name: &str) -> Result<String, String> {
+    /// Real header names are short; a longer one is a paste gone wrong, not a name.
+    const MAX_LEN: usize = 256;
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() {
+        return Err("header name is empty".into());
+    }
+    if name.len() > MAX_LEN {
+        return Err(format!(
+            "header name is {} characters long, more than the limit of {MAX_LEN}",
+            name.len()
+        ));
+    }
+    match name.chars().find(|&c| !is_tchar(c)) {
+        Some(c) => Err(format!(
+            "invalid header name {name:?}: {c:?} is not allowed; use letters, digits and -, e.g. \"x-user-id\""
+        )),
+        None => Ok(name.to_ascii_lowercase()),
     }
 }
 
@@ -343,6 +406,36 @@ impl ServiceSpec {
                 "request_timeout must be greater than zero".into(),
             );
         }
+        let queue = self.balance.queue_timeout;
+        if queue.is_zero() {
+            err(
+                "balance.queue_timeout",
+                "queue_timeout must be greater than zero".into(),
+            );
+        } else if queue > MAX_QUEUE_TIMEOUT {
+            err(
+                "balance.queue_timeout",
+                format!(
+                    "queue_timeout {} is more than the limit of {}",
+                    format_duration(queue),
+                    format_duration(MAX_QUEUE_TIMEOUT)
+                ),
+            );
+        }
+        if let Some(header) = &self.balance.hash_header {
+            if let Some(problem) = self.balance.hash_header_problem(self.protocol) {
+                err("balance.hash_header", problem.into());
+            } else {
+                match parse_header_name(header) {
+                    Err(m) => err("balance.hash_header", m),
+                    Ok(lower) if lower != *header => err(
+                        "balance.hash_header",
+                        format!("header name {header:?} must be stored in lower case: {lower:?}"),
+                    ),
+                    Ok(_) => {}
+                }
+            }
+        }
         if !STOP_SIGNALS.contains(&self.stop.signal.as_str()) {
             err(
                 "stop.signal",
@@ -407,6 +500,107 @@ mod tests {
         b.port = Some(8080);
         b.balance.algorithm = BalanceAlgorithm::Hash;
         assert_eq!(a.version(), b.version());
+    }
+
+    #[test]
+    fn version_ignores_queue_timeout_and_hash_header() {
+        let a = sample();
+        let mut b = sample();
+        b.balance.algorithm = BalanceAlgorithm::Hash;
+        b.balance.queue_timeout = Duration::from_secs(30);
+        b.balance.hash_header = Some("x-user-id".into());
+        assert_eq!(a.version(), b.version());
+    }
+
+    #[test]
+    fn balance_settings_round_trip_and_old_specs_take_the_new_defaults() {
+        let mut s = sample();
+        s.port = Some(80);
+        s.balance.algorithm = BalanceAlgorithm::Hash;
+        s.balance.queue_timeout = Duration::from_millis(1500);
+        s.balance.hash_header = Some("x-user-id".into());
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""queue_timeout":1500"#), "{json}");
+        assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), s);
+
+        // A spec stored before the two fields existed.
+        let old = r#"{"name":"web","command":["a"],"instances":1,"port":80,
+            "balance":{"algorithm":"hash","retries":2,"slow_start":0,"drain":30000,
+            "request_timeout":60000}}"#;
+        let old: ServiceSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(old.balance.queue_timeout, DEFAULT_QUEUE_TIMEOUT);
+        assert_eq!(old.balance.hash_header, None);
+        assert!(!serde_json::to_string(&old).unwrap().contains("hash_header"));
+    }
+
+    #[test]
+    fn queue_timeout_must_be_positive_and_at_most_ten_minutes() {
+        let mut s = sample();
+        s.balance.queue_timeout = MAX_QUEUE_TIMEOUT;
+        assert_eq!(s.validate(), []);
+        for (bad, phrase) in [
+            (Duration::ZERO, "greater than zero"),
+            (
+                MAX_QUEUE_TIMEOUT + Duration::from_secs(1),
+                "queue_timeout 10m1s is more than the limit of 10m",
+            ),
+        ] {
+            s.balance.queue_timeout = bad;
+            let errors = s.validate();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].field, "services.web.balance.queue_timeout");
+            assert!(errors[0].message.contains(phrase), "{}", errors[0]);
+        }
+    }
+
+    #[test]
+    fn hash_header_needs_hash_over_http_and_a_lower_case_token() {
+        let mut s = sample();
+        s.balance.algorithm = BalanceAlgorithm::Hash;
+        s.balance.hash_header = Some("x-user-id".into());
+        assert_eq!(s.validate(), []);
+        let message = |s: &ServiceSpec| {
+            let errors = s.validate();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].field, "services.web.balance.hash_header");
+            errors[0].message.clone()
+        };
+        for (header, phrase) in [
+            ("X-User-Id", "lower case: \"x-user-id\""),
+            ("x user", "' ' is not allowed"),
+            ("", "empty"),
+        ] {
+            s.balance.hash_header = Some(header.into());
+            let m = message(&s);
+            assert!(m.contains(phrase), "{header:?}: {m}");
+        }
+        s.balance.hash_header = Some("x-user-id".into());
+        s.balance.algorithm = BalanceAlgorithm::RoundRobin;
+        assert!(message(&s).contains("only applies to algorithm = \"hash\""));
+        s.balance.algorithm = BalanceAlgorithm::Hash;
+        s.protocol = Protocol::Tcp;
+        assert!(message(&s).contains("TCP has no headers"));
+    }
+
+    #[test]
+    fn header_names_are_rfc_9110_tokens_returned_in_lower_case() {
+        assert_eq!(parse_header_name("X-User-Id").as_deref(), Ok("x-user-id"));
+        assert_eq!(
+            parse_header_name("x_a.b~c!#$%&'*+^`|9").as_deref(),
+            Ok("x_a.b~c!#$%&'*+^`|9")
+        );
+        for bad in [
+            "",
+            ":authority",
+            "x-é",
+            "a\"b",
+            "a,b",
+            "a/b",
+            "a\0",
+            &"a".repeat(257),
+        ] {
+            assert!(parse_header_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

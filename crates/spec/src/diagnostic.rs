@@ -220,7 +220,7 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 // === hints ===
 
 /// Names people bring from docker-compose, Kubernetes, Nomad, HAProxy or nginx, mapped to ours.
-const ALIASES: [(&str, &str); 20] = [
+const ALIASES: [(&str, &str); 25] = [
     ("replicas", "instances"),
     ("scale", "instances"),
     ("count", "instances"),
@@ -241,6 +241,11 @@ const ALIASES: [(&str, &str); 20] = [
     ("leastconn", "least_request"),
     ("ip_hash", "hash"),
     ("source", "hash"),
+    ("hash_on", "hash_header"),
+    ("hash_on_header", "hash_header"),
+    ("header_name", "hash_header"),
+    ("timeout_queue", "queue_timeout"),
+    ("queue", "queue_timeout"),
 ];
 
 /// The hint for an unknown field: the nearest valid name, or the list of valid names.

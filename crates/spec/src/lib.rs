@@ -19,11 +19,14 @@
 //! signal = "SIGTERM"
 //! grace = "10s"
 //! [services.hello.balance]      # needs `port`
-//! algorithm = "peak_ewma"       # or "round_robin", "least_request", "hash" (client address)
+//! algorithm = "peak_ewma"       # or "round_robin", "least_request", "hash" (see hash_header)
 //! retries = 2                   # 0 ..= 10 extra attempts on other instances
 //! slow_start = "0s"             # weight ramp for new instances; "0s" is off
 //! drain = "30s"                 # time a removed instance has to finish its requests
 //! request_timeout = "60s"       # > 0
+//! queue_timeout = "3s"          # wait for a ready instance, then 503; > 0, at most "10m"
+//! # hash_header = "X-User-Id"   # algorithm = "hash" only (not tcp): key on this header's value,
+//! #                             # else (and when a request lacks it) on the client address
 //! ```
 //!
 //! Fields left out take ebb-core's defaults. A service name and a public port may each be used

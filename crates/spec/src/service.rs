@@ -2,7 +2,7 @@
 
 use crate::document::{describe_value, entries, header_span, Ctx, Entry};
 use crate::values;
-use ebb_core::service::{FieldError, BALANCE_ALGORITHMS, MAX_INSTANCES};
+use ebb_core::service::{parse_header_name, FieldError, BALANCE_ALGORITHMS, MAX_INSTANCES};
 use ebb_core::{
     BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Protocol, Resources, ServiceSpec,
     StopSpec,
@@ -37,12 +37,14 @@ const HEALTH_FIELDS: [&str; 8] = [
 ];
 const HEALTH_KINDS: [&str; 3] = ["http", "tcp", "command"];
 const STOP_FIELDS: [&str; 2] = ["signal", "grace"];
-const BALANCE_FIELDS: [&str; 5] = [
+const BALANCE_FIELDS: [&str; 7] = [
     "algorithm",
     "retries",
     "slow_start",
     "drain",
     "request_timeout",
+    "queue_timeout",
+    "hash_header",
 ];
 const PROTOCOLS: [&str; 2] = ["http", "tcp"];
 /// The health thresholds' range, checked again by [`ServiceSpec::validate`].
@@ -93,12 +95,16 @@ pub(crate) fn convert(
     if let Some(e) = get("port") {
         spec.port = values::port(ctx, e);
     }
+    // Whether `spec.protocol` is what the file says (not a default standing in for a bad value).
+    let mut protocol_known = true;
     if let Some(e) = get("protocol") {
-        spec.protocol = values::choice(ctx, e, &PROTOCOLS, protocol).unwrap_or_default();
+        let parsed = values::choice(ctx, e, &PROTOCOLS, protocol);
+        protocol_known = parsed.is_some();
+        spec.protocol = parsed.unwrap_or_default();
     }
     if let Some(e) = get("balance") {
         if let Some(t) = ctx.table(e) {
-            spec.balance = balance(ctx, t, &e.field);
+            spec.balance = balance(ctx, t, &e.field, protocol_known.then_some(spec.protocol));
             if get("port").is_none() {
                 ctx.error_hint(
                     Some(header_span(ctx.text(), e)),
@@ -314,15 +320,25 @@ fn protocol(name: &str) -> Result<Protocol, String> {
     }
 }
 
-fn balance(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> BalanceSpec {
+/// The `[services.NAME.balance]` table; `protocol` is None when the service's own is invalid.
+fn balance(
+    ctx: &mut Ctx,
+    table: &dyn TableLike,
+    base: &str,
+    protocol: Option<Protocol>,
+) -> BalanceSpec {
     let fields = entries(table, base);
     ctx.check_fields(&fields, &BALANCE_FIELDS);
     let mut out = BalanceSpec::default();
+    // Whether `out.algorithm` is what the file says (not a default standing in for a bad value).
+    let mut algorithm_known = true;
+    let mut hash_header = None;
     for e in &fields {
         match e.name {
             "algorithm" => {
-                out.algorithm = values::choice(ctx, e, &BALANCE_ALGORITHMS, BalanceAlgorithm::parse)
-                    .unwrap_or(out.algorithm)
+                let parsed = values::choice(ctx, e, &BALANCE_ALGORITHMS, BalanceAlgorithm::parse);
+                algorithm_known = parsed.is_some();
+                out.algorithm = parsed.unwrap_or(out.algorithm);
             }
             "retries" => out.retries = values::count(ctx, e, MAX_RETRIES).unwrap_or(out.retries),
             "slow_start" => out.slow_start = values::duration(ctx, e).unwrap_or(out.slow_start),
@@ -330,10 +346,47 @@ fn balance(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> BalanceSpec {
             "request_timeout" => {
                 out.request_timeout = values::duration(ctx, e).unwrap_or(out.request_timeout)
             }
+            "queue_timeout" => {
+                out.queue_timeout = values::duration(ctx, e).unwrap_or(out.queue_timeout)
+            }
+            "hash_header" => hash_header = Some(e),
             _ => {}
         }
     }
+    if let Some(e) = hash_header {
+        // After the loop: `algorithm` may come after `hash_header` in the file. When the protocol
+        // or the algorithm is itself wrong, that error is the one to fix: the default standing
+        // in for it is not checked against, and the name is not kept (or ebb-core's own check
+        // would report the mismatch with that default).
+        let known = protocol.filter(|_| algorithm_known);
+        let name = header_name(ctx, e, &out, known);
+        out.hash_header = name.filter(|_| known.is_some());
+    }
     out
+}
+
+/// `hash_header = "X-User-Id"`: a valid header name, stored in lower case, for a service that
+/// hashes HTTP requests (checked when its `protocol` is known).
+fn header_name(
+    ctx: &mut Ctx,
+    e: &Entry<'_>,
+    balance: &BalanceSpec,
+    protocol: Option<Protocol>,
+) -> Option<String> {
+    let name = values::string(ctx, e)?;
+    let problem = protocol.and_then(|p| Some((p, balance.hash_header_problem(p)?)));
+    if let Some((protocol, problem)) = problem {
+        let hint = if protocol == Protocol::Tcp {
+            "remove `hash_header`: a TCP service can hash only on the client address"
+        } else {
+            "set algorithm = \"hash\" in this table, or remove `hash_header`"
+        };
+        ctx.error_hint(e.value_span(), &e.field, problem, hint);
+        return None;
+    }
+    parse_header_name(&name)
+        .map_err(|message| ctx.error(e.value_span(), &e.field, message))
+        .ok()
 }
 
 /// The public port of a service table, if it is written as a valid one; for the check that no

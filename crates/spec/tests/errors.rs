@@ -717,7 +717,12 @@ fn retries_out_of_range_are_refused() {
 
 #[test]
 fn bad_balance_durations_are_refused() {
-    for (key, column) in [("slow_start", 14), ("drain", 9), ("request_timeout", 19)] {
+    for (key, column) in [
+        ("slow_start", 14),
+        ("drain", 9),
+        ("request_timeout", 19),
+        ("queue_timeout", 17),
+    ] {
         let text = format!("{HEAD}port = 80\n[services.web.balance]\n{key} = \"soon\"\n");
         only_error(
             &text,
@@ -750,6 +755,127 @@ fn a_zero_request_timeout_is_reported_at_its_value() {
 }
 
 #[test]
+fn a_queue_timeout_of_zero_or_over_ten_minutes_is_reported_at_its_value() {
+    let text = format!("{HEAD}port = 80\n[services.web.balance]\nqueue_timeout = \"0s\"\n");
+    only_error(
+        &text,
+        5,
+        17,
+        "services.web.balance.queue_timeout",
+        "queue_timeout must be greater than zero",
+    );
+    let text = format!("{HEAD}port = 80\nbalance.queue_timeout = \"1h\"\n");
+    only_error(
+        &text,
+        4,
+        25,
+        "services.web.balance.queue_timeout",
+        "queue_timeout 1h is more than the limit of 10m",
+    );
+}
+
+#[test]
+fn hash_header_without_hash_balancing_is_refused_with_a_hint() {
+    // Without `algorithm` (peak_ewma, the default), and with another algorithm after it.
+    for table in [
+        "hash_header = \"X-User-Id\"\n",
+        "hash_header = \"X-User-Id\"\nalgorithm = \"round_robin\"\n",
+    ] {
+        let text = format!("{HEAD}port = 80\n[services.web.balance]\n{table}");
+        let e = only_error(
+            &text,
+            5,
+            15,
+            "services.web.balance.hash_header",
+            "`hash_header` only applies to algorithm = \"hash\"",
+        );
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("set algorithm = \"hash\" in this table, or remove `hash_header`")
+        );
+    }
+}
+
+#[test]
+fn hash_header_on_a_tcp_service_is_refused() {
+    let text = format!(
+        "{HEAD}port = 5432\nprotocol = \"tcp\"\n[services.web.balance]\nalgorithm = \"hash\"\nhash_header = \"x-user-id\"\n"
+    );
+    let e = only_error(
+        &text,
+        7,
+        15,
+        "services.web.balance.hash_header",
+        "TCP has no headers",
+    );
+    assert!(
+        e.hint.as_deref().unwrap_or("").contains("client address"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hash_header_must_be_a_header_name_string() {
+    let text = format!(
+        "{HEAD}port = 80\n[services.web.balance]\nalgorithm = \"hash\"\nhash_header = \"X User\"\n"
+    );
+    only_error(
+        &text,
+        6,
+        15,
+        "services.web.balance.hash_header",
+        "invalid header name \"X User\": ' ' is not allowed",
+    );
+    let text = format!("{HEAD}port = 80\nbalance = {{ algorithm = \"hash\", hash_header = 7 }}\n");
+    only_error(
+        &text,
+        4,
+        47,
+        "services.web.balance.hash_header",
+        "expected a string, found an integer",
+    );
+}
+
+#[test]
+fn a_wrong_algorithm_or_protocol_is_the_only_error_next_to_hash_header() {
+    // No second error about hash_header against the default that stands in for the typo.
+    let text = format!(
+        "{HEAD}port = 80\n[services.web.balance]\nalgorithm = \"hsah\"\nhash_header = \"x-user-id\"\n"
+    );
+    only_error(
+        &text,
+        5,
+        13,
+        "services.web.balance.algorithm",
+        "unknown balancing algorithm",
+    );
+    let text = format!(
+        "{HEAD}port = 80\nprotocol = \"udp\"\n[services.web.balance]\nalgorithm = \"hash\"\nhash_header = \"x-user-id\"\n"
+    );
+    only_error(&text, 4, 12, "services.web.protocol", "unknown protocol");
+}
+
+#[test]
+fn near_misses_of_the_new_balance_fields_get_suggestions() {
+    for (wrong, right) in [
+        ("queue_timout", "queue_timeout"),
+        ("hash_headers", "hash_header"),
+        ("hash_on", "hash_header"),
+        ("header_name", "hash_header"),
+    ] {
+        let text = format!("{HEAD}port = 80\n[services.web.balance]\n{wrong} = \"x\"\n");
+        let e = only_error(
+            &text,
+            5,
+            1,
+            &format!("services.web.balance.{wrong}"),
+            "unknown field",
+        );
+        assert_eq!(e.hint, Some(format!("did you mean `{right}`?")), "{wrong}");
+    }
+}
+
+#[test]
 fn an_unknown_balance_field_gets_a_suggestion() {
     let text = format!("{HEAD}port = 80\n[services.web.balance]\nretry = 3\n");
     let e = only_error(
@@ -765,7 +891,7 @@ fn an_unknown_balance_field_gets_a_suggestion() {
     let e = only_error(&text, 5, 1, "services.web.balance.sticky", "unknown field");
     assert_eq!(
         e.hint.as_deref(),
-        Some("valid fields here are `algorithm`, `retries`, `slow_start`, `drain` and `request_timeout`")
+        Some("valid fields here are `algorithm`, `retries`, `slow_start`, `drain`, `request_timeout`, `queue_timeout` and `hash_header`")
     );
 }
 

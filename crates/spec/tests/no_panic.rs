@@ -25,11 +25,13 @@ start_period = "30s"
 signal = "SIGTERM"
 grace = "10s"
 [services.hello.balance]
-algorithm = "peak_ewma"
+algorithm = "hash"
+hash_header = "X-User-Id"
 retries = 2
 slow_start = "0s"
 drain = "30s"
 request_timeout = "60s"
+queue_timeout = "3s"
 "#;
 
 /// Parses, and checks what any error says is well-formed.

@@ -2,8 +2,8 @@
 
 use ebb_core::service::{
     DEFAULT_DRAIN, DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRIES, DEFAULT_START_PERIOD, DEFAULT_STOP_GRACE,
-    DEFAULT_STOP_SIGNAL, DEFAULT_UNHEALTHY_THRESHOLD,
+    DEFAULT_QUEUE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRIES, DEFAULT_START_PERIOD,
+    DEFAULT_STOP_GRACE, DEFAULT_STOP_SIGNAL, DEFAULT_UNHEALTHY_THRESHOLD,
 };
 use ebb_core::{
     BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Protocol, Resources, ServiceSpec,
@@ -241,6 +241,7 @@ retries = 0
 slow_start = "20s"
 drain = "5s"
 request_timeout = "2m"
+queue_timeout = "1500ms"
 "#,
     );
     let expected = ServiceSpec {
@@ -260,6 +261,8 @@ request_timeout = "2m"
             slow_start: Duration::from_secs(20),
             drain: Duration::from_secs(5),
             request_timeout: Duration::from_secs(120),
+            queue_timeout: Duration::from_millis(1500),
+            hash_header: None,
         },
     };
     assert_eq!(specs, vec![expected]);
@@ -278,8 +281,11 @@ fn a_port_without_balance_settings_takes_the_default_balancing() {
             slow_start: Duration::ZERO,
             drain: DEFAULT_DRAIN,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            hash_header: None,
         }
     );
+    assert_eq!(DEFAULT_QUEUE_TIMEOUT, Duration::from_secs(3));
 }
 
 #[test]
@@ -316,6 +322,44 @@ fn tcp_services_may_hash_on_the_client_address() {
     );
     assert_eq!(specs[0].protocol, Protocol::Tcp);
     assert_eq!(specs[0].balance.algorithm, BalanceAlgorithm::Hash);
+}
+
+#[test]
+fn hash_header_is_stored_in_lower_case_whichever_comes_first_in_the_table() {
+    for table in [
+        "algorithm = \"hash\"\nhash_header = \"X-User-Id\"\n",
+        "hash_header = \"X-User-Id\"\nalgorithm = \"hash\"\n",
+    ] {
+        let specs = parse(&format!(
+            "[services.web]\ncommand = [\"a\"]\nport = 80\n[services.web.balance]\n{table}"
+        ));
+        assert_eq!(specs[0].balance.algorithm, BalanceAlgorithm::Hash);
+        assert_eq!(specs[0].balance.hash_header.as_deref(), Some("x-user-id"));
+    }
+}
+
+#[test]
+fn queue_timeout_accepts_any_duration_up_to_ten_minutes() {
+    for (text, expected) in [
+        ("1ms", Duration::from_millis(1)),
+        ("30s", Duration::from_secs(30)),
+        ("10m", Duration::from_secs(600)),
+    ] {
+        let specs = parse(&format!(
+            "[services.web]\ncommand = [\"a\"]\nport = 80\nbalance.queue_timeout = \"{text}\"\n"
+        ));
+        assert_eq!(specs[0].balance.queue_timeout, expected, "{text}");
+    }
+}
+
+#[test]
+fn the_new_balance_settings_do_not_change_the_version() {
+    let plain = parse("[services.web]\ncommand = [\"a\"]\nport = 80\n");
+    let tuned = parse(
+        "[services.web]\ncommand = [\"a\"]\nport = 80\n[services.web.balance]\nalgorithm = \"hash\"\nhash_header = \"x-user-id\"\nqueue_timeout = \"20s\"\n",
+    );
+    assert_ne!(plain[0].balance, tuned[0].balance);
+    assert_eq!(plain[0].version(), tuned[0].version());
 }
 
 #[test]

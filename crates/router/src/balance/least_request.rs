@@ -1,26 +1,43 @@
 //! Least request: power of two choices on in-flight requests.
 
 use super::rng::Rng;
-use super::{p2c, Balancer};
+use super::{p2c, Balancer, SlowStart};
 use crate::endpoints::EndpointSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Draws two distinct endpoints at random and takes the one with fewer requests in flight
 /// (Envoy's and tower's P2C least-request). O(1), lock-free, no allocation.
+///
+/// With slow start, an endpoint of weight `w` (see [`SlowStart`]) costs `(in flight + 1) / w`:
+/// it looks more loaded while it ramps up, so it settles at about `w` times the requests of a
+/// warm one, and an idle new endpoint still loses to an idle warm one (10 against 1 at first).
 #[derive(Debug)]
 pub struct LeastRequest {
     rng: Rng,
+    slow_start: SlowStart,
 }
 
 impl LeastRequest {
     pub fn new() -> LeastRequest {
-        LeastRequest { rng: Rng::new() }
+        LeastRequest {
+            rng: Rng::new(),
+            slow_start: SlowStart::OFF,
+        }
     }
 
     /// A reproducible sequence of draws, for tests and simulations.
     pub fn with_seed(seed: u64) -> LeastRequest {
         LeastRequest {
             rng: Rng::with_seed(seed),
+            slow_start: SlowStart::OFF,
+        }
+    }
+
+    /// Ramps new endpoints up over `window` (zero: off).
+    pub fn with_slow_start(self, window: Duration) -> LeastRequest {
+        LeastRequest {
+            slow_start: SlowStart::new(window),
+            ..self
         }
     }
 }
@@ -32,12 +49,18 @@ impl Default for LeastRequest {
 }
 
 impl Balancer for LeastRequest {
-    fn pick(&self, set: &EndpointSet, _key: Option<u64>, _now: Instant) -> Option<usize> {
+    fn pick(&self, set: &EndpointSet, _key: Option<u64>, now: Instant) -> Option<usize> {
         if set.is_empty() {
             return None;
         }
         let eps = &set.endpoints;
-        Some(p2c(&self.rng, eps.len(), |i| eps[i].load.in_flight()))
+        if self.slow_start.is_off() {
+            return Some(p2c(&self.rng, eps.len(), |i| eps[i].load.in_flight()));
+        }
+        Some(p2c(&self.rng, eps.len(), |i| {
+            let load = &eps[i].load;
+            (f64::from(load.in_flight()) + 1.0) / self.slow_start.weight(load, now)
+        }))
     }
 }
 

@@ -74,6 +74,12 @@ impl Load {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Time since this load was created (its endpoint entered the set) as of `now`; zero for a
+    /// reading before that. Reads no atomic: slow start uses it on the hot path.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.born)
+    }
+
     /// Feeds one latency sample taken at `now` into the peak-EWMA estimate.
     pub fn observe(&self, rtt: Duration, now: Instant) {
         let sample = nanos(rtt);
@@ -151,6 +157,15 @@ mod tests {
         let load = Load::new(t0);
         assert_eq!(load.rtt_estimate(t0), DEFAULT_RTT);
         assert_eq!(load.cost(t0), DEFAULT_RTT.as_nanos() as f64);
+    }
+
+    #[test]
+    fn age_counts_from_birth_and_is_never_negative() {
+        let t0 = Instant::now() + Duration::from_secs(1);
+        let load = Load::new(t0);
+        assert_eq!(load.age(t0), Duration::ZERO);
+        assert_eq!(load.age(t0 + 250 * MS), 250 * MS);
+        assert_eq!(load.age(t0 - 250 * MS), Duration::ZERO);
     }
 
     #[test]

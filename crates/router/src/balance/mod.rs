@@ -5,12 +5,19 @@
 //! Round robin, least request and peak-EWMA take no lock and allocate nothing per pick
 //! (principle 7); consistent hashing allocates only when the set changes (see [`ConsistentHash`]).
 //!
-//! | algorithm | per pick | idea |
-//! | --- | --- | --- |
-//! | [`RoundRobin`] | O(1) | exact rotation |
-//! | [`LeastRequest`] | O(1) | power of two choices on in-flight requests |
-//! | [`PeakEwma`] (default) | O(1) | power of two choices on latency × (in flight + 1) |
-//! | [`ConsistentHash`] | O(n) check + O(log n) lookup | hash ring with virtual nodes |
+//! | algorithm | per pick | idea | with slow start (weight `w`) |
+//! | --- | --- | --- | --- |
+//! | [`RoundRobin`] | O(1) | exact rotation | its turn taken with probability `w`, else offered to random others; expected O(1) |
+//! | [`LeastRequest`] | O(1) | power of two choices on in-flight requests | compares (in flight + 1) / `w` |
+//! | [`PeakEwma`] (default) | O(1) | power of two choices on latency × (in flight + 1) | compares that cost / `w` |
+//! | [`ConsistentHash`] | O(n) check + O(log n) lookup | hash ring with virtual nodes | not applied |
+//!
+//! Slow start ([`SlowStart`], off by default) ramps a new endpoint's weight `w` linearly from
+//! [`MIN_SLOW_START_WEIGHT`] to 1 over a window, as Envoy does. Off, it costs one branch per pick:
+//! no clock, no atomic. Consistent hashing ignores it: a key's endpoint is fixed by the ring, and
+//! weighting it would mean sending some of a new endpoint's keys elsewhere and back again as the
+//! weight grows, moving clients between instances twice and defeating the stickiness (caches,
+//! sessions) that hashing is chosen for.
 
 mod hash;
 mod least_request;
@@ -18,17 +25,19 @@ mod load;
 mod peak_ewma;
 mod rng;
 mod round_robin;
+mod slow_start;
 
 pub use hash::{ConsistentHash, VNODES_PER_ENDPOINT};
 pub use least_request::LeastRequest;
 pub use load::{Load, DECAY, DEFAULT_RTT};
 pub use peak_ewma::PeakEwma;
-pub use round_robin::RoundRobin;
+pub use round_robin::{RoundRobin, SLOW_START_OFFERS};
+pub use slow_start::{slow_start_weight, SlowStart, MIN_SLOW_START_WEIGHT};
 
 use crate::endpoints::EndpointSet;
 use std::fmt;
 use std::str::FromStr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The balancing algorithms a service may choose (`[services.x.balance] algorithm = "..."`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,12 +89,18 @@ impl Algorithm {
             })
     }
 
-    /// A fresh balancer of this kind, seeded at random.
+    /// A fresh balancer of this kind, seeded at random, without slow start.
     pub fn build(self) -> Box<dyn Balancer> {
+        self.build_with(Duration::ZERO)
+    }
+
+    /// A fresh balancer of this kind, seeded at random, that ramps new endpoints up over
+    /// `slow_start` (zero: off; see [`SlowStart`]). [`Algorithm::Hash`] ignores it.
+    pub fn build_with(self, slow_start: Duration) -> Box<dyn Balancer> {
         match self {
-            Algorithm::RoundRobin => Box::new(RoundRobin::new()),
-            Algorithm::LeastRequest => Box::new(LeastRequest::new()),
-            Algorithm::PeakEwma => Box::new(PeakEwma::new()),
+            Algorithm::RoundRobin => Box::new(RoundRobin::new().with_slow_start(slow_start)),
+            Algorithm::LeastRequest => Box::new(LeastRequest::new().with_slow_start(slow_start)),
+            Algorithm::PeakEwma => Box::new(PeakEwma::new().with_slow_start(slow_start)),
             Algorithm::Hash => Box::new(ConsistentHash::new()),
         }
     }
@@ -160,6 +175,15 @@ pub(crate) mod testing {
             .collect();
         EndpointSet { endpoints }
     }
+
+    /// `old` endpoints born at `t_old` (`web-0`…) and, last, one born at `born` (`web-new`).
+    pub fn with_newcomer(old: usize, t_old: Instant, born: Instant) -> EndpointSet {
+        let mut set = set(old, t_old);
+        let addr = SocketAddr::from(([10, 1, 0, 1], 8080));
+        set.endpoints
+            .push(Arc::new(Endpoint::new("web-new", addr, born)));
+        set
+    }
 }
 
 #[cfg(test)]
@@ -233,8 +257,10 @@ mod tests {
                 e.load.end(Some(Duration::from_nanos(*rtt_ns)), t0 + Duration::from_millis(later_ms / 2));
             }
             let now = t0 + Duration::from_millis(later_ms);
-            for a in Algorithm::ALL {
-                let b = a.build();
+            let builds = Algorithm::ALL.into_iter().flat_map(|a| {
+                [(a, a.build()), (a, a.build_with(Duration::from_secs(30)))]
+            });
+            for (a, b) in builds {
                 for key in &keys {
                     let got = b.pick(&set, *key, now);
                     if n == 0 {

@@ -1,9 +1,9 @@
 //! Peak-EWMA: power of two choices on latency × load.
 
 use super::rng::Rng;
-use super::{p2c, Balancer};
+use super::{p2c, Balancer, SlowStart};
 use crate::endpoints::EndpointSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Draws two distinct endpoints at random and takes the one with the lower
 /// [`Load::cost`](super::Load::cost) at `now`: peak-EWMA latency × (in flight + 1).
@@ -12,20 +12,36 @@ use std::time::Instant;
 /// moves traffic off an endpoint the moment it answers slowly (the peak), and back as its latency
 /// decays (τ = [`DECAY`](super::DECAY)); in-flight requests count as queued latency. O(1),
 /// lock-free, no allocation; picking only reads the endpoints' atomics.
+///
+/// With slow start, an endpoint of weight `w` (see [`SlowStart`]) costs `cost / w`: at equal
+/// latency it settles at about `w` times the requests of a warm endpoint.
 #[derive(Debug)]
 pub struct PeakEwma {
     rng: Rng,
+    slow_start: SlowStart,
 }
 
 impl PeakEwma {
     pub fn new() -> PeakEwma {
-        PeakEwma { rng: Rng::new() }
+        PeakEwma {
+            rng: Rng::new(),
+            slow_start: SlowStart::OFF,
+        }
     }
 
     /// A reproducible sequence of draws, for tests and simulations.
     pub fn with_seed(seed: u64) -> PeakEwma {
         PeakEwma {
             rng: Rng::with_seed(seed),
+            slow_start: SlowStart::OFF,
+        }
+    }
+
+    /// Ramps new endpoints up over `window` (zero: off).
+    pub fn with_slow_start(self, window: Duration) -> PeakEwma {
+        PeakEwma {
+            slow_start: SlowStart::new(window),
+            ..self
         }
     }
 }
@@ -42,7 +58,13 @@ impl Balancer for PeakEwma {
             return None;
         }
         let eps = &set.endpoints;
-        Some(p2c(&self.rng, eps.len(), |i| eps[i].load.cost(now)))
+        if self.slow_start.is_off() {
+            return Some(p2c(&self.rng, eps.len(), |i| eps[i].load.cost(now)));
+        }
+        Some(p2c(&self.rng, eps.len(), |i| {
+            let load = &eps[i].load;
+            load.cost(now) / self.slow_start.weight(load, now)
+        }))
     }
 }
 

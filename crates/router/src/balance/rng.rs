@@ -23,6 +23,27 @@ pub(crate) fn below(r: u64, n: usize) -> usize {
     ((u128::from(r) * n as u128) >> 64) as usize
 }
 
+/// True with probability `p` for a uniform random word `r` (its top 53 bits as a fraction).
+pub(crate) fn chance(r: u64, p: f64) -> bool {
+    const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
+    ((r >> 11) as f64) * SCALE < p
+}
+
+/// A SplitMix64 stream local to one pick, seeded from a value the pick already holds (such as a
+/// round-robin ticket): no shared state, so drawing from it touches no atomic.
+pub(crate) struct Stream(u64);
+
+impl Stream {
+    pub(crate) fn new(seed: u64) -> Stream {
+        Stream(seed)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(GAMMA);
+        mix(self.0)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Rng {
     state: AtomicU64,
@@ -88,6 +109,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn chance_hits_its_probability() {
+        assert!(!chance(0, 0.0));
+        assert!(chance(0, 1e-9));
+        assert!(chance(u64::MAX, 1.0));
+        assert!(!chance(u64::MAX, 0.999_999));
+        let mut stream = Stream::new(5);
+        let hits = (0..100_000).filter(|_| chance(stream.next(), 0.3)).count();
+        assert!((29_000..31_000).contains(&hits), "{hits}");
     }
 
     #[test]
