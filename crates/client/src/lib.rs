@@ -119,6 +119,19 @@ impl Client {
         self.call(Method::GET, &path, None::<&()>, None).await
     }
 
+    /// Load-balancer traffic per service and instance over the last `window` (e.g. "10s").
+    pub async fn metrics(
+        &self,
+        service: Option<&str>,
+        window: &str,
+    ) -> Result<ebb_core::traffic::MetricsResponse, ClientError> {
+        let mut path = format!("/v1/metrics?window={}", encode(window));
+        if let Some(s) = service {
+            path.push_str(&format!("&service={}", encode(s)));
+        }
+        self.call(Method::GET, &path, None::<&()>, None).await
+    }
+
     /// Events after `after` (0: the most recent `limit`); waits up to `wait` for new ones.
     pub async fn events(
         &self,

@@ -93,6 +93,10 @@ pub struct InstanceView {
     pub created_ms: u64,
     pub started_ms: Option<u64>,
     pub last_exit: Option<String>,
+    /// What the load balancer measured for this instance over the last few seconds; None when
+    /// its service has no public port or the instance is not routed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<crate::traffic::Traffic>,
 }
 
 impl InstanceView {
@@ -112,6 +116,7 @@ impl InstanceView {
             created_ms: a.created_ms,
             started_ms: status.and_then(|s| s.started_ms),
             last_exit: status.and_then(|s| s.last_exit.clone()),
+            traffic: None,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod event;
 pub mod instance;
 pub mod quantity;
 pub mod service;
+pub mod traffic;
 
 pub use event::{Event, EventKind};
 pub use instance::{Assignment, DesiredState, InstanceState, InstanceStatus};

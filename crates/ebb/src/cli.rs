@@ -84,6 +84,17 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Show load-balancer traffic per service and instance: rps, in-flight, latency, errors
+    Metrics {
+        /// Only this service
+        service: Option<String>,
+        /// Window the figures cover (at most 60s)
+        #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+        window: std::time::Duration,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the server, its nodes and the services with their rollout state
     Status {
         /// Print JSON

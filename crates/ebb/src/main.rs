@@ -8,6 +8,10 @@ mod output;
 mod up;
 
 use clap::Parser;
+
+/// mimalloc rather than glibc malloc: see the dependency's note in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cli::{Cli, Command};
 use commands::{Exit, EXIT_UNREACHABLE};
 
@@ -63,6 +67,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             limit,
         } => commands::events::events(&connect::client(g)?, *follow, *json, *limit).await,
+        Command::Metrics {
+            service,
+            window,
+            json,
+        } => {
+            commands::metrics::metrics(&connect::client(g)?, service.as_deref(), *window, *json)
+                .await
+        }
         Command::Status { json } => commands::status::status(&connect::client(g)?, *json).await,
     }
 }

@@ -167,7 +167,11 @@ fn a_port_used_by_another_service_or_the_machine_is_refused_at_deploy() {
 fn with_no_ready_instance_the_router_answers_503_with_retry_after() {
     let ebb = up();
     let port = free_port();
-    deploy(&ebb, "zulu", &routed("zulu", 0, port, ""));
+    let zulu = routed("zulu", 0, port, "").replace(
+        "[services.zulu.balance]\n",
+        "[services.zulu.balance]\nqueue_timeout = \"300ms\"\n",
+    );
+    deploy(&ebb, "zulu", &zulu);
     let addr = format!("127.0.0.1:{port}");
     let (status, _) = wait_until("the router to listen", Duration::from_secs(5), || {
         http_get(&addr, "/")
@@ -231,7 +235,7 @@ fn hash_balancing_keeps_a_client_on_one_instance() {
     let port = free_port();
     let text = format!(
         "[services.bravo]\ncommand = [\"ebb\", \"example-app\"]\ninstances = 3\nport = {port}\n\
-         [services.bravo.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n[services.bravo.balance]\nalgorithm = \"hash\"\n"
+         [services.bravo.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n[services.bravo.balance]\nalgorithm = \"hash\"\nhash_header = \"X-User\"\n"
     );
     deploy(&ebb, "bravo", &text);
     ebb.wait_ready("bravo", 3, Duration::from_secs(5));
@@ -249,4 +253,117 @@ fn hash_balancing_keeps_a_client_on_one_instance() {
             "one client, one instance"
         );
     }
+    // With the header, the key is the user: each keeps one instance, and users spread.
+    let mut owners = std::collections::BTreeSet::new();
+    for user in 0..12 {
+        let owner = get_as(&addr, &format!("user-{user}"));
+        for _ in 0..3 {
+            assert_eq!(get_as(&addr, &format!("user-{user}")), owner, "user-{user}");
+        }
+        owners.insert(owner);
+    }
+    assert!(
+        owners.len() >= 2,
+        "12 users all on one instance: {owners:?}"
+    );
+}
+
+/// The body of `GET /` sent with `X-User: user`.
+fn get_as(addr: &str, user: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: x\r\nX-User: {user}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("answer");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_request_to_a_service_at_zero_waits_for_its_first_instance() {
+    let ebb = up();
+    let port = free_port();
+    let text = routed("yankee", 0, port, "").replace(
+        "[services.yankee.balance]\n",
+        "[services.yankee.balance]\nqueue_timeout = \"20s\"\n",
+    );
+    deploy(&ebb, "yankee", &text);
+    let addr = format!("127.0.0.1:{port}");
+    wait_until("the router to listen", Duration::from_secs(5), || {
+        std::net::TcpStream::connect(&addr).ok()
+    });
+    let held = {
+        let addr = addr.clone();
+        std::thread::spawn(move || http_get_within(&addr, "/", Duration::from_secs(20)))
+    };
+    wait_until("the request to be queued", Duration::from_secs(5), || {
+        let m: serde_json::Value =
+            serde_json::from_str(&ebb.ok(&["metrics", "yankee", "--json"])).ok()?;
+        (m["services"][0]["queued"] == 1).then_some(())
+    });
+    ebb.ok(&["scale", "yankee", "1"]);
+    let (status, body) = held.join().unwrap().expect("an answer");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("yankee-"),
+        "served by the new instance: {body}"
+    );
+}
+
+#[test]
+fn ps_and_metrics_show_each_instances_traffic() {
+    let ebb = up();
+    let port = free_port();
+    deploy(&ebb, "xray", &routed("xray", 2, port, ""));
+    ebb.wait_ready("xray", 2, Duration::from_secs(5));
+    let load = LoadGen::start(&format!("127.0.0.1:{port}"), 2);
+    let loaded = std::time::Instant::now();
+    // Two samples a second apart at least, with load in between.
+    let rows = wait_until("ps to show traffic", Duration::from_secs(10), || {
+        let rows = ebb.ps(Some("xray"));
+        rows.iter()
+            .all(|r| r["traffic"]["rps"].as_f64().is_some_and(|rps| rps > 1.0))
+            .then_some(rows)
+    });
+    std::thread::sleep(Duration::from_secs(2).saturating_sub(loaded.elapsed()));
+    let (ok, failures) = load.finish();
+    assert_no_failures("metrics load", ok, &failures, &ebb);
+    for r in &rows {
+        let t = &r["traffic"];
+        assert!(t["p50_ms"].as_f64().is_some(), "{t}");
+        assert!(t["p99_ms"].as_f64() >= t["p50_ms"].as_f64(), "{t}");
+        assert!(t["status"]["2xx"].as_u64() > Some(0), "{t}");
+        assert_eq!(t["status"]["5xx"], 0, "{t}");
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&ebb.ok(&["metrics", "--json", "--window", "5s"])).unwrap();
+    let svc = &m["services"][0];
+    assert_eq!(svc["service"], "xray");
+    assert_eq!(svc["port"], port);
+    assert_eq!(svc["window_ms"], 5000);
+    let sum: f64 = svc["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["rps"].as_f64().unwrap())
+        .sum();
+    let total = svc["rps"].as_f64().unwrap();
+    assert!(
+        total > 1.0 && (sum - total).abs() <= total * 0.2 + 1.0,
+        "{svc}"
+    );
+    let table = ebb.ok(&["ps", "xray"]);
+    assert!(table.contains("RPS") && table.contains("P99"), "{table}");
+    let table = ebb.ok(&["metrics"]);
+    assert!(table.contains(&format!("xray :{port}")), "{table}");
+    let bad = ebb.cli(&["metrics", "--window", "soon"]);
+    assert_eq!(bad.status.code(), Some(2), "a bad window is refused");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("window"));
 }

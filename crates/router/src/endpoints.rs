@@ -6,11 +6,18 @@
 //! (in-flight count, latency estimate) survive the swap.
 
 use crate::balance::{Algorithm, Balancer, Load};
+use crate::metrics::{Metrics, Snapshot};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Most requests that may wait for a ready instance at once, per service; beyond it they fail
+/// fast with 503. 10,000: Linkerd's default queue capacity (DESIGN.md defaults table,
+/// "cold-start queue").
+pub const MAX_QUEUED: u32 = 10_000;
 
 /// One instance that may receive traffic.
 #[derive(Debug)]
@@ -18,10 +25,15 @@ pub struct Endpoint {
     /// The instance id (`web-1a2b3c4d`).
     pub id: String,
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once: requests clone it (a reference count) instead of
+    /// formatting the address each time.
+    pub authority: hyper::http::uri::Authority,
     /// Load statistics the balancers read and requests update; lock-free.
     pub load: Load,
     /// Passive outlier detection: consecutive failures and ejection; lock-free.
     pub outlier: Outlier,
+    /// Requests, latency and errors of this instance, for the API and the autoscaler.
+    pub metrics: Metrics,
 }
 
 impl Endpoint {
@@ -29,9 +41,17 @@ impl Endpoint {
         Endpoint {
             id: id.into(),
             addr,
+            authority: authority_of(addr),
             load: Load::new(now),
             outlier: Outlier::new(now),
+            metrics: Metrics::new(now),
         }
+    }
+
+    /// This endpoint's cumulative metrics at `now`.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        self.metrics
+            .snapshot(now, u64::from(self.outlier.times_ejected()))
     }
 
     /// Whether passive outlier detection has taken this endpoint out of rotation at `now`.
@@ -39,15 +59,23 @@ impl Endpoint {
         self.outlier.is_ejected(now)
     }
 
-    /// Marks a request as started on this endpoint; finish it with the returned guard.
+    /// Marks a request as started on this endpoint. It stays in flight (for balancing, drains
+    /// and metrics) until the returned guard is dropped: after the response body, or the tunnel.
     pub fn begin(self: &Arc<Self>, now: Instant) -> InFlight {
         self.load.start();
+        self.metrics.concurrency.start(now);
         InFlight {
             endpoint: Arc::clone(self),
             started: now,
-            done: false,
         }
     }
+}
+
+fn authority_of(addr: SocketAddr) -> hyper::http::uri::Authority {
+    // A formatted socket address is always a valid authority; the fallback is never taken.
+    addr.to_string()
+        .parse()
+        .unwrap_or_else(|_| hyper::http::uri::Authority::from_static("0.0.0.0:0"))
 }
 
 /// Consecutive failures (connect errors, resets, 502/503/504) that eject an endpoint: 5, Envoy's
@@ -159,13 +187,12 @@ impl Outlier {
     }
 }
 
-/// A request in flight on an endpoint. Dropping it without [`InFlight::finish`] (a cancelled
-/// request) still ends it, without a latency sample.
+/// A request in flight on an endpoint; dropping it ends the request. A request that never got
+/// a response head (cancelled, failed) gives no latency sample.
 #[derive(Debug)]
 pub struct InFlight {
     endpoint: Arc<Endpoint>,
     started: Instant,
-    done: bool,
 }
 
 impl InFlight {
@@ -173,19 +200,25 @@ impl InFlight {
         &self.endpoint
     }
 
-    /// Ends the request; `now - started` feeds the endpoint's latency estimate.
-    pub fn finish(mut self, now: Instant) {
-        self.done = true;
+    /// The response head arrived at `now` with `status`: the time since the start feeds the
+    /// latency estimate and the metrics. The request stays in flight until dropped.
+    pub fn head(&self, status: u16, now: Instant) {
         let rtt = now.saturating_duration_since(self.started);
-        self.endpoint.load.end(Some(rtt), now);
+        self.endpoint.load.observe(rtt, now);
+        self.endpoint.metrics.response(status, rtt);
+    }
+
+    /// When the request started.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if !self.done {
-            self.endpoint.load.end(None, Instant::now());
-        }
+        let now = Instant::now();
+        self.endpoint.load.end(None, now);
+        self.endpoint.metrics.concurrency.end(now);
     }
 }
 
@@ -205,23 +238,69 @@ impl EndpointSet {
     }
 }
 
-/// A service's live endpoint set and its balancer.
+/// A service's live endpoint set, its balancer, its service-level metrics and the queue of
+/// requests waiting for a first endpoint.
 pub struct Endpoints {
     current: ArcSwap<EndpointSet>,
     balancer: Box<dyn Balancer>,
+    /// Whether the set has an endpoint; requests in the queue wait for it to turn true.
+    ready: watch::Sender<bool>,
+    /// Requests waiting in the queue now.
+    queued: AtomicU32,
+    /// Ejections of any endpoint of the service, ever (endpoints come and go; this stays).
+    ejections: AtomicU64,
+    /// What clients of the service see: every request, including those that waited or failed.
+    pub metrics: Metrics,
 }
 
 impl Endpoints {
     pub fn new(algorithm: Algorithm) -> Endpoints {
+        Endpoints::with_slow_start(algorithm, Duration::ZERO)
+    }
+
+    /// A set whose new endpoints ramp up their share linearly over `slow_start` (0: off).
+    pub fn with_slow_start(algorithm: Algorithm, slow_start: Duration) -> Endpoints {
         Endpoints {
             current: ArcSwap::from_pointee(EndpointSet::default()),
-            balancer: algorithm.build(),
+            balancer: algorithm.build_with(slow_start),
+            ready: watch::Sender::new(false),
+            queued: AtomicU32::new(0),
+            ejections: AtomicU64::new(0),
+            metrics: Metrics::new(Instant::now()),
         }
     }
 
     /// The current set (lock-free).
     pub fn load(&self) -> Arc<EndpointSet> {
         self.current.load_full()
+    }
+
+    /// Requests waiting for a ready endpoint now.
+    pub fn queued(&self) -> u32 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Waits up to `limit` for the set to have an endpoint (the cold-start queue). Returns at
+    /// once when it has one; false when the wait timed out or [`MAX_QUEUED`] requests already
+    /// wait, so the caller fails fast instead of piling up.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        if !self.current.load().is_empty() {
+            return true;
+        }
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        let mut ready = self.ready.subscribe();
+        let waited = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        matches!(waited, Ok(Ok(_)))
+    }
+
+    /// The service's cumulative metrics at `now`.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        self.metrics
+            .snapshot(now, self.ejections.load(Ordering::Relaxed))
     }
 
     /// Replaces the set with these `(id, addr)` pairs. Endpoints whose id and address are
@@ -240,7 +319,10 @@ impl Endpoints {
             .collect();
         endpoints.sort_by(|a, b| a.id.cmp(&b.id));
         endpoints.dedup_by(|a, b| a.id == b.id);
+        let has_any = !endpoints.is_empty();
         self.current.store(Arc::new(EndpointSet { endpoints }));
+        self.ready
+            .send_if_modified(|ready| std::mem::replace(ready, has_any) != has_any);
     }
 
     /// Picks an endpoint for a request: `key` is the request's hash key for consistent hashing
@@ -254,11 +336,15 @@ impl Endpoints {
     /// Records a failed attempt on `endpoint` at `now` for outlier detection; true when it was
     /// ejected by this failure (within the set's [`MAX_EJECTION_PERCENT`], never the last).
     pub fn report_failure(&self, endpoint: &Endpoint, now: Instant) -> bool {
-        endpoint.outlier.failure(now, || {
+        let ejected = endpoint.outlier.failure(now, || {
             let set = self.current.load();
             let ejected = set.endpoints.iter().filter(|e| e.is_ejected(now)).count();
             may_eject(ejected, set.len())
-        })
+        });
+        if ejected {
+            self.ejections.fetch_add(1, Ordering::Relaxed);
+        }
+        ejected
     }
 
     /// Picks an endpoint that is not ejected and not in `tried` when there is one; otherwise
@@ -361,6 +447,29 @@ mod tests {
             assert!(!o.failure(t0, || false));
         }
         assert!(!o.is_ejected(t0));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_fails_fast_and_a_ready_endpoint_releases_every_waiter() {
+        let endpoints = Arc::new(Endpoints::new(Algorithm::RoundRobin));
+        let waiters: Vec<_> = (0..MAX_QUEUED)
+            .map(|_| {
+                let e = endpoints.clone();
+                tokio::spawn(async move { e.wait_ready(Duration::from_secs(60)).await })
+            })
+            .collect();
+        while endpoints.queued() < MAX_QUEUED {
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        assert!(!endpoints.wait_ready(Duration::from_secs(60)).await);
+        assert!(started.elapsed() < Duration::from_secs(60), "failed fast");
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1000));
+        endpoints.update(&[("web-0".to_string(), addr)], Instant::now());
+        for w in waiters {
+            assert!(w.await.unwrap());
+        }
+        assert_eq!(endpoints.queued(), 0);
     }
 
     #[test]

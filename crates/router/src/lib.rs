@@ -1,11 +1,13 @@
-//! ebb's data plane (work in progress toward issue 3; not yet wired into `ebb up`): the set of
-//! endpoints a service's traffic may go to, swapped atomically on every change, and the
-//! balancers that pick one of them per request.
+//! ebb's data plane: the set of endpoints a service's traffic may go to, swapped atomically on
+//! every change; the balancers that pick one of them per request; the HTTP and TCP proxies; and
+//! the per-service and per-instance metrics they keep.
 #![forbid(unsafe_code)]
 
 pub mod balance;
 pub mod endpoints;
 pub mod http;
+pub mod metrics;
+pub mod request_key;
 pub mod tcp;
 
 pub use balance::{Algorithm, Balancer};

@@ -17,10 +17,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves clients from `listener` until `shutdown` completes. Connections already joined keep
 /// running in their own tasks after this returns; their endpoint stays counted in flight until
-/// they close, which is what a drain waits on.
+/// they close, which is what a drain waits on. With no ready endpoint a new connection waits up
+/// to `queue_timeout` for one (the service's bounded queue), then is closed.
 pub async fn serve(
     endpoints: Arc<Endpoints>,
     listener: TcpListener,
+    queue_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -28,7 +30,7 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((client, peer)) => {
-                    tokio::spawn(proxy_connection(Arc::clone(&endpoints), client, peer));
+                    tokio::spawn(proxy_connection(Arc::clone(&endpoints), client, peer, queue_timeout));
                 }
                 Err(error) => {
                     // EMFILE or a connection reset before accept; pause so the loop cannot spin.
@@ -42,11 +44,25 @@ pub async fn serve(
 }
 
 /// Joins one client to an endpoint; the endpoint is in flight for the connection's lifetime.
-async fn proxy_connection(endpoints: Arc<Endpoints>, mut client: TcpStream, peer: SocketAddr) {
+/// Metrics count a connection as a request whose latency is the connection's lifetime.
+async fn proxy_connection(
+    endpoints: Arc<Endpoints>,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    queue_timeout: Duration,
+) {
+    let started = Instant::now();
+    endpoints.metrics.concurrency.start(started);
     let _ = client.set_nodelay(true);
     let key = crate::balance::client_key(peer.ip());
-    let Some((endpoint, mut upstream)) = connect(&endpoints, key).await else {
+    let joined = match endpoints.wait_ready(queue_timeout).await {
+        true => connect(&endpoints, key).await,
+        false => None,
+    };
+    let Some((endpoint, mut upstream)) = joined else {
         tracing::debug!(%peer, "no endpoint accepted the connection; closing the client");
+        endpoints.metrics.response(503, started.elapsed());
+        endpoints.metrics.concurrency.end(Instant::now());
         return;
     };
     let in_flight = endpoint.begin(Instant::now());
@@ -58,7 +74,15 @@ async fn proxy_connection(endpoints: Arc<Endpoints>, mut client: TcpStream, peer
             tracing::debug!(%peer, endpoint = %endpoint.id, %error, "connection ended with an error")
         }
     }
-    in_flight.finish(Instant::now());
+    let now = Instant::now();
+    endpoint
+        .metrics
+        .connection(now.saturating_duration_since(in_flight.started()));
+    drop(in_flight);
+    endpoints
+        .metrics
+        .connection(now.saturating_duration_since(started));
+    endpoints.metrics.concurrency.end(now);
 }
 
 /// Connects to a picked endpoint (skipping ejected ones), trying others on failure (nothing has
@@ -76,6 +100,8 @@ async fn connect(endpoints: &Endpoints, key: u64) -> Option<(Arc<Endpoint>, TcpS
             Ok(Err(error)) => tracing::debug!(endpoint = %endpoint.id, %error, "connect failed"),
             Err(_elapsed) => tracing::debug!(endpoint = %endpoint.id, "connect timed out"),
         }
+        endpoint.metrics.connect_error();
+        endpoints.metrics.connect_error();
         if endpoints.report_failure(&endpoint, Instant::now()) {
             tracing::warn!(endpoint = %endpoint.id, "endpoint ejected after consecutive connect failures");
         }

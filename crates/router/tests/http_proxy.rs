@@ -226,18 +226,6 @@ async fn a_post_to_a_dead_endpoint_is_not_retried_but_answered_502() {
 }
 
 #[tokio::test]
-async fn no_endpoint_is_a_503_with_retry_after() {
-    within("no endpoint", async {
-        let proxy = start_proxy(endpoints(&[]), ProxyConfig::default()).await;
-        let (status, headers, _) = get(&client(), &proxy.url("/")).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(headers["retry-after"], "1");
-        proxy.stop().await;
-    })
-    .await;
-}
-
-#[tokio::test]
 async fn a_head_request_has_no_body_and_keeps_its_length() {
     within("head", async {
         let b = backend("named", named).await;

@@ -10,6 +10,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -34,9 +35,14 @@ async fn start_tcp(endpoints: Arc<ebb_router::Endpoints>) -> (SocketAddr, onesho
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(ebb_router::tcp::serve(endpoints, listener, async move {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(ebb_router::tcp::serve(
+        endpoints,
+        listener,
+        Duration::from_millis(200),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     (addr, stop)
 }
 

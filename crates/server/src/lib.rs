@@ -14,6 +14,7 @@ pub mod maintenance;
 pub mod nodes;
 pub mod rollout;
 pub mod routing;
+pub mod traffic;
 
 use ebb_core::{Event, InstanceStatus};
 use ebb_store::{KvStore, StoreError};

@@ -8,7 +8,9 @@
 //! finish before it lets the instance be stopped (DESIGN.md principle 6).
 
 use crate::keys::{self, Versioned};
+use crate::traffic::{self, History, SAMPLE_INTERVAL};
 use crate::{now_ms, Server};
+use ebb_core::traffic::{InstanceTraffic, ServiceTraffic, Traffic};
 use ebb_core::{Assignment, DesiredState, Event, EventKind, Protocol, ServiceSpec};
 use ebb_router::http::{Proxy, ProxyConfig};
 use ebb_router::{Algorithm, Endpoint, Endpoints};
@@ -39,6 +41,14 @@ struct Inner {
     synced: AtomicU64,
     /// Ports that failed to bind, so the failure is reported once, not every second.
     failed: Mutex<HashSet<(String, u16)>>,
+    /// Sampled metrics of services and of instances.
+    history: Mutex<Histories>,
+}
+
+#[derive(Default)]
+struct Histories {
+    services: History,
+    instances: History,
 }
 
 /// One service's listener.
@@ -56,6 +66,9 @@ struct Settings {
     algorithm: Algorithm,
     retries: u32,
     request_timeout: Duration,
+    slow_start: Duration,
+    queue_timeout: Duration,
+    hash_header: Option<String>,
 }
 
 impl Settings {
@@ -66,6 +79,9 @@ impl Settings {
             algorithm: algorithm(spec.balance.algorithm),
             retries: spec.balance.retries,
             request_timeout: spec.balance.request_timeout,
+            slow_start: spec.balance.slow_start,
+            queue_timeout: spec.balance.queue_timeout,
+            hash_header: spec.balance.hash_header.clone(),
         })
     }
 }
@@ -90,6 +106,7 @@ impl Router {
                 leaving: Mutex::new(HashMap::new()),
                 synced: AtomicU64::new(0),
                 failed: Mutex::new(HashSet::new()),
+                history: Mutex::new(Histories::default()),
             }),
         }
     }
@@ -225,7 +242,10 @@ impl Router {
     fn start_listener(&self, settings: &Settings) -> std::io::Result<Routed> {
         let listener = std::net::TcpListener::bind((self.inner.bind, settings.port))?;
         listener.set_nonblocking(true)?;
-        let endpoints = Arc::new(Endpoints::new(settings.algorithm));
+        let endpoints = Arc::new(Endpoints::with_slow_start(
+            settings.algorithm,
+            settings.slow_start,
+        ));
         let (stop, mut stop_rx) = watch::channel(false);
         let shutdown = async move {
             let _ = stop_rx.wait_for(|s| *s).await;
@@ -235,6 +255,9 @@ impl Router {
         let config = ProxyConfig {
             request_timeout: settings.request_timeout,
             retries: settings.retries,
+            queue_timeout: settings.queue_timeout,
+            // The spec was validated: the name parses; an unparsable one hashes on the address.
+            hash_header: settings.hash_header.as_deref().and_then(|h| h.parse().ok()),
             ..ProxyConfig::default()
         };
         self.inner.runtime.spawn(async move {
@@ -248,7 +271,10 @@ impl Router {
                         .serve(listener, shutdown)
                         .await
                 }
-                Protocol::Tcp => ebb_router::tcp::serve(task_endpoints, listener, shutdown).await,
+                Protocol::Tcp => {
+                    let queue_timeout = config.queue_timeout;
+                    ebb_router::tcp::serve(task_endpoints, listener, queue_timeout, shutdown).await
+                }
             }
         });
         Ok(Routed {
@@ -279,6 +305,67 @@ impl Router {
         leaving.retain(|id, _| assignments.iter().any(|a| &a.value.id == id));
     }
 
+    /// Samples every routed service's and instance's counters (once a second, off the hot
+    /// path); series of services and instances no longer routed are dropped.
+    pub fn sample(&self, now: Instant) {
+        let services = lock(&self.inner.services);
+        let mut history = lock(&self.inner.history);
+        let mut routed_instances = HashSet::new();
+        for (name, routed) in services.iter() {
+            let identity = Arc::as_ptr(&routed.endpoints) as usize;
+            history
+                .services
+                .push(name, identity, routed.endpoints.snapshot(now));
+            for e in routed.endpoints.load().endpoints.iter() {
+                let identity = Arc::as_ptr(e) as usize;
+                history.instances.push(&e.id, identity, e.snapshot(now));
+                routed_instances.insert(e.id.clone());
+            }
+        }
+        history.services.retain(|name| services.contains_key(name));
+        history.instances.retain(|id| routed_instances.contains(id));
+    }
+
+    /// Every routed service's traffic over the last `span` (as sampled), with its instances'.
+    pub fn traffic(&self, span: Duration) -> Vec<ServiceTraffic> {
+        let services = lock(&self.inner.services);
+        let history = lock(&self.inner.history);
+        let now = Instant::now();
+        let mut out: Vec<ServiceTraffic> = services
+            .iter()
+            .map(|(name, routed)| {
+                let set = routed.endpoints.load();
+                let instances = set
+                    .endpoints
+                    .iter()
+                    .map(|e| InstanceTraffic {
+                        id: e.id.clone(),
+                        traffic: window_traffic(history.instances.window(&e.id, span)),
+                        ejected: e.is_ejected(now),
+                    })
+                    .collect();
+                ServiceTraffic {
+                    service: name.clone(),
+                    port: routed.settings.port,
+                    traffic: window_traffic(history.services.window(name, span)),
+                    queued: routed.endpoints.queued(),
+                    instances,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.service.cmp(&b.service));
+        out
+    }
+
+    /// Each routed instance's traffic over the last `span`, by instance id.
+    pub fn instance_traffic(&self, span: Duration) -> HashMap<String, Traffic> {
+        self.traffic(span)
+            .into_iter()
+            .flat_map(|s| s.instances)
+            .map(|i| (i.id, i.traffic))
+            .collect()
+    }
+
     /// Stops every listener (in-flight requests finish on the router runtime).
     pub fn stop_all(&self) {
         for (_, routed) in lock(&self.inner.services).drain() {
@@ -300,8 +387,29 @@ fn routable(
     status.addr.as_deref()?.parse().ok()
 }
 
+/// A sampled window, or an empty one before the first samples.
+fn window_traffic(w: Option<ebb_router::metrics::Window>) -> Traffic {
+    w.as_ref().map(traffic::traffic).unwrap_or_default()
+}
+
+/// Samples the router's metrics every [`SAMPLE_INTERVAL`] until `shutdown` turns true.
+pub async fn sample(router: Router, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => router.sample(Instant::now()),
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
 /// Keeps the router in step with the store until `shutdown` turns true.
 pub async fn run(server: Server, router: Router, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(sample(router.clone(), shutdown.clone()));
     let mut changes = server.store().subscribe();
     loop {
         let (s, r) = (server.clone(), router.clone());

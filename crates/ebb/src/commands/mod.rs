@@ -4,6 +4,7 @@ use crate::output::out;
 pub mod deploy;
 pub mod events;
 pub mod logs;
+pub mod metrics;
 pub mod ps;
 pub mod status;
 

@@ -1,7 +1,7 @@
 //! `ebb ps`: one row per instance.
 
 use crate::output::out;
-use crate::output::{age, dash, table};
+use crate::output::{age, dash, latency, table};
 use ebb_client::Client;
 
 pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::Result<()> {
@@ -30,12 +30,17 @@ pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::R
                 if i.ready { "yes" } else { "no" }.to_string(),
                 i.restarts.to_string(),
                 age(i.started_ms.unwrap_or(i.created_ms)),
+                dash(i.traffic.as_ref().map(|t| format!("{:.1}", t.rps))),
+                dash(i.traffic.as_ref().map(|t| format!("{:.1}", t.concurrency))),
+                dash(i.traffic.as_ref().map(|t| latency(t.p50_ms))),
+                dash(i.traffic.as_ref().map(|t| latency(t.p99_ms))),
             ]
         })
         .collect();
     table(
         &[
-            "ID", "SERVICE", "NODE", "STATE", "PID", "ADDR", "READY", "RESTARTS", "AGE",
+            "ID", "SERVICE", "NODE", "STATE", "PID", "ADDR", "READY", "RESTARTS", "AGE", "RPS",
+            "INFLIGHT", "P50", "P99",
         ],
         &rows,
     );

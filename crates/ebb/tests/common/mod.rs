@@ -178,8 +178,13 @@ pub fn wait_until<T>(what: &str, within: Duration, mut check: impl FnMut() -> Op
 
 /// A plain HTTP/1.1 GET; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_get_within(addr, path, Duration::from_secs(5))
+}
+
+/// As [`http_get`], waiting up to `read_timeout` for the answer.
+pub fn http_get_within(addr: &str, path: &str, read_timeout: Duration) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(read_timeout)).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"

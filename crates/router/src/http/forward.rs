@@ -7,8 +7,9 @@
 //! failures are retried for any method (nothing was sent); failures after sending and 502/503
 //! answers only for idempotent methods and within the [`super::budget::RetryBudget`].
 
-use super::{headers, upgrade, Proxy, ProxyBody};
-use crate::endpoints::Endpoint;
+use super::tracking::{ServiceRequest, Tracked, Tracking};
+use super::{headers, upgrade, Peer, Proxy, ProxyBody};
+use crate::endpoints::{Endpoint, InFlight};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -26,7 +27,7 @@ pub(crate) type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 /// Why a request got no response from an endpoint.
 #[derive(Debug)]
 enum Failure {
-    /// No endpoint is ready.
+    /// No endpoint became ready within the queue's wait limit (or the queue was full).
     NoEndpoint,
     /// Every attempt failed to connect.
     Connect(hyper_util::client::legacy::Error),
@@ -45,21 +46,61 @@ impl Proxy {
     pub(super) async fn handle(
         self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: Peer,
     ) -> Response<ProxyBody> {
+        let service = ServiceRequest::begin(&self.inner.endpoints, Instant::now());
         let protocol = headers::upgrade_protocol(req.headers());
         let client_upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
-        headers::prepare_request(req.headers_mut(), peer.ip(), protocol);
+        let key = self.hash_key(req.headers(), &peer);
+        headers::prepare_request(req.headers_mut(), &peer.forwarded_for, protocol);
         let timeout = self.inner.config.request_timeout;
-        let key = crate::balance::client_key(peer.ip());
         let result = match tokio::time::timeout(timeout, self.forward(req, key)).await {
             Ok(result) => result,
             Err(_elapsed) => Err(Failure::Timeout),
         };
         match result {
-            Ok(response) => relay(response, client_upgrade),
-            Err(failure) => self.failure_response(failure),
+            Ok((response, in_flight)) => {
+                service.respond(response.status().as_u16(), Instant::now());
+                let tracking = Tracking {
+                    _service: service,
+                    _endpoint: in_flight,
+                };
+                relay(response, client_upgrade, tracking)
+            }
+            Err(failure) => {
+                let response = self.failure_response(failure);
+                service.respond(response.status().as_u16(), Instant::now());
+                response
+            }
         }
+    }
+
+    /// The request's consistent-hash key: the configured header's value when the request has
+    /// it, else the client address (other balancers ignore the key).
+    fn hash_key(&self, headers: &hyper::HeaderMap, peer: &Peer) -> u64 {
+        self.inner
+            .config
+            .hash_header
+            .as_ref()
+            .and_then(|name| headers.get(name))
+            .map(|value| crate::request_key::bytes_key(value.as_bytes()))
+            .unwrap_or(peer.key)
+    }
+
+    /// An endpoint for the next attempt. With none ready, the request waits in the service's
+    /// bounded queue (up to `queue_timeout`) for the first one: this is what lets a service
+    /// start from zero without failing the request that woke it.
+    async fn pick(&self, key: u64, tried: &[SocketAddr]) -> Result<Arc<Endpoint>, Failure> {
+        let endpoints = &self.inner.endpoints;
+        if let Some(endpoint) = endpoints.pick_available(Some(key), tried, Instant::now()) {
+            return Ok(endpoint);
+        }
+        if !endpoints.wait_ready(self.inner.config.queue_timeout).await {
+            return Err(Failure::NoEndpoint);
+        }
+        endpoints
+            .pick_available(Some(key), tried, Instant::now())
+            .ok_or(Failure::NoEndpoint)
     }
 
     /// Sends the request to an endpoint, retrying on other endpoints what can be retried:
@@ -74,7 +115,7 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         key: u64,
-    ) -> Result<Response<Incoming>, Failure> {
+    ) -> Result<(Response<Incoming>, InFlight), Failure> {
         let (mut parts, body) = req.into_parts();
         set_host(&mut parts);
         let inner = &self.inner;
@@ -89,24 +130,21 @@ impl Proxy {
         let mut body = Some(body);
         let mut tried: Vec<SocketAddr> = Vec::new(); // allocates only on a retry
         for attempt in 1..=attempts {
-            let endpoint = inner
-                .endpoints
-                .pick_available(Some(key), &tried, Instant::now())
-                .ok_or(Failure::NoEndpoint)?;
+            let endpoint = self.pick(key, &tried).await?;
             let last = attempt == attempts;
             let upstream_body = match body.take() {
                 Some(incoming) if !replayable => Either::Left(incoming),
                 _ => Either::Right(Empty::new()),
             };
-            let request = upstream_request(&mut parts, endpoint.addr, upstream_body, last)?;
+            let request = upstream_request(&mut parts, &endpoint, upstream_body, last)?;
             let result = self.send(&endpoint, request).await;
             let now = Instant::now();
             let retry = match &result {
-                Ok(response) if !is_gateway_failure(response.status()) => {
+                Ok((response, _)) if !is_gateway_failure(response.status()) => {
                     endpoint.outlier.success();
                     return result;
                 }
-                Ok(response) => {
+                Ok((response, _)) => {
                     self.report_failure(&endpoint, now);
                     retryable_status(response.status())
                         && idempotent
@@ -114,6 +152,8 @@ impl Proxy {
                         && inner.budget.try_withdraw(now)
                 }
                 Err(Failure::Connect(_)) => {
+                    endpoint.metrics.connect_error();
+                    inner.endpoints.metrics.connect_error();
                     self.report_failure(&endpoint, now);
                     !last
                 }
@@ -126,8 +166,9 @@ impl Proxy {
             if !retry {
                 return result;
             }
+            inner.endpoints.metrics.retry();
             match &result {
-                Ok(response) => {
+                Ok((response, _)) => {
                     tracing::debug!(endpoint = %endpoint.id, status = %response.status(), attempt, "retrying elsewhere")
                 }
                 Err(failure) => {
@@ -150,17 +191,18 @@ impl Proxy {
         }
     }
 
-    /// One attempt; the endpoint's load counts it from send to response head.
+    /// One attempt. The endpoint counts it in flight from the send until the returned guard
+    /// drops (after the response body); the time to the response head is its latency.
     async fn send(
         &self,
         endpoint: &Arc<Endpoint>,
         request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, Failure> {
+    ) -> Result<(Response<Incoming>, InFlight), Failure> {
         let in_flight = endpoint.begin(Instant::now());
         match self.inner.client.request(request).await {
             Ok(response) => {
-                in_flight.finish(Instant::now());
-                Ok(response)
+                in_flight.head(response.status().as_u16(), Instant::now());
+                Ok((response, in_flight))
             }
             Err(error) if error.is_connect() => Err(Failure::Connect(error)),
             Err(error) => Err(Failure::Upstream(error)),
@@ -219,17 +261,23 @@ fn retryable_status(status: StatusCode) -> bool {
     )
 }
 
-/// Passes the endpoint's response on; a 101 also starts the tunnel between both connections.
+/// Passes the endpoint's response on, counted in flight until its body ends; a 101 also starts
+/// the tunnel between both connections, counted in flight until the tunnel closes.
 fn relay(
     mut response: Response<Incoming>,
     client_upgrade: Option<OnUpgrade>,
+    tracking: Tracking,
 ) -> Response<ProxyBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(client)) = (switching, client_upgrade) {
-        upgrade::spawn_tunnel(client, hyper::upgrade::on(&mut response));
-    }
+    let tracking = match (switching, client_upgrade) {
+        (true, Some(client)) => {
+            upgrade::spawn_tunnel(client, hyper::upgrade::on(&mut response), tracking);
+            None
+        }
+        _ => Some(tracking),
+    };
     headers::prepare_response(response.headers_mut(), switching);
-    response.map(Either::Left)
+    response.map(|body| Either::Left(Tracked::new(body, tracking)))
 }
 
 /// h2 requests carry the host in the URI (`:authority`), not a Host header; HTTP/1.1 needs one.
@@ -246,11 +294,11 @@ fn set_host(parts: &mut Parts) {
     }
 }
 
-/// The request for one attempt, sent as HTTP/1.1 to `addr`. The last attempt takes the headers;
-/// earlier ones copy them so a retry can be built.
+/// The request for one attempt, sent as HTTP/1.1 to `endpoint`. The last attempt takes the
+/// headers; earlier ones copy them so a retry can be built.
 fn upstream_request(
     parts: &mut Parts,
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     body: UpstreamBody,
     last: bool,
 ) -> Result<Request<UpstreamBody>, Failure> {
@@ -259,12 +307,11 @@ fn upstream_request(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
-    let uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(addr.to_string())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| Failure::BadTarget)?;
+    let mut target = hyper::http::uri::Parts::default();
+    target.scheme = Some(Scheme::HTTP);
+    target.authority = Some(endpoint.authority.clone());
+    target.path_and_query = Some(path);
+    let uri = Uri::from_parts(target).map_err(|_| Failure::BadTarget)?;
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;

@@ -9,18 +9,23 @@ pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwar
 pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Hop-by-hop headers by name (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
 /// `Proxy-Connection` that clients still send). `Proxy-Authorization` and `Proxy-Authenticate`
-/// are addressed to a proxy, which we are.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-    "proxy-authorization",
+/// are addressed to a proxy, which we are. Named constants, so that checking them parses no
+/// string per request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
 ];
 
 /// The `Upgrade` value when the client asks to switch protocols (`Connection: upgrade` with an
@@ -38,13 +43,13 @@ pub(super) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Rewrites a request's headers for the endpoint. `upgrade` keeps a protocol switch alive
 /// (it is the one hop-by-hop exchange a proxy must pass on).
+/// `client_ip` is the client's address as a header value, made once per connection.
 pub(super) fn prepare_request(
     headers: &mut HeaderMap,
-    client_ip: std::net::IpAddr,
+    client_ip: &HeaderValue,
     upgrade: Option<HeaderValue>,
 ) {
     strip_hop_by_hop(headers);
-    headers.remove("proxy-authenticate");
     append_forwarded_for(headers, client_ip);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if !headers.contains_key(X_REQUEST_ID) {
@@ -62,7 +67,6 @@ pub(super) fn prepare_response(headers: &mut HeaderMap, switching_protocols: boo
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten();
     strip_hop_by_hop(headers);
-    headers.remove("proxy-authenticate");
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
@@ -71,6 +75,11 @@ pub(super) fn prepare_response(headers: &mut HeaderMap, switching_protocols: boo
 
 /// Removes the fixed hop-by-hop headers and every header the `Connection` header names.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // The usual message has none: one pass over the names (cheap comparisons of known
+    // headers) instead of a hashed lookup per hop-by-hop name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     // Allocates only when a Connection header is present (HTTP/1.1 clients rarely send one).
     let named: Vec<HeaderValue> = headers
         .get_all(header::CONNECTION)
@@ -85,13 +94,25 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
 
-/// Appends the client's address to `X-Forwarded-For`, folding repeated headers into one list.
-fn append_forwarded_for(headers: &mut HeaderMap, client_ip: std::net::IpAddr) {
+/// The client's address as an `X-Forwarded-For` entry (once per connection, shared by its
+/// requests: cloning a header value is a reference count, not a copy).
+pub(super) fn client_ip_value(ip: std::net::IpAddr) -> HeaderValue {
+    HeaderValue::from_maybe_shared(Bytes::from(ip.to_string()))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Sets `X-Forwarded-For` to the client's address, or appends it to the list the request
+/// brought, folding repeated headers into one.
+fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        headers.insert(X_FORWARDED_FOR, client_ip.clone());
+        return;
+    }
     let mut list = String::new();
     for value in headers.get_all(&X_FORWARDED_FOR) {
         if let Ok(value) = value.to_str() {
@@ -99,7 +120,7 @@ fn append_forwarded_for(headers: &mut HeaderMap, client_ip: std::net::IpAddr) {
             list.push_str(", ");
         }
     }
-    list.push_str(&client_ip.to_string());
+    list.push_str(client_ip.to_str().unwrap_or("unknown"));
     if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(list)) {
         headers.insert(X_FORWARDED_FOR, value);
     }
@@ -108,9 +129,13 @@ fn append_forwarded_for(headers: &mut HeaderMap, client_ip: std::net::IpAddr) {
 /// A random 128-bit id in lowercase hex: unique enough to join logs across services without
 /// coordination (the same size as a W3C trace id).
 fn new_request_id() -> HeaderValue {
-    let id = format!("{:032x}", rand::random::<u128>());
-    HeaderValue::from_maybe_shared(Bytes::from(id))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let bits = rand::random::<u128>();
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -118,7 +143,11 @@ mod tests {
     use super::*;
     use std::net::{IpAddr, Ipv4Addr};
 
-    const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
+    const CLIENT_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
+
+    fn client() -> HeaderValue {
+        client_ip_value(CLIENT_IP)
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -149,21 +178,35 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-for", "5.6.7.8"),
         ]);
-        prepare_request(&mut map, CLIENT, None);
+        prepare_request(&mut map, &client(), None);
         assert_eq!(map[X_FORWARDED_FOR], "1.2.3.4, 5.6.7.8, 10.0.0.7");
         assert_eq!(map[X_FORWARDED_PROTO], "http");
     }
 
     #[test]
+    fn a_first_forwarded_for_is_the_client_address() {
+        let mut map = HeaderMap::new();
+        prepare_request(&mut map, &client(), None);
+        assert_eq!(map[X_FORWARDED_FOR], "10.0.0.7");
+    }
+
+    #[test]
+    fn proxy_authenticate_is_dropped_from_responses() {
+        let mut map = headers(&[("proxy-authenticate", "basic"), ("x-kept", "yes")]);
+        prepare_response(&mut map, false);
+        assert_eq!(map.len(), 1);
+    }
+
+    #[test]
     fn a_request_id_is_added_when_absent_and_kept_when_present() {
         let mut fresh = HeaderMap::new();
-        prepare_request(&mut fresh, CLIENT, None);
+        prepare_request(&mut fresh, &client(), None);
         let id = fresh[X_REQUEST_ID].to_str().unwrap();
         assert_eq!(id.len(), 32);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
 
         let mut given = headers(&[("x-request-id", "abc")]);
-        prepare_request(&mut given, CLIENT, None);
+        prepare_request(&mut given, &client(), None);
         assert_eq!(given[X_REQUEST_ID], "abc");
     }
 
@@ -175,7 +218,7 @@ mod tests {
         ]);
         let protocol = upgrade_protocol(&map);
         assert_eq!(protocol.as_ref().unwrap(), "websocket");
-        prepare_request(&mut map, CLIENT, protocol);
+        prepare_request(&mut map, &client(), protocol);
         assert_eq!(map[header::CONNECTION], "upgrade");
         assert_eq!(map[header::UPGRADE], "websocket");
     }

@@ -6,17 +6,21 @@
 //! forwarding headers), `upgrade` (WebSocket tunnels).
 //!
 //! Failures are absorbed by retries (`forward`, within a `budget`) and passive outlier
-//! ejection (on [`crate::endpoints::Outlier`]); metrics and the cold-start queue are to come.
+//! ejection (on [`crate::endpoints::Outlier`]). With no ready instance a request waits in the
+//! service's bounded queue ([`crate::endpoints::Endpoints::wait_ready`]). Every request feeds
+//! the service's and its endpoint's [`crate::metrics::Metrics`] (`tracking`).
 
 mod budget;
 mod forward;
 mod headers;
+mod tracking;
 mod upgrade;
 
 use crate::endpoints::Endpoints;
 pub use budget::{RetryBudget, MAX_TOKENS, MIN_RETRIES_PER_SEC, RETRY_RATIO};
 use forward::UpstreamBody;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
+use hyper::header::HeaderName;
 use hyper::service::service_fn;
 use hyper::StatusCode;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -30,10 +34,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+pub use tracking::Tracked;
 
 /// The body of every response the proxy sends: the upstream's streamed body, or a short body
 /// the proxy wrote itself (errors). An enum rather than a boxed body so no response allocates.
-pub type ProxyBody = http_body_util::Either<Incoming, http_body_util::Full<Bytes>>;
+pub type ProxyBody = http_body_util::Either<Tracked, http_body_util::Full<Bytes>>;
 
 /// Time from sending a request upstream to receiving its response head. 60 s: nginx
 /// `proxy_read_timeout` and HAProxy's usual `timeout server`; the deploy file's
@@ -67,6 +72,11 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// instance may become ready (or start from zero) within a second or two.
 pub const DEFAULT_NO_ENDPOINT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a request waits for a ready instance when the service has none, before 503 with
+/// `Retry-After`. 3 s: Linkerd's fail-fast (DESIGN.md defaults table, "cold-start queue"); the
+/// deploy file's `queue_timeout` default.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Limits and behaviour of one HTTP listener.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -85,6 +95,11 @@ pub struct ProxyConfig {
     pub no_endpoint_status: StatusCode,
     /// `Retry-After` sent with `no_endpoint_status`, rounded up to whole seconds.
     pub no_endpoint_retry_after: Duration,
+    /// How long a request waits for a first ready instance (bounded queue) before
+    /// `no_endpoint_status`.
+    pub queue_timeout: Duration,
+    /// Consistent hashing keys on this header when a request has it; else on the client address.
+    pub hash_header: Option<HeaderName>,
 }
 
 impl Default for ProxyConfig {
@@ -97,6 +112,8 @@ impl Default for ProxyConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             no_endpoint_status: StatusCode::SERVICE_UNAVAILABLE,
             no_endpoint_retry_after: DEFAULT_NO_ENDPOINT_RETRY_AFTER,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            hash_header: None,
         }
     }
 }
@@ -192,15 +209,35 @@ impl Proxy {
             ) {
                 return;
             }
+            let client = Peer::new(peer);
             let service = service_fn(move |req| {
                 let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                let client = client.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(error) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, %error, "client connection ended with an error");
             }
         });
+    }
+}
+
+/// What the proxy knows of a client connection, worked out once for all its requests.
+#[derive(Clone)]
+struct Peer {
+    /// The address as an `X-Forwarded-For` value (cloned per request: a reference count).
+    forwarded_for: hyper::header::HeaderValue,
+    /// Its consistent-hashing key.
+    key: u64,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr) -> Peer {
+        Peer {
+            forwarded_for: headers::client_ip_value(addr.ip()),
+            key: crate::balance::client_key(addr.ip()),
+        }
     }
 }
 

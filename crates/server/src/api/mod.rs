@@ -3,6 +3,7 @@
 
 mod events;
 mod logs;
+mod metrics;
 mod nodes;
 mod services;
 
@@ -31,6 +32,7 @@ pub fn router(server: Server) -> Router {
         .route("/services/{name}/scale", post(services::scale))
         .route("/instances", get(services::instances))
         .route("/events", get(events::list))
+        .route("/metrics", get(metrics::list))
         .route("/logs/{service}", get(logs::read))
         .route("/nodes/{name}/sync", post(nodes::sync))
         .route("/nodes/{name}/assignments", get(nodes::assignments))

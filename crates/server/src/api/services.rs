@@ -240,10 +240,18 @@ pub async fn instances(
 ) -> ApiResult<Vec<InstanceView>> {
     let statuses = server.statuses();
     let (assignments, _) = keys::assignments(server.store())?;
+    let mut traffic = server
+        .router()
+        .map(|r| r.instance_traffic(crate::traffic::VIEW_WINDOW))
+        .unwrap_or_default();
     let views = assignments
         .iter()
         .filter(|a| q.service.as_deref().is_none_or(|s| a.value.service == s))
-        .map(|a| InstanceView::new(&a.value, current_status(&a.value, &statuses)))
+        .map(|a| {
+            let mut view = InstanceView::new(&a.value, current_status(&a.value, &statuses));
+            view.traffic = traffic.remove(&a.value.id);
+            view
+        })
         .collect();
     Ok(Json(views))
 }

@@ -1,0 +1,262 @@
+//! The cold-start queue and the metrics, over real sockets: a request that arrives while no
+//! instance is ready waits for the first one; every request is counted at the service and at
+//! its instance, and stays in flight until its response body has been sent.
+
+mod common;
+
+use common::*;
+use ebb_router::http::ProxyConfig;
+use ebb_router::metrics::Snapshot;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn config(queue_timeout: Duration) -> ProxyConfig {
+    ProxyConfig {
+        queue_timeout,
+        ..ProxyConfig::default()
+    }
+}
+
+fn service(endpoints: &ebb_router::Endpoints) -> Snapshot {
+    endpoints.snapshot(Instant::now())
+}
+
+/// Polls `f` every 10 ms until it holds.
+async fn until(what: &str, f: impl Fn() -> bool) {
+    within(what, async {
+        while !f() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_waits_for_the_first_ready_instance_and_is_then_served() {
+    within("queue release", async {
+        let eps = endpoints(&[]);
+        let proxy = start_proxy(eps.clone(), config(Duration::from_secs(20))).await;
+        let url = proxy.url("/");
+        let waiting = tokio::spawn(async move { get(&client(), &url).await });
+        until("the request to queue", || eps.queued() == 1).await;
+        assert!(!waiting.is_finished(), "it waits rather than failing");
+        let b = backend("late", named).await;
+        eps.update(&[("late-1".to_string(), b.addr)], Instant::now());
+        let (status, _, body) = waiting.await.expect("join");
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "late"));
+        assert_eq!(eps.queued(), 0);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn past_the_queue_wait_limit_the_answer_is_503_with_retry_after() {
+    within("queue timeout", async {
+        let eps = endpoints(&[]);
+        let limit = Duration::from_millis(300);
+        let proxy = start_proxy(eps.clone(), config(limit)).await;
+        let started = Instant::now();
+        let (status, headers, _) = get(&client(), &proxy.url("/")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers["retry-after"], "1");
+        assert!(started.elapsed() >= limit, "it waited in the queue first");
+        assert_eq!(service(&eps).responses[4], 1, "the 503 is counted");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_class_at_the_service_and_the_instance() {
+    within("counts", async {
+        let b = backend("ok", |_, req: Request<Incoming>| async move {
+            let status = if req.uri().path() == "/missing" {
+                404
+            } else {
+                200
+            };
+            let mut response = Response::new(full("x"));
+            *response.status_mut() = StatusCode::from_u16(status).expect("status");
+            response
+        })
+        .await;
+        let eps = endpoints(&[b.addr]);
+        let proxy = start_proxy(eps.clone(), ProxyConfig::default()).await;
+        let c = client();
+        for path in ["/", "/", "/", "/missing"] {
+            get(&c, &proxy.url(path)).await;
+        }
+        let s = service(&eps);
+        assert_eq!(s.responses, [0, 3, 0, 1, 0]);
+        assert_eq!(s.latency.total(), 4);
+        let instance = eps.load().endpoints[0].snapshot(Instant::now());
+        assert_eq!(instance.responses, [0, 3, 0, 1, 0]);
+        assert_eq!(instance.in_flight, 0);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_errors_and_retries_are_counted() {
+    within("errors", async {
+        let b = backend("ok", named).await;
+        let dead = dead_addr().await;
+        let eps = Arc::new(ebb_router::Endpoints::new(
+            ebb_router::Algorithm::RoundRobin,
+        ));
+        eps.update(
+            &[("a-dead".to_string(), dead), ("b-ok".to_string(), b.addr)],
+            Instant::now(),
+        );
+        let proxy = start_proxy(eps.clone(), ProxyConfig::default()).await;
+        let c = client();
+        for _ in 0..4 {
+            let (status, _, _) = get(&c, &proxy.url("/")).await;
+            assert_eq!(status, StatusCode::OK, "the dead one is retried past");
+        }
+        let s = service(&eps);
+        assert!(s.connect_errors >= 1, "{s:?}");
+        assert_eq!(
+            s.retries, s.connect_errors,
+            "each connect error was retried"
+        );
+        assert_eq!(s.responses[1], 4);
+        let dead_ep = &eps.load().endpoints[0];
+        assert_eq!(dead_ep.addr, dead);
+        assert_eq!(
+            dead_ep.snapshot(Instant::now()).connect_errors,
+            s.connect_errors
+        );
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_stays_in_flight_until_its_streamed_body_ends() {
+    within("streamed in flight", async {
+        let sender: Arc<Mutex<Option<tokio::sync::mpsc::Sender<Bytes>>>> = Arc::default();
+        let slot = sender.clone();
+        let b = backend("stream", move |_, _req| {
+            let slot = slot.clone();
+            async move {
+                let (tx, body) = channel_body();
+                *slot.lock().expect("slot") = Some(tx);
+                Response::new(body)
+            }
+        })
+        .await;
+        let eps = endpoints(&[b.addr]);
+        let proxy = start_proxy(eps.clone(), ProxyConfig::default()).await;
+        let req = Request::get(proxy.url("/")).body(empty()).expect("request");
+        let response = client().request(req).await.expect("response head");
+        assert_eq!(response.status(), StatusCode::OK);
+        let ep = eps.load().endpoints[0].clone();
+        assert_eq!(
+            ep.load.in_flight(),
+            1,
+            "head received, body still streaming"
+        );
+        assert_eq!(service(&eps).in_flight, 1);
+        let tx = sender
+            .lock()
+            .expect("slot")
+            .take()
+            .expect("backend got the request");
+        tx.send(Bytes::from_static(b"chunk")).await.expect("send");
+        drop(tx);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(&body[..], b"chunk");
+        until("the request to end", || ep.load.in_flight() == 0).await;
+        until("the service request to end", || {
+            service(&eps).in_flight == 0
+        })
+        .await;
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrency_is_time_weighted_over_a_window() {
+    within("concurrency", async {
+        let b = backend("slow", |_, _req| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Response::new(full("slow"))
+        })
+        .await;
+        let eps = endpoints(&[b.addr]);
+        let proxy = start_proxy(eps.clone(), ProxyConfig::default()).await;
+        let before = service(&eps);
+        let c = client();
+        let url = proxy.url("/");
+        // Two requests at once for ~200 ms, then nothing for as long.
+        let (a, b2) = tokio::join!(get(&c, &url), get(&c, &url));
+        assert_eq!((a.0, b2.0), (StatusCode::OK, StatusCode::OK));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let w = service(&eps).since(&before);
+        assert_eq!(w.requests, 2);
+        // 2 × ~0.2 s of requests over ~0.4 s or a little more: about one on average.
+        assert!(
+            w.concurrency > 0.6 && w.concurrency < 1.1,
+            "{}",
+            w.concurrency
+        );
+        let p50 = w.p(0.5).expect("latency");
+        assert!(p50 >= Duration::from_millis(180), "{p50:?}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_tcp_connection_waits_for_the_first_instance_and_is_counted() {
+    within("tcp queue", async {
+        let eps = endpoints(&[]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(ebb_router::tcp::serve(
+            eps.clone(),
+            listener,
+            Duration::from_secs(20),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let client = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .expect("write");
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.expect("read");
+            out
+        });
+        until("the connection to queue", || eps.queued() == 1).await;
+        let b = backend("tcp-late", named).await;
+        let up: SocketAddr = b.addr;
+        eps.update(&[("late".to_string(), up)], Instant::now());
+        let out = client.await.expect("join");
+        assert!(
+            out.starts_with("HTTP/1.1 200") && out.ends_with("tcp-late"),
+            "{out}"
+        );
+        until("the connection to be counted", || {
+            service(&eps).responses[1] == 1
+        })
+        .await;
+    })
+    .await;
+}

@@ -1,0 +1,38 @@
+//! `GET /v1/metrics`: what the load balancer measured per service and per instance.
+
+use super::{ApiError, ApiQuery, ApiResult};
+use crate::traffic::{clamp_window, VIEW_WINDOW};
+use crate::Server;
+use axum::extract::State;
+use axum::Json;
+use ebb_core::traffic::MetricsResponse;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsQuery {
+    /// Only this service.
+    service: Option<String>,
+    /// Window length, e.g. `10s` or `1m` (default 10 s; at most the 60 s kept).
+    window: Option<String>,
+}
+
+pub async fn list(
+    State(server): State<Server>,
+    ApiQuery(q): ApiQuery<MetricsQuery>,
+) -> ApiResult<MetricsResponse> {
+    let window = match q.window.as_deref() {
+        None => VIEW_WINDOW,
+        Some(text) => ebb_core::parse_duration(text).map_err(|e| {
+            ApiError::bad_request(format!("bad `window` {text:?}: {e}; e.g. window=10s"))
+        })?,
+    };
+    let mut services = server
+        .router()
+        .map(|r| r.traffic(clamp_window(window)))
+        .unwrap_or_default();
+    if let Some(name) = &q.service {
+        services.retain(|s| &s.service == name);
+    }
+    Ok(Json(MetricsResponse { services }))
+}

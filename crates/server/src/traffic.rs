@@ -1,0 +1,188 @@
+//! Traffic history: the router's cumulative counters sampled once a second, so that any recent
+//! window (the autoscaler's 6 s and 60 s, `ebb ps`'s 10 s) is the difference of two samples.
+//!
+//! Sampling copies atomics off the hot path; nothing here runs per request. A series is keyed
+//! by the identity of the counters it reads (the `Arc` of an endpoint or a service's endpoint
+//! set), so an instance that left and came back, or a listener rebuilt with new settings,
+//! starts from zero instead of producing negative rates.
+
+use ebb_core::traffic::{StatusCounts, Traffic};
+use ebb_router::metrics::{Snapshot, Window};
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+/// How often the router's counters are sampled: 1 s, the autoscaler's tick (DESIGN.md).
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Samples kept per series: 61, enough for the 60 s stable window (KPA, DESIGN.md) plus its
+/// starting point.
+pub const SAMPLES_KEPT: usize = 61;
+
+/// The window `ebb ps` and `GET /v1/instances` report: 10 s, long enough to smooth a bursty
+/// second, short enough to follow a load change while one watches.
+pub const VIEW_WINDOW: Duration = Duration::from_secs(10);
+
+/// One sampled series: which counters it read and the samples, oldest first.
+#[derive(Debug)]
+pub struct Series {
+    identity: usize,
+    samples: VecDeque<Snapshot>,
+}
+
+impl Series {
+    fn new(identity: usize) -> Series {
+        Series {
+            identity,
+            samples: VecDeque::with_capacity(SAMPLES_KEPT),
+        }
+    }
+
+    /// Adds a sample of counters with `identity`; other counters than before restart the series.
+    pub fn push(&mut self, identity: usize, sample: Snapshot) {
+        if identity != self.identity {
+            self.identity = identity;
+            self.samples.clear();
+        }
+        if self.samples.len() == SAMPLES_KEPT {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
+    }
+
+    /// The window ending at the newest sample and starting at the oldest one at most `span`
+    /// before it. A series younger than `span` counts from zero at `span` before its newest
+    /// sample, so that a new instance's rate is over the same span as everyone else's.
+    pub fn window(&self, span: Duration) -> Option<Window> {
+        let newest = self.samples.back()?;
+        let start = newest.at.checked_sub(span).unwrap_or(newest.at);
+        let oldest = self.samples.iter().find(|s| s.at >= start)?;
+        if self.samples.len() < SAMPLES_KEPT && self.samples.front()?.at > start {
+            return Some(newest.since(&Snapshot::zero(start)));
+        }
+        Some(newest.since(oldest))
+    }
+}
+
+/// Series by name (a service, or an instance id), dropped when their subject is gone.
+#[derive(Debug, Default)]
+pub struct History {
+    series: HashMap<String, Series>,
+}
+
+impl History {
+    pub fn push(&mut self, name: &str, identity: usize, sample: Snapshot) {
+        self.series
+            .entry(name.to_string())
+            .or_insert_with(|| Series::new(identity))
+            .push(identity, sample);
+    }
+
+    pub fn window(&self, name: &str, span: Duration) -> Option<Window> {
+        self.series.get(name)?.window(span)
+    }
+
+    /// Keeps only the series `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.series.retain(|name, _| keep(name));
+    }
+}
+
+/// A window as the API reports it.
+pub fn traffic(w: &Window) -> Traffic {
+    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+    Traffic {
+        window_ms: u64::try_from(w.span.as_millis()).unwrap_or(u64::MAX),
+        requests: w.requests,
+        rps: w.rps,
+        concurrency: w.concurrency,
+        in_flight: w.in_flight,
+        p50_ms: ms(w.p(0.50)),
+        p90_ms: ms(w.p(0.90)),
+        p99_ms: ms(w.p(0.99)),
+        status: StatusCounts::from_classes(w.responses),
+        connect_errors: w.connect_errors,
+        retries: w.retries,
+        ejections: w.ejections,
+    }
+}
+
+/// A window length from the API's `window` parameter, within what the history keeps.
+pub fn clamp_window(span: Duration) -> Duration {
+    span.clamp(SAMPLE_INTERVAL, SAMPLE_INTERVAL * (SAMPLES_KEPT as u32 - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// The instant `secs` seconds after `t0`.
+    fn at(t0: Instant, secs: u64) -> Instant {
+        t0 + Duration::from_secs(secs)
+    }
+
+    fn sample(t: Instant, ok: u64) -> Snapshot {
+        let mut s = Snapshot::zero(t);
+        s.responses[1] = ok;
+        s
+    }
+
+    #[test]
+    fn a_window_is_the_difference_of_its_end_samples() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        for i in 0..30 {
+            h.push("web", 1, sample(at(t0, i), i * 100)); // 100 requests a second
+        }
+        let w = h.window("web", Duration::from_secs(10)).unwrap();
+        assert_eq!(w.span, Duration::from_secs(10));
+        assert_eq!(w.requests, 1000);
+        assert!((w.rps - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_young_series_counts_from_zero_over_the_whole_window() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        h.push("web-1", 1, sample(at(t0, 8), 50));
+        h.push("web-1", 1, sample(at(t0, 10), 100));
+        let w = h.window("web-1", Duration::from_secs(10)).unwrap();
+        assert_eq!(w.span, Duration::from_secs(10));
+        assert_eq!(w.requests, 100);
+    }
+
+    #[test]
+    fn new_counters_under_an_old_name_restart_the_series() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        for i in 0..20 {
+            h.push("web-1", 1, sample(at(t0, i), 10_000 + i));
+        }
+        h.push("web-1", 2, sample(at(t0, 20), 5));
+        let w = h.window("web-1", Duration::from_secs(10)).unwrap();
+        assert_eq!(w.requests, 5, "no negative or stale rate");
+    }
+
+    #[test]
+    fn only_so_many_samples_are_kept_and_gone_subjects_are_dropped() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        for i in 0..200 {
+            h.push("web", 1, sample(at(t0, i), i));
+        }
+        assert_eq!(h.series["web"].samples.len(), SAMPLES_KEPT);
+        let w = h.window("web", Duration::from_secs(600)).unwrap();
+        assert_eq!(w.span, Duration::from_secs(60));
+        h.retain(|name| name != "web");
+        assert!(h.window("web", Duration::from_secs(10)).is_none());
+    }
+
+    #[test]
+    fn windows_are_clamped_to_what_is_kept() {
+        assert_eq!(clamp_window(Duration::ZERO), SAMPLE_INTERVAL);
+        assert_eq!(
+            clamp_window(Duration::from_secs(3600)),
+            Duration::from_secs(60)
+        );
+    }
+}
