@@ -40,6 +40,9 @@ pub enum Change {
         from: u32,
         to: u32,
     },
+    /// Only load-balancer settings (`port`, `protocol`, `balance`) changed: the listener is
+    /// reconfigured, instances keep running.
+    Rerouted,
     Unchanged,
 }
 

@@ -367,3 +367,49 @@ fn ps_and_metrics_show_each_instances_traffic() {
     assert_eq!(bad.status.code(), Some(2), "a bad window is refused");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("window"));
 }
+
+#[test]
+fn changing_balance_settings_refuses_no_new_client() {
+    let ebb = up();
+    let port = free_port();
+    deploy(&ebb, "whiskey", &routed("whiskey", 2, port, ""));
+    ebb.wait_ready("whiskey", 2, Duration::from_secs(5));
+    let addr = format!("127.0.0.1:{port}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A new connection per request: a listener closed and bound again would refuse some.
+    let clients = {
+        let (stop, addr) = (stop.clone(), addr.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                match http_get(&addr, "/") {
+                    Some((200, _)) => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let changed = routed("whiskey", 2, port, "").replace(
+        "algorithm = \"round_robin\"",
+        "algorithm = \"least_request\"\nretries = 1",
+    );
+    deploy(&ebb, "whiskey", &changed);
+    wait_until("the listener to be rebuilt", Duration::from_secs(5), || {
+        (ebb.ok(&["events"]).matches("router.listening").count() >= 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = clients.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+    assert!(ok > 20, "the clients ran: {ok}");
+}

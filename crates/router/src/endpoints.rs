@@ -325,6 +325,16 @@ impl Endpoints {
             .send_if_modified(|ready| std::mem::replace(ready, has_any) != has_any);
     }
 
+    /// Takes over another set's endpoints as they are (same `Arc`s, so their in-flight counts,
+    /// latency estimates and metrics carry on): for a listener rebuilt with new settings.
+    pub fn inherit(&self, from: &Endpoints) {
+        let set = from.current.load_full();
+        let has_any = !set.is_empty();
+        self.current.store(set);
+        self.ready
+            .send_if_modified(|ready| std::mem::replace(ready, has_any) != has_any);
+    }
+
     /// Picks an endpoint for a request: `key` is the request's hash key for consistent hashing
     /// (ignored by other algorithms). None when the set is empty.
     pub fn pick(&self, key: Option<u64>, now: Instant) -> Option<Arc<Endpoint>> {

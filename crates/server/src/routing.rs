@@ -56,6 +56,16 @@ struct Routed {
     settings: Settings,
     endpoints: Arc<Endpoints>,
     stop: watch::Sender<bool>,
+    /// A second handle on the listening socket, so that a rebuilt listener takes the socket
+    /// over (and the connections waiting in its backlog) instead of closing and binding again,
+    /// which would refuse clients in between.
+    socket: std::net::TcpListener,
+}
+
+/// What a changed listener leaves to its successor on the same port.
+struct Handover {
+    socket: std::net::TcpListener,
+    endpoints: Arc<Endpoints>,
 }
 
 /// What a listener is built from; a change rebuilds it.
@@ -184,15 +194,19 @@ impl Router {
 
     fn sync_listeners(&self, server: &Server, specs: &BTreeMap<String, ServiceSpec>) {
         let mut services = lock(&self.inner.services);
+        let mut handovers: HashMap<String, Handover> = HashMap::new();
         services.retain(|name, routed| {
-            let keep = specs
-                .get(name)
-                .and_then(Settings::of)
-                .is_some_and(|s| s == routed.settings);
-            if !keep {
-                let _ = routed.stop.send(true);
+            let wanted = specs.get(name).and_then(Settings::of);
+            if wanted.as_ref() == Some(&routed.settings) {
+                return true;
             }
-            keep
+            let same_port = wanted.is_some_and(|s| s.port == routed.settings.port);
+            if let (true, Ok(socket)) = (same_port, routed.socket.try_clone()) {
+                let endpoints = routed.endpoints.clone();
+                handovers.insert(name.clone(), Handover { socket, endpoints });
+            }
+            let _ = routed.stop.send(true);
+            false
         });
         for (name, spec) in specs {
             let Some(settings) = Settings::of(spec) else {
@@ -201,7 +215,7 @@ impl Router {
             if services.contains_key(name) {
                 continue;
             }
-            match self.start_listener(&settings) {
+            match self.start_listener(&settings, handovers.remove(name)) {
                 Ok(routed) => {
                     lock(&self.inner.failed).remove(&(name.clone(), settings.port));
                     server.record(
@@ -239,13 +253,26 @@ impl Router {
         }
     }
 
-    fn start_listener(&self, settings: &Settings) -> std::io::Result<Routed> {
-        let listener = std::net::TcpListener::bind((self.inner.bind, settings.port))?;
-        listener.set_nonblocking(true)?;
+    /// Starts serving `settings.port`: on the socket and endpoints a previous listener of the
+    /// service handed over, or on a newly bound socket.
+    fn start_listener(
+        &self,
+        settings: &Settings,
+        handover: Option<Handover>,
+    ) -> std::io::Result<Routed> {
         let endpoints = Arc::new(Endpoints::with_slow_start(
             settings.algorithm,
             settings.slow_start,
         ));
+        let listener = match handover {
+            Some(h) => {
+                endpoints.inherit(&h.endpoints);
+                h.socket
+            }
+            None => std::net::TcpListener::bind((self.inner.bind, settings.port))?,
+        };
+        listener.set_nonblocking(true)?;
+        let socket = listener.try_clone()?;
         let (stop, mut stop_rx) = watch::channel(false);
         let shutdown = async move {
             let _ = stop_rx.wait_for(|s| *s).await;
@@ -281,6 +308,7 @@ impl Router {
             settings: settings.clone(),
             endpoints,
             stop,
+            socket,
         })
     }
 

@@ -36,6 +36,10 @@ fn describe(c: &ServiceChange) -> String {
             c.service
         ),
         Change::Scaled { from, to } => format!("{}: scaled {from} → {to} instances", c.service),
+        Change::Rerouted => format!(
+            "{}: load balancer settings changed, instances keep running",
+            c.service
+        ),
         Change::Unchanged => format!("{}: unchanged", c.service),
     }
 }

@@ -119,6 +119,7 @@ fn change_of(existing: Option<&ServiceSpec>, spec: &ServiceSpec) -> Change {
             from: old.instances,
             to: spec.instances,
         },
+        Some(old) if old != spec => Change::Rerouted,
         Some(_) => Change::Unchanged,
     }
 }
@@ -136,6 +137,10 @@ fn record_change(server: &Server, c: &ServiceChange) {
         Change::Scaled { from, to } => (
             EventKind::ServiceScaled,
             format!("scaled from {from} to {to} instances"),
+        ),
+        Change::Rerouted => (
+            EventKind::ServiceUpdated,
+            "load balancer settings changed; instances keep running".to_string(),
         ),
         Change::Unchanged => return,
     };
