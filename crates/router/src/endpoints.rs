@@ -50,8 +50,7 @@ impl Endpoint {
 
     /// This endpoint's cumulative metrics at `now`.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
-        self.metrics
-            .snapshot(now, u64::from(self.outlier.times_ejected()))
+        self.metrics.snapshot(now, self.outlier.ejections())
     }
 
     /// Whether passive outlier detection has taken this endpoint out of rotation at `now`.
@@ -118,7 +117,10 @@ pub fn ejection_time(times: u32) -> Duration {
 #[derive(Debug)]
 pub struct Outlier {
     consecutive: AtomicU32,
+    /// The multiplier of the next ejection's length; quiet time lowers it.
     times_ejected: AtomicU32,
+    /// Every ejection ever, for metrics (never lowered).
+    ejections: AtomicU64,
     /// Nanoseconds from `born` to the end of the current ejection; 0 when never ejected.
     ejected_until_ns: AtomicU64,
     born: Instant,
@@ -129,6 +131,7 @@ impl Outlier {
         Outlier {
             consecutive: AtomicU32::new(0),
             times_ejected: AtomicU32::new(0),
+            ejections: AtomicU64::new(0),
             ejected_until_ns: AtomicU64::new(0),
             born: now,
         }
@@ -144,9 +147,36 @@ impl Outlier {
         until != 0 && self.since_born(now) < until
     }
 
-    /// How many times the endpoint has been ejected.
+    /// How many times the endpoint has been ejected (less those forgiven, see
+    /// [`Outlier::next_ejection_count`]).
     pub fn times_ejected(&self) -> u32 {
         self.times_ejected.load(Ordering::Relaxed)
+    }
+
+    /// Ejections since the endpoint joined its set.
+    pub fn ejections(&self) -> u64 {
+        self.ejections.load(Ordering::Relaxed)
+    }
+
+    /// The count the ejection happening at `now` makes. As Envoy decrements its ejection
+    /// multiplier while a host stays healthy, every [`BASE_EJECTION`] without an ejection since
+    /// the last one ended forgives one earlier ejection: an instance that failed once last week
+    /// starts again at 30 s, not at the 5-minute cap.
+    fn next_ejection_count(&self, now: Instant) -> u32 {
+        let ended = self.ejected_until_ns.load(Ordering::Relaxed);
+        let quiet = self.since_born(now).saturating_sub(ended);
+        let forgiven = if ended == 0 {
+            0
+        } else {
+            u32::try_from(quiet / BASE_EJECTION.as_nanos() as u64).unwrap_or(u32::MAX)
+        };
+        let times = self
+            .times_ejected
+            .load(Ordering::Relaxed)
+            .saturating_sub(forgiven)
+            + 1;
+        self.times_ejected.store(times, Ordering::Relaxed);
+        times
     }
 
     /// Failures in a row since the last success or ejection.
@@ -177,7 +207,8 @@ impl Outlier {
         {
             return false;
         }
-        let times = self.times_ejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let times = self.next_ejection_count(now);
+        self.ejections.fetch_add(1, Ordering::Relaxed);
         let until = self
             .since_born(now)
             .saturating_add(u64::try_from(ejection_time(times).as_nanos()).unwrap_or(u64::MAX))
@@ -447,6 +478,27 @@ mod tests {
         assert_eq!(o.times_ejected(), 2);
         assert!(o.is_ejected(t1 + Duration::from_secs(59)));
         assert!(!o.is_ejected(t1 + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn quiet_time_after_an_ejection_forgives_earlier_ones() {
+        let t0 = Instant::now();
+        let o = Outlier::new(t0);
+        let eject = |at: Instant| {
+            for _ in 0..EJECT_AFTER_FAILURES {
+                o.failure(at, || true);
+            }
+        };
+        eject(t0); // 1st: until 30 s
+        let t1 = t0 + Duration::from_secs(31);
+        eject(t1); // 2nd right after: 60 s, until 91 s
+        assert_eq!(o.times_ejected(), 2);
+        // Quiet for 100 s after the end: three base periods forgive both earlier ejections.
+        let t2 = t1 + Duration::from_secs(60 + 100);
+        eject(t2);
+        assert_eq!(o.times_ejected(), 1, "back to the first step");
+        assert_eq!(o.ejections(), 3, "the metric still counts every ejection");
+        assert!(!o.is_ejected(t2 + BASE_EJECTION));
     }
 
     #[test]
