@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// Most requests that may wait for a ready instance at once, per service; beyond it they fail
 /// fast with 503. 10,000: Linkerd's default queue capacity (DESIGN.md defaults table,
@@ -280,6 +280,9 @@ pub struct Endpoints {
     queued: AtomicU32,
     /// Ejections of any endpoint of the service, ever (endpoints come and go; this stays).
     ejections: AtomicU64,
+    /// Signalled when a request starts waiting for a first endpoint: a service at zero must
+    /// start an instance now, not at the autoscaler's next tick.
+    demand: Option<Arc<Notify>>,
     /// What clients of the service see: every request, including those that waited or failed.
     pub metrics: Metrics,
 }
@@ -297,6 +300,7 @@ impl Endpoints {
             ready: watch::Sender::new(false),
             queued: AtomicU32::new(0),
             ejections: AtomicU64::new(0),
+            demand: None,
             metrics: Metrics::new(Instant::now()),
         }
     }
@@ -321,6 +325,9 @@ impl Endpoints {
         if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             return false;
+        }
+        if let Some(demand) = &self.demand {
+            demand.notify_one();
         }
         let mut ready = self.ready.subscribe();
         let waited = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
@@ -354,6 +361,12 @@ impl Endpoints {
         self.current.store(Arc::new(EndpointSet { endpoints }));
         self.ready
             .send_if_modified(|ready| std::mem::replace(ready, has_any) != has_any);
+    }
+
+    /// Signals `demand` whenever a request starts waiting for a first endpoint.
+    pub fn with_demand_signal(mut self, demand: Arc<Notify>) -> Endpoints {
+        self.demand = Some(demand);
+        self
     }
 
     /// Takes over another set's endpoints as they are (same `Arc`s, so their in-flight counts,
@@ -509,6 +522,21 @@ mod tests {
             assert!(!o.failure(t0, || false));
         }
         assert!(!o.is_ejected(t0));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_signals_demand_at_once() {
+        let demand = Arc::new(Notify::new());
+        let endpoints =
+            Arc::new(Endpoints::new(Algorithm::RoundRobin).with_demand_signal(demand.clone()));
+        let waiter = {
+            let e = endpoints.clone();
+            tokio::spawn(async move { e.wait_ready(Duration::from_millis(50)).await })
+        };
+        tokio::time::timeout(Duration::from_secs(5), demand.notified())
+            .await
+            .expect("demand signalled");
+        assert!(!waiter.await.unwrap(), "nothing became ready");
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ use crate::{now_ms, Server};
 use ebb_core::traffic::{InstanceTraffic, ServiceTraffic, Traffic};
 use ebb_core::{Assignment, DesiredState, Event, EventKind, Protocol, ServiceSpec};
 use ebb_router::http::{Proxy, ProxyConfig};
+use ebb_router::metrics::Window;
 use ebb_router::{Algorithm, Endpoint, Endpoints};
 use ebb_store::StoreError;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -43,6 +44,10 @@ struct Inner {
     failed: Mutex<HashSet<(String, u16)>>,
     /// Sampled metrics of services and of instances.
     history: Mutex<Histories>,
+    /// Signalled when a request waits at a service without a ready instance.
+    demand: Arc<tokio::sync::Notify>,
+    /// Counts samples taken, so that the autoscaler decides right after each one.
+    sampled: watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -117,12 +122,38 @@ impl Router {
                 synced: AtomicU64::new(0),
                 failed: Mutex::new(HashSet::new()),
                 history: Mutex::new(Histories::default()),
+                demand: Arc::new(tokio::sync::Notify::new()),
+                sampled: watch::Sender::new(0),
             }),
         }
     }
 
     pub fn bind(&self) -> IpAddr {
         self.inner.bind
+    }
+
+    /// Notified (one stored permit) whenever a request starts waiting at a service that has no
+    /// ready instance, so that the autoscaler can start one at once.
+    pub fn demand(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.demand.clone()
+    }
+
+    /// Changes after every sample of the metrics (once a second).
+    pub fn samples(&self) -> watch::Receiver<u64> {
+        self.inner.sampled.subscribe()
+    }
+
+    /// A routed service's metrics over the last `span`, as sampled; None when it has no
+    /// listener or no samples yet.
+    pub fn service_window(&self, service: &str, span: Duration) -> Option<Window> {
+        lock(&self.inner.history).services.window(service, span)
+    }
+
+    /// Requests waiting now for a first ready instance of `service`.
+    pub fn queued(&self, service: &str) -> u32 {
+        lock(&self.inner.services)
+            .get(service)
+            .map_or(0, |r| r.endpoints.queued())
     }
 
     /// Store revision the endpoint sets reflect: a change written at or before it is in effect.
@@ -260,10 +291,10 @@ impl Router {
         settings: &Settings,
         handover: Option<Handover>,
     ) -> std::io::Result<Routed> {
-        let endpoints = Arc::new(Endpoints::with_slow_start(
-            settings.algorithm,
-            settings.slow_start,
-        ));
+        let endpoints = Arc::new(
+            Endpoints::with_slow_start(settings.algorithm, settings.slow_start)
+                .with_demand_signal(self.inner.demand.clone()),
+        );
         let listener = match handover {
             Some(h) => {
                 endpoints.inherit(&h.endpoints);
@@ -352,6 +383,8 @@ impl Router {
         }
         history.services.retain(|name| services.contains_key(name));
         history.instances.retain(|id| routed_instances.contains(id));
+        drop((history, services));
+        self.inner.sampled.send_modify(|n| *n += 1);
     }
 
     /// Every routed service's traffic over the last `span` (as sampled), with its instances'.
@@ -416,7 +449,7 @@ fn routable(
 }
 
 /// A sampled window, or an empty one before the first samples.
-fn window_traffic(w: Option<ebb_router::metrics::Window>) -> Traffic {
+fn window_traffic(w: Option<Window>) -> Traffic {
     w.as_ref().map(traffic::traffic).unwrap_or_default()
 }
 
