@@ -1,0 +1,261 @@
+//! One tick: the policy's proposal, then the rules every policy shares — no scale-down while
+//! panicking, scale-down stabilization, the scale-up rate limit, idle → zero, and the bounds.
+
+use crate::config::{Config, Policy};
+use crate::explain;
+use crate::metrics::Metrics;
+use crate::state::State;
+use crate::{policies, target};
+use std::time::Duration;
+
+/// The instant of a decision, injected: a monotonic reading (the clock of [`Sample::at`]) for
+/// windows and delays, and wall-clock time for schedules. They are separate so that a wall-clock
+/// jump (NTP, a VM resumed) cannot stretch or cut a window.
+///
+/// [`Sample::at`]: crate::Sample::at
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time, on the epoch of [`Sample::at`](crate::Sample::at).
+    pub mono: Duration,
+    /// Milliseconds since 1970-01-01T00:00:00Z.
+    pub unix_ms: i64,
+}
+
+impl Now {
+    /// `mono` and `unix_ms` read at the same moment.
+    pub fn new(mono: Duration, unix_ms: i64) -> Self {
+        Now { mono, unix_ms }
+    }
+
+    /// An instant given as time since the Unix epoch, used as both clocks: for simulators and
+    /// tests, which have only one clock.
+    pub fn unix(since_epoch: Duration) -> Self {
+        let unix_ms = i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX);
+        Now::new(since_epoch, unix_ms)
+    }
+}
+
+/// What the service should run, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Instances wanted.
+    pub desired: u32,
+    /// The inputs and the rules that applied, for `ebb events`, e.g.
+    /// `concurrency 43.2 over 6s / target 10 → 5 (panic)`.
+    pub reason: String,
+    /// Whether the decision was made in panic mode.
+    pub panic: bool,
+}
+
+/// A policy's raw proposal, before the shared rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Proposal {
+    pub count: u32,
+    pub reason: String,
+    pub panic: bool,
+}
+
+impl Proposal {
+    pub(crate) fn new(count: u32, reason: String) -> Self {
+        Proposal {
+            count,
+            reason,
+            panic: false,
+        }
+    }
+
+    pub(crate) fn hold(base: u32, reason: String) -> Self {
+        Proposal::new(base, reason)
+    }
+}
+
+/// The policy that decides inside the bounds: a schedule's inner policy, or the policy itself.
+fn deciding_policy(policy: &Policy) -> &Policy {
+    match policy {
+        Policy::Schedule { inner, .. } => deciding_policy(inner),
+        p => p,
+    }
+}
+
+/// Decides how many instances the service should run.
+///
+/// `current` is the number of ready (serving) instances: panic mode compares the short window
+/// against it, as Knative does, and per-instance values of the step and linear policies divide
+/// by it. The count asked for last is remembered in `state`. `metrics` holds the samples up to
+/// `now.mono`.
+/// Call once per [`TICK`](crate::TICK); `state` carries what the rules need between calls.
+pub fn decide(
+    config: &Config,
+    state: &mut State,
+    metrics: &Metrics,
+    current: u32,
+    now: Now,
+) -> Decision {
+    let t = now.mono;
+    state.observe(metrics, t);
+    let base = state.desired.unwrap_or(current);
+    if state.desired.is_none() {
+        // As HPA: a fresh state remembers the running count as a recommendation, so that a
+        // restarted server waits a scale_down_delay before it removes anything.
+        state.recommend(t, base, config.scale_down_delay);
+    }
+    let proposal = match deciding_policy(&config.policy) {
+        Policy::Target => target::propose(config, state, metrics, current, base, t),
+        Policy::Step { metric, bands } => {
+            policies::step(config, *metric, bands, metrics, current, base, t)
+        }
+        Policy::Linear {
+            metric,
+            low,
+            high,
+            step,
+        } => policies::linear(
+            config,
+            *metric,
+            (*low, *high, *step),
+            metrics,
+            current,
+            base,
+            t,
+        ),
+        Policy::Schedule { .. } => Proposal::hold(base, "schedule without a policy".into()),
+    };
+    state.recommend(t, proposal.count, config.scale_down_delay);
+    let Proposal {
+        mut count,
+        mut reason,
+        panic,
+    } = proposal;
+
+    if panic {
+        if count < base {
+            count = base;
+            reason += &format!("; not below {base} while panicking");
+        }
+    } else if count < base {
+        count = stabilize_down(config, state, count, base, t, &mut reason);
+    } else if count > base {
+        count = limit_up(config, state, count, base, t, &mut reason);
+    }
+
+    let bounds = config.bounds_at(now.unix_ms);
+    let quiet = state.quiet_for(t);
+    let idle = bounds.min == 0 && !panic && quiet >= config.idle_timeout;
+    let mut floor = bounds.min;
+    if idle {
+        count = 0;
+        reason = idle_reason(state, quiet, config.idle_timeout);
+    } else if bounds.min == 0 && keeps_one(state, base) {
+        floor = 1;
+    }
+    let clamped = count.clamp(floor.min(bounds.max), bounds.max);
+    if clamped == 1 && count == 0 && bounds.min == 0 {
+        let t = explain::duration(config.idle_timeout);
+        reason += &format!("; kept at 1: zero only after {t} without a request (idle_timeout)");
+    } else if clamped != count {
+        reason += &format!(
+            "; clamped to {clamped} (min {}, max {}",
+            bounds.min, bounds.max
+        );
+        if let (Some(i), Policy::Schedule { windows, .. }) = (bounds.window, &config.policy) {
+            reason += &format!(" of schedule window {i}: {}", windows[i]);
+        }
+        reason += ")";
+    }
+
+    commit(config, state, clamped, base, t);
+    Decision {
+        desired: clamped,
+        reason,
+        panic,
+    }
+}
+
+/// A `min = 0` service that is not idle keeps one instance: it had a request within
+/// `idle_timeout` (its cold start may still be under way), or it runs and no request was ever
+/// seen (a fresh state after a restart gives it a full `idle_timeout`). A service found at zero
+/// with no request seen stays there.
+fn keeps_one(state: &State, base: u32) -> bool {
+    state.last_request.is_some() || base > 0
+}
+
+fn idle_reason(state: &State, quiet: Duration, timeout: Duration) -> String {
+    let (q, t) = (explain::duration(quiet), explain::duration(timeout));
+    match state.last_request {
+        Some(_) => format!("no request for {q} (idle_timeout {t}) → 0"),
+        None => format!("no request in the {q} observed (idle_timeout {t}) → 0"),
+    }
+}
+
+/// HPA's scale-down stabilization: go no lower than the highest recommendation of the last
+/// `scale_down_delay`, and never above `base` because of it.
+fn stabilize_down(
+    config: &Config,
+    state: &State,
+    count: u32,
+    base: u32,
+    now: Duration,
+    reason: &mut String,
+) -> u32 {
+    let delay = config.scale_down_delay;
+    let held = state
+        .highest_recommendation(now, delay)
+        .unwrap_or(count)
+        .clamp(count, base);
+    if held > count {
+        let d = explain::duration(delay);
+        *reason += &format!("; held at {held}, the highest recommendation of the last {d}");
+    }
+    held
+}
+
+/// HPA's scale-up policies: per period, at most the larger of `instances` and `percent` % of
+/// the count at the period's start.
+fn limit_up(
+    config: &Config,
+    state: &State,
+    count: u32,
+    base: u32,
+    now: Duration,
+    reason: &mut String,
+) -> u32 {
+    let l = config.scale_up;
+    let start = base.saturating_sub(state.added_within(now, l.period));
+    let by_percent = target::ceil_count(f64::from(start) * (1.0 + f64::from(l.percent) / 100.0));
+    let limit = start.saturating_add(l.instances).max(by_percent).max(base);
+    if count > limit {
+        let (n, p, d) = (l.instances, l.percent, explain::duration(l.period));
+        *reason += &format!("; limited to {limit} (scale-up rate: max({n}, {p}%) per {d})");
+        return limit;
+    }
+    count
+}
+
+fn commit(config: &Config, state: &mut State, desired: u32, base: u32, now: Duration) {
+    if desired > base {
+        state.scaled_up(now, desired - base, config.scale_up.period);
+    }
+    state.desired = Some(desired);
+}
+
+/// Called by the router's queue when a request arrives at a service with no ready instance, at
+/// once rather than at the next tick. Returns the decision to start one (or `min`) instance,
+/// or `None` when instances run or were already asked for, or the bounds allow none.
+pub fn demand(config: &Config, state: &mut State, current: u32, now: Now) -> Option<Decision> {
+    state.saw_request(now.mono);
+    if current > 0 || state.desired.is_some_and(|d| d > 0) {
+        return None;
+    }
+    let bounds = config.bounds_at(now.unix_ms);
+    let desired = bounds.min.max(1).min(bounds.max);
+    if desired == 0 {
+        return None;
+    }
+    state.recommend(now.mono, desired, config.scale_down_delay);
+    commit(config, state, desired, 0, now.mono);
+    Some(Decision {
+        desired,
+        reason: format!("request waiting at 0 instances → {desired} (scale from zero)"),
+        panic: false,
+    })
+}

@@ -1,0 +1,233 @@
+//! Per-second samples of a service's load and the window that keeps the recent ones.
+
+use crate::config::{Config, Metric};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// One second of a service's load. Each metric is `None` when its source did not report (the
+/// router or an agent was late, restarting or partitioned); see [`Metrics::stats`] for how a
+/// missing value counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// When the second ended, on the caller's monotonic clock (any epoch; the same as [`Now`]'s
+    /// `mono`).
+    ///
+    /// [`Now`]: crate::Now
+    pub at: Duration,
+    /// Requests in flight during the second (average), summed over the service, counting those
+    /// held in the router's queue.
+    pub concurrency: Option<f64>,
+    /// Requests that arrived during the second, per second, summed over the service.
+    pub rps: Option<f64>,
+    /// 95th percentile latency of the requests completed during the second.
+    pub latency_p95: Option<Duration>,
+    /// CPU use as a fraction of each instance's reservation, summed over the ready instances:
+    /// three instances at 70 % report 2.1. A sum, like the request metrics, so that
+    /// `cpu / target` is an instance count.
+    pub cpu: Option<f64>,
+    /// Memory use as a fraction of the reservation, summed over the ready instances.
+    pub memory: Option<f64>,
+    /// Requests that arrived during the second (held ones included). Only its being non-zero
+    /// matters: it is what keeps a `min = 0` service from idling to zero.
+    pub requests: u64,
+}
+
+impl Sample {
+    /// A sample at `at` with every metric missing and no request.
+    pub fn new(at: Duration) -> Self {
+        Sample {
+            at,
+            concurrency: None,
+            rps: None,
+            latency_p95: None,
+            cpu: None,
+            memory: None,
+            requests: 0,
+        }
+    }
+
+    /// The value of `metric` (latency in seconds). A value that is not a finite number counts
+    /// as missing; a negative one as 0.
+    pub fn value(&self, metric: Metric) -> Option<f64> {
+        let v = match metric {
+            Metric::Concurrency => self.concurrency,
+            Metric::Rps => self.rps,
+            Metric::Cpu => self.cpu,
+            Metric::Memory => self.memory,
+            Metric::LatencyP95 => self.latency_p95.map(|d| d.as_secs_f64()),
+        }?;
+        v.is_finite().then_some(v.max(0.0))
+    }
+
+    /// Whether the service saw a request during this second: an arrival, or one still in flight
+    /// (a long download or a websocket counts as activity, not idleness).
+    pub fn is_active(&self) -> bool {
+        self.requests > 0
+            || self.concurrency.is_some_and(|c| c > 0.0)
+            || self.rps.is_some_and(|r| r > 0.0)
+    }
+}
+
+/// Sum and counts of one metric over a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WindowStats {
+    /// Sum of the values present.
+    pub sum: f64,
+    /// Samples in the window with a value.
+    pub present: u32,
+    /// Samples in the window without one.
+    pub missing: u32,
+}
+
+impl WindowStats {
+    /// Mean of the values present; `None` when every sample lacks the metric (or there is none).
+    pub fn mean(&self) -> Option<f64> {
+        (self.present > 0).then(|| self.sum / f64::from(self.present))
+    }
+
+    /// Samples in the window.
+    pub fn samples(&self) -> u32 {
+        self.present + self.missing
+    }
+}
+
+/// The recent samples of one service, oldest first, at most `retain` old.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    samples: VecDeque<Sample>,
+    retain: Duration,
+}
+
+impl Metrics {
+    /// A window that keeps samples for `retain` after the newest.
+    pub fn new(retain: Duration) -> Self {
+        Metrics {
+            // One sample per second; capped so a huge `retain` does not reserve memory upfront.
+            samples: VecDeque::with_capacity(retain.as_secs().min(3600) as usize + 1),
+            retain,
+        }
+    }
+
+    /// A window long enough for `config`'s stable and panic windows.
+    pub fn for_config(config: &Config) -> Self {
+        Metrics::new(config.stable_window.max(config.panic_window))
+    }
+
+    /// Adds the next second's sample and forgets those older than `retain`. A sample not newer
+    /// than the last one is ignored: windows assume time moves forward.
+    pub fn push(&mut self, sample: Sample) {
+        if self.samples.back().is_some_and(|last| sample.at <= last.at) {
+            return;
+        }
+        while self
+            .samples
+            .front()
+            .is_some_and(|s| s.at.saturating_add(self.retain) <= sample.at)
+        {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
+    }
+
+    /// The samples kept, oldest first.
+    pub fn samples(&self) -> impl DoubleEndedIterator<Item = &Sample> {
+        self.samples.iter()
+    }
+
+    /// Samples in `(now - len, now]`, newest first.
+    pub fn window(&self, now: Duration, len: Duration) -> impl Iterator<Item = &Sample> {
+        self.samples
+            .iter()
+            .rev()
+            .skip_while(move |s| s.at > now)
+            .take_while(move |s| s.at.saturating_add(len) > now)
+    }
+
+    /// Sum and counts of `metric` over `(now - len, now]`.
+    pub fn stats(&self, metric: Metric, now: Duration, len: Duration) -> WindowStats {
+        let mut stats = WindowStats::default();
+        for s in self.window(now, len) {
+            match s.value(metric) {
+                Some(v) => {
+                    stats.sum += v;
+                    stats.present += 1;
+                }
+                None => stats.missing += 1,
+            }
+        }
+        stats
+    }
+
+    /// When the newest active second (see [`Sample::is_active`]) not after `now` ended.
+    pub fn last_active(&self, now: Duration) -> Option<Duration> {
+        self.window(now, Duration::MAX)
+            .find(|s| s.is_active())
+            .map(|s| s.at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn rps(at: u64, v: Option<f64>) -> Sample {
+        Sample {
+            rps: v,
+            ..Sample::new(secs(at))
+        }
+    }
+
+    #[test]
+    fn the_window_keeps_only_the_last_retain_seconds() {
+        let mut m = Metrics::new(secs(60));
+        for s in 1..=100 {
+            m.push(rps(s, Some(1.0)));
+        }
+        assert_eq!(m.samples().count(), 60);
+        assert_eq!(m.samples().next().map(|s| s.at), Some(secs(41)));
+    }
+
+    #[test]
+    fn stats_cover_the_window_ending_now_and_count_missing_values() {
+        let mut m = Metrics::new(secs(60));
+        for s in 1..=10 {
+            m.push(rps(s, (s % 2 == 0).then_some(s as f64)));
+        }
+        // (4, 10] → 5..=10: present 6, 8, 10; missing 5, 7, 9.
+        let st = m.stats(Metric::Rps, secs(10), secs(6));
+        assert_eq!((st.sum, st.present, st.missing), (24.0, 3, 3));
+        // A window ending earlier ignores later samples: (2, 8] → 3..=8.
+        assert_eq!(m.stats(Metric::Rps, secs(8), secs(6)).samples(), 6);
+    }
+
+    #[test]
+    fn samples_out_of_order_are_ignored() {
+        let mut m = Metrics::new(secs(60));
+        m.push(rps(5, Some(1.0)));
+        m.push(rps(5, Some(9.0)));
+        m.push(rps(4, Some(9.0)));
+        assert_eq!(m.stats(Metric::Rps, secs(5), secs(60)).sum, 1.0);
+    }
+
+    #[test]
+    fn non_finite_values_count_as_missing() {
+        let s = rps(1, Some(f64::NAN));
+        assert_eq!(s.value(Metric::Rps), None);
+        assert_eq!(rps(1, Some(-3.0)).value(Metric::Rps), Some(0.0));
+    }
+
+    #[test]
+    fn requests_in_flight_count_as_activity() {
+        let mut m = Metrics::new(secs(60));
+        m.push(Sample {
+            concurrency: Some(1.0),
+            ..Sample::new(secs(3))
+        });
+        m.push(Sample::new(secs(4)));
+        assert_eq!(m.last_active(secs(4)), Some(secs(3)));
+    }
+}

@@ -1,0 +1,105 @@
+//! What the autoscaler remembers about a service between ticks. The caller owns it (one per
+//! service) and passes it to every [`decide`](crate::decide) and [`demand`](crate::demand); a
+//! fresh `State::default()` after a server restart is safe: it forgets panic and history, and
+//! gives a running service a full `idle_timeout` before it may go to zero.
+
+use crate::metrics::Metrics;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Memory of one service's autoscaler.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    /// The count decided last; the base of stabilization and rate limits (HPA's "current
+    /// replicas" is the spec, not the ready pods).
+    pub(crate) desired: Option<u32>,
+    /// First time this state was used: the start of idleness when no request was ever seen.
+    pub(crate) first_seen: Option<Duration>,
+    /// End of the last second with a request (or when [`demand`](crate::demand) was called).
+    pub(crate) last_request: Option<Duration>,
+    /// Last time the panic condition held; `Some` while panicking.
+    pub(crate) panic_last: Option<Duration>,
+    /// Highest count asked for during the current panic (Knative's `maxPanicPods`).
+    pub(crate) panic_max: u32,
+    /// Recommendations of the last `scale_down_delay`, oldest first.
+    pub(crate) recommendations: VecDeque<(Duration, u32)>,
+    /// Instances added, and when, over the last scale-up period, oldest first.
+    pub(crate) scale_ups: VecDeque<(Duration, u32)>,
+}
+
+impl State {
+    /// The count decided last, if any.
+    pub fn desired(&self) -> Option<u32> {
+        self.desired
+    }
+
+    /// When the service last had a request, as far as this state has seen.
+    pub fn last_request(&self) -> Option<Duration> {
+        self.last_request
+    }
+
+    /// Whether the last decision was made in panic mode.
+    pub fn panicking(&self) -> bool {
+        self.panic_last.is_some()
+    }
+
+    /// Notes the time and the newest request in `metrics`.
+    pub(crate) fn observe(&mut self, metrics: &Metrics, now: Duration) {
+        self.first_seen.get_or_insert(now);
+        if let Some(at) = metrics.last_active(now) {
+            self.saw_request(at);
+        }
+    }
+
+    pub(crate) fn saw_request(&mut self, at: Duration) {
+        self.first_seen.get_or_insert(at);
+        self.last_request = Some(self.last_request.map_or(at, |t| t.max(at)));
+    }
+
+    /// How long since the last request, or since the state was first used if none was seen.
+    pub(crate) fn quiet_for(&self, now: Duration) -> Duration {
+        let since = self.last_request.or(self.first_seen).unwrap_or(now);
+        now.saturating_sub(since)
+    }
+
+    /// Records a recommendation and forgets those older than `keep`.
+    pub(crate) fn recommend(&mut self, now: Duration, count: u32, keep: Duration) {
+        prune(&mut self.recommendations, now, keep);
+        self.recommendations.push_back((now, count));
+    }
+
+    /// The highest recommendation in `(now - len, now]`.
+    pub(crate) fn highest_recommendation(&self, now: Duration, len: Duration) -> Option<u32> {
+        self.recommendations
+            .iter()
+            .rev()
+            .take_while(|(at, _)| at.saturating_add(len) > now)
+            .map(|&(_, c)| c)
+            .max()
+    }
+
+    /// Records `added` instances at `now` and forgets additions older than `keep`.
+    pub(crate) fn scaled_up(&mut self, now: Duration, added: u32, keep: Duration) {
+        prune(&mut self.scale_ups, now, keep);
+        self.scale_ups.push_back((now, added));
+    }
+
+    /// Instances added in `(now - len, now]`.
+    pub(crate) fn added_within(&self, now: Duration, len: Duration) -> u32 {
+        self.scale_ups
+            .iter()
+            .rev()
+            .take_while(|(at, _)| at.saturating_add(len) > now)
+            .map(|&(_, n)| n)
+            .fold(0, u32::saturating_add)
+    }
+}
+
+fn prune(history: &mut VecDeque<(Duration, u32)>, now: Duration, keep: Duration) {
+    while history
+        .front()
+        .is_some_and(|(at, _)| at.saturating_add(keep) <= now)
+    {
+        history.pop_front();
+    }
+}

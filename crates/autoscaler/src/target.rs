@@ -1,0 +1,321 @@
+//! Target tracking: HPA's proportional rule and tolerance on Knative KPA's stable window, and
+//! KPA's panic mode on the short window.
+//!
+//! Per metric with a target: `ceil(total / target)` instances, where `total` is the metric's
+//! average over the window (latency, not a total, scales the count by `p95 / target`). Several
+//! targets → the largest proposal wins. The caller ([`decide`](crate::decide)) then applies
+//! scale-down stabilization, the scale-up rate limit and the bounds.
+
+use crate::config::{fmt_target, Config, Metric};
+use crate::decide::Proposal;
+use crate::explain;
+use crate::metrics::{Metrics, WindowStats};
+use crate::state::State;
+use std::cmp::Ordering;
+use std::time::Duration;
+
+/// The smallest count that covers `x` instances' worth of load. A hair of slack absorbs float
+/// error (`0.1 * 3 / 0.1` is 3.0000000000000004, which must not ask for a 4th instance).
+pub(crate) fn ceil_count(x: f64) -> u32 {
+    if x.is_nan() || x <= 0.0 {
+        0
+    } else {
+        (x - 1e-9).ceil().min(f64::from(u32::MAX)) as u32
+    }
+}
+
+/// How missing samples in the stable window were counted (HPA: against the direction of change).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Missing {
+    /// No sample lacked the metric.
+    None,
+    /// The present ones call for a scale-down: missing ones count as exactly at target.
+    AtTarget,
+    /// The present ones call for a scale-up: missing ones count as no load.
+    AsZero,
+    /// Counted as above they reverse the direction: hold.
+    Reversed,
+}
+
+/// One metric's proposal over one window, with what is needed to explain it.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    metric: Metric,
+    target: f64,
+    /// Average used (missing samples filled in), `None` when no sample had the metric.
+    value: Option<f64>,
+    /// Load relative to what `ready` (panic) or `base` (stable) instances are sized for.
+    ratio: f64,
+    count: u32,
+    within_tolerance: bool,
+    missing: Missing,
+    stats: WindowStats,
+}
+
+impl Candidate {
+    fn describe(&self, window: Duration, tolerance: f64, base: u32) -> String {
+        let name = self.metric.name();
+        let w = explain::duration(window);
+        let Some(v) = self.value else {
+            return format!("{name} missing over {w} → {base} (hold)");
+        };
+        let (v, t, c) = (
+            explain::value(self.metric, v),
+            fmt_target(self.metric, self.target),
+            self.count,
+        );
+        let mut s = format!("{name} {v} over {w} / target {t} → {c}");
+        if self.within_tolerance {
+            let pct = tolerance * 100.0;
+            s += &format!(" (within {pct:.0}% of target)");
+        }
+        let (m, n) = (self.stats.missing, self.stats.samples());
+        match self.missing {
+            Missing::None => {}
+            Missing::AtTarget => s += &format!(" ({m} of {n} samples missing, counted at target)"),
+            Missing::AsZero => s += &format!(" ({m} of {n} samples missing, counted as 0)"),
+            Missing::Reversed => {
+                s += &format!(" (hold: {m} of {n} samples missing would reverse the direction)")
+            }
+        }
+        s
+    }
+}
+
+/// Instances asked for by `avg` of `metric`: totals divide by the target; latency scales `base`.
+fn instances(metric: Metric, avg: f64, target: f64, base: u32) -> u32 {
+    if metric.is_total() {
+        ceil_count(avg / target)
+    } else {
+        ceil_count(avg / target * f64::from(base))
+    }
+}
+
+/// The value of `metric` at which `n` instances are exactly at target.
+fn at_target(metric: Metric, target: f64, n: u32) -> f64 {
+    if metric.is_total() {
+        target * f64::from(n)
+    } else {
+        target
+    }
+}
+
+/// Proposal of one metric over the stable window, with tolerance and missing samples.
+fn stable(metric: Metric, target: f64, stats: WindowStats, base: u32, tolerance: f64) -> Candidate {
+    let mut c = Candidate {
+        metric,
+        target,
+        value: None,
+        ratio: 1.0,
+        count: base,
+        within_tolerance: false,
+        missing: Missing::None,
+        stats,
+    };
+    let Some(mean) = stats.mean() else {
+        return c;
+    };
+    let direction = instances(metric, mean, target, base).cmp(&base);
+    let fill = match (stats.missing, direction) {
+        (0, _) | (_, Ordering::Equal) => None,
+        (_, Ordering::Less) => Some((Missing::AtTarget, at_target(metric, target, base))),
+        (_, Ordering::Greater) => Some((Missing::AsZero, 0.0)),
+    };
+    let avg = fill.map_or(mean, |(_, v)| {
+        (stats.sum + v * f64::from(stats.missing)) / f64::from(stats.samples())
+    });
+    c.value = Some(avg);
+    c.missing = fill.map_or(Missing::None, |(how, _)| how);
+    let denominator = at_target(metric, target, base);
+    c.ratio = if denominator > 0.0 {
+        avg / denominator
+    } else {
+        f64::INFINITY
+    };
+    c.within_tolerance = base > 0 && (c.ratio - 1.0).abs() <= tolerance;
+    c.count = if c.within_tolerance {
+        base
+    } else {
+        instances(metric, avg, target, base)
+    };
+    if c.missing != Missing::None && c.count.cmp(&base) == direction.reverse() {
+        c.missing = Missing::Reversed;
+        c.count = base;
+    }
+    c
+}
+
+/// Proposal of one metric over the panic window; missing samples count as no load (a panic is a
+/// scale-up, and missing data never drives one). `None` without any sample of the metric.
+fn panic(metric: Metric, target: f64, stats: WindowStats, ready: u32) -> Option<Candidate> {
+    stats.mean()?;
+    let avg = stats.sum / f64::from(stats.samples());
+    let ready = ready.max(1);
+    let ratio = avg / at_target(metric, target, ready);
+    Some(Candidate {
+        metric,
+        target,
+        value: Some(avg),
+        ratio,
+        count: instances(metric, avg, target, ready),
+        within_tolerance: false,
+        missing: Missing::None,
+        stats,
+    })
+}
+
+/// First candidate with the highest `key` (ties: the order of [`Metric::ALL`]).
+fn best(
+    candidates: impl Iterator<Item = Candidate>,
+    key: impl Fn(&Candidate) -> f64,
+) -> Option<Candidate> {
+    candidates.fold(None, |best: Option<Candidate>, c| match best {
+        Some(b) if key(&b) >= key(&c) => Some(b),
+        _ => Some(c),
+    })
+}
+
+/// The target-tracking proposal. `ready` instances serve now; `base` is the count last asked
+/// for. Updates the panic fields of `state`.
+pub(crate) fn propose(
+    config: &Config,
+    state: &mut State,
+    metrics: &Metrics,
+    ready: u32,
+    base: u32,
+    now: Duration,
+) -> Proposal {
+    let (stable_w, panic_w) = (config.stable_window, config.panic_window);
+    let mut each = [None; Metric::ALL.len()];
+    for (slot, (m, t)) in each.iter_mut().zip(config.targets.iter()) {
+        *slot = Some(stable(
+            m,
+            t,
+            metrics.stats(m, now, stable_w),
+            base,
+            config.tolerance,
+        ));
+    }
+    let Some(calm) = best(each.iter().flatten().copied(), |c| f64::from(c.count)) else {
+        return Proposal::hold(base, "no target set: hold".to_string());
+    };
+    let surge = best(
+        config
+            .targets
+            .iter()
+            .filter_map(|(m, t)| panic(m, t, metrics.stats(m, now, panic_w), ready)),
+        |c| c.ratio,
+    );
+
+    // Knative KPA: panic when the short window asks for ≥ threshold × the ready instances; stay
+    // until the condition has not held for a whole stable window. Unlike KPA the condition
+    // uses the unrounded ratio, so 1.05× of one instance is not "2 instances ≥ 2 × 1".
+    let over = surge.is_some_and(|s| s.ratio >= config.panic_threshold);
+    if over {
+        state.panic_last = Some(now);
+    } else if state
+        .panic_last
+        .is_some_and(|t| t.saturating_add(stable_w) <= now)
+    {
+        state.panic_last = None;
+        state.panic_max = 0;
+    }
+
+    let Some(since) = state.panic_last else {
+        let mut reason = calm.describe(stable_w, config.tolerance, base);
+        let others: Vec<String> = (each.iter().flatten())
+            .filter(|c| c.metric != calm.metric)
+            .map(|c| format!("{} → {}", c.metric.name(), c.count))
+            .collect();
+        if !others.is_empty() {
+            reason += &format!("; other targets: {}", others.join(", "));
+        }
+        return Proposal {
+            count: calm.count,
+            reason,
+            panic: false,
+        };
+    };
+
+    let surge_count = surge.map_or(0, |s| s.count);
+    state.panic_max = state.panic_max.max(surge_count);
+    let count = state.panic_max.max(calm.count);
+    let mut reason = match surge {
+        Some(s) if s.count >= calm.count => s.describe(panic_w, config.tolerance, base),
+        _ => calm.describe(stable_w, config.tolerance, base),
+    };
+    if over {
+        reason += " (panic)";
+    } else {
+        let ago = explain::duration(now.saturating_sub(since));
+        let threshold = config.panic_threshold;
+        reason += &format!(" (panic: ≥{threshold}× seen {ago} ago)");
+    }
+    if count > surge_count.max(calm.count) {
+        reason += &format!("; holding {count}, the most asked for in this panic");
+    }
+    Proposal {
+        count,
+        reason,
+        panic: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(sum: f64, present: u32, missing: u32) -> WindowStats {
+        WindowStats {
+            sum,
+            present,
+            missing,
+        }
+    }
+
+    #[test]
+    fn ceil_count_ignores_float_noise_but_not_real_excess() {
+        assert_eq!(ceil_count(0.1 * 3.0 / 0.1), 3);
+        assert_eq!(ceil_count(3.01), 4);
+        assert_eq!(ceil_count(0.0), 0);
+        assert_eq!(ceil_count(f64::NAN), 0);
+        assert_eq!(ceil_count(1e300), u32::MAX);
+    }
+
+    #[test]
+    fn load_within_tolerance_keeps_the_count() {
+        // 10 instances at target 5: 52 rps is 1.04× → keep 10; 57 rps is 1.14× → 12.
+        let c = stable(Metric::Rps, 5.0, stats(52.0, 1, 0), 10, 0.1);
+        assert_eq!((c.count, c.within_tolerance), (10, true));
+        assert_eq!(
+            stable(Metric::Rps, 5.0, stats(57.0, 1, 0), 10, 0.1).count,
+            12
+        );
+    }
+
+    #[test]
+    fn missing_samples_count_at_target_when_scaling_down() {
+        // Present: 10 of 60 samples at 10 rps (→ 2 of 10 instances); the 50 missing count as
+        // 50 rps each: (100 + 2500) / 60 = 43.3 → 9.
+        let c = stable(Metric::Rps, 5.0, stats(100.0, 10, 50), 10, 0.1);
+        assert_eq!((c.count, c.missing), (9, Missing::AtTarget));
+    }
+
+    #[test]
+    fn missing_samples_that_would_reverse_a_scale_up_hold() {
+        // Present says 100 rps → 20, but counted as 0 the 50 missing make it 16.7 rps → 4 < 10.
+        let c = stable(Metric::Rps, 5.0, stats(1000.0, 10, 50), 10, 0.1);
+        assert_eq!((c.count, c.missing), (10, Missing::Reversed));
+    }
+
+    #[test]
+    fn latency_scales_the_count_by_its_ratio_to_the_target() {
+        // p95 300ms against 200ms with 4 instances → 6.
+        let c = stable(Metric::LatencyP95, 0.2, stats(0.3, 1, 0), 4, 0.1);
+        assert_eq!(c.count, 6);
+        assert_eq!(
+            c.describe(Duration::from_secs(60), 0.1, 4),
+            "latency_p95 300ms over 60s / target 200ms → 6"
+        );
+    }
+}

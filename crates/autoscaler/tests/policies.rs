@@ -1,0 +1,310 @@
+//! The step, linear and schedule policies, and config validation, through the public API.
+
+mod common;
+
+use common::{desired, rps_sample, rps_target, Sim};
+use ebb_autoscaler::{
+    demand, hm, Band, Change, Config, Days, Metric, Policy, Sample, Targets, Window,
+};
+
+// === step ===
+
+fn step_config() -> Config {
+    let mut config = Config::new(1, 20, Targets::default());
+    config.policy = Policy::Step {
+        metric: Metric::Cpu,
+        bands: vec![
+            Band {
+                from: 0.0,
+                to: 0.3,
+                change: Change::Remove(1),
+            },
+            Band {
+                from: 0.8,
+                to: 1.0,
+                change: Change::Add(1),
+            },
+            Band {
+                from: 1.0,
+                to: f64::INFINITY,
+                change: Change::Percent(50.0),
+            },
+        ],
+    };
+    config
+}
+
+/// `seconds` of `cpu` (summed over instances, as a fraction of one reservation).
+fn run_cpu(sim: &mut Sim, seconds: usize, cpu: f64) -> Vec<ebb_autoscaler::Decision> {
+    (0..seconds)
+        .map(|_| {
+            sim.tick_with(|s| Sample {
+                cpu: Some(cpu),
+                requests: 1,
+                ..s
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn step_adds_for_its_band_then_holds_outside_every_band() {
+    let mut sim = Sim::new(step_config(), 4);
+    let ds = run_cpu(&mut sim, 30, 3.4);
+    assert_eq!(
+        ds[0].reason,
+        "cpu 0.85 per instance over 60s in [0.8, 1): 4 ready +1 → 5"
+    );
+    // 3.4 over 5 instances is 0.68: no band, no change.
+    assert!(ds[1..].iter().all(|d| d.desired == 5));
+    assert!(ds[1].reason.ends_with("in no band → 5 (hold)"));
+}
+
+#[test]
+fn step_percentages_are_of_the_ready_count_and_rate_limited() {
+    let mut sim = Sim::new(step_config(), 4);
+    // 1.5 per instance → +50 % → 6; then 1.0 → 9, limited to 8 (4 + 4 within 15 s); then
+    // 0.75 → hold.
+    let ds = run_cpu(&mut sim, 30, 6.0);
+    assert_eq!(desired(&ds[..3]), [6, 8, 8]);
+    assert!(ds[1].reason.contains("limited to 8"));
+    assert!(ds.iter().all(|d| d.desired <= 8));
+}
+
+#[test]
+fn step_removals_wait_a_scale_down_delay_each() {
+    let mut sim = Sim::new(step_config(), 5);
+    // 1.0 over 5 is 0.2: remove one; 0.25 over 4: remove one more; 0.33 over 3: hold.
+    let ds = run_cpu(&mut sim, 200, 1.0);
+    let counts = desired(&ds);
+    assert_eq!(counts.iter().position(|&c| c == 4), Some(60));
+    assert_eq!(counts.iter().position(|&c| c == 3), Some(120));
+    assert_eq!(counts[199], 3);
+}
+
+#[test]
+fn step_holds_when_the_metric_is_missing() {
+    let mut sim = Sim::new(step_config(), 5);
+    let ds: Vec<_> = (0..200).map(|_| sim.tick_rps(1.0)).collect();
+    assert!(ds.iter().all(|d| d.desired == 5));
+    assert_eq!(ds[0].reason, "cpu missing over 60s → 5 (hold)");
+}
+
+// === linear ===
+
+fn linear_config() -> Config {
+    let mut config = Config::new(1, 10, Targets::default());
+    config.policy = Policy::Linear {
+        metric: Metric::Concurrency,
+        low: 5.0,
+        high: 15.0,
+        step: 4,
+    };
+    config
+}
+
+fn run_concurrency(sim: &mut Sim, seconds: usize, c: f64) -> Vec<ebb_autoscaler::Decision> {
+    (0..seconds)
+        .map(|_| {
+            sim.tick_with(|s| Sample {
+                concurrency: Some(c),
+                requests: 1,
+                ..s
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn linear_holds_below_low() {
+    let mut sim = Sim::new(linear_config(), 2);
+    let ds = run_concurrency(&mut sim, 100, 6.0);
+    assert!(ds.iter().all(|d| d.desired == 2));
+    assert_eq!(
+        ds[0].reason,
+        "concurrency 3.0 per instance over 60s below low 5.0 → 2 (hold)"
+    );
+}
+
+#[test]
+fn linear_interpolates_the_step_between_low_and_high() {
+    let mut sim = Sim::new(linear_config(), 2);
+    // 10 per instance is halfway from 5 to 15: +2 → 4; then 5 per instance: +0.
+    let ds = run_concurrency(&mut sim, 30, 20.0);
+    assert_eq!(
+        ds[0].reason,
+        "concurrency 10.0 per instance over 60s between 5.0 and 15.0: 2 ready +2 → 4"
+    );
+    assert!(ds.iter().all(|d| d.desired == 4));
+}
+
+#[test]
+fn linear_adds_the_full_step_above_high_up_to_max_and_never_scales_in() {
+    let mut sim = Sim::new(linear_config(), 2);
+    let ds = run_concurrency(&mut sim, 60, 1000.0);
+    assert_eq!(ds[0].desired, 6);
+    assert!(ds[0]
+        .reason
+        .contains("at or above high 15.0: 2 ready +4 → 6"));
+    assert_eq!(sim.current, 10);
+    assert!(ds.windows(2).all(|w| w[1].desired >= w[0].desired));
+    assert!(run_concurrency(&mut sim, 300, 1.0)
+        .iter()
+        .all(|d| d.desired == 10));
+}
+
+// === schedule ===
+
+const HOUR: u64 = 3600;
+
+/// Min 1, max 10 by default; weekdays 09:00–18:00 at UTC+01:00: min 5, max 20.
+fn business_hours() -> Config {
+    let mut config = rps_target(1, 10, 5.0);
+    config.policy = Policy::Schedule {
+        windows: vec![Window {
+            days: Days::WEEKDAYS,
+            start: hm(9, 0),
+            end: hm(18, 0),
+            utc_offset_minutes: 60,
+            min: 5,
+            max: 20,
+        }],
+        inner: Box::new(Policy::Target),
+    };
+    config
+}
+
+#[test]
+fn a_schedule_window_raises_min_when_it_opens_and_releases_it_when_it_closes() {
+    let mut sim = Sim::new(business_hours(), 1);
+    // From Monday 07:58 UTC = 08:58 at UTC+01:00 (the first tick is one second later).
+    sim.t = 8 * HOUR - 121;
+    let before = sim.run_rps(120, 2.0);
+    assert!(before.iter().all(|d| d.desired == 1));
+    let open = sim.tick_rps(2.0);
+    assert_eq!(open.desired, 5);
+    assert_eq!(
+        open.reason,
+        "rps 2.0 over 60s / target 5 → 1; clamped to 5 (min 5, max 20 of schedule window 0: \
+         mon-fri 09:00-18:00 UTC+01:00)"
+    );
+    // Until 17:00 UTC the window holds 5; then the load's count (1) applies again.
+    sim.t = 17 * HOUR - 2;
+    assert_eq!(desired(&sim.run_rps(2, 2.0)), [5, 1]);
+}
+
+#[test]
+fn a_schedule_window_also_caps_max_and_weekends_use_the_config_bounds() {
+    let mut sim = Sim::new(business_hours(), 10);
+    sim.t = 12 * HOUR;
+    assert_eq!(sim.run_rps(120, 500.0).last().unwrap().desired, 20);
+    // Saturday noon: no window, max 10.
+    sim.t = (5 * 24 + 12) * HOUR;
+    assert_eq!(sim.tick_rps(500.0).desired, 10);
+}
+
+#[test]
+fn demand_at_zero_uses_the_bounds_of_the_open_window() {
+    let mut config = business_hours();
+    if let Policy::Schedule { windows, .. } = &mut config.policy {
+        windows.push(Window {
+            days: Days::WEEKEND,
+            start: hm(0, 0),
+            end: hm(23, 59),
+            utc_offset_minutes: 0,
+            min: 0,
+            max: 0,
+        });
+    }
+    let mut sim = Sim::new(config, 0);
+    sim.t = 12 * HOUR;
+    let now = sim.now();
+    let d = demand(&sim.config, &mut sim.state, 0, now);
+    assert_eq!(d.map(|d| d.desired), Some(5));
+    // Saturday: the service is off (max 0), so there is nothing to start.
+    let mut sim = Sim::new(sim.config.clone(), 0);
+    sim.t = (5 * 24 + 12) * HOUR;
+    let now = sim.now();
+    assert_eq!(demand(&sim.config, &mut sim.state, 0, now), None);
+    assert_eq!(sim.tick_with(|s| rps_sample(s, 3.0)).desired, 0);
+}
+
+// === validation ===
+
+#[test]
+fn a_default_config_with_a_target_is_valid() {
+    assert_eq!(rps_target(0, 20, 100.0).validate(), Ok(()));
+    assert_eq!(business_hours().validate(), Ok(()));
+    assert_eq!(step_config().validate(), Ok(()));
+    assert_eq!(linear_config().validate(), Ok(()));
+}
+
+fn fields(config: &Config) -> Vec<String> {
+    let errors = config.validate().unwrap_err();
+    errors.iter().map(|e| e.field.clone()).collect()
+}
+
+#[test]
+fn validation_names_each_bad_field() {
+    let mut config = rps_target(3, 2, 0.0);
+    config.panic_window = config.stable_window * 2;
+    config.tolerance = 1.5;
+    assert_eq!(fields(&config), ["min", "rps", "panic_window", "tolerance"]);
+    let errors = config.validate().unwrap_err();
+    assert_eq!(
+        errors[0].to_string(),
+        "min: 3 is above max 2; set min ≤ max"
+    );
+    assert_eq!(
+        errors[1].to_string(),
+        "rps: a target must be above 0, got 0"
+    );
+
+    let no_target = Config::new(0, 1, Targets::default());
+    let errors = no_target.validate().unwrap_err();
+    assert_eq!(
+        errors[0].to_string(),
+        "policy: \"target\" needs a target: set concurrency, rps, cpu, memory or latency_p95"
+    );
+}
+
+#[test]
+fn validation_checks_bands_linear_thresholds_and_windows() {
+    let mut config = step_config();
+    if let Policy::Step { bands, .. } = &mut config.policy {
+        bands[1].from = 0.2; // overlaps [0, 0.3)
+        bands[2].change = Change::Add(0);
+    }
+    assert_eq!(fields(&config), ["bands[1].from", "bands[2].change"]);
+
+    let mut config = linear_config();
+    config.policy = Policy::Linear {
+        metric: Metric::Cpu,
+        low: 0.8,
+        high: 0.5,
+        step: 0,
+    };
+    assert_eq!(fields(&config), ["high", "step"]);
+
+    let mut config = business_hours();
+    if let Policy::Schedule { windows, inner } = &mut config.policy {
+        windows[0].days = Days(0);
+        windows[0].end = hm(24, 30);
+        windows[0].min = 30;
+        **inner = Policy::Linear {
+            metric: Metric::Cpu,
+            low: 1.0,
+            high: 1.0,
+            step: 1,
+        };
+    }
+    assert_eq!(
+        fields(&config),
+        [
+            "windows[0].days",
+            "windows[0].end",
+            "windows[0].min",
+            "inner.high"
+        ]
+    );
+}

@@ -1,0 +1,280 @@
+//! Target tracking through the public API with a manual clock: tolerance, panic, stabilization,
+//! the scale-up rate, missing metrics, bounds and scale to and from zero.
+
+mod common;
+
+use common::{desired, rps_sample, rps_target, Sim};
+use ebb_autoscaler::{demand, Config, Sample, Targets};
+use std::time::Duration;
+
+#[test]
+fn load_at_target_keeps_the_count() {
+    let mut sim = Sim::new(rps_target(1, 20, 5.0), 4);
+    // 4 instances × 5 rps, with ±8 % wobble: inside the 10 % tolerance.
+    for i in 0..600 {
+        let rps = if i % 2 == 0 { 21.6 } else { 18.4 };
+        assert_eq!(sim.tick_rps(rps).desired, 4, "second {i}");
+    }
+}
+
+#[test]
+fn the_reason_shows_the_inputs_of_a_panic() {
+    let config = Config::new(
+        1,
+        20,
+        Targets {
+            concurrency: Some(10.0),
+            ..Targets::default()
+        },
+    );
+    let mut sim = Sim::new(config, 1);
+    let d = sim.tick_with(|s| Sample {
+        concurrency: Some(43.2),
+        requests: 40,
+        ..s
+    });
+    assert_eq!(d.reason, "concurrency 43.2 over 6s / target 10 → 5 (panic)");
+    assert_eq!((d.desired, d.panic), (5, true));
+}
+
+#[test]
+fn a_4x_step_panics_by_the_second_tick_and_reaches_the_need_within_the_panic_window() {
+    let mut sim = Sim::new(rps_target(1, 50, 5.0), 4);
+    sim.run_rps(120, 20.0);
+    let after = sim.run_rps(8, 80.0);
+    // Tick 1: the 6 s panic window averages (80 + 5 × 20) / 6 = 30 rps = 1.5× of 4 instances
+    // (no panic; the 60 s window is within tolerance). Tick 2: 40 rps = 2× → panic, 8.
+    assert!(!after[0].panic);
+    assert_eq!((after[1].desired, after[1].panic), (8, true));
+    assert!(after[1]
+        .reason
+        .starts_with("rps 40.0 over 6s / target 5 → 8 (panic)"));
+    // Then up with the window, not by the 15 s rate limit: 16 = 80 / 5 once it is full.
+    assert_eq!(desired(&after[1..6]), [8, 10, 12, 14, 16]);
+}
+
+#[test]
+fn with_a_3s_panic_window_a_4x_step_is_answered_at_the_first_tick() {
+    let mut config = rps_target(1, 50, 5.0);
+    config.panic_window = Duration::from_secs(3);
+    let mut sim = Sim::new(config, 4);
+    sim.run_rps(120, 20.0);
+    // (80 + 2 × 20) / 3 = 40 rps = 2× of 4 instances.
+    let d = sim.tick_rps(80.0);
+    assert_eq!((d.desired, d.panic), (8, true));
+}
+
+#[test]
+fn panic_never_scales_down_and_ends_a_stable_window_after_the_surge() {
+    let mut sim = Sim::new(rps_target(1, 50, 5.0), 4);
+    sim.run_rps(120, 20.0);
+    let surge = sim.run_rps(10, 80.0);
+    let last_over = surge
+        .iter()
+        .rposition(|d| d.reason.contains("(panic)"))
+        .unwrap();
+    let peak = sim.current;
+    assert_eq!(peak, 16);
+    // Load falls back: the count stays at the peak while panicking.
+    let mut t = 0;
+    while sim.state.panicking() {
+        let d = sim.tick_rps(20.0);
+        assert_eq!(d.desired, peak, "{}", d.reason);
+        t += 1;
+    }
+    // Panic ends a stable window (60 s) after the condition last held.
+    assert_eq!(t, 60 - (surge.len() - 1 - last_over));
+    // Then the panic's recommendations hold the count for scale_down_delay before it falls.
+    let calm = sim.run_rps(60, 20.0);
+    assert!(calm[..58].iter().all(|d| d.desired == peak));
+    assert_eq!(sim.run_rps(60, 20.0).last().unwrap().desired, 4);
+}
+
+#[test]
+fn scale_down_waits_for_the_scale_down_delay() {
+    let mut sim = Sim::new(rps_target(1, 20, 5.0), 8);
+    sim.run_rps(120, 40.0);
+    let after = sim.run_rps(240, 10.0);
+    let first_drop = after.iter().position(|d| d.desired < 8).unwrap();
+    // The 60 s average first asks for fewer than 8 at the 10th second ((50 × 40 + 10 × 10) / 60
+    // = 35 rps → 7); the count follows a scale_down_delay later, at the 69th.
+    assert_eq!(first_drop + 1, 69);
+    assert!(
+        first_drop >= 60,
+        "dropped at {first_drop}: {}",
+        after[first_drop].reason
+    );
+    assert!(after[first_drop]
+        .reason
+        .contains("highest recommendation of the last 60s"));
+    assert_eq!(after.last().unwrap().desired, 2);
+    // Never back up on the way down.
+    assert!(after.windows(2).all(|w| w[1].desired <= w[0].desired));
+}
+
+#[test]
+fn outside_panic_scale_up_is_limited_to_max_4_or_100_percent_per_15s() {
+    let mut config = rps_target(1, 100, 5.0);
+    config.panic_threshold = 1000.0; // isolate the rate limit
+    let mut sim = Sim::new(config, 3);
+    sim.run_rps(60, 15.0);
+    let mut counts = vec![3];
+    counts.extend(desired(&sim.run_rps(120, 400.0)));
+    for t in 15..counts.len() {
+        let start = counts[t - 15];
+        let limit = (start + 4).max(2 * start);
+        assert!(
+            counts[t] <= limit,
+            "at {t}: {} > {limit} from {start}",
+            counts[t]
+        );
+    }
+    assert_eq!(*counts.last().unwrap(), 80);
+    assert!(sim.run_rps(1, 400.0)[0].reason.contains("→ 80"));
+}
+
+#[test]
+fn the_rate_limited_reason_says_so() {
+    let mut config = rps_target(1, 100, 5.0);
+    config.panic_threshold = 1000.0;
+    let mut sim = Sim::new(config, 3);
+    sim.run_rps(60, 15.0);
+    // The 60 s average climbs 3 → 5 → 6 → 7 instances' worth; the 4th second asks for 9, but
+    // 4 were added since 3 instances 15 s ago.
+    let ds = sim.run_rps(4, 400.0);
+    assert_eq!(desired(&ds), [5, 6, 7, 7]);
+    assert_eq!(
+        ds[3].reason,
+        "rps 40.7 over 60s / target 5 → 9; limited to 7 (scale-up rate: max(4, 100%) per 15s)"
+    );
+}
+
+#[test]
+fn several_targets_the_largest_proposal_wins() {
+    let config = Config::new(
+        1,
+        20,
+        Targets {
+            concurrency: Some(10.0),
+            rps: Some(5.0),
+            ..Targets::default()
+        },
+    );
+    let mut sim = Sim::new(config, 6);
+    let d = (0..120)
+        .map(|_| {
+            sim.tick_with(|s| Sample {
+                concurrency: Some(20.0),
+                ..rps_sample(s, 30.0)
+            })
+        })
+        .last()
+        .unwrap();
+    assert_eq!(d.desired, 6);
+    assert_eq!(
+        d.reason,
+        "rps 30.0 over 60s / target 5 → 6 (within 10% of target); other targets: concurrency → 2"
+    );
+}
+
+#[test]
+fn missing_metrics_never_scale_down() {
+    let mut sim = Sim::new(rps_target(1, 20, 5.0), 6);
+    for _ in 0..300 {
+        let d = sim.tick_with(|s| Sample { requests: 1, ..s });
+        assert_eq!(d.desired, 6);
+        assert_eq!(d.reason, "rps missing over 60s → 6 (hold)");
+    }
+    // A second target without data holds the count while the first says 1.
+    let mut config = rps_target(1, 20, 5.0);
+    config.targets.cpu = Some(0.7);
+    let mut sim = Sim::new(config, 6);
+    assert!(sim.run_rps(300, 2.0).iter().all(|d| d.desired == 6));
+    // Half the samples missing and the rest at 0.5 rps (1 instance's worth): the missing half
+    // counts at target, which slows the descent and stops it at 2, not 1.
+    let mut sim = Sim::new(rps_target(1, 20, 5.0), 6);
+    let ds: Vec<_> = (0..600u32)
+        .map(|i| sim.tick_with(|s| rps_sample(s, if i % 2 == 0 { 0.5 } else { f64::NAN })))
+        .collect();
+    assert!(ds.iter().all(|d| d.desired >= 2));
+    assert_eq!(ds[599].desired, 2);
+    assert!(ds[599]
+        .reason
+        .contains("(30 of 60 samples missing, counted at target)"));
+}
+
+#[test]
+fn decisions_stay_within_min_and_max() {
+    let mut sim = Sim::new(rps_target(2, 10, 5.0), 2);
+    assert!(sim.run_rps(300, 1000.0).iter().all(|d| d.desired <= 10));
+    assert_eq!(sim.current, 10);
+    assert!(sim.run_rps(400, 0.1).iter().all(|d| d.desired >= 2));
+    assert_eq!(sim.current, 2);
+}
+
+#[test]
+fn idle_goes_to_zero_after_idle_timeout_only_when_min_is_0() {
+    let mut sim = Sim::new(rps_target(0, 10, 5.0), 2);
+    sim.run_rps(60, 10.0);
+    let quiet = sim.run_rps(400, 0.0);
+    let zero_at = quiet.iter().position(|d| d.desired == 0).unwrap();
+    assert!(quiet[zero_at - 1]
+        .reason
+        .ends_with("→ 0; kept at 1: zero only after 5m without a request (idle_timeout)"));
+    // The last request was in the second before the quiet began: zero after exactly 300 s.
+    assert_eq!(zero_at + 1, 300);
+    assert_eq!(
+        quiet[zero_at].reason,
+        "no request for 5m (idle_timeout 5m) → 0"
+    );
+    assert!(quiet[..zero_at].iter().all(|d| d.desired >= 1));
+
+    let mut sim = Sim::new(rps_target(1, 10, 5.0), 2);
+    sim.run_rps(60, 10.0);
+    let quiet = sim.run_rps(900, 0.0);
+    assert!(quiet.iter().all(|d| d.desired >= 1));
+    assert_eq!(quiet[899].desired, 1);
+}
+
+#[test]
+fn a_request_at_zero_asks_for_one_instance_at_once_and_keeps_it_while_it_starts() {
+    let mut sim = Sim::new(rps_target(0, 10, 5.0), 1);
+    sim.run_rps(400, 0.0);
+    assert_eq!(sim.current, 0);
+    let now = sim.now();
+    let d = demand(&sim.config, &mut sim.state, 0, now).expect("scale from zero");
+    assert_eq!(d.desired, 1);
+    assert_eq!(
+        d.reason,
+        "request waiting at 0 instances → 1 (scale from zero)"
+    );
+    // More requests while it starts ask for nothing more.
+    assert_eq!(demand(&sim.config, &mut sim.state, 0, now), None);
+    // The instance takes 5 s to be ready; ticks meanwhile keep asking for it.
+    sim.instant_ready = false;
+    for _ in 0..5 {
+        assert_eq!(sim.tick_rps(0.0).desired, 1);
+    }
+    sim.current = 1;
+    assert_eq!(sim.tick_rps(1.0).desired, 1);
+}
+
+#[test]
+fn a_request_seen_by_the_tick_at_zero_also_starts_one() {
+    let mut sim = Sim::new(rps_target(0, 10, 5.0), 0);
+    sim.instant_ready = false;
+    assert_eq!(sim.tick_rps(0.0).desired, 0);
+    assert_eq!(sim.tick_rps(0.2).desired, 1);
+}
+
+#[test]
+fn a_fresh_state_neither_wakes_a_service_at_zero_nor_stops_a_running_one_early() {
+    let mut sim = Sim::new(rps_target(0, 10, 5.0), 0);
+    assert!(sim.run_rps(600, 0.0).iter().all(|d| d.desired == 0));
+
+    let mut sim = Sim::new(rps_target(0, 10, 5.0), 3);
+    let ds = sim.run_rps(400, 0.0);
+    // Quiet counts from the first tick the state saw: zero at its 301st.
+    assert_eq!(ds.iter().position(|d| d.desired == 0), Some(300));
+    assert!(ds[300].reason.starts_with("no request in the 5m observed"));
+}
