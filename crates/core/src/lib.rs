@@ -4,12 +4,17 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod autoscale;
 pub mod event;
 pub mod instance;
 pub mod quantity;
 pub mod service;
 pub mod traffic;
 
+pub use autoscale::{
+    AutoscaleSpec, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand, StepChange,
+    Weekdays,
+};
 pub use event::{Event, EventKind};
 pub use instance::{Assignment, DesiredState, InstanceState, InstanceStatus};
 pub use quantity::{parse_cpu_millis, parse_duration, parse_size, QuantityError};

@@ -3,6 +3,7 @@
 //! Deploy files are parsed by the `ebb-spec` crate into these types; the API receives them as JSON
 //! and checks them again with [`ServiceSpec::validate`], so a bad spec is refused on either path.
 
+use crate::autoscale::AutoscaleSpec;
 use crate::quantity::format_duration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -64,6 +65,10 @@ pub struct ServiceSpec {
     pub protocol: Protocol,
     #[serde(default)]
     pub balance: BalanceSpec,
+    /// Scale with load between bounds; None: a fixed count of `instances`. When set, `instances`
+    /// is the current count and lies within `autoscale.min ..= autoscale.max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<AutoscaleSpec>,
 }
 
 /// What the load balancer in front of a service speaks.
@@ -312,6 +317,7 @@ impl ServiceSpec {
             port: None,
             protocol: Protocol::default(),
             balance: BalanceSpec::default(),
+            autoscale: None,
         }
     }
 
@@ -436,6 +442,26 @@ impl ServiceSpec {
                 }
             }
         }
+        if let Some(autoscale) = &self.autoscale {
+            for (field, message) in autoscale.problems(&self.resources, self.port.is_some()) {
+                err(&format!("autoscale.{field}"), message);
+            }
+            let (min, max) = (autoscale.min, autoscale.max);
+            let bounds_ok = (1..=MAX_INSTANCES).contains(&max) && min <= max;
+            // Above MAX_INSTANCES, `instances` is reported already.
+            if bounds_ok
+                && self.instances <= MAX_INSTANCES
+                && !(min..=max).contains(&self.instances)
+            {
+                err(
+                    "instances",
+                    format!(
+                        "{} instances is outside the autoscale bounds: give a count from min {min} to max {max}, or leave `instances` out to start at min",
+                        self.instances
+                    ),
+                );
+            }
+        }
         if !STOP_SIGNALS.contains(&self.stop.signal.as_str()) {
             err(
                 "stop.signal",
@@ -449,8 +475,9 @@ impl ServiceSpec {
         errors
     }
 
-    /// A fingerprint of what the instances run (everything but the count and the load
-    /// balancer's settings): instances whose version differs from the service's are rolled.
+    /// A fingerprint of what the instances run (everything but the count, the load balancer's
+    /// settings and the autoscaling settings): instances whose version differs from the
+    /// service's are rolled.
     /// Stable across runs and builds (FNV-1a over canonical JSON).
     pub fn version(&self) -> String {
         let mut copy = self.clone();
@@ -458,6 +485,7 @@ impl ServiceSpec {
         copy.port = None;
         copy.protocol = Protocol::default();
         copy.balance = BalanceSpec::default();
+        copy.autoscale = None;
         let json = serde_json::to_vec(&copy).unwrap_or_default();
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for byte in json {
@@ -640,6 +668,71 @@ mod tests {
                 "services.web.stop.signal"
             ]
         );
+    }
+
+    fn autoscaled() -> ServiceSpec {
+        let targets = crate::ScaleTargets {
+            concurrency: Some(10.0),
+            ..Default::default()
+        };
+        ServiceSpec {
+            port: Some(80),
+            autoscale: Some(AutoscaleSpec::new(1, 5, targets)),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn version_ignores_the_autoscaling_settings() {
+        let plain = sample();
+        let mut scaled = autoscaled();
+        assert_eq!(plain.version(), scaled.version());
+        if let Some(a) = &mut scaled.autoscale {
+            a.max = 30;
+            a.stable_window = Duration::from_secs(120);
+        }
+        assert_eq!(plain.version(), scaled.version());
+    }
+
+    #[test]
+    fn autoscale_round_trips_and_is_left_out_of_json_when_none() {
+        let s = autoscaled();
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""autoscale":{"min":1,"max":5"#), "{json}");
+        assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), s);
+        let plain = serde_json::to_string(&sample()).unwrap();
+        assert!(!plain.contains("autoscale"), "{plain}");
+    }
+
+    #[test]
+    fn autoscale_problems_are_reported_under_the_services_path() {
+        let mut s = autoscaled();
+        s.instances = 6;
+        if let Some(a) = &mut s.autoscale {
+            a.panic_window = a.stable_window;
+        }
+        let errors = s.validate();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "services.web.autoscale.panic_window",
+                "services.web.instances"
+            ],
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].message.contains("from min 1 to max 5"),
+            "{}",
+            errors[1]
+        );
+        // Bounds that are themselves wrong are the one error, not the count against them.
+        if let Some(a) = &mut s.autoscale {
+            a.panic_window = crate::autoscale::DEFAULT_PANIC_WINDOW;
+            a.min = 9;
+        }
+        let fields: Vec<String> = s.validate().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["services.web.autoscale.min"]);
     }
 
     #[test]

@@ -220,7 +220,7 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 // === hints ===
 
 /// Names people bring from docker-compose, Kubernetes, Nomad, HAProxy or nginx, mapped to ours.
-const ALIASES: [(&str, &str); 25] = [
+const ALIASES: [(&str, &str); 46] = [
     ("replicas", "instances"),
     ("scale", "instances"),
     ("count", "instances"),
@@ -246,6 +246,28 @@ const ALIASES: [(&str, &str); 25] = [
     ("header_name", "hash_header"),
     ("timeout_queue", "queue_timeout"),
     ("queue", "queue_timeout"),
+    // Autoscaling: Kubernetes HPA, Knative, KEDA, AWS step scaling.
+    ("autoscaling", "autoscale"),
+    ("minreplicas", "min"),
+    ("maxreplicas", "max"),
+    ("min_replicas", "min"),
+    ("max_replicas", "max"),
+    ("min_instances", "min"),
+    ("max_instances", "max"),
+    ("target_concurrency", "concurrency"),
+    ("container_concurrency", "concurrency"),
+    ("qps", "rps"),
+    ("requests_per_second", "rps"),
+    ("latency", "latency_p95"),
+    ("p95", "latency_p95"),
+    ("bands", "steps"),
+    ("windows", "schedule"),
+    ("cooldown", "scale_down_delay"),
+    ("stabilization_window", "scale_down_delay"),
+    ("scaledown_period", "idle_timeout"),
+    ("timezone", "utc_offset"),
+    ("tz", "utc_offset"),
+    ("scaling_adjustment", "change"),
 ];
 
 /// The hint for an unknown field: the nearest valid name, or the list of valid names.

@@ -95,6 +95,94 @@ impl Ctx {
     }
 }
 
+/// One table of an array of tables, `[[a.b]]` or `b = [{ ... }, ...]`.
+pub(crate) struct Element<'a> {
+    pub table: &'a dyn TableLike,
+    /// Its `[[...]]` header, or the inline table.
+    pub span: Option<Range<usize>>,
+    /// `parent.key[i]`
+    pub field: String,
+}
+
+impl Ctx {
+    /// The entry as an array of tables, or an error saying it should be one; `header` is how
+    /// to write one element as a header, e.g. `[[services.web.autoscale.schedule]]`.
+    pub fn tables<'a>(&mut self, e: &Entry<'a>, header: &str) -> Option<Vec<Element<'a>>> {
+        let len = match e.item {
+            Item::ArrayOfTables(a) => a.len(),
+            Item::Value(Value::Array(a)) => a.len(),
+            Item::Table(_) | Item::Value(Value::InlineTable(_)) => {
+                self.error_hint(
+                    e.key_span.clone(),
+                    &e.field,
+                    format!("expected an array of tables, found {}", describe(e.item)),
+                    format!("use double brackets, {header}, once per element"),
+                );
+                return None;
+            }
+            _ => {
+                self.wrong_type(e, "an array of tables");
+                return None;
+            }
+        };
+        let mut out = Vec::with_capacity(len);
+        for i in 0..len {
+            let field = format!("{}[{i}]", e.field);
+            match element(self.text(), e.item, i) {
+                Some(ArrayElement {
+                    table: Some(table),
+                    span,
+                }) => out.push(Element { table, span, field }),
+                Some(ArrayElement { table: None, span }) => {
+                    let found = match e.item {
+                        Item::Value(Value::Array(a)) => a.get(i).map_or("nothing", describe_value),
+                        _ => "nothing",
+                    };
+                    self.error(span, &field, format!("expected a table, found {found}"));
+                }
+                None => {}
+            }
+        }
+        Some(out)
+    }
+}
+
+/// An element of an array, of tables or inline.
+pub(crate) struct ArrayElement<'a> {
+    /// The element as a table, if it is one.
+    pub table: Option<&'a dyn TableLike>,
+    /// Where to point at it: an `[[...]]` element's header, or the value.
+    pub span: Option<Range<usize>>,
+}
+
+/// Element `i` of an array (of tables, or inline).
+pub(crate) fn element<'a>(text: &str, item: &'a Item, i: usize) -> Option<ArrayElement<'a>> {
+    match item {
+        Item::ArrayOfTables(a) => {
+            let table = a.get(i)?;
+            let span = table.span().map(|s| {
+                let close = text
+                    .get(s.start..s.end)
+                    .and_then(|body| body.find("]]"))
+                    .map_or(s.end, |at| s.start + at + 2);
+                s.start..close
+            });
+            Some(ArrayElement {
+                table: Some(table as &dyn TableLike),
+                span,
+            })
+        }
+        Item::Value(Value::Array(a)) => {
+            let v = a.get(i)?;
+            Some(ArrayElement {
+                table: v.as_inline_table().map(|t| t as &dyn TableLike),
+                span: v.span(),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// One key of a table: its name, where the key and the value are, and its dotted path.
 pub(crate) struct Entry<'a> {
     pub name: &'a str,

@@ -27,6 +27,33 @@
 //! queue_timeout = "3s"          # wait for a ready instance, then 503; > 0, at most "10m"
 //! # hash_header = "X-User-Id"   # algorithm = "hash" only (not tcp): key on this header's value,
 //! #                             # else (and when a request lacks it) on the client address
+//! [services.hello.autoscale]    # scale with load; `instances` is then the initial count
+//! min = 0                       # default 0 (scale to zero: needs `port`, unless policy = "schedule")
+//! max = 20                      # required, 1 ..= MAX_INSTANCES; min ≤ max; instances in [min, max]
+//! concurrency = 10              # targets per instance (policies "target" and "schedule"); several:
+//! # rps = 100                   #   the largest proposal wins. concurrency, rps and latency_p95
+//! # cpu = 0.7                   #   need `port`; cpu and memory are fractions (0 < x ≤ 1) of
+//! # memory = 0.8                #   resources.cpu / resources.memory, which they need
+//! # latency_p95 = "200ms"
+//! policy = "target"             # "target" (default), "step", "linear" or "schedule"
+//! stable_window = "60s"         # ≤ 1h
+//! panic_window = "6s"           # shorter than stable_window
+//! scale_down_delay = "60s"      # ≤ 1h; may be "0s"
+//! idle_timeout = "5m"           # to zero after this long without a request, while min = 0; ≤ 1d
+//! # policy = "step": metric = "cpu" (any target's name) and ordered, non-overlapping bands of its
+//! # per-instance value, `from` inclusive, `to` exclusive (left out: no upper end); change by
+//! # "+N" | "-N" instances or "+P%" | "-P%" of the ready ones (or a signed integer):
+//! #   steps = [{ from = 0.0, to = 0.3, change = "-1" }, { from = 0.9, change = "+50%" }]
+//! # policy = "linear": metric, low = 50, high = 200, step = 3 (latency_p95: durations, "200ms")
+//! # policy = "schedule": target tracking on the targets, with windows (first open one wins; none:
+//! # the table's own min and max):
+//! #   [[services.hello.autoscale.schedule]]
+//! #   days = "mon-fri"          # "sat,sun", "fri-mon", "daily" or "*"; default daily
+//! #   hours = "09:00-18:00"     # end exclusive, "24:00" allowed; "22:00-06:00" runs over midnight;
+//! #                             # default the whole day (days or hours must be given)
+//! #   utc_offset = "+01:00"     # a fixed offset, no time-zone names; default "+00:00"
+//! #   min = 3                   # min and max default to the table's own; at least one given
+//! #   max = 30
 //! ```
 //!
 //! Fields left out take ebb-core's defaults. A service name and a public port may each be used
@@ -34,6 +61,7 @@
 //! [`parse_files`], which read the files.
 #![forbid(unsafe_code)]
 
+mod autoscale;
 mod diagnostic;
 mod document;
 mod service;

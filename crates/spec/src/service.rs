@@ -1,6 +1,7 @@
 //! One `[services.NAME]` table → [`ServiceSpec`], with defaults from ebb-core filled in.
 
-use crate::document::{describe_value, entries, header_span, Ctx, Entry};
+use crate::autoscale::autoscale;
+use crate::document::{describe_value, element, entries, header_span, Ctx, Entry};
 use crate::values;
 use ebb_core::service::{parse_header_name, FieldError, BALANCE_ALGORITHMS, MAX_INSTANCES};
 use ebb_core::{
@@ -12,7 +13,7 @@ use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use toml_edit::{TableLike, Value};
 
-const SERVICE_FIELDS: [&str; 10] = [
+const SERVICE_FIELDS: [&str; 11] = [
     "command",
     "instances",
     "env",
@@ -23,6 +24,7 @@ const SERVICE_FIELDS: [&str; 10] = [
     "port",
     "protocol",
     "balance",
+    "autoscale",
 ];
 const RESOURCE_FIELDS: [&str; 2] = ["cpu", "memory"];
 const HEALTH_FIELDS: [&str; 8] = [
@@ -115,12 +117,32 @@ pub(crate) fn convert(
             }
         }
     }
+    if let Some(e) = get("autoscale") {
+        if let Some(t) = ctx.table(e) {
+            spec.autoscale = autoscale(ctx, e, t);
+        }
+    }
 
     // ebb-core's own checks, minus those about fields we already reported.
     let reported: Vec<String> = ctx.errors[first_error..]
         .iter()
         .filter_map(|e| e.field.clone())
         .collect();
+    if let Some(a) = &spec.autoscale {
+        // Without `instances`, an autoscaled service starts at `min`.
+        if get("instances").is_none() {
+            spec.instances = a.min;
+        }
+        // Autoscaling is checked against the service's resources and port: not against the
+        // defaults standing in for bad ones.
+        let depends = [format!("{base}.resources"), format!("{base}.port")];
+        if reported
+            .iter()
+            .any(|r| depends.iter().any(|d| r.starts_with(d.as_str())))
+        {
+            spec.autoscale = None;
+        }
+    }
     for FieldError { field, message } in spec.validate() {
         // The same field, a field inside one already reported, or an element of it (`command[1]`).
         let already = reported.iter().any(|r| {
@@ -129,7 +151,8 @@ pub(crate) fn convert(
                 || r.starts_with(&format!("{field}["))
         });
         if !already {
-            let span = locate(table, field.strip_prefix(&base).unwrap_or(""), &header);
+            let rest = field.strip_prefix(&base).unwrap_or("");
+            let span = locate(ctx.text(), table, rest, &header);
             ctx.error(Some(span), &field, message);
         }
     }
@@ -397,26 +420,27 @@ pub(crate) fn port_of(service: &dyn TableLike) -> Option<(u16, Range<usize>)> {
     Some((port, value.span()?))
 }
 
-/// Where the field at `rest` (e.g. `.health.interval`, `.env.PORT`, or empty for the service
-/// itself) is in the file: its value, else its key, else the nearest enclosing key, else the
-/// service header. Lets errors from [`ServiceSpec::validate`] point at the right place.
-fn locate(service: &dyn TableLike, rest: &str, header: &Range<usize>) -> Range<usize> {
+/// Where the field at `rest` (e.g. `.health.interval`, `.env.PORT`, `.autoscale.steps[1].from`,
+/// or empty for the service itself) is in the file: its value, else its key, else the nearest
+/// enclosing key or array element, else the service header. Lets errors from
+/// [`ServiceSpec::validate`] point at the right place.
+fn locate(text: &str, service: &dyn TableLike, rest: &str, header: &Range<usize>) -> Range<usize> {
     let rest = rest.strip_prefix('.').unwrap_or(rest);
-    // An env variable's name may itself contain dots, so it is one path segment; and it is the
-    // name that is wrong, so point at the key.
-    let (path, want_key): (Vec<&str>, bool) = match rest.strip_prefix("env.") {
-        Some(var) => (vec!["env", var], true),
+    // An env variable's name may itself contain dots (or brackets), so it is one path segment;
+    // and it is the name that is wrong, so point at the key.
+    let (path, want_key): (Vec<(&str, Option<usize>)>, bool) = match rest.strip_prefix("env.") {
+        Some(var) => (vec![("env", None), (var, None)], true),
         None if rest.is_empty() => (vec![], false),
-        None => (rest.split('.').collect(), false),
+        None => (rest.split('.').map(indexed).collect(), false),
     };
     let mut best = header.clone();
     let mut table = Some(service);
-    for (i, part) in path.iter().enumerate() {
+    for (i, &(part, index)) in path.iter().enumerate() {
         let Some((key, item)) = table.and_then(|t| t.get_key_value(part)) else {
             break;
         };
         let last = i + 1 == path.len();
-        let span = if last && !want_key {
+        let span = if last && !want_key && index.is_none() {
             item.as_value()
                 .and_then(|v| v.span())
                 .or_else(|| key.span())
@@ -427,6 +451,24 @@ fn locate(service: &dyn TableLike, rest: &str, header: &Range<usize>) -> Range<u
             best = span;
         }
         table = item.as_table_like();
+        if let Some(index) = index {
+            let Some(found) = element(text, item, index) else {
+                break;
+            };
+            if let Some(span) = found.span {
+                best = span;
+            }
+            table = found.table;
+        }
     }
     best
+}
+
+/// `steps[1]` → (`steps`, Some(1)); anything else is a plain key.
+fn indexed(segment: &str) -> (&str, Option<usize>) {
+    segment
+        .strip_suffix(']')
+        .and_then(|s| s.split_once('['))
+        .and_then(|(name, i)| Some((name, Some(i.parse().ok()?))))
+        .unwrap_or((segment, None))
 }

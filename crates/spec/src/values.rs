@@ -119,6 +119,47 @@ pub(crate) fn port(ctx: &mut Ctx, e: &Entry<'_>) -> Option<u16> {
     }
 }
 
+/// A finite number, written as an integer or a float.
+pub(crate) fn number(ctx: &mut Ctx, e: &Entry<'_>) -> Option<f64> {
+    match e.value() {
+        Some(Value::Integer(i)) => Some(*i.value() as f64),
+        Some(Value::Float(f)) if f.value().is_finite() => Some(*f.value()),
+        Some(Value::Float(f)) => {
+            ctx.error(
+                e.value_span(),
+                &e.field,
+                format!("must be a finite number, found {}", f.value()),
+            );
+            None
+        }
+        Some(Value::String(s)) => {
+            let text = s.value().trim();
+            let percent = text
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse::<f64>().ok());
+            let hint = match (percent, text.parse::<f64>()) {
+                (Some(p), _) => format!("write a fraction: {} = {}", e.name, p / 100.0),
+                (None, Ok(_)) => format!("remove the quotes: {} = {text}", e.name),
+                (None, Err(_)) => {
+                    ctx.wrong_type(e, "a number");
+                    return None;
+                }
+            };
+            ctx.error_hint(
+                e.value_span(),
+                &e.field,
+                "expected a number, found a string",
+                hint,
+            );
+            None
+        }
+        _ => {
+            ctx.wrong_type(e, "a number");
+            None
+        }
+    }
+}
+
 /// Any whole number; a float, a quoted number or another type is reported.
 fn whole_number(ctx: &mut Ctx, e: &Entry<'_>) -> Option<i64> {
     match e.value() {

@@ -962,3 +962,735 @@ fn the_same_port_twice_in_one_file_is_refused_in_file_order() {
         "must not be negative",
     );
 }
+
+// === autoscaling ===
+
+/// A routed service with cpu and memory reserved, then its autoscale table from line 5.
+const AUTOSCALED: &str = "[services.web]\ncommand = [\"a\"]\nport = 80\nresources = { cpu = 1, memory = \"1GiB\" }\n[services.web.autoscale]\n";
+
+/// The autoscale table's fields start on line 6.
+fn scaled(table: &str) -> String {
+    format!("{AUTOSCALED}{table}")
+}
+
+#[test]
+fn autoscale_needs_max() {
+    let e = only_error(
+        &scaled("min = 1\nconcurrency = 10\n"),
+        5,
+        1,
+        "services.web.autoscale.max",
+        "missing required field `max`",
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("add the most instances the autoscaler may run, e.g. max = 10")
+    );
+}
+
+#[test]
+fn autoscale_bounds_are_refused_at_their_values() {
+    for (table, line, column, field, phrase) in [
+        ("max = 0\nrps = 1\n", 6, 7, "max", "max must be at least 1"),
+        (
+            "max = 10001\nrps = 1\n",
+            6,
+            7,
+            "max",
+            "more than the limit of 10000",
+        ),
+        ("max = -1\nrps = 1\n", 6, 7, "max", "must not be negative"),
+        (
+            "min = 5\nmax = 3\nrps = 1\n",
+            6,
+            7,
+            "min",
+            "min 5 is above max 3: set min ≤ max",
+        ),
+        (
+            "min = 1.5\nmax = 3\nrps = 1\n",
+            6,
+            7,
+            "min",
+            "must be a whole number",
+        ),
+    ] {
+        only_error(
+            &scaled(table),
+            line,
+            column,
+            &format!("services.web.autoscale.{field}"),
+            phrase,
+        );
+    }
+}
+
+#[test]
+fn instances_of_an_autoscaled_service_must_lie_within_its_bounds() {
+    let text = "[services.web]\ncommand = [\"a\"]\nport = 80\ninstances = 5\nautoscale = { min = 1, max = 3, concurrency = 10 }\n";
+    let e = only_error(
+        text,
+        4,
+        13,
+        "services.web.instances",
+        "5 instances is outside the autoscale bounds",
+    );
+    assert!(e.message.contains("from min 1 to max 3"), "{e}");
+}
+
+#[test]
+fn target_tracking_needs_a_target() {
+    only_error(
+        &scaled("max = 3\n"),
+        5,
+        15,
+        "services.web.autoscale.policy",
+        "policy \"target\" tracks a target per instance: set concurrency, rps, cpu, memory or latency_p95",
+    );
+    only_error(
+        &scaled("max = 3\npolicy = \"target\"\n"),
+        7,
+        10,
+        "services.web.autoscale.policy",
+        "tracks a target",
+    );
+}
+
+#[test]
+fn targets_out_of_range_are_refused_at_their_values() {
+    for (table, column, field, phrase) in [
+        (
+            "concurrency = 0",
+            15,
+            "concurrency",
+            "a target must be above 0, got 0",
+        ),
+        ("rps = -5", 7, "rps", "a target must be above 0, got -5"),
+        (
+            "cpu = 1.5",
+            7,
+            "cpu",
+            "fraction of the reservation per instance, above 0 and at most 1",
+        ),
+        ("memory = 0", 10, "memory", "above 0 and at most 1"),
+        (
+            "latency_p95 = \"0s\"",
+            15,
+            "latency_p95",
+            "a target must be above 0",
+        ),
+        (
+            "concurrency = nan",
+            15,
+            "concurrency",
+            "must be a finite number, found NaN",
+        ),
+        (
+            "latency_p95 = 200",
+            15,
+            "latency_p95",
+            "expected a duration with a unit",
+        ),
+    ] {
+        only_error(
+            &scaled(&format!("max = 3\n{table}\n")),
+            7,
+            column,
+            &format!("services.web.autoscale.{field}"),
+            phrase,
+        );
+    }
+}
+
+#[test]
+fn a_percentage_or_a_quoted_number_as_a_target_gets_a_hint() {
+    let e = only_error(
+        &scaled("max = 3\ncpu = \"70%\"\n"),
+        7,
+        7,
+        "services.web.autoscale.cpu",
+        "expected a number, found a string",
+    );
+    assert_eq!(e.hint.as_deref(), Some("write a fraction: cpu = 0.7"));
+    let e = only_error(
+        &scaled("max = 3\nrps = \"100\"\n"),
+        7,
+        7,
+        "services.web.autoscale.rps",
+        "found a string",
+    );
+    assert_eq!(e.hint.as_deref(), Some("remove the quotes: rps = 100"));
+}
+
+#[test]
+fn cpu_and_memory_targets_need_a_reservation() {
+    let text = "[services.web]\ncommand = [\"a\"]\nport = 80\n[services.web.autoscale]\nmax = 3\ncpu = 0.7\nmemory = 0.8\n";
+    let all = errors(text);
+    assert_eq!(all.len(), 2, "{}", lines(&all));
+    assert_error(
+        &all[0],
+        6,
+        7,
+        "services.web.autoscale.cpu",
+        "fraction of the reserved cpu: set resources.cpu",
+    );
+    assert_error(
+        &all[1],
+        7,
+        10,
+        "services.web.autoscale.memory",
+        "set resources.memory",
+    );
+}
+
+#[test]
+fn a_bad_reservation_is_the_only_error_next_to_a_cpu_target() {
+    let text = "[services.web]\ncommand = [\"a\"]\nport = 80\nresources.cpu = \"lots\"\n[services.web.autoscale]\nmax = 3\ncpu = 0.7\n";
+    only_error(text, 4, 17, "services.web.resources.cpu", "invalid cpu");
+}
+
+#[test]
+fn request_metrics_and_scale_to_zero_need_a_port() {
+    let text = "[services.web]\ncommand = [\"a\"]\n[services.web.autoscale]\nmax = 3\nrps = 100\n";
+    let all = errors(text);
+    assert_eq!(all.len(), 2, "{}", lines(&all));
+    assert_error(
+        &all[0],
+        3,
+        15,
+        "services.web.autoscale.min",
+        "only a routed service gets requests to wake it: add `port`",
+    );
+    assert_error(
+        &all[1],
+        5,
+        7,
+        "services.web.autoscale.rps",
+        "measured by the service's load balancer: add `port`",
+    );
+}
+
+#[test]
+fn the_panic_window_must_be_shorter_than_the_stable_window() {
+    only_error(
+        &scaled("max = 3\nrps = 1\nstable_window = \"30s\"\npanic_window = \"30s\"\n"),
+        9,
+        16,
+        "services.web.autoscale.panic_window",
+        "panic_window 30s must be shorter than stable_window 30s",
+    );
+}
+
+#[test]
+fn autoscale_durations_are_refused_when_bad_zero_or_too_long() {
+    for (key, value, phrase) in [
+        ("stable_window", "\"soon\"", "invalid duration \"soon\""),
+        (
+            "stable_window",
+            "\"2h\"",
+            "stable_window 2h is more than the limit of 1h",
+        ),
+        ("scale_down_delay", "60", "expected a duration with a unit"),
+        (
+            "idle_timeout",
+            "\"0s\"",
+            "idle_timeout must be longer than 0s",
+        ),
+        ("idle_timeout", "\"2d\"", "more than the limit of 1d"),
+    ] {
+        only_error(
+            &scaled(&format!("max = 3\nrps = 1\n{key} = {value}\n")),
+            8,
+            key.len() + 4,
+            &format!("services.web.autoscale.{key}"),
+            phrase,
+        );
+    }
+}
+
+#[test]
+fn unknown_autoscale_fields_get_suggestions() {
+    for (wrong, right) in [
+        ("maxReplicas", "max"),
+        ("min_instances", "min"),
+        ("concurency", "concurrency"),
+        ("qps", "rps"),
+        ("latency", "latency_p95"),
+        ("stable_windw", "stable_window"),
+        ("cooldown", "scale_down_delay"),
+        ("bands", "steps"),
+        ("windows", "schedule"),
+    ] {
+        let e = only_error(
+            &scaled(&format!("max = 3\nrps = 1\n{wrong} = 1\n")),
+            8,
+            1,
+            &format!("services.web.autoscale.{wrong}"),
+            &format!("unknown field `{wrong}`"),
+        );
+        assert_eq!(e.hint, Some(format!("did you mean `{right}`?")), "{wrong}");
+    }
+    let e = only_error(
+        "[services.web]\ncommand = [\"a\"]\nautoscaling = { max = 3 }\n",
+        3,
+        1,
+        "services.web.autoscaling",
+        "unknown field",
+    );
+    assert_eq!(e.hint.as_deref(), Some("did you mean `autoscale`?"));
+}
+
+#[test]
+fn an_unknown_policy_lists_the_valid_ones_and_suggests_a_near_miss() {
+    let e = only_error(
+        &scaled("max = 3\nrps = 1\npolicy = \"steps\"\n"),
+        8,
+        10,
+        "services.web.autoscale.policy",
+        "unknown policy \"steps\": use one of target, step, linear, schedule",
+    );
+    assert_eq!(e.hint.as_deref(), Some("did you mean `step`?"));
+}
+
+#[test]
+fn fields_of_another_policy_are_refused_with_the_policy_they_belong_to() {
+    let e = only_error(
+        &scaled("max = 3\nrps = 1\nlow = 5\n"),
+        8,
+        1,
+        "services.web.autoscale.low",
+        "`low` does not apply to policy = \"target\"",
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("it belongs to policy = \"linear\": set that policy, or remove `low`")
+    );
+    let e = only_error(
+        &scaled("max = 3\nrps = 1\nmetric = \"cpu\"\n"),
+        8,
+        1,
+        "services.web.autoscale.metric",
+        "does not apply",
+    );
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("policy = \"step\" or \"linear\""),
+        "{e}"
+    );
+    let text = scaled(
+        "max = 3\npolicy = \"linear\"\nmetric = \"rps\"\nlow = 1\nhigh = 2\nstep = 1\nsteps = []\n",
+    );
+    only_error(
+        &text,
+        12,
+        1,
+        "services.web.autoscale.steps",
+        "`steps` does not apply to policy = \"linear\"",
+    );
+}
+
+#[test]
+fn targets_are_refused_with_step_and_linear_policies() {
+    let text = scaled(
+        "max = 3\nconcurrency = 10\npolicy = \"step\"\nmetric = \"rps\"\nsteps = [{ from = 10, change = \"+1\" }]\n",
+    );
+    let e = only_error(
+        &text,
+        7,
+        1,
+        "services.web.autoscale.concurrency",
+        "a `concurrency` target does not apply to policy = \"step\", which follows `metric`",
+    );
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("remove `concurrency`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_step_policy_needs_its_metric_and_bands() {
+    let all = errors(&scaled("max = 3\npolicy = \"step\"\n"));
+    assert_eq!(all.len(), 2, "{}", lines(&all));
+    assert_error(
+        &all[0],
+        7,
+        10,
+        "services.web.autoscale.metric",
+        "policy = \"step\" needs `metric`",
+    );
+    assert_error(
+        &all[1],
+        7,
+        10,
+        "services.web.autoscale.steps",
+        "policy = \"step\" needs `steps`",
+    );
+    only_error(
+        &scaled("max = 3\npolicy = \"step\"\nmetric = \"rps\"\nsteps = []\n"),
+        9,
+        9,
+        "services.web.autoscale.steps",
+        "needs at least one band",
+    );
+}
+
+#[test]
+fn an_unknown_metric_lists_the_valid_ones() {
+    let e = only_error(
+        &scaled("max = 3\npolicy = \"step\"\nmetric = \"requests\"\nsteps = [{ from = 1, change = \"+1\" }]\n"),
+        8,
+        10,
+        "services.web.autoscale.metric",
+        "unknown metric \"requests\": use one of concurrency, rps, cpu, memory, latency_p95",
+    );
+    assert_eq!(e.hint, None);
+}
+
+#[test]
+fn step_bands_must_be_ordered_and_not_overlap() {
+    let text = scaled(
+        "max = 3\npolicy = \"step\"\nmetric = \"rps\"\nsteps = [{ from = 5, to = 10, change = \"+1\" }, { from = 8, change = \"+2\" }]\n",
+    );
+    only_error(
+        &text,
+        9,
+        57,
+        "services.web.autoscale.steps[1].from",
+        "from 8 overlaps the band before, which ends at 10",
+    );
+    let text = scaled(
+        "max = 3\npolicy = \"step\"\nmetric = \"rps\"\n[[services.web.autoscale.steps]]\nfrom = 5\nchange = \"+1\"\n[[services.web.autoscale.steps]]\nfrom = 10\nto = 9\nchange = \"+2\"\n",
+    );
+    let all = errors(&text);
+    assert_eq!(all.len(), 2, "{}", lines(&all));
+    assert_error(
+        &all[0],
+        13,
+        8,
+        "services.web.autoscale.steps[1].from",
+        "comes after a band without `to`",
+    );
+    assert_error(
+        &all[1],
+        14,
+        6,
+        "services.web.autoscale.steps[1].to",
+        "to 9 must be above from 10",
+    );
+}
+
+#[test]
+fn a_band_needs_from_and_change_and_knows_its_fields() {
+    let text = scaled(
+        "max = 3\npolicy = \"step\"\nmetric = \"rps\"\n[[services.web.autoscale.steps]]\nto = 5\ndelta = 1\n",
+    );
+    let all = errors(&text);
+    assert_eq!(all.len(), 3, "{}", lines(&all));
+    for e in &all[..2] {
+        assert_eq!((e.line, e.column), (9, 1), "{e}");
+        assert!(e.message.starts_with("missing required field"), "{e}");
+        assert!(
+            e.hint
+                .as_deref()
+                .unwrap_or("")
+                .contains("each band needs `from`"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        all[0].field.as_deref(),
+        Some("services.web.autoscale.steps[0].from")
+    );
+    assert_eq!(
+        all[1].field.as_deref(),
+        Some("services.web.autoscale.steps[0].change")
+    );
+    assert_error(
+        &all[2],
+        11,
+        1,
+        "services.web.autoscale.steps[0].delta",
+        "unknown field `delta`",
+    );
+}
+
+#[test]
+fn a_bad_change_says_how_to_write_one() {
+    for (change, phrase) in [
+        (
+            "\"2\"",
+            "change \"2\" needs a sign: \"+2\" adds instances, \"-2\" removes them",
+        ),
+        ("\"+0\"", "does nothing"),
+        ("0", "change 0 does nothing"),
+        ("\"-150%\"", "cannot remove more than 100 %"),
+        (
+            "\"double\"",
+            "expected \"+N\" or \"-N\" instances, or \"+P%\" or \"-P%\"",
+        ),
+        (
+            "1.5",
+            "expected a change like \"+2\", \"-1\" or \"+50%\", found a float",
+        ),
+    ] {
+        let text = scaled(&format!(
+            "max = 3\npolicy = \"step\"\nmetric = \"rps\"\nsteps = [{{ from = 1, change = {change} }}]\n"
+        ));
+        only_error(
+            &text,
+            9,
+            31,
+            "services.web.autoscale.steps[0].change",
+            phrase,
+        );
+    }
+}
+
+#[test]
+fn latency_thresholds_are_durations() {
+    let text = scaled(
+        "max = 3\npolicy = \"step\"\nmetric = \"latency_p95\"\nsteps = [{ from = 200, change = \"+1\" }]\n",
+    );
+    let e = only_error(
+        &text,
+        9,
+        19,
+        "services.web.autoscale.steps[0].from",
+        "metric = \"latency_p95\" is a duration, found an integer",
+    );
+    assert_eq!(e.hint.as_deref(), Some("write \"200ms\" or \"200s\""));
+    let text = scaled(
+        "max = 3\npolicy = \"linear\"\nmetric = \"cpu\"\nlow = \"0.5\"\nhigh = 0.9\nstep = 1\n",
+    );
+    only_error(
+        &text,
+        9,
+        7,
+        "services.web.autoscale.low",
+        "expected a number, found a string",
+    );
+}
+
+#[test]
+fn a_linear_policy_needs_low_below_high_and_a_step() {
+    let all = errors(&scaled(
+        "max = 3\npolicy = \"linear\"\nmetric = \"rps\"\nlow = 5\n",
+    ));
+    assert_eq!(all.len(), 2, "{}", lines(&all));
+    assert_error(
+        &all[0],
+        7,
+        10,
+        "services.web.autoscale.high",
+        "policy = \"linear\" needs `high`",
+    );
+    assert_error(
+        &all[1],
+        7,
+        10,
+        "services.web.autoscale.step",
+        "policy = \"linear\" needs `step`",
+    );
+    let text =
+        scaled("max = 3\npolicy = \"linear\"\nmetric = \"rps\"\nlow = 5\nhigh = 5\nstep = 0\n");
+    let all = errors(&text);
+    assert_eq!(all.len(), 2, "{}", lines(&all));
+    assert_error(
+        &all[0],
+        10,
+        8,
+        "services.web.autoscale.high",
+        "must be above low (5), got 5",
+    );
+    assert_error(
+        &all[1],
+        11,
+        8,
+        "services.web.autoscale.step",
+        "must add at least 1 instance",
+    );
+}
+
+#[test]
+fn a_schedule_policy_needs_windows_written_as_an_array_of_tables() {
+    let e = only_error(
+        &scaled("max = 3\nrps = 1\npolicy = \"schedule\"\n"),
+        8,
+        10,
+        "services.web.autoscale.schedule",
+        "policy = \"schedule\" needs `schedule`",
+    );
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("[[services.web.autoscale.schedule]]"),
+        "{e}"
+    );
+    let text = scaled(
+        "max = 3\nrps = 1\npolicy = \"schedule\"\n[services.web.autoscale.schedule]\ndays = \"mon\"\nmin = 1\n",
+    );
+    let e = only_error(
+        &text,
+        9,
+        25,
+        "services.web.autoscale.schedule",
+        "expected an array of tables, found a table",
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("use double brackets, [[services.web.autoscale.schedule]], once per element")
+    );
+    only_error(
+        &scaled("max = 3\nrps = 1\npolicy = \"schedule\"\nschedule = [{ days = \"mon\", min = 2 }, 3]\n"),
+        9,
+        40,
+        "services.web.autoscale.schedule[1]",
+        "expected a table, found an integer",
+    );
+}
+
+#[test]
+fn schedule_windows_need_a_target_and_a_policy() {
+    only_error(
+        &scaled("max = 3\npolicy = \"schedule\"\n[[services.web.autoscale.schedule]]\ndays = \"mon\"\nmin = 1\n"),
+        7,
+        10,
+        "services.web.autoscale.policy",
+        "policy \"schedule\" tracks a target per instance",
+    );
+    let e = only_error(
+        &scaled("max = 3\nrps = 1\n[[services.web.autoscale.schedule]]\ndays = \"mon\"\nmin = 1\n"),
+        8,
+        26,
+        "services.web.autoscale.schedule",
+        "`schedule` does not apply to policy = \"target\"",
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("it belongs to policy = \"schedule\": set that policy, or remove `schedule`")
+    );
+}
+
+#[test]
+fn bad_window_values_are_refused_at_their_values() {
+    const WINDOW: &str =
+        "max = 3\nrps = 1\npolicy = \"schedule\"\n[[services.web.autoscale.schedule]]\nmin = 1\n";
+    // The last line of `lines` has the error.
+    for (lines, phrase, field, column) in [
+        ("days = \"funday\"", "unknown day \"funday\"", "days", 8),
+        ("days = 1", "expected a string, found an integer", "days", 8),
+        (
+            "hours = \"9-17\"",
+            "invalid hours \"9-17\": expected \"HH:MM-HH:MM\"",
+            "hours",
+            9,
+        ),
+        (
+            "hours = \"10:00-10:00\"",
+            "10:00-10:00 is empty",
+            "hours",
+            9,
+        ),
+        (
+            "days = \"mon\"\nutc_offset = \"Europe/Paris\"",
+            "time-zone names are not supported",
+            "utc_offset",
+            14,
+        ),
+        (
+            "days = \"mon\"\nutc_offset = \"+15:00\"",
+            "they run from -12:00 to +14:00",
+            "utc_offset",
+            14,
+        ),
+        (
+            "days = \"mon\"\nmax = 0",
+            "max must be at least 1",
+            "max",
+            7,
+        ),
+    ] {
+        let e = only_error(
+            &scaled(&format!("{WINDOW}{lines}\n")),
+            10 + lines.lines().count(),
+            column,
+            &format!("services.web.autoscale.schedule[0].{field}"),
+            phrase,
+        );
+        assert!(e.to_string().contains(phrase), "{e}");
+    }
+    let e = only_error(
+        &scaled(&format!("{WINDOW}days = \"mon\"\nutc_offset = 1\n")),
+        12,
+        14,
+        "services.web.autoscale.schedule[0].utc_offset",
+        "expected an offset like \"+01:00\", found an integer",
+    );
+    assert_eq!(e.hint.as_deref(), Some("write utc_offset = \"+01:00\""));
+}
+
+#[test]
+fn a_window_bound_is_checked_against_the_other_even_when_defaulted() {
+    // max defaults to the table's 3.
+    only_error(
+        &scaled("max = 3\nrps = 1\npolicy = \"schedule\"\n[[services.web.autoscale.schedule]]\ndays = \"mon\"\nmin = 5\n"),
+        11,
+        7,
+        "services.web.autoscale.schedule[0].min",
+        "min 5 is above max 3",
+    );
+    // min defaults to the table's 2; the error points at the window.
+    only_error(
+        &scaled("min = 2\nmax = 3\nrps = 1\npolicy = \"schedule\"\n[[services.web.autoscale.schedule]]\ndays = \"mon\"\nmax = 1\n"),
+        10,
+        1,
+        "services.web.autoscale.schedule[0].min",
+        "min 2 is above max 1",
+    );
+}
+
+#[test]
+fn a_window_must_set_bounds_and_a_time() {
+    let text = scaled("max = 3\nrps = 1\npolicy = \"schedule\"\n[[services.web.autoscale.schedule]]\ntimezone = \"+01:00\"\n");
+    let all = errors(&text);
+    assert_eq!(all.len(), 3, "{}", lines(&all));
+    assert_error(
+        &all[0],
+        9,
+        1,
+        "services.web.autoscale.schedule[0]",
+        "sets neither `min` nor `max`",
+    );
+    assert_error(
+        &all[1],
+        9,
+        1,
+        "services.web.autoscale.schedule[0]",
+        "without `days` or `hours` is always open",
+    );
+    assert_error(
+        &all[2],
+        10,
+        1,
+        "services.web.autoscale.schedule[0].timezone",
+        "unknown field",
+    );
+    assert_eq!(all[2].hint.as_deref(), Some("did you mean `utc_offset`?"));
+}
+
+#[test]
+fn autoscale_must_be_a_table() {
+    only_error(
+        "[services.web]\ncommand = [\"a\"]\nautoscale = 3\n",
+        3,
+        13,
+        "services.web.autoscale",
+        "expected a table, found an integer",
+    );
+}

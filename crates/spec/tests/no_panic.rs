@@ -32,6 +32,58 @@ slow_start = "0s"
 drain = "30s"
 request_timeout = "60s"
 queue_timeout = "3s"
+[services.hello.autoscale]
+min = 1
+max = 10
+concurrency = 10
+rps = 100
+cpu = 0.7
+memory = 0.8
+latency_p95 = "200ms"
+policy = "target"
+stable_window = "60s"
+panic_window = "6s"
+scale_down_delay = "60s"
+idle_timeout = "5m"
+"#;
+
+/// The other scaling policies, each with every field it takes.
+const POLICIES: &str = r#"[services.step]
+command = ["a"]
+port = 81
+resources = { cpu = "500m" }
+[services.step.autoscale]
+min = 0
+max = 20
+policy = "step"
+metric = "cpu"
+steps = [ { from = 0.0, to = 0.3, change = "-1" }, { from = 0.8, to = 0.9, change = +2 }, { from = 0.9, change = "+50%" } ]
+[services.linear]
+command = ["b"]
+port = 82
+instances = 2
+autoscale = { min = 1, max = 30, policy = "linear", metric = "latency_p95", low = "50ms", high = "200ms", step = 3 }
+[services.schedule]
+command = ["c"]
+[services.schedule.resources]
+memory = "256MiB"
+[services.schedule.autoscale]
+max = 20
+memory = 0.8
+policy = "schedule"
+[[services.schedule.autoscale.schedule]]
+days = "mon-fri"
+hours = "09:00-18:00"
+utc_offset = "+01:00"
+min = 3
+max = 30
+[[services.schedule.autoscale.schedule]]
+days = "sat,sun"
+hours = "22:00-06:00"
+min = 1
+[[services.schedule.autoscale.schedule]]
+days = "daily"
+max = 2
 "#;
 
 /// Parses, and checks what any error says is well-formed.
@@ -103,9 +155,17 @@ proptest! {
     fn mutated_valid_files_never_panic(edits in prop::collection::vec(edit(), 1..8)) {
         check(&apply(VALID, &edits));
     }
+
+    #[test]
+    fn mutated_scaling_policies_never_panic(edits in prop::collection::vec(edit(), 1..8)) {
+        check(&apply(POLICIES, &edits));
+    }
 }
 
 #[test]
-fn the_unmutated_file_is_valid() {
-    assert!(parse_str("f.toml", VALID, Path::new("/srv")).is_ok());
+fn the_unmutated_files_are_valid() {
+    let specs = parse_str("f.toml", VALID, Path::new("/srv")).unwrap();
+    assert!(specs[0].autoscale.is_some());
+    let specs = parse_str("f.toml", POLICIES, Path::new("/srv")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(specs.iter().all(|s| s.autoscale.is_some()), "{specs:?}");
 }

@@ -71,6 +71,7 @@ fn a_full_service_parses_to_the_expected_spec() {
         port: None,
         protocol: Default::default(),
         balance: Default::default(),
+        autoscale: None,
     };
     assert_eq!(parse(FULL), vec![expected]);
 }
@@ -100,6 +101,7 @@ fn left_out_fields_take_the_defaults_and_workdir_is_the_files_folder() {
         port: None,
         protocol: Default::default(),
         balance: Default::default(),
+        autoscale: None,
     };
     assert_eq!(specs, vec![expected]);
 }
@@ -264,6 +266,7 @@ queue_timeout = "1500ms"
             queue_timeout: Duration::from_millis(1500),
             hash_header: None,
         },
+        autoscale: None,
     };
     assert_eq!(specs, vec![expected]);
 }
@@ -379,4 +382,350 @@ fn services_on_different_ports_across_files_are_fine() {
         .map(|s| s.port)
         .collect();
     assert_eq!(ports, [Some(8080), Some(8081), None]);
+}
+
+// === autoscaling ===
+
+mod autoscale {
+    use super::parse;
+    use ebb_core::autoscale::{
+        AutoscaleSpec, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand,
+        StepChange, Weekdays, DEFAULT_IDLE_TIMEOUT, DEFAULT_PANIC_WINDOW, DEFAULT_SCALE_DOWN_DELAY,
+        DEFAULT_STABLE_WINDOW, MINUTES_PER_DAY,
+    };
+    use ebb_core::ServiceSpec;
+    use std::time::Duration;
+
+    const WEB: &str = "[services.web]\ncommand = [\"a\"]\nport = 80\nresources = { cpu = 0.5, memory = \"256MiB\" }\n";
+
+    fn autoscale_of(table: &str) -> (u32, AutoscaleSpec) {
+        let specs = parse(&format!("{WEB}[services.web.autoscale]\n{table}"));
+        let spec = specs.into_iter().next().unwrap();
+        (spec.instances, spec.autoscale.expect("autoscale"))
+    }
+
+    #[test]
+    fn target_tracking_with_every_setting() {
+        let (instances, a) = autoscale_of(
+            r#"min = 0
+max = 20
+concurrency = 10
+rps = 150.5
+cpu = 0.7
+memory = 0.8
+latency_p95 = "200ms"
+policy = "target"
+stable_window = "2m"
+panic_window = "10s"
+scale_down_delay = "5m"
+idle_timeout = "15m"
+"#,
+        );
+        assert_eq!(instances, 0, "starts at min");
+        assert_eq!(
+            a,
+            AutoscaleSpec {
+                min: 0,
+                max: 20,
+                targets: ScaleTargets {
+                    concurrency: Some(10.0),
+                    rps: Some(150.5),
+                    cpu: Some(0.7),
+                    memory: Some(0.8),
+                    latency_p95: Some(Duration::from_millis(200)),
+                },
+                policy: ScalePolicy::Target,
+                stable_window: Duration::from_secs(120),
+                panic_window: Duration::from_secs(10),
+                scale_down_delay: Duration::from_secs(300),
+                idle_timeout: Duration::from_secs(900),
+            }
+        );
+    }
+
+    #[test]
+    fn left_out_settings_take_the_defaults_of_the_design() {
+        let (instances, a) = autoscale_of("max = 5\nconcurrency = 10\n");
+        let expected = AutoscaleSpec::new(
+            0,
+            5,
+            ScaleTargets {
+                concurrency: Some(10.0),
+                ..ScaleTargets::default()
+            },
+        );
+        assert_eq!(a, expected);
+        assert_eq!(instances, 0);
+        assert_eq!(
+            [
+                a.stable_window,
+                a.panic_window,
+                a.scale_down_delay,
+                a.idle_timeout
+            ],
+            [
+                DEFAULT_STABLE_WINDOW,
+                DEFAULT_PANIC_WINDOW,
+                DEFAULT_SCALE_DOWN_DELAY,
+                DEFAULT_IDLE_TIMEOUT
+            ]
+        );
+        assert_eq!(DEFAULT_IDLE_TIMEOUT, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn instances_is_the_initial_count_within_the_bounds() {
+        let specs = parse(&format!(
+            "{WEB}instances = 4\nautoscale = {{ min = 2, max = 8, rps = 100 }}\n"
+        ));
+        assert_eq!(specs[0].instances, 4);
+        let (instances, _) = autoscale_of("min = 3\nmax = 8\nrps = 100\n");
+        assert_eq!(instances, 3);
+    }
+
+    #[test]
+    fn step_policy_with_open_and_closed_bands() {
+        let (_, a) = autoscale_of(
+            r#"min = 1
+max = 10
+policy = "step"
+metric = "cpu"
+steps = [
+  { from = 0.0, to = 0.3, change = "-1" },
+  { from = 0.8, to = 0.9, change = "+2" },
+  { from = 0.9, change = "+50%" },
+]
+"#,
+        );
+        assert_eq!(
+            a.policy,
+            ScalePolicy::Step {
+                metric: ScaleMetric::Cpu,
+                steps: vec![
+                    StepBand {
+                        from: 0.0,
+                        to: Some(0.3),
+                        change: StepChange::Remove(1)
+                    },
+                    StepBand {
+                        from: 0.8,
+                        to: Some(0.9),
+                        change: StepChange::Add(2)
+                    },
+                    StepBand {
+                        from: 0.9,
+                        to: None,
+                        change: StepChange::Percent(50.0)
+                    },
+                ],
+            }
+        );
+        assert_eq!(a.targets, ScaleTargets::default());
+    }
+
+    #[test]
+    fn step_bands_may_be_tables_with_integer_changes_and_latency_durations() {
+        let (_, a) = autoscale_of(
+            r#"min = 1
+max = 10
+policy = "step"
+metric = "latency_p95"
+[[services.web.autoscale.steps]]
+from = "500ms"
+to = "1s"
+change = +1
+[[services.web.autoscale.steps]]
+from = "1s"
+change = "+100%"
+"#,
+        );
+        let ScalePolicy::Step { metric, steps } = a.policy else {
+            panic!("{:?}", a.policy)
+        };
+        assert_eq!(metric, ScaleMetric::LatencyP95);
+        assert_eq!(
+            steps,
+            [
+                StepBand {
+                    from: 0.5,
+                    to: Some(1.0),
+                    change: StepChange::Add(1)
+                },
+                StepBand {
+                    from: 1.0,
+                    to: None,
+                    change: StepChange::Percent(100.0)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn linear_policy() {
+        let (_, a) = autoscale_of(
+            "min = 1\nmax = 30\npolicy = \"linear\"\nmetric = \"rps\"\nlow = 50\nhigh = 200.5\nstep = 3\n",
+        );
+        assert_eq!(
+            a.policy,
+            ScalePolicy::Linear {
+                metric: ScaleMetric::Rps,
+                low: 50.0,
+                high: 200.5,
+                step: 3
+            }
+        );
+    }
+
+    #[test]
+    fn schedule_policy_with_windows_that_default_to_the_tables_bounds() {
+        let (instances, a) = autoscale_of(
+            r#"min = 1
+max = 20
+concurrency = 10
+policy = "schedule"
+
+[[services.web.autoscale.schedule]]
+days = "mon-fri"
+hours = "09:00-18:00"
+utc_offset = "+01:00"
+min = 3
+max = 30
+
+[[services.web.autoscale.schedule]]
+days = "sat,sun"
+max = 4
+
+[[services.web.autoscale.schedule]]
+hours = "22:00-06:00"
+utc_offset = "-05:30"
+min = 0
+"#,
+        );
+        assert_eq!(instances, 1);
+        assert_eq!(a.targets.concurrency, Some(10.0));
+        let ScalePolicy::Schedule { windows } = a.policy else {
+            panic!("{:?}", a.policy)
+        };
+        assert_eq!(
+            windows,
+            [
+                ScheduleWindow {
+                    days: Weekdays::WEEKDAYS,
+                    start: 9 * 60,
+                    end: 18 * 60,
+                    utc_offset_minutes: 60,
+                    min: 3,
+                    max: 30
+                },
+                ScheduleWindow {
+                    days: Weekdays::WEEKEND,
+                    start: 0,
+                    end: MINUTES_PER_DAY,
+                    utc_offset_minutes: 0,
+                    min: 1,
+                    max: 4
+                },
+                ScheduleWindow {
+                    days: Weekdays::ALL,
+                    start: 22 * 60,
+                    end: 6 * 60,
+                    utc_offset_minutes: -330,
+                    min: 0,
+                    max: 20
+                },
+            ]
+        );
+        assert_eq!(windows[0].to_string(), "mon-fri 09:00-18:00 UTC+01:00");
+    }
+
+    #[test]
+    fn an_inline_schedule_works_like_tables() {
+        let (_, a) = autoscale_of(
+            "max = 5\nrps = 10\npolicy = \"schedule\"\nschedule = [{ days = \"*\", hours = \"8:00-24:00\", min = 2 }]\n",
+        );
+        let ScalePolicy::Schedule { windows } = a.policy else {
+            panic!("{:?}", a.policy)
+        };
+        assert_eq!(
+            (windows[0].start, windows[0].end),
+            (8 * 60, MINUTES_PER_DAY)
+        );
+        assert_eq!((windows[0].min, windows[0].max), (2, 5));
+    }
+
+    #[test]
+    fn a_schedule_may_scale_an_unrouted_service_to_zero() {
+        let specs = parse(
+            r#"[services.batch]
+command = ["a"]
+resources.cpu = 1
+[services.batch.autoscale]
+max = 8
+cpu = 0.8
+policy = "schedule"
+[[services.batch.autoscale.schedule]]
+days = "mon-fri"
+hours = "08:00-20:00"
+min = 2
+"#,
+        );
+        assert_eq!(specs[0].instances, 0);
+    }
+
+    #[test]
+    fn without_autoscale_nothing_changes() {
+        let specs = parse("[services.web]\ncommand = [\"a\"]\n");
+        assert_eq!(specs[0].autoscale, None);
+        assert_eq!(specs[0].instances, 1);
+    }
+
+    #[test]
+    fn autoscale_settings_do_not_change_the_version() {
+        let plain = parse(WEB);
+        let scaled = parse(&format!(
+            "{WEB}instances = 1\n[services.web.autoscale]\nmin = 1\nmax = 9\nconcurrency = 5\n"
+        ));
+        let rescaled = parse(&format!(
+            "{WEB}instances = 2\n[services.web.autoscale]\nmin = 2\nmax = 30\ncpu = 0.5\npolicy = \"target\"\nstable_window = \"30s\"\n"
+        ));
+        assert_ne!(scaled[0].autoscale, rescaled[0].autoscale);
+        assert_eq!(plain[0].version(), scaled[0].version());
+        assert_eq!(scaled[0].version(), rescaled[0].version());
+    }
+
+    #[test]
+    fn parsed_specs_round_trip_through_json() {
+        let text = format!(
+            r#"{WEB}[services.web.autoscale]
+max = 10
+concurrency = 10
+latency_p95 = "150ms"
+policy = "schedule"
+[[services.web.autoscale.schedule]]
+days = "mon-fri"
+hours = "09:00-18:00"
+min = 2
+[services.api]
+command = ["b"]
+port = 81
+[services.api.autoscale]
+min = 1
+max = 4
+policy = "step"
+metric = "rps"
+steps = [{{ from = 0, to = 10, change = "-1" }}, {{ from = 100, change = "+25%" }}]
+[services.plain]
+command = ["c"]
+"#
+        );
+        let specs = parse(&text);
+        assert_eq!(specs.len(), 3);
+        for spec in specs {
+            let json = serde_json::to_string(&spec).unwrap();
+            let back: ServiceSpec = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, spec, "{json}");
+            assert_eq!(back.validate(), []);
+            assert_eq!(json.contains("autoscale"), spec.name != "plain", "{json}");
+        }
+    }
 }
