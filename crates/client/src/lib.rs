@@ -100,10 +100,10 @@ impl Client {
         self.call(Method::GET, &path, None::<&()>, None).await
     }
 
-    pub async fn scale(&self, name: &str, instances: u32) -> Result<ServiceView, ClientError> {
+    /// Sets a fixed count, or (with `min`/`max` in `req`) an autoscaled service's bounds.
+    pub async fn scale(&self, name: &str, req: &ScaleRequest) -> Result<ServiceView, ClientError> {
         let path = format!("/v1/services/{}/scale", encode(name));
-        self.call(Method::POST, &path, Some(&ScaleRequest { instances }), None)
-            .await
+        self.call(Method::POST, &path, Some(req), None).await
     }
 
     pub async fn stop(&self, name: &str) -> Result<ServiceView, ClientError> {

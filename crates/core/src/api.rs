@@ -61,7 +61,25 @@ pub struct ApplyResponse {
 /// `POST /v1/services/{name}/scale`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScaleRequest {
-    pub instances: u32,
+    /// A fixed count (refused for an autoscaled service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// New autoscaling bounds (only for an autoscaled service); either or both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+}
+
+impl ScaleRequest {
+    /// A request for a fixed count.
+    pub fn count(instances: u32) -> ScaleRequest {
+        ScaleRequest {
+            instances: Some(instances),
+            min: None,
+            max: None,
+        }
+    }
 }
 
 /// A service with its rollout progress (`GET /v1/services`).
@@ -76,6 +94,9 @@ pub struct ServiceView {
     pub ready: u32,
     /// Instances still on an older version.
     pub outdated: u32,
+    /// For an autoscaled service: why the autoscaler last chose `desired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale_reason: Option<String>,
     pub spec: ServiceSpec,
 }
 

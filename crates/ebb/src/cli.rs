@@ -57,11 +57,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Set a service's instance count
+    /// Set a service's instance count, or an autoscaled service's bounds (--min/--max)
     Scale {
         service: String,
-        /// Instances wanted
-        instances: u32,
+        /// Instances wanted (not for an autoscaled service)
+        #[arg(required_unless_present_any = ["min", "max"], conflicts_with_all = ["min", "max"])]
+        instances: Option<u32>,
+        /// Fewest instances the autoscaler may run
+        #[arg(long)]
+        min: Option<u32>,
+        /// Most instances the autoscaler may run
+        #[arg(long)]
+        max: Option<u32>,
     },
     /// Remove a service and stop its instances
     Stop {

@@ -46,8 +46,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ps { service, json } => {
             commands::ps::ps(&connect::client(g)?, service.as_deref(), *json).await
         }
-        Command::Scale { service, instances } => {
-            commands::deploy::scale(&connect::client(g)?, service, *instances).await
+        Command::Scale {
+            service,
+            instances,
+            min,
+            max,
+        } => {
+            let req = ebb_core::api::ScaleRequest {
+                instances: *instances,
+                min: *min,
+                max: *max,
+            };
+            commands::deploy::scale(&connect::client(g)?, service, req).await
         }
         Command::Stop { service, detach } => {
             commands::deploy::stop(&connect::client(g)?, service, *detach).await

@@ -82,6 +82,11 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
     server.set_router(router.clone());
     let (control_stop, control_rx) = watch::channel(false);
     let (router_stop, router_rx) = watch::channel(false);
+    let autoscaler = tokio::spawn(ebb_server::autoscale::run(
+        server.clone(),
+        router.clone(),
+        control_rx.clone(),
+    ));
     let routing = tokio::spawn(ebb_server::routing::run(server.clone(), router, router_rx));
     let (agent_stop, agent_rx) = watch::channel(false);
     let (api_stop, api_rx) = watch::channel(false);
@@ -130,7 +135,7 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
     // report; then the API, with a bound so that attached followers cannot hold up the exit.
     let graceful = async {
         let _ = control_stop.send(true);
-        let _ = tokio::join!(controller, maintenance);
+        let _ = tokio::join!(controller, maintenance, autoscaler);
         supervisor.shutdown().await;
         let _ = router_stop.send(true);
         let _ = routing.await;

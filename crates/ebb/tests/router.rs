@@ -347,7 +347,8 @@ fn ps_and_metrics_show_each_instances_traffic() {
     let svc = &m["services"][0];
     assert_eq!(svc["service"], "xray");
     assert_eq!(svc["port"], port);
-    assert_eq!(svc["window_ms"], 5000);
+    let window_ms = svc["window_ms"].as_u64().unwrap();
+    assert!((5000..5500).contains(&window_ms), "{svc}");
     let sum: f64 = svc["instances"]
         .as_array()
         .unwrap()

@@ -7,6 +7,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod autoscale;
+mod autoscale_config;
 pub mod controller;
 pub mod events;
 pub mod keys;
@@ -47,6 +49,8 @@ struct Inner {
     started: Instant,
     logs: Option<Arc<dyn LogSource>>,
     router: std::sync::OnceLock<routing::Router>,
+    /// The autoscaler's last reason per service, for `ebb status` and `ebb ps`.
+    autoscale_reasons: Mutex<HashMap<String, String>>,
 }
 
 impl Server {
@@ -70,6 +74,7 @@ impl Server {
                 started: Instant::now(),
                 logs,
                 router: std::sync::OnceLock::new(),
+                autoscale_reasons: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -101,6 +106,25 @@ impl Server {
 
     pub fn router(&self) -> Option<&routing::Router> {
         self.inner.router.get()
+    }
+
+    /// Replaces the autoscaler's last reasons (by service).
+    pub fn set_autoscale_reasons(&self, reasons: HashMap<String, String>) {
+        *self
+            .inner
+            .autoscale_reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = reasons;
+    }
+
+    /// The autoscaler's last reason for `service`, if it is autoscaled.
+    pub fn autoscale_reason(&self, service: &str) -> Option<String> {
+        self.inner
+            .autoscale_reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service)
+            .cloned()
     }
 
     pub fn log_source(&self) -> Option<&Arc<dyn LogSource>> {

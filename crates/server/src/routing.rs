@@ -149,6 +149,13 @@ impl Router {
         lock(&self.inner.history).services.window(service, span)
     }
 
+    /// Instances `service`'s load balancer routes to now; None when it has no listener.
+    pub fn routed_count(&self, service: &str) -> Option<u32> {
+        lock(&self.inner.services)
+            .get(service)
+            .map(|r| r.endpoints.load().len() as u32)
+    }
+
     /// Requests waiting now for a first ready instance of `service`.
     pub fn queued(&self, service: &str) -> u32 {
         lock(&self.inner.services)

@@ -49,17 +49,19 @@ impl Series {
         self.samples.push_back(sample);
     }
 
-    /// The window ending at the newest sample and starting at the oldest one at most `span`
-    /// before it. A series younger than `span` counts from zero at `span` before its newest
-    /// sample, so that a new instance's rate is over the same span as everyone else's.
+    /// The window ending at the newest sample and starting at the latest one taken at least
+    /// `span` before it (samples are about a second apart, so the window is `span` or a little
+    /// more, never less — a shorter one could be empty). A series younger than `span` counts
+    /// from zero at `span` before its newest sample, so that a new instance's rate is over the
+    /// same span as everyone else's.
     pub fn window(&self, span: Duration) -> Option<Window> {
         let newest = self.samples.back()?;
         let start = newest.at.checked_sub(span).unwrap_or(newest.at);
-        let oldest = self.samples.iter().find(|s| s.at >= start)?;
-        if self.samples.len() < SAMPLES_KEPT && self.samples.front()?.at > start {
-            return Some(newest.since(&Snapshot::zero(start)));
+        match self.samples.iter().rev().find(|s| s.at <= start) {
+            Some(older) if !std::ptr::eq(older, newest) => Some(newest.since(older)),
+            _ if self.samples.len() < SAMPLES_KEPT => Some(newest.since(&Snapshot::zero(start))),
+            _ => Some(newest.since(self.samples.front()?)),
         }
-        Some(newest.since(oldest))
     }
 }
 
@@ -138,6 +140,20 @@ mod tests {
         assert_eq!(w.span, Duration::from_secs(10));
         assert_eq!(w.requests, 1000);
         assert!((w.rps - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn jittered_samples_still_give_a_full_window() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        for i in 0..5u64 {
+            // Each sample a little more than a second after the one before.
+            let at = t0 + Duration::from_millis(i * 1003);
+            h.push("web", 1, sample(at, i * 10));
+        }
+        let w = h.window("web", Duration::from_secs(1)).unwrap();
+        assert_eq!(w.requests, 10, "one whole second, not an empty window");
+        assert_eq!(w.span, Duration::from_millis(1003));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! controller assigning instances to a node that syncs.
 
 use ebb_client::Client;
-use ebb_core::api::{NodeInfo, SyncRequest};
+use ebb_core::api::{NodeInfo, ScaleRequest, SyncRequest};
 use ebb_core::{DesiredState, InstanceState, InstanceStatus, ServiceSpec};
 use ebb_server::{api, controller, Server};
 use ebb_store::SqliteStore;
@@ -48,6 +48,7 @@ fn spec(name: &str, instances: u32) -> ServiceSpec {
         port: None,
         protocol: Default::default(),
         balance: Default::default(),
+        autoscale: None,
     }
 }
 
@@ -141,11 +142,17 @@ async fn an_invalid_spec_in_a_batch_changes_nothing() {
 async fn scale_and_stop_of_unknown_services_say_so() {
     let h = start().await;
     let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();
-    let err = client.scale("ghost", 2).await.unwrap_err();
+    let err = client
+        .scale("ghost", &ScaleRequest::count(2))
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(404));
     assert!(err.to_string().contains("no service named \"ghost\""));
     client.apply(vec![spec("web", 1)]).await.unwrap();
-    let err = client.scale("web", 1_000_000).await.unwrap_err();
+    let err = client
+        .scale("web", &ScaleRequest::count(1_000_000))
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(422));
 }
 
@@ -228,7 +235,7 @@ async fn the_controller_assigns_scales_rolls_and_stops_through_node_sync() {
     })
     .await;
 
-    client.scale("web", 1).await.unwrap();
+    client.scale("web", &ScaleRequest::count(1)).await.unwrap();
     eventually("scale in to 1", || async {
         let a = report_all_ready(&client).await;
         (a.len() == 1 && client.service("web").await.unwrap().ready == 1).then_some(())

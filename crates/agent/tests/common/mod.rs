@@ -129,6 +129,7 @@ pub fn assignment(id: &str, command: &[&str]) -> Assignment {
         port: None,
         protocol: Default::default(),
         balance: Default::default(),
+        autoscale: None,
     };
     Assignment {
         id: id.into(),

@@ -2,7 +2,7 @@
 
 use crate::output::{out, out_inline};
 use ebb_client::Client;
-use ebb_core::api::{Change, ServiceChange, ServiceView};
+use ebb_core::api::{Change, ScaleRequest, ServiceChange, ServiceView};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -104,11 +104,19 @@ pub async fn wait_ready(
     }
 }
 
-pub async fn scale(client: &Client, service: &str, instances: u32) -> anyhow::Result<()> {
+/// `ebb scale SERVICE N` or `ebb scale SERVICE --min A --max B`.
+pub async fn scale(client: &Client, service: &str, req: ScaleRequest) -> anyhow::Result<()> {
     let before = client.service(service).await?;
-    let after = client.scale(service, instances).await?;
-    if before.desired == after.desired {
-        out!("{service}: already at {instances} instances");
+    let after = client.scale(service, &req).await?;
+    if let Some(a) = &after.spec.autoscale {
+        out!(
+            "{service}: autoscaled between {} and {} instances (now {})",
+            a.min,
+            a.max,
+            after.desired
+        );
+    } else if before.desired == after.desired {
+        out!("{service}: already at {} instances", after.desired);
     } else {
         out!(
             "{service}: scaled {} → {} instances",

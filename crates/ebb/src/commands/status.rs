@@ -4,6 +4,20 @@ use crate::output::out;
 use crate::output::table;
 use ebb_client::Client;
 
+/// `min-max: last reason` for an autoscaled service, `-` otherwise.
+fn autoscale_column(v: &ebb_core::api::ServiceView) -> String {
+    match &v.spec.autoscale {
+        None => "-".to_string(),
+        Some(a) => {
+            let reason = v
+                .autoscale_reason
+                .as_deref()
+                .unwrap_or("waiting for metrics");
+            format!("{}-{}: {reason}", a.min, a.max)
+        }
+    }
+}
+
 pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
     let s = client.status().await?;
     if json {
@@ -37,12 +51,19 @@ pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
                 v.ready.to_string(),
                 v.outdated.to_string(),
                 v.version.clone(),
+                autoscale_column(v),
             ]
         })
         .collect();
     table(
         &[
-            "SERVICE", "DESIRED", "RUNNING", "READY", "OUTDATED", "VERSION",
+            "SERVICE",
+            "DESIRED",
+            "RUNNING",
+            "READY",
+            "OUTDATED",
+            "VERSION",
+            "AUTOSCALE",
         ],
         &rows,
     );

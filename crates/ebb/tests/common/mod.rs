@@ -263,11 +263,16 @@ const LOAD_LIMIT: Duration = Duration::from_secs(60);
 
 impl LoadGen {
     pub fn start(addr: &str, threads: usize) -> LoadGen {
+        LoadGen::start_path(addr, "/", threads)
+    }
+
+    /// As [`LoadGen::start`], each client GETting `path` again and again.
+    pub fn start_path(addr: &str, path: &str, threads: usize) -> LoadGen {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let workers = (0..threads)
             .map(|_| {
-                let (stop, addr) = (stop.clone(), addr.to_string());
-                std::thread::spawn(move || keep_alive_client(&addr, &stop))
+                let (stop, addr, path) = (stop.clone(), addr.to_string(), path.to_string());
+                std::thread::spawn(move || keep_alive_client(&addr, &path, &stop))
             })
             .collect();
         LoadGen { stop, workers }
@@ -287,7 +292,11 @@ impl LoadGen {
     }
 }
 
-fn keep_alive_client(addr: &str, stop: &std::sync::atomic::AtomicBool) -> (u64, Vec<String>) {
+fn keep_alive_client(
+    addr: &str,
+    path: &str,
+    stop: &std::sync::atomic::AtomicBool,
+) -> (u64, Vec<String>) {
     let deadline = Instant::now() + LOAD_LIMIT;
     let (mut ok, mut failures) = (0u64, Vec::new());
     let mut conn: Option<std::io::BufReader<TcpStream>> = None;
@@ -306,7 +315,7 @@ fn keep_alive_client(addr: &str, stop: &std::sync::atomic::AtomicBool) -> (u64, 
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        match one_request(c, addr) {
+        match one_request(c, addr, path) {
             Ok(200) => ok += 1,
             Ok(status) => failures.push(format!("status {status}")),
             Err(e) => {
@@ -319,9 +328,13 @@ fn keep_alive_client(addr: &str, stop: &std::sync::atomic::AtomicBool) -> (u64, 
 }
 
 /// One GET on a kept-alive connection; reads the whole answer (Content-Length bodies).
-fn one_request(c: &mut std::io::BufReader<TcpStream>, addr: &str) -> std::io::Result<u16> {
+fn one_request(
+    c: &mut std::io::BufReader<TcpStream>,
+    addr: &str,
+    path: &str,
+) -> std::io::Result<u16> {
     use std::io::BufRead;
-    write!(c.get_mut(), "GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n")?;
+    write!(c.get_mut(), "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n")?;
     let mut line = String::new();
     if c.read_line(&mut line)? == 0 {
         return Err(std::io::Error::other("connection closed before the answer"));

@@ -30,6 +30,7 @@ pub async fn apply(
     let mut changes = Vec::new();
     for spec in &req.services {
         let existing = stored.iter().find(|v| v.value.name == spec.name);
+        let spec = &keep_autoscaled_count(existing.map(|v| &v.value), spec);
         let change = change_of(existing.map(|v| &v.value), spec);
         if change != Change::Unchanged {
             let expect = existing.map_or(Expect::Absent, |v| Expect::ModRevision(v.mod_revision));
@@ -51,6 +52,18 @@ pub async fn apply(
         record_change(&server, c);
     }
     Ok(Json(ApplyResponse { changes }))
+}
+
+/// A redeploy of an autoscaled service keeps the count the autoscaler chose (within the new
+/// bounds) instead of resetting it to the file's initial count.
+fn keep_autoscaled_count(existing: Option<&ServiceSpec>, spec: &ServiceSpec) -> ServiceSpec {
+    let mut spec = spec.clone();
+    if let (Some(old), Some(a)) = (existing, &spec.autoscale) {
+        if old.autoscale.is_some() {
+            spec.instances = old.instances.clamp(a.min, a.max);
+        }
+    }
+    spec
 }
 
 fn validate_all(specs: &[ServiceSpec]) -> Result<(), ApiError> {
@@ -169,15 +182,6 @@ pub async fn scale(
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<ScaleRequest>,
 ) -> ApiResult<ServiceView> {
-    if req.instances > MAX_INSTANCES {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "{} instances is more than the limit of {MAX_INSTANCES}",
-                req.instances
-            ),
-        ));
-    }
     let Some(Versioned {
         value: mut spec,
         mod_revision,
@@ -186,8 +190,9 @@ pub async fn scale(
         return Err(no_such_service(&name));
     };
     let from = spec.instances;
-    if from != req.instances {
-        spec.instances = req.instances;
+    let before = spec.clone();
+    scaled_spec(&mut spec, &req)?;
+    if spec != before {
         server.store().put(
             &keys::service(&name),
             &keys::encode(&spec),
@@ -199,12 +204,54 @@ pub async fn scale(
                 service: name.clone(),
                 change: Change::Scaled {
                     from,
-                    to: req.instances,
+                    to: spec.instances,
                 },
             },
         );
     }
     get_one(State(server), ApiPath(name)).await
+}
+
+/// Applies a scale request to `spec`: a fixed count, or new autoscaling bounds (the count is
+/// then clamped into them at once; the autoscaler moves it from there).
+fn scaled_spec(spec: &mut ServiceSpec, req: &ScaleRequest) -> Result<(), ApiError> {
+    let unprocessable = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+    match (&mut spec.autoscale, req.instances) {
+        (Some(a), Some(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{} is autoscaled between {} and {} instances, so its count is not set by hand; \
+                 change its bounds instead: `ebb scale {} --min N --max M`",
+                spec.name, a.min, a.max, spec.name
+            ),
+        )),
+        (None, Some(n)) if n > MAX_INSTANCES => Err(unprocessable(format!(
+            "{n} instances is more than the limit of {MAX_INSTANCES}"
+        ))),
+        (None, Some(n)) => {
+            spec.instances = n;
+            Ok(())
+        }
+        (None, None) => Err(ApiError::bad_request(format!(
+            "{} is not autoscaled: give a count (`ebb scale {} N`); bounds need an `autoscale` table in its deploy file",
+            spec.name, spec.name
+        ))),
+        (Some(a), None) => {
+            let (min, max) = (req.min.unwrap_or(a.min), req.max.unwrap_or(a.max));
+            if req.min.is_none() && req.max.is_none() {
+                return Err(ApiError::bad_request("give --min, --max or both"));
+            }
+            if max == 0 || max > MAX_INSTANCES || min > max {
+                return Err(unprocessable(format!(
+                    "bounds {min}..{max} are not valid: need 0 ≤ min ≤ max, 1 ≤ max ≤ {MAX_INSTANCES}"
+                )));
+            }
+            a.min = min;
+            a.max = max;
+            spec.instances = spec.instances.clamp(min, max);
+            Ok(())
+        }
+    }
 }
 
 /// `DELETE /v1/services/{name}`: removes the service; the controller stops its instances.
@@ -300,6 +347,7 @@ pub fn service_views(server: &Server) -> Result<Vec<ServiceView>, ApiError> {
                 running: live.len() as u32,
                 ready,
                 outdated,
+                autoscale_reason: server.autoscale_reason(&spec.name),
                 spec,
             }
         })

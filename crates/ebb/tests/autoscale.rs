@@ -1,0 +1,92 @@
+//! Autoscaling through the real binary: a service at zero wakes on its first request, scales
+//! out under load, back in when the load goes, and to zero when idle — without a failed request.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+/// An autoscaled example-app service with short windows, so that a test sees every phase.
+fn autoscaled(name: &str, port: u16) -> String {
+    format!(
+        "[services.{name}]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
+         [services.{name}.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+         [services.{name}.stop]\ngrace = \"5s\"\n\
+         [services.{name}.balance]\nalgorithm = \"least_request\"\ndrain = \"10s\"\nqueue_timeout = \"20s\"\n\
+         [services.{name}.autoscale]\nmin = 0\nmax = 4\nconcurrency = 2\nstable_window = \"4s\"\n\
+         panic_window = \"2s\"\nscale_down_delay = \"2s\"\nidle_timeout = \"4s\"\n"
+    )
+}
+
+fn desired(ebb: &Ebb, name: &str) -> u64 {
+    let v: serde_json::Value =
+        serde_json::from_str(&ebb.ok(&["status", "--json"])).expect("status json");
+    v["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .and_then(|s| s["desired"].as_u64())
+        .expect("service in status")
+}
+
+#[test]
+fn a_service_wakes_from_zero_scales_with_load_and_goes_back_to_zero() {
+    let ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
+    let port = free_port();
+    let file = deploy_file(ebb.dir.path(), "echo.toml", &autoscaled("echo", port));
+    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    assert_eq!(desired(&ebb, "echo"), 0, "starts at min = 0");
+    let addr = format!("127.0.0.1:{port}");
+    wait_until("the router to listen", Duration::from_secs(5), || {
+        std::net::TcpStream::connect(&addr).ok()
+    });
+
+    // At zero: the first request is held while an instance starts, then served.
+    let (status, body) = http_get_within(&addr, "/", Duration::from_secs(20)).expect("answer");
+    assert_eq!(status, 200, "{body}");
+    assert!(ebb.ok(&["events"]).contains("autoscaled 0 → 1"));
+
+    // Load: 8 clients on a 100 ms endpoint keep ~8 requests in flight; target 2 each → 4.
+    let load = LoadGen::start_path(&addr, "/slow?ms=100", 8);
+    let stepped = Instant::now();
+    wait_until("scale-out to 4", Duration::from_secs(15), || {
+        (ebb.ready("echo").len() == 4).then_some(())
+    });
+    let reaction = stepped.elapsed();
+    let (ok, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > 50, "the load ran: {ok}");
+    let status = ebb.ok(&["status"]);
+    assert!(
+        status.contains("0-4: "),
+        "the last reason is shown: {status}"
+    );
+
+    // Manual control: counts are refused, bounds are changed live.
+    let refused = ebb.cli(&["scale", "echo", "3"]);
+    assert_ne!(refused.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("autoscaled") && said.contains("--min"),
+        "{said}"
+    );
+
+    // Idle: back in, then to zero.
+    wait_until("idle to zero", Duration::from_secs(30), || {
+        (desired(&ebb, "echo") == 0 && ebb.ps(Some("echo")).is_empty()).then_some(())
+    });
+    let events = ebb.ok(&["events"]);
+    assert!(
+        events.contains("concurrency"),
+        "decisions say why: {events}"
+    );
+    ebb.ok(&["scale", "echo", "--min", "1", "--max", "3"]);
+    wait_until("min 1 applies", Duration::from_secs(10), || {
+        (ebb.ready("echo").len() == 1).then_some(())
+    });
+    eprintln!("scale-out reaction: {reaction:?}");
+}

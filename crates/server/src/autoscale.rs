@@ -1,0 +1,220 @@
+//! The autoscaler loop: once per metrics sample (every second), each autoscaled service's
+//! router metrics go into its window, the pure policy ([`ebb_autoscaler::decide`]) proposes a
+//! count, and a change is written to the service's `instances` with the decision's reason as
+//! an event. The controller then starts or drains instances as for any scale.
+//!
+//! A request that arrives at a service with no ready instance wakes the loop at once (the
+//! router's demand signal), so a service at zero starts its first instance without waiting for
+//! the next tick.
+
+use crate::keys::{self, Versioned};
+use crate::routing::Router;
+use crate::{now_ms, Server};
+use ebb_autoscaler::{decide, demand, Config, Decision, Metrics, Now, Sample, State};
+use ebb_core::{Event, EventKind, ServiceSpec};
+use ebb_store::{Expect, StoreError};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The span of one sample: the router is sampled every second.
+const SAMPLE_SPAN: Duration = crate::traffic::SAMPLE_INTERVAL;
+
+/// One autoscaled service as the loop tracks it.
+struct Scaled {
+    /// The autoscale settings the state was built for; new settings start afresh.
+    spec: ebb_core::AutoscaleSpec,
+    config: Config,
+    metrics: Metrics,
+    state: State,
+    /// The last decision's reason, shown by `ebb status`.
+    last_reason: Option<String>,
+}
+
+/// The loop's state across ticks; the decisions themselves are pure.
+pub struct Autoscaler {
+    server: Server,
+    router: Router,
+    services: HashMap<String, Scaled>,
+    /// Origin of the monotonic clock handed to the policy.
+    epoch: Instant,
+}
+
+impl Autoscaler {
+    pub fn new(server: Server, router: Router) -> Autoscaler {
+        Autoscaler {
+            server,
+            router,
+            services: HashMap::new(),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now::new(self.epoch.elapsed(), now_ms() as i64)
+    }
+
+    /// Autoscaled services as stored now; services no longer autoscaled are forgotten.
+    fn refresh(&mut self) -> Result<Vec<Versioned<ServiceSpec>>, StoreError> {
+        let specs: Vec<Versioned<ServiceSpec>> = keys::services(self.server.store())?
+            .into_iter()
+            .filter(|v| v.value.autoscale.is_some())
+            .collect();
+        self.services
+            .retain(|name, _| specs.iter().any(|v| &v.value.name == name));
+        for v in &specs {
+            let Some(wanted) = &v.value.autoscale else {
+                continue;
+            };
+            let fresh = self
+                .services
+                .get(&v.value.name)
+                .is_none_or(|s| &s.spec != wanted);
+            if fresh {
+                let config = crate::autoscale_config::config(wanted);
+                let scaled = Scaled {
+                    spec: wanted.clone(),
+                    metrics: Metrics::for_config(&config),
+                    config,
+                    state: State::default(),
+                    last_reason: None,
+                };
+                self.services.insert(v.value.name.clone(), scaled);
+            }
+        }
+        Ok(specs)
+    }
+
+    /// One tick: a sample per service, a decision, and the writes it calls for.
+    pub fn tick(&mut self) -> Result<(), StoreError> {
+        let specs = self.refresh()?;
+        let now = self.now();
+        for v in specs {
+            let name = v.value.name.clone();
+            let sample = self.sample(&name, now.mono);
+            let Some(s) = self.services.get_mut(&name) else {
+                continue;
+            };
+            s.metrics.push(sample);
+            // The policy compares load with the instances serving it: the routed ones (a
+            // service without a port has no router view; its count stands in).
+            let ready = self.router.routed_count(&name).unwrap_or(v.value.instances);
+            let decision = decide(&s.config, &mut s.state, &s.metrics, ready, now);
+            self.apply(v, decision)?;
+        }
+        Ok(())
+    }
+
+    /// Requests wait at a service with no instance: start one now (the policy's `demand`).
+    pub fn on_demand(&mut self) -> Result<(), StoreError> {
+        let specs = self.refresh()?;
+        let now = self.now();
+        for v in specs {
+            if v.value.instances > 0 || self.router.queued(&v.value.name) == 0 {
+                continue;
+            }
+            let Some(s) = self.services.get_mut(&v.value.name) else {
+                continue;
+            };
+            if let Some(decision) = demand(&s.config, &mut s.state, 0, now) {
+                self.apply(v, decision)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// This second's figures for `service` from its router (none without a public port:
+    /// missing metrics never scale a service down).
+    fn sample(&self, service: &str, at: Duration) -> Sample {
+        let mut sample = Sample::new(at);
+        let queued = self.router.queued(service);
+        if let Some(w) = self.router.service_window(service, SAMPLE_SPAN) {
+            sample.concurrency = Some(w.concurrency);
+            sample.rps = Some(w.rps);
+            sample.latency_p95 = w.p(0.95);
+            sample.requests = w.requests + u64::from(queued);
+        } else if queued > 0 {
+            sample.requests = u64::from(queued);
+        }
+        sample
+    }
+
+    /// Writes a changed count (compare-and-swap on the spec, so a concurrent deploy wins and
+    /// the next tick decides again) and records why.
+    fn apply(&mut self, v: Versioned<ServiceSpec>, decision: Decision) -> Result<(), StoreError> {
+        let name = v.value.name.clone();
+        if let Some(s) = self.services.get_mut(&name) {
+            s.last_reason = Some(decision.reason.clone());
+        }
+        let from = v.value.instances;
+        if decision.desired == from {
+            return Ok(());
+        }
+        let mut spec = v.value;
+        spec.instances = decision.desired;
+        let written = self.server.store().put(
+            &keys::service(&name),
+            &keys::encode(&spec),
+            Expect::ModRevision(v.mod_revision),
+        );
+        match written {
+            Ok(_) => {
+                self.server.record(
+                    Event::new(
+                        now_ms(),
+                        EventKind::ServiceScaled,
+                        format!(
+                            "autoscaled {from} → {}: {}",
+                            decision.desired, decision.reason
+                        ),
+                    )
+                    .service(&name),
+                );
+                Ok(())
+            }
+            Err(StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The last decision's reason per autoscaled service.
+    pub fn reasons(&self) -> HashMap<String, String> {
+        self.services
+            .iter()
+            .filter_map(|(n, s)| s.last_reason.clone().map(|r| (n.clone(), r)))
+            .collect()
+    }
+}
+
+/// Runs the autoscaler until `shutdown` turns true: after every router sample, and at once on
+/// demand at a service with no instance.
+pub async fn run(server: Server, router: Router, mut shutdown: watch::Receiver<bool>) {
+    let mut samples = router.samples();
+    let demand = router.demand();
+    let autoscaler = std::sync::Arc::new(std::sync::Mutex::new(Autoscaler::new(
+        server.clone(),
+        router,
+    )));
+    loop {
+        let on_demand = tokio::select! {
+            _ = samples.changed() => false,
+            _ = demand.notified() => true,
+            _ = shutdown.changed() => return,
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        let (a, server) = (autoscaler.clone(), server.clone());
+        let pass = tokio::task::spawn_blocking(move || {
+            let mut a = a.lock().unwrap_or_else(|p| p.into_inner());
+            let result = if on_demand { a.on_demand() } else { a.tick() };
+            server.set_autoscale_reasons(a.reasons());
+            result
+        });
+        match pass.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "autoscaler pass failed; will retry"),
+            Err(e) => tracing::warn!(error = %e, "autoscaler pass panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
+}
