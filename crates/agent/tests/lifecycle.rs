@@ -221,6 +221,23 @@ async fn stop_ends_the_whole_process_tree() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_instance_is_ready_as_soon_as_it_listens_not_at_its_first_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path());
+    let mut a = http_server("life-fast", HealthCheck::Tcp);
+    // A long interval: readiness must come from the startup probing, not the regular probes.
+    a.spec.health.interval = std::time::Duration::from_secs(30);
+    h.sup().apply(&[a]);
+    let started = std::time::Instant::now();
+    h.wait_status("life-fast", "ready", |s| s.ready).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "ready after {:?}: probed only on the 30 s interval",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_an_instance_from_the_set_stops_it_and_deletes_its_logs() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start(dir.path());

@@ -281,6 +281,11 @@ impl Tracker {
     pub fn failures(&self) -> u32 {
         self.failures
     }
+
+    /// Whether the passes so far made the instance ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
 }
 
 /// True when the instance should be killed: `fall` failures in a row, past its start period.

@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::{self, MissedTickBehavior};
 
-/// Wait before the first probe: a process needs a moment to bind its port, and probing at once
-/// would only fail. Short, so that ready follows start closely.
-const FIRST_PROBE_DELAY: Duration = Duration::from_millis(100);
+/// Until an instance first passes its check, it is probed this often, whatever its interval: a
+/// cold start (a request held while the first instance of a service starts) waits for exactly
+/// this moment, and issue 4 allows 20 ms of overhead over the app's own start. A failed probe of
+/// a port nobody listens on yet costs a refused connect, nothing more.
+pub const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Floor for intervals and timeouts, so a zero from a bad spec cannot spin or panic.
 const MIN_PERIOD: Duration = Duration::from_millis(10);
 
@@ -32,10 +35,13 @@ impl Monitor {
         let mut tracker = Tracker::new(&self.spec, ready);
         let interval = self.spec.interval.max(MIN_PERIOD);
         let timeout = self.spec.timeout.max(MIN_PERIOD);
-        time::sleep(FIRST_PROBE_DELAY.min(interval)).await;
+        let mut prober = health::Prober::new(self.spec.check.clone(), self.target.clone());
+        if !ready {
+            self.probe_until_first_pass(&mut prober, &mut tracker, interval, timeout)
+                .await;
+        }
         let start = next_on_grid(self.shared.epoch, time::Instant::now(), interval);
         let mut ticker = time::interval_at(start, interval);
-        let mut prober = health::Prober::new(self.spec.check.clone(), self.target.clone());
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
             let result = prober.probe(timeout).await;
@@ -46,6 +52,30 @@ impl Monitor {
                 }
             }
             ticker.tick().await;
+        }
+    }
+
+    /// Probes every [`STARTUP_PROBE_INTERVAL`] until the first pass (published at once), for
+    /// at most one `interval` — the time the first regular probe would have taken anyway, so a
+    /// failing instance is judged no later than before. Failures here are not counted: a
+    /// process that has not bound its port yet is starting, not unhealthy.
+    async fn probe_until_first_pass(
+        &self,
+        prober: &mut health::Prober,
+        tracker: &mut Tracker,
+        interval: Duration,
+        timeout: Duration,
+    ) {
+        let until = time::Instant::now() + interval;
+        while time::Instant::now() < until {
+            time::sleep(STARTUP_PROBE_INTERVAL).await;
+            let result = prober.probe(timeout.min(interval)).await;
+            if result.is_ok() {
+                self.publish(tracker.record(true), tracker, &result);
+                if tracker.is_ready() {
+                    return;
+                }
+            }
         }
     }
 
