@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Autoscaler figures for BENCHMARKS.md (issue 4), on the release binary, loopback only:
+#   1. reaction to a 4x load step: time from the step to the scale-out decision (event), and
+#      until the new instances serve (ready in `ebb ps`);
+#   2. cold-start overhead: latency of the first request to a service at zero, minus the app's
+#      own start-to-listening time (measured separately, same machine, same moment);
+#   3. the pure core: decisions per second over 10,000 services (criterion bench).
+# Installs wrk from Debian when missing. Usage: bench/autoscale.sh [ROUNDS]   (default 5)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-5}
+if ! command -v wrk >/dev/null; then
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  timeout 300 $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive timeout 600 $SUDO apt-get install -y -qq wrk >/dev/null
+fi
+timeout 900 cargo build --release --quiet -p ebb
+EBB=$PWD/target/release/ebb
+exec python3 - "$EBB" "$ROUNDS" <<'PY'
+import json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+
+EBB, ROUNDS = sys.argv[1], int(sys.argv[2])
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+def wait(what, pred, limit=30.0):
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        v = pred()
+        if v: return v
+        time.sleep(0.005)
+    raise SystemExit(f"timed out waiting for {what}")
+
+class Ebb:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="ebb-bench-")
+        self.api = free_port()
+        self.env = dict(os.environ, EBB_ADDR=f"127.0.0.1:{self.api}")
+        self.proc = subprocess.Popen([EBB, "up", "--data-dir", self.dir, "--listen", f"127.0.0.1:{self.api}",
+                                      "--router-bind", "127.0.0.1"], stderr=open(f"{self.dir}/up.log", "w"),
+                                     start_new_session=True)
+        wait("the API", lambda: os.path.exists(f"{self.dir}/api-token") and self.cli("status", check=False) == 0)
+        self.env["EBB_TOKEN"] = open(f"{self.dir}/api-token").read().strip()
+    def cli(self, *args, check=True, out=False):
+        r = subprocess.run([EBB, *args], env=self.env, capture_output=True, text=True)
+        if check and r.returncode != 0: raise SystemExit(f"ebb {' '.join(args)}: {r.stderr}")
+        return r.stdout if out else r.returncode
+    def events(self):
+        return json.loads(self.cli("events", "--json", "--limit", "1000", out=True))
+    def stop(self):
+        os.killpg(self.proc.pid, signal.SIGTERM); self.proc.wait(timeout=30)
+
+def service(name, port, extra):
+    return (f'[services.{name}]\ncommand = ["ebb", "example-app"]\nport = {port}\n'
+            f'[services.{name}.health]\nhttp = "/healthz"\ninterval = "1s"\n'
+            f'[services.{name}.balance]\nalgorithm = "least_request"\nqueue_timeout = "30s"\n'
+            f'[services.{name}.autoscale]\n{extra}')
+
+def get(port, path="/"):
+    t = time.monotonic()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+        r.read(); assert r.status == 200
+    return time.monotonic() - t
+
+def app_start_time():
+    """Time from spawning `ebb example-app` to its port accepting a connection."""
+    port = free_port()
+    t = time.monotonic()
+    p = subprocess.Popen([EBB, "example-app", "--port", str(port)], stdout=subprocess.DEVNULL)
+    def up():
+        try: socket.create_connection(("127.0.0.1", port), timeout=0.1).close(); return True
+        except OSError: return False
+    wait("example-app", up)
+    took = time.monotonic() - t
+    p.terminate(); p.wait()
+    return took
+
+ebb = Ebb()
+try:
+    # 1. Cold start: a request at zero, against the app's own start time.
+    cold, own = [], []
+    for r in range(ROUNDS):
+        port = free_port(); name = f"cold{r}"
+        path = f"{ebb.dir}/{name}.toml"
+        open(path, "w").write(service(name, port, 'min = 0\nmax = 2\nconcurrency = 10\n'))
+        ebb.cli("deploy", "--detach", path)
+        wait("the listener", lambda: socket.create_connection(("127.0.0.1", port), timeout=1) and True)
+        own.append(app_start_time())
+        cold.append(get(port))
+        ebb.cli("stop", name)
+    overhead = [c - o for c, o in zip(cold, own)]
+
+    # 2. Reaction to a 4x step: 2 -> 8 clients on /slow?ms=100 with a target of 2 in flight each.
+    reactions, serving = [], []
+    for r in range(ROUNDS):
+        port = free_port(); name = f"step{r}"
+        path = f"{ebb.dir}/{name}.toml"
+        open(path, "w").write(service(name, port, 'min = 1\nmax = 8\nconcurrency = 2\n'))
+        ebb.cli("deploy", path)
+        url = f"http://127.0.0.1:{port}/slow?ms=100"
+        base = subprocess.Popen(["wrk", "-t1", "-c2", "-d15s", url], stdout=subprocess.DEVNULL)
+        time.sleep(4)  # settle at the base load (1 instance)
+        seen = {e["seq"] for e in ebb.events()}
+        step = subprocess.Popen(["wrk", "-t1", "-c6", "-d8s", url], stdout=subprocess.DEVNULL)
+        t0 = time.time()
+        def decided():
+            for e in ebb.events():
+                if e["seq"] not in seen and e.get("service") == name and e["kind"] == "service.scaled":
+                    return e
+        e = wait("a scale-out decision", decided, 10)
+        reactions.append(e["time_ms"] / 1000 - t0)
+        want = int(e["message"].split("→")[1].split(":")[0])
+        def ready():
+            rows = json.loads(ebb.cli("ps", name, "--json", out=True))
+            return sum(1 for i in rows if i["ready"]) >= want
+        wait("new instances ready", ready, 15)
+        serving.append(time.time() - t0)
+        step.wait(); base.wait()
+        ebb.cli("stop", name)
+finally:
+    ebb.stop()
+
+ms = lambda xs: f"{statistics.median(xs) * 1000:.0f} ms"
+print(f"machine: {os.cpu_count()} cores; {ROUNDS} rounds; medians")
+print(f"cold start: first request {ms(cold)}, app's own start {ms(own)}, overhead {ms(overhead)}"
+      f"  (all: {[round(x * 1000) for x in overhead]} ms)")
+print(f"4x step: decision after {ms(reactions)}, new instances ready after {ms(serving)}"
+      f"  (all: {[round(x * 1000) for x in reactions]} / {[round(x * 1000) for x in serving]} ms)")
+PY
