@@ -1,5 +1,7 @@
 //! The agent's conversation with the server: a heartbeat every second (or at once when an
-//! instance changes) that reports statuses and events and gets the node's assignments back, and
+//! instance changes) that reports statuses, events and the latest CPU and memory use (sampled
+//! once a second by the supervisor; a change of usage never triggers a sync of its own) and gets
+//! the node's assignments back, and
 //! a long-poll that delivers new assignments the moment the server writes them.
 //!
 //! Both paths hand the full set of assignments to [`Supervisor::apply`], which is idempotent
@@ -107,6 +109,8 @@ async fn sync_once(
         node: node.clone(),
         statuses: supervisor.statuses(),
         events,
+        usage: supervisor.usage(),
+        node_usage: supervisor.node_usage(),
     };
     let result = client.sync(&req).await;
     if result.is_err() {

@@ -169,12 +169,57 @@ pub struct NodeInfo {
     pub enforcement: String,
 }
 
-/// `POST /v1/nodes/{name}/sync`: a node's heartbeat with its instances' status and new events.
+/// `POST /v1/nodes/{name}/sync`: a node's heartbeat with its instances' status, new events, and
+/// the CPU and memory its instances and the node use. Usage rides along with the heartbeat: it
+/// changes every second, so it never triggers a sync of its own and the server keeps it in
+/// memory, not in the store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncRequest {
     pub node: NodeInfo,
     pub statuses: Vec<InstanceStatus>,
     pub events: Vec<Event>,
+    /// The latest usage of each instance with a live process (absent while it has no CPU rate
+    /// yet: its first second). Older agents send none.
+    #[serde(default)]
+    pub usage: Vec<InstanceUsage>,
+    /// The whole machine's use, when the node could read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_usage: Option<NodeUsage>,
+}
+
+/// CPU and memory one instance used, measured by its node about once a second: from the
+/// instance's cgroup where there is one, else from /proc over its processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceUsage {
+    pub id: String,
+    /// The generation of the assignment the process runs for.
+    #[serde(default)]
+    pub generation: u64,
+    /// Cores used on average over the last sampling interval (0.35 = 35 % of one core).
+    pub cpu_cores: f64,
+    /// Memory in use, page cache excluded (anonymous memory: cgroup `anon` / `total_rss`, or
+    /// the processes' `RssAnon`).
+    pub memory_bytes: u64,
+    /// `cpu_cores` over the cores the spec reserves (`resources.cpu`); None when it reserves none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_fraction: Option<f64>,
+    /// `memory_bytes` over the bytes the spec reserves (`resources.memory`); None when it
+    /// reserves none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_fraction: Option<f64>,
+    /// Unix milliseconds when it was measured.
+    pub at_ms: u64,
+}
+
+/// What the whole node uses, instances and everything else on the machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeUsage {
+    /// Cores busy on average over the last sampling interval (`/proc/stat`).
+    pub cpu_cores: f64,
+    /// Memory in use: total minus available (`/proc/meminfo`).
+    pub memory_bytes: u64,
+    /// Unix milliseconds when it was measured.
+    pub at_ms: u64,
 }
 
 /// The node's full set of assignments at `revision`.

@@ -90,3 +90,23 @@ fn a_service_wakes_from_zero_scales_with_load_and_goes_back_to_zero() {
     });
     eprintln!("scale-out reaction: {reaction:?}");
 }
+
+#[test]
+fn cpu_use_reported_by_the_agent_drives_a_cpu_target() {
+    let ebb = Ebb::up(&[]);
+    // A busy loop reserving half a core: it uses ~100 % of its reservation (or more, where
+    // cgroups cannot cap it); a target of 0.5 asks for at least two instances.
+    let text = "[services.burn]\ncommand = [\"sh\", \"-c\", \"while :; do :; done\"]\n\
+                [services.burn.resources]\ncpu = 0.5\n\
+                [services.burn.health]\ncommand = [\"true\"]\ninterval = \"200ms\"\n\
+                [services.burn.stop]\ngrace = \"1s\"\n\
+                [services.burn.autoscale]\nmin = 1\nmax = 2\ncpu = 0.5\nstable_window = \"3s\"\npanic_window = \"1s\"\n";
+    let file = deploy_file(ebb.dir.path(), "burn.toml", text);
+    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    wait_until("a cpu-driven scale-out", Duration::from_secs(20), || {
+        (desired(&ebb, "burn") == 2).then_some(())
+    });
+    let events = ebb.ok(&["events"]);
+    assert!(events.contains("autoscaled 1 → 2: cpu"), "{events}");
+    ebb.ok(&["stop", "burn"]);
+}

@@ -20,6 +20,17 @@ use tokio::sync::watch;
 /// The span of one sample: the router is sampled every second.
 const SAMPLE_SPAN: Duration = crate::traffic::SAMPLE_INTERVAL;
 
+/// A service's summed use over reservation, per resource.
+struct Usage {
+    cpu: Option<f64>,
+    memory: Option<f64>,
+}
+
+/// A sum that is missing as soon as one term is.
+fn sum(total: Option<f64>, term: Option<f64>) -> Option<f64> {
+    Some(total? + term?)
+}
+
 /// One autoscaled service as the loop tracks it.
 struct Scaled {
     /// The autoscale settings the state was built for; new settings start afresh.
@@ -89,9 +100,13 @@ impl Autoscaler {
     pub fn tick(&mut self) -> Result<(), StoreError> {
         let specs = self.refresh()?;
         let now = self.now();
+        let usage = self.usage_by_service()?;
         for v in specs {
             let name = v.value.name.clone();
-            let sample = self.sample(&name, now.mono);
+            let mut sample = self.sample(&name, now.mono);
+            if let Some(u) = usage.get(&name) {
+                (sample.cpu, sample.memory) = (u.cpu, u.memory);
+            }
             let Some(s) = self.services.get_mut(&name) else {
                 continue;
             };
@@ -137,6 +152,29 @@ impl Autoscaler {
             sample.requests = u64::from(queued);
         }
         sample
+    }
+
+    /// Each service's CPU and memory use as its nodes last reported it: the sum over its
+    /// running instances of use / reservation (3 instances at 70 % → 2.1, what the policy
+    /// divides by the per-instance target). None when an instance has no figure yet — a
+    /// missing metric, which never scales the service down.
+    fn usage_by_service(&self) -> Result<HashMap<String, Usage>, StoreError> {
+        let reported = self.server.nodes().instance_usage();
+        let (assignments, _) = keys::assignments(self.server.store())?;
+        let mut out: HashMap<String, Usage> = HashMap::new();
+        for a in assignments
+            .iter()
+            .filter(|a| a.value.desired == ebb_core::DesiredState::Run)
+        {
+            let u = reported.get(&a.value.id);
+            let entry = out.entry(a.value.service.clone()).or_insert(Usage {
+                cpu: Some(0.0),
+                memory: Some(0.0),
+            });
+            entry.cpu = sum(entry.cpu, u.and_then(|u| u.cpu_fraction));
+            entry.memory = sum(entry.memory, u.and_then(|u| u.memory_fraction));
+        }
+        Ok(out)
     }
 
     /// Writes a changed count (compare-and-swap on the spec, so a concurrent deploy wins and

@@ -1,34 +1,103 @@
-//! Nodes the server has heard from, and when: liveness lives in memory (a heartbeat every
-//! second must not write to disk), the node's description in the store.
+//! Nodes the server has heard from, and when: liveness and usage live in memory (a heartbeat
+//! every second must not write to disk), the node's description in the store.
 
-use ebb_core::api::NodeInfo;
+use ebb_core::api::{InstanceUsage, NodeInfo, NodeUsage};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// A node silent this long is not given new instances (DESIGN.md: heartbeat 1 s, down after 3 s).
 pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(3);
 
+/// What the server knows of one node.
+struct Seen {
+    info: NodeInfo,
+    at: Instant,
+    /// Its instances' usage from its last heartbeat, by instance id.
+    usage: HashMap<String, InstanceUsage>,
+    node_usage: Option<NodeUsage>,
+}
+
 #[derive(Default)]
 pub struct NodeRegistry {
-    seen: Mutex<HashMap<String, (NodeInfo, Instant)>>,
+    seen: Mutex<HashMap<String, Seen>>,
 }
 
 impl NodeRegistry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Seen>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Records a heartbeat; returns whether the node is new or its description changed.
     pub fn heartbeat(&self, info: &NodeInfo, now: Instant) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = seen.get(&info.name).is_none_or(|(old, _)| old != info);
-        seen.insert(info.name.clone(), (info.clone(), now));
-        changed
+        let mut seen = self.lock();
+        match seen.get_mut(&info.name) {
+            Some(node) => {
+                let changed = node.info != *info;
+                if changed {
+                    node.info = info.clone();
+                }
+                node.at = now;
+                changed
+            }
+            None => {
+                let node = Seen {
+                    info: info.clone(),
+                    at: now,
+                    usage: HashMap::new(),
+                    node_usage: None,
+                };
+                seen.insert(info.name.clone(), node);
+                true
+            }
+        }
+    }
+
+    /// Replaces what a node reported of its usage with its latest report: instances it no
+    /// longer reports are dropped. Ignored for a node that never sent a heartbeat.
+    pub fn record_usage(
+        &self,
+        node: &str,
+        instances: Vec<InstanceUsage>,
+        node_usage: Option<NodeUsage>,
+    ) {
+        if let Some(seen) = self.lock().get_mut(node) {
+            seen.usage = instances.into_iter().map(|u| (u.id.clone(), u)).collect();
+            seen.node_usage = node_usage;
+        }
+    }
+
+    /// The latest usage of every instance on a live node, by instance id: what the autoscaler
+    /// sums per service (e.g. `cpu_fraction`). Instances of silent nodes are left out.
+    pub fn instance_usage(&self) -> HashMap<String, InstanceUsage> {
+        self.instance_usage_at(Instant::now())
+    }
+
+    /// [`Self::instance_usage`] as of `now`.
+    pub fn instance_usage_at(&self, now: Instant) -> HashMap<String, InstanceUsage> {
+        self.lock()
+            .values()
+            .filter(|node| is_live(node, now))
+            .flat_map(|node| node.usage.values().cloned())
+            .map(|u| (u.id.clone(), u))
+            .collect()
+    }
+
+    /// The latest usage of each live node that reported one, by node name.
+    pub fn node_usage(&self, now: Instant) -> HashMap<String, NodeUsage> {
+        self.lock()
+            .iter()
+            .filter(|(_, node)| is_live(node, now))
+            .filter_map(|(name, node)| Some((name.clone(), node.node_usage.clone()?)))
+            .collect()
     }
 
     /// Names of nodes heard from within [`NODE_DOWN_AFTER`], sorted.
     pub fn live(&self, now: Instant) -> Vec<String> {
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let mut names: Vec<String> = seen
+        let mut names: Vec<String> = self
+            .lock()
             .iter()
-            .filter(|(_, (_, at))| now.saturating_duration_since(*at) < NODE_DOWN_AFTER)
+            .filter(|(_, node)| is_live(node, now))
             .map(|(name, _)| name.clone())
             .collect();
         names.sort();
@@ -37,12 +106,98 @@ impl NodeRegistry {
 
     /// How resources are enforced on each live node, for `ebb status`.
     pub fn enforcement(&self) -> Option<String> {
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<String> = seen
+        let mut all: Vec<String> = self
+            .lock()
             .values()
-            .map(|(info, _)| format!("{}: {}", info.name, info.enforcement))
+            .map(|node| format!("{}: {}", node.info.name, node.info.enforcement))
             .collect();
         all.sort();
         (!all.is_empty()).then(|| all.join("; "))
+    }
+}
+
+fn is_live(node: &Seen, now: Instant) -> bool {
+    now.saturating_duration_since(node.at) < NODE_DOWN_AFTER
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_core::api::SyncRequest;
+
+    fn info(name: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            address: "127.0.0.1".into(),
+            cpu_millis: 2000,
+            memory_bytes: 1 << 30,
+            enforcement: "none: test".into(),
+        }
+    }
+
+    fn usage(id: &str, cpu_cores: f64) -> InstanceUsage {
+        InstanceUsage {
+            id: id.into(),
+            generation: 1,
+            cpu_cores,
+            memory_bytes: 1 << 20,
+            cpu_fraction: Some(cpu_cores / 0.5),
+            memory_fraction: None,
+            at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn the_latest_report_replaces_a_nodes_usage() {
+        let nodes = NodeRegistry::default();
+        let t0 = Instant::now();
+        assert!(nodes.heartbeat(&info("a"), t0));
+        assert!(
+            !nodes.heartbeat(&info("a"), t0),
+            "same description: no store write"
+        );
+        nodes.record_usage("a", vec![usage("web-1", 0.25), usage("web-2", 0.1)], None);
+        nodes.record_usage("a", vec![usage("web-1", 0.4)], None);
+        let now = nodes.instance_usage_at(t0);
+        assert_eq!(now.len(), 1, "web-2 was not reported again: {now:?}");
+        assert_eq!(now["web-1"].cpu_cores, 0.4);
+        assert_eq!(now["web-1"].cpu_fraction, Some(0.8));
+    }
+
+    #[test]
+    fn usage_of_a_silent_node_is_left_out() {
+        let nodes = NodeRegistry::default();
+        let t0 = Instant::now();
+        nodes.heartbeat(&info("a"), t0);
+        nodes.heartbeat(&info("b"), t0 + NODE_DOWN_AFTER);
+        nodes.record_usage("a", vec![usage("web-1", 0.2)], None);
+        let node_b = NodeUsage {
+            cpu_cores: 1.5,
+            memory_bytes: 5,
+            at_ms: 1,
+        };
+        nodes.record_usage("b", vec![usage("web-2", 0.3)], Some(node_b.clone()));
+        nodes.record_usage("never-seen", vec![usage("web-3", 0.3)], None);
+        let at = t0 + NODE_DOWN_AFTER;
+        let ids: Vec<String> = nodes.instance_usage_at(at).into_keys().collect();
+        assert_eq!(ids, ["web-2"]);
+        assert_eq!(nodes.node_usage(at), HashMap::from([("b".into(), node_b)]));
+        assert_eq!(nodes.live(at), ["b"]);
+        assert_eq!(nodes.instance_usage_at(t0).len(), 2, "both live at t0");
+    }
+
+    #[test]
+    fn a_heartbeat_without_usage_still_parses() {
+        let body = r#"{"node":{"name":"a","address":"127.0.0.1","cpu_millis":1000,
+            "memory_bytes":1,"enforcement":"none"},"statuses":[],"events":[]}"#;
+        let req: SyncRequest = serde_json::from_str(body).unwrap();
+        assert!(req.usage.is_empty() && req.node_usage.is_none());
+        let with = SyncRequest {
+            usage: vec![usage("web-1", 0.5)],
+            ..req
+        };
+        let back: SyncRequest =
+            serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back.usage, with.usage);
     }
 }

@@ -189,6 +189,8 @@ async fn report_all_ready(client: &Client) -> Vec<ebb_core::Assignment> {
             node: node(),
             statuses: vec![],
             events: vec![],
+            usage: vec![],
+            node_usage: None,
         })
         .await
         .unwrap();
@@ -216,6 +218,8 @@ async fn report_all_ready(client: &Client) -> Vec<ebb_core::Assignment> {
             node: node(),
             statuses,
             events: vec![],
+            usage: vec![],
+            node_usage: None,
         })
         .await
         .unwrap()

@@ -29,12 +29,16 @@ pub enum Cgroups {
     V2 {
         base: PathBuf,
     },
-    /// Instance groups live in `memory/<instance>` and `cpu/<instance>`; `mounts` are the
-    /// controllers' roots (memory, cpu), where a thread's own group is found.
+    /// Instance groups live in `memory/<instance>`, `cpu/<instance>` and, when cpuacct is
+    /// mounted apart from cpu, `cpuacct/<instance>` (for the CPU time an instance used:
+    /// `usage.rs`); `mounts` are the controllers' roots, where a thread's own group is found.
     V1 {
         memory: PathBuf,
         cpu: PathBuf,
-        mounts: [PathBuf; 2],
+        /// None when cpuacct is co-mounted with cpu (`cpu,cpuacct`: the cpu groups count CPU
+        /// time themselves) or not available.
+        cpuacct: Option<PathBuf>,
+        mounts: Vec<(&'static str, PathBuf)>,
     },
     None {
         why: String,
@@ -79,7 +83,16 @@ impl Cgroups {
         let name = super::path_safe(instance);
         match self {
             Cgroups::V2 { base } => vec![base.join(&name)],
-            Cgroups::V1 { memory, cpu, .. } => vec![memory.join(&name), cpu.join(&name)],
+            Cgroups::V1 {
+                memory,
+                cpu,
+                cpuacct,
+                ..
+            } => [Some(memory), Some(cpu), cpuacct.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|base| base.join(&name))
+                .collect(),
             Cgroups::None { .. } => Vec::new(),
         }
     }
@@ -88,7 +101,16 @@ impl Cgroups {
     fn bases(&self) -> Vec<&Path> {
         match self {
             Cgroups::V2 { base } => vec![base],
-            Cgroups::V1 { memory, cpu, .. } => vec![memory, cpu],
+            Cgroups::V1 {
+                memory,
+                cpu,
+                cpuacct,
+                ..
+            } => [Some(memory), Some(cpu), cpuacct.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(PathBuf::as_path)
+                .collect(),
             Cgroups::None { .. } => Vec::new(),
         }
     }
@@ -130,7 +152,7 @@ impl Cgroups {
                     fs::write(dir.join("cpu.max"), format!("{q} {CPU_PERIOD_US}"))?;
                 }
             }
-            (Cgroups::V1 { .. }, [mem, cpu]) => {
+            (Cgroups::V1 { .. }, [mem, cpu, ..]) => {
                 if let Some(bytes) = res.memory_bytes {
                     fs::write(mem.join("memory.limit_in_bytes"), bytes.to_string())?;
                 }
@@ -160,7 +182,7 @@ impl Cgroups {
             return Ok(None);
         };
         let own = fs::read_to_string("/proc/thread-self/cgroup")?;
-        let back = [("memory", &mounts[0]), ("cpu", &mounts[1])]
+        let back = mounts
             .iter()
             .map(|(controller, mount)| {
                 let group = own_group(&own, controller).unwrap_or("/");
@@ -311,13 +333,59 @@ fn setup_v1(root: &Path, proc_self_cgroup: &str, agent_id: &str) -> io::Result<C
         }
         fs::create_dir_all(dir)?;
     }
+    let mut mounts = vec![("memory", root.join("memory")), ("cpu", root.join("cpu"))];
+    let cpuacct = separate_cpuacct(root, base("cpuacct"));
+    if cpuacct.is_some() {
+        mounts.push(("cpuacct", root.join("cpuacct")));
+    }
     let c = Cgroups::V1 {
         memory,
         cpu,
-        mounts: [root.join("memory"), root.join("cpu")],
+        cpuacct,
+        mounts,
     };
-    probe(&c, "memory.limit_in_bytes")?;
-    Ok(c)
+    match (probe(&c, "memory.limit_in_bytes"), c) {
+        (Ok(()), c) => Ok(c),
+        // cpuacct only serves usage reports: limits are enforced without it.
+        (
+            Err(e),
+            Cgroups::V1 {
+                memory,
+                cpu,
+                cpuacct: Some(acct),
+                mut mounts,
+            },
+        ) => {
+            tracing::debug!("no cpuacct groups: {e}");
+            remove(&[acct]);
+            mounts.retain(|(controller, _)| *controller != "cpuacct");
+            let c = Cgroups::V1 {
+                memory,
+                cpu,
+                cpuacct: None,
+                mounts,
+            };
+            probe(&c, "memory.limit_in_bytes")?;
+            Ok(c)
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// v1: the base for cpuacct groups when cpuacct has a hierarchy of its own. Optional: without it
+/// limits still hold, and an instance's CPU time is summed from /proc instead (`usage.rs`).
+fn separate_cpuacct(root: &Path, base: PathBuf) -> Option<PathBuf> {
+    let co_mounted = root.join("cpu").join("cpuacct.usage").exists();
+    if co_mounted || !root.join("cpuacct").join("cpuacct.usage").exists() {
+        return None;
+    }
+    match fs::create_dir_all(&base) {
+        Ok(()) => Some(base),
+        Err(e) => {
+            tracing::debug!(base = %base.display(), "no cpuacct groups: {e}");
+            None
+        }
+    }
 }
 
 /// Creates and removes a test group, checking that the kernel filled in `limit_file`.

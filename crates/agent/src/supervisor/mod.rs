@@ -19,11 +19,13 @@ mod shared;
 mod state_file;
 mod sweep;
 mod tasks;
+mod usage;
 
 pub use backoff::{backoff_delay, Backoff, BACKOFF_RESET_AFTER, INITIAL_BACKOFF, MAX_BACKOFF};
 pub use config::{AgentError, SupervisorConfig};
 pub use logs::{DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES};
 
+use ebb_core::api::{InstanceUsage, NodeUsage};
 use ebb_core::{Assignment, Event, InstanceState, InstanceStatus};
 use nix::sys::signal::Signal;
 use runner::Goal;
@@ -69,6 +71,7 @@ impl Supervisor {
         tasks::adopt(&shared, records);
         tasks::spawn_state_writer(&shared);
         tasks::spawn_log_rotation(&shared);
+        tasks::spawn_usage_sampler(&shared);
         Ok(Supervisor { shared })
     }
 
@@ -140,6 +143,27 @@ impl Supervisor {
             .values()
             .map(|e| e.status.clone())
             .collect()
+    }
+
+    /// The latest CPU and memory use of each instance with a live process, sampled once a second
+    /// (`usage.rs`). An instance appears from its second sample on, when its CPU has a rate.
+    /// Reading costs no I/O: it is the last sample, for the heartbeat to carry.
+    pub fn usage(&self) -> Vec<InstanceUsage> {
+        let mut instances = self.shared.latest_usage().instances;
+        let state = self.shared.lock();
+        // What stopped since the sample is not reported.
+        instances.retain(|u| {
+            state
+                .records
+                .get(&u.id)
+                .is_some_and(|r| r.generation == u.generation)
+        });
+        instances
+    }
+
+    /// The latest CPU and memory use of the whole machine; None until two samples were taken.
+    pub fn node_usage(&self) -> Option<NodeUsage> {
+        self.shared.latest_usage().node
     }
 
     /// Events since the last call, oldest first.

@@ -7,6 +7,7 @@ use super::cgroup::Cgroups;
 use super::env::Env;
 use super::runner::Goal;
 use super::state_file::{self, Record, Writer};
+use super::usage::Latest;
 use super::{logs, ports, SupervisorConfig};
 use ebb_core::{Event, EventKind, InstanceStatus};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -71,6 +72,9 @@ pub struct Shared {
     writer: Writer,
     /// Wakes the state-file writer task (`tasks::spawn_state_writer`).
     pub records_dirty: Arc<Notify>,
+    /// The latest usage sample (`usage.rs`); its own lock, so that sampling never waits on the
+    /// state lock and heartbeats never wait on a sample.
+    usage: Mutex<Latest>,
 }
 
 impl Drop for Shared {
@@ -115,12 +119,24 @@ impl Shared {
             changed: watch::channel(0).0,
             writer,
             records_dirty: Arc::new(Notify::new()),
+            usage: Mutex::new(Latest::default()),
         }
     }
 
     /// The state; a panic elsewhere while holding it does not make every later call panic too.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn latest_usage(&self) -> Latest {
+        self.usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_usage(&self, latest: Latest) {
+        *self.usage.lock().unwrap_or_else(PoisonError::into_inner) = latest;
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {

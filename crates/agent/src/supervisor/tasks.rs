@@ -8,6 +8,7 @@ use super::procfs;
 use super::runner::{Goal, Runner};
 use super::shared::{now_ms, Entry, Shared, State};
 use super::state_file::Record;
+use super::usage::{self, Sampler, USAGE_INTERVAL};
 use ebb_core::{EventKind, InstanceState, InstanceStatus};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
@@ -128,6 +129,35 @@ async fn remove_groups_later(groups: Vec<std::path::PathBuf>) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Once a second, samples the CPU and memory of every instance and of the node (blocking reads
+/// of /proc and cgroup files, off the async workers) and keeps the result for the heartbeat.
+pub fn spawn_usage_sampler(shared: &Arc<Shared>) {
+    let weak = Arc::downgrade(shared);
+    let task = shared.runtime.spawn(async move {
+        let mut sampler = Some(Sampler::default());
+        let mut ticker = tokio::time::interval(USAGE_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            let targets = usage::targets(&shared);
+            drop(shared);
+            let mut s = sampler.take().unwrap_or_default();
+            let sampled = tokio::task::spawn_blocking(move || {
+                let latest = s.sample(&targets, Instant::now(), now_ms());
+                (s, latest)
+            })
+            .await;
+            // A failed sample (a panic in a parser would be a bug) starts from fresh baselines.
+            let Ok((s, latest)) = sampled else { continue };
+            sampler = Some(s);
+            let Some(shared) = weak.upgrade() else { return };
+            shared.set_usage(latest);
+        }
+    });
+    shared.lock().background.push(task);
 }
 
 /// Every few seconds, rotates the logs that outgrew the limit (blocking I/O off the runtime).

@@ -1,4 +1,4 @@
-//! The node side of the API: a heartbeat that carries statuses and events, and a long-poll for
+//! The node side of the API: a heartbeat that carries statuses, events and usage, and a long-poll for
 //! the node's assignments. The local agent of `ebb up` uses it exactly as a remote one would.
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
@@ -10,6 +10,7 @@ use ebb_core::api::{AssignmentsResponse, SyncRequest};
 use ebb_core::{Event, EventKind};
 use ebb_store::{watch_changes, Expect, StoreError};
 use serde::Deserialize;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// Longest long-poll a node may ask for.
@@ -45,16 +46,25 @@ pub async fn sync(
     }
     let (assignments, revision) = keys::assignments(server.store())?;
     // Only the node that holds the current generation of an instance may report on it.
+    let held: HashSet<(&str, u64)> = assignments
+        .iter()
+        .filter(|a| a.value.node == name)
+        .map(|a| (a.value.id.as_str(), a.value.generation))
+        .collect();
+    let holds = |id: &str, generation: u64| held.contains(&(id, generation));
     let owned: Vec<_> = req
         .statuses
         .into_iter()
-        .filter(|s| {
-            assignments.iter().any(|a| {
-                a.value.id == s.id && a.value.node == name && a.value.generation == s.generation
-            })
-        })
+        .filter(|s| holds(&s.id, s.generation))
         .collect();
     server.update_statuses(&owned)?;
+    // Usage changes every second: kept in memory for the autoscaler, never written to the store.
+    let usage = req
+        .usage
+        .into_iter()
+        .filter(|u| holds(&u.id, u.generation))
+        .collect();
+    server.nodes().record_usage(&name, usage, req.node_usage);
     let events = req
         .events
         .into_iter()
