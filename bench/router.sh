@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Router figures for BENCHMARKS.md (issue 3): wrk against
 #   (a) one backend directly, (b) ebb's HTTP proxy (round_robin and peak_ewma),
-#   (c) nginx as a proxy, (d) HAProxy,
+#   (c) nginx as a proxy, (d) HAProxy, and (e) hyper_floor, a bare hyper proxy with none of
+#   ebb's features (the floor of any hyper-based proxy),
 # each proxy with one worker thread, in front of the same two backends (nginx answering a fixed
 # 200), keep-alive on both sides, 32 connections, runs interleaved, medians reported.
 # Installs nginx, HAProxy and wrk from Debian packages when missing. Loopback only.
@@ -14,6 +15,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 BASE_PORT=${BASE_PORT:-18100}
 B1=$((BASE_PORT + 1)) B2=$((BASE_PORT + 2))
 P_EBB_RR=$((BASE_PORT + 10)) P_EBB_EWMA=$((BASE_PORT + 11)) P_NGINX=$((BASE_PORT + 12)) P_HAPROXY=$((BASE_PORT + 13))
+P_FLOOR=$((BASE_PORT + 14))
 
 need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
@@ -30,8 +32,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 PATH=$PATH:/usr/sbin
 
-timeout 900 cargo build --release --quiet -p ebb-router --example bench_proxy
+timeout 900 cargo build --release --quiet -p ebb-router --example bench_proxy --example hyper_floor
 EBB_PROXY=$PWD/target/release/examples/bench_proxy
+HYPER_FLOOR=$PWD/target/release/examples/hyper_floor
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -129,6 +132,8 @@ PIDS+=($!)
 PIDS+=($!)
 "$EBB_PROXY" "127.0.0.1:$P_EBB_EWMA" peak_ewma "127.0.0.1:$B1" "127.0.0.1:$B2" &
 PIDS+=($!)
+"$HYPER_FLOOR" "127.0.0.1:$P_FLOOR" "127.0.0.1:$B1" "127.0.0.1:$B2" &
+PIDS+=($!)
 
 wait_port() { # port: polls (bounded, 10 s) until something accepts on it
   for _ in $(seq 100); do
@@ -137,10 +142,10 @@ wait_port() { # port: polls (bounded, 10 s) until something accepts on it
   done
   echo "nothing listens on port $1" >&2; return 1
 }
-for port in $B1 $B2 $P_EBB_RR $P_EBB_EWMA $P_NGINX $P_HAPROXY; do wait_port "$port"; done
+for port in $B1 $B2 $P_EBB_RR $P_EBB_EWMA $P_NGINX $P_HAPROXY $P_FLOOR; do wait_port "$port"; done
 
-NAMES=(backend ebb_rr ebb_ewma nginx haproxy)
-declare -A PORT=([backend]=$B1 [ebb_rr]=$P_EBB_RR [ebb_ewma]=$P_EBB_EWMA [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
+NAMES=(backend ebb_rr ebb_ewma nginx haproxy hyper_floor)
+declare -A PORT=([backend]=$B1 [ebb_rr]=$P_EBB_RR [ebb_ewma]=$P_EBB_EWMA [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [hyper_floor]=$P_FLOOR)
 
 # Latency as printed by wrk (e.g. 312.00us, 1.20ms, 2.00s) in microseconds.
 to_us() { awk -v v="$1" 'BEGIN {
@@ -148,32 +153,49 @@ to_us() { awk -v v="$1" 'BEGIN {
   if (u == "us") f = 1; else if (u == "ms") f = 1000; else if (u == "s") f = 1000000; else f = 60000000
   printf "%.0f", n * f }'; }
 
+# CPU time (user + system, in clock ticks) of every process listening on a port: the proxy's
+# cost per request is this over a run divided by the requests served, a figure far less
+# disturbed by a noisy machine than requests per second.
+TICKS_PER_SEC=$(getconf CLK_TCK)
+cpu_ticks() {
+  local total=0 pid
+  for pid in $(ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+
 echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds"
 echo "versions: $(nginx -v 2>&1 | sed 's/.*\///'), haproxy $(haproxy -v | awk 'NR==1 {print $3}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}')"
 for round in $(seq "$ROUNDS"); do
   for name in "${NAMES[@]}"; do
+    before=$(cpu_ticks "${PORT[$name]}")
     out=$(timeout 60 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$name]}/")
+    after=$(cpu_ticks "${PORT[$name]}")
+    served=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu_us=$(awk -v t=$((after - before)) -v n="$served" -v hz="$TICKS_PER_SEC" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
     p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
     errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-    echo "$name $rps $p50 $p99" >>"$WORK/results"
-    printf 'round %d %-9s %10.0f req/s  p50 %6d us  p99 %6d us %s\n' "$round" "$name" "$rps" "$p50" "$p99" "$errors"
+    echo "$name $rps $p50 $p99 $cpu_us" >>"$WORK/results"
+    printf 'round %d %-11s %10.0f req/s  p50 %6d us  p99 %6d us  cpu %5.1f us/req %s\n' "$round" "$name" "$rps" "$p50" "$p99" "$cpu_us" "$errors"
   done
 done
 
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 declare -A RPS
 echo
-printf '%-9s %12s %10s %10s\n' target "req/s" "p50 us" "p99 us"
+printf '%-11s %12s %10s %10s %12s\n' target "req/s" "p50 us" "p99 us" "cpu us/req"
 for name in "${NAMES[@]}"; do
   RPS[$name]=$(awk -v n="$name" '$1 == n {print $2}' "$WORK/results" | median)
   p50=$(awk -v n="$name" '$1 == n {print $3}' "$WORK/results" | median)
   p99=$(awk -v n="$name" '$1 == n {print $4}' "$WORK/results" | median)
-  printf '%-9s %12.0f %10.0f %10.0f\n' "$name" "${RPS[$name]}" "$p50" "$p99"
+  cpu=$(awk -v n="$name" '$1 == n {print $5}' "$WORK/results" | median)
+  printf '%-11s %12.0f %10.0f %10.0f %12.1f\n' "$name" "${RPS[$name]}" "$p50" "$p99" "$cpu"
 done
 echo
-for ebb in ebb_rr ebb_ewma; do
+for ebb in ebb_rr ebb_ewma hyper_floor; do
   awk -v e="${RPS[$ebb]}" -v n="${RPS[nginx]}" -v h="${RPS[haproxy]}" -v name="$ebb" \
     'BEGIN {printf "%s/nginx %.2f   %s/haproxy %.2f   (goal: >= 1.10 and >= 1.00)\n", name, e / n, name, e / h}'
 done
