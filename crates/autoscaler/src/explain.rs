@@ -11,7 +11,9 @@ pub(crate) fn duration(d: Duration) -> String {
         return format!("{ms}ms");
     }
     if !ms.is_multiple_of(1000) {
-        return format!("{}s", d.as_secs_f64());
+        // Tenths are plenty in a reason; clock readings are never whole seconds.
+        let tenths = (d.as_secs_f64() * 10.0).round() / 10.0;
+        return format!("{tenths}s");
     }
     let s = d.as_secs();
     if s < 120 || (s < 600 && !s.is_multiple_of(60)) {

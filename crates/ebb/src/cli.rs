@@ -108,6 +108,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Watch autoscaling: a throwaway ebb, an autoscaled service and a load wave, live
+    #[command(
+        long_about = "Watch autoscaling in one command: starts a throwaway ebb (a child `ebb up` with its state \
+                      in a temporary directory, API and load balancer on 127.0.0.1), deploys an autoscaled \
+                      example service (0 to 8 instances, 4 requests in flight each; see examples/demo.toml) \
+                      and drives a wave of load at it with its own keep-alive clients: rise (1 → 8 clients), \
+                      spike (32), fall (2), idle until the service is at zero, then one request at zero (a cold \
+                      start). Once a second it shows the phase, instances ready/desired, rps, p99 and the \
+                      autoscaler's decisions (redrawn on a terminal, one line per second otherwise), then prints \
+                      a summary and removes everything it started, also on Ctrl-C.\n\n\
+                      Needs no running ebb and ignores --data-dir and --addr.",
+        after_help = "Exit codes: 0 every request succeeded, 1 a request failed or ebb could not start (the message \
+                      says where its log is), 2 bad arguments, 130 interrupted."
+    )]
+    Demo(DemoArgs),
     /// Run the small built-in HTTP app used by the examples, tests and benchmarks
     ExampleApp {
         /// Port to listen on [default: $PORT]
@@ -138,6 +153,17 @@ pub struct UpArgs {
     /// Threads of the load balancers' own runtime [default: the number of cores]
     #[arg(long)]
     pub router_threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// How long the load wave takes (15s to 1h); the idle phase may take a few seconds more
+    /// when the service needs them to reach zero
+    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+    pub duration: std::time::Duration,
+    /// Port of the demo service's load balancer on 127.0.0.1 [default: a free port]
+    #[arg(long)]
+    pub port: Option<u16>,
 }
 
 #[derive(Args, Debug)]

@@ -40,6 +40,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up::up(g, args).await,
         Command::Validate { files } => commands::validate(files),
         Command::ExampleApp { port, host } => example_app(*port, host.clone()).await,
+        Command::Demo(a) => commands::demo::demo(a).await,
         Command::Deploy(a) => {
             commands::deploy::deploy(&connect::client(g)?, &a.files, a.detach, a.timeout).await
         }

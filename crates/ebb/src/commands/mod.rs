@@ -1,6 +1,7 @@
 //! One module per CLI command.
 
 use crate::output::out;
+pub mod demo;
 pub mod deploy;
 pub mod events;
 pub mod logs;
