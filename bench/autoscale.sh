@@ -38,10 +38,15 @@ class Ebb:
         self.api = free_port()
         self.env = dict(os.environ, EBB_ADDR=f"127.0.0.1:{self.api}")
         self.proc = subprocess.Popen([EBB, "up", "--data-dir", self.dir, "--listen", f"127.0.0.1:{self.api}",
-                                      "--router-bind", "127.0.0.1"], stderr=open(f"{self.dir}/up.log", "w"),
-                                     start_new_session=True)
-        wait("the API", lambda: os.path.exists(f"{self.dir}/api-token") and self.cli("status", check=False) == 0)
-        self.env["EBB_TOKEN"] = open(f"{self.dir}/api-token").read().strip()
+                                      "--router-bind", "127.0.0.1"], stdout=subprocess.DEVNULL,
+                                     stderr=open(f"{self.dir}/up.log", "w"), start_new_session=True)
+        try:
+            wait("the API token", lambda: os.path.exists(f"{self.dir}/api-token"))
+            self.env["EBB_TOKEN"] = open(f"{self.dir}/api-token").read().strip()
+            wait("the API", lambda: self.cli("status", check=False) == 0)
+        except BaseException:
+            self.stop()
+            raise
     def cli(self, *args, check=True, out=False):
         r = subprocess.run([EBB, *args], env=self.env, capture_output=True, text=True)
         if check and r.returncode != 0: raise SystemExit(f"ebb {' '.join(args)}: {r.stderr}")
