@@ -9,9 +9,6 @@ mod up;
 
 use clap::Parser;
 
-/// mimalloc rather than glibc malloc: see the dependency's note in Cargo.toml.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cli::{Cli, Command};
 use commands::{Exit, EXIT_UNREACHABLE};
 

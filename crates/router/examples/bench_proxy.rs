@@ -9,9 +9,6 @@
 
 use ebb_router::http::{Proxy, ProxyConfig};
 
-/// The allocator the ebb binary uses (crates/ebb/src/main.rs).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use ebb_router::{Algorithm, Endpoints};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -16,10 +16,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// The allocator the ebb binary uses (crates/ebb/src/main.rs).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 type Body = Either<Incoming, Empty<Bytes>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -99,8 +99,21 @@ impl Autoscaler {
     /// One tick: a sample per service, a decision, and the writes it calls for.
     pub fn tick(&mut self) -> Result<(), StoreError> {
         let specs = self.refresh()?;
+        if specs.is_empty() {
+            return Ok(());
+        }
         let now = self.now();
-        let usage = self.usage_by_service()?;
+        let wants_usage = specs.iter().any(|v| {
+            v.value
+                .autoscale
+                .as_ref()
+                .is_some_and(|a| a.targets.cpu.is_some() || a.targets.memory.is_some())
+        });
+        let usage = if wants_usage {
+            self.usage_by_service()?
+        } else {
+            HashMap::new()
+        };
         for v in specs {
             let name = v.value.name.clone();
             let mut sample = self.sample(&name, now.mono);

@@ -81,20 +81,10 @@ impl Cgroups {
     /// The group folders of one instance (none without cgroups).
     pub fn dirs(&self, instance: &str) -> Vec<PathBuf> {
         let name = super::path_safe(instance);
-        match self {
-            Cgroups::V2 { base } => vec![base.join(&name)],
-            Cgroups::V1 {
-                memory,
-                cpu,
-                cpuacct,
-                ..
-            } => [Some(memory), Some(cpu), cpuacct.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|base| base.join(&name))
-                .collect(),
-            Cgroups::None { .. } => Vec::new(),
-        }
+        self.bases()
+            .into_iter()
+            .map(|base| base.join(&name))
+            .collect()
     }
 
     /// The folders that hold this agent's instance groups.
