@@ -74,7 +74,7 @@ impl Sampler {
     /// Reads every target (blocking file I/O: run it off the async workers) and the node.
     pub fn sample(&mut self, targets: &[Target], now: Instant, now_ms: u64) -> Latest {
         let mut scan = ProcScan::default();
-        let all_due = self.ticks % SLOW_EVERY == 0;
+        let all_due = self.ticks.is_multiple_of(SLOW_EVERY);
         self.ticks += 1;
         // New instances are read until their first figure is out (two readings), then as due.
         let due = |t: &&Target| t.hot || all_due || !self.reported.contains_key(&t.id);
