@@ -10,13 +10,10 @@ use std::time::Duration;
 /// of its first full sample, and a tick costs microseconds (see `benches/decide.rs`).
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// Window over which load is averaged for ordinary decisions: Knative KPA's `stable-window`.
-/// Long enough that second-to-second noise does not move the count.
-pub const DEFAULT_STABLE_WINDOW: Duration = Duration::from_secs(60);
-
-/// Short window that detects a surge: Knative KPA's `panic-window-percentage` of 10 % of the
-/// stable window.
-pub const DEFAULT_PANIC_WINDOW: Duration = Duration::from_secs(6);
+// The defaults a deploy file leaves out are the policy's too: one definition, with its source.
+pub use ebb_core::autoscale::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_PANIC_WINDOW, DEFAULT_SCALE_DOWN_DELAY, DEFAULT_STABLE_WINDOW,
+};
 
 /// Panic when the panic window asks for at least this multiple of the ready instances: Knative
 /// KPA's `panic-threshold-percentage` of 200 %.
@@ -25,14 +22,6 @@ pub const DEFAULT_PANIC_THRESHOLD: f64 = 2.0;
 /// No action while observed load is within ±10 % of the target: the default of Kubernetes HPA's
 /// `--horizontal-pod-autoscaler-tolerance`. Keeps noise around the target from flapping the count.
 pub const DEFAULT_TOLERANCE: f64 = 0.10;
-
-/// A scale-down takes the highest recommendation of this last stretch. HPA uses 300 s, which
-/// users find slow to give capacity back; 60 s matches the stable window.
-pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
-
-/// A service with `min = 0` goes to zero after this long without a request: the scale-down
-/// period of the KEDA HTTP add-on (300 s). The first request afterwards is held, not refused.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Outside panic, a scale-up adds at most this many instances per [`DEFAULT_SCALE_UP_PERIOD`]...
 /// (HPA behavior default: a `Pods` policy of 4 per 15 s)

@@ -8,7 +8,6 @@
 use std::fmt;
 
 const MINUTES_PER_DAY: i64 = 24 * 60;
-const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 /// 1970-01-01, day 0 of Unix time, was a Thursday (index 3 from Monday).
 const UNIX_DAY0_WEEKDAY: i64 = 3;
 /// Real UTC offsets run from −12:00 to +14:00.
@@ -19,51 +18,8 @@ pub const fn hm(hour: u16, minute: u16) -> u16 {
     hour * 60 + minute
 }
 
-/// A set of weekdays, bit 0 = Monday … bit 6 = Sunday.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Days(pub u8);
-
-impl Days {
-    /// Monday to Friday.
-    pub const WEEKDAYS: Days = Days(0b001_1111);
-    /// Saturday and Sunday.
-    pub const WEEKEND: Days = Days(0b110_0000);
-    /// Every day.
-    pub const ALL: Days = Days(0b111_1111);
-
-    /// Whether `weekday` (0 = Monday … 6 = Sunday) is in the set.
-    pub fn contains(self, weekday: u8) -> bool {
-        weekday < 7 && self.0 & (1 << weekday) != 0
-    }
-}
-
-impl fmt::Display for Days {
-    /// Runs of days as ranges: `mon-fri`, `mon,wed-thu`, `sat-sun`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        let mut d = 0;
-        while d < 7 {
-            if !self.contains(d) {
-                d += 1;
-                continue;
-            }
-            let start = d;
-            while d + 1 < 7 && self.contains(d + 1) {
-                d += 1;
-            }
-            let sep = if first { "" } else { "," };
-            let start_name = DAY_NAMES[start as usize];
-            match d - start {
-                0 => write!(f, "{sep}{start_name}")?,
-                1 => write!(f, "{sep}{start_name},{}", DAY_NAMES[d as usize])?,
-                _ => write!(f, "{sep}{start_name}-{}", DAY_NAMES[d as usize])?,
-            }
-            first = false;
-            d += 1;
-        }
-        Ok(())
-    }
-}
+/// A set of weekdays, bit 0 = Monday … bit 6 = Sunday: the deploy file's own type.
+pub use ebb_core::autoscale::Weekdays as Days;
 
 /// A recurring stretch of time with its own bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,17 +18,17 @@ use std::time::Duration;
 // === defaults and limits ===
 
 /// Window over which load is averaged for ordinary decisions: Knative KPA's `stable-window`
-/// (DESIGN.md defaults; `ebb_autoscaler::DEFAULT_STABLE_WINDOW`).
+/// (DESIGN.md defaults; the autoscaler's default too).
 pub const DEFAULT_STABLE_WINDOW: Duration = Duration::from_secs(60);
 /// Short window that detects a surge: Knative KPA's `panic-window-percentage` of 10 % of the
-/// stable window (`ebb_autoscaler::DEFAULT_PANIC_WINDOW`).
+/// stable window (the autoscaler's default too).
 pub const DEFAULT_PANIC_WINDOW: Duration = Duration::from_secs(6);
 /// A scale-down takes the highest recommendation of this last stretch. Kubernetes HPA uses
 /// 300 s, which users find slow to give capacity back; 60 s matches the stable window
-/// (`ebb_autoscaler::DEFAULT_SCALE_DOWN_DELAY`).
+/// (the autoscaler's default too).
 pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
 /// A `min = 0` service goes to zero after this long without a request: the scale-down period
-/// of the KEDA HTTP add-on (`ebb_autoscaler::DEFAULT_IDLE_TIMEOUT`).
+/// of the KEDA HTTP add-on; the first request afterwards is held, not refused.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest `stable_window`, `panic_window` and `scale_down_delay`: one hour. The autoscaler
 /// keeps one sample per second of its windows, and a window longer than an hour no longer
@@ -427,7 +427,7 @@ impl fmt::Display for ScheduleWindow {
     }
 }
 
-/// A set of weekdays, bit 0 = Monday … bit 6 = Sunday (as `ebb_autoscaler::Days`). Written
+/// A set of weekdays, bit 0 = Monday … bit 6 = Sunday (`ebb_autoscaler::Days` is this type). Written
 /// `"mon-fri"`, `"sat,sun"`, `"fri-mon"` (ranges wrap), `"daily"` or `"*"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -357,10 +357,7 @@ impl Endpoints {
             .collect();
         endpoints.sort_by(|a, b| a.id.cmp(&b.id));
         endpoints.dedup_by(|a, b| a.id == b.id);
-        let has_any = !endpoints.is_empty();
-        self.current.store(Arc::new(EndpointSet { endpoints }));
-        self.ready
-            .send_if_modified(|ready| std::mem::replace(ready, has_any) != has_any);
+        self.swap(Arc::new(EndpointSet { endpoints }));
     }
 
     /// Signals `demand` whenever a request starts waiting for a first endpoint.
@@ -372,7 +369,11 @@ impl Endpoints {
     /// Takes over another set's endpoints as they are (same `Arc`s, so their in-flight counts,
     /// latency estimates and metrics carry on): for a listener rebuilt with new settings.
     pub fn inherit(&self, from: &Endpoints) {
-        let set = from.current.load_full();
+        self.swap(from.current.load_full());
+    }
+
+    /// Makes `set` the current one and wakes the queue when it has an endpoint.
+    fn swap(&self, set: Arc<EndpointSet>) {
         let has_any = !set.is_empty();
         self.current.store(set);
         self.ready

@@ -2,7 +2,7 @@
 //! API) to the pure policy crate's [`Config`]. Settings the file does not expose (panic
 //! threshold, tolerance, scale-up rate) keep the policy crate's defaults.
 
-use ebb_autoscaler::{Band, Change, Config, Days, Metric, Policy, Targets, Window};
+use ebb_autoscaler::{Band, Change, Config, Metric, Policy, Targets, Window};
 use ebb_core::autoscale::{
     AutoscaleSpec, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand, StepChange,
 };
@@ -77,7 +77,7 @@ fn band(b: &StepBand) -> Band {
 
 fn window(w: &ScheduleWindow) -> Window {
     Window {
-        days: Days(w.days.0),
+        days: w.days,
         start: w.start,
         end: w.end,
         utc_offset_minutes: w.utc_offset_minutes,
