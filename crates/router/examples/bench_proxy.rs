@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         proxy
             .serve(listener, async {
                 let _ = tokio::signal::ctrl_c().await;
+                ebb_router::http::Stop::Close
             })
             .await;
         Ok(())

@@ -12,7 +12,7 @@ use crate::traffic::{self, History, SAMPLE_INTERVAL};
 use crate::{now_ms, Server};
 use ebb_core::traffic::{InstanceTraffic, ServiceTraffic, Traffic};
 use ebb_core::{Assignment, DesiredState, Event, EventKind, Protocol, ServiceSpec};
-use ebb_router::http::{Proxy, ProxyConfig};
+use ebb_router::http::{Proxy, ProxyConfig, Stop};
 use ebb_router::metrics::Window;
 use ebb_router::{Algorithm, Endpoint, Endpoints};
 use ebb_store::StoreError;
@@ -60,7 +60,8 @@ struct Histories {
 struct Routed {
     settings: Settings,
     endpoints: Arc<Endpoints>,
-    stop: watch::Sender<bool>,
+    /// None while serving; then how to stop.
+    stop: watch::Sender<Option<Stop>>,
     /// A second handle on the listening socket, so that a rebuilt listener takes the socket
     /// over (and the connections waiting in its backlog) instead of closing and binding again,
     /// which would refuse clients in between.
@@ -239,11 +240,13 @@ impl Router {
                 return true;
             }
             let same_port = wanted.is_some_and(|s| s.port == routed.settings.port);
+            let mut stop = Stop::Close;
             if let (true, Ok(socket)) = (same_port, routed.socket.try_clone()) {
                 let endpoints = routed.endpoints.clone();
                 handovers.insert(name.clone(), Handover { socket, endpoints });
+                stop = Stop::Handover;
             }
-            let _ = routed.stop.send(true);
+            let _ = routed.stop.send(Some(stop));
             false
         });
         for (name, spec) in specs {
@@ -311,9 +314,12 @@ impl Router {
         };
         listener.set_nonblocking(true)?;
         let socket = listener.try_clone()?;
-        let (stop, mut stop_rx) = watch::channel(false);
+        let (stop, mut stop_rx) = watch::channel(None);
         let shutdown = async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
+            match stop_rx.wait_for(Option::is_some).await {
+                Ok(stop) => stop.unwrap_or(Stop::Close),
+                Err(_) => Stop::Close,
+            }
         };
         let task_endpoints = endpoints.clone();
         let protocol = settings.protocol;
@@ -338,6 +344,9 @@ impl Router {
                 }
                 Protocol::Tcp => {
                     let queue_timeout = config.queue_timeout;
+                    let shutdown = async move {
+                        shutdown.await;
+                    };
                     ebb_router::tcp::serve(task_endpoints, listener, queue_timeout, shutdown).await
                 }
             }
@@ -437,7 +446,7 @@ impl Router {
     /// Stops every listener (in-flight requests finish on the router runtime).
     pub fn stop_all(&self) {
         for (_, routed) in lock(&self.inner.services).drain() {
-            let _ = routed.stop.send(true);
+            let _ = routed.stop.send(Some(Stop::Close));
         }
     }
 }

@@ -118,6 +118,18 @@ impl Default for ProxyConfig {
     }
 }
 
+/// How a proxy stops serving (what its `serve` shutdown future resolves to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Stop accepting, finish the requests in flight, close the connections.
+    Close,
+    /// Another proxy took over the listening socket (new settings): stop accepting, but give
+    /// connections already accepted the header read timeout to send their request before the
+    /// graceful close. Closing at once would drop a client that connected a moment before the
+    /// switch and had not yet sent its request.
+    Handover,
+}
+
 /// An HTTP reverse proxy in front of one service's endpoints. Cheap to clone (one `Arc`).
 #[derive(Clone)]
 pub struct Proxy {
@@ -151,22 +163,26 @@ impl Proxy {
     }
 
     /// Serves clients from `listener` until `shutdown` completes, then stops accepting, lets
-    /// each connection finish its in-flight requests (idle keep-alive connections close at
-    /// once) and returns. Bound the wait from outside with a timeout if needed.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    /// each connection finish its in-flight requests (idle keep-alive connections close; after
+    /// a [`Stop::Handover`], only once the header read timeout has passed) and returns. Bound
+    /// the wait from outside with a timeout if needed.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = Stop>) {
         let builder = self.server_builder();
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
-        loop {
+        let stop = loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => self.spawn_connection(&builder, graceful.watcher(), stream, peer),
                     Err(error) => accept_backoff(error).await,
                 },
-                () = &mut shutdown => break,
+                stop = &mut shutdown => break stop,
             }
-        }
+        };
         drop(listener);
+        if stop == Stop::Handover {
+            tokio::time::sleep(self.inner.config.header_read_timeout).await;
+        }
         graceful.shutdown().await;
     }
 

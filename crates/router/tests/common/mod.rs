@@ -204,6 +204,7 @@ pub async fn start_proxy(endpoints: Arc<Endpoints>, config: ProxyConfig) -> Runn
     let proxy = Proxy::new(endpoints, config);
     let task = tokio::spawn(proxy.serve(listener, async move {
         let _ = stopped.await;
+        ebb_router::http::Stop::Close
     }));
     RunningProxy {
         addr,
