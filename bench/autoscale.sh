@@ -115,6 +115,7 @@ try:
                     return e
         e = wait("a scale-out decision", decided, 10)
         reactions.append(e["time_ms"] / 1000 - t0)
+        print(f"step {r}: {round((e['time_ms'] / 1000 - t0) * 1000)} ms: {e['message']}", flush=True)
         want = int(e["message"].split("→")[1].split(":")[0])
         def ready():
             rows = json.loads(ebb.cli("ps", name, "--json", out=True))

@@ -7,6 +7,7 @@
 mod backoff;
 mod cgroup;
 mod config;
+mod dynmods;
 mod env;
 mod health;
 mod logs;
@@ -63,6 +64,8 @@ impl Supervisor {
         let cgroups = cgroup::Cgroups::detect(&agent_id);
         if let cgroup::Cgroups::None { why } = &cgroups {
             tracing::warn!("instance cpu and memory limits are not enforced: {why}");
+        } else {
+            tracing::debug!("{}", dynmods::ensure());
         }
         let inherited =
             env::with_self_on_path(env::inherited(std::env::vars_os()), &config.self_exe);
