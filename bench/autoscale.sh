@@ -68,15 +68,16 @@ def get(port, path="/"):
         r.read(); assert r.status == 200
     return time.monotonic() - t
 
+def accepts(port):
+    try: socket.create_connection(("127.0.0.1", port), timeout=0.1).close(); return True
+    except OSError: return False
+
 def app_start_time():
     """Time from spawning `ebb example-app` to its port accepting a connection."""
     port = free_port()
     t = time.monotonic()
     p = subprocess.Popen([EBB, "example-app", "--port", str(port)], stdout=subprocess.DEVNULL)
-    def up():
-        try: socket.create_connection(("127.0.0.1", port), timeout=0.1).close(); return True
-        except OSError: return False
-    wait("example-app", up)
+    wait("example-app", lambda: accepts(port))
     took = time.monotonic() - t
     p.terminate(); p.wait()
     return took
@@ -90,7 +91,7 @@ try:
         path = f"{ebb.dir}/{name}.toml"
         open(path, "w").write(service(name, port, 'min = 0\nmax = 2\nconcurrency = 10\n'))
         ebb.cli("deploy", "--detach", path)
-        wait("the listener", lambda: socket.create_connection(("127.0.0.1", port), timeout=1) and True)
+        wait("the listener", lambda: accepts(port))
         own.append(app_start_time())
         cold.append(get(port))
         ebb.cli("stop", name)
@@ -105,7 +106,7 @@ try:
         ebb.cli("deploy", path)
         url = f"http://127.0.0.1:{port}/slow?ms=100"
         base = subprocess.Popen(["wrk", "-t1", "-c2", "-d15s", url], stdout=subprocess.DEVNULL)
-        time.sleep(4)  # settle at the base load (1 instance)
+        time.sleep(7)  # settle at the base load (1 instance), past the 6 s panic window
         seen = {e["seq"] for e in ebb.events()}
         step = subprocess.Popen(["wrk", "-t1", "-c6", "-d8s", url], stdout=subprocess.DEVNULL)
         t0 = time.time()

@@ -70,7 +70,7 @@ impl Proposal {
 }
 
 /// The policy that decides inside the bounds: a schedule's inner policy, or the policy itself.
-fn deciding_policy(policy: &Policy) -> &Policy {
+pub(crate) fn deciding_policy(policy: &Policy) -> &Policy {
     match policy {
         Policy::Schedule { inner, .. } => deciding_policy(inner),
         p => p,
@@ -231,7 +231,7 @@ fn limit_up(
     count
 }
 
-fn commit(config: &Config, state: &mut State, desired: u32, base: u32, now: Duration) {
+pub(crate) fn commit(config: &Config, state: &mut State, desired: u32, base: u32, now: Duration) {
     if desired > base {
         state.scaled_up(now, desired - base, config.scale_up.period);
     }

@@ -4,7 +4,9 @@
 //! window it feeds one [`Sample`] per second, and a [`State`] it carries between ticks. Once a
 //! second it calls [`decide`] and writes [`Decision::desired`] to the store, with
 //! [`Decision::reason`] as the event text. When a request arrives at a service with zero
-//! instances, the router's queue calls [`demand`] at once instead of waiting for the tick.
+//! instances, the router's queue calls [`demand`] at once instead of waiting for the tick; and a
+//! few times a second the server hands the load since the last sample to [`burst`], which enters
+//! panic mode at once on a step of load instead of waiting for the panic window to average it in.
 //!
 //! Nothing here reads a clock, sleeps, allocates threads or does I/O: time comes in as [`Now`], so
 //! tests and simulators drive the production code deterministically (DESIGN.md, principles 2–3).
@@ -28,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod burst;
 mod config;
 mod decide;
 mod explain;
@@ -38,6 +41,7 @@ mod state;
 mod target;
 mod validate;
 
+pub use burst::{burst, Reading, MIN_BURST_SPAN};
 pub use config::{
     Band, Bounds, Change, Config, Metric, Policy, ScaleUpLimit, Targets, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_PANIC_THRESHOLD, DEFAULT_PANIC_WINDOW, DEFAULT_SCALE_DOWN_DELAY,

@@ -5,12 +5,16 @@
 //!
 //! A request that arrives at a service with no ready instance wakes the loop at once (the
 //! router's demand signal), so a service at zero starts its first instance without waiting for
-//! the next tick.
+//! the next tick. Between ticks, every [`BURST_CHECK`] the load since the last sample goes to
+//! the policy's burst check ([`ebb_autoscaler::burst`]): a step of load enters panic mode
+//! within a second instead of the 2 s the panic window takes to average a 4× step in.
 
 use crate::keys::{self, Versioned};
 use crate::routing::Router;
 use crate::{now_ms, Server};
-use ebb_autoscaler::{decide, demand, Config, Decision, Metrics, Now, Sample, State};
+use ebb_autoscaler::{
+    burst, decide, demand, Config, Decision, Metrics, Now, Reading, Sample, State,
+};
 use ebb_core::{Event, EventKind, ServiceSpec};
 use ebb_store::{Expect, StoreError};
 use std::collections::HashMap;
@@ -19,6 +23,12 @@ use tokio::sync::watch;
 
 /// The span of one sample: the router is sampled every second.
 const SAMPLE_SPAN: Duration = crate::traffic::SAMPLE_INTERVAL;
+
+/// How often the load since the last sample is checked for a burst: every 250 ms from
+/// [`ebb_autoscaler::MIN_BURST_SPAN`] after each sample (at +500 ms and +750 ms of each second),
+/// so a step is seen at most ~750 ms after it starts. Reads a few atomics per autoscaled
+/// service; nothing when none is.
+const BURST_CHECK: Duration = Duration::from_millis(250);
 
 /// A service's summed use over reservation, per resource.
 struct Usage {
@@ -151,6 +161,38 @@ impl Autoscaler {
         Ok(())
     }
 
+    /// Between ticks: services whose load since the last sample calls for panic scale at once.
+    /// Reads the store only for a service that scales.
+    pub fn burst(&mut self) -> Result<(), StoreError> {
+        let now = self.now();
+        let mut scaling = Vec::new();
+        for (name, s) in self.services.iter_mut() {
+            let Some(w) = self.router.service_since_sample(name) else {
+                continue;
+            };
+            let ready = self.router.routed_count(name).unwrap_or(0);
+            let reading = Reading {
+                span: w.span,
+                concurrency: Some(w.concurrency),
+                rps: Some(w.rps),
+            };
+            if let Some(d) = burst(&s.config, &mut s.state, &reading, ready, now) {
+                scaling.push((name.clone(), d));
+            }
+        }
+        for (name, decision) in scaling {
+            if let Some(v) = keys::get_service(self.server.store(), &name)? {
+                self.apply(v, decision)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any service is autoscaled (the burst check has nothing to do otherwise).
+    pub fn is_idle(&self) -> bool {
+        self.services.is_empty()
+    }
+
     /// This second's figures for `service` from its router (none without a public port:
     /// missing metrics never scale a service down).
     fn sample(&self, service: &str, at: Duration) -> Sample {
@@ -237,6 +279,21 @@ impl Autoscaler {
     }
 }
 
+/// What woke the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// A new router sample: decide for every autoscaled service.
+    Tick,
+    /// A request waits at a service with no instance.
+    Demand,
+    /// Time to check the load since the last sample.
+    Burst,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Runs the autoscaler until `shutdown` turns true: after every router sample, and at once on
 /// demand at a service with no instance.
 pub async fn run(server: Server, router: Router, mut shutdown: watch::Receiver<bool>) {
@@ -246,19 +303,32 @@ pub async fn run(server: Server, router: Router, mut shutdown: watch::Receiver<b
         server.clone(),
         router,
     )));
+    let mut bursts = tokio::time::interval(BURST_CHECK);
+    bursts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        let on_demand = tokio::select! {
-            _ = samples.changed() => false,
-            _ = demand.notified() => true,
+        let pass = tokio::select! {
+            _ = samples.changed() => Pass::Tick,
+            _ = demand.notified() => Pass::Demand,
+            _ = bursts.tick() => Pass::Burst,
             _ = shutdown.changed() => return,
         };
         if *shutdown.borrow() {
             return;
         }
+        match pass {
+            // Burst checks follow the samples: the first comes once a reading is long enough.
+            Pass::Tick => bursts.reset_after(ebb_autoscaler::MIN_BURST_SPAN),
+            Pass::Burst if lock(&autoscaler).is_idle() => continue,
+            _ => {}
+        }
         let (a, server) = (autoscaler.clone(), server.clone());
         let pass = tokio::task::spawn_blocking(move || {
-            let mut a = a.lock().unwrap_or_else(|p| p.into_inner());
-            let result = if on_demand { a.on_demand() } else { a.tick() };
+            let mut a = lock(&a);
+            let result = match pass {
+                Pass::Tick => a.tick(),
+                Pass::Demand => a.on_demand(),
+                Pass::Burst => a.burst(),
+            };
             server.set_autoscale_reasons(a.reasons());
             result
         });

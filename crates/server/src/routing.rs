@@ -150,6 +150,17 @@ impl Router {
         lock(&self.inner.history).services.window(service, span)
     }
 
+    /// A routed service's metrics from its last sample to now (the autoscaler's burst check);
+    /// None when it has no listener or no sample yet.
+    pub fn service_since_sample(&self, service: &str) -> Option<Window> {
+        let services = lock(&self.inner.services);
+        let routed = services.get(service)?;
+        let identity = Arc::as_ptr(&routed.endpoints) as usize;
+        let history = lock(&self.inner.history);
+        let newest = history.services.newest(service, identity)?;
+        Some(routed.endpoints.snapshot(Instant::now()).since(newest))
+    }
+
     /// Instances `service`'s load balancer routes to now; None when it has no listener.
     pub fn routed_count(&self, service: &str) -> Option<u32> {
         lock(&self.inner.services)

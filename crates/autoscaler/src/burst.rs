@@ -1,0 +1,214 @@
+//! Bursts: panic mode entered between ticks.
+//!
+//! Knative's panic window (6 s) averages a load step in gradually: a 4× step needs a third of
+//! the window, 2 s, before its mean reaches the 2× panic threshold. The router's in-flight
+//! integral is exact, though, so the load since the last sample is known at any instant. The
+//! server reads it a few times a second ([`MIN_BURST_SPAN`] or more since the last sample), and
+//! when that reading alone calls for ≥ `panic_threshold` × the ready instances, [`burst`] enters
+//! panic at once and asks for the instances it calls for, well within a second of the step.
+//!
+//! Only the router's totals (concurrency, rps) of the target policy take part: they are what a
+//! step of traffic moves first, and what a short span measures well. A burst only ever scales
+//! up; the next tick continues the panic (holding the count) as if the panic window had seen it.
+
+use crate::config::{Config, Metric, Policy};
+use crate::decide::{commit, deciding_policy, Decision, Now};
+use crate::explain;
+use crate::state::State;
+use crate::target::ceil_count;
+use std::time::Duration;
+
+/// Shortest span a burst reading may cover: half a second. Shorter spans see a few requests
+/// and would panic on noise; half a second of twice the capacity is a real step.
+pub const MIN_BURST_SPAN: Duration = Duration::from_millis(500);
+
+/// The router's load over the span since its last sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    /// How long the reading covers.
+    pub span: Duration,
+    /// Average requests in flight over the span.
+    pub concurrency: Option<f64>,
+    /// Responses per second over the span.
+    pub rps: Option<f64>,
+}
+
+impl Reading {
+    fn value(&self, metric: Metric) -> Option<f64> {
+        match metric {
+            Metric::Concurrency => self.concurrency,
+            Metric::Rps => self.rps,
+            _ => None,
+        }
+        .filter(|v| v.is_finite() && *v >= 0.0)
+    }
+}
+
+/// Enters panic between ticks when `reading` alone asks for ≥ `panic_threshold` × the `current`
+/// ready instances. Returns a decision when that raises the count asked for; `None` when the
+/// reading is too short, calm, or already covered (a service at zero is [`demand`]'s).
+///
+/// [`demand`]: crate::demand
+pub fn burst(
+    config: &Config,
+    state: &mut State,
+    reading: &Reading,
+    current: u32,
+    now: Now,
+) -> Option<Decision> {
+    if reading.span < MIN_BURST_SPAN || current == 0 {
+        return None;
+    }
+    if !matches!(deciding_policy(&config.policy), Policy::Target) {
+        return None;
+    }
+    let (metric, value, target) = config
+        .targets
+        .iter()
+        .filter_map(|(m, t)| Some((m, reading.value(m)?, t)))
+        .filter(|(_, _, t)| *t > 0.0)
+        .max_by(|a, b| (a.1 / a.2).total_cmp(&(b.1 / b.2)))?;
+    let ratio = value / (target * f64::from(current));
+    if ratio < config.panic_threshold {
+        return None;
+    }
+    let t = now.mono;
+    let asked = ceil_count(value / target);
+    state.panic_last = Some(t);
+    state.panic_max = state.panic_max.max(asked);
+    state.recommend(t, asked, config.scale_down_delay);
+    let base = state.desired.unwrap_or(current);
+    let bounds = config.bounds_at(now.unix_ms);
+    let desired = asked.min(bounds.max).max(bounds.min);
+    if desired <= base {
+        return None;
+    }
+    commit(config, state, desired, base, t);
+    let mut reason = format!(
+        "{} {} over {} / target {} → {asked} (panic: burst)",
+        metric.name(),
+        explain::value(metric, value),
+        explain::duration(reading.span),
+        crate::config::fmt_target(metric, target),
+    );
+    if desired != asked {
+        reason += &format!("; clamped to {desired} (max {})", bounds.max);
+    }
+    Some(Decision {
+        desired,
+        reason,
+        panic: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decide, Metrics, Sample, Targets};
+
+    fn config() -> Config {
+        Config::new(
+            1,
+            10,
+            Targets {
+                concurrency: Some(2.0),
+                ..Targets::default()
+            },
+        )
+    }
+
+    fn reading(ms: u64, concurrency: f64) -> Reading {
+        Reading {
+            span: Duration::from_millis(ms),
+            concurrency: Some(concurrency),
+            rps: None,
+        }
+    }
+
+    fn at(ms: u64) -> Now {
+        Now::unix(Duration::from_millis(ms))
+    }
+
+    #[test]
+    fn a_4x_step_panics_on_the_first_reading_and_asks_for_its_count() {
+        let (c, mut s) = (config(), State::default());
+        let d = burst(&c, &mut s, &reading(600, 8.0), 1, at(10_000)).expect("a burst");
+        assert_eq!(d.desired, 4);
+        assert!(d.panic && s.panicking());
+        assert_eq!(
+            d.reason,
+            "concurrency 8.0 over 600ms / target 2 → 4 (panic: burst)"
+        );
+    }
+
+    #[test]
+    fn calm_short_or_covered_readings_decide_nothing() {
+        let c = config();
+        let mut s = State::default();
+        // Below the 2× threshold.
+        assert_eq!(burst(&c, &mut s, &reading(900, 3.9), 1, at(1_000)), None);
+        assert!(!s.panicking());
+        // Too short a span, however high.
+        assert_eq!(burst(&c, &mut s, &reading(400, 50.0), 1, at(1_000)), None);
+        // At zero the demand path decides.
+        assert_eq!(burst(&c, &mut s, &reading(900, 50.0), 0, at(1_000)), None);
+        // Already asked for: panic is noted, no new decision.
+        let mut s = State::default();
+        assert!(burst(&c, &mut s, &reading(900, 8.0), 1, at(1_000)).is_some());
+        assert_eq!(burst(&c, &mut s, &reading(900, 8.0), 1, at(1_250)), None);
+        assert!(s.panicking());
+    }
+
+    #[test]
+    fn the_count_is_clamped_to_max() {
+        let (c, mut s) = (config(), State::default());
+        let d = burst(&c, &mut s, &reading(500, 100.0), 1, at(1_000)).expect("a burst");
+        assert_eq!(d.desired, 10);
+        assert!(
+            d.reason.ends_with("; clamped to 10 (max 10)"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn metrics_the_router_does_not_measure_are_ignored() {
+        let c = Config::new(
+            1,
+            10,
+            Targets {
+                cpu: Some(0.5),
+                ..Targets::default()
+            },
+        );
+        let mut s = State::default();
+        assert_eq!(burst(&c, &mut s, &reading(900, 100.0), 1, at(1_000)), None);
+    }
+
+    #[test]
+    fn the_next_tick_holds_the_burst_count() {
+        let c = config();
+        let mut s = State::default();
+        let mut m = Metrics::for_config(&c);
+        for sec in 1..=30u64 {
+            let sample = Sample {
+                concurrency: Some(2.0),
+                requests: 10,
+                ..Sample::new(Duration::from_secs(sec))
+            };
+            m.push(sample);
+            assert_eq!(decide(&c, &mut s, &m, 1, at(sec * 1000)).desired, 1);
+        }
+        let d = burst(&c, &mut s, &reading(700, 8.0), 1, at(30_700)).expect("a burst");
+        assert_eq!(d.desired, 4);
+        // The tick after: the panic window's mean is still low, but the panic holds the count.
+        m.push(Sample {
+            concurrency: Some(8.0),
+            requests: 40,
+            ..Sample::new(Duration::from_secs(31))
+        });
+        let next = decide(&c, &mut s, &m, 1, at(31_000));
+        assert_eq!(next.desired, 4, "{}", next.reason);
+        assert!(next.panic);
+    }
+}
