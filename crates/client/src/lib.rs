@@ -111,6 +111,10 @@ impl Client {
         self.call(Method::DELETE, &path, None::<&()>, None).await
     }
 
+    pub async fn nodes(&self) -> Result<Vec<ebb_core::api::NodeView>, ClientError> {
+        self.call(Method::GET, "/v1/nodes", None::<&()>, None).await
+    }
+
     pub async fn instances(&self, service: Option<&str>) -> Result<Vec<InstanceView>, ClientError> {
         let path = match service {
             Some(s) => format!("/v1/instances?service={}", encode(s)),

@@ -163,10 +163,63 @@ pub struct NodeInfo {
     pub name: String,
     /// Address instances bind and are reached on.
     pub address: String,
+    /// CPU the node offers to instances (its capacity for reservations), in millicores.
     pub cpu_millis: u32,
+    /// Memory the node offers to instances, in bytes.
     pub memory_bytes: u64,
     /// How resources are enforced on this node (`cgroup v1`, `none: <why>`).
     pub enforcement: String,
+    /// Labels that placement constraints match (`zone=a`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A node's liveness as the server sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Heartbeating; takes new instances.
+    Ready,
+    /// Missed a heartbeat: takes no new instances, its instances still count.
+    Suspect,
+    /// Silent past the down timeout: its instances are out of the load balancers and replaced.
+    Down,
+    /// Taking no new instances while its instances move elsewhere (`ebb drain`).
+    Draining,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Ready => "ready",
+            NodeState::Suspect => "suspect",
+            NodeState::Down => "down",
+            NodeState::Draining => "draining",
+        }
+    }
+}
+
+/// `GET /v1/nodes`: one node, for `ebb nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub address: String,
+    pub state: NodeState,
+    /// What the node offers to instances.
+    pub cpu_millis: u32,
+    pub memory_bytes: u64,
+    /// Reserved by the instances placed on it (their `resources`).
+    pub reserved_cpu_millis: u64,
+    pub reserved_memory_bytes: u64,
+    /// What the whole machine uses, as last reported (None before a report).
+    pub used_cpu_cores: Option<f64>,
+    pub used_memory_bytes: Option<u64>,
+    /// Instances placed on it and not being stopped.
+    pub instances: u32,
+    /// Milliseconds since its last heartbeat (None: none since the server started).
+    pub heartbeat_age_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// `POST /v1/nodes/{name}/sync`: a node's heartbeat with its instances' status, new events, and

@@ -42,6 +42,12 @@ pub enum EventKind {
     RouterListening,
     #[serde(rename = "node.joined")]
     NodeJoined,
+    /// A node stopped heartbeating: its instances are replaced elsewhere.
+    #[serde(rename = "node.down")]
+    NodeDown,
+    /// A node that was down heartbeats again; what it held and was replaced is stopped there.
+    #[serde(rename = "node.returned")]
+    NodeReturned,
     #[serde(rename = "server.started")]
     ServerStarted,
     #[serde(rename = "warning")]
@@ -69,6 +75,8 @@ impl EventKind {
             EventKind::InstanceDraining => "instance.draining",
             EventKind::RouterListening => "router.listening",
             EventKind::NodeJoined => "node.joined",
+            EventKind::NodeDown => "node.down",
+            EventKind::NodeReturned => "node.returned",
             EventKind::ServerStarted => "server.started",
             EventKind::Warning => "warning",
         }

@@ -121,6 +121,15 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// CPU as written in a deploy file: whole cores as `2`, else millicores as `1930m`.
+pub fn format_cpu_millis(millis: u32) -> String {
+    if millis % 1000 == 0 {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    }
+}
+
 /// Parses CPU as cores (`"0.25"`, `"2"`) or millicores (`"250m"`) into millicores.
 pub fn parse_cpu_millis(text: &str) -> Result<u32, QuantityError> {
     let err = || QuantityError::Cpu(text.to_string());

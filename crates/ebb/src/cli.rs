@@ -41,6 +41,28 @@ pub struct Global {
 pub enum Command {
     /// Run the control plane and a local agent in the foreground, and apply deploy files
     Up(UpArgs),
+    /// Run the control plane (API, scheduler, autoscaler, load balancers) for agents to join
+    #[command(
+        long_about = "Run the control plane in the foreground: the API, the store, the scheduler that places \
+                      instances on nodes, the autoscaler and the load balancers. Without --agent it runs no \
+                      instance itself: nodes join with `ebb agent --server URL --token T`, where T is the \
+                      join token this command writes to <data dir>/join-token on first start."
+    )]
+    Server(ServerArgs),
+    /// Join this machine to a server as a node and run the instances placed on it
+    #[command(
+        long_about = "Join this machine to an ebb server as a node: report its capacity, labels and \
+                      heartbeat every second, and run the instances the server places here. Stopping the \
+                      agent (Ctrl-C, SIGTERM) leaves its instances running; a restarted agent adopts them \
+                      without restarting them. To move instances off a node, use `ebb drain`."
+    )]
+    Agent(AgentArgs),
+    /// List the nodes: state, capacity, reserved and used resources, instances, last heartbeat
+    Nodes {
+        /// Print a JSON array
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate deploy files and apply them (create or update); wait until instances are ready
     Deploy(DeployArgs),
     /// Check deploy files without applying them
@@ -153,6 +175,90 @@ pub struct UpArgs {
     /// Threads of the load balancers' own runtime [default: the number of cores]
     #[arg(long)]
     pub router_threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// API listen address; any non-loopback address is served only with a token
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Also run an agent in this process, as `ebb up` does
+    #[arg(long)]
+    pub agent: bool,
+    /// With --agent: name of the local node [default: the host name]
+    #[arg(long, requires = "agent")]
+    pub node_name: Option<String>,
+    /// With --agent: address the local node's instances bind and are reached on
+    #[arg(long, default_value = "127.0.0.1", requires = "agent")]
+    pub advertise: String,
+    /// Address the load balancers of services with a `port` listen on
+    #[arg(long, default_value = "0.0.0.0")]
+    pub router_bind: std::net::IpAddr,
+    /// Threads of the load balancers' own runtime [default: the number of cores]
+    #[arg(long)]
+    pub router_threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The server's API address, e.g. http://10.0.0.1:7070
+    #[arg(long)]
+    pub server: String,
+    /// The server's join token (its data dir's join-token file)
+    #[arg(long, env = "EBB_JOIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Name of this node [default: the host name]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Address this node's instances bind (given to them as HOST) and the load balancers reach them on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub advertise: String,
+    /// CPU this node offers to instances, in cores or millicores (`2`, `1500m`) [default: the machine's minus a system reserve]
+    #[arg(long, value_parser = parse_cpu_arg)]
+    pub cpu: Option<u32>,
+    /// Memory this node offers to instances (`4Gi`, `512Mi`) [default: the machine's minus a system reserve]
+    #[arg(long, value_parser = parse_size_arg)]
+    pub memory: Option<u64>,
+    /// Labels for placement constraints, e.g. `zone=a,disk=ssd`
+    #[arg(long, value_parser = parse_labels_arg, default_value = "")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+fn parse_cpu_arg(s: &str) -> Result<u32, String> {
+    ebb_core::quantity::parse_cpu_millis(s).map_err(|e| e.to_string())
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    ebb_core::quantity::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// `k=v,k2=v2` into labels; keys and values as the scheduler's constraints match them.
+pub fn parse_labels_arg(s: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut labels = std::collections::BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(format!("label `{pair}` is not key=value"));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            return Err(format!(
+                "label key `{k}` must be letters, digits, `-`, `_`, `.` or `/`"
+            ));
+        }
+        if v.contains('=') || v.contains(char::is_whitespace) {
+            return Err(format!(
+                "label value `{v}` of `{k}` may not contain `=` or spaces"
+            ));
+        }
+        if labels.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("label `{k}` is given twice"));
+        }
+    }
+    Ok(labels)
 }
 
 #[derive(Args, Debug)]

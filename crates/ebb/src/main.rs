@@ -1,6 +1,7 @@
 //! The `ebb` binary: parses the command line and starts the role or runs the command.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod cli;
 mod commands;
 mod connect;
@@ -14,7 +15,10 @@ use commands::{Exit, EXIT_UNREACHABLE};
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Up(_)));
+    init_tracing(matches!(
+        cli.command,
+        Command::Up(_) | Command::Server(_) | Command::Agent(_)
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,6 +39,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match &cli.command {
         Command::Up(args) => up::up(g, args).await,
+        Command::Server(args) => up::server(g, args).await,
+        Command::Agent(args) => agent::agent(g, args).await,
+        Command::Nodes { json } => commands::nodes::nodes(&connect::client(g)?, *json).await,
         Command::Validate { files } => commands::validate(files),
         Command::ExampleApp { port, host } => example_app(*port, host.clone()).await,
         Command::Demo(a) => commands::demo::demo(a).await,

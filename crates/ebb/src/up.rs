@@ -4,7 +4,7 @@
 //! nothing), the data dir is locked so that two `ebb up` never share it, and the local agent
 //! re-adopts instances that survived a crash before it reports to the server.
 
-use crate::cli::{Global, UpArgs};
+use crate::cli::{Global, ServerArgs, UpArgs};
 use crate::commands::{self, Exit, EXIT_INVALID};
 use crate::connect::ADDR_FILE;
 use anyhow::Context;
@@ -27,12 +27,54 @@ const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// Lock file that keeps two `ebb up` off one data dir.
 const LOCK_FILE: &str = "lock";
 
+/// What a control-plane process runs: `ebb up` and `ebb server --agent` add a local agent.
+pub struct Role {
+    pub listen: std::net::SocketAddr,
+    pub router_bind: std::net::IpAddr,
+    pub router_threads: Option<usize>,
+    pub local_agent: Option<LocalAgent>,
+}
+
+/// The agent that runs inside the control plane's process.
+pub struct LocalAgent {
+    pub node_name: Option<String>,
+    pub advertise: String,
+}
+
+/// `ebb up`: the control plane, a local agent, and the deploy files applied.
 pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
     let specs = if args.files.is_empty() {
         Vec::new()
     } else {
         commands::parse_deploy_files(&args.files)?
     };
+    let role = Role {
+        listen: args.listen,
+        router_bind: args.router_bind,
+        router_threads: args.router_threads,
+        local_agent: Some(LocalAgent {
+            node_name: args.node_name.clone(),
+            advertise: args.advertise.clone(),
+        }),
+    };
+    run(global, role, specs).await
+}
+
+/// `ebb server`: the control plane, with a local agent only when asked.
+pub async fn server(global: &Global, args: &ServerArgs) -> anyhow::Result<()> {
+    let role = Role {
+        listen: args.listen,
+        router_bind: args.router_bind,
+        router_threads: args.router_threads,
+        local_agent: args.agent.then(|| LocalAgent {
+            node_name: args.node_name.clone(),
+            advertise: args.advertise.clone(),
+        }),
+    };
+    run(global, role, Vec::new()).await
+}
+
+async fn run(global: &Global, role: Role, specs: Vec<ebb_core::ServiceSpec>) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let data_dir = prepare_data_dir(&global.data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
@@ -40,13 +82,15 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
         Arc::new(SqliteStore::open(&data_dir.join(STORE_FILE)).context("opening the store")?);
     let token =
         auth::load_or_create_token(&data_dir).context("reading or creating the API token")?;
+    let join_token =
+        auth::load_or_create_join_token(&data_dir).context("reading or creating the join token")?;
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(role.listen)
         .await
         .with_context(|| {
             format!(
                 "cannot listen on {}: is another ebb running there? Use --listen",
-                args.listen
+                role.listen
             )
         })?;
     let addr = listener.local_addr()?;
@@ -55,30 +99,28 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
     }
     std::fs::write(data_dir.join(ADDR_FILE), addr.to_string())?;
 
-    let node_name = args.node_name.clone().unwrap_or_else(default_node_name);
-    let supervisor = Supervisor::start(SupervisorConfig {
-        node: node_name.clone(),
-        host: args.advertise.clone(),
-        data_dir: data_dir.join("agent"),
-        self_exe: std::env::current_exe().context("finding ebb's own executable")?,
-        log_max_bytes: ebb_agent::DEFAULT_LOG_MAX_BYTES,
-        log_keep: ebb_agent::DEFAULT_LOG_KEEP,
-    })
-    .context("starting the local agent")?;
-    let server = Server::new(
-        store,
-        token.clone(),
-        Some(Arc::new(AgentLogs(supervisor.clone()))),
-    )?;
+    let local = match &role.local_agent {
+        Some(local) => {
+            let name = local.node_name.clone().unwrap_or_else(default_node_name);
+            let supervisor = start_supervisor(&name, &local.advertise, &data_dir)?;
+            Some((name, local.advertise.clone(), supervisor))
+        }
+        None => None,
+    };
+    let logs: Option<Arc<dyn ebb_server::LogSource>> = local
+        .as_ref()
+        .map(|(_, _, s)| Arc::new(AgentLogs(s.clone())) as Arc<dyn ebb_server::LogSource>);
+    let server = Server::new(store, token.clone(), logs)?;
+    server.set_join_token(join_token);
     server.record(ebb_core::Event::new(
         ebb_server::now_ms(),
         ebb_core::EventKind::ServerStarted,
         format!("ebb {} started; API on {addr}", env!("CARGO_PKG_VERSION")),
     ));
 
-    let router_runtime = router_runtime(args.router_threads)?;
+    let router_runtime = router_runtime(role.router_threads)?;
     let router =
-        ebb_server::routing::Router::new(args.router_bind, router_runtime.handle().clone());
+        ebb_server::routing::Router::new(role.router_bind, router_runtime.handle().clone());
     server.set_router(router.clone());
     let (control_stop, control_rx) = watch::channel(false);
     let (router_stop, router_rx) = watch::channel(false);
@@ -97,19 +139,23 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
     ));
     let maintenance = tokio::spawn(ebb_server::maintenance::run(server.clone(), control_rx));
     let client = Client::new(&addr.to_string(), Some(token))?;
-    let node = NodeInfo {
-        name: node_name.clone(),
-        address: args.advertise.clone(),
-        cpu_millis: ebb_agent::machine_cpu_millis(),
-        memory_bytes: ebb_agent::machine_memory_bytes(),
-        enforcement: supervisor.enforcement(),
-    };
-    let agent = tokio::spawn(ebb_agent::sync::run(
-        client.clone(),
-        supervisor.clone(),
-        node,
-        agent_rx,
-    ));
+    let agent = local.as_ref().map(|(name, advertise, supervisor)| {
+        let (cpu_millis, memory_bytes) = ebb_agent::capacity::offered();
+        let node = NodeInfo {
+            name: name.clone(),
+            address: advertise.clone(),
+            cpu_millis,
+            memory_bytes,
+            enforcement: supervisor.enforcement(),
+            labels: Default::default(),
+        };
+        tokio::spawn(ebb_agent::sync::run(
+            client.clone(),
+            supervisor.clone(),
+            node,
+            agent_rx,
+        ))
+    });
 
     // A failed initial apply still stops what runs, through the same path as Ctrl-C.
     let mut outcome = Ok(());
@@ -124,31 +170,48 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
         }
     }
     if outcome.is_ok() {
-        eprintln!(
-            "ebb is up: API http://{addr}, node {node_name}, data in {}.\n  Try `ebb ps` or `ebb status` in another terminal; Ctrl-C stops every instance and exits.",
-            data_dir.display()
-        );
+        match &local {
+            Some((name, _, _)) => eprintln!(
+                "ebb is up: API http://{addr}, node {name}, data in {}.\n  Try `ebb ps` or `ebb status` in another terminal; Ctrl-C stops every instance and exits.",
+                data_dir.display()
+            ),
+            None => eprintln!(
+                "ebb server is up: API http://{addr}, data in {dir}.\n  Nodes join with `ebb agent --server http://{addr} --token $(cat {dir}/{join})`; `ebb nodes` lists them.",
+                dir = data_dir.display(),
+                join = auth::JOIN_TOKEN_FILE,
+            ),
+        }
         signals.next().await;
     }
-    eprintln!("stopping: instances get their stop signal and grace period (Ctrl-C again to kill them now)");
+    let supervisor = local.map(|(_, _, s)| s);
+    match &supervisor {
+        Some(_) => eprintln!("stopping: instances get their stop signal and grace period (Ctrl-C again to kill them now)"),
+        None => eprintln!("stopping the server: instances on the nodes keep running"),
+    }
     // Order: no new decisions; instances stop while the agent still reports them; a last
     // report; then the API, with a bound so that attached followers cannot hold up the exit.
     let graceful = async {
         let _ = control_stop.send(true);
         let _ = tokio::join!(controller, maintenance, autoscaler);
-        supervisor.shutdown().await;
+        if let Some(s) = &supervisor {
+            s.shutdown().await;
+        }
         let _ = router_stop.send(true);
         let _ = routing.await;
         let _ = agent_stop.send(true);
-        let _ = agent.await;
+        if let Some(agent) = agent {
+            let _ = agent.await;
+        }
         let _ = api_stop.send(true);
         let _ = tokio::time::timeout(API_DRAIN, api).await;
     };
     tokio::select! {
         _ = graceful => {}
         _ = signals.next() => {
-            supervisor.kill_all_now();
-            eprintln!("killed every instance");
+            if let Some(s) = &supervisor {
+                s.kill_all_now();
+                eprintln!("killed every instance");
+            }
             let _ = std::fs::remove_file(data_dir.join(ADDR_FILE));
             std::process::exit(130);
         }
@@ -156,6 +219,23 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(data_dir.join(ADDR_FILE));
     eprintln!("ebb stopped");
     outcome
+}
+
+/// The agent of this process, its state in `<data dir>/agent`.
+pub fn start_supervisor(
+    node: &str,
+    advertise: &str,
+    data_dir: &Path,
+) -> anyhow::Result<Supervisor> {
+    Supervisor::start(SupervisorConfig {
+        node: node.to_string(),
+        host: advertise.to_string(),
+        data_dir: data_dir.join("agent"),
+        self_exe: std::env::current_exe().context("finding ebb's own executable")?,
+        log_max_bytes: ebb_agent::DEFAULT_LOG_MAX_BYTES,
+        log_keep: ebb_agent::DEFAULT_LOG_KEEP,
+    })
+    .context("starting the agent")
 }
 
 /// The data plane's own runtime, so that proxying never waits behind the control plane.
@@ -216,20 +296,20 @@ async fn serve_api(
 
 /// Ctrl-C and SIGTERM, listened to from start-up on so that no signal is lost between the first
 /// and the second (a second one means "stop now").
-struct Signals {
+pub struct Signals {
     interrupt: Signal,
     terminate: Signal,
 }
 
 impl Signals {
-    fn new() -> anyhow::Result<Signals> {
+    pub fn new() -> anyhow::Result<Signals> {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
         })
     }
 
-    async fn next(&mut self) {
+    pub async fn next(&mut self) {
         tokio::select! {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
@@ -237,14 +317,14 @@ impl Signals {
     }
 }
 
-fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
     dir.canonicalize()
         .with_context(|| format!("resolving data dir {}", dir.display()))
 }
 
 /// Takes an exclusive lock on the data dir for the life of the process.
-fn lock_data_dir(dir: &Path) -> anyhow::Result<Flock<File>> {
+pub fn lock_data_dir(dir: &Path) -> anyhow::Result<Flock<File>> {
     let file = File::options()
         .create(true)
         .truncate(false)
@@ -261,7 +341,7 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<Flock<File>> {
     })
 }
 
-fn default_node_name() -> String {
+pub fn default_node_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

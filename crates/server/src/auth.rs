@@ -10,6 +10,8 @@ use subtle::ConstantTimeEq;
 
 /// File in the data dir that holds the API token.
 pub const TOKEN_FILE: &str = "api-token";
+/// File in the data dir that holds the token agents join with (`ebb agent --token`).
+pub const JOIN_TOKEN_FILE: &str = "join-token";
 /// Bytes of randomness in a token (256 bits, like a GitHub token's entropy).
 const TOKEN_BYTES: usize = 32;
 
@@ -17,9 +19,19 @@ pub fn token_path(data_dir: &Path) -> PathBuf {
     data_dir.join(TOKEN_FILE)
 }
 
-/// Reads the token, creating it (mode 0600) on first start; tightens loose permissions.
+/// Reads the API token, creating it (mode 0600) on first start; tightens loose permissions.
 pub fn load_or_create_token(data_dir: &Path) -> io::Result<String> {
-    let path = token_path(data_dir);
+    load_or_create(&token_path(data_dir))
+}
+
+/// Reads the join token, creating it as the API token is created. A separate secret, so that a
+/// machine that joins as a node cannot deploy, scale or read the cluster's services.
+pub fn load_or_create_join_token(data_dir: &Path) -> io::Result<String> {
+    load_or_create(&data_dir.join(JOIN_TOKEN_FILE))
+}
+
+fn load_or_create(path: &Path) -> io::Result<String> {
+    let path = path.to_path_buf();
     match fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => {
             let mode = fs::metadata(&path)?.permissions().mode() & 0o777;

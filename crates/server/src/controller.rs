@@ -3,6 +3,7 @@
 //! service with [`rollout::plan`], and writes what the plans decide in one transaction per pass.
 
 use crate::keys::{self, DrainRecord, Versioned};
+use crate::nodes::NODE_DOWN_AFTER;
 use crate::rollout::{self, Action, Observed};
 use crate::{now_ms, Server};
 use ebb_core::{
@@ -71,6 +72,26 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
     let drains = keys::drains(server.store())?;
     let statuses = server.statuses();
     let mut pass = Pass::default();
+    let now = Instant::now();
+    // Until the server has been up as long as a node may be silent, a node not heard from yet
+    // is not lost: a restarted server must replace nothing before its agents report.
+    let settled = now.saturating_duration_since(server.started()) >= NODE_DOWN_AFTER;
+    let live: BTreeSet<String> = server.nodes().live(now).into_iter().collect();
+    if settled {
+        for node in server.nodes().newly_down(now) {
+            pass.events.push(
+                Event::new(
+                    now_ms(),
+                    EventKind::NodeDown,
+                    format!(
+                        "node {node} is down: silent for {}s; its instances are replaced on other nodes",
+                        NODE_DOWN_AFTER.as_secs()
+                    ),
+                )
+                .node(&node),
+            );
+        }
+    }
     forget_orphan_statuses(&assignments, &statuses, &mut pass);
     finish_drains(server, &assignments, &drains, &mut pass);
     let mut by_service: BTreeMap<String, Vec<Versioned<Assignment>>> = BTreeMap::new();
@@ -86,6 +107,7 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
         statuses: &statuses,
         drains: &drains,
         routed: server.router().is_some(),
+        lost: &|node: &str| settled && !live.contains(node),
     };
     for name in names {
         let instances = by_service.remove(&name).unwrap_or_default();
@@ -130,6 +152,8 @@ struct Ctx<'a> {
     drains: &'a HashMap<String, Versioned<DrainRecord>>,
     /// Whether a router runs, so that stopping a routed instance must drain it first.
     routed: bool,
+    /// Whether a node is down: its instances are gone for planning and replaced elsewhere.
+    lost: &'a dyn Fn(&str) -> bool,
 }
 
 fn plan_service(
@@ -141,7 +165,13 @@ fn plan_service(
 ) {
     let observed: Vec<Observed> = instances
         .iter()
-        .map(|a| observe(&a.value, ctx.statuses, ctx.drains.contains_key(&a.value.id)))
+        .map(|a| {
+            if (ctx.lost)(&a.value.node) {
+                lost(&a.value)
+            } else {
+                observe(&a.value, ctx.statuses, ctx.drains.contains_key(&a.value.id))
+            }
+        })
         .collect();
     let version = spec.map(ServiceSpec::version).unwrap_or_default();
     for action in rollout::plan(spec.map(|s| s.instances), &version, &observed) {
@@ -163,11 +193,49 @@ fn plan_service(
                 }
             }
             Action::Forget { id } => {
+                if let Some(a) = instances.iter().find(|a| a.value.id == id) {
+                    if (ctx.lost)(&a.value.node) {
+                        record_lost(&a.value, ctx, pass);
+                    }
+                }
                 pass.ops.push(Op::delete(keys::instance(&id), Expect::Any));
                 pass.ops.push(Op::delete(keys::status(&id), Expect::Any));
                 pass.forgotten.push(id);
             }
         }
+    }
+}
+
+/// An instance on a down node, as the planner sees it: stopped, so that it is forgotten and
+/// replaced. Its node, if it returns, no longer finds it among its assignments and stops it
+/// before anything else (the fencing: only the holder of the current generation may run it).
+fn lost(a: &Assignment) -> Observed {
+    Observed {
+        id: a.id.clone(),
+        version: a.version.clone(),
+        desired: DesiredState::Stop,
+        ready: false,
+        stopped: true,
+        created_ms: a.created_ms,
+    }
+}
+
+/// The event of a lost instance, and the end of its drain if one was under way.
+fn record_lost(a: &Assignment, ctx: &Ctx, pass: &mut Pass) {
+    if ctx.drains.contains_key(&a.id) {
+        pass.ops.push(Op::delete(keys::drain(&a.id), Expect::Any));
+    }
+    if a.desired == DesiredState::Run {
+        pass.events.push(
+            Event::new(
+                now_ms(),
+                EventKind::InstanceStopped,
+                format!("lost with node {}: replaced on another node", a.node),
+            )
+            .service(&a.service)
+            .instance(&a.id)
+            .node(&a.node),
+        );
     }
 }
 

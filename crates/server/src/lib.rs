@@ -42,6 +42,8 @@ pub struct Server {
 struct Inner {
     store: Arc<dyn KvStore>,
     token: String,
+    /// The token agents join with (`join-token`); set by the roles that accept agents.
+    join_token: std::sync::OnceLock<String>,
     events: EventLog,
     nodes: NodeRegistry,
     /// Last reported status per instance, mirrored from `status/` so that syncs only write changes.
@@ -68,6 +70,7 @@ impl Server {
             inner: Arc::new(Inner {
                 store,
                 token,
+                join_token: std::sync::OnceLock::new(),
                 events,
                 nodes: NodeRegistry::default(),
                 statuses: Mutex::new(statuses),
@@ -85,6 +88,16 @@ impl Server {
 
     pub fn token(&self) -> &str {
         &self.inner.token
+    }
+
+    /// Accepts agents that present `token` (the API token is always accepted too). Set once.
+    pub fn set_join_token(&self, token: String) {
+        let _ = self.inner.join_token.set(token);
+    }
+
+    /// The join token, if agents may join with one.
+    pub fn join_token(&self) -> Option<&str> {
+        self.inner.join_token.get().map(String::as_str)
     }
 
     pub fn record(&self, event: Event) {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 /// A node silent this long is not given new instances (DESIGN.md: heartbeat 1 s, down after 3 s).
 pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(3);
+/// A node silent this long has missed a heartbeat (every second, DESIGN.md) and a half: suspect.
+pub const NODE_SUSPECT_AFTER: Duration = Duration::from_millis(1500);
 
 /// What the server knows of one node.
 struct Seen {
@@ -16,6 +18,8 @@ struct Seen {
     /// Its instances' usage from its last heartbeat, by instance id.
     usage: HashMap<String, InstanceUsage>,
     node_usage: Option<NodeUsage>,
+    /// Reported down (an event) and not heard from since.
+    down: bool,
 }
 
 #[derive(Default)]
@@ -28,8 +32,9 @@ impl NodeRegistry {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a heartbeat; returns whether the node is new or its description changed.
-    pub fn heartbeat(&self, info: &NodeInfo, now: Instant) -> bool {
+    /// Records a heartbeat; returns whether the node is new or its description changed, and
+    /// whether it returns from being reported down.
+    pub fn heartbeat(&self, info: &NodeInfo, now: Instant) -> (bool, bool) {
         let mut seen = self.lock();
         match seen.get_mut(&info.name) {
             Some(node) => {
@@ -38,7 +43,7 @@ impl NodeRegistry {
                     node.info = info.clone();
                 }
                 node.at = now;
-                changed
+                (changed, std::mem::take(&mut node.down))
             }
             None => {
                 let node = Seen {
@@ -46,9 +51,10 @@ impl NodeRegistry {
                     at: now,
                     usage: HashMap::new(),
                     node_usage: None,
+                    down: false,
                 };
                 seen.insert(info.name.clone(), node);
-                true
+                (true, false)
             }
         }
     }
@@ -92,6 +98,35 @@ impl NodeRegistry {
             .collect()
     }
 
+    /// Nodes silent past [`NODE_DOWN_AFTER`] that were not reported down yet; they are
+    /// reported now (once per outage).
+    pub fn newly_down(&self, now: Instant) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .lock()
+            .iter_mut()
+            .filter(|(_, node)| !node.down && !is_live(node, now))
+            .map(|(name, node)| {
+                node.down = true;
+                name.clone()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// When each node was last heard from, by name.
+    pub fn last_heartbeats(&self) -> HashMap<String, Instant> {
+        self.lock()
+            .iter()
+            .map(|(name, node)| (name.clone(), node.at))
+            .collect()
+    }
+
+    /// The last usage the node reported of the whole machine, live or not.
+    pub fn last_node_usage(&self, name: &str) -> Option<NodeUsage> {
+        self.lock().get(name)?.node_usage.clone()
+    }
+
     /// Names of nodes heard from within [`NODE_DOWN_AFTER`], sorted.
     pub fn live(&self, now: Instant) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -116,6 +151,20 @@ impl NodeRegistry {
     }
 }
 
+/// A node's state from the age of its last heartbeat (`None`: none since this server started,
+/// which has been up for `uptime`). A node not heard from yet is suspect, not down, until the
+/// server has waited as long as it would for any node: a restarted server replaces nothing
+/// before its agents had the time to report.
+pub fn state_of(age: Option<Duration>, uptime: Duration) -> ebb_core::api::NodeState {
+    use ebb_core::api::NodeState;
+    match age {
+        Some(a) if a < NODE_SUSPECT_AFTER => NodeState::Ready,
+        Some(a) if a < NODE_DOWN_AFTER => NodeState::Suspect,
+        None if uptime < NODE_DOWN_AFTER => NodeState::Suspect,
+        _ => NodeState::Down,
+    }
+}
+
 fn is_live(node: &Seen, now: Instant) -> bool {
     now.saturating_duration_since(node.at) < NODE_DOWN_AFTER
 }
@@ -132,6 +181,7 @@ mod tests {
             cpu_millis: 2000,
             memory_bytes: 1 << 30,
             enforcement: "none: test".into(),
+            labels: Default::default(),
         }
     }
 
@@ -148,12 +198,41 @@ mod tests {
     }
 
     #[test]
+    fn a_node_is_reported_down_once_per_outage() {
+        let nodes = NodeRegistry::default();
+        let t0 = Instant::now();
+        nodes.heartbeat(&info("a"), t0);
+        assert!(nodes.newly_down(t0 + Duration::from_secs(1)).is_empty());
+        let late = t0 + NODE_DOWN_AFTER;
+        assert_eq!(nodes.newly_down(late), vec!["a".to_string()]);
+        assert!(nodes.newly_down(late).is_empty(), "once");
+        assert_eq!(
+            nodes.heartbeat(&info("a"), late),
+            (false, true),
+            "it returns"
+        );
+        assert_eq!(nodes.heartbeat(&info("a"), late), (false, false));
+    }
+
+    #[test]
+    fn state_follows_the_heartbeat_age() {
+        use ebb_core::api::NodeState;
+        let s = Duration::from_millis;
+        let up = Duration::from_secs(60);
+        assert_eq!(state_of(Some(s(900)), up), NodeState::Ready);
+        assert_eq!(state_of(Some(s(1600)), up), NodeState::Suspect);
+        assert_eq!(state_of(Some(s(3000)), up), NodeState::Down);
+        assert_eq!(state_of(None, up), NodeState::Down);
+        assert_eq!(state_of(None, s(500)), NodeState::Suspect, "just restarted");
+    }
+
+    #[test]
     fn the_latest_report_replaces_a_nodes_usage() {
         let nodes = NodeRegistry::default();
         let t0 = Instant::now();
-        assert!(nodes.heartbeat(&info("a"), t0));
+        assert!(nodes.heartbeat(&info("a"), t0).0);
         assert!(
-            !nodes.heartbeat(&info("a"), t0),
+            !nodes.heartbeat(&info("a"), t0).0,
             "same description: no store write"
         );
         nodes.record_usage("a", vec![usage("web-1", 0.25), usage("web-2", 0.1)], None);

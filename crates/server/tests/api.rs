@@ -179,6 +179,7 @@ fn node() -> NodeInfo {
         cpu_millis: 2000,
         memory_bytes: 1 << 30,
         enforcement: "none: test".into(),
+        labels: Default::default(),
     }
 }
 

@@ -270,6 +270,13 @@ impl Supervisor {
         self.shared.bump();
     }
 
+    /// Stops supervising and leaves every instance running, for an agent that exits to be
+    /// restarted (`ebb agent` on Ctrl-C): the state file is written first, and the next agent on
+    /// this data dir adopts the instances without restarting them.
+    pub fn detach(self) {
+        self.forget();
+    }
+
     /// Simulates a crash of the agent, for tests: stops every task without touching the
     /// processes, as `kill -9` of ebb would. Unlike a crash it first writes the records the
     /// writer task had not written yet, so tests of adoption know what the file holds; what a

@@ -34,12 +34,20 @@ pub fn router(server: Server) -> Router {
         .route("/events", get(events::list))
         .route("/metrics", get(metrics::list))
         .route("/logs/{service}", get(logs::read))
-        .route("/nodes/{name}/sync", post(nodes::sync))
-        .route("/nodes/{name}/assignments", get(nodes::assignments))
+        .route("/nodes", get(nodes::list))
         .route_layer(middleware::from_fn_with_state(
             server.clone(),
             require_token,
         ));
+    // Agents' calls: the join token suffices (it cannot deploy, scale or read anything else).
+    let agents = Router::new()
+        .route("/nodes/{name}/sync", post(nodes::sync))
+        .route("/nodes/{name}/assignments", get(nodes::assignments))
+        .route_layer(middleware::from_fn_with_state(
+            server.clone(),
+            require_agent_token,
+        ));
+    let v1 = v1.merge(agents);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/v1", v1)
@@ -65,6 +73,26 @@ async fn require_token(State(server): State<Server>, req: Request, next: Next) -
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API token: send `Authorization: Bearer <token>` (the token is in the data dir's api-token file)",
+        )
+        .into_response()
+    }
+}
+
+/// For agents' calls: the join token or the API token.
+async fn require_agent_token(State(server): State<Server>, req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(ebb_core::api::AUTH_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let joined = server
+        .join_token()
+        .is_some_and(|t| auth::authorized(header, t));
+    if joined || auth::authorized(header, server.token()) {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong join token: start the agent with `--token` set to the server's data dir join-token file",
         )
         .into_response()
     }

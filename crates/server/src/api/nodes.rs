@@ -28,7 +28,20 @@ pub async fn sync(
             req.node.name
         )));
     }
-    if server.nodes().heartbeat(&req.node, Instant::now()) {
+    let (changed, returned) = server.nodes().heartbeat(&req.node, Instant::now());
+    if returned {
+        server.record(
+            Event::new(
+                now_ms(),
+                EventKind::NodeReturned,
+                format!(
+                    "node {name} is back; instances replaced while it was down are stopped there"
+                ),
+            )
+            .node(&name),
+        );
+    }
+    if changed {
         let known = server.store().get(&keys::node(&name))?.is_some();
         server
             .store()
@@ -116,4 +129,53 @@ fn response_for(
             .filter(|a| a.node == node)
             .collect(),
     }
+}
+
+/// `GET /v1/nodes`: every node that ever joined, with its state and what is placed on it.
+pub async fn list(State(server): State<Server>) -> ApiResult<Vec<ebb_core::api::NodeView>> {
+    Ok(Json(views(&server, Instant::now())?))
+}
+
+/// The nodes as `ebb nodes` shows them, sorted by name.
+pub fn views(server: &Server, now: Instant) -> Result<Vec<ebb_core::api::NodeView>, StoreError> {
+    use ebb_core::api::{NodeInfo, NodeView};
+    let (kvs, _) = server.store().list(keys::NODES)?;
+    let infos: Vec<NodeInfo> = kvs.iter().map(keys::decode).collect::<Result<_, _>>()?;
+    let (assignments, _) = keys::assignments(server.store())?;
+    let heartbeats = server.nodes().last_heartbeats();
+    let mut views: Vec<NodeView> = infos
+        .into_iter()
+        .map(|info| {
+            let placed = assignments.iter().filter(|a| {
+                a.value.node == info.name && a.value.desired == ebb_core::DesiredState::Run
+            });
+            let (mut cpu, mut memory, mut count) = (0u64, 0u64, 0u32);
+            for a in placed {
+                let r = &a.value.spec.resources;
+                cpu += u64::from(r.cpu_millis.unwrap_or(0));
+                memory += r.memory_bytes.unwrap_or(0);
+                count += 1;
+            }
+            let age = heartbeats
+                .get(&info.name)
+                .map(|at| now.saturating_duration_since(*at));
+            let usage = server.nodes().last_node_usage(&info.name);
+            NodeView {
+                state: crate::nodes::state_of(age, now.saturating_duration_since(server.started())),
+                address: info.address,
+                cpu_millis: info.cpu_millis,
+                memory_bytes: info.memory_bytes,
+                reserved_cpu_millis: cpu,
+                reserved_memory_bytes: memory,
+                used_cpu_cores: usage.as_ref().map(|u| u.cpu_cores),
+                used_memory_bytes: usage.map(|u| u.memory_bytes),
+                instances: count,
+                heartbeat_age_ms: age.map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
+                labels: info.labels,
+                name: info.name,
+            }
+        })
+        .collect();
+    views.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(views)
 }
