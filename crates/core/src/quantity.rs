@@ -123,7 +123,7 @@ pub fn format_size(bytes: u64) -> String {
 
 /// CPU as written in a deploy file: whole cores as `2`, else millicores as `1930m`.
 pub fn format_cpu_millis(millis: u32) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")

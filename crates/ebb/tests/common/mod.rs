@@ -2,6 +2,8 @@
 //! foreground) on a fresh data dir and an ephemeral API port.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,6 +18,8 @@ pub struct Ebb {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     options: Vec<String>,
+    /// The command and its options: `up` (with a local node) or `server`.
+    role: Vec<String>,
 }
 
 impl Ebb {
@@ -28,13 +32,35 @@ impl Ebb {
     pub fn up_with(files: &[&Path], options: &[&str]) -> Ebb {
         let dir = tempfile::tempdir().expect("tempdir");
         let options = options.iter().map(|s| s.to_string()).collect();
+        let role = ["up", "--listen", "127.0.0.1:0", "--node-name", "test-node"];
         let mut ebb = Ebb {
             dir,
             child: None,
             options,
+            role: role.iter().map(|s| s.to_string()).collect(),
         };
         ebb.start(files);
         ebb
+    }
+
+    /// Starts `ebb server` (no local node) on `127.0.0.1:port` and waits until its API answers;
+    /// restarts reuse the port, so that agents find it again.
+    pub fn server(port: u16) -> Ebb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listen = format!("127.0.0.1:{port}");
+        let mut ebb = Ebb {
+            dir,
+            child: None,
+            options: Vec::new(),
+            role: vec!["server".into(), "--listen".into(), listen],
+        };
+        ebb.start(&[]);
+        ebb
+    }
+
+    /// The token agents join this server with.
+    pub fn join_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("join-token")).expect("join-token file")
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -50,13 +76,7 @@ impl Ebb {
             .open(self.dir.path().join("ebb-up.log"))
             .expect("log file");
         let mut cmd = Command::new(EBB);
-        cmd.arg("--data-dir").arg(self.data_dir()).args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--node-name",
-            "test-node",
-        ]);
+        cmd.arg("--data-dir").arg(self.data_dir()).args(&self.role);
         cmd.args(&self.options)
             .args(files)
             .stdin(Stdio::null())

@@ -1,0 +1,246 @@
+//! Many nodes on one machine: an `ebb server` and `ebb agent`s as separate processes, each
+//! agent advertising its own 127.0.0.x address. kill -9 of an agent and its instances stands for
+//! a lost machine, SIGSTOP/SIGCONT of an agent for a partition (issue 5).
+
+mod common;
+
+use common::agent::Agent;
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A server and `n` agents named `<prefix>-1..n` on 127.0.0.2.. (node names are unique per
+/// test: instances are found by their `EBB_NODE`).
+fn cluster(prefix: &str, n: usize) -> (Ebb, Vec<Agent>, u16) {
+    let port = free_port();
+    let server = Ebb::server(port);
+    let token = server.join_token();
+    let addr = format!("127.0.0.1:{port}");
+    let agents = (1..=n)
+        .map(|i| {
+            Agent::join(
+                &addr,
+                &token,
+                &format!("{prefix}-{i}"),
+                &format!("127.0.0.{}", i + 1),
+            )
+        })
+        .collect();
+    (server, agents, port)
+}
+
+fn nodes(server: &Ebb) -> Vec<Value> {
+    serde_json::from_str(&server.ok(&["nodes", "--json"])).expect("nodes --json is JSON")
+}
+
+fn routed_service(name: &str, n: u32, port: u16) -> String {
+    app_service(name, n, &format!("port = {port}"))
+}
+
+/// Ready instances per node.
+fn per_node(server: &Ebb, service: &str) -> BTreeMap<String, usize> {
+    let mut by = BTreeMap::new();
+    for i in server.ready(service) {
+        *by.entry(i["node"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    by
+}
+
+#[test]
+fn agents_join_with_the_token_and_instances_run_on_their_addresses() {
+    let (server, agents, port) = cluster("join", 3);
+    // A wrong token is refused with a clear message, and changes nothing.
+    let out = std::process::Command::new(EBB)
+        .args(["--data-dir"])
+        .arg(server.dir.path().join("intruder"))
+        .args([
+            "agent",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--name",
+            "intruder",
+        ])
+        .env("EBB_JOIN_TOKEN", "wrong")
+        .output()
+        .expect("run agent");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused the join token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = nodes(&server);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for (n, a) in listed.iter().zip(&agents) {
+        assert_eq!(n["name"], a.name.as_str());
+        assert_eq!(n["address"], a.advertise.as_str());
+        assert_eq!(n["state"], "ready");
+        assert!(n["cpu_millis"].as_u64().unwrap() > 0);
+    }
+    // The join token does not open the rest of the API.
+    let api = format!("127.0.0.1:{port}");
+    let status = std::process::Command::new(EBB)
+        .args(["--addr", &api, "ps"])
+        .env("EBB_TOKEN", server.join_token())
+        .output()
+        .expect("ps");
+    assert!(
+        !status.status.success(),
+        "the join token must not list instances"
+    );
+
+    let lb = free_port();
+    let file = deploy_file(server.dir.path(), "web.toml", &routed_service("web", 3, lb));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    let ready = server.wait_ready("web", 3, Duration::from_secs(20));
+    for i in &ready {
+        let node = i["node"].as_str().unwrap();
+        let agent = agents
+            .iter()
+            .find(|a| a.name == node)
+            .expect("a known node");
+        let addr = i["addr"].as_str().unwrap();
+        assert!(
+            addr.starts_with(&format!("{}:", agent.advertise)),
+            "{addr} on {node}"
+        );
+    }
+    assert_eq!(per_node(&server, "web").len(), 3, "one instance per node");
+    let (status, body) = http_get(&format!("127.0.0.1:{lb}"), "/").expect("answer via the router");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_lost_node_is_replaced_with_no_failed_request() {
+    let (server, mut agents, _) = cluster("lost", 3);
+    let lb = free_port();
+    let file = deploy_file(server.dir.path(), "web.toml", &routed_service("web", 3, lb));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    server.wait_ready("web", 3, Duration::from_secs(20));
+    let load = LoadGen::start(&format!("127.0.0.1:{lb}"), 4);
+    std::thread::sleep(Duration::from_millis(500));
+    let lost = agents.remove(0);
+    let lost_name = lost.name.clone();
+    let mut lost = lost;
+    lost.lose_machine();
+    // The node is down after 3 s of silence and its instance replaced elsewhere.
+    wait_until(
+        "the lost instance to be replaced",
+        Duration::from_secs(15),
+        || {
+            let by = per_node(&server, "web");
+            (by.values().sum::<usize>() == 3 && !by.contains_key(&lost_name)).then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, failures) = load.finish();
+    assert!(ok > 100, "the load ran: {ok}");
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    let listed = nodes(&server);
+    let state = |name: &str| {
+        listed
+            .iter()
+            .find(|n| n["name"] == name)
+            .map(|n| n["state"].clone())
+    };
+    assert_eq!(state(&lost_name), Some("down".into()));
+    let events = server.ok(&["events"]);
+    assert!(
+        events.contains(&format!("node {lost_name} is down")),
+        "{events}"
+    );
+    assert!(
+        events.contains(&format!("lost with node {lost_name}")),
+        "{events}"
+    );
+}
+
+#[test]
+fn a_frozen_node_stops_what_was_replaced_when_it_thaws() {
+    let (server, agents, _) = cluster("frozen", 3);
+    let lb = free_port();
+    let file = deploy_file(server.dir.path(), "web.toml", &routed_service("web", 3, lb));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    server.wait_ready("web", 3, Duration::from_secs(20));
+    let frozen = &agents[0];
+    let before = frozen.instance_pids();
+    assert_eq!(before.len(), 1, "one instance on {}", frozen.name);
+    // A partition: the agent is silent, its instance still runs.
+    frozen.signal(Signal::SIGSTOP);
+    wait_until("a replacement elsewhere", Duration::from_secs(15), || {
+        let by = per_node(&server, "web");
+        (by.values().sum::<usize>() == 3 && !by.contains_key(&frozen.name)).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(5)); // frozen ~10 s in all
+    assert!(alive(before[0]), "still running while its agent is frozen");
+    frozen.signal(Signal::SIGCONT);
+    // Back: the replaced instance is no longer its assignment, so it is stopped there.
+    wait_until("the duplicate to stop", Duration::from_secs(20), || {
+        (!alive(before[0])).then_some(())
+    });
+    let total: usize = agents.iter().map(|a| a.instance_pids().len()).sum();
+    assert_eq!(total, 3, "exactly the desired count runs");
+    assert_eq!(server.ps(Some("web")).len(), 3);
+    let listed = nodes(&server);
+    assert!(listed.iter().all(|n| n["state"] == "ready"), "{listed:?}");
+    assert!(server
+        .ok(&["events"])
+        .contains(&format!("node {} is back", frozen.name)));
+}
+
+#[test]
+fn restarting_an_agent_or_the_server_restarts_no_instance() {
+    let (mut server, mut agents, port) = cluster("restart", 2);
+    let file = deploy_file(server.dir.path(), "web.toml", &app_service("web", 4, ""));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    let pids = |server: &Ebb| -> BTreeMap<String, u64> {
+        server
+            .wait_ready("web", 4, Duration::from_secs(20))
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_str().unwrap().to_string(),
+                    i["pid"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = pids(&server);
+
+    // An agent killed and started again adopts its instances.
+    agents[0].crash();
+    agents[0].start();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        pids(&server),
+        before,
+        "an agent restart restarted something"
+    );
+
+    // The server killed and started again on the same data dir and port.
+    server.crash();
+    std::thread::sleep(Duration::from_secs(2));
+    server.start(&[]);
+    // Past the time after which a silent node would be down.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        pids(&server),
+        before,
+        "a server restart restarted something"
+    );
+    let all: Vec<u64> = agents.iter().flat_map(|a| a.instance_pids()).collect();
+    assert_eq!(all.len(), 4, "no duplicate started");
+    assert!(
+        !server.ok(&["events"]).contains("is down"),
+        "no node was taken for down"
+    );
+    let _ = port;
+}
