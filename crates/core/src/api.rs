@@ -97,6 +97,9 @@ pub struct ServiceView {
     /// For an autoscaled service: why the autoscaler last chose `desired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscale_reason: Option<String>,
+    /// Why an instance of it could not be placed (`no node fits: 2 insufficient cpu`), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
     pub spec: ServiceSpec,
 }
 

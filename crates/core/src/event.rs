@@ -42,6 +42,9 @@ pub enum EventKind {
     RouterListening,
     #[serde(rename = "node.joined")]
     NodeJoined,
+    /// An instance could not be placed: no node fits (the reason says why per node).
+    #[serde(rename = "instance.pending")]
+    InstancePending,
     /// A node stopped heartbeating: its instances are replaced elsewhere.
     #[serde(rename = "node.down")]
     NodeDown,
@@ -75,6 +78,7 @@ impl EventKind {
             EventKind::InstanceDraining => "instance.draining",
             EventKind::RouterListening => "router.listening",
             EventKind::NodeJoined => "node.joined",
+            EventKind::InstancePending => "instance.pending",
             EventKind::NodeDown => "node.down",
             EventKind::NodeReturned => "node.returned",
             EventKind::ServerStarted => "server.started",

@@ -244,3 +244,54 @@ fn restarting_an_agent_or_the_server_restarts_no_instance() {
     );
     let _ = port;
 }
+
+#[test]
+fn reservations_are_never_exceeded_and_what_does_not_fit_is_pending_with_a_reason() {
+    let port = free_port();
+    let server = Ebb::server(port);
+    let (addr, token) = (format!("127.0.0.1:{port}"), server.join_token());
+    let _agents: Vec<Agent> = (1..=3)
+        .map(|i| {
+            let (name, ip) = (format!("fit-{i}"), format!("127.0.0.{}", i + 1));
+            Agent::join_with(
+                &addr,
+                &token,
+                &name,
+                &ip,
+                &["--cpu", "1", "--memory", "1Gi"],
+            )
+        })
+        .collect();
+    let big = "[services.big.resources]\ncpu = 0.8\nmemory = \"256MiB\"\n";
+    let file = deploy_file(server.dir.path(), "big.toml", &app_service("big", 4, big));
+    server.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    server.wait_ready("big", 3, Duration::from_secs(20));
+    let reason = "no node fits: 3 insufficient cpu";
+    let status: Value = wait_until("the pending reason", Duration::from_secs(10), || {
+        let s: Value = serde_json::from_str(&server.ok(&["status", "--json"])).ok()?;
+        (s["services"][0]["pending_reason"] == reason).then_some(s)
+    });
+    assert_eq!(
+        status["services"][0]["running"], 3,
+        "the 4th was not placed: {status}"
+    );
+    for n in nodes(&server) {
+        assert!(
+            n["reserved_cpu_millis"].as_u64() <= n["cpu_millis"].as_u64(),
+            "{n}"
+        );
+        assert_eq!(n["reserved_cpu_millis"], 800, "one per node: {n}");
+    }
+    assert!(server
+        .ok(&["events"])
+        .contains(&format!("an instance of big is pending: {reason}")));
+    // Room again: the reason goes.
+    server.ok(&["scale", "big", "3"]);
+    wait_until("the reason to clear", Duration::from_secs(10), || {
+        let s: Value = serde_json::from_str(&server.ok(&["status", "--json"])).ok()?;
+        s["services"][0]
+            .get("pending_reason")
+            .is_none()
+            .then_some(())
+    });
+}

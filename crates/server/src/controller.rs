@@ -59,6 +59,8 @@ struct Pass {
     forgotten: Vec<String>,
     /// A drain was started in this pass.
     draining: bool,
+    /// Services with an instance that no node could take, and why.
+    pending: BTreeMap<String, String>,
 }
 
 /// One pass over every service and every instance. Returns whether drains are in progress
@@ -128,6 +130,16 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
     }
     for id in &pass.forgotten {
         server.forget_status(id);
+    }
+    for (service, why) in server.note_pending(std::mem::take(&mut pass.pending)) {
+        pass.events.push(
+            Event::new(
+                now_ms(),
+                EventKind::InstancePending,
+                format!("an instance of {service} is pending: {why}"),
+            )
+            .service(&service),
+        );
     }
     server.record_all(pass.events);
     Ok(!drains.is_empty() || pass.draining)
@@ -335,12 +347,12 @@ fn finish_drains(
 }
 
 fn create_instance(spec: &ServiceSpec, version: &str, placer: &mut Placer, pass: &mut Pass) {
-    let Some(node) = placer.pick() else {
-        tracing::debug!(
-            service = spec.name,
-            "no live node to place an instance on yet"
-        );
-        return;
+    let node = match placer.pick(spec) {
+        Ok(node) => node,
+        Err(why) => {
+            pass.pending.insert(spec.name.clone(), why.to_string());
+            return;
+        }
     };
     let id = format!("{}-{:08x}", spec.name, rand::thread_rng().gen::<u32>());
     let assignment = Assignment {
@@ -390,33 +402,74 @@ fn request_stop(a: &Versioned<Assignment>, reason: &str, pass: &mut Pass) {
     );
 }
 
-/// Chooses nodes for new instances: the live node with the fewest running instances.
-/// (A scheduler with reservations replaces this when ebb spans many nodes.)
+/// Chooses nodes for new instances with the scheduler (`ebb-scheduler`): ready nodes with room
+/// for the instance's reservation, the best scored (bin-pack, spread across nodes per service).
+/// Built once per pass from the nodes the store knows and the reservations of every instance
+/// that should run; each placement reserves its share, so one pass never overcommits a node.
 struct Placer {
-    load: BTreeMap<String, usize>,
+    cluster: ebb_scheduler::Cluster,
+    seed: u64,
 }
 
 impl Placer {
     fn new(server: &Server, by_service: &BTreeMap<String, Vec<Versioned<Assignment>>>) -> Placer {
-        let mut load: BTreeMap<String, usize> = server
-            .nodes()
-            .live(Instant::now())
-            .into_iter()
-            .map(|n| (n, 0))
-            .collect();
-        for a in by_service.values().flatten() {
-            if a.value.desired == DesiredState::Run {
-                if let Some(n) = load.get_mut(&a.value.node) {
-                    *n += 1;
-                }
+        let now = Instant::now();
+        let uptime = now.saturating_duration_since(server.started());
+        let heartbeats = server.nodes().last_heartbeats();
+        let mut cluster = ebb_scheduler::Cluster::new();
+        for info in keys::nodes(server.store()).unwrap_or_default() {
+            let age = heartbeats
+                .get(&info.name)
+                .map(|at| now.saturating_duration_since(*at));
+            let state = match crate::nodes::state_of(age, uptime) {
+                ebb_core::api::NodeState::Ready => ebb_scheduler::NodeState::Ready,
+                ebb_core::api::NodeState::Suspect => ebb_scheduler::NodeState::Suspect,
+                ebb_core::api::NodeState::Down => ebb_scheduler::NodeState::Down,
+                ebb_core::api::NodeState::Draining => ebb_scheduler::NodeState::Draining,
+            };
+            let capacity =
+                ebb_scheduler::Resources::new(u64::from(info.cpu_millis), info.memory_bytes);
+            let mut node = ebb_scheduler::Node::new(info.name.clone(), capacity).state(state);
+            node.labels = info.labels;
+            if let Err(e) = cluster.add_node(node) {
+                tracing::debug!(node = info.name, "not schedulable: {e}");
             }
         }
-        Placer { load }
+        for a in by_service.values().flatten() {
+            if a.value.desired != DesiredState::Run {
+                continue;
+            }
+            let Some(id) = cluster.node_id(&a.value.node) else {
+                continue;
+            };
+            // A node that lost capacity may hold more than it offers now: it takes nothing new.
+            let need = reservation(&a.value.spec);
+            if cluster.reserve(id, &a.value.service, need).is_err() {
+                let full = cluster.node(id).map(|n| n.free()).unwrap_or_default();
+                let _ = cluster.reserve(id, &a.value.service, full);
+            }
+        }
+        let seed = server.store().revision().unwrap_or(0);
+        Placer { cluster, seed }
     }
 
-    fn pick(&mut self) -> Option<String> {
-        let (node, n) = self.load.iter_mut().min_by_key(|(_, n)| **n)?;
-        *n += 1;
-        Some(node.clone())
+    /// The node for a new instance of `spec`, its reservation taken; or why none fits.
+    fn pick(&mut self, spec: &ServiceSpec) -> Result<String, ebb_scheduler::Unplaceable> {
+        let request = ebb_scheduler::Request::new(spec.name.clone(), reservation(spec));
+        self.seed = self.seed.wrapping_add(1);
+        let id = self.cluster.place_and_reserve(&request, self.seed)?;
+        Ok(self
+            .cluster
+            .node(id)
+            .map(|n| n.name().to_string())
+            .unwrap_or_default())
     }
+}
+
+/// What an instance of `spec` reserves on its node (nothing for an unset resource).
+fn reservation(spec: &ServiceSpec) -> ebb_scheduler::Resources {
+    ebb_scheduler::Resources::new(
+        u64::from(spec.resources.cpu_millis.unwrap_or(0)),
+        spec.resources.memory_bytes.unwrap_or(0),
+    )
 }

@@ -98,6 +98,12 @@ pub fn services(store: &dyn KvStore) -> Result<Vec<Versioned<ServiceSpec>>, Stor
         .collect()
 }
 
+/// Every node that ever joined, as it last described itself.
+pub fn nodes(store: &dyn KvStore) -> Result<Vec<ebb_core::api::NodeInfo>, StoreError> {
+    let (kvs, _) = store.list(NODES)?;
+    kvs.iter().map(decode).collect()
+}
+
 pub fn get_service(
     store: &dyn KvStore,
     name: &str,

@@ -53,6 +53,8 @@ struct Inner {
     router: std::sync::OnceLock<routing::Router>,
     /// The autoscaler's last reason per service, for `ebb status` and `ebb ps`.
     autoscale_reasons: Mutex<HashMap<String, String>>,
+    /// Why a service's instances could not all be placed, as last reported.
+    pending: Mutex<HashMap<String, String>>,
 }
 
 impl Server {
@@ -78,6 +80,7 @@ impl Server {
                 logs,
                 router: std::sync::OnceLock::new(),
                 autoscale_reasons: Mutex::new(HashMap::new()),
+                pending: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -98,6 +101,28 @@ impl Server {
     /// The join token, if agents may join with one.
     pub fn join_token(&self) -> Option<&str> {
         self.inner.join_token.get().map(String::as_str)
+    }
+
+    /// Replaces the services that have unplaceable instances; returns those whose reason is
+    /// new or changed (an event each, not one per controller pass).
+    pub fn note_pending(
+        &self,
+        now: std::collections::BTreeMap<String, String>,
+    ) -> Vec<(String, String)> {
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = now
+            .iter()
+            .filter(|(service, why)| pending.get(*service) != Some(*why))
+            .map(|(s, w)| (s.clone(), w.clone()))
+            .collect();
+        *pending = now.into_iter().collect();
+        changed
+    }
+
+    /// Why `service` has an instance no node could take, if it has.
+    pub fn pending_reason(&self, service: &str) -> Option<String> {
+        let pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.get(service).cloned()
     }
 
     pub fn record(&self, event: Event) {

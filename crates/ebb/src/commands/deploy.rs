@@ -57,6 +57,9 @@ fn progress_line(views: &[&ServiceView]) -> String {
             if v.outdated > 0 {
                 s.push_str(&format!(", {} to replace", v.outdated));
             }
+            if let Some(why) = &v.pending_reason {
+                s.push_str(&format!(" (pending: {why})"));
+            }
             s
         })
         .collect::<Vec<_>>()

@@ -52,6 +52,7 @@ pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
                 v.outdated.to_string(),
                 v.version.clone(),
                 autoscale_column(v),
+                v.pending_reason.clone().unwrap_or_else(|| "-".to_string()),
             ]
         })
         .collect();
@@ -64,6 +65,7 @@ pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
             "OUTDATED",
             "VERSION",
             "AUTOSCALE",
+            "PENDING",
         ],
         &rows,
     );

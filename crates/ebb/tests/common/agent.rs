@@ -16,13 +16,26 @@ pub struct Agent {
     pub child: Option<Child>,
     server: String,
     token: String,
+    options: Vec<String>,
 }
 
 impl Agent {
     /// Starts `ebb agent` joining the server at `server` (host:port) as node `name`, and waits
     /// until it has joined.
     pub fn join(server: &str, token: &str, name: &str, advertise: &str) -> Agent {
+        Agent::join_with(server, token, name, advertise, &[])
+    }
+
+    /// [`Agent::join`] with more `ebb agent` options (`--cpu 1`), kept for restarts.
+    pub fn join_with(
+        server: &str,
+        token: &str,
+        name: &str,
+        advertise: &str,
+        options: &[&str],
+    ) -> Agent {
         let mut agent = Agent {
+            options: options.iter().map(|o| o.to_string()).collect(),
             name: name.to_string(),
             advertise: advertise.to_string(),
             dir: tempfile::tempdir().expect("tempdir"),
@@ -55,6 +68,7 @@ impl Agent {
             .arg(self.data_dir())
             .args(["agent", "--server", &self.server, "--name", &self.name])
             .args(["--advertise", &self.advertise])
+            .args(&self.options)
             .env("EBB_JOIN_TOKEN", &self.token)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

@@ -348,6 +348,7 @@ pub fn service_views(server: &Server) -> Result<Vec<ServiceView>, ApiError> {
                 ready,
                 outdated,
                 autoscale_reason: server.autoscale_reason(&spec.name),
+                pending_reason: server.pending_reason(&spec.name),
                 spec,
             }
         })
