@@ -97,12 +97,14 @@ try:
         ebb.cli("stop", name)
     overhead = [c - o for c, o in zip(cold, own)]
 
-    # 2. Reaction to a 4x step: 2 -> 8 clients on /slow?ms=100 with a target of 2 in flight each.
+    # 2. Reaction to a 4x step: 2 -> 8 clients on /slow?ms=100 with a target of 2.5 in flight
+    #    each: the base (2 in flight, 0.8 of one instance's target) stays within tolerance at 1
+    #    instance, and the step asks for 8 / 2.5 -> 4.
     reactions, serving = [], []
     for r in range(ROUNDS):
         port = free_port(); name = f"step{r}"
         path = f"{ebb.dir}/{name}.toml"
-        open(path, "w").write(service(name, port, 'min = 1\nmax = 8\nconcurrency = 2\n'))
+        open(path, "w").write(service(name, port, 'min = 1\nmax = 8\nconcurrency = 2.5\n'))
         ebb.cli("deploy", path)
         url = f"http://127.0.0.1:{port}/slow?ms=100"
         base = subprocess.Popen(["wrk", "-t1", "-c2", "-d15s", url], stdout=subprocess.DEVNULL)

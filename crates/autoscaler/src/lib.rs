@@ -41,7 +41,7 @@ mod state;
 mod target;
 mod validate;
 
-pub use burst::{burst, Reading, MIN_BURST_SPAN};
+pub use burst::{burst, Reading, BURST_FACTOR, BURST_READINGS, MIN_BURST_SPAN};
 pub use config::{
     Band, Bounds, Change, Config, Metric, Policy, ScaleUpLimit, Targets, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_PANIC_THRESHOLD, DEFAULT_PANIC_WINDOW, DEFAULT_SCALE_DOWN_DELAY,

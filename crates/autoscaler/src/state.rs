@@ -21,6 +21,8 @@ pub struct State {
     pub(crate) panic_last: Option<Duration>,
     /// Highest count asked for during the current panic (Knative's `maxPanicPods`).
     pub(crate) panic_max: u32,
+    /// Burst readings over the threshold in a row, and when the last one was taken.
+    pub(crate) burst_streak: (u32, Option<Duration>),
     /// Recommendations of the last `scale_down_delay`, oldest first.
     pub(crate) recommendations: VecDeque<(Duration, u32)>,
     /// Instances added, and when, over the last scale-up period, oldest first.

@@ -5,7 +5,7 @@
 //!
 //! A request that arrives at a service with no ready instance wakes the loop at once (the
 //! router's demand signal), so a service at zero starts its first instance without waiting for
-//! the next tick. Between ticks, every [`BURST_CHECK`] the load since the last sample goes to
+//! the next tick. Between ticks, every [`BURST_CHECK`] the load of the last half second goes to
 //! the policy's burst check ([`ebb_autoscaler::burst`]): a step of load enters panic mode
 //! within a second instead of the 2 s the panic window takes to average a 4× step in.
 
@@ -24,11 +24,17 @@ use tokio::sync::watch;
 /// The span of one sample: the router is sampled every second.
 const SAMPLE_SPAN: Duration = crate::traffic::SAMPLE_INTERVAL;
 
-/// How often the load since the last sample is checked for a burst: every 250 ms from
-/// [`ebb_autoscaler::MIN_BURST_SPAN`] after each sample (at +500 ms and +750 ms of each second),
-/// so a step is seen at most ~750 ms after it starts. Reads a few atomics per autoscaled
-/// service; nothing when none is.
+/// How often the load of the last [`BURST_SPAN`] is checked for a burst: 4 times a second, each
+/// reading overlapping the one before, so that a step is seen within a check of the moment it
+/// dominates the span. Copies a few counters per autoscaled service;
+/// nothing when none is.
 const BURST_CHECK: Duration = Duration::from_millis(250);
+/// The span of a burst reading: the check two before, half a second ago less the timer's
+/// jitter (a mark taken 499.9 ms ago must count, or the reading falls back to 750 ms).
+const BURST_SPAN: Duration = Duration::from_millis(450);
+/// Counter snapshots kept per service for the burst readings: enough to find one at least
+/// [`BURST_SPAN`] old.
+const BURST_MARKS: usize = 4;
 
 /// A service's summed use over reservation, per resource.
 struct Usage {
@@ -50,6 +56,8 @@ struct Scaled {
     state: State,
     /// The last decision's reason, shown by `ebb status`.
     last_reason: Option<String>,
+    /// The router's counters at the last few burst checks, oldest first, with their identity.
+    marks: std::collections::VecDeque<(usize, ebb_router::metrics::Snapshot)>,
 }
 
 /// The loop's state across ticks; the decisions themselves are pure.
@@ -99,6 +107,7 @@ impl Autoscaler {
                     config,
                     state: State::default(),
                     last_reason: None,
+                    marks: std::collections::VecDeque::with_capacity(BURST_MARKS),
                 };
                 self.services.insert(v.value.name.clone(), scaled);
             }
@@ -161,13 +170,29 @@ impl Autoscaler {
         Ok(())
     }
 
-    /// Between ticks: services whose load since the last sample calls for panic scale at once.
-    /// Reads the store only for a service that scales.
+    /// Between ticks: services whose load over the last half second calls for panic, reading
+    /// after reading, scale at once. Reads the store only for a service that scales.
     pub fn burst(&mut self) -> Result<(), StoreError> {
         let now = self.now();
         let mut scaling = Vec::new();
         for (name, s) in self.services.iter_mut() {
-            let Some(w) = self.router.service_since_sample(name) else {
+            let Some((identity, snapshot)) = self.router.service_snapshot(name) else {
+                s.marks.clear();
+                continue;
+            };
+            // A rebuilt listener has new counters: older marks cannot be compared with them.
+            s.marks.retain(|(id, _)| *id == identity);
+            let since = s
+                .marks
+                .iter()
+                .rev()
+                .find(|(_, m)| snapshot.at.duration_since(m.at) >= BURST_SPAN)
+                .map(|(_, m)| snapshot.since(m));
+            if s.marks.len() == BURST_MARKS {
+                s.marks.pop_front();
+            }
+            s.marks.push_back((identity, snapshot));
+            let Some(w) = since else {
                 continue;
             };
             let ready = self.router.routed_count(name).unwrap_or(0);
@@ -315,11 +340,8 @@ pub async fn run(server: Server, router: Router, mut shutdown: watch::Receiver<b
         if *shutdown.borrow() {
             return;
         }
-        match pass {
-            // Burst checks follow the samples: the first comes once a reading is long enough.
-            Pass::Tick => bursts.reset_after(ebb_autoscaler::MIN_BURST_SPAN),
-            Pass::Burst if lock(&autoscaler).is_idle() => continue,
-            _ => {}
+        if pass == Pass::Burst && lock(&autoscaler).is_idle() {
+            continue;
         }
         let (a, server) = (autoscaler.clone(), server.clone());
         let pass = tokio::task::spawn_blocking(move || {

@@ -13,7 +13,7 @@ use crate::{now_ms, Server};
 use ebb_core::traffic::{InstanceTraffic, ServiceTraffic, Traffic};
 use ebb_core::{Assignment, DesiredState, Event, EventKind, Protocol, ServiceSpec};
 use ebb_router::http::{Proxy, ProxyConfig, Stop};
-use ebb_router::metrics::Window;
+use ebb_router::metrics::{Snapshot, Window};
 use ebb_router::{Algorithm, Endpoint, Endpoints};
 use ebb_store::StoreError;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -150,15 +150,13 @@ impl Router {
         lock(&self.inner.history).services.window(service, span)
     }
 
-    /// A routed service's metrics from its last sample to now (the autoscaler's burst check);
-    /// None when it has no listener or no sample yet.
-    pub fn service_since_sample(&self, service: &str) -> Option<Window> {
+    /// A routed service's counters now, with the identity of the counters read (a rebuilt
+    /// listener has new ones): the autoscaler's burst check takes differences of these.
+    pub fn service_snapshot(&self, service: &str) -> Option<(usize, Snapshot)> {
         let services = lock(&self.inner.services);
         let routed = services.get(service)?;
         let identity = Arc::as_ptr(&routed.endpoints) as usize;
-        let history = lock(&self.inner.history);
-        let newest = history.services.newest(service, identity)?;
-        Some(routed.endpoints.snapshot(Instant::now()).since(newest))
+        Some((identity, routed.endpoints.snapshot(Instant::now())))
     }
 
     /// Instances `service`'s load balancer routes to now; None when it has no listener.

@@ -49,11 +49,6 @@ impl Series {
         self.samples.push_back(sample);
     }
 
-    /// The newest sample, if it read the counters with `identity`.
-    pub fn newest(&self, identity: usize) -> Option<&Snapshot> {
-        (identity == self.identity).then(|| self.samples.back())?
-    }
-
     /// The window ending at the newest sample and starting at the latest one taken at least
     /// `span` before it (samples are about a second apart, so the window is `span` or a little
     /// more, never less — a shorter one could be empty). A series younger than `span` counts
@@ -86,11 +81,6 @@ impl History {
 
     pub fn window(&self, name: &str, span: Duration) -> Option<Window> {
         self.series.get(name)?.window(span)
-    }
-
-    /// The newest sample of `name`'s series, if it read the counters with `identity`.
-    pub fn newest(&self, name: &str, identity: usize) -> Option<&Snapshot> {
-        self.series.get(name)?.newest(identity)
     }
 
     /// Keeps only the series `keep` accepts.
@@ -187,22 +177,6 @@ mod tests {
         h.push("web-1", 2, sample(at(t0, 20), 5));
         let w = h.window("web-1", Duration::from_secs(10)).unwrap();
         assert_eq!(w.requests, 5, "no negative or stale rate");
-    }
-
-    #[test]
-    fn the_newest_sample_is_given_only_for_the_same_counters() {
-        let t0 = Instant::now();
-        let mut h = History::default();
-        h.push("web", 1, sample(at(t0, 1), 10));
-        h.push("web", 1, sample(at(t0, 2), 30));
-        let newest = h.newest("web", 1).expect("a sample");
-        assert_eq!(newest.responses[1], 30);
-        // Live counters read half a second later give the load since that sample.
-        let live = sample(at(t0, 2) + Duration::from_millis(500), 80);
-        let w = live.since(newest);
-        assert_eq!((w.span, w.requests), (Duration::from_millis(500), 50));
-        assert!(h.newest("web", 2).is_none(), "other counters: no baseline");
-        assert!(h.newest("api", 1).is_none());
     }
 
     #[test]
