@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Failover figures for BENCHMARKS.md (issue 5), on the release binary, loopback only: an
+# `ebb server` and three `ebb agent`s (127.0.0.2-4) as separate processes, a service of 3
+# instances behind the router under constant keep-alive load (wrk, 4 connections); then kill -9
+# of one agent and of its instance (a lost machine). Reports, per round, the time from the kill
+# to the replacement ready (`ebb ps`: 3 ready, none on the lost node) and the failed requests
+# (wrk's non-2xx responses and socket errors). Installs wrk from Debian when missing.
+# Usage: bench/failover.sh [ROUNDS]   (default 5)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-5}
+if ! command -v wrk >/dev/null; then
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  timeout 300 $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive timeout 600 $SUDO apt-get install -y -qq wrk >/dev/null
+fi
+timeout 900 cargo build --release --quiet -p ebb
+EBB=$PWD/target/release/ebb
+exec python3 - "$EBB" "$ROUNDS" <<'PY'
+import json, os, re, signal, socket, statistics, subprocess, sys, tempfile, time
+
+EBB, ROUNDS = sys.argv[1], int(sys.argv[2])
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+def wait(what, pred, limit=30.0):
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        v = pred()
+        if v: return v
+        time.sleep(0.02)
+    raise SystemExit(f"timed out waiting for {what}")
+
+def kill_node_instances(name):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit(): continue
+        try: env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        except OSError: continue
+        if f"EBB_NODE={name}".encode() in env:
+            try: os.kill(int(pid), signal.SIGKILL)
+            except OSError: pass
+
+times, failed, total = [], [], []
+for r in range(ROUNDS):
+    work = tempfile.mkdtemp(prefix="ebb-failover-")
+    api = free_port(); lb = free_port()
+    env = dict(os.environ, EBB_ADDR=f"127.0.0.1:{api}")
+    cli = lambda *a: subprocess.run([EBB, "--data-dir", f"{work}/s", *a], env=env, capture_output=True, text=True, check=True).stdout
+    procs = [subprocess.Popen([EBB, "--data-dir", f"{work}/s", "server", "--listen", f"127.0.0.1:{api}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    wait("the server", lambda: os.path.exists(f"{work}/s/join-token") and os.path.exists(f"{work}/s/api.addr"))
+    token = open(f"{work}/s/join-token").read().strip()
+    names = [f"r{r}-n{i}" for i in (1, 2, 3)]
+    agents = {}
+    for i, name in enumerate(names):
+        agents[name] = subprocess.Popen([EBB, "--data-dir", f"{work}/{name}", "agent", "--server", f"127.0.0.1:{api}",
+                                         "--name", name, "--advertise", f"127.0.0.{i + 2}"],
+                                        env=dict(env, EBB_JOIN_TOKEN=token), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait("3 nodes", lambda: len([n for n in json.loads(cli("nodes", "--json")) if n["state"] == "ready"]) == 3)
+    open(f"{work}/web.toml", "w").write(
+        f'[services.web]\ncommand = ["ebb", "example-app"]\ninstances = 3\nport = {lb}\n'
+        '[services.web.health]\nhttp = "/healthz"\ninterval = "1s"\n')
+    cli("deploy", f"{work}/web.toml")
+    load = subprocess.Popen(["wrk", "-t1", "-c4", "-d12s", f"http://127.0.0.1:{lb}/"], stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    lost = names[0]
+    t0 = time.monotonic()
+    agents[lost].kill(); agents[lost].wait(); kill_node_instances(lost)
+    def replaced():
+        ready = [i for i in json.loads(cli("ps", "web", "--json")) if i["ready"] and i["desired"] == "run"]
+        return len(ready) == 3 and all(i["node"] != lost for i in ready)
+    wait("the replacement", replaced, 20)
+    times.append(time.monotonic() - t0)
+    out = load.communicate()[0]
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m: bad += sum(int(x) for x in m.groups())
+    failed.append(bad); total.append(reqs)
+    print(f"round {r}: replacement ready {times[-1] * 1000:.0f} ms after the kill; {bad} failed of {reqs} requests", flush=True)
+    for p in list(agents.values()) + procs:
+        p.terminate()
+        try: p.wait(timeout=10)
+        except subprocess.TimeoutExpired: p.kill()
+    for name in names: kill_node_instances(name)
+
+print(f"machine: {os.cpu_count()} cores; {ROUNDS} rounds; down after 3 s of silence")
+print(f"failover (kill -9 of an agent and its instance -> replacement ready): median {statistics.median(times) * 1000:.0f} ms"
+      f"  (all: {[round(t * 1000) for t in times]} ms)")
+print(f"failed requests under load: {sum(failed)} of {sum(total)}")
+PY
