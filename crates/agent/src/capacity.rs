@@ -71,7 +71,10 @@ mod tests {
     fn memory_reserve_follows_the_bands() {
         let mib = 1u64 << 20;
         // 4 GiB: a quarter (to within the integer percent) + 100 MiB.
-        assert_eq!(memory_reserve_bytes(4 * GIB), 4 * GIB / 100 * 25 + 100 * mib);
+        assert_eq!(
+            memory_reserve_bytes(4 * GIB),
+            4 * GIB / 100 * 25 + 100 * mib
+        );
         // 24 GiB: 1 + 0.8 + 0.8 + 0.48 GiB, + 100 MiB (to the byte, band by band).
         let r = memory_reserve_bytes(24 * GIB);
         let expect = 4 * GIB / 100 * 25
