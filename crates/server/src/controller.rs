@@ -3,7 +3,7 @@
 //! service with [`rollout::plan`], and writes what the plans decide in one transaction per pass.
 
 use crate::keys::{self, DrainRecord, Versioned};
-use crate::nodes::NODE_DOWN_AFTER;
+use crate::nodes::{NodeStates, NODE_DOWN_AFTER};
 use crate::rollout::{self, Action, Observed};
 use crate::{now_ms, Server};
 use ebb_core::{
@@ -75,24 +75,23 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
     let statuses = server.statuses();
     let mut pass = Pass::default();
     let now = Instant::now();
-    // Until the server has been up as long as a node may be silent, a node not heard from yet
-    // is not lost: a restarted server must replace nothing before its agents report.
-    let settled = now.saturating_duration_since(server.started()) >= NODE_DOWN_AFTER;
-    let live: BTreeSet<String> = server.nodes().live(now).into_iter().collect();
-    if settled {
-        for node in server.nodes().newly_down(now) {
-            pass.events.push(
-                Event::new(
-                    now_ms(),
-                    EventKind::NodeDown,
-                    format!(
-                        "node {node} is down: silent for {}s; its instances are replaced on other nodes",
-                        NODE_DOWN_AFTER.as_secs()
-                    ),
-                )
-                .node(&node),
-            );
-        }
+    // A node not heard from since this server started is suspect, not down, until the server
+    // has been up as long as a node may be silent: a restart replaces nothing before agents report.
+    let states = server
+        .nodes()
+        .states(now, now.saturating_duration_since(server.started()));
+    for node in server.nodes().newly_down(now) {
+        pass.events.push(
+            Event::new(
+                now_ms(),
+                EventKind::NodeDown,
+                format!(
+                    "node {node} is down: silent for {}s; its instances are replaced on other nodes",
+                    NODE_DOWN_AFTER.as_secs()
+                ),
+            )
+            .node(&node),
+        );
     }
     forget_orphan_statuses(&assignments, &statuses, &mut pass);
     finish_drains(server, &assignments, &drains, &mut pass);
@@ -104,12 +103,12 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
             .push(a);
     }
     let names: BTreeSet<String> = services.keys().chain(by_service.keys()).cloned().collect();
-    let mut placer = Placer::new(server, &by_service);
+    let mut placer = Placer::new(server, &states, &by_service);
     let ctx = Ctx {
         statuses: &statuses,
         drains: &drains,
         routed: server.router().is_some(),
-        lost: &|node: &str| settled && !live.contains(node),
+        lost: &|node: &str| states.get(node) == ebb_core::api::NodeState::Down,
     };
     for name in names {
         let instances = by_service.remove(&name).unwrap_or_default();
@@ -412,16 +411,14 @@ struct Placer {
 }
 
 impl Placer {
-    fn new(server: &Server, by_service: &BTreeMap<String, Vec<Versioned<Assignment>>>) -> Placer {
-        let now = Instant::now();
-        let uptime = now.saturating_duration_since(server.started());
-        let heartbeats = server.nodes().last_heartbeats();
+    fn new(
+        server: &Server,
+        states: &NodeStates,
+        by_service: &BTreeMap<String, Vec<Versioned<Assignment>>>,
+    ) -> Placer {
         let mut cluster = ebb_scheduler::Cluster::new();
         for info in keys::nodes(server.store()).unwrap_or_default() {
-            let age = heartbeats
-                .get(&info.name)
-                .map(|at| now.saturating_duration_since(*at));
-            let state = match crate::nodes::state_of(age, uptime) {
+            let state = match states.get(&info.name) {
                 ebb_core::api::NodeState::Ready => ebb_scheduler::NodeState::Ready,
                 ebb_core::api::NodeState::Suspect => ebb_scheduler::NodeState::Suspect,
                 ebb_core::api::NodeState::Down => ebb_scheduler::NodeState::Down,

@@ -114,12 +114,15 @@ impl NodeRegistry {
         names
     }
 
-    /// When each node was last heard from, by name.
-    pub fn last_heartbeats(&self) -> HashMap<String, Instant> {
-        self.lock()
+    /// Every node's state and heartbeat age at `now`, the server having been up for `uptime`:
+    /// one reading for a whole controller pass or listing.
+    pub fn states(&self, now: Instant, uptime: Duration) -> NodeStates {
+        let ages = self
+            .lock()
             .iter()
-            .map(|(name, node)| (name.clone(), node.at))
-            .collect()
+            .map(|(name, node)| (name.clone(), now.saturating_duration_since(node.at)))
+            .collect();
+        NodeStates { ages, uptime }
     }
 
     /// The last usage the node reported of the whole machine, live or not.
@@ -148,6 +151,24 @@ impl NodeRegistry {
             .collect();
         all.sort();
         (!all.is_empty()).then(|| all.join("; "))
+    }
+}
+
+/// Nodes' heartbeat ages as read at one instant, and the states that follow from them.
+pub struct NodeStates {
+    ages: HashMap<String, Duration>,
+    uptime: Duration,
+}
+
+impl NodeStates {
+    /// Time since `node`'s last heartbeat; None if none since this server started.
+    pub fn age(&self, node: &str) -> Option<Duration> {
+        self.ages.get(node).copied()
+    }
+
+    /// `node`'s state, by [`state_of`].
+    pub fn get(&self, node: &str) -> ebb_core::api::NodeState {
+        state_of(self.age(node), self.uptime)
     }
 }
 

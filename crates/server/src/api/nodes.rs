@@ -142,7 +142,9 @@ pub fn views(server: &Server, now: Instant) -> Result<Vec<ebb_core::api::NodeVie
     let (kvs, _) = server.store().list(keys::NODES)?;
     let infos: Vec<NodeInfo> = kvs.iter().map(keys::decode).collect::<Result<_, _>>()?;
     let (assignments, _) = keys::assignments(server.store())?;
-    let heartbeats = server.nodes().last_heartbeats();
+    let states = server
+        .nodes()
+        .states(now, now.saturating_duration_since(server.started()));
     let mut views: Vec<NodeView> = infos
         .into_iter()
         .map(|info| {
@@ -156,12 +158,10 @@ pub fn views(server: &Server, now: Instant) -> Result<Vec<ebb_core::api::NodeVie
                 memory += r.memory_bytes.unwrap_or(0);
                 count += 1;
             }
-            let age = heartbeats
-                .get(&info.name)
-                .map(|at| now.saturating_duration_since(*at));
+            let age = states.age(&info.name);
             let usage = server.nodes().last_node_usage(&info.name);
             NodeView {
-                state: crate::nodes::state_of(age, now.saturating_duration_since(server.started())),
+                state: states.get(&info.name),
                 address: info.address,
                 cpu_millis: info.cpu_millis,
                 memory_bytes: info.memory_bytes,
