@@ -160,15 +160,22 @@ pub enum Command {
 pub struct UpArgs {
     /// Deploy files to apply once ebb is up
     pub files: Vec<PathBuf>,
-    /// API listen address; any non-loopback address is served only with the API token
-    #[arg(long, default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub plane: PlaneArgs,
     /// Name of the local node [default: the host name]
     #[arg(long)]
     pub node_name: Option<String>,
     /// Address instances bind and are reached on (given to them as HOST)
     #[arg(long, default_value = "127.0.0.1")]
     pub advertise: String,
+}
+
+/// What every process that runs the control plane takes (`ebb up`, `ebb server`).
+#[derive(Args, Debug)]
+pub struct PlaneArgs {
+    /// API listen address; any non-loopback address is served only with a token
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
     /// Address the load balancers of services with a `port` listen on
     #[arg(long, default_value = "0.0.0.0")]
     pub router_bind: std::net::IpAddr,
@@ -179,9 +186,8 @@ pub struct UpArgs {
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
-    /// API listen address; any non-loopback address is served only with a token
-    #[arg(long, default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub plane: PlaneArgs,
     /// Also run an agent in this process, as `ebb up` does
     #[arg(long)]
     pub agent: bool,
@@ -191,12 +197,6 @@ pub struct ServerArgs {
     /// With --agent: address the local node's instances bind and are reached on
     #[arg(long, default_value = "127.0.0.1", requires = "agent")]
     pub advertise: String,
-    /// Address the load balancers of services with a `port` listen on
-    #[arg(long, default_value = "0.0.0.0")]
-    pub router_bind: std::net::IpAddr,
-    /// Threads of the load balancers' own runtime [default: the number of cores]
-    #[arg(long)]
-    pub router_threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]

@@ -4,7 +4,7 @@
 //! nothing), the data dir is locked so that two `ebb up` never share it, and the local agent
 //! re-adopts instances that survived a crash before it reports to the server.
 
-use crate::cli::{Global, ServerArgs, UpArgs};
+use crate::cli::{Global, PlaneArgs, ServerArgs, UpArgs};
 use crate::commands::{self, Exit, EXIT_INVALID};
 use crate::connect::ADDR_FILE;
 use anyhow::Context;
@@ -28,10 +28,8 @@ const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 const LOCK_FILE: &str = "lock";
 
 /// What a control-plane process runs: `ebb up` and `ebb server --agent` add a local agent.
-pub struct Role {
-    pub listen: std::net::SocketAddr,
-    pub router_bind: std::net::IpAddr,
-    pub router_threads: Option<usize>,
+pub struct Role<'a> {
+    pub plane: &'a PlaneArgs,
     pub local_agent: Option<LocalAgent>,
 }
 
@@ -49,9 +47,7 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
         commands::parse_deploy_files(&args.files)?
     };
     let role = Role {
-        listen: args.listen,
-        router_bind: args.router_bind,
-        router_threads: args.router_threads,
+        plane: &args.plane,
         local_agent: Some(LocalAgent {
             node_name: args.node_name.clone(),
             advertise: args.advertise.clone(),
@@ -63,9 +59,7 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
 /// `ebb server`: the control plane, with a local agent only when asked.
 pub async fn server(global: &Global, args: &ServerArgs) -> anyhow::Result<()> {
     let role = Role {
-        listen: args.listen,
-        router_bind: args.router_bind,
-        router_threads: args.router_threads,
+        plane: &args.plane,
         local_agent: args.agent.then(|| LocalAgent {
             node_name: args.node_name.clone(),
             advertise: args.advertise.clone(),
@@ -74,7 +68,11 @@ pub async fn server(global: &Global, args: &ServerArgs) -> anyhow::Result<()> {
     run(global, role, Vec::new()).await
 }
 
-async fn run(global: &Global, role: Role, specs: Vec<ebb_core::ServiceSpec>) -> anyhow::Result<()> {
+async fn run(
+    global: &Global,
+    role: Role<'_>,
+    specs: Vec<ebb_core::ServiceSpec>,
+) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let data_dir = prepare_data_dir(&global.data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
@@ -85,12 +83,12 @@ async fn run(global: &Global, role: Role, specs: Vec<ebb_core::ServiceSpec>) -> 
     let join_token =
         auth::load_or_create_join_token(&data_dir).context("reading or creating the join token")?;
 
-    let listener = tokio::net::TcpListener::bind(role.listen)
+    let listener = tokio::net::TcpListener::bind(role.plane.listen)
         .await
         .with_context(|| {
             format!(
                 "cannot listen on {}: is another ebb running there? Use --listen",
-                role.listen
+                role.plane.listen
             )
         })?;
     let addr = listener.local_addr()?;
@@ -118,9 +116,9 @@ async fn run(global: &Global, role: Role, specs: Vec<ebb_core::ServiceSpec>) -> 
         format!("ebb {} started; API on {addr}", env!("CARGO_PKG_VERSION")),
     ));
 
-    let router_runtime = router_runtime(role.router_threads)?;
+    let router_runtime = router_runtime(role.plane.router_threads)?;
     let router =
-        ebb_server::routing::Router::new(role.router_bind, router_runtime.handle().clone());
+        ebb_server::routing::Router::new(role.plane.router_bind, router_runtime.handle().clone());
     server.set_router(router.clone());
     let (control_stop, control_rx) = watch::channel(false);
     let (router_stop, router_rx) = watch::channel(false);
