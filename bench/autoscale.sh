@@ -9,28 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
-if ! command -v wrk >/dev/null; then
-  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  timeout 300 $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive timeout 600 $SUDO apt-get install -y -qq wrk >/dev/null
-fi
-timeout 900 cargo build --release --quiet -p ebb
-EBB=$PWD/target/release/ebb
-exec python3 - "$EBB" "$ROUNDS" <<'PY'
+. bench/lib.sh
+ensure_wrk
+EBB=$(build_ebb)
+PYTHONPATH=bench exec python3 - "$EBB" "$ROUNDS" <<'PY'
 import json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
 EBB, ROUNDS = sys.argv[1], int(sys.argv[2])
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-def wait(what, pred, limit=30.0):
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        v = pred()
-        if v: return v
-        time.sleep(0.005)
-    raise SystemExit(f"timed out waiting for {what}")
+from benchlib import free_port, wait
 
 class Ebb:
     def __init__(self):
