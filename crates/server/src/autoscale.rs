@@ -11,7 +11,7 @@
 
 use crate::keys::{self, Versioned};
 use crate::routing::Router;
-use crate::{now_ms, Server};
+use crate::{lock, now_ms, Server};
 use ebb_autoscaler::{
     burst, decide, demand, Config, Decision, Metrics, Now, Reading, Sample, State,
 };
@@ -313,10 +313,6 @@ enum Pass {
     Demand,
     /// Time to check the load since the last sample.
     Burst,
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs the autoscaler until `shutdown` turns true: after every router sample, and at once on

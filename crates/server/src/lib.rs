@@ -109,7 +109,7 @@ impl Server {
         &self,
         now: std::collections::BTreeMap<String, String>,
     ) -> Vec<(String, String)> {
-        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = lock(&self.inner.pending);
         let changed = now
             .iter()
             .filter(|(service, why)| pending.get(*service) != Some(*why))
@@ -121,7 +121,7 @@ impl Server {
 
     /// Why `service` has an instance no node could take, if it has.
     pub fn pending_reason(&self, service: &str) -> Option<String> {
-        let pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = lock(&self.inner.pending);
         pending.get(service).cloned()
     }
 
@@ -148,21 +148,12 @@ impl Server {
 
     /// Replaces the autoscaler's last reasons (by service).
     pub fn set_autoscale_reasons(&self, reasons: HashMap<String, String>) {
-        *self
-            .inner
-            .autoscale_reasons
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = reasons;
+        *lock(&self.inner.autoscale_reasons) = reasons;
     }
 
     /// The autoscaler's last reason for `service`, if it is autoscaled.
     pub fn autoscale_reason(&self, service: &str) -> Option<String> {
-        self.inner
-            .autoscale_reasons
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(service)
-            .cloned()
+        lock(&self.inner.autoscale_reasons).get(service).cloned()
     }
 
     pub fn log_source(&self) -> Option<&Arc<dyn LogSource>> {
@@ -175,10 +166,7 @@ impl Server {
     }
 
     fn lock_statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, InstanceStatus>> {
-        self.inner
-            .statuses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner.statuses)
     }
 }
 
@@ -223,4 +211,10 @@ impl Server {
     pub(crate) fn forget_status(&self, id: &str) {
         self.lock_statuses().remove(id);
     }
+}
+
+/// Locks a mutex, taking the data of a poisoned one as it is: a panicked holder never left
+/// these maps half-updated in a way that matters more than stopping the server would.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

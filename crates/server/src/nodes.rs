@@ -29,7 +29,7 @@ pub struct NodeRegistry {
 
 impl NodeRegistry {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Seen>> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.seen)
     }
 
     /// Records a heartbeat; returns whether the node is new or its description changed, and

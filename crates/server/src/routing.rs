@@ -9,7 +9,7 @@
 
 use crate::keys::{self, Versioned};
 use crate::traffic::{self, History, SAMPLE_INTERVAL};
-use crate::{now_ms, Server};
+use crate::{lock, now_ms, Server};
 use ebb_core::traffic::{InstanceTraffic, ServiceTraffic, Traffic};
 use ebb_core::{Assignment, DesiredState, Event, EventKind, Protocol, ServiceSpec};
 use ebb_router::http::{Proxy, ProxyConfig, Stop};
@@ -512,8 +512,4 @@ pub async fn run(server: Server, router: Router, mut shutdown: watch::Receiver<b
             return;
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
