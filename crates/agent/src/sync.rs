@@ -95,8 +95,9 @@ async fn heartbeat_loop(
 }
 
 /// Reports statuses and up to [`MAX_EVENTS_PER_SYNC`] events; on failure, or beyond that
-/// count, the events are kept for the next sync.
-async fn sync_once(
+/// count, the events are kept for the next sync. `ebb agent` calls it once at start, so that a
+/// wrong address or token is an error there rather than a warning in the retry loop.
+pub async fn sync_once(
     client: &Client,
     supervisor: &Supervisor,
     node: &NodeInfo,

@@ -9,7 +9,7 @@ use crate::cli::{AgentArgs, Global};
 use crate::commands::{Exit, EXIT_INVALID};
 use crate::up::{default_node_name, lock_data_dir, prepare_data_dir, start_supervisor, Signals};
 use ebb_client::{Client, ClientError};
-use ebb_core::api::{NodeInfo, SyncRequest};
+use ebb_core::api::NodeInfo;
 use tokio::sync::watch;
 
 pub async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<()> {
@@ -63,14 +63,7 @@ async fn first_contact(
     supervisor: &ebb_agent::Supervisor,
     node: &NodeInfo,
 ) -> anyhow::Result<()> {
-    let req = SyncRequest {
-        node: node.clone(),
-        statuses: supervisor.statuses(),
-        events: Vec::new(),
-        usage: Vec::new(),
-        node_usage: None,
-    };
-    match client.sync(&req).await {
+    match ebb_agent::sync::sync_once(client, supervisor, node).await {
         Ok(resp) => {
             supervisor.apply(&resp.assignments);
             Ok(())
