@@ -69,6 +69,65 @@ pub struct ServiceSpec {
     /// is the current count and lies within `autoscale.min ..= autoscale.max`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<AutoscaleSpec>,
+    /// Conditions on node labels, all of which must hold on a node for an instance to be placed
+    /// there: `key=value` or `key!=value`, as [`ebb_scheduler::Constraint::parse`] reads them
+    /// (checked by [`ServiceSpec::validate`]). Empty: any node. Left out of JSON when empty, so
+    /// specs stored before the field existed keep their version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    /// How the scheduler chooses among the nodes an instance fits on. Left out of JSON when it is
+    /// the default.
+    #[serde(default, skip_serializing_if = "Placement::is_default")]
+    pub placement: Placement,
+}
+
+/// How the scheduler chooses among the nodes an instance fits on; deploy files write
+/// `placement = "binpack"` (the default) or `"spread"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Fill the fullest node that still fits (Nomad's `binpack`, Kubernetes' `MostAllocated`).
+    #[default]
+    #[serde(rename = "binpack")]
+    BinPack,
+    /// Use the emptiest node, leaving headroom on every node (Kubernetes' `LeastAllocated`).
+    Spread,
+}
+
+/// Names of the placement strategies, as deploy files and JSON write them.
+pub const PLACEMENTS: [&str; 2] = ["binpack", "spread"];
+
+impl Placement {
+    pub fn parse(name: &str) -> Result<Placement, String> {
+        match name {
+            "binpack" => Ok(Placement::BinPack),
+            "spread" => Ok(Placement::Spread),
+            other => Err(format!(
+                "unknown placement {other:?}: expected one of \"binpack\", \"spread\""
+            )),
+        }
+    }
+
+    /// The name deploy files and JSON use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::BinPack => "binpack",
+            Placement::Spread => "spread",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Placement::default()
+    }
+}
+
+impl From<Placement> for ebb_scheduler::Placement {
+    fn from(p: Placement) -> Self {
+        match p {
+            Placement::BinPack => ebb_scheduler::Placement::BinPack,
+            Placement::Spread => ebb_scheduler::Placement::Spread,
+        }
+    }
 }
 
 /// What the load balancer in front of a service speaks.
@@ -318,7 +377,20 @@ impl ServiceSpec {
             protocol: Protocol::default(),
             balance: BalanceSpec::default(),
             autoscale: None,
+            constraints: Vec::new(),
+            placement: Placement::default(),
         }
+    }
+
+    /// The node-label constraints, parsed; the first malformed one is the error (which
+    /// [`ServiceSpec::validate`] reports with its index).
+    pub fn parsed_constraints(
+        &self,
+    ) -> Result<Vec<ebb_scheduler::Constraint>, ebb_scheduler::ConstraintError> {
+        self.constraints
+            .iter()
+            .map(|c| ebb_scheduler::Constraint::parse(c))
+            .collect()
     }
 
     /// Semantic checks that a parser cannot express in types. Returns every problem found.
@@ -462,6 +534,11 @@ impl ServiceSpec {
                 );
             }
         }
+        for (i, text) in self.constraints.iter().enumerate() {
+            if let Err(e) = ebb_scheduler::Constraint::parse(text) {
+                err(&format!("constraints[{i}]"), e.to_string());
+            }
+        }
         if !STOP_SIGNALS.contains(&self.stop.signal.as_str()) {
             err(
                 "stop.signal",
@@ -475,9 +552,12 @@ impl ServiceSpec {
         errors
     }
 
-    /// A fingerprint of what the instances run (everything but the count, the load balancer's
-    /// settings and the autoscaling settings): instances whose version differs from the
-    /// service's are rolled.
+    /// A fingerprint of what the instances run and where they may run (everything but the count,
+    /// the load balancer's settings, the autoscaling settings and the placement strategy):
+    /// instances whose version differs from the service's are rolled. Constraints count: after a
+    /// change, a rolling update moves instances off nodes that no longer satisfy them. Fields
+    /// added later are left out of the JSON at their defaults, so a spec that does not use them
+    /// keeps the version it had before they existed.
     /// Stable across runs and builds (FNV-1a over canonical JSON).
     pub fn version(&self) -> String {
         let mut copy = self.clone();
@@ -486,6 +566,7 @@ impl ServiceSpec {
         copy.protocol = Protocol::default();
         copy.balance = BalanceSpec::default();
         copy.autoscale = None;
+        copy.placement = Placement::default();
         let json = serde_json::to_vec(&copy).unwrap_or_default();
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for byte in json {
@@ -733,6 +814,102 @@ mod tests {
         }
         let fields: Vec<String> = s.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["services.web.autoscale.min"]);
+    }
+
+    #[test]
+    fn a_spec_stored_before_constraints_and_placement_keeps_its_version() {
+        // Pinned against ebb-core as it was before the two fields existed.
+        let old = r#"{"name":"web","command":["ebb","example-app"],"instances":2}"#;
+        let old: ServiceSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(old, sample());
+        assert_eq!(old.version(), "db574ede");
+        assert_eq!(sample().version(), "db574ede");
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(
+            !json.contains("constraints") && !json.contains("placement"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn constraints_and_placement_round_trip_with_the_wire_names() {
+        let s = ServiceSpec {
+            constraints: vec!["zone=a".into(), "disk!=hdd".into()],
+            placement: Placement::Spread,
+            ..sample()
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(
+            json.contains(r#""constraints":["zone=a","disk!=hdd"],"placement":"spread""#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), s);
+        assert_eq!(
+            serde_json::to_string(&Placement::BinPack).unwrap(),
+            r#""binpack""#
+        );
+        assert_eq!(
+            serde_json::from_str::<Placement>(r#""binpack""#).unwrap(),
+            Placement::BinPack
+        );
+        assert!(serde_json::from_str::<Placement>(r#""bin_pack""#).is_err());
+        for name in PLACEMENTS {
+            assert_eq!(Placement::parse(name).map(Placement::as_str), Ok(name));
+        }
+        assert_eq!(
+            Placement::parse("pack").unwrap_err(),
+            r#"unknown placement "pack": expected one of "binpack", "spread""#
+        );
+        assert_eq!(
+            ebb_scheduler::Placement::from(Placement::Spread),
+            ebb_scheduler::Placement::Spread
+        );
+    }
+
+    #[test]
+    fn version_counts_constraints_but_not_the_placement_strategy() {
+        let a = sample();
+        let spread = ServiceSpec {
+            placement: Placement::Spread,
+            ..sample()
+        };
+        assert_eq!(a.version(), spread.version());
+        let constrained = ServiceSpec {
+            constraints: vec!["zone=a".into()],
+            ..sample()
+        };
+        assert_ne!(a.version(), constrained.version());
+    }
+
+    #[test]
+    fn validate_reports_each_malformed_constraint_by_index() {
+        let mut s = sample();
+        s.constraints = vec!["zone=a".into(), "disk != hdd".into()];
+        assert_eq!(s.validate(), []);
+        assert_eq!(
+            s.parsed_constraints().unwrap(),
+            [
+                ebb_scheduler::Constraint::equal("zone", "a"),
+                ebb_scheduler::Constraint::not_equal("disk", "hdd")
+            ]
+        );
+        s.constraints = vec!["zone=a".into(), "zone".into(), "".into(), "a==b".into()];
+        let errors = s.validate();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "services.web.constraints[1]",
+                "services.web.constraints[2]",
+                "services.web.constraints[3]"
+            ]
+        );
+        assert!(
+            errors[0].message.contains("`zone` has no operator"),
+            "{}",
+            errors[0]
+        );
+        assert!(s.parsed_constraints().is_err());
     }
 
     #[test]

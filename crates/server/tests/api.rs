@@ -49,6 +49,8 @@ fn spec(name: &str, instances: u32) -> ServiceSpec {
         protocol: Default::default(),
         balance: Default::default(),
         autoscale: None,
+        constraints: Vec::new(),
+        placement: Default::default(),
     }
 }
 

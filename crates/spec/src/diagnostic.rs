@@ -220,7 +220,7 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 // === hints ===
 
 /// Names people bring from docker-compose, Kubernetes, Nomad, HAProxy or nginx, mapped to ours.
-const ALIASES: [(&str, &str); 46] = [
+const ALIASES: [(&str, &str); 55] = [
     ("replicas", "instances"),
     ("scale", "instances"),
     ("count", "instances"),
@@ -246,6 +246,16 @@ const ALIASES: [(&str, &str); 46] = [
     ("header_name", "hash_header"),
     ("timeout_queue", "queue_timeout"),
     ("queue", "queue_timeout"),
+    // Placement: Kubernetes nodeSelector and scoring strategies, Nomad's spread and binpack.
+    ("node_selector", "constraints"),
+    ("nodeselector", "constraints"),
+    ("constraint", "constraints"),
+    ("strategy", "placement"),
+    ("scheduling", "placement"),
+    ("bin_pack", "binpack"),
+    ("pack", "binpack"),
+    ("mostallocated", "binpack"),
+    ("leastallocated", "spread"),
     // Autoscaling: Kubernetes HPA, Knative, KEDA, AWS step scaling.
     ("autoscaling", "autoscale"),
     ("minreplicas", "min"),

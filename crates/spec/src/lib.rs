@@ -9,6 +9,8 @@
 //! workdir = "."                 # relative to the deploy file's folder (the default)
 //! port = 8080                   # public port of its load balancer, 1-65535; none: not routed
 //! protocol = "http"             # "http" (the default) or "tcp"
+//! constraints = ["zone=a", "disk!=hdd"]  # node labels, all must hold: key=value or key!=value
+//! placement = "binpack"         # "binpack" (the default: fullest node that fits) or "spread"
 //! [services.hello.resources]
 //! cpu = 0.25                    # cores, or "250m"
 //! memory = "64MiB"              # size string, or bytes

@@ -1,19 +1,22 @@
 //! One `[services.NAME]` table → [`ServiceSpec`], with defaults from ebb-core filled in.
 
 use crate::autoscale::autoscale;
-use crate::document::{describe_value, element, entries, header_span, Ctx, Entry};
+use crate::document::{describe, describe_value, element, entries, header_span, Ctx, Entry};
 use crate::values;
-use ebb_core::service::{parse_header_name, FieldError, BALANCE_ALGORITHMS, MAX_INSTANCES};
-use ebb_core::{
-    BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Protocol, Resources, ServiceSpec,
-    StopSpec,
+use ebb_core::service::{
+    parse_header_name, FieldError, BALANCE_ALGORITHMS, MAX_INSTANCES, PLACEMENTS,
 };
+use ebb_core::{
+    BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Placement, Protocol, Resources,
+    ServiceSpec, StopSpec,
+};
+use ebb_scheduler::Constraint;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use toml_edit::{TableLike, Value};
 
-const SERVICE_FIELDS: [&str; 11] = [
+const SERVICE_FIELDS: [&str; 13] = [
     "command",
     "instances",
     "env",
@@ -25,6 +28,8 @@ const SERVICE_FIELDS: [&str; 11] = [
     "protocol",
     "balance",
     "autoscale",
+    "constraints",
+    "placement",
 ];
 const RESOURCE_FIELDS: [&str; 2] = ["cpu", "memory"];
 const HEALTH_FIELDS: [&str; 8] = [
@@ -122,6 +127,12 @@ pub(crate) fn convert(
             spec.autoscale = autoscale(ctx, e, t);
         }
     }
+    if let Some(e) = get("constraints") {
+        spec.constraints = constraints(ctx, e);
+    }
+    if let Some(e) = get("placement") {
+        spec.placement = values::choice(ctx, e, &PLACEMENTS, Placement::parse).unwrap_or_default();
+    }
 
     // ebb-core's own checks, minus those about fields we already reported.
     let reported: Vec<String> = ctx.errors[first_error..]
@@ -188,6 +199,56 @@ fn env(ctx: &mut Ctx, e: &Entry<'_>) -> BTreeMap<String, String> {
                 );
             }
             _ => ctx.wrong_type(&var, "a string"),
+        }
+    }
+    out
+}
+
+/// `constraints = ["zone=a", "disk!=hdd"]`: node-label conditions, each checked by the
+/// scheduler's own parser and stored in its canonical form (`disk != hdd` → `disk!=hdd`), so
+/// spacing does not change the service's version.
+fn constraints(ctx: &mut Ctx, e: &Entry<'_>) -> Vec<String> {
+    let example = "e.g. constraints = [\"zone=a\", \"disk!=hdd\"]";
+    let array = match e.value() {
+        Some(Value::Array(a)) => a,
+        Some(Value::String(s)) => {
+            ctx.error_hint(
+                e.value_span(),
+                &e.field,
+                "expected an array of constraints, found a string",
+                format!("write a list, even of one: constraints = [{:?}]", s.value()),
+            );
+            return Vec::new();
+        }
+        _ => {
+            ctx.error_hint(
+                e.value_span(),
+                &e.field,
+                format!(
+                    "expected an array of constraints, found {}",
+                    describe(e.item)
+                ),
+                format!("write `key=value` or `key!=value` strings, {example}"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::with_capacity(array.len());
+    for (i, v) in array.iter().enumerate() {
+        let field = format!("{}[{i}]", e.field);
+        let span = v.span().or_else(|| e.value_span());
+        let Some(text) = v.as_str() else {
+            ctx.error_hint(
+                span,
+                &field,
+                format!("expected a constraint string, found {}", describe_value(v)),
+                format!("write `key=value` or `key!=value`, {example}"),
+            );
+            continue;
+        };
+        match Constraint::parse(text) {
+            Ok(c) => out.push(c.to_string()),
+            Err(message) => ctx.error(span, &field, message.to_string()),
         }
     }
     out

@@ -1694,3 +1694,162 @@ fn autoscale_must_be_a_table() {
         "expected a table, found an integer",
     );
 }
+
+// === constraints and placement ===
+
+#[test]
+fn a_malformed_constraint_is_reported_at_its_element_with_the_schedulers_message() {
+    let text = format!("{HEAD}constraints = [\"zone=a\", \"zone\"]\n");
+    let e = only_error(
+        &text,
+        3,
+        26,
+        "services.web.constraints[1]",
+        "constraint `zone` has no operator: write `key=value` or `key!=value`, e.g. `zone=value`",
+    );
+    assert_eq!(
+        e.to_string(),
+        "deploy.toml:3:26: services.web.constraints[1]: constraint `zone` has no operator: \
+         write `key=value` or `key!=value`, e.g. `zone=value`"
+    );
+    for (bad, phrase) in [
+        ("", "empty constraint"),
+        ("=a", "no label name"),
+        (
+            "zone!=",
+            "no value after the operator: write e.g. `zone!=a`",
+        ),
+        ("zone==a", "more than one operator"),
+        ("zone=a b", "has ` ` in its value"),
+        ("zone<a=b", "has `<` in its label name"),
+    ] {
+        let text = format!("{HEAD}constraints = [{bad:?}]\n");
+        only_error(&text, 3, 16, "services.web.constraints[0]", phrase);
+    }
+}
+
+#[test]
+fn every_malformed_constraint_is_reported() {
+    let text = format!("{HEAD}constraints = [\"zone\", \"disk!=hdd\", \"a==b\"]\n");
+    let all = errors(&text);
+    assert_eq!(all.len(), 2, "{}", lines(&all));
+    assert_error(&all[0], 3, 16, "services.web.constraints[0]", "no operator");
+    assert_error(
+        &all[1],
+        3,
+        37,
+        "services.web.constraints[2]",
+        "more than one operator",
+    );
+}
+
+#[test]
+fn constraints_of_the_wrong_type_are_refused_with_a_hint() {
+    let e = only_error(
+        &format!("{HEAD}constraints = \"zone=a\"\n"),
+        3,
+        15,
+        "services.web.constraints",
+        "expected an array of constraints, found a string",
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("write a list, even of one: constraints = [\"zone=a\"]")
+    );
+    let e = only_error(
+        &format!("{HEAD}constraints = {{ zone = \"a\" }}\n"),
+        3,
+        15,
+        "services.web.constraints",
+        "expected an array of constraints, found a table",
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("write `key=value` or `key!=value` strings, e.g. constraints = [\"zone=a\", \"disk!=hdd\"]")
+    );
+    only_error(
+        &format!("{HEAD}[[services.web.constraints]]\nzone = \"a\"\n"),
+        3,
+        16,
+        "services.web.constraints",
+        "expected an array of constraints, found an array of tables",
+    );
+    let e = only_error(
+        &format!("{HEAD}constraints = [\"zone=a\", 7]\n"),
+        3,
+        26,
+        "services.web.constraints[1]",
+        "expected a constraint string, found an integer",
+    );
+    assert!(
+        e.hint.as_deref().unwrap_or("").contains("`key=value`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unknown_placement_lists_the_valid_ones_and_suggests_a_near_miss() {
+    let e = only_error(
+        &format!("{HEAD}placement = \"pack\"\n"),
+        3,
+        13,
+        "services.web.placement",
+        "unknown placement \"pack\": expected one of \"binpack\", \"spread\"",
+    );
+    assert_eq!(
+        e.to_string(),
+        "deploy.toml:3:13: services.web.placement: unknown placement \"pack\": expected one of \
+         \"binpack\", \"spread\"; did you mean `binpack`?"
+    );
+    let e = only_error(
+        &format!("{HEAD}placement = \"Spread\"\n"),
+        3,
+        13,
+        "services.web.placement",
+        "unknown placement \"Spread\"",
+    );
+    assert_eq!(e.hint.as_deref(), Some("did you mean `spread`?"));
+    let e = only_error(
+        &format!("{HEAD}placement = \"random\"\n"),
+        3,
+        13,
+        "services.web.placement",
+        "unknown placement",
+    );
+    assert_eq!(e.hint, None);
+}
+
+#[test]
+fn a_placement_of_the_wrong_type_is_refused() {
+    for (value, found) in [
+        ("1", "an integer"),
+        ("[\"spread\"]", "an array"),
+        ("true", "a boolean"),
+    ] {
+        only_error(
+            &format!("{HEAD}placement = {value}\n"),
+            3,
+            13,
+            "services.web.placement",
+            &format!("expected \"binpack\" or \"spread\", found {found}"),
+        );
+    }
+}
+
+#[test]
+fn placement_and_constraint_names_from_other_tools_get_ours() {
+    for (written, ours) in [
+        ("node_selector", "constraints"),
+        ("constraint", "constraints"),
+        ("strategy", "placement"),
+    ] {
+        let e = only_error(
+            &format!("{HEAD}{written} = 1\n"),
+            3,
+            1,
+            &format!("services.web.{written}"),
+            "unknown field",
+        );
+        assert_eq!(e.hint, Some(format!("did you mean `{ours}`?")), "{written}");
+    }
+}

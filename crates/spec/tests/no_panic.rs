@@ -11,6 +11,8 @@ env = { GREETING = "hi" }
 workdir = "."
 port = 8080
 protocol = "http"
+constraints = ["zone=a", "disk!=hdd"]
+placement = "spread"
 [services.hello.resources]
 cpu = 0.25
 memory = "64MiB"

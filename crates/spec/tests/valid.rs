@@ -6,8 +6,8 @@ use ebb_core::service::{
     DEFAULT_STOP_GRACE, DEFAULT_STOP_SIGNAL, DEFAULT_UNHEALTHY_THRESHOLD,
 };
 use ebb_core::{
-    BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Protocol, Resources, ServiceSpec,
-    StopSpec,
+    BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Placement, Protocol, Resources,
+    ServiceSpec, StopSpec,
 };
 use ebb_spec::{parse_file, parse_files, parse_str};
 use std::collections::BTreeMap;
@@ -72,6 +72,8 @@ fn a_full_service_parses_to_the_expected_spec() {
         protocol: Default::default(),
         balance: Default::default(),
         autoscale: None,
+        constraints: Vec::new(),
+        placement: Placement::BinPack,
     };
     assert_eq!(parse(FULL), vec![expected]);
 }
@@ -102,6 +104,8 @@ fn left_out_fields_take_the_defaults_and_workdir_is_the_files_folder() {
         protocol: Default::default(),
         balance: Default::default(),
         autoscale: None,
+        constraints: Vec::new(),
+        placement: Placement::BinPack,
     };
     assert_eq!(specs, vec![expected]);
 }
@@ -267,6 +271,8 @@ queue_timeout = "1500ms"
             hash_header: None,
         },
         autoscale: None,
+        constraints: Vec::new(),
+        placement: Placement::BinPack,
     };
     assert_eq!(specs, vec![expected]);
 }
@@ -728,4 +734,44 @@ command = ["c"]
             assert_eq!(json.contains("autoscale"), spec.name != "plain", "{json}");
         }
     }
+}
+
+#[test]
+fn constraints_and_placement_parse() {
+    let specs = parse(
+        "[services.web]\ncommand = [\"a\"]\nconstraints = [\"zone=a\", \"disk!=hdd\", \"node.ebb/rack = r-1\"]\nplacement = \"spread\"\n",
+    );
+    // Stored in the scheduler's canonical spelling: spacing does not change the version.
+    assert_eq!(
+        specs[0].constraints,
+        ["zone=a", "disk!=hdd", "node.ebb/rack=r-1"]
+    );
+    assert_eq!(specs[0].placement, Placement::Spread);
+    let binpack =
+        parse("[services.web]\ncommand = [\"a\"]\nplacement = \"binpack\"\nconstraints = []\n");
+    assert_eq!(binpack[0].placement, Placement::BinPack);
+    assert_eq!(binpack[0].constraints, Vec::<String>::new());
+    let inline = parse(
+        "[services]\nweb = { command = [\"a\"], constraints = [\"zone != a\"], placement = \"spread\" }\n",
+    );
+    assert_eq!(inline[0].constraints, ["zone!=a"]);
+    assert_eq!(inline[0].placement, Placement::Spread);
+}
+
+#[test]
+fn without_constraints_and_placement_any_node_and_binpack_and_the_version_is_unchanged() {
+    let plain = parse("[services.web]\ncommand = [\"a\"]\n");
+    assert!(plain[0].constraints.is_empty());
+    assert_eq!(plain[0].placement, Placement::BinPack);
+    // The defaults written out give the same spec, hence the same version.
+    let explicit =
+        parse("[services.web]\ncommand = [\"a\"]\nconstraints = []\nplacement = \"binpack\"\n");
+    assert_eq!(plain, explicit);
+    // The strategy only steers new placements; the constraints decide where instances may run.
+    let spread = parse("[services.web]\ncommand = [\"a\"]\nplacement = \"spread\"\n");
+    assert_eq!(plain[0].version(), spread[0].version());
+    let spaced = parse("[services.web]\ncommand = [\"a\"]\nconstraints = [\" zone = a \"]\n");
+    let tight = parse("[services.web]\ncommand = [\"a\"]\nconstraints = [\"zone=a\"]\n");
+    assert_eq!(spaced[0].version(), tight[0].version());
+    assert_ne!(plain[0].version(), tight[0].version());
 }

@@ -130,6 +130,8 @@ pub fn assignment(id: &str, command: &[&str]) -> Assignment {
         protocol: Default::default(),
         balance: Default::default(),
         autoscale: None,
+        constraints: Vec::new(),
+        placement: Default::default(),
     };
     Assignment {
         id: id.into(),
