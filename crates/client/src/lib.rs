@@ -115,6 +115,44 @@ impl Client {
         self.call(Method::GET, "/v1/nodes", None::<&()>, None).await
     }
 
+    /// Puts a node in drain: no new instances, and its instances move one at a time.
+    pub async fn drain(
+        &self,
+        node: &str,
+        deadline: Option<&str>,
+    ) -> Result<ebb_core::api::NodeView, ClientError> {
+        let path = format!("/v1/nodes/{}/drain", encode(node));
+        let body = ebb_core::api::DrainRequest {
+            deadline: deadline.map(str::to_string),
+        };
+        self.call(Method::POST, &path, Some(&body), None).await
+    }
+
+    /// Puts a drained node back in service.
+    pub async fn undrain(&self, node: &str) -> Result<ebb_core::api::NodeView, ClientError> {
+        let path = format!("/v1/nodes/{}/drain", encode(node));
+        self.call(Method::DELETE, &path, None::<&()>, None).await
+    }
+
+    /// Moves one instance to another node (`to`, or the scheduler's choice), start-before-stop.
+    pub async fn migrate(
+        &self,
+        instance: &str,
+        to: Option<&str>,
+    ) -> Result<ebb_core::api::MigrationView, ClientError> {
+        let path = format!("/v1/instances/{}/migrate", encode(instance));
+        let body = ebb_core::api::MigrateRequest {
+            to: to.map(str::to_string),
+        };
+        self.call(Method::POST, &path, Some(&body), None).await
+    }
+
+    /// The moves under way.
+    pub async fn migrations(&self) -> Result<Vec<ebb_core::api::MigrationView>, ClientError> {
+        self.call(Method::GET, "/v1/migrations", None::<&()>, None)
+            .await
+    }
+
     pub async fn instances(&self, service: Option<&str>) -> Result<Vec<InstanceView>, ClientError> {
         let path = match service {
             Some(s) => format!("/v1/instances?service={}", encode(s)),

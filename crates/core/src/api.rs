@@ -177,6 +177,56 @@ pub struct NodeInfo {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
+/// A node's drain: it takes no new instances, and its instances move to other nodes one at a
+/// time. After `deadline_ms` whatever is left is stopped (and replaced elsewhere if it fits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDrainView {
+    /// When it began and by when it must be over, Unix ms.
+    pub since_ms: u64,
+    pub deadline_ms: u64,
+    /// When nothing was left on the node to move (None while moves are under way).
+    pub done_ms: Option<u64>,
+}
+
+/// `POST /v1/nodes/{name}/drain`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// How long the moves may take before what is left is stopped, e.g. "1h" (default 1h).
+    #[serde(default)]
+    pub deadline: Option<String>,
+}
+
+/// `POST /v1/instances/{id}/migrate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    /// The node the replacement must land on; None: wherever the scheduler places it.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// `GET /v1/migrations`: one instance being moved, start-before-stop: a replacement starts
+/// (on `to` if given, never on `from`), and once it is ready and routed the instance is drained
+/// out of its load balancer and stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationView {
+    pub instance: String,
+    pub service: String,
+    pub from: String,
+    pub to: Option<String>,
+    /// Why it moves: `ebb migrate`, or the drain of its node.
+    pub reason: String,
+    pub since_ms: u64,
+    /// The instance started in its place, once there is one, and where it runs.
+    pub replacement: Option<String>,
+    pub replacement_node: Option<String>,
+    /// Where the move is, in words (`placing replacement`, `pending: no node fits: ...`,
+    /// `starting replacement`, `replacement ready`, `draining: ...`, `stopping`), or how it
+    /// ended: `moved` (the replacement runs) or `stopped` (not replaced).
+    pub phase: String,
+}
+
 /// A node's liveness as the server sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -223,6 +273,9 @@ pub struct NodeView {
     pub heartbeat_age_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Its drain, while it is in drain (`ebb drain`) until `ebb undrain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<NodeDrainView>,
 }
 
 /// `POST /v1/nodes/{name}/sync`: a node's heartbeat with its instances' status, new events, and

@@ -51,6 +51,18 @@ pub enum EventKind {
     /// A node that was down heartbeats again; what it held and was replaced is stopped there.
     #[serde(rename = "node.returned")]
     NodeReturned,
+    /// A node was put in drain: no new instances, its instances move elsewhere one at a time.
+    #[serde(rename = "node.draining")]
+    NodeDraining,
+    /// A node's drain is over: nothing of it is left to move.
+    #[serde(rename = "node.drained")]
+    NodeDrained,
+    /// A node was put back in service (`ebb undrain`).
+    #[serde(rename = "node.undrained")]
+    NodeUndrained,
+    /// An instance is being moved to another node, start-before-stop.
+    #[serde(rename = "instance.migrating")]
+    InstanceMigrating,
     #[serde(rename = "server.started")]
     ServerStarted,
     #[serde(rename = "warning")]
@@ -81,6 +93,10 @@ impl EventKind {
             EventKind::InstancePending => "instance.pending",
             EventKind::NodeDown => "node.down",
             EventKind::NodeReturned => "node.returned",
+            EventKind::NodeDraining => "node.draining",
+            EventKind::NodeDrained => "node.drained",
+            EventKind::NodeUndrained => "node.undrained",
+            EventKind::InstanceMigrating => "instance.migrating",
             EventKind::ServerStarted => "server.started",
             EventKind::Warning => "warning",
         }

@@ -63,6 +63,37 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move every instance off a node, one at a time, start-before-stop; wait until it is empty
+    #[command(
+        long_about = "Drain a node: it takes no new instances, and its instances move to other nodes one at a \
+                      time. Each move starts a replacement first; only when the replacement is ready and in the \
+                      load balancer is the old instance taken out, given its requests in flight, and stopped. \
+                      Shows each move and returns when nothing is left on the node. Past --deadline, what is \
+                      left is stopped (and replaced elsewhere where it fits). The node stays out of service \
+                      until `ebb undrain`."
+    )]
+    Drain {
+        node: String,
+        /// Stop what is left after this long (e.g. 30m, 1h)
+        #[arg(long, default_value = "1h", value_parser = parse_duration_arg)]
+        deadline: std::time::Duration,
+        /// Return at once instead of following the moves
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Put a drained node back in service
+    Undrain { node: String },
+    /// Move one instance to another node, start-before-stop
+    Migrate {
+        /// The instance's id (`ebb ps` lists them)
+        instance: String,
+        /// The node to move it to (default: the scheduler's choice, never its own node)
+        #[arg(long)]
+        to: Option<String>,
+        /// Return at once instead of following the move
+        #[arg(long)]
+        detach: bool,
+    },
     /// Validate deploy files and apply them (create or update); wait until instances are ready
     Deploy(DeployArgs),
     /// Check deploy files without applying them

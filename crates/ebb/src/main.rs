@@ -42,6 +42,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => up::server(g, args).await,
         Command::Agent(args) => agent::agent(g, args).await,
         Command::Nodes { json } => commands::nodes::nodes(&connect::client(g)?, *json).await,
+        Command::Drain {
+            node,
+            deadline,
+            detach,
+        } => commands::moves::drain(&connect::client(g)?, node, *deadline, *detach).await,
+        Command::Undrain { node } => commands::moves::undrain(&connect::client(g)?, node).await,
+        Command::Migrate {
+            instance,
+            to,
+            detach,
+        } => commands::moves::migrate(&connect::client(g)?, instance, to.as_deref(), *detach).await,
         Command::Validate { files } => commands::validate(files),
         Command::ExampleApp { port, host } => example_app(*port, host.clone()).await,
         Command::Demo(a) => commands::demo::demo(a).await,

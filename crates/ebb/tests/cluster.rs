@@ -295,3 +295,183 @@ fn reservations_are_never_exceeded_and_what_does_not_fit_is_pending_with_a_reaso
             .then_some(())
     });
 }
+
+/// Which node each instance of `service` runs on, by instance id (ready or not).
+fn placement(server: &Ebb, service: &str) -> BTreeMap<String, String> {
+    server
+        .ps(Some(service))
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap_or("").to_string(),
+                i["node"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn node_state(server: &Ebb, name: &str) -> Value {
+    nodes(server)
+        .into_iter()
+        .find(|n| n["name"] == name)
+        .map(|n| n["state"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn draining_a_node_moves_its_instances_with_no_failed_request() {
+    let (server, agents, _) = cluster("drain", 3);
+    let lb = free_port();
+    let file = deploy_file(server.dir.path(), "web.toml", &routed_service("web", 3, lb));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    server.wait_ready("web", 3, Duration::from_secs(20));
+    let drained = agents[0].name.clone();
+    assert_eq!(per_node(&server, "web").get(&drained), Some(&1));
+    let old_pids = agents[0].instance_pids();
+
+    let load = LoadGen::start(&format!("127.0.0.1:{lb}"), 4);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = server.ok(&["drain", &drained]);
+    std::thread::sleep(Duration::from_secs(1));
+    let (ok, failures) = load.finish();
+    assert!(ok > 100, "the load ran: {ok}");
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(out.contains(&format!("node {drained} drained")), "{out}");
+    assert!(out.contains("moved →"), "{out}");
+    assert!(out.contains("1 instances moved"), "{out}");
+    // Nothing is left on the node, the others carry all three, and the old process is gone.
+    assert!(agents[0].instance_pids().is_empty());
+    assert!(old_pids.iter().all(|p| !alive(*p)));
+    let by = per_node(&server, "web");
+    assert_eq!(by.values().sum::<usize>(), 3, "{by:?}");
+    assert!(!by.contains_key(&drained), "{by:?}");
+    assert_eq!(node_state(&server, &drained), "draining");
+
+    // A drained node takes nothing new, even where anti-affinity would prefer it.
+    server.ok(&["scale", "web", "4"]);
+    server.wait_ready("web", 4, Duration::from_secs(20));
+    assert!(!per_node(&server, "web").contains_key(&drained));
+
+    // Back in service, it is the emptiest node for the next instance.
+    let out = server.ok(&["undrain", &drained]);
+    assert!(out.contains("back in service"), "{out}");
+    assert_eq!(node_state(&server, &drained), "ready");
+    server.ok(&["scale", "web", "5"]);
+    server.wait_ready("web", 5, Duration::from_secs(20));
+    assert_eq!(per_node(&server, "web").get(&drained), Some(&1));
+    let events = server.ok(&["events"]);
+    for what in [
+        format!("node {drained} is draining"),
+        format!("from node {drained} to another node (drain of node {drained})"),
+        format!("node {drained} is drained"),
+        format!("node {drained} is back in service"),
+    ] {
+        assert!(events.contains(&what), "no {what:?} in\n{events}");
+    }
+
+    // Bad input names what is wrong.
+    let err = server.fails(&["drain", "no-such-node"]);
+    assert!(err.contains("no node named \"no-such-node\""), "{err}");
+    let err = server.fails(&["drain", &drained, "--deadline", "soon"]);
+    assert!(err.contains("soon"), "{err}");
+}
+
+#[test]
+fn migrating_an_instance_moves_it_where_asked_with_no_failed_request() {
+    let (server, agents, _) = cluster("move", 3);
+    let lb = free_port();
+    let file = deploy_file(server.dir.path(), "web.toml", &routed_service("web", 2, lb));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    server.wait_ready("web", 2, Duration::from_secs(20));
+    let before = placement(&server, "web");
+    let empty = agents
+        .iter()
+        .find(|a| !before.values().any(|n| n == &a.name))
+        .expect("a node without an instance")
+        .name
+        .clone();
+    let (id, from) = before.iter().next().expect("an instance");
+
+    let load = LoadGen::start(&format!("127.0.0.1:{lb}"), 4);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = server.ok(&["migrate", id, "--to", &empty]);
+    std::thread::sleep(Duration::from_secs(1));
+    let (ok, failures) = load.finish();
+    assert!(ok > 100, "the load ran: {ok}");
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        out.contains(&format!("moving from node {from} to node {empty}")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("on {empty}")), "{out}");
+    let after = placement(&server, "web");
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(!after.contains_key(id), "{id} is gone: {after:?}");
+    assert_eq!(
+        after.values().filter(|n| *n == &empty).count(),
+        1,
+        "{after:?}"
+    );
+
+    // Without --to the scheduler chooses, never the instance's own node.
+    let (id2, from2) = after.iter().next().expect("an instance");
+    server.ok(&["migrate", id2]);
+    let moved = placement(&server, "web");
+    assert!(!moved.contains_key(id2));
+    assert_eq!(moved.len(), 2);
+    assert!(
+        moved.values().filter(|n| *n == from2).count()
+            < after.values().filter(|n| *n == from2).count()
+    );
+
+    // Bad input names what is wrong.
+    let (id3, on3) = moved.iter().next().expect("an instance");
+    let err = server.fails(&["migrate", id3, "--to", on3]);
+    assert!(
+        err.contains(&format!("already runs on node {on3}")),
+        "{err}"
+    );
+    let err = server.fails(&["migrate", "web-nothing"]);
+    assert!(err.contains("no instance \"web-nothing\""), "{err}");
+    let err = server.fails(&["migrate", id3, "--to", "nowhere"]);
+    assert!(err.contains("no node named \"nowhere\""), "{err}");
+}
+
+#[test]
+fn a_drain_deadline_stops_what_could_not_move() {
+    let port = free_port();
+    let server = Ebb::server(port);
+    let (addr, token) = (format!("127.0.0.1:{port}"), server.join_token());
+    let agents: Vec<Agent> = (1..=2)
+        .map(|i| {
+            let (name, ip) = (format!("late-{i}"), format!("127.0.0.{}", i + 1));
+            Agent::join_with(&addr, &token, &name, &ip, &["--cpu", "1"])
+        })
+        .collect();
+    let big = "[services.big.resources]\ncpu = 0.8\n";
+    let file = deploy_file(server.dir.path(), "big.toml", &app_service("big", 2, big));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    server.wait_ready("big", 2, Duration::from_secs(20));
+    let out = server.ok(&["drain", &agents[0].name, "--deadline", "3s"]);
+    assert!(
+        out.contains("pending: no node fits: 1 draining, 1 insufficient cpu"),
+        "{out}"
+    );
+    assert!(out.contains("stopped"), "{out}");
+    assert!(agents[0].instance_pids().is_empty());
+    let events = server.ok(&["events"]);
+    assert!(
+        events.contains(&format!("drain deadline of node {} passed", agents[0].name)),
+        "{events}"
+    );
+}

@@ -2,6 +2,8 @@
 //! (DESIGN.md principle 1). It wakes on every store change and once a second, plans each
 //! service with [`rollout::plan`], and writes what the plans decide in one transaction per pass.
 
+pub(crate) mod moves;
+
 use crate::keys::{self, DrainRecord, Versioned};
 use crate::nodes::{NodeStates, NODE_DOWN_AFTER};
 use crate::rollout::{self, Action, Observed};
@@ -14,6 +16,10 @@ use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// The label every node carries with its own name (like Kubernetes' `kubernetes.io/hostname`):
+/// `constraints = ["node.name=web-3"]` pins a service, and moves use it to leave a node.
+pub const NODE_NAME_LABEL: &str = "node.name";
 
 /// Reconcile at least this often even without store changes (nodes come and go in memory).
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -61,10 +67,13 @@ struct Pass {
     draining: bool,
     /// Services with an instance that no node could take, and why.
     pending: BTreeMap<String, String>,
+    /// Moves that ended in this pass.
+    moved: Vec<ebb_core::api::MigrationView>,
 }
 
-/// One pass over every service and every instance. Returns whether drains are in progress
-/// (their end depends on time and in-flight counts, so the next pass must not be skipped).
+/// One pass over every service and every instance. Returns whether drains (of instances or
+/// nodes) are in progress: their end depends on time and in-flight counts, so the next pass
+/// must not be skipped.
 pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
     let services: BTreeMap<String, ServiceSpec> = keys::services(server.store())?
         .into_iter()
@@ -72,6 +81,7 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
         .collect();
     let (assignments, _) = keys::assignments(server.store())?;
     let drains = keys::drains(server.store())?;
+    let node_drains = keys::node_drains(server.store())?;
     let statuses = server.statuses();
     let mut pass = Pass::default();
     let now = Instant::now();
@@ -79,7 +89,8 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
     // has been up as long as a node may be silent: a restart replaces nothing before agents report.
     let states = server
         .nodes()
-        .states(now, now.saturating_duration_since(server.started()));
+        .states(now, now.saturating_duration_since(server.started()))
+        .draining(node_drains.keys().cloned());
     for node in server.nodes().newly_down(now) {
         pass.events.push(
             Event::new(
@@ -95,6 +106,20 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
     }
     forget_orphan_statuses(&assignments, &statuses, &mut pass);
     finish_drains(server, &assignments, &drains, &mut pass);
+    let migrations = moves::tidy(
+        &assignments,
+        keys::migrations(server.store())?,
+        &node_drains,
+        &mut pass,
+    );
+    let evict = moves::drive_drains(
+        &assignments,
+        &node_drains,
+        &migrations,
+        &drains,
+        &states,
+        &mut pass,
+    );
     let mut by_service: BTreeMap<String, Vec<Versioned<Assignment>>> = BTreeMap::new();
     for a in assignments {
         by_service
@@ -107,6 +132,8 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
     let ctx = Ctx {
         statuses: &statuses,
         drains: &drains,
+        migrations: &migrations,
+        evict: &evict,
         routed: server.router().is_some(),
         lost: &|node: &str| states.get(node) == ebb_core::api::NodeState::Down,
     };
@@ -130,6 +157,7 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
     for id in &pass.forgotten {
         server.forget_status(id);
     }
+    server.note_moved(std::mem::take(&mut pass.moved));
     for (service, why) in server.note_pending(std::mem::take(&mut pass.pending)) {
         pass.events.push(
             Event::new(
@@ -141,7 +169,9 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
         );
     }
     server.record_all(pass.events);
-    Ok(!drains.is_empty() || pass.draining)
+    // Node drains end on deadlines, which the store does not see either.
+    let node_drains_open = node_drains.values().any(|d| d.value.done_ms.is_none());
+    Ok(!drains.is_empty() || pass.draining || node_drains_open)
 }
 
 /// Statuses whose instance is gone (a report that raced the instance's removal) are deleted.
@@ -161,6 +191,10 @@ fn forget_orphan_statuses(
 struct Ctx<'a> {
     statuses: &'a HashMap<String, InstanceStatus>,
     drains: &'a HashMap<String, Versioned<DrainRecord>>,
+    /// Instances being moved off their nodes.
+    migrations: &'a moves::Migrations,
+    /// Instances to stop now: their node's drain deadline passed.
+    evict: &'a std::collections::HashSet<String>,
     /// Whether a router runs, so that stopping a routed instance must drain it first.
     routed: bool,
     /// Whether a node is down: its instances are gone for planning and replaced elsewhere.
@@ -177,11 +211,21 @@ fn plan_service(
     let observed: Vec<Observed> = instances
         .iter()
         .map(|a| {
-            if (ctx.lost)(&a.value.node) {
-                lost(&a.value)
-            } else {
-                observe(&a.value, ctx.statuses, ctx.drains.contains_key(&a.value.id))
+            let a_ref = &a.value;
+            if (ctx.lost)(&a_ref.node) {
+                return lost(a_ref);
             }
+            let evicted = ctx.evict.contains(&a_ref.id) && !ctx.drains.contains_key(&a_ref.id);
+            if evicted {
+                stop_instance(a, ctx, &moves::deadline_reason(&a_ref.node), pass);
+            }
+            let mut o = observe(
+                a_ref,
+                ctx.statuses,
+                evicted || ctx.drains.contains_key(&a_ref.id),
+            );
+            o.migrating = ctx.migrations.contains_key(&a_ref.id);
+            o
         })
         .collect();
     let version = spec.map(ServiceSpec::version).unwrap_or_default();
@@ -189,18 +233,26 @@ fn plan_service(
         match action {
             Action::Start { count } => {
                 if let Some(spec) = spec {
+                    let mut moving =
+                        moves::awaiting_replacement(&spec.name, instances, ctx.migrations);
                     for _ in 0..count {
-                        create_instance(spec, &version, placer, pass);
+                        let target = moving.take();
+                        let created = create_instance(
+                            spec,
+                            &version,
+                            target.map(|t| &t.1.value),
+                            placer,
+                            pass,
+                        );
+                        if let (Some((id, m)), Some(new_id)) = (target, created) {
+                            moves::note_replacement(id, m, &new_id, pass);
+                        }
                     }
                 }
             }
             Action::Stop { id, reason } => {
                 if let Some(a) = instances.iter().find(|a| a.value.id == id) {
-                    if ctx.routed && a.value.spec.port.is_some() {
-                        start_drain(&a.value, reason.as_str(), pass);
-                    } else {
-                        request_stop(a, reason.as_str(), pass);
-                    }
+                    stop_instance(a, ctx, reason.as_str(), pass);
                 }
             }
             Action::Forget { id } => {
@@ -209,11 +261,24 @@ fn plan_service(
                         record_lost(&a.value, ctx, pass);
                     }
                 }
+                if let Some(m) = ctx.migrations.get(&id) {
+                    pass.ops.push(Op::delete(keys::migration(&id), Expect::Any));
+                    pass.moved.push(moves::ended(&id, &m.value, instances));
+                }
                 pass.ops.push(Op::delete(keys::instance(&id), Expect::Any));
                 pass.ops.push(Op::delete(keys::status(&id), Expect::Any));
                 pass.forgotten.push(id);
             }
         }
+    }
+}
+
+/// Stops an instance; a routed one leaves its load balancer first and stops once drained.
+fn stop_instance(a: &Versioned<Assignment>, ctx: &Ctx, reason: &str, pass: &mut Pass) {
+    if ctx.routed && a.value.spec.port.is_some() {
+        start_drain(&a.value, reason, pass);
+    } else {
+        request_stop(a, reason, pass);
     }
 }
 
@@ -228,6 +293,7 @@ fn lost(a: &Assignment) -> Observed {
         ready: false,
         stopped: true,
         created_ms: a.created_ms,
+        migrating: false,
     }
 }
 
@@ -274,6 +340,7 @@ fn observe(a: &Assignment, statuses: &HashMap<String, InstanceStatus>, draining:
         // Never started anywhere, or reported stopped: nothing is left to wait for.
         stopped: !draining && status.is_none_or(|s| s.state == InstanceState::Stopped),
         created_ms: a.created_ms,
+        migrating: false,
     }
 }
 
@@ -345,12 +412,20 @@ fn finish_drains(
     }
 }
 
-fn create_instance(spec: &ServiceSpec, version: &str, placer: &mut Placer, pass: &mut Pass) {
-    let node = match placer.pick(spec) {
+/// Places and records a new instance of `spec` (in place of a migrating one if `moving`);
+/// returns its id, or None if no node fits (the reason is noted as pending).
+fn create_instance(
+    spec: &ServiceSpec,
+    version: &str,
+    moving: Option<&keys::Migration>,
+    placer: &mut Placer,
+    pass: &mut Pass,
+) -> Option<String> {
+    let node = match placer.pick(spec, moving) {
         Ok(node) => node,
         Err(why) => {
             pass.pending.insert(spec.name.clone(), why.to_string());
-            return;
+            return None;
         }
     };
     let id = format!("{}-{:08x}", spec.name, rand::thread_rng().gen::<u32>());
@@ -379,6 +454,7 @@ fn create_instance(spec: &ServiceSpec, version: &str, placer: &mut Placer, pass:
         .instance(&id)
         .node(&node),
     );
+    Some(id)
 }
 
 fn request_stop(a: &Versioned<Assignment>, reason: &str, pass: &mut Pass) {
@@ -428,6 +504,9 @@ impl Placer {
                 ebb_scheduler::Resources::new(u64::from(info.cpu_millis), info.memory_bytes);
             let mut node = ebb_scheduler::Node::new(info.name.clone(), capacity).state(state);
             node.labels = info.labels;
+            // Built in, so that constraints (and moves) can name a node.
+            node.labels
+                .insert(NODE_NAME_LABEL.to_string(), info.name.clone());
             if let Err(e) = cluster.add_node(node) {
                 tracing::debug!(node = info.name, "not schedulable: {e}");
             }
@@ -450,9 +529,33 @@ impl Placer {
         Placer { cluster, seed }
     }
 
-    /// The node for a new instance of `spec`, its reservation taken; or why none fits.
-    fn pick(&mut self, spec: &ServiceSpec) -> Result<String, ebb_scheduler::Unplaceable> {
-        let request = ebb_scheduler::Request::new(spec.name.clone(), reservation(spec));
+    /// The node for a new instance of `spec`, its reservation taken; or why none fits. The
+    /// replacement of a moving instance never lands on the node it leaves, and lands on the
+    /// node asked for, if any.
+    fn pick(
+        &mut self,
+        spec: &ServiceSpec,
+        moving: Option<&keys::Migration>,
+    ) -> Result<String, ebb_scheduler::Unplaceable> {
+        let mut request = ebb_scheduler::Request::new(spec.name.clone(), reservation(spec))
+            .placement(spec.placement.into());
+        // Checked at deploy time: a constraint that does not parse here cannot be from a file.
+        match spec.parsed_constraints() {
+            Ok(constraints) => request.constraints = constraints,
+            Err(e) => tracing::warn!(service = spec.name, "constraints ignored: {e}"),
+        }
+        if let Some(m) = moving {
+            request = request.constraint(ebb_scheduler::Constraint::not_equal(
+                NODE_NAME_LABEL,
+                m.from.clone(),
+            ));
+            if let Some(to) = &m.to {
+                request = request.constraint(ebb_scheduler::Constraint::equal(
+                    NODE_NAME_LABEL,
+                    to.clone(),
+                ));
+            }
+        }
         self.seed = self.seed.wrapping_add(1);
         let id = self.cluster.place_and_reserve(&request, self.seed)?;
         Ok(self

@@ -7,6 +7,8 @@
 //! | `status/{id}` | [`InstanceStatus`] last reported by the node | node sync |
 //! | `nodes/{name}` | [`NodeInfo`](ebb_core::api::NodeInfo) | node sync, when it changes |
 //! | `drain/{id}` | [`DrainRecord`]: out of the load balancer, finishing in-flight requests | controller |
+//! | `node-drains/{name}` | [`NodeDrain`]: the node takes nothing new, its instances move | API (`ebb drain`) |
+//! | `migrations/{id}` | [`Migration`]: the instance is replaced elsewhere, then stopped | API (`ebb migrate`), controller (drains) |
 //! | `events/{n:020}` | [`Event`]; its `seq` is the key's revision | everyone, through [`crate::events::EventLog`] |
 
 use ebb_core::{Assignment, InstanceStatus, ServiceSpec};
@@ -19,6 +21,90 @@ pub const STATUS: &str = "status/";
 pub const NODES: &str = "nodes/";
 pub const EVENTS: &str = "events/";
 pub const DRAINS: &str = "drain/";
+pub const NODE_DRAINS: &str = "node-drains/";
+pub const MIGRATIONS: &str = "migrations/";
+
+pub fn node_drain(name: &str) -> String {
+    format!("{NODE_DRAINS}{name}")
+}
+
+pub fn migration(id: &str) -> String {
+    format!("{MIGRATIONS}{id}")
+}
+
+/// A node in drain (`ebb drain`): it takes no new instances and the controller moves its
+/// instances one at a time; at `deadline_ms` what is left is stopped.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeDrain {
+    pub since_ms: u64,
+    pub deadline_ms: u64,
+    /// When nothing was left on the node (the drain is over; the node stays out of service).
+    #[serde(default)]
+    pub done_ms: Option<u64>,
+}
+
+/// An instance being moved off its node, start-before-stop. The record lives until the
+/// instance is forgotten (stopped and gone).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Migration {
+    pub service: String,
+    /// The node it moves from (its node when the move began).
+    pub from: String,
+    /// The node its replacement must land on; None: the scheduler's choice (never `from`).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Started by the drain of `from` (undone by `ebb undrain`), not by `ebb migrate`.
+    #[serde(default)]
+    pub by_drain: bool,
+    pub since_ms: u64,
+    /// The instance created in its place, once created.
+    #[serde(default)]
+    pub replacement: Option<String>,
+}
+
+impl Migration {
+    /// Why the instance moves, in words.
+    pub fn reason(&self) -> String {
+        if self.by_drain {
+            format!("drain of node {}", self.from)
+        } else {
+            "ebb migrate".to_string()
+        }
+    }
+}
+
+/// Every value under `prefix`, by the rest of its key, with its revision.
+fn by_suffix<T: DeserializeOwned>(
+    store: &dyn KvStore,
+    prefix: &str,
+) -> Result<std::collections::BTreeMap<String, Versioned<T>>, StoreError> {
+    let (kvs, _) = store.list(prefix)?;
+    kvs.iter()
+        .map(|kv| {
+            Ok((
+                kv.key[prefix.len()..].to_string(),
+                Versioned {
+                    value: decode(kv)?,
+                    mod_revision: kv.mod_revision,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Nodes in drain, by node name.
+pub fn node_drains(
+    store: &dyn KvStore,
+) -> Result<std::collections::BTreeMap<String, Versioned<NodeDrain>>, StoreError> {
+    by_suffix(store, NODE_DRAINS)
+}
+
+/// Migrations in progress, by instance id.
+pub fn migrations(
+    store: &dyn KvStore,
+) -> Result<std::collections::BTreeMap<String, Versioned<Migration>>, StoreError> {
+    by_suffix(store, MIGRATIONS)
+}
 
 pub fn drain(id: &str) -> String {
     format!("{DRAINS}{id}")

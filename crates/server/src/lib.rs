@@ -55,7 +55,13 @@ struct Inner {
     autoscale_reasons: Mutex<HashMap<String, String>>,
     /// Why a service's instances could not all be placed, as last reported.
     pending: Mutex<HashMap<String, String>>,
+    /// Moves that ended since this server started, newest last (at most [`MOVES_KEPT`]), so
+    /// that `ebb migrate` and `ebb drain` learn how a move ended however fast it went.
+    moved: Mutex<std::collections::VecDeque<ebb_core::api::MigrationView>>,
 }
+
+/// How many ended moves the server remembers for `GET /v1/migrations`.
+pub const MOVES_KEPT: usize = 256;
 
 impl Server {
     pub fn new(
@@ -81,6 +87,7 @@ impl Server {
                 router: std::sync::OnceLock::new(),
                 autoscale_reasons: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
+                moved: Mutex::new(Default::default()),
             }),
         })
     }
@@ -117,6 +124,19 @@ impl Server {
             .collect();
         *pending = now.into_iter().collect();
         changed
+    }
+
+    /// Remembers moves that ended (the oldest are forgotten past [`MOVES_KEPT`]).
+    pub(crate) fn note_moved(&self, ended: Vec<ebb_core::api::MigrationView>) {
+        let mut moved = lock(&self.inner.moved);
+        moved.extend(ended);
+        let extra = moved.len().saturating_sub(MOVES_KEPT);
+        moved.drain(..extra);
+    }
+
+    /// Moves that ended, oldest first.
+    pub fn moved(&self) -> Vec<ebb_core::api::MigrationView> {
+        lock(&self.inner.moved).iter().cloned().collect()
     }
 
     /// Why `service` has an instance no node could take, if it has.

@@ -122,7 +122,11 @@ impl NodeRegistry {
             .iter()
             .map(|(name, node)| (name.clone(), now.saturating_duration_since(node.at)))
             .collect();
-        NodeStates { ages, uptime }
+        NodeStates {
+            ages,
+            uptime,
+            draining: Default::default(),
+        }
     }
 
     /// The last usage the node reported of the whole machine, live or not.
@@ -158,17 +162,30 @@ impl NodeRegistry {
 pub struct NodeStates {
     ages: HashMap<String, Duration>,
     uptime: Duration,
+    /// Nodes in drain (from the store): draining unless down.
+    draining: std::collections::BTreeSet<String>,
 }
 
 impl NodeStates {
+    /// The same reading, with these nodes in drain.
+    pub fn draining(mut self, nodes: impl IntoIterator<Item = String>) -> NodeStates {
+        self.draining = nodes.into_iter().collect();
+        self
+    }
+
     /// Time since `node`'s last heartbeat; None if none since this server started.
     pub fn age(&self, node: &str) -> Option<Duration> {
         self.ages.get(node).copied()
     }
 
-    /// `node`'s state, by [`state_of`].
+    /// `node`'s state, by [`state_of`]; a drained node that is not down is draining.
     pub fn get(&self, node: &str) -> ebb_core::api::NodeState {
-        state_of(self.age(node), self.uptime)
+        use ebb_core::api::NodeState;
+        match state_of(self.age(node), self.uptime) {
+            NodeState::Down => NodeState::Down,
+            _ if self.draining.contains(node) => NodeState::Draining,
+            state => state,
+        }
     }
 }
 

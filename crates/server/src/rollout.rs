@@ -5,6 +5,8 @@
 //! - Instances on an older version are replaced one at a time: a new one starts, and an old one
 //!   is stopped only when a new one is ready. At most one new instance is starting at a time
 //!   while old ones remain, so a rollout never runs more than `desired + 1` instances.
+//! - An instance being migrated (moved off its node) counts as an old one whatever its version:
+//!   its replacement starts first, and it stops once the replacement is ready.
 //! - Without old instances, missing instances all start at once and extras stop at once
 //!   (the least useful first: not ready, then the youngest).
 
@@ -20,6 +22,8 @@ pub struct Observed {
     /// Stopped for good: its record can be forgotten.
     pub stopped: bool,
     pub created_ms: u64,
+    /// Being moved to another node (`ebb migrate`, `ebb drain`): replaced like an old version.
+    pub migrating: bool,
 }
 
 /// One step of a plan.
@@ -37,6 +41,7 @@ pub enum Action {
 pub enum StopReason {
     ScaleIn,
     Replaced,
+    Migrated,
     ServiceStopped,
 }
 
@@ -45,6 +50,7 @@ impl StopReason {
         match self {
             StopReason::ScaleIn => "scale in",
             StopReason::Replaced => "replaced by a newer version",
+            StopReason::Migrated => "moved to another node",
             StopReason::ServiceStopped => "service stopped",
         }
     }
@@ -67,8 +73,9 @@ pub fn plan(desired: Option<u32>, version: &str, instances: &[Observed]) -> Vec<
         return actions;
     };
     let desired = desired as usize;
-    let (mut new, mut old): (Vec<&Observed>, Vec<&Observed>) =
-        live.into_iter().partition(|i| i.version == version);
+    let (mut new, mut old): (Vec<&Observed>, Vec<&Observed>) = live
+        .into_iter()
+        .partition(|i| i.version == version && !i.migrating);
     // Least useful first: not ready before ready, then the youngest.
     new.sort_by_key(|i| (i.ready, std::cmp::Reverse(i.created_ms)));
     // Old instances go oldest-first among equals, but never a ready one before an unready one.
@@ -81,7 +88,14 @@ pub fn plan(desired: Option<u32>, version: &str, instances: &[Observed]) -> Vec<
     let ready_new = new.iter().filter(|i| i.ready).count();
     let old_keep = desired.saturating_sub(ready_new).min(old.len());
     let old_stop = old.len() - old_keep;
-    actions.extend(old.drain(..old_stop).map(|i| stop(i, StopReason::Replaced)));
+    actions.extend(old.drain(..old_stop).map(|i| {
+        let reason = if i.migrating {
+            StopReason::Migrated
+        } else {
+            StopReason::Replaced
+        };
+        stop(i, reason)
+    }));
 
     let missing = desired.saturating_sub(new.len());
     let starting = new.len() - ready_new;
@@ -117,6 +131,7 @@ mod tests {
             ready,
             stopped: false,
             created_ms,
+            migrating: false,
         }
     }
 
@@ -206,6 +221,37 @@ mod tests {
         let actions = plan(None, "v1", &is);
         assert!(actions.contains(&Action::Forget { id: "z".into() }));
         assert_eq!(stops(&actions), ["a"]);
+    }
+
+    #[test]
+    fn a_migrating_instance_is_replaced_before_it_stops() {
+        let mut moving = inst("b", "v1", true, 2);
+        moving.migrating = true;
+        let is = [inst("a", "v1", true, 1), moving.clone()];
+        assert_eq!(plan(Some(2), "v1", &is), vec![Action::Start { count: 1 }]);
+        let starting = [
+            inst("a", "v1", true, 1),
+            moving.clone(),
+            inst("n", "v1", false, 3),
+        ];
+        assert!(plan(Some(2), "v1", &starting).is_empty(), "wait for ready");
+        let ready = [inst("a", "v1", true, 1), moving, inst("n", "v1", true, 3)];
+        assert_eq!(
+            plan(Some(2), "v1", &ready),
+            vec![Action::Stop {
+                id: "b".into(),
+                reason: StopReason::Migrated
+            }]
+        );
+    }
+
+    #[test]
+    fn migrations_of_one_service_move_one_instance_at_a_time() {
+        let mut is = vec![inst("a", "v1", true, 1), inst("b", "v1", true, 2)];
+        for i in is.iter_mut() {
+            i.migrating = true;
+        }
+        assert_eq!(plan(Some(2), "v1", &is), vec![Action::Start { count: 1 }]);
     }
 
     /// Applies a plan to a set of instances: stops drop out, starts arrive (not ready yet).

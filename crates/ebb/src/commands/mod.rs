@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod events;
 pub mod logs;
 pub mod metrics;
+pub mod moves;
 pub mod nodes;
 pub mod ps;
 pub mod status;

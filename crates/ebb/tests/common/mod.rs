@@ -128,6 +128,17 @@ impl Ebb {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs a CLI command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            !out.status.success(),
+            "ebb {args:?} should have failed:\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// `ebb ps --json`, optionally for one service.
     pub fn ps(&self, service: Option<&str>) -> Vec<Value> {
         let mut args = vec!["ps", "--json"];

@@ -4,6 +4,7 @@
 mod events;
 mod logs;
 mod metrics;
+mod moves;
 mod nodes;
 mod services;
 
@@ -35,6 +36,12 @@ pub fn router(server: Server) -> Router {
         .route("/metrics", get(metrics::list))
         .route("/logs/{service}", get(logs::read))
         .route("/nodes", get(nodes::list))
+        .route(
+            "/nodes/{name}/drain",
+            post(moves::drain).delete(moves::undrain),
+        )
+        .route("/instances/{id}/migrate", post(moves::migrate))
+        .route("/migrations", get(moves::list))
         .route_layer(middleware::from_fn_with_state(
             server.clone(),
             require_token,

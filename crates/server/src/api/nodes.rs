@@ -142,9 +142,11 @@ pub fn views(server: &Server, now: Instant) -> Result<Vec<ebb_core::api::NodeVie
     let (kvs, _) = server.store().list(keys::NODES)?;
     let infos: Vec<NodeInfo> = kvs.iter().map(keys::decode).collect::<Result<_, _>>()?;
     let (assignments, _) = keys::assignments(server.store())?;
+    let drains = keys::node_drains(server.store())?;
     let states = server
         .nodes()
-        .states(now, now.saturating_duration_since(server.started()));
+        .states(now, now.saturating_duration_since(server.started()))
+        .draining(drains.keys().cloned());
     let mut views: Vec<NodeView> = infos
         .into_iter()
         .map(|info| {
@@ -172,6 +174,13 @@ pub fn views(server: &Server, now: Instant) -> Result<Vec<ebb_core::api::NodeVie
                 instances: count,
                 heartbeat_age_ms: age.map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
                 labels: info.labels,
+                drain: drains
+                    .get(&info.name)
+                    .map(|d| ebb_core::api::NodeDrainView {
+                        since_ms: d.value.since_ms,
+                        deadline_ms: d.value.deadline_ms,
+                        done_ms: d.value.done_ms,
+                    }),
                 name: info.name,
             }
         })
