@@ -213,6 +213,10 @@ pub struct PlaneArgs {
     /// Threads of the load balancers' own runtime [default: the number of cores]
     #[arg(long)]
     pub router_threads: Option<usize>,
+    /// A node silent this long is down: its instances leave the load balancers and are
+    /// replaced on other nodes (agents heartbeat every second; at least 2s)
+    #[arg(long, default_value = "3s", value_parser = parse_down_after)]
+    pub node_down_after: std::time::Duration,
 }
 
 #[derive(Args, Debug)]
@@ -328,6 +332,17 @@ pub struct LogsArgs {
     /// Lines to show from the end of each instance's log
     #[arg(long, default_value_t = 100)]
     pub tail: usize,
+}
+
+fn parse_down_after(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration_arg(s)?;
+    if d < ebb_server::nodes::MIN_NODE_DOWN_AFTER {
+        return Err(format!(
+            "{s} is shorter than two heartbeats: at least {} is needed, or one late heartbeat would take a node for down",
+            ebb_core::quantity::format_duration(ebb_server::nodes::MIN_NODE_DOWN_AFTER)
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {

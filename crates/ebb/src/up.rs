@@ -110,6 +110,7 @@ async fn run(
         .map(|(_, _, s)| Arc::new(AgentLogs(s.clone())) as Arc<dyn ebb_server::LogSource>);
     let server = Server::new(store, token.clone(), logs)?;
     server.set_join_token(join_token);
+    server.nodes().set_down_after(role.plane.node_down_after);
     server.record(ebb_core::Event::new(
         ebb_server::now_ms(),
         ebb_core::EventKind::ServerStarted,

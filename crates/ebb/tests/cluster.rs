@@ -475,3 +475,38 @@ fn a_drain_deadline_stops_what_could_not_move() {
         "{events}"
     );
 }
+
+#[test]
+fn the_down_timeout_is_configurable() {
+    let port = free_port();
+    let server = Ebb::server_with(port, &["--node-down-after", "6s"]);
+    let agent = Agent::join(
+        &format!("127.0.0.1:{port}"),
+        &server.join_token(),
+        "slow-1",
+        "127.0.0.2",
+    );
+    agent.signal(Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(3500));
+    // Past the default 3 s, but not past the 6 s asked for.
+    assert_eq!(node_state(&server, "slow-1"), "suspect");
+    wait_until("the node to be down", Duration::from_secs(6), || {
+        (node_state(&server, "slow-1") == "down").then_some(())
+    });
+    agent.signal(Signal::SIGCONT);
+    assert!(server
+        .ok(&["events"])
+        .contains("node slow-1 is down: silent for 6s"));
+
+    // Too short to tell a late heartbeat from a lost node: refused, naming the option.
+    let out = std::process::Command::new(EBB)
+        .args(["server", "--node-down-after", "1s"])
+        .output()
+        .expect("run ebb server");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--node-down-after") && err.contains("at least 2s"),
+        "{err}"
+    );
+}

@@ -5,7 +5,7 @@
 pub(crate) mod moves;
 
 use crate::keys::{self, DrainRecord, Versioned};
-use crate::nodes::{NodeStates, NODE_DOWN_AFTER};
+use crate::nodes::NodeStates;
 use crate::rollout::{self, Action, Observed};
 use crate::{now_ms, Server};
 use ebb_core::{
@@ -97,8 +97,8 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
                 now_ms(),
                 EventKind::NodeDown,
                 format!(
-                    "node {node} is down: silent for {}s; its instances are replaced on other nodes",
-                    NODE_DOWN_AFTER.as_secs()
+                    "node {node} is down: silent for {}; its instances are replaced on other nodes",
+                    ebb_core::quantity::format_duration(server.nodes().down_after())
                 ),
             )
             .node(&node),

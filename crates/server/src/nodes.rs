@@ -3,11 +3,16 @@
 
 use ebb_core::api::{InstanceUsage, NodeInfo, NodeUsage};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// A node silent this long is not given new instances (DESIGN.md: heartbeat 1 s, down after 3 s).
+/// A node silent this long is down, unless `--node-down-after` says otherwise (DESIGN.md:
+/// heartbeat 1 s, down after 3 s).
 pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(3);
+/// The shortest down timeout allowed: two heartbeats, so that one late heartbeat never takes
+/// a node for down.
+pub const MIN_NODE_DOWN_AFTER: Duration = Duration::from_secs(2);
 /// A node silent this long has missed a heartbeat (every second, DESIGN.md) and a half: suspect.
 pub const NODE_SUSPECT_AFTER: Duration = Duration::from_millis(1500);
 
@@ -22,12 +27,34 @@ struct Seen {
     down: bool,
 }
 
-#[derive(Default)]
 pub struct NodeRegistry {
     seen: Mutex<HashMap<String, Seen>>,
+    /// How long a node may be silent before it is down, in milliseconds.
+    down_after_ms: AtomicU64,
+}
+
+impl Default for NodeRegistry {
+    fn default() -> Self {
+        NodeRegistry {
+            seen: Mutex::default(),
+            down_after_ms: AtomicU64::new(NODE_DOWN_AFTER.as_millis() as u64),
+        }
+    }
 }
 
 impl NodeRegistry {
+    /// Sets how long a node may be silent before it is down (at least [`MIN_NODE_DOWN_AFTER`]).
+    pub fn set_down_after(&self, after: Duration) {
+        let after = after.max(MIN_NODE_DOWN_AFTER);
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.down_after_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long a node may be silent before it is down.
+    pub fn down_after(&self) -> Duration {
+        Duration::from_millis(self.down_after_ms.load(Ordering::Relaxed))
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Seen>> {
         crate::lock(&self.seen)
     }
@@ -81,9 +108,10 @@ impl NodeRegistry {
 
     /// [`Self::instance_usage`] as of `now`.
     pub fn instance_usage_at(&self, now: Instant) -> HashMap<String, InstanceUsage> {
+        let down_after = self.down_after();
         self.lock()
             .values()
-            .filter(|node| is_live(node, now))
+            .filter(|node| is_live(node, now, down_after))
             .flat_map(|node| node.usage.values().cloned())
             .map(|u| (u.id.clone(), u))
             .collect()
@@ -91,9 +119,10 @@ impl NodeRegistry {
 
     /// The latest usage of each live node that reported one, by node name.
     pub fn node_usage(&self, now: Instant) -> HashMap<String, NodeUsage> {
+        let down_after = self.down_after();
         self.lock()
             .iter()
-            .filter(|(_, node)| is_live(node, now))
+            .filter(|(_, node)| is_live(node, now, down_after))
             .filter_map(|(name, node)| Some((name.clone(), node.node_usage.clone()?)))
             .collect()
     }
@@ -101,10 +130,11 @@ impl NodeRegistry {
     /// Nodes silent past [`NODE_DOWN_AFTER`] that were not reported down yet; they are
     /// reported now (once per outage).
     pub fn newly_down(&self, now: Instant) -> Vec<String> {
+        let down_after = self.down_after();
         let mut names: Vec<String> = self
             .lock()
             .iter_mut()
-            .filter(|(_, node)| !node.down && !is_live(node, now))
+            .filter(|(_, node)| !node.down && !is_live(node, now, down_after))
             .map(|(name, node)| {
                 node.down = true;
                 name.clone()
@@ -125,6 +155,7 @@ impl NodeRegistry {
         NodeStates {
             ages,
             uptime,
+            down_after: self.down_after(),
             draining: Default::default(),
         }
     }
@@ -136,10 +167,11 @@ impl NodeRegistry {
 
     /// Names of nodes heard from within [`NODE_DOWN_AFTER`], sorted.
     pub fn live(&self, now: Instant) -> Vec<String> {
+        let down_after = self.down_after();
         let mut names: Vec<String> = self
             .lock()
             .iter()
-            .filter(|(_, node)| is_live(node, now))
+            .filter(|(_, node)| is_live(node, now, down_after))
             .map(|(name, _)| name.clone())
             .collect();
         names.sort();
@@ -162,6 +194,7 @@ impl NodeRegistry {
 pub struct NodeStates {
     ages: HashMap<String, Duration>,
     uptime: Duration,
+    down_after: Duration,
     /// Nodes in drain (from the store): draining unless down.
     draining: std::collections::BTreeSet<String>,
 }
@@ -181,7 +214,7 @@ impl NodeStates {
     /// `node`'s state, by [`state_of`]; a drained node that is not down is draining.
     pub fn get(&self, node: &str) -> ebb_core::api::NodeState {
         use ebb_core::api::NodeState;
-        match state_of(self.age(node), self.uptime) {
+        match state_of(self.age(node), self.uptime, self.down_after) {
             NodeState::Down => NodeState::Down,
             _ if self.draining.contains(node) => NodeState::Draining,
             state => state,
@@ -192,19 +225,25 @@ impl NodeStates {
 /// A node's state from the age of its last heartbeat (`None`: none since this server started,
 /// which has been up for `uptime`). A node not heard from yet is suspect, not down, until the
 /// server has waited as long as it would for any node: a restarted server replaces nothing
-/// before its agents had the time to report.
-pub fn state_of(age: Option<Duration>, uptime: Duration) -> ebb_core::api::NodeState {
+/// before its agents had the time to report. A node is down once silent for `down_after`, and
+/// suspect from [`NODE_SUSPECT_AFTER`] (or half of `down_after`, if that is shorter).
+pub fn state_of(
+    age: Option<Duration>,
+    uptime: Duration,
+    down_after: Duration,
+) -> ebb_core::api::NodeState {
     use ebb_core::api::NodeState;
+    let suspect_after = NODE_SUSPECT_AFTER.min(down_after / 2);
     match age {
-        Some(a) if a < NODE_SUSPECT_AFTER => NodeState::Ready,
-        Some(a) if a < NODE_DOWN_AFTER => NodeState::Suspect,
-        None if uptime < NODE_DOWN_AFTER => NodeState::Suspect,
+        Some(a) if a < suspect_after => NodeState::Ready,
+        Some(a) if a < down_after => NodeState::Suspect,
+        None if uptime < down_after => NodeState::Suspect,
         _ => NodeState::Down,
     }
 }
 
-fn is_live(node: &Seen, now: Instant) -> bool {
-    now.saturating_duration_since(node.at) < NODE_DOWN_AFTER
+fn is_live(node: &Seen, now: Instant, down_after: Duration) -> bool {
+    now.saturating_duration_since(node.at) < down_after
 }
 
 #[cfg(test)]
@@ -257,11 +296,32 @@ mod tests {
         use ebb_core::api::NodeState;
         let s = Duration::from_millis;
         let up = Duration::from_secs(60);
-        assert_eq!(state_of(Some(s(900)), up), NodeState::Ready);
-        assert_eq!(state_of(Some(s(1600)), up), NodeState::Suspect);
-        assert_eq!(state_of(Some(s(3000)), up), NodeState::Down);
-        assert_eq!(state_of(None, up), NodeState::Down);
-        assert_eq!(state_of(None, s(500)), NodeState::Suspect, "just restarted");
+        let down = NODE_DOWN_AFTER;
+        assert_eq!(state_of(Some(s(900)), up, down), NodeState::Ready);
+        assert_eq!(state_of(Some(s(1600)), up, down), NodeState::Suspect);
+        assert_eq!(state_of(Some(s(3000)), up, down), NodeState::Down);
+        assert_eq!(state_of(None, up, down), NodeState::Down);
+        assert_eq!(
+            state_of(None, s(500), down),
+            NodeState::Suspect,
+            "just restarted"
+        );
+        // A longer timeout keeps the same suspicion point; a shorter one suspects at half.
+        assert_eq!(state_of(Some(s(9000)), up, s(10_000)), NodeState::Suspect);
+        assert_eq!(state_of(Some(s(1200)), up, s(2000)), NodeState::Suspect);
+        assert_eq!(state_of(Some(s(900)), up, s(2000)), NodeState::Ready);
+    }
+
+    #[test]
+    fn the_down_timeout_is_configurable_but_not_below_two_heartbeats() {
+        let nodes = NodeRegistry::default();
+        let t0 = Instant::now();
+        nodes.set_down_after(Duration::from_secs(10));
+        nodes.heartbeat(&info("a"), t0);
+        assert!(nodes.newly_down(t0 + Duration::from_secs(9)).is_empty());
+        assert_eq!(nodes.newly_down(t0 + Duration::from_secs(10)), ["a"]);
+        nodes.set_down_after(Duration::from_millis(100));
+        assert_eq!(nodes.down_after(), MIN_NODE_DOWN_AFTER);
     }
 
     #[test]

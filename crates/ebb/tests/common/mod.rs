@@ -46,13 +46,20 @@ impl Ebb {
     /// Starts `ebb server` (no local node) on `127.0.0.1:port` and waits until its API answers;
     /// restarts reuse the port, so that agents find it again.
     pub fn server(port: u16) -> Ebb {
+        Ebb::server_with(port, &[])
+    }
+
+    /// [`Ebb::server`] with more options for `ebb server`.
+    pub fn server_with(port: u16, options: &[&str]) -> Ebb {
         let dir = tempfile::tempdir().expect("tempdir");
         let listen = format!("127.0.0.1:{port}");
+        let mut role = vec!["server".to_string(), "--listen".into(), listen];
+        role.extend(options.iter().map(|o| o.to_string()));
         let mut ebb = Ebb {
             dir,
             child: None,
             options: Vec::new(),
-            role: vec!["server".into(), "--listen".into(), listen],
+            role,
         };
         ebb.start(&[]);
         ebb
