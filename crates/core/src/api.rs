@@ -124,6 +124,10 @@ pub struct InstanceView {
     /// its service has no public port or the instance is not routed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<crate::traffic::Traffic>,
+    /// CPU and memory it used, as its node last reported (about once a second); None before
+    /// a report or when its node is silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<InstanceUsage>,
 }
 
 impl InstanceView {
@@ -144,6 +148,7 @@ impl InstanceView {
             started_ms: status.and_then(|s| s.started_ms),
             last_exit: status.and_then(|s| s.last_exit.clone()),
             traffic: None,
+            usage: None,
         }
     }
 }

@@ -111,6 +111,16 @@ fn agents_join_with_the_token_and_instances_run_on_their_addresses() {
     assert_eq!(per_node(&server, "web").len(), 3, "one instance per node");
     let (status, body) = http_get(&format!("127.0.0.1:{lb}"), "/").expect("answer via the router");
     assert_eq!(status, 200, "{body}");
+    // Each agent reports its instances' CPU and memory, and its machine's.
+    wait_until("usage of every instance", Duration::from_secs(10), || {
+        let all = server.ps(Some("web"));
+        all.iter()
+            .all(|i| i["usage"]["memory_bytes"].as_u64() > Some(0))
+            .then_some(())
+    });
+    assert!(nodes(&server)
+        .iter()
+        .all(|n| n["used_memory_bytes"].as_u64() > Some(0)));
 }
 
 #[test]

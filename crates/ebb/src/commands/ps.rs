@@ -3,6 +3,7 @@
 use crate::output::out;
 use crate::output::{age, dash, latency, table};
 use ebb_client::Client;
+use ebb_core::quantity::format_size;
 
 pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::Result<()> {
     let instances = client.instances(service).await?;
@@ -34,13 +35,15 @@ pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::R
                 dash(i.traffic.as_ref().map(|t| format!("{:.1}", t.concurrency))),
                 dash(i.traffic.as_ref().map(|t| latency(t.p50_ms))),
                 dash(i.traffic.as_ref().map(|t| latency(t.p99_ms))),
+                dash(i.usage.as_ref().map(|u| format!("{:.2}", u.cpu_cores))),
+                dash(i.usage.as_ref().map(|u| format_size(u.memory_bytes))),
             ]
         })
         .collect();
     table(
         &[
             "ID", "SERVICE", "NODE", "STATE", "PID", "ADDR", "READY", "RESTARTS", "AGE", "RPS",
-            "INFLIGHT", "P50", "P99",
+            "INFLIGHT", "P50", "P99", "CPU", "MEMORY",
         ],
         &rows,
     );

@@ -292,6 +292,7 @@ pub async fn instances(
 ) -> ApiResult<Vec<InstanceView>> {
     let statuses = server.statuses();
     let (assignments, _) = keys::assignments(server.store())?;
+    let mut usage = server.nodes().instance_usage();
     let mut traffic = server
         .router()
         .map(|r| r.instance_traffic(crate::traffic::VIEW_WINDOW))
@@ -302,6 +303,9 @@ pub async fn instances(
         .map(|a| {
             let mut view = InstanceView::new(&a.value, current_status(&a.value, &statuses));
             view.traffic = traffic.remove(&a.value.id);
+            view.usage = usage
+                .remove(&a.value.id)
+                .filter(|u| u.generation == a.value.generation);
             view
         })
         .collect();
