@@ -520,3 +520,53 @@ fn the_down_timeout_is_configurable() {
         "{err}"
     );
 }
+
+#[test]
+fn constraints_and_spread_in_the_deploy_file_steer_placement() {
+    let port = free_port();
+    let server = Ebb::server(port);
+    let (addr, token) = (format!("127.0.0.1:{port}"), server.join_token());
+    let zones = ["a", "b", "b"];
+    let _agents: Vec<Agent> = zones
+        .iter()
+        .enumerate()
+        .map(|(i, zone)| {
+            let (name, ip) = (format!("zone-{}", i + 1), format!("127.0.0.{}", i + 2));
+            Agent::join_with(
+                &addr,
+                &token,
+                &name,
+                &ip,
+                &["--labels", &format!("zone={zone}")],
+            )
+        })
+        .collect();
+    let extra = "constraints = [\"zone=b\"]\nplacement = \"spread\"";
+    let file = deploy_file(server.dir.path(), "b.toml", &app_service("inb", 4, extra));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    server.wait_ready("inb", 4, Duration::from_secs(20));
+    let by = per_node(&server, "inb");
+    assert_eq!(
+        by,
+        BTreeMap::from([("zone-2".to_string(), 2), ("zone-3".to_string(), 2)]),
+        "only zone b, spread evenly"
+    );
+    // A constraint no node meets leaves the instance pending, saying why.
+    let nowhere = "constraints = [\"zone=c\"]";
+    let file = deploy_file(server.dir.path(), "c.toml", &app_service("inc", 1, nowhere));
+    server.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    let reason = "no node fits: 3 not matching zone=c";
+    wait_until("the pending reason", Duration::from_secs(10), || {
+        let s: Value = serde_json::from_str(&server.ok(&["status", "--json"])).ok()?;
+        let inc = s["services"]
+            .as_array()?
+            .iter()
+            .find(|v| v["name"] == "inc")?;
+        (inc["pending_reason"] == reason).then_some(())
+    });
+    // And a malformed one is refused before anything is applied, naming the entry.
+    let bad = "constraints = [\"zone\"]";
+    let file = deploy_file(server.dir.path(), "bad.toml", &app_service("bad", 1, bad));
+    let err = server.fails(&["deploy", file.to_str().unwrap()]);
+    assert!(err.contains("services.bad.constraints[0]"), "{err}");
+}
