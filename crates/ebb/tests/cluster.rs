@@ -564,6 +564,11 @@ fn constraints_and_spread_in_the_deploy_file_steer_placement() {
             .find(|v| v["name"] == "inc")?;
         (inc["pending_reason"] == reason).then_some(())
     });
+    let ps = server.ok(&["ps"]);
+    assert!(
+        ps.contains(&format!("inc: 1 instances pending: {reason}")),
+        "{ps}"
+    );
     // And a malformed one is refused before anything is applied, naming the entry.
     let bad = "constraints = [\"zone\"]";
     let file = deploy_file(server.dir.path(), "bad.toml", &app_service("bad", 1, bad));

@@ -47,5 +47,19 @@ pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::R
         ],
         &rows,
     );
+    pending(client, service).await
+}
+
+/// Instances that no node could take have no row: one line per such service says why.
+async fn pending(client: &Client, service: Option<&str>) -> anyhow::Result<()> {
+    for v in client.services().await? {
+        if service.is_some_and(|s| s != v.name) {
+            continue;
+        }
+        if let Some(why) = &v.pending_reason {
+            let missing = v.desired.saturating_sub(v.running).max(1);
+            out!("{}: {missing} instances pending: {why}", v.name);
+        }
+    }
     Ok(())
 }
