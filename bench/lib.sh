@@ -10,6 +10,8 @@ ensure_wrk() {
 
 # Builds the release binary and prints its path.
 build_ebb() {
-  timeout 900 cargo build --release --quiet -p ebb
+  # `|| return`: called as EBB=$(build_ebb), where `set -e` does not reach, a failed build
+  # would otherwise go unnoticed and the bench would run a stale binary.
+  timeout 900 cargo build --release --quiet -p ebb || return
   echo "$PWD/target/release/ebb"
 }
