@@ -14,6 +14,7 @@ pub mod events;
 pub mod keys;
 pub mod maintenance;
 pub mod nodes;
+pub mod placed;
 pub mod rollout;
 pub mod routing;
 pub mod traffic;
@@ -55,6 +56,8 @@ struct Inner {
     autoscale_reasons: Mutex<HashMap<String, String>>,
     /// Why a service's instances could not all be placed, as last reported.
     pending: Mutex<HashMap<String, String>>,
+    /// Each node's assignments, for agents' heartbeats and long-polls.
+    placed: placed::PlacedIndex,
     /// Moves that ended since this server started, newest last (at most [`MOVES_KEPT`]), so
     /// that `ebb migrate` and `ebb drain` learn how a move ended however fast it went.
     moved: Mutex<std::collections::VecDeque<ebb_core::api::MigrationView>>,
@@ -74,6 +77,7 @@ impl Server {
             .map(|s| (s.id.clone(), s))
             .collect();
         let events = EventLog::open(store.clone())?;
+        let placed = placed::PlacedIndex::new(store.as_ref());
         Ok(Server {
             inner: Arc::new(Inner {
                 store,
@@ -87,6 +91,7 @@ impl Server {
                 router: std::sync::OnceLock::new(),
                 autoscale_reasons: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
+                placed,
                 moved: Mutex::new(Default::default()),
             }),
         })
@@ -147,6 +152,11 @@ impl Server {
 
     pub fn record(&self, event: Event) {
         self.inner.events.record(event);
+    }
+
+    /// Each node's assignments as of the latest store write (see [`placed`]).
+    pub fn placed(&self) -> Result<Arc<placed::Placed>, StoreError> {
+        self.inner.placed.get(self.store())
     }
 
     pub fn nodes(&self) -> &NodeRegistry {

@@ -2,13 +2,13 @@
 //! the node's assignments. The local agent of `ebb up` uses it exactly as a remote one would.
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
-use crate::keys::{self, INSTANCES};
+use crate::keys;
 use crate::{now_ms, Server};
 use axum::extract::State;
 use axum::Json;
 use ebb_core::api::{AssignmentsResponse, SyncRequest};
 use ebb_core::{Event, EventKind};
-use ebb_store::{watch_changes, Expect, StoreError};
+use ebb_store::{Expect, StoreError};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -42,10 +42,18 @@ pub async fn sync(
         );
     }
     if changed {
-        let known = server.store().get(&keys::node(&name))?.is_some();
-        server
-            .store()
-            .put(&keys::node(&name), &keys::encode(&req.node), Expect::Any)?;
+        // After a server restart every node is new in memory, but most are not in the store:
+        // writing (and fsyncing) only what changed keeps 1,000 agents' return quick.
+        let stored = server.store().get(&keys::node(&name))?;
+        let known = stored.is_some();
+        let same = stored
+            .and_then(|kv| keys::decode::<ebb_core::api::NodeInfo>(&kv).ok())
+            .is_some_and(|info| info == req.node);
+        if !same {
+            server
+                .store()
+                .put(&keys::node(&name), &keys::encode(&req.node), Expect::Any)?;
+        }
         if !known {
             server.record(
                 Event::new(
@@ -57,13 +65,10 @@ pub async fn sync(
             );
         }
     }
-    let (assignments, revision) = keys::assignments(server.store())?;
+    let placed = server.placed()?;
+    let mine = placed.on(&name);
     // Only the node that holds the current generation of an instance may report on it.
-    let held: HashSet<(&str, u64)> = assignments
-        .iter()
-        .filter(|a| a.value.node == name)
-        .map(|a| (a.value.id.as_str(), a.value.generation))
-        .collect();
+    let held: HashSet<(&str, u64)> = mine.iter().map(|a| (a.id.as_str(), a.generation)).collect();
     let holds = |id: &str, generation: u64| held.contains(&(id, generation));
     let owned: Vec<_> = req
         .statuses
@@ -88,7 +93,10 @@ pub async fn sync(
         })
         .collect();
     server.record_all(events);
-    Ok(Json(response_for(&name, assignments, revision)))
+    Ok(Json(AssignmentsResponse {
+        revision: placed.revision,
+        assignments: mine,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -99,35 +107,43 @@ pub struct AssignmentsQuery {
     wait_ms: u64,
 }
 
-/// Long-poll: answers at once if instances changed after `after`, else when they do, else after `wait_ms`.
+/// Long-poll: answers at once if instances changed after `after`, else when they do, else after
+/// `wait_ms`. Every waiting agent wakes on each store write, but only looks at the shared
+/// index (see [`crate::placed`]), which reads the store once per write.
 pub async fn assignments(
     State(server): State<Server>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<AssignmentsQuery>,
 ) -> ApiResult<AssignmentsResponse> {
     let wait = Duration::from_millis(q.wait_ms).min(MAX_WAIT);
-    if q.after > 0 {
-        match watch_changes(server.store(), INSTANCES, q.after, wait).await {
-            Ok(_) | Err(StoreError::Compacted { .. }) => {}
-            Err(e) => return Err(e.into()),
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribed before the first look: a write in between still wakes the wait below.
+    let mut revisions = server.store().subscribe();
+    revisions.borrow_and_update();
+    loop {
+        let placed = server.placed()?;
+        let changed = q.after == 0 || placed.instances_revision > q.after;
+        let woke = changed
+            || matches!(
+                tokio::time::timeout_at(deadline, revisions.changed()).await,
+                Ok(Ok(()))
+            );
+        if !woke {
+            // Timed out (or the store went away): answer with what is placed now.
+            let placed = server.placed()?;
+            return Ok(Json(response_for(&name, &placed)));
         }
+        if changed {
+            return Ok(Json(response_for(&name, &placed)));
+        }
+        revisions.borrow_and_update();
     }
-    let (assignments, revision) = keys::assignments(server.store())?;
-    Ok(Json(response_for(&name, assignments, revision)))
 }
 
-fn response_for(
-    node: &str,
-    all: Vec<keys::Versioned<ebb_core::Assignment>>,
-    revision: u64,
-) -> AssignmentsResponse {
+fn response_for(node: &str, placed: &crate::placed::Placed) -> AssignmentsResponse {
     AssignmentsResponse {
-        revision,
-        assignments: all
-            .into_iter()
-            .map(|a| a.value)
-            .filter(|a| a.node == node)
-            .collect(),
+        revision: placed.revision,
+        assignments: placed.on(node),
     }
 }
 
