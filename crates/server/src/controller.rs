@@ -110,6 +110,7 @@ pub fn reconcile(server: &Server) -> Result<bool, StoreError> {
         &assignments,
         keys::migrations(server.store())?,
         &node_drains,
+        &states,
         &mut pass,
     );
     let evict = moves::drive_drains(

@@ -15,35 +15,49 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub(super) type Migrations = BTreeMap<String, Versioned<Migration>>;
 
-/// Deletes the records of moves that are over or undone: the instance is gone, or the drain
-/// that started the move was lifted (`ebb undrain`) before the instance stopped. Returns the
-/// moves still under way.
+/// Deletes the records of moves that are over or called off: the instance is gone, the drain
+/// that started the move was lifted (`ebb undrain`), or the node asked for is down. A move
+/// called off before its instance stopped leaves it running (a replacement already started is
+/// then an extra, scaled in by the planner). Returns the moves still under way.
 pub(super) fn tidy(
     assignments: &[Versioned<Assignment>],
     migrations: Migrations,
     node_drains: &BTreeMap<String, Versioned<NodeDrain>>,
+    states: &NodeStates,
     pass: &mut Pass,
 ) -> Migrations {
-    let running: HashMap<&str, &Assignment> = assignments
-        .iter()
-        .map(|a| (a.value.id.as_str(), &a.value))
-        .collect();
-    migrations
-        .into_iter()
-        .filter(|(id, m)| {
-            let keep = match running.get(id.as_str()) {
-                None => false,
-                Some(a) => {
-                    let undrained = m.value.by_drain && !node_drains.contains_key(&m.value.from);
-                    !(undrained && a.desired == DesiredState::Run)
-                }
-            };
-            if !keep {
-                pass.ops.push(Op::delete(keys::migration(id), Expect::Any));
+    let mut live = Migrations::new();
+    for (id, m) in migrations {
+        let Some(a) = assignments.iter().map(|a| &a.value).find(|a| a.id == id) else {
+            pass.ops.push(Op::delete(keys::migration(&id), Expect::Any));
+            continue;
+        };
+        let stopping = a.desired != DesiredState::Run;
+        let undrained = m.value.by_drain && !node_drains.contains_key(&m.value.from);
+        let target_down = m
+            .value
+            .to
+            .as_deref()
+            .filter(|to| states.get(to) == NodeState::Down);
+        if !stopping && (undrained || target_down.is_some()) {
+            pass.ops.push(Op::delete(keys::migration(&id), Expect::Any));
+            if let Some(to) = target_down {
+                pass.events.push(
+                    Event::new(
+                        now_ms(),
+                        EventKind::Warning,
+                        format!("move of instance {id} to node {to} called off: node {to} is down"),
+                    )
+                    .service(&a.service)
+                    .instance(&id)
+                    .node(&a.node),
+                );
             }
-            keep
-        })
-        .collect()
+            continue;
+        }
+        live.insert(id, m);
+    }
+    live
 }
 
 /// Advances every node drain: past its deadline, the node's remaining instances are evicted
