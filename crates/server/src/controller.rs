@@ -209,26 +209,7 @@ fn plan_service(
     placer: &mut Placer,
     pass: &mut Pass,
 ) {
-    let observed: Vec<Observed> = instances
-        .iter()
-        .map(|a| {
-            let a_ref = &a.value;
-            if (ctx.lost)(&a_ref.node) {
-                return lost(a_ref);
-            }
-            let evicted = ctx.evict.contains(&a_ref.id) && !ctx.drains.contains_key(&a_ref.id);
-            if evicted {
-                stop_instance(a, ctx, &moves::deadline_reason(&a_ref.node), pass);
-            }
-            let mut o = observe(
-                a_ref,
-                ctx.statuses,
-                evicted || ctx.drains.contains_key(&a_ref.id),
-            );
-            o.migrating = ctx.migrations.contains_key(&a_ref.id);
-            o
-        })
-        .collect();
+    let observed: Vec<Observed> = instances.iter().map(|a| sighting(a, ctx, pass)).collect();
     let version = spec.map(ServiceSpec::version).unwrap_or_default();
     for action in rollout::plan(spec.map(|s| s.instances), &version, &observed) {
         match action {
@@ -272,6 +253,24 @@ fn plan_service(
             }
         }
     }
+}
+
+/// What the planner sees of one instance: lost with its node, stopping (draining, or evicted
+/// now because its node's drain deadline passed), or as its node last reported it; and
+/// whether it is being moved.
+fn sighting(a: &Versioned<Assignment>, ctx: &Ctx, pass: &mut Pass) -> Observed {
+    let (id, node) = (&a.value.id, &a.value.node);
+    if (ctx.lost)(node) {
+        return lost(&a.value);
+    }
+    let evicted = ctx.evict.contains(id) && !ctx.drains.contains_key(id);
+    if evicted {
+        stop_instance(a, ctx, &moves::deadline_reason(node), pass);
+    }
+    let stopping = evicted || ctx.drains.contains_key(id);
+    let mut o = observe(&a.value, ctx.statuses, stopping);
+    o.migrating = ctx.migrations.contains_key(id);
+    o
 }
 
 /// Stops an instance; a routed one leaves its load balancer first and stops once drained.
