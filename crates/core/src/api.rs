@@ -211,6 +211,12 @@ pub struct MigrateRequest {
     pub to: Option<String>,
 }
 
+/// The phase of a move that ended with its replacement running.
+pub const MOVE_MOVED: &str = "moved";
+/// The phase of a move that ended with the instance stopped and not replaced (the drain
+/// deadline passed first, or its service was scaled in or removed).
+pub const MOVE_STOPPED: &str = "stopped";
+
 /// `GET /v1/migrations`: one instance being moved, start-before-stop: a replacement starts
 /// (on `to` if given, never on `from`), and once it is ready and routed the instance is drained
 /// out of its load balancer and stopped.

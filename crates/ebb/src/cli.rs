@@ -74,7 +74,7 @@ pub enum Command {
     )]
     Drain {
         node: String,
-        /// Stop what is left after this long (e.g. 30m, 1h)
+        /// Stop what is left after this long (e.g. 30m, 1h; Nomad's default too)
         #[arg(long, default_value = "1h", value_parser = parse_duration_arg)]
         deadline: std::time::Duration,
         /// Return at once instead of following the moves

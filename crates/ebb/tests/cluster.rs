@@ -575,3 +575,44 @@ fn constraints_and_spread_in_the_deploy_file_steer_placement() {
     let err = server.fails(&["deploy", file.to_str().unwrap()]);
     assert!(err.contains("services.bad.constraints[0]"), "{err}");
 }
+
+#[test]
+fn a_node_lost_while_its_drain_waits_leaves_the_controller_working() {
+    let port = free_port();
+    let server = Ebb::server(port);
+    let (addr, token) = (format!("127.0.0.1:{port}"), server.join_token());
+    let mut agents: Vec<Agent> = (1..=2)
+        .map(|i| {
+            let (name, ip) = (format!("gone-{i}"), format!("127.0.0.{}", i + 1));
+            Agent::join_with(&addr, &token, &name, &ip, &["--cpu", "1"])
+        })
+        .collect();
+    let big = "[services.big.resources]\ncpu = 0.8\n";
+    let file = deploy_file(server.dir.path(), "big.toml", &app_service("big", 2, big));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    server.wait_ready("big", 2, Duration::from_secs(20));
+    // The move waits: no other node has room for the replacement.
+    server.ok(&["drain", "gone-1", "--detach"]);
+    wait_until("the move to be pending", Duration::from_secs(10), || {
+        let moves: Value = serde_json::from_str(&server.ok(&["events", "--json"])).ok()?;
+        moves
+            .as_array()?
+            .iter()
+            .any(|e| e["kind"] == "instance.pending")
+            .then_some(())
+    });
+    agents[0].lose_machine();
+    wait_until("the node to be down", Duration::from_secs(10), || {
+        (node_state(&server, "gone-1") == "down").then_some(())
+    });
+    // The controller still places new work (a frozen controller would leave this pending).
+    let file = deploy_file(
+        server.dir.path(),
+        "small.toml",
+        &app_service("small", 1, ""),
+    );
+    server.ok(&["deploy", "--timeout", "20s", file.to_str().unwrap()]);
+    let by = per_node(&server, "small");
+    assert_eq!(by.get("gone-2"), Some(&1), "{by:?}");
+    assert_eq!(server.ready("big").len(), 1, "one big fits on gone-2");
+}

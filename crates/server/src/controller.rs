@@ -130,9 +130,11 @@ pub fn reconcile(server: &Server) -> Result<Recheck, StoreError> {
         &assignments,
         keys::migrations(server.store())?,
         &node_drains,
+        &drains,
         &states,
         &mut pass,
     );
+    let under_way = moves::under_way(&migrations, &assignments);
     let evict = moves::drive_drains(
         &assignments,
         &node_drains,
@@ -154,6 +156,7 @@ pub fn reconcile(server: &Server) -> Result<Recheck, StoreError> {
         statuses: &statuses,
         drains: &drains,
         migrations: &migrations,
+        under_way: &under_way,
         evict: &evict,
         routed: server.router().is_some(),
         lost: &|node: &str| states.get(node) == ebb_core::api::NodeState::Down,
@@ -190,15 +193,31 @@ pub fn reconcile(server: &Server) -> Result<Recheck, StoreError> {
         );
     }
     server.record_all(pass.events);
-    // Drains end on in-flight counts and deadlines, which the store does not see.
-    Ok(if !drains.is_empty() || pass.draining {
+    Ok(recheck(&drains, &node_drains, pass.draining))
+}
+
+/// When the next pass is needed: drains end on in-flight counts and deadlines, which the store
+/// does not see. Most drains end within milliseconds, so young ones are looked at again soon;
+/// one that waits on a slow request falls back to the resync.
+fn recheck(
+    drains: &HashMap<String, Versioned<DrainRecord>>,
+    node_drains: &BTreeMap<String, Versioned<keys::NodeDrain>>,
+    started_a_drain: bool,
+) -> Recheck {
+    let now = now_ms();
+    let young = |d: &Versioned<DrainRecord>| now.saturating_sub(d.value.since_ms) < FAST_DRAIN_MS;
+    if started_a_drain || drains.values().any(young) {
         Recheck::Soon
-    } else if node_drains.values().any(|d| d.value.done_ms.is_none()) {
+    } else if !drains.is_empty() || node_drains.values().any(|d| d.value.done_ms.is_none()) {
         Recheck::EverySecond
     } else {
         Recheck::OnChange
-    })
+    }
 }
+
+/// How long a drained instance is re-checked every [`DRAIN_RECHECK`] before falling back to
+/// the resync: long enough for ordinary requests in flight to finish.
+const FAST_DRAIN_MS: u64 = 5_000;
 
 /// Statuses whose instance is gone (a report that raced the instance's removal) are deleted.
 fn forget_orphan_statuses(
@@ -219,6 +238,8 @@ struct Ctx<'a> {
     drains: &'a HashMap<String, Versioned<DrainRecord>>,
     /// Instances being moved off their nodes.
     migrations: &'a moves::Migrations,
+    /// The move under way in each service (one at a time), by service name.
+    under_way: &'a BTreeMap<String, String>,
     /// Instances to stop now: their node's drain deadline passed.
     evict: &'a std::collections::HashSet<String>,
     /// Whether a router runs, so that stopping a routed instance must drain it first.
@@ -240,8 +261,12 @@ fn plan_service(
         match action {
             Action::Start { count } => {
                 if let Some(spec) = spec {
-                    let mut moving =
-                        moves::awaiting_replacement(&spec.name, instances, ctx.migrations);
+                    let mut moving = moves::awaiting_replacement(
+                        &spec.name,
+                        ctx.under_way,
+                        instances,
+                        ctx.migrations,
+                    );
                     for _ in 0..count {
                         let target = moving.take();
                         let created = create_instance(
@@ -294,7 +319,7 @@ fn sighting(a: &Versioned<Assignment>, ctx: &Ctx, pass: &mut Pass) -> Observed {
     }
     let stopping = evicted || ctx.drains.contains_key(id);
     let mut o = observe(&a.value, ctx.statuses, stopping);
-    o.migrating = ctx.migrations.contains_key(id);
+    o.migrating = ctx.under_way.get(&a.value.service) == Some(id);
     o
 }
 

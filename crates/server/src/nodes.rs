@@ -127,7 +127,7 @@ impl NodeRegistry {
             .collect()
     }
 
-    /// Nodes silent past [`NODE_DOWN_AFTER`] that were not reported down yet; they are
+    /// Nodes silent past [`Self::down_after`] that were not reported down yet; they are
     /// reported now (once per outage).
     pub fn newly_down(&self, now: Instant) -> Vec<String> {
         let down_after = self.down_after();
@@ -165,7 +165,7 @@ impl NodeRegistry {
         self.lock().get(name)?.node_usage.clone()
     }
 
-    /// Names of nodes heard from within [`NODE_DOWN_AFTER`], sorted.
+    /// Names of nodes heard from within [`Self::down_after`], sorted.
     pub fn live(&self, now: Instant) -> Vec<String> {
         let down_after = self.down_after();
         let mut names: Vec<String> = self

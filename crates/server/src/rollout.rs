@@ -78,8 +78,10 @@ pub fn plan(desired: Option<u32>, version: &str, instances: &[Observed]) -> Vec<
         .partition(|i| i.version == version && !i.migrating);
     // Least useful first: not ready before ready, then the youngest.
     new.sort_by_key(|i| (i.ready, std::cmp::Reverse(i.created_ms)));
-    // Old instances go oldest-first among equals, but never a ready one before an unready one.
-    old.sort_by_key(|i| (i.ready, i.created_ms));
+    // Old instances go oldest-first among equals, but never a ready one before an unready one;
+    // a migrating one goes first among the ready, as the replacement that just became ready
+    // was started for it.
+    old.sort_by_key(|i| (i.ready, !i.migrating, i.created_ms));
 
     if new.len() > desired {
         let extra = new.len() - desired;
@@ -243,6 +245,15 @@ mod tests {
                 reason: StopReason::Migrated
             }]
         );
+    }
+
+    #[test]
+    fn a_migrating_instance_stops_before_an_older_leftover_of_a_rollout() {
+        let mut moving = inst("m", "v2", true, 5);
+        moving.migrating = true;
+        let is = [inst("old", "v1", true, 1), moving, inst("n", "v2", true, 6)];
+        let actions = plan(Some(2), "v2", &is);
+        assert_eq!(stops(&actions), ["m"], "{actions:?}");
     }
 
     #[test]

@@ -3,15 +3,18 @@
 
 use crate::output::out;
 use ebb_client::Client;
-use ebb_core::api::MigrationView;
+use ebb_core::api::{MigrationView, MOVE_MOVED, MOVE_STOPPED};
 use ebb_core::quantity::format_duration;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// How often the moves are looked at: as `ebb deploy` follows a rollout.
 const POLL: Duration = Duration::from_millis(200);
-/// How long `ebb migrate` follows a move before giving up (the move itself goes on).
+/// How long `ebb migrate` follows a move before giving up (the move itself goes on): as long
+/// as `ebb stop` waits for instances to stop.
 const MIGRATE_WAIT: Duration = Duration::from_secs(600);
-/// How long `ebb drain` waits past the deadline for the evicted instances to stop.
+/// How long `ebb drain` waits past the deadline for the evicted instances to stop: well past
+/// the longest `drain` plus stop `grace` a service is likely to have.
 const DRAIN_GRACE: Duration = Duration::from_secs(300);
 
 /// `ebb drain NODE [--deadline D] [--detach]`
@@ -123,8 +126,8 @@ pub async fn migrate(
     }
 }
 
-/// The phases of a move that ended (`ebb_server::controller::moves::{MOVED, STOPPED}`).
-const ENDED: [&str; 2] = ["moved", "stopped"];
+/// The phases of a move that ended.
+const ENDED: [&str; 2] = [MOVE_MOVED, MOVE_STOPPED];
 
 /// Follows moves: prints a line when one changes phase, and one when it ends.
 #[derive(Default)]
@@ -142,7 +145,7 @@ impl Follow {
             }
             if before.map(|b| (&b.phase, &b.replacement)) != Some((&m.phase, &m.replacement)) {
                 out!("  {}", line(&m));
-                self.moved += usize::from(m.phase == "moved");
+                self.moved += usize::from(m.phase == MOVE_MOVED);
             }
             self.seen.insert(m.instance.clone(), m);
         }
@@ -159,7 +162,7 @@ impl Follow {
 
 fn line(m: &MigrationView) -> String {
     match (m.phase.as_str(), &m.replacement, &m.replacement_node) {
-        ("moved", Some(r), Some(node)) => {
+        (MOVE_MOVED, Some(r), Some(node)) => {
             format!("{} ({}): moved → {r} on {node}", m.instance, m.service)
         }
         (phase, Some(r), Some(node)) => {

@@ -2,7 +2,7 @@
 //! instance's migration record), and the controller moves instances start-before-stop.
 
 use super::{nodes, ApiError, ApiJson, ApiPath, ApiResult};
-use crate::controller::moves::migrating_event;
+use crate::controller::moves::{self, migrating_event};
 use crate::keys::{self, Migration, NodeDrain};
 use crate::{now_ms, Server};
 use axum::extract::State;
@@ -206,7 +206,7 @@ fn conflict(message: String) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, message)
 }
 
-/// A move as `ebb migrate` and `ebb drain` show it, with where it is.
+/// A move under way as `ebb migrate` and `ebb drain` show it, with where it is.
 fn view(
     server: &Server,
     id: &str,
@@ -219,30 +219,20 @@ fn view(
     let statuses = server.statuses();
     let ready =
         |a: &Assignment| crate::controller::current_status(a, &statuses).is_some_and(|s| s.ready);
-    let phase = match find(id) {
-        None => "done".to_string(),
-        Some(a) if a.desired == DesiredState::Stop => "stopping".to_string(),
-        Some(_) if drains.contains_key(id) => {
-            "draining: out of the load balancer, finishing requests in flight".to_string()
-        }
-        Some(_) => match replacement {
+    let stopping = find(id).is_none_or(|a| a.desired == DesiredState::Stop);
+    let phase = if stopping {
+        "stopping".to_string()
+    } else if drains.contains_key(id) {
+        "draining: out of the load balancer, finishing requests in flight".to_string()
+    } else {
+        match replacement {
             Some(r) if ready(r) => "replacement ready".to_string(),
             Some(_) => "starting replacement".to_string(),
             None => match server.pending_reason(&m.service) {
                 Some(why) => format!("pending: {why}"),
                 None => "placing replacement".to_string(),
             },
-        },
+        }
     };
-    MigrationView {
-        instance: id.to_string(),
-        service: m.service.clone(),
-        from: m.from.clone(),
-        to: m.to.clone(),
-        reason: m.reason(),
-        since_ms: m.since_ms,
-        replacement: replacement.map(|r| r.id.clone()),
-        replacement_node: replacement.map(|r| r.node.clone()),
-        phase,
-    }
+    moves::view(id, m, replacement, phase)
 }

@@ -8,7 +8,7 @@ use super::Pass;
 use crate::keys::{self, Migration, NodeDrain, Versioned};
 use crate::nodes::NodeStates;
 use crate::now_ms;
-use ebb_core::api::NodeState;
+use ebb_core::api::{MigrationView, NodeState, MOVE_MOVED, MOVE_STOPPED};
 use ebb_core::{Assignment, DesiredState, Event, EventKind};
 use ebb_store::{Expect, Op};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -23,6 +23,7 @@ pub(super) fn tidy(
     assignments: &[Versioned<Assignment>],
     migrations: Migrations,
     node_drains: &BTreeMap<String, Versioned<NodeDrain>>,
+    router_drains: &HashMap<String, Versioned<keys::DrainRecord>>,
     states: &NodeStates,
     pass: &mut Pass,
 ) -> Migrations {
@@ -32,21 +33,28 @@ pub(super) fn tidy(
             pass.ops.push(Op::delete(keys::migration(&id), Expect::Any));
             continue;
         };
-        let stopping = a.desired != DesiredState::Run;
-        let undrained = m.value.by_drain && !node_drains.contains_key(&m.value.from);
-        let target_down = m
-            .value
-            .to
-            .as_deref()
-            .filter(|to| states.get(to) == NodeState::Down);
-        if !stopping && (undrained || target_down.is_some()) {
+        // Lost with its node: replaced as a lost instance, not as a move.
+        if states.get(&a.node) == NodeState::Down {
             pass.ops.push(Op::delete(keys::migration(&id), Expect::Any));
-            if let Some(to) = target_down {
+            continue;
+        }
+        let stopping = a.desired != DesiredState::Run || router_drains.contains_key(&id);
+        let undrained = m.value.by_drain && !node_drains.contains_key(&m.value.from);
+        let unreachable = m.value.to.as_deref().and_then(|to| match states.get(to) {
+            state @ (NodeState::Down | NodeState::Draining) => Some((to, state)),
+            _ => None,
+        });
+        if !stopping && (undrained || unreachable.is_some()) {
+            pass.ops.push(Op::delete(keys::migration(&id), Expect::Any));
+            if let Some((to, state)) = unreachable {
                 pass.events.push(
                     Event::new(
                         now_ms(),
                         EventKind::Warning,
-                        format!("move of instance {id} to node {to} called off: node {to} is down"),
+                        format!(
+                            "move of instance {id} to node {to} called off: node {to} is {}",
+                            state.as_str()
+                        ),
                     )
                     .service(&a.service)
                     .instance(&id)
@@ -58,6 +66,34 @@ pub(super) fn tidy(
         live.insert(id, m);
     }
     live
+}
+
+/// The move under way in each service, by service name: one at a time, so that the replacement
+/// the planner starts and the instance it stops once that replacement is ready belong to the
+/// same move. The move whose replacement runs goes first, then the oldest.
+pub(super) fn under_way(
+    migrations: &Migrations,
+    assignments: &[Versioned<Assignment>],
+) -> BTreeMap<String, String> {
+    let running = |id: &str| {
+        assignments
+            .iter()
+            .any(|a| a.value.id == id && a.value.desired == DesiredState::Run)
+    };
+    let mut chosen: BTreeMap<String, (bool, u64, &String)> = BTreeMap::new();
+    for (id, m) in migrations {
+        let replaced = m.value.replacement.as_deref().is_some_and(running);
+        // Smallest key wins: replaced first, then the oldest, then by id.
+        let key = (!replaced, m.value.since_ms, id);
+        let best = chosen.entry(m.value.service.clone()).or_insert(key);
+        if key < *best {
+            *best = key;
+        }
+    }
+    chosen
+        .into_iter()
+        .map(|(service, (_, _, id))| (service, id.clone()))
+        .collect()
 }
 
 /// Advances every node drain: past its deadline, the node's remaining instances are evicted
@@ -169,10 +205,11 @@ fn mark_done(node: &str, drain: &Versioned<NodeDrain>, pass: &mut Pass) {
     );
 }
 
-/// The move a new instance of `service` is for, if any: the first migration of the service
-/// whose replacement is not (or no longer) among its live instances.
+/// The move a new instance of `service` is for, if any: the service's move under way, when
+/// its replacement is not (or no longer) among the service's live instances.
 pub(super) fn awaiting_replacement<'a>(
     service: &str,
+    under_way: &BTreeMap<String, String>,
     instances: &[Versioned<Assignment>],
     migrations: &'a Migrations,
 ) -> Option<(&'a String, &'a Versioned<Migration>)> {
@@ -181,11 +218,9 @@ pub(super) fn awaiting_replacement<'a>(
             .iter()
             .any(|a| a.value.id == id && a.value.desired == DesiredState::Run)
     };
-    migrations.iter().find(|(id, m)| {
-        m.value.service == service
-            && live(id)
-            && m.value.replacement.as_deref().is_none_or(|r| !live(r))
-    })
+    let (id, m) = migrations.get_key_value(under_way.get(service)?)?;
+    let replaced = m.value.replacement.as_deref().is_some_and(live);
+    (live(id) && !replaced).then_some((id, m))
 }
 
 /// Records `replacement` as the instance started in place of the migrating `id`.
@@ -212,16 +247,27 @@ pub(super) fn deadline_reason(node: &str) -> String {
 }
 
 /// How a move ended, once its instance is gone: moved (to its replacement) or stopped.
-pub(super) fn ended(
-    id: &str,
-    m: &Migration,
-    instances: &[Versioned<Assignment>],
-) -> ebb_core::api::MigrationView {
+pub(super) fn ended(id: &str, m: &Migration, instances: &[Versioned<Assignment>]) -> MigrationView {
     let replacement = m
         .replacement
         .as_deref()
         .and_then(|r| instances.iter().map(|a| &a.value).find(|a| a.id == r));
-    ebb_core::api::MigrationView {
+    let phase = if replacement.is_some() {
+        MOVE_MOVED
+    } else {
+        MOVE_STOPPED
+    };
+    view(id, m, replacement, phase.to_string())
+}
+
+/// A move as the API shows it.
+pub(crate) fn view(
+    id: &str,
+    m: &Migration,
+    replacement: Option<&Assignment>,
+    phase: String,
+) -> MigrationView {
+    MigrationView {
         instance: id.to_string(),
         service: m.service.clone(),
         from: m.from.clone(),
@@ -230,17 +276,79 @@ pub(super) fn ended(
         since_ms: m.since_ms,
         replacement: replacement.map(|r| r.id.clone()),
         replacement_node: replacement.map(|r| r.node.clone()),
-        phase: if replacement.is_some() {
-            MOVED
-        } else {
-            STOPPED
-        }
-        .to_string(),
+        phase,
     }
 }
 
-/// The phase of a move that ended with its replacement running.
-pub const MOVED: &str = "moved";
-/// The phase of a move that ended with the instance stopped and not replaced (the drain
-/// deadline passed first, or its service was scaled in or removed).
-pub const STOPPED: &str = "stopped";
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Server;
+    use ebb_core::api::NodeInfo;
+    use ebb_core::ServiceSpec;
+    use ebb_store::{KvStore, SqliteStore};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn node(server: &Server, name: &str, silent: Duration) {
+        let info = NodeInfo {
+            name: name.into(),
+            address: "127.0.0.1".into(),
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+            enforcement: "none: test".into(),
+            labels: Default::default(),
+        };
+        let at = Instant::now()
+            .checked_sub(silent)
+            .unwrap_or_else(Instant::now);
+        server.nodes().heartbeat(&info, at);
+        let store = server.store();
+        store
+            .put(&keys::node(name), &keys::encode(&info), Expect::Any)
+            .unwrap();
+    }
+
+    fn put<T: serde::Serialize>(store: &dyn KvStore, key: &str, value: &T) {
+        store.put(key, &keys::encode(value), Expect::Any).unwrap();
+    }
+
+    /// A move begun just before its node went down: the same pass forgets the lost instance
+    /// and places its replacement. Both must land (a conflict would repeat every pass).
+    #[test]
+    fn a_move_whose_node_goes_down_ends_as_a_lost_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+        let server = Server::new(store, "t".into(), None).unwrap();
+        node(&server, "a", Duration::from_secs(10));
+        node(&server, "b", Duration::ZERO);
+        let spec = ServiceSpec::new("web", vec!["true".into()]);
+        put(server.store(), &keys::service("web"), &spec);
+        let a = Assignment {
+            id: "web-1".into(),
+            service: "web".into(),
+            node: "a".into(),
+            generation: 0,
+            version: spec.version(),
+            spec: spec.clone(),
+            desired: DesiredState::Run,
+            created_ms: 1,
+        };
+        put(server.store(), &keys::instance("web-1"), &a);
+        let m = Migration {
+            service: "web".into(),
+            from: "a".into(),
+            to: None,
+            by_drain: false,
+            since_ms: 1,
+            replacement: None,
+        };
+        put(server.store(), &keys::migration("web-1"), &m);
+
+        super::super::reconcile(&server).unwrap();
+        let (after, _) = keys::assignments(server.store()).unwrap();
+        let nodes: Vec<&str> = after.iter().map(|a| a.value.node.as_str()).collect();
+        assert_eq!(nodes, ["b"], "lost instance forgotten, replacement on b");
+        assert!(keys::migrations(server.store()).unwrap().is_empty());
+    }
+}
