@@ -14,21 +14,38 @@ use std::time::Duration;
 /// A server and `n` agents named `<prefix>-1..n` on 127.0.0.2.. (node names are unique per
 /// test: instances are found by their `EBB_NODE`).
 fn cluster(prefix: &str, n: usize) -> (Ebb, Vec<Agent>, u16) {
+    cluster_with(prefix, n, &[])
+}
+
+/// [`cluster`], each agent started with `options` too.
+fn cluster_with(prefix: &str, n: usize, options: &[&str]) -> (Ebb, Vec<Agent>, u16) {
     let port = free_port();
     let server = Ebb::server(port);
     let token = server.join_token();
     let addr = format!("127.0.0.1:{port}");
     let agents = (1..=n)
         .map(|i| {
-            Agent::join(
+            Agent::join_with(
                 &addr,
                 &token,
                 &format!("{prefix}-{i}"),
                 &format!("127.0.0.{}", i + 1),
+                options,
             )
         })
         .collect();
     (server, agents, port)
+}
+
+/// Two nodes offering 1 CPU each, full with one 0.8-CPU instance of `big` each: nothing can
+/// move from one to the other.
+fn two_full_nodes(prefix: &str) -> (Ebb, Vec<Agent>) {
+    let (server, agents, _) = cluster_with(prefix, 2, &["--cpu", "1"]);
+    let big = "[services.big.resources]\ncpu = 0.8\n";
+    let file = deploy_file(server.dir.path(), "big.toml", &app_service("big", 2, big));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    server.wait_ready("big", 2, Duration::from_secs(20));
+    (server, agents)
 }
 
 fn nodes(server: &Ebb) -> Vec<Value> {
@@ -257,21 +274,7 @@ fn restarting_an_agent_or_the_server_restarts_no_instance() {
 
 #[test]
 fn reservations_are_never_exceeded_and_what_does_not_fit_is_pending_with_a_reason() {
-    let port = free_port();
-    let server = Ebb::server(port);
-    let (addr, token) = (format!("127.0.0.1:{port}"), server.join_token());
-    let _agents: Vec<Agent> = (1..=3)
-        .map(|i| {
-            let (name, ip) = (format!("fit-{i}"), format!("127.0.0.{}", i + 1));
-            Agent::join_with(
-                &addr,
-                &token,
-                &name,
-                &ip,
-                &["--cpu", "1", "--memory", "1Gi"],
-            )
-        })
-        .collect();
+    let (server, _agents, _) = cluster_with("fit", 3, &["--cpu", "1", "--memory", "1Gi"]);
     let big = "[services.big.resources]\ncpu = 0.8\nmemory = \"256MiB\"\n";
     let file = deploy_file(server.dir.path(), "big.toml", &app_service("big", 4, big));
     server.ok(&["deploy", "--detach", file.to_str().unwrap()]);
@@ -459,19 +462,7 @@ fn migrating_an_instance_moves_it_where_asked_with_no_failed_request() {
 
 #[test]
 fn a_drain_deadline_stops_what_could_not_move() {
-    let port = free_port();
-    let server = Ebb::server(port);
-    let (addr, token) = (format!("127.0.0.1:{port}"), server.join_token());
-    let agents: Vec<Agent> = (1..=2)
-        .map(|i| {
-            let (name, ip) = (format!("late-{i}"), format!("127.0.0.{}", i + 1));
-            Agent::join_with(&addr, &token, &name, &ip, &["--cpu", "1"])
-        })
-        .collect();
-    let big = "[services.big.resources]\ncpu = 0.8\n";
-    let file = deploy_file(server.dir.path(), "big.toml", &app_service("big", 2, big));
-    server.ok(&["deploy", file.to_str().unwrap()]);
-    server.wait_ready("big", 2, Duration::from_secs(20));
+    let (server, agents) = two_full_nodes("late");
     let out = server.ok(&["drain", &agents[0].name, "--deadline", "3s"]);
     assert!(
         out.contains("pending: no node fits: 1 draining, 1 insufficient cpu"),
@@ -578,19 +569,7 @@ fn constraints_and_spread_in_the_deploy_file_steer_placement() {
 
 #[test]
 fn a_node_lost_while_its_drain_waits_leaves_the_controller_working() {
-    let port = free_port();
-    let server = Ebb::server(port);
-    let (addr, token) = (format!("127.0.0.1:{port}"), server.join_token());
-    let mut agents: Vec<Agent> = (1..=2)
-        .map(|i| {
-            let (name, ip) = (format!("gone-{i}"), format!("127.0.0.{}", i + 1));
-            Agent::join_with(&addr, &token, &name, &ip, &["--cpu", "1"])
-        })
-        .collect();
-    let big = "[services.big.resources]\ncpu = 0.8\n";
-    let file = deploy_file(server.dir.path(), "big.toml", &app_service("big", 2, big));
-    server.ok(&["deploy", file.to_str().unwrap()]);
-    server.wait_ready("big", 2, Duration::from_secs(20));
+    let (server, mut agents) = two_full_nodes("gone");
     // The move waits: no other node has room for the replacement.
     server.ok(&["drain", "gone-1", "--detach"]);
     wait_until("the move to be pending", Duration::from_secs(10), || {
