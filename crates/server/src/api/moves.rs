@@ -136,20 +136,23 @@ pub async fn migrate(
         Expect::Absent,
     )])?;
     server.record(migrating_event(a, &m));
-    let view = view(&server, &id, &m, &assignments, &drains);
-    Ok(Json(view))
+    let cluster = Cluster {
+        assignments,
+        drains,
+        statuses: server.statuses(),
+    };
+    Ok(Json(view(&server, &cluster, &id, &m)))
 }
 
 /// `GET /v1/migrations`: the moves that ended since the server started (phase `moved` or
 /// `stopped`), then every move under way, by instance id.
 pub async fn list(State(server): State<Server>) -> ApiResult<Vec<MigrationView>> {
-    let (assignments, _) = keys::assignments(server.store())?;
-    let drains = keys::drains(server.store())?;
+    let cluster = Cluster::read(&server)?;
     let mut views = server.moved();
     views.extend(
         keys::migrations(server.store())?
             .iter()
-            .map(|(id, m)| view(&server, id, &m.value, &assignments, &drains)),
+            .map(|(id, m)| view(&server, &cluster, id, &m.value)),
     );
     Ok(Json(views))
 }
@@ -206,19 +209,37 @@ fn conflict(message: String) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, message)
 }
 
+/// What the views of moves are made from, read once per request.
+struct Cluster {
+    assignments: Vec<keys::Versioned<Assignment>>,
+    drains: HashMap<String, keys::Versioned<keys::DrainRecord>>,
+    statuses: HashMap<String, ebb_core::InstanceStatus>,
+}
+
+impl Cluster {
+    fn read(server: &Server) -> Result<Cluster, ebb_store::StoreError> {
+        Ok(Cluster {
+            assignments: keys::assignments(server.store())?.0,
+            drains: keys::drains(server.store())?,
+            statuses: server.statuses(),
+        })
+    }
+}
+
 /// A move under way as `ebb migrate` and `ebb drain` show it, with where it is.
-fn view(
-    server: &Server,
-    id: &str,
-    m: &Migration,
-    assignments: &[keys::Versioned<Assignment>],
-    drains: &HashMap<String, keys::Versioned<keys::DrainRecord>>,
-) -> MigrationView {
-    let find = |id: &str| assignments.iter().map(|a| &a.value).find(|a| a.id == id);
+fn view(server: &Server, cluster: &Cluster, id: &str, m: &Migration) -> MigrationView {
+    let find = |id: &str| {
+        cluster
+            .assignments
+            .iter()
+            .map(|a| &a.value)
+            .find(|a| a.id == id)
+    };
     let replacement = m.replacement.as_deref().and_then(find);
-    let statuses = server.statuses();
-    let ready =
-        |a: &Assignment| crate::controller::current_status(a, &statuses).is_some_and(|s| s.ready);
+    let ready = |a: &Assignment| {
+        crate::controller::current_status(a, &cluster.statuses).is_some_and(|s| s.ready)
+    };
+    let drains = &cluster.drains;
     let stopping = find(id).is_none_or(|a| a.desired == DesiredState::Stop);
     let phase = if stopping {
         "stopping".to_string()
