@@ -48,6 +48,18 @@ fn two_full_nodes(prefix: &str) -> (Ebb, Vec<Agent>) {
     (server, agents)
 }
 
+/// Stops the load; it must have run and seen no failed request.
+fn finish_without_failures(load: LoadGen) {
+    let (ok, failures) = load.finish();
+    assert!(ok > 100, "the load ran: {ok}");
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
 fn nodes(server: &Ebb) -> Vec<Value> {
     serde_json::from_str(&server.ok(&["nodes", "--json"])).expect("nodes --json is JSON")
 }
@@ -163,14 +175,7 @@ fn a_lost_node_is_replaced_with_no_failed_request() {
         },
     );
     std::thread::sleep(Duration::from_millis(500));
-    let (ok, failures) = load.finish();
-    assert!(ok > 100, "the load ran: {ok}");
-    assert!(
-        failures.is_empty(),
-        "{} failed requests: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    finish_without_failures(load);
     let listed = nodes(&server);
     let state = |name: &str| {
         listed
@@ -346,14 +351,7 @@ fn draining_a_node_moves_its_instances_with_no_failed_request() {
     std::thread::sleep(Duration::from_millis(500));
     let out = server.ok(&["drain", &drained]);
     std::thread::sleep(Duration::from_secs(1));
-    let (ok, failures) = load.finish();
-    assert!(ok > 100, "the load ran: {ok}");
-    assert!(
-        failures.is_empty(),
-        "{} failed requests: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    finish_without_failures(load);
     assert!(out.contains(&format!("node {drained} drained")), "{out}");
     assert!(out.contains("moved →"), "{out}");
     assert!(out.contains("1 instances moved"), "{out}");
@@ -414,14 +412,7 @@ fn migrating_an_instance_moves_it_where_asked_with_no_failed_request() {
     std::thread::sleep(Duration::from_millis(500));
     let out = server.ok(&["migrate", id, "--to", &empty]);
     std::thread::sleep(Duration::from_secs(1));
-    let (ok, failures) = load.finish();
-    assert!(ok > 100, "the load ran: {ok}");
-    assert!(
-        failures.is_empty(),
-        "{} failed requests: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    finish_without_failures(load);
     assert!(
         out.contains(&format!("moving from node {from} to node {empty}")),
         "{out}"
