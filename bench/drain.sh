@@ -20,7 +20,7 @@ import functools, json, os, re, shutil, signal, statistics, subprocess, sys, tem
 
 EBB, ROUNDS = sys.argv[1], int(sys.argv[2])
 
-from benchlib import free_port, wait
+from benchlib import free_port, kill_by_env, wait, wrk_failures
 wait = functools.partial(wait, every=0.02)  # each poll runs the CLI
 
 # Every process of a round (server, agents, and the instances, which inherit the agents'
@@ -28,27 +28,13 @@ wait = functools.partial(wait, every=0.02)  # each poll runs the CLI
 MARK = "DRAIN_BENCH"
 
 def kill_marked(work):
-    tag = f"{MARK}={work}".encode()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid(): continue
-        try: env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-        except OSError: continue
-        if tag in env:
-            try: os.kill(int(pid), signal.SIGKILL)
-            except OSError: pass
+    kill_by_env(f"{MARK}={work}".encode())
 
 # A SIGTERM/SIGHUP ends the bench through `finally` like Ctrl-C does.
 def on_signal(sig, _):
     raise SystemExit(f"stopped by signal {sig}")
 signal.signal(signal.SIGTERM, on_signal)
 signal.signal(signal.SIGHUP, on_signal)
-
-def parse_wrk(out):
-    reqs = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m: bad += sum(int(x) for x in m.groups())
-    return reqs, bad
 
 class CheckFailed(Exception): pass
 
@@ -141,7 +127,7 @@ for r in range(ROUNDS):
         load.send_signal(signal.SIGINT)  # wrk prints its summary on SIGINT
         wout = load.communicate(timeout=15)[0]
         open(f"{work}/wrk.out", "w").write(wout)
-        reqs, bad = parse_wrk(wout)
+        reqs, bad = wrk_failures(wout)
         rows.append(dict(drain=drain_s, moved=moved, migrate=migrate_s, drain_srv=drain_srv, migrate_srv=migrate_srv, reqs=reqs, bad=bad))
         print(f"round {r}: drain n1 {drain_s * 1000:.0f} ms (server {drain_srv * 1000:.0f} ms), {moved} instances moved "
               f"({drain_s * 1000 / max(moved, 1):.0f} ms per move, server {drain_srv * 1000 / max(moved, 1):.0f}); "

@@ -18,17 +18,11 @@ import json, os, re, signal, socket, statistics, subprocess, sys, tempfile, time
 EBB, ROUNDS = sys.argv[1], int(sys.argv[2])
 
 import functools
-from benchlib import free_port, wait
+from benchlib import free_port, kill_by_env, wait, wrk_failures
 wait = functools.partial(wait, every=0.02)  # each poll runs the CLI
 
 def kill_node_instances(name):
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit(): continue
-        try: env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-        except OSError: continue
-        if f"EBB_NODE={name}".encode() in env:
-            try: os.kill(int(pid), signal.SIGKILL)
-            except OSError: pass
+    kill_by_env(f"EBB_NODE={name}".encode())
 
 times, failed, total = [], [], []
 for r in range(ROUNDS):
@@ -62,10 +56,7 @@ for r in range(ROUNDS):
     wait("the replacement", replaced, 20)
     times.append(time.monotonic() - t0)
     out = load.communicate()[0]
-    reqs = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m: bad += sum(int(x) for x in m.groups())
+    reqs, bad = wrk_failures(out)
     failed.append(bad); total.append(reqs)
     print(f"round {r}: replacement ready {times[-1] * 1000:.0f} ms after the kill; {bad} failed of {reqs} requests", flush=True)
     for p in list(agents.values()) + procs:
