@@ -7,6 +7,7 @@
 
 use crate::balance::{Algorithm, Balancer, Load};
 use crate::metrics::{Metrics, Snapshot};
+use crate::pool::IdlePool;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -34,6 +35,9 @@ pub struct Endpoint {
     pub outlier: Outlier,
     /// Requests, latency and errors of this instance, for the API and the autoscaler.
     pub metrics: Metrics,
+    /// Idle keep-alive connections to this instance (HTTP/1.1 path); they close when the
+    /// endpoint leaves the set and its last request ends.
+    pub idle: IdlePool,
 }
 
 impl Endpoint {
@@ -45,6 +49,7 @@ impl Endpoint {
             load: Load::new(now),
             outlier: Outlier::new(now),
             metrics: Metrics::new(now),
+            idle: IdlePool::default(),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod balance;
 pub mod endpoints;
 pub mod http;
 pub mod metrics;
+pub mod pool;
 pub mod request_key;
 pub mod tcp;
 

@@ -90,17 +90,15 @@ impl Proxy {
     /// An endpoint for the next attempt. With none ready, the request waits in the service's
     /// bounded queue (up to `queue_timeout`) for the first one: this is what lets a service
     /// start from zero without failing the request that woke it.
-    async fn pick(&self, key: u64, tried: &[SocketAddr]) -> Result<Arc<Endpoint>, Failure> {
+    pub(super) async fn pick(&self, key: u64, tried: &[SocketAddr]) -> Option<Arc<Endpoint>> {
         let endpoints = &self.inner.endpoints;
         if let Some(endpoint) = endpoints.pick_available(Some(key), tried, Instant::now()) {
-            return Ok(endpoint);
+            return Some(endpoint);
         }
         if !endpoints.wait_ready(self.inner.config.queue_timeout).await {
-            return Err(Failure::NoEndpoint);
+            return None;
         }
-        endpoints
-            .pick_available(Some(key), tried, Instant::now())
-            .ok_or(Failure::NoEndpoint)
+        endpoints.pick_available(Some(key), tried, Instant::now())
     }
 
     /// Sends the request to an endpoint, retrying on other endpoints what can be retried:
@@ -130,7 +128,7 @@ impl Proxy {
         let mut body = Some(body);
         let mut tried: Vec<SocketAddr> = Vec::new(); // allocates only on a retry
         for attempt in 1..=attempts {
-            let endpoint = self.pick(key, &tried).await?;
+            let endpoint = self.pick(key, &tried).await.ok_or(Failure::NoEndpoint)?;
             let last = attempt == attempts;
             let upstream_body = match body.take() {
                 Some(incoming) if !replayable => Either::Left(incoming),
@@ -140,13 +138,13 @@ impl Proxy {
             let result = self.send(&endpoint, request).await;
             let now = Instant::now();
             let retry = match &result {
-                Ok((response, _)) if !is_gateway_failure(response.status()) => {
+                Ok((response, _)) if !is_gateway_failure(response.status().as_u16()) => {
                     endpoint.outlier.success();
                     return result;
                 }
                 Ok((response, _)) => {
                     self.report_failure(&endpoint, now);
-                    retryable_status(response.status())
+                    retryable_status(response.status().as_u16())
                         && idempotent
                         && !last
                         && inner.budget.try_withdraw(now)
@@ -181,7 +179,7 @@ impl Proxy {
     }
 
     /// A failed attempt counts toward ejecting the endpoint.
-    fn report_failure(&self, endpoint: &Endpoint, now: Instant) {
+    pub(super) fn report_failure(&self, endpoint: &Endpoint, now: Instant) {
         if self.inner.endpoints.report_failure(endpoint, now) {
             tracing::warn!(
                 endpoint = %endpoint.id,
@@ -245,20 +243,14 @@ fn is_idempotent(method: &Method) -> bool {
 
 /// Answers that count as an endpoint failure for outlier detection: Envoy's
 /// `consecutive_gateway_failure` set (502, 503, 504).
-fn is_gateway_failure(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
-    )
+pub(super) fn is_gateway_failure(status: u16) -> bool {
+    matches!(status, 502..=504)
 }
 
 /// Answers an idempotent request is retried on: 502 and 503 (HAProxy `retry-on 502 503`); a 504
 /// already took a full upstream timeout, so retrying it would double the wait.
-fn retryable_status(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
-    )
+pub(super) fn retryable_status(status: u16) -> bool {
+    matches!(status, 502 | 503)
 }
 
 /// Passes the endpoint's response on, counted in flight until its body ends; a 101 also starts

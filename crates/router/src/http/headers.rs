@@ -129,13 +129,18 @@ fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
 /// A random 128-bit id in lowercase hex: unique enough to join logs across services without
 /// coordination (the same size as a W3C trace id).
 fn new_request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&request_id_hex()).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// A new request id's 32 hex digits (shared by the hyper and the HTTP/1.1 paths).
+pub(super) fn request_id_hex() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0u8; 32];
     let bits = rand::random::<u128>();
     for (i, digit) in id.iter_mut().enumerate() {
         *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    id
 }
 
 #[cfg(test)]

@@ -1,9 +1,15 @@
 //! The HTTP reverse proxy: accepts HTTP/1.1 and h2c from clients, forwards each request to one
 //! endpoint over a pooled HTTP/1.1 keep-alive connection, and streams bodies both ways.
 //!
+//! Two paths serve clients. HTTP/1.1 (and 1.0) connections, nearly all traffic, go through `h1`,
+//! ebb's own keep-alive proxy loop on `httparse` (why: its module doc). Connections that open
+//! with the HTTP/2 preface (h2c with prior knowledge) go through hyper's server, whose requests
+//! `forward` sends upstream over hyper's pooled HTTP/1.1 client.
+//!
 //! Pieces, each with one job: [`ProxyConfig`] (limits and their sources), [`Proxy::serve`] (accept
-//! loop and per-connection server), `forward` (pick, retry, time out), `headers` (hop-by-hop and
-//! forwarding headers), `upgrade` (WebSocket tunnels).
+//! loop, and the choice of path per connection), `h1` (the HTTP/1.1 path), `forward` (pick,
+//! retry, time out: the hyper path, and the helpers both share), `headers` (hop-by-hop and
+//! forwarding headers), `upgrade` (WebSocket tunnels on the hyper path).
 //!
 //! Failures are absorbed by retries (`forward`, within a `budget`) and passive outlier
 //! ejection (on [`crate::endpoints::Outlier`]). With no ready instance a request waits in the
@@ -12,6 +18,7 @@
 
 mod budget;
 mod forward;
+mod h1;
 mod headers;
 mod tracking;
 mod upgrade;
@@ -27,7 +34,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -169,11 +176,12 @@ impl Proxy {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = Stop>) {
         let builder = self.server_builder();
         let graceful = GracefulShutdown::new();
+        let connections = h1::Connections::new();
         tokio::pin!(shutdown);
         let stop = loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.spawn_connection(&builder, graceful.watcher(), stream, peer),
+                    Ok((stream, peer)) => self.spawn_connection(&builder, &graceful, &connections, stream, peer),
                     Err(error) => accept_backoff(error).await,
                 },
                 stop = &mut shutdown => break stop,
@@ -183,7 +191,7 @@ impl Proxy {
         if stop == Stop::Handover {
             tokio::time::sleep(self.inner.config.header_read_timeout).await;
         }
-        graceful.shutdown().await;
+        tokio::join!(graceful.shutdown(), connections.stop());
     }
 
     /// hyper's server: auto-detects HTTP/1.1 or h2c; enforces the head size and read timeout.
@@ -203,29 +211,34 @@ impl Proxy {
         builder
     }
 
-    /// One task per connection. Waits (bounded by the header timeout) for the first byte
-    /// before handing the socket to hyper, because the auto builder's protocol sniffing has no
-    /// timeout of its own: a client that connects and sends nothing would otherwise stay forever.
+    /// One task per connection. Waits (bounded by the header timeout) for the first bytes to
+    /// choose the path: the HTTP/2 preface (`PRI * HTTP/2.0`) goes to hyper, anything else to
+    /// the HTTP/1.1 path. The wait also bounds a client that connects and sends nothing.
     fn spawn_connection(
         &self,
         builder: &auto::Builder<TokioExecutor>,
-        watcher: Watcher,
+        graceful: &GracefulShutdown,
+        connections: &h1::Connections,
         stream: TcpStream,
         peer: SocketAddr,
     ) {
         let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let registration = connections.register();
         let proxy = self.clone();
-        let first_byte_timeout = self.inner.config.header_read_timeout;
+        let first_bytes_timeout = self.inner.config.header_read_timeout;
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let mut first = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await,
-                Ok(Ok(1..))
-            ) {
-                return;
-            }
+            let mut first = [0u8; H2_PREFACE_START.len()];
+            let n = match tokio::time::timeout(first_bytes_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n @ 1..)) => n,
+                _ => return,
+            };
             let client = Peer::new(peer);
+            if !H2_PREFACE_START.starts_with(&first[..n]) {
+                return h1::serve(proxy, stream, client, registration).await;
+            }
+            let _registration = registration; // counted until the connection ends
             let service = service_fn(move |req| {
                 let proxy = proxy.clone();
                 let client = client.clone();
@@ -238,6 +251,11 @@ impl Proxy {
         });
     }
 }
+
+/// How an HTTP/2 connection with prior knowledge starts (RFC 9113 §3.4); no HTTP/1 method is
+/// `PRI`. A first read shorter than this that matches it goes to hyper too, which serves
+/// HTTP/1.1 as well: the choice can only cost speed, never correctness.
+const H2_PREFACE_START: &[u8] = b"PRI ";
 
 /// What the proxy knows of a client connection, worked out once for all its requests.
 #[derive(Clone)]

@@ -1,0 +1,165 @@
+//! Idle keep-alive connections to one endpoint, for the HTTP/1.1 path to reuse.
+//!
+//! Newest first (LIFO): the connection used last is the one most likely still open and warm;
+//! the oldest are the ones that age out. A connection the endpoint closed while it sat idle is
+//! noticed at checkout without a system call (tokio already saw its readiness event) and
+//! dropped; one closed a moment later is what the proxy's retry on a fresh connection is for.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// How long a pooled connection may sit idle. 90 s: hyper's and Go's `IdleConnTimeout`
+/// default; most backends close idle keep-alive connections later than that.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Most idle connections kept per endpoint. 256: above any client concurrency one endpoint of a
+/// 2-core machine serves well, bounding the file descriptors an idle endpoint holds. (nginx's
+/// `keepalive` is per worker and usually 16–64; hyper's pool is unbounded by default.)
+pub const MAX_IDLE: usize = 256;
+
+/// The idle connections of one endpoint. The lock is held for a push or a pop, never across an
+/// await, and is uncontended unless two router threads finish with one endpoint in the same
+/// instant (hyper's pool takes a lock the same way).
+#[derive(Default)]
+pub struct IdlePool {
+    idle: Mutex<VecDeque<(TcpStream, Instant)>>,
+}
+
+impl IdlePool {
+    /// A connection idle since less than [`IDLE_TIMEOUT`] that the endpoint has not closed (as
+    /// far as the event loop knows), if there is one.
+    pub fn checkout(&self, now: Instant) -> Option<TcpStream> {
+        let mut stale = Vec::new(); // allocates only when a connection has to go
+        let found = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                match idle.pop_back() {
+                    None => break None,
+                    Some((stream, since))
+                        if now.saturating_duration_since(since) > IDLE_TIMEOUT =>
+                    {
+                        stale.push(stream);
+                        stale.extend(idle.drain(..).map(|(s, _)| s)); // the rest are older
+                    }
+                    Some((stream, _)) if has_pending_event(&stream) => stale.push(stream),
+                    Some((stream, _)) => break Some(stream),
+                }
+            }
+        };
+        drop(stale); // closed outside the lock
+        found
+    }
+
+    /// Keeps `stream` for reuse (the response on it ended cleanly).
+    pub fn checkin(&self, stream: TcpStream, now: Instant) {
+        let evicted = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let evicted = if idle.len() >= MAX_IDLE {
+                idle.pop_front()
+            } else {
+                None
+            };
+            idle.push_back((stream, now));
+            evicted
+        };
+        drop(evicted);
+    }
+
+    /// Idle connections now (for tests and the debug view).
+    pub fn len(&self) -> usize {
+        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for IdlePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdlePool")
+            .field("idle", &self.len())
+            .finish()
+    }
+}
+
+/// Whether an idle connection has something to read: the endpoint closed it (EOF or reset) or
+/// sent bytes nobody asked for. Either way it must not carry a request. Asks tokio's readiness
+/// state, which epoll already updated: no system call.
+fn has_pending_event(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    matches!(stream.poll_read_ready(&mut cx), Poll::Ready(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (client.unwrap(), server.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn the_newest_open_connection_is_reused_and_closed_ones_are_dropped() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = IdlePool::default();
+        let now = Instant::now();
+        let (old, _old_server) = pair(&listener).await;
+        let (closed, closed_server) = pair(&listener).await;
+        let old_port = old.local_addr().unwrap().port();
+        pool.checkin(old, now);
+        pool.checkin(closed, now);
+        drop(closed_server);
+        // Let the event loop see the close.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let reused = pool.checkout(now).expect("the open connection");
+        assert_eq!(reused.local_addr().unwrap().port(), old_port);
+        assert!(pool.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_unasked_bytes_is_not_reused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = IdlePool::default();
+        let (stream, mut server) = pair(&listener).await;
+        pool.checkin(stream, Instant::now());
+        server.write_all(b"junk").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(pool.checkout(Instant::now()).is_none());
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_timeout_are_dropped() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = IdlePool::default();
+        let (a, _a) = pair(&listener).await;
+        let (b, _b) = pair(&listener).await;
+        let then = Instant::now();
+        pool.checkin(a, then);
+        pool.checkin(b, then);
+        assert!(pool
+            .checkout(then + IDLE_TIMEOUT + Duration::from_secs(1))
+            .is_none());
+        assert!(pool.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_pool_keeps_at_most_max_idle() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = IdlePool::default();
+        let mut servers = Vec::new();
+        for _ in 0..MAX_IDLE + 3 {
+            let (stream, server) = pair(&listener).await;
+            servers.push(server);
+            pool.checkin(stream, Instant::now());
+        }
+        assert_eq!(pool.len(), MAX_IDLE);
+    }
+}
