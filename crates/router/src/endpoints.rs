@@ -20,6 +20,15 @@ use tokio::sync::{watch, Notify};
 /// "cold-start queue").
 pub const MAX_QUEUED: u32 = 10_000;
 
+/// A request counted in a service's cold-start queue until dropped.
+struct Queued<'a>(&'a AtomicU32);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One instance that may receive traffic.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -331,12 +340,14 @@ impl Endpoints {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
+        // Counted out on drop, so that a waiter cancelled by its caller (a request timeout
+        // shorter than the queue wait, a client gone) does not stay counted forever.
+        let _queued = Queued(&self.queued);
         if let Some(demand) = &self.demand {
             demand.notify_one();
         }
         let mut ready = self.ready.subscribe();
         let waited = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
-        self.queued.fetch_sub(1, Ordering::Relaxed);
         matches!(waited, Ok(Ok(_)))
     }
 
@@ -456,6 +467,16 @@ impl Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_cancelled_queue_wait_is_counted_out() {
+        let endpoints = Endpoints::new(Algorithm::RoundRobin);
+        let wait = endpoints.wait_ready(Duration::from_secs(60));
+        assert!(tokio::time::timeout(Duration::from_millis(20), wait)
+            .await
+            .is_err());
+        assert_eq!(endpoints.queued(), 0);
+    }
 
     #[test]
     fn ejection_cap_follows_envoy_max_ejection_percent() {

@@ -227,6 +227,7 @@ impl Proxy {
         let registration = connections.register();
         let proxy = self.clone();
         let first_bytes_timeout = self.inner.config.header_read_timeout;
+        let accepted = std::time::Instant::now();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let mut first = [0u8; H2_PREFACE_START.len()];
@@ -236,7 +237,7 @@ impl Proxy {
             };
             let client = Peer::new(peer);
             if !H2_PREFACE_START.starts_with(&first[..n]) {
-                return h1::serve(proxy, stream, client, registration).await;
+                return h1::serve(proxy, stream, client, registration, accepted).await;
             }
             let _registration = registration; // counted until the connection ends
             let service = service_fn(move |req| {

@@ -31,7 +31,7 @@ impl fmt::Display for BadChunk {
 }
 
 /// The part of a body still to be forwarded.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Remaining {
     Length(u64),
     Chunked(Chunks),
@@ -77,7 +77,7 @@ impl Remaining {
 const MAX_SIZE_DIGITS: u8 = 15;
 
 /// Scans chunked framing (RFC 9112 §7.1) as it passes through.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Chunks {
     state: State,
     /// Data bytes left in the current chunk, or the size being read.
@@ -90,7 +90,9 @@ enum State {
     /// Reading the chunk size's hex digits.
     #[default]
     Size,
-    /// After the size: optional whitespace and `;name=value` extensions up to CR.
+    /// Whitespace after the size: only more of it, `;` or CR may follow.
+    SizeSpace,
+    /// A `;name=value` extension, up to CR.
     Extension,
     /// The LF ending the size line.
     SizeLf,
@@ -149,10 +151,17 @@ impl Chunks {
                 Some(_) => return Err(BadChunk),
                 None if self.digits == 0 => return Err(BadChunk),
                 None => match b {
-                    b';' | b' ' | b'\t' => State::Extension,
+                    b';' => State::Extension,
+                    b' ' | b'\t' => State::SizeSpace,
                     b'\r' => State::SizeLf,
                     _ => return Err(BadChunk),
                 },
+            },
+            State::SizeSpace => match b {
+                b' ' | b'\t' => State::SizeSpace,
+                b';' => State::Extension,
+                b'\r' => State::SizeLf,
+                _ => return Err(BadChunk),
             },
             // Extensions pass through unread, but only as visible text: a bare LF or another
             // control byte here is where proxies and servers disagree (smuggling).
@@ -239,6 +248,7 @@ mod tests {
             b"1000000000000000\r\n",         // 16 digits: past the size limit
             b"0\r\nx: 1\n\r\n",              // bare LF in a trailer
             b"0\r\n\n",                      // bare LF ending the body
+            b"5 6\r\nhello\r\n0\r\n\r\n",    // junk after the size
         ] {
             assert_eq!(
                 scan(bad),
@@ -247,6 +257,12 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn whitespace_after_the_size_may_lead_to_an_extension() {
+        let body = b"5 \t;a=b\r\nhello\r\n0 \r\n\r\n";
+        assert_eq!(scan(body), Ok(body.len()));
     }
 
     #[test]

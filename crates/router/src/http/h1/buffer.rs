@@ -28,10 +28,6 @@ impl Buffer {
         &self.data[self.start..self.end]
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.end - self.start
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
     }

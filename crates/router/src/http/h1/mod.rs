@@ -11,44 +11,48 @@
 //! nothing is allocated per request in the steady state.
 //!
 //! One task per client connection does everything, in order: read a request head (within the
-//! header timeout), forward it (retries, outlier reports, queueing for a first instance, the
-//! request timeout), stream the response back, return the upstream connection to the endpoint's
-//! pool, and loop. A 101 turns both connections into a tunnel. Everything the hyper path does
-//! for a request, this one does too, with the same helpers: metrics, in-flight tracking, the
-//! retry budget, ejection, forwarding headers.
+//! header timeout), forward it, stream the response back, return the upstream connection to the
+//! endpoint's pool, and loop. A request wholly in hand (no body, or a body that came with the
+//! head) takes `forward`, with the hyper path's retries; one whose body is still arriving takes
+//! `stream`, where upload and response flow at once. A 101 turns both connections into a
+//! tunnel. Both paths do for a request what the hyper path does, with the same helpers: metrics,
+//! in-flight tracking, the retry budget, ejection, the cold-start queue, forwarding headers.
 
 mod body;
 mod buffer;
+mod forward;
 mod head;
 mod shutdown;
+mod stream;
 mod timer;
 
 pub(super) use shutdown::{Connections, Registration};
 
-use super::forward::{is_gateway_failure, retryable_status};
 use super::tracking::ServiceRequest;
 use super::{Peer, Proxy};
-use crate::endpoints::{Endpoint, InFlight};
-use body::{Framing, Remaining};
+use body::Remaining;
 use buffer::Buffer;
-use head::{Answering, Reject, RequestHead, ResponseHead, Rewrite};
+use head::{Reject, RequestHead, Rewrite};
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use timer::LazyTimer;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Sent when a client's `Expect: 100-continue` request body is about to be read.
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
 /// Serves one client connection until it closes, breaks the protocol, or the proxy stops.
-pub(super) async fn serve(proxy: Proxy, client: TcpStream, peer: Peer, registration: Registration) {
-    let now = Instant::now();
+/// `accepted` is when the connection was accepted: the first head's timeout counts from then.
+pub(super) async fn serve(
+    proxy: Proxy,
+    client: TcpStream,
+    peer: Peer,
+    registration: Registration,
+    accepted: Instant,
+) {
     let config = &proxy.inner.config;
-    let mut head_timer = LazyTimer::new(now + config.header_read_timeout);
-    let mut request_timer = LazyTimer::new(now + config.request_timeout);
+    let mut timers = Timers {
+        head: LazyTimer::new(accepted + config.header_read_timeout),
+        request: LazyTimer::new(accepted + config.request_timeout),
+    };
     let mut conn = Conn {
         io: Io {
             client,
@@ -56,25 +60,49 @@ pub(super) async fn serve(proxy: Proxy, client: TcpStream, peer: Peer, registrat
             from_upstream: Buffer::new(),
             to_upstream: Vec::with_capacity(buffer::INITIAL_SIZE),
             to_client: Vec::with_capacity(buffer::INITIAL_SIZE),
+            informational_sent: false,
         },
         proxy,
         peer,
         registration,
     };
+    let mut since = accepted;
     loop {
-        let request = match conn.read_request(&mut head_timer).await {
+        let request = match conn.read_request(&mut timers.head, since).await {
             Ok(request) => request,
             Err(End::Closed) => return,
             Err(End::Refused(status, text)) => {
-                let _ = conn.io.reply(status, text, None, false, true).await;
+                let reply = Reply::close(status, text);
+                if reply
+                    .write(&mut conn.io.client, &mut conn.io.to_client)
+                    .await
+                    .is_ok()
+                {
+                    linger(&mut conn.io.client).await;
+                }
                 return;
             }
         };
-        if conn.handle(request, &mut request_timer).await == Next::Close {
-            let _ = conn.io.client.shutdown().await;
-            return;
+        match conn.handle(request, &mut timers.request).await {
+            Next::KeepAlive => since = Instant::now(),
+            Next::Close => {
+                let _ = conn.io.client.shutdown().await;
+                return;
+            }
+            Next::CloseUnread => {
+                linger(&mut conn.io.client).await;
+                return;
+            }
         }
     }
+}
+
+/// A connection's two lazily armed timers (see `timer`).
+struct Timers {
+    /// The next request head must arrive within the header timeout.
+    head: LazyTimer,
+    /// A response head must arrive within the request timeout.
+    request: LazyTimer,
 }
 
 /// A status the proxy answers with itself: code and reason phrase.
@@ -86,8 +114,10 @@ const REQUEST_TIMEOUT: Status = (408, "Request Timeout");
 const HEADERS_TOO_LARGE: Status = (431, "Request Header Fields Too Large");
 const NOT_IMPLEMENTED: Status = (501, "Not Implemented");
 const BAD_GATEWAY: Status = (502, "Bad Gateway");
-const SERVICE_UNAVAILABLE: Status = (503, "Service Unavailable");
 const GATEWAY_TIMEOUT: Status = (504, "Gateway Timeout");
+
+/// Sent when a client's `Expect: 100-continue` request body is about to be read.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// How reading a request head ended without a request.
 enum End {
@@ -101,7 +131,12 @@ enum End {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
     KeepAlive,
+    /// Close: everything the client sent has been read.
     Close,
+    /// Close, though the client may have sent bytes not read (a body cut short, a pipelined
+    /// request): linger, so that the kernel does not answer them with a reset that could destroy
+    /// the response just sent.
+    CloseUnread,
 }
 
 /// Why an attempt got no usable response.
@@ -111,7 +146,9 @@ enum Failure {
     NoEndpoint,
     /// The endpoint refused or did not accept the connection in time: nothing was sent.
     Connect,
-    /// The connection closed or reset before any byte of a response.
+    /// Writing the request failed: the endpoint cannot have a complete request.
+    Unsent,
+    /// The connection closed or reset after the request went, before any byte of a response.
     Reset,
     /// The connection broke after part of the response, or while the body went up.
     Upstream,
@@ -124,33 +161,13 @@ enum Failure {
 }
 
 impl Failure {
-    /// What the client is told.
-    fn reply(self) -> (Status, &'static str) {
-        match self {
-            Failure::NoEndpoint => (SERVICE_UNAVAILABLE, "no ready instance\n"),
-            Failure::Connect => (BAD_GATEWAY, "upstream connect failed\n"),
-            Failure::Reset | Failure::Upstream | Failure::BadResponse | Failure::Client => {
-                (BAD_GATEWAY, "upstream request failed\n")
-            }
-            Failure::Timeout => (GATEWAY_TIMEOUT, "upstream timed out\n"),
-        }
+    /// Failures that count against the endpoint (outlier detection), besides connect failures.
+    fn is_endpoint_fault(self) -> bool {
+        matches!(
+            self,
+            Failure::Unsent | Failure::Reset | Failure::Upstream | Failure::BadResponse
+        )
     }
-}
-
-/// How relaying a streamed request's response ended without a response.
-enum Relayed {
-    /// Nothing was sent to the client: it can still be told.
-    Failed(Failure),
-    /// The response broke after its head went to the client: only closing tells it.
-    Broken,
-}
-
-/// A response head from an endpoint, with the connection it came on and the request's
-/// in-flight guard on that endpoint.
-struct Answer {
-    upstream: TcpStream,
-    head: ResponseHead,
-    in_flight: InFlight,
 }
 
 struct Conn {
@@ -172,12 +189,19 @@ struct Io {
     to_upstream: Vec<u8>,
     /// The response head (and the body that came with it) to send to the client.
     to_client: Vec<u8>,
+    /// An informational response (1xx) went to the client for the current request: an error
+    /// reply can no longer be sent cleanly, only a close.
+    informational_sent: bool,
 }
 
 impl Conn {
-    /// Reads the next request head (waiting at most the header timeout; idle connections close
-    /// when the proxy stops) and rewrites it into `to_upstream`.
-    async fn read_request(&mut self, head_timer: &mut LazyTimer) -> Result<RequestHead, End> {
+    /// Reads the next request head (the header timeout counting from `since`; idle connections
+    /// close when the proxy stops) and rewrites it into `to_upstream`.
+    async fn read_request(
+        &mut self,
+        head_timer: &mut LazyTimer,
+        since: Instant,
+    ) -> Result<RequestHead, End> {
         let config = &self.proxy.inner.config;
         let rewrite = Rewrite {
             client_ip: self.peer.forwarded_for.as_bytes(),
@@ -185,19 +209,22 @@ impl Conn {
         };
         let io = &mut self.io;
         let signal = &self.registration.signal;
-        head_timer.start(Instant::now(), config.header_read_timeout);
+        head_timer.start(since, config.header_read_timeout);
+        let mut incomplete = 0; // bytes known not to hold a whole head
         loop {
-            if !io.from_client.is_empty() {
-                match head::parse_request(io.from_client.filled(), &rewrite, &mut io.to_upstream) {
+            let buffered = io.from_client.filled();
+            if head::may_be_complete(buffered, incomplete) {
+                match head::parse_request(buffered, &rewrite, &mut io.to_upstream) {
                     Ok(Some(request)) => return Ok(request),
-                    Ok(None) if io.from_client.len() >= config.max_header_bytes => {
-                        return Err(End::Refused(HEADERS_TOO_LARGE, "request head too large\n"))
-                    }
                     Ok(None) => {}
-                    Err(reject) => return Err(End::Refused(refusal(reject).0, refusal(reject).1)),
+                    Err(reject) => return Err(refusal(reject)),
                 }
             }
-            let idle = io.from_client.is_empty();
+            incomplete = buffered.len();
+            if incomplete >= config.max_header_bytes {
+                return Err(End::Refused(HEADERS_TOO_LARGE, "request head too large"));
+            }
+            let idle = incomplete == 0;
             let read = tokio::select! {
                 biased;
                 read = io.from_client.fill(&mut io.client, config.max_header_bytes) => read,
@@ -205,7 +232,7 @@ impl Conn {
                     return Err(if idle {
                         End::Closed
                     } else {
-                        End::Refused(REQUEST_TIMEOUT, "request head not received in time\n")
+                        End::Refused(REQUEST_TIMEOUT, "request head not received in time")
                     });
                 }
                 () = signal.stopped(), if idle => return Err(End::Closed),
@@ -214,7 +241,7 @@ impl Conn {
                 Ok(0) => return Err(End::Closed),
                 Ok(_) => {}
                 Err(error) if error.kind() == io::ErrorKind::InvalidData => {
-                    return Err(End::Refused(HEADERS_TOO_LARGE, "request head too large\n"))
+                    return Err(End::Refused(HEADERS_TOO_LARGE, "request head too large"))
                 }
                 Err(_) => return Err(End::Closed),
             }
@@ -226,467 +253,83 @@ impl Conn {
         let now = Instant::now();
         let service = ServiceRequest::begin(&self.proxy.inner.endpoints, now);
         let io = &mut self.io;
+        io.informational_sent = false;
         io.from_client.consume(request.len);
         // The part of the body that came with the head goes up with it, in one write.
         let mut body = Remaining::new(request.framing);
         let Ok(take) = body.take(io.from_client.filled()) else {
-            let _ = io
-                .reply(BAD_REQUEST, "malformed chunked body\n", None, false, true)
-                .await;
-            return Next::Close;
+            let reply = Reply::close(BAD_REQUEST, "malformed chunked body");
+            let _ = reply.write(&mut io.client, &mut io.to_client).await;
+            return Next::CloseUnread;
         };
         io.to_upstream
             .extend_from_slice(&io.from_client.filled()[..take]);
         io.from_client.consume(take);
-
         request_timer.start(now, self.proxy.inner.config.request_timeout);
-        if !body.done() {
-            return self.stream(&request, body, service, request_timer).await;
-        }
-        let outcome = tokio::select! {
-            biased;
-            outcome = self.forward(&request, &body) => outcome,
-            () = request_timer.expired() => Err(Failure::Timeout),
-        };
-        match outcome {
-            Ok(answer) => {
-                service.respond(answer.head.status, Instant::now());
-                self.relay(answer, service).await
-            }
-            Err(failure) => self.fail(failure, &request, &body, &service).await,
-        }
-    }
-
-    /// Picks an endpoint and sends a request that is wholly in `to_upstream`, retrying on other
-    /// endpoints what can be retried, as the hyper path does (`forward.rs`), plus one thing it
-    /// cannot: a connect failure is retried for a request with a (buffered) body too.
-    async fn forward(
-        &mut self,
-        request: &RequestHead,
-        body: &Remaining,
-    ) -> Result<Answer, Failure> {
-        let Conn {
-            proxy,
-            peer,
-            registration,
-            io,
-        } = self;
-        let inner = &proxy.inner;
-        inner.budget.deposit();
-        let key = request.hash_key.unwrap_or(peer.key);
-        let replayable = request.framing == Framing::Empty;
-        let answering = Answering {
-            is_head: request.is_head,
-            http10: request.http10,
-            upgrade: request.upgrade,
-            close: !request.keep_alive || registration.signal.stopping(),
-        };
-        let attempts = inner.config.retries + 1;
-        debug_assert!(
-            body.done(),
-            "requests with a body still to read take the streaming path"
-        );
-        let mut tried: Vec<SocketAddr> = Vec::new(); // allocates only on a retry
-        for attempt in 1..=attempts {
-            let endpoint = proxy.pick(key, &tried).await.ok_or(Failure::NoEndpoint)?;
-            let last = attempt == attempts;
-            let result = io.attempt(&endpoint, request, answering, proxy).await;
-            let now = Instant::now();
-            let may_repeat = replayable && request.idempotent && !last;
-            let retry = match &result {
-                Ok(answer) if !is_gateway_failure(answer.head.status) => {
-                    endpoint.outlier.success();
-                    return result;
-                }
-                Ok(answer) => {
-                    proxy.report_failure(&endpoint, now);
-                    retryable_status(answer.head.status)
-                        && may_repeat
-                        && inner.budget.try_withdraw(now)
-                }
-                Err(Failure::Connect) => {
-                    note_connect_failure(proxy, &endpoint, now);
-                    !last
-                }
-                Err(Failure::Reset | Failure::Upstream | Failure::BadResponse) => {
-                    proxy.report_failure(&endpoint, now);
-                    may_repeat && inner.budget.try_withdraw(now)
-                }
-                Err(_) => false,
-            };
-            if !retry {
-                return result;
-            }
-            inner.endpoints.metrics.retry();
-            tracing::debug!(endpoint = %endpoint.id, attempt, outcome = ?result.as_ref().map(|a| a.head.status), "retrying elsewhere");
-            tried.push(endpoint.addr);
-        }
-        Err(Failure::NoEndpoint) // unreachable: the last attempt always returns
-    }
-
-    /// Sends the response head and body to the client; returns the endpoint connection to its
-    /// pool when the response ended cleanly.
-    async fn relay(&mut self, answer: Answer, service: ServiceRequest) -> Next {
-        let Answer {
-            mut upstream,
-            head,
-            in_flight,
-        } = answer;
-        let io = &mut self.io;
-        io.from_upstream.consume(head.len);
-        if head.switching {
-            io.tunnel(upstream).await;
-            drop((in_flight, service)); // counted in flight until the tunnel closes
-            return Next::Close;
-        }
-        let mut body = Remaining::new(head.framing);
-        let Ok(take) = body.take(io.from_upstream.filled()) else {
-            let _ = io
-                .reply(BAD_GATEWAY, "upstream request failed\n", None, false, true)
-                .await;
-            return Next::Close;
-        };
-        io.to_client
-            .extend_from_slice(&io.from_upstream.filled()[..take]);
-        io.from_upstream.consume(take);
-        if io.client.write_all(&io.to_client).await.is_err() {
-            return Next::Close;
-        }
-        if copy_body(
-            &mut upstream,
-            &mut io.from_upstream,
-            &mut io.client,
-            &mut body,
-        )
-        .await
-        .is_err()
-        {
-            // A response cut short: closing is the only way to tell the client.
-            return Next::Close;
-        }
-        // Bytes after the end of the response mean the endpoint cannot be trusted again.
-        if head.reusable && io.from_upstream.is_empty() {
-            in_flight.endpoint().idle.checkin(upstream, Instant::now());
-        }
-        io.from_upstream.clear();
-        drop((in_flight, service));
-        if head.close {
-            Next::Close
+        if body.done() {
+            self.forward(&request, service, request_timer).await
         } else {
-            Next::KeepAlive
+            self.stream(&request, body, service, request_timer).await
         }
     }
 
-    /// Forwards a request whose body is still arriving: the body streams up while the response
-    /// streams back (an endpoint may answer, even echo, before the upload ends). Only a connect
-    /// failure is retried elsewhere: once the head has gone, the body cannot be replayed.
-    async fn stream(
-        &mut self,
-        request: &RequestHead,
-        mut body: Remaining,
-        service: ServiceRequest,
-        request_timer: &mut LazyTimer,
-    ) -> Next {
-        let connected = tokio::select! {
-            biased;
-            connected = self.connect_any(request) => connected,
-            () = request_timer.expired() => Err(Failure::Timeout),
-        };
-        let (endpoint, mut upstream) = match connected {
-            Ok(connected) => connected,
-            Err(failure) => return self.fail(failure, request, &body, &service).await,
-        };
-        let in_flight = endpoint.begin(Instant::now());
-        let answering = Answering {
-            is_head: request.is_head,
-            http10: request.http10,
-            upgrade: false,
-            close: !request.keep_alive || self.registration.signal.stopping(),
-        };
-        self.io.from_upstream.clear();
-        if upstream.write_all(&self.io.to_upstream).await.is_err() {
-            self.proxy.report_failure(&endpoint, Instant::now());
-            return self.fail(Failure::Reset, request, &body, &service).await;
-        }
-        let Io {
-            client,
-            from_client,
-            from_upstream,
-            to_client,
-            ..
-        } = &mut self.io;
-        let (mut client_read, mut client_write) = client.split();
-        let (mut upstream_read, mut upstream_write) = upstream.split();
-        if request.expect_continue
-            && !request.http10
-            && client_write.write_all(CONTINUE).await.is_err()
-        {
-            return Next::Close;
-        }
-        let upload = copy_body(
-            &mut client_read,
-            from_client,
-            &mut upstream_write,
-            &mut body,
-        );
-        let response = async {
-            let head = tokio::select! {
-                biased;
-                head = read_head(&mut upstream_read, from_upstream, to_client, &mut client_write, request, answering) => head,
-                () = request_timer.expired() => Err(Failure::Timeout),
-            }
-            .map_err(Relayed::Failed)?;
-            let now = Instant::now();
-            in_flight.head(head.status, now);
-            service.respond(head.status, now);
-            from_upstream.consume(head.len);
-            let mut response_body = Remaining::new(head.framing);
-            let take = response_body
-                .take(from_upstream.filled())
-                .map_err(|_| Relayed::Failed(Failure::BadResponse))?;
-            to_client.extend_from_slice(&from_upstream.filled()[..take]);
-            from_upstream.consume(take);
-            client_write
-                .write_all(to_client)
-                .await
-                .map_err(|_| Relayed::Broken)?;
-            copy_body(
-                &mut upstream_read,
-                from_upstream,
-                &mut client_write,
-                &mut response_body,
-            )
-            .await
-            .map_err(|_| Relayed::Broken)?;
-            Ok(head)
-        };
-        let (relayed, uploaded) = {
-            tokio::pin!(upload, response);
-            let mut uploaded = None;
-            let relayed = loop {
-                tokio::select! {
-                    biased;
-                    relayed = &mut response => break relayed,
-                    result = &mut upload, if uploaded.is_none() => match result {
-                        // The client went away or sent a broken body: nothing more to do.
-                        Err(Side::Source) => return Next::Close,
-                        // The endpoint stopped reading; it may still answer (413, say).
-                        result => uploaded = Some(result),
-                    },
-                }
-            };
-            (relayed, uploaded)
-        };
-        let upload_finished = matches!(uploaded, Some(Ok(())));
-        match relayed {
-            Ok(head) => {
-                if is_gateway_failure(head.status) {
-                    self.proxy.report_failure(&endpoint, Instant::now());
-                } else {
-                    endpoint.outlier.success();
-                }
-                let clean = upload_finished && head.reusable && self.io.from_upstream.is_empty();
-                if clean {
-                    endpoint.idle.checkin(upstream, Instant::now());
-                }
-                self.io.from_upstream.clear();
-                drop((in_flight, service));
-                if head.close || !upload_finished {
-                    Next::Close
-                } else {
-                    Next::KeepAlive
-                }
-            }
-            Err(Relayed::Broken) => Next::Close,
-            Err(Relayed::Failed(failure)) => {
-                if matches!(
-                    failure,
-                    Failure::Reset | Failure::Upstream | Failure::BadResponse
-                ) {
-                    self.proxy.report_failure(&endpoint, Instant::now());
-                }
-                self.fail(failure, request, &body, &service).await
-            }
-        }
-    }
-
-    /// An endpoint connection for a request that cannot be replayed: a pooled one, or a new one;
-    /// endpoints that refuse the connection are skipped, within the retry count.
-    async fn connect_any(
-        &self,
-        request: &RequestHead,
-    ) -> Result<(Arc<Endpoint>, TcpStream), Failure> {
-        let proxy = &self.proxy;
-        proxy.inner.budget.deposit();
-        let key = request.hash_key.unwrap_or(self.peer.key);
-        let attempts = proxy.inner.config.retries + 1;
-        let mut tried: Vec<SocketAddr> = Vec::new();
-        for attempt in 1..=attempts {
-            let endpoint = proxy.pick(key, &tried).await.ok_or(Failure::NoEndpoint)?;
-            if let Some(upstream) = endpoint.idle.checkout(Instant::now()) {
-                return Ok((endpoint, upstream));
-            }
-            match connect(endpoint.addr, proxy).await {
-                Ok(upstream) => return Ok((endpoint, upstream)),
-                Err(failure) => {
-                    note_connect_failure(proxy, &endpoint, Instant::now());
-                    if attempt == attempts {
-                        return Err(failure);
-                    }
-                    proxy.inner.endpoints.metrics.retry();
-                    tried.push(endpoint.addr);
-                }
-            }
-        }
-        Err(Failure::NoEndpoint) // unreachable: the last attempt always returns
-    }
-
-    /// Answers a request that got no response from an endpoint.
+    /// Answers a request that got no response from an endpoint. `read_whole` tells whether the
+    /// request was read to its end (else the connection cannot carry on).
     async fn fail(
         &mut self,
         failure: Failure,
         request: &RequestHead,
-        body: &Remaining,
+        read_whole: bool,
         service: &ServiceRequest,
     ) -> Next {
-        if failure == Failure::Client {
-            return Next::Close;
-        }
-        let (status, text) = failure.reply();
-        service.respond(status.0, Instant::now());
-        match failure {
-            Failure::Connect => tracing::warn!("no endpoint accepted the connection"),
-            Failure::Reset | Failure::Upstream | Failure::BadResponse => {
-                tracing::warn!(?failure, "upstream request failed")
-            }
-            _ => {}
+        if failure == Failure::Client || self.io.informational_sent {
+            return Next::CloseUnread;
         }
         let config = &self.proxy.inner.config;
-        let retry_after = (failure == Failure::NoEndpoint)
-            .then(|| config.no_endpoint_retry_after.as_secs_f64().ceil() as u64);
-        let status = if failure == Failure::NoEndpoint {
-            let code = config.no_endpoint_status;
-            (
-                code.as_u16(),
-                code.canonical_reason().unwrap_or("Service Unavailable"),
-            )
-        } else {
-            status
-        };
-        // The connection can carry on only if the request was read to its end.
-        let close = !request.keep_alive
-            || !body.done()
-            || failure == Failure::Timeout
-            || self.registration.signal.stopping();
-        match self
-            .io
-            .reply(status, text, retry_after, request.is_head, close)
-            .await
-        {
-            Ok(()) if !close => Next::KeepAlive,
-            _ => Next::Close,
-        }
-    }
-}
-
-impl Io {
-    /// One attempt on `endpoint`: a pooled connection (or a new one), the request, the response
-    /// head. A pooled connection that turns out closed before any response byte is replaced by a
-    /// fresh one, once, when the whole request is still in hand; that is not an endpoint failure.
-    async fn attempt(
-        &mut self,
-        endpoint: &Arc<Endpoint>,
-        request: &RequestHead,
-        answering: Answering,
-        proxy: &Proxy,
-    ) -> Result<Answer, Failure> {
-        let in_flight = endpoint.begin(Instant::now());
-        let mut pooled = endpoint.idle.checkout(Instant::now());
-        loop {
-            let reused = pooled.is_some();
-            let mut upstream = match pooled.take() {
-                Some(upstream) => upstream,
-                None => connect(endpoint.addr, proxy).await?,
-            };
-            match self.exchange(&mut upstream, request, answering).await {
-                Ok(head) => {
-                    in_flight.head(head.status, Instant::now());
-                    return Ok(Answer {
-                        upstream,
-                        head,
-                        in_flight,
-                    });
-                }
-                Err(Failure::Reset) if reused => continue,
-                Err(failure) => return Err(failure),
+        let (status, text) = match failure {
+            Failure::NoEndpoint => {
+                let code = config.no_endpoint_status;
+                let reason = code.canonical_reason().unwrap_or("Service Unavailable");
+                ((code.as_u16(), reason), "no ready instance")
             }
-        }
-    }
-
-    /// Sends the whole request (it is in `to_upstream`) and reads the response head, passing
-    /// informational responses on. On success the head for the client is in `to_client`, the raw
-    /// head and any body bytes after it in `from_upstream`.
-    async fn exchange(
-        &mut self,
-        upstream: &mut TcpStream,
-        request: &RequestHead,
-        answering: Answering,
-    ) -> Result<ResponseHead, Failure> {
-        self.from_upstream.clear();
-        if upstream.write_all(&self.to_upstream).await.is_err() {
-            return Err(Failure::Reset);
-        }
-        read_head(
-            upstream,
-            &mut self.from_upstream,
-            &mut self.to_client,
-            &mut self.client,
-            request,
-            answering,
-        )
-        .await
-    }
-
-    /// Both connections become one tunnel (after a 101): what each side already sent goes
-    /// first, then bytes are copied both ways until either side closes.
-    async fn tunnel(&mut self, mut upstream: TcpStream) {
-        self.to_client
-            .extend_from_slice(self.from_upstream.filled());
-        self.from_upstream.clear();
-        if self.client.write_all(&self.to_client).await.is_err()
-            || upstream.write_all(self.from_client.filled()).await.is_err()
-        {
-            return;
-        }
-        self.from_client.clear();
-        if let Err(error) = tokio::io::copy_bidirectional(&mut self.client, &mut upstream).await {
-            tracing::debug!(%error, "upgraded connection ended with an error");
-        }
-    }
-
-    /// A short plain-text response written by the proxy itself.
-    async fn reply(
-        &mut self,
-        status: Status,
-        text: &str,
-        retry_after: Option<u64>,
-        is_head: bool,
-        close: bool,
-    ) -> io::Result<()> {
+            Failure::Connect => {
+                tracing::warn!("no endpoint accepted the connection");
+                (BAD_GATEWAY, "upstream connect failed")
+            }
+            Failure::Timeout => (GATEWAY_TIMEOUT, "upstream timed out"),
+            _ => {
+                tracing::warn!(?failure, "upstream request failed");
+                (BAD_GATEWAY, "upstream request failed")
+            }
+        };
+        service.respond(status.0, Instant::now());
+        let keep_alive = request.keep_alive
+            && read_whole
+            && failure != Failure::Timeout
+            && !self.registration.signal.stopping();
         let reply = Reply {
             status,
             text,
-            retry_after,
-            is_head,
-            close,
+            retry_after: (failure == Failure::NoEndpoint)
+                .then(|| config.no_endpoint_retry_after.as_secs_f64().ceil() as u64),
+            is_head: request.is_head,
+            close: !keep_alive,
         };
-        reply.write(&mut self.client, &mut self.to_client).await
+        match reply
+            .write(&mut self.io.client, &mut self.io.to_client)
+            .await
+        {
+            Ok(()) if keep_alive => Next::KeepAlive,
+            Ok(()) if read_whole => Next::Close,
+            _ => Next::CloseUnread,
+        }
     }
 }
 
 /// A short plain-text response written by the proxy itself.
 struct Reply<'a> {
     status: Status,
+    /// The body, without its final newline.
     text: &'a str,
     retry_after: Option<u64>,
     /// No body (the request was HEAD).
@@ -695,21 +338,31 @@ struct Reply<'a> {
     close: bool,
 }
 
-impl Reply<'_> {
+impl<'a> Reply<'a> {
+    /// A reply that ends the connection.
+    fn close(status: Status, text: &'a str) -> Reply<'a> {
+        Reply {
+            status,
+            text,
+            retry_after: None,
+            is_head: false,
+            close: true,
+        }
+    }
+
     async fn write(
         &self,
         client: &mut (impl AsyncWrite + Unpin),
         out: &mut Vec<u8>,
     ) -> io::Result<()> {
         use std::io::Write;
-        let newline = if self.text.ends_with('\n') { "" } else { "\n" };
         out.clear();
         let _ = write!(
             out,
             "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
             self.status.0,
             self.status.1,
-            self.text.len() + newline.len()
+            self.text.len() + 1
         );
         if let Some(seconds) = self.retry_after {
             let _ = write!(out, "retry-after: {seconds}\r\n");
@@ -720,119 +373,49 @@ impl Reply<'_> {
         out.extend_from_slice(b"\r\n");
         if !self.is_head {
             out.extend_from_slice(self.text.as_bytes());
-            out.extend_from_slice(newline.as_bytes());
+            out.push(b'\n');
         }
         client.write_all(out).await
     }
 }
 
-/// Which side of a copy failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Source,
-    Sink,
-}
+/// The longest a closing connection keeps reading what the client still sends. 2 s: long enough
+/// for a client to receive the reply and close, far under nginx's `lingering_time` (30 s), which
+/// guards slow uploads this proxy does not buffer.
+const LINGER_TIME: Duration = Duration::from_secs(2);
 
-/// Streams the rest of a body from `src` to `dst` through `buf` (nothing of the body buffered on
-/// entry, except for a body that runs until close). Stops at the end of the body; bytes read past
-/// it stay in `buf`.
-async fn copy_body(
-    src: &mut (impl AsyncRead + Unpin),
-    buf: &mut Buffer,
-    dst: &mut (impl AsyncWrite + Unpin),
-    body: &mut Remaining,
-) -> Result<(), Side> {
-    loop {
-        if !buf.is_empty() {
-            let take = body.take(buf.filled()).map_err(|_| Side::Source)?;
-            dst.write_all(&buf.filled()[..take])
-                .await
-                .map_err(|_| Side::Sink)?;
-            buf.consume(take);
-        }
-        if body.done() {
-            return Ok(());
-        }
-        match buf.fill(src, buffer::INITIAL_SIZE).await {
-            Ok(0) if matches!(body, Remaining::UntilClose) => return Ok(()),
-            Ok(0) | Err(_) => return Err(Side::Source),
-            Ok(_) => {}
-        }
+/// The most a closing connection reads and discards. 256 KiB: a cut-short upload's tail in
+/// flight; past it the client is not listening and a reset is deserved.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Closes a connection whose client may still be sending: shuts down our side first, then
+/// reads and discards until the client closes (bounded in time and bytes), so that unread bytes
+/// do not make the kernel reset the connection before the client has read our reply (nginx's
+/// lingering close).
+async fn linger(client: &mut TcpStream) {
+    if client.shutdown().await.is_err() {
+        return;
     }
-}
-
-/// Reads a response head from `upstream` into `from_upstream`, passing informational responses
-/// on to the client; the rewritten head is left in `to_client`.
-async fn read_head(
-    upstream: &mut (impl AsyncRead + Unpin),
-    from_upstream: &mut Buffer,
-    to_client: &mut Vec<u8>,
-    client: &mut (impl AsyncWrite + Unpin),
-    request: &RequestHead,
-    answering: Answering,
-) -> Result<ResponseHead, Failure> {
-    let mut received = false;
-    loop {
-        if !from_upstream.is_empty() {
-            match head::parse_response(from_upstream.filled(), answering, to_client) {
-                Ok(Some(head)) if head.informational => {
-                    from_upstream.consume(head.len);
-                    if !request.http10 {
-                        client
-                            .write_all(to_client)
-                            .await
-                            .map_err(|_| Failure::Client)?;
-                    }
-                    continue;
-                }
-                Ok(Some(head)) => return Ok(head),
-                Ok(None) => {}
-                Err(()) => return Err(Failure::BadResponse),
+    let mut sink = [0u8; 4096];
+    let mut read = 0;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while read < LINGER_BYTES {
+            match client.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read += n,
             }
         }
-        match from_upstream
-            .fill(upstream, super::DEFAULT_MAX_HEADER_BYTES)
-            .await
-        {
-            Ok(n) if n > 0 => received = true,
-            Err(error) if error.kind() == io::ErrorKind::InvalidData => {
-                return Err(Failure::BadResponse)
-            }
-            _ if received => return Err(Failure::Upstream),
-            _ => return Err(Failure::Reset),
-        }
-    }
+    })
+    .await;
 }
 
-/// Counts a failed connect at the endpoint and the service, toward ejecting the endpoint.
-fn note_connect_failure(proxy: &Proxy, endpoint: &Endpoint, now: Instant) {
-    endpoint.metrics.connect_error();
-    proxy.inner.endpoints.metrics.connect_error();
-    proxy.report_failure(endpoint, now);
-}
-
-/// A new connection to an endpoint, within the connect timeout.
-async fn connect(addr: SocketAddr, proxy: &Proxy) -> Result<TcpStream, Failure> {
-    let timeout = proxy.inner.config.connect_timeout;
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
-        }
-        Ok(Err(error)) => {
-            tracing::debug!(%addr, %error, "connect failed");
-            Err(Failure::Connect)
-        }
-        Err(_elapsed) => Err(Failure::Connect),
-    }
-}
-
-/// The status and text for a request refused before it went anywhere.
-fn refusal(reject: Reject) -> (Status, &'static str) {
-    match reject {
+/// The reply for a request refused before it went anywhere.
+fn refusal(reject: Reject) -> End {
+    let (status, text) = match reject {
         Reject::BadRequest(reason) => (BAD_REQUEST, reason),
-        Reject::TooLarge => (HEADERS_TOO_LARGE, "too many header fields\n"),
+        Reject::TooLarge => (HEADERS_TOO_LARGE, "too many header fields"),
         Reject::NotImplemented(reason) => (NOT_IMPLEMENTED, reason),
-        Reject::MethodNotAllowed => (METHOD_NOT_ALLOWED, "CONNECT is not supported\n"),
-    }
+        Reject::MethodNotAllowed => (METHOD_NOT_ALLOWED, "CONNECT is not supported"),
+    };
+    End::Refused(status, text)
 }

@@ -1,0 +1,200 @@
+//! A request whose body is still arriving: the body streams up while the response streams
+//! back, since an endpoint may answer (even echo) before the upload ends.
+//!
+//! Only a connect failure is retried on another endpoint: once the head has gone, the body
+//! cannot be replayed. A pooled connection whose head write fails is replaced by a fresh one
+//! (nothing of the body has been read past `to_upstream` yet).
+
+use super::body::Remaining;
+use super::forward::{connect, copy_body, note_connect_failure, Response, Side};
+use super::head::{RequestHead, ResponseHead};
+use super::timer::LazyTimer;
+use super::{Conn, Failure, Io, Next, CONTINUE};
+use crate::endpoints::Endpoint;
+use crate::http::forward::is_gateway_failure;
+use crate::http::tracking::ServiceRequest;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// How relaying a streamed request's response ended without a response.
+enum Relayed {
+    /// Nothing was sent to the client: it can still be told.
+    Failed(Failure),
+    /// The response broke after its head went to the client: only closing tells it.
+    Broken,
+}
+
+impl Conn {
+    pub(super) async fn stream(
+        &mut self,
+        request: &RequestHead,
+        mut body: Remaining,
+        service: ServiceRequest,
+        request_timer: &mut LazyTimer,
+    ) -> Next {
+        let connected = tokio::select! {
+            biased;
+            connected = self.connect_and_send(request) => connected,
+            () = request_timer.expired() => Err(Failure::Timeout),
+        };
+        let (endpoint, mut upstream, reused) = match connected {
+            Ok(connected) => connected,
+            Err(failure) => return self.fail(failure, request, false, &service).await,
+        };
+        let in_flight = endpoint.begin(Instant::now());
+        let signal = &self.registration.signal;
+        let Io {
+            client,
+            from_client,
+            from_upstream,
+            to_client,
+            informational_sent,
+            ..
+        } = &mut self.io;
+        from_upstream.clear();
+        let (mut client_read, mut client_write) = client.split();
+        let (upstream_read, mut upstream_write) = upstream.split();
+        if request.expect_continue
+            && !request.http10
+            && client_write.write_all(CONTINUE).await.is_err()
+        {
+            return Next::CloseUnread;
+        }
+        let upload = copy_body(
+            &mut client_read,
+            from_client,
+            &mut upstream_write,
+            &mut body,
+        );
+        let mut response = Response {
+            upstream: upstream_read,
+            from_upstream,
+            to_client,
+            informational_sent,
+        };
+        let relay = async {
+            let head = tokio::select! {
+                biased;
+                head = response.read_head(&mut client_write, request, signal) => head,
+                () = request_timer.expired() => Err(Failure::Timeout),
+            }
+            .map_err(Relayed::Failed)?;
+            let now = Instant::now();
+            in_flight.head(head.status, now);
+            response.from_upstream.consume(head.len);
+            let mut response_body = Remaining::new(head.framing);
+            let take = response_body
+                .take(response.from_upstream.filled())
+                .map_err(|_| Relayed::Failed(Failure::BadResponse))?;
+            service.respond(head.status, now);
+            response
+                .to_client
+                .extend_from_slice(&response.from_upstream.filled()[..take]);
+            response.from_upstream.consume(take);
+            client_write
+                .write_all(response.to_client)
+                .await
+                .map_err(|_| Relayed::Broken)?;
+            copy_body(
+                &mut response.upstream,
+                response.from_upstream,
+                &mut client_write,
+                &mut response_body,
+            )
+            .await
+            .map_err(|_| Relayed::Broken)?;
+            Ok::<ResponseHead, Relayed>(head)
+        };
+        let (relayed, uploaded) = {
+            tokio::pin!(upload, relay);
+            let mut uploaded = None;
+            let relayed = loop {
+                tokio::select! {
+                    biased;
+                    relayed = &mut relay => break relayed,
+                    result = &mut upload, if uploaded.is_none() => match result {
+                        // The client went away or sent a broken body: nothing more to do.
+                        Err(Side::Source) => return Next::CloseUnread,
+                        // The endpoint stopped reading; it may still answer (413, say).
+                        result => uploaded = Some(result),
+                    },
+                }
+            };
+            (relayed, uploaded)
+        };
+        let read_whole = matches!(uploaded, Some(Ok(()))) && body.done();
+        match relayed {
+            Ok(head) => {
+                if is_gateway_failure(head.status) {
+                    self.proxy.report_failure(&endpoint, Instant::now());
+                } else {
+                    endpoint.outlier.success();
+                }
+                if read_whole && head.reusable && self.io.from_upstream.is_empty() {
+                    endpoint.idle.checkin(upstream, Instant::now());
+                }
+                self.io.from_upstream.clear();
+                drop((in_flight, service));
+                match (head.close, read_whole) {
+                    (_, false) => Next::CloseUnread,
+                    (true, true) => Next::Close,
+                    (false, true) => Next::KeepAlive,
+                }
+            }
+            Err(Relayed::Broken) => Next::CloseUnread,
+            Err(Relayed::Failed(failure)) => {
+                // A pooled connection closed before any response byte is the keep-alive race,
+                // not the endpoint's fault.
+                let race = reused && failure == Failure::Reset;
+                if failure.is_endpoint_fault() && !race {
+                    self.proxy.report_failure(&endpoint, Instant::now());
+                }
+                self.fail(failure, request, read_whole, &service).await
+            }
+        }
+    }
+
+    /// Connects to an endpoint and sends the head with the body bytes that came with it.
+    /// Endpoints that refuse the connection are skipped, within the retry count; a pooled
+    /// connection whose write fails is replaced by a fresh one to the same endpoint. Returns
+    /// whether the connection came from the pool.
+    async fn connect_and_send(
+        &self,
+        request: &RequestHead,
+    ) -> Result<(Arc<Endpoint>, TcpStream, bool), Failure> {
+        let proxy = &self.proxy;
+        proxy.inner.budget.deposit();
+        let key = request.hash_key.unwrap_or(self.peer.key);
+        let attempts = proxy.inner.config.retries + 1;
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        for attempt in 1..=attempts {
+            let endpoint = proxy.pick(key, &tried).await.ok_or(Failure::NoEndpoint)?;
+            if let Some(mut pooled) = endpoint.idle.checkout(Instant::now()) {
+                if pooled.write_all(&self.io.to_upstream).await.is_ok() {
+                    return Ok((endpoint, pooled, true));
+                }
+            }
+            match connect(endpoint.addr, proxy).await {
+                Ok(mut fresh) => {
+                    if fresh.write_all(&self.io.to_upstream).await.is_err() {
+                        proxy.report_failure(&endpoint, Instant::now());
+                        return Err(Failure::Unsent);
+                    }
+                    return Ok((endpoint, fresh, false));
+                }
+                Err(failure) => {
+                    note_connect_failure(proxy, &endpoint, Instant::now());
+                    if attempt == attempts {
+                        return Err(failure);
+                    }
+                    proxy.inner.endpoints.metrics.retry();
+                    tried.push(endpoint.addr);
+                }
+            }
+        }
+        Err(Failure::NoEndpoint) // unreachable: the last attempt always returns
+    }
+}
