@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Router figures for BENCHMARKS.md (issue 3): wrk against
 #   (a) one backend directly, (b) ebb's HTTP proxy (round_robin and peak_ewma),
-#   (c) nginx as a proxy, (d) HAProxy, (e) hyper_floor, a bare hyper proxy with none of
-#   ebb's features (the floor of any hyper-based proxy), and (f) raw_floor, a bare hand-written
-#   HTTP/1.1 proxy on httparse (the floor of a proxy path without hyper),
+#   (c) nginx as a proxy, (d) HAProxy, and (e) raw_floor, a bare hand-written HTTP/1.1 proxy
+#   on httparse with none of ebb's features (the floor under ebb's own HTTP/1.1 path),
 # each proxy with one worker thread, in front of the same two backends (nginx answering a fixed
 # 200), keep-alive on both sides, 32 connections, runs interleaved, medians reported.
 # Installs nginx, HAProxy and wrk from Debian packages when missing. Loopback only.
@@ -16,7 +15,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 BASE_PORT=${BASE_PORT:-18100}
 B1=$((BASE_PORT + 1)) B2=$((BASE_PORT + 2))
 P_EBB_RR=$((BASE_PORT + 10)) P_EBB_EWMA=$((BASE_PORT + 11)) P_NGINX=$((BASE_PORT + 12)) P_HAPROXY=$((BASE_PORT + 13))
-P_FLOOR=$((BASE_PORT + 14)) P_RAW=$((BASE_PORT + 15))
+P_RAW=$((BASE_PORT + 15))
 
 need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
@@ -33,9 +32,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 PATH=$PATH:/usr/sbin
 
-timeout 900 cargo build --release --quiet -p ebb-router --example bench_proxy --example hyper_floor --example raw_floor
+timeout 900 cargo build --release --quiet -p ebb-router --example bench_proxy --example raw_floor
 EBB_PROXY=$PWD/target/release/examples/bench_proxy
-HYPER_FLOOR=$PWD/target/release/examples/hyper_floor
 RAW_FLOOR=$PWD/target/release/examples/raw_floor
 
 WORK=$(mktemp -d)
@@ -134,8 +132,6 @@ PIDS+=($!)
 PIDS+=($!)
 "$EBB_PROXY" "127.0.0.1:$P_EBB_EWMA" peak_ewma "127.0.0.1:$B1" "127.0.0.1:$B2" &
 PIDS+=($!)
-"$HYPER_FLOOR" "127.0.0.1:$P_FLOOR" "127.0.0.1:$B1" "127.0.0.1:$B2" &
-PIDS+=($!)
 "$RAW_FLOOR" "127.0.0.1:$P_RAW" "127.0.0.1:$B1" "127.0.0.1:$B2" &
 PIDS+=($!)
 
@@ -146,10 +142,10 @@ wait_port() { # port: polls (bounded, 10 s) until something accepts on it
   done
   echo "nothing listens on port $1" >&2; return 1
 }
-for port in $B1 $B2 $P_EBB_RR $P_EBB_EWMA $P_NGINX $P_HAPROXY $P_FLOOR $P_RAW; do wait_port "$port"; done
+for port in $B1 $B2 $P_EBB_RR $P_EBB_EWMA $P_NGINX $P_HAPROXY $P_RAW; do wait_port "$port"; done
 
-NAMES=(backend ebb_rr ebb_ewma nginx haproxy hyper_floor raw_floor)
-declare -A PORT=([backend]=$B1 [ebb_rr]=$P_EBB_RR [ebb_ewma]=$P_EBB_EWMA [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [hyper_floor]=$P_FLOOR [raw_floor]=$P_RAW)
+NAMES=(backend ebb_rr ebb_ewma nginx haproxy raw_floor)
+declare -A PORT=([backend]=$B1 [ebb_rr]=$P_EBB_RR [ebb_ewma]=$P_EBB_EWMA [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [raw_floor]=$P_RAW)
 
 # Latency as printed by wrk (e.g. 312.00us, 1.20ms, 2.00s) in microseconds.
 to_us() { awk -v v="$1" 'BEGIN {
@@ -199,7 +195,7 @@ for name in "${NAMES[@]}"; do
   printf '%-11s %12.0f %10.0f %10.0f %12.1f\n' "$name" "${RPS[$name]}" "$p50" "$p99" "$cpu"
 done
 echo
-for ebb in ebb_rr ebb_ewma hyper_floor raw_floor; do
+for ebb in ebb_rr ebb_ewma raw_floor; do
   awk -v e="${RPS[$ebb]}" -v n="${RPS[nginx]}" -v h="${RPS[haproxy]}" -v name="$ebb" \
     'BEGIN {printf "%s/nginx %.2f   %s/haproxy %.2f   (goal: >= 1.10 and >= 1.00)\n", name, e / n, name, e / h}'
 done
