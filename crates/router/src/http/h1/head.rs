@@ -437,9 +437,10 @@ pub(crate) fn parse_response(
     answering: Answering,
     out: &mut Vec<u8>,
 ) -> Result<Option<ResponseHead>, ()> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut storage);
-    let len = match response.parse(buf) {
+    let mut storage = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(&mut response, buf, &mut storage) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(()),
