@@ -1,5 +1,7 @@
-//! One request's trip: rewrite headers, pick an endpoint, send, retry a connect failure on
-//! another endpoint, and turn what went wrong into the status a client can act on.
+//! One request's trip on the hyper path (h2c clients): rewrite headers, pick an endpoint, send,
+//! retry a connect failure on another endpoint, and turn what went wrong into the status a
+//! client can act on. HTTP/1.1 clients take `h1`, which shares this module's pick, failure
+//! reporting and status classes.
 //!
 //! Only requests without a body are retried: such a request can be rebuilt for the next attempt
 //! because nothing of it was consumed. A request with a body is streamed as it arrives, so once

@@ -55,20 +55,25 @@ pub(crate) struct Registration {
 
 /// The HTTP/1.1 connections of one proxy.
 pub(crate) struct Connections {
-    signals: Mutex<Vec<Weak<Signal>>>,
-    /// The list's length after the last sweep of ended connections: sweeping when it doubles
-    /// keeps registration amortized O(1) and the list at most twice the live connections.
-    swept_len: Mutex<usize>,
+    signals: Mutex<Signals>,
     done_tx: mpsc::Sender<()>,
     done_rx: mpsc::Receiver<()>,
+}
+
+/// Weak references to every connection's signal.
+#[derive(Default)]
+struct Signals {
+    list: Vec<Weak<Signal>>,
+    /// The list's length after the last sweep of ended connections: sweeping when it doubles
+    /// keeps registration amortized O(1) and the list at most twice the live connections.
+    swept_len: usize,
 }
 
 impl Connections {
     pub(crate) fn new() -> Connections {
         let (done_tx, done_rx) = mpsc::channel(1);
         Connections {
-            signals: Mutex::new(Vec::new()),
-            swept_len: Mutex::new(0),
+            signals: Mutex::default(),
             done_tx,
             done_rx,
         }
@@ -78,12 +83,11 @@ impl Connections {
     pub(crate) fn register(&self) -> Registration {
         let signal = Arc::new(Signal::default());
         let mut signals = self.signals.lock().unwrap_or_else(|e| e.into_inner());
-        let mut swept = self.swept_len.lock().unwrap_or_else(|e| e.into_inner());
-        if signals.len() >= 2 * (*swept).max(64) {
-            signals.retain(|s| s.strong_count() > 0);
-            *swept = signals.len();
+        if signals.list.len() >= 2 * signals.swept_len.max(64) {
+            signals.list.retain(|s| s.strong_count() > 0);
+            signals.swept_len = signals.list.len();
         }
-        signals.push(Arc::downgrade(&signal));
+        signals.list.push(Arc::downgrade(&signal));
         Registration {
             signal,
             _done: self.done_tx.clone(),
@@ -96,10 +100,9 @@ impl Connections {
             signals,
             done_tx,
             mut done_rx,
-            ..
         } = self;
         let signals = signals.into_inner().unwrap_or_else(|e| e.into_inner());
-        for signal in signals.iter().filter_map(Weak::upgrade) {
+        for signal in signals.list.iter().filter_map(Weak::upgrade) {
             signal.stop();
         }
         drop(done_tx);
@@ -139,6 +142,6 @@ mod tests {
         for _ in 0..1000 {
             drop(connections.register());
         }
-        assert!(connections.signals.lock().unwrap().len() <= 128);
+        assert!(connections.signals.lock().unwrap().list.len() <= 128);
     }
 }
