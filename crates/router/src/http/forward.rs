@@ -138,35 +138,15 @@ impl Proxy {
             };
             let request = upstream_request(&mut parts, &endpoint, upstream_body, last)?;
             let result = self.send(&endpoint, request).await;
-            let now = Instant::now();
-            let retry = match &result {
-                Ok((response, _)) if !is_gateway_failure(response.status().as_u16()) => {
-                    endpoint.outlier.success();
-                    return result;
-                }
-                Ok((response, _)) => {
-                    self.report_failure(&endpoint, now);
-                    retryable_status(response.status().as_u16())
-                        && idempotent
-                        && !last
-                        && inner.budget.try_withdraw(now)
-                }
-                Err(Failure::Connect(_)) => {
-                    endpoint.metrics.connect_error();
-                    inner.endpoints.metrics.connect_error();
-                    self.report_failure(&endpoint, now);
-                    !last
-                }
-                Err(Failure::Upstream(_)) => {
-                    self.report_failure(&endpoint, now);
-                    idempotent && !last && inner.budget.try_withdraw(now)
-                }
-                Err(_) => false,
+            let attempted = match &result {
+                Ok((response, _)) => Attempted::Answered(response.status().as_u16()),
+                Err(Failure::Connect(_)) => Attempted::ConnectFailed,
+                Err(Failure::Upstream(_)) => Attempted::Broke,
+                Err(_) => Attempted::Other,
             };
-            if !retry {
+            if !self.after_attempt(&endpoint, attempted, idempotent, last, Instant::now()) {
                 return result;
             }
-            inner.endpoints.metrics.retry();
             match &result {
                 Ok((response, _)) => {
                     tracing::debug!(endpoint = %endpoint.id, status = %response.status(), attempt, "retrying elsewhere")
@@ -178,6 +158,47 @@ impl Proxy {
             tried.push(endpoint.addr);
         }
         Err(Failure::NoEndpoint) // unreachable: the last attempt always returns
+    }
+
+    /// The retry policy, shared by the hyper and the HTTP/1.1 paths: feeds an attempt's outcome
+    /// to outlier detection and the metrics, and says whether to try another endpoint (counting
+    /// the retry). A connect failure is always retried (nothing was sent); a broken connection or
+    /// a 502/503 only when `may_repeat` (the request is idempotent and can be sent again) and
+    /// within the retry budget; nothing after the `last` attempt.
+    pub(super) fn after_attempt(
+        &self,
+        endpoint: &Endpoint,
+        attempted: Attempted,
+        may_repeat: bool,
+        last: bool,
+        now: Instant,
+    ) -> bool {
+        let inner = &self.inner;
+        let retry = match attempted {
+            Attempted::Answered(status) if !is_gateway_failure(status) => {
+                endpoint.outlier.success();
+                false
+            }
+            Attempted::Answered(status) => {
+                self.report_failure(endpoint, now);
+                retryable_status(status) && may_repeat && !last && inner.budget.try_withdraw(now)
+            }
+            Attempted::ConnectFailed => {
+                endpoint.metrics.connect_error();
+                inner.endpoints.metrics.connect_error();
+                self.report_failure(endpoint, now);
+                !last
+            }
+            Attempted::Broke => {
+                self.report_failure(endpoint, now);
+                may_repeat && !last && inner.budget.try_withdraw(now)
+            }
+            Attempted::Other => false,
+        };
+        if retry {
+            inner.endpoints.metrics.retry();
+        }
+        retry
     }
 
     /// A failed attempt counts toward ejecting the endpoint.
@@ -234,6 +255,19 @@ impl Proxy {
     }
 }
 
+/// What one attempt came to, as the retry policy ([`Proxy::after_attempt`]) sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Attempted {
+    /// A response head with this status.
+    Answered(u16),
+    /// The endpoint refused the connection or did not accept it in time: nothing was sent.
+    ConnectFailed,
+    /// The connection broke after the request was (possibly) sent, or the answer was garbage.
+    Broke,
+    /// Anything else (the client gone, a timeout): not the endpoint's doing, never retried.
+    Other,
+}
+
 /// Methods a retry may repeat: RFC 9110 §9.2.2's idempotent methods that ebb proxies (TRACE is
 /// not forwarded specially and is left out as Envoy's `retry_on` idempotent set does).
 fn is_idempotent(method: &Method) -> bool {
@@ -245,13 +279,13 @@ fn is_idempotent(method: &Method) -> bool {
 
 /// Answers that count as an endpoint failure for outlier detection: Envoy's
 /// `consecutive_gateway_failure` set (502, 503, 504).
-pub(super) fn is_gateway_failure(status: u16) -> bool {
+fn is_gateway_failure(status: u16) -> bool {
     matches!(status, 502..=504)
 }
 
 /// Answers an idempotent request is retried on: 502 and 503 (HAProxy `retry-on 502 503`); a 504
 /// already took a full upstream timeout, so retrying it would double the wait.
-pub(super) fn retryable_status(status: u16) -> bool {
+fn retryable_status(status: u16) -> bool {
     matches!(status, 502 | 503)
 }
 

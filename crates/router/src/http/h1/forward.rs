@@ -14,7 +14,7 @@ use super::shutdown::Signal;
 use super::timer::LazyTimer;
 use super::{Conn, Failure, Io, Next, BAD_GATEWAY};
 use crate::endpoints::{Endpoint, InFlight};
-use crate::http::forward::{is_gateway_failure, retryable_status};
+use crate::http::forward::Attempted;
 use crate::http::tracking::ServiceRequest;
 use crate::http::Proxy;
 use std::io;
@@ -51,8 +51,9 @@ impl Conn {
         }
     }
 
-    /// Picks an endpoint and sends the request, retrying on other endpoints: a connect failure
-    /// always; for an idempotent bodiless request also a reset or a 502/503, within the budget.
+    /// Picks an endpoint and sends the request, retrying on other endpoints as
+    /// [`Proxy::after_attempt`] decides: a connect failure always; for an idempotent bodiless
+    /// request also a reset or a 502/503, within the budget.
     async fn attempts(&mut self, request: &RequestHead) -> Result<Answer, Failure> {
         let Conn {
             proxy,
@@ -72,33 +73,16 @@ impl Conn {
             let result = io
                 .attempt(&endpoint, request, &registration.signal, proxy)
                 .await;
-            let now = Instant::now();
-            let may_repeat = replayable && request.idempotent && !last;
-            let retry = match &result {
-                Ok(answer) if !is_gateway_failure(answer.head.status) => {
-                    endpoint.outlier.success();
-                    return result;
-                }
-                Ok(answer) => {
-                    proxy.report_failure(&endpoint, now);
-                    retryable_status(answer.head.status)
-                        && may_repeat
-                        && inner.budget.try_withdraw(now)
-                }
-                Err(Failure::Connect) => {
-                    note_connect_failure(proxy, &endpoint, now);
-                    !last
-                }
-                Err(failure) if failure.is_endpoint_fault() => {
-                    proxy.report_failure(&endpoint, now);
-                    may_repeat && inner.budget.try_withdraw(now)
-                }
-                Err(_) => false,
+            let attempted = match &result {
+                Ok(answer) => Attempted::Answered(answer.head.status),
+                Err(Failure::Connect) => Attempted::ConnectFailed,
+                Err(failure) if failure.is_endpoint_fault() => Attempted::Broke,
+                Err(_) => Attempted::Other,
             };
-            if !retry {
+            let may_repeat = replayable && request.idempotent;
+            if !proxy.after_attempt(&endpoint, attempted, may_repeat, last, Instant::now()) {
                 return result;
             }
-            inner.endpoints.metrics.retry();
             tracing::debug!(endpoint = %endpoint.id, attempt, outcome = ?result.as_ref().map(|a| a.head.status), "retrying elsewhere");
             tried.push(endpoint.addr);
         }
@@ -331,13 +315,6 @@ pub(super) async fn copy_body(
             Ok(_) => {}
         }
     }
-}
-
-/// Counts a failed connect at the endpoint and the service, toward ejecting the endpoint.
-pub(super) fn note_connect_failure(proxy: &Proxy, endpoint: &Endpoint, now: Instant) {
-    endpoint.metrics.connect_error();
-    proxy.inner.endpoints.metrics.connect_error();
-    proxy.report_failure(endpoint, now);
 }
 
 /// A new connection to an endpoint, within the connect timeout.

@@ -6,12 +6,12 @@
 //! (nothing of the body has been read past `to_upstream` yet).
 
 use super::body::Remaining;
-use super::forward::{connect, copy_body, note_connect_failure, Response, Side};
+use super::forward::{connect, copy_body, Response, Side};
 use super::head::{RequestHead, ResponseHead};
 use super::timer::LazyTimer;
 use super::{Conn, Failure, Io, Next, CONTINUE};
 use crate::endpoints::Endpoint;
-use crate::http::forward::is_gateway_failure;
+use crate::http::forward::Attempted;
 use crate::http::tracking::ServiceRequest;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -128,11 +128,10 @@ impl Conn {
         let read_whole = matches!(uploaded, Some(Ok(()))) && body.done();
         match relayed {
             Ok(head) => {
-                if is_gateway_failure(head.status) {
-                    self.proxy.report_failure(&endpoint, Instant::now());
-                } else {
-                    endpoint.outlier.success();
-                }
+                let answered = Attempted::Answered(head.status);
+                let now = Instant::now();
+                self.proxy
+                    .after_attempt(&endpoint, answered, false, true, now);
                 if read_whole && head.reusable && self.io.from_upstream.is_empty() {
                     endpoint.idle.checkin(upstream, Instant::now());
                 }
@@ -150,7 +149,9 @@ impl Conn {
                 // not the endpoint's fault.
                 let race = reused && failure == Failure::Reset;
                 if failure.is_endpoint_fault() && !race {
-                    self.proxy.report_failure(&endpoint, Instant::now());
+                    let now = Instant::now();
+                    self.proxy
+                        .after_attempt(&endpoint, Attempted::Broke, false, true, now);
                 }
                 self.fail(failure, request, read_whole, &service).await
             }
@@ -186,11 +187,11 @@ impl Conn {
                     return Ok((endpoint, fresh, false));
                 }
                 Err(failure) => {
-                    note_connect_failure(proxy, &endpoint, Instant::now());
-                    if attempt == attempts {
+                    let last = attempt == attempts;
+                    let attempted = Attempted::ConnectFailed;
+                    if !proxy.after_attempt(&endpoint, attempted, false, last, Instant::now()) {
                         return Err(failure);
                     }
-                    proxy.inner.endpoints.metrics.retry();
                     tried.push(endpoint.addr);
                 }
             }
