@@ -239,15 +239,7 @@ pub fn start_supervisor(
 
 /// The data plane's own runtime, so that proxying never waits behind the control plane.
 fn router_runtime(threads: Option<usize>) -> anyhow::Result<RouterRuntime> {
-    let threads = threads
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("ebb-router")
-        .enable_all()
-        .build()
-        .context("starting the router's runtime")?;
+    let runtime = ebb_router::runtime::build(threads).context("starting the router's runtime")?;
     Ok(RouterRuntime {
         handle: runtime.handle().clone(),
         runtime: Some(runtime),

@@ -1,10 +1,12 @@
 //! The router's HTTP proxy alone, for `bench/router.sh`: one listener in front of fixed
-//! backends on a single-threaded tokio runtime (the "one worker thread" comparison with nginx
-//! `worker_processes 1` and HAProxy `nbthread 1`).
+//! backends, on the runtime `ebb up` builds for the router (`ebb_router::runtime::build`) with
+//! one worker by default: the "one worker thread" comparison with nginx `worker_processes 1` and
+//! HAProxy `nbthread 1`. Like the server, it spawns the proxy onto the runtime, so that all the
+//! proxying runs on the worker thread.
 //!
 //! Usage: `bench_proxy LISTEN_ADDR ALGORITHM BACKEND_ADDR...`, e.g.
-//! `bench_proxy 127.0.0.1:8000 round_robin 127.0.0.1:8101 127.0.0.1:8102`. Runs until killed
-//! or interrupted.
+//! `bench_proxy 127.0.0.1:8000 round_robin 127.0.0.1:8101 127.0.0.1:8102`; `EBB_ROUTER_THREADS`
+//! sets the number of workers (default 1). Runs until killed or interrupted.
 #![forbid(unsafe_code)]
 
 use ebb_router::http::{Proxy, ProxyConfig};
@@ -26,20 +28,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if backends.is_empty() {
         return Err(usage.into());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let threads = match std::env::var("EBB_ROUTER_THREADS") {
+        Ok(n) => n
+            .parse::<usize>()
+            .map_err(|e| format!("EBB_ROUTER_THREADS={n:?}: {e}"))?,
+        Err(_) => 1,
+    };
+    let runtime = ebb_router::runtime::build(Some(threads))?;
     runtime.block_on(async move {
         let endpoints = Arc::new(Endpoints::new(algorithm));
         endpoints.update(&backends, Instant::now());
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let proxy = Proxy::new(endpoints, ProxyConfig::default());
-        proxy
-            .serve(listener, async {
-                let _ = tokio::signal::ctrl_c().await;
-                ebb_router::http::Stop::Close
-            })
-            .await;
+        let serving = proxy.serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+            ebb_router::http::Stop::Close
+        });
+        tokio::spawn(serving).await?;
         Ok(())
     })
 }

@@ -9,6 +9,7 @@ pub mod http;
 pub mod metrics;
 pub mod pool;
 pub mod request_key;
+pub mod runtime;
 pub mod tcp;
 
 pub use balance::{Algorithm, Balancer};
