@@ -91,10 +91,16 @@ impl Proxy {
 
     /// An endpoint for the next attempt. With none ready, the request waits in the service's
     /// bounded queue (up to `queue_timeout`) for the first one: this is what lets a service
-    /// start from zero without failing the request that woke it.
-    pub(super) async fn pick(&self, key: u64, tried: &[SocketAddr]) -> Option<Arc<Endpoint>> {
+    /// start from zero without failing the request that woke it. `now` is a recent clock
+    /// reading the caller has.
+    pub(super) async fn pick(
+        &self,
+        key: u64,
+        tried: &[SocketAddr],
+        now: Instant,
+    ) -> Option<Arc<Endpoint>> {
         let endpoints = &self.inner.endpoints;
-        if let Some(endpoint) = endpoints.pick_available(Some(key), tried, Instant::now()) {
+        if let Some(endpoint) = endpoints.pick_available(Some(key), tried, now) {
             return Some(endpoint);
         }
         if !endpoints.wait_ready(self.inner.config.queue_timeout).await {
@@ -130,7 +136,10 @@ impl Proxy {
         let mut body = Some(body);
         let mut tried: Vec<SocketAddr> = Vec::new(); // allocates only on a retry
         for attempt in 1..=attempts {
-            let endpoint = self.pick(key, &tried).await.ok_or(Failure::NoEndpoint)?;
+            let endpoint = self
+                .pick(key, &tried, Instant::now())
+                .await
+                .ok_or(Failure::NoEndpoint)?;
             let last = attempt == attempts;
             let upstream_body = match body.take() {
                 Some(incoming) if !replayable => Either::Left(incoming),

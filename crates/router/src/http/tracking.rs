@@ -19,6 +19,8 @@ use std::time::Instant;
 pub(crate) struct ServiceRequest {
     endpoints: Arc<Endpoints>,
     started: Instant,
+    /// Ended by [`ServiceRequest::end`] with the caller's clock reading.
+    ended: bool,
 }
 
 impl ServiceRequest {
@@ -27,6 +29,7 @@ impl ServiceRequest {
         ServiceRequest {
             endpoints: Arc::clone(endpoints),
             started: now,
+            ended: false,
         }
     }
 
@@ -37,9 +40,20 @@ impl ServiceRequest {
     }
 }
 
+impl ServiceRequest {
+    /// Ends the request at `now`, a clock reading the caller already has (see
+    /// [`InFlight::end`]).
+    pub(crate) fn end(mut self, now: Instant) {
+        self.ended = true;
+        self.endpoints.metrics.concurrency.end(now);
+    }
+}
+
 impl Drop for ServiceRequest {
     fn drop(&mut self) {
-        self.endpoints.metrics.concurrency.end(Instant::now());
+        if !self.ended {
+            self.endpoints.metrics.concurrency.end(Instant::now());
+        }
     }
 }
 

@@ -30,19 +30,23 @@ struct Answer {
     upstream: TcpStream,
     head: ResponseHead,
     in_flight: InFlight,
+    /// When the head arrived.
+    at: Instant,
 }
 
 impl Conn {
     /// Sends a request that is wholly in `to_upstream` and relays the answer.
+    /// `now` is when the request head was taken up.
     pub(super) async fn forward(
         &mut self,
         request: &RequestHead,
         service: ServiceRequest,
         request_timer: &mut LazyTimer,
+        now: Instant,
     ) -> Next {
         let outcome = tokio::select! {
             biased;
-            outcome = self.attempts(request) => outcome,
+            outcome = self.attempts(request, now) => outcome,
             () = request_timer.expired() => Err(Failure::Timeout),
         };
         match outcome {
@@ -54,7 +58,10 @@ impl Conn {
     /// Picks an endpoint and sends the request, retrying on other endpoints as
     /// [`Proxy::after_attempt`] decides: a connect failure always; for an idempotent bodiless
     /// request also a reset or a 502/503, within the budget.
-    async fn attempts(&mut self, request: &RequestHead) -> Result<Answer, Failure> {
+    ///
+    /// The clock is read once per attempt after the first: `now` serves the first pick, and
+    /// each attempt's end serves the next.
+    async fn attempts(&mut self, request: &RequestHead, now: Instant) -> Result<Answer, Failure> {
         let Conn {
             proxy,
             peer,
@@ -67,12 +74,20 @@ impl Conn {
         let replayable = request.framing == super::body::Framing::Empty;
         let attempts = inner.config.retries + 1;
         let mut tried: Vec<SocketAddr> = Vec::new(); // allocates only on a retry
+        let mut now = now;
         for attempt in 1..=attempts {
-            let endpoint = proxy.pick(key, &tried).await.ok_or(Failure::NoEndpoint)?;
+            let endpoint = proxy
+                .pick(key, &tried, now)
+                .await
+                .ok_or(Failure::NoEndpoint)?;
             let last = attempt == attempts;
             let result = io
-                .attempt(&endpoint, request, &registration.signal, proxy)
+                .attempt(&endpoint, request, &registration.signal, proxy, now)
                 .await;
+            now = match &result {
+                Ok(answer) => answer.at,
+                Err(_) => Instant::now(),
+            };
             let attempted = match &result {
                 Ok(answer) => Attempted::Answered(answer.head.status),
                 Err(Failure::Connect) => Attempted::ConnectFailed,
@@ -80,7 +95,7 @@ impl Conn {
                 Err(_) => Attempted::Other,
             };
             let may_repeat = replayable && request.idempotent;
-            if !proxy.after_attempt(&endpoint, attempted, may_repeat, last, Instant::now()) {
+            if !proxy.after_attempt(&endpoint, attempted, may_repeat, last, now) {
                 return result;
             }
             tracing::debug!(endpoint = %endpoint.id, attempt, outcome = ?result.as_ref().map(|a| a.head.status), "retrying elsewhere");
@@ -96,11 +111,12 @@ impl Conn {
             mut upstream,
             head,
             in_flight,
+            at,
         } = answer;
         let io = &mut self.io;
         io.from_upstream.consume(head.len);
         if head.switching {
-            service.respond(head.status, Instant::now());
+            service.respond(head.status, at);
             io.tunnel(upstream).await;
             drop((in_flight, service)); // counted in flight until the tunnel closes
             return Next::Close;
@@ -114,7 +130,7 @@ impl Conn {
             let _ = reply.write(&mut io.client, &mut io.to_client).await;
             return Next::Close;
         };
-        service.respond(head.status, Instant::now());
+        service.respond(head.status, at);
         io.to_client
             .extend_from_slice(&io.from_upstream.filled()[..take]);
         io.from_upstream.consume(take);
@@ -134,11 +150,13 @@ impl Conn {
             return Next::Close;
         }
         // Bytes after the end of the response mean the endpoint cannot be trusted again.
+        let done = Instant::now();
         if head.reusable && io.from_upstream.is_empty() {
-            in_flight.endpoint().idle.checkin(upstream, Instant::now());
+            in_flight.endpoint().idle.checkin(upstream, done);
         }
         io.from_upstream.clear();
-        drop((in_flight, service));
+        in_flight.end(done);
+        service.end(done);
         if head.close {
             Next::Close
         } else {
@@ -150,16 +168,18 @@ impl Conn {
 impl Io {
     /// One attempt on `endpoint`: a pooled connection (or a new one), the request, the response
     /// head. A pooled connection found closed before any response byte is replaced by a fresh
-    /// one, once; that is the keep-alive race, not an endpoint failure.
+    /// one, once; that is the keep-alive race, not an endpoint failure. `now` is a recent clock
+    /// reading.
     async fn attempt(
         &mut self,
         endpoint: &Arc<Endpoint>,
         request: &RequestHead,
         signal: &Signal,
         proxy: &Proxy,
+        now: Instant,
     ) -> Result<Answer, Failure> {
-        let in_flight = endpoint.begin(Instant::now());
-        let mut pooled = endpoint.idle.checkout(Instant::now());
+        let in_flight = endpoint.begin(now);
+        let mut pooled = endpoint.idle.checkout(now);
         loop {
             let reused = pooled.is_some();
             let mut upstream = match pooled.take() {
@@ -168,11 +188,13 @@ impl Io {
             };
             match self.exchange(&mut upstream, request, signal).await {
                 Ok(head) => {
-                    in_flight.head(head.status, Instant::now());
+                    let at = Instant::now();
+                    in_flight.head(head.status, at);
                     return Ok(Answer {
                         upstream,
                         head,
                         in_flight,
+                        at,
                     });
                 }
                 Err(Failure::Unsent) if reused => {}

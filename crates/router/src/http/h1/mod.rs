@@ -267,7 +267,7 @@ impl Conn {
         io.from_client.consume(take);
         request_timer.start(now, self.proxy.inner.config.request_timeout);
         if body.done() {
-            self.forward(&request, service, request_timer).await
+            self.forward(&request, service, request_timer, now).await
         } else {
             self.stream(&request, body, service, request_timer).await
         }
