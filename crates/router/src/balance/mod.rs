@@ -23,7 +23,7 @@ mod hash;
 mod least_request;
 mod load;
 mod peak_ewma;
-mod rng;
+pub(crate) mod rng;
 mod round_robin;
 mod slow_start;
 

@@ -2,8 +2,10 @@
 //! §7.6.1: they describe one connection, not the message), and the forwarding headers an
 //! application needs to see its real client are added.
 
+use crate::balance::rng::Rng;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::sync::LazyLock;
 
 pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -132,13 +134,21 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&request_id_hex()).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
+/// Where request ids come from: a SplitMix64 stream seeded per process. An id must be unique,
+/// not secret (a client may send its own), and two draws cost a few multiplies where the thread
+/// RNG's ChaCha block costs hundreds of instructions per request. SplitMix64 maps distinct
+/// states to distinct words, so a process repeats no id before 2^63 requests.
+static REQUEST_IDS: LazyLock<Rng> = LazyLock::new(Rng::new);
+
 /// A new request id's 32 hex digits (shared by the hyper and the HTTP/1.1 paths).
 pub(super) fn request_id_hex() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let (high, low) = REQUEST_IDS.next_pair();
     let mut id = [0u8; 32];
-    let bits = rand::random::<u128>();
-    for (i, digit) in id.iter_mut().enumerate() {
-        *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    for (half, word) in id.chunks_exact_mut(16).zip([high, low]) {
+        for (i, digit) in half.iter_mut().enumerate() {
+            *digit = HEX[((word >> (60 - 4 * i)) & 0xf) as usize];
+        }
     }
     id
 }
@@ -213,6 +223,26 @@ mod tests {
         let mut given = headers(&[("x-request-id", "abc")]);
         prepare_request(&mut given, &client(), None);
         assert_eq!(given[X_REQUEST_ID], "abc");
+    }
+
+    #[test]
+    fn request_ids_are_distinct_lowercase_hex_and_use_every_digit() {
+        let ids: std::collections::HashSet<[u8; 32]> =
+            (0..50_000).map(|_| request_id_hex()).collect();
+        assert_eq!(ids.len(), 50_000, "a request id repeated");
+        let mut seen = [false; 16];
+        for id in &ids {
+            for &b in id {
+                let digit = (b as char).to_digit(16).expect("hex digit");
+                assert!(!b.is_ascii_uppercase());
+                seen[digit as usize] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s), "every hex digit appears: {seen:?}");
+        // Both halves vary (a stuck half would halve the id's entropy).
+        let firsts: std::collections::HashSet<_> = ids.iter().map(|id| id[..16].to_vec()).collect();
+        let lasts: std::collections::HashSet<_> = ids.iter().map(|id| id[16..].to_vec()).collect();
+        assert_eq!((firsts.len(), lasts.len()), (50_000, 50_000));
     }
 
     #[test]
