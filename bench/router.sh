@@ -4,13 +4,32 @@
 #   (c) nginx as a proxy, (d) HAProxy, and (e) raw_floor, a bare hand-written HTTP/1.1 proxy
 #   on httparse with none of ebb's features (the floor under ebb's own HTTP/1.1 path),
 # each proxy with one worker thread, in front of the same two backends (nginx answering a fixed
-# 200), keep-alive on both sides, 32 connections, runs interleaved, medians reported.
+# 200), keep-alive on both sides, 32 connections. Runs are interleaved, in a new random order
+# each round (so no target always follows the same one), and medians are reported; the ratios
+# to nginx and HAProxy are also taken round by round (paired), which cancels the slow drifts
+# of a shared machine's speed that unpaired medians only average out.
 # Installs nginx, HAProxy and wrk from Debian packages when missing. Loopback only.
-# Usage: bench/router.sh [ROUNDS]   (default 3; DURATION=10s per run, CONNECTIONS=32)
+#
+# Where the processes run (LAYOUT):
+#   pinned (default): wrk alone on CPU 0; the backend and every proxy on CPU 1. The load
+#     generator then takes nothing from the system under test, as when clients are other
+#     machines, and the proxy shares its core with the service behind it, as ebb's router does
+#     on a node. req/s then follows the proxy's CPU per request (plus the backend's).
+#   shared: no pinning; wrk, the backend and the proxy compete for both cores, so req/s follows
+#     the sum of all three's CPU per request, wrk's included.
+# Usage: bench/router.sh [ROUNDS]   (default 9; DURATION=5s per run, CONNECTIONS=32, LAYOUT=pinned)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${1:-3}
-DURATION=${DURATION:-10s}
+ROUNDS=${1:-9}
+DURATION=${DURATION:-5s}
+LAYOUT=${LAYOUT:-pinned}
+case $LAYOUT in
+  pinned)
+    [ "$(nproc)" -ge 2 ] || { echo "LAYOUT=pinned needs 2 cores; use LAYOUT=shared" >&2; exit 2; }
+    ON_LOAD=(taskset -c 0) ON_SERVERS=(taskset -c 1) ;;
+  shared) ON_LOAD=() ON_SERVERS=() ;;
+  *) echo "LAYOUT must be pinned or shared, not '$LAYOUT'" >&2; exit 2 ;;
+esac
 CONNECTIONS=${CONNECTIONS:-32}
 BASE_PORT=${BASE_PORT:-18100}
 B1=$((BASE_PORT + 1)) B2=$((BASE_PORT + 2))
@@ -56,7 +75,8 @@ events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 100000000;
-  keepalive_timeout 60s;
+  # Longer than a whole round, so no proxy's idle upstream connections expire between its runs.
+  keepalive_timeout 600s;
   client_body_temp_path $WORK/backend/tmp;
   proxy_temp_path $WORK/backend/tmp;
   fastcgi_temp_path $WORK/backend/tmp;
@@ -122,17 +142,17 @@ backend backends
   server b2 127.0.0.1:$B2
 CONF
 
-nginx -p "$WORK/backend" -c "$WORK/backend/nginx.conf" &
+"${ON_SERVERS[@]}" nginx -p "$WORK/backend" -c "$WORK/backend/nginx.conf" &
 PIDS+=($!)
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+"${ON_SERVERS[@]}" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
 PIDS+=($!)
-haproxy -db -f "$WORK/haproxy.cfg" &
+"${ON_SERVERS[@]}" haproxy -db -f "$WORK/haproxy.cfg" &
 PIDS+=($!)
-"$EBB_PROXY" "127.0.0.1:$P_EBB_RR" round_robin "127.0.0.1:$B1" "127.0.0.1:$B2" &
+"${ON_SERVERS[@]}" "$EBB_PROXY" "127.0.0.1:$P_EBB_RR" round_robin "127.0.0.1:$B1" "127.0.0.1:$B2" &
 PIDS+=($!)
-"$EBB_PROXY" "127.0.0.1:$P_EBB_EWMA" peak_ewma "127.0.0.1:$B1" "127.0.0.1:$B2" &
+"${ON_SERVERS[@]}" "$EBB_PROXY" "127.0.0.1:$P_EBB_EWMA" peak_ewma "127.0.0.1:$B1" "127.0.0.1:$B2" &
 PIDS+=($!)
-"$RAW_FLOOR" "127.0.0.1:$P_RAW" "127.0.0.1:$B1" "127.0.0.1:$B2" &
+"${ON_SERVERS[@]}" "$RAW_FLOOR" "127.0.0.1:$P_RAW" "127.0.0.1:$B1" "127.0.0.1:$B2" &
 PIDS+=($!)
 
 wait_port() { # port: polls (bounded, 10 s) until something accepts on it
@@ -165,12 +185,12 @@ cpu_ticks() {
   echo "$total"
 }
 
-echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds"
+echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds, layout $LAYOUT"
 echo "versions: $(nginx -v 2>&1 | sed 's/.*\///'), haproxy $(haproxy -v | awk 'NR==1 {print $3}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}')"
 for round in $(seq "$ROUNDS"); do
-  for name in "${NAMES[@]}"; do
+  for name in $(printf '%s\n' "${NAMES[@]}" | shuf); do
     before=$(cpu_ticks "${PORT[$name]}")
-    out=$(timeout 60 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$name]}/")
+    out=$(timeout 60 "${ON_LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$name]}/")
     after=$(cpu_ticks "${PORT[$name]}")
     served=$(awk '/requests in/ {print $1}' <<<"$out")
     cpu_us=$(awk -v t=$((after - before)) -v n="$served" -v hz="$TICKS_PER_SEC" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
@@ -178,7 +198,7 @@ for round in $(seq "$ROUNDS"); do
     p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
     p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
     errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-    echo "$name $rps $p50 $p99 $cpu_us" >>"$WORK/results"
+    echo "$name $rps $p50 $p99 $cpu_us $round" >>"$WORK/results"
     printf 'round %d %-11s %10.0f req/s  p50 %6d us  p99 %6d us  cpu %5.1f us/req %s\n' "$round" "$name" "$rps" "$p50" "$p99" "$cpu_us" "$errors"
   done
 done
@@ -195,7 +215,15 @@ for name in "${NAMES[@]}"; do
   printf '%-11s %12.0f %10.0f %10.0f %12.1f\n' "$name" "${RPS[$name]}" "$p50" "$p99" "$cpu"
 done
 echo
+# Ratios: of the medians, and the median (with the range) of each round's own ratio.
+paired() { # name peer: "median (min-max)" of name/peer over the rounds
+  awk -v a="$1" -v b="$2" '$1 == a {x[$6] = $2} $1 == b {y[$6] = $2}
+    END {for (r in x) if (y[r] > 0) print x[r] / y[r]}' "$WORK/results" | sort -n |
+    awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+      printf "%.2f (%.2f-%.2f)", m, v[1], v[NR]}'
+}
 for ebb in ebb_rr ebb_ewma raw_floor; do
   awk -v e="${RPS[$ebb]}" -v n="${RPS[nginx]}" -v h="${RPS[haproxy]}" -v name="$ebb" \
     'BEGIN {printf "%s/nginx %.2f   %s/haproxy %.2f   (goal: >= 1.10 and >= 1.00)\n", name, e / n, name, e / h}'
+  echo "  paired by round: /nginx $(paired "$ebb" nginx)   /haproxy $(paired "$ebb" haproxy)"
 done
