@@ -53,6 +53,34 @@ async fn a_request_waits_for_the_first_ready_instance_and_is_then_served() {
     .await;
 }
 
+/// The wait in the queue is the client's latency, not the instance's: counting it at the
+/// instance would make peak-EWMA shun the very instance that just started.
+#[tokio::test]
+async fn the_queue_wait_counts_at_the_service_not_at_the_instance() {
+    within("queue latency", async {
+        let eps = endpoints(&[]);
+        let proxy = start_proxy(eps.clone(), config(Duration::from_secs(20))).await;
+        let url = proxy.url("/");
+        let waiting = tokio::spawn(async move { get(&client(), &url).await });
+        until("the request to queue", || eps.queued() == 1).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let b = backend("late", named).await;
+        eps.update(&[("late-1".to_string(), b.addr)], Instant::now());
+        let (status, _, _) = waiting.await.expect("join");
+        assert_eq!(status, StatusCode::OK);
+        let at_service = service(&eps)
+            .latency
+            .quantile(0.5)
+            .expect("a service latency");
+        let instance = eps.load().endpoints[0].snapshot(Instant::now());
+        let at_instance = instance.latency.quantile(0.5).expect("an instance latency");
+        assert!(at_service >= Duration::from_millis(350), "{at_service:?}");
+        assert!(at_instance < Duration::from_millis(200), "{at_instance:?}");
+        proxy.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn past_the_queue_wait_limit_the_answer_is_503_with_retry_after() {
     within("queue timeout", async {

@@ -92,21 +92,26 @@ impl Proxy {
     /// An endpoint for the next attempt. With none ready, the request waits in the service's
     /// bounded queue (up to `queue_timeout`) for the first one: this is what lets a service
     /// start from zero without failing the request that woke it. `now` is a recent clock
-    /// reading the caller has.
+    /// reading the caller has; the time returned with the endpoint is when it was picked: `now`,
+    /// or a fresh reading after a wait in the queue, so that the wait never counts as the
+    /// endpoint's latency.
     pub(super) async fn pick(
         &self,
         key: u64,
         tried: &[SocketAddr],
         now: Instant,
-    ) -> Option<Arc<Endpoint>> {
+    ) -> Option<(Arc<Endpoint>, Instant)> {
         let endpoints = &self.inner.endpoints;
         if let Some(endpoint) = endpoints.pick_available(Some(key), tried, now) {
-            return Some(endpoint);
+            return Some((endpoint, now));
         }
         if !endpoints.wait_ready(self.inner.config.queue_timeout).await {
             return None;
         }
-        endpoints.pick_available(Some(key), tried, Instant::now())
+        let now = Instant::now();
+        endpoints
+            .pick_available(Some(key), tried, now)
+            .map(|endpoint| (endpoint, now))
     }
 
     /// Sends the request to an endpoint, retrying on other endpoints what can be retried:
@@ -136,7 +141,7 @@ impl Proxy {
         let mut body = Some(body);
         let mut tried: Vec<SocketAddr> = Vec::new(); // allocates only on a retry
         for attempt in 1..=attempts {
-            let endpoint = self
+            let (endpoint, _) = self
                 .pick(key, &tried, Instant::now())
                 .await
                 .ok_or(Failure::NoEndpoint)?;

@@ -60,7 +60,7 @@ impl Conn {
     /// request also a reset or a 502/503, within the budget.
     ///
     /// The clock is read once per attempt after the first: `now` serves the first pick, and
-    /// each attempt's end serves the next.
+    /// each attempt's end serves the next (a wait in the queue reads it afresh).
     async fn attempts(&mut self, request: &RequestHead, now: Instant) -> Result<Answer, Failure> {
         let Conn {
             proxy,
@@ -76,13 +76,13 @@ impl Conn {
         let mut tried: Vec<SocketAddr> = Vec::new(); // allocates only on a retry
         let mut now = now;
         for attempt in 1..=attempts {
-            let endpoint = proxy
+            let (endpoint, picked) = proxy
                 .pick(key, &tried, now)
                 .await
                 .ok_or(Failure::NoEndpoint)?;
             let last = attempt == attempts;
             let result = io
-                .attempt(&endpoint, request, &registration.signal, proxy, now)
+                .attempt(&endpoint, request, &registration.signal, proxy, picked)
                 .await;
             now = match &result {
                 Ok(answer) => answer.at,

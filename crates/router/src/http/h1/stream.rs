@@ -172,11 +172,11 @@ impl Conn {
         let attempts = proxy.inner.config.retries + 1;
         let mut tried: Vec<SocketAddr> = Vec::new();
         for attempt in 1..=attempts {
-            let endpoint = proxy
+            let (endpoint, picked) = proxy
                 .pick(key, &tried, Instant::now())
                 .await
                 .ok_or(Failure::NoEndpoint)?;
-            if let Some(mut pooled) = endpoint.idle.checkout(Instant::now()) {
+            if let Some(mut pooled) = endpoint.idle.checkout(picked) {
                 if pooled.write_all(&self.io.to_upstream).await.is_ok() {
                     return Ok((endpoint, pooled, true));
                 }
