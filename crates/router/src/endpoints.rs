@@ -268,11 +268,9 @@ impl InFlight {
     }
 
     fn finish(&mut self, now: Instant) {
-        if !self.ended {
-            self.ended = true;
-            self.endpoint.load.end(None, now);
-            self.endpoint.metrics.concurrency.end(now);
-        }
+        self.ended = true;
+        self.endpoint.load.end(None, now);
+        self.endpoint.metrics.concurrency.end(now);
     }
 }
 
