@@ -212,6 +212,65 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes the header lines a message passes on unchanged, copying each run of adjacent lines
+/// straight from the received head in one go when they are already in canonical form
+/// (`name: value` CRLF); any other line is rebuilt with [`push_header`]. A typical response
+/// then costs one copy for all its passed headers instead of four per header.
+struct PassedLines<'a> {
+    /// The received head the header slices point into.
+    head: &'a [u8],
+    /// A run of canonical lines waiting to be copied: its start and end in `head`.
+    run: Option<(usize, usize)>,
+}
+
+impl<'a> PassedLines<'a> {
+    fn new(head: &'a [u8]) -> PassedLines<'a> {
+        PassedLines { head, run: None }
+    }
+
+    /// Passes one header on.
+    fn pass(&mut self, out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+        match self.canonical_line(name, value) {
+            Some((start, end)) => match &mut self.run {
+                Some((_, run_end)) if *run_end == start => *run_end = end,
+                _ => {
+                    self.flush(out);
+                    self.run = Some((start, end));
+                }
+            },
+            None => {
+                self.flush(out);
+                push_header(out, name, value);
+            }
+        }
+    }
+
+    /// Copies the pending run; call before writing anything else into `out`.
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        if let Some((start, end)) = self.run.take() {
+            out.extend_from_slice(&self.head[start..end]);
+        }
+    }
+
+    /// Where the line of this header lies in `head`, CRLF included, if it reads exactly
+    /// `name: value\r\n` there. Positions come from the slices' addresses (the parser's slices
+    /// point into `head`); anything that does not check out is simply not canonical.
+    fn canonical_line(&self, name: &[u8], value: &[u8]) -> Option<(usize, usize)> {
+        let base = self.head.as_ptr() as usize;
+        let start = (name.as_ptr() as usize).checked_sub(base)?;
+        let value_start = (value.as_ptr() as usize).checked_sub(base)?;
+        let value_end = value_start.checked_add(value.len())?;
+        let end = value_end.checked_add(2)?;
+        // The name is the head's bytes at `start` (its slice points there), so only what
+        // separates it from the value and what ends the line need a look.
+        let separator = start.checked_add(name.len())?;
+        let canonical = value_start.checked_sub(separator)? == 2
+            && self.head.get(separator..value_start)? == [b':', b' ']
+            && self.head.get(value_end..end)? == [b'\r', b'\n'];
+        canonical.then_some((start, end))
+    }
+}
+
 /// RFC 9110 §9.2.2's idempotent methods that a retry may repeat (TRACE left out, as Envoy's
 /// idempotent retry set does).
 fn is_idempotent(method: &str) -> bool {
@@ -281,8 +340,10 @@ pub(crate) fn parse_request(
     let mut forwarded_for = false;
     let mut request_id = false;
     let mut hash_key = None;
-    for h in headers {
-        match kind(h.name) {
+    let mut kinds = [Kind::Other; MAX_HEADERS];
+    for (h, slot) in headers.iter().zip(kinds.iter_mut()) {
+        *slot = kind(h.name);
+        match *slot {
             Kind::Connection => connection
                 .add(h.value)
                 .map_err(|()| Reject::BadRequest("too many connection options"))?,
@@ -339,8 +400,8 @@ pub(crate) fn parse_request(
     } else {
         b" HTTP/1.1\r\n"
     });
-    for h in headers {
-        let kind = kind(h.name);
+    let mut lines = PassedLines::new(buf);
+    for (h, &kind) in headers.iter().zip(kinds.iter()) {
         let pass = match kind {
             Kind::Other | Kind::ContentLength | Kind::RequestId => true,
             Kind::Host => target_authority.is_none(),
@@ -349,9 +410,10 @@ pub(crate) fn parse_request(
             Kind::Connection | Kind::Upgrade | Kind::Dropped | Kind::ForwardedFor => false,
         };
         if pass && !connection.names(h.name, kind) {
-            push_header(out, h.name.as_bytes(), h.value);
+            lines.pass(out, h.name.as_bytes(), h.value);
         }
     }
+    lines.flush(out);
     if let Some(authority) = target_authority {
         push_header(out, b"Host", authority.as_bytes());
     }
@@ -360,9 +422,10 @@ pub(crate) fn parse_request(
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
     if forwarded_for && !connection.names("x-forwarded-for", Kind::ForwardedFor) {
-        for h in headers
+        for (h, _) in headers
             .iter()
-            .filter(|h| kind(h.name) == Kind::ForwardedFor)
+            .zip(kinds.iter())
+            .filter(|(_, &kind)| kind == Kind::ForwardedFor)
         {
             out.extend_from_slice(trim(h.value));
             out.extend_from_slice(b", ");
@@ -459,8 +522,10 @@ pub(crate) fn parse_response(
     let mut length = None;
     let mut chunked = None;
     let mut upgrade = None;
-    for h in headers {
-        match kind(h.name) {
+    let mut kinds = [Kind::Other; MAX_HEADERS];
+    for (h, slot) in headers.iter().zip(kinds.iter_mut()) {
+        *slot = kind(h.name);
+        match *slot {
             Kind::Connection => connection.add(h.value)?,
             Kind::ContentLength => length = merge_length(length, h.value)?,
             Kind::TransferEncoding => {
@@ -502,8 +567,8 @@ pub(crate) fn parse_response(
     ]);
     out.extend_from_slice(response.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for h in headers {
-        let kind = kind(h.name);
+    let mut lines = PassedLines::new(buf);
+    for (h, &kind) in headers.iter().zip(kinds.iter()) {
         let pass = match kind {
             Kind::Connection | Kind::Upgrade | Kind::Dropped => false,
             // With chunked framing a Content-Length is wrong (RFC 9112 §6.3); drop it.
@@ -511,9 +576,10 @@ pub(crate) fn parse_response(
             _ => true,
         };
         if pass && !connection.names(h.name, kind) {
-            push_header(out, h.name.as_bytes(), h.value);
+            lines.pass(out, h.name.as_bytes(), h.value);
         }
     }
+    lines.flush(out);
     if switching {
         out.extend_from_slice(b"Connection: upgrade\r\n");
         push_header(out, b"Upgrade", upgrade.unwrap_or(b""));
@@ -579,6 +645,32 @@ mod tests {
             "GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.7\r\nX-Forwarded-Proto: http\r\nX-Request-Id: "
         ), "{out}");
         assert!(out.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn passed_lines_keep_their_order_and_leave_in_canonical_form() {
+        // Canonical runs are copied as they are; odd spacing, bare LF line ends and empty
+        // values are rebuilt; dropped headers split the runs; order is kept throughout.
+        let (_, out) = ok(concat!(
+            "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB:2\r\nC:   3\r\nKeep-Alive: 5\r\n",
+            "D: 4\r\nE: 5\nF:\r\nG: 7\r\nH: 8\r\n\r\n"
+        ));
+        let headers = out.split("X-Forwarded-For").next().unwrap_or_default();
+        assert_eq!(
+            headers,
+            concat!(
+                "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n",
+                "F: \r\nG: 7\r\nH: 8\r\n"
+            )
+        );
+        let (_, out) = ok_response(
+            "HTTP/1.1 200 OK\r\nServer: s\r\nDate: d\r\nConnection: keep-alive\r\nX-A:a\r\nContent-Length: 0\r\n\r\n",
+            PLAIN,
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nServer: s\r\nDate: d\r\nX-A: a\r\nContent-Length: 0\r\n\r\n"
+        );
     }
 
     #[test]
