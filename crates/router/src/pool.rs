@@ -4,6 +4,8 @@
 //! the oldest are the ones that age out. A connection the endpoint closed while it sat idle is
 //! noticed at checkout without a system call (tokio already saw its readiness event) and
 //! dropped; one closed a moment later is what the proxy's retry on a fresh connection is for.
+//! A request that cannot be retried (not idempotent, or streaming its body) only takes a
+//! connection used within the last second, far from the endpoint's own idle timeout.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -20,6 +22,14 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// `keepalive` is per worker and usually 16–64; hyper's pool is unbounded by default.)
 pub const MAX_IDLE: usize = 256;
 
+/// The longest a connection may have been idle to carry a request that cannot be sent again (not
+/// idempotent, or with a body that streams). An endpoint closes idle keep-alive connections
+/// after its own timeout; one closing just as such a request arrives loses the request, and the
+/// client gets a 502 because the proxy may not repeat it. A connection used within the last
+/// second is far from any common server's timeout. 1 s: under the shortest common default,
+/// gunicorn's 2 s `keepalive` (Node.js, uvicorn and Apache: 5 s).
+pub const UNREPEATABLE_MAX_IDLE: Duration = Duration::from_secs(1);
+
 /// The idle connections of one endpoint. The lock is held for a push or a pop, never across an
 /// await, and is uncontended unless two router threads finish with one endpoint in the same
 /// instant (hyper's pool takes a lock the same way).
@@ -32,20 +42,37 @@ impl IdlePool {
     /// A connection idle since less than [`IDLE_TIMEOUT`] that the endpoint has not closed (as
     /// far as the event loop knows), if there is one.
     pub fn checkout(&self, now: Instant) -> Option<TcpStream> {
+        self.checkout_idle_within(now, IDLE_TIMEOUT)
+    }
+
+    /// Like [`IdlePool::checkout`], for a request that cannot be sent a second time: only a
+    /// connection idle for less than [`UNREPEATABLE_MAX_IDLE`], one the endpoint's own
+    /// keep-alive timeout is not about to close. Older connections stay for other requests.
+    pub fn checkout_recent(&self, now: Instant) -> Option<TcpStream> {
+        self.checkout_idle_within(now, UNREPEATABLE_MAX_IDLE)
+    }
+
+    /// The newest usable connection idle for at most `limit`. Connections past
+    /// [`IDLE_TIMEOUT`] and connections with a pending event are dropped on the way.
+    fn checkout_idle_within(&self, now: Instant, limit: Duration) -> Option<TcpStream> {
         let mut stale = Vec::new(); // allocates only when a connection has to go
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                match idle.pop_back() {
-                    None => break None,
-                    Some((stream, since))
-                        if now.saturating_duration_since(since) > IDLE_TIMEOUT =>
-                    {
-                        stale.push(stream);
-                        stale.extend(idle.drain(..).map(|(s, _)| s)); // the rest are older
-                    }
-                    Some((stream, _)) if has_pending_event(&stream) => stale.push(stream),
-                    Some((stream, _)) => break Some(stream),
+                let Some((stream, since)) = idle.pop_back() else {
+                    break None;
+                };
+                let idle_for = now.saturating_duration_since(since);
+                if idle_for > IDLE_TIMEOUT {
+                    stale.push(stream);
+                    stale.extend(idle.drain(..).map(|(s, _)| s)); // the rest are older
+                } else if has_pending_event(&stream) {
+                    stale.push(stream);
+                } else if idle_for > limit {
+                    idle.push_back((stream, since)); // the newest is too old: so are the rest
+                    break None;
+                } else {
+                    break Some(stream);
                 }
             }
         };
@@ -133,6 +160,22 @@ mod tests {
         server.write_all(b"junk").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(pool.checkout(Instant::now()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_repeated_only_takes_a_recently_used_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = IdlePool::default();
+        let (stream, _server) = pair(&listener).await;
+        let then = Instant::now();
+        pool.checkin(stream, then);
+        let later = then + UNREPEATABLE_MAX_IDLE + Duration::from_millis(1);
+        assert!(pool.checkout_recent(later).is_none());
+        assert_eq!(pool.len(), 1, "kept for a request that can be repeated");
+        assert!(pool.checkout(later).is_some());
+        let (stream, _server) = pair(&listener).await;
+        pool.checkin(stream, then);
+        assert!(pool.checkout_recent(then + UNREPEATABLE_MAX_IDLE).is_some());
     }
 
     #[tokio::test]

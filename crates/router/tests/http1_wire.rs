@@ -1129,6 +1129,20 @@ async fn connection_close_from_an_http11_client_ends_after_that_response() {
 
 // === 8. stale pooled connections ===
 
+/// A backend that answers the first request of each connection and drops every later one
+/// unanswered: as a server does whose keep-alive timeout closes the connection just as the next
+/// request arrives.
+async fn closes_on_reuse() -> Raw {
+    raw_backend(|nth, _| {
+        if nth == 0 {
+            vec![send(OK)]
+        } else {
+            vec![Act::Close]
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_backend_that_closes_right_after_each_response_costs_no_request() {
     within("lying keep-alive", async {
@@ -1163,14 +1177,7 @@ async fn a_pooled_connection_closed_on_reuse_is_replaced_by_a_fresh_one() {
     within("stale on reuse", async {
         // Serves the first request of each connection; a second one is read, then dropped
         // unanswered: the pooled connection looks open until it is used.
-        let raw = raw_backend(|nth, _| {
-            if nth == 0 {
-                vec![send(OK)]
-            } else {
-                vec![Act::Close]
-            }
-        })
-        .await;
+        let raw = closes_on_reuse().await;
         let proxy = start_proxy(endpoints(&[raw.addr]), ProxyConfig::default()).await;
         let mut wire = Wire::connect(proxy.addr).await;
         for i in 0..6 {
@@ -1200,14 +1207,7 @@ async fn a_post_dropped_by_a_pooled_connection_is_not_replayed() {
     within("stale post", async {
         // The endpoint may have acted on a request it read before closing: a non-idempotent one
         // is answered 502 rather than sent a second time (nginx's default too).
-        let raw = raw_backend(|nth, _| {
-            if nth == 0 {
-                vec![send(OK)]
-            } else {
-                vec![Act::Close]
-            }
-        })
-        .await;
+        let raw = closes_on_reuse().await;
         let proxy = start_proxy(endpoints(&[raw.addr]), ProxyConfig::default()).await;
         let mut wire = Wire::connect(proxy.addr).await;
         wire.send("GET /0 HTTP/1.1\r\nHost: x\r\n\r\n".to_string())
@@ -1222,6 +1222,45 @@ async fn a_post_dropped_by_a_pooled_connection_is_not_replayed() {
             .filter(|r| r.starts_with(b"POST"))
             .count();
         assert_eq!(posts, 1, "the POST reached the endpoint once");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_post_after_a_pause_takes_a_fresh_connection_not_one_the_endpoint_may_be_closing() {
+    within("post after idle", async {
+        let raw = closes_on_reuse().await;
+        let proxy = start_proxy(endpoints(&[raw.addr]), ProxyConfig::default()).await;
+        let mut wire = Wire::connect(proxy.addr).await;
+        wire.send("GET /0 HTTP/1.1\r\nHost: x\r\n\r\n".to_string())
+            .await;
+        assert_eq!(wire.response().await.status, 200);
+        // Idle for longer than a request that cannot be repeated accepts.
+        let pause = ebb_router::pool::UNREPEATABLE_MAX_IDLE + Duration::from_millis(100);
+        tokio::time::sleep(pause).await;
+        // Both a POST wholly in hand and one whose body streams in after its head.
+        wire.send("POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody".to_string())
+            .await;
+        assert_eq!(wire.response().await.status, 200, "the POST in hand");
+        tokio::time::sleep(pause).await;
+        wire.send("POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n".to_string())
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        wire.send("body".to_string()).await;
+        assert_eq!(wire.response().await.status, 200, "the streamed POST");
+        assert_eq!(raw.accepted(), 3, "each POST on a fresh connection");
+        let posts = raw
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with(b"POST"))
+            .count();
+        assert_eq!(posts, 2, "no POST went to a pooled connection");
+        // A GET after the same pause may still take the pooled connection: it can be retried.
+        tokio::time::sleep(pause).await;
+        wire.send("GET /3 HTTP/1.1\r\nHost: x\r\n\r\n".to_string())
+            .await;
+        assert_eq!(wire.response().await.status, 200);
         proxy.stop().await;
     })
     .await;

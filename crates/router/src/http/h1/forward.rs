@@ -179,7 +179,12 @@ impl Io {
         now: Instant,
     ) -> Result<Answer, Failure> {
         let in_flight = endpoint.begin(now);
-        let mut pooled = endpoint.idle.checkout(now);
+        // A request that must not be repeated avoids connections the endpoint may be closing.
+        let mut pooled = if request.idempotent {
+            endpoint.idle.checkout(now)
+        } else {
+            endpoint.idle.checkout_recent(now)
+        };
         loop {
             let reused = pooled.is_some();
             let mut upstream = match pooled.take() {

@@ -176,7 +176,9 @@ impl Conn {
                 .pick(key, &tried, Instant::now())
                 .await
                 .ok_or(Failure::NoEndpoint)?;
-            if let Some(mut pooled) = endpoint.idle.checkout(picked) {
+            // The body streams, so the request can never be repeated: only a connection the
+            // endpoint is not about to close.
+            if let Some(mut pooled) = endpoint.idle.checkout_recent(picked) {
                 if pooled.write_all(&self.io.to_upstream).await.is_ok() {
                     return Ok((endpoint, pooled, true));
                 }
