@@ -28,7 +28,7 @@ fn set(n: usize, now: Instant, born: impl Fn(usize) -> Instant) -> EndpointSet {
             e
         })
         .collect();
-    EndpointSet { endpoints }
+    EndpointSet::new(endpoints)
 }
 
 fn select(c: &mut Criterion) {

@@ -283,12 +283,39 @@ impl Drop for InFlight {
 }
 
 /// An immutable snapshot of a service's endpoints, in a stable order (by id).
-#[derive(Debug, Default)]
+///
+/// Every set gets a process-wide unique generation when built, so a balancer that caches
+/// something derived from a set (consistent hashing's ring) recognises the set in O(1). A set is
+/// never changed in place: a change is a new set (and `endpoints` is public for reading only;
+/// changing it would keep the old generation and so a stale ring).
+#[derive(Debug)]
 pub struct EndpointSet {
     pub endpoints: Vec<Arc<Endpoint>>,
+    generation: u64,
+}
+
+/// The generation of the next [`EndpointSet`]; 0 is never handed out.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+impl Default for EndpointSet {
+    fn default() -> EndpointSet {
+        EndpointSet::new(Vec::new())
+    }
 }
 
 impl EndpointSet {
+    pub fn new(endpoints: Vec<Arc<Endpoint>>) -> EndpointSet {
+        EndpointSet {
+            endpoints,
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// This set's generation: unique to it among all sets of the process.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn len(&self) -> usize {
         self.endpoints.len()
     }
@@ -388,7 +415,7 @@ impl Endpoints {
             .collect();
         endpoints.sort_by(|a, b| a.id.cmp(&b.id));
         endpoints.dedup_by(|a, b| a.id == b.id);
-        self.swap(Arc::new(EndpointSet { endpoints }));
+        self.swap(Arc::new(EndpointSet::new(endpoints)));
     }
 
     /// Signals `demand` whenever a request starts waiting for a first endpoint.
@@ -482,6 +509,22 @@ impl Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_set_has_its_own_generation_even_with_the_same_members() {
+        let endpoints = Endpoints::new(Algorithm::Hash);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let wanted = [("web-1".to_owned(), addr)];
+        endpoints.update(&wanted, Instant::now());
+        let first = endpoints.load();
+        endpoints.update(&wanted, Instant::now());
+        let second = endpoints.load();
+        assert!(Arc::ptr_eq(&first.endpoints[0], &second.endpoints[0]));
+        assert_ne!(first.generation(), second.generation());
+        let rebuilt = EndpointSet::new(second.endpoints.clone());
+        assert_ne!(rebuilt.generation(), second.generation());
+        assert_ne!(EndpointSet::default().generation(), 0);
+    }
 
     #[tokio::test]
     async fn a_cancelled_queue_wait_is_counted_out() {

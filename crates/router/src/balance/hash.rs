@@ -2,9 +2,9 @@
 
 use super::rng::{mix, GAMMA};
 use super::{Balancer, RoundRobin};
-use crate::endpoints::{Endpoint, EndpointSet};
+use crate::endpoints::EndpointSet;
 use arc_swap::ArcSwap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Points each endpoint places on the ring: ketama's 160 (libmemcached's consistent hashing).
@@ -24,13 +24,8 @@ pub const VNODES_PER_ENDPOINT: usize = 160;
 ///
 /// Why a cached ring and not rendezvous hashing: rendezvous would hash every endpoint id on every
 /// pick (O(n) hashing, microseconds at 1,000 endpoints). Instead the ring is built once per set
-/// and cached lock-free ([`ArcSwap`]). [`Balancer::pick`] only receives `&EndpointSet`, which
-/// carries no generation, so each pick checks the cache still describes this set by comparing
-/// endpoint pointers — O(n) but only a pointer compare each — then does an O(log n) lookup.
-/// The cache holds `Weak` references, which keep the endpoints' allocations (and so their
-/// addresses) from being reused without keeping the endpoints alive, so the check cannot be
-/// fooled by a new endpoint at an old address. A generation number on `EndpointSet` would make
-/// the check O(1).
+/// and cached lock-free ([`ArcSwap`]), tagged with the set's generation: a pick compares the
+/// generations (O(1)) and then does an O(log n) lookup.
 pub struct ConsistentHash {
     ring: ArcSwap<Ring>,
     fallback: RoundRobin,
@@ -85,10 +80,8 @@ impl Balancer for ConsistentHash {
 
 #[derive(Default)]
 struct Ring {
-    /// The addresses of the endpoints the ring was built from, in set order, to recognise the
-    /// set with a plain (vectorisable) compare; `_alive` keeps those addresses from being reused.
-    members: Vec<usize>,
-    _alive: Vec<Weak<Endpoint>>,
+    /// The generation of the set the ring was built from (0, never a set's, when empty).
+    generation: u64,
     /// Sorted point hashes; `owners[i]` is the set index owning `points[i]`. Kept apart so the
     /// binary search walks a dense array of `u64`.
     points: Vec<u64>,
@@ -112,22 +105,14 @@ impl Ring {
         // Ties between ids (astronomically rare) are broken by set order, deterministically.
         pairs.sort_unstable();
         Ring {
-            members: set.endpoints.iter().map(address).collect(),
-            _alive: set.endpoints.iter().map(Arc::downgrade).collect(),
+            generation: set.generation(),
             points: pairs.iter().map(|p| p.0).collect(),
             owners: pairs.iter().map(|p| p.1).collect(),
         }
     }
 
     fn describes(&self, set: &EndpointSet) -> bool {
-        // Branch-free over the whole set (no early exit) so it vectorises: in the steady state
-        // every entry matches anyway.
-        self.members.len() == set.len()
-            && self
-                .members
-                .iter()
-                .zip(&set.endpoints)
-                .fold(true, |same, (&m, e)| same & (m == address(e)))
+        self.generation == set.generation()
     }
 
     /// The owner of the first point at or after the key's hash, wrapping around the ring.
@@ -138,11 +123,6 @@ impl Ring {
         let i = if i == self.points.len() { 0 } else { i };
         self.owners.get(i).map_or(0, |&o| o as usize)
     }
-}
-
-/// An endpoint's address, to recognise it while a `Weak` keeps that address from being reused.
-fn address(e: &Arc<Endpoint>) -> usize {
-    Arc::as_ptr(e) as usize
 }
 
 /// FNV-1a, 64-bit: a fixed, portable hash of an endpoint id.

@@ -173,16 +173,15 @@ pub(crate) mod testing {
                 Arc::new(Endpoint::new(id, addr, now))
             })
             .collect();
-        EndpointSet { endpoints }
+        EndpointSet::new(endpoints)
     }
 
     /// `old` endpoints born at `t_old` (`web-0`…) and, last, one born at `born` (`web-new`).
     pub fn with_newcomer(old: usize, t_old: Instant, born: Instant) -> EndpointSet {
-        let mut set = set(old, t_old);
+        let mut endpoints = set(old, t_old).endpoints;
         let addr = SocketAddr::from(([10, 1, 0, 1], 8080));
-        set.endpoints
-            .push(Arc::new(Endpoint::new("web-new", addr, born)));
-        set
+        endpoints.push(Arc::new(Endpoint::new("web-new", addr, born)));
+        EndpointSet::new(endpoints)
     }
 }
 
