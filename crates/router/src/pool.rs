@@ -81,18 +81,29 @@ impl IdlePool {
     }
 
     /// Keeps `stream` for reuse (the response on it ended cleanly).
+    ///
+    /// Also drops, from the old end, connections the endpoint has closed or that idled past
+    /// [`IDLE_TIMEOUT`]. Checkouts only look at the newest, so without this the old end could
+    /// fill with dead connections: requests that take only recent connections, arriving every
+    /// 1.5 s at an endpoint that closes idle ones after 2 s, open a new connection each time.
+    /// Only connections idle for more than [`UNREPEATABLE_MAX_IDLE`] are looked at, so under
+    /// load (every connection recently used) this costs one comparison.
     pub fn checkin(&self, stream: TcpStream, now: Instant) {
-        let evicted = {
+        let mut evicted = Vec::new(); // allocates only when a connection has to go
+        {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let evicted = if idle.len() >= MAX_IDLE {
-                idle.pop_front()
-            } else {
-                None
-            };
+            while let Some((oldest, since)) = idle.front() {
+                let idle_for = now.saturating_duration_since(*since);
+                let dead = idle_for > UNREPEATABLE_MAX_IDLE
+                    && (idle_for > IDLE_TIMEOUT || has_pending_event(oldest));
+                if !dead && idle.len() < MAX_IDLE {
+                    break;
+                }
+                evicted.extend(idle.pop_front().map(|(s, _)| s));
+            }
             idle.push_back((stream, now));
-            evicted
-        };
-        drop(evicted);
+        }
+        drop(evicted); // closed outside the lock
     }
 
     /// Idle connections now (for tests and the debug view).
@@ -176,6 +187,29 @@ mod tests {
         let (stream, _server) = pair(&listener).await;
         pool.checkin(stream, then);
         assert!(pool.checkout_recent(then + UNREPEATABLE_MAX_IDLE).is_some());
+    }
+
+    #[tokio::test]
+    async fn connections_the_endpoint_closed_do_not_pile_up_under_recent_only_checkouts() {
+        // Requests that only take recent connections, every 1.5 s, at an endpoint that closes
+        // connections idle for 2 s: each opens a new connection; the closed ones must go.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = IdlePool::default();
+        let start = Instant::now();
+        let mut servers = Vec::new();
+        for i in 0..10u32 {
+            let now = start + Duration::from_millis(1500) * i;
+            assert!(pool.checkout_recent(now).is_none(), "request {i}");
+            let (stream, server) = pair(&listener).await;
+            servers.push(Some(server));
+            // The endpoint closes every connection idle for 2 s or more by now.
+            if i >= 2 {
+                servers[i as usize - 2] = None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await; // the event loop sees it
+            pool.checkin(stream, now);
+        }
+        assert!(pool.len() <= 3, "{} connections kept", pool.len());
     }
 
     #[tokio::test]
