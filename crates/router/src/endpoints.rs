@@ -415,7 +415,16 @@ impl Endpoints {
             .collect();
         endpoints.sort_by(|a, b| a.id.cmp(&b.id));
         endpoints.dedup_by(|a, b| a.id == b.id);
-        self.swap(Arc::new(EndpointSet::new(endpoints)));
+        let unchanged = endpoints.len() == old.endpoints.len()
+            && endpoints
+                .iter()
+                .zip(&old.endpoints)
+                .all(|(new, old)| Arc::ptr_eq(new, old));
+        // The server calls this on every change of the store; an unchanged set stays the same
+        // set (and generation), so balancers keep what they derived from it.
+        if !unchanged {
+            self.swap(Arc::new(EndpointSet::new(endpoints)));
+        }
     }
 
     /// Signals `demand` whenever a request starts waiting for a first endpoint.
@@ -511,18 +520,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_set_has_its_own_generation_even_with_the_same_members() {
+    fn an_unchanged_update_keeps_the_set_and_every_change_makes_a_new_generation() {
         let endpoints = Endpoints::new(Algorithm::Hash);
-        let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
-        let wanted = [("web-1".to_owned(), addr)];
-        endpoints.update(&wanted, Instant::now());
+        let a = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let b = SocketAddr::from(([127, 0, 0, 2], 8080));
+        let one = [("web-1".to_owned(), a)];
+        endpoints.update(&one, Instant::now());
         let first = endpoints.load();
-        endpoints.update(&wanted, Instant::now());
+        endpoints.update(&one, Instant::now());
+        assert!(Arc::ptr_eq(&first, &endpoints.load()), "the same set, kept");
+        let two = [("web-1".to_owned(), a), ("web-2".to_owned(), b)];
+        endpoints.update(&two, Instant::now());
         let second = endpoints.load();
         assert!(Arc::ptr_eq(&first.endpoints[0], &second.endpoints[0]));
         assert_ne!(first.generation(), second.generation());
-        let rebuilt = EndpointSet::new(second.endpoints.clone());
-        assert_ne!(rebuilt.generation(), second.generation());
+        endpoints.update(&one, Instant::now());
+        let third = endpoints.load();
+        assert_ne!(
+            third.generation(),
+            first.generation(),
+            "same members, new set"
+        );
+        let rebuilt = EndpointSet::new(third.endpoints.clone());
+        assert_ne!(rebuilt.generation(), third.generation());
         assert_ne!(EndpointSet::default().generation(), 0);
     }
 

@@ -67,11 +67,14 @@ impl Balancer for ConsistentHash {
                 if ring.describes(set) {
                     return Some(ring.lookup(key));
                 }
-                // The set changed: build its ring (off the steady-state path) and publish it.
-                // Concurrent rebuilders race harmlessly; each uses its own ring, the last wins.
+                // The set changed: build its ring (off the steady-state path) and publish it,
+                // unless a ring of a newer set is there by now (a pick still holding an older
+                // set must not bring its ring back). Concurrent rebuilders each use their own.
                 let fresh = Arc::new(Ring::build(set));
                 let index = fresh.lookup(key);
-                self.ring.store(fresh);
+                if ring.generation < fresh.generation {
+                    self.ring.compare_and_swap(&ring, fresh);
+                }
                 Some(index)
             }
         }
