@@ -264,6 +264,7 @@ impl<'a> PassedLines<'a> {
         // The name is the head's bytes at `start` (its slice points there), so only what
         // separates it from the value and what ends the line need a look.
         let separator = start.checked_add(name.len())?;
+        debug_assert_eq!(self.head.get(start..separator), Some(name));
         let canonical = value_start.checked_sub(separator)? == 2
             && self.head.get(separator..value_start)? == [b':', b' ']
             && self.head.get(value_end..end)? == [b'\r', b'\n'];
