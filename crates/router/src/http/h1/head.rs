@@ -212,6 +212,25 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes into `out` the headers of a message (parsed from `head`, of the given kinds) that
+/// `pass` keeps and its `Connection` header does not name, in their order.
+fn pass_headers(
+    out: &mut Vec<u8>,
+    head: &[u8],
+    headers: &[httparse::Header<'_>],
+    kinds: &[Kind],
+    connection: &ConnectionOptions<'_>,
+    pass: impl Fn(&httparse::Header<'_>, Kind) -> bool,
+) {
+    let mut lines = PassedLines::new(head);
+    for (h, &kind) in headers.iter().zip(kinds) {
+        if pass(h, kind) && !connection.names(h.name, kind) {
+            lines.pass(out, h.name.as_bytes(), h.value);
+        }
+    }
+    lines.flush(out);
+}
+
 /// Writes the header lines a message passes on unchanged, copying each run of adjacent lines
 /// straight from the received head in one go when they are already in canonical form
 /// (`name: value` CRLF); any other line is rebuilt with [`push_header`]. A typical response
@@ -401,20 +420,20 @@ pub(crate) fn parse_request(
     } else {
         b" HTTP/1.1\r\n"
     });
-    let mut lines = PassedLines::new(buf);
-    for (h, &kind) in headers.iter().zip(kinds.iter()) {
-        let pass = match kind {
+    pass_headers(
+        out,
+        buf,
+        headers,
+        &kinds,
+        &connection,
+        |h, kind| match kind {
             Kind::Other | Kind::ContentLength | Kind::RequestId => true,
             Kind::Host => target_authority.is_none(),
             Kind::TransferEncoding => false, // written below, normalized
             Kind::Expect => !trim(h.value).eq_ignore_ascii_case(b"100-continue"),
             Kind::Connection | Kind::Upgrade | Kind::Dropped | Kind::ForwardedFor => false,
-        };
-        if pass && !connection.names(h.name, kind) {
-            lines.pass(out, h.name.as_bytes(), h.value);
-        }
-    }
-    lines.flush(out);
+        },
+    );
     if let Some(authority) = target_authority {
         push_header(out, b"Host", authority.as_bytes());
     }
@@ -568,19 +587,19 @@ pub(crate) fn parse_response(
     ]);
     out.extend_from_slice(response.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let mut lines = PassedLines::new(buf);
-    for (h, &kind) in headers.iter().zip(kinds.iter()) {
-        let pass = match kind {
+    pass_headers(
+        out,
+        buf,
+        headers,
+        &kinds,
+        &connection,
+        |_, kind| match kind {
             Kind::Connection | Kind::Upgrade | Kind::Dropped => false,
             // With chunked framing a Content-Length is wrong (RFC 9112 §6.3); drop it.
             Kind::ContentLength => chunked != Some(true) || answering.is_head,
             _ => true,
-        };
-        if pass && !connection.names(h.name, kind) {
-            lines.pass(out, h.name.as_bytes(), h.value);
-        }
-    }
-    lines.flush(out);
+        },
+    );
     if switching {
         out.extend_from_slice(b"Connection: upgrade\r\n");
         push_header(out, b"Upgrade", upgrade.unwrap_or(b""));
