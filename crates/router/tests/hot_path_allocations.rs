@@ -142,8 +142,9 @@ fn backend(accepted: &Arc<AtomicUsize>) -> SocketAddr {
     addr
 }
 
-/// One keep-alive client connection: `n` requests, alternating a GET and a POST with a small
-/// body; checks every answer is the backend's.
+/// One keep-alive client connection: `n` requests, in turn a GET, a POST whose small body comes
+/// with its head, and a POST whose body is sent only after the proxy's `100 Continue` (the
+/// streaming path); checks every answer is the backend's.
 struct Client {
     stream: TcpStream,
     buf: Vec<u8>,
@@ -163,10 +164,13 @@ impl Client {
 
     fn requests(&mut self, n: usize) {
         for i in 0..n {
-            let request: &[u8] = if i % 2 == 0 {
-                b"GET /hot?path=1 HTTP/1.1\r\nhost: app\r\nuser-agent: alloc-test\r\n\r\n"
-            } else {
-                b"POST /hot HTTP/1.1\r\nhost: app\r\ncontent-length: 5\r\n\r\nhello"
+            let request: &[u8] = match i % 3 {
+                0 => b"GET /hot?path=1 HTTP/1.1\r\nhost: app\r\nuser-agent: alloc-test\r\n\r\n",
+                1 => b"POST /hot HTTP/1.1\r\nhost: app\r\ncontent-length: 5\r\n\r\nhello",
+                _ => {
+                    self.streamed_head(i);
+                    b"hello"
+                }
             };
             self.stream.write_all(request).expect("send a request");
             let (head, total) = read_message(&mut self.stream, &mut self.buf)
@@ -183,6 +187,25 @@ impl Client {
             );
             self.buf.clear();
         }
+    }
+}
+
+impl Client {
+    /// Sends the head of a POST whose body is not sent with it, and waits for the proxy's
+    /// `100 Continue` (which it sends once the head is on its way to an endpoint): the body
+    /// then streams up through the proxy's streaming path, not the whole-request one.
+    fn streamed_head(&mut self, i: usize) {
+        self.stream
+            .write_all(b"POST /hot HTTP/1.1\r\nhost: app\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n")
+            .expect("send a head");
+        let (_, total) = read_message(&mut self.stream, &mut self.buf)
+            .unwrap_or_else(|| panic!("request {i}: the proxy closed before 100 Continue"));
+        assert!(
+            self.buf.starts_with(b"HTTP/1.1 100 ") && total == self.buf.len(),
+            "request {i}: expected a lone 100 Continue: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        self.buf.clear();
     }
 }
 
