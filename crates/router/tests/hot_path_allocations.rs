@@ -188,9 +188,7 @@ impl Client {
             self.buf.clear();
         }
     }
-}
 
-impl Client {
     /// Sends the head of a POST whose body is not sent with it, and waits for the proxy's
     /// `100 Continue` (which it sends once the head is on its way to an endpoint): the body
     /// then streams up through the proxy's streaming path, not the whole-request one.
