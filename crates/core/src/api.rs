@@ -238,11 +238,13 @@ pub struct MigrationView {
     pub phase: String,
 }
 
-/// A node's liveness as the server sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A node's liveness as the server's liveness tracking and `ebb drain` decide; the scheduler
+/// places new instances only on [`NodeState::Ready`] nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     /// Heartbeating; takes new instances.
+    #[default]
     Ready,
     /// Missed a heartbeat: takes no new instances, its instances still count.
     Suspect,
@@ -253,6 +255,7 @@ pub enum NodeState {
 }
 
 impl NodeState {
+    /// The name `ebb nodes` and JSON use.
     pub fn as_str(self) -> &'static str {
         match self {
             NodeState::Ready => "ready",
@@ -260,6 +263,12 @@ impl NodeState {
             NodeState::Down => "down",
             NodeState::Draining => "draining",
         }
+    }
+}
+
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -5,16 +5,19 @@
 
 pub mod api;
 pub mod autoscale;
+pub mod constraint;
 pub mod event;
 pub mod instance;
 pub mod quantity;
 pub mod service;
 pub mod traffic;
 
+pub use api::NodeState;
 pub use autoscale::{
     AutoscaleSpec, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand, StepChange,
     Weekdays,
 };
+pub use constraint::{Constraint, ConstraintError, Operator};
 pub use event::{Event, EventKind};
 pub use instance::{Assignment, DesiredState, InstanceState, InstanceStatus};
 pub use quantity::{parse_cpu_millis, parse_duration, parse_size, QuantityError};

@@ -7,6 +7,7 @@ use crate::autoscale::AutoscaleSpec;
 use crate::quantity::format_duration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 /// Largest instance count a service may ask for; anything above is surely a typo.
@@ -70,7 +71,7 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<AutoscaleSpec>,
     /// Conditions on node labels, all of which must hold on a node for an instance to be placed
-    /// there: `key=value` or `key!=value`, as [`ebb_scheduler::Constraint::parse`] reads them
+    /// there: `key=value` or `key!=value`, as [`crate::Constraint::parse`] reads them
     /// (checked by [`ServiceSpec::validate`]). Empty: any node. Left out of JSON when empty, so
     /// specs stored before the field existed keep their version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -121,15 +122,6 @@ impl Placement {
     }
 }
 
-impl From<Placement> for ebb_scheduler::Placement {
-    fn from(p: Placement) -> Self {
-        match p {
-            Placement::BinPack => ebb_scheduler::Placement::BinPack,
-            Placement::Spread => ebb_scheduler::Placement::Spread,
-        }
-    }
-}
-
 /// What the load balancer in front of a service speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -141,17 +133,21 @@ pub enum Protocol {
     Tcp,
 }
 
-/// How the load balancer spreads requests over a service's ready instances.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How the load balancer spreads requests over a service's ready instances
+/// (`[services.x.balance] algorithm = "..."`); the router builds its balancer from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BalanceAlgorithm {
+    /// `round_robin`: each endpoint in turn.
     RoundRobin,
-    /// Power of two choices over in-flight requests.
+    /// `least_request`: power of two choices, fewer in-flight requests wins.
     LeastRequest,
-    /// Power of two choices over latency × load (Linkerd / tower `PeakEwma`; DESIGN.md default).
+    /// `peak_ewma`: power of two choices, lower peak-EWMA latency × (in flight + 1) wins. The
+    /// default, as Linkerd and tower's `PeakEwma` (ARCHITECTURE.md, defaults): it steers away
+    /// from slow and busy instances with O(1) work per request.
     #[default]
     PeakEwma,
-    /// Consistent hashing on the client address.
+    /// `hash`: consistent hashing on a per-request key (a header or the client address).
     Hash,
 }
 
@@ -159,17 +155,44 @@ pub enum BalanceAlgorithm {
 pub const BALANCE_ALGORITHMS: [&str; 4] = ["round_robin", "least_request", "peak_ewma", "hash"];
 
 impl BalanceAlgorithm {
+    /// Every algorithm, in the order of [`BALANCE_ALGORITHMS`].
+    pub const ALL: [BalanceAlgorithm; 4] = [
+        BalanceAlgorithm::RoundRobin,
+        BalanceAlgorithm::LeastRequest,
+        BalanceAlgorithm::PeakEwma,
+        BalanceAlgorithm::Hash,
+    ];
+
+    /// The name used in deploy files.
+    pub fn name(self) -> &'static str {
+        BALANCE_ALGORITHMS[self as usize]
+    }
+
+    /// Parses a deploy-file name; the error names the valid ones so the user can fix the file.
     pub fn parse(name: &str) -> Result<BalanceAlgorithm, String> {
-        match name {
-            "round_robin" => Ok(BalanceAlgorithm::RoundRobin),
-            "least_request" => Ok(BalanceAlgorithm::LeastRequest),
-            "peak_ewma" => Ok(BalanceAlgorithm::PeakEwma),
-            "hash" => Ok(BalanceAlgorithm::Hash),
-            other => Err(format!(
-                "unknown balancing algorithm {other:?}: use one of {}",
-                BALANCE_ALGORITHMS.join(", ")
-            )),
-        }
+        BalanceAlgorithm::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown balancing algorithm {name:?}: use one of {}",
+                    BALANCE_ALGORITHMS.join(", ")
+                )
+            })
+    }
+}
+
+impl std::str::FromStr for BalanceAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<BalanceAlgorithm, String> {
+        BalanceAlgorithm::parse(s)
+    }
+}
+
+impl fmt::Display for BalanceAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -384,12 +407,10 @@ impl ServiceSpec {
 
     /// The node-label constraints, parsed; the first malformed one is the error (which
     /// [`ServiceSpec::validate`] reports with its index).
-    pub fn parsed_constraints(
-        &self,
-    ) -> Result<Vec<ebb_scheduler::Constraint>, ebb_scheduler::ConstraintError> {
+    pub fn parsed_constraints(&self) -> Result<Vec<crate::Constraint>, crate::ConstraintError> {
         self.constraints
             .iter()
-            .map(|c| ebb_scheduler::Constraint::parse(c))
+            .map(|c| crate::Constraint::parse(c))
             .collect()
     }
 
@@ -535,7 +556,7 @@ impl ServiceSpec {
             }
         }
         for (i, text) in self.constraints.iter().enumerate() {
-            if let Err(e) = ebb_scheduler::Constraint::parse(text) {
+            if let Err(e) = crate::Constraint::parse(text) {
                 err(&format!("constraints[{i}]"), e.to_string());
             }
         }
@@ -594,6 +615,29 @@ pub mod millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_accepts_every_name_and_round_trips_through_display() {
+        for a in BalanceAlgorithm::ALL {
+            assert_eq!(BalanceAlgorithm::parse(a.name()), Ok(a));
+            assert_eq!(a.to_string().parse::<BalanceAlgorithm>(), Ok(a));
+        }
+    }
+
+    #[test]
+    fn parse_error_names_the_input_and_lists_the_valid_algorithms() {
+        let err = BalanceAlgorithm::parse("random").unwrap_err();
+        assert!(err.contains("\"random\""), "{err}");
+        assert!(
+            err.contains("round_robin, least_request, peak_ewma, hash"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_default_is_peak_ewma() {
+        assert_eq!(BalanceAlgorithm::default(), BalanceAlgorithm::PeakEwma);
+    }
 
     pub(crate) fn sample() -> ServiceSpec {
         ServiceSpec {
@@ -860,10 +904,6 @@ mod tests {
             Placement::parse("pack").unwrap_err(),
             r#"unknown placement "pack": expected one of "binpack", "spread""#
         );
-        assert_eq!(
-            ebb_scheduler::Placement::from(Placement::Spread),
-            ebb_scheduler::Placement::Spread
-        );
     }
 
     #[test]
@@ -889,8 +929,8 @@ mod tests {
         assert_eq!(
             s.parsed_constraints().unwrap(),
             [
-                ebb_scheduler::Constraint::equal("zone", "a"),
-                ebb_scheduler::Constraint::not_equal("disk", "hdd")
+                crate::Constraint::equal("zone", "a"),
+                crate::Constraint::not_equal("disk", "hdd")
             ]
         );
         s.constraints = vec!["zone=a".into(), "zone".into(), "".into(), "a==b".into()];

@@ -5,7 +5,7 @@
 //! (round-robin counter, P2C random state) are uncontended; figures go into BENCHMARKS.md.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use ebb_router::{Algorithm, Endpoint, EndpointSet};
+use ebb_router::{BalanceAlgorithm, Endpoint, EndpointSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,13 +37,13 @@ fn select(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
     for n in [10usize, 1_000] {
         let endpoints = set(n, t0, |_| t0);
-        for algorithm in Algorithm::ALL {
-            let balancer = algorithm.build();
+        for algorithm in BalanceAlgorithm::ALL {
+            let balancer = ebb_router::balance::build(algorithm, Duration::ZERO);
             let mut key = 0u64;
             group.bench_with_input(BenchmarkId::new(algorithm.name(), n), &endpoints, |b, s| {
                 b.iter(|| {
                     key = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                    let key = (algorithm == Algorithm::Hash).then_some(key);
+                    let key = (algorithm == BalanceAlgorithm::Hash).then_some(key);
                     black_box(balancer.pick(black_box(s), key, now))
                 })
             });
@@ -60,11 +60,11 @@ fn select_slow_start(c: &mut Criterion) {
     for n in [10usize, 1_000] {
         let endpoints = set(n, t0, |i| if i % 10 == 0 { now - WINDOW / 2 } else { t0 });
         for algorithm in [
-            Algorithm::RoundRobin,
-            Algorithm::LeastRequest,
-            Algorithm::PeakEwma,
+            BalanceAlgorithm::RoundRobin,
+            BalanceAlgorithm::LeastRequest,
+            BalanceAlgorithm::PeakEwma,
         ] {
-            let balancer = algorithm.build_with(WINDOW);
+            let balancer = ebb_router::balance::build(algorithm, WINDOW);
             group.bench_with_input(BenchmarkId::new(algorithm.name(), n), &endpoints, |b, s| {
                 b.iter(|| black_box(balancer.pick(black_box(s), None, now)))
             });

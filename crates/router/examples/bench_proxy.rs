@@ -11,7 +11,7 @@
 
 use ebb_router::http::{Proxy, ProxyConfig};
 
-use ebb_router::{Algorithm, Endpoints};
+use ebb_router::{BalanceAlgorithm, Endpoints};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let usage = "usage: bench_proxy LISTEN_ADDR ALGORITHM BACKEND_ADDR...";
     let listen: SocketAddr = args.next().ok_or(usage)?.parse()?;
-    let algorithm = Algorithm::parse(&args.next().ok_or(usage)?)?;
+    let algorithm = BalanceAlgorithm::parse(&args.next().ok_or(usage)?)?;
     let backends = args
         .enumerate()
         .map(|(i, a)| Ok((format!("backend-{i}"), a.parse::<SocketAddr>()?)))

@@ -5,7 +5,7 @@
 //! the old one. An endpoint that stays across updates keeps its `Arc`, so its load statistics
 //! (in-flight count, latency estimate) survive the swap.
 
-use crate::balance::{Algorithm, Balancer, Load};
+use crate::balance::{BalanceAlgorithm, Balancer, Load};
 use crate::metrics::{Metrics, Snapshot};
 use crate::pool::IdlePool;
 use arc_swap::ArcSwap;
@@ -344,15 +344,15 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    pub fn new(algorithm: Algorithm) -> Endpoints {
+    pub fn new(algorithm: BalanceAlgorithm) -> Endpoints {
         Endpoints::with_slow_start(algorithm, Duration::ZERO)
     }
 
     /// A set whose new endpoints ramp up their share linearly over `slow_start` (0: off).
-    pub fn with_slow_start(algorithm: Algorithm, slow_start: Duration) -> Endpoints {
+    pub fn with_slow_start(algorithm: BalanceAlgorithm, slow_start: Duration) -> Endpoints {
         Endpoints {
             current: ArcSwap::from_pointee(EndpointSet::default()),
-            balancer: algorithm.build_with(slow_start),
+            balancer: crate::balance::build(algorithm, slow_start),
             ready: watch::Sender::new(false),
             queued: AtomicU32::new(0),
             ejections: AtomicU64::new(0),
@@ -521,7 +521,7 @@ mod tests {
 
     #[test]
     fn an_unchanged_update_keeps_the_set_and_every_change_makes_a_new_generation() {
-        let endpoints = Endpoints::new(Algorithm::Hash);
+        let endpoints = Endpoints::new(BalanceAlgorithm::Hash);
         let a = SocketAddr::from(([127, 0, 0, 1], 8080));
         let b = SocketAddr::from(([127, 0, 0, 2], 8080));
         let one = [("web-1".to_owned(), a)];
@@ -548,7 +548,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_queue_wait_is_counted_out() {
-        let endpoints = Endpoints::new(Algorithm::RoundRobin);
+        let endpoints = Endpoints::new(BalanceAlgorithm::RoundRobin);
         let wait = endpoints.wait_ready(Duration::from_secs(60));
         assert!(tokio::time::timeout(Duration::from_millis(20), wait)
             .await
@@ -632,8 +632,9 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_request_signals_demand_at_once() {
         let demand = Arc::new(Notify::new());
-        let endpoints =
-            Arc::new(Endpoints::new(Algorithm::RoundRobin).with_demand_signal(demand.clone()));
+        let endpoints = Arc::new(
+            Endpoints::new(BalanceAlgorithm::RoundRobin).with_demand_signal(demand.clone()),
+        );
         let waiter = {
             let e = endpoints.clone();
             tokio::spawn(async move { e.wait_ready(Duration::from_millis(50)).await })
@@ -646,7 +647,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_fails_fast_and_a_ready_endpoint_releases_every_waiter() {
-        let endpoints = Arc::new(Endpoints::new(Algorithm::RoundRobin));
+        let endpoints = Arc::new(Endpoints::new(BalanceAlgorithm::RoundRobin));
         let waiters: Vec<_> = (0..MAX_QUEUED)
             .map(|_| {
                 let e = endpoints.clone();
@@ -670,7 +671,7 @@ mod tests {
     #[test]
     fn picks_skip_an_ejected_endpoint_but_the_set_keeps_its_last() {
         let t0 = Instant::now();
-        let endpoints = Endpoints::new(Algorithm::RoundRobin);
+        let endpoints = Endpoints::new(BalanceAlgorithm::RoundRobin);
         let wanted: Vec<(String, SocketAddr)> = (0..3)
             .map(|i| {
                 (

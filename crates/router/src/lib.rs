@@ -12,5 +12,5 @@ pub mod request_key;
 pub mod runtime;
 pub mod tcp;
 
-pub use balance::{Algorithm, Balancer};
+pub use balance::{BalanceAlgorithm, Balancer};
 pub use endpoints::{Endpoint, EndpointSet, Endpoints, InFlight};

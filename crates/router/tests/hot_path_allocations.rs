@@ -14,7 +14,7 @@
 //! tests' runtimes off the count's threads.
 
 use ebb_router::http::{Proxy, ProxyConfig, Stop};
-use ebb_router::{Algorithm, Endpoints};
+use ebb_router::{BalanceAlgorithm, Endpoints};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -236,7 +236,7 @@ fn worker_allocations(runtime: &tokio::runtime::Runtime) -> u64 {
 
 #[test]
 fn the_http1_hot_path_allocates_nothing_per_request_in_the_steady_state() {
-    for algorithm in [Algorithm::PeakEwma, Algorithm::RoundRobin] {
+    for algorithm in [BalanceAlgorithm::PeakEwma, BalanceAlgorithm::RoundRobin] {
         let runtime = ebb_router::runtime::build(Some(1)).expect("router runtime");
         let accepted = Arc::new(AtomicUsize::new(0));
         let backends = [

@@ -135,7 +135,7 @@ async fn connect_errors_and_retries_are_counted() {
         let b = backend("ok", named).await;
         let dead = dead_addr().await;
         let eps = Arc::new(ebb_router::Endpoints::new(
-            ebb_router::Algorithm::RoundRobin,
+            ebb_router::BalanceAlgorithm::RoundRobin,
         ));
         eps.update(
             &[("a-dead".to_string(), dead), ("b-ok".to_string(), b.addr)],

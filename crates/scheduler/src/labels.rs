@@ -3,7 +3,7 @@
 //! Each label key seen on any node gets a column with one entry per node: the id of that node's
 //! value, or [`ABSENT`]. A constraint is resolved once per request into a [`Check`] on one column.
 
-use crate::constraint::{Constraint, Operator};
+use crate::{Constraint, Operator};
 use std::collections::{BTreeMap, HashMap};
 
 /// The column entry of a node that does not have the label.

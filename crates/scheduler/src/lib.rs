@@ -35,7 +35,6 @@
 #![warn(missing_docs)]
 
 mod cluster;
-mod constraint;
 mod error;
 mod labels;
 mod node;
@@ -46,10 +45,11 @@ mod score;
 mod unplaceable;
 
 pub use cluster::{Cluster, NodeView};
-pub use constraint::{Constraint, ConstraintError, Operator};
+// The deploy file's vocabulary is core's: one type per concept (ARCHITECTURE.md, crates).
+pub use ebb_core::{Constraint, ConstraintError, NodeState, Operator, Placement};
 pub use error::ClusterError;
-pub use node::{Node, NodeId, NodeState};
-pub use request::{Placement, Request};
+pub use node::{Node, NodeId};
+pub use request::Request;
 pub use resources::Resources;
 pub use score::ANTI_AFFINITY_WEIGHT;
 pub use unplaceable::{Reason, Unplaceable};

@@ -1,36 +1,8 @@
 //! Nodes as the scheduler sees them: a name, a liveness state, capacity, reservations, labels.
 
-use crate::Resources;
+use crate::{NodeState, Resources};
 use std::collections::BTreeMap;
 use std::fmt;
-
-/// Where a node is in its life, as the server's liveness tracking and `ebb drain` decide.
-/// Only [`NodeState::Ready`] nodes take new instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum NodeState {
-    /// Heartbeating and accepting work.
-    #[default]
-    Ready,
-    /// Missed recent heartbeats but not yet declared down. Excluded from new placements: an
-    /// instance placed there may never start, and waiting a few seconds costs less than a
-    /// reschedule.
-    Suspect,
-    /// Declared dead; its instances are being rescheduled elsewhere.
-    Down,
-    /// Being emptied by `ebb drain`: keeps running what it has, takes nothing new.
-    Draining,
-}
-
-impl fmt::Display for NodeState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            NodeState::Ready => "ready",
-            NodeState::Suspect => "suspect",
-            NodeState::Down => "down",
-            NodeState::Draining => "draining",
-        })
-    }
-}
 
 /// A node's position in its [`Cluster`](crate::Cluster): stable for the cluster's life (nodes are
 /// never removed, only marked down; rebuild the cluster from a snapshot to forget them).

@@ -1,18 +1,6 @@
 //! What one instance asks of the scheduler.
 
-use crate::{Constraint, Resources};
-
-/// How to choose among the nodes an instance fits on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Placement {
-    /// Fill the fullest node that still fits, keeping whole nodes free for large instances and
-    /// for scaling the cluster in (Nomad's default `binpack`, Kubernetes' `MostAllocated`).
-    #[default]
-    BinPack,
-    /// Use the emptiest node, leaving headroom for bursts on every node (the deploy file's
-    /// `placement = "spread"`; Kubernetes' `LeastAllocated`).
-    Spread,
-}
+use crate::{Constraint, Placement, Resources};
 
 /// One instance to place.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -544,12 +544,7 @@ impl Placer {
     ) -> Placer {
         let mut cluster = ebb_scheduler::Cluster::new();
         for info in keys::nodes(server.store()).unwrap_or_default() {
-            let state = match states.get(&info.name) {
-                ebb_core::api::NodeState::Ready => ebb_scheduler::NodeState::Ready,
-                ebb_core::api::NodeState::Suspect => ebb_scheduler::NodeState::Suspect,
-                ebb_core::api::NodeState::Down => ebb_scheduler::NodeState::Down,
-                ebb_core::api::NodeState::Draining => ebb_scheduler::NodeState::Draining,
-            };
+            let state = states.get(&info.name);
             let capacity =
                 ebb_scheduler::Resources::new(u64::from(info.cpu_millis), info.memory_bytes);
             let mut node = ebb_scheduler::Node::new(info.name.clone(), capacity).state(state);
@@ -588,7 +583,7 @@ impl Placer {
         moving: Option<&keys::Migration>,
     ) -> Result<String, ebb_scheduler::Unplaceable> {
         let mut request = ebb_scheduler::Request::new(spec.name.clone(), reservation(spec))
-            .placement(spec.placement.into());
+            .placement(spec.placement);
         // Checked at deploy time: a constraint that does not parse here cannot be from a file.
         match spec.parsed_constraints() {
             Ok(constraints) => request.constraints = constraints,

@@ -14,7 +14,7 @@ use ebb_core::traffic::{InstanceTraffic, ServiceTraffic, Traffic};
 use ebb_core::{Assignment, DesiredState, Event, EventKind, Protocol, ServiceSpec};
 use ebb_router::http::{Proxy, ProxyConfig, Stop};
 use ebb_router::metrics::{Snapshot, Window};
-use ebb_router::{Algorithm, Endpoint, Endpoints};
+use ebb_router::{BalanceAlgorithm, Endpoint, Endpoints};
 use ebb_store::StoreError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -79,7 +79,7 @@ struct Handover {
 struct Settings {
     port: u16,
     protocol: Protocol,
-    algorithm: Algorithm,
+    algorithm: BalanceAlgorithm,
     retries: u32,
     request_timeout: Duration,
     slow_start: Duration,
@@ -92,22 +92,13 @@ impl Settings {
         Some(Settings {
             port: spec.port?,
             protocol: spec.protocol,
-            algorithm: algorithm(spec.balance.algorithm),
+            algorithm: spec.balance.algorithm,
             retries: spec.balance.retries,
             request_timeout: spec.balance.request_timeout,
             slow_start: spec.balance.slow_start,
             queue_timeout: spec.balance.queue_timeout,
             hash_header: spec.balance.hash_header.clone(),
         })
-    }
-}
-
-fn algorithm(a: ebb_core::BalanceAlgorithm) -> Algorithm {
-    match a {
-        ebb_core::BalanceAlgorithm::RoundRobin => Algorithm::RoundRobin,
-        ebb_core::BalanceAlgorithm::LeastRequest => Algorithm::LeastRequest,
-        ebb_core::BalanceAlgorithm::PeakEwma => Algorithm::PeakEwma,
-        ebb_core::BalanceAlgorithm::Hash => Algorithm::Hash,
     }
 }
 

@@ -35,94 +35,19 @@ pub use round_robin::{RoundRobin, SLOW_START_OFFERS};
 pub use slow_start::{slow_start_weight, SlowStart, MIN_SLOW_START_WEIGHT};
 
 use crate::endpoints::EndpointSet;
-use std::fmt;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-/// The balancing algorithms a service may choose (`[services.x.balance] algorithm = "..."`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    /// `round_robin`: each endpoint in turn.
-    RoundRobin,
-    /// `least_request`: power of two choices, fewer in-flight requests wins.
-    LeastRequest,
-    /// `peak_ewma`: power of two choices, lower peak-EWMA latency × (in flight + 1) wins.
-    PeakEwma,
-    /// `hash`: consistent hashing on a per-request key (a header or the client address).
-    Hash,
-}
+/// The balancing algorithms a service may choose: the deploy file's own type.
+pub use ebb_core::BalanceAlgorithm;
 
-impl Algorithm {
-    /// Peak-EWMA with power of two choices, as Linkerd and tower's `PeakEwma` do (DESIGN.md,
-    /// defaults table): it steers away from slow and busy instances with O(1) work per request.
-    pub const DEFAULT: Algorithm = Algorithm::PeakEwma;
-
-    /// Every algorithm, in the order the error message lists them.
-    pub const ALL: [Algorithm; 4] = [
-        Algorithm::RoundRobin,
-        Algorithm::LeastRequest,
-        Algorithm::PeakEwma,
-        Algorithm::Hash,
-    ];
-
-    /// The name used in deploy files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::RoundRobin => "round_robin",
-            Algorithm::LeastRequest => "least_request",
-            Algorithm::PeakEwma => "peak_ewma",
-            Algorithm::Hash => "hash",
-        }
-    }
-
-    /// Parses a deploy-file name; the error names the valid ones so the user can fix the file.
-    pub fn parse(s: &str) -> Result<Algorithm, String> {
-        Algorithm::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| {
-                let valid: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
-                format!(
-                    "unknown balancing algorithm {s:?}; valid algorithms: {}",
-                    valid.join(", ")
-                )
-            })
-    }
-
-    /// A fresh balancer of this kind, seeded at random, without slow start.
-    pub fn build(self) -> Box<dyn Balancer> {
-        self.build_with(Duration::ZERO)
-    }
-
-    /// A fresh balancer of this kind, seeded at random, that ramps new endpoints up over
-    /// `slow_start` (zero: off; see [`SlowStart`]). [`Algorithm::Hash`] ignores it.
-    pub fn build_with(self, slow_start: Duration) -> Box<dyn Balancer> {
-        match self {
-            Algorithm::RoundRobin => Box::new(RoundRobin::new().with_slow_start(slow_start)),
-            Algorithm::LeastRequest => Box::new(LeastRequest::new().with_slow_start(slow_start)),
-            Algorithm::PeakEwma => Box::new(PeakEwma::new().with_slow_start(slow_start)),
-            Algorithm::Hash => Box::new(ConsistentHash::new()),
-        }
-    }
-}
-
-impl Default for Algorithm {
-    fn default() -> Algorithm {
-        Algorithm::DEFAULT
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Algorithm {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Algorithm, String> {
-        Algorithm::parse(s)
+/// A fresh balancer of kind `algorithm`, seeded at random, that ramps new endpoints up over
+/// `slow_start` (zero: off; see [`SlowStart`]). [`BalanceAlgorithm::Hash`] ignores it.
+pub fn build(algorithm: BalanceAlgorithm, slow_start: Duration) -> Box<dyn Balancer> {
+    match algorithm {
+        BalanceAlgorithm::RoundRobin => Box::new(RoundRobin::new().with_slow_start(slow_start)),
+        BalanceAlgorithm::LeastRequest => Box::new(LeastRequest::new().with_slow_start(slow_start)),
+        BalanceAlgorithm::PeakEwma => Box::new(PeakEwma::new().with_slow_start(slow_start)),
+        BalanceAlgorithm::Hash => Box::new(ConsistentHash::new()),
     }
 }
 
@@ -192,35 +117,11 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn parse_accepts_every_name_and_round_trips_through_display() {
-        for a in Algorithm::ALL {
-            assert_eq!(Algorithm::parse(a.name()), Ok(a));
-            assert_eq!(a.to_string().parse::<Algorithm>(), Ok(a));
-        }
-    }
-
-    #[test]
-    fn parse_error_names_the_input_and_lists_the_valid_algorithms() {
-        let err = Algorithm::parse("random").unwrap_err();
-        assert!(err.contains("\"random\""), "{err}");
-        assert!(
-            err.contains("round_robin, least_request, peak_ewma, hash"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn the_default_is_peak_ewma() {
-        assert_eq!(Algorithm::DEFAULT, Algorithm::PeakEwma);
-        assert_eq!(Algorithm::default(), Algorithm::PeakEwma);
-    }
-
-    #[test]
     fn every_algorithm_returns_none_for_an_empty_set() {
         let now = Instant::now();
         let empty = EndpointSet::default();
-        for a in Algorithm::ALL {
-            let b = a.build();
+        for a in BalanceAlgorithm::ALL {
+            let b = build(a, Duration::ZERO);
             assert_eq!(b.pick(&empty, None, now), None, "{a}");
             assert_eq!(b.pick(&empty, Some(7), now), None, "{a}");
         }
@@ -230,8 +131,8 @@ mod tests {
     fn every_algorithm_returns_zero_for_a_set_of_one() {
         let now = Instant::now();
         let one = testing::set(1, now);
-        for a in Algorithm::ALL {
-            let b = a.build();
+        for a in BalanceAlgorithm::ALL {
+            let b = build(a, Duration::ZERO);
             for key in [None, Some(1), Some(u64::MAX)] {
                 assert_eq!(b.pick(&one, key, now), Some(0), "{a}");
             }
@@ -256,8 +157,8 @@ mod tests {
                 e.load.end(Some(Duration::from_nanos(*rtt_ns)), t0 + Duration::from_millis(later_ms / 2));
             }
             let now = t0 + Duration::from_millis(later_ms);
-            let builds = Algorithm::ALL.into_iter().flat_map(|a| {
-                [(a, a.build()), (a, a.build_with(Duration::from_secs(30)))]
+            let builds = BalanceAlgorithm::ALL.into_iter().flat_map(|a| {
+                [(a, build(a, Duration::ZERO)), (a, build(a, Duration::from_secs(30)))]
             });
             for (a, b) in builds {
                 for key in &keys {

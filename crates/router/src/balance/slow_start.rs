@@ -60,7 +60,9 @@ pub fn slow_start_weight(age: Duration, window: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::{testing, Algorithm, Balancer, LeastRequest, PeakEwma, RoundRobin};
+    use crate::balance::{
+        build, testing, BalanceAlgorithm, Balancer, LeastRequest, PeakEwma, RoundRobin,
+    };
     use crate::endpoints::EndpointSet;
 
     const S: Duration = Duration::from_secs(1);
@@ -220,15 +222,18 @@ mod tests {
     fn build_with_ramps_every_algorithm_but_hash() {
         let (set, now) = newcomer_aged(Duration::ZERO);
         for a in [
-            Algorithm::RoundRobin,
-            Algorithm::LeastRequest,
-            Algorithm::PeakEwma,
+            BalanceAlgorithm::RoundRobin,
+            BalanceAlgorithm::LeastRequest,
+            BalanceAlgorithm::PeakEwma,
         ] {
-            let share = relative_share(a.build_with(WINDOW).as_ref(), &set, now);
+            let share = relative_share(build(a, WINDOW).as_ref(), &set, now);
             assert!((0.08..0.12).contains(&share), "{a}: {share}");
         }
         // Hashing keeps every key where the ring puts it, new endpoint or not.
-        let (ramped, plain) = (Algorithm::Hash.build_with(WINDOW), Algorithm::Hash.build());
+        let (ramped, plain) = (
+            build(BalanceAlgorithm::Hash, WINDOW),
+            build(BalanceAlgorithm::Hash, Duration::ZERO),
+        );
         let owner = |b: &dyn Balancer, key| b.pick(&set, Some(key), now);
         assert!((0..1_000).all(|k| owner(ramped.as_ref(), k) == owner(plain.as_ref(), k)));
         assert!((0..1_000).any(|k| owner(ramped.as_ref(), k) == Some(OLD)));

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use ebb_router::http::{Proxy, ProxyConfig};
-use ebb_router::{Algorithm, Endpoints};
+use ebb_router::{BalanceAlgorithm, Endpoints};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming};
@@ -165,7 +165,7 @@ pub async fn dead_addr() -> SocketAddr {
 // === proxy ===
 
 pub fn endpoints(addrs: &[SocketAddr]) -> Arc<Endpoints> {
-    let endpoints = Arc::new(Endpoints::new(Algorithm::RoundRobin));
+    let endpoints = Arc::new(Endpoints::new(BalanceAlgorithm::RoundRobin));
     let wanted: Vec<(String, SocketAddr)> = addrs
         .iter()
         .enumerate()
