@@ -6,9 +6,10 @@
 //! per second. Figures go into BENCHMARKS.md.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use ebb_autoscaler::{
-    decide, hm, Band, Change, Config, Days, Metric, Metrics, Now, Policy, Sample, State, Targets,
-    Window,
+use ebb_autoscaler::{decide, Metrics, Now, Sample, State};
+use ebb_core::autoscale::{
+    hm, AutoscaleSpec, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand,
+    StepChange, Weekdays,
 };
 use std::time::Duration;
 
@@ -18,10 +19,10 @@ const START: Duration = Duration::from_secs(1_704_099_600);
 
 /// A mix like a real cluster's: mostly target tracking on one or two metrics, some step,
 /// linear and scheduled services.
-fn config(i: usize) -> Config {
-    let mut targets = Targets {
+fn config(i: usize) -> AutoscaleSpec {
+    let mut targets = ScaleTargets {
         concurrency: Some(10.0),
-        ..Targets::default()
+        ..ScaleTargets::default()
     };
     match i % 4 {
         0 => targets.rps = Some(50.0),
@@ -29,41 +30,40 @@ fn config(i: usize) -> Config {
         2 => targets.latency_p95 = Some(Duration::from_millis(200)),
         _ => {}
     }
-    let mut c = Config::new((i % 3) as u32, 50, targets);
+    let mut c = AutoscaleSpec::new((i % 3) as u32, 50, targets);
     c.policy = match i % 10 {
-        7 => Policy::Step {
-            metric: Metric::Cpu,
-            bands: vec![
-                Band {
+        7 => ScalePolicy::Step {
+            metric: ScaleMetric::Cpu,
+            steps: vec![
+                StepBand {
                     from: 0.0,
-                    to: 0.3,
-                    change: Change::Remove(1),
+                    to: Some(0.3),
+                    change: StepChange::Remove(1),
                 },
-                Band {
+                StepBand {
                     from: 0.8,
-                    to: f64::INFINITY,
-                    change: Change::Percent(50.0),
+                    to: None,
+                    change: StepChange::Percent(50.0),
                 },
             ],
         },
-        8 => Policy::Linear {
-            metric: Metric::Concurrency,
+        8 => ScalePolicy::Linear {
+            metric: ScaleMetric::Concurrency,
             low: 5.0,
             high: 15.0,
             step: 3,
         },
-        9 => Policy::Schedule {
-            windows: vec![Window {
-                days: Days::WEEKDAYS,
+        9 => ScalePolicy::Schedule {
+            windows: vec![ScheduleWindow {
+                days: Weekdays::WEEKDAYS,
                 start: hm(8, 0),
                 end: hm(18, 0),
                 utc_offset_minutes: 60 * (i % 5) as i32,
                 min: 3,
                 max: 30,
             }],
-            inner: Box::new(Policy::Target),
         },
-        _ => Policy::Target,
+        _ => ScalePolicy::Target,
     };
     c
 }
@@ -89,7 +89,7 @@ fn sample(i: usize, t: u64) -> Sample {
 }
 
 struct Service {
-    config: Config,
+    config: AutoscaleSpec,
     state: State,
     metrics: Metrics,
     current: u32,

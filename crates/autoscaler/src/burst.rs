@@ -12,11 +12,11 @@
 //! step of traffic moves first, and what a short span measures well. A burst only ever scales
 //! up; the next tick continues the panic (holding the count) as if the panic window had seen it.
 
-use crate::config::{Config, Metric, Policy};
 use crate::decide::{commit, deciding_policy, Decision, Now};
 use crate::explain;
 use crate::state::State;
 use crate::target::ceil_count;
+use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric, ScalePolicy};
 use std::time::Duration;
 
 /// Shortest span a burst reading may cover: 400 ms. The server reads half-second spans, give or
@@ -48,10 +48,10 @@ pub struct Reading {
 }
 
 impl Reading {
-    fn value(&self, metric: Metric) -> Option<f64> {
+    fn value(&self, metric: ScaleMetric) -> Option<f64> {
         match metric {
-            Metric::Concurrency => self.concurrency,
-            Metric::Rps => self.rps,
+            ScaleMetric::Concurrency => self.concurrency,
+            ScaleMetric::Rps => self.rps,
             _ => None,
         }
         .filter(|v| v.is_finite() && *v >= 0.0)
@@ -64,7 +64,7 @@ impl Reading {
 ///
 /// [`demand`]: crate::demand
 pub fn burst(
-    config: &Config,
+    config: &AutoscaleSpec,
     state: &mut State,
     reading: &Reading,
     current: u32,
@@ -73,7 +73,7 @@ pub fn burst(
     if reading.span < MIN_BURST_SPAN || current == 0 {
         return None;
     }
-    if !matches!(deciding_policy(&config.policy), Policy::Target) {
+    if !matches!(deciding_policy(&config.policy), ScalePolicy::Target) {
         return None;
     }
     let (metric, value, target) = config
@@ -131,15 +131,16 @@ fn sustained(state: &mut State, over: bool, now: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{decide, Metrics, Sample, Targets};
+    use crate::{decide, Metrics, Sample};
+    use ebb_core::autoscale::ScaleTargets;
 
-    fn config() -> Config {
-        Config::new(
+    fn config() -> AutoscaleSpec {
+        AutoscaleSpec::new(
             1,
             10,
-            Targets {
+            ScaleTargets {
                 concurrency: Some(2.0),
-                ..Targets::default()
+                ..ScaleTargets::default()
             },
         )
     }
@@ -157,7 +158,13 @@ mod tests {
     }
 
     /// Two readings 250 ms apart ending at `ms`; the decision of the second.
-    fn twice(c: &Config, s: &mut State, r: Reading, ready: u32, ms: u64) -> Option<Decision> {
+    fn twice(
+        c: &AutoscaleSpec,
+        s: &mut State,
+        r: Reading,
+        ready: u32,
+        ms: u64,
+    ) -> Option<Decision> {
         assert_eq!(
             burst(c, s, &r, ready, at(ms - 250)),
             None,
@@ -218,12 +225,12 @@ mod tests {
 
     #[test]
     fn metrics_the_router_does_not_measure_are_ignored() {
-        let c = Config::new(
+        let c = AutoscaleSpec::new(
             1,
             10,
-            Targets {
+            ScaleTargets {
                 cpu: Some(0.5),
-                ..Targets::default()
+                ..ScaleTargets::default()
             },
         );
         let mut s = State::default();

@@ -1,11 +1,11 @@
 //! One tick: the policy's proposal, then the rules every policy shares — no scale-down while
 //! panicking, scale-down stabilization, the scale-up rate limit, idle → zero, and the bounds.
 
-use crate::config::{Config, Policy};
 use crate::explain;
 use crate::metrics::Metrics;
 use crate::state::State;
 use crate::{policies, target};
+use ebb_core::autoscale::{AutoscaleSpec, ScalePolicy};
 use std::time::Duration;
 
 /// The instant of a decision, injected: a monotonic reading (the clock of [`Sample::at`]) for
@@ -69,10 +69,11 @@ impl Proposal {
     }
 }
 
-/// The policy that decides inside the bounds: a schedule's inner policy, or the policy itself.
-pub(crate) fn deciding_policy(policy: &Policy) -> &Policy {
+/// The policy that decides inside the bounds: target tracking within a schedule's windows, or
+/// the policy itself.
+pub(crate) fn deciding_policy(policy: &ScalePolicy) -> &ScalePolicy {
     match policy {
-        Policy::Schedule { inner, .. } => deciding_policy(inner),
+        ScalePolicy::Schedule { .. } => &ScalePolicy::Target,
         p => p,
     }
 }
@@ -85,7 +86,7 @@ pub(crate) fn deciding_policy(policy: &Policy) -> &Policy {
 /// `now.mono`.
 /// Call once per [`TICK`](crate::TICK); `state` carries what the rules need between calls.
 pub fn decide(
-    config: &Config,
+    config: &AutoscaleSpec,
     state: &mut State,
     metrics: &Metrics,
     current: u32,
@@ -100,11 +101,11 @@ pub fn decide(
         state.recommend(t, base, config.scale_down_delay);
     }
     let proposal = match deciding_policy(&config.policy) {
-        Policy::Target => target::propose(config, state, metrics, current, base, t),
-        Policy::Step { metric, bands } => {
-            policies::step(config, *metric, bands, metrics, current, base, t)
+        ScalePolicy::Target => target::propose(config, state, metrics, current, base, t),
+        ScalePolicy::Step { metric, steps } => {
+            policies::step(config, *metric, steps, metrics, current, base, t)
         }
-        Policy::Linear {
+        ScalePolicy::Linear {
             metric,
             low,
             high,
@@ -118,7 +119,7 @@ pub fn decide(
             base,
             t,
         ),
-        Policy::Schedule { .. } => Proposal::hold(base, "schedule without a policy".into()),
+        ScalePolicy::Schedule { .. } => Proposal::hold(base, "schedule without a policy".into()),
     };
     state.recommend(t, proposal.count, config.scale_down_delay);
     let Proposal {
@@ -157,7 +158,7 @@ pub fn decide(
             "; clamped to {clamped} (min {}, max {}",
             bounds.min, bounds.max
         );
-        if let (Some(i), Policy::Schedule { windows, .. }) = (bounds.window, &config.policy) {
+        if let (Some(i), ScalePolicy::Schedule { windows, .. }) = (bounds.window, &config.policy) {
             reason += &format!(" of schedule window {i}: {}", windows[i]);
         }
         reason += ")";
@@ -190,7 +191,7 @@ fn idle_reason(state: &State, quiet: Duration, timeout: Duration) -> String {
 /// HPA's scale-down stabilization: go no lower than the highest recommendation of the last
 /// `scale_down_delay`, and never above `base` because of it.
 fn stabilize_down(
-    config: &Config,
+    config: &AutoscaleSpec,
     state: &State,
     count: u32,
     base: u32,
@@ -212,7 +213,7 @@ fn stabilize_down(
 /// HPA's scale-up policies: per period, at most the larger of `instances` and `percent` % of
 /// the count at the period's start.
 fn limit_up(
-    config: &Config,
+    config: &AutoscaleSpec,
     state: &State,
     count: u32,
     base: u32,
@@ -231,7 +232,13 @@ fn limit_up(
     count
 }
 
-pub(crate) fn commit(config: &Config, state: &mut State, desired: u32, base: u32, now: Duration) {
+pub(crate) fn commit(
+    config: &AutoscaleSpec,
+    state: &mut State,
+    desired: u32,
+    base: u32,
+    now: Duration,
+) {
     if desired > base {
         state.scaled_up(now, desired - base, config.scale_up.period);
     }
@@ -241,7 +248,12 @@ pub(crate) fn commit(config: &Config, state: &mut State, desired: u32, base: u32
 /// Called by the router's queue when a request arrives at a service with no ready instance, at
 /// once rather than at the next tick. Returns the decision to start one (or `min`) instance,
 /// or `None` when instances run or were already asked for, or the bounds allow none.
-pub fn demand(config: &Config, state: &mut State, current: u32, now: Now) -> Option<Decision> {
+pub fn demand(
+    config: &AutoscaleSpec,
+    state: &mut State,
+    current: u32,
+    now: Now,
+) -> Option<Decision> {
     state.saw_request(now.mono);
     if current > 0 || state.desired.is_some_and(|d| d > 0) {
         return None;

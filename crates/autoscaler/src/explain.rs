@@ -1,6 +1,6 @@
 //! Formatting for reasons: users read them in `ebb events`, so they use the deploy file's units.
 
-use crate::config::Metric;
+use ebb_core::autoscale::ScaleMetric;
 use std::time::Duration;
 
 /// A duration as a deploy file would write it: `200ms`, `6s`, `1.5s`, `60s`, `90s`, `5m`,
@@ -38,11 +38,11 @@ pub(crate) fn seconds(s: f64) -> String {
 
 /// An observed value of `metric`: one decimal for request counts, two for fractions of a
 /// reservation, a duration for latency.
-pub(crate) fn value(metric: Metric, v: f64) -> String {
+pub(crate) fn value(metric: ScaleMetric, v: f64) -> String {
     match metric {
-        Metric::Concurrency | Metric::Rps => format!("{v:.1}"),
-        Metric::Cpu | Metric::Memory => format!("{v:.2}"),
-        Metric::LatencyP95 => seconds((v * 1000.0).round() / 1000.0),
+        ScaleMetric::Concurrency | ScaleMetric::Rps => format!("{v:.1}"),
+        ScaleMetric::Cpu | ScaleMetric::Memory => format!("{v:.2}"),
+        ScaleMetric::LatencyP95 => seconds((v * 1000.0).round() / 1000.0),
     }
 }
 
@@ -65,8 +65,8 @@ mod tests {
 
     #[test]
     fn values_use_the_metric_units() {
-        assert_eq!(value(Metric::Concurrency, 43.21), "43.2");
-        assert_eq!(value(Metric::Cpu, 2.1), "2.10");
-        assert_eq!(value(Metric::LatencyP95, 0.2504), "250ms");
+        assert_eq!(value(ScaleMetric::Concurrency, 43.21), "43.2");
+        assert_eq!(value(ScaleMetric::Cpu, 2.1), "2.10");
+        assert_eq!(value(ScaleMetric::LatencyP95, 0.2504), "250ms");
     }
 }

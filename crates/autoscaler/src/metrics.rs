@@ -1,6 +1,6 @@
 //! Per-second samples of a service's load and the window that keeps the recent ones.
 
-use crate::config::{Config, Metric};
+use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -48,13 +48,13 @@ impl Sample {
 
     /// The value of `metric` (latency in seconds). A value that is not a finite number counts
     /// as missing; a negative one as 0.
-    pub fn value(&self, metric: Metric) -> Option<f64> {
+    pub fn value(&self, metric: ScaleMetric) -> Option<f64> {
         let v = match metric {
-            Metric::Concurrency => self.concurrency,
-            Metric::Rps => self.rps,
-            Metric::Cpu => self.cpu,
-            Metric::Memory => self.memory,
-            Metric::LatencyP95 => self.latency_p95.map(|d| d.as_secs_f64()),
+            ScaleMetric::Concurrency => self.concurrency,
+            ScaleMetric::Rps => self.rps,
+            ScaleMetric::Cpu => self.cpu,
+            ScaleMetric::Memory => self.memory,
+            ScaleMetric::LatencyP95 => self.latency_p95.map(|d| d.as_secs_f64()),
         }?;
         v.is_finite().then_some(v.max(0.0))
     }
@@ -109,7 +109,7 @@ impl Metrics {
     }
 
     /// A window long enough for `config`'s stable and panic windows.
-    pub fn for_config(config: &Config) -> Self {
+    pub fn for_config(config: &AutoscaleSpec) -> Self {
         Metrics::new(config.stable_window.max(config.panic_window))
     }
 
@@ -144,7 +144,7 @@ impl Metrics {
     }
 
     /// Sum and counts of `metric` over `(now - len, now]`.
-    pub fn stats(&self, metric: Metric, now: Duration, len: Duration) -> WindowStats {
+    pub fn stats(&self, metric: ScaleMetric, now: Duration, len: Duration) -> WindowStats {
         let mut stats = WindowStats::default();
         for s in self.window(now, len) {
             match s.value(metric) {
@@ -198,10 +198,10 @@ mod tests {
             m.push(rps(s, (s % 2 == 0).then_some(s as f64)));
         }
         // (4, 10] → 5..=10: present 6, 8, 10; missing 5, 7, 9.
-        let st = m.stats(Metric::Rps, secs(10), secs(6));
+        let st = m.stats(ScaleMetric::Rps, secs(10), secs(6));
         assert_eq!((st.sum, st.present, st.missing), (24.0, 3, 3));
         // A window ending earlier ignores later samples: (2, 8] → 3..=8.
-        assert_eq!(m.stats(Metric::Rps, secs(8), secs(6)).samples(), 6);
+        assert_eq!(m.stats(ScaleMetric::Rps, secs(8), secs(6)).samples(), 6);
     }
 
     #[test]
@@ -210,14 +210,14 @@ mod tests {
         m.push(rps(5, Some(1.0)));
         m.push(rps(5, Some(9.0)));
         m.push(rps(4, Some(9.0)));
-        assert_eq!(m.stats(Metric::Rps, secs(5), secs(60)).sum, 1.0);
+        assert_eq!(m.stats(ScaleMetric::Rps, secs(5), secs(60)).sum, 1.0);
     }
 
     #[test]
     fn non_finite_values_count_as_missing() {
         let s = rps(1, Some(f64::NAN));
-        assert_eq!(s.value(Metric::Rps), None);
-        assert_eq!(rps(1, Some(-3.0)).value(Metric::Rps), Some(0.0));
+        assert_eq!(s.value(ScaleMetric::Rps), None);
+        assert_eq!(rps(1, Some(-3.0)).value(ScaleMetric::Rps), Some(0.0));
     }
 
     #[test]

@@ -7,18 +7,18 @@
 //! rules of [`decide`](crate::decide) apply afterwards: a scale-down waits `scale_down_delay`,
 //! a scale-up is rate-limited, the count stays within the bounds.
 
-use crate::config::{Band, Change, Config, Metric};
 use crate::decide::Proposal;
 use crate::explain;
 use crate::metrics::{Metrics, WindowStats};
 use crate::target::ceil_count;
+use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric, StepBand, StepChange};
 use std::time::Duration;
 
 /// The metric over the stable window, per ready instance, described for a reason; or the hold
 /// proposal when no sample has it.
 fn observe(
-    config: &Config,
-    metric: Metric,
+    config: &AutoscaleSpec,
+    metric: ScaleMetric,
     metrics: &Metrics,
     ready: u32,
     base: u32,
@@ -57,11 +57,11 @@ fn guard_missing(count: u32, base: u32, stats: WindowStats, reason: &mut String)
     }
 }
 
-fn apply(change: Change, ready: u32) -> u32 {
+fn apply(change: StepChange, ready: u32) -> u32 {
     match change {
-        Change::Add(n) => ready.saturating_add(n),
-        Change::Remove(n) => ready.saturating_sub(n),
-        Change::Percent(p) => {
+        StepChange::Add(n) => ready.saturating_add(n),
+        StepChange::Remove(n) => ready.saturating_sub(n),
+        StepChange::Percent(p) => {
             let delta = ceil_count(f64::from(ready) * p.abs() / 100.0).max(1);
             if p >= 0.0 {
                 ready.saturating_add(delta)
@@ -72,21 +72,12 @@ fn apply(change: Change, ready: u32) -> u32 {
     }
 }
 
-fn fmt_change(change: Change) -> String {
-    match change {
-        Change::Add(n) => format!("+{n}"),
-        Change::Remove(n) => format!("-{n}"),
-        Change::Percent(p) if p >= 0.0 => format!("+{p}%"),
-        Change::Percent(p) => format!("{p}%"),
-    }
-}
-
-/// [`Policy::Step`](crate::Policy::Step): the band holding the value changes the count; no band,
+/// [`ScalePolicy::Step`](crate::ScalePolicy::Step): the band holding the value changes the count; no band,
 /// no change.
 pub(crate) fn step(
-    config: &Config,
-    metric: Metric,
-    bands: &[Band],
+    config: &AutoscaleSpec,
+    metric: ScaleMetric,
+    bands: &[StepBand],
     metrics: &Metrics,
     ready: u32,
     base: u32,
@@ -96,21 +87,22 @@ pub(crate) fn step(
         Ok(o) => o,
         Err(hold) => return hold,
     };
-    let Some(band) = bands.iter().find(|b| v >= b.from && v < b.to) else {
+    let top = |b: &StepBand| b.to.unwrap_or(f64::INFINITY);
+    let Some(band) = bands.iter().find(|b| v >= b.from && v < top(b)) else {
         return Proposal::hold(base, format!("{text} in no band → {base} (hold)"));
     };
     let count = apply(band.change, ready);
-    let (from, to, change) = (band.from, band.to, fmt_change(band.change));
+    let (from, to, change) = (band.from, top(band), band.change);
     let mut reason = format!("{text} in [{from}, {to}): {ready} ready {change} → {count}");
     let count = guard_missing(count, base, stats, &mut reason);
     Proposal::new(count, reason)
 }
 
-/// [`Policy::Linear`](crate::Policy::Linear): below `low` hold; between `low` and `high` add
+/// [`ScalePolicy::Linear`](crate::ScalePolicy::Linear): below `low` hold; between `low` and `high` add
 /// `step × (v − low) / (high − low)`, rounded; from `high` add `step`.
 pub(crate) fn linear(
-    config: &Config,
-    metric: Metric,
+    config: &AutoscaleSpec,
+    metric: ScaleMetric,
     (low, high, step): (f64, f64, u32),
     metrics: &Metrics,
     ready: u32,
@@ -147,12 +139,12 @@ mod tests {
 
     #[test]
     fn changes_apply_to_the_ready_count() {
-        assert_eq!(apply(Change::Add(2), 4), 6);
-        assert_eq!(apply(Change::Remove(2), 1), 0);
-        assert_eq!(apply(Change::Percent(50.0), 5), 8);
-        assert_eq!(apply(Change::Percent(-25.0), 10), 7);
+        assert_eq!(apply(StepChange::Add(2), 4), 6);
+        assert_eq!(apply(StepChange::Remove(2), 1), 0);
+        assert_eq!(apply(StepChange::Percent(50.0), 5), 8);
+        assert_eq!(apply(StepChange::Percent(-25.0), 10), 7);
         // A percentage moves at least one instance, even from zero.
-        assert_eq!(apply(Change::Percent(10.0), 0), 1);
-        assert_eq!(apply(Change::Percent(-10.0), 3), 2);
+        assert_eq!(apply(StepChange::Percent(10.0), 0), 1);
+        assert_eq!(apply(StepChange::Percent(-10.0), 3), 2);
     }
 }

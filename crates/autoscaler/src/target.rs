@@ -6,11 +6,12 @@
 //! targets → the largest proposal wins. The caller ([`decide`](crate::decide)) then applies
 //! scale-down stabilization, the scale-up rate limit and the bounds.
 
-use crate::config::{fmt_target, Config, Metric};
+use crate::config::fmt_target;
 use crate::decide::Proposal;
 use crate::explain;
 use crate::metrics::{Metrics, WindowStats};
 use crate::state::State;
+use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric};
 use std::cmp::Ordering;
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ enum Missing {
 /// One metric's proposal over one window, with what is needed to explain it.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
-    metric: Metric,
+    metric: ScaleMetric,
     target: f64,
     /// Average used (missing samples filled in), `None` when no sample had the metric.
     value: Option<f64>,
@@ -83,7 +84,7 @@ impl Candidate {
 }
 
 /// Instances asked for by `avg` of `metric`: totals divide by the target; latency scales `base`.
-fn instances(metric: Metric, avg: f64, target: f64, base: u32) -> u32 {
+fn instances(metric: ScaleMetric, avg: f64, target: f64, base: u32) -> u32 {
     if metric.is_total() {
         ceil_count(avg / target)
     } else {
@@ -92,7 +93,7 @@ fn instances(metric: Metric, avg: f64, target: f64, base: u32) -> u32 {
 }
 
 /// The value of `metric` at which `n` instances are exactly at target.
-fn at_target(metric: Metric, target: f64, n: u32) -> f64 {
+fn at_target(metric: ScaleMetric, target: f64, n: u32) -> f64 {
     if metric.is_total() {
         target * f64::from(n)
     } else {
@@ -101,7 +102,13 @@ fn at_target(metric: Metric, target: f64, n: u32) -> f64 {
 }
 
 /// Proposal of one metric over the stable window, with tolerance and missing samples.
-fn stable(metric: Metric, target: f64, stats: WindowStats, base: u32, tolerance: f64) -> Candidate {
+fn stable(
+    metric: ScaleMetric,
+    target: f64,
+    stats: WindowStats,
+    base: u32,
+    tolerance: f64,
+) -> Candidate {
     let mut c = Candidate {
         metric,
         target,
@@ -147,7 +154,7 @@ fn stable(metric: Metric, target: f64, stats: WindowStats, base: u32, tolerance:
 
 /// Proposal of one metric over the panic window; missing samples count as no load (a panic is a
 /// scale-up, and missing data never drives one). `None` without any sample of the metric.
-fn panic(metric: Metric, target: f64, stats: WindowStats, ready: u32) -> Option<Candidate> {
+fn panic(metric: ScaleMetric, target: f64, stats: WindowStats, ready: u32) -> Option<Candidate> {
     stats.mean()?;
     let avg = stats.sum / f64::from(stats.samples());
     let ready = ready.max(1);
@@ -164,7 +171,7 @@ fn panic(metric: Metric, target: f64, stats: WindowStats, ready: u32) -> Option<
     })
 }
 
-/// First candidate with the highest `key` (ties: the order of [`Metric::ALL`]).
+/// First candidate with the highest `key` (ties: the order of [`ScaleMetric::ALL`]).
 fn best(
     candidates: impl Iterator<Item = Candidate>,
     key: impl Fn(&Candidate) -> f64,
@@ -178,7 +185,7 @@ fn best(
 /// The target-tracking proposal. `ready` instances serve now; `base` is the count last asked
 /// for. Updates the panic fields of `state`.
 pub(crate) fn propose(
-    config: &Config,
+    config: &AutoscaleSpec,
     state: &mut State,
     metrics: &Metrics,
     ready: u32,
@@ -186,7 +193,7 @@ pub(crate) fn propose(
     now: Duration,
 ) -> Proposal {
     let (stable_w, panic_w) = (config.stable_window, config.panic_window);
-    let mut each = [None; Metric::ALL.len()];
+    let mut each = [None; ScaleMetric::ALL.len()];
     for (slot, (m, t)) in each.iter_mut().zip(config.targets.iter()) {
         *slot = Some(stable(
             m,
@@ -285,10 +292,10 @@ mod tests {
     #[test]
     fn load_within_tolerance_keeps_the_count() {
         // 10 instances at target 5: 52 rps is 1.04× → keep 10; 57 rps is 1.14× → 12.
-        let c = stable(Metric::Rps, 5.0, stats(52.0, 1, 0), 10, 0.1);
+        let c = stable(ScaleMetric::Rps, 5.0, stats(52.0, 1, 0), 10, 0.1);
         assert_eq!((c.count, c.within_tolerance), (10, true));
         assert_eq!(
-            stable(Metric::Rps, 5.0, stats(57.0, 1, 0), 10, 0.1).count,
+            stable(ScaleMetric::Rps, 5.0, stats(57.0, 1, 0), 10, 0.1).count,
             12
         );
     }
@@ -297,21 +304,21 @@ mod tests {
     fn missing_samples_count_at_target_when_scaling_down() {
         // Present: 10 of 60 samples at 10 rps (→ 2 of 10 instances); the 50 missing count as
         // 50 rps each: (100 + 2500) / 60 = 43.3 → 9.
-        let c = stable(Metric::Rps, 5.0, stats(100.0, 10, 50), 10, 0.1);
+        let c = stable(ScaleMetric::Rps, 5.0, stats(100.0, 10, 50), 10, 0.1);
         assert_eq!((c.count, c.missing), (9, Missing::AtTarget));
     }
 
     #[test]
     fn missing_samples_that_would_reverse_a_scale_up_hold() {
         // Present says 100 rps → 20, but counted as 0 the 50 missing make it 16.7 rps → 4 < 10.
-        let c = stable(Metric::Rps, 5.0, stats(1000.0, 10, 50), 10, 0.1);
+        let c = stable(ScaleMetric::Rps, 5.0, stats(1000.0, 10, 50), 10, 0.1);
         assert_eq!((c.count, c.missing), (10, Missing::Reversed));
     }
 
     #[test]
     fn latency_scales_the_count_by_its_ratio_to_the_target() {
         // p95 300ms against 200ms with 4 instances → 6.
-        let c = stable(Metric::LatencyP95, 0.2, stats(0.3, 1, 0), 4, 0.1);
+        let c = stable(ScaleMetric::LatencyP95, 0.2, stats(0.3, 1, 0), 4, 0.1);
         assert_eq!(c.count, 6);
         assert_eq!(
             c.describe(Duration::from_secs(60), 0.1, 4),

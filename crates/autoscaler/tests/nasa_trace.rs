@@ -2,9 +2,8 @@
 //! server on the morning of 13 July 1995 (a shuttle launch), one count per second. The trace is
 //! compiled in, so the test needs nothing outside the crate.
 
-use ebb_autoscaler::{
-    burst, decide, demand, Config, Metrics, Now, Reading, Sample, State, Targets,
-};
+use ebb_autoscaler::{burst, decide, demand, Metrics, Now, Reading, Sample, State};
+use ebb_core::autoscale::{AutoscaleSpec, ScaleTargets};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -37,7 +36,7 @@ struct Replay {
 
 /// Replays `load` (req/s per second) against `config`. New instances serve `START_SECONDS`
 /// after they are asked for; removed ones stop at once.
-fn replay(config: &Config, load: &[f64]) -> Replay {
+fn replay(config: &AutoscaleSpec, load: &[f64]) -> Replay {
     let mut state = State::default();
     let mut metrics = Metrics::for_config(config);
     let mut ready = config.min.max(1);
@@ -100,13 +99,13 @@ fn replay(config: &Config, load: &[f64]) -> Replay {
     out
 }
 
-fn config() -> Config {
-    Config::new(
+fn config() -> AutoscaleSpec {
+    AutoscaleSpec::new(
         MIN,
         MAX,
-        Targets {
+        ScaleTargets {
             rps: Some(TARGET_RPS),
-            ..Targets::default()
+            ..ScaleTargets::default()
         },
     )
 }

@@ -3,31 +3,34 @@
 mod common;
 
 use common::{desired, rps_sample, rps_target, Sim};
-use ebb_autoscaler::{
-    demand, hm, Band, Change, Config, Days, Metric, Policy, Sample, Targets, Window,
+use ebb_autoscaler::{demand, Sample};
+use ebb_core::autoscale::{
+    hm, AutoscaleSpec, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand,
+    StepChange, Weekdays,
 };
+use ebb_core::service::Resources;
 
 // === step ===
 
-fn step_config() -> Config {
-    let mut config = Config::new(1, 20, Targets::default());
-    config.policy = Policy::Step {
-        metric: Metric::Cpu,
-        bands: vec![
-            Band {
+fn step_config() -> AutoscaleSpec {
+    let mut config = AutoscaleSpec::new(1, 20, ScaleTargets::default());
+    config.policy = ScalePolicy::Step {
+        metric: ScaleMetric::Cpu,
+        steps: vec![
+            StepBand {
                 from: 0.0,
-                to: 0.3,
-                change: Change::Remove(1),
+                to: Some(0.3),
+                change: StepChange::Remove(1),
             },
-            Band {
+            StepBand {
                 from: 0.8,
-                to: 1.0,
-                change: Change::Add(1),
+                to: Some(1.0),
+                change: StepChange::Add(1),
             },
-            Band {
+            StepBand {
                 from: 1.0,
-                to: f64::INFINITY,
-                change: Change::Percent(50.0),
+                to: None,
+                change: StepChange::Percent(50.0),
             },
         ],
     };
@@ -92,10 +95,10 @@ fn step_holds_when_the_metric_is_missing() {
 
 // === linear ===
 
-fn linear_config() -> Config {
-    let mut config = Config::new(1, 10, Targets::default());
-    config.policy = Policy::Linear {
-        metric: Metric::Concurrency,
+fn linear_config() -> AutoscaleSpec {
+    let mut config = AutoscaleSpec::new(1, 10, ScaleTargets::default());
+    config.policy = ScalePolicy::Linear {
+        metric: ScaleMetric::Concurrency,
         low: 5.0,
         high: 15.0,
         step: 4,
@@ -158,18 +161,17 @@ fn linear_adds_the_full_step_above_high_up_to_max_and_never_scales_in() {
 const HOUR: u64 = 3600;
 
 /// Min 1, max 10 by default; weekdays 09:00–18:00 at UTC+01:00: min 5, max 20.
-fn business_hours() -> Config {
+fn business_hours() -> AutoscaleSpec {
     let mut config = rps_target(1, 10, 5.0);
-    config.policy = Policy::Schedule {
-        windows: vec![Window {
-            days: Days::WEEKDAYS,
+    config.policy = ScalePolicy::Schedule {
+        windows: vec![ScheduleWindow {
+            days: Weekdays::WEEKDAYS,
             start: hm(9, 0),
             end: hm(18, 0),
             utc_offset_minutes: 60,
             min: 5,
             max: 20,
         }],
-        inner: Box::new(Policy::Target),
     };
     config
 }
@@ -206,9 +208,9 @@ fn a_schedule_window_also_caps_max_and_weekends_use_the_config_bounds() {
 #[test]
 fn demand_at_zero_uses_the_bounds_of_the_open_window() {
     let mut config = business_hours();
-    if let Policy::Schedule { windows, .. } = &mut config.policy {
-        windows.push(Window {
-            days: Days::WEEKEND,
+    if let ScalePolicy::Schedule { windows, .. } = &mut config.policy {
+        windows.push(ScheduleWindow {
+            days: Weekdays::WEEKEND,
             start: hm(0, 0),
             end: hm(23, 59),
             utc_offset_minutes: 0,
@@ -230,18 +232,31 @@ fn demand_at_zero_uses_the_bounds_of_the_open_window() {
 }
 
 // === validation ===
+// One validator for every autoscale setting: core's `AutoscaleSpec::problems`, also used by the
+// deploy-file parser and the API. These check it accepts what the policies above run on.
+
+/// The problems' fields for a routed service with cpu and memory reserved.
+fn fields(config: &AutoscaleSpec) -> Vec<String> {
+    problems(config)
+        .into_iter()
+        .map(|(field, _)| field)
+        .collect()
+}
+
+fn problems(config: &AutoscaleSpec) -> Vec<(String, String)> {
+    let reserved = Resources {
+        cpu_millis: Some(500),
+        memory_bytes: Some(1 << 28),
+    };
+    config.problems(&reserved, true)
+}
 
 #[test]
 fn a_default_config_with_a_target_is_valid() {
-    assert_eq!(rps_target(0, 20, 100.0).validate(), Ok(()));
-    assert_eq!(business_hours().validate(), Ok(()));
-    assert_eq!(step_config().validate(), Ok(()));
-    assert_eq!(linear_config().validate(), Ok(()));
-}
-
-fn fields(config: &Config) -> Vec<String> {
-    let errors = config.validate().unwrap_err();
-    errors.iter().map(|e| e.field.clone()).collect()
+    assert_eq!(problems(&rps_target(0, 20, 100.0)), []);
+    assert_eq!(problems(&business_hours()), []);
+    assert_eq!(problems(&step_config()), []);
+    assert_eq!(problems(&linear_config()), []);
 }
 
 #[test]
@@ -250,36 +265,35 @@ fn validation_names_each_bad_field() {
     config.panic_window = config.stable_window * 2;
     config.tolerance = 1.5;
     assert_eq!(fields(&config), ["min", "rps", "panic_window", "tolerance"]);
-    let errors = config.validate().unwrap_err();
-    assert_eq!(
-        errors[0].to_string(),
-        "min: 3 is above max 2; set min ≤ max"
-    );
-    assert_eq!(
-        errors[1].to_string(),
-        "rps: a target must be above 0, got 0"
-    );
+    let errors = problems(&config);
+    assert_eq!(errors[0].1, "min 3 is above max 2: set min ≤ max");
+    assert_eq!(errors[1].1, "a target must be above 0, got 0");
 
-    let no_target = Config::new(0, 1, Targets::default());
-    let errors = no_target.validate().unwrap_err();
+    let no_target = AutoscaleSpec::new(0, 1, ScaleTargets::default());
+    let errors = problems(&no_target);
     assert_eq!(
-        errors[0].to_string(),
-        "policy: \"target\" needs a target: set concurrency, rps, cpu, memory or latency_p95"
+        errors[0],
+        (
+            "policy".to_string(),
+            "policy \"target\" tracks a target per instance: set concurrency, rps, cpu, memory \
+             or latency_p95"
+                .to_string()
+        )
     );
 }
 
 #[test]
 fn validation_checks_bands_linear_thresholds_and_windows() {
     let mut config = step_config();
-    if let Policy::Step { bands, .. } = &mut config.policy {
-        bands[1].from = 0.2; // overlaps [0, 0.3)
-        bands[2].change = Change::Add(0);
+    if let ScalePolicy::Step { steps, .. } = &mut config.policy {
+        steps[1].from = 0.2; // overlaps [0, 0.3)
+        steps[2].change = StepChange::Add(0);
     }
-    assert_eq!(fields(&config), ["bands[1].from", "bands[2].change"]);
+    assert_eq!(fields(&config), ["steps[1].from", "steps[2].change"]);
 
     let mut config = linear_config();
-    config.policy = Policy::Linear {
-        metric: Metric::Cpu,
+    config.policy = ScalePolicy::Linear {
+        metric: ScaleMetric::Cpu,
         low: 0.8,
         high: 0.5,
         step: 0,
@@ -287,24 +301,13 @@ fn validation_checks_bands_linear_thresholds_and_windows() {
     assert_eq!(fields(&config), ["high", "step"]);
 
     let mut config = business_hours();
-    if let Policy::Schedule { windows, inner } = &mut config.policy {
-        windows[0].days = Days(0);
+    if let ScalePolicy::Schedule { windows } = &mut config.policy {
+        windows[0].days = Weekdays(0);
         windows[0].end = hm(24, 30);
         windows[0].min = 30;
-        **inner = Policy::Linear {
-            metric: Metric::Cpu,
-            low: 1.0,
-            high: 1.0,
-            step: 1,
-        };
     }
     assert_eq!(
         fields(&config),
-        [
-            "windows[0].days",
-            "windows[0].end",
-            "windows[0].min",
-            "inner.high"
-        ]
+        ["schedule[0].days", "schedule[0].hours", "schedule[0].min"]
     );
 }

@@ -3,19 +3,20 @@
 mod common;
 
 use common::MONDAY_2024;
-use ebb_autoscaler::{
-    decide, demand, Band, Change, Config, Days, Metric, Metrics, Now, Policy, Sample, State,
-    Targets, Window,
+use ebb_autoscaler::{decide, demand, Metrics, Now, Sample, State};
+use ebb_core::autoscale::{
+    AutoscaleSpec, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand, StepChange,
+    Weekdays,
 };
 use proptest::prelude::*;
 use std::time::Duration;
 
 // === generators ===
 
-fn some_targets() -> impl Strategy<Value = Targets> {
+fn some_targets() -> impl Strategy<Value = ScaleTargets> {
     let t = || prop::option::of(0.05f64..100.0);
     (t(), t(), t(), t(), prop::option::of(1u64..2000))
-        .prop_map(|(concurrency, rps, cpu, memory, ms)| Targets {
+        .prop_map(|(concurrency, rps, cpu, memory, ms)| ScaleTargets {
             concurrency,
             rps,
             cpu,
@@ -25,11 +26,11 @@ fn some_targets() -> impl Strategy<Value = Targets> {
         .prop_filter("at least one target", |t| t.iter().next().is_some())
 }
 
-fn metric() -> impl Strategy<Value = Metric> {
-    prop::sample::select(Metric::ALL.to_vec())
+fn metric() -> impl Strategy<Value = ScaleMetric> {
+    prop::sample::select(ScaleMetric::ALL.to_vec())
 }
 
-fn policy() -> impl Strategy<Value = Policy> {
+fn policy() -> impl Strategy<Value = ScalePolicy> {
     let step = (
         metric(),
         prop::collection::vec((0.0f64..5.0, 0u32..4, 1u32..5), 1..4),
@@ -40,32 +41,36 @@ fn policy() -> impl Strategy<Value = Policy> {
                 .into_iter()
                 .map(|(width, kind, n)| {
                     let change = match kind {
-                        0 => Change::Add(n),
-                        1 => Change::Remove(n),
-                        2 => Change::Percent(f64::from(n) * 30.0),
-                        _ => Change::Percent(-f64::from(n) * 20.0),
+                        0 => StepChange::Add(n),
+                        1 => StepChange::Remove(n),
+                        2 => StepChange::Percent(f64::from(n) * 30.0),
+                        _ => StepChange::Percent(-f64::from(n) * 20.0),
                     };
-                    let band = Band {
+                    let to = from + width + 0.01;
+                    let band = StepBand {
                         from,
-                        to: from + width + 0.01,
+                        to: Some(to),
                         change,
                     };
-                    from = band.to;
+                    from = to;
                     band
                 })
                 .collect();
-            Policy::Step { metric, bands }
+            ScalePolicy::Step {
+                metric,
+                steps: bands,
+            }
         });
     let linear =
         (metric(), 0.0f64..10.0, 0.01f64..10.0, 1u32..6).prop_map(|(metric, low, width, step)| {
-            Policy::Linear {
+            ScalePolicy::Linear {
                 metric,
                 low,
                 high: low + width,
                 step,
             }
         });
-    let flat = prop_oneof![3 => Just(Policy::Target), 1 => step, 1 => linear];
+    let flat = prop_oneof![3 => Just(ScalePolicy::Target), 1 => step, 1 => linear];
     let window = (
         0u8..128,
         0u16..1440,
@@ -75,8 +80,8 @@ fn policy() -> impl Strategy<Value = Policy> {
         0u32..30,
     )
         .prop_map(
-            |(days, start, len, utc_offset_minutes, min, extra)| Window {
-                days: Days(days | 1),
+            |(days, start, len, utc_offset_minutes, min, extra)| ScheduleWindow {
+                days: Weekdays(days | 1),
                 start,
                 end: (start + len) % 1440,
                 utc_offset_minutes,
@@ -84,19 +89,15 @@ fn policy() -> impl Strategy<Value = Policy> {
                 max: min + extra,
             },
         );
+    // A schedule tracks the targets inside its windows.
     let schedule =
-        (prop::collection::vec(window, 1..3), flat.clone()).prop_map(|(windows, inner)| {
-            Policy::Schedule {
-                windows,
-                inner: Box::new(inner),
-            }
-        });
+        prop::collection::vec(window, 1..3).prop_map(|windows| ScalePolicy::Schedule { windows });
     prop_oneof![4 => flat, 1 => schedule]
 }
 
-fn config() -> impl Strategy<Value = Config> {
+fn config() -> impl Strategy<Value = AutoscaleSpec> {
     (0u32..5, 0u32..40, some_targets(), policy()).prop_map(|(min, extra, targets, policy)| {
-        let mut c = Config::new(min, min + extra, targets);
+        let mut c = AutoscaleSpec::new(min, min + extra, targets);
         c.policy = policy;
         c
     })
@@ -129,9 +130,9 @@ fn now(t: u64) -> Now {
 /// Constant load on one metric: the first `seconds` at `before`, then at `after`; instances
 /// ready at once. The decisions from the step on.
 fn step_response(
-    config: &Config,
+    config: &AutoscaleSpec,
     current: u32,
-    metric: Metric,
+    metric: ScaleMetric,
     before: f64,
     after: f64,
 ) -> Vec<u32> {
@@ -143,7 +144,7 @@ fn step_response(
         let v = if s <= 120 { before } else { after };
         let at = Duration::from_secs(s);
         let mut values = vec![None; 5];
-        values[Metric::ALL.iter().position(|&m| m == metric).unwrap()] = Some(v);
+        values[ScaleMetric::ALL.iter().position(|&m| m == metric).unwrap()] = Some(v);
         metrics.push(sample(at, &(values, 1)));
         let d = decide(config, &mut state, &metrics, current, Now::unix(at));
         current = d.desired;
@@ -154,18 +155,18 @@ fn step_response(
     out
 }
 
-fn rps_config(min: u32, extra: u32, target: f64) -> Config {
-    Config::new(
+fn rps_config(min: u32, extra: u32, target: f64) -> AutoscaleSpec {
+    AutoscaleSpec::new(
         min,
         min + extra,
-        Targets {
+        ScaleTargets {
             rps: Some(target),
-            ..Targets::default()
+            ..ScaleTargets::default()
         },
     )
 }
 
-fn value_at_target(metric: Metric, target: f64, count: u32) -> f64 {
+fn value_at_target(metric: ScaleMetric, target: f64, count: u32) -> f64 {
     if metric.is_total() {
         target * f64::from(count)
     } else {
@@ -174,10 +175,10 @@ fn value_at_target(metric: Metric, target: f64, count: u32) -> f64 {
 }
 
 /// The metric's value in a [`Sample`] built by [`sample`] from `v`.
-fn raw(metric: Metric, v: f64) -> f64 {
+fn raw(metric: ScaleMetric, v: f64) -> f64 {
     match metric {
-        Metric::Cpu | Metric::Memory => v * 100.0,
-        Metric::LatencyP95 => v * 1000.0,
+        ScaleMetric::Cpu | ScaleMetric::Memory => v * 100.0,
+        ScaleMetric::LatencyP95 => v * 1000.0,
         _ => v,
     }
 }
@@ -221,15 +222,15 @@ proptest! {
         below in 0u32..50,
         above in 0u32..50,
     ) {
-        let mut targets = Targets::default();
+        let mut targets = ScaleTargets::default();
         match metric {
-            Metric::Concurrency => targets.concurrency = Some(target),
-            Metric::Rps => targets.rps = Some(target),
-            Metric::Cpu => targets.cpu = Some(target),
-            Metric::Memory => targets.memory = Some(target),
-            Metric::LatencyP95 => targets.latency_p95 = Some(Duration::from_secs_f64(target)),
+            ScaleMetric::Concurrency => targets.concurrency = Some(target),
+            ScaleMetric::Rps => targets.rps = Some(target),
+            ScaleMetric::Cpu => targets.cpu = Some(target),
+            ScaleMetric::Memory => targets.memory = Some(target),
+            ScaleMetric::LatencyP95 => targets.latency_p95 = Some(Duration::from_secs_f64(target)),
         }
-        let config = Config::new(count.saturating_sub(below), count + above, targets);
+        let config = AutoscaleSpec::new(count.saturating_sub(below), count + above, targets);
         let load = raw(metric, value_at_target(metric, target, count) * (1.0 + off));
         let response = step_response(&config, count, metric, load, load);
         prop_assert!(response.iter().all(|&d| d == count), "{:?}", response);
@@ -248,7 +249,7 @@ proptest! {
     ) {
         let config = rps_config(min, extra, target);
         let current = current.clamp(min.max(1), min + extra);
-        let response = step_response(&config, current, Metric::Rps, before, after);
+        let response = step_response(&config, current, ScaleMetric::Rps, before, after);
         let up = after >= before;
         for (s, w) in response.windows(2).enumerate() {
             let ok = if up { w[1] >= w[0] } else { w[1] <= w[0] };

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{desired, rps_sample, rps_target, Sim};
-use ebb_autoscaler::{demand, Config, Sample, Targets};
+use ebb_autoscaler::{demand, Sample};
+use ebb_core::autoscale::{AutoscaleSpec, ScaleTargets};
 use std::time::Duration;
 
 #[test]
@@ -19,12 +20,12 @@ fn load_at_target_keeps_the_count() {
 
 #[test]
 fn the_reason_shows_the_inputs_of_a_panic() {
-    let config = Config::new(
+    let config = AutoscaleSpec::new(
         1,
         20,
-        Targets {
+        ScaleTargets {
             concurrency: Some(10.0),
-            ..Targets::default()
+            ..ScaleTargets::default()
         },
     );
     let mut sim = Sim::new(config, 1);
@@ -151,13 +152,13 @@ fn the_rate_limited_reason_says_so() {
 
 #[test]
 fn several_targets_the_largest_proposal_wins() {
-    let config = Config::new(
+    let config = AutoscaleSpec::new(
         1,
         20,
-        Targets {
+        ScaleTargets {
             concurrency: Some(10.0),
             rps: Some(5.0),
-            ..Targets::default()
+            ..ScaleTargets::default()
         },
     );
     let mut sim = Sim::new(config, 6);

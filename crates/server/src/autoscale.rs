@@ -12,9 +12,7 @@
 use crate::keys::{self, Versioned};
 use crate::routing::Router;
 use crate::{lock, now_ms, Server};
-use ebb_autoscaler::{
-    burst, decide, demand, Config, Decision, Metrics, Now, Reading, Sample, State,
-};
+use ebb_autoscaler::{burst, decide, demand, Decision, Metrics, Now, Reading, Sample, State};
 use ebb_core::{Event, EventKind, ServiceSpec};
 use ebb_store::{Expect, StoreError};
 use std::collections::HashMap;
@@ -50,8 +48,8 @@ fn sum(total: Option<f64>, term: Option<f64>) -> Option<f64> {
 /// One autoscaled service as the loop tracks it.
 struct Scaled {
     /// The autoscale settings the state was built for; new settings start afresh.
+    /// The service's autoscale settings: the policy's input as the deploy file gave it.
     spec: ebb_core::AutoscaleSpec,
-    config: Config,
     metrics: Metrics,
     state: State,
     /// The last decision's reason, shown by `ebb status`.
@@ -100,11 +98,9 @@ impl Autoscaler {
                 .get(&v.value.name)
                 .is_none_or(|s| &s.spec != wanted);
             if fresh {
-                let config = crate::autoscale_config::config(wanted);
                 let scaled = Scaled {
+                    metrics: Metrics::for_config(wanted),
                     spec: wanted.clone(),
-                    metrics: Metrics::for_config(&config),
-                    config,
                     state: State::default(),
                     last_reason: None,
                     marks: std::collections::VecDeque::with_capacity(BURST_MARKS),
@@ -146,7 +142,7 @@ impl Autoscaler {
             // The policy compares load with the instances serving it: the routed ones (a
             // service without a port has no router view; its count stands in).
             let ready = self.router.routed_count(&name).unwrap_or(v.value.instances);
-            let decision = decide(&s.config, &mut s.state, &s.metrics, ready, now);
+            let decision = decide(&s.spec, &mut s.state, &s.metrics, ready, now);
             self.apply(v, decision)?;
         }
         Ok(())
@@ -163,7 +159,7 @@ impl Autoscaler {
             let Some(s) = self.services.get_mut(&v.value.name) else {
                 continue;
             };
-            if let Some(decision) = demand(&s.config, &mut s.state, 0, now) {
+            if let Some(decision) = demand(&s.spec, &mut s.state, 0, now) {
                 self.apply(v, decision)?;
             }
         }
@@ -201,7 +197,7 @@ impl Autoscaler {
                 concurrency: Some(w.concurrency),
                 rps: Some(w.rps),
             };
-            if let Some(d) = burst(&s.config, &mut s.state, &reading, ready, now) {
+            if let Some(d) = burst(&s.spec, &mut s.state, &reading, ready, now) {
                 scaling.push((name.clone(), d));
             }
         }

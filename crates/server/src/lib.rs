@@ -8,7 +8,6 @@
 pub mod api;
 pub mod auth;
 pub mod autoscale;
-mod autoscale_config;
 pub mod controller;
 pub mod events;
 pub mod keys;

@@ -445,6 +445,8 @@ idle_timeout = "15m"
                 panic_window: Duration::from_secs(10),
                 scale_down_delay: Duration::from_secs(300),
                 idle_timeout: Duration::from_secs(900),
+                // Not in deploy files: the defaults.
+                ..AutoscaleSpec::new(0, 0, ScaleTargets::default())
             }
         );
     }
@@ -774,4 +776,34 @@ fn without_constraints_and_placement_any_node_and_binpack_and_the_version_is_unc
     let tight = parse("[services.web]\ncommand = [\"a\"]\nconstraints = [\"zone=a\"]\n");
     assert_eq!(spaced[0].version(), tight[0].version());
     assert_ne!(plain[0].version(), tight[0].version());
+}
+
+/// Every policy a deploy file can write comes out of the parser as a spec the one validator
+/// (`AutoscaleSpec::problems`, which the autoscaler relies on) accepts, with the file's values.
+#[test]
+fn a_parsed_autoscale_table_is_a_valid_policy_config() {
+    let tables = [
+        "min = 0\nmax = 20\nconcurrency = 10\nidle_timeout = \"2m\"\n",
+        "min = 1\nmax = 8\npolicy = \"step\"\nmetric = \"rps\"\nsteps = [ { from = 0.0, to = 10.0, change = \"-1\" }, { from = 50.0, change = \"+50%\" } ]\n",
+        "min = 1\nmax = 8\npolicy = \"linear\"\nmetric = \"concurrency\"\nlow = 5\nhigh = 20\nstep = 2\n",
+        "min = 1\nmax = 8\nrps = 50\npolicy = \"schedule\"\n[[services.web.autoscale.schedule]]\ndays = \"mon-fri\"\nhours = \"09:00-18:00\"\nmin = 3\n",
+    ];
+    for table in tables {
+        let text = format!(
+            "[services.web]\ncommand = [\"app\"]\nport = 8080\n[services.web.autoscale]\n{table}"
+        );
+        let specs =
+            ebb_spec::parse_str("web.toml", &text, std::path::Path::new("/")).expect("valid file");
+        let autoscale = specs[0].autoscale.as_ref().expect("autoscaled");
+        assert_eq!(autoscale.problems(&specs[0].resources, true), [], "{table}");
+    }
+    let specs = ebb_spec::parse_str(
+        "web.toml",
+        "[services.web]\ncommand = [\"app\"]\nport = 8080\n[services.web.autoscale]\nmax = 3\nconcurrency = 5\nidle_timeout = \"2m\"\n",
+        std::path::Path::new("/"),
+    )
+    .expect("valid file");
+    let autoscale = specs[0].autoscale.as_ref().expect("autoscaled");
+    assert_eq!(autoscale.idle_timeout, std::time::Duration::from_secs(120));
+    assert_eq!(autoscale.targets.concurrency, Some(5.0));
 }

@@ -1,7 +1,8 @@
 //! A manual-clock driver for the pure core: one sample and one decision per simulated second.
 #![allow(dead_code)] // each test file uses part of it
 
-use ebb_autoscaler::{decide, Config, Decision, Metrics, Now, Sample, State, Targets};
+use ebb_autoscaler::{decide, Decision, Metrics, Now, Sample, State};
+use ebb_core::autoscale::{AutoscaleSpec, ScaleTargets};
 use std::time::Duration;
 
 /// 2024-01-01T00:00:00Z, a Monday: the simulated clock starts here so schedules have a weekday.
@@ -10,7 +11,7 @@ pub const MONDAY_2024: Duration = Duration::from_secs(1_704_067_200);
 /// A service under the autoscaler, with instances ready the moment they are asked for unless
 /// `current` is set by hand.
 pub struct Sim {
-    pub config: Config,
+    pub config: AutoscaleSpec,
     pub state: State,
     pub metrics: Metrics,
     pub current: u32,
@@ -21,7 +22,7 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub fn new(config: Config, current: u32) -> Self {
+    pub fn new(config: AutoscaleSpec, current: u32) -> Self {
         let metrics = Metrics::for_config(&config);
         Sim {
             config,
@@ -74,13 +75,13 @@ pub fn rps_sample(s: Sample, rps: f64) -> Sample {
     }
 }
 
-pub fn rps_target(min: u32, max: u32, target: f64) -> Config {
-    Config::new(
+pub fn rps_target(min: u32, max: u32, target: f64) -> AutoscaleSpec {
+    AutoscaleSpec::new(
         min,
         max,
-        Targets {
+        ScaleTargets {
             rps: Some(target),
-            ..Targets::default()
+            ..ScaleTargets::default()
         },
     )
 }

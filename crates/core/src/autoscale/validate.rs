@@ -1,640 +1,12 @@
-//! A service's autoscaling settings: the resolved form of a deploy file's
-//! `[services.NAME.autoscale]` table.
-//!
-//! The server turns an [`AutoscaleSpec`] into the policy crate's `ebb_autoscaler::Config`; the
-//! concepts, names and defaults here mirror it. The settings are not part of
-//! [`ServiceSpec::version`](crate::ServiceSpec::version): changing the bounds or the targets
-//! never rolls instances.
-//!
-//! Problems are reported with the field as the deploy file spells it (`max`, `cpu`,
-//! `steps[1].from`, `schedule[0].hours`), also for specs that arrive as JSON.
+//! Validation of an [`AutoscaleSpec`]: every problem at once, each naming the field as the
+//! deploy file spells it, so the parser can point at file:line:col. The one validator of
+//! autoscale settings: the deploy-file parser, the API and the autoscaler all use it.
 
+use super::*;
 use crate::quantity::format_duration;
-use crate::service::{millis, Resources, MAX_INSTANCES};
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::time::Duration;
-
-// === defaults and limits ===
-
-/// Window over which load is averaged for ordinary decisions: Knative KPA's `stable-window`
-/// (DESIGN.md defaults; the autoscaler's default too).
-pub const DEFAULT_STABLE_WINDOW: Duration = Duration::from_secs(60);
-/// Short window that detects a surge: Knative KPA's `panic-window-percentage` of 10 % of the
-/// stable window (the autoscaler's default too).
-pub const DEFAULT_PANIC_WINDOW: Duration = Duration::from_secs(6);
-/// A scale-down takes the highest recommendation of this last stretch. Kubernetes HPA uses
-/// 300 s, which users find slow to give capacity back; 60 s matches the stable window
-/// (the autoscaler's default too).
-pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
-/// A `min = 0` service goes to zero after this long without a request: the scale-down period
-/// of the KEDA HTTP add-on; the first request afterwards is held, not refused.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Longest `stable_window`, `panic_window` and `scale_down_delay`: one hour. The autoscaler
-/// keeps one sample per second of its windows, and a window longer than an hour no longer
-/// follows load at all; more is surely a typo.
-pub const MAX_SCALE_WINDOW: Duration = Duration::from_secs(3600);
-/// Longest `idle_timeout`: one day. A service idle for longer than that may as well keep
-/// `min = 1`; more is surely a typo.
-pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(86_400);
-/// Real UTC offsets run from −12:00 to +14:00; a schedule window's `utc_offset` may be up to
-/// this many minutes either way (as `ebb_autoscaler`'s windows).
-pub const MAX_UTC_OFFSET_MINUTES: i32 = 14 * 60;
-/// Minutes in a day: a window's `end` may be this (24:00, the end of the day).
-pub const MINUTES_PER_DAY: u16 = 24 * 60;
-/// Names of the scaling policies, as deploy files write them.
-pub const SCALE_POLICIES: [&str; 4] = ["target", "step", "linear", "schedule"];
-/// Names of the metrics the autoscaler can follow, as deploy files write them.
-pub const SCALE_METRICS: [&str; 5] = ["concurrency", "rps", "cpu", "memory", "latency_p95"];
-
-fn default_stable_window() -> Duration {
-    DEFAULT_STABLE_WINDOW
-}
-fn default_panic_window() -> Duration {
-    DEFAULT_PANIC_WINDOW
-}
-fn default_scale_down_delay() -> Duration {
-    DEFAULT_SCALE_DOWN_DELAY
-}
-fn default_idle_timeout() -> Duration {
-    DEFAULT_IDLE_TIMEOUT
-}
-
-// === the spec ===
-
-/// How a service's instance count follows its load, between `min` and `max`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AutoscaleSpec {
-    /// Fewest instances; 0 allows scale to zero after `idle_timeout`.
-    #[serde(default)]
-    pub min: u32,
-    /// Most instances; at least 1 and at most [`MAX_INSTANCES`].
-    #[serde(default)]
-    pub max: u32,
-    /// Per-instance targets of policies `target` and `schedule`.
-    #[serde(default)]
-    pub targets: ScaleTargets,
-    #[serde(default)]
-    pub policy: ScalePolicy,
-    /// See [`DEFAULT_STABLE_WINDOW`].
-    #[serde(with = "millis", default = "default_stable_window")]
-    pub stable_window: Duration,
-    /// See [`DEFAULT_PANIC_WINDOW`]; shorter than `stable_window`.
-    #[serde(with = "millis", default = "default_panic_window")]
-    pub panic_window: Duration,
-    /// See [`DEFAULT_SCALE_DOWN_DELAY`].
-    #[serde(with = "millis", default = "default_scale_down_delay")]
-    pub scale_down_delay: Duration,
-    /// See [`DEFAULT_IDLE_TIMEOUT`]; applies while the lower bound is 0.
-    #[serde(with = "millis", default = "default_idle_timeout")]
-    pub idle_timeout: Duration,
-}
-
-/// The floats of a spec are finite: JSON cannot carry NaN, and [`AutoscaleSpec::problems`]
-/// refuses it. So equality is reflexive, and [`crate::ServiceSpec`] stays `Eq`.
-impl Eq for AutoscaleSpec {}
-
-/// Target value per instance of each tracked metric; several targets: the largest proposal wins.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct ScaleTargets {
-    /// Requests in flight per instance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<f64>,
-    /// Requests per second per instance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rps: Option<f64>,
-    /// CPU use per instance as a fraction of its reservation (0.7 = 70 %), in (0, 1].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<f64>,
-    /// Memory use per instance as a fraction of its reservation, in (0, 1].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<f64>,
-    /// 95th percentile latency of the service.
-    #[serde(default, with = "opt_millis", skip_serializing_if = "Option::is_none")]
-    pub latency_p95: Option<Duration>,
-}
-
-impl ScaleTargets {
-    /// The target of `metric`, latency in seconds.
-    pub fn get(&self, metric: ScaleMetric) -> Option<f64> {
-        match metric {
-            ScaleMetric::Concurrency => self.concurrency,
-            ScaleMetric::Rps => self.rps,
-            ScaleMetric::Cpu => self.cpu,
-            ScaleMetric::Memory => self.memory,
-            ScaleMetric::LatencyP95 => self.latency_p95.map(|d| d.as_secs_f64()),
-        }
-    }
-
-    /// The metrics that have a target, with it (latency in seconds).
-    pub fn iter(&self) -> impl Iterator<Item = (ScaleMetric, f64)> + '_ {
-        ScaleMetric::ALL
-            .into_iter()
-            .filter_map(|m| self.get(m).map(|t| (m, t)))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.iter().next().is_none()
-    }
-}
-
-/// A load signal the autoscaler can follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ScaleMetric {
-    /// Requests in flight, measured by the service's load balancer.
-    Concurrency,
-    /// Requests per second, measured by the load balancer.
-    Rps,
-    /// CPU use as a fraction of the reservation, measured by the agents.
-    Cpu,
-    /// Memory use as a fraction of the reservation, measured by the agents.
-    Memory,
-    /// 95th percentile latency (in seconds where a plain number is needed), from the load
-    /// balancer.
-    LatencyP95,
-}
-
-impl ScaleMetric {
-    /// Every metric, in the order of [`SCALE_METRICS`].
-    pub const ALL: [ScaleMetric; 5] = [
-        ScaleMetric::Concurrency,
-        ScaleMetric::Rps,
-        ScaleMetric::Cpu,
-        ScaleMetric::Memory,
-        ScaleMetric::LatencyP95,
-    ];
-
-    /// The name used in deploy files.
-    pub fn name(self) -> &'static str {
-        SCALE_METRICS[self as usize]
-    }
-
-    pub fn parse(name: &str) -> Result<ScaleMetric, String> {
-        ScaleMetric::ALL
-            .into_iter()
-            .find(|m| m.name() == name)
-            .ok_or_else(|| {
-                format!(
-                    "unknown metric {name:?}: use one of {}",
-                    SCALE_METRICS.join(", ")
-                )
-            })
-    }
-
-    /// True for the metrics the load balancer measures: they need the service to be routed.
-    pub fn from_router(self) -> bool {
-        !matches!(self, ScaleMetric::Cpu | ScaleMetric::Memory)
-    }
-}
-
-/// How the desired count follows the metrics.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum ScalePolicy {
-    /// Target tracking (Kubernetes HPA + Knative KPA) on [`AutoscaleSpec::targets`].
-    #[default]
-    Target,
-    /// Bands of the per-instance value of `metric`; the band the value is in changes the count.
-    Step {
-        metric: ScaleMetric,
-        /// Ordered and not overlapping; no band for a value: no change.
-        steps: Vec<StepBand>,
-    },
-    /// Below `low` hold; from `low` to `high` add a share of `step` growing with the value; at
-    /// and above `high` add `step`.
-    Linear {
-        metric: ScaleMetric,
-        low: f64,
-        high: f64,
-        step: u32,
-    },
-    /// Time windows that set `min` and `max` (the first open one wins; none: the spec's own);
-    /// target tracking on [`AutoscaleSpec::targets`] within them.
-    Schedule { windows: Vec<ScheduleWindow> },
-}
-
-impl ScalePolicy {
-    /// The deploy-file name of the policy.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ScalePolicy::Target => "target",
-            ScalePolicy::Step { .. } => "step",
-            ScalePolicy::Linear { .. } => "linear",
-            ScalePolicy::Schedule { .. } => "schedule",
-        }
-    }
-}
-
-/// One band of a step policy: while the metric is in `[from, to)`, apply `change`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct StepBand {
-    /// Lowest value in the band (latency in seconds).
-    pub from: f64,
-    /// First value above the band; `None`: no upper end.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<f64>,
-    pub change: StepChange,
-}
-
-/// A change of the count relative to the ready instances; written `"+2"`, `"-1"`, `"+50%"`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum StepChange {
-    /// Add this many instances.
-    Add(u32),
-    /// Remove this many instances.
-    Remove(u32),
-    /// Add (positive) or remove (negative) this percentage of the ready instances, at least one.
-    Percent(f64),
-}
-
-impl StepChange {
-    /// Parses `"+N"`, `"-N"`, `"+P%"` or `"-P%"`.
-    pub fn parse(text: &str) -> Result<StepChange, String> {
-        let bad = || {
-            format!(
-                "invalid change {text:?}: expected \"+N\" or \"-N\" instances, or \"+P%\" or \
-                 \"-P%\" of the ready instances, e.g. \"+2\" or \"-25%\""
-            )
-        };
-        let s = text.trim();
-        let (sign, rest) = match s.split_at_checked(1) {
-            Some(("+", rest)) => (1.0, rest),
-            Some(("-", rest)) => (-1.0, rest),
-            _ if s.trim_end_matches('%').parse::<f64>().is_ok() => {
-                return Err(format!(
-                    "change {text:?} needs a sign: \"+{s}\" adds instances, \"-{s}\" removes them"
-                ))
-            }
-            _ => return Err(bad()),
-        };
-        if let Some(number) = rest.strip_suffix('%') {
-            let p: f64 = number.trim().parse().map_err(|_| bad())?;
-            if !(p.is_finite() && p > 0.0) {
-                return Err(format!("change {text:?}: a percentage must be above 0"));
-            }
-            if sign < 0.0 && p > 100.0 {
-                return Err(format!(
-                    "change {text:?}: cannot remove more than 100 % of the instances"
-                ));
-            }
-            return Ok(StepChange::Percent(sign * p));
-        }
-        let n: u32 = rest.parse().map_err(|_| bad())?;
-        if n == 0 {
-            return Err(format!(
-                "change {text:?} does nothing: change by at least 1"
-            ));
-        }
-        if n > MAX_INSTANCES {
-            return Err(format!(
-                "change {text:?} is more than the limit of {MAX_INSTANCES} instances"
-            ));
-        }
-        Ok(if sign > 0.0 {
-            StepChange::Add(n)
-        } else {
-            StepChange::Remove(n)
-        })
-    }
-
-    /// Why the change is not valid, if it is not (for values built without [`StepChange::parse`]).
-    fn problem(self) -> Option<String> {
-        match self {
-            StepChange::Add(0) | StepChange::Remove(0) => {
-                Some("must change by at least 1 instance".into())
-            }
-            StepChange::Add(n) | StepChange::Remove(n) if n > MAX_INSTANCES => Some(format!(
-                "{n} instances is more than the limit of {MAX_INSTANCES}"
-            )),
-            StepChange::Percent(p) if !(p.is_finite() && p != 0.0 && p >= -100.0) => Some(format!(
-                "a percentage must be non-zero and at least -100, got {p}"
-            )),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for StepChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            StepChange::Add(n) => write!(f, "+{n}"),
-            StepChange::Remove(n) => write!(f, "-{n}"),
-            StepChange::Percent(p) if p < 0.0 => write!(f, "{p}%"),
-            StepChange::Percent(p) => write!(f, "+{p}%"),
-        }
-    }
-}
-
-impl TryFrom<String> for StepChange {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        StepChange::parse(&s)
-    }
-}
-
-impl From<StepChange> for String {
-    fn from(c: StepChange) -> String {
-        c.to_string()
-    }
-}
-
-// === schedules ===
-
-/// A recurring stretch of time with its own bounds, in a fixed UTC offset. Mirrors
-/// `ebb_autoscaler::Window`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScheduleWindow {
-    /// Local days on which the window opens. Written `days = "mon-fri"`.
-    #[serde(default)]
-    pub days: Weekdays,
-    /// Local opening time, minutes since midnight. With `end`, written `hours = "09:00-18:00"`.
-    #[serde(default)]
-    pub start: u16,
-    /// Local closing time, minutes since midnight, exclusive; up to [`MINUTES_PER_DAY`] (24:00).
-    /// Below `start`, the window runs over midnight (`"22:00-06:00"`).
-    #[serde(default = "end_of_day")]
-    pub end: u16,
-    /// Local time = UTC + this many minutes. Written `utc_offset = "+01:00"`.
-    #[serde(default)]
-    pub utc_offset_minutes: i32,
-    /// Fewest instances while the window is open.
-    #[serde(default)]
-    pub min: u32,
-    /// Most instances while the window is open.
-    #[serde(default)]
-    pub max: u32,
-}
-
-fn end_of_day() -> u16 {
-    MINUTES_PER_DAY
-}
-
-impl ScheduleWindow {
-    /// Problems as (field, message), the field as the deploy file spells it.
-    fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if self.days.0 & Weekdays::ALL.0 == 0 {
-            out.push((
-                "days",
-                "no day selected: list at least one of mon..sun".into(),
-            ));
-        }
-        if self.start >= MINUTES_PER_DAY || self.end > MINUTES_PER_DAY {
-            out.push((
-                "hours",
-                format!(
-                    "{}-{} minutes is not a time of day: use \"HH:MM-HH:MM\" from 00:00 to 24:00",
-                    self.start, self.end
-                ),
-            ));
-        } else if self.start == self.end {
-            out.push((
-                "hours",
-                format!(
-                    "{} is empty: it ends when it starts; for the whole day leave `hours` out",
-                    format_hours(self.start, self.end)
-                ),
-            ));
-        }
-        if self.utc_offset_minutes.abs() > MAX_UTC_OFFSET_MINUTES {
-            out.push((
-                "utc_offset",
-                format!(
-                    "{} is outside -12:00 .. +14:00",
-                    format_utc_offset(self.utc_offset_minutes)
-                ),
-            ));
-        }
-        if let Some((field, message)) = bounds_problem(self.min, self.max) {
-            out.push((field, message));
-        }
-        out
-    }
-}
-
-/// `mon-fri 09:00-18:00 UTC+01:00`
-impl fmt::Display for ScheduleWindow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} UTC{}",
-            self.days,
-            format_hours(self.start, self.end),
-            format_utc_offset(self.utc_offset_minutes)
-        )
-    }
-}
-
-/// A set of weekdays, bit 0 = Monday … bit 6 = Sunday (`ebb_autoscaler::Days` is this type). Written
-/// `"mon-fri"`, `"sat,sun"`, `"fri-mon"` (ranges wrap), `"daily"` or `"*"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Weekdays(pub u8);
-
-const DAY_NAMES: [&str; 7] = [
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-];
-
-impl Weekdays {
-    pub const WEEKDAYS: Weekdays = Weekdays(0b001_1111);
-    pub const WEEKEND: Weekdays = Weekdays(0b110_0000);
-    pub const ALL: Weekdays = Weekdays(0b111_1111);
-
-    /// Whether `weekday` (0 = Monday … 6 = Sunday) is in the set.
-    pub fn contains(self, weekday: u8) -> bool {
-        weekday < 7 && self.0 & (1 << weekday) != 0
-    }
-
-    pub fn parse(text: &str) -> Result<Weekdays, String> {
-        let lower = text.trim().to_ascii_lowercase();
-        match lower.as_str() {
-            "daily" | "*" => return Ok(Weekdays::ALL),
-            "weekdays" => return Ok(Weekdays::WEEKDAYS),
-            "weekend" | "weekends" => return Ok(Weekdays::WEEKEND),
-            _ => {}
-        }
-        let day = |word: &str| {
-            let word = word.trim();
-            (word.len() >= 3)
-                .then(|| DAY_NAMES.iter().position(|d| d.starts_with(word)))
-                .flatten()
-                .map(|i| i as u8)
-                .ok_or_else(|| {
-                    format!(
-                        "unknown day {word:?} in {text:?}: use mon, tue, wed, thu, fri, sat, \
-                         sun, ranges like \"mon-fri\", lists like \"sat,sun\", or \"daily\""
-                    )
-                })
-        };
-        let mut bits = 0u8;
-        for part in lower.split(',') {
-            match part.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b) = (day(a)?, day(b)?);
-                    let mut d = a;
-                    loop {
-                        bits |= 1 << d;
-                        if d == b {
-                            break;
-                        }
-                        d = (d + 1) % 7;
-                    }
-                }
-                None => bits |= 1 << day(part)?,
-            }
-        }
-        Ok(Weekdays(bits))
-    }
-}
-
-impl Default for Weekdays {
-    fn default() -> Self {
-        Weekdays::ALL
-    }
-}
-
-/// `daily`, or runs of days: `mon-fri`, `sat,sun`, `mon,wed-fri`.
-impl fmt::Display for Weekdays {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if *self == Weekdays::ALL {
-            return f.write_str("daily");
-        }
-        let short = |d: u8| &DAY_NAMES[usize::from(d)][..3];
-        let mut parts = Vec::new();
-        let mut d = 0;
-        while d < 7 {
-            if !self.contains(d) {
-                d += 1;
-                continue;
-            }
-            let start = d;
-            while d + 1 < 7 && self.contains(d + 1) {
-                d += 1;
-            }
-            match d - start {
-                0 => parts.push(short(start).to_string()),
-                1 => parts.push(format!("{},{}", short(start), short(d))),
-                _ => parts.push(format!("{}-{}", short(start), short(d))),
-            }
-            d += 1;
-        }
-        f.write_str(&parts.join(","))
-    }
-}
-
-impl TryFrom<String> for Weekdays {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Weekdays::parse(&s)
-    }
-}
-
-impl From<Weekdays> for String {
-    fn from(d: Weekdays) -> String {
-        d.to_string()
-    }
-}
-
-/// Parses `"09:00-18:00"` into minutes since midnight (start, end); the end may be `24:00`.
-/// An end before the start runs over midnight.
-pub fn parse_hours(text: &str) -> Result<(u16, u16), String> {
-    let bad = || {
-        format!(
-            "invalid hours {text:?}: expected \"HH:MM-HH:MM\" such as \"09:00-18:00\" (the end \
-             is exclusive; \"22:00-06:00\" runs over midnight)"
-        )
-    };
-    let (a, b) = text.split_once('-').ok_or_else(bad)?;
-    let time = |t: &str, latest: u16| {
-        let (h, m) = t.trim().split_once(':')?;
-        let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-        if !(1..=2).contains(&h.len()) || m.len() != 2 || !digits(h) || !digits(m) {
-            return None;
-        }
-        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-        let minutes = h * 60 + m;
-        (m < 60 && minutes <= latest).then_some(minutes)
-    };
-    let start = time(a, MINUTES_PER_DAY - 1).ok_or_else(bad)?;
-    let end = time(b, MINUTES_PER_DAY).ok_or_else(bad)?;
-    Ok((start, end))
-}
-
-/// `09:00-18:00`, the form [`parse_hours`] reads.
-pub fn format_hours(start: u16, end: u16) -> String {
-    let hm = |t: u16| format!("{:02}:{:02}", t / 60, t % 60);
-    format!("{}-{}", hm(start), hm(end))
-}
-
-/// Parses a fixed UTC offset, `"+01:00"`, `"-05:30"`, `"+02"` or `"Z"`, into minutes.
-pub fn parse_utc_offset(text: &str) -> Result<i32, String> {
-    let s = text.trim();
-    let bad = || {
-        let names = if s.contains('/') || s.chars().all(|c| c.is_ascii_alphabetic()) {
-            " (time-zone names are not supported: their offset changes with daylight saving)"
-        } else {
-            ""
-        };
-        format!(
-            "invalid utc_offset {text:?}: expected a fixed offset such as \"+01:00\" or \
-             \"-05:30\"{names}"
-        )
-    };
-    if s.eq_ignore_ascii_case("z") || s.eq_ignore_ascii_case("utc") {
-        return Ok(0);
-    }
-    let (sign, rest) = match s.split_at_checked(1) {
-        Some(("+", rest)) => (1, rest),
-        Some(("-", rest)) => (-1, rest),
-        _ => return Err(bad()),
-    };
-    let (h, m) = rest.split_once(':').unwrap_or((rest, "00"));
-    let digits = |s: &str, len: usize| s.len() == len && s.chars().all(|c| c.is_ascii_digit());
-    if !digits(h, 2) || !digits(m, 2) {
-        return Err(bad());
-    }
-    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    let minutes = sign * (h * 60 + m);
-    if m >= 60 || minutes.abs() > MAX_UTC_OFFSET_MINUTES {
-        return Err(format!(
-            "utc_offset {text:?} is not a UTC offset: they run from -12:00 to +14:00"
-        ));
-    }
-    Ok(minutes)
-}
-
-/// `+01:00`, the form [`parse_utc_offset`] reads.
-pub fn format_utc_offset(minutes: i32) -> String {
-    let sign = if minutes < 0 { '-' } else { '+' };
-    let m = minutes.unsigned_abs();
-    format!("{sign}{:02}:{:02}", m / 60, m % 60)
-}
-
-// === validation ===
+use crate::service::Resources;
 
 impl AutoscaleSpec {
-    /// Target tracking between `min` and `max`, every other setting at its default.
-    pub fn new(min: u32, max: u32, targets: ScaleTargets) -> AutoscaleSpec {
-        AutoscaleSpec {
-            min,
-            max,
-            targets,
-            policy: ScalePolicy::Target,
-            stable_window: DEFAULT_STABLE_WINDOW,
-            panic_window: DEFAULT_PANIC_WINDOW,
-            scale_down_delay: DEFAULT_SCALE_DOWN_DELAY,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-        }
-    }
-
     /// Every problem as (field, message), the field relative to the autoscale table as the
     /// deploy file spells it (`max`, `steps[1].from`). `resources` are the service's (a cpu or
     /// memory metric is a fraction of them); `routed`: whether it has a public port (the load
@@ -668,6 +40,7 @@ impl AutoscaleSpec {
             }
         }
         self.window_problems(&mut err);
+        self.tuning_problems(&mut err);
         match &self.policy {
             ScalePolicy::Target | ScalePolicy::Schedule { .. } if self.targets.is_empty() => {
                 let policy = self.policy.name();
@@ -729,6 +102,36 @@ impl AutoscaleSpec {
         out
     }
 
+    /// The settings a deploy file does not expose, for specs that arrive as JSON or are built
+    /// by hand (tests, `ebb sim`).
+    fn tuning_problems(&self, err: &mut impl FnMut(&str, String)) {
+        if !(self.panic_threshold.is_finite() && self.panic_threshold > 1.0) {
+            let t = self.panic_threshold;
+            err("panic_threshold", format!("must be above 1.0, got {t}"));
+        }
+        if !(0.0..1.0).contains(&self.tolerance) {
+            let t = self.tolerance;
+            let message = format!("must be at least 0 and below 1, got {t}");
+            err("tolerance", message);
+        }
+        if self.scale_up.instances == 0 && self.scale_up.percent == 0 {
+            let message = "instances and percent are both 0: it could never scale up";
+            err("scale_up", message.into());
+        }
+        if self.scale_up.period.is_zero() {
+            err("scale_up.period", "must be longer than 0s".into());
+        } else if self.scale_up.period > MAX_SCALE_WINDOW {
+            let (d, max) = (
+                format_duration(self.scale_up.period),
+                format_duration(MAX_SCALE_WINDOW),
+            );
+            err(
+                "scale_up.period",
+                format!("{d} is more than the limit of {max}"),
+            );
+        }
+    }
+
     fn window_problems(&self, err: &mut impl FnMut(&str, String)) {
         let limited = [
             ("stable_window", self.stable_window, MAX_SCALE_WINDOW),
@@ -760,7 +163,7 @@ impl AutoscaleSpec {
 }
 
 /// Why `max` or `min` is out of bounds, if one is.
-fn bounds_problem(min: u32, max: u32) -> Option<(&'static str, String)> {
+pub(super) fn bounds_problem(min: u32, max: u32) -> Option<(&'static str, String)> {
     if max == 0 {
         Some((
             "max",
@@ -844,23 +247,6 @@ fn step_problems(steps: &[StepBand], err: &mut impl FnMut(&str, String)) {
         if let Some(message) = b.change.problem() {
             err(&field("change"), message);
         }
-    }
-}
-
-/// Serde helper: an `Option<Duration>` as integer milliseconds in JSON (`null` for none).
-pub mod opt_millis {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 
