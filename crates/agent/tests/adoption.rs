@@ -79,7 +79,7 @@ async fn a_recorded_process_that_died_meanwhile_is_started_again() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    wait_for("the recorded process to die", || {
+    eventually("the recorded process to die", DEADLINE, || {
         (!alive(pid)).then_some(())
     })
     .await;

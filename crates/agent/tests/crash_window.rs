@@ -100,8 +100,11 @@ async fn an_unrecorded_process_in_an_ebb_cgroup_is_killed_when_the_next_agent_st
     }
 
     let second = Harness::start(dir.path());
-    wait_for("the unrecorded process to be killed", || stray.ended()).await;
-    wait_for("its groups to be removed", || {
+    eventually("the unrecorded process to be killed", DEADLINE, || {
+        stray.ended()
+    })
+    .await;
+    eventually("its groups to be removed", DEADLINE, || {
         groups.0.iter().all(|g| !g.exists()).then_some(())
     })
     .await;
@@ -122,7 +125,7 @@ async fn an_unrecorded_process_marked_with_the_agent_id_is_killed_and_others_are
     ]);
 
     let _second = Harness::start(dir.path());
-    wait_for("the marked process to be killed", || ours.ended()).await;
+    eventually("the marked process to be killed", DEADLINE, || ours.ended()).await;
     // The sweep ran inside `start`: what it spared is spared for good.
     assert!(
         another_agents.ended().is_none(),
@@ -147,7 +150,7 @@ async fn an_agent_that_died_before_recording_a_start_leaves_no_orphan_and_no_dup
     std::fs::write(dir.path().join("instances.json"), r#"{"instances":{}}"#).unwrap();
 
     let second = Harness::start(dir.path());
-    wait_for("the unrecorded process to be killed", || {
+    eventually("the unrecorded process to be killed", DEADLINE, || {
         (!alive(old)).then_some(())
     })
     .await;
@@ -170,7 +173,7 @@ async fn a_burst_of_starts_writes_the_state_file_a_few_times_not_once_per_start(
         .map(|i| assignment(&format!("burst-{i}"), &["sleep", "1000"]))
         .collect();
     h.sup().apply(&set);
-    let pids: BTreeMap<String, u64> = wait_for("all instances running", || {
+    let pids: BTreeMap<String, u64> = eventually("all instances running", DEADLINE, || {
         let statuses = h.sup().statuses();
         let pids: BTreeMap<String, u64> = statuses
             .iter()
@@ -179,7 +182,7 @@ async fn a_burst_of_starts_writes_the_state_file_a_few_times_not_once_per_start(
         (pids.len() == N).then_some(pids)
     })
     .await;
-    wait_for("the state file to list every process", || {
+    eventually("the state file to list every process", DEADLINE, || {
         (recorded(dir.path()) == pids).then_some(())
     })
     .await;
@@ -207,7 +210,7 @@ async fn a_simulated_crash_right_after_starts_leaves_every_process_on_disk() {
         .map(|i| assignment(&format!("crash-flush-{i}"), &["sleep", "1000"]))
         .collect();
     first.sup().apply(&set);
-    let pids: BTreeMap<String, u64> = wait_for("all instances running", || {
+    let pids: BTreeMap<String, u64> = eventually("all instances running", DEADLINE, || {
         let pids: BTreeMap<String, u64> = first
             .sup()
             .statuses()

@@ -184,7 +184,7 @@ async fn stop_ends_the_whole_process_tree() {
             .ok()?;
         (pgrp == pid).then_some(())
     };
-    wait_for("the child to leave the process group", || {
+    eventually("the child to leave the process group", DEADLINE, || {
         escaped(children[1])
     })
     .await;
@@ -252,7 +252,7 @@ async fn removing_an_instance_from_the_set_stops_it_and_deletes_its_logs() {
         .unwrap();
     assert_eq!(h.sup().log_files("life-rm").len(), 1);
     h.sup().apply(&[]);
-    wait_for("the instance to be forgotten", || {
+    eventually("the instance to be forgotten", DEADLINE, || {
         h.status("life-rm").is_none().then_some(())
     })
     .await;
@@ -260,7 +260,7 @@ async fn removing_an_instance_from_the_set_stops_it_and_deletes_its_logs() {
     assert!(h.sup().log_files("life-rm").is_empty());
     // The state file is rewritten off the stop path, coalesced: wait for the write, not the stop.
     let state_file = dir.path().join("instances.json");
-    wait_for("the state file to drop the instance", || {
+    eventually("the state file to drop the instance", DEADLINE, || {
         let state = std::fs::read_to_string(&state_file).ok()?;
         (!state.contains("life-rm")).then_some(())
     })
@@ -324,7 +324,7 @@ async fn shutdown_stops_gracefully_and_clears_the_state_file() {
         .pid
         .unwrap();
     let log = h.sup().log_files("life-down").pop().unwrap();
-    wait_for("the script to be up", || {
+    eventually("the script to be up", DEADLINE, || {
         std::fs::read_to_string(&log)
             .ok()
             .filter(|l| l.contains("up"))

@@ -104,7 +104,7 @@ async fn logs_rotate_above_the_limit_and_keep_at_most_log_keep_files() {
     h.sup()
         .apply(&[assignment("res-logs", &["sh", "-c", script])]);
     let mtime = |p: &PathBuf| std::fs::metadata(p).ok()?.modified().ok();
-    let (files, oldest) = wait_for("two rotations", || {
+    let (files, oldest) = eventually("two rotations", DEADLINE, || {
         let files = h.sup().log_files("res-logs");
         let oldest = files
             .first()
@@ -114,7 +114,7 @@ async fn logs_rotate_above_the_limit_and_keep_at_most_log_keep_files() {
     })
     .await;
     assert_eq!(files.len(), 3, "{files:?}");
-    wait_for("a third rotation", || {
+    eventually("a third rotation", DEADLINE, || {
         (mtime(&files[0])? > oldest).then_some(())
     })
     .await;

@@ -17,7 +17,7 @@ async fn a_busy_instance_reports_its_cpu_and_a_sleeping_one_almost_none() {
     let find = |id: &str| h.sup().usage().into_iter().find(|u| u.id == id);
 
     // Other work on the machine may slow the loop for a moment: wait for a sample above 0.3.
-    let b = wait_for("the busy instance above 0.3 cores", || {
+    let b = eventually("the busy instance above 0.3 cores", DEADLINE, || {
         find("usage-busy").filter(|u| u.cpu_cores > 0.3)
     })
     .await;
@@ -30,19 +30,19 @@ async fn a_busy_instance_reports_its_cpu_and_a_sleeping_one_almost_none() {
     );
     assert_eq!(b.generation, busy.generation);
 
-    let s = wait_for("the sleeping instance", || find("usage-sleep")).await;
+    let s = eventually("the sleeping instance", DEADLINE, || find("usage-sleep")).await;
     assert!(s.cpu_cores < 0.05, "{s:?}");
     assert!(s.memory_bytes > 0, "{s:?}");
     assert_eq!((s.cpu_fraction, s.memory_fraction), (None, None), "{s:?}");
 
-    let node = wait_for("the node's usage", || h.sup().node_usage()).await;
+    let node = eventually("the node's usage", DEADLINE, || h.sup().node_usage()).await;
     assert!(node.cpu_cores > 0.0 && node.memory_bytes > 0, "{node:?}");
 
     // A stopped instance is no longer reported.
     let mut stopped = sleepy;
     stopped.desired = DesiredState::Stop;
     h.sup().apply(&[busy, stopped]);
-    wait_for("the stopped instance to leave the report", || {
+    eventually("the stopped instance to leave the report", DEADLINE, || {
         find("usage-sleep").is_none().then_some(())
     })
     .await;
@@ -71,7 +71,7 @@ async fn on_cgroup_v1_with_cpuacct_apart_an_instance_gets_a_cpuacct_group() {
         .unwrap();
     let procs = std::fs::read_to_string(dirs[2].join("cgroup.procs")).unwrap();
     assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
-    wait_for("CPU time counted in the cpuacct group", || {
+    eventually("CPU time counted in the cpuacct group", DEADLINE, || {
         let ns: u64 = std::fs::read_to_string(dirs[2].join("cpuacct.usage"))
             .ok()?
             .trim()

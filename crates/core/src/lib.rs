@@ -7,6 +7,7 @@ pub mod api;
 pub mod autoscale;
 pub mod constraint;
 pub mod event;
+pub mod hash;
 pub mod instance;
 pub mod quantity;
 pub mod service;

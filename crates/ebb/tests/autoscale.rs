@@ -36,7 +36,7 @@ fn a_service_wakes_from_zero_scales_with_load_and_goes_back_to_zero() {
     ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
     assert_eq!(desired(&ebb, "echo"), 0, "starts at min = 0");
     let addr = format!("127.0.0.1:{port}");
-    wait_until("the router to listen", Duration::from_secs(5), || {
+    eventually("the router to listen", Duration::from_secs(5), || {
         std::net::TcpStream::connect(&addr).ok()
     });
 
@@ -48,7 +48,7 @@ fn a_service_wakes_from_zero_scales_with_load_and_goes_back_to_zero() {
     // Load: 8 clients on a 100 ms endpoint keep ~8 requests in flight; target 2 each → 4.
     let load = LoadGen::start_path(&addr, "/slow?ms=100", 8);
     let stepped = Instant::now();
-    wait_until("scale-out to 4", Duration::from_secs(15), || {
+    eventually("scale-out to 4", Duration::from_secs(15), || {
         (ebb.ready("echo").len() == 4).then_some(())
     });
     let reaction = stepped.elapsed();
@@ -76,7 +76,7 @@ fn a_service_wakes_from_zero_scales_with_load_and_goes_back_to_zero() {
     );
 
     // Idle: back in, then to zero.
-    wait_until("idle to zero", Duration::from_secs(30), || {
+    eventually("idle to zero", Duration::from_secs(30), || {
         (desired(&ebb, "echo") == 0 && ebb.ps(Some("echo")).is_empty()).then_some(())
     });
     let events = ebb.ok(&["events"]);
@@ -85,7 +85,7 @@ fn a_service_wakes_from_zero_scales_with_load_and_goes_back_to_zero() {
         "decisions say why: {events}"
     );
     ebb.ok(&["scale", "echo", "--min", "1", "--max", "3"]);
-    wait_until("min 1 applies", Duration::from_secs(10), || {
+    eventually("min 1 applies", Duration::from_secs(10), || {
         (ebb.ready("echo").len() == 1).then_some(())
     });
     eprintln!("scale-out reaction: {reaction:?}");
@@ -103,7 +103,7 @@ fn cpu_use_reported_by_the_agent_drives_a_cpu_target() {
                 [services.burn.autoscale]\nmin = 1\nmax = 2\ncpu = 0.5\nstable_window = \"3s\"\npanic_window = \"1s\"\n";
     let file = deploy_file(ebb.dir.path(), "burn.toml", text);
     ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
-    wait_until("a cpu-driven scale-out", Duration::from_secs(20), || {
+    eventually("a cpu-driven scale-out", Duration::from_secs(20), || {
         (desired(&ebb, "burn") == 2).then_some(())
     });
     let events = ebb.ok(&["events"]);

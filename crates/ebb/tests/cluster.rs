@@ -141,7 +141,7 @@ fn agents_join_with_the_token_and_instances_run_on_their_addresses() {
     let (status, body) = http_get(&format!("127.0.0.1:{lb}"), "/").expect("answer via the router");
     assert_eq!(status, 200, "{body}");
     // Each agent reports its instances' CPU and memory, and its machine's.
-    wait_until("usage of every instance", Duration::from_secs(10), || {
+    eventually("usage of every instance", Duration::from_secs(10), || {
         let all = server.ps(Some("web"));
         all.iter()
             .all(|i| i["usage"]["memory_bytes"].as_u64() > Some(0))
@@ -166,7 +166,7 @@ fn a_lost_node_is_replaced_with_no_failed_request() {
     let mut lost = lost;
     lost.lose_machine();
     // The node is down after 3 s of silence and its instance replaced elsewhere.
-    wait_until(
+    eventually(
         "the lost instance to be replaced",
         Duration::from_secs(15),
         || {
@@ -207,7 +207,7 @@ fn a_frozen_node_stops_what_was_replaced_when_it_thaws() {
     assert_eq!(before.len(), 1, "one instance on {}", frozen.name);
     // A partition: the agent is silent, its instance still runs.
     frozen.signal(Signal::SIGSTOP);
-    wait_until("a replacement elsewhere", Duration::from_secs(15), || {
+    eventually("a replacement elsewhere", Duration::from_secs(15), || {
         let by = per_node(&server, "web");
         (by.values().sum::<usize>() == 3 && !by.contains_key(&frozen.name)).then_some(())
     });
@@ -215,7 +215,7 @@ fn a_frozen_node_stops_what_was_replaced_when_it_thaws() {
     assert!(alive(before[0]), "still running while its agent is frozen");
     frozen.signal(Signal::SIGCONT);
     // Back: the replaced instance is no longer its assignment, so it is stopped there.
-    wait_until("the duplicate to stop", Duration::from_secs(20), || {
+    eventually("the duplicate to stop", Duration::from_secs(20), || {
         (!alive(before[0])).then_some(())
     });
     let total: usize = agents.iter().map(|a| a.instance_pids().len()).sum();
@@ -285,7 +285,7 @@ fn reservations_are_never_exceeded_and_what_does_not_fit_is_pending_with_a_reaso
     server.ok(&["deploy", "--detach", file.to_str().unwrap()]);
     server.wait_ready("big", 3, Duration::from_secs(20));
     let reason = "no node fits: 3 insufficient cpu";
-    let status: Value = wait_until("the pending reason", Duration::from_secs(10), || {
+    let status: Value = eventually("the pending reason", Duration::from_secs(10), || {
         let s: Value = serde_json::from_str(&server.ok(&["status", "--json"])).ok()?;
         (s["services"][0]["pending_reason"] == reason).then_some(s)
     });
@@ -305,7 +305,7 @@ fn reservations_are_never_exceeded_and_what_does_not_fit_is_pending_with_a_reaso
         .contains(&format!("an instance of big is pending: {reason}")));
     // Room again: the reason goes.
     server.ok(&["scale", "big", "3"]);
-    wait_until("the reason to clear", Duration::from_secs(10), || {
+    eventually("the reason to clear", Duration::from_secs(10), || {
         let s: Value = serde_json::from_str(&server.ok(&["status", "--json"])).ok()?;
         s["services"][0]
             .get("pending_reason")
@@ -482,7 +482,7 @@ fn the_down_timeout_is_configurable() {
     std::thread::sleep(Duration::from_millis(3500));
     // Past the default 3 s, but not past the 6 s asked for.
     assert_eq!(node_state(&server, "slow-1"), "suspect");
-    wait_until("the node to be down", Duration::from_secs(6), || {
+    eventually("the node to be down", Duration::from_secs(6), || {
         (node_state(&server, "slow-1") == "down").then_some(())
     });
     agent.signal(Signal::SIGCONT);
@@ -538,7 +538,7 @@ fn constraints_and_spread_in_the_deploy_file_steer_placement() {
     let file = deploy_file(server.dir.path(), "c.toml", &app_service("inc", 1, nowhere));
     server.ok(&["deploy", "--detach", file.to_str().unwrap()]);
     let reason = "no node fits: 3 not matching zone=c";
-    wait_until("the pending reason", Duration::from_secs(10), || {
+    eventually("the pending reason", Duration::from_secs(10), || {
         let s: Value = serde_json::from_str(&server.ok(&["status", "--json"])).ok()?;
         let inc = s["services"]
             .as_array()?
@@ -563,7 +563,7 @@ fn a_node_lost_while_its_drain_waits_leaves_the_controller_working() {
     let (server, mut agents) = two_full_nodes("gone");
     // The move waits: no other node has room for the replacement.
     server.ok(&["drain", "gone-1", "--detach"]);
-    wait_until("the move to be pending", Duration::from_secs(10), || {
+    eventually("the move to be pending", Duration::from_secs(10), || {
         let moves: Value = serde_json::from_str(&server.ok(&["events", "--json"])).ok()?;
         moves
             .as_array()?
@@ -572,7 +572,7 @@ fn a_node_lost_while_its_drain_waits_leaves_the_controller_working() {
             .then_some(())
     });
     agents[0].lose_machine();
-    wait_until("the node to be down", Duration::from_secs(10), || {
+    eventually("the node to be down", Duration::from_secs(10), || {
         (node_state(&server, "gone-1") == "down").then_some(())
     });
     // The controller still places new work (a frozen controller would leave this pending).

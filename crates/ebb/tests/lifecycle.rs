@@ -32,7 +32,7 @@ fn follow(ebb: &Ebb, args: &[&str]) -> (std::process::Child, mpsc::Receiver<Stri
 
 /// Waits for a line containing `needle`.
 fn expect_line(rx: &mpsc::Receiver<String>, needle: &str) -> String {
-    wait_until(
+    eventually(
         &format!("a line with {needle:?}"),
         Duration::from_secs(10),
         || {
@@ -127,14 +127,14 @@ fn an_acknowledged_deploy_survives_an_immediate_crash() {
     ebb.crash();
     ebb.start(&[]);
     ebb.wait_ready("quebec", 2, Duration::from_secs(10));
-    wait_until("exactly two processes", Duration::from_secs(5), || {
+    eventually("exactly two processes", Duration::from_secs(5), || {
         (processes_with_env("EBB_SERVICE", "quebec").len() == 2).then_some(())
     });
     ebb.ok(&["scale", "quebec", "1"]);
     ebb.crash();
     ebb.start(&[]);
     ebb.wait_ready("quebec", 1, Duration::from_secs(10));
-    wait_until(
+    eventually(
         "the scaled-in process to stop",
         Duration::from_secs(10),
         || (processes_with_env("EBB_SERVICE", "quebec").len() == 1).then_some(()),
@@ -156,11 +156,11 @@ fn a_second_ctrl_c_kills_instances_at_once() {
     let mut child = ebb.child.take().unwrap();
     let up = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(up, nix::sys::signal::Signal::SIGINT).unwrap();
-    wait_until("ebb up to begin stopping", Duration::from_secs(5), || {
+    eventually("ebb up to begin stopping", Duration::from_secs(5), || {
         ebb.server_log().contains("Ctrl-C again").then_some(())
     });
     nix::sys::signal::kill(up, nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = wait_until("ebb up to exit", Duration::from_secs(5), || {
+    let status = eventually("ebb up to exit", Duration::from_secs(5), || {
         child.try_wait().ok().flatten()
     });
     assert_eq!(
@@ -169,7 +169,7 @@ fn a_second_ctrl_c_kills_instances_at_once() {
         "{status}; log:\n{}",
         ebb.server_log()
     );
-    wait_until("the instance to be killed", Duration::from_secs(5), || {
+    eventually("the instance to be killed", Duration::from_secs(5), || {
         (!alive(pid)).then_some(())
     });
 }

@@ -47,7 +47,7 @@ fn requests_through_the_port_are_spread_over_the_instances() {
     ebb.wait_ready("sierra", 3, Duration::from_secs(5));
     let addr = format!("127.0.0.1:{port}");
     let mut seen = std::collections::BTreeMap::new();
-    wait_until(
+    eventually(
         "the router to route to all 3",
         Duration::from_secs(5),
         || {
@@ -69,7 +69,7 @@ fn scale_in_under_load_fails_no_request() {
     let load = LoadGen::start(&format!("127.0.0.1:{port}"), 4);
     std::thread::sleep(Duration::from_millis(300)); // load before the change (not synchronisation)
     ebb.ok(&["scale", "tango", "1"]);
-    wait_until("scale-in to finish", Duration::from_secs(20), || {
+    eventually("scale-in to finish", Duration::from_secs(20), || {
         (ebb.ps(Some("tango")).len() == 1 && processes_with_env("EBB_SERVICE", "tango").len() == 1)
             .then_some(())
     });
@@ -96,7 +96,7 @@ fn a_rolling_update_under_load_fails_no_request() {
         "uniform",
         &routed("uniform", 4, port, "env = { GREETING = \"v2\" }"),
     );
-    wait_until("old instances to be gone", Duration::from_secs(30), || {
+    eventually("old instances to be gone", Duration::from_secs(30), || {
         (processes_with_env("EBB_SERVICE", "uniform").len() == 4).then_some(())
     });
     let (ok, failures) = load.finish();
@@ -119,7 +119,7 @@ fn a_killed_instance_under_load_fails_no_request() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    wait_until("the instance to be back", Duration::from_secs(10), || {
+    eventually("the instance to be back", Duration::from_secs(10), || {
         let ready = ebb.ready("victor");
         (ready.len() == 4 && ready.iter().all(|i| i["pid"].as_u64() != Some(victim))).then_some(())
     });
@@ -173,7 +173,7 @@ fn with_no_ready_instance_the_router_answers_503_with_retry_after() {
     );
     deploy(&ebb, "zulu", &zulu);
     let addr = format!("127.0.0.1:{port}");
-    let (status, _) = wait_until("the router to listen", Duration::from_secs(5), || {
+    let (status, _) = eventually("the router to listen", Duration::from_secs(5), || {
         http_get(&addr, "/")
     });
     assert_eq!(status, 503);
@@ -211,11 +211,11 @@ fn scale_in_waits_for_slow_requests_in_flight_before_stopping() {
         let (status, body) = s.join().unwrap().expect("the slow request got an answer");
         assert_eq!(status, 200, "{body}");
     }
-    wait_until("the drain to finish", Duration::from_secs(10), || {
+    eventually("the drain to finish", Duration::from_secs(10), || {
         let events = ebb.ok(&["events"]);
         (events.contains("instance.draining") && events.contains("scale in; drained")).then_some(())
     });
-    wait_until(
+    eventually(
         "the drained instance to stop",
         Duration::from_secs(10),
         || {
@@ -240,7 +240,7 @@ fn hash_balancing_keeps_a_client_on_one_instance() {
     deploy(&ebb, "bravo", &text);
     ebb.wait_ready("bravo", 3, Duration::from_secs(5));
     let addr = format!("127.0.0.1:{port}");
-    let first = wait_until("the router to route", Duration::from_secs(5), || {
+    let first = eventually("the router to route", Duration::from_secs(5), || {
         http_get(&addr, "/")
             .filter(|(s, _)| *s == 200)
             .map(|(_, b)| b)
@@ -296,14 +296,14 @@ fn a_request_to_a_service_at_zero_waits_for_its_first_instance() {
     );
     deploy(&ebb, "yankee", &text);
     let addr = format!("127.0.0.1:{port}");
-    wait_until("the router to listen", Duration::from_secs(5), || {
+    eventually("the router to listen", Duration::from_secs(5), || {
         std::net::TcpStream::connect(&addr).ok()
     });
     let held = {
         let addr = addr.clone();
         std::thread::spawn(move || http_get_within(&addr, "/", Duration::from_secs(20)))
     };
-    wait_until("the request to be queued", Duration::from_secs(5), || {
+    eventually("the request to be queued", Duration::from_secs(5), || {
         let m: serde_json::Value =
             serde_json::from_str(&ebb.ok(&["metrics", "yankee", "--json"])).ok()?;
         (m["services"][0]["queued"] == 1).then_some(())
@@ -326,7 +326,7 @@ fn ps_and_metrics_show_each_instances_traffic() {
     let load = LoadGen::start(&format!("127.0.0.1:{port}"), 2);
     let loaded = std::time::Instant::now();
     // Two samples a second apart at least, with load in between.
-    let rows = wait_until("ps to show traffic", Duration::from_secs(10), || {
+    let rows = eventually("ps to show traffic", Duration::from_secs(10), || {
         let rows = ebb.ps(Some("xray"));
         rows.iter()
             .all(|r| r["traffic"]["rps"].as_f64().is_some_and(|rps| rps > 1.0))
@@ -400,7 +400,7 @@ fn changing_balance_settings_refuses_no_new_client() {
         "algorithm = \"least_request\"\nretries = 1",
     );
     deploy(&ebb, "whiskey", &changed);
-    wait_until("the listener to be rebuilt", Duration::from_secs(5), || {
+    eventually("the listener to be rebuilt", Duration::from_secs(5), || {
         (ebb.ok(&["events"]).matches("router.listening").count() >= 2).then_some(())
     });
     std::thread::sleep(Duration::from_millis(300));

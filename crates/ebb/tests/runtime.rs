@@ -58,7 +58,7 @@ fn a_killed_instance_is_restarted_within_5s() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let after = wait_until(
+    let after = eventually(
         "the killed instance to be back and ready",
         Duration::from_secs(5),
         || {
@@ -91,7 +91,7 @@ fn scale_up_and_down_changes_the_running_instances() {
         .filter(|p| !pids(&two).contains(p))
         .collect();
     assert_eq!(stopped.len(), 2);
-    wait_until(
+    eventually(
         "scaled-in processes to exit",
         Duration::from_secs(10),
         || stopped.iter().all(|p| !alive(*p)).then_some(()),
@@ -116,7 +116,7 @@ fn stop_removes_the_service_and_leaves_no_process_behind() {
     let out = ebb.ok(&["stop", "delta"]);
     assert!(out.contains("all instances stopped"), "{out}");
     assert!(ebb.ps(Some("delta")).is_empty());
-    wait_until(
+    eventually(
         "every process of the service to exit",
         Duration::from_secs(5),
         || {
@@ -154,7 +154,7 @@ fn a_spec_change_rolls_instances_one_at_a_time_keeping_capacity() {
         .unwrap();
     let mut most_running = 0;
     let mut fewest_ready = usize::MAX;
-    let status = wait_until(
+    let status = eventually(
         "the rolling deploy to finish",
         Duration::from_secs(30),
         || {
@@ -192,7 +192,7 @@ fn a_spec_change_rolls_instances_one_at_a_time_keeping_capacity() {
         assert!(body.starts_with("v2 from"), "{body}");
     }
     for p in pids(&old) {
-        wait_until("old instances to exit", Duration::from_secs(5), || {
+        eventually("old instances to exit", Duration::from_secs(5), || {
             (!alive(p)).then_some(())
         });
     }
@@ -232,7 +232,7 @@ fn an_instance_failing_its_health_check_is_killed_and_restarted() {
                 [services.golf.health]\nhttp = \"/fail\"\ninterval = \"200ms\"\nunhealthy_threshold = 2\nstart_period = \"0s\"\n";
     let file = deploy_file(ebb.dir.path(), "g.toml", text);
     ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
-    wait_until(
+    eventually(
         "a restart after failed health checks",
         Duration::from_secs(10),
         || {
@@ -261,7 +261,7 @@ fn logs_show_each_instance_output_with_tail_and_instance_filters() {
     ebb.ok(&["deploy", file.to_str().unwrap()]);
     let instances = ebb.wait_ready("hotel", 2, Duration::from_secs(5));
     let id = instances[0]["id"].as_str().unwrap();
-    let all = wait_until("log lines", Duration::from_secs(5), || {
+    let all = eventually("log lines", Duration::from_secs(5), || {
         let out = ebb.ok(&["logs", "hotel"]);
         (out.matches("listening on").count() == 2).then_some(out)
     });

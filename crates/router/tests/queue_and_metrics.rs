@@ -24,14 +24,9 @@ fn service(endpoints: &ebb_router::Endpoints) -> Snapshot {
     endpoints.snapshot(Instant::now())
 }
 
-/// Polls `f` every 10 ms until it holds.
+/// Polls `f` until it holds.
 async fn until(what: &str, f: impl Fn() -> bool) {
-    within(what, async {
-        while !f() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    ebb_testkit::eventually(what, TEST_DEADLINE, || f().then_some(())).await;
 }
 
 #[tokio::test]

@@ -95,20 +95,15 @@ pub(crate) fn tie_key(seed: u64, name_hash: u64) -> u64 {
 /// 64-bit FNV-1a of a node name: stable across Rust releases and platforms, unlike
 /// `std::collections::hash_map::DefaultHasher`, whose algorithm is unspecified.
 pub(crate) fn name_hash(name: &str) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    name.bytes()
-        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+    ebb_core::hash::fnv1a(name.as_bytes())
 }
 
 /// The SplitMix64 finalizer (Steele, Lea, Flood 2014): a bijection that spreads every input bit
 /// over the output, so nearby seeds give unrelated orders.
 #[inline]
 pub(crate) fn mix(x: u64) -> u64 {
-    let x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+    use ebb_core::hash::{splitmix64_mix, SPLITMIX64_GAMMA};
+    splitmix64_mix(x.wrapping_add(SPLITMIX64_GAMMA))
 }
 
 #[cfg(test)]

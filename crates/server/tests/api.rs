@@ -6,8 +6,9 @@ use ebb_core::api::{NodeInfo, ScaleRequest, SyncRequest};
 use ebb_core::{DesiredState, InstanceState, InstanceStatus, ServiceSpec};
 use ebb_server::{api, controller, Server};
 use ebb_store::SqliteStore;
+use ebb_testkit::eventually_async;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 
 struct Harness {
@@ -158,22 +159,6 @@ async fn scale_and_stop_of_unknown_services_say_so() {
     assert_eq!(err.status(), Some(422));
 }
 
-/// Polls `check` until it returns Some or the deadline passes.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn node() -> NodeInfo {
     NodeInfo {
         name: "n1".into(),
@@ -235,7 +220,7 @@ async fn the_controller_assigns_scales_rolls_and_stops_through_node_sync() {
     let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();
     report_all_ready(&client).await; // the node joins
     client.apply(vec![spec("web", 3)]).await.unwrap();
-    eventually("3 ready instances", || async {
+    eventually_async("3 ready instances", Duration::from_secs(10), async || {
         report_all_ready(&client).await;
         let v = client.service("web").await.unwrap();
         (v.ready == 3).then_some(())
@@ -243,7 +228,7 @@ async fn the_controller_assigns_scales_rolls_and_stops_through_node_sync() {
     .await;
 
     client.scale("web", &ScaleRequest::count(1)).await.unwrap();
-    eventually("scale in to 1", || async {
+    eventually_async("scale in to 1", Duration::from_secs(10), async || {
         let a = report_all_ready(&client).await;
         (a.len() == 1 && client.service("web").await.unwrap().ready == 1).then_some(())
     })
@@ -253,18 +238,27 @@ async fn the_controller_assigns_scales_rolls_and_stops_through_node_sync() {
     changed.command.push("# v2".into());
     let old_version = client.service("web").await.unwrap().version;
     client.apply(vec![changed]).await.unwrap();
-    eventually("rollout to the new version", || async {
-        let a = report_all_ready(&client).await;
-        let v = client.service("web").await.unwrap();
-        (v.version != old_version && v.ready == 1 && v.outdated == 0 && a.len() == 1).then_some(())
-    })
+    eventually_async(
+        "rollout to the new version",
+        Duration::from_secs(10),
+        async || {
+            let a = report_all_ready(&client).await;
+            let v = client.service("web").await.unwrap();
+            (v.version != old_version && v.ready == 1 && v.outdated == 0 && a.len() == 1)
+                .then_some(())
+        },
+    )
     .await;
 
     client.stop("web").await.unwrap();
-    eventually("every instance forgotten", || async {
-        let a = report_all_ready(&client).await;
-        (a.is_empty() && client.instances(None).await.unwrap().is_empty()).then_some(())
-    })
+    eventually_async(
+        "every instance forgotten",
+        Duration::from_secs(10),
+        async || {
+            let a = report_all_ready(&client).await;
+            (a.is_empty() && client.instances(None).await.unwrap().is_empty()).then_some(())
+        },
+    )
     .await;
     let events = client.events(0, 100, Duration::ZERO).await.unwrap().events;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();

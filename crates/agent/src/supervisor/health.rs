@@ -404,15 +404,8 @@ mod tests {
     }
 
     /// Polls `f` until it returns Some; panics after a generous deadline.
-    async fn wait_until<T>(mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(std::time::Instant::now() < deadline, "timed out");
-            time::sleep(Duration::from_millis(20)).await;
-        }
+    async fn wait_until<T>(f: impl FnMut() -> Option<T>) -> T {
+        ebb_testkit::eventually("the condition", Duration::from_secs(20), f).await
     }
 
     /// A tiny HTTP server that counts connections; `close` answers once per connection.

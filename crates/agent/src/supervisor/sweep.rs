@@ -44,11 +44,7 @@ const SWEEP_POLL: Duration = Duration::from_millis(10);
 /// the groups of the one before.
 pub fn agent_id(data_dir: &Path) -> String {
     let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in path.as_os_str().as_encoded_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = ebb_core::hash::fnv1a(path.as_os_str().as_encoded_bytes());
     format!("{hash:016x}")
 }
 

@@ -10,7 +10,7 @@ use ebb_core::{
 };
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Generous: CI machines are slow, and a passing test never waits this long.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -79,7 +79,7 @@ impl Harness {
         what: &str,
         f: impl Fn(&InstanceStatus) -> bool,
     ) -> InstanceStatus {
-        wait_for(what, || self.status(id).filter(|s| f(s))).await
+        eventually(what, DEADLINE, || self.status(id).filter(|s| f(s))).await
     }
 }
 
@@ -91,17 +91,7 @@ impl Drop for Harness {
     }
 }
 
-/// Polls `f` until it returns Some, or panics after [`DEADLINE`] naming what it waited for.
-pub async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+pub use ebb_testkit::eventually;
 
 /// An assignment with quick health checks (100 ms) and a short stop grace.
 pub fn assignment(id: &str, command: &[&str]) -> Assignment {
@@ -177,8 +167,10 @@ pub fn alive(pid: u32) -> bool {
 
 /// Reads a file the instance writes, once it exists and is non-empty.
 pub async fn read_when_written(path: &Path) -> String {
-    wait_for(&format!("{} to be written", path.display()), || {
-        std::fs::read_to_string(path).ok().filter(|s| !s.is_empty())
-    })
+    eventually(
+        &format!("{} to be written", path.display()),
+        DEADLINE,
+        || std::fs::read_to_string(path).ok().filter(|s| !s.is_empty()),
+    )
     .await
 }

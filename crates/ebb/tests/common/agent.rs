@@ -2,7 +2,7 @@
 //! own 127.0.0.x address. Dropping it kills the agent and every instance it started, and removes
 //! their cgroups (a stopped agent leaves its instances running by design).
 
-use super::{processes_with_env, wait_until, EBB};
+use super::{eventually, processes_with_env, EBB};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::PathBuf;
@@ -76,7 +76,7 @@ impl Agent {
             .spawn()
             .expect("spawn ebb agent");
         self.child = Some(child);
-        wait_until(
+        eventually(
             &format!("agent {} to join", self.name),
             Duration::from_secs(20),
             || (self.log().matches("joined").count() > before).then_some(()),

@@ -90,7 +90,7 @@ impl Ebb {
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn ebb up"));
-        wait_until("ebb up's API to answer", Duration::from_secs(20), || {
+        eventually("ebb up's API to answer", Duration::from_secs(20), || {
             self.try_cli(&["status"])
                 .is_some_and(|o| o.status.success())
                 .then_some(())
@@ -163,7 +163,7 @@ impl Ebb {
 
     /// Waits until `service` has exactly `n` instances, all ready and running.
     pub fn wait_ready(&self, service: &str, n: usize, within: Duration) -> Vec<Value> {
-        wait_until(&format!("{n} ready instances of {service}"), within, || {
+        eventually(&format!("{n} ready instances of {service}"), within, || {
             let all = self.ps(Some(service));
             (all.len() == n
                 && all
@@ -185,7 +185,7 @@ impl Ebb {
     pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("ebb up running");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig).expect("signal");
-        wait_until("ebb up to exit", Duration::from_secs(30), || {
+        eventually("ebb up to exit", Duration::from_secs(30), || {
             c.try_wait().ok().flatten()
         })
     }
@@ -199,20 +199,7 @@ impl Drop for Ebb {
     }
 }
 
-/// Polls `check` every 50 ms until it returns Some, or panics after `within`.
-pub fn wait_until<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use ebb_testkit::blocking::eventually;
 
 /// A plain HTTP/1.1 GET; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {

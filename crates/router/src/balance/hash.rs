@@ -1,9 +1,9 @@
 //! Consistent hashing: the same key goes to the same endpoint while the set is unchanged.
 
-use super::rng::{mix, GAMMA};
 use super::{Balancer, RoundRobin};
 use crate::endpoints::EndpointSet;
 use arc_swap::ArcSwap;
+use ebb_core::hash::{splitmix64_mix, SPLITMIX64_GAMMA};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -95,12 +95,12 @@ impl Ring {
     fn build(set: &EndpointSet) -> Ring {
         let mut pairs: Vec<(u64, u32)> = Vec::with_capacity(set.len() * VNODES_PER_ENDPOINT);
         for (index, endpoint) in set.endpoints.iter().enumerate() {
-            let base = fnv1a(endpoint.id.as_bytes());
+            let base = ebb_core::hash::fnv1a(endpoint.id.as_bytes());
             for v in 0..VNODES_PER_ENDPOINT as u64 {
                 // The SplitMix64 sequence seeded by the id: well spread, stable across processes
                 // and releases (std's hashers are neither guaranteed nor seeded the same).
                 pairs.push((
-                    mix(base.wrapping_add(GAMMA.wrapping_mul(v + 1))),
+                    splitmix64_mix(base.wrapping_add(SPLITMIX64_GAMMA.wrapping_mul(v + 1))),
                     index as u32,
                 ));
             }
@@ -121,20 +121,11 @@ impl Ring {
     /// The owner of the first point at or after the key's hash, wrapping around the ring.
     fn lookup(&self, key: u64) -> usize {
         // Re-mix: callers' keys may be weak hashes (e.g. of an IPv4 address).
-        let h = mix(key);
+        let h = splitmix64_mix(key);
         let i = self.points.partition_point(|&p| p < h);
         let i = if i == self.points.len() { 0 } else { i };
         self.owners.get(i).map_or(0, |&o| o as usize)
     }
-}
-
-/// FNV-1a, 64-bit: a fixed, portable hash of an endpoint id.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 #[cfg(test)]

@@ -182,11 +182,7 @@ mod tests {
 /// reaching the same instance while the set is unchanged (its port changes per connection and
 /// is left out).
 pub fn client_key(ip: std::net::IpAddr) -> u64 {
-    fn fnv1a(bytes: &[u8]) -> u64 {
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-            (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-        })
-    }
+    use ebb_core::hash::fnv1a;
     match ip {
         std::net::IpAddr::V4(v4) => fnv1a(&v4.octets()),
         std::net::IpAddr::V6(v6) => fnv1a(&v6.octets()),

@@ -8,15 +8,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// SplitMix64's increment, the golden-ratio constant 2^64 / φ.
-pub(crate) const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// SplitMix64's output function: a strong 64-bit mixer (also used to scramble hash keys).
-pub(crate) fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use ebb_core::hash::{splitmix64_mix, SPLITMIX64_GAMMA};
 
 /// A uniform index in `[0, n)` from 64 random bits (Lemire's multiply-shift; no division).
 pub(crate) fn below(r: u64, n: usize) -> usize {
@@ -39,8 +31,8 @@ impl Stream {
     }
 
     pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(GAMMA);
-        mix(self.0)
+        self.0 = self.0.wrapping_add(SPLITMIX64_GAMMA);
+        splitmix64_mix(self.0)
     }
 }
 
@@ -67,10 +59,10 @@ impl Rng {
     pub(crate) fn next_pair(&self) -> (u64, u64) {
         let x = self
             .state
-            .fetch_add(GAMMA.wrapping_mul(2), Ordering::Relaxed);
+            .fetch_add(SPLITMIX64_GAMMA.wrapping_mul(2), Ordering::Relaxed);
         (
-            mix(x.wrapping_add(GAMMA)),
-            mix(x.wrapping_add(GAMMA.wrapping_mul(2))),
+            splitmix64_mix(x.wrapping_add(SPLITMIX64_GAMMA)),
+            splitmix64_mix(x.wrapping_add(SPLITMIX64_GAMMA.wrapping_mul(2))),
         )
     }
 

@@ -1,7 +1,7 @@
 //! One request's trip on the hyper path (h2c clients): rewrite headers, pick an endpoint, send,
-//! retry a connect failure on another endpoint, and turn what went wrong into the status a
-//! client can act on. HTTP/1.1 clients take `h1`, which shares this module's pick, failure
-//! reporting and status classes.
+//! retry on another endpoint as the retry policy (`retry.rs`) allows, and turn what went wrong
+//! into the status a client can act on. HTTP/1.1 clients take `h1`, which shares this module's
+//! pick.
 //!
 //! Only requests without a body are retried: such a request can be rebuilt for the next attempt
 //! because nothing of it was consumed. A request with a body is streamed as it arrives, so once
@@ -9,6 +9,7 @@
 //! failures are retried for any method (nothing was sent); failures after sending and 502/503
 //! answers only for idempotent methods and within the [`super::budget::RetryBudget`].
 
+use super::retry::{is_idempotent, Attempted, Attempts};
 use super::tracking::{ServiceRequest, Tracked, Tracking};
 use super::{headers, upgrade, Peer, Proxy, ProxyBody};
 use crate::endpoints::{Endpoint, InFlight};
@@ -18,7 +19,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::http::uri::{Scheme, Uri};
 use hyper::upgrade::OnUpgrade;
-use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper::{Request, Response, StatusCode, Version};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -133,19 +134,14 @@ impl Proxy {
         inner.budget.deposit();
         let replayable = body.is_end_stream();
         let idempotent = is_idempotent(&parts.method);
-        let attempts = if replayable {
-            inner.config.retries + 1
-        } else {
-            1
-        };
+        let retries = if replayable { inner.config.retries } else { 0 };
         let mut body = Some(body);
-        let mut tried: Vec<SocketAddr> = Vec::new(); // allocates only on a retry
-        for attempt in 1..=attempts {
+        let mut attempts = Attempts::new(retries);
+        while let Some(last) = attempts.next() {
             let (endpoint, _) = self
-                .pick(key, &tried, Instant::now())
+                .pick(key, attempts.tried(), Instant::now())
                 .await
                 .ok_or(Failure::NoEndpoint)?;
-            let last = attempt == attempts;
             let upstream_body = match body.take() {
                 Some(incoming) if !replayable => Either::Left(incoming),
                 _ => Either::Right(Empty::new()),
@@ -163,67 +159,15 @@ impl Proxy {
             }
             match &result {
                 Ok((response, _)) => {
-                    tracing::debug!(endpoint = %endpoint.id, status = %response.status(), attempt, "retrying elsewhere")
+                    tracing::debug!(endpoint = %endpoint.id, status = %response.status(), "retrying elsewhere")
                 }
                 Err(failure) => {
-                    tracing::debug!(endpoint = %endpoint.id, ?failure, attempt, "retrying elsewhere")
+                    tracing::debug!(endpoint = %endpoint.id, ?failure, "retrying elsewhere")
                 }
             }
-            tried.push(endpoint.addr);
+            attempts.failed_on(endpoint.addr);
         }
         Err(Failure::NoEndpoint) // unreachable: the last attempt always returns
-    }
-
-    /// The retry policy, shared by the hyper and the HTTP/1.1 paths: feeds an attempt's outcome
-    /// to outlier detection and the metrics, and says whether to try another endpoint (counting
-    /// the retry). A connect failure is always retried (nothing was sent); a broken connection or
-    /// a 502/503 only when `may_repeat` (the request is idempotent and can be sent again) and
-    /// within the retry budget; nothing after the `last` attempt.
-    pub(super) fn after_attempt(
-        &self,
-        endpoint: &Endpoint,
-        attempted: Attempted,
-        may_repeat: bool,
-        last: bool,
-        now: Instant,
-    ) -> bool {
-        let inner = &self.inner;
-        let retry = match attempted {
-            Attempted::Answered(status) if !is_gateway_failure(status) => {
-                endpoint.outlier.success();
-                false
-            }
-            Attempted::Answered(status) => {
-                self.report_failure(endpoint, now);
-                retryable_status(status) && may_repeat && !last && inner.budget.try_withdraw(now)
-            }
-            Attempted::ConnectFailed => {
-                endpoint.metrics.connect_error();
-                inner.endpoints.metrics.connect_error();
-                self.report_failure(endpoint, now);
-                !last
-            }
-            Attempted::Broke => {
-                self.report_failure(endpoint, now);
-                may_repeat && !last && inner.budget.try_withdraw(now)
-            }
-            Attempted::Other => false,
-        };
-        if retry {
-            inner.endpoints.metrics.retry();
-        }
-        retry
-    }
-
-    /// A failed attempt counts toward ejecting the endpoint.
-    pub(super) fn report_failure(&self, endpoint: &Endpoint, now: Instant) {
-        if self.inner.endpoints.report_failure(endpoint, now) {
-            tracing::warn!(
-                endpoint = %endpoint.id,
-                times = endpoint.outlier.times_ejected(),
-                "endpoint ejected after consecutive failures"
-            );
-        }
     }
 
     /// One attempt. The endpoint counts it in flight from the send until the returned guard
@@ -267,40 +211,6 @@ impl Proxy {
             Failure::BadTarget => plain(StatusCode::BAD_REQUEST, "bad request target\n"),
         }
     }
-}
-
-/// What one attempt came to, as the retry policy ([`Proxy::after_attempt`]) sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Attempted {
-    /// A response head with this status.
-    Answered(u16),
-    /// The endpoint refused the connection or did not accept it in time: nothing was sent.
-    ConnectFailed,
-    /// The connection broke after the request was (possibly) sent, or the answer was garbage.
-    Broke,
-    /// Anything else (the client gone, a timeout): not the endpoint's doing, never retried.
-    Other,
-}
-
-/// Methods a retry may repeat: RFC 9110 §9.2.2's idempotent methods that ebb proxies (TRACE is
-/// not forwarded specially and is left out as Envoy's `retry_on` idempotent set does).
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-    )
-}
-
-/// Answers that count as an endpoint failure for outlier detection: Envoy's
-/// `consecutive_gateway_failure` set (502, 503, 504).
-fn is_gateway_failure(status: u16) -> bool {
-    matches!(status, 502..=504)
-}
-
-/// Answers an idempotent request is retried on: 502 and 503 (HAProxy `retry-on 502 503`); a 504
-/// already took a full upstream timeout, so retrying it would double the wait.
-fn retryable_status(status: u16) -> bool {
-    matches!(status, 502 | 503)
 }
 
 /// Passes the endpoint's response on, counted in flight until its body ends; a 101 also starts

@@ -20,6 +20,7 @@ mod budget;
 mod forward;
 mod h1;
 mod headers;
+mod retry;
 mod tracking;
 mod upgrade;
 

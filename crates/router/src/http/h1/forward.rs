@@ -14,7 +14,7 @@ use super::shutdown::Signal;
 use super::timer::LazyTimer;
 use super::{Conn, Failure, Io, Next, BAD_GATEWAY};
 use crate::endpoints::{Endpoint, InFlight};
-use crate::http::forward::Attempted;
+use crate::http::retry::{Attempted, Attempts};
 use crate::http::tracking::ServiceRequest;
 use crate::http::Proxy;
 use std::io;
@@ -72,15 +72,13 @@ impl Conn {
         inner.budget.deposit();
         let key = request.hash_key.unwrap_or(peer.key);
         let replayable = request.framing == super::body::Framing::Empty;
-        let attempts = inner.config.retries + 1;
-        let mut tried: Vec<SocketAddr> = Vec::new(); // allocates only on a retry
+        let mut attempts = Attempts::new(inner.config.retries);
         let mut now = now;
-        for attempt in 1..=attempts {
+        while let Some(last) = attempts.next() {
             let (endpoint, picked) = proxy
-                .pick(key, &tried, now)
+                .pick(key, attempts.tried(), now)
                 .await
                 .ok_or(Failure::NoEndpoint)?;
-            let last = attempt == attempts;
             let result = io
                 .attempt(&endpoint, request, &registration.signal, proxy, picked)
                 .await;
@@ -98,8 +96,8 @@ impl Conn {
             if !proxy.after_attempt(&endpoint, attempted, may_repeat, last, now) {
                 return result;
             }
-            tracing::debug!(endpoint = %endpoint.id, attempt, outcome = ?result.as_ref().map(|a| a.head.status), "retrying elsewhere");
-            tried.push(endpoint.addr);
+            tracing::debug!(endpoint = %endpoint.id, outcome = ?result.as_ref().map(|a| a.head.status), "retrying elsewhere");
+            attempts.failed_on(endpoint.addr);
         }
         Err(Failure::NoEndpoint) // unreachable: the last attempt always returns
     }

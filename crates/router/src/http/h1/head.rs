@@ -291,12 +291,6 @@ impl<'a> PassedLines<'a> {
     }
 }
 
-/// RFC 9110 §9.2.2's idempotent methods that a retry may repeat (TRACE left out, as Envoy's
-/// idempotent retry set does).
-fn is_idempotent(method: &str) -> bool {
-    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
-}
-
 /// A request target as it goes upstream: origin-form, plus the authority of an absolute-form
 /// target (which then replaces the Host header, RFC 9112 §3.2.2).
 fn split_target(target: &str) -> Result<(&str, Option<&str>), Reject> {
@@ -474,7 +468,7 @@ pub(crate) fn parse_request(
         keep_alive,
         http10,
         is_head: method == "HEAD",
-        idempotent: is_idempotent(method),
+        idempotent: crate::http::retry::is_idempotent_method(method),
         expect_continue,
         upgrade: upgrade.is_some(),
         hash_key,

@@ -11,9 +11,8 @@ use super::head::{RequestHead, ResponseHead};
 use super::timer::LazyTimer;
 use super::{Conn, Failure, Io, Next, CONTINUE};
 use crate::endpoints::Endpoint;
-use crate::http::forward::Attempted;
+use crate::http::retry::{Attempted, Attempts};
 use crate::http::tracking::ServiceRequest;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
@@ -169,11 +168,10 @@ impl Conn {
         let proxy = &self.proxy;
         proxy.inner.budget.deposit();
         let key = request.hash_key.unwrap_or(self.peer.key);
-        let attempts = proxy.inner.config.retries + 1;
-        let mut tried: Vec<SocketAddr> = Vec::new();
-        for attempt in 1..=attempts {
+        let mut attempts = Attempts::new(proxy.inner.config.retries);
+        while let Some(last) = attempts.next() {
             let (endpoint, picked) = proxy
-                .pick(key, &tried, Instant::now())
+                .pick(key, attempts.tried(), Instant::now())
                 .await
                 .ok_or(Failure::NoEndpoint)?;
             // The body streams, so the request can never be repeated: only a connection the
@@ -192,12 +190,11 @@ impl Conn {
                     return Ok((endpoint, fresh, false));
                 }
                 Err(failure) => {
-                    let last = attempt == attempts;
                     let attempted = Attempted::ConnectFailed;
                     if !proxy.after_attempt(&endpoint, attempted, false, last, Instant::now()) {
                         return Err(failure);
                     }
-                    tried.push(endpoint.addr);
+                    attempts.failed_on(endpoint.addr);
                 }
             }
         }
