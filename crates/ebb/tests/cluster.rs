@@ -486,9 +486,13 @@ fn the_down_timeout_is_configurable() {
         (node_state(&server, "slow-1") == "down").then_some(())
     });
     agent.signal(Signal::SIGCONT);
-    assert!(server
-        .ok(&["events"])
-        .contains("node slow-1 is down: silent for 6s"));
+    // The controller's next pass (within a second) records the event of the node going down.
+    eventually("the node-down event", Duration::from_secs(5), || {
+        let events = server.ok(&["events"]);
+        events
+            .contains("node slow-1 is down: silent for 6s")
+            .then_some(())
+    });
 
     // Too short to tell a late heartbeat from a lost node: refused, naming the option.
     let out = std::process::Command::new(EBB)

@@ -166,6 +166,7 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// A stored value with the revision it was last written at (for compare-and-swap).
+#[derive(Debug, Clone)]
 pub struct Versioned<T> {
     pub value: T,
     pub mod_revision: u64,

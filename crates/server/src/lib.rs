@@ -14,7 +14,6 @@ pub mod keys;
 pub mod maintenance;
 pub mod nodes;
 pub mod placed;
-pub mod rollout;
 pub mod routing;
 pub mod traffic;
 

@@ -152,12 +152,7 @@ impl NodeRegistry {
             .iter()
             .map(|(name, node)| (name.clone(), now.saturating_duration_since(node.at)))
             .collect();
-        NodeStates {
-            ages,
-            uptime,
-            down_after: self.down_after(),
-            draining: Default::default(),
-        }
+        NodeStates::new(ages, uptime, self.down_after())
     }
 
     /// The last usage the node reported of the whole machine, live or not.
@@ -191,6 +186,7 @@ impl NodeRegistry {
 }
 
 /// Nodes' heartbeat ages as read at one instant, and the states that follow from them.
+#[derive(Debug, Clone)]
 pub struct NodeStates {
     ages: HashMap<String, Duration>,
     uptime: Duration,
@@ -200,6 +196,17 @@ pub struct NodeStates {
 }
 
 impl NodeStates {
+    /// Heartbeat `ages` by node (a node missing: none since the server started), read when the
+    /// server had been up for `uptime`; a node is down once silent for `down_after`.
+    pub fn new(ages: HashMap<String, Duration>, uptime: Duration, down_after: Duration) -> Self {
+        NodeStates {
+            ages,
+            uptime,
+            down_after,
+            draining: Default::default(),
+        }
+    }
+
     /// The same reading, with these nodes in drain.
     pub fn draining(mut self, nodes: impl IntoIterator<Item = String>) -> NodeStates {
         self.draining = nodes.into_iter().collect();

@@ -135,7 +135,7 @@ pub async fn migrate(
         keys::encode(&m),
         Expect::Absent,
     )])?;
-    server.record(migrating_event(a, &m));
+    server.record(migrating_event(a, &m, crate::now_ms()));
     let cluster = Cluster {
         assignments,
         drains,

@@ -2,12 +2,11 @@
 //! node, one instance at a time). A move is a [`Migration`] record: the rollout planner treats
 //! the instance like an old version, so its replacement starts first (placed on the requested
 //! node, never on the one it leaves) and the instance is drained out of its load balancer and
-//! stopped only once the replacement is ready (DESIGN.md principle 6, start-before-stop).
+//! stopped only once the replacement is ready (ARCHITECTURE.md, principle 6: start-before-stop).
 
-use super::Pass;
+use super::Plan;
 use crate::keys::{self, Migration, NodeDrain, Versioned};
 use crate::nodes::NodeStates;
-use crate::now_ms;
 use ebb_core::api::{MigrationView, NodeState, MOVE_MOVED, MOVE_STOPPED};
 use ebb_core::{Assignment, DesiredState, Event, EventKind};
 use ebb_store::{Expect, Op};
@@ -25,17 +24,17 @@ pub(super) fn tidy(
     node_drains: &BTreeMap<String, Versioned<NodeDrain>>,
     router_drains: &HashMap<String, Versioned<keys::DrainRecord>>,
     states: &NodeStates,
-    pass: &mut Pass,
+    plan: &mut Plan,
 ) -> Migrations {
     let mut live = Migrations::new();
     for (id, m) in migrations {
         let Some(a) = assignments.iter().map(|a| &a.value).find(|a| a.id == id) else {
-            pass.ops.push(Op::delete(keys::migration(&id), Expect::Any));
+            plan.ops.push(Op::delete(keys::migration(&id), Expect::Any));
             continue;
         };
         // Lost with its node: replaced as a lost instance, not as a move.
         if states.get(&a.node) == NodeState::Down {
-            pass.ops.push(Op::delete(keys::migration(&id), Expect::Any));
+            plan.ops.push(Op::delete(keys::migration(&id), Expect::Any));
             continue;
         }
         let stopping = a.desired != DesiredState::Run || router_drains.contains_key(&id);
@@ -45,11 +44,11 @@ pub(super) fn tidy(
             _ => None,
         });
         if !stopping && (undrained || unreachable.is_some()) {
-            pass.ops.push(Op::delete(keys::migration(&id), Expect::Any));
+            plan.ops.push(Op::delete(keys::migration(&id), Expect::Any));
             if let Some((to, state)) = unreachable {
-                pass.events.push(
+                plan.events.push(
                     Event::new(
-                        now_ms(),
+                        plan.now_ms,
                         EventKind::Warning,
                         format!(
                             "move of instance {id} to node {to} called off: node {to} is {}",
@@ -105,9 +104,9 @@ pub(super) fn drive_drains(
     migrations: &Migrations,
     router_drains: &HashMap<String, Versioned<keys::DrainRecord>>,
     states: &NodeStates,
-    pass: &mut Pass,
+    plan: &mut Plan,
 ) -> HashSet<String> {
-    let now = now_ms();
+    let now = plan.now_ms;
     let mut evict = HashSet::new();
     for (node, drain) in node_drains {
         let on_node: Vec<&Assignment> = assignments
@@ -117,7 +116,7 @@ pub(super) fn drive_drains(
             .collect();
         let moving = migrations.values().any(|m| &m.value.from == node);
         if on_node.is_empty() && !moving {
-            mark_done(node, drain, pass);
+            mark_done(node, drain, plan);
             continue;
         }
         if states.get(node) == NodeState::Down {
@@ -133,7 +132,7 @@ pub(super) fn drive_drains(
             evict.extend(serving.iter().map(|a| a.id.clone()));
         } else if !moving {
             if let Some(next) = serving.first() {
-                begin(next, pass);
+                begin(next, plan);
             }
         }
     }
@@ -142,31 +141,32 @@ pub(super) fn drive_drains(
 
 /// Starts moving `a` off its drained node: writes its migration record (the next pass places
 /// the replacement).
-fn begin(a: &Assignment, pass: &mut Pass) {
+fn begin(a: &Assignment, plan: &mut Plan) {
     let migration = Migration {
         service: a.service.clone(),
         from: a.node.clone(),
         to: None,
         by_drain: true,
-        since_ms: now_ms(),
+        since_ms: plan.now_ms,
         replacement: None,
     };
-    pass.ops.push(Op::put(
+    plan.ops.push(Op::put(
         keys::migration(&a.id),
         keys::encode(&migration),
         Expect::Absent,
     ));
-    pass.events.push(migrating_event(a, &migration));
+    plan.events
+        .push(migrating_event(a, &migration, plan.now_ms));
 }
 
 /// The event of a move that begins.
-pub(crate) fn migrating_event(a: &Assignment, m: &Migration) -> Event {
+pub(crate) fn migrating_event(a: &Assignment, m: &Migration, now_ms: u64) -> Event {
     let whither = match &m.to {
         Some(to) => format!("to node {to}"),
         None => "to another node".to_string(),
     };
     Event::new(
-        now_ms(),
+        now_ms,
         EventKind::InstanceMigrating,
         format!(
             "moving instance {} from node {} {whither} ({}): a replacement starts first",
@@ -180,22 +180,22 @@ pub(crate) fn migrating_event(a: &Assignment, m: &Migration) -> Event {
     .node(&a.node)
 }
 
-fn mark_done(node: &str, drain: &Versioned<NodeDrain>, pass: &mut Pass) {
+fn mark_done(node: &str, drain: &Versioned<NodeDrain>, plan: &mut Plan) {
     if drain.value.done_ms.is_some() {
         return;
     }
     let done = NodeDrain {
-        done_ms: Some(now_ms()),
+        done_ms: Some(plan.now_ms),
         ..drain.value.clone()
     };
-    pass.ops.push(Op::put(
+    plan.ops.push(Op::put(
         keys::node_drain(node),
         keys::encode(&done),
         Expect::ModRevision(drain.mod_revision),
     ));
-    pass.events.push(
+    plan.events.push(
         Event::new(
-            now_ms(),
+            plan.now_ms,
             EventKind::NodeDrained,
             format!(
                 "node {node} is drained: no instance left on it; `ebb undrain {node}` puts it back in service"
@@ -228,13 +228,13 @@ pub(super) fn note_replacement(
     id: &str,
     m: &Versioned<Migration>,
     replacement: &str,
-    pass: &mut Pass,
+    plan: &mut Plan,
 ) {
     let updated = Migration {
         replacement: Some(replacement.to_string()),
         ..m.value.clone()
     };
-    pass.ops.push(Op::put(
+    plan.ops.push(Op::put(
         keys::migration(id),
         keys::encode(&updated),
         Expect::ModRevision(m.mod_revision),

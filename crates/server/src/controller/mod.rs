@@ -1,0 +1,118 @@
+//! The service controller: level-triggered reconciliation of services against their instances
+//! (ARCHITECTURE.md, principle 1). It wakes on every store change and once a second.
+//!
+//! A pass is three steps: [`Snapshot::read`] takes what the store, the node tracker and the
+//! router know at one instant; [`decide`] (pure) plans every service with [`rollout::plan`],
+//! drains, moves and lost nodes into a [`Plan`]; [`apply`] writes the plan in one transaction
+//! and records its events. Only the first and last touch the server.
+
+mod decide;
+pub(crate) mod moves;
+mod placer;
+mod plan;
+pub mod rollout;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+pub use decide::{current_status, decide};
+pub use plan::Plan;
+pub use snapshot::{RouterView, Snapshot};
+
+use crate::{now_ms, Server};
+use ebb_core::{Event, EventKind};
+use ebb_store::StoreError;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The label every node carries with its own name (like Kubernetes' `kubernetes.io/hostname`):
+/// `constraints = ["node.name=web-3"]` pins a service, and moves use it to leave a node.
+pub const NODE_NAME_LABEL: &str = "node.name";
+
+/// Reconcile at least this often even without store changes (nodes come and go in memory).
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// While a drained instance still has requests in flight, look again this soon: its stop (and
+/// the next move of a node drain) waits on the last request, not on the next resync
+/// (`bench/drain.sh` saw moves take 1 s instead of ~50 ms when a request was in flight).
+pub const DRAIN_RECHECK: Duration = Duration::from_millis(50);
+
+/// When the next pass is needed, besides store changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Recheck {
+    /// Nothing waits on time: skip passes until the store or the live nodes change.
+    #[default]
+    OnChange,
+    /// Deadlines are running (node drains): pass every [`RESYNC_INTERVAL`].
+    EverySecond,
+    /// Drained instances wait for their last request, or a write conflicted: pass again after
+    /// [`DRAIN_RECHECK`].
+    Soon,
+}
+
+/// Runs the controller until `shutdown` turns true. Passes run on a blocking thread: they write
+/// to disk, and the API's async threads must not wait on that.
+pub async fn run(server: Server, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = server.store().subscribe();
+    let mut last: Option<(u64, Vec<String>)> = None;
+    loop {
+        // A pass depends on the store and on which nodes are live; if neither changed since the
+        // last good pass, it would decide nothing new (an idle server then costs nothing here).
+        let seen = server
+            .store()
+            .revision()
+            .ok()
+            .map(|r| (r, server.nodes().live(Instant::now())));
+        let mut recheck = RESYNC_INTERVAL;
+        if seen.is_none() || seen != last {
+            let pass = server.clone();
+            match tokio::task::spawn_blocking(move || reconcile(&pass)).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "reconcile failed; will retry"),
+                Err(e) => tracing::error!(error = %e, "reconcile panicked; will retry"),
+                Ok(Ok(Recheck::OnChange)) => last = seen,
+                Ok(Ok(Recheck::EverySecond)) => last = None,
+                Ok(Ok(Recheck::Soon)) => {
+                    last = None;
+                    recheck = DRAIN_RECHECK;
+                }
+            }
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(recheck) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One pass: read a snapshot, decide, apply. Returns when the next pass is needed even if
+/// nothing changes: drains (of instances or nodes) end on time and in-flight counts.
+pub fn reconcile(server: &Server) -> Result<Recheck, StoreError> {
+    let snapshot = Snapshot::read(server, Instant::now())?;
+    apply(server, decide(&snapshot, now_ms()))
+}
+
+/// Writes a plan in one transaction, then tells the server what it keeps in memory (statuses
+/// forgotten, moves ended, pending reasons) and records the events. A conflict means someone
+/// wrote meanwhile: nothing is applied, and the next pass, soon, plans again.
+pub fn apply(server: &Server, mut plan: Plan) -> Result<Recheck, StoreError> {
+    if !plan.ops.is_empty() {
+        match server.store().txn(std::mem::take(&mut plan.ops)) {
+            Err(StoreError::Conflict { .. }) => return Ok(Recheck::Soon),
+            other => other?,
+        };
+    }
+    for id in &plan.forgotten {
+        server.forget_status(id);
+    }
+    server.note_moved(std::mem::take(&mut plan.moved));
+    for (service, why) in server.note_pending(std::mem::take(&mut plan.pending)) {
+        let message = format!("an instance of {service} is pending: {why}");
+        let event = Event::new(plan.now_ms, EventKind::InstancePending, message);
+        plan.events.push(event.service(&service));
+    }
+    server.record_all(plan.events);
+    Ok(plan.recheck)
+}

@@ -1,0 +1,620 @@
+//! The service controller's decisions, driven with hand-made snapshots and a manual clock: no
+//! store, no router, no agent. The end-to-end tests (`crates/ebb/tests`) run the same code
+//! against real processes; these pin each rule down on its own.
+
+use super::plan::FAST_DRAIN_MS;
+use super::{decide, Plan, Recheck, RouterView, Snapshot};
+use crate::keys::{self, DrainRecord, Migration, NodeDrain, Versioned};
+use crate::nodes::NodeStates;
+use ebb_core::api::NodeInfo;
+use ebb_core::{
+    Assignment, DesiredState, EventKind, InstanceState, InstanceStatus, Resources, ServiceSpec,
+};
+use ebb_store::{Expect, Op};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The manual clock's "now", in unix milliseconds.
+const T0: u64 = 1_700_000_000_000;
+const DOWN_AFTER: Duration = Duration::from_secs(3);
+
+// === building snapshots ===
+
+fn spec(name: &str, instances: u32) -> ServiceSpec {
+    let mut spec = ServiceSpec::new(name, vec!["app".into()]);
+    spec.instances = instances;
+    spec
+}
+
+fn routed(name: &str, instances: u32) -> ServiceSpec {
+    let mut spec = spec(name, instances);
+    spec.port = Some(8080);
+    spec
+}
+
+fn node(name: &str) -> NodeInfo {
+    NodeInfo {
+        name: name.into(),
+        address: "127.0.0.1".into(),
+        cpu_millis: 4000,
+        memory_bytes: 8 << 30,
+        enforcement: "none: test".into(),
+        labels: Default::default(),
+    }
+}
+
+/// An instance of `spec` on `node`, stored at revision `rev` (also its generation).
+fn instance(id: &str, spec: &ServiceSpec, node: &str, rev: u64) -> Versioned<Assignment> {
+    Versioned {
+        value: Assignment {
+            id: id.into(),
+            service: spec.name.clone(),
+            node: node.into(),
+            generation: rev,
+            version: spec.version(),
+            spec: spec.clone(),
+            desired: DesiredState::Run,
+            created_ms: T0 - 60_000,
+        },
+        mod_revision: rev,
+    }
+}
+
+/// A status of `a`'s current generation: running, ready or not.
+fn status(a: &Versioned<Assignment>, ready: bool) -> InstanceStatus {
+    InstanceStatus {
+        id: a.value.id.clone(),
+        generation: a.value.generation,
+        state: InstanceState::Running,
+        pid: Some(4242),
+        addr: Some("127.0.0.1:9000".into()),
+        ready,
+        restarts: 0,
+        started_ms: Some(T0 - 50_000),
+        last_exit: None,
+    }
+}
+
+/// A cluster whose nodes all heartbeated just now, after the server has been up a while.
+fn snapshot(nodes: &[&str]) -> Snapshot {
+    let ages = nodes
+        .iter()
+        .map(|n| (n.to_string(), Duration::from_millis(100)))
+        .collect();
+    Snapshot {
+        services: Default::default(),
+        assignments: Vec::new(),
+        drains: HashMap::new(),
+        node_drains: Default::default(),
+        migrations: Default::default(),
+        statuses: HashMap::new(),
+        nodes: nodes.iter().map(|n| node(n)).collect(),
+        states: NodeStates::new(ages, Duration::from_secs(600), DOWN_AFTER),
+        newly_down: Vec::new(),
+        down_after: DOWN_AFTER,
+        router: None,
+        revision: 100,
+        id_seed: 7,
+    }
+}
+
+impl Snapshot {
+    fn with_service(mut self, spec: &ServiceSpec) -> Self {
+        self.services.insert(spec.name.clone(), spec.clone());
+        self
+    }
+
+    /// Adds a running instance; `ready` sets its reported status.
+    fn with_instance(mut self, a: Versioned<Assignment>, ready: bool) -> Self {
+        self.statuses.insert(a.value.id.clone(), status(&a, ready));
+        self.assignments.push(a);
+        self
+    }
+
+    fn with_router(mut self, synced_revision: u64, in_flight: &[(&str, u32)]) -> Self {
+        let in_flight = in_flight.iter().map(|(i, n)| (i.to_string(), *n)).collect();
+        self.router = Some(RouterView {
+            synced_revision,
+            in_flight,
+        });
+        self
+    }
+
+    /// `node` last heartbeated `silent` ago.
+    fn with_silence(mut self, node: &str, silent: Duration) -> Self {
+        let ages = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let age = if n.name == node {
+                    silent
+                } else {
+                    Duration::from_millis(100)
+                };
+                (n.name.clone(), age)
+            })
+            .collect();
+        self.states = NodeStates::new(ages, Duration::from_secs(600), DOWN_AFTER);
+        self
+    }
+
+    fn with_drain(mut self, id: &str, since_ms: u64, deadline_ms: u64, rev: u64) -> Self {
+        let record = DrainRecord {
+            since_ms,
+            deadline_ms,
+            reason: "scale in".into(),
+        };
+        self.drains.insert(
+            id.into(),
+            Versioned {
+                value: record,
+                mod_revision: rev,
+            },
+        );
+        self
+    }
+
+    fn with_node_drain(mut self, node: &str, deadline_ms: u64) -> Self {
+        let drain = NodeDrain {
+            since_ms: T0 - 1_000,
+            deadline_ms,
+            done_ms: None,
+        };
+        self.states = self.states.clone().draining([node.to_string()]);
+        self.node_drains.insert(
+            node.into(),
+            Versioned {
+                value: drain,
+                mod_revision: 50,
+            },
+        );
+        self
+    }
+
+    fn with_migration(mut self, id: &str, m: Migration) -> Self {
+        self.migrations.insert(
+            id.into(),
+            Versioned {
+                value: m,
+                mod_revision: 60,
+            },
+        );
+        self
+    }
+}
+
+fn migration(service: &str, from: &str, to: Option<&str>) -> Migration {
+    Migration {
+        service: service.into(),
+        from: from.into(),
+        to: to.map(String::from),
+        by_drain: false,
+        since_ms: T0 - 1_000,
+        replacement: None,
+    }
+}
+
+// === reading plans ===
+
+/// The assignments the plan creates, decoded.
+fn created(plan: &Plan) -> Vec<Assignment> {
+    plan.ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Put {
+                key,
+                value,
+                expect: Expect::Absent,
+            } if key.starts_with(keys::INSTANCES) => serde_json::from_slice(value).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ids of instances the plan sets to stop (a put of desired = stop over its revision).
+fn stopped(plan: &Plan) -> Vec<String> {
+    plan.ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Put {
+                key,
+                value,
+                expect: Expect::ModRevision(_),
+            } if key.starts_with(keys::INSTANCES) => {
+                let a: Assignment = serde_json::from_slice(value).ok()?;
+                (a.desired == DesiredState::Stop).then_some(a.id)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Keys the plan puts under `prefix` (any condition).
+fn puts(plan: &Plan, prefix: &str) -> Vec<String> {
+    plan.ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Put { key, .. } if key.starts_with(prefix) => Some(key[prefix.len()..].to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn deletes(plan: &Plan, prefix: &str) -> Vec<String> {
+    plan.ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Delete { key, .. } if key.starts_with(prefix) => {
+                Some(key[prefix.len()..].to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(plan: &Plan, kind: EventKind) -> Vec<String> {
+    plan.events
+        .iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| e.message.clone())
+        .collect()
+}
+
+// === placement ===
+
+#[test]
+fn a_new_service_gets_its_instances_placed_on_ready_nodes() {
+    let web = spec("web", 2);
+    let plan = decide(&snapshot(&["a", "b"]).with_service(&web), T0);
+    let made = created(&plan);
+    assert_eq!(made.len(), 2);
+    assert!(made
+        .iter()
+        .all(|a| a.version == web.version() && a.created_ms == T0));
+    let mut nodes: Vec<&str> = made.iter().map(|a| a.node.as_str()).collect();
+    nodes.sort();
+    assert_eq!(nodes, ["a", "b"], "anti-affinity spreads one service");
+    assert_eq!(events(&plan, EventKind::InstanceCreated).len(), 2);
+    assert_eq!(plan.recheck, Recheck::OnChange);
+}
+
+#[test]
+fn the_same_snapshot_and_clock_give_the_same_plan() {
+    let snap = snapshot(&["a", "b", "c"]).with_service(&spec("web", 3));
+    let (one, two) = (decide(&snap, T0), decide(&snap, T0));
+    assert_eq!(one.ops, two.ops);
+    assert_eq!(one.events, two.events);
+    let ids: Vec<String> = created(&one).into_iter().map(|a| a.id).collect();
+    assert!(ids
+        .iter()
+        .all(|id| id.starts_with("web-") && id.len() == 12));
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 3);
+}
+
+#[test]
+fn an_instance_no_node_fits_is_pending_with_the_reason() {
+    let mut big = spec("big", 1);
+    big.resources = Resources {
+        cpu_millis: Some(64_000),
+        memory_bytes: None,
+    };
+    let plan = decide(&snapshot(&["a"]).with_service(&big), T0);
+    assert!(created(&plan).is_empty());
+    let why = plan.pending.get("big").expect("pending");
+    assert!(why.contains("insufficient cpu"), "{why}");
+}
+
+#[test]
+fn suspect_nodes_take_no_new_instances() {
+    let snap = snapshot(&["a", "b"])
+        .with_service(&spec("web", 1))
+        .with_silence("a", Duration::from_millis(2_000));
+    let made = created(&decide(&snap, T0));
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].node, "b");
+}
+
+// === scaling in and drains ===
+
+#[test]
+fn scaling_in_an_unrouted_service_stops_the_extra_instance_at_once() {
+    let worker = spec("worker", 1);
+    let snap = snapshot(&["a"])
+        .with_service(&worker)
+        .with_instance(instance("worker-1", &worker, "a", 10), true)
+        .with_instance(instance("worker-2", &worker, "a", 11), true);
+    let plan = decide(&snap, T0);
+    assert_eq!(stopped(&plan).len(), 1);
+    assert!(puts(&plan, keys::DRAINS).is_empty());
+    assert!(events(&plan, EventKind::InstanceStopping)[0].contains("scale in"));
+}
+
+#[test]
+fn scaling_in_a_routed_service_drains_the_instance_before_stopping_it() {
+    let web = routed("web", 1);
+    let snap = snapshot(&["a"])
+        .with_service(&web)
+        .with_instance(instance("web-1", &web, "a", 10), true)
+        .with_instance(instance("web-2", &web, "a", 11), true)
+        .with_router(90, &[]);
+    let plan = decide(&snap, T0);
+    assert!(
+        stopped(&plan).is_empty(),
+        "not stopped before it is drained"
+    );
+    let drained = puts(&plan, keys::DRAINS);
+    assert_eq!(drained.len(), 1);
+    let record = plan.ops.iter().find_map(|op| match op {
+        Op::Put { key, value, .. } if key.starts_with(keys::DRAINS) => {
+            serde_json::from_slice::<DrainRecord>(value).ok()
+        }
+        _ => None,
+    });
+    let record = record.expect("a drain record");
+    assert_eq!(record.since_ms, T0);
+    assert_eq!(
+        record.deadline_ms,
+        T0 + web.balance.drain.as_millis() as u64
+    );
+    assert!(plan.draining);
+    assert_eq!(plan.recheck, Recheck::Soon);
+}
+
+#[test]
+fn a_drained_instance_stops_once_the_router_dropped_it_and_its_requests_ended() {
+    let web = routed("web", 0);
+    let base = snapshot(&["a"])
+        .with_service(&web)
+        .with_instance(instance("web-1", &web, "a", 10), true)
+        .with_drain("web-1", T0 - 200, T0 + 30_000, 20);
+    // The router has not yet seen the drain (revision 19 < 20): wait.
+    let plan = decide(&base_router(&base, 19, 0), T0);
+    assert!(stopped(&plan).is_empty());
+    // Seen, but a request is still in flight: wait.
+    let plan = decide(&base_router(&base, 20, 1), T0);
+    assert!(stopped(&plan).is_empty());
+    assert_eq!(
+        plan.recheck,
+        Recheck::Soon,
+        "a young drain is looked at soon"
+    );
+    // Seen and idle: the drain ends and the instance stops.
+    let plan = decide(&base_router(&base, 20, 0), T0);
+    assert_eq!(stopped(&plan), ["web-1"]);
+    assert_eq!(deletes(&plan, keys::DRAINS), ["web-1"]);
+    assert!(events(&plan, EventKind::InstanceStopping)[0].contains("scale in; drained"));
+}
+
+fn base_router(base: &Snapshot, synced: u64, in_flight: u32) -> Snapshot {
+    base.clone().with_router(synced, &[("web-1", in_flight)])
+}
+
+#[test]
+fn a_drain_past_its_deadline_stops_the_instance_with_requests_still_in_flight() {
+    let web = routed("web", 0);
+    let snap = snapshot(&["a"])
+        .with_service(&web)
+        .with_instance(instance("web-1", &web, "a", 10), true)
+        .with_drain("web-1", T0 - 40_000, T0 - 10_000, 20)
+        .with_router(25, &[("web-1", 3)]);
+    let plan = decide(&snap, T0);
+    assert_eq!(stopped(&plan), ["web-1"]);
+    let why = &events(&plan, EventKind::InstanceStopping)[0];
+    assert!(
+        why.contains("drain time over with 3 requests in flight"),
+        "{why}"
+    );
+}
+
+#[test]
+fn the_drain_record_of_a_vanished_instance_is_deleted() {
+    let snap = snapshot(&["a"]).with_drain("gone-1", T0 - 100, T0 + 1_000, 5);
+    let plan = decide(&snap, T0);
+    assert_eq!(deletes(&plan, keys::DRAINS), ["gone-1"]);
+}
+
+#[test]
+fn rechecks_follow_the_age_of_drains() {
+    let web = routed("web", 1);
+    let old_drain = snapshot(&["a"])
+        .with_service(&web)
+        .with_instance(instance("web-1", &web, "a", 10), true)
+        .with_drain("web-1", T0 - FAST_DRAIN_MS - 1, T0 + 60_000, 20)
+        .with_router(25, &[("web-1", 1)]);
+    assert_eq!(decide(&old_drain, T0).recheck, Recheck::EverySecond);
+    let quiet = snapshot(&["a"])
+        .with_service(&web)
+        .with_instance(instance("web-1", &web, "a", 10), true);
+    assert_eq!(decide(&quiet, T0).recheck, Recheck::OnChange);
+}
+
+// === lost nodes and fencing ===
+
+#[test]
+fn an_instance_on_a_down_node_is_forgotten_and_replaced_elsewhere() {
+    let web = spec("web", 1);
+    let mut snap = snapshot(&["a", "b"])
+        .with_service(&web)
+        .with_instance(instance("web-1", &web, "a", 10), true)
+        .with_silence("a", Duration::from_secs(5));
+    snap.newly_down = vec!["a".into()];
+    let plan = decide(&snap, T0);
+    assert_eq!(deletes(&plan, keys::INSTANCES), ["web-1"]);
+    assert_eq!(deletes(&plan, keys::STATUS), ["web-1"]);
+    assert_eq!(plan.forgotten, ["web-1"]);
+    let made = created(&plan);
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].node, "b");
+    assert!(events(&plan, EventKind::InstanceStopped)[0].contains("lost with node a"));
+    assert!(events(&plan, EventKind::NodeDown)[0].contains("silent for 3s"));
+}
+
+#[test]
+fn a_node_silent_since_a_server_restart_is_suspect_not_down_until_the_timeout() {
+    let web = spec("web", 1);
+    let mut snap = snapshot(&["a"])
+        .with_service(&web)
+        .with_instance(instance("web-1", &web, "a", 10), true);
+    // The server just started and has not heard from `a` yet.
+    snap.states = NodeStates::new(HashMap::new(), Duration::from_secs(1), DOWN_AFTER);
+    let plan = decide(&snap, T0);
+    assert!(
+        deletes(&plan, keys::INSTANCES).is_empty(),
+        "nothing replaced yet"
+    );
+    assert!(created(&plan).is_empty());
+}
+
+#[test]
+fn a_status_from_an_older_generation_does_not_count() {
+    // The instance was re-created (generation 12); the node still reports generation 10 as
+    // ready. The rollout must not take it for ready and stop the old version.
+    let old = spec("web", 1);
+    let mut new = old.clone();
+    new.env.insert("V".into(), "2".into());
+    let old_instance = instance("web-old", &old, "a", 10);
+    let fresh = instance("web-new", &new, "b", 12);
+    let mut stale = status(&fresh, true);
+    stale.generation = 10;
+    let mut snap = snapshot(&["a", "b"])
+        .with_service(&new)
+        .with_instance(old_instance, true);
+    snap.assignments.push(fresh);
+    snap.statuses.insert("web-new".into(), stale);
+    let plan = decide(&snap, T0);
+    assert!(stopped(&plan).is_empty(), "the old version keeps serving");
+}
+
+#[test]
+fn orphan_statuses_are_forgotten() {
+    let mut snap = snapshot(&["a"]);
+    let ghost = instance("ghost-1", &spec("ghost", 1), "a", 3);
+    snap.statuses
+        .insert("ghost-1".into(), status(&ghost, false));
+    let plan = decide(&snap, T0);
+    assert_eq!(deletes(&plan, keys::STATUS), ["ghost-1"]);
+    assert_eq!(plan.forgotten, ["ghost-1"]);
+}
+
+// === rollouts ===
+
+#[test]
+fn a_new_version_starts_before_the_old_one_stops() {
+    let old = spec("web", 1);
+    let mut new = old.clone();
+    new.env.insert("V".into(), "2".into());
+    let snap = snapshot(&["a", "b"])
+        .with_service(&new)
+        .with_instance(instance("web-old", &old, "a", 10), true);
+    let plan = decide(&snap, T0);
+    let made = created(&plan);
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].version, new.version());
+    assert!(stopped(&plan).is_empty(), "start before stop");
+}
+
+#[test]
+fn the_old_version_stops_once_its_replacement_is_ready() {
+    let old = spec("web", 1);
+    let mut new = old.clone();
+    new.env.insert("V".into(), "2".into());
+    let snap = snapshot(&["a", "b"])
+        .with_service(&new)
+        .with_instance(instance("web-old", &old, "a", 10), true)
+        .with_instance(instance("web-new", &new, "b", 12), true);
+    let plan = decide(&snap, T0);
+    assert!(created(&plan).is_empty());
+    assert_eq!(stopped(&plan), ["web-old"]);
+    assert!(events(&plan, EventKind::InstanceStopping)[0].contains("replaced by a newer version"));
+}
+
+#[test]
+fn a_removed_service_stops_every_instance() {
+    let web = spec("web", 2);
+    let snap = snapshot(&["a"])
+        .with_instance(instance("web-1", &web, "a", 10), true)
+        .with_instance(instance("web-2", &web, "a", 11), true);
+    let mut ids = stopped(&decide(&snap, T0));
+    ids.sort();
+    assert_eq!(ids, ["web-1", "web-2"]);
+}
+
+// === moves and node drains ===
+
+#[test]
+fn a_move_places_its_replacement_on_the_node_asked_for_and_records_it() {
+    let web = spec("web", 1);
+    let snap = snapshot(&["a", "b", "c"])
+        .with_service(&web)
+        .with_instance(instance("web-1", &web, "a", 10), true)
+        .with_migration("web-1", migration("web", "a", Some("c")));
+    let plan = decide(&snap, T0);
+    let made = created(&plan);
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].node, "c");
+    assert_eq!(
+        puts(&plan, keys::MIGRATIONS),
+        ["web-1"],
+        "replacement noted"
+    );
+    assert!(
+        stopped(&plan).is_empty(),
+        "the instance serves until the replacement is ready"
+    );
+}
+
+#[test]
+fn a_move_to_a_node_that_went_down_is_called_off() {
+    let web = spec("web", 1);
+    let snap = snapshot(&["a", "b"])
+        .with_service(&web)
+        .with_instance(instance("web-1", &web, "a", 10), true)
+        .with_migration("web-1", migration("web", "a", Some("b")))
+        .with_silence("b", Duration::from_secs(10));
+    let plan = decide(&snap, T0);
+    assert_eq!(deletes(&plan, keys::MIGRATIONS), ["web-1"]);
+    assert!(created(&plan).is_empty());
+    assert!(events(&plan, EventKind::Warning)[0].contains("node b is down"));
+}
+
+#[test]
+fn a_node_drain_moves_one_instance_at_a_time() {
+    let web = spec("web", 2);
+    let snap = snapshot(&["a", "b"])
+        .with_service(&web)
+        .with_instance(instance("web-1", &web, "a", 10), true)
+        .with_instance(instance("web-2", &web, "a", 11), true)
+        .with_node_drain("a", T0 + 3_600_000);
+    let plan = decide(&snap, T0);
+    assert_eq!(puts(&plan, keys::MIGRATIONS), ["web-1"]);
+    assert_eq!(events(&plan, EventKind::InstanceMigrating).len(), 1);
+    assert_eq!(plan.recheck, Recheck::EverySecond);
+}
+
+#[test]
+fn past_a_node_drains_deadline_what_is_left_is_stopped() {
+    let web = spec("web", 2);
+    let snap = snapshot(&["a", "b"])
+        .with_service(&web)
+        .with_instance(instance("web-1", &web, "a", 10), true)
+        .with_instance(instance("web-2", &web, "a", 11), true)
+        .with_node_drain("a", T0 - 1);
+    let mut ids = stopped(&decide(&snap, T0));
+    ids.sort();
+    assert_eq!(ids, ["web-1", "web-2"]);
+}
+
+#[test]
+fn an_empty_drained_node_is_marked_done_once() {
+    let snap = snapshot(&["a"]).with_node_drain("a", T0 + 60_000);
+    let plan = decide(&snap, T0);
+    assert_eq!(puts(&plan, keys::NODE_DRAINS), ["a"]);
+    assert!(events(&plan, EventKind::NodeDrained)[0].contains("node a is drained"));
+    let done = plan.ops.iter().find_map(|op| match op {
+        Op::Put { value, .. } => serde_json::from_slice::<NodeDrain>(value).ok(),
+        _ => None,
+    });
+    assert_eq!(done.and_then(|d| d.done_ms), Some(T0));
+}
