@@ -5,16 +5,16 @@
 //! a long-poll that delivers new assignments the moment the server writes them.
 //!
 //! Both paths hand the full set of assignments to [`Supervisor::apply`], which is idempotent
-//! (DESIGN.md principle 1): a lost or duplicated message does no harm.
+//! (ARCHITECTURE.md, principle 1): a lost or duplicated message does no harm.
 
 use crate::Supervisor;
 use ebb_client::Client;
 use ebb_core::api::{NodeInfo, SyncRequest, MAX_EVENTS_PER_SYNC};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-/// Heartbeat interval (DESIGN.md: node heartbeat 1 s).
+/// Heartbeat interval (ARCHITECTURE.md, defaults: node heartbeat 1 s).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one assignments long-poll waits on the server before asking again.
 pub const LONG_POLL_WAIT: Duration = Duration::from_secs(30);
@@ -23,13 +23,8 @@ pub const FINAL_SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause after a failed call, so an unreachable server is not hammered.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-/// Runs both loops until `shutdown` turns true.
-pub async fn run(
-    client: Client,
-    supervisor: Supervisor,
-    node: NodeInfo,
-    shutdown: watch::Receiver<bool>,
-) {
+/// Runs both loops until `stop` is cancelled.
+pub async fn run(client: Client, supervisor: Supervisor, node: NodeInfo, stop: CancellationToken) {
     let applier = Applier {
         supervisor,
         newest: Arc::new(Mutex::new(0)),
@@ -38,9 +33,9 @@ pub async fn run(
         client.clone(),
         applier.clone(),
         node.clone(),
-        shutdown.clone(),
+        stop.clone(),
     ));
-    let poll = tokio::spawn(long_poll_loop(client, applier, node.name, shutdown));
+    let poll = tokio::spawn(long_poll_loop(client, applier, node.name, stop));
     let _ = tokio::join!(heartbeat, poll);
 }
 
@@ -63,16 +58,11 @@ impl Applier {
     }
 }
 
-async fn heartbeat_loop(
-    client: Client,
-    applier: Applier,
-    node: NodeInfo,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn heartbeat_loop(client: Client, applier: Applier, node: NodeInfo, stop: CancellationToken) {
     let supervisor = applier.supervisor.clone();
     let mut changed = supervisor.changed();
     let mut warned = false;
-    while !*shutdown.borrow() {
+    while !stop.is_cancelled() {
         match sync_once(&client, &supervisor, &node).await {
             Ok(resp) => {
                 applier.apply(&resp);
@@ -87,7 +77,7 @@ async fn heartbeat_loop(
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
             _ = changed.changed() => {}
-            _ = shutdown.changed() => {}
+            _ = stop.cancelled() => {}
         }
     }
     // A last report, so that the server knows the final states and events of a shutdown.
@@ -120,14 +110,9 @@ pub async fn sync_once(
     result
 }
 
-async fn long_poll_loop(
-    client: Client,
-    applier: Applier,
-    node: String,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn long_poll_loop(client: Client, applier: Applier, node: String, stop: CancellationToken) {
     let mut after = 0;
-    while !*shutdown.borrow() {
+    while !stop.is_cancelled() {
         let call = client.assignments(&node, after, LONG_POLL_WAIT);
         tokio::select! {
             result = call => match result {
@@ -137,7 +122,7 @@ async fn long_poll_loop(
                 }
                 Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
             },
-            _ = shutdown.changed() => {}
+            _ = stop.cancelled() => {}
         }
     }
 }

@@ -15,7 +15,7 @@ pub enum DesiredState {
 }
 
 /// One instance placed on one node. The agent receives the full set of its node's assignments
-/// and makes its processes match (level-triggered, DESIGN.md principle 1).
+/// and makes its processes match (level-triggered, ARCHITECTURE.md, principle 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
     pub id: String,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// Largest instance count a service may ask for; anything above is surely a typo.
 pub const MAX_INSTANCES: u32 = 10_000;
-/// Default health-check interval: 1 s (DESIGN.md; HAProxy uses 2 s).
+/// Default health-check interval: 1 s (ARCHITECTURE.md, defaults; HAProxy uses 2 s).
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// Default health-check timeout, below the interval so that checks never pile up.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
@@ -196,15 +196,18 @@ impl fmt::Display for BalanceAlgorithm {
     }
 }
 
-/// Extra attempts per request on other instances (issue 3's example; Envoy defaults to 1).
+/// Extra attempts on other instances (connect failures; for idempotent requests also resets
+/// and 502/503 within the retry budget). 2; Envoy's `num_retries` default is 1, HAProxy's
+/// `retries` 3.
 pub const DEFAULT_RETRIES: u32 = 2;
 /// How long a removed instance may finish its in-flight requests (Kubernetes' default
 /// termination grace is 30 s).
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
-/// Longest wait for an instance's answer (nginx `proxy_read_timeout` is 60 s).
+/// Time from sending a request upstream to receiving its response head. 60 s: nginx
+/// `proxy_read_timeout` and HAProxy's usual `timeout server`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Linkerd's fail-fast: requests wait up to 3 s for a ready instance, then 503 + Retry-After
-/// (DESIGN.md defaults table, "cold-start queue"). Long enough to ride out a restart or a scale
+/// (ARCHITECTURE.md, defaults, "cold-start queue"). Long enough to ride out a restart or a scale
 /// from zero of a quick starter, short enough that clients see an answer rather than a hang.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest `queue_timeout` a spec may ask for: 10 minutes. Clients and proxies in front give up

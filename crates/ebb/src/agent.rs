@@ -10,7 +10,6 @@ use crate::commands::{Exit, EXIT_INVALID};
 use crate::up::{default_node_name, lock_data_dir, prepare_data_dir, start_supervisor, Signals};
 use ebb_client::{Client, ClientError};
 use ebb_core::api::NodeInfo;
-use tokio::sync::watch;
 
 pub async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<()> {
     let name = args.name.clone().unwrap_or_else(default_node_name);
@@ -33,12 +32,12 @@ pub async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<()> {
         supervisor.detach();
         return Err(e);
     }
-    let (stop, stopped) = watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     let sync = tokio::spawn(ebb_agent::sync::run(
         client,
         supervisor.clone(),
         node.clone(),
-        stopped,
+        stop.clone(),
     ));
     eprintln!(
         "ebb agent: node {name} joined {} with {} CPU, {} memory; instances bind {}; data in {}.\n  Ctrl-C stops the agent and leaves its instances running.",
@@ -49,7 +48,7 @@ pub async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<()> {
         data_dir.display(),
     );
     signals.next().await;
-    let _ = stop.send(true);
+    stop.cancel();
     let _ = sync.await;
     supervisor.detach();
     eprintln!("ebb agent stopped; its instances keep running and the next agent on this data dir adopts them");

@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Default API address (DESIGN.md: loopback unless told otherwise).
+/// Default API address (loopback unless told otherwise: nothing is exposed by default).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 /// Default state directory, relative to where ebb runs.
 pub const DEFAULT_DATA_DIR: &str = ".ebb";

@@ -11,19 +11,16 @@ use anyhow::Context;
 use ebb_agent::{Supervisor, SupervisorConfig};
 use ebb_client::Client;
 use ebb_core::api::NodeInfo;
-use ebb_server::{auth, Server};
+use ebb_server::{auth, ControlPlane, PlaneConfig, Server, Stage};
 use ebb_store::SqliteStore;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::watch;
 
 /// Store file inside the data dir.
 const STORE_FILE: &str = "state.db";
-/// How long open API requests (long-polls of followers) may finish at shutdown.
-const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// Lock file that keeps two `ebb up` off one data dir.
 const LOCK_FILE: &str = "lock";
 
@@ -117,28 +114,15 @@ async fn run(
         format!("ebb {} started; API on {addr}", env!("CARGO_PKG_VERSION")),
     ));
 
-    let router_runtime = router_runtime(role.plane.router_threads)?;
-    let router =
-        ebb_server::routing::Router::new(role.plane.router_bind, router_runtime.handle().clone());
-    server.set_router(router.clone());
-    let (control_stop, control_rx) = watch::channel(false);
-    let (router_stop, router_rx) = watch::channel(false);
-    let autoscaler = tokio::spawn(ebb_server::autoscale::run(
-        server.clone(),
-        router.clone(),
-        control_rx.clone(),
-    ));
-    let routing = tokio::spawn(ebb_server::routing::run(server.clone(), router, router_rx));
-    let (agent_stop, agent_rx) = watch::channel(false);
-    let (api_stop, api_rx) = watch::channel(false);
-    let api = tokio::spawn(serve_api(listener, server.clone(), api_rx));
-    let controller = tokio::spawn(ebb_server::controller::run(
-        server.clone(),
-        control_rx.clone(),
-    ));
-    let maintenance = tokio::spawn(ebb_server::maintenance::run(server.clone(), control_rx));
+    let mut plane = ControlPlane::start(PlaneConfig {
+        server,
+        api: listener,
+        router_bind: role.plane.router_bind,
+        router_threads: role.plane.router_threads,
+    })
+    .context("starting the router's runtime")?;
     let client = Client::new(&addr.to_string(), Some(token))?;
-    let agent = local.as_ref().map(|(name, advertise, supervisor)| {
+    if let Some((name, advertise, supervisor)) = &local {
         let (cpu_millis, memory_bytes) = ebb_agent::capacity::offered();
         let node = NodeInfo {
             name: name.clone(),
@@ -148,13 +132,11 @@ async fn run(
             enforcement: supervisor.enforcement(),
             labels: Default::default(),
         };
-        tokio::spawn(ebb_agent::sync::run(
-            client.clone(),
-            supervisor.clone(),
-            node,
-            agent_rx,
-        ))
-    });
+        let (client, supervisor) = (client.clone(), supervisor.clone());
+        plane.spawn(Stage::Reporting, move |stop| {
+            ebb_agent::sync::run(client, supervisor, node, stop)
+        });
+    }
 
     // A failed initial apply still stops what runs, through the same path as Ctrl-C.
     let mut outcome = Ok(());
@@ -187,23 +169,14 @@ async fn run(
         Some(_) => eprintln!("stopping: instances get their stop signal and grace period (Ctrl-C again to kill them now)"),
         None => eprintln!("stopping the server: instances on the nodes keep running"),
     }
-    // Order: no new decisions; instances stop while the agent still reports them; a last
-    // report; then the API, with a bound so that attached followers cannot hold up the exit.
-    let graceful = async {
-        let _ = control_stop.send(true);
-        let _ = tokio::join!(controller, maintenance, autoscaler);
+    // Order (ControlPlane::shutdown): no new decisions; instances stop while the router
+    // still drains them and the agent still reports them; the listeners; a last report; then
+    // the API, with a bound so that attached followers cannot hold up the exit.
+    let graceful = plane.shutdown(async {
         if let Some(s) = &supervisor {
             s.shutdown().await;
         }
-        let _ = router_stop.send(true);
-        let _ = routing.await;
-        let _ = agent_stop.send(true);
-        if let Some(agent) = agent {
-            let _ = agent.await;
-        }
-        let _ = api_stop.send(true);
-        let _ = tokio::time::timeout(API_DRAIN, api).await;
-    };
+    });
     tokio::select! {
         _ = graceful => {}
         _ = signals.next() => {
@@ -235,54 +208,6 @@ pub fn start_supervisor(
         log_keep: ebb_agent::DEFAULT_LOG_KEEP,
     })
     .context("starting the agent")
-}
-
-/// The data plane's own runtime, so that proxying never waits behind the control plane.
-fn router_runtime(threads: Option<usize>) -> anyhow::Result<RouterRuntime> {
-    let runtime = ebb_router::runtime::build(threads).context("starting the router's runtime")?;
-    Ok(RouterRuntime {
-        handle: runtime.handle().clone(),
-        runtime: Some(runtime),
-    })
-}
-
-/// Owns the router's runtime; dropping it (on any path out of `up`) shuts it down without
-/// blocking, since a runtime may not be dropped from async code.
-struct RouterRuntime {
-    runtime: Option<tokio::runtime::Runtime>,
-    handle: tokio::runtime::Handle,
-}
-
-impl RouterRuntime {
-    fn handle(&self) -> &tokio::runtime::Handle {
-        &self.handle
-    }
-}
-
-impl Drop for RouterRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// Serves the API until shutdown is signalled.
-async fn serve_api(
-    listener: tokio::net::TcpListener,
-    server: Server,
-    mut stop: watch::Receiver<bool>,
-) {
-    let app = ebb_server::api::router(server);
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "API server failed");
-    }
 }
 
 /// Ctrl-C and SIGTERM, listened to from start-up on so that no signal is lost between the first

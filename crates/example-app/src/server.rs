@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// How long in-flight requests may take to finish after a shutdown signal (DESIGN.md: planned
-/// changes lose nothing; Docker and Kubernetes give 10 s and 30 s before SIGKILL).
+/// How long in-flight requests may take to finish after a shutdown signal (ARCHITECTURE.md,
+/// principle 6: planned changes lose nothing; Docker and Kubernetes give 10 s and 30 s before SIGKILL).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.

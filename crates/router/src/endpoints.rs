@@ -1,6 +1,6 @@
 //! Endpoints: the ready instances of a service, as the data plane sees them.
 //!
-//! The set is swapped atomically ([`arc_swap::ArcSwap`], DESIGN.md principle 7): a request loads
+//! The set is swapped atomically ([`arc_swap::ArcSwap`], ARCHITECTURE.md, principle 7): a request loads
 //! the current set without a lock, and an update builds a new set while requests in flight keep
 //! the old one. An endpoint that stays across updates keeps its `Arc`, so its load statistics
 //! (in-flight count, latency estimate) survive the swap.
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 /// Most requests that may wait for a ready instance at once, per service; beyond it they fail
-/// fast with 503. 10,000: Linkerd's default queue capacity (DESIGN.md defaults table,
+/// fast with 503. 10,000: Linkerd's default queue capacity (ARCHITECTURE.md, defaults,
 /// "cold-start queue").
 pub const MAX_QUEUED: u32 = 10_000;
 
@@ -93,11 +93,11 @@ fn authority_of(addr: SocketAddr) -> hyper::http::uri::Authority {
 }
 
 /// Consecutive failures (connect errors, resets, 502/503/504) that eject an endpoint: 5, Envoy's
-/// `consecutive_5xx` and `consecutive_gateway_failure` default (DESIGN.md defaults table).
+/// `consecutive_5xx` and `consecutive_gateway_failure` default (ARCHITECTURE.md, defaults).
 pub const EJECT_AFTER_FAILURES: u32 = 5;
 
 /// How long the first ejection lasts; the n-th lasts n times this. 30 s: Envoy's
-/// `base_ejection_time` default (DESIGN.md defaults table).
+/// `base_ejection_time` default (ARCHITECTURE.md, defaults).
 pub const BASE_EJECTION: Duration = Duration::from_secs(30);
 
 /// Longest ejection, however often an endpoint was ejected: 300 s, Envoy's `max_ejection_time`

@@ -1,6 +1,6 @@
 //! Request metrics, kept in-process for the autoscaler and shown through the API and CLI.
 //!
-//! Requests update cumulative counters — atomics only, no lock and no allocation (DESIGN.md
+//! Requests update cumulative counters — atomics only, no lock and no allocation (ARCHITECTURE.md,
 //! principle 7). A sampler outside the hot path copies them into a [`Snapshot`] every second;
 //! the difference of two snapshots is a [`Window`]: requests per second, time-weighted average
 //! concurrency, latency percentiles and counts over that span.

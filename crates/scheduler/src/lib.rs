@@ -8,8 +8,8 @@
 //! turned away (`no node fits: 2 insufficient cpu, 1 draining`). [`Cluster::reserve`] and
 //! [`Cluster::release`] keep the books; a reservation never exceeds a node's capacity.
 //!
-//! Nothing here does I/O, reads a clock or uses a global random generator (DESIGN.md, principle
-//! 2): ties are broken by a caller-given seed, so the same cluster, request and seed always give
+//! Nothing here does I/O, reads a clock or uses a global random generator (ARCHITECTURE.md,
+//! principle 2): ties are broken by a caller-given seed, so the same cluster, request and seed always give
 //! the same node.
 //!
 //! ```

@@ -11,13 +11,13 @@
 
 use crate::keys::{self, Versioned};
 use crate::routing::Router;
-use crate::{lock, now_ms, Server};
+use crate::{lock, now_ms, run_loop, Server};
 use ebb_autoscaler::{burst, decide, demand, Decision, Metrics, Now, Reading, Sample, State};
 use ebb_core::{Event, EventKind, ServiceSpec};
 use ebb_store::{Expect, StoreError};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// The span of one sample: the router is sampled every second.
 const SAMPLE_SPAN: Duration = crate::traffic::SAMPLE_INTERVAL;
@@ -311,9 +311,9 @@ enum Pass {
     Burst,
 }
 
-/// Runs the autoscaler until `shutdown` turns true: after every router sample, and at once on
+/// Runs the autoscaler until `stop` is cancelled: after every router sample, and at once on
 /// demand at a service with no instance.
-pub async fn run(server: Server, router: Router, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(server: Server, router: Router, stop: CancellationToken) {
     let mut samples = router.samples();
     let demand = router.demand();
     let autoscaler = std::sync::Arc::new(std::sync::Mutex::new(Autoscaler::new(
@@ -323,20 +323,21 @@ pub async fn run(server: Server, router: Router, mut shutdown: watch::Receiver<b
     let mut bursts = tokio::time::interval(BURST_CHECK);
     bursts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        let pass = tokio::select! {
-            _ = samples.changed() => Pass::Tick,
-            _ = demand.notified() => Pass::Demand,
-            _ = bursts.tick() => Pass::Burst,
-            _ = shutdown.changed() => return,
+        let wake = async {
+            tokio::select! {
+                _ = samples.changed() => Pass::Tick,
+                _ = demand.notified() => Pass::Demand,
+                _ = bursts.tick() => Pass::Burst,
+            }
         };
-        if *shutdown.borrow() {
+        let Some(pass) = run_loop::next(&stop, wake).await else {
             return;
-        }
+        };
         if pass == Pass::Burst && lock(&autoscaler).is_idle() {
             continue;
         }
         let (a, server) = (autoscaler.clone(), server.clone());
-        let pass = tokio::task::spawn_blocking(move || {
+        run_loop::blocking_pass("autoscaler pass", move || {
             let mut a = lock(&a);
             let result = match pass {
                 Pass::Tick => a.tick(),
@@ -345,11 +346,7 @@ pub async fn run(server: Server, router: Router, mut shutdown: watch::Receiver<b
             };
             server.set_autoscale_reasons(a.reasons());
             result
-        });
-        match pass.await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "autoscaler pass failed; will retry"),
-            Err(e) => tracing::warn!(error = %e, "autoscaler pass panicked"),
-            Ok(Ok(())) => {}
-        }
+        })
+        .await;
     }
 }

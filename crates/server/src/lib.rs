@@ -14,11 +14,15 @@ pub mod keys;
 pub mod maintenance;
 pub mod nodes;
 pub mod placed;
+pub mod plane;
 pub mod routing;
+pub mod run_loop;
 pub mod traffic;
 
 use ebb_core::{Event, InstanceStatus};
 use ebb_store::{KvStore, StoreError};
+pub use plane::{ControlPlane, PlaneConfig, Stage};
+
 use events::EventLog;
 use nodes::NodeRegistry;
 use std::collections::HashMap;

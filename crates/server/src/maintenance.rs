@@ -1,8 +1,8 @@
 //! Housekeeping: compacts the store so that its history does not grow without bound.
 
-use crate::Server;
+use crate::{run_loop, Server};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// How often the store is compacted.
 pub const COMPACT_INTERVAL: Duration = Duration::from_secs(60);
@@ -10,18 +10,14 @@ pub const COMPACT_INTERVAL: Duration = Duration::from_secs(60);
 /// to resume (etcd's auto-compaction keeps a window the same way); older ones re-list.
 pub const KEEP_REVISIONS: u64 = 10_000;
 
-/// Compacts the store every [`COMPACT_INTERVAL`] until `shutdown` turns true.
-pub async fn run(server: Server, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(COMPACT_INTERVAL) => {}
-            _ = shutdown.changed() => return,
-        }
+/// Compacts the store every [`COMPACT_INTERVAL`] until `stop` is cancelled.
+pub async fn run(server: Server, stop: CancellationToken) {
+    while run_loop::next(&stop, tokio::time::sleep(COMPACT_INTERVAL))
+        .await
+        .is_some()
+    {
         let pass = server.clone();
-        let result = tokio::task::spawn_blocking(move || compact(&pass)).await;
-        if let Ok(Err(e)) = result {
-            tracing::warn!(error = %e, "store compaction failed; will retry");
-        }
+        run_loop::blocking_pass("store compaction", move || compact(&pass)).await;
     }
 }
 

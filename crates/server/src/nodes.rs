@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// A node silent this long is down, unless `--node-down-after` says otherwise (DESIGN.md:
-/// heartbeat 1 s, down after 3 s).
+/// A node silent this long is down, unless `--node-down-after` says otherwise (ARCHITECTURE.md,
+/// defaults: heartbeat 1 s, down after 3 s).
 pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(3);
 /// The shortest down timeout allowed: two heartbeats, so that one late heartbeat never takes
 /// a node for down.
 pub const MIN_NODE_DOWN_AFTER: Duration = Duration::from_secs(2);
-/// A node silent this long has missed a heartbeat (every second, DESIGN.md) and a half: suspect.
+/// A node silent this long has missed a heartbeat (every second, ARCHITECTURE.md, defaults) and a half: suspect.
 pub const NODE_SUSPECT_AFTER: Duration = Duration::from_millis(1500);
 
 /// What the server knows of one node.

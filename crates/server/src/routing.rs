@@ -5,11 +5,11 @@
 //! controller) and swapped atomically into the proxy. An instance is routable while it should
 //! run, is not draining, and its node last reported it ready. Instances that leave the set are
 //! kept here until forgotten, so that the controller can wait for their in-flight requests to
-//! finish before it lets the instance be stopped (DESIGN.md principle 6).
+//! finish before it lets the instance be stopped (ARCHITECTURE.md, principle 6).
 
 use crate::keys::{self, Versioned};
 use crate::traffic::{self, History, SAMPLE_INTERVAL};
-use crate::{lock, now_ms, Server};
+use crate::{lock, now_ms, run_loop, Server};
 use ebb_core::traffic::{InstanceTraffic, ServiceTraffic, Traffic};
 use ebb_core::{Assignment, DesiredState, Event, EventKind, Protocol, ServiceSpec};
 use ebb_router::http::{Proxy, ProxyConfig, Stop};
@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Resync at least this often, so that a port that could not be bound is tried again.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -469,36 +470,30 @@ fn window_traffic(w: Option<Window>) -> Traffic {
     w.as_ref().map(traffic::traffic).unwrap_or_default()
 }
 
-/// Samples the router's metrics every [`SAMPLE_INTERVAL`] until `shutdown` turns true.
-pub async fn sample(router: Router, mut shutdown: watch::Receiver<bool>) {
+/// Samples the router's metrics every [`SAMPLE_INTERVAL`] until `stop` is cancelled.
+pub async fn sample(router: Router, stop: CancellationToken) {
     let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => router.sample(Instant::now()),
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    while run_loop::next(&stop, tick.tick()).await.is_some() {
+        router.sample(Instant::now());
     }
 }
 
-/// Keeps the router in step with the store until `shutdown` turns true.
-pub async fn run(server: Server, router: Router, mut shutdown: watch::Receiver<bool>) {
-    tokio::spawn(sample(router.clone(), shutdown.clone()));
+/// Keeps the router in step with the store until `stop` is cancelled; then closes every
+/// listener (requests in flight finish on the router's runtime).
+pub async fn run(server: Server, router: Router, stop: CancellationToken) {
+    tokio::spawn(sample(router.clone(), stop.clone()));
     let mut changes = server.store().subscribe();
     loop {
         let (s, r) = (server.clone(), router.clone());
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || r.sync(&s)).await {
-            tracing::warn!(error = %e, "router sync failed; will retry");
-        }
-        tokio::select! {
-            _ = changes.changed() => {}
-            _ = tokio::time::sleep(RESYNC_INTERVAL) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
+        run_loop::blocking_pass("router sync", move || r.sync(&s)).await;
+        let wake = async {
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(RESYNC_INTERVAL) => {}
+            }
+        };
+        if run_loop::next(&stop, wake).await.is_none() {
             router.stop_all();
             return;
         }

@@ -11,10 +11,10 @@ use ebb_router::metrics::{Snapshot, Window};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-/// How often the router's counters are sampled: 1 s, the autoscaler's tick (DESIGN.md).
+/// How often the router's counters are sampled: 1 s, the autoscaler's tick (ARCHITECTURE.md, defaults).
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Samples kept per series: 61, enough for the 60 s stable window (KPA, DESIGN.md) plus its
+/// Samples kept per series: 61, enough for the 60 s stable window (KPA; ARCHITECTURE.md, defaults) plus its
 /// starting point.
 pub const SAMPLES_KEPT: usize = 61;
 

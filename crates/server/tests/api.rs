@@ -4,18 +4,18 @@
 use ebb_client::Client;
 use ebb_core::api::{NodeInfo, ScaleRequest, SyncRequest};
 use ebb_core::{DesiredState, InstanceState, InstanceStatus, ServiceSpec};
-use ebb_server::{api, controller, Server};
+use ebb_server::{ControlPlane, PlaneConfig, Server};
 use ebb_store::SqliteStore;
 use ebb_testkit::eventually_async;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 struct Harness {
     _dir: tempfile::TempDir,
     addr: String,
     token: String,
-    _stop: watch::Sender<bool>,
+    /// Stops every task when the test ends (dropped).
+    _plane: ControlPlane,
 }
 
 async fn start() -> Harness {
@@ -23,16 +23,20 @@ async fn start() -> Harness {
     let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
     let token = ebb_server::auth::load_or_create_token(dir.path()).unwrap();
     let server = Server::new(store, token.clone(), None).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (stop, rx) = watch::channel(false);
-    tokio::spawn(controller::run(server.clone(), rx));
-    tokio::spawn(async move { axum::serve(listener, api::router(server)).await });
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // The control plane as `ebb server` runs it: API, controller, router on loopback.
+    let plane = ControlPlane::start(PlaneConfig {
+        server,
+        api,
+        router_bind: std::net::Ipv4Addr::LOCALHOST.into(),
+        router_threads: Some(1),
+    })
+    .unwrap();
     Harness {
         _dir: dir,
-        addr,
+        addr: plane.api_addr().to_string(),
         token,
-        _stop: stop,
+        _plane: plane,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Errors in deploy files, located precisely enough that a user can jump straight to the problem
-//! (DESIGN.md principle 9: errors say what, where, and what to do).
+//! (ARCHITECTURE.md, principle 9: errors say what, where, and what to do).
 //!
 //! A [`SpecError`] keeps the byte span and the file's text so it can be shown as a snippet with a
 //! caret. It implements [`miette::Diagnostic`], so the binary can hand it to miette's fancy

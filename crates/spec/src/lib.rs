@@ -1,5 +1,5 @@
 //! Deploy files: TOML in, [`ServiceSpec`]s out, and every mistake reported with file:line:col and
-//! the field concerned (DESIGN.md principle 9).
+//! the field concerned (ARCHITECTURE.md, principle 9).
 //!
 //! ```toml
 //! [services.hello]

@@ -6,11 +6,11 @@ use crate::values;
 use ebb_core::service::{
     parse_header_name, FieldError, BALANCE_ALGORITHMS, MAX_INSTANCES, PLACEMENTS,
 };
+use ebb_core::Constraint;
 use ebb_core::{
     BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Placement, Protocol, Resources,
     ServiceSpec, StopSpec,
 };
-use ebb_scheduler::Constraint;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};

@@ -1,6 +1,6 @@
 //! ebb's state store: a versioned key-value log with compare-and-swap and watch.
 //!
-//! This is etcd's data model (DESIGN.md, principle 4). Every write gets a new, strictly
+//! This is etcd's data model (ARCHITECTURE.md, principle 4). Every write gets a new, strictly
 //! increasing store *revision*; a key remembers the revision that created it and the revision
 //! that last modified it; writes can be made conditional on either ([`Expect`]); and a reader
 //! can ask for every change after a revision it has seen ([`KvStore::changes_since`]), which

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 /// First restart delay: quick enough that a one-off crash costs a second, not a minute
-/// (DESIGN.md; Nomad's restart stanza and systemd `RestartSec` work the same way).
+/// (ARCHITECTURE.md, defaults; Nomad's restart stanza and systemd `RestartSec` work the same way).
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// Ceiling of the doubling: a crash-looping instance is retried once a minute, which keeps the
-/// node quiet without giving up on it (DESIGN.md; Nomad `max_delay`, kubelet CrashLoopBackOff 5 min).
+/// node quiet without giving up on it (ARCHITECTURE.md, defaults; Nomad `max_delay`, kubelet CrashLoopBackOff 5 min).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A process that stayed up this long is healthy again: its next crash starts over at
-/// [`INITIAL_BACKOFF`] (DESIGN.md; Nomad `interval`, kubelet resets after 10 min).
+/// [`INITIAL_BACKOFF`] (ARCHITECTURE.md, defaults; Nomad `interval`, kubelet resets after 10 min).
 pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// Delay before the next start after `failures` failures in a row (0 → 1 s, 1 → 2 s, … ≤ 60 s).

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// Why not zero: peak-EWMA prefers the lower cost, so a zero seed makes every new endpoint look
 /// infinitely fast and it takes every request until its first responses arrive — a stampede onto
 /// exactly the instance that is still warming up (tower calls the same idea its default RTT;
-/// DESIGN.md cites Linkerd's `MIN_DEFAULT_RTT` rationale). A typical-backend guess instead lets
+/// Linkerd explains its `MIN_DEFAULT_RTT` the same way). A typical-backend guess instead lets
 /// it earn traffic as its measured latency comes in.
 pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
 

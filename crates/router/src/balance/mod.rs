@@ -1,7 +1,7 @@
 //! Balancers: pick one endpoint of a set per request.
 //!
 //! Every balancer is pure and lock-free: it reads the set and each endpoint's atomic [`Load`],
-//! and takes `now` as a parameter (DESIGN.md principles 2 and 3), so tests drive time by hand.
+//! and takes `now` as a parameter (ARCHITECTURE.md, principle 2 and 3), so tests drive time by hand.
 //! Round robin, least request and peak-EWMA take no lock and allocate nothing per pick
 //! (principle 7); consistent hashing allocates only when the set changes (see [`ConsistentHash`]).
 //!

@@ -7,8 +7,8 @@
 //! least [`MIN_RETRIES_PER_SEC`] retries a second available (it tops the balance up to one
 //! second's worth, never beyond). Over any interval of `t` seconds with `n` requests the
 //! withdrawals are therefore at most `MAX_TOKENS + RETRY_RATIO × n + MIN_RETRIES_PER_SEC × t`.
-//! Envoy's `retry_budget` and Linkerd's/Finagle's `RetryBudget` are the model (DESIGN.md,
-//! defaults table row "retries").
+//! Envoy's `retry_budget` and Linkerd's/Finagle's `RetryBudget` are the model (ARCHITECTURE.md,
+//! defaults, "retries").
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;

@@ -48,10 +48,9 @@ pub use tracking::Tracked;
 /// the proxy wrote itself (errors). An enum rather than a boxed body so no response allocates.
 pub type ProxyBody = http_body_util::Either<Tracked, http_body_util::Full<Bytes>>;
 
-/// Time from sending a request upstream to receiving its response head. 60 s: nginx
-/// `proxy_read_timeout` and HAProxy's usual `timeout server`; the deploy file's
-/// `request_timeout` default (issue 3).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+// The defaults a deploy file can override are the deploy file's own, defined once in core:
+// the request timeout, the retries and the cold-start queue's wait.
+pub use ebb_core::service::{DEFAULT_QUEUE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRIES};
 
 /// How long a client may take to send a complete request head. A client that trickles headers
 /// (slowloris) is cut off after this. 10 s: HAProxy's recommended `timeout http-request`;
@@ -62,11 +61,6 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// `large_client_header_buffers` (4 × 8 KiB) and Envoy's 60 KiB `max_request_headers_kb`, so
 /// anything a real client sends fits.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
-
-/// Extra attempts on other endpoints (connect failures; for idempotent requests also resets and
-/// 502/503 within the retry budget). 2: the deploy file's `retries`
-/// default (issue 3); Envoy's `num_retries` default is 1, HAProxy's `retries` 3.
-pub const DEFAULT_RETRIES: u32 = 2;
 
 /// Time to establish a TCP connection to an endpoint before the attempt counts as a connect
 /// failure (and is retried elsewhere). 5 s: Envoy's cluster `connect_timeout` default.
@@ -79,11 +73,6 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Retry-After sent with the no-endpoint status: clients should come back soon, since an
 /// instance may become ready (or start from zero) within a second or two.
 pub const DEFAULT_NO_ENDPOINT_RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// How long a request waits for a ready instance when the service has none, before 503 with
-/// `Retry-After`. 3 s: Linkerd's fail-fast (DESIGN.md defaults table, "cold-start queue"); the
-/// deploy file's `queue_timeout` default.
-pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Limits and behaviour of one HTTP listener.
 #[derive(Debug, Clone)]

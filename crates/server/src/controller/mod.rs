@@ -19,11 +19,11 @@ pub use decide::{current_status, decide};
 pub use plan::Plan;
 pub use snapshot::{RouterView, Snapshot};
 
-use crate::{now_ms, Server};
+use crate::{now_ms, run_loop, Server};
 use ebb_core::{Event, EventKind};
 use ebb_store::StoreError;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// The label every node carries with its own name (like Kubernetes' `kubernetes.io/hostname`):
 /// `constraints = ["node.name=web-3"]` pins a service, and moves use it to leave a node.
@@ -49,9 +49,9 @@ pub enum Recheck {
     Soon,
 }
 
-/// Runs the controller until `shutdown` turns true. Passes run on a blocking thread: they write
+/// Runs the controller until `stop` is cancelled. Passes run on a blocking thread: they write
 /// to disk, and the API's async threads must not wait on that.
-pub async fn run(server: Server, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(server: Server, stop: CancellationToken) {
     let mut changes = server.store().subscribe();
     let mut last: Option<(u64, Vec<String>)> = None;
     loop {
@@ -65,23 +65,23 @@ pub async fn run(server: Server, mut shutdown: watch::Receiver<bool>) {
         let mut recheck = RESYNC_INTERVAL;
         if seen.is_none() || seen != last {
             let pass = server.clone();
-            match tokio::task::spawn_blocking(move || reconcile(&pass)).await {
-                Ok(Err(e)) => tracing::warn!(error = %e, "reconcile failed; will retry"),
-                Err(e) => tracing::error!(error = %e, "reconcile panicked; will retry"),
-                Ok(Ok(Recheck::OnChange)) => last = seen,
-                Ok(Ok(Recheck::EverySecond)) => last = None,
-                Ok(Ok(Recheck::Soon)) => {
+            match run_loop::blocking_pass("reconcile", move || reconcile(&pass)).await {
+                None => {}
+                Some(Recheck::OnChange) => last = seen,
+                Some(Recheck::EverySecond) => last = None,
+                Some(Recheck::Soon) => {
                     last = None;
                     recheck = DRAIN_RECHECK;
                 }
             }
         }
-        tokio::select! {
-            _ = changes.changed() => {}
-            _ = tokio::time::sleep(recheck) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
+        let wake = async {
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(recheck) => {}
+            }
+        };
+        if run_loop::next(&stop, wake).await.is_none() {
             return;
         }
     }

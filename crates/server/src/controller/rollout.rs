@@ -1,7 +1,7 @@
 //! The rollout plan: a pure function from a service's desired state and its instances to the
 //! actions that bring them closer. The controller applies the plan; tests drive it directly.
 //!
-//! Rules (start-before-stop, DESIGN.md principle 6):
+//! Rules (start-before-stop, ARCHITECTURE.md, principle 6):
 //! - Instances on an older version are replaced one at a time: a new one starts, and an old one
 //!   is stopped only when a new one is ready. At most one new instance is starting at a time
 //!   while old ones remain, so a rollout never runs more than `desired + 1` instances.

@@ -137,7 +137,7 @@ impl Runner {
         }
     }
 
-    /// A newer generation of the same instance replaces the old process (DESIGN.md principle 5).
+    /// A newer generation of the same instance replaces the old process (ARCHITECTURE.md, principle 5).
     async fn fence(&mut self, a: &Assignment) {
         if a.generation <= self.generation {
             return;

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How often usage is sampled: the autoscaler ticks every second on metrics sampled every
-/// second (DESIGN.md defaults, issue 4), and heartbeats carry the latest sample every second.
+/// second (ARCHITECTURE.md, defaults, issue 4), and heartbeats carry the latest sample every second.
 pub const USAGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One instance process to measure.

@@ -1,0 +1,208 @@
+//! Starting and stopping the control plane: one owner for its tasks and for their stop order.
+//!
+//! `ebb up`, `ebb server` and the tests start the same [`ControlPlane`]: the API, the service
+//! controller, store compaction, the autoscaler, and the router (its listeners on a runtime of
+//! their own, kept in step with the store). One [`CancellationToken`] stops it; each [`Stage`]
+//! holds a child token, so that [`ControlPlane::shutdown`] stops the stages in order:
+//!
+//! 1. **decisions** (controller, compaction, autoscaler): nothing new is planned;
+//! 2. the caller's `between` step: in `ebb up`, the local instances stop while the router still
+//!    drains them and the agent still reports them;
+//! 3. **routing**: every listener closes, requests in flight finish;
+//! 4. **reporting** (a local agent's sync): a last report;
+//! 5. **the API**, given [`API_DRAIN`] for open requests such as long-polls.
+
+use crate::{autoscale, controller, maintenance, routing, Server};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long open API requests (long-polls of agents) may finish at shutdown: agents re-poll
+/// within a second anyway, and an exit must not wait on their 30 s long-polls.
+pub const API_DRAIN: Duration = Duration::from_secs(2);
+
+/// The groups of tasks, in the order [`ControlPlane::shutdown`] stops them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The controller, store compaction and the autoscaler.
+    Decisions,
+    /// The router's sync with the store and its metrics sampling.
+    Routing,
+    /// A local agent's heartbeats and long-polls.
+    Reporting,
+    /// The HTTP API.
+    Api,
+}
+
+impl Stage {
+    const ORDER: [Stage; 4] = [
+        Stage::Decisions,
+        Stage::Routing,
+        Stage::Reporting,
+        Stage::Api,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a control plane needs to start.
+pub struct PlaneConfig {
+    /// The server state (store, tokens, log source), already built.
+    pub server: Server,
+    /// The API's listener, already bound (so that a port in use is an error before anything
+    /// starts).
+    pub api: TcpListener,
+    /// Where services' ports listen.
+    pub router_bind: IpAddr,
+    /// The router runtime's threads (`None`: one per core).
+    pub router_threads: Option<usize>,
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    server: Server,
+    api_addr: SocketAddr,
+    stop: CancellationToken,
+    stages: Vec<(CancellationToken, Vec<JoinHandle<()>>)>,
+    /// Kept for its drop: the router's threads end with the plane.
+    _router_runtime: RouterRuntime,
+}
+
+impl ControlPlane {
+    /// Starts the router's runtime and every task of the control plane.
+    pub fn start(config: PlaneConfig) -> std::io::Result<ControlPlane> {
+        let PlaneConfig {
+            server,
+            api,
+            router_bind,
+            router_threads,
+        } = config;
+        let api_addr = api.local_addr()?;
+        let router_runtime = RouterRuntime::start(router_threads)?;
+        let router = routing::Router::new(router_bind, router_runtime.handle.clone());
+        server.set_router(router.clone());
+        let stop = CancellationToken::new();
+        let stages = Stage::ORDER
+            .iter()
+            .map(|_| (stop.child_token(), Vec::new()))
+            .collect();
+        let mut plane = ControlPlane {
+            server: server.clone(),
+            api_addr,
+            stop,
+            stages,
+            _router_runtime: router_runtime,
+        };
+        let s = server.clone();
+        plane.spawn(Stage::Decisions, |stop| controller::run(s, stop));
+        let s = server.clone();
+        plane.spawn(Stage::Decisions, |stop| maintenance::run(s, stop));
+        let (s, r) = (server.clone(), router.clone());
+        plane.spawn(Stage::Decisions, |stop| autoscale::run(s, r, stop));
+        let s = server.clone();
+        plane.spawn(Stage::Routing, |stop| routing::run(s, router, stop));
+        plane.spawn(Stage::Api, |stop| serve_api(api, server, stop));
+        Ok(plane)
+    }
+
+    /// The server state the tasks share.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// Where the API listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Runs `task` until its stage stops; it gets the stage's token and must end soon after it
+    /// is cancelled (a local agent's sync loop runs in [`Stage::Reporting`]).
+    pub fn spawn<F>(&mut self, stage: Stage, task: impl FnOnce(CancellationToken) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (token, tasks) = &mut self.stages[stage.index()];
+        tasks.push(tokio::spawn(task(token.clone())));
+    }
+
+    /// Stops the stages in order (see the module), running `between` once decisions have
+    /// stopped and before routing does. The API gets at most [`API_DRAIN`].
+    pub async fn shutdown(mut self, between: impl Future<Output = ()>) {
+        self.stop_stage(Stage::Decisions).await;
+        between.await;
+        for stage in [Stage::Routing, Stage::Reporting, Stage::Api] {
+            self.stop_stage(stage).await;
+        }
+    }
+
+    async fn stop_stage(&mut self, stage: Stage) {
+        let (token, tasks) = std::mem::take(&mut self.stages[stage.index()]);
+        token.cancel();
+        let all = join_all(tasks);
+        if stage == Stage::Api {
+            let _ = tokio::time::timeout(API_DRAIN, all).await;
+        } else {
+            all.await;
+        }
+    }
+}
+
+/// Dropped without [`ControlPlane::shutdown`] (an error on the way out, a test's end), every
+/// task still stops: the stage tokens are children of the one token cancelled here.
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Waits for every task; one that panicked is logged.
+async fn join_all(tasks: Vec<JoinHandle<()>>) {
+    for task in tasks {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "a control-plane task failed");
+        }
+    }
+}
+
+/// Serves the API until `stop` is cancelled.
+async fn serve_api(listener: TcpListener, server: Server, stop: CancellationToken) {
+    let app = crate::api::router(server);
+    let shutdown = async move { stop.cancelled().await };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "API server failed");
+    }
+}
+
+/// The data plane's own runtime, so that proxying never waits behind the control plane.
+/// Dropping it (on any path out) shuts it down without blocking, since a runtime may not be
+/// dropped from async code.
+struct RouterRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
+
+impl RouterRuntime {
+    fn start(threads: Option<usize>) -> std::io::Result<RouterRuntime> {
+        let runtime = ebb_router::runtime::build(threads)?;
+        Ok(RouterRuntime {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for RouterRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
