@@ -5,6 +5,12 @@ use crate::instance::{Assignment, DesiredState, InstanceState, InstanceStatus};
 use crate::service::ServiceSpec;
 use serde::{Deserialize, Serialize};
 
+/// File in a control plane's data dir where it writes the address its API listens on; the CLI
+/// (and `ebb demo`, for its child) reads it to find the API.
+pub const ADDR_FILE: &str = "api.addr";
+/// File in a control plane's data dir that holds the API token (0600); the CLI reads it.
+pub const TOKEN_FILE: &str = "api-token";
+
 /// Header that carries the API token: `Authorization: Bearer <token>`.
 pub const AUTH_HEADER: &str = "authorization";
 /// Largest request body the API accepts; deploys of hundreds of services fit in far less.

@@ -55,6 +55,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, QuantityError> {
     Ok(Duration::from_millis(total_ms.round() as u64))
 }
 
+/// A latency in milliseconds as people read it: `0.4ms`, `12ms`, `1.25s`; `-` when unknown.
+pub fn format_latency(ms: Option<f64>) -> String {
+    match ms {
+        None => "-".to_string(),
+        Some(ms) if ms < 10.0 => format!("{ms:.1}ms"),
+        Some(ms) if ms < 1000.0 => format!("{ms:.0}ms"),
+        Some(ms) => format!("{:.2}s", ms / 1000.0),
+    }
+}
+
 /// Formats a duration the way [`parse_duration`] reads it back (`1m30s`, `250ms`).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis() as u64;
@@ -154,6 +164,14 @@ pub fn cpu_millis_from_f64(millis: f64) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latencies_read_naturally() {
+        assert_eq!(format_latency(None), "-");
+        assert_eq!(format_latency(Some(0.42)), "0.4ms");
+        assert_eq!(format_latency(Some(12.4)), "12ms");
+        assert_eq!(format_latency(Some(1250.0)), "1.25s");
+    }
 
     #[test]
     fn durations_parse_with_units_and_compounds() {

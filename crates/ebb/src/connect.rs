@@ -4,8 +4,7 @@ use crate::cli::{Global, DEFAULT_LISTEN};
 use ebb_client::Client;
 use std::path::Path;
 
-/// File in the data dir where `ebb up` writes the address its API listens on.
-pub const ADDR_FILE: &str = "api.addr";
+pub use ebb_core::api::ADDR_FILE;
 
 /// A client for the API named by `--addr`/`EBB_ADDR`, else the data dir, else the default.
 pub fn client(global: &Global) -> anyhow::Result<Client> {

@@ -55,7 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => commands::moves::migrate(&connect::client(g)?, instance, to.as_deref(), *detach).await,
         Command::Validate { files } => commands::validate(files),
         Command::ExampleApp { port, host } => example_app(*port, host.clone()).await,
-        Command::Demo(a) => commands::demo::demo(a).await,
+        Command::Demo(a) => commands::demo(a).await,
         Command::Deploy(a) => {
             commands::deploy::deploy(&connect::client(g)?, &a.files, a.detach, a.timeout).await
         }

@@ -80,27 +80,9 @@ pub fn dash(v: Option<String>) -> String {
     v.unwrap_or_else(|| "-".to_string())
 }
 
-/// A latency in milliseconds as people read it: `0.4ms`, `12ms`, `1.25s`; `-` when unknown.
-pub fn latency(ms: Option<f64>) -> String {
-    match ms {
-        None => "-".to_string(),
-        Some(ms) if ms < 10.0 => format!("{ms:.1}ms"),
-        Some(ms) if ms < 1000.0 => format!("{ms:.0}ms"),
-        Some(ms) => format!("{:.2}s", ms / 1000.0),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn latencies_read_naturally() {
-        assert_eq!(latency(None), "-");
-        assert_eq!(latency(Some(0.42)), "0.4ms");
-        assert_eq!(latency(Some(12.4)), "12ms");
-        assert_eq!(latency(Some(1250.0)), "1.25s");
-    }
 
     #[test]
     fn timestamps_format_in_utc_and_absurd_ones_do_not_panic() {

@@ -8,8 +8,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 
-/// File in the data dir that holds the API token.
-pub const TOKEN_FILE: &str = "api-token";
+pub use ebb_core::api::TOKEN_FILE;
 /// File in the data dir that holds the token agents join with (`ebb agent --token`).
 pub const JOIN_TOKEN_FILE: &str = "join-token";
 /// Bytes of randomness in a token (256 bits, like a GitHub token's entropy).

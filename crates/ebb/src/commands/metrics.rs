@@ -1,8 +1,9 @@
 //! `ebb metrics`: what the load balancer measured per service, and per instance under it.
 
 use crate::output::out;
-use crate::output::{latency, table};
+use crate::output::table;
 use ebb_client::Client;
+use ebb_core::quantity::format_latency;
 use ebb_core::traffic::Traffic;
 
 pub async fn metrics(
@@ -60,9 +61,9 @@ fn row(name: String, t: &Traffic) -> Vec<String> {
         name,
         format!("{:.1}", t.rps),
         format!("{:.1}", t.concurrency),
-        latency(t.p50_ms),
-        latency(t.p90_ms),
-        latency(t.p99_ms),
+        format_latency(t.p50_ms),
+        format_latency(t.p90_ms),
+        format_latency(t.p99_ms),
         t.status.success.to_string(),
         t.status.client_error.to_string(),
         t.status.server_error.to_string(),

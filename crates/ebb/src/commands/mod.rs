@@ -1,7 +1,6 @@
 //! One module per CLI command.
 
 use crate::output::out;
-pub mod demo;
 pub mod deploy;
 pub mod events;
 pub mod logs;
@@ -61,4 +60,29 @@ pub fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `ebb demo`: runs the demo crate with this binary as its `ebb up`, and turns its failures
+/// into exit codes (invalid option 2, interrupted 130, failed 1).
+pub async fn demo(args: &crate::cli::DemoArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use ebb_demo::{DemoError, Failure, Options};
+    let options = Options {
+        duration: args.duration,
+        port: args.port,
+        ebb: std::env::current_exe().context("finding ebb's own executable")?,
+    };
+    ebb_demo::run(&options)
+        .await
+        .map_err(|e| match e.downcast::<DemoError>() {
+            Ok(DemoError { kind, message }) => {
+                let code = match kind {
+                    Failure::InvalidOption => EXIT_INVALID,
+                    Failure::Interrupted => 130,
+                    Failure::Failed => 1,
+                };
+                Exit { code, message }.into()
+            }
+            Err(other) => other,
+        })
 }

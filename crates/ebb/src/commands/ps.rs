@@ -1,8 +1,9 @@
 //! `ebb ps`: one row per instance.
 
 use crate::output::out;
-use crate::output::{age, dash, latency, table};
+use crate::output::{age, dash, table};
 use ebb_client::Client;
+use ebb_core::quantity::format_latency;
 use ebb_core::quantity::format_size;
 
 pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::Result<()> {
@@ -33,8 +34,8 @@ pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::R
                 age(i.started_ms.unwrap_or(i.created_ms)),
                 dash(i.traffic.as_ref().map(|t| format!("{:.1}", t.rps))),
                 dash(i.traffic.as_ref().map(|t| format!("{:.1}", t.concurrency))),
-                dash(i.traffic.as_ref().map(|t| latency(t.p50_ms))),
-                dash(i.traffic.as_ref().map(|t| latency(t.p99_ms))),
+                dash(i.traffic.as_ref().map(|t| format_latency(t.p50_ms))),
+                dash(i.traffic.as_ref().map(|t| format_latency(t.p99_ms))),
                 dash(i.usage.as_ref().map(|u| format!("{:.2}", u.cpu_cores))),
                 dash(i.usage.as_ref().map(|u| format_size(u.memory_bytes))),
             ]

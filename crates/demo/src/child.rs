@@ -30,17 +30,16 @@ pub struct Ebb {
 
 impl Ebb {
     /// Creates the temporary dir and starts `ebb up` on it, API and router on loopback only.
-    pub fn spawn() -> anyhow::Result<Ebb> {
+    pub fn spawn(exe: &Path) -> anyhow::Result<Ebb> {
         let dir = tempfile::Builder::new()
             .prefix("ebb-demo-")
             .tempdir()
             .context("creating a temporary directory for the demo's state")?;
         let path = dir.path().to_path_buf();
-        let exe = std::env::current_exe().context("finding ebb's own executable")?;
         let log_path = path.join(LOG_FILE);
         let log =
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-        let mut cmd = Command::new(&exe);
+        let mut cmd = Command::new(exe);
         cmd.arg("up")
             .arg("--data-dir")
             .arg(&path)
@@ -85,8 +84,8 @@ impl Ebb {
                     anyhow::bail!("`ebb up` exited ({status}) before its API answered");
                 }
             }
-            let addr = read_trimmed(&self.path.join(crate::connect::ADDR_FILE));
-            let token = read_trimmed(&ebb_server::auth::token_path(&self.path));
+            let addr = read_trimmed(&self.path.join(ebb_core::api::ADDR_FILE));
+            let token = read_trimmed(&self.path.join(ebb_core::api::TOKEN_FILE));
             if let (Some(addr), Some(token)) = (addr, token) {
                 let client = Client::new(&addr, Some(token))?;
                 if client.status().await.is_ok() {

@@ -3,7 +3,7 @@
 
 use super::load::Tally;
 use super::Phase;
-use crate::output::latency;
+use ebb_core::quantity::format_latency;
 use ebb_core::{Event, EventKind};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -74,7 +74,7 @@ impl Frame {
             count(self.ready),
             count(self.desired),
             rps(self.rps),
-            latency(self.p99_ms),
+            format_latency(self.p99_ms),
             self.ok,
             self.failed,
         );
@@ -104,7 +104,7 @@ impl Frame {
         let mut traffic = format!(
             "  traffic    {} rps   p99 {}   {} ok   {} failed",
             rps(self.rps),
-            latency(self.p99_ms),
+            format_latency(self.p99_ms),
             self.ok,
             self.failed
         );
@@ -285,7 +285,7 @@ fn spike_reaction(f: &Facts, decisions: &[(&Event, (u32, u32))]) -> String {
     };
     let mut text = format!(
         "scale-out {from} → {to}{panic} decided {} after the spike began",
-        latency(Some(ms_between(spike, decision.time_ms)))
+        format_latency(Some(ms_between(spike, decision.time_ms)))
     );
     let ready: Vec<u64> = f
         .events
@@ -296,14 +296,14 @@ fn spike_reaction(f: &Facts, decisions: &[(&Event, (u32, u32))]) -> String {
     if let Some(first) = ready.first() {
         text.push_str(&format!(
             "; first new instance serving after {}",
-            latency(Some(ms_between(spike, *first)))
+            format_latency(Some(ms_between(spike, *first)))
         ));
         let new = (to - from) as usize;
         if new > 1 {
             if let Some(all) = ready.get(new - 1) {
                 text.push_str(&format!(
                     ", all {new} after {}",
-                    latency(Some(ms_between(spike, *all)))
+                    format_latency(Some(ms_between(spike, *all)))
                 ));
             }
         }
@@ -320,18 +320,18 @@ fn cold_start(f: &Facts) -> String {
     if let Err(reason) = result {
         return format!(
             "the request failed after {}: {reason}",
-            latency(Some(took_ms))
+            format_latency(Some(took_ms))
         );
     }
     if f.zero_ms.is_none() {
         return format!(
             "not measured at zero (the service never got there); a request took {}",
-            latency(Some(took_ms))
+            format_latency(Some(took_ms))
         );
     }
     let mut text = format!(
         "the first request at zero was answered in {}",
-        latency(Some(took_ms))
+        format_latency(Some(took_ms))
     );
     let sent = f.cold_sent_ms.unwrap_or(0);
     let started = f
@@ -347,8 +347,8 @@ fn cold_start(f: &Facts) -> String {
         let app = ms_between(s.time_ms, r.time_ms);
         text.push_str(&format!(
             "; the instance took {} from start to ready, ebb the other {}",
-            latency(Some(app)),
-            latency(Some((took_ms - app).max(0.0)))
+            format_latency(Some(app)),
+            format_latency(Some((took_ms - app).max(0.0)))
         ));
     }
     text

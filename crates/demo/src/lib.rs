@@ -18,20 +18,19 @@ mod child;
 mod load;
 mod view;
 
-use crate::cli::DemoArgs;
-use crate::commands::{Exit, EXIT_INVALID};
 use anyhow::Context;
 use ebb_client::Client;
 use ebb_core::{Event, EventKind, ServiceSpec};
 use load::{Load, Outcome};
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use view::{say, Frame, Screen};
 
 /// The deploy file of the demo's service (its port and idle_timeout are set per run).
-const SERVICE_TOML: &str = include_str!("../../../../examples/demo.toml");
+const SERVICE_TOML: &str = include_str!("../../../examples/demo.toml");
 /// The service's name in that file.
 pub const SERVICE: &str = "demo";
 /// What each client asks for: 50 ms of work, so that requests in flight (the metric the
@@ -111,10 +110,44 @@ pub fn service_spec(port: u16, idle_timeout: Duration) -> anyhow::Result<Service
     Ok(spec)
 }
 
-/// `ebb demo [--duration 60s] [--port N]`
-pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
-    let plan = Plan::new(args.duration).map_err(|message| Exit {
-        code: EXIT_INVALID,
+/// What `ebb demo` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long the load wave takes (see [`Plan::new`] for the bounds).
+    pub duration: Duration,
+    /// The demo service's port on 127.0.0.1; `None`: a free one.
+    pub port: Option<u16>,
+    /// The `ebb` executable the demo starts as `ebb up` (the running binary, for the CLI).
+    pub ebb: PathBuf,
+}
+
+/// Why the demo did not succeed; the CLI turns the kind into its exit code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DemoError {
+    /// What kind of failure.
+    pub kind: Failure,
+    /// What happened, for the user.
+    pub message: String,
+}
+
+/// The kinds of [`DemoError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// An option out of bounds (`--duration 1s`): nothing was started.
+    InvalidOption,
+    /// Ctrl-C or SIGTERM: everything started was stopped and removed.
+    Interrupted,
+    /// ebb could not start, or a request failed.
+    Failed,
+}
+
+/// `ebb demo [--duration 60s] [--port N]`: the whole demo, start to summary and clean-up.
+/// Errors that decide the exit code are [`DemoError`]s.
+pub async fn run(options: &Options) -> anyhow::Result<()> {
+    let args = options;
+    let plan = Plan::new(args.duration).map_err(|message| DemoError {
+        kind: Failure::InvalidOption,
         message,
     })?;
     let mut signals = Signals::new()?;
@@ -123,7 +156,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         None => free_port().context("finding a free port for the demo service")?,
     };
     let spec = service_spec(port, plan.idle_timeout)?;
-    let mut ebb = child::Ebb::spawn().context("ebb could not start")?;
+    let mut ebb = child::Ebb::spawn(&args.ebb).context("ebb could not start")?;
     say(&format!(
         "ebb demo: a load wave of {} against an autoscaled service (0 to 8 instances, 4 requests in flight each)",
         view::secs(plan.total)
@@ -134,7 +167,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     ));
 
     let outcome = tokio::select! {
-        r = run(&mut ebb, spec, &plan, port) => Some(r),
+        r = wave(&mut ebb, spec, &plan, port) => Some(r),
         _ = signals.next() => None,
     };
 
@@ -169,8 +202,8 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     }
 
     match outcome {
-        None => Err(Exit {
-            code: 130,
+        None => Err(DemoError {
+            kind: Failure::Interrupted,
             message: "ebb demo: interrupted".to_string(),
         }
         .into()),
@@ -188,7 +221,11 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
             if args.port.is_some() && message.contains("already in use") {
                 message.push_str("\n  hint: pick another --port, or leave it out for a free one");
             }
-            Err(Exit { code: 1, message }.into())
+            Err(DemoError {
+                kind: Failure::Failed,
+                message,
+            }
+            .into())
         }
         Some(Ok(tally)) if tally.failed > 0 => {
             let mut message = format!("ebb demo: {} requests failed:", tally.failed);
@@ -198,14 +235,18 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
             if let Some(log) = kept_log {
                 message.push_str(&format!("\n  ebb up's log: {}", log.display()));
             }
-            Err(Exit { code: 1, message }.into())
+            Err(DemoError {
+                kind: Failure::Failed,
+                message,
+            }
+            .into())
         }
         Some(Ok(_)) => Ok(()),
     }
 }
 
 /// Start-up, the wave with its live view, and the summary; the outcomes of the requests.
-async fn run(
+async fn wave(
     ebb: &mut child::Ebb,
     spec: ServiceSpec,
     plan: &Plan,
@@ -234,7 +275,7 @@ async fn run(
         plan: plan.clone(),
         max,
         started: Instant::now(),
-        started_ms: ebb_server::now_ms(),
+        started_ms: now_ms(),
         state: RefCell::new(State::default()),
     };
     let mut load = Load::new(addr, LOAD_PATH);
@@ -336,18 +377,18 @@ impl Wave {
                 .await;
         }
         self.set(Phase::Spike, SPIKE_CLIENTS, load);
-        self.state.borrow_mut().spike_ms = Some(ebb_server::now_ms());
+        self.state.borrow_mut().spike_ms = Some(now_ms());
         self.until(plan.spike_end).await;
         self.set(Phase::Fall, FALL_CLIENTS, load);
         self.until(plan.fall_end).await;
 
         self.set(Phase::Idle, 0, load);
         load.stop_all().await;
-        self.state.borrow_mut().load_stopped_ms = Some(ebb_server::now_ms());
+        self.state.borrow_mut().load_stopped_ms = Some(now_ms());
         let idle_end = self.started + plan.idle_end;
         while Instant::now() < idle_end {
             if self.at_zero().await {
-                self.state.borrow_mut().zero_ms = Some(ebb_server::now_ms());
+                self.state.borrow_mut().zero_ms = Some(now_ms());
                 // A moment at zero to see, then the cold start.
                 let pause = Instant::now() + Duration::from_secs(2);
                 tokio::time::sleep_until(pause.min(idle_end).into()).await;
@@ -358,7 +399,7 @@ impl Wave {
 
         self.set(Phase::ColdStart, 0, load);
         self.state.borrow_mut().clients = 1;
-        self.state.borrow_mut().cold_sent_ms = Some(ebb_server::now_ms());
+        self.state.borrow_mut().cold_sent_ms = Some(now_ms());
         let (outcome, took) = load.single(COLD_PATH).await;
         let result = match outcome {
             Outcome::Ok => Ok(()),
@@ -529,6 +570,13 @@ impl Signals {
             _ = self.hangup.recv() => {}
         }
     }
+}
+
+/// Wall-clock milliseconds, to compare with the times of ebb's events.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
