@@ -336,10 +336,10 @@ pub struct LogsArgs {
 
 fn parse_down_after(s: &str) -> Result<std::time::Duration, String> {
     let d = parse_duration_arg(s)?;
-    if d < ebb_server::nodes::MIN_NODE_DOWN_AFTER {
+    if d < ebb_server::state::nodes::MIN_NODE_DOWN_AFTER {
         return Err(format!(
             "{s} is shorter than two heartbeats: at least {} is needed, or one late heartbeat would take a node for down",
-            ebb_core::quantity::format_duration(ebb_server::nodes::MIN_NODE_DOWN_AFTER)
+            ebb_core::quantity::format_duration(ebb_server::state::nodes::MIN_NODE_DOWN_AFTER)
         ));
     }
     Ok(d)

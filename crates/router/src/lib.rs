@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod balance;
+pub mod endpoint;
 pub mod endpoints;
 pub mod http;
 pub mod metrics;
@@ -13,4 +14,5 @@ pub mod runtime;
 pub mod tcp;
 
 pub use balance::{BalanceAlgorithm, Balancer};
-pub use endpoints::{Endpoint, EndpointSet, Endpoints, InFlight};
+pub use endpoint::{Endpoint, EndpointSet, InFlight};
+pub use endpoints::Endpoints;

@@ -2,7 +2,8 @@
 //! both ways. `copy_bidirectional` forwards a half-close (one side's FIN becomes a write
 //! shutdown on the other) and keeps copying the other direction until it closes too.
 
-use crate::endpoints::{Endpoint, Endpoints};
+use crate::endpoint::Endpoint;
+use crate::endpoints::Endpoints;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

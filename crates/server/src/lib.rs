@@ -7,27 +7,23 @@
 
 pub mod api;
 pub mod auth;
-pub mod autoscale;
-pub mod controller;
-pub mod events;
-pub mod keys;
-pub mod maintenance;
-pub mod nodes;
-pub mod placed;
+pub mod controllers;
 pub mod plane;
 pub mod routing;
 pub mod run_loop;
-pub mod traffic;
+pub mod state;
 
 use ebb_core::{Event, InstanceStatus};
 use ebb_store::{KvStore, StoreError};
 pub use plane::{ControlPlane, PlaneConfig, Stage};
 
-use events::EventLog;
-use nodes::NodeRegistry;
+use state::events::EventLog;
+use state::nodes::NodeRegistry;
+use state::statuses::Statuses;
+use state::{keys, placed};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Where the server finds instance log files. In `ebb up` the local agent provides them.
@@ -49,24 +45,18 @@ struct Inner {
     join_token: std::sync::OnceLock<String>,
     events: EventLog,
     nodes: NodeRegistry,
-    /// Last reported status per instance, mirrored from `status/` so that syncs only write changes.
-    statuses: Mutex<HashMap<String, InstanceStatus>>,
+    /// Last reported status per instance.
+    statuses: Statuses,
     started: Instant,
     logs: Option<Arc<dyn LogSource>>,
-    router: std::sync::OnceLock<routing::Router>,
-    /// The autoscaler's last reason per service, for `ebb status` and `ebb ps`.
-    autoscale_reasons: Mutex<HashMap<String, String>>,
-    /// Why a service's instances could not all be placed, as last reported.
-    pending: Mutex<HashMap<String, String>>,
+    router: std::sync::OnceLock<routing::Listeners>,
+    /// The autoscaler's reports.
+    autoscale_reasons: controllers::autoscale::Reasons,
+    /// The instance controller's reports.
+    instance_reports: controllers::instances::Reports,
     /// Each node's assignments, for agents' heartbeats and long-polls.
     placed: placed::PlacedIndex,
-    /// Moves that ended since this server started, newest last (at most [`MOVES_KEPT`]), so
-    /// that `ebb migrate` and `ebb drain` learn how a move ended however fast it went.
-    moved: Mutex<std::collections::VecDeque<ebb_core::api::MigrationView>>,
 }
-
-/// How many ended moves the server remembers for `GET /v1/migrations`.
-pub const MOVES_KEPT: usize = 256;
 
 impl Server {
     pub fn new(
@@ -74,10 +64,7 @@ impl Server {
         token: String,
         logs: Option<Arc<dyn LogSource>>,
     ) -> Result<Server, StoreError> {
-        let statuses = keys::statuses(store.as_ref())?
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect();
+        let statuses = Statuses::new(keys::statuses(store.as_ref())?);
         let events = EventLog::open(store.clone())?;
         let placed = placed::PlacedIndex::new(store.as_ref());
         Ok(Server {
@@ -87,14 +74,13 @@ impl Server {
                 join_token: std::sync::OnceLock::new(),
                 events,
                 nodes: NodeRegistry::default(),
-                statuses: Mutex::new(statuses),
+                statuses,
                 started: Instant::now(),
                 logs,
                 router: std::sync::OnceLock::new(),
-                autoscale_reasons: Mutex::new(HashMap::new()),
-                pending: Mutex::new(HashMap::new()),
+                autoscale_reasons: Default::default(),
+                instance_reports: Default::default(),
                 placed,
-                moved: Mutex::new(Default::default()),
             }),
         })
     }
@@ -117,39 +103,14 @@ impl Server {
         self.inner.join_token.get().map(String::as_str)
     }
 
-    /// Replaces the services that have unplaceable instances; returns those whose reason is
-    /// new or changed (an event each, not one per controller pass).
-    pub fn note_pending(
-        &self,
-        now: std::collections::BTreeMap<String, String>,
-    ) -> Vec<(String, String)> {
-        let mut pending = lock(&self.inner.pending);
-        let changed = now
-            .iter()
-            .filter(|(service, why)| pending.get(*service) != Some(*why))
-            .map(|(s, w)| (s.clone(), w.clone()))
-            .collect();
-        *pending = now.into_iter().collect();
-        changed
+    /// The instance controller's reports (pending reasons, ended moves).
+    pub fn instance_reports(&self) -> &controllers::instances::Reports {
+        &self.inner.instance_reports
     }
 
-    /// Remembers moves that ended (the oldest are forgotten past [`MOVES_KEPT`]).
-    pub(crate) fn note_moved(&self, ended: Vec<ebb_core::api::MigrationView>) {
-        let mut moved = lock(&self.inner.moved);
-        moved.extend(ended);
-        let extra = moved.len().saturating_sub(MOVES_KEPT);
-        moved.drain(..extra);
-    }
-
-    /// Moves that ended, oldest first.
-    pub fn moved(&self) -> Vec<ebb_core::api::MigrationView> {
-        lock(&self.inner.moved).iter().cloned().collect()
-    }
-
-    /// Why `service` has an instance no node could take, if it has.
-    pub fn pending_reason(&self, service: &str) -> Option<String> {
-        let pending = lock(&self.inner.pending);
-        pending.get(service).cloned()
+    /// The autoscaler's last reasons.
+    pub fn autoscale_reasons(&self) -> &controllers::autoscale::Reasons {
+        &self.inner.autoscale_reasons
     }
 
     pub fn record(&self, event: Event) {
@@ -170,22 +131,12 @@ impl Server {
     }
 
     /// Puts a router in front of services with a public port (once; later calls are ignored).
-    pub fn set_router(&self, router: routing::Router) {
+    pub fn set_router(&self, router: routing::Listeners) {
         let _ = self.inner.router.set(router);
     }
 
-    pub fn router(&self) -> Option<&routing::Router> {
+    pub fn router(&self) -> Option<&routing::Listeners> {
         self.inner.router.get()
-    }
-
-    /// Replaces the autoscaler's last reasons (by service).
-    pub fn set_autoscale_reasons(&self, reasons: HashMap<String, String>) {
-        *lock(&self.inner.autoscale_reasons) = reasons;
-    }
-
-    /// The autoscaler's last reason for `service`, if it is autoscaled.
-    pub fn autoscale_reason(&self, service: &str) -> Option<String> {
-        lock(&self.inner.autoscale_reasons).get(service).cloned()
     }
 
     pub fn log_source(&self) -> Option<&Arc<dyn LogSource>> {
@@ -194,11 +145,12 @@ impl Server {
 
     /// A copy of the last reported statuses.
     pub fn statuses(&self) -> HashMap<String, InstanceStatus> {
-        self.lock_statuses().clone()
+        self.inner.statuses.all()
     }
 
-    fn lock_statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, InstanceStatus>> {
-        lock(&self.inner.statuses)
+    /// The last reported statuses, as the server keeps them.
+    pub(crate) fn statuses_cache(&self) -> &Statuses {
+        &self.inner.statuses
     }
 }
 
@@ -212,13 +164,7 @@ pub fn now_ms() -> u64 {
 impl Server {
     /// Stores the reports that differ from the last ones, in one transaction.
     pub(crate) fn update_statuses(&self, reported: &[InstanceStatus]) -> Result<(), StoreError> {
-        let changed: Vec<&InstanceStatus> = {
-            let known = self.lock_statuses();
-            reported
-                .iter()
-                .filter(|s| known.get(&s.id) != Some(*s))
-                .collect()
-        };
+        let changed = self.inner.statuses.changed(reported);
         if changed.is_empty() {
             return Ok(());
         }
@@ -229,19 +175,12 @@ impl Server {
             })
             .collect();
         self.store().txn(ops)?;
-        let mut known = self.lock_statuses();
-        for s in changed {
-            known.insert(s.id.clone(), s.clone());
-        }
+        self.inner.statuses.remember(&changed);
         Ok(())
     }
 
     pub fn record_all(&self, events: Vec<Event>) {
         self.inner.events.record_all(events);
-    }
-
-    pub(crate) fn forget_status(&self, id: &str) {
-        self.lock_statuses().remove(id);
     }
 }
 

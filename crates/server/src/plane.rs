@@ -12,7 +12,8 @@
 //! 4. **reporting** (a local agent's sync): a last report;
 //! 5. **the API**, given [`API_DRAIN`] for open requests such as long-polls.
 
-use crate::{autoscale, controller, maintenance, routing, Server};
+use crate::controllers::{autoscale, instances, maintenance};
+use crate::{routing, Server};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -84,7 +85,7 @@ impl ControlPlane {
         } = config;
         let api_addr = api.local_addr()?;
         let router_runtime = RouterRuntime::start(router_threads)?;
-        let router = routing::Router::new(router_bind, router_runtime.handle.clone());
+        let router = routing::Listeners::new(router_bind, router_runtime.handle.clone());
         server.set_router(router.clone());
         let stop = CancellationToken::new();
         let stages = Stage::ORDER
@@ -99,7 +100,7 @@ impl ControlPlane {
             _router_runtime: router_runtime,
         };
         let s = server.clone();
-        plane.spawn(Stage::Decisions, |stop| controller::run(s, stop));
+        plane.spawn(Stage::Decisions, |stop| instances::run(s, stop));
         let s = server.clone();
         plane.spawn(Stage::Decisions, |stop| maintenance::run(s, stop));
         let (s, r) = (server.clone(), router.clone());

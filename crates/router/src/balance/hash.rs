@@ -1,7 +1,7 @@
 //! Consistent hashing: the same key goes to the same endpoint while the set is unchanged.
 
 use super::{Balancer, RoundRobin};
-use crate::endpoints::EndpointSet;
+use crate::endpoint::EndpointSet;
 use arc_swap::ArcSwap;
 use ebb_core::hash::{splitmix64_mix, SPLITMIX64_GAMMA};
 use std::sync::Arc;

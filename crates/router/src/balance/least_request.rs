@@ -2,7 +2,7 @@
 
 use super::rng::Rng;
 use super::{p2c, Balancer, SlowStart};
-use crate::endpoints::EndpointSet;
+use crate::endpoint::EndpointSet;
 use std::time::{Duration, Instant};
 
 /// Draws two distinct endpoints at random and takes the one with fewer requests in flight

@@ -21,7 +21,6 @@
 
 mod hash;
 mod least_request;
-mod load;
 mod peak_ewma;
 pub(crate) mod rng;
 mod round_robin;
@@ -29,12 +28,11 @@ mod slow_start;
 
 pub use hash::{ConsistentHash, VNODES_PER_ENDPOINT};
 pub use least_request::LeastRequest;
-pub use load::{Load, DECAY, DEFAULT_RTT};
 pub use peak_ewma::PeakEwma;
 pub use round_robin::{RoundRobin, SLOW_START_OFFERS};
 pub use slow_start::{slow_start_weight, SlowStart, MIN_SLOW_START_WEIGHT};
 
-use crate::endpoints::EndpointSet;
+use crate::endpoint::EndpointSet;
 use std::time::{Duration, Instant};
 
 /// The balancing algorithms a service may choose: the deploy file's own type.
@@ -79,7 +77,7 @@ pub(crate) fn p2c<C: PartialOrd>(rng: &rng::Rng, n: usize, cost: impl Fn(usize) 
 #[cfg(test)]
 pub(crate) mod testing {
     //! Helpers shared by the balancers' tests.
-    use crate::endpoints::{Endpoint, EndpointSet};
+    use crate::endpoint::{Endpoint, EndpointSet};
     use std::net::SocketAddr;
     use std::sync::Arc;
     use std::time::Instant;

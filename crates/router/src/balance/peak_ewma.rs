@@ -2,7 +2,7 @@
 
 use super::rng::Rng;
 use super::{p2c, Balancer, SlowStart};
-use crate::endpoints::EndpointSet;
+use crate::endpoint::EndpointSet;
 use std::time::{Duration, Instant};
 
 /// Draws two distinct endpoints at random and takes the one with the lower
@@ -71,7 +71,8 @@ impl Balancer for PeakEwma {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::{testing, DECAY};
+    use crate::balance::testing;
+    use crate::endpoint::DECAY;
     use std::time::Duration;
 
     const MS: Duration = Duration::from_millis(1);

@@ -2,7 +2,7 @@
 
 use super::rng::{below, chance, Stream};
 use super::{Balancer, SlowStart};
-use crate::endpoints::EndpointSet;
+use crate::endpoint::EndpointSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 

@@ -9,7 +9,7 @@
 //! all ramp together and get equal shares, as in Envoy. Slow start helps where a few endpoints
 //! join many warm ones: a scale-up, a replaced instance, a rolling update.
 
-use super::Load;
+use crate::endpoint::Load;
 use std::time::{Duration, Instant};
 
 /// The least weight an endpoint in slow start gets, as a fraction of a warm endpoint's: 10 %,
@@ -63,7 +63,7 @@ mod tests {
     use crate::balance::{
         build, testing, BalanceAlgorithm, Balancer, LeastRequest, PeakEwma, RoundRobin,
     };
-    use crate::endpoints::EndpointSet;
+    use crate::endpoint::EndpointSet;
 
     const S: Duration = Duration::from_secs(1);
     const WINDOW: Duration = Duration::from_secs(60);

@@ -12,7 +12,7 @@
 use super::retry::{is_idempotent, Attempted, Attempts};
 use super::tracking::{ServiceRequest, Tracked, Tracking};
 use super::{headers, upgrade, Peer, Proxy, ProxyBody};
-use crate::endpoints::{Endpoint, InFlight};
+use crate::endpoint::{Endpoint, InFlight};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderValue};

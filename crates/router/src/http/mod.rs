@@ -12,7 +12,7 @@
 //! forwarding headers), `upgrade` (WebSocket tunnels on the hyper path).
 //!
 //! Failures are absorbed by retries (`forward`, within a `budget`) and passive outlier
-//! ejection (on [`crate::endpoints::Outlier`]). With no ready instance a request waits in the
+//! ejection (on [`crate::endpoint::Outlier`]). With no ready instance a request waits in the
 //! service's bounded queue ([`crate::endpoints::Endpoints::wait_ready`]). Every request feeds
 //! the service's and its endpoint's [`crate::metrics::Metrics`] (`tracking`).
 

@@ -15,7 +15,7 @@
 //! HAProxy's `retry-on conn-failure 502 503` are the models.
 
 use super::Proxy;
-use crate::endpoints::Endpoint;
+use crate::endpoint::Endpoint;
 use hyper::Method;
 use std::net::SocketAddr;
 use std::time::Instant;

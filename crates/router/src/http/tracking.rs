@@ -7,7 +7,8 @@
 //! drops exactly when hyper is done with the body. No allocation: the guards move, they are not
 //! boxed.
 
-use crate::endpoints::{Endpoints, InFlight};
+use crate::endpoint::InFlight;
+use crate::endpoints::Endpoints;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;

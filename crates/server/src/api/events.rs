@@ -1,7 +1,7 @@
 //! `GET /v1/events`: the most recent events, or those after a sequence number (long-poll for `-f`).
 
 use super::{ApiQuery, ApiResult};
-use crate::keys::{self, EVENTS};
+use crate::state::keys::{self, EVENTS};
 use crate::Server;
 use axum::extract::State;
 use axum::Json;

@@ -2,7 +2,7 @@
 //! the cursors a previous call returned (`ebb logs -f` polls with them).
 
 use super::{ApiError, ApiPath, ApiQuery, ApiResult};
-use crate::keys;
+use crate::state::keys;
 use crate::Server;
 use axum::extract::State;
 use axum::Json;

@@ -1,7 +1,7 @@
 //! `GET /v1/metrics`: what the load balancer measured per service and per instance.
 
 use super::{ApiError, ApiQuery, ApiResult};
-use crate::traffic::{clamp_window, VIEW_WINDOW};
+use crate::routing::traffic::{clamp_window, VIEW_WINDOW};
 use crate::Server;
 use axum::extract::State;
 use axum::Json;

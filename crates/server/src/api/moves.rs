@@ -2,8 +2,8 @@
 //! instance's migration record), and the controller moves instances start-before-stop.
 
 use super::{nodes, ApiError, ApiJson, ApiPath, ApiResult};
-use crate::controller::moves::{self, migrating_event};
-use crate::keys::{self, Migration, NodeDrain};
+use crate::controllers::instances::moves::{self, migrating_event};
+use crate::state::keys::{self, Migration, NodeDrain};
 use crate::{now_ms, Server};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -148,7 +148,7 @@ pub async fn migrate(
 /// `stopped`), then every move under way, by instance id.
 pub async fn list(State(server): State<Server>) -> ApiResult<Vec<MigrationView>> {
     let cluster = Cluster::read(&server)?;
-    let mut views = server.moved();
+    let mut views = server.instance_reports().moved();
     views.extend(
         keys::migrations(server.store())?
             .iter()
@@ -237,7 +237,7 @@ fn view(server: &Server, cluster: &Cluster, id: &str, m: &Migration) -> Migratio
     };
     let replacement = m.replacement.as_deref().and_then(find);
     let ready = |a: &Assignment| {
-        crate::controller::current_status(a, &cluster.statuses).is_some_and(|s| s.ready)
+        crate::controllers::instances::current_status(a, &cluster.statuses).is_some_and(|s| s.ready)
     };
     let drains = &cluster.drains;
     let stopping = find(id).is_none_or(|a| a.desired == DesiredState::Stop);
@@ -249,7 +249,7 @@ fn view(server: &Server, cluster: &Cluster, id: &str, m: &Migration) -> Migratio
         match replacement {
             Some(r) if ready(r) => "replacement ready".to_string(),
             Some(_) => "starting replacement".to_string(),
-            None => match server.pending_reason(&m.service) {
+            None => match server.instance_reports().pending_reason(&m.service) {
                 Some(why) => format!("pending: {why}"),
                 None => "placing replacement".to_string(),
             },

@@ -2,7 +2,7 @@
 //! the node's assignments. The local agent of `ebb up` uses it exactly as a remote one would.
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
-use crate::keys;
+use crate::state::keys;
 use crate::{now_ms, Server};
 use axum::extract::State;
 use axum::Json;
@@ -109,7 +109,7 @@ pub struct AssignmentsQuery {
 
 /// Long-poll: answers at once if instances changed after `after`, else when they do, else after
 /// `wait_ms`. Every waiting agent wakes on each store write, but only looks at the shared
-/// index (see [`crate::placed`]), which reads the store once per write.
+/// index (see [`crate::state::placed`]), which reads the store once per write.
 pub async fn assignments(
     State(server): State<Server>,
     ApiPath(name): ApiPath<String>,
@@ -140,7 +140,7 @@ pub async fn assignments(
     }
 }
 
-fn response_for(node: &str, placed: &crate::placed::Placed) -> AssignmentsResponse {
+fn response_for(node: &str, placed: &crate::state::placed::Placed) -> AssignmentsResponse {
     AssignmentsResponse {
         revision: placed.revision,
         assignments: placed.on(node),

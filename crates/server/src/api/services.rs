@@ -1,8 +1,8 @@
 //! Services: apply (create or update), list, scale, stop; and the instance and status views.
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
-use crate::controller::current_status;
-use crate::keys::{self, Versioned};
+use crate::controllers::instances::current_status;
+use crate::state::keys::{self, Versioned};
 use crate::{now_ms, Server};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -295,7 +295,7 @@ pub async fn instances(
     let mut usage = server.nodes().instance_usage();
     let mut traffic = server
         .router()
-        .map(|r| r.instance_traffic(crate::traffic::VIEW_WINDOW))
+        .map(|r| r.instance_traffic(crate::routing::traffic::VIEW_WINDOW))
         .unwrap_or_default();
     let views = assignments
         .iter()
@@ -351,8 +351,8 @@ pub fn service_views(server: &Server) -> Result<Vec<ServiceView>, ApiError> {
                 running: live.len() as u32,
                 ready,
                 outdated,
-                autoscale_reason: server.autoscale_reason(&spec.name),
-                pending_reason: server.pending_reason(&spec.name),
+                autoscale_reason: server.autoscale_reasons().get(&spec.name),
+                pending_reason: server.instance_reports().pending_reason(&spec.name),
                 spec,
             }
         })

@@ -13,7 +13,7 @@ use super::head::{self, Answering, RequestHead, ResponseHead};
 use super::shutdown::Signal;
 use super::timer::LazyTimer;
 use super::{Conn, Failure, Io, Next, BAD_GATEWAY};
-use crate::endpoints::{Endpoint, InFlight};
+use crate::endpoint::{Endpoint, InFlight};
 use crate::http::retry::{Attempted, Attempts};
 use crate::http::tracking::ServiceRequest;
 use crate::http::Proxy;

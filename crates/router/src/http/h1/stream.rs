@@ -10,7 +10,7 @@ use super::forward::{connect, copy_body, Response, Side};
 use super::head::{RequestHead, ResponseHead};
 use super::timer::LazyTimer;
 use super::{Conn, Failure, Io, Next, CONTINUE};
-use crate::endpoints::Endpoint;
+use crate::endpoint::Endpoint;
 use crate::http::retry::{Attempted, Attempts};
 use crate::http::tracking::ServiceRequest;
 use std::sync::Arc;

@@ -9,8 +9,8 @@
 //! the policy's burst check ([`ebb_autoscaler::burst`]): a step of load enters panic mode
 //! within a second instead of the 2 s the panic window takes to average a 4× step in.
 
-use crate::keys::{self, Versioned};
-use crate::routing::Router;
+use crate::routing::Listeners;
+use crate::state::keys::{self, Versioned};
 use crate::{lock, now_ms, run_loop, Server};
 use ebb_autoscaler::{burst, decide, demand, Decision, Metrics, Now, Reading, Sample, State};
 use ebb_core::{Event, EventKind, ServiceSpec};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// The span of one sample: the router is sampled every second.
-const SAMPLE_SPAN: Duration = crate::traffic::SAMPLE_INTERVAL;
+const SAMPLE_SPAN: Duration = crate::routing::traffic::SAMPLE_INTERVAL;
 
 /// How often the load of the last [`BURST_SPAN`] is checked for a burst: 4 times a second, each
 /// reading overlapping the one before, so that a step is seen within a check of the moment it
@@ -61,14 +61,14 @@ struct Scaled {
 /// The loop's state across ticks; the decisions themselves are pure.
 pub struct Autoscaler {
     server: Server,
-    router: Router,
+    router: Listeners,
     services: HashMap<String, Scaled>,
     /// Origin of the monotonic clock handed to the policy.
     epoch: Instant,
 }
 
 impl Autoscaler {
-    pub fn new(server: Server, router: Router) -> Autoscaler {
+    pub fn new(server: Server, router: Listeners) -> Autoscaler {
         Autoscaler {
             server,
             router,
@@ -300,6 +300,22 @@ impl Autoscaler {
     }
 }
 
+/// The autoscaler's last reason per service, for `ebb status` and `ebb ps`; the API reads it.
+#[derive(Debug, Default)]
+pub struct Reasons(std::sync::Mutex<HashMap<String, String>>);
+
+impl Reasons {
+    /// Replaces the last reasons (by service).
+    pub fn set(&self, reasons: HashMap<String, String>) {
+        *lock(&self.0) = reasons;
+    }
+
+    /// The last reason for `service`, if it is autoscaled.
+    pub fn get(&self, service: &str) -> Option<String> {
+        lock(&self.0).get(service).cloned()
+    }
+}
+
 /// What woke the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pass {
@@ -313,7 +329,7 @@ enum Pass {
 
 /// Runs the autoscaler until `stop` is cancelled: after every router sample, and at once on
 /// demand at a service with no instance.
-pub async fn run(server: Server, router: Router, stop: CancellationToken) {
+pub async fn run(server: Server, router: Listeners, stop: CancellationToken) {
     let mut samples = router.samples();
     let demand = router.demand();
     let autoscaler = std::sync::Arc::new(std::sync::Mutex::new(Autoscaler::new(
@@ -344,7 +360,7 @@ pub async fn run(server: Server, router: Router, stop: CancellationToken) {
                 Pass::Demand => a.on_demand(),
                 Pass::Burst => a.burst(),
             };
-            server.set_autoscale_reasons(a.reasons());
+            server.autoscale_reasons().set(a.reasons());
             result
         })
         .await;

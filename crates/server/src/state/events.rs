@@ -1,7 +1,7 @@
 //! The event log: what happened and why, kept in the store under `events/` and trimmed to the
 //! most recent [`MAX_EVENTS`].
 
-use crate::keys::{self, EVENTS};
+use crate::state::keys::{self, EVENTS};
 use ebb_core::Event;
 use ebb_store::{Expect, KvStore, Op, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,7 +9,7 @@
 //! | `drain/{id}` | [`DrainRecord`]: out of the load balancer, finishing in-flight requests | controller |
 //! | `node-drains/{name}` | [`NodeDrain`]: the node takes nothing new, its instances move | API (`ebb drain`) |
 //! | `migrations/{id}` | [`Migration`]: the instance is replaced elsewhere, then stopped | API (`ebb migrate`), controller (drains) |
-//! | `events/{n:020}` | [`Event`]; its `seq` is the key's revision | everyone, through [`crate::events::EventLog`] |
+//! | `events/{n:020}` | [`Event`]; its `seq` is the key's revision | everyone, through [`crate::state::events::EventLog`] |
 
 use ebb_core::{Assignment, InstanceStatus, ServiceSpec};
 use ebb_store::{KeyValue, KvStore, StoreError};

@@ -1,7 +1,7 @@
 //! What one pass decided: the store writes (applied in one transaction), the events, and
 //! what the server keeps in memory about it.
 
-use crate::keys::{DrainRecord, NodeDrain, Versioned};
+use crate::state::keys::{DrainRecord, NodeDrain, Versioned};
 use ebb_core::api::MigrationView;
 use ebb_core::hash::{splitmix64_mix, SPLITMIX64_GAMMA};
 use ebb_core::Event;

@@ -7,8 +7,9 @@
 //! kept here until forgotten, so that the controller can wait for their in-flight requests to
 //! finish before it lets the instance be stopped (ARCHITECTURE.md, principle 6).
 
-use crate::keys::{self, Versioned};
-use crate::traffic::{self, History, SAMPLE_INTERVAL};
+pub mod traffic;
+
+use crate::state::keys::{self, Versioned};
 use crate::{lock, now_ms, run_loop, Server};
 use ebb_core::traffic::{InstanceTraffic, ServiceTraffic, Traffic};
 use ebb_core::{Assignment, DesiredState, Event, EventKind, Protocol, ServiceSpec};
@@ -23,13 +24,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use traffic::{History, SAMPLE_INTERVAL};
 
 /// Resync at least this often, so that a port that could not be bound is tried again.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The routers of all services; cheap to clone.
+/// Every service's listener (its port, its proxy and its endpoints) on the router's runtime,
+/// kept in step with the store; cheap to clone.
 #[derive(Clone)]
-pub struct Router {
+pub struct Listeners {
     inner: Arc<Inner>,
 }
 
@@ -103,10 +106,10 @@ impl Settings {
     }
 }
 
-impl Router {
+impl Listeners {
     /// Listeners bind `bind`; proxies run on `runtime` (the data plane's own threads).
-    pub fn new(bind: IpAddr, runtime: tokio::runtime::Handle) -> Router {
-        Router {
+    pub fn new(bind: IpAddr, runtime: tokio::runtime::Handle) -> Listeners {
+        Listeners {
             inner: Arc::new(Inner {
                 bind,
                 runtime,
@@ -461,7 +464,7 @@ fn routable(
     if a.desired != DesiredState::Run || draining.contains(&a.id) {
         return None;
     }
-    let status = crate::controller::current_status(a, statuses).filter(|s| s.ready)?;
+    let status = crate::controllers::instances::current_status(a, statuses).filter(|s| s.ready)?;
     status.addr.as_deref()?.parse().ok()
 }
 
@@ -471,7 +474,7 @@ fn window_traffic(w: Option<Window>) -> Traffic {
 }
 
 /// Samples the router's metrics every [`SAMPLE_INTERVAL`] until `stop` is cancelled.
-pub async fn sample(router: Router, stop: CancellationToken) {
+pub async fn sample(router: Listeners, stop: CancellationToken) {
     let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while run_loop::next(&stop, tick.tick()).await.is_some() {
@@ -481,7 +484,7 @@ pub async fn sample(router: Router, stop: CancellationToken) {
 
 /// Keeps the router in step with the store until `stop` is cancelled; then closes every
 /// listener (requests in flight finish on the router's runtime).
-pub async fn run(server: Server, router: Router, stop: CancellationToken) {
+pub async fn run(server: Server, router: Listeners, stop: CancellationToken) {
     tokio::spawn(sample(router.clone(), stop.clone()));
     let mut changes = server.store().subscribe();
     loop {

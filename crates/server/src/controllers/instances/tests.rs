@@ -4,8 +4,8 @@
 
 use super::plan::FAST_DRAIN_MS;
 use super::{decide, Plan, Recheck, RouterView, Snapshot};
-use crate::keys::{self, DrainRecord, Migration, NodeDrain, Versioned};
-use crate::nodes::NodeStates;
+use crate::state::keys::{self, DrainRecord, Migration, NodeDrain, Versioned};
+use crate::state::nodes::NodeStates;
 use ebb_core::api::NodeInfo;
 use ebb_core::{
     Assignment, DesiredState, EventKind, InstanceState, InstanceStatus, Resources, ServiceSpec,

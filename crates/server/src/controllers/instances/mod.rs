@@ -10,6 +10,7 @@ mod decide;
 pub(crate) mod moves;
 mod placer;
 mod plan;
+mod reports;
 pub mod rollout;
 mod snapshot;
 #[cfg(test)]
@@ -17,6 +18,7 @@ mod tests;
 
 pub use decide::{current_status, decide};
 pub use plan::Plan;
+pub use reports::{Reports, MOVES_KEPT};
 pub use snapshot::{RouterView, Snapshot};
 
 use crate::{now_ms, run_loop, Server};
@@ -105,10 +107,11 @@ pub fn apply(server: &Server, mut plan: Plan) -> Result<Recheck, StoreError> {
         };
     }
     for id in &plan.forgotten {
-        server.forget_status(id);
+        server.statuses_cache().forget(id);
     }
-    server.note_moved(std::mem::take(&mut plan.moved));
-    for (service, why) in server.note_pending(std::mem::take(&mut plan.pending)) {
+    let reports = server.instance_reports();
+    reports.note_moved(std::mem::take(&mut plan.moved));
+    for (service, why) in reports.note_pending(std::mem::take(&mut plan.pending)) {
         let message = format!("an instance of {service} is pending: {why}");
         let event = Event::new(plan.now_ms, EventKind::InstancePending, message);
         plan.events.push(event.service(&service));

@@ -5,8 +5,8 @@
 //! stopped only once the replacement is ready (ARCHITECTURE.md, principle 6: start-before-stop).
 
 use super::Plan;
-use crate::keys::{self, Migration, NodeDrain, Versioned};
-use crate::nodes::NodeStates;
+use crate::state::keys::{self, Migration, NodeDrain, Versioned};
+use crate::state::nodes::NodeStates;
 use ebb_core::api::{MigrationView, NodeState, MOVE_MOVED, MOVE_STOPPED};
 use ebb_core::{Assignment, DesiredState, Event, EventKind};
 use ebb_store::{Expect, Op};

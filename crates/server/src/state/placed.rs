@@ -7,7 +7,7 @@
 //! Other writes (statuses, events, nodes) do not touch assignments: a cheap look at the
 //! store's change log tells them apart, and the index is rebuilt only when an instance changed.
 
-use crate::keys::{self, INSTANCES};
+use crate::state::keys::{self, INSTANCES};
 use ebb_core::Assignment;
 use ebb_store::{KvStore, StoreError};
 use std::collections::HashMap;

@@ -5,8 +5,8 @@
 //! function of a [`Snapshot`], so tests build one by hand and drive the clock themselves.
 
 use super::moves::Migrations;
-use crate::keys::{self, DrainRecord, NodeDrain, Versioned};
-use crate::nodes::NodeStates;
+use crate::state::keys::{self, DrainRecord, NodeDrain, Versioned};
+use crate::state::nodes::NodeStates;
 use crate::Server;
 use ebb_core::api::NodeInfo;
 use ebb_core::{Assignment, InstanceStatus, ServiceSpec};

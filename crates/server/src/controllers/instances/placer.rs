@@ -2,8 +2,8 @@
 //! reservations of a pass's snapshot.
 
 use super::NODE_NAME_LABEL;
-use crate::keys::{self, Versioned};
-use crate::nodes::NodeStates;
+use crate::state::keys::{self, Versioned};
+use crate::state::nodes::NodeStates;
 use ebb_core::api::NodeInfo;
 use ebb_core::{Assignment, DesiredState, ServiceSpec};
 

@@ -8,7 +8,7 @@ use super::placer::Placer;
 use super::plan::{recheck, Plan};
 use super::rollout::{self, Action, Observed};
 use super::snapshot::Snapshot;
-use crate::keys::{self, DrainRecord, Versioned};
+use crate::state::keys::{self, DrainRecord, Versioned};
 use ebb_core::quantity::format_duration;
 use ebb_core::{
     Assignment, DesiredState, Event, EventKind, InstanceState, InstanceStatus, ServiceSpec,

@@ -1,0 +1,12 @@
+//! The control loops: each compares what the store wants with what runs and acts, level-
+//! triggered (ARCHITECTURE.md, principle 1), its decisions pure where they are more than a
+//! write. [`crate::plane::ControlPlane`] runs them; [`crate::run_loop`] is their shared loop.
+//!
+//! - [`instances`]: services against their instances: placement, rollouts, drains, moves, lost
+//!   nodes.
+//! - [`autoscale`]: instance counts against load.
+//! - [`maintenance`]: store compaction.
+
+pub mod autoscale;
+pub mod instances;
+pub mod maintenance;
