@@ -3,6 +3,7 @@
 
 use crate::explain;
 use crate::metrics::Metrics;
+use crate::proposal::Proposal;
 use crate::state::State;
 use crate::{policies, target};
 use ebb_core::autoscale::{AutoscaleSpec, ScalePolicy};
@@ -45,28 +46,6 @@ pub struct Decision {
     pub reason: String,
     /// Whether the decision was made in panic mode.
     pub panic: bool,
-}
-
-/// A policy's raw proposal, before the shared rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Proposal {
-    pub count: u32,
-    pub reason: String,
-    pub panic: bool,
-}
-
-impl Proposal {
-    pub(crate) fn new(count: u32, reason: String) -> Self {
-        Proposal {
-            count,
-            reason,
-            panic: false,
-        }
-    }
-
-    pub(crate) fn hold(base: u32, reason: String) -> Self {
-        Proposal::new(base, reason)
-    }
 }
 
 /// The policy that decides inside the bounds: target tracking within a schedule's windows, or

@@ -38,6 +38,7 @@ mod decide;
 mod explain;
 mod metrics;
 mod policies;
+mod proposal;
 mod state;
 mod target;
 

@@ -7,9 +7,9 @@
 //! rules of [`decide`](crate::decide) apply afterwards: a scale-down waits `scale_down_delay`,
 //! a scale-up is rate-limited, the count stays within the bounds.
 
-use crate::decide::Proposal;
 use crate::explain;
 use crate::metrics::{Metrics, WindowStats};
+use crate::proposal::Proposal;
 use crate::target::ceil_count;
 use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric, StepBand, StepChange};
 use std::time::Duration;

@@ -7,9 +7,9 @@
 //! scale-down stabilization, the scale-up rate limit and the bounds.
 
 use crate::config::fmt_target;
-use crate::decide::Proposal;
 use crate::explain;
 use crate::metrics::{Metrics, WindowStats};
+use crate::proposal::Proposal;
 use crate::state::State;
 use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric};
 use std::cmp::Ordering;

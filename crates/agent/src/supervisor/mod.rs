@@ -9,6 +9,7 @@ mod cgroup;
 mod config;
 mod dynmods;
 mod env;
+mod goal;
 mod health;
 mod logs;
 mod monitor;
@@ -28,8 +29,8 @@ pub use logs::{DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES};
 
 use ebb_core::api::{InstanceUsage, NodeUsage};
 use ebb_core::{Assignment, Event, InstanceState, InstanceStatus};
+use goal::Goal;
 use nix::sys::signal::Signal;
-use runner::Goal;
 use shared::{Phase, Shared};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

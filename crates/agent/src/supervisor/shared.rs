@@ -5,10 +5,10 @@
 
 use super::cgroup::Cgroups;
 use super::env::Env;
-use super::runner::Goal;
+use super::goal::Goal;
 use super::state_file::{self, Record, Writer};
-use super::usage::Latest;
 use super::{logs, ports, SupervisorConfig};
+use ebb_core::api::{InstanceUsage, NodeUsage};
 use ebb_core::{Event, EventKind, InstanceStatus};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
@@ -17,6 +17,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
+
+/// The latest usage sample (the usage task writes it, heartbeats read it).
+#[derive(Debug, Clone, Default)]
+pub struct Latest {
+    /// Each running instance's CPU and memory.
+    pub instances: Vec<InstanceUsage>,
+    /// The whole machine's.
+    pub node: Option<NodeUsage>,
+}
 
 /// Events kept for `take_events` when nobody collects them: the oldest are dropped beyond this,
 /// so an agent cut off from its server cannot grow without bound.

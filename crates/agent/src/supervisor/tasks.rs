@@ -2,10 +2,11 @@
 //! the state-file writer and the log-rotation loop.
 
 use super::cgroup;
+use super::goal::Goal;
 use super::logs::{self, LOG_CHECK_INTERVAL};
 use super::process::Proc;
 use super::procfs;
-use super::runner::{Goal, Runner};
+use super::runner::Runner;
 use super::shared::{now_ms, Entry, Shared, State};
 use super::state_file::Record;
 use super::usage::{self, Sampler, USAGE_INTERVAL};

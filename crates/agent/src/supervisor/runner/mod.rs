@@ -6,46 +6,17 @@ mod exit;
 mod start;
 
 use super::backoff::Backoff;
+use super::goal::Goal;
 use super::health::Target;
 use super::monitor::Monitor;
 use super::process::{Proc, ADOPTED_POLL};
 use super::shared::Shared;
 use super::state_file::Record;
-use ebb_core::{Assignment, DesiredState};
+use ebb_core::Assignment;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time;
-
-/// What `apply` wants of an instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Goal {
-    /// Adopted at start-up and not yet mentioned by `apply`: watch it, touch nothing.
-    Adopted,
-    Run(Arc<Assignment>),
-    Stop(Arc<Assignment>),
-    /// No longer assigned: stop it and forget it, logs included.
-    Remove,
-    /// The agent shuts down: stop it, keep its logs.
-    Shutdown,
-}
-
-impl Goal {
-    /// True when this goal already is `Goal::of(a)`.
-    pub fn is_for(&self, a: &Assignment) -> bool {
-        match (self, a.desired) {
-            (Goal::Run(x), DesiredState::Run) | (Goal::Stop(x), DesiredState::Stop) => **x == *a,
-            _ => false,
-        }
-    }
-
-    pub fn of(a: &Assignment) -> Goal {
-        match a.desired {
-            DesiredState::Run => Goal::Run(Arc::new(a.clone())),
-            DesiredState::Stop => Goal::Stop(Arc::new(a.clone())),
-        }
-    }
-}
 
 /// Why a wait ended: the goal changed, or the supervisor dropped the goal sender.
 enum Wake {

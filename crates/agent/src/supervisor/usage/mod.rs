@@ -9,9 +9,9 @@
 mod node;
 mod sources;
 
-use super::runner::Goal;
-use super::shared::Shared;
-use ebb_core::api::{InstanceUsage, NodeUsage};
+use super::goal::Goal;
+use super::shared::{Latest, Shared};
+use ebb_core::api::InstanceUsage;
 use ebb_core::Resources;
 use node::NodeSampler;
 use sources::{ProcScan, Processes, Reading, Source};
@@ -42,13 +42,6 @@ pub struct Target {
 /// a hundred instances' cgroup files every second cost about 0.5 % of a core, for figures only
 /// `ebb` shows.
 pub const SLOW_EVERY: u64 = 10;
-
-/// The latest sample.
-#[derive(Debug, Clone, Default)]
-pub struct Latest {
-    pub instances: Vec<InstanceUsage>,
-    pub node: Option<NodeUsage>,
-}
 
 /// An instance's previous CPU reading.
 struct Previous {
