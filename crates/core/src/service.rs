@@ -196,6 +196,10 @@ impl fmt::Display for BalanceAlgorithm {
     }
 }
 
+/// The most retries a request may have: more would multiply a failing service's load.
+pub const MAX_RETRIES: u32 = 10;
+/// The health thresholds' upper bound (consecutive checks).
+pub const MAX_HEALTH_THRESHOLD: u32 = 100;
 /// Extra attempts on other instances (connect failures; for idempotent requests also resets
 /// and 502/503 within the retry budget). 2; Envoy's `num_retries` default is 1, HAProxy's
 /// `retries` 3.
@@ -369,6 +373,80 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// The problems of one spec as [`ServiceSpec::validate`] collects them: each field is written
+/// relative to the service (`health.interval`) and reported under `services.NAME`.
+struct Problems {
+    base: String,
+    errors: Vec<FieldError>,
+}
+
+impl Problems {
+    fn new(service: &str) -> Problems {
+        Problems {
+            base: format!("services.{service}"),
+            errors: Vec::new(),
+        }
+    }
+
+    /// A problem with `field` (empty: the service itself).
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        let field = if field.is_empty() {
+            self.base.clone()
+        } else {
+            format!("{}.{field}", self.base)
+        };
+        self.errors.push(FieldError {
+            field,
+            message: message.into(),
+        });
+    }
+}
+
+impl HealthSpec {
+    fn problems(&self, p: &mut Problems) {
+        if self.interval.is_zero() {
+            p.add("health.interval", "interval must be greater than zero");
+        }
+        if self.timeout.is_zero() {
+            p.add("health.timeout", "timeout must be greater than zero");
+        }
+        let thresholds = [
+            ("health.unhealthy_threshold", self.unhealthy_threshold),
+            ("health.healthy_threshold", self.healthy_threshold),
+        ];
+        for (field, n) in thresholds {
+            if n == 0 || n > MAX_HEALTH_THRESHOLD {
+                p.add(
+                    field,
+                    format!("must be between 1 and {MAX_HEALTH_THRESHOLD}"),
+                );
+            }
+        }
+        match &self.check {
+            HealthCheck::Http { path } if !path.starts_with('/') => {
+                p.add("health.http", format!("path {path:?} must start with '/'"))
+            }
+            HealthCheck::Command { argv } if argv.is_empty() => {
+                p.add("health.command", "command is empty")
+            }
+            _ => {}
+        }
+    }
+}
+
+impl StopSpec {
+    fn problems(&self, p: &mut Problems) {
+        if !STOP_SIGNALS.contains(&self.signal.as_str()) {
+            let message = format!(
+                "unknown signal {:?}: use one of {}",
+                self.signal,
+                STOP_SIGNALS.join(", ")
+            );
+            p.add("stop.signal", message);
+        }
+    }
+}
+
 /// Checks a service name: 1–63 of `a-z 0-9 -`, starting with a letter (a DNS label).
 pub fn validate_service_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -417,163 +495,124 @@ impl ServiceSpec {
             .collect()
     }
 
-    /// Semantic checks that a parser cannot express in types. Returns every problem found.
+    /// Semantic checks that a parser cannot express in types. Returns every problem found,
+    /// one check per part of the spec.
     pub fn validate(&self) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        let base = format!("services.{}", self.name);
-        let mut err = |field: &str, message: String| {
-            errors.push(FieldError {
-                field: if field.is_empty() {
-                    base.clone()
-                } else {
-                    format!("{base}.{field}")
-                },
-                message,
-            })
-        };
+        let mut problems = Problems::new(&self.name);
+        self.basic_problems(&mut problems);
+        self.env_problems(&mut problems);
+        self.health.problems(&mut problems);
+        self.balance_problems(&mut problems);
+        self.autoscale_problems(&mut problems);
+        self.constraint_problems(&mut problems);
+        self.stop.problems(&mut problems);
+        problems.errors
+    }
+
+    fn basic_problems(&self, p: &mut Problems) {
         if let Err(m) = validate_service_name(&self.name) {
-            err("", m);
+            p.add("", m);
         }
         if self.command.is_empty() || self.command[0].trim().is_empty() {
-            err("command", "command is empty: give the program and its arguments, e.g. [\"python3\", \"app.py\"]".into());
+            p.add("command", "command is empty: give the program and its arguments, e.g. [\"python3\", \"app.py\"]");
         }
         if self.instances > MAX_INSTANCES {
-            err(
+            let n = self.instances;
+            p.add(
                 "instances",
-                format!(
-                    "{} instances is more than the limit of {MAX_INSTANCES}",
-                    self.instances
-                ),
+                format!("{n} instances is more than the limit of {MAX_INSTANCES}"),
             );
-        }
-        for key in self.env.keys() {
-            if RESERVED_ENV.contains(&key.as_str()) {
-                err(
-                    &format!("env.{key}"),
-                    format!("{key} is set by ebb for every instance and cannot be overridden"),
-                );
-            } else if key.is_empty() || key.contains('=') || key.contains('\0') {
-                err(
-                    &format!("env.{key}"),
-                    format!("invalid environment variable name {key:?}"),
-                );
-            }
-        }
-        let h = &self.health;
-        if h.interval.is_zero() {
-            err(
-                "health.interval",
-                "interval must be greater than zero".into(),
-            );
-        }
-        if h.timeout.is_zero() {
-            err("health.timeout", "timeout must be greater than zero".into());
-        }
-        if h.unhealthy_threshold == 0 || h.unhealthy_threshold > 100 {
-            err(
-                "health.unhealthy_threshold",
-                "must be between 1 and 100".into(),
-            );
-        }
-        if h.healthy_threshold == 0 || h.healthy_threshold > 100 {
-            err(
-                "health.healthy_threshold",
-                "must be between 1 and 100".into(),
-            );
-        }
-        match &h.check {
-            HealthCheck::Http { path } if !path.starts_with('/') => {
-                err("health.http", format!("path {path:?} must start with '/'"))
-            }
-            HealthCheck::Command { argv } if argv.is_empty() => {
-                err("health.command", "command is empty".into())
-            }
-            _ => {}
         }
         if self.port == Some(0) {
-            err("port", "port 0 is not a port: give 1-65535".into());
+            p.add("port", "port 0 is not a port: give 1-65535");
         }
-        if self.balance.retries > 10 {
-            err(
+    }
+
+    fn env_problems(&self, p: &mut Problems) {
+        for key in self.env.keys() {
+            let field = format!("env.{key}");
+            if RESERVED_ENV.contains(&key.as_str()) {
+                let message =
+                    format!("{key} is set by ebb for every instance and cannot be overridden");
+                p.add(&field, message);
+            } else if key.is_empty() || key.contains('=') || key.contains('\0') {
+                p.add(&field, format!("invalid environment variable name {key:?}"));
+            }
+        }
+    }
+
+    fn balance_problems(&self, p: &mut Problems) {
+        let b = &self.balance;
+        if b.retries > MAX_RETRIES {
+            let n = b.retries;
+            p.add(
                 "balance.retries",
-                format!(
-                    "{} retries is more than the limit of 10",
-                    self.balance.retries
-                ),
+                format!("{n} retries is more than the limit of {MAX_RETRIES}"),
             );
         }
-        if self.balance.request_timeout.is_zero() {
-            err(
+        if b.request_timeout.is_zero() {
+            p.add(
                 "balance.request_timeout",
-                "request_timeout must be greater than zero".into(),
+                "request_timeout must be greater than zero",
             );
         }
-        let queue = self.balance.queue_timeout;
+        let queue = b.queue_timeout;
         if queue.is_zero() {
-            err(
+            p.add(
                 "balance.queue_timeout",
-                "queue_timeout must be greater than zero".into(),
+                "queue_timeout must be greater than zero",
             );
         } else if queue > MAX_QUEUE_TIMEOUT {
-            err(
+            let (got, max) = (format_duration(queue), format_duration(MAX_QUEUE_TIMEOUT));
+            p.add(
                 "balance.queue_timeout",
-                format!(
-                    "queue_timeout {} is more than the limit of {}",
-                    format_duration(queue),
-                    format_duration(MAX_QUEUE_TIMEOUT)
-                ),
+                format!("queue_timeout {got} is more than the limit of {max}"),
             );
         }
-        if let Some(header) = &self.balance.hash_header {
-            if let Some(problem) = self.balance.hash_header_problem(self.protocol) {
-                err("balance.hash_header", problem.into());
+        if let Some(header) = &b.hash_header {
+            let field = "balance.hash_header";
+            if let Some(problem) = b.hash_header_problem(self.protocol) {
+                p.add(field, problem);
             } else {
                 match parse_header_name(header) {
-                    Err(m) => err("balance.hash_header", m),
-                    Ok(lower) if lower != *header => err(
-                        "balance.hash_header",
+                    Err(m) => p.add(field, m),
+                    Ok(lower) if lower != *header => p.add(
+                        field,
                         format!("header name {header:?} must be stored in lower case: {lower:?}"),
                     ),
                     Ok(_) => {}
                 }
             }
         }
-        if let Some(autoscale) = &self.autoscale {
-            for (field, message) in autoscale.problems(&self.resources, self.port.is_some()) {
-                err(&format!("autoscale.{field}"), message);
-            }
-            let (min, max) = (autoscale.min, autoscale.max);
-            let bounds_ok = (1..=MAX_INSTANCES).contains(&max) && min <= max;
-            // Above MAX_INSTANCES, `instances` is reported already.
-            if bounds_ok
-                && self.instances <= MAX_INSTANCES
-                && !(min..=max).contains(&self.instances)
-            {
-                err(
-                    "instances",
-                    format!(
-                        "{} instances is outside the autoscale bounds: give a count from min {min} to max {max}, or leave `instances` out to start at min",
-                        self.instances
-                    ),
-                );
-            }
+    }
+
+    fn autoscale_problems(&self, p: &mut Problems) {
+        let Some(autoscale) = &self.autoscale else {
+            return;
+        };
+        for (field, message) in autoscale.problems(&self.resources, self.port.is_some()) {
+            p.add(&format!("autoscale.{field}"), message);
         }
-        for (i, text) in self.constraints.iter().enumerate() {
-            if let Err(e) = crate::Constraint::parse(text) {
-                err(&format!("constraints[{i}]"), e.to_string());
-            }
-        }
-        if !STOP_SIGNALS.contains(&self.stop.signal.as_str()) {
-            err(
-                "stop.signal",
+        let (min, max) = (autoscale.min, autoscale.max);
+        let bounds_ok = (1..=MAX_INSTANCES).contains(&max) && min <= max;
+        // Above MAX_INSTANCES, `instances` is reported already.
+        if bounds_ok && self.instances <= MAX_INSTANCES && !(min..=max).contains(&self.instances) {
+            p.add(
+                "instances",
                 format!(
-                    "unknown signal {:?}: use one of {}",
-                    self.stop.signal,
-                    STOP_SIGNALS.join(", ")
+                    "{} instances is outside the autoscale bounds: give a count from min {min} to max {max}, or leave `instances` out to start at min",
+                    self.instances
                 ),
             );
         }
-        errors
+    }
+
+    fn constraint_problems(&self, p: &mut Problems) {
+        for (i, text) in self.constraints.iter().enumerate() {
+            if let Err(e) = crate::Constraint::parse(text) {
+                p.add(&format!("constraints[{i}]"), e.to_string());
+            }
+        }
     }
 
     /// A fingerprint of what the instances run and where they may run (everything but the count,
@@ -592,12 +631,7 @@ impl ServiceSpec {
         copy.autoscale = None;
         copy.placement = Placement::default();
         let json = serde_json::to_vec(&copy).unwrap_or_default();
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in json {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{:08x}", hash >> 32)
+        format!("{:08x}", crate::hash::fnv1a(&json) >> 32)
     }
 }
 

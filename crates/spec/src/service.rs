@@ -4,7 +4,8 @@ use crate::autoscale::autoscale;
 use crate::document::{describe, describe_value, element, entries, header_span, Ctx, Entry};
 use crate::values;
 use ebb_core::service::{
-    parse_header_name, FieldError, BALANCE_ALGORITHMS, MAX_INSTANCES, PLACEMENTS,
+    parse_header_name, FieldError, BALANCE_ALGORITHMS, MAX_HEALTH_THRESHOLD, MAX_INSTANCES,
+    MAX_RETRIES, PLACEMENTS,
 };
 use ebb_core::Constraint;
 use ebb_core::{
@@ -54,10 +55,6 @@ const BALANCE_FIELDS: [&str; 7] = [
     "hash_header",
 ];
 const PROTOCOLS: [&str; 2] = ["http", "tcp"];
-/// The health thresholds' range, checked again by [`ServiceSpec::validate`].
-const MAX_THRESHOLD: u32 = 100;
-/// The most retries a request may have, checked again by [`ServiceSpec::validate`].
-const MAX_RETRIES: u32 = 10;
 
 /// Converts one service; `None` if any error was reported for it (all of them are in `ctx`).
 pub(crate) fn convert(
@@ -354,11 +351,11 @@ fn health(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> HealthSpec {
             }
             "unhealthy_threshold" => {
                 out.unhealthy_threshold =
-                    values::count(ctx, e, MAX_THRESHOLD).unwrap_or(out.unhealthy_threshold)
+                    values::count(ctx, e, MAX_HEALTH_THRESHOLD).unwrap_or(out.unhealthy_threshold)
             }
             "healthy_threshold" => {
                 out.healthy_threshold =
-                    values::count(ctx, e, MAX_THRESHOLD).unwrap_or(out.healthy_threshold)
+                    values::count(ctx, e, MAX_HEALTH_THRESHOLD).unwrap_or(out.healthy_threshold)
             }
             _ => {}
         }
