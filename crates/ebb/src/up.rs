@@ -65,6 +65,14 @@ pub async fn server(global: &Global, args: &ServerArgs) -> anyhow::Result<()> {
     run(global, role, Vec::new()).await
 }
 
+/// A local agent of the control plane's process: its node name, the address its instances
+/// bind, and its supervisor.
+struct Local {
+    name: String,
+    advertise: String,
+    supervisor: Supervisor,
+}
+
 async fn run(
     global: &Global,
     role: Role<'_>,
@@ -73,47 +81,19 @@ async fn run(
     let mut signals = Signals::new()?;
     let data_dir = prepare_data_dir(&global.data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
-    let store =
-        Arc::new(SqliteStore::open(&data_dir.join(STORE_FILE)).context("opening the store")?);
-    let token =
-        auth::load_or_create_token(&data_dir).context("reading or creating the API token")?;
-    let join_token =
-        auth::load_or_create_join_token(&data_dir).context("reading or creating the join token")?;
-
-    let listener = tokio::net::TcpListener::bind(role.plane.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}: is another ebb running there? Use --listen",
-                role.plane.listen
-            )
-        })?;
+    // A port in use is an error before anything starts (before the agent adopts instances).
+    let listener = bind_api(&data_dir, &role).await?;
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "API listens beyond loopback: every call must carry the token from {}", auth::token_path(&data_dir).display());
-    }
-    std::fs::write(data_dir.join(ADDR_FILE), addr.to_string())?;
-
     let local = match &role.local_agent {
-        Some(local) => {
-            let name = local.node_name.clone().unwrap_or_else(default_node_name);
-            let supervisor = start_supervisor(&name, &local.advertise, &data_dir)?;
-            Some((name, local.advertise.clone(), supervisor))
-        }
+        Some(local) => Some(start_local(local, &data_dir)?),
         None => None,
     };
-    let logs: Option<Arc<dyn ebb_server::LogSource>> = local
+    let logs = local
         .as_ref()
-        .map(|(_, _, s)| Arc::new(AgentLogs(s.clone())) as Arc<dyn ebb_server::LogSource>);
-    let server = Server::new(store, token.clone(), logs)?;
-    server.set_join_token(join_token);
-    server.nodes().set_down_after(role.plane.node_down_after);
-    server.record(ebb_core::Event::new(
-        ebb_server::now_ms(),
-        ebb_core::EventKind::ServerStarted,
-        format!("ebb {} started; API on {addr}", env!("CARGO_PKG_VERSION")),
-    ));
-
+        .map(|l| Arc::new(AgentLogs(l.supervisor.clone())) as Arc<dyn ebb_server::LogSource>);
+    let (server, token) = open_server(&data_dir, &role, addr, logs)?;
+    // The CLI finds the API here.
+    std::fs::write(data_dir.join(ADDR_FILE), addr.to_string())?;
     let mut plane = ControlPlane::start(PlaneConfig {
         server,
         api: listener,
@@ -122,56 +102,132 @@ async fn run(
     })
     .context("starting the router's runtime")?;
     let client = Client::new(&addr.to_string(), Some(token))?;
-    if let Some((name, advertise, supervisor)) = &local {
-        let (cpu_millis, memory_bytes) = ebb_agent::capacity::offered();
-        let node = NodeInfo {
-            name: name.clone(),
-            address: advertise.clone(),
-            cpu_millis,
-            memory_bytes,
-            enforcement: supervisor.enforcement(),
-            labels: Default::default(),
-        };
-        let (client, supervisor) = (client.clone(), supervisor.clone());
-        plane.spawn(Stage::Reporting, move |stop| {
-            ebb_agent::sync::run(client, supervisor, node, stop)
-        });
+    if let Some(local) = &local {
+        report_local(&mut plane, &client, local);
     }
-
     // A failed initial apply still stops what runs, through the same path as Ctrl-C.
-    let mut outcome = Ok(());
-    if !specs.is_empty() {
-        match client.apply(specs).await {
-            Ok(resp) => {
-                for c in resp.changes {
-                    tracing::info!(service = c.service, change = ?c.change, "applied");
-                }
-            }
-            Err(e) => outcome = Err(anyhow::Error::new(e).context("applying the deploy files")),
-        }
-    }
+    let outcome = apply(&client, specs).await;
     if outcome.is_ok() {
-        match &local {
-            Some((name, _, _)) => eprintln!(
-                "ebb is up: API http://{addr}, node {name}, data in {}.\n  Try `ebb ps` or `ebb status` in another terminal; Ctrl-C stops every instance and exits.",
-                data_dir.display()
-            ),
-            None => eprintln!(
-                "ebb server is up: API http://{addr}, data in {dir}.\n  Nodes join with `ebb agent --server http://{addr} --token $(cat {dir}/{join})`; `ebb nodes` lists them.",
-                dir = data_dir.display(),
-                join = auth::JOIN_TOKEN_FILE,
-            ),
-        }
+        say_up(addr, &data_dir, local.as_ref());
         signals.next().await;
     }
-    let supervisor = local.map(|(_, _, s)| s);
+    let supervisor = local.map(|l| l.supervisor);
+    stop(plane, supervisor, &mut signals, &data_dir).await;
+    outcome
+}
+
+/// The API's listener.
+async fn bind_api(data_dir: &Path, role: &Role<'_>) -> anyhow::Result<tokio::net::TcpListener> {
+    let listen = role.plane.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {listen}: is another ebb running there? Use --listen")
+        })?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "API listens beyond loopback: every call must carry the token from {}", auth::token_path(data_dir).display());
+    }
+    Ok(listener)
+}
+
+/// The store and the tokens in `data_dir`, and the server state over them; returns the API
+/// token too.
+fn open_server(
+    data_dir: &Path,
+    role: &Role<'_>,
+    addr: std::net::SocketAddr,
+    logs: Option<Arc<dyn ebb_server::LogSource>>,
+) -> anyhow::Result<(Server, String)> {
+    let store =
+        Arc::new(SqliteStore::open(&data_dir.join(STORE_FILE)).context("opening the store")?);
+    let token =
+        auth::load_or_create_token(data_dir).context("reading or creating the API token")?;
+    let join_token =
+        auth::load_or_create_join_token(data_dir).context("reading or creating the join token")?;
+    let server = Server::new(store, token.clone(), logs)?;
+    server.set_join_token(join_token);
+    server.nodes().set_down_after(role.plane.node_down_after);
+    server.record(ebb_core::Event::new(
+        ebb_server::now_ms(),
+        ebb_core::EventKind::ServerStarted,
+        format!("ebb {} started; API on {addr}", env!("CARGO_PKG_VERSION")),
+    ));
+    Ok((server, token))
+}
+
+/// Starts the local agent's supervisor (it adopts what survived a crash first).
+fn start_local(local: &LocalAgent, data_dir: &Path) -> anyhow::Result<Local> {
+    let name = local.node_name.clone().unwrap_or_else(default_node_name);
+    let supervisor = start_supervisor(&name, &local.advertise, data_dir)?;
+    Ok(Local {
+        name,
+        advertise: local.advertise.clone(),
+        supervisor,
+    })
+}
+
+/// The local agent reports to the API like any other node, in the plane's reporting stage.
+fn report_local(plane: &mut ControlPlane, client: &Client, local: &Local) {
+    let (cpu_millis, memory_bytes) = ebb_agent::capacity::offered();
+    let node = NodeInfo {
+        name: local.name.clone(),
+        address: local.advertise.clone(),
+        cpu_millis,
+        memory_bytes,
+        enforcement: local.supervisor.enforcement(),
+        labels: Default::default(),
+    };
+    let (client, supervisor) = (client.clone(), local.supervisor.clone());
+    plane.spawn(Stage::Reporting, move |stop| {
+        ebb_agent::sync::run(client, supervisor, node, stop)
+    });
+}
+
+/// Applies the deploy files given on the command line, if any.
+async fn apply(client: &Client, specs: Vec<ebb_core::ServiceSpec>) -> anyhow::Result<()> {
+    if specs.is_empty() {
+        return Ok(());
+    }
+    let resp = client
+        .apply(specs)
+        .await
+        .context("applying the deploy files")?;
+    for c in resp.changes {
+        tracing::info!(service = c.service, change = ?c.change, "applied");
+    }
+    Ok(())
+}
+
+fn say_up(addr: std::net::SocketAddr, data_dir: &Path, local: Option<&Local>) {
+    match local {
+        Some(local) => eprintln!(
+            "ebb is up: API http://{addr}, node {}, data in {}.\n  Try `ebb ps` or `ebb status` in another terminal; Ctrl-C stops every instance and exits.",
+            local.name,
+            data_dir.display()
+        ),
+        None => eprintln!(
+            "ebb server is up: API http://{addr}, data in {dir}.\n  Nodes join with `ebb agent --server http://{addr} --token $(cat {dir}/{join})`; `ebb nodes` lists them.",
+            dir = data_dir.display(),
+            join = auth::JOIN_TOKEN_FILE,
+        ),
+    }
+}
+
+/// Stops gracefully (ControlPlane::shutdown: no new decisions; instances stop while the
+/// router still drains them and the agent still reports them; the listeners; a last report;
+/// the API, bounded so that attached followers cannot hold up the exit); a second signal
+/// kills the instances at once and exits 130.
+async fn stop(
+    plane: ControlPlane,
+    supervisor: Option<Supervisor>,
+    signals: &mut Signals,
+    data_dir: &Path,
+) {
     match &supervisor {
         Some(_) => eprintln!("stopping: instances get their stop signal and grace period (Ctrl-C again to kill them now)"),
         None => eprintln!("stopping the server: instances on the nodes keep running"),
     }
-    // Order (ControlPlane::shutdown): no new decisions; instances stop while the router
-    // still drains them and the agent still reports them; the listeners; a last report; then
-    // the API, with a bound so that attached followers cannot hold up the exit.
     let graceful = plane.shutdown(async {
         if let Some(s) = &supervisor {
             s.shutdown().await;
@@ -190,7 +246,6 @@ async fn run(
     }
     let _ = std::fs::remove_file(data_dir.join(ADDR_FILE));
     eprintln!("ebb stopped");
-    outcome
 }
 
 /// The agent of this process, its state in `<data dir>/agent`.
