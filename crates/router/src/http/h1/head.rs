@@ -344,98 +344,198 @@ pub(crate) fn parse_request(
     let headers = &*request.headers;
     let http10 = version == 0;
     let (path, target_authority) = split_target(target)?;
-
-    let mut connection = ConnectionOptions::default();
-    let mut length = None;
-    let mut transfer_encoding: Option<&[u8]> = None;
-    let mut hosts = 0;
-    let mut upgrade: Option<&[u8]> = None;
-    let mut expect_continue = false;
-    let mut forwarded_for = false;
-    let mut request_id = false;
-    let mut hash_key = None;
     let mut kinds = [Kind::Other; MAX_HEADERS];
+    let facts = scan_request_headers(headers, rewrite, &mut kinds)?;
+    if facts.hosts > 1 {
+        return Err(Reject::BadRequest("more than one host header"));
+    }
+    if facts.hosts == 0 && !http10 && target_authority.is_none() {
+        return Err(Reject::BadRequest("missing host header"));
+    }
+    let framing = request_framing(http10, facts.length, facts.transfer_encoding)?;
+    // A protocol switch needs HTTP/1.1, `Connection: upgrade` with an `Upgrade` header, and no
+    // body (the bytes after the head belong to the new protocol).
+    let upgrade = facts
+        .upgrade
+        .filter(|_| facts.connection.upgrade && !http10 && framing == Framing::Empty);
+    let keep_alive = if http10 {
+        facts.connection.keep_alive && !facts.connection.close
+    } else {
+        !facts.connection.close
+    };
+    let line = RequestLine {
+        method,
+        path,
+        http10,
+        target_authority,
+        framing,
+        upgrade,
+    };
+    write_request_head(out, buf, headers, &kinds, &facts, &line, rewrite);
+    Ok(Some(RequestHead {
+        len,
+        framing,
+        keep_alive,
+        http10,
+        is_head: method == "HEAD",
+        idempotent: crate::http::retry::is_idempotent_method(method),
+        expect_continue: facts.expect_continue,
+        upgrade: upgrade.is_some(),
+        hash_key: facts.hash_key,
+    }))
+}
+
+/// What a request's headers say, scanned once: what framing, keep-alive and the upstream head
+/// need.
+#[derive(Default)]
+struct RequestFacts<'b> {
+    connection: ConnectionOptions<'b>,
+    length: Option<u64>,
+    transfer_encoding: Option<&'b [u8]>,
+    hosts: usize,
+    upgrade: Option<&'b [u8]>,
+    expect_continue: bool,
+    forwarded_for: bool,
+    request_id: bool,
+    hash_key: Option<u64>,
+}
+
+/// Classifies every header into `kinds` and collects the request's facts; refuses conflicting
+/// framing headers and too many connection options.
+#[inline]
+fn scan_request_headers<'b>(
+    headers: &[httparse::Header<'b>],
+    rewrite: &Rewrite<'_>,
+    kinds: &mut [Kind; MAX_HEADERS],
+) -> Result<RequestFacts<'b>, Reject> {
+    let mut f = RequestFacts::default();
     for (h, slot) in headers.iter().zip(kinds.iter_mut()) {
         *slot = kind(h.name);
         match *slot {
-            Kind::Connection => connection
+            Kind::Connection => f
+                .connection
                 .add(h.value)
                 .map_err(|()| Reject::BadRequest("too many connection options"))?,
-            Kind::Host => hosts += 1,
-            Kind::Upgrade => upgrade = Some(h.value),
+            Kind::Host => f.hosts += 1,
+            Kind::Upgrade => f.upgrade = Some(h.value),
             Kind::ContentLength => {
-                length = merge_length(length, h.value)
+                f.length = merge_length(f.length, h.value)
                     .map_err(|()| Reject::BadRequest("bad or conflicting content-length"))?
             }
-            Kind::TransferEncoding if transfer_encoding.is_some() => {
+            Kind::TransferEncoding if f.transfer_encoding.is_some() => {
                 return Err(Reject::BadRequest("more than one transfer-encoding header"))
             }
-            Kind::TransferEncoding => transfer_encoding = Some(h.value),
-            Kind::Expect => expect_continue |= trim(h.value).eq_ignore_ascii_case(b"100-continue"),
-            Kind::ForwardedFor => forwarded_for = true,
-            Kind::RequestId => request_id = true,
+            Kind::TransferEncoding => f.transfer_encoding = Some(h.value),
+            Kind::Expect => {
+                f.expect_continue |= trim(h.value).eq_ignore_ascii_case(b"100-continue")
+            }
+            Kind::ForwardedFor => f.forwarded_for = true,
+            Kind::RequestId => f.request_id = true,
             Kind::Dropped | Kind::Other => {}
         }
-        if hash_key.is_none()
+        if f.hash_key.is_none()
             && rewrite
                 .hash_header
                 .is_some_and(|name| h.name.eq_ignore_ascii_case(name))
         {
-            hash_key = Some(crate::request_key::bytes_key(h.value));
+            f.hash_key = Some(crate::request_key::bytes_key(h.value));
         }
     }
-    if hosts > 1 {
-        return Err(Reject::BadRequest("more than one host header"));
-    }
-    if hosts == 0 && !http10 && target_authority.is_none() {
-        return Err(Reject::BadRequest("missing host header"));
-    }
-    let framing = request_framing(http10, length, transfer_encoding)?;
-    // A protocol switch needs HTTP/1.1, `Connection: upgrade` with an `Upgrade` header, and no
-    // body (the bytes after the head belong to the new protocol).
-    let upgrade = upgrade.filter(|_| connection.upgrade && !http10 && framing == Framing::Empty);
-    let keep_alive = if http10 {
-        connection.keep_alive && !connection.close
-    } else {
-        !connection.close
-    };
+    Ok(f)
+}
 
+/// The request line as it goes upstream, and what decides the headers ebb writes itself.
+struct RequestLine<'b> {
+    method: &'b str,
+    path: &'b str,
+    http10: bool,
+    /// The authority of an absolute-form target: it becomes the `Host` header.
+    target_authority: Option<&'b str>,
+    framing: Framing,
+    /// The protocol of an accepted upgrade.
+    upgrade: Option<&'b [u8]>,
+}
+
+/// Writes the head to send upstream into `out`: the request line, the end-to-end headers as
+/// received, then ebb's own (`Host` of an absolute target, normalized framing,
+/// `X-Forwarded-For`/`-Proto`, `X-Request-Id`, the upgrade or HTTP/1.0 keep-alive).
+#[inline]
+fn write_request_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    headers: &[httparse::Header<'_>],
+    kinds: &[Kind; MAX_HEADERS],
+    facts: &RequestFacts<'_>,
+    line: &RequestLine<'_>,
+    rewrite: &Rewrite<'_>,
+) {
     out.clear();
-    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(line.method.as_bytes());
     out.push(b' ');
-    if path.starts_with('?') {
+    if line.path.starts_with('?') {
         out.push(b'/'); // `http://host?q` has an empty path: origin-form needs `/?q`
     }
-    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(line.path.as_bytes());
     // An HTTP/1.0 request goes up as HTTP/1.0, so that the response comes back without chunked
     // framing, which the client would not understand.
-    out.extend_from_slice(if http10 {
+    out.extend_from_slice(if line.http10 {
         b" HTTP/1.0\r\n"
     } else {
         b" HTTP/1.1\r\n"
     });
+    let absolute = line.target_authority.is_some();
     pass_headers(
         out,
         buf,
         headers,
-        &kinds,
-        &connection,
+        kinds,
+        &facts.connection,
         |h, kind| match kind {
             Kind::Other | Kind::ContentLength | Kind::RequestId => true,
-            Kind::Host => target_authority.is_none(),
+            Kind::Host => !absolute,
             Kind::TransferEncoding => false, // written below, normalized
             Kind::Expect => !trim(h.value).eq_ignore_ascii_case(b"100-continue"),
             Kind::Connection | Kind::Upgrade | Kind::Dropped | Kind::ForwardedFor => false,
         },
     );
-    if let Some(authority) = target_authority {
+    if let Some(authority) = line.target_authority {
         push_header(out, b"Host", authority.as_bytes());
     }
-    if framing == Framing::Chunked {
+    if line.framing == Framing::Chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
+    write_forwarded_for(out, headers, kinds, facts, rewrite);
+    if !facts.request_id {
+        out.extend_from_slice(b"X-Request-Id: ");
+        out.extend_from_slice(&super::super::headers::request_id_hex());
+        out.extend_from_slice(b"\r\n");
+    }
+    match line.upgrade {
+        Some(protocol) => {
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+            push_header(out, b"Upgrade", protocol);
+        }
+        None if line.http10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        None => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `X-Forwarded-For` (the received ones, then the client) and `X-Forwarded-Proto`.
+#[inline]
+fn write_forwarded_for(
+    out: &mut Vec<u8>,
+    headers: &[httparse::Header<'_>],
+    kinds: &[Kind; MAX_HEADERS],
+    facts: &RequestFacts<'_>,
+    rewrite: &Rewrite<'_>,
+) {
     out.extend_from_slice(b"X-Forwarded-For: ");
-    if forwarded_for && !connection.names("x-forwarded-for", Kind::ForwardedFor) {
+    if facts.forwarded_for
+        && !facts
+            .connection
+            .names("x-forwarded-for", Kind::ForwardedFor)
+    {
         for (h, _) in headers
             .iter()
             .zip(kinds.iter())
@@ -447,32 +547,6 @@ pub(crate) fn parse_request(
     }
     out.extend_from_slice(rewrite.client_ip);
     out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
-    if !request_id {
-        out.extend_from_slice(b"X-Request-Id: ");
-        out.extend_from_slice(&super::super::headers::request_id_hex());
-        out.extend_from_slice(b"\r\n");
-    }
-    match upgrade {
-        Some(protocol) => {
-            out.extend_from_slice(b"Connection: upgrade\r\n");
-            push_header(out, b"Upgrade", protocol);
-        }
-        None if http10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
-        None => {}
-    }
-    out.extend_from_slice(b"\r\n");
-
-    Ok(Some(RequestHead {
-        len,
-        framing,
-        keep_alive,
-        http10,
-        is_head: method == "HEAD",
-        idempotent: crate::http::retry::is_idempotent_method(method),
-        expect_continue,
-        upgrade: upgrade.is_some(),
-        hash_key,
-    }))
 }
 
 /// How a request body is delimited, refusing every shape two parsers could read differently.
@@ -532,79 +606,28 @@ pub(crate) fn parse_response(
     }
     let informational = (100..200).contains(&status) && !switching;
 
-    let mut connection = ConnectionOptions::default();
-    let mut length = None;
-    let mut chunked = None;
-    let mut upgrade = None;
     let mut kinds = [Kind::Other; MAX_HEADERS];
-    for (h, slot) in headers.iter().zip(kinds.iter_mut()) {
-        *slot = kind(h.name);
-        match *slot {
-            Kind::Connection => connection.add(h.value)?,
-            Kind::ContentLength => length = merge_length(length, h.value)?,
-            Kind::TransferEncoding => {
-                // The last coding of the last header decides (RFC 9112 §6.3).
-                chunked = Some(
-                    tokens(h.value)
-                        .last()
-                        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")),
-                )
-            }
-            Kind::Upgrade => upgrade = Some(h.value),
-            _ => {}
-        }
-    }
-    let framing =
-        if informational || switching || answering.is_head || status == 204 || status == 304 {
-            Framing::Empty
-        } else {
-            match (chunked, length) {
-                (Some(true), _) => Framing::Chunked,
-                (Some(false), _) | (None, None) => Framing::UntilClose,
-                (None, Some(0)) => Framing::Empty,
-                (None, Some(n)) => Framing::Length(n),
-            }
-        };
+    let facts = scan_response_headers(headers, &mut kinds)?;
+    let bodiless =
+        informational || switching || answering.is_head || status == 204 || status == 304;
+    let framing = if bodiless {
+        Framing::Empty
+    } else {
+        facts.framing()
+    };
     let reusable = !switching
         && framing != Framing::UntilClose
-        && !connection.close
-        && (version == 1 || connection.keep_alive);
+        && !facts.connection.close
+        && (version == 1 || facts.connection.keep_alive);
     let close = answering.close || framing == Framing::UntilClose;
-
-    out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(&[
-        b'0' + (status / 100 % 10) as u8,
-        b'0' + (status / 10 % 10) as u8,
-        b'0' + (status % 10) as u8,
-        b' ',
-    ]);
-    out.extend_from_slice(response.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    pass_headers(
-        out,
-        buf,
-        headers,
-        &kinds,
-        &connection,
-        |_, kind| match kind {
-            Kind::Connection | Kind::Upgrade | Kind::Dropped => false,
-            // With chunked framing a Content-Length is wrong (RFC 9112 §6.3); drop it.
-            Kind::ContentLength => chunked != Some(true) || answering.is_head,
-            _ => true,
-        },
-    );
-    if switching {
-        out.extend_from_slice(b"Connection: upgrade\r\n");
-        push_header(out, b"Upgrade", upgrade.unwrap_or(b""));
-    } else if !informational {
-        if close {
-            out.extend_from_slice(b"Connection: close\r\n");
-        } else if answering.http10 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-    }
-    out.extend_from_slice(b"\r\n");
+    let line = StatusLine {
+        status,
+        reason: response.reason.unwrap_or(""),
+        informational,
+        switching,
+        close,
+    };
+    write_response_head(out, buf, headers, &kinds, &facts, &line, answering);
     Ok(Some(ResponseHead {
         len,
         status,
@@ -614,6 +637,112 @@ pub(crate) fn parse_response(
         reusable,
         close,
     }))
+}
+
+/// What a response's headers say about its framing and connection, scanned once.
+#[derive(Default)]
+struct ResponseFacts<'b> {
+    connection: ConnectionOptions<'b>,
+    length: Option<u64>,
+    /// Whether the last transfer coding is chunked; `None` without `Transfer-Encoding`.
+    chunked: Option<bool>,
+    upgrade: Option<&'b [u8]>,
+}
+
+impl ResponseFacts<'_> {
+    /// How the body is delimited, for a response that may have one (RFC 9112 §6.3).
+    fn framing(&self) -> Framing {
+        match (self.chunked, self.length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) | (None, None) => Framing::UntilClose,
+            (None, Some(0)) => Framing::Empty,
+            (None, Some(n)) => Framing::Length(n),
+        }
+    }
+}
+
+/// Classifies every header into `kinds` and collects the response's facts; `Err` for
+/// conflicting lengths or too many connection options (the client gets a 502).
+#[inline]
+fn scan_response_headers<'b>(
+    headers: &[httparse::Header<'b>],
+    kinds: &mut [Kind; MAX_HEADERS],
+) -> Result<ResponseFacts<'b>, ()> {
+    let mut f = ResponseFacts::default();
+    for (h, slot) in headers.iter().zip(kinds.iter_mut()) {
+        *slot = kind(h.name);
+        match *slot {
+            Kind::Connection => f.connection.add(h.value)?,
+            Kind::ContentLength => f.length = merge_length(f.length, h.value)?,
+            Kind::TransferEncoding => {
+                // The last coding of the last header decides (RFC 9112 §6.3).
+                let last = tokens(h.value).last();
+                f.chunked = Some(last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
+            }
+            Kind::Upgrade => f.upgrade = Some(h.value),
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+/// The status line as it goes to the client, and what decides ebb's own headers.
+struct StatusLine<'b> {
+    status: u16,
+    reason: &'b str,
+    informational: bool,
+    switching: bool,
+    close: bool,
+}
+
+/// Writes the head to send to the client into `out`: the status line, the end-to-end headers
+/// as received, then the connection headers ebb decides.
+#[inline]
+fn write_response_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    headers: &[httparse::Header<'_>],
+    kinds: &[Kind; MAX_HEADERS],
+    facts: &ResponseFacts<'_>,
+    line: &StatusLine<'_>,
+    answering: Answering,
+) {
+    let status = line.status;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&[
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+        b' ',
+    ]);
+    out.extend_from_slice(line.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let chunked = facts.chunked == Some(true);
+    pass_headers(
+        out,
+        buf,
+        headers,
+        kinds,
+        &facts.connection,
+        |_, kind| match kind {
+            Kind::Connection | Kind::Upgrade | Kind::Dropped => false,
+            // With chunked framing a Content-Length is wrong (RFC 9112 §6.3); drop it.
+            Kind::ContentLength => !chunked || answering.is_head,
+            _ => true,
+        },
+    );
+    if line.switching {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+        push_header(out, b"Upgrade", facts.upgrade.unwrap_or(b""));
+    } else if !line.informational {
+        if line.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if answering.http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
