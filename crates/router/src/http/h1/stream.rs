@@ -8,14 +8,15 @@
 use super::body::Remaining;
 use super::forward::{connect, copy_body, Response, Side};
 use super::head::{RequestHead, ResponseHead};
+use super::shutdown::Signal;
 use super::timer::LazyTimer;
 use super::{Conn, Failure, Io, Next, CONTINUE};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, InFlight};
 use crate::http::retry::{Attempted, Attempts};
 use crate::http::tracking::ServiceRequest;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How relaying a streamed request's response ended without a response.
@@ -74,39 +75,15 @@ impl Conn {
             to_client,
             informational_sent,
         };
-        let relay = async {
-            let head = tokio::select! {
-                biased;
-                head = response.read_head(&mut client_write, request, signal) => head,
-                () = request_timer.expired() => Err(Failure::Timeout),
-            }
-            .map_err(Relayed::Failed)?;
-            let now = Instant::now();
-            in_flight.head(head.status, now);
-            response.from_upstream.consume(head.len);
-            let mut response_body = Remaining::new(head.framing);
-            let take = response_body
-                .take(response.from_upstream.filled())
-                .map_err(|_| Relayed::Failed(Failure::BadResponse))?;
-            service.respond(head.status, now);
-            response
-                .to_client
-                .extend_from_slice(&response.from_upstream.filled()[..take]);
-            response.from_upstream.consume(take);
-            client_write
-                .write_all(response.to_client)
-                .await
-                .map_err(|_| Relayed::Broken)?;
-            copy_body(
-                &mut response.upstream,
-                response.from_upstream,
-                &mut client_write,
-                &mut response_body,
-            )
-            .await
-            .map_err(|_| Relayed::Broken)?;
-            Ok::<ResponseHead, Relayed>(head)
-        };
+        let relay = relay_response(
+            &mut response,
+            &mut client_write,
+            request,
+            signal,
+            request_timer,
+            &in_flight,
+            &service,
+        );
         let (relayed, uploaded) = {
             tokio::pin!(upload, relay);
             let mut uploaded = None;
@@ -125,6 +102,33 @@ impl Conn {
             (relayed, uploaded)
         };
         let read_whole = matches!(uploaded, Some(Ok(()))) && body.done();
+        let attempt = Attempt {
+            endpoint,
+            upstream,
+            reused,
+            in_flight,
+        };
+        self.settle(relayed, attempt, read_whole, request, service)
+            .await
+    }
+
+    /// After the relay: the attempt's outcome to the retry policy and outlier detection, the
+    /// endpoint connection back to its pool when reusable, and what the client connection
+    /// does next.
+    async fn settle(
+        &mut self,
+        relayed: Result<ResponseHead, Relayed>,
+        attempt: Attempt,
+        read_whole: bool,
+        request: &RequestHead,
+        service: ServiceRequest,
+    ) -> Next {
+        let Attempt {
+            endpoint,
+            upstream,
+            reused,
+            in_flight,
+        } = attempt;
         match relayed {
             Ok(head) => {
                 let answered = Attempted::Answered(head.status);
@@ -200,4 +204,59 @@ impl Conn {
         }
         Err(Failure::NoEndpoint) // unreachable: the last attempt always returns
     }
+}
+
+/// The endpoint connection one streamed request went out on.
+struct Attempt {
+    endpoint: Arc<Endpoint>,
+    upstream: TcpStream,
+    /// Whether the connection came from the pool (a reset before any answer is then the
+    /// keep-alive race, not the endpoint's fault).
+    reused: bool,
+    in_flight: InFlight,
+}
+
+/// Relays the endpoint's answer to the client while the body may still be uploading: the head
+/// (within the request timeout), with the bytes of the body that came with it, then the rest
+/// of the body.
+async fn relay_response<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    response: &mut Response<'_, R>,
+    client_write: &mut W,
+    request: &RequestHead,
+    signal: &Signal,
+    request_timer: &mut LazyTimer,
+    in_flight: &InFlight,
+    service: &ServiceRequest,
+) -> Result<ResponseHead, Relayed> {
+    let head = tokio::select! {
+        biased;
+        head = response.read_head(client_write, request, signal) => head,
+        () = request_timer.expired() => Err(Failure::Timeout),
+    }
+    .map_err(Relayed::Failed)?;
+    let now = Instant::now();
+    in_flight.head(head.status, now);
+    response.from_upstream.consume(head.len);
+    let mut response_body = Remaining::new(head.framing);
+    let take = response_body
+        .take(response.from_upstream.filled())
+        .map_err(|_| Relayed::Failed(Failure::BadResponse))?;
+    service.respond(head.status, now);
+    response
+        .to_client
+        .extend_from_slice(&response.from_upstream.filled()[..take]);
+    response.from_upstream.consume(take);
+    client_write
+        .write_all(response.to_client)
+        .await
+        .map_err(|_| Relayed::Broken)?;
+    copy_body(
+        &mut response.upstream,
+        response.from_upstream,
+        client_write,
+        &mut response_body,
+    )
+    .await
+    .map_err(|_| Relayed::Broken)?;
+    Ok(head)
 }
