@@ -10,6 +10,9 @@ ensure_wrk() {
 
 # Builds the release binary and prints its path.
 build_ebb() {
+  # EBB_BIN names a binary already built (to compare builds side by side, or to keep a build
+  # fixed while the tree changes); otherwise build the tree's.
+  if [ -n "${EBB_BIN:-}" ]; then echo "$EBB_BIN"; return; fi
   # `|| return`: called as EBB=$(build_ebb), where `set -e` does not reach, a failed build
   # would otherwise go unnoticed and the bench would run a stale binary.
   timeout 900 cargo build --release --quiet -p ebb || return

@@ -1,7 +1,6 @@
 //! ebb's node side: the supervisor that runs a node's instances as processes — started with the
 //! right environment, port, logs and cgroup limits, health-checked, restarted with back-off,
 //! stopped gracefully, and adopted again after an agent crash.
-#![forbid(unsafe_code)]
 
 mod supervisor;
 

@@ -1,5 +1,6 @@
 //! An agent that crashes (kill -9) and restarts adopts its running instances: never a duplicate,
 //! never an orphan, and never a process that merely reuses a recorded pid.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The window between spawning a process and recording it: an agent that dies there must leave
 //! no orphan (the next agent kills what it cannot adopt), and the recording itself must not cost
 //! one state-file write per start.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Start, environment, restart, health, stop and removal, with real processes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

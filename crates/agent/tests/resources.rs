@@ -1,4 +1,5 @@
 //! Cgroup limits and log rotation.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! CPU and memory use of real instances, as the supervisor samples it for the heartbeat.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

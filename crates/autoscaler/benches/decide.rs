@@ -4,6 +4,8 @@
 //! Run: `cargo bench -p ebb-autoscaler --bench decide`. Single-threaded. The tick pushes each
 //! service's new sample and decides; criterion reports the throughput in decisions (elements)
 //! per second. Figures go into BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool, not production code
+#![allow(missing_docs)] // criterion_group! defines an undocumented pub fn
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use ebb_autoscaler::{decide, Metrics, Now, Sample, State};

@@ -29,8 +29,6 @@
 //! }
 //! assert_eq!(current, 5);
 //! ```
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod burst;
 mod config;

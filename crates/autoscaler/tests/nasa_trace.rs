@@ -1,6 +1,7 @@
 //! Target tracking replayed on three hours of real traffic: the NASA Kennedy Space Center web
 //! server on the morning of 13 July 1995 (a shuttle launch), one count per second. The trace is
 //! compiled in, so the test needs nothing outside the crate.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use ebb_autoscaler::{burst, decide, demand, Metrics, Now, Reading, Sample, State};
 use ebb_core::autoscale::{AutoscaleSpec, ScaleTargets};

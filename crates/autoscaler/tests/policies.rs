@@ -1,4 +1,5 @@
 //! The step, linear and schedule policies, and config validation, through the public API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Invariants of the pure core, checked on generated configs and load.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

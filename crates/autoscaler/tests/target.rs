@@ -1,5 +1,6 @@
 //! Target tracking through the public API with a manual clock: tolerance, panic, stabilization,
 //! the scale-up rate, missing metrics, bounds and scale to and from zero.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -1,5 +1,4 @@
 //! Typed client of ebb's HTTP API (`/v1/...`), used by the CLI and by agents.
-#![forbid(unsafe_code)]
 
 use ebb_core::api::{
     ApplyRequest, ApplyResponse, AssignmentsResponse, ErrorBody, EventsResponse, InstanceView,
@@ -15,16 +14,42 @@ use thiserror::Error;
 /// How long a plain API call may take; long-polls add their own wait on top.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why an API call failed; the messages are written for the CLI's user.
 #[derive(Debug, Error)]
 pub enum ClientError {
+    /// The API could not be reached (refused, DNS, TLS); `reason` is the innermost cause.
     #[error("cannot reach the ebb API at {addr}: {reason}\n  hint: is `ebb up` running? Set --addr or EBB_ADDR to point at it")]
-    Connect { addr: String, reason: String },
+    Connect {
+        /// The API address tried.
+        addr: String,
+        /// The innermost cause.
+        reason: String,
+    },
+    /// The API did not answer within [`REQUEST_TIMEOUT`] plus any long-poll wait.
     #[error("the ebb API at {addr} did not answer in time: {reason}")]
-    Timeout { addr: String, reason: String },
+    Timeout {
+        /// The API address tried.
+        addr: String,
+        /// What timed out.
+        reason: String,
+    },
+    /// The server answered 401: the bearer token is missing or wrong.
     #[error("the ebb API at {addr} refused the token (401): {message}\n  hint: set EBB_TOKEN, or run the CLI from the folder that holds ebb's data dir (or pass --data-dir)")]
-    Unauthorized { addr: String, message: String },
+    Unauthorized {
+        /// The API address tried.
+        addr: String,
+        /// The server's error text.
+        message: String,
+    },
+    /// The server answered with a non-success status; `message` is its `error` text.
     #[error("{message} (HTTP {status})")]
-    Api { status: u16, message: String },
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The server's `error` text.
+        message: String,
+    },
+    /// The answer could not be read or decoded, or the HTTP client could not be built.
     #[error("unexpected answer from the ebb API: {0}")]
     Protocol(String),
 }
@@ -59,6 +84,8 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// A client for `addr` (`http://` is added when it has no scheme) that sends `token`, if any,
+    /// as a bearer token.
     pub fn new(addr: &str, token: Option<String>) -> Result<Client, ClientError> {
         let base = if addr.starts_with("http://") || addr.starts_with("https://") {
             addr.trim_end_matches('/').to_string()
@@ -73,28 +100,33 @@ impl Client {
         Ok(Client { base, token, http })
     }
 
+    /// The base URL calls go to, with its scheme and without a trailing slash.
     pub fn base(&self) -> &str {
         &self.base
     }
 
     // === API calls ===
 
+    /// The cluster overview: version, node count, services and their rollout progress.
     pub async fn status(&self) -> Result<StatusView, ClientError> {
         self.call(Method::GET, "/v1/status", None::<&()>, None)
             .await
     }
 
+    /// Creates or updates the services, all or none; says what changed for each.
     pub async fn apply(&self, services: Vec<ServiceSpec>) -> Result<ApplyResponse, ClientError> {
         let body = ApplyRequest { services };
         self.call(Method::PUT, "/v1/services", Some(&body), None)
             .await
     }
 
+    /// Every service with its rollout progress.
     pub async fn services(&self) -> Result<Vec<ServiceView>, ClientError> {
         self.call(Method::GET, "/v1/services", None::<&()>, None)
             .await
     }
 
+    /// One service by name.
     pub async fn service(&self, name: &str) -> Result<ServiceView, ClientError> {
         let path = format!("/v1/services/{}", encode(name));
         self.call(Method::GET, &path, None::<&()>, None).await
@@ -106,11 +138,13 @@ impl Client {
         self.call(Method::POST, &path, Some(req), None).await
     }
 
+    /// Removes the service, whose instances are then stopped; returns its view from before removal.
     pub async fn stop(&self, name: &str) -> Result<ServiceView, ClientError> {
         let path = format!("/v1/services/{}", encode(name));
         self.call(Method::DELETE, &path, None::<&()>, None).await
     }
 
+    /// Every node that ever joined, with its state and what is placed on it.
     pub async fn nodes(&self) -> Result<Vec<ebb_core::api::NodeView>, ClientError> {
         self.call(Method::GET, "/v1/nodes", None::<&()>, None).await
     }
@@ -153,6 +187,7 @@ impl Client {
             .await
     }
 
+    /// Every instance, or only those of `service`.
     pub async fn instances(&self, service: Option<&str>) -> Result<Vec<InstanceView>, ClientError> {
         let path = match service {
             Some(s) => format!("/v1/instances?service={}", encode(s)),

@@ -22,12 +22,14 @@ pub const MAX_EVENTS_PER_SYNC: usize = 1_000;
 /// Every error the API returns has this body, with a 4xx or 5xx status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// What went wrong, in words for the user; several problems are separated by newlines.
     pub error: String,
 }
 
 /// `PUT /v1/services`: create or update these services (others are left alone).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApplyRequest {
+    /// The services to create or update; all are validated before any is written.
     pub services: Vec<ServiceSpec>,
 }
 
@@ -35,32 +37,44 @@ pub struct ApplyRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "change")]
 pub enum Change {
+    /// A new service, started with `instances` instances.
     Created {
+        /// Instances it starts with.
         instances: u32,
     },
     /// The spec changed: instances are rolled one at a time.
     Updated {
+        /// Instances it should run once rolled.
         instances: u32,
     },
+    /// Only the instance count changed; nothing is rolled.
     Scaled {
+        /// The count before.
         from: u32,
+        /// The count now.
         to: u32,
     },
     /// Only load-balancer settings (`port`, `protocol`, `balance`) changed: the listener is
     /// reconfigured, instances keep running.
     Rerouted,
+    /// The spec is the same as the stored one: nothing was written.
     Unchanged,
 }
 
+/// What an apply did to one service, named.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceChange {
+    /// The service's name.
     pub service: String,
+    /// What happened to it; flattened into this object, tagged by `change`.
     #[serde(flatten)]
     pub change: Change,
 }
 
+/// `PUT /v1/services`: what the apply did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApplyResponse {
+    /// One entry per service in the request, in its order.
     pub changes: Vec<ServiceChange>,
 }
 
@@ -73,6 +87,7 @@ pub struct ScaleRequest {
     /// New autoscaling bounds (only for an autoscaled service); either or both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<u32>,
+    /// The new upper bound; see `min`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<u32>,
 }
@@ -91,8 +106,11 @@ impl ScaleRequest {
 /// A service with its rollout progress (`GET /v1/services`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceView {
+    /// The service's name.
     pub name: String,
+    /// The spec's [`ServiceSpec::version`]: instances on another version are rolled.
     pub version: String,
+    /// Instances the spec asks for (for an autoscaled service, the autoscaler's current count).
     pub desired: u32,
     /// Instances that should run (not being stopped).
     pub running: u32,
@@ -106,25 +124,40 @@ pub struct ServiceView {
     /// Why an instance of it could not be placed (`no node fits: 2 insufficient cpu`), if so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_reason: Option<String>,
+    /// The stored spec.
     pub spec: ServiceSpec,
 }
 
 /// One instance as `ebb ps` shows it: assignment and last reported status together.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceView {
+    /// The instance's id.
     pub id: String,
+    /// The service it belongs to.
     pub service: String,
+    /// The node it is assigned to.
     pub node: String,
+    /// As its node last reported; `pending` until the node reports it.
     pub state: InstanceState,
+    /// Whether the server wants it running or stopped.
     pub desired: DesiredState,
+    /// Process id on its node; None while no process runs.
     pub pid: Option<u32>,
+    /// `host:port` the instance listens on, once reported.
     pub addr: Option<String>,
+    /// Passed its health check and is fit for traffic.
     pub ready: bool,
+    /// Restarts since the assignment was created.
     pub restarts: u32,
+    /// The spec version it runs (see [`ServiceView::version`]).
     pub version: String,
+    /// Store revision at which the assignment was created.
     pub generation: u64,
+    /// Unix milliseconds when the server created the assignment.
     pub created_ms: u64,
+    /// Unix milliseconds when the current process started; None before the first start.
     pub started_ms: Option<u64>,
+    /// Why the last process ended, if one did (`exit code 1`, `killed by SIGKILL`).
     pub last_exit: Option<String>,
     /// What the load balancer measured for this instance over the last few seconds; None when
     /// its service has no public port or the instance is not routed.
@@ -137,6 +170,8 @@ pub struct InstanceView {
 }
 
 impl InstanceView {
+    /// The view of an assignment and its node's last status (None: not reported yet, so `pending`).
+    /// Leaves `traffic` and `usage` empty for the caller to fill.
     pub fn new(a: &Assignment, status: Option<&InstanceStatus>) -> InstanceView {
         InstanceView {
             id: a.id.clone(),
@@ -162,10 +197,15 @@ impl InstanceView {
 /// `GET /v1/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusView {
+    /// The server's ebb version.
     pub version: String,
+    /// Nodes heard from recently enough not to be down.
     pub node_count: usize,
+    /// Every service with its rollout progress.
     pub services: Vec<ServiceView>,
+    /// The latest revision of the server's store.
     pub store_revision: u64,
+    /// Milliseconds since the server started.
     pub uptime_ms: u64,
     /// Whether instance resources are enforced, and how (`cgroup v1`, `cgroup v2`, `none: ...`).
     pub resource_enforcement: Option<String>,
@@ -174,6 +214,7 @@ pub struct StatusView {
 /// A node's description of itself, sent with every sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
+    /// The node's name, unique in the cluster.
     pub name: String,
     /// Address instances bind and are reached on.
     pub address: String,
@@ -194,6 +235,7 @@ pub struct NodeInfo {
 pub struct NodeDrainView {
     /// When it began and by when it must be over, Unix ms.
     pub since_ms: u64,
+    /// By when it must be over, Unix ms: what is left then is stopped.
     pub deadline_ms: u64,
     /// When nothing was left on the node to move (None while moves are under way).
     pub done_ms: Option<u64>,
@@ -228,15 +270,21 @@ pub const MOVE_STOPPED: &str = "stopped";
 /// out of its load balancer and stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationView {
+    /// The id of the instance being moved.
     pub instance: String,
+    /// The service it belongs to.
     pub service: String,
+    /// The node it moves from (its node when the move began).
     pub from: String,
+    /// The node the replacement must land on; None: the scheduler's choice (never `from`).
     pub to: Option<String>,
     /// Why it moves: `ebb migrate`, or the drain of its node.
     pub reason: String,
+    /// Unix milliseconds when the move began.
     pub since_ms: u64,
     /// The instance started in its place, once there is one, and where it runs.
     pub replacement: Option<String>,
+    /// The node `replacement` is assigned to.
     pub replacement_node: Option<String>,
     /// Where the move is, in words (`placing replacement`, `pending: no node fits: ...`,
     /// `starting replacement`, `replacement ready`, `draining: ...`, `stopping`), or how it
@@ -281,22 +329,29 @@ impl std::fmt::Display for NodeState {
 /// `GET /v1/nodes`: one node, for `ebb nodes`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeView {
+    /// The node's name.
     pub name: String,
+    /// Address instances bind and are reached on.
     pub address: String,
+    /// Its liveness, or whether it is draining.
     pub state: NodeState,
     /// What the node offers to instances.
     pub cpu_millis: u32,
+    /// Memory it offers to instances, in bytes.
     pub memory_bytes: u64,
     /// Reserved by the instances placed on it (their `resources`).
     pub reserved_cpu_millis: u64,
+    /// Memory reserved by the instances placed on it, in bytes.
     pub reserved_memory_bytes: u64,
     /// What the whole machine uses, as last reported (None before a report).
     pub used_cpu_cores: Option<f64>,
+    /// Memory the whole machine uses, in bytes, as last reported (None before a report).
     pub used_memory_bytes: Option<u64>,
     /// Instances placed on it and not being stopped.
     pub instances: u32,
     /// Milliseconds since its last heartbeat (None: none since the server started).
     pub heartbeat_age_ms: Option<u64>,
+    /// Labels that placement constraints match (`zone=a`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub labels: std::collections::BTreeMap<String, String>,
     /// Its drain, while it is in drain (`ebb drain`) until `ebb undrain`.
@@ -310,8 +365,12 @@ pub struct NodeView {
 /// memory, not in the store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncRequest {
+    /// The node's description of itself.
     pub node: NodeInfo,
+    /// The status of each of its instances; the server keeps those of the assignments the node
+    /// still holds.
     pub statuses: Vec<InstanceStatus>,
+    /// Events since the last sync, at most [`MAX_EVENTS_PER_SYNC`].
     pub events: Vec<Event>,
     /// The latest usage of each instance with a live process (absent while it has no CPU rate
     /// yet: its first second). Older agents send none.
@@ -326,6 +385,7 @@ pub struct SyncRequest {
 /// instance's cgroup where there is one, else from /proc over its processes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceUsage {
+    /// The instance's id.
     pub id: String,
     /// The generation of the assignment the process runs for.
     #[serde(default)]
@@ -360,7 +420,9 @@ pub struct NodeUsage {
 /// The node's full set of assignments at `revision`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AssignmentsResponse {
+    /// The store revision this set is current at; pass it as `after` to wait for a change.
     pub revision: u64,
+    /// Every assignment on the node, including those it should stop.
     pub assignments: Vec<Assignment>,
 }
 
@@ -369,25 +431,33 @@ pub struct AssignmentsResponse {
 pub struct EventsResponse {
     /// Pass as `after` to get only newer events.
     pub last_seq: u64,
+    /// The events, oldest first.
     pub events: Vec<Event>,
 }
 
 /// `GET /v1/logs/{service}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogsResponse {
+    /// The lines, oldest first per instance, instance after instance.
     pub lines: Vec<LogLine>,
     /// Byte offsets to resume from, per instance (for `-f`).
     pub cursors: Vec<LogCursor>,
 }
 
+/// One line of an instance's log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogLine {
+    /// The id of the instance that wrote it.
     pub instance: String,
+    /// The text, without its line ending (invalid UTF-8 replaced).
     pub line: String,
 }
 
+/// Where to resume reading one instance's log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogCursor {
+    /// The instance's id.
     pub instance: String,
+    /// Byte offset in its current log file after the last line returned.
     pub offset: u64,
 }

@@ -6,40 +6,58 @@ use serde::{Deserialize, Serialize};
 /// Serialized with the same dotted names `ebb events` prints (`instance.ready`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
+    /// A service was deployed for the first time.
     #[serde(rename = "service.created")]
     ServiceCreated,
+    /// A service's spec changed: its instances are rolled, or only its load balancer changes.
     #[serde(rename = "service.updated")]
     ServiceUpdated,
+    /// A service's instance count changed, by `ebb scale`, a deploy, or the autoscaler.
     #[serde(rename = "service.scaled")]
     ServiceScaled,
+    /// A service was removed; its instances are being stopped.
     #[serde(rename = "service.stopped")]
     ServiceStopped,
+    /// The server placed a new instance on a node.
     #[serde(rename = "instance.created")]
     InstanceCreated,
+    /// A node started an instance's process.
     #[serde(rename = "instance.started")]
     InstanceStarted,
+    /// An instance's process ended without being asked to.
     #[serde(rename = "instance.exited")]
     InstanceExited,
+    /// An exited instance will be started again after its back-off.
     #[serde(rename = "instance.restarting")]
     InstanceRestarting,
+    /// An instance's process could not be started at all (e.g. the program does not exist).
     #[serde(rename = "instance.start_failed")]
     InstanceStartFailed,
+    /// An instance passed its health check and takes traffic.
     #[serde(rename = "instance.ready")]
     InstanceReady,
+    /// A ready instance failed a health check and takes no traffic until it passes again.
     #[serde(rename = "instance.unready")]
     InstanceUnready,
+    /// An instance failed health checks past its start period: it is killed and restarted.
     #[serde(rename = "instance.unhealthy")]
     InstanceUnhealthy,
+    /// The server asked an instance's node to stop it (scale in, rolling update, move, removal).
     #[serde(rename = "instance.stopping")]
     InstanceStopping,
+    /// An instance stopped on purpose, or was lost with its node.
     #[serde(rename = "instance.stopped")]
     InstanceStopped,
+    /// A restarted agent took over an instance process that a previous agent started.
     #[serde(rename = "instance.adopted")]
     InstanceAdopted,
+    /// An instance left its load balancer before it stops, to finish its requests in flight.
     #[serde(rename = "instance.draining")]
     InstanceDraining,
+    /// A service's load balancer listens on its public port.
     #[serde(rename = "router.listening")]
     RouterListening,
+    /// A node synced with the server for the first time.
     #[serde(rename = "node.joined")]
     NodeJoined,
     /// An instance could not be placed: no node fits (the reason says why per node).
@@ -63,13 +81,17 @@ pub enum EventKind {
     /// An instance is being moved to another node, start-before-stop.
     #[serde(rename = "instance.migrating")]
     InstanceMigrating,
+    /// The control plane started.
     #[serde(rename = "server.started")]
     ServerStarted,
+    /// Something went wrong that ebb works around or retries (a port it cannot listen on, a move
+    /// called off).
     #[serde(rename = "warning")]
     Warning,
 }
 
 impl EventKind {
+    /// The dotted name `ebb events` and JSON use (`instance.ready`).
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::ServiceCreated => "service.created",
@@ -106,21 +128,29 @@ impl EventKind {
 /// One event. `seq` is assigned by the server when it stores the event (0 before).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
+    /// Store revision at which the server stored it (0 before), so it grows with each event.
     #[serde(default)]
     pub seq: u64,
     /// Unix milliseconds.
     pub time_ms: u64,
+    /// What happened.
     pub kind: EventKind,
+    /// The service it concerns, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The id of the instance it concerns, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// The node it concerns or came from, if any; the server sets it on events a node sends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// What happened and why, in words for the user.
     pub message: String,
 }
 
 impl Event {
+    /// An event at `time_ms` (Unix ms), not yet tied to a service, instance or node; `seq` is 0
+    /// until the server stores it.
     pub fn new(time_ms: u64, kind: EventKind, message: impl Into<String>) -> Event {
         Event {
             seq: 0,
@@ -133,16 +163,19 @@ impl Event {
         }
     }
 
+    /// Sets the service it concerns.
     pub fn service(mut self, service: impl Into<String>) -> Event {
         self.service = Some(service.into());
         self
     }
 
+    /// Sets the instance it concerns.
     pub fn instance(mut self, instance: impl Into<String>) -> Event {
         self.instance = Some(instance.into());
         self
     }
 
+    /// Sets the node it concerns.
     pub fn node(mut self, node: impl Into<String>) -> Event {
         self.node = Some(node.into());
         self

@@ -18,14 +18,19 @@ pub enum DesiredState {
 /// and makes its processes match (level-triggered, ARCHITECTURE.md, principle 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
+    /// Unique instance id: the service name and 8 hex digits (`web-1f3a9c02`).
     pub id: String,
+    /// The service it is an instance of.
     pub service: String,
+    /// The node it runs on.
     pub node: String,
     /// Store revision at which the assignment was created: fences stale copies (principle 5).
     pub generation: u64,
     /// The spec's [`ServiceSpec::version`] this instance runs.
     pub version: String,
+    /// The service's spec as of this assignment, so the node needs nothing else to run it.
     pub spec: ServiceSpec,
+    /// Whether it should run or stop.
     pub desired: DesiredState,
     /// Unix milliseconds when the server created the assignment.
     pub created_ms: u64,
@@ -52,6 +57,7 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
+    /// The name `ebb ps` and JSON use.
     pub fn as_str(self) -> &'static str {
         match self {
             InstanceState::Pending => "pending",
@@ -68,9 +74,13 @@ impl InstanceState {
 /// What a node reports about one of its instances.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceStatus {
+    /// The instance's id.
     pub id: String,
+    /// The generation of the assignment this status is for; the server ignores stale ones.
     pub generation: u64,
+    /// Where it is in its life cycle.
     pub state: InstanceState,
+    /// Process id of its current process; None while none runs.
     pub pid: Option<u32>,
     /// `host:port` the instance listens on.
     pub addr: Option<String>,

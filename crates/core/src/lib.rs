@@ -1,7 +1,6 @@
 //! Shared types of ebb: the vocabulary every other crate speaks.
 //!
 //! Nothing here does I/O or reads the clock: times are passed in as unix milliseconds.
-#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod autoscale;

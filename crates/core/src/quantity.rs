@@ -6,10 +6,13 @@ use thiserror::Error;
 /// Why a quantity could not be parsed; the message says what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum QuantityError {
+    /// Not a duration; holds the text given.
     #[error("invalid duration {0:?}: expected a number with a unit, like \"500ms\", \"10s\", \"5m\" or \"1h30m\"")]
     Duration(String),
+    /// Not a byte size; holds the text given.
     #[error("invalid size {0:?}: expected bytes or a number with a unit, like \"64MiB\", \"512M\" or \"2GiB\"")]
     Size(String),
+    /// Not a CPU amount; holds the text given.
     #[error("invalid cpu {0:?}: expected cores as a number (0.25) or millicores (\"250m\")")]
     Cpu(String),
 }

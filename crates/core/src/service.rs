@@ -44,26 +44,35 @@ pub const RESERVED_ENV: [&str; 6] = [
 /// One service: what to run, how many, with which resources, and how to check and stop it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSpec {
+    /// The service's name: a DNS label (see [`validate_service_name`]).
     pub name: String,
-    /// argv; `${VAR}` expands from the instance environment. `ebb` as argv[0] means this binary.
+    /// argv; `${VAR}` expands from the instance environment. `ebb` as `argv[0]` means this binary.
     pub command: Vec<String>,
+    /// How many instances should run (for an autoscaled service, the current count); at most
+    /// [`MAX_INSTANCES`].
     pub instances: u32,
+    /// Extra environment variables for each instance; those in [`RESERVED_ENV`] are refused.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Working directory of the process; relative paths resolve against the deploy file's folder.
     #[serde(default)]
     pub workdir: Option<String>,
+    /// What each instance reserves on its node.
     #[serde(default)]
     pub resources: Resources,
+    /// How each instance's health is checked.
     #[serde(default)]
     pub health: HealthSpec,
+    /// How an instance is stopped.
     #[serde(default)]
     pub stop: StopSpec,
     /// Public port of the service's load balancer on the server; None: not routed.
     #[serde(default)]
     pub port: Option<u16>,
+    /// What the load balancer speaks (only matters with a `port`).
     #[serde(default)]
     pub protocol: Protocol,
+    /// The load balancer's settings (only matter with a `port`).
     #[serde(default)]
     pub balance: BalanceSpec,
     /// Scale with load between bounds; None: a fixed count of `instances`. When set, `instances`
@@ -99,6 +108,7 @@ pub enum Placement {
 pub const PLACEMENTS: [&str; 2] = ["binpack", "spread"];
 
 impl Placement {
+    /// Parses a deploy-file name; the error names the valid ones so the user can fix the file.
     pub fn parse(name: &str) -> Result<Placement, String> {
         match name {
             "binpack" => Ok(Placement::BinPack),
@@ -222,13 +232,17 @@ pub const MAX_QUEUE_TIMEOUT: Duration = Duration::from_secs(600);
 /// The load balancer's settings for one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceSpec {
+    /// How requests are spread over the ready instances.
     pub algorithm: BalanceAlgorithm,
+    /// Extra attempts on other instances for a failed request, at most [`MAX_RETRIES`].
     pub retries: u32,
     /// Linear weight ramp for new instances; zero is off.
     #[serde(with = "millis")]
     pub slow_start: Duration,
+    /// How long a removed instance may finish its in-flight requests before it is stopped.
     #[serde(with = "millis")]
     pub drain: Duration,
+    /// Time from sending a request upstream to receiving its response head. More than zero.
     #[serde(with = "millis")]
     pub request_timeout: Duration,
     /// How long a request waits in the router's bounded queue while the service has no ready
@@ -302,7 +316,9 @@ pub fn parse_header_name(name: &str) -> Result<String, String> {
 /// Reserved resources; `None` means unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
+    /// CPU in millicores (1000 = one core); a cgroup quota where the node enforces resources.
     pub cpu_millis: Option<u32>,
+    /// Memory in bytes; a cgroup limit where the node enforces resources.
     pub memory_bytes: Option<u64>,
 }
 
@@ -313,20 +329,33 @@ pub enum HealthCheck {
     /// TCP connect to `$HOST:$PORT` (the default).
     Tcp,
     /// HTTP GET of the path on `$HOST:$PORT`; 2xx and 3xx pass.
-    Http { path: String },
+    Http {
+        /// The path to GET, starting with `/`.
+        path: String,
+    },
     /// A command (argv, `${VAR}` expanded) that passes when it exits 0.
-    Command { argv: Vec<String> },
+    Command {
+        /// The program and its arguments.
+        argv: Vec<String>,
+    },
 }
 
+/// How and how often an instance's health is checked, and what the results lead to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthSpec {
+    /// What one check does.
     pub check: HealthCheck,
+    /// Time between checks.
     #[serde(with = "millis")]
     pub interval: Duration,
+    /// How long one check may take before it counts as failed.
     #[serde(with = "millis")]
     pub timeout: Duration,
+    /// Failures in a row, past `start_period`, before the instance is killed and restarted.
     pub unhealthy_threshold: u32,
+    /// Passes in a row before the instance is ready; a single failure makes it unready.
     pub healthy_threshold: u32,
+    /// Time after start during which failed checks do not restart the instance.
     #[serde(with = "millis")]
     pub start_period: Duration,
 }
@@ -344,9 +373,12 @@ impl Default for HealthSpec {
     }
 }
 
+/// How an instance is stopped: a signal, then SIGKILL once the grace is over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopSpec {
+    /// The signal sent first, by name (`SIGTERM`), one of [`STOP_SIGNALS`].
     pub signal: String,
+    /// Time between the signal and SIGKILL.
     #[serde(with = "millis")]
     pub grace: Duration,
 }
@@ -363,7 +395,9 @@ impl Default for StopSpec {
 /// A problem with one field of a spec: `field` is a dotted path such as `services.web.instances`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
+    /// Dotted path of the field.
     pub field: String,
+    /// What is wrong with it, and how to fix it where that is not obvious.
     pub message: String,
 }
 
@@ -640,10 +674,12 @@ pub mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
+    /// Writes the duration as whole milliseconds.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 
+    /// Reads whole milliseconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
     }

@@ -18,7 +18,9 @@ pub struct Traffic {
     pub in_flight: u32,
     /// Latency to the response head, in milliseconds; None without requests.
     pub p50_ms: Option<f64>,
+    /// The 90th percentile of that latency, in milliseconds; None without requests.
     pub p90_ms: Option<f64>,
+    /// The 99th percentile of that latency, in milliseconds; None without requests.
     pub p99_ms: Option<f64>,
     /// Responses by status class.
     pub status: StatusCounts,
@@ -33,14 +35,19 @@ pub struct Traffic {
 /// Responses by status class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusCounts {
+    /// 1xx responses.
     #[serde(rename = "1xx")]
     pub informational: u64,
+    /// 2xx responses.
     #[serde(rename = "2xx")]
     pub success: u64,
+    /// 3xx responses.
     #[serde(rename = "3xx")]
     pub redirection: u64,
+    /// 4xx responses.
     #[serde(rename = "4xx")]
     pub client_error: u64,
+    /// 5xx responses.
     #[serde(rename = "5xx")]
     pub server_error: u64,
 }
@@ -61,6 +68,7 @@ impl StatusCounts {
 /// One routed service's traffic (`GET /v1/metrics`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceTraffic {
+    /// The service's name.
     pub service: String,
     /// The public port of its load balancer.
     pub port: u16,
@@ -76,7 +84,9 @@ pub struct ServiceTraffic {
 /// One instance's share of a service's traffic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceTraffic {
+    /// The instance's id.
     pub id: String,
+    /// The requests sent to this instance and how it answered them.
     #[serde(flatten)]
     pub traffic: Traffic,
     /// Taken out of rotation by outlier detection right now.
@@ -86,5 +96,6 @@ pub struct InstanceTraffic {
 /// `GET /v1/metrics?window=10s`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetricsResponse {
+    /// Each routed service, or only the one asked for.
     pub services: Vec<ServiceTraffic>,
 }

@@ -53,9 +53,13 @@ const LISTEN_LIMIT: Duration = Duration::from_secs(10);
 /// When each phase ends, from the start of the wave.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
+    /// The whole wave: the `--duration` asked for.
     pub total: Duration,
+    /// End of the rise (25 % of `total`): clients step up from 1 to 8.
     pub rise_end: Duration,
+    /// End of the spike (the next 15 %): 32 clients.
     pub spike_end: Duration,
+    /// End of the fall (the next 20 %): 2 clients, then the load stops.
     pub fall_end: Duration,
     /// The idle phase waits for zero until here at most.
     pub idle_end: Duration,
@@ -64,6 +68,7 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan of a wave lasting `total`; an error for the user if it is not within 15 s to 1 h.
     pub fn new(total: Duration) -> Result<Plan, String> {
         if !(MIN_DURATION..=MAX_DURATION).contains(&total) {
             return Err(format!(
@@ -304,16 +309,23 @@ async fn wave(
 /// The phases, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Phase {
+    /// Clients step up from 1 to 8.
     #[default]
     Rise,
+    /// 32 clients at once.
     Spike,
+    /// 2 clients.
     Fall,
+    /// No load: waiting for the service to scale to zero.
     Idle,
+    /// One request to the service at zero, held while an instance starts.
     ColdStart,
+    /// The cold start's request has completed: the wave is over.
     Done,
 }
 
 impl Phase {
+    /// The phase's name in the live view (`cold start`).
     pub fn name(self) -> &'static str {
         match self {
             Phase::Rise => "rise",

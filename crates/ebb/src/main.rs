@@ -1,5 +1,4 @@
 //! The `ebb` binary: parses the command line and starts the role or runs the command.
-#![forbid(unsafe_code)]
 
 mod agent;
 mod cli;

@@ -1,5 +1,6 @@
 //! Autoscaling through the real binary: a service at zero wakes on its first request, scales
 //! out under load, back in when the load goes, and to zero when idle — without a failed request.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

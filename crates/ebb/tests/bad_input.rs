@@ -1,5 +1,6 @@
 //! Bad deploy files through the real binary: a non-zero exit, a message naming file:line:col and
 //! the field, and the running state untouched.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

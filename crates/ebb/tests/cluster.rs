@@ -1,6 +1,7 @@
 //! Many nodes on one machine: an `ebb server` and `ebb agent`s as separate processes, each
 //! agent advertising its own 127.0.0.x address. kill -9 of an agent and its instances stands for
 //! a lost machine, SIGSTOP/SIGCONT of an agent for a partition (issue 5).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

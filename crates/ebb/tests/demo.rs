@@ -1,6 +1,7 @@
 //! `ebb demo` through the real binary, without a terminal: a whole wave ends in a summary with
 //! no failed request, a scale-out, zero and a cold start; an interrupted demo cleans up too.
 //! Either way nothing it started remains: no temporary dir, no `ebb up`, no instance.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! More of what a user sees: following logs and events, resource limits on the running process,
 //! a deploy that survives an immediate crash, and the second Ctrl-C.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

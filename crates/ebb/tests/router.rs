@@ -1,6 +1,7 @@
 //! The load balancer in front of services with a `port`, through the real binary: spreading,
 //! zero failed requests across scale-in, rolling updates and a killed instance, port conflicts,
 //! and the answer when nothing is ready.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

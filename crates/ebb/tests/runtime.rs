@@ -1,5 +1,6 @@
 //! The core runtime through the real binary: deploy, self-healing, scale, stop, rolling update,
 //! crash and re-adoption, logs, events and graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

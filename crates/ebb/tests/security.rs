@@ -1,5 +1,6 @@
 //! Security defaults through the real binary: the token file, token checks, and instances that
 //! never see the token.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

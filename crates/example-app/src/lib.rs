@@ -10,7 +10,6 @@
 //! Every response carries `x-instance: {name}`, so a test behind a load balancer can tell which
 //! instance answered. SIGTERM or SIGINT stop accepting and let in-flight requests finish (for up
 //! to [`DRAIN_TIMEOUT`]); a second signal exits at once.
-#![forbid(unsafe_code)]
 
 mod routes;
 mod server;
@@ -31,7 +30,9 @@ pub const DEFAULT_NAME: &str = "example-app";
 /// How the app is started: where to listen and what to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppConfig {
+    /// Address to listen on (`HOST`, default [`DEFAULT_HOST`]).
     pub host: String,
+    /// Port to listen on (`PORT`).
     pub port: u16,
     /// The instance name, shown in responses and the `x-instance` header.
     pub name: String,

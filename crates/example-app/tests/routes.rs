@@ -1,4 +1,5 @@
 //! The example app answers each route as documented, over kept-alive HTTP/1.1 connections.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use bytes::Bytes;
 use ebb_example_app::run_on;

@@ -1,5 +1,6 @@
 //! `run` stops on SIGTERM and returns `Ok`, so the process exits 0. (Its own test binary: the
 //! signal goes to the whole process.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use ebb_example_app::{run, AppConfig};
 use nix::sys::signal::{kill, Signal};

@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo bench -p ebb-router --bench select`. Single-threaded, so the shared atomics
 //! (round-robin counter, P2C random state) are uncontended; figures go into BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool, not production code
+#![allow(missing_docs)] // criterion_group! defines an undocumented pub fn
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use ebb_router::{BalanceAlgorithm, Endpoint, EndpointSet};

@@ -1,7 +1,6 @@
 //! ebb's data plane: the set of endpoints a service's traffic may go to, swapped atomically on
 //! every change; the balancers that pick one of them per request; the HTTP and TCP proxies; and
 //! the per-service and per-instance metrics they keep.
-#![forbid(unsafe_code)]
 
 pub mod balance;
 pub mod endpoint;

@@ -22,7 +22,7 @@ const MAX_POW: u32 = 37;
 /// percentile interpolated inside it is off by under 10 % — plenty to scale and alert on.
 const SUB_BUCKETS: u32 = 4;
 
-/// Buckets of a [`Histogram`]: one below [`MIN_POW`], then [`SUB_BUCKETS`] per power.
+/// Buckets of a [`Histogram`]: one below `MIN_POW`, then `SUB_BUCKETS` per power.
 pub const BUCKETS: usize = 1 + ((MAX_POW - MIN_POW + 1) * SUB_BUCKETS) as usize;
 
 /// A lock-free latency histogram with log-linear buckets (HdrHistogram's idea at low precision):
@@ -41,6 +41,7 @@ impl Default for Histogram {
 }
 
 impl Histogram {
+    /// Counts one latency sample.
     pub fn record(&self, value: Duration) {
         self.buckets[bucket_of(value)].fetch_add(1, Ordering::Relaxed);
     }
@@ -91,6 +92,7 @@ impl Default for Counts {
 }
 
 impl Counts {
+    /// Samples counted, over all buckets.
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
     }
@@ -146,6 +148,7 @@ pub struct Concurrency {
 }
 
 impl Concurrency {
+    /// Nothing in flight; times are counted from `epoch`.
     pub fn new(epoch: Instant) -> Concurrency {
         Concurrency {
             in_flight: AtomicU32::new(0),
@@ -158,11 +161,13 @@ impl Concurrency {
         i64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(i64::MAX)
     }
 
+    /// A request started at `now`.
     pub fn start(&self, now: Instant) {
         self.c.fetch_sub(self.ns(now), Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request ended at `now`.
     pub fn end(&self, now: Instant) {
         self.c.fetch_add(self.ns(now), Ordering::Relaxed);
         // Saturating, so a stray extra `end` never wraps the count.
@@ -171,6 +176,7 @@ impl Concurrency {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
+    /// Requests in flight now.
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }
@@ -200,6 +206,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// All counters at zero; concurrency is integrated from `now`.
     pub fn new(now: Instant) -> Metrics {
         Metrics {
             responses: Default::default(),
@@ -222,10 +229,12 @@ impl Metrics {
         self.response(200, lifetime);
     }
 
+    /// An attempt could not connect to the endpoint (refused, unreachable or timed out).
     pub fn connect_error(&self) {
         self.connect_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A failed attempt is being retried on another endpoint.
     pub fn retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
@@ -248,13 +257,21 @@ impl Metrics {
 /// Cumulative counters at one instant.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// When the counters were read.
     pub at: Instant,
+    /// Responses by class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
     pub responses: [u64; STATUS_CLASSES],
+    /// Time to the response head, as histogram counts.
     pub latency: Counts,
+    /// Request-nanoseconds in flight since the counters were created ([`Concurrency::busy_ns`]).
     pub busy_ns: i64,
+    /// Requests in flight at `at`.
     pub in_flight: u32,
+    /// Attempts that could not connect.
     pub connect_errors: u64,
+    /// Attempts retried on another endpoint.
     pub retries: u64,
+    /// Outlier ejections, as passed to [`Metrics::snapshot`].
     pub ejections: u64,
 }
 
@@ -299,23 +316,30 @@ impl Snapshot {
 /// Metrics over a span of time: the difference of two [`Snapshot`]s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window {
+    /// Time between the two snapshots.
     pub span: Duration,
     /// Responses in the window (all status classes).
     pub requests: u64,
+    /// Responses per second over `span`; 0 when `span` is zero.
     pub rps: f64,
     /// Time-weighted average of requests in flight over the window.
     pub concurrency: f64,
     /// Requests in flight at the window's end.
     pub in_flight: u32,
+    /// Time to the response head of the window's responses, as histogram counts.
     pub latency: Counts,
     /// Responses by class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
     pub responses: [u64; STATUS_CLASSES],
+    /// Attempts in the window that could not connect.
     pub connect_errors: u64,
+    /// Attempts in the window retried on another endpoint.
     pub retries: u64,
+    /// Outlier ejections in the window.
     pub ejections: u64,
 }
 
 impl Window {
+    /// The `q`-quantile of the window's latency (`p(0.99)`: p99); None when it had no response.
     pub fn p(&self, q: f64) -> Option<Duration> {
         self.latency.quantile(q)
     }

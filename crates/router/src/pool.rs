@@ -111,6 +111,7 @@ impl IdlePool {
         self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
     }
 
+    /// Whether no idle connection is kept.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -2,7 +2,7 @@
 //! per-request hot path takes no lock and allocates nothing beyond hyper's own"; HTTP/1.1 does
 //! not go through hyper at all).
 //!
-//! A counting global allocator tallies allocations per thread. The proxy runs on the router's
+//! A counting global allocator (`ebb_testkit::alloc`) tallies allocations per thread. The proxy runs on the router's
 //! own runtime (`ebb_router::runtime::build`, one worker, as `bench/router.sh` runs it), and the
 //! backend and the clients are plain blocking threads, so the worker thread's tally is the
 //! proxy's alone. After a warm-up that grows every buffer and fills the upstream pool, a few
@@ -12,57 +12,16 @@
 //!
 //! This file holds one test only: the allocator is process-wide, and a lone test keeps other
 //! tests' runtimes off the count's threads.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use ebb_router::http::{Proxy, ProxyConfig, Stop};
 use ebb_router::{BalanceAlgorithm, Endpoints};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use ebb_testkit::alloc::{allocations, Counting};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-
-/// The system allocator, counting every allocation (and reallocation) on the thread making it.
-struct Counting;
-
-thread_local! {
-    /// Allocations made by this thread. `const`-initialised and without a destructor, so
-    /// reading it never allocates (no lazy registration) and it is usable from the allocator.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    // `try_with`: the slot may be gone while a thread exits.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the count
-// is a thread-local cell that never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which `System` shares.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: `ptr` was allocated by this allocator, that is by `System`, with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as for `realloc`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -230,7 +189,7 @@ fn clients(proxy: SocketAddr, counted: &Arc<Barrier>) -> Vec<std::thread::JoinHa
 /// The allocations so far on the runtime's worker thread (a task spawned there reads them).
 fn worker_allocations(runtime: &tokio::runtime::Runtime) -> u64 {
     runtime
-        .block_on(runtime.spawn(async { ALLOCATIONS.with(Cell::get) }))
+        .block_on(runtime.spawn(async { allocations() }))
         .expect("read the count")
 }
 

@@ -3,6 +3,7 @@
 //! (misbehaving on purpose where a test needs it). Covers pipelining, HTTP/1.0, request bodies,
 //! `Expect: 100-continue`, request smuggling shapes, the head rewrite, response framing, stale
 //! pooled connections, the header timeout and shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The proxy's limits over real sockets: upstream timeout (504), oversized heads (431), clients
 //! that trickle headers or send nothing, and malformed requests that must not disturb others.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The HTTP proxy over real sockets: distribution, streaming, headers, pooling, retries and
 //! the error statuses a client can act on.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

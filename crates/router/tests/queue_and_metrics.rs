@@ -1,6 +1,7 @@
 //! The cold-start queue and the metrics, over real sockets: a request that arrives while no
 //! instance is ready waits for the first one; every request is counted at the service and at
 //! its instance, and stays in flight until its response body has been sent.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Failures absorbed over real sockets: idempotent retries on resets and 502/503 within the
 //! retry budget, and passive outlier ejection.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

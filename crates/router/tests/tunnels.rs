@@ -1,5 +1,6 @@
 //! Byte tunnels over real sockets: TCP mode (with half-close and connect retries) and HTTP
 //! protocol upgrades (WebSocket).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

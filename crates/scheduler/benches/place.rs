@@ -10,6 +10,8 @@
 //! quarter core / 256 MiB to four cores / 8 GiB; one request in five constrained to a zone, one
 //! in ten to `disk!=hdd`, one in eight spread instead of bin-packed. Nodes have 64 cores and
 //! 256 GiB, so nearly everything fits at 1,000 nodes and all of it at 10,000.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool, not production code
+#![allow(missing_docs)] // criterion_group! defines an undocumented pub fn
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ebb_scheduler::{Cluster, Constraint, Node, Placement, Request, Resources};

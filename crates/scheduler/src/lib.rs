@@ -31,8 +31,6 @@
 //! assert_eq!(pending.to_string(), "no node fits: 2 insufficient cpu, 1 draining");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod cluster;
 mod error;

@@ -1,5 +1,6 @@
 //! Invariants of placement over random clusters and random sequences of operations, checked
 //! against a naive model written from the documentation (strings, divisions, no interning).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use ebb_scheduler::{
     Cluster, Constraint, Node, NodeId, NodeState, NodeView, Placement, Reason, Request, Resources,

@@ -14,6 +14,7 @@ pub const JOIN_TOKEN_FILE: &str = "join-token";
 /// Bytes of randomness in a token (256 bits, like a GitHub token's entropy).
 const TOKEN_BYTES: usize = 32;
 
+/// Where the API token is kept: [`TOKEN_FILE`] in the data dir.
 pub fn token_path(data_dir: &Path) -> PathBuf {
     data_dir.join(TOKEN_FILE)
 }

@@ -3,7 +3,6 @@
 //! The server keeps desired state (services) and assignments (instances) in a [`KvStore`];
 //! agents sync their node's assignments and report status through the API, the same way
 //! whether they run in this process (`ebb up`) or on another machine.
-#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
@@ -59,6 +58,9 @@ struct Inner {
 }
 
 impl Server {
+    /// The server over `store`: loads the last reported statuses and opens the event log. `token`
+    /// is the API token; `logs` serves instance logs (None: no local agent, and the logs API
+    /// answers 501).
     pub fn new(
         store: Arc<dyn KvStore>,
         token: String,
@@ -85,10 +87,12 @@ impl Server {
         })
     }
 
+    /// The store holding services, assignments, statuses and events (see [`state::keys`]).
     pub fn store(&self) -> &dyn KvStore {
         self.inner.store.as_ref()
     }
 
+    /// The API token clients must present.
     pub fn token(&self) -> &str {
         &self.inner.token
     }
@@ -113,6 +117,7 @@ impl Server {
         &self.inner.autoscale_reasons
     }
 
+    /// Records an event; failures are logged, never returned.
     pub fn record(&self, event: Event) {
         self.inner.events.record(event);
     }
@@ -122,10 +127,12 @@ impl Server {
         self.inner.placed.get(self.store())
     }
 
+    /// Nodes heard from: heartbeats, usage and liveness, in memory.
     pub fn nodes(&self) -> &NodeRegistry {
         &self.inner.nodes
     }
 
+    /// When this server was created, for uptime.
     pub fn started(&self) -> Instant {
         self.inner.started
     }
@@ -135,10 +142,12 @@ impl Server {
         let _ = self.inner.router.set(router);
     }
 
+    /// The router in front of services with a public port; None until [`Server::set_router`].
     pub fn router(&self) -> Option<&routing::Listeners> {
         self.inner.router.get()
     }
 
+    /// Where instance log files are found; None without a local agent.
     pub fn log_source(&self) -> Option<&Arc<dyn LogSource>> {
         self.inner.logs.as_ref()
     }
@@ -179,6 +188,7 @@ impl Server {
         Ok(())
     }
 
+    /// Records events in one store transaction; failures are logged, never returned.
     pub fn record_all(&self, events: Vec<Event>) {
         self.inner.events.record_all(events);
     }

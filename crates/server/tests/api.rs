@@ -1,5 +1,6 @@
 //! The API over real HTTP and a real SQLite store: auth, JSON errors, apply semantics, and the
 //! controller assigning instances to a node that syncs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use ebb_client::Client;
 use ebb_core::api::{NodeInfo, ScaleRequest, SyncRequest};

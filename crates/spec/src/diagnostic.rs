@@ -142,14 +142,17 @@ impl SpecErrors {
         parts.join("\n")
     }
 
+    /// The errors, in file order.
     pub fn iter(&self) -> std::slice::Iter<'_, SpecError> {
         self.0.iter()
     }
 
+    /// How many errors there are.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// True when there are no errors.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

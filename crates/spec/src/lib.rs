@@ -61,7 +61,6 @@
 //! Fields left out take ebb-core's defaults. A service name and a public port may each be used
 //! once across all the files deployed together. Parsing is pure except for [`parse_file`] and
 //! [`parse_files`], which read the files.
-#![forbid(unsafe_code)]
 
 mod autoscale;
 mod diagnostic;

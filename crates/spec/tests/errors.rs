@@ -1,5 +1,6 @@
 //! Every kind of mistake in a deploy file is reported with file:line:col, the field, and a message
 //! that says what is wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use ebb_spec::{parse_file, parse_files, parse_str, SpecError};
 use std::path::Path;

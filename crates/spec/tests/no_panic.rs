@@ -1,4 +1,5 @@
 //! No input, however mangled, makes the parser panic; every error it returns can be rendered.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use ebb_spec::parse_str;
 use proptest::prelude::*;

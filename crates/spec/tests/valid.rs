@@ -1,4 +1,5 @@
 //! Valid deploy files become the expected `ServiceSpec`s, with ebb-core's defaults filled in.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use ebb_core::service::{
     DEFAULT_DRAIN, DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT,

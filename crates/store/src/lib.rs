@@ -13,8 +13,6 @@
 //! - [`watch_changes`] turns `changes_since` into a long-poll: return at once if there is
 //!   something new, otherwise sleep until the next local write or a timeout.
 //! - [`KvStoreJsonExt`] stores and loads serde types as JSON.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod error;
 mod sqlite;

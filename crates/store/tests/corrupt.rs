@@ -1,4 +1,5 @@
 //! Bad data in the file is reported as `StoreError::Corrupt`, never a panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! "ack" line after each acknowledged write; the parent kills it with SIGKILL at an arbitrary
 //! moment, reads every ack that made it out, and checks the file. (A process kill leaves the
 //! OS page cache intact; `synchronous=FULL` is what covers power loss on top of this.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

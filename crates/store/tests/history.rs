@@ -1,4 +1,5 @@
 //! The change log: changes_since, resuming after a restart, compaction, durability.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

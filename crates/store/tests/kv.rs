@@ -1,4 +1,5 @@
 //! Reads, writes and compare-and-swap against a real SQLite file.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Property test: any sequence of puts and deletes, conditional or not, leaves the store
 //! equal to a BTreeMap model, with strictly increasing revisions, and the change log
 //! replays to the same state.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

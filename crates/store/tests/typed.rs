@@ -1,4 +1,5 @@
 //! JSON helpers: round trips, and undecodable data reported as corruption naming the key.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

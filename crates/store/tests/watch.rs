@@ -2,6 +2,7 @@
 //!
 //! Tests run on tokio's paused clock: a wait that should end early but does not shows up as
 //! the virtual timeout firing, never as a slow or flaky test.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

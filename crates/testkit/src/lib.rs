@@ -4,9 +4,10 @@
 //! Tests wait for conditions with a deadline, never with a bare sleep as synchronisation
 //! (ARCHITECTURE.md, tests): [`eventually`] polls a check until it yields a value, and fails the
 //! test with what it waited for once the deadline passes. A deadline is generous on purpose: it
-//! only bounds a hang, it measures nothing.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+//! only bounds a hang, it measures nothing. [`alloc::Counting`] counts allocations per thread,
+//! for tests that prove a path allocates nothing.
+
+pub mod alloc;
 
 use std::time::{Duration, Instant};
 

@@ -39,13 +39,18 @@ impl SupervisorConfig {
     }
 }
 
+/// Why a supervisor could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// Started outside a tokio runtime: it needs one to run its instances' tasks.
     #[error("the supervisor must be started inside a tokio runtime")]
     NoRuntime,
+    /// The data dir (state file and logs) could not be created.
     #[error("cannot create the agent data directory {path}: {source}")]
     DataDir {
+        /// The data dir asked for.
         path: PathBuf,
+        /// Why creating it failed.
         source: std::io::Error,
     },
     /// The state file exists but cannot be used: starting anyway could duplicate or orphan processes.

@@ -207,6 +207,7 @@ impl Supervisor {
         path.map(|p| logs::files(&p)).unwrap_or_default()
     }
 
+    /// The directory of instance logs: `<data_dir>/logs`, one subdirectory per service.
     pub fn log_dir(&self) -> PathBuf {
         self.shared.log_dir()
     }

@@ -45,6 +45,7 @@ impl ScaleTargets {
             .filter_map(|m| self.get(m).map(|t| (m, t)))
     }
 
+    /// True when no metric has a target.
     pub fn is_empty(&self) -> bool {
         self.iter().next().is_none()
     }
@@ -82,6 +83,7 @@ impl ScaleMetric {
         SCALE_METRICS[self as usize]
     }
 
+    /// Parses a deploy-file name; the error names the valid ones so the user can fix the file.
     pub fn parse(name: &str) -> Result<ScaleMetric, String> {
         ScaleMetric::ALL
             .into_iter()
@@ -111,11 +113,12 @@ impl ScaleMetric {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum ScalePolicy {
-    /// Target tracking (Kubernetes HPA + Knative KPA) on [`AutoscaleSpec::targets`].
+    /// Target tracking (Kubernetes HPA + Knative KPA) on [`AutoscaleSpec::targets`](super::AutoscaleSpec::targets).
     #[default]
     Target,
     /// Bands of the per-instance value of `metric`; the band the value is in changes the count.
     Step {
+        /// The metric whose per-instance value picks the band.
         metric: ScaleMetric,
         /// Ordered and not overlapping; no band for a value: no change.
         steps: Vec<StepBand>,
@@ -123,14 +126,21 @@ pub enum ScalePolicy {
     /// Below `low` hold; from `low` to `high` add a share of `step` growing with the value; at
     /// and above `high` add `step`.
     Linear {
+        /// The metric whose per-instance value is compared with `low` and `high`.
         metric: ScaleMetric,
+        /// Per-instance value below which the count holds (latency in seconds).
         low: f64,
+        /// Value from which the full `step` is added (latency in seconds).
         high: f64,
+        /// Instances added to the ready count at and above `high`.
         step: u32,
     },
     /// Time windows that set `min` and `max` (the first open one wins; none: the spec's own);
-    /// target tracking on [`AutoscaleSpec::targets`] within them.
-    Schedule { windows: Vec<ScheduleWindow> },
+    /// target tracking on [`AutoscaleSpec::targets`](super::AutoscaleSpec::targets) within them.
+    Schedule {
+        /// The windows, in order: the first open one sets the bounds.
+        windows: Vec<ScheduleWindow>,
+    },
 }
 
 impl ScalePolicy {
@@ -153,6 +163,7 @@ pub struct StepBand {
     /// First value above the band; `None`: no upper end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<f64>,
+    /// What to do to the count while the value is in the band.
     pub change: StepChange,
 }
 

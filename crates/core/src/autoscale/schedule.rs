@@ -138,8 +138,11 @@ const DAY_NAMES: [&str; 7] = [
 ];
 
 impl Weekdays {
+    /// Monday to Friday (`"weekdays"`).
     pub const WEEKDAYS: Weekdays = Weekdays(0b001_1111);
+    /// Saturday and Sunday (`"weekend"`).
     pub const WEEKEND: Weekdays = Weekdays(0b110_0000);
+    /// Every day (`"daily"` or `"*"`), the default.
     pub const ALL: Weekdays = Weekdays(0b111_1111);
 
     /// Whether `weekday` (0 = Monday … 6 = Sunday) is in the set.
@@ -147,6 +150,8 @@ impl Weekdays {
         weekday < 7 && self.0 & (1 << weekday) != 0
     }
 
+    /// Parses day names (at least three letters), ranges and comma lists, case-insensitive; also
+    /// `"daily"`, `"*"`, `"weekdays"` and `"weekend"`. The error lists what is accepted.
     pub fn parse(text: &str) -> Result<Weekdays, String> {
         let lower = text.trim().to_ascii_lowercase();
         match lower.as_str() {

@@ -32,6 +32,7 @@ pub struct ConsistentHash {
 }
 
 impl ConsistentHash {
+    /// An empty ring (built on the first keyed pick); requests without a key go round robin.
     pub fn new() -> ConsistentHash {
         ConsistentHash {
             ring: ArcSwap::from_pointee(Ring::default()),

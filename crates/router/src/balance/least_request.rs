@@ -18,6 +18,7 @@ pub struct LeastRequest {
 }
 
 impl LeastRequest {
+    /// Seeded at random, without slow start.
     pub fn new() -> LeastRequest {
         LeastRequest {
             rng: Rng::new(),

@@ -1,6 +1,6 @@
 //! Balancers: pick one endpoint of a set per request.
 //!
-//! Every balancer is pure and lock-free: it reads the set and each endpoint's atomic [`Load`],
+//! Every balancer is pure and lock-free: it reads the set and each endpoint's atomic [`Load`](crate::endpoint::Load),
 //! and takes `now` as a parameter (ARCHITECTURE.md, principle 2 and 3), so tests drive time by hand.
 //! Round robin, least request and peak-EWMA take no lock and allocate nothing per pick
 //! (principle 7); consistent hashing allocates only when the set changes (see [`ConsistentHash`]).
@@ -54,6 +54,7 @@ pub fn build(algorithm: BalanceAlgorithm, slow_start: Duration) -> Box<dyn Balan
 /// `key` is the request's hash key (used by [`ConsistentHash`], ignored by the others); `now` is
 /// the caller's clock reading, so decisions never read the clock themselves.
 pub trait Balancer: Send + Sync + 'static {
+    /// The index into `set.endpoints` of the endpoint for a request; None if the set is empty.
     fn pick(&self, set: &EndpointSet, key: Option<u64>, now: Instant) -> Option<usize>;
 }
 

@@ -6,11 +6,11 @@ use crate::endpoint::EndpointSet;
 use std::time::{Duration, Instant};
 
 /// Draws two distinct endpoints at random and takes the one with the lower
-/// [`Load::cost`](super::Load::cost) at `now`: peak-EWMA latency × (in flight + 1).
+/// [`Load::cost`](crate::endpoint::Load::cost) at `now`: peak-EWMA latency × (in flight + 1).
 ///
 /// This is Linkerd's default balancer (tower's `PeakEwma` under `p2c`), ebb's default too: it
 /// moves traffic off an endpoint the moment it answers slowly (the peak), and back as its latency
-/// decays (τ = [`DECAY`](super::DECAY)); in-flight requests count as queued latency. O(1),
+/// decays (τ = [`DECAY`](crate::endpoint::DECAY)); in-flight requests count as queued latency. O(1),
 /// lock-free, no allocation; picking only reads the endpoints' atomics.
 ///
 /// With slow start, an endpoint of weight `w` (see [`SlowStart`]) costs `cost / w`: at equal
@@ -22,6 +22,7 @@ pub struct PeakEwma {
 }
 
 impl PeakEwma {
+    /// Seeded at random, without slow start.
     pub fn new() -> PeakEwma {
         PeakEwma {
             rng: Rng::new(),

@@ -34,6 +34,7 @@ pub struct RoundRobin {
 }
 
 impl RoundRobin {
+    /// Starts at the first endpoint, without slow start.
     pub fn new() -> RoundRobin {
         RoundRobin::default()
     }

@@ -30,14 +30,17 @@ impl SlowStart {
         window: Duration::ZERO,
     };
 
+    /// A ramp over `window`; zero is [`SlowStart::OFF`].
     pub fn new(window: Duration) -> SlowStart {
         SlowStart { window }
     }
 
+    /// How long a new endpoint ramps up; zero when off.
     pub fn window(self) -> Duration {
         self.window
     }
 
+    /// Whether slow start is off (zero window): every endpoint has weight 1.
     pub fn is_off(self) -> bool {
         self.window.is_zero()
     }

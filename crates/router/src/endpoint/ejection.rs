@@ -54,6 +54,7 @@ pub struct Outlier {
 }
 
 impl Outlier {
+    /// No failures and never ejected; ejection times count from `now`.
     pub fn new(now: Instant) -> Outlier {
         Outlier {
             consecutive: AtomicU32::new(0),
@@ -75,7 +76,7 @@ impl Outlier {
     }
 
     /// How many times the endpoint has been ejected (less those forgiven, see
-    /// [`Outlier::next_ejection_count`]).
+    /// `Outlier::next_ejection_count`).
     pub fn times_ejected(&self) -> u32 {
         self.times_ejected.load(Ordering::Relaxed)
     }

@@ -24,6 +24,7 @@ impl InFlight {
         }
     }
 
+    /// The endpoint the request runs on.
     pub fn endpoint(&self) -> &Arc<Endpoint> {
         &self.endpoint
     }

@@ -44,6 +44,7 @@ pub struct Load {
 }
 
 impl Load {
+    /// Nothing in flight, latency estimate [`DEFAULT_RTT`]; its slow-start age counts from `now`.
     pub fn new(now: Instant) -> Load {
         Load {
             in_flight: AtomicU32::new(0),

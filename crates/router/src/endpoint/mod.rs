@@ -31,6 +31,7 @@ use std::time::Instant;
 pub struct Endpoint {
     /// The instance id (`web-1a2b3c4d`).
     pub id: String,
+    /// The address the instance serves on.
     pub addr: SocketAddr,
     /// `addr` as a URI authority, made once: requests clone it (a reference count) instead of
     /// formatting the address each time.
@@ -47,6 +48,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// A new endpoint whose load, outlier state and metrics (and slow-start age) start at `now`.
     pub fn new(id: impl Into<String>, addr: SocketAddr, now: Instant) -> Endpoint {
         Endpoint {
             id: id.into(),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 /// changing it would keep the old generation and so a stale ring).
 #[derive(Debug)]
 pub struct EndpointSet {
+    /// The endpoints, in the order given to [`EndpointSet::new`] (callers sort by id).
     pub endpoints: Vec<Arc<Endpoint>>,
     generation: u64,
 }
@@ -26,6 +27,7 @@ impl Default for EndpointSet {
 }
 
 impl EndpointSet {
+    /// A set of `endpoints`, kept in the given order, with a new generation.
     pub fn new(endpoints: Vec<Arc<Endpoint>>) -> EndpointSet {
         EndpointSet {
             endpoints,
@@ -38,10 +40,12 @@ impl EndpointSet {
         self.generation
     }
 
+    /// Endpoints in the set.
     pub fn len(&self) -> usize {
         self.endpoints.len()
     }
 
+    /// Whether the set has no endpoint.
     pub fn is_empty(&self) -> bool {
         self.endpoints.is_empty()
     }

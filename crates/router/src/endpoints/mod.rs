@@ -39,6 +39,7 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    /// An empty set whose balancer is `algorithm`, without slow start.
     pub fn new(algorithm: BalanceAlgorithm) -> Endpoints {
         Endpoints::with_slow_start(algorithm, Duration::ZERO)
     }
@@ -129,7 +130,7 @@ impl Endpoints {
     }
 
     /// Records a failed attempt on `endpoint` at `now` for outlier detection; true when it was
-    /// ejected by this failure (within the set's [`MAX_EJECTION_PERCENT`], never the last).
+    /// ejected by this failure (within the set's [`MAX_EJECTION_PERCENT`](crate::endpoint::MAX_EJECTION_PERCENT), never the last).
     pub fn report_failure(&self, endpoint: &Endpoint, now: Instant) -> bool {
         let ejected = endpoint.outlier.failure(now, || {
             let set = self.current.load();

@@ -143,6 +143,7 @@ struct Inner {
 // === impl Proxy ===
 
 impl Proxy {
+    /// A proxy to `endpoints` with the limits and behaviour of `config`.
     pub fn new(endpoints: Arc<Endpoints>, config: ProxyConfig) -> Proxy {
         let client = upstream_client(&config);
         Proxy {
@@ -155,6 +156,7 @@ impl Proxy {
         }
     }
 
+    /// The settings it was built with.
     pub fn config(&self) -> &ProxyConfig {
         &self.inner.config
     }

@@ -64,7 +64,7 @@ pub(crate) struct Tracking {
     pub(crate) _endpoint: InFlight,
 }
 
-/// An upstream response body that ends its request's [`Tracking`] when it ends (or errors, or
+/// An upstream response body that ends its request's `Tracking` when it ends (or errors, or
 /// is dropped unfinished because the client went away).
 pub struct Tracked {
     body: Incoming,

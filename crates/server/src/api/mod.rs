@@ -113,6 +113,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error answered with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -120,10 +121,12 @@ impl ApiError {
         }
     }
 
+    /// A 400 Bad Request with `message`.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// A 404 Not Found with `message`.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
@@ -158,6 +161,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// What a handler returns: a JSON body, or an [`ApiError`].
 pub type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// A JSON body whose rejections (malformed JSON, wrong content type, too large) are JSON errors.

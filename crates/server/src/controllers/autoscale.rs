@@ -5,7 +5,7 @@
 //!
 //! A request that arrives at a service with no ready instance wakes the loop at once (the
 //! router's demand signal), so a service at zero starts its first instance without waiting for
-//! the next tick. Between ticks, every [`BURST_CHECK`] the load of the last half second goes to
+//! the next tick. Between ticks, every `BURST_CHECK` the load of the last half second goes to
 //! the policy's burst check ([`ebb_autoscaler::burst`]): a step of load enters panic mode
 //! within a second instead of the 2 s the panic window takes to average a 4× step in.
 
@@ -68,6 +68,8 @@ pub struct Autoscaler {
 }
 
 impl Autoscaler {
+    /// An autoscaler for `server`'s services that reads their traffic from `router`; it tracks
+    /// nothing before its first tick.
     pub fn new(server: Server, router: Listeners) -> Autoscaler {
         Autoscaler {
             server,

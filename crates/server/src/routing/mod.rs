@@ -124,6 +124,7 @@ impl Listeners {
         }
     }
 
+    /// The IP address listeners bind.
     pub fn bind(&self) -> IpAddr {
         self.inner.bind
     }

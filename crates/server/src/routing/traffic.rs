@@ -72,6 +72,7 @@ pub struct History {
 }
 
 impl History {
+    /// Adds a sample to series `name`; other counters (a new `identity`) restart the series.
     pub fn push(&mut self, name: &str, identity: usize, sample: Snapshot) {
         self.series
             .entry(name.to_string())
@@ -79,6 +80,7 @@ impl History {
             .push(identity, sample);
     }
 
+    /// Series `name`'s window of about `span` (see [`Series::window`]); None if there is none.
     pub fn window(&self, name: &str, span: Duration) -> Option<Window> {
         self.series.get(name)?.window(span)
     }

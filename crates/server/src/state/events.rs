@@ -13,6 +13,7 @@ pub const MAX_EVENTS: u64 = 10_000;
 /// Trim once every this many events, so that trimming costs little per event.
 const TRIM_EVERY: u64 = 256;
 
+/// The event log: numbers events in order under [`EVENTS`] and keeps the last [`MAX_EVENTS`].
 pub struct EventLog {
     store: Arc<dyn KvStore>,
     next: AtomicU64,

@@ -9,25 +9,35 @@
 //! | `drain/{id}` | [`DrainRecord`]: out of the load balancer, finishing in-flight requests | controller |
 //! | `node-drains/{name}` | [`NodeDrain`]: the node takes nothing new, its instances move | API (`ebb drain`) |
 //! | `migrations/{id}` | [`Migration`]: the instance is replaced elsewhere, then stopped | API (`ebb migrate`), controller (drains) |
-//! | `events/{n:020}` | [`Event`]; its `seq` is the key's revision | everyone, through [`crate::state::events::EventLog`] |
+//! | `events/{n:020}` | [`Event`](ebb_core::Event); its `seq` is the key's revision | everyone, through [`crate::state::events::EventLog`] |
 
 use ebb_core::{Assignment, InstanceStatus, ServiceSpec};
 use ebb_store::{KeyValue, KvStore, StoreError};
 use serde::de::DeserializeOwned;
 
+/// Prefix of service specs, by name.
 pub const SERVICES: &str = "services/";
+/// Prefix of assignments, by instance id.
 pub const INSTANCES: &str = "instances/";
+/// Prefix of last reported instance statuses, by instance id.
 pub const STATUS: &str = "status/";
+/// Prefix of node descriptions, by node name.
 pub const NODES: &str = "nodes/";
+/// Prefix of events, by zero-padded sequence number.
 pub const EVENTS: &str = "events/";
+/// Prefix of drain records, by instance id.
 pub const DRAINS: &str = "drain/";
+/// Prefix of node drains, by node name.
 pub const NODE_DRAINS: &str = "node-drains/";
+/// Prefix of migrations, by instance id.
 pub const MIGRATIONS: &str = "migrations/";
 
+/// The key of node `name`'s [`NodeDrain`].
 pub fn node_drain(name: &str) -> String {
     format!("{NODE_DRAINS}{name}")
 }
 
+/// The key of instance `id`'s [`Migration`].
 pub fn migration(id: &str) -> String {
     format!("{MIGRATIONS}{id}")
 }
@@ -36,7 +46,9 @@ pub fn migration(id: &str) -> String {
 /// instances one at a time; at `deadline_ms` what is left is stopped.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeDrain {
+    /// Unix milliseconds when the drain began; draining the node again keeps it.
     pub since_ms: u64,
+    /// Unix milliseconds at which the instances still serving on the node are stopped.
     pub deadline_ms: u64,
     /// When nothing was left on the node (the drain is over; the node stays out of service).
     #[serde(default)]
@@ -47,6 +59,7 @@ pub struct NodeDrain {
 /// instance is forgotten (stopped and gone).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Migration {
+    /// The instance's service.
     pub service: String,
     /// The node it moves from (its node when the move began).
     pub from: String,
@@ -56,6 +69,7 @@ pub struct Migration {
     /// Started by the drain of `from` (undone by `ebb undrain`), not by `ebb migrate`.
     #[serde(default)]
     pub by_drain: bool,
+    /// Unix milliseconds when the move began.
     pub since_ms: u64,
     /// The instance created in its place, once created.
     #[serde(default)]
@@ -106,6 +120,7 @@ pub fn migrations(
     by_suffix(store, MIGRATIONS)
 }
 
+/// The key of instance `id`'s [`DrainRecord`].
 pub fn drain(id: &str) -> String {
     format!("{DRAINS}{id}")
 }
@@ -114,7 +129,10 @@ pub fn drain(id: &str) -> String {
 /// requests are done or at `deadline_ms`, whichever is first.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DrainRecord {
+    /// Unix milliseconds when it left the load balancer.
     pub since_ms: u64,
+    /// Unix milliseconds at which it stops even with requests in flight: `since_ms` plus the
+    /// service's `balance.drain`.
     pub deadline_ms: u64,
     /// Why it is being stopped (`scale in`, `replaced by a newer version`, ...).
     pub reason: String,
@@ -139,18 +157,22 @@ pub fn drains(
         .collect()
 }
 
+/// The key of service `name`'s spec.
 pub fn service(name: &str) -> String {
     format!("{SERVICES}{name}")
 }
 
+/// The key of instance `id`'s assignment.
 pub fn instance(id: &str) -> String {
     format!("{INSTANCES}{id}")
 }
 
+/// The key of instance `id`'s last reported status.
 pub fn status(id: &str) -> String {
     format!("{STATUS}{id}")
 }
 
+/// The key of node `name`'s description.
 pub fn node(name: &str) -> String {
     format!("{NODES}{name}")
 }
@@ -160,6 +182,7 @@ pub fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, StoreError> {
     serde_json::from_slice(&kv.value).map_err(|e| StoreError::Corrupt(format!("{}: {e}", kv.key)))
 }
 
+/// The JSON a value is stored as.
 pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serializing our own plain data types cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
@@ -168,7 +191,9 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 /// A stored value with the revision it was last written at (for compare-and-swap).
 #[derive(Debug, Clone)]
 pub struct Versioned<T> {
+    /// The decoded value.
     pub value: T,
+    /// The store revision of its last write, to make the next write conditional on.
     pub mod_revision: u64,
 }
 
@@ -191,6 +216,7 @@ pub fn nodes(store: &dyn KvStore) -> Result<Vec<ebb_core::api::NodeInfo>, StoreE
     kvs.iter().map(decode).collect()
 }
 
+/// Service `name`'s spec; None if there is no such service.
 pub fn get_service(
     store: &dyn KvStore,
     name: &str,
@@ -221,6 +247,7 @@ pub fn assignments(store: &dyn KvStore) -> Result<(Vec<Versioned<Assignment>>, u
     Ok((list, revision))
 }
 
+/// Every instance's last reported status.
 pub fn statuses(store: &dyn KvStore) -> Result<Vec<InstanceStatus>, StoreError> {
     let (kvs, _) = store.list(STATUS)?;
     kvs.iter().map(decode).collect()

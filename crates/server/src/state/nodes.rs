@@ -27,6 +27,7 @@ struct Seen {
     down: bool,
 }
 
+/// Nodes heard from: their last heartbeat, usage and down state, in memory, and the down timeout.
 pub struct NodeRegistry {
     seen: Mutex<HashMap<String, Seen>>,
     /// How long a node may be silent before it is down, in milliseconds.

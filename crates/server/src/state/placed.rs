@@ -56,6 +56,7 @@ pub struct PlacedIndex {
 }
 
 impl PlacedIndex {
+    /// An empty index that follows `store`'s revisions; the first [`PlacedIndex::get`] builds it.
     pub fn new(store: &dyn KvStore) -> PlacedIndex {
         PlacedIndex {
             revisions: store.subscribe(),

@@ -15,12 +15,17 @@ use ebb_core::DesiredState;
 /// What the planner needs to know of one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
+    /// The instance id.
     pub id: String,
+    /// The service version it runs.
     pub version: String,
+    /// What the server wants of it; a draining instance is already `Stop`.
     pub desired: DesiredState,
+    /// Passed its health check, per its node's last report: it can take over from an old one.
     pub ready: bool,
     /// Stopped for good: its record can be forgotten.
     pub stopped: bool,
+    /// Unix milliseconds when its assignment was created: among equals the youngest stops first.
     pub created_ms: u64,
     /// Being moved to another node (`ebb migrate`, `ebb drain`): replaced like an old version.
     pub migrating: bool,
@@ -30,22 +35,39 @@ pub struct Observed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Create this many new instances of the current version.
-    Start { count: u32 },
+    Start {
+        /// New instances to create.
+        count: u32,
+    },
     /// Ask this instance to stop, for the reason given.
-    Stop { id: String, reason: StopReason },
+    Stop {
+        /// The instance to stop.
+        id: String,
+        /// Why it stops, for its event and drain record.
+        reason: StopReason,
+    },
     /// Remove the record of an instance that has stopped.
-    Forget { id: String },
+    Forget {
+        /// The instance whose record is removed.
+        id: String,
+    },
 }
 
+/// Why the plan stops an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
+    /// More instances of the current version run than desired.
     ScaleIn,
+    /// On an older version, and a ready instance of the current one took its place.
     Replaced,
+    /// Moved off its node (`ebb migrate`, `ebb drain`): its replacement is ready.
     Migrated,
+    /// The service was removed.
     ServiceStopped,
 }
 
 impl StopReason {
+    /// The reason in words, as events and drain records give it.
     pub fn as_str(self) -> &'static str {
         match self {
             StopReason::ScaleIn => "scale in",
