@@ -183,6 +183,13 @@ impl Snapshot {
     }
 }
 
+/// `spec` with a changed environment: a new version, to be rolled.
+fn next_version(spec: &ServiceSpec) -> ServiceSpec {
+    let mut new = spec.clone();
+    new.env.insert("V".into(), "2".into());
+    new
+}
+
 fn migration(service: &str, from: &str, to: Option<&str>) -> Migration {
     Migration {
         service: service.into(),
@@ -196,60 +203,48 @@ fn migration(service: &str, from: &str, to: Option<&str>) -> Migration {
 
 // === reading plans ===
 
-/// The assignments the plan creates, decoded.
-fn created(plan: &Plan) -> Vec<Assignment> {
+/// The assignments the plan writes under `instances/` with the condition `expect` selects.
+fn assignments_written(plan: &Plan, expect: impl Fn(&Expect) -> bool) -> Vec<Assignment> {
     plan.ops
         .iter()
         .filter_map(|op| match op {
-            Op::Put {
-                key,
-                value,
-                expect: Expect::Absent,
-            } if key.starts_with(keys::INSTANCES) => serde_json::from_slice(value).ok(),
+            Op::Put { key, value, expect: e } if expect(e) && key.starts_with(keys::INSTANCES) => {
+                serde_json::from_slice(value).ok()
+            }
             _ => None,
         })
         .collect()
+}
+
+/// The assignments the plan creates.
+fn created(plan: &Plan) -> Vec<Assignment> {
+    assignments_written(plan, |e| *e == Expect::Absent)
 }
 
 /// The ids of instances the plan sets to stop (a put of desired = stop over its revision).
 fn stopped(plan: &Plan) -> Vec<String> {
-    plan.ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Put {
-                key,
-                value,
-                expect: Expect::ModRevision(_),
-            } if key.starts_with(keys::INSTANCES) => {
-                let a: Assignment = serde_json::from_slice(value).ok()?;
-                (a.desired == DesiredState::Stop).then_some(a.id)
-            }
-            _ => None,
-        })
+    assignments_written(plan, |e| matches!(e, Expect::ModRevision(_)))
+        .into_iter()
+        .filter(|a| a.desired == DesiredState::Stop)
+        .map(|a| a.id)
         .collect()
 }
 
-/// Keys the plan puts under `prefix` (any condition).
-fn puts(plan: &Plan, prefix: &str) -> Vec<String> {
+/// The rest of the keys under `prefix` that the plan puts (`put`) or deletes.
+fn keys_written(plan: &Plan, prefix: &str, put: bool) -> Vec<String> {
     plan.ops
         .iter()
-        .filter_map(|op| match op {
-            Op::Put { key, .. } if key.starts_with(prefix) => Some(key[prefix.len()..].to_string()),
-            _ => None,
-        })
+        .filter(|op| matches!(op, Op::Put { .. }) == put)
+        .filter_map(|op| op.key().strip_prefix(prefix).map(String::from))
         .collect()
+}
+
+fn puts(plan: &Plan, prefix: &str) -> Vec<String> {
+    keys_written(plan, prefix, true)
 }
 
 fn deletes(plan: &Plan, prefix: &str) -> Vec<String> {
-    plan.ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Delete { key, .. } if key.starts_with(prefix) => {
-                Some(key[prefix.len()..].to_string())
-            }
-            _ => None,
-        })
-        .collect()
+    keys_written(plan, prefix, false)
 }
 
 fn events(plan: &Plan, kind: EventKind) -> Vec<String> {
@@ -472,8 +467,7 @@ fn a_status_from_an_older_generation_does_not_count() {
     // The instance was re-created (generation 12); the node still reports generation 10 as
     // ready. The rollout must not take it for ready and stop the old version.
     let old = spec("web", 1);
-    let mut new = old.clone();
-    new.env.insert("V".into(), "2".into());
+    let new = next_version(&old);
     let old_instance = instance("web-old", &old, "a", 10);
     let fresh = instance("web-new", &new, "b", 12);
     let mut stale = status(&fresh, true);
@@ -503,8 +497,7 @@ fn orphan_statuses_are_forgotten() {
 #[test]
 fn a_new_version_starts_before_the_old_one_stops() {
     let old = spec("web", 1);
-    let mut new = old.clone();
-    new.env.insert("V".into(), "2".into());
+    let new = next_version(&old);
     let snap = snapshot(&["a", "b"])
         .with_service(&new)
         .with_instance(instance("web-old", &old, "a", 10), true);
@@ -518,8 +511,7 @@ fn a_new_version_starts_before_the_old_one_stops() {
 #[test]
 fn the_old_version_stops_once_its_replacement_is_ready() {
     let old = spec("web", 1);
-    let mut new = old.clone();
-    new.env.insert("V".into(), "2".into());
+    let new = next_version(&old);
     let snap = snapshot(&["a", "b"])
         .with_service(&new)
         .with_instance(instance("web-old", &old, "a", 10), true)
