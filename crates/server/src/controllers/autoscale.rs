@@ -58,6 +58,35 @@ struct Scaled {
     marks: std::collections::VecDeque<(usize, ebb_router::metrics::Snapshot)>,
 }
 
+/// One service's inputs to a tick, read from the store and the router.
+struct TickInput {
+    spec: Versioned<ServiceSpec>,
+    /// The load of the last second.
+    sample: Sample,
+    /// The instances serving it.
+    ready: u32,
+}
+
+/// Decides every autoscaled service's count for one tick at `now`: each service's window takes
+/// its sample and [`decide`] (pure) proposes the count. Services not tracked (no longer
+/// autoscaled) are skipped. Touches nothing outside `services`.
+fn decide_tick(
+    services: &mut HashMap<String, Scaled>,
+    inputs: Vec<TickInput>,
+    now: Now,
+) -> Vec<(Versioned<ServiceSpec>, Decision)> {
+    let mut decisions = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let Some(s) = services.get_mut(&input.spec.value.name) else {
+            continue;
+        };
+        s.metrics.push(input.sample);
+        let decision = decide(&s.spec, &mut s.state, &s.metrics, input.ready, now);
+        decisions.push((input.spec, decision));
+    }
+    decisions
+}
+
 /// The loop's state across ticks; the decisions themselves are pure.
 pub struct Autoscaler {
     server: Server,
@@ -131,21 +160,29 @@ impl Autoscaler {
         } else {
             HashMap::new()
         };
-        for v in specs {
-            let name = v.value.name.clone();
-            let mut sample = self.sample(&name, now.mono);
-            if let Some(u) = usage.get(&name) {
-                (sample.cpu, sample.memory) = (u.cpu, u.memory);
-            }
-            let Some(s) = self.services.get_mut(&name) else {
-                continue;
-            };
-            s.metrics.push(sample);
-            // The policy compares load with the instances serving it: the routed ones (a
-            // service without a port has no router view; its count stands in).
-            let ready = self.router.routed_count(&name).unwrap_or(v.value.instances);
-            let decision = decide(&s.spec, &mut s.state, &s.metrics, ready, now);
-            self.apply(v, decision)?;
+        let inputs: Vec<TickInput> = specs
+            .into_iter()
+            .map(|spec| {
+                let name = spec.value.name.as_str();
+                let mut sample = self.sample(name, now.mono);
+                if let Some(u) = usage.get(name) {
+                    (sample.cpu, sample.memory) = (u.cpu, u.memory);
+                }
+                // The policy compares load with the instances serving it: the routed ones (a
+                // service without a port has no router view; its count stands in).
+                let ready = self
+                    .router
+                    .routed_count(name)
+                    .unwrap_or(spec.value.instances);
+                TickInput {
+                    spec,
+                    sample,
+                    ready,
+                }
+            })
+            .collect();
+        for (spec, decision) in decide_tick(&mut self.services, inputs, now) {
+            self.apply(spec, decision)?;
         }
         Ok(())
     }
@@ -366,5 +403,72 @@ pub async fn run(server: Server, router: Listeners, stop: CancellationToken) {
             result
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_core::autoscale::{AutoscaleSpec, ScaleTargets};
+
+    fn scaled(spec: &AutoscaleSpec) -> Scaled {
+        Scaled {
+            metrics: Metrics::for_config(spec),
+            spec: spec.clone(),
+            state: State::default(),
+            last_reason: None,
+            marks: Default::default(),
+        }
+    }
+
+    fn input(name: &str, autoscale: &AutoscaleSpec, at: Duration, concurrency: f64) -> TickInput {
+        let mut spec = ServiceSpec::new(name, vec!["app".into()]);
+        spec.instances = 1;
+        spec.autoscale = Some(autoscale.clone());
+        TickInput {
+            spec: Versioned {
+                value: spec,
+                mod_revision: 7,
+            },
+            sample: Sample {
+                concurrency: Some(concurrency),
+                requests: 100,
+                ..Sample::new(at)
+            },
+            ready: 1,
+        }
+    }
+
+    #[test]
+    fn a_tick_feeds_each_window_and_decides_from_it_with_the_clock_given() {
+        let targets = ScaleTargets {
+            concurrency: Some(10.0),
+            ..ScaleTargets::default()
+        };
+        let autoscale = AutoscaleSpec::new(1, 20, targets);
+        let mut services = HashMap::from([("web".to_string(), scaled(&autoscale))]);
+        let mut last = Vec::new();
+        for second in 1..=10u64 {
+            let at = Duration::from_secs(second);
+            let inputs = vec![input("web", &autoscale, at, 43.2)];
+            last = decide_tick(&mut services, inputs, Now::unix(at));
+        }
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].0.value.name, "web");
+        assert_eq!(last[0].1.desired, 5, "{}", last[0].1.reason);
+        assert_eq!(
+            services["web"].metrics.samples().count(),
+            10,
+            "one sample per tick"
+        );
+    }
+
+    #[test]
+    fn a_service_no_longer_tracked_gets_no_decision() {
+        let autoscale = AutoscaleSpec::new(1, 5, ScaleTargets::default());
+        let mut services = HashMap::new();
+        let at = Duration::from_secs(1);
+        let inputs = vec![input("gone", &autoscale, at, 5.0)];
+        assert!(decide_tick(&mut services, inputs, Now::unix(at)).is_empty());
     }
 }

@@ -220,16 +220,7 @@ impl Listeners {
             .collect();
         let (assignments, _) = keys::assignments(server.store())?;
         let draining: HashSet<String> = keys::drains(server.store())?.into_keys().collect();
-        let statuses = server.statuses();
-        let mut wanted: HashMap<String, Vec<(String, SocketAddr)>> = HashMap::new();
-        for a in &assignments {
-            if let Some(addr) = routable(&a.value, &draining, &statuses) {
-                wanted
-                    .entry(a.value.service.clone())
-                    .or_default()
-                    .push((a.value.id.clone(), addr));
-            }
-        }
+        let wanted = endpoint_sets(&assignments, &draining, &server.statuses());
         self.sync_listeners(server, &specs);
         self.sync_endpoints(&wanted, &assignments);
         self.inner.synced.store(revision, Ordering::Release);
@@ -457,6 +448,26 @@ impl Listeners {
 }
 
 /// The address of an instance that may take traffic, or None.
+/// Each service's endpoints as the store says they should be, `(instance id, address)`: the
+/// instances meant to run, not draining, whose current generation reported ready with an
+/// address. Pure: [`Listeners::sync`] reads the inputs and swaps the sets in.
+fn endpoint_sets(
+    assignments: &[Versioned<Assignment>],
+    draining: &HashSet<String>,
+    statuses: &HashMap<String, ebb_core::InstanceStatus>,
+) -> HashMap<String, Vec<(String, SocketAddr)>> {
+    let mut wanted: HashMap<String, Vec<(String, SocketAddr)>> = HashMap::new();
+    for a in assignments {
+        if let Some(addr) = routable(&a.value, draining, statuses) {
+            wanted
+                .entry(a.value.service.clone())
+                .or_default()
+                .push((a.value.id.clone(), addr));
+        }
+    }
+    wanted
+}
+
 fn routable(
     a: &Assignment,
     draining: &HashSet<String>,
@@ -501,5 +512,68 @@ pub async fn run(server: Server, router: Listeners, stop: CancellationToken) {
             router.stop_all();
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_core::{InstanceState, InstanceStatus};
+
+    fn assignment(id: &str, generation: u64, desired: DesiredState) -> Versioned<Assignment> {
+        let spec = ServiceSpec::new("web", vec!["app".into()]);
+        Versioned {
+            value: Assignment {
+                id: id.into(),
+                service: "web".into(),
+                node: "n1".into(),
+                generation,
+                version: spec.version(),
+                spec,
+                desired,
+                created_ms: 1,
+            },
+            mod_revision: generation,
+        }
+    }
+
+    fn status(id: &str, generation: u64, ready: bool, port: u16) -> (String, InstanceStatus) {
+        let status = InstanceStatus {
+            id: id.into(),
+            generation,
+            state: InstanceState::Running,
+            pid: Some(1),
+            addr: Some(format!("127.0.0.1:{port}")),
+            ready,
+            restarts: 0,
+            started_ms: Some(1),
+            last_exit: None,
+        };
+        (id.to_string(), status)
+    }
+
+    #[test]
+    fn only_ready_running_undrained_instances_of_the_current_generation_are_routed() {
+        let assignments = [
+            assignment("web-ok", 5, DesiredState::Run),
+            assignment("web-unready", 6, DesiredState::Run),
+            assignment("web-stopping", 7, DesiredState::Stop),
+            assignment("web-draining", 8, DesiredState::Run),
+            assignment("web-stale", 9, DesiredState::Run),
+            assignment("web-unreported", 10, DesiredState::Run),
+        ];
+        let statuses = HashMap::from([
+            status("web-ok", 5, true, 9001),
+            status("web-unready", 6, false, 9002),
+            status("web-stopping", 7, true, 9003),
+            status("web-draining", 8, true, 9004),
+            // A report of an older generation: the fencing ignores it.
+            status("web-stale", 4, true, 9005),
+        ]);
+        let draining = HashSet::from(["web-draining".to_string()]);
+        let sets = endpoint_sets(&assignments, &draining, &statuses);
+        let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        assert_eq!(sets["web"], [("web-ok".to_string(), addr)]);
+        assert_eq!(sets.len(), 1);
     }
 }

@@ -208,7 +208,11 @@ fn assignments_written(plan: &Plan, expect: impl Fn(&Expect) -> bool) -> Vec<Ass
     plan.ops
         .iter()
         .filter_map(|op| match op {
-            Op::Put { key, value, expect: e } if expect(e) && key.starts_with(keys::INSTANCES) => {
+            Op::Put {
+                key,
+                value,
+                expect: e,
+            } if expect(e) && key.starts_with(keys::INSTANCES) => {
                 serde_json::from_slice(value).ok()
             }
             _ => None,
