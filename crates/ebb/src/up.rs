@@ -288,10 +288,31 @@ impl Signals {
     }
 }
 
+/// Mode of the data dirs ebb creates: the owner's alone. It holds the store (every service's
+/// env), the tokens and the instances' logs.
+const DATA_DIR_MODE: u32 = 0o700;
+
+/// Creates the data dir (owner-only) if needed and resolves it. An existing one that others
+/// may read is left as it is, with a warning: it is the user's folder.
 pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
-    dir.canonicalize()
-        .with_context(|| format!("resolving data dir {}", dir.display()))
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DATA_DIR_MODE)
+        .create(dir)
+        .with_context(|| format!("creating data dir {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving data dir {}", dir.display()))?;
+    let mode = std::fs::metadata(&dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "data dir {} is open to other users (mode {mode:o}); it holds the store, the tokens and the logs: `chmod 700 {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(dir)
 }
 
 /// Takes an exclusive lock on the data dir for the life of the process.

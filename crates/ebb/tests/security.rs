@@ -91,3 +91,34 @@ fn a_second_ebb_up_on_the_same_data_dir_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already running on data dir"));
 }
+
+/// Mode bits of a path, permissions only.
+fn mode_of(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_data_dir_the_store_and_the_logs_are_the_owners_alone() {
+    let ebb = Ebb::up(&[]);
+    let data = ebb.data_dir();
+    assert_eq!(mode_of(&data), 0o700, "a data dir ebb creates");
+    for file in ["state.db", "state.db-wal", "agent/instances.json"] {
+        let path = data.join(file);
+        if file == "agent/instances.json" && !path.exists() {
+            continue; // written once an instance runs; checked below
+        }
+        assert_eq!(mode_of(&path), 0o600, "{file}");
+    }
+    let text = "[services.logger]\ncommand = [\"sh\", \"-c\", \"echo secret-ish; exec ebb example-app\"]\n";
+    let file = deploy_file(ebb.dir.path(), "l.toml", text);
+    ebb.ok(&["deploy", "--timeout", "20s", file.to_str().unwrap()]);
+    ebb.wait_ready("logger", 1, Duration::from_secs(5));
+    let logs = data.join("agent").join("logs").join("logger");
+    let log = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "log"))
+        .expect("the instance's log");
+    assert_eq!(mode_of(&log), 0o600, "{}", log.display());
+    assert_eq!(mode_of(&data.join("agent/instances.json")), 0o600);
+}

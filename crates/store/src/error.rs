@@ -37,6 +37,10 @@ pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
 
+    /// The store's files could not be created or made private.
+    #[error("store file: {0}")]
+    Io(#[from] std::io::Error),
+
     /// Stored data is not what it should be (bad schema version, undecodable value, ...).
     #[error("corrupt store data: {0}")]
     Corrupt(String),

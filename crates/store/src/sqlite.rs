@@ -56,6 +56,7 @@ impl SqliteStore {
     /// Fails with [`StoreError::Corrupt`] if the file holds a schema this version does not
     /// understand.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        private_files(path)?;
         let mut conn = Connection::open(path)?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
@@ -285,6 +286,34 @@ fn cas_conflict(tx: &Transaction<'_>, key: &str, expect: Expect, err: StoreError
         expected: expect.to_string(),
         actual,
     }
+}
+
+/// Mode of the store's files: the owner's alone (the store holds every service's env).
+const STORE_FILE_MODE: u32 = 0o600;
+
+/// Creates the database file owner-only before SQLite opens it (SQLite gives its `-wal` and
+/// `-shm` files the database file's mode), and tightens the files of an existing store that
+/// were created looser (by an older ebb).
+fn private_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(STORE_FILE_MODE)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            let private = std::fs::Permissions::from_mode(STORE_FILE_MODE);
+            std::fs::set_permissions(&file, private)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -26,12 +26,21 @@ pub fn rotated(path: &Path, n: usize) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Opens the log for appending (creating it and its folder): the instance gets this fd directly.
+/// Mode of instance logs: the owner's alone (an app may log secrets it was given).
+const LOG_FILE_MODE: u32 = 0o600;
+
+/// Opens the log for appending (creating it owner-only, and its folder): the instance gets this
+/// fd directly.
 pub fn open_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    OpenOptions::new().create(true).append(true).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(LOG_FILE_MODE)
+        .open(path)
 }
 
 /// Copy-truncate when `path` is above `max_bytes`: `.1 → .2 …` (dropping beyond `keep`), copy the

@@ -63,7 +63,15 @@ pub fn save(path: &Path, records: &BTreeMap<String, Record>) -> io::Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
-    let mut file = fs::File::create(&tmp)?;
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?
+    };
     file.write_all(&body)?;
     file.sync_all()?;
     fs::rename(&tmp, path)
