@@ -4,6 +4,7 @@ mod agent;
 mod cli;
 mod commands;
 mod connect;
+mod limits;
 mod output;
 mod up;
 
@@ -14,10 +15,14 @@ use commands::{Exit, EXIT_UNREACHABLE};
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing(matches!(
+    let serving = matches!(
         cli.command,
         Command::Up(_) | Command::Server(_) | Command::Agent(_)
-    ));
+    );
+    init_tracing(serving);
+    if serving {
+        limits::raise_open_files();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

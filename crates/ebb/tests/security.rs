@@ -122,3 +122,58 @@ fn the_data_dir_the_store_and_the_logs_are_the_owners_alone() {
     assert_eq!(mode_of(&log), 0o600, "{}", log.display());
     assert_eq!(mode_of(&data.join("agent/instances.json")), 0o600);
 }
+
+#[test]
+fn a_serving_ebb_raises_its_soft_open_file_limit_to_the_hard_one() {
+    let limits = |pid: u32| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let numbers: Vec<String> = line
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(String::from)
+            .collect();
+        (numbers[0].clone(), numbers[1].clone())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Under the common soft limit of 1,024 (the hard limit stays as it is).
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 1024 && exec {EBB} --data-dir {} up --listen 127.0.0.1:0",
+            dir.path().join("data").display()
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (soft, hard) = eventually("the limit raised", Duration::from_secs(10), || {
+        let (soft, hard) = limits(pid);
+        (soft != "1024" || hard == "1024").then_some((soft, hard))
+    });
+    let addr = dir.path().join("data").join("api.addr");
+    eventually("the API to be up", Duration::from_secs(20), || {
+        addr.exists().then_some(())
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    if hard != "1024" {
+        assert_eq!(soft, hard.replace("unlimited", &soft), "{log}");
+        assert!(
+            log.contains("raised the open-file limit from 1024"),
+            "{log}"
+        );
+    }
+}
