@@ -224,6 +224,11 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// (ARCHITECTURE.md, defaults, "cold-start queue"). Long enough to ride out a restart or a scale
 /// from zero of a quick starter, short enough that clients see an answer rather than a hang.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest any other duration of a spec may be (`drain`, `grace`, `request_timeout`,
+/// `slow_start`, the health check's `interval`, `timeout` and `start_period`): one hour.
+/// Longer is surely a typo (`drain = "100000h"`), and it would push deadlines past what their
+/// arithmetic holds. Kubernetes' and Nomad's defaults for these are seconds to minutes.
+pub const MAX_SPEC_DURATION: Duration = Duration::from_secs(3600);
 /// Longest `queue_timeout` a spec may ask for: 10 minutes. Clients and proxies in front give up
 /// long before (browsers, nginx's 60 s `proxy_read_timeout`), so more is surely a typo, and a
 /// request held that long only ties up the queue.
@@ -422,6 +427,18 @@ impl Problems {
         }
     }
 
+    /// A problem with `field` when `d` is longer than [`MAX_SPEC_DURATION`].
+    fn at_most_an_hour(&mut self, field: &str, d: Duration) {
+        if d > MAX_SPEC_DURATION {
+            let name = field.rsplit('.').next().unwrap_or(field);
+            let (got, max) = (format_duration(d), format_duration(MAX_SPEC_DURATION));
+            self.add(
+                field,
+                format!("{name} {got} is more than the limit of {max}"),
+            );
+        }
+    }
+
     /// A problem with `field` (empty: the service itself).
     fn add(&mut self, field: &str, message: impl Into<String>) {
         let field = if field.is_empty() {
@@ -444,6 +461,9 @@ impl HealthSpec {
         if self.timeout.is_zero() {
             p.add("health.timeout", "timeout must be greater than zero");
         }
+        p.at_most_an_hour("health.interval", self.interval);
+        p.at_most_an_hour("health.timeout", self.timeout);
+        p.at_most_an_hour("health.start_period", self.start_period);
         let thresholds = [
             ("health.unhealthy_threshold", self.unhealthy_threshold),
             ("health.healthy_threshold", self.healthy_threshold),
@@ -470,6 +490,7 @@ impl HealthSpec {
 
 impl StopSpec {
     fn problems(&self, p: &mut Problems) {
+        p.at_most_an_hour("stop.grace", self.grace);
         if !STOP_SIGNALS.contains(&self.signal.as_str()) {
             let message = format!(
                 "unknown signal {:?}: use one of {}",
@@ -590,6 +611,9 @@ impl ServiceSpec {
                 "request_timeout must be greater than zero",
             );
         }
+        p.at_most_an_hour("balance.request_timeout", b.request_timeout);
+        p.at_most_an_hour("balance.drain", b.drain);
+        p.at_most_an_hour("balance.slow_start", b.slow_start);
         let queue = b.queue_timeout;
         if queue.is_zero() {
             p.add(

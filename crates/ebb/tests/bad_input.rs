@@ -29,6 +29,12 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "expected a whole number, found a string",
     ),
     (
+        "[services.web]\ncommand = [\"x\"]\nport = 80\n[services.web.balance]\ndrain = \"100000h\"\n",
+        ":5:9",
+        "services.web.balance.drain",
+        "more than the limit of 1h",
+    ),
+    (
         "[services.web]\ncommand = [\"x\"]\n[services.web.health]\ninterval = \"10 parsecs\"\n",
         ":4:12",
         "services.web.health.interval",

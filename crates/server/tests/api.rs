@@ -147,6 +147,24 @@ async fn an_invalid_spec_in_a_batch_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_drain_of_u64_max_milliseconds_is_refused_naming_the_field_and_the_limit() {
+    let h = start().await;
+    let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();
+    let mut absurd = spec("absurd", 1);
+    absurd.port = Some(18_080);
+    absurd.balance.drain = Duration::from_millis(u64::MAX);
+    let err = client.apply(vec![absurd]).await.unwrap_err();
+    assert_eq!(err.status(), Some(422));
+    let message = err.to_string();
+    assert!(
+        message.contains("services.absurd.balance.drain"),
+        "{message}"
+    );
+    assert!(message.contains("more than the limit of 1h"), "{message}");
+    assert!(client.services().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn scale_and_stop_of_unknown_services_say_so() {
     let h = start().await;
     let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();

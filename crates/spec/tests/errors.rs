@@ -1854,3 +1854,31 @@ fn placement_and_constraint_names_from_other_tools_get_ours() {
         assert_eq!(e.hint, Some(format!("did you mean `{ours}`?")), "{written}");
     }
 }
+
+#[test]
+fn absurd_durations_are_refused_at_their_value_naming_the_limit() {
+    let text = format!("{HEAD}port = 80\n[services.web.balance]\ndrain = \"100000h\"\n");
+    only_error(
+        &text,
+        5,
+        9,
+        "services.web.balance.drain",
+        "drain 4166d16h is more than the limit of 1h",
+    );
+    let text = format!("{HEAD}[services.web.stop]\ngrace = \"2h\"\n");
+    only_error(
+        &text,
+        4,
+        9,
+        "services.web.stop.grace",
+        "grace 2h is more than the limit of 1h",
+    );
+    let text = format!("{HEAD}[services.web.health]\ninterval = \"61m\"\ntimeout = \"1h\"\n");
+    only_error(
+        &text,
+        4,
+        12,
+        "services.web.health.interval",
+        "interval 1h1m is more than the limit of 1h",
+    );
+}

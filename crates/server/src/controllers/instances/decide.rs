@@ -272,7 +272,8 @@ fn start_drain(a: &Assignment, reason: &str, plan: &mut Plan) {
     let now = plan.now_ms;
     let record = DrainRecord {
         since_ms: now,
-        deadline_ms: now + drain.as_millis() as u64,
+        // Bounded by validation (an hour at most); saturating all the same.
+        deadline_ms: now.saturating_add(u64::try_from(drain.as_millis()).unwrap_or(u64::MAX)),
         reason: reason.to_string(),
     };
     plan.ops.push(Op::put(
