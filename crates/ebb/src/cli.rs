@@ -207,9 +207,10 @@ pub struct PlaneArgs {
     /// API listen address; any non-loopback address is served only with a token
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
-    /// Address the load balancers of services with a `port` listen on
-    #[arg(long, default_value = "0.0.0.0")]
-    pub router_bind: std::net::IpAddr,
+    /// Address the load balancers of services with a `port` listen on [default: 127.0.0.1 for
+    /// `ebb up`, which runs on one machine; 0.0.0.0 for `ebb server`, the front door of several]
+    #[arg(long)]
+    pub router_bind: Option<std::net::IpAddr>,
     /// Threads of the load balancers' own runtime [default: the number of cores]
     #[arg(long)]
     pub router_threads: Option<usize>,

@@ -15,6 +15,7 @@ use ebb_server::{auth, ControlPlane, PlaneConfig, Server, Stage};
 use ebb_store::SqliteStore;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -28,7 +29,15 @@ const LOCK_FILE: &str = "lock";
 pub struct Role<'a> {
     pub plane: &'a PlaneArgs,
     pub local_agent: Option<LocalAgent>,
+    /// Where services' ports listen unless `--router-bind` says otherwise.
+    pub router_bind: IpAddr,
 }
+
+/// `ebb up` runs everything on one machine: its services' ports listen on loopback only, so
+/// that trying ebb out exposes nothing.
+const UP_ROUTER_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// `ebb server` is the front door of a cluster: its services' ports listen on every address.
+const SERVER_ROUTER_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 /// The agent that runs inside the control plane's process.
 pub struct LocalAgent {
@@ -49,6 +58,7 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
             node_name: args.node_name.clone(),
             advertise: args.advertise.clone(),
         }),
+        router_bind: args.plane.router_bind.unwrap_or(UP_ROUTER_BIND),
     };
     run(global, role, specs).await
 }
@@ -61,6 +71,7 @@ pub async fn server(global: &Global, args: &ServerArgs) -> anyhow::Result<()> {
             node_name: args.node_name.clone(),
             advertise: args.advertise.clone(),
         }),
+        router_bind: args.plane.router_bind.unwrap_or(SERVER_ROUTER_BIND),
     };
     run(global, role, Vec::new()).await
 }
@@ -97,7 +108,7 @@ async fn run(
     let mut plane = ControlPlane::start(PlaneConfig {
         server,
         api: listener,
-        router_bind: role.plane.router_bind,
+        router_bind: role.router_bind,
         router_threads: role.plane.router_threads,
     })
     .context("starting the router's runtime")?;

@@ -177,3 +177,24 @@ fn a_serving_ebb_raises_its_soft_open_file_limit_to_the_hard_one() {
         );
     }
 }
+
+#[test]
+fn ebb_up_listens_for_services_on_loopback_only_by_default() {
+    let ebb = Ebb::up(&[]);
+    let port = free_port();
+    let text = format!("[services.local]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n");
+    let file = deploy_file(ebb.dir.path(), "p.toml", &text);
+    ebb.ok(&["deploy", "--timeout", "20s", file.to_str().unwrap()]);
+    ebb.wait_ready("local", 1, Duration::from_secs(5));
+    let on_loopback = format!("127.0.0.1:{port}");
+    eventually("the service on 127.0.0.1", Duration::from_secs(10), || {
+        http_get(&on_loopback, "/").filter(|(status, _)| *status == 200)
+    });
+    // Another address of this machine (127.0.0.2 is loopback too, but not 127.0.0.1): a
+    // listener on 0.0.0.0 would answer there; one on 127.0.0.1 refuses.
+    let elsewhere: std::net::SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
+    assert!(
+        std::net::TcpStream::connect_timeout(&elsewhere, Duration::from_secs(2)).is_err(),
+        "ebb up's service port answers beyond 127.0.0.1"
+    );
+}
