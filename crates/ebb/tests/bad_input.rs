@@ -239,3 +239,20 @@ fn every_shipped_example_is_a_valid_deploy_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_port_held_by_another_program_is_invalid_input_and_changes_nothing() {
+    let ebb = Ebb::up(&[]);
+    // Another program holds the port on the address ebb up's services listen on.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let text = format!("[services.taken]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n");
+    let file = deploy_file(ebb.dir.path(), "taken.toml", &text);
+    let out = ebb.cli(&["deploy", "--detach", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("services.taken.port"), "{stderr}");
+    assert!(stderr.contains("already in use"), "{stderr}");
+    assert!(stderr.contains("nothing was applied"), "{stderr}");
+    assert!(!ebb.ok(&["status"]).contains("taken"));
+}

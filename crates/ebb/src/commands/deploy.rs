@@ -7,6 +7,19 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// An apply the server refused for what the files say (a port another service or program
+/// holds: 409; a spec only the server can judge: 422) is invalid input like a bad file: exit 2,
+/// nothing applied. Other failures keep their own codes.
+fn refused_as_invalid(e: ebb_client::ClientError) -> anyhow::Error {
+    match e.status() {
+        Some(409 | 422) => anyhow::Error::new(super::Exit {
+            code: super::EXIT_INVALID,
+            message: format!("error: {e}\nnothing was applied"),
+        }),
+        _ => e.into(),
+    }
+}
+
 /// How often progress is polled.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -17,7 +30,7 @@ pub async fn deploy(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let specs = super::parse_deploy_files(files)?;
-    let resp = client.apply(specs).await?;
+    let resp = client.apply(specs).await.map_err(refused_as_invalid)?;
     for c in &resp.changes {
         out!("{}", describe(c));
     }
