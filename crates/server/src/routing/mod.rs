@@ -245,6 +245,14 @@ impl Listeners {
             let _ = routed.stop.send(Some(stop));
             false
         });
+        // A port that failed to bind is retried only while its service still wants it: a
+        // service stopped or moved to another port leaves nothing to retry.
+        lock(&self.inner.failed).retain(|(name, port)| {
+            specs
+                .get(name)
+                .and_then(Settings::of)
+                .is_some_and(|s| s.port == *port)
+        });
         for (name, spec) in specs {
             let Some(settings) = Settings::of(spec) else {
                 continue;
@@ -575,5 +583,27 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();
         assert_eq!(sets["web"], [("web-ok".to_string(), addr)]);
         assert_eq!(sets.len(), 1);
+    }
+
+    #[test]
+    fn a_port_that_failed_to_bind_is_forgotten_once_its_service_is_stopped() {
+        use ebb_store::{Expect, KvStore, SqliteStore};
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+        let server = Server::new(store.clone(), "t".into(), None).unwrap();
+        let listeners = Listeners::new([127, 0, 0, 1].into(), runtime.handle().clone());
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = holder.local_addr().unwrap().port();
+        let mut web = ServiceSpec::new("web", vec!["app".into()]);
+        web.port = Some(port);
+        let key = keys::service("web");
+        store.put(&key, &keys::encode(&web), Expect::Any).unwrap();
+        listeners.sync(&server).unwrap();
+        let failed = || lock(&listeners.inner.failed).clone();
+        assert_eq!(failed(), HashSet::from([("web".to_string(), port)]));
+        store.delete(&key, Expect::Any).unwrap();
+        listeners.sync(&server).unwrap();
+        assert!(failed().is_empty(), "nothing left to retry");
     }
 }
