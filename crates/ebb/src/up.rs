@@ -92,7 +92,9 @@ async fn run(
     let mut signals = Signals::new()?;
     let data_dir = prepare_data_dir(&global.data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
-    // A port in use is an error before anything starts (before the agent adopts instances).
+    // Store and tokens first, then the API's port: both are errors before the agent adopts
+    // or sweeps any process.
+    let state = open_state(&data_dir)?;
     let listener = bind_api(&data_dir, &role).await?;
     let addr = listener.local_addr()?;
     let local = match &role.local_agent {
@@ -102,7 +104,13 @@ async fn run(
     let logs = local
         .as_ref()
         .map(|l| Arc::new(AgentLogs(l.supervisor.clone())) as Arc<dyn ebb_server::LogSource>);
-    let (server, token) = open_server(&data_dir, &role, addr, logs)?;
+    let token = state.token.clone();
+    let server = new_server(state, &role, addr, logs).inspect_err(|_| {
+        // Leave the adopted instances running, as `ebb agent` does on an error at start.
+        if let Some(l) = &local {
+            l.supervisor.clone().detach();
+        }
+    })?;
     // The CLI finds the API here.
     std::fs::write(data_dir.join(ADDR_FILE), addr.to_string())?;
     let mut plane = ControlPlane::start(PlaneConfig {
@@ -142,29 +150,44 @@ async fn bind_api(data_dir: &Path, role: &Role<'_>) -> anyhow::Result<tokio::net
     Ok(listener)
 }
 
-/// The store and the tokens in `data_dir`, and the server state over them; returns the API
-/// token too.
-fn open_server(
-    data_dir: &Path,
-    role: &Role<'_>,
-    addr: std::net::SocketAddr,
-    logs: Option<Arc<dyn ebb_server::LogSource>>,
-) -> anyhow::Result<(Server, String)> {
+/// What the data dir holds for the control plane: the store and the two tokens.
+struct State {
+    store: Arc<SqliteStore>,
+    token: String,
+    join_token: String,
+}
+
+/// Opens the store and reads (or creates) the tokens in `data_dir`.
+fn open_state(data_dir: &Path) -> anyhow::Result<State> {
     let store =
         Arc::new(SqliteStore::open(&data_dir.join(STORE_FILE)).context("opening the store")?);
     let token =
         auth::load_or_create_token(data_dir).context("reading or creating the API token")?;
     let join_token =
         auth::load_or_create_join_token(data_dir).context("reading or creating the join token")?;
-    let server = Server::new(store, token.clone(), logs)?;
-    server.set_join_token(join_token);
+    Ok(State {
+        store,
+        token,
+        join_token,
+    })
+}
+
+/// The server state over the store, with its tokens, log source and settings.
+fn new_server(
+    state: State,
+    role: &Role<'_>,
+    addr: std::net::SocketAddr,
+    logs: Option<Arc<dyn ebb_server::LogSource>>,
+) -> anyhow::Result<Server> {
+    let server = Server::new(state.store, state.token, logs)?;
+    server.set_join_token(state.join_token);
     server.nodes().set_down_after(role.plane.node_down_after);
     server.record(ebb_core::Event::new(
         ebb_server::now_ms(),
         ebb_core::EventKind::ServerStarted,
         format!("ebb {} started; API on {addr}", env!("CARGO_PKG_VERSION")),
     ));
-    Ok((server, token))
+    Ok(server)
 }
 
 /// Starts the local agent's supervisor (it adopts what survived a crash first).

@@ -38,8 +38,45 @@ pub struct Record {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
+    /// The kernel's boot id when the file was written: after a reboot every listed process is
+    /// gone, and a pid with the same start time may be an unrelated process of the new boot.
+    /// `None` in files of older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot_id: Option<String>,
     #[serde(default)]
     instances: BTreeMap<String, Record>,
+}
+
+/// Where the kernel says which boot this is: a random id, new at every boot.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// This boot's id, read once.
+fn current_boot_id() -> Option<&'static str> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        fs::read_to_string(BOOT_ID)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+    .as_deref()
+}
+
+/// The records a file holds for this boot: none when it was written in another boot (those
+/// processes died with it, and adopting or killing a pid now could hit an unrelated process).
+fn records_of_this_boot(file: StateFile, boot: Option<&str>) -> BTreeMap<String, Record> {
+    match (file.boot_id.as_deref(), boot) {
+        (Some(written), Some(now)) if written != now => {
+            if !file.instances.is_empty() {
+                tracing::info!(
+                    "the machine rebooted since the agent last ran: its {} recorded processes are gone",
+                    file.instances.len()
+                );
+            }
+            BTreeMap::new()
+        }
+        _ => file.instances,
+    }
 }
 
 /// Reads the records; a missing file means none.
@@ -50,13 +87,14 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Record>, String> {
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     serde_json::from_str::<StateFile>(&text)
-        .map(|f| f.instances)
+        .map(|f| records_of_this_boot(f, current_boot_id()))
         .map_err(|e| format!("{} is not valid agent state ({e}); move it aside to start without adopting its processes", path.display()))
 }
 
 /// Replaces the file with these records, atomically.
 pub fn save(path: &Path, records: &BTreeMap<String, Record>) -> io::Result<()> {
     let body = serde_json::to_vec_pretty(&StateFile {
+        boot_id: current_boot_id().map(String::from),
         instances: records.clone(),
     })
     .map_err(io::Error::other)?;
@@ -151,6 +189,37 @@ mod tests {
         assert_eq!(load(&path).unwrap(), records);
         save(&path, &BTreeMap::new()).unwrap();
         assert!(load(&path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_written_in_another_boot_are_not_adopted() {
+        let records: BTreeMap<String, Record> = [("web-1".to_string(), record(42))].into();
+        let file = |boot: Option<&str>| StateFile {
+            boot_id: boot.map(String::from),
+            instances: records.clone(),
+        };
+        assert!(records_of_this_boot(file(Some("boot-a")), Some("boot-b")).is_empty());
+        assert_eq!(
+            records_of_this_boot(file(Some("boot-a")), Some("boot-a")),
+            records
+        );
+        // An older agent's file (no id), or a kernel without one: as before.
+        assert_eq!(records_of_this_boot(file(None), Some("boot-b")), records);
+        assert_eq!(records_of_this_boot(file(Some("boot-a")), None), records);
+    }
+
+    #[test]
+    fn the_file_records_the_boot_it_was_written_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        save(&path, &BTreeMap::new()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let written: StateFile = serde_json::from_str(&text).unwrap();
+        assert_eq!(written.boot_id.as_deref(), current_boot_id());
+        assert!(
+            current_boot_id().is_some(),
+            "Linux has /proc/sys/kernel/random/boot_id"
+        );
     }
 
     #[test]

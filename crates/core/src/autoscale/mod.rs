@@ -83,14 +83,8 @@ fn default_idle_timeout() -> Duration {
 fn default_panic_threshold() -> f64 {
     DEFAULT_PANIC_THRESHOLD
 }
-fn is_default_panic_threshold(t: &f64) -> bool {
-    *t == DEFAULT_PANIC_THRESHOLD
-}
 fn default_tolerance() -> f64 {
     DEFAULT_TOLERANCE
-}
-fn is_default_tolerance(t: &f64) -> bool {
-    *t == DEFAULT_TOLERANCE
 }
 
 // === the spec ===
@@ -122,20 +116,15 @@ pub struct AutoscaleSpec {
     /// See [`DEFAULT_IDLE_TIMEOUT`]; applies while the lower bound is 0.
     #[serde(with = "millis", default = "default_idle_timeout")]
     pub idle_timeout: Duration,
-    /// See [`DEFAULT_PANIC_THRESHOLD`]. Not in deploy files; JSON may set it.
-    #[serde(
-        default = "default_panic_threshold",
-        skip_serializing_if = "is_default_panic_threshold"
-    )]
+    /// See [`DEFAULT_PANIC_THRESHOLD`]. Not in deploy files nor in the API's JSON (kept at its
+    /// default there); code that runs the policy (tests, simulators) may set it.
+    #[serde(skip, default = "default_panic_threshold")]
     pub panic_threshold: f64,
-    /// See [`DEFAULT_TOLERANCE`]. Not in deploy files; JSON may set it.
-    #[serde(
-        default = "default_tolerance",
-        skip_serializing_if = "is_default_tolerance"
-    )]
+    /// See [`DEFAULT_TOLERANCE`]. As `panic_threshold`: code only.
+    #[serde(skip, default = "default_tolerance")]
     pub tolerance: f64,
-    /// See [`ScaleUpLimit`]. Not in deploy files; JSON may set it.
-    #[serde(default, skip_serializing_if = "ScaleUpLimit::is_default")]
+    /// See [`ScaleUpLimit`]. As `panic_threshold`: code only.
+    #[serde(skip)]
     pub scale_up: ScaleUpLimit,
 }
 
@@ -215,12 +204,6 @@ impl Default for ScaleUpLimit {
             percent: DEFAULT_SCALE_UP_PERCENT,
             period: DEFAULT_SCALE_UP_PERIOD,
         }
-    }
-}
-
-impl ScaleUpLimit {
-    fn is_default(&self) -> bool {
-        *self == ScaleUpLimit::default()
     }
 }
 

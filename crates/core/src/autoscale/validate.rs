@@ -284,6 +284,23 @@ mod tests {
     }
 
     #[test]
+    fn tuning_the_file_does_not_expose_is_neither_read_nor_written_as_json() {
+        let json =
+            r#"{"min":1,"max":5,"targets":{"rps":10.0},"tolerance":1.5,"panic_threshold":0.5}"#;
+        let a: AutoscaleSpec = serde_json::from_str(json).unwrap();
+        assert_eq!(a.tolerance, DEFAULT_TOLERANCE);
+        assert_eq!(a.panic_threshold, DEFAULT_PANIC_THRESHOLD);
+        assert_eq!(a.scale_up, ScaleUpLimit::default());
+        let mut tuned = a.clone();
+        tuned.tolerance = 0.2;
+        let out = serde_json::to_string(&tuned).unwrap();
+        assert!(
+            !out.contains("tolerance") && !out.contains("scale_up"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn every_policy_round_trips_through_json() {
         let window = ScheduleWindow {
             days: Weekdays::WEEKDAYS,

@@ -67,24 +67,18 @@ struct TickInput {
     ready: u32,
 }
 
-/// Decides every autoscaled service's count for one tick at `now`: each service's window takes
-/// its sample and [`decide`] (pure) proposes the count. Services not tracked (no longer
-/// autoscaled) are skipped. Touches nothing outside `services`.
-fn decide_tick(
+/// Decides one autoscaled service's count for a tick at `now`: its window takes the sample and
+/// [`decide`] (pure) proposes the count. `None` for a service no longer tracked (no longer
+/// autoscaled). Touches nothing outside `services`.
+fn decide_one(
     services: &mut HashMap<String, Scaled>,
-    inputs: Vec<TickInput>,
+    input: TickInput,
     now: Now,
-) -> Vec<(Versioned<ServiceSpec>, Decision)> {
-    let mut decisions = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let Some(s) = services.get_mut(&input.spec.value.name) else {
-            continue;
-        };
-        s.metrics.push(input.sample);
-        let decision = decide(&s.spec, &mut s.state, &s.metrics, input.ready, now);
-        decisions.push((input.spec, decision));
-    }
-    decisions
+) -> Option<(Versioned<ServiceSpec>, Decision)> {
+    let s = services.get_mut(&input.spec.value.name)?;
+    s.metrics.push(input.sample);
+    let decision = decide(&s.spec, &mut s.state, &s.metrics, input.ready, now);
+    Some((input.spec, decision))
 }
 
 /// The loop's state across ticks; the decisions themselves are pure.
@@ -181,8 +175,12 @@ impl Autoscaler {
                 }
             })
             .collect();
-        for (spec, decision) in decide_tick(&mut self.services, inputs, now) {
-            self.apply(spec, decision)?;
+        // Decided and written one service at a time: a failed write ends the tick before the
+        // next service's state moves on to a count that was never stored.
+        for input in inputs {
+            if let Some((spec, decision)) = decide_one(&mut self.services, input, now) {
+                self.apply(spec, decision)?;
+            }
         }
         Ok(())
     }
@@ -447,15 +445,15 @@ mod tests {
         };
         let autoscale = AutoscaleSpec::new(1, 20, targets);
         let mut services = HashMap::from([("web".to_string(), scaled(&autoscale))]);
-        let mut last = Vec::new();
+        let mut last = None;
         for second in 1..=10u64 {
             let at = Duration::from_secs(second);
-            let inputs = vec![input("web", &autoscale, at, 43.2)];
-            last = decide_tick(&mut services, inputs, Now::unix(at));
+            let one = input("web", &autoscale, at, 43.2);
+            last = decide_one(&mut services, one, Now::unix(at));
         }
-        assert_eq!(last.len(), 1);
-        assert_eq!(last[0].0.value.name, "web");
-        assert_eq!(last[0].1.desired, 5, "{}", last[0].1.reason);
+        let (spec, decision) = last.expect("a decision");
+        assert_eq!(spec.value.name, "web");
+        assert_eq!(decision.desired, 5, "{}", decision.reason);
         assert_eq!(
             services["web"].metrics.samples().count(),
             10,
@@ -468,7 +466,7 @@ mod tests {
         let autoscale = AutoscaleSpec::new(1, 5, ScaleTargets::default());
         let mut services = HashMap::new();
         let at = Duration::from_secs(1);
-        let inputs = vec![input("gone", &autoscale, at, 5.0)];
-        assert!(decide_tick(&mut services, inputs, Now::unix(at)).is_empty());
+        let gone = input("gone", &autoscale, at, 5.0);
+        assert!(decide_one(&mut services, gone, Now::unix(at)).is_none());
     }
 }
