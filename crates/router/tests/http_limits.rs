@@ -102,3 +102,22 @@ async fn a_malformed_request_gets_400_and_others_are_unaffected() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_client_that_starts_the_http2_preface_and_stops_is_cut_off() {
+    within("a partial preface cut off", async {
+        let b = backend("named", named).await;
+        let proxy = start_proxy(endpoints(&[b.addr]), short_limits()).await;
+        // One byte of `PRI * HTTP/2.0...`, then nothing: before, hyper waited for the rest
+        // forever, one file descriptor per such client.
+        for partial in [&b"P"[..], b"PRI * HTTP/2.0\r\n"] {
+            let response = raw_exchange(proxy.addr, partial).await;
+            assert!(response.is_empty(), "got: {response:.80}");
+        }
+        // A real h2c client is still served.
+        let (status, _, _) = get(&h2c_client(), &proxy.url("/")).await;
+        assert_eq!(status, StatusCode::OK);
+        proxy.stop().await;
+    })
+    .await;
+}

@@ -247,10 +247,7 @@ async fn h2c_clients_are_served_over_http1_upstreams() {
     within("h2c", async {
         let b = backend("named", named).await;
         let proxy = start_proxy(endpoints(&[b.addr]), ProxyConfig::default()).await;
-        let client: TestClient =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .http2_only(true)
-                .build_http();
+        let client = h2c_client();
         let req = Request::get(proxy.url("/")).body(empty()).expect("request");
         let response = client.request(req).await.expect("response");
         assert_eq!(response.version(), hyper::Version::HTTP_2);

@@ -222,14 +222,16 @@ impl Proxy {
         let accepted = std::time::Instant::now();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let mut first = [0u8; H2_PREFACE_START.len()];
-            let n = match tokio::time::timeout(first_bytes_timeout, stream.peek(&mut first)).await {
-                Ok(Ok(n @ 1..)) => n,
-                _ => return,
-            };
+            let path = tokio::time::timeout(first_bytes_timeout, choose_path(&stream)).await;
             let client = Peer::new(peer);
-            if !H2_PREFACE_START.starts_with(&first[..n]) {
-                return h1::serve(proxy, stream, client, registration, accepted).await;
+            match path {
+                Ok(Some(Path::Http1)) => {
+                    return h1::serve(proxy, stream, client, registration, accepted).await
+                }
+                Ok(Some(Path::H2c)) => {}
+                // Closed, failed, or no decision within the header timeout (a client that
+                // sends nothing, or `P` and no more): nothing is owed to it.
+                Ok(None) | Err(_) => return,
             }
             let _registration = registration; // counted until the connection ends
             let service = service_fn(move |req| {
@@ -245,10 +247,58 @@ impl Proxy {
     }
 }
 
-/// How an HTTP/2 connection with prior knowledge starts (RFC 9113 §3.4); no HTTP/1 method is
-/// `PRI`. A first read shorter than this that matches it goes to hyper too, which serves
-/// HTTP/1.1 as well: the choice can only cost speed, never correctness.
-const H2_PREFACE_START: &[u8] = b"PRI ";
+/// The connection preface of HTTP/2 with prior knowledge (RFC 9113 §3.4). No HTTP/1 method is
+/// `PRI`, so the first byte that differs sends a connection to the HTTP/1.1 path.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How often a connection whose first bytes could still be the HTTP/2 preface is looked at
+/// again, while the rest of the preface has not arrived (within the header timeout).
+const PREFACE_POLL: Duration = Duration::from_millis(5);
+
+/// The two ways a client connection is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// ebb's own HTTP/1.1 loop.
+    Http1,
+    /// hyper's HTTP/2 server, once the whole preface is there.
+    H2c,
+}
+
+/// What the bytes received so far say: `Some` once they decide, `None` while they could still
+/// be the start of the HTTP/2 preface.
+fn path_of(first: &[u8]) -> Option<Path> {
+    let n = first.len().min(H2_PREFACE.len());
+    if first[..n] != H2_PREFACE[..n] {
+        Some(Path::Http1)
+    } else if n == H2_PREFACE.len() {
+        Some(Path::H2c)
+    } else {
+        None
+    }
+}
+
+/// Peeks at the first bytes until they choose a path; `None` when the client closes (or the
+/// socket fails) first. A client that sends part of the preface and stops is held only until
+/// the caller's timeout: hyper would otherwise wait for the rest forever.
+async fn choose_path(stream: &TcpStream) -> Option<Path> {
+    let mut first = [0u8; H2_PREFACE.len()];
+    let mut seen = 0;
+    loop {
+        let n = stream.peek(&mut first).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(path) = path_of(&first[..n]) {
+            return Some(path);
+        }
+        // `peek` returns at once while bytes wait unread: look again after a pause, not in a
+        // busy loop, until more arrive.
+        if n == seen {
+            tokio::time::sleep(PREFACE_POLL).await;
+        }
+        seen = n;
+    }
+}
 
 /// What the proxy knows of a client connection, worked out once for all its requests.
 #[derive(Clone)]
@@ -284,4 +334,22 @@ fn upstream_client(config: &ProxyConfig) -> Client<HttpConnector, UpstreamBody> 
 async fn accept_backoff(error: std::io::Error) {
     tracing::warn!(%error, "accept failed");
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_differing_byte_chooses_http1_and_only_the_whole_preface_h2c() {
+        assert_eq!(path_of(b"GET / HTTP/1.1\r\n"), Some(Path::Http1));
+        assert_eq!(path_of(b"POST"), Some(Path::Http1));
+        assert_eq!(path_of(b"PRIX"), Some(Path::Http1));
+        assert_eq!(path_of(b"P"), None, "could still be the preface");
+        assert_eq!(path_of(b"PRI * HTTP/2.0\r\n"), None);
+        assert_eq!(path_of(H2_PREFACE), Some(Path::H2c));
+        let mut more = H2_PREFACE.to_vec();
+        more.extend_from_slice(b"\x00\x00\x12\x04");
+        assert_eq!(path_of(&more), Some(Path::H2c));
+    }
 }

@@ -217,6 +217,13 @@ pub fn client() -> TestClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// A client that speaks HTTP/2 with prior knowledge (h2c).
+pub fn h2c_client() -> TestClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
 /// GETs `url`; returns status, headers and the body as text.
 pub async fn get(client: &TestClient, url: &str) -> (hyper::StatusCode, hyper::HeaderMap, String) {
     let req = Request::get(url).body(empty()).expect("request");
