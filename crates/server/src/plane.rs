@@ -170,17 +170,52 @@ async fn join_all(tasks: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Serves the API until `stop` is cancelled.
+/// How long an API client may take to send a request head, the first one included: 10 s,
+/// HAProxy's recommended `timeout http-request` (the router uses the same for service ports).
+/// `axum::serve` has no such bound; a silent connection would hold a file descriptor forever.
+pub const API_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the API until `stop` is cancelled, then lets open requests finish (the caller bounds
+/// that wait). Each connection runs on hyper's HTTP/1.1 server with its timer, so a request
+/// head not finished within [`API_HEADER_READ_TIMEOUT`] (also on an idle keep-alive
+/// connection) closes the connection.
 async fn serve_api(listener: TcpListener, server: Server, stop: CancellationToken) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     let app = crate::api::router(server);
-    let shutdown = async move { stop.cancelled().await };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "API server failed");
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(API_HEADER_READ_TIMEOUT);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait a little instead of spinning.
+                tracing::warn!(error = %e, "API accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "API connection ended with an error");
+            }
+        });
     }
+    drop(listener);
+    graceful.shutdown().await;
 }
+
+/// The pause after a failed accept (EMFILE, ENFILE, ENOBUFS) before the next: the condition
+/// passes as connections close, and retrying at once would only spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The data plane's own runtime, so that proxying never waits behind the control plane.
 /// Dropping it (on any path out) shuts it down without blocking, since a runtime may not be

@@ -165,6 +165,25 @@ async fn a_drain_of_u64_max_milliseconds_is_refused_naming_the_field_and_the_lim
 }
 
 #[tokio::test]
+async fn a_silent_connection_to_the_api_is_closed_at_the_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let h = start().await;
+    let mut silent = tokio::net::TcpStream::connect(&h.addr).await.unwrap();
+    let opened = std::time::Instant::now();
+    // Meanwhile the API answers others.
+    let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();
+    client.services().await.unwrap();
+    let limit = ebb_server::plane::API_HEADER_READ_TIMEOUT + Duration::from_secs(5);
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(limit, silent.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "still open after {:?}",
+        opened.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn scale_and_stop_of_unknown_services_say_so() {
     let h = start().await;
     let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();
