@@ -253,7 +253,10 @@ async fn a_tcp_connection_waits_for_the_first_instance_and_is_counted() {
         tokio::spawn(ebb_router::tcp::serve(
             eps.clone(),
             listener,
-            Duration::from_secs(20),
+            ebb_router::tcp::TcpConfig {
+                queue_timeout: Duration::from_secs(20),
+                ..Default::default()
+            },
             async move {
                 let _ = stopped.await;
             },

@@ -32,6 +32,9 @@ async fn tcp_echo_backend() -> SocketAddr {
     addr
 }
 
+/// The TCP listeners' idle timeout in these tests: long enough that no echo trips it.
+const IDLE: Duration = Duration::from_secs(1);
+
 async fn start_tcp(endpoints: Arc<ebb_router::Endpoints>) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -39,7 +42,10 @@ async fn start_tcp(endpoints: Arc<ebb_router::Endpoints>) -> (SocketAddr, onesho
     tokio::spawn(ebb_router::tcp::serve(
         endpoints,
         listener,
-        Duration::from_millis(200),
+        ebb_router::tcp::TcpConfig {
+            queue_timeout: Duration::from_millis(200),
+            idle_timeout: IDLE,
+        },
         async move {
             let _ = stopped.await;
         },
@@ -68,6 +74,38 @@ async fn tcp_mode_echoes_and_passes_a_half_close() {
         let (proxy, _stop) = start_tcp(endpoints(&[tcp_echo_backend().await])).await;
         let data = pattern(0, 256 * 1024);
         assert_eq!(echo_through(proxy, &data).await, data.to_vec());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_tcp_connection_idle_past_the_timeout_is_closed_and_a_busy_one_is_not() {
+    within("tcp idle timeout", async {
+        let echo = tcp_echo_backend().await;
+        let (proxy, _stop) = start_tcp(endpoints(&[echo])).await;
+        // Busy: a byte every 100 ms for three idle timeouts, each echoed back, while the
+        // quiet connection below sends nothing.
+        let mut busy = TcpStream::connect(proxy).await.unwrap();
+        let busy = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            while started.elapsed() < IDLE * 3 {
+                busy.write_all(b"x").await?;
+                let mut byte = [0u8; 1];
+                busy.read_exact(&mut byte).await?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok::<(), std::io::Error>(())
+        });
+        let mut quiet = TcpStream::connect(proxy).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(IDLE * 10, quiet.read(&mut buf))
+            .await
+            .expect("closed within the idle timeout")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the idle connection is closed");
+        busy.await
+            .unwrap()
+            .expect("the busy connection stays open throughout");
     })
     .await;
 }

@@ -347,11 +347,14 @@ impl Listeners {
                         .await
                 }
                 Protocol::Tcp => {
-                    let queue_timeout = config.queue_timeout;
+                    let tcp = ebb_router::tcp::TcpConfig {
+                        queue_timeout: config.queue_timeout,
+                        ..ebb_router::tcp::TcpConfig::default()
+                    };
                     let shutdown = async move {
                         shutdown.await;
                     };
-                    ebb_router::tcp::serve(task_endpoints, listener, queue_timeout, shutdown).await
+                    ebb_router::tcp::serve(task_endpoints, listener, tcp, shutdown).await
                 }
             }
         });
