@@ -388,7 +388,8 @@ impl Listeners {
     }
 
     /// Samples every routed service's and instance's counters (once a second, off the hot
-    /// path); series of services and instances no longer routed are dropped.
+    /// path); series of services and instances no longer routed are dropped. Also reaps each
+    /// endpoint's stale idle upstream connections.
     pub fn sample(&self, now: Instant) {
         let services = lock(&self.inner.services);
         let mut history = lock(&self.inner.history);
@@ -402,6 +403,9 @@ impl Listeners {
                 let identity = Arc::as_ptr(e) as usize;
                 history.instances.push(&e.id, identity, e.snapshot(now));
                 routed_instances.insert(e.id.clone());
+                // Off the request path, once a second: stale upstream connections go even
+                // where no request comes to take them.
+                e.idle.reap(now);
             }
         }
         history.services.retain(|name| services.contains_key(name));
