@@ -26,6 +26,13 @@ pub fn raise_open_files() {
     }
 }
 
+/// How many client connections the services' ports may hold open at once, from the (raised)
+/// soft limit on open files; see [`ebb_router::limit::connection_budget`].
+pub fn connection_budget() -> usize {
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    ebb_router::limit::connection_budget(soft)
+}
+
 /// The soft limit to set, if it should change: the hard limit, or the kernel's ceiling when the
 /// hard limit is unlimited (a soft limit above `fs.nr_open` is refused).
 fn raised_soft_limit(soft: u64, hard: u64, ceiling: Option<u64>) -> Option<u64> {

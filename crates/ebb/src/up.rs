@@ -118,6 +118,7 @@ async fn run(
         api: listener,
         router_bind: role.router_bind,
         router_threads: role.plane.router_threads,
+        max_connections: crate::limits::connection_budget(),
     })
     .context("starting the router's runtime")?;
     let client = Client::new(&addr.to_string(), Some(token))?;

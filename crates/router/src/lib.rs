@@ -6,6 +6,7 @@ pub mod balance;
 pub mod endpoint;
 pub mod endpoints;
 pub mod http;
+pub mod limit;
 pub mod metrics;
 pub mod pool;
 pub mod request_key;

@@ -28,12 +28,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How one TCP listener treats its connections.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TcpConfig {
     /// How long a new connection waits for a ready endpoint before it is closed.
     pub queue_timeout: Duration,
     /// How long a joined connection may carry no byte before it is closed.
     pub idle_timeout: Duration,
+    /// The cap on open client connections (shared with the router's other listeners); `None`:
+    /// no cap.
+    pub connections: Option<crate::limit::ConnectionLimit>,
 }
 
 impl Default for TcpConfig {
@@ -41,6 +44,7 @@ impl Default for TcpConfig {
         TcpConfig {
             queue_timeout: ebb_core::service::DEFAULT_QUEUE_TIMEOUT,
             idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            connections: None,
         }
     }
 }
@@ -61,7 +65,19 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((client, peer)) => {
-                    tokio::spawn(proxy_connection(Arc::clone(&endpoints), client, peer, config));
+                    // Past the cap the new connection is closed at once; those open go on.
+                    let slot = match &config.connections {
+                        Some(limit) => match limit.try_acquire("a TCP service port") {
+                            Some(slot) => Some(slot),
+                            None => continue,
+                        },
+                        None => None,
+                    };
+                    let (endpoints, config) = (Arc::clone(&endpoints), config.clone());
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        proxy_connection(endpoints, client, peer, config).await
+                    });
                 }
                 Err(error) => {
                     // EMFILE or a connection reset before accept; pause so the loop cannot spin.

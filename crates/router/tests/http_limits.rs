@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use ebb_router::http::ProxyConfig;
+use ebb_testkit::eventually_async;
 use hyper::StatusCode;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -117,6 +118,54 @@ async fn a_client_that_starts_the_http2_preface_and_stops_is_cut_off() {
         // A real h2c client is still served.
         let (status, _, _) = get(&h2c_client(), &proxy.url("/")).await;
         assert_eq!(status, StatusCode::OK);
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_new_clients_are_refused_and_open_ones_are_served() {
+    within("connection cap", async {
+        let b = backend("named", named).await;
+        // Long enough for the steps below; short, so that the silent client is gone soon after.
+        let config = ProxyConfig {
+            header_read_timeout: Duration::from_secs(5),
+            connections: Some(ebb_router::limit::ConnectionLimit::new(2)),
+            ..ProxyConfig::default()
+        };
+        let proxy = start_proxy(endpoints(&[b.addr]), config).await;
+        // Two clients hold the two places (one of them keep-alive, between requests).
+        let mut first = TcpStream::connect(proxy.addr).await.unwrap();
+        let _second = TcpStream::connect(proxy.addr).await.unwrap();
+        first
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = first.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        // A third is closed at once, without an answer.
+        let third = raw_exchange(proxy.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(third.is_empty(), "got: {third:.80}");
+        // The open one is still served.
+        first
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let n = first.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        // Once one closes, a new client gets its place.
+        drop(first);
+        let fresh = eventually_async("a place to free up", Duration::from_secs(5), async || {
+            let answer = raw_exchange(
+                proxy.addr,
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            answer.starts_with("HTTP/1.1 200").then_some(answer)
+        })
+        .await;
+        assert!(fresh.contains("200"));
         proxy.stop().await;
     })
     .await;

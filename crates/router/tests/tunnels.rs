@@ -45,6 +45,7 @@ async fn start_tcp(endpoints: Arc<ebb_router::Endpoints>) -> (SocketAddr, onesho
         ebb_router::tcp::TcpConfig {
             queue_timeout: Duration::from_millis(200),
             idle_timeout: IDLE,
+            connections: None,
         },
         async move {
             let _ = stopped.await;

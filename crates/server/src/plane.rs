@@ -11,9 +11,15 @@
 //! 3. **routing**: every listener closes, requests in flight finish;
 //! 4. **reporting** (a local agent's sync): a last report;
 //! 5. **the API**, given [`API_DRAIN`] for open requests such as long-polls.
+//!
+//! Every listener has a cap on open connections, derived from the file limit
+//! (`PlaneConfig::max_connections`): past it a new connection is closed at once and those open
+//! go on, so a flood of connections cannot take the descriptors the store, the agents and the
+//! health checks need.
 
 use crate::controllers::{autoscale, instances, maintenance};
 use crate::{routing, Server};
+use ebb_router::limit::ConnectionLimit;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -62,6 +68,15 @@ pub struct PlaneConfig {
     pub router_bind: IpAddr,
     /// The router runtime's threads (`None`: one per core).
     pub router_threads: Option<usize>,
+    /// How many client connections the services' ports may hold open at once, all together
+    /// (see [`ebb_router::limit::connection_budget`]); the API gets [`api_connection_cap`] of it.
+    pub max_connections: usize,
+}
+
+/// The API's own cap on open connections, from the services' budget: a quarter of it, within
+/// 64–4,096. Agents hold one long-poll and one heartbeat each; the CLI a few at a time.
+pub fn api_connection_cap(max_connections: usize) -> usize {
+    (max_connections / 4).clamp(64, 4096)
 }
 
 /// A running control plane.
@@ -82,10 +97,16 @@ impl ControlPlane {
             api,
             router_bind,
             router_threads,
+            max_connections,
         } = config;
         let api_addr = api.local_addr()?;
         let router_runtime = RouterRuntime::start(router_threads)?;
-        let router = routing::Listeners::new(router_bind, router_runtime.handle.clone());
+        let limit = ConnectionLimit::new(max_connections);
+        let api_cap = api_connection_cap(max_connections);
+        tracing::info!(
+            "at most {max_connections} client connections open on services' ports, {api_cap} on the API"
+        );
+        let router = routing::Listeners::new(router_bind, router_runtime.handle.clone(), limit);
         server.set_router(router.clone());
         let stop = CancellationToken::new();
         let stages = Stage::ORDER
@@ -107,7 +128,8 @@ impl ControlPlane {
         plane.spawn(Stage::Decisions, |stop| autoscale::run(s, r, stop));
         let s = server.clone();
         plane.spawn(Stage::Routing, |stop| routing::run(s, router, stop));
-        plane.spawn(Stage::Api, |stop| serve_api(api, server, stop));
+        let api_limit = ConnectionLimit::new(api_cap);
+        plane.spawn(Stage::Api, |stop| serve_api(api, server, api_limit, stop));
         Ok(plane)
     }
 
@@ -179,7 +201,12 @@ pub const API_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// that wait). Each connection runs on hyper's HTTP/1.1 server with its timer, so a request
 /// head not finished within [`API_HEADER_READ_TIMEOUT`] (also on an idle keep-alive
 /// connection) closes the connection.
-async fn serve_api(listener: TcpListener, server: Server, stop: CancellationToken) {
+async fn serve_api(
+    listener: TcpListener,
+    server: Server,
+    limit: ConnectionLimit,
+    stop: CancellationToken,
+) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let app = crate::api::router(server);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -201,9 +228,14 @@ async fn serve_api(listener: TcpListener, server: Server, stop: CancellationToke
                 continue;
             }
         };
+        // Past the cap the new connection is closed at once; those open go on.
+        let Some(slot) = limit.try_acquire("the API") else {
+            continue;
+        };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "API connection ended with an error");
             }

@@ -31,6 +31,7 @@ async fn start() -> Harness {
         api,
         router_bind: std::net::Ipv4Addr::LOCALHOST.into(),
         router_threads: Some(1),
+        max_connections: 1024,
     })
     .unwrap();
     Harness {

@@ -97,6 +97,9 @@ pub struct ProxyConfig {
     pub queue_timeout: Duration,
     /// Consistent hashing keys on this header when a request has it; else on the client address.
     pub hash_header: Option<HeaderName>,
+    /// The cap on open client connections (shared by every listener of the router); `None`:
+    /// no cap.
+    pub connections: Option<crate::limit::ConnectionLimit>,
 }
 
 impl Default for ProxyConfig {
@@ -111,6 +114,7 @@ impl Default for ProxyConfig {
             no_endpoint_retry_after: DEFAULT_NO_ENDPOINT_RETRY_AFTER,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             hash_header: None,
+            connections: None,
         }
     }
 }
@@ -173,7 +177,17 @@ impl Proxy {
         let stop = loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.spawn_connection(&builder, &graceful, &connections, stream, peer),
+                    Ok((stream, peer)) => {
+                        // Past the cap the new connection is closed at once; those open go on.
+                        let slot = match &self.inner.config.connections {
+                            Some(limit) => match limit.try_acquire("a service port") {
+                                Some(slot) => Some(slot),
+                                None => continue,
+                            },
+                            None => None,
+                        };
+                        self.spawn_connection(&builder, &graceful, &connections, stream, peer, slot)
+                    }
                     Err(error) => accept_backoff(error).await,
                 },
                 stop = &mut shutdown => break stop,
@@ -213,6 +227,7 @@ impl Proxy {
         connections: &h1::Connections,
         stream: TcpStream,
         peer: SocketAddr,
+        slot: Option<crate::limit::ConnectionSlot>,
     ) {
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -221,6 +236,7 @@ impl Proxy {
         let first_bytes_timeout = self.inner.config.header_read_timeout;
         let accepted = std::time::Instant::now();
         tokio::spawn(async move {
+            let _slot = slot; // the connection's place under the cap, until it ends
             let _ = stream.set_nodelay(true);
             let path = tokio::time::timeout(first_bytes_timeout, choose_path(&stream)).await;
             let client = Peer::new(peer);

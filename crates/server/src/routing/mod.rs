@@ -14,6 +14,7 @@ use crate::{lock, now_ms, run_loop, Server};
 use ebb_core::traffic::{InstanceTraffic, ServiceTraffic, Traffic};
 use ebb_core::{Assignment, DesiredState, Event, EventKind, Protocol, ServiceSpec};
 use ebb_router::http::{Proxy, ProxyConfig, Stop};
+use ebb_router::limit::ConnectionLimit;
 use ebb_router::metrics::{Snapshot, Window};
 use ebb_router::{BalanceAlgorithm, Endpoint, Endpoints};
 use ebb_store::StoreError;
@@ -39,6 +40,8 @@ pub struct Listeners {
 struct Inner {
     bind: IpAddr,
     runtime: tokio::runtime::Handle,
+    /// The cap on client connections open at once, shared by every service's listener.
+    connections: ConnectionLimit,
     services: Mutex<HashMap<String, Routed>>,
     /// Endpoints that left their set, by instance id: their in-flight requests are still counted.
     leaving: Mutex<HashMap<String, Arc<Endpoint>>>,
@@ -108,11 +111,16 @@ impl Settings {
 
 impl Listeners {
     /// Listeners bind `bind`; proxies run on `runtime` (the data plane's own threads).
-    pub fn new(bind: IpAddr, runtime: tokio::runtime::Handle) -> Listeners {
+    pub fn new(
+        bind: IpAddr,
+        runtime: tokio::runtime::Handle,
+        connections: ConnectionLimit,
+    ) -> Listeners {
         Listeners {
             inner: Arc::new(Inner {
                 bind,
                 runtime,
+                connections,
                 services: Mutex::new(HashMap::new()),
                 leaving: Mutex::new(HashMap::new()),
                 synced: AtomicU64::new(0),
@@ -333,6 +341,7 @@ impl Listeners {
             queue_timeout: settings.queue_timeout,
             // The spec was validated: the name parses; an unparsable one hashes on the address.
             hash_header: settings.hash_header.as_deref().and_then(|h| h.parse().ok()),
+            connections: Some(self.inner.connections.clone()),
             ..ProxyConfig::default()
         };
         self.inner.runtime.spawn(async move {
@@ -349,6 +358,7 @@ impl Listeners {
                 Protocol::Tcp => {
                     let tcp = ebb_router::tcp::TcpConfig {
                         queue_timeout: config.queue_timeout,
+                        connections: config.connections.clone(),
                         ..ebb_router::tcp::TcpConfig::default()
                     };
                     let shutdown = async move {
@@ -599,7 +609,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
         let server = Server::new(store.clone(), "t".into(), None).unwrap();
-        let listeners = Listeners::new([127, 0, 0, 1].into(), runtime.handle().clone());
+        let limit = ConnectionLimit::new(64);
+        let listeners = Listeners::new([127, 0, 0, 1].into(), runtime.handle().clone(), limit);
         let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = holder.local_addr().unwrap().port();
         let mut web = ServiceSpec::new("web", vec!["app".into()]);
