@@ -198,3 +198,25 @@ fn ebb_up_listens_for_services_on_loopback_only_by_default() {
         "ebb up's service port answers beyond 127.0.0.1"
     );
 }
+
+#[test]
+fn a_services_env_values_appear_in_no_event_and_no_log_of_ebb() {
+    let ebb = Ebb::up(&[]);
+    let secret = "s3cr3t-value-7f2c9a";
+    let text = format!(
+        "[services.vault]\ncommand = [\"ebb\", \"example-app\"]\nenv = {{ DB_PASSWORD = \"{secret}\" }}\n"
+    );
+    let file = deploy_file(ebb.dir.path(), "vault.toml", &text);
+    ebb.ok(&["deploy", "--timeout", "20s", file.to_str().unwrap()]);
+    ebb.wait_ready("vault", 1, Duration::from_secs(5));
+    // A change of the secret rolls the instance: the rollout's events must not carry it either.
+    // (The API shows a service's spec, env included, to its token holder, as `kubectl get -o
+    // yaml` does; events and logs are read more widely and carry none.)
+    let rolled = text.replace(secret, "another-s3cr3t-1b4e");
+    let file = deploy_file(ebb.dir.path(), "vault.toml", &rolled);
+    ebb.ok(&["deploy", "--timeout", "20s", file.to_str().unwrap()]);
+    for needle in [secret, "another-s3cr3t-1b4e"] {
+        assert!(!ebb.ok(&["events", "--json"]).contains(needle), "events");
+        assert!(!ebb.server_log().contains(needle), "ebb's own log");
+    }
+}
