@@ -168,6 +168,12 @@ impl Client {
         self.call(Method::DELETE, &path, None::<&()>, None).await
     }
 
+    /// Forgets a node that is down (`ebb nodes rm`); returns it as it was.
+    pub async fn remove_node(&self, node: &str) -> Result<ebb_core::api::NodeView, ClientError> {
+        let path = format!("/v1/nodes/{}", encode(node));
+        self.call(Method::DELETE, &path, None::<&()>, None).await
+    }
+
     /// Moves one instance to another node (`to`, or the scheduler's choice), start-before-stop.
     pub async fn migrate(
         &self,

@@ -78,6 +78,9 @@ pub enum EventKind {
     /// A node was put back in service (`ebb undrain`).
     #[serde(rename = "node.undrained")]
     NodeUndrained,
+    /// A node that was down was forgotten (`ebb nodes rm`).
+    #[serde(rename = "node.removed")]
+    NodeRemoved,
     /// An instance is being moved to another node, start-before-stop.
     #[serde(rename = "instance.migrating")]
     InstanceMigrating,
@@ -117,6 +120,7 @@ impl EventKind {
             EventKind::NodeReturned => "node.returned",
             EventKind::NodeDraining => "node.draining",
             EventKind::NodeDrained => "node.drained",
+            EventKind::NodeRemoved => "node.removed",
             EventKind::NodeUndrained => "node.undrained",
             EventKind::InstanceMigrating => "instance.migrating",
             EventKind::ServerStarted => "server.started",

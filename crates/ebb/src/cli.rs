@@ -62,6 +62,8 @@ pub enum Command {
         /// Print a JSON array
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<NodesAction>,
     },
     /// Move every instance off a node, one at a time, start-before-stop; wait until it is empty
     #[command(
@@ -184,6 +186,16 @@ pub enum Command {
         /// Address to bind [default: $HOST, else 127.0.0.1]
         #[arg(long)]
         host: Option<String>,
+    },
+}
+
+/// What `ebb nodes` can do besides listing.
+#[derive(Subcommand, Debug)]
+pub enum NodesAction {
+    /// Forget a node that is down and holds no instance (a machine retired or renamed)
+    Rm {
+        /// The node's name (`ebb nodes` lists them)
+        node: String,
     },
 }
 

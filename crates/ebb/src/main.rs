@@ -45,7 +45,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up::up(g, args).await,
         Command::Server(args) => up::server(g, args).await,
         Command::Agent(args) => agent::agent(g, args).await,
-        Command::Nodes { json } => commands::nodes::nodes(&connect::client(g)?, *json).await,
+        Command::Nodes { json, action } => match action {
+            None => commands::nodes::nodes(&connect::client(g)?, *json).await,
+            Some(cli::NodesAction::Rm { node }) => {
+                commands::nodes::remove(&connect::client(g)?, node).await
+            }
+        },
         Command::Drain {
             node,
             deadline,

@@ -591,3 +591,44 @@ fn a_node_lost_while_its_drain_waits_leaves_the_controller_working() {
     assert_eq!(by.get("gone-2"), Some(&1), "{by:?}");
     assert_eq!(server.ready("big").len(), 1, "one big fits on gone-2");
 }
+
+#[test]
+fn a_node_that_is_down_can_be_removed_and_a_live_one_cannot() {
+    let port = free_port();
+    let server = Ebb::server_with(port, &[]);
+    let mut agent = Agent::join(
+        &format!("127.0.0.1:{port}"),
+        &server.join_token(),
+        "retired-1",
+        "127.0.0.2",
+    );
+    eventually("the node to be ready", Duration::from_secs(10), || {
+        (node_state(&server, "retired-1") == "ready").then_some(())
+    });
+    // Live: refused, saying what to do.
+    let out = server.cli(&["nodes", "rm", "retired-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("only a node that is down can be removed"),
+        "{stderr}"
+    );
+    // Down: removed, gone from the list, and the event says so.
+    agent.crash();
+    eventually("the node to be down", Duration::from_secs(10), || {
+        (node_state(&server, "retired-1") == "down").then_some(())
+    });
+    let out = eventually("the removal", Duration::from_secs(5), || {
+        let out = server.cli(&["nodes", "rm", "retired-1"]);
+        out.status.success().then_some(out)
+    });
+    assert!(String::from_utf8_lossy(&out.stdout).contains("node retired-1 removed (it was down)"));
+    assert_eq!(node_state(&server, "retired-1"), Value::Null);
+    assert!(server
+        .ok(&["events"])
+        .contains("node retired-1 was removed"));
+    // An unknown node: 404, exit 1.
+    let out = server.cli(&["nodes", "rm", "never-was"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node named"));
+}

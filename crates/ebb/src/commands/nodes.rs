@@ -61,3 +61,14 @@ fn row(n: &NodeView) -> Vec<String> {
         },
     ]
 }
+
+/// `ebb nodes rm NODE`
+pub async fn remove(client: &Client, node: &str) -> anyhow::Result<()> {
+    let removed = client.remove_node(node).await?;
+    out!(
+        "node {} removed (it was {})",
+        removed.name,
+        removed.state.as_str()
+    );
+    Ok(())
+}

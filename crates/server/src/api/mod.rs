@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use ebb_core::api::{ErrorBody, MAX_BODY_BYTES};
 use ebb_store::StoreError;
@@ -36,6 +36,7 @@ pub fn router(server: Server) -> Router {
         .route("/metrics", get(metrics::list))
         .route("/logs/{service}", get(logs::read))
         .route("/nodes", get(nodes::list))
+        .route("/nodes/{name}", delete(moves::remove_node))
         .route(
             "/nodes/{name}/drain",
             post(moves::drain).delete(moves::undrain),

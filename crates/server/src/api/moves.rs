@@ -90,6 +90,46 @@ pub async fn undrain(
     view_of(&server, &name)
 }
 
+/// `DELETE /v1/nodes/{name}`: forgets a node that is down, for good (a machine retired or
+/// renamed): it leaves `ebb nodes` and the scheduler's view. A live node is refused: its agent
+/// would register it again at its next heartbeat, and its instances would be lost to the
+/// controller's view; stop the agent first (or drain the node). Returns the node as it was.
+pub async fn remove_node(
+    State(server): State<Server>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<NodeView> {
+    known_node(&server, &name)?;
+    let now = Instant::now();
+    let state = server
+        .nodes()
+        .states(now, now.saturating_duration_since(server.started()))
+        .get(&name);
+    if state != NodeState::Down {
+        return Err(conflict(format!(
+            "node {name} is {state}: only a node that is down can be removed; stop its agent \
+             first (its instances are replaced elsewhere once it is down), or `ebb drain {name}` \
+             to move them now"
+        )));
+    }
+    let (assignments, _) = keys::assignments(server.store())?;
+    let held = assignments.iter().filter(|a| a.value.node == name).count();
+    if held > 0 {
+        return Err(conflict(format!(
+            "node {name} still holds {held} instances; the controller replaces them within a \
+             second of the node going down: try again"
+        )));
+    }
+    let view = view_of(&server, &name)?;
+    server.store().txn(vec![
+        Op::delete(keys::node(&name), Expect::Any),
+        Op::delete(keys::node_drain(&name), Expect::Any),
+    ])?;
+    server.nodes().forget(&name);
+    let message = format!("node {name} was removed: it was down and held no instance");
+    server.record(Event::new(now_ms(), EventKind::NodeRemoved, message).node(&name));
+    Ok(view)
+}
+
 /// `POST /v1/instances/{id}/migrate`: moves one instance, start-before-stop, to `to` or to
 /// wherever the scheduler places it (never its own node).
 pub async fn migrate(

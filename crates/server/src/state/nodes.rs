@@ -145,6 +145,11 @@ impl NodeRegistry {
         names
     }
 
+    /// Forgets a node's heartbeats and usage (`ebb nodes rm`).
+    pub fn forget(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
     /// Every node's state and heartbeat age at `now`, the server having been up for `uptime`:
     /// one reading for a whole controller pass or listing.
     pub fn states(&self, now: Instant, uptime: Duration) -> NodeStates {
