@@ -5,6 +5,27 @@ use crate::instance::{Assignment, DesiredState, InstanceState, InstanceStatus};
 use crate::service::ServiceSpec;
 use serde::{Deserialize, Serialize};
 
+/// Longest node name: a DNS label's 63 characters.
+pub const MAX_NODE_NAME: usize = 63;
+
+/// Checks a node's name. Names go into store keys, events and cgroup paths, so they are 1 to
+/// [`MAX_NODE_NAME`] letters, digits, `-`, `_` or `.`, and never `.` or `..` alone. The agent
+/// checks its `--name` with it, and the server every name an agent sends.
+pub fn validate_node_name(name: &str) -> Result<(), String> {
+    let charset = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let ok =
+        !name.is_empty() && name.len() <= MAX_NODE_NAME && charset && name != "." && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "node name {name:?} must be 1 to {MAX_NODE_NAME} letters, digits, `-`, `_` or `.`"
+        ))
+    }
+}
+
 /// File in a control plane's data dir where it writes the address its API listens on; the CLI
 /// (and `ebb demo`, for its child) reads it to find the API.
 pub const ADDR_FILE: &str = "api.addr";
@@ -460,4 +481,19 @@ pub struct LogCursor {
     pub instance: String,
     /// Byte offset in its current log file after the last line returned.
     pub offset: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_are_short_safe_words() {
+        for good in ["n1", "web-3.example.com", "A_b", &"x".repeat(63)] {
+            assert_eq!(validate_node_name(good), Ok(()), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "../etc", "a b", "é", &"x".repeat(64)] {
+            assert!(validate_node_name(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -77,23 +77,14 @@ async fn first_contact(
     }
 }
 
-/// Node names go into store keys, events and cgroup paths: letters, digits, `-`, `_`, `.`.
+/// Node names go into store keys, events and cgroup paths: core's one rule.
 fn check_node_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(anyhow::Error::new(Exit {
+    ebb_core::api::validate_node_name(name).map_err(|message| {
+        anyhow::Error::new(Exit {
             code: EXIT_INVALID,
-            message: format!(
-                "node name `{name}` must be 1 to 63 letters, digits, `-`, `_` or `.` (--name)"
-            ),
-        }))
-    }
+            message: format!("{message} (--name)"),
+        })
+    })
 }
 
 #[cfg(test)]

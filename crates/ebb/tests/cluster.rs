@@ -486,14 +486,15 @@ fn the_down_timeout_is_configurable() {
     eventually("the node to be down", Duration::from_secs(6), || {
         (node_state(&server, "slow-1") == "down").then_some(())
     });
-    agent.signal(Signal::SIGCONT);
-    // The controller's next pass (within a second) records the event of the node going down.
+    // The controller's next pass (within a second) records the event of the node going down;
+    // the agent stays stopped until then, or its next heartbeat could come first.
     eventually("the node-down event", Duration::from_secs(5), || {
         let events = server.ok(&["events"]);
         events
             .contains("node slow-1 is down: silent for 6s")
             .then_some(())
     });
+    agent.signal(Signal::SIGCONT);
 
     // Too short to tell a late heartbeat from a lost node: refused, naming the option.
     let out = std::process::Command::new(EBB)

@@ -185,6 +185,31 @@ async fn a_silent_connection_to_the_api_is_closed_at_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn node_names_that_could_reach_other_keys_are_refused() {
+    let h = start().await;
+    let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();
+    // (A name of `..` never reaches a handler: the URL resolves it away first.)
+    for bad in ["a/b", "a b", "x\u{e9}"] {
+        let mut info = node();
+        info.name = bad.into();
+        let req = SyncRequest {
+            node: info,
+            statuses: Vec::new(),
+            events: Vec::new(),
+            usage: Vec::new(),
+            node_usage: None,
+        };
+        let err = client.sync(&req).await.unwrap_err();
+        assert_eq!(err.status(), Some(400), "{bad:?}: {err}");
+        assert!(err.to_string().contains("node name"), "{err}");
+    }
+    assert!(
+        client.nodes().await.unwrap().is_empty(),
+        "nothing registered"
+    );
+}
+
+#[tokio::test]
 async fn scale_and_stop_of_unknown_services_say_so() {
     let h = start().await;
     let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();

@@ -22,6 +22,7 @@ pub async fn sync(
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<SyncRequest>,
 ) -> ApiResult<AssignmentsResponse> {
+    ebb_core::api::validate_node_name(&name).map_err(ApiError::bad_request)?;
     if req.node.name != name {
         return Err(ApiError::bad_request(format!(
             "node name in the path ({name:?}) differs from the body ({:?})",
@@ -115,6 +116,7 @@ pub async fn assignments(
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<AssignmentsQuery>,
 ) -> ApiResult<AssignmentsResponse> {
+    ebb_core::api::validate_node_name(&name).map_err(ApiError::bad_request)?;
     let wait = Duration::from_millis(q.wait_ms).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribed before the first look: a write in between still wakes the wait below.
