@@ -94,6 +94,25 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Whether an agent may report an event of this kind: what happens to the instances it
+    /// runs. Decisions (scaling, placement, rollouts) and node states are the server's to
+    /// record; an agent claiming them would write history it has no say in.
+    pub fn from_agent(self) -> bool {
+        matches!(
+            self,
+            EventKind::InstanceStarted
+                | EventKind::InstanceExited
+                | EventKind::InstanceRestarting
+                | EventKind::InstanceStartFailed
+                | EventKind::InstanceReady
+                | EventKind::InstanceUnready
+                | EventKind::InstanceUnhealthy
+                | EventKind::InstanceStopping
+                | EventKind::InstanceStopped
+                | EventKind::InstanceAdopted
+        )
+    }
+
     /// The dotted name `ebb events` and JSON use (`instance.ready`).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -210,6 +210,31 @@ async fn node_names_that_could_reach_other_keys_are_refused() {
 }
 
 #[tokio::test]
+async fn an_agent_reports_only_events_of_its_instances_and_as_its_own_node() {
+    let h = start().await;
+    let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();
+    let forged = ebb_core::Event::new(1, ebb_core::EventKind::NodeDown, "node n9 is down (forged)")
+        .node("n9");
+    let genuine =
+        ebb_core::Event::new(2, ebb_core::EventKind::InstanceExited, "exited (genuine)").node("n9");
+    let req = SyncRequest {
+        node: node(),
+        statuses: Vec::new(),
+        events: vec![forged, genuine],
+        usage: Vec::new(),
+        node_usage: None,
+    };
+    client.sync(&req).await.unwrap();
+    let events = client.events(0, 100, Duration::ZERO).await.unwrap().events;
+    assert!(!events.iter().any(|e| e.message.contains("forged")));
+    let kept = events
+        .iter()
+        .find(|e| e.message.contains("genuine"))
+        .expect("the instance event is kept");
+    assert_eq!(kept.node.as_deref(), Some("n1"), "marked with the sender");
+}
+
+#[tokio::test]
 async fn scale_and_stop_of_unknown_services_say_so() {
     let h = start().await;
     let client = Client::new(&h.addr, Some(h.token.clone())).unwrap();

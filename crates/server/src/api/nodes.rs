@@ -84,10 +84,13 @@ pub async fn sync(
         .filter(|u| holds(&u.id, u.generation))
         .collect();
     server.nodes().record_usage(&name, usage, req.node_usage);
+    // An agent reports on its own instances only: other kinds are dropped, and every event
+    // is marked with the node that sent it.
     let events = req
         .events
         .into_iter()
         .take(MAX_EVENTS_PER_SYNC)
+        .filter(|event| event.kind.from_agent())
         .map(|event| Event {
             node: Some(name.clone()),
             ..event
