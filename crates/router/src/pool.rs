@@ -111,18 +111,14 @@ impl IdlePool {
     /// second, off the request path, so that an endpoint nobody sends to holds no stale
     /// connections (and file descriptors). Returns how many were closed.
     pub fn reap(&self, now: Instant) -> usize {
-        let reaped: Vec<TcpStream> = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let (keep, reap): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut *idle)
-                .into_iter()
-                .partition(|(stream, since)| {
-                    now.saturating_duration_since(*since) <= IDLE_TIMEOUT
-                        && !has_pending_event(stream)
-                });
-            *idle = keep;
-            reap.into_iter().map(|(s, _)| s).collect()
-        };
-        reaped.len() // dropped here, outside the lock
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let before = idle.len();
+        // In place: nothing allocates when nothing goes, which is almost every second. The few
+        // sockets that do go are closed under the lock; checkouts wait a syscall at most.
+        idle.retain(|(stream, since)| {
+            now.saturating_duration_since(*since) <= IDLE_TIMEOUT && !has_pending_event(stream)
+        });
+        before - idle.len()
     }
 
     /// Idle connections now (for tests and the debug view).

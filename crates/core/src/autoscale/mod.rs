@@ -186,14 +186,13 @@ pub struct Bounds {
 
 /// Bound on how fast the count grows outside panic: per `period`, the larger of `instances`
 /// added and `percent` % of the count at the period's start (HPA `behavior.scaleUp` policies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScaleUpLimit {
     /// Instances that may be added per period.
     pub instances: u32,
     /// Percentage of the count that may be added per period.
     pub percent: u32,
     /// The period.
-    #[serde(with = "millis")]
     pub period: Duration,
 }
 
