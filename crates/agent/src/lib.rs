@@ -9,6 +9,7 @@ pub use supervisor::{
     DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES, INITIAL_BACKOFF, MAX_BACKOFF,
 };
 pub mod capacity;
+pub mod credential;
 pub mod sync;
 
 /// CPU of this machine in millicores (all cores visible to ebb).

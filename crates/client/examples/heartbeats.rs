@@ -383,6 +383,27 @@ async fn run(args: Args) -> bool {
             return true;
         }
     };
+    let width = args.agents.to_string().len().max(4);
+    // Each simulated node trades the join token for its own credential first, as `ebb agent`
+    // does on its first start; the heartbeats then carry that credential.
+    let mut clients = Vec::with_capacity(args.agents as usize);
+    for i in 0..args.agents {
+        // One client each, as each `ebb agent` has: its own connection pool.
+        let joined = match Client::new(&args.addr, Some(token.clone())) {
+            Ok(c) => c
+                .join(&node_info(i, width).name)
+                .await
+                .map(|r| c.with_token(r.credential)),
+            Err(e) => Err(e),
+        };
+        match joined {
+            Ok(client) => clients.push(client),
+            Err(e) => {
+                eprintln!("heartbeats: joining node {i}: {e}");
+                return true;
+            }
+        }
+    }
     let start = Instant::now() + Duration::from_millis(200);
     let window = start + Duration::from_secs(args.warmup);
     let tail = window + Duration::from_secs(args.seconds);
@@ -392,17 +413,8 @@ async fn run(args: Args) -> bool {
         tail,
         end: tail + Duration::from_secs(args.tail),
     });
-    let width = args.agents.to_string().len().max(4);
     let mut tasks = Vec::with_capacity(args.agents as usize);
-    for i in 0..args.agents {
-        // One client each, as each `ebb agent` has: its own connection pool.
-        let client = match Client::new(&args.addr, Some(token.clone())) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("heartbeats: {e}");
-                return true;
-            }
-        };
+    for (i, client) in (0..args.agents).zip(clients) {
         tasks.push(tokio::spawn(agent(
             i,
             args.agents,

@@ -100,6 +100,15 @@ impl Client {
         Ok(Client { base, token, http })
     }
 
+    /// The same API address (and connection pool) with another bearer token: an agent trades
+    /// the join token for its node credential.
+    pub fn with_token(&self, token: String) -> Client {
+        Client {
+            token: Some(token),
+            ..self.clone()
+        }
+    }
+
     /// The base URL calls go to, with its scheme and without a trailing slash.
     pub fn base(&self) -> &str {
         &self.base
@@ -245,6 +254,12 @@ impl Client {
             path.push_str(&format!("&cursors={}", encode(cursors)));
         }
         self.call(Method::GET, &path, None::<&()>, None).await
+    }
+
+    /// A node's first call, with the join token: its own credential for every later call.
+    pub async fn join(&self, node: &str) -> Result<ebb_core::api::JoinResponse, ClientError> {
+        let path = format!("/v1/nodes/{}/join", encode(node));
+        self.call(Method::POST, &path, None::<&()>, None).await
     }
 
     /// Agent heartbeat: report statuses and events, get the node's assignments back.

@@ -32,6 +32,18 @@ pub const ADDR_FILE: &str = "api.addr";
 /// File in a control plane's data dir that holds the API token (0600); the CLI reads it.
 pub const TOKEN_FILE: &str = "api-token";
 
+/// File in an agent's data dir that holds its node credential (0600): what `POST
+/// /v1/nodes/{name}/join` returned when the agent first joined with the join token.
+pub const NODE_CREDENTIAL_FILE: &str = "node-credential";
+
+/// `POST /v1/nodes/{name}/join`'s answer: the credential node `name` uses for every later call.
+/// It is shown once; the server keeps only its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResponse {
+    /// The bearer token of this node, and of no other.
+    pub credential: String,
+}
+
 /// Header that carries the API token: `Authorization: Bearer <token>`.
 pub const AUTH_HEADER: &str = "authorization";
 /// Largest request body the API accepts; deploys of hundreds of services fit in far less.

@@ -17,7 +17,9 @@ pub async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let data_dir = prepare_data_dir(&global.data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
-    let client = Client::new(&args.server, Some(args.token.clone()))?;
+    let join_token = join_token(args)?;
+    let server = Client::new(&args.server, None)?;
+    let client = node_client(&server, &data_dir, &name, join_token.as_deref()).await?;
     let supervisor = start_supervisor(&name, &args.advertise, &data_dir)?;
     let (cpu, memory) = ebb_agent::capacity::offered();
     let node = NodeInfo {
@@ -28,10 +30,24 @@ pub async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<()> {
         enforcement: supervisor.enforcement(),
         labels: args.labels.clone(),
     };
-    if let Err(e) = first_contact(&client, &supervisor, &node).await {
-        supervisor.detach();
-        return Err(e);
-    }
+    let client = match first_contact(&client, &supervisor, &node).await {
+        Err(e) if refused(&e) && join_token.is_some() => {
+            // The server forgot this node (`ebb nodes rm`, a new store): join again.
+            ebb_agent::credential::remove(&data_dir)?;
+            let client = node_client(&server, &data_dir, &name, join_token.as_deref()).await?;
+            first_contact(&client, &supervisor, &node)
+                .await
+                .map(|()| client)
+        }
+        other => other.map(|()| client),
+    };
+    let client = match client {
+        Ok(client) => client,
+        Err(e) => {
+            supervisor.detach();
+            return Err(e);
+        }
+    };
     let stop = tokio_util::sync::CancellationToken::new();
     let sync = tokio::spawn(ebb_agent::sync::run(
         client,
@@ -55,8 +71,82 @@ pub async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One sync before anything else, so that a wrong address or token is a clear error at start,
-/// not a warning in a retry loop.
+/// The join token, from `--token-file` or else `--token` / `EBB_JOIN_TOKEN`; None when neither
+/// is given (a node that has joined before needs none).
+fn join_token(args: &AgentArgs) -> anyhow::Result<Option<String>> {
+    let Some(path) = &args.token_file else {
+        return Ok(args.token.clone().filter(|t| !t.trim().is_empty()));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(format!(
+            "cannot read the join token from {} (--token-file): {e}",
+            path.display()
+        ))
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(invalid(format!(
+            "{} (--token-file) is empty: copy the server's data dir join-token file",
+            path.display()
+        )));
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// A client that calls as this node: with the credential kept in the data dir, or, on the
+/// first start, with the one the server returns for the join token (then kept).
+async fn node_client(
+    server: &Client,
+    data_dir: &std::path::Path,
+    name: &str,
+    join_token: Option<&str>,
+) -> anyhow::Result<Client> {
+    if let Some(credential) = ebb_agent::credential::load(data_dir)? {
+        return Ok(server.with_token(credential));
+    }
+    let Some(token) = join_token else {
+        return Err(invalid(format!(
+            "node {name} has not joined yet (no {} in {}): pass --token-file with a copy of the server's data dir join-token file, or set EBB_JOIN_TOKEN",
+            ebb_agent::credential::NODE_CREDENTIAL_FILE,
+            data_dir.display()
+        )));
+    };
+    let joined = server.with_token(token.to_string()).join(name).await;
+    let credential = match joined {
+        Ok(resp) => resp.credential,
+        Err(ClientError::Unauthorized { addr, .. }) => {
+            return Err(invalid(format!(
+                "the server at {addr} refused the join token: use a copy of the server's data dir join-token file (--token-file)"
+            )))
+        }
+        Err(ClientError::Api { status: 409, message }) => return Err(invalid(message)),
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("joining the server at {}", server.base()))
+            )
+        }
+    };
+    ebb_agent::credential::save(data_dir, &credential)?;
+    Ok(server.with_token(credential))
+}
+
+fn invalid(message: String) -> anyhow::Error {
+    anyhow::Error::new(Exit {
+        code: EXIT_INVALID,
+        message,
+    })
+}
+
+/// Whether the server refused this node's credential.
+fn refused(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<ClientError>(),
+        Some(ClientError::Unauthorized { .. })
+    )
+}
+
+/// One sync before anything else, so that a wrong address or credential is a clear error at
+/// start, not a warning in a retry loop.
 async fn first_contact(
     client: &Client,
     supervisor: &ebb_agent::Supervisor,
@@ -67,12 +157,11 @@ async fn first_contact(
             supervisor.apply(&resp.assignments);
             Ok(())
         }
-        Err(ClientError::Unauthorized { addr, .. }) => Err(anyhow::Error::new(Exit {
-            code: EXIT_INVALID,
-            message: format!(
-                "the server at {addr} refused the join token: pass --token (or EBB_JOIN_TOKEN) with the content of the server's data dir join-token file"
-            ),
-        })),
+        Err(e @ ClientError::Unauthorized { .. }) => Err(anyhow::Error::new(e).context(format!(
+            "the server refused node {}'s credential ({}): if the node was removed with `ebb nodes rm` or the server's store was reset, start the agent with --token-file to join again",
+            node.name,
+            ebb_agent::credential::NODE_CREDENTIAL_FILE
+        ))),
         Err(e) => Err(anyhow::Error::new(e).context(format!("joining the server at {}", client.base()))),
     }
 }

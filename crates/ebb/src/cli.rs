@@ -45,8 +45,8 @@ pub enum Command {
     #[command(
         long_about = "Run the control plane in the foreground: the API, the store, the scheduler that places \
                       instances on nodes, the autoscaler and the load balancers. Without --agent it runs no \
-                      instance itself: nodes join with `ebb agent --server URL --token T`, where T is the \
-                      join token this command writes to <data dir>/join-token on first start."
+                      instance itself: nodes join with `ebb agent --server URL --token-file FILE`, where FILE is a \
+                      copy of the join token this command writes to <data dir>/join-token on first start."
     )]
     Server(ServerArgs),
     /// Join this machine to a server as a node and run the instances placed on it
@@ -252,9 +252,14 @@ pub struct AgentArgs {
     /// The server's API address, e.g. http://10.0.0.1:7070
     #[arg(long)]
     pub server: String,
-    /// The server's join token (its data dir's join-token file)
+    /// File holding the server's join token (a copy of its data dir's join-token file). Needed
+    /// only the first time the node joins: it then keeps its own credential in its data dir
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// The join token itself; prefer --token-file or EBB_JOIN_TOKEN, since a command line is
+    /// visible to every user of the machine
     #[arg(long, env = "EBB_JOIN_TOKEN", hide_env_values = true)]
-    pub token: String,
+    pub token: Option<String>,
     /// Name of this node [default: the host name]
     #[arg(long)]
     pub name: Option<String>,

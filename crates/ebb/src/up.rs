@@ -242,7 +242,7 @@ fn say_up(addr: std::net::SocketAddr, data_dir: &Path, local: Option<&Local>) {
             data_dir.display()
         ),
         None => eprintln!(
-            "ebb server is up: API http://{addr}, data in {dir}.\n  Nodes join with `ebb agent --server http://{addr} --token $(cat {dir}/{join})`; `ebb nodes` lists them.",
+            "ebb server is up: API http://{addr}, data in {dir}.\n  Nodes join with `ebb agent --server http://{addr} --token-file FILE`, FILE a copy of {dir}/{join}; `ebb nodes` lists them.",
             dir = data_dir.display(),
             join = auth::JOIN_TOKEN_FILE,
         ),

@@ -10,6 +10,7 @@ use common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 /// A server and `n` agents named `<prefix>-1..n` on 127.0.0.2.. (node names are unique per
@@ -102,6 +103,44 @@ fn agents_join_with_the_token_and_instances_run_on_their_addresses() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Without a join token or a stored credential, the agent says what to pass.
+    let out = std::process::Command::new(EBB)
+        .args(["--data-dir"])
+        .arg(server.dir.path().join("newcomer"))
+        .args(["agent", "--server", &format!("127.0.0.1:{port}")])
+        .args(["--name", "newcomer"])
+        .env_remove("EBB_JOIN_TOKEN")
+        .output()
+        .expect("run agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--token-file"), "{stderr}");
+    // The join token cannot take a name that has joined: the agent exits 2 saying how.
+    let copy = server.dir.path().join("join-token.copy");
+    std::fs::write(&copy, server.join_token()).unwrap();
+    let out = std::process::Command::new(EBB)
+        .args(["--data-dir"])
+        .arg(server.dir.path().join("impostor"))
+        .args(["agent", "--server", &format!("127.0.0.1:{port}")])
+        .args(["--name", &agents[0].name, "--token-file"])
+        .arg(&copy)
+        .env_remove("EBB_JOIN_TOKEN")
+        .output()
+        .expect("run agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("has already joined"), "{stderr}");
+    // Each node keeps its own credential, for its owner's eyes only, and no two are alike.
+    let credentials: std::collections::HashSet<String> = agents
+        .iter()
+        .map(|a| {
+            let path = a.data_dir().join("node-credential");
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+            std::fs::read_to_string(path).unwrap()
+        })
+        .collect();
+    assert_eq!(credentials.len(), agents.len());
     let listed = nodes(&server);
     assert_eq!(listed.len(), 3, "{listed:?}");
     for (n, a) in listed.iter().zip(&agents) {
@@ -628,6 +667,12 @@ fn a_node_that_is_down_can_be_removed_and_a_live_one_cannot() {
     assert!(server
         .ok(&["events"])
         .contains("node retired-1 was removed"));
+    // Its credential went with it: the agent restarted on its old data dir joins again with
+    // the join token and comes back as a new node.
+    agent.start();
+    eventually("the node to return", Duration::from_secs(10), || {
+        (node_state(&server, "retired-1") == "ready").then_some(())
+    });
     // An unknown node: 404, exit 1.
     let out = server.cli(&["nodes", "rm", "never-was"]);
     assert_eq!(out.status.code(), Some(1));

@@ -44,9 +44,7 @@ fn load_or_create(path: &Path) -> io::Result<String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let mut bytes = [0u8; TOKEN_BYTES];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = random_token();
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -56,6 +54,35 @@ fn load_or_create(path: &Path) -> io::Result<String> {
     file.write_all(token.as_bytes())?;
     file.sync_all()?;
     Ok(token)
+}
+
+/// A new secret: [`TOKEN_BYTES`] random bytes in hex.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the store keeps of a node credential: its SHA-256 in hex. A copy of the store (a
+/// backup, an etcd snapshot) then lets no one act as a node; 256 random bits need no salt.
+pub fn credential_hash(credential: &str) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(credential.as_bytes()))
+}
+
+/// Checks an `Authorization` header value against a stored [`credential_hash`], in constant time.
+pub fn credential_matches(header: Option<&str>, stored_hash: &str) -> bool {
+    let Some(presented) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    credential_hash(presented.trim())
+        .as_bytes()
+        .ct_eq(stored_hash.as_bytes())
+        .into()
 }
 
 /// Checks an `Authorization` header value against the token in constant time.
@@ -92,5 +119,18 @@ mod tests {
         assert!(!authorized(Some("abc"), "abc"));
         assert!(!authorized(Some("Bearer "), "abc"));
         assert!(!authorized(None, "abc"));
+    }
+
+    #[test]
+    fn a_credential_matches_its_hash_only() {
+        let a = random_token();
+        let b = random_token();
+        assert_ne!(a, b);
+        let stored = credential_hash(&a);
+        assert_ne!(stored, a, "the store never holds the credential itself");
+        assert!(credential_matches(Some(&format!("Bearer {a}")), &stored));
+        assert!(!credential_matches(Some(&format!("Bearer {b}")), &stored));
+        assert!(!credential_matches(Some(&a), &stored));
+        assert!(!credential_matches(None, &stored));
     }
 }

@@ -20,10 +20,16 @@ struct Harness {
 }
 
 async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// [`start`] with the server configured by `setup` first (a join token, say).
+async fn start_with(setup: impl FnOnce(&Server)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
     let token = ebb_server::auth::load_or_create_token(dir.path()).unwrap();
     let server = Server::new(store, token.clone(), None).unwrap();
+    setup(&server);
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     // The control plane as `ebb server` runs it: API, controller, router on loopback.
     let plane = ControlPlane::start(PlaneConfig {
@@ -261,6 +267,97 @@ fn node() -> NodeInfo {
         enforcement: "none: test".into(),
         labels: Default::default(),
     }
+}
+
+/// A sync of node `name` at 127.0.0.1 reporting `statuses`.
+fn sync_of(name: &str, statuses: Vec<InstanceStatus>) -> SyncRequest {
+    SyncRequest {
+        node: NodeInfo {
+            name: name.into(),
+            ..node()
+        },
+        statuses,
+        events: vec![],
+        usage: vec![],
+        node_usage: None,
+    }
+}
+
+fn running(a: &ebb_core::Assignment, addr: &str) -> InstanceStatus {
+    InstanceStatus {
+        id: a.id.clone(),
+        generation: a.generation,
+        state: InstanceState::Running,
+        pid: Some(1),
+        addr: Some(addr.into()),
+        ready: true,
+        restarts: 0,
+        started_ms: Some(0),
+        last_exit: None,
+    }
+}
+
+#[tokio::test]
+async fn each_node_calls_with_its_own_credential_and_about_itself_only() {
+    let h = start_with(|s| s.set_join_token("the-join-token".into())).await;
+    let admin = Client::new(&h.addr, Some(h.token.clone())).unwrap();
+    let joiner = Client::new(&h.addr, Some("the-join-token".into())).unwrap();
+    // The join token alone can neither read a node's assignments nor heartbeat as it.
+    let refused = joiner
+        .assignments("n1", 0, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ebb_client::ClientError::Unauthorized { message, .. } if message.contains("the join token only joins")),
+        "{refused}"
+    );
+    let refused = joiner.sync(&sync_of("n1", vec![])).await.unwrap_err();
+    assert_eq!(refused.status(), Some(401), "{refused}");
+    assert!(
+        admin.nodes().await.unwrap().is_empty(),
+        "nothing registered"
+    );
+    // It trades for a credential once per name; a second join of the name is refused.
+    let n1 = joiner.with_token(joiner.join("n1").await.unwrap().credential);
+    let again = joiner.join("n1").await.unwrap_err();
+    assert_eq!(again.status(), Some(409), "{again}");
+    assert!(again.to_string().contains("ebb nodes rm n1"), "{again}");
+    let n2 = joiner.with_token(joiner.join("n2").await.unwrap().credential);
+    // A wrong token cannot join at all.
+    let stranger = Client::new(&h.addr, Some("guess".into())).unwrap();
+    assert_eq!(stranger.join("n3").await.unwrap_err().status(), Some(401));
+    // n2's credential cannot act as n1; n1's can.
+    let as_n1 = n2.sync(&sync_of("n1", vec![])).await.unwrap_err();
+    assert_eq!(as_n1.status(), Some(401), "{as_n1}");
+    let read_n1 = n2.assignments("n1", 0, Duration::ZERO).await.unwrap_err();
+    assert_eq!(read_n1.status(), Some(401), "{read_n1}");
+    n1.sync(&sync_of("n1", vec![])).await.unwrap();
+    n2.sync(&sync_of("n2", vec![])).await.unwrap();
+
+    // A status whose address is not on the node's advertised address is refused; its own is
+    // taken.
+    admin.apply(vec![spec("web", 2)]).await.unwrap();
+    let on_n1 = eventually_async("an instance on n1", Duration::from_secs(10), async || {
+        let resp = n1.sync(&sync_of("n1", vec![])).await.unwrap();
+        resp.assignments.into_iter().next()
+    })
+    .await;
+    let addr_of = async |id: &str| {
+        let all = admin.instances(Some("web")).await.unwrap();
+        all.into_iter().find(|i| i.id == id).and_then(|i| i.addr)
+    };
+    n1.sync(&sync_of("n1", vec![running(&on_n1, "10.9.9.9:80")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        addr_of(&on_n1.id).await,
+        None,
+        "a foreign address is refused"
+    );
+    n1.sync(&sync_of("n1", vec![running(&on_n1, "127.0.0.1:4100")]))
+        .await
+        .unwrap();
+    assert_eq!(addr_of(&on_n1.id).await.as_deref(), Some("127.0.0.1:4100"));
 }
 
 /// Reports every assignment of the node as running and ready.

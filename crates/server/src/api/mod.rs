@@ -47,15 +47,23 @@ pub fn router(server: Server) -> Router {
             server.clone(),
             require_token,
         ));
-    // Agents' calls: the join token suffices (it cannot deploy, scale or read anything else).
+    // A new node trades the join token for its own credential, once.
+    let joining = Router::new()
+        .route("/nodes/{name}/join", post(nodes::join))
+        .route_layer(middleware::from_fn_with_state(
+            server.clone(),
+            require_join_token,
+        ));
+    // A node's calls: its own credential, about itself only (the API token also passes: the
+    // local agent of `ebb up` uses it).
     let agents = Router::new()
         .route("/nodes/{name}/sync", post(nodes::sync))
         .route("/nodes/{name}/assignments", get(nodes::assignments))
         .route_layer(middleware::from_fn_with_state(
             server.clone(),
-            require_agent_token,
+            require_node_credential,
         ));
-    let v1 = v1.merge(agents);
+    let v1 = v1.merge(joining).merge(agents);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/v1", v1)
@@ -86,12 +94,15 @@ async fn require_token(State(server): State<Server>, req: Request, next: Next) -
     }
 }
 
-/// For agents' calls: the join token or the API token.
-async fn require_agent_token(State(server): State<Server>, req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
         .get(ebb_core::api::AUTH_HEADER)
-        .and_then(|v| v.to_str().ok());
+        .and_then(|v| v.to_str().ok())
+}
+
+/// For a node's first call (`join`): the join token or the API token.
+async fn require_join_token(State(server): State<Server>, req: Request, next: Next) -> Response {
+    let header = bearer(&req);
     let joined = server
         .join_token()
         .is_some_and(|t| auth::authorized(header, t));
@@ -100,10 +111,59 @@ async fn require_agent_token(State(server): State<Server>, req: Request, next: N
     } else {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong join token: start the agent with `--token` set to the server's data dir join-token file",
+            "missing or wrong join token: start the agent with `--token-file` naming a copy of the server's data dir join-token file (or EBB_JOIN_TOKEN)",
         )
         .into_response()
     }
+}
+
+/// For a node's own calls (`sync`, `assignments`): the credential of the node named in the
+/// path, or the API token. The join token alone is refused, and so is another node's
+/// credential: a node can neither read another's assignments (their env) nor heartbeat for it.
+async fn require_node_credential(
+    State(server): State<Server>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let header = bearer(&req);
+    if auth::authorized(header, server.token()) {
+        return next.run(req).await;
+    }
+    let name = params.get("name").map(String::as_str).unwrap_or_default();
+    if ebb_core::api::validate_node_name(name).is_err() {
+        return ApiError::bad_request(format!("invalid node name {name:?}")).into_response();
+    }
+    let stored = match server
+        .store()
+        .get(&crate::state::keys::node_credential(name))
+    {
+        Ok(stored) => stored,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let hash = stored
+        .as_ref()
+        .and_then(|kv| std::str::from_utf8(&kv.value).ok());
+    if hash.is_some_and(|hash| auth::credential_matches(header, hash)) {
+        return next.run(req).await;
+    }
+    let message = if server
+        .join_token()
+        .is_some_and(|t| auth::authorized(header, t))
+    {
+        format!(
+            "the join token only joins: node {name} must call with its own credential, which `POST /v1/nodes/{name}/join` returns once (`ebb agent` keeps it in its data dir's node-credential file)"
+        )
+    } else if hash.is_none() {
+        format!(
+            "node {name} has not joined: join with the join token first (`ebb agent --token-file`)"
+        )
+    } else {
+        format!(
+            "wrong credential for node {name}: each node has its own (its data dir's node-credential file)"
+        )
+    };
+    ApiError::new(StatusCode::UNAUTHORIZED, message).into_response()
 }
 
 /// An API error: a status and a message, sent as `{"error": "..."}`.

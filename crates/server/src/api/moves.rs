@@ -123,9 +123,12 @@ pub async fn remove_node(
     server.store().txn(vec![
         Op::delete(keys::node(&name), Expect::Any),
         Op::delete(keys::node_drain(&name), Expect::Any),
+        Op::delete(keys::node_credential(&name), Expect::Any),
     ])?;
     server.nodes().forget(&name);
-    let message = format!("node {name} was removed: it was down and held no instance");
+    let message = format!(
+        "node {name} was removed: it was down and held no instance; its credential is revoked"
+    );
     server.record(Event::new(now_ms(), EventKind::NodeRemoved, message).node(&name));
     Ok(view)
 }

@@ -6,7 +6,7 @@ use crate::state::keys;
 use crate::{now_ms, Server};
 use axum::extract::State;
 use axum::Json;
-use ebb_core::api::{AssignmentsResponse, SyncRequest};
+use ebb_core::api::{AssignmentsResponse, JoinResponse, SyncRequest};
 use ebb_core::{Event, EventKind};
 use ebb_store::{Expect, StoreError};
 use serde::Deserialize;
@@ -16,6 +16,45 @@ use std::time::{Duration, Instant};
 /// Longest long-poll a node may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 use ebb_core::api::MAX_EVENTS_PER_SYNC;
+
+/// `POST /v1/nodes/{name}/join` (join token): node `name` receives its own credential. Once: a
+/// name that has joined cannot be taken again with the join token, so that the join token
+/// cannot be used to act as a node that exists. A machine that lost its credential joins
+/// again after `ebb nodes rm NAME`, which forgets the node and its credential.
+pub async fn join(
+    State(server): State<Server>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<JoinResponse> {
+    ebb_core::api::validate_node_name(&name).map_err(ApiError::bad_request)?;
+    let credential = crate::auth::random_token();
+    let hash = crate::auth::credential_hash(&credential);
+    match server.store().put(
+        &keys::node_credential(&name),
+        hash.as_bytes(),
+        Expect::Absent,
+    ) {
+        Ok(_) => Ok(Json(JoinResponse { credential })),
+        Err(StoreError::Conflict { .. }) => Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!(
+                "node {name} has already joined: its agent uses the credential in its data dir's \
+                 node-credential file. A machine that lost it joins again once the old node is \
+                 forgotten: `ebb nodes rm {name}` (when it is down), or choose another --name"
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `addr` (`host:port` or `[v6]:port`) is on the node's advertised `host`: a node
+/// may only point the router at itself.
+fn on_host(addr: &str, host: &str) -> bool {
+    addr.rsplit_once(':').is_some_and(|(h, port)| {
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        !port.is_empty() && h.eq_ignore_ascii_case(host)
+    })
+}
 
 pub async fn sync(
     State(server): State<Server>,
@@ -71,10 +110,18 @@ pub async fn sync(
     // Only the node that holds the current generation of an instance may report on it.
     let held: HashSet<(&str, u64)> = mine.iter().map(|a| (a.id.as_str(), a.generation)).collect();
     let holds = |id: &str, generation: u64| held.contains(&(id, generation));
+    let address = req.node.address.as_str();
     let owned: Vec<_> = req
         .statuses
         .into_iter()
         .filter(|s| holds(&s.id, s.generation))
+        .filter(|s| {
+            let foreign = s.addr.as_deref().is_some_and(|a| !on_host(a, address));
+            if foreign {
+                tracing::warn!(node = %name, instance = %s.id, addr = ?s.addr, "status refused: its address is not on the node's advertised address {address}");
+            }
+            !foreign
+        })
         .collect();
     server.update_statuses(&owned)?;
     // Usage changes every second: kept in memory for the autoscaler, never written to the store.
@@ -208,4 +255,21 @@ pub fn views(server: &Server, now: Instant) -> Result<Vec<ebb_core::api::NodeVie
         .collect();
     views.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(views)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_host;
+
+    #[test]
+    fn an_instance_address_must_be_on_its_node() {
+        assert!(on_host("10.0.0.2:8080", "10.0.0.2"));
+        assert!(on_host("[::1]:8080", "::1"));
+        assert!(on_host("Node-A:80", "node-a"));
+        assert!(!on_host("10.0.0.3:8080", "10.0.0.2"));
+        assert!(!on_host("10.0.0.22:8080", "10.0.0.2"));
+        assert!(!on_host("10.0.0.2", "10.0.0.2"));
+        assert!(!on_host("10.0.0.2:", "10.0.0.2"));
+        assert!(!on_host("evil.example:80", "10.0.0.2"));
+    }
 }

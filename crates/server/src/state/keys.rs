@@ -7,6 +7,7 @@
 //! | `status/{id}` | [`InstanceStatus`] last reported by the node | node sync |
 //! | `nodes/{name}` | [`NodeInfo`](ebb_core::api::NodeInfo) | node sync, when it changes |
 //! | `drain/{id}` | [`DrainRecord`]: out of the load balancer, finishing in-flight requests | controller |
+//! | `node-credentials/{name}` | SHA-256 of the node's credential, hex ([`crate::auth::credential_hash`]) | API (`join`, `ebb nodes rm`) |
 //! | `node-drains/{name}` | [`NodeDrain`]: the node takes nothing new, its instances move | API (`ebb drain`) |
 //! | `migrations/{id}` | [`Migration`]: the instance is replaced elsewhere, then stopped | API (`ebb migrate`), controller (drains) |
 //! | `events/{n:020}` | [`Event`](ebb_core::Event); its `seq` is the key's revision | everyone, through [`crate::state::events::EventLog`] |
@@ -27,10 +28,17 @@ pub const NODES: &str = "nodes/";
 pub const EVENTS: &str = "events/";
 /// Prefix of drain records, by instance id.
 pub const DRAINS: &str = "drain/";
+/// Prefix of node credential hashes, by node name.
+pub const NODE_CREDENTIALS: &str = "node-credentials/";
 /// Prefix of node drains, by node name.
 pub const NODE_DRAINS: &str = "node-drains/";
 /// Prefix of migrations, by instance id.
 pub const MIGRATIONS: &str = "migrations/";
+
+/// The key of node `name`'s credential hash.
+pub fn node_credential(name: &str) -> String {
+    format!("{NODE_CREDENTIALS}{name}")
+}
 
 /// The key of node `name`'s [`NodeDrain`].
 pub fn node_drain(name: &str) -> String {
