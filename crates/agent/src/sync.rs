@@ -20,6 +20,10 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 pub const LONG_POLL_WAIT: Duration = Duration::from_secs(30);
 /// How long the last report at shutdown may take.
 pub const FINAL_SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a heartbeat may take. One that takes longer would arrive too late to count for the
+/// node's liveness (the server's down timeout is 2 s at least): it is given up, its events are
+/// kept, and the next heartbeat goes out on time instead of queuing behind it.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause after a failed call, so an unreachable server is not hammered.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -103,7 +107,13 @@ pub async fn sync_once(
         usage: supervisor.usage(),
         node_usage: supervisor.node_usage(),
     };
-    let result = client.sync(&req).await;
+    let result = match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.sync(&req)).await {
+        Ok(result) => result,
+        Err(_) => Err(ebb_client::ClientError::Timeout {
+            addr: client.base().to_string(),
+            reason: format!("no answer to a heartbeat within {HEARTBEAT_TIMEOUT:?}"),
+        }),
+    };
     if result.is_err() {
         supervisor.requeue_events(req.events);
     }

@@ -678,3 +678,94 @@ fn a_node_that_is_down_can_be_removed_and_a_live_one_cannot() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no node named"));
 }
+
+/// Ready instances of `service` and their pids, by id.
+fn ready_pids(server: &Ebb, service: &str, n: usize) -> BTreeMap<String, u64> {
+    server
+        .wait_ready(service, n, Duration::from_secs(20))
+        .iter()
+        .map(|i| {
+            let id = i["id"].as_str().unwrap().to_string();
+            (id, i["pid"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// How long a server is stalled in the tests below: longer than the down timeout (3 s).
+const STALL: Duration = Duration::from_secs(5);
+
+/// After a stall of the server: the load saw no failure, no node was taken for down, and
+/// every instance of `before` runs on with the same pid, among `ready` ready instances.
+fn nothing_restarted(server: &Ebb, load: LoadGen, before: &BTreeMap<String, u64>, ready: usize) {
+    // Longer than the down timeout again, so that a node wrongly counted down would show.
+    std::thread::sleep(Duration::from_secs(4));
+    finish_without_failures(load);
+    let events = server.ok(&["events", "--limit", "1000"]);
+    assert!(!events.contains("node.down"), "{events}");
+    let after = ready_pids(server, "web", ready);
+    for (id, pid) in before {
+        assert_eq!(after.get(id), Some(pid), "instance {id}: {after:?}");
+    }
+}
+
+#[test]
+fn a_server_stopped_for_5_s_restarts_nothing_and_fails_no_request() {
+    let (server, _agents, _) = cluster("sigstop", 2);
+    let lb = free_port();
+    let file = deploy_file(server.dir.path(), "web.toml", &routed_service("web", 2, lb));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    let before = ready_pids(&server, "web", 2);
+    assert_eq!(per_node(&server, "web").len(), 2, "one instance per node");
+    let load = LoadGen::start(&format!("127.0.0.1:{lb}"), 4);
+    std::thread::sleep(Duration::from_secs(1));
+    server.signal(Signal::SIGSTOP);
+    std::thread::sleep(STALL);
+    server.signal(Signal::SIGCONT);
+    nothing_restarted(&server, load, &before, 2);
+}
+
+#[test]
+fn a_frozen_data_dir_disk_restarts_nothing_and_fails_no_request() {
+    // The server's data dir on its own file system, frozen for 5 s while a scale-up writes
+    // to the store: the API's store writes block all that time.
+    let images = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fs = common::loopfs::LoopFs::mount(&images.path().join("fs.img"), &dir.path().join("data"));
+    let port = free_port();
+    let server = Ebb::server_in(dir, port, &[]);
+    let addr = format!("127.0.0.1:{port}");
+    let token = server.join_token();
+    let _agents: Vec<Agent> = (1..=2)
+        .map(|i| {
+            Agent::join(
+                &addr,
+                &token,
+                &format!("thaw-disk-{i}"),
+                &format!("127.0.0.{}", i + 1),
+            )
+        })
+        .collect();
+    let lb = free_port();
+    let file = deploy_file(images.path(), "web.toml", &routed_service("web", 2, lb));
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    let before = ready_pids(&server, "web", 2);
+    let load = LoadGen::start(&format!("127.0.0.1:{lb}"), 4);
+    std::thread::sleep(Duration::from_secs(1));
+    let frozen = fs.freeze();
+    let scale = std::process::Command::new(common::EBB)
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(["scale", "web", "3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(STALL);
+    drop(frozen);
+    let mut scale = scale;
+    assert!(
+        scale.wait().unwrap().success(),
+        "the scale-up went through once thawed"
+    );
+    nothing_restarted(&server, load, &before, 3);
+}

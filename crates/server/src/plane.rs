@@ -18,6 +18,7 @@
 //! health checks need.
 
 use crate::controllers::{autoscale, instances, maintenance};
+use crate::state::nodes::PULSE_INTERVAL;
 use crate::{routing, Server};
 use ebb_router::limit::ConnectionLimit;
 use std::future::Future;
@@ -71,6 +72,17 @@ pub struct PlaneConfig {
     /// How many client connections the services' ports may hold open at once, all together
     /// (see [`ebb_router::limit::connection_budget`]); the API gets [`api_connection_cap`] of it.
     pub max_connections: usize,
+}
+
+/// Shows the node registry, every [`PULSE_INTERVAL`], that the runtime serving heartbeats runs:
+/// time in which it did not (a SIGSTOP, a frozen disk under the workers) is not counted
+/// against any node, so that a stalled server restarts nothing.
+async fn pulse(server: Server, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(PULSE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while crate::run_loop::next(&stop, tick.tick()).await.is_some() {
+        server.nodes().pulse(std::time::Instant::now());
+    }
 }
 
 /// The API's own cap on open connections, from the services' budget: a quarter of it, within
@@ -128,6 +140,8 @@ impl ControlPlane {
         plane.spawn(Stage::Decisions, |stop| autoscale::run(s, r, stop));
         let s = server.clone();
         plane.spawn(Stage::Routing, |stop| routing::run(s, router, stop));
+        let s = server.clone();
+        plane.spawn(Stage::Api, |stop| pulse(s, stop));
         let api_limit = ConnectionLimit::new(api_cap);
         plane.spawn(Stage::Api, |stop| serve_api(api, server, api_limit, stop));
         Ok(plane)

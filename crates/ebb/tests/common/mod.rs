@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod loopfs;
 
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -51,7 +52,11 @@ impl Ebb {
 
     /// [`Ebb::server`] with more options for `ebb server`.
     pub fn server_with(port: u16, options: &[&str]) -> Ebb {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Ebb::server_in(tempfile::tempdir().expect("tempdir"), port, options)
+    }
+
+    /// [`Ebb::server_with`] on `<dir>/data` (where a test may have mounted a file system).
+    pub fn server_in(dir: tempfile::TempDir, port: u16, options: &[&str]) -> Ebb {
         let listen = format!("127.0.0.1:{port}");
         let mut role = vec!["server".to_string(), "--listen".into(), listen];
         role.extend(options.iter().map(|o| o.to_string()));
@@ -182,6 +187,12 @@ impl Ebb {
     }
 
     /// Sends a signal to `ebb up` and waits for it to exit; returns its exit status.
+    /// Sends `sig` to the server process and returns at once (SIGSTOP, SIGCONT).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let c = self.child.as_ref().expect("ebb running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig).expect("signal");
+    }
+
     pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("ebb up running");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig).expect("signal");

@@ -16,6 +16,14 @@ pub const MIN_NODE_DOWN_AFTER: Duration = Duration::from_secs(2);
 /// A node silent this long has missed a heartbeat (every second, ARCHITECTURE.md, defaults) and a half: suspect.
 pub const NODE_SUSPECT_AFTER: Duration = Duration::from_millis(1500);
 
+/// How often the control plane's async runtime, which serves heartbeats, shows that it runs:
+/// see [`NodeRegistry::pulse`].
+pub const PULSE_INTERVAL: Duration = Duration::from_millis(100);
+/// A gap between pulses this long means the server could not process heartbeats (a SIGSTOP, a
+/// paused VM, workers blocked on a frozen disk): five pulses missed, far beyond scheduling
+/// jitter, yet well under the shortest down timeout ([`MIN_NODE_DOWN_AFTER`]).
+pub const STALL_AFTER: Duration = Duration::from_millis(500);
+
 /// What the server knows of one node.
 struct Seen {
     info: NodeInfo,
@@ -32,6 +40,8 @@ pub struct NodeRegistry {
     seen: Mutex<HashMap<String, Seen>>,
     /// How long a node may be silent before it is down, in milliseconds.
     down_after_ms: AtomicU64,
+    /// The last [`Self::pulse`] (None: no pulse runs, as in unit tests). Locked before `seen`.
+    last_pulse: Mutex<Option<Instant>>,
 }
 
 impl Default for NodeRegistry {
@@ -39,6 +49,7 @@ impl Default for NodeRegistry {
         NodeRegistry {
             seen: Mutex::default(),
             down_after_ms: AtomicU64::new(NODE_DOWN_AFTER.as_millis() as u64),
+            last_pulse: Mutex::default(),
         }
     }
 }
@@ -58,6 +69,37 @@ impl NodeRegistry {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Seen>> {
         crate::lock(&self.seen)
+    }
+
+    /// Called every [`PULSE_INTERVAL`] by a task on the runtime that serves heartbeats: proof
+    /// that, until `now`, the server could have processed them.
+    pub fn pulse(&self, now: Instant) {
+        let mut last = crate::lock(&self.last_pulse);
+        self.discount_stall(&mut last, now);
+        *last = Some(now);
+    }
+
+    /// The node-down clock does not count time in which the server itself could not process
+    /// heartbeats: when the last pulse is older than [`STALL_AFTER`], that whole gap is added
+    /// to every node's last heartbeat (never past `now`). Checked by every liveness reading,
+    /// so a reading taken right after a stall (before the pulse task has run again) or on
+    /// another thread while the runtime is stuck sees it too.
+    fn discount_stall(&self, last_pulse: &mut Option<Instant>, now: Instant) {
+        let Some(last) = *last_pulse else { return };
+        let gap = now.saturating_duration_since(last);
+        if gap <= STALL_AFTER {
+            return;
+        }
+        for node in self.lock().values_mut() {
+            node.at = (node.at + gap).min(now);
+        }
+        *last_pulse = Some(now);
+    }
+
+    /// [`Self::discount_stall`] before a liveness reading at `now`.
+    fn settle(&self, now: Instant) {
+        let mut last = crate::lock(&self.last_pulse);
+        self.discount_stall(&mut last, now);
     }
 
     /// Records a heartbeat; returns whether the node is new or its description changed, and
@@ -131,6 +173,7 @@ impl NodeRegistry {
     /// Nodes silent past [`Self::down_after`] that were not reported down yet; they are
     /// reported now (once per outage).
     pub fn newly_down(&self, now: Instant) -> Vec<String> {
+        self.settle(now);
         let down_after = self.down_after();
         let mut names: Vec<String> = self
             .lock()
@@ -153,6 +196,7 @@ impl NodeRegistry {
     /// Every node's state and heartbeat age at `now`, the server having been up for `uptime`:
     /// one reading for a whole controller pass or listing.
     pub fn states(&self, now: Instant, uptime: Duration) -> NodeStates {
+        self.settle(now);
         let ages = self
             .lock()
             .iter()
@@ -168,6 +212,7 @@ impl NodeRegistry {
 
     /// Names of nodes heard from within [`Self::down_after`], sorted.
     pub fn live(&self, now: Instant) -> Vec<String> {
+        self.settle(now);
         let down_after = self.down_after();
         let mut names: Vec<String> = self
             .lock()
@@ -302,6 +347,63 @@ mod tests {
             "it returns"
         );
         assert_eq!(nodes.heartbeat(&info("a"), late), (false, false));
+    }
+
+    #[test]
+    fn time_in_which_the_server_could_not_process_heartbeats_is_not_counted() {
+        let reg = NodeRegistry::default();
+        let t0 = Instant::now();
+        reg.heartbeat(&info("a"), t0);
+        reg.heartbeat(&info("b"), t0);
+        reg.pulse(t0);
+        // Pulses every 100 ms: the clock runs, and a silent node goes down as usual.
+        for i in 1..=10 {
+            reg.pulse(t0 + PULSE_INTERVAL * i);
+        }
+        reg.heartbeat(&info("b"), t0 + Duration::from_secs(1));
+        // Then the server stops for 5 s (SIGSTOP): the first reading after it, taken before
+        // the pulse task has run again, counts none of it.
+        let resumed = t0 + Duration::from_secs(6);
+        assert!(reg.newly_down(resumed).is_empty());
+        assert_eq!(reg.live(resumed), vec!["a", "b"]);
+        let states = reg.states(resumed, Duration::from_secs(60));
+        assert_eq!(states.age("a"), Some(Duration::from_secs(1)));
+        // Time after the stall counts again: a stays silent and goes down 3 s after its
+        // heartbeat, stall excluded; b, heard later, a second after that.
+        for i in 1..=21 {
+            reg.pulse(resumed + PULSE_INTERVAL * i);
+        }
+        assert_eq!(
+            reg.newly_down(resumed + Duration::from_millis(2100)),
+            vec!["a"]
+        );
+        for i in 22..=31 {
+            reg.pulse(resumed + PULSE_INTERVAL * i);
+        }
+        assert_eq!(
+            reg.newly_down(resumed + Duration::from_millis(3100)),
+            vec!["b"]
+        );
+    }
+
+    #[test]
+    fn a_stuck_runtime_stops_the_clock_for_readings_from_other_threads() {
+        let reg = NodeRegistry::default();
+        let t0 = Instant::now();
+        reg.heartbeat(&info("a"), t0);
+        reg.pulse(t0);
+        // No pulse for 10 s (the API's workers are blocked on a frozen disk); the controller
+        // reads every second from its own thread: the node never goes down.
+        for s in 1..=10 {
+            assert!(
+                reg.newly_down(t0 + Duration::from_secs(s)).is_empty(),
+                "{s} s"
+            );
+        }
+        // Without a pulse task at all (None), nothing is discounted.
+        let plain = NodeRegistry::default();
+        plain.heartbeat(&info("a"), t0);
+        assert_eq!(plain.newly_down(t0 + Duration::from_secs(5)), vec!["a"]);
     }
 
     #[test]
