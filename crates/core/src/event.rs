@@ -57,6 +57,9 @@ pub enum EventKind {
     /// A service's load balancer listens on its public port.
     #[serde(rename = "router.listening")]
     RouterListening,
+    /// A service's load balancer serves certificates read again from changed files.
+    #[serde(rename = "router.certificate")]
+    RouterCertificate,
     /// A node synced with the server for the first time.
     #[serde(rename = "node.joined")]
     NodeJoined,
@@ -133,6 +136,7 @@ impl EventKind {
             EventKind::InstanceAdopted => "instance.adopted",
             EventKind::InstanceDraining => "instance.draining",
             EventKind::RouterListening => "router.listening",
+            EventKind::RouterCertificate => "router.certificate",
             EventKind::NodeJoined => "node.joined",
             EventKind::InstancePending => "instance.pending",
             EventKind::NodeDown => "node.down",

@@ -22,6 +22,6 @@ pub use event::{Event, EventKind};
 pub use instance::{Assignment, DesiredState, InstanceState, InstanceStatus};
 pub use quantity::{parse_cpu_millis, parse_duration, parse_size, QuantityError};
 pub use service::{
-    BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Placement, Protocol, Resources,
-    ServiceSpec, StopSpec,
+    BalanceAlgorithm, BalanceSpec, CertificateFiles, HealthCheck, HealthSpec, Placement, Protocol,
+    Resources, ServiceSpec, StopSpec, TlsSpec,
 };

@@ -89,7 +89,33 @@ pub struct ServiceSpec {
     /// the default.
     #[serde(default, skip_serializing_if = "Placement::is_default")]
     pub placement: Placement,
+    /// TLS terminated by the router on the service's port (HTTP services only). Left out of
+    /// JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 }
+
+/// TLS at the router: the certificates it serves, each with its key (PEM files on the
+/// server's machine, absolute paths). The first is served to clients whose SNI names none of
+/// the others (or send no SNI); each other one to the names it is valid for. Files are read
+/// again when they change, so a renewed certificate needs no deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSpec {
+    /// Certificate and key pairs; the first is the default.
+    pub certificates: Vec<CertificateFiles>,
+}
+
+/// A certificate chain and its private key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateFiles {
+    /// The certificate chain (leaf first), PEM.
+    pub cert: String,
+    /// The private key (PKCS#8, PKCS#1 or SEC1), PEM.
+    pub key: String,
+}
+
+/// Most certificates one service's TLS may hold (SNI picks among them).
+pub const MAX_CERTIFICATES: usize = 100;
 
 /// How the scheduler chooses among the nodes an instance fits on; deploy files write
 /// `placement = "binpack"` (the default) or `"spread"`.
@@ -538,6 +564,7 @@ impl ServiceSpec {
             autoscale: None,
             constraints: Vec::new(),
             placement: Placement::default(),
+            tls: None,
         }
     }
 
@@ -561,7 +588,47 @@ impl ServiceSpec {
         self.autoscale_problems(&mut problems);
         self.constraint_problems(&mut problems);
         self.stop.problems(&mut problems);
+        self.tls_problems(&mut problems);
         problems.errors
+    }
+
+    fn tls_problems(&self, p: &mut Problems) {
+        let Some(tls) = &self.tls else { return };
+        if self.port.is_none() {
+            p.add(
+                "tls",
+                "tls needs a public port: add `port = ...`, where the router terminates it",
+            );
+        }
+        if self.protocol != Protocol::Http {
+            p.add(
+                "tls",
+                "tls is terminated for protocol = \"http\" services only",
+            );
+        }
+        if tls.certificates.is_empty() {
+            p.add(
+                "tls",
+                "tls needs a certificate: cert = \"cert.pem\" and key = \"key.pem\"",
+            );
+        }
+        if tls.certificates.len() > MAX_CERTIFICATES {
+            let n = tls.certificates.len();
+            p.add(
+                "tls",
+                format!("{n} certificates is more than the limit of {MAX_CERTIFICATES}"),
+            );
+        }
+        for (i, c) in tls.certificates.iter().enumerate() {
+            for (name, path) in [("cert", &c.cert), ("key", &c.key)] {
+                if !path.starts_with('/') {
+                    p.add(
+                        &format!("tls.certificates[{i}].{name}"),
+                        format!("{path:?} must be an absolute path (deploy files resolve relative ones)"),
+                    );
+                }
+            }
+        }
     }
 
     fn basic_problems(&self, p: &mut Problems) {
@@ -688,6 +755,7 @@ impl ServiceSpec {
         copy.balance = BalanceSpec::default();
         copy.autoscale = None;
         copy.placement = Placement::default();
+        copy.tls = None;
         let json = serde_json::to_vec(&copy).unwrap_or_default();
         format!("{:08x}", crate::hash::fnv1a(&json) >> 32)
     }

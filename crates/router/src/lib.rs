@@ -12,6 +12,7 @@ pub mod pool;
 pub mod request_key;
 pub mod runtime;
 pub mod tcp;
+pub mod tls;
 
 pub use balance::{BalanceAlgorithm, Balancer};
 pub use endpoint::{Endpoint, EndpointSet, InFlight};

@@ -64,6 +64,7 @@ fn spec(name: &str, instances: u32) -> ServiceSpec {
         autoscale: None,
         constraints: Vec::new(),
         placement: Default::default(),
+        tls: None,
     }
 }
 

@@ -9,15 +9,15 @@ use ebb_core::service::{
 };
 use ebb_core::Constraint;
 use ebb_core::{
-    BalanceAlgorithm, BalanceSpec, HealthCheck, HealthSpec, Placement, Protocol, Resources,
-    ServiceSpec, StopSpec,
+    BalanceAlgorithm, BalanceSpec, CertificateFiles, HealthCheck, HealthSpec, Placement, Protocol,
+    Resources, ServiceSpec, StopSpec, TlsSpec,
 };
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use toml_edit::{TableLike, Value};
 
-const SERVICE_FIELDS: [&str; 13] = [
+const SERVICE_FIELDS: [&str; 14] = [
     "command",
     "instances",
     "env",
@@ -31,7 +31,10 @@ const SERVICE_FIELDS: [&str; 13] = [
     "autoscale",
     "constraints",
     "placement",
+    "tls",
 ];
+const TLS_FIELDS: [&str; 3] = ["cert", "key", "sni"];
+const CERTIFICATE_FIELDS: [&str; 2] = ["cert", "key"];
 const RESOURCE_FIELDS: [&str; 2] = ["cpu", "memory"];
 const HEALTH_FIELDS: [&str; 8] = [
     "http",
@@ -129,6 +132,11 @@ pub(crate) fn convert(
     }
     if let Some(e) = get("placement") {
         spec.placement = values::choice(ctx, e, &PLACEMENTS, Placement::parse).unwrap_or_default();
+    }
+    if let Some(e) = get("tls") {
+        if let Some(t) = ctx.table(e) {
+            spec.tls = tls(ctx, t, e, base_dir);
+        }
     }
 
     // ebb-core's own checks, minus those about fields we already reported.
@@ -249,6 +257,72 @@ fn constraints(ctx: &mut Ctx, e: &Entry<'_>) -> Vec<String> {
         }
     }
     out
+}
+
+/// `[services.NAME.tls]`: `cert` and `key` (the default certificate) and `[[...tls.sni]]`
+/// elements with more; relative paths resolve against the deploy file's folder.
+fn tls(ctx: &mut Ctx, table: &dyn TableLike, e: &Entry<'_>, base_dir: &Path) -> Option<TlsSpec> {
+    let fields = entries(table, &e.field);
+    ctx.check_fields(&fields, &TLS_FIELDS);
+    let span = Some(header_span(ctx.text(), e));
+    let mut certificates = vec![certificate(ctx, &fields, span, &e.field, base_dir)?];
+    if let Some(sni) = fields.iter().find(|f| f.name == "sni") {
+        let header = format!("[[{}]]", sni.field);
+        for element in ctx.tables(sni, &header).unwrap_or_default() {
+            let fields = entries(element.table, &element.field);
+            ctx.check_fields(&fields, &CERTIFICATE_FIELDS);
+            let pair = certificate(ctx, &fields, element.span, &element.field, base_dir);
+            certificates.extend(pair);
+        }
+    }
+    Some(TlsSpec { certificates })
+}
+
+/// A `cert` and `key` pair of paths from `fields` (of the table at `field`, found at `span`).
+fn certificate(
+    ctx: &mut Ctx,
+    fields: &[Entry<'_>],
+    span: Option<Range<usize>>,
+    field: &str,
+    base_dir: &Path,
+) -> Option<CertificateFiles> {
+    let mut path = |name: &str, hint: &str| -> Option<String> {
+        let Some(e) = fields.iter().find(|f| f.name == name) else {
+            ctx.error_hint(
+                span.clone(),
+                &format!("{field}.{name}"),
+                format!("missing required field `{name}`"),
+                hint,
+            );
+            return None;
+        };
+        let text = values::string(ctx, e)?;
+        if text.is_empty() {
+            ctx.error(e.value_span(), &e.field, format!("{name} is empty"));
+            return None;
+        }
+        let resolved: PathBuf = base_dir
+            .join(text)
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
+        match resolved.to_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                ctx.error(e.value_span(), &e.field, "the path is not valid UTF-8");
+                None
+            }
+        }
+    };
+    let cert = path(
+        "cert",
+        "add cert = \"cert.pem\", the certificate chain (PEM)",
+    );
+    let key = path("key", "add key = \"key.pem\", its private key (PEM)");
+    Some(CertificateFiles {
+        cert: cert?,
+        key: key?,
+    })
 }
 
 /// The working directory, resolved against the deploy file's folder (the default).

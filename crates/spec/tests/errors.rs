@@ -1882,3 +1882,24 @@ fn absurd_durations_are_refused_at_their_value_naming_the_limit() {
         "interval 1h1m is more than the limit of 1h",
     );
 }
+
+#[test]
+fn tls_without_a_key_or_on_a_tcp_service_is_refused_with_its_place() {
+    let e = only_error(
+        "[services.web]\ncommand = [\"app\"]\nport = 443\n[services.web.tls]\ncert = \"c.pem\"\n",
+        4,
+        1,
+        "services.web.tls.key",
+        "missing required field `key`",
+    );
+    assert!(e.to_string().contains("key.pem"), "{e}");
+    let all = errors(
+        "[services.web]\ncommand = [\"app\"]\nport = 443\nprotocol = \"tcp\"\n[services.web.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\ncolour = 1\n",
+    );
+    let text = lines(&all);
+    assert!(text.contains("services.web.tls.colour"), "{text}");
+    assert!(
+        text.contains("for protocol = \"http\" services only"),
+        "{text}"
+    );
+}

@@ -75,6 +75,7 @@ fn a_full_service_parses_to_the_expected_spec() {
         autoscale: None,
         constraints: Vec::new(),
         placement: Placement::BinPack,
+        tls: None,
     };
     assert_eq!(parse(FULL), vec![expected]);
 }
@@ -107,6 +108,7 @@ fn left_out_fields_take_the_defaults_and_workdir_is_the_files_folder() {
         autoscale: None,
         constraints: Vec::new(),
         placement: Placement::BinPack,
+        tls: None,
     };
     assert_eq!(specs, vec![expected]);
 }
@@ -274,6 +276,7 @@ queue_timeout = "1500ms"
         autoscale: None,
         constraints: Vec::new(),
         placement: Placement::BinPack,
+        tls: None,
     };
     assert_eq!(specs, vec![expected]);
 }
@@ -807,4 +810,38 @@ fn a_parsed_autoscale_table_is_a_valid_policy_config() {
     let autoscale = specs[0].autoscale.as_ref().expect("autoscaled");
     assert_eq!(autoscale.idle_timeout, std::time::Duration::from_secs(120));
     assert_eq!(autoscale.targets.concurrency, Some(5.0));
+}
+
+#[test]
+fn tls_certificates_resolve_against_the_file_and_sni_ones_follow_the_default() {
+    let specs = parse(
+        r#"
+[services.web]
+command = ["app"]
+port = 8443
+[services.web.tls]
+cert = "certs/web.pem"
+key = "/etc/ebb/web-key.pem"
+[[services.web.tls.sni]]
+cert = "./api.pem"
+key = "api-key.pem"
+"#,
+    );
+    let tls = specs[0].tls.clone().expect("tls");
+    let pairs: Vec<(&str, &str)> = tls
+        .certificates
+        .iter()
+        .map(|c| (c.cert.as_str(), c.key.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("/srv/app/certs/web.pem", "/etc/ebb/web-key.pem"),
+            ("/srv/app/api.pem", "/srv/app/api-key.pem"),
+        ]
+    );
+    // TLS is the router's: the instances' version does not change with it.
+    let mut plain = specs[0].clone();
+    plain.tls = None;
+    assert_eq!(plain.version(), specs[0].version());
 }

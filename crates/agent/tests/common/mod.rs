@@ -122,6 +122,7 @@ pub fn assignment(id: &str, command: &[&str]) -> Assignment {
         autoscale: None,
         constraints: Vec::new(),
         placement: Default::default(),
+        tls: None,
     };
     Assignment {
         id: id.into(),

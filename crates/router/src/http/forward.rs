@@ -55,7 +55,7 @@ impl Proxy {
         let protocol = headers::upgrade_protocol(req.headers());
         let client_upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
         let key = self.hash_key(req.headers(), &peer);
-        headers::prepare_request(req.headers_mut(), &peer.forwarded_for, protocol);
+        headers::prepare_request(req.headers_mut(), &peer.forwarded_for, protocol, peer.https);
         let timeout = self.inner.config.request_timeout;
         let result = match tokio::time::timeout(timeout, self.forward(req, key)).await {
             Ok(result) => result,

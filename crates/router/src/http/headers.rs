@@ -46,14 +46,17 @@ pub(super) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Rewrites a request's headers for the endpoint. `upgrade` keeps a protocol switch alive
 /// (it is the one hop-by-hop exchange a proxy must pass on).
 /// `client_ip` is the client's address as a header value, made once per connection.
+/// `https`: the client came over TLS (`X-Forwarded-Proto`).
 pub(super) fn prepare_request(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
     upgrade: Option<HeaderValue>,
+    https: bool,
 ) {
     strip_hop_by_hop(headers);
     append_forwarded_for(headers, client_ip);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if https { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if !headers.contains_key(X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID, new_request_id());
     }
@@ -193,7 +196,7 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-for", "5.6.7.8"),
         ]);
-        prepare_request(&mut map, &client(), None);
+        prepare_request(&mut map, &client(), None, false);
         assert_eq!(map[X_FORWARDED_FOR], "1.2.3.4, 5.6.7.8, 10.0.0.7");
         assert_eq!(map[X_FORWARDED_PROTO], "http");
     }
@@ -201,7 +204,7 @@ mod tests {
     #[test]
     fn a_first_forwarded_for_is_the_client_address() {
         let mut map = HeaderMap::new();
-        prepare_request(&mut map, &client(), None);
+        prepare_request(&mut map, &client(), None, false);
         assert_eq!(map[X_FORWARDED_FOR], "10.0.0.7");
     }
 
@@ -215,13 +218,13 @@ mod tests {
     #[test]
     fn a_request_id_is_added_when_absent_and_kept_when_present() {
         let mut fresh = HeaderMap::new();
-        prepare_request(&mut fresh, &client(), None);
+        prepare_request(&mut fresh, &client(), None, false);
         let id = fresh[X_REQUEST_ID].to_str().unwrap();
         assert_eq!(id.len(), 32);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
 
         let mut given = headers(&[("x-request-id", "abc")]);
-        prepare_request(&mut given, &client(), None);
+        prepare_request(&mut given, &client(), None, false);
         assert_eq!(given[X_REQUEST_ID], "abc");
     }
 
@@ -253,7 +256,7 @@ mod tests {
         ]);
         let protocol = upgrade_protocol(&map);
         assert_eq!(protocol.as_ref().unwrap(), "websocket");
-        prepare_request(&mut map, &client(), protocol);
+        prepare_request(&mut map, &client(), protocol, false);
         assert_eq!(map[header::CONNECTION], "upgrade");
         assert_eq!(map[header::UPGRADE], "websocket");
     }

@@ -100,6 +100,9 @@ pub struct ProxyConfig {
     /// The cap on open client connections (shared by every listener of the router); `None`:
     /// no cap.
     pub connections: Option<crate::limit::ConnectionLimit>,
+    /// TLS terminated on this listener (HTTP/2 or HTTP/1.1 by ALPN); `None`: plain HTTP, with
+    /// h2c by prior knowledge.
+    pub tls: Option<std::sync::Arc<crate::tls::Terminator>>,
 }
 
 impl Default for ProxyConfig {
@@ -115,6 +118,7 @@ impl Default for ProxyConfig {
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             hash_header: None,
             connections: None,
+            tls: None,
         }
     }
 }
@@ -238,8 +242,23 @@ impl Proxy {
         tokio::spawn(async move {
             let _slot = slot; // the connection's place under the cap, until it ends
             let _ = stream.set_nodelay(true);
+            if let Some(tls) = proxy.inner.config.tls.clone() {
+                // The handshake is bounded as a request head is: a client that stalls in it
+                // holds nothing past the header timeout.
+                let handshake = tls.acceptor().accept(stream);
+                let Ok(Ok(stream)) = tokio::time::timeout(first_bytes_timeout, handshake).await
+                else {
+                    return;
+                };
+                let client = Peer::new(peer, true);
+                if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                    return h1::serve(proxy, stream, client, registration, accepted).await;
+                }
+                let _registration = registration;
+                return serve_h2(&builder, watcher, proxy, client, peer, stream).await;
+            }
             let path = tokio::time::timeout(first_bytes_timeout, choose_path(&stream)).await;
-            let client = Peer::new(peer);
+            let client = Peer::new(peer, false);
             match path {
                 Ok(Some(Path::Http1)) => {
                     return h1::serve(proxy, stream, client, registration, accepted).await
@@ -250,16 +269,30 @@ impl Proxy {
                 Ok(None) | Err(_) => return,
             }
             let _registration = registration; // counted until the connection ends
-            let service = service_fn(move |req| {
-                let proxy = proxy.clone();
-                let client = client.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, %error, "client connection ended with an error");
-            }
+            serve_h2(&builder, watcher, proxy, client, peer, stream).await;
         });
+    }
+}
+
+/// Serves an HTTP/2 connection (h2c, or h2 over TLS) with hyper until it ends.
+async fn serve_h2<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    proxy: Proxy,
+    client: Peer,
+    peer: SocketAddr,
+    stream: S,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let proxy = proxy.clone();
+        let client = client.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(error) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%peer, %error, "client connection ended with an error");
     }
 }
 
@@ -323,13 +356,16 @@ struct Peer {
     forwarded_for: hyper::header::HeaderValue,
     /// Its consistent-hashing key.
     key: u64,
+    /// It came over TLS: `X-Forwarded-Proto: https`.
+    https: bool,
 }
 
 impl Peer {
-    fn new(addr: SocketAddr) -> Peer {
+    fn new(addr: SocketAddr, https: bool) -> Peer {
         Peer {
             forwarded_for: headers::client_ip_value(addr.ip()),
             key: crate::balance::client_key(addr.ip()),
+            https,
         }
     }
 }

@@ -73,7 +73,16 @@ fn validate_all(specs: &[ServiceSpec]) -> Result<(), ApiError> {
         if !seen.insert(&spec.name) {
             problems.push(format!("services.{}: duplicate service name", spec.name));
         }
-        problems.extend(spec.validate().iter().map(ToString::to_string));
+        let invalid = spec.validate();
+        problems.extend(invalid.iter().map(ToString::to_string));
+        // The router reads the certificate files on this machine: they must load now, not
+        // fail later on a listener.
+        if let (true, Some(tls)) = (invalid.is_empty(), &spec.tls) {
+            if let Err(e) = ebb_router::tls::check(&tls.certificates, std::time::SystemTime::now())
+            {
+                problems.push(format!("services.{}.tls: {e}", spec.name));
+            }
+        }
     }
     if specs.is_empty() {
         problems.push("no services given".into());

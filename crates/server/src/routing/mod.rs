@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use traffic::{History, SAMPLE_INTERVAL};
@@ -73,6 +73,8 @@ struct Routed {
     /// over (and the connections waiting in its backlog) instead of closing and binding again,
     /// which would refuse clients in between.
     socket: std::net::TcpListener,
+    /// Its TLS, when the service has some: certificates read again when their files change.
+    tls: Option<Arc<ebb_router::tls::Terminator>>,
 }
 
 /// What a changed listener leaves to its successor on the same port.
@@ -92,6 +94,7 @@ struct Settings {
     slow_start: Duration,
     queue_timeout: Duration,
     hash_header: Option<String>,
+    tls: Option<ebb_core::TlsSpec>,
 }
 
 impl Settings {
@@ -105,6 +108,7 @@ impl Settings {
             slow_start: spec.balance.slow_start,
             queue_timeout: spec.balance.queue_timeout,
             hash_header: spec.balance.hash_header.clone(),
+            tls: spec.tls.clone(),
         })
     }
 }
@@ -213,9 +217,40 @@ impl Listeners {
             })
     }
 
+    /// Reads certificate files that changed again (each sync: within a second of the change);
+    /// says so, or why the new files are not served.
+    fn reload_certificates(&self, server: &Server) {
+        let terminators: Vec<(String, Arc<ebb_router::tls::Terminator>)> =
+            lock(&self.inner.services)
+                .iter()
+                .filter_map(|(name, routed)| Some((name.clone(), routed.tls.clone()?)))
+                .collect();
+        for (name, tls) in terminators {
+            let Some(result) = tls.reload_if_changed(SystemTime::now()) else {
+                continue;
+            };
+            let events = match result {
+                Ok(warnings) => std::iter::once((
+                    EventKind::RouterCertificate,
+                    "certificate files changed: new connections get the new certificates, open ones keep theirs".to_string(),
+                ))
+                .chain(warnings.into_iter().map(|w| (EventKind::Warning, w)))
+                .collect(),
+                Err(e) => vec![(
+                    EventKind::Warning,
+                    format!("changed certificate files are not served, the previous ones are: {e}"),
+                )],
+            };
+            for (kind, message) in events {
+                server.record(Event::new(now_ms(), kind, message).service(&name));
+            }
+        }
+    }
+
     /// Recomputes every service's endpoints from the store, and starts, rebuilds or stops
     /// listeners to match the specs.
     pub fn sync(&self, server: &Server) -> Result<(), StoreError> {
+        self.reload_certificates(server);
         let revision = server.store().revision()?;
         // Nothing changed and no port waits for a retry: the sets are current.
         if revision == self.synced_revision() && revision > 0 && lock(&self.inner.failed).is_empty()
@@ -269,17 +304,26 @@ impl Listeners {
                 continue;
             }
             match self.start_listener(&settings, handovers.remove(name)) {
-                Ok(routed) => {
+                Ok((routed, warnings)) => {
+                    for warning in warnings {
+                        let event = Event::new(now_ms(), EventKind::Warning, warning);
+                        server.record(event.service(name));
+                    }
                     lock(&self.inner.failed).remove(&(name.clone(), settings.port));
                     server.record(
                         Event::new(
                             now_ms(),
                             EventKind::RouterListening,
                             format!(
-                                "load balancer listening on {}:{} ({:?}, {})",
+                                "load balancer listening on {}:{} ({:?}{}, {})",
                                 self.inner.bind,
                                 settings.port,
                                 settings.protocol,
+                                if settings.tls.is_some() {
+                                    " over TLS"
+                                } else {
+                                    ""
+                                },
                                 settings.algorithm
                             ),
                         )
@@ -308,11 +352,12 @@ impl Listeners {
 
     /// Starts serving `settings.port`: on the socket and endpoints a previous listener of the
     /// service handed over, or on a newly bound socket.
+    /// Also returns what loading its certificates found worth a warning (an expired one).
     fn start_listener(
         &self,
         settings: &Settings,
         handover: Option<Handover>,
-    ) -> std::io::Result<Routed> {
+    ) -> std::io::Result<(Routed, ebb_router::tls::Warnings)> {
         let endpoints = Arc::new(
             Endpoints::with_slow_start(settings.algorithm, settings.slow_start)
                 .with_demand_signal(self.inner.demand.clone()),
@@ -323,6 +368,15 @@ impl Listeners {
                 h.socket
             }
             None => std::net::TcpListener::bind((self.inner.bind, settings.port))?,
+        };
+        let (tls, warnings) = match &settings.tls {
+            Some(spec) => {
+                let (terminator, warnings) =
+                    ebb_router::tls::Terminator::load(&spec.certificates, SystemTime::now())
+                        .map_err(std::io::Error::other)?;
+                (Some(Arc::new(terminator)), warnings)
+            }
+            None => (None, Vec::new()),
         };
         listener.set_nonblocking(true)?;
         let socket = listener.try_clone()?;
@@ -342,6 +396,7 @@ impl Listeners {
             // The spec was validated: the name parses; an unparsable one hashes on the address.
             hash_header: settings.hash_header.as_deref().and_then(|h| h.parse().ok()),
             connections: Some(self.inner.connections.clone()),
+            tls: tls.clone(),
             ..ProxyConfig::default()
         };
         self.inner.runtime.spawn(async move {
@@ -368,12 +423,16 @@ impl Listeners {
                 }
             }
         });
-        Ok(Routed {
-            settings: settings.clone(),
-            endpoints,
-            stop,
-            socket,
-        })
+        Ok((
+            Routed {
+                settings: settings.clone(),
+                endpoints,
+                stop,
+                socket,
+                tls,
+            },
+            warnings,
+        ))
     }
 
     fn sync_endpoints(

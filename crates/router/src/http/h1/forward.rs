@@ -34,7 +34,7 @@ struct Answer {
     at: Instant,
 }
 
-impl Conn {
+impl<C: super::ClientIo> Conn<C> {
     /// Sends a request that is wholly in `to_upstream` and relays the answer.
     /// `now` is when the request head was taken up.
     pub(super) async fn forward(
@@ -163,7 +163,7 @@ impl Conn {
     }
 }
 
-impl Io {
+impl<C: super::ClientIo> Io<C> {
     /// One attempt on `endpoint`: a pooled connection (or a new one), the request, the response
     /// head. A pooled connection found closed before any response byte is replaced by a fresh
     /// one, once; that is the keep-alive race, not an endpoint failure. `now` is a recent clock

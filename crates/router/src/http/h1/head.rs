@@ -69,6 +69,8 @@ pub(crate) struct Rewrite<'a> {
     pub(crate) client_ip: &'a [u8],
     /// Consistent hashing's header name (lowercase), if configured.
     pub(crate) hash_header: Option<&'a str>,
+    /// The client came over TLS: `X-Forwarded-Proto: https`.
+    pub(crate) https: bool,
 }
 
 /// Headers the proxy handles itself rather than passing through.
@@ -546,7 +548,11 @@ fn write_forwarded_for(
         }
     }
     out.extend_from_slice(rewrite.client_ip);
-    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    out.extend_from_slice(if rewrite.https {
+        b"\r\nX-Forwarded-Proto: https\r\n"
+    } else {
+        b"\r\nX-Forwarded-Proto: http\r\n"
+    });
 }
 
 /// How a request body is delimited, refusing every shape two parsers could read differently.
@@ -753,12 +759,32 @@ mod tests {
     const REWRITE: Rewrite<'static> = Rewrite {
         client_ip: b"10.0.0.7",
         hash_header: Some("x-user"),
+        https: false,
     };
 
     fn request(raw: &str) -> (Result<Option<RequestHead>, Reject>, String) {
         let mut out = Vec::new();
         let parsed = parse_request(raw.as_bytes(), &REWRITE, &mut out);
         (parsed, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn a_client_over_tls_is_forwarded_as_https_whatever_it_claims() {
+        let tls = Rewrite {
+            https: true,
+            ..REWRITE
+        };
+        let mut out = Vec::new();
+        let raw = "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: http\r\n\r\n";
+        assert!(matches!(
+            parse_request(raw.as_bytes(), &tls, &mut out),
+            Ok(Some(_))
+        ));
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("X-Forwarded-Proto: https\r\n"), "{out}");
+        assert_eq!(out.matches("X-Forwarded-Proto").count(), 1, "{out}");
+        let (_, plain) = ok(raw);
+        assert!(plain.contains("X-Forwarded-Proto: http\r\n"), "{plain}");
     }
 
     fn ok(raw: &str) -> (RequestHead, String) {

@@ -36,14 +36,50 @@ use head::{Reject, RequestHead, Rewrite};
 use std::io;
 use std::time::{Duration, Instant};
 use timer::LazyTimer;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// What the HTTP/1.1 loop serves a client over: a TCP stream, or TLS over one. Generic rather
+/// than boxed, so that the plain path compiles to exactly what it was.
+pub(crate) trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The read and write halves, used at once while an upload streams up and the response
+    /// comes back.
+    fn halves(
+        &mut self,
+    ) -> (
+        impl AsyncRead + Unpin + Send + '_,
+        impl AsyncWrite + Unpin + Send + '_,
+    );
+}
+
+impl ClientIo for TcpStream {
+    fn halves(
+        &mut self,
+    ) -> (
+        impl AsyncRead + Unpin + Send + '_,
+        impl AsyncWrite + Unpin + Send + '_,
+    ) {
+        self.split()
+    }
+}
+
+impl ClientIo for tokio_rustls::server::TlsStream<TcpStream> {
+    fn halves(
+        &mut self,
+    ) -> (
+        impl AsyncRead + Unpin + Send + '_,
+        impl AsyncWrite + Unpin + Send + '_,
+    ) {
+        // A TLS session's reads and writes share its state: tokio's split locks it per call.
+        tokio::io::split(self)
+    }
+}
 
 /// Serves one client connection until it closes, breaks the protocol, or the proxy stops.
 /// `accepted` is when the connection was accepted: the first head's timeout counts from then.
-pub(super) async fn serve(
+pub(super) async fn serve<C: ClientIo>(
     proxy: Proxy,
-    client: TcpStream,
+    client: C,
     peer: Peer,
     registration: Registration,
     accepted: Instant,
@@ -170,16 +206,16 @@ impl Failure {
     }
 }
 
-struct Conn {
+struct Conn<C> {
     proxy: Proxy,
     peer: Peer,
     registration: Registration,
-    io: Io,
+    io: Io<C>,
 }
 
 /// The client connection and the buffers every request on it reuses.
-struct Io {
-    client: TcpStream,
+struct Io<C> {
+    client: C,
     /// Bytes from the client not yet forwarded (the next head, pipelined requests).
     from_client: Buffer,
     /// Bytes from the current endpoint connection.
@@ -194,7 +230,7 @@ struct Io {
     informational_sent: bool,
 }
 
-impl Conn {
+impl<C: ClientIo> Conn<C> {
     /// Reads the next request head (the header timeout counting from `since`; idle connections
     /// close when the proxy stops) and rewrites it into `to_upstream`.
     async fn read_request(
@@ -206,6 +242,7 @@ impl Conn {
         let rewrite = Rewrite {
             client_ip: self.peer.forwarded_for.as_bytes(),
             hash_header: config.hash_header.as_ref().map(|name| name.as_str()),
+            https: self.peer.https,
         };
         let io = &mut self.io;
         let signal = &self.registration.signal;
@@ -392,7 +429,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// reads and discards until the client closes (bounded in time and bytes), so that unread bytes
 /// do not make the kernel reset the connection before the client has read our reply (nginx's
 /// lingering close).
-async fn linger(client: &mut TcpStream) {
+async fn linger(client: &mut impl ClientIo) {
     if client.shutdown().await.is_err() {
         return;
     }

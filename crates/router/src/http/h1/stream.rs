@@ -27,7 +27,7 @@ enum Relayed {
     Broken,
 }
 
-impl Conn {
+impl<C: super::ClientIo> Conn<C> {
     pub(super) async fn stream(
         &mut self,
         request: &RequestHead,
@@ -55,7 +55,7 @@ impl Conn {
             ..
         } = &mut self.io;
         from_upstream.clear();
-        let (mut client_read, mut client_write) = client.split();
+        let (mut client_read, mut client_write) = client.halves();
         let (upstream_read, mut upstream_write) = upstream.split();
         if request.expect_continue
             && !request.http10
@@ -101,6 +101,8 @@ impl Conn {
             };
             (relayed, uploaded)
         };
+        // The client's halves borrow the connection: given back before it is used again.
+        drop((client_read, client_write));
         let read_whole = matches!(uploaded, Some(Ok(()))) && body.done();
         let attempt = Attempt {
             endpoint,
