@@ -8,7 +8,12 @@
 # each round (so no target always follows the same one), and medians are reported; the ratios
 # to nginx and HAProxy are also taken round by round (paired), which cancels the slow drifts
 # of a shared machine's speed that unpaired medians only average out.
-# Installs nginx, HAProxy and wrk from Debian packages when missing. Loopback only.
+# TLS targets: the same three proxies terminating TLS 1.3 with the same ECDSA P-256 certificate
+# (made by openssl for the run), keep-alive (*_tls), and a new connection, hence a full
+# handshake, per request (*_hs: wrk with `Connection: close`; wrk resumes no session).
+# At the end: each proxy's resident memory with IDLE_CONNECTIONS idle
+# keep-alive client connections open on it (IDLE_CONNECTIONS, default 9,000).
+# Installs nginx, HAProxy, wrk and openssl from Debian packages when missing. Loopback only.
 #
 # Where the processes run (LAYOUT):
 #   pinned (default): wrk alone on CPU 0; the backend and every proxy on CPU 1. The load
@@ -35,11 +40,17 @@ BASE_PORT=${BASE_PORT:-18100}
 B1=$((BASE_PORT + 1)) B2=$((BASE_PORT + 2))
 P_EBB_RR=$((BASE_PORT + 10)) P_EBB_EWMA=$((BASE_PORT + 11)) P_NGINX=$((BASE_PORT + 12)) P_HAPROXY=$((BASE_PORT + 13))
 P_RAW=$((BASE_PORT + 15))
+P_EBB_TLS=$((BASE_PORT + 20)) P_NGINX_TLS=$((BASE_PORT + 21)) P_HAPROXY_TLS=$((BASE_PORT + 22))
+# 9,000 by default: under this machine's hard open-file limit of 20,000, ebb's cap on client
+# connections is (20,000 - 256) / 2 = 9,872 (the other half is kept for instance connections),
+# and HAProxy's maxconn must stay under half the limit too.
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-9000}
 
 need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v wrk >/dev/null || need+=(wrk)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -55,6 +66,9 @@ timeout 900 cargo build --release --quiet -p ebb-router --example bench_proxy --
 EBB_PROXY=$PWD/target/release/examples/bench_proxy
 RAW_FLOOR=$PWD/target/release/examples/raw_floor
 
+# Room for the idle-connection measure in every process (ebb sizes its connection cap from it).
+ulimit -n "$(ulimit -Hn)"
+
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -66,6 +80,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$WORK/backend" "$WORK/nginx"
+# One certificate for every TLS target: ECDSA P-256, as most sites now serve.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
 cat >"$WORK/backend/nginx.conf" <<CONF
 daemon off;
 worker_processes 1;
@@ -94,7 +113,8 @@ daemon off;
 worker_processes 1;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
+worker_rlimit_nofile 20000;
+events { worker_connections 16384; }
 http {
   access_log off;
   keepalive_requests 100000000;
@@ -112,6 +132,10 @@ http {
   }
   server {
     listen 127.0.0.1:$P_NGINX;
+    listen 127.0.0.1:$P_NGINX_TLS ssl;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
     location / {
       proxy_pass http://backends;
       proxy_http_version 1.1;
@@ -125,7 +149,7 @@ CONF
 cat >"$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
-  maxconn 4096
+  maxconn 9500
 defaults
   mode http
   timeout connect 5s
@@ -135,6 +159,7 @@ defaults
   option forwardfor
 frontend bench
   bind 127.0.0.1:$P_HAPROXY
+  bind 127.0.0.1:$P_HAPROXY_TLS ssl crt $WORK/haproxy.pem alpn h2,http/1.1
   default_backend backends
 backend backends
   balance roundrobin
@@ -154,6 +179,9 @@ PIDS+=($!)
 PIDS+=($!)
 "${ON_SERVERS[@]}" "$RAW_FLOOR" "127.0.0.1:$P_RAW" "127.0.0.1:$B1" "127.0.0.1:$B2" &
 PIDS+=($!)
+EBB_TLS_CERT=$WORK/cert.pem EBB_TLS_KEY=$WORK/key.pem \
+  "${ON_SERVERS[@]}" "$EBB_PROXY" "127.0.0.1:$P_EBB_TLS" round_robin "127.0.0.1:$B1" "127.0.0.1:$B2" &
+PIDS+=($!)
 
 wait_port() { # port: polls (bounded, 10 s) until something accepts on it
   for _ in $(seq 100); do
@@ -162,10 +190,15 @@ wait_port() { # port: polls (bounded, 10 s) until something accepts on it
   done
   echo "nothing listens on port $1" >&2; return 1
 }
-for port in $B1 $B2 $P_EBB_RR $P_EBB_EWMA $P_NGINX $P_HAPROXY $P_RAW; do wait_port "$port"; done
+for port in $B1 $B2 $P_EBB_RR $P_EBB_EWMA $P_NGINX $P_HAPROXY $P_RAW $P_EBB_TLS $P_NGINX_TLS $P_HAPROXY_TLS; do
+  wait_port "$port"
+done
 
-NAMES=(backend ebb_rr ebb_ewma nginx haproxy raw_floor)
-declare -A PORT=([backend]=$B1 [ebb_rr]=$P_EBB_RR [ebb_ewma]=$P_EBB_EWMA [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [raw_floor]=$P_RAW)
+NAMES=(backend ebb_rr ebb_ewma nginx haproxy raw_floor ebb_tls nginx_tls haproxy_tls ebb_hs nginx_hs haproxy_hs)
+declare -A PORT=([backend]=$B1 [ebb_rr]=$P_EBB_RR [ebb_ewma]=$P_EBB_EWMA [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [raw_floor]=$P_RAW
+  [ebb_tls]=$P_EBB_TLS [nginx_tls]=$P_NGINX_TLS [haproxy_tls]=$P_HAPROXY_TLS
+  [ebb_hs]=$P_EBB_TLS [nginx_hs]=$P_NGINX_TLS [haproxy_hs]=$P_HAPROXY_TLS)
+url() { case $1 in *_tls | *_hs) echo "https://localhost:${PORT[$1]}/" ;; *) echo "http://127.0.0.1:${PORT[$1]}/" ;; esac; }
 
 # Latency as printed by wrk (e.g. 312.00us, 1.20ms, 2.00s) in microseconds.
 to_us() { awk -v v="$1" 'BEGIN {
@@ -190,7 +223,9 @@ echo "versions: $(nginx -v 2>&1 | sed 's/.*\///'), haproxy $(haproxy -v | awk 'N
 for round in $(seq "$ROUNDS"); do
   for name in $(printf '%s\n' "${NAMES[@]}" | shuf); do
     before=$(cpu_ticks "${PORT[$name]}")
-    out=$(timeout 60 "${ON_LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$name]}/")
+    # *_hs: a new connection (and TLS handshake) per request.
+    extra=(); case $name in *_hs) extra=(-H "Connection: close") ;; esac
+    out=$(timeout 60 "${ON_LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${extra[@]}" "$(url "$name")")
     after=$(cpu_ticks "${PORT[$name]}")
     served=$(awk '/requests in/ {print $1}' <<<"$out")
     cpu_us=$(awk -v t=$((after - before)) -v n="$served" -v hz="$TICKS_PER_SEC" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
@@ -222,8 +257,50 @@ paired() { # name peer: "median (min-max)" of name/peer over the rounds
     awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
       printf "%.2f (%.2f-%.2f)", m, v[1], v[NR]}'
 }
-for ebb in ebb_rr ebb_ewma raw_floor; do
-  awk -v e="${RPS[$ebb]}" -v n="${RPS[nginx]}" -v h="${RPS[haproxy]}" -v name="$ebb" \
-    'BEGIN {printf "%s/nginx %.2f   %s/haproxy %.2f   (goal: >= 1.10 and >= 1.00)\n", name, e / n, name, e / h}'
-  echo "  paired by round: /nginx $(paired "$ebb" nginx)   /haproxy $(paired "$ebb" haproxy)"
+for pair in "ebb_rr nginx haproxy" "ebb_ewma nginx haproxy" "raw_floor nginx haproxy" \
+  "ebb_tls nginx_tls haproxy_tls" "ebb_hs nginx_hs haproxy_hs"; do
+  read -r ebb ngx hap <<<"$pair"
+  goal=">= 1.10 and >= 1.00"; [ "$ebb" = ebb_hs ] && goal=">= 1.00 (handshakes)"
+  awk -v e="${RPS[$ebb]}" -v n="${RPS[$ngx]}" -v h="${RPS[$hap]}" -v name="$ebb" -v goal="$goal" \
+    'BEGIN {printf "%s/nginx %.2f   %s/haproxy %.2f   (goal: %s)\n", name, e / n, name, e / h, goal}'
+  echo "  paired by round: /nginx $(paired "$ebb" "$ngx")   /haproxy $(paired "$ebb" "$hap")"
+done
+
+# Resident memory with many idle keep-alive clients: each connection sends one request, reads
+# the answer and stays open; the proxy's RSS is read before and with them open.
+rss_kb() { # port: resident KiB of the processes listening on it
+  local total=0 pid
+  for pid in $(ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+    total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")))
+  done
+  echo "$total"
+}
+echo
+echo "idle connections: $IDLE_CONNECTIONS keep-alive clients, each after one request (RSS in MiB)"
+printf '%-11s %10s %10s %14s\n' target before open "KiB/connection"
+for name in ebb_rr nginx haproxy; do
+  before=$(rss_kb "${PORT[$name]}")
+  open=$(timeout 120 python3 - "${PORT[$name]}" "$IDLE_CONNECTIONS" "${PORT[$name]}" <<'PY'
+import resource, socket, subprocess, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(n + 1024, hard), hard))
+held = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    held.append(s)
+for s in held:
+    s.settimeout(10)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += s.recv(4096)
+time.sleep(1)
+out = subprocess.run(["bash", "-c", f"ss -ltnpH 'sport = :{port}' | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u"],
+                     capture_output=True, text=True).stdout.split()
+print(sum(int(next(l.split()[1] for l in open(f"/proc/{p}/status") if l.startswith("VmRSS:"))) for p in out))
+PY
+)
+  awk -v n="$name" -v b="$before" -v o="$open" -v c="$IDLE_CONNECTIONS" \
+    'BEGIN {printf "%-11s %10.1f %10.1f %14.2f\n", n, b / 1024, o / 1024, (o - b) / c}'
 done

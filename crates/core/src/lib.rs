@@ -6,6 +6,8 @@ pub mod api;
 pub mod autoscale;
 pub mod constraint;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hash;
 pub mod instance;
 pub mod quantity;

@@ -6,15 +6,30 @@
 //!
 //! Usage: `bench_proxy LISTEN_ADDR ALGORITHM BACKEND_ADDR...`, e.g.
 //! `bench_proxy 127.0.0.1:8000 round_robin 127.0.0.1:8101 127.0.0.1:8102`; `EBB_ROUTER_THREADS`
-//! sets the number of workers (default 1). Runs until killed or interrupted.
+//! sets the number of workers (default 1). With `EBB_TLS_CERT` and `EBB_TLS_KEY` (PEM files) it
+//! terminates TLS as a service with a `tls` table does. The connection cap is on, sized from
+//! the open-file limit as the server sizes it, so that its cost is in the figures. Runs until
+//! killed or interrupted.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool, not production code
 
 use ebb_router::http::{Proxy, ProxyConfig};
+use ebb_router::limit::{connection_budget, ConnectionLimit};
 
 use ebb_router::{BalanceAlgorithm, Endpoints};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
+
+/// The soft open-file limit, as `ebb` raises and reads it.
+fn open_files() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse().ok()
+        })
+        .unwrap_or(1024)
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -39,7 +54,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let endpoints = Arc::new(Endpoints::new(algorithm));
         endpoints.update(&backends, Instant::now());
         let listener = tokio::net::TcpListener::bind(listen).await?;
-        let proxy = Proxy::new(endpoints, ProxyConfig::default());
+        let tls = match (std::env::var("EBB_TLS_CERT"), std::env::var("EBB_TLS_KEY")) {
+            (Ok(cert), Ok(key)) => {
+                let files = [ebb_core::CertificateFiles { cert, key }];
+                let (tls, _) = ebb_router::tls::Terminator::load(&files, SystemTime::now())?;
+                Some(Arc::new(tls))
+            }
+            _ => None,
+        };
+        let config = ProxyConfig {
+            connections: Some(ConnectionLimit::new(connection_budget(open_files()))),
+            tls,
+            ..ProxyConfig::default()
+        };
+        let proxy = Proxy::new(endpoints, config);
         let serving = proxy.serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
             ebb_router::http::Stop::Close

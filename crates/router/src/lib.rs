@@ -5,6 +5,8 @@
 pub mod balance;
 pub mod endpoint;
 pub mod endpoints;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod limit;
 pub mod metrics;

@@ -65,6 +65,8 @@
 mod autoscale;
 mod diagnostic;
 mod document;
+#[doc(hidden)]
+pub mod fuzz;
 mod service;
 mod values;
 

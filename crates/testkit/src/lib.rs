@@ -77,6 +77,32 @@ pub mod blocking {
     }
 }
 
+/// The seed corpus of fuzz target `target` (`fuzz/corpus/<target>/` at the repository root):
+/// each file's name and bytes, sorted by name, for tests that replay it on stable.
+///
+/// # Panics
+/// When the folder cannot be read or is empty: a replay that replays nothing must fail.
+pub fn fuzz_corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) => panic!("reading the corpus {}: {e}", dir.display()),
+    };
+    let mut files: Vec<(String, Vec<u8>)> = entries
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| {
+            let bytes = std::fs::read(e.path()).ok()?;
+            Some((e.file_name().to_string_lossy().into_owned(), bytes))
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no seed in {}", dir.display());
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

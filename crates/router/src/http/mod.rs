@@ -19,6 +19,8 @@
 mod budget;
 mod forward;
 mod h1;
+
+pub(crate) use h1::fuzzing;
 mod headers;
 mod retry;
 mod tracking;

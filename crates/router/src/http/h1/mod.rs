@@ -26,6 +26,8 @@ mod shutdown;
 mod stream;
 mod timer;
 
+pub(crate) mod fuzzing;
+
 pub(super) use shutdown::{Connections, Registration};
 
 use super::tracking::ServiceRequest;
