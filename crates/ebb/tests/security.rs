@@ -220,3 +220,102 @@ fn a_services_env_values_appear_in_no_event_and_no_log_of_ebb() {
         assert!(!ebb.server_log().contains(needle), "ebb's own log");
     }
 }
+
+/// Raises this test process's own soft open-file limit to its hard one, for a flood of sockets.
+fn raise_own_open_files(needed: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        hard >= needed,
+        "the test needs {needed} open files; the hard limit is {hard}"
+    );
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+}
+
+/// Whether the peer has closed `socket` (EOF or reset), without blocking.
+fn closed_by_peer(socket: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let mut byte = [0u8; 64];
+    match socket.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+#[test]
+fn a_flood_of_unfinished_connections_under_a_1024_soft_limit_harms_no_one() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    raise_own_open_files(4096);
+    let ebb = Ebb::up_after("ulimit -Sn 1024", &[]);
+    let port = free_port();
+    let file = deploy_file(
+        ebb.dir.path(),
+        "web.toml",
+        &app_service("web", 2, &format!("port = {port}")),
+    );
+    ebb.ok(&["deploy", "--timeout", "30s", file.to_str().unwrap()]);
+    let pids = |ebb: &Ebb| -> Vec<u64> {
+        let mut pids: Vec<u64> = ebb
+            .wait_ready("web", 2, Duration::from_secs(20))
+            .iter()
+            .map(|i| i["pid"].as_u64().unwrap())
+            .collect();
+        pids.sort();
+        pids
+    };
+    let before = pids(&ebb);
+    let service = format!("127.0.0.1:{port}");
+    let api = std::fs::read_to_string(ebb.data_dir().join("api.addr")).unwrap();
+    let connect = |addr: &str| {
+        let addr: std::net::SocketAddr = addr.trim().parse().unwrap();
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect")
+    };
+    // 1,500 clients that send one byte of the HTTP/2 preface, 500 that send nothing, 300 with
+    // a request head never finished; 600 silent connections to the API.
+    let flood_started = std::time::Instant::now();
+    let mut flood: Vec<TcpStream> = Vec::with_capacity(2_900);
+    for i in 0..2_300 {
+        let mut s = connect(&service);
+        match i {
+            0..1_500 => s.write_all(b"P").unwrap(),
+            1_500..2_000 => {}
+            _ => s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap(),
+        }
+        flood.push(s);
+    }
+    flood.extend((0..600).map(|_| connect(&api)));
+    // Throughout: a normal client is answered every time, and so is `ebb status`.
+    let mut answered = 0;
+    while flood_started.elapsed() < Duration::from_secs(12) {
+        let (status, body) = http_get(&service, "/").expect("the service answers");
+        assert_eq!(status, 200, "{body}");
+        answered += 1;
+        if answered % 10 == 0 {
+            ebb.ok(&["status"]);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(answered >= 10, "the client ran: {answered} requests");
+    // ebb closes every unfinished connection (the header timeout is 10 s).
+    for s in &flood {
+        s.set_nonblocking(true).unwrap();
+    }
+    eventually("ebb to close the flood", Duration::from_secs(30), || {
+        flood.retain_mut(|s| !closed_by_peer(s));
+        flood.is_empty().then_some(())
+    });
+    assert!(
+        flood_started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        flood_started.elapsed()
+    );
+    // No health check failed, no instance restarted.
+    assert_eq!(pids(&ebb), before);
+    let events = ebb.ok(&["events", "--limit", "1000"]);
+    assert!(
+        !events.contains("unhealthy") && !events.contains("instance.exited"),
+        "{events}"
+    );
+}

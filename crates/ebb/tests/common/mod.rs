@@ -21,6 +21,8 @@ pub struct Ebb {
     options: Vec<String>,
     /// The command and its options: `up` (with a local node) or `server`.
     role: Vec<String>,
+    /// A shell command run before ebb, in the shell that then execs it (`ulimit -Sn 1024`).
+    prelude: Option<String>,
 }
 
 impl Ebb {
@@ -31,17 +33,28 @@ impl Ebb {
 
     /// Like [`Ebb::up`], with extra `ebb up` options (kept for restarts).
     pub fn up_with(files: &[&Path], options: &[&str]) -> Ebb {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let options = options.iter().map(|s| s.to_string()).collect();
-        let role = ["up", "--listen", "127.0.0.1:0", "--node-name", "test-node"];
-        let mut ebb = Ebb {
-            dir,
-            child: None,
-            options,
-            role: role.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut ebb = Ebb::up_unstarted(options, None);
         ebb.start(files);
         ebb
+    }
+
+    /// [`Ebb::up_with`] with no file, ebb started by a shell that first runs `prelude`
+    /// (`ulimit -Sn 1024`).
+    pub fn up_after(prelude: &str, options: &[&str]) -> Ebb {
+        let mut ebb = Ebb::up_unstarted(options, Some(prelude.to_string()));
+        ebb.start(&[]);
+        ebb
+    }
+
+    fn up_unstarted(options: &[&str], prelude: Option<String>) -> Ebb {
+        let role = ["up", "--listen", "127.0.0.1:0", "--node-name", "test-node"];
+        Ebb {
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+            options: options.iter().map(|s| s.to_string()).collect(),
+            role: role.iter().map(|s| s.to_string()).collect(),
+            prelude,
+        }
     }
 
     /// Starts `ebb server` (no local node) on `127.0.0.1:port` and waits until its API answers;
@@ -65,6 +78,7 @@ impl Ebb {
             child: None,
             options: Vec::new(),
             role,
+            prelude: None,
         };
         ebb.start(&[]);
         ebb
@@ -87,7 +101,17 @@ impl Ebb {
             .append(true)
             .open(self.dir.path().join("ebb-up.log"))
             .expect("log file");
-        let mut cmd = Command::new(EBB);
+        let mut cmd = match &self.prelude {
+            // `sh -c 'PRELUDE && exec "$0" "$@"' ebb ARGS...`: the child is ebb itself.
+            Some(prelude) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("{prelude} && exec \"$0\" \"$@\""))
+                    .arg(EBB);
+                sh
+            }
+            None => Command::new(EBB),
+        };
         cmd.arg("--data-dir").arg(self.data_dir()).args(&self.role);
         cmd.args(&self.options)
             .args(files)
