@@ -1,5 +1,9 @@
 //! Typed client of ebb's HTTP API (`/v1/...`), used by the CLI and by agents.
 
+pub mod tls;
+
+pub use tls::Trust;
+
 use ebb_core::api::{
     ApplyRequest, ApplyResponse, AssignmentsResponse, ErrorBody, EventsResponse, InstanceView,
     LogsResponse, ScaleRequest, ServiceView, StatusView, SyncRequest,
@@ -87,14 +91,38 @@ impl Client {
     /// A client for `addr` (`http://` is added when it has no scheme) that sends `token`, if any,
     /// as a bearer token.
     pub fn new(addr: &str, token: Option<String>) -> Result<Client, ClientError> {
+        Client::with_trust(addr, token, None)
+    }
+
+    /// [`Client::new`] for an API that may speak TLS: `https://` addresses are trusted by
+    /// `trust` only (a bare address takes `https://` when a trust is given).
+    pub fn with_trust(
+        addr: &str,
+        token: Option<String>,
+        trust: Option<Trust>,
+    ) -> Result<Client, ClientError> {
+        let scheme = if trust.is_some() { "https" } else { "http" };
         let base = if addr.starts_with("http://") || addr.starts_with("https://") {
             addr.trim_end_matches('/').to_string()
         } else {
-            format!("http://{addr}")
+            format!("{scheme}://{addr}")
         };
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(30));
+        match trust {
+            Some(trust) => {
+                let config = tls::client_config(trust).map_err(ClientError::Protocol)?;
+                builder = builder.use_preconfigured_tls(config);
+            }
+            None if base.starts_with("https://") => {
+                return Err(ClientError::Protocol(format!(
+                    "{base} speaks TLS with ebb's own CA: pass --ca with its certificate (the server's data dir tls/ca.pem), or join with a token that carries the CA's hash"
+                )))
+            }
+            None => {}
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok(Client { base, token, http })

@@ -32,6 +32,52 @@ pub const ADDR_FILE: &str = "api.addr";
 /// File in a control plane's data dir that holds the API token (0600); the CLI reads it.
 pub const TOKEN_FILE: &str = "api-token";
 
+/// The join token as an operator copies it to a new node: the server's secret, and, when the
+/// API speaks TLS, the SHA-256 of the API's CA certificate, so that the agent can trust the
+/// server before it has any other way to (as kubeadm's `--discovery-token-ca-cert-hash` and
+/// k3s's `K10<hash>::` tokens do). Written `sha256:<64 hex>:<secret>`, or the bare secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    /// SHA-256 of the API's CA certificate (DER), lower-case hex.
+    pub ca_sha256: Option<String>,
+    /// What the server compares.
+    pub secret: String,
+}
+
+impl JoinToken {
+    /// Reads a token as written by [`JoinToken::render`] (surrounding whitespace ignored).
+    pub fn parse(text: &str) -> JoinToken {
+        let text = text.trim();
+        let pinned = text.strip_prefix("sha256:").and_then(|rest| {
+            let (hash, secret) = rest.split_once(':')?;
+            let hex = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+            (hex && !secret.is_empty()).then(|| (hash.to_ascii_lowercase(), secret))
+        });
+        match pinned {
+            Some((hash, secret)) => JoinToken {
+                ca_sha256: Some(hash),
+                secret: secret.to_string(),
+            },
+            None => JoinToken {
+                ca_sha256: None,
+                secret: text.to_string(),
+            },
+        }
+    }
+
+    /// The token as the join-token file holds it.
+    pub fn render(&self) -> String {
+        match &self.ca_sha256 {
+            Some(hash) => format!("sha256:{hash}:{}", self.secret),
+            None => self.secret.clone(),
+        }
+    }
+}
+
+/// File in an agent's data dir with the SHA-256 of the server's API CA, once the join token
+/// gave it: later starts trust the same server without the token.
+pub const SERVER_CA_FILE: &str = "server-ca-sha256";
+
 /// File in an agent's data dir that holds its node credential (0600): what `POST
 /// /v1/nodes/{name}/join` returned when the agent first joined with the join token.
 pub const NODE_CREDENTIAL_FILE: &str = "node-credential";
@@ -498,6 +544,20 @@ pub struct LogCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_join_token_carries_the_ca_hash_when_there_is_one() {
+        let hash = "ab".repeat(32);
+        let t = JoinToken::parse(&format!("  sha256:{hash}:s3cret\n"));
+        assert_eq!(t.ca_sha256.as_deref(), Some(hash.as_str()));
+        assert_eq!(t.secret, "s3cret");
+        assert_eq!(JoinToken::parse(&t.render()), t);
+        let plain = JoinToken::parse("0123abcd");
+        assert_eq!((plain.ca_sha256, plain.secret.as_str()), (None, "0123abcd"));
+        // Not a hash: the whole text is the secret.
+        let odd = JoinToken::parse("sha256:xyz:s");
+        assert_eq!((odd.ca_sha256, odd.secret.as_str()), (None, "sha256:xyz:s"));
+    }
 
     #[test]
     fn node_names_are_short_safe_words() {

@@ -17,9 +17,18 @@ pub async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let data_dir = prepare_data_dir(&global.data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
-    let join_token = join_token(args)?;
-    let server = Client::new(&args.server, None)?;
+    let token = join_token(args)?.map(|t| ebb_core::api::JoinToken::parse(&t));
+    let server = Client::with_trust(
+        &args.server,
+        None,
+        trust(global, &data_dir, token.as_ref())?,
+    )?;
+    let join_token = token.as_ref().map(|t| t.secret.clone());
     let client = node_client(&server, &data_dir, &name, join_token.as_deref()).await?;
+    // The CA the token named is trusted from now on, also on later starts without the token.
+    if let Some(hash) = token.and_then(|t| t.ca_sha256) {
+        std::fs::write(data_dir.join(ebb_core::api::SERVER_CA_FILE), hash)?;
+    }
     let supervisor = start_supervisor(&name, &args.advertise, &data_dir)?;
     let (cpu, memory) = ebb_agent::capacity::offered();
     let node = NodeInfo {
@@ -69,6 +78,23 @@ pub async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<()> {
     supervisor.detach();
     eprintln!("ebb agent stopped; its instances keep running and the next agent on this data dir adopts them");
     Ok(())
+}
+
+/// What the agent trusts a TLS API by: `--ca`, else the CA hash in the join token, else the one
+/// a previous start kept; None for a plain-HTTP server.
+fn trust(
+    global: &Global,
+    data_dir: &std::path::Path,
+    token: Option<&ebb_core::api::JoinToken>,
+) -> anyhow::Result<Option<ebb_client::Trust>> {
+    if global.ca.is_some() {
+        return crate::connect::trust(global, "");
+    }
+    let kept = std::fs::read_to_string(data_dir.join(ebb_core::api::SERVER_CA_FILE)).ok();
+    let hash = token
+        .and_then(|t| t.ca_sha256.clone())
+        .or(kept.map(|h| h.trim().to_string()).filter(|h| !h.is_empty()));
+    Ok(hash.map(ebb_client::Trust::CaSha256))
 }
 
 /// The join token, from `--token-file` or else `--token` / `EBB_JOIN_TOKEN`; None when neither

@@ -35,6 +35,10 @@ pub struct Global {
     /// API address the CLI talks to [default: the address `ebb up` wrote in the data dir, else 127.0.0.1:7070]
     #[arg(long, global = true, env = "EBB_ADDR")]
     pub addr: Option<String>,
+    /// CA certificate to trust a TLS API by (PEM; the server's data dir tls/ca.pem) [default:
+    /// the data dir's, for an API on this machine; agents also trust the CA the join token names]
+    #[arg(long, global = true, env = "EBB_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -216,9 +220,13 @@ pub struct UpArgs {
 /// What every process that runs the control plane takes (`ebb up`, `ebb server`).
 #[derive(Args, Debug)]
 pub struct PlaneArgs {
-    /// API listen address; any non-loopback address is served only with a token
+    /// API listen address; any non-loopback address is served only with a token, over TLS
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Serve the API over TLS on loopback too (beyond loopback it always is), with a
+    /// certificate ebb makes in the data dir's tls/ on first start
+    #[arg(long)]
+    pub tls: bool,
     /// Address the load balancers of services with a `port` listen on [default: 127.0.0.1 for
     /// `ebb up`, which runs on one machine; 0.0.0.0 for `ebb server`, the front door of several]
     #[arg(long)]

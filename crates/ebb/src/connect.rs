@@ -17,7 +17,24 @@ pub fn client(global: &Global) -> anyhow::Result<Client> {
         .ok()
         .filter(|t| !t.is_empty())
         .or_else(|| read_trimmed(&ebb_server::auth::token_path(&global.data_dir)));
-    Ok(Client::new(&addr, token)?)
+    Ok(Client::with_trust(&addr, token, trust(global, &addr)?)?)
+}
+
+/// What the CLI trusts a TLS API by: `--ca`, else, for an `https://` address, the CA in the
+/// data dir (an API on this machine).
+pub fn trust(global: &Global, addr: &str) -> anyhow::Result<Option<ebb_client::Trust>> {
+    let file = match &global.ca {
+        Some(file) => file.clone(),
+        None if addr.starts_with("https://") => ebb_server::api_tls::ca_path(&global.data_dir),
+        None => return Ok(None),
+    };
+    let pem = std::fs::read(&file).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the CA certificate {} (--ca): {e}",
+            file.display()
+        )
+    })?;
+    Ok(Some(ebb_client::Trust::CaPem(pem)))
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {

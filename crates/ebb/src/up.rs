@@ -105,6 +105,8 @@ async fn run(
         .as_ref()
         .map(|l| Arc::new(AgentLogs(l.supervisor.clone())) as Arc<dyn ebb_server::LogSource>);
     let token = state.token.clone();
+    let tls = api_tls(&data_dir, &role, addr, &state.join_token)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = new_server(state, &role, addr, logs).inspect_err(|_| {
         // Leave the adopted instances running, as `ebb agent` does on an error at start.
         if let Some(l) = &local {
@@ -112,28 +114,57 @@ async fn run(
         }
     })?;
     // The CLI finds the API here.
-    std::fs::write(data_dir.join(ADDR_FILE), addr.to_string())?;
+    std::fs::write(data_dir.join(ADDR_FILE), format!("{scheme}://{addr}"))?;
+    let trust = tls
+        .as_ref()
+        .map(|t| ebb_client::Trust::CaSha256(t.ca_sha256.clone()));
     let mut plane = ControlPlane::start(PlaneConfig {
         server,
         api: listener,
         router_bind: role.router_bind,
         router_threads: role.plane.router_threads,
         max_connections: crate::limits::connection_budget(),
+        api_tls: tls.map(|t| t.config),
     })
     .context("starting the router's runtime")?;
-    let client = Client::new(&addr.to_string(), Some(token))?;
+    let client = Client::with_trust(&format!("{scheme}://{addr}"), Some(token), trust)?;
     if let Some(local) = &local {
         report_local(&mut plane, &client, local);
     }
     // A failed initial apply still stops what runs, through the same path as Ctrl-C.
     let outcome = apply(&client, specs).await;
     if outcome.is_ok() {
-        say_up(addr, &data_dir, local.as_ref());
+        say_up(&format!("{scheme}://{addr}"), &data_dir, local.as_ref());
         signals.next().await;
     }
     let supervisor = local.map(|l| l.supervisor);
     stop(plane, supervisor, &mut signals, &data_dir).await;
     outcome
+}
+
+/// TLS for the API when it listens beyond loopback, or with `--tls`: the certificates (made
+/// on first start), and the join-token file rewritten to carry the CA's hash. Without TLS the
+/// file holds the bare secret.
+fn api_tls(
+    data_dir: &Path,
+    role: &Role<'_>,
+    addr: std::net::SocketAddr,
+    join_secret: &str,
+) -> anyhow::Result<Option<ebb_server::api_tls::ApiTls>> {
+    let wanted = role.plane.tls || !addr.ip().is_loopback();
+    let tls = match wanted {
+        true => Some(
+            ebb_server::api_tls::load_or_create(data_dir, addr.ip())
+                .context("making or reading the API's TLS certificates")?,
+        ),
+        false => None,
+    };
+    let token = ebb_core::api::JoinToken {
+        ca_sha256: tls.as_ref().map(|t| t.ca_sha256.clone()),
+        secret: join_secret.to_string(),
+    };
+    auth::write_join_token(data_dir, &token).context("writing the join token")?;
+    Ok(tls)
 }
 
 /// The API's listener.
@@ -234,15 +265,15 @@ async fn apply(client: &Client, specs: Vec<ebb_core::ServiceSpec>) -> anyhow::Re
     Ok(())
 }
 
-fn say_up(addr: std::net::SocketAddr, data_dir: &Path, local: Option<&Local>) {
+fn say_up(addr: &str, data_dir: &Path, local: Option<&Local>) {
     match local {
         Some(local) => eprintln!(
-            "ebb is up: API http://{addr}, node {}, data in {}.\n  Try `ebb ps` or `ebb status` in another terminal; Ctrl-C stops every instance and exits.",
+            "ebb is up: API {addr}, node {}, data in {}.\n  Try `ebb ps` or `ebb status` in another terminal; Ctrl-C stops every instance and exits.",
             local.name,
             data_dir.display()
         ),
         None => eprintln!(
-            "ebb server is up: API http://{addr}, data in {dir}.\n  Nodes join with `ebb agent --server http://{addr} --token-file FILE`, FILE a copy of {dir}/{join}; `ebb nodes` lists them.",
+            "ebb server is up: API {addr}, data in {dir}.\n  Nodes join with `ebb agent --server {addr} --token-file FILE`, FILE a copy of {dir}/{join}; `ebb nodes` lists them.",
             dir = data_dir.display(),
             join = auth::JOIN_TOKEN_FILE,
         ),

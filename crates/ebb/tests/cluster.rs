@@ -769,3 +769,105 @@ fn a_frozen_data_dir_disk_restarts_nothing_and_fails_no_request() {
     );
     nothing_restarted(&server, load, &before, 3);
 }
+
+#[test]
+fn the_api_over_tls_is_trusted_by_the_ca_hash_in_the_join_token() {
+    let port = free_port();
+    let server = Ebb::server_with(port, &["--tls"]);
+    let addr = std::fs::read_to_string(server.data_dir().join("api.addr")).unwrap();
+    assert_eq!(addr, format!("https://127.0.0.1:{port}"));
+    let token = server.join_token();
+    assert!(token.starts_with("sha256:"), "{token}");
+    // The CLI on this machine trusts the CA in the data dir.
+    assert!(server.ok(&["status"]).contains("nodes"));
+    // An agent trusts the server by the CA hash in the join token, and keeps it.
+    let agent = Agent::join(&format!("127.0.0.1:{port}"), &token, "tls-1", "127.0.0.2");
+    eventually("the node to be ready", Duration::from_secs(10), || {
+        (node_state(&server, "tls-1") == "ready").then_some(())
+    });
+    assert!(agent.data_dir().join("server-ca-sha256").exists());
+    // A token naming another CA: the agent refuses the server.
+    let flip = if token.as_bytes()[7] == b'0' {
+        "1"
+    } else {
+        "0"
+    };
+    let wrong = format!("sha256:{flip}{}", &token[8..]);
+    let copy = server.dir.path().join("wrong-token");
+    std::fs::write(&copy, &wrong).unwrap();
+    let out = std::process::Command::new(EBB)
+        .arg("--data-dir")
+        .arg(server.dir.path().join("wrong"))
+        .args([
+            "agent",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--name",
+            "tls-2",
+        ])
+        .arg("--token-file")
+        .arg(&copy)
+        .env_remove("EBB_JOIN_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not the one the join token names"),
+        "{stderr}"
+    );
+    assert_eq!(node_state(&server, "tls-2"), Value::Null);
+    // Plain HTTP to the TLS API is told what to do.
+    let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/v1/status").unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("speaks HTTPS"), "{body}");
+    // A CLI elsewhere: with --ca it answers; without, it says what to pass.
+    let api_token = std::fs::read_to_string(server.data_dir().join("api-token")).unwrap();
+    let elsewhere = |extra: &[&str]| {
+        std::process::Command::new(EBB)
+            .arg("--data-dir")
+            .arg(server.dir.path().join("elsewhere"))
+            .args(["--addr", &addr])
+            .args(extra)
+            .arg("status")
+            .env("EBB_TOKEN", &api_token)
+            .env_remove("EBB_CA")
+            .output()
+            .unwrap()
+    };
+    let ca = server.data_dir().join("tls/ca.pem");
+    let out = elsewhere(&["--ca", ca.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = elsewhere(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--ca"), "{stderr}");
+}
+
+#[test]
+fn an_api_listening_beyond_loopback_speaks_tls_without_being_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(EBB)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["server", "--listen", &format!("0.0.0.0:{port}")])
+        .args(["--router-bind", "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = eventually("the API address", Duration::from_secs(20), || {
+        std::fs::read_to_string(dir.path().join("api.addr")).ok()
+    });
+    let token = std::fs::read_to_string(dir.path().join("join-token")).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(addr, format!("https://0.0.0.0:{port}"));
+    assert!(token.starts_with("sha256:"), "{token}");
+}

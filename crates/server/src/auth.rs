@@ -24,10 +24,29 @@ pub fn load_or_create_token(data_dir: &Path) -> io::Result<String> {
     load_or_create(&token_path(data_dir))
 }
 
-/// Reads the join token, creating it as the API token is created. A separate secret, so that a
-/// machine that joins as a node cannot deploy, scale or read the cluster's services.
+/// Reads the join token's secret, creating it as the API token is created. A separate secret,
+/// so that a machine that joins as a node cannot deploy, scale or read the cluster's services.
+/// The file may also carry the API's CA hash ([`ebb_core::api::JoinToken`]).
 pub fn load_or_create_join_token(data_dir: &Path) -> io::Result<String> {
-    load_or_create(&data_dir.join(JOIN_TOKEN_FILE))
+    let text = load_or_create(&data_dir.join(JOIN_TOKEN_FILE))?;
+    Ok(ebb_core::api::JoinToken::parse(&text).secret)
+}
+
+/// Writes the join token as operators copy it (mode 0600), if it changed.
+pub fn write_join_token(data_dir: &Path, token: &ebb_core::api::JoinToken) -> io::Result<()> {
+    let path = data_dir.join(JOIN_TOKEN_FILE);
+    let text = token.render();
+    if fs::read_to_string(&path).is_ok_and(|old| old.trim() == text) {
+        return Ok(());
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 fn load_or_create(path: &Path) -> io::Result<String> {

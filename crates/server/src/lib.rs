@@ -5,6 +5,7 @@
 //! whether they run in this process (`ebb up`) or on another machine.
 
 pub mod api;
+pub mod api_tls;
 pub mod auth;
 pub mod controllers;
 pub mod plane;

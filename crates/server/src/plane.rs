@@ -23,6 +23,7 @@ use crate::{routing, Server};
 use ebb_router::limit::ConnectionLimit;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -72,6 +73,8 @@ pub struct PlaneConfig {
     /// How many client connections the services' ports may hold open at once, all together
     /// (see [`ebb_router::limit::connection_budget`]); the API gets [`api_connection_cap`] of it.
     pub max_connections: usize,
+    /// TLS for the API (`None`: plain HTTP, for loopback): see [`crate::api_tls`].
+    pub api_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Shows the node registry, every [`PULSE_INTERVAL`], that the runtime serving heartbeats runs:
@@ -110,6 +113,7 @@ impl ControlPlane {
             router_bind,
             router_threads,
             max_connections,
+            api_tls,
         } = config;
         let api_addr = api.local_addr()?;
         let router_runtime = RouterRuntime::start(router_threads)?;
@@ -143,7 +147,10 @@ impl ControlPlane {
         let s = server.clone();
         plane.spawn(Stage::Api, |stop| pulse(s, stop));
         let api_limit = ConnectionLimit::new(api_cap);
-        plane.spawn(Stage::Api, |stop| serve_api(api, server, api_limit, stop));
+        let tls = api_tls.map(tokio_rustls::TlsAcceptor::from);
+        plane.spawn(Stage::Api, |stop| {
+            serve_api(api, server, api_limit, tls, stop)
+        });
         Ok(plane)
     }
 
@@ -219,6 +226,7 @@ async fn serve_api(
     listener: TcpListener,
     server: Server,
     limit: ConnectionLimit,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -247,16 +255,65 @@ async fn serve_api(
             continue;
         };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let Some(tls) = tls.clone() else {
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                let _slot = slot;
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "API connection ended with an error");
+                }
+            });
+            continue;
+        };
+        let (http, watcher) = (http.clone(), graceful.watcher());
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = conn.await {
+            // The handshake is bounded as a request head is.
+            let secured = tokio::time::timeout(API_HEADER_READ_TIMEOUT, accept_tls(stream, &tls));
+            let Ok(Some(stream)) = secured.await else {
+                return;
+            };
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "API connection ended with an error");
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// A TLS record starts with this byte (a handshake); plain HTTP starts with a method's letter.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// What a client speaking plain HTTP to the TLS API is told, as the API's JSON error.
+const PLAIN_HTTP_REFUSED: &str = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n";
+const PLAIN_HTTP_MESSAGE: &str = "{\"error\":\"this ebb API speaks HTTPS: use https:// in --server or --addr; the CLI trusts the server's CA with --ca (its data dir's tls/ca.pem), and agents with the join token, which carries the CA's hash\"}";
+
+/// The TLS session of a client, or `None` after answering one that spoke plain HTTP with
+/// what to do (or one that closed or failed its handshake).
+async fn accept_tls(
+    stream: tokio::net::TcpStream,
+    tls: &tokio_rustls::TlsAcceptor,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    use tokio::io::AsyncWriteExt;
+    let mut first = [0u8; 1];
+    let n = stream.peek(&mut first).await.ok()?;
+    if n == 1 && first[0] != TLS_HANDSHAKE {
+        use tokio::io::AsyncReadExt;
+        let mut stream = stream;
+        // Read what the client sent (its request), so that closing with it unread does not
+        // reset the connection before the answer is read.
+        let mut request = [0u8; 16 * 1024];
+        let _ = stream.read(&mut request).await;
+        let head = PLAIN_HTTP_REFUSED.replace("{len}", &PLAIN_HTTP_MESSAGE.len().to_string());
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(PLAIN_HTTP_MESSAGE.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut request)).await;
+        return None;
+    }
+    tls.accept(stream).await.ok()
 }
 
 /// The pause after a failed accept (EMFILE, ENFILE, ENOBUFS) before the next: the condition

@@ -38,6 +38,7 @@ async fn start_with(setup: impl FnOnce(&Server)) -> Harness {
         router_bind: std::net::Ipv4Addr::LOCALHOST.into(),
         router_threads: Some(1),
         max_connections: 1024,
+        api_tls: None,
     })
     .unwrap();
     Harness {
