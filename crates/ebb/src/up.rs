@@ -114,7 +114,12 @@ async fn run(
         }
     })?;
     // The CLI finds the API here.
-    std::fs::write(data_dir.join(ADDR_FILE), format!("{scheme}://{addr}"))?;
+    // `host:port` for plain HTTP (as tools and scripts read it), `https://host:port` with TLS.
+    let api_url = match tls {
+        Some(_) => format!("https://{addr}"),
+        None => addr.to_string(),
+    };
+    std::fs::write(data_dir.join(ADDR_FILE), &api_url)?;
     let trust = tls
         .as_ref()
         .map(|t| ebb_client::Trust::CaSha256(t.ca_sha256.clone()));
@@ -127,7 +132,7 @@ async fn run(
         api_tls: tls.map(|t| t.config),
     })
     .context("starting the router's runtime")?;
-    let client = Client::with_trust(&format!("{scheme}://{addr}"), Some(token), trust)?;
+    let client = Client::with_trust(&api_url, Some(token), trust)?;
     if let Some(local) = &local {
         report_local(&mut plane, &client, local);
     }

@@ -71,7 +71,12 @@ impl Drop for Frozen<'_> {
 
 impl Drop for LoopFs {
     fn drop(&mut self) {
-        let _ = Command::new("fsfreeze").arg("-u").arg(&self.mount).status();
+        // Thawing a file system that is not frozen fails: quietly, since Frozen may have.
+        let _ = Command::new("fsfreeze")
+            .arg("-u")
+            .arg(&self.mount)
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
         let _ = std::fs::remove_dir(&self.mount);
     }
