@@ -2,9 +2,8 @@
 //! join token. Kept in the data dir (0600) so that a restarted agent never needs the join token
 //! again, and used as the bearer token of every call about this node.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub use ebb_core::api::NODE_CREDENTIAL_FILE;
@@ -28,14 +27,7 @@ pub fn load(data_dir: &Path) -> io::Result<Option<String>> {
 /// crash mid-write leaves the old file or the new one, never half of one.
 pub fn save(data_dir: &Path, credential: &str) -> io::Result<()> {
     let tmp = data_dir.join(format!("{NODE_CREDENTIAL_FILE}.tmp"));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(credential.as_bytes())?;
-    file.sync_all()?;
+    ebb_core::files::write_synced(&tmp, credential.as_bytes(), ebb_core::files::PRIVATE)?;
     fs::rename(&tmp, path(data_dir))
 }
 

@@ -55,14 +55,6 @@ struct OwnCa {
     provider: Arc<CryptoProvider>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl ServerCertVerifier for OwnCa {
     fn verify_server_cert(
         &self,
@@ -76,7 +68,7 @@ impl ServerCertVerifier for OwnCa {
             Anchor::Known(ca) => ca.clone(),
             Anchor::Pinned(hash) => intermediates
                 .iter()
-                .find(|c| sha256_hex(c.as_ref()) == *hash)
+                .find(|c| ebb_core::hash::sha256_hex(c.as_ref()) == *hash)
                 .cloned()
                 .ok_or_else(|| {
                     rustls::Error::General(

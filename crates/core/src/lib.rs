@@ -6,6 +6,7 @@ pub mod api;
 pub mod autoscale;
 pub mod constraint;
 pub mod event;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod hash;

@@ -7,12 +7,14 @@
 //! server is reached by (an address, a load balancer's name, a container's), since the CA is
 //! ebb's own and signs nothing else.
 
+use ebb_core::files::{write_synced, PRIVATE};
+use ebb_core::hash::sha256_hex;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fs;
 use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +25,8 @@ pub const CA_FILE: &str = "ca.pem";
 const CA_KEY_FILE: &str = "ca-key.pem";
 const CERT_FILE: &str = "api.pem";
 const KEY_FILE: &str = "api-key.pem";
+/// Mode of the certificates, which are no secret.
+const PUBLIC: u32 = 0o644;
 
 /// The API's TLS: the rustls server configuration and the CA's identity.
 pub struct ApiTls {
@@ -74,15 +78,6 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
     )
 }
 
-/// SHA-256 of `bytes` in lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn create(dir: &Path, listen: IpAddr) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -109,29 +104,14 @@ fn create(dir: &Path, listen: IpAddr) -> io::Result<()> {
         .distinguished_name
         .push(rcgen::DnType::CommonName, "ebb API");
     let cert = params.signed_by(&key, &ca, &ca_key).map_err(invalid)?;
-    write(&dir.join(CA_FILE), ca.pem().as_bytes(), 0o644)?;
-    write(
-        &dir.join(CA_KEY_FILE),
-        ca_key.serialize_pem().as_bytes(),
-        0o600,
-    )?;
+    write_synced(&dir.join(CA_FILE), ca.pem().as_bytes(), PUBLIC)?;
+    let ca_key_pem = ca_key.serialize_pem();
+    write_synced(&dir.join(CA_KEY_FILE), ca_key_pem.as_bytes(), PRIVATE)?;
     // The chain, leaf first: clients that pin the CA by hash find it here.
     let chain = format!("{}{}", cert.pem(), ca.pem());
-    write(&dir.join(CERT_FILE), chain.as_bytes(), 0o644)?;
+    write_synced(&dir.join(CERT_FILE), chain.as_bytes(), PUBLIC)?;
     // The key last: its presence says the set is complete.
-    write(&dir.join(KEY_FILE), key.serialize_pem().as_bytes(), 0o600)
-}
-
-fn write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    use std::io::Write;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    write_synced(&dir.join(KEY_FILE), key.serialize_pem().as_bytes(), PRIVATE)
 }
 
 #[cfg(test)]

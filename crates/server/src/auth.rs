@@ -1,15 +1,16 @@
 //! The API token: generated on first start, kept with mode 0600 in the data dir, compared in
 //! constant time.
 
+use ebb_core::files::{write_synced, PRIVATE};
 use rand::RngCore;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 
 pub use ebb_core::api::TOKEN_FILE;
-/// File in the data dir that holds the token agents join with (`ebb agent --token`).
+/// File in the data dir that holds the token agents join with (`ebb agent --token-file`).
 pub const JOIN_TOKEN_FILE: &str = "join-token";
 /// Bytes of randomness in a token (256 bits, like a GitHub token's entropy).
 const TOKEN_BYTES: usize = 32;
@@ -39,14 +40,7 @@ pub fn write_join_token(data_dir: &Path, token: &ebb_core::api::JoinToken) -> io
     if fs::read_to_string(&path).is_ok_and(|old| old.trim() == text) {
         return Ok(());
     }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
+    write_synced(&path, text.as_bytes(), PRIVATE)
 }
 
 fn load_or_create(path: &Path) -> io::Result<String> {
@@ -64,14 +58,7 @@ fn load_or_create(path: &Path) -> io::Result<String> {
         Err(e) => return Err(e),
     }
     let token = random_token();
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?;
-    file.write_all(token.as_bytes())?;
-    file.sync_all()?;
+    write_synced(&path, token.as_bytes(), PRIVATE)?;
     Ok(token)
 }
 
@@ -89,8 +76,7 @@ fn hex(bytes: &[u8]) -> String {
 /// What the store keeps of a node credential: its SHA-256 in hex. A copy of the store (a
 /// backup, an etcd snapshot) then lets no one act as a node; 256 random bits need no salt.
 pub fn credential_hash(credential: &str) -> String {
-    use sha2::Digest;
-    hex(&sha2::Sha256::digest(credential.as_bytes()))
+    ebb_core::hash::sha256_hex(credential.as_bytes())
 }
 
 /// Checks an `Authorization` header value against a stored [`credential_hash`], in constant time.
