@@ -31,14 +31,6 @@ pub fn save(data_dir: &Path, credential: &str) -> io::Result<()> {
     fs::rename(&tmp, path(data_dir))
 }
 
-/// Forgets the stored credential (the server no longer knows it).
-pub fn remove(data_dir: &Path) -> io::Result<()> {
-    match fs::remove_file(path(data_dir)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,8 +45,5 @@ mod tests {
         assert_eq!(load(dir.path()).unwrap().as_deref(), Some("second"));
         let mode = fs::metadata(path(dir.path())).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        remove(dir.path()).unwrap();
-        remove(dir.path()).unwrap();
-        assert_eq!(load(dir.path()).unwrap(), None);
     }
 }

@@ -101,12 +101,14 @@ impl Client {
         token: Option<String>,
         trust: Option<Trust>,
     ) -> Result<Client, ClientError> {
-        let scheme = if trust.is_some() { "https" } else { "http" };
-        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.trim_end_matches('/').to_string()
-        } else {
-            format!("{scheme}://{addr}")
-        };
+        let base = base_url(addr, trust.is_some());
+        if base.starts_with("http://") && (trust.is_some() || !is_loopback(&base)) {
+            // A token must never cross the network in clear: ebb's API beyond loopback always
+            // speaks TLS.
+            return Err(ClientError::Protocol(format!(
+                "{base}: an ebb API that is not on loopback speaks HTTPS; use https:// (tokens are never sent in clear)"
+            )));
+        }
         let mut builder = reqwest::Client::builder()
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(30));
@@ -363,6 +365,31 @@ impl Client {
     }
 }
 
+/// The URL calls go to: `addr` with its scheme, else `https://` when the API is trusted by a CA
+/// or is not on loopback (ebb serves TLS there), else `http://`.
+fn base_url(addr: &str, trusted: bool) -> String {
+    let addr = addr.trim().trim_end_matches('/');
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        return addr.to_string();
+    }
+    let plain = !trusted && is_loopback(addr);
+    format!("{}://{addr}", if plain { "http" } else { "https" })
+}
+
+/// Whether a URL or `host:port` names this machine: 127.0.0.0/8, ::1 or `localhost`.
+fn is_loopback(addr: &str) -> bool {
+    let rest = addr.split_once("://").map_or(addr, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The innermost cause of an error ("Connection refused (os error 111)"): reqwest's own
 /// layers ("error sending request for url ...") say nothing the CLI's message does not.
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -407,14 +434,30 @@ mod tests {
     }
 
     #[test]
+    fn tokens_never_go_in_clear_beyond_loopback() {
+        assert_eq!(base_url("10.0.0.1:7070", false), "https://10.0.0.1:7070");
+        assert_eq!(base_url("127.0.0.1:7070", true), "https://127.0.0.1:7070");
+        assert_eq!(base_url("[::1]:7070", false), "http://[::1]:7070");
+        assert_eq!(base_url("localhost:1", false), "http://localhost:1");
+        assert!(Client::new("http://10.0.0.1:7070", Some("t".into())).is_err());
+        assert!(
+            Client::new("ebb.internal:7070", Some("t".into())).is_err(),
+            "https without a CA"
+        );
+        let trusted = Some(Trust::CaSha256("00".repeat(32)));
+        assert!(Client::with_trust("http://127.0.0.1:1", None, trusted.clone()).is_err());
+        assert!(Client::with_trust("10.0.0.1:7070", None, trusted).is_ok());
+    }
+
+    #[test]
     fn bare_addresses_get_a_scheme() {
         assert_eq!(
             Client::new("127.0.0.1:7070", None).unwrap().base(),
             "http://127.0.0.1:7070"
         );
         assert_eq!(
-            Client::new("http://h:1/", None).unwrap().base(),
-            "http://h:1"
+            Client::new("http://localhost:1/", None).unwrap().base(),
+            "http://localhost:1"
         );
     }
 }

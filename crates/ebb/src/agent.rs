@@ -41,9 +41,10 @@ pub async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<()> {
     };
     let client = match first_contact(&client, &supervisor, &node).await {
         Err(e) if refused(&e) && join_token.is_some() => {
-            // The server forgot this node (`ebb nodes rm`, a new store): join again.
-            ebb_agent::credential::remove(&data_dir)?;
-            let client = node_client(&server, &data_dir, &name, join_token.as_deref()).await?;
+            // The server forgot this node (`ebb nodes rm`, a new store): join again. The kept
+            // credential is replaced only once a new one is in hand.
+            let token = join_token.as_deref().unwrap_or_default();
+            let client = join(&server, &data_dir, &name, token).await?;
             first_contact(&client, &supervisor, &node)
                 .await
                 .map(|()| client)
@@ -137,6 +138,16 @@ async fn node_client(
             data_dir.display()
         )));
     };
+    join(server, data_dir, name, token).await
+}
+
+/// Trades the join token for this node's credential, and keeps it (replacing any older one).
+async fn join(
+    server: &Client,
+    data_dir: &std::path::Path,
+    name: &str,
+    token: &str,
+) -> anyhow::Result<Client> {
     let joined = server.with_token(token.to_string()).join(name).await;
     let credential = match joined {
         Ok(resp) => resp.credential,

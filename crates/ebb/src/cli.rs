@@ -257,7 +257,8 @@ pub struct ServerArgs {
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// The server's API address, e.g. http://10.0.0.1:7070
+    /// The server's API address, e.g. 10.0.0.1:7070 (HTTPS beyond loopback, trusted by the CA
+    /// hash in the join token)
     #[arg(long)]
     pub server: String,
     /// File holding the server's join token (a copy of its data dir's join-token file). Needed

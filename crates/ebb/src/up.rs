@@ -113,6 +113,11 @@ async fn run(
             l.supervisor.clone().detach();
         }
     })?;
+    // The local node's name is the control plane's own: the join token cannot claim it.
+    if let Some(local) = &local {
+        auth::reserve_node_name(server.store(), &local.name)
+            .context("reserving the local node's name")?;
+    }
     // The CLI finds the API here.
     // `host:port` for plain HTTP (as tools and scripts read it), `https://host:port` with TLS.
     let api_url = match tls {

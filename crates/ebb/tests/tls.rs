@@ -241,6 +241,21 @@ fn a_certificate_replaced_on_disk_is_served_to_new_connections_while_open_ones_g
     });
     let mut after = Client::connect(&ca, "web.test", port);
     assert!(after.get().contains("200"));
+    // A deploy that would rebuild the listener is refused while its files do not load, and
+    // the port goes on serving the last good certificate.
+    let text = format!(
+        "{}[services.web.balance]\nretries = 1\n",
+        tls_service(port, &tls)
+    );
+    let file = deploy_file(dir, "web.toml", &text);
+    let out = ebb.cli(&["deploy", file.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "broken files are refused at deploy"
+    );
+    let mut still = Client::connect(&ca, "web.test", port);
+    assert!(still.get().contains("200"));
 }
 
 #[test]

@@ -73,6 +73,20 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the store keeps for the name of a node whose agent runs inside the control plane (the
+/// local node of `ebb up`): no credential matches it, so the join token cannot claim that name.
+pub const RESERVED_CREDENTIAL: &[u8] = b"reserved: the control plane's own node";
+
+/// Reserves node `name` for the control plane's own agent (see [`RESERVED_CREDENTIAL`]).
+pub fn reserve_node_name(
+    store: &dyn ebb_store::KvStore,
+    name: &str,
+) -> Result<(), ebb_store::StoreError> {
+    let key = crate::state::keys::node_credential(name);
+    store.put(&key, RESERVED_CREDENTIAL, ebb_store::Expect::Any)?;
+    Ok(())
+}
+
 /// What the store keeps of a node credential: its SHA-256 in hex. A copy of the store (a
 /// backup, an etcd snapshot) then lets no one act as a node; 256 random bits need no salt.
 pub fn credential_hash(credential: &str) -> String {

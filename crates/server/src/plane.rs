@@ -304,7 +304,8 @@ async fn accept_tls(
         let mut stream = stream;
         // Read what the client sent (its request), so that closing with it unread does not
         // reset the connection before the answer is read.
-        let mut request = [0u8; 16 * 1024];
+        // On the heap and only here: every TLS connection's future would carry an array.
+        let mut request = vec![0u8; 4 * 1024];
         let _ = stream.read(&mut request).await;
         let head = PLAIN_HTTP_REFUSED.replace("{len}", &PLAIN_HTTP_MESSAGE.len().to_string());
         let _ = stream.write_all(head.as_bytes()).await;

@@ -301,7 +301,11 @@ fn running(a: &ebb_core::Assignment, addr: &str) -> InstanceStatus {
 
 #[tokio::test]
 async fn each_node_calls_with_its_own_credential_and_about_itself_only() {
-    let h = start_with(|s| s.set_join_token("the-join-token".into())).await;
+    let h = start_with(|s| {
+        s.set_join_token("the-join-token".into());
+        ebb_server::auth::reserve_node_name(s.store(), "local").unwrap();
+    })
+    .await;
     let admin = Client::new(&h.addr, Some(h.token.clone())).unwrap();
     let joiner = Client::new(&h.addr, Some("the-join-token".into())).unwrap();
     // The join token alone can neither read a node's assignments nor heartbeat as it.
@@ -319,11 +323,32 @@ async fn each_node_calls_with_its_own_credential_and_about_itself_only() {
         admin.nodes().await.unwrap().is_empty(),
         "nothing registered"
     );
-    // It trades for a credential once per name; a second join of the name is refused.
+    // It trades for a credential. Until the node first syncs, a join again replaces it (an
+    // agent that died before its first heartbeat is not locked out); the first one is revoked.
+    let lost = joiner.with_token(joiner.join("n1").await.unwrap().credential);
     let n1 = joiner.with_token(joiner.join("n1").await.unwrap().credential);
+    let revoked = lost.sync(&sync_of("n1", vec![])).await.unwrap_err();
+    assert_eq!(revoked.status(), Some(401), "{revoked}");
+    n1.sync(&sync_of("n1", vec![])).await.unwrap();
+    // Once registered, the name cannot be taken with the join token.
     let again = joiner.join("n1").await.unwrap_err();
     assert_eq!(again.status(), Some(409), "{again}");
     assert!(again.to_string().contains("ebb nodes rm n1"), "{again}");
+    // Nor can the control plane's own node, which never joins, nor a node registered before
+    // credentials existed (a sync with the API token registers one without any).
+    let own = joiner.join("local").await.unwrap_err();
+    assert_eq!(own.status(), Some(409), "{own}");
+    admin.sync(&sync_of("old", vec![])).await.unwrap();
+    assert_eq!(joiner.join("old").await.unwrap_err().status(), Some(409));
+    // A node cannot move its address once registered: the router dials it there.
+    let mut moved = sync_of("n1", vec![]);
+    moved.node.address = "127.0.0.9".into();
+    let refused = n1.sync(&moved).await.unwrap_err();
+    assert_eq!(refused.status(), Some(409), "{refused}");
+    assert!(
+        refused.to_string().contains("registered at 127.0.0.1"),
+        "{refused}"
+    );
     let n2 = joiner.with_token(joiner.join("n2").await.unwrap().credential);
     // A wrong token cannot join at all.
     let stranger = Client::new(&h.addr, Some("guess".into())).unwrap();

@@ -17,32 +17,65 @@ use std::time::{Duration, Instant};
 const MAX_WAIT: Duration = Duration::from_secs(60);
 use ebb_core::api::MAX_EVENTS_PER_SYNC;
 
-/// `POST /v1/nodes/{name}/join` (join token): node `name` receives its own credential. Once: a
-/// name that has joined cannot be taken again with the join token, so that the join token
-/// cannot be used to act as a node that exists. A machine that lost its credential joins
-/// again after `ebb nodes rm NAME`, which forgets the node and its credential.
+/// `POST /v1/nodes/{name}/join` (join token): node `name` receives its own credential. A name
+/// that is registered (it has synced: `nodes/{name}` exists) or reserved (the local node of
+/// `ebb up`) cannot be taken with the join token, so that the join token cannot be used to act
+/// as a node that exists; a machine that lost its credential joins again after `ebb nodes rm
+/// NAME`. A credential whose node never synced (the agent died, or lost the answer, before its
+/// first heartbeat) is replaced, so that the name is not locked for good.
 pub async fn join(
     State(server): State<Server>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<JoinResponse> {
     ebb_core::api::validate_node_name(&name).map_err(ApiError::bad_request)?;
-    let credential = crate::auth::random_token();
-    let hash = crate::auth::credential_hash(&credential);
-    match server.store().put(
-        &keys::node_credential(&name),
-        hash.as_bytes(),
-        Expect::Absent,
-    ) {
-        Ok(_) => Ok(Json(JoinResponse { credential })),
-        Err(StoreError::Conflict { .. }) => Err(ApiError::new(
+    let taken = || {
+        ApiError::new(
             axum::http::StatusCode::CONFLICT,
             format!(
                 "node {name} has already joined: its agent uses the credential in its data dir's \
                  node-credential file. A machine that lost it joins again once the old node is \
                  forgotten: `ebb nodes rm {name}` (when it is down), or choose another --name"
             ),
-        )),
+        )
+    };
+    if server.store().get(&keys::node(&name))?.is_some() {
+        return Err(taken());
+    }
+    let key = keys::node_credential(&name);
+    let expect = match server.store().get(&key)? {
+        None => Expect::Absent,
+        Some(kv) if kv.value == crate::auth::RESERVED_CREDENTIAL => return Err(taken()),
+        Some(kv) => Expect::ModRevision(kv.mod_revision),
+    };
+    let credential = crate::auth::random_token();
+    let hash = crate::auth::credential_hash(&credential);
+    match server.store().put(&key, hash.as_bytes(), expect) {
+        Ok(_) => Ok(Json(JoinResponse { credential })),
+        Err(StoreError::Conflict { .. }) => Err(taken()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A node's address is fixed when it first syncs: the router dials its instances there, so a
+/// node (or whoever holds its credential) may not move it elsewhere. Checked against the store
+/// only when the address differs from the last heartbeat's, so a steady node costs nothing.
+fn check_address(server: &Server, node: &ebb_core::api::NodeInfo) -> Result<(), ApiError> {
+    if server.nodes().address(&node.name).as_deref() == Some(node.address.as_str()) {
+        return Ok(());
+    }
+    let stored = server.store().get(&keys::node(&node.name))?;
+    let registered = stored.and_then(|kv| keys::decode::<ebb_core::api::NodeInfo>(&kv).ok());
+    match registered {
+        Some(info) if info.address != node.address => Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!(
+                "node {} is registered at {}, not {}: a node's address is fixed when it joins. \
+                 To move it, stop its agent, `ebb nodes rm {}` once it is down, and start the \
+                 agent again",
+                node.name, info.address, node.address, node.name
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -68,6 +101,7 @@ pub async fn sync(
             req.node.name
         )));
     }
+    check_address(&server, &req.node)?;
     let (changed, returned) = server.nodes().heartbeat(&req.node, Instant::now());
     if returned {
         server.record(

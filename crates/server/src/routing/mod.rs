@@ -81,6 +81,8 @@ struct Routed {
 struct Handover {
     socket: std::net::TcpListener,
     endpoints: Arc<Endpoints>,
+    /// The certificates it served: kept if the files do not load now (mid-renewal, say).
+    tls: Option<Arc<ebb_router::tls::Terminator>>,
 }
 
 /// What a listener is built from; a change rebuilds it.
@@ -282,7 +284,13 @@ impl Listeners {
             let mut stop = Stop::Close;
             if let (true, Ok(socket)) = (same_port, routed.socket.try_clone()) {
                 let endpoints = routed.endpoints.clone();
-                handovers.insert(name.clone(), Handover { socket, endpoints });
+                let tls = routed.tls.clone();
+                let handover = Handover {
+                    socket,
+                    endpoints,
+                    tls,
+                };
+                handovers.insert(name.clone(), handover);
                 stop = Stop::Handover;
             }
             let _ = routed.stop.send(Some(stop));
@@ -362,19 +370,32 @@ impl Listeners {
             Endpoints::with_slow_start(settings.algorithm, settings.slow_start)
                 .with_demand_signal(self.inner.demand.clone()),
         );
-        let listener = match handover {
+        let (listener, previous_tls) = match handover {
             Some(h) => {
                 endpoints.inherit(&h.endpoints);
-                h.socket
+                (h.socket, h.tls)
             }
-            None => std::net::TcpListener::bind((self.inner.bind, settings.port))?,
+            None => {
+                let socket = std::net::TcpListener::bind((self.inner.bind, settings.port))?;
+                (socket, None)
+            }
         };
         let (tls, warnings) = match &settings.tls {
             Some(spec) => {
-                let (terminator, warnings) =
-                    ebb_router::tls::Terminator::load(&spec.certificates, SystemTime::now())
-                        .map_err(std::io::Error::other)?;
-                (Some(Arc::new(terminator)), warnings)
+                match ebb_router::tls::Terminator::load(&spec.certificates, SystemTime::now()) {
+                    Ok((terminator, warnings)) => (Some(Arc::new(terminator)), warnings),
+                    // A rebuilt listener keeps serving what it served rather than close the
+                    // port: the files are read again when they change.
+                    Err(e) => match previous_tls {
+                        Some(previous) => (
+                            Some(previous),
+                            vec![format!(
+                                "certificate files do not load ({e}): the previous certificates are served"
+                            )],
+                        ),
+                        None => return Err(std::io::Error::other(e)),
+                    },
+                }
             }
             None => (None, Vec::new()),
         };

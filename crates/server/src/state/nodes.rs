@@ -188,6 +188,11 @@ impl NodeRegistry {
         names
     }
 
+    /// The address node `name` gave in its last heartbeat since this server started.
+    pub fn address(&self, name: &str) -> Option<String> {
+        self.lock().get(name).map(|node| node.info.address.clone())
+    }
+
     /// Forgets a node's heartbeats and usage (`ebb nodes rm`).
     pub fn forget(&self, name: &str) {
         self.lock().remove(name);
