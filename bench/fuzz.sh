@@ -50,8 +50,8 @@ echo "machine: $(nproc) cores; $(cargo +nightly --version); ${SECONDS_PER_TARGET
 printf '%-12s %14s %10s %8s %8s\n' target executions "exec/s" corpus crashes
 for t in "${TARGETS[@]}"; do
   log=$WORK/$t.log
-  execs=$(awk -F': *' '/stat::number_of_executed_units/ {print $2}' "$log" | tail -1)
-  secs=$(awk -F': *' '/stat::average_exec_per_sec/ {print $2}' "$log" | tail -1)
+  execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log" | tail -1)
+  secs=$(awk '/stat::average_exec_per_sec/ {print $2}' "$log" | tail -1)
   corpus=$(find "$WORK/$t/corpus" -type f | wc -l)
   crashes=$(grep -cE '^==[0-9]+== ERROR|panicked at|Test unit written to' "$log" || true)
   printf '%-12s %14s %10s %8s %8s\n' "$t" "${execs:-?}" "${secs:-?}" "$corpus" "$crashes"
