@@ -170,3 +170,49 @@ async fn past_the_connection_cap_new_clients_are_refused_and_open_ones_are_serve
     })
     .await;
 }
+
+/// A response far larger than the socket buffers between the proxy and a client.
+const LARGE: usize = 64 << 20;
+
+async fn large(
+    _name: &'static str,
+    _req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<TestBody> {
+    hyper::Response::new(full(vec![b'x'; LARGE]))
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
+    within("send timeout", async {
+        let big = backend("big", large).await;
+        let config = ProxyConfig {
+            send_timeout: Duration::from_millis(300),
+            ..short_limits()
+        };
+        let proxy = start_proxy(endpoints(&[big.addr]), config).await;
+        // A small receive buffer, so that the proxy's writes stall at once, however busy the
+        // machine is.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(proxy.addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // Read nothing for far longer than the send timeout: the proxy gives up.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut received = Vec::new();
+        let _ = stream.read_to_end(&mut received).await; // EOF or a reset
+        assert!(
+            received.len() < LARGE,
+            "the whole response waited for the client ({} bytes)",
+            received.len()
+        );
+        // A client that keeps reading gets it all, however long it takes.
+        let (status, _, body) = get(&client(), &proxy.url("/")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.len(), LARGE);
+        proxy.stop().await;
+    })
+    .await;
+}

@@ -76,11 +76,18 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// instance may become ready (or start from zero) within a second or two.
 pub const DEFAULT_NO_ENDPOINT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a client may accept no byte of a response before the proxy gives up on it (its
+/// connection closes, and the endpoint connection with it). 60 s: nginx's `send_timeout`
+/// default; HAProxy's `timeout client` and Envoy's stream idle timeout are of that order too.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Limits and behaviour of one HTTP listener.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     /// Upstream time to response head; past it the client gets 504.
     pub request_timeout: Duration,
+    /// A client that accepts no byte of a response for this long is cut off (HTTP/1.1 path).
+    pub send_timeout: Duration,
     /// Time the client has to send a full request head; past it the connection is closed.
     pub header_read_timeout: Duration,
     /// Largest request head; larger gets 431 (HTTP/1.1) or a stream error (h2).
@@ -111,6 +118,7 @@ impl Default for ProxyConfig {
     fn default() -> ProxyConfig {
         ProxyConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             retries: DEFAULT_RETRIES,

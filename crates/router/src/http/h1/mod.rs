@@ -22,6 +22,7 @@ mod body;
 mod buffer;
 mod forward;
 mod head;
+mod send_timeout;
 mod shutdown;
 mod stream;
 mod timer;
@@ -35,6 +36,7 @@ use super::{Peer, Proxy};
 use body::Remaining;
 use buffer::Buffer;
 use head::{Reject, RequestHead, Rewrite};
+use send_timeout::SendTimeout;
 use std::io;
 use std::time::{Duration, Instant};
 use timer::LazyTimer;
@@ -93,7 +95,7 @@ pub(super) async fn serve<C: ClientIo>(
     };
     let mut conn = Conn {
         io: Io {
-            client,
+            client: SendTimeout::new(client, config.send_timeout),
             from_client: Buffer::new(),
             from_upstream: Buffer::new(),
             to_upstream: Vec::with_capacity(buffer::INITIAL_SIZE),
