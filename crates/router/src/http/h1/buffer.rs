@@ -24,8 +24,22 @@ impl Buffer {
         }
     }
 
+    /// A buffer that holds no memory until its first read (see [`Spare`]).
+    pub(crate) fn empty() -> Buffer {
+        Buffer {
+            data: Box::default(),
+            start: 0,
+            end: 0,
+        }
+    }
+
     pub(crate) fn filled(&self) -> &[u8] {
         &self.data[self.start..self.end]
+    }
+
+    /// Holds no memory: made by [`Buffer::empty`], not read into since.
+    pub(crate) fn is_unallocated(&self) -> bool {
+        self.data.is_empty()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -75,16 +89,79 @@ impl Buffer {
                 "buffer limit reached",
             ));
         }
-        let mut bigger = vec![0; (self.data.len() * 2).min(limit.max(INITIAL_SIZE))];
+        let size = (self.data.len() * 2).max(INITIAL_SIZE);
+        let mut bigger = vec![0; size.min(limit.max(INITIAL_SIZE))];
         bigger[..self.end].copy_from_slice(&self.data[..self.end]);
         self.data = bigger.into_boxed_slice();
         Ok(())
     }
 }
 
+/// Most response buffers a thread keeps for connections between requests: enough for every
+/// connection busy at once on a worker, without keeping a burst's worth for ever.
+const MAX_SPARE: usize = 1024;
+
+thread_local! {
+    /// Response buffers of connections waiting for their next request, for the next request on
+    /// this thread: an idle keep-alive connection then holds no response buffer (nginx frees
+    /// its buffers between requests too), and a busy one still allocates nothing per request.
+    static SPARE: std::cell::RefCell<Vec<(Buffer, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The response-side buffers of a connection: lent to it for a request, given back to the
+/// thread's spares while it waits for the next.
+pub(crate) struct Spare;
+
+impl Spare {
+    /// Buffers for a request: spares of this thread, else new ones.
+    pub(crate) fn take() -> (Buffer, Vec<u8>) {
+        SPARE
+            .with(|spare| spare.borrow_mut().pop())
+            .unwrap_or_else(|| (Buffer::new(), Vec::with_capacity(INITIAL_SIZE)))
+    }
+
+    /// Gives buffers back (emptied) for another connection's next request.
+    pub(crate) fn give(mut buffer: Buffer, mut out: Vec<u8>) {
+        if buffer.data.is_empty() {
+            return; // never taken: nothing to give
+        }
+        buffer.clear();
+        out.clear();
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < MAX_SPARE {
+                spare.push((buffer, out));
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spare_buffers_go_round_emptied_and_an_empty_buffer_grows_on_first_use() {
+        let (mut buffer, mut out) = Spare::take();
+        buffer.data[0] = 7;
+        buffer.end = 3;
+        out.extend_from_slice(b"head");
+        let address = buffer.data.as_ptr();
+        Spare::give(buffer, out);
+        let (again, out) = Spare::take();
+        assert_eq!(
+            again.data.as_ptr(),
+            address,
+            "the same memory, not a new allocation"
+        );
+        assert!(again.is_empty() && out.is_empty());
+        // A buffer that was never taken is not kept.
+        Spare::give(Buffer::empty(), Vec::new());
+        let mut fresh = Buffer::empty();
+        assert!(fresh.is_unallocated());
+        fresh.make_room(64 * 1024).unwrap();
+        assert_eq!(fresh.data.len(), INITIAL_SIZE);
+    }
 
     #[test]
     fn room_is_made_by_compacting_then_by_growing_up_to_the_limit() {

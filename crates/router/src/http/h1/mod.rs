@@ -97,9 +97,9 @@ pub(super) async fn serve<C: ClientIo>(
         io: Io {
             client: SendTimeout::new(client, config.send_timeout),
             from_client: Buffer::new(),
-            from_upstream: Buffer::new(),
+            from_upstream: Buffer::empty(),
             to_upstream: Vec::with_capacity(buffer::INITIAL_SIZE),
-            to_client: Vec::with_capacity(buffer::INITIAL_SIZE),
+            to_client: Vec::new(),
             informational_sent: false,
         },
         proxy,
@@ -123,8 +123,13 @@ pub(super) async fn serve<C: ClientIo>(
                 return;
             }
         };
-        match conn.handle(request, &mut timers.request).await {
-            Next::KeepAlive => since = Instant::now(),
+        conn.io.lend_response_buffers();
+        let next = conn.handle(request, &mut timers.request).await;
+        match next {
+            Next::KeepAlive => {
+                since = Instant::now();
+                conn.io.return_response_buffers();
+            }
             Next::Close => {
                 let _ = conn.io.client.shutdown().await;
                 return;
@@ -232,6 +237,25 @@ struct Io<C> {
     /// An informational response (1xx) went to the client for the current request: an error
     /// reply can no longer be sent cleanly, only a close.
     informational_sent: bool,
+}
+
+impl<C> Io<C> {
+    /// Takes response buffers for a request (see [`buffer::Spare`]).
+    fn lend_response_buffers(&mut self) {
+        if self.from_upstream.is_unallocated() {
+            (self.from_upstream, self.to_client) = buffer::Spare::take();
+        }
+    }
+
+    /// Gives the response buffers back while the connection waits for its next request; kept
+    /// when they still hold bytes (a response read past its end is never reused anyway).
+    fn return_response_buffers(&mut self) {
+        if self.from_upstream.is_empty() {
+            let buffer = std::mem::replace(&mut self.from_upstream, Buffer::empty());
+            let out = std::mem::take(&mut self.to_client);
+            buffer::Spare::give(buffer, out);
+        }
+    }
 }
 
 impl<C: ClientIo> Conn<C> {
