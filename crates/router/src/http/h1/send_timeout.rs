@@ -114,27 +114,31 @@ impl<C: AsyncRead + Unpin> AsyncRead for SendTimeout<C> {
     }
 }
 
+impl<C: AsyncWrite + Unpin> SendTimeout<C> {
+    /// The connection's writes, bounded by its stall timer.
+    fn timed(&mut self) -> Timed<'_, &mut C> {
+        Timed {
+            inner: &mut self.inner,
+            stall: &mut self.stall,
+        }
+    }
+}
+
 impl<C: AsyncWrite + Unpin> AsyncWrite for SendTimeout<C> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.stall.check(cx, polled)
+        Pin::new(&mut self.get_mut().timed()).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        this.stall.check(cx, polled)
+        Pin::new(&mut self.get_mut().timed()).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
-        this.stall.check(cx, polled)
+        Pin::new(&mut self.get_mut().timed()).poll_shutdown(cx)
     }
 }
 
