@@ -42,6 +42,9 @@ pub struct NodeRegistry {
     down_after_ms: AtomicU64,
     /// The last [`Self::pulse`] (None: no pulse runs, as in unit tests). Locked before `seen`.
     last_pulse: Mutex<Option<Instant>>,
+    /// All the stall time discounted so far, in milliseconds: not counted in the server's
+    /// uptime either, which decides when a node never heard from is down.
+    stalled_ms: AtomicU64,
 }
 
 impl Default for NodeRegistry {
@@ -50,6 +53,7 @@ impl Default for NodeRegistry {
             seen: Mutex::default(),
             down_after_ms: AtomicU64::new(NODE_DOWN_AFTER.as_millis() as u64),
             last_pulse: Mutex::default(),
+            stalled_ms: AtomicU64::new(0),
         }
     }
 }
@@ -94,6 +98,8 @@ impl NodeRegistry {
             node.at = (node.at + gap).min(now);
         }
         *last_pulse = Some(now);
+        let gap_ms = u64::try_from(gap.as_millis()).unwrap_or(u64::MAX);
+        self.stalled_ms.fetch_add(gap_ms, Ordering::Relaxed);
     }
 
     /// [`Self::discount_stall`] before a liveness reading at `now`.
@@ -207,7 +213,8 @@ impl NodeRegistry {
             .iter()
             .map(|(name, node)| (name.clone(), now.saturating_duration_since(node.at)))
             .collect();
-        NodeStates::new(ages, uptime, self.down_after())
+        let stalled = Duration::from_millis(self.stalled_ms.load(Ordering::Relaxed));
+        NodeStates::new(ages, uptime.saturating_sub(stalled), self.down_after())
     }
 
     /// The last usage the node reported of the whole machine, live or not.
@@ -389,6 +396,30 @@ mod tests {
             reg.newly_down(resumed + Duration::from_millis(3100)),
             vec!["b"]
         );
+    }
+
+    #[test]
+    fn a_stall_soon_after_start_does_not_count_against_nodes_not_heard_from_yet() {
+        use ebb_core::api::NodeState;
+        let reg = NodeRegistry::default();
+        let t0 = Instant::now();
+        for i in 0..=10 {
+            reg.pulse(t0 + PULSE_INTERVAL * i);
+        }
+        // The server stops 1 s after its start, for 5 s; a node it knew from its store has
+        // not reported yet. Without the stall, 6 s of uptime would make it down.
+        let resumed = t0 + Duration::from_secs(6);
+        let states = reg.states(resumed, Duration::from_secs(6));
+        assert_eq!(states.get("known"), NodeState::Suspect);
+        // Time after the stall counts again.
+        for i in 1..=25 {
+            reg.pulse(resumed + PULSE_INTERVAL * i);
+        }
+        let later = reg.states(
+            resumed + Duration::from_millis(2500),
+            Duration::from_millis(8500),
+        );
+        assert_eq!(later.get("known"), NodeState::Down);
     }
 
     #[test]
