@@ -88,8 +88,8 @@ fn trust(
     data_dir: &std::path::Path,
     token: Option<&ebb_core::api::JoinToken>,
 ) -> anyhow::Result<Option<ebb_client::Trust>> {
-    if global.ca.is_some() {
-        return crate::connect::trust(global, "");
+    if let Some(file) = &global.ca {
+        return crate::connect::ca_file(file).map(Some);
     }
     let kept = std::fs::read_to_string(data_dir.join(ebb_core::api::SERVER_CA_FILE)).ok();
     let hash = token

@@ -28,13 +28,18 @@ pub fn trust(global: &Global, addr: &str) -> anyhow::Result<Option<ebb_client::T
         None if addr.starts_with("https://") => ebb_server::api_tls::ca_path(&global.data_dir),
         None => return Ok(None),
     };
-    let pem = std::fs::read(&file).map_err(|e| {
+    ca_file(&file).map(Some)
+}
+
+/// Trust in the CA certificate (PEM) at `file`.
+pub fn ca_file(file: &Path) -> anyhow::Result<ebb_client::Trust> {
+    let pem = std::fs::read(file).map_err(|e| {
         anyhow::anyhow!(
             "cannot read the CA certificate {} (--ca): {e}",
             file.display()
         )
     })?;
-    Ok(Some(ebb_client::Trust::CaPem(pem)))
+    Ok(ebb_client::Trust::CaPem(pem))
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {

@@ -20,15 +20,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// The soft open-file limit, as `ebb` raises and reads it.
+/// The soft open-file limit, read as `ebb`'s `limits::connection_budget` reads it.
 fn open_files() -> u64 {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|limits| {
-            let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-            line.split_whitespace().nth(3)?.parse().ok()
-        })
-        .unwrap_or(1024)
+    use nix::sys::resource::{getrlimit, Resource};
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -301,14 +301,9 @@ fn certificate(
             ctx.error(e.value_span(), &e.field, format!("{name} is empty"));
             return None;
         }
-        let resolved: PathBuf = base_dir
-            .join(text)
-            .components()
-            .filter(|c| *c != Component::CurDir)
-            .collect();
-        match resolved.to_str() {
-            Some(s) => Some(s.to_string()),
-            None => {
+        match normalized(base_dir.join(text)) {
+            Ok(path) => Some(path),
+            Err(_) => {
                 ctx.error(e.value_span(), &e.field, "the path is not valid UTF-8");
                 None
             }
@@ -353,14 +348,9 @@ fn workdir(
             format!("{base}.workdir"),
         ),
     };
-    // Drop `.` components: "./app" relative to /srv is /srv/app, not /srv/./app.
-    let dir: PathBuf = dir
-        .components()
-        .filter(|c| *c != Component::CurDir)
-        .collect();
-    match dir.to_str() {
-        Some(s) => Some(s.to_string()),
-        None => {
+    match normalized(dir) {
+        Ok(dir) => Some(dir),
+        Err(dir) => {
             ctx.error(
                 span,
                 &field,
@@ -368,6 +358,19 @@ fn workdir(
             );
             None
         }
+    }
+}
+
+/// A path from a deploy file, already joined to its folder, without `.` components ("./app"
+/// relative to /srv is /srv/app, not /srv/./app); the path back when it is not UTF-8.
+fn normalized(path: PathBuf) -> Result<String, PathBuf> {
+    let path: PathBuf = path
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .collect();
+    match path.to_str() {
+        Some(s) => Ok(s.to_string()),
+        None => Err(path),
     }
 }
 

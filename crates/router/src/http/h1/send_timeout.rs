@@ -43,12 +43,13 @@ impl Stall {
             self.armed = false;
             return polled;
         }
-        let deadline = Instant::now() + self.timeout;
+        // The clock is read and the timer moved once per stall, not on every poll of it.
+        let timeout = self.timeout;
         let sleep = self
             .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         if !self.armed {
-            sleep.as_mut().reset(deadline);
+            sleep.as_mut().reset(Instant::now() + timeout);
             self.armed = true;
         }
         ready!(sleep.as_mut().poll(cx));
