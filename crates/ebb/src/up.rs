@@ -11,6 +11,7 @@ use anyhow::Context;
 use ebb_agent::{Supervisor, SupervisorConfig};
 use ebb_client::Client;
 use ebb_core::api::NodeInfo;
+use ebb_router::read_ahead::ReadAhead;
 use ebb_server::{auth, ControlPlane, PlaneConfig, Server, Stage};
 use ebb_store::SqliteStore;
 use nix::fcntl::{Flock, FlockArg};
@@ -24,6 +25,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 const STORE_FILE: &str = "state.db";
 /// Lock file that keeps two `ebb up` off one data dir.
 const LOCK_FILE: &str = "lock";
+/// Where the router spools responses read ahead of slow clients (unlinked files only).
+const SPOOL_DIR: &str = "spool";
 
 /// What a control-plane process runs: `ebb up` and `ebb server --agent` add a local agent.
 pub struct Role<'a> {
@@ -135,6 +138,7 @@ async fn run(
         router_threads: role.plane.router_threads,
         max_connections: crate::limits::connection_budget(),
         api_tls: tls.map(|t| t.config),
+        read_ahead: Arc::new(ReadAhead::with_spool(&data_dir.join(SPOOL_DIR))?),
     })
     .context("starting the router's runtime")?;
     let client = Client::with_trust(&api_url, Some(token), trust)?;

@@ -111,3 +111,117 @@ fn cpu_use_reported_by_the_agent_drives_a_cpu_target() {
     assert!(events.contains("autoscaled 1 → 2: cpu"), "{events}");
     ebb.ok(&["stop", "burn"]);
 }
+
+/// A client that asks for `/bytes?n={len}` and reads it at about 1 KiB a second until `fast`
+/// is set, then at full speed; returns how many body bytes of `x` it got (within 60 s).
+fn slow_reader(addr: &str, len: usize, fast: &std::sync::atomic::AtomicBool) -> usize {
+    use nix::sys::socket::{self as so, sockopt, AddressFamily, SockFlag, SockType};
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    // A small receive buffer, so that the kernel holds little of the response for us; set
+    // before connecting, as the window scale is agreed then.
+    let fd = so::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .expect("socket");
+    so::setsockopt(&fd, sockopt::RcvBuf, &4096).expect("SO_RCVBUF");
+    let to: std::net::SocketAddrV4 = addr.parse().expect("an IPv4 address");
+    so::connect(fd.as_raw_fd(), &so::SockaddrIn::from(to)).expect("connect");
+    let mut socket = std::net::TcpStream::from(fd);
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(socket, "GET /bytes?n={len} HTTP/1.1\r\nHost: slow\r\n\r\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut head = Vec::new();
+    let mut body = 0; // bytes of `x` after the head
+    let mut chunk = vec![0; 64 * 1024];
+    while Instant::now() < deadline && body < len {
+        let quick = fast.load(std::sync::atomic::Ordering::SeqCst);
+        let n = match socket.read(&mut chunk[..if quick { 64 * 1024 } else { 1000 }]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut bytes = &chunk[..n];
+        while !head.ends_with(b"\r\n\r\n") && !bytes.is_empty() {
+            head.push(bytes[0]);
+            bytes = &bytes[1..];
+        }
+        body += bytes.iter().filter(|&&b| b == b'x').count();
+        if !quick {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    body
+}
+
+#[test]
+fn slow_readers_neither_scale_a_service_out_nor_hold_up_its_drain() {
+    let ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
+    let port = free_port();
+    let text = |greeting: &str| {
+        format!(
+            "[services.dl]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
+             env = {{ GREETING = \"{greeting}\" }}\n\
+             [services.dl.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+             [services.dl.stop]\ngrace = \"5s\"\n\
+             [services.dl.balance]\nalgorithm = \"least_request\"\ndrain = \"60s\"\n\
+             [services.dl.autoscale]\nmin = 1\nmax = 4\nconcurrency = 2\nstable_window = \"4s\"\n\
+             panic_window = \"2s\"\n"
+        )
+    };
+    let file = deploy_file(ebb.dir.path(), "dl.toml", &text("hello"));
+    ebb.ok(&["deploy", "--timeout", "30s", file.to_str().unwrap()]);
+    let before = ebb.wait_ready("dl", 1, Duration::from_secs(10));
+    let addr = format!("127.0.0.1:{port}");
+
+    // 40 downloads of 8 MiB read at 1 KiB/s: more than the kernel's socket buffers between
+    // the instance and a client hold (up to 4 MiB each way with autotuning), so without
+    // reading ahead each keeps its request in flight for hours, 20 times the target of 2.
+    let len = 8 << 20;
+    let fast = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // They arrive over 8 s, as users do (40 at once would be 320 MiB to move at once, real
+    // work for the instance).
+    let started = Instant::now();
+    let readers: Vec<_> = (0..40)
+        .map(|i| {
+            let (addr, fast) = (addr.clone(), fast.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200) * i);
+                slow_reader(&addr, len, &fast)
+            })
+        })
+        .collect();
+    while started.elapsed() < Duration::from_secs(12) {
+        let desired = desired(&ebb, "dl");
+        assert_eq!(
+            desired,
+            1,
+            "slow readers scaled the service out:\n{}",
+            ebb.ok(&["events"])
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // A rolling update drains the instance the downloads came from: the drain is over long
+    // before its 60 s bound, while the clients are still reading.
+    let old_pid = before[0]["pid"].as_u64().unwrap();
+    std::fs::write(&file, text("hi")).unwrap();
+    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    eventually(
+        "the drained instance to stop while its clients still read",
+        Duration::from_secs(15),
+        || (!alive(old_pid)).then_some(()),
+    );
+    eprintln!(
+        "the drained instance stopped {:?} after the downloads began",
+        started.elapsed()
+    );
+    fast.store(true, std::sync::atomic::Ordering::SeqCst);
+    for reader in readers {
+        assert_eq!(reader.join().unwrap(), len, "every download is whole");
+    }
+}

@@ -4,6 +4,7 @@
 //! - `/` → 200 `hello from {name}` (or `{greeting} from {name}`)
 //! - `/healthz` → 200 `ok`
 //! - `/slow?ms=N` → sleeps N ms (at most [`MAX_SLOW_MS`]) then 200; a bad N → 400
+//! - `/bytes?n=N` → 200 with N bytes of `x` (at most [`MAX_BYTES`]); a bad N → 400
 //! - `/fail` → 500
 //! - anything else → 404
 //!
@@ -14,7 +15,7 @@
 mod routes;
 mod server;
 
-pub use routes::MAX_SLOW_MS;
+pub use routes::{MAX_BYTES, MAX_SLOW_MS};
 pub use server::DRAIN_TIMEOUT;
 
 use std::future::Future;

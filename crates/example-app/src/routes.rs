@@ -14,6 +14,10 @@ use std::time::Duration;
 /// that a typo does not hold a connection for days.
 pub const MAX_SLOW_MS: u64 = 600_000;
 
+/// Largest `/bytes` body, 16 MiB: large enough to outlast every kernel buffer between the
+/// app and a slow client, small enough that a typo costs little memory.
+pub const MAX_BYTES: usize = 16 << 20;
+
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 const X_INSTANCE: &str = "x-instance";
 
@@ -45,7 +49,8 @@ impl State {
     }
 }
 
-/// Routes by path alone, whatever the method: `/`, `/healthz`, `/slow?ms=N`, `/fail`.
+/// Routes by path alone, whatever the method: `/`, `/healthz`, `/slow?ms=N`, `/bytes?n=N`,
+/// `/fail`.
 pub(crate) async fn handle(
     state: &State,
     req: Request<Incoming>,
@@ -69,6 +74,16 @@ pub(crate) async fn handle(
                 Bytes::from_static(b"expected /slow?ms=N with N a whole number of milliseconds\n"),
             ),
         },
+        "/bytes" => match query_number(req.uri().query(), "n=") {
+            Some(n) => (
+                StatusCode::OK,
+                Bytes::from(vec![b'x'; n.min(MAX_BYTES as u64) as usize]),
+            ),
+            None => (
+                StatusCode::BAD_REQUEST,
+                Bytes::from_static(b"expected /bytes?n=N with N a whole number of bytes\n"),
+            ),
+        },
         _ => (StatusCode::NOT_FOUND, Bytes::from_static(b"not found\n")),
     };
     let mut resp = Response::new(Full::new(body));
@@ -81,10 +96,13 @@ pub(crate) async fn handle(
 
 /// The `ms` parameter of `/slow`, capped at [`MAX_SLOW_MS`]; `None` if missing or not a number.
 pub(crate) fn slow_ms(query: Option<&str>) -> Option<u64> {
-    let value = query?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("ms="))?;
-    value.parse::<u64>().ok().map(|ms| ms.min(MAX_SLOW_MS))
+    query_number(query, "ms=").map(|ms| ms.min(MAX_SLOW_MS))
+}
+
+/// The whole number after `key` (`"n="`) in a query string.
+fn query_number(query: Option<&str>, key: &str) -> Option<u64> {
+    let value = query?.split('&').find_map(|pair| pair.strip_prefix(key))?;
+    value.parse::<u64>().ok()
 }
 
 #[cfg(test)]
@@ -106,6 +124,14 @@ mod tests {
         ] {
             assert_eq!(slow_ms(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn bytes_reads_n_from_the_query() {
+        assert_eq!(query_number(Some("n=4096"), "n="), Some(4096));
+        assert_eq!(query_number(Some("a=1&n=7"), "n="), Some(7));
+        assert_eq!(query_number(Some("m=7"), "n="), None);
+        assert_eq!(query_number(Some("n=x"), "n="), None);
     }
 
     #[test]

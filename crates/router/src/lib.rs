@@ -11,6 +11,7 @@ pub mod http;
 pub mod limit;
 pub mod metrics;
 pub mod pool;
+pub mod read_ahead;
 pub mod request_key;
 pub mod runtime;
 pub mod tcp;

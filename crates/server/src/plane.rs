@@ -75,6 +75,8 @@ pub struct PlaneConfig {
     pub max_connections: usize,
     /// TLS for the API (`None`: plain HTTP, for loopback): see [`crate::api_tls`].
     pub api_tls: Option<Arc<rustls::ServerConfig>>,
+    /// How far services' responses are read ahead of slow clients, and where they spool.
+    pub read_ahead: Arc<ebb_router::read_ahead::ReadAhead>,
 }
 
 /// Shows the node registry, every [`PULSE_INTERVAL`], that the runtime serving heartbeats runs:
@@ -114,6 +116,7 @@ impl ControlPlane {
             router_threads,
             max_connections,
             api_tls,
+            read_ahead,
         } = config;
         let api_addr = api.local_addr()?;
         let router_runtime = RouterRuntime::start(router_threads)?;
@@ -122,7 +125,12 @@ impl ControlPlane {
         tracing::info!(
             "at most {max_connections} client connections open on services' ports, {api_cap} on the API"
         );
-        let router = routing::Listeners::new(router_bind, router_runtime.handle.clone(), limit);
+        let router = routing::Listeners::new(
+            router_bind,
+            router_runtime.handle.clone(),
+            limit,
+            read_ahead,
+        );
         server.set_router(router.clone());
         let stop = CancellationToken::new();
         let stages = Stage::ORDER

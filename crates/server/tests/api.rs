@@ -39,6 +39,7 @@ async fn start_with(setup: impl FnOnce(&Server)) -> Harness {
         router_threads: Some(1),
         max_connections: 1024,
         api_tls: None,
+        read_ahead: Arc::new(ebb_router::read_ahead::ReadAhead::in_memory()),
     })
     .unwrap();
     Harness {

@@ -17,6 +17,7 @@ mod schema;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use tokio::runtime::RuntimeFlavor;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::watch;
@@ -77,7 +78,7 @@ impl SqliteStore {
 
     /// The revision history was compacted at (0 if never); `changes_since` needs `after` ≥ this.
     pub fn compacted_revision(&self) -> Result<u64, StoreError> {
-        query::compacted_revision(&self.lock())
+        self.with_conn(|conn| query::compacted_revision(conn))
     }
 
     /// The connection. A panic while it was held cannot leave it half-written: an open
@@ -86,13 +87,35 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs `work` on the connection off the async workers: it waits on the disk (an fsync
+    /// per commit, a frozen file system for as long as it lasts) and on the lock, which a
+    /// controller pass may hold meanwhile. On a worker of tokio's multi-threaded runtime,
+    /// `block_in_place` first hands the worker's other tasks (heartbeats, API calls) to another
+    /// thread; on a blocking thread, or with no runtime, it simply runs.
+    fn with_conn<T>(&self, work: impl FnOnce(&mut Connection) -> T) -> T {
+        let run = || work(&mut self.lock());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(run)
+            }
+            _ => run(),
+        }
+    }
+
     /// Run `write` in an IMMEDIATE transaction (takes SQLite's write lock up front, so the
     /// conditions it checks cannot change before it commits), commit, then wake subscribers.
     fn write<T>(
         &self,
         write: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.lock();
+        self.with_conn(|conn| self.write_on(conn, write))
+    }
+
+    fn write_on<T>(
+        &self,
+        conn: &mut Connection,
+        write: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = write(&tx)?;
         let revision = query::store_revision(&tx)?;
@@ -113,24 +136,24 @@ impl SqliteStore {
 
 impl KvStore for SqliteStore {
     fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let conn = self.lock();
-        match query::latest_row(&conn, key)? {
+        self.with_conn(|conn| match query::latest_row(conn, key)? {
             Some(row) if !row.deleted => Ok(Some(row.into_key_value())),
             _ => Ok(None),
-        }
+        })
     }
 
     fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
-        let mut conn = self.lock();
-        // One read transaction: the rows and the revision come from the same snapshot.
-        let tx = conn.transaction()?;
-        let rows = query::live_rows(&tx, &PrefixRange::new(prefix))?;
-        let revision = query::store_revision(&tx)?;
-        tx.commit()?;
-        Ok((
-            rows.into_iter().map(LogRow::into_key_value).collect(),
-            revision,
-        ))
+        self.with_conn(|conn| {
+            // One read transaction: the rows and the revision come from the same snapshot.
+            let tx = conn.transaction()?;
+            let rows = query::live_rows(&tx, &PrefixRange::new(prefix))?;
+            let revision = query::store_revision(&tx)?;
+            tx.commit()?;
+            Ok((
+                rows.into_iter().map(LogRow::into_key_value).collect(),
+                revision,
+            ))
+        })
     }
 
     fn put(&self, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError> {
@@ -159,7 +182,7 @@ impl KvStore for SqliteStore {
     }
 
     fn revision(&self) -> Result<u64, StoreError> {
-        query::store_revision(&self.lock())
+        self.with_conn(|conn| query::store_revision(conn))
     }
 
     fn changes_since(
@@ -168,18 +191,19 @@ impl KvStore for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<WatchEvent>, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let compacted = query::compacted_revision(&tx)?;
-        if after < compacted {
-            return Err(StoreError::Compacted {
-                requested: after,
-                compacted,
-            });
-        }
-        let rows = query::rows_after(&tx, &PrefixRange::new(prefix), after, limit)?;
-        tx.commit()?;
-        Ok(rows.into_iter().map(LogRow::into_event).collect())
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let compacted = query::compacted_revision(&tx)?;
+            if after < compacted {
+                return Err(StoreError::Compacted {
+                    requested: after,
+                    compacted,
+                });
+            }
+            let rows = query::rows_after(&tx, &PrefixRange::new(prefix), after, limit)?;
+            tx.commit()?;
+            Ok(rows.into_iter().map(LogRow::into_event).collect())
+        })
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {
@@ -187,18 +211,19 @@ impl KvStore for SqliteStore {
     }
 
     fn compact(&self, revision: u64) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Never past the newest revision: later writes would land in "compacted" history.
-        let target = revision.min(query::store_revision(&tx)?);
-        if target <= query::compacted_revision(&tx)? {
-            return Ok(());
-        }
-        let removed = query::delete_superseded(&tx, target)?;
-        query::set_compacted_revision(&tx, target)?;
-        tx.commit()?;
-        tracing::debug!(revision = target, removed, "compacted store history");
-        Ok(())
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Never past the newest revision: later writes would land in "compacted" history.
+            let target = revision.min(query::store_revision(&tx)?);
+            if target <= query::compacted_revision(&tx)? {
+                return Ok(());
+            }
+            let removed = query::delete_superseded(&tx, target)?;
+            query::set_compacted_revision(&tx, target)?;
+            tx.commit()?;
+            tracing::debug!(revision = target, removed, "compacted store history");
+            Ok(())
+        })
     }
 }
 
@@ -319,6 +344,40 @@ fn private_files(path: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_waiting_on_the_store_holds_up_no_other_task() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Arc;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+        // One async worker, and the connection held elsewhere (a pass stuck in an fsync).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let held = store.lock();
+        let reader = Arc::clone(&store);
+        let getter = runtime.spawn(async move { reader.get("k").map(|kv| kv.is_none()) });
+        std::thread::sleep(Duration::from_millis(20)); // the getter waits on the lock by now
+        let ticks = Arc::new(AtomicU32::new(0));
+        let counted = Arc::clone(&ticks);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let ticked = ticks.load(Ordering::SeqCst);
+        drop(held);
+        let read = runtime.block_on(getter).unwrap().unwrap();
+        assert!(ticked >= 5, "other tasks ran meanwhile: {ticked} ticks");
+        assert!(read, "the read ends once the lock is free");
+        runtime.shutdown_background();
+    }
 
     #[test]
     fn opens_in_wal_mode_with_fsync_on_every_commit() {

@@ -112,6 +112,9 @@ pub struct ProxyConfig {
     /// TLS terminated on this listener (HTTP/2 or HTTP/1.1 by ALPN); `None`: plain HTTP, with
     /// h2c by prior knowledge.
     pub tls: Option<std::sync::Arc<crate::tls::Terminator>>,
+    /// How far responses are read ahead of slow clients (HTTP/1.1 path), shared by every
+    /// listener of the router.
+    pub read_ahead: std::sync::Arc<crate::read_ahead::ReadAhead>,
 }
 
 impl Default for ProxyConfig {
@@ -129,6 +132,7 @@ impl Default for ProxyConfig {
             hash_header: None,
             connections: None,
             tls: None,
+            read_ahead: std::sync::Arc::new(crate::read_ahead::ReadAhead::in_memory()),
         }
     }
 }

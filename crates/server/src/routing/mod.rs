@@ -16,6 +16,7 @@ use ebb_core::{Assignment, DesiredState, Event, EventKind, Protocol, ServiceSpec
 use ebb_router::http::{Proxy, ProxyConfig, Stop};
 use ebb_router::limit::ConnectionLimit;
 use ebb_router::metrics::{Snapshot, Window};
+use ebb_router::read_ahead::ReadAhead;
 use ebb_router::{BalanceAlgorithm, Endpoint, Endpoints};
 use ebb_store::StoreError;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -42,6 +43,8 @@ struct Inner {
     runtime: tokio::runtime::Handle,
     /// The cap on client connections open at once, shared by every service's listener.
     connections: ConnectionLimit,
+    /// How far responses are read ahead of slow clients, shared by every service's listener.
+    read_ahead: Arc<ReadAhead>,
     services: Mutex<HashMap<String, Routed>>,
     /// Endpoints that left their set, by instance id: their in-flight requests are still counted.
     leaving: Mutex<HashMap<String, Arc<Endpoint>>>,
@@ -121,12 +124,14 @@ impl Listeners {
         bind: IpAddr,
         runtime: tokio::runtime::Handle,
         connections: ConnectionLimit,
+        read_ahead: Arc<ReadAhead>,
     ) -> Listeners {
         Listeners {
             inner: Arc::new(Inner {
                 bind,
                 runtime,
                 connections,
+                read_ahead,
                 services: Mutex::new(HashMap::new()),
                 leaving: Mutex::new(HashMap::new()),
                 synced: AtomicU64::new(0),
@@ -418,6 +423,7 @@ impl Listeners {
             hash_header: settings.hash_header.as_deref().and_then(|h| h.parse().ok()),
             connections: Some(self.inner.connections.clone()),
             tls: tls.clone(),
+            read_ahead: Arc::clone(&self.inner.read_ahead),
             ..ProxyConfig::default()
         };
         self.inner.runtime.spawn(async move {
@@ -690,7 +696,12 @@ mod tests {
         let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
         let server = Server::new(store.clone(), "t".into(), None).unwrap();
         let limit = ConnectionLimit::new(64);
-        let listeners = Listeners::new([127, 0, 0, 1].into(), runtime.handle().clone(), limit);
+        let listeners = Listeners::new(
+            [127, 0, 0, 1].into(),
+            runtime.handle().clone(),
+            limit,
+            Arc::new(ReadAhead::in_memory()),
+        );
         let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = holder.local_addr().unwrap().port();
         let mut web = ServiceSpec::new("web", vec!["app".into()]);

@@ -1,7 +1,9 @@
 //! The read buffer of one side of a connection, reused for every message on it.
 
 use std::io;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// Initial size of a connection's read buffers. 8 KiB: hyper's initial read buffer, and
 /// nginx's `proxy_buffer_size` on 64-bit; a head larger than this grows the buffer up to the
@@ -46,6 +48,28 @@ impl Buffer {
         self.start == self.end
     }
 
+    /// Bytes the buffer holds room for.
+    pub(crate) fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Appends as much of `bytes` as fits (after compacting); the caller makes sure all do.
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        if self.data.len() - self.end < bytes.len() {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = bytes.len().min(self.data.len() - self.end);
+        self.data[self.end..self.end + n].copy_from_slice(&bytes[..n]);
+        self.end += n;
+    }
+
+    /// Unconsumed bytes fill the whole buffer: a read needs it to grow first.
+    pub(crate) fn is_full(&self) -> bool {
+        !self.data.is_empty() && self.end - self.start == self.data.len()
+    }
+
     pub(crate) fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {
@@ -66,12 +90,24 @@ impl Buffer {
         stream: &mut (impl AsyncRead + Unpin),
         limit: usize,
     ) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx, stream, limit)).await
+    }
+
+    /// [`Buffer::fill`] as a poll, for a caller that also writes from the buffer meanwhile.
+    pub(crate) fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut (impl AsyncRead + Unpin),
+        limit: usize,
+    ) -> Poll<io::Result<usize>> {
         self.make_room(limit)?;
         // A read that leaves part of the buffer free tells tokio the socket is drained, so the
         // next read waits for epoll instead of making a read() that returns EAGAIN.
-        let n = stream.read(&mut self.data[self.end..]).await?;
+        let mut free = ReadBuf::new(&mut self.data[self.end..]);
+        ready!(Pin::new(stream).poll_read(cx, &mut free))?;
+        let n = free.filled().len();
         self.end += n;
-        Ok(n)
+        Poll::Ready(Ok(n))
     }
 
     fn make_room(&mut self, limit: usize) -> io::Result<()> {

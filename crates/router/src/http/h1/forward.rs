@@ -10,6 +10,7 @@
 use super::body::Remaining;
 use super::buffer::{self, Buffer};
 use super::head::{self, Answering, RequestHead, ResponseHead};
+use super::relay::relay_body;
 use super::shutdown::Signal;
 use super::timer::LazyTimer;
 use super::{Conn, Failure, Io, Next, BAD_GATEWAY};
@@ -106,7 +107,7 @@ impl<C: super::ClientIo> Conn<C> {
     /// pool when the response ended cleanly.
     async fn relay(&mut self, answer: Answer, service: ServiceRequest) -> Next {
         let Answer {
-            mut upstream,
+            upstream,
             head,
             in_flight,
             at,
@@ -135,26 +136,30 @@ impl<C: super::ClientIo> Conn<C> {
         if io.client.write_all(&io.to_client).await.is_err() {
             return Next::Close;
         }
-        if copy_body(
-            &mut upstream,
+        // The endpoint is done with the request once its whole response is here, whatever
+        // the client's pace. Bytes after the end of the response mean it cannot be trusted
+        // again.
+        let received = |upstream: Option<TcpStream>| {
+            let done = Instant::now();
+            if let Some(upstream) = upstream.filter(|_| head.reusable) {
+                in_flight.endpoint().idle.checkin(upstream, done);
+            }
+            in_flight.end(done);
+            service.end(done);
+        };
+        let read_ahead = &self.proxy.inner.config.read_ahead;
+        let relayed = relay_body(
+            upstream,
             &mut io.from_upstream,
             &mut io.client,
-            &mut body,
-        )
-        .await
-        .is_err()
-        {
+            body,
+            read_ahead,
+            received,
+        );
+        if relayed.await.is_err() {
             // A response cut short: closing is the only way to tell the client.
             return Next::Close;
         }
-        // Bytes after the end of the response mean the endpoint cannot be trusted again.
-        let done = Instant::now();
-        if head.reusable && io.from_upstream.is_empty() {
-            in_flight.endpoint().idle.checkin(upstream, done);
-        }
-        io.from_upstream.clear();
-        in_flight.end(done);
-        service.end(done);
         if head.close {
             Next::Close
         } else {

@@ -22,6 +22,7 @@ mod body;
 mod buffer;
 mod forward;
 mod head;
+mod relay;
 mod send_timeout;
 mod shutdown;
 mod stream;
