@@ -15,7 +15,8 @@
 //! Every byte is bounded twice, per response and for the whole router ([`MEMORY_TOTAL`],
 //! [`DISK_TOTAL`]): whatever the number of slow readers, they cannot make the router hold more.
 //! Past a bound the router reads no further ahead, and the instance's writes wait for the
-//! client as they would without the router; nothing fails.
+//! client as they would without the router; nothing fails. A disk that fails a spool write
+//! (full, broken) ends that response, as nginx's temp files do.
 
 mod spool;
 
@@ -23,7 +24,7 @@ pub(crate) use spool::{Spool, CHUNK};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Most of one response held in memory ahead of its client: 1 MiB, Envoy's default
 /// `per_connection_buffer_limit_bytes`.
@@ -47,6 +48,8 @@ pub struct ReadAhead {
     disk: Budget,
     /// Where spool files go; `None`: memory only.
     spool_dir: Option<PathBuf>,
+    /// A spool file could not be made: said once, not for every response.
+    spool_failed: AtomicBool,
 }
 
 impl ReadAhead {
@@ -73,16 +76,25 @@ impl ReadAhead {
             memory: Budget::new(memory),
             disk: Budget::new(disk),
             spool_dir,
+            spool_failed: AtomicBool::new(false),
         }
     }
 
-    /// A new spool file, if there is a spool directory and the file can be made.
+    /// Whether responses may spool to disk at all.
+    pub(crate) fn spools(&self) -> bool {
+        self.spool_dir.is_some()
+    }
+
+    /// A new spool file, if there is a spool directory and the file can be made. (Opening it
+    /// is the one file operation on the async worker: an `O_TMPFILE` open writes no data.)
     pub(crate) fn spool(&self) -> Option<Spool<'_>> {
         let dir = self.spool_dir.as_deref()?;
         match Spool::create(dir, &self.disk) {
             Ok(spool) => Some(spool),
             Err(error) => {
-                tracing::warn!(dir = %dir.display(), %error, "cannot spool a response to disk; it goes at the client's pace");
+                if !self.spool_failed.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(dir = %dir.display(), %error, "cannot spool responses to disk; slow clients are fed at their pace");
+                }
                 None
             }
         }

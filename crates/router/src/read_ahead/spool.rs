@@ -1,6 +1,6 @@
 //! The part of one response that memory may not hold: an unlinked file, written at its end and
-//! read back from its start, each operation on a blocking thread so that a slow disk holds up
-//! no async worker.
+//! read back from its start, each read and write on a blocking thread so that a slow disk
+//! holds up no async worker.
 
 use super::{Budget, Grant, DISK_PER_RESPONSE};
 use std::fs::File;

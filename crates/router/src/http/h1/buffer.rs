@@ -65,9 +65,9 @@ impl Buffer {
         self.end += n;
     }
 
-    /// Unconsumed bytes fill the whole buffer: a read needs it to grow first.
-    pub(crate) fn is_full(&self) -> bool {
-        !self.data.is_empty() && self.end - self.start == self.data.len()
+    /// Bytes free for reading, once compacted.
+    pub(crate) fn room(&self) -> usize {
+        self.data.len() - (self.end - self.start)
     }
 
     pub(crate) fn consume(&mut self, n: usize) {

@@ -19,7 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// past the response head and not yet parsed. Once the whole body is in the router,
 /// `received` is called with the endpoint connection when it may be reused (nothing came past
 /// the end of the response). Returns once the client has it all, with `buf` emptied (and back
-/// to its first size if it grew); on an error, closing both connections is all that is left.
+/// to [`Buffer::new`]'s size if it grew); on an error, closing both connections is all that is
+/// left.
 pub(super) async fn relay_body<U: AsyncRead + Unpin>(
     upstream: U,
     buf: &mut Buffer,
@@ -38,13 +39,15 @@ pub(super) async fn relay_body<U: AsyncRead + Unpin>(
         base: buf.capacity(),
         read_ahead,
         spool: None,
-        spool_tried: false,
+        spool_failed: false,
         chunk: None,
         back: None,
         received: Some(received),
     };
-    relay.parse_buffered(buf)?;
-    let result = poll_fn(|cx| relay.poll(cx, buf, client)).await;
+    let result = match relay.parse_buffered(buf) {
+        Ok(()) => poll_fn(|cx| relay.poll(cx, buf, client)).await,
+        Err(side) => Err(side),
+    };
     buf.clear();
     if relay.memory.bytes() > 0 {
         *buf = Buffer::new(); // the grown buffer goes back with the grant
@@ -70,13 +73,13 @@ struct Relay<'r, U, F> {
     base: usize,
     read_ahead: &'r ReadAhead,
     spool: Option<Spool<'r>>,
-    /// A spool was asked for (made or not): asked once.
-    spool_tried: bool,
-    /// The buffer bytes go to the spool in; `None` while an append has it.
+    /// A spool file could not be made: not asked again for this response.
+    spool_failed: bool,
+    /// The buffer bytes go to the spool in; `None` while an append has it (or with no spool).
     chunk: Option<Vec<u8>>,
     /// The buffer bytes come back from the spool in; `None` while a take has it.
     back: Option<Vec<u8>>,
-    /// Called once the whole body is in; `None` after.
+    /// Called once the whole body is in; `None` after, exactly when `upstream` is `None` too.
     received: Option<F>,
 }
 
@@ -103,7 +106,10 @@ impl<U: AsyncRead + Unpin, F: FnOnce(Option<U>)> Relay<'_, U, F> {
             moved |= self.receive(cx, buf)?;
             let spooled = self.spool.as_ref().is_some_and(|s| !s.is_empty());
             if self.received.is_none() && self.unsent == 0 && !spooled {
-                return Poll::Ready(Ok(()));
+                // A TLS stream may still hold the last record: out before the next request.
+                return Pin::new(&mut *client)
+                    .poll_flush(cx)
+                    .map_err(|_| Side::Sink);
             }
             if !moved {
                 return Poll::Pending;
@@ -178,25 +184,27 @@ impl<U: AsyncRead + Unpin, F: FnOnce(Option<U>)> Relay<'_, U, F> {
         if self.received.is_none() {
             return Ok(moved);
         }
-        let around_spool = self.spool.as_ref().is_none_or(Spool::is_empty);
-        if around_spool && self.has_room(buf) {
+        let spool_empty = self.spool.as_ref().is_none_or(Spool::is_empty);
+        if spool_empty && self.has_room(buf) {
             return Ok(self.receive_into_buffer(cx, buf)? || moved);
         }
         Ok(self.receive_into_spool(cx)? || moved)
     }
 
-    /// Whether the buffer has room for another read, growing it within the grant if needed.
+    /// Whether the buffer has room for another read, growing it within the grant when little
+    /// is left. A grown buffer that may grow no more takes reads again only once a quarter of
+    /// it is free: else each small write to the client would make it shift all it holds to
+    /// read a few bytes.
     fn has_room(&mut self, buf: &Buffer) -> bool {
-        if !buf.is_full() {
+        let room = buf.room();
+        if self.limit > buf.capacity() || room >= buf.capacity() / 4 {
+            return true; // room, or growth granted that the next read makes
+        }
+        if let Some(bigger) = self.memory.grow(buf.capacity(), self.base) {
+            self.limit = bigger;
             return true;
         }
-        match self.memory.grow(buf.capacity(), self.base) {
-            Some(bigger) => {
-                self.limit = bigger;
-                true
-            }
-            None => self.limit > buf.capacity(), // grown already, not yet filled
-        }
+        room > 0 && buf.capacity() <= self.base
     }
 
     fn receive_into_buffer(
@@ -226,11 +234,18 @@ impl<U: AsyncRead + Unpin, F: FnOnce(Option<U>)> Relay<'_, U, F> {
     }
 
     fn receive_into_spool(&mut self, cx: &mut Context<'_>) -> Result<bool, Side> {
-        if !self.spool_tried {
-            self.spool_tried = true;
-            // The spool's two buffers are memory too: no spool without room for them.
-            if self.spool_buffers.take(2 * CHUNK) {
-                self.spool = self.read_ahead.spool();
+        // The spool's two buffers are memory too: no spool without room for them (asked
+        // again on later reads: memory frees up), nor after a file could not be made.
+        if self.spool.is_none()
+            && !self.spool_failed
+            && self.read_ahead.spools()
+            && self.spool_buffers.take(2 * CHUNK)
+        {
+            self.spool = self.read_ahead.spool();
+            self.spool_failed = self.spool.is_none();
+            if self.spool_failed {
+                self.spool_buffers.give_back(2 * CHUNK);
+            } else {
                 self.chunk = Some(Vec::with_capacity(CHUNK));
                 self.back = Some(Vec::with_capacity(CHUNK));
             }
@@ -397,5 +412,10 @@ mod tests {
         );
         assert!(reusable);
         assert_eq!(got, pattern(len));
+        assert_eq!(
+            read_ahead.memory.free(),
+            16 * 1024,
+            "nothing kept for a spool"
+        );
     }
 }

@@ -260,5 +260,7 @@ async fn relay_response<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     )
     .await
     .map_err(|_| Relayed::Broken)?;
+    // A TLS stream may still hold the last record: out before the next request.
+    client_write.flush().await.map_err(|_| Relayed::Broken)?;
     Ok(head)
 }
