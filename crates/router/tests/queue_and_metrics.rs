@@ -287,3 +287,69 @@ async fn a_tcp_connection_waits_for_the_first_instance_and_is_counted() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_http2_client_reading_slowly_is_fed_from_the_router_not_the_instance() {
+    within("slow h2 reader", async {
+        // 768 KiB: more than an HTTP/2 window of 64 KiB and hyper's send buffer hold, less
+        // than what the router reads ahead per response.
+        const LEN: usize = 768 * 1024;
+        let b = backend("big", |_, _| async { Response::new(full(pattern(0, LEN))) }).await;
+        let eps = endpoints(&[b.addr]);
+        let proxy = start_proxy(eps.clone(), ProxyConfig::default()).await;
+        // A client whose windows stay at the protocol's initial 64 KiB, and which reads
+        // nothing of the body for now.
+        let client: TestClient =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .http2_initial_stream_window_size(65_535)
+                .http2_initial_connection_window_size(65_535)
+                .http2_adaptive_window(false)
+                .build_http();
+        let req = Request::get(proxy.url("/big"))
+            .body(empty())
+            .expect("request");
+        let response = client.request(req).await.expect("response head");
+        assert_eq!(response.status(), StatusCode::OK);
+        let ep = eps.load().endpoints[0].clone();
+        until("the instance to be done with the request", || {
+            ep.load.in_flight() == 0 && service(&eps).in_flight == 0
+        })
+        .await;
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body, pattern(0, LEN), "the whole body, in order");
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_no_read_ahead_memory_left_an_http2_download_still_completes() {
+    within("h2 download, no memory", async {
+        const LEN: usize = 768 * 1024;
+        let b = backend("big", |_, _| async { Response::new(full(pattern(0, LEN))) }).await;
+        let eps = endpoints(&[b.addr]);
+        let config = ProxyConfig {
+            read_ahead: Arc::new(ebb_router::read_ahead::ReadAhead::with_limits(0, 0, None)),
+            ..ProxyConfig::default()
+        };
+        let proxy = start_proxy(eps.clone(), config).await;
+        let req = Request::get(proxy.url("/big"))
+            .body(empty())
+            .expect("request");
+        let response = h2c_client().request(req).await.expect("response head");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body, pattern(0, LEN), "frame by frame, in order");
+        let ep = eps.load().endpoints[0].clone();
+        until("the request to end", || ep.load.in_flight() == 0).await;
+        proxy.stop().await;
+    })
+    .await;
+}

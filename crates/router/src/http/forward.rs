@@ -13,6 +13,7 @@ use super::retry::{is_idempotent, Attempted, Attempts};
 use super::tracking::{ServiceRequest, Tracked, Tracking};
 use super::{headers, upgrade, Peer, Proxy, ProxyBody};
 use crate::endpoint::{Endpoint, InFlight};
+use crate::read_ahead::ReadAhead;
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -68,7 +69,12 @@ impl Proxy {
                     _service: service,
                     _endpoint: in_flight,
                 };
-                relay(response, client_upgrade, tracking)
+                relay(
+                    response,
+                    client_upgrade,
+                    tracking,
+                    &self.inner.config.read_ahead,
+                )
             }
             Err(failure) => {
                 let response = self.failure_response(failure);
@@ -219,6 +225,7 @@ fn relay(
     mut response: Response<Incoming>,
     client_upgrade: Option<OnUpgrade>,
     tracking: Tracking,
+    read_ahead: &Arc<ReadAhead>,
 ) -> Response<ProxyBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let tracking = match (switching, client_upgrade) {
@@ -229,7 +236,7 @@ fn relay(
         _ => Some(tracking),
     };
     headers::prepare_response(response.headers_mut(), switching);
-    response.map(|body| Either::Left(Tracked::new(body, tracking)))
+    response.map(|body| Either::Left(Tracked::new(body, tracking, read_ahead)))
 }
 
 /// h2 requests carry the host in the URI (`:authority`), not a Host header; HTTP/1.1 needs one.

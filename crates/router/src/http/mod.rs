@@ -22,6 +22,7 @@ mod h1;
 
 pub(crate) use h1::fuzzing;
 mod headers;
+mod pump;
 mod retry;
 mod tracking;
 mod upgrade;

@@ -7,8 +7,10 @@
 //! drops exactly when hyper is done with the body. No allocation: the guards move, they are not
 //! boxed.
 
+use super::pump::{self, Pumped};
 use crate::endpoint::InFlight;
 use crate::endpoints::Endpoints;
+use crate::read_ahead::ReadAhead;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -65,15 +67,39 @@ pub(crate) struct Tracking {
 }
 
 /// An upstream response body that ends its request's `Tracking` when it ends (or errors, or
-/// is dropped unfinished because the client went away).
+/// is dropped unfinished because the client went away) — or, for a response that may not fit
+/// in the client's window, read ahead by a task that ends it when the endpoint is done
+/// ([`super::pump`]).
 pub struct Tracked {
-    body: Incoming,
-    tracking: Option<Tracking>,
+    source: Source,
+}
+
+enum Source {
+    Direct {
+        body: Incoming,
+        tracking: Option<Tracking>,
+    },
+    Pumped(Pumped),
 }
 
 impl Tracked {
-    pub(crate) fn new(body: Incoming, tracking: Option<Tracking>) -> Tracked {
-        Tracked { body, tracking }
+    /// Relays `body` directly when it is small enough to fit in any HTTP/2 window (or is an
+    /// upgrade's, with no tracking), else through a pump.
+    pub(crate) fn new(
+        body: Incoming,
+        tracking: Option<Tracking>,
+        read_ahead: &Arc<ReadAhead>,
+    ) -> Tracked {
+        let small = body.is_end_stream()
+            || body
+                .size_hint()
+                .upper()
+                .is_some_and(|most| most <= pump::DIRECT_UP_TO);
+        let source = match tracking {
+            Some(tracking) if !small => Source::Pumped(pump::start(body, tracking, read_ahead)),
+            tracking => Source::Direct { body, tracking },
+        };
+        Tracked { source }
     }
 }
 
@@ -85,27 +111,42 @@ impl Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            self.tracking = None;
+        match &mut self.source {
+            Source::Direct { body, tracking } => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+                    *tracking = None;
+                }
+                polled
+            }
+            Source::Pumped(pumped) => pumped.poll_frame(cx),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.source {
+            Source::Direct { body, .. } => body.is_end_stream(),
+            Source::Pumped(_) => false,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.source {
+            Source::Direct { body, .. } => body.size_hint(),
+            Source::Pumped(_) => SizeHint::default(),
+        }
     }
 }
 
 impl std::fmt::Debug for Tracked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tracked")
-            .field("body", &self.body)
-            .field("tracking", &self.tracking.is_some())
-            .finish()
+        match &self.source {
+            Source::Direct { body, tracking } => f
+                .debug_struct("Tracked")
+                .field("body", body)
+                .field("tracking", &tracking.is_some())
+                .finish(),
+            Source::Pumped(_) => f.debug_struct("Tracked").field("pumped", &true).finish(),
+        }
     }
 }

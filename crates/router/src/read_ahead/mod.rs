@@ -115,7 +115,7 @@ impl Budget {
     }
 
     /// Takes `bytes` if that many are free.
-    fn reserve(&self, bytes: usize) -> bool {
+    pub(crate) fn reserve(&self, bytes: usize) -> bool {
         self.free
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
                 free.checked_sub(bytes)
@@ -123,7 +123,7 @@ impl Budget {
             .is_ok()
     }
 
-    fn release(&self, bytes: usize) {
+    pub(crate) fn release(&self, bytes: usize) {
         self.free.fetch_add(bytes, Ordering::AcqRel);
     }
 
