@@ -13,6 +13,7 @@ use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config(queue_timeout: Duration) -> ProxyConfig {
     ProxyConfig {
@@ -349,6 +350,57 @@ async fn with_no_read_ahead_memory_left_an_http2_download_still_completes() {
         assert_eq!(body, pattern(0, LEN), "frame by frame, in order");
         let ep = eps.load().endpoints[0].clone();
         until("the request to end", || ep.load.in_flight() == 0).await;
+        proxy.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn after_a_streamed_upload_a_slow_reader_is_fed_from_the_spool_not_the_instance() {
+    within("streamed upload, slow reader", async {
+        // 16 MiB: more than the kernel's socket buffers and the client's own buffer hold, so
+        // most of it must wait in the router's memory and spool file.
+        const LEN: usize = 16 << 20;
+        let b = backend("upload", |_, req: Request<Incoming>| async move {
+            let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+            Response::new(full(pattern(0, LEN)))
+        })
+        .await;
+        let eps = endpoints(&[b.addr]);
+        let spool = tempfile::tempdir().unwrap();
+        let read_ahead = ebb_router::read_ahead::ReadAhead::with_spool(spool.path()).unwrap();
+        let config = ProxyConfig {
+            read_ahead: Arc::new(read_ahead),
+            ..ProxyConfig::default()
+        };
+        let proxy = start_proxy(eps.clone(), config).await;
+        // A client with a small receive window (set before connecting, when the window scale
+        // is agreed), whose body is still arriving when its head goes: the streamed path.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut conn = socket.connect(proxy.addr).await.unwrap();
+        conn.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        conn.write_all(b"b\r\nsome upload\r\n0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0];
+            conn.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+        let ep = eps.load().endpoints[0].clone();
+        until("the instance to be done with the request", || {
+            ep.load.in_flight() == 0 && service(&eps).in_flight == 0
+        })
+        .await;
+        let mut body = vec![0; LEN];
+        conn.read_exact(&mut body).await.unwrap();
+        assert!(body == pattern(0, LEN), "the whole body, in order");
         proxy.stop().await;
     })
     .await;

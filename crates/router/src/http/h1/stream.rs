@@ -8,13 +8,16 @@
 use super::body::Remaining;
 use super::forward::{connect, copy_body, Response, Side};
 use super::head::{RequestHead, ResponseHead};
+use super::relay::relay_body;
 use super::shutdown::Signal;
 use super::timer::LazyTimer;
 use super::{Conn, Failure, Io, Next, CONTINUE};
 use crate::endpoint::{Endpoint, InFlight};
 use crate::http::retry::{Attempted, Attempts};
 use crate::http::tracking::ServiceRequest;
-use std::sync::Arc;
+use crate::read_ahead::ReadAhead;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -44,7 +47,12 @@ impl<C: super::ClientIo> Conn<C> {
             Ok(connected) => connected,
             Err(failure) => return self.fail(failure, request, false, &service).await,
         };
-        let in_flight = endpoint.begin(Instant::now());
+        let counters = Counters {
+            in_flight: Mutex::new(Some(endpoint.begin(Instant::now()))),
+            service: Mutex::new(Some(service)),
+            uploaded: AtomicBool::new(false),
+            clean: AtomicBool::new(false),
+        };
         let signal = &self.registration.signal;
         let Io {
             client,
@@ -75,14 +83,13 @@ impl<C: super::ClientIo> Conn<C> {
             to_client,
             informational_sent,
         };
+        let read_ahead = &self.proxy.inner.config.read_ahead;
         let relay = relay_response(
             &mut response,
             &mut client_write,
-            request,
-            signal,
-            request_timer,
-            &in_flight,
-            &service,
+            (request, signal, request_timer),
+            &counters,
+            read_ahead,
         );
         let (relayed, uploaded) = {
             tokio::pin!(upload, relay);
@@ -95,7 +102,10 @@ impl<C: super::ClientIo> Conn<C> {
                         // The client went away or sent a broken body: nothing more to do.
                         Err(Side::Source) => return Next::CloseUnread,
                         // The endpoint stopped reading; it may still answer (413, say).
-                        result => uploaded = Some(result),
+                        result => {
+                            counters.uploaded.store(result.is_ok(), Ordering::Relaxed);
+                            uploaded = Some(result);
+                        }
                     },
                 }
             };
@@ -104,13 +114,16 @@ impl<C: super::ClientIo> Conn<C> {
         // The client's halves borrow the connection: given back before it is used again.
         drop((client_read, client_write));
         let read_whole = matches!(uploaded, Some(Ok(()))) && body.done();
+        let clean = counters.clean.load(Ordering::Relaxed);
+        let (in_flight, service) = counters.into_inner();
         let attempt = Attempt {
             endpoint,
             upstream,
             reused,
             in_flight,
         };
-        self.settle(relayed, attempt, read_whole, request, service)
+        let reusable = read_whole && clean;
+        self.settle(relayed, attempt, (read_whole, reusable), request, service)
             .await
     }
 
@@ -121,9 +134,9 @@ impl<C: super::ClientIo> Conn<C> {
         &mut self,
         relayed: Result<ResponseHead, Relayed>,
         attempt: Attempt,
-        read_whole: bool,
+        (read_whole, reusable): (bool, bool),
         request: &RequestHead,
-        service: ServiceRequest,
+        service: Option<ServiceRequest>,
     ) -> Next {
         let Attempt {
             endpoint,
@@ -137,7 +150,7 @@ impl<C: super::ClientIo> Conn<C> {
                 let now = Instant::now();
                 self.proxy
                     .after_attempt(&endpoint, answered, false, true, now);
-                if read_whole && head.reusable && self.io.from_upstream.is_empty() {
+                if reusable && head.reusable {
                     endpoint.idle.checkin(upstream, Instant::now());
                 }
                 self.io.from_upstream.clear();
@@ -158,7 +171,10 @@ impl<C: super::ClientIo> Conn<C> {
                     self.proxy
                         .after_attempt(&endpoint, Attempted::Broke, false, true, now);
                 }
-                self.fail(failure, request, read_whole, &service).await
+                match service {
+                    Some(service) => self.fail(failure, request, read_whole, &service).await,
+                    None => Next::CloseUnread, // unreachable: counters end only after a head
+                }
             }
         }
     }
@@ -215,20 +231,63 @@ struct Attempt {
     /// Whether the connection came from the pool (a reset before any answer is then the
     /// keep-alive race, not the endpoint's fault).
     reused: bool,
-    in_flight: InFlight,
+    /// `None` once ended early (the endpoint was done before the client had the response).
+    in_flight: Option<InFlight>,
+}
+
+/// A streamed request's counters, ended as soon as the endpoint is done with the request (its
+/// whole response in the router and the whole upload sent), which may be before the client
+/// has the response; else when the relay ends. (Shared by the upload and the relay, which
+/// run in one task: the locks are never contended.)
+struct Counters {
+    in_flight: Mutex<Option<InFlight>>,
+    service: Mutex<Option<ServiceRequest>>,
+    /// The whole upload went to the endpoint.
+    uploaded: AtomicBool,
+    /// Nothing came past the end of the response.
+    clean: AtomicBool,
+}
+
+impl Counters {
+    /// The endpoint's whole response is in the router; `clean`: nothing came past its end.
+    fn received(&self, clean: bool) {
+        self.clean.store(clean, Ordering::Relaxed);
+        if self.uploaded.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if let Some(in_flight) = lock(&self.in_flight).take() {
+                in_flight.end(now);
+            }
+            if let Some(service) = lock(&self.service).take() {
+                service.end(now);
+            }
+        }
+    }
+
+    fn into_inner(self) -> (Option<InFlight>, Option<ServiceRequest>) {
+        let in_flight = self.in_flight.into_inner();
+        let service = self.service.into_inner();
+        (
+            in_flight.unwrap_or_else(PoisonError::into_inner),
+            service.unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+}
+
+/// A counter's slot; a panic while it was held left nothing half-done, so a poisoned one is
+/// taken over.
+fn lock<T>(slot: &Mutex<T>) -> MutexGuard<'_, T> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Relays the endpoint's answer to the client while the body may still be uploading: the head
 /// (within the request timeout), with the bytes of the body that came with it, then the rest
-/// of the body.
+/// of the body, read ahead of a slow client (see [`relay_body`]).
 async fn relay_response<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     response: &mut Response<'_, R>,
     client_write: &mut W,
-    request: &RequestHead,
-    signal: &Signal,
-    request_timer: &mut LazyTimer,
-    in_flight: &InFlight,
-    service: &ServiceRequest,
+    (request, signal, request_timer): (&RequestHead, &Signal, &mut LazyTimer),
+    counters: &Counters,
+    read_ahead: &ReadAhead,
 ) -> Result<ResponseHead, Relayed> {
     let head = tokio::select! {
         biased;
@@ -237,13 +296,17 @@ async fn relay_response<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
     .map_err(Relayed::Failed)?;
     let now = Instant::now();
-    in_flight.head(head.status, now);
+    if let Some(in_flight) = lock(&counters.in_flight).as_ref() {
+        in_flight.head(head.status, now);
+    }
     response.from_upstream.consume(head.len);
     let mut response_body = Remaining::new(head.framing);
     let take = response_body
         .take(response.from_upstream.filled())
         .map_err(|_| Relayed::Failed(Failure::BadResponse))?;
-    service.respond(head.status, now);
+    if let Some(service) = lock(&counters.service).as_ref() {
+        service.respond(head.status, now);
+    }
     response
         .to_client
         .extend_from_slice(&response.from_upstream.filled()[..take]);
@@ -252,15 +315,16 @@ async fn relay_response<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         .write_all(response.to_client)
         .await
         .map_err(|_| Relayed::Broken)?;
-    copy_body(
+    let received = |upstream: Option<&mut R>| counters.received(upstream.is_some());
+    relay_body(
         &mut response.upstream,
         response.from_upstream,
         client_write,
-        &mut response_body,
+        response_body,
+        read_ahead,
+        received,
     )
     .await
     .map_err(|_| Relayed::Broken)?;
-    // A TLS stream may still hold the last record: out before the next request.
-    client_write.flush().await.map_err(|_| Relayed::Broken)?;
     Ok(head)
 }
