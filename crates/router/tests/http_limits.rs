@@ -124,6 +124,58 @@ async fn a_client_that_starts_the_http2_preface_and_stops_is_cut_off() {
 }
 
 #[tokio::test]
+async fn an_idle_http2_connection_is_asked_to_finish_and_closed() {
+    within("an idle h2c connection closed", async {
+        let b = backend("named", named).await;
+        let config = ProxyConfig {
+            h2_idle_timeout: Duration::from_millis(300),
+            header_read_timeout: Duration::from_millis(300),
+            ..ProxyConfig::default()
+        };
+        let proxy = start_proxy(endpoints(&[b.addr]), config).await;
+        // The whole preface and an empty SETTINGS frame, then no request: before, such a
+        // connection held its place under the cap for ever.
+        let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .expect("preface");
+        let started = std::time::Instant::now();
+        let mut frames = Vec::new();
+        let _ = stream.read_to_end(&mut frames).await; // ends when the proxy closes
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        // It was told with a GOAWAY (type 7), the polite way to close an HTTP/2 connection,
+        // then dropped, as it never answered the PING that follows one.
+        let kinds = frame_types(&frames);
+        assert!(kinds.contains(&7), "frame types: {kinds:?}");
+        // Requests keep a connection open: a client served now and then is not cut off.
+        let client = h2c_client();
+        for _ in 0..4 {
+            let (status, _, _) = get(&client, &proxy.url("/")).await;
+            assert_eq!(status, StatusCode::OK);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        proxy.stop().await;
+    })
+    .await;
+}
+
+/// The types of the HTTP/2 frames in `bytes` (a server's side of a connection).
+fn frame_types(mut bytes: &[u8]) -> Vec<u8> {
+    let mut kinds = Vec::new();
+    while bytes.len() >= 9 {
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        kinds.push(bytes[3]);
+        bytes = &bytes[(9 + len).min(bytes.len())..];
+    }
+    kinds
+}
+
+#[tokio::test]
 async fn past_the_connection_cap_new_clients_are_refused_and_open_ones_are_served() {
     within("connection cap", async {
         let b = backend("named", named).await;

@@ -79,13 +79,20 @@ pub struct PlaneConfig {
     pub read_ahead: Arc<ebb_router::read_ahead::ReadAhead>,
 }
 
-/// Shows the node registry, every [`PULSE_INTERVAL`], that the runtime serving heartbeats runs:
-/// time in which it did not (a SIGSTOP, a frozen disk under the workers) is not counted
-/// against any node, so that a stalled server restarts nothing.
+/// Shows the node registry, every [`PULSE_INTERVAL`], that the server could process
+/// heartbeats: its runtime runs and its store answers. Time in which it could not (a SIGSTOP,
+/// a frozen disk under a write that holds the store) is not counted against any node, so that
+/// a stalled server restarts nothing. The store is asked for its revision, a read that waits
+/// behind the same lock as a heartbeat's reads and writes; the store's calls run off the async
+/// workers, so the runtime alone would pulse on through a frozen disk.
 async fn pulse(server: Server, stop: CancellationToken) {
     let mut tick = tokio::time::interval(PULSE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while crate::run_loop::next(&stop, tick.tick()).await.is_some() {
+        if let Err(error) = server.store().revision() {
+            tracing::debug!(%error, "the store did not answer the pulse");
+            continue; // no proof that heartbeats could be processed
+        }
         server.nodes().pulse(std::time::Instant::now());
     }
 }

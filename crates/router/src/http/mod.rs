@@ -30,7 +30,7 @@ mod upgrade;
 use crate::endpoints::Endpoints;
 pub use budget::{RetryBudget, MAX_TOKENS, MIN_RETRIES_PER_SEC, RETRY_RATIO};
 use forward::UpstreamBody;
-use hyper::body::Bytes;
+use hyper::body::{Body, Bytes};
 use hyper::header::HeaderName;
 use hyper::service::service_fn;
 use hyper::StatusCode;
@@ -38,12 +38,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 pub use tracking::Tracked;
 
@@ -77,6 +77,11 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// instance may become ready (or start from zero) within a second or two.
 pub const DEFAULT_NO_ENDPOINT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// How long an HTTP/2 connection may go without a new request before the router asks it to
+/// finish (GOAWAY; open streams complete). 75 s: nginx's `keepalive_timeout`, which nginx
+/// applies to HTTP/2 connections too.
+pub const DEFAULT_H2_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
 /// How long a client may accept no byte of a response before the proxy gives up on it (its
 /// connection closes, and the endpoint connection with it). 60 s: nginx's `send_timeout`
 /// default; HAProxy's `timeout client` and Envoy's stream idle timeout are of that order too.
@@ -89,6 +94,8 @@ pub struct ProxyConfig {
     pub request_timeout: Duration,
     /// A client that accepts no byte of a response for this long is cut off (HTTP/1.1 path).
     pub send_timeout: Duration,
+    /// An HTTP/2 connection with no new request for this long is asked to finish.
+    pub h2_idle_timeout: Duration,
     /// Time the client has to send a full request head; past it the connection is closed.
     pub header_read_timeout: Duration,
     /// Largest request head; larger gets 431 (HTTP/1.1) or a stream error (h2).
@@ -123,6 +130,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            h2_idle_timeout: DEFAULT_H2_IDLE_TIMEOUT,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             retries: DEFAULT_RETRIES,
@@ -190,7 +198,6 @@ impl Proxy {
     /// the wait from outside with a timeout if needed.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = Stop>) {
         let builder = self.server_builder();
-        let graceful = GracefulShutdown::new();
         let connections = h1::Connections::new();
         tokio::pin!(shutdown);
         let stop = loop {
@@ -205,7 +212,7 @@ impl Proxy {
                             },
                             None => None,
                         };
-                        self.spawn_connection(&builder, &graceful, &connections, stream, peer, slot)
+                        self.spawn_connection(&builder, &connections, stream, peer, slot)
                     }
                     Err(error) => accept_backoff(error).await,
                 },
@@ -216,7 +223,7 @@ impl Proxy {
         if stop == Stop::Handover {
             tokio::time::sleep(self.inner.config.header_read_timeout).await;
         }
-        tokio::join!(graceful.shutdown(), connections.stop());
+        connections.stop().await;
     }
 
     /// hyper's server: auto-detects HTTP/1.1 or h2c; enforces the head size and read timeout.
@@ -242,14 +249,12 @@ impl Proxy {
     fn spawn_connection(
         &self,
         builder: &auto::Builder<TokioExecutor>,
-        graceful: &GracefulShutdown,
         connections: &h1::Connections,
         stream: TcpStream,
         peer: SocketAddr,
         slot: Option<crate::limit::ConnectionSlot>,
     ) {
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let registration = connections.register();
         let proxy = self.clone();
         let first_bytes_timeout = self.inner.config.header_read_timeout;
@@ -269,8 +274,7 @@ impl Proxy {
                 if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
                     return h1::serve(proxy, stream, client, registration, accepted).await;
                 }
-                let _registration = registration;
-                return serve_h2(&builder, watcher, proxy, client, peer, stream).await;
+                return serve_h2(&builder, registration, proxy, client, peer, stream).await;
             }
             let path = tokio::time::timeout(first_bytes_timeout, choose_path(&stream)).await;
             let client = Peer::new(peer, false);
@@ -283,16 +287,19 @@ impl Proxy {
                 // sends nothing, or `P` and no more): nothing is owed to it.
                 Ok(None) | Err(_) => return,
             }
-            let _registration = registration; // counted until the connection ends
-            serve_h2(&builder, watcher, proxy, client, peer, stream).await;
+            serve_h2(&builder, registration, proxy, client, peer, stream).await;
         });
     }
 }
 
-/// Serves an HTTP/2 connection (h2c, or h2 over TLS) with hyper until it ends.
+/// Serves an HTTP/2 connection (h2c, or h2 over TLS) with hyper until it ends. It is asked to
+/// finish (GOAWAY: no new streams, open ones complete) when the proxy stops, or once it has had
+/// no stream open for the idle timeout: an idle connection holds a place under the cap. A
+/// client that does not take part in the close (hyper's GOAWAY waits for a PING answer) is
+/// dropped once the header timeout has passed with no stream open.
 async fn serve_h2<S>(
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    registration: h1::Registration,
     proxy: Proxy,
     client: Peer,
     peer: SocketAddr,
@@ -300,14 +307,135 @@ async fn serve_h2<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let idle_timeout = proxy.inner.config.h2_idle_timeout;
+    let close_grace = proxy.inner.config.header_read_timeout;
+    let activity = Arc::new(Activity::new(Instant::now()));
+    let seen = Arc::clone(&activity);
     let service = service_fn(move |req| {
+        let stream = Activity::open(&seen, Instant::now());
         let proxy = proxy.clone();
         let client = client.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
+        async move {
+            let response = proxy.handle(req, client).await;
+            Ok::<_, Infallible>(response.map(|body| Counted {
+                body,
+                _stream: stream,
+            }))
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    if let Err(error) = watcher.watch(conn.into_owned()).await {
+    tokio::pin!(conn);
+    let timer = tokio::time::sleep(idle_timeout);
+    tokio::pin!(timer);
+    let signal = &registration.signal;
+    let mut closing: Option<Instant> = None; // when the connection was asked to finish
+    let ended = loop {
+        tokio::select! {
+            ended = conn.as_mut() => break ended,
+            () = signal.stopped(), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Instant::now());
+                timer.as_mut().reset((Instant::now() + close_grace).into());
+            }
+            () = timer.as_mut() => {
+                let now = Instant::now();
+                let wait = match closing {
+                    None => activity.idle_at(idle_timeout),
+                    Some(asked) => activity.idle_at(Duration::ZERO).map(|quiet| quiet.max(asked) + close_grace),
+                };
+                match wait {
+                    Some(at) if now >= at && closing.is_none() => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(now);
+                        timer.as_mut().reset((now + close_grace).into());
+                    }
+                    Some(at) if now >= at => return, // no stream open: dropped
+                    Some(at) => timer.as_mut().reset(at.into()),
+                    None => timer.as_mut().reset((now + idle_timeout).into()), // streams open
+                }
+            }
+        }
+    };
+    if let Err(error) = ended {
         tracing::debug!(%peer, %error, "client connection ended with an error");
+    }
+}
+
+/// The streams of an HTTP/2 connection: how many are open, and when the last one opened or
+/// ended (milliseconds since the connection began, so one atomic store records it).
+struct Activity {
+    began: Instant,
+    open: AtomicUsize,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new(now: Instant) -> Activity {
+        Activity {
+            began: now,
+            open: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A stream opens at `now`; it stays open until the returned guard drops.
+    fn open(this: &Arc<Activity>, now: Instant) -> OpenStream {
+        this.open.fetch_add(1, Ordering::AcqRel);
+        this.touch(now);
+        OpenStream(Arc::clone(this))
+    }
+
+    fn touch(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.began).as_millis();
+        self.last_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// When the connection is idle for `idle`: that long after its last stream opened or
+    /// ended; `None` while a stream is open.
+    fn idle_at(&self, idle: Duration) -> Option<Instant> {
+        if self.open.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        Some(self.began + last + idle)
+    }
+}
+
+/// One open stream of an HTTP/2 connection, counted until its response body is done (or the
+/// request was dropped).
+struct OpenStream(Arc<Activity>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.touch(Instant::now());
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its stream counted as open until it is done.
+struct Counted<B> {
+    body: B,
+    _stream: OpenStream,
+}
+
+impl<B: Body + Unpin> Body for Counted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
