@@ -268,3 +268,46 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_http2_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
+    within("h2 send timeout", async {
+        // 4 MiB: more than the client's window, hyper's send buffer and the 1 MiB the router
+        // reads ahead hold together, so the router must wait on the client.
+        const LEN: usize = 4 << 20;
+        let b = backend("big", |_, _| async {
+            hyper::Response::new(full(pattern(0, LEN)))
+        })
+        .await;
+        let eps = endpoints(&[b.addr]);
+        let config = ProxyConfig {
+            send_timeout: Duration::from_millis(300),
+            ..ProxyConfig::default()
+        };
+        let proxy = start_proxy(eps.clone(), config).await;
+        // A client whose windows stay at the protocol's initial 64 KiB and which reads nothing.
+        let client: TestClient =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .http2_initial_stream_window_size(65_535)
+                .http2_initial_connection_window_size(65_535)
+                .http2_adaptive_window(false)
+                .build_http();
+        let req = hyper::Request::get(proxy.url("/big"))
+            .body(empty())
+            .expect("request");
+        let response = client.request(req).await.expect("response head");
+        assert_eq!(response.status(), StatusCode::OK);
+        let ep = eps.load().endpoints[0].clone();
+        eventually_async(
+            "the instance to be freed from the stalled client",
+            Duration::from_secs(10),
+            || async { (ep.load.in_flight() == 0).then_some(()) },
+        )
+        .await;
+        let body = http_body_util::BodyExt::collect(response.into_body()).await;
+        assert!(body.is_err(), "its connection was dropped mid-body");
+        proxy.stop().await;
+    })
+    .await;
+}

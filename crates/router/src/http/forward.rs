@@ -11,9 +11,8 @@
 
 use super::retry::{is_idempotent, Attempted, Attempts};
 use super::tracking::{ServiceRequest, Tracked, Tracking};
-use super::{headers, upgrade, Peer, Proxy, ProxyBody};
+use super::{headers, pump, upgrade, Peer, Proxy, ProxyBody};
 use crate::endpoint::{Endpoint, InFlight};
-use crate::read_ahead::ReadAhead;
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -69,12 +68,12 @@ impl Proxy {
                     _service: service,
                     _endpoint: in_flight,
                 };
-                relay(
-                    response,
-                    client_upgrade,
-                    tracking,
-                    &self.inner.config.read_ahead,
-                )
+                let pump = pump::Settings {
+                    read_ahead: &self.inner.config.read_ahead,
+                    send_timeout: self.inner.config.send_timeout,
+                    connection: peer.connection.clone(),
+                };
+                relay(response, client_upgrade, tracking, pump)
             }
             Err(failure) => {
                 let response = self.failure_response(failure);
@@ -225,7 +224,7 @@ fn relay(
     mut response: Response<Incoming>,
     client_upgrade: Option<OnUpgrade>,
     tracking: Tracking,
-    read_ahead: &Arc<ReadAhead>,
+    pump: pump::Settings<'_>,
 ) -> Response<ProxyBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let tracking = match (switching, client_upgrade) {
@@ -236,7 +235,7 @@ fn relay(
         _ => Some(tracking),
     };
     headers::prepare_response(response.headers_mut(), switching);
-    response.map(|body| Either::Left(Tracked::new(body, tracking, read_ahead)))
+    response.map(|body| Either::Left(Tracked::new(body, tracking, pump)))
 }
 
 /// h2 requests carry the host in the URI (`:authority`), not a Host header; HTTP/1.1 needs one.

@@ -311,6 +311,10 @@ async fn serve_h2<S>(
     let close_grace = proxy.inner.config.header_read_timeout;
     let activity = Arc::new(Activity::new(Instant::now()));
     let seen = Arc::clone(&activity);
+    let client = Peer {
+        connection: Some(Arc::clone(&activity)),
+        ..client
+    };
     let service = service_fn(move |req| {
         let stream = Activity::open(&seen, Instant::now());
         let proxy = proxy.clone();
@@ -332,6 +336,10 @@ async fn serve_h2<S>(
     let ended = loop {
         tokio::select! {
             ended = conn.as_mut() => break ended,
+            () = activity.stalled.notified() => {
+                tracing::debug!(%peer, "HTTP/2 client stopped reading: connection dropped");
+                return;
+            }
             () = signal.stopped(), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
                 closing = Some(Instant::now());
@@ -362,11 +370,16 @@ async fn serve_h2<S>(
 }
 
 /// The streams of an HTTP/2 connection: how many are open, and when the last one opened or
-/// ended (milliseconds since the connection began, so one atomic store records it).
-struct Activity {
+/// ended (milliseconds since the connection began, so one atomic store records it); and the
+/// word from a pumped response that its client stopped reading.
+pub(crate) struct Activity {
     began: Instant,
     open: AtomicUsize,
     last_ms: AtomicU64,
+    /// Signalled when a response's client took nothing for the send timeout: the connection
+    /// is dropped (hyper offers no way to reset one stream from outside it, and a client that
+    /// stopped reading one stream has stopped reading the connection).
+    stalled: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -375,7 +388,13 @@ impl Activity {
             began: now,
             open: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            stalled: tokio::sync::Notify::new(),
         }
+    }
+
+    /// A response's client took nothing for the send timeout.
+    pub(crate) fn client_stalled(&self) {
+        self.stalled.notify_one();
     }
 
     /// A stream opens at `now`; it stays open until the returned guard drops.
@@ -501,6 +520,9 @@ struct Peer {
     key: u64,
     /// It came over TLS: `X-Forwarded-Proto: https`.
     https: bool,
+    /// Its HTTP/2 connection's streams (`None` on the HTTP/1.1 path): a response pumped to it
+    /// reports a client that stopped reading there.
+    connection: Option<Arc<Activity>>,
 }
 
 impl Peer {
@@ -509,6 +531,7 @@ impl Peer {
             forwarded_for: headers::client_ip_value(addr.ip()),
             key: crate::balance::client_key(addr.ip()),
             https,
+            connection: None,
         }
     }
 }

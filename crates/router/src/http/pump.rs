@@ -7,15 +7,20 @@
 //! the endpoint's body ends (see [`crate::read_ahead`]). Memory only: at most
 //! [`MEMORY_PER_RESPONSE`] queued per response, within the router's memory budget; past either,
 //! the task waits until the client has taken everything queued, then passes one frame at a time
-//! (the endpoint goes at the client's pace, as without read-ahead).
+//! (the endpoint goes at the client's pace, as without read-ahead). A client that takes nothing
+//! for the send timeout while the pump waits on it has stopped reading: the pump ends the
+//! request and has the client's connection dropped, as the HTTP/1.1 path cuts such a client off.
 
 use super::tracking::Tracking;
+use super::Activity;
 use crate::read_ahead::{ReadAhead, MEMORY_PER_RESPONSE};
 use http_body_util::BodyExt;
 use hyper::body::{Bytes, Frame, Incoming};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
 /// Responses up to this size are relayed directly: 16 KiB fit in any HTTP/2 window (the
@@ -29,6 +34,15 @@ const QUEUED_FRAMES: usize = 64;
 /// One queued frame, and whether its bytes were taken from the memory budget.
 type Queued = (Result<Frame<Bytes>, hyper::Error>, bool);
 
+/// What a pump needs from its proxy and its client's connection.
+pub(crate) struct Settings<'a> {
+    pub(crate) read_ahead: &'a Arc<ReadAhead>,
+    /// A client that takes nothing for this long while the pump waits on it stopped reading.
+    pub(crate) send_timeout: Duration,
+    /// The client's HTTP/2 connection, told when its client stopped reading.
+    pub(crate) connection: Option<Arc<Activity>>,
+}
+
 /// What the pump and the client's side share about the queue.
 struct Shared {
     read_ahead: Arc<ReadAhead>,
@@ -36,6 +50,10 @@ struct Shared {
     bytes: AtomicUsize,
     /// Signalled when the client's side emptied the queue.
     emptied: Notify,
+    /// When the pump started.
+    began: Instant,
+    /// When the client's side last took a frame: milliseconds since `began`.
+    taken_ms: AtomicU64,
 }
 
 /// The client's side of a pumped response.
@@ -45,25 +63,61 @@ pub(crate) struct Pumped {
 }
 
 /// Starts pumping `body` (the request's `tracking` ends when the body has been read whole).
-pub(crate) fn start(body: Incoming, tracking: Tracking, read_ahead: &Arc<ReadAhead>) -> Pumped {
+pub(crate) fn start(body: Incoming, tracking: Tracking, settings: Settings<'_>) -> Pumped {
     let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
     let shared = Arc::new(Shared {
-        read_ahead: Arc::clone(read_ahead),
+        read_ahead: Arc::clone(settings.read_ahead),
         bytes: AtomicUsize::new(0),
         emptied: Notify::new(),
+        began: Instant::now(),
+        taken_ms: AtomicU64::new(0),
     });
-    tokio::spawn(pump(body, tracking, tx, Arc::clone(&shared)));
+    let client = Client {
+        send_timeout: settings.send_timeout,
+        connection: settings.connection,
+    };
+    tokio::spawn(pump(body, tracking, tx, Arc::clone(&shared), client));
     Pumped { rx, shared }
 }
 
+/// The pump's view of the client.
+struct Client {
+    send_timeout: Duration,
+    connection: Option<Arc<Activity>>,
+}
+
 /// Reads the endpoint's body into the queue; the request ends on the instance when the body
-/// does (or breaks, or the client went away).
+/// does (or breaks, or the client went away or stopped reading).
 async fn pump(
     mut body: Incoming,
     tracking: Tracking,
     tx: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
+    client: Client,
 ) {
+    if let Filled::Stalled = fill(&mut body, &tx, &shared, client.send_timeout).await {
+        if let Some(connection) = &client.connection {
+            connection.client_stalled();
+        }
+    }
+    drop(tracking);
+}
+
+/// How filling the queue ended.
+enum Filled {
+    /// The body ended or broke, or the client went away.
+    Done,
+    /// The client took nothing for the send timeout while the pump waited on it.
+    Stalled,
+}
+
+/// Moves the body's frames into the queue, within the memory bounds.
+async fn fill(
+    body: &mut Incoming,
+    tx: &mpsc::Sender<Queued>,
+    shared: &Shared,
+    send_timeout: Duration,
+) -> Filled {
     while let Some(frame) = body.frame().await {
         let len = frame
             .as_ref()
@@ -76,23 +130,51 @@ async fn pump(
             let emptied = shared.emptied.notified();
             tokio::pin!(emptied);
             emptied.as_mut().enable(); // registered before the check: no wake-up is missed
-            if shared.bytes.load(Ordering::Acquire) > 0 {
-                emptied.await;
+            if shared.bytes.load(Ordering::Acquire) > 0
+                && shared.unless_stalled(send_timeout, emptied).await.is_none()
+            {
+                return Filled::Stalled;
             }
         }
         shared.bytes.fetch_add(len, Ordering::AcqRel);
         let broken = frame.is_err();
-        if tx.send((frame, reserved)).await.is_err() {
-            return; // the client went away (its side gave the queue's memory back)
-        }
-        if broken {
-            break;
+        match shared
+            .unless_stalled(send_timeout, tx.send((frame, reserved)))
+            .await
+        {
+            None => return Filled::Stalled,
+            Some(Err(_)) => return Filled::Done, // the client went away (its side freed the queue)
+            Some(Ok(())) if broken => return Filled::Done,
+            Some(Ok(())) => {}
         }
     }
-    drop(tracking);
+    Filled::Done
 }
 
 impl Shared {
+    /// Waits for `wait`, which needs the client to take frames, unless the client takes none
+    /// for `send_timeout`: `None` then.
+    async fn unless_stalled<T>(
+        &self,
+        send_timeout: Duration,
+        wait: impl Future<Output = T>,
+    ) -> Option<T> {
+        tokio::pin!(wait);
+        loop {
+            let stalled_at = self.last_taken() + send_timeout;
+            match tokio::time::timeout_at(stalled_at.into(), &mut wait).await {
+                Ok(done) => return Some(done),
+                Err(_) if self.last_taken() + send_timeout <= Instant::now() => return None,
+                Err(_) => {} // it took a frame meanwhile: the timeout counts from then
+            }
+        }
+    }
+
+    /// When the client's side last took a frame (or the pump started).
+    fn last_taken(&self) -> Instant {
+        self.began + Duration::from_millis(self.taken_ms.load(Ordering::Relaxed))
+    }
+
     /// Takes `len` bytes of the memory budget, within the per-response bound.
     fn reserve(&self, len: usize) -> bool {
         let queued = self.bytes.load(Ordering::Acquire);
@@ -101,6 +183,9 @@ impl Shared {
 
     /// The client's side took a frame of `len` bytes.
     fn taken(&self, len: usize, reserved: bool) {
+        let ms = self.began.elapsed().as_millis();
+        self.taken_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
         if reserved {
             self.read_ahead.memory.release(len);
         }

@@ -10,7 +10,6 @@
 use super::pump::{self, Pumped};
 use crate::endpoint::InFlight;
 use crate::endpoints::Endpoints;
-use crate::read_ahead::ReadAhead;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -88,7 +87,7 @@ impl Tracked {
     pub(crate) fn new(
         body: Incoming,
         tracking: Option<Tracking>,
-        read_ahead: &Arc<ReadAhead>,
+        pump: pump::Settings<'_>,
     ) -> Tracked {
         let small = body.is_end_stream()
             || body
@@ -96,7 +95,7 @@ impl Tracked {
                 .upper()
                 .is_some_and(|most| most <= pump::DIRECT_UP_TO);
         let source = match tracking {
-            Some(tracking) if !small => Source::Pumped(pump::start(body, tracking, read_ahead)),
+            Some(tracking) if !small => Source::Pumped(pump::start(body, tracking, pump)),
             tracking => Source::Direct { body, tracking },
         };
         Tracked { source }

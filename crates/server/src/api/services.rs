@@ -299,8 +299,11 @@ pub async fn instances(
     State(server): State<Server>,
     ApiQuery(q): ApiQuery<InstancesQuery>,
 ) -> ApiResult<Vec<InstanceView>> {
-    let statuses = server.statuses();
+    // Assignments first, statuses after: a controller's write (an old version stopped) always
+    // follows the status it acted on (the new one ready), so this order never shows the
+    // write without its cause.
     let (assignments, _) = keys::assignments(server.store())?;
+    let statuses = server.statuses();
     let mut usage = server.nodes().instance_usage();
     let mut traffic = server
         .router()
@@ -335,8 +338,9 @@ pub async fn status(State(server): State<Server>) -> ApiResult<StatusView> {
 
 /// Every service with its rollout progress.
 pub fn service_views(server: &Server) -> Result<Vec<ServiceView>, ApiError> {
-    let statuses = server.statuses();
+    // Assignments before statuses, as in `instances`.
     let (assignments, _) = keys::assignments(server.store())?;
+    let statuses = server.statuses();
     let views = keys::services(server.store())?
         .into_iter()
         .map(|Versioned { value: spec, .. }| {
