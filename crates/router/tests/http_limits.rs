@@ -286,13 +286,7 @@ async fn an_http2_client_that_stops_reading_is_cut_off_after_the_send_timeout() 
         };
         let proxy = start_proxy(eps.clone(), config).await;
         // A client whose windows stay at the protocol's initial 64 KiB and which reads nothing.
-        let client: TestClient =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .http2_only(true)
-                .http2_initial_stream_window_size(65_535)
-                .http2_initial_connection_window_size(65_535)
-                .http2_adaptive_window(false)
-                .build_http();
+        let client = h2c_client_with_small_windows();
         let req = hyper::Request::get(proxy.url("/big"))
             .body(empty())
             .expect("request");

@@ -103,6 +103,15 @@ async fn pump(
     drop(tracking);
 }
 
+/// The data bytes a frame carries (none for trailers or an error).
+fn data_len(frame: &Result<Frame<Bytes>, hyper::Error>) -> usize {
+    frame
+        .as_ref()
+        .ok()
+        .and_then(Frame::data_ref)
+        .map_or(0, Bytes::len)
+}
+
 /// How filling the queue ended.
 enum Filled {
     /// The body ended or broke, or the client went away.
@@ -119,11 +128,7 @@ async fn fill(
     send_timeout: Duration,
 ) -> Filled {
     while let Some(frame) = body.frame().await {
-        let len = frame
-            .as_ref()
-            .ok()
-            .and_then(Frame::data_ref)
-            .map_or(0, Bytes::len);
+        let len = data_len(&frame);
         let reserved = shared.reserve(len);
         if !reserved {
             // No room: wait until the client has everything queued, then pass this one frame.
@@ -203,12 +208,7 @@ impl Pumped {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         self.rx.poll_recv(cx).map(|queued| {
             queued.map(|(frame, reserved)| {
-                let len = frame
-                    .as_ref()
-                    .ok()
-                    .and_then(Frame::data_ref)
-                    .map_or(0, Bytes::len);
-                self.shared.taken(len, reserved);
+                self.shared.taken(data_len(&frame), reserved);
                 frame
             })
         })
@@ -220,12 +220,7 @@ impl Drop for Pumped {
     fn drop(&mut self) {
         self.rx.close();
         while let Ok((frame, reserved)) = self.rx.try_recv() {
-            let len = frame
-                .as_ref()
-                .ok()
-                .and_then(Frame::data_ref)
-                .map_or(0, Bytes::len);
-            self.shared.taken(len, reserved);
+            self.shared.taken(data_len(&frame), reserved);
         }
     }
 }

@@ -224,6 +224,17 @@ pub fn h2c_client() -> TestClient {
         .build_http()
 }
 
+/// An h2c client whose flow-control windows stay at the protocol's initial 64 KiB: a client
+/// that reads nothing holds the router up after that much.
+pub fn h2c_client_with_small_windows() -> TestClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .http2_initial_stream_window_size(65_535)
+        .http2_initial_connection_window_size(65_535)
+        .http2_adaptive_window(false)
+        .build_http()
+}
+
 /// GETs `url`; returns status, headers and the body as text.
 pub async fn get(client: &TestClient, url: &str) -> (hyper::StatusCode, hyper::HeaderMap, String) {
     let req = Request::get(url).body(empty()).expect("request");
