@@ -33,6 +33,14 @@ pub enum StoreError {
         compacted: u64,
     },
 
+    /// A transaction names one key twice. etcd refuses that ("duplicate key given in txn
+    /// request"), so no backend accepts it: a plan writes each key once.
+    #[error("transaction names key `{key}` twice; write each key once per transaction")]
+    DuplicateKey {
+        /// The key named twice.
+        key: String,
+    },
+
     /// SQLite failed (I/O, locking, full disk, ...).
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),

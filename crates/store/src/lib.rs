@@ -170,7 +170,8 @@ pub trait KvStore: Send + Sync + 'static {
     /// was already absent and the condition allowed that (no revision is used then).
     fn delete(&self, key: &str, expect: Expect) -> Result<Option<u64>, StoreError>;
 
-    /// All ops atomically in one transaction (each op gets its own revision) or none.
+    /// All ops atomically in one transaction (each op gets its own revision) or none. A key
+    /// named twice fails with [`StoreError::DuplicateKey`] before anything is checked.
     ///
     /// Each op's condition is checked against the state left by the ops before it. Returns the
     /// last revision written, or the current store revision if no op wrote anything (an empty

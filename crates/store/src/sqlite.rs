@@ -165,6 +165,7 @@ impl KvStore for SqliteStore {
     }
 
     fn txn(&self, ops: Vec<Op>) -> Result<u64, StoreError> {
+        refuse_duplicate_keys(&ops)?;
         self.write(|tx| {
             for op in &ops {
                 match op {
@@ -228,6 +229,17 @@ impl KvStore for SqliteStore {
 }
 
 // === writes ===
+
+/// Fails on the first key `ops` name twice (see [`StoreError::DuplicateKey`]).
+fn refuse_duplicate_keys(ops: &[Op]) -> Result<(), StoreError> {
+    let mut seen = std::collections::HashSet::with_capacity(ops.len());
+    match ops.iter().map(Op::key).find(|key| !seen.insert(*key)) {
+        Some(key) => Err(StoreError::DuplicateKey {
+            key: key.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
 
 /// Append a put of `key` if `expect` holds; returns its revision.
 fn apply_put(

@@ -179,6 +179,7 @@ fn a_txn_is_all_or_nothing_when_one_condition_fails() {
     let (_dir, store) = temp_store();
     let a = store.put("a", b"a0", Expect::Any).unwrap();
     store.put("b", b"b0", Expect::Any).unwrap();
+    store.put("d", b"d0", Expect::Any).unwrap();
     let before_rev = store.revision().unwrap();
     let before = keys_and_values(&store, "");
 
@@ -187,11 +188,11 @@ fn a_txn_is_all_or_nothing_when_one_condition_fails() {
             Op::put("a", "a1", Expect::ModRevision(a)),
             Op::delete("b", Expect::Any),
             Op::put("c", "c1", Expect::Absent),
-            Op::put("a", "a2", Expect::ModRevision(a)), // stale: the first op moved `a` on
+            Op::put("d", "d1", Expect::Absent), // it exists: the whole txn fails
         ])
         .unwrap_err();
     assert!(
-        matches!(&err, StoreError::Conflict { key, .. } if key == "a"),
+        matches!(&err, StoreError::Conflict { key, .. } if key == "d"),
         "{err:?}"
     );
     assert_eq!(keys_and_values(&store, ""), before);
@@ -200,24 +201,43 @@ fn a_txn_is_all_or_nothing_when_one_condition_fails() {
 }
 
 #[test]
-fn a_txn_gives_each_op_its_own_revision_and_later_ops_see_earlier_ones() {
+fn a_txn_gives_each_op_its_own_revision() {
     let (_dir, store) = temp_store();
     let start = store.revision().unwrap();
     let last = store
         .txn(vec![
             Op::put("x", "1", Expect::Absent),
-            Op::put("x", "2", Expect::ModRevision(start + 1)),
             Op::delete("gone", Expect::Any), // absent: no revision
             Op::put("y", "3", Expect::Any),
         ])
         .unwrap();
-    assert_eq!(last, start + 3);
+    assert_eq!(last, start + 2);
     let x = store.get("x").unwrap().unwrap();
     assert_eq!(
         (x.value.as_slice(), x.create_revision, x.mod_revision),
-        (&b"2"[..], start + 1, start + 2)
+        (&b"1"[..], start + 1, start + 1)
     );
-    assert_eq!(store.get("y").unwrap().unwrap().mod_revision, start + 3);
+    assert_eq!(store.get("y").unwrap().unwrap().mod_revision, start + 2);
+}
+
+#[test]
+fn a_txn_that_names_a_key_twice_is_refused_and_writes_nothing() {
+    let (_dir, store) = temp_store();
+    let before = store.revision().unwrap();
+    let err = store
+        .txn(vec![
+            Op::put("x", "1", Expect::Absent),
+            Op::put("y", "2", Expect::Any),
+            Op::delete("x", Expect::Any),
+        ])
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::DuplicateKey { key } if key == "x"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("twice"), "{err}");
+    assert_eq!(store.revision().unwrap(), before);
+    assert!(store.get("y").unwrap().is_none());
 }
 
 #[test]
