@@ -368,18 +368,12 @@ impl Signals {
     }
 }
 
-/// Mode of the data dirs ebb creates: the owner's alone. It holds the store (every service's
-/// env), the tokens and the instances' logs.
-const DATA_DIR_MODE: u32 = 0o700;
-
-/// Creates the data dir (owner-only) if needed and resolves it. An existing one that others
-/// may read is left as it is, with a warning: it is the user's folder.
+/// Creates the data dir (owner-only: it holds the store with every service's env, the tokens
+/// and the instances' logs) if needed and resolves it. An existing one that others may read is
+/// left as it is, with a warning: it is the user's folder.
 pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(DATA_DIR_MODE)
-        .create(dir)
+    use std::os::unix::fs::PermissionsExt;
+    ebb_core::files::create_private_dir(dir)
         .with_context(|| format!("creating data dir {}", dir.display()))?;
     let dir = dir
         .canonicalize()

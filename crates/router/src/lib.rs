@@ -2,6 +2,7 @@
 //! every change; the balancers that pick one of them per request; the HTTP and TCP proxies; and
 //! the per-service and per-instance metrics they keep.
 
+mod atomic_instant;
 pub mod balance;
 pub mod endpoint;
 pub mod endpoints;

@@ -14,7 +14,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fs;
 use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -79,10 +78,7 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 }
 
 fn create(dir: &Path, listen: IpAddr) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    ebb_core::files::create_private_dir(dir)?;
     let ca_key = rcgen::KeyPair::generate().map_err(invalid)?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(invalid)?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

@@ -19,6 +19,7 @@
 mod budget;
 mod forward;
 mod h1;
+mod h2;
 
 pub(crate) use h1::fuzzing;
 mod headers;
@@ -30,20 +31,17 @@ mod upgrade;
 use crate::endpoints::Endpoints;
 pub use budget::{RetryBudget, MAX_TOKENS, MIN_RETRIES_PER_SEC, RETRY_RATIO};
 use forward::UpstreamBody;
-use hyper::body::{Body, Bytes};
+use hyper::body::Bytes;
 use hyper::header::HeaderName;
-use hyper::service::service_fn;
 use hyper::StatusCode;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 pub use tracking::Tracked;
 
@@ -274,7 +272,7 @@ impl Proxy {
                 if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
                     return h1::serve(proxy, stream, client, registration, accepted).await;
                 }
-                return serve_h2(&builder, registration, proxy, client, peer, stream).await;
+                return h2::serve(&builder, registration, proxy, client, peer, stream).await;
             }
             let path = tokio::time::timeout(first_bytes_timeout, choose_path(&stream)).await;
             let client = Peer::new(peer, false);
@@ -287,174 +285,8 @@ impl Proxy {
                 // sends nothing, or `P` and no more): nothing is owed to it.
                 Ok(None) | Err(_) => return,
             }
-            serve_h2(&builder, registration, proxy, client, peer, stream).await;
+            h2::serve(&builder, registration, proxy, client, peer, stream).await;
         });
-    }
-}
-
-/// Serves an HTTP/2 connection (h2c, or h2 over TLS) with hyper until it ends. It is asked to
-/// finish (GOAWAY: no new streams, open ones complete) when the proxy stops, or once it has had
-/// no stream open for the idle timeout: an idle connection holds a place under the cap. A
-/// client that does not take part in the close (hyper's GOAWAY waits for a PING answer) is
-/// dropped once the header timeout has passed with no stream open.
-async fn serve_h2<S>(
-    builder: &auto::Builder<TokioExecutor>,
-    registration: h1::Registration,
-    proxy: Proxy,
-    client: Peer,
-    peer: SocketAddr,
-    stream: S,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let idle_timeout = proxy.inner.config.h2_idle_timeout;
-    let close_grace = proxy.inner.config.header_read_timeout;
-    let activity = Arc::new(Activity::new(Instant::now()));
-    let seen = Arc::clone(&activity);
-    let client = Peer {
-        connection: Some(Arc::clone(&activity)),
-        ..client
-    };
-    let service = service_fn(move |req| {
-        let stream = Activity::open(&seen, Instant::now());
-        let proxy = proxy.clone();
-        let client = client.clone();
-        async move {
-            let response = proxy.handle(req, client).await;
-            Ok::<_, Infallible>(response.map(|body| Counted {
-                body,
-                _stream: stream,
-            }))
-        }
-    });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let timer = tokio::time::sleep(idle_timeout);
-    tokio::pin!(timer);
-    let signal = &registration.signal;
-    let mut closing: Option<Instant> = None; // when the connection was asked to finish
-    let ended = loop {
-        tokio::select! {
-            ended = conn.as_mut() => break ended,
-            () = activity.stalled.notified() => {
-                tracing::debug!(%peer, "HTTP/2 client stopped reading: connection dropped");
-                return;
-            }
-            () = signal.stopped(), if closing.is_none() => {
-                conn.as_mut().graceful_shutdown();
-                closing = Some(Instant::now());
-                timer.as_mut().reset((Instant::now() + close_grace).into());
-            }
-            () = timer.as_mut() => {
-                let now = Instant::now();
-                let wait = match closing {
-                    None => activity.idle_at(idle_timeout),
-                    Some(asked) => activity.idle_at(Duration::ZERO).map(|quiet| quiet.max(asked) + close_grace),
-                };
-                match wait {
-                    Some(at) if now >= at && closing.is_none() => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = Some(now);
-                        timer.as_mut().reset((now + close_grace).into());
-                    }
-                    Some(at) if now >= at => return, // no stream open: dropped
-                    Some(at) => timer.as_mut().reset(at.into()),
-                    None => timer.as_mut().reset((now + idle_timeout).into()), // streams open
-                }
-            }
-        }
-    };
-    if let Err(error) = ended {
-        tracing::debug!(%peer, %error, "client connection ended with an error");
-    }
-}
-
-/// The streams of an HTTP/2 connection: how many are open, and when the last one opened or
-/// ended (milliseconds since the connection began, so one atomic store records it); and the
-/// word from a pumped response that its client stopped reading.
-pub(crate) struct Activity {
-    began: Instant,
-    open: AtomicUsize,
-    last_ms: AtomicU64,
-    /// Signalled when a response's client took nothing for the send timeout: the connection
-    /// is dropped (hyper offers no way to reset one stream from outside it, and a client that
-    /// stopped reading one stream has stopped reading the connection).
-    stalled: tokio::sync::Notify,
-}
-
-impl Activity {
-    fn new(now: Instant) -> Activity {
-        Activity {
-            began: now,
-            open: AtomicUsize::new(0),
-            last_ms: AtomicU64::new(0),
-            stalled: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// A response's client took nothing for the send timeout.
-    pub(crate) fn client_stalled(&self) {
-        self.stalled.notify_one();
-    }
-
-    /// A stream opens at `now`; it stays open until the returned guard drops.
-    fn open(this: &Arc<Activity>, now: Instant) -> OpenStream {
-        this.open.fetch_add(1, Ordering::AcqRel);
-        this.touch(now);
-        OpenStream(Arc::clone(this))
-    }
-
-    fn touch(&self, now: Instant) {
-        let ms = now.saturating_duration_since(self.began).as_millis();
-        self.last_ms
-            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    /// When the connection is idle for `idle`: that long after its last stream opened or
-    /// ended; `None` while a stream is open.
-    fn idle_at(&self, idle: Duration) -> Option<Instant> {
-        if self.open.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        Some(self.began + last + idle)
-    }
-}
-
-/// One open stream of an HTTP/2 connection, counted until its response body is done (or the
-/// request was dropped).
-struct OpenStream(Arc<Activity>);
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        self.0.touch(Instant::now());
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A response body that keeps its stream counted as open until it is done.
-struct Counted<B> {
-    body: B,
-    _stream: OpenStream,
-}
-
-impl<B: Body + Unpin> Body for Counted<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
     }
 }
 
@@ -522,7 +354,7 @@ struct Peer {
     https: bool,
     /// Its HTTP/2 connection's streams (`None` on the HTTP/1.1 path): a response pumped to it
     /// reports a client that stopped reading there.
-    connection: Option<Arc<Activity>>,
+    connection: Option<Arc<h2::Activity>>,
 }
 
 impl Peer {

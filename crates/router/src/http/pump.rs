@@ -11,13 +11,14 @@
 //! for the send timeout while the pump waits on it has stopped reading: the pump ends the
 //! request and has the client's connection dropped, as the HTTP/1.1 path cuts such a client off.
 
+use super::h2::Activity;
 use super::tracking::Tracking;
-use super::Activity;
+use crate::atomic_instant::AtomicInstant;
 use crate::read_ahead::{ReadAhead, MEMORY_PER_RESPONSE};
 use http_body_util::BodyExt;
 use hyper::body::{Bytes, Frame, Incoming};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -50,10 +51,8 @@ struct Shared {
     bytes: AtomicUsize,
     /// Signalled when the client's side emptied the queue.
     emptied: Notify,
-    /// When the pump started.
-    began: Instant,
-    /// When the client's side last took a frame: milliseconds since `began`.
-    taken_ms: AtomicU64,
+    /// When the client's side last took a frame (at first: when the pump started).
+    last_taken: AtomicInstant,
 }
 
 /// The client's side of a pumped response.
@@ -69,8 +68,7 @@ pub(crate) fn start(body: Incoming, tracking: Tracking, settings: Settings<'_>) 
         read_ahead: Arc::clone(settings.read_ahead),
         bytes: AtomicUsize::new(0),
         emptied: Notify::new(),
-        began: Instant::now(),
-        taken_ms: AtomicU64::new(0),
+        last_taken: AtomicInstant::new(Instant::now()),
     });
     let client = Client {
         send_timeout: settings.send_timeout,
@@ -166,18 +164,13 @@ impl Shared {
     ) -> Option<T> {
         tokio::pin!(wait);
         loop {
-            let stalled_at = self.last_taken() + send_timeout;
+            let stalled_at = self.last_taken.get() + send_timeout;
             match tokio::time::timeout_at(stalled_at.into(), &mut wait).await {
                 Ok(done) => return Some(done),
-                Err(_) if self.last_taken() + send_timeout <= Instant::now() => return None,
+                Err(_) if self.last_taken.get() + send_timeout <= Instant::now() => return None,
                 Err(_) => {} // it took a frame meanwhile: the timeout counts from then
             }
         }
-    }
-
-    /// When the client's side last took a frame (or the pump started).
-    fn last_taken(&self) -> Instant {
-        self.began + Duration::from_millis(self.taken_ms.load(Ordering::Relaxed))
     }
 
     /// Takes `len` bytes of the memory budget, within the per-response bound.
@@ -188,9 +181,7 @@ impl Shared {
 
     /// The client's side took a frame of `len` bytes.
     fn taken(&self, len: usize, reserved: bool) {
-        let ms = self.began.elapsed().as_millis();
-        self.taken_ms
-            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.last_taken.set(Instant::now());
         if reserved {
             self.read_ahead.memory.release(len);
         }

@@ -22,7 +22,6 @@ mod spool;
 
 pub(crate) use spool::{Spool, CHUNK};
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -61,8 +60,7 @@ impl ReadAhead {
     /// Read-ahead in memory, then in files of `dir`, created private to the owner if missing.
     /// The files are unlinked from the start: nothing is left behind, even after a crash.
     pub fn with_spool(dir: &Path) -> std::io::Result<ReadAhead> {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        ebb_core::files::create_private_dir(dir)?;
         Ok(ReadAhead::with_limits(
             MEMORY_TOTAL,
             DISK_TOTAL,

@@ -79,14 +79,9 @@ impl<'a> Spool<'a> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<Option<Vec<u8>>>> {
-        let Some(task) = &mut self.appending else {
-            return Poll::Ready(Ok(None));
-        };
-        let done = ready!(Pin::new(task).poll(cx));
-        self.appending = None;
-        let chunk = done.map_err(io::Error::other)??;
-        self.written += chunk.len() as u64;
-        Poll::Ready(Ok(Some(chunk)))
+        let chunk = ready!(poll_done(&mut self.appending, cx))?;
+        self.written += chunk.as_ref().map_or(0, |c| c.len() as u64);
+        Poll::Ready(Ok(chunk))
     }
 
     /// Starts reading back the oldest unread bytes, at most `most`, into `into`; one take at a
@@ -104,15 +99,24 @@ impl<'a> Spool<'a> {
 
     /// Waits for the running take: the bytes read back, `None` when no take runs.
     pub(crate) fn poll_take(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Vec<u8>>>> {
-        let Some(task) = &mut self.taking else {
-            return Poll::Ready(Ok(None));
-        };
-        let done = ready!(Pin::new(task).poll(cx));
-        self.taking = None;
-        let bytes = done.map_err(io::Error::other)??;
-        self.taken += bytes.len() as u64;
-        Poll::Ready(Ok(Some(bytes)))
+        let bytes = ready!(poll_done(&mut self.taking, cx))?;
+        self.taken += bytes.as_ref().map_or(0, |b| b.len() as u64);
+        Poll::Ready(Ok(bytes))
     }
+}
+
+/// Waits for the file operation in `task`, if one runs: its buffer comes back (`None` when
+/// none runs), and `task` is free for the next.
+fn poll_done(
+    task: &mut Option<JoinHandle<io::Result<Vec<u8>>>>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Option<Vec<u8>>>> {
+    let Some(running) = task else {
+        return Poll::Ready(Ok(None));
+    };
+    let done = ready!(Pin::new(running).poll(cx));
+    *task = None;
+    Poll::Ready(done.map_err(io::Error::other)?.map(Some))
 }
 
 #[cfg(test)]

@@ -56,9 +56,7 @@ impl Buffer {
     /// Appends as much of `bytes` as fits (after compacting); the caller makes sure all do.
     pub(crate) fn put(&mut self, bytes: &[u8]) {
         if self.data.len() - self.end < bytes.len() {
-            self.data.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
+            self.compact();
         }
         let n = bytes.len().min(self.data.len() - self.end);
         self.data[self.end..self.end + n].copy_from_slice(&bytes[..n]);
@@ -110,11 +108,16 @@ impl Buffer {
         Poll::Ready(Ok(n))
     }
 
+    /// Moves the unconsumed bytes to the front, so the free room is all at the end.
+    fn compact(&mut self) {
+        self.data.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+    }
+
     fn make_room(&mut self, limit: usize) -> io::Result<()> {
         if self.start > 0 && self.data.len() - self.end < INITIAL_SIZE / 2 {
-            self.data.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
+            self.compact();
         }
         if self.end < self.data.len() {
             return Ok(());

@@ -234,22 +234,7 @@ impl<U: AsyncRead + Unpin, F: FnOnce(Option<U>)> Relay<'_, U, F> {
     }
 
     fn receive_into_spool(&mut self, cx: &mut Context<'_>) -> Result<bool, Side> {
-        // The spool's two buffers are memory too: no spool without room for them (asked
-        // again on later reads: memory frees up), nor after a file could not be made.
-        if self.spool.is_none()
-            && !self.spool_failed
-            && self.read_ahead.spools()
-            && self.spool_buffers.take(2 * CHUNK)
-        {
-            self.spool = self.read_ahead.spool();
-            self.spool_failed = self.spool.is_none();
-            if self.spool_failed {
-                self.spool_buffers.give_back(2 * CHUNK);
-            } else {
-                self.chunk = Some(Vec::with_capacity(CHUNK));
-                self.back = Some(Vec::with_capacity(CHUNK));
-            }
-        }
+        self.open_spool();
         let (Some(spool), Some(upstream)) = (&mut self.spool, &mut self.upstream) else {
             return Ok(false); // no spool: the endpoint waits for the client
         };
@@ -263,38 +248,52 @@ impl<U: AsyncRead + Unpin, F: FnOnce(Option<U>)> Relay<'_, U, F> {
         chunk.resize(CHUNK, 0);
         let mut free = ReadBuf::new(&mut chunk);
         let read = match Pin::new(upstream).poll_read(cx, &mut free) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(free.filled().len())),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(Side::Source)),
-            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Some(free.filled().len()),
+            Poll::Ready(Err(_)) => return Err(Side::Source),
+            Poll::Pending => None,
         };
-        let take = match read {
-            Poll::Ready(Ok(n)) if n > 0 => self.body.take(&chunk[..n]).map(|take| (take, n)),
-            _ => Ok((0, 0)),
-        };
-        let until_close = matches!(self.body, Remaining::UntilClose);
-        match (read, take) {
-            (Poll::Ready(Ok(n)), Ok((take, _))) if n > 0 => {
-                chunk.truncate(take);
-                spool.unreserve(CHUNK - take);
-                spool.append(chunk);
-                if self.body.done() {
-                    self.finish_receiving(take == n);
+        let n = read.unwrap_or(0);
+        if n == 0 {
+            // Nothing read: the chunk and its room on disk wait for the next read.
+            chunk.clear();
+            spool.unreserve(CHUNK);
+            self.chunk = Some(chunk);
+            return match read {
+                None => Ok(false),
+                Some(_) if matches!(self.body, Remaining::UntilClose) => {
+                    self.finish_receiving(true);
+                    Ok(true)
                 }
-                Ok(true)
-            }
-            (read, take) => {
-                chunk.clear();
-                spool.unreserve(CHUNK);
-                self.chunk = Some(chunk);
-                match (read, take) {
-                    (Poll::Pending, _) => Ok(false),
-                    (Poll::Ready(Ok(0)), _) if until_close => {
-                        self.finish_receiving(true);
-                        Ok(true)
-                    }
-                    _ => Err(Side::Source),
-                }
-            }
+                Some(_) => Err(Side::Source), // the endpoint closed mid-body
+            };
+        }
+        let take = self.body.take(&chunk[..n]).map_err(|_| Side::Source)?;
+        chunk.truncate(take);
+        spool.unreserve(CHUNK - take);
+        spool.append(chunk);
+        if self.body.done() {
+            self.finish_receiving(take == n);
+        }
+        Ok(true)
+    }
+
+    /// Makes the response's spool file on its first need. Its two buffers are memory too: no
+    /// spool without room for them (asked again on later reads, as memory frees up), nor after
+    /// a file could not be made.
+    fn open_spool(&mut self) {
+        if self.spool.is_some() || self.spool_failed || !self.read_ahead.spools() {
+            return;
+        }
+        if !self.spool_buffers.take(2 * CHUNK) {
+            return;
+        }
+        self.spool = self.read_ahead.spool();
+        self.spool_failed = self.spool.is_none();
+        if self.spool_failed {
+            self.spool_buffers.give_back(2 * CHUNK);
+        } else {
+            self.chunk = Some(Vec::with_capacity(CHUNK));
+            self.back = Some(Vec::with_capacity(CHUNK));
         }
     }
 
