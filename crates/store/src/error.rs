@@ -41,6 +41,32 @@ pub enum StoreError {
         key: String,
     },
 
+    /// The store could not be reached: no etcd member answered in time. Nothing is known to
+    /// have been written; what runs keeps running, and the call may be tried again later.
+    #[error("the store ({store}) is unreachable: {message}")]
+    Unavailable {
+        /// Which store, e.g. `etcd at 10.0.0.1:2379,10.0.0.2:2379`.
+        store: String,
+        /// The last member's failure.
+        message: String,
+    },
+
+    /// A write of a leader that is no longer the leader: the transaction also checked the
+    /// leader key's revision (fencing), and that key has changed, so nothing was written.
+    #[error("not written: this server no longer leads (leader key `{key}` changed)")]
+    Fenced {
+        /// The leader key the write was fenced on.
+        key: String,
+    },
+
+    /// etcd answered with an error of its own (a refused request, an internal error).
+    #[error("etcd: {0}")]
+    Etcd(String),
+
+    /// The store's configuration is wrong (an address that does not parse, no member given).
+    #[error("store configuration: {0}")]
+    Config(String),
+
     /// SQLite failed (I/O, locking, full disk, ...).
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -6,20 +6,28 @@
 //! can ask for every change after a revision it has seen ([`KvStore::changes_since`]), which
 //! is how controllers resume a watch after a restart without missing anything.
 //!
-//! Controllers program against the [`KvStore`] trait and never see SQL, so the embedded
-//! [`SqliteStore`] (one SQLite table, as kine does it) can later be joined by an etcd backend
-//! for a highly available control plane without touching callers.
+//! Controllers program against the [`KvStore`] trait and never see SQL or gRPC. Two backends
+//! implement it and pass one conformance suite (`tests/conformance.rs`): the embedded
+//! [`SqliteStore`] (one SQLite table, as kine does it) and [`EtcdStore`], an etcd cluster, for a
+//! highly available control plane. Servers sharing an etcd elect one leader
+//! ([`EtcdStore::campaign`]); a leader writes through a [`FencedStore`], so that its writes fail
+//! once it is deposed.
 //!
 //! - [`watch_changes`] turns `changes_since` into a long-poll: return at once if there is
 //!   something new, otherwise sleep until the next local write or a timeout.
 //! - [`KvStoreJsonExt`] stores and loads serde types as JSON.
 
+mod blocking;
 mod error;
+pub mod etcd;
+mod fenced;
 mod sqlite;
 mod typed;
 mod watch;
 
 pub use error::StoreError;
+pub use etcd::EtcdStore;
+pub use fenced::{Fence, FencedStore, Leadership};
 pub use sqlite::SqliteStore;
 pub use typed::KvStoreJsonExt;
 pub use watch::{watch_changes, WATCH_BATCH_LIMIT};
@@ -86,6 +94,14 @@ pub enum Op {
         /// Condition on the key's state before this op.
         expect: Expect,
     },
+    /// Write nothing, but fail the whole transaction unless `expect` holds for `key`: how a
+    /// leader fences its writes on the leader key ([`FencedStore`]).
+    Check {
+        /// Key to check.
+        key: String,
+        /// Condition on the key's state.
+        expect: Expect,
+    },
 }
 
 impl Op {
@@ -106,11 +122,33 @@ impl Op {
         }
     }
 
-    /// The key this op writes.
+    /// A check op; shorthand for building transactions.
+    pub fn check(key: impl Into<String>, expect: Expect) -> Op {
+        Op::Check {
+            key: key.into(),
+            expect,
+        }
+    }
+
+    /// The key this op writes or checks.
     pub fn key(&self) -> &str {
         match self {
-            Op::Put { key, .. } | Op::Delete { key, .. } => key,
+            Op::Put { key, .. } | Op::Delete { key, .. } | Op::Check { key, .. } => key,
         }
+    }
+
+    /// The condition this op places on its key.
+    pub fn expect(&self) -> Expect {
+        match self {
+            Op::Put { expect, .. } | Op::Delete { expect, .. } | Op::Check { expect, .. } => {
+                *expect
+            }
+        }
+    }
+
+    /// Does this op write (a put or a delete, not a check)?
+    pub fn writes(&self) -> bool {
+        !matches!(self, Op::Check { .. })
     }
 }
 
@@ -150,10 +188,16 @@ impl WatchEvent {
 
 /// A versioned key-value store with etcd's semantics.
 ///
-/// Methods are synchronous: the embedded backend is a local SQLite file and answers in
-/// microseconds to a few milliseconds (an fsync), which tokio tasks accept as brief blocking.
-/// Revisions start at 1, increase strictly with every successful write, and are never reused,
-/// not even after compaction or a restart.
+/// Methods are synchronous, and both backends run their I/O off tokio's async workers: SQLite's
+/// on the calling thread after `block_in_place` has handed the worker's other tasks to another
+/// thread, etcd's on the store's own small runtime while the caller waits the same way. So a
+/// controller pass reads like the plain sequence of reads and writes it is, and a slow disk or
+/// an unreachable etcd holds up only the task that asked. A call to etcd has a deadline
+/// ([`etcd::members::CALL_TIMEOUT`] per member) and then fails as [`StoreError::Unavailable`].
+///
+/// Revisions start at 1, increase strictly with every successful transaction, and are never
+/// reused, not even after compaction or a restart. The ops of one transaction may share one
+/// revision (etcd) or get one each (SQLite); callers assume neither.
 pub trait KvStore: Send + Sync + 'static {
     /// The live value of `key`, or `None` if it does not exist.
     fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
@@ -170,12 +214,14 @@ pub trait KvStore: Send + Sync + 'static {
     /// was already absent and the condition allowed that (no revision is used then).
     fn delete(&self, key: &str, expect: Expect) -> Result<Option<u64>, StoreError>;
 
-    /// All ops atomically in one transaction (each op gets its own revision) or none. A key
-    /// named twice fails with [`StoreError::DuplicateKey`] before anything is checked.
+    /// All ops atomically in one transaction or none. A key that two ops write fails with
+    /// [`StoreError::DuplicateKey`] before anything is checked (an [`Op::Check`] may name a
+    /// key another op writes).
     ///
-    /// Each op's condition is checked against the state left by the ops before it. Returns the
-    /// last revision written, or the current store revision if no op wrote anything (an empty
-    /// list, or only deletes of absent keys).
+    /// Every condition is checked against the state before the transaction (no key is written
+    /// twice, so no op changes what a later one checks). Returns the last revision written, or
+    /// the current store revision if no op wrote anything (an empty list, only checks, or only
+    /// deletes of absent keys).
     fn txn(&self, ops: Vec<Op>) -> Result<u64, StoreError>;
 
     /// The latest revision ever assigned (0 for a new store).
@@ -200,4 +246,10 @@ pub trait KvStore: Send + Sync + 'static {
     /// Drop superseded values and tombstones at or below `revision`, keeping the live value of
     /// every key. Afterwards `changes_since` with `after < revision` fails with `Compacted`.
     fn compact(&self, revision: u64) -> Result<(), StoreError>;
+
+    /// What this store is, for people: `sqlite /var/lib/ebb/state.db`, `etcd at a:2379,b:2379`.
+    fn describe(&self) -> String;
+
+    /// How the store is doing, for `ebb status`: `sqlite PATH`, or `etcd 3 members, healthy`.
+    fn health(&self) -> Result<String, StoreError>;
 }

@@ -17,7 +17,6 @@ mod schema;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use tokio::runtime::RuntimeFlavor;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::watch;
@@ -89,17 +88,9 @@ impl SqliteStore {
 
     /// Runs `work` on the connection off the async workers: it waits on the disk (an fsync
     /// per commit, a frozen file system for as long as it lasts) and on the lock, which a
-    /// controller pass may hold meanwhile. On a worker of tokio's multi-threaded runtime,
-    /// `block_in_place` first hands the worker's other tasks (heartbeats, API calls) to another
-    /// thread; on a blocking thread, or with no runtime, it simply runs.
+    /// controller pass may hold meanwhile.
     fn with_conn<T>(&self, work: impl FnOnce(&mut Connection) -> T) -> T {
-        let run = || work(&mut self.lock());
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(run)
-            }
-            _ => run(),
-        }
+        crate::blocking::off_async_workers(|| work(&mut self.lock()))
     }
 
     /// Run `write` in an IMMEDIATE transaction (takes SQLite's write lock up front, so the
@@ -175,6 +166,11 @@ impl KvStore for SqliteStore {
                     Op::Delete { key, expect } => {
                         apply_delete(tx, key, *expect)?;
                     }
+                    Op::Check { key, expect } => {
+                        let latest = query::latest_row(tx, key)?;
+                        let live = latest.filter(|row| !row.deleted).map(|row| row.revision);
+                        check(key, *expect, live)?;
+                    }
                 }
             }
             // Revisions are assigned in op order, so the last written one is the newest.
@@ -226,14 +222,25 @@ impl KvStore for SqliteStore {
             Ok(())
         })
     }
+
+    fn describe(&self) -> String {
+        format!("sqlite {}", self.path.display())
+    }
+
+    fn health(&self) -> Result<String, StoreError> {
+        self.revision()?;
+        Ok(self.describe())
+    }
 }
 
 // === writes ===
 
-/// Fails on the first key `ops` name twice (see [`StoreError::DuplicateKey`]).
-fn refuse_duplicate_keys(ops: &[Op]) -> Result<(), StoreError> {
+/// Fails on the first key two ops of `ops` write (see [`StoreError::DuplicateKey`]); checks
+/// may name a written key.
+pub(crate) fn refuse_duplicate_keys(ops: &[Op]) -> Result<(), StoreError> {
     let mut seen = std::collections::HashSet::with_capacity(ops.len());
-    match ops.iter().map(Op::key).find(|key| !seen.insert(*key)) {
+    let mut written = ops.iter().filter(|op| op.writes()).map(Op::key);
+    match written.find(|key| !seen.insert(*key)) {
         Some(key) => Err(StoreError::DuplicateKey {
             key: key.to_string(),
         }),

@@ -5,9 +5,11 @@
 //! (ARCHITECTURE.md, tests): [`eventually`] polls a check until it yields a value, and fails the
 //! test with what it waited for once the deadline passes. A deadline is generous on purpose: it
 //! only bounds a hang, it measures nothing. [`alloc::Counting`] counts allocations per thread,
-//! for tests that prove a path allocates nothing.
+//! for tests that prove a path allocates nothing. [`etcd::EtcdCluster`] runs a real etcd
+//! cluster on loopback ports.
 
 pub mod alloc;
+pub mod etcd;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,338 @@
+//! Sessions, leader election and the registry of servers, on etcd leases.
+//!
+//! Each server holds a *session*: an etcd lease of [`SESSION_TTL`] that it keeps alive every
+//! [`KEEPALIVE_EVERY`]. Its entry in the registry (`control/servers/{name}`) and, while it
+//! leads, the leader key (`control/leader`) are attached to that lease, so both vanish within
+//! the TTL when the server dies, freezes or loses etcd, and at once when it resigns.
+//!
+//! The campaign is a create-only transaction on the leader key (compare create revision 0).
+//! The winner's [`Fence`] is the key's revision, which every write of its controllers checks
+//! ([`crate::FencedStore`]). A leader that cannot renew its lease steps down by itself once its
+//! last renewal is older than the TTL minus [`STEP_DOWN_MARGIN`], before etcd could let anyone
+//! else win: with the fence, two leaders may briefly *believe* they lead, but only one can write.
+//!
+//! Nothing here reconnects by itself in etcd's API (a keep-alive stream, like a watch, just
+//! ends), so the loop owns it: every keep-alive is a short stream of its own, on whichever
+//! member answers; a lease etcd no longer knows starts a new session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+use tokio_stream::StreamExt;
+
+use super::pb::etcdserverpb as rpc;
+use super::pb::etcdserverpb::lease_client::LeaseClient;
+use super::{EtcdStore, Inner};
+use crate::{Expect, Fence, Leadership, Op, StoreError};
+
+/// How long a server's session outlives its last keep-alive: a dead leader is replaced within
+/// about this (plus one [`POLL_EVERY`]). Kubernetes' leader leases default to 15 s; etcd's
+/// own election examples use 60 s; ebb trades a few keep-alives a second for failover in a
+/// couple of seconds, which is what an elastic platform's users feel.
+pub const SESSION_TTL: Duration = Duration::from_secs(2);
+
+/// How often a session is renewed: a third of the TTL, so two renewals may fail in a row.
+pub const KEEPALIVE_EVERY: Duration = Duration::from_millis(600);
+
+/// A leader steps down when its last renewal is older than the TTL minus this, so that it has
+/// stopped before etcd expires its lease and lets another server win.
+pub const STEP_DOWN_MARGIN: Duration = Duration::from_millis(500);
+
+/// How often a follower looks at the leader key (a read), to take over soon after it vanishes.
+pub const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// How long one member has for a keep-alive, a bid or a registration before the next member
+/// is asked: short, so that a frozen member cannot make a healthy leader miss its renewal.
+const SESSION_CALL_TIMEOUT: Duration = Duration::from_millis(400);
+
+/// The leader key, under the store's namespace.
+pub const LEADER_KEY: &str = "control/leader";
+
+/// Where each server's registry entry lives, under the store's namespace.
+pub const SERVERS_PREFIX: &str = "control/servers/";
+
+/// Who runs for leader, and what it puts in the registry.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The server's name (`ebb server --name`), unique in the cluster.
+    pub name: String,
+    /// Its registry entry (`control/servers/{name}`), e.g. JSON with its addresses.
+    pub record: Vec<u8>,
+}
+
+/// A running campaign: this server's session, registry entry and bid for leadership.
+#[derive(Debug)]
+pub struct Campaign {
+    leadership: watch::Receiver<Leadership>,
+    resign: Option<oneshot::Sender<oneshot::Sender<()>>>,
+}
+
+impl Campaign {
+    /// Who leads, as this server knows it; changes as elections happen.
+    pub fn leadership(&self) -> watch::Receiver<Leadership> {
+        self.leadership.clone()
+    }
+
+    /// Gives up leadership and the registry entry at once (revokes the session), so another
+    /// server can lead without waiting for the TTL. Waits at most a second.
+    pub async fn resign(mut self) {
+        let Some(resign) = self.resign.take() else {
+            return;
+        };
+        let (done, finished) = oneshot::channel();
+        if resign.send(done).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), finished).await;
+        }
+    }
+}
+
+impl EtcdStore {
+    /// Starts this server's session and its campaign for leadership; runs until the store is
+    /// dropped or [`Campaign::resign`] is called.
+    pub fn campaign(&self, candidate: Candidate) -> Campaign {
+        let (tell, leadership) = watch::channel(Leadership::Following { leader: None });
+        let (resign, resigned) = oneshot::channel();
+        self.spawn(|inner| campaign(inner, candidate, tell, resigned));
+        Campaign {
+            leadership,
+            resign: Some(resign),
+        }
+    }
+
+    /// The registry: every server's entry (`name`, record), while its session lives.
+    pub fn servers(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        use crate::KvStore;
+        let (entries, _) = self.list(SERVERS_PREFIX)?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|kv| {
+                let name = kv.key.strip_prefix(SERVERS_PREFIX)?.to_string();
+                Some((name, kv.value))
+            })
+            .collect())
+    }
+
+    /// The name of the server that leads, if any.
+    pub fn leader(&self) -> Result<Option<String>, StoreError> {
+        use crate::KvStore;
+        Ok(self
+            .get(LEADER_KEY)?
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+    }
+}
+
+/// Sessions one after another until resigned.
+async fn campaign(
+    inner: Arc<Inner>,
+    candidate: Candidate,
+    tell: watch::Sender<Leadership>,
+    mut resigned: oneshot::Receiver<oneshot::Sender<()>>,
+) {
+    loop {
+        let lease = match grant(&inner).await {
+            Ok(lease) => lease,
+            Err(error) => {
+                tracing::debug!(%error, "cannot start a session; trying again");
+                tell.send_if_modified(step_down);
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL_EVERY) => continue,
+                    done = &mut resigned => return finish(done.ok()),
+                }
+            }
+        };
+        let mut session = Session {
+            inner: &inner,
+            candidate: &candidate,
+            lease,
+            renewed: Instant::now(),
+            registered: false,
+            fence: None,
+        };
+        let end = session.run(&tell, &mut resigned).await;
+        if session.fence.is_some() {
+            tracing::warn!(server = %candidate.name, "stepped down as leader");
+        }
+        tell.send_if_modified(step_down);
+        if let SessionEnd::Resigned(done) = end {
+            let _ = revoke(&inner, lease).await;
+            return finish(done);
+        }
+    }
+}
+
+fn finish(done: Option<oneshot::Sender<()>>) {
+    if let Some(done) = done {
+        let _ = done.send(());
+    }
+}
+
+/// A leader that stops leading follows nobody known (a follower keeps what it knew).
+fn step_down(now: &mut Leadership) -> bool {
+    if matches!(now, Leadership::Leading(_)) {
+        *now = Leadership::Following { leader: None };
+        true
+    } else {
+        false
+    }
+}
+
+/// Why a session ended.
+enum SessionEnd {
+    /// The lease lapsed or etcd forgot it: start a new session.
+    Lapsed,
+    /// [`Campaign::resign`] was called.
+    Resigned(Option<oneshot::Sender<()>>),
+}
+
+/// One lease and everything attached to it.
+struct Session<'a> {
+    inner: &'a Inner,
+    candidate: &'a Candidate,
+    lease: i64,
+    /// When etcd last confirmed the lease (a grant or a keep-alive answer).
+    renewed: Instant,
+    registered: bool,
+    /// Set while this session leads.
+    fence: Option<Fence>,
+}
+
+impl Session<'_> {
+    async fn run(
+        &mut self,
+        tell: &watch::Sender<Leadership>,
+        resigned: &mut oneshot::Receiver<oneshot::Sender<()>>,
+    ) -> SessionEnd {
+        let mut last_keepalive = Instant::now();
+        loop {
+            if !self.registered {
+                self.registered = self.register().await.is_ok();
+            }
+            if let Some(now) = self.bid().await {
+                tell.send_if_modified(|known| {
+                    let changed = *known != now;
+                    *known = now.clone();
+                    changed
+                });
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL_EVERY) => {}
+                done = &mut *resigned => return SessionEnd::Resigned(done.ok()),
+            }
+            if last_keepalive.elapsed() >= KEEPALIVE_EVERY {
+                last_keepalive = Instant::now();
+                match keep_alive(self.inner, self.lease).await {
+                    Ok(true) => self.renewed = Instant::now(),
+                    Ok(false) => return SessionEnd::Lapsed,
+                    Err(error) => tracing::debug!(%error, "session keep-alive failed"),
+                }
+            }
+            if self.renewed.elapsed() + STEP_DOWN_MARGIN >= SESSION_TTL {
+                return SessionEnd::Lapsed;
+            }
+        }
+    }
+
+    /// Puts this server's registry entry, attached to the session.
+    async fn register(&self) -> Result<(), StoreError> {
+        let key = format!("{SERVERS_PREFIX}{}", self.candidate.name);
+        let op = Op::put(key, self.candidate.record.clone(), Expect::Any);
+        self.inner.txn_with_lease(vec![op], self.lease).await?;
+        Ok(())
+    }
+
+    /// One round of the campaign: as leader, check the key is still ours; otherwise try to
+    /// create it. Returns what is now known, or `None` if etcd did not answer.
+    async fn bid(&mut self) -> Option<Leadership> {
+        if let Some(fence) = &self.fence {
+            return match self.inner.get(LEADER_KEY).await {
+                Ok(Some(kv)) if kv.mod_revision == fence.revision => {
+                    Some(Leadership::Leading(Some(fence.clone())))
+                }
+                Ok(other) => {
+                    // Someone deleted or replaced the key: no longer the leader.
+                    self.fence = None;
+                    let leader = other.map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+                    Some(Leadership::Following { leader })
+                }
+                Err(_) => None,
+            };
+        }
+        let name = self.candidate.name.as_bytes().to_vec();
+        let op = Op::put(LEADER_KEY, name, Expect::Absent);
+        match self.inner.txn_with_lease(vec![op], self.lease).await {
+            Ok((revision, _)) => {
+                let fence = Fence {
+                    key: LEADER_KEY.to_string(),
+                    revision,
+                };
+                tracing::info!(server = %self.candidate.name, revision, "leading the control plane");
+                self.fence = Some(fence.clone());
+                Some(Leadership::Leading(Some(fence)))
+            }
+            Err(StoreError::Conflict { .. }) => match self.inner.get(LEADER_KEY).await {
+                Ok(kv) => Some(Leadership::Following {
+                    leader: kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
+                }),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        }
+    }
+}
+
+fn lease_client(channel: tonic::transport::Channel) -> LeaseClient<tonic::transport::Channel> {
+    LeaseClient::new(channel)
+}
+
+/// A new lease of [`SESSION_TTL`].
+async fn grant(inner: &Inner) -> Result<i64, StoreError> {
+    let ttl = SESSION_TTL.as_secs().max(1) as i64;
+    let answer = inner
+        .members
+        .call(|channel| async move {
+            lease_client(channel)
+                .lease_grant(rpc::LeaseGrantRequest { ttl, id: 0 })
+                .await
+                .map(tonic::Response::into_inner)
+        })
+        .await?;
+    if !answer.error.is_empty() {
+        return Err(StoreError::Etcd(answer.error));
+    }
+    Ok(answer.id)
+}
+
+/// Renews `lease` once: `Ok(false)` if etcd no longer knows it (it expired).
+async fn keep_alive(inner: &Inner, lease: i64) -> Result<bool, StoreError> {
+    let answer = inner
+        .members
+        .call_within(SESSION_CALL_TIMEOUT, |channel| async move {
+            let request = rpc::LeaseKeepAliveRequest { id: lease };
+            let mut stream = lease_client(channel)
+                .lease_keep_alive(tokio_stream::once(request))
+                .await?
+                .into_inner();
+            match stream.next().await {
+                Some(answer) => answer,
+                None => Err(tonic::Status::unavailable("keep-alive stream ended")),
+            }
+        })
+        .await?;
+    Ok(answer.ttl > 0)
+}
+
+/// Ends `lease` and everything attached to it.
+async fn revoke(inner: &Inner, lease: i64) -> Result<(), StoreError> {
+    inner
+        .members
+        .call(|channel| async move {
+            lease_client(channel)
+                .lease_revoke(rpc::LeaseRevokeRequest { id: lease })
+                .await
+                .map(tonic::Response::into_inner)
+        })
+        .await?;
+    Ok(())
+}
