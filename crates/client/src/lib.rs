@@ -12,6 +12,8 @@ use ebb_core::ServiceSpec;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -69,10 +71,13 @@ impl ClientError {
     }
 }
 
-/// A client bound to one API address (`127.0.0.1:7070` or `http://host:port`).
+/// A client of one API, at one address (`127.0.0.1:7070` or `http://host:port`) or at several
+/// servers of one control plane (`a:7070,b:7070,c:7070`): a call that cannot connect to one
+/// moves on to the next, and later calls start where the last one succeeded.
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    bases: Arc<[String]>,
+    current: Arc<AtomicUsize>,
     token: Option<String>,
     http: reqwest::Client,
 }
@@ -81,7 +86,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the token itself: a Debug print may end up in a log.
         f.debug_struct("Client")
-            .field("base", &self.base)
+            .field("base", &self.base())
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -101,14 +106,26 @@ impl Client {
         token: Option<String>,
         trust: Option<Trust>,
     ) -> Result<Client, ClientError> {
-        let base = base_url(addr, trust.is_some());
-        if base.starts_with("http://") && (trust.is_some() || !is_loopback(&base)) {
-            // A token must never cross the network in clear: ebb's API beyond loopback always
-            // speaks TLS.
+        let bases: Vec<String> = addr
+            .split(',')
+            .filter(|a| !a.trim().is_empty())
+            .map(|a| base_url(a, trust.is_some()))
+            .collect();
+        if bases.is_empty() {
             return Err(ClientError::Protocol(format!(
-                "{base}: an ebb API that is not on loopback speaks HTTPS; use https:// (tokens are never sent in clear)"
+                "`{addr}` names no API address"
             )));
         }
+        for base in &bases {
+            if base.starts_with("http://") && (trust.is_some() || !is_loopback(base)) {
+                // A token must never cross the network in clear: ebb's API beyond loopback
+                // always speaks TLS.
+                return Err(ClientError::Protocol(format!(
+                    "{base}: an ebb API that is not on loopback speaks HTTPS; use https:// (tokens are never sent in clear)"
+                )));
+            }
+        }
+        let base = bases[0].clone();
         let mut builder = reqwest::Client::builder()
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(30));
@@ -127,7 +144,12 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        Ok(Client { base, token, http })
+        Ok(Client {
+            bases: bases.into(),
+            current: Arc::new(AtomicUsize::new(0)),
+            token,
+            http,
+        })
     }
 
     /// The same API address (and connection pool) with another bearer token: an agent trades
@@ -139,12 +161,19 @@ impl Client {
         }
     }
 
-    /// The base URL calls go to, with its scheme and without a trailing slash.
+    /// The base URL calls go to, with its scheme and without a trailing slash (of several, the
+    /// one that answered last).
     pub fn base(&self) -> &str {
-        &self.base
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
     }
 
     // === API calls ===
+
+    /// The control plane's servers.
+    pub async fn servers(&self) -> Result<Vec<ebb_core::api::ServerView>, ClientError> {
+        self.call(Method::GET, "/v1/servers", None::<&()>, None)
+            .await
+    }
 
     /// The cluster overview: version, node count, services and their rollout progress.
     pub async fn status(&self) -> Result<StatusView, ClientError> {
@@ -322,24 +351,42 @@ impl Client {
         body: Option<&B>,
         extra_wait: Option<Duration>,
     ) -> Result<T, ClientError> {
-        let mut req: RequestBuilder = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .timeout(REQUEST_TIMEOUT + extra_wait.unwrap_or_default());
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req.send().await.map_err(|e| {
-            let (addr, reason) = (self.base.clone(), root_cause(&e));
-            if e.is_timeout() {
-                ClientError::Timeout { addr, reason }
-            } else {
-                ClientError::Connect { addr, reason }
+        let first = self.current.load(Ordering::Relaxed);
+        let mut attempt = 0;
+        let resp = loop {
+            let index = (first + attempt) % self.bases.len();
+            let base = &self.bases[index];
+            let mut req: RequestBuilder = self
+                .http
+                .request(method.clone(), format!("{base}{path}"))
+                .timeout(REQUEST_TIMEOUT + extra_wait.unwrap_or_default());
+            if let Some(token) = &self.token {
+                req = req.bearer_auth(token);
             }
-        })?;
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    break resp;
+                }
+                Err(e) => {
+                    let (addr, reason) = (base.clone(), root_cause(&e));
+                    // Later calls start at the next server.
+                    self.current
+                        .store((index + 1) % self.bases.len(), Ordering::Relaxed);
+                    if e.is_timeout() {
+                        // It may have been applied: never sent twice.
+                        return Err(ClientError::Timeout { addr, reason });
+                    }
+                    attempt += 1;
+                    if attempt >= self.bases.len() {
+                        return Err(ClientError::Connect { addr, reason });
+                    }
+                }
+            }
+        };
         let status = resp.status();
         let bytes = resp
             .bytes()
@@ -354,7 +401,7 @@ impl Client {
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
         if status == StatusCode::UNAUTHORIZED {
             return Err(ClientError::Unauthorized {
-                addr: self.base.clone(),
+                addr: self.base().to_string(),
                 message,
             });
         }

@@ -288,6 +288,33 @@ pub struct StatusView {
     pub uptime_ms: u64,
     /// Whether instance resources are enforced, and how (`cgroup v1`, `cgroup v2`, `none: ...`).
     pub resource_enforcement: Option<String>,
+    /// The store and how it is doing: `sqlite PATH`, `etcd 3 members, healthy`.
+    #[serde(default)]
+    pub store: String,
+    /// The name of the server that leads the control plane (this one, alone, on SQLite).
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// The name of the server that answered.
+    #[serde(default)]
+    pub server: String,
+}
+
+/// One server of the control plane, as `GET /v1/servers` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerView {
+    /// Its name (`ebb server --name`).
+    pub name: String,
+    /// Where its API listens.
+    pub api: String,
+    /// Where its load balancers listen.
+    pub router: String,
+    /// Whether it leads the control plane.
+    pub leader: bool,
+    /// When it was last known alive, unix milliseconds: now for every server whose session
+    /// lives; the moment its session ended for one this server saw leave.
+    pub last_seen_ms: u64,
+    /// Whether its session lives.
+    pub alive: bool,
 }
 
 /// A node's description of itself, sent with every sync.

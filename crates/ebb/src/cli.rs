@@ -161,6 +161,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the control plane's servers: name, API, load balancers, which one leads
+    Servers {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the server, its nodes and the services with their rollout state
     Status {
         /// Print JSON
@@ -244,6 +250,14 @@ pub struct PlaneArgs {
 pub struct ServerArgs {
     #[command(flatten)]
     pub plane: PlaneArgs,
+    /// Keep the state in an etcd cluster that several servers share, for a highly available
+    /// control plane: etcd://HOST:PORT[,HOST:PORT...] [default: the embedded SQLite store in
+    /// the data dir]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// This server's name among the servers sharing the store [default: the host name]
+    #[arg(long)]
+    pub name: Option<String>,
     /// Also run an agent in this process, as `ebb up` does
     #[arg(long)]
     pub agent: bool,
@@ -258,7 +272,8 @@ pub struct ServerArgs {
 #[derive(Args, Debug)]
 pub struct AgentArgs {
     /// The server's API address, e.g. 10.0.0.1:7070 (HTTPS beyond loopback, trusted by the CA
-    /// hash in the join token)
+    /// hash in the join token); several servers of one control plane comma-separated
+    /// (`a:7070,b:7070,c:7070`): the agent moves to the next when one does not answer
     #[arg(long)]
     pub server: String,
     /// File holding the server's join token (a copy of its data dir's join-token file). Needed

@@ -111,6 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
         }
         Command::Status { json } => commands::status::status(&connect::client(g)?, *json).await,
+        Command::Servers { json } => commands::servers::servers(&connect::client(g)?, *json).await,
     }
 }
 

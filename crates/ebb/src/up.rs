@@ -13,7 +13,7 @@ use ebb_client::Client;
 use ebb_core::api::NodeInfo;
 use ebb_router::read_ahead::ReadAhead;
 use ebb_server::{auth, ControlPlane, PlaneConfig, Server, Stage};
-use ebb_store::SqliteStore;
+use ebb_store::{EtcdStore, KvStore, SqliteStore};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
@@ -34,6 +34,10 @@ pub struct Role<'a> {
     pub local_agent: Option<LocalAgent>,
     /// Where services' ports listen unless `--router-bind` says otherwise.
     pub router_bind: IpAddr,
+    /// `etcd://...` to share the state with other servers; None: SQLite in the data dir.
+    pub store: Option<String>,
+    /// This server's name among several.
+    pub name: Option<String>,
 }
 
 /// `ebb up` runs everything on one machine: its services' ports listen on loopback only, so
@@ -62,6 +66,8 @@ pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
             advertise: args.advertise.clone(),
         }),
         router_bind: args.plane.router_bind.unwrap_or(UP_ROUTER_BIND),
+        store: None,
+        name: None,
     };
     run(global, role, specs).await
 }
@@ -75,6 +81,8 @@ pub async fn server(global: &Global, args: &ServerArgs) -> anyhow::Result<()> {
             advertise: args.advertise.clone(),
         }),
         router_bind: args.plane.router_bind.unwrap_or(SERVER_ROUTER_BIND),
+        store: args.store.clone(),
+        name: args.name.clone(),
     };
     run(global, role, Vec::new()).await
 }
@@ -97,7 +105,7 @@ async fn run(
     let _lock = lock_data_dir(&data_dir)?;
     // Store and tokens first, then the API's port: both are errors before the agent adopts
     // or sweeps any process.
-    let state = open_state(&data_dir)?;
+    let state = open_state(&data_dir, role.store.as_deref())?;
     let listener = bind_api(&data_dir, &role).await?;
     let addr = listener.local_addr()?;
     let local = match &role.local_agent {
@@ -110,6 +118,7 @@ async fn run(
     let token = state.token.clone();
     let tls = api_tls(&data_dir, &role, addr, &state.join_token)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let etcd = state.etcd.clone();
     let server = new_server(state, &role, addr, logs).inspect_err(|_| {
         // Leave the adopted instances running, as `ebb agent` does on an error at start.
         if let Some(l) = &local {
@@ -128,6 +137,7 @@ async fn run(
         None => addr.to_string(),
     };
     std::fs::write(data_dir.join(ADDR_FILE), &api_url)?;
+    let campaign = campaign(&server, &role, &api_url, etcd.as_ref())?;
     let trust = tls
         .as_ref()
         .map(|t| ebb_client::Trust::CaSha256(t.ca_sha256.clone()));
@@ -152,6 +162,10 @@ async fn run(
         signals.next().await;
     }
     let supervisor = local.map(|l| l.supervisor);
+    if let Some(campaign) = campaign {
+        // Another server leads at once instead of after the session's TTL.
+        campaign.resign().await;
+    }
     stop(plane, supervisor, &mut signals, &data_dir).await;
     outcome
 }
@@ -196,26 +210,77 @@ async fn bind_api(data_dir: &Path, role: &Role<'_>) -> anyhow::Result<tokio::net
     Ok(listener)
 }
 
-/// What the data dir holds for the control plane: the store and the two tokens.
+/// What the control plane starts from: the store and the two tokens.
 struct State {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn KvStore>,
+    /// The same store when it is an etcd cluster that other servers share.
+    etcd: Option<Arc<EtcdStore>>,
     token: String,
     join_token: String,
 }
 
-/// Opens the store and reads (or creates) the tokens in `data_dir`.
-fn open_state(data_dir: &Path) -> anyhow::Result<State> {
-    let store =
-        Arc::new(SqliteStore::open(&data_dir.join(STORE_FILE)).context("opening the store")?);
+/// Opens the store (SQLite in `data_dir`, or the etcd cluster at `url`) and reads (or creates)
+/// the tokens. Servers sharing an etcd share their tokens through it, each keeping a copy in
+/// its data dir, so that the CLI and agents can use any of them.
+fn open_state(data_dir: &Path, url: Option<&str>) -> anyhow::Result<State> {
     let token =
         auth::load_or_create_token(data_dir).context("reading or creating the API token")?;
     let join_token =
         auth::load_or_create_join_token(data_dir).context("reading or creating the join token")?;
+    let Some(url) = url else {
+        let store = SqliteStore::open(&data_dir.join(STORE_FILE)).context("opening the store")?;
+        return Ok(State {
+            store: Arc::new(store),
+            etcd: None,
+            token,
+            join_token,
+        });
+    };
+    let members = EtcdStore::parse_url(url)?;
+    let etcd = Arc::new(
+        EtcdStore::connect(&members, ebb_store::etcd::DEFAULT_NAMESPACE)
+            .with_context(|| format!("connecting to the store at {url}"))?,
+    );
+    let (token, join_token) = auth::share_tokens(etcd.as_ref(), data_dir, token, join_token)
+        .context("sharing the tokens through etcd")?;
     Ok(State {
-        store,
+        store: etcd.clone(),
+        etcd: Some(etcd),
         token,
         join_token,
     })
+}
+
+/// With an etcd store: this server's session, registry entry and bid for leadership, which the
+/// controllers follow. None alone on SQLite, where this server always leads.
+fn campaign(
+    server: &Server,
+    role: &Role<'_>,
+    api_url: &str,
+    etcd: Option<&Arc<EtcdStore>>,
+) -> anyhow::Result<Option<ebb_store::etcd::election::Campaign>> {
+    let name = role.name.clone().unwrap_or_else(default_node_name);
+    let identity = ebb_server::Identity {
+        name: name.clone(),
+        api: api_url.to_string(),
+        router: role.router_bind.to_string(),
+    };
+    server.set_identity(identity);
+    let Some(etcd) = etcd else {
+        return Ok(None);
+    };
+    let record = ebb_server::api::ServerRecord {
+        name: name.clone(),
+        api: api_url.to_string(),
+        router: role.router_bind.to_string(),
+    };
+    let campaign = etcd.campaign(ebb_store::etcd::election::Candidate {
+        name,
+        record: serde_json::to_vec(&record)?,
+    });
+    server.set_cluster(Arc::clone(etcd));
+    server.set_leadership(campaign.leadership());
+    Ok(Some(campaign))
 }
 
 /// The server state over the store, with its tokens, log source and settings.

@@ -62,6 +62,49 @@ fn load_or_create(path: &Path) -> io::Result<String> {
     Ok(token)
 }
 
+/// Where servers sharing an etcd keep the API and join tokens (under ebb's namespace).
+pub const SHARED_TOKENS_KEY: &str = "control/tokens";
+
+/// The tokens every server of the control plane uses, as the store keeps them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedTokens {
+    token: String,
+    join_token: String,
+}
+
+/// The tokens of the servers sharing `store`: the first server to start puts its own (`token`,
+/// `join_token`); the others take them. Each writes them to its data dir (mode 0600), so the
+/// CLI and agents pointed at any server use the same. Returns (API token, join token).
+pub fn share_tokens(
+    store: &dyn ebb_store::KvStore,
+    data_dir: &Path,
+    token: String,
+    join_token: String,
+) -> Result<(String, String), ebb_store::StoreError> {
+    use ebb_store::{Expect, KvStoreJsonExt, StoreError};
+    let shared = match store.get_json::<SharedTokens>(SHARED_TOKENS_KEY)? {
+        Some((shared, _)) => shared,
+        None => {
+            let mine = SharedTokens { token, join_token };
+            match store.put_json(SHARED_TOKENS_KEY, &mine, Expect::Absent) {
+                Ok(_) => mine,
+                Err(StoreError::Conflict { .. }) => store
+                    .get_json::<SharedTokens>(SHARED_TOKENS_KEY)?
+                    .map(|(shared, _)| shared)
+                    .ok_or_else(|| StoreError::Corrupt("shared tokens vanished".into()))?,
+                Err(other) => return Err(other),
+            }
+        }
+    };
+    write_synced(&token_path(data_dir), shared.token.as_bytes(), PRIVATE)?;
+    let join = ebb_core::api::JoinToken {
+        secret: shared.join_token.clone(),
+        ..ebb_core::api::JoinToken::parse(&shared.join_token)
+    };
+    write_join_token(data_dir, &join)?;
+    Ok((shared.token, shared.join_token))
+}
+
 /// A new secret: [`TOKEN_BYTES`] random bytes in hex.
 pub fn random_token() -> String {
     let mut bytes = [0u8; TOKEN_BYTES];

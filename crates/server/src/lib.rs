@@ -8,13 +8,14 @@ pub mod api;
 pub mod api_tls;
 pub mod auth;
 pub mod controllers;
+pub mod leadership;
 pub mod plane;
 pub mod routing;
 pub mod run_loop;
 pub mod state;
 
 use ebb_core::{Event, InstanceStatus};
-use ebb_store::{KvStore, StoreError};
+use ebb_store::{EtcdStore, Fence, FencedStore, KvStore, Leadership, StoreError};
 pub use plane::{ControlPlane, PlaneConfig, Stage};
 
 use state::events::EventLog;
@@ -33,13 +34,28 @@ pub trait LogSource: Send + Sync + 'static {
 }
 
 /// The control plane's shared state; cheap to clone.
+///
+/// The store is beside the shared state, not in it: the leader's controllers run on a copy of
+/// the server whose store fences every write ([`Server::fenced`]), while the API and the router
+/// of the same process read and write unfenced.
 #[derive(Clone)]
 pub struct Server {
     inner: Arc<Inner>,
+    store: Arc<dyn KvStore>,
+}
+
+/// Who this server is among the control plane's servers, for `ebb servers` and `ebb status`.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Its name (`ebb server --name`).
+    pub name: String,
+    /// Where its API listens.
+    pub api: String,
+    /// Where its load balancers listen.
+    pub router: String,
 }
 
 struct Inner {
-    store: Arc<dyn KvStore>,
     token: String,
     /// The token agents join with (`join-token`); set by the roles that accept agents.
     join_token: std::sync::OnceLock<String>,
@@ -56,6 +72,14 @@ struct Inner {
     instance_reports: controllers::instances::Reports,
     /// Each node's assignments, for agents' heartbeats and long-polls.
     placed: placed::PlacedIndex,
+    identity: std::sync::OnceLock<Identity>,
+    /// The etcd cluster, when servers share one: node leases and the registry of servers.
+    cluster: std::sync::OnceLock<Arc<EtcdStore>>,
+    /// Who leads; alone on SQLite this server always does.
+    leadership: std::sync::OnceLock<tokio::sync::watch::Receiver<Leadership>>,
+    /// When this server last became the leader: node liveness counts from then, so a new
+    /// leader gives every node a full down timeout.
+    leading_since: std::sync::Mutex<Instant>,
 }
 
 impl Server {
@@ -71,8 +95,8 @@ impl Server {
         let events = EventLog::open(store.clone())?;
         let placed = placed::PlacedIndex::new(store.as_ref());
         Ok(Server {
+            store,
             inner: Arc::new(Inner {
-                store,
                 token,
                 join_token: std::sync::OnceLock::new(),
                 events,
@@ -84,13 +108,74 @@ impl Server {
                 autoscale_reasons: Default::default(),
                 instance_reports: Default::default(),
                 placed,
+                identity: std::sync::OnceLock::new(),
+                cluster: std::sync::OnceLock::new(),
+                leadership: std::sync::OnceLock::new(),
+                leading_since: std::sync::Mutex::new(Instant::now()),
             }),
         })
     }
 
     /// The store holding services, assignments, statuses and events (see [`state::keys`]).
     pub fn store(&self) -> &dyn KvStore {
-        self.inner.store.as_ref()
+        self.store.as_ref()
+    }
+
+    /// This server with every write fenced on `fence`: what the leader's controllers run on.
+    pub fn fenced(&self, fence: Fence) -> Server {
+        Server {
+            inner: Arc::clone(&self.inner),
+            store: Arc::new(FencedStore::new(Arc::clone(&self.store), fence)),
+        }
+    }
+
+    /// Names this server among the control plane's servers (once).
+    pub fn set_identity(&self, identity: Identity) {
+        let _ = self.inner.identity.set(identity);
+    }
+
+    /// Who this server is, if named.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.inner.identity.get()
+    }
+
+    /// Shares node liveness and the registry of servers through `cluster` (once).
+    pub fn set_cluster(&self, cluster: Arc<EtcdStore>) {
+        let _ = self.inner.cluster.set(cluster);
+    }
+
+    /// The etcd cluster the servers share, if they do.
+    pub fn cluster(&self) -> Option<&Arc<EtcdStore>> {
+        self.inner.cluster.get()
+    }
+
+    /// Follows `leadership` (once); without it, this server leads alone.
+    pub fn set_leadership(&self, leadership: tokio::sync::watch::Receiver<Leadership>) {
+        let _ = self.inner.leadership.set(leadership);
+    }
+
+    /// The channel saying who leads, if this server is one of several.
+    pub fn leadership_channel(&self) -> Option<tokio::sync::watch::Receiver<Leadership>> {
+        self.inner.leadership.get().cloned()
+    }
+
+    /// Who leads, as this server knows it.
+    pub fn leadership(&self) -> Leadership {
+        match self.inner.leadership.get() {
+            Some(rx) => rx.borrow().clone(),
+            None => Leadership::Leading(None),
+        }
+    }
+
+    /// This server starts leading now: node liveness counts from `now`.
+    pub fn mark_leading(&self, now: Instant) {
+        *lock(&self.inner.leading_since) = now;
+    }
+
+    /// Since when nodes are judged: the later of the server's start and its last becoming the
+    /// leader. A node not heard from since then is down only a full timeout after it.
+    pub fn liveness_since(&self) -> Instant {
+        (*lock(&self.inner.leading_since)).max(self.inner.started)
     }
 
     /// The API token clients must present.

@@ -17,7 +17,6 @@
 //! go on, so a flood of connections cannot take the descriptors the store, the agents and the
 //! health checks need.
 
-use crate::controllers::{autoscale, instances, maintenance};
 use crate::state::nodes::PULSE_INTERVAL;
 use crate::{routing, Server};
 use ebb_router::limit::ConnectionLimit;
@@ -151,12 +150,15 @@ impl ControlPlane {
             stages,
             _router_runtime: router_runtime,
         };
-        let s = server.clone();
-        plane.spawn(Stage::Decisions, |stop| instances::run(s, stop));
-        let s = server.clone();
-        plane.spawn(Stage::Decisions, |stop| maintenance::run(s, stop));
+        // The controller, compaction and the autoscaler, while this server leads.
         let (s, r) = (server.clone(), router.clone());
-        plane.spawn(Stage::Decisions, |stop| autoscale::run(s, r, stop));
+        plane.spawn(Stage::Decisions, |stop| crate::leadership::run(s, r, stop));
+        if server.cluster().is_some() {
+            let s = server.clone();
+            plane.spawn(Stage::Routing, |stop| {
+                crate::state::statuses::follow(s, stop)
+            });
+        }
         let s = server.clone();
         plane.spawn(Stage::Routing, |stop| routing::run(s, router, stop));
         let s = server.clone();

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod moves;
 pub mod nodes;
 pub mod ps;
+pub mod servers;
 pub mod status;
 
 use std::path::PathBuf;

@@ -31,6 +31,16 @@ pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
         s.uptime_ms / 1000,
         s.store_revision
     );
+    if !s.store.is_empty() {
+        out!("store: {}", s.store);
+    }
+    if let Some(leader) = &s.leader {
+        if !leader.is_empty() && *leader != s.server {
+            out!("leader: {leader} (this is {})", s.server);
+        } else if !leader.is_empty() {
+            out!("leader: {leader} (this server)");
+        }
+    }
     out!("nodes: {} live", s.node_count);
     if let Some(e) = &s.resource_enforcement {
         out!("resources: {e}");

@@ -131,7 +131,7 @@ impl Ebb {
         std::fs::read_to_string(self.dir.path().join("ebb-up.log")).unwrap_or_default()
     }
 
-    fn try_cli(&self, args: &[&str]) -> Option<Output> {
+    pub fn try_cli(&self, args: &[&str]) -> Option<Output> {
         if !self.data_dir().join("api.addr").exists() {
             return None;
         }

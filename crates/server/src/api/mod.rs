@@ -6,6 +6,8 @@ mod logs;
 mod metrics;
 mod moves;
 mod nodes;
+mod servers;
+pub use servers::ServerRecord;
 mod services;
 
 use crate::{auth, Server};
@@ -36,6 +38,7 @@ pub fn router(server: Server) -> Router {
         .route("/metrics", get(metrics::list))
         .route("/logs/{service}", get(logs::read))
         .route("/nodes", get(nodes::list))
+        .route("/servers", get(servers::list))
         .route("/nodes/{name}", delete(moves::remove_node))
         .route(
             "/nodes/{name}/drain",
@@ -210,6 +213,11 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, format!("{e}; retry the request"))
+            }
+            // Nothing was written; the caller may try again (or another server) later.
+            StoreError::Unavailable { .. } | StoreError::Fenced { .. } => {
+                tracing::warn!(error = %e, "store unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             other => {
                 tracing::error!(error = %other, "store error");

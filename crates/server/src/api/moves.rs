@@ -102,7 +102,7 @@ pub async fn remove_node(
     let now = Instant::now();
     let state = server
         .nodes()
-        .states(now, now.saturating_duration_since(server.started()))
+        .states(now, now.saturating_duration_since(server.liveness_since()))
         .get(&name);
     if state != NodeState::Down {
         return Err(conflict(format!(

@@ -103,6 +103,10 @@ pub async fn sync(
     }
     check_address(&server, &req.node)?;
     let (changed, returned) = server.nodes().heartbeat(&req.node, Instant::now());
+    if let Some(cluster) = server.cluster() {
+        // Tell the leader, wherever it is: renew the node's lease (in the background).
+        cluster.node_alive(&name);
+    }
     if returned {
         server.record(
             Event::new(
@@ -247,7 +251,7 @@ pub fn views(server: &Server, now: Instant) -> Result<Vec<ebb_core::api::NodeVie
     let drains = keys::node_drains(server.store())?;
     let states = server
         .nodes()
-        .states(now, now.saturating_duration_since(server.started()))
+        .states(now, now.saturating_duration_since(server.liveness_since()))
         .draining(drains.keys().cloned());
     let mut views: Vec<NodeView> = infos
         .into_iter()

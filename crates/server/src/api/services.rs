@@ -333,6 +333,15 @@ pub async fn status(State(server): State<Server>) -> ApiResult<StatusView> {
         store_revision: server.store().revision()?,
         uptime_ms: server.started().elapsed().as_millis() as u64,
         resource_enforcement: server.nodes().enforcement(),
+        store: server
+            .store()
+            .health()
+            .unwrap_or_else(|e| format!("{}: {e}", server.store().describe())),
+        leader: super::servers::leader_name(&server),
+        server: server
+            .identity()
+            .map(|me| me.name.clone())
+            .unwrap_or_default(),
     }))
 }
 

@@ -135,6 +135,18 @@ impl NodeRegistry {
         }
     }
 
+    /// Another server heard from node `name` (its lease in etcd lives): as good as a heartbeat
+    /// here. Returns false for a node this server has no description of yet.
+    pub fn heard_elsewhere(&self, name: &str, now: Instant) -> bool {
+        match self.lock().get_mut(name) {
+            Some(node) => {
+                node.at = node.at.max(now);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Replaces what a node reported of its usage with its latest report: instances it no
     /// longer reports are dropped. Ignored for a node that never sent a heartbeat.
     pub fn record_usage(

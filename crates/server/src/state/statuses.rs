@@ -44,4 +44,68 @@ impl Statuses {
     pub fn forget(&self, id: &str) {
         lock(&self.0).remove(id);
     }
+
+    /// Takes one status as known, whoever wrote it.
+    pub fn insert(&self, status: InstanceStatus) {
+        lock(&self.0).insert(status.id.clone(), status);
+    }
+
+    /// Replaces every known status with `stored`.
+    pub fn replace_all(&self, stored: Vec<InstanceStatus>) {
+        *lock(&self.0) = stored.into_iter().map(|s| (s.id.clone(), s)).collect();
+    }
+}
+
+/// How long one wait for status changes lasts before it is made again.
+const FOLLOW_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// With several servers, the agents report to any of them, and each writes what it hears to
+/// the store's `status/` keys: every server follows those keys, so that its load balancers,
+/// its API and (when it leads) its controllers know every instance's state.
+pub async fn follow(server: crate::Server, stop: tokio_util::sync::CancellationToken) {
+    use crate::state::keys;
+    use ebb_store::{watch_changes, StoreError, WatchEvent};
+    let mut after = None;
+    while !stop.is_cancelled() {
+        let Some(from) = after else {
+            match server.store().list(keys::STATUS) {
+                Ok((kvs, revision)) => {
+                    let stored = kvs.iter().filter_map(|kv| keys::decode(kv).ok()).collect();
+                    server.statuses_cache().replace_all(stored);
+                    after = Some(revision);
+                }
+                Err(_) => {
+                    crate::run_loop::next(&stop, tokio::time::sleep(FOLLOW_WAIT)).await;
+                }
+            }
+            continue;
+        };
+        let wait = watch_changes(server.store(), keys::STATUS, from, FOLLOW_WAIT);
+        let Some(changes) = crate::run_loop::next(&stop, wait).await else {
+            return;
+        };
+        match changes {
+            Ok(changes) => {
+                for change in changes {
+                    after = Some(change.revision());
+                    match change {
+                        WatchEvent::Put(kv) => {
+                            if let Ok(status) = keys::decode::<InstanceStatus>(&kv) {
+                                server.statuses_cache().insert(status);
+                            }
+                        }
+                        WatchEvent::Delete { key, .. } => {
+                            if let Some(id) = key.strip_prefix(keys::STATUS) {
+                                server.statuses_cache().forget(id);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(StoreError::Compacted { .. }) => after = None,
+            Err(_) => {
+                crate::run_loop::next(&stop, tokio::time::sleep(FOLLOW_WAIT)).await;
+            }
+        }
+    }
 }

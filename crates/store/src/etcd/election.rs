@@ -131,7 +131,7 @@ async fn campaign(
     mut resigned: oneshot::Receiver<oneshot::Sender<()>>,
 ) {
     loop {
-        let lease = match grant(&inner).await {
+        let lease = match grant(&inner, SESSION_TTL).await {
             Ok(lease) => lease,
             Err(error) => {
                 tracing::debug!(%error, "cannot start a session; trying again");
@@ -286,9 +286,9 @@ fn lease_client(channel: tonic::transport::Channel) -> LeaseClient<tonic::transp
     LeaseClient::new(channel)
 }
 
-/// A new lease of [`SESSION_TTL`].
-async fn grant(inner: &Inner) -> Result<i64, StoreError> {
-    let ttl = SESSION_TTL.as_secs().max(1) as i64;
+/// A new lease of `ttl` (whole seconds, at least one).
+pub(crate) async fn grant(inner: &Inner, ttl: Duration) -> Result<i64, StoreError> {
+    let ttl = ttl.as_secs().max(1) as i64;
     let answer = inner
         .members
         .call(|channel| async move {
@@ -305,7 +305,7 @@ async fn grant(inner: &Inner) -> Result<i64, StoreError> {
 }
 
 /// Renews `lease` once: `Ok(false)` if etcd no longer knows it (it expired).
-async fn keep_alive(inner: &Inner, lease: i64) -> Result<bool, StoreError> {
+pub(crate) async fn keep_alive(inner: &Inner, lease: i64) -> Result<bool, StoreError> {
     let answer = inner
         .members
         .call_within(SESSION_CALL_TIMEOUT, |channel| async move {

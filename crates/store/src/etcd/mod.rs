@@ -21,6 +21,7 @@
 pub mod election;
 mod history;
 pub mod members;
+pub mod nodes;
 mod pb;
 mod watcher;
 
@@ -64,6 +65,8 @@ pub(crate) struct Inner {
     /// The latest revision this store wrote: `changes_since` waits for the watch to reach it,
     /// so that a caller always reads its own writes.
     written: AtomicU64,
+    /// The leases of the nodes that heartbeat to this server ([`nodes`]).
+    node_leases: nodes::NodeLeases,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -97,6 +100,7 @@ impl EtcdStore {
             history: Mutex::new(History::starting_at(0, HISTORY_EVENTS, HISTORY_BYTES)),
             notify,
             written: AtomicU64::new(0),
+            node_leases: Default::default(),
         });
         let store = EtcdStore {
             inner,
@@ -248,6 +252,12 @@ impl KvStore for EtcdStore {
 impl Inner {
     fn history(&self) -> MutexGuard<'_, History> {
         self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn node_leases(&self) -> MutexGuard<'_, std::collections::HashMap<String, nodes::NodeLease>> {
+        self.node_leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The error of a call made while the store shuts down.

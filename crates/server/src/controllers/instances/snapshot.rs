@@ -71,7 +71,7 @@ impl Snapshot {
         // A node not heard from since this server started is suspect, not down, until the
         // server has been up as long as a node may be silent: a restart replaces nothing
         // before agents report.
-        let uptime = now.saturating_duration_since(server.started());
+        let uptime = now.saturating_duration_since(server.liveness_since());
         let states = server
             .nodes()
             .states(now, uptime)
