@@ -38,3 +38,44 @@ def kill_by_env(entry):
         if entry in env:
             try: os.kill(int(pid), signal.SIGKILL)
             except OSError: pass
+
+
+class Etcd:
+    """A three-member etcd cluster on loopback ports, data on tmpfs, for the HA benchmarks.
+    Members are ended by pid on `stop()`."""
+
+    def __init__(self, work, size=3):
+        import subprocess
+        self.members = []
+        for n in range(size):
+            self.members.append({"name": f"e{n}", "client": f"127.0.0.1:{free_port()}",
+                                 "peer": f"127.0.0.1:{free_port()}", "dir": f"{work}/etcd-{n}"})
+        cluster = ",".join(f"{m['name']}=http://{m['peer']}" for m in self.members)
+        self.procs = []
+        for m in self.members:
+            self.procs.append(subprocess.Popen(
+                ["etcd", "--name", m["name"], "--data-dir", m["dir"],
+                 "--listen-client-urls", f"http://{m['client']}", "--advertise-client-urls", f"http://{m['client']}",
+                 "--listen-peer-urls", f"http://{m['peer']}", "--initial-advertise-peer-urls", f"http://{m['peer']}",
+                 "--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "ebb-bench",
+                 "--max-txn-ops", "4096", "--log-level", "warn", "--logger", "zap"],
+                stdout=subprocess.DEVNULL, stderr=open(f"{work}/etcd-{m['name']}.log", "w")))
+        import socket
+        def accepting():
+            for m in self.members:
+                host, port = m["client"].split(":")
+                try:
+                    socket.create_connection((host, int(port)), timeout=0.2).close()
+                except OSError:
+                    return False
+            return True
+        wait("etcd", accepting, 30, every=0.05)
+
+    def url(self):
+        return "etcd://" + ",".join(m["client"] for m in self.members)
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -10,13 +10,17 @@
 # during a longer warm-up; the nodes do not run them but report them running and ready, with
 # their usage, in every sync (as a steady agent does), and `ebb ps` must show them all ready.
 # Fails if any sync or long-poll failed, or a node or instance is not ready.
-# Usage: bench/heartbeats.sh [AGENTS] [SECONDS] [INSTANCES]   (defaults 1000, 30 and 0)
+# With STORE=etcd, the server keeps its state on a real three-member etcd (Debian's etcd-server)
+# and the store writes per second (store revisions, each etcd transaction is one) are reported
+# for the idle server and for the measured window; the etcd members' CPU too.
+# Usage: [STORE=etcd] bench/heartbeats.sh [AGENTS] [SECONDS] [INSTANCES]   (defaults 1000, 30 and 0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AGENTS=${1:-1000}
 SECONDS_MEASURED=${2:-30}
 INSTANCES=${3:-0}
 . bench/lib.sh
+[ "${STORE:-}" = etcd ] && ensure_etcd
 EBB=$(build_ebb)
 timeout 900 cargo build --release --quiet -p ebb-client --example heartbeats
 GEN=$PWD/target/release/examples/heartbeats
@@ -29,7 +33,8 @@ WARMUP, TAIL, WINDOW = (25 if INSTANCES else 5), 5, 5
 SERVICES = 10
 HZ = os.sysconf("SC_CLK_TCK")
 
-from benchlib import free_port, wait
+from benchlib import Etcd, free_port, wait
+ETCD = os.environ.get("STORE") == "etcd"
 
 # Two connections per agent on each side (sync and long-poll): raise the open-files limit.
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -48,18 +53,27 @@ def rss_mib(pid):
 
 def pct(dt, seconds): return dt / HZ / seconds * 100
 
-work = tempfile.mkdtemp(prefix="ebb-heartbeats-")
+work = tempfile.mkdtemp(prefix="ebb-heartbeats-", dir="/dev/shm" if ETCD and os.path.isdir("/dev/shm") else None)
 data = f"{work}/data"
 port = free_port()
-server = subprocess.Popen([EBB, "--data-dir", data, "server", "--listen", f"127.0.0.1:{port}"],
+etcd = Etcd(work) if ETCD else None
+store_args = ["--store", etcd.url(), "--name", "s1"] if etcd else []
+def revision():
+    r = subprocess.run([EBB, "--data-dir", data, "status", "--json"], capture_output=True, text=True,
+                       env=dict(os.environ, EBB_ADDR=f"127.0.0.1:{port}"))
+    return json.loads(r.stdout)["store_revision"] if r.returncode == 0 else 0
+def etcd_ticks():
+    return sum(ticks(p.pid) for p in etcd.procs) if etcd else 0
+server = subprocess.Popen([EBB, "--data-dir", data, "server", "--listen", f"127.0.0.1:{port}", *store_args],
                           stdout=subprocess.DEVNULL, stderr=open(f"{work}/server.log", "w"),
                           start_new_session=True)
 gen = None
 try:
     wait("the server", lambda: os.path.exists(f"{data}/join-token") and os.path.exists(f"{data}/api.addr"))
     time.sleep(2)
-    t0, c0 = time.monotonic(), ticks(server.pid)
-    time.sleep(3)
+    t0, c0, r0 = time.monotonic(), ticks(server.pid), revision()
+    time.sleep(10 if etcd else 3)
+    idle_writes = (revision() - r0) / (time.monotonic() - t0)
     idle = pct(ticks(server.pid) - c0, time.monotonic() - t0)
     idle_rss = rss_mib(server.pid)
 
@@ -102,7 +116,7 @@ try:
 
     # The measured window: the server's CPU in WINDOW-second samples, and its RSS.
     start = time.monotonic()
-    s_first, g_first = ticks(server.pid), ticks(gen_pid)
+    s_first, g_first, rev_first, e_first = ticks(server.pid), ticks(gen_pid), revision(), etcd_ticks()
     samples, rss = [], []
     prev, prev_t = s_first, start
     for k in range(1, SECONDS // WINDOW + 1):
@@ -113,6 +127,8 @@ try:
         prev, prev_t = now, now_t
     time.sleep(max(0.0, start + SECONDS - time.monotonic()))
     end = time.monotonic()
+    window_writes = (revision() - rev_first) / (end - start)
+    e_total = pct(etcd_ticks() - e_first, end - start)
     s_total = pct(ticks(server.pid) - s_first, end - start)
     g_total = pct(ticks(gen_pid) - g_first, end - start)
     join_cpu = pct(s_first - j0, WARMUP)  # the warm-up, while the nodes join
@@ -138,6 +154,7 @@ finally:
         os.killpg(p.pid, signal.SIGTERM)
         try: p.wait(timeout=15)
         except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait()
+    if etcd: etcd.stop()
     keep = os.environ.get("KEEP_LOG")
     if keep: shutil.copy(f"{work}/server.log", keep)
     shutil.rmtree(work, ignore_errors=True)
@@ -156,6 +173,8 @@ print(f"server CPU: median {statistics.median(samples):.1f} % of one core over {
       f" {idle:.2f} % idle before the agents came")
 print(f"server RSS: {rss[-1]:.0f} MiB at the end (max {max(rss):.0f}; {idle_rss:.0f} MiB with no node)")
 print(f"generator CPU: {g_total:.1f} % of one core over the window (same machine, 1 thread)")
+print(f"store: {'etcd, 3 members' if etcd else 'sqlite'}; writes (store revisions) per second: idle {idle_writes:.2f},"
+      f" measured window {window_writes:.2f}" + (f"; etcd members' CPU {e_total:.1f} % of one core (all three)" if etcd else ""))
 wu = report["warmup"]
 print(f"warm-up (joins): all {AGENTS} joined {report['all_joined_ms']} ms after the first sync;"
       f" server CPU {join_cpu:.1f} % of one core; sync p50 {wu['p50_ms']:.2f} ms, p99 {wu['p99_ms']:.2f} ms,"

@@ -18,3 +18,11 @@ build_ebb() {
   timeout 900 cargo build --release --quiet -p ebb || return
   echo "$PWD/target/release/ebb"
 }
+
+# Installs etcd from Debian's etcd-server package when it is missing (root, or sudo).
+ensure_etcd() {
+  command -v etcd >/dev/null && return 0
+  local sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  timeout 300 $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive timeout 600 $sudo apt-get install -y -qq etcd-server >/dev/null
+}

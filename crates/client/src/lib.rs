@@ -366,9 +366,26 @@ impl Client {
             if let Some(body) = body {
                 req = req.json(body);
             }
-            match req.send().await {
+            // A caller that gives up on the call (its own timeout drops this future) also sends
+            // its next call to the next server: an agent's heartbeat to a frozen server does.
+            let mut moving_on = MoveOnIfDropped {
+                current: &self.current,
+                index,
+                count: self.bases.len(),
+                armed: true,
+            };
+            let sent = req.send().await;
+            moving_on.armed = false;
+            match sent {
                 Ok(resp) => {
-                    self.current.store(index, Ordering::Relaxed);
+                    // Only if no other call moved on meanwhile: a long-poll that a frozen
+                    // server answers late must not pull the client back to it.
+                    let _ = self.current.compare_exchange(
+                        first,
+                        index,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                     break resp;
                 }
                 Err(e) => {
@@ -409,6 +426,28 @@ impl Client {
             status: status.as_u16(),
             message,
         })
+    }
+}
+
+/// While armed, moves the client's current server past `index` when dropped.
+struct MoveOnIfDropped<'a> {
+    current: &'a AtomicUsize,
+    index: usize,
+    count: usize,
+    armed: bool,
+}
+
+impl Drop for MoveOnIfDropped<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let next = (self.index + 1) % self.count;
+            let _ = self.current.compare_exchange(
+                self.index,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
     }
 }
 

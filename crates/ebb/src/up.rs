@@ -116,7 +116,7 @@ async fn run(
         .as_ref()
         .map(|l| Arc::new(AgentLogs(l.supervisor.clone())) as Arc<dyn ebb_server::LogSource>);
     let token = state.token.clone();
-    let tls = api_tls(&data_dir, &role, addr, &state.join_token)?;
+    let tls = api_tls(&data_dir, &role, addr, &state)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let etcd = state.etcd.clone();
     let server = new_server(state, &role, addr, logs).inspect_err(|_| {
@@ -177,16 +177,23 @@ fn api_tls(
     data_dir: &Path,
     role: &Role<'_>,
     addr: std::net::SocketAddr,
-    join_secret: &str,
+    state: &State,
 ) -> anyhow::Result<Option<ebb_server::api_tls::ApiTls>> {
+    let join_secret = &state.join_token;
     let wanted = role.plane.tls || !addr.ip().is_loopback();
-    let tls = match wanted {
-        true => Some(
-            ebb_server::api_tls::load_or_create(data_dir, addr.ip())
-                .context("making or reading the API's TLS certificates")?,
-        ),
-        false => None,
+    let made = match (&state.etcd, wanted) {
+        (_, false) => None,
+        (None, true) => Some(ebb_server::api_tls::load_or_create(data_dir, addr.ip())),
+        // Several servers: one CA for all, so that agents trust every one of them.
+        (Some(etcd), true) => Some(ebb_server::api_tls::load_or_create_shared(
+            data_dir,
+            addr.ip(),
+            etcd.as_ref(),
+        )),
     };
+    let tls = made
+        .transpose()
+        .context("making or reading the API's TLS certificates")?;
     let token = ebb_core::api::JoinToken {
         ca_sha256: tls.as_ref().map(|t| t.ca_sha256.clone()),
         secret: join_secret.to_string(),

@@ -12,14 +12,28 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// One plane at a time: each runs three etcd members, several servers and agents, and two cores
+/// running five of them at once would test the machine's scheduler, not ebb's timing.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Plane {
     servers: Vec<Ebb>,
     ports: Vec<u16>,
     _etcd: EtcdCluster,
+    /// Held for the plane's life, dropped last (a failed test's poison is taken over).
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Plane {
     fn start(n: usize) -> Plane {
+        Plane::start_with(n, &[])
+    }
+
+    /// `n` servers, each also given `options` (`--tls`).
+    fn start_with(n: usize, options: &[&str]) -> Plane {
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let etcd = EtcdCluster::start(3).unwrap();
         let url = etcd.url();
         let mut servers = Vec::new();
@@ -28,13 +42,13 @@ impl Plane {
             let port = free_port();
             let name = format!("s{i}");
             let bind = format!("127.0.1.{i}");
-            servers.push(Ebb::server_with(
-                port,
-                &["--store", &url, "--name", &name, "--router-bind", &bind],
-            ));
+            let mut args = vec!["--store", &url, "--name", &name, "--router-bind", &bind];
+            args.extend(options);
+            servers.push(Ebb::server_with(port, &args));
             ports.push(port);
         }
         Plane {
+            _turn: turn,
             servers,
             ports,
             _etcd: etcd,
@@ -53,6 +67,13 @@ impl Plane {
     /// The servers as `ebb servers --json` on server `via` lists them.
     fn servers(&self, via: usize) -> Vec<Value> {
         serde_json::from_str(&self.servers[via].ok(&["servers", "--json"])).unwrap()
+    }
+
+    /// The index of the server that leads, as the first live server sees it.
+    fn current_leader(&self) -> Option<usize> {
+        (0..self.servers.len())
+            .filter(|i| self.servers[*i].child.is_some())
+            .find_map(|i| self.leader(i))
     }
 
     /// The index of the server that leads, as server `via` sees it.
@@ -80,7 +101,8 @@ fn per_node(server: &Ebb, service: &str) -> BTreeMap<String, usize> {
 
 #[test]
 fn killing_the_leader_fails_no_request_and_another_server_takes_over() {
-    let mut plane = Plane::start(3);
+    // With TLS: the servers share one CA, so that the agents trust all three by one hash.
+    let mut plane = Plane::start_with(3, &["--tls"]);
     // Every server serves the API and lists all three, one of them leading.
     let listed = plane.servers(2);
     assert_eq!(listed.len(), 3, "{listed:?}");
@@ -157,13 +179,17 @@ fn killing_the_leader_fails_no_request_and_another_server_takes_over() {
     let lost_name = lost.name.clone();
     lost.lose_machine();
     let survivor = &plane.servers[next];
-    eventually(
-        "the lost instance to be replaced",
-        Duration::from_secs(20),
-        || {
-            let by = per_node(survivor, "web");
-            (by.values().sum::<usize>() == 2 && !by.contains_key(&lost_name)).then_some(())
-        },
+    let replaced = eventually_or(Duration::from_secs(20), || {
+        let by = per_node(survivor, "web");
+        (by.values().sum::<usize>() == 2 && !by.contains_key(&lost_name)).then_some(())
+    });
+    assert!(
+        replaced.is_some(),
+        "the lost instance replaced: ps {}\nnodes {}\nevents {}\nlog {}",
+        survivor.ok(&["ps"]),
+        survivor.ok(&["nodes"]),
+        survivor.ok(&["events"]),
+        survivor.server_log()
     );
     let scaled = survivor.ok(&["scale", "web", "3"]);
     assert!(scaled.contains("web"), "{scaled}");
@@ -230,4 +256,240 @@ fn with_etcd_frozen_routers_keep_routing_and_writes_fail_with_a_clear_error() {
             .map(|_| ())
     });
     plane.servers[0].wait_ready("web", 3, Duration::from_secs(20));
+}
+
+/// Sends SIGCONT to a server when dropped.
+struct Thaw<'a>(&'a Ebb);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        if self.0.child.is_some() {
+            self.0.signal(nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+}
+
+/// `check` until it yields, or None after `within`.
+fn eventually_or<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// How many live processes run instances of `service` (names are unique per test).
+fn processes(service: &str) -> usize {
+    processes_with_env("EBB_SERVICE", service).len()
+}
+
+#[test]
+fn a_leader_frozen_and_thawed_is_deposed_and_changes_nothing() {
+    let plane = Plane::start(3);
+    let token = plane.servers[0].join_token();
+    let _agent = Agent::join(&plane.urls(), &token, "thaw-1", "127.0.0.2");
+    let file = deploy_file(
+        plane.servers[0].dir.path(),
+        "thaw.toml",
+        &app_service("thaw-web", 2, ""),
+    );
+    plane.servers[0].ok(&["deploy", file.to_str().unwrap()]);
+    plane.servers[0].wait_ready("thaw-web", 2, Duration::from_secs(30));
+    let frozen = eventually("a leader", Duration::from_secs(10), || plane.leader(0));
+    let others: Vec<usize> = (0..3).filter(|i| *i != frozen).collect();
+    plane.servers[frozen].signal(nix::sys::signal::Signal::SIGSTOP);
+    // Thawed whatever happens, so that the server can be stopped at the end.
+    let _thaw = Thaw(&plane.servers[frozen]);
+    let stopped = Instant::now();
+    let mut most = 0;
+    let next = eventually("another leader", Duration::from_secs(10), || {
+        most = most.max(processes("thaw-web"));
+        plane.leader(others[0]).filter(|l| *l != frozen)
+    });
+    // While frozen, a scale through another server is applied by the new leader.
+    plane.servers[next].ok(&["scale", "thaw-web", "3"]);
+    let scaled = eventually_or(Duration::from_secs(20), || {
+        (plane.servers[next].ready("thaw-web").len() == 3).then_some(())
+    });
+    assert!(
+        scaled.is_some(),
+        "scaled by the new leader: ps {}\nnodes {}\nevents {}\nlog {}",
+        plane.servers[next].ok(&["ps"]),
+        plane.servers[next].ok(&["nodes"]),
+        plane.servers[next].ok(&["events"]),
+        plane.servers[next].server_log()
+    );
+    while stopped.elapsed() < Duration::from_secs(10) {
+        most = most.max(processes("thaw-web"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    plane.servers[frozen].signal(nix::sys::signal::Signal::SIGCONT);
+    // The woken server finds it no longer leads; it writes nothing that sticks.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        most = most.max(processes("thaw-web"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        most <= 4,
+        "at most desired (3) + one surge instance ran: {most}"
+    );
+    let leaders: Vec<Option<usize>> = (0..3).map(|i| plane.leader(i)).collect();
+    assert!(
+        leaders.iter().all(|l| *l == Some(next)),
+        "exactly one leader, the same for all: {leaders:?}"
+    );
+    let seen = eventually_or(Duration::from_secs(10), || {
+        (plane.servers[frozen].ready("thaw-web").len() == 3).then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "the woken server sees what the leader did: ps {}\nlog {}\nleader's events {}\nleader's ps {}",
+        plane.servers[frozen].ok(&["ps"]),
+        plane.servers[frozen].server_log(),
+        plane.servers[next].ok(&["events"]),
+        plane.servers[next].ok(&["ps"]),
+    );
+    assert_eq!(processes("thaw-web"), 3);
+}
+
+#[test]
+fn one_etcd_member_killed_changes_nothing_visible() {
+    let mut plane = Plane::start(2);
+    let token = plane.servers[0].join_token();
+    let _agent = Agent::join(&plane.urls(), &token, "member-1", "127.0.0.2");
+    let lb = free_port();
+    let file = deploy_file(
+        plane.servers[0].dir.path(),
+        "member.toml",
+        &app_service("member-web", 2, &format!("port = {lb}")),
+    );
+    plane.servers[0].ok(&["deploy", file.to_str().unwrap()]);
+    plane.servers[0].wait_ready("member-web", 2, Duration::from_secs(30));
+    let leader = eventually("a leader", Duration::from_secs(10), || plane.leader(0));
+    let addr = format!("127.0.1.1:{lb}");
+    eventually("the router to listen", Duration::from_secs(10), || {
+        http_get(&addr, "/").map(|_| ())
+    });
+    let load = LoadGen::start(&addr, 2);
+    plane._etcd.kill(0).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    plane.servers[1].ok(&["scale", "member-web", "3"]);
+    plane.servers[0].wait_ready("member-web", 3, Duration::from_secs(20));
+    let (ok, failures) = load.finish();
+    assert!(ok > 50, "the load ran: {ok}");
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(plane.leader(1), Some(leader), "the leader stayed");
+    let status = plane.servers[1].ok(&["status"]);
+    assert!(
+        status.contains("store: etcd 3 members, 2 of 3 healthy"),
+        "{status}"
+    );
+}
+
+#[test]
+fn fifty_leader_kills_during_operations_lose_nothing_and_duplicate_nothing() {
+    let mut plane = Plane::start(3);
+    let token = plane.servers[0].join_token();
+    let _agents: Vec<Agent> = (1..=2)
+        .map(|i| {
+            Agent::join(
+                &plane.urls(),
+                &token,
+                &format!("churn-{i}"),
+                &format!("127.0.0.{}", i + 1),
+            )
+        })
+        .collect();
+    // The operations: deploy churn-a..churn-e, scale each, stop two; each retried on a live
+    // server until acknowledged, while the leader is killed and restarted again and again.
+    let dir = plane.servers[0].dir.path().to_path_buf();
+    let ops_dir = dir.clone();
+    let addrs: Vec<std::path::PathBuf> = plane.servers.iter().map(|s| s.data_dir()).collect();
+    let operations = std::thread::spawn(move || {
+        let run = |args: &[&str]| {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                for data_dir in &addrs {
+                    let out = std::process::Command::new(EBB)
+                        .arg("--data-dir")
+                        .arg(data_dir)
+                        .args(args)
+                        .env_remove("EBB_ADDR")
+                        .env_remove("EBB_TOKEN")
+                        .output()
+                        .unwrap();
+                    if out.status.success() {
+                        return;
+                    }
+                }
+                assert!(Instant::now() < deadline, "ebb {args:?} never went through");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        };
+        let mut expected = BTreeMap::new();
+        for (k, name) in ["churn-a", "churn-b", "churn-c", "churn-d", "churn-e"]
+            .iter()
+            .enumerate()
+        {
+            let file = deploy_file(&ops_dir, &format!("{name}.toml"), &app_service(name, 1, ""));
+            run(&["deploy", "--detach", file.to_str().unwrap()]);
+            let n = (k % 3 + 1).to_string();
+            run(&["scale", name, &n]);
+            expected.insert(name.to_string(), k % 3 + 1);
+        }
+        for name in ["churn-b", "churn-d"] {
+            run(&["stop", "--detach", name]);
+            expected.insert(name.to_string(), 0);
+        }
+        expected
+    });
+    let mut kills = 0;
+    while kills < 50 {
+        let Some(leader) = plane.current_leader() else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        plane.servers[leader].crash();
+        let killed = Instant::now();
+        kills += 1;
+        plane.servers[leader].start(&[]);
+        // The dead leader's session outlives it by up to its TTL: only then is whoever leads
+        // a new leader (the restarted server may win again, legitimately).
+        let settled = Duration::from_millis(2500);
+        std::thread::sleep(settled.saturating_sub(killed.elapsed()));
+    }
+    let expected = operations.join().unwrap();
+    let survivor = &plane.servers[0];
+    for (name, n) in &expected {
+        if *n == 0 {
+            eventually(&format!("{name} gone"), Duration::from_secs(30), || {
+                (processes(name) == 0 && survivor.ps(Some(name)).is_empty()).then_some(())
+            });
+        } else {
+            survivor.wait_ready(name, *n, Duration::from_secs(30));
+            eventually(
+                &format!("{n} processes of {name}"),
+                Duration::from_secs(20),
+                || (processes(name) == *n).then_some(()),
+            );
+        }
+    }
+    let services = survivor.ok(&["status", "--json"]);
+    let status: Value = serde_json::from_str(&services).unwrap();
+    let names: Vec<&str> = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["churn-a", "churn-c", "churn-e"], "{services}");
 }

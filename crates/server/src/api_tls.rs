@@ -47,8 +47,74 @@ pub fn ca_path(data_dir: &Path) -> PathBuf {
 pub fn load_or_create(data_dir: &Path, listen: IpAddr) -> io::Result<ApiTls> {
     let dir = data_dir.join(TLS_DIR);
     if !dir.join(KEY_FILE).exists() {
-        create(&dir, listen)?;
+        if !dir.join(CA_KEY_FILE).exists() {
+            create_ca(&dir)?;
+        }
+        create_leaf(&dir, listen)?;
     }
+    load(&dir)
+}
+
+/// Where servers sharing an etcd keep the API's CA, certificate and key (under ebb's namespace).
+pub const SHARED_CA_KEY: &str = "control/api-ca";
+
+/// The API's CA as the store keeps it for every server.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedCa {
+    cert_pem: String,
+    key_pem: String,
+}
+
+/// [`load_or_create`] for one of several servers sharing `store`: they all use one CA (the
+/// first server's), each with its own certificate signed by it, so that an agent or a client
+/// that trusts the CA's hash (in the join token) can move from one server to another.
+pub fn load_or_create_shared(
+    data_dir: &Path,
+    listen: IpAddr,
+    store: &dyn ebb_store::KvStore,
+) -> io::Result<ApiTls> {
+    use ebb_store::{Expect, KvStoreJsonExt, StoreError};
+    let dir = data_dir.join(TLS_DIR);
+    let stored = store
+        .get_json::<SharedCa>(SHARED_CA_KEY)
+        .map_err(io::Error::other)?;
+    let shared = match stored {
+        Some((shared, _)) => shared,
+        None => {
+            if !dir.join(CA_KEY_FILE).exists() {
+                create_ca(&dir)?;
+            }
+            let mine = SharedCa {
+                cert_pem: fs::read_to_string(dir.join(CA_FILE))?,
+                key_pem: fs::read_to_string(dir.join(CA_KEY_FILE))?,
+            };
+            match store.put_json(SHARED_CA_KEY, &mine, Expect::Absent) {
+                Ok(_) => mine,
+                Err(StoreError::Conflict { .. }) => store
+                    .get_json::<SharedCa>(SHARED_CA_KEY)
+                    .map_err(io::Error::other)?
+                    .map(|(shared, _)| shared)
+                    .ok_or_else(|| io::Error::other("the shared CA vanished"))?,
+                Err(other) => return Err(io::Error::other(other)),
+            }
+        }
+    };
+    let local = fs::read_to_string(dir.join(CA_FILE)).unwrap_or_default();
+    if local != shared.cert_pem {
+        // Another server's CA is the cluster's: take it, and have it sign a new certificate.
+        ebb_core::files::create_private_dir(&dir)?;
+        write_synced(&dir.join(CA_FILE), shared.cert_pem.as_bytes(), PUBLIC)?;
+        write_synced(&dir.join(CA_KEY_FILE), shared.key_pem.as_bytes(), PRIVATE)?;
+        let _ = fs::remove_file(dir.join(KEY_FILE));
+    }
+    if !dir.join(KEY_FILE).exists() {
+        create_leaf(&dir, listen)?;
+    }
+    load(&dir)
+}
+
+/// The API's TLS from the certificates in `dir`.
+fn load(dir: &Path) -> io::Result<ApiTls> {
     let ca_pem = fs::read(dir.join(CA_FILE))?;
     let ca = CertificateDer::from_pem_slice(&ca_pem).map_err(invalid)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join(CERT_FILE))
@@ -77,15 +143,37 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
     )
 }
 
-fn create(dir: &Path, listen: IpAddr) -> io::Result<()> {
-    ebb_core::files::create_private_dir(dir)?;
-    let ca_key = rcgen::KeyPair::generate().map_err(invalid)?;
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(invalid)?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
+/// The CA's parameters: the same every time, so that the CA's key alone can sign again.
+fn ca_params() -> io::Result<rcgen::CertificateParams> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(invalid)?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "ebb API CA");
-    let ca = ca_params.self_signed(&ca_key).map_err(invalid)?;
+    Ok(params)
+}
+
+/// Makes the CA: its certificate (public) and key (0600) in `dir`.
+fn create_ca(dir: &Path) -> io::Result<()> {
+    ebb_core::files::create_private_dir(dir)?;
+    let ca_key = rcgen::KeyPair::generate().map_err(invalid)?;
+    let ca = ca_params()?.self_signed(&ca_key).map_err(invalid)?;
+    write_synced(&dir.join(CA_FILE), ca.pem().as_bytes(), PUBLIC)?;
+    write_synced(
+        &dir.join(CA_KEY_FILE),
+        ca_key.serialize_pem().as_bytes(),
+        PRIVATE,
+    )
+}
+
+/// Makes this server's certificate, signed by the CA in `dir`, for `localhost`, this machine's
+/// name and `listen`.
+fn create_leaf(dir: &Path, listen: IpAddr) -> io::Result<()> {
+    let ca_pem = fs::read_to_string(dir.join(CA_FILE))?;
+    let ca_key =
+        rcgen::KeyPair::from_pem(&fs::read_to_string(dir.join(CA_KEY_FILE))?).map_err(invalid)?;
+    // The issuer: the CA's name and key are what a signature needs and a client checks.
+    let issuer = ca_params()?.self_signed(&ca_key).map_err(invalid)?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     if let Ok(host) = fs::read_to_string("/proc/sys/kernel/hostname") {
         names.extend(Some(host.trim().to_string()).filter(|h| !h.is_empty()));
@@ -99,12 +187,9 @@ fn create(dir: &Path, listen: IpAddr) -> io::Result<()> {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "ebb API");
-    let cert = params.signed_by(&key, &ca, &ca_key).map_err(invalid)?;
-    write_synced(&dir.join(CA_FILE), ca.pem().as_bytes(), PUBLIC)?;
-    let ca_key_pem = ca_key.serialize_pem();
-    write_synced(&dir.join(CA_KEY_FILE), ca_key_pem.as_bytes(), PRIVATE)?;
-    // The chain, leaf first: clients that pin the CA by hash find it here.
-    let chain = format!("{}{}", cert.pem(), ca.pem());
+    let cert = params.signed_by(&key, &issuer, &ca_key).map_err(invalid)?;
+    // The chain, leaf first, then the CA as stored: clients that pin the CA by hash find it.
+    let chain = format!("{}{ca_pem}", cert.pem());
     write_synced(&dir.join(CERT_FILE), chain.as_bytes(), PUBLIC)?;
     // The key last: its presence says the set is complete.
     write_synced(&dir.join(KEY_FILE), key.serialize_pem().as_bytes(), PRIVATE)

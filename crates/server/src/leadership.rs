@@ -1,5 +1,5 @@
-//! Only the leader decides: the controllers, store compaction, the autoscaler and (with etcd)
-//! the reading of node leases run while this server leads, on a copy of the server whose every
+//! Only the leader decides: the controllers, store compaction and the autoscaler run while this
+//! server leads, on a copy of the server whose every
 //! write is fenced on the leader key ([`Server::fenced`]). When it stops leading, they stop;
 //! when it leads again, they start afresh, with every node given a full down timeout.
 //!
@@ -103,20 +103,17 @@ fn start_decisions(
     router: &Listeners,
     term: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    let mut tasks = vec![
+    vec![
         tokio::spawn(instances::run(led.clone(), term.clone())),
         tokio::spawn(maintenance::run(led.clone(), term.clone())),
         tokio::spawn(autoscale::run(led.clone(), router.clone(), term.clone())),
-    ];
-    if led.cluster().is_some() {
-        tasks.push(tokio::spawn(node_leases(led.clone(), term.clone())));
-    }
-    tasks
+    ]
 }
 
 /// Reads the nodes' leases every [`NODE_LEASES_EVERY`]: a node some other server heard from
-/// counts as heard from here.
-async fn node_leases(server: Server, stop: CancellationToken) {
+/// counts as heard from here. Every server runs it, so that `ebb nodes` says the same on each,
+/// and a server that becomes the leader already knows every node.
+pub async fn node_leases(server: Server, stop: CancellationToken) {
     let mut tick = tokio::time::interval(NODE_LEASES_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while run_loop::next(&stop, tick.tick()).await.is_some() {

@@ -22,11 +22,10 @@ pub struct EventLog {
 impl EventLog {
     /// Opens the log, continuing the numbering after the last stored event.
     pub fn open(store: Arc<dyn KvStore>) -> Result<EventLog, StoreError> {
-        let (kvs, _) = store.list(EVENTS)?;
-        let last = kvs.last().and_then(|kv| number(&kv.key)).unwrap_or(0);
+        let next = next_number(store.as_ref())?;
         Ok(EventLog {
             store,
-            next: AtomicU64::new(last + 1),
+            next: AtomicU64::new(next),
         })
     }
 
@@ -40,20 +39,39 @@ impl EventLog {
         if events.is_empty() {
             return;
         }
-        let mut ops = Vec::with_capacity(events.len());
-        let mut trim_due = false;
         for event in &events {
             log(event);
-            let n = self.next.fetch_add(1, Ordering::Relaxed);
-            trim_due |= n.is_multiple_of(TRIM_EVERY) && n > MAX_EVENTS;
-            ops.push(Op::put(
-                format!("{EVENTS}{n:020}"),
-                keys::encode(event),
-                Expect::Any,
-            ));
         }
-        if let Err(e) = self.store.txn(ops) {
-            tracing::warn!(error = %e, "could not record events");
+        let mut trim_due = false;
+        // Several servers may share the log (etcd): each number is taken create-only, and a
+        // number another server took first sends this one past the last stored event.
+        for _ in 0..RECORD_ATTEMPTS {
+            let mut ops = Vec::with_capacity(events.len());
+            for event in &events {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                trim_due |= n.is_multiple_of(TRIM_EVERY) && n > MAX_EVENTS;
+                ops.push(Op::put(
+                    format!("{EVENTS}{n:020}"),
+                    keys::encode(event),
+                    Expect::Absent,
+                ));
+            }
+            match self.store.txn(ops) {
+                Ok(_) => break,
+                Err(StoreError::Conflict { .. }) => match next_number(self.store.as_ref()) {
+                    Ok(next) => {
+                        self.next.fetch_max(next, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not record events");
+                        break;
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record events");
+                    break;
+                }
+            }
         }
         if trim_due {
             let keep_from = self.next.load(Ordering::Relaxed).saturating_sub(MAX_EVENTS);
@@ -76,6 +94,15 @@ impl EventLog {
         }
         Ok(())
     }
+}
+
+/// How often a batch of events is numbered again after another server took its numbers.
+const RECORD_ATTEMPTS: usize = 5;
+
+/// The number after the last stored event.
+fn next_number(store: &dyn KvStore) -> Result<u64, StoreError> {
+    let (kvs, _) = store.list(EVENTS)?;
+    Ok(kvs.last().and_then(|kv| number(&kv.key)).unwrap_or(0) + 1)
 }
 
 fn number(key: &str) -> Option<u64> {
