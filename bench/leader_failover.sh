@@ -39,7 +39,7 @@ def leader():
         r = subprocess.run([EBB, "--data-dir", f"{work}/s{i}", "servers", "--json"], capture_output=True, text=True)
         if r.returncode != 0: continue
         for s in json.loads(r.stdout):
-            if s["leader"]: return int(s["name"][1:])
+            if s["leader"]: return (int(s["name"][1:]),)  # a tuple: server 0 is not "nothing yet"
     return None
 
 def leads_after(i, t):
@@ -55,7 +55,7 @@ times = []
 try:
     for i in range(3): start(i)
     for r in range(ROUNDS):
-        old = wait("a leader", leader, 30, every=0.05)
+        (old,) = wait("a leader", leader, 30, every=0.05)
         time.sleep(1)
         killed = time.time()
         procs[old].send_signal(signal.SIGKILL); procs[old].wait()

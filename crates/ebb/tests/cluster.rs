@@ -70,16 +70,6 @@ fn routed_service(name: &str, n: u32, port: u16) -> String {
     app_service(name, n, &format!("port = {port}"))
 }
 
-/// Ready instances per node.
-fn per_node(server: &Ebb, service: &str) -> BTreeMap<String, usize> {
-    let mut by = BTreeMap::new();
-    for i in server.ready(service) {
-        *by.entry(i["node"].as_str().unwrap_or("").to_string())
-            .or_default() += 1;
-    }
-    by
-}
-
 #[test]
 fn agents_join_with_the_token_and_instances_run_on_their_addresses() {
     let (server, agents, port) = cluster("join", 3);
@@ -177,7 +167,7 @@ fn agents_join_with_the_token_and_instances_run_on_their_addresses() {
             "{addr} on {node}"
         );
     }
-    assert_eq!(per_node(&server, "web").len(), 3, "one instance per node");
+    assert_eq!(server.per_node("web").len(), 3, "one instance per node");
     let (status, body) = http_get(&format!("127.0.0.1:{lb}"), "/").expect("answer via the router");
     assert_eq!(status, 200, "{body}");
     // Each agent reports its instances' CPU and memory, and its machine's.
@@ -210,7 +200,7 @@ fn a_lost_node_is_replaced_with_no_failed_request() {
         "the lost instance to be replaced",
         Duration::from_secs(15),
         || {
-            let by = per_node(&server, "web");
+            let by = server.per_node("web");
             (by.values().sum::<usize>() == 3 && !by.contains_key(&lost_name)).then_some(())
         },
     );
@@ -248,7 +238,7 @@ fn a_frozen_node_stops_what_was_replaced_when_it_thaws() {
     // A partition: the agent is silent, its instance still runs.
     frozen.signal(Signal::SIGSTOP);
     eventually("a replacement elsewhere", Duration::from_secs(15), || {
-        let by = per_node(&server, "web");
+        let by = server.per_node("web");
         (by.values().sum::<usize>() == 3 && !by.contains_key(&frozen.name)).then_some(())
     });
     std::thread::sleep(Duration::from_secs(5)); // frozen ~10 s in all
@@ -384,7 +374,7 @@ fn draining_a_node_moves_its_instances_with_no_failed_request() {
     server.ok(&["deploy", file.to_str().unwrap()]);
     server.wait_ready("web", 3, Duration::from_secs(20));
     let drained = agents[0].name.clone();
-    assert_eq!(per_node(&server, "web").get(&drained), Some(&1));
+    assert_eq!(server.per_node("web").get(&drained), Some(&1));
     let old_pids = agents[0].instance_pids();
 
     let load = LoadGen::start(&format!("127.0.0.1:{lb}"), 4);
@@ -398,7 +388,7 @@ fn draining_a_node_moves_its_instances_with_no_failed_request() {
     // Nothing is left on the node, the others carry all three, and the old process is gone.
     assert!(agents[0].instance_pids().is_empty());
     assert!(old_pids.iter().all(|p| !alive(*p)));
-    let by = per_node(&server, "web");
+    let by = server.per_node("web");
     assert_eq!(by.values().sum::<usize>(), 3, "{by:?}");
     assert!(!by.contains_key(&drained), "{by:?}");
     assert_eq!(node_state(&server, &drained), "draining");
@@ -406,7 +396,7 @@ fn draining_a_node_moves_its_instances_with_no_failed_request() {
     // A drained node takes nothing new, even where anti-affinity would prefer it.
     server.ok(&["scale", "web", "4"]);
     server.wait_ready("web", 4, Duration::from_secs(20));
-    assert!(!per_node(&server, "web").contains_key(&drained));
+    assert!(!server.per_node("web").contains_key(&drained));
 
     // Back in service, it is the emptiest node for the next instance.
     let out = server.ok(&["undrain", &drained]);
@@ -414,7 +404,7 @@ fn draining_a_node_moves_its_instances_with_no_failed_request() {
     assert_eq!(node_state(&server, &drained), "ready");
     server.ok(&["scale", "web", "5"]);
     server.wait_ready("web", 5, Duration::from_secs(20));
-    assert_eq!(per_node(&server, "web").get(&drained), Some(&1));
+    assert_eq!(server.per_node("web").get(&drained), Some(&1));
     let events = server.ok(&["events"]);
     for what in [
         format!("node {drained} is draining"),
@@ -572,7 +562,7 @@ fn constraints_and_spread_in_the_deploy_file_steer_placement() {
     let file = deploy_file(server.dir.path(), "b.toml", &app_service("inb", 4, extra));
     server.ok(&["deploy", file.to_str().unwrap()]);
     server.wait_ready("inb", 4, Duration::from_secs(20));
-    let by = per_node(&server, "inb");
+    let by = server.per_node("inb");
     assert_eq!(
         by,
         BTreeMap::from([("zone-2".to_string(), 2), ("zone-3".to_string(), 2)]),
@@ -627,7 +617,7 @@ fn a_node_lost_while_its_drain_waits_leaves_the_controller_working() {
         &app_service("small", 1, ""),
     );
     server.ok(&["deploy", "--timeout", "20s", file.to_str().unwrap()]);
-    let by = per_node(&server, "small");
+    let by = server.per_node("small");
     assert_eq!(by.get("gone-2"), Some(&1), "{by:?}");
     assert_eq!(server.ready("big").len(), 1, "one big fits on gone-2");
 }
@@ -715,7 +705,7 @@ fn a_server_stopped_for_5_s_restarts_nothing_and_fails_no_request() {
     let file = deploy_file(server.dir.path(), "web.toml", &routed_service("web", 2, lb));
     server.ok(&["deploy", file.to_str().unwrap()]);
     let before = ready_pids(&server, "web", 2);
-    assert_eq!(per_node(&server, "web").len(), 2, "one instance per node");
+    assert_eq!(server.per_node("web").len(), 2, "one instance per node");
     let load = LoadGen::start(&format!("127.0.0.1:{lb}"), 4);
     std::thread::sleep(Duration::from_secs(1));
     server.signal(Signal::SIGSTOP);

@@ -90,15 +90,6 @@ impl Plane {
     }
 }
 
-fn per_node(server: &Ebb, service: &str) -> BTreeMap<String, usize> {
-    let mut by = BTreeMap::new();
-    for i in server.ready(service) {
-        *by.entry(i["node"].as_str().unwrap_or("").to_string())
-            .or_default() += 1;
-    }
-    by
-}
-
 #[test]
 fn killing_the_leader_fails_no_request_and_another_server_takes_over() {
     // With TLS: the servers share one CA, so that the agents trust all three by one hash.
@@ -124,13 +115,7 @@ fn killing_the_leader_fails_no_request_and_another_server_takes_over() {
             )
         })
         .collect();
-    let lb = free_port();
-    let file = deploy_file(
-        plane.servers[1].dir.path(),
-        "web.toml",
-        &app_service("web", 2, &format!("port = {lb}")),
-    );
-    plane.servers[1].ok(&["deploy", file.to_str().unwrap()]);
+    let lb = plane.deploy_routed(1, "web", 2);
     plane.servers[2].wait_ready("web", 2, Duration::from_secs(30));
 
     let leader = eventually("a leader", Duration::from_secs(10), || plane.leader(0));
@@ -138,13 +123,7 @@ fn killing_the_leader_fails_no_request_and_another_server_takes_over() {
     // Load through the two other servers' load balancers.
     let loads: Vec<LoadGen> = others
         .iter()
-        .map(|i| {
-            let addr = format!("127.0.1.{}:{lb}", i + 1);
-            eventually("the router to listen", Duration::from_secs(10), || {
-                http_get(&addr, "/").map(|_| ())
-            });
-            LoadGen::start(&addr, 2)
-        })
+        .map(|i| routed_load(&format!("127.0.1.{}:{lb}", i + 1)))
         .collect();
     std::thread::sleep(Duration::from_millis(500));
 
@@ -180,7 +159,7 @@ fn killing_the_leader_fails_no_request_and_another_server_takes_over() {
     lost.lose_machine();
     let survivor = &plane.servers[next];
     let replaced = eventually_or(Duration::from_secs(20), || {
-        let by = per_node(survivor, "web");
+        let by = survivor.per_node("web");
         (by.values().sum::<usize>() == 2 && !by.contains_key(&lost_name)).then_some(())
     });
     assert!(
@@ -201,24 +180,13 @@ fn with_etcd_frozen_routers_keep_routing_and_writes_fail_with_a_clear_error() {
     let plane = Plane::start(2);
     let token = plane.servers[0].join_token();
     let _agent = Agent::join(&plane.urls(), &token, "frozen-etcd-1", "127.0.0.2");
-    let lb = free_port();
-    let file = deploy_file(
-        plane.servers[0].dir.path(),
-        "web.toml",
-        &app_service("web", 2, &format!("port = {lb}")),
-    );
-    plane.servers[0].ok(&["deploy", file.to_str().unwrap()]);
-    plane.servers[0].wait_ready("web", 2, Duration::from_secs(30));
+    let lb = plane.deploy_routed(0, "web", 2);
     let before: Vec<u64> = plane.servers[0]
         .ready("web")
         .iter()
         .filter_map(|i| i["pid"].as_u64())
         .collect();
-    let addr = "127.0.1.2:".to_string() + &lb.to_string();
-    eventually("the router to listen", Duration::from_secs(10), || {
-        http_get(&addr, "/").map(|_| ())
-    });
-    let load = LoadGen::start(&addr, 2);
+    let load = routed_load(&format!("127.0.1.2:{lb}"));
     for member in 0..3 {
         plane._etcd.signal(member, "STOP").unwrap();
     }
@@ -256,6 +224,30 @@ fn with_etcd_frozen_routers_keep_routing_and_writes_fail_with_a_clear_error() {
             .map(|_| ())
     });
     plane.servers[0].wait_ready("web", 3, Duration::from_secs(20));
+}
+
+impl Plane {
+    /// Deploys `name` with `n` instances behind a load balancer through server `via`, waits
+    /// until they are ready; returns the load balancer's port.
+    fn deploy_routed(&self, via: usize, name: &str, n: u32) -> u16 {
+        let lb = free_port();
+        let file = deploy_file(
+            self.servers[via].dir.path(),
+            &format!("{name}.toml"),
+            &app_service(name, n, &format!("port = {lb}")),
+        );
+        self.servers[via].ok(&["deploy", file.to_str().unwrap()]);
+        self.servers[via].wait_ready(name, n as usize, Duration::from_secs(30));
+        lb
+    }
+}
+
+/// Load through the load balancer at `addr`, once it listens.
+fn routed_load(addr: &str) -> LoadGen {
+    eventually("the router to listen", Duration::from_secs(10), || {
+        http_get(addr, "/").map(|_| ())
+    });
+    LoadGen::start(addr, 2)
 }
 
 /// Sends SIGCONT to a server when dropped.
@@ -361,20 +353,9 @@ fn one_etcd_member_killed_changes_nothing_visible() {
     let mut plane = Plane::start(2);
     let token = plane.servers[0].join_token();
     let _agent = Agent::join(&plane.urls(), &token, "member-1", "127.0.0.2");
-    let lb = free_port();
-    let file = deploy_file(
-        plane.servers[0].dir.path(),
-        "member.toml",
-        &app_service("member-web", 2, &format!("port = {lb}")),
-    );
-    plane.servers[0].ok(&["deploy", file.to_str().unwrap()]);
-    plane.servers[0].wait_ready("member-web", 2, Duration::from_secs(30));
+    let lb = plane.deploy_routed(0, "member-web", 2);
     let leader = eventually("a leader", Duration::from_secs(10), || plane.leader(0));
-    let addr = format!("127.0.1.1:{lb}");
-    eventually("the router to listen", Duration::from_secs(10), || {
-        http_get(&addr, "/").map(|_| ())
-    });
-    let load = LoadGen::start(&addr, 2);
+    let load = routed_load(&format!("127.0.1.1:{lb}"));
     plane._etcd.kill(0).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     plane.servers[1].ok(&["scale", "member-web", "3"]);

@@ -190,6 +190,16 @@ impl Ebb {
             .collect()
     }
 
+    /// Ready instances of `service` per node.
+    pub fn per_node(&self, service: &str) -> std::collections::BTreeMap<String, usize> {
+        let mut by = std::collections::BTreeMap::new();
+        for i in self.ready(service) {
+            *by.entry(i["node"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
+        }
+        by
+    }
+
     /// Waits until `service` has exactly `n` instances, all ready and running.
     pub fn wait_ready(&self, service: &str, n: usize, within: Duration) -> Vec<Value> {
         eventually(&format!("{n} ready instances of {service}"), within, || {
