@@ -390,9 +390,13 @@ impl Client {
                 }
                 Err(e) => {
                     let (addr, reason) = (base.clone(), root_cause(&e));
-                    // Later calls start at the next server.
-                    self.current
-                        .store((index + 1) % self.bases.len(), Ordering::Relaxed);
+                    // Later calls start at the next server (unless another call moved on).
+                    let _ = self.current.compare_exchange(
+                        index,
+                        (index + 1) % self.bases.len(),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                     if e.is_timeout() {
                         // It may have been applied: never sent twice.
                         return Err(ClientError::Timeout { addr, reason });

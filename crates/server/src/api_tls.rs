@@ -102,10 +102,15 @@ pub fn load_or_create_shared(
     let local = fs::read_to_string(dir.join(CA_FILE)).unwrap_or_default();
     if local != shared.cert_pem {
         // Another server's CA is the cluster's: take it, and have it sign a new certificate.
+        // The old certificate's key goes first: a crash in between must not leave it to be
+        // served beside the new CA.
         ebb_core::files::create_private_dir(&dir)?;
+        match fs::remove_file(dir.join(KEY_FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         write_synced(&dir.join(CA_FILE), shared.cert_pem.as_bytes(), PUBLIC)?;
         write_synced(&dir.join(CA_KEY_FILE), shared.key_pem.as_bytes(), PRIVATE)?;
-        let _ = fs::remove_file(dir.join(KEY_FILE));
     }
     if !dir.join(KEY_FILE).exists() {
         create_leaf(&dir, listen)?;

@@ -133,8 +133,12 @@ fn note_alive(server: &Server) -> Result<(), ebb_store::StoreError> {
         }
         // First word of this node here: its description is in the store.
         if let Some(kv) = server.store().get(&keys::node(&name))? {
-            let info: ebb_core::api::NodeInfo = keys::decode(&kv)?;
-            server.nodes().heartbeat(&info, now);
+            match keys::decode::<ebb_core::api::NodeInfo>(&kv) {
+                Ok(info) => {
+                    server.nodes().heartbeat(&info, now);
+                }
+                Err(error) => tracing::warn!(node = %name, %error, "skipping a node record"),
+            }
         }
     }
     Ok(())

@@ -269,9 +269,18 @@ impl Server {
                 ebb_store::Op::put(keys::status(&s.id), keys::encode(s), ebb_store::Expect::Any)
             })
             .collect();
-        self.store().txn(ops)?;
-        self.inner.statuses.remember(&changed);
-        Ok(())
+        match self.store().txn(ops) {
+            Ok(_) => {
+                self.inner.statuses.remember(&changed);
+                Ok(())
+            }
+            Err(e @ StoreError::Unavailable { .. }) => {
+                // Static stability: the store is gone for now, not the instances' state.
+                self.inner.statuses.remember_unwritten(&changed);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Records events in one store transaction; failures are logged, never returned.

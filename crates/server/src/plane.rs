@@ -154,9 +154,14 @@ impl ControlPlane {
         let (s, r) = (server.clone(), router.clone());
         plane.spawn(Stage::Decisions, |stop| crate::leadership::run(s, r, stop));
         if server.cluster().is_some() {
+            // Agents report to any server: learn from the store what the others heard.
             let s = server.clone();
             plane.spawn(Stage::Routing, |stop| {
                 crate::state::statuses::follow(s, stop)
+            });
+            let s = server.clone();
+            plane.spawn(Stage::Routing, |stop| {
+                crate::leadership::node_leases(s, stop)
             });
         }
         let s = server.clone();

@@ -41,8 +41,9 @@ pub enum StoreError {
         key: String,
     },
 
-    /// The store could not be reached: no etcd member answered in time. Nothing is known to
-    /// have been written; what runs keeps running, and the call may be tried again later.
+    /// The store could not be reached: no etcd member answered in time. A write's outcome is
+    /// then unknown (a member may have applied it before its answer was lost): conditional
+    /// writes are safe to try again, and a retry finds a conflict if the first one landed.
     #[error("the store ({store}) is unreachable: {message}")]
     Unavailable {
         /// Which store, e.g. `etcd at 10.0.0.1:2379,10.0.0.2:2379`.

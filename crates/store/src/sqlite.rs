@@ -158,6 +158,13 @@ impl KvStore for SqliteStore {
     fn txn(&self, ops: Vec<Op>) -> Result<u64, StoreError> {
         refuse_duplicate_keys(&ops)?;
         self.write(|tx| {
+            // Every condition against the state before the transaction, as etcd checks them
+            // (a check may name a key another op writes).
+            for op in &ops {
+                let latest = query::latest_row(tx, op.key())?;
+                let live = latest.filter(|row| !row.deleted).map(|row| row.revision);
+                check(op.key(), op.expect(), live)?;
+            }
             for op in &ops {
                 match op {
                     Op::Put { key, value, expect } => {
@@ -166,11 +173,7 @@ impl KvStore for SqliteStore {
                     Op::Delete { key, expect } => {
                         apply_delete(tx, key, *expect)?;
                     }
-                    Op::Check { key, expect } => {
-                        let latest = query::latest_row(tx, key)?;
-                        let live = latest.filter(|row| !row.deleted).map(|row| row.revision);
-                        check(key, *expect, live)?;
-                    }
+                    Op::Check { .. } => {} // checked above
                 }
             }
             // Revisions are assigned in op order, so the last written one is the newest.

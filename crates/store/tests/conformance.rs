@@ -309,6 +309,14 @@ fn a_check_fails_the_txn_or_lets_it_through(store: &Arc<dyn KvStore>) {
         "{err:?}"
     );
     assert_eq!(store.get("data").unwrap().unwrap().value, b"1");
+    // Every condition sees the state before the transaction, whatever the order of the ops.
+    store
+        .txn(vec![
+            Op::put("fresh", "1", Expect::Absent),
+            Op::check("fresh", Expect::Absent),
+        ])
+        .unwrap();
+    assert_eq!(store.get("fresh").unwrap().unwrap().value, b"1");
 }
 
 fn an_empty_txn_returns_the_current_revision(store: &Arc<dyn KvStore>) {

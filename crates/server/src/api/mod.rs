@@ -214,7 +214,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, format!("{e}; retry the request"))
             }
-            // Nothing was written; the caller may try again (or another server) later.
+            // The write may or may not have landed: the caller tries again later (any server).
             StoreError::Unavailable { .. } | StoreError::Fenced { .. } => {
                 tracing::warn!(error = %e, "store unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())

@@ -38,6 +38,9 @@ pub struct Listeners {
     inner: Arc<Inner>,
 }
 
+/// Assignments and the ids of draining instances, as one sync read them.
+type LastPlaced = (Vec<Versioned<Assignment>>, HashSet<String>);
+
 struct Inner {
     bind: IpAddr,
     runtime: tokio::runtime::Handle,
@@ -50,6 +53,9 @@ struct Inner {
     leaving: Mutex<HashMap<String, Arc<Endpoint>>>,
     /// Store revision the endpoint sets were last computed from.
     synced: AtomicU64,
+    /// The assignments and draining instances of the last sync: what the endpoints follow
+    /// while the store is unreachable.
+    last_placed: Mutex<Option<Arc<LastPlaced>>>,
     /// Ports that failed to bind, so the failure is reported once, not every second.
     failed: Mutex<HashSet<(String, u16)>>,
     /// Sampled metrics of services and of instances.
@@ -135,6 +141,7 @@ impl Listeners {
                 services: Mutex::new(HashMap::new()),
                 leaving: Mutex::new(HashMap::new()),
                 synced: AtomicU64::new(0),
+                last_placed: Mutex::new(None),
                 failed: Mutex::new(HashSet::new()),
                 history: Mutex::new(Histories::default()),
                 demand: Arc::new(tokio::sync::Notify::new()),
@@ -258,7 +265,14 @@ impl Listeners {
     /// listeners to match the specs.
     pub fn sync(&self, server: &Server) -> Result<(), StoreError> {
         self.reload_certificates(server);
-        let revision = server.store().revision()?;
+        let revision = match server.store().revision() {
+            Ok(revision) => revision,
+            Err(e @ StoreError::Unavailable { .. }) => {
+                self.sync_from_last(server);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         // Nothing changed and no port waits for a retry: the sets are current.
         if revision == self.synced_revision() && revision > 0 && lock(&self.inner.failed).is_empty()
         {
@@ -274,7 +288,20 @@ impl Listeners {
         self.sync_listeners(server, &specs);
         self.sync_endpoints(&wanted, &assignments);
         self.inner.synced.store(revision, Ordering::Release);
+        *lock(&self.inner.last_placed) = Some(Arc::new((assignments, draining)));
         Ok(())
+    }
+
+    /// Static stability: with the store unreachable, the endpoints follow the statuses agents
+    /// still report (an instance whose health check fails leaves them) over the assignments
+    /// last read; listeners stay as they are.
+    fn sync_from_last(&self, server: &Server) {
+        let Some(last) = lock(&self.inner.last_placed).clone() else {
+            return;
+        };
+        let (assignments, draining) = last.as_ref();
+        let wanted = endpoint_sets(assignments, draining, &server.statuses());
+        self.sync_endpoints(&wanted, assignments);
     }
 
     fn sync_listeners(&self, server: &Server, specs: &BTreeMap<String, ServiceSpec>) {

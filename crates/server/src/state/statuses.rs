@@ -3,19 +3,23 @@
 
 use crate::lock;
 use ebb_core::InstanceStatus;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// Instance statuses by instance id.
 #[derive(Debug, Default)]
-pub struct Statuses(Mutex<HashMap<String, InstanceStatus>>);
+pub struct Statuses(
+    Mutex<HashMap<String, InstanceStatus>>,
+    Mutex<HashSet<String>>,
+);
 
 impl Statuses {
     /// Starts from the statuses the store holds.
     pub fn new(stored: Vec<InstanceStatus>) -> Statuses {
-        Statuses(Mutex::new(
-            stored.into_iter().map(|s| (s.id.clone(), s)).collect(),
-        ))
+        Statuses(
+            Mutex::new(stored.into_iter().map(|s| (s.id.clone(), s)).collect()),
+            Mutex::default(),
+        )
     }
 
     /// A copy of every status.
@@ -23,20 +27,36 @@ impl Statuses {
         lock(&self.0).clone()
     }
 
-    /// The reports among `reported` that differ from the known ones.
+    /// The reports among `reported` that differ from the known ones, or that are known but not
+    /// yet in the store.
     pub fn changed<'a>(&self, reported: &'a [InstanceStatus]) -> Vec<&'a InstanceStatus> {
         let known = lock(&self.0);
+        let unwritten = lock(&self.1);
         reported
             .iter()
-            .filter(|s| known.get(&s.id) != Some(*s))
+            .filter(|s| known.get(&s.id) != Some(*s) || unwritten.contains(&s.id))
             .collect()
     }
 
     /// Takes `written` as known (once they are in the store).
     pub fn remember(&self, written: &[&InstanceStatus]) {
         let mut known = lock(&self.0);
+        let mut unwritten = lock(&self.1);
         for s in written {
             known.insert(s.id.clone(), (*s).clone());
+            unwritten.remove(&s.id);
+        }
+    }
+
+    /// Takes `reported` as known although the store could not take them (it is unreachable):
+    /// this server's load balancers act on them at once (an instance that failed its health
+    /// check leaves them), and they are written with the next report that gets through.
+    pub fn remember_unwritten(&self, reported: &[&InstanceStatus]) {
+        let mut known = lock(&self.0);
+        let mut unwritten = lock(&self.1);
+        for s in reported {
+            known.insert(s.id.clone(), (*s).clone());
+            unwritten.insert(s.id.clone());
         }
     }
 

@@ -7,9 +7,10 @@
 //!
 //! The campaign is a create-only transaction on the leader key (compare create revision 0).
 //! The winner's [`Fence`] is the key's revision, which every write of its controllers checks
-//! ([`crate::FencedStore`]). A leader that cannot renew its lease steps down by itself once its
-//! last renewal is older than the TTL minus [`STEP_DOWN_MARGIN`], before etcd could let anyone
-//! else win: with the fence, two leaders may briefly *believe* they lead, but only one can write.
+//! ([`crate::FencedStore`]). A leader that cannot renew its lease steps down by itself once the
+//! last renewal it *sent* is older than the TTL minus [`STEP_DOWN_MARGIN`], which is before etcd
+//! expires the lease unless its clock runs much faster than ours. And should two servers ever
+//! believe they lead (a leader frozen between two checks), the fence lets only one write.
 //!
 //! Nothing here reconnects by itself in etcd's API (a keep-alive stream, like a watch, just
 //! ends), so the loop owns it: every keep-alive is a short stream of its own, on whichever
@@ -33,7 +34,8 @@ use crate::{Expect, Fence, Leadership, Op, StoreError};
 /// couple of seconds, which is what an elastic platform's users feel.
 pub const SESSION_TTL: Duration = Duration::from_secs(2);
 
-/// How often a session is renewed: a third of the TTL, so two renewals may fail in a row.
+/// How often a session is renewed: under a third of the TTL, so that one renewal may fail and
+/// the next still lands before the session steps down (TTL − [`STEP_DOWN_MARGIN`]).
 pub const KEEPALIVE_EVERY: Duration = Duration::from_millis(600);
 
 /// A leader steps down when its last renewal is older than the TTL minus this, so that it has
@@ -142,11 +144,12 @@ async fn campaign(
                 }
             }
         };
+        let renewals = KeepAlive::start(Arc::clone(&inner), lease);
         let mut session = Session {
             inner: &inner,
             candidate: &candidate,
             lease,
-            renewed: Instant::now(),
+            renewals: &renewals,
             registered: false,
             fence: None,
         };
@@ -155,8 +158,11 @@ async fn campaign(
             tracing::warn!(server = %candidate.name, "stepped down as leader");
         }
         tell.send_if_modified(step_down);
+        renewals.stop();
+        // The old lease goes with everything on it (the leader key, the registry entry), so
+        // the next session's bid does not find this server's own stale key in its way.
+        let _ = revoke(&inner, lease).await;
         if let SessionEnd::Resigned(done) = end {
-            let _ = revoke(&inner, lease).await;
             return finish(done);
         }
     }
@@ -186,13 +192,68 @@ enum SessionEnd {
     Resigned(Option<oneshot::Sender<()>>),
 }
 
+/// A session's keep-alives, on a task of their own so that no slow bid or registration delays
+/// them. Each renewal is stamped with when it was *sent*: etcd extends the lease from about
+/// then, so the session's own reckoning never runs later than etcd's.
+struct KeepAlive {
+    /// When the last confirmed renewal was sent (the grant counts as one).
+    renewed: Arc<std::sync::Mutex<Instant>>,
+    /// Set when etcd says the lease is gone.
+    lost: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeepAlive {
+    fn start(inner: Arc<Inner>, lease: i64) -> KeepAlive {
+        let renewed = Arc::new(std::sync::Mutex::new(Instant::now()));
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, l) = (Arc::clone(&renewed), Arc::clone(&lost));
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(KEEPALIVE_EVERY).await;
+                let sent = Instant::now();
+                match keep_alive(&inner, lease).await {
+                    Ok(true) => {
+                        let mut at = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        *at = (*at).max(sent);
+                    }
+                    Ok(false) => {
+                        l.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                    Err(error) => tracing::debug!(%error, "session keep-alive failed"),
+                }
+            }
+        });
+        KeepAlive {
+            renewed,
+            lost,
+            task,
+        }
+    }
+
+    /// Whether the session must end: etcd forgot the lease, or the last renewal is so old that
+    /// etcd may expire the lease within [`STEP_DOWN_MARGIN`].
+    fn lapsed(&self) -> bool {
+        let renewed = *self
+            .renewed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
+            || renewed.elapsed() + STEP_DOWN_MARGIN >= SESSION_TTL
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
 /// One lease and everything attached to it.
 struct Session<'a> {
     inner: &'a Inner,
     candidate: &'a Candidate,
     lease: i64,
-    /// When etcd last confirmed the lease (a grant or a keep-alive answer).
-    renewed: Instant,
+    renewals: &'a KeepAlive,
     registered: bool,
     /// Set while this session leads.
     fence: Option<Fence>,
@@ -204,12 +265,18 @@ impl Session<'_> {
         tell: &watch::Sender<Leadership>,
         resigned: &mut oneshot::Receiver<oneshot::Sender<()>>,
     ) -> SessionEnd {
-        let mut last_keepalive = Instant::now();
         loop {
+            if self.renewals.lapsed() {
+                return SessionEnd::Lapsed;
+            }
             if !self.registered {
                 self.registered = self.register().await.is_ok();
             }
             if let Some(now) = self.bid().await {
+                // A bid answered after the session lapsed says nothing true any more.
+                if self.renewals.lapsed() {
+                    return SessionEnd::Lapsed;
+                }
                 tell.send_if_modified(|known| {
                     let changed = *known != now;
                     *known = now.clone();
@@ -220,17 +287,6 @@ impl Session<'_> {
                 _ = tokio::time::sleep(POLL_EVERY) => {}
                 done = &mut *resigned => return SessionEnd::Resigned(done.ok()),
             }
-            if last_keepalive.elapsed() >= KEEPALIVE_EVERY {
-                last_keepalive = Instant::now();
-                match keep_alive(self.inner, self.lease).await {
-                    Ok(true) => self.renewed = Instant::now(),
-                    Ok(false) => return SessionEnd::Lapsed,
-                    Err(error) => tracing::debug!(%error, "session keep-alive failed"),
-                }
-            }
-            if self.renewed.elapsed() + STEP_DOWN_MARGIN >= SESSION_TTL {
-                return SessionEnd::Lapsed;
-            }
         }
     }
 
@@ -238,7 +294,9 @@ impl Session<'_> {
     async fn register(&self) -> Result<(), StoreError> {
         let key = format!("{SERVERS_PREFIX}{}", self.candidate.name);
         let op = Op::put(key, self.candidate.record.clone(), Expect::Any);
-        self.inner.txn_with_lease(vec![op], self.lease).await?;
+        self.inner
+            .txn_within(vec![op], self.lease, SESSION_CALL_TIMEOUT)
+            .await?;
         Ok(())
     }
 
@@ -246,8 +304,9 @@ impl Session<'_> {
     /// create it. Returns what is now known, or `None` if etcd did not answer.
     async fn bid(&mut self) -> Option<Leadership> {
         if let Some(fence) = &self.fence {
-            return match self.inner.get(LEADER_KEY).await {
-                Ok(Some(kv)) if kv.mod_revision == fence.revision => {
+            let current = self.inner.get_raw(LEADER_KEY, SESSION_CALL_TIMEOUT).await;
+            return match current {
+                Ok(Some(kv)) if super::revision(kv.mod_revision) == fence.revision => {
                     Some(Leadership::Leading(Some(fence.clone())))
                 }
                 Ok(other) => {
@@ -261,24 +320,36 @@ impl Session<'_> {
         }
         let name = self.candidate.name.as_bytes().to_vec();
         let op = Op::put(LEADER_KEY, name, Expect::Absent);
-        match self.inner.txn_with_lease(vec![op], self.lease).await {
-            Ok((revision, _)) => {
-                let fence = Fence {
-                    key: LEADER_KEY.to_string(),
-                    revision,
-                };
-                tracing::info!(server = %self.candidate.name, revision, "leading the control plane");
-                self.fence = Some(fence.clone());
-                Some(Leadership::Leading(Some(fence)))
+        let won = match self
+            .inner
+            .txn_within(vec![op], self.lease, SESSION_CALL_TIMEOUT)
+            .await
+        {
+            Ok((revision, _)) => Some(revision),
+            Err(StoreError::Conflict { .. }) => {
+                // Someone holds the key, perhaps this very session: a bid that landed but whose
+                // answer was lost, retried on another member, conflicts with itself.
+                match self.inner.get_raw(LEADER_KEY, SESSION_CALL_TIMEOUT).await {
+                    Ok(Some(kv)) if kv.lease == self.lease => {
+                        Some(super::revision(kv.mod_revision))
+                    }
+                    Ok(kv) => {
+                        let leader = kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+                        return Some(Leadership::Following { leader });
+                    }
+                    Err(_) => return None,
+                }
             }
-            Err(StoreError::Conflict { .. }) => match self.inner.get(LEADER_KEY).await {
-                Ok(kv) => Some(Leadership::Following {
-                    leader: kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
-                }),
-                Err(_) => None,
-            },
-            Err(_) => None,
-        }
+            Err(_) => return None,
+        };
+        let revision = won?;
+        let fence = Fence {
+            key: LEADER_KEY.to_string(),
+            revision,
+        };
+        tracing::info!(server = %self.candidate.name, revision, "leading the control plane");
+        self.fence = Some(fence.clone());
+        Some(Leadership::Leading(Some(fence)))
     }
 }
 

@@ -31,6 +31,11 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// default of 4 MiB is smaller than what one list may hold.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
+/// After every member failed a call, how long later calls fail at once instead of waiting on
+/// the members again; then one call tries again. So that, with etcd gone, a write fails fast
+/// (an API call, a heartbeat) instead of each waiting out every member's timeout.
+pub const RETRY_AFTER_OUTAGE: Duration = Duration::from_secs(1);
+
 /// The members of one etcd cluster and which of them answered last.
 #[derive(Debug)]
 pub(crate) struct Members {
@@ -38,6 +43,8 @@ pub(crate) struct Members {
     addrs: Vec<String>,
     channels: Vec<Channel>,
     current: AtomicUsize,
+    /// When every member last failed a call, and how; cleared by the next answer.
+    outage: std::sync::Mutex<Option<(tokio::time::Instant, String)>>,
 }
 
 impl Members {
@@ -56,6 +63,7 @@ impl Members {
             addrs: addrs.to_vec(),
             channels,
             current: AtomicUsize::new(0),
+            outage: std::sync::Mutex::new(None),
         })
     }
 
@@ -90,6 +98,12 @@ impl Members {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        if let Some(message) = self.in_outage() {
+            return Err(StoreError::Unavailable {
+                store: self.describe(),
+                message,
+            });
+        }
         let count = self.channels.len();
         let first = self.current.load(Ordering::Relaxed) % count;
         let mut last = String::new();
@@ -99,6 +113,7 @@ impl Members {
             match tokio::time::timeout(timeout, call(channel)).await {
                 Ok(Ok(answer)) => {
                     self.current.store(index, Ordering::Relaxed);
+                    *self.outage() = None;
                     return Ok(answer);
                 }
                 Ok(Err(status)) if !unreachable(&status) => return Err(status_error(status)),
@@ -112,10 +127,31 @@ impl Members {
                 }
             }
         }
+        *self.outage() = Some((tokio::time::Instant::now(), last.clone()));
         Err(StoreError::Unavailable {
             store: self.describe(),
             message: last,
         })
+    }
+
+    fn outage(&self) -> std::sync::MutexGuard<'_, Option<(tokio::time::Instant, String)>> {
+        self.outage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Within [`RETRY_AFTER_OUTAGE`] of every member failing: what the last one said. Past it,
+    /// the window restarts, so that one call at a time tries the members again.
+    fn in_outage(&self) -> Option<String> {
+        let mut outage = self.outage();
+        let (since, message) = outage.as_mut()?;
+        let now = tokio::time::Instant::now();
+        if now.duration_since(*since) < RETRY_AFTER_OUTAGE {
+            return Some(message.clone());
+        }
+        // This call tries; the others keep failing fast until it has an answer.
+        *since = now;
+        None
     }
 
     /// The channel to the member that answered last, and its index, for a stream.

@@ -62,8 +62,8 @@ pub(crate) struct Inner {
     history: Mutex<History>,
     /// The latest revision the watch delivered; subscribers wake on every change.
     notify: watch::Sender<u64>,
-    /// The latest revision this store wrote: `changes_since` waits for the watch to reach it,
-    /// so that a caller always reads its own writes.
+    /// The latest revision this store wrote: `changes_since` waits (at most one call timeout)
+    /// for the watch to reach it, so that a caller reads its own writes.
     written: AtomicU64,
     /// The leases of the nodes that heartbeat to this server ([`nodes`]).
     node_leases: nodes::NodeLeases,
@@ -334,6 +334,30 @@ impl Inner {
         Ok((kvs, revision))
     }
 
+    /// `key`'s live value as etcd holds it, with the lease it is attached to, each member given
+    /// `timeout`.
+    pub(crate) async fn get_raw(
+        &self,
+        key: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<pb::mvccpb::KeyValue>, StoreError> {
+        let request = rpc::RangeRequest {
+            key: self.full(key),
+            ..Default::default()
+        };
+        let answer = self
+            .members
+            .call_within(timeout, |channel| {
+                let request = request.clone();
+                async move {
+                    let mut client = Inner::kv_client(channel);
+                    client.range(request).await.map(tonic::Response::into_inner)
+                }
+            })
+            .await?;
+        Ok(answer.kvs.into_iter().next())
+    }
+
     pub(crate) async fn revision(&self) -> Result<u64, StoreError> {
         let request = rpc::RangeRequest {
             key: self.full(""),
@@ -355,10 +379,20 @@ impl Inner {
         ops: Vec<Op>,
         lease: i64,
     ) -> Result<(u64, i64), StoreError> {
+        self.txn_within(ops, lease, members::CALL_TIMEOUT).await
+    }
+
+    /// [`Inner::txn_with_lease`], each member given `timeout`.
+    pub(crate) async fn txn_within(
+        &self,
+        ops: Vec<Op>,
+        lease: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(u64, i64), StoreError> {
         let request = self.txn_request(&ops, lease);
         let answer = self
             .members
-            .call(|channel| {
+            .call_within(timeout, |channel| {
                 let request = request.clone();
                 async move {
                     let mut client = Inner::kv_client(channel);
@@ -370,9 +404,6 @@ impl Inner {
         if !answer.succeeded {
             return Err(self.conflict(&ops, answer.responses));
         }
-        if ops.iter().any(Op::writes) {
-            self.written.fetch_max(revision, Ordering::Relaxed);
-        }
         let deleted = answer
             .responses
             .iter()
@@ -381,6 +412,10 @@ impl Inner {
                 _ => None,
             })
             .sum();
+        // Only a change the watch will deliver: a delete of an absent key changes nothing.
+        if ops.iter().any(|op| matches!(op, Op::Put { .. })) || deleted > 0 {
+            self.written.fetch_max(revision, Ordering::Relaxed);
+        }
         Ok((revision, deleted))
     }
 

@@ -32,6 +32,8 @@ pub(crate) struct NodeLease {
     /// 0 until granted.
     lease: i64,
     renewed: Option<Instant>,
+    /// When the key was last seen on this lease (checked once per [`NODE_LEASE_TTL`]).
+    checked: Option<Instant>,
     /// A grant or renewal is under way.
     busy: bool,
 }
@@ -70,9 +72,13 @@ impl EtcdStore {
 
 /// Renews (or first grants) node `name`'s lease.
 async fn renew(inner: Arc<Inner>, name: String) {
-    let held = inner.node_leases().get(&name).map_or(0, |l| l.lease);
+    let (held, check_due) = inner.node_leases().get(&name).map_or((0, false), |l| {
+        let due = l.checked.is_none_or(|at| at.elapsed() >= NODE_LEASE_TTL);
+        (l.lease, due)
+    });
     let outcome = if held != 0 {
         match keep_alive(&inner, held).await {
+            Ok(true) if check_due => still_ours(&inner, &name, held).await,
             Ok(true) => Ok(held),
             Ok(false) => start(&inner, &name).await,
             Err(err) => Err(err),
@@ -85,10 +91,29 @@ async fn renew(inner: Arc<Inner>, name: String) {
     lease.busy = false;
     match outcome {
         Ok(id) => {
+            let now = Instant::now();
+            if check_due || lease.lease != id {
+                lease.checked = Some(now);
+            }
             lease.lease = id;
-            lease.renewed = Some(Instant::now());
+            lease.renewed = Some(now);
         }
         Err(error) => tracing::debug!(%error, "renewing a node's lease failed"),
+    }
+}
+
+/// The lease lives, but another server may have put the node's key on a lease of its own (the
+/// agent moved there and back): then this one must put it again, or the key goes with the other
+/// server's lease while this one renews a lease nothing is attached to. A read, no write.
+async fn still_ours(inner: &Inner, name: &str, held: i64) -> Result<i64, StoreError> {
+    let key = format!("{ALIVE_PREFIX}{name}");
+    match inner.get_raw(&key, NODE_RENEW_EVERY).await? {
+        Some(kv) if kv.lease == held => Ok(held),
+        _ => {
+            let op = Op::put(key, Vec::new(), Expect::Any);
+            inner.txn_with_lease(vec![op], held).await?;
+            Ok(held)
+        }
     }
 }
 
