@@ -173,6 +173,33 @@ fn killing_the_leader_fails_no_request_and_another_server_takes_over() {
     let scaled = survivor.ok(&["scale", "web", "3"]);
     assert!(scaled.contains("web"), "{scaled}");
     survivor.wait_ready("web", 3, Duration::from_secs(20));
+
+    // The new leader's autoscaler scales on the load through its own load balancer.
+    let lb = free_port();
+    let auto = format!(
+        "[services.ha-auto]\ncommand = [\"ebb\", \"example-app\"]\nport = {lb}\n\
+         [services.ha-auto.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+         [services.ha-auto.autoscale]\nmin = 1\nmax = 3\nconcurrency = 2\nstable_window = \"4s\"\n\
+         panic_window = \"2s\"\nscale_down_delay = \"2s\"\n"
+    );
+    let file = deploy_file(survivor.dir.path(), "auto.toml", &auto);
+    survivor.ok(&["deploy", file.to_str().unwrap()]);
+    let addr = format!("127.0.1.{}:{lb}", next + 1);
+    eventually("the router to listen", Duration::from_secs(10), || {
+        http_get(&addr, "/").map(|_| ())
+    });
+    let load = LoadGen::start_path(&addr, "/slow?ms=100", 6);
+    eventually(
+        "the autoscaler to scale out",
+        Duration::from_secs(20),
+        || (survivor.ready("ha-auto").len() >= 2).then_some(()),
+    );
+    let (ok, failures) = load.finish();
+    assert!(
+        ok > 20 && failures.is_empty(),
+        "{ok} ok, failed: {failures:?}"
+    );
+    assert!(survivor.ok(&["events"]).contains("autoscaled 1 → "));
 }
 
 #[test]
