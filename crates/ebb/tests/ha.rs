@@ -140,14 +140,7 @@ fn killing_the_leader_fails_no_request_and_another_server_takes_over() {
     );
     std::thread::sleep(Duration::from_millis(1000));
     for load in loads {
-        let (ok, failures) = load.finish();
-        assert!(ok > 50, "the load ran: {ok}");
-        assert!(
-            failures.is_empty(),
-            "{} failed requests: {:?}",
-            failures.len(),
-            &failures[..failures.len().min(5)]
-        );
+        finish_without_failures(load, 50);
     }
     let listed = plane.servers(next);
     assert_eq!(listed.len(), 2, "the dead server left: {listed:?}");
@@ -237,12 +230,23 @@ fn with_etcd_frozen_routers_keep_routing_and_writes_fail_with_a_clear_error() {
         failures.len(),
         &failures[..failures.len().min(5)]
     );
-    // Nothing was restarted, and everything resumes: the scale goes through now.
-    let after: Vec<u64> = plane.servers[0]
-        .ready("web")
-        .iter()
-        .filter_map(|i| i["pid"].as_u64())
-        .collect();
+    // Nothing was restarted, and everything resumes: the scale goes through now. (A call the
+    // moment etcd thaws may still find it unreachable: ask until it answers.)
+    let after: Vec<u64> = eventually(
+        "the API to read the store again",
+        Duration::from_secs(10),
+        || {
+            let out = plane.servers[0].try_cli(&["ps", "--json", "web"])?;
+            let listed: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+            Some(
+                listed
+                    .iter()
+                    .filter(|i| i["ready"] == true && i["desired"] == "run")
+                    .filter_map(|i| i["pid"].as_u64())
+                    .collect(),
+            )
+        },
+    );
     assert_eq!(before, after, "no instance restarted");
     eventually("a scale after the thaw", Duration::from_secs(20), || {
         plane.servers[1]
@@ -387,14 +391,7 @@ fn one_etcd_member_killed_changes_nothing_visible() {
     std::thread::sleep(Duration::from_secs(3));
     plane.servers[1].ok(&["scale", "member-web", "3"]);
     plane.servers[0].wait_ready("member-web", 3, Duration::from_secs(20));
-    let (ok, failures) = load.finish();
-    assert!(ok > 50, "the load ran: {ok}");
-    assert!(
-        failures.is_empty(),
-        "{} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    finish_without_failures(load, 50);
     assert_eq!(plane.leader(1), Some(leader), "the leader stayed");
     let status = plane.servers[1].ok(&["status"]);
     assert!(

@@ -298,6 +298,18 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<u64> {
     pids
 }
 
+/// Stops the load; it must have run (more than `at_least` answers) and seen no failed request.
+pub fn finish_without_failures(load: LoadGen, at_least: u64) {
+    let (ok, failures) = load.finish();
+    assert!(ok > at_least, "the load ran: {ok}");
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
 /// Writes a deploy file into `dir` and returns its path.
 pub fn deploy_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

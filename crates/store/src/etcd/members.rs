@@ -22,6 +22,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// all unreachable, a write fails after about 3 × this, which is what "fail fast" means here.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// An unreachable answer faster than this is a broken connection, not a silent member.
+const BROKEN_CONNECTION: Duration = Duration::from_millis(100);
+
 /// HTTP/2 pings on every connection, to find a member that stopped answering on an open
 /// connection: a ping unanswered for [`KEEPALIVE_TIMEOUT`] closes it.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
@@ -107,10 +110,25 @@ impl Members {
         let count = self.channels.len();
         let first = self.current.load(Ordering::Relaxed) % count;
         let mut last = String::new();
-        for attempt in 0..count {
-            let index = (first + attempt) % count;
+        // Each member once, in turn; a member whose connection broke (an error at once, not a
+        // silence) is asked once more right away, on the new connection its channel makes:
+        // after an outage, the first call on each old connection fails that way.
+        let mut asked = 0;
+        let mut retried = false;
+        while asked < count {
+            let index = (first + asked) % count;
             let channel = self.channels[index].clone();
-            match tokio::time::timeout(timeout, call(channel)).await {
+            let started = tokio::time::Instant::now();
+            let outcome = tokio::time::timeout(timeout, call(channel)).await;
+            let broke_at_once = matches!(&outcome, Ok(Err(status)) if unreachable(status))
+                && started.elapsed() < BROKEN_CONNECTION;
+            if broke_at_once && !retried {
+                retried = true;
+                continue;
+            }
+            retried = false;
+            asked += 1;
+            match outcome {
                 Ok(Ok(answer)) => {
                     self.current.store(index, Ordering::Relaxed);
                     *self.outage() = None;

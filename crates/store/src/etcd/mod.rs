@@ -293,8 +293,17 @@ impl Inner {
     }
 
     async fn range(&self, request: rpc::RangeRequest) -> Result<rpc::RangeResponse, StoreError> {
+        self.range_within(request, members::CALL_TIMEOUT).await
+    }
+
+    /// A range request, each member given `timeout`.
+    async fn range_within(
+        &self,
+        request: rpc::RangeRequest,
+        timeout: std::time::Duration,
+    ) -> Result<rpc::RangeResponse, StoreError> {
         self.members
-            .call(|channel| {
+            .call_within(timeout, |channel| {
                 let request = request.clone();
                 async move {
                     let mut client = Inner::kv_client(channel);
@@ -345,16 +354,7 @@ impl Inner {
             key: self.full(key),
             ..Default::default()
         };
-        let answer = self
-            .members
-            .call_within(timeout, |channel| {
-                let request = request.clone();
-                async move {
-                    let mut client = Inner::kv_client(channel);
-                    client.range(request).await.map(tonic::Response::into_inner)
-                }
-            })
-            .await?;
+        let answer = self.range_within(request, timeout).await?;
         Ok(answer.kvs.into_iter().next())
     }
 
