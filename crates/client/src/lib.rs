@@ -366,18 +366,18 @@ impl Client {
             if let Some(body) = body {
                 req = req.json(body);
             }
-            // A caller that gives up on the call (its own timeout drops this future) also sends
-            // its next call to the next server: an agent's heartbeat to a frozen server does.
+            // A call that fails, or that its caller gives up on (its own timeout drops this
+            // future: an agent's heartbeat to a frozen server), sends later calls to the next
+            // server, unless another call moved on meanwhile.
             let mut moving_on = MoveOnIfDropped {
                 current: &self.current,
                 index,
                 count: self.bases.len(),
                 armed: true,
             };
-            let sent = req.send().await;
-            moving_on.armed = false;
-            match sent {
+            match req.send().await {
                 Ok(resp) => {
+                    moving_on.armed = false;
                     // Only if no other call moved on meanwhile: a long-poll that a frozen
                     // server answers late must not pull the client back to it.
                     let _ = self.current.compare_exchange(
@@ -389,14 +389,8 @@ impl Client {
                     break resp;
                 }
                 Err(e) => {
+                    drop(moving_on);
                     let (addr, reason) = (base.clone(), root_cause(&e));
-                    // Later calls start at the next server (unless another call moved on).
-                    let _ = self.current.compare_exchange(
-                        index,
-                        (index + 1) % self.bases.len(),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
                     if e.is_timeout() {
                         // It may have been applied: never sent twice.
                         return Err(ClientError::Timeout { addr, reason });

@@ -272,19 +272,12 @@ fn campaign(
         api: api_url.to_string(),
         router: role.router_bind.to_string(),
     };
+    let record = serde_json::to_vec(&identity)?;
     server.set_identity(identity);
     let Some(etcd) = etcd else {
         return Ok(None);
     };
-    let record = ebb_server::api::ServerRecord {
-        name: name.clone(),
-        api: api_url.to_string(),
-        router: role.router_bind.to_string(),
-    };
-    let campaign = etcd.campaign(ebb_store::etcd::election::Candidate {
-        name,
-        record: serde_json::to_vec(&record)?,
-    });
+    let campaign = etcd.campaign(ebb_store::etcd::election::Candidate { name, record });
     server.set_cluster(Arc::clone(etcd));
     server.set_leadership(campaign.leadership());
     Ok(Some(campaign))

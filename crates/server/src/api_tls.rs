@@ -73,32 +73,20 @@ pub fn load_or_create_shared(
     listen: IpAddr,
     store: &dyn ebb_store::KvStore,
 ) -> io::Result<ApiTls> {
-    use ebb_store::{Expect, KvStoreJsonExt, StoreError};
+    use ebb_store::KvStoreJsonExt;
     let dir = data_dir.join(TLS_DIR);
-    let stored = store
-        .get_json::<SharedCa>(SHARED_CA_KEY)
-        .map_err(io::Error::other)?;
-    let shared = match stored {
-        Some((shared, _)) => shared,
-        None => {
+    let shared = store
+        .get_or_create_json(SHARED_CA_KEY, || {
+            // This server's own CA (made now if it has none) becomes the cluster's.
             if !dir.join(CA_KEY_FILE).exists() {
                 create_ca(&dir)?;
             }
-            let mine = SharedCa {
+            Ok(SharedCa {
                 cert_pem: fs::read_to_string(dir.join(CA_FILE))?,
                 key_pem: fs::read_to_string(dir.join(CA_KEY_FILE))?,
-            };
-            match store.put_json(SHARED_CA_KEY, &mine, Expect::Absent) {
-                Ok(_) => mine,
-                Err(StoreError::Conflict { .. }) => store
-                    .get_json::<SharedCa>(SHARED_CA_KEY)
-                    .map_err(io::Error::other)?
-                    .map(|(shared, _)| shared)
-                    .ok_or_else(|| io::Error::other("the shared CA vanished"))?,
-                Err(other) => return Err(io::Error::other(other)),
-            }
-        }
-    };
+            })
+        })
+        .map_err(io::Error::other)?;
     let local = fs::read_to_string(dir.join(CA_FILE)).unwrap_or_default();
     if local != shared.cert_pem {
         // Another server's CA is the cluster's: take it, and have it sign a new certificate.

@@ -81,21 +81,9 @@ pub fn share_tokens(
     token: String,
     join_token: String,
 ) -> Result<(String, String), ebb_store::StoreError> {
-    use ebb_store::{Expect, KvStoreJsonExt, StoreError};
-    let shared = match store.get_json::<SharedTokens>(SHARED_TOKENS_KEY)? {
-        Some((shared, _)) => shared,
-        None => {
-            let mine = SharedTokens { token, join_token };
-            match store.put_json(SHARED_TOKENS_KEY, &mine, Expect::Absent) {
-                Ok(_) => mine,
-                Err(StoreError::Conflict { .. }) => store
-                    .get_json::<SharedTokens>(SHARED_TOKENS_KEY)?
-                    .map(|(shared, _)| shared)
-                    .ok_or_else(|| StoreError::Corrupt("shared tokens vanished".into()))?,
-                Err(other) => return Err(other),
-            }
-        }
-    };
+    use ebb_store::KvStoreJsonExt;
+    let shared =
+        store.get_or_create_json(SHARED_TOKENS_KEY, || Ok(SharedTokens { token, join_token }))?;
     write_synced(&token_path(data_dir), shared.token.as_bytes(), PRIVATE)?;
     let join = ebb_core::api::JoinToken {
         secret: shared.join_token.clone(),

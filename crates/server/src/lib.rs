@@ -44,8 +44,9 @@ pub struct Server {
     store: Arc<dyn KvStore>,
 }
 
-/// Who this server is among the control plane's servers, for `ebb servers` and `ebb status`.
-#[derive(Debug, Clone)]
+/// Who this server is among the control plane's servers, for `ebb servers` and `ebb status`;
+/// also its registry entry in etcd, as JSON.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// Its name (`ebb server --name`).
     pub name: String,

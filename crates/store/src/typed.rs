@@ -64,6 +64,28 @@ pub trait KvStoreJsonExt: KvStore {
         })?;
         self.put(key, &bytes, expect)
     }
+
+    /// The value of `key`, or, if it has none, `make()`'s, stored create-only. Several writers
+    /// racing to create it all get the one that landed first (what servers sharing a store do
+    /// with its first server's tokens and CA).
+    fn get_or_create_json<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some((value, _)) = self.get_json(key)? {
+            return Ok(value);
+        }
+        let mine = make()?;
+        match self.put_json(key, &mine, Expect::Absent) {
+            Ok(_) => Ok(mine),
+            Err(StoreError::Conflict { .. }) => self
+                .get_json(key)?
+                .map(|(value, _)| value)
+                .ok_or_else(|| StoreError::Corrupt(format!("`{key}` vanished once created"))),
+            Err(other) => Err(other),
+        }
+    }
 }
 
 impl<S: KvStore + ?Sized> KvStoreJsonExt for S {}

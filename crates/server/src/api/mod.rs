@@ -7,7 +7,6 @@ mod metrics;
 mod moves;
 mod nodes;
 mod servers;
-pub use servers::ServerRecord;
 mod services;
 
 use crate::{auth, Server};

@@ -7,18 +7,7 @@ use ebb_core::api::ServerView;
 use ebb_store::Leadership;
 
 use super::ApiResult;
-use crate::{now_ms, Server};
-
-/// A server's registry entry, as it puts it under its session.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct ServerRecord {
-    /// Its name.
-    pub name: String,
-    /// Where its API listens.
-    pub api: String,
-    /// Where its load balancers listen.
-    pub router: String,
-}
+use crate::{now_ms, Identity, Server};
 
 pub async fn list(State(server): State<Server>) -> ApiResult<Vec<ServerView>> {
     Ok(Json(servers(&server)?))
@@ -28,34 +17,33 @@ pub async fn list(State(server): State<Server>) -> ApiResult<Vec<ServerView>> {
 pub fn servers(server: &Server) -> Result<Vec<ServerView>, super::ApiError> {
     let now = now_ms();
     let Some(cluster) = server.cluster() else {
-        let me = server.identity();
-        return Ok(vec![ServerView {
-            name: me.map_or_else(String::new, |m| m.name.clone()),
-            api: me.map_or_else(String::new, |m| m.api.clone()),
-            router: me.map_or_else(String::new, |m| m.router.clone()),
-            leader: true,
-            last_seen_ms: now,
-            alive: true,
-        }]);
+        let me = server.identity().cloned().unwrap_or_default();
+        return Ok(vec![view(me, true, now)]);
     };
     let leader = cluster.leader()?;
     let mut views: Vec<ServerView> = cluster
         .servers()?
         .into_iter()
         .filter_map(|(name, record)| {
-            let record: ServerRecord = serde_json::from_slice(&record).ok()?;
-            Some(ServerView {
-                leader: leader.as_deref() == Some(name.as_str()),
-                name,
-                api: record.api,
-                router: record.router,
-                last_seen_ms: now,
-                alive: true,
-            })
+            let record: Identity = serde_json::from_slice(&record).ok()?;
+            let leads = leader.as_deref() == Some(name.as_str());
+            Some(view(Identity { name, ..record }, leads, now))
         })
         .collect();
     views.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(views)
+}
+
+/// A live server's row: seen now, since its session lives.
+fn view(server: Identity, leader: bool, now_ms: u64) -> ServerView {
+    ServerView {
+        name: server.name,
+        api: server.api,
+        router: server.router,
+        leader,
+        last_seen_ms: now_ms,
+        alive: true,
+    }
 }
 
 /// The leader's name, as this server knows it.
