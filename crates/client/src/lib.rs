@@ -342,6 +342,15 @@ impl Client {
         self.call(Method::GET, &path, None::<&()>, Some(wait)).await
     }
 
+    /// One server's load-balancer counters, sent to the leader for its autoscaler.
+    pub async fn report_traffic(
+        &self,
+        report: &ebb_core::traffic::TrafficReport,
+    ) -> Result<ebb_core::traffic::TrafficAck, ClientError> {
+        self.call(Method::POST, "/v1/traffic", Some(report), None)
+            .await
+    }
+
     // === plumbing ===
 
     async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(

@@ -99,3 +99,54 @@ pub struct MetricsResponse {
     /// Each routed service, or only the one asked for.
     pub services: Vec<ServiceTraffic>,
 }
+
+/// `POST /v1/traffic`: what one server's load balancers counted, sent to the leader several
+/// times a second, so that the leader's autoscaler decides on the load through every server
+/// and not its own alone. Counters are cumulative: a lost report loses no request, the next
+/// one covers the gap.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrafficReport {
+    /// The sending server's name.
+    pub server: String,
+    /// Chosen at random when the sender starts: its counters start again from zero.
+    pub incarnation: u64,
+    /// When the counters were read, in milliseconds of the sender's monotonic clock since it
+    /// started; the leader takes differences of these, never compares them with its own clock.
+    pub at_ms: u64,
+    /// Each routed service's counters.
+    pub services: Vec<RouterCounters>,
+}
+
+/// One service's load-balancer counters since its listener was made.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouterCounters {
+    /// The service's name.
+    pub service: String,
+    /// Which counters these are: a rebuilt listener has new ones, which start from zero.
+    pub series: u64,
+    /// Responses by class, 1xx to 5xx.
+    pub responses: [u64; 5],
+    /// Time to the response head as `[bucket, count]` pairs of the router's latency
+    /// histogram, only the non-empty buckets.
+    pub latency: Vec<[u64; 2]>,
+    /// Request-nanoseconds in flight since the counters were made.
+    pub busy_ns: i64,
+    /// Requests in flight when read.
+    pub in_flight: u32,
+    /// Requests waiting now for a first ready instance.
+    pub queued: u32,
+    /// Attempts that could not connect.
+    pub connect_errors: u64,
+    /// Attempts retried on another instance.
+    pub retries: u64,
+    /// Outlier ejections.
+    pub ejections: u64,
+}
+
+/// The answer to a [`TrafficReport`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficAck {
+    /// Whether the server that took the report leads: if not, the sender looks up the leader
+    /// again.
+    pub leading: bool,
+}

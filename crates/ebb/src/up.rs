@@ -149,6 +149,7 @@ async fn run(
         max_connections: crate::limits::connection_budget(),
         api_tls: tls.map(|t| t.config),
         read_ahead: Arc::new(ReadAhead::with_spool(&data_dir.join(SPOOL_DIR))?),
+        api_trust: trust.clone(),
     })
     .context("starting the router's runtime")?;
     let client = Client::with_trust(&api_url, Some(token), trust)?;

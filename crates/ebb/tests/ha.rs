@@ -167,32 +167,44 @@ fn killing_the_leader_fails_no_request_and_another_server_takes_over() {
     assert!(scaled.contains("web"), "{scaled}");
     survivor.wait_ready("web", 3, Duration::from_secs(20));
 
-    // The new leader's autoscaler scales on the load through its own load balancer.
+    // The new leader's autoscaler scales on the load through the other server's load
+    // balancer alone: from zero on the first request waiting there, then out on its load.
+    let follower = others.iter().copied().find(|i| *i != next).unwrap();
     let lb = free_port();
     let auto = format!(
         "[services.ha-auto]\ncommand = [\"ebb\", \"example-app\"]\nport = {lb}\n\
          [services.ha-auto.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
-         [services.ha-auto.autoscale]\nmin = 1\nmax = 3\nconcurrency = 2\nstable_window = \"4s\"\n\
-         panic_window = \"2s\"\nscale_down_delay = \"2s\"\n"
+         [services.ha-auto.autoscale]\nmin = 0\nmax = 3\nconcurrency = 2\nstable_window = \"4s\"\n\
+         panic_window = \"2s\"\nscale_down_delay = \"2s\"\nidle_timeout = \"60s\"\n"
     );
     let file = deploy_file(survivor.dir.path(), "auto.toml", &auto);
     survivor.ok(&["deploy", file.to_str().unwrap()]);
-    let addr = format!("127.0.1.{}:{lb}", next + 1);
-    eventually("the router to listen", Duration::from_secs(10), || {
-        http_get(&addr, "/").map(|_| ())
-    });
-    let load = LoadGen::start_path(&addr, "/slow?ms=100", 6);
-    eventually(
-        "the autoscaler to scale out",
+    assert_eq!(survivor.ready("ha-auto").len(), 0, "it starts at zero");
+    let addr = format!("127.0.1.{}:{lb}", follower + 1);
+    // The first answer waits for the instance the leader starts for it.
+    let first = eventually(
+        "the cold start through the other server",
         Duration::from_secs(20),
-        || (survivor.ready("ha-auto").len() >= 2).then_some(()),
+        || http_get_within(&addr, "/", Duration::from_secs(15)),
     );
+    assert_eq!(first.0, 200, "{first:?}");
+    let load = LoadGen::start_path(&addr, "/slow?ms=100", 6);
+    let scaled = eventually_or(Duration::from_secs(20), || {
+        (survivor.ready("ha-auto").len() >= 2).then_some(())
+    });
     let (ok, failures) = load.finish();
+    assert!(
+        scaled.is_some(),
+        "the autoscaler to scale out on the other server's load: events {}",
+        survivor.ok(&["events"])
+    );
     assert!(
         ok > 20 && failures.is_empty(),
         "{ok} ok, failed: {failures:?}"
     );
-    assert!(survivor.ok(&["events"]).contains("autoscaled 1 → "));
+    let events = survivor.ok(&["events"]);
+    assert!(events.contains("autoscaled 0 → 1"), "{events}");
+    assert!(events.contains("autoscaled 1 → "), "{events}");
 }
 
 #[test]

@@ -104,10 +104,34 @@ impl Counts {
         })))
     }
 
+    /// The non-empty buckets as `[bucket, count]` pairs (what a server sends the leader).
+    pub fn to_sparse(&self) -> Vec<[u64; 2]> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| [i as u64, *n])
+            .collect()
+    }
+
+    /// Counts from `[bucket, count]` pairs; a bucket out of range is an error, not a panic
+    /// (the pairs come over the network).
+    pub fn from_sparse(pairs: &[[u64; 2]]) -> Result<Counts, String> {
+        let mut counts = Counts::default();
+        for &[bucket, n] in pairs {
+            let slot = usize::try_from(bucket)
+                .ok()
+                .and_then(|i| counts.0.get_mut(i))
+                .ok_or_else(|| format!("latency bucket {bucket} is not below {BUCKETS}"))?;
+            *slot = slot.saturating_add(n);
+        }
+        Ok(counts)
+    }
+
     /// Adds `other` into `self` (to total several instances).
     pub fn add(&mut self, other: &Counts) {
         for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
-            *a += b;
+            *a = a.saturating_add(*b);
         }
     }
 
@@ -339,6 +363,25 @@ pub struct Window {
 }
 
 impl Window {
+    /// Adds `other`, measured over about the same span elsewhere (another server's load
+    /// balancer for the same service): rates, concurrency and counts add up, the span is the
+    /// longer of the two.
+    pub fn add(&mut self, other: &Window) {
+        self.span = self.span.max(other.span);
+        // Saturating: a peer's counters come over the network.
+        self.requests = self.requests.saturating_add(other.requests);
+        self.rps += other.rps;
+        self.concurrency += other.concurrency;
+        self.in_flight = self.in_flight.saturating_add(other.in_flight);
+        self.latency.add(&other.latency);
+        for (a, b) in self.responses.iter_mut().zip(other.responses) {
+            *a = a.saturating_add(b);
+        }
+        self.connect_errors = self.connect_errors.saturating_add(other.connect_errors);
+        self.retries = self.retries.saturating_add(other.retries);
+        self.ejections = self.ejections.saturating_add(other.ejections);
+    }
+
     /// The `q`-quantile of the window's latency (`p(0.99)`: p99); None when it had no response.
     pub fn p(&self, q: f64) -> Option<Duration> {
         self.latency.quantile(q)
@@ -438,5 +481,45 @@ mod tests {
         m.response(999, MS);
         let s = m.snapshot(Instant::now(), 0);
         assert_eq!(s.responses, [1, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn sparse_counts_round_trip_and_bad_buckets_are_refused() {
+        let h = Histogram::default();
+        for ms in [1, 1, 7, 300] {
+            h.record(ms * MS);
+        }
+        let c = h.counts();
+        let sparse = c.to_sparse();
+        assert_eq!(sparse.len(), 3, "only the non-empty buckets");
+        assert_eq!(Counts::from_sparse(&sparse).unwrap(), c);
+        let err = Counts::from_sparse(&[[BUCKETS as u64, 1]]).unwrap_err();
+        assert!(err.contains("latency bucket"), "{err}");
+        assert!(Counts::from_sparse(&[[u64::MAX, 1]]).is_err());
+    }
+
+    #[test]
+    fn windows_of_two_load_balancers_add_up() {
+        let t0 = Instant::now();
+        let (a, b) = (Metrics::new(t0), Metrics::new(t0));
+        let (a0, b0) = (a.snapshot(t0, 0), b.snapshot(t0, 0));
+        for (m, n) in [(&a, 10), (&b, 30)] {
+            for _ in 0..n {
+                m.concurrency.start(t0);
+                m.concurrency.end(t0 + 100 * MS);
+                m.response(200, 100 * MS);
+            }
+        }
+        let mut w = a.snapshot(t0 + 1000 * MS, 0).since(&a0);
+        w.add(&b.snapshot(t0 + 1000 * MS, 1).since(&b0));
+        assert_eq!(w.requests, 40);
+        assert!((w.rps - 40.0).abs() < 1e-9);
+        assert!((w.concurrency - 4.0).abs() < 1e-9, "{}", w.concurrency);
+        assert_eq!(w.latency.total(), 40);
+        assert_eq!(w.ejections, 1);
+        let mut huge = w.clone();
+        huge.requests = u64::MAX;
+        huge.add(&w);
+        assert_eq!(huge.requests, u64::MAX, "saturates, never panics");
     }
 }

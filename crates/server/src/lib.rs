@@ -69,6 +69,8 @@ struct Inner {
     router: std::sync::OnceLock<routing::Listeners>,
     /// The autoscaler's reports.
     autoscale_reasons: controllers::autoscale::Reasons,
+    /// The other servers' load-balancer counters, for the autoscaler while this server leads.
+    peer_load: routing::peers::PeerLoad,
     /// The instance controller's reports.
     instance_reports: controllers::instances::Reports,
     /// Each node's assignments, for agents' heartbeats and long-polls.
@@ -107,6 +109,7 @@ impl Server {
                 logs,
                 router: std::sync::OnceLock::new(),
                 autoscale_reasons: Default::default(),
+                peer_load: Default::default(),
                 instance_reports: Default::default(),
                 placed,
                 identity: std::sync::OnceLock::new(),
@@ -197,6 +200,11 @@ impl Server {
     /// The instance controller's reports (pending reasons, ended moves).
     pub fn instance_reports(&self) -> &controllers::instances::Reports {
         &self.inner.instance_reports
+    }
+
+    /// The other servers' recent load-balancer counters (`POST /v1/traffic`).
+    pub fn peer_load(&self) -> &routing::peers::PeerLoad {
+        &self.inner.peer_load
     }
 
     /// The autoscaler's last reasons.

@@ -76,6 +76,9 @@ pub struct PlaneConfig {
     pub api_tls: Option<Arc<rustls::ServerConfig>>,
     /// How far services' responses are read ahead of slow clients, and where they spool.
     pub read_ahead: Arc<ebb_router::read_ahead::ReadAhead>,
+    /// The CA other servers' APIs are trusted by (theirs and this server's is one shared CA),
+    /// when they speak TLS: a server that does not lead reports its load to the leader.
+    pub api_trust: Option<ebb_client::Trust>,
 }
 
 /// Shows the node registry, every [`PULSE_INTERVAL`], that the server could process
@@ -123,6 +126,7 @@ impl ControlPlane {
             max_connections,
             api_tls,
             read_ahead,
+            api_trust,
         } = config;
         let api_addr = api.local_addr()?;
         let router_runtime = RouterRuntime::start(router_threads)?;
@@ -162,6 +166,14 @@ impl ControlPlane {
             let s = server.clone();
             plane.spawn(Stage::Routing, |stop| {
                 crate::leadership::node_leases(s, stop)
+            });
+            let (s, r) = (server.clone(), router.clone());
+            let link = routing::peers::PeerLink {
+                token: server.token().to_string(),
+                trust: api_trust,
+            };
+            plane.spawn(Stage::Routing, |stop| {
+                routing::peers::report(s, r, link, stop)
             });
         }
         let s = server.clone();

@@ -40,6 +40,7 @@ async fn start_with(setup: impl FnOnce(&Server)) -> Harness {
         max_connections: 1024,
         api_tls: None,
         read_ahead: Arc::new(ebb_router::read_ahead::ReadAhead::in_memory()),
+        api_trust: None,
     })
     .unwrap();
     Harness {
@@ -142,6 +143,34 @@ async fn malformed_json_and_oversized_bodies_get_4xx_json_errors() {
     let (status, body) = raw(&h, reqwest::Method::GET, "/v1/nowhere", vec![], true).await;
     assert_eq!(status, 404);
     assert!(body["error"].is_string());
+}
+
+#[tokio::test]
+async fn traffic_reports_need_the_token_and_bad_ones_say_what_is_wrong() {
+    let h = start().await;
+    let report = |bucket: u64| {
+        serde_json::json!({
+            "server": "s2", "incarnation": 1, "at_ms": 5,
+            "services": [{"service": "web", "series": 1, "responses": [0, 3, 0, 0, 0],
+                "latency": [[bucket, 3]], "busy_ns": 10, "in_flight": 0, "queued": 0,
+                "connect_errors": 0, "retries": 0, "ejections": 0}]
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let post = reqwest::Method::POST;
+    let (status, _) = raw(&h, post.clone(), "/v1/traffic", report(3), false).await;
+    assert_eq!(status, 401);
+    let (status, body) = raw(&h, post.clone(), "/v1/traffic", report(3), true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["leading"], true, "a server alone leads");
+    let (status, body) = raw(&h, post.clone(), "/v1/traffic", report(99_999), true).await;
+    assert_eq!(status, 400);
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("web: latency bucket 99999"), "{error}");
+    let (status, body) = raw(&h, post, "/v1/traffic", b"{\"server\": 7}".to_vec(), true).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("server"), "{body}");
 }
 
 #[tokio::test]

@@ -1,11 +1,14 @@
 //! `GET /v1/metrics`: what the load balancer measured per service and per instance.
+//! `POST /v1/traffic`: another server's load-balancer counters, for the leader's autoscaler
+//! ([`crate::routing::peers`]).
 
-use super::{ApiError, ApiQuery, ApiResult};
+use super::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::routing::traffic::{clamp_window, VIEW_WINDOW};
 use crate::Server;
 use axum::extract::State;
 use axum::Json;
-use ebb_core::traffic::MetricsResponse;
+use ebb_core::traffic::{MetricsResponse, TrafficAck, TrafficReport};
+use ebb_store::Leadership;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -35,4 +38,24 @@ pub async fn list(
         services.retain(|s| &s.service == name);
     }
     Ok(Json(MetricsResponse { services }))
+}
+
+/// Takes another server's counters. A request waiting there at a service with no instance
+/// wakes this server's autoscaler, as one waiting here does. Answers whether this server
+/// leads, so that a sender that reached a former leader looks the leader up again.
+pub async fn report(
+    State(server): State<Server>,
+    ApiJson(report): ApiJson<TrafficReport>,
+) -> ApiResult<TrafficAck> {
+    let waiting = server
+        .peer_load()
+        .ingest(&report, std::time::Instant::now())
+        .map_err(ApiError::bad_request)?;
+    if waiting {
+        if let Some(router) = server.router() {
+            router.demand().notify_one();
+        }
+    }
+    let leading = matches!(server.leadership(), Leadership::Leading(_));
+    Ok(Json(TrafficAck { leading }))
 }

@@ -35,6 +35,7 @@ pub fn router(server: Server) -> Router {
         .route("/instances", get(services::instances))
         .route("/events", get(events::list))
         .route("/metrics", get(metrics::list))
+        .route("/traffic", post(metrics::report))
         .route("/logs/{service}", get(logs::read))
         .route("/nodes", get(nodes::list))
         .route("/servers", get(servers::list))

@@ -8,8 +8,12 @@
 //! the next tick. Between ticks, every `BURST_CHECK` the load of the last half second goes to
 //! the policy's burst check ([`ebb_autoscaler::burst`]): a step of load enters panic mode
 //! within a second instead of the 2 s the panic window takes to average a 4× step in.
+//!
+//! With several servers, each routes every service: the load is this server's load balancer's
+//! plus what the others last reported ([`crate::routing::peers`]), and a request waiting at
+//! another server wakes the loop as one waiting here does.
 
-use crate::routing::Listeners;
+use crate::routing::{peers, Listeners};
 use crate::state::keys::{self, Versioned};
 use crate::{lock, now_ms, run_loop, Server};
 use ebb_autoscaler::{burst, decide, demand, Decision, Metrics, Now, Reading, Sample, State};
@@ -190,7 +194,8 @@ impl Autoscaler {
         let specs = self.refresh()?;
         let now = self.now();
         for v in specs {
-            if v.value.instances > 0 || self.router.queued(&v.value.name) == 0 {
+            let queued = peers::cluster_queued(&self.server, &self.router, &v.value.name);
+            if v.value.instances > 0 || queued == 0 {
                 continue;
             }
             let Some(s) = self.services.get_mut(&v.value.name) else {
@@ -209,24 +214,35 @@ impl Autoscaler {
         let now = self.now();
         let mut scaling = Vec::new();
         for (name, s) in self.services.iter_mut() {
-            let Some((identity, snapshot)) = self.router.service_snapshot(name) else {
+            let mut since = None;
+            if let Some((identity, snapshot)) = self.router.service_snapshot(name) {
+                // A rebuilt listener has new counters: older marks cannot be compared with them.
+                s.marks.retain(|(id, _)| *id == identity);
+                since = s
+                    .marks
+                    .iter()
+                    .rev()
+                    .find(|(_, m)| snapshot.at.duration_since(m.at) >= BURST_SPAN)
+                    .map(|(_, m)| snapshot.since(m));
+                if s.marks.len() == BURST_MARKS {
+                    s.marks.pop_front();
+                }
+                s.marks.push_back((identity, snapshot));
+            } else {
                 s.marks.clear();
-                continue;
-            };
-            // A rebuilt listener has new counters: older marks cannot be compared with them.
-            s.marks.retain(|(id, _)| *id == identity);
-            let since = s
-                .marks
-                .iter()
-                .rev()
-                .find(|(_, m)| snapshot.at.duration_since(m.at) >= BURST_SPAN)
-                .map(|(_, m)| snapshot.since(m));
-            if s.marks.len() == BURST_MARKS {
-                s.marks.pop_front();
             }
-            s.marks.push_back((identity, snapshot));
-            let Some(w) = since else {
-                continue;
+            // The other servers' load over the same half second, from their latest reports.
+            let elsewhere = self
+                .server
+                .peer_load()
+                .window(name, BURST_SPAN, Instant::now());
+            let w = match (since, elsewhere) {
+                (Some(mut w), Some(e)) => {
+                    w.add(&e);
+                    w
+                }
+                (Some(w), None) | (None, Some(w)) => w,
+                (None, None) => continue,
             };
             let ready = self.router.routed_count(name).unwrap_or(0);
             let reading = Reading {
@@ -251,12 +267,12 @@ impl Autoscaler {
         self.services.is_empty()
     }
 
-    /// This second's figures for `service` from its router (none without a public port:
-    /// missing metrics never scale a service down).
+    /// This second's figures for `service` from the load balancers of every server (none
+    /// without a public port: missing metrics never scale a service down).
     fn sample(&self, service: &str, at: Duration) -> Sample {
         let mut sample = Sample::new(at);
-        let queued = self.router.queued(service);
-        if let Some(w) = self.router.service_window(service, SAMPLE_SPAN) {
+        let queued = peers::cluster_queued(&self.server, &self.router, service);
+        if let Some(w) = peers::cluster_window(&self.server, &self.router, service, SAMPLE_SPAN) {
             sample.concurrency = Some(w.concurrency);
             sample.rps = Some(w.rps);
             sample.latency_p95 = w.p(0.95);

@@ -7,6 +7,7 @@
 //! kept here until forgotten, so that the controller can wait for their in-flight requests to
 //! finish before it lets the instance be stopped (ARCHITECTURE.md, principle 6).
 
+pub mod peers;
 pub mod traffic;
 
 use crate::state::keys::{self, Versioned};
@@ -179,6 +180,29 @@ impl Listeners {
         let routed = services.get(service)?;
         let identity = Arc::as_ptr(&routed.endpoints) as usize;
         Some((identity, routed.endpoints.snapshot(Instant::now())))
+    }
+
+    /// Every routed service's counters now, as this server reports them to the leader
+    /// ([`peers`]).
+    pub fn counters(&self, now: Instant) -> Vec<ebb_core::traffic::RouterCounters> {
+        lock(&self.inner.services)
+            .iter()
+            .map(|(name, routed)| {
+                let s = routed.endpoints.snapshot(now);
+                ebb_core::traffic::RouterCounters {
+                    service: name.clone(),
+                    series: Arc::as_ptr(&routed.endpoints) as usize as u64,
+                    responses: s.responses,
+                    latency: s.latency.to_sparse(),
+                    busy_ns: s.busy_ns,
+                    in_flight: s.in_flight,
+                    queued: routed.endpoints.queued(),
+                    connect_errors: s.connect_errors,
+                    retries: s.retries,
+                    ejections: s.ejections,
+                }
+            })
+            .collect()
     }
 
     /// Instances `service`'s load balancer routes to now; None when it has no listener.

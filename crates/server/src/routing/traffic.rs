@@ -27,6 +27,12 @@ pub const VIEW_WINDOW: Duration = Duration::from_secs(10);
 pub struct Series {
     identity: usize,
     samples: VecDeque<Snapshot>,
+    /// Samples kept.
+    kept: usize,
+    /// Whether the counters started at zero when the series did (this server's own
+    /// listeners), so that a young series may count from zero. Another server's counters
+    /// come with all they counted before: only differences of two samples mean anything.
+    from_zero: bool,
 }
 
 impl Series {
@@ -34,6 +40,19 @@ impl Series {
         Series {
             identity,
             samples: VecDeque::with_capacity(SAMPLES_KEPT),
+            kept: SAMPLES_KEPT,
+            from_zero: true,
+        }
+    }
+
+    /// A series of `kept` samples of counters read elsewhere, which did not start at zero
+    /// with it: a window needs two samples.
+    pub fn of_counters_elsewhere(identity: usize, kept: usize) -> Series {
+        Series {
+            identity,
+            samples: VecDeque::with_capacity(kept),
+            kept: kept.max(2),
+            from_zero: false,
         }
     }
 
@@ -43,7 +62,7 @@ impl Series {
             self.identity = identity;
             self.samples.clear();
         }
-        if self.samples.len() == SAMPLES_KEPT {
+        if self.samples.len() >= self.kept {
             self.samples.pop_front();
         }
         self.samples.push_back(sample);
@@ -53,15 +72,26 @@ impl Series {
     /// `span` before it (samples are about a second apart, so the window is `span` or a little
     /// more, never less — a shorter one could be empty). A series younger than `span` counts
     /// from zero at `span` before its newest sample, so that a new instance's rate is over the
-    /// same span as everyone else's.
+    /// same span as everyone else's; a young series of counters read elsewhere gives the
+    /// window since its first sample, and None until it has two.
     pub fn window(&self, span: Duration) -> Option<Window> {
         let newest = self.samples.back()?;
         let start = newest.at.checked_sub(span).unwrap_or(newest.at);
         match self.samples.iter().rev().find(|s| s.at <= start) {
             Some(older) if !std::ptr::eq(older, newest) => Some(newest.since(older)),
-            _ if self.samples.len() < SAMPLES_KEPT => Some(newest.since(&Snapshot::zero(start))),
-            _ => Some(newest.since(self.samples.front()?)),
+            _ if self.from_zero && self.samples.len() < self.kept => {
+                Some(newest.since(&Snapshot::zero(start)))
+            }
+            _ => {
+                let oldest = self.samples.front()?;
+                (self.from_zero || !std::ptr::eq(oldest, newest)).then(|| newest.since(oldest))
+            }
         }
+    }
+
+    /// The newest sample.
+    pub fn newest(&self) -> Option<&Snapshot> {
+        self.samples.back()
     }
 }
 
