@@ -510,3 +510,165 @@ fn fifty_leader_kills_during_operations_lose_nothing_and_duplicate_nothing() {
         .collect();
     assert_eq!(names, vec!["churn-a", "churn-c", "churn-e"], "{services}");
 }
+
+/// A service of `n` instances that take a second to start (so that a rollout or a move is
+/// still under way when the leader dies), behind a load balancer on `lb`, at `version`.
+fn slow_start_service(name: &str, n: u32, lb: u16, version: &str) -> String {
+    format!(
+        "[services.{name}]\ncommand = [\"sh\", \"-c\", \"sleep 1; exec ebb example-app\"]\n\
+         instances = {n}\nport = {lb}\n[services.{name}.env]\nVERSION = \"{version}\"\n\
+         [services.{name}.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+         [services.{name}.stop]\ngrace = \"5s\"\n"
+    )
+}
+
+impl Plane {
+    /// Kills the leader (as server `via` sees it) and starts it again, as a machine would come
+    /// back; returns when another server leads.
+    fn kill_and_restart_leader(&mut self, via: usize) {
+        let leader = eventually("a leader", Duration::from_secs(10), || self.leader(via));
+        self.servers[leader].crash();
+        eventually("a new leader", Duration::from_secs(10), || {
+            (0..self.servers.len())
+                .filter(|i| *i != leader)
+                .find_map(|i| self.leader(i))
+                .filter(|l| *l != leader)
+        });
+        self.servers[leader].start(&[]);
+    }
+
+    /// A server that does not lead now, to send load through.
+    fn follower(&self) -> usize {
+        let leader = eventually("a leader", Duration::from_secs(10), || {
+            self.current_leader()
+        });
+        (leader + 1) % self.servers.len()
+    }
+}
+
+#[test]
+fn a_rollout_a_drain_and_a_migration_cut_by_a_leader_kill_are_finished_by_the_next_leader() {
+    let mut plane = Plane::start(3);
+    let token = plane.servers[0].join_token();
+    let _agents: Vec<Agent> = ["move-a", "move-b"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Agent::join(&plane.urls(), &token, name, &format!("127.0.0.{}", i + 2)))
+        .collect();
+    let lb = free_port();
+    let dir = plane.servers[0].dir.path().to_path_buf();
+    let file = deploy_file(
+        &dir,
+        "moving.toml",
+        &slow_start_service("moving", 3, lb, "1"),
+    );
+    plane.servers[0].ok(&["deploy", file.to_str().unwrap()]);
+    plane.servers[0].wait_ready("moving", 3, Duration::from_secs(30));
+    let versions = |plane: &Plane, via: usize| -> Vec<String> {
+        plane.servers[via]
+            .ps(Some("moving"))
+            .iter()
+            .map(|i| i["version"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let old_version = versions(&plane, 0)[0].clone();
+
+    // A rollout: the leader dies once the first new instance exists.
+    let via = plane.follower();
+    let load = routed_load(&format!("127.0.1.{}:{lb}", via + 1));
+    let file = deploy_file(
+        &dir,
+        "moving.toml",
+        &slow_start_service("moving", 3, lb, "2"),
+    );
+    plane.servers[via].ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    eventually("the rollout to begin", Duration::from_secs(10), || {
+        versions(&plane, via)
+            .iter()
+            .any(|v| v != &old_version)
+            .then_some(())
+    });
+    plane.kill_and_restart_leader(via);
+    let rolled = plane.servers[via].wait_ready("moving", 3, Duration::from_secs(40));
+    let new_version = rolled[0]["version"].as_str().unwrap().to_string();
+    assert_ne!(new_version, old_version);
+    assert!(
+        rolled.iter().all(|i| i["version"] == new_version.as_str()),
+        "every instance rolled: {rolled:?}"
+    );
+    eventually(
+        "3 processes after the rollout",
+        Duration::from_secs(20),
+        || (processes("moving") == 3).then_some(()),
+    );
+    finish_without_failures(load, 50);
+
+    // A drain: the leader dies just after it is asked for.
+    let via = plane.follower();
+    let load = routed_load(&format!("127.0.1.{}:{lb}", via + 1));
+    let on_a = plane.servers[via].per_node("moving").get("move-a").copied();
+    let drained = if on_a.unwrap_or(0) > 0 {
+        "move-a"
+    } else {
+        "move-b"
+    };
+    let other = if drained == "move-a" {
+        "move-b"
+    } else {
+        "move-a"
+    };
+    plane.servers[via].ok(&["drain", "--detach", drained]);
+    plane.kill_and_restart_leader(via);
+    let done = eventually_or(Duration::from_secs(40), || {
+        let by = plane.servers[via].per_node("moving");
+        let nodes: Vec<Value> =
+            serde_json::from_str(&plane.servers[via].ok(&["nodes", "--json"])).ok()?;
+        let node = nodes.iter().find(|n| n["name"] == drained)?;
+        let finished = !node["drain"]["done_ms"].is_null();
+        (finished && by.get(other) == Some(&3) && by.len() == 1).then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "the drain finished: ps {}\nnodes {}\nevents {}",
+        plane.servers[via].ok(&["ps"]),
+        plane.servers[via].ok(&["nodes"]),
+        plane.servers[via].ok(&["events"])
+    );
+    eventually(
+        "3 processes after the drain",
+        Duration::from_secs(20),
+        || (processes("moving") == 3).then_some(()),
+    );
+    finish_without_failures(load, 50);
+
+    // A migration back to the drained node: the leader dies just after it is asked for.
+    plane.servers[via].ok(&["undrain", drained]);
+    let via = plane.follower();
+    let load = routed_load(&format!("127.0.1.{}:{lb}", via + 1));
+    let moved = plane.servers[via].ready("moving")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    plane.servers[via].ok(&["migrate", "--detach", &moved, "--to", drained]);
+    plane.kill_and_restart_leader(via);
+    let migrated = eventually_or(Duration::from_secs(40), || {
+        let by = plane.servers[via].per_node("moving");
+        let gone = !plane.servers[via]
+            .ps(Some("moving"))
+            .iter()
+            .any(|i| i["id"] == moved.as_str());
+        (gone && by.get(drained) == Some(&1) && by.get(other) == Some(&2)).then_some(())
+    });
+    assert!(
+        migrated.is_some(),
+        "the migration finished: ps {}\nevents {}",
+        plane.servers[via].ok(&["ps"]),
+        plane.servers[via].ok(&["events"])
+    );
+    eventually(
+        "3 processes after the migration",
+        Duration::from_secs(20),
+        || (processes("moving") == 3).then_some(()),
+    );
+    finish_without_failures(load, 50);
+}
