@@ -142,8 +142,21 @@ fn killing_the_leader_fails_no_request_and_another_server_takes_over() {
     for load in loads {
         finish_without_failures(load, 50);
     }
+    // The dead server is still listed, gone, with when it was last seen.
     let listed = plane.servers(next);
-    assert_eq!(listed.len(), 2, "the dead server left: {listed:?}");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let dead = format!("s{}", leader + 1);
+    let gone: Vec<&Value> = listed.iter().filter(|s| s["alive"] == false).collect();
+    assert_eq!(gone.len(), 1, "{listed:?}");
+    assert_eq!(gone[0]["name"], dead.as_str());
+    assert_eq!(gone[0]["leader"], false);
+    let seen_ago = ebb_server::now_ms() - gone[0]["last_seen_ms"].as_u64().unwrap();
+    assert!(
+        (1000..15_000).contains(&seen_ago),
+        "last seen {seen_ago} ms ago: {listed:?}"
+    );
+    let table = plane.servers[next].ok(&["servers"]);
+    assert!(table.contains("ago, gone"), "{table}");
 
     // The new leader heals: a lost agent's instance is replaced on the other node.
     let mut agents = agents;

@@ -71,6 +71,8 @@ struct Inner {
     autoscale_reasons: controllers::autoscale::Reasons,
     /// The other servers' load-balancer counters, for the autoscaler while this server leads.
     peer_load: routing::peers::PeerLoad,
+    /// The servers seen in etcd's registry, with those that left.
+    registry: state::servers::ServerRegistry,
     /// The instance controller's reports.
     instance_reports: controllers::instances::Reports,
     /// Each node's assignments, for agents' heartbeats and long-polls.
@@ -110,6 +112,7 @@ impl Server {
                 router: std::sync::OnceLock::new(),
                 autoscale_reasons: Default::default(),
                 peer_load: Default::default(),
+                registry: Default::default(),
                 instance_reports: Default::default(),
                 placed,
                 identity: std::sync::OnceLock::new(),
@@ -200,6 +203,11 @@ impl Server {
     /// The instance controller's reports (pending reasons, ended moves).
     pub fn instance_reports(&self) -> &controllers::instances::Reports {
         &self.inner.instance_reports
+    }
+
+    /// The servers seen in etcd's registry, with those that left (`ebb servers`).
+    pub fn registry(&self) -> &state::servers::ServerRegistry {
+        &self.inner.registry
     }
 
     /// The other servers' recent load-balancer counters (`POST /v1/traffic`).

@@ -167,6 +167,10 @@ impl ControlPlane {
             plane.spawn(Stage::Routing, |stop| {
                 crate::leadership::node_leases(s, stop)
             });
+            let s = server.clone();
+            plane.spawn(Stage::Routing, |stop| {
+                crate::state::servers::follow(s, stop)
+            });
             let (s, r) = (server.clone(), router.clone());
             let link = routing::peers::PeerLink {
                 token: server.token().to_string(),

@@ -1,7 +1,8 @@
-//! `ebb servers`: one row per server of the control plane.
+//! `ebb servers`: one row per server of the control plane, with those the server asked saw
+//! leave.
 
 use crate::output::out;
-use crate::output::table;
+use crate::output::{age, table};
 use ebb_client::Client;
 
 pub async fn servers(client: &Client, json: bool) -> anyhow::Result<()> {
@@ -10,22 +11,18 @@ pub async fn servers(client: &Client, json: bool) -> anyhow::Result<()> {
         out!("{}", serde_json::to_string_pretty(&servers)?);
         return Ok(());
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     let rows: Vec<Vec<String>> = servers
         .iter()
         .map(|s| {
-            let ago = now.saturating_sub(s.last_seen_ms) / 1000;
             vec![
                 s.name.clone(),
                 s.api.clone(),
                 s.router.clone(),
                 if s.leader { "yes" } else { "no" }.to_string(),
-                if ago == 0 {
+                if s.alive {
                     "now".to_string()
                 } else {
-                    format!("{ago}s ago")
+                    format!("{} ago, gone", age(s.last_seen_ms))
                 },
             ]
         })

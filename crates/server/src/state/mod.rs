@@ -1,10 +1,11 @@
 //! What the control plane knows and keeps: the store's key layout and typed records
 //! ([`keys`]), the event log ([`events`]), node liveness ([`nodes`]) and each node's
 //! assignments as agents read them ([`placed`]), and the instances' last reported statuses
-//! ([`statuses`]).
+//! ([`statuses`]), and the servers seen in etcd's registry ([`servers`]).
 
 pub mod events;
 pub mod keys;
 pub mod nodes;
 pub mod placed;
+pub mod servers;
 pub mod statuses;
