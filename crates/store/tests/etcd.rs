@@ -162,3 +162,57 @@ fn one_leader_at_a_time_and_a_dead_leader_is_replaced_within_the_session_ttl() {
         resigned.elapsed()
     );
 }
+
+#[test]
+fn a_node_is_alive_while_any_server_hears_it_and_not_after() {
+    use ebb_store::etcd::nodes::{LIVENESS_TTL, NODE_SILENT_AFTER};
+    let cluster = EtcdCluster::start(3).unwrap();
+    let (a, b) = (store(&cluster), store(&cluster));
+    let alive = |s: &EtcdStore| s.alive_nodes().unwrap();
+    let heartbeats = |s: &EtcdStore, node: &str, for_: Duration| {
+        let end = Instant::now() + for_;
+        while Instant::now() < end {
+            s.node_alive(node);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // Heard by a: alive, as every server sees it, at once.
+    a.node_alive("n1");
+    eventually_blocking("n1 alive", Duration::from_secs(2), || {
+        alive(&b).contains(&"n1".to_string()).then_some(())
+    });
+    // It moves to b and back to a while a still remembers it: alive throughout, but for a
+    // moment when b lets go of the key a took over (a sweep, 250 ms, puts it back).
+    heartbeats(&b, "n1", Duration::from_secs(1));
+    let flapping = Instant::now();
+    let (mut missing_since, mut longest) = (None::<Instant>, Duration::ZERO);
+    while flapping.elapsed() < NODE_SILENT_AFTER * 2 {
+        a.node_alive("n1");
+        if alive(&b).contains(&"n1".to_string()) {
+            missing_since = None;
+        } else {
+            let since = *missing_since.get_or_insert_with(Instant::now);
+            longest = longest.max(since.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        longest < Duration::from_secs(1),
+        "n1 missing for {longest:?} while heard"
+    );
+    // Silent: gone within the silence and a sweep or two.
+    let silent = Instant::now();
+    eventually_blocking("n1 gone", Duration::from_secs(5), || {
+        (!alive(&a).contains(&"n1".to_string())).then_some(())
+    });
+    assert!(silent.elapsed() >= NODE_SILENT_AFTER - Duration::from_millis(300));
+    // A server that dies takes its nodes' keys with its lease.
+    heartbeats(&a, "n2", Duration::from_millis(600));
+    assert!(alive(&b).contains(&"n2".to_string()));
+    drop(a);
+    let dead = Instant::now();
+    eventually_blocking("n2 gone with its server", Duration::from_secs(6), || {
+        (!alive(&b).contains(&"n2".to_string())).then_some(())
+    });
+    assert!(dead.elapsed() < LIVENESS_TTL + Duration::from_secs(2));
+}

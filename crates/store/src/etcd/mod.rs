@@ -65,8 +65,12 @@ pub(crate) struct Inner {
     /// The latest revision this store wrote: `changes_since` waits (at most one call timeout)
     /// for the watch to reach it, so that a caller reads its own writes.
     written: AtomicU64,
-    /// The leases of the nodes that heartbeat to this server ([`nodes`]).
-    node_leases: nodes::NodeLeases,
+    /// The nodes that heartbeat to this server and their keys ([`nodes`]).
+    node_keys: Mutex<nodes::NodeKeys>,
+    /// Wakes the node keys' sweeper when a node is heard here for the first time.
+    node_heard: tokio::sync::Notify,
+    /// The live nodes' keys, kept from the watch ([`nodes`]).
+    alive_keys: Mutex<nodes::AliveKeys>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -100,7 +104,9 @@ impl EtcdStore {
             history: Mutex::new(History::starting_at(0, HISTORY_EVENTS, HISTORY_BYTES)),
             notify,
             written: AtomicU64::new(0),
-            node_leases: Default::default(),
+            node_keys: Default::default(),
+            node_heard: tokio::sync::Notify::new(),
+            alive_keys: Default::default(),
         });
         let store = EtcdStore {
             inner,
@@ -254,8 +260,14 @@ impl Inner {
         self.history.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn node_leases(&self) -> MutexGuard<'_, std::collections::HashMap<String, nodes::NodeLease>> {
-        self.node_leases
+    fn alive_keys(&self) -> MutexGuard<'_, nodes::AliveKeys> {
+        self.alive_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn node_keys(&self) -> MutexGuard<'_, nodes::NodeKeys> {
+        self.node_keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -359,9 +371,11 @@ impl Inner {
     }
 
     pub(crate) async fn revision(&self) -> Result<u64, StoreError> {
+        // Any read's header carries the store's revision: one key (the namespace's own name,
+        // which holds nothing) is the cheapest. Counting the namespace's keys instead made etcd
+        // walk all of them, ten times a second from each server's pulse.
         let request = rpc::RangeRequest {
             key: self.full(""),
-            count_only: true,
             ..Default::default()
         };
         let answer = self.range(request).await?;
@@ -497,7 +511,7 @@ impl Inner {
     }
 
     /// Waits (at most one call timeout) until the watch has delivered this store's own writes.
-    async fn caught_up(&self) {
+    pub(crate) async fn caught_up(&self) {
         let target = self.written.load(Ordering::Relaxed);
         let mut revisions = self.notify.subscribe();
         let reached = revisions.wait_for(|watched| *watched >= target);

@@ -1,10 +1,17 @@
-//! Node liveness shared through etcd, one lease per node, as Kubernetes node leases do.
+//! Node liveness shared through etcd: a key `control/alive/{node}` exists while some server
+//! hears the node's heartbeats.
 //!
-//! An agent heartbeats to any server. That server renews the node's lease (granted on the
-//! first heartbeat it sees, with the key `control/alive/{node}` attached), at most every
-//! [`NODE_RENEW_EVERY`], and without holding up the heartbeat. The leader lists the keys to
-//! learn which nodes some server heard from, so a leader change or an agent moving to another
-//! server loses no liveness. A keep-alive is not a store write: an idle cluster writes nothing.
+//! An agent heartbeats to any server. That server puts the node's key, attached to one lease
+//! of its own for all the nodes it hears ([`LIVENESS_TTL`], renewed by this module), and deletes
+//! it once the node has been silent to it for [`NODE_SILENT_AFTER`]. Every server lists the keys
+//! to learn which nodes some server heard from, so a leader change or an agent moving to
+//! another server loses no liveness; a server that dies takes its nodes' keys with its lease,
+//! until their agents reach another server.
+//!
+//! Kubernetes gives each node a lease of its own; one lease per server does the same work for
+//! the price of one keep-alive, so a heartbeat costs etcd nothing. A key is written when a
+//! server first hears a node and deleted when it stops: an idle cluster writes nothing, and
+//! keep-alives do not grow with the number of nodes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,113 +21,351 @@ use tokio::time::Instant;
 
 use super::election::{grant, keep_alive};
 use super::{EtcdStore, Inner};
-use crate::{Expect, KvStore, Op, StoreError};
+use crate::{Expect, Op, StoreError, WatchEvent};
 
 /// Where each live node's key is, under the store's namespace.
 pub const ALIVE_PREFIX: &str = "control/alive/";
 
-/// How long a node's key outlives the last heartbeat any server saw (etcd's shortest lease
-/// with its default election timeout is about this anyway).
-pub const NODE_LEASE_TTL: Duration = Duration::from_secs(2);
+/// A node silent to the server that put its key for this long loses the key: about two
+/// missed heartbeats (agents heartbeat every second).
+pub const NODE_SILENT_AFTER: Duration = Duration::from_secs(2);
 
-/// A node's lease is renewed at most this often, however often it heartbeats.
-pub const NODE_RENEW_EVERY: Duration = Duration::from_millis(700);
+/// The TTL of the lease a server puts its nodes' keys on: when the server dies, its nodes'
+/// keys outlive it by this much at most (etcd's shortest useful lease, as for sessions).
+pub const LIVENESS_TTL: Duration = Duration::from_secs(2);
 
-/// One node's lease as this server holds it.
+/// How often the lease is renewed: under a third of its TTL, so one renewal may fail.
+pub const LIVENESS_RENEW_EVERY: Duration = Duration::from_millis(600);
+
+/// How often a server compares the keys (as its watch knows them) with the nodes it hears; a
+/// write only for a key to put or delete. A new node is put at once.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// What this server knows of the nodes it hears and the keys it put for them.
 #[derive(Debug, Default)]
-pub(crate) struct NodeLease {
-    /// 0 until granted.
+pub(crate) struct NodeKeys {
+    /// When each node was last heard here.
+    heard: HashMap<String, Instant>,
+    /// The revision of the key this server last put for each node, on `lease`.
+    put: HashMap<String, u64>,
+    /// The lease the keys are on; 0 until granted.
     lease: i64,
+    /// When the lease was last renewed.
     renewed: Option<Instant>,
-    /// When the key was last seen on this lease (checked once per [`NODE_LEASE_TTL`]).
-    checked: Option<Instant>,
-    /// A grant or renewal is under way.
-    busy: bool,
+    /// Whether the sweeper task runs.
+    sweeping: bool,
 }
 
-/// The leases this server holds for the nodes that heartbeat to it.
-pub(crate) type NodeLeases = std::sync::Mutex<HashMap<String, NodeLease>>;
+/// The nodes' keys as this server's watch of the namespace delivers them, so that reading
+/// which nodes are alive (four times a second on every server) costs etcd nothing.
+#[derive(Debug, Default)]
+pub(crate) struct AliveKeys {
+    /// The revision of the list they were seeded from; None: list them again (never listed,
+    /// or the watch lost history to a compaction).
+    seeded_at: Option<u64>,
+    /// Each live node's key's revision, by node name.
+    keys: HashMap<String, u64>,
+}
+
+impl AliveKeys {
+    /// Takes the changes the watch delivered (in revision order); nothing before seeding.
+    pub(crate) fn observe(&mut self, changes: &[WatchEvent]) {
+        let Some(seeded_at) = self.seeded_at else {
+            return;
+        };
+        for change in changes.iter().filter(|c| c.revision() > seeded_at) {
+            match change {
+                WatchEvent::Put(kv) => {
+                    if let Some(name) = kv.key.strip_prefix(ALIVE_PREFIX) {
+                        self.keys.insert(name.to_string(), kv.mod_revision);
+                    }
+                }
+                WatchEvent::Delete { key, .. } => {
+                    if let Some(name) = key.strip_prefix(ALIVE_PREFIX) {
+                        self.keys.remove(name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The watch could not deliver every change: the next read lists the keys again.
+    pub(crate) fn lost(&mut self) {
+        self.seeded_at = None;
+        self.keys.clear();
+    }
+}
+
+/// The live nodes' keys and their revisions: from the watch once seeded by one list.
+async fn alive_keys(inner: &Inner) -> Result<HashMap<String, u64>, StoreError> {
+    {
+        let alive = inner.alive_keys();
+        if alive.seeded_at.is_some() {
+            return Ok(alive.keys.clone());
+        }
+    }
+    let (listed, revision) = inner.list(ALIVE_PREFIX).await?;
+    let keys: HashMap<String, u64> = listed
+        .into_iter()
+        .filter_map(|kv| {
+            Some((
+                kv.key.strip_prefix(ALIVE_PREFIX)?.to_string(),
+                kv.mod_revision,
+            ))
+        })
+        .collect();
+    let mut alive = inner.alive_keys();
+    if alive.seeded_at.is_some() {
+        return Ok(alive.keys.clone()); // seeded meanwhile
+    }
+    // Changes the watch delivered while the list was under way were not taken: replay them
+    // from the history. The watcher takes this lock only after appending to the history, so
+    // nothing falls between the two.
+    let Ok(since) = inner.history().read(ALIVE_PREFIX, revision, usize::MAX) else {
+        return Ok(keys); // right at `revision`; seed on another read
+    };
+    alive.keys = keys;
+    alive.seeded_at = Some(revision);
+    alive.observe(&since);
+    Ok(alive.keys.clone())
+}
 
 impl EtcdStore {
-    /// Node `name` heartbeated to this server: renew its lease soon, in the background.
+    /// Node `name` heartbeated to this server: its key is put (at once, if it has none from
+    /// here) and kept while it goes on. Never waits on etcd.
     pub fn node_alive(&self, name: &str) {
-        let now = Instant::now();
-        {
-            let mut leases = self.inner.node_leases();
-            let lease = leases.entry(name.to_string()).or_default();
-            let fresh = lease
-                .renewed
-                .is_some_and(|at| now.duration_since(at) < NODE_RENEW_EVERY);
-            if lease.busy || fresh {
-                return;
+        let first = {
+            let mut keys = self.inner.node_keys();
+            let new = keys
+                .heard
+                .insert(name.to_string(), Instant::now())
+                .is_none();
+            let start = !keys.sweeping;
+            keys.sweeping = true;
+            if start {
+                self.spawn(|inner| async move { sweep_forever(inner).await });
             }
-            lease.busy = true;
+            new
+        };
+        if first {
+            self.inner.node_heard.notify_one();
         }
-        let name = name.to_string();
-        self.spawn(|inner| async move { renew(inner, name).await });
     }
 
-    /// The nodes whose lease lives: some server heard from them within [`NODE_LEASE_TTL`].
+    /// The nodes some server heard from within [`NODE_SILENT_AFTER`] (or whose server died
+    /// within [`LIVENESS_TTL`]).
+    /// Read from this server's watch (as up to date as it is), not from etcd.
     pub fn alive_nodes(&self) -> Result<Vec<String>, StoreError> {
-        let (kvs, _) = self.list(ALIVE_PREFIX)?;
-        Ok(kvs
-            .into_iter()
-            .filter_map(|kv| kv.key.strip_prefix(ALIVE_PREFIX).map(str::to_string))
-            .collect())
+        let keys = self.run(|inner| async move { alive_keys(&inner).await })?;
+        Ok(keys.into_keys().collect())
     }
 }
 
-/// Renews (or first grants) node `name`'s lease.
-async fn renew(inner: Arc<Inner>, name: String) {
-    let (held, check_due) = inner.node_leases().get(&name).map_or((0, false), |l| {
-        let due = l.checked.is_none_or(|at| at.elapsed() >= NODE_LEASE_TTL);
-        (l.lease, due)
-    });
-    let outcome = if held != 0 {
-        match keep_alive(&inner, held).await {
-            Ok(true) if check_due => still_ours(&inner, &name, held).await,
-            Ok(true) => Ok(held),
-            Ok(false) => start(&inner, &name).await,
-            Err(err) => Err(err),
+/// Keeps the keys in step with the nodes heard, every [`SWEEP_EVERY`] or at once when a new
+/// node is heard, for as long as the store lives.
+async fn sweep_forever(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = inner.node_heard.notified() => {}
         }
-    } else {
-        start(&inner, &name).await
+        if let Err(error) = sweep(&inner).await {
+            tracing::debug!(%error, "keeping the nodes' liveness keys failed; will retry");
+        }
+    }
+}
+
+/// One pass: renew (or grant) the lease, then put the key of every node heard lately that has
+/// none from here, and delete the key of every node gone silent that is still this server's.
+async fn sweep(inner: &Inner) -> Result<(), StoreError> {
+    let (heard, put) = {
+        let keys = inner.node_keys();
+        (keys.heard.clone(), keys.put.clone())
     };
-    let mut leases = inner.node_leases();
-    let lease = leases.entry(name).or_default();
-    lease.busy = false;
-    match outcome {
-        Ok(id) => {
-            let now = Instant::now();
-            if check_due || lease.lease != id {
-                lease.checked = Some(now);
+    if heard.is_empty() {
+        // No node here: the lease may lapse; the next node heard gets a new one.
+        return Ok(());
+    }
+    let lease = hold_lease(inner).await?;
+    // The keys as the watch has them, with this server's own puts and deletes in: otherwise a
+    // key just put would look missing and be put again.
+    inner.caught_up().await;
+    let current = alive_keys(inner).await?;
+    let now = Instant::now();
+    for step in plan(&heard, &put, &current, now) {
+        match step {
+            Step::Put(name) => {
+                let op = Op::put(format!("{ALIVE_PREFIX}{name}"), Vec::new(), Expect::Any);
+                let (revision, _) = inner.txn_with_lease(vec![op], lease).await?;
+                inner.node_keys().put.insert(name, revision);
             }
-            lease.lease = id;
-            lease.renewed = Some(now);
+            Step::Delete(name, revision) => {
+                let op = Op::delete(
+                    format!("{ALIVE_PREFIX}{name}"),
+                    Expect::ModRevision(revision),
+                );
+                match inner.txn_with_lease(vec![op], 0).await {
+                    // Another server put it since: the node is its now.
+                    Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                    Err(error) => return Err(error),
+                }
+                forget(inner, &name, now);
+            }
+            Step::Forget(name) => forget(inner, &name, now),
         }
-        Err(error) => tracing::debug!(%error, "renewing a node's lease failed"),
+    }
+    Ok(())
+}
+
+/// Drops a silent node, unless it was heard again meanwhile.
+fn forget(inner: &Inner, name: &str, now: Instant) {
+    let mut keys = inner.node_keys();
+    if keys
+        .heard
+        .get(name)
+        .is_some_and(|at| now.duration_since(*at) >= NODE_SILENT_AFTER)
+    {
+        keys.heard.remove(name);
+        keys.put.remove(name);
     }
 }
 
-/// The lease lives, but another server may have put the node's key on a lease of its own (the
-/// agent moved there and back): then this one must put it again, or the key goes with the other
-/// server's lease while this one renews a lease nothing is attached to. A read, no write.
-async fn still_ours(inner: &Inner, name: &str, held: i64) -> Result<i64, StoreError> {
-    let key = format!("{ALIVE_PREFIX}{name}");
-    match inner.get_raw(&key, NODE_RENEW_EVERY).await? {
-        Some(kv) if kv.lease == held => Ok(held),
-        _ => {
-            let op = Op::put(key, Vec::new(), Expect::Any);
-            inner.txn_with_lease(vec![op], held).await?;
-            Ok(held)
-        }
-    }
+/// What a pass does for one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// Heard lately, and its key is missing or another server's: put it on this lease.
+    Put(String),
+    /// Silent, and its key is still the one this server put (at this revision): delete it.
+    Delete(String, u64),
+    /// Silent, and its key is gone or another server's: just forget it.
+    Forget(String),
 }
 
-/// A new lease for node `name`, with its key attached.
-async fn start(inner: &Inner, name: &str) -> Result<i64, StoreError> {
-    let lease = grant(inner, NODE_LEASE_TTL).await?;
-    let op = Op::put(format!("{ALIVE_PREFIX}{name}"), Vec::new(), Expect::Any);
-    inner.txn_with_lease(vec![op], lease).await?;
-    Ok(lease)
+/// The steps for the nodes `heard` here (when), given the keys this server `put` (their
+/// revisions) and the keys that exist (`current`, their revisions). Pure.
+fn plan(
+    heard: &HashMap<String, Instant>,
+    put: &HashMap<String, u64>,
+    current: &HashMap<String, u64>,
+    now: Instant,
+) -> Vec<Step> {
+    heard
+        .iter()
+        .filter_map(|(name, at)| {
+            let ours = put.get(name).filter(|rev| current.get(name) == Some(rev));
+            let silent = now.saturating_duration_since(*at) >= NODE_SILENT_AFTER;
+            match (silent, ours) {
+                (false, Some(_)) => None,
+                (false, None) => Some(Step::Put(name.clone())),
+                (true, Some(rev)) => Some(Step::Delete(name.clone(), *rev)),
+                (true, None) => Some(Step::Forget(name.clone())),
+            }
+        })
+        .collect()
+}
+
+/// The lease this server's node keys are on, renewed every [`LIVENESS_RENEW_EVERY`]; a new one
+/// when etcd no longer knows it (every key on it went with it, so all are put again).
+async fn hold_lease(inner: &Inner) -> Result<i64, StoreError> {
+    let (lease, renewed) = {
+        let keys = inner.node_keys();
+        (keys.lease, keys.renewed)
+    };
+    if lease != 0 && renewed.is_some_and(|at| at.elapsed() < LIVENESS_RENEW_EVERY) {
+        return Ok(lease);
+    }
+    if lease != 0 && keep_alive(inner, lease).await? {
+        inner.node_keys().renewed = Some(Instant::now());
+        return Ok(lease);
+    }
+    let fresh = grant(inner, LIVENESS_TTL).await?;
+    let mut keys = inner.node_keys();
+    keys.lease = fresh;
+    keys.renewed = Some(Instant::now());
+    keys.put.clear();
+    Ok(fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_put_for_nodes_heard_and_deleted_only_if_still_ours_once_silent() {
+        let now = Instant::now();
+        let silent = now - NODE_SILENT_AFTER;
+        let heard = HashMap::from([
+            ("new".to_string(), now),
+            ("kept".to_string(), now),
+            ("moved-here".to_string(), now),
+            ("gone".to_string(), silent),
+            ("moved-away".to_string(), silent),
+        ]);
+        let put = HashMap::from([
+            ("kept".to_string(), 5),
+            ("moved-here".to_string(), 6),
+            ("gone".to_string(), 7),
+            ("moved-away".to_string(), 8),
+        ]);
+        // Another server put "moved-here" after us (and we hear it again), and "moved-away".
+        let current = HashMap::from([
+            ("kept".to_string(), 5),
+            ("moved-here".to_string(), 20),
+            ("gone".to_string(), 7),
+            ("moved-away".to_string(), 21),
+        ]);
+        let mut steps = plan(&heard, &put, &current, now);
+        steps.sort_by_key(|s| format!("{s:?}"));
+        assert_eq!(
+            steps,
+            vec![
+                Step::Delete("gone".into(), 7),
+                Step::Forget("moved-away".into()),
+                Step::Put("moved-here".into()),
+                Step::Put("new".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_watch_moves_the_alive_keys_on_only_past_their_list_and_a_loss_unseeds_them() {
+        use crate::KeyValue;
+        let put = |key: &str, rev: u64| {
+            WatchEvent::Put(KeyValue {
+                key: key.into(),
+                value: Vec::new(),
+                create_revision: rev,
+                mod_revision: rev,
+            })
+        };
+        let mut alive = AliveKeys::default();
+        alive.observe(&[put("control/alive/early", 3)]);
+        assert!(alive.keys.is_empty(), "nothing before seeding");
+        alive.seeded_at = Some(10);
+        alive.keys.insert("n1".into(), 9);
+        alive.observe(&[
+            WatchEvent::Delete {
+                key: "control/alive/n1".into(),
+                revision: 8,
+            },
+            put("control/alive/n2", 11),
+            put("services/web", 12),
+            WatchEvent::Delete {
+                key: "control/alive/n1".into(),
+                revision: 13,
+            },
+        ]);
+        assert_eq!(alive.keys, HashMap::from([("n2".to_string(), 11)]));
+        alive.lost();
+        assert!(alive.seeded_at.is_none() && alive.keys.is_empty());
+    }
+
+    #[test]
+    fn a_key_that_vanished_with_an_old_lease_is_put_again() {
+        let now = Instant::now();
+        let heard = HashMap::from([("n1".to_string(), now)]);
+        let put = HashMap::from([("n1".to_string(), 5)]);
+        let steps = plan(&heard, &put, &HashMap::new(), now);
+        assert_eq!(steps, vec![Step::Put("n1".into())]);
+    }
 }

@@ -98,6 +98,7 @@ fn apply(inner: &Inner, response: rpc::WatchResponse) -> Result<(), String> {
     if response.compact_revision > 0 {
         let compacted = revision(response.compact_revision);
         inner.history().compacted(compacted);
+        inner.alive_keys().lost();
         inner.notify.send_replace(compacted);
         return Err(format!("history compacted at revision {compacted}"));
     }
@@ -121,15 +122,24 @@ fn apply(inner: &Inner, response: rpc::WatchResponse) -> Result<(), String> {
     else {
         return Ok(());
     };
-    let changes = response
+    let changes: Vec<WatchEvent> = response
         .events
         .into_iter()
         .filter_map(|event| change(inner, event))
+        .collect();
+    let alive: Vec<WatchEvent> = changes
+        .iter()
+        .filter(|c| c.key().starts_with(super::nodes::ALIVE_PREFIX))
+        .cloned()
         .collect();
     let mut history = inner.history();
     history.append(changes, watched);
     let latest = history.watched();
     drop(history);
+    // After the history: a reader seeding the keys replays the history under this lock.
+    if !alive.is_empty() {
+        inner.alive_keys().observe(&alive);
+    }
     inner.notify.send_if_modified(|known| {
         let newer = latest > *known;
         if newer {
