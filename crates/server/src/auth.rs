@@ -148,6 +148,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn credential_hashes_are_read_once_and_forgotten_when_any_credential_changes() {
+        use crate::state::keys;
+        use ebb_store::{Expect, KvStore, SqliteStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let cache = CredentialCache::new(&store);
+        assert_eq!(cache.hash(&store, "n1").unwrap(), None, "not joined");
+        store
+            .put(&keys::node_credential("n1"), b"h1", Expect::Any)
+            .unwrap();
+        assert_eq!(
+            cache.hash(&store, "n1").unwrap().as_deref(),
+            Some("h1"),
+            "a miss is not kept"
+        );
+        // Unrelated writes keep what is known; a changed credential is read again.
+        store.put("services/web", b"{}", Expect::Any).unwrap();
+        assert_eq!(cache.hash(&store, "n1").unwrap().as_deref(), Some("h1"));
+        store
+            .put(&keys::node_credential("n1"), b"h2", Expect::Any)
+            .unwrap();
+        assert_eq!(cache.hash(&store, "n1").unwrap().as_deref(), Some("h2"));
+        store
+            .delete(&keys::node_credential("n1"), Expect::Any)
+            .unwrap();
+        assert_eq!(
+            cache.hash(&store, "n1").unwrap(),
+            None,
+            "a removed node's credential"
+        );
+    }
+
+    #[test]
     fn token_is_created_once_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let a = load_or_create_token(dir.path()).unwrap();
@@ -182,5 +215,71 @@ mod tests {
         assert!(!credential_matches(Some(&format!("Bearer {b}")), &stored));
         assert!(!credential_matches(Some(&a), &stored));
         assert!(!credential_matches(None, &stored));
+    }
+}
+
+/// The nodes' credential hashes as last read from the store, so that an agent's heartbeat
+/// does not read its credential from the store every second (on etcd, one request per
+/// heartbeat: 1,000 a second for 1,000 nodes). Only hashes that exist are kept, and all are
+/// dropped as soon as any credential changes (a join, a node removed), which the store's change
+/// log tells without a read on etcd.
+#[derive(Debug)]
+pub struct CredentialCache {
+    revisions: tokio::sync::watch::Receiver<u64>,
+    known: std::sync::Mutex<(u64, std::collections::HashMap<String, String>)>,
+}
+
+/// Credential hashes kept at most, a bound on memory whatever names callers try (only names
+/// that exist are kept, so this is the number of nodes a cluster may have before some
+/// heartbeats read the store again).
+pub const MAX_CACHED_CREDENTIALS: usize = 100_000;
+
+impl CredentialCache {
+    /// An empty cache following `store`'s revisions.
+    pub fn new(store: &dyn ebb_store::KvStore) -> CredentialCache {
+        let revisions = store.subscribe();
+        let at = *revisions.borrow();
+        CredentialCache {
+            revisions,
+            known: std::sync::Mutex::new((at, std::collections::HashMap::new())),
+        }
+    }
+
+    /// Node `name`'s credential hash: from memory while no credential changed, else from
+    /// `store`. None if the node has not joined.
+    pub fn hash(
+        &self,
+        store: &dyn ebb_store::KvStore,
+        name: &str,
+    ) -> Result<Option<String>, ebb_store::StoreError> {
+        use crate::state::keys;
+        let latest = *self.revisions.borrow();
+        {
+            let mut known = crate::lock(&self.known);
+            if known.0 < latest {
+                match store.changes_since(keys::NODE_CREDENTIALS, known.0, 1) {
+                    Ok(changes) if changes.is_empty() => {}
+                    Ok(_) | Err(ebb_store::StoreError::Compacted { .. }) => known.1.clear(),
+                    Err(e) => return Err(e),
+                }
+                known.0 = latest;
+            }
+            if let Some(hash) = known.1.get(name) {
+                return Ok(Some(hash.clone()));
+            }
+        }
+        let Some(kv) = store.get(&keys::node_credential(name))? else {
+            return Ok(None);
+        };
+        let Ok(hash) = String::from_utf8(kv.value) else {
+            return Ok(None);
+        };
+        let mut known = crate::lock(&self.known);
+        // Kept only if no credential changed since `latest` was taken: a change the check
+        // above has not seen yet would otherwise be hidden until the next one.
+        if known.0 == latest && known.1.len() < MAX_CACHED_CREDENTIALS {
+            known.1.insert(name.to_string(), hash.clone());
+        }
+        Ok(Some(hash))
     }
 }

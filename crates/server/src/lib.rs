@@ -77,6 +77,8 @@ struct Inner {
     instance_reports: controllers::instances::Reports,
     /// Each node's assignments, for agents' heartbeats and long-polls.
     placed: placed::PlacedIndex,
+    /// The nodes' credential hashes, read from the store once per change.
+    credentials: auth::CredentialCache,
     identity: std::sync::OnceLock<Identity>,
     /// The etcd cluster, when servers share one: node leases and the registry of servers.
     cluster: std::sync::OnceLock<Arc<EtcdStore>>,
@@ -99,6 +101,7 @@ impl Server {
         let statuses = Statuses::new(keys::statuses(store.as_ref())?);
         let events = EventLog::open(store.clone())?;
         let placed = placed::PlacedIndex::new(store.as_ref());
+        let credentials = auth::CredentialCache::new(store.as_ref());
         Ok(Server {
             store,
             inner: Arc::new(Inner {
@@ -115,6 +118,7 @@ impl Server {
                 registry: Default::default(),
                 instance_reports: Default::default(),
                 placed,
+                credentials,
                 identity: std::sync::OnceLock::new(),
                 cluster: std::sync::OnceLock::new(),
                 leadership: std::sync::OnceLock::new(),
@@ -228,6 +232,12 @@ impl Server {
     /// Each node's assignments as of the latest store write (see [`placed`]).
     pub fn placed(&self) -> Result<Arc<placed::Placed>, StoreError> {
         self.inner.placed.get(self.store())
+    }
+
+    /// Node `name`'s credential hash (None: it has not joined), from memory while no
+    /// credential changed.
+    pub fn credential_hash(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.inner.credentials.hash(self.store(), name)
     }
 
     /// Nodes heard from: heartbeats, usage and liveness, in memory.

@@ -137,17 +137,14 @@ async fn require_node_credential(
     if ebb_core::api::validate_node_name(name).is_err() {
         return ApiError::bad_request(format!("invalid node name {name:?}")).into_response();
     }
-    let stored = match server
-        .store()
-        .get(&crate::state::keys::node_credential(name))
-    {
-        Ok(stored) => stored,
+    let hash = match server.credential_hash(name) {
+        Ok(hash) => hash,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let hash = stored
-        .as_ref()
-        .and_then(|kv| std::str::from_utf8(&kv.value).ok());
-    if hash.is_some_and(|hash| auth::credential_matches(header, hash)) {
+    if hash
+        .as_deref()
+        .is_some_and(|hash| auth::credential_matches(header, hash))
+    {
         return next.run(req).await;
     }
     let message = if server
