@@ -94,7 +94,8 @@ impl Default for Counts {
 impl Counts {
     /// Samples counted, over all buckets.
     pub fn total(&self) -> u64 {
-        self.0.iter().sum()
+        // Saturating: counts may come from another server.
+        self.0.iter().fold(0u64, |t, n| t.saturating_add(*n))
     }
 
     /// `self - older`, bucket by bucket (saturating: counters only grow).
@@ -147,12 +148,12 @@ impl Counts {
             if n == 0 {
                 continue;
             }
-            if (seen + n) as f64 >= rank {
+            if seen.saturating_add(n) as f64 >= rank {
                 let (low, high) = bucket_bounds(i);
                 let within = (rank - seen as f64) / n as f64;
                 return Some(Duration::from_nanos((low + (high - low) * within) as u64));
             }
-            seen += n;
+            seen = seen.saturating_add(n);
         }
         Some(Duration::from_nanos(bucket_bounds(BUCKETS - 1).1 as u64))
     }
@@ -321,7 +322,7 @@ impl Snapshot {
             std::array::from_fn(|i| self.responses[i].saturating_sub(older.responses[i]));
         let busy = self.busy_ns.saturating_sub(older.busy_ns).max(0) as f64;
         let secs = span.as_secs_f64();
-        let total: u64 = responses.iter().sum();
+        let total: u64 = responses.iter().fold(0u64, |t, n| t.saturating_add(*n));
         Window {
             span,
             requests: total,

@@ -254,19 +254,25 @@ impl CredentialCache {
     ) -> Result<Option<String>, ebb_store::StoreError> {
         use crate::state::keys;
         let latest = *self.revisions.borrow();
-        {
+        let checked = crate::lock(&self.known).0;
+        if checked < latest {
+            // Asked without the lock: on etcd it may wait for the watch, and other heartbeats
+            // must not queue behind it.
+            let changed = match store.changes_since(keys::NODE_CREDENTIALS, checked, 1) {
+                Ok(changes) => !changes.is_empty(),
+                Err(ebb_store::StoreError::Compacted { .. }) => true,
+                Err(e) => return Err(e),
+            };
             let mut known = crate::lock(&self.known);
-            if known.0 < latest {
-                match store.changes_since(keys::NODE_CREDENTIALS, known.0, 1) {
-                    Ok(changes) if changes.is_empty() => {}
-                    Ok(_) | Err(ebb_store::StoreError::Compacted { .. }) => known.1.clear(),
-                    Err(e) => return Err(e),
-                }
+            if changed {
+                known.1.clear();
+                known.0 = known.0.max(latest);
+            } else if known.0 == checked {
                 known.0 = latest;
             }
-            if let Some(hash) = known.1.get(name) {
-                return Ok(Some(hash.clone()));
-            }
+        }
+        if let Some(hash) = crate::lock(&self.known).1.get(name) {
+            return Ok(Some(hash.clone()));
         }
         let Some(kv) = store.get(&keys::node_credential(name))? else {
             return Ok(None);

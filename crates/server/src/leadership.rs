@@ -17,7 +17,8 @@ use crate::routing::Listeners;
 use crate::state::keys;
 use crate::{run_loop, Server};
 
-/// How often the leader reads which nodes have a live lease (one etcd read).
+/// How often every server reads which nodes have a liveness key (from its own watch: no etcd
+/// request).
 pub const NODE_LEASES_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs the decisions while this server leads, until `stop`.
@@ -28,6 +29,8 @@ pub async fn run(server: Server, router: Listeners, stop: CancellationToken) {
             return;
         };
         server.mark_leading(Instant::now());
+        // What other servers sent a former term (or sent here while it followed) is not news.
+        server.peer_load().clear();
         let led = match &fence {
             Some(fence) => server.fenced(fence.clone()),
             None => server.clone(),
@@ -110,15 +113,18 @@ fn start_decisions(
     ]
 }
 
-/// Reads the nodes' leases every [`NODE_LEASES_EVERY`]: a node some other server heard from
-/// counts as heard from here. Every server runs it, so that `ebb nodes` says the same on each,
+/// Reads the nodes' liveness keys (from this server's watch) every [`NODE_LEASES_EVERY`]: a
+/// node some other server heard from counts as heard from here. Every server runs it, so that `ebb nodes` says the same on each,
 /// and a server that becomes the leader already knows every node.
 pub async fn node_leases(server: Server, stop: CancellationToken) {
     let mut tick = tokio::time::interval(NODE_LEASES_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while run_loop::next(&stop, tick.tick()).await.is_some() {
         let pass = server.clone();
-        run_loop::blocking_pass("reading node leases", move || note_alive(&pass)).await;
+        run_loop::blocking_pass("reading the nodes' liveness keys", move || {
+            note_alive(&pass)
+        })
+        .await;
     }
 }
 

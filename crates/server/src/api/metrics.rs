@@ -47,6 +47,13 @@ pub async fn report(
     State(server): State<Server>,
     ApiJson(report): ApiJson<TrafficReport>,
 ) -> ApiResult<TrafficAck> {
+    if server.identity().is_some_and(|me| me.name == report.server) {
+        // Its own load is counted from its own load balancer, never twice.
+        return Err(ApiError::bad_request(format!(
+            "a traffic report from {:?}, this server's own name",
+            report.server
+        )));
+    }
     let waiting = server
         .peer_load()
         .ingest(&report, std::time::Instant::now())

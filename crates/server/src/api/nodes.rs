@@ -104,7 +104,7 @@ pub async fn sync(
     check_address(&server, &req.node)?;
     let (changed, returned) = server.nodes().heartbeat(&req.node, Instant::now());
     if let Some(cluster) = server.cluster() {
-        // Tell the leader, wherever it is: renew the node's lease (in the background).
+        // Tell the leader, wherever it is: the node's liveness key (kept in the background).
         cluster.node_alive(&name);
     }
     if returned {

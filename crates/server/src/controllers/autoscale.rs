@@ -276,7 +276,7 @@ impl Autoscaler {
             sample.concurrency = Some(w.concurrency);
             sample.rps = Some(w.rps);
             sample.latency_p95 = w.p(0.95);
-            sample.requests = w.requests + u64::from(queued);
+            sample.requests = w.requests.saturating_add(u64::from(queued));
         } else if queued > 0 {
             sample.requests = u64::from(queued);
         }

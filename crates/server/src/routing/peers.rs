@@ -114,15 +114,19 @@ impl PeerLoad {
                 "traffic reports from more than {MAX_PEERS} servers at once"
             ));
         }
-        let peer = peers
-            .entry(report.server.clone())
-            .or_insert_with(|| Peer::new(report, now));
-        if peer.incarnation != report.incarnation {
-            // The sender restarted: its counters started again.
-            *peer = Peer::new(report, now);
-        } else if report.at_ms < peer.last_at_ms {
-            return Ok(false); // overtaken by a newer one
-        }
+        let peer = match peers.entry(report.server.clone()) {
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Peer::new(report, now)),
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let peer = e.into_mut();
+                if peer.incarnation != report.incarnation {
+                    // The sender restarted: its counters started again.
+                    *peer = Peer::new(report, now);
+                } else if report.at_ms <= peer.last_at_ms {
+                    return Ok(false); // repeated, or overtaken by a newer one
+                }
+                peer
+            }
+        };
         peer.heard = now;
         peer.last_at_ms = report.at_ms;
         let at = peer.origin.0 + Duration::from_millis(report.at_ms - peer.origin.1);
@@ -140,9 +144,26 @@ impl PeerLoad {
             kept.queued = c.queued;
             waiting |= c.queued > 0;
         }
+        let reported: std::collections::HashSet<&str> =
+            report.services.iter().map(|c| c.service.as_str()).collect();
         peer.services
-            .retain(|name, _| report.services.iter().any(|c| &c.service == name));
+            .retain(|name, _| reported.contains(name.as_str()));
         Ok(waiting)
+    }
+
+    /// Of the servers `expected` to report, those not heard from lately: their load is unknown.
+    pub fn silent(&self, expected: &[String], now: Instant) -> Vec<String> {
+        let peers = lock(&self.peers);
+        expected
+            .iter()
+            .filter(|name| !peers.get(name.as_str()).is_some_and(|p| p.is_fresh(now)))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets every report: a new term as leader starts from what the others send it now.
+    pub fn clear(&self) {
+        lock(&self.peers).clear();
     }
 
     /// `service`'s load over about `span` through every other server heard from lately, added
@@ -187,15 +208,28 @@ fn snapshot(c: &RouterCounters, at: Instant, latency: Counts) -> Snapshot {
 }
 
 /// `service`'s load over about `span` through this server's load balancer and every other
-/// server's: what the leader's autoscaler decides on.
+/// server's: what the leader's autoscaler decides on. None while a server in the registry has
+/// not reported lately: the load through it is unknown, and a missing figure never scales a
+/// service down (a third of the load is not the load).
 pub fn cluster_window(
     server: &Server,
     router: &Listeners,
     service: &str,
     span: Duration,
 ) -> Option<Window> {
+    let now = Instant::now();
+    let me = server.identity().map(|i| i.name.as_str());
+    let others: Vec<String> = server
+        .registry()
+        .live()
+        .into_iter()
+        .filter(|name| Some(name.as_str()) != me)
+        .collect();
+    if !server.peer_load().silent(&others, now).is_empty() {
+        return None;
+    }
     let mut total = router.service_window(service, span);
-    if let Some(w) = server.peer_load().window(service, span, Instant::now()) {
+    if let Some(w) = server.peer_load().window(service, span, now) {
         match &mut total {
             Some(t) => t.add(&w),
             None => total = Some(w),
@@ -245,19 +279,27 @@ pub async fn report(server: Server, router: Listeners, link: PeerLink, stop: Can
     let mut watching = true;
     let mut target: Option<Target> = None;
     loop {
-        let leader = following(&leadership);
+        // A server restarted within its old session's TTL may see itself lead for a moment.
+        let leader = following(&leadership).filter(|l| *l != name);
         let wake = async {
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = tick.tick() => false,
                 // Only while another server leads: the leader's own autoscaler waits on it.
-                _ = demand.notified(), if leader.is_some() => {}
-                changed = leadership.changed(), if watching => watching = changed.is_ok(),
+                _ = demand.notified(), if leader.is_some() => true,
+                changed = leadership.changed(), if watching => {
+                    watching = changed.is_ok();
+                    false
+                }
             }
         };
-        if run_loop::next(&stop, wake).await.is_none() {
+        let Some(demanded) = run_loop::next(&stop, wake).await else {
             return;
-        }
-        let Some(leader) = following(&leadership) else {
+        };
+        let Some(leader) = following(&leadership).filter(|l| *l != name) else {
+            if demanded {
+                // This server leads now: the wake is its autoscaler's.
+                demand.notify_one();
+            }
             continue;
         };
         if target.as_ref().is_none_or(|t| t.leader != leader) {
@@ -431,6 +473,12 @@ mod tests {
         let later = t0 + s(2) + PEER_STALE;
         assert_eq!(load.queued("web", later), 0);
         assert!(load.window("web", s(1), later).is_none());
+        // A server of the registry that has not reported is named: its load is unknown.
+        let expected = vec!["s2".to_string(), "s3".to_string()];
+        assert_eq!(load.silent(&expected, t0 + s(2)), vec!["s3".to_string()]);
+        assert_eq!(load.silent(&expected, later), expected);
+        load.clear();
+        assert_eq!(load.queued("web", t0 + s(2)), 0, "a new term starts from nothing");
     }
 
     #[test]
@@ -467,6 +515,7 @@ mod tests {
         load.ingest(&at(0, 0), t0).unwrap();
         load.ingest(&at(1000, 20), t0 + ms(1000)).unwrap();
         load.ingest(&at(500, 10), t0 + ms(1000)).unwrap();
+        load.ingest(&at(1000, 30), t0 + ms(1000)).unwrap(); // the same report again
         let w = load.window("web", ms(1000), t0 + ms(1000)).unwrap();
         assert_eq!(w.requests, 20);
         assert_eq!(w.span, ms(1000));

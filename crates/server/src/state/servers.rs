@@ -35,12 +35,15 @@ pub struct Seen {
 #[derive(Debug, Default)]
 pub struct ServerRegistry {
     seen: Mutex<HashMap<String, Seen>>,
+    /// The names in the registry at the last look.
+    live: Mutex<Vec<String>>,
 }
 
 impl ServerRegistry {
     /// Notes the servers in the registry at `now_ms`; the others keep their last sighting,
     /// until [`DEPARTED_KEPT`] has passed or [`MAX_DEPARTED`] newer departures push them out.
     pub fn observe(&self, live: Vec<Identity>, now_ms: u64) {
+        *lock(&self.live) = live.iter().map(|s| s.name.clone()).collect();
         let mut seen = lock(&self.seen);
         for identity in live {
             let name = identity.name.clone();
@@ -65,6 +68,11 @@ impl ServerRegistry {
                 seen.remove(name);
             }
         }
+    }
+
+    /// The servers in the registry at the last look (every [`REGISTRY_EVERY`]).
+    pub fn live(&self) -> Vec<String> {
+        lock(&self.live).clone()
     }
 
     /// Servers seen before that are not in `live` (names), with their last sighting.

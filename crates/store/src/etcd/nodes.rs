@@ -3,8 +3,8 @@
 //!
 //! An agent heartbeats to any server. That server puts the node's key, attached to one lease
 //! of its own for all the nodes it hears ([`LIVENESS_TTL`], renewed by this module), and deletes
-//! it once the node has been silent to it for [`NODE_SILENT_AFTER`]. Every server lists the keys
-//! to learn which nodes some server heard from, so a leader change or an agent moving to
+//! it once the node has been silent to it for [`NODE_SILENT_AFTER`]. Every server reads the
+//! keys from its own watch to learn which nodes some server heard from, so a leader change or an agent moving to
 //! another server loses no liveness; a server that dies takes its nodes' keys with its lease,
 //! until their agents reach another server.
 //!
@@ -48,10 +48,8 @@ pub(crate) struct NodeKeys {
     heard: HashMap<String, Instant>,
     /// The revision of the key this server last put for each node, on `lease`.
     put: HashMap<String, u64>,
-    /// The lease the keys are on; 0 until granted.
+    /// The lease the keys are on; 0 until granted, or once etcd forgot it.
     lease: i64,
-    /// When the lease was last renewed.
-    renewed: Option<Instant>,
     /// Whether the sweeper task runs.
     sweeping: bool,
 }
@@ -65,15 +63,21 @@ pub(crate) struct AliveKeys {
     seeded_at: Option<u64>,
     /// Each live node's key's revision, by node name.
     keys: HashMap<String, u64>,
+    /// The newest revision taken: a change delivered again (a replay while seeding, a watch
+    /// re-opened) is not taken twice, so an old put cannot bring back a deleted key.
+    observed: u64,
 }
 
 impl AliveKeys {
     /// Takes the changes the watch delivered (in revision order); nothing before seeding.
+    /// The changes of one revision come in one batch (etcd and the history never split one).
     pub(crate) fn observe(&mut self, changes: &[WatchEvent]) {
-        let Some(seeded_at) = self.seeded_at else {
+        if self.seeded_at.is_none() {
             return;
-        };
-        for change in changes.iter().filter(|c| c.revision() > seeded_at) {
+        }
+        let taken = self.observed;
+        for change in changes.iter().filter(|c| c.revision() > taken) {
+            self.observed = self.observed.max(change.revision());
             match change {
                 WatchEvent::Put(kv) => {
                     if let Some(name) = kv.key.strip_prefix(ALIVE_PREFIX) {
@@ -92,6 +96,7 @@ impl AliveKeys {
     /// The watch could not deliver every change: the next read lists the keys again.
     pub(crate) fn lost(&mut self) {
         self.seeded_at = None;
+        self.observed = 0;
         self.keys.clear();
     }
 }
@@ -122,10 +127,13 @@ async fn alive_keys(inner: &Inner) -> Result<HashMap<String, u64>, StoreError> {
     // from the history. The watcher takes this lock only after appending to the history, so
     // nothing falls between the two.
     let Ok(since) = inner.history().read(ALIVE_PREFIX, revision, usize::MAX) else {
-        return Ok(keys); // right at `revision`; seed on another read
+        // The history no longer reaches back to the list (compacted, or evicted by a burst
+        // of writes): the list is right, but cannot be followed; seed on another read.
+        return Ok(keys);
     };
     alive.keys = keys;
     alive.seeded_at = Some(revision);
+    alive.observed = revision;
     alive.observe(&since);
     Ok(alive.keys.clone())
 }
@@ -153,17 +161,22 @@ impl EtcdStore {
     }
 
     /// The nodes some server heard from within [`NODE_SILENT_AFTER`] (or whose server died
-    /// within [`LIVENESS_TTL`]).
-    /// Read from this server's watch (as up to date as it is), not from etcd.
+    /// within [`LIVENESS_TTL`]), read from this server's watch (as up to date as it is), not
+    /// from etcd.
     pub fn alive_nodes(&self) -> Result<Vec<String>, StoreError> {
         let keys = self.run(|inner| async move { alive_keys(&inner).await })?;
         Ok(keys.into_keys().collect())
     }
 }
 
+/// Puts per transaction when many nodes are new here at once (a server's start, a lost lease):
+/// under etcd's default limit of 128 operations per transaction.
+pub const PUTS_PER_TXN: usize = 100;
+
 /// Keeps the keys in step with the nodes heard, every [`SWEEP_EVERY`] or at once when a new
-/// node is heard, for as long as the store lives.
+/// node is heard, and the lease renewed, for as long as the store lives.
 async fn sweep_forever(inner: Arc<Inner>) {
+    tokio::spawn(renew_forever(Arc::clone(&inner)));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
@@ -175,15 +188,40 @@ async fn sweep_forever(inner: Arc<Inner>) {
     }
 }
 
-/// One pass: renew (or grant) the lease, then put the key of every node heard lately that has
-/// none from here, and delete the key of every node gone silent that is still this server's.
+/// Renews the lease every [`LIVENESS_RENEW_EVERY`], apart from the sweeps, so that a slow sweep
+/// (a lagging watch, many puts) never lets it lapse and take every key with it. A lease etcd no
+/// longer knows is dropped: the next sweep takes a new one and puts the keys again.
+async fn renew_forever(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(LIVENESS_RENEW_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let lease = inner.node_keys().lease;
+        if lease == 0 {
+            continue;
+        }
+        match keep_alive(&inner, lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let mut keys = inner.node_keys();
+                if keys.lease == lease {
+                    keys.lease = 0;
+                    keys.put.clear();
+                }
+            }
+            Err(error) => tracing::debug!(%error, "renewing the nodes' liveness lease failed"),
+        }
+    }
+}
+
+/// One pass: put the key of every node heard lately that has none, and delete the key of every
+/// node gone silent that is still the one this server put.
 async fn sweep(inner: &Inner) -> Result<(), StoreError> {
     let (heard, put) = {
         let keys = inner.node_keys();
         (keys.heard.clone(), keys.put.clone())
     };
     if heard.is_empty() {
-        // No node here: the lease may lapse; the next node heard gets a new one.
         return Ok(());
     }
     let lease = hold_lease(inner).await?;
@@ -192,26 +230,41 @@ async fn sweep(inner: &Inner) -> Result<(), StoreError> {
     inner.caught_up().await;
     let current = alive_keys(inner).await?;
     let now = Instant::now();
-    for step in plan(&heard, &put, &current, now) {
+    let steps = plan(&heard, &put, &current, now);
+    let puts: Vec<&String> = steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Put(name) => Some(name),
+            _ => None,
+        })
+        .collect();
+    for chunk in puts.chunks(PUTS_PER_TXN) {
+        let ops = chunk
+            .iter()
+            .map(|name| Op::put(format!("{ALIVE_PREFIX}{name}"), Vec::new(), Expect::Any))
+            .collect();
+        let (revision, _) = inner.txn_with_lease(ops, lease).await?;
+        let mut keys = inner.node_keys();
+        for name in chunk {
+            keys.put.insert((*name).clone(), revision);
+        }
+    }
+    for step in &steps {
         match step {
-            Step::Put(name) => {
-                let op = Op::put(format!("{ALIVE_PREFIX}{name}"), Vec::new(), Expect::Any);
-                let (revision, _) = inner.txn_with_lease(vec![op], lease).await?;
-                inner.node_keys().put.insert(name, revision);
-            }
+            Step::Put(_) => {}
             Step::Delete(name, revision) => {
                 let op = Op::delete(
                     format!("{ALIVE_PREFIX}{name}"),
-                    Expect::ModRevision(revision),
+                    Expect::ModRevision(*revision),
                 );
                 match inner.txn_with_lease(vec![op], 0).await {
                     // Another server put it since: the node is its now.
                     Ok(_) | Err(StoreError::Conflict { .. }) => {}
                     Err(error) => return Err(error),
                 }
-                forget(inner, &name, now);
+                forget(inner, name, now);
             }
-            Step::Forget(name) => forget(inner, &name, now),
+            Step::Forget(name) => forget(inner, name, now),
         }
     }
     Ok(())
@@ -233,7 +286,7 @@ fn forget(inner: &Inner, name: &str, now: Instant) {
 /// What a pass does for one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
-    /// Heard lately, and its key is missing or another server's: put it on this lease.
+    /// Heard lately, and it has no key: put one on this server's lease.
     Put(String),
     /// Silent, and its key is still the one this server put (at this revision): delete it.
     Delete(String, u64),
@@ -242,7 +295,9 @@ enum Step {
 }
 
 /// The steps for the nodes `heard` here (when), given the keys this server `put` (their
-/// revisions) and the keys that exist (`current`, their revisions). Pure.
+/// revisions) and the keys that exist (`current`, their revisions). A key another server put
+/// is left to it while it exists: that server deletes it once the node is silent there (or
+/// its lease takes it), and the next pass here puts it again. Pure.
 fn plan(
     heard: &HashMap<String, Instant>,
     put: &HashMap<String, u64>,
@@ -256,6 +311,7 @@ fn plan(
             let silent = now.saturating_duration_since(*at) >= NODE_SILENT_AFTER;
             match (silent, ours) {
                 (false, Some(_)) => None,
+                (false, None) if current.contains_key(name) => None,
                 (false, None) => Some(Step::Put(name.clone())),
                 (true, Some(rev)) => Some(Step::Delete(name.clone(), *rev)),
                 (true, None) => Some(Step::Forget(name.clone())),
@@ -264,24 +320,16 @@ fn plan(
         .collect()
 }
 
-/// The lease this server's node keys are on, renewed every [`LIVENESS_RENEW_EVERY`]; a new one
-/// when etcd no longer knows it (every key on it went with it, so all are put again).
+/// The lease this server's node keys are on: a new one when it has none (at first, or after
+/// etcd forgot it, when every key on it went with it, so all are put again).
 async fn hold_lease(inner: &Inner) -> Result<i64, StoreError> {
-    let (lease, renewed) = {
-        let keys = inner.node_keys();
-        (keys.lease, keys.renewed)
-    };
-    if lease != 0 && renewed.is_some_and(|at| at.elapsed() < LIVENESS_RENEW_EVERY) {
-        return Ok(lease);
-    }
-    if lease != 0 && keep_alive(inner, lease).await? {
-        inner.node_keys().renewed = Some(Instant::now());
+    let lease = inner.node_keys().lease;
+    if lease != 0 {
         return Ok(lease);
     }
     let fresh = grant(inner, LIVENESS_TTL).await?;
     let mut keys = inner.node_keys();
     keys.lease = fresh;
-    keys.renewed = Some(Instant::now());
     keys.put.clear();
     Ok(fresh)
 }
@@ -307,7 +355,8 @@ mod tests {
             ("gone".to_string(), 7),
             ("moved-away".to_string(), 8),
         ]);
-        // Another server put "moved-here" after us (and we hear it again), and "moved-away".
+        // Another server put "moved-here" after us (and we hear it again: the other server
+        // keeps it until the node is silent there), and "moved-away".
         let current = HashMap::from([
             ("kept".to_string(), 5),
             ("moved-here".to_string(), 20),
@@ -321,7 +370,6 @@ mod tests {
             vec![
                 Step::Delete("gone".into(), 7),
                 Step::Forget("moved-away".into()),
-                Step::Put("moved-here".into()),
                 Step::Put("new".into()),
             ]
         );
@@ -342,6 +390,7 @@ mod tests {
         alive.observe(&[put("control/alive/early", 3)]);
         assert!(alive.keys.is_empty(), "nothing before seeding");
         alive.seeded_at = Some(10);
+        alive.observed = 10;
         alive.keys.insert("n1".into(), 9);
         alive.observe(&[
             WatchEvent::Delete {
@@ -356,6 +405,12 @@ mod tests {
             },
         ]);
         assert_eq!(alive.keys, HashMap::from([("n2".to_string(), 11)]));
+        // Delivered again (a watch re-opened): not taken twice.
+        alive.observe(&[put("control/alive/n1", 12)]);
+        assert!(
+            !alive.keys.contains_key("n1"),
+            "an old put does not bring n1 back"
+        );
         alive.lost();
         assert!(alive.seeded_at.is_none() && alive.keys.is_empty());
     }
