@@ -478,7 +478,11 @@ mod tests {
         assert_eq!(load.silent(&expected, t0 + s(2)), vec!["s3".to_string()]);
         assert_eq!(load.silent(&expected, later), expected);
         load.clear();
-        assert_eq!(load.queued("web", t0 + s(2)), 0, "a new term starts from nothing");
+        assert_eq!(
+            load.queued("web", t0 + s(2)),
+            0,
+            "a new term starts from nothing"
+        );
     }
 
     #[test]

@@ -371,11 +371,11 @@ impl Inner {
     }
 
     pub(crate) async fn revision(&self) -> Result<u64, StoreError> {
-        // Any read's header carries the store's revision: one key (the namespace's own name,
-        // which holds nothing) is the cheapest. Counting the namespace's keys instead made etcd
-        // walk all of them, ten times a second from each server's pulse.
+        // Any read's header carries the store's revision: the cheapest is one key (the
+        // namespace's own name, which holds nothing), counted, not read.
         let request = rpc::RangeRequest {
             key: self.full(""),
+            count_only: true,
             ..Default::default()
         };
         let answer = self.range(request).await?;
