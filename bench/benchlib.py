@@ -1,5 +1,5 @@
 """Helpers shared by the Python parts of the bench scripts (loopback only)."""
-import socket, time
+import signal, socket, subprocess, time
 
 
 def free_port():
@@ -79,3 +79,12 @@ class Etcd:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def stop_all(procs, grace=20):
+    """SIGTERM each process still running (the last started first); SIGKILL after `grace` s."""
+    for p in reversed([p for p in procs if p is not None]):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try: p.wait(timeout=grace)
+            except subprocess.TimeoutExpired: p.kill(); p.wait()

@@ -19,7 +19,7 @@ PYTHONPATH=bench exec python3 - "$EBB" "$ROUNDS" <<'PY'
 import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 EBB, ROUNDS = sys.argv[1], int(sys.argv[2])
-from benchlib import Etcd, free_port, wait
+from benchlib import Etcd, free_port, wait, stop_all
 
 work = tempfile.mkdtemp(prefix="ebb-cold-ha-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 etcd = Etcd(work)
@@ -82,11 +82,7 @@ try:
         times[path].append(took * 1000)
         print(f"round {r // 2 + 1} {path} (s{target}): {took * 1000:.0f} ms", flush=True)
 finally:
-    for p in reversed(procs):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try: p.wait(timeout=20)
-            except subprocess.TimeoutExpired: p.kill(); p.wait()
+    stop_all(procs)
     etcd.stop()
     shutil.rmtree(work, ignore_errors=True)
 

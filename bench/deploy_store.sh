@@ -15,7 +15,7 @@ PYTHONPATH=bench exec python3 - "$EBB" "$ROUNDS" "$INSTANCES" <<'PY'
 import os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 EBB, ROUNDS, INSTANCES = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-from benchlib import Etcd, free_port, wait
+from benchlib import Etcd, free_port, wait, stop_all
 
 def one(store, r):
     work = tempfile.mkdtemp(prefix="ebb-deploy-store-")
@@ -41,11 +41,7 @@ def one(store, r):
         cli("stop", "web")
         return took
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try: p.wait(timeout=20)
-                except subprocess.TimeoutExpired: p.kill(); p.wait()
+        stop_all(procs)
         if etcd: etcd.stop()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -15,7 +15,7 @@ PYTHONPATH=bench exec python3 - "$EBB" "$ROUNDS" <<'PY'
 import datetime, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 EBB, ROUNDS = sys.argv[1], int(sys.argv[2])
-from benchlib import Etcd, free_port, wait
+from benchlib import Etcd, free_port, wait, stop_all
 
 work = tempfile.mkdtemp(prefix="ebb-leader-failover-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 etcd = Etcd(work)
@@ -71,11 +71,7 @@ try:
         start(old)
         time.sleep(3)
 finally:
-    for p in procs:
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try: p.wait(timeout=15)
-            except subprocess.TimeoutExpired: p.kill(); p.wait()
+    stop_all(procs, grace=15)
     etcd.stop()
     shutil.rmtree(work, ignore_errors=True)
 

@@ -559,6 +559,17 @@ impl Plane {
     }
 }
 
+/// After an operation: exactly the 3 processes of `moving` run, and the load through it had no
+/// failure.
+fn settled(load: LoadGen, after: &str) {
+    eventually(
+        &format!("3 processes after the {after}"),
+        Duration::from_secs(20),
+        || (processes("moving") == 3).then_some(()),
+    );
+    finish_without_failures(load, 50);
+}
+
 #[test]
 fn a_rollout_a_drain_and_a_migration_cut_by_a_leader_kill_are_finished_by_the_next_leader() {
     let mut plane = Plane::start(3);
@@ -609,12 +620,7 @@ fn a_rollout_a_drain_and_a_migration_cut_by_a_leader_kill_are_finished_by_the_ne
         rolled.iter().all(|i| i["version"] == new_version.as_str()),
         "every instance rolled: {rolled:?}"
     );
-    eventually(
-        "3 processes after the rollout",
-        Duration::from_secs(20),
-        || (processes("moving") == 3).then_some(()),
-    );
-    finish_without_failures(load, 50);
+    settled(load, "rollout");
 
     // A drain: the leader dies just after it is asked for.
     let via = plane.follower();
@@ -647,12 +653,7 @@ fn a_rollout_a_drain_and_a_migration_cut_by_a_leader_kill_are_finished_by_the_ne
         plane.servers[via].ok(&["nodes"]),
         plane.servers[via].ok(&["events"])
     );
-    eventually(
-        "3 processes after the drain",
-        Duration::from_secs(20),
-        || (processes("moving") == 3).then_some(()),
-    );
-    finish_without_failures(load, 50);
+    settled(load, "drain");
 
     // A migration back to the drained node: the leader dies just after it is asked for.
     plane.servers[via].ok(&["undrain", drained]);
@@ -678,10 +679,5 @@ fn a_rollout_a_drain_and_a_migration_cut_by_a_leader_kill_are_finished_by_the_ne
         plane.servers[via].ok(&["ps"]),
         plane.servers[via].ok(&["events"])
     );
-    eventually(
-        "3 processes after the migration",
-        Duration::from_secs(20),
-        || (processes("moving") == 3).then_some(()),
-    );
-    finish_without_failures(load, 50);
+    settled(load, "migration");
 }
