@@ -54,6 +54,13 @@ pub async fn report(
             report.server
         )));
     }
+    if !server.registry().live().contains(&report.server) {
+        // Only the control plane's servers report: their number bounds what is kept.
+        return Err(ApiError::bad_request(format!(
+            "a traffic report from {:?}, which is not a server of this control plane (`ebb servers` lists them)",
+            report.server
+        )));
+    }
     let waiting = server
         .peer_load()
         .ingest(&report, std::time::Instant::now())
