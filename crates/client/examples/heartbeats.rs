@@ -250,6 +250,7 @@ fn report(
             restarts: 0,
             started_ms: run.then_some(a.created_ms),
             last_exit: None,
+            exit_code: None,
         });
         if run {
             let mix = a.generation * 7919 + seq * 104_729;

@@ -87,6 +87,30 @@ pub enum EventKind {
     /// An instance is being moved to another node, start-before-stop.
     #[serde(rename = "instance.migrating")]
     InstanceMigrating,
+    /// A job was submitted (deployed, `ebb run`, or redeployed for a new run).
+    #[serde(rename = "job.submitted")]
+    JobSubmitted,
+    /// A job's first task started.
+    #[serde(rename = "job.started")]
+    JobStarted,
+    /// Every task of a job completed.
+    #[serde(rename = "job.completed")]
+    JobCompleted,
+    /// A job failed: a task failed for good, or its deadline passed.
+    #[serde(rename = "job.failed")]
+    JobFailed,
+    /// A job was cancelled (`ebb cancel`).
+    #[serde(rename = "job.cancelled")]
+    JobCancelled,
+    /// A task's attempt failed; it runs again after its back-off.
+    #[serde(rename = "task.retrying")]
+    TaskRetrying,
+    /// A task failed for good.
+    #[serde(rename = "task.failed")]
+    TaskFailed,
+    /// A task goes back to its queue without counting as a failure (its node was lost).
+    #[serde(rename = "task.requeued")]
+    TaskRequeued,
     /// The control plane started.
     #[serde(rename = "server.started")]
     ServerStarted,
@@ -146,6 +170,14 @@ impl EventKind {
             EventKind::NodeRemoved => "node.removed",
             EventKind::NodeUndrained => "node.undrained",
             EventKind::InstanceMigrating => "instance.migrating",
+            EventKind::JobSubmitted => "job.submitted",
+            EventKind::JobStarted => "job.started",
+            EventKind::JobCompleted => "job.completed",
+            EventKind::JobFailed => "job.failed",
+            EventKind::JobCancelled => "job.cancelled",
+            EventKind::TaskRetrying => "task.retrying",
+            EventKind::TaskFailed => "task.failed",
+            EventKind::TaskRequeued => "task.requeued",
             EventKind::ServerStarted => "server.started",
             EventKind::Warning => "warning",
         }

@@ -34,6 +34,10 @@ pub struct Assignment {
     pub desired: DesiredState,
     /// Unix milliseconds when the server created the assignment.
     pub created_ms: u64,
+    /// Set when this is one attempt of a job's task: the node runs it once, to its end, and
+    /// reports its exit instead of restarting it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<crate::job::TaskRef>,
 }
 
 /// Life-cycle state of an instance as its node sees it.
@@ -54,6 +58,9 @@ pub enum InstanceState {
     Stopped,
     /// Could not be started at all (e.g. the program does not exist); retried with back-off.
     Failed,
+    /// A task's process ended by itself (or was killed at its timeout): `exit_code` and
+    /// `last_exit` say how. Tasks are never restarted by their node.
+    Exited,
 }
 
 impl InstanceState {
@@ -67,6 +74,7 @@ impl InstanceState {
             InstanceState::Stopping => "stopping",
             InstanceState::Stopped => "stopped",
             InstanceState::Failed => "failed",
+            InstanceState::Exited => "exited",
         }
     }
 }
@@ -92,4 +100,7 @@ pub struct InstanceStatus {
     pub started_ms: Option<u64>,
     /// Why the last process ended, if one did (`exit code 1`, `killed by SIGKILL`).
     pub last_exit: Option<String>,
+    /// The last process's exit code, when it exited by itself with one (not by a signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }

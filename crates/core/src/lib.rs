@@ -11,6 +11,7 @@ pub mod files;
 pub mod fuzz;
 pub mod hash;
 pub mod instance;
+pub mod job;
 pub mod quantity;
 pub mod service;
 pub mod traffic;
@@ -23,6 +24,10 @@ pub use autoscale::{
 pub use constraint::{Constraint, ConstraintError, Operator};
 pub use event::{Event, EventKind};
 pub use instance::{Assignment, DesiredState, InstanceState, InstanceStatus};
+pub use job::{
+    JobEnd, JobProgress, JobRecord, JobSpec, JobState, Parallelism, QueueSpec, TaskRecord, TaskRef,
+    TaskState,
+};
 pub use quantity::{parse_cpu_millis, parse_duration, parse_size, QuantityError};
 pub use service::{
     BalanceAlgorithm, BalanceSpec, CertificateFiles, HealthCheck, HealthSpec, Placement, Protocol,

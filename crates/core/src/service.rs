@@ -153,7 +153,8 @@ impl Placement {
         }
     }
 
-    fn is_default(&self) -> bool {
+    /// Whether this is the default (left out of stored JSON).
+    pub fn is_default(&self) -> bool {
         *self == Placement::default()
     }
 }
@@ -440,17 +441,32 @@ impl std::fmt::Display for FieldError {
 
 /// The problems of one spec as [`ServiceSpec::validate`] collects them: each field is written
 /// relative to the service (`health.interval`) and reported under `services.NAME`.
-struct Problems {
+pub(crate) struct Problems {
     base: String,
     errors: Vec<FieldError>,
 }
 
 impl Problems {
     fn new(service: &str) -> Problems {
+        Problems::with_base(format!("services.{service}"))
+    }
+
+    /// Problems reported under `base` (`jobs.thumbs`).
+    pub(crate) fn with_base(base: String) -> Problems {
         Problems {
-            base: format!("services.{service}"),
+            base,
             errors: Vec::new(),
         }
+    }
+
+    /// What was found.
+    pub(crate) fn into_errors(self) -> Vec<FieldError> {
+        self.errors
+    }
+
+    /// The problems of a stop setting, under `stop.`.
+    pub(crate) fn stop(&mut self, stop: &StopSpec) {
+        stop.problems(self);
     }
 
     /// A problem with `field` when `d` is longer than [`MAX_SPEC_DURATION`].
@@ -466,7 +482,7 @@ impl Problems {
     }
 
     /// A problem with `field` (empty: the service itself).
-    fn add(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, field: &str, message: impl Into<String>) {
         let field = if field.is_empty() {
             self.base.clone()
         } else {

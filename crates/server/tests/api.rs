@@ -327,6 +327,7 @@ fn running(a: &ebb_core::Assignment, addr: &str) -> InstanceStatus {
         restarts: 0,
         started_ms: Some(0),
         last_exit: None,
+        exit_code: None,
     }
 }
 
@@ -447,6 +448,7 @@ async fn report_all_ready(client: &Client) -> Vec<ebb_core::Assignment> {
             restarts: 0,
             started_ms: Some(0),
             last_exit: None,
+            exit_code: None,
         })
         .collect();
     client

@@ -126,6 +126,7 @@ impl Supervisor {
                         status: pending(a),
                         goal: Goal::of(a),
                         adopted: None,
+                        keep_log: a.task.is_some(),
                     };
                     tasks::spawn_runner(&self.shared, &mut state, new);
                     created = true;
@@ -339,6 +340,7 @@ fn pending(a: &Assignment) -> InstanceStatus {
         restarts: 0,
         started_ms: None,
         last_exit: None,
+        exit_code: None,
     }
 }
 

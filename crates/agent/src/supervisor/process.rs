@@ -51,6 +51,8 @@ pub struct Proc {
     child: Option<Child>,
     /// Why the main process ended, once it did.
     exit: Option<String>,
+    /// Its exit code, when it exited by itself with one (ours to reap, not adopted).
+    exit_code: Option<i32>,
 }
 
 impl Proc {
@@ -102,6 +104,7 @@ impl Proc {
             cgroups: groups,
             child: Some(child),
             exit: None,
+            exit_code: None,
         };
         proc.start_ticks = procfs::read_stat(proc.pid).map_or(0, |s| s.start_ticks);
         if born_inside || proc.cgroups.is_empty() {
@@ -126,6 +129,7 @@ impl Proc {
             cgroups: r.cgroups.clone(),
             child: None,
             exit: None,
+            exit_code: None,
         }
     }
 
@@ -136,7 +140,10 @@ impl Proc {
         }
         let reason = match &mut self.child {
             Some(child) => match child.wait().await {
-                Ok(status) => procfs::describe_exit(status),
+                Ok(status) => {
+                    self.exit_code = status.code();
+                    procfs::describe_exit(status)
+                }
                 Err(e) => format!("exited (wait failed: {e})"),
             },
             None => {
@@ -148,6 +155,11 @@ impl Proc {
         };
         self.exit = Some(reason.clone());
         reason
+    }
+
+    /// The main process's exit code, once it exited by itself with one.
+    pub fn exit_code(&self) -> Option<i32> {
+        self.exit_code
     }
 
     /// Sends `sig` to the process group and to anything in the cgroup (escaped via `setsid`).

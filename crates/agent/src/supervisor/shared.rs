@@ -47,6 +47,8 @@ pub struct Entry {
     pub task: Option<JoinHandle<()>>,
     /// Held from the first start until the instance is stopped, so no other instance takes it.
     pub port: Option<u16>,
+    /// A job's task: its log outlives its assignment (`ebb logs JOB --task N` reads it later).
+    pub keep_log: bool,
 }
 
 pub struct State {
@@ -278,9 +280,11 @@ impl Shared {
         if !matches!(*entry.goal.borrow(), Goal::Remove) {
             return false;
         }
-        let service = entry.service.clone();
+        let (service, keep_log) = (entry.service.clone(), entry.keep_log);
         state.entries.remove(id);
-        logs::remove_all(&self.log_path(&service, id));
+        if !keep_log {
+            logs::remove_all(&self.log_path(&service, id));
+        }
         drop(state);
         self.bump();
         true

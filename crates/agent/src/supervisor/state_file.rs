@@ -34,6 +34,9 @@ pub struct Record {
     /// Its cgroup folders, where escaped processes are found.
     #[serde(default)]
     pub cgroups: Vec<PathBuf>,
+    /// A job's task: once it ends it is reported exited, never started again by this node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub task: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -176,6 +179,7 @@ mod tests {
             restarts: 2,
             stop: StopSpec::default(),
             cgroups: vec!["/sys/fs/cgroup/ebb/web-1".into()],
+            task: false,
         }
     }
 

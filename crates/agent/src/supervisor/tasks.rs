@@ -30,6 +30,8 @@ pub struct NewInstance<'a> {
     pub status: InstanceStatus,
     pub goal: Goal,
     pub adopted: Option<(Proc, &'a Record)>,
+    /// A job's task, whose log is kept after it ends.
+    pub keep_log: bool,
 }
 
 /// Adds an instance and starts its runner. The caller holds the state lock, so that two
@@ -47,6 +49,7 @@ pub fn spawn_runner(shared: &Arc<Shared>, state: &mut State, new: NewInstance) {
         goal: tx,
         task: Some(shared.runtime.spawn(runner.run())),
         port,
+        keep_log: new.keep_log,
     };
     state.entries.insert(new.id.to_string(), entry);
 }
@@ -85,6 +88,7 @@ pub fn adopt(shared: &Arc<Shared>, records: BTreeMap<String, Record>) {
             restarts: record.restarts,
             started_ms: Some(record.started_ms),
             last_exit: None,
+            exit_code: None,
         };
         let message = format!("adopted pid {} from a previous agent", record.pid);
         let mut state = shared.lock();
@@ -95,6 +99,7 @@ pub fn adopt(shared: &Arc<Shared>, records: BTreeMap<String, Record>) {
             status,
             goal: Goal::Adopted,
             adopted: Some((proc, &record)),
+            keep_log: false,
         };
         spawn_runner(shared, &mut state, new);
         drop(state);

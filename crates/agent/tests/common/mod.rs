@@ -133,6 +133,7 @@ pub fn assignment(id: &str, command: &[&str]) -> Assignment {
         spec,
         desired: DesiredState::Run,
         created_ms: 0,
+        task: None,
     }
 }
 

@@ -4,9 +4,11 @@
 //!
 //! - [`instances`]: services against their instances: placement, rollouts, drains, moves, lost
 //!   nodes.
+//! - [`jobs`]: tasks to completion, in queue order (planned inside the `instances` pass).
 //! - [`autoscale`]: instance counts against load.
 //! - [`maintenance`]: store compaction.
 
 pub mod autoscale;
 pub mod instances;
+pub mod jobs;
 pub mod maintenance;

@@ -694,6 +694,7 @@ mod tests {
                 spec,
                 desired,
                 created_ms: 1,
+                task: None,
             },
             mod_revision: generation,
         }
@@ -710,6 +711,7 @@ mod tests {
             restarts: 0,
             started_ms: Some(1),
             last_exit: None,
+            exit_code: None,
         };
         (id.to_string(), status)
     }

@@ -10,9 +10,15 @@
 //! | `node-credentials/{name}` | SHA-256 of the node's credential, hex ([`crate::auth::credential_hash`]) | API (`join`, `ebb nodes rm`) |
 //! | `node-drains/{name}` | [`NodeDrain`]: the node takes nothing new, its instances move | API (`ebb drain`) |
 //! | `migrations/{id}` | [`Migration`]: the instance is replaced elsewhere, then stopped | API (`ebb migrate`), controller (drains) |
+//! | `jobs/{name}` | [`JobRecord`]: the spec, its run, cancelled or not | API (deploy, `ebb run`, `ebb cancel`) |
+//! | `job-progress/{name}` | [`JobProgress`]: started, finished and how | controller |
+//! | `tasks/{job}/{index:07}` | [`TaskRecord`] of a task that ended or waits to run again | controller |
+//! | `queues/{name}` | [`QueueSpec`] | API (deploy) |
 //! | `events/{n:020}` | [`Event`](ebb_core::Event); its `seq` is the key's revision | everyone, through [`crate::state::events::EventLog`] |
 
-use ebb_core::{Assignment, InstanceStatus, ServiceSpec};
+use ebb_core::{
+    Assignment, InstanceStatus, JobProgress, JobRecord, QueueSpec, ServiceSpec, TaskRecord,
+};
 use ebb_store::{KeyValue, KvStore, StoreError};
 use serde::de::DeserializeOwned;
 
@@ -34,6 +40,68 @@ pub const NODE_CREDENTIALS: &str = "node-credentials/";
 pub const NODE_DRAINS: &str = "node-drains/";
 /// Prefix of migrations, by instance id.
 pub const MIGRATIONS: &str = "migrations/";
+
+/// Prefix of job records, by job name.
+pub const JOBS: &str = "jobs/";
+/// Prefix of job progress, by job name.
+pub const JOB_PROGRESS: &str = "job-progress/";
+/// Prefix of task records, by job name and zero-padded index.
+pub const TASKS: &str = "tasks/";
+/// Prefix of queues, by name.
+pub const QUEUES: &str = "queues/";
+
+/// The key of job `name`'s [`JobRecord`].
+pub fn job(name: &str) -> String {
+    format!("{JOBS}{name}")
+}
+
+/// The key of job `name`'s [`JobProgress`].
+pub fn job_progress(name: &str) -> String {
+    format!("{JOB_PROGRESS}{name}")
+}
+
+/// The prefix of job `name`'s task records.
+pub fn job_tasks(name: &str) -> String {
+    format!("{TASKS}{name}/")
+}
+
+/// The key of task `index` of job `name` (zero-padded, so that they list in index order).
+pub fn task(name: &str, index: u32) -> String {
+    format!("{TASKS}{name}/{index:07}")
+}
+
+/// The key of queue `name`.
+pub fn queue(name: &str) -> String {
+    format!("{QUEUES}{name}")
+}
+
+/// Every job record, by name.
+pub fn jobs(
+    store: &dyn KvStore,
+) -> Result<std::collections::BTreeMap<String, Versioned<JobRecord>>, StoreError> {
+    by_suffix(store, JOBS)
+}
+
+/// Every job's progress, by name.
+pub fn jobs_progress(
+    store: &dyn KvStore,
+) -> Result<std::collections::BTreeMap<String, Versioned<JobProgress>>, StoreError> {
+    by_suffix(store, JOB_PROGRESS)
+}
+
+/// Every queue, by name.
+pub fn queues(store: &dyn KvStore) -> Result<std::collections::BTreeMap<String, QueueSpec>, StoreError> {
+    Ok(by_suffix(store, QUEUES)?
+        .into_iter()
+        .map(|(k, v)| (k, v.value))
+        .collect())
+}
+
+/// Every task record under `prefix` (all jobs' with [`TASKS`], one job's with [`job_tasks`]).
+pub fn task_records(store: &dyn KvStore, prefix: &str) -> Result<Vec<TaskRecord>, StoreError> {
+    let (kvs, _) = store.list(prefix)?;
+    kvs.iter().map(decode).collect()
+}
 
 /// The key of node `name`'s credential hash.
 pub fn node_credential(name: &str) -> String {

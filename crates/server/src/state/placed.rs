@@ -111,6 +111,7 @@ mod tests {
             spec: ServiceSpec::new("web", vec!["true".into()]),
             desired: DesiredState::Run,
             created_ms: 1,
+            task: None,
         };
         store
             .put(&keys::instance(id), &keys::encode(&a), Expect::Any)

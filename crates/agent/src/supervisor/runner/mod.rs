@@ -4,6 +4,7 @@
 
 mod exit;
 mod start;
+mod task;
 
 use super::backoff::Backoff;
 use super::goal::Goal;
@@ -42,6 +43,10 @@ pub struct Runner {
     next_start: Option<time::Instant>,
     /// The last port, offered again on restart so the address stays the same when possible.
     port: Option<u16>,
+    /// A task's process ran and ended in this generation: it is never started again.
+    task_ended: bool,
+    /// The adopted process is a task's (from the state file).
+    adopted_task: bool,
 }
 
 impl Runner {
@@ -63,6 +68,8 @@ impl Runner {
             backoff: Backoff::default(),
             next_start: None,
             port: None,
+            task_ended: false,
+            adopted_task: false,
         }
     }
 
@@ -73,6 +80,7 @@ impl Runner {
         self.attempts = 1;
         self.port = Some(proc.port);
         self.proc = Some(proc);
+        self.adopted_task = record.task;
         self
     }
 
@@ -83,7 +91,10 @@ impl Runner {
                 Goal::Adopted => self.watch_adopted().await,
                 Goal::Run(a) => {
                     self.fence(&a).await;
-                    self.keep_running(&a).await
+                    match &a.task {
+                        Some(task) => self.run_task(&a, task.timeout_ms).await,
+                        None => self.keep_running(&a).await,
+                    }
                 }
                 Goal::Stop(a) => {
                     self.fence(&a).await;
@@ -123,6 +134,7 @@ impl Runner {
         self.attempts = 0;
         self.backoff.reset();
         self.next_start = None;
+        self.task_ended = false;
         let generation = a.generation;
         self.shared.update(&self.id, |s| {
             s.generation = generation;
@@ -175,7 +187,14 @@ impl Runner {
                 return wake(self.goal.changed().await);
             };
             tokio::select! {
-                reason = proc.wait_exit(ADOPTED_POLL) => self.on_exit(reason).await,
+                reason = proc.wait_exit(ADOPTED_POLL) => {
+                    if self.adopted_task {
+                        let code = proc.exit_code();
+                        self.task_exited(reason, code).await;
+                    } else {
+                        self.on_exit(reason).await;
+                    }
+                }
                 changed = self.goal.changed() => return wake(changed),
             }
         }

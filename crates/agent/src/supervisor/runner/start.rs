@@ -67,14 +67,25 @@ impl Runner {
             self.restarts,
             join_host_port(&host, port),
         );
+        let is_task = a.task.is_some();
         self.shared.update(&self.id, |s| {
-            s.state = InstanceState::Starting;
+            // A task has no health check: it runs as soon as it started.
+            s.state = if is_task {
+                InstanceState::Running
+            } else {
+                InstanceState::Starting
+            };
             s.pid = Some(pid);
             s.addr = Some(addr.clone());
             s.ready = false;
             s.restarts = restarts;
             s.started_ms = Some(started_ms);
         });
+        self.proc = Some(proc);
+        if is_task {
+            // One event per task start would flood the log of a large job; its end is recorded.
+            return true;
+        }
         let again = if restarts > 0 {
             format!(" (restart {restarts})")
         } else {
@@ -86,7 +97,6 @@ impl Runner {
             &self.id,
             format!("started pid {pid} on {addr}{again}"),
         );
-        self.proc = Some(proc);
         true
     }
 
@@ -125,6 +135,7 @@ impl Runner {
             restarts: self.restarts,
             stop: proc.stop.clone(),
             cgroups: proc.cgroups.clone(),
+            task: a.task.is_some(),
         }
     }
 }

@@ -8,6 +8,7 @@ use super::placer::Placer;
 use super::plan::{recheck, Plan};
 use super::rollout::{self, Action, Observed};
 use super::snapshot::Snapshot;
+use crate::controllers::jobs::{plan_jobs, TaskBook};
 use crate::state::keys::{self, DrainRecord, Versioned};
 use ebb_core::quantity::format_duration;
 use ebb_core::{
@@ -20,7 +21,22 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// that end, moves that advance, nodes that were lost. The plan's writes are meant to be
 /// applied in one transaction; its `recheck` says when the next pass is due without a change.
 pub fn decide(snapshot: &Snapshot, now_ms: u64) -> Plan {
+    decide_with_jobs(snapshot, &TaskBook::default(), now_ms)
+}
+
+/// [`decide`], with the jobs' tasks as `book` has them: services are planned first, then
+/// waiting tasks take what capacity is left ([`plan_jobs`]).
+pub fn decide_with_jobs(snapshot: &Snapshot, book: &TaskBook, now_ms: u64) -> Plan {
     let mut plan = Plan::new(now_ms, snapshot.id_seed);
+    // Task attempts belong to the jobs part; the services' planning (and moves) never sees
+    // them, but the placer counts their reservations.
+    let services_only: Vec<Versioned<Assignment>> = snapshot
+        .assignments
+        .iter()
+        .filter(|a| a.value.task.is_none())
+        .cloned()
+        .collect();
+    let assignments = &services_only;
     let states = &snapshot.states;
     for node in &snapshot.newly_down {
         let message = format!(
@@ -33,16 +49,16 @@ pub fn decide(snapshot: &Snapshot, now_ms: u64) -> Plan {
     forget_orphan_statuses(&snapshot.assignments, &snapshot.statuses, &mut plan);
     finish_drains(snapshot, &mut plan);
     let migrations = moves::tidy(
-        &snapshot.assignments,
+        assignments,
         snapshot.migrations.clone(),
         &snapshot.node_drains,
         &snapshot.drains,
         states,
         &mut plan,
     );
-    let under_way = moves::under_way(&migrations, &snapshot.assignments);
+    let under_way = moves::under_way(&migrations, assignments);
     let evict = moves::drive_drains(
-        &snapshot.assignments,
+        assignments,
         &snapshot.node_drains,
         &migrations,
         &snapshot.drains,
@@ -50,7 +66,7 @@ pub fn decide(snapshot: &Snapshot, now_ms: u64) -> Plan {
         &mut plan,
     );
     let mut by_service: BTreeMap<&str, Vec<Versioned<Assignment>>> = BTreeMap::new();
-    for a in &snapshot.assignments {
+    for a in assignments {
         by_service
             .entry(a.value.service.as_str())
             .or_default()
@@ -88,6 +104,7 @@ pub fn decide(snapshot: &Snapshot, now_ms: u64) -> Plan {
         plan.draining,
         now_ms,
     );
+    plan_jobs(snapshot, &snapshot.jobs, book, &mut placer, &mut plan);
     plan
 }
 
@@ -360,6 +377,7 @@ fn create_instance(
         spec: spec.clone(),
         desired: DesiredState::Run,
         created_ms: plan.now_ms,
+        task: None,
     };
     plan.ops.push(Op::put(
         keys::instance(&id),

@@ -16,12 +16,16 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{current_status, decide};
+pub use decide::{current_status, decide, decide_with_jobs};
+pub use placer::Placer;
 pub use plan::Plan;
 pub use reports::{Reports, MOVES_KEPT};
 pub use snapshot::{RouterView, Snapshot};
 
+use crate::controllers::jobs::TaskBook;
 use crate::{now_ms, run_loop, Server};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use ebb_core::{Event, EventKind};
 use ebb_store::StoreError;
 use std::time::{Duration, Instant};
@@ -55,6 +59,8 @@ pub enum Recheck {
 /// to disk, and the API's async threads must not wait on that.
 pub async fn run(server: Server, stop: CancellationToken) {
     let mut changes = server.store().subscribe();
+    // This term's index of task records: read on the first pass, then kept by the passes.
+    let book: Arc<Mutex<Option<TaskBook>>> = Arc::default();
     let mut last: Option<(u64, Vec<String>)> = None;
     loop {
         // A pass depends on the store and on which nodes are live; if neither changed since the
@@ -66,8 +72,8 @@ pub async fn run(server: Server, stop: CancellationToken) {
             .map(|r| (r, server.nodes().live(Instant::now())));
         let mut recheck = RESYNC_INTERVAL;
         if seen.is_none() || seen != last {
-            let pass = server.clone();
-            match run_loop::blocking_pass("reconcile", move || reconcile(&pass)).await {
+            let (pass, book) = (server.clone(), book.clone());
+            match run_loop::blocking_pass("reconcile", move || reconcile(&pass, &book)).await {
                 None => {}
                 Some(Recheck::OnChange) => last = seen,
                 Some(Recheck::EverySecond) => last = None,
@@ -91,18 +97,38 @@ pub async fn run(server: Server, stop: CancellationToken) {
 
 /// One pass: read a snapshot, decide, apply. Returns when the next pass is needed even if
 /// nothing changes: drains (of instances or nodes) end on time and in-flight counts.
-pub fn reconcile(server: &Server) -> Result<Recheck, StoreError> {
+pub fn reconcile(server: &Server, book: &Mutex<Option<TaskBook>>) -> Result<Recheck, StoreError> {
     let snapshot = Snapshot::read(server, Instant::now())?;
-    apply(server, decide(&snapshot, now_ms()))
+    let mut book = book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut loaded = match book.take() {
+        Some(b) => b,
+        None => TaskBook::load(server.store(), &snapshot.jobs.jobs, &snapshot.assignments)?,
+    };
+    let runs: HashMap<String, u64> = snapshot
+        .jobs
+        .jobs
+        .iter()
+        .map(|(name, j)| (name.clone(), j.value.run))
+        .collect();
+    loaded.retain_runs(&runs);
+    let mut plan = decide_with_jobs(&snapshot, &loaded, now_ms());
+    let changes = std::mem::take(&mut plan.book);
+    let (recheck, landed) = apply(server, plan)?;
+    // The book follows the store: changed only by writes that landed.
+    if landed {
+        loaded.apply(changes, &runs);
+    }
+    *book = Some(loaded);
+    Ok(recheck)
 }
 
-/// Writes a plan in one transaction, then tells the server what it keeps in memory (statuses
+/// Writes a plan in one transaction (true: it landed), then tells the server what it keeps in memory (statuses
 /// forgotten, moves ended, pending reasons) and records the events. A conflict means someone
 /// wrote meanwhile: nothing is applied, and the next pass, soon, plans again.
-pub fn apply(server: &Server, mut plan: Plan) -> Result<Recheck, StoreError> {
+pub fn apply(server: &Server, mut plan: Plan) -> Result<(Recheck, bool), StoreError> {
     if !plan.ops.is_empty() {
         match server.store().txn(std::mem::take(&mut plan.ops)) {
-            Err(StoreError::Conflict { .. }) => return Ok(Recheck::Soon),
+            Err(StoreError::Conflict { .. }) => return Ok((Recheck::Soon, false)),
             other => other?,
         };
     }
@@ -117,5 +143,5 @@ pub fn apply(server: &Server, mut plan: Plan) -> Result<Recheck, StoreError> {
         plan.events.push(event.service(&service));
     }
     server.record_all(plan.events);
-    Ok(plan.recheck)
+    Ok((plan.recheck, true))
 }

@@ -333,6 +333,7 @@ mod tests {
             spec: spec.clone(),
             desired: DesiredState::Run,
             created_ms: 1,
+            task: None,
         };
         put(server.store(), &keys::instance("web-1"), &a);
         let m = Migration {
@@ -345,7 +346,7 @@ mod tests {
         };
         put(server.store(), &keys::migration("web-1"), &m);
 
-        super::super::reconcile(&server).unwrap();
+        super::super::reconcile(&server, &std::sync::Mutex::new(None)).unwrap();
         let (after, _) = keys::assignments(server.store()).unwrap();
         let nodes: Vec<&str> = after.iter().map(|a| a.value.node.as_str()).collect();
         assert_eq!(nodes, ["b"], "lost instance forgotten, replacement on b");

@@ -11,13 +11,14 @@ use ebb_core::{Assignment, DesiredState, ServiceSpec};
 /// for the instance's reservation, the best scored (bin-pack, spread across nodes per service).
 /// Built once per pass from the nodes the store knows and the reservations of every instance
 /// that should run; each placement reserves its share, so one pass never overcommits a node.
-pub(super) struct Placer {
+pub struct Placer {
     cluster: ebb_scheduler::Cluster,
     seed: u64,
 }
 
 impl Placer {
-    pub(super) fn new(
+    /// A placer over `nodes` with every running assignment's reservation taken.
+    pub fn new(
         nodes: &[NodeInfo],
         states: &NodeStates,
         assignments: &[Versioned<Assignment>],
@@ -57,7 +58,7 @@ impl Placer {
     /// The node for a new instance of `spec`, its reservation taken; or why none fits. The
     /// replacement of a moving instance never lands on the node it leaves, and lands on the
     /// node asked for, if any.
-    pub(super) fn pick(
+    pub fn pick(
         &mut self,
         spec: &ServiceSpec,
         moving: Option<&keys::Migration>,

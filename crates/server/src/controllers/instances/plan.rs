@@ -33,6 +33,8 @@ pub struct Plan {
     pub moved: Vec<MigrationView>,
     /// When the next pass is needed besides store changes.
     pub recheck: Recheck,
+    /// What the writes change in the leader's task book, applied once they landed.
+    pub book: Vec<crate::controllers::jobs::BookChange>,
     /// The next new instance's id comes from this SplitMix64 state.
     id_state: u64,
 }

@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub revision: u64,
     /// Seeds the ids of new instances (random per pass, so ids never repeat).
     pub id_seed: u64,
+    /// Jobs, their progress and the queues.
+    pub jobs: crate::controllers::jobs::JobsInput,
 }
 
 /// What the router reports of draining instances.
@@ -97,6 +99,11 @@ impl Snapshot {
             router,
             revision: store.revision().unwrap_or(0),
             id_seed: rand::thread_rng().gen(),
+            jobs: crate::controllers::jobs::JobsInput {
+                jobs: keys::jobs(store)?,
+                progress: keys::jobs_progress(store)?,
+                queues: keys::queues(store)?,
+            },
         })
     }
 }

@@ -55,6 +55,7 @@ fn instance(id: &str, spec: &ServiceSpec, node: &str, rev: u64) -> Versioned<Ass
             spec: spec.clone(),
             desired: DesiredState::Run,
             created_ms: T0 - 60_000,
+            task: None,
         },
         mod_revision: rev,
     }
@@ -72,6 +73,7 @@ fn status(a: &Versioned<Assignment>, ready: bool) -> InstanceStatus {
         restarts: 0,
         started_ms: Some(T0 - 50_000),
         last_exit: None,
+        exit_code: None,
     }
 }
 

@@ -1,0 +1,560 @@
+//! The jobs part of a controller pass, pure like the rest of [`decide`](crate::controllers::instances::decide):
+//! attempts that ended become task records (completed, retrying, failed, requeued), jobs that
+//! are done, cancelled or past their deadline end, and waiting tasks are placed in queue order
+//! on what the services left free, with the same [`Placer`] and its reservations.
+
+use super::book::{BookChange, JobTasks, TaskBook};
+use crate::controllers::instances::Recheck;
+use crate::controllers::instances::{current_status, Placer, Plan, Snapshot};
+use crate::state::keys::{self, Versioned};
+use ebb_core::quantity::format_duration;
+use ebb_core::{
+    api::NodeState, Assignment, DesiredState, Event, EventKind, InstanceState, JobEnd,
+    JobProgress, JobRecord, JobSpec, JobState, QueueSpec, TaskRecord, TaskRef, TaskState,
+};
+use ebb_scheduler::queue::{Candidate, Order, QueueLoad};
+use ebb_store::{Expect, Op};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// Most store operations the jobs part adds to one pass: etcd refuses a transaction of more
+/// than 128 (its `--max-txn-ops` default), and the services' own writes share it. A pass that
+/// stops here asks for the next one soon.
+pub const MAX_TASK_OPS: usize = 96;
+
+/// What the jobs part needs of a pass beyond the services' snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct JobsInput {
+    /// Every job record, by name.
+    pub jobs: BTreeMap<String, Versioned<JobRecord>>,
+    /// Every job's progress, by name.
+    pub progress: BTreeMap<String, Versioned<JobProgress>>,
+    /// Queues declared in deploy files, by name (others exist with weight 1, no cap).
+    pub queues: BTreeMap<String, QueueSpec>,
+}
+
+/// How one attempt ended, as the pass sees it.
+enum End {
+    /// The process ended by itself (or its timeout killed it).
+    Exited {
+        code: Option<i32>,
+        why: String,
+    },
+    /// We asked it to stop (cancel, deadline, a failed job) and it did.
+    Stopped,
+    /// Its node is down.
+    Lost,
+}
+
+/// One job as this pass sees it.
+struct JobView<'a> {
+    name: &'a str,
+    record: &'a JobRecord,
+    progress: JobProgress,
+    /// Its tasks as the book has them; None: nothing of this run recorded yet.
+    tasks: Option<&'a JobTasks>,
+    /// Final records written in this pass: completed, failed, cancelled.
+    finals_now: (u32, u32, u32),
+    /// Its attempts that run (desired run, not ended).
+    running: Vec<&'a Versioned<Assignment>>,
+}
+
+impl JobView<'_> {
+    /// Completed, failed and cancelled tasks, this pass's records included.
+    fn finals(&self) -> (u32, u32, u32) {
+        let (c, f, x) = self.tasks.map_or((0, 0, 0), JobTasks::finals);
+        let (dc, df, dx) = self.finals_now;
+        (c + dc, f + df, x + dx)
+    }
+
+    fn record_of(&self, index: u32) -> Option<&TaskRecord> {
+        self.tasks.and_then(|t| t.record_of(index))
+    }
+
+    fn ready(&self, now: u64) -> u32 {
+        let tasks = self.record.spec.tasks;
+        self.tasks.map_or(tasks, |t| t.ready(tasks, now))
+    }
+
+    fn next_ready(&self, now: u64, taken: &HashSet<u32>) -> Option<u32> {
+        let tasks = self.record.spec.tasks;
+        match self.tasks {
+            Some(t) => t.next_ready(tasks, now, taken),
+            None => (0..tasks).find(|i| !taken.contains(i)),
+        }
+    }
+
+    /// Counts a record written in this pass.
+    fn note_final(&mut self, state: TaskState) {
+        match state {
+            TaskState::Completed => self.finals_now.0 += 1,
+            TaskState::Failed => self.finals_now.1 += 1,
+            TaskState::Cancelled => self.finals_now.2 += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Plans every job at `plan.now_ms`: ended attempts, ended jobs, new attempts.
+pub fn plan_jobs(
+    snapshot: &Snapshot,
+    input: &JobsInput,
+    book: &TaskBook,
+    placer: &mut Placer,
+    plan: &mut Plan,
+) {
+    let now = plan.now_ms;
+    let mut attempts: HashMap<&str, Vec<&Versioned<Assignment>>> = HashMap::new();
+    for a in &snapshot.assignments {
+        if let Some(t) = &a.value.task {
+            attempts.entry(t.job.as_str()).or_default().push(a);
+        }
+    }
+    let mut budget = MAX_TASK_OPS;
+    let mut views = Vec::new();
+    for (name, record) in &input.jobs {
+        let progress = input
+            .progress
+            .get(name)
+            .map(|p| p.value.clone())
+            .filter(|p| p.run == record.value.run)
+            .unwrap_or(JobProgress {
+                run: record.value.run,
+                ..JobProgress::default()
+            });
+        let tasks = book.job(name).filter(|t| t.run == record.value.run);
+        let mut view = JobView {
+            name,
+            record: &record.value,
+            progress,
+            tasks,
+            finals_now: (0, 0, 0),
+            running: Vec::new(),
+        };
+        for a in attempts.remove(name.as_str()).unwrap_or_default() {
+            settle_attempt(snapshot, &mut view, a, plan, &mut budget);
+        }
+        end_job_if_due(&mut view, plan, now);
+        views.push(view);
+    }
+    // Attempts of jobs that no longer exist stop and go.
+    for a in attempts.into_values().flatten() {
+        if budget >= 3 {
+            drop_attempt(snapshot, a, plan, &mut budget);
+        }
+    }
+    place_waiting(&mut views, input, placer, plan, &mut budget);
+    for view in &views {
+        write_progress(view, input, plan);
+    }
+    if budget < 3 {
+        plan.recheck = Recheck::Soon;
+    }
+    let waits_on_time = views.iter().any(|v| {
+        v.progress.finished.is_none()
+            && (v.record.spec.deadline.is_some()
+                || v.tasks.and_then(|t| t.next_retry_ms(now)).is_some())
+    });
+    if waits_on_time && plan.recheck == Recheck::OnChange {
+        plan.recheck = Recheck::EverySecond;
+    }
+}
+
+/// An attempt that ended becomes a record; one that runs is counted; one of a finished job
+/// is asked to stop.
+fn settle_attempt<'a>(
+    snapshot: &Snapshot,
+    view: &mut JobView<'a>,
+    a: &'a Versioned<Assignment>,
+    plan: &mut Plan,
+    budget: &mut usize,
+) {
+    let Some(task) = &a.value.task else { return };
+    let end = attempt_end(snapshot, &a.value);
+    let stale = task.run != view.record.run;
+    match end {
+        None if stale || view.progress.finished.is_some() => {
+            if a.value.desired == DesiredState::Run && *budget >= 1 {
+                *budget -= 1;
+                request_stop(a, plan);
+            }
+            if !stale {
+                view.running.push(a);
+            }
+        }
+        None => view.running.push(a),
+        Some(end) if *budget >= 3 => {
+            *budget -= 3;
+            forget(a, plan);
+            if stale {
+                return;
+            }
+            let record = ended_record(view, task, &a.value, end, plan);
+            plan.book.push(BookChange::Recorded {
+                job: view.name.to_string(),
+                record: record.clone(),
+            });
+            plan.ops.push(Op::put(
+                keys::task(view.name, record.index),
+                keys::encode(&record),
+                Expect::Any,
+            ));
+            view.note_final(record.state);
+        }
+        Some(_) => view.running.push(a),
+    }
+}
+
+/// How an attempt ended, if it did.
+fn attempt_end(snapshot: &Snapshot, a: &Assignment) -> Option<End> {
+    if snapshot.states.get(&a.node) == NodeState::Down {
+        return Some(End::Lost);
+    }
+    let status = current_status(a, &snapshot.statuses);
+    match status.map(|s| s.state) {
+        Some(InstanceState::Exited) => {
+            let s = status?;
+            Some(End::Exited {
+                code: s.exit_code,
+                why: s.last_exit.clone().unwrap_or_else(|| "exited".into()),
+            })
+        }
+        Some(InstanceState::Stopped) => Some(End::Stopped),
+        None if a.desired == DesiredState::Stop => Some(End::Stopped),
+        _ => None,
+    }
+}
+
+/// The record an ended attempt leaves, with its event.
+fn ended_record(
+    view: &JobView,
+    task: &TaskRef,
+    a: &Assignment,
+    end: End,
+    plan: &mut Plan,
+) -> TaskRecord {
+    let now = plan.now_ms;
+    let spec = &view.record.spec;
+    let before = view.record_of(task.index);
+    let mut r = TaskRecord {
+        run: task.run,
+        index: task.index,
+        state: TaskState::Queued,
+        failures: before.map_or(0, |b| b.failures),
+        attempts: task.attempt,
+        instance: Some(a.id.clone()),
+        node: Some(a.node.clone()),
+        exit_code: None,
+        last_exit: None,
+        queued_ms: task.queued_ms,
+        started_ms: Some(a.created_ms),
+        ended_ms: Some(now),
+        retry_at_ms: None,
+    };
+    let who = format!("task {} of job {}", task.index, view.name);
+    let event = |kind, message: String| {
+        Event::new(now, kind, message)
+            .service(view.name)
+            .instance(&a.id)
+            .node(&a.node)
+    };
+    match end {
+        End::Exited { code: Some(0), why } => {
+            r.state = TaskState::Completed;
+            r.exit_code = Some(0);
+            r.last_exit = Some(why);
+        }
+        End::Exited { code, why } => {
+            r.exit_code = code;
+            r.last_exit = Some(why.clone());
+            r.failures += 1;
+            let fatal = code.is_some_and(|c| spec.fail_on_exit_codes.contains(&c));
+            if fatal || r.failures > spec.retries {
+                r.state = TaskState::Failed;
+                let because = if fatal {
+                    format!("{why}, which fail_on_exit_codes fails at once")
+                } else {
+                    format!("{why}; {} retries used up", spec.retries)
+                };
+                plan.events.push(event(
+                    EventKind::TaskFailed,
+                    format!("{who} failed on attempt {}: {because}", task.attempt),
+                ));
+            } else {
+                let delay = JobSpec::retry_delay(r.failures);
+                r.state = TaskState::Retrying;
+                r.queued_ms = now;
+                r.retry_at_ms = Some(now + millis(delay));
+                plan.events.push(event(
+                    EventKind::TaskRetrying,
+                    format!(
+                        "{who} failed on attempt {}: {why}; retry {} of {} in {}",
+                        task.attempt,
+                        r.failures,
+                        spec.retries,
+                        format_duration(delay)
+                    ),
+                ));
+            }
+        }
+        End::Stopped if view.progress.finished.is_some() || view.record.cancelled_ms.is_some() => {
+            r.state = TaskState::Cancelled;
+            r.last_exit = Some("stopped: the job ended".into());
+        }
+        End::Stopped => {
+            r.queued_ms = now;
+            r.last_exit = Some("stopped before it ended; queued again".into());
+        }
+        End::Lost => {
+            r.queued_ms = now;
+            r.last_exit = Some(format!("lost with node {}", a.node));
+            plan.events.push(event(
+                EventKind::TaskRequeued,
+                format!(
+                    "{who} was lost with node {} on attempt {}: queued again (not counted as a failure)",
+                    a.node, task.attempt
+                ),
+            ));
+        }
+    }
+    r
+}
+
+/// Ends the job when every task is final, a task failed for good, it was cancelled, or its
+/// deadline passed.
+fn end_job_if_due(view: &mut JobView, plan: &mut Plan, now: u64) {
+    if view.progress.finished.is_some() {
+        return;
+    }
+    let spec = &view.record.spec;
+    let (completed, failed, _) = view.finals();
+    let end = if let Some(at) = view.record.cancelled_ms {
+        Some((JobState::Cancelled, at, "cancelled (ebb cancel)".to_string()))
+    } else if failed > 0 {
+        Some((
+            JobState::Failed,
+            now,
+            format!("{failed} task(s) failed for good"),
+        ))
+    } else if completed >= spec.tasks {
+        Some((
+            JobState::Completed,
+            now,
+            format!("all {} tasks completed", spec.tasks),
+        ))
+    } else if let Some(deadline) = spec.deadline {
+        (now >= view.record.submitted_ms + millis(deadline)).then(|| {
+            (
+                JobState::Failed,
+                now,
+                format!(
+                    "deadline {} passed with {completed} of {} tasks completed",
+                    format_duration(deadline),
+                    spec.tasks
+                ),
+            )
+        })
+    } else {
+        None
+    };
+    let Some((state, at_ms, reason)) = end else {
+        return;
+    };
+    let kind = match state {
+        JobState::Completed => EventKind::JobCompleted,
+        JobState::Cancelled => EventKind::JobCancelled,
+        _ => EventKind::JobFailed,
+    };
+    let running = view.running.len();
+    let stopping = if running > 0 && state != JobState::Completed {
+        format!("; stopping its {running} running task(s)")
+    } else {
+        String::new()
+    };
+    plan.events.push(
+        Event::new(
+            now,
+            kind,
+            format!("job {} {}: {reason}{stopping}", view.name, state.as_str()),
+        )
+        .service(view.name),
+    );
+    view.progress.finished = Some(JobEnd {
+        state,
+        at_ms,
+        reason,
+    });
+    for a in &view.running {
+        if a.value.desired == DesiredState::Run {
+            request_stop(a, plan);
+        }
+    }
+}
+
+/// Places waiting tasks in queue order until nothing fits or the pass's writes are spent.
+fn place_waiting(
+    views: &mut [JobView],
+    input: &JobsInput,
+    placer: &mut Placer,
+    plan: &mut Plan,
+    budget: &mut usize,
+) {
+    let now = plan.now_ms;
+    let mut queue_index: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut queues: Vec<QueueLoad> = Vec::new();
+    let mut candidates = Vec::new();
+    let mut members = Vec::new();
+    for (i, view) in views.iter().enumerate() {
+        let spec = &view.record.spec;
+        let q = *queue_index.entry(spec.queue.as_str()).or_insert_with(|| {
+            let declared = input.queues.get(&spec.queue);
+            queues.push(QueueLoad {
+                weight: declared.map_or(1, |d| d.weight),
+                max_running: declared.and_then(|d| d.max_running),
+                running: 0,
+            });
+            queues.len() - 1
+        });
+        queues[q].running += u32::try_from(view.running.len()).unwrap_or(u32::MAX);
+        if view.progress.finished.is_some() {
+            continue;
+        }
+        let waiting = view.ready(now);
+        if waiting == 0 {
+            continue;
+        }
+        candidates.push(Candidate {
+            priority: spec.priority,
+            queue: q,
+            submitted_ms: view.record.submitted_ms,
+            seq: u64::try_from(i).unwrap_or(u64::MAX),
+            waiting,
+            running: u32::try_from(view.running.len()).unwrap_or(u32::MAX),
+            min: spec.parallelism.min,
+            max: spec.parallelism.max,
+        });
+        members.push(i);
+    }
+    let mut order = Order::new(queues, candidates);
+    let mut taken: Vec<HashSet<u32>> = vec![HashSet::new(); members.len()];
+    while *budget >= 2 {
+        let Some(pick) = order.next() else { break };
+        let view = &mut views[members[pick]];
+        let spec = &view.record.spec;
+        let Some(index) = view.next_ready(now, &taken[pick]) else {
+            order.unplaced(pick);
+            continue;
+        };
+        let record = view.record_of(index);
+        let attempt = record.map_or(0, |r| r.attempts) + 1;
+        let task_spec = spec.task_spec(index, attempt);
+        let node = match placer.pick(&task_spec, None) {
+            Ok(node) => node,
+            Err(_) => {
+                order.unplaced(pick);
+                continue;
+            }
+        };
+        taken[pick].insert(index);
+        *budget -= 1;
+        let queued_ms = record.map_or(view.record.submitted_ms, |r| r.queued_ms);
+        let id = plan.new_instance_id(view.name);
+        let assignment = Assignment {
+            id: id.clone(),
+            service: view.name.to_string(),
+            node,
+            generation: 0,
+            version: task_spec.version(),
+            spec: task_spec,
+            desired: DesiredState::Run,
+            created_ms: now,
+            task: Some(TaskRef {
+                job: view.name.to_string(),
+                run: view.record.run,
+                index,
+                attempt,
+                timeout_ms: spec.timeout.map(millis),
+                queued_ms,
+            }),
+        };
+        plan.ops.push(Op::put(
+            keys::instance(&id),
+            keys::encode(&assignment),
+            Expect::Absent,
+        ));
+        plan.book.push(BookChange::Started {
+            job: view.name.to_string(),
+            index,
+        });
+        if view.progress.started_ms.is_none() {
+            view.progress.started_ms = Some(now);
+            plan.events.push(
+                Event::new(
+                    now,
+                    EventKind::JobStarted,
+                    format!(
+                        "job {}: first task started ({} tasks, queue {}, priority {})",
+                        view.name, spec.tasks, spec.queue, spec.priority
+                    ),
+                )
+                .service(view.name),
+            );
+        }
+    }
+}
+
+/// Writes the job's progress when it changed.
+fn write_progress(view: &JobView, input: &JobsInput, plan: &mut Plan) {
+    let (completed, failed, cancelled) = view.finals();
+    let progress = JobProgress {
+        completed,
+        failed,
+        cancelled,
+        ..view.progress.clone()
+    };
+    let stored = input.progress.get(view.name);
+    if stored.is_some_and(|s| s.value == progress) {
+        return;
+    }
+    plan.ops.push(Op::put(
+        keys::job_progress(view.name),
+        keys::encode(&progress),
+        stored.map_or(Expect::Absent, |s| Expect::ModRevision(s.mod_revision)),
+    ));
+}
+
+/// Asks the node to stop an attempt.
+fn request_stop(a: &Versioned<Assignment>, plan: &mut Plan) {
+    let mut stopped = a.value.clone();
+    stopped.desired = DesiredState::Stop;
+    plan.ops.push(Op::put(
+        keys::instance(&stopped.id),
+        keys::encode(&stopped),
+        Expect::ModRevision(a.mod_revision),
+    ));
+}
+
+/// Deletes an attempt and its status.
+fn forget(a: &Versioned<Assignment>, plan: &mut Plan) {
+    plan.ops.push(Op::delete(
+        keys::instance(&a.value.id),
+        Expect::ModRevision(a.mod_revision),
+    ));
+    plan.ops.push(Op::delete(keys::status(&a.value.id), Expect::Any));
+    plan.forgotten.push(a.value.id.clone());
+}
+
+/// An attempt whose job is gone: stopped, then forgotten once it ended.
+fn drop_attempt(snapshot: &Snapshot, a: &Versioned<Assignment>, plan: &mut Plan, budget: &mut usize) {
+    if attempt_end(snapshot, &a.value).is_some() {
+        *budget -= 3;
+        forget(a, plan);
+    } else if a.value.desired == DesiredState::Run {
+        *budget -= 1;
+        request_stop(a, plan);
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
