@@ -183,8 +183,37 @@ impl Client {
 
     /// Creates or updates the services, all or none; says what changed for each.
     pub async fn apply(&self, services: Vec<ServiceSpec>) -> Result<ApplyResponse, ClientError> {
-        let body = ApplyRequest { services };
+        let body = ApplyRequest::services(services);
         self.call(Method::PUT, "/v1/services", Some(&body), None)
+            .await
+    }
+
+    /// Creates or updates services and queues and submits jobs, all or none.
+    pub async fn apply_request(&self, req: &ApplyRequest) -> Result<ApplyResponse, ClientError> {
+        self.call(Method::PUT, "/v1/services", Some(req), None)
+            .await
+    }
+
+    /// Every job with its task counts.
+    pub async fn jobs(&self) -> Result<Vec<ebb_core::api::JobView>, ClientError> {
+        self.call(Method::GET, "/v1/jobs", None::<&()>, None).await
+    }
+
+    /// One job and each of its tasks that ran or runs.
+    pub async fn job(&self, name: &str) -> Result<ebb_core::api::JobDetail, ClientError> {
+        let path = format!("/v1/jobs/{}", encode(name));
+        self.call(Method::GET, &path, None::<&()>, None).await
+    }
+
+    /// Cancels a job: its running tasks stop, nothing of it starts again.
+    pub async fn cancel_job(&self, name: &str) -> Result<ebb_core::api::JobView, ClientError> {
+        let path = format!("/v1/jobs/{}/cancel", encode(name));
+        self.call(Method::POST, &path, None::<&()>, None).await
+    }
+
+    /// Every queue, with its running and waiting tasks.
+    pub async fn queues(&self) -> Result<Vec<ebb_core::api::QueueView>, ClientError> {
+        self.call(Method::GET, "/v1/queues", None::<&()>, None)
             .await
     }
 
@@ -302,12 +331,16 @@ impl Client {
         &self,
         service: &str,
         instance: Option<&str>,
+        task: Option<u32>,
         tail: usize,
         cursors: &str,
     ) -> Result<LogsResponse, ClientError> {
         let mut path = format!("/v1/logs/{}?tail={tail}", encode(service));
         if let Some(i) = instance {
             path.push_str(&format!("&instance={}", encode(i)));
+        }
+        if let Some(t) = task {
+            path.push_str(&format!("&task={t}"));
         }
         if !cursors.is_empty() {
             path.push_str(&format!("&cursors={}", encode(cursors)));

@@ -109,7 +109,138 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApplyRequest {
     /// The services to create or update; all are validated before any is written.
+    #[serde(default)]
     pub services: Vec<ServiceSpec>,
+    /// The jobs to submit (a job already known with the same spec is left alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<crate::JobSpec>,
+    /// The queues to create or update.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<crate::QueueSpec>,
+}
+
+impl ApplyRequest {
+    /// A request for services only.
+    pub fn services(services: Vec<ServiceSpec>) -> ApplyRequest {
+        ApplyRequest {
+            services,
+            jobs: Vec::new(),
+            queues: Vec::new(),
+        }
+    }
+}
+
+/// What an apply did to one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobChange {
+    /// The job's name.
+    pub job: String,
+    /// `submitted` (new), `resubmitted` (a changed spec after the last run ended: a new run),
+    /// or `unchanged`.
+    pub change: String,
+    /// The run it is on now.
+    pub run: u64,
+}
+
+/// One job, as `GET /v1/jobs` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job's name.
+    pub name: String,
+    /// `queued`, `running`, `completed`, `failed` or `cancelled`.
+    pub state: crate::JobState,
+    /// Tasks in all.
+    pub tasks: u32,
+    /// Tasks completed.
+    pub completed: u32,
+    /// Tasks running now.
+    pub running: u32,
+    /// Tasks failed for good.
+    pub failed: u32,
+    /// Tasks cancelled.
+    pub cancelled: u32,
+    /// Tasks waiting (never started, queued again, or waiting for a retry).
+    pub queued: u32,
+    /// Its queue.
+    pub queue: String,
+    /// Its priority.
+    pub priority: u8,
+    /// Its parallelism.
+    pub parallelism: crate::Parallelism,
+    /// Which run.
+    pub run: u64,
+    /// Unix ms: submitted, first task started, finished.
+    pub submitted_ms: u64,
+    /// See `submitted_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    /// See `submitted_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
+    /// Why it ended, once it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The spec.
+    pub spec: crate::JobSpec,
+}
+
+/// One task of a job, as `GET /v1/jobs/{name}` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// Its index.
+    pub index: u32,
+    /// Attempts so far (the running one included).
+    pub attempt: u32,
+    /// Where its last attempt ran or runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Where it is.
+    pub state: crate::TaskState,
+    /// The last attempt's exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// How the last attempt ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+    /// How long the last attempt ran (so far, when it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// How long the last attempt waited in the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_wait_ms: Option<u64>,
+    /// The last attempt's instance id (for `ebb logs JOB --instance`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+/// `GET /v1/jobs/{name}`: the job and each task that ran or runs (never-started ones are
+/// counted in `job.queued`, not listed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDetail {
+    /// The job.
+    pub job: JobView,
+    /// Its tasks that have run or run now, by index.
+    pub tasks: Vec<TaskView>,
+}
+
+/// One queue, as `GET /v1/queues` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueView {
+    /// Its name.
+    pub name: String,
+    /// Fair-share weight.
+    pub weight: u32,
+    /// Cap on running tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
+    /// Tasks of its jobs running now.
+    pub running: u32,
+    /// Tasks of its jobs waiting.
+    pub queued: u32,
+    /// Its jobs that have not finished.
+    pub active_jobs: u32,
+    /// Declared in a deploy file (false: named by a job only, weight 1 and no cap).
+    pub declared: bool,
 }
 
 /// What an apply did to one service.
@@ -155,6 +286,9 @@ pub struct ServiceChange {
 pub struct ApplyResponse {
     /// One entry per service in the request, in its order.
     pub changes: Vec<ServiceChange>,
+    /// One entry per job in the request, in its order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<JobChange>,
 }
 
 /// `POST /v1/services/{name}/scale`.
@@ -297,6 +431,9 @@ pub struct StatusView {
     /// The name of the server that answered.
     #[serde(default)]
     pub server: String,
+    /// Every job.
+    #[serde(default)]
+    pub jobs: Vec<JobView>,
 }
 
 /// One server of the control plane, as `GET /v1/servers` lists it.

@@ -181,7 +181,10 @@ impl JobSpec {
         if self.retries > MAX_RETRIES {
             p.add(
                 "retries",
-                format!("{} retries is more than the limit of {MAX_RETRIES}", self.retries),
+                format!(
+                    "{} retries is more than the limit of {MAX_RETRIES}",
+                    self.retries
+                ),
             );
         }
         for (field, d) in [
@@ -231,8 +234,10 @@ impl JobSpec {
         spec.env.clone_from(&self.env);
         spec.env.insert("EBB_JOB".into(), self.name.clone());
         spec.env.insert("EBB_TASK_INDEX".into(), index.to_string());
-        spec.env.insert("EBB_TASK_COUNT".into(), self.tasks.to_string());
-        spec.env.insert("EBB_TASK_ATTEMPT".into(), attempt.to_string());
+        spec.env
+            .insert("EBB_TASK_COUNT".into(), self.tasks.to_string());
+        spec.env
+            .insert("EBB_TASK_ATTEMPT".into(), attempt.to_string());
         spec.workdir.clone_from(&self.workdir);
         spec.resources = self.resources.clone();
         spec.stop = self.stop.clone();

@@ -136,8 +136,34 @@ pub enum Command {
         #[arg(long)]
         detach: bool,
     },
-    /// Show a service's logs (stdout and stderr of its instances)
+    /// Show a service's or a job's logs (stdout and stderr of its instances or tasks)
     Logs(LogsArgs),
+    /// List jobs: state and task counts
+    Jobs {
+        /// Print a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job, task by task: attempt, node, state, exit code, duration, queue wait
+    Job {
+        name: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job: its running tasks stop, nothing of it starts again
+    Cancel { job: String },
+    /// List job queues: weight, cap, running and waiting tasks
+    Queues {
+        /// Print a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a one-off task, stream its output and exit with its exit code
+    #[command(
+        after_help = "Exit codes: the task's own, 0 when it succeeded; 1 when it ended without one                             (killed, timed out, cancelled); 2 bad arguments; 3 ebb unreachable."
+    )]
+    Run(RunArgs),
     /// Show what happened and why
     Events {
         /// Keep printing new events
@@ -363,11 +389,40 @@ pub struct DeployArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The job's name (default run-XXXXXXXX)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// CPU to reserve, in cores or millicores (0.5, 500m)
+    #[arg(long, value_parser = parse_cpu_arg)]
+    pub cpu: Option<u32>,
+    /// Memory to reserve (256MiB)
+    #[arg(long, value_parser = parse_size_arg)]
+    pub memory: Option<u64>,
+    /// Priority, 0–100 (default 50)
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub priority: Option<u8>,
+    /// The queue (default "default")
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Kill the task after this long (e.g. 10m)
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub timeout: Option<std::time::Duration>,
+    /// The program and its arguments
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct LogsArgs {
+    /// A service or a job
     pub service: String,
-    /// Only this instance
+    /// Only this instance (or task attempt)
     #[arg(long)]
     pub instance: Option<String>,
+    /// Only this task of a job (its last attempt)
+    #[arg(long)]
+    pub task: Option<u32>,
     /// Keep printing new lines
     #[arg(short, long)]
     pub follow: bool,

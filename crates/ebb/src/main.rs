@@ -92,10 +92,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &connect::client(g)?,
                 &a.service,
                 a.instance.as_deref(),
+                a.task,
                 a.follow,
                 a.tail,
             )
             .await
+        }
+        Command::Jobs { json } => commands::jobs::jobs(&connect::client(g)?, *json).await,
+        Command::Job { name, json } => commands::jobs::job(&connect::client(g)?, name, *json).await,
+        Command::Cancel { job } => commands::jobs::cancel(&connect::client(g)?, job).await,
+        Command::Queues { json } => commands::jobs::queues(&connect::client(g)?, *json).await,
+        Command::Run(a) => {
+            let req = commands::jobs::RunRequest {
+                name: a.name.as_deref(),
+                command: &a.command,
+                cpu_millis: a.cpu,
+                memory_bytes: a.memory,
+                priority: a.priority,
+                queue: a.queue.as_deref(),
+                timeout: a.timeout,
+            };
+            commands::jobs::run(&connect::client(g)?, req).await
         }
         Command::Events {
             follow,

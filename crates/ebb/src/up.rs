@@ -55,7 +55,7 @@ pub struct LocalAgent {
 /// `ebb up`: the control plane, a local agent, and the deploy files applied.
 pub async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<()> {
     let specs = if args.files.is_empty() {
-        Vec::new()
+        ebb_spec::Deployment::default()
     } else {
         commands::parse_deploy_files(&args.files)?
     };
@@ -84,7 +84,7 @@ pub async fn server(global: &Global, args: &ServerArgs) -> anyhow::Result<()> {
         store: args.store.clone(),
         name: args.name.clone(),
     };
-    run(global, role, Vec::new()).await
+    run(global, role, ebb_spec::Deployment::default()).await
 }
 
 /// A local agent of the control plane's process: its node name, the address its instances
@@ -95,11 +95,7 @@ struct Local {
     supervisor: Supervisor,
 }
 
-async fn run(
-    global: &Global,
-    role: Role<'_>,
-    specs: Vec<ebb_core::ServiceSpec>,
-) -> anyhow::Result<()> {
+async fn run(global: &Global, role: Role<'_>, specs: ebb_spec::Deployment) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let data_dir = prepare_data_dir(&global.data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
@@ -331,16 +327,24 @@ fn report_local(plane: &mut ControlPlane, client: &Client, local: &Local) {
 }
 
 /// Applies the deploy files given on the command line, if any.
-async fn apply(client: &Client, specs: Vec<ebb_core::ServiceSpec>) -> anyhow::Result<()> {
-    if specs.is_empty() {
+async fn apply(client: &Client, specs: ebb_spec::Deployment) -> anyhow::Result<()> {
+    if specs == ebb_spec::Deployment::default() {
         return Ok(());
     }
+    let req = ebb_core::api::ApplyRequest {
+        services: specs.services,
+        jobs: specs.jobs,
+        queues: specs.queues,
+    };
     let resp = client
-        .apply(specs)
+        .apply_request(&req)
         .await
         .context("applying the deploy files")?;
     for c in resp.changes {
         tracing::info!(service = c.service, change = ?c.change, "applied");
+    }
+    for j in resp.jobs {
+        tracing::info!(job = j.job, change = j.change, "applied");
     }
     Ok(())
 }

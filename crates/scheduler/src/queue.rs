@@ -119,9 +119,9 @@ impl Order {
     /// Orders queues by running tasks over weight (cross-multiplied: no division).
     fn share_cmp(&self, a: usize, b: usize) -> Ordering {
         let load = |q: usize| {
-            self.queues
-                .get(q)
-                .map_or((0, 1), |l| (u64::from(l.running), u64::from(l.weight.max(1))))
+            self.queues.get(q).map_or((0, 1), |l| {
+                (u64::from(l.running), u64::from(l.weight.max(1)))
+            })
         };
         let ((ra, wa), (rb, wb)) = (load(a), load(b));
         (ra * wb).cmp(&(rb * wa))

@@ -67,6 +67,7 @@ mod diagnostic;
 mod document;
 #[doc(hidden)]
 pub mod fuzz;
+mod job;
 mod service;
 mod values;
 
@@ -74,7 +75,7 @@ pub use diagnostic::{SpecError, SpecErrors};
 
 use diagnostic::{line_col, Source};
 use document::{entries, header_span, syntax_error, Ctx, Entry};
-use ebb_core::ServiceSpec;
+use ebb_core::{JobSpec, QueueSpec, ServiceSpec};
 use miette::NamedSource;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -83,7 +84,18 @@ use std::sync::Arc;
 use toml_edit::ImDocument;
 
 /// Top-level keys of a deploy file.
-const ROOT_FIELDS: [&str; 1] = ["services"];
+const ROOT_FIELDS: [&str; 3] = ["services", "jobs", "queues"];
+
+/// Everything deploy files define: services, jobs and queues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deployment {
+    /// `[services.NAME]`, in file order.
+    pub services: Vec<ServiceSpec>,
+    /// `[jobs.NAME]`, in file order.
+    pub jobs: Vec<JobSpec>,
+    /// `[queues.NAME]`, in file order.
+    pub queues: Vec<QueueSpec>,
+}
 
 /// Parses one deploy file's text. `file_label` names it in errors; relative `workdir`s resolve
 /// against `base_dir`, which should be absolute (it is used as given).
@@ -92,6 +104,15 @@ pub fn parse_str(
     text: &str,
     base_dir: &Path,
 ) -> Result<Vec<ServiceSpec>, SpecErrors> {
+    parse_deployment_str(file_label, text, base_dir).map(|d| d.services)
+}
+
+/// Parses one deploy file's text: its services, jobs and queues.
+pub fn parse_deployment_str(
+    file_label: &str,
+    text: &str,
+    base_dir: &Path,
+) -> Result<Deployment, SpecErrors> {
     let mut set = ServiceSet::default();
     set.add(file_label, text, parse_one(file_label, text, base_dir));
     set.finish()
@@ -105,6 +126,12 @@ pub fn parse_file(path: &Path) -> Result<Vec<ServiceSpec>, SpecErrors> {
 /// Reads and parses several deploy files, as one set of services: a service name, and a public
 /// port, may be used once across all of them.
 pub fn parse_files(paths: &[PathBuf]) -> Result<Vec<ServiceSpec>, SpecErrors> {
+    parse_deployment_files(paths).map(|d| d.services)
+}
+
+/// Reads and parses several deploy files as one deployment: services, jobs and queues, each
+/// name used once across all of them (a job and a service may not share one either).
+pub fn parse_deployment_files(paths: &[PathBuf]) -> Result<Deployment, SpecErrors> {
     let mut set = ServiceSet::default();
     for path in paths {
         let label = path.display().to_string();
@@ -123,6 +150,11 @@ pub fn parse_files(paths: &[PathBuf]) -> Result<Vec<ServiceSpec>, SpecErrors> {
 #[derive(Default)]
 struct ServiceSet {
     specs: Vec<ServiceSpec>,
+    jobs: Vec<JobSpec>,
+    queues: Vec<QueueSpec>,
+    /// Job and queue names → "file:line:col" of their first definition.
+    job_names: HashMap<String, String>,
+    queue_names: HashMap<String, String>,
     errors: Vec<SpecError>,
     /// name → "file:line:col" of its first definition
     names: HashMap<String, String>,
@@ -172,13 +204,70 @@ impl ServiceSet {
             }
             self.specs.extend(s.spec);
         }
+        for j in parsed.jobs {
+            let field = format!("jobs.{}", j.name);
+            let first = self
+                .job_names
+                .get(&j.name)
+                .or_else(|| self.names.get(&j.name));
+            if let Some(first) = first {
+                self.errors.push(
+                    SpecError::at(
+                        &parsed.source,
+                        Some(j.header),
+                        Some(field),
+                        format!("the name `{}` is already used at {first}", j.name),
+                    )
+                    .with_hint("jobs and services need names of their own: rename one"),
+                );
+                continue;
+            }
+            let (line, column) = line_col(text, j.header.start);
+            self.job_names
+                .insert(j.name.clone(), format!("{label}:{line}:{column}"));
+            self.jobs.extend(j.spec);
+        }
+        for q in parsed.queues {
+            if let Some(first) = self.queue_names.get(&q.name) {
+                self.errors.push(
+                    SpecError::at(
+                        &parsed.source,
+                        Some(q.header),
+                        Some(format!("queues.{}", q.name)),
+                        format!("queue `{}` is already defined at {first}", q.name),
+                    )
+                    .with_hint("define each queue once across the deploy files"),
+                );
+                continue;
+            }
+            let (line, column) = line_col(text, q.header.start);
+            self.queue_names
+                .insert(q.name.clone(), format!("{label}:{line}:{column}"));
+            self.queues.extend(q.spec);
+        }
         // This file's errors in file order, whichever check found them.
         self.errors[first_error..].sort_by_key(|e| (e.line, e.column));
     }
 
-    fn finish(self) -> Result<Vec<ServiceSpec>, SpecErrors> {
+    fn finish(mut self) -> Result<Deployment, SpecErrors> {
+        // A job may be listed before the service whose name it takes, in another file.
+        for j in &self.jobs {
+            if let Some(at) = self.names.get(&j.name) {
+                if !self.job_names.get(&j.name).is_some_and(|first| first == at) {
+                    let at_job = self.job_names.get(&j.name).cloned().unwrap_or_default();
+                    self.errors.push(SpecError::whole_file(
+                        at_job.clone(),
+                        format!("jobs.{}: the name is already used by the service at {at}; jobs and services need names of their own", j.name),
+                    ));
+                }
+            }
+        }
         if self.errors.is_empty() {
-            Ok(self.specs)
+            Ok(Deployment {
+                services: self.specs,
+                jobs: self.jobs,
+                queues: self.queues,
+            })
         } else {
             Err(SpecErrors(self.errors))
         }
@@ -210,9 +299,18 @@ struct Found {
     spec: Option<ServiceSpec>,
 }
 
+/// A job or queue found in a file, whether or not it converted cleanly.
+struct Named<T> {
+    name: String,
+    header: Range<usize>,
+    spec: Option<T>,
+}
+
 struct Parsed {
     source: Source,
     services: Vec<Found>,
+    jobs: Vec<Named<JobSpec>>,
+    queues: Vec<Named<QueueSpec>>,
     errors: Vec<SpecError>,
 }
 
@@ -225,6 +323,8 @@ fn parse_one(label: &str, text: &str, base_dir: &Path) -> Parsed {
                 errors: vec![syntax_error(&source, &e)],
                 source,
                 services: Vec::new(),
+                jobs: Vec::new(),
+                queues: Vec::new(),
             }
         }
     };
@@ -238,19 +338,55 @@ fn parse_one(label: &str, text: &str, base_dir: &Path) -> Parsed {
             services.extend(service(&mut ctx, &e, base_dir));
         }
     }
-    let about_services = |f: &str| f == "services" || f.starts_with("services.");
+    let mut jobs = Vec::new();
+    let jobs_entry = root.iter().find(|e| e.name == "jobs");
+    if let Some(table) = jobs_entry.and_then(|e| ctx.table(e)) {
+        for e in entries(table, "jobs") {
+            let header = header_span(ctx.text(), &e);
+            if let Some(t) = ctx.table(&e) {
+                let spec = job::convert(&mut ctx, e.name, t, header.clone(), base_dir);
+                jobs.push(Named {
+                    name: e.name.to_string(),
+                    header,
+                    spec,
+                });
+            }
+        }
+    }
+    let mut queues = Vec::new();
+    let queues_entry = root.iter().find(|e| e.name == "queues");
+    if let Some(table) = queues_entry.and_then(|e| ctx.table(e)) {
+        for e in entries(table, "queues") {
+            let header = header_span(ctx.text(), &e);
+            if let Some(t) = ctx.table(&e) {
+                let spec = job::queue(&mut ctx, e.name, t, header.clone());
+                queues.push(Named {
+                    name: e.name.to_string(),
+                    header,
+                    spec,
+                });
+            }
+        }
+    }
+    let about_anything = |f: &str| {
+        ["services", "jobs", "queues"]
+            .iter()
+            .any(|root| f == *root || f.starts_with(&format!("{root}.")))
+    };
     if services.is_empty()
+        && jobs.is_empty()
+        && queues.is_empty()
         && !ctx
             .errors
             .iter()
-            .any(|e| e.field.as_deref().is_some_and(about_services))
+            .any(|e| e.field.as_deref().is_some_and(about_anything))
     {
         let span = services_entry.and_then(|e| e.key_span.clone());
         ctx.error_hint(
             span,
             "services",
             "no services defined",
-            "add one, e.g. [services.web] with command = [\"python3\", \"app.py\"]",
+            "add one, e.g. [services.web] with command = [\"python3\", \"app.py\"] (or a [jobs.NAME] table for work that finishes)",
         );
     }
     // Report in file order, whichever check found the problem.
@@ -258,6 +394,8 @@ fn parse_one(label: &str, text: &str, base_dir: &Path) -> Parsed {
     Parsed {
         source,
         services,
+        jobs,
+        queues,
         errors: ctx.errors,
     }
 }

@@ -175,7 +175,7 @@ pub(crate) fn convert(
     (ctx.errors.len() == first_error).then_some(spec)
 }
 
-fn env(ctx: &mut Ctx, e: &Entry<'_>) -> BTreeMap<String, String> {
+pub(crate) fn env(ctx: &mut Ctx, e: &Entry<'_>) -> BTreeMap<String, String> {
     let Some(table) = ctx.table(e) else {
         return BTreeMap::new();
     };
@@ -212,7 +212,7 @@ fn env(ctx: &mut Ctx, e: &Entry<'_>) -> BTreeMap<String, String> {
 /// `constraints = ["zone=a", "disk!=hdd"]`: node-label conditions, each checked by the
 /// scheduler's own parser and stored in its canonical form (`disk != hdd` → `disk!=hdd`), so
 /// spacing does not change the service's version.
-fn constraints(ctx: &mut Ctx, e: &Entry<'_>) -> Vec<String> {
+pub(crate) fn constraints(ctx: &mut Ctx, e: &Entry<'_>) -> Vec<String> {
     let example = "e.g. constraints = [\"zone=a\", \"disk!=hdd\"]";
     let array = match e.value() {
         Some(Value::Array(a)) => a,
@@ -321,7 +321,7 @@ fn certificate(
 }
 
 /// The working directory, resolved against the deploy file's folder (the default).
-fn workdir(
+pub(crate) fn workdir(
     ctx: &mut Ctx,
     e: Option<&Entry<'_>>,
     base_dir: &Path,
@@ -374,7 +374,7 @@ fn normalized(path: PathBuf) -> Result<String, PathBuf> {
     }
 }
 
-fn resources(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> Resources {
+pub(crate) fn resources(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> Resources {
     let fields = entries(table, base);
     ctx.check_fields(&fields, &RESOURCE_FIELDS);
     let mut out = Resources::default();
@@ -456,7 +456,7 @@ fn tcp(ctx: &mut Ctx, e: &Entry<'_>) -> Option<HealthCheck> {
     }
 }
 
-fn stop(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> StopSpec {
+pub(crate) fn stop(ctx: &mut Ctx, table: &dyn TableLike, base: &str) -> StopSpec {
     let fields = entries(table, base);
     ctx.check_fields(&fields, &STOP_FIELDS);
     let mut out = StopSpec::default();
@@ -559,7 +559,12 @@ pub(crate) fn port_of(service: &dyn TableLike) -> Option<(u16, Range<usize>)> {
 /// or empty for the service itself) is in the file: its value, else its key, else the nearest
 /// enclosing key or array element, else the service header. Lets errors from
 /// [`ServiceSpec::validate`] point at the right place.
-fn locate(text: &str, service: &dyn TableLike, rest: &str, header: &Range<usize>) -> Range<usize> {
+pub(crate) fn locate(
+    text: &str,
+    service: &dyn TableLike,
+    rest: &str,
+    header: &Range<usize>,
+) -> Range<usize> {
     let rest = rest.strip_prefix('.').unwrap_or(rest);
     // An env variable's name may itself contain dots (or brackets), so it is one path segment;
     // and it is the name that is wrong, so point at the key.

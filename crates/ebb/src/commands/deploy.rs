@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// An apply the server refused for what the files say (a port another service or program
 /// holds: 409; a spec only the server can judge: 422) is invalid input like a bad file: exit 2,
 /// nothing applied. Other failures keep their own codes.
-fn refused_as_invalid(e: ebb_client::ClientError) -> anyhow::Error {
+pub fn refused_as_invalid(e: ebb_client::ClientError) -> anyhow::Error {
     match e.status() {
         Some(409 | 422) => anyhow::Error::new(super::Exit {
             code: super::EXIT_INVALID,
@@ -29,12 +29,32 @@ pub async fn deploy(
     detach: bool,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let specs = super::parse_deploy_files(files)?;
-    let resp = client.apply(specs).await.map_err(refused_as_invalid)?;
+    let deployment = super::parse_deploy_files(files)?;
+    let req = ebb_core::api::ApplyRequest {
+        services: deployment.services,
+        jobs: deployment.jobs,
+        queues: deployment.queues,
+    };
+    let resp = client
+        .apply_request(&req)
+        .await
+        .map_err(refused_as_invalid)?;
     for c in &resp.changes {
         out!("{}", describe(c));
     }
-    if detach {
+    for j in &resp.jobs {
+        out!(
+            "{}: job {} (run {}); follow it with `ebb job {}`",
+            j.job,
+            j.change,
+            j.run,
+            j.job
+        );
+    }
+    for q in &req.queues {
+        out!("{}: queue, weight {}", q.name, q.weight);
+    }
+    if detach || resp.changes.is_empty() {
         return Ok(());
     }
     let names: Vec<String> = resp.changes.iter().map(|c| c.service.clone()).collect();

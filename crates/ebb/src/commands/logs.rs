@@ -1,4 +1,4 @@
-//! `ebb logs SERVICE [--instance ID] [-f] [--tail N]`.
+//! `ebb logs SERVICE|JOB [--instance ID] [--task N] [-f] [--tail N]`.
 
 use crate::output::out;
 use ebb_client::Client;
@@ -11,12 +11,13 @@ pub async fn logs(
     client: &Client,
     service: &str,
     instance: Option<&str>,
+    task: Option<u32>,
     follow: bool,
     tail: usize,
 ) -> anyhow::Result<()> {
-    let mut resp = client.logs(service, instance, tail, "").await?;
+    let mut resp = client.logs(service, instance, task, tail, "").await?;
     loop {
-        let prefix = instance.is_none();
+        let prefix = instance.is_none() && task.is_none();
         for l in &resp.lines {
             if prefix {
                 out!("{} | {}", l.instance, l.line);
@@ -34,7 +35,7 @@ pub async fn logs(
             .map(|c| format!("{}:{}", c.instance, c.offset))
             .collect();
         let mut next = client
-            .logs(service, instance, tail, &cursors.join(","))
+            .logs(service, instance, task, tail, &cursors.join(","))
             .await?;
         // New instances (no cursor yet) start from their last lines; keep known cursors.
         for c in &resp.cursors {

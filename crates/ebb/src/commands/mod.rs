@@ -3,6 +3,7 @@
 use crate::output::out;
 pub mod deploy;
 pub mod events;
+pub mod jobs;
 pub mod logs;
 pub mod metrics;
 pub mod moves;
@@ -34,8 +35,8 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 /// Parses deploy files, or fails with every diagnostic rendered and exit code 2.
-pub fn parse_deploy_files(files: &[PathBuf]) -> anyhow::Result<Vec<ebb_core::ServiceSpec>> {
-    ebb_spec::parse_files(files).map_err(|errors| {
+pub fn parse_deploy_files(files: &[PathBuf]) -> anyhow::Result<ebb_spec::Deployment> {
+    ebb_spec::parse_deployment_files(files).map_err(|errors| {
         let rendered: Vec<String> = errors.0.iter().map(|e| e.render()).collect();
         let n = errors.0.len();
         anyhow::Error::new(Exit {
@@ -51,14 +52,26 @@ pub fn parse_deploy_files(files: &[PathBuf]) -> anyhow::Result<Vec<ebb_core::Ser
 
 /// `ebb validate FILE...`
 pub fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
-    let specs = parse_deploy_files(files)?;
-    for s in &specs {
+    let deployment = parse_deploy_files(files)?;
+    for s in &deployment.services {
         out!(
             "{}: ok ({} instances, version {})",
             s.name,
             s.instances,
             s.version()
         );
+    }
+    for j in &deployment.jobs {
+        out!(
+            "{}: ok (job, {} tasks, queue {}, priority {})",
+            j.name,
+            j.tasks,
+            j.queue,
+            j.priority
+        );
+    }
+    for q in &deployment.queues {
+        out!("{}: ok (queue, weight {})", q.name, q.weight);
     }
     Ok(())
 }

@@ -25,6 +25,8 @@ const TAIL_CHUNK: u64 = 64 * 1024;
 #[derive(Deserialize)]
 pub struct LogsQuery {
     instance: Option<String>,
+    /// A job's task index: its last (or running) attempt's log.
+    task: Option<u32>,
     tail: Option<usize>,
     /// `id:offset,id:offset` from a previous answer.
     #[serde(default)]
@@ -46,8 +48,25 @@ pub async fn read(
     let mut ids: Vec<String> = assignments
         .iter()
         .filter(|a| a.value.service == service)
+        .filter(|a| {
+            q.task
+                .is_none_or(|i| a.value.task.as_ref().is_some_and(|t| t.index == i))
+        })
         .map(|a| a.value.id.clone())
         .collect();
+    if let Some(job) = server.store().get(&keys::job(&service))? {
+        ids = job_log_ids(server.store(), &service, keys::decode(&job)?, q.task, ids)?;
+        if ids.is_empty() && q.instance.is_none() {
+            let which = q.task.map_or(String::new(), |i| format!(" of task {i}"));
+            return Err(ApiError::not_found(format!(
+                "job {service:?} has no attempt{which} that ran yet"
+            )));
+        }
+    } else if q.task.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "--task is for jobs, and {service:?} is not a job"
+        )));
+    }
     if let Some(want) = &q.instance {
         if !ids.contains(want) && source.log_files(want).is_empty() {
             return Err(ApiError::not_found(format!(
@@ -80,6 +99,40 @@ pub async fn read(
         });
     }
     Ok(Json(resp))
+}
+
+/// Most ended tasks whose logs one call reads when no task is named: the latest ones.
+const MAX_JOB_LOGS: usize = 20;
+
+/// The attempts of job `name` to read: the running ones (`live`), and the last attempt of
+/// each ended task of this run (of task `task` only, if given; else the latest few).
+fn job_log_ids(
+    store: &dyn ebb_store::KvStore,
+    name: &str,
+    job: ebb_core::JobRecord,
+    task: Option<u32>,
+    live: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    let mut records: Vec<ebb_core::TaskRecord> = match task {
+        Some(i) => store
+            .get(&keys::task(name, i))?
+            .map(|kv| keys::decode(&kv))
+            .transpose()?
+            .into_iter()
+            .collect(),
+        None => keys::task_records(store, &keys::job_tasks(name))?,
+    };
+    records.retain(|r| r.run == job.run);
+    records.sort_by_key(|r| std::cmp::Reverse(r.ended_ms));
+    let mut ids = live;
+    for r in records.into_iter().take(MAX_JOB_LOGS) {
+        if let Some(id) = r.instance {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    Ok(ids)
 }
 
 fn parse_cursors(text: &str) -> Result<HashMap<String, u64>, ApiError> {

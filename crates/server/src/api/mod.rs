@@ -2,6 +2,7 @@
 //! with a 4xx status for every bad request (never a panic, never a bare text body).
 
 mod events;
+mod jobs;
 mod logs;
 mod metrics;
 mod moves;
@@ -33,6 +34,10 @@ pub fn router(server: Server) -> Router {
         )
         .route("/services/{name}/scale", post(services::scale))
         .route("/instances", get(services::instances))
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{name}", get(jobs::get_one))
+        .route("/jobs/{name}/cancel", post(jobs::cancel))
+        .route("/queues", get(jobs::queues))
         .route("/events", get(events::list))
         .route("/metrics", get(metrics::list))
         .route("/traffic", post(metrics::report))

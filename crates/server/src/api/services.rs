@@ -23,10 +23,14 @@ pub async fn apply(
     State(server): State<Server>,
     ApiJson(req): ApiJson<ApplyRequest>,
 ) -> ApiResult<ApplyResponse> {
-    validate_all(&req.services)?;
+    validate_all(
+        &req.services,
+        !req.jobs.is_empty() || !req.queues.is_empty(),
+    )?;
     let stored = keys::services(server.store())?;
     check_ports(&server, &stored, &req.services)?;
-    let mut ops = Vec::new();
+    let jobs = super::jobs::plan_apply(&server, &req, &stored)?;
+    let mut ops = jobs.ops;
     let mut changes = Vec::new();
     for spec in &req.services {
         let existing = stored.iter().find(|v| v.value.name == spec.name);
@@ -51,7 +55,11 @@ pub async fn apply(
     for c in &changes {
         record_change(&server, c);
     }
-    Ok(Json(ApplyResponse { changes }))
+    server.record_all(jobs.events);
+    Ok(Json(ApplyResponse {
+        changes,
+        jobs: jobs.changes,
+    }))
 }
 
 /// A redeploy of an autoscaled service keeps the count the autoscaler chose (within the new
@@ -66,7 +74,7 @@ fn keep_autoscaled_count(existing: Option<&ServiceSpec>, spec: &ServiceSpec) -> 
     spec
 }
 
-fn validate_all(specs: &[ServiceSpec]) -> Result<(), ApiError> {
+fn validate_all(specs: &[ServiceSpec], has_jobs: bool) -> Result<(), ApiError> {
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
     for spec in specs {
@@ -84,8 +92,8 @@ fn validate_all(specs: &[ServiceSpec]) -> Result<(), ApiError> {
             }
         }
     }
-    if specs.is_empty() {
-        problems.push("no services given".into());
+    if specs.is_empty() && !has_jobs {
+        problems.push("no services, jobs or queues given".into());
     }
     if problems.is_empty() {
         Ok(())
@@ -338,6 +346,7 @@ pub async fn status(State(server): State<Server>) -> ApiResult<StatusView> {
             .health()
             .unwrap_or_else(|e| format!("{}: {e}", server.store().describe())),
         leader: super::servers::leader_name(&server),
+        jobs: super::jobs::job_views(&server)?,
         server: server
             .identity()
             .map(|me| me.name.clone())

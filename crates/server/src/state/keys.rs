@@ -90,7 +90,9 @@ pub fn jobs_progress(
 }
 
 /// Every queue, by name.
-pub fn queues(store: &dyn KvStore) -> Result<std::collections::BTreeMap<String, QueueSpec>, StoreError> {
+pub fn queues(
+    store: &dyn KvStore,
+) -> Result<std::collections::BTreeMap<String, QueueSpec>, StoreError> {
     Ok(by_suffix(store, QUEUES)?
         .into_iter()
         .map(|(k, v)| (k, v.value))

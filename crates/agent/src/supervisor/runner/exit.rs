@@ -91,7 +91,8 @@ impl Runner {
         let stopped_now = exit.is_some()
             || !matches!(
                 was,
-                Some(InstanceState::Stopped | InstanceState::Pending) | None
+                Some(InstanceState::Stopped | InstanceState::Pending | InstanceState::Exited)
+                    | None
             );
         let message = match &exit {
             Some(reason) => format!("stopped: {reason}"),

@@ -26,9 +26,8 @@ impl Runner {
         let Some(proc) = self.proc.as_mut() else {
             return wake(self.goal.changed().await);
         };
-        let deadline = timeout_ms.map(|ms| {
-            time::Instant::from_std(proc.started_at) + Duration::from_millis(ms)
-        });
+        let deadline = timeout_ms
+            .map(|ms| time::Instant::from_std(proc.started_at) + Duration::from_millis(ms));
         let timed_out = async {
             match deadline {
                 Some(at) => time::sleep_until(at).await,
@@ -89,7 +88,11 @@ impl Runner {
             s.exit_code = code;
         });
         if code != Some(0) {
-            let message = format!("task pid {} ended: {reason} after {}", proc.pid, secs(uptime));
+            let message = format!(
+                "task pid {} ended: {reason} after {}",
+                proc.pid,
+                secs(uptime)
+            );
             self.shared
                 .event(EventKind::InstanceExited, &self.service, &self.id, message);
         }

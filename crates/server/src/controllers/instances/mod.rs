@@ -24,10 +24,10 @@ pub use snapshot::{RouterView, Snapshot};
 
 use crate::controllers::jobs::TaskBook;
 use crate::{now_ms, run_loop, Server};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use ebb_core::{Event, EventKind};
 use ebb_store::StoreError;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -99,7 +99,9 @@ pub async fn run(server: Server, stop: CancellationToken) {
 /// nothing changes: drains (of instances or nodes) end on time and in-flight counts.
 pub fn reconcile(server: &Server, book: &Mutex<Option<TaskBook>>) -> Result<Recheck, StoreError> {
     let snapshot = Snapshot::read(server, Instant::now())?;
-    let mut book = book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut book = book
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut loaded = match book.take() {
         Some(b) => b,
         None => TaskBook::load(server.store(), &snapshot.jobs.jobs, &snapshot.assignments)?,

@@ -131,7 +131,10 @@ impl JobTasks {
     fn rebuild(run: u64, tasks: u32, records: Vec<TaskRecord>, running: &HashSet<u32>) -> JobTasks {
         let mut book = JobTasks::new(run);
         let mut top = running.iter().map(|i| i + 1).max().unwrap_or(0);
-        for r in records.into_iter().filter(|r| r.run == run && r.index < tasks) {
+        for r in records
+            .into_iter()
+            .filter(|r| r.run == run && r.index < tasks)
+        {
             top = top.max(r.index + 1);
             if running.contains(&r.index) && !r.state.is_final() {
                 // Waiting in the record, but an attempt runs: the attempt is what counts.
@@ -232,10 +235,7 @@ impl JobTasks {
 
     /// When the earliest retry is due, if one waits on time.
     pub fn next_retry_ms(&self, now_ms: u64) -> Option<u64> {
-        self.again
-            .iter()
-            .map(|(at, _)| *at)
-            .find(|at| *at > now_ms)
+        self.again.iter().map(|(at, _)| *at).find(|at| *at > now_ms)
     }
 }
 

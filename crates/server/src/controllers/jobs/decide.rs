@@ -9,8 +9,8 @@ use crate::controllers::instances::{current_status, Placer, Plan, Snapshot};
 use crate::state::keys::{self, Versioned};
 use ebb_core::quantity::format_duration;
 use ebb_core::{
-    api::NodeState, Assignment, DesiredState, Event, EventKind, InstanceState, JobEnd,
-    JobProgress, JobRecord, JobSpec, JobState, QueueSpec, TaskRecord, TaskRef, TaskState,
+    api::NodeState, Assignment, DesiredState, Event, EventKind, InstanceState, JobEnd, JobProgress,
+    JobRecord, JobSpec, JobState, QueueSpec, TaskRecord, TaskRef, TaskState,
 };
 use ebb_scheduler::queue::{Candidate, Order, QueueLoad};
 use ebb_store::{Expect, Op};
@@ -36,10 +36,7 @@ pub struct JobsInput {
 /// How one attempt ended, as the pass sees it.
 enum End {
     /// The process ended by itself (or its timeout killed it).
-    Exited {
-        code: Option<i32>,
-        why: String,
-    },
+    Exited { code: Option<i32>, why: String },
     /// We asked it to stop (cancel, deadline, a failed job) and it did.
     Stopped,
     /// Its node is down.
@@ -57,6 +54,8 @@ struct JobView<'a> {
     finals_now: (u32, u32, u32),
     /// Its attempts that run (desired run, not ended).
     running: Vec<&'a Versioned<Assignment>>,
+    /// Why a task failed for good in this pass, for the job's reason.
+    failure: Option<String>,
 }
 
 impl JobView<'_> {
@@ -130,6 +129,7 @@ pub fn plan_jobs(
             tasks,
             finals_now: (0, 0, 0),
             running: Vec::new(),
+            failure: None,
         };
         for a in attempts.remove(name.as_str()).unwrap_or_default() {
             settle_attempt(snapshot, &mut view, a, plan, &mut budget);
@@ -200,6 +200,13 @@ fn settle_attempt<'a>(
                 Expect::Any,
             ));
             view.note_final(record.state);
+            if record.state == TaskState::Failed && view.failure.is_none() {
+                view.failure = Some(format!(
+                    "task {} failed: {}",
+                    record.index,
+                    record.last_exit.as_deref().unwrap_or("no exit")
+                ));
+            }
         }
         Some(_) => view.running.push(a),
     }
@@ -283,8 +290,9 @@ fn ended_record(
             } else {
                 let delay = JobSpec::retry_delay(r.failures);
                 r.state = TaskState::Retrying;
-                r.queued_ms = now;
+                // Its queue wait counts from when it may run again, not through the back-off.
                 r.retry_at_ms = Some(now + millis(delay));
+                r.queued_ms = now + millis(delay);
                 plan.events.push(event(
                     EventKind::TaskRetrying,
                     format!(
@@ -329,12 +337,20 @@ fn end_job_if_due(view: &mut JobView, plan: &mut Plan, now: u64) {
     let spec = &view.record.spec;
     let (completed, failed, _) = view.finals();
     let end = if let Some(at) = view.record.cancelled_ms {
-        Some((JobState::Cancelled, at, "cancelled (ebb cancel)".to_string()))
+        Some((
+            JobState::Cancelled,
+            at,
+            "cancelled (ebb cancel)".to_string(),
+        ))
     } else if failed > 0 {
+        let first = view
+            .failure
+            .clone()
+            .unwrap_or_else(|| "a task failed".into());
         Some((
             JobState::Failed,
             now,
-            format!("{failed} task(s) failed for good"),
+            format!("{first} ({failed} failed for good)"),
         ))
     } else if completed >= spec.tasks {
         Some((
@@ -540,12 +556,18 @@ fn forget(a: &Versioned<Assignment>, plan: &mut Plan) {
         keys::instance(&a.value.id),
         Expect::ModRevision(a.mod_revision),
     ));
-    plan.ops.push(Op::delete(keys::status(&a.value.id), Expect::Any));
+    plan.ops
+        .push(Op::delete(keys::status(&a.value.id), Expect::Any));
     plan.forgotten.push(a.value.id.clone());
 }
 
 /// An attempt whose job is gone: stopped, then forgotten once it ended.
-fn drop_attempt(snapshot: &Snapshot, a: &Versioned<Assignment>, plan: &mut Plan, budget: &mut usize) {
+fn drop_attempt(
+    snapshot: &Snapshot,
+    a: &Versioned<Assignment>,
+    plan: &mut Plan,
+    budget: &mut usize,
+) {
     if attempt_end(snapshot, &a.value).is_some() {
         *budget -= 3;
         forget(a, plan);

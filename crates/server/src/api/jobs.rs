@@ -1,0 +1,374 @@
+//! Jobs and queues: submitted with services (`PUT /v1/services`), listed (`GET /v1/jobs`,
+//! `GET /v1/queues`), shown task by task (`GET /v1/jobs/{name}`), cancelled
+//! (`POST /v1/jobs/{name}/cancel`). Every server answers from the store; only the leader's
+//! controller runs tasks.
+
+use super::{ApiError, ApiPath, ApiResult};
+use crate::state::keys::{self, Versioned};
+use crate::{now_ms, Server};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use ebb_core::api::{ApplyRequest, JobChange, JobDetail, JobView, QueueView, TaskView};
+use ebb_core::{
+    Assignment, DesiredState, Event, EventKind, JobProgress, JobRecord, JobState, ServiceSpec,
+    TaskState,
+};
+use ebb_store::{Expect, Op};
+use std::collections::{BTreeMap, HashMap};
+
+/// What an apply writes for its jobs and queues, in the services' transaction.
+pub struct JobWrites {
+    /// Store writes.
+    pub ops: Vec<Op>,
+    /// One per job, in the request's order.
+    pub changes: Vec<JobChange>,
+    /// Recorded once the writes landed.
+    pub events: Vec<Event>,
+}
+
+/// Validates the request's jobs and queues and plans their writes. A job whose spec did not
+/// change is left alone; a changed one is a new run once the last one finished, and refused
+/// while it runs (its tasks would mix two specs).
+pub fn plan_apply(
+    server: &Server,
+    req: &ApplyRequest,
+    services: &[Versioned<ServiceSpec>],
+) -> Result<JobWrites, ApiError> {
+    let mut writes = JobWrites {
+        ops: Vec::new(),
+        changes: Vec::new(),
+        events: Vec::new(),
+    };
+    if req.jobs.is_empty() && req.queues.is_empty() {
+        // Still refuse a service named like a job.
+        check_names(server, req, services)?;
+        return Ok(writes);
+    }
+    let mut problems: Vec<String> = Vec::new();
+    for job in &req.jobs {
+        problems.extend(job.validate().iter().map(ToString::to_string));
+    }
+    for queue in &req.queues {
+        problems.extend(queue.validate().iter().map(ToString::to_string));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            problems.join("\n"),
+        ));
+    }
+    check_names(server, req, services)?;
+    let store = server.store();
+    let stored = keys::jobs(store)?;
+    let progress = keys::jobs_progress(store)?;
+    let now = now_ms();
+    for job in &req.jobs {
+        let existing = stored.get(&job.name);
+        let (change, run) = match existing {
+            Some(old) if old.value.spec == *job => ("unchanged", old.value.run),
+            Some(old) => {
+                let finished = progress
+                    .get(&job.name)
+                    .is_some_and(|p| p.value.run == old.value.run && p.value.finished.is_some());
+                if !finished && old.value.cancelled_ms.is_none() {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!(
+                            "jobs.{}: the job is still running (run {}) and its spec changed; \
+                             cancel it first (`ebb cancel {}`), or give the new one another name",
+                            job.name, old.value.run, job.name
+                        ),
+                    ));
+                }
+                ("resubmitted", old.value.run + 1)
+            }
+            None => ("submitted", 1),
+        };
+        if change != "unchanged" {
+            let record = JobRecord {
+                spec: job.clone(),
+                run,
+                submitted_ms: now,
+                cancelled_ms: None,
+            };
+            writes.ops.push(Op::put(
+                keys::job(&job.name),
+                keys::encode(&record),
+                existing.map_or(Expect::Absent, |v| Expect::ModRevision(v.mod_revision)),
+            ));
+            writes.events.push(
+                Event::new(
+                    now,
+                    EventKind::JobSubmitted,
+                    format!(
+                        "job {} {change} (run {run}): {} tasks, queue {}, priority {}",
+                        job.name, job.tasks, job.queue, job.priority
+                    ),
+                )
+                .service(&job.name),
+            );
+        }
+        writes.changes.push(JobChange {
+            job: job.name.clone(),
+            change: change.to_string(),
+            run,
+        });
+    }
+    for queue in &req.queues {
+        writes.ops.push(Op::put(
+            keys::queue(&queue.name),
+            keys::encode(queue),
+            Expect::Any,
+        ));
+    }
+    Ok(writes)
+}
+
+/// Jobs and services share one namespace (their instances and logs are found by name).
+fn check_names(
+    server: &Server,
+    req: &ApplyRequest,
+    services: &[Versioned<ServiceSpec>],
+) -> Result<(), ApiError> {
+    let mut problems = Vec::new();
+    let jobs = keys::jobs(server.store())?;
+    for s in &req.services {
+        if jobs.contains_key(&s.name) || req.jobs.iter().any(|j| j.name == s.name) {
+            problems.push(format!(
+                "services.{}: a job has this name; jobs and services need different names",
+                s.name
+            ));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for j in &req.jobs {
+        if !seen.insert(&j.name) {
+            problems.push(format!("jobs.{}: duplicate job name", j.name));
+        }
+        let stored_service = services.iter().any(|s| s.value.name == j.name)
+            && !req.services.iter().any(|s| s.name == j.name);
+        if stored_service {
+            problems.push(format!(
+                "jobs.{}: a service has this name; jobs and services need different names",
+                j.name
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::CONFLICT, problems.join("\n")))
+    }
+}
+
+/// `GET /v1/jobs`.
+pub async fn list(State(server): State<Server>) -> ApiResult<Vec<JobView>> {
+    Ok(Json(job_views(&server)?))
+}
+
+/// Every job with its task counts.
+pub fn job_views(server: &Server) -> Result<Vec<JobView>, ApiError> {
+    let store = server.store();
+    let (assignments, _) = keys::assignments(store)?;
+    let progress = keys::jobs_progress(store)?;
+    let running = running_by_job(&assignments);
+    Ok(keys::jobs(store)?
+        .into_iter()
+        .map(|(name, record)| {
+            let p = progress
+                .get(&name)
+                .map(|p| p.value.clone())
+                .filter(|p| p.run == record.value.run);
+            let running = running.get(&name).copied().unwrap_or(0);
+            view(record.value, p, running)
+        })
+        .collect())
+}
+
+/// Running attempts per job (asked to run; a stopping one still holds its node).
+fn running_by_job(assignments: &[Versioned<Assignment>]) -> HashMap<String, u32> {
+    let mut running = HashMap::new();
+    for a in assignments {
+        if let Some(t) = &a.value.task {
+            if a.value.desired == DesiredState::Run {
+                *running.entry(t.job.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    running
+}
+
+fn view(record: JobRecord, progress: Option<JobProgress>, running: u32) -> JobView {
+    let p = progress.unwrap_or_default();
+    let state = match &p.finished {
+        Some(end) => end.state,
+        None if record.cancelled_ms.is_some() => JobState::Cancelled,
+        None if p.started_ms.is_some() => JobState::Running,
+        None => JobState::Queued,
+    };
+    let done = p.completed + p.failed + p.cancelled;
+    let running = if state.is_finished() { 0 } else { running };
+    let queued = if state.is_finished() {
+        0
+    } else {
+        record.spec.tasks.saturating_sub(done + running)
+    };
+    JobView {
+        name: record.spec.name.clone(),
+        state,
+        tasks: record.spec.tasks,
+        completed: p.completed,
+        running,
+        failed: p.failed,
+        cancelled: p.cancelled,
+        queued,
+        queue: record.spec.queue.clone(),
+        priority: record.spec.priority,
+        parallelism: record.spec.parallelism,
+        run: record.run,
+        submitted_ms: record.submitted_ms,
+        started_ms: p.started_ms,
+        finished_ms: p.finished.as_ref().map(|f| f.at_ms),
+        reason: p.finished.map(|f| f.reason),
+        spec: record.spec,
+    }
+}
+
+/// `GET /v1/jobs/{name}`.
+pub async fn get_one(
+    State(server): State<Server>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<JobDetail> {
+    let job = job_views(&server)?
+        .into_iter()
+        .find(|j| j.name == name)
+        .ok_or_else(|| no_such_job(&name))?;
+    let store = server.store();
+    let mut tasks: BTreeMap<u32, TaskView> = keys::task_records(store, &keys::job_tasks(&name))?
+        .into_iter()
+        .filter(|r| r.run == job.run)
+        .map(|r| {
+            let view = TaskView {
+                index: r.index,
+                attempt: r.attempts,
+                node: r.node,
+                state: r.state,
+                exit_code: r.exit_code,
+                last_exit: r.last_exit,
+                duration_ms: r
+                    .started_ms
+                    .zip(r.ended_ms)
+                    .map(|(s, e)| e.saturating_sub(s)),
+                queue_wait_ms: r.started_ms.map(|s| s.saturating_sub(r.queued_ms)),
+                instance: r.instance,
+            };
+            (view.index, view)
+        })
+        .collect();
+    let (assignments, _) = keys::assignments(store)?;
+    let now = now_ms();
+    for a in &assignments {
+        let Some(t) = a
+            .value
+            .task
+            .as_ref()
+            .filter(|t| t.job == name && t.run == job.run)
+        else {
+            continue;
+        };
+        if a.value.desired != DesiredState::Run {
+            continue;
+        }
+        tasks.insert(
+            t.index,
+            TaskView {
+                index: t.index,
+                attempt: t.attempt,
+                node: Some(a.value.node.clone()),
+                state: TaskState::Running,
+                exit_code: None,
+                last_exit: None,
+                duration_ms: Some(now.saturating_sub(a.value.created_ms)),
+                queue_wait_ms: Some(a.value.created_ms.saturating_sub(t.queued_ms)),
+                instance: Some(a.value.id.clone()),
+            },
+        );
+    }
+    Ok(Json(JobDetail {
+        job,
+        tasks: tasks.into_values().collect(),
+    }))
+}
+
+/// `POST /v1/jobs/{name}/cancel`: the controller stops its running tasks; nothing of it
+/// starts again. Cancelling a finished job changes nothing.
+pub async fn cancel(
+    State(server): State<Server>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<JobView> {
+    let store = server.store();
+    let Some(kv) = store.get(&keys::job(&name))? else {
+        return Err(no_such_job(&name));
+    };
+    let mut record: JobRecord = keys::decode(&kv)?;
+    let finished = keys::jobs_progress(store)?
+        .get(&name)
+        .is_some_and(|p| p.value.run == record.run && p.value.finished.is_some());
+    if record.cancelled_ms.is_none() && !finished {
+        record.cancelled_ms = Some(now_ms());
+        store.put(
+            &keys::job(&name),
+            &keys::encode(&record),
+            Expect::ModRevision(kv.mod_revision),
+        )?;
+    }
+    job_views(&server)?
+        .into_iter()
+        .find(|j| j.name == name)
+        .map(Json)
+        .ok_or_else(|| no_such_job(&name))
+}
+
+/// `GET /v1/queues`: declared queues and those only named by jobs.
+pub async fn queues(State(server): State<Server>) -> ApiResult<Vec<QueueView>> {
+    let declared = keys::queues(server.store())?;
+    let mut views: BTreeMap<String, QueueView> = declared
+        .values()
+        .map(|q| {
+            (
+                q.name.clone(),
+                QueueView {
+                    name: q.name.clone(),
+                    weight: q.weight,
+                    max_running: q.max_running,
+                    running: 0,
+                    queued: 0,
+                    active_jobs: 0,
+                    declared: true,
+                },
+            )
+        })
+        .collect();
+    for job in job_views(&server)? {
+        let q = views.entry(job.queue.clone()).or_insert_with(|| QueueView {
+            name: job.queue.clone(),
+            weight: ebb_core::job::DEFAULT_QUEUE_WEIGHT,
+            max_running: None,
+            running: 0,
+            queued: 0,
+            active_jobs: 0,
+            declared: false,
+        });
+        q.running += job.running;
+        q.queued += job.queued;
+        if !job.state.is_finished() {
+            q.active_jobs += 1;
+        }
+    }
+    Ok(Json(views.into_values().collect()))
+}
+
+fn no_such_job(name: &str) -> ApiError {
+    ApiError::not_found(format!("no job named {name:?}; `ebb jobs` lists the jobs"))
+}
