@@ -9,7 +9,6 @@
 //! `max_running`; an idle queue's share is free for the others to borrow.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 /// A job with tasks waiting, as the queue sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +64,7 @@ impl Order {
 
     /// The job (its index in the list given to [`Order::new`]) whose task goes next, counted
     /// as running from now on; None when no job may start a task.
-    pub fn next(&mut self) -> Option<usize> {
+    pub fn pick(&mut self) -> Option<usize> {
         let best = (0..self.jobs.len())
             .filter(|&i| self.eligible(i))
             .max_by(|&a, &b| self.compare(a, b))?;
@@ -128,15 +127,6 @@ impl Order {
     }
 }
 
-/// Running tasks per queue name, the shape callers usually have.
-pub fn running_by_queue<'a>(running: impl Iterator<Item = &'a str>) -> HashMap<&'a str, u32> {
-    let mut counts = HashMap::new();
-    for q in running {
-        *counts.entry(q).or_insert(0) += 1;
-    }
-    counts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,10 +158,10 @@ mod tests {
             vec![queue(1, None)],
             vec![job(10, 0, 1, 1), job(90, 0, 3, 1), job(10, 0, 2, 1)],
         );
-        assert_eq!(o.next(), Some(1));
-        assert_eq!(o.next(), Some(0));
-        assert_eq!(o.next(), Some(2));
-        assert_eq!(o.next(), None);
+        assert_eq!(o.pick(), Some(1));
+        assert_eq!(o.pick(), Some(0));
+        assert_eq!(o.pick(), Some(2));
+        assert_eq!(o.pick(), None);
     }
 
     #[test]
@@ -182,7 +172,7 @@ mod tests {
         );
         let mut picks = [0u32; 2];
         for _ in 0..400 {
-            picks[o.next().unwrap()] += 1;
+            picks[o.pick().unwrap()] += 1;
         }
         assert_eq!(picks, [300, 100]);
     }
@@ -193,11 +183,11 @@ mod tests {
             vec![queue(1, Some(2)), queue(5, None)],
             vec![job(50, 0, 0, 10), job(50, 1, 0, 0)],
         );
-        assert_eq!(o.next(), Some(0));
-        assert_eq!(o.next(), Some(0));
-        assert_eq!(o.next(), None, "max_running 2 reached");
+        assert_eq!(o.pick(), Some(0));
+        assert_eq!(o.pick(), Some(0));
+        assert_eq!(o.pick(), None, "max_running 2 reached");
         let mut o = Order::new(vec![queue(1, None), queue(9, None)], vec![job(50, 0, 0, 5)]);
-        assert_eq!((0..5).filter_map(|_| o.next()).count(), 5);
+        assert_eq!((0..5).filter_map(|_| o.pick()).count(), 5);
     }
 
     #[test]
@@ -206,9 +196,9 @@ mod tests {
             vec![queue(1, None)],
             vec![job(90, 0, 0, 3), job(10, 0, 1, 3)],
         );
-        assert_eq!(o.next(), Some(0));
+        assert_eq!(o.pick(), Some(0));
         o.unplaced(0);
-        assert_eq!(o.next(), Some(1));
+        assert_eq!(o.pick(), Some(1));
         assert_eq!(o.running_in(0), 1);
     }
 }

@@ -180,6 +180,18 @@ impl ServiceSet {
                 );
                 continue;
             }
+            if let Some(first) = self.job_names.get(&s.name) {
+                self.errors.push(
+                    SpecError::at(
+                        &parsed.source,
+                        Some(s.header),
+                        Some(field),
+                        format!("the name `{}` is already used at {first}", s.name),
+                    )
+                    .with_hint("jobs and services need names of their own: rename one"),
+                );
+                continue;
+            }
             let (line, column) = line_col(text, s.header.start);
             self.names
                 .insert(s.name.clone(), format!("{label}:{line}:{column}"));
@@ -249,19 +261,7 @@ impl ServiceSet {
         self.errors[first_error..].sort_by_key(|e| (e.line, e.column));
     }
 
-    fn finish(mut self) -> Result<Deployment, SpecErrors> {
-        // A job may be listed before the service whose name it takes, in another file.
-        for j in &self.jobs {
-            if let Some(at) = self.names.get(&j.name) {
-                if !self.job_names.get(&j.name).is_some_and(|first| first == at) {
-                    let at_job = self.job_names.get(&j.name).cloned().unwrap_or_default();
-                    self.errors.push(SpecError::whole_file(
-                        at_job.clone(),
-                        format!("jobs.{}: the name is already used by the service at {at}; jobs and services need names of their own", j.name),
-                    ));
-                }
-            }
-        }
+    fn finish(self) -> Result<Deployment, SpecErrors> {
         if self.errors.is_empty() {
             Ok(Deployment {
                 services: self.specs,

@@ -97,6 +97,7 @@ fn snapshot(nodes: &[&str]) -> Snapshot {
         router: None,
         revision: 100,
         id_seed: 7,
+        jobs: Default::default(),
     }
 }
 
@@ -615,4 +616,164 @@ fn an_empty_drained_node_is_marked_done_once() {
         _ => None,
     });
     assert_eq!(done.and_then(|d| d.done_ms), Some(T0));
+}
+
+// === jobs: tasks planned in the same pass ===
+
+mod jobs {
+    use super::*;
+    use crate::controllers::instances::decide_with_jobs;
+    use crate::controllers::jobs::TaskBook;
+    use ebb_core::{JobRecord, JobSpec, TaskRecord, TaskState};
+
+    fn with_job(mut snapshot: Snapshot, spec: JobSpec) -> Snapshot {
+        let record = JobRecord {
+            spec,
+            run: 1,
+            submitted_ms: T0 - 1_000,
+            cancelled_ms: None,
+        };
+        snapshot.jobs.jobs.insert(
+            record.spec.name.clone(),
+            Versioned {
+                value: record,
+                mod_revision: 50,
+            },
+        );
+        snapshot
+    }
+
+    fn placed_tasks(plan: &Plan) -> Vec<Assignment> {
+        plan.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Put {
+                    key,
+                    value,
+                    expect: Expect::Absent,
+                } if key.starts_with(keys::INSTANCES) => {
+                    serde_json::from_slice::<Assignment>(value).ok()
+                }
+                _ => None,
+            })
+            .filter(|a| a.task.is_some())
+            .collect()
+    }
+
+    fn records(plan: &Plan) -> Vec<TaskRecord> {
+        plan.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Put { key, value, .. } if key.starts_with(keys::TASKS) => {
+                    serde_json::from_slice(value).ok()
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn waiting_tasks_fill_what_the_services_leave_and_no_more() {
+        // One node of 4 CPUs; a service takes 3, tasks of 0.5 fit twice.
+        let mut web = spec("web", 1);
+        web.resources.cpu_millis = Some(3000);
+        let mut job = JobSpec::new("crunch", vec!["true".into()], 10);
+        job.resources.cpu_millis = Some(500);
+        let snapshot = with_job(snapshot(&["n1"]).with_service(&web), job);
+        let plan = decide_with_jobs(&snapshot, &TaskBook::default(), T0);
+        let tasks = placed_tasks(&plan);
+        assert_eq!(tasks.len(), 2, "{tasks:?}");
+        let indices: Vec<u32> = tasks
+            .iter()
+            .map(|a| a.task.as_ref().unwrap().index)
+            .collect();
+        assert_eq!(indices, [0, 1], "lowest indices first");
+        assert_eq!(tasks[0].spec.env["EBB_TASK_INDEX"], "0");
+    }
+
+    #[test]
+    fn a_failed_attempt_is_retried_after_its_back_off_and_a_zero_exit_completes() {
+        let job = JobSpec::new("crunch", vec!["true".into()], 2);
+        let mut snapshot = with_job(snapshot(&["n1"]), job.clone());
+        for (i, code) in [(0u32, 0), (1, 3)] {
+            let mut a = instance(
+                &format!("crunch-{i}"),
+                &job.task_spec(i, 1),
+                "n1",
+                60 + u64::from(i),
+            );
+            a.value.service = "crunch".into();
+            a.value.task = Some(ebb_core::TaskRef {
+                job: "crunch".into(),
+                run: 1,
+                index: i,
+                attempt: 1,
+                timeout_ms: None,
+                queued_ms: T0 - 1_000,
+            });
+            let mut st = status(&a, false);
+            st.state = InstanceState::Exited;
+            st.exit_code = Some(code);
+            st.last_exit = Some(format!("exit code {code}"));
+            snapshot.statuses.insert(a.value.id.clone(), st);
+            snapshot.assignments.push(a);
+        }
+        let plan = decide_with_jobs(&snapshot, &TaskBook::default(), T0);
+        let mut recs = records(&plan);
+        recs.sort_by_key(|r| r.index);
+        assert_eq!(recs[0].state, TaskState::Completed);
+        assert_eq!(recs[1].state, TaskState::Retrying);
+        assert_eq!(recs[1].failures, 1);
+        assert_eq!(recs[1].retry_at_ms, Some(T0 + 1_000), "1 s back-off first");
+        assert!(plan
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::TaskRetrying));
+        let deleted = plan
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Delete { key, .. } if key.starts_with(keys::INSTANCES)))
+            .count();
+        assert_eq!(deleted, 2, "ended attempts are forgotten");
+        assert!(
+            placed_tasks(&plan).is_empty(),
+            "the retry waits for its back-off"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_job_stops_its_tasks_and_starts_none() {
+        let job = JobSpec::new("crunch", vec!["true".into()], 5);
+        let mut snapshot = with_job(snapshot(&["n1"]), job.clone());
+        let mut a = instance("crunch-0", &job.task_spec(0, 1), "n1", 60);
+        a.value.task = Some(ebb_core::TaskRef {
+            job: "crunch".into(),
+            run: 1,
+            index: 0,
+            attempt: 1,
+            timeout_ms: None,
+            queued_ms: T0,
+        });
+        snapshot = snapshot.with_instance(a, false);
+        snapshot
+            .jobs
+            .jobs
+            .get_mut("crunch")
+            .unwrap()
+            .value
+            .cancelled_ms = Some(T0);
+        let plan = decide_with_jobs(&snapshot, &TaskBook::default(), T0);
+        assert!(placed_tasks(&plan).is_empty());
+        let stopped = plan.ops.iter().any(|op| match op {
+            Op::Put { key, value, .. } if key == "instances/crunch-0" => {
+                serde_json::from_slice::<Assignment>(value).unwrap().desired == DesiredState::Stop
+            }
+            _ => false,
+        });
+        assert!(stopped, "{:?}", plan.ops);
+        assert!(plan
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::JobCancelled));
+    }
 }

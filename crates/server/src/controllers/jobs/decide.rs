@@ -56,6 +56,9 @@ struct JobView<'a> {
     running: Vec<&'a Versioned<Assignment>>,
     /// Why a task failed for good in this pass, for the job's reason.
     failure: Option<String>,
+    /// Tasks with an attempt in the snapshot (running, or ended in this pass): none of them
+    /// starts again in this pass, whatever the book says.
+    attempted: HashSet<u32>,
 }
 
 impl JobView<'_> {
@@ -130,8 +133,12 @@ pub fn plan_jobs(
             finals_now: (0, 0, 0),
             running: Vec::new(),
             failure: None,
+            attempted: HashSet::new(),
         };
         for a in attempts.remove(name.as_str()).unwrap_or_default() {
+            if let Some(t) = &a.value.task {
+                view.attempted.insert(t.index);
+            }
             settle_attempt(snapshot, &mut view, a, plan, &mut budget);
         }
         end_job_if_due(&mut view, plan, now);
@@ -452,9 +459,12 @@ fn place_waiting(
         members.push(i);
     }
     let mut order = Order::new(queues, candidates);
-    let mut taken: Vec<HashSet<u32>> = vec![HashSet::new(); members.len()];
+    let mut taken: Vec<HashSet<u32>> = members
+        .iter()
+        .map(|&i| views[i].attempted.clone())
+        .collect();
     while *budget >= 2 {
-        let Some(pick) = order.next() else { break };
+        let Some(pick) = order.pick() else { break };
         let view = &mut views[members[pick]];
         let spec = &view.record.spec;
         let Some(index) = view.next_ready(now, &taken[pick]) else {

@@ -1,0 +1,475 @@
+//! Jobs through the binary (issue 17): an `ebb server` and `ebb agent`s as separate processes
+//! (and `ebb up` where a task's output is read back, which needs the node's logs on the server).
+//! Tasks write what they did to files in the test's folder, so that "exactly once", "never
+//! more than N at once" and "3:1" are counted from what really ran.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use common::agent::Agent;
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// A server and `n` agents on 127.0.0.2.., each agent started with `options`.
+fn cluster(prefix: &str, n: usize, options: &[&str]) -> (Ebb, Vec<Agent>) {
+    let port = free_port();
+    let server = Ebb::server(port);
+    let token = server.join_token();
+    let addr = format!("127.0.0.1:{port}");
+    let agents = (1..=n)
+        .map(|i| {
+            Agent::join_with(
+                &addr,
+                &token,
+                &format!("{prefix}-{i}"),
+                &format!("127.0.0.{}", i + 1),
+                options,
+            )
+        })
+        .collect();
+    (server, agents)
+}
+
+fn job(server: &Ebb, name: &str) -> Value {
+    serde_json::from_str(&server.ok(&["job", name, "--json"])).expect("job --json is JSON")
+}
+
+fn jobs(server: &Ebb) -> Vec<Value> {
+    serde_json::from_str(&server.ok(&["jobs", "--json"])).expect("jobs --json is JSON")
+}
+
+/// Waits until job `name` is in a final state; returns `ebb job NAME --json`. On a timeout
+/// the job, the events and the server's log are in the failure.
+fn wait_finished(server: &Ebb, name: &str, within: Duration) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let j = job(server, name);
+        let state = j["job"]["state"].as_str().unwrap_or("").to_string();
+        if ["completed", "failed", "cancelled"].contains(&state.as_str()) {
+            return j;
+        }
+        if start.elapsed() > within {
+            panic!(
+                "job {name} did not finish within {within:?}:\n{}\n{}\n{}",
+                server.ok(&["job", name]),
+                server.ok(&["events", "--limit", "200"]),
+                server.server_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Lines of a file the tasks append to (empty if none wrote yet).
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// How often each line appears.
+fn counts(lines: &[String]) -> BTreeMap<String, usize> {
+    let mut c = BTreeMap::new();
+    for l in lines {
+        *c.entry(l.clone()).or_insert(0) += 1;
+    }
+    c
+}
+
+#[test]
+fn every_index_completes_once_failures_are_retried_and_fatal_codes_are_not() {
+    let (server, _agents) = cluster("jobs-once", 2, &[]);
+    let dir = server.dir.path();
+    let done = dir.join("done");
+    let text = format!(
+        r#"
+[jobs.squares]
+command = ["sh", "-c", "echo $EBB_TASK_INDEX/$EBB_TASK_COUNT >> {done}"]
+tasks = 40
+parallelism = 6
+
+[jobs.flaky]
+command = ["sh", "-c", "echo attempt $EBB_TASK_ATTEMPT; test $EBB_TASK_ATTEMPT -ge 3"]
+tasks = 2
+retries = 3
+
+[jobs.fatal]
+command = ["sh", "-c", "exit 42"]
+retries = 5
+fail_on_exit_codes = [42]
+
+[jobs.hopeless]
+command = ["sh", "-c", "exit 1"]
+retries = 1
+"#,
+        done = done.display()
+    );
+    let file = deploy_file(dir, "jobs.toml", &text);
+    let out = server.ok(&["deploy", file.to_str().unwrap()]);
+    assert!(out.contains("squares: job submitted"), "{out}");
+
+    let squares = wait_finished(&server, "squares", Duration::from_secs(60));
+    assert_eq!(squares["job"]["state"], "completed", "{squares}");
+    assert_eq!(squares["job"]["completed"], 40);
+    let expected: BTreeMap<String, usize> = (0..40).map(|i| (format!("{i}/40"), 1)).collect();
+    assert_eq!(counts(&lines(&done)), expected, "each index exactly once");
+
+    // Fails on attempts 1 and 2 (1 s, then 2 s back-off), completes on attempt 3.
+    let flaky = wait_finished(&server, "flaky", Duration::from_secs(60));
+    assert_eq!(flaky["job"]["state"], "completed", "{flaky}");
+    for t in flaky["tasks"].as_array().unwrap() {
+        assert_eq!(t["attempt"], 3, "{t}");
+        assert_eq!(t["exit_code"], 0, "{t}");
+    }
+
+    let fatal = wait_finished(&server, "fatal", Duration::from_secs(30));
+    assert_eq!(fatal["job"]["state"], "failed", "{fatal}");
+    assert_eq!(fatal["tasks"][0]["attempt"], 1, "42 is fatal: no retry");
+    assert_eq!(fatal["tasks"][0]["exit_code"], 42);
+    assert!(
+        fatal["job"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("task 0 failed: exit code 42"),
+        "{fatal}"
+    );
+
+    let hopeless = wait_finished(&server, "hopeless", Duration::from_secs(30));
+    assert_eq!(hopeless["job"]["state"], "failed", "{hopeless}");
+    assert_eq!(hopeless["tasks"][0]["attempt"], 2, "one retry, then failed");
+
+    // Finished jobs run nothing again, and a redeploy of the same file changes nothing.
+    let again = server.ok(&["deploy", file.to_str().unwrap()]);
+    assert!(again.contains("squares: job unchanged"), "{again}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lines(&done).len(), 40, "nothing ran twice");
+
+    let events = server.ok(&["events", "--limit", "1000"]);
+    for needle in [
+        "job.completed",
+        "task.retrying",
+        "task.failed",
+        "job.failed",
+    ] {
+        assert!(events.contains(needle), "no {needle} event:\n{events}");
+    }
+}
+
+#[test]
+fn a_timeout_kills_the_task_tree_and_a_deadline_fails_the_job() {
+    let (server, agents) = cluster("jobs-time", 1, &[]);
+    let dir = server.dir.path();
+    let text = r#"
+[jobs.slow]
+command = ["sh", "-c", "sleep 300 & sleep 300"]
+timeout = "1s"
+retries = 0
+
+[jobs.late]
+command = ["sleep", "300"]
+tasks = 3
+deadline = "2s"
+"#;
+    let file = deploy_file(dir, "time.toml", text);
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    let slow = wait_finished(&server, "slow", Duration::from_secs(30));
+    assert_eq!(slow["job"]["state"], "failed", "{slow}");
+    let last = slow["tasks"][0]["last_exit"].as_str().unwrap();
+    assert!(last.contains("timed out after 1.0s"), "{last}");
+
+    let late = wait_finished(&server, "late", Duration::from_secs(30));
+    assert_eq!(late["job"]["state"], "failed", "{late}");
+    assert!(
+        late["job"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("deadline 2s passed"),
+        "{late}"
+    );
+    // Nothing of either is left running on the node.
+    eventually(
+        "the tasks' processes to be gone",
+        Duration::from_secs(30),
+        || agents[0].instance_pids().is_empty().then_some(()),
+    );
+    let jobs = jobs(&server);
+    assert!(jobs.iter().all(|j| j["running"] == 0), "{jobs:?}");
+}
+
+#[test]
+fn ebb_run_streams_the_output_and_exits_with_the_task_code() {
+    let ebb = Ebb::up(&[]);
+    let out = ebb.cli(&[
+        "run",
+        "--name",
+        "hello",
+        "--",
+        "sh",
+        "-c",
+        "echo out-$EBB_JOB; echo err >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("out-hello"), "{stdout}");
+    assert!(
+        stdout.contains("err"),
+        "stderr goes to the task's log too: {stdout}"
+    );
+    let ok = ebb.cli(&["run", "--", "true"]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let logs = ebb.ok(&["logs", "hello", "--task", "0"]);
+    assert!(logs.contains("out-hello"), "{logs}");
+    let detail = job(&ebb, "hello");
+    assert_eq!(detail["tasks"][0]["exit_code"], 7);
+    assert_eq!(detail["job"]["state"], "failed");
+}
+
+/// Each task appends `start END_NS` and `end END_NS` lines; returns the largest number of
+/// tasks of `tag` that ran at once.
+fn max_concurrent(path: &Path, tag: &str) -> usize {
+    let mut marks: Vec<(u128, i32)> = lines(path)
+        .iter()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let (t, what, at) = (parts.next()?, parts.next()?, parts.next()?);
+            (t == tag).then_some(())?;
+            let at: u128 = at.parse().ok()?;
+            Some((at, if what == "start" { 1 } else { -1 }))
+        })
+        .collect();
+    // Ends before starts at the same instant.
+    marks.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in marks {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[test]
+fn two_busy_queues_share_by_weight_and_a_cap_is_never_exceeded() {
+    // Two nodes of one CPU, tasks of a quarter: 8 run at once.
+    let (server, _agents) = cluster("jobs-share", 2, &["--cpu", "1"]);
+    let dir = server.dir.path();
+    let log = dir.join("marks");
+    let task = |tag: &str| {
+        format!(
+            r#"["sh", "-c", "echo {tag} start $(date +%s%N) >> {log}; sleep 0.5; echo {tag} end $(date +%s%N) >> {log}"]"#,
+            log = log.display()
+        )
+    };
+    let text = format!(
+        r#"
+[queues.heavy]
+weight = 3
+
+[queues.light]
+weight = 1
+
+[queues.capped]
+max_running = 2
+
+[jobs.h]
+command = {h}
+tasks = 400
+queue = "heavy"
+[jobs.h.resources]
+cpu = 0.25
+
+[jobs.l]
+command = {l}
+tasks = 400
+queue = "light"
+[jobs.l.resources]
+cpu = 0.25
+"#,
+        h = task("h"),
+        l = task("l")
+    );
+    let file = deploy_file(dir, "share.toml", &text);
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    // Sample who runs while both queues have work waiting.
+    let mut running = [0u64; 2];
+    let mut samples = 0;
+    eventually(
+        "30 samples with both queues busy",
+        Duration::from_secs(60),
+        || {
+            let jobs = jobs(&server);
+            let get = |n: &str| jobs.iter().find(|j| j["name"] == n).cloned();
+            let (h, l) = (get("h")?, get("l")?);
+            if h["queued"].as_u64()? > 0 && l["queued"].as_u64()? > 0 {
+                let (rh, rl) = (h["running"].as_u64()?, l["running"].as_u64()?);
+                if rh + rl == 8 {
+                    running[0] += rh;
+                    running[1] += rl;
+                    samples += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            (samples >= 30).then_some(())
+        },
+    );
+    let share = running[0] as f64 / (running[0] + running[1]) as f64;
+    assert!(
+        (share - 0.75).abs() <= 0.075,
+        "heavy ran {share:.3} of the tasks, want 0.75 ± 10 %: {running:?}"
+    );
+    server.ok(&["cancel", "h"]);
+    server.ok(&["cancel", "l"]);
+
+    let capped = format!(
+        r#"
+[queues.capped]
+max_running = 2
+
+[jobs.c]
+command = {c}
+tasks = 12
+queue = "capped"
+"#,
+        c = task("c")
+    );
+    let file = deploy_file(dir, "capped.toml", &capped);
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    let c = wait_finished(&server, "c", Duration::from_secs(60));
+    assert_eq!(c["job"]["state"], "completed", "{c}");
+    assert_eq!(
+        max_concurrent(&log, "c"),
+        2,
+        "max_running = 2 held and was used"
+    );
+    let queues: Vec<Value> = serde_json::from_str(&server.ok(&["queues", "--json"])).unwrap();
+    let q = queues.iter().find(|q| q["name"] == "capped").unwrap();
+    assert_eq!(q["max_running"], 2, "{q}");
+}
+
+#[test]
+fn a_server_killed_mid_job_loses_nothing_and_repeats_nothing() {
+    let (mut server, agents) = cluster("jobs-crash", 2, &[]);
+    let dir = server.dir.path().to_path_buf();
+    let (starts, ends) = (dir.join("starts"), dir.join("ends"));
+    let text = format!(
+        r#"
+[jobs.steady]
+command = ["sh", "-c", "echo $EBB_TASK_INDEX >> {starts}; sleep 1; echo $EBB_TASK_INDEX >> {ends}"]
+tasks = 30
+parallelism = 6
+"#,
+        starts = starts.display(),
+        ends = ends.display()
+    );
+    let file = deploy_file(&dir, "steady.toml", &text);
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    eventually("some tasks to have run", Duration::from_secs(30), || {
+        (lines(&ends).len() >= 8).then_some(())
+    });
+    server.crash();
+    // Tasks running on the agents run on without the server.
+    let running_then = agents
+        .iter()
+        .map(|a| a.instance_pids().len())
+        .sum::<usize>();
+    assert!(running_then > 0, "tasks were running when the server died");
+    std::thread::sleep(Duration::from_millis(1500));
+    server.start(&[]);
+    let steady = wait_finished(&server, "steady", Duration::from_secs(90));
+    assert_eq!(steady["job"]["state"], "completed", "{steady}");
+    let expected: BTreeMap<String, usize> = (0..30).map(|i| (i.to_string(), 1)).collect();
+    assert_eq!(counts(&lines(&ends)), expected, "each task completed once");
+    assert_eq!(
+        counts(&lines(&starts)),
+        expected,
+        "no task started twice: those running across the crash were recognised"
+    );
+}
+
+#[test]
+fn a_lost_nodes_running_tasks_run_again_elsewhere() {
+    let (server, mut agents) = cluster("jobs-lost", 2, &[]);
+    let dir = server.dir.path();
+    let ends = dir.join("ends");
+    let text = format!(
+        r#"
+[jobs.long]
+command = ["sh", "-c", "sleep 3; echo $EBB_TASK_INDEX $EBB_NODE >> {ends}"]
+tasks = 4
+placement = "spread"
+"#,
+        ends = ends.display()
+    );
+    let file = deploy_file(dir, "long.toml", &text);
+    server.ok(&["deploy", file.to_str().unwrap()]);
+    eventually("tasks on both nodes", Duration::from_secs(20), || {
+        agents
+            .iter()
+            .all(|a| !a.instance_pids().is_empty())
+            .then_some(())
+    });
+    agents[0].lose_machine();
+    let long = wait_finished(&server, "long", Duration::from_secs(60));
+    assert_eq!(long["job"]["state"], "completed", "{long}");
+    let done = lines(&ends);
+    assert_eq!(done.len(), 4, "{done:?}");
+    assert!(
+        done.iter().all(|l| l.ends_with("jobs-lost-2")),
+        "every task ended on the node that lived: {done:?}"
+    );
+    let events = server.ok(&["events", "--limit", "1000"]);
+    assert!(events.contains("task.requeued"), "{events}");
+    assert!(
+        long["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["attempt"] == 2),
+        "a lost attempt runs again: {long}"
+    );
+}
+
+#[test]
+fn bad_job_files_are_refused_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[services.web]
+command = ["true"]
+
+[jobs.web]
+command = ["true"]
+
+[jobs.bad]
+command = ["true"]
+tasks = 5
+retrys = 2
+priority = 101
+parallelism = { min = 4, max = 2 }
+fail_on_exit_codes = [0]
+
+[queues.q]
+weight = 0
+"#;
+    let file = deploy_file(dir.path(), "bad.toml", text);
+    let out = std::process::Command::new(EBB)
+        .args(["validate", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "bad.toml:10:1",
+        "did you mean `retries`",
+        "bad.toml:11:12",
+        "101 is more than the limit of 100",
+        "min 4 and max 2",
+        "exit code 0 is not one a process can fail with",
+        "queues.q.weight",
+        "the name `web` is already used",
+    ] {
+        assert!(err.contains(needle), "no {needle:?} in:\n{err}");
+    }
+}
