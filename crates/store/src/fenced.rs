@@ -143,4 +143,9 @@ impl KvStore for FencedStore {
     fn health(&self) -> Result<String, StoreError> {
         self.inner.health()
     }
+
+    fn max_txn_ops(&self) -> usize {
+        // One op of each transaction is the fence.
+        self.inner.max_txn_ops().saturating_sub(1)
+    }
 }

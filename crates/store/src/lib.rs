@@ -252,4 +252,13 @@ pub trait KvStore: Send + Sync + 'static {
 
     /// How the store is doing, for `ebb status`: `sqlite PATH`, or `etcd 3 members, healthy`.
     fn health(&self) -> Result<String, StoreError>;
+
+    /// Most operations one transaction may hold (etcd refuses more than its `--max-txn-ops`);
+    /// callers that batch split or stop at it.
+    fn max_txn_ops(&self) -> usize {
+        usize::MAX
+    }
 }
+
+/// etcd's default `--max-txn-ops`.
+pub const ETCD_MAX_TXN_OPS: usize = 128;

@@ -248,6 +248,10 @@ impl KvStore for EtcdStore {
         self.inner.members.describe()
     }
 
+    fn max_txn_ops(&self) -> usize {
+        crate::ETCD_MAX_TXN_OPS
+    }
+
     fn health(&self) -> Result<String, StoreError> {
         self.run(|inner| async move { inner.health().await })
     }

@@ -82,6 +82,33 @@ impl Placer {
                 ));
             }
         }
+        self.place(request)
+    }
+
+    /// The node for a task of `spec`, never one of `full` (nodes at their cap of tasks).
+    pub fn pick_task(
+        &mut self,
+        spec: &ServiceSpec,
+        full: &std::collections::BTreeSet<String>,
+    ) -> Result<String, ebb_scheduler::Unplaceable> {
+        let mut request = ebb_scheduler::Request::new(spec.name.clone(), reservation(spec))
+            .placement(spec.placement);
+        if let Ok(constraints) = spec.parsed_constraints() {
+            request.constraints = constraints;
+        }
+        for node in full {
+            request = request.constraint(ebb_scheduler::Constraint::not_equal(
+                NODE_NAME_LABEL,
+                node.clone(),
+            ));
+        }
+        self.place(request)
+    }
+
+    fn place(
+        &mut self,
+        request: ebb_scheduler::Request,
+    ) -> Result<String, ebb_scheduler::Unplaceable> {
         self.seed = self.seed.wrapping_add(1);
         let id = self.cluster.place_and_reserve(&request, self.seed)?;
         Ok(self

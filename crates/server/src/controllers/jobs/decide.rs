@@ -14,13 +14,30 @@ use ebb_core::{
 };
 use ebb_scheduler::queue::{Candidate, Order, QueueLoad};
 use ebb_store::{Expect, Op};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-/// Most store operations the jobs part adds to one pass: etcd refuses a transaction of more
-/// than 128 (its `--max-txn-ops` default), and the services' own writes share it. A pass that
-/// stops here asks for the next one soon.
-pub const MAX_TASK_OPS: usize = 96;
+/// Most store operations the jobs part adds to one pass on a store without a limit of its own
+/// (SQLite): a pass that ends 250 tasks and starts as many is still a few milliseconds. A pass
+/// that stops at its budget asks for the next one at once.
+pub const MAX_TASK_OPS: usize = 1_000;
+/// Operations of a pass's transaction kept for the services' own writes, on a store that
+/// limits transactions (etcd: 128, so tasks get 96).
+pub const SERVICE_OPS_RESERVE: usize = 32;
+
+/// The task writes one pass may make on a store taking `max_txn_ops` per transaction.
+pub fn task_ops_budget(max_txn_ops: usize) -> usize {
+    max_txn_ops
+        .saturating_sub(SERVICE_OPS_RESERVE)
+        .clamp(8, MAX_TASK_OPS)
+}
+
+/// Most tasks one node runs at once, whatever they reserve: tasks that reserve nothing would
+/// otherwise all land at once (10,000 process starts on one agent starve its heartbeats, and
+/// the node is declared down; measured with `bench/jobs.sh`). kubelet's `max-pods` is 110 per
+/// node for the same reason; tasks here are processes that start in milliseconds, so fewer
+/// keep a node's agent responsive while still starting hundreds a second.
+pub const MAX_TASKS_PER_NODE: usize = 32;
 
 /// What the jobs part needs of a pass beyond the services' snapshot.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +48,8 @@ pub struct JobsInput {
     pub progress: BTreeMap<String, Versioned<JobProgress>>,
     /// Queues declared in deploy files, by name (others exist with weight 1, no cap).
     pub queues: BTreeMap<String, QueueSpec>,
+    /// Task writes this pass may make ([`task_ops_budget`]); 0 means [`MAX_TASK_OPS`].
+    pub ops_budget: usize,
 }
 
 /// How one attempt ended, as the pass sees it.
@@ -112,7 +131,11 @@ pub fn plan_jobs(
             attempts.entry(t.job.as_str()).or_default().push(a);
         }
     }
-    let mut budget = MAX_TASK_OPS;
+    let mut budget = if input.ops_budget == 0 {
+        MAX_TASK_OPS
+    } else {
+        input.ops_budget
+    };
     let mut views = Vec::new();
     for (name, record) in &input.jobs {
         let progress = input
@@ -458,6 +481,21 @@ fn place_waiting(
         });
         members.push(i);
     }
+    let mut per_node: HashMap<&str, usize> = HashMap::new();
+    for view in views.iter() {
+        for a in &view.running {
+            *per_node.entry(a.value.node.as_str()).or_insert(0) += 1;
+        }
+    }
+    let mut full: BTreeSet<String> = per_node
+        .iter()
+        .filter(|(_, n)| **n >= MAX_TASKS_PER_NODE)
+        .map(|(node, _)| node.to_string())
+        .collect();
+    let mut placed_on: HashMap<String, usize> = per_node
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     let mut order = Order::new(queues, candidates);
     let mut taken: Vec<HashSet<u32>> = members
         .iter()
@@ -474,13 +512,18 @@ fn place_waiting(
         let record = view.record_of(index);
         let attempt = record.map_or(0, |r| r.attempts) + 1;
         let task_spec = spec.task_spec(index, attempt);
-        let node = match placer.pick(&task_spec, None) {
+        let node = match placer.pick_task(&task_spec, &full) {
             Ok(node) => node,
             Err(_) => {
                 order.unplaced(pick);
                 continue;
             }
         };
+        let on_node = placed_on.entry(node.clone()).or_insert(0);
+        *on_node += 1;
+        if *on_node >= MAX_TASKS_PER_NODE {
+            full.insert(node.clone());
+        }
         taken[pick].insert(index);
         *budget -= 1;
         let queued_ms = record.map_or(view.record.submitted_ms, |r| r.queued_ms);
