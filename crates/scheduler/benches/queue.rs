@@ -54,21 +54,24 @@ fn bench(c: &mut Criterion) {
         .collect();
     let mut group = c.benchmark_group("queue");
     group.throughput(Throughput::Elements(DECISIONS as u64));
-    group.bench_function("pick and place, 100,000 waiting in 10 queues, 100 nodes", |b| {
-        b.iter_batched(
-            || (order(), cluster()),
-            |(mut order, mut cluster)| {
-                for seed in 0..DECISIONS as u64 {
-                    let Some(job) = order.pick() else { break };
-                    if cluster.place_and_reserve(&requests[job], seed).is_err() {
-                        order.unplaced(job);
+    group.bench_function(
+        "pick and place, 100,000 waiting in 10 queues, 100 nodes",
+        |b| {
+            b.iter_batched(
+                || (order(), cluster()),
+                |(mut order, mut cluster)| {
+                    for seed in 0..DECISIONS as u64 {
+                        let Some(job) = order.pick() else { break };
+                        if cluster.place_and_reserve(&requests[job], seed).is_err() {
+                            order.unplaced(job);
+                        }
                     }
-                }
-                black_box(order)
-            },
-            BatchSize::LargeInput,
-        )
-    });
+                    black_box(order)
+                },
+                BatchSize::LargeInput,
+            )
+        },
+    );
     group.finish();
 }
 
