@@ -251,6 +251,7 @@ fn report(
             started_ms: run.then_some(a.created_ms),
             last_exit: None,
             exit_code: None,
+            exit_unknown: false,
         });
         if run {
             let mix = a.generation * 7919 + seq * 104_729;

@@ -103,4 +103,8 @@ pub struct InstanceStatus {
     /// The last process's exit code, when it exited by itself with one (not by a signal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// A task ended where its node could not see how (while the agent was down, or adopted by a
+    /// restarted agent, which cannot reap it): the server runs it again, not as a failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exit_unknown: bool,
 }

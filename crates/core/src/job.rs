@@ -26,8 +26,10 @@ pub const SERVICE_PRIORITY: u8 = MAX_PRIORITY;
 pub const DEFAULT_RETRIES: u32 = 3;
 /// Most retries per task; more is surely a typo.
 pub const MAX_RETRIES: u32 = 100;
-/// Most tasks in one job.
-pub const MAX_TASKS: u32 = 1_000_000;
+/// Most tasks in one job: the leader keeps a running job's task records in memory and lists
+/// them once per term, so a job stays well under the store's message size (about 30 MB of
+/// records at this count).
+pub const MAX_TASKS: u32 = 100_000;
 /// A task younger than this is never preempted (Kueue's design discussions ask for a minimum
 /// runtime, so that preemption cannot loop).
 pub const DEFAULT_MIN_RUNTIME: Duration = Duration::from_secs(30);

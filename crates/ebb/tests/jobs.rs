@@ -149,6 +149,11 @@ retries = 1
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(lines(&done).len(), 40, "nothing ran twice");
 
+    let status = server.ok(&["status"]);
+    assert!(
+        status.contains("squares") && status.contains("40/40"),
+        "jobs are in ebb status:\n{status}"
+    );
     let events = server.ok(&["events", "--limit", "1000"]);
     for needle in [
         "job.completed",

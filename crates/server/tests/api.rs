@@ -328,6 +328,7 @@ fn running(a: &ebb_core::Assignment, addr: &str) -> InstanceStatus {
         started_ms: Some(0),
         last_exit: None,
         exit_code: None,
+        exit_unknown: false,
     }
 }
 
@@ -449,6 +450,7 @@ async fn report_all_ready(client: &Client) -> Vec<ebb_core::Assignment> {
             started_ms: Some(0),
             last_exit: None,
             exit_code: None,
+            exit_unknown: false,
         })
         .collect();
     client

@@ -82,7 +82,10 @@ fn an_unknown_top_level_key_is_refused() {
         "version",
         "unknown field `version`",
     );
-    assert_eq!(e.hint.as_deref(), Some("valid fields here are `services`"));
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("valid fields here are `services`, `jobs` and `queues`")
+    );
 }
 
 #[test]

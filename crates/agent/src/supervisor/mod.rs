@@ -127,6 +127,7 @@ impl Supervisor {
                         goal: Goal::of(a),
                         adopted: None,
                         keep_log: a.task.is_some(),
+                        ended_task: None,
                     };
                     tasks::spawn_runner(&self.shared, &mut state, new);
                     created = true;
@@ -341,6 +342,7 @@ fn pending(a: &Assignment) -> InstanceStatus {
         started_ms: None,
         last_exit: None,
         exit_code: None,
+        exit_unknown: false,
     }
 }
 

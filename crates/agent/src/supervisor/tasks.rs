@@ -32,6 +32,8 @@ pub struct NewInstance<'a> {
     pub adopted: Option<(Proc, &'a Record)>,
     /// A job's task, whose log is kept after it ends.
     pub keep_log: bool,
+    /// A task of this generation that already ended: never start it.
+    pub ended_task: Option<u64>,
 }
 
 /// Adds an instance and starts its runner. The caller holds the state lock, so that two
@@ -43,6 +45,9 @@ pub fn spawn_runner(shared: &Arc<Shared>, state: &mut State, new: NewInstance) {
     if let Some((proc, record)) = new.adopted {
         runner = runner.adopting(proc, record);
     }
+    if let Some(generation) = new.ended_task {
+        runner = runner.ended_while_away(generation);
+    }
     let entry = Entry {
         service: new.service.to_string(),
         status: new.status,
@@ -52,6 +57,41 @@ pub fn spawn_runner(shared: &Arc<Shared>, state: &mut State, new: NewInstance) {
         keep_log: new.keep_log,
     };
     state.entries.insert(new.id.to_string(), entry);
+}
+
+/// A task that ended while the agent was down is not started again: it is reported exited,
+/// how unknown, and the server decides (it runs it again, not as a failure).
+fn ended_task(shared: &Arc<Shared>, id: &str, record: &Record) {
+    let status = InstanceStatus {
+        id: id.to_string(),
+        generation: record.generation,
+        state: InstanceState::Exited,
+        pid: None,
+        addr: None,
+        ready: false,
+        restarts: record.restarts,
+        started_ms: Some(record.started_ms),
+        last_exit: Some("ended while the agent was down: exit status unknown".into()),
+        exit_code: None,
+        exit_unknown: true,
+    };
+    let mut state = shared.lock();
+    let new = NewInstance {
+        id,
+        service: &record.service,
+        status,
+        goal: Goal::Adopted,
+        adopted: None,
+        keep_log: true,
+        ended_task: Some(record.generation),
+    };
+    spawn_runner(shared, &mut state, new);
+    drop(state);
+    let message = format!(
+        "task pid {} ended while the agent was down; exit status unknown",
+        record.pid
+    );
+    shared.event(EventKind::InstanceExited, &record.service, id, message);
 }
 
 /// Takes over the processes a previous agent recorded: alive ones (same pid AND same start time)
@@ -65,6 +105,10 @@ pub fn adopt(shared: &Arc<Shared>, records: BTreeMap<String, Record>) {
             shared
                 .runtime
                 .spawn(async move { remove_groups_later(cgroups).await });
+            if record.task {
+                ended_task(shared, &id, &record);
+                continue;
+            }
             let message = format!(
                 "pid {} ended while the agent was down; it will be started again",
                 record.pid
@@ -89,6 +133,7 @@ pub fn adopt(shared: &Arc<Shared>, records: BTreeMap<String, Record>) {
             started_ms: Some(record.started_ms),
             last_exit: None,
             exit_code: None,
+            exit_unknown: false,
         };
         let message = format!("adopted pid {} from a previous agent", record.pid);
         let mut state = shared.lock();
@@ -99,7 +144,8 @@ pub fn adopt(shared: &Arc<Shared>, records: BTreeMap<String, Record>) {
             status,
             goal: Goal::Adopted,
             adopted: Some((proc, &record)),
-            keep_log: false,
+            keep_log: record.task,
+            ended_task: None,
         };
         spawn_runner(shared, &mut state, new);
         drop(state);

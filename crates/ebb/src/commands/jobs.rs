@@ -200,6 +200,10 @@ pub async fn run(client: &Client, req: RunRequest<'_>) -> anyhow::Result<()> {
         job.queue = q.to_string();
     }
     job.timeout = req.timeout;
+    // Each `ebb run` is a run of its own: with `--name` of a job that ended, the changed spec
+    // makes a new run (one still running is refused, naming it), never the old output again.
+    job.env
+        .insert("EBB_RUN_ID".into(), format!("{:08x}", rand_suffix()));
     if let Ok(dir) = std::env::current_dir() {
         job.workdir = Some(dir.display().to_string());
     }
@@ -259,7 +263,7 @@ async fn print_new_lines(client: &Client, job: &str, id: &str, cursors: &str) ->
 }
 
 /// The task's exit code becomes ebb's, as `docker run` does; a task that never exited with a
-/// code (killed, timed out, cancelled) ends with 1, or 125 when it could not start.
+/// code (killed, timed out, cancelled, could not start) ends with 1.
 fn finish(job: &JobView, exit_code: Option<i32>) -> anyhow::Result<()> {
     match (job.state, exit_code) {
         (JobState::Completed, _) => Ok(()),

@@ -1,4 +1,4 @@
-//! `ebb status`: the server, its nodes, and each service's rollout state.
+//! `ebb status`: the server, its nodes, each service's rollout state, and the jobs.
 
 use crate::output::out;
 use crate::output::table;
@@ -46,12 +46,52 @@ pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
         out!("resources: {e}");
     }
     out!();
-    if s.services.is_empty() {
+    if s.services.is_empty() && s.jobs.is_empty() {
         out!("no services; deploy one with `ebb deploy FILE`");
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = s
-        .services
+    services_table(&s.services);
+    if !s.jobs.is_empty() {
+        if !s.services.is_empty() {
+            out!();
+        }
+        let rows: Vec<Vec<String>> = s
+            .jobs
+            .iter()
+            .map(|j| {
+                vec![
+                    j.name.clone(),
+                    j.state.as_str().to_string(),
+                    format!("{}/{}", j.completed, j.tasks),
+                    j.running.to_string(),
+                    j.queued.to_string(),
+                    j.failed.to_string(),
+                    j.queue.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "JOB",
+                "STATE",
+                "COMPLETED",
+                "RUNNING",
+                "QUEUED",
+                "FAILED",
+                "QUEUE",
+            ],
+            &rows,
+        );
+    }
+    Ok(())
+}
+
+/// One row per service; nothing when there is none.
+fn services_table(services: &[ebb_core::api::ServiceView]) {
+    if services.is_empty() {
+        return;
+    }
+    let rows: Vec<Vec<String>> = services
         .iter()
         .map(|v| {
             vec![
@@ -79,5 +119,4 @@ pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
         ],
         &rows,
     );
-    Ok(())
 }

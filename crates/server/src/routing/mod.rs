@@ -712,6 +712,7 @@ mod tests {
             started_ms: Some(1),
             last_exit: None,
             exit_code: None,
+            exit_unknown: false,
         };
         (id.to_string(), status)
     }

@@ -6,12 +6,21 @@ use ebb_core::InstanceStatus;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-/// Instance statuses by instance id.
-#[derive(Debug, Default)]
+/// Instance statuses by instance id; those not yet in the store; and a version bumped after
+/// each change is in memory, so that a controller pass that read the store's revision of a
+/// status write before the status itself reached memory knows to look again.
+#[derive(Debug)]
 pub struct Statuses(
     Mutex<HashMap<String, InstanceStatus>>,
     Mutex<HashSet<String>>,
+    tokio::sync::watch::Sender<u64>,
 );
+
+impl Default for Statuses {
+    fn default() -> Self {
+        Statuses::new(Vec::new())
+    }
+}
 
 impl Statuses {
     /// Starts from the statuses the store holds.
@@ -19,7 +28,22 @@ impl Statuses {
         Statuses(
             Mutex::new(stored.into_iter().map(|s| (s.id.clone(), s)).collect()),
             Mutex::default(),
+            tokio::sync::watch::Sender::new(0),
         )
+    }
+
+    /// Bumped after every change reached memory (the store is written before).
+    pub fn version(&self) -> u64 {
+        *self.2.borrow()
+    }
+
+    /// Wakes on every change of [`Statuses::version`].
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.2.subscribe()
+    }
+
+    fn bump(&self) {
+        self.2.send_modify(|v| *v += 1);
     }
 
     /// A copy of every status.
@@ -46,6 +70,7 @@ impl Statuses {
             known.insert(s.id.clone(), (*s).clone());
             unwritten.remove(&s.id);
         }
+        self.bump();
     }
 
     /// Takes `reported` as known although the store could not take them (it is unreachable):
@@ -58,6 +83,7 @@ impl Statuses {
             known.insert(s.id.clone(), (*s).clone());
             unwritten.insert(s.id.clone());
         }
+        self.bump();
     }
 
     /// Forgets an instance's status (the instance is gone).
@@ -68,11 +94,13 @@ impl Statuses {
     /// Takes one status as known, whoever wrote it.
     pub fn insert(&self, status: InstanceStatus) {
         lock(&self.0).insert(status.id.clone(), status);
+        self.bump();
     }
 
     /// Replaces every known status with `stored`.
     pub fn replace_all(&self, stored: Vec<InstanceStatus>) {
         *lock(&self.0) = stored.into_iter().map(|s| (s.id.clone(), s)).collect();
+        self.bump();
     }
 }
 

@@ -60,6 +60,10 @@ impl Runner {
     pub(super) async fn stop(&mut self, why: &str) {
         self.next_start = None;
         self.shared.release_port(&self.id);
+        if self.task_ended {
+            // A task that already ended keeps its Exited status: how it ended is the record.
+            return;
+        }
         let Some(mut proc) = self.proc.take() else {
             self.mark_stopped(why, None);
             return;

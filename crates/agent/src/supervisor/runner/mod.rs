@@ -189,8 +189,8 @@ impl Runner {
             tokio::select! {
                 reason = proc.wait_exit(ADOPTED_POLL) => {
                     if self.adopted_task {
-                        let code = proc.exit_code();
-                        self.task_exited(reason, code).await;
+                        // Not our child: its exit status cannot be read.
+                        self.task_exited(reason, None, true).await;
                     } else {
                         self.on_exit(reason).await;
                     }

@@ -37,12 +37,13 @@ impl Runner {
         tokio::select! {
             reason = proc.wait_exit(ADOPTED_POLL) => {
                 let code = proc.exit_code();
-                self.task_exited(reason, code).await;
+                self.task_exited(reason, code, false).await;
             }
             () = timed_out => {
                 proc.kill().await;
                 let limit = Duration::from_millis(timeout_ms.unwrap_or(0));
-                self.task_exited(format!("timed out after {}: its process tree was killed", secs(limit)), None).await;
+                let why = format!("timed out after {}: its process tree was killed", secs(limit));
+                self.task_exited(why, None, false).await;
             }
             changed = self.goal.changed() => return wake(changed),
         }
@@ -70,7 +71,8 @@ impl Runner {
 
     /// The attempt is over: its tree is cleaned up and its end reported. A non-zero end is an
     /// event; a clean one is not (a job of 10,000 tasks would flood the log).
-    pub(super) async fn task_exited(&mut self, reason: String, code: Option<i32>) {
+    /// `unknown`: the process was adopted, so its exit status could not be read.
+    pub(super) async fn task_exited(&mut self, reason: String, code: Option<i32>, unknown: bool) {
         let Some(mut proc) = self.proc.take() else {
             return;
         };
@@ -86,6 +88,7 @@ impl Runner {
             s.ready = false;
             s.last_exit = Some(last);
             s.exit_code = code;
+            s.exit_unknown = unknown;
         });
         if code != Some(0) {
             let message = format!(
@@ -96,5 +99,15 @@ impl Runner {
             self.shared
                 .event(EventKind::InstanceExited, &self.service, &self.id, message);
         }
+    }
+}
+
+impl Runner {
+    /// A task whose process ended while the agent was down: reported exited, how unknown, and
+    /// never started again in this generation (the server decides whether it runs again).
+    pub fn ended_while_away(mut self, generation: u64) -> Runner {
+        self.generation = generation;
+        self.task_ended = true;
+        self
     }
 }

@@ -59,17 +59,23 @@ pub enum Recheck {
 /// to disk, and the API's async threads must not wait on that.
 pub async fn run(server: Server, stop: CancellationToken) {
     let mut changes = server.store().subscribe();
+    let mut statuses_changed = server.statuses_cache().subscribe();
     // This term's index of task records: read on the first pass, then kept by the passes.
     let book: Arc<Mutex<Option<TaskBook>>> = Arc::default();
-    let mut last: Option<(u64, Vec<String>)> = None;
+    let mut last: Option<(u64, u64, Vec<String>)> = None;
     loop {
-        // A pass depends on the store and on which nodes are live; if neither changed since the
-        // last good pass, it would decide nothing new (an idle server then costs nothing here).
+        // A pass depends on the store, on the statuses in memory and on which nodes are live;
+        // if none changed since the last good pass, it would decide nothing new (an idle server
+        // then costs nothing here). The statuses' version counts because a status is written to
+        // the store before it is in memory: a pass woken by that write may still read the old
+        // one, and must run again once the new one is there (CI saw a task's exit go unrecorded
+        // for minutes).
+        let statuses = server.statuses_cache().version();
         let seen = server
             .store()
             .revision()
             .ok()
-            .map(|r| (r, server.nodes().live(Instant::now())));
+            .map(|r| (r, statuses, server.nodes().live(Instant::now())));
         let mut recheck = RESYNC_INTERVAL;
         if seen.is_none() || seen != last {
             let (pass, book) = (server.clone(), book.clone());
@@ -86,6 +92,7 @@ pub async fn run(server: Server, stop: CancellationToken) {
         let wake = async {
             tokio::select! {
                 _ = changes.changed() => {}
+                _ = statuses_changed.changed() => {}
                 _ = tokio::time::sleep(recheck) => {}
             }
         };
@@ -104,7 +111,12 @@ pub fn reconcile(server: &Server, book: &Mutex<Option<TaskBook>>) -> Result<Rech
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut loaded = match book.take() {
         Some(b) => b,
-        None => TaskBook::load(server.store(), &snapshot.jobs.jobs, &snapshot.assignments)?,
+        None => TaskBook::load(
+            server.store(),
+            &snapshot.jobs.jobs,
+            &snapshot.jobs.progress,
+            &snapshot.assignments,
+        )?,
     };
     let runs: HashMap<String, u64> = snapshot
         .jobs

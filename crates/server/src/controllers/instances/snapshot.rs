@@ -103,7 +103,7 @@ impl Snapshot {
                 jobs: keys::jobs(store)?,
                 progress: keys::jobs_progress(store)?,
                 queues: keys::queues(store)?,
-                ops_budget: crate::controllers::jobs::task_ops_budget(store.max_txn_ops()),
+                max_txn_ops: store.max_txn_ops(),
             },
         })
     }

@@ -74,6 +74,7 @@ fn status(a: &Versioned<Assignment>, ready: bool) -> InstanceStatus {
         started_ms: Some(T0 - 50_000),
         last_exit: None,
         exit_code: None,
+        exit_unknown: false,
     }
 }
 

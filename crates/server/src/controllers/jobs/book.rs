@@ -9,7 +9,7 @@
 //! started in this run).
 
 use crate::state::keys::{self, Versioned};
-use ebb_core::{Assignment, JobRecord, TaskRecord, TaskState};
+use ebb_core::{Assignment, JobProgress, JobRecord, TaskRecord, TaskState};
 use ebb_store::{KvStore, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -61,16 +61,33 @@ impl TaskBook {
     pub fn load(
         store: &dyn KvStore,
         jobs: &BTreeMap<String, Versioned<JobRecord>>,
+        progress: &BTreeMap<String, Versioned<JobProgress>>,
         assignments: &[Versioned<Assignment>],
     ) -> Result<TaskBook, StoreError> {
+        // Attempts of each job's current run only: an older run's attempt (stopping after a
+        // redeploy) holds no index of this one.
         let mut running: HashMap<&str, HashSet<u32>> = HashMap::new();
         for a in assignments {
             if let Some(t) = &a.value.task {
-                running.entry(t.job.as_str()).or_default().insert(t.index);
+                let current = jobs
+                    .get(&t.job)
+                    .is_some_and(|j| j.value.run == t.run && t.index < j.value.spec.tasks);
+                if current {
+                    running.entry(t.job.as_str()).or_default().insert(t.index);
+                }
             }
         }
         let mut book = TaskBook::default();
         for (name, job) in jobs {
+            let finished = progress
+                .get(name)
+                .is_some_and(|p| p.value.run == job.value.run && p.value.finished.is_some());
+            if finished {
+                // Nothing of it runs again: its records need not be read.
+                book.jobs
+                    .insert(name.clone(), JobTasks::finished(job.value.run));
+                continue;
+            }
             let records = keys::task_records(store, &keys::job_tasks(name))?;
             let empty = HashSet::new();
             let runs = running.get(name.as_str()).unwrap_or(&empty);
@@ -126,6 +143,15 @@ impl JobTasks {
         }
     }
 
+    /// The book of a finished run: nothing waits (its counts are in its stored progress).
+    fn finished(run: u64) -> JobTasks {
+        JobTasks {
+            run,
+            cursor: u32::MAX,
+            ..JobTasks::default()
+        }
+    }
+
     /// The book of one job from its stored records and running attempts. A task below the
     /// highest one started that has neither (which no write of ours leaves) waits again.
     fn rebuild(run: u64, tasks: u32, records: Vec<TaskRecord>, running: &HashSet<u32>) -> JobTasks {
@@ -161,6 +187,8 @@ impl JobTasks {
             let at = r.retry_at_ms.unwrap_or(0);
             self.again.remove(&(at, index));
         }
+        // A task the rebuild found without record or attempt waits under (0, index).
+        self.again.remove(&(0, index));
     }
 
     /// A record was written: counts and the waiting set follow its state.
@@ -170,6 +198,7 @@ impl JobTasks {
             self.again.remove(&(old.retry_at_ms.unwrap_or(0), index));
             self.count(old.state, false);
         }
+        self.again.remove(&(0, index));
         if index >= self.cursor {
             self.cursor = index + 1;
         }
@@ -277,6 +306,18 @@ mod tests {
         let taken = HashSet::new();
         assert_eq!(book.next_ready(20, 0, &taken), Some(3));
         assert_eq!(book.next_ready(20, 600, &taken), Some(3));
+    }
+
+    #[test]
+    fn a_rebuilt_waiting_task_leaves_the_set_once_started_or_recorded() {
+        let records = vec![record(3, TaskState::Completed, None)];
+        let mut book = JobTasks::rebuild(1, 5, records, &HashSet::new());
+        assert_eq!(book.ready(5, 0), 3 + 1, "0, 1, 2 wait again; 4 is fresh");
+        book.started(1);
+        book.record(record(2, TaskState::Completed, None));
+        assert_eq!(book.ready(5, 0), 1 + 1, "only 0 and the fresh 4");
+        book.record(record(1, TaskState::Completed, None));
+        assert_eq!(book.next_ready(5, 0, &HashSet::new()), Some(0));
     }
 
     #[test]

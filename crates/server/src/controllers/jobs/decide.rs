@@ -18,19 +18,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 /// Most store operations the jobs part adds to one pass on a store without a limit of its own
-/// (SQLite): a pass that ends 250 tasks and starts as many is still a few milliseconds. A pass
-/// that stops at its budget asks for the next one at once.
+/// (SQLite): a pass that ends 250 tasks and starts as many is still a few milliseconds. On a
+/// store that limits transactions (etcd: 128) the jobs part takes what the services' writes of
+/// the pass left. A pass that stops at its budget asks for the next one at once.
 pub const MAX_TASK_OPS: usize = 1_000;
-/// Operations of a pass's transaction kept for the services' own writes, on a store that
-/// limits transactions (etcd: 128, so tasks get 96).
-pub const SERVICE_OPS_RESERVE: usize = 32;
-
-/// The task writes one pass may make on a store taking `max_txn_ops` per transaction.
-pub fn task_ops_budget(max_txn_ops: usize) -> usize {
-    max_txn_ops
-        .saturating_sub(SERVICE_OPS_RESERVE)
-        .clamp(8, MAX_TASK_OPS)
-}
 
 /// Most tasks one node runs at once, whatever they reserve: tasks that reserve nothing would
 /// otherwise all land at once (10,000 process starts on one agent starve its heartbeats, and
@@ -40,7 +31,7 @@ pub fn task_ops_budget(max_txn_ops: usize) -> usize {
 pub const MAX_TASKS_PER_NODE: usize = 32;
 
 /// What the jobs part needs of a pass beyond the services' snapshot.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct JobsInput {
     /// Every job record, by name.
     pub jobs: BTreeMap<String, Versioned<JobRecord>>,
@@ -48,8 +39,19 @@ pub struct JobsInput {
     pub progress: BTreeMap<String, Versioned<JobProgress>>,
     /// Queues declared in deploy files, by name (others exist with weight 1, no cap).
     pub queues: BTreeMap<String, QueueSpec>,
-    /// Task writes this pass may make ([`task_ops_budget`]); 0 means [`MAX_TASK_OPS`].
-    pub ops_budget: usize,
+    /// Most operations the store takes in one transaction (`KvStore::max_txn_ops`).
+    pub max_txn_ops: usize,
+}
+
+impl Default for JobsInput {
+    fn default() -> Self {
+        JobsInput {
+            jobs: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            max_txn_ops: usize::MAX,
+        }
+    }
 }
 
 /// How one attempt ended, as the pass sees it.
@@ -60,6 +62,9 @@ enum End {
     Stopped,
     /// Its node is down.
     Lost,
+    /// It ended while its agent was down (or was adopted by a restarted agent), so how is
+    /// unknown: it runs again, not counted as a failure (at-least-once, as for a lost node).
+    Unknown,
 }
 
 /// One job as this pass sees it.
@@ -131,11 +136,11 @@ pub fn plan_jobs(
             attempts.entry(t.job.as_str()).or_default().push(a);
         }
     }
-    let mut budget = if input.ops_budget == 0 {
-        MAX_TASK_OPS
-    } else {
-        input.ops_budget
-    };
+    // What the store's transaction has room for after the services' writes of this pass.
+    let mut budget = input
+        .max_txn_ops
+        .saturating_sub(plan.ops.len())
+        .min(MAX_TASK_OPS);
     let mut views = Vec::new();
     for (name, record) in &input.jobs {
         let progress = input
@@ -159,12 +164,12 @@ pub fn plan_jobs(
             attempted: HashSet::new(),
         };
         for a in attempts.remove(name.as_str()).unwrap_or_default() {
-            if let Some(t) = &a.value.task {
+            if let Some(t) = a.value.task.as_ref().filter(|t| t.run == record.value.run) {
                 view.attempted.insert(t.index);
             }
             settle_attempt(snapshot, &mut view, a, plan, &mut budget);
         }
-        end_job_if_due(&mut view, plan, now);
+        end_job_if_due(&mut view, plan, now, &mut budget);
         views.push(view);
     }
     // Attempts of jobs that no longer exist stop and go.
@@ -175,7 +180,9 @@ pub fn plan_jobs(
     }
     place_waiting(&mut views, input, placer, plan, &mut budget);
     for view in &views {
-        write_progress(view, input, plan);
+        if budget >= 1 && write_progress(view, input, plan) {
+            budget -= 1;
+        }
     }
     if budget < 3 {
         plan.recheck = Recheck::Soon;
@@ -243,23 +250,28 @@ fn settle_attempt<'a>(
 }
 
 /// How an attempt ended, if it did.
+/// How an attempt ended, if it did. What its node reported comes first: an attempt that
+/// exited 0 before its node was lost is completed, not run again.
 fn attempt_end(snapshot: &Snapshot, a: &Assignment) -> Option<End> {
-    if snapshot.states.get(&a.node) == NodeState::Down {
-        return Some(End::Lost);
-    }
     let status = current_status(a, &snapshot.statuses);
     match status.map(|s| s.state) {
         Some(InstanceState::Exited) => {
             let s = status?;
-            Some(End::Exited {
+            if s.exit_unknown {
+                return Some(End::Unknown);
+            }
+            return Some(End::Exited {
                 code: s.exit_code,
                 why: s.last_exit.clone().unwrap_or_else(|| "exited".into()),
-            })
+            });
         }
-        Some(InstanceState::Stopped) => Some(End::Stopped),
-        None if a.desired == DesiredState::Stop => Some(End::Stopped),
-        _ => None,
+        Some(InstanceState::Stopped) => return Some(End::Stopped),
+        _ => {}
     }
+    if snapshot.states.get(&a.node) == NodeState::Down {
+        return Some(End::Lost);
+    }
+    (status.is_none() && a.desired == DesiredState::Stop).then_some(End::Stopped)
 }
 
 /// The record an ended attempt leaves, with its event.
@@ -343,6 +355,17 @@ fn ended_record(
             r.queued_ms = now;
             r.last_exit = Some("stopped before it ended; queued again".into());
         }
+        End::Unknown => {
+            r.queued_ms = now;
+            r.last_exit = Some("ended while its agent was down: exit status unknown".into());
+            plan.events.push(event(
+                EventKind::TaskRequeued,
+                format!(
+                    "{who} ended on node {} while its agent was down, exit status unknown: queued again (not counted as a failure)",
+                    a.node
+                ),
+            ));
+        }
         End::Lost => {
             r.queued_ms = now;
             r.last_exit = Some(format!("lost with node {}", a.node));
@@ -360,7 +383,7 @@ fn ended_record(
 
 /// Ends the job when every task is final, a task failed for good, it was cancelled, or its
 /// deadline passed.
-fn end_job_if_due(view: &mut JobView, plan: &mut Plan, now: u64) {
+fn end_job_if_due(view: &mut JobView, plan: &mut Plan, now: u64, budget: &mut usize) {
     if view.progress.finished.is_some() {
         return;
     }
@@ -430,8 +453,11 @@ fn end_job_if_due(view: &mut JobView, plan: &mut Plan, now: u64) {
         at_ms,
         reason,
     });
+    // The stops that do not fit this pass's transaction are asked in the next ones
+    // (`settle_attempt` stops what runs of a finished job).
     for a in &view.running {
-        if a.value.desired == DesiredState::Run {
+        if a.value.desired == DesiredState::Run && *budget >= 1 {
+            *budget -= 1;
             request_stop(a, plan);
         }
     }
@@ -572,24 +598,35 @@ fn place_waiting(
     }
 }
 
-/// Writes the job's progress when it changed.
-fn write_progress(view: &JobView, input: &JobsInput, plan: &mut Plan) {
-    let (completed, failed, cancelled) = view.finals();
+/// Writes the job's progress when it changed; true if it wrote. A run that had already ended
+/// keeps its stored counts (the book does not read its records), plus this pass's.
+fn write_progress(view: &JobView, input: &JobsInput, plan: &mut Plan) -> bool {
+    let stored = input.progress.get(view.name);
+    let ended_before =
+        stored.filter(|s| s.value.run == view.record.run && s.value.finished.is_some());
+    let (completed, failed, cancelled) = match ended_before {
+        Some(s) => (
+            s.value.completed + view.finals_now.0,
+            s.value.failed + view.finals_now.1,
+            s.value.cancelled + view.finals_now.2,
+        ),
+        None => view.finals(),
+    };
     let progress = JobProgress {
         completed,
         failed,
         cancelled,
         ..view.progress.clone()
     };
-    let stored = input.progress.get(view.name);
     if stored.is_some_and(|s| s.value == progress) {
-        return;
+        return false;
     }
     plan.ops.push(Op::put(
         keys::job_progress(view.name),
         keys::encode(&progress),
         stored.map_or(Expect::Absent, |s| Expect::ModRevision(s.mod_revision)),
     ));
+    true
 }
 
 /// Asks the node to stop an attempt.
