@@ -91,10 +91,18 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fail_on_exit_codes: Vec<i32>,
     /// Longest one attempt may run; then its process tree is killed and it counts as failed.
-    #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::autoscale::opt_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     /// Longest the whole job may take from submission; then it fails and its tasks stop.
-    #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::autoscale::opt_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deadline: Option<Duration>,
     /// A running task younger than this is never preempted.
     #[serde(with = "crate::service::millis")]
@@ -484,25 +492,6 @@ pub struct TaskRecord {
     /// Retrying: not before this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at_ms: Option<u64>,
-}
-
-/// Milliseconds for an optional duration.
-pub mod millis_opt {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    /// Writes whole milliseconds, or null.
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-            None => s.serialize_none(),
-        }
-    }
-
-    /// Reads whole milliseconds, or null.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
-    }
 }
 
 #[cfg(test)]

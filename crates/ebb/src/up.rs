@@ -331,11 +331,7 @@ async fn apply(client: &Client, specs: ebb_spec::Deployment) -> anyhow::Result<(
     if specs == ebb_spec::Deployment::default() {
         return Ok(());
     }
-    let req = ebb_core::api::ApplyRequest {
-        services: specs.services,
-        jobs: specs.jobs,
-        queues: specs.queues,
-    };
+    let req: ebb_core::api::ApplyRequest = specs.into();
     let resp = client
         .apply_request(&req)
         .await

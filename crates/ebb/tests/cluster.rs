@@ -19,26 +19,6 @@ fn cluster(prefix: &str, n: usize) -> (Ebb, Vec<Agent>, u16) {
     cluster_with(prefix, n, &[])
 }
 
-/// [`cluster`], each agent started with `options` too.
-fn cluster_with(prefix: &str, n: usize, options: &[&str]) -> (Ebb, Vec<Agent>, u16) {
-    let port = free_port();
-    let server = Ebb::server(port);
-    let token = server.join_token();
-    let addr = format!("127.0.0.1:{port}");
-    let agents = (1..=n)
-        .map(|i| {
-            Agent::join_with(
-                &addr,
-                &token,
-                &format!("{prefix}-{i}"),
-                &format!("127.0.0.{}", i + 1),
-                options,
-            )
-        })
-        .collect();
-    (server, agents, port)
-}
-
 /// Two nodes offering 1 CPU each, full with one 0.8-CPU instance of `big` each: nothing can
 /// move from one to the other.
 fn two_full_nodes(prefix: &str) -> (Ebb, Vec<Agent>) {

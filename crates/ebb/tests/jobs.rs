@@ -15,21 +15,7 @@ use std::time::Duration;
 
 /// A server and `n` agents on 127.0.0.2.., each agent started with `options`.
 fn cluster(prefix: &str, n: usize, options: &[&str]) -> (Ebb, Vec<Agent>) {
-    let port = free_port();
-    let server = Ebb::server(port);
-    let token = server.join_token();
-    let addr = format!("127.0.0.1:{port}");
-    let agents = (1..=n)
-        .map(|i| {
-            Agent::join_with(
-                &addr,
-                &token,
-                &format!("{prefix}-{i}"),
-                &format!("127.0.0.{}", i + 1),
-                options,
-            )
-        })
-        .collect();
+    let (server, agents, _) = cluster_with(prefix, n, options);
     (server, agents)
 }
 

@@ -2,7 +2,7 @@
 //! ebb-core's defaults filled in and every problem reported at its place in the file.
 
 use crate::document::{entries, Ctx, Entry};
-use crate::service::{constraints, env, locate, resources, stop, workdir};
+use crate::service::{constraints, env, report_core_problems, resources, stop, workdir};
 use crate::values;
 use ebb_core::job::{MAX_PRIORITY, MAX_QUEUE_WEIGHT, MAX_RETRIES, MAX_TASKS};
 use ebb_core::service::{FieldError, PLACEMENTS};
@@ -147,18 +147,7 @@ fn core_checks(
         .iter()
         .filter_map(|e| e.field.clone())
         .collect();
-    for FieldError { field, message } in problems {
-        let already = reported.iter().any(|r| {
-            field == *r
-                || field.starts_with(&format!("{r}."))
-                || r.starts_with(&format!("{field}["))
-        });
-        if !already {
-            let rest = field.strip_prefix(base).unwrap_or("");
-            let span = locate(ctx.text(), table, rest, header);
-            ctx.error(Some(span), &field, message);
-        }
-    }
+    report_core_problems(ctx, table, header, base, &reported, problems);
 }
 
 /// `parallelism = 8` or `parallelism = { min = 2, max = 32 }`.

@@ -86,6 +86,16 @@ use toml_edit::ImDocument;
 /// Top-level keys of a deploy file.
 const ROOT_FIELDS: [&str; 3] = ["services", "jobs", "queues"];
 
+impl From<Deployment> for ebb_core::api::ApplyRequest {
+    fn from(d: Deployment) -> Self {
+        ebb_core::api::ApplyRequest {
+            services: d.services,
+            jobs: d.jobs,
+            queues: d.queues,
+        }
+    }
+}
+
 /// Everything deploy files define: services, jobs and queues.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Deployment {

@@ -159,7 +159,21 @@ pub(crate) fn convert(
             spec.autoscale = None;
         }
     }
-    for FieldError { field, message } in spec.validate() {
+    report_core_problems(ctx, table, &header, &base, &reported, spec.validate());
+    (ctx.errors.len() == first_error).then_some(spec)
+}
+
+/// ebb-core's own checks of a converted table (`base` names it: `services.web`), each at its
+/// place in the file, minus those about fields already `reported` by the parser.
+pub(crate) fn report_core_problems(
+    ctx: &mut Ctx,
+    table: &dyn TableLike,
+    header: &Range<usize>,
+    base: &str,
+    reported: &[String],
+    problems: Vec<FieldError>,
+) {
+    for FieldError { field, message } in problems {
         // The same field, a field inside one already reported, or an element of it (`command[1]`).
         let already = reported.iter().any(|r| {
             field == *r
@@ -167,12 +181,11 @@ pub(crate) fn convert(
                 || r.starts_with(&format!("{field}["))
         });
         if !already {
-            let rest = field.strip_prefix(&base).unwrap_or("");
-            let span = locate(ctx.text(), table, rest, &header);
+            let rest = field.strip_prefix(base).unwrap_or("");
+            let span = locate(ctx.text(), table, rest, header);
             ctx.error(Some(span), &field, message);
         }
     }
-    (ctx.errors.len() == first_error).then_some(spec)
 }
 
 pub(crate) fn env(ctx: &mut Ctx, e: &Entry<'_>) -> BTreeMap<String, String> {
@@ -559,12 +572,7 @@ pub(crate) fn port_of(service: &dyn TableLike) -> Option<(u16, Range<usize>)> {
 /// or empty for the service itself) is in the file: its value, else its key, else the nearest
 /// enclosing key or array element, else the service header. Lets errors from
 /// [`ServiceSpec::validate`] point at the right place.
-pub(crate) fn locate(
-    text: &str,
-    service: &dyn TableLike,
-    rest: &str,
-    header: &Range<usize>,
-) -> Range<usize> {
+fn locate(text: &str, service: &dyn TableLike, rest: &str, header: &Range<usize>) -> Range<usize> {
     let rest = rest.strip_prefix('.').unwrap_or(rest);
     // An env variable's name may itself contain dots (or brackets), so it is one path segment;
     // and it is the name that is wrong, so point at the key.

@@ -29,12 +29,7 @@ pub async fn deploy(
     detach: bool,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let deployment = super::parse_deploy_files(files)?;
-    let req = ebb_core::api::ApplyRequest {
-        services: deployment.services,
-        jobs: deployment.jobs,
-        queues: deployment.queues,
-    };
+    let req: ebb_core::api::ApplyRequest = super::parse_deploy_files(files)?.into();
     let resp = client
         .apply_request(&req)
         .await

@@ -25,7 +25,8 @@ pub async fn jobs(client: &Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-const JOB_HEADER: [&str; 9] = [
+/// The columns of a job's row, in `ebb jobs` and `ebb status`.
+pub const JOB_HEADER: [&str; 9] = [
     "JOB",
     "STATE",
     "COMPLETED",
@@ -37,7 +38,8 @@ const JOB_HEADER: [&str; 9] = [
     "REASON",
 ];
 
-fn job_row(j: &JobView) -> Vec<String> {
+/// One job's row under [`JOB_HEADER`].
+pub fn job_row(j: &JobView) -> Vec<String> {
     vec![
         j.name.clone(),
         j.state.as_str().to_string(),

@@ -55,33 +55,8 @@ pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
         if !s.services.is_empty() {
             out!();
         }
-        let rows: Vec<Vec<String>> = s
-            .jobs
-            .iter()
-            .map(|j| {
-                vec![
-                    j.name.clone(),
-                    j.state.as_str().to_string(),
-                    format!("{}/{}", j.completed, j.tasks),
-                    j.running.to_string(),
-                    j.queued.to_string(),
-                    j.failed.to_string(),
-                    j.queue.clone(),
-                ]
-            })
-            .collect();
-        table(
-            &[
-                "JOB",
-                "STATE",
-                "COMPLETED",
-                "RUNNING",
-                "QUEUED",
-                "FAILED",
-                "QUEUE",
-            ],
-            &rows,
-        );
+        let rows: Vec<Vec<String>> = s.jobs.iter().map(super::jobs::job_row).collect();
+        table(&super::jobs::JOB_HEADER, &rows);
     }
     Ok(())
 }

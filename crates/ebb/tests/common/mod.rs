@@ -445,3 +445,24 @@ fn one_request(
     c.read_exact(&mut body)?;
     Ok(status)
 }
+
+/// A server and `n` agents named `<prefix>-1..n` on 127.0.0.2.., each started with `options`
+/// too (node names are unique per test: instances are found by their `EBB_NODE`).
+pub fn cluster_with(prefix: &str, n: usize, options: &[&str]) -> (Ebb, Vec<agent::Agent>, u16) {
+    let port = free_port();
+    let server = Ebb::server(port);
+    let token = server.join_token();
+    let addr = format!("127.0.0.1:{port}");
+    let agents = (1..=n)
+        .map(|i| {
+            agent::Agent::join_with(
+                &addr,
+                &token,
+                &format!("{prefix}-{i}"),
+                &format!("127.0.0.{}", i + 1),
+                options,
+            )
+        })
+        .collect();
+    (server, agents, port)
+}
