@@ -63,11 +63,6 @@ impl Parallelism {
     pub fn fixed(n: u32) -> Parallelism {
         Parallelism { min: n, max: n }
     }
-
-    /// Whether min and max differ: the job grows and shrinks with free capacity.
-    pub fn is_elastic(&self) -> bool {
-        self.min != self.max
-    }
 }
 
 /// One job: `tasks` runs of `command` that each should end with exit code 0.

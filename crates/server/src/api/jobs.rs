@@ -40,9 +40,11 @@ pub fn plan_apply(
         changes: Vec::new(),
         events: Vec::new(),
     };
+    let store = server.store();
+    let stored = keys::jobs(store)?;
     if req.jobs.is_empty() && req.queues.is_empty() {
         // Still refuse a service named like a job.
-        check_names(server, req, services)?;
+        check_names(&stored, req, services)?;
         return Ok(writes);
     }
     let mut problems: Vec<String> = Vec::new();
@@ -58,9 +60,7 @@ pub fn plan_apply(
             problems.join("\n"),
         ));
     }
-    check_names(server, req, services)?;
-    let store = server.store();
-    let stored = keys::jobs(store)?;
+    check_names(&stored, req, services)?;
     let progress = keys::jobs_progress(store)?;
     let now = now_ms();
     for job in &req.jobs {
@@ -127,12 +127,11 @@ pub fn plan_apply(
 
 /// Jobs and services share one namespace (their instances and logs are found by name).
 fn check_names(
-    server: &Server,
+    jobs: &BTreeMap<String, Versioned<JobRecord>>,
     req: &ApplyRequest,
     services: &[Versioned<ServiceSpec>],
 ) -> Result<(), ApiError> {
     let mut problems = Vec::new();
-    let jobs = keys::jobs(server.store())?;
     for s in &req.services {
         if jobs.contains_key(&s.name) || req.jobs.iter().any(|j| j.name == s.name) {
             problems.push(format!(
@@ -169,10 +168,18 @@ pub async fn list(State(server): State<Server>) -> ApiResult<Vec<JobView>> {
 
 /// Every job with its task counts.
 pub fn job_views(server: &Server) -> Result<Vec<JobView>, ApiError> {
+    let (assignments, _) = keys::assignments(server.store())?;
+    job_views_with(server, &assignments)
+}
+
+/// [`job_views`] with the assignments already read.
+pub fn job_views_with(
+    server: &Server,
+    assignments: &[Versioned<Assignment>],
+) -> Result<Vec<JobView>, ApiError> {
     let store = server.store();
-    let (assignments, _) = keys::assignments(store)?;
     let progress = keys::jobs_progress(store)?;
-    let running = running_by_job(&assignments);
+    let running = running_by_job(assignments);
     Ok(keys::jobs(store)?
         .into_iter()
         .map(|(name, record)| {
@@ -240,11 +247,12 @@ pub async fn get_one(
     State(server): State<Server>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<JobDetail> {
-    let job = job_views(&server)?
+    let store = server.store();
+    let (assignments, _) = keys::assignments(store)?;
+    let job = job_views_with(&server, &assignments)?
         .into_iter()
         .find(|j| j.name == name)
         .ok_or_else(|| no_such_job(&name))?;
-    let store = server.store();
     let mut tasks: BTreeMap<u32, TaskView> = keys::task_records(store, &keys::job_tasks(&name))?
         .into_iter()
         .filter(|r| r.run == job.run)
@@ -266,7 +274,6 @@ pub async fn get_one(
             (view.index, view)
         })
         .collect();
-    let (assignments, _) = keys::assignments(store)?;
     let now = now_ms();
     for a in &assignments {
         let Some(t) = a

@@ -333,7 +333,8 @@ pub async fn instances(
 }
 
 pub async fn status(State(server): State<Server>) -> ApiResult<StatusView> {
-    let services = service_views(&server)?;
+    let (assignments, _) = keys::assignments(server.store())?;
+    let services = service_views_with(&server, &assignments)?;
     Ok(Json(StatusView {
         version: env!("CARGO_PKG_VERSION").to_string(),
         node_count: server.nodes().live(std::time::Instant::now()).len(),
@@ -346,7 +347,7 @@ pub async fn status(State(server): State<Server>) -> ApiResult<StatusView> {
             .health()
             .unwrap_or_else(|e| format!("{}: {e}", server.store().describe())),
         leader: super::servers::leader_name(&server),
-        jobs: super::jobs::job_views(&server)?,
+        jobs: super::jobs::job_views_with(&server, &assignments)?,
         server: server
             .identity()
             .map(|me| me.name.clone())
@@ -358,6 +359,14 @@ pub async fn status(State(server): State<Server>) -> ApiResult<StatusView> {
 pub fn service_views(server: &Server) -> Result<Vec<ServiceView>, ApiError> {
     // Assignments before statuses, as in `instances`.
     let (assignments, _) = keys::assignments(server.store())?;
+    service_views_with(server, &assignments)
+}
+
+/// [`service_views`] with the assignments already read (before the statuses).
+fn service_views_with(
+    server: &Server,
+    assignments: &[Versioned<Assignment>],
+) -> Result<Vec<ServiceView>, ApiError> {
     let statuses = server.statuses();
     let views = keys::services(server.store())?
         .into_iter()

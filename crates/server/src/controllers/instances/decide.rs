@@ -186,9 +186,7 @@ fn plan_service(
                     plan.ops.push(Op::delete(keys::migration(&id), Expect::Any));
                     plan.moved.push(moves::ended(&id, &m.value, instances));
                 }
-                plan.ops.push(Op::delete(keys::instance(&id), Expect::Any));
-                plan.ops.push(Op::delete(keys::status(&id), Expect::Any));
-                plan.forgotten.push(id);
+                plan.forget_id(&id, Expect::Any);
             }
         }
     }
@@ -398,21 +396,16 @@ fn create_instance(
 }
 
 fn request_stop(a: &Versioned<Assignment>, reason: &str, plan: &mut Plan) {
-    let mut stopped = a.value.clone();
-    stopped.desired = DesiredState::Stop;
-    plan.ops.push(Op::put(
-        keys::instance(&stopped.id),
-        keys::encode(&stopped),
-        Expect::ModRevision(a.mod_revision),
-    ));
+    plan.request_stop(a);
+    let a = &a.value;
     plan.events.push(
         Event::new(
             plan.now_ms,
             EventKind::InstanceStopping,
-            format!("stopping instance {}: {reason}", stopped.id),
+            format!("stopping instance {}: {reason}", a.id),
         )
-        .service(&stopped.service)
-        .instance(&stopped.id)
-        .node(&stopped.node),
+        .service(&a.service)
+        .instance(&a.id)
+        .node(&a.node),
     );
 }

@@ -63,13 +63,7 @@ impl Placer {
         spec: &ServiceSpec,
         moving: Option<&keys::Migration>,
     ) -> Result<String, ebb_scheduler::Unplaceable> {
-        let mut request = ebb_scheduler::Request::new(spec.name.clone(), reservation(spec))
-            .placement(spec.placement);
-        // Checked at deploy time: a constraint that does not parse here cannot be from a file.
-        match spec.parsed_constraints() {
-            Ok(constraints) => request.constraints = constraints,
-            Err(e) => tracing::warn!(service = spec.name, "constraints ignored: {e}"),
-        }
+        let mut request = request_of(spec);
         if let Some(m) = moving {
             request = request.constraint(ebb_scheduler::Constraint::not_equal(
                 NODE_NAME_LABEL,
@@ -91,11 +85,7 @@ impl Placer {
         spec: &ServiceSpec,
         full: &std::collections::BTreeSet<String>,
     ) -> Result<String, ebb_scheduler::Unplaceable> {
-        let mut request = ebb_scheduler::Request::new(spec.name.clone(), reservation(spec))
-            .placement(spec.placement);
-        if let Ok(constraints) = spec.parsed_constraints() {
-            request.constraints = constraints;
-        }
+        let mut request = request_of(spec);
         for node in full {
             request = request.constraint(ebb_scheduler::Constraint::not_equal(
                 NODE_NAME_LABEL,
@@ -117,6 +107,19 @@ impl Placer {
             .map(|n| n.name().to_string())
             .unwrap_or_default())
     }
+}
+
+/// The scheduler's request for an instance of `spec`: its reservation, placement and
+/// constraints.
+fn request_of(spec: &ServiceSpec) -> ebb_scheduler::Request {
+    let mut request =
+        ebb_scheduler::Request::new(spec.name.clone(), reservation(spec)).placement(spec.placement);
+    // Checked at deploy time: a constraint that does not parse here cannot be from a file.
+    match spec.parsed_constraints() {
+        Ok(constraints) => request.constraints = constraints,
+        Err(e) => tracing::warn!(service = spec.name, "constraints ignored: {e}"),
+    }
+    request
 }
 
 /// What an instance of `spec` reserves on its node (nothing for an unset resource).

@@ -1,11 +1,11 @@
 //! What one pass decided: the store writes (applied in one transaction), the events, and
 //! what the server keeps in memory about it.
 
-use crate::state::keys::{DrainRecord, NodeDrain, Versioned};
+use crate::state::keys::{self, DrainRecord, NodeDrain, Versioned};
 use ebb_core::api::MigrationView;
 use ebb_core::hash::{splitmix64_mix, SPLITMIX64_GAMMA};
 use ebb_core::Event;
-use ebb_store::Op;
+use ebb_store::{Expect, Op};
 use std::collections::{BTreeMap, HashMap};
 
 use super::Recheck;
@@ -47,6 +47,29 @@ impl Plan {
             id_state: id_seed,
             ..Plan::default()
         }
+    }
+
+    /// Asks the node to stop `a` (no event: callers say why in their own words).
+    pub fn request_stop(&mut self, a: &Versioned<ebb_core::Assignment>) {
+        let mut stopped = a.value.clone();
+        stopped.desired = ebb_core::DesiredState::Stop;
+        self.ops.push(Op::put(
+            keys::instance(&stopped.id),
+            keys::encode(&stopped),
+            Expect::ModRevision(a.mod_revision),
+        ));
+    }
+
+    /// Deletes instance `a` and its status, and forgets the status once the writes land.
+    pub fn forget(&mut self, a: &Versioned<ebb_core::Assignment>) {
+        self.forget_id(&a.value.id, Expect::ModRevision(a.mod_revision));
+    }
+
+    /// [`Plan::forget`] by id, its assignment deleted if `expect` holds.
+    pub fn forget_id(&mut self, id: &str, expect: Expect) {
+        self.ops.push(Op::delete(keys::instance(id), expect));
+        self.ops.push(Op::delete(keys::status(id), Expect::Any));
+        self.forgotten.push(id.to_string());
     }
 
     /// A new instance id of `service`: `web-1a2b3c4d`, 32 bits of a stream seeded at random

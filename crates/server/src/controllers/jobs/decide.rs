@@ -72,8 +72,8 @@ struct JobView<'a> {
     name: &'a str,
     record: &'a JobRecord,
     progress: JobProgress,
-    /// Its tasks as the book has them; None: nothing of this run recorded yet.
-    tasks: Option<&'a JobTasks>,
+    /// Its tasks as the book has them (an empty book when nothing of this run is recorded).
+    tasks: &'a JobTasks,
     /// Final records written in this pass: completed, failed, cancelled.
     finals_now: (u32, u32, u32),
     /// Its attempts that run (desired run, not ended).
@@ -88,26 +88,9 @@ struct JobView<'a> {
 impl JobView<'_> {
     /// Completed, failed and cancelled tasks, this pass's records included.
     fn finals(&self) -> (u32, u32, u32) {
-        let (c, f, x) = self.tasks.map_or((0, 0, 0), JobTasks::finals);
+        let (c, f, x) = self.tasks.finals();
         let (dc, df, dx) = self.finals_now;
         (c + dc, f + df, x + dx)
-    }
-
-    fn record_of(&self, index: u32) -> Option<&TaskRecord> {
-        self.tasks.and_then(|t| t.record_of(index))
-    }
-
-    fn ready(&self, now: u64) -> u32 {
-        let tasks = self.record.spec.tasks;
-        self.tasks.map_or(tasks, |t| t.ready(tasks, now))
-    }
-
-    fn next_ready(&self, now: u64, taken: &HashSet<u32>) -> Option<u32> {
-        let tasks = self.record.spec.tasks;
-        match self.tasks {
-            Some(t) => t.next_ready(tasks, now, taken),
-            None => (0..tasks).find(|i| !taken.contains(i)),
-        }
     }
 
     /// Counts a record written in this pass.
@@ -130,6 +113,7 @@ pub fn plan_jobs(
     plan: &mut Plan,
 ) {
     let now = plan.now_ms;
+    let empty = JobTasks::default();
     let mut attempts: HashMap<&str, Vec<&Versioned<Assignment>>> = HashMap::new();
     for a in &snapshot.assignments {
         if let Some(t) = &a.value.task {
@@ -152,7 +136,10 @@ pub fn plan_jobs(
                 run: record.value.run,
                 ..JobProgress::default()
             });
-        let tasks = book.job(name).filter(|t| t.run == record.value.run);
+        let tasks = book
+            .job(name)
+            .filter(|t| t.run == record.value.run)
+            .unwrap_or(&empty);
         let mut view = JobView {
             name,
             record: &record.value,
@@ -189,8 +176,7 @@ pub fn plan_jobs(
     }
     let waits_on_time = views.iter().any(|v| {
         v.progress.finished.is_none()
-            && (v.record.spec.deadline.is_some()
-                || v.tasks.and_then(|t| t.next_retry_ms(now)).is_some())
+            && (v.record.spec.deadline.is_some() || v.tasks.next_retry_ms(now).is_some())
     });
     if waits_on_time && plan.recheck == Recheck::OnChange {
         plan.recheck = Recheck::EverySecond;
@@ -213,7 +199,7 @@ fn settle_attempt<'a>(
         None if stale || view.progress.finished.is_some() => {
             if a.value.desired == DesiredState::Run && *budget >= 1 {
                 *budget -= 1;
-                request_stop(a, plan);
+                plan.request_stop(a);
             }
             if !stale {
                 view.running.push(a);
@@ -222,7 +208,7 @@ fn settle_attempt<'a>(
         None => view.running.push(a),
         Some(end) if *budget >= 3 => {
             *budget -= 3;
-            forget(a, plan);
+            plan.forget(a);
             if stale {
                 return;
             }
@@ -284,7 +270,7 @@ fn ended_record(
 ) -> TaskRecord {
     let now = plan.now_ms;
     let spec = &view.record.spec;
-    let before = view.record_of(task.index);
+    let before = view.tasks.record_of(task.index);
     let mut r = TaskRecord {
         run: task.run,
         index: task.index,
@@ -458,7 +444,7 @@ fn end_job_if_due(view: &mut JobView, plan: &mut Plan, now: u64, budget: &mut us
     for a in &view.running {
         if a.value.desired == DesiredState::Run && *budget >= 1 {
             *budget -= 1;
-            request_stop(a, plan);
+            plan.request_stop(a);
         }
     }
 }
@@ -491,7 +477,7 @@ fn place_waiting(
         if view.progress.finished.is_some() {
             continue;
         }
-        let waiting = view.ready(now);
+        let waiting = view.tasks.ready(spec.tasks, now);
         if waiting == 0 {
             continue;
         }
@@ -507,20 +493,15 @@ fn place_waiting(
         });
         members.push(i);
     }
-    let mut per_node: HashMap<&str, usize> = HashMap::new();
-    for view in views.iter() {
-        for a in &view.running {
-            *per_node.entry(a.value.node.as_str()).or_insert(0) += 1;
-        }
+    // Running tasks per node, and the nodes at their cap.
+    let mut on_nodes: HashMap<String, usize> = HashMap::new();
+    for a in views.iter().flat_map(|v| &v.running) {
+        *on_nodes.entry(a.value.node.clone()).or_insert(0) += 1;
     }
-    let mut full: BTreeSet<String> = per_node
+    let mut full: BTreeSet<String> = on_nodes
         .iter()
         .filter(|(_, n)| **n >= MAX_TASKS_PER_NODE)
-        .map(|(node, _)| node.to_string())
-        .collect();
-    let mut placed_on: HashMap<String, usize> = per_node
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
+        .map(|(node, _)| node.clone())
         .collect();
     let mut order = Order::new(queues, candidates);
     let mut taken: Vec<HashSet<u32>> = members
@@ -531,11 +512,11 @@ fn place_waiting(
         let Some(pick) = order.pick() else { break };
         let view = &mut views[members[pick]];
         let spec = &view.record.spec;
-        let Some(index) = view.next_ready(now, &taken[pick]) else {
+        let Some(index) = view.tasks.next_ready(spec.tasks, now, &taken[pick]) else {
             order.unplaced(pick);
             continue;
         };
-        let record = view.record_of(index);
+        let record = view.tasks.record_of(index);
         let attempt = record.map_or(0, |r| r.attempts) + 1;
         let task_spec = spec.task_spec(index, attempt);
         let node = match placer.pick_task(&task_spec, &full) {
@@ -545,7 +526,7 @@ fn place_waiting(
                 continue;
             }
         };
-        let on_node = placed_on.entry(node.clone()).or_insert(0);
+        let on_node = on_nodes.entry(node.clone()).or_insert(0);
         *on_node += 1;
         if *on_node >= MAX_TASKS_PER_NODE {
             full.insert(node.clone());
@@ -629,28 +610,6 @@ fn write_progress(view: &JobView, input: &JobsInput, plan: &mut Plan) -> bool {
     true
 }
 
-/// Asks the node to stop an attempt.
-fn request_stop(a: &Versioned<Assignment>, plan: &mut Plan) {
-    let mut stopped = a.value.clone();
-    stopped.desired = DesiredState::Stop;
-    plan.ops.push(Op::put(
-        keys::instance(&stopped.id),
-        keys::encode(&stopped),
-        Expect::ModRevision(a.mod_revision),
-    ));
-}
-
-/// Deletes an attempt and its status.
-fn forget(a: &Versioned<Assignment>, plan: &mut Plan) {
-    plan.ops.push(Op::delete(
-        keys::instance(&a.value.id),
-        Expect::ModRevision(a.mod_revision),
-    ));
-    plan.ops
-        .push(Op::delete(keys::status(&a.value.id), Expect::Any));
-    plan.forgotten.push(a.value.id.clone());
-}
-
 /// An attempt whose job is gone: stopped, then forgotten once it ended.
 fn drop_attempt(
     snapshot: &Snapshot,
@@ -660,10 +619,10 @@ fn drop_attempt(
 ) {
     if attempt_end(snapshot, &a.value).is_some() {
         *budget -= 3;
-        forget(a, plan);
+        plan.forget(a);
     } else if a.value.desired == DesiredState::Run {
         *budget -= 1;
-        request_stop(a, plan);
+        plan.request_stop(a);
     }
 }
 

@@ -8,4 +8,4 @@ mod book;
 mod decide;
 
 pub use book::{BookChange, JobTasks, TaskBook};
-pub use decide::{plan_jobs, JobsInput, MAX_TASKS_PER_NODE, MAX_TASK_OPS};
+pub use decide::{plan_jobs, JobsInput};
