@@ -111,6 +111,10 @@ pub enum EventKind {
     /// A task goes back to its queue without counting as a failure (its node was lost).
     #[serde(rename = "task.requeued")]
     TaskRequeued,
+    /// A task was stopped to make room for work of higher priority; it goes back to its queue
+    /// without counting as a failure.
+    #[serde(rename = "task.preempted")]
+    TaskPreempted,
     /// The control plane started.
     #[serde(rename = "server.started")]
     ServerStarted,
@@ -178,6 +182,7 @@ impl EventKind {
             EventKind::TaskRetrying => "task.retrying",
             EventKind::TaskFailed => "task.failed",
             EventKind::TaskRequeued => "task.requeued",
+            EventKind::TaskPreempted => "task.preempted",
             EventKind::ServerStarted => "server.started",
             EventKind::Warning => "warning",
         }

@@ -323,6 +323,10 @@ pub struct TaskRef {
     /// Unix milliseconds when the task began waiting for this attempt (its queue wait ends
     /// when the assignment is created).
     pub queued_ms: u64,
+    /// Who preempted this attempt (`service web`, `job render`), set when it is asked to stop
+    /// to make room: its end is then a preemption, queued again and not counted as a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempted_by: Option<String>,
 }
 
 /// Where a job is.

@@ -93,6 +93,11 @@ pub struct ServiceSpec {
     /// JSON when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
+    /// Its instances' priority against jobs' tasks (0–100); None: [`crate::job::SERVICE_PRIORITY`].
+    /// An instance that fits nowhere preempts tasks of lower priority. Left out of JSON when
+    /// absent, and out of the version: changing it restarts nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
 }
 
 /// TLS at the router: the certificates it serves, each with its key (PEM files on the
@@ -581,6 +586,7 @@ impl ServiceSpec {
             constraints: Vec::new(),
             placement: Placement::default(),
             tls: None,
+            priority: None,
         }
     }
 
@@ -591,6 +597,11 @@ impl ServiceSpec {
             .iter()
             .map(|c| crate::Constraint::parse(c))
             .collect()
+    }
+
+    /// Its instances' priority against tasks: the file's, or [`crate::job::SERVICE_PRIORITY`].
+    pub fn priority(&self) -> u8 {
+        self.priority.unwrap_or(crate::job::SERVICE_PRIORITY)
     }
 
     /// Semantic checks that a parser cannot express in types. Returns every problem found,
@@ -663,6 +674,10 @@ impl ServiceSpec {
         }
         if self.port == Some(0) {
             p.add("port", "port 0 is not a port: give 1-65535");
+        }
+        if let Some(priority) = self.priority.filter(|&p| p > crate::job::MAX_PRIORITY) {
+            let max = crate::job::MAX_PRIORITY;
+            p.add("priority", format!("priority {priority} is above {max}"));
         }
     }
 
@@ -772,6 +787,7 @@ impl ServiceSpec {
         copy.autoscale = None;
         copy.placement = Placement::default();
         copy.tls = None;
+        copy.priority = None;
         let json = serde_json::to_vec(&copy).unwrap_or_default();
         format!("{:08x}", crate::hash::fnv1a(&json) >> 32)
     }

@@ -37,6 +37,7 @@ mod error;
 mod labels;
 mod node;
 mod place;
+pub mod preempt;
 pub mod queue;
 mod request;
 mod resources;

@@ -163,6 +163,18 @@ impl Cluster {
         }
     }
 
+    /// Whether node `node` would take `request` if it had the room: it is ready and passes
+    /// every constraint. What preemption asks before it counts what it could free there.
+    pub fn admits(&self, node: NodeId, request: &Request) -> bool {
+        let i = node.index();
+        i < self.len()
+            && self.hot.states[i] == NodeState::Ready
+            && request
+                .constraints
+                .iter()
+                .all(|c| self.labels.passes(self.labels.resolve(c), i))
+    }
+
     /// [`Cluster::place`], then reserves the request on the chosen node. Never overcommits:
     /// the node was chosen because the request fits in what it has free.
     pub fn place_and_reserve(

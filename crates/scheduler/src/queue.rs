@@ -91,6 +91,31 @@ impl Order {
         self.blocked[job] = true;
     }
 
+    /// How many more tasks `job` needs to reach its `min`, within [`Order::room_for`]: what
+    /// preemption makes room for when its tasks fit nowhere (above `min`, a job grows only
+    /// on free capacity).
+    pub fn short_of_min(&self, job: usize) -> u32 {
+        self.jobs.get(job).map_or(0, |j| {
+            j.min.saturating_sub(j.running).min(self.room_for(job))
+        })
+    }
+
+    /// How many more tasks `job` may start now: its waiting tasks, within its `max` and its
+    /// queue's `max_running`.
+    pub fn room_for(&self, job: usize) -> u32 {
+        let Some(j) = self.jobs.get(job) else {
+            return 0;
+        };
+        let queue_room = self
+            .queues
+            .get(j.queue)
+            .and_then(|q| q.max_running.map(|cap| cap.saturating_sub(q.running)))
+            .unwrap_or(u32::MAX);
+        j.waiting
+            .min(j.max.saturating_sub(j.running))
+            .min(queue_room)
+    }
+
     /// Tasks of `queue` running, counting this round's picks.
     pub fn running_in(&self, queue: usize) -> u32 {
         self.queues.get(queue).map_or(0, |q| q.running)
@@ -200,5 +225,26 @@ mod tests {
         o.unplaced(0);
         assert_eq!(o.pick(), Some(1));
         assert_eq!(o.running_in(0), 1);
+        assert_eq!(o.room_for(0), 3, "3 waiting, no cap");
+    }
+
+    #[test]
+    fn room_is_within_the_jobs_max_and_the_queues_cap() {
+        let mut capped = job(50, 0, 0, 10);
+        capped.max = 4;
+        capped.running = 1;
+        let o = Order::new(vec![queue(1, Some(2))], vec![capped.clone()]);
+        assert_eq!(
+            o.room_for(0),
+            2,
+            "queue cap 2, nothing of the queue counted yet"
+        );
+        let o = Order::new(vec![queue(1, None)], vec![capped]);
+        assert_eq!(o.room_for(0), 3, "max 4 with 1 running");
+        assert_eq!(o.room_for(7), 0, "no such job");
+        let mut elastic = job(50, 0, 0, 10);
+        (elastic.min, elastic.max, elastic.running) = (3, 8, 1);
+        let o = Order::new(vec![queue(1, None)], vec![elastic]);
+        assert_eq!((o.room_for(0), o.short_of_min(0)), (7, 2));
     }
 }

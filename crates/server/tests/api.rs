@@ -68,6 +68,7 @@ fn spec(name: &str, instances: u32) -> ServiceSpec {
         constraints: Vec::new(),
         placement: Default::default(),
         tls: None,
+        priority: None,
     }
 }
 

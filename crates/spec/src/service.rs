@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use toml_edit::{TableLike, Value};
 
-const SERVICE_FIELDS: [&str; 14] = [
+const SERVICE_FIELDS: [&str; 15] = [
     "command",
     "instances",
     "env",
@@ -32,6 +32,7 @@ const SERVICE_FIELDS: [&str; 14] = [
     "constraints",
     "placement",
     "tls",
+    "priority",
 ];
 const TLS_FIELDS: [&str; 3] = ["cert", "key", "sni"];
 const CERTIFICATE_FIELDS: [&str; 2] = ["cert", "key"];
@@ -137,6 +138,11 @@ pub(crate) fn convert(
         if let Some(t) = ctx.table(e) {
             spec.tls = tls(ctx, t, e, base_dir);
         }
+    }
+    if let Some(e) = get("priority") {
+        let max = ebb_core::job::MAX_PRIORITY;
+        let p = values::count(ctx, e, u32::from(max));
+        spec.priority = p.and_then(|p| u8::try_from(p).ok());
     }
 
     // ebb-core's own checks, minus those about fields we already reported.

@@ -76,6 +76,7 @@ fn a_full_service_parses_to_the_expected_spec() {
         constraints: Vec::new(),
         placement: Placement::BinPack,
         tls: None,
+        priority: None,
     };
     assert_eq!(parse(FULL), vec![expected]);
 }
@@ -109,6 +110,7 @@ fn left_out_fields_take_the_defaults_and_workdir_is_the_files_folder() {
         constraints: Vec::new(),
         placement: Placement::BinPack,
         tls: None,
+        priority: None,
     };
     assert_eq!(specs, vec![expected]);
 }
@@ -277,6 +279,7 @@ queue_timeout = "1500ms"
         constraints: Vec::new(),
         placement: Placement::BinPack,
         tls: None,
+        priority: None,
     };
     assert_eq!(specs, vec![expected]);
 }

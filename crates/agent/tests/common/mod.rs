@@ -123,6 +123,7 @@ pub fn assignment(id: &str, command: &[&str]) -> Assignment {
         constraints: Vec::new(),
         placement: Default::default(),
         tls: None,
+        priority: None,
     };
     Assignment {
         id: id.into(),

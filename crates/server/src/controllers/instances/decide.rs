@@ -82,6 +82,7 @@ pub fn decide_with_jobs(snapshot: &Snapshot, book: &TaskBook, now_ms: u64) -> Pl
         &snapshot.nodes,
         states,
         &snapshot.assignments,
+        &snapshot.statuses,
         snapshot.revision,
     );
     let ctx = Ctx {
@@ -362,6 +363,7 @@ fn create_instance(
         Ok(node) => node,
         Err(why) => {
             plan.pending.insert(spec.name.clone(), why.to_string());
+            *plan.unplaced.entry(spec.name.clone()).or_insert(0) += 1;
             return None;
         }
     };

@@ -8,7 +8,7 @@
 
 mod decide;
 pub(crate) mod moves;
-mod placer;
+pub(crate) mod placer;
 mod plan;
 mod reports;
 pub mod rollout;

@@ -1,18 +1,24 @@
 //! Where new instances go: the scheduler (`ebb-scheduler`) over the nodes and the
 //! reservations of a pass's snapshot.
 
+use super::decide::current_status;
 use super::NODE_NAME_LABEL;
 use crate::state::keys::{self, Versioned};
 use crate::state::nodes::NodeStates;
-use ebb_core::api::NodeInfo;
-use ebb_core::{Assignment, DesiredState, ServiceSpec};
+use ebb_core::api::{NodeInfo, NodeState};
+use ebb_core::{Assignment, DesiredState, InstanceState, InstanceStatus, ServiceSpec};
+use std::collections::HashMap;
 
 /// Chooses nodes for new instances with the scheduler (`ebb-scheduler`): ready nodes with room
 /// for the instance's reservation, the best scored (bin-pack, spread across nodes per service).
 /// Built once per pass from the nodes the store knows and the reservations of every instance
-/// that should run; each placement reserves its share, so one pass never overcommits a node.
+/// that should run (and of every task still stopping: a preempted task's room goes to its
+/// preemptor only once it has ended); each placement reserves its share, so one pass never
+/// overcommits a node.
 pub struct Placer {
     cluster: ebb_scheduler::Cluster,
+    /// Tasks asked to stop that have not ended: (node, job, reservation).
+    stopping: Vec<(String, String, ebb_scheduler::Resources)>,
     seed: u64,
 }
 
@@ -22,6 +28,7 @@ impl Placer {
         nodes: &[NodeInfo],
         states: &NodeStates,
         assignments: &[Versioned<Assignment>],
+        statuses: &HashMap<String, InstanceStatus>,
         seed: u64,
     ) -> Placer {
         let mut cluster = ebb_scheduler::Cluster::new();
@@ -38,8 +45,20 @@ impl Placer {
                 tracing::debug!(node = info.name, "not schedulable: {e}");
             }
         }
+        let mut stopping = Vec::new();
         for a in assignments {
-            if a.value.desired != DesiredState::Run {
+            let holds = match a.value.desired {
+                DesiredState::Run => true,
+                DesiredState::Stop => {
+                    let still = task_still_stopping(&a.value, statuses, states);
+                    if still {
+                        let need = reservation(&a.value.spec);
+                        stopping.push((a.value.node.clone(), a.value.service.clone(), need));
+                    }
+                    still
+                }
+            };
+            if !holds {
                 continue;
             }
             let Some(id) = cluster.node_id(&a.value.node) else {
@@ -52,7 +71,39 @@ impl Placer {
                 let _ = cluster.reserve(id, &a.value.service, full);
             }
         }
-        Placer { cluster, seed }
+        Placer {
+            cluster,
+            stopping,
+            seed,
+        }
+    }
+
+    /// The placer's cluster as preemption sees it: every reservation of this pass, except
+    /// those of tasks already stopping (their room is being made).
+    pub fn preemption_picture(&self) -> ebb_scheduler::Cluster {
+        let mut picture = self.cluster.clone();
+        for (node, job, need) in &self.stopping {
+            if let Some(id) = picture.node_id(node) {
+                let _ = picture.release(id, job, *need);
+            }
+        }
+        picture
+    }
+
+    /// The id of node `name` in the placer's cluster (and in its preemption picture).
+    pub fn node_id(&self, name: &str) -> Option<ebb_scheduler::NodeId> {
+        self.cluster.node_id(name)
+    }
+
+    /// The name of node `id`.
+    pub fn node_name(&self, id: ebb_scheduler::NodeId) -> Option<&str> {
+        self.cluster.node(id).map(|n| n.name())
+    }
+
+    /// The next seed for a decision that breaks ties as placement does.
+    pub fn next_seed(&mut self) -> u64 {
+        self.seed = self.seed.wrapping_add(1);
+        self.seed
     }
 
     /// The node for a new instance of `spec`, its reservation taken; or why none fits. The
@@ -99,8 +150,8 @@ impl Placer {
         &mut self,
         request: ebb_scheduler::Request,
     ) -> Result<String, ebb_scheduler::Unplaceable> {
-        self.seed = self.seed.wrapping_add(1);
-        let id = self.cluster.place_and_reserve(&request, self.seed)?;
+        let seed = self.next_seed();
+        let id = self.cluster.place_and_reserve(&request, seed)?;
         Ok(self
             .cluster
             .node(id)
@@ -109,9 +160,24 @@ impl Placer {
     }
 }
 
+/// Whether `a` is a task asked to stop whose process may still run: its node has not reported
+/// it ended, and is not down. Its reservation is held until then.
+fn task_still_stopping(
+    a: &Assignment,
+    statuses: &HashMap<String, InstanceStatus>,
+    states: &NodeStates,
+) -> bool {
+    if a.task.is_none() || states.get(&a.node) == NodeState::Down {
+        return false;
+    }
+    let ended = current_status(a, statuses)
+        .is_none_or(|s| matches!(s.state, InstanceState::Stopped | InstanceState::Exited));
+    !ended
+}
+
 /// The scheduler's request for an instance of `spec`: its reservation, placement and
 /// constraints.
-fn request_of(spec: &ServiceSpec) -> ebb_scheduler::Request {
+pub(crate) fn request_of(spec: &ServiceSpec) -> ebb_scheduler::Request {
     let mut request =
         ebb_scheduler::Request::new(spec.name.clone(), reservation(spec)).placement(spec.placement);
     // Checked at deploy time: a constraint that does not parse here cannot be from a file.
@@ -123,7 +189,7 @@ fn request_of(spec: &ServiceSpec) -> ebb_scheduler::Request {
 }
 
 /// What an instance of `spec` reserves on its node (nothing for an unset resource).
-fn reservation(spec: &ServiceSpec) -> ebb_scheduler::Resources {
+pub(crate) fn reservation(spec: &ServiceSpec) -> ebb_scheduler::Resources {
     ebb_scheduler::Resources::new(
         u64::from(spec.resources.cpu_millis.unwrap_or(0)),
         spec.resources.memory_bytes.unwrap_or(0),

@@ -29,6 +29,9 @@ pub struct Plan {
     pub draining: bool,
     /// Services with an instance that no node could take, and why.
     pub pending: BTreeMap<String, String>,
+    /// How many instances of each service no node could take in this pass (what preemption
+    /// makes room for).
+    pub unplaced: BTreeMap<String, u32>,
     /// Moves that ended in this pass.
     pub moved: Vec<MigrationView>,
     /// When the next pass is needed besides store changes.

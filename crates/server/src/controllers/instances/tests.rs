@@ -711,6 +711,7 @@ mod jobs {
                 attempt: 1,
                 timeout_ms: None,
                 queued_ms: T0 - 1_000,
+                preempted_by: None,
             });
             let mut st = status(&a, false);
             st.state = InstanceState::Exited;
@@ -754,6 +755,7 @@ mod jobs {
             attempt: 1,
             timeout_ms: None,
             queued_ms: T0,
+            preempted_by: None,
         });
         snapshot = snapshot.with_instance(a, false);
         snapshot
@@ -776,5 +778,191 @@ mod jobs {
             .events
             .iter()
             .any(|e| e.kind == EventKind::JobCancelled));
+    }
+
+    // --- preemption ---
+
+    /// A job of `tasks` tasks of 1 cpu each at `priority`.
+    fn cpu_job(name: &str, tasks: u32, priority: u8) -> JobSpec {
+        let mut job = JobSpec::new(name, vec!["work".into()], tasks);
+        job.resources.cpu_millis = Some(1000);
+        job.priority = priority;
+        job
+    }
+
+    /// Task `index` of `job` running on `node` since `created_ms`, stored at revision `rev`.
+    fn running_task(
+        job: &JobSpec,
+        index: u32,
+        node: &str,
+        rev: u64,
+        created_ms: u64,
+    ) -> Versioned<Assignment> {
+        let mut a = instance(
+            &format!("{}-{index}", job.name),
+            &job.task_spec(index, 1),
+            node,
+            rev,
+        );
+        a.value.created_ms = created_ms;
+        a.value.task = Some(ebb_core::TaskRef {
+            job: job.name.clone(),
+            run: 1,
+            index,
+            attempt: 1,
+            timeout_ms: None,
+            queued_ms: created_ms,
+            preempted_by: None,
+        });
+        a
+    }
+
+    /// The node's 4 cpus full of `job`'s tasks 0..4, started `age` ago (one second apart,
+    /// task 3 the youngest).
+    fn full_of(mut snapshot: Snapshot, job: &JobSpec, node: &str, age: u64) -> Snapshot {
+        for i in 0..4u32 {
+            let created = T0 - age + u64::from(i) * 1_000;
+            let a = running_task(job, i, node, 60 + u64::from(i), created);
+            snapshot = snapshot.with_instance(a, true);
+        }
+        snapshot
+    }
+
+    /// Instances asked to stop in `plan`, with who preempted them.
+    fn preempted(plan: &Plan) -> Vec<(String, Option<String>)> {
+        plan.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Put { key, value, .. } if key.starts_with(keys::INSTANCES) => {
+                    serde_json::from_slice::<Assignment>(value).ok()
+                }
+                _ => None,
+            })
+            .filter(|a| a.desired == DesiredState::Stop)
+            .map(|a| (a.id, a.task.and_then(|t| t.preempted_by)))
+            .collect()
+    }
+
+    #[test]
+    fn a_service_that_fits_nowhere_preempts_the_youngest_lower_priority_task() {
+        let batch = cpu_job("batch", 4, 10);
+        let mut web = spec("web", 1);
+        web.resources.cpu_millis = Some(1000);
+        let snap = with_job(
+            full_of(snapshot(&["n1"]), &batch, "n1", 120_000),
+            batch.clone(),
+        )
+        .with_service(&web);
+        let plan = decide_with_jobs(&snap, &TaskBook::default(), T0);
+        assert_eq!(
+            preempted(&plan),
+            [("batch-3".to_string(), Some("service web".to_string()))],
+            "one victim, the youngest"
+        );
+        let event = &events(&plan, EventKind::TaskPreempted)[0];
+        assert!(
+            event.contains("task 3 of job batch (priority 10")
+                && event.contains("preempted by service web (priority 100)"),
+            "{event}"
+        );
+        assert!(
+            plan.pending["web"].contains("preempting 1 task(s)"),
+            "{:?}",
+            plan.pending
+        );
+        assert!(
+            created(&plan).is_empty(),
+            "the service waits for its victim to stop"
+        );
+    }
+
+    #[test]
+    fn the_room_is_taken_once_the_victim_ended_and_the_victim_is_queued_again() {
+        let batch = cpu_job("batch", 4, 10);
+        let mut web = spec("web", 1);
+        web.resources.cpu_millis = Some(1000);
+        let mut snap =
+            with_job(full_of(snapshot(&["n1"]), &batch, "n1", 120_000), batch).with_service(&web);
+        let victim = snap
+            .assignments
+            .iter_mut()
+            .find(|a| a.value.id == "batch-3")
+            .unwrap();
+        victim.value.desired = DesiredState::Stop;
+        victim.value.task.as_mut().unwrap().preempted_by = Some("service web".into());
+        // Still stopping: nothing more is preempted, nothing placed.
+        let plan = decide_with_jobs(&snap, &TaskBook::default(), T0);
+        assert!(preempted(&plan).is_empty(), "{:?}", preempted(&plan));
+        assert!(created(&plan).is_empty());
+        // Stopped: the service takes the room, the task waits again, not failed.
+        snap.statuses.get_mut("batch-3").unwrap().state = InstanceState::Stopped;
+        let plan = decide_with_jobs(&snap, &TaskBook::default(), T0);
+        assert_eq!(created(&plan).len(), 1, "web placed");
+        let record = records(&plan).into_iter().find(|r| r.index == 3).unwrap();
+        assert_eq!(record.state, TaskState::Queued);
+        assert_eq!(record.failures, 0);
+        assert_eq!(
+            record.last_exit.as_deref(),
+            Some("preempted by service web; queued again")
+        );
+        assert!(placed_tasks(&plan).is_empty(), "no room left for the task");
+    }
+
+    #[test]
+    fn min_runtime_protects_young_tasks_and_equal_priority_never_preempts() {
+        let batch = cpu_job("batch", 4, 10);
+        let mut web = spec("web", 1);
+        web.resources.cpu_millis = Some(1000);
+        // Started 10 s ago: inside the default 30 s min_runtime.
+        let snap = with_job(
+            full_of(snapshot(&["n1"]), &batch, "n1", 10_000),
+            batch.clone(),
+        )
+        .with_service(&web);
+        let plan = decide_with_jobs(&snap, &TaskBook::default(), T0);
+        assert!(preempted(&plan).is_empty());
+        assert_eq!(
+            plan.recheck,
+            Recheck::EverySecond,
+            "asked again as time passes"
+        );
+        // A job of the same priority waits, whatever the age.
+        let snap = with_job(
+            with_job(full_of(snapshot(&["n1"]), &batch, "n1", 120_000), batch),
+            cpu_job("peer", 1, 10),
+        );
+        let plan = decide_with_jobs(&snap, &TaskBook::default(), T0);
+        assert!(preempted(&plan).is_empty());
+    }
+
+    #[test]
+    fn a_higher_priority_job_shrinks_an_elastic_job_toward_its_min_first() {
+        let mut elastic = cpu_job("elastic", 8, 30);
+        elastic.parallelism = ebb_core::Parallelism { min: 1, max: 8 };
+        let mut fixed = cpu_job("fixed", 4, 10);
+        fixed.parallelism = ebb_core::Parallelism::fixed(4);
+        // n1: four tasks of the elastic job (3 spare); n2: four of the fixed job, which needs
+        // all four, at a lower priority.
+        let snap = full_of(
+            full_of(snapshot(&["n1", "n2"]), &elastic, "n1", 120_000),
+            &fixed,
+            "n2",
+            120_000,
+        );
+        let mut urgent = cpu_job("urgent", 2, 90);
+        urgent.parallelism = ebb_core::Parallelism::fixed(2);
+        let snap = with_job(with_job(with_job(snap, elastic), fixed), urgent);
+        let plan = decide_with_jobs(&snap, &TaskBook::default(), T0);
+        let mut victims: Vec<String> = preempted(&plan).into_iter().map(|(id, _)| id).collect();
+        victims.sort();
+        // The elastic job, above its min, does not preempt to grow; the urgent one does.
+        assert_eq!(
+            victims,
+            ["elastic-2", "elastic-3"],
+            "the spare tasks go first"
+        );
+        assert!(preempted(&plan)
+            .iter()
+            .all(|(_, by)| by.as_deref() == Some("job urgent")));
     }
 }

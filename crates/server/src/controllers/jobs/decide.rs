@@ -4,6 +4,7 @@
 //! on what the services left free, with the same [`Placer`] and its reservations.
 
 use super::book::{BookChange, JobTasks, TaskBook};
+use super::preempt::{preempt, Blocked};
 use crate::controllers::instances::Recheck;
 use crate::controllers::instances::{current_status, Placer, Plan, Snapshot};
 use crate::state::keys::{self, Versioned};
@@ -55,7 +56,7 @@ impl Default for JobsInput {
 }
 
 /// How one attempt ended, as the pass sees it.
-enum End {
+pub(super) enum End {
     /// The process ended by itself (or its timeout killed it).
     Exited { code: Option<i32>, why: String },
     /// We asked it to stop (cancel, deadline, a failed job) and it did.
@@ -68,16 +69,17 @@ enum End {
 }
 
 /// One job as this pass sees it.
-struct JobView<'a> {
-    name: &'a str,
-    record: &'a JobRecord,
+pub(super) struct JobView<'a> {
+    pub(super) name: &'a str,
+    pub(super) record: &'a JobRecord,
     progress: JobProgress,
     /// Its tasks as the book has them (an empty book when nothing of this run is recorded).
     tasks: &'a JobTasks,
     /// Final records written in this pass: completed, failed, cancelled.
     finals_now: (u32, u32, u32),
-    /// Its attempts that run (desired run, not ended).
-    running: Vec<&'a Versioned<Assignment>>,
+    /// Its attempts that have not ended (some asked to stop), and those whose end this pass
+    /// had no room to record.
+    pub(super) running: Vec<&'a Versioned<Assignment>>,
     /// Why a task failed for good in this pass, for the job's reason.
     failure: Option<String>,
     /// Tasks with an attempt in the snapshot (running, or ended in this pass): none of them
@@ -86,6 +88,11 @@ struct JobView<'a> {
 }
 
 impl JobView<'_> {
+    /// Whether the job has ended (in an earlier pass or this one).
+    pub(super) fn finished(&self) -> bool {
+        self.progress.finished.is_some()
+    }
+
     /// Completed, failed and cancelled tasks, this pass's records included.
     fn finals(&self) -> (u32, u32, u32) {
         let (c, f, x) = self.tasks.finals();
@@ -165,7 +172,8 @@ pub fn plan_jobs(
             drop_attempt(snapshot, a, plan, &mut budget);
         }
     }
-    place_waiting(&mut views, input, placer, plan, &mut budget);
+    let blocked = place_waiting(&mut views, input, placer, plan, &mut budget);
+    preempt(snapshot, &views, &blocked, placer, plan, &mut budget);
     for view in &views {
         if budget >= 1 && write_progress(view, input, plan) {
             budget -= 1;
@@ -235,10 +243,9 @@ fn settle_attempt<'a>(
     }
 }
 
-/// How an attempt ended, if it did.
 /// How an attempt ended, if it did. What its node reported comes first: an attempt that
 /// exited 0 before its node was lost is completed, not run again.
-fn attempt_end(snapshot: &Snapshot, a: &Assignment) -> Option<End> {
+pub(super) fn attempt_end(snapshot: &Snapshot, a: &Assignment) -> Option<End> {
     let status = current_status(a, &snapshot.statuses);
     match status.map(|s| s.state) {
         Some(InstanceState::Exited) => {
@@ -339,7 +346,10 @@ fn ended_record(
         }
         End::Stopped => {
             r.queued_ms = now;
-            r.last_exit = Some("stopped before it ended; queued again".into());
+            r.last_exit = Some(match &task.preempted_by {
+                Some(by) => format!("preempted by {by}; queued again"),
+                None => "stopped before it ended; queued again".into(),
+            });
         }
         End::Unknown => {
             r.queued_ms = now;
@@ -449,14 +459,15 @@ fn end_job_if_due(view: &mut JobView, plan: &mut Plan, now: u64, budget: &mut us
     }
 }
 
-/// Places waiting tasks in queue order until nothing fits or the pass's writes are spent.
+/// Places waiting tasks in queue order until nothing fits or the pass's writes are spent;
+/// returns the jobs whose next task fitted on no node, with how many more they may start.
 fn place_waiting(
     views: &mut [JobView],
     input: &JobsInput,
     placer: &mut Placer,
     plan: &mut Plan,
     budget: &mut usize,
-) {
+) -> Vec<Blocked> {
     let now = plan.now_ms;
     let mut queue_index: BTreeMap<&str, usize> = BTreeMap::new();
     let mut queues: Vec<QueueLoad> = Vec::new();
@@ -508,6 +519,7 @@ fn place_waiting(
         .iter()
         .map(|&i| views[i].attempted.clone())
         .collect();
+    let mut unplaced = Vec::new();
     while *budget >= 2 {
         let Some(pick) = order.pick() else { break };
         let view = &mut views[members[pick]];
@@ -523,6 +535,7 @@ fn place_waiting(
             Ok(node) => node,
             Err(_) => {
                 order.unplaced(pick);
+                unplaced.push(pick);
                 continue;
             }
         };
@@ -551,6 +564,7 @@ fn place_waiting(
                 attempt,
                 timeout_ms: spec.timeout.map(millis),
                 queued_ms,
+                preempted_by: None,
             }),
         };
         plan.ops.push(Op::put(
@@ -577,6 +591,14 @@ fn place_waiting(
             );
         }
     }
+    unplaced
+        .into_iter()
+        .map(|pick| Blocked {
+            view: members[pick],
+            wanted: order.short_of_min(pick),
+        })
+        .filter(|b| b.wanted > 0)
+        .collect()
 }
 
 /// Writes the job's progress when it changed; true if it wrote. A run that had already ended

@@ -6,6 +6,8 @@
 
 mod book;
 mod decide;
+mod preempt;
 
 pub use book::{BookChange, JobTasks, TaskBook};
-pub use decide::{plan_jobs, JobsInput};
+pub use decide::{plan_jobs, JobsInput, MAX_TASKS_PER_NODE};
+pub use preempt::MAX_ASKS_PER_PASS;
