@@ -464,3 +464,173 @@ weight = 0
         assert!(err.contains(needle), "no {needle:?} in:\n{err}");
     }
 }
+
+/// A task command that runs until `finish` exists, noting its start in `log` as `TAG INDEX`.
+fn until_finished(tag: &str, log: &Path, finish: &Path) -> String {
+    format!(
+        r#"["sh", "-c", "echo {tag} $EBB_TASK_INDEX >> {log}; while [ ! -f {finish} ]; do sleep 0.1; done"]"#,
+        log = log.display(),
+        finish = finish.display()
+    )
+}
+
+/// Polls `ebb jobs --json` until job `name`'s row satisfies `check`; returns the row.
+fn wait_job_row(server: &Ebb, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    eventually(what, Duration::from_secs(60), || {
+        let row = jobs(server).into_iter().find(|j| j["name"] == name)?;
+        let found = check(&row).then_some(row);
+        if found.is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        found
+    })
+}
+
+#[test]
+fn a_higher_priority_job_preempts_the_fewest_old_enough_tasks_which_run_again() {
+    // One node of 2 CPUs, full with four half-CPU tasks of priority 10.
+    let (server, _agents) = cluster("jobs-preempt", 1, &["--cpu", "2"]);
+    let dir = server.dir.path();
+    let (log, finish) = (dir.join("starts"), dir.join("finish"));
+    let low = format!(
+        r#"
+[jobs.low]
+command = {cmd}
+tasks = 4
+parallelism = 4
+priority = 10
+min_runtime = "3s"
+[jobs.low.resources]
+cpu = 0.5
+[jobs.low.stop]
+grace = "5s"
+"#,
+        cmd = until_finished("low", &log, &finish)
+    );
+    server.ok(&[
+        "deploy",
+        deploy_file(dir, "low.toml", &low).to_str().unwrap(),
+    ]);
+    wait_job_row(&server, "low", "4 low tasks running", |j| j["running"] == 4);
+    let full_at = std::time::Instant::now();
+    // A one-CPU task of priority 90: two victims make room (not one, not three).
+    let high = format!(
+        r#"
+[jobs.high]
+command = ["sh", "-c", "echo high 0 >> {log}"]
+priority = 90
+[jobs.high.resources]
+cpu = 1
+"#,
+        log = log.display()
+    );
+    server.ok(&[
+        "deploy",
+        deploy_file(dir, "high.toml", &high).to_str().unwrap(),
+    ]);
+    let h = wait_finished(&server, "high", Duration::from_secs(60));
+    assert_eq!(h["job"]["state"], "completed", "{h}");
+    assert!(
+        full_at.elapsed() >= Duration::from_millis(2_500),
+        "no low task may be preempted before its 3 s min_runtime: high completed {:?} after the node filled",
+        full_at.elapsed()
+    );
+    let events = server.ok(&["events", "--limit", "1000"]);
+    let preemptions: Vec<&str> = events
+        .lines()
+        .filter(|l| l.contains("task.preempted"))
+        .collect();
+    assert_eq!(preemptions.len(), 2, "the fewest victims: {events}");
+    assert!(
+        preemptions
+            .iter()
+            .all(|l| l.contains("of job low (priority 10")
+                && l.contains("preempted by job high (priority 90)")),
+        "{preemptions:?}"
+    );
+    // The victims run again (not failed), and every task completes once finished.
+    wait_job_row(&server, "low", "4 low tasks running again", |j| {
+        j["running"] == 4
+    });
+    std::fs::write(&finish, "").unwrap();
+    let low = wait_finished(&server, "low", Duration::from_secs(60));
+    assert_eq!(low["job"]["state"], "completed", "{low}");
+    assert_eq!(low["job"]["failed"], 0, "{low}");
+    let tasks = low["tasks"].as_array().unwrap();
+    let again: Vec<&Value> = tasks.iter().filter(|t| t["attempt"] == 2).collect();
+    assert_eq!(
+        again.len(),
+        2,
+        "the two victims ran a second attempt: {low}"
+    );
+    let starts = counts(&lines(&log));
+    assert_eq!(starts.get("high 0"), Some(&1), "{starts:?}");
+    assert_eq!(
+        starts.values().sum::<usize>(),
+        4 + 2 + 1,
+        "four first attempts, two re-runs, one high task: {starts:?}"
+    );
+}
+
+#[test]
+fn an_elastic_job_shrinks_to_its_min_when_a_service_scales_up_and_grows_back() {
+    // One node of 2 CPUs: a half-CPU service and an elastic job of half-CPU tasks.
+    let (server, _agents) = cluster("jobs-elastic", 1, &["--cpu", "2"]);
+    let dir = server.dir.path();
+    let (log, finish) = (dir.join("starts"), dir.join("finish"));
+    let text = format!(
+        r#"{web}
+[services.web.resources]
+cpu = 0.5
+
+[jobs.crunch]
+command = {cmd}
+tasks = 20
+parallelism = {{ min = 1, max = 4 }}
+min_runtime = "1s"
+[jobs.crunch.resources]
+cpu = 0.5
+"#,
+        cmd = until_finished("crunch", &log, &finish),
+        web = app_service("web", 1, ""),
+    );
+    server.ok(&[
+        "deploy",
+        deploy_file(dir, "both.toml", &text).to_str().unwrap(),
+    ]);
+    wait_job_row(
+        &server,
+        "crunch",
+        "the job grows into what web leaves",
+        |j| j["running"] == 3,
+    );
+    // web needs two more half-CPUs: only preemption frees them (the tasks never end alone).
+    server.ok(&["scale", "web", "3"]);
+    server.wait_ready("web", 3, Duration::from_secs(60));
+    let row = wait_job_row(&server, "crunch", "the job shrunk to its min", |j| {
+        j["running"] == 1
+    });
+    assert_eq!(row["failed"], 0, "{row}");
+    let events = server.ok(&["events", "--limit", "1000"]);
+    assert_eq!(
+        events
+            .lines()
+            .filter(|l| l.contains("task.preempted") && l.contains("by service web (priority 100)"))
+            .count(),
+        2,
+        "{events}"
+    );
+    // It stays at its min while web holds the room, and grows back when web shrinks.
+    std::thread::sleep(Duration::from_secs(2));
+    let row = wait_job_row(&server, "crunch", "still one", |_| true);
+    assert_eq!(row["running"], 1, "{row}");
+    server.ok(&["scale", "web", "1"]);
+    wait_job_row(&server, "crunch", "the job grows back", |j| {
+        j["running"] == 3
+    });
+    std::fs::write(&finish, "").unwrap();
+    let done = wait_finished(&server, "crunch", Duration::from_secs(60));
+    assert_eq!(done["job"]["state"], "completed", "{done}");
+    assert_eq!(done["job"]["completed"], 20, "{done}");
+    assert_eq!(done["job"]["failed"], 0, "{done}");
+}
