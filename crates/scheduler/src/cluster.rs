@@ -223,6 +223,25 @@ impl Cluster {
         Ok(())
     }
 
+    /// Reserves for `service` as much of `resources` as node `node` has free (each resource
+    /// on its own) and returns what it took: how room that is being made for an instance is
+    /// held while the rest of it frees up, so that nothing else takes it meanwhile.
+    pub fn reserve_up_to(
+        &mut self,
+        node: NodeId,
+        service: &str,
+        resources: Resources,
+    ) -> Result<Resources, ClusterError> {
+        let i = self.check(node)?;
+        let free = self.free(i);
+        let take = Resources::new(
+            resources.cpu_millis.min(free.cpu_millis),
+            resources.memory_bytes.min(free.memory_bytes),
+        );
+        self.commit(i, service, take);
+        Ok(take)
+    }
+
     /// Returns an instance's reservation: the inverse of [`Cluster::reserve`]. Refuses, changing
     /// nothing, if the node holds no instance of `service` or has less than `resources` reserved.
     pub fn release(
@@ -374,6 +393,19 @@ mod tests {
         assert_eq!(view.instances("web"), 1);
         cluster.reserve(a, "web", Resources::new(1000, 0)).unwrap();
         assert_eq!(cluster.node(a).unwrap().free().cpu_millis, 0);
+    }
+
+    #[test]
+    fn reserve_up_to_takes_what_is_free_of_each_resource() {
+        let (mut cluster, _, b) = two_nodes();
+        cluster
+            .reserve(b, "web", Resources::new(1500, GIB))
+            .unwrap();
+        let took = cluster
+            .reserve_up_to(b, "batch", Resources::new(1000, GIB))
+            .unwrap();
+        assert_eq!(took, Resources::new(500, GIB));
+        assert_eq!(cluster.node(b).unwrap().free(), Resources::new(0, 2 * GIB));
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //!
 //! The picture it works on counts tasks that are already stopping as gone, so a request whose
 //! room is being made waits for them ([`Room::Waiting`]) instead of taking more victims; each
-//! room made is reserved in the picture, so two requests never count on the same victims.
+//! room made is reserved in the picture, so two requests never count on the same victims. The
+//! caller holds the part of each room that is free already (see [`Cluster::reserve_up_to`]),
+//! so that work of lower priority does not take it while the victims stop, and tells the
+//! picture of its other placements ([`Preemption::placed`]).
 
 use crate::cluster::Cluster;
 use crate::score;
@@ -290,9 +293,20 @@ impl Preemption {
         }
         let _ = self
             .cluster
-            .reserve(node, &ask.request.service, ask.request.resources);
+            .reserve_up_to(node, &ask.request.service, ask.request.resources);
         if ask.task {
             self.tasks_on[i] += 1;
+        }
+    }
+
+    /// Notes an instance placed on `node` after the picture was taken, so that rooms are not
+    /// made of what it took.
+    pub fn placed(&mut self, node: NodeId, request: &Request, task: bool) {
+        let _ = self
+            .cluster
+            .reserve_up_to(node, &request.service, request.resources);
+        if let Some(count) = self.tasks_on.get_mut(node.index()).filter(|_| task) {
+            *count += 1;
         }
     }
 }

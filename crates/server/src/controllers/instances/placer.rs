@@ -90,6 +90,14 @@ impl Placer {
         picture
     }
 
+    /// Holds on `node` what it has free of `request`'s reservation: room being made for it
+    /// (victims still stopping) that nothing else placed in this pass may take.
+    pub fn hold(&mut self, node: ebb_scheduler::NodeId, request: &ebb_scheduler::Request) {
+        let _ = self
+            .cluster
+            .reserve_up_to(node, &request.service, request.resources);
+    }
+
     /// The id of node `name` in the placer's cluster (and in its preemption picture).
     pub fn node_id(&self, name: &str) -> Option<ebb_scheduler::NodeId> {
         self.cluster.node_id(name)

@@ -965,4 +965,36 @@ mod jobs {
             .iter()
             .all(|(_, by)| by.as_deref() == Some("job urgent")));
     }
+
+    #[test]
+    fn room_half_made_is_held_from_lower_priority_work() {
+        // A two-CPU task preempted batch-2 and batch-3; batch-3 has ended, batch-2 still
+        // stops. The CPU batch-3 freed is the high task's: a waiting task of lower priority
+        // does not take it, and nothing more is preempted.
+        let batch = cpu_job("batch", 4, 10);
+        let mut high = cpu_job("high", 1, 90);
+        high.resources.cpu_millis = Some(2000);
+        let mut snap = with_job(
+            with_job(
+                with_job(full_of(snapshot(&["n1"]), &batch, "n1", 120_000), batch),
+                high,
+            ),
+            cpu_job("other", 1, 5),
+        );
+        for a in snap.assignments.iter_mut() {
+            if a.value.id == "batch-2" || a.value.id == "batch-3" {
+                a.value.desired = DesiredState::Stop;
+                a.value.task.as_mut().unwrap().preempted_by = Some("job high".into());
+            }
+        }
+        snap.statuses.get_mut("batch-3").unwrap().state = InstanceState::Stopped;
+        let plan = decide_with_jobs(&snap, &TaskBook::default(), T0);
+        assert!(placed_tasks(&plan).is_empty(), "{:?}", placed_tasks(&plan));
+        assert!(preempted(&plan).is_empty(), "{:?}", preempted(&plan));
+        // Once batch-2 has ended too, the high task takes the room.
+        snap.statuses.get_mut("batch-2").unwrap().state = InstanceState::Stopped;
+        let plan = decide_with_jobs(&snap, &TaskBook::default(), T0);
+        let placed: Vec<String> = placed_tasks(&plan).into_iter().map(|a| a.service).collect();
+        assert_eq!(placed, ["high"]);
+    }
 }

@@ -4,7 +4,7 @@
 //! on what the services left free, with the same [`Placer`] and its reservations.
 
 use super::book::{BookChange, JobTasks, TaskBook};
-use super::preempt::{preempt, Blocked};
+use super::preempt::{self, Asker, Rooms};
 use crate::controllers::instances::Recheck;
 use crate::controllers::instances::{current_status, Placer, Plan, Snapshot};
 use crate::state::keys::{self, Versioned};
@@ -172,8 +172,7 @@ pub fn plan_jobs(
             drop_attempt(snapshot, a, plan, &mut budget);
         }
     }
-    let blocked = place_waiting(&mut views, input, placer, plan, &mut budget);
-    preempt(snapshot, &views, &blocked, placer, plan, &mut budget);
+    place_waiting(snapshot, &mut views, input, placer, plan, &mut budget);
     for view in &views {
         if budget >= 1 && write_progress(view, input, plan) {
             budget -= 1;
@@ -459,16 +458,21 @@ fn end_job_if_due(view: &mut JobView, plan: &mut Plan, now: u64, budget: &mut us
     }
 }
 
-/// Places waiting tasks in queue order until nothing fits or the pass's writes are spent;
-/// returns the jobs whose next task fitted on no node, with how many more they may start.
-fn place_waiting(
-    views: &mut [JobView],
+/// Places waiting tasks in queue order until nothing fits or the pass's writes are spent.
+/// Rooms are made first for the services' instances that fitted nowhere, then for each job
+/// whose next task fits nowhere while it runs fewer than its `min` (above it, a job grows on
+/// free capacity only), when the queue reaches it: before anything of lower priority is placed.
+fn place_waiting<'a>(
+    snapshot: &Snapshot,
+    views: &mut [JobView<'a>],
     input: &JobsInput,
     placer: &mut Placer,
     plan: &mut Plan,
     budget: &mut usize,
-) -> Vec<Blocked> {
+) {
     let now = plan.now_ms;
+    let mut rooms = Rooms::new(snapshot, views, placer, now);
+    preempt::for_services(snapshot, &mut rooms, placer, plan, budget);
     let mut queue_index: BTreeMap<&str, usize> = BTreeMap::new();
     let mut queues: Vec<QueueLoad> = Vec::new();
     let mut candidates = Vec::new();
@@ -519,7 +523,6 @@ fn place_waiting(
         .iter()
         .map(|&i| views[i].attempted.clone())
         .collect();
-    let mut unplaced = Vec::new();
     while *budget >= 2 {
         let Some(pick) = order.pick() else { break };
         let view = &mut views[members[pick]];
@@ -535,10 +538,18 @@ fn place_waiting(
             Ok(node) => node,
             Err(_) => {
                 order.unplaced(pick);
-                unplaced.push(pick);
+                let asker = Asker {
+                    who: format!("job {}", view.name),
+                    spec: &task_spec,
+                    priority: spec.priority,
+                    task: true,
+                    count: order.short_of_min(pick),
+                };
+                rooms.make(&asker, placer, plan, budget);
                 continue;
             }
         };
+        rooms.placed(placer, &node, &task_spec, true);
         let on_node = on_nodes.entry(node.clone()).or_insert(0);
         *on_node += 1;
         if *on_node >= MAX_TASKS_PER_NODE {
@@ -591,14 +602,7 @@ fn place_waiting(
             );
         }
     }
-    unplaced
-        .into_iter()
-        .map(|pick| Blocked {
-            view: members[pick],
-            wanted: order.short_of_min(pick),
-        })
-        .filter(|b| b.wanted > 0)
-        .collect()
+    rooms.finish(plan);
 }
 
 /// Writes the job's progress when it changed; true if it wrote. A run that had already ended

@@ -3,8 +3,14 @@
 //! spare tasks first, the fewest and cheapest, never one younger than its job's
 //! `min_runtime`). A victim stops as any instance does (its stop signal, then its grace), is
 //! queued again and not counted as a failure; each is a `task.preempted` event naming who
-//! preempted whom and why. The room is taken by the next pass that finds the victims ended:
-//! the [`Placer`] holds a stopping task's reservation until then.
+//! preempted whom and why.
+//!
+//! A room is made in one pass and taken in a later one, once the victims have ended (the
+//! [`Placer`] holds a stopping task's reservation until then). Meanwhile every pass asks again,
+//! finds the room being made ([`Room::Waiting`]), and holds the part of it that is free already,
+//! so that work of lower priority placed in the same pass (a victim queued again, say) cannot
+//! take it: asks come before the placements they outrank, since services ask before any task
+//! is placed and jobs ask when the queue reaches them in priority order.
 
 use super::decide::{attempt_end, JobView, MAX_TASKS_PER_NODE};
 use crate::controllers::instances::placer::{request_of, reservation};
@@ -20,183 +26,179 @@ use ebb_store::{Expect, Op};
 /// waits for the next pass (which the victims' ends bring at once).
 pub const MAX_ASKS_PER_PASS: usize = 256;
 
-/// A job whose next task fitted on no node in this pass.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Blocked {
-    /// Its index among the pass's job views.
-    pub(super) view: usize,
-    /// How many more tasks it needs to reach its `min` (within what it may start now): a job
-    /// preempts only for those, and grows above its `min` on free capacity alone.
-    pub(super) wanted: u32,
+/// Who wants room, for how many instances.
+pub(super) struct Asker<'s> {
+    /// `service web` or `job render`, for the events.
+    pub(super) who: String,
+    /// What one instance runs with (its reservation and constraints).
+    pub(super) spec: &'s ServiceSpec,
+    /// Its priority: only tasks of lower priority make room.
+    pub(super) priority: u8,
+    /// A task (which also needs a task slot on its node), or a service instance.
+    pub(super) task: bool,
+    /// How many instances want room.
+    pub(super) count: u32,
 }
 
-/// Who wants room, in the order they ask: higher priority first, services before tasks.
-enum Asker<'a> {
-    Service { spec: &'a ServiceSpec, count: u32 },
-    Job { view: usize, wanted: u32 },
+/// The pass's preemption: the running tasks and the picture rooms are made in.
+pub(super) struct Rooms<'a> {
+    preemption: Preemption,
+    /// Each running task's assignment and job priority, by the preemption's task index.
+    attempts: Vec<(&'a Versioned<Assignment>, u8)>,
+    asks: usize,
 }
 
-/// Makes room for the pass's unplaced service instances and blocked jobs, highest priority
-/// first, within the pass's remaining store operations.
-pub(super) fn preempt(
-    snapshot: &Snapshot,
-    views: &[JobView],
-    blocked: &[Blocked],
-    placer: &mut Placer,
-    plan: &mut Plan,
-    budget: &mut usize,
-) {
-    let askers = askers(snapshot, views, blocked, plan);
-    if askers.is_empty() || *budget == 0 {
-        return;
-    }
-    let (mut preemption, attempts) = picture(snapshot, views, placer, plan.now_ms);
-    let mut asks = 0;
-    for (_, asker) in &askers {
-        let (priority, count, spec, is_task, who) = match asker {
-            Asker::Service { spec, count } => (
-                spec.priority(),
-                *count,
-                (*spec).clone(),
-                false,
-                format!("service {}", spec.name),
-            ),
-            Asker::Job { view, wanted } => {
-                let job = &views[*view].record.spec;
-                let who = format!("job {}", views[*view].name);
-                (job.priority, *wanted, job.task_spec(0, 1), true, who)
+impl<'a> Rooms<'a> {
+    /// The running tasks of `views` that preemption may consider, over the placer's picture.
+    pub(super) fn new(
+        snapshot: &Snapshot,
+        views: &[JobView<'a>],
+        placer: &Placer,
+        now_ms: u64,
+    ) -> Rooms<'a> {
+        let mut jobs = Vec::with_capacity(views.len());
+        let mut tasks = Vec::new();
+        let mut attempts = Vec::new();
+        for (j, view) in views.iter().enumerate() {
+            let spec = &view.record.spec;
+            let min_runtime = u64::try_from(spec.min_runtime.as_millis()).unwrap_or(u64::MAX);
+            let mut live = 0u32;
+            for &a in &view.running {
+                let runs = a.value.desired == DesiredState::Run
+                    && !view.finished()
+                    && snapshot.states.get(&a.value.node) != NodeState::Down
+                    && attempt_end(snapshot, &a.value).is_none();
+                let Some(node) = placer.node_id(&a.value.node).filter(|_| runs) else {
+                    continue;
+                };
+                live += 1;
+                tasks.push(Running {
+                    node,
+                    job: j,
+                    priority: spec.priority,
+                    resources: reservation(&a.value.spec),
+                    started_ms: a.value.created_ms,
+                    protected_until_ms: a.value.created_ms.saturating_add(min_runtime),
+                });
+                attempts.push((a, spec.priority));
             }
-        };
-        let request = request_of(&spec);
+            jobs.push(JobSlack {
+                name: view.name.to_string(),
+                spare: live.saturating_sub(spec.parallelism.min),
+            });
+        }
+        let cap = u32::try_from(MAX_TASKS_PER_NODE).unwrap_or(u32::MAX);
+        Rooms {
+            preemption: Preemption::new(placer.preemption_picture(), jobs, tasks, cap, now_ms),
+            attempts,
+            asks: 0,
+        }
+    }
+
+    /// Makes room for `asker`'s instances, one at a time, until one finds none: stops the
+    /// victims, and holds in the placer what is free of each room already. Returns how many
+    /// tasks it preempted.
+    pub(super) fn make(
+        &mut self,
+        asker: &Asker,
+        placer: &mut Placer,
+        plan: &mut Plan,
+        budget: &mut usize,
+    ) -> u32 {
+        let request = request_of(asker.spec);
         let ask = Ask {
             request: &request,
-            priority,
-            task: is_task,
+            priority: asker.priority,
+            task: asker.task,
         };
         let mut made = 0;
-        for _ in 0..count {
-            if asks >= MAX_ASKS_PER_PASS || *budget == 0 {
+        for _ in 0..asker.count {
+            if self.asks >= MAX_ASKS_PER_PASS || *budget == 0 {
                 break;
             }
-            asks += 1;
-            let Some(room) = preemption.make_room(&ask, placer.next_seed()) else {
+            self.asks += 1;
+            let Some(room) = self.preemption.make_room(&ask, placer.next_seed()) else {
                 break;
             };
-            let Room::Made { victims, .. } = room else {
-                continue;
+            let (node, victims) = match room {
+                Room::Waiting(node) => (node, Vec::new()),
+                Room::Made { node, victims } => (node, victims),
             };
+            placer.hold(node, &request);
             for t in victims {
                 if *budget == 0 {
                     break;
                 }
                 *budget -= 1;
-                let (a, job_priority) = attempts[t];
-                stop_victim(a, job_priority, &who, priority, plan);
+                let (a, priority) = self.attempts[t];
+                stop_victim(a, priority, asker, plan);
                 made += 1;
             }
         }
-        if made > 0 && !is_task {
-            if let Some(why) = plan.pending.get_mut(&spec.name) {
+        made
+    }
+
+    /// Notes an instance of `spec` placed on `node` in this pass.
+    pub(super) fn placed(&mut self, placer: &Placer, node: &str, spec: &ServiceSpec, task: bool) {
+        if let Some(id) = placer.node_id(node) {
+            self.preemption.placed(id, &request_of(spec), task);
+        }
+    }
+
+    /// Rooms the pass could not make only because of young tasks are asked for again within
+    /// a second (a `min_runtime` ends with time, not with a store change).
+    pub(super) fn finish(&self, plan: &mut Plan) {
+        if self.preemption.held_back() && plan.recheck == Recheck::OnChange {
+            plan.recheck = Recheck::EverySecond;
+        }
+    }
+}
+
+/// Makes room for the services' instances that fit on no node, highest priority first, before
+/// any task is placed; their pending reason says so.
+pub(super) fn for_services(
+    snapshot: &Snapshot,
+    rooms: &mut Rooms,
+    placer: &mut Placer,
+    plan: &mut Plan,
+    budget: &mut usize,
+) {
+    let mut askers: Vec<Asker> = plan
+        .unplaced
+        .iter()
+        .filter_map(|(name, &count)| {
+            let spec = snapshot.services.get(name)?;
+            Some(Asker {
+                who: format!("service {name}"),
+                spec,
+                priority: spec.priority(),
+                task: false,
+                count,
+            })
+        })
+        .collect();
+    askers.sort_by_key(|a| std::cmp::Reverse(a.priority));
+    for asker in &askers {
+        let made = rooms.make(asker, placer, plan, budget);
+        if made > 0 {
+            if let Some(why) = plan.pending.get_mut(&asker.spec.name) {
                 why.push_str(&format!(
                     "; preempting {made} task(s) of lower priority to make room"
                 ));
             }
         }
     }
-    if preemption.held_back() && plan.recheck == Recheck::OnChange {
-        // A task's min_runtime ends with time, not with a store change.
-        plan.recheck = Recheck::EverySecond;
-    }
-}
-
-/// Who asks for room in this pass, in order.
-fn askers<'a>(
-    snapshot: &'a Snapshot,
-    views: &[JobView],
-    blocked: &[Blocked],
-    plan: &Plan,
-) -> Vec<(u8, Asker<'a>)> {
-    let mut askers: Vec<(u8, Asker)> = Vec::new();
-    for (name, &count) in &plan.unplaced {
-        if let Some(spec) = snapshot.services.get(name) {
-            askers.push((spec.priority(), Asker::Service { spec, count }));
-        }
-    }
-    for b in blocked {
-        let priority = views[b.view].record.spec.priority;
-        askers.push((
-            priority,
-            Asker::Job {
-                view: b.view,
-                wanted: b.wanted,
-            },
-        ));
-    }
-    // Stable: services (pushed first) before jobs of the same priority, jobs in queue order.
-    askers.sort_by_key(|(priority, _)| std::cmp::Reverse(*priority));
-    askers
-}
-
-/// The running tasks that preemption may consider (with their assignments and priorities, by
-/// the same index), over the placer's picture of the cluster.
-fn picture<'a>(
-    snapshot: &Snapshot,
-    views: &[JobView<'a>],
-    placer: &Placer,
-    now_ms: u64,
-) -> (Preemption, Vec<(&'a Versioned<Assignment>, u8)>) {
-    let mut jobs = Vec::with_capacity(views.len());
-    let mut tasks = Vec::new();
-    let mut attempts = Vec::new();
-    for (j, view) in views.iter().enumerate() {
-        let spec = &view.record.spec;
-        let mut live = 0u32;
-        let finished = view.finished();
-        for a in &view.running {
-            let runs = a.value.desired == DesiredState::Run
-                && !finished
-                && snapshot.states.get(&a.value.node) != NodeState::Down
-                && attempt_end(snapshot, &a.value).is_none();
-            let Some(node) = placer.node_id(&a.value.node).filter(|_| runs) else {
-                continue;
-            };
-            live += 1;
-            let min_runtime = u64::try_from(spec.min_runtime.as_millis()).unwrap_or(u64::MAX);
-            tasks.push(Running {
-                node,
-                job: j,
-                priority: spec.priority,
-                resources: reservation(&a.value.spec),
-                started_ms: a.value.created_ms,
-                protected_until_ms: a.value.created_ms.saturating_add(min_runtime),
-            });
-            attempts.push((*a, spec.priority));
-        }
-        jobs.push(JobSlack {
-            name: view.name.to_string(),
-            spare: live.saturating_sub(spec.parallelism.min),
-        });
-    }
-    let cap = u32::try_from(MAX_TASKS_PER_NODE).unwrap_or(u32::MAX);
-    let preemption = Preemption::new(placer.preemption_picture(), jobs, tasks, cap, now_ms);
-    (preemption, attempts)
 }
 
 /// Asks the victim's node to stop it (its stop signal, then its grace), marked as preempted
-/// by `who`, with the event that says so.
-fn stop_victim(
-    a: &Versioned<Assignment>,
-    priority: u8,
-    who: &str,
-    their_priority: u8,
-    plan: &mut Plan,
-) {
+/// by the asker, with the event that says so.
+fn stop_victim(a: &Versioned<Assignment>, priority: u8, asker: &Asker, plan: &mut Plan) {
     let mut stopped = a.value.clone();
     stopped.desired = DesiredState::Stop;
     let Some(task) = stopped.task.as_mut() else {
         return;
     };
-    task.preempted_by = Some(who.to_string());
+    task.preempted_by = Some(asker.who.clone());
     let (job, index) = (task.job.clone(), task.index);
     plan.ops.push(Op::put(
         keys::instance(&stopped.id),
@@ -206,9 +208,11 @@ fn stop_victim(
     let ran = std::time::Duration::from_millis(plan.now_ms.saturating_sub(a.value.created_ms));
     let stop = &a.value.spec.stop;
     let message = format!(
-        "task {index} of job {job} (priority {priority}, running {} on node {}) preempted by {who} (priority {their_priority}), which fitted on no node: stopping it with {} and {} grace; it is queued again, not counted as a failure",
+        "task {index} of job {job} (priority {priority}, running {} on node {}) preempted by {} (priority {}), which fitted on no node: stopping it with {} and {} grace; it is queued again, not counted as a failure",
         format_duration(ran),
         a.value.node,
+        asker.who,
+        asker.priority,
         stop.signal,
         format_duration(stop.grace),
     );
