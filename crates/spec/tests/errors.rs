@@ -1906,3 +1906,22 @@ fn tls_without_a_key_or_on_a_tcp_service_is_refused_with_its_place() {
         "{text}"
     );
 }
+
+#[test]
+fn a_service_priority_is_0_to_100_and_kept_when_valid() {
+    only_error(
+        &format!("{HEAD}priority = 101\n"),
+        3,
+        12,
+        "services.web.priority",
+        "more than the limit of 100",
+    );
+    let specs = parse_str(
+        "deploy.toml",
+        &format!("{HEAD}priority = 20\n"),
+        Path::new("/srv/app"),
+    )
+    .unwrap();
+    assert_eq!(specs[0].priority, Some(20));
+    assert_eq!(specs[0].priority(), 20);
+}
