@@ -52,12 +52,29 @@ pub struct JobSlack {
 /// What wants room.
 #[derive(Debug, Clone, Copy)]
 pub struct Ask<'a> {
+    /// Who asks (`service web`, `job render`): room already being made for it is its own.
+    pub owner: &'a str,
     /// Its reservation, constraints and service name.
     pub request: &'a Request,
     /// Its priority: only tasks of lower priority make room for it.
     pub priority: u8,
     /// Whether it is a task, which also needs a task slot on the node (see `task_cap`).
     pub task: bool,
+    /// Most victims the caller can stop now (its store writes left): a room that needs more
+    /// is not made, rather than made by half.
+    pub max_victims: usize,
+}
+
+/// Room being made for someone: what a task that was preempted for `owner` and is still
+/// stopping will free on `node`. Only `owner` counts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The node.
+    pub node: NodeId,
+    /// Who the task was preempted for.
+    pub owner: String,
+    /// What it holds.
+    pub resources: Resources,
 }
 
 /// Where room is for an [`Ask`].
@@ -95,6 +112,8 @@ pub struct Preemption {
     cluster: Cluster,
     jobs: Vec<JobSlack>,
     tasks: Vec<Running>,
+    /// Rooms being made, each for its owner only.
+    pending: Vec<Pending>,
     /// Per node, its tasks' indices, cheapest first.
     by_node: Vec<Vec<usize>>,
     /// Tasks chosen as victims so far.
@@ -108,10 +127,13 @@ pub struct Preemption {
 
 impl Preemption {
     /// Preemption over `cluster` (every reservation held, except those of tasks already
-    /// stopping), the jobs' slack, and `tasks` (every running task not already stopping). A
-    /// node runs at most `task_cap` tasks. `now_ms` decides which tasks `min_runtime` protects.
+    /// stopping for another reason than a preemption), the rooms `pending` (tasks stopping
+    /// because they were preempted), the jobs' slack, and `tasks` (every running task not
+    /// already stopping). A node runs at most `task_cap` tasks. `now_ms` decides which tasks
+    /// `min_runtime` protects.
     pub fn new(
         cluster: Cluster,
+        pending: Vec<Pending>,
         jobs: Vec<JobSlack>,
         tasks: Vec<Running>,
         task_cap: u32,
@@ -137,6 +159,7 @@ impl Preemption {
             cluster,
             jobs,
             tasks,
+            pending,
             by_node,
             gone,
             tasks_on,
@@ -151,13 +174,17 @@ impl Preemption {
     /// for the asks that follow. None: nothing of lower priority that may be stopped makes
     /// room anywhere.
     pub fn make_room(&mut self, ask: &Ask, seed: u64) -> Option<Room> {
+        if let Some(node) = self.own_room(ask) {
+            return Some(Room::Waiting(node));
+        }
         let mut best: Option<(Cost, NodeId, Vec<usize>)> = None;
+        let mut protected = false;
         for i in 0..self.cluster.len() {
             let node = NodeId(u32::try_from(i).unwrap_or(u32::MAX));
             if !self.cluster.admits(node, ask.request) {
                 continue;
             }
-            let Some(victims) = self.victims_on(node, ask) else {
+            let Some(victims) = self.victims_on(node, ask, &mut protected) else {
                 continue;
             };
             let cost = self.cost(node, &victims, seed);
@@ -165,7 +192,10 @@ impl Preemption {
                 best = Some((cost, node, victims));
             }
         }
-        let (_, node, victims) = best?;
+        let Some((_, node, victims)) = best else {
+            self.held_back |= protected;
+            return None;
+        };
         self.commit(node, &victims, ask);
         Some(if victims.is_empty() {
             Room::Waiting(node)
@@ -174,9 +204,58 @@ impl Preemption {
         })
     }
 
-    /// The task `t` as given to [`Preemption::new`].
-    pub fn task(&self, t: usize) -> Option<&Running> {
-        self.tasks.get(t)
+    /// A node where room is being made for `ask`'s owner on which, with what is free there,
+    /// the ask fits: that room is taken (for this ask) and the node returned.
+    fn own_room(&mut self, ask: &Ask) -> Option<NodeId> {
+        let mut nodes: Vec<NodeId> = self
+            .pending
+            .iter()
+            .filter(|p| p.owner == ask.owner)
+            .map(|p| p.node)
+            .collect();
+        nodes.sort_unstable_by_key(|n| n.index());
+        nodes.dedup();
+        let node = nodes
+            .into_iter()
+            .find(|&node| self.own_room_fits(node, ask))?;
+        let free = self.cluster.node(node)?.free();
+        // The part free now is reserved; the rest comes out of the owner's pending rooms.
+        let mut left = ask.request.resources.saturating_sub(free);
+        self.pending.retain_mut(|p| {
+            if p.owner != ask.owner || p.node != node || left.is_zero() {
+                return true;
+            }
+            let used = Resources::new(
+                p.resources.cpu_millis.min(left.cpu_millis),
+                p.resources.memory_bytes.min(left.memory_bytes),
+            );
+            left = left.saturating_sub(used);
+            p.resources = p.resources.saturating_sub(used);
+            !p.resources.is_zero()
+        });
+        let _ = self
+            .cluster
+            .reserve_up_to(node, &ask.request.service, ask.request.resources);
+        if ask.task {
+            self.tasks_on[node.index()] += 1;
+        }
+        Some(node)
+    }
+
+    /// Whether `ask` fits on `node` in what is free there plus its owner's pending rooms.
+    fn own_room_fits(&self, node: NodeId, ask: &Ask) -> bool {
+        let Some(view) = self.cluster.node(node) else {
+            return false;
+        };
+        let mine = self
+            .pending
+            .iter()
+            .filter(|p| p.owner == ask.owner && p.node == node)
+            .fold(view.free(), |room, p| {
+                room.checked_add(p.resources).unwrap_or(room)
+            });
+        let slot = !ask.task || self.tasks_on[node.index()] < self.task_cap;
+        slot && self.cluster.admits(node, ask.request) && ask.request.resources.fits_in(mine)
     }
 
     /// Whether an ask found no room only because a task that would have made it is younger
@@ -187,7 +266,7 @@ impl Preemption {
 
     /// The cheapest victims on `node` that make room for `ask` (none if it fits already), or
     /// None if even every task that may be stopped there does not.
-    fn victims_on(&mut self, node: NodeId, ask: &Ask) -> Option<Vec<usize>> {
+    fn victims_on(&self, node: NodeId, ask: &Ask, protected: &mut bool) -> Option<Vec<usize>> {
         let i = node.index();
         let free = self.cluster.node(node)?.free();
         let fits = |room: Resources, count: u32| {
@@ -196,7 +275,6 @@ impl Preemption {
         if fits(free, self.tasks_on[i]) {
             return Some(Vec::new());
         }
-        let mut protected = false;
         let mut candidates: Vec<usize> = Vec::new();
         for &t in &self.by_node[i] {
             let task = &self.tasks[t];
@@ -204,7 +282,7 @@ impl Preemption {
                 continue;
             }
             if task.protected_until_ms > self.now_ms {
-                protected = true;
+                *protected = true;
                 continue;
             }
             candidates.push(t);
@@ -233,7 +311,6 @@ impl Preemption {
             chosen.push(t);
         }
         if !fits(room, count) {
-            self.held_back |= protected;
             return None;
         }
         // Spare again what is not needed, the most expensive first.
@@ -249,7 +326,7 @@ impl Preemption {
             }
         }
         kept.reverse();
-        Some(kept)
+        (kept.len() <= ask.max_victims).then_some(kept)
     }
 
     fn cost(&self, node: NodeId, victims: &[usize], seed: u64) -> Cost {
@@ -286,8 +363,7 @@ impl Preemption {
             let task = &self.tasks[t];
             if let Some(job) = self.jobs.get_mut(task.job) {
                 job.spare = job.spare.saturating_sub(1);
-                // A task reserved less than it asks (its node lost capacity) releases what it
-                // holds at most; the picture is then a little pessimistic, never overcommitted.
+                // `resources` is what the task holds (the caller's reservation of it).
                 let _ = self.cluster.release(node, &job.name, task.resources);
             }
         }
@@ -366,15 +442,17 @@ mod tests {
         }
 
         fn preemption(self, now_ms: u64) -> Preemption {
-            Preemption::new(self.cluster, self.jobs, self.tasks, 32, now_ms)
+            Preemption::new(self.cluster, Vec::new(), self.jobs, self.tasks, 32, now_ms)
         }
     }
 
     fn ask(request: &Request, priority: u8) -> Ask<'_> {
         Ask {
+            owner: "high",
             request,
             priority,
             task: true,
+            max_victims: usize::MAX,
         }
     }
 
@@ -502,6 +580,72 @@ mod tests {
     }
 
     #[test]
+    fn room_being_made_for_one_asker_is_not_anothers() {
+        let mut s = setup(2);
+        let low = s.job("low", 0);
+        // n0 is full but a task preempted for `job a` stops there (2 cpus pending); n1 runs
+        // four old 1-cpu tasks.
+        s.cluster
+            .reserve(NodeId(0), "low", Resources::new(4000, 0))
+            .unwrap();
+        for k in 0..4 {
+            s.task(low, 10, 1, 1000, k);
+        }
+        let pending = vec![Pending {
+            node: NodeId(0),
+            owner: "job a".into(),
+            resources: Resources::new(2000, 0),
+        }];
+        let mut p = Preemption::new(s.cluster, pending, s.jobs, s.tasks, 32, 100_000);
+        let two = cpu(2000);
+        let other = Ask {
+            owner: "service web",
+            ..ask(&two, 90)
+        };
+        let mine = Ask {
+            owner: "job a",
+            ..ask(&two, 90)
+        };
+        // Another asker preempts on n1 rather than count on job a's room...
+        assert!(matches!(
+            p.make_room(&other, 1),
+            Some(Room::Made {
+                node: NodeId(1),
+                ..
+            })
+        ));
+        // ...which stays job a's, taken once.
+        assert_eq!(p.make_room(&mine, 1), Some(Room::Waiting(NodeId(0))));
+        assert!(matches!(
+            p.make_room(&mine, 1),
+            Some(Room::Made {
+                node: NodeId(1),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_room_needing_more_victims_than_allowed_is_not_made() {
+        let mut s = setup(1);
+        let low = s.job("low", 0);
+        for k in 0..4 {
+            s.task(low, 10, 0, 1000, k);
+        }
+        let mut p = s.preemption(100_000);
+        let two_cpus = cpu(2000);
+        let two = Ask {
+            max_victims: 1,
+            ..ask(&two_cpus, 90)
+        };
+        assert_eq!(p.make_room(&two, 1), None);
+        assert!(matches!(
+            p.make_room(&ask(&two_cpus, 90), 1),
+            Some(Room::Made { .. })
+        ));
+    }
+
+    #[test]
     fn the_task_cap_counts_as_room_and_constraints_and_states_are_kept() {
         let mut s = setup(2);
         let low = s.job("low", 0);
@@ -510,6 +654,7 @@ mod tests {
         s.cluster.set_state(NodeId(1), NodeState::Draining).unwrap();
         let mut p = Preemption::new(
             s.cluster.clone(),
+            Vec::new(),
             s.jobs.clone(),
             s.tasks.clone(),
             1,
@@ -525,11 +670,13 @@ mod tests {
             })
         );
         // A service needs no slot; a constraint no ready node passes finds no room.
-        let mut p = Preemption::new(s.cluster, s.jobs, s.tasks, 1, 100_000);
+        let mut p = Preemption::new(s.cluster, Vec::new(), s.jobs, s.tasks, 1, 100_000);
         let service = Ask {
+            owner: "service web",
             request: &nothing,
             priority: 90,
             task: false,
+            max_victims: usize::MAX,
         };
         assert_eq!(p.make_room(&service, 1), Some(Room::Waiting(NodeId(0))));
         let pinned = cpu(8000).constraint(Constraint::parse("zone=b").unwrap());

@@ -363,7 +363,11 @@ fn create_instance(
         Ok(node) => node,
         Err(why) => {
             plan.pending.insert(spec.name.clone(), why.to_string());
-            *plan.unplaced.entry(spec.name.clone()).or_insert(0) += 1;
+            // A move's replacement has constraints of its own (not the node it leaves, the
+            // node asked for): it waits for room rather than preempting for it.
+            if moving.is_none() {
+                *plan.unplaced.entry(spec.name.clone()).or_insert(0) += 1;
+            }
             return None;
         }
     };

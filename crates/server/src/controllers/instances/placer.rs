@@ -17,13 +17,23 @@ use std::collections::HashMap;
 /// overcommits a node.
 pub struct Placer {
     cluster: ebb_scheduler::Cluster,
-    /// Tasks asked to stop that have not ended: (node, job, reservation).
-    stopping: Vec<(String, String, ebb_scheduler::Resources)>,
+    /// Tasks asked to stop that have not ended.
+    stopping: Vec<Stopping>,
     seed: u64,
 }
 
+/// A task asked to stop that has not ended: it holds `held` on `node` until it does.
+struct Stopping {
+    node: String,
+    job: String,
+    held: ebb_scheduler::Resources,
+    /// Who it was preempted for, if it was: that room is theirs.
+    preempted_by: Option<String>,
+}
+
 impl Placer {
-    /// A placer over `nodes` with every running assignment's reservation taken.
+    /// A placer over `nodes` with the reservation of every assignment that runs, and of every
+    /// task that was asked to stop and has not ended, taken.
     pub fn new(
         nodes: &[NodeInfo],
         states: &NodeStates,
@@ -47,18 +57,8 @@ impl Placer {
         }
         let mut stopping = Vec::new();
         for a in assignments {
-            let holds = match a.value.desired {
-                DesiredState::Run => true,
-                DesiredState::Stop => {
-                    let still = task_still_stopping(&a.value, statuses, states);
-                    if still {
-                        let need = reservation(&a.value.spec);
-                        stopping.push((a.value.node.clone(), a.value.service.clone(), need));
-                    }
-                    still
-                }
-            };
-            if !holds {
+            let stops = a.value.desired == DesiredState::Stop;
+            if stops && !task_still_stopping(&a.value, statuses, states) {
                 continue;
             }
             let Some(id) = cluster.node_id(&a.value.node) else {
@@ -66,9 +66,16 @@ impl Placer {
             };
             // A node that lost capacity may hold more than it offers now: it takes nothing new.
             let need = reservation(&a.value.spec);
-            if cluster.reserve(id, &a.value.service, need).is_err() {
-                let full = cluster.node(id).map(|n| n.free()).unwrap_or_default();
-                let _ = cluster.reserve(id, &a.value.service, full);
+            let held = cluster
+                .reserve_up_to(id, &a.value.service, need)
+                .unwrap_or_default();
+            if stops {
+                stopping.push(Stopping {
+                    node: a.value.node.clone(),
+                    job: a.value.service.clone(),
+                    held,
+                    preempted_by: a.value.task.as_ref().and_then(|t| t.preempted_by.clone()),
+                });
             }
         }
         Placer {
@@ -78,16 +85,31 @@ impl Placer {
         }
     }
 
-    /// The placer's cluster as preemption sees it: every reservation of this pass, except
-    /// those of tasks already stopping (their room is being made).
-    pub fn preemption_picture(&self) -> ebb_scheduler::Cluster {
+    /// The placer's cluster as preemption sees it, and the rooms being made: every
+    /// reservation of this pass, except those of tasks stopping for another reason than a
+    /// preemption (their room is anyone's soon); a preempted task still stopping is room
+    /// being made for its preemptor only.
+    pub fn preemption_picture(
+        &self,
+    ) -> (ebb_scheduler::Cluster, Vec<ebb_scheduler::preempt::Pending>) {
         let mut picture = self.cluster.clone();
-        for (node, job, need) in &self.stopping {
-            if let Some(id) = picture.node_id(node) {
-                let _ = picture.release(id, job, *need);
+        let mut pending = Vec::new();
+        for s in &self.stopping {
+            let Some(id) = picture.node_id(&s.node) else {
+                continue;
+            };
+            match &s.preempted_by {
+                Some(owner) => pending.push(ebb_scheduler::preempt::Pending {
+                    node: id,
+                    owner: owner.clone(),
+                    resources: s.held,
+                }),
+                None => {
+                    let _ = picture.release(id, &s.job, s.held);
+                }
             }
         }
-        picture
+        (picture, pending)
     }
 
     /// Holds on `node` what it has free of `request`'s reservation: room being made for it
@@ -101,11 +123,6 @@ impl Placer {
     /// The id of node `name` in the placer's cluster (and in its preemption picture).
     pub fn node_id(&self, name: &str) -> Option<ebb_scheduler::NodeId> {
         self.cluster.node_id(name)
-    }
-
-    /// The name of node `id`.
-    pub fn node_name(&self, id: ebb_scheduler::NodeId) -> Option<&str> {
-        self.cluster.node(id).map(|n| n.name())
     }
 
     /// The next seed for a decision that breaks ties as placement does.

@@ -5,9 +5,9 @@
 //! capacity. [`TaskBook`] is the leader's index of task records; [`plan_jobs`] the decision.
 
 mod book;
+mod cron;
 mod decide;
 mod preempt;
 
 pub use book::{BookChange, JobTasks, TaskBook};
-pub use decide::{plan_jobs, JobsInput, MAX_TASKS_PER_NODE};
-pub use preempt::MAX_ASKS_PER_PASS;
+pub use decide::{plan_jobs, JobsInput};

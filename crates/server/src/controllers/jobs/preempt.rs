@@ -6,11 +6,14 @@
 //! preempted whom and why.
 //!
 //! A room is made in one pass and taken in a later one, once the victims have ended (the
-//! [`Placer`] holds a stopping task's reservation until then). Meanwhile every pass asks again,
-//! finds the room being made ([`Room::Waiting`]), and holds the part of it that is free already,
-//! so that work of lower priority placed in the same pass (a victim queued again, say) cannot
-//! take it: asks come before the placements they outrank, since services ask before any task
-//! is placed and jobs ask when the queue reaches them in priority order.
+//! [`Placer`] holds a stopping task's reservation until then). Meanwhile every pass asks again:
+//! a victim still stopping is room for the asker it was preempted for only (its
+//! `TaskRef.preempted_by`), so the asker finds its own room ([`Room::Waiting`]) and holds the
+//! part of it that is free already, and no other asker counts on it. Tasks of lower priority
+//! placed in the same pass (a victim queued again, say) cannot take a held room: jobs ask when
+//! the queue reaches them in priority order. Services are placed before any task whatever
+//! their priority (the services' part of the pass comes first), so a service whose
+//! `priority` is below a job's may still take room that job's victims freed once they ended.
 
 use super::decide::{attempt_end, JobView, MAX_TASKS_PER_NODE};
 use crate::controllers::instances::placer::{request_of, reservation};
@@ -40,16 +43,21 @@ pub(super) struct Asker<'s> {
     pub(super) count: u32,
 }
 
-/// The pass's preemption: the running tasks and the picture rooms are made in.
+/// The pass's preemption: the running tasks, and the picture rooms are made in (taken from
+/// the placer at the first ask, so a pass where nothing asks does not pay for it).
 pub(super) struct Rooms<'a> {
-    preemption: Preemption,
+    preemption: Option<Preemption>,
+    /// What the preemption is built from at the first ask.
+    jobs: Vec<JobSlack>,
+    tasks: Vec<Running>,
     /// Each running task's assignment and job priority, by the preemption's task index.
     attempts: Vec<(&'a Versioned<Assignment>, u8)>,
+    now_ms: u64,
     asks: usize,
 }
 
 impl<'a> Rooms<'a> {
-    /// The running tasks of `views` that preemption may consider, over the placer's picture.
+    /// The running tasks of `views` that preemption may consider.
     pub(super) fn new(
         snapshot: &Snapshot,
         views: &[JobView<'a>],
@@ -87,12 +95,30 @@ impl<'a> Rooms<'a> {
                 spare: live.saturating_sub(spec.parallelism.min),
             });
         }
-        let cap = u32::try_from(MAX_TASKS_PER_NODE).unwrap_or(u32::MAX);
         Rooms {
-            preemption: Preemption::new(placer.preemption_picture(), jobs, tasks, cap, now_ms),
+            preemption: None,
+            jobs,
+            tasks,
             attempts,
+            now_ms,
             asks: 0,
         }
+    }
+
+    /// The preemption, built from the placer's picture at the first ask.
+    fn preemption(&mut self, placer: &Placer) -> &mut Preemption {
+        self.preemption.get_or_insert_with(|| {
+            let (picture, pending) = placer.preemption_picture();
+            let cap = u32::try_from(MAX_TASKS_PER_NODE).unwrap_or(u32::MAX);
+            Preemption::new(
+                picture,
+                pending,
+                std::mem::take(&mut self.jobs),
+                std::mem::take(&mut self.tasks),
+                cap,
+                self.now_ms,
+            )
+        })
     }
 
     /// Makes room for `asker`'s instances, one at a time, until one finds none: stops the
@@ -106,18 +132,21 @@ impl<'a> Rooms<'a> {
         budget: &mut usize,
     ) -> u32 {
         let request = request_of(asker.spec);
-        let ask = Ask {
-            request: &request,
-            priority: asker.priority,
-            task: asker.task,
-        };
         let mut made = 0;
         for _ in 0..asker.count {
-            if self.asks >= MAX_ASKS_PER_PASS || *budget == 0 {
+            if self.asks >= MAX_ASKS_PER_PASS {
                 break;
             }
             self.asks += 1;
-            let Some(room) = self.preemption.make_room(&ask, placer.next_seed()) else {
+            let ask = Ask {
+                owner: &asker.who,
+                request: &request,
+                priority: asker.priority,
+                task: asker.task,
+                max_victims: *budget,
+            };
+            let seed = placer.next_seed();
+            let Some(room) = self.preemption(placer).make_room(&ask, seed) else {
                 break;
             };
             let (node, victims) = match room {
@@ -126,10 +155,8 @@ impl<'a> Rooms<'a> {
             };
             placer.hold(node, &request);
             for t in victims {
-                if *budget == 0 {
-                    break;
-                }
-                *budget -= 1;
+                // Within budget: a room is made only with as many victims as can be stopped.
+                *budget = budget.saturating_sub(1);
                 let (a, priority) = self.attempts[t];
                 stop_victim(a, priority, asker, plan);
                 made += 1;
@@ -138,17 +165,19 @@ impl<'a> Rooms<'a> {
         made
     }
 
-    /// Notes an instance of `spec` placed on `node` in this pass.
+    /// Notes an instance of `spec` placed on `node` in this pass (after the picture was
+    /// taken; before, the placer's picture has it).
     pub(super) fn placed(&mut self, placer: &Placer, node: &str, spec: &ServiceSpec, task: bool) {
-        if let Some(id) = placer.node_id(node) {
-            self.preemption.placed(id, &request_of(spec), task);
+        if let (Some(p), Some(id)) = (self.preemption.as_mut(), placer.node_id(node)) {
+            p.placed(id, &request_of(spec), task);
         }
     }
 
     /// Rooms the pass could not make only because of young tasks are asked for again within
     /// a second (a `min_runtime` ends with time, not with a store change).
     pub(super) fn finish(&self, plan: &mut Plan) {
-        if self.preemption.held_back() && plan.recheck == Recheck::OnChange {
+        let held_back = self.preemption.as_ref().is_some_and(Preemption::held_back);
+        if held_back && plan.recheck == Recheck::OnChange {
             plan.recheck = Recheck::EverySecond;
         }
     }
