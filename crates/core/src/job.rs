@@ -120,6 +120,13 @@ pub struct JobSpec {
     /// How the scheduler chooses among nodes.
     #[serde(default, skip_serializing_if = "Placement::is_default")]
     pub placement: Placement,
+    /// When runs start: a cron pattern, optionally after `CRON_TZ=Zone` (see
+    /// [`crate::schedule::Schedule`]); None: one run, at submission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// What a firing does while the last run still runs.
+    #[serde(default, skip_serializing_if = "crate::schedule::Overlap::is_default")]
+    pub overlap: crate::schedule::Overlap,
 }
 
 impl JobSpec {
@@ -146,7 +153,15 @@ impl JobSpec {
             stop: StopSpec::default(),
             constraints: Vec::new(),
             placement: Placement::default(),
+            schedule: None,
+            overlap: crate::schedule::Overlap::default(),
         }
+    }
+
+    /// The parsed `schedule`, if it has one that parses (a stored spec was checked when it
+    /// was deployed).
+    pub fn parsed_schedule(&self) -> Option<crate::schedule::Schedule> {
+        crate::schedule::Schedule::parse(self.schedule.as_deref()?).ok()
     }
 
     /// Every problem with the spec, fields named as the file spells them (`jobs.x.tasks`).
@@ -227,6 +242,13 @@ impl JobSpec {
             if let Err(e) = crate::Constraint::parse(text) {
                 p.add(&format!("constraints[{i}]"), e.to_string());
             }
+        }
+        if let Some(Err(e)) = self
+            .schedule
+            .as_deref()
+            .map(crate::schedule::Schedule::parse)
+        {
+            p.add("schedule", e);
         }
         p.stop(&self.stop);
         p.into_errors()

@@ -13,6 +13,7 @@ pub mod hash;
 pub mod instance;
 pub mod job;
 pub mod quantity;
+pub mod schedule;
 pub mod service;
 pub mod traffic;
 

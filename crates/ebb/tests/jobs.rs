@@ -443,6 +443,11 @@ fail_on_exit_codes = [0]
 
 [queues.q]
 weight = 0
+
+[jobs.nightly]
+command = ["true"]
+schedule = "CRON_TZ=Mars/Olympus 0 3 * * *"
+overlap = "sometimes"
 "#;
     let file = deploy_file(dir.path(), "bad.toml", text);
     let out = std::process::Command::new(EBB)
@@ -460,6 +465,11 @@ weight = 0
         "exit code 0 is not one a process can fail with",
         "queues.q.weight",
         "the name `web` is already used",
+        "jobs.nightly.schedule",
+        "unknown time zone \"Mars/Olympus\"",
+        "bad.toml:20:12",
+        "bad.toml:21:11",
+        "sometimes",
     ] {
         assert!(err.contains(needle), "no {needle:?} in:\n{err}");
     }
@@ -633,4 +643,83 @@ cpu = 0.5
     assert_eq!(done["job"]["state"], "completed", "{done}");
     assert_eq!(done["job"]["completed"], 20, "{done}");
     assert_eq!(done["job"]["failed"], 0, "{done}");
+}
+
+/// Start times (unix ns) that tasks of `tag` wrote to `log`.
+fn starts(log: &Path, tag: &str) -> Vec<u128> {
+    lines(log)
+        .iter()
+        .filter_map(|l| l.strip_prefix(&format!("{tag} ")))
+        .filter_map(|t| t.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_scheduled_job_runs_at_its_firings_and_skips_or_replaces_a_run_still_running() {
+    let (server, _agents) = cluster("jobs-cron", 1, &[]);
+    let dir = server.dir.path();
+    let log = dir.join("starts");
+    // Every 2 s (a seconds field first); each run takes 3 s, so every other firing finds the
+    // last run still running: skipped by default.
+    let text = format!(
+        r#"
+[jobs.tick]
+command = ["sh", "-c", "echo tick $(date +%s%N) >> {log}; sleep 3"]
+schedule = "*/2 * * * * *"
+
+[jobs.swap]
+command = ["sh", "-c", "echo swap $(date +%s%N) >> {log}; sleep 100"]
+schedule = "*/2 * * * * *"
+overlap = "replace"
+"#,
+        log = log.display()
+    );
+    server.ok(&[
+        "deploy",
+        deploy_file(dir, "cron.toml", &text).to_str().unwrap(),
+    ]);
+    let row = jobs(&server)
+        .into_iter()
+        .find(|j| j["name"] == "tick")
+        .unwrap();
+    assert!(
+        row["reason"].as_str().unwrap_or("").contains("next run at"),
+        "before its first firing the job says when it runs: {row}"
+    );
+    eventually("three runs of each", Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(200));
+        (starts(&log, "tick").len() >= 3 && starts(&log, "swap").len() >= 3).then_some(())
+    });
+    server.ok(&["cancel", "tick"]);
+    server.ok(&["cancel", "swap"]);
+    let second = 1_000_000_000u128;
+    let tick = starts(&log, "tick");
+    for pair in tick.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= 3 * second,
+            "a run starts only after the last one ended (3 s): {tick:?}"
+        );
+        assert!(
+            gap < 6 * second,
+            "the next firing after the end runs: {tick:?}"
+        );
+    }
+    for t in &tick {
+        assert!(
+            t % (2 * second) < second,
+            "runs start on the firings (even seconds), within a second: {tick:?}"
+        );
+    }
+    let swap = starts(&log, "swap");
+    for pair in swap.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap < 3 * second,
+            "each firing replaces the run still running: {swap:?}"
+        );
+    }
+    let events = server.ok(&["events", "--limit", "1000"]);
+    assert!(events.contains("was skipped: run"), "{events}");
+    assert!(events.contains("replaces run"), "{events}");
 }

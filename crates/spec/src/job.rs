@@ -5,13 +5,14 @@ use crate::document::{entries, Ctx, Entry};
 use crate::service::{constraints, env, report_core_problems, resources, stop, workdir};
 use crate::values;
 use ebb_core::job::{MAX_PRIORITY, MAX_QUEUE_WEIGHT, MAX_RETRIES, MAX_TASKS};
+use ebb_core::schedule::{Overlap, OVERLAPS};
 use ebb_core::service::{FieldError, PLACEMENTS};
 use ebb_core::{JobSpec, Parallelism, Placement, QueueSpec};
 use std::ops::Range;
 use std::path::Path;
 use toml_edit::{TableLike, Value};
 
-const JOB_FIELDS: [&str; 16] = [
+const JOB_FIELDS: [&str; 18] = [
     "command",
     "tasks",
     "parallelism",
@@ -28,6 +29,8 @@ const JOB_FIELDS: [&str; 16] = [
     "stop",
     "constraints",
     "placement",
+    "schedule",
+    "overlap",
 ];
 const PARALLELISM_FIELDS: [&str; 2] = ["min", "max"];
 const QUEUE_FIELDS: [&str; 2] = ["weight", "max_running"];
@@ -106,6 +109,12 @@ pub(crate) fn convert(
     }
     if let Some(e) = get("placement") {
         job.placement = values::choice(ctx, e, &PLACEMENTS, Placement::parse).unwrap_or_default();
+    }
+    if let Some(e) = get("schedule") {
+        job.schedule = values::string(ctx, e);
+    }
+    if let Some(e) = get("overlap") {
+        job.overlap = values::choice(ctx, e, &OVERLAPS, Overlap::parse).unwrap_or_default();
     }
     core_checks(ctx, table, &header, &base, first_error, job.validate());
     (ctx.errors.len() == first_error).then_some(job)

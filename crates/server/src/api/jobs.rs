@@ -71,7 +71,9 @@ pub fn plan_apply(
                 let finished = progress
                     .get(&job.name)
                     .is_some_and(|p| p.value.run == old.value.run && p.value.finished.is_some());
-                if !finished && old.value.cancelled_ms.is_none() {
+                // A scheduled run that has not fired yet is not running: it is replaced.
+                let waiting = old.value.submitted_ms > now;
+                if !finished && !waiting && old.value.cancelled_ms.is_none() {
                     return Err(ApiError::new(
                         StatusCode::CONFLICT,
                         format!(
@@ -86,10 +88,12 @@ pub fn plan_apply(
             None => ("submitted", 1),
         };
         if change != "unchanged" {
+            // A scheduled job's first run starts at its first firing.
+            let first = job.parsed_schedule().and_then(|s| s.next_after(now));
             let record = JobRecord {
                 spec: job.clone(),
                 run,
-                submitted_ms: now,
+                submitted_ms: first.unwrap_or(now),
                 cancelled_ms: None,
             };
             writes.ops.push(Op::put(
@@ -102,8 +106,16 @@ pub fn plan_apply(
                     now,
                     EventKind::JobSubmitted,
                     format!(
-                        "job {} {change} (run {run}): {} tasks, queue {}, priority {}",
-                        job.name, job.tasks, job.queue, job.priority
+                        "job {} {change} (run {run}): {} tasks, queue {}, priority {}{}",
+                        job.name,
+                        job.tasks,
+                        job.queue,
+                        job.priority,
+                        first.map_or(String::new(), |at| format!(
+                            "; schedule {:?}, first run at {}",
+                            job.schedule.as_deref().unwrap_or(""),
+                            ebb_core::schedule::format_utc(at)
+                        ))
                     ),
                 )
                 .service(&job.name),
@@ -188,7 +200,7 @@ pub fn job_views_with(
                 .map(|p| p.value.clone())
                 .filter(|p| p.run == record.value.run);
             let running = running.get(&name).copied().unwrap_or(0);
-            view(record.value, p, running)
+            view(record.value, p, running, now_ms())
         })
         .collect())
 }
@@ -206,8 +218,16 @@ fn running_by_job(assignments: &[Versioned<Assignment>]) -> HashMap<String, u32>
     running
 }
 
-fn view(record: JobRecord, progress: Option<JobProgress>, running: u32) -> JobView {
+fn view(record: JobRecord, progress: Option<JobProgress>, running: u32, now: u64) -> JobView {
     let p = progress.unwrap_or_default();
+    // A scheduled run before its firing says when it starts.
+    let next_run = (record.submitted_ms > now && p.finished.is_none()).then(|| {
+        format!(
+            "next run at {} (schedule {:?})",
+            ebb_core::schedule::format_utc(record.submitted_ms),
+            record.spec.schedule.as_deref().unwrap_or("")
+        )
+    });
     let state = match &p.finished {
         Some(end) => end.state,
         None if record.cancelled_ms.is_some() => JobState::Cancelled,
@@ -237,7 +257,7 @@ fn view(record: JobRecord, progress: Option<JobProgress>, running: u32) -> JobVi
         submitted_ms: record.submitted_ms,
         started_ms: p.started_ms,
         finished_ms: p.finished.as_ref().map(|f| f.at_ms),
-        reason: p.finished.map(|f| f.reason),
+        reason: p.finished.map(|f| f.reason).or(next_run),
         spec: record.spec,
     }
 }

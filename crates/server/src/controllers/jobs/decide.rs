@@ -4,6 +4,7 @@
 //! on what the services left free, with the same [`Placer`] and its reservations.
 
 use super::book::{BookChange, JobTasks, TaskBook};
+use super::cron::plan_schedules;
 use super::preempt::{self, Asker, Rooms};
 use crate::controllers::instances::Recheck;
 use crate::controllers::instances::{current_status, Placer, Plan, Snapshot};
@@ -72,6 +73,8 @@ pub(super) enum End {
 pub(super) struct JobView<'a> {
     pub(super) name: &'a str,
     pub(super) record: &'a JobRecord,
+    /// The record's store revision (a scheduled job's next run replaces it).
+    pub(super) revision: u64,
     progress: JobProgress,
     /// Its tasks as the book has them (an empty book when nothing of this run is recorded).
     tasks: &'a JobTasks,
@@ -150,6 +153,7 @@ pub fn plan_jobs(
         let mut view = JobView {
             name,
             record: &record.value,
+            revision: record.mod_revision,
             progress,
             tasks,
             finals_now: (0, 0, 0),
@@ -172,6 +176,7 @@ pub fn plan_jobs(
             drop_attempt(snapshot, a, plan, &mut budget);
         }
     }
+    plan_schedules(&views, plan, &mut budget);
     place_waiting(snapshot, &mut views, input, placer, plan, &mut budget);
     for view in &views {
         if budget >= 1 && write_progress(view, input, plan) {
@@ -489,7 +494,8 @@ fn place_waiting<'a>(
             queues.len() - 1
         });
         queues[q].running += u32::try_from(view.running.len()).unwrap_or(u32::MAX);
-        if view.progress.finished.is_some() {
+        // A scheduled run waits for its firing.
+        if view.progress.finished.is_some() || view.record.submitted_ms > now {
             continue;
         }
         let waiting = view.tasks.ready(spec.tasks, now);
