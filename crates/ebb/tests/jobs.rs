@@ -671,6 +671,11 @@ schedule = "*/2 * * * * *"
 command = ["sh", "-c", "echo swap $(date +%s%N) >> {log}; sleep 100"]
 schedule = "*/2 * * * * *"
 overlap = "replace"
+
+[jobs.line]
+command = ["sh", "-c", "echo line $(date +%s%N) >> {log}; sleep 3"]
+schedule = "*/2 * * * * *"
+overlap = "queue"
 "#,
         log = log.display()
     );
@@ -688,10 +693,14 @@ overlap = "replace"
     );
     eventually("three runs of each", Duration::from_secs(30), || {
         std::thread::sleep(Duration::from_millis(200));
-        (starts(&log, "tick").len() >= 3 && starts(&log, "swap").len() >= 3).then_some(())
+        let enough = ["tick", "swap", "line"]
+            .iter()
+            .all(|tag| starts(&log, tag).len() >= 3);
+        enough.then_some(())
     });
-    server.ok(&["cancel", "tick"]);
-    server.ok(&["cancel", "swap"]);
+    for name in ["tick", "swap", "line"] {
+        server.ok(&["cancel", name]);
+    }
     let second = 1_000_000_000u128;
     let tick = starts(&log, "tick");
     for pair in tick.windows(2) {
@@ -719,7 +728,64 @@ overlap = "replace"
             "each firing replaces the run still running: {swap:?}"
         );
     }
+    // queue: the missed firing runs as soon as the last run ends, back to back.
+    let line = starts(&log, "line");
+    for pair in line.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            (3 * second..3 * second + 900_000_000).contains(&gap),
+            "a queued firing starts when the last run ends (3 s): {line:?}"
+        );
+    }
     let events = server.ok(&["events", "--limit", "1000"]);
     assert!(events.contains("was skipped: run"), "{events}");
     assert!(events.contains("replaces run"), "{events}");
+}
+
+#[test]
+fn a_drained_nodes_tasks_run_until_the_deadline_then_run_again_elsewhere() {
+    let (server, _agents) = cluster("jobs-drain", 2, &[]);
+    let dir = server.dir.path();
+    let (log, finish) = (dir.join("starts"), dir.join("finish"));
+    let text = format!(
+        r#"
+[jobs.long]
+command = {cmd}
+tasks = 1
+"#,
+        cmd = until_finished("long", &log, &finish)
+    );
+    server.ok(&[
+        "deploy",
+        deploy_file(dir, "long.toml", &text).to_str().unwrap(),
+    ]);
+    wait_job_row(&server, "long", "the task running", |j| j["running"] == 1);
+    let first = job(&server, "long")["tasks"][0]["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The drain waits for the task until its deadline, then stops it; the task runs again
+    // on the other node, and the drain ends.
+    server.ok(&["drain", &first, "--deadline", "2s"]);
+    let j = eventually("the task running again", Duration::from_secs(30), || {
+        let j = job(&server, "long");
+        let again = j["tasks"][0]["attempt"] == 2 && j["job"]["running"] == 1;
+        if !again {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        again.then_some(j)
+    });
+    let task = &j["tasks"][0];
+    assert_eq!(task["attempt"], 2, "{j}");
+    assert_ne!(task["node"], first.as_str(), "{j}");
+    assert_eq!(j["job"]["failed"], 0, "{j}");
+    let events = server.ok(&["events", "--limit", "1000"]);
+    assert!(
+        events.contains(&format!("the drain of node {first} passed its deadline")),
+        "{events}"
+    );
+    std::fs::write(&finish, "").unwrap();
+    let done = wait_finished(&server, "long", Duration::from_secs(60));
+    assert_eq!(done["job"]["state"], "completed", "{done}");
+    assert_eq!(done["job"]["failed"], 0, "{done}");
 }

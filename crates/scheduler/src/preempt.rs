@@ -326,6 +326,23 @@ impl Preemption {
             }
         }
         kept.reverse();
+        // Fewest: one task that makes the room alone, no dearer than the set (not needed where
+        // the set takes only spare tasks, of no higher priority than the set's highest), goes
+        // instead of several.
+        if kept.len() > 1 {
+            let set_needed = order.iter().any(|&(n, t)| n && kept.contains(&t));
+            let set_priority = kept.iter().map(|&t| self.tasks[t].priority).max();
+            let single = order.iter().find(|&&(n, t)| {
+                let task = &self.tasks[t];
+                let room = free.checked_add(task.resources).unwrap_or(free);
+                fits(room, self.tasks_on[i].saturating_sub(1))
+                    && (set_needed || !n)
+                    && Some(task.priority) <= set_priority
+            });
+            if let Some(&(_, t)) = single {
+                kept = vec![t];
+            }
+        }
         (kept.len() <= ask.max_victims).then_some(kept)
     }
 
@@ -503,6 +520,25 @@ mod tests {
             Some(Room::Waiting(NodeId(1)))
         );
         assert_eq!(p.make_room(&ask(&cpu(1000), 90), 1), None, "nothing left");
+    }
+
+    #[test]
+    fn one_big_victim_goes_rather_than_several_small_ones() {
+        let mut s = setup(1);
+        let low = s.job("low", 0);
+        // One old 2-cpu task and four young half-cpu ones, all of priority 10.
+        s.task(low, 10, 0, 2000, 0);
+        for k in 0..4 {
+            s.task(low, 10, 0, 500, 10_000 + k);
+        }
+        let mut p = s.preemption(100_000);
+        assert_eq!(
+            p.make_room(&ask(&cpu(2000), 90), 1),
+            Some(Room::Made {
+                node: NodeId(0),
+                victims: vec![0]
+            })
+        );
     }
 
     #[test]

@@ -57,8 +57,10 @@ pub fn decide_with_jobs(snapshot: &Snapshot, book: &TaskBook, now_ms: u64) -> Pl
         &mut plan,
     );
     let under_way = moves::under_way(&migrations, assignments);
+    // Drains see tasks too: a node is drained once its tasks are gone as well (the jobs part
+    // stops them at the drain's deadline).
     let evict = moves::drive_drains(
-        assignments,
+        &snapshot.assignments,
         &snapshot.node_drains,
         &migrations,
         &snapshot.drains,

@@ -122,9 +122,11 @@ pub(super) fn drive_drains(
         if states.get(node) == NodeState::Down {
             continue; // its instances are replaced as lost ones
         }
-        // Instances still serving from this node, in a stable order.
+        // Service instances still serving from this node, in a stable order (tasks are not
+        // moved: they run to their end or, past the deadline, the jobs part stops them).
         let mut serving: Vec<&Assignment> = on_node
             .into_iter()
+            .filter(|a| a.task.is_none())
             .filter(|a| a.desired == DesiredState::Run && !router_drains.contains_key(&a.id))
             .collect();
         serving.sort_by(|a, b| a.id.cmp(&b.id));

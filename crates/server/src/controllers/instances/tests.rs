@@ -997,4 +997,35 @@ mod jobs {
         let placed: Vec<String> = placed_tasks(&plan).into_iter().map(|a| a.service).collect();
         assert_eq!(placed, ["high"]);
     }
+
+    #[test]
+    fn a_drained_nodes_tasks_run_until_the_deadline_and_keep_the_drain_open() {
+        let batch = cpu_job("batch", 1, 50);
+        let task = running_task(&batch, 0, "n1", 60, T0 - 120_000);
+        let base = with_job(snapshot(&["n1", "n2"]), batch).with_instance(task, true);
+        // Before the deadline: the task runs on, and the drain is not done.
+        let plan = decide_with_jobs(
+            &base.clone().with_node_drain("n1", T0 + 60_000),
+            &TaskBook::default(),
+            T0,
+        );
+        assert!(preempted(&plan).is_empty());
+        assert!(
+            puts(&plan, keys::NODE_DRAINS).is_empty(),
+            "not done while a task runs"
+        );
+        // Past it: stopped, to run again elsewhere, not failed.
+        let plan = decide_with_jobs(
+            &base.with_node_drain("n1", T0 - 1),
+            &TaskBook::default(),
+            T0,
+        );
+        assert_eq!(
+            preempted(&plan),
+            [(
+                "batch-0".to_string(),
+                Some("the drain of node n1".to_string())
+            )]
+        );
+    }
 }

@@ -176,6 +176,7 @@ pub fn plan_jobs(
             drop_attempt(snapshot, a, plan, &mut budget);
         }
     }
+    stop_drained(snapshot, &views, plan, &mut budget);
     plan_schedules(&views, plan, &mut budget);
     place_waiting(snapshot, &mut views, input, placer, plan, &mut budget);
     for view in &views {
@@ -609,6 +610,54 @@ fn place_waiting<'a>(
         }
     }
     rooms.finish(plan);
+}
+
+/// Tasks on a node whose drain deadline has passed are stopped (their grace given), queued
+/// again and not counted as failures; before the deadline they run on (as Nomad lets batch
+/// work finish), and the node takes no new ones.
+fn stop_drained(snapshot: &Snapshot, views: &[JobView], plan: &mut Plan, budget: &mut usize) {
+    let now = plan.now_ms;
+    let overdue = |node: &str| {
+        snapshot
+            .node_drains
+            .get(node)
+            .is_some_and(|d| d.value.done_ms.is_none() && now >= d.value.deadline_ms)
+    };
+    // A finished job's attempts are stopped by `settle_attempt` (one write per key a pass).
+    let live = views.iter().filter(|v| !v.finished());
+    for a in live.flat_map(|v| &v.running) {
+        let runs =
+            a.value.desired == DesiredState::Run && attempt_end(snapshot, &a.value).is_none();
+        if !runs || !overdue(&a.value.node) || *budget == 0 {
+            continue;
+        }
+        *budget -= 1;
+        let mut stopped = a.value.clone();
+        stopped.desired = DesiredState::Stop;
+        if let Some(task) = stopped.task.as_mut() {
+            task.preempted_by = Some(format!("the drain of node {}", a.value.node));
+        }
+        plan.ops.push(Op::put(
+            keys::instance(&stopped.id),
+            keys::encode(&stopped),
+            Expect::ModRevision(a.mod_revision),
+        ));
+        if let Some(t) = &a.value.task {
+            plan.events.push(
+                Event::new(
+                    now,
+                    EventKind::TaskPreempted,
+                    format!(
+                        "task {} of job {} stopped: the drain of node {} passed its deadline; it is queued again, not counted as a failure",
+                        t.index, t.job, a.value.node
+                    ),
+                )
+                .service(&t.job)
+                .instance(&a.value.id)
+                .node(&a.value.node),
+            );
+        }
+    }
 }
 
 /// Writes the job's progress when it changed; true if it wrote. A run that had already ended
