@@ -243,12 +243,20 @@ impl JobSpec {
                 p.add(&format!("constraints[{i}]"), e.to_string());
             }
         }
-        if let Some(Err(e)) = self
+        match self
             .schedule
             .as_deref()
             .map(crate::schedule::Schedule::parse)
         {
-            p.add("schedule", e);
+            Some(Err(e)) => p.add("schedule", e),
+            Some(Ok(s)) if s.next_after(0).is_none() => p.add(
+                "schedule",
+                format!(
+                    "{:?} never fires (no such date)",
+                    self.schedule.as_deref().unwrap_or("")
+                ),
+            ),
+            _ => {}
         }
         p.stop(&self.stop);
         p.into_errors()
@@ -518,6 +526,16 @@ pub struct TaskRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schedule_must_parse_and_fire() {
+        let mut job = JobSpec::new("nightly", vec!["true".into()], 1);
+        job.schedule = Some("0 0 30 2 *".into());
+        let errors = job.validate();
+        assert!(errors[0].to_string().contains("never fires"), "{errors:?}");
+        job.schedule = Some("CRON_TZ=Europe/Paris 0 3 * * *".into());
+        assert!(job.validate().is_empty());
+    }
 
     #[test]
     fn a_default_job_is_valid_and_a_bad_one_names_each_field() {

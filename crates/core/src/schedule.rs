@@ -98,11 +98,14 @@ impl Schedule {
     /// occurs twice fires at its first occurrence only, one that a change skips fires at the
     /// first minute after the change.
     pub fn next_after(&self, after_ms: u64) -> Option<u64> {
+        // Firings are on whole seconds, whatever the milliseconds of `after`.
+        let whole = after_ms - after_ms % 1_000;
         let after: DateTime<Utc> = Utc
-            .timestamp_millis_opt(i64::try_from(after_ms).ok()?)
+            .timestamp_millis_opt(i64::try_from(whole).ok()?)
             .single()?;
         let mut wall = after.with_timezone(&self.zone).naive_local();
-        // A match before `after` can only come from a repeated hour: a few steps at most.
+        // A match at or before `after` comes only from a repeated hour (its first occurrence
+        // fired already): the search goes on from the end of that hour, so two steps suffice.
         for _ in 0..4 {
             wall = self
                 .cron
@@ -113,8 +116,45 @@ impl Schedule {
             if ms > after_ms {
                 return Some(ms);
             }
+            wall = self.end_of_repeat(wall);
         }
         None
+    }
+
+    /// The last second of the repeated hour `wall` is in, or `wall` if it occurs once.
+    fn end_of_repeat(&self, wall: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
+        use chrono::LocalResult;
+        let repeated = |t| {
+            matches!(
+                self.zone.from_local_datetime(&t),
+                LocalResult::Ambiguous(..)
+            )
+        };
+        if !repeated(wall) {
+            return wall;
+        }
+        let mut t = wall;
+        for _ in 0..(24 * 60) {
+            t += chrono::Duration::minutes(1);
+            if !repeated(t) {
+                break;
+            }
+        }
+        t - chrono::Duration::seconds(1)
+    }
+
+    /// The latest firing at or before `at_ms`, searching forward from `from_ms` (a firing);
+    /// `at_ms` itself when there are too many in between (a gap of more than a day of
+    /// per-second firings).
+    pub fn latest_up_to(&self, from_ms: u64, at_ms: u64) -> u64 {
+        let mut latest = from_ms;
+        for _ in 0..MAX_CATCH_UP {
+            match self.next_after(latest) {
+                Some(n) if n <= at_ms => latest = n,
+                _ => return latest,
+            }
+        }
+        at_ms
     }
 
     /// The instant of wall time `wall` in the zone (see [`Schedule::next_after`]).
@@ -142,6 +182,9 @@ pub fn format_utc(ms: u64) -> String {
             |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         )
 }
+
+/// Most firings [`Schedule::latest_up_to`] steps over.
+const MAX_CATCH_UP: usize = 100_000;
 
 /// What the schedule does for a job at a pass, given its current run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,9 +219,10 @@ pub fn decide(
     };
     if !ended {
         return match overlap {
-            Overlap::Replace if now_ms >= next && now_ms >= run_at_ms => {
-                Firing::Replace { fired_ms: next }
-            }
+            // The latest firing that passed: after a gap, one replacement, not one per firing.
+            Overlap::Replace if now_ms >= next && now_ms >= run_at_ms => Firing::Replace {
+                fired_ms: schedule.latest_up_to(next, now_ms),
+            },
             _ => Firing::Wait,
         };
     }
@@ -190,11 +234,13 @@ pub fn decide(
     }
     // The next firing passed while the run ran (or while no leader was there to see it).
     match overlap {
-        Overlap::Queue => Firing::NextRun {
+        // Every firing runs: one that passed while nothing ran (the run ended before this
+        // pass) runs now.
+        Overlap::Queue | Overlap::Replace => Firing::NextRun {
             at_ms: now_ms,
             skipped_ms: None,
         },
-        Overlap::Skip | Overlap::Replace => match schedule.next_after(now_ms) {
+        Overlap::Skip => match schedule.next_after(now_ms) {
             Some(at_ms) => Firing::NextRun {
                 at_ms,
                 skipped_ms: Some(next),
@@ -264,6 +310,30 @@ mod tests {
     }
 
     #[test]
+    fn the_repeated_hour_fires_once_even_from_its_second_copy() {
+        // 2026-10-25: Paris goes from 03:00 summer time back to 02:00 winter time (01:00 UTC).
+        const CHANGE: u64 = 1_792_890_000_000;
+        let five = s("CRON_TZ=Europe/Paris */5 * * * *");
+        // 02:10 in the second copy (01:10 UTC): 02:15 fired in the first copy; next is 03:00
+        // winter time, 02:00 UTC.
+        assert_eq!(five.next_after(CHANGE + 10 * MIN), Some(CHANGE + HOUR));
+        // From the first copy (00:10 UTC), 02:15 summer time (00:15 UTC) comes next.
+        assert_eq!(five.next_after(CHANGE - 50 * MIN), Some(CHANGE - 45 * MIN));
+    }
+
+    #[test]
+    fn firings_are_on_whole_seconds() {
+        assert_eq!(
+            s("*/2 * * * * *").next_after(SAT_NOON + 1_500),
+            Some(SAT_NOON + 2_000)
+        );
+        assert_eq!(
+            s("*/2 * * * * *").next_after(SAT_NOON + 2_500),
+            Some(SAT_NOON + 4_000)
+        );
+    }
+
+    #[test]
     fn bad_patterns_and_zones_say_what_is_wrong() {
         for (text, phrase) in [
             (
@@ -326,6 +396,19 @@ mod tests {
                 SAT_NOON + 30 * MIN
             ),
             Firing::Wait
+        );
+        // Long after 13:00, replace takes the latest firing, once.
+        assert_eq!(
+            decide(
+                &hourly,
+                Overlap::Replace,
+                run_at,
+                false,
+                SAT_NOON + 3 * HOUR + MIN
+            ),
+            Firing::Replace {
+                fired_ms: SAT_NOON + 3 * HOUR
+            }
         );
         // The run ends at 13:05: skip waits for 14:00; queue starts at once.
         assert_eq!(

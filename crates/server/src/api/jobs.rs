@@ -90,6 +90,16 @@ pub fn plan_apply(
         if change != "unchanged" {
             // A scheduled job's first run starts at its first firing.
             let first = job.parsed_schedule().and_then(|s| s.next_after(now));
+            if job.schedule.is_some() && first.is_none() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "jobs.{}.schedule: {:?} never fires again",
+                        job.name,
+                        job.schedule.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
             let record = JobRecord {
                 spec: job.clone(),
                 run,

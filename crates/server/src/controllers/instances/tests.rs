@@ -1028,4 +1028,33 @@ mod jobs {
             )]
         );
     }
+
+    #[test]
+    fn a_replacing_firing_writes_one_run_for_the_latest_firing_and_starts_nothing_old() {
+        let mut job = cpu_job("swap", 2, 50);
+        job.schedule = Some("*/2 * * * * *".into());
+        job.overlap = ebb_core::schedule::Overlap::Replace;
+        // Run 1 fired 5 s ago (its task runs); firings at T0 - 4 s, T0 - 2 s and T0 passed.
+        let task = running_task(&job, 0, "n1", 60, T0 - 5_000);
+        let mut snap = with_job(snapshot(&["n1"]), job).with_instance(task, true);
+        snap.jobs.jobs.get_mut("swap").unwrap().value.submitted_ms = T0 - 5_000;
+        let plan = decide_with_jobs(&snap, &TaskBook::default(), T0);
+        let records: Vec<JobRecord> = plan
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Put { key, value, .. } if key == "jobs/swap" => {
+                    serde_json::from_slice(value).ok()
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(records.len(), 1, "{:?}", plan.ops);
+        assert_eq!((records[0].run, records[0].submitted_ms), (2, T0));
+        assert!(
+            placed_tasks(&plan).is_empty(),
+            "the replaced run starts nothing more"
+        );
+        assert!(events(&plan, EventKind::JobCancelled)[0].contains("run 2 replaces run 1"));
+    }
 }

@@ -7,15 +7,15 @@ use super::decide::JobView;
 use crate::controllers::instances::{Plan, Recheck};
 use crate::state::keys;
 use ebb_core::schedule::{self, format_utc, Firing};
-use ebb_core::{Event, EventKind, JobRecord};
+use ebb_core::{Event, EventKind, JobEnd, JobRecord, JobState};
 use ebb_store::{Expect, Op};
 
 /// Writes the next run of every scheduled job that is due one; passes run every second while
 /// any scheduled job is there (firings come with time, not with store changes).
-pub(super) fn plan_schedules(views: &[JobView], plan: &mut Plan, budget: &mut usize) {
+pub(super) fn plan_schedules(views: &mut [JobView], plan: &mut Plan, budget: &mut usize) {
     let now = plan.now_ms;
     let mut scheduled = false;
-    for view in views {
+    for view in views.iter_mut() {
         let spec = &view.record.spec;
         let Some(schedule) = spec.parsed_schedule() else {
             continue;
@@ -77,7 +77,20 @@ pub(super) fn plan_schedules(views: &[JobView], plan: &mut Plan, budget: &mut us
             Expect::ModRevision(view.revision),
         ));
         let kind = match firing {
-            Firing::Replace { .. } => EventKind::JobCancelled,
+            Firing::Replace { fired_ms } => {
+                // The replaced run ends here (its progress says so), and starts nothing more
+                // in this pass; the next pass stops its attempts as an older run's.
+                view.end(JobEnd {
+                    state: JobState::Cancelled,
+                    at_ms: now,
+                    reason: format!(
+                        "replaced by run {} at the firing of {}",
+                        view.record.run + 1,
+                        format_utc(fired_ms)
+                    ),
+                });
+                EventKind::JobCancelled
+            }
             _ => EventKind::JobSubmitted,
         };
         plan.events.push(

@@ -96,6 +96,11 @@ impl JobView<'_> {
         self.progress.finished.is_some()
     }
 
+    /// Ends the run in this pass (its progress is written with `end`).
+    pub(super) fn end(&mut self, end: JobEnd) {
+        self.progress.finished = Some(end);
+    }
+
     /// Completed, failed and cancelled tasks, this pass's records included.
     fn finals(&self) -> (u32, u32, u32) {
         let (c, f, x) = self.tasks.finals();
@@ -177,7 +182,7 @@ pub fn plan_jobs(
         }
     }
     stop_drained(snapshot, &views, plan, &mut budget);
-    plan_schedules(&views, plan, &mut budget);
+    plan_schedules(&mut views, plan, &mut budget);
     place_waiting(snapshot, &mut views, input, placer, plan, &mut budget);
     for view in &views {
         if budget >= 1 && write_progress(view, input, plan) {
