@@ -54,8 +54,17 @@ impl Plan {
 
     /// Asks the node to stop `a` (no event: callers say why in their own words).
     pub fn request_stop(&mut self, a: &Versioned<ebb_core::Assignment>) {
+        self.request_stop_for(a, None);
+    }
+
+    /// [`Plan::request_stop`] of a task stopped to make room (`who`: a preemptor, a drain),
+    /// so that its end is recorded as that, queued again and not a failure.
+    pub fn request_stop_for(&mut self, a: &Versioned<ebb_core::Assignment>, who: Option<String>) {
         let mut stopped = a.value.clone();
         stopped.desired = ebb_core::DesiredState::Stop;
+        if let Some(task) = stopped.task.as_mut().filter(|_| who.is_some()) {
+            task.preempted_by = who;
+        }
         self.ops.push(Op::put(
             keys::instance(&stopped.id),
             keys::encode(&stopped),

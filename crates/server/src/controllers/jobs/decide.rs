@@ -253,6 +253,12 @@ fn settle_attempt<'a>(
     }
 }
 
+/// Whether attempt `a` is asked to run and has not ended (its node is not down either): what
+/// preemption and drains may stop.
+pub(super) fn still_runs(snapshot: &Snapshot, a: &Versioned<Assignment>) -> bool {
+    a.value.desired == DesiredState::Run && attempt_end(snapshot, &a.value).is_none()
+}
+
 /// How an attempt ended, if it did. What its node reported comes first: an attempt that
 /// exited 0 before its node was lost is completed, not run again.
 pub(super) fn attempt_end(snapshot: &Snapshot, a: &Assignment) -> Option<End> {
@@ -631,22 +637,11 @@ fn stop_drained(snapshot: &Snapshot, views: &[JobView], plan: &mut Plan, budget:
     // A finished job's attempts are stopped by `settle_attempt` (one write per key a pass).
     let live = views.iter().filter(|v| !v.finished());
     for a in live.flat_map(|v| &v.running) {
-        let runs =
-            a.value.desired == DesiredState::Run && attempt_end(snapshot, &a.value).is_none();
-        if !runs || !overdue(&a.value.node) || *budget == 0 {
+        if !still_runs(snapshot, a) || !overdue(&a.value.node) || *budget == 0 {
             continue;
         }
         *budget -= 1;
-        let mut stopped = a.value.clone();
-        stopped.desired = DesiredState::Stop;
-        if let Some(task) = stopped.task.as_mut() {
-            task.preempted_by = Some(format!("the drain of node {}", a.value.node));
-        }
-        plan.ops.push(Op::put(
-            keys::instance(&stopped.id),
-            keys::encode(&stopped),
-            Expect::ModRevision(a.mod_revision),
-        ));
+        plan.request_stop_for(a, Some(format!("the drain of node {}", a.value.node)));
         if let Some(t) = &a.value.task {
             plan.events.push(
                 Event::new(

@@ -15,15 +15,13 @@
 //! their priority (the services' part of the pass comes first), so a service whose
 //! `priority` is below a job's may still take room that job's victims freed once they ended.
 
-use super::decide::{attempt_end, JobView, MAX_TASKS_PER_NODE};
+use super::decide::{still_runs, JobView, MAX_TASKS_PER_NODE};
 use crate::controllers::instances::placer::{request_of, reservation};
 use crate::controllers::instances::{Placer, Plan, Recheck, Snapshot};
-use crate::state::keys::{self, Versioned};
-use ebb_core::api::NodeState;
+use crate::state::keys::Versioned;
 use ebb_core::quantity::format_duration;
-use ebb_core::{Assignment, DesiredState, Event, EventKind, ServiceSpec};
+use ebb_core::{Assignment, Event, EventKind, ServiceSpec};
 use ebb_scheduler::preempt::{Ask, JobSlack, Preemption, Room, Running};
-use ebb_store::{Expect, Op};
 
 /// Most rooms one pass looks for: each costs a scan of the nodes' tasks, and what is left
 /// waits for the next pass (which the victims' ends bring at once).
@@ -72,10 +70,7 @@ impl<'a> Rooms<'a> {
             let min_runtime = u64::try_from(spec.min_runtime.as_millis()).unwrap_or(u64::MAX);
             let mut live = 0u32;
             for &a in &view.running {
-                let runs = a.value.desired == DesiredState::Run
-                    && !view.finished()
-                    && snapshot.states.get(&a.value.node) != NodeState::Down
-                    && attempt_end(snapshot, &a.value).is_none();
+                let runs = !view.finished() && still_runs(snapshot, a);
                 let Some(node) = placer.node_id(&a.value.node).filter(|_| runs) else {
                     continue;
                 };
@@ -222,18 +217,11 @@ pub(super) fn for_services(
 /// Asks the victim's node to stop it (its stop signal, then its grace), marked as preempted
 /// by the asker, with the event that says so.
 fn stop_victim(a: &Versioned<Assignment>, priority: u8, asker: &Asker, plan: &mut Plan) {
-    let mut stopped = a.value.clone();
-    stopped.desired = DesiredState::Stop;
-    let Some(task) = stopped.task.as_mut() else {
+    let Some(task) = &a.value.task else {
         return;
     };
-    task.preempted_by = Some(asker.who.clone());
     let (job, index) = (task.job.clone(), task.index);
-    plan.ops.push(Op::put(
-        keys::instance(&stopped.id),
-        keys::encode(&stopped),
-        Expect::ModRevision(a.mod_revision),
-    ));
+    plan.request_stop_for(a, Some(asker.who.clone()));
     let ran = std::time::Duration::from_millis(plan.now_ms.saturating_sub(a.value.created_ms));
     let stop = &a.value.spec.stop;
     let message = format!(
