@@ -10,6 +10,7 @@ pub use supervisor::{
 };
 pub mod capacity;
 pub mod credential;
+pub mod log_channel;
 pub mod sync;
 
 /// CPU of this machine in millicores (all cores visible to ebb).

@@ -27,7 +27,7 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause after a failed call, so an unreachable server is not hammered.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-/// Runs both loops until `stop` is cancelled.
+/// Runs both loops, and the log channel (`crate::log_channel`), until `stop` is cancelled.
 pub async fn run(client: Client, supervisor: Supervisor, node: NodeInfo, stop: CancellationToken) {
     let applier = Applier {
         supervisor,
@@ -39,8 +39,14 @@ pub async fn run(client: Client, supervisor: Supervisor, node: NodeInfo, stop: C
         node.clone(),
         stop.clone(),
     ));
+    let logs = tokio::spawn(crate::log_channel::run(
+        client.clone(),
+        applier.supervisor.clone(),
+        node.name.clone(),
+        stop.clone(),
+    ));
     let poll = tokio::spawn(long_poll_loop(client, applier, node.name, stop));
-    let _ = tokio::join!(heartbeat, poll);
+    let _ = tokio::join!(heartbeat, poll, logs);
 }
 
 /// Applies assignment sets in revision order: the heartbeat and the long-poll answer

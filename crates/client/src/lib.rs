@@ -161,6 +161,19 @@ impl Client {
         }
     }
 
+    /// One client per server this one names, sharing its token and connection pool: an agent
+    /// keeps its log channel open with each of them, since a log read may arrive at any.
+    pub fn each_server(&self) -> Vec<Client> {
+        self.bases
+            .iter()
+            .map(|base| Client {
+                bases: vec![base.clone()].into(),
+                current: Arc::new(AtomicUsize::new(0)),
+                ..self.clone()
+            })
+            .collect()
+    }
+
     /// The base URL calls go to, with its scheme and without a trailing slash (of several, the
     /// one that answered last).
     pub fn base(&self) -> &str {
@@ -346,6 +359,34 @@ impl Client {
             path.push_str(&format!("&cursors={}", encode(cursors)));
         }
         self.call(Method::GET, &path, None::<&()>, None).await
+    }
+
+    /// Agent side of the log channel: the log reads waiting for `node`, waiting up to `wait`
+    /// for one.
+    pub async fn log_requests(
+        &self,
+        node: &str,
+        wait: Duration,
+    ) -> Result<ebb_core::api::LogRequests, ClientError> {
+        let path = format!(
+            "/v1/nodes/{}/log-requests?wait_ms={}",
+            encode(node),
+            wait.as_millis()
+        );
+        self.call(Method::GET, &path, None::<&()>, Some(wait)).await
+    }
+
+    /// Agent side of the log channel: the answer to log read `id`.
+    pub async fn answer_log_request(
+        &self,
+        node: &str,
+        id: u64,
+        answer: &LogsResponse,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/nodes/{}/log-requests/{id}", encode(node));
+        self.call::<_, serde_json::Value>(Method::POST, &path, Some(answer), None)
+            .await
+            .map(drop)
     }
 
     /// A node's first call, with the join token: its own credential for every later call.

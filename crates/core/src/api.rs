@@ -678,13 +678,57 @@ pub struct EventsResponse {
     pub events: Vec<Event>,
 }
 
-/// `GET /v1/logs/{service}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `GET /v1/logs/{service}`, and an agent's answer to a [`LogRequest`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LogsResponse {
     /// The lines, oldest first per instance, instance after instance.
     pub lines: Vec<LogLine>,
     /// Byte offsets to resume from, per instance (for `-f`).
     pub cursors: Vec<LogCursor>,
+    /// Instances whose log could not be read now, and why (their node is down, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<LogGap>,
+}
+
+/// An instance whose log could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogGap {
+    /// The instance's id.
+    pub instance: String,
+    /// Its node, when known.
+    pub node: Option<String>,
+    /// Why, for a person: "node n2 is down (last heard 14s ago)".
+    pub reason: String,
+}
+
+/// What the server asks an agent to read (over the agent's log channel, `GET
+/// /v1/nodes/{name}/log-requests`): the last `tail` lines of each instance, or what follows its
+/// cursor for those that have one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRead {
+    /// Instance ids on the agent's node.
+    pub instances: Vec<String>,
+    /// Lines from the end, for instances without a cursor.
+    pub tail: usize,
+    /// Where to go on from, per instance.
+    #[serde(default)]
+    pub cursors: Vec<LogCursor>,
+}
+
+/// One read waiting for an agent; the agent posts its [`LogsResponse`] back under `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRequest {
+    /// The server's number for this read, to post the answer under.
+    pub id: u64,
+    /// What to read.
+    pub read: LogRead,
+}
+
+/// The answer to an agent's log-requests long-poll.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogRequests {
+    /// The reads waiting for this node, oldest first (none when the wait ended).
+    pub requests: Vec<LogRequest>,
 }
 
 /// One line of an instance's log.
@@ -697,7 +741,7 @@ pub struct LogLine {
 }
 
 /// Where to resume reading one instance's log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogCursor {
     /// The instance's id.
     pub instance: String,

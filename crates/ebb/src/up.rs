@@ -108,14 +108,11 @@ async fn run(global: &Global, role: Role<'_>, specs: ebb_spec::Deployment) -> an
         Some(local) => Some(start_local(local, &data_dir)?),
         None => None,
     };
-    let logs = local
-        .as_ref()
-        .map(|l| Arc::new(AgentLogs(l.supervisor.clone())) as Arc<dyn ebb_server::LogSource>);
     let token = state.token.clone();
     let tls = api_tls(&data_dir, &role, addr, &state)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let etcd = state.etcd.clone();
-    let server = new_server(state, &role, addr, logs).inspect_err(|_| {
+    let server = new_server(state, &role, addr).inspect_err(|_| {
         // Leave the adopted instances running, as `ebb agent` does on an error at start.
         if let Some(l) = &local {
             l.supervisor.clone().detach();
@@ -280,14 +277,9 @@ fn campaign(
     Ok(Some(campaign))
 }
 
-/// The server state over the store, with its tokens, log source and settings.
-fn new_server(
-    state: State,
-    role: &Role<'_>,
-    addr: std::net::SocketAddr,
-    logs: Option<Arc<dyn ebb_server::LogSource>>,
-) -> anyhow::Result<Server> {
-    let server = Server::new(state.store, state.token, logs)?;
+/// The server state over the store, with its tokens and settings.
+fn new_server(state: State, role: &Role<'_>, addr: std::net::SocketAddr) -> anyhow::Result<Server> {
+    let server = Server::new(state.store, state.token)?;
     server.set_join_token(state.join_token);
     server.nodes().set_down_after(role.plane.node_down_after);
     server.record(ebb_core::Event::new(
@@ -480,13 +472,4 @@ pub fn default_node_name() -> String {
         .map(|h| h.to_lowercase())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "local".to_string())
-}
-
-/// The local agent's log files, served by the API in `ebb up`.
-struct AgentLogs(Supervisor);
-
-impl ebb_server::LogSource for AgentLogs {
-    fn log_files(&self, instance: &str) -> Vec<PathBuf> {
-        self.0.log_files(instance)
-    }
 }

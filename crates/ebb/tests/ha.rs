@@ -117,6 +117,13 @@ fn killing_the_leader_fails_no_request_and_another_server_takes_over() {
         .collect();
     let lb = plane.deploy_routed(1, "web", 2);
     plane.servers[2].wait_ready("web", 2, Duration::from_secs(30));
+    // Logs read the same through every server: each agent keeps its log channel with all.
+    for server in &plane.servers {
+        eventually("both instances' logs", Duration::from_secs(10), || {
+            let out = server.ok(&["logs", "web"]);
+            (out.matches("listening on").count() == 2).then_some(())
+        });
+    }
 
     let leader = eventually("a leader", Duration::from_secs(10), || plane.leader(0));
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();

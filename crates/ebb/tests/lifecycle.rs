@@ -5,44 +5,7 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
-
-/// Starts a following CLI command and returns a channel of its stdout lines.
-fn follow(ebb: &Ebb, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(EBB)
-        .arg("--data-dir")
-        .arg(ebb.data_dir())
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// Waits for a line containing `needle`.
-fn expect_line(rx: &mpsc::Receiver<String>, needle: &str) -> String {
-    eventually(
-        &format!("a line with {needle:?}"),
-        Duration::from_secs(10),
-        || {
-            rx.recv_timeout(Duration::from_millis(100))
-                .ok()
-                .filter(|l| l.contains(needle))
-        },
-    )
-}
 
 #[test]
 fn logs_follow_prints_new_lines_as_they_are_written() {

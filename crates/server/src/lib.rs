@@ -23,15 +23,8 @@ use state::nodes::NodeRegistry;
 use state::statuses::Statuses;
 use state::{keys, placed};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-/// Where the server finds instance log files. In `ebb up` the local agent provides them.
-pub trait LogSource: Send + Sync + 'static {
-    /// Log files of an instance: rotated ones oldest first, then the current one.
-    fn log_files(&self, instance: &str) -> Vec<PathBuf>;
-}
 
 /// The control plane's shared state; cheap to clone.
 ///
@@ -65,7 +58,8 @@ struct Inner {
     /// Last reported status per instance.
     statuses: Statuses,
     started: Instant,
-    logs: Option<Arc<dyn LogSource>>,
+    /// Log reads on their way to agents (`ebb logs`).
+    log_relay: state::log_relay::LogRelay,
     router: std::sync::OnceLock<routing::Listeners>,
     /// The autoscaler's reports.
     autoscale_reasons: controllers::autoscale::Reasons,
@@ -91,13 +85,8 @@ struct Inner {
 
 impl Server {
     /// The server over `store`: loads the last reported statuses and opens the event log. `token`
-    /// is the API token; `logs` serves instance logs (None: no local agent, and the logs API
-    /// answers 501).
-    pub fn new(
-        store: Arc<dyn KvStore>,
-        token: String,
-        logs: Option<Arc<dyn LogSource>>,
-    ) -> Result<Server, StoreError> {
+    /// is the API token.
+    pub fn new(store: Arc<dyn KvStore>, token: String) -> Result<Server, StoreError> {
         let statuses = Statuses::new(keys::statuses(store.as_ref())?);
         let events = EventLog::open(store.clone())?;
         let placed = placed::PlacedIndex::new(store.as_ref());
@@ -111,7 +100,7 @@ impl Server {
                 nodes: NodeRegistry::default(),
                 statuses,
                 started: Instant::now(),
-                logs,
+                log_relay: Default::default(),
                 router: std::sync::OnceLock::new(),
                 autoscale_reasons: Default::default(),
                 peer_load: Default::default(),
@@ -260,9 +249,9 @@ impl Server {
         self.inner.router.get()
     }
 
-    /// Where instance log files are found; None without a local agent.
-    pub fn log_source(&self) -> Option<&Arc<dyn LogSource>> {
-        self.inner.logs.as_ref()
+    /// Log reads on their way to the agents that hold the files.
+    pub fn log_relay(&self) -> &state::log_relay::LogRelay {
+        &self.inner.log_relay
     }
 
     /// A copy of the last reported statuses.

@@ -28,7 +28,7 @@ async fn start_with(setup: impl FnOnce(&Server)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
     let token = ebb_server::auth::load_or_create_token(dir.path()).unwrap();
-    let server = Server::new(store, token.clone(), None).unwrap();
+    let server = Server::new(store, token.clone()).unwrap();
     setup(&server);
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     // The control plane as `ebb server` runs it: API, controller, router on loopback.

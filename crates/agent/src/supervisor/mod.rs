@@ -11,6 +11,7 @@ mod dynmods;
 mod env;
 mod goal;
 mod health;
+mod log_read;
 mod logs;
 mod monitor;
 mod ports;
@@ -207,6 +208,11 @@ impl Supervisor {
             None => logs::find(&self.log_dir(), instance_id),
         };
         path.map(|p| logs::files(&p)).unwrap_or_default()
+    }
+
+    /// Reads instance logs for the server: last lines, or what follows each cursor.
+    pub fn read_logs(&self, read: &ebb_core::api::LogRead) -> ebb_core::api::LogsResponse {
+        log_read::read(read, |id| self.log_files(id))
     }
 
     /// The directory of instance logs: `<data_dir>/logs`, one subdirectory per service.

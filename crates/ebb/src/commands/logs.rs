@@ -2,6 +2,7 @@
 
 use crate::output::out;
 use ebb_client::Client;
+use ebb_core::api::LogGap;
 use std::time::Duration;
 
 /// How often `-f` asks for new lines.
@@ -16,6 +17,7 @@ pub async fn logs(
     tail: usize,
 ) -> anyhow::Result<()> {
     let mut resp = client.logs(service, instance, task, tail, "").await?;
+    let mut said: Vec<LogGap> = Vec::new();
     loop {
         let prefix = instance.is_none() && task.is_none();
         for l in &resp.lines {
@@ -25,7 +27,20 @@ pub async fn logs(
                 out!("{}", l.line);
             }
         }
+        // Each reason once, while it holds (a node that stays down is not repeated every poll).
+        for gap in &resp.unavailable {
+            if !said.contains(gap) {
+                eprintln!(
+                    "ebb: the log of {} is unavailable: {}",
+                    gap.instance, gap.reason
+                );
+            }
+        }
+        said = resp.unavailable.clone();
         if !follow {
+            if resp.cursors.is_empty() && !resp.unavailable.is_empty() {
+                anyhow::bail!("no log of {service} could be read");
+            }
             return Ok(());
         }
         tokio::time::sleep(FOLLOW_POLL).await;

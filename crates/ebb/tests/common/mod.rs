@@ -6,7 +6,7 @@ pub mod agent;
 pub mod loopfs;
 
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -465,4 +465,41 @@ pub fn cluster_with(prefix: &str, n: usize, options: &[&str]) -> (Ebb, Vec<agent
         })
         .collect();
     (server, agents, port)
+}
+
+/// Starts a following CLI command and returns a channel of its stdout lines.
+pub fn follow(ebb: &Ebb, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(EBB)
+        .arg("--data-dir")
+        .arg(ebb.data_dir())
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for a line containing `needle`.
+pub fn expect_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    eventually(
+        &format!("a line with {needle:?}"),
+        Duration::from_secs(10),
+        || {
+            rx.recv_timeout(Duration::from_millis(100))
+                .ok()
+                .filter(|l| l.contains(needle))
+        },
+    )
 }

@@ -1,26 +1,25 @@
 //! `GET /v1/logs/{service}`: the last lines of each instance's log, or what was written after
 //! the cursors a previous call returned (`ebb logs -f` polls with them).
+//!
+//! The agents hold the files. Each node's instances are read in one request over its agent's
+//! log channel ([`crate::state::log_relay`]), every node at once, so logs read the same whether
+//! an instance runs beside the server or on another machine; an instance whose node cannot
+//! answer (down, cut off) is named in `unavailable` with the reason instead of holding the
+//! answer up.
 
 use super::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::state::keys;
+use crate::state::log_relay::{RelayError, LOG_ANSWER_TIMEOUT};
 use crate::Server;
 use axum::extract::State;
 use axum::Json;
-use ebb_core::api::{LogCursor, LogLine, LogsResponse};
+use ebb_core::api::{LogCursor, LogGap, LogRead, LogsResponse, NodeState};
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path as FsPath, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 const DEFAULT_TAIL: usize = 100;
 const MAX_TAIL: usize = 10_000;
-/// Most bytes read per instance per call when following, so one call stays cheap.
-const MAX_FOLLOW_BYTES: u64 = 1 << 20;
-/// Most bytes read from the end of one file for `--tail`.
-const MAX_TAIL_BYTES: u64 = 8 << 20;
-/// Chunk read backwards from the end of a file when looking for the last lines.
-const TAIL_CHUNK: u64 = 64 * 1024;
 
 #[derive(Deserialize)]
 pub struct LogsQuery {
@@ -33,30 +32,56 @@ pub struct LogsQuery {
     cursors: String,
 }
 
+/// An instance whose log to read, and its node when known.
+#[derive(Debug, Clone, PartialEq)]
+struct Target {
+    id: String,
+    node: Option<String>,
+}
+
 pub async fn read(
     State(server): State<Server>,
     ApiPath(service): ApiPath<String>,
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<LogsResponse> {
-    let Some(source) = server.log_source().cloned() else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::NOT_IMPLEMENTED,
-            "this server has no local agent, so it holds no instance logs",
-        ));
-    };
+    let targets = targets(&server, &service, &q)?;
+    let cursors = parse_cursors(&q.cursors)?;
+    let tail = q.tail.unwrap_or(DEFAULT_TAIL).min(MAX_TAIL);
+    let resp = gather(&server, &targets, tail, &cursors).await;
+    if let Some(want) = &q.instance {
+        if resp.cursors.is_empty() && resp.unavailable.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no instance {want:?} of service {service:?}"
+            )));
+        }
+    }
+    Ok(Json(resp))
+}
+
+/// The instances of `service` (a service or a job) whose logs the query names.
+fn targets(server: &Server, service: &str, q: &LogsQuery) -> Result<Vec<Target>, ApiError> {
     let (assignments, _) = keys::assignments(server.store())?;
-    let mut ids: Vec<String> = assignments
+    let mut targets: Vec<Target> = assignments
         .iter()
         .filter(|a| a.value.service == service)
         .filter(|a| {
             q.task
                 .is_none_or(|i| a.value.task.as_ref().is_some_and(|t| t.index == i))
         })
-        .map(|a| a.value.id.clone())
+        .map(|a| Target {
+            id: a.value.id.clone(),
+            node: Some(a.value.node.clone()),
+        })
         .collect();
-    if let Some(job) = server.store().get(&keys::job(&service))? {
-        ids = job_log_ids(server.store(), &service, keys::decode(&job)?, q.task, ids)?;
-        if ids.is_empty() && q.instance.is_none() {
+    if let Some(job) = server.store().get(&keys::job(service))? {
+        targets = job_targets(
+            server.store(),
+            service,
+            keys::decode(&job)?,
+            q.task,
+            targets,
+        )?;
+        if targets.is_empty() && q.instance.is_none() {
             let which = q.task.map_or(String::new(), |i| format!(" of task {i}"));
             return Err(ApiError::not_found(format!(
                 "job {service:?} has no attempt{which} that ran yet"
@@ -68,37 +93,16 @@ pub async fn read(
         )));
     }
     if let Some(want) = &q.instance {
-        if !ids.contains(want) && source.log_files(want).is_empty() {
-            return Err(ApiError::not_found(format!(
-                "no instance {want:?} of service {service:?}"
-            )));
-        }
-        ids = vec![want.clone()];
-    } else if ids.is_empty() && keys::get_service(server.store(), &service)?.is_none() {
+        // An instance no longer placed (stopped, moved away) may still have its log on a node.
+        let known = targets.iter().find(|t| &t.id == want).cloned();
+        targets = vec![known.unwrap_or(Target {
+            id: want.clone(),
+            node: None,
+        })];
+    } else if targets.is_empty() && keys::get_service(server.store(), service)?.is_none() {
         return Err(ApiError::not_found(format!("no service named {service:?}")));
     }
-    let cursors = parse_cursors(&q.cursors)?;
-    let tail = q.tail.unwrap_or(DEFAULT_TAIL).min(MAX_TAIL);
-    let mut resp = LogsResponse {
-        lines: Vec::new(),
-        cursors: Vec::new(),
-    };
-    for id in ids {
-        let files = source.log_files(&id);
-        let (lines, offset) = match cursors.get(&id) {
-            Some(offset) => follow(files.last(), *offset),
-            None => last_lines(&files, tail),
-        };
-        resp.lines.extend(lines.into_iter().map(|line| LogLine {
-            instance: id.clone(),
-            line,
-        }));
-        resp.cursors.push(LogCursor {
-            instance: id,
-            offset,
-        });
-    }
-    Ok(Json(resp))
+    Ok(targets)
 }
 
 /// Most ended tasks whose logs one call reads when no task is named: the latest ones.
@@ -106,13 +110,13 @@ const MAX_JOB_LOGS: usize = 20;
 
 /// The attempts of job `name` to read: the running ones (`live`), and the last attempt of
 /// each ended task of this run (of task `task` only, if given; else the latest few).
-fn job_log_ids(
+fn job_targets(
     store: &dyn ebb_store::KvStore,
     name: &str,
     job: ebb_core::JobRecord,
     task: Option<u32>,
-    live: Vec<String>,
-) -> Result<Vec<String>, ApiError> {
+    live: Vec<Target>,
+) -> Result<Vec<Target>, ApiError> {
     let mut records: Vec<ebb_core::TaskRecord> = match task {
         Some(i) => store
             .get(&keys::task(name, i))?
@@ -124,15 +128,183 @@ fn job_log_ids(
     };
     records.retain(|r| r.run == job.run);
     records.sort_by_key(|r| std::cmp::Reverse(r.ended_ms));
-    let mut ids = live;
+    let mut targets = live;
     for r in records.into_iter().take(MAX_JOB_LOGS) {
         if let Some(id) = r.instance {
-            if !ids.contains(&id) {
-                ids.push(id);
+            if !targets.iter().any(|t| t.id == id) {
+                targets.push(Target { id, node: r.node });
             }
         }
     }
-    Ok(ids)
+    Ok(targets)
+}
+
+/// Reads every target from its node's agent, all nodes at once, and puts the answers in the
+/// targets' order. A target of unknown node is asked of every node with a channel.
+async fn gather(
+    server: &Server,
+    targets: &[Target],
+    tail: usize,
+    cursors: &HashMap<String, u64>,
+) -> LogsResponse {
+    let now = Instant::now();
+    let everywhere: Vec<String> = server
+        .log_relay()
+        .connected_nodes(now)
+        .into_iter()
+        .filter(|node| down(server, node, now).is_none())
+        .collect();
+    let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in targets {
+        let nodes = match &t.node {
+            Some(node) => std::slice::from_ref(node),
+            None => everywhere.as_slice(),
+        };
+        for node in nodes {
+            by_node.entry(node.clone()).or_default().push(t.id.clone());
+        }
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    let mut gaps: HashMap<String, LogGap> = HashMap::new();
+    for (node, instances) in by_node {
+        // A node known to be down is not asked: it could only time out (its agent's poll
+        // may still look open, a lost machine's connection never closes).
+        if let Some(reason) = down(server, &node, now) {
+            note_gaps(&mut gaps, &node, instances, &reason);
+            continue;
+        }
+        let read = LogRead {
+            cursors: instances
+                .iter()
+                .filter_map(|id| {
+                    cursors.get(id).map(|offset| LogCursor {
+                        instance: id.clone(),
+                        offset: *offset,
+                    })
+                })
+                .collect(),
+            instances,
+            tail,
+        };
+        let server = server.clone();
+        reads.spawn(async move {
+            let answer = server.log_relay().read(&node, read.clone()).await;
+            (node, read.instances, answer)
+        });
+    }
+    let mut answered: HashMap<String, LogsResponse> = HashMap::new();
+    while let Some(Ok((node, instances, answer))) = reads.join_next().await {
+        match answer {
+            Ok(answer) => split_by_instance(answer, &mut answered),
+            Err(e) => note_gaps(&mut gaps, &node, instances, &unreadable(server, &node, &e)),
+        }
+    }
+    let mut resp = LogsResponse::default();
+    for t in targets {
+        if let Some(mut part) = answered.remove(&t.id) {
+            resp.lines.append(&mut part.lines);
+            resp.cursors.append(&mut part.cursors);
+        } else if let Some(gap) = gaps.remove(&t.id).filter(|_| t.node.is_some()) {
+            resp.unavailable.push(gap);
+        } else if t.node.is_none() {
+            resp.unavailable
+                .extend(unasked(server, &t.id, &everywhere, now));
+        }
+    }
+    resp
+}
+
+/// For an instance of unknown node found on no node that answered: the nodes that could not
+/// be asked, which may hold its log (an instance replaced after its node was lost, say).
+fn unasked(server: &Server, id: &str, asked: &[String], now: Instant) -> Option<LogGap> {
+    let (kvs, _) = server.store().list(keys::NODES).ok()?;
+    let silent: Vec<String> = kvs
+        .iter()
+        .filter_map(|kv| keys::decode::<ebb_core::api::NodeInfo>(kv).ok())
+        .map(|info| info.name)
+        .filter(|name| !asked.contains(name))
+        .collect();
+    if silent.is_empty() {
+        return None;
+    }
+    let why: Vec<String> = silent
+        .iter()
+        .map(|node| {
+            down(server, node, now).unwrap_or_else(|| {
+                format!("node {node}'s agent keeps no log channel with this server")
+            })
+        })
+        .collect();
+    Some(LogGap {
+        instance: id.to_string(),
+        node: None,
+        reason: format!(
+            "not found on the nodes that answered, and {} (it may be there)",
+            why.join("; ")
+        ),
+    })
+}
+
+/// Files an agent's answer by instance (an instance found on several nodes: the first answer).
+fn split_by_instance(answer: LogsResponse, into: &mut HashMap<String, LogsResponse>) {
+    for cursor in answer.cursors {
+        into.entry(cursor.instance.clone())
+            .or_default()
+            .cursors
+            .push(cursor);
+    }
+    for line in answer.lines {
+        if let Some(part) = into.get_mut(&line.instance) {
+            part.lines.push(line);
+        }
+    }
+}
+
+fn note_gaps(gaps: &mut HashMap<String, LogGap>, node: &str, instances: Vec<String>, reason: &str) {
+    for id in instances {
+        let gap = LogGap {
+            instance: id.clone(),
+            node: Some(node.to_string()),
+            reason: reason.to_string(),
+        };
+        gaps.insert(id, gap);
+    }
+}
+
+/// "node n2 is down (…)" when this server takes `node` for down (every server reads every
+/// node's liveness, so this is the cluster's view).
+fn down(server: &Server, node: &str, now: Instant) -> Option<String> {
+    let states = server
+        .nodes()
+        .states(now, now.saturating_duration_since(server.liveness_since()));
+    if states.get(node) != NodeState::Down {
+        return None;
+    }
+    let heard = match states.age(node) {
+        Some(age) => format!("last heard {}s ago", age.as_secs()),
+        None => "not heard from since this server started".to_string(),
+    };
+    Some(format!(
+        "node {node} is down ({heard}); its logs can be read once it is back"
+    ))
+}
+
+/// Why node `node` could not give its logs, for a person.
+fn unreadable(server: &Server, node: &str, error: &RelayError) -> String {
+    match error {
+        RelayError::NoChannel => down(server, node, Instant::now()).unwrap_or_else(|| {
+            format!(
+                "node {node}'s agent keeps no log channel with this server (an agent older than this server, or one given other --server addresses)"
+            )
+        }),
+        RelayError::Busy => {
+            format!("too many log reads are waiting for node {node}; try again")
+        }
+        RelayError::NoAnswer => format!(
+            "node {node}'s agent did not answer within {}s",
+            LOG_ANSWER_TIMEOUT.as_secs()
+        ),
+    }
 }
 
 fn parse_cursors(text: &str) -> Result<HashMap<String, u64>, ApiError> {
@@ -149,139 +321,9 @@ fn parse_cursors(text: &str) -> Result<HashMap<String, u64>, ApiError> {
     Ok(map)
 }
 
-/// Complete lines written to `file` after `offset`, and the offset after them. A file shorter
-/// than the offset was rotated: read it from the start.
-fn follow(file: Option<&PathBuf>, offset: u64) -> (Vec<String>, u64) {
-    let Some(path) = file else {
-        return (Vec::new(), offset);
-    };
-    let Ok(mut f) = File::open(path) else {
-        return (Vec::new(), offset);
-    };
-    let len = f.metadata().map_or(0, |m| m.len());
-    let start = if len < offset { 0 } else { offset };
-    let mut buf = Vec::new();
-    if f.seek(SeekFrom::Start(start)).is_err()
-        || f.take(MAX_FOLLOW_BYTES).read_to_end(&mut buf).is_err()
-    {
-        return (Vec::new(), offset);
-    }
-    let complete = match buf.iter().rposition(|b| *b == b'\n') {
-        Some(i) => i + 1,
-        // A line longer than one read: hand it out in pieces rather than stall on it.
-        None if buf.len() as u64 == MAX_FOLLOW_BYTES => buf.len(),
-        None => 0,
-    };
-    let lines = split_lines(&buf[..complete]);
-    (lines, start + complete as u64)
-}
-
-/// The last `n` lines over the files (oldest first), and the length of the newest file.
-fn last_lines(files: &[PathBuf], n: usize) -> (Vec<String>, u64) {
-    let end = files
-        .last()
-        .and_then(|p| std::fs::metadata(p).ok())
-        .map_or(0, |m| m.len());
-    let mut lines: Vec<String> = Vec::new();
-    for path in files.iter().rev() {
-        if lines.len() >= n {
-            break;
-        }
-        let mut older = tail_of_file(path, n - lines.len());
-        older.append(&mut lines);
-        lines = older;
-    }
-    (lines, end)
-}
-
-/// The last `n` lines of one file, reading backwards in chunks so big files cost little; at
-/// most [`MAX_TAIL_BYTES`] are read, so a file without newlines cannot make a call expensive.
-fn tail_of_file(path: &FsPath, n: usize) -> Vec<String> {
-    let Ok(mut f) = File::open(path) else {
-        return Vec::new();
-    };
-    let len = f.metadata().map_or(0, |m| m.len());
-    let floor = len.saturating_sub(MAX_TAIL_BYTES);
-    let mut start = len;
-    let mut chunks: Vec<Vec<u8>> = Vec::new();
-    let mut newlines = 0;
-    while start > floor && newlines <= n {
-        let from = start.saturating_sub(TAIL_CHUNK).max(floor);
-        let mut chunk = vec![0u8; (start - from) as usize];
-        if f.seek(SeekFrom::Start(from)).is_err() || f.read_exact(&mut chunk).is_err() {
-            break;
-        }
-        newlines += chunk.iter().filter(|b| **b == b'\n').count();
-        chunks.push(chunk);
-        start = from;
-    }
-    let buf: Vec<u8> = chunks.into_iter().rev().flatten().collect();
-    let lines = split_lines(&buf);
-    let skip = lines.len().saturating_sub(n);
-    lines.into_iter().skip(skip).collect()
-}
-
-fn split_lines(bytes: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    #[test]
-    fn last_lines_spans_rotated_files_oldest_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = dir.path().join("a.log.1");
-        let cur = dir.path().join("a.log");
-        std::fs::write(&old, "one\ntwo\n").unwrap();
-        std::fs::write(&cur, "three\nfour\n").unwrap();
-        let (lines, end) = last_lines(&[old, cur], 3);
-        assert_eq!(lines, ["two", "three", "four"]);
-        assert_eq!(end, 11);
-    }
-
-    #[test]
-    fn follow_returns_only_complete_new_lines_and_restarts_after_rotation() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.log");
-        std::fs::write(&path, "one\ntw").unwrap();
-        let (lines, off) = follow(Some(&path), 0);
-        assert_eq!((lines, off), (vec!["one".to_string()], 4));
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b"o\n")
-            .unwrap();
-        assert_eq!(follow(Some(&path), off).0, ["two"]);
-        std::fs::write(&path, "x\n").unwrap();
-        assert_eq!(follow(Some(&path), 7).0, ["x"]);
-    }
-
-    #[test]
-    fn a_line_longer_than_one_read_is_handed_out_in_pieces() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.log");
-        std::fs::write(&path, vec![b'x'; MAX_FOLLOW_BYTES as usize + 10]).unwrap();
-        let (lines, off) = follow(Some(&path), 0);
-        assert_eq!(lines.len(), 1);
-        assert_eq!(off, MAX_FOLLOW_BYTES);
-    }
-
-    #[test]
-    fn tail_of_a_file_without_newlines_reads_a_bounded_amount() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.log");
-        std::fs::write(&path, vec![b'x'; MAX_TAIL_BYTES as usize * 2]).unwrap();
-        let lines = tail_of_file(&path, 5);
-        assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0].len() as u64, MAX_TAIL_BYTES);
-    }
 
     #[test]
     fn cursors_parse_and_bad_ones_are_refused() {

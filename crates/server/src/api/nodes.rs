@@ -311,3 +311,32 @@ mod tests {
         assert!(!on_host("evil.example:80", "10.0.0.2"));
     }
 }
+
+#[derive(Deserialize)]
+pub struct LogPollQuery {
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// The agent's log channel (see [`crate::state::log_relay`]): answers with the log reads
+/// waiting for this node as soon as there is one, or with none after `wait_ms`.
+pub async fn log_requests(
+    State(server): State<Server>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LogPollQuery>,
+) -> ApiResult<ebb_core::api::LogRequests> {
+    ebb_core::api::validate_node_name(&name).map_err(ApiError::bad_request)?;
+    let wait = Duration::from_millis(q.wait_ms).min(MAX_WAIT);
+    let requests = server.log_relay().poll(&name, wait).await;
+    Ok(Json(ebb_core::api::LogRequests { requests }))
+}
+
+/// The agent's answer to one log read. A late answer (its reader gave up) is dropped.
+pub async fn answer_log_request(
+    State(server): State<Server>,
+    ApiPath((name, id)): ApiPath<(String, u64)>,
+    ApiJson(answer): ApiJson<ebb_core::api::LogsResponse>,
+) -> ApiResult<serde_json::Value> {
+    let delivered = server.log_relay().answer(&name, id, answer);
+    Ok(Json(serde_json::json!({ "delivered": delivered })))
+}

@@ -748,7 +748,7 @@ mod tests {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
-        let server = Server::new(store.clone(), "t".into(), None).unwrap();
+        let server = Server::new(store.clone(), "t".into()).unwrap();
         let limit = ConnectionLimit::new(64);
         let listeners = Listeners::new(
             [127, 0, 0, 1].into(),

@@ -1,10 +1,12 @@
 //! What the control plane knows and keeps: the store's key layout and typed records
-//! ([`keys`]), the event log ([`events`]), node liveness ([`nodes`]) and each node's
-//! assignments as agents read them ([`placed`]), and the instances' last reported statuses
-//! ([`statuses`]), and the servers seen in etcd's registry ([`servers`]).
+//! ([`keys`]), the event log ([`events`]), node liveness ([`nodes`]), the agents' log channel
+//! ([`log_relay`]), each node's assignments as agents read them ([`placed`]), the instances'
+//! last reported statuses ([`statuses`]), and the servers seen in etcd's registry
+//! ([`servers`]).
 
 pub mod events;
 pub mod keys;
+pub mod log_relay;
 pub mod nodes;
 pub mod placed;
 pub mod servers;

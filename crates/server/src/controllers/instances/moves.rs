@@ -321,7 +321,7 @@ mod tests {
     fn a_move_whose_node_goes_down_ends_as_a_lost_instance() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
-        let server = Server::new(store, "t".into(), None).unwrap();
+        let server = Server::new(store, "t".into()).unwrap();
         node(&server, "a", Duration::from_secs(10));
         node(&server, "b", Duration::ZERO);
         let spec = ServiceSpec::new("web", vec!["true".into()]);
