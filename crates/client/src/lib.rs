@@ -224,6 +224,12 @@ impl Client {
         self.call(Method::POST, &path, None::<&()>, None).await
     }
 
+    /// Forgets a finished job (`ebb jobs rm`); returns it as it was.
+    pub async fn remove_job(&self, name: &str) -> Result<ebb_core::api::JobView, ClientError> {
+        let path = format!("/v1/jobs/{}", encode(name));
+        self.call(Method::DELETE, &path, None::<&()>, None).await
+    }
+
     /// Every queue, with its running and waiting tasks.
     pub async fn queues(&self) -> Result<Vec<ebb_core::api::QueueView>, ClientError> {
         self.call(Method::GET, "/v1/queues", None::<&()>, None)

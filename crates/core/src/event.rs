@@ -102,6 +102,9 @@ pub enum EventKind {
     /// A job was cancelled (`ebb cancel`).
     #[serde(rename = "job.cancelled")]
     JobCancelled,
+    /// A finished job was removed (`ebb jobs rm`).
+    #[serde(rename = "job.removed")]
+    JobRemoved,
     /// A task's attempt failed; it runs again after its back-off.
     #[serde(rename = "task.retrying")]
     TaskRetrying,
@@ -179,6 +182,7 @@ impl EventKind {
             EventKind::JobCompleted => "job.completed",
             EventKind::JobFailed => "job.failed",
             EventKind::JobCancelled => "job.cancelled",
+            EventKind::JobRemoved => "job.removed",
             EventKind::TaskRetrying => "task.retrying",
             EventKind::TaskFailed => "task.failed",
             EventKind::TaskRequeued => "task.requeued",

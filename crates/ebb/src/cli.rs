@@ -143,6 +143,8 @@ pub enum Command {
         /// Print a JSON array
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<JobsAction>,
     },
     /// Show one job, task by task: attempt, node, state, exit code, duration, queue wait
     Job {
@@ -222,6 +224,16 @@ pub enum Command {
         /// Address to bind [default: $HOST, else 127.0.0.1]
         #[arg(long)]
         host: Option<String>,
+    },
+}
+
+/// What `ebb jobs` can do besides listing.
+#[derive(Subcommand, Debug)]
+pub enum JobsAction {
+    /// Forget a finished job: its record and task records (its task logs stay on the nodes)
+    Rm {
+        /// The job's name (`ebb jobs` lists them)
+        job: String,
     },
 }
 

@@ -98,7 +98,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Jobs { json } => commands::jobs::jobs(&connect::client(g)?, *json).await,
+        Command::Jobs { json, action } => match action {
+            None => commands::jobs::jobs(&connect::client(g)?, *json).await,
+            Some(cli::JobsAction::Rm { job }) => {
+                commands::jobs::remove(&connect::client(g)?, job).await
+            }
+        },
         Command::Job { name, json } => commands::jobs::job(&connect::client(g)?, name, *json).await,
         Command::Cancel { job } => commands::jobs::cancel(&connect::client(g)?, job).await,
         Command::Queues { json } => commands::jobs::queues(&connect::client(g)?, *json).await,

@@ -789,3 +789,37 @@ tasks = 1
     assert_eq!(done["job"]["state"], "completed", "{done}");
     assert_eq!(done["job"]["failed"], 0, "{done}");
 }
+
+#[test]
+fn a_finished_job_can_be_removed_and_submitted_again_under_its_name() {
+    let ebb = Ebb::up(&[]);
+    let dir = ebb.dir.path();
+    let (done, gate) = (dir.join("done"), dir.join("gate"));
+    let text = format!(
+        "[jobs.tidy]\ncommand = [\"sh\", \"-c\", \"while [ ! -e {gate} ]; do sleep 0.05; done; echo $EBB_TASK_INDEX >> {done}\"]\ntasks = 3\n",
+        gate = gate.display(),
+        done = done.display()
+    );
+    let file = deploy_file(dir, "tidy.toml", &text);
+    ebb.ok(&["deploy", file.to_str().unwrap()]);
+    // Still running: refused, and nothing is lost.
+    let refused = ebb.fails(&["jobs", "rm", "tidy"]);
+    assert!(refused.contains("cancel it first"), "{refused}");
+    std::fs::write(&gate, "").unwrap();
+    wait_finished(&ebb, "tidy", Duration::from_secs(30));
+    let out = ebb.ok(&["jobs", "rm", "tidy"]);
+    assert!(out.contains("job tidy removed (it was completed"), "{out}");
+    assert!(jobs(&ebb).iter().all(|j| j["name"] != "tidy"));
+    let gone = ebb.fails(&["job", "tidy"]);
+    assert!(gone.contains("no job named"), "{gone}");
+    let events = ebb.ok(&["events", "--limit", "50"]);
+    assert!(events.contains("job.removed"), "{events}");
+    // The same name again is a new job: every task runs again (none is taken for done).
+    ebb.ok(&["deploy", file.to_str().unwrap()]);
+    let again = wait_finished(&ebb, "tidy", Duration::from_secs(30));
+    assert_eq!(again["job"]["state"], "completed", "{again}");
+    assert_eq!(again["job"]["run"], 1, "{again}");
+    let c = counts(&lines(&done));
+    assert!(c.values().all(|n| *n == 2) && c.len() == 3, "{c:?}");
+    assert!(ebb.fails(&["jobs", "rm", "nosuch"]).contains("no job named"));
+}

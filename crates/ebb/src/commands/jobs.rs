@@ -264,6 +264,17 @@ async fn print_new_lines(client: &Client, job: &str, id: &str, cursors: &str) ->
     }
 }
 
+/// `ebb jobs rm JOB`.
+pub async fn remove(client: &Client, job: &str) -> anyhow::Result<()> {
+    let removed = client.remove_job(job).await?;
+    out!(
+        "job {} removed (it was {}; its task logs stay on the nodes)",
+        removed.name,
+        removed.state.as_str()
+    );
+    Ok(())
+}
+
 /// The task's exit code becomes ebb's, as `docker run` does; a task that never exited with a
 /// code (killed, timed out, cancelled, could not start) ends with 1.
 fn finish(job: &JobView, exit_code: Option<i32>) -> anyhow::Result<()> {

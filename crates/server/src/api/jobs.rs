@@ -367,6 +367,72 @@ pub async fn cancel(
         .ok_or_else(|| no_such_job(&name))
 }
 
+/// `DELETE /v1/jobs/{name}`: forgets a job that has finished (its record, progress and task
+/// records; the task logs stay on the nodes until their agents rotate them away). A job that
+/// may still run (running, queued, or scheduled) is cancelled first, so that removing never
+/// stops work by surprise. Returns the job as it was.
+pub async fn remove(
+    State(server): State<Server>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<JobView> {
+    let store = server.store();
+    let Some(kv) = store.get(&keys::job(&name))? else {
+        return Err(no_such_job(&name));
+    };
+    let (assignments, _) = keys::assignments(store)?;
+    let view = job_views_with(&server, &assignments)?
+        .into_iter()
+        .find(|j| j.name == name)
+        .ok_or_else(|| no_such_job(&name))?;
+    if !view.state.is_finished() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job {name} is {}: only a finished job can be removed; cancel it first (`ebb cancel {name}`)",
+                view.state.as_str()
+            ),
+        ));
+    }
+    let stopping = assignments
+        .iter()
+        .filter(|a| a.value.task.as_ref().is_some_and(|t| t.job == name))
+        .count();
+    if stopping > 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {name} still has {stopping} tasks stopping; try again once they have ended"),
+        ));
+    }
+    // Task records first, in transactions the store takes (etcd: 128 ops), the job last: until
+    // then the job is still listed, finished, and nothing of it runs; a failure half way
+    // leaves it listed, to be removed again.
+    let (tasks, _) = store.list(&keys::job_tasks(&name))?;
+    let count = tasks.len();
+    let batch = store.max_txn_ops().max(1);
+    for chunk in tasks.chunks(batch) {
+        store.txn(
+            chunk
+                .iter()
+                .map(|kv| Op::delete(kv.key.clone(), Expect::Any))
+                .collect(),
+        )?;
+    }
+    store.txn(vec![
+        Op::delete(keys::job(&name), Expect::ModRevision(kv.mod_revision)),
+        Op::delete(keys::job_progress(&name), Expect::Any),
+    ])?;
+    server.record(Event::new(
+        now_ms(),
+        EventKind::JobRemoved,
+        format!(
+            "job {name} removed: it was {} (run {}); {count} task records forgotten",
+            view.state.as_str(),
+            view.run
+        ),
+    ));
+    Ok(Json(view))
+}
+
 /// `GET /v1/queues`: declared queues and those only named by jobs.
 pub async fn queues(State(server): State<Server>) -> ApiResult<Vec<QueueView>> {
     let declared = keys::queues(server.store())?;

@@ -40,7 +40,7 @@ pub fn router(server: Server) -> Router {
         .route("/services/{name}/scale", post(services::scale))
         .route("/instances", get(services::instances))
         .route("/jobs", get(jobs::list))
-        .route("/jobs/{name}", get(jobs::get_one))
+        .route("/jobs/{name}", get(jobs::get_one).delete(jobs::remove))
         .route("/jobs/{name}/cancel", post(jobs::cancel))
         .route("/queues", get(jobs::queues))
         .route("/events", get(events::list))

@@ -22,7 +22,7 @@ pub use plan::Plan;
 pub use reports::{Reports, MOVES_KEPT};
 pub use snapshot::{RouterView, Snapshot};
 
-use crate::controllers::jobs::TaskBook;
+use crate::controllers::jobs::{RunId, TaskBook};
 use crate::{now_ms, run_loop, Server};
 use ebb_core::{Event, EventKind};
 use ebb_store::StoreError;
@@ -118,11 +118,11 @@ pub fn reconcile(server: &Server, book: &Mutex<Option<TaskBook>>) -> Result<Rech
             &snapshot.assignments,
         )?,
     };
-    let runs: HashMap<String, u64> = snapshot
+    let runs: HashMap<String, RunId> = snapshot
         .jobs
         .jobs
         .iter()
-        .map(|(name, j)| (name.clone(), j.value.run))
+        .map(|(name, j)| (name.clone(), RunId::of(&j.value)))
         .collect();
     loaded.retain_runs(&runs);
     let mut plan = decide_with_jobs(&snapshot, &loaded, now_ms());

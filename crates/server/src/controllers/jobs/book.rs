@@ -32,6 +32,28 @@ pub enum BookChange {
     },
 }
 
+/// Which run of which incarnation of a job a book holds: a job deleted (`ebb jobs rm`) and
+/// submitted again under its name starts at run 1 again, and must not inherit the old run 1's
+/// records; its submission time tells them apart (a run is submitted once, and a job must have
+/// finished, which takes passes, before it can be deleted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunId {
+    /// The job's run number.
+    pub run: u64,
+    /// When the run was submitted (a scheduled run: its firing), unix ms.
+    pub submitted_ms: u64,
+}
+
+impl RunId {
+    /// The run a job record describes.
+    pub fn of(job: &JobRecord) -> RunId {
+        RunId {
+            run: job.run,
+            submitted_ms: job.submitted_ms,
+        }
+    }
+}
+
 /// Every job's tasks, for the leader's passes.
 #[derive(Debug, Default, Clone)]
 pub struct TaskBook {
@@ -43,6 +65,8 @@ pub struct TaskBook {
 pub struct JobTasks {
     /// The run the records are of.
     pub run: u64,
+    /// When that run was submitted (see [`RunId`]).
+    submitted_ms: u64,
     /// Records of this run, by index.
     records: HashMap<u32, TaskRecord>,
     /// Indices from here up were never started in this run.
@@ -84,17 +108,17 @@ impl TaskBook {
                 .is_some_and(|p| p.value.run == job.value.run && p.value.finished.is_some());
             if finished {
                 // Nothing of it runs again: its records need not be read.
-                book.jobs
-                    .insert(name.clone(), JobTasks::finished(job.value.run));
+                let mut tasks = JobTasks::finished(job.value.run);
+                tasks.submitted_ms = job.value.submitted_ms;
+                book.jobs.insert(name.clone(), tasks);
                 continue;
             }
             let records = keys::task_records(store, &keys::job_tasks(name))?;
             let empty = HashSet::new();
             let runs = running.get(name.as_str()).unwrap_or(&empty);
-            book.jobs.insert(
-                name.clone(),
-                JobTasks::rebuild(job.value.run, job.value.spec.tasks, records, runs),
-            );
+            let mut tasks = JobTasks::rebuild(job.value.run, job.value.spec.tasks, records, runs);
+            tasks.submitted_ms = job.value.submitted_ms;
+            book.jobs.insert(name.clone(), tasks);
         }
         Ok(book)
     }
@@ -105,15 +129,15 @@ impl TaskBook {
     }
 
     /// Applies what a landed pass wrote. A job first seen here starts empty at the record's run.
-    pub fn apply(&mut self, changes: Vec<BookChange>, runs: &HashMap<String, u64>) {
+    pub fn apply(&mut self, changes: Vec<BookChange>, runs: &HashMap<String, RunId>) {
         for change in changes {
             let name = match &change {
                 BookChange::Started { job, .. } | BookChange::Recorded { job, .. } => job,
             };
-            let run = runs.get(name).copied().unwrap_or(0);
+            let id = runs.get(name).copied().unwrap_or_default();
             let tasks = self.jobs.entry(name.clone()).or_default();
-            if tasks.run != run {
-                *tasks = JobTasks::new(run);
+            if tasks.id() != id {
+                *tasks = JobTasks::of(id);
             }
             match change {
                 BookChange::Started { index, .. } => tasks.started(index),
@@ -122,13 +146,14 @@ impl TaskBook {
         }
     }
 
-    /// Forgets jobs whose record is gone, and resets those whose run changed (a redeploy).
-    pub fn retain_runs(&mut self, runs: &HashMap<String, u64>) {
+    /// Forgets jobs whose record is gone, and resets those whose run changed (a redeploy, or
+    /// a job deleted and submitted again).
+    pub fn retain_runs(&mut self, runs: &HashMap<String, RunId>) {
         self.jobs.retain(|name, _| runs.contains_key(name));
-        for (name, run) in runs {
+        for (name, id) in runs {
             let tasks = self.jobs.entry(name.clone()).or_default();
-            if tasks.run != *run {
-                *tasks = JobTasks::new(*run);
+            if tasks.id() != *id {
+                *tasks = JobTasks::of(*id);
             }
         }
     }
@@ -140,6 +165,22 @@ impl JobTasks {
         JobTasks {
             run,
             ..JobTasks::default()
+        }
+    }
+
+    /// Run `id` with nothing started.
+    fn of(id: RunId) -> JobTasks {
+        JobTasks {
+            submitted_ms: id.submitted_ms,
+            ..JobTasks::new(id.run)
+        }
+    }
+
+    /// The run this book holds.
+    fn id(&self) -> RunId {
+        RunId {
+            run: self.run,
+            submitted_ms: self.submitted_ms,
         }
     }
 

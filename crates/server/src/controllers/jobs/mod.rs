@@ -9,5 +9,5 @@ mod cron;
 mod decide;
 mod preempt;
 
-pub use book::{BookChange, JobTasks, TaskBook};
+pub use book::{BookChange, JobTasks, RunId, TaskBook};
 pub use decide::{plan_jobs, JobsInput};
