@@ -10,7 +10,9 @@
 use crate::Supervisor;
 use ebb_client::Client;
 use ebb_core::api::LogRequest;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// How long one log-requests long-poll waits on the server before asking again.
@@ -39,14 +41,27 @@ pub async fn run(client: Client, supervisor: Supervisor, node: String, stop: Can
     }
 }
 
+/// Most reads this agent works on at once, per server: each may hold up to tens of MiB while
+/// it is read and sent, and a slow disk must not pile them up.
+const MAX_READS_AT_ONCE: usize = 4;
+
 async fn serve(client: Client, supervisor: Supervisor, node: String, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_READS_AT_ONCE));
     while !stop.is_cancelled() {
         tokio::select! {
             result = client.log_requests(&node, LOG_POLL_WAIT) => match result {
                 Ok(batch) => {
                     for request in batch.requests {
-                        // Each read on its own: a slow disk read holds up no other answer.
-                        tokio::spawn(answer(client.clone(), supervisor.clone(), node.clone(), request));
+                        // Each read on its own (a slow read holds up no other answer), a few
+                        // at a time: the next poll waits for a free slot.
+                        let Ok(slot) = slots.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let (client, supervisor, node) = (client.clone(), supervisor.clone(), node.clone());
+                        tokio::spawn(async move {
+                            answer(client, supervisor, node, request).await;
+                            drop(slot);
+                        });
                     }
                 }
                 Err(e) if e.status() == Some(404) => tokio::time::sleep(UNSUPPORTED_PAUSE).await,
@@ -65,6 +80,6 @@ async fn answer(client: Client, supervisor: Supervisor, node: String, request: L
         return;
     };
     if let Err(e) = client.answer_log_request(&node, request.id, &lines).await {
-        tracing::debug!(error = %e, id = request.id, "could not send a log answer");
+        tracing::warn!(error = %e, id = request.id, "could not send a log answer");
     }
 }

@@ -821,5 +821,7 @@ fn a_finished_job_can_be_removed_and_submitted_again_under_its_name() {
     assert_eq!(again["job"]["run"], 1, "{again}");
     let c = counts(&lines(&done));
     assert!(c.values().all(|n| *n == 2) && c.len() == 3, "{c:?}");
-    assert!(ebb.fails(&["jobs", "rm", "nosuch"]).contains("no job named"));
+    assert!(ebb
+        .fails(&["jobs", "rm", "nosuch"])
+        .contains("no job named"));
 }

@@ -2,9 +2,11 @@
 //! was written after a cursor. The agent reads its own files and sends the lines over its log
 //! channel (`crate::log_channel`), so logs read the same whether the node is local or remote.
 //!
-//! Every read is bounded: one answer carries at most [`MAX_ANSWER_BYTES`] of log text shared
-//! among its instances, so a huge `--tail`, a file without newlines or many instances cannot
-//! make an answer (or the server holding it) large.
+//! Every read is bounded by what its answer costs as JSON, not by its text alone: each line is
+//! counted as if every byte needed a six-byte escape, plus its instance id and the JSON around
+//! it ([`json_cost`]), against [`MAX_ANSWER_COST`] shared equally among the instances read. So
+//! a huge `--tail`, blank lines, control bytes, a file without newlines or many instances
+//! cannot make an answer larger than the server accepts (`MAX_LOG_ANSWER_BYTES`, 32 MiB).
 
 use ebb_core::api::{LogCursor, LogLine, LogRead, LogsResponse};
 use std::fs::File;
@@ -13,20 +15,23 @@ use std::path::{Path, PathBuf};
 
 /// Most lines one read returns per instance (`--tail`).
 pub const MAX_TAIL: usize = 10_000;
-/// Most bytes of log text in one answer, over all its instances: well under the server's limit
-/// for an answer (JSON may add escapes), and more than 10,000 lines of a usual log.
-pub const MAX_ANSWER_BYTES: u64 = 8 << 20;
-/// Each instance's share is at least this, however many instances one read names.
-const MIN_SHARE_BYTES: u64 = 64 * 1024;
+/// Most an answer may cost as JSON ([`json_cost`]), over all its instances: under the server's
+/// 32 MiB limit for an answer with room for the envelope, and 4 MiB of text (10,000 lines of a
+/// usual log) in the worst case.
+pub const MAX_ANSWER_COST: u64 = 24 << 20;
+/// JSON around one line beside its text and instance id: `{"instance":"","line":""},`.
+const LINE_OVERHEAD: u64 = 32;
 /// Most bytes read per instance per follow call, so one call stays cheap.
 const MAX_FOLLOW_BYTES: u64 = 1 << 20;
+/// The smallest read per instance: a line longer than this is handed out in pieces.
+const MIN_READ_BYTES: u64 = 256;
 /// Chunk read backwards from the end of a file when looking for the last lines.
 const TAIL_CHUNK: u64 = 64 * 1024;
 
 /// Reads `read` from the files `files_of` gives per instance (rotated oldest first, then the
 /// current one). An instance without files gets no lines and no cursor.
 pub fn read(read: &LogRead, files_of: impl Fn(&str) -> Vec<PathBuf>) -> LogsResponse {
-    let share = (MAX_ANSWER_BYTES / read.instances.len().max(1) as u64).max(MIN_SHARE_BYTES);
+    let share = MAX_ANSWER_COST / read.instances.len().max(1) as u64;
     let tail = read.tail.min(MAX_TAIL);
     let mut resp = LogsResponse::default();
     for id in &read.instances {
@@ -35,9 +40,13 @@ pub fn read(read: &LogRead, files_of: impl Fn(&str) -> Vec<PathBuf>) -> LogsResp
             continue;
         }
         let cursor = read.cursors.iter().find(|c| &c.instance == id);
+        let budget = Budget {
+            cost: share,
+            id_len: id.len() as u64,
+        };
         let (lines, offset) = match cursor {
-            Some(c) => follow(files.last(), c.offset, share.min(MAX_FOLLOW_BYTES)),
-            None => last_lines(&files, tail, share),
+            Some(c) => follow(files.last(), c.offset, budget),
+            None => last_lines(&files, tail, budget),
         };
         resp.lines.extend(lines.into_iter().map(|line| LogLine {
             instance: id.clone(),
@@ -51,9 +60,33 @@ pub fn read(read: &LogRead, files_of: impl Fn(&str) -> Vec<PathBuf>) -> LogsResp
     resp
 }
 
-/// Complete lines written to `file` after `offset` (at most `max` bytes), and the offset after
-/// them. A file shorter than the offset was rotated: read it from the start.
-fn follow(file: Option<&PathBuf>, offset: u64, max: u64) -> (Vec<String>, u64) {
+/// What one instance's lines may cost in an answer.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    /// In [`json_cost`] units.
+    cost: u64,
+    /// The instance id's length, repeated on every line.
+    id_len: u64,
+}
+
+impl Budget {
+    /// Most raw bytes worth reading: each may cost six.
+    fn read_bytes(self, cap: u64) -> u64 {
+        (self.cost / 6).clamp(MIN_READ_BYTES, cap)
+    }
+}
+
+/// What a line of `raw_len` bytes can cost in the answer's JSON at most: six bytes per byte (a
+/// control byte's `\u00XX`), its instance id and the JSON around it.
+pub fn json_cost(raw_len: u64, id_len: u64) -> u64 {
+    6 * raw_len + id_len + LINE_OVERHEAD
+}
+
+/// Complete lines written to `file` after `offset` (as many as `budget` allows, at least one),
+/// and the offset after them. A file shorter than the offset was rotated: read it from the
+/// start.
+fn follow(file: Option<&PathBuf>, offset: u64, budget: Budget) -> (Vec<String>, u64) {
+    let max = budget.read_bytes(MAX_FOLLOW_BYTES);
     let Some(path) = file else {
         return (Vec::new(), offset);
     };
@@ -72,19 +105,30 @@ fn follow(file: Option<&PathBuf>, offset: u64, max: u64) -> (Vec<String>, u64) {
         None if buf.len() as u64 == max => buf.len(),
         None => 0,
     };
-    let lines = split_lines(&buf[..complete]);
-    (lines, start + complete as u64)
+    // The first lines that fit the budget (the first always: it is at most `max` bytes).
+    let mut taken = 0;
+    let mut cost = 0;
+    let mut lines = Vec::new();
+    for raw in buf[..complete].split_inclusive(|b| *b == b'\n') {
+        cost += json_cost(raw.len() as u64, budget.id_len);
+        if cost > budget.cost && !lines.is_empty() {
+            break;
+        }
+        taken += raw.len();
+        lines.push(text_of(raw));
+    }
+    (lines, start + taken as u64)
 }
 
-/// The last `n` lines over the files (oldest first, at most `budget` bytes read), and the
+/// The last `n` lines over the files (oldest first, as many as `budget` allows), and the
 /// length of the newest file.
-fn last_lines(files: &[PathBuf], n: usize, budget: u64) -> (Vec<String>, u64) {
+fn last_lines(files: &[PathBuf], n: usize, budget: Budget) -> (Vec<String>, u64) {
     let end = files
         .last()
         .and_then(|p| std::fs::metadata(p).ok())
         .map_or(0, |m| m.len());
     let mut lines: Vec<String> = Vec::new();
-    let mut left = budget;
+    let mut left = budget.read_bytes(u64::MAX);
     for path in files.iter().rev() {
         if lines.len() >= n || left == 0 {
             break;
@@ -94,6 +138,17 @@ fn last_lines(files: &[PathBuf], n: usize, budget: u64) -> (Vec<String>, u64) {
         older.append(&mut lines);
         lines = older;
     }
+    // The newest lines that fit the budget.
+    let mut cost = 0;
+    let keep = lines
+        .iter()
+        .rev()
+        .take_while(|l| {
+            cost += json_cost(l.len() as u64, budget.id_len);
+            cost <= budget.cost
+        })
+        .count();
+    lines.drain(..lines.len() - keep);
     (lines, end)
 }
 
@@ -132,10 +187,22 @@ fn split_lines(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// One line's text without its line ending (invalid UTF-8 replaced).
+fn text_of(raw: &[u8]) -> String {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    String::from_utf8_lossy(raw).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    const FULL: Budget = Budget {
+        cost: MAX_ANSWER_COST,
+        id_len: 1,
+    };
 
     #[test]
     fn last_lines_spans_rotated_files_oldest_first() {
@@ -144,7 +211,7 @@ mod tests {
         let cur = dir.path().join("a.log");
         std::fs::write(&old, "one\ntwo\n").unwrap();
         std::fs::write(&cur, "three\nfour\n").unwrap();
-        let (lines, end) = last_lines(&[old, cur], 3, MAX_ANSWER_BYTES);
+        let (lines, end) = last_lines(&[old, cur], 3, FULL);
         assert_eq!(lines, ["two", "three", "four"]);
         assert_eq!(end, 11);
     }
@@ -154,7 +221,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         std::fs::write(&path, "one\ntw").unwrap();
-        let (lines, off) = follow(Some(&path), 0, MAX_FOLLOW_BYTES);
+        let (lines, off) = follow(Some(&path), 0, FULL);
         assert_eq!((lines, off), (vec!["one".to_string()], 4));
         std::fs::OpenOptions::new()
             .append(true)
@@ -162,9 +229,9 @@ mod tests {
             .unwrap()
             .write_all(b"o\n")
             .unwrap();
-        assert_eq!(follow(Some(&path), off, MAX_FOLLOW_BYTES).0, ["two"]);
+        assert_eq!(follow(Some(&path), off, FULL).0, ["two"]);
         std::fs::write(&path, "x\n").unwrap();
-        assert_eq!(follow(Some(&path), 7, MAX_FOLLOW_BYTES).0, ["x"]);
+        assert_eq!(follow(Some(&path), 7, FULL).0, ["x"]);
     }
 
     #[test]
@@ -172,29 +239,74 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         std::fs::write(&path, vec![b'x'; MAX_FOLLOW_BYTES as usize + 10]).unwrap();
-        let (lines, off) = follow(Some(&path), 0, MAX_FOLLOW_BYTES);
+        let (lines, off) = follow(Some(&path), 0, FULL);
         assert_eq!(lines.len(), 1);
         assert_eq!(off, MAX_FOLLOW_BYTES);
     }
 
+    /// Blank lines, control bytes and lines without end, as `--tail` and as `-f`: the answer's
+    /// JSON stays within the budget (and so within the server's limit) every time.
     #[test]
-    fn one_answer_carries_a_bounded_amount_of_text() {
+    fn an_answer_as_json_stays_within_its_budget_whatever_the_log_holds() {
         let dir = tempfile::tempdir().unwrap();
+        let contents: [Vec<u8>; 3] = [
+            vec![b'\n'; 2 << 20],
+            vec![1u8; 3 << 20],
+            b"x\n".repeat(1 << 20),
+        ];
         let mut files = Vec::new();
-        for i in 0..3 {
+        for (i, c) in contents.iter().enumerate() {
             let path = dir.path().join(format!("{i}.log"));
-            std::fs::write(&path, vec![b'x'; MAX_ANSWER_BYTES as usize]).unwrap();
+            std::fs::write(&path, c).unwrap();
             files.push(path);
         }
-        let req = LogRead {
-            instances: vec!["0".into(), "1".into(), "2".into()],
+        let ids: Vec<String> = (0..3).map(|i| format!("instance-{i}")).collect();
+        let files_of = |id: &str| vec![files[id[9..].parse::<usize>().unwrap()].clone()];
+        let tail = LogRead {
+            instances: ids.clone(),
             tail: MAX_TAIL,
             cursors: Vec::new(),
         };
-        let resp = read(&req, |id| vec![files[id.parse::<usize>().unwrap()].clone()]);
-        let bytes: usize = resp.lines.iter().map(|l| l.line.len()).sum();
-        assert!(bytes as u64 <= MAX_ANSWER_BYTES, "{bytes}");
-        assert_eq!(resp.cursors.len(), 3);
+        let follow = LogRead {
+            cursors: ids
+                .iter()
+                .map(|id| LogCursor {
+                    instance: id.clone(),
+                    offset: 0,
+                })
+                .collect(),
+            ..tail.clone()
+        };
+        for req in [tail, follow] {
+            let resp = read(&req, files_of);
+            let json = serde_json::to_vec(&resp).unwrap().len() as u64;
+            assert!(json <= MAX_ANSWER_COST + 1024, "{json}");
+            assert_eq!(resp.cursors.len(), 3);
+            assert!(!resp.lines.is_empty());
+        }
+    }
+
+    #[test]
+    fn following_a_chatty_log_goes_on_where_the_budget_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let text: String = (0..200_000).map(|i| format!("{i}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let small = Budget {
+            cost: 100_000,
+            id_len: 1,
+        };
+        let (mut offset, mut seen) = (0, 0u32);
+        while offset < text.len() as u64 {
+            let (lines, next) = follow(Some(&path), offset, small);
+            assert!(next > offset, "a follow always makes progress");
+            for l in lines {
+                assert_eq!(l, seen.to_string(), "no line lost or repeated");
+                seen += 1;
+            }
+            offset = next;
+        }
+        assert_eq!(seen, 200_000);
     }
 
     #[test]

@@ -241,8 +241,9 @@ pub async fn run(client: &Client, req: RunRequest<'_>) -> anyhow::Result<()> {
     }
 }
 
-/// Prints the attempt's lines after `cursors`; returns the cursors after them. A log this
-/// server cannot read (its node is remote) prints nothing: the exit code still comes back.
+/// Prints the attempt's lines after `cursors`; returns the cursors after them. A log that
+/// cannot be read now (its node is down or silent) prints nothing and keeps the cursor, so
+/// nothing is printed twice; the exit code still comes back.
 async fn print_new_lines(client: &Client, job: &str, id: &str, cursors: &str) -> String {
     let cursor = if cursors.is_empty() {
         format!("{id}:0")
@@ -250,7 +251,7 @@ async fn print_new_lines(client: &Client, job: &str, id: &str, cursors: &str) ->
         cursors.to_string()
     };
     match client.logs(job, Some(id), None, 0, &cursor).await {
-        Ok(resp) => {
+        Ok(resp) if !resp.cursors.is_empty() => {
             for l in &resp.lines {
                 out!("{}", l.line);
             }
@@ -260,7 +261,7 @@ async fn print_new_lines(client: &Client, job: &str, id: &str, cursors: &str) ->
                 .collect::<Vec<_>>()
                 .join(",")
         }
-        Err(_) => cursors.to_string(),
+        _ => cursors.to_string(),
     }
 }
 

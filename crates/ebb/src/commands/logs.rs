@@ -27,9 +27,10 @@ pub async fn logs(
                 out!("{}", l.line);
             }
         }
-        // Each reason once, while it holds (a node that stays down is not repeated every poll).
+        // Each instance's gap once while it lasts (a node that stays down is not repeated
+        // every poll, though its "last heard" age changes).
         for gap in &resp.unavailable {
-            if !said.contains(gap) {
+            if !said.iter().any(|s| same_gap(s, gap)) {
                 eprintln!(
                     "ebb: the log of {} is unavailable: {}",
                     gap.instance, gap.reason
@@ -60,4 +61,9 @@ pub async fn logs(
         }
         resp = next;
     }
+}
+
+/// The same instance unavailable on the same node, whatever the reason's wording now.
+fn same_gap(a: &LogGap, b: &LogGap) -> bool {
+    a.instance == b.instance && a.node == b.node
 }

@@ -400,7 +400,9 @@ pub async fn remove(
     if stopping > 0 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("job {name} still has {stopping} tasks stopping; try again once they have ended"),
+            format!(
+                "job {name} still has {stopping} tasks stopping; try again once they have ended"
+            ),
         ));
     }
     // Task records first, in transactions the store takes (etcd: 128 ops), the job last: until

@@ -49,7 +49,9 @@ pub async fn read(
     let tail = q.tail.unwrap_or(DEFAULT_TAIL).min(MAX_TAIL);
     let resp = gather(&server, &targets, tail, &cursors).await;
     if let Some(want) = &q.instance {
-        if resp.cursors.is_empty() && resp.unavailable.is_empty() {
+        // A placed instance whose log has no line yet is not "no instance".
+        let unknown = targets.iter().all(|t| t.node.is_none());
+        if unknown && resp.cursors.is_empty() && resp.unavailable.is_empty() {
             return Err(ApiError::not_found(format!(
                 "no instance {want:?} of service {service:?}"
             )));
@@ -140,7 +142,7 @@ fn job_targets(
 }
 
 /// Reads every target from its node's agent, all nodes at once, and puts the answers in the
-/// targets' order. A target of unknown node is asked of every node with a channel.
+/// targets' order. A target of unknown node is asked of every live node with a channel.
 async fn gather(
     server: &Server,
     targets: &[Target],
@@ -148,11 +150,12 @@ async fn gather(
     cursors: &HashMap<String, u64>,
 ) -> LogsResponse {
     let now = Instant::now();
+    let liveness = Liveness::read(server, now);
     let everywhere: Vec<String> = server
         .log_relay()
         .connected_nodes(now)
         .into_iter()
-        .filter(|node| down(server, node, now).is_none())
+        .filter(|node| liveness.down(node).is_none())
         .collect();
     let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for t in targets {
@@ -164,13 +167,14 @@ async fn gather(
             by_node.entry(node.clone()).or_default().push(t.id.clone());
         }
     }
+    // Why each node that could not give its logs did not.
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
     let mut reads = tokio::task::JoinSet::new();
-    let mut gaps: HashMap<String, LogGap> = HashMap::new();
     for (node, instances) in by_node {
         // A node known to be down is not asked: it could only time out (its agent's poll
         // may still look open, a lost machine's connection never closes).
-        if let Some(reason) = down(server, &node, now) {
-            note_gaps(&mut gaps, &node, instances, &reason);
+        if let Some(reason) = liveness.down(&node) {
+            failed.insert(node, reason);
             continue;
         }
         let read = LogRead {
@@ -193,10 +197,15 @@ async fn gather(
         });
     }
     let mut answered: HashMap<String, LogsResponse> = HashMap::new();
-    while let Some(Ok((node, instances, answer))) = reads.join_next().await {
+    while let Some(joined) = reads.join_next().await {
+        let Ok((node, asked, answer)) = joined else {
+            continue;
+        };
         match answer {
-            Ok(answer) => split_by_instance(answer, &mut answered),
-            Err(e) => note_gaps(&mut gaps, &node, instances, &unreadable(server, &node, &e)),
+            Ok(answer) => file_answer(answer, &asked, &mut answered),
+            Err(e) => {
+                failed.insert(node.clone(), unreadable(&liveness, &node, &e));
+            }
         }
     }
     let mut resp = LogsResponse::default();
@@ -204,37 +213,70 @@ async fn gather(
         if let Some(mut part) = answered.remove(&t.id) {
             resp.lines.append(&mut part.lines);
             resp.cursors.append(&mut part.cursors);
-        } else if let Some(gap) = gaps.remove(&t.id).filter(|_| t.node.is_some()) {
-            resp.unavailable.push(gap);
-        } else if t.node.is_none() {
-            resp.unavailable
-                .extend(unasked(server, &t.id, &everywhere, now));
+            continue;
         }
+        let gap = match &t.node {
+            Some(node) => failed.get(node).map(|reason| LogGap {
+                instance: t.id.clone(),
+                node: Some(node.clone()),
+                reason: reason.clone(),
+            }),
+            None => not_found(server, &t.id, &everywhere, &failed, &liveness),
+        };
+        resp.unavailable.extend(gap);
     }
     resp
 }
 
+/// Files a node's answer by instance: only the instances that node was asked about (a node
+/// cannot speak for another's), and the first answer for each.
+fn file_answer(answer: LogsResponse, asked: &[String], into: &mut HashMap<String, LogsResponse>) {
+    let mine: Vec<&String> = asked
+        .iter()
+        .filter(|id| !into.contains_key(*id))
+        .filter(|id| answer.cursors.iter().any(|c| &c.instance == *id))
+        .collect();
+    let mut parts: HashMap<String, LogsResponse> = HashMap::new();
+    for cursor in answer.cursors {
+        if mine.contains(&&cursor.instance) {
+            let part = parts.entry(cursor.instance.clone()).or_default();
+            if part.cursors.is_empty() {
+                part.cursors.push(cursor);
+            }
+        }
+    }
+    for line in answer.lines {
+        if let Some(part) = parts.get_mut(&line.instance) {
+            part.lines.push(line);
+        }
+    }
+    into.extend(parts);
+}
+
 /// For an instance of unknown node found on no node that answered: the nodes that could not
-/// be asked, which may hold its log (an instance replaced after its node was lost, say).
-fn unasked(server: &Server, id: &str, asked: &[String], now: Instant) -> Option<LogGap> {
+/// give their logs, which may hold it (an instance replaced after its node was lost, say).
+/// None when every node answered: then it is nowhere.
+fn not_found(
+    server: &Server,
+    id: &str,
+    asked: &[String],
+    failed: &BTreeMap<String, String>,
+    liveness: &Liveness,
+) -> Option<LogGap> {
     let (kvs, _) = server.store().list(keys::NODES).ok()?;
-    let silent: Vec<String> = kvs
+    let why: Vec<String> = kvs
         .iter()
         .filter_map(|kv| keys::decode::<ebb_core::api::NodeInfo>(kv).ok())
         .map(|info| info.name)
-        .filter(|name| !asked.contains(name))
-        .collect();
-    if silent.is_empty() {
-        return None;
-    }
-    let why: Vec<String> = silent
-        .iter()
-        .map(|node| {
-            down(server, node, now).unwrap_or_else(|| {
-                format!("node {node}'s agent keeps no log channel with this server")
-            })
+        .filter_map(|node| match failed.get(&node) {
+            Some(reason) => Some(reason.clone()),
+            None if asked.contains(&node) => None,
+            None => Some(liveness.down(&node).unwrap_or_else(|| no_channel(&node))),
         })
         .collect();
+    if why.is_empty() {
+        return None;
+    }
     Some(LogGap {
         instance: id.to_string(),
         node: None,
@@ -245,58 +287,45 @@ fn unasked(server: &Server, id: &str, asked: &[String], now: Instant) -> Option<
     })
 }
 
-/// Files an agent's answer by instance (an instance found on several nodes: the first answer).
-fn split_by_instance(answer: LogsResponse, into: &mut HashMap<String, LogsResponse>) {
-    for cursor in answer.cursors {
-        into.entry(cursor.instance.clone())
-            .or_default()
-            .cursors
-            .push(cursor);
+/// The nodes' states, read once per call.
+struct Liveness(crate::state::nodes::NodeStates);
+
+impl Liveness {
+    fn read(server: &Server, now: Instant) -> Liveness {
+        Liveness(
+            server
+                .nodes()
+                .states(now, now.saturating_duration_since(server.liveness_since())),
+        )
     }
-    for line in answer.lines {
-        if let Some(part) = into.get_mut(&line.instance) {
-            part.lines.push(line);
+
+    /// "node n2 is down (…)" when this server takes `node` for down (every server reads every
+    /// node's liveness, so this is the cluster's view).
+    fn down(&self, node: &str) -> Option<String> {
+        if self.0.get(node) != NodeState::Down {
+            return None;
         }
-    }
-}
-
-fn note_gaps(gaps: &mut HashMap<String, LogGap>, node: &str, instances: Vec<String>, reason: &str) {
-    for id in instances {
-        let gap = LogGap {
-            instance: id.clone(),
-            node: Some(node.to_string()),
-            reason: reason.to_string(),
+        let heard = match self.0.age(node) {
+            Some(age) => format!("last heard {}s ago", age.as_secs()),
+            None => "not heard from since this server started".to_string(),
         };
-        gaps.insert(id, gap);
+        Some(format!(
+            "node {node} is down ({heard}); its logs can be read once it is back"
+        ))
     }
 }
 
-/// "node n2 is down (…)" when this server takes `node` for down (every server reads every
-/// node's liveness, so this is the cluster's view).
-fn down(server: &Server, node: &str, now: Instant) -> Option<String> {
-    let states = server
-        .nodes()
-        .states(now, now.saturating_duration_since(server.liveness_since()));
-    if states.get(node) != NodeState::Down {
-        return None;
-    }
-    let heard = match states.age(node) {
-        Some(age) => format!("last heard {}s ago", age.as_secs()),
-        None => "not heard from since this server started".to_string(),
-    };
-    Some(format!(
-        "node {node} is down ({heard}); its logs can be read once it is back"
-    ))
+fn no_channel(node: &str) -> String {
+    format!(
+        "node {node}'s agent keeps no log channel with this server (it is starting, is older \
+         than this server, or was given other --server addresses)"
+    )
 }
 
 /// Why node `node` could not give its logs, for a person.
-fn unreadable(server: &Server, node: &str, error: &RelayError) -> String {
+fn unreadable(liveness: &Liveness, node: &str, error: &RelayError) -> String {
     match error {
-        RelayError::NoChannel => down(server, node, Instant::now()).unwrap_or_else(|| {
-            format!(
-                "node {node}'s agent keeps no log channel with this server (an agent older than this server, or one given other --server addresses)"
-            )
-        }),
+        RelayError::NoChannel => liveness.down(node).unwrap_or_else(|| no_channel(node)),
         RelayError::Busy => {
             format!("too many log reads are waiting for node {node}; try again")
         }
@@ -324,6 +353,36 @@ fn parse_cursors(text: &str) -> Result<HashMap<String, u64>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(parts: &[(&str, &str)]) -> LogsResponse {
+        let mut resp = LogsResponse::default();
+        for (id, line) in parts {
+            resp.lines.push(ebb_core::api::LogLine {
+                instance: id.to_string(),
+                line: line.to_string(),
+            });
+            if !resp.cursors.iter().any(|c| c.instance == *id) {
+                resp.cursors.push(LogCursor {
+                    instance: id.to_string(),
+                    offset: 7,
+                });
+            }
+        }
+        resp
+    }
+
+    #[test]
+    fn a_node_speaks_only_for_what_it_was_asked_and_the_first_answer_counts() {
+        let mut into = HashMap::new();
+        let asked = vec!["a".to_string()];
+        file_answer(answer(&[("a", "mine"), ("b", "forged")]), &asked, &mut into);
+        assert_eq!(into.len(), 1);
+        assert_eq!(into["a"].lines[0].line, "mine");
+        // Another node holding "a" too (asked everywhere): the first answer stays.
+        file_answer(answer(&[("a", "second")]), &asked, &mut into);
+        assert_eq!(into["a"].lines.len(), 1);
+        assert_eq!(into["a"].cursors.len(), 1);
+    }
 
     #[test]
     fn cursors_parse_and_bad_ones_are_refused() {

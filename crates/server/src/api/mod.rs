@@ -23,11 +23,6 @@ use ebb_core::api::{ErrorBody, MAX_BODY_BYTES};
 use ebb_store::StoreError;
 use serde::de::DeserializeOwned;
 
-/// Largest log answer an agent may post: its log text is bounded
-/// (`ebb_agent`'s `MAX_ANSWER_BYTES`, 8 MiB), and JSON may escape each control byte into six.
-/// Only a node's own credential (or the API token) may post one.
-const MAX_LOG_ANSWER_BYTES: usize = 64 << 20;
-
 /// Builds the API router over a server.
 pub fn router(server: Server) -> Router {
     let v1 = Router::new()
@@ -75,7 +70,7 @@ pub fn router(server: Server) -> Router {
         .route("/nodes/{name}/log-requests", get(nodes::log_requests))
         .route(
             "/nodes/{name}/log-requests/{id}",
-            post(nodes::answer_log_request).layer(DefaultBodyLimit::max(MAX_LOG_ANSWER_BYTES)),
+            post(nodes::answer_log_request),
         )
         .route_layer(middleware::from_fn_with_state(
             server.clone(),

@@ -331,12 +331,39 @@ pub async fn log_requests(
     Ok(Json(ebb_core::api::LogRequests { requests }))
 }
 
-/// The agent's answer to one log read. A late answer (its reader gave up) is dropped.
+/// Largest log answer an agent may post: what it reads is bounded as JSON (`ebb_agent`'s
+/// `MAX_ANSWER_COST`, 24 MiB), with room for the envelope.
+const MAX_LOG_ANSWER_BYTES: usize = 32 << 20;
+
+/// The agent's answer to one log read. The read is claimed before the body is read, so an
+/// answer nobody waits for (late, or another node's) is refused unread, one read takes one
+/// answer, and one node posts only a few at once (`MAX_ANSWERS_PER_NODE`).
 pub async fn answer_log_request(
     State(server): State<Server>,
     ApiPath((name, id)): ApiPath<(String, u64)>,
-    ApiJson(answer): ApiJson<ebb_core::api::LogsResponse>,
+    req: axum::extract::Request,
 ) -> ApiResult<serde_json::Value> {
-    let delivered = server.log_relay().answer(&name, id, answer);
+    use crate::state::log_relay::ClaimError;
+    let claim = match server.log_relay().claim(&name, id) {
+        Ok(claim) => claim,
+        Err(ClaimError::NotWaiting) => return Ok(Json(serde_json::json!({ "delivered": false }))),
+        Err(ClaimError::Busy) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("node {name} is posting too many log answers at once"),
+            ))
+        }
+    };
+    let body = axum::body::to_bytes(req.into_body(), MAX_LOG_ANSWER_BYTES)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!("log answer not read (at most {MAX_LOG_ANSWER_BYTES} bytes): {e}"),
+            )
+        })?;
+    let answer: ebb_core::api::LogsResponse = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid log answer: {e}")))?;
+    let delivered = claim.deliver(answer);
     Ok(Json(serde_json::json!({ "delivered": delivered })))
 }

@@ -21,6 +21,9 @@ pub const CHANNEL_GONE_AFTER: Duration = Duration::from_secs(5);
 pub const MAX_WAITING_PER_NODE: usize = 64;
 /// Most reads handed to an agent in one poll answer.
 pub const MAX_REQUESTS_PER_POLL: usize = 16;
+/// Most answers one node may be posting at once: each may be tens of MiB while it is read,
+/// so one node's agent cannot hold much of the server's memory.
+pub const MAX_ANSWERS_PER_NODE: usize = 4;
 
 /// Why a log read through the channel failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +34,15 @@ pub enum RelayError {
     Busy,
     /// The agent took the read but did not answer within [`LOG_ANSWER_TIMEOUT`].
     NoAnswer,
+}
+
+/// Why an agent's answer is not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Nobody waits for this read of this node (late, answered already, or another node's).
+    NotWaiting,
+    /// The node is posting [`MAX_ANSWERS_PER_NODE`] answers already.
+    Busy,
 }
 
 /// The reads waiting for each node, and the agents' open polls.
@@ -50,6 +62,8 @@ struct Channel {
     polls: usize,
     /// When the last poll ended.
     last_poll_end: Option<Instant>,
+    /// Answers being posted now.
+    answering: usize,
     wake: Arc<Notify>,
 }
 
@@ -59,6 +73,14 @@ impl Channel {
             || self
                 .last_poll_end
                 .is_some_and(|t| now.saturating_duration_since(t) < CHANNEL_GONE_AFTER)
+    }
+
+    /// Nothing waits on it and no agent polls: it can be forgotten.
+    fn idle(&self, now: Instant) -> bool {
+        !self.connected(now)
+            && self.queued.is_empty()
+            && self.waiting.is_empty()
+            && self.answering == 0
     }
 
     fn take_queued(&mut self) -> Vec<LogRequest> {
@@ -77,10 +99,12 @@ impl LogRelay {
         self.lock().get(node).is_some_and(|c| c.connected(now))
     }
 
-    /// Nodes whose agents keep a channel with this server now, sorted.
+    /// Nodes whose agents keep a channel with this server now, sorted. Forgets the channels
+    /// of agents gone (a node removed, renamed), so the map holds only live ones.
     pub fn connected_nodes(&self, now: Instant) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .lock()
+        let mut nodes = self.lock();
+        nodes.retain(|_, c| !c.idle(now));
+        let mut names: Vec<String> = nodes
             .iter()
             .filter(|(_, c)| c.connected(now))
             .map(|(n, _)| n.clone())
@@ -151,13 +175,51 @@ impl LogRelay {
         }
     }
 
-    /// An agent's answer to read `id`; false if nobody waits for it (late, or not `node`'s).
+    /// Takes read `id` of `node` for the answer about to be posted, before its body is read:
+    /// an answer nobody waits for is refused unread, and one read takes one answer.
+    pub fn claim(&self, node: &str, id: u64) -> Result<Claim<'_>, ClaimError> {
+        let mut nodes = self.lock();
+        let channel = nodes.get_mut(node).ok_or(ClaimError::NotWaiting)?;
+        if !channel.waiting.contains_key(&id) {
+            return Err(ClaimError::NotWaiting);
+        }
+        if channel.answering >= MAX_ANSWERS_PER_NODE {
+            return Err(ClaimError::Busy);
+        }
+        let sender = channel.waiting.remove(&id);
+        channel.answering += 1;
+        Ok(Claim {
+            relay: self,
+            node: node.to_string(),
+            sender,
+        })
+    }
+
+    /// An agent's answer to read `id`, all at once; false if nobody waits for it.
     pub fn answer(&self, node: &str, id: u64, answer: LogsResponse) -> bool {
-        let sender = self
-            .lock()
-            .get_mut(node)
-            .and_then(|c| c.waiting.remove(&id));
-        sender.is_some_and(|tx| tx.send(answer).is_ok())
+        self.claim(node, id).is_ok_and(|c| c.deliver(answer))
+    }
+}
+
+/// A read taken by an answer being posted; counted against its node until dropped.
+pub struct Claim<'a> {
+    relay: &'a LogRelay,
+    node: String,
+    sender: Option<oneshot::Sender<LogsResponse>>,
+}
+
+impl Claim<'_> {
+    /// Hands the answer to its reader; false if the reader went away meanwhile.
+    pub fn deliver(mut self, answer: LogsResponse) -> bool {
+        self.sender.take().is_some_and(|tx| tx.send(answer).is_ok())
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Some(channel) = self.relay.lock().get_mut(&self.node) {
+            channel.answering = channel.answering.saturating_sub(1);
+        }
     }
 }
 
@@ -251,6 +313,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_is_taken_once_and_a_node_posts_a_bounded_number_at_once() {
+        let relay = Arc::new(LogRelay::default());
+        relay.lock().entry("n1".into()).or_default().polls = 1;
+        let mut readers = Vec::new();
+        for _ in 0..MAX_ANSWERS_PER_NODE + 1 {
+            let relay = relay.clone();
+            readers.push(tokio::spawn(
+                async move { relay.read("n1", read_of("a")).await },
+            ));
+        }
+        eventually("every read queued", Duration::from_secs(5), || {
+            (relay.lock()["n1"].waiting.len() == MAX_ANSWERS_PER_NODE + 1).then_some(())
+        })
+        .await;
+        let ids: Vec<u64> = relay.lock()["n1"].waiting.keys().copied().collect();
+        let claims: Vec<Claim<'_>> = ids[..MAX_ANSWERS_PER_NODE]
+            .iter()
+            .map(|id| relay.claim("n1", *id).unwrap())
+            .collect();
+        assert_eq!(
+            relay.claim("n1", ids[0]).err(),
+            Some(ClaimError::NotWaiting),
+            "one read, one answer"
+        );
+        assert_eq!(
+            relay.claim("n2", ids[MAX_ANSWERS_PER_NODE]).err(),
+            Some(ClaimError::NotWaiting),
+            "not another node's"
+        );
+        assert_eq!(
+            relay.claim("n1", ids[MAX_ANSWERS_PER_NODE]).err(),
+            Some(ClaimError::Busy)
+        );
+        for claim in claims {
+            assert!(claim.deliver(line("hello")));
+        }
+        assert!(relay.answer("n1", ids[MAX_ANSWERS_PER_NODE], line("last")));
+        for r in readers {
+            assert!(r.await.unwrap().is_ok());
+        }
+        assert_eq!(relay.lock()["n1"].answering, 0);
+    }
+
+    #[tokio::test]
     async fn a_node_without_a_poll_has_no_channel() {
         let relay = LogRelay::default();
         assert_eq!(
@@ -262,6 +368,10 @@ mod tests {
             Some(Instant::now() - CHANNEL_GONE_AFTER - Duration::from_secs(1));
         assert!(!relay.connected("n1", Instant::now()));
         assert!(relay.connected_nodes(Instant::now()).is_empty());
+        assert!(
+            relay.lock().is_empty(),
+            "a gone agent's channel is forgotten"
+        );
     }
 
     #[tokio::test(start_paused = true)]
