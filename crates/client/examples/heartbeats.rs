@@ -252,6 +252,7 @@ fn report(
             last_exit: None,
             exit_code: None,
             exit_unknown: false,
+            reason: None,
         });
         if run {
             let mix = a.generation * 7919 + seq * 104_729;

@@ -325,7 +325,10 @@ pub struct ServiceView {
     pub version: String,
     /// Instances the spec asks for (for an autoscaled service, the autoscaler's current count).
     pub desired: u32,
-    /// Instances that should run (not being stopped).
+    /// Instances placed on a node that should run (not being stopped), in whatever state.
+    #[serde(default)]
+    pub placed: u32,
+    /// Of those, the ones in the running state (a failed or backing-off instance is not).
     pub running: u32,
     /// Of those, ready and on the current version.
     pub ready: u32,
@@ -372,6 +375,9 @@ pub struct InstanceView {
     pub started_ms: Option<u64>,
     /// Why the last process ended, if one did (`exit code 1`, `killed by SIGKILL`).
     pub last_exit: Option<String>,
+    /// Why it is not running and ready now, as its node says (see `InstanceStatus::reason`).
+    #[serde(default)]
+    pub reason: Option<String>,
     /// What the load balancer measured for this instance over the last few seconds; None when
     /// its service has no public port or the instance is not routed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,6 +407,7 @@ impl InstanceView {
             created_ms: a.created_ms,
             started_ms: status.and_then(|s| s.started_ms),
             last_exit: status.and_then(|s| s.last_exit.clone()),
+            reason: status.and_then(|s| s.reason.clone()),
             traffic: None,
             usage: None,
         }

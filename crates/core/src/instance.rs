@@ -107,4 +107,9 @@ pub struct InstanceStatus {
     /// restarted agent, which cannot reap it): the server runs it again, not as a failure.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exit_unknown: bool,
+    /// Why it is not running and ready, as its node last saw it, for `ebb ps`, `ebb deploy`
+    /// and `ebb describe`: `cannot run "x": No such file or directory; retrying in 4s`,
+    /// `exit code 1; restarting in 2s`, `health GET /nope → 404`. None once ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

@@ -288,7 +288,7 @@ fn reservations_are_never_exceeded_and_what_does_not_fit_is_pending_with_a_reaso
         (s["services"][0]["pending_reason"] == reason).then_some(s)
     });
     assert_eq!(
-        status["services"][0]["running"], 3,
+        status["services"][0]["placed"], 3,
         "the 4th was not placed: {status}"
     );
     for n in nodes(&server) {

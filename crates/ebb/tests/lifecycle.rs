@@ -137,3 +137,56 @@ fn a_second_ctrl_c_kills_instances_at_once() {
         (!alive(pid)).then_some(())
     });
 }
+
+#[test]
+fn why_an_instance_is_not_ready_shows_in_deploy_ps_and_status() {
+    let ebb = Ebb::up(&[]);
+    let text = "[services.nostart]\ncommand = [\"/nonexistent/program\"]\n\
+                [services.sick]\ncommand = [\"ebb\", \"example-app\"]\n\
+                [services.sick.health]\nhttp = \"/nope\"\ninterval = \"200ms\"\n";
+    let file = deploy_file(ebb.dir.path(), "why.toml", text);
+    let out = ebb.cli(&["deploy", "--timeout", "4s", file.to_str().unwrap()]);
+    assert!(!out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // As it happens, in the progress...
+    assert!(
+        stdout.contains(": ")
+            && stdout.contains("/nonexistent/program")
+            && stdout.contains("retrying in"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("health: GET /nope answered 404"),
+        "{stdout}"
+    );
+    // ...and again at the timeout.
+    assert!(stderr.contains("/nonexistent/program"), "{stderr}");
+    assert!(
+        stderr.contains("health: GET /nope answered 404"),
+        "{stderr}"
+    );
+
+    let ps = ebb.ok(&["ps"]);
+    assert!(ps.contains("REASON"), "{ps}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&ebb.ok(&["ps", "--json"])).unwrap();
+    let reason_of = |service: &str| {
+        rows.iter()
+            .find(|r| r["service"] == service)
+            .and_then(|r| r["reason"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(reason_of("nostart").contains("retrying in"), "{rows:?}");
+    assert!(reason_of("sick").contains("404"), "{rows:?}");
+
+    // A failed instance is not counted as running; one starting (process up, not healthy) is
+    // not either.
+    let status: serde_json::Value = serde_json::from_str(&ebb.ok(&["status", "--json"])).unwrap();
+    for s in status["services"].as_array().unwrap() {
+        if s["name"] == "nostart" {
+            assert_eq!(s["running"], 0, "{s}");
+            assert_eq!(s["placed"], 1, "{s}");
+        }
+    }
+}

@@ -330,6 +330,7 @@ fn running(a: &ebb_core::Assignment, addr: &str) -> InstanceStatus {
         last_exit: None,
         exit_code: None,
         exit_unknown: false,
+        reason: None,
     }
 }
 
@@ -452,6 +453,7 @@ async fn report_all_ready(client: &Client) -> Vec<ebb_core::Assignment> {
             last_exit: None,
             exit_code: None,
             exit_unknown: false,
+            reason: None,
         })
         .collect();
     client

@@ -349,6 +349,7 @@ fn pending(a: &Assignment) -> InstanceStatus {
         last_exit: None,
         exit_code: None,
         exit_unknown: false,
+        reason: None,
     }
 }
 

@@ -85,19 +85,31 @@ impl Monitor {
                 self.shared.update(&self.id, |s| {
                     s.ready = true;
                     s.state = InstanceState::Running;
+                    s.reason = None;
                 });
                 let message = format!("ready: {} health check passed", check_name(&self.spec));
                 self.shared
                     .event(EventKind::InstanceReady, &self.service, &self.id, message);
             }
             Change::Unready => {
-                self.shared.update(&self.id, |s| s.ready = false);
                 let why = result.as_ref().err().map_or("", String::as_str);
+                let reason = format!("health: {why}");
+                self.shared.update(&self.id, |s| {
+                    s.ready = false;
+                    s.reason = Some(reason);
+                });
                 let message = format!("unready: {why} ({} failure in a row)", tracker.failures());
                 self.shared
                     .event(EventKind::InstanceUnready, &self.service, &self.id, message);
             }
-            Change::None => {}
+            // Not ready yet and failing: the failure is why (an update that changes nothing
+            // sends nothing).
+            Change::None => {
+                if let (Err(why), false) = (result, tracker.is_ready()) {
+                    let reason = format!("health: {why}");
+                    self.shared.update(&self.id, |s| s.reason = Some(reason));
+                }
+            }
         }
     }
 }

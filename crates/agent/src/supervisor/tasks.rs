@@ -74,6 +74,7 @@ fn ended_task(shared: &Arc<Shared>, id: &str, record: &Record) {
         last_exit: Some("ended while the agent was down: exit status unknown".into()),
         exit_code: None,
         exit_unknown: true,
+        reason: None,
     };
     let mut state = shared.lock();
     let new = NewInstance {
@@ -134,6 +135,7 @@ pub fn adopt(shared: &Arc<Shared>, records: BTreeMap<String, Record>) {
             last_exit: None,
             exit_code: None,
             exit_unknown: false,
+            reason: None,
         };
         let message = format!("adopted pid {} from a previous agent", record.pid);
         let mut state = shared.lock();

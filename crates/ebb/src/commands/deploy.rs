@@ -3,6 +3,7 @@
 use crate::output::{out, out_inline};
 use ebb_client::Client;
 use ebb_core::api::{Change, ScaleRequest, ServiceChange, ServiceView};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -74,7 +75,7 @@ fn describe(c: &ServiceChange) -> String {
 
 /// A service is settled when every instance it should run is on its version and ready.
 fn settled(v: &ServiceView) -> bool {
-    v.ready == v.desired && v.running == v.desired && v.outdated == 0
+    v.ready == v.desired && v.placed == v.desired && v.outdated == 0
 }
 
 fn progress_line(views: &[&ServiceView]) -> String {
@@ -103,9 +104,19 @@ pub async fn wait_ready(
     let tty = std::io::stdout().is_terminal();
     let start = Instant::now();
     let mut last = String::new();
+    // Each instance's last reason printed, so that each new one is said once, as it happens.
+    let mut reasons: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let all = client.services().await?;
         let views: Vec<&ServiceView> = all.iter().filter(|v| names.contains(&v.name)).collect();
+        for (id, why) in new_reasons(client, names, &mut reasons).await? {
+            if tty {
+                out!("\r\x1b[2K{id}: {why}");
+                last.clear();
+            } else {
+                out!("{id}: {why}");
+            }
+        }
         let line = progress_line(&views);
         if line != last {
             if tty {
@@ -126,13 +137,42 @@ pub async fn wait_ready(
             if tty {
                 out!();
             }
+            let why: String = reasons
+                .iter()
+                .map(|(id, why)| format!("\n  {id}: {why}"))
+                .collect();
             anyhow::bail!(
-                "not ready after {}: {last}\n  hint: `ebb events` says why, `ebb logs SERVICE` shows the instances' output",
+                "not ready after {}: {last}{why}\n  hint: `ebb events` says why, `ebb logs SERVICE` shows the instances' output",
                 ebb_core::quantity::format_duration(timeout)
             );
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Reasons of the named services' instances that changed since `said`, which keeps the
+/// latest reason of each instance that has one (an instance that became ready drops out).
+async fn new_reasons(
+    client: &Client,
+    names: &[String],
+    said: &mut BTreeMap<String, String>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let instances = client.instances(None).await?;
+    let mut fresh = Vec::new();
+    let mut now = BTreeMap::new();
+    for i in instances.iter().filter(|i| names.contains(&i.service)) {
+        if i.desired != ebb_core::DesiredState::Run {
+            continue;
+        }
+        if let Some(why) = &i.reason {
+            if said.get(&i.id) != Some(why) {
+                fresh.push((i.id.clone(), why.clone()));
+            }
+            now.insert(i.id.clone(), why.clone());
+        }
+    }
+    *said = now;
+    Ok(fresh)
 }
 
 /// `ebb scale SERVICE N` or `ebb scale SERVICE --min A --max B`.
@@ -160,7 +200,7 @@ pub async fn scale(client: &Client, service: &str, req: ScaleRequest) -> anyhow:
 
 pub async fn stop(client: &Client, service: &str, detach: bool) -> anyhow::Result<()> {
     let view = client.stop(service).await?;
-    out!("{service}: removed, stopping {} instances", view.running);
+    out!("{service}: removed, stopping {} instances", view.placed);
     if detach {
         return Ok(());
     }

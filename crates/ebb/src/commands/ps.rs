@@ -38,13 +38,14 @@ pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::R
                 dash(i.traffic.as_ref().map(|t| format_latency(t.p99_ms))),
                 dash(i.usage.as_ref().map(|u| format!("{:.2}", u.cpu_cores))),
                 dash(i.usage.as_ref().map(|u| format_size(u.memory_bytes))),
+                dash(i.reason.clone()),
             ]
         })
         .collect();
     table(
         &[
             "ID", "SERVICE", "NODE", "STATE", "PID", "ADDR", "READY", "RESTARTS", "AGE", "RPS",
-            "INFLIGHT", "P50", "P99", "CPU", "MEMORY",
+            "INFLIGHT", "P50", "P99", "CPU", "MEMORY", "REASON",
         ],
         &rows,
     );
@@ -58,7 +59,7 @@ async fn pending(client: &Client, service: Option<&str>) -> anyhow::Result<()> {
             continue;
         }
         if let Some(why) = &v.pending_reason {
-            let missing = v.desired.saturating_sub(v.running).max(1);
+            let missing = v.desired.saturating_sub(v.placed).max(1);
             out!("{}: {missing} instances pending: {why}", v.name);
         }
     }

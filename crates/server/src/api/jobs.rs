@@ -368,9 +368,9 @@ pub async fn cancel(
 }
 
 /// `DELETE /v1/jobs/{name}`: forgets a job that has finished (its record, progress and task
-/// records; the task logs stay on the nodes until their agents rotate them away). A job that
-/// may still run (running, queued, or scheduled) is cancelled first, so that removing never
-/// stops work by surprise. Returns the job as it was.
+/// records; the task logs stay on the nodes). A job that may still run (running, queued, or
+/// scheduled) is refused: the user cancels it first, so that removing never stops work by
+/// surprise. Returns the job as it was.
 pub async fn remove(
     State(server): State<Server>,
     ApiPath(name): ApiPath<String>,
@@ -384,6 +384,19 @@ pub async fn remove(
         .into_iter()
         .find(|j| j.name == name)
         .ok_or_else(|| no_such_job(&name))?;
+    // Finished as the controller wrote it (not only as the view infers: a job cancelled a
+    // moment ago may still have a pass under way that places or ends its tasks).
+    let ended = keys::jobs_progress(store)?
+        .get(&name)
+        .is_some_and(|p| p.value.run == view.run && p.value.finished.is_some());
+    if view.state.is_finished() && !ended {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job {name} is still ending (its tasks are being stopped); try again in a moment"
+            ),
+        ));
+    }
     if !view.state.is_finished() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -407,31 +420,38 @@ pub async fn remove(
     }
     // Task records first, in transactions the store takes (etcd: 128 ops), the job last: until
     // then the job is still listed, finished, and nothing of it runs; a failure half way
-    // leaves it listed, to be removed again.
+    // leaves it listed, to be removed again. Each transaction holds only if the job's record
+    // and each task record are as read: a new run submitted meanwhile keeps its records.
     let (tasks, _) = store.list(&keys::job_tasks(&name))?;
     let count = tasks.len();
-    let batch = store.max_txn_ops().max(1);
+    let batch = store.max_txn_ops().saturating_sub(1).max(1);
     for chunk in tasks.chunks(batch) {
-        store.txn(
-            chunk
-                .iter()
-                .map(|kv| Op::delete(kv.key.clone(), Expect::Any))
-                .collect(),
-        )?;
+        let mut ops: Vec<Op> = chunk
+            .iter()
+            .map(|t| Op::delete(t.key.clone(), Expect::ModRevision(t.mod_revision)))
+            .collect();
+        ops.push(Op::check(
+            keys::job(&name),
+            Expect::ModRevision(kv.mod_revision),
+        ));
+        store.txn(ops)?;
     }
     store.txn(vec![
         Op::delete(keys::job(&name), Expect::ModRevision(kv.mod_revision)),
         Op::delete(keys::job_progress(&name), Expect::Any),
     ])?;
-    server.record(Event::new(
-        now_ms(),
-        EventKind::JobRemoved,
-        format!(
-            "job {name} removed: it was {} (run {}); {count} task records forgotten",
-            view.state.as_str(),
-            view.run
-        ),
-    ));
+    server.record(
+        Event::new(
+            now_ms(),
+            EventKind::JobRemoved,
+            format!(
+                "job {name} removed: it was {} (run {}); {count} task records forgotten",
+                view.state.as_str(),
+                view.run
+            ),
+        )
+        .service(&name),
+    );
     Ok(Json(view))
 }
 

@@ -12,7 +12,7 @@ use ebb_core::api::{
     StatusView,
 };
 use ebb_core::service::{validate_service_name, MAX_INSTANCES};
-use ebb_core::{Assignment, DesiredState, Event, EventKind, ServiceSpec};
+use ebb_core::{Assignment, DesiredState, Event, EventKind, InstanceState, ServiceSpec};
 use ebb_store::{Expect, Op};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -282,7 +282,7 @@ pub async fn stop(
         Event::new(
             now_ms(),
             EventKind::ServiceStopped,
-            format!("service removed: stopping its {} instances", view.running),
+            format!("service removed: stopping its {} instances", view.placed),
         )
         .service(&name),
     );
@@ -384,11 +384,18 @@ fn service_views_with(
                 })
                 .count() as u32;
             let outdated = live.iter().filter(|a| a.version != version).count() as u32;
+            let running = live
+                .iter()
+                .filter(|a| {
+                    current_status(a, &statuses).is_some_and(|s| s.state == InstanceState::Running)
+                })
+                .count() as u32;
             ServiceView {
                 name: spec.name.clone(),
                 version,
                 desired: spec.instances,
-                running: live.len() as u32,
+                placed: live.len() as u32,
+                running,
                 ready,
                 outdated,
                 autoscale_reason: server.autoscale_reasons().get(&spec.name),

@@ -713,6 +713,7 @@ mod tests {
             last_exit: None,
             exit_code: None,
             exit_unknown: false,
+            reason: None,
         };
         (id.to_string(), status)
     }

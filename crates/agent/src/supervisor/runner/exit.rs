@@ -18,11 +18,13 @@ impl Runner {
         let delay = self.backoff.next(uptime);
         self.next_start = Some(time::Instant::now() + delay);
         let last = reason.clone();
+        let why = format!("{reason}; restarting in {}", secs(delay));
         self.shared.update(&self.id, |s| {
             s.state = InstanceState::Backoff;
             s.pid = None;
             s.ready = false;
             s.last_exit = Some(last);
+            s.reason = Some(why);
         });
         let (id, service) = (&self.id, &self.service);
         let exited = format!("pid {} exited: {reason} after {}", proc.pid, secs(uptime));

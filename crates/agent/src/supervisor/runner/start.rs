@@ -106,14 +106,16 @@ impl Runner {
         self.next_start = Some(time::Instant::now() + delay);
         let restarts = self.restarts;
         let last = format!("failed to start: {error}");
+        let message = format!("{error}; retrying in {}", secs(delay));
+        let why = message.clone();
         self.shared.update(&self.id, |s| {
             s.state = InstanceState::Failed;
             s.pid = None;
             s.ready = false;
             s.restarts = restarts;
             s.last_exit = Some(last);
+            s.reason = Some(why);
         });
-        let message = format!("{error}; retrying in {}", secs(delay));
         self.shared.event(
             EventKind::InstanceStartFailed,
             &self.service,

@@ -75,6 +75,7 @@ fn status(a: &Versioned<Assignment>, ready: bool) -> InstanceStatus {
         last_exit: None,
         exit_code: None,
         exit_unknown: false,
+        reason: None,
     }
 }
 
@@ -740,6 +741,17 @@ mod jobs {
         assert!(
             placed_tasks(&plan).is_empty(),
             "the retry waits for its back-off"
+        );
+        // The records and progress hold only if the job is still the one the pass read (not
+        // removed or resubmitted meanwhile).
+        let checks: Vec<&Op> = plan
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Check { .. }))
+            .collect();
+        assert!(
+            matches!(checks.as_slice(), [Op::Check { key, expect: Expect::ModRevision(50) }] if key == &keys::job("crunch")),
+            "{checks:?}"
         );
     }
 

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 /// Most store operations the jobs part adds to one pass on a store without a limit of its own
 /// (SQLite): a pass that ends 250 tasks and starts as many is still a few milliseconds. On a
-/// store that limits transactions (etcd: 128) the jobs part takes what the services' writes of
-/// the pass left. A pass that stops at its budget asks for the next one at once.
+/// store that limits transactions (etcd: 128) the jobs part takes half of what the services'
+/// writes of the pass left (the other half is for checks of the jobs' records). A pass that stops at its budget asks for the next one at once.
 pub const MAX_TASK_OPS: usize = 1_000;
 
 /// Most tasks one node runs at once, whatever they reserve: tasks that reserve nothing would
@@ -135,11 +135,11 @@ pub fn plan_jobs(
             attempts.entry(t.job.as_str()).or_default().push(a);
         }
     }
-    // What the store's transaction has room for after the services' writes of this pass.
-    let mut budget = input
-        .max_txn_ops
-        .saturating_sub(plan.ops.len())
-        .min(MAX_TASK_OPS);
+    // What the store's transaction has room for after the services' writes of this pass: half
+    // of it, since each job written to adds a check of its record ([`guard_records`]), and a
+    // job written to has at least one write.
+    let mut budget = (input.max_txn_ops.saturating_sub(plan.ops.len()) / 2).min(MAX_TASK_OPS);
+    let ops_before = plan.ops.len();
     let mut views = Vec::new();
     for (name, record) in &input.jobs {
         let progress = input
@@ -189,6 +189,7 @@ pub fn plan_jobs(
             budget -= 1;
         }
     }
+    guard_records(&views, plan, ops_before);
     if budget < 3 {
         plan.recheck = Recheck::Soon;
     }
@@ -658,6 +659,33 @@ fn stop_drained(snapshot: &Snapshot, views: &[JobView], plan: &mut Plan, budget:
             );
         }
     }
+}
+
+/// Makes this pass's writes of each job's task records and progress conditional on the job's
+/// record as the pass read it: a job removed (`ebb jobs rm`) or resubmitted meanwhile fails the
+/// transaction, and the next pass plans again, instead of a stale pass re-creating a removed
+/// job's progress for a later job of the same name to inherit. A check costs no write; the
+/// store takes it beside a put of the same key (a scheduled job's next run).
+fn guard_records(views: &[JobView], plan: &mut Plan, from: usize) {
+    let touched: HashSet<String> = plan.ops[from..]
+        .iter()
+        .filter_map(|op| job_of_key(op.key()))
+        .map(str::to_string)
+        .collect();
+    for view in views.iter().filter(|v| touched.contains(v.name)) {
+        plan.ops.push(Op::check(
+            keys::job(view.name),
+            Expect::ModRevision(view.revision),
+        ));
+    }
+}
+
+/// The job whose task record or progress `key` is.
+fn job_of_key(key: &str) -> Option<&str> {
+    if let Some(rest) = key.strip_prefix(keys::TASKS) {
+        return rest.rsplit_once('/').map(|(job, _)| job);
+    }
+    key.strip_prefix(keys::JOB_PROGRESS)
 }
 
 /// Writes the job's progress when it changed; true if it wrote. A run that had already ended
