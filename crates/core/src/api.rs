@@ -330,7 +330,7 @@ pub struct ServiceView {
     pub placed: u32,
     /// Of those, the ones in the running state (a failed or backing-off instance is not).
     pub running: u32,
-    /// Of those, ready and on the current version.
+    /// Of the placed ones, ready and on the current version.
     pub ready: u32,
     /// Instances still on an older version.
     pub outdated: u32,

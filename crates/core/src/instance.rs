@@ -107,9 +107,10 @@ pub struct InstanceStatus {
     /// restarted agent, which cannot reap it): the server runs it again, not as a failure.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exit_unknown: bool,
-    /// Why it is not running and ready, as its node last saw it, for `ebb ps`, `ebb deploy`
-    /// and `ebb describe`: `cannot run "x": No such file or directory; retrying in 4s`,
-    /// `exit code 1; restarting in 2s`, `health GET /nope → 404`. None once ready.
+    /// Why it is not running and ready, as its node last saw it, for `ebb ps` and `ebb deploy`:
+    /// a start failure and its retry, an exit and its restart (`exit code 1; restarting in
+    /// 2.0s`), a failing health check (`health: GET /nope answered 404 Not Found`). None once
+    /// ready, stopping or stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

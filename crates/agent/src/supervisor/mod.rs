@@ -260,6 +260,7 @@ impl Supervisor {
             state.touch_records();
             for entry in state.entries.values_mut() {
                 entry.status.state = InstanceState::Stopped;
+                entry.status.reason = None;
                 entry.status.pid = None;
                 entry.status.ready = false;
             }

@@ -73,9 +73,14 @@ fn describe(c: &ServiceChange) -> String {
     }
 }
 
+/// Instances placed to run. A server older than `placed` reported them as `running`.
+pub fn placed(v: &ServiceView) -> u32 {
+    v.placed.max(v.running)
+}
+
 /// A service is settled when every instance it should run is on its version and ready.
 fn settled(v: &ServiceView) -> bool {
-    v.ready == v.desired && v.placed == v.desired && v.outdated == 0
+    v.ready == v.desired && placed(v) == v.desired && v.outdated == 0
 }
 
 fn progress_line(views: &[&ServiceView]) -> String {
@@ -109,7 +114,13 @@ pub async fn wait_ready(
     loop {
         let all = client.services().await?;
         let views: Vec<&ServiceView> = all.iter().filter(|v| names.contains(&v.name)).collect();
-        for (id, why) in new_reasons(client, names, &mut reasons).await? {
+        let settled_all = views.iter().all(|v| settled(v));
+        let fresh = if settled_all {
+            Vec::new()
+        } else {
+            new_reasons(client, names, &mut reasons).await?
+        };
+        for (id, why) in fresh {
             if tty {
                 out!("\r\x1b[2K{id}: {why}");
                 last.clear();
@@ -126,7 +137,7 @@ pub async fn wait_ready(
             }
             last = line;
         }
-        if views.iter().all(|v| settled(v)) {
+        if settled_all {
             if tty {
                 out!();
             }
@@ -157,10 +168,13 @@ async fn new_reasons(
     names: &[String],
     said: &mut BTreeMap<String, String>,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let instances = client.instances(None).await?;
+    let mut instances = Vec::new();
+    for name in names {
+        instances.extend(client.instances(Some(name)).await?);
+    }
     let mut fresh = Vec::new();
     let mut now = BTreeMap::new();
-    for i in instances.iter().filter(|i| names.contains(&i.service)) {
+    for i in &instances {
         if i.desired != ebb_core::DesiredState::Run {
             continue;
         }

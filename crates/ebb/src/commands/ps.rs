@@ -59,7 +59,7 @@ async fn pending(client: &Client, service: Option<&str>) -> anyhow::Result<()> {
             continue;
         }
         if let Some(why) = &v.pending_reason {
-            let missing = v.desired.saturating_sub(v.placed).max(1);
+            let missing = v.desired.saturating_sub(super::deploy::placed(&v)).max(1);
             out!("{}: {missing} instances pending: {why}", v.name);
         }
     }

@@ -54,7 +54,7 @@ impl Runner {
         self.shared.update(&self.id, |s| s.ready = false);
         proc.kill().await;
         let reason = proc.wait_exit(ADOPTED_POLL).await;
-        self.on_exit(format!("{reason} (failed health checks)"))
+        self.on_exit(format!("{reason} (failed health checks: {error})"))
             .await;
     }
 
@@ -73,6 +73,7 @@ impl Runner {
         self.shared.update(&self.id, |s| {
             s.state = InstanceState::Stopping;
             s.ready = false;
+            s.reason = None;
         });
         let message = format!(
             "stopping pid {} because {why}: {}, then SIGKILL after {}",
@@ -108,6 +109,7 @@ impl Runner {
             s.state = InstanceState::Stopped;
             s.pid = None;
             s.ready = false;
+            s.reason = None;
             if exit.is_some() {
                 s.last_exit = exit;
             }

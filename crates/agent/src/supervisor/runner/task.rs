@@ -61,9 +61,11 @@ impl Runner {
             self.next_start = None;
             self.task_ended = true;
             self.shared.release_port(&self.id);
+            // Nor does it say it will: `last_exit` says it could not start.
             self.shared.update(&self.id, |s| {
                 s.state = InstanceState::Exited;
                 s.exit_code = None;
+                s.reason = None;
             });
         }
         true

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 /// Most store operations the jobs part adds to one pass on a store without a limit of its own
 /// (SQLite): a pass that ends 250 tasks and starts as many is still a few milliseconds. On a
-/// store that limits transactions (etcd: 128) the jobs part takes half of what the services'
-/// writes of the pass left (the other half is for checks of the jobs' records). A pass that stops at its budget asks for the next one at once.
+/// store that limits transactions (etcd: 128) the jobs part takes what the services' writes of
+/// the pass left, less a check of each job's record it writes to. A pass that stops at its budget asks for the next one at once.
 pub const MAX_TASK_OPS: usize = 1_000;
 
 /// Most tasks one node runs at once, whatever they reserve: tasks that reserve nothing would
@@ -135,10 +135,12 @@ pub fn plan_jobs(
             attempts.entry(t.job.as_str()).or_default().push(a);
         }
     }
-    // What the store's transaction has room for after the services' writes of this pass: half
-    // of it, since each job written to adds a check of its record ([`guard_records`]), and a
-    // job written to has at least one write.
-    let mut budget = (input.max_txn_ops.saturating_sub(plan.ops.len()) / 2).min(MAX_TASK_OPS);
+    // What the store's transaction has room for after the services' writes of this pass, less
+    // room for a check of each job's record written to ([`guard_records`]): one per job, or
+    // half of it when there are more jobs than that (a job written to has a write of its own,
+    // so the checks never outnumber the writes).
+    let room = input.max_txn_ops.saturating_sub(plan.ops.len());
+    let mut budget = (room - input.jobs.len().min(room / 2)).min(MAX_TASK_OPS);
     let ops_before = plan.ops.len();
     let mut views = Vec::new();
     for (name, record) in &input.jobs {
