@@ -216,6 +216,12 @@ pub enum Command {
                       says where its log is), 2 bad arguments, 130 interrupted."
     )]
     Demo(DemoArgs),
+    /// Print a shell completion script: `source <(ebb completions bash)`, or write it where
+    /// your shell reads completions (zsh: a `_ebb` file on $fpath; fish: ~/.config/fish/completions/ebb.fish)
+    Completions {
+        /// bash, zsh or fish (also elvish, powershell)
+        shell: clap_complete::Shell,
+    },
     /// Run the small built-in HTTP app used by the examples, tests and benchmarks
     ExampleApp {
         /// Port to listen on [default: $PORT]

@@ -65,6 +65,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate { files } => commands::validate(files),
         Command::ExampleApp { port, host } => example_app(*port, host.clone()).await,
         Command::Demo(a) => commands::demo(a).await,
+        Command::Completions { shell } => {
+            // Generated into memory, then written: clap_complete panics on a failed write
+            // (`ebb completions bash | head`), and a closed pipe is no error here.
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "ebb", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(())
+        }
         Command::Deploy(a) => {
             commands::deploy::deploy(&connect::client(g)?, &a.files, a.detach, a.timeout).await
         }

@@ -256,3 +256,44 @@ fn a_port_held_by_another_program_is_invalid_input_and_changes_nothing() {
     assert!(stderr.contains("nothing was applied"), "{stderr}");
     assert!(!ebb.ok(&["status"]).contains("taken"));
 }
+
+#[test]
+fn completions_for_bash_zsh_and_fish_come_from_the_parser() {
+    let script = |shell: &str| {
+        let out = std::process::Command::new(EBB)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // bash: loaded by a real bash, it completes `ebb jo` to the two commands that start so.
+    let bash = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source <({EBB} completions bash); COMP_WORDS=(ebb jo); COMP_CWORD=1; _ebb ebb jo ebb; echo \"${{COMPREPLY[@]}}\""
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&bash.stdout).trim(),
+        "jobs job",
+        "{bash:?}"
+    );
+    // zsh and fish: their scripts name every command (shells not installed here are not run).
+    let zsh = script("zsh");
+    assert!(zsh.starts_with("#compdef ebb"), "{zsh}");
+    let fish = script("fish");
+    for command in ["deploy", "logs", "jobs", "completions"] {
+        assert!(zsh.contains(&format!("'{command}:")), "zsh lacks {command}");
+        assert!(
+            fish.contains(&format!("-a \"{command}\"")),
+            "fish lacks {command}"
+        );
+    }
+    let bad = std::process::Command::new(EBB)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
