@@ -345,9 +345,7 @@ pub async fn cancel(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<JobView> {
     let store = server.store();
-    let Some(kv) = store.get(&keys::job(&name))? else {
-        return Err(no_such_job(&name));
-    };
+    let kv = stored_job(store, &name)?;
     let mut record: JobRecord = keys::decode(&kv)?;
     let finished = keys::jobs_progress(store)?
         .get(&name)
@@ -376,9 +374,7 @@ pub async fn remove(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<JobView> {
     let store = server.store();
-    let Some(kv) = store.get(&keys::job(&name))? else {
-        return Err(no_such_job(&name));
-    };
+    let kv = stored_job(store, &name)?;
     let (assignments, _) = keys::assignments(store)?;
     let view = job_views_with(&server, &assignments)?
         .into_iter()
@@ -386,9 +382,11 @@ pub async fn remove(
         .ok_or_else(|| no_such_job(&name))?;
     // Finished as the controller wrote it (not only as the view infers: a job cancelled a
     // moment ago may still have a pass under way that places or ends its tasks).
-    let ended = keys::jobs_progress(store)?
-        .get(&name)
-        .is_some_and(|p| p.value.run == view.run && p.value.finished.is_some());
+    let ended = store
+        .get(&keys::job_progress(&name))?
+        .map(|kv| keys::decode::<ebb_core::JobProgress>(&kv))
+        .transpose()?
+        .is_some_and(|p| p.run == view.run && p.finished.is_some());
     if view.state.is_finished() && !ended {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -492,6 +490,13 @@ pub async fn queues(State(server): State<Server>) -> ApiResult<Vec<QueueView>> {
         }
     }
     Ok(Json(views.into_values().collect()))
+}
+
+/// Job `name`'s stored record, or 404.
+fn stored_job(store: &dyn ebb_store::KvStore, name: &str) -> Result<ebb_store::KeyValue, ApiError> {
+    store
+        .get(&keys::job(name))?
+        .ok_or_else(|| no_such_job(name))
 }
 
 fn no_such_job(name: &str) -> ApiError {
