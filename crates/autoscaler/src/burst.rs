@@ -16,6 +16,7 @@ use crate::decide::{commit, deciding_policy, Decision, Now};
 use crate::explain;
 use crate::state::State;
 use crate::target::ceil_count;
+use crate::Rule;
 use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric, ScalePolicy};
 use std::time::Duration;
 
@@ -112,6 +113,7 @@ pub fn burst(
         desired,
         reason,
         panic: true,
+        rule: Rule::Panic,
     })
 }
 

@@ -5,6 +5,7 @@ use crate::explain;
 use crate::metrics::Metrics;
 use crate::proposal::Proposal;
 use crate::state::State;
+use crate::Rule;
 use crate::{policies, target};
 use ebb_core::autoscale::{AutoscaleSpec, ScalePolicy};
 use std::time::Duration;
@@ -46,6 +47,8 @@ pub struct Decision {
     pub reason: String,
     /// Whether the decision was made in panic mode.
     pub panic: bool,
+    /// The rule that had the last word on `desired`.
+    pub rule: Rule,
 }
 
 /// The policy that decides inside the bounds: target tracking within a schedule's windows, or
@@ -105,6 +108,7 @@ pub fn decide(
         mut count,
         mut reason,
         panic,
+        mut rule,
     } = proposal;
 
     if panic {
@@ -113,9 +117,17 @@ pub fn decide(
             reason += &format!("; not below {base} while panicking");
         }
     } else if count < base {
-        count = stabilize_down(config, state, count, base, t, &mut reason);
+        let held = stabilize_down(config, state, count, base, t, &mut reason);
+        if held != count {
+            rule = Rule::Stabilized;
+        }
+        count = held;
     } else if count > base {
-        count = limit_up(config, state, count, base, t, &mut reason);
+        let limited = limit_up(config, state, count, base, t, &mut reason);
+        if limited != count {
+            rule = Rule::RateLimited;
+        }
+        count = limited;
     }
 
     let bounds = config.bounds_at(now.unix_ms);
@@ -125,6 +137,7 @@ pub fn decide(
     if idle {
         count = 0;
         reason = idle_reason(state, quiet, config.idle_timeout);
+        rule = Rule::Idle;
     } else if bounds.min == 0 && keeps_one(state, base) {
         floor = 1;
     }
@@ -132,7 +145,12 @@ pub fn decide(
     if clamped == 1 && count == 0 && bounds.min == 0 {
         let t = explain::duration(config.idle_timeout);
         reason += &format!("; kept at 1: zero only after {t} without a request (idle_timeout)");
+        rule = Rule::Stabilized;
     } else if clamped != count {
+        rule = match bounds.window {
+            Some(_) => Rule::Schedule,
+            None => Rule::Bounds,
+        };
         reason += &format!(
             "; clamped to {clamped} (min {}, max {}",
             bounds.min, bounds.max
@@ -148,6 +166,7 @@ pub fn decide(
         desired: clamped,
         reason,
         panic,
+        rule,
     }
 }
 
@@ -248,5 +267,6 @@ pub fn demand(
         desired,
         reason: format!("request waiting at 0 instances → {desired} (scale from zero)"),
         panic: false,
+        rule: Rule::Demand,
     })
 }

@@ -37,6 +37,7 @@ mod explain;
 mod metrics;
 mod policies;
 mod proposal;
+mod rule;
 mod state;
 mod target;
 
@@ -44,4 +45,5 @@ pub use burst::{burst, Reading, BURST_FACTOR, BURST_READINGS, MIN_BURST_SPAN};
 pub use config::TICK;
 pub use decide::{decide, demand, Decision, Now};
 pub use metrics::{Metrics, Sample, WindowStats};
+pub use rule::Rule;
 pub use state::State;

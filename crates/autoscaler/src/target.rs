@@ -11,6 +11,7 @@ use crate::explain;
 use crate::metrics::{Metrics, WindowStats};
 use crate::proposal::Proposal;
 use crate::state::State;
+use crate::Rule;
 use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric};
 use std::cmp::Ordering;
 use std::time::Duration;
@@ -54,6 +55,17 @@ struct Candidate {
 }
 
 impl Candidate {
+    /// The rule behind its count, as a stable-window proposal.
+    fn rule(&self) -> Rule {
+        if self.value.is_none() || self.missing == Missing::Reversed {
+            Rule::Hold
+        } else if self.within_tolerance {
+            Rule::Tolerance
+        } else {
+            Rule::Target
+        }
+    }
+
     fn describe(&self, window: Duration, tolerance: f64, base: u32) -> String {
         let name = self.metric.name();
         let w = explain::duration(window);
@@ -241,6 +253,7 @@ pub(crate) fn propose(
             count: calm.count,
             reason,
             panic: false,
+            rule: calm.rule(),
         };
     };
 
@@ -265,6 +278,7 @@ pub(crate) fn propose(
         count,
         reason,
         panic: true,
+        rule: Rule::Panic,
     }
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{desired, rps_sample, rps_target, Sim};
-use ebb_autoscaler::{demand, Sample};
+use ebb_autoscaler::{demand, Rule, Sample};
 use ebb_core::autoscale::{AutoscaleSpec, ScaleTargets};
 use std::time::Duration;
 
@@ -15,7 +15,11 @@ fn load_at_target_keeps_the_count() {
     // 4 instances × 5 rps, with ±8 % wobble: inside the 10 % tolerance.
     for i in 0..600 {
         let rps = if i % 2 == 0 { 21.6 } else { 18.4 };
-        assert_eq!(sim.tick_rps(rps).desired, 4, "second {i}");
+        let d = sim.tick_rps(rps);
+        assert_eq!(d.desired, 4, "second {i}");
+        if i > 60 {
+            assert_eq!(d.rule, Rule::Tolerance, "second {i}: {}", d.reason);
+        }
     }
 }
 
@@ -47,7 +51,9 @@ fn a_4x_step_panics_by_the_second_tick_and_reaches_the_need_within_the_panic_win
     // Tick 1: the 6 s panic window averages (80 + 5 × 20) / 6 = 30 rps = 1.5× of 4 instances
     // (no panic; the 60 s window is within tolerance). Tick 2: 40 rps = 2× → panic, 8.
     assert!(!after[0].panic);
+    assert_eq!(after[0].rule, Rule::Tolerance);
     assert_eq!((after[1].desired, after[1].panic), (8, true));
+    assert_eq!(after[1].rule, Rule::Panic);
     assert!(after[1]
         .reason
         .starts_with("rps 40.0 over 6s / target 5 → 8 (panic)"));
@@ -109,6 +115,8 @@ fn scale_down_waits_for_the_scale_down_delay() {
     assert!(after[first_drop]
         .reason
         .contains("highest recommendation of the last 60s"));
+    assert_eq!(after[first_drop].rule, Rule::Stabilized);
+    assert_eq!(after[first_drop - 1].rule, Rule::Stabilized);
     assert_eq!(after.last().unwrap().desired, 2);
     // Never back up on the way down.
     assert!(after.windows(2).all(|w| w[1].desired <= w[0].desired));
@@ -149,6 +157,8 @@ fn the_rate_limited_reason_says_so() {
         ds[3].reason,
         "rps 40.7 over 60s / target 5 → 9; limited to 7 (scale-up rate: max(4, 100%) per 15s)"
     );
+    assert_eq!(ds[3].rule, Rule::RateLimited);
+    assert_eq!(ds[0].rule, Rule::Target);
 }
 
 #[test]
@@ -208,8 +218,10 @@ fn missing_metrics_never_scale_down() {
 #[test]
 fn decisions_stay_within_min_and_max() {
     let mut sim = Sim::new(rps_target(2, 10, 5.0), 2);
-    assert!(sim.run_rps(300, 1000.0).iter().all(|d| d.desired <= 10));
+    let up = sim.run_rps(300, 1000.0);
+    assert!(up.iter().all(|d| d.desired <= 10));
     assert_eq!(sim.current, 10);
+    assert_eq!(up.last().map(|d| d.rule), Some(Rule::Bounds));
     assert!(sim.run_rps(400, 0.1).iter().all(|d| d.desired >= 2));
     assert_eq!(sim.current, 2);
 }
@@ -229,6 +241,8 @@ fn idle_goes_to_zero_after_idle_timeout_only_when_min_is_0() {
         quiet[zero_at].reason,
         "no request for 5m (idle_timeout 5m) → 0"
     );
+    assert_eq!(quiet[zero_at].rule, Rule::Idle);
+    assert_eq!(quiet[zero_at - 1].rule, Rule::Stabilized);
     assert!(quiet[..zero_at].iter().all(|d| d.desired >= 1));
 
     let mut sim = Sim::new(rps_target(1, 10, 5.0), 2);
@@ -250,6 +264,7 @@ fn a_request_at_zero_asks_for_one_instance_at_once_and_keeps_it_while_it_starts(
         d.reason,
         "request waiting at 0 instances → 1 (scale from zero)"
     );
+    assert_eq!(d.rule, Rule::Demand);
     // More requests while it starts ask for nothing more.
     assert_eq!(demand(&sim.config, &mut sim.state, 0, now), None);
     // The instance takes 5 s to be ready; ticks meanwhile keep asking for it.

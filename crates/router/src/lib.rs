@@ -9,6 +9,7 @@ pub mod endpoints;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod http;
+pub mod http_metrics;
 pub mod limit;
 pub mod metrics;
 pub mod pool;

@@ -217,6 +217,12 @@ impl Concurrency {
 /// Response classes counted: 1xx to 5xx.
 pub const STATUS_CLASSES: usize = 5;
 
+/// The index of `status`'s class in [`Snapshot::responses`]: 0 for 1xx to 4 for 5xx; a code
+/// outside 100–599 counts in the nearest class, so none is lost.
+pub fn status_class(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, STATUS_CLASSES) - 1
+}
+
 /// Counters of one instance or one service. Everything is cumulative since creation.
 #[derive(Debug)]
 pub struct Metrics {
@@ -244,8 +250,7 @@ impl Metrics {
 
     /// A response with `status` came back `latency` after the request started.
     pub fn response(&self, status: u16, latency: Duration) {
-        let class = usize::from(status / 100).clamp(1, STATUS_CLASSES) - 1;
-        self.responses[class].fetch_add(1, Ordering::Relaxed);
+        self.responses[status_class(status)].fetch_add(1, Ordering::Relaxed);
         self.latency.record(latency);
     }
 

@@ -12,6 +12,7 @@ pub use queue::MAX_QUEUED;
 
 use crate::balance::{BalanceAlgorithm, Balancer};
 use crate::endpoint::{may_eject, Endpoint, EndpointSet};
+use crate::http_metrics::{DurationHistogram, HttpMetrics};
 use crate::metrics::{Metrics, Snapshot};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -36,6 +37,10 @@ pub struct Endpoints {
     demand: Option<Arc<Notify>>,
     /// What clients of the service see: every request, including those that waited or failed.
     pub metrics: Metrics,
+    /// The same requests as OpenTelemetry's `http.server.request.duration`, for Prometheus.
+    pub http: HttpMetrics,
+    /// How long requests waited in the cold-start queue (only those that found no endpoint).
+    pub queue_wait: DurationHistogram,
 }
 
 impl Endpoints {
@@ -54,6 +59,8 @@ impl Endpoints {
             ejections: AtomicU64::new(0),
             demand: None,
             metrics: Metrics::new(Instant::now()),
+            http: HttpMetrics::default(),
+            queue_wait: DurationHistogram::default(),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use super::Endpoints;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Most requests that may wait for a ready instance at once, per service; beyond it they fail
 /// fast with 503. 10,000: Linkerd's default queue capacity (ARCHITECTURE.md, defaults,
@@ -40,7 +40,9 @@ impl Endpoints {
             demand.notify_one();
         }
         let mut ready = self.ready.subscribe();
+        let started = Instant::now();
         let waited = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
+        self.queue_wait.record(started.elapsed());
         matches!(waited, Ok(Ok(_)))
     }
 }

@@ -51,7 +51,8 @@ impl Proxy {
         mut req: Request<Incoming>,
         peer: Peer,
     ) -> Response<ProxyBody> {
-        let service = ServiceRequest::begin(&self.inner.endpoints, Instant::now());
+        let method = crate::http_metrics::Method::from_bytes(req.method().as_str().as_bytes());
+        let service = ServiceRequest::begin(&self.inner.endpoints, method, Instant::now());
         let protocol = headers::upgrade_protocol(req.headers());
         let client_upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut req));
         let key = self.hash_key(req.headers(), &peer);

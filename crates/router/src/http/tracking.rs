@@ -10,8 +10,10 @@
 use super::pump::{self, Pumped};
 use crate::endpoint::InFlight;
 use crate::endpoints::Endpoints;
+use crate::http_metrics::Method;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -21,16 +23,26 @@ use std::time::Instant;
 pub(crate) struct ServiceRequest {
     endpoints: Arc<Endpoints>,
     started: Instant,
+    method: Method,
+    /// The response's status once [`ServiceRequest::respond`] gave one (0: none yet). Atomic
+    /// only so that `respond` takes `&self` where the request is shared; one task writes it.
+    status: AtomicU16,
     /// Ended by [`ServiceRequest::end`] with the caller's clock reading.
     ended: bool,
 }
 
 impl ServiceRequest {
-    pub(crate) fn begin(endpoints: &Arc<Endpoints>, now: Instant) -> ServiceRequest {
+    pub(crate) fn begin(
+        endpoints: &Arc<Endpoints>,
+        method: Method,
+        now: Instant,
+    ) -> ServiceRequest {
         endpoints.metrics.concurrency.start(now);
         ServiceRequest {
             endpoints: Arc::clone(endpoints),
             started: now,
+            method,
+            status: AtomicU16::new(0),
             ended: false,
         }
     }
@@ -39,22 +51,32 @@ impl ServiceRequest {
     pub(crate) fn respond(&self, status: u16, now: Instant) {
         let latency = now.saturating_duration_since(self.started);
         self.endpoints.metrics.response(status, latency);
+        self.status.store(status, Ordering::Relaxed);
     }
-}
 
-impl ServiceRequest {
     /// Ends the request at `now`, a clock reading the caller already has (see
     /// [`InFlight::end`]).
     pub(crate) fn end(mut self, now: Instant) {
         self.ended = true;
+        self.finish(now);
+    }
+
+    /// Out of the service's concurrency; with a response, its whole duration (until the last
+    /// byte was sent, as OpenTelemetry's `http.server.request.duration`) is recorded.
+    fn finish(&self, now: Instant) {
         self.endpoints.metrics.concurrency.end(now);
+        let status = self.status.load(Ordering::Relaxed);
+        if status != 0 {
+            let duration = now.saturating_duration_since(self.started);
+            self.endpoints.http.record(self.method, status, duration);
+        }
     }
 }
 
 impl Drop for ServiceRequest {
     fn drop(&mut self) {
         if !self.ended {
-            self.endpoints.metrics.concurrency.end(Instant::now());
+            self.finish(Instant::now());
         }
     }
 }

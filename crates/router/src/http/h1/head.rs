@@ -38,6 +38,8 @@ pub(crate) struct RequestHead {
     pub(crate) http10: bool,
     pub(crate) is_head: bool,
     pub(crate) idempotent: bool,
+    /// Its method, as the metrics label it.
+    pub(crate) method: crate::http_metrics::Method,
     /// `Expect: 100-continue`: the proxy answers it itself when it starts reading the body.
     pub(crate) expect_continue: bool,
     /// A protocol switch (WebSocket) was asked for and passed on.
@@ -381,6 +383,7 @@ pub(crate) fn parse_request(
         http10,
         is_head: method == "HEAD",
         idempotent: crate::http::retry::is_idempotent_method(method),
+        method: crate::http_metrics::Method::from_bytes(method.as_bytes()),
         expect_continue: facts.expect_continue,
         upgrade: upgrade.is_some(),
         hash_key: facts.hash_key,

@@ -317,7 +317,7 @@ impl<C: ClientIo> Conn<C> {
     /// Forwards one request and relays its response.
     async fn handle(&mut self, request: RequestHead, request_timer: &mut LazyTimer) -> Next {
         let now = Instant::now();
-        let service = ServiceRequest::begin(&self.proxy.inner.endpoints, now);
+        let service = ServiceRequest::begin(&self.proxy.inner.endpoints, request.method, now);
         let io = &mut self.io;
         io.informational_sent = false;
         io.from_client.consume(request.len);
