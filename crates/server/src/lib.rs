@@ -69,6 +69,8 @@ struct Inner {
     registry: state::servers::ServerRegistry,
     /// The instance controller's reports.
     instance_reports: controllers::instances::Reports,
+    /// Counters for Prometheus that nothing else keeps.
+    telemetry: state::telemetry::Telemetry,
     /// Each node's assignments, for agents' heartbeats and long-polls.
     placed: placed::PlacedIndex,
     /// The nodes' credential hashes, read from the store once per change.
@@ -105,6 +107,7 @@ impl Server {
                 autoscale_reasons: Default::default(),
                 peer_load: Default::default(),
                 registry: Default::default(),
+                telemetry: Default::default(),
                 instance_reports: Default::default(),
                 placed,
                 credentials,
@@ -215,7 +218,13 @@ impl Server {
 
     /// Records an event; failures are logged, never returned.
     pub fn record(&self, event: Event) {
+        self.inner.telemetry.events([&event]);
         self.inner.events.record(event);
+    }
+
+    /// Counters for Prometheus that nothing else keeps.
+    pub fn telemetry(&self) -> &state::telemetry::Telemetry {
+        &self.inner.telemetry
     }
 
     /// Each node's assignments as of the latest store write (see [`placed`]).
@@ -301,6 +310,7 @@ impl Server {
 
     /// Records events in one store transaction; failures are logged, never returned.
     pub fn record_all(&self, events: Vec<Event>) {
+        self.inner.telemetry.events(&events);
         self.inner.events.record_all(events);
     }
 }

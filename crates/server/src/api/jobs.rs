@@ -455,6 +455,12 @@ pub async fn remove(
 
 /// `GET /v1/queues`: declared queues and those only named by jobs.
 pub async fn queues(State(server): State<Server>) -> ApiResult<Vec<QueueView>> {
+    let jobs = job_views(&server)?;
+    Ok(Json(queue_views(&server, &jobs)?))
+}
+
+/// Every queue, declared or named by a job, with its jobs' tasks counted.
+pub fn queue_views(server: &Server, jobs: &[JobView]) -> Result<Vec<QueueView>, ApiError> {
     let declared = keys::queues(server.store())?;
     let mut views: BTreeMap<String, QueueView> = declared
         .values()
@@ -473,7 +479,7 @@ pub async fn queues(State(server): State<Server>) -> ApiResult<Vec<QueueView>> {
             )
         })
         .collect();
-    for job in job_views(&server)? {
+    for job in jobs {
         let q = views.entry(job.queue.clone()).or_insert_with(|| QueueView {
             name: job.queue.clone(),
             weight: ebb_core::job::DEFAULT_QUEUE_WEIGHT,
@@ -489,7 +495,7 @@ pub async fn queues(State(server): State<Server>) -> ApiResult<Vec<QueueView>> {
             q.active_jobs += 1;
         }
     }
-    Ok(Json(views.into_values().collect()))
+    Ok(views.into_values().collect())
 }
 
 /// Job `name`'s stored record, or 404.

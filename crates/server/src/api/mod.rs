@@ -7,6 +7,7 @@ mod logs;
 mod metrics;
 mod moves;
 mod nodes;
+mod prometheus;
 mod servers;
 mod services;
 
@@ -77,8 +78,16 @@ pub fn router(server: Server) -> Router {
             require_node_credential,
         ));
     let v1 = v1.merge(joining).merge(agents);
+    // Prometheus scrapes at its conventional path, with the API token as a bearer token.
+    let scrape = Router::new()
+        .route("/metrics", get(prometheus::scrape))
+        .route_layer(middleware::from_fn_with_state(
+            server.clone(),
+            require_token,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(scrape)
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -363,7 +363,7 @@ pub fn service_views(server: &Server) -> Result<Vec<ServiceView>, ApiError> {
 }
 
 /// [`service_views`] with the assignments already read (before the statuses).
-fn service_views_with(
+pub(crate) fn service_views_with(
     server: &Server,
     assignments: &[Versioned<Assignment>],
 ) -> Result<Vec<ServiceView>, ApiError> {

@@ -314,7 +314,11 @@ impl Autoscaler {
             s.last_reason = Some(decision.reason.clone());
         }
         let from = v.value.instances;
-        if decision.desired == from {
+        let changed = decision.desired != from;
+        self.server
+            .telemetry()
+            .decision(&name, decision.rule, changed);
+        if !changed {
             return Ok(());
         }
         let mut spec = v.value;

@@ -205,6 +205,16 @@ impl Listeners {
             .collect()
     }
 
+    /// Every routed service's endpoint set, whose counters `GET /metrics` reads.
+    pub fn endpoints(&self) -> Vec<(String, Arc<Endpoints>)> {
+        let mut all: Vec<(String, Arc<Endpoints>)> = lock(&self.inner.services)
+            .iter()
+            .map(|(name, routed)| (name.clone(), Arc::clone(&routed.endpoints)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// Instances `service`'s load balancer routes to now; None when it has no listener.
     pub fn routed_count(&self, service: &str) -> Option<u32> {
         lock(&self.inner.services)

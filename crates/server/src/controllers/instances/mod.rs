@@ -105,7 +105,8 @@ pub async fn run(server: Server, stop: CancellationToken) {
 /// One pass: read a snapshot, decide, apply. Returns when the next pass is needed even if
 /// nothing changes: drains (of instances or nodes) end on time and in-flight counts.
 pub fn reconcile(server: &Server, book: &Mutex<Option<TaskBook>>) -> Result<Recheck, StoreError> {
-    let snapshot = Snapshot::read(server, Instant::now())?;
+    let started = Instant::now();
+    let snapshot = Snapshot::read(server, started)?;
     let mut book = book
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -133,6 +134,7 @@ pub fn reconcile(server: &Server, book: &Mutex<Option<TaskBook>>) -> Result<Rech
         loaded.apply(changes, &runs);
     }
     *book = Some(loaded);
+    server.telemetry().pass(started.elapsed());
     Ok(recheck)
 }
 
@@ -157,5 +159,10 @@ pub fn apply(server: &Server, mut plan: Plan) -> Result<(Recheck, bool), StoreEr
         plan.events.push(event.service(&service));
     }
     server.record_all(plan.events);
+    for (queue, ms) in &plan.queue_waits {
+        server
+            .telemetry()
+            .queue_wait(queue, std::time::Duration::from_millis(*ms));
+    }
     Ok((plan.recheck, true))
 }

@@ -38,6 +38,9 @@ pub struct Plan {
     pub recheck: Recheck,
     /// What the writes change in the leader's task book, applied once they landed.
     pub book: Vec<crate::controllers::jobs::BookChange>,
+    /// Each task placed: its job's queue and how long it waited since it could run, in ms;
+    /// counted for Prometheus once the writes landed.
+    pub queue_waits: Vec<(String, u64)>,
     /// The next new instance's id comes from this SplitMix64 state.
     id_state: u64,
 }

@@ -608,6 +608,8 @@ fn place_waiting<'a>(
             job: view.name.to_string(),
             index,
         });
+        plan.queue_waits
+            .push((spec.queue.clone(), now.saturating_sub(queued_ms)));
         if view.progress.started_ms.is_none() {
             view.progress.started_ms = Some(now);
             plan.events.push(
