@@ -22,6 +22,10 @@
 #     on a node. req/s then follows the proxy's CPU per request (plus the backend's).
 #   shared: no pinning; wrk, the backend and the proxy compete for both cores, so req/s follows
 #     the sum of all three's CPU per request, wrk's included.
+# Before/after a change: BASELINE_PROXY=path/to/an/older/bench_proxy adds the target ebb_base
+# (that binary, round robin) beside ebb_rr in the same rounds, and prints ebb_rr/ebb_base.
+# TARGETS="ebb_rr ebb_base nginx" runs only those targets; IDLE_CONNECTIONS=0 skips the memory
+# measure.
 # Usage: bench/router.sh [ROUNDS]   (default 9; DURATION=5s per run, CONNECTIONS=32, LAYOUT=pinned)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +43,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 BASE_PORT=${BASE_PORT:-18100}
 B1=$((BASE_PORT + 1)) B2=$((BASE_PORT + 2))
 P_EBB_RR=$((BASE_PORT + 10)) P_EBB_EWMA=$((BASE_PORT + 11)) P_NGINX=$((BASE_PORT + 12)) P_HAPROXY=$((BASE_PORT + 13))
-P_RAW=$((BASE_PORT + 15))
+P_RAW=$((BASE_PORT + 15)) P_EBB_BASE=$((BASE_PORT + 16))
 P_EBB_TLS=$((BASE_PORT + 20)) P_NGINX_TLS=$((BASE_PORT + 21)) P_HAPROXY_TLS=$((BASE_PORT + 22))
 # 9,000 by default: under this machine's hard open-file limit of 20,000, ebb's cap on client
 # connections is (20,000 - 256) / 2 = 9,872 (the other half is kept for instance connections),
@@ -179,6 +183,11 @@ PIDS+=($!)
 PIDS+=($!)
 "${ON_SERVERS[@]}" "$RAW_FLOOR" "127.0.0.1:$P_RAW" "127.0.0.1:$B1" "127.0.0.1:$B2" &
 PIDS+=($!)
+if [ -n "${BASELINE_PROXY:-}" ]; then
+  [ -x "$BASELINE_PROXY" ] || { echo "BASELINE_PROXY=$BASELINE_PROXY is not an executable" >&2; exit 2; }
+  "${ON_SERVERS[@]}" "$BASELINE_PROXY" "127.0.0.1:$P_EBB_BASE" round_robin "127.0.0.1:$B1" "127.0.0.1:$B2" &
+  PIDS+=($!)
+fi
 EBB_TLS_CERT=$WORK/cert.pem EBB_TLS_KEY=$WORK/key.pem \
   "${ON_SERVERS[@]}" "$EBB_PROXY" "127.0.0.1:$P_EBB_TLS" round_robin "127.0.0.1:$B1" "127.0.0.1:$B2" &
 PIDS+=($!)
@@ -190,12 +199,18 @@ wait_port() { # port: polls (bounded, 10 s) until something accepts on it
   done
   echo "nothing listens on port $1" >&2; return 1
 }
-for port in $B1 $B2 $P_EBB_RR $P_EBB_EWMA $P_NGINX $P_HAPROXY $P_RAW $P_EBB_TLS $P_NGINX_TLS $P_HAPROXY_TLS; do
+for port in $B1 $B2 $P_EBB_RR $P_EBB_EWMA $P_NGINX $P_HAPROXY $P_RAW $P_EBB_TLS $P_NGINX_TLS $P_HAPROXY_TLS \
+  ${BASELINE_PROXY:+$P_EBB_BASE}; do
   wait_port "$port"
 done
 
 NAMES=(backend ebb_rr ebb_ewma nginx haproxy raw_floor ebb_tls nginx_tls haproxy_tls ebb_hs nginx_hs haproxy_hs)
+[ -n "${BASELINE_PROXY:-}" ] && NAMES+=(ebb_base)
+if [ -n "${TARGETS:-}" ]; then
+  read -r -a NAMES <<<"$TARGETS"
+fi
 declare -A PORT=([backend]=$B1 [ebb_rr]=$P_EBB_RR [ebb_ewma]=$P_EBB_EWMA [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [raw_floor]=$P_RAW
+  [ebb_base]=$P_EBB_BASE
   [ebb_tls]=$P_EBB_TLS [nginx_tls]=$P_NGINX_TLS [haproxy_tls]=$P_HAPROXY_TLS
   [ebb_hs]=$P_EBB_TLS [nginx_hs]=$P_NGINX_TLS [haproxy_hs]=$P_HAPROXY_TLS)
 url() { case $1 in *_tls | *_hs) echo "https://localhost:${PORT[$1]}/" ;; *) echo "http://127.0.0.1:${PORT[$1]}/" ;; esac; }
@@ -257,9 +272,15 @@ paired() { # name peer: "median (min-max)" of name/peer over the rounds
     awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
       printf "%.2f (%.2f-%.2f)", m, v[1], v[NR]}'
 }
+ran() { [[ " ${NAMES[*]} " == *" $1 "* ]]; }
+if ran ebb_base && ran ebb_rr; then
+  awk -v e="${RPS[ebb_rr]}" -v b="${RPS[ebb_base]}" 'BEGIN {printf "ebb_rr/ebb_base %.3f (this build against BASELINE_PROXY)\n", e / b}'
+  echo "  paired by round: $(paired ebb_rr ebb_base)"
+fi
 for pair in "ebb_rr nginx haproxy" "ebb_ewma nginx haproxy" "raw_floor nginx haproxy" \
   "ebb_tls nginx_tls haproxy_tls" "ebb_hs nginx_hs haproxy_hs"; do
   read -r ebb ngx hap <<<"$pair"
+  ran "$ebb" && ran "$ngx" && ran "$hap" || continue
   goal=">= 1.10 and >= 1.00"; [ "$ebb" = ebb_hs ] && goal=">= 1.00 (handshakes)"
   awk -v e="${RPS[$ebb]}" -v n="${RPS[$ngx]}" -v h="${RPS[$hap]}" -v name="$ebb" -v goal="$goal" \
     'BEGIN {printf "%s/nginx %.2f   %s/haproxy %.2f   (goal: %s)\n", name, e / n, name, e / h, goal}'
@@ -275,6 +296,7 @@ rss_kb() { # port: resident KiB of the processes listening on it
   done
   echo "$total"
 }
+[ "$IDLE_CONNECTIONS" -gt 0 ] || exit 0
 echo
 echo "idle connections: $IDLE_CONNECTIONS keep-alive clients, each after one request (RSS in MiB)"
 printf '%-11s %10s %10s %14s\n' target before open "KiB/connection"
