@@ -213,6 +213,10 @@ declare -A PORT=([backend]=$B1 [ebb_rr]=$P_EBB_RR [ebb_ewma]=$P_EBB_EWMA [nginx]
   [ebb_base]=$P_EBB_BASE
   [ebb_tls]=$P_EBB_TLS [nginx_tls]=$P_NGINX_TLS [haproxy_tls]=$P_HAPROXY_TLS
   [ebb_hs]=$P_EBB_TLS [nginx_hs]=$P_NGINX_TLS [haproxy_hs]=$P_HAPROXY_TLS)
+for name in "${NAMES[@]}"; do
+  [ -n "${PORT[$name]:-}" ] || { echo "TARGETS: no target named '$name'" >&2; exit 2; }
+  [ "$name" != ebb_base ] || [ -n "${BASELINE_PROXY:-}" ] || { echo "TARGETS: ebb_base needs BASELINE_PROXY" >&2; exit 2; }
+done
 url() { case $1 in *_tls | *_hs) echo "https://localhost:${PORT[$1]}/" ;; *) echo "http://127.0.0.1:${PORT[$1]}/" ;; esac; }
 
 # Latency as printed by wrk (e.g. 312.00us, 1.20ms, 2.00s) in microseconds.

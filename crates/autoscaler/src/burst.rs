@@ -106,14 +106,19 @@ pub fn burst(
         explain::duration(reading.span),
         crate::config::fmt_target(metric, target),
     );
+    let mut rule = Rule::Panic;
     if desired != asked {
         reason += &format!("; clamped to {desired} (max {})", bounds.max);
+        rule = match bounds.window {
+            Some(_) => Rule::Schedule,
+            None => Rule::Bounds,
+        };
     }
     Some(Decision {
         desired,
         reason,
         panic: true,
-        rule: Rule::Panic,
+        rule,
     })
 }
 

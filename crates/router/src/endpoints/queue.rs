@@ -4,7 +4,7 @@
 //! Knative's activator's model).
 
 use super::Endpoints;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Most requests that may wait for a ready instance at once, per service; beyond it they fail
@@ -12,12 +12,17 @@ use std::time::{Duration, Instant};
 /// "cold-start queue").
 pub const MAX_QUEUED: u32 = 10_000;
 
-/// A request counted in a service's cold-start queue until dropped.
-struct Queued<'a>(&'a AtomicU32);
+/// A request counted in a service's cold-start queue until dropped; its wait is recorded
+/// then, so that a wait given up (a request timeout, a client gone) counts too.
+struct Queued<'a> {
+    endpoints: &'a Endpoints,
+    started: Instant,
+}
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.endpoints.queued.fetch_sub(1, Ordering::Relaxed);
+        self.endpoints.queue_wait.record(self.started.elapsed());
     }
 }
 
@@ -35,14 +40,15 @@ impl Endpoints {
         }
         // Counted out on drop, so that a waiter cancelled by its caller (a request timeout
         // shorter than the queue wait, a client gone) does not stay counted forever.
-        let _queued = Queued(&self.queued);
+        let _queued = Queued {
+            endpoints: self,
+            started: Instant::now(),
+        };
         if let Some(demand) = &self.demand {
             demand.notify_one();
         }
         let mut ready = self.ready.subscribe();
-        let started = Instant::now();
         let waited = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
-        self.queue_wait.record(started.elapsed());
         matches!(waited, Ok(Ok(_)))
     }
 }

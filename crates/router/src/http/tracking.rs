@@ -61,8 +61,10 @@ impl ServiceRequest {
         self.finish(now);
     }
 
-    /// Out of the service's concurrency; with a response, its whole duration (until the last
-    /// byte was sent, as OpenTelemetry's `http.server.request.duration`) is recorded.
+    /// Out of the service's concurrency; with a response, its whole duration is recorded as
+    /// OpenTelemetry's `http.server.request.duration`: until the instance's last byte of the
+    /// response reached the router (what a slow client then takes is not counted), or an
+    /// upgraded connection's tunnel closed.
     fn finish(&self, now: Instant) {
         self.endpoints.metrics.concurrency.end(now);
         let status = self.status.load(Ordering::Relaxed);

@@ -314,11 +314,10 @@ impl Autoscaler {
             s.last_reason = Some(decision.reason.clone());
         }
         let from = v.value.instances;
-        let changed = decision.desired != from;
-        self.server
-            .telemetry()
-            .decision(&name, decision.rule, changed);
-        if !changed {
+        if decision.desired == from {
+            self.server
+                .telemetry()
+                .decision(&name, decision.rule, false);
             return Ok(());
         }
         let mut spec = v.value;
@@ -328,6 +327,10 @@ impl Autoscaler {
             &keys::encode(&spec),
             Expect::ModRevision(v.mod_revision),
         );
+        // A change counts once it is written: a write that lost a race changed nothing.
+        self.server
+            .telemetry()
+            .decision(&name, decision.rule, written.is_ok());
         match written {
             Ok(_) => {
                 self.server.record(

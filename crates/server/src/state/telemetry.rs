@@ -4,9 +4,9 @@
 //! tasks it placed.
 //!
 //! What is state elsewhere (instance counts, nodes, jobs, the router's counters) is read at
-//! scrape time instead of being copied here. Every label value is a service or queue name
-//! that exists in the store: series of a removed service are dropped at the next scrape
-//! ([`Telemetry::retain`]), so memory stays bounded by what is deployed.
+//! scrape time instead of being copied here. Series of a removed service or queue are dropped
+//! at the next scrape ([`Telemetry::retain`]); between scrapes (or with no Prometheus at all)
+//! each map holds at most [`MAX_SERIES`] names, since an agent's events may name any service.
 
 use crate::lock;
 use ebb_autoscaler::Rule;
@@ -16,13 +16,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Most names (services, queues) each counter map keeps; past it a new name is not counted.
+/// Far above any real deployment; it only bounds what a misbehaving agent can make the server
+/// keep.
+pub const MAX_SERIES: usize = 10_000;
+
 /// Instance events counted per service.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InstanceCounts {
     /// `instance.restarting`: an exited instance is started again.
     pub restarts: u64,
-    /// `instance.unready` and `instance.unhealthy`: a health check failed.
-    pub health_failures: u64,
+    /// `instance.unready`: a ready instance failed a health check and left the load balancer.
+    pub unready: u64,
+    /// `instance.unhealthy`: failed health checks got an instance killed.
+    pub killed: u64,
 }
 
 /// The autoscaler's decisions on one service by one rule.
@@ -47,7 +54,11 @@ impl Telemetry {
     /// The autoscaler decided on `service` by `rule`; `changed`: the desired count changed.
     pub fn decision(&self, service: &str, rule: Rule, changed: bool) {
         let mut decisions = lock(&self.decisions);
-        let counts = decisions.entry((service.to_string(), rule)).or_default();
+        let key = (service.to_string(), rule);
+        if decisions.len() >= MAX_SERIES && !decisions.contains_key(&key) {
+            return;
+        }
+        let counts = decisions.entry(key).or_default();
         counts.decisions += 1;
         counts.changes += u64::from(changed);
     }
@@ -60,10 +71,14 @@ impl Telemetry {
                 continue;
             };
             let counts = counts.get_or_insert_with(|| lock(&self.instances));
+            if counts.len() >= MAX_SERIES && !counts.contains_key(service) {
+                continue;
+            }
             let entry = counts.entry(service.clone()).or_default();
             match field {
                 Counted::Restart => entry.restarts += 1,
-                Counted::HealthFailure => entry.health_failures += 1,
+                Counted::Unready => entry.unready += 1,
+                Counted::Killed => entry.killed += 1,
             }
         }
     }
@@ -78,7 +93,7 @@ impl Telemetry {
         let mut waits = lock(&self.queue_waits);
         if let Some(h) = waits.get(queue) {
             h.record(wait);
-        } else {
+        } else if waits.len() < MAX_SERIES {
             let h = DurationHistogram::default();
             h.record(wait);
             waits.insert(queue.to_string(), h);
@@ -118,13 +133,15 @@ impl Telemetry {
 
 enum Counted {
     Restart,
-    HealthFailure,
+    Unready,
+    Killed,
 }
 
 fn counted(kind: EventKind) -> Option<Counted> {
     match kind {
         EventKind::InstanceRestarting => Some(Counted::Restart),
-        EventKind::InstanceUnready | EventKind::InstanceUnhealthy => Some(Counted::HealthFailure),
+        EventKind::InstanceUnready => Some(Counted::Unready),
+        EventKind::InstanceUnhealthy => Some(Counted::Killed),
         _ => None,
     }
 }
@@ -159,10 +176,11 @@ mod tests {
             counts["web"],
             InstanceCounts {
                 restarts: 2,
-                health_failures: 1
+                unready: 1,
+                killed: 0
             }
         );
-        assert_eq!(counts["api"].health_failures, 1);
+        assert_eq!(counts["api"].killed, 1);
         let web = t.decisions()[&("web".to_string(), Rule::Panic)];
         assert_eq!((web.decisions, web.changes), (2, 1));
         assert_eq!(t.queue_waits()["batch"].count(), 1);
@@ -171,5 +189,18 @@ mod tests {
         assert!(!t.instance_counts().contains_key("api"));
         assert_eq!(t.decisions().len(), 1);
         assert!(t.queue_waits().is_empty());
+    }
+
+    #[test]
+    fn names_from_agents_cannot_grow_the_maps_without_bound() {
+        let t = Telemetry::default();
+        let flood: Vec<Event> = (0..MAX_SERIES + 50)
+            .map(|i| event(EventKind::InstanceRestarting, Some(&format!("made-up-{i}"))))
+            .collect();
+        t.events(&flood);
+        assert_eq!(t.instance_counts().len(), MAX_SERIES);
+        // A service already counted still is.
+        t.events(&[event(EventKind::InstanceRestarting, Some("made-up-0"))]);
+        assert_eq!(t.instance_counts()["made-up-0"].restarts, 2);
     }
 }

@@ -172,7 +172,7 @@ fn router_families(e: &mut Exposition, server: &Server) {
     e.family(
         "ebb_http_server_request_duration_seconds",
         Kind::Histogram,
-        "Duration of HTTP requests through this server's load balancer, until the response's last byte (OpenTelemetry http.server.request.duration).",
+        "Duration of HTTP requests through this server's load balancer, until the instance's last byte of the response reached it (OpenTelemetry http.server.request.duration); a WebSocket counts in 1xx for its tunnel's life.",
     );
     for (service, endpoints) in &routed {
         for (method, class, reading) in endpoints.http.read() {
@@ -245,7 +245,7 @@ fn router_families(e: &mut Exposition, server: &Server) {
     e.family(
         "ebb_router_queue_wait_seconds",
         Kind::Histogram,
-        "How long requests that found no ready instance waited in the cold-start queue.",
+        "How long requests (TCP services: connections) that found no ready instance waited in the cold-start queue, given up waits included.",
     );
     for (service, endpoints) in &routed {
         let labels = [("service", service.as_str())];
@@ -318,15 +318,13 @@ fn instance_event_families(e: &mut Exposition, server: &Server) {
     e.family(
         "ebb_instance_health_failures_total",
         Kind::Counter,
-        "Health checks that took an instance out of traffic or got it killed, as recorded by this server.",
+        "Health-check failures that acted, as recorded by this server: action=\"unready\" took a ready instance out of the load balancer, action=\"killed\" got an instance killed to be restarted.",
     );
     for (service, c) in &counts {
-        let labels = [("service", service.as_str())];
-        e.sample(
-            "ebb_instance_health_failures_total",
-            &labels,
-            c.health_failures as f64,
-        );
+        for (action, n) in [("unready", c.unready), ("killed", c.killed)] {
+            let labels = [("service", service.as_str()), ("action", action)];
+            e.sample("ebb_instance_health_failures_total", &labels, n as f64);
+        }
     }
 }
 
