@@ -254,6 +254,21 @@ impl Client {
         self.call(Method::POST, &path, Some(req), None).await
     }
 
+    /// Replaces every instance of the service, one at a time, start-before-stop.
+    pub async fn restart_service(&self, name: &str) -> Result<ServiceView, ClientError> {
+        let path = format!("/v1/services/{}/restart", encode(name));
+        self.call(Method::POST, &path, None::<&()>, None).await
+    }
+
+    /// Replaces one instance by a new one, started first, on any node that fits.
+    pub async fn restart_instance(
+        &self,
+        instance: &str,
+    ) -> Result<ebb_core::api::MigrationView, ClientError> {
+        let path = format!("/v1/instances/{}/restart", encode(instance));
+        self.call(Method::POST, &path, None::<&()>, None).await
+    }
+
     /// Removes the service, whose instances are then stopped; returns its view from before removal.
     pub async fn stop(&self, name: &str) -> Result<ServiceView, ClientError> {
         let path = format!("/v1/services/{}", encode(name));

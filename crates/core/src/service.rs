@@ -98,6 +98,16 @@ pub struct ServiceSpec {
     /// absent, and out of the version: changing it restarts nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u8>,
+    /// How many times `ebb restart` asked for every instance to be replaced. It is part of the
+    /// version, so a change rolls the instances as a spec change does: start-before-stop, one
+    /// at a time. The server keeps it across deploys (a deploy file cannot set it). Left out
+    /// of JSON at 0, so specs from before it keep their version.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// TLS at the router: the certificates it serves, each with its key (PEM files on the
@@ -587,6 +597,7 @@ impl ServiceSpec {
             placement: Placement::default(),
             tls: None,
             priority: None,
+            restart: 0,
         }
     }
 

@@ -129,9 +129,23 @@ pub enum Command {
         #[arg(long)]
         max: Option<u32>,
     },
-    /// Remove a service and stop its instances
+    /// Replace every instance of a service, or one instance, by a new one started first, one at a time
+    Restart {
+        /// Services (every instance, one at a time) or instance ids (`ebb ps` lists them)
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// Return at once instead of following the restarts
+        #[arg(long)]
+        detach: bool,
+        /// How long to wait for a service's instances to be ready again
+        #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+    },
+    /// Remove services and stop their instances
     Stop {
-        service: String,
+        /// The services to remove
+        #[arg(required = true)]
+        services: Vec<String>,
         /// Return at once instead of waiting for the instances to stop
         #[arg(long)]
         detach: bool,

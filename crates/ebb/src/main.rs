@@ -93,9 +93,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             commands::deploy::scale(&connect::client(g)?, service, req).await
         }
-        Command::Stop { service, detach } => {
-            commands::deploy::stop(&connect::client(g)?, service, *detach).await
+        Command::Stop { services, detach } => {
+            commands::deploy::stop(&connect::client(g)?, services, *detach).await
         }
+        Command::Restart {
+            targets,
+            detach,
+            timeout,
+        } => commands::restart::restart(&connect::client(g)?, targets, *detach, *timeout).await,
         Command::Logs(a) => {
             commands::logs::logs(
                 &connect::client(g)?,
@@ -163,21 +168,26 @@ async fn example_app(port: Option<u16>, host: Option<String>) -> anyhow::Result<
     Ok(())
 }
 
-/// Prints an error and returns the exit code it deserves.
+/// Prints an error and returns the exit code it deserves: the README's list (0 success, 1
+/// failure, 2 invalid input, 3 the API cannot be reached).
 fn report(e: &anyhow::Error) -> i32 {
     if let Some(exit) = e.downcast_ref::<Exit>() {
         eprintln!("{}", exit.message);
         return exit.code;
     }
-    let unreachable = e
-        .downcast_ref::<ebb_client::ClientError>()
-        .is_some_and(|c| matches!(c, ebb_client::ClientError::Connect { .. }));
     eprintln!("error: {e:#}");
-    if unreachable {
-        EXIT_UNREACHABLE
-    } else {
-        1
+    match e.downcast_ref::<ebb_client::ClientError>() {
+        Some(ebb_client::ClientError::Connect { .. }) => EXIT_UNREACHABLE,
+        Some(c) if c.status().is_some_and(refused_as_invalid) => commands::EXIT_INVALID,
+        _ => 1,
     }
+}
+
+/// Whether the API refused a request for what it asked (a bad value, an unknown name, a
+/// conflict with the cluster's state, a body too large): invalid input, nothing changed. A
+/// refused token (401) and the server's own failures (5xx) are failures, not invalid input.
+fn refused_as_invalid(status: u16) -> bool {
+    matches!(status, 400 | 404 | 405 | 409 | 413 | 422)
 }
 
 fn init_tracing(server: bool) {

@@ -606,7 +606,8 @@ fn a_node_that_is_down_can_be_removed_and_a_live_one_cannot() {
     // Live: refused, saying what to do.
     let out = server.cli(&["nodes", "rm", "retired-1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // A conflict with the cluster's state is invalid input: exit 2, nothing changed.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("only a node that is down can be removed"),
         "{stderr}"
@@ -631,9 +632,9 @@ fn a_node_that_is_down_can_be_removed_and_a_live_one_cannot() {
     eventually("the node to return", Duration::from_secs(10), || {
         (node_state(&server, "retired-1") == "ready").then_some(())
     });
-    // An unknown node: 404, exit 1.
+    // An unknown node: 404, exit 2.
     let out = server.cli(&["nodes", "rm", "never-was"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no node named"));
 }
 

@@ -110,6 +110,72 @@ fn a_rolling_update_under_load_fails_no_request() {
 }
 
 #[test]
+fn restart_under_load_replaces_every_instance_and_fails_no_request() {
+    let ebb = up();
+    let port = free_port();
+    let file = deploy(&ebb, "victor", &routed("victor", 3, port, ""));
+    ebb.wait_ready("victor", 3, Duration::from_secs(5));
+    let ids = |ebb: &Ebb| -> std::collections::BTreeSet<String> {
+        ebb.ready("victor")
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = ids(&ebb);
+    let load = LoadGen::start(&format!("127.0.0.1:{port}"), 4);
+    std::thread::sleep(Duration::from_millis(300)); // load before the change (not synchronisation)
+                                                    // The command returns once the service is ready again, every instance a new one.
+    let said = ebb.ok(&["restart", "victor", "--timeout", "60s"]);
+    assert!(said.contains("victor: restarting 3 instances"), "{said}");
+    let after = ids(&ebb);
+    assert_eq!(after.len(), 3, "{said}");
+    assert!(after.is_disjoint(&before), "{before:?} → {after:?}");
+    eventually(
+        "the old processes to be gone",
+        Duration::from_secs(30),
+        || (processes_with_env("EBB_SERVICE", "victor").len() == 3).then_some(()),
+    );
+    // One instance, in place: a replacement starts first, on the only node there is.
+    let one = after.iter().next().unwrap().clone();
+    let said = ebb.ok(&["restart", &one]);
+    assert!(said.contains("moved"), "{said}");
+    let now = ids(&ebb);
+    assert!(!now.contains(&one) && now.len() == 3, "{one} → {now:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failures) = load.finish();
+    assert_no_failures("restart of 3, then of one", ok, &failures, &ebb);
+    assert!(ebb
+        .ok(&["events"])
+        .contains("restart asked: rolling 3 instances"));
+
+    // A redeploy of the same file rolls nothing: the restart count is the server's.
+    let pids = processes_with_env("EBB_SERVICE", "victor");
+    let said = ebb.ok(&["deploy", file.to_str().unwrap()]);
+    assert!(said.contains("unchanged"), "{said}");
+    assert_eq!(processes_with_env("EBB_SERVICE", "victor"), pids);
+
+    // A name that is neither: exit 2, nothing restarted.
+    let out = ebb.cli(&["restart", "victor", "no-such-thing"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("no service or instance named \"no-such-thing\""));
+    assert_eq!(ids(&ebb), now);
+
+    // `ebb stop` of several services: a typo stops none; then both go, waited for together.
+    deploy(&ebb, "whiskey", &routed("whiskey", 1, free_port(), ""));
+    let out = ebb.cli(&["stop", "victor", "whiskey", "no-such-service"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(ebb.ps(None).len(), 4, "nothing stopped");
+    let said = ebb.ok(&["stop", "victor", "whiskey"]);
+    assert!(
+        said.contains("victor: all instances stopped")
+            && said.contains("whiskey: all instances stopped"),
+        "{said}"
+    );
+    assert!(ebb.ps(None).is_empty());
+}
+
+#[test]
 fn a_killed_instance_under_load_fails_no_request() {
     let ebb = up();
     let port = free_port();

@@ -69,6 +69,7 @@ fn spec(name: &str, instances: u32) -> ServiceSpec {
         placement: Default::default(),
         tls: None,
         priority: None,
+        restart: 0,
     }
 }
 

@@ -77,6 +77,7 @@ fn a_full_service_parses_to_the_expected_spec() {
         placement: Placement::BinPack,
         tls: None,
         priority: None,
+        restart: 0,
     };
     assert_eq!(parse(FULL), vec![expected]);
 }
@@ -111,6 +112,7 @@ fn left_out_fields_take_the_defaults_and_workdir_is_the_files_folder() {
         placement: Placement::BinPack,
         tls: None,
         priority: None,
+        restart: 0,
     };
     assert_eq!(specs, vec![expected]);
 }
@@ -280,6 +282,7 @@ queue_timeout = "1500ms"
         placement: Placement::BinPack,
         tls: None,
         priority: None,
+        restart: 0,
     };
     assert_eq!(specs, vec![expected]);
 }

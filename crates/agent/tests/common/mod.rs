@@ -124,6 +124,7 @@ pub fn assignment(id: &str, command: &[&str]) -> Assignment {
         placement: Default::default(),
         tls: None,
         priority: None,
+        restart: 0,
     };
     Assignment {
         id: id.into(),

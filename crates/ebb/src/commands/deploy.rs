@@ -212,24 +212,53 @@ pub async fn scale(client: &Client, service: &str, req: ScaleRequest) -> anyhow:
     Ok(())
 }
 
-pub async fn stop(client: &Client, service: &str, detach: bool) -> anyhow::Result<()> {
-    let view = client.stop(service).await?;
-    out!("{service}: removed, stopping {} instances", view.placed);
+/// `ebb stop SERVICE...`: every name is checked first, so that a typo removes nothing; then
+/// each is removed and, unless `detach`, their instances are waited for together.
+pub async fn stop(client: &Client, services: &[String], detach: bool) -> anyhow::Result<()> {
+    let known = client.services().await?;
+    if let Some(unknown) = services
+        .iter()
+        .find(|s| !known.iter().any(|k| &k.name == *s))
+    {
+        return Err(anyhow::Error::new(super::Exit {
+            code: super::EXIT_INVALID,
+            message: format!(
+                "error: no service named {unknown:?}: `ebb status` lists the services\nnothing was stopped"
+            ),
+        }));
+    }
+    for service in services {
+        let view = client.stop(service).await?;
+        out!("{service}: removed, stopping {} instances", view.placed);
+    }
     if detach {
         return Ok(());
     }
     let start = Instant::now();
+    let mut waiting: Vec<&String> = services.iter().collect();
     loop {
-        let left = client.instances(Some(service)).await?.len();
-        if left == 0 {
-            out!(
-                "{service}: all instances stopped in {:.1}s",
-                start.elapsed().as_secs_f64()
-            );
+        let instances = client.instances(None).await?;
+        let mut left = 0;
+        waiting.retain(|service| {
+            let n = instances.iter().filter(|i| &i.service == *service).count();
+            left += n;
+            if n == 0 {
+                out!(
+                    "{service}: all instances stopped in {:.1}s",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            n > 0
+        });
+        if waiting.is_empty() {
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(600) {
-            anyhow::bail!("{left} instances of {service} still stopping after 10 minutes; see `ebb ps {service}`");
+            let names: Vec<&str> = waiting.iter().map(|s| s.as_str()).collect();
+            anyhow::bail!(
+                "{left} instances of {} still stopping after 10 minutes; see `ebb ps`",
+                names.join(", ")
+            );
         }
         tokio::time::sleep(POLL).await;
     }

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod moves;
 pub mod nodes;
 pub mod ps;
+pub mod restart;
 pub mod servers;
 pub mod status;
 

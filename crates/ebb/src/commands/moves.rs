@@ -1,5 +1,5 @@
-//! `ebb drain`, `ebb undrain` and `ebb migrate`: ask the server for the move, then follow it,
-//! one line per step of each moving instance.
+//! `ebb drain`, `ebb undrain`, `ebb migrate` and `ebb restart INSTANCE`: ask the server for
+//! the move, then follow it, one line per step of each moving instance.
 
 use crate::output::out;
 use ebb_client::Client;
@@ -101,6 +101,13 @@ pub async fn migrate(
     if detach {
         return Ok(());
     }
+    follow_move(client, view).await
+}
+
+/// Follows the move of one instance until it ends, a line per step.
+pub async fn follow_move(client: &Client, view: MigrationView) -> anyhow::Result<()> {
+    let instance = view.instance.clone();
+    let instance = instance.as_str();
     let start = Instant::now();
     let mut follow = Follow::default();
     follow.update([view]);

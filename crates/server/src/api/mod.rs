@@ -34,6 +34,7 @@ pub fn router(server: Server) -> Router {
             get(services::get_one).delete(services::stop),
         )
         .route("/services/{name}/scale", post(services::scale))
+        .route("/services/{name}/restart", post(services::restart))
         .route("/instances", get(services::instances))
         .route("/jobs", get(jobs::list))
         .route("/jobs/{name}", get(jobs::get_one).delete(jobs::remove))
@@ -51,6 +52,7 @@ pub fn router(server: Server) -> Router {
             post(moves::drain).delete(moves::undrain),
         )
         .route("/instances/{id}/migrate", post(moves::migrate))
+        .route("/instances/{id}/restart", post(moves::restart))
         .route("/migrations", get(moves::list))
         .route_layer(middleware::from_fn_with_state(
             server.clone(),

@@ -140,6 +140,26 @@ pub async fn migrate(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<MigrateRequest>,
 ) -> ApiResult<MigrationView> {
+    start_move(&server, &id, req.to, false)
+}
+
+/// `POST /v1/instances/{id}/restart`: replaces one instance, start-before-stop, by a new one
+/// wherever the scheduler places it (its own node included): a move that may stay in place.
+pub async fn restart(
+    State(server): State<Server>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<MigrationView> {
+    start_move(&server, &id, None, true)
+}
+
+/// Writes the migration record of instance `id` (the controller does the rest).
+fn start_move(
+    server: &Server,
+    id: &str,
+    to: Option<String>,
+    restart: bool,
+) -> ApiResult<MigrationView> {
+    let id = id.to_string();
     let (assignments, _) = keys::assignments(server.store())?;
     let a = assignments
         .iter()
@@ -151,6 +171,12 @@ pub async fn migrate(
             ))
         })?;
     let drains = keys::drains(server.store())?;
+    if a.task.is_some() {
+        return Err(conflict(format!(
+            "{id} is a task of job {}: tasks are not moved or restarted (`ebb cancel` the job and run it again)",
+            a.service
+        )));
+    }
     if a.desired != DesiredState::Run || drains.contains_key(&id) {
         return Err(conflict(format!(
             "instance {id} is stopping: there is nothing to move"
@@ -164,12 +190,15 @@ pub async fn migrate(
             m.reason()
         )));
     }
-    check_destination(&server, a, req.to.as_deref())?;
+    if !restart {
+        check_destination(server, a, to.as_deref())?;
+    }
     let m = Migration {
         service: a.service.clone(),
         from: a.node.clone(),
-        to: req.to.clone(),
+        to,
         by_drain: false,
+        restart,
         since_ms: now_ms(),
         replacement: None,
     };
@@ -184,7 +213,7 @@ pub async fn migrate(
         drains,
         statuses: server.statuses(),
     };
-    Ok(Json(view(&server, &cluster, &id, &m)))
+    Ok(Json(view(server, &cluster, &id, &m)))
 }
 
 /// `GET /v1/migrations`: the moves that ended since the server started (phase `moved` or

@@ -34,7 +34,7 @@ pub async fn apply(
     let mut changes = Vec::new();
     for spec in &req.services {
         let existing = stored.iter().find(|v| v.value.name == spec.name);
-        let spec = &keep_autoscaled_count(existing.map(|v| &v.value), spec);
+        let spec = &keep_server_state(existing.map(|v| &v.value), spec);
         let change = change_of(existing.map(|v| &v.value), spec);
         if change != Change::Unchanged {
             let expect = existing.map_or(Expect::Absent, |v| Expect::ModRevision(v.mod_revision));
@@ -62,10 +62,12 @@ pub async fn apply(
     }))
 }
 
-/// A redeploy of an autoscaled service keeps the count the autoscaler chose (within the new
-/// bounds) instead of resetting it to the file's initial count.
-fn keep_autoscaled_count(existing: Option<&ServiceSpec>, spec: &ServiceSpec) -> ServiceSpec {
+/// What the server, not the file, decides survives a redeploy: an autoscaled service keeps the
+/// count the autoscaler chose (within the new bounds) instead of the file's initial count, and
+/// every service keeps its restart count (so a redeploy does not roll it again).
+fn keep_server_state(existing: Option<&ServiceSpec>, spec: &ServiceSpec) -> ServiceSpec {
     let mut spec = spec.clone();
+    spec.restart = existing.map_or(0, |old| old.restart);
     if let (Some(old), Some(a)) = (existing, &spec.autoscale) {
         if old.autoscale.is_some() {
             spec.instances = old.instances.clamp(a.min, a.max);
@@ -226,6 +228,33 @@ pub async fn scale(
             },
         );
     }
+    get_one(State(server), ApiPath(name)).await
+}
+
+/// `POST /v1/services/{name}/restart`: every instance is replaced by a new one, one at a time,
+/// start-before-stop, as a spec change rolls them (the restart count is part of the version).
+pub async fn restart(
+    State(server): State<Server>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<ServiceView> {
+    let Some(Versioned {
+        value: mut spec,
+        mod_revision,
+    }) = keys::get_service(server.store(), &name)?
+    else {
+        return Err(no_such_service(&name));
+    };
+    spec.restart = spec.restart.saturating_add(1);
+    server.store().put(
+        &keys::service(&name),
+        &keys::encode(&spec),
+        Expect::ModRevision(mod_revision),
+    )?;
+    let message = format!(
+        "restart asked: rolling {} instances one at a time, each replaced by a new one started first",
+        spec.instances
+    );
+    server.record(Event::new(now_ms(), EventKind::ServiceUpdated, message).service(&name));
     get_one(State(server), ApiPath(name)).await
 }
 

@@ -147,6 +147,10 @@ pub struct Migration {
     /// Started by the drain of `from` (undone by `ebb undrain`), not by `ebb migrate`.
     #[serde(default)]
     pub by_drain: bool,
+    /// A restart in place (`ebb restart INSTANCE`): the replacement may land on any node that
+    /// fits, `from` included.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart: bool,
     /// Unix milliseconds when the move began.
     pub since_ms: u64,
     /// The instance created in its place, once created.
@@ -159,6 +163,8 @@ impl Migration {
     pub fn reason(&self) -> String {
         if self.by_drain {
             format!("drain of node {}", self.from)
+        } else if self.restart {
+            "ebb restart".to_string()
         } else {
             "ebb migrate".to_string()
         }

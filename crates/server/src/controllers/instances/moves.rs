@@ -149,6 +149,7 @@ fn begin(a: &Assignment, plan: &mut Plan) {
         from: a.node.clone(),
         to: None,
         by_drain: true,
+        restart: false,
         since_ms: plan.now_ms,
         replacement: None,
     };
@@ -165,6 +166,7 @@ fn begin(a: &Assignment, plan: &mut Plan) {
 pub(crate) fn migrating_event(a: &Assignment, m: &Migration, now_ms: u64) -> Event {
     let whither = match &m.to {
         Some(to) => format!("to node {to}"),
+        None if m.restart => "to any node that fits, its own included".to_string(),
         None => "to another node".to_string(),
     };
     Event::new(
@@ -343,6 +345,7 @@ mod tests {
             from: "a".into(),
             to: None,
             by_drain: false,
+            restart: false,
             since_ms: 1,
             replacement: None,
         };

@@ -132,8 +132,8 @@ impl Placer {
     }
 
     /// The node for a new instance of `spec`, its reservation taken; or why none fits. The
-    /// replacement of a moving instance never lands on the node it leaves, and lands on the
-    /// node asked for, if any.
+    /// replacement of a moving instance never lands on the node it leaves (unless it is a
+    /// restart in place), and lands on the node asked for, if any.
     pub fn pick(
         &mut self,
         spec: &ServiceSpec,
@@ -141,10 +141,12 @@ impl Placer {
     ) -> Result<String, ebb_scheduler::Unplaceable> {
         let mut request = request_of(spec);
         if let Some(m) = moving {
-            request = request.constraint(ebb_scheduler::Constraint::not_equal(
-                NODE_NAME_LABEL,
-                m.from.clone(),
-            ));
+            if !m.restart {
+                request = request.constraint(ebb_scheduler::Constraint::not_equal(
+                    NODE_NAME_LABEL,
+                    m.from.clone(),
+                ));
+            }
             if let Some(to) = &m.to {
                 request = request.constraint(ebb_scheduler::Constraint::equal(
                     NODE_NAME_LABEL,

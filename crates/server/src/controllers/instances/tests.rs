@@ -201,6 +201,7 @@ fn migration(service: &str, from: &str, to: Option<&str>) -> Migration {
         from: from.into(),
         to: to.map(String::from),
         by_drain: false,
+        restart: false,
         since_ms: T0 - 1_000,
         replacement: None,
     }
