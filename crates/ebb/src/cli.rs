@@ -141,6 +141,14 @@ pub enum Command {
         #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
         timeout: std::time::Duration,
     },
+    /// Show a service, job, node or instance: spec in short, instances with state and reason, recent events
+    Describe {
+        /// A service, job or node name, or an instance id
+        name: String,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove services and stop their instances
     Stop {
         /// The services to remove

@@ -96,6 +96,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stop { services, detach } => {
             commands::deploy::stop(&connect::client(g)?, services, *detach).await
         }
+        Command::Describe { name, json } => {
+            commands::describe::describe(&connect::client(g)?, name, *json).await
+        }
         Command::Restart {
             targets,
             detach,

@@ -188,6 +188,44 @@ fn why_an_instance_is_not_ready_shows_in_deploy_ps_and_status() {
     let sick = services.iter().find(|s| s["name"] == "sick").unwrap();
     assert_eq!(sick["ready"], 0, "{sick}");
 
+    // `ebb describe` puts it all in one place: the spec in short, the instance with its
+    // reason, the events; for a service, its instance, its node, and in JSON.
+    let described = ebb.ok(&["describe", "sick"]);
+    for needle in [
+        "Service:",
+        "HTTP GET /nope every 200ms",
+        "0 ready",
+        "404",
+        "instance.created",
+    ] {
+        assert!(described.contains(needle), "{needle:?} in:\n{described}");
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&ebb.ok(&["describe", "sick", "--json"])).unwrap();
+    assert_eq!(doc["kind"], "service");
+    assert_eq!(doc["service"]["name"], "sick");
+    assert!(
+        doc["instances"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("404"),
+        "{doc}"
+    );
+    assert!(!doc["events"].as_array().unwrap().is_empty(), "{doc}");
+    let sick_id = doc["instances"][0]["id"].as_str().unwrap().to_string();
+    let described = ebb.ok(&["describe", &sick_id]);
+    assert!(
+        described.contains("Instance:") && described.contains("404"),
+        "{described}"
+    );
+    let described = ebb.ok(&["describe", "test-node"]);
+    assert!(
+        described.contains("Node:") && described.contains(&sick_id),
+        "{described}"
+    );
+    let out = ebb.cli(&["describe", "no-such-thing"]);
+    assert_eq!(out.status.code(), Some(2));
+
     // Stopped, an instance has no reason left ("retrying" would be false).
     let id = rows
         .iter()

@@ -2,6 +2,7 @@
 
 use crate::output::out;
 pub mod deploy;
+pub mod describe;
 pub mod events;
 pub mod jobs;
 pub mod logs;
