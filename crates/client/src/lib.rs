@@ -207,6 +207,12 @@ impl Client {
             .await
     }
 
+    /// What [`Client::apply_request`] would do, without doing it.
+    pub async fn plan_request(&self, req: &ApplyRequest) -> Result<ApplyResponse, ClientError> {
+        self.call(Method::PUT, "/v1/services?dry_run=true", Some(req), None)
+            .await
+    }
+
     /// Every job with its task counts.
     pub async fn jobs(&self) -> Result<Vec<ebb_core::api::JobView>, ClientError> {
         self.call(Method::GET, "/v1/jobs", None::<&()>, None).await

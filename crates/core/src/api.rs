@@ -289,6 +289,21 @@ pub struct ApplyResponse {
     /// One entry per job in the request, in its order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<JobChange>,
+    /// Set for a dry run (`PUT /v1/services?dry_run=true`): what would happen; nothing was
+    /// written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRun>,
+}
+
+/// What a deploy would do, beyond the changes: which instances would roll, and what would not
+/// fit the cluster as it is now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRun {
+    /// Per updated service, the instances that would be replaced one at a time.
+    pub rolls: std::collections::BTreeMap<String, Vec<String>>,
+    /// Per service whose new instances would not all fit, how many and why (no node, no
+    /// capacity, constraints). Empty: everything fits.
+    pub unplaceable: Vec<String>,
 }
 
 /// `POST /v1/services/{name}/scale`.

@@ -426,6 +426,12 @@ pub struct DeployArgs {
     /// Give up waiting after this long (e.g. 90s, 5m)
     #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
     pub timeout: std::time::Duration,
+    /// Print what would change (which instances roll, whether new ones fit); apply nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the server's answer as one JSON object and return (as --detach)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -74,9 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             Ok(())
         }
-        Command::Deploy(a) => {
-            commands::deploy::deploy(&connect::client(g)?, &a.files, a.detach, a.timeout).await
-        }
+        Command::Deploy(a) => commands::deploy::deploy(&connect::client(g)?, a).await,
         Command::Ps { service, json } => {
             commands::ps::ps(&connect::client(g)?, service.as_deref(), *json).await
         }

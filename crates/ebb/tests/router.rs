@@ -176,6 +176,82 @@ fn restart_under_load_replaces_every_instance_and_fails_no_request() {
 }
 
 #[test]
+fn deploy_dry_run_shows_the_plan_and_applies_nothing() {
+    let ebb = up();
+    let port = free_port();
+    let file = deploy(&ebb, "xray", &routed("xray", 2, port, ""));
+    ebb.wait_ready("xray", 2, Duration::from_secs(10));
+    let ids: Vec<String> = ebb
+        .ps(Some("xray"))
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    let events_before = ebb.ok(&["events", "--json"]).len();
+
+    // A spec change: the instances that would roll, and that the one new at a time fits.
+    let changed = deploy_file(
+        ebb.dir.path(),
+        "xray2.toml",
+        &routed("xray", 2, port, "env = { GREETING = \"v2\" }"),
+    );
+    let said = ebb.ok(&["deploy", "--dry-run", changed.to_str().unwrap()]);
+    assert!(
+        said.contains("xray: updated, rolling 2 instances"),
+        "{said}"
+    );
+    for id in &ids {
+        assert!(said.contains(id.as_str()), "{id} in {said}");
+    }
+    assert!(
+        said.contains("fits: every new instance has a node"),
+        "{said}"
+    );
+    assert!(said.contains("dry run: nothing was applied"), "{said}");
+    let doc: serde_json::Value = serde_json::from_str(&ebb.ok(&[
+        "deploy",
+        "--dry-run",
+        "--json",
+        changed.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(doc["changes"][0]["change"], "updated", "{doc}");
+    assert_eq!(
+        doc["dry_run"]["rolls"]["xray"].as_array().unwrap().len(),
+        2,
+        "{doc}"
+    );
+
+    // A service that no node can take: said, exit 1; one on a port taken: exit 2.
+    let huge = deploy_file(
+        ebb.dir.path(),
+        "huge.toml",
+        "[services.huge]\ncommand = [\"sleep\", \"60\"]\ninstances = 2\n[services.huge.resources]\ncpu = 500\n",
+    );
+    let out = ebb.cli(&["deploy", "--dry-run", huge.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("huge: created, 2 instances"), "{stdout}");
+    assert!(
+        stdout.contains("does not fit: huge: 2 of 2 new instances would not fit"),
+        "{stdout}"
+    );
+    let clash = deploy_file(ebb.dir.path(), "clash.toml", &routed("yankee", 1, port, ""));
+    let out = ebb.cli(&["deploy", "--dry-run", clash.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // Nothing of it happened.
+    let now: Vec<String> = ebb
+        .ps(None)
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(now, ids);
+    assert_eq!(ebb.ok(&["events", "--json"]).len(), events_before);
+    let said = ebb.ok(&["deploy", file.to_str().unwrap()]);
+    assert!(said.contains("unchanged"), "{said}");
+}
+
+#[test]
 fn a_killed_instance_under_load_fails_no_request() {
     let ebb = up();
     let port = free_port();

@@ -5,7 +5,6 @@ use ebb_client::Client;
 use ebb_core::api::{Change, ScaleRequest, ServiceChange, ServiceView};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// An apply the server refused for what the files say (a port another service or program
@@ -24,17 +23,66 @@ pub fn refused_as_invalid(e: ebb_client::ClientError) -> anyhow::Error {
 /// How often progress is polled.
 const POLL: Duration = Duration::from_millis(200);
 
-pub async fn deploy(
-    client: &Client,
-    files: &[PathBuf],
-    detach: bool,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let req: ebb_core::api::ApplyRequest = super::parse_deploy_files(files)?.into();
+pub async fn deploy(client: &Client, args: &crate::cli::DeployArgs) -> anyhow::Result<()> {
+    let req: ebb_core::api::ApplyRequest = super::parse_deploy_files(&args.files)?.into();
+    if args.dry_run {
+        return dry_run(client, &req, args.json).await;
+    }
     let resp = client
         .apply_request(&req)
         .await
         .map_err(refused_as_invalid)?;
+    if args.json {
+        out!("{}", serde_json::to_string_pretty(&resp)?);
+        return Ok(());
+    }
+    print_changes(&req, &resp);
+    if args.detach || resp.changes.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = resp.changes.iter().map(|c| c.service.clone()).collect();
+    wait_ready(client, &names, args.timeout).await
+}
+
+/// `ebb deploy --dry-run`: the plan, nothing applied. Exit 1 when new instances would not fit.
+async fn dry_run(
+    client: &Client,
+    req: &ebb_core::api::ApplyRequest,
+    json: bool,
+) -> anyhow::Result<()> {
+    let resp = client.plan_request(req).await.map_err(refused_as_invalid)?;
+    let plan = resp.dry_run.clone().unwrap_or_default();
+    if json {
+        out!("{}", serde_json::to_string_pretty(&resp)?);
+    } else {
+        print_changes(req, &resp);
+        for (service, ids) in &plan.rolls {
+            if !ids.is_empty() {
+                out!("{service}: would roll {}", ids.join(", "));
+            }
+        }
+        if plan.unplaceable.is_empty() {
+            out!("fits: every new instance has a node");
+        }
+        for why in &plan.unplaceable {
+            out!("does not fit: {why}");
+        }
+        out!("dry run: nothing was applied");
+    }
+    if plan.unplaceable.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::Error::new(super::Exit {
+            code: 1,
+            message: format!(
+                "error: {} service(s) would not fit; nothing was applied",
+                plan.unplaceable.len()
+            ),
+        }))
+    }
+}
+
+fn print_changes(req: &ebb_core::api::ApplyRequest, resp: &ebb_core::api::ApplyResponse) {
     for c in &resp.changes {
         out!("{}", describe(c));
     }
@@ -50,11 +98,6 @@ pub async fn deploy(
     for q in &req.queues {
         out!("{}: queue, weight {}", q.name, q.weight);
     }
-    if detach || resp.changes.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = resp.changes.iter().map(|c| c.service.clone()).collect();
-    wait_ready(client, &names, timeout).await
 }
 
 fn describe(c: &ServiceChange) -> String {

@@ -21,6 +21,7 @@ use std::collections::HashSet;
 /// so that a bad request changes nothing.
 pub async fn apply(
     State(server): State<Server>,
+    ApiQuery(q): ApiQuery<ApplyQuery>,
     ApiJson(req): ApiJson<ApplyRequest>,
 ) -> ApiResult<ApplyResponse> {
     validate_all(
@@ -49,6 +50,14 @@ pub async fn apply(
             change,
         });
     }
+    if q.dry_run {
+        let dry_run = dry_run(&server, &stored, &req.services, &changes)?;
+        return Ok(Json(ApplyResponse {
+            changes,
+            jobs: jobs.changes,
+            dry_run: Some(dry_run),
+        }));
+    }
     if !ops.is_empty() {
         server.store().txn(ops)?;
     }
@@ -59,7 +68,53 @@ pub async fn apply(
     Ok(Json(ApplyResponse {
         changes,
         jobs: jobs.changes,
+        dry_run: None,
     }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyQuery {
+    /// Validate and plan, write nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What an apply would do beyond its changes: the instances an update rolls, and whether the
+/// instances it starts fit (a rollout needs room for one new instance at a time; a new or
+/// scaled-up service for all of its new ones).
+fn dry_run(
+    server: &Server,
+    stored: &[Versioned<ServiceSpec>],
+    specs: &[ServiceSpec],
+    changes: &[ServiceChange],
+) -> Result<ebb_core::api::DryRun, ApiError> {
+    let (assignments, _) = keys::assignments(server.store())?;
+    let mut rolls = std::collections::BTreeMap::new();
+    let mut wanted = Vec::new();
+    for (spec, c) in specs.iter().zip(changes) {
+        let existing = stored.iter().find(|v| v.value.name == spec.name);
+        let spec = keep_server_state(existing.map(|v| &v.value), spec);
+        let new = match c.change {
+            Change::Created { instances } => instances,
+            Change::Updated { .. } => {
+                let live: Vec<String> = assignments
+                    .iter()
+                    .map(|a| &a.value)
+                    .filter(|a| a.service == spec.name && a.desired == DesiredState::Run)
+                    .map(|a| a.id.clone())
+                    .collect();
+                rolls.insert(spec.name.clone(), live);
+                u32::from(spec.instances > 0)
+            }
+            Change::Scaled { from, to } => to.saturating_sub(from),
+            Change::Rerouted | Change::Unchanged => 0,
+        };
+        wanted.push((spec, new));
+    }
+    let asked: Vec<(&ServiceSpec, u32)> = wanted.iter().map(|(s, n)| (s, *n)).collect();
+    let unplaceable = crate::controllers::instances::dry_run::unplaceable(server, &asked)?;
+    Ok(ebb_core::api::DryRun { rolls, unplaceable })
 }
 
 /// What the server, not the file, decides survives a redeploy: an autoscaled service keeps the

@@ -7,6 +7,7 @@
 //! and records its events. Only the first and last touch the server.
 
 mod decide;
+pub mod dry_run;
 pub(crate) mod moves;
 pub(crate) mod placer;
 mod plan;
