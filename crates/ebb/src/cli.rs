@@ -86,9 +86,17 @@ pub enum Command {
         /// Return at once instead of following the moves
         #[arg(long)]
         detach: bool,
+        /// Print the server's answer as JSON and return at once (as --detach)
+        #[arg(long)]
+        json: bool,
     },
     /// Put a drained node back in service
-    Undrain { node: String },
+    Undrain {
+        node: String,
+        /// Print the node as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Move one instance to another node, start-before-stop
     Migrate {
         /// The instance's id (`ebb ps` lists them)
@@ -99,6 +107,9 @@ pub enum Command {
         /// Return at once instead of following the move
         #[arg(long)]
         detach: bool,
+        /// Print the server's answer as JSON and return at once (as --detach)
+        #[arg(long)]
+        json: bool,
     },
     /// Validate deploy files and apply them (create or update); wait until instances are ready
     Deploy(DeployArgs),
@@ -107,6 +118,9 @@ pub enum Command {
         /// Deploy files (TOML)
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Print the parsed services, jobs and queues as JSON (what `ebb deploy` would send)
+        #[arg(long)]
+        json: bool,
     },
     /// List instances
     Ps {
@@ -128,6 +142,9 @@ pub enum Command {
         /// Most instances the autoscaler may run
         #[arg(long)]
         max: Option<u32>,
+        /// Print the service as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Replace every instance of a service, or one instance, by a new one started first, one at a time
     Restart {
@@ -140,6 +157,9 @@ pub enum Command {
         /// How long to wait for a service's instances to be ready again
         #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
         timeout: std::time::Duration,
+        /// Print the server's answer as JSON and return at once (as --detach)
+        #[arg(long)]
+        json: bool,
     },
     /// Show a service, job, node or instance: spec in short, instances with state and reason, recent events
     Describe {
@@ -157,6 +177,9 @@ pub enum Command {
         /// Return at once instead of waiting for the instances to stop
         #[arg(long)]
         detach: bool,
+        /// Print the server's answer as JSON and return at once (as --detach)
+        #[arg(long)]
+        json: bool,
     },
     /// Show a service's or a job's logs (stdout and stderr of its instances or tasks)
     Logs(LogsArgs),
@@ -475,6 +498,9 @@ pub struct LogsArgs {
     /// Lines to show from the end of each instance's log
     #[arg(long, default_value_t = 100)]
     pub tail: usize,
+    /// One JSON object per line: {"instance": ID, "line": TEXT}
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_down_after(s: &str) -> Result<std::time::Duration, String> {

@@ -55,14 +55,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             node,
             deadline,
             detach,
-        } => commands::moves::drain(&connect::client(g)?, node, *deadline, *detach).await,
-        Command::Undrain { node } => commands::moves::undrain(&connect::client(g)?, node).await,
+            json,
+        } => commands::moves::drain(&connect::client(g)?, node, *deadline, *detach, *json).await,
+        Command::Undrain { node, json } => {
+            commands::moves::undrain(&connect::client(g)?, node, *json).await
+        }
         Command::Migrate {
             instance,
             to,
             detach,
-        } => commands::moves::migrate(&connect::client(g)?, instance, to.as_deref(), *detach).await,
-        Command::Validate { files } => commands::validate(files),
+            json,
+        } => {
+            let client = connect::client(g)?;
+            commands::moves::migrate(&client, instance, to.as_deref(), *detach, *json).await
+        }
+        Command::Validate { files, json } => commands::validate(files, *json),
         Command::ExampleApp { port, host } => example_app(*port, host.clone()).await,
         Command::Demo(a) => commands::demo(a).await,
         Command::Completions { shell } => {
@@ -83,17 +90,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             instances,
             min,
             max,
+            json,
         } => {
             let req = ebb_core::api::ScaleRequest {
                 instances: *instances,
                 min: *min,
                 max: *max,
             };
-            commands::deploy::scale(&connect::client(g)?, service, req).await
+            commands::deploy::scale(&connect::client(g)?, service, req, *json).await
         }
-        Command::Stop { services, detach } => {
-            commands::deploy::stop(&connect::client(g)?, services, *detach).await
-        }
+        Command::Stop {
+            services,
+            detach,
+            json,
+        } => commands::deploy::stop(&connect::client(g)?, services, *detach, *json).await,
         Command::Describe { name, json } => {
             commands::describe::describe(&connect::client(g)?, name, *json).await
         }
@@ -101,7 +111,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             targets,
             detach,
             timeout,
-        } => commands::restart::restart(&connect::client(g)?, targets, *detach, *timeout).await,
+            json,
+        } => {
+            let client = connect::client(g)?;
+            commands::restart::restart(&client, targets, *detach, *timeout, *json).await
+        }
         Command::Logs(a) => {
             commands::logs::logs(
                 &connect::client(g)?,
@@ -110,6 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 a.task,
                 a.follow,
                 a.tail,
+                a.json,
             )
             .await
         }

@@ -243,3 +243,57 @@ fn why_an_instance_is_not_ready_shows_in_deploy_ps_and_status() {
             .then_some(())
     });
 }
+
+#[test]
+fn every_reporting_command_speaks_json() {
+    let ebb = Ebb::up(&[]);
+    let file = deploy_file(ebb.dir.path(), "j.toml", &app_service("juliet", 1, ""));
+    let path = file.to_str().unwrap();
+    let parse = |args: &[&str]| -> serde_json::Value {
+        let out = ebb.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("ebb {args:?}: {e}: {out}"))
+    };
+    let v = parse(&["validate", "--json", path]);
+    assert_eq!(v["services"][0]["name"], "juliet", "{v}");
+    let v = parse(&["deploy", "--json", path]);
+    assert_eq!(v["changes"][0]["change"], "created", "{v}");
+    ebb.wait_ready("juliet", 1, Duration::from_secs(20));
+    let v = parse(&["scale", "juliet", "2", "--json"]);
+    assert_eq!(v["desired"], 2, "{v}");
+    ebb.wait_ready("juliet", 2, Duration::from_secs(20));
+    let v = parse(&["restart", "juliet", "--json"]);
+    assert_eq!(v[0]["name"], "juliet", "{v}");
+    let v = parse(&["drain", "test-node", "--json"]);
+    assert_eq!(v["name"], "test-node", "{v}");
+    assert!(!v["drain"].is_null(), "{v}");
+    let v = parse(&["undrain", "test-node", "--json"]);
+    assert!(v["drain"].is_null(), "{v}");
+    for args in [
+        &["status", "--json"][..],
+        &["ps", "--json"],
+        &["nodes", "--json"],
+        &["events", "--json"],
+        &["metrics", "--json"],
+        &["jobs", "--json"],
+        &["queues", "--json"],
+        &["servers", "--json"],
+        &["describe", "juliet", "--json"],
+    ] {
+        parse(args);
+    }
+    // Logs: one JSON object per line.
+    let lines = eventually("a log line", Duration::from_secs(10), || {
+        let out = ebb.ok(&["logs", "juliet", "--json"]);
+        (!out.trim().is_empty()).then_some(out)
+    });
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            v["instance"].as_str().unwrap().starts_with("juliet-"),
+            "{v}"
+        );
+        assert!(v["line"].is_string(), "{v}");
+    }
+    let v = parse(&["stop", "juliet", "--json"]);
+    assert_eq!(v[0]["name"], "juliet", "{v}");
+}

@@ -233,9 +233,18 @@ async fn new_reasons(
 }
 
 /// `ebb scale SERVICE N` or `ebb scale SERVICE --min A --max B`.
-pub async fn scale(client: &Client, service: &str, req: ScaleRequest) -> anyhow::Result<()> {
+pub async fn scale(
+    client: &Client,
+    service: &str,
+    req: ScaleRequest,
+    json: bool,
+) -> anyhow::Result<()> {
     let before = client.service(service).await?;
     let after = client.scale(service, &req).await?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&after)?);
+        return Ok(());
+    }
     if let Some(a) = &after.spec.autoscale {
         out!(
             "{service}: autoscaled between {} and {} instances (now {})",
@@ -257,7 +266,19 @@ pub async fn scale(client: &Client, service: &str, req: ScaleRequest) -> anyhow:
 
 /// `ebb stop SERVICE...`: every name is checked first, so that a typo removes nothing; then
 /// each is removed and, unless `detach`, their instances are waited for together.
-pub async fn stop(client: &Client, services: &[String], detach: bool) -> anyhow::Result<()> {
+pub async fn stop(
+    client: &Client,
+    services: &[String],
+    detach: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    let services: Vec<String> = services
+        .iter()
+        .filter(|s| seen.insert(s.as_str()))
+        .cloned()
+        .collect();
+    let services = &services[..];
     let known = client.services().await?;
     if let Some(unknown) = services
         .iter()
@@ -270,9 +291,17 @@ pub async fn stop(client: &Client, services: &[String], detach: bool) -> anyhow:
             ),
         }));
     }
+    let mut removed = Vec::new();
     for service in services {
         let view = client.stop(service).await?;
-        out!("{service}: removed, stopping {} instances", view.placed);
+        if !json {
+            out!("{service}: removed, stopping {} instances", view.placed);
+        }
+        removed.push(view);
+    }
+    if json {
+        out!("{}", serde_json::to_string_pretty(&removed)?);
+        return Ok(());
     }
     if detach {
         return Ok(());

@@ -12,7 +12,8 @@ use ebb_core::service::HealthCheck;
 use ebb_core::Event;
 use serde_json::json;
 
-/// Events read to find a thing's recent ones (the API returns the latest first in this many).
+/// Events read to find a thing's recent ones: the API returns the latest this many, oldest
+/// first.
 const EVENTS_SCANNED: usize = 2_000;
 /// Events shown per thing.
 const EVENTS_SHOWN: usize = 10;
@@ -30,9 +31,13 @@ pub async fn describe(client: &Client, name: &str, json: bool) -> anyhow::Result
         let about = recent(&events, |e| e.service.as_deref() == Some(name));
         return service(v, &mine, &about, json);
     }
-    if let Ok(detail) = client.job(name).await {
-        let about = recent(&events, |e| e.service.as_deref() == Some(name));
-        return job(&detail, &about, json);
+    match client.job(name).await {
+        Ok(detail) => {
+            let about = recent(&events, |e| e.service.as_deref() == Some(name));
+            return job(&detail, &about, json);
+        }
+        Err(e) if e.status() == Some(404) => {}
+        Err(e) => return Err(e.into()),
     }
     let nodes = client.nodes().await?;
     if let Some(n) = nodes.iter().find(|n| n.name == name) {

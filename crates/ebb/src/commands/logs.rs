@@ -15,13 +15,17 @@ pub async fn logs(
     task: Option<u32>,
     follow: bool,
     tail: usize,
+    json: bool,
 ) -> anyhow::Result<()> {
     let mut resp = client.logs(service, instance, task, tail, "").await?;
     let mut said: Vec<LogGap> = Vec::new();
     loop {
         let prefix = instance.is_none() && task.is_none();
         for l in &resp.lines {
-            if prefix {
+            if json {
+                let line = serde_json::json!({"instance": l.instance, "line": l.line});
+                out!("{line}");
+            } else if prefix {
                 out!("{} | {}", l.instance, l.line);
             } else {
                 out!("{}", l.line);

@@ -53,8 +53,13 @@ pub fn parse_deploy_files(files: &[PathBuf]) -> anyhow::Result<ebb_spec::Deploym
 }
 
 /// `ebb validate FILE...`
-pub fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
+pub fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let deployment = parse_deploy_files(files)?;
+    if json {
+        let req: ebb_core::api::ApplyRequest = deployment.into();
+        out!("{}", serde_json::to_string_pretty(&req)?);
+        return Ok(());
+    }
     for s in &deployment.services {
         out!(
             "{}: ok ({} instances, version {})",

@@ -23,8 +23,13 @@ pub async fn drain(
     node: &str,
     deadline: Duration,
     detach: bool,
+    json: bool,
 ) -> anyhow::Result<()> {
     let view = client.drain(node, Some(&format_duration(deadline))).await?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
     out!(
         "node {node}: draining, {} instances to move one at a time (deadline {})",
         view.instances,
@@ -69,14 +74,16 @@ pub async fn drain(
 }
 
 /// `ebb undrain NODE`
-pub async fn undrain(client: &Client, node: &str) -> anyhow::Result<()> {
+pub async fn undrain(client: &Client, node: &str, json: bool) -> anyhow::Result<()> {
     let before = client.nodes().await?;
     let was = before
         .iter()
         .find(|n| n.name == node)
         .is_some_and(|n| n.drain.is_some());
     let view = client.undrain(node).await?;
-    if was {
+    if json {
+        out!("{}", serde_json::to_string_pretty(&view)?);
+    } else if was {
         out!("node {node}: back in service ({})", view.state.as_str());
     } else {
         out!("node {node}: was not draining ({})", view.state.as_str());
@@ -90,8 +97,13 @@ pub async fn migrate(
     instance: &str,
     to: Option<&str>,
     detach: bool,
+    json: bool,
 ) -> anyhow::Result<()> {
     let view = client.migrate(instance, to).await?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
     out!(
         "{instance} ({}): moving from node {} to {}",
         view.service,
@@ -101,11 +113,15 @@ pub async fn migrate(
     if detach {
         return Ok(());
     }
-    follow_move(client, view).await
+    follow_move(client, view, MIGRATE_WAIT).await
 }
 
-/// Follows the move of one instance until it ends, a line per step.
-pub async fn follow_move(client: &Client, view: MigrationView) -> anyhow::Result<()> {
+/// Follows the move of one instance until it ends, a line per step, for at most `limit`.
+pub async fn follow_move(
+    client: &Client,
+    view: MigrationView,
+    limit: Duration,
+) -> anyhow::Result<()> {
     let instance = view.instance.clone();
     let instance = instance.as_str();
     let start = Instant::now();
@@ -123,10 +139,10 @@ pub async fn follow_move(client: &Client, view: MigrationView) -> anyhow::Result
             out!("done in {:.1}s", start.elapsed().as_secs_f64());
             return Ok(());
         }
-        if start.elapsed() > MIGRATE_WAIT {
+        if start.elapsed() > limit {
             anyhow::bail!(
                 "{instance} is still moving after {}; `ebb events` says why",
-                format_duration(MIGRATE_WAIT)
+                format_duration(limit)
             );
         }
         tokio::time::sleep(POLL).await;

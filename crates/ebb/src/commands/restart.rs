@@ -21,12 +21,20 @@ pub async fn restart(
     names: &[String],
     detach: bool,
     timeout: Duration,
+    json: bool,
 ) -> anyhow::Result<()> {
     let targets = resolve(client, names).await?;
     let mut services = Vec::new();
     let mut moves = Vec::new();
+    let mut answers = Vec::new();
     for target in targets {
         match target {
+            Target::Service(name) if json => {
+                answers.push(serde_json::to_value(client.restart_service(&name).await?)?);
+            }
+            Target::Instance(id) if json => {
+                answers.push(serde_json::to_value(client.restart_instance(&id).await?)?);
+            }
             Target::Service(name) => {
                 let view = client.restart_service(&name).await?;
                 out!(
@@ -46,6 +54,10 @@ pub async fn restart(
             }
         }
     }
+    if json {
+        out!("{}", serde_json::to_string_pretty(&answers)?);
+        return Ok(());
+    }
     if detach {
         return Ok(());
     }
@@ -53,17 +65,19 @@ pub async fn restart(
         deploy::wait_ready(client, &services, timeout).await?;
     }
     for view in moves {
-        moves::follow_move(client, view).await?;
+        moves::follow_move(client, view, timeout).await?;
     }
     Ok(())
 }
 
-/// Each name as a service (first) or an instance id; an unknown one is invalid input.
+/// Each name as a service (first) or an instance id, each once; an unknown one is invalid
+/// input.
 async fn resolve(client: &Client, names: &[String]) -> anyhow::Result<Vec<Target>> {
     let services = client.services().await?;
     let instances = client.instances(None).await?;
     let mut targets = Vec::new();
-    for name in names {
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names.iter().filter(|n| seen.insert(n.as_str())) {
         if services.iter().any(|s| &s.name == name) {
             targets.push(Target::Service(name.clone()));
         } else if instances.iter().any(|i| &i.id == name) {

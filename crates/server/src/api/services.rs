@@ -104,8 +104,12 @@ fn dry_run(
                     .filter(|a| a.service == spec.name && a.desired == DesiredState::Run)
                     .map(|a| a.id.clone())
                     .collect();
+                // The instances added by a larger count, and room for one replacement at a
+                // time while the others roll.
+                let count = u32::try_from(live.len()).unwrap_or(u32::MAX);
+                let surge = u32::from(count > 0 && spec.instances > 0);
                 rolls.insert(spec.name.clone(), live);
-                u32::from(spec.instances > 0)
+                spec.instances.saturating_sub(count) + surge
             }
             Change::Scaled { from, to } => to.saturating_sub(from),
             Change::Rerouted | Change::Unchanged => 0,
@@ -286,25 +290,38 @@ pub async fn scale(
     get_one(State(server), ApiPath(name)).await
 }
 
+/// How many times a restart is tried again when another write to the service came first.
+const RESTART_TRIES: u32 = 5;
+
 /// `POST /v1/services/{name}/restart`: every instance is replaced by a new one, one at a time,
 /// start-before-stop, as a spec change rolls them (the restart count is part of the version).
 pub async fn restart(
     State(server): State<Server>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<ServiceView> {
-    let Some(Versioned {
-        value: mut spec,
-        mod_revision,
-    }) = keys::get_service(server.store(), &name)?
-    else {
-        return Err(no_such_service(&name));
+    // An increment: safe to apply again on the latest spec when another write (the
+    // autoscaler's, a deploy) came in between.
+    let mut tries = 0;
+    let spec = loop {
+        let Some(Versioned {
+            value: mut spec,
+            mod_revision,
+        }) = keys::get_service(server.store(), &name)?
+        else {
+            return Err(no_such_service(&name));
+        };
+        spec.restart = spec.restart.saturating_add(1);
+        let written = server.store().put(
+            &keys::service(&name),
+            &keys::encode(&spec),
+            Expect::ModRevision(mod_revision),
+        );
+        match written {
+            Ok(_) => break spec,
+            Err(ebb_store::StoreError::Conflict { .. }) if tries < RESTART_TRIES => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
     };
-    spec.restart = spec.restart.saturating_add(1);
-    server.store().put(
-        &keys::service(&name),
-        &keys::encode(&spec),
-        Expect::ModRevision(mod_revision),
-    )?;
     let message = format!(
         "restart asked: rolling {} instances one at a time, each replaced by a new one started first",
         spec.instances
