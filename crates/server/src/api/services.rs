@@ -260,13 +260,10 @@ pub async fn scale(
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<ScaleRequest>,
 ) -> ApiResult<ServiceView> {
-    let Some(Versioned {
+    let Versioned {
         value: mut spec,
         mod_revision,
-    }) = keys::get_service(server.store(), &name)?
-    else {
-        return Err(no_such_service(&name));
-    };
+    } = stored_service(&server, &name)?;
     let from = spec.instances;
     let before = spec.clone();
     scaled_spec(&mut spec, &req)?;
@@ -303,13 +300,10 @@ pub async fn restart(
     // autoscaler's, a deploy) came in between.
     let mut tries = 0;
     let spec = loop {
-        let Some(Versioned {
+        let Versioned {
             value: mut spec,
             mod_revision,
-        }) = keys::get_service(server.store(), &name)?
-        else {
-            return Err(no_such_service(&name));
-        };
+        } = stored_service(&server, &name)?;
         spec.restart = spec.restart.saturating_add(1);
         let written = server.store().put(
             &keys::service(&name),
@@ -388,6 +382,12 @@ pub async fn stop(
         .service(&name),
     );
     Ok(Json(view))
+}
+
+/// Service `name`'s stored spec with its revision, or why there is none (404, or 400 for a
+/// name no service could have).
+fn stored_service(server: &Server, name: &str) -> Result<Versioned<ServiceSpec>, ApiError> {
+    keys::get_service(server.store(), name)?.ok_or_else(|| no_such_service(name))
 }
 
 fn no_such_service(name: &str) -> ApiError {
