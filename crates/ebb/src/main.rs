@@ -194,16 +194,9 @@ fn report(e: &anyhow::Error) -> i32 {
     eprintln!("error: {e:#}");
     match e.downcast_ref::<ebb_client::ClientError>() {
         Some(ebb_client::ClientError::Connect { .. }) => EXIT_UNREACHABLE,
-        Some(c) if c.status().is_some_and(refused_as_invalid) => commands::EXIT_INVALID,
+        Some(c) if c.status().is_some_and(commands::invalid_status) => commands::EXIT_INVALID,
         _ => 1,
     }
-}
-
-/// Whether the API refused a request for what it asked (a bad value, an unknown name, a
-/// conflict with the cluster's state, a body too large): invalid input, nothing changed. A
-/// refused token (401) and the server's own failures (5xx) are failures, not invalid input.
-fn refused_as_invalid(status: u16) -> bool {
-    matches!(status, 400 | 404 | 405 | 409 | 413 | 422)
 }
 
 fn init_tracing(server: bool) {

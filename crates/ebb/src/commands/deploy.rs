@@ -8,11 +8,11 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 /// An apply the server refused for what the files say (a port another service or program
-/// holds: 409; a spec only the server can judge: 422) is invalid input like a bad file: exit 2,
-/// nothing applied. Other failures keep their own codes.
+/// holds, a spec only the server can judge: [`super::invalid_status`]) is invalid input like
+/// a bad file: exit 2, and the message says that nothing was applied.
 pub fn refused_as_invalid(e: ebb_client::ClientError) -> anyhow::Error {
     match e.status() {
-        Some(409 | 422) => anyhow::Error::new(super::Exit {
+        Some(status) if super::invalid_status(status) => anyhow::Error::new(super::Exit {
             code: super::EXIT_INVALID,
             message: format!("error: {e}\nnothing was applied"),
         }),
@@ -272,13 +272,7 @@ pub async fn stop(
     detach: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let mut seen = std::collections::BTreeSet::new();
-    let services: Vec<String> = services
-        .iter()
-        .filter(|s| seen.insert(s.as_str()))
-        .cloned()
-        .collect();
-    let services = &services[..];
+    let services = &super::unique(services)[..];
     let known = client.services().await?;
     if let Some(unknown) = services
         .iter()

@@ -74,10 +74,9 @@ fn service(
     json: bool,
 ) -> anyhow::Result<()> {
     if json {
-        let doc =
-            json!({"kind": "service", "service": v, "instances": instances, "events": events});
-        out!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return print_json(
+            &json!({"kind": "service", "service": v, "instances": instances, "events": events}),
+        );
     }
     let spec = &v.spec;
     field("Service", &format!("{} (version {})", v.name, v.version));
@@ -200,6 +199,12 @@ fn event_list(events: &[Event]) {
     table(&["TIME", "EVENT", "MESSAGE"], &rows);
 }
 
+/// `ebb describe --json`: one object.
+fn print_json(doc: &serde_json::Value) -> anyhow::Result<()> {
+    out!("{}", serde_json::to_string_pretty(doc)?);
+    Ok(())
+}
+
 /// A value's name as the JSON (and the deploy file) spells it: `round_robin`, `run`.
 fn serde_name<T: serde::Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
@@ -215,10 +220,9 @@ fn field(name: &str, value: &str) {
 
 fn job(detail: &JobDetail, events: &[Event], json: bool) -> anyhow::Result<()> {
     if json {
-        let doc =
-            json!({"kind": "job", "job": detail.job, "tasks": detail.tasks, "events": events});
-        out!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return print_json(
+            &json!({"kind": "job", "job": detail.job, "tasks": detail.tasks, "events": events}),
+        );
     }
     let j = &detail.job;
     field("Job", &format!("{} (run {})", j.name, j.run));
@@ -253,9 +257,9 @@ fn node(
     json: bool,
 ) -> anyhow::Result<()> {
     if json {
-        let doc = json!({"kind": "node", "node": n, "instances": instances, "events": events});
-        out!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return print_json(
+            &json!({"kind": "node", "node": n, "instances": instances, "events": events}),
+        );
     }
     field("Node", &format!("{} at {}", n.name, n.address));
     field("State", n.state.as_str());
@@ -305,9 +309,7 @@ fn node(
 
 fn instance(i: &InstanceView, events: &[Event], json: bool) -> anyhow::Result<()> {
     if json {
-        let doc = json!({"kind": "instance", "instance": i, "events": events});
-        out!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return print_json(&json!({"kind": "instance", "instance": i, "events": events}));
     }
     field("Instance", &format!("{} of {}", i.id, i.service));
     field("Node", &i.node);

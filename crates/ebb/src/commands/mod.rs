@@ -28,6 +28,23 @@ pub const EXIT_INVALID: i32 = 2;
 /// Exit code when the API cannot be reached.
 pub const EXIT_UNREACHABLE: i32 = 3;
 
+/// Whether the API refused a request for what it asked (a bad value, an unknown name, a
+/// conflict with the cluster's state, a body too large): invalid input, nothing changed. A
+/// refused token (401) and the server's own failures (5xx) are failures, not invalid input.
+pub fn invalid_status(status: u16) -> bool {
+    matches!(status, 400 | 404 | 405 | 409 | 413 | 422)
+}
+
+/// `names` in their order, each once (`ebb stop web web` stops web once).
+pub fn unique(names: &[String]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    names
+        .iter()
+        .filter(|n| seen.insert(n.as_str()))
+        .cloned()
+        .collect()
+}
+
 impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)

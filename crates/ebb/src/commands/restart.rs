@@ -76,12 +76,11 @@ async fn resolve(client: &Client, names: &[String]) -> anyhow::Result<Vec<Target
     let services = client.services().await?;
     let instances = client.instances(None).await?;
     let mut targets = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for name in names.iter().filter(|n| seen.insert(n.as_str())) {
-        if services.iter().any(|s| &s.name == name) {
-            targets.push(Target::Service(name.clone()));
-        } else if instances.iter().any(|i| &i.id == name) {
-            targets.push(Target::Instance(name.clone()));
+    for name in super::unique(names) {
+        if services.iter().any(|s| s.name == name) {
+            targets.push(Target::Service(name));
+        } else if instances.iter().any(|i| i.id == name) {
+            targets.push(Target::Instance(name));
         } else {
             return Err(anyhow::Error::new(Exit {
                 code: EXIT_INVALID,

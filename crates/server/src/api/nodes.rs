@@ -244,10 +244,19 @@ pub async fn list(State(server): State<Server>) -> ApiResult<Vec<ebb_core::api::
 
 /// The nodes as `ebb nodes` shows them, sorted by name.
 pub fn views(server: &Server, now: Instant) -> Result<Vec<ebb_core::api::NodeView>, StoreError> {
+    let (assignments, _) = keys::assignments(server.store())?;
+    views_with(server, now, &assignments)
+}
+
+/// [`views`] with the assignments already read.
+pub fn views_with(
+    server: &Server,
+    now: Instant,
+    assignments: &[keys::Versioned<ebb_core::Assignment>],
+) -> Result<Vec<ebb_core::api::NodeView>, StoreError> {
     use ebb_core::api::{NodeInfo, NodeView};
     let (kvs, _) = server.store().list(keys::NODES)?;
     let infos: Vec<NodeInfo> = kvs.iter().map(keys::decode).collect::<Result<_, _>>()?;
-    let (assignments, _) = keys::assignments(server.store())?;
     let drains = keys::node_drains(server.store())?;
     let states = server
         .nodes()

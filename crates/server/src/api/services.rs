@@ -89,7 +89,7 @@ fn dry_run(
     specs: &[ServiceSpec],
     changes: &[ServiceChange],
 ) -> Result<ebb_core::api::DryRun, ApiError> {
-    let (assignments, _) = keys::assignments(server.store())?;
+    let (assignments, revision) = keys::assignments(server.store())?;
     let mut rolls = std::collections::BTreeMap::new();
     let mut wanted = Vec::new();
     for (spec, c) in specs.iter().zip(changes) {
@@ -117,7 +117,11 @@ fn dry_run(
         wanted.push((spec, new));
     }
     let asked: Vec<(&ServiceSpec, u32)> = wanted.iter().map(|(s, n)| (s, *n)).collect();
-    let unplaceable = crate::controllers::instances::dry_run::unplaceable(server, &asked)?;
+    let unplaceable = crate::controllers::instances::dry_run::unplaceable(
+        server,
+        (&assignments, revision),
+        &asked,
+    )?;
     Ok(ebb_core::api::DryRun { rolls, unplaceable })
 }
 

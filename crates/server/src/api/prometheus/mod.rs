@@ -58,7 +58,7 @@ pub fn render(server: &Server, now: Instant) -> Result<String, ApiError> {
     let services = super::services::service_views_with(server, &assignments)?;
     let jobs = super::jobs::job_views_with(server, &assignments)?;
     let queues = super::jobs::queue_views(server, &jobs)?;
-    let nodes = super::nodes::views(server, now)?;
+    let nodes = super::nodes::views_with(server, now, &assignments)?;
     let statuses = server.statuses();
     let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
     let queue_names: BTreeSet<&str> = queues.iter().map(|q| q.name.as_str()).collect();

@@ -3,24 +3,24 @@
 //! nothing is reserved or written).
 
 use super::placer::Placer;
-use crate::state::keys;
+use crate::state::keys::{self, Versioned};
 use crate::Server;
 use ebb_core::api::NodeInfo;
-use ebb_core::ServiceSpec;
+use ebb_core::{Assignment, ServiceSpec};
 use ebb_store::StoreError;
 use std::time::Instant;
 
 /// For each `(spec, n)`, places `n` new instances of `spec` in turn (each taking its room, as
-/// a rollout's or a scale-up's would); says, per service that runs out of room, how many would
-/// not fit and why.
+/// a rollout's or a scale-up's would) beside `assignments` (the store's, read at `revision`);
+/// says, per service that runs out of room, how many would not fit and why.
 pub fn unplaceable(
     server: &Server,
+    (assignments, revision): (&[Versioned<Assignment>], u64),
     wanted: &[(&ServiceSpec, u32)],
 ) -> Result<Vec<String>, StoreError> {
     let store = server.store();
     let (kvs, _) = store.list(keys::NODES)?;
     let nodes: Vec<NodeInfo> = kvs.iter().map(keys::decode).collect::<Result<_, _>>()?;
-    let (assignments, revision) = keys::assignments(store)?;
     let node_drains = keys::node_drains(store)?;
     let now = Instant::now();
     let states = server
@@ -28,7 +28,7 @@ pub fn unplaceable(
         .states(now, now.saturating_duration_since(server.liveness_since()))
         .draining(node_drains.keys().cloned());
     let statuses = server.statuses();
-    let mut placer = Placer::new(&nodes, &states, &assignments, &statuses, revision);
+    let mut placer = Placer::new(&nodes, &states, assignments, &statuses, revision);
     let mut problems = Vec::new();
     for (spec, n) in wanted {
         for placed in 0..*n {
