@@ -1,5 +1,6 @@
 //! Typed client of ebb's HTTP API (`/v1/...`), used by the CLI and by agents.
 
+pub mod sse;
 pub mod tls;
 
 pub use tls::Trust;
@@ -260,6 +261,12 @@ impl Client {
         self.call(Method::POST, &path, Some(req), None).await
     }
 
+    /// A one-time login path for the dashboard (`ebb ui`).
+    pub async fn ui_login(&self) -> Result<ebb_core::api::UiLogin, ClientError> {
+        self.call(Method::POST, "/v1/ui/login", None::<&()>, None)
+            .await
+    }
+
     /// Replaces every instance of the service, one at a time, start-before-stop.
     pub async fn restart_service(&self, name: &str) -> Result<ServiceView, ClientError> {
         let path = format!("/v1/services/{}/restart", encode(name));
@@ -366,6 +373,20 @@ impl Client {
         self.call(Method::GET, &path, None::<&()>, Some(wait)).await
     }
 
+    /// The event stream (`GET /v1/events/stream`) from after `after`: events as they happen.
+    pub async fn event_stream(&self, after: u64) -> Result<EventStream, ClientError> {
+        let path = format!("/v1/events/stream?after={after}");
+        let response = self.send(Method::GET, &path, None::<&()>, None).await?;
+        if !response.status().is_success() {
+            return Err(self.error(response).await);
+        }
+        Ok(EventStream {
+            response,
+            parser: sse::Parser::default(),
+            ready: std::collections::VecDeque::new(),
+        })
+    }
+
     /// Log lines of a service (or one instance): the last `tail` lines, or what follows `cursors`.
     pub async fn logs(
         &self,
@@ -461,15 +482,37 @@ impl Client {
         body: Option<&B>,
         extra_wait: Option<Duration>,
     ) -> Result<T, ClientError> {
+        let timeout = REQUEST_TIMEOUT + extra_wait.unwrap_or_default();
+        let resp = self.send(method, path, body, Some(timeout)).await?;
+        if !resp.status().is_success() {
+            return Err(self.error(resp).await);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Sends a request to the first server that answers, from the one that answered last;
+    /// `timeout` bounds the whole exchange (None: a stream, bounded by its reader).
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, ClientError> {
         let first = self.current.load(Ordering::Relaxed);
         let mut attempt = 0;
         let resp = loop {
             let index = (first + attempt) % self.bases.len();
             let base = &self.bases[index];
-            let mut req: RequestBuilder = self
-                .http
-                .request(method.clone(), format!("{base}{path}"))
-                .timeout(REQUEST_TIMEOUT + extra_wait.unwrap_or_default());
+            let mut req: RequestBuilder =
+                self.http.request(method.clone(), format!("{base}{path}"));
+            if let Some(timeout) = timeout {
+                req = req.timeout(timeout);
+            }
             if let Some(token) = &self.token {
                 req = req.bearer_auth(token);
             }
@@ -512,28 +555,66 @@ impl Client {
                 }
             }
         };
+        Ok(resp)
+    }
+
+    /// The error an unsuccessful answer carries.
+    async fn error(&self, resp: reqwest::Response) -> ClientError {
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::Protocol(e.to_string()));
-        }
+        let bytes = match resp.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => return ClientError::Protocol(e.to_string()),
+        };
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| b.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
         if status == StatusCode::UNAUTHORIZED {
-            return Err(ClientError::Unauthorized {
+            return ClientError::Unauthorized {
                 addr: self.base().to_string(),
                 message,
-            });
+            };
         }
-        Err(ClientError::Api {
+        ClientError::Api {
             status: status.as_u16(),
             message,
-        })
+        }
+    }
+}
+
+/// How long a stream may stay silent before its reader gives up on it: three of the server's
+/// 15 s keep-alives.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// An open event stream ([`Client::event_stream`]).
+pub struct EventStream {
+    response: reqwest::Response,
+    parser: sse::Parser,
+    ready: std::collections::VecDeque<sse::Message>,
+}
+
+impl EventStream {
+    /// The next event; None when the server ended the stream (it is stopping: reconnect).
+    /// Fails if the stream breaks, or stays silent past [`STREAM_IDLE_TIMEOUT`].
+    pub async fn next(&mut self) -> Result<Option<ebb_core::Event>, ClientError> {
+        loop {
+            if let Some(message) = self.ready.pop_front() {
+                return serde_json::from_str(&message.data).map(Some).map_err(|e| {
+                    ClientError::Protocol(format!("an event that is not ebb's: {e}"))
+                });
+            }
+            let chunk = tokio::time::timeout(STREAM_IDLE_TIMEOUT, self.response.chunk())
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    addr: self.response.url().origin().ascii_serialization(),
+                    reason: format!("the event stream was silent for {STREAM_IDLE_TIMEOUT:?}"),
+                })?
+                .map_err(|e| ClientError::Protocol(root_cause(&e)))?;
+            let Some(chunk) = chunk else {
+                return Ok(None);
+            };
+            let messages = self.parser.push(&chunk).map_err(ClientError::Protocol)?;
+            self.ready.extend(messages);
+        }
     }
 }
 

@@ -799,3 +799,44 @@ mod tests {
         }
     }
 }
+
+/// One point of a service's history (`GET /v1/history`): its load and instances at `at_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HistorySample {
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Requests per second through this server's load balancer over the step before.
+    pub rps: f64,
+    /// Instances wanted.
+    pub desired: u32,
+    /// Instances ready.
+    pub ready: u32,
+}
+
+/// A service's recent history, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceHistory {
+    /// The service.
+    pub service: String,
+    /// One sample per step, oldest first.
+    pub samples: Vec<HistorySample>,
+}
+
+/// `GET /v1/history`: the last hour of instances against load, per service (the dashboard's
+/// sparklines). Kept in the memory of the server that answers, since it started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryResponse {
+    /// Time between samples, in ms.
+    pub step_ms: u64,
+    /// Per service, by name.
+    pub services: Vec<ServiceHistory>,
+}
+
+/// `POST /v1/ui/login`: a one-time login URL for the dashboard (`ebb ui`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UiLogin {
+    /// The path to open on the API's address, with the one-time code (`/ui/login?code=...`).
+    pub path: String,
+    /// How long the code works, in seconds.
+    pub expires_in_s: u64,
+}

@@ -211,6 +211,15 @@ pub enum Command {
         after_help = "Exit codes: the task's own, 0 when it succeeded; 1 when it ended without one                             (killed, timed out, cancelled); 2 bad arguments; 3 ebb unreachable."
     )]
     Run(RunArgs),
+    /// Open the web dashboard: a login URL that works once, for a minute
+    #[command(
+        after_help = "The URL carries a one-time code, never the API token: opening it sets a session cookie (HttpOnly, SameSite=Strict, 8 hours) that can read the API but not change anything."
+    )]
+    Ui {
+        /// Print the URL instead of opening a browser
+        #[arg(long)]
+        print: bool,
+    },
     /// Show what happened and why
     Events {
         /// Keep printing new events

@@ -149,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             commands::jobs::run(&connect::client(g)?, req).await
         }
+        Command::Ui { print } => commands::ui::ui(&connect::client(g)?, *print).await,
         Command::Events {
             follow,
             json,

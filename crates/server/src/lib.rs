@@ -13,6 +13,7 @@ pub mod plane;
 pub mod routing;
 pub mod run_loop;
 pub mod state;
+pub mod ui;
 
 use ebb_core::{Event, InstanceStatus};
 use ebb_store::{EtcdStore, Fence, FencedStore, KvStore, Leadership, StoreError};
@@ -71,6 +72,12 @@ struct Inner {
     instance_reports: controllers::instances::Reports,
     /// Counters for Prometheus that nothing else keeps.
     telemetry: state::telemetry::Telemetry,
+    /// The last hour of instances against load, for the dashboard.
+    history: state::history::History,
+    /// The dashboard's one-time login codes and sessions.
+    sessions: ui::sessions::Sessions,
+    /// Open event streams (`GET /v1/events/stream`): bounded, and closed when the API stops.
+    streams: api::StreamSlots,
     /// Each node's assignments, for agents' heartbeats and long-polls.
     placed: placed::PlacedIndex,
     /// The nodes' credential hashes, read from the store once per change.
@@ -108,6 +115,9 @@ impl Server {
                 peer_load: Default::default(),
                 registry: Default::default(),
                 telemetry: Default::default(),
+                history: Default::default(),
+                sessions: Default::default(),
+                streams: Default::default(),
                 instance_reports: Default::default(),
                 placed,
                 credentials,
@@ -225,6 +235,21 @@ impl Server {
     /// Counters for Prometheus that nothing else keeps.
     pub fn telemetry(&self) -> &state::telemetry::Telemetry {
         &self.inner.telemetry
+    }
+
+    /// The last hour of instances against load (`GET /v1/history`).
+    pub fn history(&self) -> &state::history::History {
+        &self.inner.history
+    }
+
+    /// The dashboard's login codes and sessions.
+    pub fn sessions(&self) -> &ui::sessions::Sessions {
+        &self.inner.sessions
+    }
+
+    /// The open event streams' slots and their common end.
+    pub fn streams(&self) -> &api::StreamSlots {
+        &self.inner.streams
     }
 
     /// Each node's assignments as of the latest store write (see [`placed`]).

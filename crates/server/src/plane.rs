@@ -184,6 +184,8 @@ impl ControlPlane {
         plane.spawn(Stage::Routing, |stop| routing::run(s, router, stop));
         let s = server.clone();
         plane.spawn(Stage::Api, |stop| pulse(s, stop));
+        let s = server.clone();
+        plane.spawn(Stage::Api, |stop| crate::state::history::sample(s, stop));
         let api_limit = ConnectionLimit::new(api_cap);
         let tls = api_tls.map(tokio_rustls::TlsAcceptor::from);
         plane.spawn(Stage::Api, |stop| {
@@ -268,7 +270,8 @@ async fn serve_api(
     stop: CancellationToken,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    let app = crate::api::router(server);
+    let streams = server.clone();
+    let app = crate::api::router(server).layer(axum::Extension(crate::ui::ApiTls(tls.is_some())));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -318,6 +321,8 @@ async fn serve_api(
         });
     }
     drop(listener);
+    // Event streams never end by themselves: end them, or the graceful stop waits its bound.
+    streams.streams().close();
     graceful.shutdown().await;
 }
 

@@ -6,9 +6,6 @@ use ebb_client::Client;
 use ebb_core::Event;
 use std::time::Duration;
 
-/// How long one follow request waits on the server for new events.
-const FOLLOW_WAIT: Duration = Duration::from_secs(25);
-
 pub async fn events(client: &Client, follow: bool, json: bool, limit: usize) -> anyhow::Result<()> {
     let first = client.events(0, limit, Duration::ZERO).await?;
     if json && !follow {
@@ -19,11 +16,30 @@ pub async fn events(client: &Client, follow: bool, json: bool, limit: usize) -> 
     if !follow {
         return Ok(());
     }
-    let mut after = first.last_seq;
+    follow_stream(client, first.last_seq, json).await
+}
+
+/// Prints the event stream from after `after`. A stream the server ends (it is stopping) or
+/// that breaks is opened again from the last event printed, on the next server if there are
+/// several; one that cannot be opened ends the command with the reason.
+async fn follow_stream(client: &Client, mut after: u64, json: bool) -> anyhow::Result<()> {
     loop {
-        let next = client.events(after, limit, FOLLOW_WAIT).await?;
-        next.events.iter().try_for_each(|e| print_event(e, json))?;
-        after = next.last_seq.max(after);
+        let mut stream = client.event_stream(after).await?;
+        loop {
+            match stream.next().await {
+                Ok(Some(event)) => {
+                    print_event(&event, json)?;
+                    after = after.max(event.seq);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "event stream broke; opening it again");
+                    break;
+                }
+            }
+        }
+        // A server stopping may take a moment to hand over: not a busy loop.
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

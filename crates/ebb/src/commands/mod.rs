@@ -13,6 +13,7 @@ pub mod ps;
 pub mod restart;
 pub mod servers;
 pub mod status;
+pub mod ui;
 
 use std::path::PathBuf;
 

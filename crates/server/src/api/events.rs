@@ -1,15 +1,23 @@
-//! `GET /v1/events`: the most recent events, or those after a sequence number (long-poll for `-f`).
+//! `GET /v1/events`: the most recent events, or those after a sequence number (a long-poll).
+//! `GET /v1/events/stream`: the same as server-sent events, for the dashboard and `ebb events -f`.
 
 use super::{ApiQuery, ApiResult};
 use crate::state::keys::{self, EVENTS};
 use crate::Server;
 use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use ebb_core::api::EventsResponse;
 use ebb_core::Event;
 use ebb_store::{watch_changes, StoreError, WatchEvent};
 use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 10_000;
@@ -140,4 +148,160 @@ mod tests {
         assert_eq!(events[1].seq, 24);
         assert_eq!(last, 24);
     }
+}
+
+/// At most this many event streams open at once on one server. Each holds a connection and a
+/// task; a dashboard tab or an `ebb events -f` holds one.
+pub const MAX_STREAMS: usize = 256;
+
+/// A comment this often keeps a quiet stream open through proxies: "every 15 seconds or so",
+/// as the HTML standard's server-sent events section advises.
+pub const STREAM_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// How long a browser waits before reconnecting a dropped stream (it sends `Last-Event-ID`, so
+/// nothing is lost or repeated): 1 s, where browsers default to about 3 s.
+const STREAM_RETRY: Duration = Duration::from_secs(1);
+
+/// Events sent but not yet written to the connection, per stream: a slow reader stops the
+/// stream's reads of the store rather than growing a queue.
+const STREAM_BUFFER: usize = 64;
+
+/// The open streams' slots, and their common end when the API stops (a stream never ends by
+/// itself, and the API's graceful stop waits for open responses).
+pub struct StreamSlots {
+    slots: Arc<Semaphore>,
+    closing: CancellationToken,
+}
+
+impl Default for StreamSlots {
+    fn default() -> StreamSlots {
+        StreamSlots {
+            slots: Arc::new(Semaphore::new(MAX_STREAMS)),
+            closing: CancellationToken::new(),
+        }
+    }
+}
+
+impl StreamSlots {
+    /// Ends every open stream (the API is stopping).
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Resume after this sequence number (a browser sends `Last-Event-ID` instead).
+    after: Option<u64>,
+    /// Without a cursor, start with this many of the latest events (default 100).
+    limit: Option<usize>,
+}
+
+/// Where a stream starts: after a sequence number, or with the latest `n` events.
+enum Start {
+    After(u64),
+    Latest(usize),
+}
+
+/// `GET /v1/events/stream`: every event as a server-sent event whose `id` is its sequence
+/// number, so that a reconnecting browser resumes where it left off.
+pub async fn stream(
+    State(server): State<Server>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+) -> Result<axum::response::Response, super::ApiError> {
+    let start = match last_event_id(&headers)?.or(q.after) {
+        Some(after) => Start::After(after),
+        None => Start::Latest(q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)),
+    };
+    let permit = server
+        .streams()
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            super::ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("too many open event streams on this server (at most {MAX_STREAMS}); close a dashboard tab or an `ebb events -f`"),
+            )
+        })?;
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let _ = tx.try_send(Ok(SseEvent::default().retry(STREAM_RETRY)));
+    tokio::spawn(pump(server, start, tx, permit));
+    let keep_alive = KeepAlive::new().interval(STREAM_KEEP_ALIVE);
+    let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(keep_alive);
+    Ok(axum::response::IntoResponse::into_response(sse))
+}
+
+/// The `Last-Event-ID` a reconnecting browser sends: an event's sequence number.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, super::ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    text.parse().map(Some).map_err(|_| {
+        super::ApiError::bad_request(format!(
+            "bad Last-Event-ID {text:?}: it is an event's sequence number"
+        ))
+    })
+}
+
+/// Sends events into `tx` as they are recorded, until the client goes, the API stops or the
+/// store fails (the client then reconnects, maybe to another server).
+async fn pump(
+    server: Server,
+    start: Start,
+    tx: mpsc::Sender<Result<SseEvent, Infallible>>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let closing = server.streams().closing.clone();
+    let mut after = match start {
+        Start::After(after) => after,
+        Start::Latest(limit) => match latest(&server, limit) {
+            Ok(first) if send_all(&tx, &first.events).await => first.last_seq,
+            Ok(_) => return,
+            Err(e) => return tracing::debug!(error = %e.message(), "event stream ends"),
+        },
+    };
+    loop {
+        let changes = tokio::select! {
+            _ = tx.closed() => return,
+            _ = closing.cancelled() => return,
+            changes = watch_changes(server.store(), EVENTS, after, MAX_WAIT) => changes,
+        };
+        let events = match changes.map(|c| collect(c, after, MAX_LIMIT)) {
+            Ok(Ok((events, last_seq))) => {
+                after = last_seq;
+                events
+            }
+            Err(StoreError::Compacted { .. }) => match latest(&server, DEFAULT_LIMIT) {
+                Ok(fresh) => {
+                    after = fresh.last_seq;
+                    fresh.events
+                }
+                Err(_) => return,
+            },
+            Ok(Err(e)) | Err(e) => return tracing::debug!(error = %e, "event stream ends"),
+        };
+        if !send_all(&tx, &events).await {
+            return;
+        }
+    }
+}
+
+/// Sends `events`; false once the client has gone.
+async fn send_all(tx: &mpsc::Sender<Result<SseEvent, Infallible>>, events: &[Event]) -> bool {
+    for event in events {
+        let Ok(message) = SseEvent::default()
+            .id(event.seq.to_string())
+            .json_data(event)
+        else {
+            continue;
+        };
+        if tx.send(Ok(message)).await.is_err() {
+            return false;
+        }
+    }
+    true
 }

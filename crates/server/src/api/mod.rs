@@ -11,6 +11,9 @@ mod prometheus;
 mod servers;
 mod services;
 
+pub use events::{StreamSlots, MAX_STREAMS};
+pub use services::service_views;
+
 use crate::{auth, Server};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
@@ -41,6 +44,8 @@ pub fn router(server: Server) -> Router {
         .route("/jobs/{name}/cancel", post(jobs::cancel))
         .route("/queues", get(jobs::queues))
         .route("/events", get(events::list))
+        .route("/events/stream", get(events::stream))
+        .route("/history", get(history))
         .route("/metrics", get(metrics::list))
         .route("/traffic", post(metrics::report))
         .route("/logs/{service}", get(logs::read))
@@ -79,7 +84,14 @@ pub fn router(server: Server) -> Router {
             server.clone(),
             require_node_credential,
         ));
-    let v1 = v1.merge(joining).merge(agents);
+    // The dashboard's login: only with the API token, never with a session cookie.
+    let login = Router::new()
+        .route("/ui/login", post(crate::ui::issue_login))
+        .route_layer(middleware::from_fn_with_state(
+            server.clone(),
+            require_bearer_token,
+        ));
+    let v1 = v1.merge(joining).merge(agents).merge(login);
     // Prometheus scrapes at its conventional path, with the API token as a bearer token.
     let scrape = Router::new()
         .route("/metrics", get(prometheus::scrape))
@@ -91,6 +103,7 @@ pub fn router(server: Server) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(scrape)
         .nest("/v1", v1)
+        .merge(crate::ui::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -102,20 +115,56 @@ pub fn router(server: Server) -> Router {
         .with_state(server)
 }
 
+/// The API token, or for reading (GET and HEAD) a dashboard session's cookie: a session can
+/// look but never change anything, so a forged request from another site (which SameSite=Strict
+/// already stops) could not deploy, scale or stop either.
 async fn require_token(State(server): State<Server>, req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
-        .get(ebb_core::api::AUTH_HEADER)
-        .and_then(|v| v.to_str().ok());
-    if auth::authorized(header, server.token()) {
+    let reading = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if auth::authorized(bearer(&req), server.token())
+        || (reading && crate::ui::has_session(&server, req.headers()))
+    {
         next.run(req).await
     } else {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong API token: send `Authorization: Bearer <token>` (the token is in the data dir's api-token file)",
-        )
-        .into_response()
+        unauthorized()
     }
+}
+
+/// The API token and nothing else: the calls that hand out access.
+async fn require_bearer_token(State(server): State<Server>, req: Request, next: Next) -> Response {
+    if auth::authorized(bearer(&req), server.token()) {
+        next.run(req).await
+    } else {
+        unauthorized()
+    }
+}
+
+fn unauthorized() -> Response {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong API token: send `Authorization: Bearer <token>` (the token is in the data dir's api-token file); in a browser, open the URL `ebb ui` prints",
+    )
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    /// Only this service.
+    service: Option<String>,
+}
+
+/// `GET /v1/history`: the last hour of instances against load ([`crate::state::history`]).
+async fn history(
+    State(server): State<Server>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<ebb_core::api::HistoryResponse> {
+    Ok(Json(ebb_core::api::HistoryResponse {
+        step_ms: crate::state::history::STEP.as_millis() as u64,
+        services: server.history().view(q.service.as_deref()),
+    }))
 }
 
 fn bearer(req: &Request) -> Option<&str> {
@@ -211,6 +260,11 @@ impl ApiError {
     /// A 404 Not Found with `message`.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// What the error says.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 

@@ -5,6 +5,7 @@
 //! ([`servers`]), and the counters only Prometheus reads ([`telemetry`]).
 
 pub mod events;
+pub mod history;
 pub mod keys;
 pub mod log_relay;
 pub mod nodes;
