@@ -376,7 +376,15 @@ impl Client {
     /// The event stream (`GET /v1/events/stream`) from after `after`: events as they happen.
     pub async fn event_stream(&self, after: u64) -> Result<EventStream, ClientError> {
         let path = format!("/v1/events/stream?after={after}");
-        let response = self.send(Method::GET, &path, None::<&()>, None).await?;
+        // The answer's head is bounded as a plain call's is; dropping the call on time-out
+        // sends the next one to the next server.
+        let opening = self.send(Method::GET, &path, None::<&()>, None);
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, opening)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                addr: self.base().to_string(),
+                reason: format!("no answer to {path} within {REQUEST_TIMEOUT:?}"),
+            })??;
         if !response.status().is_success() {
             return Err(self.error(response).await);
         }
@@ -585,6 +593,20 @@ impl Client {
 /// 15 s keep-alives.
 pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 
+/// What an event stream brings.
+#[derive(Debug)]
+pub enum StreamItem {
+    /// An event.
+    Event(ebb_core::Event),
+    /// An event this client cannot read: its sequence number, if it had one, and why.
+    Unreadable {
+        /// The event's sequence number.
+        seq: Option<u64>,
+        /// What failed to decode.
+        reason: String,
+    },
+}
+
 /// An open event stream ([`Client::event_stream`]).
 pub struct EventStream {
     response: reqwest::Response,
@@ -594,13 +616,20 @@ pub struct EventStream {
 
 impl EventStream {
     /// The next event; None when the server ended the stream (it is stopping: reconnect).
-    /// Fails if the stream breaks, or stays silent past [`STREAM_IDLE_TIMEOUT`].
-    pub async fn next(&mut self) -> Result<Option<ebb_core::Event>, ClientError> {
+    /// Fails if the stream breaks, or stays silent past [`STREAM_IDLE_TIMEOUT`]. An event this
+    /// client cannot read (a newer server's kind) comes as [`StreamItem::Unreadable`], with its
+    /// sequence number, so that a follower goes on past it.
+    pub async fn next(&mut self) -> Result<Option<StreamItem>, ClientError> {
         loop {
             if let Some(message) = self.ready.pop_front() {
-                return serde_json::from_str(&message.data).map(Some).map_err(|e| {
-                    ClientError::Protocol(format!("an event that is not ebb's: {e}"))
-                });
+                let seq = message.id.as_deref().and_then(|id| id.parse().ok());
+                return Ok(Some(match serde_json::from_str(&message.data) {
+                    Ok(event) => StreamItem::Event(event),
+                    Err(e) => StreamItem::Unreadable {
+                        seq,
+                        reason: e.to_string(),
+                    },
+                }));
             }
             let chunk = tokio::time::timeout(STREAM_IDLE_TIMEOUT, self.response.chunk())
                 .await

@@ -18,6 +18,8 @@ pub struct Message {
 #[derive(Debug, Default)]
 pub struct Parser {
     pending: Vec<u8>,
+    /// How much of `pending` is known to hold no newline: each byte is looked at once.
+    scanned: usize,
     id: Option<String>,
     data: Vec<String>,
 }
@@ -28,14 +30,21 @@ impl Parser {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Message>, String> {
         self.pending.extend_from_slice(chunk);
         let mut done = Vec::new();
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if let Some(message) = self.line(line) {
+        let mut start = 0;
+        while let Some(at) = self.pending[self.scanned..]
+            .iter()
+            .position(|b| *b == b'\n')
+        {
+            let end = self.scanned + at;
+            let line = String::from_utf8_lossy(&self.pending[start..end]).into_owned();
+            start = end + 1;
+            self.scanned = start;
+            if let Some(message) = self.line(line.trim_end_matches('\r')) {
                 done.push(message);
             }
         }
+        self.pending.drain(..start);
+        self.scanned = self.pending.len();
         let held = self.pending.len() + self.data.iter().map(String::len).sum::<usize>();
         if held > MAX_EVENT_BYTES {
             return Err(format!(

@@ -14,6 +14,7 @@
 //! on a terminal, one plain line otherwise), then prints a summary and removes everything it
 //! started, also on Ctrl-C. Exit code 1 if a request failed or ebb could not start.
 
+pub mod chart;
 mod child;
 mod load;
 mod view;
@@ -124,6 +125,8 @@ pub struct Options {
     pub port: Option<u16>,
     /// The `ebb` executable the demo starts as `ebb up` (the running binary, for the CLI).
     pub ebb: PathBuf,
+    /// Where to write the instances-against-load chart (SVG), if anywhere.
+    pub chart: Option<PathBuf>,
 }
 
 /// Why the demo did not succeed; the CLI turns the kind into its exit code.
@@ -155,6 +158,12 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         kind: Failure::InvalidOption,
         message,
     })?;
+    if let Some(path) = &args.chart {
+        chart::check_path(path).map_err(|message| DemoError {
+            kind: Failure::InvalidOption,
+            message,
+        })?;
+    }
     let mut signals = Signals::new()?;
     let port = match args.port {
         Some(p) => p,
@@ -172,7 +181,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     ));
 
     let outcome = tokio::select! {
-        r = wave(&mut ebb, spec, &plan, port) => Some(r),
+        r = wave(&mut ebb, spec, &plan, port, args.chart.as_deref()) => Some(r),
         _ = signals.next() => None,
     };
 
@@ -256,6 +265,7 @@ async fn wave(
     spec: ServiceSpec,
     plan: &Plan,
     port: u16,
+    chart_to: Option<&std::path::Path>,
 ) -> anyhow::Result<load::Tally> {
     let max = spec.autoscale.as_ref().map_or(1, |a| a.max);
     let client = ebb.client().await.context("ebb could not start")?;
@@ -302,6 +312,14 @@ async fn wave(
     let tally = load.tally();
     for line in wave.summary(&tally) {
         say(&line);
+    }
+    if let Some(path) = chart_to {
+        let title = format!(
+            "ebb demo: instances against load over {}",
+            view::secs(plan.total)
+        );
+        chart::write_svg(path, &title, &wave.state.borrow().series).map_err(anyhow::Error::msg)?;
+        say(&format!("  chart: {}", path.display()));
     }
     Ok(tally)
 }
@@ -356,6 +374,8 @@ struct State {
     cold_sent_ms: Option<u64>,
     /// The cold start's request: ok or why not, and how long it took.
     cold: Option<(Result<(), String>, Duration)>,
+    /// One point a frame, for `--chart`.
+    series: Vec<chart::Point>,
 }
 
 struct Wave {
@@ -476,6 +496,13 @@ impl Wave {
         let mut s = self.state.borrow_mut();
         if let Some(v) = &service {
             s.peak_ready = s.peak_ready.max(v.ready);
+            let rps = traffic.as_ref().map_or(0.0, |t| t.traffic.rps);
+            s.series.push(chart::Point {
+                at_s: self.started.elapsed().as_secs_f64(),
+                ready: v.ready,
+                desired: v.desired,
+                rps,
+            });
         }
         let last_decision = s
             .events

@@ -445,6 +445,9 @@ pub struct DemoArgs {
     /// Port of the demo service's load balancer on 127.0.0.1 [default: a free port]
     #[arg(long)]
     pub port: Option<u16>,
+    /// Also write the instances-against-load chart to this SVG file
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

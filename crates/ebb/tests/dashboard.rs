@@ -49,7 +49,12 @@ fn login_url(ebb: &Ebb) -> String {
 #[test]
 fn a_login_url_works_once_and_a_session_only_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let file = deploy_file(dir.path(), "web.toml", &app_service("web", 1, ""));
+    let secret = "s3cret-in-env";
+    let file = deploy_file(
+        dir.path(),
+        "web.toml",
+        &app_service("web", 1, &format!("env = {{ DB_PASSWORD = \"{secret}\" }}")),
+    );
     let ebb = Ebb::up(&[&file]);
     let addr = api_addr(&ebb);
     let url = login_url(&ebb);
@@ -89,6 +94,29 @@ fn a_login_url_works_once_and_a_session_only_reads() {
     let (status, _, body) = request(&addr, "GET", "/v1/status", std::slice::from_ref(&cookie));
     assert_eq!(status, 200, "a session reads: {body}");
     assert!(body.contains("\"web\""), "{body}");
+    assert!(
+        !body.contains(secret),
+        "a session never sees an environment: {body}"
+    );
+    let token = format!(
+        "Authorization: Bearer {}",
+        std::fs::read_to_string(ebb.data_dir().join("api-token"))
+            .unwrap()
+            .trim()
+    );
+    let (_, _, body) = request(&addr, "GET", "/v1/status", &[token]);
+    assert!(body.contains(secret), "the token sees it: {body}");
+    // Only what the page shows: a page on another port of this host may see the cookie.
+    for path in [
+        "/v1/services",
+        "/v1/services/web",
+        "/v1/logs/web",
+        "/v1/jobs",
+        "/metrics",
+    ] {
+        let (status, _, body) = request(&addr, "GET", path, std::slice::from_ref(&cookie));
+        assert_eq!(status, 401, "a session does not read {path}: {body}");
+    }
     let (status, _, _) = request(
         &addr,
         "GET",

@@ -168,7 +168,9 @@ fn summary_field<'a>(out: &'a str, label: &str) -> &'a str {
 fn a_demo_scales_out_goes_to_zero_serves_a_cold_start_and_leaves_nothing_behind() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let started = Instant::now();
-    let demo = Demo::start(&["--duration", "20s"]);
+    let charts = tempfile::tempdir().unwrap();
+    let chart = charts.path().join("wave.svg");
+    let demo = Demo::start(&["--duration", "20s", "--chart", chart.to_str().unwrap()]);
     let (status, out, err) = demo.finish(LIMIT);
     eprintln!("{out}\n(took {:?})", started.elapsed());
     assert!(status.success(), "exit {status}:\n{out}\nstderr:\n{err}");
@@ -202,7 +204,38 @@ fn a_demo_scales_out_goes_to_zero_serves_a_cold_start_and_leaves_nothing_behind(
         "{cold}"
     );
 
+    // The chart: instances against load, as SVG, with a point a second.
+    assert!(
+        out.contains(&format!("chart: {}", chart.display())),
+        "{out}"
+    );
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(svg.contains("ready instances") && svg.contains("requests per second"));
+    let longest = svg
+        .split("points=\"")
+        .skip(1)
+        .map(|p| p.split('"').next().unwrap_or("").split(' ').count())
+        .max()
+        .unwrap_or(0);
+    assert!(longest >= 15, "a point a second over the wave: {longest}");
+
     assert_nothing_left(&state_dir(&out), &out);
+}
+
+#[test]
+fn a_chart_that_is_not_svg_is_refused_before_anything_starts() {
+    let out = Command::new(EBB)
+        .args(["demo", "--chart", "wave.png"])
+        .output()
+        .expect("run ebb demo");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--chart wave.png") && err.contains("SVG"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
 }
 
 #[test]

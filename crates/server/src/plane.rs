@@ -186,6 +186,7 @@ impl ControlPlane {
         plane.spawn(Stage::Api, |stop| pulse(s, stop));
         let s = server.clone();
         plane.spawn(Stage::Api, |stop| crate::state::history::sample(s, stop));
+        server.streams().cap_at(api_cap / 4);
         let api_limit = ConnectionLimit::new(api_cap);
         let tls = api_tls.map(tokio_rustls::TlsAcceptor::from);
         plane.spawn(Stage::Api, |stop| {

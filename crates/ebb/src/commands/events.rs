@@ -2,7 +2,7 @@
 
 use crate::output::out;
 use crate::output::timestamp;
-use ebb_client::Client;
+use ebb_client::{Client, StreamItem};
 use ebb_core::Event;
 use std::time::Duration;
 
@@ -21,15 +21,26 @@ pub async fn events(client: &Client, follow: bool, json: bool, limit: usize) -> 
 
 /// Prints the event stream from after `after`. A stream the server ends (it is stopping) or
 /// that breaks is opened again from the last event printed, on the next server if there are
-/// several; one that cannot be opened ends the command with the reason.
+/// several; one that cannot be opened ends the command with the reason. A server without the
+/// stream (older than this CLI) is long-polled instead.
 async fn follow_stream(client: &Client, mut after: u64, json: bool) -> anyhow::Result<()> {
     loop {
-        let mut stream = client.event_stream(after).await?;
+        let mut stream = match client.event_stream(after).await {
+            Ok(stream) => stream,
+            Err(e) if matches!(e.status(), Some(404 | 405)) => {
+                return follow_long_poll(client, after, json).await
+            }
+            Err(e) => return Err(e.into()),
+        };
         loop {
             match stream.next().await {
-                Ok(Some(event)) => {
-                    print_event(&event, json)?;
+                Ok(Some(StreamItem::Event(event))) => {
                     after = after.max(event.seq);
+                    print_event(&event, json)?;
+                }
+                Ok(Some(StreamItem::Unreadable { seq, reason })) => {
+                    after = after.max(seq.unwrap_or(after));
+                    eprintln!("warning: skipped an event this ebb cannot read ({reason}); is the server newer?");
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -40,6 +51,18 @@ async fn follow_stream(client: &Client, mut after: u64, json: bool) -> anyhow::R
         }
         // A server stopping may take a moment to hand over: not a busy loop.
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How long one long-poll waits on the server for new events.
+const LONG_POLL_WAIT: Duration = Duration::from_secs(25);
+
+/// `-f` against a server without `GET /v1/events/stream`.
+async fn follow_long_poll(client: &Client, mut after: u64, json: bool) -> anyhow::Result<()> {
+    loop {
+        let next = client.events(after, 1000, LONG_POLL_WAIT).await?;
+        next.events.iter().try_for_each(|e| print_event(e, json))?;
+        after = next.last_seq.max(after);
     }
 }
 

@@ -110,6 +110,7 @@ pub async fn demo(args: &crate::cli::DemoArgs) -> anyhow::Result<()> {
         duration: args.duration,
         port: args.port,
         ebb: std::env::current_exe().context("finding ebb's own executable")?,
+        chart: args.chart.clone(),
     };
     ebb_demo::run(&options)
         .await

@@ -3,6 +3,7 @@
 use crate::output::out;
 use ebb_client::Client;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Asks the server for a login URL and opens it (or prints it with `--print`, or when there is
 /// no desktop to open it on). The URL's code works once and for a minute: the browser's command
@@ -38,11 +39,27 @@ fn open_in_browser(url: &str) -> bool {
         }
         "xdg-open"
     };
-    Command::new(opener)
+    let Ok(mut child) = Command::new(opener)
         .arg(url)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .spawn()
+    else {
+        return false;
+    };
+    // Openers hand the URL over and exit; one that runs a terminal browser itself would not
+    // return until that browser ends: then it opened, and this command is done.
+    let deadline = Instant::now() + OPENER_WAIT;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => return false,
+        }
+    }
+    true
 }
+
+/// How long `ebb ui` waits for the desktop's opener to say whether it opened the URL.
+const OPENER_WAIT: Duration = Duration::from_secs(5);

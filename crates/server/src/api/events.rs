@@ -85,9 +85,15 @@ fn collect(
         }
         last_seq = change.revision();
         if let WatchEvent::Put(kv) = change {
-            let mut event: Event = keys::decode(&kv)?;
-            event.seq = kv.mod_revision;
-            events.push(event);
+            // One record this server cannot read (a newer server's kind of event, say) is
+            // skipped: it must not stop every follower at it.
+            match keys::decode::<Event>(&kv) {
+                Ok(mut event) => {
+                    event.seq = kv.mod_revision;
+                    events.push(event);
+                }
+                Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping an unreadable event"),
+            }
         }
     }
     Ok((events, last_seq))
@@ -183,6 +189,13 @@ impl Default for StreamSlots {
 }
 
 impl StreamSlots {
+    /// Lowers the cap to `cap` streams (a quarter of the API's connections, so that streams
+    /// can never hold the connections agents heartbeat on). Called once, before any stream.
+    pub fn cap_at(&self, cap: usize) {
+        let extra = MAX_STREAMS.saturating_sub(cap.max(1));
+        self.slots.forget_permits(extra);
+    }
+
     /// Ends every open stream (the API is stopping).
     pub fn close(&self) {
         self.closing.cancel();
@@ -208,6 +221,7 @@ enum Start {
 /// number, so that a reconnecting browser resumes where it left off.
 pub async fn stream(
     State(server): State<Server>,
+    session: Option<axum::Extension<crate::ui::SessionRead>>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<axum::response::Response, super::ApiError> {
@@ -223,12 +237,13 @@ pub async fn stream(
         .map_err(|_| {
             super::ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("too many open event streams on this server (at most {MAX_STREAMS}); close a dashboard tab or an `ebb events -f`"),
+                format!("too many open event streams on this server (at most a quarter of the API's connections, and {MAX_STREAMS}); close a dashboard tab or an `ebb events -f`"),
             )
         })?;
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let _ = tx.try_send(Ok(SseEvent::default().retry(STREAM_RETRY)));
-    tokio::spawn(pump(server, start, tx, permit));
+    let session = session.map(|axum::Extension(s)| s.session);
+    tokio::spawn(pump(server, start, session, tx, permit));
     let keep_alive = KeepAlive::new().interval(STREAM_KEEP_ALIVE);
     let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(keep_alive);
     Ok(axum::response::IntoResponse::into_response(sse))
@@ -247,24 +262,34 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, super::ApiError> {
     })
 }
 
-/// Sends events into `tx` as they are recorded, until the client goes, the API stops or the
-/// store fails (the client then reconnects, maybe to another server).
+/// Sends events into `tx` as they are recorded, until the client goes, the API stops, the
+/// dashboard session that opened it ends (checked at least every [`MAX_WAIT`]) or the store
+/// fails (the client then reconnects, maybe to another server).
 async fn pump(
     server: Server,
     start: Start,
+    session: Option<String>,
     tx: mpsc::Sender<Result<SseEvent, Infallible>>,
     _permit: OwnedSemaphorePermit,
 ) {
     let closing = server.streams().closing.clone();
+    let out = Outlet {
+        tx: &tx,
+        closing: &closing,
+    };
     let mut after = match start {
         Start::After(after) => after,
         Start::Latest(limit) => match latest(&server, limit) {
-            Ok(first) if send_all(&tx, &first.events).await => first.last_seq,
+            Ok(first) if out.send_all(&first.events).await => first.last_seq,
             Ok(_) => return,
             Err(e) => return tracing::debug!(error = %e.message(), "event stream ends"),
         },
     };
     loop {
+        let live = |s: &String| server.sessions().valid(s, std::time::Instant::now());
+        if !session.as_ref().is_none_or(live) {
+            return;
+        }
         let changes = tokio::select! {
             _ = tx.closed() => return,
             _ = closing.cancelled() => return,
@@ -277,31 +302,49 @@ async fn pump(
             }
             Err(StoreError::Compacted { .. }) => match latest(&server, DEFAULT_LIMIT) {
                 Ok(fresh) => {
+                    let sent = after;
                     after = fresh.last_seq;
-                    fresh.events
+                    fresh.events.into_iter().filter(|e| e.seq > sent).collect()
                 }
                 Err(_) => return,
             },
             Ok(Err(e)) | Err(e) => return tracing::debug!(error = %e, "event stream ends"),
         };
-        if !send_all(&tx, &events).await {
+        if !out.send_all(&events).await {
             return;
         }
     }
 }
 
-/// Sends `events`; false once the client has gone.
-async fn send_all(tx: &mpsc::Sender<Result<SseEvent, Infallible>>, events: &[Event]) -> bool {
-    for event in events {
-        let Ok(message) = SseEvent::default()
-            .id(event.seq.to_string())
-            .json_data(event)
-        else {
-            continue;
-        };
-        if tx.send(Ok(message)).await.is_err() {
-            return false;
+/// How long one event may wait for room in a stream's buffer: a client that reads nothing for
+/// this long loses its stream (and its slot), as the API's header read timeout bounds a client
+/// that sends nothing.
+const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a stream's events go, and the API's stop that ends it.
+struct Outlet<'a> {
+    tx: &'a mpsc::Sender<Result<SseEvent, Infallible>>,
+    closing: &'a CancellationToken,
+}
+
+impl Outlet<'_> {
+    /// Sends `events`; false once the client has gone, stalled or the API stops.
+    async fn send_all(&self, events: &[Event]) -> bool {
+        for event in events {
+            let Ok(message) = SseEvent::default()
+                .id(event.seq.to_string())
+                .json_data(event)
+            else {
+                continue;
+            };
+            let sent = tokio::select! {
+                _ = self.closing.cancelled() => return false,
+                sent = tokio::time::timeout(STREAM_SEND_TIMEOUT, self.tx.send(Ok(message))) => sent,
+            };
+            if !matches!(sent, Ok(Ok(()))) {
+                return false;
+            }
         }
+        true
     }
-    true
 }

@@ -115,20 +115,21 @@ pub fn router(server: Server) -> Router {
         .with_state(server)
 }
 
-/// The API token, or for reading (GET and HEAD) a dashboard session's cookie: a session can
-/// look but never change anything, so a forged request from another site (which SameSite=Strict
-/// already stops) could not deploy, scale or stop either.
-async fn require_token(State(server): State<Server>, req: Request, next: Next) -> Response {
-    let reading = matches!(
-        *req.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    );
-    if auth::authorized(bearer(&req), server.token())
-        || (reading && crate::ui::has_session(&server, req.headers()))
-    {
-        next.run(req).await
-    } else {
-        unauthorized()
+/// The API token, or a dashboard session's cookie for what the dashboard reads
+/// ([`crate::ui::SESSION_PATHS`]): a session can look but never change anything, so a forged
+/// request from another site (which SameSite=Strict already stops) could not deploy, scale or
+/// stop either. A request let in by a session carries [`crate::ui::SessionRead`], which hides
+/// secrets from the answer.
+async fn require_token(State(server): State<Server>, mut req: Request, next: Next) -> Response {
+    if auth::authorized(bearer(&req), server.token()) {
+        return next.run(req).await;
+    }
+    match crate::ui::session_read(&server, &req) {
+        Some(session) => {
+            req.extensions_mut().insert(session);
+            next.run(req).await
+        }
+        None => unauthorized(),
     }
 }
 

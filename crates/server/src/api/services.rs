@@ -437,9 +437,19 @@ pub async fn instances(
     Ok(Json(views))
 }
 
-pub async fn status(State(server): State<Server>) -> ApiResult<StatusView> {
+pub async fn status(
+    State(server): State<Server>,
+    session: Option<axum::Extension<crate::ui::SessionRead>>,
+) -> ApiResult<StatusView> {
     let (assignments, _) = keys::assignments(server.store())?;
-    let services = service_views_with(&server, &assignments)?;
+    let mut services = service_views_with(&server, &assignments)?;
+    let mut jobs = super::jobs::job_views_with(&server, &assignments)?;
+    if session.is_some() {
+        // The dashboard shows no environment; a page on another port of this host might see
+        // the session's cookie (see `crate::ui::SESSION_PATHS`).
+        services.iter_mut().for_each(|s| s.spec.env.clear());
+        jobs.iter_mut().for_each(|j| j.spec.env.clear());
+    }
     Ok(Json(StatusView {
         version: env!("CARGO_PKG_VERSION").to_string(),
         node_count: server.nodes().live(std::time::Instant::now()).len(),
@@ -452,7 +462,7 @@ pub async fn status(State(server): State<Server>) -> ApiResult<StatusView> {
             .health()
             .unwrap_or_else(|e| format!("{}: {e}", server.store().describe())),
         leader: super::servers::leader_name(&server),
-        jobs: super::jobs::job_views_with(&server, &assignments)?,
+        jobs,
         server: server
             .identity()
             .map(|me| me.name.clone())

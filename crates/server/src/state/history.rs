@@ -28,8 +28,10 @@ impl History {
     /// Adds one sample per service. A service missing from `samples` was stopped: its history
     /// goes, so that what is kept is bounded by the services that exist.
     pub fn record(&self, samples: Vec<(String, HistorySample)>) {
+        let names: std::collections::HashSet<&str> =
+            samples.iter().map(|(name, _)| name.as_str()).collect();
         let mut series = self.lock();
-        series.retain(|name, _| samples.iter().any(|(s, _)| s == name));
+        series.retain(|name, _| names.contains(name.as_str()));
         for (name, sample) in samples {
             let points = series.entry(name).or_default();
             if points.len() == SAMPLES {

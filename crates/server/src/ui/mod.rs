@@ -10,8 +10,8 @@
 pub mod sessions;
 
 use crate::Server;
-use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{OriginalUri, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -156,9 +156,48 @@ fn session_of(headers: &HeaderMap) -> Option<&str> {
         .find_map(|h| cookie(h, COOKIE))
 }
 
-/// Whether the request carries a live dashboard session.
-pub fn has_session(server: &Server, headers: &HeaderMap) -> bool {
-    session_of(headers).is_some_and(|s| server.sessions().valid(s, Instant::now()))
+/// What the dashboard reads, and all a session may read. Browsers send a cookie to every port of
+/// its host, so a service's own port on the same machine may see it: nothing here carries a
+/// secret once [`SessionRead`] has hidden the specs' environments, and logs, specs and the
+/// Prometheus scrape are not here.
+pub const SESSION_PATHS: [&str; 8] = [
+    "/v1/status",
+    "/v1/instances",
+    "/v1/nodes",
+    "/v1/queues",
+    "/v1/metrics",
+    "/v1/history",
+    "/v1/events",
+    "/v1/events/stream",
+];
+
+/// A request let in by a dashboard session rather than the API token: answers hide secrets
+/// (specs' environments), and an event stream ends when the session does.
+#[derive(Debug, Clone)]
+pub struct SessionRead {
+    /// The session's secret, to check it again while a stream is open.
+    pub session: String,
+}
+
+/// The session that lets `req` in: a GET or HEAD of one of [`SESSION_PATHS`] with a live
+/// session's cookie.
+pub fn session_read(server: &Server, req: &Request) -> Option<SessionRead> {
+    let reading = matches!(*req.method(), Method::GET | Method::HEAD);
+    // Inside `/v1`'s router the path has lost its prefix; the original has it.
+    let path = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| req.uri().path(), |o| o.0.path());
+    if !reading || !SESSION_PATHS.contains(&path) {
+        return None;
+    }
+    let session = session_of(req.headers())?;
+    server
+        .sessions()
+        .valid(session, Instant::now())
+        .then(|| SessionRead {
+            session: session.to_string(),
+        })
 }
 
 /// A short HTML page with a message (the message is ebb's own text, never user input).

@@ -9,11 +9,18 @@ const REFRESH_MS = 5000;
 const EVENT_DEBOUNCE_MS = 250;
 // Events kept on the page.
 const MAX_EVENTS = 200;
+// The server samples the history every 10 s: reading it more often reads the same hour again.
+const HISTORY_MS = 10000;
+// A stream the server refused (401, 503) is opened again after this long.
+const REOPEN_MS = 5000;
 
 const sparks = new Map(); // service -> uPlot
 let refreshing = null;
 let again = false;
 let debounce = null;
+let history = { services: [] };
+let historyRead = 0;
+let lastSeq = 0;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -73,14 +80,19 @@ async function refresh() {
 }
 
 async function redraw() {
-  const [status, instances, nodes, queues, metrics, history] = await Promise.all([
+  const historyDue = Date.now() - historyRead >= HISTORY_MS;
+  const [status, instances, nodes, queues, metrics, past] = await Promise.all([
     api("/v1/status"),
     api("/v1/instances"),
     api("/v1/nodes"),
     api("/v1/queues"),
     api("/v1/metrics"),
-    api("/v1/history"),
+    historyDue ? api("/v1/history") : null,
   ]);
+  if (past) {
+    history = past;
+    historyRead = Date.now();
+  }
   document.getElementById("server").textContent =
     `${status.server || "server"} · v${status.version} · ${status.store}` +
     (status.leader ? ` · leader ${status.leader}` : "");
@@ -112,7 +124,8 @@ function fmtMs(ms) {
 }
 
 function drawServices(services, traffic, history) {
-  const byName = new Map(traffic.map((t) => [t.service, t.traffic]));
+  // The API flattens each service's traffic figures into its entry.
+  const byName = new Map(traffic.map((t) => [t.service, t]));
   const pasts = new Map(history.services.map((h) => [h.service, h.samples]));
   const rows = services.map((s) => {
     const t = byName.get(s.name);
@@ -126,8 +139,11 @@ function drawServices(services, traffic, history) {
       el("td", {}, spark),
       el("td", { class: "why" }, why));
     // The samples of the last hour, then now: a new service has a line from its first second.
-    const now = { at_ms: Date.now(), ready: s.ready, rps: (t && t.rps) || 0 };
-    drawSpark(s.name, spark, [...(pasts.get(s.name) || []), now]);
+    // Never before the last sample, whatever the browser's clock says.
+    const samples = pasts.get(s.name) || [];
+    const last = samples.length ? samples[samples.length - 1].at_ms : 0;
+    const now = { at_ms: Math.max(Date.now(), last + 1), ready: s.ready, rps: (t && t.rps) || 0 };
+    drawSpark(s.name, spark, [...samples, now]);
     return row;
   });
   for (const name of [...sparks.keys()]) {
@@ -234,6 +250,8 @@ function drawQueues(queues) {
 }
 
 function addEvent(event) {
+  if (event.seq <= lastSeq) return;
+  lastSeq = event.seq;
   const list = document.getElementById("events");
   const subject = event.instance || event.service || event.node || "";
   const time = new Date(event.time_ms).toLocaleTimeString();
@@ -247,9 +265,20 @@ function addEvent(event) {
 
 // The browser reconnects a dropped stream by itself and resumes after the last event it saw.
 function follow() {
-  const stream = new EventSource("/v1/events/stream?limit=50");
+  const from = lastSeq ? `after=${lastSeq}` : "limit=50";
+  const stream = new EventSource(`/v1/events/stream?${from}`);
   stream.onopen = () => setLive("live");
-  stream.onerror = () => setLive("reconnecting");
+  stream.onerror = () => {
+    if (stream.readyState !== EventSource.CLOSED) {
+      setLive("reconnecting");
+      return;
+    }
+    // Refused (logged out, too many streams): the browser gives up; try again later, and let
+    // a redraw say why.
+    setLive("disconnected");
+    refresh();
+    setTimeout(follow, REOPEN_MS);
+  };
   stream.onmessage = (message) => {
     try {
       addEvent(JSON.parse(message.data));
