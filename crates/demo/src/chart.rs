@@ -44,11 +44,21 @@ pub fn check_path(path: &Path) -> Result<(), String> {
             folder.display()
         ));
     }
-    Ok(())
+    // Made now, so that a folder ebb cannot write to says so before the demo, not after it.
+    std::fs::File::create(path)
+        .map(drop)
+        .map_err(|e| format!("--chart {}: {e}", path.display()))
 }
 
 /// Writes the chart of `points` to `path` (SVG), titled `title`.
 pub fn write_svg(path: &Path, title: &str, points: &[Point]) -> Result<(), String> {
+    // A point with a figure that is not a number is left out: plotters cannot scale to it.
+    let points: Vec<Point> = points
+        .iter()
+        .copied()
+        .filter(|p| p.at_s.is_finite() && p.rps.is_finite())
+        .collect();
+    let points = points.as_slice();
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     draw(&root, title, points).map_err(|e| format!("drawing {}: {e}", path.display()))?;
     root.present()
@@ -194,6 +204,17 @@ mod tests {
             .unwrap_err()
             .contains("no folder"));
         assert!(check_path(&dir.path().join("ok.SVG")).is_ok());
-        assert!(check_path(Path::new("here.svg")).is_ok());
+        let folder = dir.path().join("a-folder.svg");
+        std::fs::create_dir(&folder).unwrap();
+        assert!(
+            check_path(&folder).is_err(),
+            "a folder is not a file to write"
+        );
+        let odd = [
+            point(0.0, 1, f64::INFINITY),
+            point(f64::NAN, 1, 1.0),
+            point(1.0, 2, 5.0),
+        ];
+        write_svg(&dir.path().join("odd.svg"), "odd", &odd).unwrap();
     }
 }

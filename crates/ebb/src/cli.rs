@@ -66,6 +66,9 @@ pub enum Command {
         /// Print a JSON array
         #[arg(long)]
         json: bool,
+        /// `wide`: every column (address, machine use, labels)
+        #[arg(short, long, value_enum)]
+        output: Option<Output>,
         #[command(subcommand)]
         action: Option<NodesAction>,
     },
@@ -129,6 +132,9 @@ pub enum Command {
         /// Print a JSON array
         #[arg(long)]
         json: bool,
+        /// `wide`: every column (process, address, version, traffic, usage)
+        #[arg(short, long, value_enum)]
+        output: Option<Output>,
     },
     /// Set a service's instance count, or an autoscaled service's bounds (--min/--max)
     Scale {
@@ -434,6 +440,13 @@ pub fn parse_labels_arg(s: &str) -> Result<std::collections::BTreeMap<String, St
         }
     }
     Ok(labels)
+}
+
+/// Table layouts beyond the default (`-o wide`, as kubectl says it).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Every column the table has
+    Wide,
 }
 
 #[derive(Args, Debug)]

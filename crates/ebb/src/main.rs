@@ -45,8 +45,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up::up(g, args).await,
         Command::Server(args) => up::server(g, args).await,
         Command::Agent(args) => agent::agent(g, args).await,
-        Command::Nodes { json, action } => match action {
-            None => commands::nodes::nodes(&connect::client(g)?, *json).await,
+        Command::Nodes {
+            json,
+            output,
+            action,
+        } => match action {
+            None => commands::nodes::nodes(&connect::client(g)?, *json, output.is_some()).await,
             Some(cli::NodesAction::Rm { node }) => {
                 commands::nodes::remove(&connect::client(g)?, node).await
             }
@@ -82,8 +86,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Deploy(a) => commands::deploy::deploy(&connect::client(g)?, a).await,
-        Command::Ps { service, json } => {
-            commands::ps::ps(&connect::client(g)?, service.as_deref(), *json).await
+        Command::Ps {
+            service,
+            json,
+            output,
+        } => {
+            let wide = output.is_some();
+            commands::ps::ps(&connect::client(g)?, service.as_deref(), *json, wide).await
         }
         Command::Scale {
             service,

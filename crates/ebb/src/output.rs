@@ -30,6 +30,30 @@ pub fn write_stdout(args: std::fmt::Arguments) {
 }
 
 /// Prints rows as left-aligned columns separated by two spaces.
+/// [`table`] without the columns named in `wide_only`, unless `wide` (`-o wide`).
+pub fn table_wide(header: &[&str], rows: &[Vec<String>], wide: bool, wide_only: &[&str]) {
+    let keep: Vec<bool> = header
+        .iter()
+        .map(|h| wide || !wide_only.contains(h))
+        .collect();
+    let header: Vec<&str> = header
+        .iter()
+        .zip(&keep)
+        .filter_map(|(h, k)| k.then_some(*h))
+        .collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(c, _)| c.clone())
+                .collect()
+        })
+        .collect();
+    table(&header, &rows)
+}
+
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {

@@ -98,6 +98,7 @@ fn a_login_url_works_once_and_a_session_only_reads() {
         !body.contains(secret),
         "a session never sees an environment: {body}"
     );
+    assert!(!body.contains("example-app"), "nor a command line: {body}");
     let token = format!(
         "Authorization: Bearer {}",
         std::fs::read_to_string(ebb.data_dir().join("api-token"))
@@ -112,6 +113,7 @@ fn a_login_url_works_once_and_a_session_only_reads() {
         "/v1/services/web",
         "/v1/logs/web",
         "/v1/jobs",
+        "/v1/events",
         "/metrics",
     ] {
         let (status, _, body) = request(&addr, "GET", path, std::slice::from_ref(&cookie));

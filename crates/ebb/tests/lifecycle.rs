@@ -261,6 +261,23 @@ fn every_reporting_command_speaks_json() {
     let v = parse(&["scale", "juliet", "2", "--json"]);
     assert_eq!(v["desired"], 2, "{v}");
     ebb.wait_ready("juliet", 2, Duration::from_secs(20));
+    // `-o wide`: the tables' narrow default, and every column on demand.
+    let header = |args: &[&str]| ebb.ok(args).lines().next().unwrap_or("").to_string();
+    let narrow = header(&["ps"]);
+    assert!(
+        narrow.contains("REASON") && !narrow.contains("PID"),
+        "{narrow}"
+    );
+    let wide = header(&["ps", "-o", "wide"]);
+    for column in ["PID", "ADDR", "VERSION", "P99", "MEMORY", "REASON"] {
+        assert!(wide.contains(column), "{column} in {wide}");
+    }
+    let narrow = header(&["nodes"]);
+    assert!(
+        narrow.contains("CPU RESERVED") && !narrow.contains("ADDRESS"),
+        "{narrow}"
+    );
+    assert!(header(&["nodes", "-o", "wide"]).contains("LABELS"));
     let v = parse(&["restart", "juliet", "--json"]);
     assert_eq!(v[0]["name"], "juliet", "{v}");
     let v = parse(&["drain", "test-node", "--json"]);

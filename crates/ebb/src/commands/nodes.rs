@@ -1,19 +1,22 @@
 //! `ebb nodes`: one row per node.
 
 use crate::output::out;
-use crate::output::{dash, table};
+use crate::output::{dash, table_wide};
 use ebb_client::Client;
 use ebb_core::api::NodeView;
 use ebb_core::quantity::{format_cpu_millis, format_size};
 
-pub async fn nodes(client: &Client, json: bool) -> anyhow::Result<()> {
+/// The columns `ebb nodes` shows only with `-o wide`.
+const WIDE_ONLY: [&str; 4] = ["ADDRESS", "CPU USED", "MEMORY USED", "LABELS"];
+
+pub async fn nodes(client: &Client, json: bool, wide: bool) -> anyhow::Result<()> {
     let nodes = client.nodes().await?;
     if json {
         out!("{}", serde_json::to_string_pretty(&nodes)?);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = nodes.iter().map(row).collect();
-    table(
+    table_wide(
         &[
             "NAME",
             "ADDRESS",
@@ -27,6 +30,8 @@ pub async fn nodes(client: &Client, json: bool) -> anyhow::Result<()> {
             "LABELS",
         ],
         &rows,
+        wide,
+        &WIDE_ONLY,
     );
     Ok(())
 }

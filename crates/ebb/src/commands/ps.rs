@@ -1,12 +1,22 @@
 //! `ebb ps`: one row per instance.
 
 use crate::output::out;
-use crate::output::{age, dash, table};
+use crate::output::{age, dash, table_wide};
 use ebb_client::Client;
 use ebb_core::quantity::format_latency;
 use ebb_core::quantity::format_size;
 
-pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::Result<()> {
+/// The columns `ebb ps` shows only with `-o wide`.
+const WIDE_ONLY: [&str; 9] = [
+    "PID", "ADDR", "VERSION", "RPS", "INFLIGHT", "P50", "P99", "CPU", "MEMORY",
+];
+
+pub async fn ps(
+    client: &Client,
+    service: Option<&str>,
+    json: bool,
+    wide: bool,
+) -> anyhow::Result<()> {
     let instances = client.instances(service).await?;
     if json {
         out!("{}", serde_json::to_string_pretty(&instances)?);
@@ -29,6 +39,7 @@ pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::R
                 state,
                 dash(i.pid.map(|p| p.to_string())),
                 dash(i.addr.clone()),
+                i.version.clone(),
                 if i.ready { "yes" } else { "no" }.to_string(),
                 i.restarts.to_string(),
                 age(i.started_ms.unwrap_or(i.created_ms)),
@@ -42,12 +53,14 @@ pub async fn ps(client: &Client, service: Option<&str>, json: bool) -> anyhow::R
             ]
         })
         .collect();
-    table(
+    table_wide(
         &[
-            "ID", "SERVICE", "NODE", "STATE", "PID", "ADDR", "READY", "RESTARTS", "AGE", "RPS",
-            "INFLIGHT", "P50", "P99", "CPU", "MEMORY", "REASON",
+            "ID", "SERVICE", "NODE", "STATE", "PID", "ADDR", "VERSION", "READY", "RESTARTS", "AGE",
+            "RPS", "INFLIGHT", "P50", "P99", "CPU", "MEMORY", "REASON",
         ],
         &rows,
+        wide,
+        &WIDE_ONLY,
     );
     pending(client, service).await
 }

@@ -54,19 +54,26 @@ pub async fn list(
 fn latest(server: &Server, limit: usize) -> Result<EventsResponse, super::ApiError> {
     let (kvs, revision) = server.store().list(EVENTS)?;
     let skip = kvs.len().saturating_sub(limit);
-    let events = kvs
-        .iter()
-        .skip(skip)
-        .map(|kv| {
-            let mut event: Event = keys::decode(kv)?;
-            event.seq = kv.mod_revision;
-            Ok(event)
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+    let events = kvs.iter().skip(skip).filter_map(readable).collect();
     Ok(EventsResponse {
         last_seq: revision,
         events,
     })
+}
+
+/// The event a record holds, with its sequence number. One this server cannot read (a newer
+/// server's kind of event, say) is skipped with a warning: it must not stop every reader at it.
+fn readable(kv: &ebb_store::KeyValue) -> Option<Event> {
+    match keys::decode::<Event>(kv) {
+        Ok(mut event) => {
+            event.seq = kv.mod_revision;
+            Some(event)
+        }
+        Err(e) => {
+            tracing::warn!(key = %kv.key, error = %e, "skipping an unreadable event");
+            None
+        }
+    }
 }
 
 /// Turns a batch of changes under `events/` into at most `limit` events and the cursor to resume
@@ -85,15 +92,7 @@ fn collect(
         }
         last_seq = change.revision();
         if let WatchEvent::Put(kv) = change {
-            // One record this server cannot read (a newer server's kind of event, say) is
-            // skipped: it must not stop every follower at it.
-            match keys::decode::<Event>(&kv) {
-                Ok(mut event) => {
-                    event.seq = kv.mod_revision;
-                    events.push(event);
-                }
-                Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping an unreadable event"),
-            }
+            events.extend(readable(&kv));
         }
     }
     Ok((events, last_seq))
@@ -243,9 +242,13 @@ pub async fn stream(
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let _ = tx.try_send(Ok(SseEvent::default().retry(STREAM_RETRY)));
     let session = session.map(|axum::Extension(s)| s.session);
-    tokio::spawn(pump(server, start, session, tx, permit));
+    tokio::spawn(pump(server, start, session, tx));
     let keep_alive = KeepAlive::new().interval(STREAM_KEEP_ALIVE);
-    let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(keep_alive);
+    let body = Holding {
+        events: ReceiverStream::new(rx),
+        _slot: permit,
+    };
+    let sse = Sse::new(body).keep_alive(keep_alive);
     Ok(axum::response::IntoResponse::into_response(sse))
 }
 
@@ -270,7 +273,6 @@ async fn pump(
     start: Start,
     session: Option<String>,
     tx: mpsc::Sender<Result<SseEvent, Infallible>>,
-    _permit: OwnedSemaphorePermit,
 ) {
     let closing = server.streams().closing.clone();
     let out = Outlet {
@@ -295,6 +297,10 @@ async fn pump(
             _ = closing.cancelled() => return,
             changes = watch_changes(server.store(), EVENTS, after, MAX_WAIT) => changes,
         };
+        // Again after the wait: nothing is sent past a logout.
+        if !session.as_ref().is_none_or(live) {
+            return;
+        }
         let events = match changes.map(|c| collect(c, after, MAX_LIMIT)) {
             Ok(Ok((events, last_seq))) => {
                 after = last_seq;
@@ -313,6 +319,25 @@ async fn pump(
         if !out.send_all(&events).await {
             return;
         }
+    }
+}
+
+/// A stream's body with its slot: the slot is free only when the response is dropped, that is
+/// when its connection ends, so that streams never hold more connections than their cap (a
+/// reader that stalls keeps its connection, and its slot, until it closes it).
+struct Holding {
+    events: ReceiverStream<Result<SseEvent, Infallible>>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl tokio_stream::Stream for Holding {
+    type Item = Result<SseEvent, Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.events).poll_next(cx)
     }
 }
 

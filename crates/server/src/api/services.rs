@@ -445,10 +445,15 @@ pub async fn status(
     let mut services = service_views_with(&server, &assignments)?;
     let mut jobs = super::jobs::job_views_with(&server, &assignments)?;
     if session.is_some() {
-        // The dashboard shows no environment; a page on another port of this host might see
-        // the session's cookie (see `crate::ui::SESSION_PATHS`).
-        services.iter_mut().for_each(|s| s.spec.env.clear());
-        jobs.iter_mut().for_each(|j| j.spec.env.clear());
+        // The dashboard shows no spec, and a spec may hold secrets (an environment, a command
+        // line); a page on another port of this host might see the session's cookie (see
+        // `crate::ui::SESSION_PATHS`): a session gets each spec's name alone.
+        for s in &mut services {
+            s.spec = ebb_core::ServiceSpec::new(s.name.clone(), Vec::new());
+        }
+        for j in &mut jobs {
+            j.spec = ebb_core::JobSpec::new(j.name.clone(), Vec::new(), j.tasks);
+        }
     }
     Ok(Json(StatusView {
         version: env!("CARGO_PKG_VERSION").to_string(),

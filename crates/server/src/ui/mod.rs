@@ -158,21 +158,20 @@ fn session_of(headers: &HeaderMap) -> Option<&str> {
 
 /// What the dashboard reads, and all a session may read. Browsers send a cookie to every port of
 /// its host, so a service's own port on the same machine may see it: nothing here carries a
-/// secret once [`SessionRead`] has hidden the specs' environments, and logs, specs and the
+/// secret once [`SessionRead`] has taken the specs out of `/v1/status`, and logs, specs and the
 /// Prometheus scrape are not here.
-pub const SESSION_PATHS: [&str; 8] = [
+pub const SESSION_PATHS: [&str; 7] = [
     "/v1/status",
     "/v1/instances",
     "/v1/nodes",
     "/v1/queues",
     "/v1/metrics",
     "/v1/history",
-    "/v1/events",
     "/v1/events/stream",
 ];
 
 /// A request let in by a dashboard session rather than the API token: answers hide secrets
-/// (specs' environments), and an event stream ends when the session does.
+/// (specs), and an event stream ends when the session does.
 #[derive(Debug, Clone)]
 pub struct SessionRead {
     /// The session's secret, to check it again while a stream is open.
