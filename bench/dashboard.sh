@@ -14,11 +14,7 @@ INSTANCES=${2:-2}
 ROUNDS=${3:-5}
 WINDOW=${4:-30}
 . bench/lib.sh
-command -v chromium >/dev/null || {
-  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  timeout 300 $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive timeout 600 $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
-}
+ensure_deb chromium chromium
 EBB=$(build_ebb)
 PYTHONPATH=bench exec python3 - "$EBB" "$SERVICES" "$INSTANCES" "$ROUNDS" "$WINDOW" <<'PY'
 import os, shutil, statistics, subprocess, sys, tempfile, time

@@ -1,11 +1,16 @@
 # Shared by the bench scripts: source it after `cd` to the repository root.
 
-# Installs wrk from Debian's packages when it is missing (root, or sudo).
-ensure_wrk() {
-  command -v wrk >/dev/null && return 0
+# Installs Debian package PACKAGE when command COMMAND is missing (root, or sudo).
+ensure_deb() {
+  command -v "$1" >/dev/null && return 0
   local sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
   timeout 300 $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive timeout 600 $sudo apt-get install -y -qq wrk >/dev/null
+  DEBIAN_FRONTEND=noninteractive timeout 600 $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
+# Installs wrk from Debian's packages when it is missing.
+ensure_wrk() {
+  ensure_deb wrk wrk
 }
 
 # Builds the release binary and prints its path.
@@ -19,10 +24,7 @@ build_ebb() {
   echo "$PWD/target/release/ebb"
 }
 
-# Installs etcd from Debian's etcd-server package when it is missing (root, or sudo).
+# Installs etcd from Debian's etcd-server package when it is missing.
 ensure_etcd() {
-  command -v etcd >/dev/null && return 0
-  local sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  timeout 300 $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive timeout 600 $sudo apt-get install -y -qq etcd-server >/dev/null
+  ensure_deb etcd etcd-server
 }

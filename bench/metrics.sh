@@ -11,11 +11,7 @@ SERVICES=${1:-100}
 INSTANCES=${2:-10}
 SCRAPES=${3:-20}
 . bench/lib.sh
-command -v promtool >/dev/null || {
-  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  timeout 300 $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive timeout 600 $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-}
+ensure_deb promtool prometheus
 EBB=$(build_ebb)
 PYTHONPATH=bench exec python3 - "$EBB" "$SERVICES" "$INSTANCES" "$SCRAPES" <<'PY'
 import json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
