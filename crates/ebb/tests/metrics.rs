@@ -264,9 +264,13 @@ fn cold_starts_autoscaler_rules_and_job_queue_waits_are_counted() {
     let ebb = Ebb::up(&[&file]);
     let api = Api::of(&ebb);
 
-    // A request at zero instances waits in the queue and wakes the service.
-    let (status, _) =
-        http_get_within(&format!("127.0.0.1:{port}"), "/", Duration::from_secs(30)).unwrap();
+    // A request at zero instances waits in the queue and wakes the service. The load balancer
+    // opens its port once the deploy is applied, a moment after the API answers.
+    let addr = format!("127.0.0.1:{port}");
+    eventually("the load balancer listens", Duration::from_secs(30), || {
+        TcpStream::connect(&addr).ok()
+    });
+    let (status, _) = http_get_within(&addr, "/", Duration::from_secs(30)).unwrap();
     assert_eq!(status, 200);
     let text = eventually(
         "the cold start and the job counted",
