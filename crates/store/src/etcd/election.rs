@@ -38,6 +38,12 @@ pub const SESSION_TTL: Duration = Duration::from_secs(2);
 /// the next still lands before the session steps down (TTL − [`STEP_DOWN_MARGIN`]).
 pub const KEEPALIVE_EVERY: Duration = Duration::from_millis(600);
 
+/// After a renewal that failed (etcd electing a new leader, a member gone), the next is tried
+/// this soon rather than a whole [`KEEPALIVE_EVERY`] later: what is left of the session's
+/// [`SESSION_TTL`] is spent waiting out the outage, not waiting for the next period. Ten times a
+/// second is etcd's own heartbeat rate at its default 100 ms `--heartbeat-interval`.
+pub const KEEPALIVE_RETRY: Duration = Duration::from_millis(100);
+
 /// A leader steps down when its last renewal is older than the TTL minus this, so that it has
 /// stopped before etcd expires its lease and lets another server win.
 pub const STEP_DOWN_MARGIN: Duration = Duration::from_millis(500);
@@ -209,19 +215,24 @@ impl KeepAlive {
         let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (r, l) = (Arc::clone(&renewed), Arc::clone(&lost));
         let task = tokio::spawn(async move {
+            let mut pause = KEEPALIVE_EVERY;
             loop {
-                tokio::time::sleep(KEEPALIVE_EVERY).await;
+                tokio::time::sleep(pause).await;
                 let sent = Instant::now();
                 match keep_alive(&inner, lease).await {
                     Ok(true) => {
                         let mut at = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                         *at = (*at).max(sent);
+                        pause = KEEPALIVE_EVERY;
                     }
                     Ok(false) => {
                         l.store(true, std::sync::atomic::Ordering::Relaxed);
                         return;
                     }
-                    Err(error) => tracing::debug!(%error, "session keep-alive failed"),
+                    Err(error) => {
+                        tracing::debug!(%error, "session keep-alive failed");
+                        pause = KEEPALIVE_RETRY;
+                    }
                 }
             }
         });
