@@ -422,7 +422,16 @@ fn one_etcd_member_killed_changes_nothing_visible() {
     let lb = plane.deploy_routed(0, "member-web", 2);
     let leader = eventually("a leader", Duration::from_secs(10), || plane.leader(0));
     let load = routed_load(&format!("127.0.1.1:{lb}"));
-    plane._etcd.kill(0).unwrap();
+    // A member that follows in etcd's raft: etcd stays available throughout, so nothing may
+    // change. Killing the raft leader instead leaves etcd without one for its election (here
+    // 0.5–1 s, longer on a loaded machine), and a leader session that cannot renew for 1.5 s
+    // steps down rather than risk a second leader: ebb's leader may then move, which the
+    // leader-kill tests cover.
+    let raft_leader = eventually("etcd's raft leader", Duration::from_secs(10), || {
+        plane._etcd.raft_leader()
+    });
+    let follower = (0..3).find(|&m| m != raft_leader).unwrap();
+    plane._etcd.kill(follower).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     plane.servers[1].ok(&["scale", "member-web", "3"]);
     plane.servers[0].wait_ready("member-web", 3, Duration::from_secs(20));

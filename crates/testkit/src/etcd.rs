@@ -116,6 +116,19 @@ impl EtcdCluster {
         }
     }
 
+    /// The member that leads etcd's raft now, as members answer `/v3/maintenance/status` on
+    /// their JSON gateway (their own id against the leader's); None if none says so.
+    pub fn raft_leader(&self) -> Option<usize> {
+        self.members.iter().position(|m| {
+            let status = post_json(&m.client, "/v3/maintenance/status").unwrap_or_default();
+            let field = |name: &str| {
+                let at = status.find(&format!("\"{name}\":\""))? + name.len() + 4;
+                status[at..].split('"').next().map(str::to_string)
+            };
+            matches!((field("member_id"), field("leader")), (Some(me), Some(leader)) if me == leader)
+        })
+    }
+
     /// Kills member `index` (SIGKILL) and waits for its watchdog to end.
     pub fn kill(&mut self, index: usize) -> Result<(), String> {
         self.signal(index, "KILL")?;
@@ -236,4 +249,20 @@ impl Drop for TempRoot {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// POSTs `{}` to `path` on `addr` over plain HTTP/1.1; the answer's body.
+fn post_json(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
 }
