@@ -506,7 +506,7 @@ fn ps_and_metrics_show_each_instances_traffic() {
         total > 1.0 && (sum - total).abs() <= total * 0.2 + 1.0,
         "{svc}"
     );
-    let table = ebb.ok(&["ps", "xray"]);
+    let table = ebb.ok(&["ps", "xray", "-o", "wide"]);
     assert!(table.contains("RPS") && table.contains("P99"), "{table}");
     let table = ebb.ok(&["metrics"]);
     assert!(table.contains(&format!("xray :{port}")), "{table}");
