@@ -20,7 +20,7 @@ PYTHONPATH=bench exec python3 - "$EBB" "$SERVICES" "$INSTANCES" "$ROUNDS" "$WIND
 import os, shutil, statistics, subprocess, sys, tempfile, time
 
 EBB, SERVICES, INSTANCES, ROUNDS, WINDOW = sys.argv[1], *map(int, sys.argv[2:6])
-from benchlib import free_port, wait
+from benchlib import free_port, stop_all, wait
 
 TICKS = os.sysconf("SC_CLK_TCK")
 work = tempfile.mkdtemp(prefix="ebb-dashboard-")
@@ -74,10 +74,6 @@ try:
         print(f"{kind}: median {median:.2f}% of a core (min {min(values):.2f}, max {max(values):.2f}); "
               f"extra over nothing open {median - base:+.2f} points")
 finally:
-    up.terminate()
-    try:
-        up.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        up.kill()
+    stop_all([up], grace=120)
     shutil.rmtree(work, ignore_errors=True)
 PY

@@ -17,7 +17,7 @@ PYTHONPATH=bench exec python3 - "$EBB" "$SERVICES" "$INSTANCES" "$SCRAPES" <<'PY
 import json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
 
 EBB, SERVICES, INSTANCES, SCRAPES = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-from benchlib import free_port, wait
+from benchlib import free_port, stop_all, wait
 
 work = tempfile.mkdtemp(prefix="ebb-metrics-")
 data = f"{work}/data"
@@ -60,10 +60,6 @@ try:
           f"{len(body) / 1024:.0f} KiB, {len(lines)} samples; promtool exit {checked.returncode} "
           f"{(checked.stdout + checked.stderr).decode().strip()[:300]}")
 finally:
-    up.terminate()
-    try:
-        up.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        up.kill()
+    stop_all([up], grace=120)
     shutil.rmtree(work, ignore_errors=True)
 PY
