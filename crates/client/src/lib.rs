@@ -72,6 +72,23 @@ impl ClientError {
     }
 }
 
+/// What [`Client::logs`] reads of a service's or job's instances.
+#[derive(Debug, Clone, Default)]
+pub struct LogsQuery<'a> {
+    /// Only this instance (or task attempt).
+    pub instance: Option<&'a str>,
+    /// Only this task of a job (its last attempt).
+    pub task: Option<u32>,
+    /// Lines from the end of each log, for instances without a cursor.
+    pub tail: usize,
+    /// Only lines written this long ago or later (sent in whole seconds, rounded up).
+    pub since: Option<Duration>,
+    /// Ask for each line's time ([`ebb_core::api::LogLine::at_ms`]).
+    pub timestamps: bool,
+    /// `id:offset,…` from a previous answer, to go on from.
+    pub cursors: &'a str,
+}
+
 /// A client of one API, at one address (`127.0.0.1:7070` or `http://host:port`) or at several
 /// servers of one control plane (`a:7070,b:7070,c:7070`): a call that cannot connect to one
 /// moves on to the next, and later calls start where the last one succeeded.
@@ -399,20 +416,25 @@ impl Client {
     pub async fn logs(
         &self,
         service: &str,
-        instance: Option<&str>,
-        task: Option<u32>,
-        tail: usize,
-        cursors: &str,
+        q: &LogsQuery<'_>,
     ) -> Result<LogsResponse, ClientError> {
-        let mut path = format!("/v1/logs/{}?tail={tail}", encode(service));
-        if let Some(i) = instance {
+        let mut path = format!("/v1/logs/{}?tail={}", encode(service), q.tail);
+        if let Some(i) = q.instance {
             path.push_str(&format!("&instance={}", encode(i)));
         }
-        if let Some(t) = task {
+        if let Some(t) = q.task {
             path.push_str(&format!("&task={t}"));
         }
-        if !cursors.is_empty() {
-            path.push_str(&format!("&cursors={}", encode(cursors)));
+        if let Some(since) = q.since {
+            // Whole seconds, rounded up: a line of the last 1.5 s is not left out.
+            let secs = since.as_millis().div_ceil(1000);
+            path.push_str(&format!("&since_secs={secs}"));
+        }
+        if q.timestamps {
+            path.push_str("&timestamps=true");
+        }
+        if !q.cursors.is_empty() {
+            path.push_str(&format!("&cursors={}", encode(q.cursors)));
         }
         self.call(Method::GET, &path, None::<&()>, None).await
     }

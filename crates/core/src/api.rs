@@ -735,6 +735,12 @@ pub struct LogRead {
     /// Where to go on from, per instance.
     #[serde(default)]
     pub cursors: Vec<LogCursor>,
+    /// Only lines written at or after this time (unix ms), for instances without a cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// Give each line the time it was written ([`LogLine::at_ms`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stamps: bool,
 }
 
 /// One read waiting for an agent; the agent posts its [`LogsResponse`] back under `id`.
@@ -760,6 +766,10 @@ pub struct LogLine {
     pub instance: String,
     /// The text, without its line ending (invalid UTF-8 replaced).
     pub line: String,
+    /// When it was written (unix ms), when asked for: the time its node's agent first saw it
+    /// in the file, at most a quarter second late (see the agent's `log_stamps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
 }
 
 /// Where to resume reading one instance's log.

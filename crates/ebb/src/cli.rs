@@ -523,7 +523,15 @@ pub struct LogsArgs {
     /// Lines to show from the end of each instance's log
     #[arg(long, default_value_t = 100)]
     pub tail: usize,
-    /// One JSON object per line: {"instance": ID, "line": TEXT}
+    /// Only lines written this long ago or later (10s, 5m, 1h), at most --tail of each
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub since: Option<std::time::Duration>,
+    /// Print when each line was written (RFC 3339, UTC), and several instances' lines in time
+    /// order; a line's time is when its node's agent first saw it, at most 0.25 s late
+    #[arg(long)]
+    pub timestamps: bool,
+    /// One JSON object per line: {"instance": ID, "line": TEXT}, with "at" (RFC 3339) when
+    /// --timestamps is given
     #[arg(long)]
     pub json: bool,
 }

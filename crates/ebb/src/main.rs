@@ -125,18 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = connect::client(g)?;
             commands::restart::restart(&client, targets, *detach, *timeout, *json).await
         }
-        Command::Logs(a) => {
-            commands::logs::logs(
-                &connect::client(g)?,
-                &a.service,
-                a.instance.as_deref(),
-                a.task,
-                a.follow,
-                a.tail,
-                a.json,
-            )
-            .await
-        }
+        Command::Logs(a) => commands::logs::logs(&connect::client(g)?, a).await,
         Command::Jobs { json, action } => match action {
             None => commands::jobs::jobs(&connect::client(g)?, *json).await,
             Some(cli::JobsAction::Rm { job }) => {

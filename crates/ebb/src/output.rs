@@ -100,6 +100,14 @@ pub fn timestamp(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+/// RFC 3339 UTC time with milliseconds (log lines); past year 9999 as raw ms, as [`timestamp`].
+pub fn timestamp_millis(ms: u64) -> String {
+    if ms > MAX_RFC3339_MS {
+        return format!("{ms}ms");
+    }
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
 pub fn dash(v: Option<String>) -> String {
     v.unwrap_or_else(|| "-".to_string())
 }
@@ -113,5 +121,7 @@ mod tests {
         assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
         assert_eq!(timestamp(MAX_RFC3339_MS), "9999-12-31T23:59:59Z");
         assert_eq!(timestamp(u64::MAX), format!("{}ms", u64::MAX));
+        assert_eq!(timestamp_millis(1_250), "1970-01-01T00:00:01.250Z");
+        assert_eq!(timestamp_millis(u64::MAX), format!("{}ms", u64::MAX));
     }
 }

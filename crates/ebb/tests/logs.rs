@@ -9,8 +9,8 @@ use common::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-/// Instances that say where they run, then tick five times a second.
-const TICKER: &str = "[services.echo]\ncommand = [\"sh\", \"-c\", \"echo hello from $EBB_NODE as $EBB_INSTANCE_ID; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done\"]\ninstances = 2\nplacement = \"spread\"\n[services.echo.health]\ncommand = [\"true\"]\n";
+/// Instances that say where they run, then tick five times a second, saying when (unix ms).
+const TICKER: &str = "[services.echo]\ncommand = [\"sh\", \"-c\", \"echo hello from $EBB_NODE as $EBB_INSTANCE_ID; i=0; while true; do i=$((i+1)); echo tick $i at $(date +%s%3N); sleep 0.2; done\"]\ninstances = 2\nplacement = \"spread\"\n[services.echo.health]\ncommand = [\"true\"]\n";
 
 fn instance_on(server: &Ebb, node: &str) -> String {
     let ready = server.ready("echo");
@@ -45,6 +45,7 @@ fn logs_of_instances_on_remote_agents_read_and_follow_as_local_ones_do() {
     let last = server.ok(&["logs", "echo", "--instance", &two, "--tail", "2"]);
     assert_eq!(last.lines().count(), 2, "{last}");
     assert!(last.lines().all(|l| l.starts_with("tick ")), "{last}");
+    lines_carry_their_times(&server, &two);
 
     // -f goes on through the server, and an instance that moves joins the stream.
     let (mut child, rx) = follow(&server, &["logs", "echo", "-f", "--tail", "1"]);
@@ -85,6 +86,89 @@ fn logs_of_instances_on_remote_agents_read_and_follow_as_local_ones_do() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// `--timestamps` and `--since` on instances of remote agents: each line's time is no earlier
+/// than the instance's own clock reading before it wrote the line, and at most the agent's
+/// look interval (plus a loaded machine's slack) later; `--since` leaves out older lines.
+fn lines_carry_their_times(server: &Ebb, two: &str) {
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    // The instances have run for a while: their first line is older than what --since asks.
+    std::thread::sleep(Duration::from_secs(3));
+    let json = server.ok(&[
+        "logs",
+        "echo",
+        "--instance",
+        two,
+        "--tail",
+        "10",
+        "--timestamps",
+        "--json",
+    ]);
+    let mut times = Vec::new();
+    for line in json.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let text = v["line"].as_str().unwrap();
+        let at = humantime::parse_rfc3339(v["at"].as_str().unwrap()).unwrap();
+        let at = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let written: i64 = text
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{text}: {json}"));
+        // The file's time can lag a clock reading by a kernel tick.
+        assert!(at >= written - 20, "{text} stamped at {at}");
+        assert!(
+            at - written <= 1_500,
+            "{text} stamped {} ms late",
+            at - written
+        );
+        times.push(at);
+    }
+    assert_eq!(times.len(), 10, "{json}");
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+
+    // Both instances, in time order, each line after its instance and time.
+    let since = now_ms() - 2_000;
+    let recent = server.ok(&[
+        "logs",
+        "echo",
+        "--since",
+        "2s",
+        "--timestamps",
+        "--tail",
+        "1000",
+    ]);
+    assert!(!recent.contains("hello from"), "older than 2 s: {recent}");
+    let mut by_instance = std::collections::BTreeSet::new();
+    let mut last = 0;
+    for line in recent.lines() {
+        let (who, rest) = line.split_once(" | ").unwrap();
+        by_instance.insert(who.to_string());
+        let (at, text) = rest.split_once(' ').unwrap();
+        assert!(text.starts_with("tick "), "{line}");
+        let at = humantime::parse_rfc3339(at).unwrap();
+        let at = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        // Whole seconds asked (rounded up), and the server's clock read a moment later.
+        assert!(at >= since - 1_000, "{line} is older than --since 2s");
+        assert!(at >= last, "not in time order: {recent}");
+        last = at;
+    }
+    assert_eq!(by_instance.len(), 2, "{recent}");
+    let all = server.ok(&["logs", "echo", "--since", "1h", "--tail", "1000"]);
+    assert!(all.contains("hello from"), "{all}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Instance logs: `<log_dir>/<service>/<instance>.log`, written by the instance itself (so output
 //! survives an agent crash) and rotated by copy-truncate, because ebb cannot reopen the process's fd.
 
+use super::log_stamps;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -43,26 +44,31 @@ pub fn open_append(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Copy-truncate when `path` is above `max_bytes`: `.1 → .2 …` (dropping beyond `keep`), copy the
-/// log to `.1`, truncate it. The writer has O_APPEND, so it continues at the new end. True if rotated.
+/// Copy-truncate when `path` (or its stamps, [`log_stamps`]) is above `max_bytes`: `.1 → .2 …`
+/// (dropping beyond `keep`), copy the log to `.1`, truncate it; each file's stamps move with
+/// it. The writer has O_APPEND, so it continues at the new end. True if rotated.
 pub fn rotate_if_needed(path: &Path, max_bytes: u64, keep: usize) -> io::Result<bool> {
     let size = match fs::metadata(path) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    if size <= max_bytes {
+    if size <= max_bytes && log_stamps::size(path) <= max_bytes {
         return Ok(false);
     }
     if keep > 0 {
-        remove_if_exists(&rotated(path, keep))?;
+        remove_with_stamps(&rotated(path, keep))?;
         for n in (1..keep).rev() {
             let from = rotated(path, n);
             if from.exists() {
                 fs::rename(&from, rotated(path, n + 1))?;
+                log_stamps::move_stamps(&from, &rotated(path, n + 1))?;
             }
         }
         fs::copy(path, rotated(path, 1))?;
+        log_stamps::move_stamps(path, &rotated(path, 1))?;
+    } else {
+        log_stamps::remove(path)?;
     }
     OpenOptions::new().write(true).open(path)?.set_len(0)?;
     // Files beyond `keep` may be left from a larger setting: drop them too.
@@ -71,9 +77,14 @@ pub fn rotate_if_needed(path: &Path, max_bytes: u64, keep: usize) -> io::Result<
         if !extra.exists() {
             break;
         }
-        remove_if_exists(&extra)?;
+        remove_with_stamps(&extra)?;
     }
     Ok(true)
+}
+
+fn remove_with_stamps(path: &Path) -> io::Result<()> {
+    remove_if_exists(path)?;
+    log_stamps::remove(path)
 }
 
 /// Existing files of a log: rotated ones oldest first, then the current one.
@@ -92,7 +103,7 @@ pub fn files(path: &Path) -> Vec<PathBuf> {
 /// Deletes a log and its rotated files, then the service folder if it is empty.
 pub fn remove_all(path: &Path) {
     for file in files(path) {
-        let _ = fs::remove_file(file);
+        let _ = remove_with_stamps(&file);
     }
     if let Some(dir) = path.parent() {
         let _ = fs::remove_dir(dir);

@@ -12,6 +12,7 @@ mod env;
 mod goal;
 mod health;
 mod log_read;
+mod log_stamps;
 mod logs;
 mod monitor;
 mod ports;

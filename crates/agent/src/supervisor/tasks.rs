@@ -1,8 +1,9 @@
 //! Tasks a supervisor starts: one runner per instance, adoption of a previous agent's processes,
-//! the state-file writer and the log-rotation loop.
+//! the state-file writer and the log keeper (line times and rotation).
 
 use super::cgroup;
 use super::goal::Goal;
+use super::log_stamps::{Stamper, STAMP_INTERVAL};
 use super::logs::{self, LOG_CHECK_INTERVAL};
 use super::process::Proc;
 use super::procfs;
@@ -214,11 +215,16 @@ pub fn spawn_usage_sampler(shared: &Arc<Shared>) {
     shared.lock().background.push(task);
 }
 
-/// Every few seconds, rotates the logs that outgrew the limit (blocking I/O off the runtime).
+/// A few times a second, notes how far each log has grown (its lines' times, [`log_stamps`]);
+/// every few seconds, rotates the logs that outgrew the limit. Both in one loop, so a log is
+/// never stamped while it rotates. Blocking I/O runs off the runtime.
 pub fn spawn_log_rotation(shared: &Arc<Shared>) {
     let weak = Arc::downgrade(shared);
     let task = shared.runtime.spawn(async move {
-        let mut ticker = tokio::time::interval(LOG_CHECK_INTERVAL);
+        let mut ticker = tokio::time::interval(STAMP_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stamper = Some(Stamper::default());
+        let mut last_rotation = Instant::now();
         loop {
             ticker.tick().await;
             let Some(shared) = weak.upgrade() else { return };
@@ -228,15 +234,39 @@ pub fn spawn_log_rotation(shared: &Arc<Shared>) {
                 shared.config.log_keep,
             );
             drop(shared);
-            let _ = tokio::task::spawn_blocking(move || {
-                for path in paths {
-                    if let Err(e) = logs::rotate_if_needed(&path, max, keep) {
-                        tracing::warn!(path = %path.display(), "cannot rotate log: {e}");
-                    }
-                }
+            let rotate = last_rotation.elapsed() >= LOG_CHECK_INTERVAL;
+            if rotate {
+                last_rotation = Instant::now();
+            }
+            let mut s = stamper.take().unwrap_or_default();
+            let kept = tokio::task::spawn_blocking(move || {
+                keep_logs(&mut s, &paths, rotate.then_some((max, keep)));
+                s
             })
             .await;
+            // A panic would be a bug: start again from the files.
+            stamper = kept.ok();
         }
     });
     shared.lock().background.push(task);
+}
+
+/// One look at the logs: stamp their growth, then rotate (`rotate`: max bytes, files kept).
+fn keep_logs(stamper: &mut Stamper, paths: &[std::path::PathBuf], rotate: Option<(u64, usize)>) {
+    stamper.retain(paths);
+    for path in paths {
+        match stamper.note(path, now_ms) {
+            // Said once per rotation check, not four times a second (a full disk, say).
+            Err(e) if rotate.is_some() => {
+                tracing::warn!(path = %path.display(), "cannot note the log's growth: {e}")
+            }
+            _ => {}
+        }
+        let Some((max, keep)) = rotate else { continue };
+        match logs::rotate_if_needed(path, max, keep) {
+            Ok(true) => stamper.forget(path),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(path = %path.display(), "cannot rotate log: {e}"),
+        }
+    }
 }

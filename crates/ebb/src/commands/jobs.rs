@@ -1,7 +1,7 @@
 //! `ebb jobs`, `ebb job NAME`, `ebb cancel JOB`, `ebb queues` and `ebb run -- CMD`.
 
 use crate::output::{out, table};
-use ebb_client::Client;
+use ebb_client::{Client, LogsQuery};
 use ebb_core::api::{ApplyRequest, JobView};
 use ebb_core::quantity::format_duration;
 use ebb_core::{JobSpec, JobState, Resources};
@@ -250,7 +250,12 @@ async fn print_new_lines(client: &Client, job: &str, id: &str, cursors: &str) ->
     } else {
         cursors.to_string()
     };
-    match client.logs(job, Some(id), None, 0, &cursor).await {
+    let query = LogsQuery {
+        instance: Some(id),
+        cursors: &cursor,
+        ..Default::default()
+    };
+    match client.logs(job, &query).await {
         Ok(resp) if !resp.cursors.is_empty() => {
             for l in &resp.lines {
                 out!("{}", l.line);

@@ -1,35 +1,33 @@
-//! `ebb logs SERVICE|JOB [--instance ID] [--task N] [-f] [--tail N]`.
+//! `ebb logs SERVICE|JOB [--instance ID] [--task N] [-f] [--tail N] [--since D] [--timestamps]`.
 
-use crate::output::out;
-use ebb_client::Client;
-use ebb_core::api::LogGap;
+use crate::cli::LogsArgs;
+use crate::output::{out, timestamp_millis};
+use ebb_client::{Client, LogsQuery};
+use ebb_core::api::{LogGap, LogLine};
 use std::time::Duration;
 
 /// How often `-f` asks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
 
-pub async fn logs(
-    client: &Client,
-    service: &str,
-    instance: Option<&str>,
-    task: Option<u32>,
-    follow: bool,
-    tail: usize,
-    json: bool,
-) -> anyhow::Result<()> {
-    let mut resp = client.logs(service, instance, task, tail, "").await?;
+pub async fn logs(client: &Client, a: &LogsArgs) -> anyhow::Result<()> {
+    let query = LogsQuery {
+        instance: a.instance.as_deref(),
+        task: a.task,
+        tail: a.tail,
+        since: a.since,
+        timestamps: a.timestamps,
+        cursors: "",
+    };
+    let mut resp = client.logs(&a.service, &query).await?;
     let mut said: Vec<LogGap> = Vec::new();
+    let prefix = a.instance.is_none() && a.task.is_none();
     loop {
-        let prefix = instance.is_none() && task.is_none();
+        if a.timestamps {
+            // Several instances' lines in the order they were written (each's own order kept).
+            resp.lines.sort_by_key(|l| l.at_ms);
+        }
         for l in &resp.lines {
-            if json {
-                let line = serde_json::json!({"instance": l.instance, "line": l.line});
-                out!("{line}");
-            } else if prefix {
-                out!("{} | {}", l.instance, l.line);
-            } else {
-                out!("{}", l.line);
-            }
+            print_line(l, a.json, prefix);
         }
         // Each instance's gap once while it lasts (a node that stays down is not repeated
         // every poll, though its "last heard" age changes).
@@ -42,9 +40,9 @@ pub async fn logs(
             }
         }
         said = resp.unavailable.clone();
-        if !follow {
+        if !a.follow {
             if resp.cursors.is_empty() && !resp.unavailable.is_empty() {
-                anyhow::bail!("no log of {service} could be read");
+                anyhow::bail!("no log of {} could be read", a.service);
             }
             return Ok(());
         }
@@ -54,9 +52,12 @@ pub async fn logs(
             .iter()
             .map(|c| format!("{}:{}", c.instance, c.offset))
             .collect();
-        let mut next = client
-            .logs(service, instance, task, tail, &cursors.join(","))
-            .await?;
+        let cursors = cursors.join(",");
+        let next_query = LogsQuery {
+            cursors: &cursors,
+            ..query.clone()
+        };
+        let mut next = client.logs(&a.service, &next_query).await?;
         // New instances (no cursor yet) start from their last lines; keep known cursors.
         for c in &resp.cursors {
             if !next.cursors.iter().any(|n| n.instance == c.instance) {
@@ -64,6 +65,29 @@ pub async fn logs(
             }
         }
         resp = next;
+    }
+}
+
+/// One line: its text, after its instance (`prefix`) and its time when it has one; or a JSON
+/// object.
+fn print_line(l: &LogLine, json: bool, prefix: bool) {
+    let at = l.at_ms.map(timestamp_millis);
+    if json {
+        let mut line = serde_json::json!({"instance": l.instance, "line": l.line});
+        if let Some(at) = at {
+            line["at"] = at.into();
+        }
+        out!("{line}");
+        return;
+    }
+    let who = if prefix {
+        format!("{} | ", l.instance)
+    } else {
+        String::new()
+    };
+    match at {
+        Some(at) => out!("{who}{at} {}", l.line),
+        None => out!("{who}{}", l.line),
     }
 }
 

@@ -30,6 +30,53 @@ pub struct LogsQuery {
     /// `id:offset,id:offset` from a previous answer.
     #[serde(default)]
     cursors: String,
+    /// Only lines written in the last this many seconds (for instances without a cursor), as
+    /// Kubernetes' `sinceSeconds`.
+    since_secs: Option<u64>,
+    /// Give each line the time it was written.
+    #[serde(default)]
+    timestamps: bool,
+}
+
+/// What to read of each instance, besides which instances.
+#[derive(Debug, Clone, Default)]
+struct ReadOptions {
+    tail: usize,
+    cursors: HashMap<String, u64>,
+    since_ms: Option<u64>,
+    stamps: bool,
+}
+
+impl ReadOptions {
+    fn of(q: &LogsQuery, now_ms: u64) -> Result<ReadOptions, ApiError> {
+        Ok(ReadOptions {
+            tail: q.tail.unwrap_or(DEFAULT_TAIL).min(MAX_TAIL),
+            cursors: parse_cursors(&q.cursors)?,
+            since_ms: q
+                .since_secs
+                .map(|s| now_ms.saturating_sub(s.saturating_mul(1000))),
+            stamps: q.timestamps,
+        })
+    }
+
+    /// The read of `instances` on one node.
+    fn read_of(&self, instances: Vec<String>) -> LogRead {
+        LogRead {
+            cursors: instances
+                .iter()
+                .filter_map(|id| {
+                    self.cursors.get(id).map(|offset| LogCursor {
+                        instance: id.clone(),
+                        offset: *offset,
+                    })
+                })
+                .collect(),
+            instances,
+            tail: self.tail,
+            since_ms: self.since_ms,
+            stamps: self.stamps,
+        }
+    }
 }
 
 /// An instance whose log to read, and its node when known.
@@ -45,9 +92,8 @@ pub async fn read(
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<LogsResponse> {
     let targets = targets(&server, &service, &q)?;
-    let cursors = parse_cursors(&q.cursors)?;
-    let tail = q.tail.unwrap_or(DEFAULT_TAIL).min(MAX_TAIL);
-    let resp = gather(&server, &targets, tail, &cursors).await;
+    let options = ReadOptions::of(&q, crate::now_ms())?;
+    let resp = gather(&server, &targets, &options).await;
     if let Some(want) = &q.instance {
         // A placed instance whose log has no line yet is not "no instance".
         let unknown = targets.iter().all(|t| t.node.is_none());
@@ -143,12 +189,7 @@ fn job_targets(
 
 /// Reads every target from its node's agent, all nodes at once, and puts the answers in the
 /// targets' order. A target of unknown node is asked of every live node with a channel.
-async fn gather(
-    server: &Server,
-    targets: &[Target],
-    tail: usize,
-    cursors: &HashMap<String, u64>,
-) -> LogsResponse {
+async fn gather(server: &Server, targets: &[Target], options: &ReadOptions) -> LogsResponse {
     let now = Instant::now();
     let liveness = Liveness::read(server, now);
     let everywhere: Vec<String> = server
@@ -177,19 +218,7 @@ async fn gather(
             failed.insert(node, reason);
             continue;
         }
-        let read = LogRead {
-            cursors: instances
-                .iter()
-                .filter_map(|id| {
-                    cursors.get(id).map(|offset| LogCursor {
-                        instance: id.clone(),
-                        offset: *offset,
-                    })
-                })
-                .collect(),
-            instances,
-            tail,
-        };
+        let read = options.read_of(instances);
         let server = server.clone();
         reads.spawn(async move {
             let answer = server.log_relay().read(&node, read.clone()).await;
@@ -360,6 +389,7 @@ mod tests {
             resp.lines.push(ebb_core::api::LogLine {
                 instance: id.to_string(),
                 line: line.to_string(),
+                at_ms: None,
             });
             if !resp.cursors.iter().any(|c| c.instance == *id) {
                 resp.cursors.push(LogCursor {

@@ -274,7 +274,7 @@ mod tests {
         LogRead {
             instances: vec![id.to_string()],
             tail: 10,
-            cursors: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -283,6 +283,7 @@ mod tests {
             lines: vec![LogLine {
                 instance: "a".into(),
                 line: text.into(),
+                at_ms: None,
             }],
             ..Default::default()
         }
