@@ -401,6 +401,9 @@ pub struct InstanceView {
     /// a report or when its node is silent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<InstanceUsage>,
+    /// Why the scheduler chose its node (see [`Assignment::placement`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
 }
 
 impl InstanceView {
@@ -425,6 +428,7 @@ impl InstanceView {
             reason: status.and_then(|s| s.reason.clone()),
             traffic: None,
             usage: None,
+            placement: a.placement.clone(),
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct Assignment {
     /// reports its exit instead of restarting it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<crate::job::TaskRef>,
+    /// Why the scheduler chose its node (`n1, best of 3 nodes that fit (spread: …)`), for
+    /// `ebb describe`; None for assignments made before ebb said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
 }
 
 /// Life-cycle state of an instance as its node sees it.

@@ -536,6 +536,22 @@ fn constraints_and_spread_in_the_deploy_file_steer_placement() {
         BTreeMap::from([("zone-2".to_string(), 2), ("zone-3".to_string(), 2)]),
         "only zone b, spread evenly"
     );
+    // Each instance says why its node: the scores of the two zone-b nodes, and zone-a's node
+    // turned away by the constraint.
+    let ready = server.ready("inb");
+    let id = ready[0]["id"].as_str().unwrap();
+    let described = server.ok(&["describe", id]);
+    let line = described
+        .lines()
+        .find(|l| l.starts_with("Placement:"))
+        .unwrap_or_else(|| panic!("{described}"));
+    assert!(
+        line.contains(&format!(
+            "{}, best of 2 nodes that fit (spread: ",
+            ready[0]["node"].as_str().unwrap()
+        )) && line.contains("turned away: 1 not matching zone=b"),
+        "{line}"
+    );
     // A constraint no node meets leaves the instance pending, saying why.
     let nowhere = "constraints = [\"zone=c\"]";
     let file = deploy_file(server.dir.path(), "c.toml", &app_service("inc", 1, nowhere));

@@ -5,6 +5,7 @@
 //! Single-threaded. Each iteration starts from the same fresh cluster (cloned outside the timed
 //! part) and places the same 10,000 requests; criterion reports throughput in placements
 //! (elements) per second. The goal is ≥ 50,000/s at 1,000 nodes. Figures go into BENCHMARKS.md.
+//! `…_explained` places with [`Cluster::place_and_reserve_explained`], as the server does.
 //!
 //! The mix: three zones, a quarter of the nodes with `disk=ssd`; ten services; instances from a
 //! quarter core / 256 MiB to four cores / 8 GiB; one request in five constrained to a zone, one
@@ -73,6 +74,22 @@ fn place(c: &mut Criterion) {
                         .iter()
                         .enumerate()
                         .filter(|(k, r)| cluster.place_and_reserve(r, *k as u64).is_ok())
+                        .count();
+                    black_box(placed)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        // What the server calls: the same placement, and why (names and counts as text-ready
+        // values), which `ebb describe INSTANCE` shows.
+        group.bench_function(format!("{nodes}_nodes_explained"), |b| {
+            b.iter_batched(
+                || fresh.clone(),
+                |mut cluster| {
+                    let placed = requests
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, r)| cluster.place_and_reserve_explained(r, *k as u64).is_ok())
                         .count();
                     black_box(placed)
                 },

@@ -32,6 +32,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod choice;
 mod cluster;
 mod error;
 mod labels;
@@ -44,6 +45,7 @@ mod resources;
 mod score;
 mod unplaceable;
 
+pub use choice::{Candidate, Choice};
 pub use cluster::{Cluster, NodeView};
 // The deploy file's vocabulary is core's: one type per concept (ARCHITECTURE.md, crates).
 pub use ebb_core::{Constraint, ConstraintError, NodeState, Operator, Placement};

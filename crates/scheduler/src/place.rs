@@ -9,7 +9,7 @@
 use crate::cluster::Cluster;
 use crate::labels::Check;
 use crate::score::{self, mix, Fit};
-use crate::{NodeId, NodeState, Request, Resources, Unplaceable};
+use crate::{Candidate, Choice, NodeId, NodeState, Request, Resources, Unplaceable};
 
 /// The first filter a node fails, in the order [`Unplaceable`] documents.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +95,16 @@ impl Best {
     };
 }
 
+/// What one scan found: the winner, the best of the rest, how many fit, and why the others
+/// did not.
+#[derive(Debug)]
+struct Scan {
+    best: Best,
+    second: Best,
+    fitting: u32,
+    tally: Tally,
+}
+
 /// Walks a service's (node, count) pairs alongside the scan, so the count for node `i` costs a
 /// comparison instead of a search.
 struct Neighbours<'a> {
@@ -124,6 +134,43 @@ impl Cluster {
     /// cluster, request and seed always give the same node; the order nodes were added in does
     /// not matter. `Err` says how many nodes each filter turned away.
     pub fn place(&self, request: &Request, seed: u64) -> Result<NodeId, Unplaceable> {
+        let scan = self.scan(request, seed);
+        match scan.best.index {
+            usize::MAX => Err(scan.tally.into_unplaceable(self.len(), request)),
+            index => Ok(NodeId(index as u32)),
+        }
+    }
+
+    /// [`Cluster::place`], and why: how the chosen node and the best other one scored, and the
+    /// nodes turned away. The same scan, so the same node.
+    pub fn place_explained(&self, request: &Request, seed: u64) -> Result<Choice, Unplaceable> {
+        let scan = self.scan(request, seed);
+        let turned_away = scan.tally.into_unplaceable(self.len(), request);
+        if scan.best.index == usize::MAX {
+            return Err(turned_away);
+        }
+        let candidate = |b: Best| {
+            let same_service = self.instances(NodeId(b.index as u32), &request.service);
+            let fit = b.score + score::ANTI_AFFINITY_WEIGHT * f64::from(same_service);
+            Candidate {
+                node: self.name(b.index).to_string(),
+                free_after: Fit::new(request.placement).free_share(fit),
+                same_service,
+                score: b.score,
+            }
+        };
+        Ok(Choice {
+            placement: request.placement,
+            service: request.service.clone(),
+            chosen: candidate(scan.best),
+            runner_up: (scan.second.index != usize::MAX).then(|| candidate(scan.second)),
+            fitting: scan.fitting,
+            turned_away,
+        })
+    }
+
+    /// Filters and scores every node (see [`Cluster::place`]), keeping the runner-up too.
+    fn scan(&self, request: &Request, seed: u64) -> Scan {
         let checks: Vec<Check> = request
             .constraints
             .iter()
@@ -136,7 +183,8 @@ impl Cluster {
                 .map_or(&[], |nodes| nodes.as_slice()),
         };
         let mut tally = Tally::new(checks.len());
-        let mut best = Best::NONE;
+        let (mut best, mut second) = (Best::NONE, Best::NONE);
+        let mut fitting = 0;
         let fit = Fit::new(request.placement);
         let hot = &self.hot;
         let rows = hot
@@ -153,13 +201,16 @@ impl Cluster {
                 Ok(after) => {
                     let fit = fit.score(scale, after.cpu_millis, after.memory_bytes);
                     let score = score::total(fit, same_service);
-                    self.offer(&mut best, i, score, seed);
+                    fitting += 1;
+                    self.offer(&mut best, &mut second, i, score, seed);
                 }
             }
         }
-        match best.index {
-            usize::MAX => Err(tally.into_unplaceable(self.len(), request)),
-            index => Ok(NodeId(index as u32)),
+        Scan {
+            best,
+            second,
+            fitting,
+            tally,
         }
     }
 
@@ -185,6 +236,19 @@ impl Cluster {
         let node = self.place(request, seed)?;
         self.commit(node.index(), &request.service, request.resources);
         Ok(node)
+    }
+
+    /// [`Cluster::place_explained`], then reserves the request on the chosen node.
+    pub fn place_and_reserve_explained(
+        &mut self,
+        request: &Request,
+        seed: u64,
+    ) -> Result<Choice, Unplaceable> {
+        let choice = self.place_explained(request, seed)?;
+        if let Some(node) = self.node_id(&choice.chosen.node) {
+            self.commit(node.index(), &request.service, request.resources);
+        }
+        Ok(choice)
     }
 
     /// Places and reserves each request in order, each seeing the reservations of those before
@@ -230,16 +294,26 @@ impl Cluster {
         Ok(Resources::new(cpu, memory))
     }
 
-    /// Makes node `i` the leader if it scores higher, or ties and wins the tie-break.
+    /// Makes node `i` the leader if it scores higher, or ties and wins the tie-break (the
+    /// leader it displaces comes second); else second if it beats the second.
     #[inline]
-    fn offer(&self, leader: &mut Best, i: usize, score: f64, seed: u64) {
-        if score < leader.score {
+    fn offer(&self, leader: &mut Best, second: &mut Best, i: usize, score: f64, seed: u64) {
+        if score < second.score {
             return;
         }
         let challenger = self.candidate(i, score, seed);
-        if score > leader.score || self.wins_tie(&challenger, leader) {
-            *leader = challenger;
+        if self.beats(&challenger, leader) {
+            *second = std::mem::replace(leader, challenger);
+        } else if self.beats(&challenger, second) {
+            *second = challenger;
         }
+    }
+
+    /// Scores higher, or ties and wins the tie-break.
+    #[inline]
+    fn beats(&self, challenger: &Best, other: &Best) -> bool {
+        challenger.score > other.score
+            || (challenger.score == other.score && self.wins_tie(challenger, other))
     }
 
     fn candidate(&self, i: usize, score: f64, seed: u64) -> Best {
@@ -400,6 +474,56 @@ mod tests {
         assert_eq!(name(&c, c.place(&request, 0)), "busy");
         let spread = request.placement(Placement::Spread);
         assert_eq!(name(&c, c.place(&spread, 0)), "idle");
+    }
+
+    /// The explained placement picks what `place` picks, and says why: the chosen and the next
+    /// node with their free share and neighbours, and the nodes turned away.
+    #[test]
+    fn the_explained_choice_is_the_same_node_with_its_reasons() {
+        let mut c = cluster(vec![
+            node("busy", 4000, 8),
+            node("idle", 4000, 8),
+            node("full", 400, 8),
+            node("away", 4000, 8).state(NodeState::Draining),
+        ]);
+        let busy = c.node_id("busy").unwrap();
+        c.reserve(busy, "web", Resources::new(1500, 3 * GIB))
+            .unwrap();
+        let spread = small("web").placement(Placement::Spread);
+        for seed in 0..50 {
+            let choice = c.place_explained(&spread, seed).unwrap();
+            assert_eq!(choice.chosen.node, name(&c, c.place(&spread, seed)));
+        }
+        let choice = c.place_explained(&spread, 7).unwrap();
+        assert_eq!(choice.chosen.node, "idle");
+        assert_eq!(choice.fitting, 2);
+        let next = choice.runner_up.as_ref().unwrap();
+        assert_eq!((next.node.as_str(), next.same_service), ("busy", 1));
+        // idle: 3500 of 4000 cpu and 7 of 8 GiB left, 87.5 % on average.
+        assert!((choice.chosen.free_after - 0.875).abs() < 1e-9);
+        assert_eq!(
+            choice.to_string(),
+            "idle, best of 2 nodes that fit (spread: 88% free after it, 0 other instances of \
+             web there); next busy (50% free, 1 there); turned away: 1 draining, \
+             1 insufficient cpu"
+        );
+        // Bin-pack would rather fill busy, but one more instance of web there outweighs it.
+        let packed = c.place_explained(&small("web"), 7).unwrap();
+        assert_eq!(packed.chosen.node, "idle");
+        assert!(packed.to_string().contains("binpack: 88% free"), "{packed}");
+        // Two identical nodes: a tie, said so.
+        let twins = cluster(vec![node("a", 1000, 1), node("b", 1000, 1)]);
+        let tied = twins.place_explained(&small("x"), 3).unwrap().to_string();
+        assert!(
+            tied.ends_with("a tie settled by the seeded tie-break"),
+            "{tied}"
+        );
+        assert_eq!(
+            twins.place_explained(&small("x").constraint(Constraint::equal("zone", "q")), 0),
+            Err(twins
+                .place(&small("x").constraint(Constraint::equal("zone", "q")), 0)
+                .unwrap_err())
+        );
     }
 
     #[test]

@@ -70,6 +70,12 @@ impl Fit {
         }
     }
 
+    /// The free share after placing that a fit of `fit` stands for (the inverse of
+    /// [`Fit::score`]).
+    pub(crate) fn free_share(self, fit: f64) -> f64 {
+        (fit - self.base) / self.slope
+    }
+
     #[inline]
     pub(crate) fn score(self, scale: Scale, free_cpu_after: u64, free_mem_after: u64) -> f64 {
         let cpu = free_cpu_after as f64 * scale.per_cpu;

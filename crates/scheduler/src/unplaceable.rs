@@ -111,10 +111,18 @@ impl Unplaceable {
 impl fmt::Display for Unplaceable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("no node fits: ")?;
-        let mut reasons = self.reasons();
-        if reasons.is_empty() {
+        if self.reasons().is_empty() {
             return f.write_str("no nodes");
         }
+        self.write_counts(f)
+    }
+}
+
+impl Unplaceable {
+    /// `2 insufficient cpu, 1 draining`: the counts, largest first (nothing when no node was
+    /// turned away).
+    pub(crate) fn write_counts(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut reasons = self.reasons();
         reasons.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         for (i, (reason, count)) in reasons.iter().enumerate() {
             if i > 0 {

@@ -136,6 +136,7 @@ pub fn assignment(id: &str, command: &[&str]) -> Assignment {
         desired: DesiredState::Run,
         created_ms: 0,
         task: None,
+        placement: None,
     }
 }
 

@@ -313,6 +313,7 @@ fn instance(i: &InstanceView, events: &[Event], json: bool) -> anyhow::Result<()
     }
     field("Instance", &format!("{} of {}", i.id, i.service));
     field("Node", &i.node);
+    field("Placement", &dash(i.placement.clone()));
     field(
         "State",
         &format!(

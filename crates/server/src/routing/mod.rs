@@ -705,6 +705,7 @@ mod tests {
                 desired,
                 created_ms: 1,
                 task: None,
+                placement: None,
             },
             mod_revision: generation,
         }

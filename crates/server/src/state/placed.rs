@@ -112,6 +112,7 @@ mod tests {
             desired: DesiredState::Run,
             created_ms: 1,
             task: None,
+            placement: None,
         };
         store
             .put(&keys::instance(id), &keys::encode(&a), Expect::Any)

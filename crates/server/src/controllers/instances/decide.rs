@@ -361,8 +361,8 @@ fn create_instance(
     placer: &mut Placer,
     plan: &mut Plan,
 ) -> Option<String> {
-    let node = match placer.pick(spec, moving) {
-        Ok(node) => node,
+    let (node, why) = match placer.pick(spec, moving) {
+        Ok(choice) => (choice.chosen.node.clone(), choice.to_string()),
         Err(why) => {
             plan.pending.insert(spec.name.clone(), why.to_string());
             // A move's replacement has constraints of its own (not the node it leaves, the
@@ -384,6 +384,7 @@ fn create_instance(
         desired: DesiredState::Run,
         created_ms: plan.now_ms,
         task: None,
+        placement: Some(why.clone()),
     };
     plan.ops.push(Op::put(
         keys::instance(&id),
@@ -394,7 +395,7 @@ fn create_instance(
         Event::new(
             plan.now_ms,
             EventKind::InstanceCreated,
-            format!("instance {id} of version {version} placed on node {node}"),
+            format!("instance {id} of version {version} placed on node {why}"),
         )
         .service(&spec.name)
         .instance(&id)

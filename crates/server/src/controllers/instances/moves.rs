@@ -338,6 +338,7 @@ mod tests {
             desired: DesiredState::Run,
             created_ms: 1,
             task: None,
+            placement: None,
         };
         put(server.store(), &keys::instance("web-1"), &a);
         let m = Migration {

@@ -131,14 +131,14 @@ impl Placer {
         self.seed
     }
 
-    /// The node for a new instance of `spec`, its reservation taken; or why none fits. The
-    /// replacement of a moving instance never lands on the node it leaves (unless it is a
-    /// restart in place), and lands on the node asked for, if any.
+    /// The node for a new instance of `spec` and why, its reservation taken; or why none
+    /// fits. The replacement of a moving instance never lands on the node it leaves (unless it
+    /// is a restart in place), and lands on the node asked for, if any.
     pub fn pick(
         &mut self,
         spec: &ServiceSpec,
         moving: Option<&keys::Migration>,
-    ) -> Result<String, ebb_scheduler::Unplaceable> {
+    ) -> Result<ebb_scheduler::Choice, ebb_scheduler::Unplaceable> {
         let mut request = request_of(spec);
         if let Some(m) = moving {
             if !m.restart {
@@ -157,12 +157,13 @@ impl Placer {
         self.place(request)
     }
 
-    /// The node for a task of `spec`, never one of `full` (nodes at their cap of tasks).
+    /// The node for a task of `spec` and why, never one of `full` (nodes at their cap of
+    /// tasks).
     pub fn pick_task(
         &mut self,
         spec: &ServiceSpec,
         full: &std::collections::BTreeSet<String>,
-    ) -> Result<String, ebb_scheduler::Unplaceable> {
+    ) -> Result<ebb_scheduler::Choice, ebb_scheduler::Unplaceable> {
         let mut request = request_of(spec);
         for node in full {
             request = request.constraint(ebb_scheduler::Constraint::not_equal(
@@ -176,14 +177,9 @@ impl Placer {
     fn place(
         &mut self,
         request: ebb_scheduler::Request,
-    ) -> Result<String, ebb_scheduler::Unplaceable> {
+    ) -> Result<ebb_scheduler::Choice, ebb_scheduler::Unplaceable> {
         let seed = self.next_seed();
-        let id = self.cluster.place_and_reserve(&request, seed)?;
-        Ok(self
-            .cluster
-            .node(id)
-            .map(|n| n.name().to_string())
-            .unwrap_or_default())
+        self.cluster.place_and_reserve_explained(&request, seed)
     }
 }
 

@@ -56,6 +56,7 @@ fn instance(id: &str, spec: &ServiceSpec, node: &str, rev: u64) -> Versioned<Ass
             desired: DesiredState::Run,
             created_ms: T0 - 60_000,
             task: None,
+            placement: None,
         },
         mod_revision: rev,
     }

@@ -555,8 +555,8 @@ fn place_waiting<'a>(
         let record = view.tasks.record_of(index);
         let attempt = record.map_or(0, |r| r.attempts) + 1;
         let task_spec = spec.task_spec(index, attempt);
-        let node = match placer.pick_task(&task_spec, &full) {
-            Ok(node) => node,
+        let (node, why) = match placer.pick_task(&task_spec, &full) {
+            Ok(choice) => (choice.chosen.node.clone(), choice.to_string()),
             Err(_) => {
                 order.unplaced(pick);
                 let asker = Asker {
@@ -598,6 +598,7 @@ fn place_waiting<'a>(
                 queued_ms,
                 preempted_by: None,
             }),
+            placement: Some(why),
         };
         plan.ops.push(Op::put(
             keys::instance(&id),
