@@ -125,6 +125,11 @@ pub enum EventKind {
     /// called off).
     #[serde(rename = "warning")]
     Warning,
+    /// A kind this build does not know: an event written by a newer ebb. Read as this, so an
+    /// older CLI or agent still lists the events around it (its message says what happened);
+    /// never written, and never accepted from an agent.
+    #[serde(rename = "unknown", other)]
+    Unknown,
 }
 
 impl EventKind {
@@ -189,6 +194,7 @@ impl EventKind {
             EventKind::TaskPreempted => "task.preempted",
             EventKind::ServerStarted => "server.started",
             EventKind::Warning => "warning",
+            EventKind::Unknown => "unknown",
         }
     }
 }
@@ -247,5 +253,20 @@ impl Event {
     pub fn node(mut self, node: impl Into<String>) -> Event {
         self.node = Some(node.into());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_from_a_newer_ebb_reads_as_unknown_and_agents_may_not_send_it() {
+        let text = r#"{"seq":3,"time_ms":1,"kind":"galaxy.exploded","message":"boom"}"#;
+        let event: Event = serde_json::from_str(text).unwrap();
+        assert_eq!(event.kind, EventKind::Unknown);
+        assert_eq!(event.message, "boom");
+        assert_eq!(event.kind.as_str(), "unknown");
+        assert!(!EventKind::Unknown.from_agent());
     }
 }
