@@ -620,7 +620,8 @@ pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 pub enum StreamItem {
     /// An event.
     Event(ebb_core::Event),
-    /// An event this client cannot read: its sequence number, if it had one, and why.
+    /// An event this client cannot read (a newer kind alone reads as `unknown`; this is for an
+    /// event of another shape): its sequence number, if it had one, and why.
     Unreadable {
         /// The event's sequence number.
         seq: Option<u64>,
@@ -639,8 +640,9 @@ pub struct EventStream {
 impl EventStream {
     /// The next event; None when the server ended the stream (it is stopping: reconnect).
     /// Fails if the stream breaks, or stays silent past [`STREAM_IDLE_TIMEOUT`]. An event this
-    /// client cannot read (a newer server's kind) comes as [`StreamItem::Unreadable`], with its
-    /// sequence number, so that a follower goes on past it.
+    /// client cannot read (another shape than this build's; a newer kind alone reads as
+    /// `unknown`) comes as [`StreamItem::Unreadable`], with its sequence number, so that a
+    /// follower goes on past it.
     pub async fn next(&mut self) -> Result<Option<StreamItem>, ClientError> {
         loop {
             if let Some(message) = self.ready.pop_front() {

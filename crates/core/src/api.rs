@@ -739,9 +739,11 @@ pub struct LogRead {
     /// Where to go on from, per instance.
     #[serde(default)]
     pub cursors: Vec<LogCursor>,
-    /// Only lines written at or after this time (unix ms), for instances without a cursor.
+    /// Only lines written in the last this many milliseconds, for instances without a cursor:
+    /// relative, so that the agent measures it on its own clock, the one its stamps are on
+    /// (as kubelet takes `sinceSeconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since_ms: Option<u64>,
+    pub within_ms: Option<u64>,
     /// Give each line the time it was written ([`LogLine::at_ms`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stamps: bool,
@@ -770,8 +772,8 @@ pub struct LogLine {
     pub instance: String,
     /// The text, without its line ending (invalid UTF-8 replaced).
     pub line: String,
-    /// When it was written (unix ms), when asked for: the time its node's agent first saw it
-    /// in the file, at most a quarter second late (see the agent's `log_stamps`).
+    /// When it was written (unix ms), when asked for: an upper bound its node's agent notes
+    /// four times a second from the file's modification time (see the agent's `log_stamps`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_ms: Option<u64>,
 }

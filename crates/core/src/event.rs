@@ -126,8 +126,9 @@ pub enum EventKind {
     #[serde(rename = "warning")]
     Warning,
     /// A kind this build does not know: an event written by a newer ebb. Read as this, so an
-    /// older CLI or agent still lists the events around it (its message says what happened);
-    /// never written, and never accepted from an agent.
+    /// older CLI or agent still lists the events around it (its message says what happened).
+    /// ebb never records it (an older server may pass one on as `unknown`), and never accepts
+    /// it from an agent.
     #[serde(rename = "unknown", other)]
     Unknown,
 }

@@ -527,7 +527,7 @@ pub struct LogsArgs {
     #[arg(long, value_parser = parse_duration_arg)]
     pub since: Option<std::time::Duration>,
     /// Print when each line was written (RFC 3339, UTC), and several instances' lines in time
-    /// order; a line's time is when its node's agent first saw it, at most 0.25 s late
+    /// order; a line's time is an upper bound its node's agent notes four times a second
     #[arg(long)]
     pub timestamps: bool,
     /// One JSON object per line: {"instance": ID, "line": TEXT}, with "at" (RFC 3339) when

@@ -72,12 +72,16 @@ impl fmt::Display for Choice {
         }
         if !self.turned_away.reasons().is_empty() {
             f.write_str("; turned away: ")?;
-            self.turned_away.write_counts(f)?;
+            self.turned_away.write_counts(f, MOST_REASONS)?;
         }
         Ok(())
     }
 }
 
+/// Reasons named one by one; a task kept off every node at its cap has one per such node.
+const MOST_REASONS: usize = 4;
+
+/// Whole percent, halves rounded up.
 fn percent(share: f64) -> String {
-    format!("{:.0}%", (share * 100.0).clamp(0.0, 100.0))
+    format!("{}%", (share * 100.0).clamp(0.0, 100.0).round())
 }

@@ -144,6 +144,11 @@ impl Cluster {
     /// [`Cluster::place`], and why: how the chosen node and the best other one scored, and the
     /// nodes turned away. The same scan, so the same node.
     pub fn place_explained(&self, request: &Request, seed: u64) -> Result<Choice, Unplaceable> {
+        self.explain(request, seed).map(|(_, choice)| choice)
+    }
+
+    /// [`Cluster::place_explained`], with the chosen node's id.
+    fn explain(&self, request: &Request, seed: u64) -> Result<(NodeId, Choice), Unplaceable> {
         let scan = self.scan(request, seed);
         let turned_away = scan.tally.into_unplaceable(self.len(), request);
         if scan.best.index == usize::MAX {
@@ -159,14 +164,15 @@ impl Cluster {
                 score: b.score,
             }
         };
-        Ok(Choice {
+        let choice = Choice {
             placement: request.placement,
             service: request.service.clone(),
             chosen: candidate(scan.best),
             runner_up: (scan.second.index != usize::MAX).then(|| candidate(scan.second)),
             fitting: scan.fitting,
             turned_away,
-        })
+        };
+        Ok((NodeId(scan.best.index as u32), choice))
     }
 
     /// Filters and scores every node (see [`Cluster::place`]), keeping the runner-up too.
@@ -244,10 +250,8 @@ impl Cluster {
         request: &Request,
         seed: u64,
     ) -> Result<Choice, Unplaceable> {
-        let choice = self.place_explained(request, seed)?;
-        if let Some(node) = self.node_id(&choice.chosen.node) {
-            self.commit(node.index(), &request.service, request.resources);
-        }
+        let (node, choice) = self.explain(request, seed)?;
+        self.commit(node.index(), &request.service, request.resources);
         Ok(choice)
     }
 
@@ -523,6 +527,26 @@ mod tests {
             Err(twins
                 .place(&small("x").constraint(Constraint::equal("zone", "q")), 0)
                 .unwrap_err())
+        );
+    }
+
+    /// A task kept off every node at its cap has a constraint per such node: the text names
+    /// four reasons and counts the rest.
+    #[test]
+    fn many_reasons_are_named_four_and_the_rest_counted() {
+        let mut nodes: Vec<Node> = (1..=7)
+            .map(|i| node(&format!("n{i}"), 4000, 8).label("id", i.to_string()))
+            .collect();
+        nodes.push(node("free", 4000, 8).label("id", "0"));
+        let c = cluster(nodes);
+        let mut request = small("batch");
+        for i in 1..=7 {
+            request = request.constraint(Constraint::not_equal("id", i.to_string()));
+        }
+        let text = c.place_explained(&request, 0).unwrap().to_string();
+        assert!(
+            text.ends_with("turned away: 1 not matching id!=1, 1 not matching id!=2, 1 not matching id!=3, 1 not matching id!=4, 3 for 3 other reasons"),
+            "{text}"
         );
     }
 

@@ -114,21 +114,27 @@ impl fmt::Display for Unplaceable {
         if self.reasons().is_empty() {
             return f.write_str("no nodes");
         }
-        self.write_counts(f)
+        self.write_counts(f, usize::MAX)
     }
 }
 
 impl Unplaceable {
     /// `2 insufficient cpu, 1 draining`: the counts, largest first (nothing when no node was
-    /// turned away).
-    pub(crate) fn write_counts(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// turned away); past `most` reasons, the rest in one count (`…, 30 for 30 other reasons`),
+    /// so a request with a constraint per node still says it in a line.
+    pub(crate) fn write_counts(&self, f: &mut fmt::Formatter<'_>, most: usize) -> fmt::Result {
         let mut reasons = self.reasons();
         reasons.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
-        for (i, (reason, count)) in reasons.iter().enumerate() {
+        for (i, (reason, count)) in reasons.iter().take(most).enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
             write!(f, "{count} {reason}")?;
+        }
+        let rest = reasons.get(most..).unwrap_or_default();
+        if !rest.is_empty() {
+            let nodes: u32 = rest.iter().map(|(_, n)| n).sum();
+            write!(f, ", {nodes} for {} other reasons", rest.len())?;
         }
         Ok(())
     }

@@ -220,6 +220,41 @@ fn check_decision(cluster: &Cluster, request: &Request, outcome: &Result<NodeId,
     }
 }
 
+/// The explained placement chooses the same node; its runner-up is the node `place` chooses once
+/// the winner takes nothing new, and it counts every node that fits.
+fn check_explanation(
+    cluster: &Cluster,
+    request: &Request,
+    seed: u64,
+    decided: &Result<NodeId, Unplaceable>,
+) {
+    let explained = cluster.place_explained(request, seed);
+    let chosen = match (decided, &explained) {
+        (Ok(node), Ok(choice)) => {
+            assert_eq!(cluster.node(*node).unwrap().name(), choice.chosen.node);
+            choice
+        }
+        (Err(a), Err(b)) => return assert_eq!(a, b),
+        (a, b) => panic!("place gave {a:?}, place_explained {b:?}"),
+    };
+    let fitting = cluster
+        .nodes()
+        .filter(|n| first_failure(n, request).is_none())
+        .count();
+    assert_eq!(chosen.fitting as usize, fitting);
+    let mut without = cluster.clone();
+    let winner = without.node_id(&chosen.chosen.node).unwrap();
+    without.set_state(winner, NodeState::Draining).unwrap();
+    let next = without
+        .place(request, seed)
+        .ok()
+        .map(|n| without.node(n).unwrap().name().to_owned());
+    assert_eq!(next, chosen.runner_up.as_ref().map(|r| r.node.clone()));
+    if let Some(r) = &chosen.runner_up {
+        assert!(r.score <= chosen.chosen.score);
+    }
+}
+
 /// Runs a history, checking every step; returns each placement's node name (or its reason).
 fn run(cluster: &mut Cluster, ops: &[Op]) -> Vec<Result<String, String>> {
     let initial: Vec<Resources> = cluster.nodes().map(|n| n.reserved()).collect();
@@ -231,6 +266,7 @@ fn run(cluster: &mut Cluster, ops: &[Op]) -> Vec<Result<String, String>> {
             Op::Place(request, seed) => {
                 let decided = cluster.place(request, *seed);
                 check_decision(cluster, request, &decided);
+                check_explanation(cluster, request, *seed, &decided);
                 let placed = cluster.place_and_reserve(request, *seed);
                 assert_eq!(
                     placed, decided,

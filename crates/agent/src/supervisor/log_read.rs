@@ -33,8 +33,10 @@ const MIN_READ_BYTES: u64 = 256;
 const TAIL_CHUNK: u64 = 64 * 1024;
 
 /// Reads `read` from the files `files_of` gives per instance (rotated oldest first, then the
-/// current one). An instance without files gets no lines and no cursor.
-pub fn read(read: &LogRead, files_of: impl Fn(&str) -> Vec<PathBuf>) -> LogsResponse {
+/// current one), `now_ms` being the agent's clock (for `within_ms`). An instance without files
+/// gets no lines and no cursor.
+pub fn read(read: &LogRead, files_of: impl Fn(&str) -> Vec<PathBuf>, now_ms: u64) -> LogsResponse {
+    let since_ms = read.within_ms.map(|w| now_ms.saturating_sub(w));
     let share = MAX_ANSWER_COST / read.instances.len().max(1) as u64;
     let tail = read.tail.min(MAX_TAIL);
     let mut resp = LogsResponse::default();
@@ -50,7 +52,7 @@ pub fn read(read: &LogRead, files_of: impl Fn(&str) -> Vec<PathBuf>) -> LogsResp
         };
         let (lines, offset) = match cursor {
             Some(c) => follow(&files, c.offset, budget),
-            None => last_lines(&files, tail, read.since_ms, budget),
+            None => last_lines(&files, tail, since_ms, budget),
         };
         let times = if read.stamps {
             times_of(&files, &lines)
@@ -317,15 +319,17 @@ mod tests {
         }
         let files = logs::files(&cur);
         let files_of = |_: &str| files.clone();
+        // The agent's clock when it reads (the stamps above are at 1 to 4 s since the epoch).
+        const NOW: u64 = 10_000;
         let read_since = |since_ms, tail| {
             let req = LogRead {
                 instances: vec!["a".into()],
                 tail,
-                since_ms: Some(since_ms),
+                within_ms: Some(NOW - since_ms),
                 stamps: true,
                 ..Default::default()
             };
-            let resp = read(&req, files_of);
+            let resp = read(&req, files_of, NOW);
             let got: Vec<(String, u64)> = resp
                 .lines
                 .into_iter()
@@ -347,14 +351,13 @@ mod tests {
         assert_eq!(read_since(2_500, 1), want(&[("b2", 4_000)]));
         assert_eq!(read_since(0, 100).len(), 5);
         // Nothing written since: nothing, yet a cursor to follow from.
-        let later = now_ms() + 60_000;
         let req = LogRead {
             instances: vec!["a".into()],
             tail: 100,
-            since_ms: Some(later),
+            within_ms: Some(0),
             ..Default::default()
         };
-        let resp = read(&req, files_of);
+        let resp = read(&req, files_of, now_ms() + 60_000);
         assert!(resp.lines.is_empty());
         assert_eq!(resp.cursors[0].offset, 9);
     }
@@ -454,7 +457,7 @@ mod tests {
             ..tail.clone()
         };
         for req in [tail, follow] {
-            let resp = read(&req, files_of);
+            let resp = read(&req, files_of, now_ms());
             let json = serde_json::to_vec(&resp).unwrap().len() as u64;
             assert!(json <= MAX_ANSWER_COST + 1024, "{json}");
             assert_eq!(resp.cursors.len(), 3);
@@ -503,7 +506,7 @@ mod tests {
             cursors: Vec::new(),
             ..Default::default()
         };
-        let resp = read(&req, files_of);
+        let resp = read(&req, files_of, now_ms());
         let lines: Vec<&str> = resp.lines.iter().map(|l| l.line.as_str()).collect();
         assert_eq!(lines, ["b", "c"]);
         assert_eq!(resp.cursors.len(), 1);
@@ -514,7 +517,7 @@ mod tests {
             .unwrap()
             .write_all(b"d\n")
             .unwrap();
-        let next = read(&req, files_of);
+        let next = read(&req, files_of, now_ms());
         assert_eq!(next.lines.len(), 1);
         assert_eq!(next.lines[0].line, "d");
     }

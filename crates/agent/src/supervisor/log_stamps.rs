@@ -3,11 +3,15 @@
 //! An instance writes its log itself, through the fd it was started with, so its output
 //! survives an agent crash and costs the agent nothing per line. To still know when a line was
 //! written (`ebb logs --timestamps`, `--since`), the agent notes a few times a second how far
-//! each log has grown: `x.log.stamps` beside `x.log` holds fixed records of (size seen, unix
-//! ms). A line's time is that of the first record past its start: when the agent first saw
-//! it, at most [`STAMP_INTERVAL`] late. Bytes past the last record (written since the last
-//! look) take the log's modification time. Lines written while the agent was down take the time
-//! it came back: an honest upper bound, not a guess.
+//! each log has grown: `x.log.stamps` beside `x.log` holds fixed records of (size, unix ms),
+//! the time being the log's modification time as the agent saw it (the last write before the
+//! look, so an upper bound for every byte the record covers, and never later than the look). A
+//! line's time is that of the first record past its start: late by at most the time between
+//! two looks ([`STAMP_INTERVAL`]) while the agent keeps up. Bytes past the last record (written
+//! since the last look) take the log's modification time. Lines written while the agent was
+//! down take the time of the last write before it came back: still an upper bound, not a
+//! guess. Times never go backwards within a log (a record is never older than the one before),
+//! so `--since` and `--timestamps` agree.
 //!
 //! Docker and CRI runtimes stamp each line exactly, by owning the pipe between the process and
 //! the file (a shim process per container); ebb keeps the process-writes-its-own-file design and
@@ -26,6 +30,12 @@ pub const STAMP_INTERVAL: Duration = Duration::from_millis(250);
 const RECORD: u64 = 16;
 /// Records read at once when walking forward.
 const WALK_CHUNK: usize = 4096;
+
+/// A file's modification time in unix ms.
+fn modified_ms(meta: &fs::Metadata) -> Option<u64> {
+    let t = meta.modified().ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
+}
 
 /// `x.log` → `x.log.stamps`, `x.log.1` → `x.log.1.stamps`.
 pub fn stamps_path(log: &Path) -> PathBuf {
@@ -61,39 +71,54 @@ impl Record {
     }
 }
 
-/// Notes the growth of logs, remembering the size each was last seen at.
+/// Notes the growth of logs, remembering the last record of each.
 #[derive(Debug, Default)]
 pub struct Stamper {
-    seen: std::collections::HashMap<PathBuf, u64>,
+    seen: std::collections::HashMap<PathBuf, Record>,
 }
 
 impl Stamper {
-    /// Appends a record to `log`'s stamps when it grew since the last one, at the time `now`
-    /// gives after looking (never before a byte it covers was written). A log now shorter than
-    /// its last record was truncated behind ebb's back: its stamps start over.
+    /// Appends a record to `log`'s stamps when it grew since the last one. Its time is the
+    /// log's modification time, but never after `now` (a clock read after looking) nor before
+    /// the last record's. A log now shorter than its last record was truncated behind ebb's
+    /// back: its stamps start over.
     pub fn note(&mut self, log: &Path, now: impl Fn() -> u64) -> io::Result<()> {
-        let size = match fs::metadata(log) {
-            Ok(m) => m.len(),
+        let meta = match fs::metadata(log) {
+            Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.seen.remove(log);
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
-        let seen = match self.seen.get(log) {
-            Some(seen) => *seen,
-            None => Stamps::open(log).last().map_or(0, |r| r.size),
+        let size = meta.len();
+        let last = match self.seen.get(log) {
+            Some(last) => *last,
+            None => Stamps::open(log)
+                .last()
+                .unwrap_or(Record { size: 0, ms: 0 }),
         };
-        if size == seen {
-            self.seen.insert(log.to_path_buf(), seen);
+        if size == last.size {
+            self.seen.insert(log.to_path_buf(), last);
             return Ok(());
         }
         let path = stamps_path(log);
-        if size < seen {
+        let floor = if size < last.size {
             remove_if_exists(&path)?;
+            0
+        } else {
+            last.ms
+        };
+        let ms = modified_ms(&meta).unwrap_or(u64::MAX).min(now()).max(floor);
+        let record = Record { size, ms };
+        append(&path, record)?;
+        // Removed meanwhile (its instance forgotten): no stamps may outlive the log.
+        if !log.exists() {
+            remove_if_exists(&path)?;
+            self.seen.remove(log);
+            return Ok(());
         }
-        append(&path, Record { size, ms: now() })?;
-        self.seen.insert(log.to_path_buf(), size);
+        self.seen.insert(log.to_path_buf(), record);
         Ok(())
     }
 
@@ -162,21 +187,22 @@ impl Stamps {
     /// Reads nothing yet: a log without stamps (older than stamping, say) has every line at
     /// its modification time.
     pub fn open(log: &Path) -> Stamps {
-        let modified_ms = fs::metadata(log)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64);
+        let log_modified = fs::metadata(log).ok().and_then(|m| modified_ms(&m));
         let file = File::open(stamps_path(log)).ok();
         let records = file
             .as_ref()
             .and_then(|f| f.metadata().ok())
             .map_or(0, |m| m.len() / RECORD);
-        Stamps {
+        let mut stamps = Stamps {
             file,
             records,
-            modified_ms,
-        }
+            modified_ms: 0,
+        };
+        // Past the last record, never earlier than it (the file's time comes from a coarser
+        // clock than a record's, and a wall clock may step back).
+        let last = stamps.last().map_or(0, |r| r.ms);
+        stamps.modified_ms = log_modified.unwrap_or(0).max(last);
+        stamps
     }
 
     fn record(&self, i: u64) -> Option<Record> {
@@ -222,14 +248,20 @@ impl Stamps {
         };
         let mut i = self.first(|r| r.size > *first);
         let mut walk = Walk::new(self, i);
+        // Never backwards, even in stamps written before records were kept in order.
+        let mut latest = 0;
         offsets
             .iter()
-            .map(|offset| loop {
-                match walk.get(i) {
-                    Some(r) if r.size <= *offset => i += 1,
-                    Some(r) => break r.ms,
-                    None => break self.modified_ms,
-                }
+            .map(|offset| {
+                let t = loop {
+                    match walk.get(i) {
+                        Some(r) if r.size <= *offset => i += 1,
+                        Some(r) => break r.ms,
+                        None => break self.modified_ms,
+                    }
+                };
+                latest = latest.max(t);
+                latest
             })
             .collect()
     }

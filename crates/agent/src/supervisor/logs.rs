@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 /// Rotate a log above this size: kubelet's `containerLogMaxSize` default.
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// Rotated files kept per instance: enough to read back through a crash loop, while one instance
-/// can never hold more than (keep + 1) × max bytes of disk.
+/// can never hold more than (keep + 1) × max bytes of log, and as much again of stamps at worst
+/// (a log growing a few bytes every look: 16 bytes of stamps each time).
 pub const DEFAULT_LOG_KEEP: usize = 3;
 /// How often sizes are checked. A busy instance may overshoot the limit by what it writes meanwhile.
 pub const LOG_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -164,6 +165,44 @@ mod tests {
         assert!(files(&path).is_empty());
         assert!(!dir.path().join("web").exists());
         assert_eq!(find(dir.path(), "web-1"), None);
+    }
+
+    /// Each file's stamps move with it, drop with it, and a log whose stamps outgrew the limit
+    /// rotates too.
+    #[test]
+    fn stamps_rotate_with_their_log() {
+        use super::super::log_stamps::{size, stamps_path, Stamper};
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(dir.path(), "web", "web-1");
+        let mut log = open_append(&path).unwrap();
+        let mut stamper = Stamper::default();
+        for round in 0..4u64 {
+            log.write_all(&[b'a'; 20]).unwrap();
+            stamper.note(&path, || 1_000 + round).unwrap();
+            assert!(rotate_if_needed(&path, 10, 2).unwrap());
+            stamper.forget(&path);
+        }
+        assert!(stamps_path(&rotated(&path, 1)).exists());
+        assert!(stamps_path(&rotated(&path, 2)).exists());
+        assert!(!stamps_path(&rotated(&path, 3)).exists(), "dropped with .3");
+        assert!(
+            !stamps_path(&path).exists(),
+            "the new log starts without stamps"
+        );
+        // Tiny growth, many looks: the stamps pass the limit before the log does.
+        for round in 0..4u64 {
+            log.write_all(b"x").unwrap();
+            stamper.note(&path, || 2_000 + round).unwrap();
+        }
+        assert_eq!(size(&path), 64);
+        assert!(rotate_if_needed(&path, 40, 0).unwrap());
+        assert_eq!(
+            size(&path),
+            0,
+            "keep = 0: the stamps go with the truncated log"
+        );
+        remove_all(&path);
+        assert!(!dir.path().join("web").exists(), "nothing left behind");
     }
 
     #[test]

@@ -213,7 +213,7 @@ impl Supervisor {
 
     /// Reads instance logs for the server: last lines, or what follows each cursor.
     pub fn read_logs(&self, read: &ebb_core::api::LogRead) -> ebb_core::api::LogsResponse {
-        log_read::read(read, |id| self.log_files(id))
+        log_read::read(read, |id| self.log_files(id), shared::now_ms())
     }
 
     /// The directory of instance logs: `<data_dir>/logs`, one subdirectory per service.

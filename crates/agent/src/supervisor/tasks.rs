@@ -251,7 +251,8 @@ pub fn spawn_log_rotation(shared: &Arc<Shared>) {
     shared.lock().background.push(task);
 }
 
-/// One look at the logs: stamp their growth, then rotate (`rotate`: max bytes, files kept).
+/// One look at the logs: stamp the growth of every one, then rotate (`rotate`: max bytes,
+/// files kept), so a slow copy of a big log does not delay the others' stamps.
 fn keep_logs(stamper: &mut Stamper, paths: &[std::path::PathBuf], rotate: Option<(u64, usize)>) {
     stamper.retain(paths);
     for path in paths {
@@ -262,7 +263,9 @@ fn keep_logs(stamper: &mut Stamper, paths: &[std::path::PathBuf], rotate: Option
             }
             _ => {}
         }
-        let Some((max, keep)) = rotate else { continue };
+    }
+    let Some((max, keep)) = rotate else { return };
+    for path in paths {
         match logs::rotate_if_needed(path, max, keep) {
             Ok(true) => stamper.forget(path),
             Ok(false) => {}

@@ -15,9 +15,12 @@ pub async fn logs(client: &Client, a: &LogsArgs) -> anyhow::Result<()> {
         task: a.task,
         tail: a.tail,
         since: a.since,
-        timestamps: a.timestamps,
+        // With --since too: a line without a time then tells that a server or agent older than
+        // this ebb did not apply it.
+        timestamps: a.timestamps || a.since.is_some(),
         cursors: "",
     };
+    let mut warned = false;
     let mut resp = client.logs(&a.service, &query).await?;
     let mut said: Vec<LogGap> = Vec::new();
     let prefix = a.instance.is_none() && a.task.is_none();
@@ -27,7 +30,15 @@ pub async fn logs(client: &Client, a: &LogsArgs) -> anyhow::Result<()> {
             resp.lines.sort_by_key(|l| l.at_ms);
         }
         for l in &resp.lines {
-            print_line(l, a.json, prefix);
+            print_line(l, a.json, prefix, a.timestamps);
+        }
+        let undated = resp.lines.iter().filter(|l| l.at_ms.is_none()).count();
+        if query.timestamps && undated > 0 && !warned {
+            warned = true;
+            eprintln!(
+                "ebb: {undated} line(s) carry no time: the server or their node's agent is older \
+                 than this ebb, so --since and --timestamps did not apply to them"
+            );
         }
         // Each instance's gap once while it lasts (a node that stays down is not repeated
         // every poll, though its "last heard" age changes).
@@ -68,10 +79,10 @@ pub async fn logs(client: &Client, a: &LogsArgs) -> anyhow::Result<()> {
     }
 }
 
-/// One line: its text, after its instance (`prefix`) and its time when it has one; or a JSON
-/// object.
-fn print_line(l: &LogLine, json: bool, prefix: bool) {
-    let at = l.at_ms.map(timestamp_millis);
+/// One line: its text, after its instance (`prefix`) and its time when asked (`stamps`) and it
+/// has one; or a JSON object.
+fn print_line(l: &LogLine, json: bool, prefix: bool, stamps: bool) {
+    let at = l.at_ms.filter(|_| stamps).map(timestamp_millis);
     if json {
         let mut line = serde_json::json!({"instance": l.instance, "line": l.line});
         if let Some(at) = at {

@@ -61,8 +61,9 @@ fn latest(server: &Server, limit: usize) -> Result<EventsResponse, super::ApiErr
     })
 }
 
-/// The event a record holds, with its sequence number. One this server cannot read (a newer
-/// server's kind of event, say) is skipped with a warning: it must not stop every reader at it.
+/// The event a record holds, with its sequence number. A newer server's kind of event reads
+/// as `unknown` (`EventKind::Unknown`); a record this server cannot read at all (damaged, or a
+/// newer shape) is skipped with a warning: it must not stop every reader at it.
 fn readable(kv: &ebb_store::KeyValue) -> Option<Event> {
     match keys::decode::<Event>(kv) {
         Ok(mut event) => {

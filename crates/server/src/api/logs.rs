@@ -43,18 +43,16 @@ pub struct LogsQuery {
 struct ReadOptions {
     tail: usize,
     cursors: HashMap<String, u64>,
-    since_ms: Option<u64>,
+    within_ms: Option<u64>,
     stamps: bool,
 }
 
 impl ReadOptions {
-    fn of(q: &LogsQuery, now_ms: u64) -> Result<ReadOptions, ApiError> {
+    fn of(q: &LogsQuery) -> Result<ReadOptions, ApiError> {
         Ok(ReadOptions {
             tail: q.tail.unwrap_or(DEFAULT_TAIL).min(MAX_TAIL),
             cursors: parse_cursors(&q.cursors)?,
-            since_ms: q
-                .since_secs
-                .map(|s| now_ms.saturating_sub(s.saturating_mul(1000))),
+            within_ms: q.since_secs.map(|s| s.saturating_mul(1000)),
             stamps: q.timestamps,
         })
     }
@@ -73,7 +71,7 @@ impl ReadOptions {
                 .collect(),
             instances,
             tail: self.tail,
-            since_ms: self.since_ms,
+            within_ms: self.within_ms,
             stamps: self.stamps,
         }
     }
@@ -92,7 +90,7 @@ pub async fn read(
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<LogsResponse> {
     let targets = targets(&server, &service, &q)?;
-    let options = ReadOptions::of(&q, crate::now_ms())?;
+    let options = ReadOptions::of(&q)?;
     let resp = gather(&server, &targets, &options).await;
     if let Some(want) = &q.instance {
         // A placed instance whose log has no line yet is not "no instance".
