@@ -276,6 +276,15 @@ pub enum Command {
                       says where its log is), 2 bad arguments, 130 interrupted."
     )]
     Demo(DemoArgs),
+    /// Replay a request-rate trace against a service's [autoscale] policy and against models of
+    /// Kubernetes' HPA and Knative's KPA, a fleet fixed at the peak and the optimal oracle
+    #[command(
+        after_help = "The model: one instance serves --capacity req/s within the SLO; a second is missed when \
+                      the load is more than the ready instances serve; the cost is the instance-seconds of every \
+                      instance, starting or ready; new instances serve --start-delay after the decision. \
+                      Exit codes: 0 done, 2 bad arguments, file or trace."
+    )]
+    Sim(SimArgs),
     /// Print a shell completion script: `source <(ebb completions bash)`, or write it where
     /// your shell reads completions (zsh: a `_ebb` file on $fpath; fish: ~/.config/fish/completions/ebb.fish)
     Completions {
@@ -459,6 +468,37 @@ pub struct DemoArgs {
     #[arg(long)]
     pub port: Option<u16>,
     /// Also write the instances-against-load chart to this SVG file
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// The deploy file with the service's [autoscale]
+    pub file: PathBuf,
+    /// The service to replay (needed when the file autoscales several)
+    #[arg(long)]
+    pub service: Option<String>,
+    /// The trace: one count of requests per line (a second each), or CSV with the count last
+    #[arg(long, value_name = "FILE")]
+    pub trace: PathBuf,
+    /// Multiply every count by this
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Requests per second one instance serves within the latency SLO
+    #[arg(long, default_value_t = ebb_sim::model::DEFAULT_CAPACITY)]
+    pub capacity: f64,
+    /// From a decision to new instances serving (whole seconds)
+    #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+    pub start_delay: std::time::Duration,
+    /// Try targets from 5 % to 100 % of an instance's capacity and report each policy's
+    /// cheapest within 1 % missed seconds
+    #[arg(long)]
+    pub sweep: bool,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// Also write ebb's instances against the load over the busiest hour to this SVG file
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<PathBuf>,
 }

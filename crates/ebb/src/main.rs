@@ -76,6 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate { files, json } => commands::validate(files, *json),
         Command::ExampleApp { port, host } => example_app(*port, host.clone()).await,
         Command::Demo(a) => commands::demo(a).await,
+        Command::Sim(a) => commands::sim::sim(a),
         Command::Completions { shell } => {
             // Generated into memory, then written: clap_complete panics on a failed write
             // (`ebb completions bash | head`), and a closed pipe is no error here.

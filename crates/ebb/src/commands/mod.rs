@@ -12,6 +12,7 @@ pub mod nodes;
 pub mod ps;
 pub mod restart;
 pub mod servers;
+pub mod sim;
 pub mod status;
 pub mod ui;
 

@@ -1,0 +1,367 @@
+//! `ebb sim --trace FILE DEPLOY.toml`: replays a request-rate trace against the service's
+//! autoscaling (the production autoscaler) and against its peers under one cost/SLO model
+//! (`ebb_sim`), and prints their figures side by side.
+
+use super::{parse_deploy_files, Exit, EXIT_INVALID};
+use crate::cli::SimArgs;
+use crate::output::{out, table};
+use ebb_core::autoscale::AutoscaleSpec;
+use ebb_sim::model::{Model, Outcome};
+use ebb_sim::{cheapest, oracle, Run, Scenario, Which};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Largest trace file read: 22 days of per-second counts take about 10 MB; a file far larger is
+/// most likely not a trace.
+const MAX_TRACE_BYTES: u64 = 1 << 30;
+/// Longest start delay modelled: a day.
+const MAX_START_DELAY_S: u64 = 24 * 3600;
+/// The chart's window: the busiest hour.
+const CHART_SECONDS: usize = 3600;
+
+fn invalid(message: String) -> anyhow::Error {
+    anyhow::Error::new(Exit {
+        code: EXIT_INVALID,
+        message: format!("error: {message}"),
+    })
+}
+
+pub fn sim(a: &SimArgs) -> anyhow::Result<()> {
+    let model = model_of(a)?;
+    if let Some(chart) = &a.chart {
+        ebb_demo::chart::check_path(chart).map_err(invalid)?;
+    }
+    let deployment = parse_deploy_files(std::slice::from_ref(&a.file))?;
+    let (service, autoscale) = pick(&deployment.services, a.service.as_deref(), &a.file)?;
+    let load = read_trace(&a.trace, a.scale)?;
+    let scenario = Scenario::new(model, load, autoscale)
+        .map_err(|e| invalid(format!("{}: service {service}: {e}", a.file.display())))?;
+    let oracle = oracle::oracle(&model, &scenario.load);
+    let (peak, fixed) = oracle::fixed_at_peak(&model, &scenario.load);
+    let runs: Vec<Run> = if a.sweep {
+        scenario.sweep(&ebb_sim::sweep_grid())
+    } else {
+        let u = scenario.own_utilization();
+        Which::ALL
+            .iter()
+            .map(|w| scenario.run(*w, u, 0..0).0)
+            .collect()
+    };
+    let chosen: Vec<(Which, Option<&Run>)> = Which::ALL
+        .iter()
+        .map(|w| {
+            let run = if a.sweep {
+                cheapest(&runs, *w)
+            } else {
+                runs.iter().find(|r| r.policy == *w)
+            };
+            (*w, run)
+        })
+        .collect();
+    if a.json {
+        let doc = report_json(
+            a,
+            &service,
+            &scenario,
+            &oracle,
+            (peak, &fixed),
+            &chosen,
+            &runs,
+        );
+        out!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_table(a, &service, &scenario, &oracle, (peak, &fixed), &chosen);
+    }
+    if let Some(path) = &a.chart {
+        let ebb = chosen
+            .iter()
+            .find(|(w, _)| *w == Which::Ebb)
+            .and_then(|c| c.1);
+        let u = ebb.map_or_else(|| scenario.own_utilization(), |r| r.utilization);
+        write_chart(path, &service, &scenario, u)?;
+    }
+    Ok(())
+}
+
+/// The model from the arguments, checked.
+fn model_of(a: &SimArgs) -> anyhow::Result<Model> {
+    if !(a.scale.is_finite() && a.scale > 0.0) {
+        return Err(invalid(format!(
+            "--scale {}: expected a number above 0",
+            a.scale
+        )));
+    }
+    if !(a.capacity.is_finite() && a.capacity > 0.0) {
+        return Err(invalid(format!(
+            "--capacity {}: expected requests per second above 0",
+            a.capacity
+        )));
+    }
+    let start_delay_s = a.start_delay.as_secs();
+    if start_delay_s > MAX_START_DELAY_S || a.start_delay.subsec_nanos() != 0 {
+        return Err(invalid(format!(
+            "--start-delay {:?}: expected whole seconds up to a day",
+            a.start_delay
+        )));
+    }
+    Ok(Model {
+        capacity: a.capacity,
+        start_delay_s,
+    })
+}
+
+/// The service to replay: the one named, or the file's only autoscaled service.
+fn pick(
+    services: &[ebb_core::ServiceSpec],
+    name: Option<&str>,
+    file: &Path,
+) -> anyhow::Result<(String, AutoscaleSpec)> {
+    let autoscaled: Vec<(&str, &AutoscaleSpec)> = services
+        .iter()
+        .filter_map(|s| Some((s.name.as_str(), s.autoscale.as_ref()?)))
+        .collect();
+    let names = || {
+        autoscaled
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let found = match name {
+        Some(want) => match autoscaled.iter().find(|(n, _)| *n == want) {
+            Some(found) => found,
+            None if services.iter().any(|s| s.name == want) => {
+                return Err(invalid(format!(
+                    "{}: service {want} has no [autoscale] to replay",
+                    file.display()
+                )))
+            }
+            None => {
+                return Err(invalid(format!(
+                    "{}: no service {want}; autoscaled here: {}",
+                    file.display(),
+                    names()
+                )))
+            }
+        },
+        None => match autoscaled.as_slice() {
+            [one] => one,
+            [] => {
+                return Err(invalid(format!(
+                    "{}: no service has an [autoscale] to replay",
+                    file.display()
+                )))
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "{}: several services autoscale ({}); name one with --service",
+                    file.display(),
+                    names()
+                )))
+            }
+        },
+    };
+    Ok((found.0.to_string(), found.1.clone()))
+}
+
+fn read_trace(path: &Path, scale: f64) -> anyhow::Result<Vec<f64>> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| invalid(format!("--trace {}: {e}", path.display())))?
+        .len();
+    if size > MAX_TRACE_BYTES {
+        return Err(invalid(format!(
+            "--trace {}: {size} bytes is more than a trace of a year holds",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(format!("--trace {}: {e}", path.display())))?;
+    ebb_sim::trace::parse(&text, scale)
+        .map_err(|e| invalid(format!("{}:{}: {}", path.display(), e.line, e.message)))
+}
+
+fn ratio(o: &Outcome, oracle: &Outcome) -> f64 {
+    o.instance_seconds as f64 / oracle.instance_seconds.max(1) as f64
+}
+
+/// One policy's figures as JSON.
+fn outcome_json(o: &Outcome, oracle: &Outcome) -> Value {
+    json!({
+        "instance_seconds": o.instance_seconds,
+        "ratio": round(ratio(o, oracle), 3),
+        "missed_seconds": o.missed_seconds,
+        "missed_percent": round(o.missed_percent(), 3),
+        "changes": o.changes,
+        "changes_per_hour": round(o.changes_per_hour(), 2),
+        "panic_seconds": o.panic_seconds,
+    })
+}
+
+fn run_json(r: &Run, oracle: &Outcome) -> Value {
+    let mut v = outcome_json(&r.outcome, oracle);
+    v["utilization"] = round(r.utilization, 3).into();
+    v["target"] = r.target.clone().into();
+    v
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+fn report_json(
+    a: &SimArgs,
+    service: &str,
+    scenario: &Scenario,
+    oracle: &Outcome,
+    (peak, fixed): (u32, &Outcome),
+    chosen: &[(Which, Option<&Run>)],
+    runs: &[Run],
+) -> Value {
+    let (mean, max) = load_figures(&scenario.load);
+    let mut doc = json!({
+        "service": service,
+        "trace": {
+            "file": a.trace.display().to_string(),
+            "seconds": scenario.load.len(),
+            "scale": a.scale,
+            "mean_rps": round(mean, 3),
+            "peak_rps": round(max, 3),
+        },
+        "model": {
+            "capacity": scenario.model.capacity,
+            "start_delay_s": scenario.model.start_delay_s,
+        },
+        "sweep": a.sweep,
+        "oracle": outcome_json(oracle, oracle),
+        "fixed": outcome_json(fixed, oracle),
+    });
+    doc["fixed"]["instances"] = peak.into();
+    for (w, run) in chosen {
+        doc[w.as_str()] = run.map_or(Value::Null, |r| run_json(r, oracle));
+    }
+    if a.sweep {
+        doc["runs"] = runs
+            .iter()
+            .map(|r| {
+                let mut v = run_json(r, oracle);
+                v["policy"] = r.policy.as_str().into();
+                v
+            })
+            .collect();
+    }
+    doc
+}
+
+fn load_figures(load: &[f64]) -> (f64, f64) {
+    let sum: f64 = load.iter().sum();
+    let max = load.iter().copied().fold(0.0, f64::max);
+    (sum / load.len().max(1) as f64, max)
+}
+
+fn print_table(
+    a: &SimArgs,
+    service: &str,
+    scenario: &Scenario,
+    oracle: &Outcome,
+    (peak, fixed): (u32, &Outcome),
+    chosen: &[(Which, Option<&Run>)],
+) {
+    let (mean, max) = load_figures(&scenario.load);
+    let seconds = scenario.load.len();
+    out!(
+        "{service}: {} ({seconds} s, {:.1} days) ×{}: mean {mean:.1} req/s, peak {max:.0} req/s; \
+         an instance serves {} req/s, starts in {} s",
+        a.trace.display(),
+        seconds as f64 / 86_400.0,
+        a.scale,
+        scenario.model.capacity,
+        scenario.model.start_delay_s
+    );
+    if a.sweep {
+        out!("each policy at its cheapest target with at most 1 % of seconds missed:");
+    }
+    let row = |name: &str, target: String, o: &Outcome| {
+        vec![
+            name.to_string(),
+            target,
+            o.instance_seconds.to_string(),
+            format!("{:.2}", ratio(o, oracle)),
+            o.missed_seconds.to_string(),
+            format!("{:.2}", o.missed_percent()),
+            format!("{:.1}", o.changes_per_hour()),
+            format!(
+                "{:.0}",
+                100.0 * o.panic_seconds as f64 / o.seconds.max(1) as f64
+            ),
+        ]
+    };
+    let mut rows = vec![row("oracle", "knows the future".into(), oracle)];
+    for (w, run) in chosen {
+        match run {
+            Some(r) => rows.push(row(w.as_str(), r.target.clone(), &r.outcome)),
+            None => rows.push(vec![
+                w.as_str().to_string(),
+                "no target within 1 % missed".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]),
+        }
+    }
+    rows.push(row("fixed", format!("{peak} instances (the peak)"), fixed));
+    table(
+        &[
+            "POLICY",
+            "TARGET",
+            "INSTANCE-SECONDS",
+            "× ORACLE",
+            "MISSED S",
+            "MISSED %",
+            "CHANGES/H",
+            "PANIC %",
+        ],
+        &rows,
+    );
+}
+
+/// The busiest hour (the whole trace if shorter): its first second.
+fn busiest_window(load: &[f64]) -> std::ops::Range<usize> {
+    if load.len() <= CHART_SECONDS {
+        return 0..load.len();
+    }
+    let mut sum: f64 = load[..CHART_SECONDS].iter().sum();
+    let (mut best, mut best_sum) = (0, sum);
+    for start in 1..=load.len() - CHART_SECONDS {
+        sum += load[start + CHART_SECONDS - 1] - load[start - 1];
+        if sum > best_sum {
+            (best, best_sum) = (start, sum);
+        }
+    }
+    best..best + CHART_SECONDS
+}
+
+fn write_chart(path: &Path, service: &str, scenario: &Scenario, u: f64) -> anyhow::Result<()> {
+    let window = busiest_window(&scenario.load);
+    let (run, seconds) = scenario.run(Which::Ebb, u, window.clone());
+    let points: Vec<ebb_demo::chart::Point> = seconds
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ebb_demo::chart::Point {
+            at_s: i as f64,
+            ready: s.ready,
+            desired: s.desired,
+            rps: s.load,
+        })
+        .collect();
+    let title = format!(
+        "ebb sim: {service}, {}, the busiest hour (from second {})",
+        run.target, window.start
+    );
+    ebb_demo::chart::write_svg(path, &title, &points).map_err(|e| anyhow::anyhow!(e))?;
+    eprintln!("chart written to {}", path.display());
+    Ok(())
+}

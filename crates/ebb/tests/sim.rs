@@ -1,0 +1,139 @@
+//! `ebb sim` as a user runs it: a deploy file, three hours of the NASA-1995 trace kept in the
+//! repository, the table, `--json`, `--sweep`, `--chart`, and the mistakes it names.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::process::{Command, Output};
+
+const NASA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../autoscaler/tests/data/nasa-1995-07-13-0730-3h.txt"
+);
+
+const WEB: &str = "[services.web]\ncommand = [\"true\"]\nport = 8080\n[services.web.autoscale]\nmin = 1\nmax = 200\nconcurrency = 0.7\n";
+
+fn sim(dir: &std::path::Path, args: &[&str]) -> Output {
+    sim_of(dir, NASA, args)
+}
+
+fn sim_of(dir: &std::path::Path, trace: &str, args: &[&str]) -> Output {
+    let file = deploy_file(dir, "web.toml", WEB);
+    Command::new(EBB)
+        .arg("sim")
+        .arg(&file)
+        .args(["--trace", trace, "--scale", "10"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_replay_compares_ebb_with_its_peers_the_peak_and_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sim(dir.path(), &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for row in ["oracle", "ebb", "hpa", "kpa", "fixed"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(row)),
+            "no {row} row: {text}"
+        );
+    }
+    assert!(text.contains("concurrency 0.7"), "{text}");
+
+    let doc = json_of(&sim(dir.path(), &["--json"]));
+    assert_eq!(doc["trace"]["seconds"], 10_800);
+    let oracle = doc["oracle"]["instance_seconds"].as_u64().unwrap();
+    assert_eq!(doc["oracle"]["missed_seconds"], 0);
+    for policy in ["ebb", "hpa", "kpa", "fixed"] {
+        let p = &doc[policy];
+        let cost = p["instance_seconds"].as_u64().unwrap();
+        // Only by missing seconds can a policy cost less than the oracle.
+        let missed = p["missed_seconds"].as_u64().unwrap();
+        assert!(
+            cost >= oracle || missed > 0,
+            "{policy} beat the oracle: {doc}"
+        );
+        let ratio = p["ratio"].as_f64().unwrap();
+        assert!((ratio - cost as f64 / oracle as f64).abs() < 0.001, "{doc}");
+        assert!(p["missed_seconds"].as_u64().is_some(), "{doc}");
+    }
+    assert_eq!(doc["fixed"]["missed_seconds"], 0);
+    // Same input, same figures.
+    assert_eq!(doc, json_of(&sim(dir.path(), &["--json"])));
+}
+
+#[test]
+fn a_sweep_finds_each_policy_s_cheapest_target_within_one_percent_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("sim.svg");
+    let out = sim(
+        dir.path(),
+        &[
+            "--sweep",
+            "--json",
+            "--start-delay",
+            "10s",
+            "--chart",
+            chart.to_str().unwrap(),
+        ],
+    );
+    let doc = json_of(&out);
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3 * 20, "three policies at 20 targets");
+    for policy in ["ebb", "hpa", "kpa"] {
+        let best = &doc[policy];
+        assert!(best["missed_percent"].as_f64().unwrap() <= 1.0, "{doc}");
+        let cheapest = runs
+            .iter()
+            .filter(|r| r["policy"] == policy && r["missed_percent"].as_f64().unwrap() <= 1.0)
+            .map(|r| r["instance_seconds"].as_u64().unwrap())
+            .min()
+            .unwrap();
+        assert_eq!(best["instance_seconds"].as_u64().unwrap(), cheapest);
+    }
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("ebb sim: web"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
+}
+
+#[test]
+fn bad_input_is_named_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_trace = dir.path().join("bad.txt");
+    std::fs::write(&bad_trace, "3\n4\nfive\n").unwrap();
+    let out = sim_of(dir.path(), bad_trace.to_str().unwrap(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.txt:3: \"five\" is not a number"), "{err}");
+
+    let out = sim(dir.path(), &["--capacity", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    let cpu = deploy_file(
+        dir.path(),
+        "cpu.toml",
+        "[services.api]\ncommand = [\"true\"]\n[services.api.resources]\ncpu = 0.5\n[services.api.autoscale]\nmin = 1\nmax = 5\ncpu = 0.7\n",
+    );
+    let out = Command::new(EBB)
+        .args(["sim", cpu.to_str().unwrap(), "--trace", NASA])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("needs a concurrency or rps target (it has a cpu target)"),
+        "{err}"
+    );
+}

@@ -1,0 +1,239 @@
+//! `ebb sim`: replays a request-rate trace against a service's `[autoscale]` policy (the
+//! production autoscaler, [`ebb::Ebb`]) and against models of Kubernetes' HPA and Knative's KPA
+//! ([`peers`]), a fleet fixed at the peak and the optimal oracle ([`oracle`]), all under one
+//! cost/SLO model ([`model`]), so their figures compare.
+//!
+//! Policies are compared at a *utilization*: the share of an instance's capacity their target
+//! aims at (ebb's concurrency target 0.7 with a capacity of 10 req/s and 100 ms per request is
+//! 0.7 × 10 × 0.1). [`Scenario::sweep`] finds each policy's cheapest utilization within 1 %
+//! missed seconds. Everything is deterministic: the same input gives the same figures.
+
+pub mod ebb;
+pub mod model;
+pub mod oracle;
+pub mod peers;
+pub mod trace;
+
+use ebb_core::autoscale::{AutoscaleSpec, ScalePolicy};
+use model::{Model, Outcome, Policy, Second, SERVICE_TIME_S};
+use serde::Serialize;
+
+/// Most missed seconds, in percent, a setting may cost to count in a sweep (the SLO).
+pub const SWEEP_MISSED_PERCENT: f64 = 1.0;
+/// The utilizations a sweep tries: 5 % to 100 % of an instance's capacity, by 5 % (a policy
+/// that reacts late needs a low target to miss little).
+pub fn sweep_grid() -> Vec<f64> {
+    (1..=20).map(|k| f64::from(k) * 0.05).collect()
+}
+
+/// The policies replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Which {
+    /// ebb's autoscaler.
+    Ebb,
+    /// Kubernetes' HPA model.
+    Hpa,
+    /// Knative's KPA model.
+    Kpa,
+}
+
+impl Which {
+    /// The three policies with a target.
+    pub const ALL: [Which; 3] = [Which::Ebb, Which::Hpa, Which::Kpa];
+
+    /// Its name in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Which::Ebb => "ebb",
+            Which::Hpa => "hpa",
+            Which::Kpa => "kpa",
+        }
+    }
+}
+
+/// What a scenario cannot replay.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SimError {
+    /// The policy does not follow requests.
+    #[error("ebb sim replays request load: the service's [autoscale] needs a concurrency or rps target (it has {0})")]
+    NoRequestTarget(String),
+}
+
+/// A trace, the model, and the service's autoscaling.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The cost/SLO model.
+    pub model: Model,
+    /// Requests per second, second by second (already scaled).
+    pub load: Vec<f64>,
+    /// The service's `[autoscale]`, as deployed.
+    pub autoscale: AutoscaleSpec,
+}
+
+/// One policy's replay at one utilization.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    /// The policy.
+    pub policy: Which,
+    /// The share of an instance's capacity its target aims at.
+    pub utilization: f64,
+    /// Its target as configured: `concurrency 0.7`, `rps 7`.
+    pub target: String,
+    /// What it cost and missed.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl Scenario {
+    /// Checks that the service's autoscaling follows requests (target tracking on concurrency or
+    /// requests per second).
+    pub fn new(model: Model, load: Vec<f64>, autoscale: AutoscaleSpec) -> Result<Self, SimError> {
+        let follows_requests =
+            autoscale.targets.concurrency.is_some() || autoscale.targets.rps.is_some();
+        let target_policy = matches!(
+            autoscale.policy,
+            ScalePolicy::Target | ScalePolicy::Schedule { .. }
+        );
+        if !follows_requests || !target_policy {
+            return Err(SimError::NoRequestTarget(describe_targets(&autoscale)));
+        }
+        Ok(Scenario {
+            model,
+            load,
+            autoscale,
+        })
+    }
+
+    /// The utilization the service's own target aims at.
+    pub fn own_utilization(&self) -> f64 {
+        let t = &self.autoscale.targets;
+        match (t.concurrency, t.rps) {
+            (Some(c), _) => c / (self.model.capacity * SERVICE_TIME_S),
+            (None, Some(r)) => r / self.model.capacity,
+            (None, None) => 1.0,
+        }
+    }
+
+    /// Instances at the first second: what it needs, within the bounds.
+    fn initial(&self, min: u32, max: u32) -> u32 {
+        let first = self.load.first().copied().unwrap_or(0.0);
+        self.model.needed(first).clamp(min, max.max(min))
+    }
+
+    /// Replays `which` at `utilization`, keeping the seconds in `record` for a chart.
+    pub fn run(
+        &self,
+        which: Which,
+        utilization: f64,
+        record: std::ops::Range<usize>,
+    ) -> (Run, Vec<Second>) {
+        let (min, max) = (self.autoscale.min, self.autoscale.max);
+        let per_instance_rps = utilization * self.model.capacity;
+        let per_instance_concurrency = per_instance_rps * SERVICE_TIME_S;
+        let (mut policy, target, initial): (Box<dyn Policy>, String, u32) = match which {
+            Which::Ebb => {
+                let mut config = self.autoscale.clone();
+                let target = if config.targets.concurrency.is_some() {
+                    config.targets.concurrency = Some(per_instance_concurrency);
+                    format!("concurrency {}", round3(per_instance_concurrency))
+                } else {
+                    config.targets.rps = Some(per_instance_rps);
+                    format!("rps {}", round3(per_instance_rps))
+                };
+                (
+                    Box::new(ebb::Ebb::new(config)),
+                    target,
+                    self.initial(min, max),
+                )
+            }
+            Which::Hpa => (
+                Box::new(peers::Hpa::new(per_instance_rps, min, max)),
+                format!("rps {} per pod", round3(per_instance_rps)),
+                self.initial(min.max(1), max),
+            ),
+            Which::Kpa => {
+                // KPA aims at 70 % of its target: the target that makes `utilization` its aim.
+                let target = per_instance_concurrency / peers::KPA_UTILIZATION;
+                (
+                    Box::new(peers::Kpa::new(target, min, max)),
+                    format!("concurrency {} (70 %)", round3(target)),
+                    self.initial(min, max),
+                )
+            }
+        };
+        let (outcome, seconds) =
+            model::replay(&self.model, &self.load, policy.as_mut(), initial, record);
+        let run = Run {
+            policy: which,
+            utilization,
+            target,
+            outcome,
+        };
+        (run, seconds)
+    }
+
+    /// Every policy at every utilization of `grid`, on every core.
+    pub fn sweep(&self, grid: &[f64]) -> Vec<Run> {
+        let jobs: Vec<(Which, f64)> = Which::ALL
+            .iter()
+            .flat_map(|w| grid.iter().map(move |u| (*w, *u)))
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(jobs.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut runs: Vec<Option<Run>> = vec![None; jobs.len()];
+        let results = std::sync::Mutex::new(&mut runs);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(which, u)) = jobs.get(i) else {
+                        break;
+                    };
+                    let (run, _) = self.run(which, u, 0..0);
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(run);
+                    }
+                });
+            }
+        });
+        runs.into_iter().flatten().collect()
+    }
+}
+
+/// The cheapest run of `which` within the SLO, if any.
+pub fn cheapest(runs: &[Run], which: Which) -> Option<&Run> {
+    runs.iter()
+        .filter(|r| r.policy == which && r.outcome.missed_percent() <= SWEEP_MISSED_PERCENT)
+        .min_by_key(|r| r.outcome.instance_seconds)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn describe_targets(a: &AutoscaleSpec) -> String {
+    let t = &a.targets;
+    let mut parts = Vec::new();
+    if t.cpu.is_some() {
+        parts.push("a cpu target");
+    }
+    if t.memory.is_some() {
+        parts.push("a memory target");
+    }
+    if t.latency_p95.is_some() {
+        parts.push("a latency target");
+    }
+    match a.policy {
+        ScalePolicy::Step { .. } => parts.push("a step policy"),
+        ScalePolicy::Linear { .. } => parts.push("a linear policy"),
+        _ => {}
+    }
+    if parts.is_empty() {
+        "no target".into()
+    } else {
+        parts.join(" and ")
+    }
+}

@@ -1,0 +1,96 @@
+//! Request-rate traces: one count per line (requests that arrived in that second), or CSV lines
+//! whose last column is the count. Blank lines and `#` comments are skipped, and so is a first
+//! line whose last column is not a number (a CSV header).
+
+use thiserror::Error;
+
+/// Most seconds a trace may hold: a year, so a wrong file cannot take all memory.
+pub const MAX_SECONDS: usize = 366 * 24 * 3600;
+
+/// A line that is not a count, with its number (1-based).
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("line {line}: {message}")]
+pub struct TraceError {
+    /// The line's number, from 1.
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// The counts of `text`, each times `scale`.
+pub fn parse(text: &str, scale: f64) -> Result<Vec<f64>, TraceError> {
+    let mut counts = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let last = line.rsplit(',').next().unwrap_or(line).trim();
+        let count = match last.parse::<f64>() {
+            Ok(c) if c.is_finite() && c >= 0.0 => c,
+            Ok(c) => {
+                return Err(TraceError {
+                    line: i + 1,
+                    message: format!("{c} is not a count of requests (0 or more)"),
+                })
+            }
+            // A header names its columns: only the first line may.
+            Err(_) if counts.is_empty() && i == first_data_line(text) => continue,
+            Err(_) => {
+                return Err(TraceError {
+                    line: i + 1,
+                    message: format!(
+                        "{last:?} is not a number: expected one count per line, or CSV with the count last"
+                    ),
+                })
+            }
+        };
+        if counts.len() == MAX_SECONDS {
+            return Err(TraceError {
+                line: i + 1,
+                message: format!("the trace is longer than {MAX_SECONDS} seconds (a year)"),
+            });
+        }
+        counts.push(count * scale);
+    }
+    if counts.is_empty() {
+        return Err(TraceError {
+            line: text.lines().count(),
+            message: "no counts in the trace".into(),
+        });
+    }
+    Ok(counts)
+}
+
+/// The index of the first line that is neither blank nor a comment.
+fn first_data_line(text: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim();
+            !l.is_empty() && !l.starts_with('#')
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_csv_and_comments_read_and_scale() {
+        assert_eq!(parse("1\n0\n# x\n\n3\n", 10.0).unwrap(), [10.0, 0.0, 30.0]);
+        let csv = "time,requests\n2025-01-01T00:00:00Z,4\n2025-01-01T00:00:01Z,5\n";
+        assert_eq!(parse(csv, 1.0).unwrap(), [4.0, 5.0]);
+    }
+
+    #[test]
+    fn bad_lines_say_where_and_what() {
+        let e = parse("1\n2\nthree\n", 1.0).unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("\"three\" is not a number"), "{e}");
+        assert_eq!(parse("1\n-2\n", 1.0).unwrap_err().line, 2);
+        assert_eq!(parse("1\nNaN\n", 1.0).unwrap_err().line, 2);
+        assert!(parse("# only a comment\n", 1.0).is_err());
+        assert!(parse("header\n", 1.0).is_err());
+    }
+}
