@@ -103,12 +103,13 @@ pub fn decide(
         ),
         ScalePolicy::Schedule { .. } => Proposal::hold(base, "schedule without a policy".into()),
     };
-    state.recommend(t, proposal.count, config.scale_down_delay);
+    state.recommend(t, proposal.recommendation, config.scale_down_delay);
     let Proposal {
         mut count,
         mut reason,
-        panic,
+        mut panic,
         mut rule,
+        ..
     } = proposal;
 
     if panic {
@@ -132,12 +133,16 @@ pub fn decide(
 
     let bounds = config.bounds_at(now.unix_ms);
     let quiet = state.quiet_for(t);
-    let idle = bounds.min == 0 && !panic && quiet >= config.idle_timeout;
+    // No request for idle_timeout ends everything, a panic included: a panic is about requests,
+    // and there are none.
+    let idle = bounds.min == 0 && quiet >= config.idle_timeout;
     let mut floor = bounds.min;
     if idle {
         count = 0;
         reason = idle_reason(state, quiet, config.idle_timeout);
         rule = Rule::Idle;
+        panic = false;
+        state.end_panic();
     } else if bounds.min == 0 && keeps_one(state, base) {
         floor = 1;
     }

@@ -44,6 +44,6 @@ mod target;
 pub use burst::{burst, Reading, BURST_FACTOR, BURST_READINGS, MIN_BURST_SPAN};
 pub use config::TICK;
 pub use decide::{decide, demand, Decision, Now};
-pub use metrics::{Metrics, Sample, WindowStats};
+pub use metrics::{Metrics, Sample, StaleSample, WindowStats};
 pub use rule::Rule;
 pub use state::State;

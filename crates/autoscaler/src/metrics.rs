@@ -96,6 +96,28 @@ impl WindowStats {
 pub struct Metrics {
     samples: VecDeque<Sample>,
     retain: Duration,
+    /// Samples refused because they were not newer than the last one.
+    stale: u64,
+}
+
+/// A sample [`Metrics::push`] refused: not newer than the last one (a clock that went back, or
+/// a caller that pushed twice for one second). The windows assume time moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaleSample {
+    /// The refused sample's time.
+    pub at: Duration,
+    /// The newest sample's time.
+    pub last: Duration,
+}
+
+impl std::fmt::Display for StaleSample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a sample at {:?} is not newer than the last one, at {:?}: ignored",
+            self.at, self.last
+        )
+    }
 }
 
 impl Metrics {
@@ -105,6 +127,7 @@ impl Metrics {
             // One sample per second; capped so a huge `retain` does not reserve memory upfront.
             samples: VecDeque::with_capacity(retain.as_secs().min(3600) as usize + 1),
             retain,
+            stale: 0,
         }
     }
 
@@ -114,10 +137,15 @@ impl Metrics {
     }
 
     /// Adds the next second's sample and forgets those older than `retain`. A sample not newer
-    /// than the last one is ignored: windows assume time moves forward.
-    pub fn push(&mut self, sample: Sample) {
-        if self.samples.back().is_some_and(|last| sample.at <= last.at) {
-            return;
+    /// than the last one is refused, counted ([`Metrics::stale`]) and returned, for the caller
+    /// to log: windows assume time moves forward.
+    pub fn push(&mut self, sample: Sample) -> Option<StaleSample> {
+        if let Some(last) = self.samples.back().filter(|last| sample.at <= last.at) {
+            self.stale += 1;
+            return Some(StaleSample {
+                at: sample.at,
+                last: last.at,
+            });
         }
         while self
             .samples
@@ -127,6 +155,12 @@ impl Metrics {
             self.samples.pop_front();
         }
         self.samples.push_back(sample);
+        None
+    }
+
+    /// Samples refused so far because they were not newer than the last one.
+    pub fn stale(&self) -> u64 {
+        self.stale
     }
 
     /// The samples kept, oldest first.
@@ -207,9 +241,17 @@ mod tests {
     #[test]
     fn samples_out_of_order_are_ignored() {
         let mut m = Metrics::new(secs(60));
-        m.push(rps(5, Some(1.0)));
-        m.push(rps(5, Some(9.0)));
-        m.push(rps(4, Some(9.0)));
+        assert_eq!(m.push(rps(5, Some(1.0))), None);
+        let stale = m.push(rps(5, Some(9.0)));
+        assert_eq!(
+            stale,
+            Some(StaleSample {
+                at: secs(5),
+                last: secs(5)
+            })
+        );
+        assert!(m.push(rps(4, Some(9.0))).is_some());
+        assert_eq!(m.stale(), 2);
         assert_eq!(m.stats(ScaleMetric::Rps, secs(5), secs(60)).sum, 1.0);
     }
 

@@ -9,6 +9,11 @@ pub(crate) struct Proposal {
     pub reason: String,
     pub panic: bool,
     pub rule: Rule,
+    /// What scale-down stabilization remembers of this tick: the count the load itself asks
+    /// for, not the count the tolerance kept (remembering that would make leaving the band
+    /// downward wait a scale_down_delay more). A panic still remembers its held count (see
+    /// `target::propose`).
+    pub recommendation: u32,
 }
 
 impl Proposal {
@@ -18,6 +23,7 @@ impl Proposal {
             reason,
             panic: false,
             rule: Rule::Target,
+            recommendation: count,
         }
     }
 

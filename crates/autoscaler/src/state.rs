@@ -45,6 +45,12 @@ impl State {
         self.panic_last.is_some()
     }
 
+    /// Forgets the panic (the service went idle).
+    pub(crate) fn end_panic(&mut self) {
+        self.panic_last = None;
+        self.panic_max = 0;
+    }
+
     /// Notes the time and the newest request in `metrics`.
     pub(crate) fn observe(&mut self, metrics: &Metrics, now: Duration) {
         self.first_seen.get_or_insert(now);

@@ -295,3 +295,51 @@ fn a_fresh_state_neither_wakes_a_service_at_zero_nor_stops_a_running_one_early()
     assert_eq!(ds.iter().position(|d| d.desired == 0), Some(300));
     assert!(ds[300].reason.starts_with("no request in the 5m observed"));
 }
+
+/// Issue 19's first defect: after a burst, `idle_timeout = "8s"` must still take a `min = 0`
+/// service to zero 8 s after its last request, though the panic would hold it for a minute;
+/// and the event says how long it really was quiet.
+#[test]
+fn a_quiet_service_goes_to_zero_after_idle_timeout_even_in_a_panic() {
+    let mut config = rps_target(0, 50, 5.0);
+    config.idle_timeout = Duration::from_secs(8);
+    config.scale_down_delay = Duration::from_secs(5);
+    let mut sim = Sim::new(config, 1);
+    sim.run_rps(30, 5.0);
+    let burst = sim.run_rps(5, 100.0);
+    assert!(burst.iter().any(|d| d.panic), "the burst panics");
+    let quiet = sim.run_rps(20, 0.0);
+    let zero = quiet.iter().position(|d| d.desired == 0).unwrap();
+    // The last request was in the burst's last second: zero 8 s later, not a panic later.
+    assert_eq!(zero + 1, 8, "{}", quiet[zero].reason);
+    assert_eq!(quiet[zero].rule, Rule::Idle);
+    assert!(!quiet[zero].panic);
+    assert!(
+        quiet[zero]
+            .reason
+            .starts_with("no request for 8s (idle_timeout 8s) → 0"),
+        "{}",
+        quiet[zero].reason
+    );
+    assert!(!sim.state.panicking(), "the panic ended with the requests");
+}
+
+/// A count kept within the tolerance is not remembered as a recommendation: when the load
+/// leaves the band downward, the count follows what the load asked for instead of waiting a
+/// scale_down_delay more at the kept count.
+#[test]
+fn a_count_kept_within_the_tolerance_does_not_hold_the_way_down() {
+    let mut sim = Sim::new(rps_target(1, 50, 5.0), 10);
+    // 45 rps on 10 instances at 5 each: 0.9 of target, within 10 %: kept at 10 (9 asked).
+    let kept = sim.run_rps(120, 45.0);
+    assert!(kept
+        .iter()
+        .all(|d| d.desired == 10 && d.rule == Rule::Tolerance));
+    let down = sim.run_rps(120, 20.0);
+    // Leaving the band: no decision holds 10 again; the first one below 10 is the 9 the load
+    // asked for all along.
+    let first = down.iter().position(|d| d.desired < 10).unwrap();
+    assert_eq!(first, 0, "{}", down[0].reason);
+    assert_eq!(down[0].desired, 9);
+    assert_eq!(down.last().unwrap().desired, 4);
+}

@@ -80,7 +80,13 @@ fn decide_one(
     now: Now,
 ) -> Option<(Versioned<ServiceSpec>, Decision)> {
     let s = services.get_mut(&input.spec.value.name)?;
-    s.metrics.push(input.sample);
+    if let Some(stale) = s.metrics.push(input.sample) {
+        tracing::warn!(
+            service = %input.spec.value.name,
+            refused = s.metrics.stale(),
+            "autoscaler: {stale}"
+        );
+    }
     let decision = decide(&s.spec, &mut s.state, &s.metrics, input.ready, now);
     Some((input.spec, decision))
 }
