@@ -161,6 +161,9 @@ fn stable(
     if c.missing != Missing::None && c.count.cmp(&base) == direction.reverse() {
         c.missing = Missing::Reversed;
         c.count = base;
+    }
+    // Missing samples never lower a decision, nor what stabilization remembers of it.
+    if c.missing != Missing::None && c.raw.cmp(&base) == direction.reverse() {
         c.raw = base;
     }
     c
@@ -253,12 +256,19 @@ pub(crate) fn propose(
         if !others.is_empty() {
             reason += &format!("; other targets: {}", others.join(", "));
         }
+        // Every target's own ask: the highest is what the load asks for.
+        let raw = each
+            .iter()
+            .flatten()
+            .map(|c| c.raw)
+            .max()
+            .unwrap_or(calm.raw);
         return Proposal {
             count: calm.count,
             reason,
             panic: false,
             rule: calm.rule(),
-            recommendation: calm.raw,
+            recommendation: raw,
         };
     };
 

@@ -343,3 +343,25 @@ fn a_count_kept_within_the_tolerance_does_not_hold_the_way_down() {
     assert_eq!(down[0].desired, 9);
     assert_eq!(down.last().unwrap().desired, 4);
 }
+
+/// Missing samples never lower what stabilization remembers either: present samples asking
+/// for more, counted with the missing ones as zero, land within the tolerance; what is
+/// remembered is the count kept, not the lower count the zeros made up.
+#[test]
+fn missing_samples_within_the_tolerance_do_not_lower_the_way_down() {
+    let mut sim = Sim::new(rps_target(1, 50, 5.0), 10);
+    sim.run_rps(120, 50.0);
+    for s in 0..60 {
+        if s % 4 == 3 {
+            sim.tick_with(|sample| Sample {
+                requests: 1,
+                ..sample
+            });
+        } else {
+            sim.tick_rps(60.0);
+        }
+    }
+    // 45 present at 60 rps, 15 missing as 0: 45 rps, within 10 % of 10 × 5: kept at 10.
+    let down = sim.tick_rps(40.0);
+    assert_eq!(down.desired, 10, "{}", down.reason);
+}

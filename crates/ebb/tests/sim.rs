@@ -137,3 +137,18 @@ fn bad_input_is_named_with_exit_code_2() {
         "{err}"
     );
 }
+
+#[test]
+fn a_trace_larger_than_any_service_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = deploy_file(dir.path(), "web.toml", WEB);
+    let out = Command::new(EBB)
+        .arg("sim")
+        .arg(&file)
+        .args(["--trace", NASA, "--scale", "10000000"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ebb sim models at most 10000"), "{err}");
+}

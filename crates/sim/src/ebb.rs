@@ -43,8 +43,9 @@ impl Policy for Ebb {
         let end = end_of(view.second);
         let start = end - Duration::from_secs(1);
         let concurrency = load * SERVICE_TIME_S;
-        if view.ready == 0 && load > 0.0 {
-            // The first request of the second meets no instance: the router's queue asks.
+        if view.total == 0 && load > 0.0 {
+            // The first request of the second meets a service at zero: the router's queue asks
+            // (the server calls `demand` only then).
             let _ = demand(&self.config, &mut self.state, view.ready, Now::unix(start));
         }
         let reading = Reading {

@@ -58,7 +58,21 @@ pub enum SimError {
     /// The policy does not follow requests.
     #[error("ebb sim replays request load: the service's [autoscale] needs a concurrency or rps target (it has {0})")]
     NoRequestTarget(String),
+    /// A schedule's windows need wall-clock times, which a trace of counts does not have.
+    #[error("ebb sim does not replay policy = \"schedule\" (a trace of counts has no wall-clock times for its windows); replay the same service with policy = \"target\"")]
+    Schedule,
+    /// The trace needs more instances than any policy may run.
+    #[error("the trace's busiest second needs {needed} instances at this --capacity and --scale; ebb sim models at most {max}")]
+    TooLarge {
+        /// Instances the busiest second needs.
+        needed: u32,
+        /// [`MAX_INSTANCES`].
+        max: u32,
+    },
 }
+
+/// Most instances a replay models: a service's most (the oracle's cost grows with it).
+pub const MAX_INSTANCES: u32 = ebb_core::service::MAX_INSTANCES;
 
 /// A trace, the model, and the service's autoscaling.
 #[derive(Debug, Clone)]
@@ -91,12 +105,18 @@ impl Scenario {
     pub fn new(model: Model, load: Vec<f64>, autoscale: AutoscaleSpec) -> Result<Self, SimError> {
         let follows_requests =
             autoscale.targets.concurrency.is_some() || autoscale.targets.rps.is_some();
-        let target_policy = matches!(
-            autoscale.policy,
-            ScalePolicy::Target | ScalePolicy::Schedule { .. }
-        );
-        if !follows_requests || !target_policy {
+        if matches!(autoscale.policy, ScalePolicy::Schedule { .. }) {
+            return Err(SimError::Schedule);
+        }
+        if !follows_requests || !matches!(autoscale.policy, ScalePolicy::Target) {
             return Err(SimError::NoRequestTarget(describe_targets(&autoscale)));
+        }
+        let needed = load.iter().map(|l| model.needed(*l)).max().unwrap_or(0);
+        if needed > MAX_INSTANCES {
+            return Err(SimError::TooLarge {
+                needed,
+                max: MAX_INSTANCES,
+            });
         }
         Ok(Scenario {
             model,
@@ -133,12 +153,21 @@ impl Scenario {
         let per_instance_concurrency = per_instance_rps * SERVICE_TIME_S;
         let (mut policy, target, initial): (Box<dyn Policy>, String, u32) = match which {
             Which::Ebb => {
+                // Only the request target: the replay has no cpu, memory or latency samples (a
+                // target without samples holds the count), and one swept target is compared.
                 let mut config = self.autoscale.clone();
+                let swept = ebb_core::autoscale::ScaleTargets::default();
                 let target = if config.targets.concurrency.is_some() {
-                    config.targets.concurrency = Some(per_instance_concurrency);
+                    config.targets = ebb_core::autoscale::ScaleTargets {
+                        concurrency: Some(per_instance_concurrency),
+                        ..swept
+                    };
                     format!("concurrency {}", round3(per_instance_concurrency))
                 } else {
-                    config.targets.rps = Some(per_instance_rps);
+                    config.targets = ebb_core::autoscale::ScaleTargets {
+                        rps: Some(per_instance_rps),
+                        ..swept
+                    };
                     format!("rps {}", round3(per_instance_rps))
                 };
                 (

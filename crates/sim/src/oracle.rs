@@ -8,8 +8,9 @@ use crate::model::{Model, Outcome};
 /// whose load needs more than `k` instances. Each layer on its own is optimal when it starts
 /// `d` seconds before each run of needed seconds and keeps its instance through a gap of at most
 /// `d` idle seconds (keeping costs the gap, restarting costs `d`). Layers serving at the first
-/// second are there from the start, as every replay's initial instances are. `changes` counts
-/// the starts.
+/// second are there from the start, as every replay's initial instances are; a layer first
+/// needed at second `s ≤ d` cannot have started in time, so it is there from the start too and
+/// costs its `s` idle seconds. `changes` counts the starts.
 pub fn oracle(model: &Model, load: &[f64]) -> Outcome {
     let d = model.start_delay_s;
     // The last second each layer served.
@@ -36,8 +37,8 @@ pub fn oracle(model: &Model, load: &[f64]) -> Outcome {
                 }
                 None => {
                     if !(s == 0 && k < initial) {
-                        out.instance_seconds += d;
-                        out.changes += 1;
+                        out.instance_seconds += d.min(s);
+                        out.changes += u64::from(s > d);
                     }
                     last.push(s);
                 }
@@ -80,6 +81,22 @@ mod tests {
         assert_eq!(out.instance_seconds, 3 + 2 + 3);
         assert_eq!(out.changes, 1);
         assert_eq!(out.missed_seconds, 0);
+    }
+
+    /// A layer first needed before it could have started is there from the start: it costs
+    /// its idle seconds, never a start it had no time for (or the oracle would cost more than
+    /// a fleet fixed at the peak on a short trace with a long delay).
+    #[test]
+    fn an_early_need_is_met_from_the_start() {
+        let model = Model {
+            capacity: 10.0,
+            start_delay_s: 86_400,
+        };
+        let mut load = vec![25.0; 3600];
+        load[0] = 5.0;
+        let out = oracle(&model, &load);
+        assert_eq!(out.instance_seconds, 3600 + 2 * 3600);
+        assert!(out.instance_seconds <= fixed_at_peak(&model, &load).1.instance_seconds);
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl Policy for Kpa {
             self.panic_since = Some(s);
         } else if self
             .panic_since
-            .is_some_and(|at| s >= at + KPA_STABLE_S as u64)
+            .is_some_and(|at| s > at + KPA_STABLE_S as u64)
         {
             self.panic_since = None;
         }

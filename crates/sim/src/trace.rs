@@ -51,7 +51,14 @@ pub fn parse(text: &str, scale: f64) -> Result<Vec<f64>, TraceError> {
                 message: format!("the trace is longer than {MAX_SECONDS} seconds (a year)"),
             });
         }
-        counts.push(count * scale);
+        let scaled = count * scale;
+        if !scaled.is_finite() {
+            return Err(TraceError {
+                line: i + 1,
+                message: format!("{count} × {scale} is too large a rate"),
+            });
+        }
+        counts.push(scaled);
     }
     if counts.is_empty() {
         return Err(TraceError {
@@ -92,5 +99,6 @@ mod tests {
         assert_eq!(parse("1\nNaN\n", 1.0).unwrap_err().line, 2);
         assert!(parse("# only a comment\n", 1.0).is_err());
         assert!(parse("header\n", 1.0).is_err());
+        assert_eq!(parse("1\n1e300\n", 1e10).unwrap_err().line, 2);
     }
 }

@@ -174,8 +174,22 @@ fn read_trace(path: &Path, scale: f64) -> anyhow::Result<Vec<f64>> {
             path.display()
         )));
     }
-    let text = std::fs::read_to_string(path)
+    // Read at most the limit: a pipe or a device has no size to check first.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(f, MAX_TRACE_BYTES + 1),
+                &mut text,
+            )
+        })
         .map_err(|e| invalid(format!("--trace {}: {e}", path.display())))?;
+    if text.len() as u64 > MAX_TRACE_BYTES {
+        return Err(invalid(format!(
+            "--trace {}: more than {MAX_TRACE_BYTES} bytes, more than a trace of a year holds",
+            path.display()
+        )));
+    }
     ebb_sim::trace::parse(&text, scale)
         .map_err(|e| invalid(format!("{}:{}: {}", path.display(), e.line, e.message)))
 }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# ebb sim --sweep on the NASA-1995 trace (x100) and on the synthetic traces of
+# bench/traces/generate.py, at start delays of 10 s and 60 s: each policy's cost at its cheapest
+# target within 1 % missed seconds, as a ratio to the optimal oracle.
+#
+# Usage: EBB_BIN=target/release/ebb bench/sim.sh [OUT_DIR]
+# Needs python3 (the generator). Prints a Markdown table; the JSON of every run stays in OUT_DIR.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+ebb="${EBB_BIN:-$here/../target/release/ebb}"
+out="${1:-$(mktemp -d)}"
+nasa="$here/../../shared/traces/nasa-1995-requests-per-second.txt"
+python3 "$here/traces/generate.py" "$out/traces" 2>/dev/null
+
+service() { # $1: min
+    cat <<TOML
+[services.web]
+command = ["true"]
+port = 8080
+[services.web.autoscale]
+min = $1
+max = 1000
+concurrency = 0.7
+TOML
+}
+service 1 > "$out/web.toml"
+service 0 > "$out/web-min0.toml"
+
+run() { # trace scale file d
+    local name="$1" trace="$2" scale="$3" file="$4" d="$5"
+    local json="$out/$name-$d.json"
+    "$ebb" sim "$file" --trace "$trace" --scale "$scale" --start-delay "$d" --sweep --json > "$json"
+    python3 - "$json" "$name" "$d" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+def cell(p):
+    r = doc[p]
+    return "-" if r is None else f"{r['ratio']:.2f}× ({r['target']}, {r['missed_percent']:.2f} %)"
+print(f"| {sys.argv[2]} | {sys.argv[3]} | {doc['oracle']['instance_seconds']:,} | {cell('ebb')} | {cell('hpa')} | {cell('kpa')} |")
+PY
+}
+
+echo "| trace | d | oracle (instance-s) | ebb | HPA model | KPA model |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for d in 10s 60s; do
+    [ -f "$nasa" ] && run nasa-x100 "$nasa" 100 "$out/web.toml" "$d"
+    for t in diurnal weekly noisy steps flash surges; do
+        run "$t" "$out/traces/$t.txt" 1 "$out/web.toml" "$d"
+    done
+    run idle "$out/traces/idle.txt" 1 "$out/web-min0.toml" "$d"
+done
