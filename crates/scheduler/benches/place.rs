@@ -66,35 +66,29 @@ fn place(c: &mut Criterion) {
     group.sample_size(10);
     for nodes in [1_000, 10_000] {
         let fresh = cluster(nodes);
-        group.bench_function(format!("{nodes}_nodes"), |b| {
-            b.iter_batched(
-                || fresh.clone(),
-                |mut cluster| {
-                    let placed = requests
-                        .iter()
-                        .enumerate()
-                        .filter(|(k, r)| cluster.place_and_reserve(r, *k as u64).is_ok())
-                        .count();
-                    black_box(placed)
-                },
-                BatchSize::LargeInput,
-            )
+        let mut bench = |name: String, place: fn(&mut Cluster, &Request, u64) -> bool| {
+            group.bench_function(name, |b| {
+                b.iter_batched(
+                    || fresh.clone(),
+                    |mut cluster| {
+                        let placed = requests
+                            .iter()
+                            .enumerate()
+                            .filter(|(k, r)| place(&mut cluster, r, *k as u64))
+                            .count();
+                        black_box(placed)
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        };
+        bench(format!("{nodes}_nodes"), |c, r, seed| {
+            c.place_and_reserve(r, seed).is_ok()
         });
         // What the server calls: the same placement, and why (names and counts as text-ready
         // values), which `ebb describe INSTANCE` shows.
-        group.bench_function(format!("{nodes}_nodes_explained"), |b| {
-            b.iter_batched(
-                || fresh.clone(),
-                |mut cluster| {
-                    let placed = requests
-                        .iter()
-                        .enumerate()
-                        .filter(|(k, r)| cluster.place_and_reserve_explained(r, *k as u64).is_ok())
-                        .count();
-                    black_box(placed)
-                },
-                BatchSize::LargeInput,
-            )
+        bench(format!("{nodes}_nodes_explained"), |c, r, seed| {
+            c.place_and_reserve_explained(r, seed).is_ok()
         });
     }
     group.finish();

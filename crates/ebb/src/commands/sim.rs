@@ -127,40 +127,22 @@ fn pick(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let found = match name {
-        Some(want) => match autoscaled.iter().find(|(n, _)| *n == want) {
-            Some(found) => found,
-            None if services.iter().any(|s| s.name == want) => {
-                return Err(invalid(format!(
-                    "{}: service {want} has no [autoscale] to replay",
-                    file.display()
-                )))
+    let found = match (name, autoscaled.as_slice()) {
+        (Some(want), _) => autoscaled.iter().find(|(n, _)| *n == want).ok_or_else(|| {
+            if services.iter().any(|s| s.name == want) {
+                format!("service {want} has no [autoscale] to replay")
+            } else {
+                format!("no service {want}; autoscaled here: {}", names())
             }
-            None => {
-                return Err(invalid(format!(
-                    "{}: no service {want}; autoscaled here: {}",
-                    file.display(),
-                    names()
-                )))
-            }
-        },
-        None => match autoscaled.as_slice() {
-            [one] => one,
-            [] => {
-                return Err(invalid(format!(
-                    "{}: no service has an [autoscale] to replay",
-                    file.display()
-                )))
-            }
-            _ => {
-                return Err(invalid(format!(
-                    "{}: several services autoscale ({}); name one with --service",
-                    file.display(),
-                    names()
-                )))
-            }
-        },
-    };
+        }),
+        (None, [one]) => Ok(one),
+        (None, []) => Err("no service has an [autoscale] to replay".to_string()),
+        (None, _) => Err(format!(
+            "several services autoscale ({}); name one with --service",
+            names()
+        )),
+    }
+    .map_err(|m| invalid(format!("{}: {m}", file.display())))?;
     Ok((found.0.to_string(), found.1.clone()))
 }
 
