@@ -61,7 +61,10 @@ impl Reading {
 
 /// Enters panic between ticks when `reading` alone asks for ≥ `panic_threshold` × the `current`
 /// ready instances. Returns a decision when that raises the count asked for; `None` when the
-/// reading is too short, calm, or already covered (a service at zero is [`demand`]'s).
+/// reading is too short, calm, or already covered. With no instance ready, the instances already
+/// asked for (by [`demand`], starting) stand in for them, so a cold start under load is sized by
+/// the load seen instead of growing from one; a service at zero with nothing asked for is
+/// [`demand`]'s.
 ///
 /// [`demand`]: crate::demand
 pub fn burst(
@@ -71,7 +74,11 @@ pub fn burst(
     current: u32,
     now: Now,
 ) -> Option<Decision> {
-    if reading.span < MIN_BURST_SPAN || current == 0 {
+    let sized_for = match current {
+        0 => state.desired.unwrap_or(0),
+        n => n,
+    };
+    if reading.span < MIN_BURST_SPAN || sized_for == 0 {
         return None;
     }
     if !matches!(deciding_policy(&config.policy), ScalePolicy::Target) {
@@ -83,7 +90,7 @@ pub fn burst(
         .filter_map(|(m, t)| Some((m, reading.value(m)?, t)))
         .filter(|(_, _, t)| *t > 0.0)
         .max_by(|a, b| (a.1 / a.2).total_cmp(&(b.1 / b.2)))?;
-    let ratio = value / (target * f64::from(current));
+    let ratio = value / (target * f64::from(sized_for));
     let t = now.mono;
     if !sustained(state, ratio >= config.panic_threshold * BURST_FACTOR, t) {
         return None;
@@ -203,7 +210,7 @@ mod tests {
         assert!(!s.panicking());
         // Too short a span, however high.
         assert_eq!(twice(&c, &mut s, reading(350, 50.0), 1, 3_000), None);
-        // At zero the demand path decides.
+        // At zero with nothing asked for, the demand path decides.
         assert_eq!(twice(&c, &mut s, reading(900, 50.0), 0, 4_000), None);
         // Not in a row: a calm reading between, or too long a gap.
         let mut s = State::default();
@@ -216,6 +223,22 @@ mod tests {
         assert!(twice(&c, &mut s, reading(900, 8.0), 1, 8_000).is_some());
         assert_eq!(burst(&c, &mut s, &reading(900, 8.0), 1, at(8_250)), None);
         assert!(s.panicking());
+    }
+
+    /// Issue 19: waking from zero under load took one instance, then the ticks' rate limit
+    /// (1 → 7 over 6 s at 48 req/s). The instance demand asked for stands in for the ready
+    /// ones, so the load seen while it starts sizes the step at once.
+    #[test]
+    fn a_cold_start_under_load_is_sized_by_the_load_seen() {
+        let mut c = config();
+        c.min = 0;
+        let mut s = State::default();
+        let woke = crate::demand(&c, &mut s, 0, at(1_000)).expect("a request at zero");
+        assert_eq!(woke.desired, 1);
+        // 9.6 in flight at a target of 2 while the first instance starts: 5 instances.
+        let d = twice(&c, &mut s, reading(500, 9.6), 0, 1_500).expect("a burst at zero");
+        assert_eq!(d.desired, 5, "{}", d.reason);
+        assert!(d.panic);
     }
 
     #[test]
