@@ -4,7 +4,7 @@
 mod common;
 
 use common::MONDAY_2024;
-use ebb_autoscaler::{decide, demand, Metrics, Now, Sample, State};
+use ebb_autoscaler::{burst, decide, demand, Metrics, Now, Reading, Sample, State};
 use ebb_core::autoscale::{
     AutoscaleSpec, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand, StepChange,
     Weekdays,
@@ -210,6 +210,53 @@ proptest! {
                 (bounds.min..=bounds.max).contains(&d.desired),
                 "{} outside [{}, {}]: {}", d.desired, bounds.min, bounds.max, d.reason
             );
+        }
+    }
+
+    /// Issue 19: whatever happened before (panics, bursts, demand, any load, any ready count),
+    /// a `min = 0` service reaches zero once it has had no request for `idle_timeout`, and
+    /// stays there while no request comes.
+    #[test]
+    fn the_idle_rule_reaches_zero_after_idle_timeout_whatever_happened_before(
+        targets in some_targets(),
+        max in 1u32..40,
+        idle_s in 1u64..120,
+        history in prop::collection::vec(
+            (sample_values(), 0u32..40, prop::option::of(0.0f64..2000.0), any::<bool>()),
+            1..200,
+        ),
+    ) {
+        let mut config = AutoscaleSpec::new(0, max, targets);
+        config.idle_timeout = Duration::from_secs(idle_s);
+        let mut state = State::default();
+        let mut metrics = Metrics::for_config(&config);
+        let at = |t: u64| Now::unix(MONDAY_2024 + Duration::from_secs(t));
+        let mut t = 0;
+        for (values, current, burst_load, demanded) in &history {
+            t += 1;
+            if *demanded {
+                let _ = demand(&config, &mut state, 0, at(t));
+            }
+            if let Some(load) = burst_load {
+                let reading = Reading {
+                    span: Duration::from_millis(500),
+                    concurrency: Some(*load),
+                    rps: Some(*load),
+                };
+                let _ = burst(&config, &mut state, &reading, *current, at(t));
+            }
+            let _ = metrics.push(sample(at(t).mono, values));
+            decide(&config, &mut state, &metrics, *current, at(t));
+        }
+        // Then nothing: no request, no metric, whatever ready count.
+        for quiet in 1..=idle_s + 30 {
+            t += 1;
+            let _ = metrics.push(Sample::new(at(t).mono));
+            let d = decide(&config, &mut state, &metrics, (quiet % 3) as u32, at(t));
+            if quiet >= idle_s {
+                prop_assert_eq!(d.desired, 0, "{} s quiet: {}", quiet, d.reason);
+                prop_assert!(!d.panic);
+            }
         }
     }
 
