@@ -47,3 +47,4 @@ pub use decide::{decide, demand, Decision, Now};
 pub use metrics::{Metrics, Sample, StaleSample, WindowStats};
 pub use rule::Rule;
 pub use state::State;
+pub use target::ceil_count;

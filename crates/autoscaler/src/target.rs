@@ -18,7 +18,7 @@ use std::time::Duration;
 
 /// The smallest count that covers `x` instances' worth of load. A hair of slack absorbs float
 /// error (`0.1 * 3 / 0.1` is 3.0000000000000004, which must not ask for a 4th instance).
-pub(crate) fn ceil_count(x: f64) -> u32 {
+pub fn ceil_count(x: f64) -> u32 {
     if x.is_nan() || x <= 0.0 {
         0
     } else {

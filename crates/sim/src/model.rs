@@ -9,15 +9,8 @@
 
 use std::collections::VecDeque;
 
-/// The smallest count that covers `x`, with a hair of slack for float error (`0.7 / 0.7 × 0.1 /
-/// 0.1` must not ask for a second instance), as the autoscaler counts.
-pub fn ceil_count(x: f64) -> u32 {
-    if x.is_nan() || x <= 0.0 {
-        0
-    } else {
-        (x - 1e-9).ceil().min(f64::from(u32::MAX)) as u32
-    }
-}
+/// The autoscaler's count of instances, so the model and the policy round alike.
+pub use ebb_autoscaler::ceil_count;
 
 /// Seconds a request takes to serve: the model's concurrency is λ × this (Little's law).
 pub const SERVICE_TIME_S: f64 = 0.1;

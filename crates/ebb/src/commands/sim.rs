@@ -58,19 +58,20 @@ pub fn sim(a: &SimArgs) -> anyhow::Result<()> {
             (*w, run)
         })
         .collect();
+    let report = Report {
+        args: a,
+        service: &service,
+        scenario: &scenario,
+        oracle: &oracle,
+        peak,
+        fixed: &fixed,
+        chosen: &chosen,
+        runs: &runs,
+    };
     if a.json {
-        let doc = report_json(
-            a,
-            &service,
-            &scenario,
-            &oracle,
-            (peak, &fixed),
-            &chosen,
-            &runs,
-        );
-        out!("{}", serde_json::to_string_pretty(&doc)?);
+        out!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {
-        print_table(a, &service, &scenario, &oracle, (peak, &fixed), &chosen);
+        report.print();
     }
     if let Some(path) = &a.chart {
         let ebb = chosen
@@ -205,67 +206,83 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * f).round() / f
 }
 
-fn report_json(
-    a: &SimArgs,
-    service: &str,
-    scenario: &Scenario,
-    oracle: &Outcome,
-    (peak, fixed): (u32, &Outcome),
-    chosen: &[(Which, Option<&Run>)],
-    runs: &[Run],
-) -> Value {
-    let (mean, max) = load_figures(&scenario.load);
-    let mut doc = json!({
-        "service": service,
-        "trace": {
-            "file": a.trace.display().to_string(),
-            "seconds": scenario.load.len(),
-            "scale": a.scale,
-            "mean_rps": round(mean, 3),
-            "peak_rps": round(max, 3),
-        },
-        "model": {
-            "capacity": scenario.model.capacity,
-            "start_delay_s": scenario.model.start_delay_s,
-        },
-        "sweep": a.sweep,
-        "oracle": outcome_json(oracle, oracle),
-        "fixed": outcome_json(fixed, oracle),
-    });
-    doc["fixed"]["instances"] = peak.into();
-    for (w, run) in chosen {
-        doc[w.as_str()] = run.map_or(Value::Null, |r| run_json(r, oracle));
-    }
-    if a.sweep {
-        doc["runs"] = runs
-            .iter()
-            .map(|r| {
-                let mut v = run_json(r, oracle);
-                v["policy"] = r.policy.as_str().into();
-                v
-            })
-            .collect();
-    }
-    doc
+/// What a replay found, for printing as a table or as JSON.
+#[derive(Clone, Copy)]
+struct Report<'a> {
+    args: &'a SimArgs,
+    service: &'a str,
+    scenario: &'a Scenario,
+    oracle: &'a Outcome,
+    /// Instances of the fleet fixed at the peak.
+    peak: u32,
+    fixed: &'a Outcome,
+    /// Each policy's run shown: its own target's, or the sweep's cheapest within 1 %.
+    chosen: &'a [(Which, Option<&'a Run>)],
+    /// Every run (all of a sweep's).
+    runs: &'a [Run],
 }
 
-fn load_figures(load: &[f64]) -> (f64, f64) {
-    let sum: f64 = load.iter().sum();
-    let max = load.iter().copied().fold(0.0, f64::max);
-    (sum / load.len().max(1) as f64, max)
-}
+impl Report<'_> {
+    fn json(self) -> Value {
+        let Report {
+            args: a,
+            service,
+            scenario,
+            oracle,
+            peak,
+            fixed,
+            chosen,
+            runs,
+        } = self;
+        let (mean, max) = load_figures(&scenario.load);
+        let mut doc = json!({
+            "service": service,
+            "trace": {
+                "file": a.trace.display().to_string(),
+                "seconds": scenario.load.len(),
+                "scale": a.scale,
+                "mean_rps": round(mean, 3),
+                "peak_rps": round(max, 3),
+            },
+            "model": {
+                "capacity": scenario.model.capacity,
+                "start_delay_s": scenario.model.start_delay_s,
+            },
+            "sweep": a.sweep,
+            "oracle": outcome_json(oracle, oracle),
+            "fixed": outcome_json(fixed, oracle),
+        });
+        doc["fixed"]["instances"] = peak.into();
+        for (w, run) in chosen {
+            doc[w.as_str()] = run.map_or(Value::Null, |r| run_json(r, oracle));
+        }
+        if a.sweep {
+            doc["runs"] = runs
+                .iter()
+                .map(|r| {
+                    let mut v = run_json(r, oracle);
+                    v["policy"] = r.policy.as_str().into();
+                    v
+                })
+                .collect();
+        }
+        doc
+    }
 
-fn print_table(
-    a: &SimArgs,
-    service: &str,
-    scenario: &Scenario,
-    oracle: &Outcome,
-    (peak, fixed): (u32, &Outcome),
-    chosen: &[(Which, Option<&Run>)],
-) {
-    let (mean, max) = load_figures(&scenario.load);
-    let seconds = scenario.load.len();
-    out!(
+    fn print(self) {
+        let Report {
+            args: a,
+            service,
+            scenario,
+            oracle,
+            peak,
+            fixed,
+            chosen,
+            ..
+        } = self;
+        let (mean, max) = load_figures(&scenario.load);
+        let seconds = scenario.load.len();
+        out!(
         "{service}: {} ({seconds} s, {:.1} days) ×{}: mean {mean:.1} req/s, peak {max:.0} req/s; \
          an instance serves {} req/s, starts in {} s",
         a.trace.display(),
@@ -274,54 +291,61 @@ fn print_table(
         scenario.model.capacity,
         scenario.model.start_delay_s
     );
-    if a.sweep {
-        out!("each policy at its cheapest target with at most 1 % of seconds missed:");
-    }
-    let row = |name: &str, target: String, o: &Outcome| {
-        vec![
-            name.to_string(),
-            target,
-            o.instance_seconds.to_string(),
-            format!("{:.2}", ratio(o, oracle)),
-            o.missed_seconds.to_string(),
-            format!("{:.2}", o.missed_percent()),
-            format!("{:.1}", o.changes_per_hour()),
-            format!(
-                "{:.0}",
-                100.0 * o.panic_seconds as f64 / o.seconds.max(1) as f64
-            ),
-        ]
-    };
-    let mut rows = vec![row("oracle", "knows the future".into(), oracle)];
-    for (w, run) in chosen {
-        match run {
-            Some(r) => rows.push(row(w.as_str(), r.target.clone(), &r.outcome)),
-            None => rows.push(vec![
-                w.as_str().to_string(),
-                "no target within 1 % missed".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-            ]),
+        if a.sweep {
+            out!("each policy at its cheapest target with at most 1 % of seconds missed:");
         }
+        let row = |name: &str, target: String, o: &Outcome| {
+            vec![
+                name.to_string(),
+                target,
+                o.instance_seconds.to_string(),
+                format!("{:.2}", ratio(o, oracle)),
+                o.missed_seconds.to_string(),
+                format!("{:.2}", o.missed_percent()),
+                format!("{:.1}", o.changes_per_hour()),
+                format!(
+                    "{:.0}",
+                    100.0 * o.panic_seconds as f64 / o.seconds.max(1) as f64
+                ),
+            ]
+        };
+        let mut rows = vec![row("oracle", "knows the future".into(), oracle)];
+        for (w, run) in chosen {
+            match run {
+                Some(r) => rows.push(row(w.as_str(), r.target.clone(), &r.outcome)),
+                None => rows.push(vec![
+                    w.as_str().to_string(),
+                    "no target within 1 % missed".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]),
+            }
+        }
+        rows.push(row("fixed", format!("{peak} instances (the peak)"), fixed));
+        table(
+            &[
+                "POLICY",
+                "TARGET",
+                "INSTANCE-SECONDS",
+                "× ORACLE",
+                "MISSED S",
+                "MISSED %",
+                "CHANGES/H",
+                "PANIC %",
+            ],
+            &rows,
+        );
     }
-    rows.push(row("fixed", format!("{peak} instances (the peak)"), fixed));
-    table(
-        &[
-            "POLICY",
-            "TARGET",
-            "INSTANCE-SECONDS",
-            "× ORACLE",
-            "MISSED S",
-            "MISSED %",
-            "CHANGES/H",
-            "PANIC %",
-        ],
-        &rows,
-    );
+}
+
+fn load_figures(load: &[f64]) -> (f64, f64) {
+    let sum: f64 = load.iter().sum();
+    let max = load.iter().copied().fold(0.0, f64::max);
+    (sum / load.len().max(1) as f64, max)
 }
 
 /// The busiest hour (the whole trace if shorter): its first second.
