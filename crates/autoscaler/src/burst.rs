@@ -14,6 +14,7 @@
 
 use crate::decide::{commit, deciding_policy, Decision, Now};
 use crate::explain;
+use crate::noise;
 use crate::state::State;
 use crate::target::ceil_count;
 use crate::Rule;
@@ -92,7 +93,9 @@ pub fn burst(
         .max_by(|a, b| (a.1 / a.2).total_cmp(&(b.1 / b.2)))?;
     let ratio = value / (target * f64::from(sized_for));
     let t = now.mono;
-    if !sustained(state, ratio >= config.panic_threshold * BURST_FACTOR, t) {
+    let over = ratio >= config.panic_threshold * BURST_FACTOR
+        && noise::risen(state.baseline(metric), value, reading.span);
+    if !sustained(state, over, t) {
         return None;
     }
     let asked = ceil_count(value / target);

@@ -192,6 +192,31 @@ impl Metrics {
         stats
     }
 
+    /// The per-second noise of `metric` over `(now - len, now]`: von Neumann's estimate from
+    /// successive differences, `σ² = Σ(xᵢ − xᵢ₋₁)² / 2(n − 1)`, with the largest difference
+    /// left out. A steady rise of `a` a second adds only `a / √2` to it, and one step of load
+    /// (a change of level, not noise: noise repeats) adds nothing, where the values' own spread
+    /// would count both in full. `None` with fewer than two differences left.
+    ///
+    /// Keeping the largest difference was tried: a step then raises the count while it is in
+    /// the window and lowers it after (no longer a monotone response), for mixed results in
+    /// replays (BENCHMARKS.md).
+    pub fn noise(&self, metric: ScaleMetric, now: Duration, len: Duration) -> Option<f64> {
+        let mut previous = None;
+        let (mut sum, mut largest, mut n) = (0.0, 0.0_f64, 0u32);
+        for v in self.window(now, len).filter_map(|s| s.value(metric)) {
+            if let Some(p) = previous {
+                let d2: f64 = (v - p) * (v - p);
+                sum += d2;
+                largest = largest.max(d2);
+                n += 1;
+            }
+            previous = Some(v);
+        }
+        let kept = n.checked_sub(1).filter(|&k| k >= 2)?;
+        Some(((sum - largest).max(0.0) / (2.0 * f64::from(kept))).sqrt())
+    }
+
     /// When the newest active second (see [`Sample::is_active`]) not after `now` ended.
     pub fn last_active(&self, now: Duration) -> Option<Duration> {
         self.window(now, Duration::MAX)
@@ -234,6 +259,8 @@ mod tests {
         // (4, 10] → 5..=10: present 6, 8, 10; missing 5, 7, 9.
         let st = m.stats(ScaleMetric::Rps, secs(10), secs(6));
         assert_eq!((st.sum, st.present, st.missing), (24.0, 3, 3));
+        // Three values, two differences, one left: too few to judge noise by.
+        assert_eq!(m.noise(ScaleMetric::Rps, secs(10), secs(6)), None);
         // A window ending earlier ignores later samples: (2, 8] → 3..=8.
         assert_eq!(m.stats(ScaleMetric::Rps, secs(8), secs(6)).samples(), 6);
     }
@@ -271,5 +298,36 @@ mod tests {
         });
         m.push(Sample::new(secs(4)));
         assert_eq!(m.last_active(secs(4)), Some(secs(3)));
+    }
+
+    #[test]
+    fn noise_leaves_out_trends_and_one_step() {
+        let mut m = Metrics::new(secs(60));
+        // A ramp 0, 10, 20, ... plus ±1 alternating: successive differences are 10 ± 2, so
+        // the ramp adds far less than its spread (σ of the values themselves is ~60).
+        for s in 1..=20 {
+            let wiggle = if s % 2 == 0 { 1.0 } else { -1.0 };
+            m.push(rps(s, Some(10.0 * s as f64 + wiggle)));
+        }
+        let noise = m
+            .noise(ScaleMetric::Rps, secs(20), secs(20))
+            .unwrap_or(f64::NAN);
+        assert!((7.0..8.0).contains(&noise), "{noise}");
+        assert_eq!(m.noise(ScaleMetric::Rps, secs(20), secs(3)), None);
+        // One step from 0 to 100: no noise at all.
+        let mut m = Metrics::new(secs(60));
+        for s in 1..=20 {
+            m.push(rps(s, Some(if s > 10 { 100.0 } else { 0.0 })));
+        }
+        assert_eq!(m.noise(ScaleMetric::Rps, secs(20), secs(20)), Some(0.0));
+        // Alternating 0 and 20: σ of the values is ~10, von Neumann's estimate √(400 / 2) ≈ 14.
+        let mut m = Metrics::new(secs(60));
+        for s in 1..=20 {
+            m.push(rps(s, Some(if s % 2 == 0 { 20.0 } else { 0.0 })));
+        }
+        let noise = m
+            .noise(ScaleMetric::Rps, secs(20), secs(20))
+            .unwrap_or(f64::NAN);
+        assert!((14.0..14.2).contains(&noise), "{noise}");
     }
 }

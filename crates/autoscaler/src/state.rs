@@ -4,6 +4,8 @@
 //! gives a running service a full `idle_timeout` before it may go to zero.
 
 use crate::metrics::Metrics;
+use crate::noise::Baseline;
+use ebb_core::autoscale::ScaleMetric;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -27,6 +29,9 @@ pub struct State {
     pub(crate) recommendations: VecDeque<(Duration, u32)>,
     /// Instances added, and when, over the last scale-up period, oldest first.
     pub(crate) scale_ups: VecDeque<(Duration, u32)>,
+    /// Each metric's load over the stable window at the last tick, indexed by
+    /// `ScaleMetric as usize`: what a [`burst`](crate::burst) reading must rise above.
+    pub(crate) baselines: [Option<Baseline>; ScaleMetric::ALL.len()],
 }
 
 impl State {
@@ -43,6 +48,11 @@ impl State {
     /// Whether the last decision was made in panic mode.
     pub fn panicking(&self) -> bool {
         self.panic_last.is_some()
+    }
+
+    /// The load `metric` must rise above, as of the last tick.
+    pub(crate) fn baseline(&self, metric: ScaleMetric) -> Option<Baseline> {
+        self.baselines[metric as usize]
     }
 
     /// Forgets the panic (the service went idle).

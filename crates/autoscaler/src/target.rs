@@ -9,6 +9,7 @@
 use crate::config::fmt_target;
 use crate::explain;
 use crate::metrics::{Metrics, WindowStats};
+use crate::noise::{self, Baseline, NOISE_HEADROOM};
 use crate::proposal::Proposal;
 use crate::state::State;
 use crate::Rule;
@@ -46,6 +47,8 @@ struct Candidate {
     target: f64,
     /// Average used (missing samples filled in), `None` when no sample had the metric.
     value: Option<f64>,
+    /// Added to `value` for the load's noise (`noise.rs`); 0 in panic and for latency.
+    headroom: f64,
     /// Load relative to what `ready` (panic) or `base` (stable) instances are sized for.
     ratio: f64,
     count: u32,
@@ -80,7 +83,13 @@ impl Candidate {
             fmt_target(self.metric, self.target),
             self.count,
         );
-        let mut s = format!("{name} {v} over {w} / target {t} → {c}");
+        let mut s = format!("{name} {v}");
+        let bare = instances(self.metric, self.value.unwrap_or(0.0), self.target, base);
+        if self.headroom > 0.0 && bare != self.raw {
+            let h = explain::value(self.metric, self.headroom);
+            s += &format!(" + {h} for its noise");
+        }
+        s += &format!(" over {w} / target {t} → {c}");
         if self.within_tolerance {
             let pct = tolerance * 100.0;
             s += &format!(" (within {pct:.0}% of target)");
@@ -121,6 +130,7 @@ fn stable(
     metric: ScaleMetric,
     target: f64,
     stats: WindowStats,
+    noise: Option<f64>,
     base: u32,
     tolerance: f64,
 ) -> Candidate {
@@ -128,6 +138,7 @@ fn stable(
         metric,
         target,
         value: None,
+        headroom: 0.0,
         ratio: 1.0,
         count: base,
         raw: base,
@@ -148,6 +159,12 @@ fn stable(
         (stats.sum + v * f64::from(stats.missing)) / f64::from(stats.samples())
     });
     c.value = Some(avg);
+    // Totals are sized for their busy seconds, not their mean (`noise.rs`).
+    c.headroom = match noise {
+        Some(sd) if metric.is_total() => NOISE_HEADROOM * sd,
+        _ => 0.0,
+    };
+    let avg = avg + c.headroom;
     c.missing = fill.map_or(Missing::None, |(how, _)| how);
     let denominator = at_target(metric, target, base);
     c.ratio = if denominator > 0.0 {
@@ -181,6 +198,7 @@ fn panic(metric: ScaleMetric, target: f64, stats: WindowStats, ready: u32) -> Op
         metric,
         target,
         value: Some(avg),
+        headroom: 0.0,
         ratio,
         count,
         raw: count,
@@ -201,6 +219,21 @@ fn best(
     })
 }
 
+/// The load of `metric` in the stable window before the panic window: what the panic window
+/// must rise above.
+fn before(
+    metrics: &Metrics,
+    metric: ScaleMetric,
+    now: Duration,
+    config: &AutoscaleSpec,
+) -> Option<Baseline> {
+    let (stable, panic) = (config.stable_window, config.panic_window);
+    if stable <= panic {
+        return None;
+    }
+    Baseline::of(metrics, metric, now.saturating_sub(panic), stable - panic)
+}
+
 /// The target-tracking proposal. `ready` instances serve now; `base` is the count last asked
 /// for. Updates the panic fields of `state`.
 pub(crate) fn propose(
@@ -218,6 +251,7 @@ pub(crate) fn propose(
             m,
             t,
             metrics.stats(m, now, stable_w),
+            metrics.noise(m, now, stable_w),
             base,
             config.tolerance,
         ));
@@ -235,8 +269,22 @@ pub(crate) fn propose(
 
     // Knative KPA: panic when the short window asks for ≥ threshold × the ready instances; stay
     // until the condition has not held for a whole stable window. Unlike KPA the condition
-    // uses the unrounded ratio, so 1.05× of one instance is not "2 instances ≥ 2 × 1".
-    let over = surge.is_some_and(|s| s.ratio >= config.panic_threshold);
+    // uses the unrounded ratio, so 1.05× of one instance is not "2 instances ≥ 2 × 1", and the
+    // short window must also stand above the load's own noise (`noise.rs`).
+    let over = config.targets.iter().any(|(m, t)| {
+        let stats = metrics.stats(m, now, panic_w);
+        panic(m, t, stats, ready).is_some_and(|c| {
+            c.ratio >= config.panic_threshold
+                && noise::risen(
+                    before(metrics, m, now, config),
+                    c.value.unwrap_or(0.0),
+                    Duration::from_secs(u64::from(stats.samples())),
+                )
+        })
+    });
+    for (m, _) in config.targets.iter() {
+        state.baselines[m as usize] = Baseline::of(metrics, m, now, stable_w);
+    }
     if over {
         state.panic_last = Some(now);
     } else if state
@@ -294,12 +342,10 @@ pub(crate) fn propose(
         reason,
         panic: true,
         rule: Rule::Panic,
-        // The panic's count is remembered, so stabilization holds it a scale_down_delay after
-        // the panic ends. Issue 19 asks for one hold here; remembering the stable window's count
-        // instead made `ebb sim --sweep` on NASA ×100 costlier (4.40× → 4.72× the oracle at
-        // d = 10 s, 4.73× → 5.76× at 60 s): the second hold masks panics entered on one-second
-        // clumps, which must be fixed first.
-        recommendation: count,
+        // One hold, not two: the panic holds its count while it lasts, and what stabilization
+        // remembers is what the stable window asks for, so the count may fall as soon as the
+        // panic ends. (Remembering the panic's count was a second hold of scale_down_delay.)
+        recommendation: calm.raw,
     }
 }
 
@@ -327,10 +373,10 @@ mod tests {
     #[test]
     fn load_within_tolerance_keeps_the_count() {
         // 10 instances at target 5: 52 rps is 1.04× → keep 10; 57 rps is 1.14× → 12.
-        let c = stable(ScaleMetric::Rps, 5.0, stats(52.0, 1, 0), 10, 0.1);
+        let c = stable(ScaleMetric::Rps, 5.0, stats(52.0, 1, 0), None, 10, 0.1);
         assert_eq!((c.count, c.within_tolerance), (10, true));
         assert_eq!(
-            stable(ScaleMetric::Rps, 5.0, stats(57.0, 1, 0), 10, 0.1).count,
+            stable(ScaleMetric::Rps, 5.0, stats(57.0, 1, 0), None, 10, 0.1).count,
             12
         );
     }
@@ -339,21 +385,21 @@ mod tests {
     fn missing_samples_count_at_target_when_scaling_down() {
         // Present: 10 of 60 samples at 10 rps (→ 2 of 10 instances); the 50 missing count as
         // 50 rps each: (100 + 2500) / 60 = 43.3 → 9.
-        let c = stable(ScaleMetric::Rps, 5.0, stats(100.0, 10, 50), 10, 0.1);
+        let c = stable(ScaleMetric::Rps, 5.0, stats(100.0, 10, 50), None, 10, 0.1);
         assert_eq!((c.count, c.missing), (9, Missing::AtTarget));
     }
 
     #[test]
     fn missing_samples_that_would_reverse_a_scale_up_hold() {
         // Present says 100 rps → 20, but counted as 0 the 50 missing make it 16.7 rps → 4 < 10.
-        let c = stable(ScaleMetric::Rps, 5.0, stats(1000.0, 10, 50), 10, 0.1);
+        let c = stable(ScaleMetric::Rps, 5.0, stats(1000.0, 10, 50), None, 10, 0.1);
         assert_eq!((c.count, c.missing), (10, Missing::Reversed));
     }
 
     #[test]
     fn latency_scales_the_count_by_its_ratio_to_the_target() {
         // p95 300ms against 200ms with 4 instances → 6.
-        let c = stable(ScaleMetric::LatencyP95, 0.2, stats(0.3, 1, 0), 4, 0.1);
+        let c = stable(ScaleMetric::LatencyP95, 0.2, stats(0.3, 1, 0), None, 4, 0.1);
         assert_eq!(c.count, 6);
         assert_eq!(
             c.describe(Duration::from_secs(60), 0.1, 4),

@@ -159,7 +159,8 @@ fn three_hours_of_real_traffic_are_served_without_flapping() {
     let (asked, asked_tol) = (cover(&r.desired, 1.0), cover(&r.desired, tolerance));
     let served_tol = cover(&r.ready, tolerance);
 
-    // Not wasteful either: on average under 1.5× the capacity the minute's load needs.
+    // Sized for the busy seconds, not the minute's mean (`noise.rs`), yet never for more than
+    // the minute's busiest second: capacity against the mean and against that peak.
     let used: f64 = stable[60..].iter().sum();
     let capacity: f64 = r.desired[60..]
         .iter()
@@ -181,23 +182,43 @@ fn three_hours_of_real_traffic_are_served_without_flapping() {
         .count();
     let per_hour = changes.len() as f64 / hours;
 
+    // The busiest second of the minute ending at each second.
+    let busiest: Vec<f64> = (0..r.load.len())
+        .map(|i| {
+            r.load[i.saturating_sub(59)..=i]
+                .iter()
+                .copied()
+                .fold(0.0, f64::max)
+        })
+        .collect();
+    let peak: f64 = busiest[60..].iter().sum();
+    let per_second = share(
+        (60..r.load.len())
+            .filter(|&i| f64::from(r.desired[i]) * TARGET_RPS >= r.load[i])
+            .count(),
+        r.load.len() - 60,
+    );
     let summary = format!(
-        "asked covers {asked:.3} ({asked_tol:.3} within tolerance), served covers \
-         {served_tol:.3} within tolerance, capacity/used {:.2}, {per_hour:.1} changes/h, \
-         {undone} scale-downs undone within 60s, {} panic seconds",
+        "asked covers {asked:.3} ({asked_tol:.3} within tolerance) of the minute's mean and \
+         {per_second:.3} of the seconds, served covers {served_tol:.3} within tolerance, \
+         capacity/used {:.2}, capacity/peak {:.2}, {per_hour:.1} changes/h, {undone} \
+         scale-downs undone within 60s, {} panic seconds",
         capacity / used,
+        capacity / peak,
         r.panics
     );
     assert!(asked >= 0.85, "{summary}");
     assert!(asked_tol >= 0.99, "{summary}");
     assert!(served_tol >= 0.95, "{summary}");
-    assert!(capacity / used < 1.5, "{summary}");
-    assert!(per_hour < 75.0, "{summary}");
+    assert!(per_second >= 0.95, "{summary}");
+    assert!(capacity / peak < 1.0, "{summary}");
+    assert!(per_hour < 90.0, "{summary}");
     assert!((undone as f64) / hours < 12.0, "{summary}");
-    // Figures with the defaults: cover 0.89 (1.00 within tolerance), served 0.99, capacity/used
-    // 1.34, 54 changes/h, 23 scale-downs undone, about 1,070 panic seconds (bursts of the trace
-    // scaled × 10 reach 2× the 6 s window). Without the burst check: capacity/used 1.28, 58
-    // changes/h, 1,007 panic seconds; with single burst readings at 2×: 2.46 (fails here).
+    // Figures with the defaults: cover 1.00 of the minute's mean and 0.97 of the seconds,
+    // capacity/used 2.42 and capacity/peak 0.87, 80 changes/h, 26 scale-downs undone, 124 panic
+    // seconds. Sized for the mean (no noise headroom) this trace was covered 0.73 of the
+    // seconds, at capacity/used 1.34 and capacity/peak 0.48, 54 changes/h, ~1,070 panic
+    // seconds: panic mode chased the bursts the mean left uncovered.
 }
 
 #[test]
