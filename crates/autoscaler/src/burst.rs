@@ -101,7 +101,6 @@ pub fn burst(
     let asked = ceil_count(value / target);
     state.panic_last = Some(t);
     state.panic_max = state.panic_max.max(asked);
-    state.recommend(t, asked, config.scale_down_delay);
     let base = state.desired.unwrap_or(current);
     let bounds = config.bounds_at(now.unix_ms);
     let desired = asked.min(bounds.max).max(bounds.min);

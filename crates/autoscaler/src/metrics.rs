@@ -204,7 +204,12 @@ impl Metrics {
     pub fn noise(&self, metric: ScaleMetric, now: Duration, len: Duration) -> Option<f64> {
         let mut previous = None;
         let (mut sum, mut largest, mut n) = (0.0, 0.0_f64, 0u32);
-        for v in self.window(now, len).filter_map(|s| s.value(metric)) {
+        for v in self.window(now, len).map(|s| s.value(metric)) {
+            // A missing second breaks the chain: a difference across it would span two seconds.
+            let Some(v) = v else {
+                previous = None;
+                continue;
+            };
             if let Some(p) = previous {
                 let d2: f64 = (v - p) * (v - p);
                 sum += d2;

@@ -3,9 +3,8 @@
 //! Averages hide bursts. On bursty traffic a count sized for the stable window's mean misses the
 //! busy seconds, and the only cure a mean-based rule has is a lower target everywhere. Replaying
 //! the NASA-1995 trace (×100, `ebb sim --sweep`, d = 10 s) that way cost 4.4× the optimal
-//! oracle, more than the models of HPA (2.0×) and Knative (3.8×); panic mode, entered on every
-//! one-second clump, was what covered the bursts, holding the service near its peak 42 % of the
-//! time. Two rules replace that:
+//! oracle, more than the models of HPA (2.0×) and Knative (3.8×); panic mode, entered on one-second
+//! clumps (42 % of the seconds were in panic), was what covered the bursts. Two rules replace that:
 //!
 //! - **Headroom.** Target tracking sizes for `mean + NOISE_HEADROOM × σ` of a total metric over
 //!   the stable window, σ being the per-second noise from successive differences
@@ -96,7 +95,7 @@ mod tests {
 
     #[test]
     fn a_clump_within_the_loads_noise_is_not() {
-        // Alternating 0 and 20: mean 10, σ ≈ 10.1. One second at 30 is within 3σ; six seconds
+        // Alternating 0 and 20: mean 10, σ ≈ 14.1 from successive differences. One second at 30 is within 3σ; six seconds
         // averaging 30 are not.
         let values: Vec<f64> = (0..54)
             .map(|i| if i % 2 == 0 { 0.0 } else { 20.0 })

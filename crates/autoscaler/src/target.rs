@@ -84,8 +84,7 @@ impl Candidate {
             self.count,
         );
         let mut s = format!("{name} {v}");
-        let bare = instances(self.metric, self.value.unwrap_or(0.0), self.target, base);
-        if self.headroom > 0.0 && bare != self.raw {
+        if self.headroom > 0.0 {
             let h = explain::value(self.metric, self.headroom);
             s += &format!(" + {h} for its noise");
         }
@@ -125,6 +124,13 @@ fn at_target(metric: ScaleMetric, target: f64, n: u32) -> f64 {
     }
 }
 
+/// Whether `metric` gets headroom for its noise and needs evidence to panic: the router's
+/// totals (concurrency, rps), which measure arriving load. CPU and memory are sums over the
+/// ready instances, so every scale-up is a step in them, and latency is not a total.
+fn sized_for_noise(metric: ScaleMetric) -> bool {
+    metric.is_total() && metric.from_router()
+}
+
 /// Proposal of one metric over the stable window, with tolerance and missing samples.
 fn stable(
     metric: ScaleMetric,
@@ -149,7 +155,12 @@ fn stable(
     let Some(mean) = stats.mean() else {
         return c;
     };
-    let direction = instances(metric, mean, target, base).cmp(&base);
+    // The router's totals are sized for their busy seconds, not their mean (`noise.rs`).
+    c.headroom = match noise {
+        Some(sd) if sized_for_noise(metric) => NOISE_HEADROOM * sd,
+        _ => 0.0,
+    };
+    let direction = instances(metric, mean + c.headroom, target, base).cmp(&base);
     let fill = match (stats.missing, direction) {
         (0, _) | (_, Ordering::Equal) => None,
         (_, Ordering::Less) => Some((Missing::AtTarget, at_target(metric, target, base))),
@@ -159,11 +170,6 @@ fn stable(
         (stats.sum + v * f64::from(stats.missing)) / f64::from(stats.samples())
     });
     c.value = Some(avg);
-    // Totals are sized for their busy seconds, not their mean (`noise.rs`).
-    c.headroom = match noise {
-        Some(sd) if metric.is_total() => NOISE_HEADROOM * sd,
-        _ => 0.0,
-    };
     let avg = avg + c.headroom;
     c.missing = fill.map_or(Missing::None, |(how, _)| how);
     let denominator = at_target(metric, target, base);
@@ -275,15 +281,20 @@ pub(crate) fn propose(
         let stats = metrics.stats(m, now, panic_w);
         panic(m, t, stats, ready).is_some_and(|c| {
             c.ratio >= config.panic_threshold
-                && noise::risen(
-                    before(metrics, m, now, config),
-                    c.value.unwrap_or(0.0),
-                    Duration::from_secs(u64::from(stats.samples())),
-                )
+                && (!sized_for_noise(m)
+                    || noise::risen(
+                        before(metrics, m, now, config),
+                        c.value.unwrap_or(0.0),
+                        Duration::from_secs(u64::from(stats.samples())),
+                    ))
         })
     });
     for (m, _) in config.targets.iter() {
-        state.baselines[m as usize] = Baseline::of(metrics, m, now, stable_w);
+        // At zero ready instances the next rise is a cold start, whatever the load was before
+        // the service idled: no baseline, so a burst sizes it.
+        state.baselines[m as usize] = (ready > 0 && sized_for_noise(m))
+            .then(|| Baseline::of(metrics, m, now, stable_w))
+            .flatten();
     }
     if over {
         state.panic_last = Some(now);
@@ -295,6 +306,14 @@ pub(crate) fn propose(
         state.panic_max = 0;
     }
 
+    // Every target's own ask: the highest is what the load asks for, and what stabilization
+    // remembers.
+    let asked = each
+        .iter()
+        .flatten()
+        .map(|c| c.raw)
+        .max()
+        .unwrap_or(calm.raw);
     let Some(since) = state.panic_last else {
         let mut reason = calm.describe(stable_w, config.tolerance, base);
         let others: Vec<String> = (each.iter().flatten())
@@ -304,19 +323,12 @@ pub(crate) fn propose(
         if !others.is_empty() {
             reason += &format!("; other targets: {}", others.join(", "));
         }
-        // Every target's own ask: the highest is what the load asks for.
-        let raw = each
-            .iter()
-            .flatten()
-            .map(|c| c.raw)
-            .max()
-            .unwrap_or(calm.raw);
         return Proposal {
             count: calm.count,
             reason,
             panic: false,
             rule: calm.rule(),
-            recommendation: raw,
+            recommendation: asked,
         };
     };
 
@@ -345,7 +357,7 @@ pub(crate) fn propose(
         // One hold, not two: the panic holds its count while it lasts, and what stabilization
         // remembers is what the stable window asks for, so the count may fall as soon as the
         // panic ends. (Remembering the panic's count was a second hold of scale_down_delay.)
-        recommendation: calm.raw,
+        recommendation: asked,
     }
 }
 
