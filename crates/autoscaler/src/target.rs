@@ -72,6 +72,16 @@ impl Candidate {
         }
     }
 
+    /// Whether the noise headroom changed the count or the tolerance's verdict: only then is
+    /// it worth a mention (a `+ 0.0` in every reason says nothing).
+    fn headroom_mattered(&self, tolerance: f64, base: u32) -> bool {
+        let bare = self.value.unwrap_or(0.0);
+        let at = at_target(self.metric, self.target, base);
+        let within = base > 0 && at > 0.0 && (bare / at - 1.0).abs() <= tolerance;
+        instances(self.metric, bare, self.target, base) != self.raw
+            || within != self.within_tolerance
+    }
+
     fn describe(&self, window: Duration, tolerance: f64, base: u32) -> String {
         let name = self.metric.name();
         let w = explain::duration(window);
@@ -84,7 +94,7 @@ impl Candidate {
             self.count,
         );
         let mut s = format!("{name} {v}");
-        if self.headroom > 0.0 {
+        if self.headroom > 0.0 && self.headroom_mattered(tolerance, base) {
             let h = explain::value(self.metric, self.headroom);
             s += &format!(" + {h} for its noise");
         }
