@@ -18,8 +18,7 @@
 //! Same replay with both: 1.9× at d = 10 s and 1.4× at d = 60 s (HPA 2.0× and 1.5×); figures
 //! for every trace are in BENCHMARKS.md.
 
-use crate::metrics::Metrics;
-use ebb_core::autoscale::ScaleMetric;
+use crate::metrics::WindowStats;
 use std::time::Duration;
 
 /// Standard deviations of per-second noise that target tracking adds to a total metric's mean.
@@ -41,17 +40,12 @@ pub(crate) struct Baseline {
 }
 
 impl Baseline {
-    /// The baseline of `metric` over `(now - len, now]`; `None` with too few values to judge
-    /// noise by (then any rise counts).
-    pub(crate) fn of(
-        metrics: &Metrics,
-        metric: ScaleMetric,
-        now: Duration,
-        len: Duration,
-    ) -> Option<Baseline> {
+    /// The baseline of a window, from its stats and its [`Metrics::noise`](crate::Metrics::noise); `None` with too
+    /// few values to judge noise by (then any rise counts).
+    pub(crate) fn from_window(stats: WindowStats, noise: Option<f64>) -> Option<Baseline> {
         Some(Baseline {
-            mean: metrics.stats(metric, now, len).mean()?,
-            std_dev: metrics.noise(metric, now, len)?,
+            mean: stats.mean()?,
+            std_dev: noise?,
         })
     }
 
@@ -72,7 +66,8 @@ pub(crate) fn risen(baseline: Option<Baseline>, mean: f64, span: Duration) -> bo
 mod tests {
     use super::*;
 
-    use crate::Sample;
+    use crate::{Metrics, Sample};
+    use ebb_core::autoscale::ScaleMetric;
 
     fn of(values: &[f64]) -> Option<Baseline> {
         let mut metrics = Metrics::new(Duration::from_secs(3600));
@@ -83,7 +78,8 @@ mod tests {
             });
         }
         let now = Duration::from_secs(values.len() as u64);
-        Baseline::of(&metrics, ScaleMetric::Rps, now, now)
+        let rps = ScaleMetric::Rps;
+        Baseline::from_window(metrics.stats(rps, now, now), metrics.noise(rps, now, now))
     }
 
     #[test]

@@ -247,7 +247,11 @@ fn before(
     if stable <= panic {
         return None;
     }
-    Baseline::of(metrics, metric, now.saturating_sub(panic), stable - panic)
+    let (end, len) = (now.saturating_sub(panic), stable - panic);
+    Baseline::from_window(
+        metrics.stats(metric, end, len),
+        metrics.noise(metric, end, len),
+    )
 }
 
 /// The target-tracking proposal. `ready` instances serve now; `base` is the count last asked
@@ -263,49 +267,40 @@ pub(crate) fn propose(
     let (stable_w, panic_w) = (config.stable_window, config.panic_window);
     let mut each = [None; ScaleMetric::ALL.len()];
     for (slot, (m, t)) in each.iter_mut().zip(config.targets.iter()) {
-        *slot = Some(stable(
-            m,
-            t,
+        let (stats, noise) = (
             metrics.stats(m, now, stable_w),
             metrics.noise(m, now, stable_w),
-            base,
-            config.tolerance,
-        ));
+        );
+        // What a burst must rise above until the next tick. At zero ready instances the next
+        // rise is a cold start, whatever the load was before the service idled: no baseline,
+        // so a burst sizes it.
+        state.baselines[m as usize] = (ready > 0 && sized_for_noise(m))
+            .then(|| Baseline::from_window(stats, noise))
+            .flatten();
+        *slot = Some(stable(m, t, stats, noise, base, config.tolerance));
     }
     let Some(calm) = best(each.iter().flatten().copied(), |c| f64::from(c.count)) else {
         return Proposal::hold(base, "no target set: hold".to_string());
     };
-    let surge = best(
-        config
-            .targets
-            .iter()
-            .filter_map(|(m, t)| panic(m, t, metrics.stats(m, now, panic_w), ready)),
-        |c| c.ratio,
-    );
+    let mut short = [None; ScaleMetric::ALL.len()];
+    for (slot, (m, t)) in short.iter_mut().zip(config.targets.iter()) {
+        *slot = panic(m, t, metrics.stats(m, now, panic_w), ready);
+    }
+    let surge = best(short.iter().flatten().copied(), |c| c.ratio);
 
     // Knative KPA: panic when the short window asks for ≥ threshold × the ready instances; stay
     // until the condition has not held for a whole stable window. Unlike KPA the condition
     // uses the unrounded ratio, so 1.05× of one instance is not "2 instances ≥ 2 × 1", and the
     // short window must also stand above the load's own noise (`noise.rs`).
-    let over = config.targets.iter().any(|(m, t)| {
-        let stats = metrics.stats(m, now, panic_w);
-        panic(m, t, stats, ready).is_some_and(|c| {
-            c.ratio >= config.panic_threshold
-                && (!sized_for_noise(m)
-                    || noise::risen(
-                        before(metrics, m, now, config),
-                        c.value.unwrap_or(0.0),
-                        Duration::from_secs(u64::from(stats.samples())),
-                    ))
-        })
+    let over = short.iter().flatten().any(|c| {
+        c.ratio >= config.panic_threshold
+            && (!sized_for_noise(c.metric)
+                || noise::risen(
+                    before(metrics, c.metric, now, config),
+                    c.value.unwrap_or(0.0),
+                    Duration::from_secs(u64::from(c.stats.samples())),
+                ))
     });
-    for (m, _) in config.targets.iter() {
-        // At zero ready instances the next rise is a cold start, whatever the load was before
-        // the service idled: no baseline, so a burst sizes it.
-        state.baselines[m as usize] = (ready > 0 && sized_for_noise(m))
-            .then(|| Baseline::of(metrics, m, now, stable_w))
-            .flatten();
-    }
     if over {
         state.panic_last = Some(now);
     } else if state
