@@ -1,13 +1,13 @@
 //! One tick: the policy's proposal, then the rules every policy shares — no scale-down while
 //! panicking, scale-down stabilization, the scale-up rate limit, idle → zero, and the bounds.
 
-use crate::explain;
 use crate::metrics::Metrics;
 use crate::proposal::Proposal;
 use crate::state::State;
 use crate::Rule;
+use crate::{explain, forecast};
 use crate::{policies, target};
-use ebb_core::autoscale::{AutoscaleSpec, ScalePolicy};
+use ebb_core::autoscale::{AutoscaleSpec, ForecastMode, ScalePolicy};
 use std::time::Duration;
 
 /// The instant of a decision, injected: a monotonic reading (the clock of [`Sample::at`]) for
@@ -76,6 +76,7 @@ pub fn decide(
 ) -> Decision {
     let t = now.mono;
     state.observe(metrics, t);
+    state.starts.ready(t, current);
     let base = state.desired.unwrap_or(current);
     if state.desired.is_none() {
         // As HPA: a fresh state remembers the running count as a recommendation, so that a
@@ -104,6 +105,15 @@ pub fn decide(
         ScalePolicy::Schedule { .. } => Proposal::hold(base, "schedule without a policy".into()),
     };
     state.recommend(t, proposal.recommendation, config.scale_down_delay);
+    if config.forecast != ForecastMode::Off {
+        // The stable window's count is for the load of its middle: recorded there, a minute of
+        // history is the count that minute's own load asked for, not one that trails it.
+        let middle = i64::try_from(config.stable_window.as_millis() / 2).unwrap_or(0);
+        state.forecaster.record(
+            now.unix_ms.saturating_sub(middle),
+            f64::from(proposal.recommendation),
+        );
+    }
     let Proposal {
         mut count,
         mut reason,
@@ -129,6 +139,15 @@ pub fn decide(
             rule = Rule::RateLimited;
         }
         count = limited;
+    }
+
+    let raised = forecast_floor(config, state, count, now, &mut reason);
+    if raised > count {
+        // Remembered as a recommendation: stabilization holds the raised count while the
+        // stable window catches up with the load that was forecast.
+        state.recommend(t, raised, config.scale_down_delay);
+        count = raised;
+        rule = Rule::Forecast;
     }
 
     let bounds = config.bounds_at(now.unix_ms);
@@ -173,6 +192,37 @@ pub fn decide(
         panic,
         rule,
     }
+}
+
+/// The count after the predictive floor: `count` raised to what the forecast asks for ahead of
+/// a predicted rise (mode `on`), or `count` with a note of what it would have done (`shadow`).
+/// Never lower than `count`.
+fn forecast_floor(
+    config: &AutoscaleSpec,
+    state: &State,
+    count: u32,
+    now: Now,
+    reason: &mut String,
+) -> u32 {
+    if config.forecast == ForecastMode::Off {
+        return count;
+    }
+    let lead = state.starts.estimate() + crate::TICK;
+    let Some(floor) = state.forecaster.floor(now.unix_ms, lead, config.tolerance) else {
+        return count;
+    };
+    if floor.count <= count {
+        return count;
+    }
+    let (n, season) = (floor.count, floor.season.as_str());
+    let at = forecast::clock(floor.minute);
+    let lead = explain::duration(lead);
+    if config.forecast == ForecastMode::Shadow {
+        *reason += &format!("; the {season} forecast would raise to {n} for {at} (shadow)");
+        return count;
+    }
+    *reason += &format!("; raised to {n}: the {season} forecast for {at}, {lead} ahead");
+    count.max(n)
 }
 
 /// A `min = 0` service that is not idle keeps one instance: it had a request within
@@ -244,6 +294,9 @@ pub(crate) fn commit(
 ) {
     if desired > base {
         state.scaled_up(now, desired - base, config.scale_up.period);
+        state.starts.asked(now, desired);
+    } else if desired < base {
+        state.starts.lowered(desired);
     }
     state.desired = Some(desired);
 }

@@ -22,6 +22,8 @@ pub enum Rule {
     Idle,
     /// A request waited at zero instances: scaled from zero at once.
     Demand,
+    /// Raised ahead of the load the service's history forecasts (`forecast = "on"`).
+    Forecast,
     /// Clamped to `min` or `max`.
     Bounds,
     /// Clamped to a schedule window's `min` or `max`.
@@ -30,7 +32,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in label order.
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 11] = [
         Rule::Target,
         Rule::Tolerance,
         Rule::Hold,
@@ -39,6 +41,7 @@ impl Rule {
         Rule::RateLimited,
         Rule::Idle,
         Rule::Demand,
+        Rule::Forecast,
         Rule::Bounds,
         Rule::Schedule,
     ];
@@ -54,6 +57,7 @@ impl Rule {
             Rule::RateLimited => "rate_limited",
             Rule::Idle => "idle",
             Rule::Demand => "demand",
+            Rule::Forecast => "forecast",
             Rule::Bounds => "bounds",
             Rule::Schedule => "schedule",
         }

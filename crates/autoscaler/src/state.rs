@@ -3,8 +3,10 @@
 //! fresh `State::default()` after a server restart is safe: it forgets panic and history, and
 //! gives a running service a full `idle_timeout` before it may go to zero.
 
+use crate::forecast::Forecaster;
 use crate::metrics::Metrics;
 use crate::noise::Baseline;
+use crate::start_time::StartTimes;
 use ebb_core::autoscale::ScaleMetric;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -32,6 +34,11 @@ pub struct State {
     /// Each metric's load over the stable window at the last tick, indexed by
     /// `ScaleMetric as usize`: what a [`burst`](crate::burst) reading must rise above.
     pub(crate) baselines: [Option<Baseline>; ScaleMetric::ALL.len()],
+    /// The per-minute history and the forecast learned from it (kept only while the spec's
+    /// `forecast` is not off). A server keeps the history in its store across restarts.
+    pub(crate) forecaster: Forecaster,
+    /// The scale-ups awaited and how long the instances took to serve.
+    pub(crate) starts: StartTimes,
 }
 
 impl State {
@@ -43,6 +50,21 @@ impl State {
     /// When the service last had a request, as far as this state has seen.
     pub fn last_request(&self) -> Option<Duration> {
         self.last_request
+    }
+
+    /// The history and the forecast learned from it.
+    pub fn forecaster(&self) -> &Forecaster {
+        &self.forecaster
+    }
+
+    /// The history and forecast, to restore a kept history into.
+    pub fn forecaster_mut(&mut self) -> &mut Forecaster {
+        &mut self.forecaster
+    }
+
+    /// How long the service's instances took to serve, as measured by this state.
+    pub fn start_times(&self) -> &StartTimes {
+        &self.starts
     }
 
     /// Whether the last decision was made in panic mode.

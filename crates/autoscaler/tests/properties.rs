@@ -4,10 +4,12 @@
 mod common;
 
 use common::MONDAY_2024;
-use ebb_autoscaler::{burst, decide, demand, Metrics, Now, Reading, Sample, State};
+use ebb_autoscaler::{
+    burst, decide, demand, minute_of, Metrics, Now, Reading, Rule, Sample, State, DAY_MINUTES,
+};
 use ebb_core::autoscale::{
-    AutoscaleSpec, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand, StepChange,
-    Weekdays,
+    AutoscaleSpec, ForecastMode, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand,
+    StepChange, Weekdays,
 };
 use proptest::prelude::*;
 use std::time::Duration;
@@ -124,6 +126,30 @@ fn sample(at: Duration, (values, requests): &(Vec<Option<f64>>, u64)) -> Sample 
     }
 }
 
+/// A state whose forecast has learned seven days before `start_ms` of per-minute counts drawn
+/// from `seed` (0 to 40, so that rises are forecast all the time).
+fn learned_state(seed: u64, start_ms: i64) -> State {
+    let mut state = State::default();
+    let mut x = seed | 1;
+    let today = minute_of(start_ms).div_euclid(DAY_MINUTES);
+    for day in today - 7..=today {
+        let means: Vec<Option<f64>> = (0..DAY_MINUTES)
+            .map(|_| {
+                // xorshift64: a fixed, seeded sequence.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                Some((x % 41) as f64)
+            })
+            .collect();
+        state
+            .forecaster_mut()
+            .history_mut()
+            .restore_day(day, &means);
+    }
+    state
+}
+
 fn now(t: u64) -> Now {
     Now::unix(MONDAY_2024 + Duration::from_secs(t * 1237)) // hop across days and windows
 }
@@ -221,6 +247,7 @@ proptest! {
         targets in some_targets(),
         max in 1u32..40,
         idle_s in 1u64..120,
+        seed in any::<u64>(),
         history in prop::collection::vec(
             (sample_values(), 0u32..40, prop::option::of(0.0f64..2000.0), any::<bool>()),
             1..200,
@@ -228,9 +255,10 @@ proptest! {
     ) {
         let mut config = AutoscaleSpec::new(0, max, targets);
         config.idle_timeout = Duration::from_secs(idle_s);
-        let mut state = State::default();
-        let mut metrics = Metrics::for_config(&config);
         let at = |t: u64| Now::unix(MONDAY_2024 + Duration::from_secs(t));
+        // A forecast that predicts rises all the time does not keep the service up either.
+        let mut state = learned_state(seed, at(0).unix_ms);
+        let mut metrics = Metrics::for_config(&config);
         let mut t = 0;
         for (values, current, burst_load, demanded) in &history {
             t += 1;
@@ -395,4 +423,63 @@ proptest! {
             prop_assert!(d.desired >= reference.min(base), "{} < min({}, {}): {}", d.desired, reference, base, d.reason);
         }
     }
+
+    /// Issue 19: a forecast never lowers the count below what the reactive rules ask. From the
+    /// same state, tick after tick, the decision with the forecast on is at least the one with
+    /// it off, whatever the load, the policy and the history learned (one that predicts rises
+    /// all the time: `forecasts_do_raise_counts_in_the_property_above`).
+    #[test]
+    fn a_forecast_never_lowers_the_count_below_the_reactive_rules(
+        config in config(),
+        seed in any::<u64>(),
+        seconds in prop::collection::vec((sample_values(), 0u32..60), 1..300),
+    ) {
+        let mut on = config.clone();
+        on.forecast = ForecastMode::On;
+        let mut off = config;
+        off.forecast = ForecastMode::Off;
+        let at = |t: u64| Now::unix(MONDAY_2024 + Duration::from_secs(t * 7));
+        let mut state = learned_state(seed, at(0).unix_ms);
+        let mut metrics = Metrics::for_config(&on);
+        for (t, (values, current)) in seconds.iter().enumerate() {
+            let now = at(t as u64 + 1);
+            metrics.push(sample(now.mono, values));
+            let reactive = decide(&off, &mut state.clone(), &metrics, *current, now);
+            let d = decide(&on, &mut state, &metrics, *current, now);
+            prop_assert!(
+                d.desired >= reactive.desired,
+                "{} < {}: {} | reactive: {}", d.desired, reactive.desired, d.reason, reactive.reason
+            );
+        }
+    }
+}
+
+/// The forecast property above is not vacuous: with its history, over the same kind of
+/// inputs, forecasts raise counts.
+#[test]
+fn forecasts_do_raise_counts_in_the_property_above() {
+    let mut config = AutoscaleSpec::new(
+        1,
+        100,
+        ScaleTargets {
+            concurrency: Some(10.0),
+            ..ScaleTargets::default()
+        },
+    );
+    config.forecast = ForecastMode::On;
+    let at = |t: u64| Now::unix(MONDAY_2024 + Duration::from_secs(t * 7));
+    let mut state = learned_state(42, at(0).unix_ms);
+    let mut metrics = Metrics::for_config(&config);
+    let mut raised = 0;
+    for t in 1..300 {
+        let now = at(t);
+        metrics.push(Sample {
+            concurrency: Some(30.0),
+            requests: 300,
+            ..Sample::new(now.mono)
+        });
+        let d = decide(&config, &mut state, &metrics, 3, now);
+        raised += u32::from(d.rule == Rule::Forecast);
+    }
+    assert!(raised > 10, "raised {raised} times");
 }

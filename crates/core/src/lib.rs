@@ -19,8 +19,8 @@ pub mod traffic;
 
 pub use api::NodeState;
 pub use autoscale::{
-    AutoscaleSpec, Bounds, ScaleMetric, ScalePolicy, ScaleTargets, ScaleUpLimit, ScheduleWindow,
-    StepBand, StepChange, Weekdays,
+    AutoscaleSpec, Bounds, ForecastMode, ScaleMetric, ScalePolicy, ScaleTargets, ScaleUpLimit,
+    ScheduleWindow, StepBand, StepChange, Weekdays,
 };
 pub use constraint::{Constraint, ConstraintError, Operator};
 pub use event::{Event, EventKind};

@@ -225,3 +225,72 @@ fn slow_readers_neither_scale_a_service_out_nor_hold_up_its_drain() {
         assert_eq!(reader.join().unwrap(), len, "every download is whole");
     }
 }
+
+/// A forecast in mode "on" raises the count ahead of a rise the service's history has seen on
+/// each of the last seven days, in a live `ebb up`, before any load arrives. The history is
+/// kept in the store, as a server keeps it, so it is there after a restart.
+#[test]
+fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
+    use ebb_autoscaler::{minute_of, Forecaster, ASSUMED_START_TIME, DAY_MINUTES, TICK};
+    use ebb_server::controllers::forecast_history;
+
+    let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
+    ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+
+    // The floor looks a start time (none measured yet: the assumed one) and a tick ahead; the
+    // rise is the first whole minute that leaves this test 20 s to start first.
+    let lookahead = (ASSUMED_START_TIME + TICK).as_millis() as i64;
+    let rise = minute_of(unix_ms() + lookahead + 20_000) + 1;
+    let rise_ms = rise * 60_000;
+    {
+        let store = ebb_store::SqliteStore::open(&ebb.data_dir().join("state.db")).unwrap();
+        let mut f = Forecaster::default();
+        let today = forecast_history::day_of(rise);
+        for day in today - 7..today {
+            // An idle service (the stable window asks for 0) that needed 3 in that minute.
+            let mut means = vec![Some(0.0); DAY_MINUTES as usize];
+            means[(rise - DAY_MINUTES * (today - day)).rem_euclid(DAY_MINUTES) as usize] =
+                Some(3.0);
+            f.history_mut().restore_day(day, &means);
+            forecast_history::keep(&store, "web", day, &f).unwrap();
+        }
+    }
+    ebb.start(&[]);
+    let port = free_port();
+    let service = format!(
+        "[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
+         [services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+         [services.web.autoscale]\nmin = 1\nmax = 4\nconcurrency = 2\nforecast = \"on\"\n"
+    );
+    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
+    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    assert_eq!(desired(&ebb, "web"), 1, "starts at min, no load");
+
+    let raised_at = eventually(
+        "the forecast to raise the count",
+        Duration::from_secs(200),
+        || (desired(&ebb, "web") == 3).then(unix_ms),
+    );
+    assert!(
+        raised_at < rise_ms,
+        "raised {} ms after the rise began, not before it",
+        raised_at - rise_ms
+    );
+    let events = ebb.ok(&["events"]);
+    assert!(
+        events.contains("autoscaled 1 → 3") && events.contains("daily forecast for"),
+        "{events}"
+    );
+    ebb.wait_ready("web", 3, Duration::from_secs(30));
+    eprintln!(
+        "raised {} ms before the predicted rise",
+        rise_ms - raised_at
+    );
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}

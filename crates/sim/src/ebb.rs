@@ -3,7 +3,7 @@
 //! [`demand`] when a request meets zero ready instances.
 
 use crate::model::{Policy, View, SERVICE_TIME_S};
-use ebb_autoscaler::{burst, decide, demand, Metrics, Now, Reading, Sample, State};
+use ebb_autoscaler::{burst, decide, demand, Metrics, Now, Reading, Rule, Sample, State};
 use ebb_core::autoscale::AutoscaleSpec;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ pub struct Ebb {
     state: State,
     metrics: Metrics,
     panicking: bool,
+    forecasting: bool,
 }
 
 impl Ebb {
@@ -29,6 +30,7 @@ impl Ebb {
             config,
             state: State::default(),
             panicking: false,
+            forecasting: false,
         }
     }
 }
@@ -85,10 +87,19 @@ impl Policy for Ebb {
             Now::unix(end),
         );
         self.panicking = d.panic;
+        self.forecasting = d.rule == Rule::Forecast;
         d.desired
     }
 
     fn panicking(&self) -> bool {
         self.panicking
+    }
+
+    fn forecasting(&self) -> bool {
+        self.forecasting
+    }
+
+    fn forecast_error(&self) -> Option<f64> {
+        self.state.forecaster().error().wape()
     }
 }

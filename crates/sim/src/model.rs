@@ -47,6 +47,12 @@ pub struct Outcome {
     pub changes: u64,
     /// Seconds decided in panic mode (ebb only).
     pub panic_seconds: u64,
+    /// The predictive floor's forecast error over the replay, as a weighted absolute
+    /// percentage error of the per-minute counts (ebb only, and only once it forecast).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast_error: Option<f64>,
+    /// Seconds whose count the forecast raised (ebb only).
+    pub forecast_seconds: u64,
 }
 
 impl Outcome {
@@ -81,6 +87,16 @@ pub trait Policy {
     /// Whether the last decision was made in panic mode (for the report).
     fn panicking(&self) -> bool {
         false
+    }
+
+    /// Whether the last decision's count was raised by a forecast (for the report).
+    fn forecasting(&self) -> bool {
+        false
+    }
+
+    /// The forecast's error so far, as a weighted absolute percentage error (for the report).
+    fn forecast_error(&self) -> Option<f64> {
+        None
     }
 }
 
@@ -192,6 +208,7 @@ pub fn replay(
         };
         let want = policy.decide(lambda, view);
         out.panic_seconds += u64::from(policy.panicking());
+        out.forecast_seconds += u64::from(policy.forecasting());
         if want != view.total {
             out.changes += 1;
             fleet.resize(want, s, model.start_delay_s);
@@ -204,6 +221,7 @@ pub fn replay(
             });
         }
     }
+    out.forecast_error = policy.forecast_error();
     (out, seconds)
 }
 

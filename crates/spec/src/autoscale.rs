@@ -5,14 +5,15 @@
 use crate::document::{describe_value, entries, header_span, Ctx, Element, Entry};
 use crate::values;
 use ebb_core::autoscale::{
-    parse_hours, parse_utc_offset, AutoscaleSpec, ScaleMetric, ScalePolicy, ScaleTargets,
-    ScheduleWindow, StepBand, StepChange, Weekdays, MINUTES_PER_DAY, SCALE_METRICS, SCALE_POLICIES,
+    parse_hours, parse_utc_offset, AutoscaleSpec, ForecastMode, ScaleMetric, ScalePolicy,
+    ScaleTargets, ScheduleWindow, StepBand, StepChange, Weekdays, FORECAST_MODES, MINUTES_PER_DAY,
+    SCALE_METRICS, SCALE_POLICIES,
 };
 use ebb_core::service::MAX_INSTANCES;
 use std::ops::Range;
 use toml_edit::{TableLike, Value};
 
-const AUTOSCALE_FIELDS: [&str; 18] = [
+const AUTOSCALE_FIELDS: [&str; 19] = [
     "min",
     "max",
     "concurrency",
@@ -25,6 +26,7 @@ const AUTOSCALE_FIELDS: [&str; 18] = [
     "panic_window",
     "scale_down_delay",
     "idle_timeout",
+    "forecast",
     "metric",
     "steps",
     "low",
@@ -102,6 +104,10 @@ pub(crate) fn autoscale(
             "panic_window" => set_duration(ctx, f, &mut out.panic_window),
             "scale_down_delay" => set_duration(ctx, f, &mut out.scale_down_delay),
             "idle_timeout" => set_duration(ctx, f, &mut out.idle_timeout),
+            "forecast" => {
+                out.forecast = values::choice(ctx, f, &FORECAST_MODES, ForecastMode::parse)
+                    .unwrap_or(out.forecast)
+            }
             "metric" => metric = values::choice(ctx, f, &SCALE_METRICS, ScaleMetric::parse),
             _ => {}
         }

@@ -42,6 +42,9 @@
 //! panic_window = "6s"           # shorter than stable_window
 //! scale_down_delay = "60s"      # ≤ 1h; may be "0s"
 //! idle_timeout = "5m"           # to zero after this long without a request, while min = 0; ≤ 1d
+//! forecast = "on"               # "on" (default): raise the count ahead of the daily and weekly
+//!                               # pattern learned from 3+ days of history; "shadow": only report
+//!                               # it; "off"
 //! # policy = "step": metric = "cpu" (any target's name) and ordered, non-overlapping bands of its
 //! # per-instance value, `from` inclusive, `to` exclusive (left out: no upper end); change by
 //! # "+N" | "-N" instances or "+P%" | "-P%" of the ready ones (or a signed integer):

@@ -405,9 +405,9 @@ fn services_on_different_ports_across_files_are_fine() {
 mod autoscale {
     use super::parse;
     use ebb_core::autoscale::{
-        AutoscaleSpec, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand,
-        StepChange, Weekdays, DEFAULT_IDLE_TIMEOUT, DEFAULT_PANIC_WINDOW, DEFAULT_SCALE_DOWN_DELAY,
-        DEFAULT_STABLE_WINDOW, MINUTES_PER_DAY,
+        AutoscaleSpec, ForecastMode, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow,
+        StepBand, StepChange, Weekdays, DEFAULT_IDLE_TIMEOUT, DEFAULT_PANIC_WINDOW,
+        DEFAULT_SCALE_DOWN_DELAY, DEFAULT_STABLE_WINDOW, MINUTES_PER_DAY,
     };
     use ebb_core::ServiceSpec;
     use std::time::Duration;
@@ -435,6 +435,7 @@ stable_window = "2m"
 panic_window = "10s"
 scale_down_delay = "5m"
 idle_timeout = "15m"
+forecast = "shadow"
 "#,
         );
         assert_eq!(instances, 0, "starts at min");
@@ -455,6 +456,7 @@ idle_timeout = "15m"
                 panic_window: Duration::from_secs(10),
                 scale_down_delay: Duration::from_secs(300),
                 idle_timeout: Duration::from_secs(900),
+                forecast: ForecastMode::Shadow,
                 // Not in deploy files: the defaults.
                 ..AutoscaleSpec::new(0, 0, ScaleTargets::default())
             }

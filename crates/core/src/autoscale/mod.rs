@@ -65,6 +65,8 @@ pub const DEFAULT_SCALE_UP_PERCENT: u32 = 100;
 pub const DEFAULT_SCALE_UP_PERIOD: Duration = Duration::from_secs(15);
 /// Names of the scaling policies, as deploy files write them.
 pub const SCALE_POLICIES: [&str; 4] = ["target", "step", "linear", "schedule"];
+/// Names of the forecast modes, as deploy files write them.
+pub const FORECAST_MODES: [&str; 3] = ["off", "shadow", "on"];
 /// Names of the metrics the autoscaler can follow, as deploy files write them.
 pub const SCALE_METRICS: [&str; 5] = ["concurrency", "rps", "cpu", "memory", "latency_p95"];
 
@@ -126,6 +128,53 @@ pub struct AutoscaleSpec {
     /// See [`ScaleUpLimit`]. As `panic_threshold`: code only.
     #[serde(skip)]
     pub scale_up: ScaleUpLimit,
+    /// Whether the count is raised ahead of the load the service's own history predicts; see
+    /// [`ForecastMode`].
+    #[serde(default)]
+    pub forecast: ForecastMode,
+}
+
+/// What the predictive floor does: the autoscaler learns the service's daily and weekly pattern
+/// (per minute, from the counts its reactive rules asked for) and forecasts the next minutes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForecastMode {
+    /// No history is kept and nothing is forecast.
+    Off,
+    /// History is kept and the forecast made and scored; a decision says what the forecast
+    /// would have done, and nothing else changes. For trying a forecast out on a live service.
+    Shadow,
+    /// The forecast raises the count ahead of a predicted rise, by the measured start time of
+    /// the service's instances. It never lowers a count: the reactive rules decide every
+    /// scale-down, and stay the backstop when the forecast is wrong. It acts only once the
+    /// history holds three days of the minute forecast (AWS predictive scaling asks for one
+    /// day, Google's for three), and is scaled down when today runs below it.
+    #[default]
+    On,
+}
+
+impl ForecastMode {
+    /// Parses a deploy file's spelling.
+    pub fn parse(name: &str) -> Result<ForecastMode, String> {
+        match name {
+            "off" => Ok(ForecastMode::Off),
+            "shadow" => Ok(ForecastMode::Shadow),
+            "on" => Ok(ForecastMode::On),
+            _ => Err(format!(
+                "unknown forecast mode {name:?}: use one of {}",
+                FORECAST_MODES.join(", ")
+            )),
+        }
+    }
+
+    /// Its deploy-file spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForecastMode::Off => "off",
+            ForecastMode::Shadow => "shadow",
+            ForecastMode::On => "on",
+        }
+    }
 }
 
 /// The floats of a spec are finite: JSON cannot carry NaN, and [`AutoscaleSpec::problems`]
@@ -147,6 +196,7 @@ impl AutoscaleSpec {
             panic_threshold: DEFAULT_PANIC_THRESHOLD,
             tolerance: DEFAULT_TOLERANCE,
             scale_up: ScaleUpLimit::default(),
+            forecast: ForecastMode::default(),
         }
     }
 

@@ -191,6 +191,8 @@ fn outcome_json(o: &Outcome, oracle: &Outcome) -> Value {
         "changes": o.changes,
         "changes_per_hour": round(o.changes_per_hour(), 2),
         "panic_seconds": o.panic_seconds,
+        "forecast_seconds": o.forecast_seconds,
+        "forecast_error": o.forecast_error.map(|e| round(e, 4)),
     })
 }
 
@@ -338,6 +340,21 @@ impl Report<'_> {
                 "PANIC %",
             ],
             &rows,
+        );
+        if let Some((_, Some(r))) = chosen.iter().find(|(w, _)| *w == Which::Ebb) {
+            print_forecast(&r.outcome);
+        }
+    }
+}
+
+/// What ebb's predictive floor did in a run, if it forecast at all.
+fn print_forecast(o: &Outcome) {
+    if let Some(error) = o.forecast_error {
+        out!(
+            "ebb's forecast: {:.1} % off (weighted absolute error of the per-minute counts); \
+             it raised the count in {:.1} % of the seconds",
+            100.0 * error,
+            100.0 * o.forecast_seconds as f64 / o.seconds.max(1) as f64
         );
     }
 }

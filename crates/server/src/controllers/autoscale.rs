@@ -13,10 +13,14 @@
 //! plus what the others last reported ([`crate::routing::peers`]), and a request waiting at
 //! another server wakes the loop as one waiting here does.
 
+use crate::controllers::forecast_history;
 use crate::routing::{peers, Listeners};
 use crate::state::keys::{self, Versioned};
 use crate::{lock, now_ms, run_loop, Server};
-use ebb_autoscaler::{burst, decide, demand, Decision, Metrics, Now, Reading, Sample, State};
+use ebb_autoscaler::{
+    burst, decide, demand, minute_of, Decision, Metrics, Now, Reading, Sample, State,
+};
+use ebb_core::autoscale::ForecastMode;
 use ebb_core::{Event, EventKind, ServiceSpec};
 use ebb_store::{Expect, StoreError};
 use std::collections::HashMap;
@@ -60,6 +64,55 @@ struct Scaled {
     last_reason: Option<String>,
     /// The router's counters at the last few burst checks, oldest first, with their identity.
     marks: std::collections::VecDeque<(usize, ebb_router::metrics::Snapshot)>,
+    /// The newest minute of the forecast's history when it was last kept in the store.
+    kept_minute: Option<i64>,
+}
+
+impl Scaled {
+    /// A service's autoscaling afresh, with its forecast's history from the store.
+    fn new(server: &Server, name: &str, spec: &ebb_core::AutoscaleSpec) -> Scaled {
+        let mut state = State::default();
+        if spec.forecast != ForecastMode::Off {
+            let today = forecast_history::day_of(minute_of(now_ms() as i64));
+            match forecast_history::load(server.store(), name, today, state.forecaster_mut()) {
+                Ok(days) => tracing::debug!(service = name, days, "autoscaler: history restored"),
+                Err(e) => tracing::warn!(
+                    service = name,
+                    "autoscaler: the forecast's history could not be read, it starts empty: {e}"
+                ),
+            }
+        }
+        Scaled {
+            metrics: Metrics::for_config(spec),
+            spec: spec.clone(),
+            kept_minute: state.forecaster().history().last_minute(),
+            state,
+            last_reason: None,
+            marks: std::collections::VecDeque::with_capacity(BURST_MARKS),
+        }
+    }
+
+    /// Keeps the day of the minute that just completed in the store, once a minute. A failed
+    /// write is logged: the history in memory stays whole, and the next minute writes again.
+    fn keep_history(&mut self, server: &Server, name: &str) {
+        if self.spec.forecast == ForecastMode::Off {
+            return;
+        }
+        let newest = self.state.forecaster().history().last_minute();
+        if newest == self.kept_minute {
+            return;
+        }
+        if let Some(done) = self.kept_minute {
+            let day = forecast_history::day_of(done);
+            if let Err(e) =
+                forecast_history::keep(server.store(), name, day, self.state.forecaster())
+            {
+                tracing::warn!(service = name, "autoscaler: history not kept: {e}");
+                return;
+            }
+        }
+        self.kept_minute = newest;
+    }
 }
 
 /// One service's inputs to a tick, read from the store and the router.
@@ -122,8 +175,16 @@ impl Autoscaler {
             .into_iter()
             .filter(|v| v.value.autoscale.is_some())
             .collect();
-        self.services
-            .retain(|name, _| specs.iter().any(|v| &v.value.name == name));
+        let gone: Vec<String> = self
+            .services
+            .keys()
+            .filter(|name| !specs.iter().any(|v| &v.value.name == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.services.remove(&name);
+            forecast_history::forget(self.server.store(), &name)?;
+        }
         for v in &specs {
             let Some(wanted) = &v.value.autoscale else {
                 continue;
@@ -133,13 +194,7 @@ impl Autoscaler {
                 .get(&v.value.name)
                 .is_none_or(|s| &s.spec != wanted);
             if fresh {
-                let scaled = Scaled {
-                    metrics: Metrics::for_config(wanted),
-                    spec: wanted.clone(),
-                    state: State::default(),
-                    last_reason: None,
-                    marks: std::collections::VecDeque::with_capacity(BURST_MARKS),
-                };
+                let scaled = Scaled::new(&self.server, &v.value.name, wanted);
                 self.services.insert(v.value.name.clone(), scaled);
             }
         }
@@ -188,8 +243,12 @@ impl Autoscaler {
         // Decided and written one service at a time: a failed write ends the tick before the
         // next service's state moves on to a count that was never stored.
         for input in inputs {
+            let name = input.spec.value.name.clone();
             if let Some((spec, decision)) = decide_one(&mut self.services, input, now) {
                 self.apply(spec, decision)?;
+            }
+            if let Some(s) = self.services.get_mut(&name) {
+                s.keep_history(&self.server, &name);
             }
         }
         Ok(())
@@ -445,6 +504,7 @@ mod tests {
             state: State::default(),
             last_reason: None,
             marks: Default::default(),
+            kept_minute: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`maintenance`]: store compaction.
 
 pub mod autoscale;
+pub mod forecast_history;
 pub mod instances;
 pub mod jobs;
 pub mod maintenance;

@@ -14,6 +14,7 @@
 //! | `job-progress/{name}` | [`JobProgress`]: started, finished and how | controller |
 //! | `tasks/{job}/{index:07}` | [`TaskRecord`] of a task that ended or waits to run again | controller |
 //! | `queues/{name}` | [`QueueSpec`] | API (deploy) |
+//! | `autoscale-history/{service}/{day}` | one UTC day of the autoscaler's per-minute history, for its forecast ([`crate::controllers::forecast_history`]) | autoscaler |
 //! | `events/{n:020}` | [`Event`](ebb_core::Event); its `seq` is the key's revision | everyone, through [`crate::state::events::EventLog`] |
 
 use ebb_core::{
@@ -49,6 +50,19 @@ pub const JOB_PROGRESS: &str = "job-progress/";
 pub const TASKS: &str = "tasks/";
 /// Prefix of queues, by name.
 pub const QUEUES: &str = "queues/";
+
+/// Prefix of the autoscaler's kept history, by service and day.
+pub const AUTOSCALE_HISTORY: &str = "autoscale-history/";
+
+/// The prefix of `service`'s kept history.
+pub fn autoscale_history_prefix(service: &str) -> String {
+    format!("{AUTOSCALE_HISTORY}{service}/")
+}
+
+/// The key of `service`'s kept history of `day` (days since the Unix epoch, UTC).
+pub fn autoscale_history(service: &str, day: i64) -> String {
+    format!("{AUTOSCALE_HISTORY}{service}/{day}")
+}
 
 /// The key of job `name`'s [`JobRecord`].
 pub fn job(name: &str) -> String {

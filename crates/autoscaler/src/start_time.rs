@@ -1,0 +1,120 @@
+//! How long the service's instances take to serve, measured from the decisions themselves: the
+//! time from a decision that raised the count to the first tick at which that many instances
+//! were ready. The forecast raises the count this far ahead of a predicted rise.
+//!
+//! Measured in the policy rather than reported by the server, so that the server, tests and
+//! simulators measure it the same way, to the resolution of a tick.
+
+use ebb_core::service::DEFAULT_START_PERIOD;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Start time assumed until one is measured: the health check's default start period, the time
+/// a start is given before failed checks count.
+pub const ASSUMED_START_TIME: Duration = DEFAULT_START_PERIOD;
+/// Longest start time believed: ten minutes. An instance that took longer was most likely
+/// failing, and a lead of more would raise the count far too early.
+pub const MAX_START_TIME: Duration = Duration::from_secs(600);
+/// Measurements kept; the start time is the highest of them (a forecast that raises too early
+/// costs a little, one that raises too late misses).
+const KEPT: usize = 8;
+/// Scale-ups awaited at once; older ones are forgotten first.
+const AWAITED: usize = 16;
+
+/// The scale-ups awaited and the start times measured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartTimes {
+    /// (when a decision asked for it, the ready count that serves it), oldest first.
+    awaited: VecDeque<(Duration, u32)>,
+    /// The last start times measured, oldest first.
+    measured: VecDeque<Duration>,
+}
+
+impl StartTimes {
+    /// A decision at `now` raised the count to `desired`.
+    pub(crate) fn asked(&mut self, now: Duration, desired: u32) {
+        if self.awaited.len() == AWAITED {
+            self.awaited.pop_front();
+        }
+        self.awaited.push_back((now, desired));
+    }
+
+    /// A decision at `now` lowered the count to `desired`: counts above it will not come.
+    pub(crate) fn lowered(&mut self, desired: u32) {
+        self.awaited.retain(|&(_, c)| c <= desired);
+    }
+
+    /// `ready` instances serve at `now`: every scale-up they satisfy is measured.
+    pub(crate) fn ready(&mut self, now: Duration, ready: u32) {
+        while let Some(&(at, count)) = self.awaited.front() {
+            if count > ready {
+                break;
+            }
+            self.awaited.pop_front();
+            if self.measured.len() == KEPT {
+                self.measured.pop_front();
+            }
+            self.measured
+                .push_back(now.saturating_sub(at).min(MAX_START_TIME));
+        }
+    }
+
+    /// The highest of the last start times measured, if any was.
+    pub fn measured(&self) -> Option<Duration> {
+        self.measured.iter().max().copied()
+    }
+
+    /// The start time to plan with: the measured one, else [`ASSUMED_START_TIME`].
+    pub fn estimate(&self) -> Duration {
+        self.measured().unwrap_or(ASSUMED_START_TIME)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn a_scale_up_is_measured_when_its_instances_serve() {
+        let mut s = StartTimes::default();
+        assert_eq!(s.estimate(), ASSUMED_START_TIME);
+        s.asked(secs(10), 3);
+        s.asked(secs(12), 5);
+        s.ready(secs(14), 2);
+        assert_eq!(s.measured(), None, "not yet 3 ready");
+        s.ready(secs(17), 4);
+        assert_eq!(s.measured(), Some(secs(7)));
+        s.ready(secs(30), 5);
+        assert_eq!(s.measured(), Some(secs(18)), "the highest kept");
+    }
+
+    #[test]
+    fn a_count_given_up_is_not_awaited() {
+        let mut s = StartTimes::default();
+        s.asked(secs(10), 6);
+        s.lowered(2);
+        s.ready(secs(500), 6);
+        assert_eq!(s.measured(), None);
+    }
+
+    #[test]
+    fn at_most_a_few_are_kept_and_none_is_believed_past_the_cap() {
+        let mut s = StartTimes::default();
+        s.asked(secs(0), 1);
+        s.ready(secs(5000), 1);
+        assert_eq!(s.measured(), Some(MAX_START_TIME));
+        for i in 0..KEPT as u64 {
+            s.asked(secs(6000 + i * 10), 2 + i as u32);
+            s.ready(secs(6000 + i * 10 + 2), 2 + i as u32);
+        }
+        assert_eq!(s.measured(), Some(secs(2)), "the long one was pushed out");
+        for i in 0..100 {
+            s.asked(secs(9000 + i), 1000 + i as u32);
+        }
+        assert_eq!(s.awaited.len(), AWAITED);
+    }
+}

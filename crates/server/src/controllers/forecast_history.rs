@@ -1,0 +1,160 @@
+//! The autoscaler's per-minute history of each service with a forecast
+//! ([`ebb_autoscaler::History`]), kept in the store one UTC day per key
+//! (`autoscale-history/{service}/{day}`) so that the forecast survives a server restart and a
+//! change of leader. Written when a minute completes: a day's key holds at most 1,440 means,
+//! about 9 KB, rewritten once a minute while its day runs.
+
+use crate::state::keys;
+use ebb_autoscaler::{Forecaster, DAY_MINUTES, HISTORY_MINUTES};
+use ebb_store::{Expect, KvStore, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// Days kept: the autoscaler's history, and the day under way.
+pub const KEPT_DAYS: i64 = HISTORY_MINUTES as i64 / DAY_MINUTES + 1;
+
+/// One day of a service's history as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct Day {
+    /// The mean count of each minute of the day from 00:00 UTC; null where unseen.
+    means: Vec<Option<f64>>,
+}
+
+/// The day (since the Unix epoch, UTC) of `minute`.
+pub fn day_of(minute: i64) -> i64 {
+    minute.div_euclid(DAY_MINUTES)
+}
+
+/// Restores `service`'s kept days, up to `today`, into a fresh `forecaster`. A day that does
+/// not decode is skipped with a warning: a forecast with a day less is still a forecast.
+/// Returns the days restored.
+pub fn load(
+    store: &dyn KvStore,
+    service: &str,
+    today: i64,
+    forecaster: &mut Forecaster,
+) -> Result<usize, StoreError> {
+    let (kvs, _) = store.list(&keys::autoscale_history_prefix(service))?;
+    let mut days: Vec<(i64, Day)> = Vec::new();
+    for kv in &kvs {
+        let day = kv
+            .key
+            .rsplit('/')
+            .next()
+            .and_then(|d| d.parse::<i64>().ok());
+        match (day, keys::decode::<Day>(kv)) {
+            (Some(day), Ok(d)) if day > today - KEPT_DAYS && day <= today => days.push((day, d)),
+            (Some(_), Ok(_)) => {}
+            (_, result) => tracing::warn!(
+                key = %kv.key,
+                error = ?result.err(),
+                "autoscaler: a kept day of history does not decode; skipped"
+            ),
+        }
+    }
+    days.sort_by_key(|(day, _)| *day);
+    for (day, d) in &days {
+        forecaster.history_mut().restore_day(*day, &d.means);
+    }
+    Ok(days.len())
+}
+
+/// Writes `service`'s day `day` as `forecaster` holds it, and deletes its days older than
+/// those kept.
+pub fn keep(
+    store: &dyn KvStore,
+    service: &str,
+    day: i64,
+    forecaster: &Forecaster,
+) -> Result<(), StoreError> {
+    let value = Day {
+        means: forecaster.history().day(day),
+    };
+    store.put(
+        &keys::autoscale_history(service, day),
+        &keys::encode(&value),
+        Expect::Any,
+    )?;
+    let (kvs, _) = store.list(&keys::autoscale_history_prefix(service))?;
+    for kv in kvs {
+        let old = kv
+            .key
+            .rsplit('/')
+            .next()
+            .and_then(|d| d.parse::<i64>().ok())
+            .is_some_and(|d| d <= day - KEPT_DAYS);
+        if old {
+            store.delete(&kv.key, Expect::Any)?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every kept day of `service` (it is no longer autoscaled with a forecast).
+pub fn forget(store: &dyn KvStore, service: &str) -> Result<(), StoreError> {
+    let (kvs, _) = store.list(&keys::autoscale_history_prefix(service))?;
+    for kv in kvs {
+        store.delete(&kv.key, Expect::Any)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_store::SqliteStore;
+
+    #[test]
+    fn kept_days_come_back_and_old_ones_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let mut f = Forecaster::default();
+        // One observed minute a day for 20 days, at 09:00, with the day's number as its count.
+        for day in 0..20 {
+            f.history_mut().restore_day(day, &day_with(540, day as f64));
+            keep(&store, "web", day, &f).unwrap();
+        }
+        keep(&store, "other", 19, &f).unwrap();
+        let (kvs, _) = store.list(&keys::autoscale_history_prefix("web")).unwrap();
+        assert_eq!(kvs.len(), KEPT_DAYS as usize, "days 5..=19");
+
+        let mut restored = Forecaster::default();
+        let days = load(&store, "web", 19, &mut restored).unwrap();
+        assert_eq!(days, KEPT_DAYS as usize);
+        for day in 6..20 {
+            let m = day * DAY_MINUTES + 540;
+            assert_eq!(restored.history().get(m), f.history().get(m), "day {day}");
+        }
+        forget(&store, "web").unwrap();
+        let (kvs, _) = store.list(&keys::autoscale_history_prefix("web")).unwrap();
+        assert!(kvs.is_empty());
+        let (kvs, _) = store
+            .list(&keys::autoscale_history_prefix("other"))
+            .unwrap();
+        assert_eq!(kvs.len(), 1, "another service's history stays");
+    }
+
+    #[test]
+    fn a_day_that_does_not_decode_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let mut f = Forecaster::default();
+        f.history_mut().restore_day(3, &day_with(10, 4.0));
+        keep(&store, "web", 3, &f).unwrap();
+        store
+            .put(
+                &keys::autoscale_history("web", 4),
+                b"{not json",
+                Expect::Any,
+            )
+            .unwrap();
+        let mut restored = Forecaster::default();
+        assert_eq!(load(&store, "web", 4, &mut restored).unwrap(), 1);
+        assert_eq!(restored.history().get(3 * DAY_MINUTES + 10), Some(4.0));
+    }
+
+    fn day_with(minute: usize, mean: f64) -> Vec<Option<f64>> {
+        let mut means = vec![None; DAY_MINUTES as usize];
+        means[minute] = Some(mean);
+        means
+    }
+}
