@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # ebb sim --sweep on the NASA-1995 trace (x100) and on the synthetic traces of
 # bench/traces/generate.py, at start delays of 10 s and 60 s: each policy's cost at its cheapest
-# target within 1 % missed seconds, as a ratio to the optimal oracle.
+# target within 1 % missed seconds, as a ratio to the optimal oracle, and the error of ebb's
+# forecast (weighted absolute percentage error of its per-minute counts; – on a trace too short
+# for one: it needs 3 days of history).
 #
 # Usage: EBB_BIN=target/release/ebb bench/sim.sh [OUT_DIR]
 # Needs python3 (the generator). Prints a Markdown table; the JSON of every run stays in OUT_DIR.
@@ -36,12 +38,14 @@ doc = json.load(open(sys.argv[1]))
 def cell(p):
     r = doc[p]
     return "-" if r is None else f"{r['ratio']:.2f}× ({r['target']}, {r['missed_percent']:.2f} %)"
-print(f"| {sys.argv[2]} | {sys.argv[3]} | {doc['oracle']['instance_seconds']:,} | {cell('ebb')} | {cell('hpa')} | {cell('kpa')} |")
+fe = (doc['ebb'] or {}).get('forecast_error')
+fe = "–" if fe is None else f"{100 * fe:.1f} %"
+print(f"| {sys.argv[2]} | {sys.argv[3]} | {doc['oracle']['instance_seconds']:,} | {cell('ebb')} | {cell('hpa')} | {cell('kpa')} | {fe} |")
 PY
 }
 
-echo "| trace | d | oracle (instance-s) | ebb | HPA model | KPA model |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| trace | d | oracle (instance-s) | ebb | HPA model | KPA model | ebb's forecast error |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 for d in 10s 60s; do
     [ -f "$nasa" ] && run nasa-x100 "$nasa" 100 "$out/web.toml" "$d"
     for t in diurnal weekly noisy steps flash surges; do

@@ -105,14 +105,15 @@ pub fn decide(
         ScalePolicy::Schedule { .. } => Proposal::hold(base, "schedule without a policy".into()),
     };
     state.recommend(t, proposal.recommendation, config.scale_down_delay);
-    if config.forecast != ForecastMode::Off {
+    if let (ForecastMode::On | ForecastMode::Shadow, Some(load)) =
+        (config.forecast, proposal.load_count)
+    {
         // The stable window's count is for the load of its middle: recorded there, a minute of
         // history is the count that minute's own load asked for, not one that trails it.
         let middle = i64::try_from(config.stable_window.as_millis() / 2).unwrap_or(0);
-        state.forecaster.record(
-            now.unix_ms.saturating_sub(middle),
-            f64::from(proposal.recommendation),
-        );
+        state
+            .forecaster
+            .record(now.unix_ms.saturating_sub(middle), f64::from(load));
     }
     let Proposal {
         mut count,
@@ -141,16 +142,17 @@ pub fn decide(
         count = limited;
     }
 
-    let raised = forecast_floor(config, state, count, now, &mut reason);
-    if raised > count {
-        // Remembered as a recommendation: stabilization holds the raised count while the
-        // stable window catches up with the load that was forecast.
-        state.recommend(t, raised, config.scale_down_delay);
-        count = raised;
-        rule = Rule::Forecast;
+    let bounds = config.bounds_at(now.unix_ms);
+    // A `min = 0` service at zero stays there until a request comes (see `keeps_one`).
+    let asleep = bounds.min == 0 && base == 0;
+    if !asleep {
+        let raised = forecast_floor(config, state, count, now, &mut reason);
+        if raised > count {
+            count = raised;
+            rule = Rule::Forecast;
+        }
     }
 
-    let bounds = config.bounds_at(now.unix_ms);
     let quiet = state.quiet_for(t);
     // No request for idle_timeout ends everything, a panic included: a panic is about requests,
     // and there are none.
@@ -208,7 +210,10 @@ fn forecast_floor(
         return count;
     }
     let lead = state.starts.estimate() + crate::TICK;
-    let Some(floor) = state.forecaster.floor(now.unix_ms, lead, config.tolerance) else {
+    let floor = state
+        .forecaster
+        .floor(now.unix_ms, lead, config.stable_window, config.tolerance);
+    let Some(floor) = floor else {
         return count;
     };
     if floor.count <= count {

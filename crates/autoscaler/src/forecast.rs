@@ -2,9 +2,11 @@
 //! count of the next minutes by its daily or weekly pattern, and raise the count ahead of a
 //! predicted rise by the time its instances take to start.
 //!
-//! The floor acts only on a predicted rise: when a minute ahead is forecast to need more
-//! instances than this one. Held the rest of the time, a forecast would only add its own error
-//! on top of the reactive count.
+//! The floor acts only on a predicted rise: while the minutes from now to the start time ahead
+//! are forecast to need more, beyond the tolerance, than the minute the stable window still
+//! remembers (a stable window ago). So it rises a start time ahead of the rise and lets go once
+//! the stable window has seen it. Held the rest of the time, a forecast would only add its own
+//! error on top of the reactive count.
 //!
 //! Two seasonal forecasts, each robust to a one-off event in the history:
 //! - **daily**: the lower median of the same minute on the last 7 days, once 3 of them are
@@ -141,14 +143,23 @@ impl Forecaster {
     }
 
     /// The floor at `unix_ms` for instances that take `lead` to serve: the highest forecast of
-    /// the minutes after this one up to `lead` ahead, scaled by today's level, when
-    /// it is more than `tolerance` above this minute's forecast and needs more instances. `None`
-    /// without such a predicted rise: a rise within the tolerance is the reactive rules' to
-    /// follow, as they keep a count within it, and acting on it would chase the history's noise.
-    pub(crate) fn floor(&self, unix_ms: i64, lead: Duration, tolerance: f64) -> Option<Floor> {
-        let lead_ms = i64::try_from(lead.as_millis()).unwrap_or(i64::MAX / 4);
+    /// the minutes from now to `lead` ahead, scaled by today's level, when it is more than
+    /// `tolerance` above the forecast of the minute `window` ago (what a stable window of that
+    /// length still averages) and needs more instances. `None` without such a predicted rise
+    /// (a rise within the tolerance is the reactive rules' to follow, as they keep a count
+    /// within it, and acting on it would chase the history's noise), or without a forecast of
+    /// that earlier minute.
+    pub(crate) fn floor(
+        &self,
+        unix_ms: i64,
+        lead: Duration,
+        window: Duration,
+        tolerance: f64,
+    ) -> Option<Floor> {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
         let now = minute_of(unix_ms);
-        let to = minute_of(unix_ms.saturating_add(lead_ms));
+        let to = minute_of(unix_ms.saturating_add(ms(lead)));
+        let (here, _) = self.forecast(minute_of(unix_ms.saturating_sub(ms(window))))?;
         let level = self.level();
         let instances = |count: f64| {
             // Less a hair, so that a product that should be whole is not rounded up past it.
@@ -156,10 +167,9 @@ impl Forecaster {
                 .ceil()
                 .clamp(0.0, f64::from(u32::MAX)) as u32
         };
-        let (minute, (count, season)) = (now + 1..=to)
+        let (minute, (count, season)) = (now..=to)
             .filter_map(|m| self.forecast(m).map(|f| (m, f)))
             .max_by(|(_, (a, _)), (_, (b, _))| a.total_cmp(b))?;
-        let here = self.forecast(now).map_or(0.0, |(c, _)| c);
         let rise = count > here * (1.0 + tolerance) && instances(count) > instances(here);
         let count = instances(count);
         rise.then_some(Floor {
@@ -169,15 +179,13 @@ impl Forecaster {
         })
     }
 
-    /// The forecast of `minute`: the season with the smaller error, or the only one known.
+    /// The forecast of `minute`: the season with the smaller error. None before the daily
+    /// forecast has its 3 days, whatever the weekly one knows: one week ago alone is one day.
     pub(crate) fn forecast(&self, minute: i64) -> Option<(f64, Season)> {
-        match (self.daily(minute), self.weekly(minute)) {
-            (Some(_), Some(w)) if self.season_errors[1] < self.season_errors[0] => {
-                Some((w, Season::Weekly))
-            }
-            (Some(d), _) => Some((d, Season::Daily)),
-            (None, Some(w)) => Some((w, Season::Weekly)),
-            (None, None) => None,
+        let daily = self.daily(minute)?;
+        match self.weekly(minute) {
+            Some(w) if self.season_errors[1] < self.season_errors[0] => Some((w, Season::Weekly)),
+            _ => Some((daily, Season::Daily)),
         }
     }
 
@@ -204,14 +212,15 @@ impl Forecaster {
             .min_by(f64::total_cmp)
     }
 
-    /// Today's counts over the forecast ones, over the last [`LEVEL_MINUTES`] scored, at most 1
-    /// (1 when nothing was forecast).
+    /// Today's counts over the forecast ones, over the last [`LEVEL_MINUTES`] scored, at most 1.
+    /// 1 while less than one instance a minute was forecast on average: before a morning's rise
+    /// a fraction of an instance against none would read as a day at zero.
     fn level(&self) -> f64 {
         let (f, a) = self
             .recent
             .iter()
             .fold((0.0, 0.0), |(f, a), &(fc, ac)| (f + fc, a + ac));
-        if f > 0.0 {
+        if f >= self.recent.len() as f64 && f > 0.0 {
             (a / f).min(1.0)
         } else {
             1.0
@@ -249,6 +258,8 @@ mod tests {
     use super::*;
     use crate::history::MINUTE_MS;
 
+    const MINUTE: Duration = Duration::from_secs(60);
+
     /// The wall-clock time of the start of `minute`, in milliseconds.
     fn minute_start_ms(minute: i64) -> i64 {
         minute * MINUTE_MS
@@ -285,20 +296,25 @@ mod tests {
     }
 
     #[test]
-    fn the_floor_rises_a_lead_ahead_of_a_learned_surge_and_only_then() {
+    fn the_floor_rises_a_lead_ahead_of_a_learned_surge_until_the_stable_window_sees_it() {
         let f = learned(4, surge);
         let today = 4 * DAY_MINUTES;
         let lead = Duration::from_secs(40);
         let at = |m: i64, s: i64| minute_start_ms(today + m) + s * 1000;
         // 08:59:10: a lead ahead is 08:59:50, not yet the surge.
-        assert_eq!(f.floor(at(539, 10), lead, 0.1), None);
+        assert_eq!(f.floor(at(539, 10), lead, MINUTE, 0.1), None);
         // 08:59:30: 09:00:10 is in the surge.
-        let floor = f.floor(at(539, 30), lead, 0.1).unwrap();
+        let floor = f.floor(at(539, 30), lead, MINUTE, 0.1).unwrap();
         assert_eq!((floor.count, floor.minute), (10, today + 540));
         assert_eq!(clock(floor.minute), "09:00 UTC");
-        // In the surge no rise is predicted: the floor lets go (stabilization holds the count).
-        assert_eq!(f.floor(at(545, 0), lead, 0.1), None);
-        assert_eq!(f.floor(at(600, 0), lead, 0.1), None);
+        // Through the first minute of the surge, which the stable window has not seen yet.
+        assert_eq!(
+            f.floor(at(540, 30), lead, MINUTE, 0.1).map(|f| f.count),
+            Some(10)
+        );
+        // A stable window into the surge no rise is predicted: the floor lets go.
+        assert_eq!(f.floor(at(545, 0), lead, MINUTE, 0.1), None);
+        assert_eq!(f.floor(at(600, 0), lead, MINUTE, 0.1), None);
     }
 
     #[test]
@@ -336,7 +352,12 @@ mod tests {
         for m in 0..500 {
             f.record(minute_start_ms(today + m), 2.0);
         }
-        let floor = f.floor(minute_start_ms(today + 539), Duration::from_secs(60), 0.1);
+        let floor = f.floor(
+            minute_start_ms(today + 539),
+            Duration::from_secs(60),
+            MINUTE,
+            0.1,
+        );
         assert_eq!(floor.map(|f| f.count), Some(10), "30 × (2/6)");
         // Day 3 was forecast exactly; today's 499 completed minutes were 4 off each.
         let error = f.error();

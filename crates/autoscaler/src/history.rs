@@ -1,11 +1,12 @@
-//! A service's history, per minute of wall-clock time: the mean count its reactive rules asked
-//! for in each minute. What the forecast (`forecast.rs`) learns the daily and weekly pattern
-//! from.
+//! A service's history, per minute of wall-clock time: the mean count its request load asked
+//! for in each minute (the stable window's count for its concurrency and rps targets). What the
+//! forecast (`forecast.rs`) learns the daily and weekly pattern from.
 //!
-//! Counts rather than load: a count already carries the target, the noise headroom and the
-//! policy (step and linear policies too), so a forecast of it is directly a floor. It is the
-//! stable window's recommendation, never the count a forecast raised, so a forecast cannot feed
-//! itself. The mean rather than the highest: a minute's highest is above what the rules asked
+//! Counts rather than load: a count already carries the target and the noise headroom, so a
+//! forecast of it is directly a floor. Only the router's request totals count: they measure
+//! arriving load whatever the count running, so a count the forecast raised never feeds its own
+//! history (cpu and memory are sums over the instances, latency and the step and linear
+//! policies are relative to them). The mean rather than the highest: a minute's highest is above what the rules asked
 //! for most of it, and a floor of it would hold every minute up.
 
 use std::collections::VecDeque;
@@ -16,9 +17,13 @@ pub const MINUTE_MS: i64 = 60_000;
 pub const DAY_MINUTES: i64 = 24 * 60;
 /// Minutes in a week: the weekly season.
 pub const WEEK_MINUTES: i64 = 7 * DAY_MINUTES;
-/// Minutes of history kept: 14 days, two weekly seasons (AWS predictive scaling looks back
-/// 14 days too). 20,160 means of 4 bytes: 80 KiB per service.
-pub const HISTORY_MINUTES: usize = 2 * WEEK_MINUTES as usize;
+/// Minutes of history kept: two weekly seasons (AWS predictive scaling looks back 14 days too)
+/// and a day, so that a minute being scored still sees the same minute two weeks before it.
+/// 21,600 means of 4 bytes: 84 KiB per service.
+pub const HISTORY_MINUTES: usize = (2 * WEEK_MINUTES + DAY_MINUTES) as usize;
+/// Highest mean restored from a store: a service's most instances. A kept value above it (or
+/// below 0) is corrupt and ignored.
+const MAX_MEAN: f64 = ebb_core::service::MAX_INSTANCES as f64;
 
 /// The minute (since the Unix epoch) that holds `unix_ms`.
 pub fn minute_of(unix_ms: i64) -> i64 {
@@ -62,7 +67,7 @@ impl History {
 
     /// Sets a minute's mean as kept; minutes before the newest are ignored.
     fn restore(&mut self, minute: i64, mean: f64) {
-        if !mean.is_finite() {
+        if !(0.0..=MAX_MEAN).contains(&mean) {
             return;
         }
         if let Some(i) = self.slot(minute).filter(|&i| i >= self.means.len()) {

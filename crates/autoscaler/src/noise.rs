@@ -53,7 +53,10 @@ impl Baseline {
     /// Per-second noise averages down over a longer span, by √span.
     pub(crate) fn risen(&self, mean: f64, span: Duration) -> bool {
         let seconds = span.as_secs_f64().max(f64::MIN_POSITIVE);
-        mean - self.mean > EVIDENCE_Z * self.std_dev / seconds.sqrt()
+        // Over steady load (σ = 0) any rise counts, but not the rounding of two means of the
+        // same values: a relative hair above it.
+        let rounding = 1e-9 * self.mean.abs().max(1.0);
+        mean - self.mean > EVIDENCE_Z * self.std_dev / seconds.sqrt() + rounding
     }
 }
 

@@ -14,6 +14,11 @@ pub(crate) struct Proposal {
     /// downward wait a scale_down_delay more). A panic still remembers its held count (see
     /// `target::propose`).
     pub recommendation: u32,
+    /// What the forecast learns from: the count the router's request load (concurrency, rps)
+    /// asked for over a whole stable window, which does not depend on the count running. `None`
+    /// for everything else (a hold, missing samples, step and linear policies, cpu, memory and
+    /// latency, which move with the count), so a raise by the forecast never feeds its history.
+    pub load_count: Option<u32>,
 }
 
 impl Proposal {
@@ -24,6 +29,7 @@ impl Proposal {
             panic: false,
             rule: Rule::Target,
             recommendation: count,
+            load_count: None,
         }
     }
 

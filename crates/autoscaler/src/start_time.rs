@@ -12,8 +12,9 @@ use std::time::Duration;
 /// Start time assumed until one is measured: the health check's default start period, the time
 /// a start is given before failed checks count.
 pub const ASSUMED_START_TIME: Duration = DEFAULT_START_PERIOD;
-/// Longest start time believed: ten minutes. An instance that took longer was most likely
-/// failing, and a lead of more would raise the count far too early.
+/// Longest start time believed: ten minutes. A scale-up awaited longer is forgotten, not
+/// measured: its instances were most likely failing or could not be placed, and a lead of more
+/// would raise the count far too early.
 pub const MAX_START_TIME: Duration = Duration::from_secs(600);
 /// Measurements kept; the start time is the highest of them (a forecast that raises too early
 /// costs a little, one that raises too late misses).
@@ -28,11 +29,17 @@ pub struct StartTimes {
     awaited: VecDeque<(Duration, u32)>,
     /// The last start times measured, oldest first.
     measured: VecDeque<Duration>,
+    /// The ready instances at the last tick.
+    ready: u32,
 }
 
 impl StartTimes {
-    /// A decision at `now` raised the count to `desired`.
+    /// A decision at `now` raised the count to `desired`. Awaited only when more than the ready
+    /// instances: a count taken back up while drained instances still serve starts nothing.
     pub(crate) fn asked(&mut self, now: Duration, desired: u32) {
+        if desired <= self.ready {
+            return;
+        }
         if self.awaited.len() == AWAITED {
             self.awaited.pop_front();
         }
@@ -46,6 +53,9 @@ impl StartTimes {
 
     /// `ready` instances serve at `now`: every scale-up they satisfy is measured.
     pub(crate) fn ready(&mut self, now: Duration, ready: u32) {
+        self.ready = ready;
+        self.awaited
+            .retain(|&(at, _)| now.saturating_sub(at) <= MAX_START_TIME);
         while let Some(&(at, count)) = self.awaited.front() {
             if count > ready {
                 break;
@@ -54,8 +64,7 @@ impl StartTimes {
             if self.measured.len() == KEPT {
                 self.measured.pop_front();
             }
-            self.measured
-                .push_back(now.saturating_sub(at).min(MAX_START_TIME));
+            self.measured.push_back(now.saturating_sub(at));
         }
     }
 
@@ -106,12 +115,25 @@ mod tests {
         let mut s = StartTimes::default();
         s.asked(secs(0), 1);
         s.ready(secs(5000), 1);
-        assert_eq!(s.measured(), Some(MAX_START_TIME));
-        for i in 0..KEPT as u64 {
+        assert_eq!(s.measured(), None, "awaited past the cap: forgotten");
+        for i in 0..KEPT as u64 + 3 {
             s.asked(secs(6000 + i * 10), 2 + i as u32);
-            s.ready(secs(6000 + i * 10 + 2), 2 + i as u32);
+            s.ready(
+                secs(6000 + i * 10 + 2 + u64::from(i == 0) * 5),
+                2 + i as u32,
+            );
         }
-        assert_eq!(s.measured(), Some(secs(2)), "the long one was pushed out");
+        assert_eq!(
+            s.measured(),
+            Some(secs(2)),
+            "the longer first one was pushed out"
+        );
+        // Taken back up while the instances still serve: nothing starts, nothing is measured.
+        s.lowered(3);
+        s.asked(secs(7000), 8);
+        s.ready(secs(7001), 12);
+        assert_eq!(s.measured(), Some(secs(2)));
+        s.ready(secs(8999), 0);
         for i in 0..100 {
             s.asked(secs(9000 + i), 1000 + i as u32);
         }

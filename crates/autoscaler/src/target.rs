@@ -319,6 +319,10 @@ pub(crate) fn propose(
         .map(|c| c.raw)
         .max()
         .unwrap_or(calm.raw);
+    let load_count = (each.iter().flatten())
+        .filter(|c| sized_for_noise(c.metric) && c.value.is_some() && c.missing == Missing::None)
+        .map(|c| c.raw)
+        .max();
     let Some(since) = state.panic_last else {
         let mut reason = calm.describe(stable_w, config.tolerance, base);
         let others: Vec<String> = (each.iter().flatten())
@@ -334,6 +338,7 @@ pub(crate) fn propose(
             panic: false,
             rule: calm.rule(),
             recommendation: asked,
+            load_count,
         };
     };
 
@@ -363,6 +368,7 @@ pub(crate) fn propose(
         // remembers is what the stable window asks for, so the count may fall as soon as the
         // panic ends. (Remembering the panic's count was a second hold of scale_down_delay.)
         recommendation: asked,
+        load_count,
     }
 }
 

@@ -242,6 +242,16 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
     let lookahead = (ASSUMED_START_TIME + TICK).as_millis() as i64;
     let rise = minute_of(unix_ms() + lookahead + 20_000) + 1;
     let rise_ms = rise * 60_000;
+    let port = free_port();
+    let service = format!(
+        "[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
+         [services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+         [services.web.autoscale]\nmin = 1\nmax = 4\nconcurrency = 2\nforecast = \"on\"\n"
+    );
+    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
+    // Kept under the service's own targets, as the server keeps it.
+    let spec = ebb_spec::parse_file(&file).unwrap().remove(0);
+    let basis = forecast_history::basis(spec.autoscale.as_ref().unwrap());
     {
         let store = ebb_store::SqliteStore::open(&ebb.data_dir().join("state.db")).unwrap();
         let mut f = Forecaster::default();
@@ -252,17 +262,10 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
             means[(rise - DAY_MINUTES * (today - day)).rem_euclid(DAY_MINUTES) as usize] =
                 Some(3.0);
             f.history_mut().restore_day(day, &means);
-            forecast_history::keep(&store, "web", day, &f).unwrap();
+            forecast_history::keep(&store, "web", day, &basis, &f).unwrap();
         }
     }
     ebb.start(&[]);
-    let port = free_port();
-    let service = format!(
-        "[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
-         [services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
-         [services.web.autoscale]\nmin = 1\nmax = 4\nconcurrency = 2\nforecast = \"on\"\n"
-    );
-    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
     ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
     assert_eq!(desired(&ebb, "web"), 1, "starts at min, no load");
 
@@ -282,8 +285,12 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
         "{events}"
     );
     ebb.wait_ready("web", 3, Duration::from_secs(30));
+    let event = events
+        .lines()
+        .find(|l| l.contains("forecast"))
+        .unwrap_or("");
     eprintln!(
-        "raised {} ms before the predicted rise",
+        "raised {} ms before the predicted rise: {event}",
         rise_ms - raised_at
     );
 }

@@ -135,7 +135,8 @@ pub struct AutoscaleSpec {
 }
 
 /// What the predictive floor does: the autoscaler learns the service's daily and weekly pattern
-/// (per minute, from the counts its reactive rules asked for) and forecasts the next minutes.
+/// (per minute, from the counts its request load asked for: target tracking on concurrency or
+/// rps) and forecasts the next minutes. Other targets and policies keep no history.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ForecastMode {

@@ -69,12 +69,17 @@ struct Scaled {
 }
 
 impl Scaled {
-    /// A service's autoscaling afresh, with its forecast's history from the store.
+    /// A service's autoscaling afresh, with its forecast's history from the store (or none
+    /// kept, with the forecast off).
     fn new(server: &Server, name: &str, spec: &ebb_core::AutoscaleSpec) -> Scaled {
         let mut state = State::default();
-        if spec.forecast != ForecastMode::Off {
+        if spec.forecast == ForecastMode::Off {
+            forget_history(server, name);
+        } else {
             let today = forecast_history::day_of(minute_of(now_ms() as i64));
-            match forecast_history::load(server.store(), name, today, state.forecaster_mut()) {
+            let basis = forecast_history::basis(spec);
+            let history = state.forecaster_mut();
+            match forecast_history::load(server.store(), name, today, &basis, history) {
                 Ok(days) => tracing::debug!(service = name, days, "autoscaler: history restored"),
                 Err(e) => tracing::warn!(
                     service = name,
@@ -104,14 +109,21 @@ impl Scaled {
         }
         if let Some(done) = self.kept_minute {
             let day = forecast_history::day_of(done);
-            if let Err(e) =
-                forecast_history::keep(server.store(), name, day, self.state.forecaster())
-            {
+            let basis = forecast_history::basis(&self.spec);
+            let f = self.state.forecaster();
+            if let Err(e) = forecast_history::keep(server.store(), name, day, &basis, f) {
                 tracing::warn!(service = name, "autoscaler: history not kept: {e}");
-                return;
             }
         }
         self.kept_minute = newest;
+    }
+}
+
+/// Deletes a service's kept history; a failure is logged (the keys stay until the next time
+/// the service is forgotten), and never holds up a decision.
+fn forget_history(server: &Server, name: &str) {
+    if let Err(e) = forecast_history::forget(server.store(), name) {
+        tracing::warn!(service = name, "autoscaler: kept history not deleted: {e}");
     }
 }
 
@@ -183,7 +195,7 @@ impl Autoscaler {
             .collect();
         for name in gone {
             self.services.remove(&name);
-            forecast_history::forget(self.server.store(), &name)?;
+            forget_history(&self.server, &name);
         }
         for v in &specs {
             let Some(wanted) = &v.value.autoscale else {

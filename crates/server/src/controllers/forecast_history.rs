@@ -2,10 +2,13 @@
 //! ([`ebb_autoscaler::History`]), kept in the store one UTC day per key
 //! (`autoscale-history/{service}/{day}`) so that the forecast survives a server restart and a
 //! change of leader. Written when a minute completes: a day's key holds at most 1,440 means,
-//! about 9 KB, rewritten once a minute while its day runs.
+//! about 9 KB, rewritten once a minute while its day runs (each write wakes the controller's
+//! pass, as any store write does). A day records the targets and policy its counts were asked
+//! under: counts under other targets are in other units, so a changed spec starts afresh.
 
 use crate::state::keys;
 use ebb_autoscaler::{Forecaster, DAY_MINUTES, HISTORY_MINUTES};
+use ebb_core::AutoscaleSpec;
 use ebb_store::{Expect, KvStore, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +18,20 @@ pub const KEPT_DAYS: i64 = HISTORY_MINUTES as i64 / DAY_MINUTES + 1;
 /// One day of a service's history as stored.
 #[derive(Debug, Serialize, Deserialize)]
 struct Day {
+    /// What the counts were asked under ([`basis`]).
+    basis: String,
     /// The mean count of each minute of the day from 00:00 UTC; null where unseen.
     means: Vec<Option<f64>>,
+}
+
+/// What a count depends on besides the load: the targets, the policy and the stable window.
+pub fn basis(spec: &AutoscaleSpec) -> String {
+    let basis = (
+        &spec.targets,
+        &spec.policy,
+        spec.stable_window.as_millis() as u64,
+    );
+    serde_json::to_string(&basis).unwrap_or_default()
 }
 
 /// The day (since the Unix epoch, UTC) of `minute`.
@@ -24,13 +39,14 @@ pub fn day_of(minute: i64) -> i64 {
     minute.div_euclid(DAY_MINUTES)
 }
 
-/// Restores `service`'s kept days, up to `today`, into a fresh `forecaster`. A day that does
-/// not decode is skipped with a warning: a forecast with a day less is still a forecast.
-/// Returns the days restored.
+/// Restores `service`'s kept days, up to `today` and asked under `basis`, into a fresh
+/// `forecaster`. A day that does not decode is skipped with a warning: a forecast with a day
+/// less is still a forecast. Returns the days restored.
 pub fn load(
     store: &dyn KvStore,
     service: &str,
     today: i64,
+    basis: &str,
     forecaster: &mut Forecaster,
 ) -> Result<usize, StoreError> {
     let (kvs, _) = store.list(&keys::autoscale_history_prefix(service))?;
@@ -42,7 +58,9 @@ pub fn load(
             .next()
             .and_then(|d| d.parse::<i64>().ok());
         match (day, keys::decode::<Day>(kv)) {
-            (Some(day), Ok(d)) if day > today - KEPT_DAYS && day <= today => days.push((day, d)),
+            (Some(day), Ok(d)) if day > today - KEPT_DAYS && day <= today && d.basis == basis => {
+                days.push((day, d))
+            }
             (Some(_), Ok(_)) => {}
             (_, result) => tracing::warn!(
                 key = %kv.key,
@@ -58,15 +76,17 @@ pub fn load(
     Ok(days.len())
 }
 
-/// Writes `service`'s day `day` as `forecaster` holds it, and deletes its days older than
-/// those kept.
+/// Writes `service`'s day `day` as `forecaster` holds it, asked under `basis`, and deletes the
+/// day that has just left those kept.
 pub fn keep(
     store: &dyn KvStore,
     service: &str,
     day: i64,
+    basis: &str,
     forecaster: &Forecaster,
 ) -> Result<(), StoreError> {
     let value = Day {
+        basis: basis.to_string(),
         means: forecaster.history().day(day),
     };
     store.put(
@@ -74,18 +94,10 @@ pub fn keep(
         &keys::encode(&value),
         Expect::Any,
     )?;
-    let (kvs, _) = store.list(&keys::autoscale_history_prefix(service))?;
-    for kv in kvs {
-        let old = kv
-            .key
-            .rsplit('/')
-            .next()
-            .and_then(|d| d.parse::<i64>().ok())
-            .is_some_and(|d| d <= day - KEPT_DAYS);
-        if old {
-            store.delete(&kv.key, Expect::Any)?;
-        }
-    }
+    store.delete(
+        &keys::autoscale_history(service, day - KEPT_DAYS),
+        Expect::Any,
+    )?;
     Ok(())
 }
 
@@ -111,14 +123,14 @@ mod tests {
         // One observed minute a day for 20 days, at 09:00, with the day's number as its count.
         for day in 0..20 {
             f.history_mut().restore_day(day, &day_with(540, day as f64));
-            keep(&store, "web", day, &f).unwrap();
+            keep(&store, "web", day, "b", &f).unwrap();
         }
-        keep(&store, "other", 19, &f).unwrap();
+        keep(&store, "other", 19, "b", &f).unwrap();
         let (kvs, _) = store.list(&keys::autoscale_history_prefix("web")).unwrap();
-        assert_eq!(kvs.len(), KEPT_DAYS as usize, "days 5..=19");
+        assert_eq!(kvs.len(), KEPT_DAYS as usize, "days 4..=19");
 
         let mut restored = Forecaster::default();
-        let days = load(&store, "web", 19, &mut restored).unwrap();
+        let days = load(&store, "web", 19, "b", &mut restored).unwrap();
         assert_eq!(days, KEPT_DAYS as usize);
         for day in 6..20 {
             let m = day * DAY_MINUTES + 540;
@@ -134,12 +146,35 @@ mod tests {
     }
 
     #[test]
+    fn days_kept_under_other_targets_are_not_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let mut f = Forecaster::default();
+        f.history_mut().restore_day(3, &day_with(10, 4.0));
+        let mut spec = AutoscaleSpec::new(1, 10, Default::default());
+        spec.targets.concurrency = Some(10.0);
+        keep(&store, "web", 3, &basis(&spec), &f).unwrap();
+        let mut restored = Forecaster::default();
+        assert_eq!(
+            load(&store, "web", 3, &basis(&spec), &mut restored).unwrap(),
+            1
+        );
+        spec.targets.concurrency = Some(5.0);
+        let mut restored = Forecaster::default();
+        assert_eq!(
+            load(&store, "web", 3, &basis(&spec), &mut restored).unwrap(),
+            0
+        );
+        assert_eq!(restored.history().observed(), 0);
+    }
+
+    #[test]
     fn a_day_that_does_not_decode_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
         let mut f = Forecaster::default();
         f.history_mut().restore_day(3, &day_with(10, 4.0));
-        keep(&store, "web", 3, &f).unwrap();
+        keep(&store, "web", 3, "b", &f).unwrap();
         store
             .put(
                 &keys::autoscale_history("web", 4),
@@ -148,7 +183,7 @@ mod tests {
             )
             .unwrap();
         let mut restored = Forecaster::default();
-        assert_eq!(load(&store, "web", 4, &mut restored).unwrap(), 1);
+        assert_eq!(load(&store, "web", 4, "b", &mut restored).unwrap(), 1);
         assert_eq!(restored.history().get(3 * DAY_MINUTES + 10), Some(4.0));
     }
 
