@@ -295,6 +295,13 @@ fn cold_starts_autoscaler_rules_and_job_queue_waits_are_counted() {
         "{text}"
     );
     assert!(value(&text, r#"ebb_autoscaler_desired_instances{service="zero"}"#).unwrap() >= 1.0);
+    // The forecast (on by default) reports from its first tick.
+    eventually("the forecast reported", Duration::from_secs(10), || {
+        value(
+            &api.scrape(),
+            r#"ebb_autoscaler_forecast_minutes{service="zero"}"#,
+        )
+    });
     assert_eq!(
         value(
             &text,

@@ -16,6 +16,7 @@
 use crate::controllers::forecast_history;
 use crate::routing::{peers, Listeners};
 use crate::state::keys::{self, Versioned};
+use crate::state::telemetry::ForecastReading;
 use crate::{lock, now_ms, run_loop, Server};
 use ebb_autoscaler::{
     burst, decide, demand, minute_of, Decision, Metrics, Now, Reading, Sample, State,
@@ -66,6 +67,8 @@ struct Scaled {
     marks: std::collections::VecDeque<(usize, ebb_router::metrics::Snapshot)>,
     /// The newest minute of the forecast's history when it was last kept in the store.
     kept_minute: Option<i64>,
+    /// Whether the forecast's figures were reported to the telemetry since this state began.
+    reported: bool,
 }
 
 impl Scaled {
@@ -91,23 +94,26 @@ impl Scaled {
             metrics: Metrics::for_config(spec),
             spec: spec.clone(),
             kept_minute: state.forecaster().history().last_minute(),
+            reported: false,
             state,
             last_reason: None,
             marks: std::collections::VecDeque::with_capacity(BURST_MARKS),
         }
     }
 
-    /// Keeps the day of the minute that just completed in the store, once a minute. A failed
-    /// write is logged: the history in memory stays whole, and the next minute writes again.
+    /// Keeps the day of the minute that just completed in the store, once a minute, and
+    /// reports the forecast's figures (at the first tick too). A failed write is logged: the
+    /// history in memory stays whole, and the next minute writes again.
     fn keep_history(&mut self, server: &Server, name: &str) {
         if self.spec.forecast == ForecastMode::Off {
             return;
         }
         let newest = self.state.forecaster().history().last_minute();
-        if newest == self.kept_minute {
+        if newest == self.kept_minute && self.reported {
             return;
         }
-        if let Some(done) = self.kept_minute {
+        self.reported = true;
+        if let Some(done) = self.kept_minute.filter(|&m| Some(m) != newest) {
             let day = forecast_history::day_of(done);
             let basis = forecast_history::basis(&self.spec);
             let f = self.state.forecaster();
@@ -116,6 +122,13 @@ impl Scaled {
             }
         }
         self.kept_minute = newest;
+        let error = self.state.forecaster().error();
+        let reading = ForecastReading {
+            minutes: error.minutes,
+            error: error.wape(),
+            start: self.state.start_times().measured(),
+        };
+        server.telemetry().forecast(name, reading);
     }
 }
 
@@ -517,6 +530,7 @@ mod tests {
             last_reason: None,
             marks: Default::default(),
             kept_minute: None,
+            reported: false,
         }
     }
 

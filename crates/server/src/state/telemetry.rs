@@ -1,7 +1,7 @@
 //! Counters the server accumulates for Prometheus (`GET /metrics`) that no other part keeps:
-//! the autoscaler's decisions by rule, instances' restarts and health failures (counted from
-//! the events this server records), the controller's pass durations and the queue wait of the
-//! tasks it placed.
+//! the autoscaler's decisions by rule and its forecasts' error, instances' restarts and health
+//! failures (counted from the events this server records), the controller's pass durations and
+//! the queue wait of the tasks it placed.
 //!
 //! What is state elsewhere (instance counts, nodes, jobs, the router's counters) is read at
 //! scrape time instead of being copied here. Series of a removed service or queue are dropped
@@ -41,10 +41,22 @@ pub struct DecisionCounts {
     pub changes: u64,
 }
 
+/// How one service's forecast has done, as of the last minute that completed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ForecastReading {
+    /// Minutes scored.
+    pub minutes: u64,
+    /// Weighted absolute percentage error of the per-minute counts; `None` before any count.
+    pub error: Option<f64>,
+    /// The start time measured, if any.
+    pub start: Option<Duration>,
+}
+
 /// The server's own counters; cheap to update, read once per scrape.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     decisions: Mutex<BTreeMap<(String, Rule), DecisionCounts>>,
+    forecasts: Mutex<BTreeMap<String, ForecastReading>>,
     instances: Mutex<BTreeMap<String, InstanceCounts>>,
     queue_waits: Mutex<BTreeMap<String, DurationHistogram>>,
     passes: DurationHistogram,
@@ -61,6 +73,20 @@ impl Telemetry {
         let counts = decisions.entry(key).or_default();
         counts.decisions += 1;
         counts.changes += u64::from(changed);
+    }
+
+    /// The forecast of `service` as of the minute that just completed.
+    pub fn forecast(&self, service: &str, reading: ForecastReading) {
+        let mut forecasts = lock(&self.forecasts);
+        if forecasts.len() >= MAX_SERIES && !forecasts.contains_key(service) {
+            return;
+        }
+        forecasts.insert(service.to_string(), reading);
+    }
+
+    /// The forecasts' readings, by service.
+    pub fn forecasts(&self) -> BTreeMap<String, ForecastReading> {
+        lock(&self.forecasts).clone()
     }
 
     /// Counts the instance events among `events` (those with a service).
@@ -103,6 +129,7 @@ impl Telemetry {
     /// Forgets the series of services and queues that no longer exist.
     pub fn retain(&self, services: &BTreeSet<&str>, queues: &BTreeSet<&str>) {
         lock(&self.decisions).retain(|(s, _), _| services.contains(s.as_str()));
+        lock(&self.forecasts).retain(|s, _| services.contains(s.as_str()));
         lock(&self.instances).retain(|s, _| services.contains(s.as_str()));
         lock(&self.queue_waits).retain(|q, _| queues.contains(q.as_str()));
     }

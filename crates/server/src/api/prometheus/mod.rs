@@ -302,6 +302,43 @@ fn autoscaler_families(e: &mut Exposition, server: &Server, services: &[ServiceV
             counts.changes as f64,
         );
     }
+    forecast_families(e, server);
+}
+
+/// The predictive floor's figures, for services with `forecast` on or in shadow.
+fn forecast_families(e: &mut Exposition, server: &Server) {
+    let forecasts = server.telemetry().forecasts();
+    e.family(
+        "ebb_autoscaler_forecast_minutes",
+        Kind::Gauge,
+        "Minutes whose forecast has been scored against the count the load asked for.",
+    );
+    for (service, f) in &forecasts {
+        let labels = [("service", service.as_str())];
+        e.sample("ebb_autoscaler_forecast_minutes", &labels, f.minutes as f64);
+    }
+    e.family(
+        "ebb_autoscaler_forecast_error_ratio",
+        Kind::Gauge,
+        "The forecast's weighted absolute percentage error over the minutes scored: sum of |forecast - actual| over sum of actual counts (0.1: 10 % off).",
+    );
+    for (service, f) in &forecasts {
+        if let Some(error) = f.error {
+            let labels = [("service", service.as_str())];
+            e.sample("ebb_autoscaler_forecast_error_ratio", &labels, error);
+        }
+    }
+    e.family(
+        "ebb_autoscaler_start_seconds",
+        Kind::Gauge,
+        "How long the service's instances took to serve after a scale-up (the highest of the last few), the forecast's lead.",
+    );
+    for (service, f) in &forecasts {
+        if let Some(start) = f.start {
+            let labels = [("service", service.as_str())];
+            e.sample("ebb_autoscaler_start_seconds", &labels, start.as_secs_f64());
+        }
+    }
 }
 
 fn instance_event_families(e: &mut Exposition, server: &Server) {
