@@ -201,7 +201,7 @@ pub fn decide(
 /// Never lower than `count`.
 fn forecast_floor(
     config: &AutoscaleSpec,
-    state: &State,
+    state: &mut State,
     count: u32,
     now: Now,
     reason: &mut String,

@@ -23,7 +23,7 @@
 //! The floor only raises: scale-down is decided by the reactive rules alone, which also stay the
 //! backstop when the forecast is wrong.
 
-use crate::history::{minute_of, History, DAY_MINUTES, WEEK_MINUTES};
+use crate::history::{minute_of, History, DAY_MINUTES, MINUTE_MS, WEEK_MINUTES};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -111,6 +111,10 @@ pub struct Forecaster {
     error: ForecastError,
     /// (forecast, actual) of the last completed minutes that had a forecast, oldest first.
     recent: VecDeque<(f64, f64)>,
+    /// The floor raised for a rise, kept until the stable window has seen the rise's minute:
+    /// the start time measured meanwhile (often from the raise itself) must not shorten the
+    /// lead and let the count fall back before the rise.
+    raised: Option<Floor>,
 }
 
 impl Forecaster {
@@ -150,16 +154,31 @@ impl Forecaster {
     /// within it, and acting on it would chase the history's noise), or without a forecast of
     /// that earlier minute.
     pub(crate) fn floor(
-        &self,
+        &mut self,
         unix_ms: i64,
         lead: Duration,
         window: Duration,
         tolerance: f64,
     ) -> Option<Floor> {
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+        let kept = self
+            .raised
+            .filter(|f| unix_ms < (f.minute.saturating_mul(MINUTE_MS)).saturating_add(ms(window)));
+        let found = self.rise(unix_ms, ms(lead), ms(window), tolerance);
+        // The higher of a rise still held and one found now.
+        self.raised = match (kept, found) {
+            (Some(k), Some(f)) if f.count > k.count => Some(f),
+            (Some(k), _) => Some(k),
+            (None, f) => f,
+        };
+        self.raised
+    }
+
+    /// A rise predicted from `unix_ms` with a lead and a window of the given milliseconds.
+    fn rise(&self, unix_ms: i64, lead_ms: i64, window_ms: i64, tolerance: f64) -> Option<Floor> {
         let now = minute_of(unix_ms);
-        let to = minute_of(unix_ms.saturating_add(ms(lead)));
-        let (here, _) = self.forecast(minute_of(unix_ms.saturating_sub(ms(window))))?;
+        let to = minute_of(unix_ms.saturating_add(lead_ms));
+        let (here, _) = self.forecast(minute_of(unix_ms.saturating_sub(window_ms)))?;
         let level = self.level();
         let instances = |count: f64| {
             // Less a hair, so that a product that should be whole is not rounded up past it.
@@ -297,7 +316,7 @@ mod tests {
 
     #[test]
     fn the_floor_rises_a_lead_ahead_of_a_learned_surge_until_the_stable_window_sees_it() {
-        let f = learned(4, surge);
+        let mut f = learned(4, surge);
         let today = 4 * DAY_MINUTES;
         let lead = Duration::from_secs(40);
         let at = |m: i64, s: i64| minute_start_ms(today + m) + s * 1000;
