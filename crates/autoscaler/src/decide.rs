@@ -145,9 +145,12 @@ pub fn decide(
     let bounds = config.bounds_at(now.unix_ms);
     // A `min = 0` service at zero stays there until a request comes (see `keeps_one`).
     let asleep = bounds.min == 0 && base == 0;
+    // What the scale-up rate limit counts: not the forecast's planned raise.
+    let mut rate_counted = count;
     if !asleep {
         let raised = forecast_floor(config, state, count, now, &mut reason);
         if raised > count {
+            rate_counted = count;
             count = raised;
             rule = Rule::Forecast;
         }
@@ -188,6 +191,9 @@ pub fn decide(
     }
 
     commit(config, state, clamped, base, t);
+    if clamped > rate_counted.max(base) {
+        state.unscale_up(clamped - rate_counted.max(base));
+    }
     Decision {
         desired: clamped,
         reason,
@@ -299,7 +305,11 @@ pub(crate) fn commit(
 ) {
     if desired > base {
         state.scaled_up(now, desired - base, config.scale_up.period);
-        state.starts.asked(now, desired);
+        // A fresh state's first decision may only be catching up with instances asked for
+        // before it (a deploy, another leader): its wait would measure too short a start.
+        if state.desired.is_some() {
+            state.starts.asked(now, desired);
+        }
     } else if desired < base {
         state.starts.lowered(desired);
     }

@@ -11,7 +11,8 @@
 //! Two seasonal forecasts, each robust to a one-off event in the history:
 //! - **daily**: the lower median of the same minute on the last 7 days, once 3 of them are
 //!   known (a flash crowd on one day does not move a median of three or more);
-//! - **weekly**: the lower of the same minute one and two weeks ago, once one is known.
+//! - **weekly**: the lower of the same minute one and two weeks ago, once one is known (and
+//!   the daily forecast has its three days: one week ago alone is one day).
 //!
 //! Both are scored on every minute that completes, with errors that fade over a day; the one
 //! with the smaller error forecasts (a weekly pattern wins once weekends have been seen to
@@ -32,7 +33,7 @@ const DAILY_LOOKBACK: i64 = 7;
 /// Known days the daily forecast needs: three, so that its median ignores one odd day
 /// (Google Cloud's predictive autoscaling also waits for 3 days of history).
 const DAILY_MIN_KNOWN: usize = 3;
-/// Weeks of the weekly forecast: the 14 days kept.
+/// Weeks of the weekly forecast: two, as the history keeps.
 const WEEKLY_LOOKBACK: i64 = 2;
 /// Completed minutes over which today's level against the forecast is measured: half an hour,
 /// long enough to smooth a minute's noise, short enough to follow the day.
@@ -165,11 +166,13 @@ impl Forecaster {
             .raised
             .filter(|f| unix_ms < (f.minute.saturating_mul(MINUTE_MS)).saturating_add(ms(window)));
         let found = self.rise(unix_ms, ms(lead), ms(window), tolerance);
-        // The higher of a rise still held and one found now.
+        // The higher of a rise still held and one found now, held as long as the later.
         self.raised = match (kept, found) {
-            (Some(k), Some(f)) if f.count > k.count => Some(f),
-            (Some(k), _) => Some(k),
-            (None, f) => f,
+            (Some(k), Some(f)) => Some(Floor {
+                minute: k.minute.max(f.minute),
+                ..if f.count > k.count { f } else { k }
+            }),
+            (k, f) => k.or(f),
         };
         self.raised
     }
@@ -186,9 +189,10 @@ impl Forecaster {
                 .ceil()
                 .clamp(0.0, f64::from(u32::MAX)) as u32
         };
+        // The highest forecast ahead, the first minute of it on a tie.
         let (minute, (count, season)) = (now..=to)
             .filter_map(|m| self.forecast(m).map(|f| (m, f)))
-            .max_by(|(_, (a, _)), (_, (b, _))| a.total_cmp(b))?;
+            .reduce(|best, next| if next.1 .0 > best.1 .0 { next } else { best })?;
         let rise = count > here * (1.0 + tolerance) && instances(count) > instances(here);
         let count = instances(count);
         rise.then_some(Floor {

@@ -4,9 +4,10 @@
 //!
 //! Counts rather than load: a count already carries the target and the noise headroom, so a
 //! forecast of it is directly a floor. Only the router's request totals count: they measure
-//! arriving load whatever the count running, so a count the forecast raised never feeds its own
-//! history (cpu and memory are sums over the instances, latency and the step and linear
-//! policies are relative to them). The mean rather than the highest: a minute's highest is above what the rules asked
+//! the load arriving rather than the instances running, so a count the forecast raised does not
+//! feed its own history (cpu and memory are sums over the instances, latency and the step and
+//! linear policies are relative to them). Not perfectly: rps counts completed requests and
+//! concurrency grows with queueing, so an overloaded minute reads a little off. The mean rather than the highest: a minute's highest is above what the rules asked
 //! for most of it, and a floor of it would hold every minute up.
 
 use std::collections::VecDeque;
@@ -21,8 +22,8 @@ pub const WEEK_MINUTES: i64 = 7 * DAY_MINUTES;
 /// and a day, so that a minute being scored still sees the same minute two weeks before it.
 /// 21,600 means of 4 bytes: 84 KiB per service.
 pub const HISTORY_MINUTES: usize = (2 * WEEK_MINUTES + DAY_MINUTES) as usize;
-/// Highest mean restored from a store: a service's most instances. A kept value above it (or
-/// below 0) is corrupt and ignored.
+/// Highest mean: a service's most instances. A count above it is recorded as it; a kept value
+/// above it (or below 0) is corrupt and ignored.
 const MAX_MEAN: f64 = ebb_core::service::MAX_INSTANCES as f64;
 
 /// The minute (since the Unix epoch) that holds `unix_ms`.
@@ -50,6 +51,8 @@ impl History {
         if !count.is_finite() {
             return;
         }
+        // As a restore would read it back.
+        let count = count.clamp(0.0, MAX_MEAN);
         let Some(i) = self.slot(minute) else {
             return;
         };

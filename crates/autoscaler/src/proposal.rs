@@ -15,7 +15,8 @@ pub(crate) struct Proposal {
     /// `target::propose`).
     pub recommendation: u32,
     /// What the forecast learns from: the count the router's request load (concurrency, rps)
-    /// asked for over a whole stable window, which does not depend on the count running. `None`
+    /// asked for over the stable window with no sample missing, which measures the load
+    /// arriving rather than the count running (see `history.rs`). `None`
     /// for everything else (a hold, missing samples, step and linear policies, cpu, memory and
     /// latency, which move with the count), so a raise by the forecast never feeds its history.
     pub load_count: Option<u32>,

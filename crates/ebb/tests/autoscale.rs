@@ -237,10 +237,11 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
     let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
     ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
 
-    // The floor looks a start time (none measured yet: the assumed one) and a tick ahead; the
-    // rise is the first whole minute that leaves this test 20 s to start first.
+    // The floor looks a start time and a tick ahead. None is measured here (the deployed
+    // instance is not a scale-up of the autoscaler's), so it is the assumed one. The rise is the
+    // first whole minute that leaves this test 30 s to start ebb and deploy first.
     let lookahead = (ASSUMED_START_TIME + TICK).as_millis() as i64;
-    let rise = minute_of(unix_ms() + lookahead + 20_000) + 1;
+    let rise = minute_of(unix_ms() + lookahead + 30_000) + 1;
     let rise_ms = rise * 60_000;
     let port = free_port();
     let service = format!(
@@ -280,6 +281,8 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
         raised_at - rise_ms
     );
     let events = ebb.ok(&["events"]);
+    let lead = format!("{}s ahead", (ASSUMED_START_TIME + TICK).as_secs());
+    assert!(events.contains(&lead), "raised {lead}: {events}");
     assert!(
         events.contains("autoscaled 1 → 3") && events.contains("daily forecast for"),
         "{events}"

@@ -69,6 +69,9 @@ struct Scaled {
     kept_minute: Option<i64>,
     /// Whether the forecast's figures were reported to the telemetry since this state began.
     reported: bool,
+    /// Whether the kept history was read: until it is, nothing is written, so that a failed
+    /// read cannot overwrite the stored days with an empty history.
+    loaded: bool,
 }
 
 impl Scaled {
@@ -76,6 +79,7 @@ impl Scaled {
     /// kept, with the forecast off).
     fn new(server: &Server, name: &str, spec: &ebb_core::AutoscaleSpec) -> Scaled {
         let mut state = State::default();
+        let mut loaded = false;
         if spec.forecast == ForecastMode::Off {
             forget_history(server, name);
         } else {
@@ -83,10 +87,14 @@ impl Scaled {
             let basis = forecast_history::basis(spec);
             let history = state.forecaster_mut();
             match forecast_history::load(server.store(), name, today, &basis, history) {
-                Ok(days) => tracing::debug!(service = name, days, "autoscaler: history restored"),
+                Ok(days) => {
+                    loaded = true;
+                    tracing::debug!(service = name, days, "autoscaler: history restored");
+                }
                 Err(e) => tracing::warn!(
                     service = name,
-                    "autoscaler: the forecast's history could not be read, it starts empty: {e}"
+                    "autoscaler: the forecast's history could not be read; it starts empty, \
+                     and is not kept until the service's autoscaling is next set up: {e}"
                 ),
             }
         }
@@ -95,6 +103,7 @@ impl Scaled {
             spec: spec.clone(),
             kept_minute: state.forecaster().history().last_minute(),
             reported: false,
+            loaded,
             state,
             last_reason: None,
             marks: std::collections::VecDeque::with_capacity(BURST_MARKS),
@@ -113,7 +122,10 @@ impl Scaled {
             return;
         }
         self.reported = true;
-        if let Some(done) = self.kept_minute.filter(|&m| Some(m) != newest) {
+        if let Some(done) = self
+            .kept_minute
+            .filter(|&m| Some(m) != newest && self.loaded)
+        {
             let day = forecast_history::day_of(done);
             let basis = forecast_history::basis(&self.spec);
             let f = self.state.forecaster();
@@ -132,9 +144,11 @@ impl Scaled {
     }
 }
 
-/// Deletes a service's kept history; a failure is logged (the keys stay until the next time
-/// the service is forgotten), and never holds up a decision.
+/// Deletes a service's kept history and its forecast's gauges; a failure is logged (the keys
+/// stay until the next time the service is forgotten, or a load finds them unusable), and never
+/// holds up a decision.
 fn forget_history(server: &Server, name: &str) {
+    server.telemetry().forget_forecast(name);
     if let Err(e) = forecast_history::forget(server.store(), name) {
         tracing::warn!(service = name, "autoscaler: kept history not deleted: {e}");
     }
@@ -531,6 +545,7 @@ mod tests {
             marks: Default::default(),
             kept_minute: None,
             reported: false,
+            loaded: true,
         }
     }
 

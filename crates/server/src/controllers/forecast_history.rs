@@ -24,11 +24,12 @@ struct Day {
     means: Vec<Option<f64>>,
 }
 
-/// What a count depends on besides the load: the targets, the policy and the stable window.
+/// What a recorded count depends on besides the load: the concurrency and rps targets and the
+/// stable window (other targets and the policy's other settings record nothing).
 pub fn basis(spec: &AutoscaleSpec) -> String {
     let basis = (
-        &spec.targets,
-        &spec.policy,
+        spec.targets.concurrency,
+        spec.targets.rps,
         spec.stable_window.as_millis() as u64,
     );
     serde_json::to_string(&basis).unwrap_or_default()
@@ -40,8 +41,9 @@ pub fn day_of(minute: i64) -> i64 {
 }
 
 /// Restores `service`'s kept days, up to `today` and asked under `basis`, into a fresh
-/// `forecaster`. A day that does not decode is skipped with a warning: a forecast with a day
-/// less is still a forecast. Returns the days restored.
+/// `forecaster`, and deletes the days it cannot use (too old, or under another basis: kept
+/// while no server tracked the service). A day that does not decode is skipped with a warning:
+/// a forecast with a day less is still a forecast. Returns the days restored.
 pub fn load(
     store: &dyn KvStore,
     service: &str,
@@ -60,6 +62,9 @@ pub fn load(
         match (day, keys::decode::<Day>(kv)) {
             (Some(day), Ok(d)) if day > today - KEPT_DAYS && day <= today && d.basis == basis => {
                 days.push((day, d))
+            }
+            (Some(day), Ok(_)) if day <= today => {
+                store.delete(&kv.key, Expect::Any)?;
             }
             (Some(_), Ok(_)) => {}
             (_, result) => tracing::warn!(

@@ -84,6 +84,11 @@ impl Telemetry {
         forecasts.insert(service.to_string(), reading);
     }
 
+    /// Forgets `service`'s forecast (switched off, or no longer autoscaled).
+    pub fn forget_forecast(&self, service: &str) {
+        lock(&self.forecasts).remove(service);
+    }
+
     /// The forecasts' readings, by service.
     pub fn forecasts(&self) -> BTreeMap<String, ForecastReading> {
         lock(&self.forecasts).clone()
