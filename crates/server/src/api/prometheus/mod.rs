@@ -13,6 +13,7 @@ pub mod text;
 use super::ApiError;
 use crate::controllers::instances::current_status;
 use crate::state::keys::{self, Versioned};
+use crate::state::telemetry::ForecastReading;
 use crate::Server;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -305,38 +306,39 @@ fn autoscaler_families(e: &mut Exposition, server: &Server, services: &[ServiceV
     forecast_families(e, server);
 }
 
+/// A per-service gauge of the forecast: its name, help, and value (none: no sample).
+type ForecastGauge = (
+    &'static str,
+    &'static str,
+    fn(&ForecastReading) -> Option<f64>,
+);
+
 /// The predictive floor's figures, for services with `forecast` on or in shadow.
 fn forecast_families(e: &mut Exposition, server: &Server) {
     let forecasts = server.telemetry().forecasts();
-    e.family(
-        "ebb_autoscaler_forecast_minutes",
-        Kind::Gauge,
-        "Minutes whose forecast has been scored against the count the load asked for.",
-    );
-    for (service, f) in &forecasts {
-        let labels = [("service", service.as_str())];
-        e.sample("ebb_autoscaler_forecast_minutes", &labels, f.minutes as f64);
-    }
-    e.family(
-        "ebb_autoscaler_forecast_error_ratio",
-        Kind::Gauge,
-        "The forecast's weighted absolute percentage error over the minutes scored: sum of |forecast - actual| over sum of actual counts (0.1: 10 % off).",
-    );
-    for (service, f) in &forecasts {
-        if let Some(error) = f.error {
-            let labels = [("service", service.as_str())];
-            e.sample("ebb_autoscaler_forecast_error_ratio", &labels, error);
-        }
-    }
-    e.family(
-        "ebb_autoscaler_start_seconds",
-        Kind::Gauge,
-        "How long the service's instances took to serve after a scale-up (the highest of the last few), the forecast's lead.",
-    );
-    for (service, f) in &forecasts {
-        if let Some(start) = f.start {
-            let labels = [("service", service.as_str())];
-            e.sample("ebb_autoscaler_start_seconds", &labels, start.as_secs_f64());
+    let gauges: [ForecastGauge; 3] = [
+        (
+            "ebb_autoscaler_forecast_minutes",
+            "Minutes whose forecast has been scored against the count the load asked for.",
+            |f| Some(f.minutes as f64),
+        ),
+        (
+            "ebb_autoscaler_forecast_error_ratio",
+            "The forecast's weighted absolute percentage error over the minutes scored: sum of |forecast - actual| over sum of actual counts (0.1: 10 % off).",
+            |f| f.error,
+        ),
+        (
+            "ebb_autoscaler_start_seconds",
+            "How long the service's instances took to serve after a scale-up (the highest of the last few), the forecast's lead.",
+            |f| f.start.map(|d| d.as_secs_f64()),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        e.family(name, Kind::Gauge, help);
+        for (service, f) in &forecasts {
+            if let Some(v) = value(f) {
+                e.sample(name, &[("service", service.as_str())], v);
+            }
         }
     }
 }
