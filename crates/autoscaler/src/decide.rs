@@ -145,12 +145,12 @@ pub fn decide(
     let bounds = config.bounds_at(now.unix_ms);
     // A `min = 0` service at zero stays there until a request comes (see `keeps_one`).
     let asleep = bounds.min == 0 && base == 0;
-    // What the scale-up rate limit counts: not the forecast's planned raise.
-    let mut rate_counted = count;
+    // The count the rules asked for before the forecast raised it, if it did.
+    let mut before_forecast = None;
     if !asleep {
         let raised = forecast_floor(config, state, count, now, &mut reason);
         if raised > count {
-            rate_counted = count;
+            before_forecast = Some(count);
             count = raised;
             rule = Rule::Forecast;
         }
@@ -191,8 +191,9 @@ pub fn decide(
     }
 
     commit(config, state, clamped, base, t);
-    if clamped > rate_counted.max(base) {
-        state.unscale_up(clamped - rate_counted.max(base));
+    if let Some(asked) = before_forecast {
+        // A planned raise is not a reaction: the scale-up rate limit does not count it.
+        state.unscale_up(clamped.saturating_sub(asked.max(base)));
     }
     Decision {
         desired: clamped,
