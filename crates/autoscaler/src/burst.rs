@@ -107,7 +107,7 @@ pub fn burst(
     if desired <= base {
         return None;
     }
-    commit(config, state, desired, base, t);
+    commit(config, state, desired, base, 0, t);
     let mut reason = format!(
         "{} {} over {} / target {} → {asked} (panic: burst)",
         metric.name(),

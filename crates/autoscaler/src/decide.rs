@@ -190,11 +190,9 @@ pub fn decide(
         reason += ")";
     }
 
-    commit(config, state, clamped, base, t);
-    if let Some(asked) = before_forecast {
-        // A planned raise is not a reaction: the scale-up rate limit does not count it.
-        state.unscale_up(clamped.saturating_sub(asked.max(base)));
-    }
+    // A planned raise is not a reaction: the scale-up rate limit does not count it.
+    let planned = before_forecast.map_or(0, |asked| clamped.saturating_sub(asked.max(base)));
+    commit(config, state, clamped, base, planned, t);
     Decision {
         desired: clamped,
         reason,
@@ -297,15 +295,19 @@ fn limit_up(
     count
 }
 
+/// Records `desired` as the count decided at `now`, from `base`; of an addition, the scale-up
+/// rate limit counts all but the `planned` instances (the forecast's).
 pub(crate) fn commit(
     config: &AutoscaleSpec,
     state: &mut State,
     desired: u32,
     base: u32,
+    planned: u32,
     now: Duration,
 ) {
     if desired > base {
-        state.scaled_up(now, desired - base, config.scale_up.period);
+        let reacted = (desired - base).saturating_sub(planned);
+        state.scaled_up(now, reacted, config.scale_up.period);
         // A fresh state's first decision may only be catching up with instances asked for
         // before it (a deploy, another leader): its wait would measure too short a start.
         if state.desired.is_some() {
@@ -336,7 +338,7 @@ pub fn demand(
         return None;
     }
     state.recommend(now.mono, desired, config.scale_down_delay);
-    commit(config, state, desired, 0, now.mono);
+    commit(config, state, desired, 0, 0, now.mono);
     Some(Decision {
         desired,
         reason: format!("request waiting at 0 instances → {desired} (scale from zero)"),

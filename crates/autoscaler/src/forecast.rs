@@ -90,11 +90,6 @@ impl ForecastError {
         (self.actual > 0.0).then(|| self.absolute / self.actual)
     }
 
-    /// The mean absolute error per minute, in instances.
-    pub fn mean_absolute(&self) -> Option<f64> {
-        (self.minutes > 0).then(|| self.absolute / self.minutes as f64)
-    }
-
     fn add(&mut self, forecast: f64, actual: f64) {
         self.minutes += 1;
         self.absolute += (forecast - actual).abs();

@@ -124,14 +124,6 @@ impl State {
         self.scale_ups.push_back((now, added));
     }
 
-    /// Takes `n` instances back out of the last addition recorded (they were not a reaction the
-    /// scale-up rate limits).
-    pub(crate) fn unscale_up(&mut self, n: u32) {
-        if let Some((_, added)) = self.scale_ups.back_mut() {
-            *added = added.saturating_sub(n);
-        }
-    }
-
     /// Instances added in `(now - len, now]`.
     pub(crate) fn added_within(&self, now: Duration, len: Duration) -> u32 {
         self.scale_ups

@@ -299,8 +299,5 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
 }
 
 fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    ebb_server::now_ms() as i64
 }

@@ -167,15 +167,6 @@ impl ForecastMode {
             )),
         }
     }
-
-    /// Its deploy-file spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ForecastMode::Off => "off",
-            ForecastMode::Shadow => "shadow",
-            ForecastMode::On => "on",
-        }
-    }
 }
 
 /// The floats of a spec are finite: JSON cannot carry NaN, and [`AutoscaleSpec::problems`]

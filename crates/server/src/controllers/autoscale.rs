@@ -67,8 +67,6 @@ struct Scaled {
     marks: std::collections::VecDeque<(usize, ebb_router::metrics::Snapshot)>,
     /// The newest minute of the forecast's history when it was last kept in the store.
     kept_minute: Option<i64>,
-    /// Whether the forecast's figures were reported to the telemetry since this state began.
-    reported: bool,
     /// Whether the kept history was read: until it is, nothing is written, so that a failed
     /// read cannot overwrite the stored days with an empty history.
     loaded: bool,
@@ -83,6 +81,10 @@ impl Scaled {
         if spec.forecast == ForecastMode::Off {
             forget_history(server, name);
         } else {
+            // Reported from the start; the figures follow once a minute.
+            server
+                .telemetry()
+                .forecast(name, ForecastReading::default());
             let today = forecast_history::day_of(minute_of(now_ms() as i64));
             let basis = forecast_history::basis(spec);
             let history = state.forecaster_mut();
@@ -102,7 +104,6 @@ impl Scaled {
             metrics: Metrics::for_config(spec),
             spec: spec.clone(),
             kept_minute: state.forecaster().history().last_minute(),
-            reported: false,
             loaded,
             state,
             last_reason: None,
@@ -111,21 +112,17 @@ impl Scaled {
     }
 
     /// Keeps the day of the minute that just completed in the store, once a minute, and
-    /// reports the forecast's figures (at the first tick too). A failed write is logged: the
-    /// history in memory stays whole, and the next minute writes again.
+    /// reports the forecast's figures. A failed write is logged: the history in memory stays
+    /// whole, and the next minute writes again.
     fn keep_history(&mut self, server: &Server, name: &str) {
         if self.spec.forecast == ForecastMode::Off {
             return;
         }
         let newest = self.state.forecaster().history().last_minute();
-        if newest == self.kept_minute && self.reported {
+        if newest == self.kept_minute {
             return;
         }
-        self.reported = true;
-        if let Some(done) = self
-            .kept_minute
-            .filter(|&m| Some(m) != newest && self.loaded)
-        {
+        if let Some(done) = self.kept_minute.filter(|_| self.loaded) {
             let day = forecast_history::day_of(done);
             let basis = forecast_history::basis(&self.spec);
             let f = self.state.forecaster();
@@ -282,13 +279,12 @@ impl Autoscaler {
         // Decided and written one service at a time: a failed write ends the tick before the
         // next service's state moves on to a count that was never stored.
         for input in inputs {
-            let name = input.spec.value.name.clone();
             if let Some((spec, decision)) = decide_one(&mut self.services, input, now) {
                 self.apply(spec, decision)?;
             }
-            if let Some(s) = self.services.get_mut(&name) {
-                s.keep_history(&self.server, &name);
-            }
+        }
+        for (name, s) in &mut self.services {
+            s.keep_history(&self.server, name);
         }
         Ok(())
     }
@@ -544,7 +540,6 @@ mod tests {
             last_reason: None,
             marks: Default::default(),
             kept_minute: None,
-            reported: false,
             loaded: true,
         }
     }

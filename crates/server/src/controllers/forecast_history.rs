@@ -120,10 +120,25 @@ mod tests {
     use super::*;
     use ebb_store::SqliteStore;
 
-    #[test]
-    fn kept_days_come_back_and_old_ones_go() {
+    fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        (dir, store)
+    }
+
+    /// A store holding web's day 3, one minute of it seen (00:10, 4 instances), kept under
+    /// `basis`.
+    fn one_day_kept(basis: &str) -> (tempfile::TempDir, SqliteStore) {
+        let (dir, store) = store();
+        let mut f = Forecaster::default();
+        f.history_mut().restore_day(3, &day_with(10, 4.0));
+        keep(&store, "web", 3, basis, &f).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn kept_days_come_back_and_old_ones_go() {
+        let (_dir, store) = store();
         let mut f = Forecaster::default();
         // One observed minute a day for 20 days, at 09:00, with the day's number as its count.
         for day in 0..20 {
@@ -152,13 +167,9 @@ mod tests {
 
     #[test]
     fn days_kept_under_other_targets_are_not_restored() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-        let mut f = Forecaster::default();
-        f.history_mut().restore_day(3, &day_with(10, 4.0));
         let mut spec = AutoscaleSpec::new(1, 10, Default::default());
         spec.targets.concurrency = Some(10.0);
-        keep(&store, "web", 3, &basis(&spec), &f).unwrap();
+        let (_dir, store) = one_day_kept(&basis(&spec));
         let mut restored = Forecaster::default();
         assert_eq!(
             load(&store, "web", 3, &basis(&spec), &mut restored).unwrap(),
@@ -175,11 +186,7 @@ mod tests {
 
     #[test]
     fn a_day_that_does_not_decode_is_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-        let mut f = Forecaster::default();
-        f.history_mut().restore_day(3, &day_with(10, 4.0));
-        keep(&store, "web", 3, "b", &f).unwrap();
+        let (_dir, store) = one_day_kept("b");
         store
             .put(
                 &keys::autoscale_history("web", 4),
