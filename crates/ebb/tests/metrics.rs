@@ -299,7 +299,7 @@ fn cold_starts_autoscaler_rules_and_job_queue_waits_are_counted() {
     eventually("the forecast reported", Duration::from_secs(10), || {
         value(
             &api.scrape(),
-            r#"ebb_autoscaler_forecast_minutes{service="zero"}"#,
+            r#"ebb_autoscaler_forecast_scored_seconds{service="zero"}"#,
         )
     });
     assert_eq!(

@@ -318,9 +318,9 @@ fn forecast_families(e: &mut Exposition, server: &Server) {
     let forecasts = server.telemetry().forecasts();
     let gauges: [ForecastGauge; 3] = [
         (
-            "ebb_autoscaler_forecast_minutes",
-            "Minutes whose forecast has been scored against the count the load asked for.",
-            |f| Some(f.minutes as f64),
+            "ebb_autoscaler_forecast_scored_seconds",
+            "Time (whole minutes) whose forecast has been scored against the count the load asked for.",
+            |f| Some(f.minutes as f64 * 60.0),
         ),
         (
             "ebb_autoscaler_forecast_error_ratio",
