@@ -11,6 +11,8 @@ win on every kind. These are generated from a fixed seed, so every run writes th
   flash     1 day: 30 req/s with six flash crowds (20x within 10 s, decaying over 5 min)
   idle      3 days: hours of nothing, then sessions of 5 to 20 min at ~50 req/s
   surges    7 days: a daily cycle with a 10x surge every day at 09:00 for 30 min
+  periodic  3 days: a scheduled caller every 10 min (+-30 s), 30 to 90 s at ~20 req/s
+  sparse    3 days: single requests, ~1 a minute by day and 1 in 5 min by night
 
 Usage: bench/traces/generate.py OUT_DIR [--seed N]
 """
@@ -108,6 +110,18 @@ def surges(rng, days=7):
     return out
 
 
+def periodic(rng, days=3):
+    out = []
+    while len(out) < days * DAY:
+        out.extend([0.0] * rng.randrange(510, 571))
+        out.extend([rng.uniform(15, 25)] * rng.randrange(30, 91))
+    return out[: days * DAY]
+
+
+def sparse(rng, days=3):
+    return [(0.2 + 0.8 * day_curve(t)) / 60 for t in range(days * DAY)]
+
+
 TRACES = {
     "diurnal": diurnal,
     "weekly": weekly,
@@ -116,6 +130,8 @@ TRACES = {
     "flash": flash,
     "idle": idle,
     "surges": surges,
+    "periodic": periodic,
+    "sparse": sparse,
 }
 
 

@@ -1,6 +1,7 @@
 //! One tick: the policy's proposal, then the rules every policy shares — no scale-down while
 //! panicking, scale-down stabilization, the scale-up rate limit, idle → zero, and the bounds.
 
+use crate::keep_alive::KeepAlivePlan;
 use crate::metrics::Metrics;
 use crate::proposal::Proposal;
 use crate::state::State;
@@ -157,23 +158,42 @@ pub fn decide(
     }
 
     let quiet = state.quiet_for(t);
+    let plan = learned_keep_alive(config, state, bounds.min);
     // No request for idle_timeout ends everything, a panic included: a panic is about requests,
     // and there are none.
-    let idle = bounds.min == 0 && quiet >= config.idle_timeout;
+    let idle = bounds.min == 0
+        && match plan {
+            Some(plan) => plan.releases(quiet),
+            None => quiet >= config.idle_timeout,
+        };
     let mut floor = bounds.min;
     if idle {
         count = 0;
-        reason = idle_reason(state, quiet, config.idle_timeout);
+        reason = idle_reason(state, quiet, &idle_timeout(config, state, plan));
         rule = Rule::Idle;
         panic = false;
         state.end_panic();
+    } else if plan.is_some_and(|p| p.prewarms(quiet)) {
+        floor = state.keep_alive.prewarm_count();
     } else if bounds.min == 0 && keeps_one(state, base) {
         floor = 1;
     }
     let clamped = count.clamp(floor.min(bounds.max), bounds.max);
-    if clamped == 1 && count == 0 && bounds.min == 0 {
-        let t = explain::duration(config.idle_timeout);
-        reason += &format!("; kept at 1: zero only after {t} without a request (idle_timeout)");
+    if clamped > count && plan.is_some_and(|p| p.prewarms(quiet)) {
+        let timeout = idle_timeout(config, state, plan);
+        let q = explain::duration(quiet);
+        reason += &format!(
+            "; pre-warmed at {clamped}, as many as served the last requests: quiet for {q}, \
+             the next is due ({timeout})"
+        );
+        rule = Rule::Forecast;
+    } else if clamped == 1 && count == 0 && bounds.min == 0 {
+        let after = explain::duration(plan.map_or(config.idle_timeout, |p| p.keep));
+        let timeout = match plan {
+            None if !config.idle_auto => "idle_timeout".to_string(),
+            _ => idle_timeout(config, state, plan),
+        };
+        reason += &format!("; kept at 1: zero only after {after} without a request ({timeout})");
         rule = Rule::Stabilized;
     } else if clamped != count {
         rule = match bounds.window {
@@ -190,6 +210,13 @@ pub fn decide(
         reason += ")";
     }
 
+    if quiet < crate::keep_alive::MIN_GAP {
+        state.keep_alive.serving(clamped);
+    } else if plan.is_some_and(|p| p.prewarms(quiet)) {
+        // Recorded as a recommendation: the request's first seconds, averaged into a stable
+        // window of quiet, must not take the instances back before they serve it.
+        state.recommend(t, clamped, config.scale_down_delay);
+    }
     // A planned raise is not a reaction: the scale-up rate limit does not count it.
     let planned = before_forecast.map_or(0, |asked| clamped.saturating_sub(asked.max(base)));
     commit(config, state, clamped, base, planned, t);
@@ -243,11 +270,45 @@ fn keeps_one(state: &State, base: u32) -> bool {
     state.last_request.is_some() || base > 0
 }
 
-fn idle_reason(state: &State, quiet: Duration, timeout: Duration) -> String {
-    let (q, t) = (explain::duration(quiet), explain::duration(timeout));
+/// The keep-alive of `idle_timeout = "auto"` for a `min = 0` service, once learned.
+fn learned_keep_alive(
+    config: &AutoscaleSpec,
+    state: &mut State,
+    min: u32,
+) -> Option<KeepAlivePlan> {
+    if !config.idle_auto || min > 0 {
+        return None;
+    }
+    let start = state.starts.estimate();
+    state.keep_alive.plan(start)
+}
+
+/// The idle timeout in force, as a reason says it: `idle_timeout 5m`, or what `auto` learned.
+fn idle_timeout(config: &AutoscaleSpec, state: &State, plan: Option<KeepAlivePlan>) -> String {
+    let fixed = explain::duration(config.idle_timeout);
+    let Some(plan) = plan else {
+        if !config.idle_auto {
+            return format!("idle_timeout {fixed}");
+        }
+        let (seen, needed) = (state.keep_alive.gaps(), crate::keep_alive::MIN_GAPS);
+        return format!("idle_timeout {fixed} until auto has learned: {seen} of {needed} gaps");
+    };
+    let keep = explain::duration(plan.keep);
+    let learned = format!("learned from {} gaps", plan.gaps);
+    match plan.prewarm {
+        None => format!("idle_timeout auto: {keep}, {learned}"),
+        Some((from, until)) => {
+            let (f, u) = (explain::duration(from), explain::duration(until));
+            format!("idle_timeout auto: {keep}, pre-warmed from {f} to {u} of quiet, {learned}")
+        }
+    }
+}
+
+fn idle_reason(state: &State, quiet: Duration, timeout: &str) -> String {
+    let q = explain::duration(quiet);
     match state.last_request {
-        Some(_) => format!("no request for {q} (idle_timeout {t}) → 0"),
-        None => format!("no request in the {q} observed (idle_timeout {t}) → 0"),
+        Some(_) => format!("no request for {q} ({timeout}) → 0"),
+        None => format!("no request in the {q} observed ({timeout}) → 0"),
     }
 }
 

@@ -36,6 +36,7 @@ mod decide;
 mod explain;
 mod forecast;
 mod history;
+mod keep_alive;
 mod metrics;
 mod noise;
 mod policies;
@@ -50,6 +51,9 @@ pub use config::TICK;
 pub use decide::{decide, demand, Decision, Now};
 pub use forecast::{ForecastError, Forecaster, Season};
 pub use history::{minute_of, History, DAY_MINUTES, HISTORY_MINUTES, MINUTE_MS, WEEK_MINUTES};
+pub use keep_alive::{
+    learn as learn_keep_alive, KeepAlive, KeepAlivePlan, GAPS_KEPT, MIN_GAP, MIN_GAPS, WAIT_PRICE,
+};
 pub use metrics::{Metrics, Sample, StaleSample, WindowStats};
 pub use noise::{EVIDENCE_Z, NOISE_HEADROOM};
 pub use rule::Rule;

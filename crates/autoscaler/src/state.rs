@@ -4,6 +4,7 @@
 //! gives a running service a full `idle_timeout` before it may go to zero.
 
 use crate::forecast::Forecaster;
+use crate::keep_alive::KeepAlive;
 use crate::metrics::Metrics;
 use crate::noise::Baseline;
 use crate::start_time::StartTimes;
@@ -39,6 +40,9 @@ pub struct State {
     pub(crate) forecaster: Forecaster,
     /// The scale-ups awaited and how long the instances took to serve.
     pub(crate) starts: StartTimes,
+    /// The idle gaps between requests, and the keep-alive of `idle_timeout = "auto"` learned
+    /// from them.
+    pub(crate) keep_alive: KeepAlive,
 }
 
 impl State {
@@ -67,6 +71,11 @@ impl State {
         &self.starts
     }
 
+    /// The idle gaps seen and the keep-alive learned from them.
+    pub fn keep_alive(&self) -> &KeepAlive {
+        &self.keep_alive
+    }
+
     /// Whether the last decision was made in panic mode.
     pub fn panicking(&self) -> bool {
         self.panic_last.is_some()
@@ -93,6 +102,9 @@ impl State {
 
     pub(crate) fn saw_request(&mut self, at: Duration) {
         self.first_seen.get_or_insert(at);
+        if let Some(previous) = self.last_request {
+            self.keep_alive.request(previous, at);
+        }
         self.last_request = Some(self.last_request.map_or(at, |t| t.max(at)));
     }
 

@@ -5,11 +5,12 @@ mod common;
 
 use common::MONDAY_2024;
 use ebb_autoscaler::{
-    burst, decide, demand, minute_of, Metrics, Now, Reading, Rule, Sample, State, DAY_MINUTES,
+    burst, decide, demand, learn_keep_alive, minute_of, Metrics, Now, Reading, Rule, Sample, State,
+    DAY_MINUTES, MIN_GAP,
 };
 use ebb_core::autoscale::{
     AutoscaleSpec, ForecastMode, ScaleMetric, ScalePolicy, ScaleTargets, ScheduleWindow, StepBand,
-    StepChange, Weekdays,
+    StepChange, Weekdays, MAX_IDLE_TIMEOUT,
 };
 use proptest::prelude::*;
 use std::time::Duration;
@@ -483,4 +484,31 @@ fn forecasts_do_raise_counts_in_the_property_above() {
         raised += u32::from(d.rule == Rule::Forecast);
     }
     assert!(raised > 10, "raised {raised} times");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// `idle_timeout = "auto"`: whatever gaps were learned and whatever the start time, the plan
+    /// releases every instance once the service has been quiet past its keep-alive and its
+    /// pre-warm window, both within the longest idle_timeout a deploy file may set.
+    #[test]
+    fn a_learned_keep_alive_always_ends_at_zero(
+        gaps in prop::collection::vec(2u64..200_000, 1..128),
+        start_s in 1u64..600,
+    ) {
+        let gaps = gaps.into_iter().map(Duration::from_secs);
+        let plan = learn_keep_alive(gaps, Duration::from_secs(start_s));
+        let end = plan.prewarm.map_or(plan.keep, |(_, until)| until.max(plan.keep));
+        prop_assert!(end <= MAX_IDLE_TIMEOUT, "{:?}", plan);
+        prop_assert!(plan.keep >= MIN_GAP, "{:?}", plan);
+        for q in [end, end + Duration::from_secs(1), MAX_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT * 2] {
+            prop_assert!(plan.releases(q), "quiet {:?}: {:?}", q, plan);
+        }
+        if let Some((from, until)) = plan.prewarm {
+            // A pre-warm window starts after the release, at least a start time later.
+            prop_assert!(from >= plan.keep + Duration::from_secs(start_s), "{:?}", plan);
+            prop_assert!(until > from, "{:?}", plan);
+        }
+    }
 }

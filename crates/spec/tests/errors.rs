@@ -1213,6 +1213,18 @@ fn autoscale_durations_are_refused_when_bad_zero_or_too_long() {
 }
 
 #[test]
+fn a_bad_idle_timeout_is_told_about_auto() {
+    let e = only_error(
+        &scaled("max = 3\nrps = 1\nidle_timeout = \"automatic\"\n"),
+        8,
+        16,
+        "services.web.autoscale.idle_timeout",
+        "invalid duration \"automatic\"",
+    );
+    assert!(e.to_string().contains("\"auto\" to learn it"), "{e}");
+}
+
+#[test]
 fn unknown_autoscale_fields_get_suggestions() {
     for (wrong, right) in [
         ("maxReplicas", "max"),

@@ -464,6 +464,16 @@ forecast = "shadow"
     }
 
     #[test]
+    fn idle_timeout_auto_learns_and_keeps_the_default_until_then() {
+        let (_, a) = autoscale_of("max = 5\nconcurrency = 10\nidle_timeout = \"auto\"\n");
+        assert!(a.idle_auto);
+        assert_eq!(a.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        let (_, a) = autoscale_of("max = 5\nconcurrency = 10\nidle_timeout = \"2m\"\n");
+        assert!(!a.idle_auto);
+        assert_eq!(a.idle_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
     fn left_out_settings_take_the_defaults_of_the_design() {
         let (instances, a) = autoscale_of("max = 5\nconcurrency = 10\n");
         let expected = AutoscaleSpec::new(

@@ -115,9 +115,15 @@ pub struct AutoscaleSpec {
     /// See [`DEFAULT_SCALE_DOWN_DELAY`].
     #[serde(with = "millis", default = "default_scale_down_delay")]
     pub scale_down_delay: Duration,
-    /// See [`DEFAULT_IDLE_TIMEOUT`]; applies while the lower bound is 0.
+    /// See [`DEFAULT_IDLE_TIMEOUT`]; applies while the lower bound is 0. With `idle_auto`, the
+    /// timeout until a keep-alive is learned.
     #[serde(with = "millis", default = "default_idle_timeout")]
     pub idle_timeout: Duration,
+    /// `idle_timeout = "auto"`: the autoscaler learns from the service's idle gaps how long to
+    /// keep an instance after the last request, and when to start one before the next is due
+    /// (`ebb_autoscaler`'s keep-alive, after "Serverless in the Wild", ATC 2020).
+    #[serde(default)]
+    pub idle_auto: bool,
     /// See [`DEFAULT_PANIC_THRESHOLD`]. Not in deploy files nor in the API's JSON (kept at its
     /// default there); code that runs the policy (tests, simulators) may set it.
     #[serde(skip, default = "default_panic_threshold")]
@@ -185,6 +191,7 @@ impl AutoscaleSpec {
             panic_window: DEFAULT_PANIC_WINDOW,
             scale_down_delay: DEFAULT_SCALE_DOWN_DELAY,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            idle_auto: false,
             panic_threshold: DEFAULT_PANIC_THRESHOLD,
             tolerance: DEFAULT_TOLERANCE,
             scale_up: ScaleUpLimit::default(),

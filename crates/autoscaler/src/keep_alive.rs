@@ -1,0 +1,355 @@
+//! The learned keep-alive of `idle_timeout = "auto"`: how long a `min = 0` service keeps an
+//! instance once its requests stop, and when it starts one again before the next is due.
+//!
+//! One fixed timeout is wrong both ways: a service called every ten minutes pays for ten
+//! minutes of an idle instance per call, or a cold start per call, while one called a few times
+//! a day pays the whole timeout after each. Following Shahrad et al., "Serverless in the Wild"
+//! (USENIX ATC 2020), the autoscaler learns the service's own idle gaps (the last
+//! [`GAPS_KEPT`]) and chooses, among
+//! - keeping an instance for a time `K` after the last request, and
+//! - releasing it at once and pre-warming one for a window of the gaps (the paper's hybrid
+//!   histogram policy),
+//!
+//! the plan that would have cost the least over those gaps: the instance-seconds it keeps or
+//! starts, and each second a request would have waited for a cold start at
+//! [`WAIT_PRICE`] instance-seconds (ski rental with a learned distribution). The paper picks
+//! the 5th and 99th percentiles; scoring each candidate on the gaps themselves makes the same
+//! choice where the gaps cluster, and releases at once where they are long and unpredictable
+//! (a memoryless arrival gives nothing for an idle instance to wait for). Until [`MIN_GAPS`]
+//! are seen, the fixed `idle_timeout` applies.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Idle gaps remembered: the last 128. Enough for percentiles down to the 1st, few enough to
+/// follow a service whose callers change.
+pub const GAPS_KEPT: usize = 128;
+/// Gaps seen before a plan is learned: 8. Fewer say little about the next one.
+pub const MIN_GAPS: usize = 8;
+/// Shortest quiet spell counted as an idle gap, and the shortest keep-alive: 2 s. Shorter
+/// pauses belong to a trickle of requests, and a second-long keep-alive would release an
+/// instance between two requests of the same visit.
+pub const MIN_GAP: Duration = Duration::from_secs(2);
+/// What a second of a request waiting for a cold start costs, in seconds of an idle instance:
+/// 10, a judgement of an order of magnitude. So a cold start of a start time `S` is worth
+/// `11 S` (the instance starting, and the wait), and an instance is kept through a gap when
+/// gaps like it are shorter than that: for a 10 s start, gaps under about 2 min are bridged,
+/// gaps of ten minutes or more are not (unless they come regularly enough to pre-warm).
+pub const WAIT_PRICE: f64 = 10.0;
+/// Margin on a window learned from gaps: 10 % earlier for a pre-warm and 10 % later for a
+/// keep-alive, as the paper's hybrid histogram policy.
+const MARGIN: f64 = 0.10;
+/// Points of the sorted gaps tried as a pre-warm window's ends: every 1/32 of them.
+const WINDOW_POINTS: usize = 32;
+
+/// What a learned plan does after the last request: zero from `keep` on, except that one
+/// instance runs again through `prewarm`, a window of quiet time in which the next request is
+/// likely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlivePlan {
+    /// How long an instance is kept after the last request.
+    pub keep: Duration,
+    /// The quiet time from which one instance is started again, and until which it is kept.
+    pub prewarm: Option<(Duration, Duration)>,
+    /// The gaps the plan was learned from.
+    pub gaps: usize,
+}
+
+impl KeepAlivePlan {
+    /// Whether a service quiet for `quiet` should run no instance.
+    pub fn releases(&self, quiet: Duration) -> bool {
+        quiet >= self.keep && !self.prewarms(quiet)
+    }
+
+    /// Whether a service quiet for `quiet` should run a pre-warmed instance.
+    pub fn prewarms(&self, quiet: Duration) -> bool {
+        self.prewarm
+            .is_some_and(|(from, until)| quiet >= from && quiet < until)
+    }
+}
+
+/// The service's recent idle gaps and the plan learned from them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeepAlive {
+    /// The gaps' lengths, oldest first.
+    gaps: VecDeque<Duration>,
+    /// The plan, for the start time it was learned with; `None` until learned, or after a new
+    /// gap.
+    plan: Option<(KeepAlivePlan, Duration)>,
+    /// The count decided while the last requests came: what a pre-warm starts again.
+    serving: u32,
+}
+
+impl KeepAlive {
+    /// Notes a request at `at` after the previous one at `previous`: a gap when at least
+    /// [`MIN_GAP`] apart.
+    pub(crate) fn request(&mut self, previous: Duration, at: Duration) {
+        let gap = at.saturating_sub(previous);
+        if gap < MIN_GAP {
+            return;
+        }
+        if self.gaps.len() == GAPS_KEPT {
+            self.gaps.pop_front();
+        }
+        self.gaps.push_back(gap);
+        self.plan = None;
+    }
+
+    /// Notes the count decided while requests come.
+    pub(crate) fn serving(&mut self, count: u32) {
+        self.serving = count;
+    }
+
+    /// The instances a pre-warm starts: as many as served the last requests, at least one.
+    pub fn prewarm_count(&self) -> u32 {
+        self.serving.max(1)
+    }
+
+    /// Gaps remembered.
+    pub fn gaps(&self) -> usize {
+        self.gaps.len()
+    }
+
+    /// The plan for instances that take `start` to serve, learned once there are
+    /// [`MIN_GAPS`] gaps; kept until a new gap or another start time.
+    pub(crate) fn plan(&mut self, start: Duration) -> Option<KeepAlivePlan> {
+        if self.gaps.len() < MIN_GAPS {
+            return None;
+        }
+        match self.plan {
+            Some((plan, learned_for)) if learned_for == start => Some(plan),
+            _ => {
+                let plan = learn(self.gaps.iter().copied(), start);
+                self.plan = Some((plan, start));
+                Some(plan)
+            }
+        }
+    }
+}
+
+/// The plan of the least cost over `gaps` for instances that take `start` to serve: the
+/// instance-seconds kept or started, and [`WAIT_PRICE`] for each second of a cold start. Pure,
+/// for tests.
+pub fn learn(gaps: impl IntoIterator<Item = Duration>, start: Duration) -> KeepAlivePlan {
+    let gaps: Vec<Duration> = gaps.into_iter().collect();
+    let mut lengths: Vec<f64> = gaps.iter().map(Duration::as_secs_f64).collect();
+    lengths.sort_by(f64::total_cmp);
+    let scored = Gaps::new(lengths, start.as_secs_f64());
+    let mut best: Option<(f64, KeepAlivePlan)> = None;
+    for plan in candidates(&scored.lengths, start) {
+        let score = scored.score(&plan);
+        let cost = score.instance_seconds + WAIT_PRICE * scored.start * score.cold as f64;
+        if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+            best = Some((cost, plan));
+        }
+    }
+    let mut plan = best.map_or(
+        KeepAlivePlan {
+            keep: MIN_GAP,
+            prewarm: None,
+            gaps: 0,
+        },
+        |(_, p)| p,
+    );
+    plan.gaps = gaps.len();
+    plan
+}
+
+/// Keep-alives of [`MIN_GAP`] and just past each gap seen; pre-warm windows between points of
+/// the sorted gaps, started a start time and two ticks early so the instance serves by then,
+/// where that leaves the instance released for at least a start time.
+fn candidates(lengths: &[f64], start: Duration) -> Vec<KeepAlivePlan> {
+    let lead = start.as_secs_f64() + 2.0 * crate::TICK.as_secs_f64();
+    let cap = ebb_core::autoscale::MAX_IDLE_TIMEOUT.as_secs_f64();
+    let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.0, cap));
+    let min_gap = MIN_GAP.as_secs_f64();
+    let keep = |k: f64| KeepAlivePlan {
+        keep: secs(k.max(min_gap)),
+        prewarm: None,
+        gaps: 0,
+    };
+    let mut out = vec![keep(min_gap)];
+    out.extend(lengths.iter().map(|&g| keep(g * (1.0 + MARGIN))));
+    let step = (lengths.len() / WINDOW_POINTS).max(1);
+    let points: Vec<f64> = lengths
+        .iter()
+        .copied()
+        .step_by(step)
+        .chain(lengths.last().copied())
+        .collect();
+    for (i, &low) in points.iter().enumerate() {
+        let from = low * (1.0 - MARGIN) - lead;
+        // Released for less than a start time, an instance is churn, not a saving.
+        if from < min_gap + start.as_secs_f64() {
+            continue;
+        }
+        for &high in &points[i..] {
+            out.push(KeepAlivePlan {
+                keep: MIN_GAP,
+                prewarm: Some((secs(from), secs(high * (1.0 + MARGIN)))),
+                gaps: 0,
+            });
+        }
+    }
+    out
+}
+
+/// A plan's cost over the gaps: instance-seconds (an idle instance, and a cold start's start
+/// time) and cold starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Score {
+    instance_seconds: f64,
+    cold: usize,
+}
+
+/// Sorted gap lengths (seconds) with prefix sums, to score a plan in logarithmic time.
+struct Gaps {
+    lengths: Vec<f64>,
+    /// `prefix[i]` = the sum of the `i` shortest gaps.
+    prefix: Vec<f64>,
+    /// A cold start's length, seconds.
+    start: f64,
+}
+
+impl Gaps {
+    fn new(lengths: Vec<f64>, start: f64) -> Gaps {
+        let mut prefix = Vec::with_capacity(lengths.len() + 1);
+        prefix.push(0.0);
+        for g in &lengths {
+            prefix.push(prefix.last().copied().unwrap_or(0.0) + g);
+        }
+        Gaps {
+            lengths,
+            prefix,
+            start,
+        }
+    }
+
+    /// Gaps of at most `t` seconds.
+    fn upto(&self, t: f64) -> usize {
+        self.lengths.partition_point(|&g| g <= t)
+    }
+
+    /// Gaps shorter than `t` seconds.
+    fn below(&self, t: f64) -> usize {
+        self.lengths.partition_point(|&g| g < t)
+    }
+
+    fn score(&self, plan: &KeepAlivePlan) -> Score {
+        let n = self.lengths.len();
+        let keep = plan.keep.as_secs_f64();
+        // Gaps within the keep-alive are served warm by the instance kept through them.
+        let kept = self.upto(keep);
+        let mut cost = self.prefix[kept];
+        let Some((from, until)) = plan.prewarm else {
+            let cold = n - kept;
+            cost += cold as f64 * (keep + self.start);
+            return Score {
+                instance_seconds: cost,
+                cold,
+            };
+        };
+        let (from, until) = (from.as_secs_f64(), until.as_secs_f64());
+        // A pre-warmed instance serves from a start time after `from`.
+        let ready = from + self.start;
+        let early = self.below(ready).max(kept);
+        let late = self.upto(until).max(early);
+        // Early: released, and cold (a pre-warm begun is wasted as well; counted as a start).
+        cost += (early - kept) as f64 * (keep + self.start);
+        // In the window: released, then pre-warmed until the request.
+        let warm = (late - early) as f64;
+        cost += warm * (keep - from) + (self.prefix[late] - self.prefix[early]);
+        // Late: released, pre-warmed through the window, and cold again after it.
+        cost += (n - late) as f64 * (keep + (until - from) + self.start);
+        Score {
+            instance_seconds: cost,
+            cold: (early - kept) + (n - late),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn gaps(lengths: &[u64]) -> Vec<Duration> {
+        lengths.iter().map(|&g| secs(g)).collect()
+    }
+
+    #[test]
+    fn gaps_shorter_than_a_start_time_are_kept_through() {
+        // Calls every ~20 s with a 10 s start: releasing would make every call cold.
+        let lengths: Vec<u64> = (0..40).map(|i| 18 + i % 5).collect();
+        let plan = learn(gaps(&lengths), secs(10));
+        assert_eq!(plan.prewarm, None);
+        assert!(plan.keep >= secs(22), "{plan:?}");
+        assert!(plan.keep <= secs(25), "{plan:?}");
+        assert!(!plan.releases(secs(21)));
+    }
+
+    #[test]
+    fn regular_long_gaps_are_released_and_prewarmed() {
+        // A job every ~10 min: an instance idle for ten minutes per call is the waste.
+        let lengths: Vec<u64> = (0..40).map(|i| 590 + i % 21).collect();
+        let plan = learn(gaps(&lengths), secs(10));
+        let (from, until) = plan.prewarm.expect("a pre-warm window");
+        assert!(plan.keep < secs(10), "{plan:?}");
+        assert!(from < secs(590 - 10) && from > secs(400), "{plan:?}");
+        assert!(until > secs(610), "{plan:?}");
+        assert!(plan.releases(secs(60)));
+        assert!(plan.prewarms(secs(585)));
+        assert!(plan.releases(secs(3600)));
+    }
+
+    #[test]
+    fn long_unpredictable_gaps_are_released_at_once() {
+        // Hours apart, spread widely: no keep-alive pays for itself, and cold starts are rare.
+        let lengths: Vec<u64> = (0..30).map(|i| 1800 + (i * 7919) % 20_000).collect();
+        let plan = learn(gaps(&lengths), secs(10));
+        assert_eq!(plan.keep, MIN_GAP);
+        assert_eq!(plan.prewarm, None);
+    }
+
+    #[test]
+    fn a_gap_is_bridged_when_a_cold_start_would_cost_more() {
+        // Gaps of 100 s with an occasional hour, 10 s starts: a cold start (110 s at the
+        // wait's price) costs more than bridging 100 s; the hours are not bridged.
+        let lengths: Vec<u64> = (0..100)
+            .map(|i| if i % 10 == 0 { 3600 } else { 100 })
+            .collect();
+        let plan = learn(gaps(&lengths), secs(10));
+        assert!(!plan.releases(secs(101)), "{plan:?}");
+        assert!(plan.releases(secs(1000)), "{plan:?}");
+        // With 5 s starts, a cold start costs 55 s: cheaper than bridging.
+        let plan = learn(gaps(&lengths), secs(5));
+        assert!(plan.releases(secs(5)), "{plan:?}");
+    }
+
+    #[test]
+    fn a_plan_needs_enough_gaps_and_is_relearned_after_a_new_one() {
+        let mut k = KeepAlive::default();
+        let mut at = secs(0);
+        for _ in 0..MIN_GAPS - 1 {
+            k.request(at, at + secs(600));
+            at += secs(660);
+        }
+        assert_eq!(k.plan(secs(10)), None);
+        k.request(at, at + secs(1)); // not a gap
+        assert_eq!(k.plan(secs(10)), None);
+        k.request(at, at + secs(600));
+        let plan = k.plan(secs(10)).expect("learned");
+        assert_eq!(plan.gaps, MIN_GAPS);
+        for _ in 0..GAPS_KEPT {
+            at += secs(700);
+            k.request(at, at + secs(5));
+        }
+        assert_eq!(k.gaps(), GAPS_KEPT);
+        let now = k.plan(secs(10)).expect("learned");
+        assert_ne!(now, plan);
+        assert!(!now.releases(secs(4)));
+    }
+}

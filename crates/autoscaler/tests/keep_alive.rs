@@ -1,0 +1,111 @@
+//! `idle_timeout = "auto"` on the pure core, with a manual clock: a job that calls every ten
+//! minutes is released once its requests stop and pre-warmed before the next call, with as many
+//! instances as served the last; before enough gaps are seen the fixed timeout applies.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use common::{rps_target, Sim};
+use ebb_autoscaler::{Decision, Rule, MIN_GAPS};
+
+/// Seconds an instance takes to serve once asked for.
+const START_S: u64 = 20;
+
+/// A `min = 0` service at 10 rps an instance, `idle_timeout = "auto"`, at zero, whose
+/// instances serve [`START_S`] after they are asked for.
+fn auto() -> (Sim, Vec<u32>) {
+    let mut config = rps_target(0, 10, 10.0);
+    config.idle_auto = true;
+    let mut sim = Sim::new(config, 0);
+    sim.instant_ready = false;
+    (sim, Vec::new())
+}
+
+/// `seconds` at `rps`: ready instances follow the count decided `START_S` ago (fewer at once).
+fn run(sim: &mut Sim, asked: &mut Vec<u32>, seconds: u64, rps: f64) -> Vec<Decision> {
+    (0..seconds)
+        .map(|_| {
+            let d = sim.tick_rps(rps);
+            asked.push(d.desired);
+            let then = asked.len().saturating_sub(START_S as usize + 1);
+            sim.current = d.desired.min(asked.get(then).copied().unwrap_or(0));
+            d
+        })
+        .collect()
+}
+
+/// One call of the job: 60 s at 30 rps, then `quiet` seconds without a request. The decisions
+/// of the quiet part, by quiet second (1-based).
+fn call((sim, asked): &mut (Sim, Vec<u32>), quiet: u64) -> Vec<Decision> {
+    run(sim, asked, 60, 30.0);
+    run(sim, asked, quiet, 0.0)
+}
+
+#[test]
+fn a_periodic_caller_is_released_then_prewarmed_before_its_next_call() {
+    let mut sim = auto();
+    let mut before = Vec::new();
+    for i in 0..MIN_GAPS {
+        // Before the plan: the fixed idle_timeout (5 min) keeps an instance for 5 min.
+        before = call(&mut sim, 590 + (i as u64 % 3) * 10);
+    }
+    assert_eq!(before[200].desired, 1, "{}", before[200].reason);
+    assert!(
+        before[200].reason.contains("until auto has learned"),
+        "{}",
+        before[200].reason
+    );
+    for _ in 0..4 {
+        let quiet = call(&mut sim, 600);
+        // Released within a few seconds of the last request...
+        let released = quiet.iter().position(|d| d.desired == 0).expect("released");
+        assert!(released < 5, "released after {released} s");
+        assert_eq!(quiet[released].rule, Rule::Idle);
+        assert!(
+            quiet[released].reason.contains("idle_timeout auto"),
+            "{}",
+            quiet[released].reason
+        );
+        // ...and pre-warmed at the 3 instances the calls need, before the next call is due.
+        let warm = quiet
+            .iter()
+            .position(|d| d.rule == Rule::Forecast)
+            .expect("pre-warmed");
+        let d = &quiet[warm];
+        assert_eq!(d.desired, 3, "{}", d.reason);
+        assert!(d.reason.contains("pre-warmed at 3"), "{}", d.reason);
+        // A start time (as measured) and two ticks before the earliest call (590 s), less a
+        // 10 % margin.
+        assert!(
+            (400..590 - START_S as usize).contains(&warm),
+            "pre-warmed at {warm} s"
+        );
+        assert!(quiet[warm..].iter().all(|d| d.desired == 3));
+    }
+}
+
+#[test]
+fn a_call_that_does_not_come_is_let_go_after_the_window() {
+    let mut sim = auto();
+    for _ in 0..MIN_GAPS + 2 {
+        call(&mut sim, 600);
+    }
+    let quiet = call(&mut sim, 3600);
+    let last_warm = quiet.iter().rposition(|d| d.desired > 0).expect("warm");
+    assert!((600..800).contains(&last_warm), "kept until {last_warm} s");
+    assert!(quiet[last_warm + 1..].iter().all(|d| d.desired == 0));
+    assert_eq!(quiet[last_warm + 1].rule, Rule::Idle);
+}
+
+#[test]
+fn short_gaps_are_kept_through() {
+    // A caller every ~20 s: an instance is kept between calls, never released.
+    let (mut sim, mut asked) = auto();
+    for i in 0..40 {
+        run(&mut sim, &mut asked, 2, 5.0);
+        let quiet = run(&mut sim, &mut asked, 15 + i % 5, 0.0);
+        if i > MIN_GAPS as u64 {
+            assert!(quiet.iter().all(|d| d.desired == 1), "{:?}", quiet.last());
+        }
+    }
+}
