@@ -14,7 +14,7 @@ out="${1:-$(mktemp -d)}"
 nasa="$here/../../shared/traces/nasa-1995-requests-per-second.txt"
 python3 "$here/traces/generate.py" "$out/traces" 2>/dev/null
 
-service() { # $1: min
+service() { # $1: min, $2: an extra line
     cat <<TOML
 [services.web]
 command = ["true"]
@@ -23,14 +23,16 @@ port = 8080
 min = $1
 max = 1000
 concurrency = 0.7
+${2:-}
 TOML
 }
 service 1 > "$out/web.toml"
 service 0 > "$out/web-min0.toml"
+service 0 'idle_timeout = "auto"' > "$out/web-min0-auto.toml"
 
 run() { # trace scale file d
     local name="$1" trace="$2" scale="$3" file="$4" d="$5"
-    local json="$out/$name-$d.json"
+    local json="$out/${name%%,*}-$(basename "$file" .toml)-$d.json"
     "$ebb" sim "$file" --trace "$trace" --scale "$scale" --start-delay "$d" --sweep --json > "$json"
     python3 - "$json" "$name" "$d" <<'PY'
 import json, sys
@@ -51,5 +53,8 @@ for d in 10s 60s; do
     for t in diurnal weekly noisy steps flash surges; do
         run "$t" "$out/traces/$t.txt" 1 "$out/web.toml" "$d"
     done
-    run idle "$out/traces/idle.txt" 1 "$out/web-min0.toml" "$d"
+    for t in idle periodic sparse; do
+        run "$t" "$out/traces/$t.txt" 1 "$out/web-min0.toml" "$d"
+        run "$t, idle_timeout = auto" "$out/traces/$t.txt" 1 "$out/web-min0-auto.toml" "$d"
+    done
 done

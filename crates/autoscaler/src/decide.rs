@@ -106,6 +106,7 @@ pub fn decide(
         ScalePolicy::Schedule { .. } => Proposal::hold(base, "schedule without a policy".into()),
     };
     state.recommend(t, proposal.recommendation, config.scale_down_delay);
+    let recommendation = proposal.recommendation;
     if let (ForecastMode::On | ForecastMode::Shadow, Some(load)) =
         (config.forecast, proposal.load_count)
     {
@@ -161,11 +162,14 @@ pub fn decide(
     let plan = learned_keep_alive(config, state, bounds.min);
     // No request for idle_timeout ends everything, a panic included: a panic is about requests,
     // and there are none.
+    // A learned keep-alive may be seconds long: it releases only on seconds known to be quiet,
+    // not on a peer server's silence.
     let idle = bounds.min == 0
         && match plan {
-            Some(plan) => plan.releases(quiet),
+            Some(plan) => plan.releases(quiet) && !metrics.unknown_within(t, plan.keep),
             None => quiet >= config.idle_timeout,
         };
+    let prewarming = !idle && plan.is_some_and(|p| p.prewarms(quiet));
     let mut floor = bounds.min;
     if idle {
         count = 0;
@@ -173,25 +177,24 @@ pub fn decide(
         rule = Rule::Idle;
         panic = false;
         state.end_panic();
-    } else if plan.is_some_and(|p| p.prewarms(quiet)) {
+    } else if prewarming {
         floor = state.keep_alive.prewarm_count();
     } else if bounds.min == 0 && keeps_one(state, base) {
         floor = 1;
     }
     let clamped = count.clamp(floor.min(bounds.max), bounds.max);
-    if clamped > count && plan.is_some_and(|p| p.prewarms(quiet)) {
-        let timeout = idle_timeout(config, state, plan);
-        let q = explain::duration(quiet);
-        reason += &format!(
-            "; pre-warmed at {clamped}, as many as served the last requests: quiet for {q}, \
-             the next is due ({timeout})"
-        );
-        rule = Rule::Forecast;
+    let mut planned = 0;
+    if let (true, Some(plan)) = (clamped > count && prewarming, plan) {
+        reason += &prewarm_reason(plan, clamped, quiet);
+        rule = Rule::Prewarm;
+        // A planned start, as the forecast's: the scale-up rate limit does not count it.
+        planned = clamped - count.max(base).min(clamped);
     } else if clamped == 1 && count == 0 && bounds.min == 0 {
         let after = explain::duration(plan.map_or(config.idle_timeout, |p| p.keep));
         let timeout = match plan {
             None if !config.idle_auto => "idle_timeout".to_string(),
-            _ => idle_timeout(config, state, plan),
+            None => idle_timeout(config, state, plan),
+            Some(p) => format!("idle_timeout auto, learned from {} gaps", p.gaps),
         };
         reason += &format!("; kept at 1: zero only after {after} without a request ({timeout})");
         rule = Rule::Stabilized;
@@ -211,14 +214,14 @@ pub fn decide(
     }
 
     if quiet < crate::keep_alive::MIN_GAP {
-        state.keep_alive.serving(clamped);
-    } else if plan.is_some_and(|p| p.prewarms(quiet)) {
+        state.keep_alive.serving(recommendation.min(bounds.max));
+    } else if prewarming {
         // Recorded as a recommendation: the request's first seconds, averaged into a stable
         // window of quiet, must not take the instances back before they serve it.
         state.recommend(t, clamped, config.scale_down_delay);
     }
     // A planned raise is not a reaction: the scale-up rate limit does not count it.
-    let planned = before_forecast.map_or(0, |asked| clamped.saturating_sub(asked.max(base)));
+    planned += before_forecast.map_or(0, |asked| clamped.saturating_sub(asked.max(base)));
     commit(config, state, clamped, base, planned, t);
     Decision {
         desired: clamped,
@@ -302,6 +305,19 @@ fn idle_timeout(config: &AutoscaleSpec, state: &State, plan: Option<KeepAlivePla
             format!("idle_timeout auto: {keep}, pre-warmed from {f} to {u} of quiet, {learned}")
         }
     }
+}
+
+/// What a pre-warm adds to a reason.
+fn prewarm_reason(plan: KeepAlivePlan, count: u32, quiet: Duration) -> String {
+    let q = explain::duration(quiet);
+    let until = plan.prewarm.map_or(String::new(), |(_, u)| {
+        format!(" by {} of quiet", explain::duration(u))
+    });
+    format!(
+        "; pre-warmed at {count} (the most the last requests asked for): quiet for {q}, the next \
+         request is due{until} (idle_timeout auto, learned from {} gaps)",
+        plan.gaps
+    )
 }
 
 fn idle_reason(state: &State, quiet: Duration, timeout: &str) -> String {

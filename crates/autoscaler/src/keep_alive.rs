@@ -76,7 +76,7 @@ pub struct KeepAlive {
     /// The plan, for the start time it was learned with; `None` until learned, or after a new
     /// gap.
     plan: Option<(KeepAlivePlan, Duration)>,
-    /// The count decided while the last requests came: what a pre-warm starts again.
+    /// The most the policy asked for since the last gap: what a pre-warm starts again.
     serving: u32,
 }
 
@@ -93,14 +93,16 @@ impl KeepAlive {
         }
         self.gaps.push_back(gap);
         self.plan = None;
+        self.serving = 0;
     }
 
-    /// Notes the count decided while requests come.
+    /// Notes a count the policy asked for while requests come.
     pub(crate) fn serving(&mut self, count: u32) {
-        self.serving = count;
+        self.serving = self.serving.max(count);
     }
 
-    /// The instances a pre-warm starts: as many as served the last requests, at least one.
+    /// The instances a pre-warm starts: the most the policy asked for between the last two
+    /// gaps, at least one.
     pub fn prewarm_count(&self) -> u32 {
         self.serving.max(1)
     }
@@ -177,18 +179,26 @@ fn candidates(lengths: &[f64], start: Duration) -> Vec<KeepAlivePlan> {
         .step_by(step)
         .chain(lengths.last().copied())
         .collect();
-    for (i, &low) in points.iter().enumerate() {
-        let from = low * (1.0 - MARGIN) - lead;
-        // Released for less than a start time, an instance is churn, not a saving.
-        if from < min_gap + start.as_secs_f64() {
-            continue;
-        }
-        for &high in &points[i..] {
-            out.push(KeepAlivePlan {
-                keep: MIN_GAP,
-                prewarm: Some((secs(from), secs(high * (1.0 + MARGIN)))),
-                gaps: 0,
-            });
+    // A pre-warm after a keep-alive of a few gaps' length (a call of several requests a few
+    // seconds apart), or after the shortest.
+    let keeps = std::iter::once(min_gap).chain(points.iter().map(|&g| g * (1.0 + MARGIN)));
+    for k in keeps {
+        for (i, &low) in points.iter().enumerate() {
+            let from = low * (1.0 - MARGIN) - lead;
+            // Released for less than a start time, an instance is churn, not a saving.
+            if from < k + start.as_secs_f64() {
+                continue;
+            }
+            for &high in &points[i..] {
+                let (from, until) = (secs(from), secs(high * (1.0 + MARGIN)));
+                if until > from {
+                    out.push(KeepAlivePlan {
+                        keep: secs(k),
+                        prewarm: Some((from, until)),
+                        gaps: 0,
+                    });
+                }
+            }
         }
     }
     out

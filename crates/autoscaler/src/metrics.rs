@@ -228,6 +228,13 @@ impl Metrics {
             .find(|s| s.is_active())
             .map(|s| s.at)
     }
+
+    /// Whether a sample of `(now - len, now]` lacks the router's figures (concurrency and rps
+    /// both unknown: a peer server went silent), so its quiet is not known to be quiet.
+    pub(crate) fn unknown_within(&self, now: Duration, len: Duration) -> bool {
+        self.window(now, len)
+            .any(|s| s.concurrency.is_none() && s.rps.is_none() && s.requests == 0)
+    }
 }
 
 #[cfg(test)]

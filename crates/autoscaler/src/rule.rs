@@ -24,6 +24,9 @@ pub enum Rule {
     Demand,
     /// Raised ahead of the load the service's history forecasts (`forecast = "on"`).
     Forecast,
+    /// A `min = 0` service started again ahead of the request its idle gaps say is due
+    /// (`idle_timeout = "auto"`).
+    Prewarm,
     /// Clamped to `min` or `max`.
     Bounds,
     /// Clamped to a schedule window's `min` or `max`.
@@ -32,7 +35,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in label order.
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 12] = [
         Rule::Target,
         Rule::Tolerance,
         Rule::Hold,
@@ -42,6 +45,7 @@ impl Rule {
         Rule::Idle,
         Rule::Demand,
         Rule::Forecast,
+        Rule::Prewarm,
         Rule::Bounds,
         Rule::Schedule,
     ];
@@ -58,6 +62,7 @@ impl Rule {
             Rule::Idle => "idle",
             Rule::Demand => "demand",
             Rule::Forecast => "forecast",
+            Rule::Prewarm => "prewarm",
             Rule::Bounds => "bounds",
             Rule::Schedule => "schedule",
         }

@@ -69,7 +69,7 @@ fn a_periodic_caller_is_released_then_prewarmed_before_its_next_call() {
         // ...and pre-warmed at the 3 instances the calls need, before the next call is due.
         let warm = quiet
             .iter()
-            .position(|d| d.rule == Rule::Forecast)
+            .position(|d| d.rule == Rule::Prewarm)
             .expect("pre-warmed");
         let d = &quiet[warm];
         assert_eq!(d.desired, 3, "{}", d.reason);
@@ -107,5 +107,34 @@ fn short_gaps_are_kept_through() {
         if i > MIN_GAPS as u64 {
             assert!(quiet.iter().all(|d| d.desired == 1), "{:?}", quiet.last());
         }
+    }
+}
+
+#[test]
+fn a_prewarm_starts_what_the_last_call_asked_for_not_more() {
+    let mut sim = auto();
+    for _ in 0..MIN_GAPS + 2 {
+        call(&mut sim, 600);
+    }
+    // A lighter call (10 rps: one instance) is followed by a pre-warm of one, not of three.
+    let (s, asked) = &mut sim;
+    run(s, asked, 60, 10.0);
+    let quiet = run(s, asked, 600, 0.0);
+    let warm = quiet.iter().find(|d| d.rule == Rule::Prewarm).expect("pre-warmed");
+    assert_eq!(warm.desired, 1, "{}", warm.reason);
+}
+
+#[test]
+fn seconds_without_figures_do_not_release_a_serving_service() {
+    let mut sim = auto();
+    for _ in 0..MIN_GAPS + 2 {
+        call(&mut sim, 600);
+    }
+    let (s, asked) = &mut sim;
+    run(s, asked, 30, 30.0);
+    // A peer server went silent: 10 s of samples without the router's figures.
+    for _ in 0..10 {
+        let d = s.tick_with(|sample| sample);
+        assert!(d.desired > 0, "{}", d.reason);
     }
 }
