@@ -28,7 +28,7 @@ TOML
 }
 service 1 > "$out/web.toml"
 service 0 > "$out/web-min0.toml"
-service 0 'idle_timeout = "auto"' > "$out/web-min0-auto.toml"
+service 0 'idle_timeout = "5m"' > "$out/web-min0-fixed.toml"
 
 run() { # trace scale file d
     local name="$1" trace="$2" scale="$3" file="$4" d="$5"
@@ -55,6 +55,6 @@ for d in 10s 60s; do
     done
     for t in idle periodic sparse; do
         run "$t" "$out/traces/$t.txt" 1 "$out/web-min0.toml" "$d"
-        run "$t, idle_timeout = auto" "$out/traces/$t.txt" 1 "$out/web-min0-auto.toml" "$d"
+        run "$t, idle_timeout = 5m" "$out/traces/$t.txt" 1 "$out/web-min0-fixed.toml" "$d"
     done
 done

@@ -120,7 +120,10 @@ fn a_prewarm_starts_what_the_last_call_asked_for_not_more() {
     let (s, asked) = &mut sim;
     run(s, asked, 60, 10.0);
     let quiet = run(s, asked, 600, 0.0);
-    let warm = quiet.iter().find(|d| d.rule == Rule::Prewarm).expect("pre-warmed");
+    let warm = quiet
+        .iter()
+        .find(|d| d.rule == Rule::Prewarm)
+        .expect("pre-warmed");
     assert_eq!(warm.desired, 1, "{}", warm.reason);
 }
 

@@ -257,6 +257,7 @@ proptest! {
     ) {
         let mut config = AutoscaleSpec::new(0, max, targets);
         config.idle_timeout = Duration::from_secs(idle_s);
+        config.idle_auto = false;
         let at = |t: u64| Now::unix(MONDAY_2024 + Duration::from_secs(t));
         // A forecast that predicts rises all the time does not keep the service up either.
         let mut state = learned_state(seed, at(0).unix_ms);

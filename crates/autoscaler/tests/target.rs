@@ -282,14 +282,15 @@ fn idle_goes_to_zero_after_idle_timeout_only_when_min_is_0() {
     sim.run_rps(60, 10.0);
     let quiet = sim.run_rps(400, 0.0);
     let zero_at = quiet.iter().position(|d| d.desired == 0).unwrap();
-    assert!(quiet[zero_at - 1]
-        .reason
-        .ends_with("→ 0; kept at 1: zero only after 5m without a request (idle_timeout)"));
+    assert!(quiet[zero_at - 1].reason.ends_with(
+        "→ 0; kept at 1: zero only after 5m without a request \
+             (idle_timeout 5m until auto has learned: 0 of 8 gaps)"
+    ));
     // The last request was in the second before the quiet began: zero after exactly 300 s.
     assert_eq!(zero_at + 1, 300);
     assert_eq!(
         quiet[zero_at].reason,
-        "no request for 5m (idle_timeout 5m) → 0"
+        "no request for 5m (idle_timeout 5m until auto has learned: 0 of 8 gaps) → 0"
     );
     assert_eq!(quiet[zero_at].rule, Rule::Idle);
     assert_eq!(quiet[zero_at - 1].rule, Rule::Stabilized);
@@ -353,6 +354,7 @@ fn a_fresh_state_neither_wakes_a_service_at_zero_nor_stops_a_running_one_early()
 fn a_quiet_service_goes_to_zero_after_idle_timeout_even_in_a_panic() {
     let mut config = rps_target(0, 50, 5.0);
     config.idle_timeout = Duration::from_secs(8);
+    config.idle_auto = false;
     config.scale_down_delay = Duration::from_secs(5);
     let mut sim = Sim::new(config, 1);
     sim.run_rps(30, 5.0);

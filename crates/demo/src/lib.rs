@@ -112,6 +112,7 @@ pub fn service_spec(port: u16, idle_timeout: Duration) -> anyhow::Result<Service
     spec.port = Some(port);
     if let Some(a) = spec.autoscale.as_mut() {
         a.idle_timeout = idle_timeout;
+        a.idle_auto = false;
     }
     Ok(spec)
 }

@@ -244,6 +244,7 @@ fn set_idle_timeout(ctx: &mut Ctx, e: &Entry<'_>, out: &mut AutoscaleSpec) {
             return;
         }
     }
+    out.idle_auto = false;
     set_duration(ctx, e, &mut out.idle_timeout);
 }
 

@@ -456,6 +456,7 @@ forecast = "shadow"
                 panic_window: Duration::from_secs(10),
                 scale_down_delay: Duration::from_secs(300),
                 idle_timeout: Duration::from_secs(900),
+                idle_auto: false,
                 forecast: ForecastMode::Shadow,
                 // Not in deploy files: the defaults.
                 ..AutoscaleSpec::new(0, 0, ScaleTargets::default())
@@ -466,6 +467,10 @@ forecast = "shadow"
     #[test]
     fn idle_timeout_auto_learns_and_keeps_the_default_until_then() {
         let (_, a) = autoscale_of("max = 5\nconcurrency = 10\nidle_timeout = \"auto\"\n");
+        assert!(a.idle_auto);
+        assert_eq!(a.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        // Also when left out: auto is the default.
+        let (_, a) = autoscale_of("max = 5\nconcurrency = 10\n");
         assert!(a.idle_auto);
         assert_eq!(a.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         let (_, a) = autoscale_of("max = 5\nconcurrency = 10\nidle_timeout = \"2m\"\n");

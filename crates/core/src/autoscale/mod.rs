@@ -35,8 +35,14 @@ pub const DEFAULT_PANIC_WINDOW: Duration = Duration::from_secs(6);
 /// (the autoscaler's default too).
 pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
 /// A `min = 0` service goes to zero after this long without a request: the scale-down period
-/// of the KEDA HTTP add-on; the first request afterwards is held, not refused.
+/// of the KEDA HTTP add-on; the first request afterwards is held, not refused. By default
+/// (`idle_timeout = "auto"`) only until the service's own keep-alive is learned.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// `idle_timeout = "auto"` unless a deploy file sets a duration: on the replays of
+/// `bench/sim.sh` it is as cheap as the fixed timeout or cheaper on every trace of a `min = 0`
+/// service but one (single sparse requests with 60 s starts, where it bridges gaps the fixed
+/// timeout makes cold), and it makes far fewer cold starts (BENCHMARKS.md, issue 19).
+pub const DEFAULT_IDLE_AUTO: bool = true;
 /// Longest `stable_window`, `panic_window` and `scale_down_delay`: one hour. The autoscaler
 /// keeps one sample per second of its windows, and a window longer than an hour no longer
 /// follows load at all; more is surely a typo.
@@ -82,6 +88,9 @@ fn default_scale_down_delay() -> Duration {
 fn default_idle_timeout() -> Duration {
     DEFAULT_IDLE_TIMEOUT
 }
+fn default_idle_auto() -> bool {
+    DEFAULT_IDLE_AUTO
+}
 fn default_panic_threshold() -> f64 {
     DEFAULT_PANIC_THRESHOLD
 }
@@ -121,8 +130,9 @@ pub struct AutoscaleSpec {
     pub idle_timeout: Duration,
     /// `idle_timeout = "auto"`: the autoscaler learns from the service's idle gaps how long to
     /// keep an instance after the last request, and when to start one before the next is due
-    /// (`ebb_autoscaler`'s keep-alive, after "Serverless in the Wild", ATC 2020).
-    #[serde(default)]
+    /// (`ebb_autoscaler`'s keep-alive, after "Serverless in the Wild", ATC 2020). See
+    /// [`DEFAULT_IDLE_AUTO`].
+    #[serde(default = "default_idle_auto")]
     pub idle_auto: bool,
     /// See [`DEFAULT_PANIC_THRESHOLD`]. Not in deploy files nor in the API's JSON (kept at its
     /// default there); code that runs the policy (tests, simulators) may set it.
@@ -191,7 +201,7 @@ impl AutoscaleSpec {
             panic_window: DEFAULT_PANIC_WINDOW,
             scale_down_delay: DEFAULT_SCALE_DOWN_DELAY,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            idle_auto: false,
+            idle_auto: DEFAULT_IDLE_AUTO,
             panic_threshold: DEFAULT_PANIC_THRESHOLD,
             tolerance: DEFAULT_TOLERANCE,
             scale_up: ScaleUpLimit::default(),
