@@ -8,7 +8,7 @@ use crate::state::State;
 use crate::Rule;
 use crate::{explain, forecast};
 use crate::{policies, target};
-use ebb_core::autoscale::{AutoscaleSpec, ForecastMode, ScalePolicy};
+use ebb_core::autoscale::{AutoscaleSpec, ForecastMode, ScalePolicy, MAX_SCALE_WINDOW};
 use std::time::Duration;
 
 /// The instant of a decision, injected: a monotonic reading (the clock of [`Sample::at`]) for
@@ -82,7 +82,7 @@ pub fn decide(
     if state.desired.is_none() {
         // As HPA: a fresh state remembers the running count as a recommendation, so that a
         // restarted server waits a scale_down_delay before it removes anything.
-        state.recommend(t, base, config.scale_down_delay);
+        state.recommend(t, base, retention(config));
     }
     let proposal = match deciding_policy(&config.policy) {
         ScalePolicy::Target => target::propose(config, state, metrics, current, base, t),
@@ -105,7 +105,7 @@ pub fn decide(
         ),
         ScalePolicy::Schedule { .. } => Proposal::hold(base, "schedule without a policy".into()),
     };
-    state.recommend(t, proposal.recommendation, config.scale_down_delay);
+    state.recommend(t, proposal.recommendation, retention(config));
     let recommendation = proposal.recommendation;
     if let (ForecastMode::On | ForecastMode::Shadow, Some(load)) =
         (config.forecast, proposal.load_count)
@@ -170,6 +170,12 @@ pub fn decide(
             None => quiet >= config.idle_timeout,
         };
     let prewarming = !idle && plan.is_some_and(|p| p.prewarms(quiet));
+    // A pre-warmed count holds while the stable window still averages the quiet before the
+    // requests it was started for.
+    let prewarm_hold = match idle || prewarming {
+        true => None,
+        false => state.keep_alive.held(t),
+    };
     let mut floor = bounds.min;
     if idle {
         count = 0;
@@ -179,6 +185,8 @@ pub fn decide(
         state.end_panic();
     } else if prewarming {
         floor = state.keep_alive.prewarm_count();
+    } else if let Some(n) = prewarm_hold {
+        floor = n.max(bounds.min);
     } else if bounds.min == 0 && keeps_one(state, base) {
         floor = 1;
     }
@@ -189,6 +197,12 @@ pub fn decide(
         rule = Rule::Prewarm;
         // A planned start, as the forecast's: the scale-up rate limit does not count it.
         planned = clamped - count.max(base).min(clamped);
+    } else if prewarm_hold.is_some() && clamped > count && clamped > bounds.min {
+        reason += &format!(
+            "; held at {clamped}: pre-warmed for these requests, until the stable window has \
+             seen them"
+        );
+        rule = Rule::Prewarm;
     } else if clamped == 1 && count == 0 && bounds.min == 0 {
         let after = explain::duration(plan.map_or(config.idle_timeout, |p| p.keep));
         let timeout = match plan {
@@ -215,10 +229,15 @@ pub fn decide(
 
     if quiet < crate::keep_alive::MIN_GAP {
         state.keep_alive.serving(recommendation.min(bounds.max));
-    } else if prewarming {
-        // Recorded as a recommendation: the request's first seconds, averaged into a stable
-        // window of quiet, must not take the instances back before they serve it.
-        state.recommend(t, clamped, config.scale_down_delay);
+        if config.scale_down_auto {
+            state.dips.observe(t, recommendation);
+        }
+    } else {
+        // No requests: the idle rule's domain, not a dip of the load.
+        state.dips.idle();
+        if prewarming {
+            state.keep_alive.hold(t + config.stable_window, clamped);
+        }
     }
     // A planned raise is not a reaction: the scale-up rate limit does not count it.
     planned += before_forecast.map_or(0, |asked| clamped.saturating_sub(asked.max(base)));
@@ -332,13 +351,17 @@ fn idle_reason(state: &State, quiet: Duration, timeout: &str) -> String {
 /// `scale_down_delay`, and never above `base` because of it.
 fn stabilize_down(
     config: &AutoscaleSpec,
-    state: &State,
+    state: &mut State,
     count: u32,
     base: u32,
     now: Duration,
     reason: &mut String,
 ) -> u32 {
-    let delay = config.scale_down_delay;
+    let learned = match config.scale_down_auto {
+        true => state.dips.delay(state.starts.estimate()),
+        false => None,
+    };
+    let delay = learned.unwrap_or(config.scale_down_delay);
     let held = state
         .highest_recommendation(now, delay)
         .unwrap_or(count)
@@ -346,8 +369,21 @@ fn stabilize_down(
     if held > count {
         let d = explain::duration(delay);
         *reason += &format!("; held at {held}, the highest recommendation of the last {d}");
+        if learned.is_some() {
+            let n = state.dips.dips();
+            *reason += &format!(" (scale_down_delay auto, learned from {n} dips)");
+        }
     }
     held
+}
+
+/// How long recommendations are remembered: the scale-down delay, or the longest one `auto`
+/// may learn.
+fn retention(config: &AutoscaleSpec) -> Duration {
+    match config.scale_down_auto {
+        true => config.scale_down_delay.max(MAX_SCALE_WINDOW),
+        false => config.scale_down_delay,
+    }
 }
 
 /// HPA's scale-up policies: per period, at most the larger of `instances` and `percent` % of
@@ -414,7 +450,7 @@ pub fn demand(
     if desired == 0 {
         return None;
     }
-    state.recommend(now.mono, desired, config.scale_down_delay);
+    state.recommend(now.mono, desired, retention(config));
     commit(config, state, desired, 0, 0, now.mono);
     Some(Decision {
         desired,

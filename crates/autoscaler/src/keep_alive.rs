@@ -38,7 +38,7 @@ pub const MIN_GAP: Duration = Duration::from_secs(2);
 pub const WAIT_PRICE: f64 = 10.0;
 /// Margin on a window learned from gaps: 10 % earlier for a pre-warm and 10 % later for a
 /// keep-alive, as the paper's hybrid histogram policy.
-const MARGIN: f64 = 0.10;
+pub(crate) const MARGIN: f64 = 0.10;
 /// Points of the sorted gaps tried as a pre-warm window's ends: every 1/32 of them.
 const WINDOW_POINTS: usize = 32;
 
@@ -78,6 +78,8 @@ pub struct KeepAlive {
     plan: Option<(KeepAlivePlan, Duration)>,
     /// The most the policy asked for since the last gap: what a pre-warm starts again.
     serving: u32,
+    /// Until when a pre-warmed count holds, and the count.
+    hold: Option<(Duration, u32)>,
 }
 
 impl KeepAlive {
@@ -105,6 +107,17 @@ impl KeepAlive {
     /// gaps, at least one.
     pub fn prewarm_count(&self) -> u32 {
         self.serving.max(1)
+    }
+
+    /// Holds `count` until `until`: pre-warmed, it must not be taken back by the first seconds
+    /// of the requests it was started for, averaged into a window of quiet.
+    pub(crate) fn hold(&mut self, until: Duration, count: u32) {
+        self.hold = Some((until, count));
+    }
+
+    /// The pre-warmed count held at `now`, if any.
+    pub(crate) fn held(&self, now: Duration) -> Option<u32> {
+        self.hold.filter(|&(until, _)| now < until).map(|(_, n)| n)
     }
 
     /// Gaps remembered.

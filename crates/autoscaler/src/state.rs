@@ -3,6 +3,7 @@
 //! fresh `State::default()` after a server restart is safe: it forgets panic and history, and
 //! gives a running service a full `idle_timeout` before it may go to zero.
 
+use crate::dips::Dips;
 use crate::forecast::Forecaster;
 use crate::keep_alive::KeepAlive;
 use crate::metrics::Metrics;
@@ -43,6 +44,9 @@ pub struct State {
     /// The idle gaps between requests, and the keep-alive of `idle_timeout = "auto"` learned
     /// from them.
     pub(crate) keep_alive: KeepAlive,
+    /// How long the recommendation stayed below each count it fell from, and the scale-down
+    /// delay of `scale_down_delay = "auto"` learned from it.
+    pub(crate) dips: Dips,
 }
 
 impl State {

@@ -13,32 +13,17 @@ const START_S: u64 = 20;
 
 /// A `min = 0` service at 10 rps an instance, `idle_timeout = "auto"`, at zero, whose
 /// instances serve [`START_S`] after they are asked for.
-fn auto() -> (Sim, Vec<u32>) {
+fn auto() -> Sim {
     let mut config = rps_target(0, 10, 10.0);
     config.idle_auto = true;
-    let mut sim = Sim::new(config, 0);
-    sim.instant_ready = false;
-    (sim, Vec::new())
-}
-
-/// `seconds` at `rps`: ready instances follow the count decided `START_S` ago (fewer at once).
-fn run(sim: &mut Sim, asked: &mut Vec<u32>, seconds: u64, rps: f64) -> Vec<Decision> {
-    (0..seconds)
-        .map(|_| {
-            let d = sim.tick_rps(rps);
-            asked.push(d.desired);
-            let then = asked.len().saturating_sub(START_S as usize + 1);
-            sim.current = d.desired.min(asked.get(then).copied().unwrap_or(0));
-            d
-        })
-        .collect()
+    Sim::with_start(config, 0, START_S as usize)
 }
 
 /// One call of the job: 60 s at 30 rps, then `quiet` seconds without a request. The decisions
 /// of the quiet part, by quiet second (1-based).
-fn call((sim, asked): &mut (Sim, Vec<u32>), quiet: u64) -> Vec<Decision> {
-    run(sim, asked, 60, 30.0);
-    run(sim, asked, quiet, 0.0)
+fn call(sim: &mut Sim, quiet: u64) -> Vec<Decision> {
+    sim.run_rps(60, 30.0);
+    sim.run_rps(quiet, 0.0)
 }
 
 #[test]
@@ -100,10 +85,10 @@ fn a_call_that_does_not_come_is_let_go_after_the_window() {
 #[test]
 fn short_gaps_are_kept_through() {
     // A caller every ~20 s: an instance is kept between calls, never released.
-    let (mut sim, mut asked) = auto();
+    let mut sim = auto();
     for i in 0..40 {
-        run(&mut sim, &mut asked, 2, 5.0);
-        let quiet = run(&mut sim, &mut asked, 15 + i % 5, 0.0);
+        sim.run_rps(2, 5.0);
+        let quiet = sim.run_rps(15 + i % 5, 0.0);
         if i > MIN_GAPS as u64 {
             assert!(quiet.iter().all(|d| d.desired == 1), "{:?}", quiet.last());
         }
@@ -117,9 +102,8 @@ fn a_prewarm_starts_what_the_last_call_asked_for_not_more() {
         call(&mut sim, 600);
     }
     // A lighter call (10 rps: one instance) is followed by a pre-warm of one, not of three.
-    let (s, asked) = &mut sim;
-    run(s, asked, 60, 10.0);
-    let quiet = run(s, asked, 600, 0.0);
+    sim.run_rps(60, 10.0);
+    let quiet = sim.run_rps(600, 0.0);
     let warm = quiet
         .iter()
         .find(|d| d.rule == Rule::Prewarm)
@@ -133,11 +117,10 @@ fn seconds_without_figures_do_not_release_a_serving_service() {
     for _ in 0..MIN_GAPS + 2 {
         call(&mut sim, 600);
     }
-    let (s, asked) = &mut sim;
-    run(s, asked, 30, 30.0);
+    sim.run_rps(30, 30.0);
     // A peer server went silent: 10 s of samples without the router's figures.
     for _ in 0..10 {
-        let d = s.tick_with(|sample| sample);
+        let d = sim.tick_with(|sample| sample);
         assert!(d.desired > 0, "{}", d.reason);
     }
 }

@@ -102,7 +102,7 @@ pub(crate) fn autoscale(
             "latency_p95" => out.targets.latency_p95 = values::duration(ctx, f),
             "stable_window" => set_duration(ctx, f, &mut out.stable_window),
             "panic_window" => set_duration(ctx, f, &mut out.panic_window),
-            "scale_down_delay" => set_duration(ctx, f, &mut out.scale_down_delay),
+            "scale_down_delay" => set_scale_down_delay(ctx, f, &mut out),
             "idle_timeout" => set_idle_timeout(ctx, f, &mut out),
             "forecast" => {
                 out.forecast = values::choice(ctx, f, &FORECAST_MODES, ForecastMode::parse)
@@ -224,6 +224,27 @@ fn set_duration(ctx: &mut Ctx, e: &Entry<'_>, into: &mut std::time::Duration) {
     if let Some(d) = values::duration(ctx, e) {
         *into = d;
     }
+}
+
+/// `scale_down_delay`: a duration, or `"auto"` to learn it from the service's dips.
+fn set_scale_down_delay(ctx: &mut Ctx, e: &Entry<'_>, out: &mut AutoscaleSpec) {
+    if let Some(Value::String(s)) = e.value() {
+        let text = s.value();
+        if text == "auto" {
+            out.scale_down_auto = true;
+            return;
+        }
+        if let Err(problem) = ebb_core::parse_duration(text) {
+            ctx.error_hint(
+                e.value_span(),
+                &e.field,
+                problem.to_string(),
+                "write a duration like \"60s\", or \"auto\" to learn it from the service's load",
+            );
+            return;
+        }
+    }
+    set_duration(ctx, e, &mut out.scale_down_delay);
 }
 
 /// `idle_timeout`: a duration, or `"auto"` to learn the keep-alive from the service's gaps.

@@ -479,6 +479,18 @@ forecast = "shadow"
     }
 
     #[test]
+    fn scale_down_delay_auto_learns_and_keeps_the_delay_until_then() {
+        let (_, a) = autoscale_of("max = 5\nconcurrency = 10\nscale_down_delay = \"auto\"\n");
+        assert!(a.scale_down_auto);
+        assert_eq!(a.scale_down_delay, DEFAULT_SCALE_DOWN_DELAY);
+        let (_, a) = autoscale_of("max = 5\nconcurrency = 10\nscale_down_delay = \"30s\"\n");
+        assert!(!a.scale_down_auto);
+        assert_eq!(a.scale_down_delay, Duration::from_secs(30));
+        let (_, a) = autoscale_of("max = 5\nconcurrency = 10\n");
+        assert!(!a.scale_down_auto, "a fixed delay by default");
+    }
+
+    #[test]
     fn left_out_settings_take_the_defaults_of_the_design() {
         let (instances, a) = autoscale_of("max = 5\nconcurrency = 10\n");
         let expected = AutoscaleSpec::new(

@@ -19,6 +19,11 @@ pub struct Sim {
     pub t: u64,
     /// Follow each decision with `current = desired`.
     pub instant_ready: bool,
+    /// Otherwise, when not 0: instances serve this many seconds after they are asked for
+    /// (`current` follows the count decided that long ago; fewer at once).
+    pub start_s: usize,
+    /// The counts decided, one a second.
+    pub asked: Vec<u32>,
 }
 
 impl Sim {
@@ -31,6 +36,17 @@ impl Sim {
             current,
             t: 0,
             instant_ready: true,
+            start_s: 0,
+            asked: Vec::new(),
+        }
+    }
+
+    /// A service whose instances serve `start_s` seconds after they are asked for.
+    pub fn with_start(config: AutoscaleSpec, current: u32, start_s: usize) -> Self {
+        Sim {
+            instant_ready: false,
+            start_s,
+            ..Sim::new(config, current)
         }
     }
 
@@ -52,6 +68,10 @@ impl Sim {
         );
         if self.instant_ready {
             self.current = d.desired;
+        } else if self.start_s > 0 {
+            self.asked.push(d.desired);
+            let then = self.asked.len().saturating_sub(self.start_s + 1);
+            self.current = d.desired.min(self.asked.get(then).copied().unwrap_or(0));
         }
         d
     }

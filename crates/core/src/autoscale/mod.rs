@@ -134,6 +134,11 @@ pub struct AutoscaleSpec {
     /// [`DEFAULT_IDLE_AUTO`].
     #[serde(default = "default_idle_auto")]
     pub idle_auto: bool,
+    /// `scale_down_delay = "auto"`: the autoscaler learns from how long the service's load stays
+    /// below a count before it asks for it again how long to keep capacity it stopped asking
+    /// for (`scale_down_delay` until it has learned).
+    #[serde(default)]
+    pub scale_down_auto: bool,
     /// See [`DEFAULT_PANIC_THRESHOLD`]. Not in deploy files nor in the API's JSON (kept at its
     /// default there); code that runs the policy (tests, simulators) may set it.
     #[serde(skip, default = "default_panic_threshold")]
@@ -202,6 +207,7 @@ impl AutoscaleSpec {
             scale_down_delay: DEFAULT_SCALE_DOWN_DELAY,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             idle_auto: DEFAULT_IDLE_AUTO,
+            scale_down_auto: false,
             panic_threshold: DEFAULT_PANIC_THRESHOLD,
             tolerance: DEFAULT_TOLERANCE,
             scale_up: ScaleUpLimit::default(),

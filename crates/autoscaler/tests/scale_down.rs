@@ -1,0 +1,60 @@
+//! `scale_down_delay = "auto"` on the pure core, with a manual clock: a load that steps down
+//! for long stretches is followed down within seconds once its dips are learned, instead of
+//! after the fixed 60 s; before that, the fixed delay holds.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use common::{rps_target, Sim};
+use ebb_autoscaler::{Decision, Rule};
+
+/// A service at 10 rps an instance, `scale_down_delay = "auto"`.
+fn auto() -> Sim {
+    let mut config = rps_target(1, 20, 10.0);
+    config.scale_down_auto = true;
+    Sim::new(config, 1)
+}
+
+/// Seconds from the step down until the count first goes down, and that decision.
+fn step_down(sim: &mut Sim) -> (usize, Decision) {
+    sim.run_rps(600, 100.0);
+    let low = sim.run_rps(600, 20.0);
+    let at = low
+        .iter()
+        .position(|d| d.desired < 10)
+        .expect("scaled down");
+    (at, low[at].clone())
+}
+
+#[test]
+fn long_dips_are_followed_down_sooner_once_learned() {
+    let mut sim = auto();
+    // First step: nothing learned, the stable window (60 s) and the fixed delay (60 s).
+    let (first, d) = step_down(&mut sim);
+    assert!(first >= 60, "{first} s: {}", d.reason);
+    // Each step down opens dips at the levels above 2 that last ten minutes; after two, the
+    // delay is learned: far shorter than a dip, so the stable window alone paces the fall.
+    step_down(&mut sim);
+    let (learned, _) = step_down(&mut sim);
+    assert!(learned < first, "{learned} s, then {first} s");
+    let held: Vec<Decision> = sim.run_rps(1, 20.0);
+    assert!(held
+        .iter()
+        .all(|d| !d.reason.contains("highest recommendation of the last 1m")));
+}
+
+#[test]
+fn a_load_that_comes_back_keeps_its_instances() {
+    // Back to 100 rps 20 s after each fall, with 20 s starts: a release would cost more than
+    // the 20 s kept.
+    let mut config = rps_target(1, 20, 10.0);
+    config.scale_down_auto = true;
+    let mut sim = Sim::with_start(config, 1, 20);
+    for _ in 0..30 {
+        sim.run_rps(120, 100.0);
+        sim.run_rps(20, 20.0);
+    }
+    let low = sim.run_rps(20, 20.0);
+    assert!(low.iter().all(|d| d.desired == 10), "{:?}", low.last());
+    assert!(low.iter().any(|d| d.rule == Rule::Stabilized));
+}
