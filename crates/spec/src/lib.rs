@@ -40,9 +40,9 @@
 //! policy = "target"             # "target" (default), "step", "linear" or "schedule"
 //! stable_window = "60s"         # ≤ 1h
 //! panic_window = "6s"           # shorter than stable_window
-//! scale_down_delay = "60s"      # ≤ 1h; may be "0s"
-//! idle_timeout = "5m"           # to zero after this long without a request, while min = 0; ≤ 1d;
-//!                               # "auto": learned from the service's idle gaps
+//! scale_down_delay = "60s"      # ≤ 1h; may be "0s"; "auto": learned from the load's dips
+//! idle_timeout = "auto"         # (default) learned from the service's idle gaps, while min = 0;
+//!                               # or a duration ≤ 1d: to zero after this long without a request
 //! forecast = "on"               # "on" (default): raise the count ahead of the daily and weekly
 //!                               # pattern learned from 3+ days of history; "shadow": only report
 //!                               # it; "off"
