@@ -183,6 +183,7 @@ pub fn decide(
         rule = Rule::Idle;
         panic = false;
         state.end_panic();
+        state.keep_alive.release();
     } else if prewarming {
         floor = state.keep_alive.prewarm_count();
     } else if let Some(n) = prewarm_hold {
@@ -230,7 +231,9 @@ pub fn decide(
     if quiet < crate::keep_alive::MIN_GAP {
         state.keep_alive.serving(recommendation.min(bounds.max));
         if config.scale_down_auto {
-            state.dips.observe(t, recommendation);
+            // Only the levels the bounds let instances follow.
+            let followed = recommendation.clamp(bounds.min, bounds.max.max(bounds.min));
+            state.dips.observe(t, followed);
         }
     } else {
         // No requests: the idle rule's domain, not a dip of the load.
@@ -313,7 +316,7 @@ fn idle_timeout(config: &AutoscaleSpec, state: &State, plan: Option<KeepAlivePla
             return format!("idle_timeout {fixed}");
         }
         let (seen, needed) = (state.keep_alive.gaps(), crate::keep_alive::MIN_GAPS);
-        return format!("idle_timeout {fixed} until auto has learned: {seen} of {needed} gaps");
+        return format!("idle_timeout auto, not learned yet: {seen} of {needed} gaps");
     };
     let keep = explain::duration(plan.keep);
     let learned = format!("learned from {} gaps", plan.gaps);

@@ -115,6 +115,11 @@ impl KeepAlive {
         self.hold = Some((until, count));
     }
 
+    /// Ends a hold: the service was released.
+    pub(crate) fn release(&mut self) {
+        self.hold = None;
+    }
+
     /// The pre-warmed count held at `now`, if any.
     pub(crate) fn held(&self, now: Duration) -> Option<u32> {
         self.hold.filter(|&(until, _)| now < until).map(|(_, n)| n)

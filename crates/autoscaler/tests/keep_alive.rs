@@ -36,7 +36,7 @@ fn a_periodic_caller_is_released_then_prewarmed_before_its_next_call() {
     }
     assert_eq!(before[200].desired, 1, "{}", before[200].reason);
     assert!(
-        before[200].reason.contains("until auto has learned"),
+        before[200].reason.contains("auto, not learned yet"),
         "{}",
         before[200].reason
     );
@@ -123,4 +123,21 @@ fn seconds_without_figures_do_not_release_a_serving_service() {
         let d = sim.tick_with(|sample| sample);
         assert!(d.desired > 0, "{}", d.reason);
     }
+}
+
+#[test]
+fn a_late_request_after_the_window_is_not_met_by_the_old_prewarm() {
+    let mut sim = auto();
+    for _ in 0..MIN_GAPS + 2 {
+        call(&mut sim, 600);
+    }
+    // The call does not come in its window (to about 660 s of quiet): released again after
+    // it...
+    sim.run_rps(60, 30.0);
+    let quiet = sim.run_rps(690, 0.0);
+    assert_eq!(quiet.last().map(|d| d.desired), Some(0));
+    // ...and a request soon after wakes one instance, not the pre-warmed three.
+    let woken = sim.run_rps(3, 1.0);
+    assert!(woken.iter().all(|d| d.rule != Rule::Prewarm), "{:?}", woken);
+    assert!(woken.iter().all(|d| d.desired <= 1), "{:?}", woken);
 }

@@ -284,13 +284,13 @@ fn idle_goes_to_zero_after_idle_timeout_only_when_min_is_0() {
     let zero_at = quiet.iter().position(|d| d.desired == 0).unwrap();
     assert!(quiet[zero_at - 1].reason.ends_with(
         "→ 0; kept at 1: zero only after 5m without a request \
-             (idle_timeout 5m until auto has learned: 0 of 8 gaps)"
+             (idle_timeout auto, not learned yet: 0 of 8 gaps)"
     ));
     // The last request was in the second before the quiet began: zero after exactly 300 s.
     assert_eq!(zero_at + 1, 300);
     assert_eq!(
         quiet[zero_at].reason,
-        "no request for 5m (idle_timeout 5m until auto has learned: 0 of 8 gaps) → 0"
+        "no request for 5m (idle_timeout auto, not learned yet: 0 of 8 gaps) → 0"
     );
     assert_eq!(quiet[zero_at].rule, Rule::Idle);
     assert_eq!(quiet[zero_at - 1].rule, Rule::Stabilized);

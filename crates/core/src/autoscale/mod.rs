@@ -88,9 +88,6 @@ fn default_scale_down_delay() -> Duration {
 fn default_idle_timeout() -> Duration {
     DEFAULT_IDLE_TIMEOUT
 }
-fn default_idle_auto() -> bool {
-    DEFAULT_IDLE_AUTO
-}
 fn default_panic_threshold() -> f64 {
     DEFAULT_PANIC_THRESHOLD
 }
@@ -131,8 +128,10 @@ pub struct AutoscaleSpec {
     /// `idle_timeout = "auto"`: the autoscaler learns from the service's idle gaps how long to
     /// keep an instance after the last request, and when to start one before the next is due
     /// (`ebb_autoscaler`'s keep-alive, after "Serverless in the Wild", ATC 2020). See
-    /// [`DEFAULT_IDLE_AUTO`].
-    #[serde(default = "default_idle_auto")]
+    /// [`DEFAULT_IDLE_AUTO`] for deploy files and [`AutoscaleSpec::new`]; JSON without the key
+    /// (a spec stored before it existed, an API client that gives `idle_timeout`) keeps the
+    /// fixed timeout it gives.
+    #[serde(default)]
     pub idle_auto: bool,
     /// `scale_down_delay = "auto"`: the autoscaler learns from how long the service's load stays
     /// below a count before it asks for it again how long to keep capacity it stopped asking

@@ -387,7 +387,13 @@ mod tests {
     #[test]
     fn a_minimal_json_spec_takes_the_defaults() {
         let a: AutoscaleSpec = serde_json::from_str(r#"{"max":3}"#).unwrap();
-        assert_eq!(a, AutoscaleSpec::new(0, 3, ScaleTargets::default()));
+        // JSON that does not say `idle_auto` keeps the fixed timeout it gives (or the default
+        // one), as before the key existed.
+        let fixed = AutoscaleSpec {
+            idle_auto: false,
+            ..AutoscaleSpec::new(0, 3, ScaleTargets::default())
+        };
+        assert_eq!(a, fixed);
         let w: ScheduleWindow = serde_json::from_str(r#"{"max":3}"#).unwrap();
         assert_eq!(
             (w.days, w.start, w.end),
