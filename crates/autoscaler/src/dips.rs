@@ -7,17 +7,14 @@
 //! load that steps down for half an hour pays the whole delay at every step. Each level of the
 //! policy's recommendation is a small keep-alive problem: when the recommendation falls below
 //! level `k` a dip begins, and it ends when the recommendation is back at `k`. The last
-//! [`DIPS_KEPT`] dips, and the measured start time, give the delay of least cost, by the same
+//! [`GAPS_KEPT`](crate::GAPS_KEPT) dips, and the measured start time, give the delay of least cost, by the same
 //! rule as the idle keep-alive ([`crate::keep_alive`]: a second of missing capacity is priced at
 //! [`WAIT_PRICE`](crate::WAIT_PRICE) instance-seconds).
 
-use crate::keep_alive::{MARGIN, MIN_GAP, MIN_GAPS, WAIT_PRICE};
+use crate::keep_alive::{Spells, MARGIN, MIN_GAP, WAIT_PRICE};
 use ebb_core::autoscale::MAX_SCALE_WINDOW;
-use std::collections::VecDeque;
 use std::time::Duration;
 
-/// Dips remembered: the last 128.
-pub const DIPS_KEPT: usize = 128;
 /// Highest level followed: 1,000 (the most instances a service may have).
 const MAX_LEVEL: u32 = ebb_core::service::MAX_INSTANCES;
 
@@ -30,10 +27,9 @@ pub struct Dips {
     fell: Vec<Duration>,
     /// The recommendation at the last tick.
     last: u32,
-    /// The dips' lengths, oldest first; a dip longer than the longest delay counts as that.
-    dips: VecDeque<Duration>,
-    /// The delay, for the start time it was learned with; `None` until learned or after a dip.
-    delay: Option<(Duration, Duration)>,
+    /// The dips (a dip longer than the longest delay counts as that), and the delay learned
+    /// from them.
+    dips: Spells<Duration>,
 }
 
 impl Dips {
@@ -76,11 +72,7 @@ impl Dips {
     }
 
     fn record(&mut self, dip: Duration) {
-        if self.dips.len() == DIPS_KEPT {
-            self.dips.pop_front();
-        }
-        self.dips.push_back(dip.min(MAX_SCALE_WINDOW));
-        self.delay = None;
+        self.dips.push(dip.min(MAX_SCALE_WINDOW));
     }
 
     /// Dips remembered.
@@ -89,19 +81,11 @@ impl Dips {
     }
 
     /// The scale-down delay for instances that take `start` to serve, once there are
-    /// [`MIN_GAPS`] dips.
+    /// [`MIN_GAPS`](crate::MIN_GAPS) dips.
     pub(crate) fn delay(&mut self, start: Duration) -> Option<Duration> {
-        if self.dips.len() < MIN_GAPS {
-            return None;
-        }
-        match self.delay {
-            Some((delay, learned_for)) if learned_for == start => Some(delay),
-            _ => {
-                let delay = learn_delay(self.dips.iter().copied(), start);
-                self.delay = Some((delay, start));
-                Some(delay)
-            }
-        }
+        self.dips.learned(start, |dips, start| {
+            learn_delay(dips.iter().copied(), start)
+        })
     }
 }
 
@@ -159,7 +143,7 @@ mod tests {
     fn a_dip_lasts_from_the_fall_below_a_level_to_the_rise_back() {
         // 5, down to 3 for 4 s, up to 4 for 2 s, back to 5: level 5 dipped 6 s, level 4 4 s.
         let d = observed(&[5, 3, 3, 3, 3, 4, 4, 5]);
-        assert_eq!(d.dips, [secs(4), secs(6)]);
+        assert_eq!(d.dips.lengths(), &[secs(4), secs(6)]);
         assert_eq!(d.fell.len(), 5);
         assert_eq!(d.last, 5);
     }
@@ -168,7 +152,7 @@ mod tests {
     fn a_dip_that_does_not_end_counts_as_the_longest_delay() {
         let mut d = observed(&[3, 1]);
         d.observe(secs(2) + MAX_SCALE_WINDOW, 1);
-        assert_eq!(d.dips, [MAX_SCALE_WINDOW, MAX_SCALE_WINDOW]);
+        assert_eq!(d.dips.lengths(), &[MAX_SCALE_WINDOW, MAX_SCALE_WINDOW]);
         assert_eq!(d.fell.len(), 1);
     }
 

@@ -68,14 +68,67 @@ impl KeepAlivePlan {
     }
 }
 
+/// The last [`GAPS_KEPT`] spells of a kind (idle gaps, dips of the load), and what was learned
+/// from them for a start time: learned again after a new spell or for another start time.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Spells<T> {
+    /// Their lengths, oldest first.
+    lengths: VecDeque<Duration>,
+    learned: Option<(T, Duration)>,
+}
+
+impl<T> Default for Spells<T> {
+    fn default() -> Self {
+        Spells {
+            lengths: VecDeque::new(),
+            learned: None,
+        }
+    }
+}
+
+impl<T: Copy> Spells<T> {
+    pub(crate) fn push(&mut self, length: Duration) {
+        if self.lengths.len() == GAPS_KEPT {
+            self.lengths.pop_front();
+        }
+        self.lengths.push_back(length);
+        self.learned = None;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lengths.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn lengths(&self) -> &VecDeque<Duration> {
+        &self.lengths
+    }
+
+    /// What `learn` makes of the spells for `start`, once there are [`MIN_GAPS`].
+    pub(crate) fn learned(
+        &mut self,
+        start: Duration,
+        learn: impl FnOnce(&VecDeque<Duration>, Duration) -> T,
+    ) -> Option<T> {
+        if self.lengths.len() < MIN_GAPS {
+            return None;
+        }
+        match self.learned {
+            Some((value, learned_for)) if learned_for == start => Some(value),
+            _ => {
+                let value = learn(&self.lengths, start);
+                self.learned = Some((value, start));
+                Some(value)
+            }
+        }
+    }
+}
+
 /// The service's recent idle gaps and the plan learned from them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeepAlive {
-    /// The gaps' lengths, oldest first.
-    gaps: VecDeque<Duration>,
-    /// The plan, for the start time it was learned with; `None` until learned, or after a new
-    /// gap.
-    plan: Option<(KeepAlivePlan, Duration)>,
+    /// The gaps, and the plan learned from them.
+    gaps: Spells<KeepAlivePlan>,
     /// The most the policy asked for since the last gap: what a pre-warm starts again.
     serving: u32,
     /// Until when a pre-warmed count holds, and the count.
@@ -90,11 +143,7 @@ impl KeepAlive {
         if gap < MIN_GAP {
             return;
         }
-        if self.gaps.len() == GAPS_KEPT {
-            self.gaps.pop_front();
-        }
-        self.gaps.push_back(gap);
-        self.plan = None;
+        self.gaps.push(gap);
         self.serving = 0;
     }
 
@@ -133,17 +182,8 @@ impl KeepAlive {
     /// The plan for instances that take `start` to serve, learned once there are
     /// [`MIN_GAPS`] gaps; kept until a new gap or another start time.
     pub(crate) fn plan(&mut self, start: Duration) -> Option<KeepAlivePlan> {
-        if self.gaps.len() < MIN_GAPS {
-            return None;
-        }
-        match self.plan {
-            Some((plan, learned_for)) if learned_for == start => Some(plan),
-            _ => {
-                let plan = learn(self.gaps.iter().copied(), start);
-                self.plan = Some((plan, start));
-                Some(plan)
-            }
-        }
+        self.gaps
+            .learned(start, |gaps, start| learn(gaps.iter().copied(), start))
     }
 }
 

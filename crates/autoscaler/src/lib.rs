@@ -50,7 +50,7 @@ mod target;
 pub use burst::{burst, Reading, BURST_FACTOR, BURST_READINGS, MIN_BURST_SPAN};
 pub use config::TICK;
 pub use decide::{decide, demand, Decision, Now};
-pub use dips::{Dips, DIPS_KEPT};
+pub use dips::Dips;
 pub use forecast::{ForecastError, Forecaster, Season};
 pub use history::{minute_of, History, DAY_MINUTES, HISTORY_MINUTES, MINUTE_MS, WEEK_MINUTES};
 pub use keep_alive::{

@@ -102,8 +102,15 @@ pub(crate) fn autoscale(
             "latency_p95" => out.targets.latency_p95 = values::duration(ctx, f),
             "stable_window" => set_duration(ctx, f, &mut out.stable_window),
             "panic_window" => set_duration(ctx, f, &mut out.panic_window),
-            "scale_down_delay" => set_scale_down_delay(ctx, f, &mut out),
-            "idle_timeout" => set_idle_timeout(ctx, f, &mut out),
+            "scale_down_delay" => set_duration_or_auto(
+                ctx,
+                f,
+                (&mut out.scale_down_delay, &mut out.scale_down_auto),
+                "60s",
+            ),
+            "idle_timeout" => {
+                set_duration_or_auto(ctx, f, (&mut out.idle_timeout, &mut out.idle_auto), "5m")
+            }
             "forecast" => {
                 out.forecast = values::choice(ctx, f, &FORECAST_MODES, ForecastMode::parse)
                     .unwrap_or(out.forecast)
@@ -226,47 +233,28 @@ fn set_duration(ctx: &mut Ctx, e: &Entry<'_>, into: &mut std::time::Duration) {
     }
 }
 
-/// `scale_down_delay`: a duration, or `"auto"` to learn it from the service's dips.
-fn set_scale_down_delay(ctx: &mut Ctx, e: &Entry<'_>, out: &mut AutoscaleSpec) {
+/// `scale_down_delay` and `idle_timeout`: a duration, or `"auto"` for the autoscaler to learn
+/// it from the service's load (`auto` is set accordingly).
+fn set_duration_or_auto(
+    ctx: &mut Ctx,
+    e: &Entry<'_>,
+    (duration, auto): (&mut std::time::Duration, &mut bool),
+    example: &str,
+) {
     if let Some(Value::String(s)) = e.value() {
         let text = s.value();
         if text == "auto" {
-            out.scale_down_auto = true;
+            *auto = true;
             return;
         }
         if let Err(problem) = ebb_core::parse_duration(text) {
-            ctx.error_hint(
-                e.value_span(),
-                &e.field,
-                problem.to_string(),
-                "write a duration like \"60s\", or \"auto\" to learn it from the service's load",
-            );
+            let hint = format!("write a duration like \"{example}\", or \"auto\" to learn it from the service's load");
+            ctx.error_hint(e.value_span(), &e.field, problem.to_string(), hint);
             return;
         }
     }
-    set_duration(ctx, e, &mut out.scale_down_delay);
-}
-
-/// `idle_timeout`: a duration, or `"auto"` to learn the keep-alive from the service's gaps.
-fn set_idle_timeout(ctx: &mut Ctx, e: &Entry<'_>, out: &mut AutoscaleSpec) {
-    if let Some(Value::String(s)) = e.value() {
-        let text = s.value();
-        if text == "auto" {
-            out.idle_auto = true;
-            return;
-        }
-        if let Err(problem) = ebb_core::parse_duration(text) {
-            ctx.error_hint(
-                e.value_span(),
-                &e.field,
-                problem.to_string(),
-                "write a duration like \"5m\", or \"auto\" to learn it from the service's idle gaps",
-            );
-            return;
-        }
-    }
-    out.idle_auto = false;
-    set_duration(ctx, e, &mut out.idle_timeout);
+    *auto = false;
+    set_duration(ctx, e, duration);
 }
 
 /// Reports a field of another policy than the one chosen.
