@@ -19,6 +19,15 @@ fn auto() -> Sim {
     Sim::with_start(config, 0, START_S as usize)
 }
 
+/// A service that has learned calls every 600 s (of 60 s at 30 rps).
+fn learned() -> Sim {
+    let mut sim = auto();
+    for _ in 0..MIN_GAPS + 2 {
+        call(&mut sim, 600);
+    }
+    sim
+}
+
 /// One call of the job: 60 s at 30 rps, then `quiet` seconds without a request. The decisions
 /// of the quiet part, by quiet second (1-based).
 fn call(sim: &mut Sim, quiet: u64) -> Vec<Decision> {
@@ -71,10 +80,7 @@ fn a_periodic_caller_is_released_then_prewarmed_before_its_next_call() {
 
 #[test]
 fn a_call_that_does_not_come_is_let_go_after_the_window() {
-    let mut sim = auto();
-    for _ in 0..MIN_GAPS + 2 {
-        call(&mut sim, 600);
-    }
+    let mut sim = learned();
     let quiet = call(&mut sim, 3600);
     let last_warm = quiet.iter().rposition(|d| d.desired > 0).expect("warm");
     assert!((600..800).contains(&last_warm), "kept until {last_warm} s");
@@ -97,10 +103,7 @@ fn short_gaps_are_kept_through() {
 
 #[test]
 fn a_prewarm_starts_what_the_last_call_asked_for_not_more() {
-    let mut sim = auto();
-    for _ in 0..MIN_GAPS + 2 {
-        call(&mut sim, 600);
-    }
+    let mut sim = learned();
     // A lighter call (10 rps: one instance) is followed by a pre-warm of one, not of three.
     sim.run_rps(60, 10.0);
     let quiet = sim.run_rps(600, 0.0);
@@ -113,10 +116,7 @@ fn a_prewarm_starts_what_the_last_call_asked_for_not_more() {
 
 #[test]
 fn seconds_without_figures_do_not_release_a_serving_service() {
-    let mut sim = auto();
-    for _ in 0..MIN_GAPS + 2 {
-        call(&mut sim, 600);
-    }
+    let mut sim = learned();
     sim.run_rps(30, 30.0);
     // A peer server went silent: 10 s of samples without the router's figures.
     for _ in 0..10 {
@@ -127,10 +127,7 @@ fn seconds_without_figures_do_not_release_a_serving_service() {
 
 #[test]
 fn a_late_request_after_the_window_is_not_met_by_the_old_prewarm() {
-    let mut sim = auto();
-    for _ in 0..MIN_GAPS + 2 {
-        call(&mut sim, 600);
-    }
+    let mut sim = learned();
     // The call does not come in its window (to about 660 s of quiet): released again after
     // it...
     sim.run_rps(60, 30.0);
