@@ -230,17 +230,17 @@ pub fn decide(
 
     if quiet < crate::keep_alive::MIN_GAP {
         state.keep_alive.serving(recommendation.min(bounds.max));
-        if config.scale_down_auto {
-            // Only the levels the bounds let instances follow.
-            let followed = recommendation.clamp(bounds.min, bounds.max.max(bounds.min));
-            state.dips.observe(t, followed);
-        }
-    } else {
-        // No requests: the idle rule's domain, not a dip of the load.
+    } else if prewarming {
+        state.keep_alive.hold(t + config.stable_window, clamped);
+    }
+    if idle || clamped == 0 {
+        // At zero, the idle keep-alive decides what runs when requests come back: the levels
+        // left are not dips of the load.
         state.dips.idle();
-        if prewarming {
-            state.keep_alive.hold(t + config.stable_window, clamped);
-        }
+    } else if config.scale_down_auto {
+        // Only the levels the bounds let instances follow.
+        let followed = recommendation.clamp(bounds.min, bounds.max.max(bounds.min));
+        state.dips.observe(t, followed);
     }
     // A planned raise is not a reaction: the scale-up rate limit does not count it.
     planned += before_forecast.map_or(0, |asked| clamped.saturating_sub(asked.max(base)));
