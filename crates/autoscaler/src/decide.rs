@@ -1,7 +1,7 @@
 //! One tick: the policy's proposal, then the rules every policy shares — no scale-down while
 //! panicking, scale-down stabilization, the scale-up rate limit, idle → zero, and the bounds.
 
-use crate::keep_alive::KeepAlivePlan;
+use crate::idle::{Counts, Idle};
 use crate::metrics::Metrics;
 use crate::proposal::Proposal;
 use crate::state::State;
@@ -145,7 +145,7 @@ pub fn decide(
     }
 
     let bounds = config.bounds_at(now.unix_ms);
-    // A `min = 0` service at zero stays there until a request comes (see `keeps_one`).
+    // A `min = 0` service at zero stays there until a request comes (see `idle::keeps_one`).
     let asleep = bounds.min == 0 && base == 0;
     // The count the rules asked for before the forecast raised it, if it did.
     let mut before_forecast = None;
@@ -158,61 +158,29 @@ pub fn decide(
         }
     }
 
-    let quiet = state.quiet_for(t);
-    let plan = learned_keep_alive(config, state, bounds.min);
-    // No request for idle_timeout ends everything, a panic included: a panic is about requests,
-    // and there are none.
-    // A learned keep-alive may be seconds long: it releases only on seconds known to be quiet,
-    // not on a peer server's silence.
-    let idle = bounds.min == 0
-        && match plan {
-            Some(plan) => plan.releases(quiet) && !metrics.unknown_within(t, plan.keep),
-            None => quiet >= config.idle_timeout,
-        };
-    let prewarming = !idle && plan.is_some_and(|p| p.prewarms(quiet));
-    // A pre-warmed count holds while the stable window still averages the quiet before the
-    // requests it was started for.
-    let prewarm_hold = match idle || prewarming {
-        true => None,
-        false => state.keep_alive.held(t),
-    };
+    let view = Idle::read(config, state, metrics, bounds.min, t);
     let mut floor = bounds.min;
-    if idle {
+    if view.idle {
         count = 0;
-        reason = idle_reason(state, quiet, &idle_timeout(config, state, plan));
+        reason = view.idle_reason(config, state);
         rule = Rule::Idle;
         panic = false;
         state.end_panic();
         state.keep_alive.release();
-    } else if prewarming {
-        floor = state.keep_alive.prewarm_count();
-    } else if let Some(n) = prewarm_hold {
-        floor = n.max(bounds.min);
-    } else if bounds.min == 0 && keeps_one(state, base) {
-        floor = 1;
+    } else {
+        floor = view.floor(state, bounds.min, base);
     }
     let clamped = count.clamp(floor.min(bounds.max), bounds.max);
+    let counts = Counts {
+        asked: count,
+        clamped,
+        base,
+    };
     let mut planned = 0;
-    if let (true, Some(plan)) = (clamped > count && prewarming, plan) {
-        reason += &prewarm_reason(plan, clamped, quiet);
-        rule = Rule::Prewarm;
-        // A planned start, as the forecast's: the scale-up rate limit does not count it.
-        planned = clamped - count.max(base).min(clamped);
-    } else if prewarm_hold.is_some() && clamped > count && clamped > bounds.min {
-        reason += &format!(
-            "; held at {clamped}: pre-warmed for these requests, until the stable window has \
-             seen them"
-        );
-        rule = Rule::Prewarm;
-    } else if clamped == 1 && count == 0 && bounds.min == 0 {
-        let after = explain::duration(plan.map_or(config.idle_timeout, |p| p.keep));
-        let timeout = match plan {
-            None if !config.idle_auto => "idle_timeout".to_string(),
-            None => idle_timeout(config, state, plan),
-            Some(p) => format!("idle_timeout auto, learned from {} gaps", p.gaps),
-        };
-        reason += &format!("; kept at 1: zero only after {after} without a request ({timeout})");
-        rule = Rule::Stabilized;
+    if let Some((text, by, plan)) = view.explain(config, state, counts, bounds.min) {
+        reason += &text;
+        rule = by;
+        planned = plan;
     } else if clamped != count {
         rule = match bounds.window {
             Some(_) => Rule::Schedule,
@@ -227,21 +195,7 @@ pub fn decide(
         }
         reason += ")";
     }
-
-    if quiet < crate::keep_alive::MIN_GAP {
-        state.keep_alive.serving(recommendation.min(bounds.max));
-    } else if prewarming {
-        state.keep_alive.hold(t + config.stable_window, clamped);
-    }
-    if idle || clamped == 0 {
-        // At zero, the idle keep-alive decides what runs when requests come back: the levels
-        // left are not dips of the load.
-        state.dips.idle();
-    } else if config.scale_down_auto {
-        // Only the levels the bounds let instances follow.
-        let followed = recommendation.clamp(bounds.min, bounds.max.max(bounds.min));
-        state.dips.observe(t, followed);
-    }
+    view.learn(config, state, (recommendation, clamped), bounds, t);
     // A planned raise is not a reaction: the scale-up rate limit does not count it.
     planned += before_forecast.map_or(0, |asked| clamped.saturating_sub(asked.max(base)));
     commit(config, state, clamped, base, planned, t);
@@ -285,69 +239,6 @@ fn forecast_floor(
     }
     *reason += &format!("; raised to {n}: the {season} forecast for {at}, {lead} ahead");
     count.max(n)
-}
-
-/// A `min = 0` service that is not idle keeps one instance: it had a request within
-/// `idle_timeout` (its cold start may still be under way), or it runs and no request was ever
-/// seen (a fresh state after a restart gives it a full `idle_timeout`). A service found at zero
-/// with no request seen stays there.
-fn keeps_one(state: &State, base: u32) -> bool {
-    state.last_request.is_some() || base > 0
-}
-
-/// The keep-alive of `idle_timeout = "auto"` for a `min = 0` service, once learned.
-fn learned_keep_alive(
-    config: &AutoscaleSpec,
-    state: &mut State,
-    min: u32,
-) -> Option<KeepAlivePlan> {
-    if !config.idle_auto || min > 0 {
-        return None;
-    }
-    let start = state.starts.estimate();
-    state.keep_alive.plan(start)
-}
-
-/// The idle timeout in force, as a reason says it: `idle_timeout 5m`, or what `auto` learned.
-fn idle_timeout(config: &AutoscaleSpec, state: &State, plan: Option<KeepAlivePlan>) -> String {
-    let fixed = explain::duration(config.idle_timeout);
-    let Some(plan) = plan else {
-        if !config.idle_auto {
-            return format!("idle_timeout {fixed}");
-        }
-        let (seen, needed) = (state.keep_alive.gaps(), crate::keep_alive::MIN_GAPS);
-        return format!("idle_timeout auto, not learned yet: {seen} of {needed} gaps");
-    };
-    let keep = explain::duration(plan.keep);
-    let learned = format!("learned from {} gaps", plan.gaps);
-    match plan.prewarm {
-        None => format!("idle_timeout auto: {keep}, {learned}"),
-        Some((from, until)) => {
-            let (f, u) = (explain::duration(from), explain::duration(until));
-            format!("idle_timeout auto: {keep}, pre-warmed from {f} to {u} of quiet, {learned}")
-        }
-    }
-}
-
-/// What a pre-warm adds to a reason.
-fn prewarm_reason(plan: KeepAlivePlan, count: u32, quiet: Duration) -> String {
-    let q = explain::duration(quiet);
-    let until = plan.prewarm.map_or(String::new(), |(_, u)| {
-        format!(" by {} of quiet", explain::duration(u))
-    });
-    format!(
-        "; pre-warmed at {count} (the most the last requests asked for): quiet for {q}, the next \
-         request is due{until} (idle_timeout auto, learned from {} gaps)",
-        plan.gaps
-    )
-}
-
-fn idle_reason(state: &State, quiet: Duration, timeout: &str) -> String {
-    let q = explain::duration(quiet);
-    match state.last_request {
-        Some(_) => format!("no request for {q} ({timeout}) → 0"),
-        None => format!("no request in the {q} observed ({timeout}) → 0"),
-    }
 }
 
 /// HPA's scale-down stabilization: go no lower than the highest recommendation of the last

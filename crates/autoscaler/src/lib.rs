@@ -37,6 +37,7 @@ mod dips;
 mod explain;
 mod forecast;
 mod history;
+mod idle;
 mod keep_alive;
 mod metrics;
 mod noise;
