@@ -11,7 +11,7 @@
 //! rule as the idle keep-alive ([`crate::keep_alive`]: a second of missing capacity is priced at
 //! [`WAIT_PRICE`](crate::WAIT_PRICE) instance-seconds).
 
-use crate::keep_alive::{Spells, MARGIN, MIN_GAP, WAIT_PRICE};
+use crate::keep_alive::{cheapest_keep, Spells};
 use ebb_core::autoscale::MAX_SCALE_WINDOW;
 use std::time::Duration;
 
@@ -91,35 +91,14 @@ impl Dips {
 
 /// The delay of least cost over `dips` for instances that take `start` to serve: a dip kept
 /// through costs its length; one released costs the delay, a start, and the start's wait at
-/// [`WAIT_PRICE`]. Pure, for tests.
+/// [`WAIT_PRICE`](crate::WAIT_PRICE). Pure, for tests.
 ///
 /// The wait is priced in full whichever level dipped: one instance of ten missing delays only
 /// a tenth of the load on average, but bursty load is missed by its clumps, and a price scaled
 /// by `1/level` kept too little for them (`ebb sim --sweep`: NASA ×100 at 60 s starts 1.17× →
 /// 1.43× the oracle, noisy 1.97× → 2.71×; BENCHMARKS.md, issue 19).
 pub fn learn_delay(dips: impl IntoIterator<Item = Duration>, start: Duration) -> Duration {
-    let mut dips: Vec<f64> = dips.into_iter().map(|d| d.as_secs_f64()).collect();
-    dips.sort_by(f64::total_cmp);
-    let cold = start.as_secs_f64() * (1.0 + WAIT_PRICE);
-    // prefix[i]: the sum of the i shortest dips.
-    let mut prefix = vec![0.0];
-    for &d in &dips {
-        prefix.push(prefix.last().copied().unwrap_or(0.0) + d);
-    }
-    let n = dips.len();
-    let (min, cap) = (MIN_GAP.as_secs_f64(), MAX_SCALE_WINDOW.as_secs_f64());
-    let candidates = std::iter::once(min)
-        .chain(dips.iter().map(|&d| d * (1.0 + MARGIN)))
-        .map(|k| k.clamp(min, cap));
-    let mut best = (f64::INFINITY, min);
-    for k in candidates {
-        let kept = dips.partition_point(|&d| d <= k);
-        let cost = prefix[kept] + (n - kept) as f64 * (k + cold);
-        if cost < best.0 {
-            best = (cost, k);
-        }
-    }
-    Duration::from_secs_f64(best.1)
+    cheapest_keep(dips, start, MAX_SCALE_WINDOW)
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub const MIN_GAP: Duration = Duration::from_secs(2);
 pub const WAIT_PRICE: f64 = 10.0;
 /// Margin on a window learned from gaps: 10 % earlier for a pre-warm and 10 % later for a
 /// keep-alive, as the paper's hybrid histogram policy.
-pub(crate) const MARGIN: f64 = 0.10;
+const MARGIN: f64 = 0.10;
 /// Points of the sorted gaps tried as a pre-warm window's ends: every 1/32 of them.
 const WINDOW_POINTS: usize = 32;
 
@@ -191,28 +191,29 @@ impl KeepAlive {
 /// instance-seconds kept or started, and [`WAIT_PRICE`] for each second of a cold start. Pure,
 /// for tests.
 pub fn learn(gaps: impl IntoIterator<Item = Duration>, start: Duration) -> KeepAlivePlan {
-    let gaps: Vec<Duration> = gaps.into_iter().collect();
-    let mut lengths: Vec<f64> = gaps.iter().map(Duration::as_secs_f64).collect();
-    lengths.sort_by(f64::total_cmp);
-    let scored = Gaps::new(lengths, start.as_secs_f64());
-    let mut best: Option<(f64, KeepAlivePlan)> = None;
-    for plan in candidates(&scored.lengths, start) {
-        let score = scored.score(&plan);
-        let cost = score.instance_seconds + WAIT_PRICE * scored.start * score.cold as f64;
-        if best.as_ref().is_none_or(|(b, _)| cost < *b) {
-            best = Some((cost, plan));
-        }
-    }
-    let mut plan = best.map_or(
-        KeepAlivePlan {
-            keep: MIN_GAP,
+    let scored = Gaps::sorted(gaps, start);
+    let mut plan = scored.cheapest(candidates(&scored.lengths, start));
+    plan.gaps = scored.lengths.len();
+    plan
+}
+
+/// The keep-alive alone (no pre-warm) of the least cost over `spells`, as [`learn`] scores it,
+/// at most `cap`: how long to keep capacity the load stopped asking for.
+pub(crate) fn cheapest_keep(
+    spells: impl IntoIterator<Item = Duration>,
+    start: Duration,
+    cap: Duration,
+) -> Duration {
+    let scored = Gaps::sorted(spells, start);
+    let (min, cap) = (MIN_GAP.as_secs_f64(), cap.as_secs_f64());
+    let keeps = std::iter::once(min)
+        .chain(scored.lengths.iter().map(|&g| g * (1.0 + MARGIN)))
+        .map(|k| KeepAlivePlan {
+            keep: Duration::from_secs_f64(k.clamp(min, cap)),
             prewarm: None,
             gaps: 0,
-        },
-        |(_, p)| p,
-    );
-    plan.gaps = gaps.len();
-    plan
+        });
+    scored.cheapest(keeps).keep
 }
 
 /// Keep-alives of [`MIN_GAP`] and just past each gap seen; pre-warm windows between points of
@@ -280,6 +281,34 @@ struct Gaps {
 }
 
 impl Gaps {
+    /// `spells` sorted, for instances that take `start` to serve.
+    fn sorted(spells: impl IntoIterator<Item = Duration>, start: Duration) -> Gaps {
+        let mut lengths: Vec<f64> = spells.into_iter().map(|d| d.as_secs_f64()).collect();
+        lengths.sort_by(f64::total_cmp);
+        Gaps::new(lengths, start.as_secs_f64())
+    }
+
+    /// The plan of the least cost: its instance-seconds, and [`WAIT_PRICE`] for each second of
+    /// its cold starts; the first of equals, and a keep-alive of [`MIN_GAP`] if there is none.
+    fn cheapest(&self, plans: impl IntoIterator<Item = KeepAlivePlan>) -> KeepAlivePlan {
+        let mut best: Option<(f64, KeepAlivePlan)> = None;
+        for plan in plans {
+            let score = self.score(&plan);
+            let cost = score.instance_seconds + WAIT_PRICE * self.start * score.cold as f64;
+            if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                best = Some((cost, plan));
+            }
+        }
+        best.map_or(
+            KeepAlivePlan {
+                keep: MIN_GAP,
+                prewarm: None,
+                gaps: 0,
+            },
+            |(_, p)| p,
+        )
+    }
+
     fn new(lengths: Vec<f64>, start: f64) -> Gaps {
         let mut prefix = Vec::with_capacity(lengths.len() + 1);
         prefix.push(0.0);
