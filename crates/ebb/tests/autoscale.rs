@@ -301,3 +301,65 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
 fn unix_ms() -> i64 {
     ebb_server::now_ms() as i64
 }
+
+/// The default keep-alive of a `min = 0` service (`idle_timeout = "auto"`) in a live `ebb up`:
+/// while it learns (8 gaps), the fixed 5-minute timeout keeps the instance through every gap, so
+/// a caller every 4 s meets no cold start; once learned, the instance is released
+/// within seconds of the last request instead of 5 minutes after it, and the event says so.
+#[test]
+fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned() {
+    use ebb_autoscaler::MIN_GAPS;
+
+    let ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
+    let port = free_port();
+    // No idle_timeout: "auto" is the default for min = 0.
+    let service = format!(
+        "[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
+         [services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+         [services.web.balance]\nqueue_timeout = \"20s\"\n\
+         [services.web.autoscale]\nmin = 0\nmax = 2\nconcurrency = 2\n"
+    );
+    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
+    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    let addr = format!("127.0.0.1:{port}");
+    eventually("the router to listen", Duration::from_secs(5), || {
+        std::net::TcpStream::connect(&addr).ok()
+    });
+
+    // A caller every 4 s. The router's one-second samples can count a request in two of
+    // them, so a gap may be learned a second short: 3 s, still over MIN_GAP (2 s).
+    let calls = MIN_GAPS + 2;
+    for call in 0..calls {
+        let (status, body) =
+            http_get_within(&addr, "/", Duration::from_secs(20)).expect("an answer");
+        assert_eq!(status, 200, "call {call}: {body}");
+        if call + 1 < calls {
+            std::thread::sleep(Duration::from_secs(4));
+        }
+    }
+    let last_call = Instant::now();
+    let events = ebb.ok(&["events"]);
+    assert_eq!(
+        events.matches("autoscaled 0 → 1").count(),
+        1,
+        "one cold start, every gap kept through while learning: {events}"
+    );
+
+    // Learned: zero within seconds of the last call, not the fixed 5 minutes.
+    while desired(&ebb, "web") != 0 {
+        assert!(
+            last_call.elapsed() < Duration::from_secs(60),
+            "not released a minute after the last call: {}",
+            ebb.ok(&["status"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let released = last_call.elapsed();
+    let events = ebb.ok(&["events"]);
+    let release = events
+        .lines()
+        .find(|l| l.contains("→ 0") && l.contains("idle_timeout auto"))
+        .unwrap_or_else(|| panic!("the release says it was learned: {events}"));
+    assert!(release.contains("learned from"), "{release}");
+    eprintln!("released {released:?} after the last call: {release}");
+}
