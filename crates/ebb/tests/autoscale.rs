@@ -326,8 +326,8 @@ fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned()
         std::net::TcpStream::connect(&addr).ok()
     });
 
-    // A caller every 4 s. The router's one-second samples can count a request in two of
-    // them, so a gap may be learned a second short: 3 s, still over MIN_GAP (2 s).
+    // A caller every 4 s: gaps well over MIN_GAP (2 s), even one learned a second short (the
+    // autoscaler's tick and the router's sampler are two timers of one second).
     let calls = MIN_GAPS + 2;
     for call in 0..calls {
         let (status, body) =

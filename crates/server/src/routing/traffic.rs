@@ -9,7 +9,7 @@
 use ebb_core::traffic::{StatusCounts, Traffic};
 use ebb_router::metrics::{Snapshot, Window};
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the router's counters are sampled: 1 s, the autoscaler's tick (ARCHITECTURE.md, defaults).
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -68,16 +68,20 @@ impl Series {
         self.samples.push_back(sample);
     }
 
-    /// The window ending at the newest sample and starting at the latest one taken at least
-    /// `span` before it (samples are about a second apart, so the window is `span` or a little
-    /// more, never less — a shorter one could be empty). A series younger than `span` counts
+    /// The window ending at the newest sample and starting at the one taken nearest `span`
+    /// before it, never empty: samples are about a second apart, give or take the sampler's
+    /// jitter, so the window is `span` within a few milliseconds. Taking the latest sample at
+    /// least `span` old instead made a one-second window two seconds half the time, and counted
+    /// one second's requests in two of the autoscaler's samples (an idle gap learned a second
+    /// short). A series younger than `span` counts
     /// from zero at `span` before its newest sample, so that a new instance's rate is over the
     /// same span as everyone else's; a young series of counters read elsewhere gives the
     /// window since its first sample, and None until it has two.
     pub fn window(&self, span: Duration) -> Option<Window> {
         let newest = self.samples.back()?;
         let start = newest.at.checked_sub(span).unwrap_or(newest.at);
-        match self.samples.iter().rev().find(|s| s.at <= start) {
+        let at_or_before = self.samples.iter().rposition(|s| s.at <= start);
+        match at_or_before.map(|i| self.nearer(i, start)) {
             Some(older) if !std::ptr::eq(older, newest) => Some(newest.since(older)),
             _ if self.from_zero && self.samples.len() < self.kept => {
                 Some(newest.since(&Snapshot::zero(start)))
@@ -86,6 +90,25 @@ impl Series {
                 let oldest = self.samples.front()?;
                 (self.from_zero || !std::ptr::eq(oldest, newest)).then(|| newest.since(oldest))
             }
+        }
+    }
+
+    /// Of sample `i` (at or before `start`) and the one after it, the nearer to `start`,
+    /// never the newest: samples come a little early or late, and a window of one interval
+    /// must not take two when the last came out a few milliseconds short.
+    fn nearer(&self, i: usize, start: Instant) -> &Snapshot {
+        let before = &self.samples[i];
+        match self.samples.get(i + 1) {
+            Some(after) if i + 2 < self.samples.len() => {
+                let late = after.at.saturating_duration_since(start);
+                let early = start.saturating_duration_since(before.at);
+                if late < early {
+                    after
+                } else {
+                    before
+                }
+            }
+            _ => before,
         }
     }
 
@@ -148,7 +171,6 @@ pub fn clamp_window(span: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     /// The instant `secs` seconds after `t0`.
     fn at(t0: Instant, secs: u64) -> Instant {
@@ -186,6 +208,23 @@ mod tests {
         let w = h.window("web", Duration::from_secs(1)).unwrap();
         assert_eq!(w.requests, 10, "one whole second, not an empty window");
         assert_eq!(w.span, Duration::from_millis(1003));
+    }
+
+    #[test]
+    fn samples_a_little_early_still_give_one_second_not_two() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        for i in 0..5u64 {
+            // Each sample a little less than a second after the one before.
+            let at = t0 + Duration::from_millis(i * 997);
+            h.push("web", 1, sample(at, i * 10));
+        }
+        let w = h.window("web", Duration::from_secs(1)).unwrap();
+        assert_eq!(w.requests, 10, "one second's requests, not two seconds'");
+        assert_eq!(w.span, Duration::from_millis(997));
+        // A longer window is as many seconds, not one more.
+        let w = h.window("web", Duration::from_secs(3)).unwrap();
+        assert_eq!(w.span, Duration::from_millis(3 * 997));
     }
 
     #[test]
