@@ -494,7 +494,8 @@ fn ps_and_metrics_show_each_instances_traffic() {
     assert_eq!(svc["service"], "xray");
     assert_eq!(svc["port"], port);
     let window_ms = svc["window_ms"].as_u64().unwrap();
-    assert!((5000..5500).contains(&window_ms), "{svc}");
+    // Five seconds, give or take the sampler's jitter (at most 50 ms short).
+    assert!((4950..5500).contains(&window_ms), "{svc}");
     let sum: f64 = svc["instances"]
         .as_array()
         .unwrap()

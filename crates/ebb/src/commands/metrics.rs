@@ -34,7 +34,11 @@ pub async fn metrics(
             rows.push(row(format!("  {}{ejected}", i.id), &i.traffic));
         }
     }
-    let span = m.services.first().map_or(0, |s| s.traffic.window_ms / 1000);
+    // Rounded: a window may be a few milliseconds short of the seconds asked for.
+    let span = m
+        .services
+        .first()
+        .map_or(0, |s| s.traffic.window_ms.saturating_add(500) / 1000);
     out!("over the last {span}s:");
     table(
         &[

@@ -9,7 +9,7 @@
 use ebb_core::traffic::{StatusCounts, Traffic};
 use ebb_router::metrics::{Snapshot, Window};
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often the router's counters are sampled: 1 s, the autoscaler's tick (ARCHITECTURE.md, defaults).
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -68,20 +68,23 @@ impl Series {
         self.samples.push_back(sample);
     }
 
-    /// The window ending at the newest sample and starting at the one taken nearest `span`
-    /// before it, never empty: samples are about a second apart, give or take the sampler's
-    /// jitter, so the window is `span` within a few milliseconds. Taking the latest sample at
-    /// least `span` old instead made a one-second window two seconds half the time, and counted
-    /// one second's requests in two of the autoscaler's samples (an idle gap learned a second
-    /// short). A series younger than `span` counts
-    /// from zero at `span` before its newest sample, so that a new instance's rate is over the
-    /// same span as everyone else's; a young series of counters read elsewhere gives the
-    /// window since its first sample, and None until it has two.
+    /// The window ending at the newest sample and starting at the latest one taken at least
+    /// `span` before it, less the sampler's jitter ([`jitter`]): never shorter than `span` by
+    /// more than that, and never empty. Without the allowance, a sample that came a few
+    /// milliseconds short of a second after the one before made a one-second window two
+    /// seconds (half the time with a 1-s interval timer), and the autoscaler counted that
+    /// second's requests in two of its samples (an idle gap learned a second short). A series
+    /// younger than `span` counts from zero at `span` before its newest sample, so that a new
+    /// instance's rate is over the same span as everyone else's; a young series of counters
+    /// read elsewhere gives the window since its first sample, and None until it has two.
     pub fn window(&self, span: Duration) -> Option<Window> {
         let newest = self.samples.back()?;
         let start = newest.at.checked_sub(span).unwrap_or(newest.at);
-        let at_or_before = self.samples.iter().rposition(|s| s.at <= start);
-        match at_or_before.map(|i| self.nearer(i, start)) {
+        let reach = newest
+            .at
+            .checked_sub(span.saturating_sub(jitter(span)))
+            .unwrap_or(newest.at);
+        match self.samples.iter().rev().find(|s| s.at <= reach) {
             Some(older) if !std::ptr::eq(older, newest) => Some(newest.since(older)),
             _ if self.from_zero && self.samples.len() < self.kept => {
                 Some(newest.since(&Snapshot::zero(start)))
@@ -90,25 +93,6 @@ impl Series {
                 let oldest = self.samples.front()?;
                 (self.from_zero || !std::ptr::eq(oldest, newest)).then(|| newest.since(oldest))
             }
-        }
-    }
-
-    /// Of sample `i` (at or before `start`) and the one after it, the nearer to `start`,
-    /// never the newest: samples come a little early or late, and a window of one interval
-    /// must not take two when the last came out a few milliseconds short.
-    fn nearer(&self, i: usize, start: Instant) -> &Snapshot {
-        let before = &self.samples[i];
-        match self.samples.get(i + 1) {
-            Some(after) if i + 2 < self.samples.len() => {
-                let late = after.at.saturating_duration_since(start);
-                let early = start.saturating_duration_since(before.at);
-                if late < early {
-                    after
-                } else {
-                    before
-                }
-            }
-            _ => before,
         }
     }
 
@@ -163,6 +147,13 @@ pub fn traffic(w: &Window) -> Traffic {
     }
 }
 
+/// How much shorter than `span` a window may come out: a tenth of it, at most 50 ms. A
+/// sampler's timer wakes late by a few milliseconds, by varying amounts; the allowance covers
+/// that without letting a window of peer reports (a few a second) lose one of them.
+fn jitter(span: Duration) -> Duration {
+    (span / 10).min(Duration::from_millis(50))
+}
+
 /// A window length from the API's `window` parameter, within what the history keeps.
 pub fn clamp_window(span: Duration) -> Duration {
     span.clamp(SAMPLE_INTERVAL, SAMPLE_INTERVAL * (SAMPLES_KEPT as u32 - 1))
@@ -171,6 +162,7 @@ pub fn clamp_window(span: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     /// The instant `secs` seconds after `t0`.
     fn at(t0: Instant, secs: u64) -> Instant {
@@ -225,6 +217,16 @@ mod tests {
         // A longer window is as many seconds, not one more.
         let w = h.window("web", Duration::from_secs(3)).unwrap();
         assert_eq!(w.span, Duration::from_millis(3 * 997));
+    }
+
+    #[test]
+    fn a_young_series_a_little_early_does_not_count_its_first_second_twice() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        h.push("web", 1, sample(t0, 10));
+        h.push("web", 1, sample(t0 + Duration::from_millis(997), 20));
+        let w = h.window("web", Duration::from_secs(1)).unwrap();
+        assert_eq!(w.requests, 10, "the second sample's second, not from zero");
     }
 
     #[test]
