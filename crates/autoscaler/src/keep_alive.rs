@@ -75,6 +75,8 @@ pub(crate) struct Spells<T> {
     /// Their lengths, oldest first.
     lengths: VecDeque<Duration>,
     learned: Option<(T, Duration)>,
+    /// Spells pushed since this was created: a change to keep.
+    pushed: u64,
 }
 
 impl<T> Default for Spells<T> {
@@ -82,6 +84,7 @@ impl<T> Default for Spells<T> {
         Spells {
             lengths: VecDeque::new(),
             learned: None,
+            pushed: 0,
         }
     }
 }
@@ -93,13 +96,13 @@ impl<T: Copy> Spells<T> {
         }
         self.lengths.push_back(length);
         self.learned = None;
+        self.pushed += 1;
     }
 
     pub(crate) fn len(&self) -> usize {
         self.lengths.len()
     }
 
-    #[cfg(test)]
     pub(crate) fn lengths(&self) -> &VecDeque<Duration> {
         &self.lengths
     }
@@ -179,9 +182,29 @@ impl KeepAlive {
         self.gaps.len()
     }
 
+    /// The gaps remembered, oldest first: what a server keeps in its store so that a restart
+    /// or a new leader does not wait for [`MIN_GAPS`] more before the plan applies again.
+    pub fn gap_lengths(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.gaps.lengths().iter().copied()
+    }
+
+    /// Gaps noted since this was created (restored ones included): it changes when there is
+    /// something new to keep.
+    pub fn gaps_noted(&self) -> u64 {
+        self.gaps.pushed
+    }
+
+    /// Remembers kept `gaps` (oldest first) as if seen, before any new one. Only gaps of at
+    /// least [`MIN_GAP`] count, and the last [`GAPS_KEPT`].
+    pub fn restore(&mut self, gaps: impl IntoIterator<Item = Duration>) {
+        for gap in gaps.into_iter().filter(|g| *g >= MIN_GAP) {
+            self.gaps.push(gap);
+        }
+    }
+
     /// The plan for instances that take `start` to serve, learned once there are
     /// [`MIN_GAPS`] gaps; kept until a new gap or another start time.
-    pub(crate) fn plan(&mut self, start: Duration) -> Option<KeepAlivePlan> {
+    pub fn plan(&mut self, start: Duration) -> Option<KeepAlivePlan> {
         self.gaps
             .learned(start, |gaps, start| learn(gaps.iter().copied(), start))
     }
@@ -375,6 +398,30 @@ mod tests {
 
     fn gaps(lengths: &[u64]) -> Vec<Duration> {
         lengths.iter().map(|&g| secs(g)).collect()
+    }
+
+    #[test]
+    fn kept_gaps_restored_give_the_plan_they_gave_before() {
+        let lengths: Vec<u64> = (0..150).map(|i| 590 + i % 21).collect();
+        let mut seen = KeepAlive::default();
+        let mut t = secs(0);
+        for g in gaps(&lengths) {
+            seen.request(t, t + g);
+            t += g;
+        }
+        let mut restored = KeepAlive::default();
+        // A gap too short to count, as a hand-edited store might hold, is left out.
+        restored.restore(seen.gap_lengths().chain([secs(1)]));
+        assert_eq!(restored.gaps(), GAPS_KEPT);
+        assert!(restored.gap_lengths().eq(seen.gap_lengths()));
+        assert_eq!(restored.plan(secs(10)), seen.plan(secs(10)));
+        assert!(restored.plan(secs(10)).is_some());
+        // Something new to keep only after a new gap.
+        let noted = restored.gaps_noted();
+        restored.request(t, t + secs(1));
+        assert_eq!(restored.gaps_noted(), noted);
+        restored.request(t, t + secs(600));
+        assert_eq!(restored.gaps_noted(), noted + 1);
     }
 
     #[test]

@@ -80,6 +80,11 @@ impl State {
         &self.keep_alive
     }
 
+    /// The idle gaps, to restore kept ones into.
+    pub fn keep_alive_mut(&mut self) -> &mut KeepAlive {
+        &mut self.keep_alive
+    }
+
     /// Whether the last decision was made in panic mode.
     pub fn panicking(&self) -> bool {
         self.panic_last.is_some()

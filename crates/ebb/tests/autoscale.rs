@@ -304,13 +304,15 @@ fn unix_ms() -> i64 {
 
 /// The default keep-alive of a `min = 0` service (`idle_timeout = "auto"`) in a live `ebb up`:
 /// while it learns (8 gaps), the fixed 5-minute timeout keeps the instance through every gap, so
-/// a caller every 4 s meets no cold start; once learned, the instance is released
+/// a caller every 4 s meets one cold start, its first; once learned, the instance is released
 /// within seconds of the last request instead of 5 minutes after it, and the event says so.
+/// The gaps are kept in the store, so a restarted server releases as soon.
 #[test]
 fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned() {
     use ebb_autoscaler::MIN_GAPS;
+    use ebb_server::controllers::idle_gaps;
 
-    let ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
+    let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
     let port = free_port();
     // No idle_timeout: "auto" is the default for min = 0.
     let service = format!(
@@ -326,8 +328,8 @@ fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned()
         std::net::TcpStream::connect(&addr).ok()
     });
 
-    // A caller every 4 s: gaps well over MIN_GAP (2 s), even one learned a second short (the
-    // autoscaler's tick and the router's sampler are two timers of one second).
+    // A caller every 4 s: gaps well over MIN_GAP (2 s), even one learned a second short.
+    let first_call = Instant::now();
     let calls = MIN_GAPS + 2;
     for call in 0..calls {
         let (status, body) =
@@ -340,7 +342,7 @@ fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned()
     let last_call = Instant::now();
     let events = ebb.ok(&["events"]);
     assert_eq!(
-        events.matches("autoscaled 0 → 1").count(),
+        events.matches("(scale from zero)").count(),
         1,
         "one cold start, every gap kept through while learning: {events}"
     );
@@ -362,4 +364,36 @@ fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned()
         .unwrap_or_else(|| panic!("the release says it was learned: {events}"));
     assert!(release.contains("learned from"), "{release}");
     eprintln!("released {released:?} after the last call: {release}");
+
+    // The gaps are kept in the store (the first at once, the rest within WRITE_EVERY of it):
+    // after a restart, one call is released as soon, not 5 minutes later.
+    let written = first_call + idle_gaps::WRITE_EVERY + Duration::from_secs(10);
+    std::thread::sleep(written.saturating_duration_since(Instant::now()));
+    ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    ebb.start(&[]);
+    eventually(
+        "the router to listen again",
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect(&addr).ok(),
+    );
+    let (status, body) = http_get_within(&addr, "/", Duration::from_secs(20)).expect("an answer");
+    assert_eq!(status, 200, "after the restart: {body}");
+    let called = Instant::now();
+    while desired(&ebb, "web") != 0 {
+        assert!(
+            called.elapsed() < Duration::from_secs(60),
+            "not released a minute after a call, after a restart: {}",
+            ebb.ok(&["status"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let events = ebb.ok(&["events"]);
+    let release = events
+        .lines()
+        .rfind(|l| l.contains("→ 0") && l.contains("learned from"))
+        .unwrap_or_else(|| panic!("the release after the restart was learned: {events}"));
+    eprintln!(
+        "after a restart, released {:?} after the call: {release}",
+        called.elapsed()
+    );
 }

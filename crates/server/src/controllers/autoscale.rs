@@ -13,7 +13,7 @@
 //! plus what the others last reported ([`crate::routing::peers`]), and a request waiting at
 //! another server wakes the loop as one waiting here does.
 
-use crate::controllers::forecast_history;
+use crate::controllers::{forecast_history, idle_gaps};
 use crate::routing::{peers, Listeners};
 use crate::state::keys::{self, Versioned};
 use crate::state::telemetry::ForecastReading;
@@ -56,8 +56,8 @@ fn sum(total: Option<f64>, term: Option<f64>) -> Option<f64> {
 
 /// One autoscaled service as the loop tracks it.
 struct Scaled {
-    /// The autoscale settings the state was built for; new settings start afresh.
-    /// The service's autoscale settings: the policy's input as the deploy file gave it.
+    /// The autoscale settings the state was built for; new settings start afresh (with the
+    /// forecast's history and the idle gaps the store keeps).
     spec: ebb_core::AutoscaleSpec,
     metrics: Metrics,
     state: State,
@@ -70,6 +70,12 @@ struct Scaled {
     /// Whether the kept history was read: until it is, nothing is written, so that a failed
     /// read cannot overwrite the stored days with an empty history.
     loaded: bool,
+    /// The keep-alive's count of gaps noted when its gaps were last kept (or read); `None`
+    /// while they are not kept: no learned keep-alive, or a failed read (which must not be
+    /// overwritten with fewer gaps).
+    gaps_kept: Option<u64>,
+    /// When the gaps were last written.
+    gaps_written: Option<Instant>,
 }
 
 impl Scaled {
@@ -100,7 +106,10 @@ impl Scaled {
                 ),
             }
         }
+        let gaps_kept = restore_gaps(server, name, spec, &mut state);
         Scaled {
+            gaps_kept,
+            gaps_written: None,
             metrics: Metrics::for_config(spec),
             spec: spec.clone(),
             kept_minute: state.forecaster().history().last_minute(),
@@ -138,6 +147,65 @@ impl Scaled {
             start: self.state.start_times().measured(),
         };
         server.telemetry().forecast(name, reading);
+    }
+
+    /// Keeps the keep-alive's gaps in the store after a new one, at most once a
+    /// [`idle_gaps::WRITE_EVERY`]. A failed write is logged and tried again a minute later.
+    fn keep_gaps(&mut self, server: &Server, name: &str) {
+        let Some(kept) = self.gaps_kept else {
+            return;
+        };
+        let noted = self.state.keep_alive().gaps_noted();
+        let recent = self
+            .gaps_written
+            .is_some_and(|t| t.elapsed() < idle_gaps::WRITE_EVERY);
+        if noted == kept || recent {
+            return;
+        }
+        self.gaps_written = Some(Instant::now());
+        match idle_gaps::keep(server.store(), name, self.state.keep_alive()) {
+            Ok(()) => self.gaps_kept = Some(noted),
+            Err(e) => tracing::warn!(service = name, "autoscaler: idle gaps not kept: {e}"),
+        }
+    }
+}
+
+/// Reads a service's kept idle gaps into `state` when its keep-alive is learned, and deletes
+/// them otherwise. Returns the count of gaps noted after the read, from which new ones are
+/// kept; `None` when nothing is to be kept.
+fn restore_gaps(
+    server: &Server,
+    name: &str,
+    spec: &ebb_core::AutoscaleSpec,
+    state: &mut State,
+) -> Option<u64> {
+    if !spec.idle_auto {
+        forget_gaps(server, name);
+        return None;
+    }
+    match idle_gaps::load(server.store(), name, state.keep_alive_mut()) {
+        Ok(gaps) => {
+            tracing::debug!(service = name, gaps, "autoscaler: idle gaps restored");
+            Some(state.keep_alive().gaps_noted())
+        }
+        Err(e) => {
+            tracing::warn!(
+                service = name,
+                "autoscaler: the kept idle gaps could not be read; the keep-alive learns afresh, \
+                 and they are not kept until the service's autoscaling is next set up: {e}"
+            );
+            None
+        }
+    }
+}
+
+/// Deletes a service's kept idle gaps; a failure is logged (the key stays until the next time).
+fn forget_gaps(server: &Server, name: &str) {
+    if let Err(e) = idle_gaps::forget(server.store(), name) {
+        tracing::warn!(
+            service = name,
+            "autoscaler: kept idle gaps not deleted: {e}"
+        );
     }
 }
 
@@ -220,6 +288,7 @@ impl Autoscaler {
         for name in gone {
             self.services.remove(&name);
             forget_history(&self.server, &name);
+            forget_gaps(&self.server, &name);
         }
         for v in &specs {
             let Some(wanted) = &v.value.autoscale else {
@@ -285,6 +354,7 @@ impl Autoscaler {
         }
         for (name, s) in &mut self.services {
             s.keep_history(&self.server, name);
+            s.keep_gaps(&self.server, name);
         }
         Ok(())
     }
@@ -534,6 +604,8 @@ mod tests {
 
     fn scaled(spec: &AutoscaleSpec) -> Scaled {
         Scaled {
+            gaps_kept: None,
+            gaps_written: None,
             metrics: Metrics::for_config(spec),
             spec: spec.clone(),
             state: State::default(),

@@ -10,6 +10,7 @@
 
 pub mod autoscale;
 pub mod forecast_history;
+pub mod idle_gaps;
 pub mod instances;
 pub mod jobs;
 pub mod maintenance;

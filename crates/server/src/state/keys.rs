@@ -54,6 +54,14 @@ pub const QUEUES: &str = "queues/";
 /// Prefix of the autoscaler's kept history, by service and day.
 pub const AUTOSCALE_HISTORY: &str = "autoscale-history/";
 
+/// Prefix of the idle gaps learned by `idle_timeout = "auto"`, by service.
+pub const AUTOSCALE_GAPS: &str = "autoscale-gaps/";
+
+/// The key of `service`'s kept idle gaps.
+pub fn autoscale_gaps(service: &str) -> String {
+    format!("{AUTOSCALE_GAPS}{service}")
+}
+
 /// The prefix of `service`'s kept history.
 pub fn autoscale_history_prefix(service: &str) -> String {
     format!("{AUTOSCALE_HISTORY}{service}/")

@@ -1,0 +1,120 @@
+//! The idle gaps a `min = 0` service's learned keep-alive (`idle_timeout = "auto"`) is planned
+//! from ([`ebb_autoscaler::KeepAlive`]), kept in the store under `autoscale-gaps/{service}` so
+//! that a server restart, a change of leader or a change of the service's `[autoscale]`
+//! settings does not fall back to the fixed timeout for [`MIN_GAPS`] more gaps (80 minutes of a
+//! caller every ten). At most [`GAPS_KEPT`] lengths in milliseconds, about 1 KB, written at
+//! most once a [`WRITE_EVERY`] and only after a new gap: the gaps of the last minute are what a
+//! crash can lose.
+//!
+//! [`MIN_GAPS`]: ebb_autoscaler::MIN_GAPS
+//! [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
+
+use crate::state::keys;
+use ebb_autoscaler::KeepAlive;
+use ebb_store::{Expect, KvStore, StoreError};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Least time between two writes of a service's gaps: a minute, as the forecast's history.
+pub const WRITE_EVERY: Duration = Duration::from_secs(60);
+
+/// A service's gaps as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct Gaps {
+    /// Lengths in milliseconds, oldest first.
+    gaps_ms: Vec<u64>,
+}
+
+/// Restores `service`'s kept gaps into `keep_alive`; returns how many. Gaps that do not decode
+/// are skipped with a warning and overwritten at the next write: the fixed timeout applies
+/// until new ones are learned, as on a first start.
+pub fn load(
+    store: &dyn KvStore,
+    service: &str,
+    keep_alive: &mut KeepAlive,
+) -> Result<usize, StoreError> {
+    let Some(kv) = store.get(&keys::autoscale_gaps(service))? else {
+        return Ok(0);
+    };
+    match keys::decode::<Gaps>(&kv) {
+        Ok(g) => {
+            let before = keep_alive.gaps();
+            keep_alive.restore(g.gaps_ms.into_iter().map(Duration::from_millis));
+            Ok(keep_alive.gaps() - before)
+        }
+        Err(e) => {
+            tracing::warn!(key = %kv.key, error = %e, "autoscaler: kept idle gaps do not decode; skipped");
+            Ok(0)
+        }
+    }
+}
+
+/// Writes the gaps `keep_alive` remembers as `service`'s.
+pub fn keep(store: &dyn KvStore, service: &str, keep_alive: &KeepAlive) -> Result<(), StoreError> {
+    let value = Gaps {
+        gaps_ms: keep_alive
+            .gap_lengths()
+            .map(|g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX))
+            .collect(),
+    };
+    store.put(
+        &keys::autoscale_gaps(service),
+        &keys::encode(&value),
+        Expect::Any,
+    )?;
+    Ok(())
+}
+
+/// Deletes `service`'s kept gaps (it is gone, or no longer learns a keep-alive).
+pub fn forget(store: &dyn KvStore, service: &str) -> Result<(), StoreError> {
+    store.delete(&keys::autoscale_gaps(service), Expect::Any)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_store::SqliteStore;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn kept_gaps_come_back_and_forgotten_ones_do_not() {
+        let (_dir, store) = store();
+        let mut seen = KeepAlive::default();
+        seen.restore((0..10).map(|i| Duration::from_millis(3_000 + i * 250)));
+        keep(&store, "web", &seen).unwrap();
+
+        let mut restored = KeepAlive::default();
+        assert_eq!(load(&store, "web", &mut restored).unwrap(), 10);
+        assert!(restored.gap_lengths().eq(seen.gap_lengths()));
+        let start = Duration::from_secs(1);
+        assert!(restored.plan(start).is_some());
+        assert_eq!(restored.plan(start), seen.clone().plan(start));
+
+        let mut other = KeepAlive::default();
+        assert_eq!(load(&store, "other", &mut other).unwrap(), 0);
+        forget(&store, "web").unwrap();
+        let mut again = KeepAlive::default();
+        assert_eq!(load(&store, "web", &mut again).unwrap(), 0);
+    }
+
+    #[test]
+    fn gaps_that_do_not_decode_are_skipped() {
+        let (_dir, store) = store();
+        store
+            .put(
+                &keys::autoscale_gaps("web"),
+                b"{\"gaps_ms\": \"x\"}",
+                Expect::Any,
+            )
+            .unwrap();
+        let mut k = KeepAlive::default();
+        assert_eq!(load(&store, "web", &mut k).unwrap(), 0);
+        assert_eq!(k.gaps(), 0);
+    }
+}
