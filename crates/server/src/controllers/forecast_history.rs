@@ -120,11 +120,7 @@ mod tests {
     use super::*;
     use ebb_store::SqliteStore;
 
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-        (dir, store)
-    }
+    use crate::controllers::temp_store as store;
 
     /// A store holding web's day 3, one minute of it seen (00:10, 4 instances), kept under
     /// `basis`.

@@ -74,13 +74,8 @@ pub fn forget(store: &dyn KvStore, service: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ebb_store::SqliteStore;
 
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-        (dir, store)
-    }
+    use crate::controllers::temp_store as store;
 
     #[test]
     fn kept_gaps_come_back_and_forgotten_ones_do_not() {

@@ -14,3 +14,11 @@ pub mod idle_gaps;
 pub mod instances;
 pub mod jobs;
 pub mod maintenance;
+
+/// A store in a fresh temporary directory, for the tests of what controllers keep in it.
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, ebb_store::SqliteStore) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = ebb_store::SqliteStore::open(&dir.path().join("state.db")).expect("a store");
+    (dir, store)
+}

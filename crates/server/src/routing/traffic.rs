@@ -188,15 +188,20 @@ mod tests {
         assert!((w.rps - 100.0).abs() < 1e-9);
     }
 
-    #[test]
-    fn jittered_samples_still_give_a_full_window() {
+    /// Five samples of "web", `ms` apart, 10 requests apart.
+    fn every(ms: u64) -> History {
         let t0 = Instant::now();
         let mut h = History::default();
         for i in 0..5u64 {
-            // Each sample a little more than a second after the one before.
-            let at = t0 + Duration::from_millis(i * 1003);
-            h.push("web", 1, sample(at, i * 10));
+            h.push("web", 1, sample(t0 + Duration::from_millis(i * ms), i * 10));
         }
+        h
+    }
+
+    #[test]
+    fn jittered_samples_still_give_a_full_window() {
+        // Each sample a little more than a second after the one before.
+        let h = every(1003);
         let w = h.window("web", Duration::from_secs(1)).unwrap();
         assert_eq!(w.requests, 10, "one whole second, not an empty window");
         assert_eq!(w.span, Duration::from_millis(1003));
@@ -204,13 +209,8 @@ mod tests {
 
     #[test]
     fn samples_a_little_early_still_give_one_second_not_two() {
-        let t0 = Instant::now();
-        let mut h = History::default();
-        for i in 0..5u64 {
-            // Each sample a little less than a second after the one before.
-            let at = t0 + Duration::from_millis(i * 997);
-            h.push("web", 1, sample(at, i * 10));
-        }
+        // Each sample a little less than a second after the one before.
+        let h = every(997);
         let w = h.window("web", Duration::from_secs(1)).unwrap();
         assert_eq!(w.requests, 10, "one second's requests, not two seconds'");
         assert_eq!(w.span, Duration::from_millis(997));
