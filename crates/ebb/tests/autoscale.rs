@@ -306,7 +306,7 @@ fn unix_ms() -> i64 {
 /// while it learns (8 gaps), the fixed 5-minute timeout keeps the instance through every gap, so
 /// a caller every 4 s meets one cold start, its first; once learned, the instance is released
 /// within seconds of the last request instead of 5 minutes after it, and the event says so.
-/// The gaps are kept in the store, so a restarted server releases as soon.
+/// The gaps are kept in the store, so a server restarted after a crash releases as soon.
 #[test]
 fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned() {
     use ebb_autoscaler::MIN_GAPS;
@@ -351,11 +351,12 @@ fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned()
     let (released, release) = learned_release(&ebb, "web", last_call);
     eprintln!("released {released:?} after the last call: {release}");
 
-    // The gaps are kept in the store (the first at once, the rest within WRITE_EVERY of it):
-    // after a restart, one call is released as soon, not 5 minutes later.
-    let written = first_call + idle_gaps::WRITE_EVERY + Duration::from_secs(10);
+    // The gaps are kept in the store, each within WRITE_EVERY of being seen: after a crash
+    // (SIGKILL: nothing written on the way out; no instance runs at zero), one call is
+    // released as soon, not 5 minutes later.
+    let written = last_call + idle_gaps::WRITE_EVERY + Duration::from_secs(5);
     std::thread::sleep(written.saturating_duration_since(Instant::now()));
-    ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    ebb.signal_and_wait(nix::sys::signal::Signal::SIGKILL);
     ebb.start(&[]);
     eventually(
         "the router to listen again",
@@ -365,7 +366,13 @@ fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned()
     let (status, body) = http_get_within(&addr, "/", Duration::from_secs(20)).expect("an answer");
     assert_eq!(status, 200, "after the restart: {body}");
     let (released, release) = learned_release(&ebb, "web", Instant::now());
-    eprintln!("after a restart, released {released:?} after the call: {release}");
+    let events = ebb.ok(&["events"]);
+    assert_eq!(
+        events.matches("idle_timeout auto:").count(),
+        2,
+        "a learned release before the crash and one after: {events}"
+    );
+    eprintln!("after a crash, released {released:?} after the call: {release}");
 }
 
 /// How long after `since` (its last call) service `name` went to zero, and the event that says

@@ -150,15 +150,17 @@ impl Scaled {
     }
 
     /// Keeps the keep-alive's gaps in the store after a new one, at most once a
-    /// [`idle_gaps::WRITE_EVERY`]. A failed write is logged and tried again a minute later.
-    fn keep_gaps(&mut self, server: &Server, name: &str) {
+    /// [`idle_gaps::WRITE_EVERY`] unless `now` (the state is about to go). A failed write is
+    /// logged and tried again a minute later.
+    fn keep_gaps(&mut self, server: &Server, name: &str, now: bool) {
         let Some(kept) = self.gaps_kept else {
             return;
         };
         let noted = self.state.keep_alive().gaps_noted();
-        let recent = self
-            .gaps_written
-            .is_some_and(|t| t.elapsed() < idle_gaps::WRITE_EVERY);
+        let recent = !now
+            && self
+                .gaps_written
+                .is_some_and(|t| t.elapsed() < idle_gaps::WRITE_EVERY);
         if noted == kept || recent {
             return;
         }
@@ -179,7 +181,7 @@ fn restore_gaps(
     spec: &ebb_core::AutoscaleSpec,
     state: &mut State,
 ) -> Option<u64> {
-    if !spec.idle_auto {
+    if !learns_keep_alive(spec) {
         forget_gaps(server, name);
         return None;
     }
@@ -197,6 +199,19 @@ fn restore_gaps(
             None
         }
     }
+}
+
+/// Whether `spec` learns a keep-alive: `idle_timeout = "auto"` with a lower bound of 0, always
+/// or in a schedule window (a service that never goes to zero has no use for its gaps, and
+/// keeping them would write to the store for nothing).
+fn learns_keep_alive(spec: &ebb_core::AutoscaleSpec) -> bool {
+    let windows_reach_zero = match &spec.policy {
+        ebb_core::autoscale::ScalePolicy::Schedule { windows } => {
+            windows.iter().any(|w| w.min == 0)
+        }
+        _ => false,
+    };
+    spec.idle_auto && (spec.min == 0 || windows_reach_zero)
 }
 
 /// Deletes a service's kept idle gaps; a failure is logged (the key stays until the next time).
@@ -255,6 +270,9 @@ pub struct Autoscaler {
     services: HashMap<String, Scaled>,
     /// Origin of the monotonic clock handed to the policy.
     epoch: Instant,
+    /// Whether kept idle gaps of services that no longer learn a keep-alive were deleted (at
+    /// the first refresh: a service deleted while no autoscaler ran left its key).
+    swept: bool,
 }
 
 impl Autoscaler {
@@ -266,7 +284,31 @@ impl Autoscaler {
             router,
             services: HashMap::new(),
             epoch: Instant::now(),
+            swept: false,
         }
+    }
+
+    /// Keeps every service's idle gaps noted since their last write (the autoscaler stops).
+    pub fn flush_gaps(&mut self) -> Result<(), StoreError> {
+        for (name, s) in &mut self.services {
+            s.keep_gaps(&self.server, name, true);
+        }
+        Ok(())
+    }
+
+    /// Deletes the kept idle gaps of every service that does not learn a keep-alive now.
+    fn sweep_gaps(&self, specs: &[Versioned<ServiceSpec>]) -> Result<(), StoreError> {
+        let (kvs, _) = self.server.store().list(keys::AUTOSCALE_GAPS)?;
+        for kv in kvs {
+            let name = kv.key.trim_start_matches(keys::AUTOSCALE_GAPS);
+            let learns = specs.iter().any(|v| {
+                v.value.name == name && v.value.autoscale.as_ref().is_some_and(learns_keep_alive)
+            });
+            if !learns {
+                forget_gaps(&self.server, name);
+            }
+        }
+        Ok(())
     }
 
     fn now(&self) -> Now {
@@ -290,6 +332,10 @@ impl Autoscaler {
             forget_history(&self.server, &name);
             forget_gaps(&self.server, &name);
         }
+        if !self.swept {
+            self.sweep_gaps(&specs)?;
+            self.swept = true;
+        }
         for v in &specs {
             let Some(wanted) = &v.value.autoscale else {
                 continue;
@@ -299,6 +345,10 @@ impl Autoscaler {
                 .get(&v.value.name)
                 .is_none_or(|s| &s.spec != wanted);
             if fresh {
+                // The gaps noted since the last write, kept before the store is read again.
+                if let Some(old) = self.services.get_mut(&v.value.name) {
+                    old.keep_gaps(&self.server, &v.value.name, true);
+                }
                 let scaled = Scaled::new(&self.server, &v.value.name, wanted);
                 self.services.insert(v.value.name.clone(), scaled);
             }
@@ -354,7 +404,7 @@ impl Autoscaler {
         }
         for (name, s) in &mut self.services {
             s.keep_history(&self.server, name);
-            s.keep_gaps(&self.server, name);
+            s.keep_gaps(&self.server, name, false);
         }
         Ok(())
     }
@@ -577,6 +627,11 @@ pub async fn run(server: Server, router: Listeners, stop: CancellationToken) {
             }
         };
         let Some(pass) = run_loop::next(&stop, wake).await else {
+            let a = autoscaler.clone();
+            run_loop::blocking_pass("autoscaler's last write of idle gaps", move || {
+                lock(&a).flush_gaps()
+            })
+            .await;
             return;
         };
         if pass == Pass::Burst && lock(&autoscaler).is_idle() {

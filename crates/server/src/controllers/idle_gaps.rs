@@ -18,6 +18,12 @@ use std::time::Duration;
 /// Least time between two writes of a service's gaps: a minute, as the forecast's history.
 pub const WRITE_EVERY: Duration = Duration::from_secs(60);
 
+/// Largest stored value read: 16 KiB, several times what [`GAPS_KEPT`] lengths take, so that a
+/// corrupted value is not decoded whole.
+///
+/// [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
+const MAX_VALUE: usize = 16 * 1024;
+
 /// A service's gaps as stored.
 #[derive(Debug, Serialize, Deserialize)]
 struct Gaps {
@@ -36,6 +42,10 @@ pub fn load(
     let Some(kv) = store.get(&keys::autoscale_gaps(service))? else {
         return Ok(0);
     };
+    if kv.value.len() > MAX_VALUE {
+        tracing::warn!(key = %kv.key, bytes = kv.value.len(), "autoscaler: kept idle gaps too large; skipped");
+        return Ok(0);
+    }
     match keys::decode::<Gaps>(&kv) {
         Ok(g) => {
             let before = keep_alive.gaps();
@@ -99,17 +109,16 @@ mod tests {
     }
 
     #[test]
-    fn gaps_that_do_not_decode_are_skipped() {
+    fn gaps_that_do_not_decode_or_are_too_large_are_skipped() {
         let (_dir, store) = store();
-        store
-            .put(
-                &keys::autoscale_gaps("web"),
-                b"{\"gaps_ms\": \"x\"}",
-                Expect::Any,
-            )
-            .unwrap();
-        let mut k = KeepAlive::default();
-        assert_eq!(load(&store, "web", &mut k).unwrap(), 0);
-        assert_eq!(k.gaps(), 0);
+        let huge = format!("{{\"gaps_ms\": [{}3000]}}", "3000,".repeat(10_000));
+        for value in [&b"{\"gaps_ms\": \"x\"}"[..], huge.as_bytes()] {
+            store
+                .put(&keys::autoscale_gaps("web"), value, Expect::Any)
+                .unwrap();
+            let mut k = KeepAlive::default();
+            assert_eq!(load(&store, "web", &mut k).unwrap(), 0);
+            assert_eq!(k.gaps(), 0);
+        }
     }
 }
