@@ -329,7 +329,6 @@ fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned()
     });
 
     // A caller every 4 s: gaps well over MIN_GAP (2 s), even one learned a second short.
-    let first_call = Instant::now();
     let calls = MIN_GAPS + 2;
     for call in 0..calls {
         let (status, body) =
