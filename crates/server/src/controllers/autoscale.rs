@@ -690,6 +690,22 @@ mod tests {
     }
 
     #[test]
+    fn only_services_that_can_go_to_zero_keep_their_idle_gaps() {
+        let at_zero = AutoscaleSpec::new(0, 3, ScaleTargets::default());
+        assert!(learns_keep_alive(&at_zero));
+        let fixed = AutoscaleSpec {
+            idle_auto: false,
+            ..at_zero.clone()
+        };
+        assert!(!learns_keep_alive(&fixed));
+        assert!(!learns_keep_alive(&AutoscaleSpec::new(
+            1,
+            3,
+            ScaleTargets::default()
+        )));
+    }
+
+    #[test]
     fn a_tick_feeds_each_window_and_decides_from_it_with_the_clock_given() {
         let targets = ScaleTargets {
             concurrency: Some(10.0),
