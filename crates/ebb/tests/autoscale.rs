@@ -235,11 +235,10 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
     use ebb_server::controllers::forecast_history;
 
     let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
-    ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
 
     // The floor looks a start time and a tick ahead. None is measured here (the deployed
     // instance is not a scale-up of the autoscaler's), so it is the assumed one. The rise is the
-    // first whole minute that leaves this test 30 s to start ebb and deploy first.
+    // first whole minute that leaves this test 30 s to deploy, restart ebb and see the floor.
     let lookahead = (ASSUMED_START_TIME + TICK).as_millis() as i64;
     let rise = minute_of(unix_ms() + lookahead + 30_000) + 1;
     let rise_ms = rise * 60_000;
@@ -250,6 +249,9 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
          [services.web.autoscale]\nmin = 1\nmax = 4\nconcurrency = 2\nforecast = \"on\"\n"
     );
     let file = deploy_file(ebb.dir.path(), "web.toml", &service);
+    // Deployed first: the history of a service that does not exist is deleted.
+    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
     // Kept under the service's own targets, as the server keeps it.
     let spec = ebb_spec::parse_file(&file).unwrap().remove(0);
     let basis = forecast_history::basis(spec.autoscale.as_ref().unwrap());
@@ -267,7 +269,6 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
         }
     }
     ebb.start(&[]);
-    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
     assert_eq!(desired(&ebb, "web"), 1, "starts at min, no load");
 
     let raised_at = eventually(
@@ -394,4 +395,33 @@ fn learned_release(ebb: &Ebb, name: &str, since: Instant) -> (Duration, String) 
         .unwrap_or_else(|| panic!("the release says it was learned: {events}"));
     assert!(release.contains("learned from"), "{release}");
     (released, release.to_string())
+}
+
+/// What the autoscaler keeps in the store for a service (its forecast's history, its idle
+/// gaps) goes when the service does, even if it was deleted while no server ran.
+#[test]
+fn kept_state_of_a_service_deleted_while_no_server_ran_is_swept() {
+    use ebb_store::{Expect, KvStore};
+
+    let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
+    ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    let db = ebb.data_dir().join("state.db");
+    let left = ["autoscale-gaps/gone", "autoscale-history/gone/20000"];
+    {
+        let store = ebb_store::SqliteStore::open(&db).unwrap();
+        for key in left {
+            store.put(key, b"{}", Expect::Any).unwrap();
+        }
+    }
+    ebb.start(&[]);
+    let store = ebb_store::SqliteStore::open(&db).unwrap();
+    eventually(
+        "the keys of the gone service to go",
+        Duration::from_secs(20),
+        || {
+            left.iter()
+                .all(|key| store.get(key).unwrap().is_none())
+                .then_some(())
+        },
+    );
 }

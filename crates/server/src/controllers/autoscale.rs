@@ -270,8 +270,8 @@ pub struct Autoscaler {
     services: HashMap<String, Scaled>,
     /// Origin of the monotonic clock handed to the policy.
     epoch: Instant,
-    /// Whether kept idle gaps of services that no longer learn a keep-alive were deleted (at
-    /// the first refresh: a service deleted while no autoscaler ran left its key).
+    /// Whether the store's keys of services that no longer use them were deleted (at the first
+    /// refresh: a service deleted while no autoscaler ran left its keys).
     swept: bool,
 }
 
@@ -296,17 +296,36 @@ impl Autoscaler {
         Ok(())
     }
 
-    /// Deletes the kept idle gaps of every service that does not learn a keep-alive now.
-    fn sweep_gaps(&self, specs: &[Versioned<ServiceSpec>]) -> Result<(), StoreError> {
+    /// Deletes what the store keeps for services that no longer use it: the idle gaps of those
+    /// that do not learn a keep-alive now, and the history of those without a forecast (a
+    /// service deleted while no autoscaler ran left its keys).
+    fn sweep(&self, specs: &[Versioned<ServiceSpec>]) -> Result<(), StoreError> {
+        let uses = |name: &str, what: fn(&ebb_core::AutoscaleSpec) -> bool| {
+            specs
+                .iter()
+                .any(|v| v.value.name == name && v.value.autoscale.as_ref().is_some_and(what))
+        };
         let (kvs, _) = self.server.store().list(keys::AUTOSCALE_GAPS)?;
         for kv in kvs {
             let name = kv.key.trim_start_matches(keys::AUTOSCALE_GAPS);
-            let learns = specs.iter().any(|v| {
-                v.value.name == name && v.value.autoscale.as_ref().is_some_and(learns_keep_alive)
-            });
-            if !learns {
+            if !uses(name, learns_keep_alive) {
                 forget_gaps(&self.server, name);
             }
+        }
+        let (kvs, _) = self.server.store().list(keys::AUTOSCALE_HISTORY)?;
+        let mut unused: Vec<&str> = kvs
+            .iter()
+            .filter_map(|kv| {
+                kv.key
+                    .strip_prefix(keys::AUTOSCALE_HISTORY)?
+                    .rsplit_once('/')
+            })
+            .map(|(name, _day)| name)
+            .filter(|name| !uses(name, |a| a.forecast != ForecastMode::Off))
+            .collect();
+        unused.dedup();
+        for name in unused {
+            forget_history(&self.server, name);
         }
         Ok(())
     }
@@ -333,7 +352,7 @@ impl Autoscaler {
             forget_gaps(&self.server, &name);
         }
         if !self.swept {
-            self.sweep_gaps(&specs)?;
+            self.sweep(&specs)?;
             self.swept = true;
         }
         for v in &specs {
