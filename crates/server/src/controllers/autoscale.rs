@@ -270,8 +270,8 @@ pub struct Autoscaler {
     services: HashMap<String, Scaled>,
     /// Origin of the monotonic clock handed to the policy.
     epoch: Instant,
-    /// Whether the store's keys of services that no longer use them were deleted (at the first
-    /// refresh: a service deleted while no autoscaler ran left its keys).
+    /// Whether the kept idle gaps of services that no longer use them were swept (at the first
+    /// refresh: a service deleted while no autoscaler ran left its key).
     swept: bool,
 }
 
@@ -296,36 +296,19 @@ impl Autoscaler {
         Ok(())
     }
 
-    /// Deletes what the store keeps for services that no longer use it: the idle gaps of those
-    /// that do not learn a keep-alive now, and the history of those without a forecast (a
-    /// service deleted while no autoscaler ran left its keys).
-    fn sweep(&self, specs: &[Versioned<ServiceSpec>]) -> Result<(), StoreError> {
-        let uses = |name: &str, what: fn(&ebb_core::AutoscaleSpec) -> bool| {
-            specs
-                .iter()
-                .any(|v| v.value.name == name && v.value.autoscale.as_ref().is_some_and(what))
-        };
+    /// Deletes the kept idle gaps of services that do not learn a keep-alive now (a service
+    /// deleted while no autoscaler ran left its key). One small value per service is read. The
+    /// forecast's history is not swept here: listing it reads every kept day's values.
+    fn sweep_gaps(&self, specs: &[Versioned<ServiceSpec>]) -> Result<(), StoreError> {
         let (kvs, _) = self.server.store().list(keys::AUTOSCALE_GAPS)?;
         for kv in kvs {
             let name = kv.key.trim_start_matches(keys::AUTOSCALE_GAPS);
-            if !uses(name, learns_keep_alive) {
+            let learns = specs.iter().any(|v| {
+                v.value.name == name && v.value.autoscale.as_ref().is_some_and(learns_keep_alive)
+            });
+            if !learns {
                 forget_gaps(&self.server, name);
             }
-        }
-        let (kvs, _) = self.server.store().list(keys::AUTOSCALE_HISTORY)?;
-        let mut unused: Vec<&str> = kvs
-            .iter()
-            .filter_map(|kv| {
-                kv.key
-                    .strip_prefix(keys::AUTOSCALE_HISTORY)?
-                    .rsplit_once('/')
-            })
-            .map(|(name, _day)| name)
-            .filter(|name| !uses(name, |a| a.forecast != ForecastMode::Off))
-            .collect();
-        unused.dedup();
-        for name in unused {
-            forget_history(&self.server, name);
         }
         Ok(())
     }
@@ -352,7 +335,10 @@ impl Autoscaler {
             forget_gaps(&self.server, &name);
         }
         if !self.swept {
-            self.sweep(&specs)?;
+            // Best effort: a failed sweep must not hold up scaling; the next leader sweeps.
+            if let Err(e) = self.sweep_gaps(&specs) {
+                tracing::warn!("autoscaler: kept idle gaps of gone services not swept: {e}");
+            }
             self.swept = true;
         }
         for v in &specs {

@@ -2,9 +2,10 @@
 //! from ([`ebb_autoscaler::KeepAlive`]), kept in the store under `autoscale-gaps/{service}` so
 //! that a server restart, a change of leader or a change of the service's `[autoscale]`
 //! settings does not fall back to the fixed timeout for [`MIN_GAPS`] more gaps (80 minutes of a
-//! caller every ten). At most [`GAPS_KEPT`] lengths in milliseconds, about 1 KB, written at
-//! most once a [`WRITE_EVERY`] and only after a new gap: the gaps of the last minute are what a
-//! crash can lose.
+//! caller every ten). At most [`GAPS_KEPT`] lengths in milliseconds, about 1 KB, written after a
+//! new gap at most once a [`WRITE_EVERY`], and at once when the settings change or the
+//! autoscaler stops: the gaps of the last minute are what a crash or a lost leadership can
+//! lose.
 //!
 //! [`MIN_GAPS`]: ebb_autoscaler::MIN_GAPS
 //! [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
