@@ -69,11 +69,11 @@ impl Series {
     }
 
     /// The window ending at the newest sample and starting at the latest one taken at least
-    /// `span` before it, less the sampler's jitter ([`jitter`]): never shorter than `span` by
-    /// more than that, and never empty. Without the allowance, a sample that came a few
-    /// milliseconds short of a second after the one before made a one-second window two
-    /// seconds (half the time with a 1-s interval timer), and the autoscaler counted that
-    /// second's requests in two of its samples (an idle gap learned a second short). A series
+    /// `span` before it, less the sampler's jitter (a tenth of `span`, at most 50 ms): never
+    /// shorter than `span` by more than that, and never empty. Without the allowance, a sample
+    /// that came a few milliseconds short of a second after the one before made a one-second
+    /// window two seconds (half the time with a 1-s interval timer), and the autoscaler counted
+    /// that second's requests in two of its samples (an idle gap learned a second short). A series
     /// younger than `span` counts from zero at `span` before its newest sample, so that a new
     /// instance's rate is over the same span as everyone else's; a young series of counters
     /// read elsewhere gives the window since its first sample, and None until it has two.
