@@ -195,6 +195,11 @@ pub fn decide(
         }
         reason += ")";
     }
+    // A service woken from zero by the tick (a request seen before `demand` was called) is a
+    // cold start as `demand`'s is, whatever rule sized it; a pre-warm is planned.
+    if asleep && clamped > 0 && rule != Rule::Prewarm {
+        rule = Rule::Demand;
+    }
     view.learn(config, state, (recommendation, clamped), bounds, t);
     // A planned raise is not a reaction: the scale-up rate limit does not count it.
     planned += before_forecast.map_or(0, |asked| clamped.saturating_sub(asked.max(base)));

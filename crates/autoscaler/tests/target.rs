@@ -332,7 +332,10 @@ fn a_request_seen_by_the_tick_at_zero_also_starts_one() {
     let mut sim = Sim::new(rps_target(0, 10, 5.0), 0);
     sim.instant_ready = false;
     assert_eq!(sim.tick_rps(0.0).desired, 0);
-    assert_eq!(sim.tick_rps(0.2).desired, 1);
+    let woken = sim.tick_rps(0.2);
+    assert_eq!(woken.desired, 1);
+    // A cold start, as demand's: counted as one by the rule metrics.
+    assert_eq!(woken.rule, Rule::Demand, "{}", woken.reason);
 }
 
 #[test]
