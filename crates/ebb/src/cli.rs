@@ -276,7 +276,7 @@ pub enum Command {
                       says where its log is), 2 bad arguments, 130 interrupted."
     )]
     Demo(DemoArgs),
-    /// Replay a request-rate trace against a service's [autoscale] policy and against models of
+    /// Replay a request-rate trace against a service's autoscale policy and against models of
     /// Kubernetes' HPA and Knative's KPA, a fleet fixed at the peak and the optimal oracle
     #[command(
         after_help = "The model: one instance serves --capacity req/s within the SLO; a second is missed when \
@@ -474,7 +474,7 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct SimArgs {
-    /// The deploy file with the service's [autoscale]
+    /// The deploy file with the service's autoscale settings
     pub file: PathBuf,
     /// The service to replay (needed when the file autoscales several)
     #[arg(long)]

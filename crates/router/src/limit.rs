@@ -70,7 +70,7 @@ impl ConnectionLimit {
     }
 
     /// A slot for one more connection, or `None` at the cap (the caller closes the connection;
-    /// the first refusal in every [`FULL_WARNING_EVERY`] is logged, naming `what`).
+    /// the first refusal in every `FULL_WARNING_EVERY` is logged, naming `what`).
     pub fn try_acquire(&self, what: &str) -> Option<ConnectionSlot> {
         match Arc::clone(&self.permits).try_acquire_owned() {
             Ok(permit) => Some(ConnectionSlot { _permit: permit }),

@@ -93,7 +93,7 @@ pub fn share_tokens(
     Ok((shared.token, shared.join_token))
 }
 
-/// A new secret: [`TOKEN_BYTES`] random bytes in hex.
+/// A new secret: `TOKEN_BYTES` (32) random bytes in hex.
 pub fn random_token() -> String {
     let mut bytes = [0u8; TOKEN_BYTES];
     rand::thread_rng().fill_bytes(&mut bytes);

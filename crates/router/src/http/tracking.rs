@@ -92,7 +92,7 @@ pub(crate) struct Tracking {
 /// An upstream response body that ends its request's `Tracking` when it ends (or errors, or
 /// is dropped unfinished because the client went away) — or, for a response that may not fit
 /// in the client's window, read ahead by a task that ends it when the endpoint is done
-/// ([`super::pump`]).
+/// (`pump`).
 pub struct Tracked {
     source: Source,
 }

@@ -7,7 +7,7 @@
 //!   compares are the ops' [`Expect`]s (`Absent` is "create revision 0") and whose failure
 //!   branch reads the keys back, to say which condition failed and what the key holds.
 //! - `changes_since`/`subscribe`: one watch on the store's namespace, open for the store's
-//!   life, feeds a bounded [`history::History`] in memory and a revision channel. The watch is
+//!   life, feeds a bounded `history::History` in memory and a revision channel. The watch is
 //!   re-opened from the last revision it delivered whenever its stream ends or goes silent
 //!   (etcd's client streams do not reconnect by themselves), on the next member.
 //! - Every key lives under a namespace (`ebb/` by default), so one etcd cluster can hold
