@@ -256,7 +256,10 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
     let spec = ebb_spec::parse_file(&file).unwrap().remove(0);
     let basis = forecast_history::basis(spec.autoscale.as_ref().unwrap());
     {
+        use ebb_store::KvStore;
         let store = ebb_store::SqliteStore::open(&ebb.data_dir().join("state.db")).unwrap();
+        // Kept by this service, not an earlier one of the same name.
+        let incarnation = store.get("services/web").unwrap().unwrap().create_revision;
         let mut f = Forecaster::default();
         let today = forecast_history::day_of(rise);
         for day in today - 7..today {
@@ -265,7 +268,7 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
             means[(rise - DAY_MINUTES * (today - day)).rem_euclid(DAY_MINUTES) as usize] =
                 Some(3.0);
             f.history_mut().restore_day(day, &means);
-            forecast_history::keep(&store, "web", day, &basis, &f).unwrap();
+            forecast_history::keep(&store, "web", incarnation, day, &basis, &f).unwrap();
         }
     }
     ebb.start(&[]);
@@ -421,6 +424,64 @@ fn kept_idle_gaps_of_a_service_deleted_while_no_server_ran_are_swept() {
         || {
             left.iter()
                 .all(|key| store.get(key).unwrap().is_none())
+                .then_some(())
+        },
+    );
+}
+
+/// A service deleted and deployed again under the same name while no server ran (here: its spec
+/// key deleted and written again in the store) is a new service: the forecast's history and
+/// the idle gaps its predecessor left are deleted, not learned from.
+#[test]
+fn what_an_earlier_service_of_the_same_name_learned_is_not_inherited() {
+    use ebb_autoscaler::{minute_of, Forecaster, KeepAlive};
+    use ebb_server::controllers::{forecast_history, idle_gaps};
+    use ebb_server::state::keys;
+    use ebb_store::{Expect, KvStore};
+
+    let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
+    let port = free_port();
+    // min = 0 and the defaults: a learned keep-alive and a forecast, so both are kept.
+    let service = format!(
+        "[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
+         [services.web.autoscale]\nmin = 0\nmax = 4\nconcurrency = 2\n"
+    );
+    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
+    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+
+    let spec = ebb_spec::parse_file(&file).unwrap().remove(0);
+    let basis = forecast_history::basis(spec.autoscale.as_ref().unwrap());
+    let store = ebb_store::SqliteStore::open(&ebb.data_dir().join("state.db")).unwrap();
+    let old = store.get(&keys::service("web")).unwrap().unwrap();
+    // What the first web learned: a day of history, and ten idle gaps.
+    let today = forecast_history::day_of(minute_of(unix_ms()));
+    let mut f = Forecaster::default();
+    f.history_mut().restore_day(
+        today,
+        &vec![Some(2.0); ebb_autoscaler::DAY_MINUTES as usize],
+    );
+    forecast_history::keep(&store, "web", old.create_revision, today, &basis, &f).unwrap();
+    let mut gaps = KeepAlive::default();
+    gaps.restore((0..10).map(|i| Duration::from_secs(20 + i)));
+    idle_gaps::keep(&store, "web", old.create_revision, &gaps).unwrap();
+    // Deleted and deployed again, the same spec.
+    store.delete(&keys::service("web"), Expect::Any).unwrap();
+    store
+        .put(&keys::service("web"), &old.value, Expect::Absent)
+        .unwrap();
+
+    ebb.start(&[]);
+    let keys = [
+        keys::autoscale_gaps("web"),
+        keys::autoscale_history("web", today),
+    ];
+    eventually(
+        "the predecessor's history and gaps to go",
+        Duration::from_secs(20),
+        || {
+            keys.iter()
+                .all(|k| store.get(k).unwrap().is_none())
                 .then_some(())
         },
     );

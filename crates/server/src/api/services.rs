@@ -267,6 +267,7 @@ pub async fn scale(
     let Versioned {
         value: mut spec,
         mod_revision,
+        ..
     } = stored_service(&server, &name)?;
     let from = spec.instances;
     let before = spec.clone();
@@ -307,6 +308,7 @@ pub async fn restart(
         let Versioned {
             value: mut spec,
             mod_revision,
+            ..
         } = stored_service(&server, &name)?;
         spec.restart = spec.restart.saturating_add(1);
         let written = server.store().put(

@@ -59,6 +59,10 @@ struct Scaled {
     /// The autoscale settings the state was built for; new settings start afresh (with the
     /// forecast's history and the idle gaps the store keeps).
     spec: ebb_core::AutoscaleSpec,
+    /// The service's incarnation (the create revision of its spec's key): a service deleted and
+    /// deployed again under the same name, even between two ticks, starts afresh, and what the
+    /// store keeps of its predecessor is not read.
+    incarnation: u64,
     metrics: Metrics,
     state: State,
     /// The last decision's reason, shown by `ebb status`.
@@ -79,9 +83,14 @@ struct Scaled {
 }
 
 impl Scaled {
-    /// A service's autoscaling afresh, with its forecast's history from the store (or none
-    /// kept, with the forecast off).
-    fn new(server: &Server, name: &str, spec: &ebb_core::AutoscaleSpec) -> Scaled {
+    /// The autoscaling of a service's `incarnation` afresh, with its forecast's history from
+    /// the store (or none kept, with the forecast off).
+    fn new(
+        server: &Server,
+        name: &str,
+        incarnation: u64,
+        spec: &ebb_core::AutoscaleSpec,
+    ) -> Scaled {
         let mut state = State::default();
         let mut loaded = false;
         if spec.forecast == ForecastMode::Off {
@@ -94,7 +103,8 @@ impl Scaled {
             let today = forecast_history::day_of(minute_of(now_ms() as i64));
             let basis = forecast_history::basis(spec);
             let history = state.forecaster_mut();
-            match forecast_history::load(server.store(), name, today, &basis, history) {
+            let store = server.store();
+            match forecast_history::load(store, name, incarnation, today, &basis, history) {
                 Ok(days) => {
                     loaded = true;
                     tracing::debug!(service = name, days, "autoscaler: history restored");
@@ -106,8 +116,9 @@ impl Scaled {
                 ),
             }
         }
-        let gaps_kept = restore_gaps(server, name, spec, &mut state);
+        let gaps_kept = restore_gaps(server, name, incarnation, spec, &mut state);
         Scaled {
+            incarnation,
             gaps_kept,
             gaps_written: None,
             metrics: Metrics::for_config(spec),
@@ -135,7 +146,8 @@ impl Scaled {
             let day = forecast_history::day_of(done);
             let basis = forecast_history::basis(&self.spec);
             let f = self.state.forecaster();
-            if let Err(e) = forecast_history::keep(server.store(), name, day, &basis, f) {
+            let (store, incarnation) = (server.store(), self.incarnation);
+            if let Err(e) = forecast_history::keep(store, name, incarnation, day, &basis, f) {
                 tracing::warn!(service = name, "autoscaler: history not kept: {e}");
             }
         }
@@ -165,7 +177,12 @@ impl Scaled {
             return;
         }
         self.gaps_written = Some(Instant::now());
-        match idle_gaps::keep(server.store(), name, self.state.keep_alive()) {
+        match idle_gaps::keep(
+            server.store(),
+            name,
+            self.incarnation,
+            self.state.keep_alive(),
+        ) {
             Ok(()) => self.gaps_kept = Some(noted),
             Err(e) => tracing::warn!(service = name, "autoscaler: idle gaps not kept: {e}"),
         }
@@ -178,6 +195,7 @@ impl Scaled {
 fn restore_gaps(
     server: &Server,
     name: &str,
+    incarnation: u64,
     spec: &ebb_core::AutoscaleSpec,
     state: &mut State,
 ) -> Option<u64> {
@@ -185,7 +203,7 @@ fn restore_gaps(
         forget_gaps(server, name);
         return None;
     }
-    match idle_gaps::load(server.store(), name, state.keep_alive_mut()) {
+    match idle_gaps::load(server.store(), name, incarnation, state.keep_alive_mut()) {
         Ok(gaps) => {
             tracing::debug!(service = name, gaps, "autoscaler: idle gaps restored");
             Some(state.keep_alive().gaps_noted())
@@ -345,18 +363,18 @@ impl Autoscaler {
             let Some(wanted) = &v.value.autoscale else {
                 continue;
             };
-            let fresh = self
-                .services
-                .get(&v.value.name)
-                .is_none_or(|s| &s.spec != wanted);
-            if fresh {
-                // The gaps noted since the last write, kept before the store is read again.
-                if let Some(old) = self.services.get_mut(&v.value.name) {
-                    old.keep_gaps(&self.server, &v.value.name, true);
-                }
-                let scaled = Scaled::new(&self.server, &v.value.name, wanted);
-                self.services.insert(v.value.name.clone(), scaled);
+            let (name, incarnation) = (&v.value.name, v.create_revision);
+            match self.services.get_mut(name) {
+                Some(s) if s.incarnation == incarnation && &s.spec == wanted => continue,
+                // New settings for the same service: the gaps noted since the last write are
+                // kept before the store is read again.
+                Some(s) if s.incarnation == incarnation => s.keep_gaps(&self.server, name, true),
+                // A new service, or one deleted and deployed again since the last tick: what
+                // the old one learned is not its own.
+                _ => {}
             }
+            let scaled = Scaled::new(&self.server, name, incarnation, wanted);
+            self.services.insert(name.clone(), scaled);
         }
         Ok(specs)
     }
@@ -664,6 +682,7 @@ mod tests {
 
     fn scaled(spec: &AutoscaleSpec) -> Scaled {
         Scaled {
+            incarnation: 7,
             gaps_kept: None,
             gaps_written: None,
             metrics: Metrics::for_config(spec),
@@ -684,6 +703,7 @@ mod tests {
             spec: Versioned {
                 value: spec,
                 mod_revision: 7,
+                create_revision: 7,
             },
             sample: Sample {
                 concurrency: Some(concurrency),

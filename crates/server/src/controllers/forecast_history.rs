@@ -4,7 +4,10 @@
 //! change of leader. Written when a minute completes: a day's key holds at most 1,440 means,
 //! about 9 KB, rewritten once a minute while its day runs (each write wakes the controller's
 //! pass, as any store write does). A day records the targets and policy its counts were asked
-//! under: counts under other targets are in other units, so a changed spec starts afresh.
+//! under: counts under other targets are in other units, so a changed spec starts afresh. It
+//! also records the service's incarnation (its spec key's create revision), so that a service
+//! deleted and deployed again under the same name, while no server ran or between two ticks,
+//! does not forecast from its predecessor's days.
 
 use crate::state::keys;
 use ebb_autoscaler::{Forecaster, DAY_MINUTES, HISTORY_MINUTES};
@@ -22,6 +25,10 @@ struct Day {
     basis: String,
     /// The mean count of each minute of the day from 00:00 UTC; null where unseen.
     means: Vec<Option<f64>>,
+    /// The incarnation of the service that recorded the day (the create revision of its spec's
+    /// key); 0 in days kept before incarnations were recorded, which any incarnation reads.
+    #[serde(default)]
+    incarnation: u64,
 }
 
 /// What a recorded count depends on besides the load: the concurrency and rps targets and the
@@ -40,13 +47,15 @@ pub fn day_of(minute: i64) -> i64 {
     minute.div_euclid(DAY_MINUTES)
 }
 
-/// Restores `service`'s kept days, up to `today` and asked under `basis`, into a fresh
-/// `forecaster`, and deletes the days it cannot use (too old, or under another basis: kept
-/// while no server tracked the service). A day that does not decode is skipped with a warning:
-/// a forecast with a day less is still a forecast. Returns the days restored.
+/// Restores the kept days of `service`'s `incarnation`, up to `today` and asked under `basis`,
+/// into a fresh `forecaster`, and deletes the days it cannot use (too old, under another basis,
+/// or recorded by an earlier service of the same name: kept while no server tracked it). A day
+/// that does not decode is skipped with a warning: a forecast with a day less is still a
+/// forecast. Returns the days restored.
 pub fn load(
     store: &dyn KvStore,
     service: &str,
+    incarnation: u64,
     today: i64,
     basis: &str,
     forecaster: &mut Forecaster,
@@ -60,7 +69,12 @@ pub fn load(
             .next()
             .and_then(|d| d.parse::<i64>().ok());
         match (day, keys::decode::<Day>(kv)) {
-            (Some(day), Ok(d)) if day > today - KEPT_DAYS && day <= today && d.basis == basis => {
+            (Some(day), Ok(d))
+                if day > today - KEPT_DAYS
+                    && day <= today
+                    && d.basis == basis
+                    && (d.incarnation == 0 || d.incarnation == incarnation) =>
+            {
                 days.push((day, d))
             }
             (Some(day), Ok(_)) if day <= today => {
@@ -81,11 +95,12 @@ pub fn load(
     Ok(days.len())
 }
 
-/// Writes `service`'s day `day` as `forecaster` holds it, asked under `basis`, and deletes the
-/// day that has just left those kept.
+/// Writes the day `day` of `service`'s `incarnation` as `forecaster` holds it, asked under
+/// `basis`, and deletes the day that has just left those kept.
 pub fn keep(
     store: &dyn KvStore,
     service: &str,
+    incarnation: u64,
     day: i64,
     basis: &str,
     forecaster: &Forecaster,
@@ -93,6 +108,7 @@ pub fn keep(
     let value = Day {
         basis: basis.to_string(),
         means: forecaster.history().day(day),
+        incarnation,
     };
     store.put(
         &keys::autoscale_history(service, day),
@@ -128,7 +144,7 @@ mod tests {
         let (dir, store) = store();
         let mut f = Forecaster::default();
         f.history_mut().restore_day(3, &day_with(10, 4.0));
-        keep(&store, "web", 3, basis, &f).unwrap();
+        keep(&store, "web", 1, 3, basis, &f).unwrap();
         (dir, store)
     }
 
@@ -139,14 +155,14 @@ mod tests {
         // One observed minute a day for 20 days, at 09:00, with the day's number as its count.
         for day in 0..20 {
             f.history_mut().restore_day(day, &day_with(540, day as f64));
-            keep(&store, "web", day, "b", &f).unwrap();
+            keep(&store, "web", 1, day, "b", &f).unwrap();
         }
-        keep(&store, "other", 19, "b", &f).unwrap();
+        keep(&store, "other", 1, 19, "b", &f).unwrap();
         let (kvs, _) = store.list(&keys::autoscale_history_prefix("web")).unwrap();
         assert_eq!(kvs.len(), KEPT_DAYS as usize, "days 4..=19");
 
         let mut restored = Forecaster::default();
-        let days = load(&store, "web", 19, "b", &mut restored).unwrap();
+        let days = load(&store, "web", 1, 19, "b", &mut restored).unwrap();
         assert_eq!(days, KEPT_DAYS as usize);
         for day in 6..20 {
             let m = day * DAY_MINUTES + 540;
@@ -168,16 +184,36 @@ mod tests {
         let (_dir, store) = one_day_kept(&basis(&spec));
         let mut restored = Forecaster::default();
         assert_eq!(
-            load(&store, "web", 3, &basis(&spec), &mut restored).unwrap(),
+            load(&store, "web", 1, 3, &basis(&spec), &mut restored).unwrap(),
             1
         );
         spec.targets.concurrency = Some(5.0);
         let mut restored = Forecaster::default();
         assert_eq!(
-            load(&store, "web", 3, &basis(&spec), &mut restored).unwrap(),
+            load(&store, "web", 1, 3, &basis(&spec), &mut restored).unwrap(),
             0
         );
         assert_eq!(restored.history().observed(), 0);
+    }
+
+    #[test]
+    fn days_of_an_earlier_service_of_the_same_name_are_deleted_and_older_days_read() {
+        // Kept by incarnation 1; the service was deleted and deployed again (incarnation 9).
+        let (_dir, store) = one_day_kept("b");
+        let mut restored = Forecaster::default();
+        assert_eq!(load(&store, "web", 9, 3, "b", &mut restored).unwrap(), 0);
+        assert_eq!(restored.history().observed(), 0);
+        let (kvs, _) = store.list(&keys::autoscale_history_prefix("web")).unwrap();
+        assert!(kvs.is_empty(), "the predecessor's day is deleted");
+        // A day kept before incarnations were recorded is read by any.
+        let legacy = format!(
+            "{{\"basis\":\"b\",\"means\":{}}}",
+            serde_json::to_string(&day_with(10, 4.0)).unwrap()
+        );
+        let key = keys::autoscale_history("web", 3);
+        store.put(&key, legacy.as_bytes(), Expect::Any).unwrap();
+        assert_eq!(load(&store, "web", 9, 3, "b", &mut restored).unwrap(), 1);
+        assert_eq!(restored.history().get(3 * DAY_MINUTES + 10), Some(4.0));
     }
 
     #[test]
@@ -191,7 +227,7 @@ mod tests {
             )
             .unwrap();
         let mut restored = Forecaster::default();
-        assert_eq!(load(&store, "web", 4, "b", &mut restored).unwrap(), 1);
+        assert_eq!(load(&store, "web", 1, 4, "b", &mut restored).unwrap(), 1);
         assert_eq!(restored.history().get(3 * DAY_MINUTES + 10), Some(4.0));
     }
 

@@ -5,7 +5,8 @@
 //! caller every ten). At most [`GAPS_KEPT`] lengths in milliseconds, about 1 KB, written after a
 //! new gap at most once a [`WRITE_EVERY`], and at once when the settings change or the
 //! autoscaler stops: the gaps of the last minute are what a crash or a lost leadership can
-//! lose.
+//! lose. The gaps carry the service's incarnation (its spec key's create revision): a service
+//! deleted and deployed again under the same name learns afresh.
 //!
 //! [`MIN_GAPS`]: ebb_autoscaler::MIN_GAPS
 //! [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
@@ -30,14 +31,20 @@ const MAX_VALUE: usize = 16 * 1024;
 struct Gaps {
     /// Lengths in milliseconds, oldest first.
     gaps_ms: Vec<u64>,
+    /// The incarnation of the service that learned them (the create revision of its spec's
+    /// key); 0 in gaps kept before incarnations were recorded, which any incarnation reads.
+    #[serde(default)]
+    incarnation: u64,
 }
 
-/// Restores `service`'s kept gaps into `keep_alive`; returns how many. Gaps that do not decode
-/// are skipped with a warning and overwritten at the next write: the fixed timeout applies
-/// until new ones are learned, as on a first start.
+/// Restores the kept gaps of `service`'s `incarnation` into `keep_alive`; returns how many.
+/// Gaps that do not decode are skipped with a warning and overwritten at the next write: the
+/// fixed timeout applies until new ones are learned, as on a first start. Gaps an earlier
+/// service of the same name learned are deleted.
 pub fn load(
     store: &dyn KvStore,
     service: &str,
+    incarnation: u64,
     keep_alive: &mut KeepAlive,
 ) -> Result<usize, StoreError> {
     let Some(kv) = store.get(&keys::autoscale_gaps(service))? else {
@@ -48,6 +55,13 @@ pub fn load(
         return Ok(0);
     }
     match keys::decode::<Gaps>(&kv) {
+        Ok(g) if g.incarnation != 0 && g.incarnation != incarnation => {
+            // Best effort: the first write of this service's own gaps replaces them anyway.
+            if let Err(e) = store.delete(&kv.key, Expect::Any) {
+                tracing::warn!(key = %kv.key, "autoscaler: idle gaps of an earlier service of the same name not deleted: {e}");
+            }
+            Ok(0)
+        }
         Ok(g) => {
             let before = keep_alive.gaps();
             keep_alive.restore(g.gaps_ms.into_iter().map(Duration::from_millis));
@@ -60,9 +74,15 @@ pub fn load(
     }
 }
 
-/// Writes the gaps `keep_alive` remembers as `service`'s.
-pub fn keep(store: &dyn KvStore, service: &str, keep_alive: &KeepAlive) -> Result<(), StoreError> {
+/// Writes the gaps `keep_alive` remembers as those of `service`'s `incarnation`.
+pub fn keep(
+    store: &dyn KvStore,
+    service: &str,
+    incarnation: u64,
+    keep_alive: &KeepAlive,
+) -> Result<(), StoreError> {
     let value = Gaps {
+        incarnation,
         gaps_ms: keep_alive
             .gap_lengths()
             .map(|g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX))
@@ -93,20 +113,39 @@ mod tests {
         let (_dir, store) = store();
         let mut seen = KeepAlive::default();
         seen.restore((0..10).map(|i| Duration::from_millis(3_000 + i * 250)));
-        keep(&store, "web", &seen).unwrap();
+        keep(&store, "web", 1, &seen).unwrap();
 
         let mut restored = KeepAlive::default();
-        assert_eq!(load(&store, "web", &mut restored).unwrap(), 10);
+        assert_eq!(load(&store, "web", 1, &mut restored).unwrap(), 10);
         assert!(restored.gap_lengths().eq(seen.gap_lengths()));
         let start = Duration::from_secs(1);
         assert!(restored.plan(start).is_some());
         assert_eq!(restored.plan(start), seen.clone().plan(start));
 
         let mut other = KeepAlive::default();
-        assert_eq!(load(&store, "other", &mut other).unwrap(), 0);
+        assert_eq!(load(&store, "other", 1, &mut other).unwrap(), 0);
         forget(&store, "web").unwrap();
         let mut again = KeepAlive::default();
-        assert_eq!(load(&store, "web", &mut again).unwrap(), 0);
+        assert_eq!(load(&store, "web", 1, &mut again).unwrap(), 0);
+    }
+
+    #[test]
+    fn gaps_of_an_earlier_service_of_the_same_name_are_deleted_and_older_gaps_read() {
+        let (_dir, store) = store();
+        let mut seen = KeepAlive::default();
+        seen.restore((0..10).map(|i| Duration::from_millis(3_000 + i * 250)));
+        keep(&store, "web", 1, &seen).unwrap();
+        // Deleted and deployed again: incarnation 9.
+        let mut k = KeepAlive::default();
+        assert_eq!(load(&store, "web", 9, &mut k).unwrap(), 0);
+        assert_eq!(k.gaps(), 0);
+        let key = keys::autoscale_gaps("web");
+        assert!(store.get(&key).unwrap().is_none(), "deleted");
+        // Kept before incarnations were recorded: read by any.
+        store
+            .put(&key, b"{\"gaps_ms\": [3000, 3100]}", Expect::Any)
+            .unwrap();
+        assert_eq!(load(&store, "web", 9, &mut k).unwrap(), 2);
     }
 
     #[test]
@@ -118,7 +157,7 @@ mod tests {
                 .put(&keys::autoscale_gaps("web"), value, Expect::Any)
                 .unwrap();
             let mut k = KeepAlive::default();
-            assert_eq!(load(&store, "web", &mut k).unwrap(), 0);
+            assert_eq!(load(&store, "web", 1, &mut k).unwrap(), 0);
             assert_eq!(k.gaps(), 0);
         }
     }

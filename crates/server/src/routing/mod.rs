@@ -708,6 +708,7 @@ mod tests {
                 placement: None,
             },
             mod_revision: generation,
+            create_revision: generation,
         }
     }
 

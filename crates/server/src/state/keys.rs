@@ -207,6 +207,7 @@ fn by_suffix<T: DeserializeOwned>(
                 Versioned {
                     value: decode(kv)?,
                     mod_revision: kv.mod_revision,
+                    create_revision: kv.create_revision,
                 },
             ))
         })
@@ -258,6 +259,7 @@ pub fn drains(
                 Versioned {
                     value: decode(kv)?,
                     mod_revision: kv.mod_revision,
+                    create_revision: kv.create_revision,
                 },
             ))
         })
@@ -302,6 +304,11 @@ pub struct Versioned<T> {
     pub value: T,
     /// The store revision of its last write, to make the next write conditional on.
     pub mod_revision: u64,
+    /// The store revision that created this incarnation of the key: a key deleted and written
+    /// again (a service deleted and re-deployed under its name) has a new one, an update keeps
+    /// it. What is kept about a service's past (its autoscaler's learned history) is stamped
+    /// with it, so that a new service of the same name does not inherit it.
+    pub create_revision: u64,
 }
 
 /// Every service spec, sorted by name.
@@ -312,6 +319,7 @@ pub fn services(store: &dyn KvStore) -> Result<Vec<Versioned<ServiceSpec>>, Stor
             Ok(Versioned {
                 value: decode(kv)?,
                 mod_revision: kv.mod_revision,
+                create_revision: kv.create_revision,
             })
         })
         .collect()
@@ -332,6 +340,7 @@ pub fn get_service(
         Some(kv) => Ok(Some(Versioned {
             value: decode(&kv)?,
             mod_revision: kv.mod_revision,
+            create_revision: kv.create_revision,
         })),
         None => Ok(None),
     }
@@ -348,6 +357,7 @@ pub fn assignments(store: &dyn KvStore) -> Result<(Vec<Versioned<Assignment>>, u
             Ok(Versioned {
                 value: a,
                 mod_revision: kv.mod_revision,
+                create_revision: kv.create_revision,
             })
         })
         .collect::<Result<_, StoreError>>()?;

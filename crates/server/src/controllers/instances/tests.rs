@@ -59,6 +59,7 @@ fn instance(id: &str, spec: &ServiceSpec, node: &str, rev: u64) -> Versioned<Ass
             placement: None,
         },
         mod_revision: rev,
+        create_revision: rev,
     }
 }
 
@@ -155,6 +156,7 @@ impl Snapshot {
             Versioned {
                 value: record,
                 mod_revision: rev,
+                create_revision: rev,
             },
         );
         self
@@ -172,6 +174,7 @@ impl Snapshot {
             Versioned {
                 value: drain,
                 mod_revision: 50,
+                create_revision: 50,
             },
         );
         self
@@ -183,6 +186,7 @@ impl Snapshot {
             Versioned {
                 value: m,
                 mod_revision: 60,
+                create_revision: 60,
             },
         );
         self
@@ -642,6 +646,7 @@ mod jobs {
             Versioned {
                 value: record,
                 mod_revision: 50,
+                create_revision: 50,
             },
         );
         snapshot
