@@ -498,7 +498,12 @@ impl Autoscaler {
             }
         }
         for (name, decision) in scaling {
-            if let Some(v) = keys::get_service(self.server.store(), &name)? {
+            let Some(v) = keys::get_service(self.server.store(), &name)? else {
+                continue;
+            };
+            // Deleted and deployed again since the last tick: a decision from its predecessor's
+            // state is not this service's (the next tick tracks it afresh).
+            if self.services.get(&name).map(|s| s.incarnation) == Some(v.create_revision) {
                 self.apply(v, decision)?;
             }
         }

@@ -78,7 +78,11 @@ pub fn load(
                 days.push((day, d))
             }
             (Some(day), Ok(_)) if day <= today => {
-                store.delete(&kv.key, Expect::Any)?;
+                // Best effort, and only the value read: a failed delete must not cost the
+                // restore of the days that are usable (the key is read and skipped again).
+                if let Err(e) = store.delete(&kv.key, Expect::ModRevision(kv.mod_revision)) {
+                    tracing::warn!(key = %kv.key, "autoscaler: an unusable day of history not deleted: {e}");
+                }
             }
             (Some(_), Ok(_)) => {}
             (_, result) => tracing::warn!(

@@ -57,7 +57,7 @@ pub fn load(
     match keys::decode::<Gaps>(&kv) {
         Ok(g) if g.incarnation != 0 && g.incarnation != incarnation => {
             // Best effort: the first write of this service's own gaps replaces them anyway.
-            if let Err(e) = store.delete(&kv.key, Expect::Any) {
+            if let Err(e) = store.delete(&kv.key, Expect::ModRevision(kv.mod_revision)) {
                 tracing::warn!(key = %kv.key, "autoscaler: idle gaps of an earlier service of the same name not deleted: {e}");
             }
             Ok(0)
