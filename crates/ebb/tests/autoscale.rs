@@ -491,3 +491,66 @@ fn what_an_earlier_service_of_the_same_name_learned_is_not_inherited() {
         || keys.iter().all(|k| !predecessors(k)).then_some(()),
     );
 }
+
+/// The forecast's history reaches the store: the first completed minute at once, later ones
+/// at most every ten minutes (`forecast_history::WRITE_EVERY`), and what is not yet written
+/// when ebb stops.
+#[test]
+fn the_forecast_history_is_kept_every_ten_minutes_and_when_ebb_stops() {
+    use ebb_autoscaler::minute_of;
+    use ebb_server::controllers::forecast_history::day_of;
+    use ebb_server::state::keys;
+    use ebb_store::KvStore;
+
+    let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
+    let port = free_port();
+    // A 4 s stable window: a minute's count is recorded 2 s after the minute's load.
+    let service = format!(
+        "[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
+         [services.web.autoscale]\nmin = 1\nmax = 2\nconcurrency = 2\nstable_window = \"4s\"\npanic_window = \"2s\"\n"
+    );
+    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
+    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    let store = ebb_store::SqliteStore::open(&ebb.data_dir().join("state.db")).unwrap();
+    let incarnation = store
+        .get(&keys::service("web"))
+        .unwrap()
+        .unwrap()
+        .create_revision;
+    // The newest minute a kept day holds, and the revision of its write.
+    let kept = |day: i64| {
+        let kv = store.get(&keys::autoscale_history("web", day)).ok()??;
+        let v: serde_json::Value = serde_json::from_slice(&kv.value).unwrap();
+        assert_eq!(v["incarnation"].as_u64(), Some(incarnation));
+        let means = v["means"].as_array()?;
+        let newest = means.iter().rposition(|m| !m.is_null())?;
+        Some((
+            day * ebb_autoscaler::DAY_MINUTES + newest as i64,
+            kv.mod_revision,
+        ))
+    };
+    let recorded = || minute_of(unix_ms() - 2_000);
+    let (first, revision) = eventually(
+        "the first completed minute to be kept",
+        Duration::from_secs(90),
+        || kept(day_of(recorded())),
+    );
+    // The newest minute kept was in progress at the write; once it completes it is not written
+    // again for ten minutes (a minute-by-minute writer would write it at once).
+    eventually(
+        "the next minute to complete",
+        Duration::from_secs(90),
+        || (recorded() > first).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    if day_of(first) == day_of(first + 1) {
+        let again = kept(day_of(first)).map(|(_, r)| r);
+        assert_eq!(again, Some(revision), "written again within ten minutes");
+    }
+    ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    let (last, _) = kept(day_of(first + 1)).expect("kept when ebb stopped");
+    assert!(
+        last > first,
+        "the minutes after {first} kept at the stop: {last}"
+    );
+}

@@ -69,8 +69,12 @@ struct Scaled {
     last_reason: Option<String>,
     /// The router's counters at the last few burst checks, oldest first, with their identity.
     marks: std::collections::VecDeque<(usize, ebb_router::metrics::Snapshot)>,
-    /// The newest minute of the forecast's history when it was last kept in the store.
-    kept_minute: Option<i64>,
+    /// The newest minute of the forecast's history at the last tick (in progress).
+    seen_minute: Option<i64>,
+    /// The newest completed minute not yet kept in the store: its day is written next.
+    unkept_minute: Option<i64>,
+    /// When the history was last written.
+    history_written: Option<Instant>,
     /// Whether the kept history was read: until it is, nothing is written, so that a failed
     /// read cannot overwrite the stored days with an empty history.
     loaded: bool,
@@ -123,7 +127,9 @@ impl Scaled {
             gaps_written: None,
             metrics: Metrics::for_config(spec),
             spec: spec.clone(),
-            kept_minute: state.forecaster().history().last_minute(),
+            seen_minute: state.forecaster().history().last_minute(),
+            unkept_minute: None,
+            history_written: None,
             loaded,
             state,
             last_reason: None,
@@ -131,34 +137,45 @@ impl Scaled {
         }
     }
 
-    /// Keeps the day of the minute that just completed in the store, once a minute, and
-    /// reports the forecast's figures. A failed write is logged: the history in memory stays
-    /// whole, and the next minute writes again.
-    fn keep_history(&mut self, server: &Server, name: &str) {
+    /// Notes the minutes of the forecast's history that completed, reports the forecast's
+    /// figures once a minute, and keeps the day of the completed minutes in the store when
+    /// [`forecast_history::write_due`] (at once if `now`: the state is about to go). A failed
+    /// write is logged: the history in memory stays whole, and the next write is tried a
+    /// [`forecast_history::WRITE_EVERY`] later.
+    fn keep_history(&mut self, server: &Server, name: &str, now: bool) {
         if self.spec.forecast == ForecastMode::Off {
             return;
         }
         let newest = self.state.forecaster().history().last_minute();
-        if newest == self.kept_minute {
+        if newest != self.seen_minute {
+            if let Some(done) = self.seen_minute {
+                self.unkept_minute = Some(done);
+            }
+            self.seen_minute = newest;
+            let error = self.state.forecaster().error();
+            let reading = ForecastReading {
+                minutes: error.minutes,
+                error: error.wape(),
+                start: self.state.start_times().measured(),
+            };
+            server.telemetry().forecast(name, reading);
+        }
+        let Some(unkept) = self.unkept_minute.filter(|_| self.loaded) else {
+            return;
+        };
+        let day = forecast_history::day_of(unkept);
+        let since = self.history_written.map(|t| t.elapsed());
+        if !forecast_history::write_due(day, newest, since, now) {
             return;
         }
-        if let Some(done) = self.kept_minute.filter(|_| self.loaded) {
-            let day = forecast_history::day_of(done);
-            let basis = forecast_history::basis(&self.spec);
-            let f = self.state.forecaster();
-            let (store, incarnation) = (server.store(), self.incarnation);
-            if let Err(e) = forecast_history::keep(store, name, incarnation, day, &basis, f) {
-                tracing::warn!(service = name, "autoscaler: history not kept: {e}");
-            }
+        self.history_written = Some(Instant::now());
+        let basis = forecast_history::basis(&self.spec);
+        let f = self.state.forecaster();
+        let (store, incarnation) = (server.store(), self.incarnation);
+        match forecast_history::keep(store, name, incarnation, day, &basis, f) {
+            Ok(()) => self.unkept_minute = None,
+            Err(e) => tracing::warn!(service = name, "autoscaler: history not kept: {e}"),
         }
-        self.kept_minute = newest;
-        let error = self.state.forecaster().error();
-        let reading = ForecastReading {
-            minutes: error.minutes,
-            error: error.wape(),
-            start: self.state.start_times().measured(),
-        };
-        server.telemetry().forecast(name, reading);
     }
 
     /// Keeps the keep-alive's gaps in the store after a new one, at most once a
@@ -306,12 +323,13 @@ impl Autoscaler {
         }
     }
 
-    /// Keeps every service's idle gaps noted since their last write (the autoscaler stops).
-    pub fn flush_gaps(&mut self) -> Result<(), StoreError> {
+    /// Keeps every service's idle gaps and forecast history noted since their last write (the
+    /// autoscaler stops).
+    pub fn flush(&mut self) {
         for (name, s) in &mut self.services {
             s.keep_gaps(&self.server, name, true);
+            s.keep_history(&self.server, name, true);
         }
-        Ok(())
     }
 
     /// Deletes the kept idle gaps of services that do not learn a keep-alive now (a service
@@ -366,9 +384,12 @@ impl Autoscaler {
             let (name, incarnation) = (&v.value.name, v.create_revision);
             match self.services.get_mut(name) {
                 Some(s) if s.incarnation == incarnation && &s.spec == wanted => continue,
-                // New settings for the same service: the gaps noted since the last write are
-                // kept before the store is read again.
-                Some(s) if s.incarnation == incarnation => s.keep_gaps(&self.server, name, true),
+                // New settings for the same service: what was noted since the last write is kept
+                // before the store is read again.
+                Some(s) if s.incarnation == incarnation => {
+                    s.keep_gaps(&self.server, name, true);
+                    s.keep_history(&self.server, name, true);
+                }
                 // A new service, or one deleted and deployed again since the last tick: what
                 // the old one learned is not its own.
                 _ => {}
@@ -426,7 +447,7 @@ impl Autoscaler {
             }
         }
         for (name, s) in &mut self.services {
-            s.keep_history(&self.server, name);
+            s.keep_history(&self.server, name, false);
             s.keep_gaps(&self.server, name, false);
         }
         Ok(())
@@ -656,8 +677,9 @@ pub async fn run(server: Server, router: Listeners, stop: CancellationToken) {
         };
         let Some(pass) = run_loop::next(&stop, wake).await else {
             let a = autoscaler.clone();
-            run_loop::blocking_pass("autoscaler's last write of idle gaps", move || {
-                lock(&a).flush_gaps()
+            run_loop::blocking_pass("autoscaler's last write of what it learned", move || {
+                lock(&a).flush();
+                Ok::<(), StoreError>(())
             })
             .await;
             return;
@@ -695,7 +717,9 @@ mod tests {
             state: State::default(),
             last_reason: None,
             marks: Default::default(),
-            kept_minute: None,
+            seen_minute: None,
+            unkept_minute: None,
+            history_written: None,
             loaded: true,
         }
     }
