@@ -55,6 +55,7 @@ macro_rules! suite {
         mod $backend {
             suite!(@cases $open_alone;
                 history_before_a_compaction_is_refused,
+                an_update_keeps_the_incarnation_through_a_txn_and_a_compaction,
             );
             suite!(@cases $open;
                 revisions_increase_strictly_in_write_order,
@@ -152,6 +153,28 @@ fn a_deleted_key_is_gone_and_comes_back_as_a_new_incarnation(store: &Arc<dyn KvS
         (kv.create_revision, kv.mod_revision),
         (recreated, recreated)
     );
+}
+
+/// The autoscaler stamps what it learns about a service with its spec key's create revision:
+/// updates of every kind (a conditional put, a transaction) and a compaction must keep it.
+fn an_update_keeps_the_incarnation_through_a_txn_and_a_compaction(store: &Arc<dyn KvStore>) {
+    let created = store.put("services/web", b"v1", Expect::Absent).unwrap();
+    let v2 = store
+        .put("services/web", b"v2", Expect::ModRevision(created))
+        .unwrap();
+    let v3 = store
+        .txn(vec![Op::put(
+            "services/web",
+            b"v3".to_vec(),
+            Expect::ModRevision(v2),
+        )])
+        .unwrap();
+    store.compact(v3).unwrap();
+    let kv = store.get("services/web").unwrap().expect("present");
+    assert_eq!(kv.value, b"v3");
+    assert_eq!((kv.create_revision, kv.mod_revision), (created, v3));
+    let (listed, _) = store.list("services/").unwrap();
+    assert_eq!(listed[0].create_revision, created);
 }
 
 fn list_returns_live_keys_under_the_prefix_sorted_with_the_read_revision(store: &Arc<dyn KvStore>) {
