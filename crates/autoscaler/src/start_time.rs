@@ -31,6 +31,8 @@ pub struct StartTimes {
     measured: VecDeque<Duration>,
     /// The ready instances at the last tick.
     ready: u32,
+    /// Start times measured (or restored) since this was created: a change to keep.
+    noted: u64,
 }
 
 impl StartTimes {
@@ -61,10 +63,36 @@ impl StartTimes {
                 break;
             }
             self.awaited.pop_front();
-            if self.measured.len() == KEPT {
-                self.measured.pop_front();
-            }
-            self.measured.push_back(now.saturating_sub(at));
+            self.note(now.saturating_sub(at));
+        }
+    }
+
+    fn note(&mut self, start: Duration) {
+        if self.measured.len() == KEPT {
+            self.measured.pop_front();
+        }
+        self.measured.push_back(start);
+        self.noted += 1;
+    }
+
+    /// The start times measured, oldest first: what a server keeps with a learned keep-alive's
+    /// gaps, since a plan learned for the assumed start time is another plan (a 30 s start
+    /// prices a cold start at 330 s, and bridges gaps a 1 s start would release).
+    pub fn times(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.measured.iter().copied()
+    }
+
+    /// Start times measured (restored ones included) since this was created: it changes when
+    /// there is something new to keep.
+    pub fn noted(&self) -> u64 {
+        self.noted
+    }
+
+    /// Remembers kept start `times` (oldest first) as if measured, before any new one; none
+    /// past [`MAX_START_TIME`].
+    pub fn restore(&mut self, times: impl IntoIterator<Item = Duration>) {
+        for t in times.into_iter().filter(|t| *t <= MAX_START_TIME) {
+            self.note(t);
         }
     }
 
@@ -99,6 +127,14 @@ mod tests {
         assert_eq!(s.measured(), Some(secs(7)));
         s.ready(secs(30), 5);
         assert_eq!(s.measured(), Some(secs(18)), "the highest kept");
+    }
+
+    #[test]
+    fn restored_times_are_measured_ones_and_none_past_the_cap() {
+        let mut s = StartTimes::default();
+        s.restore([secs(3), MAX_START_TIME + secs(1), secs(2)]);
+        assert_eq!(s.times().collect::<Vec<_>>(), [secs(3), secs(2)]);
+        assert_eq!((s.estimate(), s.noted()), (secs(3), 2));
     }
 
     #[test]

@@ -75,6 +75,11 @@ impl State {
         &self.starts
     }
 
+    /// The start times, to restore kept ones into.
+    pub fn start_times_mut(&mut self) -> &mut StartTimes {
+        &mut self.starts
+    }
+
     /// The idle gaps seen and the keep-alive learned from them.
     pub fn keep_alive(&self) -> &KeepAlive {
         &self.keep_alive

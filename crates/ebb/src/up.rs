@@ -156,11 +156,7 @@ async fn run(global: &Global, role: Role<'_>, specs: ebb_spec::Deployment) -> an
         signals.next().await;
     }
     let supervisor = local.map(|l| l.supervisor);
-    if let Some(campaign) = campaign {
-        // Another server leads at once instead of after the session's TTL.
-        campaign.resign().await;
-    }
-    stop(plane, supervisor, &mut signals, &data_dir).await;
+    stop(plane, supervisor, campaign, &mut signals, &data_dir).await;
     outcome
 }
 
@@ -359,6 +355,7 @@ fn say_up(addr: &str, data_dir: &Path, local: Option<&Local>) {
 async fn stop(
     plane: ControlPlane,
     supervisor: Option<Supervisor>,
+    campaign: Option<ebb_store::etcd::election::Campaign>,
     signals: &mut Signals,
     data_dir: &Path,
 ) {
@@ -367,6 +364,12 @@ async fn stop(
         None => eprintln!("stopping the server: instances on the nodes keep running"),
     }
     let graceful = plane.shutdown(async {
+        // Once decisions have stopped (their last writes, such as the autoscaler's learned
+        // state, made while this server still led): another server leads at once instead of
+        // after the session's TTL.
+        if let Some(campaign) = campaign {
+            campaign.resign().await;
+        }
         if let Some(s) = &supervisor {
             s.shutdown().await;
         }

@@ -69,16 +69,17 @@ struct Scaled {
     last_reason: Option<String>,
     /// The router's counters at the last few burst checks, oldest first, with their identity.
     marks: std::collections::VecDeque<(usize, ebb_router::metrics::Snapshot)>,
-    /// The newest minute of the forecast's history at the last tick (in progress).
+    /// The newest minute of the forecast's history recorded since the service was tracked (in
+    /// progress): when a newer one comes, it has completed.
     seen_minute: Option<i64>,
-    /// The newest completed minute not yet kept in the store: its day is written next.
-    unkept_minute: Option<i64>,
-    /// When the history was last written.
-    history_written: Option<Instant>,
+    /// The days with completed minutes not yet kept in the store, oldest first.
+    unkept_days: Vec<i64>,
+    /// When the history was last written (or a write failed), and whether that write failed.
+    history_written: Option<(Instant, bool)>,
     /// Whether the kept history was read: until it is, nothing is written, so that a failed
     /// read cannot overwrite the stored days with an empty history.
     loaded: bool,
-    /// The keep-alive's count of gaps noted when its gaps were last kept (or read); `None`
+    /// The gaps and start times noted ([`idle_gaps::noted`]) when they were last kept (or read); `None`
     /// while they are not kept: no learned keep-alive, or a failed read (which must not be
     /// overwritten with fewer gaps).
     gaps_kept: Option<u64>,
@@ -127,8 +128,8 @@ impl Scaled {
             gaps_written: None,
             metrics: Metrics::for_config(spec),
             spec: spec.clone(),
-            seen_minute: state.forecaster().history().last_minute(),
-            unkept_minute: None,
+            seen_minute: None,
+            unkept_days: Vec::new(),
             history_written: None,
             loaded,
             state,
@@ -138,18 +139,18 @@ impl Scaled {
     }
 
     /// Notes the minutes of the forecast's history that completed, reports the forecast's
-    /// figures once a minute, and keeps the day of the completed minutes in the store when
-    /// [`forecast_history::write_due`] (at once if `now`: the state is about to go). A failed
-    /// write is logged: the history in memory stays whole, and the next write is tried a
-    /// [`forecast_history::WRITE_EVERY`] later.
+    /// figures once a minute, and keeps the days of the completed minutes in the store when
+    /// [`forecast_history::write_due`]; with `now` (the state is about to go), at once, the
+    /// minute in progress too. A failed write is logged: the history in memory stays whole, and
+    /// the next write is tried a [`forecast_history::WRITE_EVERY`] later (at once with `now`).
     fn keep_history(&mut self, server: &Server, name: &str, now: bool) {
         if self.spec.forecast == ForecastMode::Off {
             return;
         }
         let newest = self.state.forecaster().history().last_minute();
-        if newest != self.seen_minute {
+        if newest.is_some() && newest != self.seen_minute {
             if let Some(done) = self.seen_minute {
-                self.unkept_minute = Some(done);
+                self.note_unkept(forecast_history::day_of(done));
             }
             self.seen_minute = newest;
             let error = self.state.forecaster().error();
@@ -160,21 +161,50 @@ impl Scaled {
             };
             server.telemetry().forecast(name, reading);
         }
-        let Some(unkept) = self.unkept_minute.filter(|_| self.loaded) else {
-            return;
-        };
-        let day = forecast_history::day_of(unkept);
-        let since = self.history_written.map(|t| t.elapsed());
-        if !forecast_history::write_due(day, newest, since, now) {
+        if !self.loaded {
             return;
         }
-        self.history_written = Some(Instant::now());
+        if let Some(minute) = self.seen_minute.filter(|_| now) {
+            self.note_unkept(forecast_history::day_of(minute));
+        }
+        let since = self.history_written.map(|(t, _)| t.elapsed());
+        let failed = self.history_written.is_some_and(|(_, failed)| failed);
+        if failed && !now && since.is_some_and(|s| s < forecast_history::WRITE_EVERY) {
+            return;
+        }
+        let due: Vec<i64> = (self.unkept_days.iter().copied())
+            .filter(|&day| forecast_history::write_due(day, newest, since, now))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
         let basis = forecast_history::basis(&self.spec);
-        let f = self.state.forecaster();
-        let (store, incarnation) = (server.store(), self.incarnation);
-        match forecast_history::keep(store, name, incarnation, day, &basis, f) {
-            Ok(()) => self.unkept_minute = None,
-            Err(e) => tracing::warn!(service = name, "autoscaler: history not kept: {e}"),
+        let mut failed = false;
+        for day in due {
+            let (f, store, incarnation) =
+                (self.state.forecaster(), server.store(), self.incarnation);
+            match forecast_history::keep(store, name, incarnation, day, &basis, f) {
+                Ok(()) => self.unkept_days.retain(|&d| d != day),
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!(
+                        service = name,
+                        "autoscaler: history of day {day} not kept: {e}"
+                    );
+                }
+            }
+        }
+        self.history_written = Some((Instant::now(), failed));
+        // A day past those kept is not worth a write any more.
+        let oldest = newest.map_or(i64::MIN, |m| {
+            forecast_history::day_of(m) - forecast_history::KEPT_DAYS
+        });
+        self.unkept_days.retain(|&d| d > oldest);
+    }
+
+    fn note_unkept(&mut self, day: i64) {
+        if !self.unkept_days.contains(&day) {
+            self.unkept_days.push(day);
         }
     }
 
@@ -185,7 +215,7 @@ impl Scaled {
         let Some(kept) = self.gaps_kept else {
             return;
         };
-        let noted = self.state.keep_alive().gaps_noted();
+        let noted = idle_gaps::noted(&self.state);
         let recent = !now
             && self
                 .gaps_written
@@ -194,12 +224,7 @@ impl Scaled {
             return;
         }
         self.gaps_written = Some(Instant::now());
-        match idle_gaps::keep(
-            server.store(),
-            name,
-            self.incarnation,
-            self.state.keep_alive(),
-        ) {
+        match idle_gaps::keep(server.store(), name, self.incarnation, &self.state) {
             Ok(()) => self.gaps_kept = Some(noted),
             Err(e) => tracing::warn!(service = name, "autoscaler: idle gaps not kept: {e}"),
         }
@@ -220,10 +245,10 @@ fn restore_gaps(
         forget_gaps(server, name);
         return None;
     }
-    match idle_gaps::load(server.store(), name, incarnation, state.keep_alive_mut()) {
+    match idle_gaps::load(server.store(), name, incarnation, state) {
         Ok(gaps) => {
             tracing::debug!(service = name, gaps, "autoscaler: idle gaps restored");
-            Some(state.keep_alive().gaps_noted())
+            Some(idle_gaps::noted(state))
         }
         Err(e) => {
             tracing::warn!(
@@ -718,7 +743,7 @@ mod tests {
             last_reason: None,
             marks: Default::default(),
             seen_minute: None,
-            unkept_minute: None,
+            unkept_days: Vec::new(),
             history_written: None,
             loaded: true,
         }

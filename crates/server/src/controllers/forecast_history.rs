@@ -1,15 +1,18 @@
 //! The autoscaler's per-minute history of each service with a forecast
 //! ([`ebb_autoscaler::History`]), kept in the store one UTC day per key
 //! (`autoscale-history/{service}/{day}`) so that the forecast survives a server restart and a
-//! change of leader. A day's key holds at most 1,440 means, about 9 KB, rewritten at most once a
-//! [`WRITE_EVERY`] while its day runs, at once when the day ends, and when the service's
-//! settings change or the autoscaler stops ([`write_due`]): a crash or a lost leadership loses
-//! at most the last ten minutes of a 14-day history. Written every minute, as first built, it
-//! was 13 MB a day per service through the store (each write a revision, replicated by etcd). A day records the targets and policy its counts were asked
-//! under: counts under other targets are in other units, so a changed spec starts afresh. It
-//! also records the service's incarnation (its spec key's create revision), so that a service
-//! deleted and deployed again under the same name, while no server ran or between two ticks,
-//! does not forecast from its predecessor's days.
+//! change of leader. A day's key holds at most 1,440 means, about 9 KB. It is rewritten at most
+//! once a [`WRITE_EVERY`] while its day runs, at once when the day ends, and when the service's
+//! settings change or the autoscaler stops ([`write_due`]; a server that leads on etcd resigns
+//! only after that last write). A crash or a lost leadership loses about the last ten minutes
+//! of a 14-day history (twenty after a failed write). Written every minute, as first built, it
+//! was 13 MB a day per service through the store, each write a revision etcd replicates.
+//!
+//! A day records the targets and policy its counts were asked under: counts under other
+//! targets are in other units, so a changed spec starts afresh. It also records the service's
+//! incarnation (its spec key's create revision), so that a service deleted and deployed again
+//! under the same name, while no server ran or between two ticks, does not forecast from its
+//! predecessor's days.
 
 use crate::state::keys;
 use ebb_autoscaler::{Forecaster, DAY_MINUTES, HISTORY_MINUTES};

@@ -8,11 +8,15 @@
 //! lose. The gaps carry the service's incarnation (its spec key's create revision): a service
 //! deleted and deployed again under the same name learns afresh.
 //!
+//! The measured start times are kept with them: a plan is learned for a start time, and one
+//! learned for the assumed 30 s would price a cold start at 330 s and bridge gaps that a 1 s
+//! start releases; bridged, no cold start would come to measure the start again.
+//!
 //! [`MIN_GAPS`]: ebb_autoscaler::MIN_GAPS
 //! [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
 
 use crate::state::keys;
-use ebb_autoscaler::KeepAlive;
+use ebb_autoscaler::State;
 use ebb_store::{Expect, KvStore, StoreError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -35,9 +39,14 @@ struct Gaps {
     /// key); 0 in gaps kept before incarnations were recorded, which any incarnation reads.
     #[serde(default)]
     incarnation: u64,
+    /// The start times measured, in milliseconds, oldest first (absent in gaps kept before
+    /// they were).
+    #[serde(default)]
+    starts_ms: Vec<u64>,
 }
 
-/// Restores the kept gaps of `service`'s `incarnation` into `keep_alive`; returns how many.
+/// Restores the kept gaps and start times of `service`'s `incarnation` into `state`; returns
+/// how many gaps.
 /// Gaps that do not decode are skipped with a warning and overwritten at the next write: the
 /// fixed timeout applies until new ones are learned, as on a first start. Gaps an earlier
 /// service of the same name learned are deleted.
@@ -45,7 +54,7 @@ pub fn load(
     store: &dyn KvStore,
     service: &str,
     incarnation: u64,
-    keep_alive: &mut KeepAlive,
+    state: &mut State,
 ) -> Result<usize, StoreError> {
     let Some(kv) = store.get(&keys::autoscale_gaps(service))? else {
         return Ok(0);
@@ -63,6 +72,9 @@ pub fn load(
             Ok(0)
         }
         Ok(g) => {
+            let starts = g.starts_ms.into_iter().map(Duration::from_millis);
+            state.start_times_mut().restore(starts);
+            let keep_alive = state.keep_alive_mut();
             let before = keep_alive.gaps();
             keep_alive.restore(g.gaps_ms.into_iter().map(Duration::from_millis));
             Ok(keep_alive.gaps() - before)
@@ -74,19 +86,17 @@ pub fn load(
     }
 }
 
-/// Writes the gaps `keep_alive` remembers as those of `service`'s `incarnation`.
+/// Writes the gaps and start times `state` remembers as those of `service`'s `incarnation`.
 pub fn keep(
     store: &dyn KvStore,
     service: &str,
     incarnation: u64,
-    keep_alive: &KeepAlive,
+    state: &State,
 ) -> Result<(), StoreError> {
     let value = Gaps {
         incarnation,
-        gaps_ms: keep_alive
-            .gap_lengths()
-            .map(|g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX))
-            .collect(),
+        gaps_ms: millis(state.keep_alive().gap_lengths()),
+        starts_ms: millis(state.start_times().times()),
     };
     store.put(
         &keys::autoscale_gaps(service),
@@ -94,6 +104,17 @@ pub fn keep(
         Expect::Any,
     )?;
     Ok(())
+}
+
+fn millis(lengths: impl Iterator<Item = Duration>) -> Vec<u64> {
+    lengths
+        .map(|g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX))
+        .collect()
+}
+
+/// What `state` noted of what is kept here: it changes with every new gap or start time.
+pub fn noted(state: &State) -> u64 {
+    state.keep_alive().gaps_noted() + state.start_times().noted()
 }
 
 /// Deletes `service`'s kept gaps (it is gone, or no longer learns a keep-alive).
@@ -108,44 +129,67 @@ mod tests {
 
     use crate::controllers::temp_store as store;
 
+    /// A service's state with ten gaps from `gap_ms`, `step_ms` apart, and a start of 1 s
+    /// measured.
+    fn learned(gap_ms: u64, step_ms: u64) -> State {
+        let mut state = State::default();
+        let gaps = (0..10).map(|i| Duration::from_millis(gap_ms + i * step_ms));
+        state.keep_alive_mut().restore(gaps);
+        state.start_times_mut().restore([Duration::from_secs(1)]);
+        state
+    }
+
+    fn plan(state: &mut State) -> Option<ebb_autoscaler::KeepAlivePlan> {
+        let start = state.start_times().estimate();
+        state.keep_alive_mut().plan(start)
+    }
+
     #[test]
-    fn kept_gaps_come_back_and_forgotten_ones_do_not() {
+    fn kept_gaps_and_start_times_come_back_and_forgotten_ones_do_not() {
         let (_dir, store) = store();
-        let mut seen = KeepAlive::default();
-        seen.restore((0..10).map(|i| Duration::from_millis(3_000 + i * 250)));
+        // Calls 20 s to 5 min apart, with no rhythm, on instances that start in a second:
+        // released between calls. Planned for the assumed 30 s start (a cold start priced at
+        // 330 s), every gap would be bridged, and no cold start would measure the start again.
+        let mut seen = learned(20_000, 30_000);
         keep(&store, "web", 1, &seen).unwrap();
 
-        let mut restored = KeepAlive::default();
+        let mut restored = State::default();
         assert_eq!(load(&store, "web", 1, &mut restored).unwrap(), 10);
-        assert!(restored.gap_lengths().eq(seen.gap_lengths()));
-        let start = Duration::from_secs(1);
-        assert!(restored.plan(start).is_some());
-        assert_eq!(restored.plan(start), seen.clone().plan(start));
+        assert!(restored
+            .keep_alive()
+            .gap_lengths()
+            .eq(seen.keep_alive().gap_lengths()));
+        assert_eq!(restored.start_times().estimate(), Duration::from_secs(1));
+        let kept = plan(&mut restored).expect("learned");
+        assert_eq!(Some(kept), plan(&mut seen));
+        assert!(kept.keep < Duration::from_secs(60), "{kept:?}");
+        let assumed = ebb_autoscaler::ASSUMED_START_TIME;
+        let bridged = restored.keep_alive_mut().plan(assumed).expect("learned");
+        assert!(bridged.keep > Duration::from_secs(290), "{bridged:?}");
+        assert_eq!(noted(&restored), 11, "ten gaps and a start");
 
-        let mut other = KeepAlive::default();
+        let mut other = State::default();
         assert_eq!(load(&store, "other", 1, &mut other).unwrap(), 0);
         forget(&store, "web").unwrap();
-        let mut again = KeepAlive::default();
+        let mut again = State::default();
         assert_eq!(load(&store, "web", 1, &mut again).unwrap(), 0);
     }
 
     #[test]
     fn gaps_of_an_earlier_service_of_the_same_name_are_deleted_and_older_gaps_read() {
         let (_dir, store) = store();
-        let mut seen = KeepAlive::default();
-        seen.restore((0..10).map(|i| Duration::from_millis(3_000 + i * 250)));
-        keep(&store, "web", 1, &seen).unwrap();
+        keep(&store, "web", 1, &learned(3_000, 250)).unwrap();
         // Deleted and deployed again: incarnation 9.
-        let mut k = KeepAlive::default();
-        assert_eq!(load(&store, "web", 9, &mut k).unwrap(), 0);
-        assert_eq!(k.gaps(), 0);
+        let mut state = State::default();
+        assert_eq!(load(&store, "web", 9, &mut state).unwrap(), 0);
+        assert_eq!(noted(&state), 0);
         let key = keys::autoscale_gaps("web");
         assert!(store.get(&key).unwrap().is_none(), "deleted");
-        // Kept before incarnations were recorded: read by any.
+        // Kept before incarnations and start times were recorded: read by any.
         store
             .put(&key, b"{\"gaps_ms\": [3000, 3100]}", Expect::Any)
             .unwrap();
-        assert_eq!(load(&store, "web", 9, &mut k).unwrap(), 2);
+        assert_eq!(load(&store, "web", 9, &mut state).unwrap(), 2);
     }
 
     #[test]
@@ -156,9 +200,9 @@ mod tests {
             store
                 .put(&keys::autoscale_gaps("web"), value, Expect::Any)
                 .unwrap();
-            let mut k = KeepAlive::default();
-            assert_eq!(load(&store, "web", 1, &mut k).unwrap(), 0);
-            assert_eq!(k.gaps(), 0);
+            let mut state = State::default();
+            assert_eq!(load(&store, "web", 1, &mut state).unwrap(), 0);
+            assert_eq!(noted(&state), 0);
         }
     }
 }
