@@ -363,11 +363,14 @@ async fn stop(
         Some(_) => eprintln!("stopping: instances get their stop signal and grace period (Ctrl-C again to kill them now)"),
         None => eprintln!("stopping the server: instances on the nodes keep running"),
     }
+    // Resigned once, by whichever comes first: the graceful path, or a second Ctrl-C.
+    let campaign = std::sync::Mutex::new(campaign);
+    let take = || campaign.lock().ok().and_then(|mut c| c.take());
     let graceful = plane.shutdown(async {
         // Once decisions have stopped (their last writes, such as the autoscaler's learned
         // state, made while this server still led): another server leads at once instead of
         // after the session's TTL.
-        if let Some(campaign) = campaign {
+        if let Some(campaign) = take() {
             campaign.resign().await;
         }
         if let Some(s) = &supervisor {
@@ -380,6 +383,9 @@ async fn stop(
             if let Some(s) = &supervisor {
                 s.kill_all_now();
                 eprintln!("killed every instance");
+            }
+            if let Some(campaign) = take() {
+                campaign.resign().await;
             }
             let _ = std::fs::remove_file(data_dir.join(ADDR_FILE));
             std::process::exit(130);

@@ -19,6 +19,17 @@ fn autoscaled(name: &str, port: u16) -> String {
     )
 }
 
+/// Deploys `web`, an example-app service on a free port, with `sections` (its TOML after the
+/// command and port); returns the port and the deploy file.
+fn deploy_web(ebb: &Ebb, sections: &str) -> (u16, std::path::PathBuf) {
+    let port = free_port();
+    let service =
+        format!("[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n{sections}");
+    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
+    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    (port, file)
+}
+
 fn desired(ebb: &Ebb, name: &str) -> u64 {
     let v: serde_json::Value =
         serde_json::from_str(&ebb.ok(&["status", "--json"])).expect("status json");
@@ -242,15 +253,12 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
     let lookahead = (ASSUMED_START_TIME + TICK).as_millis() as i64;
     let rise = minute_of(unix_ms() + lookahead + 30_000) + 1;
     let rise_ms = rise * 60_000;
-    let port = free_port();
-    let service = format!(
-        "[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
-         [services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
-         [services.web.autoscale]\nmin = 1\nmax = 4\nconcurrency = 2\nforecast = \"on\"\n"
-    );
-    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
     // Deployed first: the history of a service that does not exist is deleted.
-    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
+    let (_, file) = deploy_web(
+        &ebb,
+        "[services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+         [services.web.autoscale]\nmin = 1\nmax = 4\nconcurrency = 2\nforecast = \"on\"\n",
+    );
     ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
     // Kept under the service's own targets, as the server keeps it.
     let spec = ebb_spec::parse_file(&file).unwrap().remove(0);
@@ -317,16 +325,13 @@ fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned()
     use ebb_server::controllers::idle_gaps;
 
     let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
-    let port = free_port();
     // No idle_timeout: "auto" is the default for min = 0.
-    let service = format!(
-        "[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
-         [services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+    let (port, _) = deploy_web(
+        &ebb,
+        "[services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
          [services.web.balance]\nqueue_timeout = \"20s\"\n\
-         [services.web.autoscale]\nmin = 0\nmax = 2\nconcurrency = 2\n"
+         [services.web.autoscale]\nmin = 0\nmax = 2\nconcurrency = 2\n",
     );
-    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
-    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
     let addr = format!("127.0.0.1:{port}");
     eventually("the router to listen", Duration::from_secs(5), || {
         std::net::TcpStream::connect(&addr).ok()
@@ -440,14 +445,11 @@ fn what_an_earlier_service_of_the_same_name_learned_is_not_inherited() {
     use ebb_store::{Expect, KvStore};
 
     let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
-    let port = free_port();
     // min = 0 and the defaults: a learned keep-alive and a forecast, so both are kept.
-    let service = format!(
-        "[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
-         [services.web.autoscale]\nmin = 0\nmax = 4\nconcurrency = 2\n"
+    let (_, file) = deploy_web(
+        &ebb,
+        "[services.web.autoscale]\nmin = 0\nmax = 4\nconcurrency = 2\n",
     );
-    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
-    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
     ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
 
     let spec = ebb_spec::parse_file(&file).unwrap().remove(0);
@@ -511,14 +513,12 @@ fn the_forecast_history_is_kept_every_ten_minutes_and_when_ebb_stops() {
         std::thread::sleep(Duration::from_secs(60 * wait as u64));
     }
     let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
-    let port = free_port();
     // A 4 s stable window: a minute's count is recorded 2 s after the minute's load.
-    let service = format!(
-        "[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n\
-         [services.web.autoscale]\nmin = 1\nmax = 2\nconcurrency = 2\nstable_window = \"4s\"\npanic_window = \"2s\"\n"
+    deploy_web(
+        &ebb,
+        "[services.web.autoscale]\nmin = 1\nmax = 2\nconcurrency = 2\nstable_window = \"4s\"\n\
+         panic_window = \"2s\"\n",
     );
-    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
-    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
     let store = ebb_store::SqliteStore::open(&ebb.data_dir().join("state.db")).unwrap();
     let incarnation = store
         .get(&keys::service("web"))

@@ -79,9 +79,9 @@ struct Scaled {
     /// Whether the kept history was read: until it is, nothing is written, so that a failed
     /// read cannot overwrite the stored days with an empty history.
     loaded: bool,
-    /// The gaps and start times noted ([`idle_gaps::noted`]) when they were last kept (or read); `None`
-    /// while they are not kept: no learned keep-alive, or a failed read (which must not be
-    /// overwritten with fewer gaps).
+    /// The gaps and start times noted ([`idle_gaps::noted`]) when they were last kept (or
+    /// read); `None` while they are not kept: no learned keep-alive, or a failed read (which
+    /// must not be overwritten with less).
     gaps_kept: Option<u64>,
     /// When the gaps were last written.
     gaps_written: Option<Instant>,
@@ -149,7 +149,8 @@ impl Scaled {
         }
         let newest = self.state.forecaster().history().last_minute();
         if newest.is_some() && newest != self.seen_minute {
-            if let Some(done) = self.seen_minute {
+            // Noted only when the history may be written (its read did not fail).
+            if let Some(done) = self.seen_minute.filter(|_| self.loaded) {
                 self.note_unkept(forecast_history::day_of(done));
             }
             self.seen_minute = newest;
@@ -195,9 +196,9 @@ impl Scaled {
             }
         }
         self.history_written = Some((Instant::now(), failed));
-        // A day past those kept is not worth a write any more.
+        // A day past those kept is not worth a write any more (nor whole in memory).
         let oldest = newest.map_or(i64::MIN, |m| {
-            forecast_history::day_of(m) - forecast_history::KEPT_DAYS
+            forecast_history::day_of(m) - forecast_history::KEPT_DAYS + 1
         });
         self.unkept_days.retain(|&d| d > oldest);
     }
@@ -765,6 +766,60 @@ mod tests {
                 ..Sample::new(at)
             },
             ready: 1,
+        }
+    }
+
+    /// A server on `store`, its writes fenced on a leader key that `lose` takes away.
+    fn fenced_server(store: &std::sync::Arc<ebb_store::SqliteStore>) -> (Server, impl Fn()) {
+        use ebb_store::{Fence, FencedStore, KvStore};
+        let key = "control/leader";
+        let revision = store.put(key, b"me", Expect::Any).unwrap();
+        let fence = Fence {
+            key: key.into(),
+            revision,
+        };
+        let fenced = FencedStore::new(store.clone(), fence);
+        let server = Server::new(std::sync::Arc::new(fenced), "t".into()).unwrap();
+        let inner = store.clone();
+        let lose = move || {
+            inner.put(key, b"another", Expect::Any).unwrap();
+        };
+        (server, lose)
+    }
+
+    #[test]
+    fn a_day_whose_last_write_failed_is_kept_with_the_next_at_the_stop() {
+        use ebb_store::KvStore;
+        let (_dir, store) = crate::controllers::temp_store();
+        let store = std::sync::Arc::new(store);
+        let (fenced, lose) = fenced_server(&store);
+        let plain = Server::new(store.clone(), "t".into()).unwrap();
+        let mut s = scaled(&AutoscaleSpec::new(1, 5, ScaleTargets::default()));
+        assert_eq!(s.spec.forecast, ForecastMode::On);
+        let (day, minute) = (19, 19 * ebb_autoscaler::DAY_MINUTES);
+        let record = |s: &mut Scaled, m: i64, server: &Server| {
+            s.state.forecaster_mut().history_mut().record(m, 3.0);
+            s.keep_history(server, "web", false);
+        };
+        // 23:59 of day 19 is in progress; it completes at 00:00, when the leadership is lost.
+        record(&mut s, minute + 1439, &fenced);
+        lose();
+        record(&mut s, minute + 1440, &fenced);
+        assert_eq!(s.unkept_days, [day], "the failed day is still to write");
+        // 00:01: day 20 has a completed minute too; the failed write backs off.
+        record(&mut s, minute + 1441, &fenced);
+        assert_eq!(s.unkept_days, [day, day + 1]);
+        let kept = |d: i64| store.get(&keys::autoscale_history("web", d)).unwrap();
+        assert!(kept(day).is_none() && kept(day + 1).is_none());
+        // The stop writes both days, the minute in progress with them.
+        s.keep_history(&plain, "web", true);
+        assert!(s.unkept_days.is_empty());
+        let mut restored = ebb_autoscaler::Forecaster::default();
+        let basis = forecast_history::basis(&s.spec);
+        let days = forecast_history::load(&*store, "web", 7, day + 1, &basis, &mut restored);
+        assert_eq!(days.unwrap(), 2);
+        for m in [minute + 1439, minute + 1440, minute + 1441] {
+            assert_eq!(restored.history().get(m), Some(3.0), "minute {m}");
         }
     }
 

@@ -3,9 +3,9 @@
 //! that a server restart, a change of leader or a change of the service's `[autoscale]`
 //! settings does not fall back to the fixed timeout for [`MIN_GAPS`] more gaps (80 minutes of a
 //! caller every ten). At most [`GAPS_KEPT`] lengths in milliseconds, about 1 KB, written after a
-//! new gap at most once a [`WRITE_EVERY`], and at once when the settings change or the
-//! autoscaler stops: the gaps of the last minute are what a crash or a lost leadership can
-//! lose. The gaps carry the service's incarnation (its spec key's create revision): a service
+//! new gap or start time at most once a [`WRITE_EVERY`], and at once when the settings change
+//! or the autoscaler stops: the gaps of the last minute are what a crash or a lost leadership
+//! can lose. The gaps carry the service's incarnation (its spec key's create revision): a service
 //! deleted and deployed again under the same name learns afresh.
 //!
 //! The measured start times are kept with them: a plan is learned for a start time, and one
