@@ -141,33 +141,46 @@ impl Scaled {
     /// Notes the minutes of the forecast's history that completed, reports the forecast's
     /// figures once a minute, and keeps the days of the completed minutes in the store when
     /// [`forecast_history::write_due`]; with `now` (the state is about to go), at once, the
-    /// minute in progress too. A failed write is logged: the history in memory stays whole, and
-    /// the next write is tried a [`forecast_history::WRITE_EVERY`] later (at once with `now`).
+    /// minute in progress too. Nothing is written while the kept history is unread.
     fn keep_history(&mut self, server: &Server, name: &str, now: bool) {
         if self.spec.forecast == ForecastMode::Off {
             return;
         }
-        let newest = self.state.forecaster().history().last_minute();
-        if newest.is_some() && newest != self.seen_minute {
-            // Noted only when the history may be written (its read did not fail).
-            if let Some(done) = self.seen_minute.filter(|_| self.loaded) {
-                self.note_unkept(forecast_history::day_of(done));
-            }
-            self.seen_minute = newest;
-            let error = self.state.forecaster().error();
-            let reading = ForecastReading {
-                minutes: error.minutes,
-                error: error.wape(),
-                start: self.state.start_times().measured(),
-            };
-            server.telemetry().forecast(name, reading);
-        }
+        self.note_minutes(server, name);
         if !self.loaded {
             return;
         }
         if let Some(minute) = self.seen_minute.filter(|_| now) {
             self.note_unkept(forecast_history::day_of(minute));
         }
+        self.write_days(server, name, now);
+    }
+
+    /// When a new minute is recorded: the last one completed (its day is to write, if the
+    /// history may be written), and the forecast's figures are reported.
+    fn note_minutes(&mut self, server: &Server, name: &str) {
+        let newest = self.state.forecaster().history().last_minute();
+        if newest.is_none() || newest == self.seen_minute {
+            return;
+        }
+        if let Some(done) = self.seen_minute.filter(|_| self.loaded) {
+            self.note_unkept(forecast_history::day_of(done));
+        }
+        self.seen_minute = newest;
+        let error = self.state.forecaster().error();
+        let reading = ForecastReading {
+            minutes: error.minutes,
+            error: error.wape(),
+            start: self.state.start_times().measured(),
+        };
+        server.telemetry().forecast(name, reading);
+    }
+
+    /// Writes the unkept days that are due. A failed write is logged: the history in memory
+    /// stays whole, and the next write is tried a [`forecast_history::WRITE_EVERY`] later (at
+    /// once with `now`).
+    fn write_days(&mut self, server: &Server, name: &str, now: bool) {
+        let newest = self.seen_minute;
         let since = self.history_written.map(|(t, _)| t.elapsed());
         let failed = self.history_written.is_some_and(|(_, failed)| failed);
         if failed && !now && since.is_some_and(|s| s < forecast_history::WRITE_EVERY) {
