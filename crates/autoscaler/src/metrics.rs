@@ -131,9 +131,10 @@ impl Metrics {
         }
     }
 
-    /// A window long enough for `config`'s stable and panic windows.
+    /// A window long enough for `config`'s stable and panic windows and for the busy seconds'
+    /// level ([`BUSY_WINDOW`](crate::BUSY_WINDOW), five minutes: 300 samples a service).
     pub fn for_config(config: &AutoscaleSpec) -> Self {
-        Metrics::new(config.stable_window.max(config.panic_window))
+        Metrics::new((config.stable_window.max(config.panic_window)).max(crate::noise::BUSY_WINDOW))
     }
 
     /// Adds the next second's sample and forgets those older than `retain`. A sample not newer
@@ -220,6 +221,30 @@ impl Metrics {
         }
         let kept = n.checked_sub(1).filter(|&k| k >= 2)?;
         Some(((sum - largest).max(0.0) / (2.0 * f64::from(kept))).sqrt())
+    }
+
+    /// The level of `metric`'s busy seconds over `(now - len, now]` (at most its newest 300
+    /// values): their [`BUSY_QUANTILE`](crate::BUSY_QUANTILE) quantile, when the window has
+    /// every 30 s block and its load has not fallen within it (see the module `noise`). `None`
+    /// otherwise.
+    pub fn busy(&self, metric: ScaleMetric, now: Duration, len: Duration) -> Option<f64> {
+        let mut values = [0.0_f64; crate::noise::BUSY_VALUES];
+        let mut blocks = crate::noise::BusyBlocks::default();
+        let mut n = 0;
+        // Newest first: fill from the end so that the array is oldest first.
+        for (at, v) in self
+            .window(now, len)
+            .filter_map(|s| Some((s.at, s.value(metric)?)))
+        {
+            if n == values.len() {
+                break;
+            }
+            n += 1;
+            values[values.len() - n] = v;
+            blocks.add(at, v);
+        }
+        let values = &mut values[crate::noise::BUSY_VALUES - n..];
+        crate::noise::busy_level(values, &blocks)
     }
 
     /// When the newest active second (see [`Sample::is_active`]) not after `now` ended.

@@ -10,13 +10,19 @@
 //!   the stable window, σ being the per-second noise from successive differences
 //!   ([`Metrics::noise`]: a trend or one step of load is not noise). Steady load (σ ≈ 0) is sized as before; bursty load gets headroom in
 //!   proportion to its bursts, not to its mean, so a higher target serves it.
+//! - **Busy level.** Differences one second apart see only part of noise that comes in clumps
+//!   (a level held for ten seconds changes once in ten) and assume it symmetric (Poisson
+//!   arrivals at a few a second are not). So the headroom is at least what brings the mean up
+//!   to the level of the busy seconds of the last [`BUSY_WINDOW`], their [`BUSY_QUANTILE`]
+//!   quantile read from the values themselves, unless the load has fallen within that window
+//!   ([`busy_level`]): a quantile remembers a level the load left, which is a hold, not noise.
 //! - **Evidence.** Panic needs the short span's mean to stand above what the noise explains:
 //!   `mean − baseline ≥ EVIDENCE_Z × σ / √span`, baseline and σ taken over the seconds before
 //!   the span. A quiet service has a small σ, so a step still panics at once; a bursty one must
 //!   rise well beyond its usual clumps.
 //!
-//! Same replay with both: 1.9× at d = 10 s and 1.4× at d = 60 s (HPA 2.0× and 1.5×); figures
-//! for every trace are in BENCHMARKS.md.
+//! Same replay with headroom and evidence: 1.9× at d = 10 s and 1.4× at d = 60 s (HPA 2.0× and
+//! 1.5×); with the busy level too, 1.88× and 1.24×. Figures for every trace are in BENCHMARKS.md.
 
 use crate::metrics::WindowStats;
 use std::time::Duration;
@@ -31,6 +37,127 @@ pub const NOISE_HEADROOM: f64 = 2.0;
 /// Three is the conventional control-chart limit (Shewhart): for normal noise, one check in 740
 /// crosses it by chance.
 pub const EVIDENCE_Z: f64 = 3.0;
+
+/// Over how long the level of the busy seconds is read: five minutes, Kubernetes HPA's default
+/// scale-down stabilization window (kubernetes.io, "Horizontal Pod Autoscaling"), long enough
+/// to hold many clumps of bursty load.
+pub const BUSY_WINDOW: Duration = Duration::from_secs(300);
+
+/// The most values [`busy_level`] reads: one a second over [`BUSY_WINDOW`], on the stack.
+pub(crate) const BUSY_VALUES: usize = BUSY_WINDOW.as_secs() as usize;
+
+/// The quantile that is the busy seconds' level: what `mean + NOISE_HEADROOM × σ` covers under
+/// normal noise, Φ(2) ≈ 0.977, so that steady normal noise is sized as before.
+pub const BUSY_QUANTILE: f64 = 0.977;
+
+/// Seconds of a block: the busy window is cut into blocks of 30 s, aligned to the clock, to
+/// judge whether its load fell. Half the stable window, so that a clump of seconds is averaged
+/// within a block; aligned, so that the judgement changes when a block ends, not every second
+/// as the window slides (sliding blocks made it flicker on a steady square wave, and the
+/// learned scale-down delay then learned the flicker's dips).
+const BLOCK_SECS: u64 = 30;
+
+/// Complete blocks compared: nine (270 s), before the block in progress.
+const BLOCKS: usize = 9;
+
+/// Which of the eight absolute differences of nine successive block means, sorted, reads the
+/// blocks' noise: the fourth, the highest that leaves out four. A burst that ended makes two
+/// edges, and an edge across a block's boundary makes two differences: four of eight, which a
+/// median would read as noise. (The third read noise too low on clumpy load: more false falls.)
+const NOISE_RANK: usize = 3;
+
+/// The [`NOISE_RANK`]th smallest absolute difference of nine successive normal block means, in
+/// units of their σ, on average: a Monte Carlo estimate (100,000 draws; the unit test below
+/// checks it).
+const RANKED_DIFFERENCE: f64 = 0.880;
+
+/// The busy window's values gathered into the blocks of the clock ([`BLOCK_SECS`]), newest
+/// first: index 0 is the block in progress, 1 to [`BLOCKS`] the complete ones before it; and
+/// the mean of the newest [`BLOCK_SECS`] values, which slides.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BusyBlocks {
+    newest: Option<u64>,
+    sums: [f64; BLOCKS + 1],
+    counts: [u32; BLOCKS + 1],
+    recent: (f64, u64),
+}
+
+impl BusyBlocks {
+    /// Adds the value of the second ending at `at`; values come newest first.
+    pub(crate) fn add(&mut self, at: Duration, value: f64) {
+        let block = at.as_secs() / BLOCK_SECS;
+        let newest = *self.newest.get_or_insert(block);
+        if let Some(slot) = usize::try_from(newest.saturating_sub(block))
+            .ok()
+            .filter(|&i| i <= BLOCKS)
+        {
+            self.sums[slot] += value;
+            self.counts[slot] += 1;
+        }
+        if self.recent.1 < BLOCK_SECS {
+            self.recent.0 += value;
+            self.recent.1 += 1;
+        }
+    }
+
+    /// The complete blocks' means, newest first; `None` unless every one has a value.
+    fn means(&self) -> Option<[f64; BLOCKS]> {
+        let mut means = [0.0; BLOCKS];
+        for (i, mean) in means.iter_mut().enumerate() {
+            let n = self.counts[i + 1];
+            if n == 0 {
+                return None;
+            }
+            *mean = self.sums[i + 1] / f64::from(n);
+        }
+        Some(means)
+    }
+
+    /// Whether the newest [`BLOCK_SECS`] values' mean stands more than [`EVIDENCE_Z`] standard
+    /// errors of a difference below the highest complete block's; `None` without every
+    /// complete block.
+    fn fallen(&self) -> Option<bool> {
+        let means = self.means()?;
+        let highest = means.iter().copied().fold(f64::MIN, f64::max);
+        let last = self.recent.0 / self.recent.1.max(1) as f64;
+        let rounding = 1e-9 * highest.abs().max(1.0);
+        Some(highest - last > EVIDENCE_Z * block_noise(&means) * 2.0_f64.sqrt() + rounding)
+    }
+}
+
+/// The level of the busy seconds among `values` (one a second, gathered into `blocks` too):
+/// their [`BUSY_QUANTILE`] quantile. `None` until every complete block of the window has a
+/// value (a service's first five minutes), or if the load fell within the window: the newest
+/// 30 s are more than [`EVIDENCE_Z`] standard errors of a difference below the highest block,
+/// the blocks' noise read robustly ([`block_noise`]): the edges of a burst that has ended are
+/// steps, not noise, so a minute-long call followed by quiet is a fall (with a root mean square
+/// of the differences, the largest left out, the other edge hid it and the call's level was
+/// held for five minutes). Reorders `values`.
+///
+/// Comparing the first and the last half of the window instead missed a rise and decay within
+/// it (a flash crowd's peak held for five minutes); two-sided, it also dropped the level on
+/// noise's rises (`ebb sim --sweep`, BENCHMARKS.md, issue 19, seventh part).
+pub(crate) fn busy_level(values: &mut [f64], blocks: &BusyBlocks) -> Option<f64> {
+    if values.is_empty() || blocks.fallen()? {
+        return None;
+    }
+    let k = (((values.len() - 1) as f64) * BUSY_QUANTILE).round() as usize;
+    let (_, q, _) = values.select_nth_unstable_by(k, |a, b| a.total_cmp(b));
+    Some(*q)
+}
+
+/// The blocks' noise: σ from a low rank of their absolute successive differences
+/// ([`NOISE_RANK`]), scaled to be σ on average for normal noise ([`RANKED_DIFFERENCE`]). A rank
+/// ignores the few differences a burst's edges make, wherever they fall against the blocks'
+/// boundaries.
+fn block_noise(means: &[f64; BLOCKS]) -> f64 {
+    let mut differences = [0.0; BLOCKS - 1];
+    for (d, pair) in differences.iter_mut().zip(means.windows(2)) {
+        *d = (pair[1] - pair[0]).abs();
+    }
+    let (_, ranked, _) = differences.select_nth_unstable_by(NOISE_RANK, |a, b| a.total_cmp(b));
+    *ranked / RANKED_DIFFERENCE
+}
 
 /// The load before a span: its mean and per-second standard deviation.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -104,6 +231,124 @@ mod tests {
         assert!(risen(b, 30.0, Duration::from_secs(6)));
         // Half a second is noisier than a second.
         assert!(!risen(b, 50.0, Duration::from_millis(500)));
+    }
+
+    /// A normal draw from a xorshift generator (Box–Muller): deterministic test noise.
+    fn normal(state: &mut u64) -> f64 {
+        let mut uniform = || {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            ((*state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let (u, v) = (uniform(), uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+
+    #[test]
+    fn the_blocks_noise_is_unbiased_for_normal_noise() {
+        let (mut state, draws) = (0x9E37_79B9_7F4A_7C15_u64, 20_000);
+        let mut sum = 0.0;
+        for _ in 0..draws {
+            let mut blocks = [0.0; BLOCKS];
+            blocks
+                .iter_mut()
+                .for_each(|b| *b = 5.0 * normal(&mut state));
+            sum += block_noise(&blocks) / 5.0;
+        }
+        let mean = sum / f64::from(draws);
+        assert!((mean - 1.0).abs() < 0.03, "σ / σtrue = {mean}");
+    }
+
+    /// The busy level of `values`, one a second ending at 1 s, 2 s, …, oldest first.
+    fn busy(values: &[f64]) -> Option<f64> {
+        let mut blocks = BusyBlocks::default();
+        for (i, v) in values.iter().enumerate().rev() {
+            blocks.add(Duration::from_secs(i as u64 + 1), *v);
+        }
+        busy_level(&mut values.to_vec(), &blocks)
+    }
+
+    #[test]
+    fn clumpy_load_is_sized_for_its_busy_level() {
+        // Levels held 10 s each, in a 50 s cycle: 1-s differences see a step in ten, but the
+        // busy level is the highest of the cycle (the top 2.3 % of 300 s are at 6).
+        let cycle = [2.0, 1.0, 6.0, 1.0, 3.0];
+        let values: Vec<f64> = (0..300).map(|s| cycle[(s / 10) % 5]).collect();
+        assert_eq!(busy(&values), Some(6.0));
+    }
+
+    #[test]
+    fn a_rise_is_the_new_level_once_it_holds_seven_seconds() {
+        let mut values = vec![10.0; 290];
+        values.extend([50.0; 10]);
+        assert_eq!(busy(&values), Some(50.0));
+    }
+
+    #[test]
+    fn a_fall_drops_the_busy_level() {
+        // One step down, 20 s ago.
+        let mut step = vec![50.0; 280];
+        step.extend([10.0; 20]);
+        assert_eq!(busy(&step), None);
+        // A call of a minute, then quiet: two steps, neither of them noise.
+        let mut call = vec![0.0; 40];
+        call.extend([30.0; 60]);
+        call.extend([0.0; 200]);
+        assert_eq!(busy(&call), None);
+        // The same with each edge across a block's boundary (two differences each).
+        let mut split = vec![0.0; 195];
+        split.extend([30.0; 60]);
+        split.extend([0.0; 45]);
+        assert_eq!(busy(&split), None);
+        // A peak decaying: the last block is far below the highest.
+        let decay: Vec<f64> = (0..300)
+            .map(|s| match s {
+                0..150 => 30.0,
+                _ => 30.0 + 570.0 * (-(f64::from(s) - 150.0) / 50.0).exp(),
+            })
+            .collect();
+        assert_eq!(busy(&decay), None);
+    }
+
+    #[test]
+    fn noise_around_a_steady_level_is_not_a_fall() {
+        let mut state = 7_u64;
+        let values: Vec<f64> = (0..300)
+            .map(|_| 100.0 + 10.0 * normal(&mut state))
+            .collect();
+        let level = busy(&values).expect("steady");
+        // About two σ above the mean, as mean + 2σ would size it.
+        assert!((115.0..125.0).contains(&level), "{level}");
+    }
+
+    #[test]
+    fn a_window_without_every_block_gives_no_level() {
+        // Nine complete blocks of 30 s before the one in progress: 299 s ending at 1 s … 299 s
+        // lack the block 0–29 s's first second only, 270 s lack whole blocks.
+        assert_eq!(busy(&[5.0; 299]), Some(5.0));
+        assert_eq!(busy(&[5.0; 269]), None);
+    }
+
+    #[test]
+    fn the_judgement_changes_when_a_block_ends_not_every_second() {
+        // A square wave (120 s at 100, 20 s at 20): the blocks' noise and highest are those of
+        // the clock's blocks, so within a block the level does not flicker on and off.
+        let wave = |s: u64| if s % 140 < 120 { 100.0 } else { 20.0 };
+        let mut changes = 0;
+        let mut last = None;
+        for end in 600..1200u64 {
+            let values: Vec<f64> = (end - 299..=end).map(wave).collect();
+            let mut blocks = BusyBlocks::default();
+            for s in (end - 299..=end).rev() {
+                blocks.add(Duration::from_secs(s), wave(s));
+            }
+            let on = busy_level(&mut values.clone(), &blocks).is_some();
+            changes += usize::from(last.is_some_and(|l| l != on));
+            last = Some(on);
+        }
+        // At most a fall and a return per cycle of 140 s (600 s: five cycles).
+        assert!(changes <= 10, "{changes} changes");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use crate::config::fmt_target;
 use crate::explain;
 use crate::metrics::{Metrics, WindowStats};
-use crate::noise::{self, Baseline, NOISE_HEADROOM};
+use crate::noise::{self, Baseline, BUSY_WINDOW, NOISE_HEADROOM};
 use crate::proposal::Proposal;
 use crate::state::State;
 use crate::Rule;
@@ -147,6 +147,7 @@ fn stable(
     target: f64,
     stats: WindowStats,
     noise: Option<f64>,
+    busy: Option<f64>,
     base: u32,
     tolerance: f64,
 ) -> Candidate {
@@ -170,6 +171,11 @@ fn stable(
         Some(sd) if sized_for_noise(metric) => NOISE_HEADROOM * sd,
         _ => 0.0,
     };
+    // Or for the level its busy seconds reached over the last minutes, if that is higher and
+    // the load has not fallen since: noise that comes in clumps or is skewed (`noise.rs`).
+    if let Some(busy) = busy.filter(|_| sized_for_noise(metric)) {
+        c.headroom = c.headroom.max(busy - mean);
+    }
     let direction = instances(metric, mean + c.headroom, target, base).cmp(&base);
     let fill = match (stats.missing, direction) {
         (0, _) | (_, Ordering::Equal) => None,
@@ -277,7 +283,10 @@ pub(crate) fn propose(
         state.baselines[m as usize] = (ready > 0 && sized_for_noise(m))
             .then(|| Baseline::from_window(stats, noise))
             .flatten();
-        *slot = Some(stable(m, t, stats, noise, base, config.tolerance));
+        let busy = sized_for_noise(m)
+            .then(|| metrics.busy(m, now, BUSY_WINDOW))
+            .flatten();
+        *slot = Some(stable(m, t, stats, noise, busy, base, config.tolerance));
     }
     let Some(calm) = best(each.iter().flatten().copied(), |c| f64::from(c.count)) else {
         return Proposal::hold(base, "no target set: hold".to_string());
@@ -396,10 +405,27 @@ mod tests {
     #[test]
     fn load_within_tolerance_keeps_the_count() {
         // 10 instances at target 5: 52 rps is 1.04× → keep 10; 57 rps is 1.14× → 12.
-        let c = stable(ScaleMetric::Rps, 5.0, stats(52.0, 1, 0), None, 10, 0.1);
+        let c = stable(
+            ScaleMetric::Rps,
+            5.0,
+            stats(52.0, 1, 0),
+            None,
+            None,
+            10,
+            0.1,
+        );
         assert_eq!((c.count, c.within_tolerance), (10, true));
         assert_eq!(
-            stable(ScaleMetric::Rps, 5.0, stats(57.0, 1, 0), None, 10, 0.1).count,
+            stable(
+                ScaleMetric::Rps,
+                5.0,
+                stats(57.0, 1, 0),
+                None,
+                None,
+                10,
+                0.1
+            )
+            .count,
             12
         );
     }
@@ -408,21 +434,45 @@ mod tests {
     fn missing_samples_count_at_target_when_scaling_down() {
         // Present: 10 of 60 samples at 10 rps (→ 2 of 10 instances); the 50 missing count as
         // 50 rps each: (100 + 2500) / 60 = 43.3 → 9.
-        let c = stable(ScaleMetric::Rps, 5.0, stats(100.0, 10, 50), None, 10, 0.1);
+        let c = stable(
+            ScaleMetric::Rps,
+            5.0,
+            stats(100.0, 10, 50),
+            None,
+            None,
+            10,
+            0.1,
+        );
         assert_eq!((c.count, c.missing), (9, Missing::AtTarget));
     }
 
     #[test]
     fn missing_samples_that_would_reverse_a_scale_up_hold() {
         // Present says 100 rps → 20, but counted as 0 the 50 missing make it 16.7 rps → 4 < 10.
-        let c = stable(ScaleMetric::Rps, 5.0, stats(1000.0, 10, 50), None, 10, 0.1);
+        let c = stable(
+            ScaleMetric::Rps,
+            5.0,
+            stats(1000.0, 10, 50),
+            None,
+            None,
+            10,
+            0.1,
+        );
         assert_eq!((c.count, c.missing), (10, Missing::Reversed));
     }
 
     #[test]
     fn latency_scales_the_count_by_its_ratio_to_the_target() {
         // p95 300ms against 200ms with 4 instances → 6.
-        let c = stable(ScaleMetric::LatencyP95, 0.2, stats(0.3, 1, 0), None, 4, 0.1);
+        let c = stable(
+            ScaleMetric::LatencyP95,
+            0.2,
+            stats(0.3, 1, 0),
+            None,
+            None,
+            4,
+            0.1,
+        );
         assert_eq!(c.count, 6);
         assert_eq!(
             c.describe(Duration::from_secs(60), 0.1, 4),
