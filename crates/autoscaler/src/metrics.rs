@@ -239,9 +239,11 @@ impl Metrics {
             if n == values.len() {
                 break;
             }
+            if !blocks.add(at, v) {
+                break;
+            }
             n += 1;
             values[values.len() - n] = v;
-            blocks.add(at, v);
         }
         let values = &mut values[crate::noise::BUSY_VALUES - n..];
         crate::noise::busy_level(values, &blocks)

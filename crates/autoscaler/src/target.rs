@@ -49,6 +49,9 @@ struct Candidate {
     value: Option<f64>,
     /// Added to `value` for the load's noise (`noise.rs`); 0 in panic and for latency.
     headroom: f64,
+    /// Whether `headroom` is up to the busy seconds' level of the last minutes rather than
+    /// `NOISE_HEADROOM` σ.
+    busy: bool,
     /// Load relative to what `ready` (panic) or `base` (stable) instances are sized for.
     ratio: f64,
     count: u32,
@@ -96,7 +99,13 @@ impl Candidate {
         let mut s = format!("{name} {v}");
         if self.headroom > 0.0 && self.headroom_mattered(tolerance, base) {
             let h = explain::value(self.metric, self.headroom);
-            s += &format!(" + {h} for its noise");
+            s += &match self.busy {
+                true => format!(
+                    " + {h} for its busy seconds over {}",
+                    explain::duration(BUSY_WINDOW)
+                ),
+                false => format!(" + {h} for its noise"),
+            };
         }
         s += &format!(" over {w} / target {t} → {c}");
         if self.within_tolerance {
@@ -156,6 +165,7 @@ fn stable(
         target,
         value: None,
         headroom: 0.0,
+        busy: false,
         ratio: 1.0,
         count: base,
         raw: base,
@@ -174,6 +184,7 @@ fn stable(
     // Or for the level its busy seconds reached over the last minutes, if that is higher and
     // the load has not fallen since: noise that comes in clumps or is skewed (`noise.rs`).
     if let Some(busy) = busy.filter(|_| sized_for_noise(metric)) {
+        c.busy = busy - mean > c.headroom;
         c.headroom = c.headroom.max(busy - mean);
     }
     let direction = instances(metric, mean + c.headroom, target, base).cmp(&base);
@@ -221,6 +232,7 @@ fn panic(metric: ScaleMetric, target: f64, stats: WindowStats, ready: u32) -> Op
         target,
         value: Some(avg),
         headroom: 0.0,
+        busy: false,
         ratio,
         count,
         raw: count,
