@@ -405,6 +405,12 @@ mod tests {
         }
     }
 
+    /// The stable-window candidate of `metric` at `target` for `stats`, without noise or a busy
+    /// level, from `base` instances, at a 10 % tolerance.
+    fn plain(metric: ScaleMetric, target: f64, stats: WindowStats, base: u32) -> Candidate {
+        stable(metric, target, stats, None, None, base, 0.1)
+    }
+
     #[test]
     fn ceil_count_ignores_float_noise_but_not_real_excess() {
         assert_eq!(ceil_count(0.1 * 3.0 / 0.1), 3);
@@ -417,27 +423,10 @@ mod tests {
     #[test]
     fn load_within_tolerance_keeps_the_count() {
         // 10 instances at target 5: 52 rps is 1.04× → keep 10; 57 rps is 1.14× → 12.
-        let c = stable(
-            ScaleMetric::Rps,
-            5.0,
-            stats(52.0, 1, 0),
-            None,
-            None,
-            10,
-            0.1,
-        );
+        let c = plain(ScaleMetric::Rps, 5.0, stats(52.0, 1, 0), 10);
         assert_eq!((c.count, c.within_tolerance), (10, true));
         assert_eq!(
-            stable(
-                ScaleMetric::Rps,
-                5.0,
-                stats(57.0, 1, 0),
-                None,
-                None,
-                10,
-                0.1
-            )
-            .count,
+            plain(ScaleMetric::Rps, 5.0, stats(57.0, 1, 0), 10).count,
             12
         );
     }
@@ -446,45 +435,21 @@ mod tests {
     fn missing_samples_count_at_target_when_scaling_down() {
         // Present: 10 of 60 samples at 10 rps (→ 2 of 10 instances); the 50 missing count as
         // 50 rps each: (100 + 2500) / 60 = 43.3 → 9.
-        let c = stable(
-            ScaleMetric::Rps,
-            5.0,
-            stats(100.0, 10, 50),
-            None,
-            None,
-            10,
-            0.1,
-        );
+        let c = plain(ScaleMetric::Rps, 5.0, stats(100.0, 10, 50), 10);
         assert_eq!((c.count, c.missing), (9, Missing::AtTarget));
     }
 
     #[test]
     fn missing_samples_that_would_reverse_a_scale_up_hold() {
         // Present says 100 rps → 20, but counted as 0 the 50 missing make it 16.7 rps → 4 < 10.
-        let c = stable(
-            ScaleMetric::Rps,
-            5.0,
-            stats(1000.0, 10, 50),
-            None,
-            None,
-            10,
-            0.1,
-        );
+        let c = plain(ScaleMetric::Rps, 5.0, stats(1000.0, 10, 50), 10);
         assert_eq!((c.count, c.missing), (10, Missing::Reversed));
     }
 
     #[test]
     fn latency_scales_the_count_by_its_ratio_to_the_target() {
         // p95 300ms against 200ms with 4 instances → 6.
-        let c = stable(
-            ScaleMetric::LatencyP95,
-            0.2,
-            stats(0.3, 1, 0),
-            None,
-            None,
-            4,
-            0.1,
-        );
+        let c = plain(ScaleMetric::LatencyP95, 0.2, stats(0.3, 1, 0), 4);
         assert_eq!(c.count, 6);
         assert_eq!(
             c.describe(Duration::from_secs(60), 0.1, 4),
