@@ -877,6 +877,45 @@ mod tests {
     }
 
     #[test]
+    fn a_service_deleted_and_deployed_again_between_two_ticks_starts_afresh() {
+        use ebb_router::{limit::ConnectionLimit, read_ahead::ReadAhead};
+        use ebb_store::KvStore;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (_dir, store) = crate::controllers::temp_store();
+        let store = std::sync::Arc::new(store);
+        let server = Server::new(store.clone(), "t".into()).unwrap();
+        let router = Listeners::new(
+            [127, 0, 0, 1].into(),
+            runtime.handle().clone(),
+            ConnectionLimit::new(8),
+            std::sync::Arc::new(ReadAhead::in_memory()),
+        );
+        let mut autoscaler = Autoscaler::new(server, router);
+        let mut web = ServiceSpec::new("web", vec!["app".into()]);
+        web.autoscale = Some(AutoscaleSpec::new(1, 5, ScaleTargets::default()));
+        let key = keys::service("web");
+        let deploy = || store.put(&key, &keys::encode(&web), Expect::Any).unwrap();
+        deploy();
+        autoscaler.refresh().unwrap();
+        let first = autoscaler.services["web"].incarnation;
+        let minute = 19 * ebb_autoscaler::DAY_MINUTES;
+        let learned = |a: &Autoscaler| a.services["web"].state.forecaster().history().get(minute);
+        let s = autoscaler.services.get_mut("web").unwrap();
+        s.state.forecaster_mut().history_mut().record(minute, 3.0);
+        assert_eq!(learned(&autoscaler), Some(3.0));
+        // An unchanged service keeps what it learned from one tick to the next.
+        autoscaler.refresh().unwrap();
+        assert_eq!(learned(&autoscaler), Some(3.0));
+        // Deleted and deployed again under its name before the next tick: a new incarnation,
+        // which learns nothing from its predecessor.
+        store.delete(&key, Expect::Any).unwrap();
+        deploy();
+        autoscaler.refresh().unwrap();
+        assert_ne!(autoscaler.services["web"].incarnation, first);
+        assert_eq!(learned(&autoscaler), None);
+    }
+
+    #[test]
     fn a_service_no_longer_tracked_gets_no_decision() {
         let autoscale = AutoscaleSpec::new(1, 5, ScaleTargets::default());
         let mut services = HashMap::new();
