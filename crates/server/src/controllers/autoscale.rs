@@ -880,7 +880,10 @@ mod tests {
     fn a_service_deleted_and_deployed_again_between_two_ticks_starts_afresh() {
         use ebb_router::{limit::ConnectionLimit, read_ahead::ReadAhead};
         use ebb_store::KvStore;
-        let runtime = tokio::runtime::Runtime::new().unwrap();
+        // The router is only carried: a runtime without worker threads will do.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let (_dir, store) = crate::controllers::temp_store();
         let store = std::sync::Arc::new(store);
         let server = Server::new(store.clone(), "t".into()).unwrap();
