@@ -134,7 +134,12 @@ impl Metrics {
     /// A window long enough for `config`'s stable and panic windows and for the busy seconds'
     /// level ([`BUSY_WINDOW`](crate::BUSY_WINDOW), five minutes: 300 samples a service).
     pub fn for_config(config: &AutoscaleSpec) -> Self {
-        Metrics::new((config.stable_window.max(config.panic_window)).max(crate::noise::BUSY_WINDOW))
+        Metrics::new(
+            config
+                .stable_window
+                .max(config.panic_window)
+                .max(crate::noise::BUSY_WINDOW),
+        )
     }
 
     /// Adds the next second's sample and forgets those older than `retain`. A sample not newer
@@ -236,10 +241,8 @@ impl Metrics {
             .window(now, len)
             .filter_map(|s| Some((s.at, s.value(metric)?)))
         {
-            if n == values.len() {
-                break;
-            }
-            if !blocks.add(at, v) {
+            // A value outside the blocks the fall test sees must not count either.
+            if n == values.len() || !blocks.add(at, v) {
                 break;
             }
             n += 1;

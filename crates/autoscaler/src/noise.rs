@@ -267,6 +267,13 @@ mod tests {
         assert!((mean - 1.0).abs() < 0.03, "σ / σtrue = {mean}");
     }
 
+    /// Seconds held at each `(value, seconds)` in turn, oldest first.
+    fn levels(runs: &[(f64, usize)]) -> Vec<f64> {
+        runs.iter()
+            .flat_map(|&(v, n)| std::iter::repeat_n(v, n))
+            .collect()
+    }
+
     /// The busy level of `values`, one a second ending at 1 s, 2 s, …, oldest first.
     fn busy(values: &[f64]) -> Option<f64> {
         let mut blocks = BusyBlocks::default();
@@ -291,26 +298,20 @@ mod tests {
 
     #[test]
     fn a_rise_is_the_new_level_once_it_holds_its_top_seconds() {
-        let mut values = vec![10.0; 290];
-        values.extend([50.0; 10]);
+        let values = levels(&[(10.0, 290), (50.0, 10)]);
         assert_eq!(busy(&values), Some(50.0));
     }
 
     #[test]
     fn a_fall_drops_the_busy_level() {
         // One step down, 20 s ago.
-        let mut step = vec![50.0; 280];
-        step.extend([10.0; 20]);
+        let step = levels(&[(50.0, 280), (10.0, 20)]);
         assert_eq!(busy(&step), None);
         // A call of a minute, then quiet: two steps, neither of them noise.
-        let mut call = vec![0.0; 40];
-        call.extend([30.0; 60]);
-        call.extend([0.0; 200]);
+        let call = levels(&[(0.0, 40), (30.0, 60), (0.0, 200)]);
         assert_eq!(busy(&call), None);
         // The same with each edge across a block's boundary (two differences each).
-        let mut split = vec![0.0; 195];
-        split.extend([30.0; 60]);
-        split.extend([0.0; 45]);
+        let split = levels(&[(0.0, 195), (30.0, 60), (0.0, 45)]);
         assert_eq!(busy(&split), None);
         // A peak decaying: the last block is far below the highest.
         let decay: Vec<f64> = (0..300)
@@ -326,8 +327,7 @@ mod tests {
     fn seconds_older_than_the_blocks_do_not_count() {
         // 29 s at 50, then 271 s at 10: the 50s are older than the nine complete blocks (the
         // fall test cannot see them), so they are not the busy level either.
-        let mut values = vec![50.0; 29];
-        values.extend([10.0; 271]);
+        let values = levels(&[(50.0, 29), (10.0, 271)]);
         assert_eq!(busy(&values), Some(10.0));
     }
 
