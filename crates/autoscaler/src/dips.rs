@@ -80,6 +80,28 @@ impl Dips {
         self.dips.len()
     }
 
+    /// The dips remembered, oldest first: what a server keeps in its store, so that a restart
+    /// or a new leader does not fall back to the fixed delay for [`MIN_GAPS`](crate::MIN_GAPS)
+    /// more dips.
+    pub fn dip_lengths(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.dips.lengths().iter().copied()
+    }
+
+    /// Dips noted since this was created (restored ones included): it changes when there is
+    /// something new to keep.
+    pub fn dips_noted(&self) -> u64 {
+        self.dips.pushed()
+    }
+
+    /// Remembers kept `dips` (oldest first) as if seen, before any new one: none longer than
+    /// the longest delay, and the last [`GAPS_KEPT`](crate::GAPS_KEPT). The dips open when
+    /// they were kept are not among them: they begin again at the next fall.
+    pub fn restore(&mut self, dips: impl IntoIterator<Item = Duration>) {
+        for dip in dips {
+            self.record(dip);
+        }
+    }
+
     /// The scale-down delay for instances that take `start` to serve, once there are
     /// [`MIN_GAPS`](crate::MIN_GAPS) dips.
     pub(crate) fn delay(&mut self, start: Duration) -> Option<Duration> {
@@ -152,5 +174,22 @@ mod tests {
         }
         let delay = steps.delay(secs(10)).expect("learned");
         assert!(delay < secs(10), "{delay:?}");
+    }
+
+    #[test]
+    fn restored_dips_are_remembered_ones_and_none_past_the_longest_delay() {
+        let mut seen = observed(&[4, 3, 3, 3, 4].repeat(10));
+        let mut restored = Dips::default();
+        restored.restore(seen.dip_lengths());
+        assert!(restored.dip_lengths().eq(seen.dip_lengths()));
+        assert_eq!((restored.dips(), restored.dips_noted()), (10, 10));
+        assert_eq!(restored.delay(secs(10)), seen.delay(secs(10)));
+        // Nothing open came back: the next rise ends no dip.
+        restored.observe(secs(1_000), 4);
+        assert_eq!(restored.dips(), 10);
+
+        let mut capped = Dips::default();
+        capped.restore([MAX_SCALE_WINDOW + secs(1), secs(3)]);
+        assert_eq!(capped.dips.lengths(), &[MAX_SCALE_WINDOW, secs(3)]);
     }
 }

@@ -103,6 +103,11 @@ impl<T: Copy> Spells<T> {
         self.lengths.len()
     }
 
+    /// Spells pushed since this was created.
+    pub(crate) fn pushed(&self) -> u64 {
+        self.pushed
+    }
+
     pub(crate) fn lengths(&self) -> &VecDeque<Duration> {
         &self.lengths
     }
@@ -191,7 +196,7 @@ impl KeepAlive {
     /// Gaps noted since this was created (restored ones included): it changes when there is
     /// something new to keep.
     pub fn gaps_noted(&self) -> u64 {
-        self.gaps.pushed
+        self.gaps.pushed()
     }
 
     /// Remembers kept `gaps` (oldest first) as if seen, before any new one. Only gaps of at

@@ -90,6 +90,16 @@ impl State {
         &mut self.keep_alive
     }
 
+    /// The dips of the recommendation and the scale-down delay learned from them.
+    pub fn dips(&self) -> &Dips {
+        &self.dips
+    }
+
+    /// The dips, to restore kept ones into.
+    pub fn dips_mut(&mut self) -> &mut Dips {
+        &mut self.dips
+    }
+
     /// Whether the last decision was made in panic mode.
     pub fn panicking(&self) -> bool {
         self.panic_last.is_some()

@@ -322,7 +322,7 @@ fn unix_ms() -> i64 {
 #[test]
 fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned() {
     use ebb_autoscaler::MIN_GAPS;
-    use ebb_server::controllers::idle_gaps;
+    use ebb_server::controllers::learned;
 
     let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
     // No idle_timeout: "auto" is the default for min = 0.
@@ -362,7 +362,7 @@ fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned()
     // The gaps are kept in the store, each within WRITE_EVERY of being seen: after a crash
     // (SIGKILL: nothing written on the way out; no instance runs at zero), one call is
     // released as soon, not 5 minutes later.
-    let written = last_call + idle_gaps::WRITE_EVERY + Duration::from_secs(5);
+    let written = last_call + learned::WRITE_EVERY + Duration::from_secs(5);
     std::thread::sleep(written.saturating_duration_since(Instant::now()));
     ebb.signal_and_wait(nix::sys::signal::Signal::SIGKILL);
     ebb.start(&[]);
@@ -440,7 +440,7 @@ fn kept_idle_gaps_of_a_service_deleted_while_no_server_ran_are_swept() {
 #[test]
 fn what_an_earlier_service_of_the_same_name_learned_is_not_inherited() {
     use ebb_autoscaler::{minute_of, Forecaster, State};
-    use ebb_server::controllers::{forecast_history, idle_gaps};
+    use ebb_server::controllers::{forecast_history, learned};
     use ebb_server::state::keys;
     use ebb_store::{Expect, KvStore};
 
@@ -467,7 +467,7 @@ fn what_an_earlier_service_of_the_same_name_learned_is_not_inherited() {
     let mut learned = State::default();
     let gaps = (0..10).map(|i| Duration::from_secs(20 + i));
     learned.keep_alive_mut().restore(gaps);
-    idle_gaps::keep(&store, "web", old.create_revision, &learned).unwrap();
+    learned::keep(&store, "web", old.create_revision, &learned).unwrap();
     // Deleted and deployed again, the same spec.
     store.delete(&keys::service("web"), Expect::Any).unwrap();
     store

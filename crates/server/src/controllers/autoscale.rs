@@ -13,7 +13,7 @@
 //! plus what the others last reported ([`crate::routing::peers`]), and a request waiting at
 //! another server wakes the loop as one waiting here does.
 
-use crate::controllers::{forecast_history, idle_gaps};
+use crate::controllers::{forecast_history, learned};
 use crate::routing::{peers, Listeners};
 use crate::state::keys::{self, Versioned};
 use crate::state::telemetry::ForecastReading;
@@ -57,7 +57,7 @@ fn sum(total: Option<f64>, term: Option<f64>) -> Option<f64> {
 /// One autoscaled service as the loop tracks it.
 struct Scaled {
     /// The autoscale settings the state was built for; new settings start afresh (with the
-    /// forecast's history and the idle gaps the store keeps).
+    /// forecast's history and what the store keeps of the service's past).
     spec: ebb_core::AutoscaleSpec,
     /// The service's incarnation (the create revision of its spec's key): a service deleted and
     /// deployed again under the same name, even between two ticks, starts afresh, and what the
@@ -79,12 +79,12 @@ struct Scaled {
     /// Whether the kept history was read: until it is, nothing is written, so that a failed
     /// read cannot overwrite the stored days with an empty history.
     loaded: bool,
-    /// The gaps and start times noted ([`idle_gaps::noted`]) when they were last kept (or
-    /// read); `None` while they are not kept: no learned keep-alive, or a failed read (which
-    /// must not be overwritten with less).
-    gaps_kept: Option<u64>,
-    /// When the gaps were last written.
-    gaps_written: Option<Instant>,
+    /// The gaps, dips and start times noted ([`learned::noted`]) when they were last kept (or
+    /// read); `None` while they are not kept: nothing learned from the past, or a failed read
+    /// (which must not be overwritten with less).
+    learned_kept: Option<u64>,
+    /// When they were last written.
+    learned_written: Option<Instant>,
 }
 
 impl Scaled {
@@ -121,11 +121,11 @@ impl Scaled {
                 ),
             }
         }
-        let gaps_kept = restore_gaps(server, name, incarnation, spec, &mut state);
+        let learned_kept = restore_learned(server, name, incarnation, spec, &mut state);
         Scaled {
             incarnation,
-            gaps_kept,
-            gaps_written: None,
+            learned_kept,
+            learned_written: None,
             metrics: Metrics::for_config(spec),
             spec: spec.clone(),
             seen_minute: None,
@@ -222,52 +222,59 @@ impl Scaled {
         }
     }
 
-    /// Keeps the keep-alive's gaps in the store after a new one, at most once a
-    /// [`idle_gaps::WRITE_EVERY`] unless `now` (the state is about to go). A failed write is
-    /// logged and tried again a minute later.
-    fn keep_gaps(&mut self, server: &Server, name: &str, now: bool) {
-        let Some(kept) = self.gaps_kept else {
+    /// Keeps what was learned from the service's past (gaps, dips, start times) in the store
+    /// after something new, at most once a [`learned::WRITE_EVERY`] unless `now` (the state is
+    /// about to go). A failed write is logged and tried again a minute later.
+    fn keep_learned(&mut self, server: &Server, name: &str, now: bool) {
+        let Some(kept) = self.learned_kept else {
             return;
         };
-        let noted = idle_gaps::noted(&self.state);
+        let noted = learned::noted(&self.state);
         let recent = !now
             && self
-                .gaps_written
-                .is_some_and(|t| t.elapsed() < idle_gaps::WRITE_EVERY);
+                .learned_written
+                .is_some_and(|t| t.elapsed() < learned::WRITE_EVERY);
         if noted == kept || recent {
             return;
         }
-        self.gaps_written = Some(Instant::now());
-        match idle_gaps::keep(server.store(), name, self.incarnation, &self.state) {
-            Ok(()) => self.gaps_kept = Some(noted),
-            Err(e) => tracing::warn!(service = name, "autoscaler: idle gaps not kept: {e}"),
+        self.learned_written = Some(Instant::now());
+        match learned::keep(server.store(), name, self.incarnation, &self.state) {
+            Ok(()) => self.learned_kept = Some(noted),
+            Err(e) => tracing::warn!(
+                service = name,
+                "autoscaler: what was learned is not kept: {e}"
+            ),
         }
     }
 }
 
-/// Reads a service's kept idle gaps into `state` when its keep-alive is learned, and deletes
-/// them otherwise. Returns the count of gaps noted after the read, from which new ones are
+/// Reads what a service learned from its past into `state` when its settings learn from it,
+/// and deletes it otherwise. Returns what was noted after the read, from which new spells are
 /// kept; `None` when nothing is to be kept.
-fn restore_gaps(
+fn restore_learned(
     server: &Server,
     name: &str,
     incarnation: u64,
     spec: &ebb_core::AutoscaleSpec,
     state: &mut State,
 ) -> Option<u64> {
-    if !learns_keep_alive(spec) {
-        forget_gaps(server, name);
+    if !learns_from_past(spec) {
+        forget_learned(server, name);
         return None;
     }
-    match idle_gaps::load(server.store(), name, incarnation, state) {
-        Ok(gaps) => {
-            tracing::debug!(service = name, gaps, "autoscaler: idle gaps restored");
-            Some(idle_gaps::noted(state))
+    match learned::load(server.store(), name, incarnation, state) {
+        Ok(spells) => {
+            tracing::debug!(
+                service = name,
+                spells,
+                "autoscaler: idle gaps and dips restored"
+            );
+            Some(learned::noted(state))
         }
         Err(e) => {
             tracing::warn!(
                 service = name,
-                "autoscaler: the kept idle gaps could not be read; the keep-alive learns afresh, \
+                "autoscaler: the kept idle gaps and dips could not be read; they are learned afresh, \
                  and they are not kept until the service's autoscaling is next set up: {e}"
             );
             None
@@ -288,12 +295,19 @@ fn learns_keep_alive(spec: &ebb_core::AutoscaleSpec) -> bool {
     spec.idle_auto && (spec.min == 0 || windows_reach_zero)
 }
 
-/// Deletes a service's kept idle gaps; a failure is logged (the key stays until the next time).
-fn forget_gaps(server: &Server, name: &str) {
-    if let Err(e) = idle_gaps::forget(server.store(), name) {
+/// Whether `spec` learns from the service's past what the store keeps: a keep-alive
+/// ([`learns_keep_alive`]) or a scale-down delay (`scale_down_delay = "auto"`).
+fn learns_from_past(spec: &ebb_core::AutoscaleSpec) -> bool {
+    learns_keep_alive(spec) || spec.scale_down_auto
+}
+
+/// Deletes what a service learned from its past; a failure is logged (the key stays until the
+/// next time).
+fn forget_learned(server: &Server, name: &str) {
+    if let Err(e) = learned::forget(server.store(), name) {
         tracing::warn!(
             service = name,
-            "autoscaler: kept idle gaps not deleted: {e}"
+            "autoscaler: kept idle gaps and dips not deleted: {e}"
         );
     }
 }
@@ -344,7 +358,7 @@ pub struct Autoscaler {
     services: HashMap<String, Scaled>,
     /// Origin of the monotonic clock handed to the policy.
     epoch: Instant,
-    /// Whether the kept idle gaps of services that no longer use them were swept (at the first
+    /// Whether the kept idle gaps and dips of services that no longer use them were swept (at the first
     /// refresh: a service deleted while no autoscaler ran left its key).
     swept: bool,
 }
@@ -362,27 +376,27 @@ impl Autoscaler {
         }
     }
 
-    /// Keeps every service's idle gaps and forecast history noted since their last write (the
+    /// Keeps every service's idle gaps, dips and forecast history noted since their last write (the
     /// autoscaler stops).
     pub fn flush(&mut self) {
         for (name, s) in &mut self.services {
-            s.keep_gaps(&self.server, name, true);
+            s.keep_learned(&self.server, name, true);
             s.keep_history(&self.server, name, true);
         }
     }
 
-    /// Deletes the kept idle gaps of services that do not learn a keep-alive now (a service
+    /// Deletes the kept idle gaps and dips of services that do not learn from them now (a service
     /// deleted while no autoscaler ran left its key). One small value per service is read. The
     /// forecast's history is not swept here: listing it reads every kept day's values.
-    fn sweep_gaps(&self, specs: &[Versioned<ServiceSpec>]) -> Result<(), StoreError> {
+    fn sweep_learned(&self, specs: &[Versioned<ServiceSpec>]) -> Result<(), StoreError> {
         let (kvs, _) = self.server.store().list(keys::AUTOSCALE_GAPS)?;
         for kv in kvs {
             let name = kv.key.trim_start_matches(keys::AUTOSCALE_GAPS);
             let learns = specs.iter().any(|v| {
-                v.value.name == name && v.value.autoscale.as_ref().is_some_and(learns_keep_alive)
+                v.value.name == name && v.value.autoscale.as_ref().is_some_and(learns_from_past)
             });
             if !learns {
-                forget_gaps(&self.server, name);
+                forget_learned(&self.server, name);
             }
         }
         Ok(())
@@ -407,12 +421,14 @@ impl Autoscaler {
         for name in gone {
             self.services.remove(&name);
             forget_history(&self.server, &name);
-            forget_gaps(&self.server, &name);
+            forget_learned(&self.server, &name);
         }
         if !self.swept {
             // Best effort: a failed sweep must not hold up scaling; the next leader sweeps.
-            if let Err(e) = self.sweep_gaps(&specs) {
-                tracing::warn!("autoscaler: kept idle gaps of gone services not swept: {e}");
+            if let Err(e) = self.sweep_learned(&specs) {
+                tracing::warn!(
+                    "autoscaler: kept idle gaps and dips of gone services not swept: {e}"
+                );
             }
             self.swept = true;
         }
@@ -426,7 +442,7 @@ impl Autoscaler {
                 // New settings for the same service: what was noted since the last write is kept
                 // before the store is read again.
                 Some(s) if s.incarnation == incarnation => {
-                    s.keep_gaps(&self.server, name, true);
+                    s.keep_learned(&self.server, name, true);
                     s.keep_history(&self.server, name, true);
                 }
                 // A new service, or one deleted and deployed again since the last tick: what
@@ -487,7 +503,7 @@ impl Autoscaler {
         }
         for (name, s) in &mut self.services {
             s.keep_history(&self.server, name, false);
-            s.keep_gaps(&self.server, name, false);
+            s.keep_learned(&self.server, name, false);
         }
         Ok(())
     }
@@ -749,8 +765,8 @@ mod tests {
     fn scaled(spec: &AutoscaleSpec) -> Scaled {
         Scaled {
             incarnation: 7,
-            gaps_kept: None,
-            gaps_written: None,
+            learned_kept: None,
+            learned_written: None,
             metrics: Metrics::for_config(spec),
             spec: spec.clone(),
             state: State::default(),
@@ -837,19 +853,22 @@ mod tests {
     }
 
     #[test]
-    fn only_services_that_can_go_to_zero_keep_their_idle_gaps() {
+    fn only_services_that_learn_from_their_past_keep_it() {
         let at_zero = AutoscaleSpec::new(0, 3, ScaleTargets::default());
-        assert!(learns_keep_alive(&at_zero));
+        assert!(learns_keep_alive(&at_zero) && learns_from_past(&at_zero));
         let fixed = AutoscaleSpec {
             idle_auto: false,
             ..at_zero.clone()
         };
-        assert!(!learns_keep_alive(&fixed));
-        assert!(!learns_keep_alive(&AutoscaleSpec::new(
-            1,
-            3,
-            ScaleTargets::default()
-        )));
+        assert!(!learns_keep_alive(&fixed) && !learns_from_past(&fixed));
+        let above_zero = AutoscaleSpec::new(1, 3, ScaleTargets::default());
+        assert!(!learns_keep_alive(&above_zero) && !learns_from_past(&above_zero));
+        // A learned scale-down delay learns from the dips, whatever the lower bound.
+        let learned_delay = AutoscaleSpec {
+            scale_down_auto: true,
+            ..above_zero
+        };
+        assert!(!learns_keep_alive(&learned_delay) && learns_from_past(&learned_delay));
     }
 
     #[test]
@@ -876,16 +895,15 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_service_deleted_and_deployed_again_between_two_ticks_starts_afresh() {
+    /// An autoscaler on `store`, with the runtime its router is carried on (only carried: one
+    /// without worker threads will do).
+    fn autoscaler_on(
+        store: &std::sync::Arc<ebb_store::SqliteStore>,
+    ) -> (tokio::runtime::Runtime, Autoscaler) {
         use ebb_router::{limit::ConnectionLimit, read_ahead::ReadAhead};
-        use ebb_store::KvStore;
-        // The router is only carried: a runtime without worker threads will do.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let (_dir, store) = crate::controllers::temp_store();
-        let store = std::sync::Arc::new(store);
         let server = Server::new(store.clone(), "t".into()).unwrap();
         let router = Listeners::new(
             [127, 0, 0, 1].into(),
@@ -893,7 +911,15 @@ mod tests {
             ConnectionLimit::new(8),
             std::sync::Arc::new(ReadAhead::in_memory()),
         );
-        let mut autoscaler = Autoscaler::new(server, router);
+        (runtime, Autoscaler::new(server, router))
+    }
+
+    #[test]
+    fn a_service_deleted_and_deployed_again_between_two_ticks_starts_afresh() {
+        use ebb_store::KvStore;
+        let (_dir, store) = crate::controllers::temp_store();
+        let store = std::sync::Arc::new(store);
+        let (_runtime, mut autoscaler) = autoscaler_on(&store);
         let mut web = ServiceSpec::new("web", vec!["app".into()]);
         web.autoscale = Some(AutoscaleSpec::new(1, 5, ScaleTargets::default()));
         let key = keys::service("web");
@@ -916,6 +942,45 @@ mod tests {
         autoscaler.refresh().unwrap();
         assert_ne!(autoscaler.services["web"].incarnation, first);
         assert_eq!(learned(&autoscaler), None);
+    }
+
+    #[test]
+    fn a_learned_scale_down_delay_keeps_its_dips_across_autoscalers_and_forgets_them_when_off() {
+        use ebb_store::KvStore;
+        let (_dir, store) = crate::controllers::temp_store();
+        let store = std::sync::Arc::new(store);
+        let mut web = ServiceSpec::new("web", vec!["app".into()]);
+        let auto = AutoscaleSpec {
+            scale_down_auto: true,
+            ..AutoscaleSpec::new(1, 5, ScaleTargets::default())
+        };
+        web.autoscale = Some(auto.clone());
+        let key = keys::service("web");
+        store.put(&key, &keys::encode(&web), Expect::Any).unwrap();
+        let dips = |a: &Autoscaler| -> Vec<Duration> {
+            a.services["web"].state.dips().dip_lengths().collect()
+        };
+        let seen: Vec<Duration> = (1..=10).map(Duration::from_secs).collect();
+        {
+            let (_runtime, mut first) = autoscaler_on(&store);
+            first.refresh().unwrap();
+            let s = first.services.get_mut("web").unwrap();
+            s.state.dips_mut().restore(seen.iter().copied());
+            first.flush();
+        }
+        // The next leader, or this server after a restart: the delay is learned at once.
+        let (_runtime, mut next) = autoscaler_on(&store);
+        next.refresh().unwrap();
+        assert_eq!(dips(&next), seen);
+        // The fixed delay again: nothing is learned, and what was kept is deleted.
+        web.autoscale = Some(AutoscaleSpec {
+            scale_down_auto: false,
+            ..auto
+        });
+        store.put(&key, &keys::encode(&web), Expect::Any).unwrap();
+        next.refresh().unwrap();
+        assert!(dips(&next).is_empty());
+        assert!(store.get(&keys::autoscale_gaps("web")).unwrap().is_none());
     }
 
     #[test]

@@ -10,9 +10,9 @@
 
 pub mod autoscale;
 pub mod forecast_history;
-pub mod idle_gaps;
 pub mod instances;
 pub mod jobs;
+pub mod learned;
 pub mod maintenance;
 
 /// A store in a fresh temporary directory, for the tests of what controllers keep in it.

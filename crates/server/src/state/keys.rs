@@ -15,7 +15,7 @@
 //! | `tasks/{job}/{index:07}` | [`TaskRecord`] of a task that ended or waits to run again | controller |
 //! | `queues/{name}` | [`QueueSpec`] | API (deploy) |
 //! | `autoscale-history/{service}/{day}` | one UTC day of the autoscaler's per-minute history, for its forecast ([`crate::controllers::forecast_history`]) | autoscaler |
-//! | `autoscale-gaps/{service}` | the idle gaps of a learned keep-alive ([`crate::controllers::idle_gaps`]) | autoscaler |
+//! | `autoscale-gaps/{service}` | the idle gaps, dips and start times learned from the past ([`crate::controllers::learned`]) | autoscaler |
 //! | `events/{n:020}` | [`Event`](ebb_core::Event); its `seq` is the key's revision | everyone, through [`crate::state::events::EventLog`] |
 
 use ebb_core::{

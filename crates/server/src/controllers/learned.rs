@@ -1,16 +1,21 @@
-//! The idle gaps a `min = 0` service's learned keep-alive (`idle_timeout = "auto"`) is planned
-//! from ([`ebb_autoscaler::KeepAlive`]), kept in the store under `autoscale-gaps/{service}` so
-//! that a server restart, a change of leader or a change of the service's `[autoscale]`
-//! settings does not fall back to the fixed timeout for [`MIN_GAPS`] more gaps (80 minutes of a
-//! caller every ten). At most [`GAPS_KEPT`] lengths in milliseconds, about 1 KB, written after a
-//! new gap or start time at most once a [`WRITE_EVERY`], and at once when the settings change
-//! or the autoscaler stops: the gaps of the last minute are what a crash or a lost leadership
-//! can lose. The gaps carry the service's incarnation (its spec key's create revision): a service
-//! deleted and deployed again under the same name learns afresh.
+//! What a service's autoscaler learned from its past and the store keeps under
+//! `autoscale-gaps/{service}`, so that a server restart, a change of leader or a change of the
+//! service's `[autoscale]` settings does not fall back to the fixed settings for [`MIN_GAPS`]
+//! more spells (80 minutes of a caller every ten):
+//! - the idle gaps a `min = 0` service's learned keep-alive (`idle_timeout = "auto"`) is
+//!   planned from ([`ebb_autoscaler::KeepAlive`]);
+//! - the dips of the recommendation a learned scale-down delay (`scale_down_delay = "auto"`)
+//!   is chosen from ([`ebb_autoscaler::Dips`]);
+//! - the measured start times both are learned for: a plan learned for the assumed 30 s would
+//!   price a cold start at 330 s and bridge gaps that a 1 s start releases; bridged, no cold
+//!   start would come to measure the start again.
 //!
-//! The measured start times are kept with them: a plan is learned for a start time, and one
-//! learned for the assumed 30 s would price a cold start at 330 s and bridge gaps that a 1 s
-//! start releases; bridged, no cold start would come to measure the start again.
+//! At most [`GAPS_KEPT`] lengths of each in milliseconds, about 1 KB each, written after a new
+//! one at most once a [`WRITE_EVERY`], and at once when the settings change or the autoscaler
+//! stops: what the last minute learned is what a crash or a lost leadership can lose. They carry
+//! the service's incarnation (its spec key's create revision): a service deleted and deployed
+//! again under the same name learns afresh. The key keeps its first name (it held the gaps
+//! alone) so that what earlier versions kept is read.
 //!
 //! [`MIN_GAPS`]: ebb_autoscaler::MIN_GAPS
 //! [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
@@ -21,18 +26,19 @@ use ebb_store::{Expect, KvStore, StoreError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Least time between two writes of a service's gaps: a minute, as the forecast's history.
+/// Least time between two writes of what a service learned: a minute, as the forecast's
+/// history.
 pub const WRITE_EVERY: Duration = Duration::from_secs(60);
 
-/// Largest stored value read: 16 KiB, several times what [`GAPS_KEPT`] lengths take, so that a
-/// corrupted value is not decoded whole.
+/// Largest stored value read: 16 KiB, several times what twice [`GAPS_KEPT`] lengths take, so
+/// that a corrupted value is not decoded whole.
 ///
 /// [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
 const MAX_VALUE: usize = 16 * 1024;
 
-/// A service's gaps as stored.
+/// What a service learned, as stored.
 #[derive(Debug, Serialize, Deserialize)]
-struct Gaps {
+struct Learned {
     /// Lengths in milliseconds, oldest first.
     gaps_ms: Vec<u64>,
     /// The incarnation of the service that learned them (the create revision of its spec's
@@ -43,13 +49,17 @@ struct Gaps {
     /// they were).
     #[serde(default)]
     starts_ms: Vec<u64>,
+    /// The dips of the recommendation, in milliseconds, oldest first (absent in values kept
+    /// before they were).
+    #[serde(default)]
+    dips_ms: Vec<u64>,
 }
 
-/// Restores the kept gaps and start times of `service`'s `incarnation` into `state`; returns
-/// how many gaps.
-/// Gaps that do not decode are skipped with a warning and overwritten at the next write: the
-/// fixed timeout applies until new ones are learned, as on a first start. Gaps an earlier
-/// service of the same name learned are deleted.
+/// Restores what `service`'s `incarnation` learned, as kept, into `state`; returns how many
+/// gaps and dips.
+/// A value that does not decode is skipped with a warning and overwritten at the next write:
+/// the fixed settings apply until new spells are learned, as on a first start. What an earlier
+/// service of the same name learned is deleted.
 pub fn load(
     store: &dyn KvStore,
     service: &str,
@@ -60,43 +70,47 @@ pub fn load(
         return Ok(0);
     };
     if kv.value.len() > MAX_VALUE {
-        tracing::warn!(key = %kv.key, bytes = kv.value.len(), "autoscaler: kept idle gaps too large; skipped");
+        tracing::warn!(key = %kv.key, bytes = kv.value.len(), "autoscaler: what a service learned is too large to read; skipped");
         return Ok(0);
     }
-    match keys::decode::<Gaps>(&kv) {
+    match keys::decode::<Learned>(&kv) {
         Ok(g) if g.incarnation != 0 && g.incarnation != incarnation => {
             // Best effort: the first write of this service's own gaps replaces them anyway.
             if let Err(e) = store.delete(&kv.key, Expect::ModRevision(kv.mod_revision)) {
-                tracing::warn!(key = %kv.key, "autoscaler: idle gaps of an earlier service of the same name not deleted: {e}");
+                tracing::warn!(key = %kv.key, "autoscaler: what an earlier service of the same name learned is not deleted: {e}");
             }
             Ok(0)
         }
         Ok(g) => {
             let starts = g.starts_ms.into_iter().map(Duration::from_millis);
             state.start_times_mut().restore(starts);
-            let keep_alive = state.keep_alive_mut();
-            let before = keep_alive.gaps();
-            keep_alive.restore(g.gaps_ms.into_iter().map(Duration::from_millis));
-            Ok(keep_alive.gaps() - before)
+            let before = state.keep_alive().gaps() + state.dips().dips();
+            let gaps = g.gaps_ms.into_iter().map(Duration::from_millis);
+            state.keep_alive_mut().restore(gaps);
+            let dips = g.dips_ms.into_iter().map(Duration::from_millis);
+            state.dips_mut().restore(dips);
+            Ok(state.keep_alive().gaps() + state.dips().dips() - before)
         }
         Err(e) => {
-            tracing::warn!(key = %kv.key, error = %e, "autoscaler: kept idle gaps do not decode; skipped");
+            tracing::warn!(key = %kv.key, error = %e, "autoscaler: what a service learned does not decode; skipped");
             Ok(0)
         }
     }
 }
 
-/// Writes the gaps and start times `state` remembers as those of `service`'s `incarnation`.
+/// Writes the gaps, dips and start times `state` remembers as those of `service`'s
+/// `incarnation`.
 pub fn keep(
     store: &dyn KvStore,
     service: &str,
     incarnation: u64,
     state: &State,
 ) -> Result<(), StoreError> {
-    let value = Gaps {
+    let value = Learned {
         incarnation,
         gaps_ms: millis(state.keep_alive().gap_lengths()),
         starts_ms: millis(state.start_times().times()),
+        dips_ms: millis(state.dips().dip_lengths()),
     };
     store.put(
         &keys::autoscale_gaps(service),
@@ -112,12 +126,12 @@ fn millis(lengths: impl Iterator<Item = Duration>) -> Vec<u64> {
         .collect()
 }
 
-/// What `state` noted of what is kept here: it changes with every new gap or start time.
+/// What `state` noted of what is kept here: it changes with every new gap, dip or start time.
 pub fn noted(state: &State) -> u64 {
-    state.keep_alive().gaps_noted() + state.start_times().noted()
+    state.keep_alive().gaps_noted() + state.dips().dips_noted() + state.start_times().noted()
 }
 
-/// Deletes `service`'s kept gaps (it is gone, or no longer learns a keep-alive).
+/// Deletes what `service` learned (it is gone, or no longer learns from its past).
 pub fn forget(store: &dyn KvStore, service: &str) -> Result<(), StoreError> {
     store.delete(&keys::autoscale_gaps(service), Expect::Any)?;
     Ok(())
@@ -173,6 +187,35 @@ mod tests {
         forget(&store, "web").unwrap();
         let mut again = State::default();
         assert_eq!(load(&store, "web", 1, &mut again).unwrap(), 0);
+    }
+
+    #[test]
+    fn kept_dips_come_back_with_the_gaps_and_values_kept_before_dips_read_as_none() {
+        let (_dir, store) = store();
+        let mut seen = learned(3_000, 250);
+        let dips = [1, 4, 9, 30, 2, 7, 3, 11].map(Duration::from_secs);
+        seen.dips_mut().restore(dips);
+        keep(&store, "web", 1, &seen).unwrap();
+        let mut restored = State::default();
+        assert_eq!(
+            load(&store, "web", 1, &mut restored).unwrap(),
+            18,
+            "ten gaps, eight dips"
+        );
+        assert!(restored.dips().dip_lengths().eq(dips));
+        assert_eq!(noted(&restored), 19, "and a start");
+
+        let key = keys::autoscale_gaps("web");
+        store
+            .put(
+                &key,
+                b"{\"gaps_ms\": [3000], \"incarnation\": 1}",
+                Expect::Any,
+            )
+            .unwrap();
+        let mut older = State::default();
+        assert_eq!(load(&store, "web", 1, &mut older).unwrap(), 1);
+        assert_eq!(older.dips().dips(), 0);
     }
 
     #[test]
