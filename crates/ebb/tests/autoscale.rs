@@ -405,16 +405,20 @@ fn learned_release(ebb: &Ebb, name: &str, since: Instant) -> (Duration, String) 
     (released, release.to_string())
 }
 
-/// The idle gaps the autoscaler keeps for a service go when the service does, even if it was
-/// deleted while no server ran.
+/// The idle gaps and the forecast's history the autoscaler keeps for a service go when the
+/// service does, even if it was deleted while no server ran.
 #[test]
-fn kept_idle_gaps_of_a_service_deleted_while_no_server_ran_are_swept() {
+fn what_the_autoscaler_kept_of_a_service_deleted_while_no_server_ran_is_swept() {
     use ebb_store::{Expect, KvStore};
 
     let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
     ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
     let db = ebb.data_dir().join("state.db");
-    let left = ["autoscale-gaps/gone"];
+    let left = [
+        "autoscale-gaps/gone",
+        "autoscale-history/gone/20000",
+        "autoscale-history/gone/20001",
+    ];
     {
         let store = ebb_store::SqliteStore::open(&db).unwrap();
         for key in left {
@@ -424,7 +428,7 @@ fn kept_idle_gaps_of_a_service_deleted_while_no_server_ran_are_swept() {
     ebb.start(&[]);
     let store = ebb_store::SqliteStore::open(&db).unwrap();
     eventually(
-        "the gaps of the gone service to go",
+        "what the gone service left to go",
         Duration::from_secs(20),
         || {
             left.iter()

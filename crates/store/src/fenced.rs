@@ -87,6 +87,10 @@ impl KvStore for FencedStore {
         self.inner.list(prefix)
     }
 
+    fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list_keys(prefix)
+    }
+
     fn put(&self, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError> {
         self.fenced_txn(vec![Op::put(key, value, expect)])
     }

@@ -207,6 +207,12 @@ pub trait KvStore: Send + Sync + 'static {
     /// Start a watch with `after` = that revision to see every later change exactly once.
     fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError>;
 
+    /// The live keys with this prefix, sorted, without their values: what a sweep over keys
+    /// with large values (the forecast's kept days) reads. The default reads the values too.
+    fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.list(prefix)?.0.into_iter().map(|kv| kv.key).collect())
+    }
+
     /// Set `key` to `value` if `expect` holds; returns the new revision.
     fn put(&self, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError>;
 

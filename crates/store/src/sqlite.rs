@@ -147,6 +147,10 @@ impl KvStore for SqliteStore {
         })
     }
 
+    fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.with_conn(|conn| query::live_keys(conn, &PrefixRange::new(prefix)))
+    }
+
     fn put(&self, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError> {
         self.write(|tx| apply_put(tx, key, value, expect))
     }

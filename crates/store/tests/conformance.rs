@@ -198,6 +198,9 @@ fn list_returns_live_keys_under_the_prefix_sorted_with_the_read_revision(store: 
         vec![("svc/a", &b"updated"[..]), ("svc/b", &b"svc/b"[..])]
     );
     assert_eq!(keys_and_values(store.as_ref(), "").len(), 5);
+    assert_eq!(store.list_keys("svc/").unwrap(), ["svc/a", "svc/b"]);
+    assert_eq!(store.list_keys("").unwrap().len(), 5);
+    assert!(store.list_keys("none/").unwrap().is_empty());
 }
 
 fn deleting_an_absent_key_returns_none_and_records_no_change(store: &Arc<dyn KvStore>) {

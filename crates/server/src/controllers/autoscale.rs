@@ -98,7 +98,7 @@ impl Scaled {
     ) -> Scaled {
         let mut state = State::default();
         let mut loaded = false;
-        if spec.forecast == ForecastMode::Off {
+        if !forecasts(spec) {
             forget_history(server, name);
         } else {
             // Reported from the start; the figures follow once a minute.
@@ -143,7 +143,7 @@ impl Scaled {
     /// [`forecast_history::write_due`]; with `now` (the state is about to go), at once, the
     /// minute in progress too. Nothing is written while the kept history is unread.
     fn keep_history(&mut self, server: &Server, name: &str, now: bool) {
-        if self.spec.forecast == ForecastMode::Off {
+        if !forecasts(&self.spec) {
             return;
         }
         self.note_minutes(server, name);
@@ -301,6 +301,11 @@ fn learns_from_past(spec: &ebb_core::AutoscaleSpec) -> bool {
     learns_keep_alive(spec) || spec.scale_down_auto
 }
 
+/// Whether `spec` forecasts (in `shadow` or `on` mode): its history is kept.
+fn forecasts(spec: &ebb_core::AutoscaleSpec) -> bool {
+    spec.forecast != ForecastMode::Off
+}
+
 /// Deletes what a service learned from its past; a failure is logged (the key stays until the
 /// next time).
 fn forget_learned(server: &Server, name: &str) {
@@ -358,8 +363,8 @@ pub struct Autoscaler {
     services: HashMap<String, Scaled>,
     /// Origin of the monotonic clock handed to the policy.
     epoch: Instant,
-    /// Whether the kept idle gaps and dips of services that no longer use them were swept (at the first
-    /// refresh: a service deleted while no autoscaler ran left its key).
+    /// Whether what the store keeps of services that no longer use it was swept (at the first
+    /// refresh: a service deleted while no autoscaler ran left its keys).
     swept: bool,
 }
 
@@ -385,18 +390,26 @@ impl Autoscaler {
         }
     }
 
-    /// Deletes the kept idle gaps and dips of services that do not learn from them now (a service
-    /// deleted while no autoscaler ran left its key). One small value per service is read. The
-    /// forecast's history is not swept here: listing it reads every kept day's values.
-    fn sweep_learned(&self, specs: &[Versioned<ServiceSpec>]) -> Result<(), StoreError> {
-        let (kvs, _) = self.server.store().list(keys::AUTOSCALE_GAPS)?;
-        for kv in kvs {
-            let name = kv.key.trim_start_matches(keys::AUTOSCALE_GAPS);
-            let learns = specs.iter().any(|v| {
-                v.value.name == name && v.value.autoscale.as_ref().is_some_and(learns_from_past)
-            });
-            if !learns {
+    /// Deletes what the store keeps of services that do not use it now (a service deleted, or
+    /// whose settings changed, while no autoscaler ran left it there): the idle gaps and dips of
+    /// services that learn from neither, the forecast's days of services without a forecast.
+    /// Only keys are read.
+    fn sweep_kept(&self, specs: &[Versioned<ServiceSpec>]) -> Result<(), StoreError> {
+        let uses = |name: &str, rule: fn(&ebb_core::AutoscaleSpec) -> bool| {
+            specs
+                .iter()
+                .any(|v| v.value.name == name && v.value.autoscale.as_ref().is_some_and(rule))
+        };
+        let store = self.server.store();
+        for key in store.list_keys(keys::AUTOSCALE_GAPS)? {
+            let name = key.trim_start_matches(keys::AUTOSCALE_GAPS);
+            if !uses(name, learns_from_past) {
                 forget_learned(&self.server, name);
+            }
+        }
+        for name in forecast_history::kept_services(store)? {
+            if !uses(&name, forecasts) {
+                forget_history(&self.server, &name);
             }
         }
         Ok(())
@@ -425,10 +438,8 @@ impl Autoscaler {
         }
         if !self.swept {
             // Best effort: a failed sweep must not hold up scaling; the next leader sweeps.
-            if let Err(e) = self.sweep_learned(&specs) {
-                tracing::warn!(
-                    "autoscaler: kept idle gaps and dips of gone services not swept: {e}"
-                );
+            if let Err(e) = self.sweep_kept(&specs) {
+                tracing::warn!("autoscaler: what the store keeps of gone services not swept: {e}");
             }
             self.swept = true;
         }
@@ -981,6 +992,48 @@ mod tests {
         next.refresh().unwrap();
         assert!(dips(&next).is_empty());
         assert!(store.get(&keys::autoscale_gaps("web")).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_first_refresh_sweeps_what_services_that_do_not_use_it_left() {
+        use ebb_core::autoscale::ForecastMode;
+        use ebb_store::KvStore;
+        let (_dir, store) = crate::controllers::temp_store();
+        let store = std::sync::Arc::new(store);
+        // web forecasts and learns a keep-alive; plain does neither; gone was deleted while no
+        // autoscaler ran.
+        let mut web = ServiceSpec::new("web", vec!["app".into()]);
+        web.autoscale = Some(AutoscaleSpec::new(0, 5, ScaleTargets::default()));
+        let mut plain = ServiceSpec::new("plain", vec!["app".into()]);
+        plain.autoscale = Some(AutoscaleSpec {
+            forecast: ForecastMode::Off,
+            idle_auto: false,
+            ..AutoscaleSpec::new(0, 5, ScaleTargets::default())
+        });
+        for spec in [&web, &plain] {
+            let key = keys::service(&spec.name);
+            store.put(&key, &keys::encode(spec), Expect::Any).unwrap();
+        }
+        let left = |service: &str| {
+            vec![
+                keys::autoscale_history(service, 20_000),
+                keys::autoscale_history(service, 20_001),
+                keys::autoscale_gaps(service),
+            ]
+        };
+        for service in ["web", "plain", "gone"] {
+            for key in left(service) {
+                // Not decodable: read, the autoscaler would skip it but leave it in place.
+                store.put(&key, b"x", Expect::Any).unwrap();
+            }
+        }
+        let (_runtime, mut autoscaler) = autoscaler_on(&store);
+        autoscaler.refresh().unwrap();
+        let kept = |key: &String| store.get(key).unwrap().is_some();
+        assert!(left("web").iter().all(kept), "web still uses them");
+        for service in ["plain", "gone"] {
+            assert!(!left(service).iter().any(kept), "{service}'s are swept");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use ebb_autoscaler::{Forecaster, DAY_MINUTES, HISTORY_MINUTES};
 use ebb_core::AutoscaleSpec;
 use ebb_store::{Expect, KvStore, StoreError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Days kept: the autoscaler's history, and the day under way.
@@ -146,13 +147,24 @@ pub fn keep(
     Ok(())
 }
 
-/// Deletes every kept day of `service` (it is no longer autoscaled with a forecast).
+/// Deletes every kept day of `service` (it is no longer autoscaled with a forecast). Only the
+/// keys are read.
 pub fn forget(store: &dyn KvStore, service: &str) -> Result<(), StoreError> {
-    let (kvs, _) = store.list(&keys::autoscale_history_prefix(service))?;
-    for kv in kvs {
-        store.delete(&kv.key, Expect::Any)?;
+    for key in store.list_keys(&keys::autoscale_history_prefix(service))? {
+        store.delete(&key, Expect::Any)?;
     }
     Ok(())
+}
+
+/// The services with kept days, from the keys alone (a day's value is about 9 KB, and a sweep
+/// of every service's fourteen days must not read them).
+pub fn kept_services(store: &dyn KvStore) -> Result<BTreeSet<String>, StoreError> {
+    let kept = store.list_keys(keys::AUTOSCALE_HISTORY)?;
+    Ok(kept
+        .iter()
+        .filter_map(|key| key.strip_prefix(keys::AUTOSCALE_HISTORY)?.rsplit_once('/'))
+        .map(|(service, _day)| service.to_string())
+        .collect())
 }
 
 #[cfg(test)]

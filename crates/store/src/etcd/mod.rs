@@ -201,6 +201,11 @@ impl KvStore for EtcdStore {
         self.run(|inner| async move { inner.list(&prefix).await })
     }
 
+    fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = prefix.to_string();
+        self.run(|inner| async move { inner.list_keys(&prefix).await })
+    }
+
     fn put(&self, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError> {
         let op = Op::put(key, value, expect);
         self.run(|inner| async move { inner.txn(vec![op]).await.map(|(rev, _)| rev) })
@@ -357,6 +362,22 @@ impl Inner {
             .filter_map(|kv| self.key_value(kv))
             .collect();
         Ok((kvs, revision))
+    }
+
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let key = self.full(prefix);
+        let request = rpc::RangeRequest {
+            range_end: prefix_end(&key),
+            key,
+            keys_only: true,
+            ..Default::default()
+        };
+        let answer = self.range(request).await?;
+        Ok(answer
+            .kvs
+            .into_iter()
+            .filter_map(|kv| self.local(&kv.key))
+            .collect())
     }
 
     /// `key`'s live value as etcd holds it, with the lease it is attached to, each member given

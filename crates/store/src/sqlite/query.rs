@@ -191,6 +191,21 @@ pub fn live_rows(conn: &Connection, range: &PrefixRange) -> Result<Vec<LogRow>, 
     collect(conn, &sql, &params)
 }
 
+/// The live keys in `range`, in key order, without their values.
+pub fn live_keys(conn: &Connection, range: &PrefixRange) -> Result<Vec<String>, StoreError> {
+    let sql = format!(
+        "SELECT key FROM log WHERE revision IN \
+         (SELECT MAX(revision) FROM log WHERE {} GROUP BY key) \
+         AND deleted = 0 ORDER BY key",
+        range.condition()
+    );
+    let mut params = Vec::new();
+    range.bind(&mut params);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let keys = stmt.query_map(&params[..], |row| row.get::<_, String>(0))?;
+    keys.map(|key| key.map_err(decode_error)).collect()
+}
+
 /// Rows in `range` with revision > `after`, oldest first, at most `limit`.
 pub fn rows_after(
     conn: &Connection,
