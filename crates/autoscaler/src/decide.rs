@@ -8,7 +8,7 @@ use crate::state::State;
 use crate::Rule;
 use crate::{explain, forecast};
 use crate::{policies, target};
-use ebb_core::autoscale::{AutoscaleSpec, ForecastMode, ScalePolicy, MAX_SCALE_WINDOW};
+use ebb_core::autoscale::{AutoscaleSpec, ForecastMode, ScalePolicy};
 use std::time::Duration;
 
 /// The instant of a decision, injected: a monotonic reading (the clock of [`Sample::at`]) for
@@ -81,8 +81,12 @@ pub fn decide(
     let base = state.desired.unwrap_or(current);
     if state.desired.is_none() {
         // As HPA: a fresh state remembers the running count as a recommendation, so that a
-        // restarted server waits a scale_down_delay before it removes anything.
-        state.recommend(t, base, retention(config));
+        // restarted server waits a scale_down_delay before it removes anything (its own
+        // band's, when `auto` restored what it learned).
+        state.recommend(t, base, config.scale_down_delay);
+        if config.scale_down_auto {
+            state.dips.observe(t, base);
+        }
     }
     let proposal = match deciding_policy(&config.policy) {
         ScalePolicy::Target => target::propose(config, state, metrics, current, base, t),
@@ -105,7 +109,7 @@ pub fn decide(
         ),
         ScalePolicy::Schedule { .. } => Proposal::hold(base, "schedule without a policy".into()),
     };
-    state.recommend(t, proposal.recommendation, retention(config));
+    state.recommend(t, proposal.recommendation, config.scale_down_delay);
     let recommendation = proposal.recommendation;
     if let (ForecastMode::On | ForecastMode::Shadow, Some(load)) =
         (config.forecast, proposal.load_count)
@@ -247,7 +251,8 @@ fn forecast_floor(
 }
 
 /// HPA's scale-down stabilization: go no lower than the highest recommendation of the last
-/// `scale_down_delay`, and never above `base` because of it.
+/// `scale_down_delay`, and never above `base` because of it. With `scale_down_delay = "auto"`,
+/// once learned, each level is kept for its own band's delay instead ([`crate::dips`]).
 fn stabilize_down(
     config: &AutoscaleSpec,
     state: &mut State,
@@ -256,11 +261,19 @@ fn stabilize_down(
     now: Duration,
     reason: &mut String,
 ) -> u32 {
-    let learned = match config.scale_down_auto {
-        true => state.dips.delay(state.starts.estimate()),
-        false => None,
-    };
-    let delay = learned.unwrap_or(config.scale_down_delay);
+    if config.scale_down_auto {
+        if let Some(held) = state.dips.held(now, count, base, state.starts.estimate()) {
+            if held.count > count {
+                let (n, d) = (held.count, explain::duration(held.delay));
+                let how = state.dips.explain(n);
+                *reason += &format!(
+                    "; held at {n}, asked for within the last {d} (scale_down_delay auto, {how})"
+                );
+            }
+            return held.count;
+        }
+    }
+    let delay = config.scale_down_delay;
     let held = state
         .highest_recommendation(now, delay)
         .unwrap_or(count)
@@ -268,21 +281,8 @@ fn stabilize_down(
     if held > count {
         let d = explain::duration(delay);
         *reason += &format!("; held at {held}, the highest recommendation of the last {d}");
-        if learned.is_some() {
-            let n = state.dips.dips();
-            *reason += &format!(" (scale_down_delay auto, learned from {n} dips)");
-        }
     }
     held
-}
-
-/// How long recommendations are remembered: the scale-down delay, or the longest one `auto`
-/// may learn.
-fn retention(config: &AutoscaleSpec) -> Duration {
-    match config.scale_down_auto {
-        true => config.scale_down_delay.max(MAX_SCALE_WINDOW),
-        false => config.scale_down_delay,
-    }
 }
 
 /// HPA's scale-up policies: per period, at most the larger of `instances` and `percent` % of
@@ -349,7 +349,7 @@ pub fn demand(
     if desired == 0 {
         return None;
     }
-    state.recommend(now.mono, desired, retention(config));
+    state.recommend(now.mono, desired, config.scale_down_delay);
     commit(config, state, desired, 0, 0, now.mono);
     Some(Decision {
         desired,

@@ -10,13 +10,47 @@
 //! [`GAPS_KEPT`](crate::GAPS_KEPT) dips, and the measured start time, give the delay of least cost, by the same
 //! rule as the idle keep-alive ([`crate::keep_alive`]: a second of missing capacity is priced at
 //! [`WAIT_PRICE`](crate::WAIT_PRICE) instance-seconds).
+//!
+//! Levels are learned in bands of an octave (`2^b ..= 2^(b+1) - 1` instances): the levels a
+//! load flickers around dip often and briefly, the levels only a surge reaches dip once per
+//! surge and for long. Learned together, the many brief dips set the delay, and the end of every
+//! surge is held for it; learned by band, each level keeps capacity for as long as its own dips
+//! say (`ebb sim --sweep`, BENCHMARKS.md, issue 19, ninth part). A band with fewer than
+//! [`MIN_GAPS`](crate::MIN_GAPS) dips of its own takes the delay learned from all of them.
 
 use crate::keep_alive::{cheapest_keep, Spells};
 use ebb_core::autoscale::MAX_SCALE_WINDOW;
 use std::time::Duration;
 
-/// Highest level followed: 1,000 (the most instances a service may have).
+/// Highest level followed: 10,000 (the most instances a service may have).
 const MAX_LEVEL: u32 = ebb_core::service::MAX_INSTANCES;
+
+/// Bands of levels: octaves up to [`MAX_LEVEL`] (the last, 13, is 8,192 ..= 10,000).
+pub const DIP_BANDS: usize = (u32::BITS - MAX_LEVEL.leading_zeros()) as usize;
+
+/// The band of `level` (at least 1): `b` for `2^b ..= 2^(b+1) - 1`.
+fn band(level: u32) -> usize {
+    (u32::BITS - 1 - level.clamp(1, MAX_LEVEL).leading_zeros()) as usize
+}
+
+/// The levels of band `b`, as a reason says them: `4–7`, or `1` alone.
+fn band_levels(b: usize) -> String {
+    let low = 1u32 << b;
+    let high = (low * 2 - 1).min(MAX_LEVEL);
+    match low == high {
+        true => low.to_string(),
+        false => format!("{low}–{high}"),
+    }
+}
+
+/// A count held by the learned delay, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held {
+    /// The count kept.
+    pub count: u32,
+    /// The delay of its band.
+    pub delay: Duration,
+}
 
 /// The dips of a service's recommendation, and the delay learned from them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -27,9 +61,12 @@ pub struct Dips {
     fell: Vec<Duration>,
     /// The recommendation at the last tick.
     last: u32,
-    /// The dips (a dip longer than the longest delay counts as that), and the delay learned
-    /// from them.
+    /// The dips of every level (a dip longer than the longest delay counts as that), and the
+    /// delay learned from them: that of a band with too few dips of its own.
     dips: Spells<Duration>,
+    /// The dips of each band of levels (index `b` for `2^b ..= 2^(b+1) - 1`), and the delay
+    /// learned from them.
+    bands: [Spells<Duration>; DIP_BANDS],
 }
 
 impl Dips {
@@ -40,7 +77,7 @@ impl Dips {
             // Levels regained end their dips.
             for i in last..r.min(self.fell.len()) {
                 let dip = now.saturating_sub(self.fell[i]);
-                self.record(dip);
+                self.record(i as u32 + 1, dip);
             }
             if self.fell.len() < r {
                 self.fell.resize(r, now);
@@ -59,7 +96,7 @@ impl Dips {
                 .last()
                 .is_some_and(|&at| at.saturating_add(MAX_SCALE_WINDOW) <= now)
         {
-            self.record(MAX_SCALE_WINDOW);
+            self.record(self.fell.len() as u32, MAX_SCALE_WINDOW);
             self.fell.pop();
         }
     }
@@ -71,20 +108,29 @@ impl Dips {
         self.last = 0;
     }
 
-    fn record(&mut self, dip: Duration) {
-        self.dips.push(dip.min(MAX_SCALE_WINDOW));
+    fn record(&mut self, level: u32, dip: Duration) {
+        let dip = dip.min(MAX_SCALE_WINDOW);
+        self.dips.push(dip);
+        self.bands[band(level)].push(dip);
     }
 
-    /// Dips remembered.
+    /// Dips remembered, of every level.
     pub fn dips(&self) -> usize {
         self.dips.len()
     }
 
-    /// The dips remembered, oldest first: what a server keeps in its store, so that a restart
-    /// or a new leader does not fall back to the fixed delay for [`MIN_GAPS`](crate::MIN_GAPS)
-    /// more dips.
+    /// The dips remembered, of every level, oldest first: what a server keeps in its store, so
+    /// that a restart or a new leader does not fall back to the fixed delay for
+    /// [`MIN_GAPS`](crate::MIN_GAPS) more dips.
     pub fn dip_lengths(&self) -> impl Iterator<Item = Duration> + '_ {
         self.dips.lengths().iter().copied()
+    }
+
+    /// The dips of band `band` (levels `2^band ..= 2^(band+1) - 1`) remembered, oldest first
+    /// (none past [`DIP_BANDS`]).
+    pub fn band_lengths(&self, band: usize) -> impl Iterator<Item = Duration> + '_ {
+        let lengths = self.bands.get(band).map(|b| b.lengths().iter().copied());
+        lengths.into_iter().flatten()
     }
 
     /// Dips noted since this was created (restored ones included): it changes when there is
@@ -93,21 +139,81 @@ impl Dips {
         self.dips.pushed()
     }
 
-    /// Remembers kept `dips` (oldest first) as if seen, before any new one: none longer than
-    /// the longest delay, and the last [`GAPS_KEPT`](crate::GAPS_KEPT). The dips open when
-    /// they were kept are not among them: they begin again at the next fall.
-    pub fn restore(&mut self, dips: impl IntoIterator<Item = Duration>) {
-        for dip in dips {
-            self.record(dip);
+    /// Remembers kept dips (oldest first) as if seen, before any new one: `all` of every
+    /// level, and `bands` (index `b` for `2^b ..= 2^(b+1) - 1`; those past [`DIP_BANDS`] are
+    /// dropped). None is longer than the longest delay, and each keeps its last
+    /// [`GAPS_KEPT`](crate::GAPS_KEPT). The dips open when they were kept are not among them:
+    /// they begin again at the next fall.
+    pub fn restore<A, B>(&mut self, all: A, bands: impl IntoIterator<Item = B>)
+    where
+        A: IntoIterator<Item = Duration>,
+        B: IntoIterator<Item = Duration>,
+    {
+        for dip in all {
+            self.dips.push(dip.min(MAX_SCALE_WINDOW));
+        }
+        for (spells, dips) in self.bands.iter_mut().zip(bands) {
+            for dip in dips {
+                spells.push(dip.min(MAX_SCALE_WINDOW));
+            }
         }
     }
 
-    /// The scale-down delay for instances that take `start` to serve, once there are
-    /// [`MIN_GAPS`](crate::MIN_GAPS) dips.
+    /// The scale-down delay of every level for instances that take `start` to serve, once
+    /// there are [`MIN_GAPS`](crate::MIN_GAPS) dips.
     pub(crate) fn delay(&mut self, start: Duration) -> Option<Duration> {
         self.dips.learned(start, |dips, start| {
             learn_delay(dips.iter().copied(), start)
         })
+    }
+
+    /// The delay of `level`'s band for instances that take `start` to serve; that of every
+    /// level while the band has fewer than [`MIN_GAPS`](crate::MIN_GAPS) dips.
+    fn delay_of(&mut self, level: u32, start: Duration) -> Option<Duration> {
+        let own = self.bands[band(level)].learned(start, |dips, start| {
+            learn_delay(dips.iter().copied(), start)
+        });
+        own.or_else(|| self.delay(start))
+    }
+
+    /// The highest count in `(count, base]` the recommendation was at within its band's delay
+    /// (at the last tick, or since), else `count`; `None` until a delay is learned, when the
+    /// fixed delay applies.
+    pub(crate) fn held(
+        &mut self,
+        now: Duration,
+        count: u32,
+        base: u32,
+        start: Duration,
+    ) -> Option<Held> {
+        let pooled = self.delay(start)?;
+        for level in (count + 1..=base.min(MAX_LEVEL)).rev() {
+            let delay = self.delay_of(level, start).unwrap_or(pooled);
+            let fell = self.fell.get(level as usize - 1);
+            let recent =
+                level <= self.last || fell.is_some_and(|&at| now < at.saturating_add(delay));
+            if recent {
+                return Some(Held {
+                    count: level,
+                    delay,
+                });
+            }
+        }
+        Some(Held {
+            count,
+            delay: pooled,
+        })
+    }
+
+    /// How the delay of `level` was learned, for a reason: `4–7 instances: from 128 dips`.
+    pub(crate) fn explain(&self, level: u32) -> String {
+        let b = band(level);
+        let own = self.bands[b].len();
+        let levels = band_levels(b);
+        match own >= crate::MIN_GAPS {
+            true => format!("learned from the {own} dips of {levels} instances"),
+            false => format!("learned from {} dips of every level", self.dips.len()),
+        }
     }
 }
 
@@ -180,16 +286,82 @@ mod tests {
     fn restored_dips_are_remembered_ones_and_none_past_the_longest_delay() {
         let mut seen = observed(&[4, 3, 3, 3, 4].repeat(10));
         let mut restored = Dips::default();
-        restored.restore(seen.dip_lengths());
+        let bands = (0..DIP_BANDS).map(|b| seen.band_lengths(b).collect::<Vec<_>>());
+        restored.restore(seen.dip_lengths(), bands.collect::<Vec<_>>());
         assert!(restored.dip_lengths().eq(seen.dip_lengths()));
+        assert_eq!(restored.band_lengths(2).count(), 10, "level 4's band");
         assert_eq!((restored.dips(), restored.dips_noted()), (10, 10));
         assert_eq!(restored.delay(secs(10)), seen.delay(secs(10)));
+        assert_eq!(restored.delay_of(4, secs(10)), seen.delay_of(4, secs(10)));
         // Nothing open came back: the next rise ends no dip.
         restored.observe(secs(1_000), 4);
         assert_eq!(restored.dips(), 10);
 
         let mut capped = Dips::default();
-        capped.restore([MAX_SCALE_WINDOW + secs(1), secs(3)]);
+        let none: [Vec<Duration>; 0] = [];
+        capped.restore([MAX_SCALE_WINDOW + secs(1), secs(3)], none);
         assert_eq!(capped.dips.lengths(), &[MAX_SCALE_WINDOW, secs(3)]);
+    }
+
+    #[test]
+    fn levels_are_banded_by_octave_up_to_the_most_instances() {
+        assert_eq!([1, 2, 3, 4, 7, 8].map(band), [0, 1, 1, 2, 2, 3]);
+        assert_eq!((band(1_000), band(10_000)), (9, DIP_BANDS - 1));
+        assert_eq!(band(50_000), DIP_BANDS - 1);
+        assert_eq!(band_levels(0), "1");
+        assert_eq!(band_levels(2), "4–7");
+        assert_eq!(band_levels(DIP_BANDS - 1), "8192–10000");
+    }
+
+    /// A load that flickers between 7 and 8 instances, back within 30 s, and surges to 20 for
+    /// half an hour at a time.
+    fn flicker_and_surges() -> Dips {
+        let mut d = Dips::default();
+        let mut at = 0;
+        for _ in 0..10 {
+            for _ in 0..10 {
+                d.observe(secs(at), 8);
+                d.observe(secs(at + 1), 7);
+                at += 31;
+            }
+            d.observe(secs(at), 20);
+            d.observe(secs(at + 1), 16);
+            at += 1_800;
+        }
+        d.observe(secs(at), 20);
+        d
+    }
+
+    #[test]
+    fn a_surge_s_levels_are_released_by_their_own_dips_not_the_flicker_s() {
+        let mut d = flicker_and_surges();
+        let start = secs(10);
+        // Every level's dips: the flicker's hundred dips of 30 s set a delay past 30 s.
+        let pooled = d.delay(start).expect("learned");
+        assert!(pooled > secs(30), "{pooled:?}");
+        // The surge's levels (16–31) only ever dipped for half an hour: released at once.
+        let surge = d.delay_of(20, start).expect("learned");
+        assert!(surge < secs(5), "{surge:?}");
+        // The flicker's (8–15) keep theirs, and a level of a band with no dips takes the
+        // pooled delay.
+        assert!(d.delay_of(8, start).expect("learned") > secs(30));
+        assert_eq!(d.delay_of(2, start), Some(pooled));
+        assert!(
+            d.explain(20).contains("of 16–31 instances"),
+            "{}",
+            d.explain(20)
+        );
+        assert!(d.explain(2).contains("of every level"), "{}", d.explain(2));
+
+        // The surge falls back to 8: ten seconds later its levels are not held (the pooled
+        // delay would hold 20); ten seconds after the flicker's 8 fell to 7, 8 is.
+        let t = secs(100_000);
+        d.observe(t, 20);
+        d.observe(t + secs(1), 8);
+        let held = d.held(t + secs(11), 8, 20, start).expect("learned");
+        assert!(held.count < 16, "{held:?}");
+        d.observe(t + secs(12), 7);
+        let held = d.held(t + secs(22), 7, 8, start).expect("learned");
+        assert_eq!(held.count, 8);
     }
 }

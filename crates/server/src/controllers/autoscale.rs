@@ -976,13 +976,16 @@ mod tests {
             let (_runtime, mut first) = autoscaler_on(&store);
             first.refresh().unwrap();
             let s = first.services.get_mut("web").unwrap();
-            s.state.dips_mut().restore(seen.iter().copied());
+            let bands = [seen[..4].to_vec(), seen[4..].to_vec()];
+            s.state.dips_mut().restore(seen.iter().copied(), bands);
             first.flush();
         }
         // The next leader, or this server after a restart: the delay is learned at once.
         let (_runtime, mut next) = autoscaler_on(&store);
         next.refresh().unwrap();
         assert_eq!(dips(&next), seen);
+        let band = |b| next.services["web"].state.dips().band_lengths(b).count();
+        assert_eq!((band(0), band(1)), (4, 6));
         // The fixed delay again: nothing is learned, and what was kept is deleted.
         web.autoscale = Some(AutoscaleSpec {
             scale_down_auto: false,

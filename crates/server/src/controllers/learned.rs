@@ -10,8 +10,9 @@
 //!   price a cold start at 330 s and bridge gaps that a 1 s start releases; bridged, no cold
 //!   start would come to measure the start again.
 //!
-//! At most [`GAPS_KEPT`] lengths of each in milliseconds, about 1 KB each, written after a new
-//! one at most once a [`WRITE_EVERY`], and at once when the settings change or the autoscaler
+//! At most [`GAPS_KEPT`] lengths of each kind (the dips of every level, and of each octave of
+//! levels) in milliseconds, about 1 KB a kind, written after a new one at most once a
+//! [`WRITE_EVERY`], and at once when the settings change or the autoscaler
 //! stops: what the last minute learned is what a crash or a lost leadership can lose. They carry
 //! the service's incarnation (its spec key's create revision): a service deleted and deployed
 //! again under the same name learns afresh. The key keeps its first name (it held the gaps
@@ -30,11 +31,14 @@ use std::time::Duration;
 /// history.
 pub const WRITE_EVERY: Duration = Duration::from_secs(60);
 
-/// Largest stored value read: 16 KiB, several times what twice [`GAPS_KEPT`] lengths take, so
-/// that a corrupted value is not decoded whole.
+/// Largest stored value read: 32 KiB, more than twice what the most that is kept takes
+/// ([`GAPS_KEPT`] gaps, start times, and dips of every level and of each of [`DIP_BANDS`] bands,
+/// at most 8 bytes each), so that a corrupted value is not decoded whole.
+///
+/// [`DIP_BANDS`]: ebb_autoscaler::DIP_BANDS
 ///
 /// [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
-const MAX_VALUE: usize = 16 * 1024;
+const MAX_VALUE: usize = 32 * 1024;
 
 /// What a service learned, as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -49,10 +53,14 @@ struct Learned {
     /// they were).
     #[serde(default)]
     starts_ms: Vec<u64>,
-    /// The dips of the recommendation, in milliseconds, oldest first (absent in values kept
-    /// before they were).
+    /// The dips of the recommendation at every level, in milliseconds, oldest first (absent in
+    /// values kept before they were).
     #[serde(default)]
     dips_ms: Vec<u64>,
+    /// The dips of each band of levels (index `b` for `2^b ..= 2^(b+1) - 1` instances), in
+    /// milliseconds, oldest first.
+    #[serde(default)]
+    dip_bands_ms: Vec<Vec<u64>>,
 }
 
 /// Restores what `service`'s `incarnation` learned, as kept, into `state`; returns how many
@@ -88,7 +96,9 @@ pub fn load(
             let gaps = g.gaps_ms.into_iter().map(Duration::from_millis);
             state.keep_alive_mut().restore(gaps);
             let dips = g.dips_ms.into_iter().map(Duration::from_millis);
-            state.dips_mut().restore(dips);
+            let bands = g.dip_bands_ms.into_iter();
+            let bands = bands.map(|b| b.into_iter().map(Duration::from_millis));
+            state.dips_mut().restore(dips, bands);
             Ok(state.keep_alive().gaps() + state.dips().dips() - before)
         }
         Err(e) => {
@@ -111,6 +121,9 @@ pub fn keep(
         gaps_ms: millis(state.keep_alive().gap_lengths()),
         starts_ms: millis(state.start_times().times()),
         dips_ms: millis(state.dips().dip_lengths()),
+        dip_bands_ms: (0..ebb_autoscaler::DIP_BANDS)
+            .map(|b| millis(state.dips().band_lengths(b)))
+            .collect(),
     };
     store.put(
         &keys::autoscale_gaps(service),
@@ -194,7 +207,8 @@ mod tests {
         let (_dir, store) = store();
         let mut seen = learned(3_000, 250);
         let dips = [1, 4, 9, 30, 2, 7, 3, 11].map(Duration::from_secs);
-        seen.dips_mut().restore(dips);
+        let bands = [vec![], vec![Duration::from_secs(5)], dips[..3].to_vec()];
+        seen.dips_mut().restore(dips, bands.clone());
         keep(&store, "web", 1, &seen).unwrap();
         let mut restored = State::default();
         assert_eq!(
@@ -203,6 +217,9 @@ mod tests {
             "ten gaps, eight dips"
         );
         assert!(restored.dips().dip_lengths().eq(dips));
+        for (b, band) in bands.iter().enumerate() {
+            assert!(restored.dips().band_lengths(b).eq(band.iter().copied()));
+        }
         assert_eq!(noted(&restored), 19, "and a start");
 
         let key = keys::autoscale_gaps("web");
