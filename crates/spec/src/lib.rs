@@ -40,7 +40,8 @@
 //! policy = "target"             # "target" (default), "step", "linear" or "schedule"
 //! stable_window = "60s"         # ≤ 1h
 //! panic_window = "6s"           # shorter than stable_window
-//! scale_down_delay = "60s"      # ≤ 1h; may be "0s"; "auto": learned from the load's dips
+//! scale_down_delay = "auto"     # (default) learned from the load's dips; or a duration ≤ 1h
+//!                               # (may be "0s"): the highest recommendation of that stretch
 //! idle_timeout = "auto"         # (default) learned from the service's idle gaps, while min = 0;
 //!                               # or a duration ≤ 1d: to zero after this long without a request
 //! forecast = "on"               # "on" (default): raise the count ahead of the daily and weekly

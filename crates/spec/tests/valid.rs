@@ -455,6 +455,7 @@ forecast = "shadow"
                 stable_window: Duration::from_secs(120),
                 panic_window: Duration::from_secs(10),
                 scale_down_delay: Duration::from_secs(300),
+                scale_down_auto: false,
                 idle_timeout: Duration::from_secs(900),
                 idle_auto: false,
                 forecast: ForecastMode::Shadow,
@@ -479,7 +480,7 @@ forecast = "shadow"
     }
 
     #[test]
-    fn scale_down_delay_auto_learns_and_keeps_the_delay_until_then() {
+    fn scale_down_delay_is_learned_by_default_and_keeps_the_delay_until_then() {
         let (_, a) = autoscale_of("max = 5\nconcurrency = 10\nscale_down_delay = \"auto\"\n");
         assert!(a.scale_down_auto);
         assert_eq!(a.scale_down_delay, DEFAULT_SCALE_DOWN_DELAY);
@@ -487,7 +488,8 @@ forecast = "shadow"
         assert!(!a.scale_down_auto);
         assert_eq!(a.scale_down_delay, Duration::from_secs(30));
         let (_, a) = autoscale_of("max = 5\nconcurrency = 10\n");
-        assert!(!a.scale_down_auto, "a fixed delay by default");
+        assert!(a.scale_down_auto, "a learned delay by default");
+        assert_eq!(a.scale_down_delay, DEFAULT_SCALE_DOWN_DELAY);
     }
 
     #[test]

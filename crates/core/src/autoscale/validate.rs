@@ -387,10 +387,11 @@ mod tests {
     #[test]
     fn a_minimal_json_spec_takes_the_defaults() {
         let a: AutoscaleSpec = serde_json::from_str(r#"{"max":3}"#).unwrap();
-        // JSON that does not say `idle_auto` keeps the fixed timeout it gives (or the default
-        // one), as before the key existed.
+        // JSON that does not say `idle_auto` or `scale_down_auto` keeps the fixed timeout and
+        // delay it gives (or the default ones), as before the keys existed.
         let fixed = AutoscaleSpec {
             idle_auto: false,
+            scale_down_auto: false,
             ..AutoscaleSpec::new(0, 3, ScaleTargets::default())
         };
         assert_eq!(a, fixed);

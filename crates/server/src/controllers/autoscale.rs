@@ -869,16 +869,18 @@ mod tests {
         assert!(learns_keep_alive(&at_zero) && learns_from_past(&at_zero));
         let fixed = AutoscaleSpec {
             idle_auto: false,
+            scale_down_auto: false,
             ..at_zero.clone()
         };
         assert!(!learns_keep_alive(&fixed) && !learns_from_past(&fixed));
-        let above_zero = AutoscaleSpec::new(1, 3, ScaleTargets::default());
-        assert!(!learns_keep_alive(&above_zero) && !learns_from_past(&above_zero));
-        // A learned scale-down delay learns from the dips, whatever the lower bound.
-        let learned_delay = AutoscaleSpec {
-            scale_down_auto: true,
-            ..above_zero
+        let above_zero = AutoscaleSpec {
+            scale_down_auto: false,
+            ..AutoscaleSpec::new(1, 3, ScaleTargets::default())
         };
+        assert!(!learns_keep_alive(&above_zero) && !learns_from_past(&above_zero));
+        // A learned scale-down delay (the default) learns from the dips, whatever the lower
+        // bound.
+        let learned_delay = AutoscaleSpec::new(1, 3, ScaleTargets::default());
         assert!(!learns_keep_alive(&learned_delay) && learns_from_past(&learned_delay));
     }
 
@@ -961,10 +963,8 @@ mod tests {
         let (_dir, store) = crate::controllers::temp_store();
         let store = std::sync::Arc::new(store);
         let mut web = ServiceSpec::new("web", vec!["app".into()]);
-        let auto = AutoscaleSpec {
-            scale_down_auto: true,
-            ..AutoscaleSpec::new(1, 5, ScaleTargets::default())
-        };
+        // scale_down_delay = "auto", the default.
+        let auto = AutoscaleSpec::new(1, 5, ScaleTargets::default());
         web.autoscale = Some(auto.clone());
         let key = keys::service("web");
         store.put(&key, &keys::encode(&web), Expect::Any).unwrap();
@@ -1003,14 +1003,15 @@ mod tests {
         use ebb_store::KvStore;
         let (_dir, store) = crate::controllers::temp_store();
         let store = std::sync::Arc::new(store);
-        // web forecasts and learns a keep-alive; plain does neither; gone was deleted while no
-        // autoscaler ran.
+        // web forecasts and learns a keep-alive and a delay; plain does none of it; gone was
+        // deleted while no autoscaler ran.
         let mut web = ServiceSpec::new("web", vec!["app".into()]);
         web.autoscale = Some(AutoscaleSpec::new(0, 5, ScaleTargets::default()));
         let mut plain = ServiceSpec::new("plain", vec!["app".into()]);
         plain.autoscale = Some(AutoscaleSpec {
             forecast: ForecastMode::Off,
             idle_auto: false,
+            scale_down_auto: false,
             ..AutoscaleSpec::new(0, 5, ScaleTargets::default())
         });
         for spec in [&web, &plain] {
