@@ -85,7 +85,9 @@ pub fn decide(
         // band's, when `auto` restored what it learned).
         state.recommend(t, base, config.scale_down_delay);
         if config.scale_down_auto {
-            state.dips.observe(t, base);
+            state
+                .dips
+                .observe(t, base.min(config.bounds_at(now.unix_ms).max));
         }
     }
     let proposal = match deciding_policy(&config.policy) {

@@ -205,7 +205,8 @@ impl Dips {
         })
     }
 
-    /// How the delay of `level` was learned, for a reason: `4–7 instances: from 128 dips`.
+    /// How the delay of `level` was learned, for a reason: `learned from the 128 dips of 4–7
+    /// instances`.
     pub(crate) fn explain(&self, level: u32) -> String {
         let b = band(level);
         let own = self.bands[b].len();
@@ -293,14 +294,16 @@ mod tests {
         assert_eq!((restored.dips(), restored.dips_noted()), (10, 10));
         assert_eq!(restored.delay(secs(10)), seen.delay(secs(10)));
         assert_eq!(restored.delay_of(4, secs(10)), seen.delay_of(4, secs(10)));
-        // Nothing open came back: the next rise ends no dip.
-        restored.observe(secs(1_000), 4);
-        assert_eq!(restored.dips(), 10);
 
         let mut capped = Dips::default();
-        let none: [Vec<Duration>; 0] = [];
-        capped.restore([MAX_SCALE_WINDOW + secs(1), secs(3)], none);
+        let long = [MAX_SCALE_WINDOW + secs(1), secs(3)];
+        capped.restore(long, [long.to_vec(), long.to_vec()]);
         assert_eq!(capped.dips.lengths(), &[MAX_SCALE_WINDOW, secs(3)]);
+        assert!(capped.band_lengths(1).eq([MAX_SCALE_WINDOW, secs(3)]));
+        // Bands past the last are dropped.
+        let mut past = Dips::default();
+        past.restore([], vec![vec![secs(1)]; DIP_BANDS + 1]);
+        assert_eq!(past.band_lengths(DIP_BANDS).count(), 0);
     }
 
     #[test]

@@ -145,9 +145,10 @@ impl Idle {
             // levels left are not dips of the load.
             state.dips.idle();
         } else if config.scale_down_auto {
-            // Only the levels the bounds let instances follow.
-            let followed = recommendation.clamp(bounds.min, bounds.max.max(bounds.min));
-            state.dips.observe(now, followed);
+            // Only the levels instances may follow: none above the upper bound. Below the
+            // lower bound the load's dips are still its own, and a schedule window's raised
+            // floor must not be held, as a recommendation, once the window ends.
+            state.dips.observe(now, recommendation.min(bounds.max));
         }
     }
 

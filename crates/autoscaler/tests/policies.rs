@@ -77,7 +77,9 @@ fn step_percentages_are_of_the_ready_count_and_rate_limited() {
 
 #[test]
 fn step_removals_wait_a_scale_down_delay_each() {
-    let mut sim = Sim::new(step_config(), 5);
+    let mut config = step_config();
+    config.scale_down_auto = false;
+    let mut sim = Sim::new(config, 5);
     // 1.0 over 5 is 0.2: remove one; 0.25 over 4: remove one more; 0.33 over 3: hold.
     let ds = run_cpu(&mut sim, 200, 1.0);
     let counts = desired(&ds);

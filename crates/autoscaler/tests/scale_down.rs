@@ -6,7 +6,7 @@
 mod common;
 
 use common::{rps_target, Sim};
-use ebb_autoscaler::{Decision, Rule};
+use ebb_autoscaler::{Decision, Rule, DIP_BANDS};
 
 /// A service at 10 rps an instance, `scale_down_delay = "auto"`.
 fn auto() -> Sim {
@@ -61,4 +61,42 @@ fn a_load_that_comes_back_keeps_its_instances() {
     let low = sim.run_rps(20, 20.0);
     assert!(low.iter().all(|d| d.desired == 10), "{:?}", low.last());
     assert!(low.iter().any(|d| d.rule == Rule::Stabilized));
+}
+
+#[test]
+fn a_restart_that_restores_the_learned_delay_holds_the_running_count_for_it() {
+    // As above: a delay learned that keeps 10 instances through 20 s dips (about 22 s).
+    let mut config = rps_target(1, 20, 10.0);
+    config.scale_down_auto = true;
+    let mut sim = Sim::with_start(config, 1, 20);
+    for _ in 0..30 {
+        sim.run_rps(120, 100.0);
+        sim.run_rps(20, 20.0);
+    }
+    // Long at 20 rps: the policy asks for 2.
+    sim.run_rps(300, 20.0);
+    // A server restarts with 10 instances running (say the last leader's count): a fresh
+    // state, with what the store kept of the old one.
+    let old = std::mem::take(&mut sim.state);
+    let bands = (0..DIP_BANDS).map(|b| old.dips().band_lengths(b).collect::<Vec<_>>());
+    sim.state
+        .dips_mut()
+        .restore(old.dips().dip_lengths(), bands.collect::<Vec<_>>());
+    sim.state
+        .start_times_mut()
+        .restore(old.start_times().times());
+    sim.current = 10;
+    let after = sim.run_rps(120, 20.0);
+    let reasons: Vec<&String> = after.iter().map(|d| &d.reason).collect();
+    // Kept for the delay its octave learned, as a fixed delay keeps it for its length; then
+    // followed down.
+    assert!(after[..10].iter().all(|d| d.desired == 10), "{reasons:?}");
+    assert!(
+        after[5]
+            .reason
+            .contains("scale_down_delay auto, learned from"),
+        "{}",
+        after[5].reason
+    );
+    assert_eq!(after[119].desired, 2, "{reasons:?}");
 }

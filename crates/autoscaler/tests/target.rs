@@ -156,7 +156,9 @@ fn panic_never_scales_down_and_ends_a_stable_window_after_the_surge() {
 
 #[test]
 fn scale_down_waits_for_the_scale_down_delay() {
-    let mut sim = Sim::new(rps_target(1, 20, 5.0), 8);
+    let mut config = rps_target(1, 20, 5.0);
+    config.scale_down_auto = false;
+    let mut sim = Sim::new(config, 8);
     sim.run_rps(120, 40.0);
     let after = sim.run_rps(240, 10.0);
     let first_drop = after.iter().position(|d| d.desired < 8).unwrap();
@@ -365,6 +367,7 @@ fn a_quiet_service_goes_to_zero_after_idle_timeout_even_in_a_panic() {
     config.idle_timeout = Duration::from_secs(8);
     config.idle_auto = false;
     config.scale_down_delay = Duration::from_secs(5);
+    config.scale_down_auto = false;
     let mut sim = Sim::new(config, 1);
     sim.run_rps(30, 5.0);
     let burst = sim.run_rps(5, 100.0);

@@ -262,7 +262,8 @@ fn a_forecast_raises_the_count_ahead_of_a_daily_rise_before_any_load() {
     ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
     // Kept under the service's own targets, as the server keeps it.
     let spec = ebb_spec::parse_file(&file).unwrap().remove(0);
-    let basis = forecast_history::basis(spec.autoscale.as_ref().unwrap());
+    let autoscale = spec.autoscale.as_ref().unwrap();
+    let basis = forecast_history::basis(autoscale);
     {
         use ebb_store::KvStore;
         let store = ebb_store::SqliteStore::open(&ebb.data_dir().join("state.db")).unwrap();
@@ -457,7 +458,8 @@ fn what_an_earlier_service_of_the_same_name_learned_is_not_inherited() {
     ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
 
     let spec = ebb_spec::parse_file(&file).unwrap().remove(0);
-    let basis = forecast_history::basis(spec.autoscale.as_ref().unwrap());
+    let autoscale = spec.autoscale.as_ref().unwrap();
+    let basis = forecast_history::basis(autoscale);
     let store = ebb_store::SqliteStore::open(&ebb.data_dir().join("state.db")).unwrap();
     let old = store.get(&keys::service("web")).unwrap().unwrap();
     // What the first web learned: a day of history, and ten idle gaps.
@@ -468,10 +470,10 @@ fn what_an_earlier_service_of_the_same_name_learned_is_not_inherited() {
         &vec![Some(2.0); ebb_autoscaler::DAY_MINUTES as usize],
     );
     forecast_history::keep(&store, "web", old.create_revision, today, &basis, &f).unwrap();
-    let mut learned = State::default();
+    let mut state = State::default();
     let gaps = (0..10).map(|i| Duration::from_secs(20 + i));
-    learned.keep_alive_mut().restore(gaps);
-    learned::keep(&store, "web", old.create_revision, &learned).unwrap();
+    state.keep_alive_mut().restore(gaps);
+    learned::keep(&store, "web", old.create_revision, autoscale, &state).unwrap();
     // Deleted and deployed again, the same spec.
     store.delete(&keys::service("web"), Expect::Any).unwrap();
     store

@@ -37,9 +37,10 @@ pub const DEFAULT_PANIC_WINDOW: Duration = Duration::from_secs(6);
 pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
 /// `scale_down_delay = "auto"` unless a deploy file sets a duration: on the replays of
 /// `bench/sim.sh`, learned per octave of counts, it is never more than 1.6 % costlier than the
-/// cheaper of the HPA and KPA models on any trace, where the fixed 60 s was 19 % costlier on
-/// bursty load with 60 s starts; it pays up to 4 % on smooth load with 60 s starts
-/// (BENCHMARKS.md, issue 19, ninth part).
+/// cheaper of the HPA and KPA models, where the fixed 60 s was 19 % costlier on bursty load with
+/// 60 s starts; it pays up to 4 % on smooth load with 60 s starts. (Sparse single requests are
+/// the exception either way: the model counts missed seconds, not requests, and prices a cold
+/// start at nothing until 1 % of the seconds are missed.) BENCHMARKS.md, issue 19, ninth part.
 pub const DEFAULT_SCALE_DOWN_AUTO: bool = true;
 /// A `min = 0` service goes to zero after this long without a request: the scale-down period
 /// of the KEDA HTTP add-on; the first request afterwards is held, not refused. By default
@@ -144,7 +145,9 @@ pub struct AutoscaleSpec {
     /// below a count before it asks for it again how long to keep capacity it stopped asking
     /// for (`scale_down_delay` until it has learned). See [`DEFAULT_SCALE_DOWN_AUTO`] for
     /// deploy files and [`AutoscaleSpec::new`]; JSON without the key (a spec stored before it
-    /// existed, an API client that gives `scale_down_delay`) keeps the fixed delay it gives.
+    /// existed, an API client that gives `scale_down_delay`) keeps the fixed delay it gives,
+    /// as does a spec stored while the fixed delay was the default (it says `false`) until the
+    /// service is deployed again.
     #[serde(default)]
     pub scale_down_auto: bool,
     /// See [`DEFAULT_PANIC_THRESHOLD`]. Not in deploy files nor in the API's JSON (kept at its

@@ -82,7 +82,7 @@ struct Scaled {
     /// The gaps, dips and start times noted ([`learned::noted`]) when they were last kept (or
     /// read); `None` while they are not kept: nothing learned from the past, or a failed read
     /// (which must not be overwritten with less).
-    learned_kept: Option<u64>,
+    learned_kept: Option<learned::Noted>,
     /// When they were last written.
     learned_written: Option<Instant>,
 }
@@ -223,22 +223,25 @@ impl Scaled {
     }
 
     /// Keeps what was learned from the service's past (gaps, dips, start times) in the store
-    /// after something new, at most once a [`learned::WRITE_EVERY`] unless `now` (the state is
-    /// about to go). A failed write is logged and tried again a minute later.
+    /// when [`learned::write_due`] (with `now`, the state is about to go). A failed write is
+    /// logged and tried again at the next interval.
     fn keep_learned(&mut self, server: &Server, name: &str, now: bool) {
         let Some(kept) = self.learned_kept else {
             return;
         };
-        let noted = learned::noted(&self.state);
-        let recent = !now
-            && self
-                .learned_written
-                .is_some_and(|t| t.elapsed() < learned::WRITE_EVERY);
-        if noted == kept || recent {
+        let noted = learned::noted(&self.spec, &self.state);
+        let since = self.learned_written.map(|t| t.elapsed());
+        if !learned::write_due(kept, noted, since, now) {
             return;
         }
         self.learned_written = Some(Instant::now());
-        match learned::keep(server.store(), name, self.incarnation, &self.state) {
+        match learned::keep(
+            server.store(),
+            name,
+            self.incarnation,
+            &self.spec,
+            &self.state,
+        ) {
             Ok(()) => self.learned_kept = Some(noted),
             Err(e) => tracing::warn!(
                 service = name,
@@ -257,8 +260,8 @@ fn restore_learned(
     incarnation: u64,
     spec: &ebb_core::AutoscaleSpec,
     state: &mut State,
-) -> Option<u64> {
-    if !learns_from_past(spec) {
+) -> Option<learned::Noted> {
+    if !learned::learns(spec) {
         forget_learned(server, name);
         return None;
     }
@@ -269,36 +272,17 @@ fn restore_learned(
                 spells,
                 "autoscaler: idle gaps and dips restored"
             );
-            Some(learned::noted(state))
+            Some(learned::noted(spec, state))
         }
         Err(e) => {
             tracing::warn!(
                 service = name,
-                "autoscaler: the kept idle gaps and dips could not be read; they are learned afresh, \
+                "autoscaler: the kept idle gaps, dips and start times could not be read; they are learned afresh, \
                  and they are not kept until the service's autoscaling is next set up: {e}"
             );
             None
         }
     }
-}
-
-/// Whether `spec` learns a keep-alive: `idle_timeout = "auto"` with a lower bound of 0, always
-/// or in a schedule window (a service that never goes to zero has no use for its gaps, and
-/// keeping them would write to the store for nothing).
-fn learns_keep_alive(spec: &ebb_core::AutoscaleSpec) -> bool {
-    let windows_reach_zero = match &spec.policy {
-        ebb_core::autoscale::ScalePolicy::Schedule { windows } => {
-            windows.iter().any(|w| w.min == 0)
-        }
-        _ => false,
-    };
-    spec.idle_auto && (spec.min == 0 || windows_reach_zero)
-}
-
-/// Whether `spec` learns from the service's past what the store keeps: a keep-alive
-/// ([`learns_keep_alive`]) or a scale-down delay (`scale_down_delay = "auto"`).
-fn learns_from_past(spec: &ebb_core::AutoscaleSpec) -> bool {
-    learns_keep_alive(spec) || spec.scale_down_auto
 }
 
 /// Whether `spec` forecasts (in `shadow` or `on` mode): its history is kept.
@@ -403,7 +387,7 @@ impl Autoscaler {
         let store = self.server.store();
         for key in store.list_keys(keys::AUTOSCALE_GAPS)? {
             let name = key.trim_start_matches(keys::AUTOSCALE_GAPS);
-            if !uses(name, learns_from_past) {
+            if !uses(name, learned::learns) {
                 forget_learned(&self.server, name);
             }
         }
@@ -864,27 +848,6 @@ mod tests {
     }
 
     #[test]
-    fn only_services_that_learn_from_their_past_keep_it() {
-        let at_zero = AutoscaleSpec::new(0, 3, ScaleTargets::default());
-        assert!(learns_keep_alive(&at_zero) && learns_from_past(&at_zero));
-        let fixed = AutoscaleSpec {
-            idle_auto: false,
-            scale_down_auto: false,
-            ..at_zero.clone()
-        };
-        assert!(!learns_keep_alive(&fixed) && !learns_from_past(&fixed));
-        let above_zero = AutoscaleSpec {
-            scale_down_auto: false,
-            ..AutoscaleSpec::new(1, 3, ScaleTargets::default())
-        };
-        assert!(!learns_keep_alive(&above_zero) && !learns_from_past(&above_zero));
-        // A learned scale-down delay (the default) learns from the dips, whatever the lower
-        // bound.
-        let learned_delay = AutoscaleSpec::new(1, 3, ScaleTargets::default());
-        assert!(!learns_keep_alive(&learned_delay) && learns_from_past(&learned_delay));
-    }
-
-    #[test]
     fn a_tick_feeds_each_window_and_decides_from_it_with_the_clock_given() {
         let targets = ScaleTargets {
             concurrency: Some(10.0),
@@ -941,20 +904,21 @@ mod tests {
         autoscaler.refresh().unwrap();
         let first = autoscaler.services["web"].incarnation;
         let minute = 19 * ebb_autoscaler::DAY_MINUTES;
-        let learned = |a: &Autoscaler| a.services["web"].state.forecaster().history().get(minute);
+        let history_at =
+            |a: &Autoscaler| a.services["web"].state.forecaster().history().get(minute);
         let s = autoscaler.services.get_mut("web").unwrap();
         s.state.forecaster_mut().history_mut().record(minute, 3.0);
-        assert_eq!(learned(&autoscaler), Some(3.0));
+        assert_eq!(history_at(&autoscaler), Some(3.0));
         // An unchanged service keeps what it learned from one tick to the next.
         autoscaler.refresh().unwrap();
-        assert_eq!(learned(&autoscaler), Some(3.0));
+        assert_eq!(history_at(&autoscaler), Some(3.0));
         // Deleted and deployed again under its name before the next tick: a new incarnation,
         // which learns nothing from its predecessor.
         store.delete(&key, Expect::Any).unwrap();
         deploy();
         autoscaler.refresh().unwrap();
         assert_ne!(autoscaler.services["web"].incarnation, first);
-        assert_eq!(learned(&autoscaler), None);
+        assert_eq!(history_at(&autoscaler), None);
     }
 
     #[test]
@@ -993,27 +957,19 @@ mod tests {
         });
         store.put(&key, &keys::encode(&web), Expect::Any).unwrap();
         next.refresh().unwrap();
-        assert!(dips(&next).is_empty());
         assert!(store.get(&keys::autoscale_gaps("web")).unwrap().is_none());
     }
 
     #[test]
     fn the_first_refresh_sweeps_what_services_that_do_not_use_it_left() {
-        use ebb_core::autoscale::ForecastMode;
         use ebb_store::KvStore;
         let (_dir, store) = crate::controllers::temp_store();
         let store = std::sync::Arc::new(store);
-        // web forecasts and learns a keep-alive and a delay; plain does none of it; gone was
-        // deleted while no autoscaler ran.
+        // web forecasts and learns a keep-alive and a delay; plain lost its [autoscale] while
+        // no autoscaler ran (so none tracks it); gone was deleted then.
         let mut web = ServiceSpec::new("web", vec!["app".into()]);
         web.autoscale = Some(AutoscaleSpec::new(0, 5, ScaleTargets::default()));
-        let mut plain = ServiceSpec::new("plain", vec!["app".into()]);
-        plain.autoscale = Some(AutoscaleSpec {
-            forecast: ForecastMode::Off,
-            idle_auto: false,
-            scale_down_auto: false,
-            ..AutoscaleSpec::new(0, 5, ScaleTargets::default())
-        });
+        let plain = ServiceSpec::new("plain", vec!["app".into()]);
         for spec in [&web, &plain] {
             let key = keys::service(&spec.name);
             store.put(&key, &keys::encode(spec), Expect::Any).unwrap();

@@ -22,28 +22,37 @@
 //! [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
 
 use crate::state::keys;
-use ebb_autoscaler::State;
+use ebb_autoscaler::{State, DIP_BANDS};
+use ebb_core::autoscale::{AutoscaleSpec, ScalePolicy};
 use ebb_store::{Expect, KvStore, StoreError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Least time between two writes of what a service learned: a minute, as the forecast's
-/// history.
+/// Least time between two writes of what a learned keep-alive depends on (its idle gaps and the
+/// start times): a minute. Gaps are rare (eight take 80 minutes of a caller every ten), so
+/// each is worth keeping soon.
 pub const WRITE_EVERY: Duration = Duration::from_secs(60);
 
-/// Largest stored value read: 32 KiB, more than twice what the most that is kept takes
-/// ([`GAPS_KEPT`] gaps, start times, and dips of every level and of each of [`DIP_BANDS`] bands,
-/// at most 8 bytes each), so that a corrupted value is not decoded whole.
+/// Least time between two writes of what only a learned scale-down delay depends on (the dips,
+/// and the start times of a service that does not go to zero): ten minutes, as the forecast's
+/// history. Bursty load makes dips by the hundred an hour, and what a crash loses of them (ten
+/// minutes of the 128 an octave keeps) changes the delay little; written every minute, every
+/// autoscaled service would put a value a minute through the store.
+pub const DIPS_WRITE_EVERY: Duration = Duration::from_secs(600);
+
+/// Largest stored value read: 32 KiB, more than twice the most that is kept (about 13 KB:
+/// [`GAPS_KEPT`] gaps in milliseconds of up to 20 digits, a few start times, and the dips of
+/// every level and of each of [`DIP_BANDS`] octaves, [`GAPS_KEPT`] each in seconds of at most
+/// 4 digits), so that a corrupted value is not decoded whole.
 ///
 /// [`DIP_BANDS`]: ebb_autoscaler::DIP_BANDS
-///
 /// [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
 const MAX_VALUE: usize = 32 * 1024;
 
 /// What a service learned, as stored.
 #[derive(Debug, Serialize, Deserialize)]
 struct Learned {
-    /// Lengths in milliseconds, oldest first.
+    /// The idle gaps, in milliseconds, oldest first (empty when no keep-alive is learned).
     gaps_ms: Vec<u64>,
     /// The incarnation of the service that learned them (the create revision of its spec's
     /// key); 0 in gaps kept before incarnations were recorded, which any incarnation reads.
@@ -53,14 +62,36 @@ struct Learned {
     /// they were).
     #[serde(default)]
     starts_ms: Vec<u64>,
-    /// The dips of the recommendation at every level, in milliseconds, oldest first (absent in
-    /// values kept before they were).
+    /// The dips of the recommendation at every level, in whole seconds (they are at most an
+    /// hour, measured tick by tick), oldest first; absent in values kept before they were, and
+    /// empty when no delay is learned.
     #[serde(default)]
-    dips_ms: Vec<u64>,
-    /// The dips of each band of levels (index `b` for `2^b ..= 2^(b+1) - 1` instances), in
-    /// milliseconds, oldest first.
+    dips_s: Vec<u32>,
+    /// The dips of each octave of levels (index `b` for `2^b ..= 2^(b+1) - 1` instances), in
+    /// whole seconds, oldest first.
     #[serde(default)]
-    dip_bands_ms: Vec<Vec<u64>>,
+    dip_bands_s: Vec<Vec<u32>>,
+}
+
+/// Whether `spec` learns a keep-alive: `idle_timeout = "auto"` with a lower bound of 0, always
+/// or in a schedule window (a service that never goes to zero has no use for its gaps, and
+/// keeping them would write to the store for nothing).
+pub fn learns_keep_alive(spec: &AutoscaleSpec) -> bool {
+    let windows_reach_zero = match &spec.policy {
+        ScalePolicy::Schedule { windows } => windows.iter().any(|w| w.min == 0),
+        _ => false,
+    };
+    spec.idle_auto && (spec.min == 0 || windows_reach_zero)
+}
+
+/// Whether `spec` learns a scale-down delay (`scale_down_delay = "auto"`, the default).
+pub fn learns_delay(spec: &AutoscaleSpec) -> bool {
+    spec.scale_down_auto
+}
+
+/// Whether `spec` learns anything kept here: a keep-alive or a scale-down delay.
+pub fn learns(spec: &AutoscaleSpec) -> bool {
+    learns_keep_alive(spec) || learns_delay(spec)
 }
 
 /// Restores what `service`'s `incarnation` learned, as kept, into `state`; returns how many
@@ -89,18 +120,7 @@ pub fn load(
             }
             Ok(0)
         }
-        Ok(g) => {
-            let starts = g.starts_ms.into_iter().map(Duration::from_millis);
-            state.start_times_mut().restore(starts);
-            let before = state.keep_alive().gaps() + state.dips().dips();
-            let gaps = g.gaps_ms.into_iter().map(Duration::from_millis);
-            state.keep_alive_mut().restore(gaps);
-            let dips = g.dips_ms.into_iter().map(Duration::from_millis);
-            let bands = g.dip_bands_ms.into_iter();
-            let bands = bands.map(|b| b.into_iter().map(Duration::from_millis));
-            state.dips_mut().restore(dips, bands);
-            Ok(state.keep_alive().gaps() + state.dips().dips() - before)
-        }
+        Ok(g) => Ok(restore(g, state)),
         Err(e) => {
             tracing::warn!(key = %kv.key, error = %e, "autoscaler: what a service learned does not decode; skipped");
             Ok(0)
@@ -108,22 +128,48 @@ pub fn load(
     }
 }
 
-/// Writes the gaps, dips and start times `state` remembers as those of `service`'s
-/// `incarnation`.
+/// Restores a decoded value into `state`; returns how many gaps and dips.
+fn restore(g: Learned, state: &mut State) -> usize {
+    let starts = g.starts_ms.into_iter().map(Duration::from_millis);
+    state.start_times_mut().restore(starts);
+    let before = state.keep_alive().gaps() + state.dips().dips();
+    let gaps = g.gaps_ms.into_iter().map(Duration::from_millis);
+    state.keep_alive_mut().restore(gaps);
+    let seconds = |dips: Vec<u32>| dips.into_iter().map(|s| Duration::from_secs(s.into()));
+    let bands = g.dip_bands_s.into_iter().map(seconds);
+    state.dips_mut().restore(seconds(g.dips_s), bands);
+    state.keep_alive().gaps() + state.dips().dips() - before
+}
+
+/// Writes what `state` remembers that `spec` learns from (the gaps of a learned keep-alive,
+/// the dips of a learned delay, and the start times of either) as what `service`'s
+/// `incarnation` learned.
 pub fn keep(
     store: &dyn KvStore,
     service: &str,
     incarnation: u64,
+    spec: &AutoscaleSpec,
     state: &State,
 ) -> Result<(), StoreError> {
+    let (keep_alive, delay) = (learns_keep_alive(spec), learns_delay(spec));
+    let dips = state.dips();
     let value = Learned {
         incarnation,
-        gaps_ms: millis(state.keep_alive().gap_lengths()),
+        gaps_ms: match keep_alive {
+            true => millis(state.keep_alive().gap_lengths()),
+            false => Vec::new(),
+        },
         starts_ms: millis(state.start_times().times()),
-        dips_ms: millis(state.dips().dip_lengths()),
-        dip_bands_ms: (0..ebb_autoscaler::DIP_BANDS)
-            .map(|b| millis(state.dips().band_lengths(b)))
-            .collect(),
+        dips_s: match delay {
+            true => seconds(dips.dip_lengths()),
+            false => Vec::new(),
+        },
+        dip_bands_s: match delay {
+            true => (0..DIP_BANDS)
+                .map(|b| seconds(dips.band_lengths(b)))
+                .collect(),
+            false => Vec::new(),
+        },
     };
     store.put(
         &keys::autoscale_gaps(service),
@@ -139,9 +185,45 @@ fn millis(lengths: impl Iterator<Item = Duration>) -> Vec<u64> {
         .collect()
 }
 
-/// What `state` noted of what is kept here: it changes with every new gap, dip or start time.
-pub fn noted(state: &State) -> u64 {
-    state.keep_alive().gaps_noted() + state.dips().dips_noted() + state.start_times().noted()
+fn seconds(lengths: impl Iterator<Item = Duration>) -> Vec<u32> {
+    lengths
+        .map(|d| u32::try_from(d.as_secs_f64().round() as u64).unwrap_or(u32::MAX))
+        .collect()
+}
+
+/// What `state` noted since it was created of what `spec` learns, by what depends on it: each
+/// count changes with every new spell or start time, and a change is kept within its interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Noted {
+    /// Gaps and start times, when a keep-alive is learned ([`WRITE_EVERY`]).
+    pub keep_alive: u64,
+    /// Dips and start times, when a delay is learned ([`DIPS_WRITE_EVERY`]).
+    pub delay: u64,
+}
+
+/// What `state` noted of what `spec` learns.
+pub fn noted(spec: &AutoscaleSpec, state: &State) -> Noted {
+    let starts = state.start_times().noted();
+    Noted {
+        keep_alive: match learns_keep_alive(spec) {
+            true => state.keep_alive().gaps_noted() + starts,
+            false => 0,
+        },
+        delay: match learns_delay(spec) {
+            true => state.dips().dips_noted() + starts,
+            false => 0,
+        },
+    }
+}
+
+/// Whether what was noted (`now_noted`) since what was kept (`kept`) is written, the last
+/// write `since` ago (`None`: none yet): a change to the keep-alive's after [`WRITE_EVERY`], to
+/// the delay's after [`DIPS_WRITE_EVERY`], any change at once when `now` (the state is about
+/// to go).
+pub fn write_due(kept: Noted, now_noted: Noted, since: Option<Duration>, now: bool) -> bool {
+    let after = |every| now || since.is_none_or(|s| s >= every);
+    (now_noted.keep_alive != kept.keep_alive && after(WRITE_EVERY))
+        || (now_noted.delay != kept.delay && after(DIPS_WRITE_EVERY))
 }
 
 /// Deletes what `service` learned (it is gone, or no longer learns from its past).
@@ -158,12 +240,22 @@ mod tests {
 
     /// A service's state with ten gaps from `gap_ms`, `step_ms` apart, and a start of 1 s
     /// measured.
-    fn learned(gap_ms: u64, step_ms: u64) -> State {
+    fn with_gaps(gap_ms: u64, step_ms: u64) -> State {
         let mut state = State::default();
         let gaps = (0..10).map(|i| Duration::from_millis(gap_ms + i * step_ms));
         state.keep_alive_mut().restore(gaps);
         state.start_times_mut().restore([Duration::from_secs(1)]);
         state
+    }
+
+    /// A `min = 0` service with the defaults: it learns a keep-alive and a delay.
+    fn at_zero() -> AutoscaleSpec {
+        AutoscaleSpec::new(0, 3, ebb_core::autoscale::ScaleTargets::default())
+    }
+
+    /// A service that never goes to zero: it learns a delay alone.
+    fn above_zero() -> AutoscaleSpec {
+        AutoscaleSpec::new(1, 3, ebb_core::autoscale::ScaleTargets::default())
     }
 
     fn plan(state: &mut State) -> Option<ebb_autoscaler::KeepAlivePlan> {
@@ -177,8 +269,8 @@ mod tests {
         // Calls 20 s to 5 min apart, with no rhythm, on instances that start in a second:
         // released between calls. Planned for the assumed 30 s start (a cold start priced at
         // 330 s), every gap would be bridged, and no cold start would measure the start again.
-        let mut seen = learned(20_000, 30_000);
-        keep(&store, "web", 1, &seen).unwrap();
+        let mut seen = with_gaps(20_000, 30_000);
+        keep(&store, "web", 1, &at_zero(), &seen).unwrap();
 
         let mut restored = State::default();
         assert_eq!(load(&store, "web", 1, &mut restored).unwrap(), 10);
@@ -193,7 +285,11 @@ mod tests {
         let assumed = ebb_autoscaler::ASSUMED_START_TIME;
         let bridged = restored.keep_alive_mut().plan(assumed).expect("learned");
         assert!(bridged.keep > Duration::from_secs(290), "{bridged:?}");
-        assert_eq!(noted(&restored), 11, "ten gaps and a start");
+        let ten_gaps_and_a_start = Noted {
+            keep_alive: 11,
+            delay: 1,
+        };
+        assert_eq!(noted(&at_zero(), &restored), ten_gaps_and_a_start);
 
         let mut other = State::default();
         assert_eq!(load(&store, "other", 1, &mut other).unwrap(), 0);
@@ -205,11 +301,11 @@ mod tests {
     #[test]
     fn kept_dips_come_back_with_the_gaps_and_values_kept_before_dips_read_as_none() {
         let (_dir, store) = store();
-        let mut seen = learned(3_000, 250);
+        let mut seen = with_gaps(3_000, 250);
         let dips = [1, 4, 9, 30, 2, 7, 3, 11].map(Duration::from_secs);
         let bands = [vec![], vec![Duration::from_secs(5)], dips[..3].to_vec()];
         seen.dips_mut().restore(dips, bands.clone());
-        keep(&store, "web", 1, &seen).unwrap();
+        keep(&store, "web", 1, &at_zero(), &seen).unwrap();
         let mut restored = State::default();
         assert_eq!(
             load(&store, "web", 1, &mut restored).unwrap(),
@@ -220,7 +316,22 @@ mod tests {
         for (b, band) in bands.iter().enumerate() {
             assert!(restored.dips().band_lengths(b).eq(band.iter().copied()));
         }
-        assert_eq!(noted(&restored), 19, "and a start");
+        let and_a_start = Noted {
+            keep_alive: 11,
+            delay: 9,
+        };
+        assert_eq!(noted(&at_zero(), &restored), and_a_start);
+
+        // A service that never goes to zero keeps its dips and start times, not its gaps.
+        keep(&store, "api", 1, &above_zero(), &seen).unwrap();
+        let mut api = State::default();
+        assert_eq!(load(&store, "api", 1, &mut api).unwrap(), 8, "eight dips");
+        assert_eq!(api.keep_alive().gaps(), 0);
+        let dips_and_a_start = Noted {
+            keep_alive: 0,
+            delay: 9,
+        };
+        assert_eq!(noted(&above_zero(), &api), dips_and_a_start);
 
         let key = keys::autoscale_gaps("web");
         store
@@ -238,11 +349,11 @@ mod tests {
     #[test]
     fn gaps_of_an_earlier_service_of_the_same_name_are_deleted_and_older_gaps_read() {
         let (_dir, store) = store();
-        keep(&store, "web", 1, &learned(3_000, 250)).unwrap();
+        keep(&store, "web", 1, &at_zero(), &with_gaps(3_000, 250)).unwrap();
         // Deleted and deployed again: incarnation 9.
         let mut state = State::default();
         assert_eq!(load(&store, "web", 9, &mut state).unwrap(), 0);
-        assert_eq!(noted(&state), 0);
+        assert_eq!(noted(&at_zero(), &state), Noted::default());
         let key = keys::autoscale_gaps("web");
         assert!(store.get(&key).unwrap().is_none(), "deleted");
         // Kept before incarnations and start times were recorded: read by any.
@@ -262,7 +373,58 @@ mod tests {
                 .unwrap();
             let mut state = State::default();
             assert_eq!(load(&store, "web", 1, &mut state).unwrap(), 0);
-            assert_eq!(noted(&state), 0);
+            assert_eq!(noted(&at_zero(), &state), Noted::default());
         }
+    }
+
+    #[test]
+    fn a_keep_alive_s_spells_are_written_within_a_minute_and_dips_alone_within_ten() {
+        let kept = Noted {
+            keep_alive: 5,
+            delay: 5,
+        };
+        let minute = Some(WRITE_EVERY);
+        let new_gap = Noted {
+            keep_alive: 6,
+            ..kept
+        };
+        let new_dip = Noted { delay: 6, ..kept };
+        assert!(!write_due(kept, kept, None, true), "nothing new");
+        assert!(write_due(kept, new_gap, minute, false));
+        assert!(!write_due(
+            kept,
+            new_gap,
+            Some(Duration::from_secs(59)),
+            false
+        ));
+        assert!(!write_due(kept, new_dip, minute, false));
+        assert!(write_due(kept, new_dip, Some(DIPS_WRITE_EVERY), false));
+        assert!(
+            write_due(kept, new_dip, None, false),
+            "the first since the read"
+        );
+        assert!(
+            write_due(kept, new_dip, minute, true),
+            "the state is about to go"
+        );
+    }
+
+    #[test]
+    fn only_services_that_learn_keep_what_they_learned() {
+        assert!(learns_keep_alive(&at_zero()) && learns(&at_zero()));
+        let fixed = AutoscaleSpec {
+            idle_auto: false,
+            scale_down_auto: false,
+            ..at_zero()
+        };
+        assert!(!learns_keep_alive(&fixed) && !learns(&fixed));
+        // A learned scale-down delay (the default) learns from the dips, whatever the lower
+        // bound; a service that never goes to zero learns no keep-alive.
+        assert!(!learns_keep_alive(&above_zero()) && learns_delay(&above_zero()));
+        let fixed_delay = AutoscaleSpec {
+            scale_down_auto: false,
+            ..above_zero()
+        };
+        assert!(!learns(&fixed_delay));
     }
 }

@@ -55,10 +55,12 @@ pub const QUEUES: &str = "queues/";
 /// Prefix of the autoscaler's kept history, by service and day.
 pub const AUTOSCALE_HISTORY: &str = "autoscale-history/";
 
-/// Prefix of the idle gaps learned by `idle_timeout = "auto"`, by service.
+/// Prefix of what the autoscaler learned from each service's past (idle gaps, dips, start
+/// times; [`crate::controllers::learned`]), by service. Named for the idle gaps, which it held
+/// first.
 pub const AUTOSCALE_GAPS: &str = "autoscale-gaps/";
 
-/// The key of `service`'s kept idle gaps.
+/// The key of what `service`'s autoscaler learned from its past.
 pub fn autoscale_gaps(service: &str) -> String {
     format!("{AUTOSCALE_GAPS}{service}")
 }

@@ -178,14 +178,18 @@ pub fn latest_row(conn: &Connection, key: &str) -> Result<Option<LogRow>, StoreE
     raw.map_err(decode_error)?.map(RawRow::check).transpose()
 }
 
-/// The live value of every key in `range`, in key order.
-pub fn live_rows(conn: &Connection, range: &PrefixRange) -> Result<Vec<LogRow>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM log WHERE revision IN \
-         (SELECT MAX(revision) FROM log WHERE {} GROUP BY key) \
+/// The condition and order of the newest row of each key in `range` that is not a delete.
+fn live(range: &PrefixRange) -> String {
+    format!(
+        "revision IN (SELECT MAX(revision) FROM log WHERE {} GROUP BY key) \
          AND deleted = 0 ORDER BY key",
         range.condition()
-    );
+    )
+}
+
+/// The live value of every key in `range`, in key order.
+pub fn live_rows(conn: &Connection, range: &PrefixRange) -> Result<Vec<LogRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM log WHERE {}", live(range));
     let mut params = Vec::new();
     range.bind(&mut params);
     collect(conn, &sql, &params)
@@ -193,12 +197,7 @@ pub fn live_rows(conn: &Connection, range: &PrefixRange) -> Result<Vec<LogRow>, 
 
 /// The live keys in `range`, in key order, without their values.
 pub fn live_keys(conn: &Connection, range: &PrefixRange) -> Result<Vec<String>, StoreError> {
-    let sql = format!(
-        "SELECT key FROM log WHERE revision IN \
-         (SELECT MAX(revision) FROM log WHERE {} GROUP BY key) \
-         AND deleted = 0 ORDER BY key",
-        range.condition()
-    );
+    let sql = format!("SELECT key FROM log WHERE {}", live(range));
     let mut params = Vec::new();
     range.bind(&mut params);
     let mut stmt = conn.prepare_cached(&sql)?;
