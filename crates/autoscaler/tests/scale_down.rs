@@ -47,10 +47,9 @@ fn long_dips_are_followed_down_sooner_once_learned() {
     assert!(!low.iter().any(held_a_minute));
 }
 
-#[test]
-fn a_load_that_comes_back_keeps_its_instances() {
-    // Back to 100 rps 20 s after each fall, with 20 s starts: a release would cost more than
-    // the 20 s kept.
+/// A load back at 100 rps 20 s after each fall to 20, thirty times, on instances that take
+/// 20 s to start: a release would cost more than the 20 s kept.
+fn coming_back() -> Sim {
     let mut config = rps_target(1, 20, 10.0);
     config.scale_down_auto = true;
     let mut sim = Sim::with_start(config, 1, 20);
@@ -58,6 +57,12 @@ fn a_load_that_comes_back_keeps_its_instances() {
         sim.run_rps(120, 100.0);
         sim.run_rps(20, 20.0);
     }
+    sim
+}
+
+#[test]
+fn a_load_that_comes_back_keeps_its_instances() {
+    let mut sim = coming_back();
     let low = sim.run_rps(20, 20.0);
     assert!(low.iter().all(|d| d.desired == 10), "{:?}", low.last());
     assert!(low.iter().any(|d| d.rule == Rule::Stabilized));
@@ -65,14 +70,8 @@ fn a_load_that_comes_back_keeps_its_instances() {
 
 #[test]
 fn a_restart_that_restores_the_learned_delay_holds_the_running_count_for_it() {
-    // As above: a delay learned that keeps 10 instances through 20 s dips (about 22 s).
-    let mut config = rps_target(1, 20, 10.0);
-    config.scale_down_auto = true;
-    let mut sim = Sim::with_start(config, 1, 20);
-    for _ in 0..30 {
-        sim.run_rps(120, 100.0);
-        sim.run_rps(20, 20.0);
-    }
+    // A delay learned that keeps 10 instances through the 20 s dips.
+    let mut sim = coming_back();
     // Long at 20 rps: the policy asks for 2.
     sim.run_rps(300, 20.0);
     // A server restarts with 10 instances running (say the last leader's count): a fresh
