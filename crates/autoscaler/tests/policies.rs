@@ -199,6 +199,25 @@ fn a_schedule_window_raises_min_when_it_opens_and_releases_it_when_it_closes() {
 }
 
 #[test]
+fn a_learned_scale_down_delay_does_not_hold_a_closing_window_s_floor() {
+    let mut sim = Sim::new(business_hours(), 1);
+    assert!(sim.config.scale_down_auto, "the default");
+    // Monday night: steps between 40 rps (8) and 10 rps (2), ten minutes each, open and close
+    // dips at the levels 3 to 8: the delay is learned.
+    sim.t = 2 * HOUR;
+    for _ in 0..4 {
+        sim.run_rps(600, 40.0);
+        sim.run_rps(600, 10.0);
+    }
+    assert!(sim.state.dips().dips() >= 8, "{}", sim.state.dips().dips());
+    // The window's floor (5) is not the load's: when the window closes at 17:00 UTC, the
+    // load's count (1) applies at once, as with a fixed delay.
+    sim.t = 17 * HOUR - 122;
+    sim.run_rps(120, 2.0);
+    assert_eq!(desired(&sim.run_rps(2, 2.0)), [5, 1]);
+}
+
+#[test]
 fn a_schedule_window_also_caps_max_and_weekends_use_the_config_bounds() {
     let mut sim = Sim::new(business_hours(), 10);
     sim.t = 12 * HOUR;

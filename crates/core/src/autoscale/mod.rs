@@ -38,7 +38,7 @@ pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
 /// `scale_down_delay = "auto"` unless a deploy file sets a duration: on the replays of
 /// `bench/sim.sh`, learned per octave of counts, it is never more than 1.6 % costlier than the
 /// cheaper of the HPA and KPA models, where the fixed 60 s was 19 % costlier on bursty load with
-/// 60 s starts; it pays up to 4 % on smooth load with 60 s starts. (Sparse single requests are
+/// 60 s starts; it pays up to 4.2 % on smooth load with 60 s starts. (Sparse single requests are
 /// the exception either way: the model counts missed seconds, not requests, and prices a cold
 /// start at nothing until 1 % of the seconds are missed.) BENCHMARKS.md, issue 19, ninth part.
 pub const DEFAULT_SCALE_DOWN_AUTO: bool = true;

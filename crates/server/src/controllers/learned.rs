@@ -10,10 +10,12 @@
 //!   price a cold start at 330 s and bridge gaps that a 1 s start releases; bridged, no cold
 //!   start would come to measure the start again.
 //!
-//! At most [`GAPS_KEPT`] lengths of each kind (the dips of every level, and of each octave of
-//! levels) in milliseconds, about 1 KB a kind, written after a new one at most once a
-//! [`WRITE_EVERY`], and at once when the settings change or the autoscaler
-//! stops: what the last minute learned is what a crash or a lost leadership can lose. They carry
+//! At most [`GAPS_KEPT`] lengths of each kind (gaps in milliseconds; dips in whole seconds, of
+//! every level and of each octave of levels), 13 KB at most, and only what the service's
+//! settings learn. A new gap or start time of a learned keep-alive is written within a
+//! [`WRITE_EVERY`], new dips alone within a [`DIPS_WRITE_EVERY`], and everything at once when
+//! the settings change or the autoscaler stops: a crash or a lost leadership loses at most the
+//! last minute's gaps and the last ten minutes' dips. They carry
 //! the service's incarnation (its spec key's create revision): a service deleted and deployed
 //! again under the same name learns afresh. The key keeps its first name (it held the gaps
 //! alone) so that what earlier versions kept is read.
