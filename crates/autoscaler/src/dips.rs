@@ -163,17 +163,13 @@ impl Dips {
     /// The scale-down delay of every level for instances that take `start` to serve, once
     /// there are [`MIN_GAPS`](crate::MIN_GAPS) dips.
     pub(crate) fn delay(&mut self, start: Duration) -> Option<Duration> {
-        self.dips.learned(start, |dips, start| {
-            learn_delay(dips.iter().copied(), start)
-        })
+        learned_delay(&mut self.dips, start)
     }
 
     /// The delay of `level`'s band for instances that take `start` to serve; that of every
     /// level while the band has fewer than [`MIN_GAPS`](crate::MIN_GAPS) dips.
     fn delay_of(&mut self, level: u32, start: Duration) -> Option<Duration> {
-        let own = self.bands[band(level)].learned(start, |dips, start| {
-            learn_delay(dips.iter().copied(), start)
-        });
+        let own = learned_delay(&mut self.bands[band(level)], start);
         own.or_else(|| self.delay(start))
     }
 
@@ -217,6 +213,13 @@ impl Dips {
             false => format!("learned from {} dips of every level", self.dips.len()),
         }
     }
+}
+
+/// The delay `dips` learned for `start`, once there are [`MIN_GAPS`](crate::MIN_GAPS).
+fn learned_delay(dips: &mut Spells<Duration>, start: Duration) -> Option<Duration> {
+    dips.learned(start, |dips, start| {
+        learn_delay(dips.iter().copied(), start)
+    })
 }
 
 /// The delay of least cost over `dips` for instances that take `start` to serve: a dip kept
