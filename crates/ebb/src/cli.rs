@@ -277,7 +277,8 @@ pub enum Command {
     )]
     Demo(DemoArgs),
     /// Replay a request-rate trace against a service's autoscale policy and against models of
-    /// Kubernetes' HPA and Knative's KPA, a fleet fixed at the peak and the optimal oracle
+    /// Kubernetes' HPA and Knative's KPA, a fleet fixed at the peak, the optimal oracle and a
+    /// reference told the load's level ahead (foresight)
     #[command(
         after_help = "The model: one instance serves --capacity req/s within the SLO; a second is missed when \
                       the load is more than the ready instances serve; the cost is the instance-seconds of every \

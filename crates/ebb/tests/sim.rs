@@ -41,7 +41,7 @@ fn a_replay_compares_ebb_with_its_peers_the_peak_and_the_oracle() {
     let out = sim(dir.path(), &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
-    for row in ["oracle", "ebb", "hpa", "kpa", "fixed"] {
+    for row in ["oracle", "foresight", "ebb", "hpa", "kpa", "fixed"] {
         assert!(
             text.lines().any(|l| l.starts_with(row)),
             "no {row} row: {text}"
@@ -67,6 +67,15 @@ fn a_replay_compares_ebb_with_its_peers_the_peak_and_the_oracle() {
         assert!(p["missed_seconds"].as_u64().is_some(), "{doc}");
     }
     assert_eq!(doc["fixed"]["missed_seconds"], 0);
+    // The foresight reference: a quantile of one of its windows, within 1 % missed.
+    let told = &doc["foresight"];
+    assert!(told["missed_percent"].as_f64().unwrap() <= 1.0, "{doc}");
+    assert!(
+        [60, 600, 3600].contains(&told["window_s"].as_u64().unwrap()),
+        "{doc}"
+    );
+    let q = told["quantile"].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&q), "{doc}");
     // Same input, same figures.
     assert_eq!(doc, json_of(&sim(dir.path(), &["--json"])));
 }

@@ -1,7 +1,9 @@
 //! `ebb sim`: replays a request-rate trace against a service's `[autoscale]` policy (the
 //! production autoscaler, [`ebb::Ebb`]) and against models of Kubernetes' HPA and Knative's KPA
 //! ([`peers`]), a fleet fixed at the peak and the optimal oracle ([`oracle`]), all under one
-//! cost/SLO model ([`model`]), so their figures compare.
+//! cost/SLO model ([`model`]), so their figures compare. The foresight reference
+//! ([`foresight`]), told the load's level ahead but not its seconds, says how much of a
+//! policy's gap to the oracle knowing the level would close.
 //!
 //! Policies are compared at a *utilization*: the share of an instance's capacity their target
 //! aims at (ebb's concurrency target 0.7 with a capacity of 10 req/s and 100 ms per request is
@@ -9,6 +11,7 @@
 //! missed seconds. Everything is deterministic: the same input gives the same figures.
 
 pub mod ebb;
+pub mod foresight;
 pub mod model;
 pub mod oracle;
 pub mod peers;
@@ -208,28 +211,33 @@ impl Scenario {
             .iter()
             .flat_map(|w| grid.iter().map(move |u| (*w, *u)))
             .collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(jobs.len().max(1));
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let mut runs: Vec<Option<Run>> = vec![None; jobs.len()];
-        let results = std::sync::Mutex::new(&mut runs);
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&(which, u)) = jobs.get(i) else {
-                        break;
-                    };
-                    let (run, _) = self.run(which, u, 0..0);
-                    if let Ok(mut r) = results.lock() {
-                        r[i] = Some(run);
-                    }
-                });
-            }
-        });
-        runs.into_iter().flatten().collect()
+        on_every_core(&jobs, |&(which, u)| self.run(which, u, 0..0).0)
     }
+}
+
+/// `f` of every job, in the jobs' order, computed on every core.
+pub(crate) fn on_every_core<J: Sync, R: Send>(jobs: &[J], f: impl Fn(&J) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<R>> = std::iter::repeat_with(|| None).take(jobs.len()).collect();
+    let slots = std::sync::Mutex::new(&mut results);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else {
+                    break;
+                };
+                let result = f(job);
+                if let Ok(mut r) = slots.lock() {
+                    r[i] = Some(result);
+                }
+            });
+        }
+    });
+    results.into_iter().flatten().collect()
 }
 
 /// The cheapest run of `which` within the SLO, if any.

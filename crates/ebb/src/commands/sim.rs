@@ -7,7 +7,7 @@ use crate::cli::SimArgs;
 use crate::output::{out, table};
 use ebb_core::autoscale::AutoscaleSpec;
 use ebb_sim::model::{Model, Outcome};
-use ebb_sim::{cheapest, oracle, Run, Scenario, Which};
+use ebb_sim::{cheapest, foresight, oracle, Run, Scenario, Which};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -37,6 +37,7 @@ pub fn sim(a: &SimArgs) -> anyhow::Result<()> {
     let scenario = Scenario::new(model, load, autoscale)
         .map_err(|e| invalid(format!("{}: service {service}: {e}", a.file.display())))?;
     let oracle = oracle::oracle(&model, &scenario.load);
+    let foresight = foresight::foresight(&model, &scenario.load, ebb_sim::SWEEP_MISSED_PERCENT);
     let (peak, fixed) = oracle::fixed_at_peak(&model, &scenario.load);
     let runs: Vec<Run> = if a.sweep {
         scenario.sweep(&ebb_sim::sweep_grid())
@@ -63,6 +64,7 @@ pub fn sim(a: &SimArgs) -> anyhow::Result<()> {
         service: &service,
         scenario: &scenario,
         oracle: &oracle,
+        foresight: &foresight,
         peak,
         fixed: &fixed,
         chosen: &chosen,
@@ -196,6 +198,31 @@ fn outcome_json(o: &Outcome, oracle: &Outcome) -> Value {
     })
 }
 
+/// What the foresight reference ran: `the 99 % of the 10 min around`.
+fn foresight_target(told: foresight::Told) -> String {
+    let window = explain_window(told.window.as_secs());
+    format!(
+        "the {} % of the {window} around",
+        round(100.0 * told.quantile, 1)
+    )
+}
+
+fn explain_window(seconds: u64) -> String {
+    match seconds {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+fn foresight_json((told, o): &(foresight::Told, Outcome), oracle: &Outcome) -> Value {
+    let mut v = outcome_json(o, oracle);
+    v["quantile"] = told.quantile.into();
+    v["window_s"] = told.window.as_secs().into();
+    v["target"] = foresight_target(*told).into();
+    v
+}
+
 fn run_json(r: &Run, oracle: &Outcome) -> Value {
     let mut v = outcome_json(&r.outcome, oracle);
     v["utilization"] = round(r.utilization, 3).into();
@@ -215,6 +242,8 @@ struct Report<'a> {
     service: &'a str,
     scenario: &'a Scenario,
     oracle: &'a Outcome,
+    /// The foresight reference at its cheapest window and quantile within 1 % missed.
+    foresight: &'a (foresight::Told, Outcome),
     /// Instances of the fleet fixed at the peak.
     peak: u32,
     fixed: &'a Outcome,
@@ -231,6 +260,7 @@ impl Report<'_> {
             service,
             scenario,
             oracle,
+            foresight,
             peak,
             fixed,
             chosen,
@@ -252,6 +282,7 @@ impl Report<'_> {
             },
             "sweep": a.sweep,
             "oracle": outcome_json(oracle, oracle),
+            "foresight": foresight_json(foresight, oracle),
             "fixed": outcome_json(fixed, oracle),
         });
         doc["fixed"]["instances"] = peak.into();
@@ -277,6 +308,7 @@ impl Report<'_> {
             service,
             scenario,
             oracle,
+            foresight,
             peak,
             fixed,
             chosen,
@@ -311,7 +343,10 @@ impl Report<'_> {
                 ),
             ]
         };
-        let mut rows = vec![row("oracle", "knows the future".into(), oracle)];
+        let mut rows = vec![
+            row("oracle", "knows the future".into(), oracle),
+            row("foresight", foresight_target(foresight.0), &foresight.1),
+        ];
         for (w, run) in chosen {
             match run {
                 Some(r) => rows.push(row(w.as_str(), r.target.clone(), &r.outcome)),
