@@ -44,7 +44,7 @@ def cell(p):
 fe = (doc['ebb'] or {}).get('forecast_error')
 fe = "–" if fe is None else f"{100 * fe:.1f} %"
 told = doc['foresight']
-told = f"{told['ratio']:.2f}× ({told['target']}, {told['missed_percent']:.2f} %)"
+told = "-" if told is None else f"{told['ratio']:.2f}× ({told['target']}, {told['missed_percent']:.2f} %)"
 print(f"| {sys.argv[2]} | {sys.argv[3]} | {doc['oracle']['instance_seconds']:,} | {told} | {cell('ebb')} | {cell('hpa')} | {cell('kpa')} | {fe} |")
 PY
 }

@@ -198,13 +198,15 @@ fn outcome_json(o: &Outcome, oracle: &Outcome) -> Value {
     })
 }
 
-/// What the foresight reference ran: `the 99 % of the 10 min around`.
+/// What the foresight reference ran: `98th percentile of ±30 s`, `the most of ±30 min`.
 fn foresight_target(told: foresight::Told) -> String {
-    let window = explain_window(told.window.as_secs());
-    format!(
-        "the {} % of the {window} around",
-        round(100.0 * told.quantile, 1)
-    )
+    let half = explain_window(told.window.as_secs() / 2);
+    let percent = round(100.0 * told.quantile, 1);
+    match percent {
+        p if p >= 100.0 => format!("the most of ±{half}"),
+        50.0 => format!("the median of ±{half}"),
+        p => format!("{p}th percentile of ±{half}"),
+    }
 }
 
 fn explain_window(seconds: u64) -> String {
@@ -215,7 +217,10 @@ fn explain_window(seconds: u64) -> String {
     }
 }
 
-fn foresight_json((told, o): &(foresight::Told, Outcome), oracle: &Outcome) -> Value {
+fn foresight_json(told: &Option<(foresight::Told, Outcome)>, oracle: &Outcome) -> Value {
+    let Some((told, o)) = told else {
+        return Value::Null;
+    };
     let mut v = outcome_json(o, oracle);
     v["quantile"] = told.quantile.into();
     v["window_s"] = told.window.as_secs().into();
@@ -242,8 +247,8 @@ struct Report<'a> {
     service: &'a str,
     scenario: &'a Scenario,
     oracle: &'a Outcome,
-    /// The foresight reference at its cheapest window and quantile within 1 % missed.
-    foresight: &'a (foresight::Told, Outcome),
+    /// The foresight reference at its cheapest window and quantile within 1 % missed, if any.
+    foresight: &'a Option<(foresight::Told, Outcome)>,
     /// Instances of the fleet fixed at the peak.
     peak: u32,
     fixed: &'a Outcome,
@@ -343,23 +348,20 @@ impl Report<'_> {
                 ),
             ]
         };
-        let mut rows = vec![
-            row("oracle", "knows the future".into(), oracle),
-            row("foresight", foresight_target(foresight.0), &foresight.1),
-        ];
+        let none = |name: &str, what: &str| {
+            let mut cells = vec![name.to_string(), format!("no {what} within 1 % missed")];
+            cells.resize(8, "-".into());
+            cells
+        };
+        let mut rows = vec![row("oracle", "knows the future".into(), oracle)];
+        rows.push(match foresight {
+            Some((told, o)) => row("foresight", foresight_target(*told), o),
+            None => none("foresight", "window"),
+        });
         for (w, run) in chosen {
             match run {
                 Some(r) => rows.push(row(w.as_str(), r.target.clone(), &r.outcome)),
-                None => rows.push(vec![
-                    w.as_str().to_string(),
-                    "no target within 1 % missed".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                ]),
+                None => rows.push(none(w.as_str(), "target")),
             }
         }
         rows.push(row("fixed", format!("{peak} instances (the peak)"), fixed));
@@ -375,6 +377,16 @@ impl Report<'_> {
                 "PANIC %",
             ],
             &rows,
+        );
+        let mut windows: Vec<String> = foresight::FORESIGHT_WINDOWS
+            .iter()
+            .map(|w| format!("±{}", explain_window(w.as_secs() / 2)))
+            .collect();
+        let last = windows.pop().unwrap_or_default();
+        out!(
+            "foresight: told the needs of every second within {} or {last} of each, at its \
+             cheapest percentile within 1 % missed (a reference, not a policy)",
+            windows.join(", ")
         );
         if let Some((_, Some(r))) = chosen.iter().find(|(w, _)| *w == Which::Ebb) {
             print_forecast(&r.outcome);
