@@ -43,7 +43,7 @@ fn a_replay_compares_ebb_with_its_peers_the_peak_and_the_oracle() {
     assert!(out.status.success(), "{out:?}");
     for row in ["oracle", "foresight", "ebb", "hpa", "kpa", "fixed"] {
         assert!(
-            text.lines().any(|l| l.starts_with(row)),
+            text.lines().any(|l| l.starts_with(&format!("{row} "))),
             "no {row} row: {text}"
         );
     }
@@ -53,7 +53,7 @@ fn a_replay_compares_ebb_with_its_peers_the_peak_and_the_oracle() {
     assert_eq!(doc["trace"]["seconds"], 10_800);
     let oracle = doc["oracle"]["instance_seconds"].as_u64().unwrap();
     assert_eq!(doc["oracle"]["missed_seconds"], 0);
-    for policy in ["ebb", "hpa", "kpa", "fixed"] {
+    for policy in ["foresight", "ebb", "hpa", "kpa", "fixed"] {
         let p = &doc[policy];
         let cost = p["instance_seconds"].as_u64().unwrap();
         // Only by missing seconds can a policy cost less than the oracle.
