@@ -80,9 +80,9 @@ impl Counts {
     }
 }
 
-/// Each second's count: the `quantile` of the instances needed over the `window` around it.
-pub fn counts(model: &Model, load: &[f64], window: Duration, quantile: f64) -> Vec<u32> {
-    let needs: Vec<u32> = load.iter().map(|l| model.needed(*l)).collect();
+/// Each second's count: the `quantile` of the instances `needs` says the seconds of the
+/// `window` around it need.
+fn counts(needs: &[u32], window: Duration, quantile: f64) -> Vec<u32> {
     let Some(&top) = needs.iter().max() else {
         return Vec::new();
     };
@@ -143,10 +143,20 @@ impl Policy for Ahead {
     }
 }
 
+/// The instances each second of `load` needs under `model`.
+fn needs(model: &Model, load: &[f64]) -> Vec<u32> {
+    load.iter().map(|l| model.needed(*l)).collect()
+}
+
 /// The reference told `told`, replayed. It starts with what the seconds before its first
 /// instances could serve need (as the oracle does).
 pub fn replay_at(model: &Model, load: &[f64], told: Told) -> Outcome {
-    let counts = counts(model, load, told.window, told.quantile);
+    replay_told(model, load, &needs(model, load), told)
+}
+
+/// [`replay_at`] with the needs of `load` already counted.
+fn replay_told(model: &Model, load: &[f64], needs: &[u32], told: Told) -> Outcome {
+    let counts = counts(needs, told.window, told.quantile);
     let span = usize::try_from(model.start_delay_s)
         .unwrap_or(usize::MAX)
         .saturating_add(1);
@@ -165,7 +175,8 @@ pub fn foresight(model: &Model, load: &[f64], missed_percent: f64) -> Option<(To
         .iter()
         .flat_map(|&window| FORESIGHT_QUANTILES.map(|quantile| Told { window, quantile }))
         .collect();
-    let runs = crate::on_every_core(&told, |&t| (t, replay_at(model, load, t)));
+    let needs = needs(model, load);
+    let runs = crate::on_every_core(&told, |&t| (t, replay_told(model, load, &needs, t)));
     runs.into_iter()
         .filter(|(_, out)| out.missed_percent() <= missed_percent)
         .min_by_key(|(_, out)| out.instance_seconds)
@@ -204,10 +215,10 @@ mod tests {
         let needs = [1, 1, 1, 5, 1, 1, 1, 1, 1, 1];
         let window = Duration::from_secs(4);
         // The most of the two seconds on each side: 5 near the spike, 1 elsewhere.
-        let most = counts(&model(0), &loads(&needs), window, 1.0);
+        let most = counts(&needs, window, 1.0);
         assert_eq!(most, [1, 5, 5, 5, 5, 5, 1, 1, 1, 1]);
         // The median ignores the spike.
-        let median = counts(&model(0), &loads(&needs), window, 0.5);
+        let median = counts(&needs, window, 0.5);
         assert_eq!(median, [1; 10]);
     }
 

@@ -6,6 +6,7 @@ use super::{parse_deploy_files, Exit, EXIT_INVALID};
 use crate::cli::SimArgs;
 use crate::output::{out, table};
 use ebb_core::autoscale::AutoscaleSpec;
+use ebb_core::quantity::format_duration;
 use ebb_sim::model::{Model, Outcome};
 use ebb_sim::{cheapest, foresight, oracle, Run, Scenario, Which};
 use serde_json::{json, Value};
@@ -198,22 +199,14 @@ fn outcome_json(o: &Outcome, oracle: &Outcome) -> Value {
     })
 }
 
-/// What the foresight reference ran: `98th percentile of ±30 s`, `the most of ±30 min`.
+/// What the foresight reference ran: `98th percentile of ±30s`, `the most of ±30m`.
 fn foresight_target(told: foresight::Told) -> String {
-    let half = explain_window(told.window.as_secs() / 2);
+    let half = format_duration(told.window / 2);
     let percent = round(100.0 * told.quantile, 1);
     match percent {
         p if p >= 100.0 => format!("the most of ±{half}"),
         50.0 => format!("the median of ±{half}"),
         p => format!("{p}th percentile of ±{half}"),
-    }
-}
-
-fn explain_window(seconds: u64) -> String {
-    match seconds {
-        s if s % 3600 == 0 => format!("{} h", s / 3600),
-        s if s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{s} s"),
     }
 }
 
@@ -380,7 +373,7 @@ impl Report<'_> {
         );
         let mut windows: Vec<String> = foresight::FORESIGHT_WINDOWS
             .iter()
-            .map(|w| format!("±{}", explain_window(w.as_secs() / 2)))
+            .map(|w| format!("±{}", format_duration(*w / 2)))
             .collect();
         let last = windows.pop().unwrap_or_default();
         out!(
