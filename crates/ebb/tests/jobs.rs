@@ -346,13 +346,14 @@ fn a_server_killed_mid_job_loses_nothing_and_repeats_nothing() {
     let (mut server, agents) = cluster("jobs-crash", 2, &[]);
     let dir = server.dir.path().to_path_buf();
     let (starts, ends) = (dir.join("starts"), dir.join("ends"));
-    // Tasks of 3 s: a wave of six started together also ends together, and with 1 s tasks the
-    // crash below sometimes came just after a wave ended (CI on 2 cores, 9b5d075): no task
-    // was running then, and the test proved nothing.
+    // Tasks of 3 to 6 s by index, so that those running never all end together: with tasks of
+    // one length a wave of six ends at once, and the crash below sometimes came just as one
+    // ended (CI on 2 cores, 9b5d075 with 1 s tasks, 32c6336 with 3 s): no task was running
+    // then, and the test proved nothing.
     let text = format!(
         r#"
 [jobs.steady]
-command = ["sh", "-c", "echo $EBB_TASK_INDEX >> {starts}; sleep 3; echo $EBB_TASK_INDEX >> {ends}"]
+command = ["sh", "-c", "echo $EBB_TASK_INDEX >> {starts}; sleep $((3 + EBB_TASK_INDEX % 4)); echo $EBB_TASK_INDEX >> {ends}"]
 tasks = 30
 parallelism = 6
 "#,
