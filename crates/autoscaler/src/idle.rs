@@ -4,7 +4,7 @@
 //! learns from the load meanwhile.
 
 use crate::explain;
-use crate::keep_alive::{KeepAlivePlan, MIN_GAP, MIN_GAPS};
+use crate::keep_alive::{break_even, KeepAlivePlan, MIN_GAP, MIN_GAPS};
 use crate::metrics::Metrics;
 use crate::state::State;
 use crate::Rule;
@@ -17,6 +17,9 @@ pub(crate) struct Idle {
     quiet: Duration,
     /// The keep-alive learned for a `min = 0` service with `idle_timeout = "auto"`.
     plan: Option<KeepAlivePlan>,
+    /// How long without a request ends everything until a keep-alive is learned (see
+    /// [`unlearned_timeout`]).
+    timeout: Duration,
     /// Whether the service goes to zero now.
     pub(crate) idle: bool,
     /// Whether a pre-warm window is open.
@@ -43,17 +46,19 @@ impl Idle {
         now: Duration,
     ) -> Idle {
         let quiet = state.quiet_for(now);
+        let start = state.starts.estimate();
         let plan = match config.idle_auto && min == 0 {
-            true => state.keep_alive.plan(state.starts.estimate()),
+            true => state.keep_alive.plan(start),
             false => None,
         };
+        let timeout = unlearned_timeout(config, start);
         // No request for idle_timeout ends everything, a panic included: a panic is about
         // requests, and there are none. A learned keep-alive may be seconds long: it releases
         // only on seconds known to be quiet, not on a peer server's silence.
         let idle = min == 0
             && match plan {
                 Some(plan) => plan.releases(quiet) && !metrics.unknown_within(now, plan.keep),
-                None => quiet >= config.idle_timeout,
+                None => quiet >= timeout,
             };
         let prewarming = !idle && plan.is_some_and(|p| p.prewarms(quiet));
         // A pre-warmed count holds while the stable window still averages the quiet before
@@ -65,6 +70,7 @@ impl Idle {
         Idle {
             quiet,
             plan,
+            timeout,
             idle,
             prewarming,
             hold,
@@ -112,7 +118,7 @@ impl Idle {
             return Some((text, Rule::Prewarm, 0));
         }
         if clamped == 1 && asked == 0 && min == 0 {
-            let after = explain::duration(self.plan.map_or(config.idle_timeout, |p| p.keep));
+            let after = explain::duration(self.plan.map_or(self.timeout, |p| p.keep));
             let timeout = match self.plan {
                 None if !config.idle_auto => "idle_timeout".to_string(),
                 None => self.timeout(config, state),
@@ -170,6 +176,13 @@ impl Idle {
                 return format!("idle_timeout {fixed}");
             }
             let seen = state.keep_alive.gaps();
+            if self.timeout < config.idle_timeout {
+                let start = explain::duration(state.starts.estimate());
+                return format!(
+                    "idle_timeout auto, not learned yet: {seen} of {MIN_GAPS} gaps, so as long \
+                     as a cold start of {start} costs"
+                );
+            }
             return format!("idle_timeout auto, not learned yet: {seen} of {MIN_GAPS} gaps");
         };
         let keep = explain::duration(plan.keep);
@@ -181,6 +194,19 @@ impl Idle {
                 format!("idle_timeout auto: {keep}, pre-warmed from {f} to {u} of quiet, {learned}")
             }
         }
+    }
+}
+
+/// How long without a request ends everything while no keep-alive is learned. A fixed
+/// `idle_timeout` is what it says. With `auto`, the service's gaps are not known yet, and the
+/// choice is the ski-rental problem with nothing learned: keep an idle instance as long as a
+/// cold start costs ([`break_even`]), which never costs more than twice the best choice in
+/// hindsight, whatever the gap. The timeout stays the ceiling: `auto` never keeps longer
+/// before it has learned than the fixed timeout would.
+fn unlearned_timeout(config: &AutoscaleSpec, start: Duration) -> Duration {
+    match config.idle_auto {
+        true => config.idle_timeout.min(break_even(start)),
+        false => config.idle_timeout,
     }
 }
 

@@ -55,7 +55,8 @@ pub use dips::{Dips, DIP_BANDS};
 pub use forecast::{ForecastError, Forecaster, Season};
 pub use history::{minute_of, History, DAY_MINUTES, HISTORY_MINUTES, MINUTE_MS, WEEK_MINUTES};
 pub use keep_alive::{
-    learn as learn_keep_alive, KeepAlive, KeepAlivePlan, GAPS_KEPT, MIN_GAP, MIN_GAPS, WAIT_PRICE,
+    break_even, learn as learn_keep_alive, KeepAlive, KeepAlivePlan, GAPS_KEPT, MIN_GAP, MIN_GAPS,
+    WAIT_PRICE,
 };
 pub use metrics::{Metrics, Sample, StaleSample, WindowStats};
 pub use noise::{BUSY_QUANTILE, BUSY_WINDOW, EVIDENCE_Z, NOISE_HEADROOM};

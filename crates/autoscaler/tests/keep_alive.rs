@@ -1,6 +1,7 @@
 //! `idle_timeout = "auto"` on the pure core, with a manual clock: a job that calls every ten
 //! minutes is released once its requests stop and pre-warmed before the next call, with as many
-//! instances as served the last; before enough gaps are seen the fixed timeout applies.
+//! instances as served the last; before enough gaps are seen an instance is kept as long as a
+//! cold start costs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
@@ -38,17 +39,34 @@ fn call(sim: &mut Sim, quiet: u64) -> Vec<Decision> {
 #[test]
 fn a_periodic_caller_is_released_then_prewarmed_before_its_next_call() {
     let mut sim = auto();
-    let mut before = Vec::new();
     for i in 0..MIN_GAPS {
-        // Before the plan: the fixed idle_timeout (5 min) keeps an instance for 5 min.
-        before = call(&mut sim, 590 + (i as u64 % 3) * 10);
+        // Before the plan: an instance is kept as long as a cold start costs, 11 times the
+        // start time, at most the 5 min timeout. The first call's start is not measured yet
+        // (30 s assumed: 5 min); then 20 s is, and the tick it is seen at.
+        let before = call(&mut sim, 590 + (i as u64 % 3) * 10);
+        let released = before
+            .iter()
+            .position(|d| d.desired == 0)
+            .expect("released");
+        let expected = if i == 0 { 299..=299 } else { 220..=231 };
+        assert!(
+            expected.contains(&released),
+            "call {i}: released after {released} s"
+        );
+        assert_eq!(before[released - 1].desired, 1);
+        assert!(
+            before[200].reason.contains("auto, not learned yet"),
+            "{}",
+            before[200].reason
+        );
+        if i > 0 {
+            assert!(
+                before[200].reason.contains("as long as a cold start of"),
+                "{}",
+                before[200].reason
+            );
+        }
     }
-    assert_eq!(before[200].desired, 1, "{}", before[200].reason);
-    assert!(
-        before[200].reason.contains("auto, not learned yet"),
-        "{}",
-        before[200].reason
-    );
     for _ in 0..4 {
         let quiet = call(&mut sim, 600);
         // Released within a few seconds of the last request...
@@ -137,4 +155,15 @@ fn a_late_request_after_the_window_is_not_met_by_the_old_prewarm() {
     let woken = sim.run_rps(3, 1.0);
     assert!(woken.iter().all(|d| d.rule != Rule::Prewarm), "{:?}", woken);
     assert!(woken.iter().all(|d| d.desired <= 1), "{:?}", woken);
+}
+
+#[test]
+fn a_fixed_idle_timeout_is_kept_whatever_the_start_time() {
+    let mut config = rps_target(0, 10, 10.0);
+    config.idle_auto = false;
+    let mut sim = Sim::with_start(config, 0, START_S as usize);
+    let quiet = call(&mut sim, 400);
+    let released = quiet.iter().position(|d| d.desired == 0).expect("released");
+    // idle_timeout 5 min: the 300th quiet second is the first without a request for 5 min.
+    assert_eq!(released, 299, "{}", quiet[released].reason);
 }

@@ -316,23 +316,29 @@ fn unix_ms() -> i64 {
 }
 
 /// The default keep-alive of a `min = 0` service (`idle_timeout = "auto"`) in a live `ebb up`:
-/// while it learns (8 gaps), the fixed 5-minute timeout keeps the instance through every gap, so
-/// a caller every 4 s meets one cold start, its first; once learned, the instance is released
-/// within seconds of the last request instead of 5 minutes after it, and the event says so.
-/// The gaps are kept in the store, so a server restarted after a crash releases as soon.
+/// while it learns (8 gaps), an instance is kept as long as a cold start costs (11 times its
+/// start time, over 2 s here), so a caller every 4 s meets one cold start, its first; once
+/// learned, the instance is released within seconds of the last request instead of 5 minutes
+/// after it, and the event says so. The gaps are kept in the store, so a server restarted after
+/// a crash releases as soon.
 #[test]
 fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned() {
     use ebb_autoscaler::MIN_GAPS;
     use ebb_server::controllers::learned;
 
     let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
-    // No idle_timeout: "auto" is the default for min = 0.
-    let (port, _) = deploy_web(
-        &ebb,
-        "[services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+    // No idle_timeout: "auto" is the default for min = 0. The instance takes over 2 s to
+    // start, so that while the keep-alive learns it is kept through the 4 s gaps.
+    let port = free_port();
+    let service = format!(
+        "[services.web]\ncommand = [\"sh\", \"-c\", \"sleep 2 && exec ebb example-app\"]\n\
+         port = {port}\n\
+         [services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
          [services.web.balance]\nqueue_timeout = \"20s\"\n\
-         [services.web.autoscale]\nmin = 0\nmax = 2\nconcurrency = 2\n",
+         [services.web.autoscale]\nmin = 0\nmax = 2\nconcurrency = 2\n"
     );
+    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
+    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
     let addr = format!("127.0.0.1:{port}");
     eventually("the router to listen", Duration::from_secs(5), || {
         std::net::TcpStream::connect(&addr).ok()

@@ -44,7 +44,9 @@ pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_SCALE_DOWN_AUTO: bool = true;
 /// A `min = 0` service goes to zero after this long without a request: the scale-down period
 /// of the KEDA HTTP add-on; the first request afterwards is held, not refused. By default
-/// (`idle_timeout = "auto"`) only until the service's own keep-alive is learned.
+/// (`idle_timeout = "auto"`) only the ceiling until the service's own keep-alive is learned:
+/// meanwhile an instance is kept as long as a cold start costs, if that is shorter
+/// (`ebb_autoscaler::break_even`).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// `idle_timeout = "auto"` unless a deploy file sets a duration: on the replays of
 /// `bench/sim.sh` it is as cheap as the fixed timeout or cheaper on every trace of a `min = 0`
