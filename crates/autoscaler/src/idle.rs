@@ -1,5 +1,6 @@
 //! The rules of a `min = 0` service between requests: to zero after `idle_timeout` (fixed, or
-//! the keep-alive learned by `idle_timeout = "auto"`), one instance kept until then, a
+//! the keep-alive learned by `idle_timeout = "auto"`, and while it learns as long as a cold
+//! start costs), one instance kept until then, a
 //! pre-warm ahead of a request the gaps say is due, and what the scale-down delay of `auto`
 //! learns from the load meanwhile.
 
@@ -51,14 +52,18 @@ impl Idle {
             true => state.keep_alive.plan(start),
             false => None,
         };
-        let timeout = unlearned_timeout(config, start);
+        let timeout = unlearned_timeout(config, state, start);
         // No request for idle_timeout ends everything, a panic included: a panic is about
-        // requests, and there are none. A learned keep-alive may be seconds long: it releases
-        // only on seconds known to be quiet, not on a peer server's silence.
+        // requests, and there are none. A learned keep-alive, or one kept while learning, may
+        // be seconds long: it releases only on seconds known to be quiet, not on a peer
+        // server's silence.
         let idle = min == 0
             && match plan {
                 Some(plan) => plan.releases(quiet) && !metrics.unknown_within(now, plan.keep),
-                None => quiet >= timeout,
+                None => {
+                    quiet >= timeout
+                        && (timeout >= config.idle_timeout || !metrics.unknown_within(now, timeout))
+                }
             };
         let prewarming = !idle && plan.is_some_and(|p| p.prewarms(quiet));
         // A pre-warmed count holds while the stable window still averages the quiet before
@@ -177,10 +182,11 @@ impl Idle {
             }
             let seen = state.keep_alive.gaps();
             if self.timeout < config.idle_timeout {
+                let keep = explain::duration(self.timeout);
                 let start = explain::duration(state.starts.estimate());
                 return format!(
-                    "idle_timeout auto, not learned yet: {seen} of {MIN_GAPS} gaps, so as long \
-                     as a cold start of {start} costs"
+                    "idle_timeout auto, not learned yet: {seen} of {MIN_GAPS} gaps, so {keep}: \
+                     as long as a cold start of {start} costs"
                 );
             }
             return format!("idle_timeout auto, not learned yet: {seen} of {MIN_GAPS} gaps");
@@ -200,12 +206,14 @@ impl Idle {
 /// How long without a request ends everything while no keep-alive is learned. A fixed
 /// `idle_timeout` is what it says. With `auto`, the service's gaps are not known yet, and the
 /// choice is the ski-rental problem with nothing learned: keep an idle instance as long as a
-/// cold start costs ([`break_even`]), which never costs more than twice the best choice in
-/// hindsight, whatever the gap. The timeout stays the ceiling: `auto` never keeps longer
-/// before it has learned than the fixed timeout would.
-fn unlearned_timeout(config: &AutoscaleSpec, start: Duration) -> Duration {
-    match config.idle_auto {
-        true => config.idle_timeout.min(break_even(start)),
+/// cold start costs ([`break_even`]), which costs at most twice the better of keeping and
+/// releasing at once, whatever the gap. The timeout stays the ceiling (`auto` never keeps
+/// longer before it has learned than the fixed timeout would), and so does it for a service
+/// that has had no request since this state began (a fresh state after a restart gives a
+/// running service the full timeout). At least [`MIN_GAP`], a pause within a visit.
+fn unlearned_timeout(config: &AutoscaleSpec, state: &State, start: Duration) -> Duration {
+    match config.idle_auto && state.last_request.is_some() {
+        true => config.idle_timeout.min(break_even(start).max(MIN_GAP)),
         false => config.idle_timeout,
     }
 }

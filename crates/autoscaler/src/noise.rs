@@ -317,7 +317,7 @@ mod tests {
         }
         for (name, sum) in ["steps", "curvature", "lower of two"].iter().zip(sums) {
             let mean = sum / f64::from(draws);
-            assert!((mean - 1.0).abs() < 0.03, "{name}: σ / σtrue = {mean}");
+            assert!((mean - 1.0).abs() < 0.01, "{name}: σ / σtrue = {mean}");
         }
     }
 

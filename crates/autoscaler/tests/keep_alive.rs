@@ -48,7 +48,7 @@ fn a_periodic_caller_is_released_then_prewarmed_before_its_next_call() {
             .iter()
             .position(|d| d.desired == 0)
             .expect("released");
-        let expected = if i == 0 { 299..=299 } else { 220..=231 };
+        let expected = if i == 0 { 299..=299 } else { 219..=230 };
         assert!(
             expected.contains(&released),
             "call {i}: released after {released} s"
@@ -162,8 +162,12 @@ fn a_fixed_idle_timeout_is_kept_whatever_the_start_time() {
     let mut config = rps_target(0, 10, 10.0);
     config.idle_auto = false;
     let mut sim = Sim::with_start(config, 0, START_S as usize);
-    let quiet = call(&mut sim, 400);
-    let released = quiet.iter().position(|d| d.desired == 0).expect("released");
-    // idle_timeout 5 min: the 300th quiet second is the first without a request for 5 min.
-    assert_eq!(released, 299, "{}", quiet[released].reason);
+    // The second call comes after the first start is measured, where `auto` would release
+    // after 11 starts (see above).
+    for _ in 0..2 {
+        let quiet = call(&mut sim, 400);
+        let released = quiet.iter().position(|d| d.desired == 0).expect("released");
+        // idle_timeout 5 min: the 300th quiet second is the first without a request for 5 min.
+        assert_eq!(released, 299, "{}", quiet[released].reason);
+    }
 }

@@ -55,8 +55,9 @@ fn a_periodic_job_is_prewarmed_once_its_gaps_are_learned() {
     let (auto, missed) = replay(true);
     // The fixed 5-min timeout releases before each call: every call starts cold.
     assert!(fixed_missed.iter().all(|&m| m > 0), "{fixed_missed:?}");
-    // auto: the same until MIN_GAPS gaps are seen (the first call has none before it), then
-    // every call is met by instances pre-warmed ahead of it.
+    // auto: the same misses until MIN_GAPS gaps are seen (the first call has none before it;
+    // meanwhile it keeps an instance as long as a cold start costs, shorter than these gaps),
+    // then every call is met by instances pre-warmed ahead of it.
     let learned = ebb_autoscaler::MIN_GAPS + 1;
     assert_eq!(missed[..learned], fixed_missed[..learned]);
     assert!(missed[learned..].iter().all(|&m| m == 0), "{missed:?}");

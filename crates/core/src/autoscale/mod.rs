@@ -132,7 +132,7 @@ pub struct AutoscaleSpec {
     #[serde(with = "millis", default = "default_scale_down_delay")]
     pub scale_down_delay: Duration,
     /// See [`DEFAULT_IDLE_TIMEOUT`]; applies while the lower bound is 0. With `idle_auto`, the
-    /// timeout until a keep-alive is learned.
+    /// ceiling of the keep-alive until one is learned.
     #[serde(with = "millis", default = "default_idle_timeout")]
     pub idle_timeout: Duration,
     /// `idle_timeout = "auto"`: the autoscaler learns from the service's idle gaps how long to

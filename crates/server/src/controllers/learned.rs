@@ -99,7 +99,7 @@ pub fn learns(spec: &AutoscaleSpec) -> bool {
 /// Restores what `service`'s `incarnation` learned, as kept, into `state`; returns how many
 /// gaps and dips.
 /// A value that does not decode is skipped with a warning and overwritten at the next write:
-/// the fixed settings apply until new spells are learned, as on a first start. What an earlier
+/// the service is treated as on a first start until new spells are learned. What an earlier
 /// service of the same name learned is deleted.
 pub fn load(
     store: &dyn KvStore,
