@@ -356,6 +356,15 @@ fn a_fresh_state_neither_wakes_a_service_at_zero_nor_stops_a_running_one_early()
     // Quiet counts from the first tick the state saw: zero at its 301st.
     assert_eq!(ds.iter().position(|d| d.desired == 0), Some(300));
     assert!(ds[300].reason.starts_with("no request in the 5m observed"));
+
+    // The same after a restart that restored a start time of 1 s: `auto` would keep an
+    // instance 11 s after a request while it learns, but none was seen since the restart.
+    let mut sim = Sim::new(rps_target(0, 10, 5.0), 3);
+    sim.state
+        .start_times_mut()
+        .restore([Duration::from_secs(1)]);
+    let ds = sim.run_rps(400, 0.0);
+    assert_eq!(ds.iter().position(|d| d.desired == 0), Some(300));
 }
 
 /// Issue 19's first defect: after a burst, `idle_timeout = "8s"` must still take a `min = 0`
