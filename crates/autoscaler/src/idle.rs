@@ -56,13 +56,13 @@ impl Idle {
         // No request for idle_timeout ends everything, a panic included: a panic is about
         // requests, and there are none. A learned keep-alive, or one kept while learning, may
         // be seconds long: it releases only on seconds known to be quiet, not on a peer
-        // server's silence.
+        // server's silence (while learning, until the full idle_timeout).
         let idle = min == 0
             && match plan {
                 Some(plan) => plan.releases(quiet) && !metrics.unknown_within(now, plan.keep),
                 None => {
-                    quiet >= timeout
-                        && (timeout >= config.idle_timeout || !metrics.unknown_within(now, timeout))
+                    quiet >= config.idle_timeout
+                        || (quiet >= timeout && !metrics.unknown_within(now, timeout))
                 }
             };
         let prewarming = !idle && plan.is_some_and(|p| p.prewarms(quiet));
@@ -183,10 +183,16 @@ impl Idle {
             let seen = state.keep_alive.gaps();
             if self.timeout < config.idle_timeout {
                 let keep = explain::duration(self.timeout);
-                let start = explain::duration(state.starts.estimate());
+                let start = state.starts.estimate();
+                let why = match break_even(start) < MIN_GAP {
+                    true => "the shortest keep-alive".to_string(),
+                    false => format!(
+                        "as long as a cold start of {} costs",
+                        explain::duration(start)
+                    ),
+                };
                 return format!(
-                    "idle_timeout auto, not learned yet: {seen} of {MIN_GAPS} gaps, so {keep}: \
-                     as long as a cold start of {start} costs"
+                    "idle_timeout auto, not learned yet: {seen} of {MIN_GAPS} gaps, so {keep}: {why}"
                 );
             }
             return format!("idle_timeout auto, not learned yet: {seen} of {MIN_GAPS} gaps");
@@ -218,8 +224,8 @@ fn unlearned_timeout(config: &AutoscaleSpec, state: &State, start: Duration) -> 
     }
 }
 
-/// A `min = 0` service that is not idle keeps one instance: it had a request within
-/// `idle_timeout` (its cold start may still be under way), or it runs and no request was ever
+/// A `min = 0` service that is not idle keeps one instance: it had a request within its
+/// keep-alive (its cold start may still be under way), or it runs and no request was ever
 /// seen (a fresh state after a restart gives it a full `idle_timeout`). A service found at zero
 /// with no request seen stays there.
 fn keeps_one(state: &State, base: u32) -> bool {

@@ -171,3 +171,43 @@ fn a_fixed_idle_timeout_is_kept_whatever_the_start_time() {
         assert_eq!(released, 299, "{}", quiet[released].reason);
     }
 }
+
+#[test]
+fn while_learning_seconds_without_figures_hold_an_instance_until_the_full_timeout() {
+    let mut sim = auto();
+    // Two calls: the second's quiet follows a measured start of about 20 s, so `auto` would
+    // release after about 220 s of known quiet (see above).
+    call(&mut sim, 600);
+    sim.run_rps(60, 30.0);
+    sim.run_rps(10, 0.0);
+    // A peer server went silent: from then on, no second is known to be quiet.
+    let silent: Vec<Decision> = (0..300).map(|_| sim.tick_with(|s| s)).collect();
+    let released = silent
+        .iter()
+        .position(|d| d.desired == 0)
+        .expect("released");
+    // No request for the full idle_timeout (5 min) ends it, 10 s of known quiet included.
+    assert_eq!(released + 10, 299, "{}", silent[released].reason);
+}
+
+#[test]
+fn a_start_too_short_to_price_keeps_an_instance_the_shortest_keep_alive() {
+    // One instance running, whose start was measured at 50 ms: 11 of them are 0.55 s, shorter
+    // than a pause within a visit.
+    let mut sim = Sim::new(rps_target(0, 10, 10.0), 1);
+    sim.state
+        .start_times_mut()
+        .restore([std::time::Duration::from_millis(50)]);
+    sim.run_rps(60, 5.0);
+    let quiet = sim.run_rps(10, 0.0);
+    let released = quiet.iter().position(|d| d.desired == 0).expect("released");
+    // The first tick with 2 s of quiet.
+    assert_eq!(released, 1, "{}", quiet[released].reason);
+    assert!(
+        quiet[released]
+            .reason
+            .contains("so 2s: the shortest keep-alive"),
+        "{}",
+        quiet[released].reason
+    );
+}

@@ -466,7 +466,7 @@ forecast = "shadow"
     }
 
     #[test]
-    fn idle_timeout_auto_learns_and_keeps_the_default_until_then() {
+    fn idle_timeout_auto_learns_with_the_default_as_its_ceiling() {
         let (_, a) = autoscale_of("max = 5\nconcurrency = 10\nidle_timeout = \"auto\"\n");
         assert!(a.idle_auto);
         assert_eq!(a.idle_timeout, DEFAULT_IDLE_TIMEOUT);
