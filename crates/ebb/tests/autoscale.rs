@@ -22,9 +22,13 @@ fn autoscaled(name: &str, port: u16) -> String {
 /// Deploys `web`, an example-app service on a free port, with `sections` (its TOML after the
 /// command and port); returns the port and the deploy file.
 fn deploy_web(ebb: &Ebb, sections: &str) -> (u16, std::path::PathBuf) {
+    deploy_web_running(ebb, r#"["ebb", "example-app"]"#, sections)
+}
+
+/// [`deploy_web`] with the service's `command` (a TOML array).
+fn deploy_web_running(ebb: &Ebb, command: &str, sections: &str) -> (u16, std::path::PathBuf) {
     let port = free_port();
-    let service =
-        format!("[services.web]\ncommand = [\"ebb\", \"example-app\"]\nport = {port}\n{sections}");
+    let service = format!("[services.web]\ncommand = {command}\nport = {port}\n{sections}");
     let file = deploy_file(ebb.dir.path(), "web.toml", &service);
     ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
     (port, file)
@@ -329,16 +333,13 @@ fn a_learned_keep_alive_releases_a_periodic_caller_within_seconds_once_learned()
     let mut ebb = Ebb::up_with(&[], &["--router-bind", "127.0.0.1"]);
     // No idle_timeout: "auto" is the default for min = 0. The instance takes over 2 s to
     // start, so that while the keep-alive learns it is kept through the 4 s gaps.
-    let port = free_port();
-    let service = format!(
-        "[services.web]\ncommand = [\"sh\", \"-c\", \"sleep 2 && exec ebb example-app\"]\n\
-         port = {port}\n\
-         [services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
+    let (port, _) = deploy_web_running(
+        &ebb,
+        r#"["sh", "-c", "sleep 2 && exec ebb example-app"]"#,
+        "[services.web.health]\nhttp = \"/healthz\"\ninterval = \"200ms\"\n\
          [services.web.balance]\nqueue_timeout = \"20s\"\n\
-         [services.web.autoscale]\nmin = 0\nmax = 2\nconcurrency = 2\n"
+         [services.web.autoscale]\nmin = 0\nmax = 2\nconcurrency = 2\n",
     );
-    let file = deploy_file(ebb.dir.path(), "web.toml", &service);
-    ebb.ok(&["deploy", "--detach", file.to_str().unwrap()]);
     let addr = format!("127.0.0.1:{port}");
     eventually("the router to listen", Duration::from_secs(5), || {
         std::net::TcpStream::connect(&addr).ok()

@@ -166,15 +166,20 @@ fn replay_told(model: &Model, load: &[f64], needs: &[u32], told: Told) -> Outcom
     replay(model, load, &mut ahead, initial, 0..0).0
 }
 
+/// Every window of [`FORESIGHT_WINDOWS`] with every quantile of [`FORESIGHT_QUANTILES`].
+fn grid() -> Vec<Told> {
+    FORESIGHT_WINDOWS
+        .iter()
+        .flat_map(|&window| FORESIGHT_QUANTILES.map(|quantile| Told { window, quantile }))
+        .collect()
+}
+
 /// The reference at the cheapest of [`FORESIGHT_WINDOWS`] × [`FORESIGHT_QUANTILES`] that misses
 /// at most `missed_percent` % of the seconds; `None` if none does, which only a budget below
 /// zero makes so: the most of a window never misses (it asks a start delay ahead, and what the
 /// first seconds need is there from the start).
 pub fn foresight(model: &Model, load: &[f64], missed_percent: f64) -> Option<(Told, Outcome)> {
-    let told: Vec<Told> = FORESIGHT_WINDOWS
-        .iter()
-        .flat_map(|&window| FORESIGHT_QUANTILES.map(|quantile| Told { window, quantile }))
-        .collect();
+    let told = grid();
     let needs = needs(model, load);
     let runs = crate::on_every_core(&told, |&t| (t, replay_told(model, load, &needs, t)));
     runs.into_iter()
@@ -261,9 +266,8 @@ mod tests {
         let load = loads(&needs);
         let (told, out) = foresight(&model(2), &load, 1.0).expect("one fits");
         assert!(out.missed_seconds <= 10, "{out:?}");
-        let cheapest = FORESIGHT_WINDOWS
-            .iter()
-            .flat_map(|&window| FORESIGHT_QUANTILES.map(|quantile| Told { window, quantile }))
+        let cheapest = grid()
+            .into_iter()
             .map(|t| replay_at(&model(2), &load, t))
             .filter(|o| o.missed_seconds <= 10)
             .map(|o| o.instance_seconds)

@@ -199,6 +199,18 @@ fn outcome_json(o: &Outcome, oracle: &Outcome) -> Value {
     })
 }
 
+/// The columns of the table of policies.
+const COLUMNS: [&str; 8] = [
+    "POLICY",
+    "TARGET",
+    "INSTANCE-SECONDS",
+    "× ORACLE",
+    "MISSED S",
+    "MISSED %",
+    "CHANGES/H",
+    "PANIC %",
+];
+
 /// What the foresight reference ran: `98th percentile of ±30s`, `the most of ±30m`.
 fn foresight_target(told: foresight::Told) -> String {
     let half = format_duration(told.window / 2);
@@ -343,7 +355,7 @@ impl Report<'_> {
         };
         let none = |name: &str, what: &str| {
             let mut cells = vec![name.to_string(), format!("no {what} within 1 % missed")];
-            cells.resize(8, "-".into());
+            cells.resize(COLUMNS.len(), "-".into());
             cells
         };
         let mut rows = vec![row("oracle", "knows the future".into(), oracle)];
@@ -358,19 +370,7 @@ impl Report<'_> {
             }
         }
         rows.push(row("fixed", format!("{peak} instances (the peak)"), fixed));
-        table(
-            &[
-                "POLICY",
-                "TARGET",
-                "INSTANCE-SECONDS",
-                "× ORACLE",
-                "MISSED S",
-                "MISSED %",
-                "CHANGES/H",
-                "PANIC %",
-            ],
-            &rows,
-        );
+        table(&COLUMNS, &rows);
         let mut windows: Vec<String> = foresight::FORESIGHT_WINDOWS
             .iter()
             .map(|w| format!("±{}", format_duration(*w / 2)))
