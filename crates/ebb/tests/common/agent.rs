@@ -9,6 +9,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// How long [`Agent::lose_machine`] must find no instance before it counts the machine as gone:
+/// far longer than a fork takes to reach its exec.
+const LOST_MACHINE_QUIET: Duration = Duration::from_millis(300);
+
 pub struct Agent {
     pub name: String,
     pub advertise: String,
@@ -106,10 +110,23 @@ impl Agent {
     }
 
     /// A lost machine: kill -9 of the agent and of every instance it runs.
+    ///
+    /// One scan is not enough: an instance the agent was spawning when it died is forked but not
+    /// yet exec'd, so its environment is still the agent's and it has no `EBB_NODE` to be found
+    /// by; it execs a moment later and runs on (CI, a29b494: a lost node's task finished).
+    /// So the scan repeats until it has found nothing for [`LOST_MACHINE_QUIET`].
     pub fn lose_machine(&mut self) {
         self.crash();
-        for pid in self.instance_pids() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        let mut quiet_since = std::time::Instant::now();
+        while quiet_since.elapsed() < LOST_MACHINE_QUIET {
+            let pids = self.instance_pids();
+            if !pids.is_empty() {
+                quiet_since = std::time::Instant::now();
+            }
+            for pid in pids {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
