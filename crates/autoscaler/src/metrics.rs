@@ -132,7 +132,7 @@ impl Metrics {
     }
 
     /// A window long enough for `config`'s stable and panic windows and for the busy seconds'
-    /// level ([`BUSY_WINDOW`](crate::BUSY_WINDOW), five minutes: 300 samples a service).
+    /// level ([`BUSY_WINDOW`](crate::BUSY_WINDOW), fifteen minutes: 900 samples a service).
     pub fn for_config(config: &AutoscaleSpec) -> Self {
         Metrics::new(
             config
@@ -174,13 +174,15 @@ impl Metrics {
         self.samples.iter()
     }
 
-    /// Samples in `(now - len, now]`, newest first.
+    /// Samples in `(now - len, now]`, newest first. Its ends are found by binary search (the
+    /// samples are in time order, [`Metrics::push`]), so that reading a window does not compare
+    /// the times of each sample: the busy level reads 900 a tick.
     pub fn window(&self, now: Duration, len: Duration) -> impl Iterator<Item = &Sample> {
-        self.samples
-            .iter()
-            .rev()
-            .skip_while(move |s| s.at > now)
-            .take_while(move |s| s.at.saturating_add(len) > now)
+        let end = self.samples.partition_point(|s| s.at <= now);
+        let start = self
+            .samples
+            .partition_point(|s| s.at.saturating_add(len) <= now);
+        self.samples.range(start.min(end)..end).rev()
     }
 
     /// Sum and counts of `metric` over `(now - len, now]`.
@@ -228,9 +230,9 @@ impl Metrics {
         Some(((sum - largest).max(0.0) / (2.0 * f64::from(kept))).sqrt())
     }
 
-    /// The level of `metric`'s busy seconds over `(now - len, now]` (at most its newest 300
+    /// The level of `metric`'s busy seconds over `(now - len, now]` (at most its newest 900
     /// values): their [`BUSY_QUANTILE`](crate::BUSY_QUANTILE) quantile, when the window has
-    /// every 30 s block and its load has not fallen within it (see the module `noise`). `None`
+    /// every 90 s block and its load has not fallen within it (see the module `noise`). `None`
     /// otherwise.
     pub fn busy(&self, metric: ScaleMetric, now: Duration, len: Duration) -> Option<f64> {
         let mut values = [0.0_f64; crate::noise::BUSY_VALUES];

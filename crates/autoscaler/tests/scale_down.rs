@@ -6,7 +6,7 @@
 mod common;
 
 use common::{rps_target, Sim};
-use ebb_autoscaler::{Decision, Rule, DIP_BANDS};
+use ebb_autoscaler::{Decision, Rule, BUSY_WINDOW, DIP_BANDS};
 
 /// A service at 10 rps an instance, `scale_down_delay = "auto"`.
 fn auto() -> Sim {
@@ -47,14 +47,18 @@ fn long_dips_are_followed_down_sooner_once_learned() {
     assert!(!low.iter().any(held_a_minute));
 }
 
-/// A load back at 100 rps 20 s after each fall to 20, thirty times, on instances that take
-/// 20 s to start: a release would cost more than the 20 s kept.
+/// A load back at 100 rps 20 s after each fall to 20, twelve times, on instances that take
+/// 20 s to start: a release would cost more than the 20 s kept. Each stretch at 100 is longer
+/// than the busy window ([`BUSY_WINDOW`]), so that the busy seconds' level sees each fall as
+/// one (over shorter stretches it holds the ten instances by itself: the dips are then part of
+/// the load's pattern, and the delay is not what keeps them).
 fn coming_back() -> Sim {
     let mut config = rps_target(1, 20, 10.0);
     config.scale_down_auto = true;
     let mut sim = Sim::with_start(config, 1, 20);
-    for _ in 0..30 {
-        sim.run_rps(120, 100.0);
+    let high = BUSY_WINDOW.as_secs() + 60;
+    for _ in 0..12 {
+        sim.run_rps(high, 100.0);
         sim.run_rps(20, 20.0);
     }
     sim

@@ -73,7 +73,7 @@ fn clumpy(second: u32) -> f64 {
 #[test]
 fn bursty_stationary_load_is_sized_for_its_clumps_without_panicking() {
     let mut sim = Sim::new(rps_target(1, 50, 5.0), 4);
-    let decisions: Vec<_> = (0..600).map(|i| sim.tick_rps(clumpy(i))).collect();
+    let decisions: Vec<_> = (0..1200).map(|i| sim.tick_rps(clumpy(i))).collect();
     // A clump's 6 s window reaches (60 + 5 × 10) / 6 = 18.3 rps, 2× of what the first 4
     // instances serve at first, but it stands within the load's own noise: no panic once the
     // noise is known (the first clump, with no history, may panic).
@@ -81,18 +81,18 @@ fn bursty_stationary_load_is_sized_for_its_clumps_without_panicking() {
     assert_eq!(panics, 0);
     // Sized for the clumps, not the mean: the mean asks for 4 (17.1 / 5); the mean plus twice
     // the noise (σ ≈ 19 rps from successive differences) for 12, and so does the busy
-    // seconds' level (a clump every 7 s: the top 2.3 % of the last five minutes are at 60),
+    // seconds' level (a clump every 7 s: the top 2.3 % of the last fifteen minutes are at 60),
     // which is the higher of the two.
     let last = decisions.last().unwrap();
     assert!(
-        last.reason.contains("for its busy seconds over 5m"),
+        last.reason.contains("for its busy seconds over 15m"),
         "{}",
         last.reason
     );
     assert!((10..=13).contains(&last.desired), "{}", last.reason);
     // And steady: the count does not follow each clump.
     let counts: std::collections::BTreeSet<u32> =
-        decisions[300..].iter().map(|d| d.desired).collect();
+        decisions[900..].iter().map(|d| d.desired).collect();
     assert!(counts.len() <= 2, "{counts:?}");
 }
 
