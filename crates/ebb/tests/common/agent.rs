@@ -13,6 +13,9 @@ use std::time::Duration;
 /// far longer than a fork takes to reach its exec.
 const LOST_MACHINE_QUIET: Duration = Duration::from_millis(300);
 
+/// How long [`Agent::lose_machine`] tries before it gives up on instances that will not die.
+const LOST_MACHINE_DEADLINE: Duration = Duration::from_secs(10);
+
 pub struct Agent {
     pub name: String,
     pub advertise: String,
@@ -114,13 +117,30 @@ impl Agent {
     /// One scan is not enough: an instance the agent was spawning when it died is forked but not
     /// yet exec'd, so its environment is still the agent's and it has no `EBB_NODE` to be found
     /// by; it execs a moment later and runs on (CI, a29b494: a lost node's task finished).
-    /// So the scan repeats until it has found nothing for [`LOST_MACHINE_QUIET`].
+    /// So the scan repeats until it has found nothing for [`LOST_MACHINE_QUIET`]. Panics with
+    /// the pids still found after [`LOST_MACHINE_DEADLINE`].
     pub fn lose_machine(&mut self) {
+        if let Err(left) = self.kill_until_quiet() {
+            panic!(
+                "node {}: instances still alive after SIGKILL: {left:?}",
+                self.name
+            );
+        }
+    }
+
+    /// Kills the agent and its instances until none is found for [`LOST_MACHINE_QUIET`]; the
+    /// pids still found if that takes past [`LOST_MACHINE_DEADLINE`] (a process stuck in
+    /// uninterruptible sleep cannot die).
+    fn kill_until_quiet(&mut self) -> Result<(), Vec<u64>> {
         self.crash();
-        let mut quiet_since = std::time::Instant::now();
+        let start = std::time::Instant::now();
+        let mut quiet_since = start;
         while quiet_since.elapsed() < LOST_MACHINE_QUIET {
             let pids = self.instance_pids();
             if !pids.is_empty() {
+                if start.elapsed() > LOST_MACHINE_DEADLINE {
+                    return Err(pids);
+                }
                 quiet_since = std::time::Instant::now();
             }
             for pid in pids {
@@ -128,6 +148,7 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 }
 
@@ -141,7 +162,13 @@ impl Drop for Agent {
             .iter()
             .filter_map(|pid| env_of(*pid, "EBB_AGENT_ID"))
             .collect();
-        self.lose_machine();
+        // No panic in a drop (it would abort a test already failing): say what is left.
+        if let Err(left) = self.kill_until_quiet() {
+            eprintln!(
+                "node {}: instances still alive after SIGKILL: {left:?}",
+                self.name
+            );
+        }
         for id in agent_ids {
             remove_cgroups(&id);
         }
