@@ -48,8 +48,9 @@ pub const EVIDENCE_Z: f64 = 3.0;
 /// count then missed when the next clump came; a lower target everywhere was the only cure).
 /// Fifteen minutes leave twenty-one. Longer held a flash crowd's peak: the fall test's blocks
 /// grow with the window, and 30 min (blocks of 3 min) cost 8–9 % more on the flash trace, more
-/// than it saved on the noisy one at d = 60 s (4 %) (`ebb sim --sweep` on every trace, BENCHMARKS.md, issue 19,
-/// twelfth part). Five minutes was Kubernetes HPA's scale-down window, the first choice.
+/// than it saved on the noisy one at d = 60 s (4 %; `ebb sim --sweep` on every trace,
+/// BENCHMARKS.md, issue 19, twelfth part). Five minutes, Kubernetes HPA's scale-down window,
+/// was the first choice.
 pub const BUSY_WINDOW: Duration = Duration::from_secs(900);
 
 /// The most values [`busy_level`] reads: one a second over [`BUSY_WINDOW`], on the stack.
@@ -193,10 +194,9 @@ impl BusyBlocks {
 
     /// Whether the newest [`BLOCK_SECS`] values' mean stands more than [`EVIDENCE_Z`] standard
     /// errors of a difference below the highest complete block's; `None` without every
-    /// complete block. Taking the highest of nine adds about 1.5 σ by itself, so
-    /// on steady noise a fall is judged more often than three standard errors suggest: a
-    /// dropped busy level then falls back to `mean + 2σ`, and stabilization holds what it
-    /// asked for.
+    /// complete block. Taking the highest of nine adds about 1.5 σ by itself, so on steady
+    /// noise a fall is judged more often than three standard errors suggest: a dropped busy
+    /// level then falls back to `mean + 2σ`, and stabilization holds what it asked for.
     fn fallen(&self) -> Option<bool> {
         let means = self.means()?;
         let highest = means.iter().copied().fold(f64::MIN, f64::max);
@@ -208,16 +208,16 @@ impl BusyBlocks {
 
 /// The level of the busy seconds among `values` (one a second, each one [`BusyBlocks::add`]
 /// took): their [`BUSY_QUANTILE`] quantile. `None` until every complete block of the window has
-/// a value (a service's first fifteen minutes), or if the load fell within the window: the newest
-/// 90 values are more than [`EVIDENCE_Z`] standard errors of a difference below the highest block,
-/// the blocks' noise read robustly ([`block_noise`]): the edges of a burst that has ended are
-/// steps, not noise, so a minute-long call followed by quiet is a fall (with a root mean square
-/// of the differences, the largest left out, the other edge hid it and the call's level was
-/// held for the five minutes the window then was). May reorder `values`.
+/// a value (a service's first fifteen minutes), or if the load fell within the window: the
+/// newest 90 values are more than [`EVIDENCE_Z`] standard errors of a difference below the
+/// highest block, the blocks' noise read robustly ([`block_noise`]): the edges of a burst that
+/// has ended are steps, not noise, so a minute-long call followed by quiet is a fall (with a
+/// root mean square of the differences, the largest left out, the other edge hid it and the
+/// call's level was held for the five minutes the window then was). May reorder `values`.
 ///
 /// Comparing the first and the last half of the window instead missed a rise and decay within
-/// it (a flash crowd's peak held for the window's five minutes then); two-sided, it also dropped the level on
-/// noise's rises (`ebb sim --sweep`, BENCHMARKS.md, issue 19, seventh part).
+/// it (a flash crowd's peak held for the five minutes the window then was); two-sided, it also
+/// dropped the level on noise's rises (`ebb sim --sweep`, BENCHMARKS.md, issue 19, seventh part).
 pub(crate) fn busy_level(values: &mut [f64], blocks: &BusyBlocks) -> Option<f64> {
     if values.is_empty() || blocks.fallen()? {
         return None;
