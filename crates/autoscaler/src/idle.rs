@@ -1,8 +1,7 @@
 //! The rules of a `min = 0` service between requests: to zero after `idle_timeout` (fixed, or
 //! the keep-alive learned by `idle_timeout = "auto"`, and while it learns as long as a cold
-//! start costs), one instance kept until then, a
-//! pre-warm ahead of a request the gaps say is due, and what the scale-down delay of `auto`
-//! learns from the load meanwhile.
+//! start costs), one instance kept until then, a pre-warm ahead of a request the gaps say is
+//! due, and what the scale-down delay of `auto` learns from the load meanwhile.
 
 use crate::explain;
 use crate::keep_alive::{break_even, KeepAlivePlan, MIN_GAP, MIN_GAPS};
@@ -21,6 +20,8 @@ pub(crate) struct Idle {
     /// How long without a request ends everything until a keep-alive is learned (see
     /// [`unlearned_timeout`]).
     timeout: Duration,
+    /// The start time of the service's instances that the timeout was read for.
+    start: Duration,
     /// Whether the service goes to zero now.
     pub(crate) idle: bool,
     /// Whether a pre-warm window is open.
@@ -76,6 +77,7 @@ impl Idle {
             quiet,
             plan,
             timeout,
+            start,
             idle,
             prewarming,
             hold,
@@ -183,12 +185,11 @@ impl Idle {
             let seen = state.keep_alive.gaps();
             if self.timeout < config.idle_timeout {
                 let keep = explain::duration(self.timeout);
-                let start = state.starts.estimate();
-                let why = match break_even(start) < MIN_GAP {
+                let why = match self.timeout <= MIN_GAP {
                     true => "the shortest keep-alive".to_string(),
                     false => format!(
                         "as long as a cold start of {} costs",
-                        explain::duration(start)
+                        explain::duration(self.start)
                     ),
                 };
                 return format!(
