@@ -304,17 +304,32 @@ pub async fn get_one(
             (view.index, view)
         })
         .collect();
-    let now = now_ms();
-    for a in &assignments {
+    add_running(&mut tasks, &assignments, &name, job.run, now_ms());
+    Ok(Json(JobDetail {
+        job,
+        tasks: tasks.into_values().collect(),
+    }))
+}
+
+/// Puts each running attempt of run `run` of job `name` over its task's record, unless the
+/// record already tells how that attempt ended.
+fn add_running(
+    tasks: &mut BTreeMap<u32, TaskView>,
+    assignments: &[Versioned<Assignment>],
+    name: &str,
+    run: u64,
+    now: u64,
+) {
+    for a in assignments {
         let Some(t) = a
             .value
             .task
             .as_ref()
-            .filter(|t| t.job == name && t.run == job.run)
+            .filter(|t| t.job == name && t.run == run)
         else {
             continue;
         };
-        if a.value.desired != DesiredState::Run {
+        if a.value.desired != DesiredState::Run || attempt_recorded(tasks, t.index, &a.value.id) {
             continue;
         }
         tasks.insert(
@@ -332,10 +347,17 @@ pub async fn get_one(
             },
         );
     }
-    Ok(Json(JobDetail {
-        job,
-        tasks: tasks.into_values().collect(),
-    }))
+}
+
+/// Whether the task's record already tells how attempt `instance` ended. The controller writes
+/// that record and deletes the attempt's assignment in one transaction, but the assignments are
+/// read before the records here, so an attempt that ended between the two reads is still in the
+/// assignments: its record, with the exit code, is the truth (only an ended attempt's record
+/// names its instance).
+fn attempt_recorded(tasks: &BTreeMap<u32, TaskView>, index: u32, instance: &str) -> bool {
+    tasks
+        .get(&index)
+        .is_some_and(|r| r.instance.as_deref() == Some(instance))
 }
 
 /// `POST /v1/jobs/{name}/cancel`: the controller stops its running tasks; nothing of it
@@ -507,4 +529,80 @@ fn stored_job(store: &dyn ebb_store::KvStore, name: &str) -> Result<ebb_store::K
 
 fn no_such_job(name: &str) -> ApiError {
     ApiError::not_found(format!("no job named {name:?}; `ebb jobs` lists the jobs"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_core::TaskRef;
+
+    fn attempt(id: &str, index: u32, attempt: u32) -> Versioned<Assignment> {
+        let spec = ServiceSpec::new("render", vec!["sh".into()]);
+        Versioned {
+            value: Assignment {
+                id: id.into(),
+                service: "render".into(),
+                node: "n1".into(),
+                generation: 1,
+                version: spec.version(),
+                spec,
+                desired: DesiredState::Run,
+                created_ms: 1_000,
+                task: Some(TaskRef {
+                    job: "render".into(),
+                    run: 1,
+                    index,
+                    attempt,
+                    timeout_ms: None,
+                    queued_ms: 500,
+                    preempted_by: None,
+                }),
+                placement: None,
+            },
+            mod_revision: 1,
+            create_revision: 1,
+        }
+    }
+
+    fn ended(index: u32, instance: &str, exit_code: i32) -> TaskView {
+        TaskView {
+            index,
+            attempt: 1,
+            node: Some("n1".into()),
+            state: TaskState::Failed,
+            exit_code: Some(exit_code),
+            last_exit: Some(format!("exit code {exit_code}")),
+            duration_ms: Some(100),
+            queue_wait_ms: Some(500),
+            instance: Some(instance.into()),
+        }
+    }
+
+    #[test]
+    fn an_ended_attempts_record_wins_over_its_assignment_read_before_it_ended() {
+        // The assignments were read, then the attempt ended (its record written and its
+        // assignment deleted in one transaction), then the records were read.
+        let mut tasks = BTreeMap::from([(0, ended(0, "render-0000000a", 3))]);
+        add_running(
+            &mut tasks,
+            &[attempt("render-0000000a", 0, 1)],
+            "render",
+            1,
+            2_000,
+        );
+        assert_eq!(tasks[&0].state, TaskState::Failed);
+        assert_eq!(tasks[&0].exit_code, Some(3));
+    }
+
+    #[test]
+    fn a_new_attempt_after_a_recorded_one_shows_as_running() {
+        let mut tasks = BTreeMap::from([(0, ended(0, "render-0000000a", 3))]);
+        let retry = attempt("render-0000000b", 0, 2);
+        add_running(&mut tasks, &[retry], "render", 1, 2_000);
+        assert_eq!(tasks[&0].state, TaskState::Running);
+        assert_eq!(tasks[&0].exit_code, None);
+        assert_eq!(tasks[&0].attempt, 2);
+        assert_eq!(tasks[&0].instance.as_deref(), Some("render-0000000b"));
+        assert_eq!(tasks[&0].duration_ms, Some(1_000));
+    }
 }
