@@ -12,7 +12,7 @@ use axum::Json;
 use ebb_core::api::{ApplyRequest, JobChange, JobDetail, JobView, QueueView, TaskView};
 use ebb_core::{
     Assignment, DesiredState, Event, EventKind, JobProgress, JobRecord, JobState, ServiceSpec,
-    TaskState,
+    TaskRef, TaskState,
 };
 use ebb_store::{Expect, Op};
 use std::collections::{BTreeMap, HashMap};
@@ -329,7 +329,7 @@ fn add_running(
         else {
             continue;
         };
-        if a.value.desired != DesiredState::Run || attempt_recorded(tasks, t.index, &a.value.id) {
+        if a.value.desired != DesiredState::Run || attempt_recorded(tasks, t, &a.value.id) {
             continue;
         }
         tasks.insert(
@@ -353,11 +353,12 @@ fn add_running(
 /// that record and deletes the attempt's assignment in one transaction, but the assignments are
 /// read before the records here, so an attempt that ended between the two reads is still in the
 /// assignments: its record, with the exit code, is the truth (only an ended attempt's record
-/// names its instance).
-fn attempt_recorded(tasks: &BTreeMap<u32, TaskView>, index: u32, instance: &str) -> bool {
+/// names its instance). The attempt's number is compared too: ids are random, and a later
+/// attempt given the same id by chance must not be hidden behind the earlier one's record.
+fn attempt_recorded(tasks: &BTreeMap<u32, TaskView>, task: &TaskRef, instance: &str) -> bool {
     tasks
-        .get(&index)
-        .is_some_and(|r| r.instance.as_deref() == Some(instance))
+        .get(&task.index)
+        .is_some_and(|r| r.instance.as_deref() == Some(instance) && r.attempt == task.attempt)
 }
 
 /// `POST /v1/jobs/{name}/cancel`: the controller stops its running tasks; nothing of it
@@ -534,7 +535,6 @@ fn no_such_job(name: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ebb_core::TaskRef;
 
     fn attempt(id: &str, index: u32, attempt: u32) -> Versioned<Assignment> {
         let spec = ServiceSpec::new("render", vec!["sh".into()]);
@@ -564,12 +564,14 @@ mod tests {
         }
     }
 
+    /// Task `index`'s record after attempt 1 (`instance`) exited with `exit_code`, to be
+    /// retried.
     fn ended(index: u32, instance: &str, exit_code: i32) -> TaskView {
         TaskView {
             index,
             attempt: 1,
             node: Some("n1".into()),
-            state: TaskState::Failed,
+            state: TaskState::Retrying,
             exit_code: Some(exit_code),
             last_exit: Some(format!("exit code {exit_code}")),
             duration_ms: Some(100),
@@ -590,7 +592,7 @@ mod tests {
             1,
             2_000,
         );
-        assert_eq!(tasks[&0].state, TaskState::Failed);
+        assert_eq!(tasks[&0].state, TaskState::Retrying);
         assert_eq!(tasks[&0].exit_code, Some(3));
     }
 
@@ -604,5 +606,11 @@ mod tests {
         assert_eq!(tasks[&0].attempt, 2);
         assert_eq!(tasks[&0].instance.as_deref(), Some("render-0000000b"));
         assert_eq!(tasks[&0].duration_ms, Some(1_000));
+        // A retry that drew the ended attempt's id by chance runs all the same.
+        let mut tasks = BTreeMap::from([(0, ended(0, "render-0000000a", 3))]);
+        let same_id = attempt("render-0000000a", 0, 2);
+        add_running(&mut tasks, &[same_id], "render", 1, 2_000);
+        assert_eq!(tasks[&0].state, TaskState::Running);
+        assert_eq!(tasks[&0].attempt, 2);
     }
 }
