@@ -232,8 +232,8 @@ impl Metrics {
 
     /// The level of `metric`'s busy seconds over `(now - len, now]` (at most its newest 900
     /// values): their [`BUSY_QUANTILE`](crate::BUSY_QUANTILE) quantile, when the window has
-    /// every 90 s block and its load has not fallen within it (see the module `noise`). `None`
-    /// otherwise.
+    /// every 90 s block and its load has not fallen within it, without the seconds of a block
+    /// that stood out by itself and was left (see the module `noise`). `None` otherwise.
     pub fn busy(&self, metric: ScaleMetric, now: Duration, len: Duration) -> Option<f64> {
         let mut values = [0.0_f64; crate::noise::BUSY_VALUES];
         let mut slots = [0_u8; crate::noise::BUSY_VALUES];

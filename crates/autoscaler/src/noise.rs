@@ -102,9 +102,9 @@ const RANKED_CURVATURE: f64 = 1.308;
 
 /// The lower of the two readings ([`RANKED_DIFFERENCE`] and [`RANKED_CURVATURE`] scaled), in
 /// units of σ, on average for normal noise: a Monte Carlo estimate (50,000 draws; the unit test
-/// below checks the result). Dividing by it keeps the blocks' noise unbiased, so that steady
-/// noise is not judged a fall much more often than with one reading (about one check in ten
-/// instead of one in thirteen, in the same draws).
+/// below checks the result). Dividing by it keeps the blocks' noise unbiased, so that the
+/// newest values of steady noise are not judged below the highest block much more often than
+/// with one reading (about one check in ten instead of one in thirteen, in the same draws).
 const LOWER_OF_TWO: f64 = 0.847;
 
 /// The busy window's values gathered into the blocks of the clock ([`BLOCK_SECS`]), newest
@@ -211,11 +211,12 @@ impl BusyBlocks {
 ///   values of steady normal noise are below it on about one check in ten), or a burst that
 ///   filled one block.
 /// - Below the second highest block too: [`Verdict::Fallen`]. Also below the highest alone when
-///   it stood more than the limit above the median block and its neighbour was the second
-///   highest: a load that lasted more than a block, such as a crowd that built and decays. Its
-///   blocks' edges then make so many of the differences that the robust noise reading grows
-///   with them (a flash crowd's tail 140 above the newest values, within the 162 it allowed),
-///   and leaving out its peak alone held its tail as the busy level.
+///   it stood more than the limit above the median block and a neighbour, above the median too,
+///   was the second highest: a load that lasted more than a block, such as a crowd that built
+///   and decays. Its blocks' edges then make so many of the differences that the robust noise
+///   reading grows with them (in a replay of the flash trace, a crowd's tail stood 140 above
+///   the newest values, within the 162 the limit then was), and leaving out its peak alone held
+///   its tail as the busy level.
 fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
     // Indices of `means`, by their means, highest first.
     let mut order: [usize; BLOCKS] = std::array::from_fn(|i| i);
@@ -223,10 +224,11 @@ fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
     let [highest, second, median] = [0, 1, BLOCKS / 2].map(|rank| means[order[rank]]);
     let rounding = 1e-9 * highest.abs().max(1.0);
     let limit = EVIDENCE_Z * block_noise(means) * 2.0_f64.sqrt() + rounding;
-    let lasted = highest - median > limit && next_to(means, order[0], second);
     if highest - last <= limit {
-        Verdict::Steady
-    } else if second - last <= limit && !lasted {
+        return Verdict::Steady;
+    }
+    let lasted = highest - median > limit && second_next_to(means, order[0], second, median);
+    if second - last <= limit && !lasted {
         // Slots count from the block in progress, 0; `order[0]` is below BLOCKS (9).
         Verdict::HighestLeft(order[0] as u8 + 1)
     } else {
@@ -234,13 +236,15 @@ fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
     }
 }
 
-/// Whether a neighbour in time of the block at index `at` of `means` is as high as `second`.
-fn next_to(means: &[f64; BLOCKS], at: usize, second: f64) -> bool {
+/// Whether a neighbour in time of the block at index `at` of `means` is the second highest,
+/// `second`, and above the `median`: on a flat load every other block ties for second, and a
+/// burst in one block then still stands out by itself.
+fn second_next_to(means: &[f64; BLOCKS], at: usize, second: f64, median: f64) -> bool {
     [at.checked_sub(1), Some(at + 1)]
         .into_iter()
         .flatten()
         .filter_map(|i| means.get(i))
-        .any(|&m| m >= second)
+        .any(|&m| m >= second && m > median)
 }
 
 /// What the newest values say of the busy window's load ([`BusyBlocks::verdict`]).
@@ -260,15 +264,16 @@ enum Verdict {
 /// the seconds of a block that stood out by itself and was left ([`judge`]). `None` until every
 /// complete block of the window has a value (a service's first fifteen minutes), or if the load
 /// fell within the window. The blocks' noise is read robustly ([`block_noise`]): the edges of a
-/// burst that has ended are steps, not noise, so a minute-long call followed by quiet is a fall
-/// (with a root mean square of the differences, the largest left out, the other edge hid it and
-/// the call's level was held for the five minutes the window then was). May reorder `values`.
+/// burst that has ended are steps, not noise, so a minute-long call followed by quiet is not
+/// held (with a root mean square of the differences, the largest left out, the other edge hid
+/// it and the call's level was held for the five minutes the window then was). May reorder
+/// `values`.
 ///
 /// Dropping the level whenever the newest values were below the highest block dropped it on
 /// about one check in ten of steady noise, and the count then swung with the noise: on the
 /// noisy trace ebb spent 16.5 % of the seconds below the 99th percentile of the need, and the
 /// sweep bought a lower target everywhere to cover those dips. Judging against the second
-/// highest block instead held a crowd's peak (`ebb sim --sweep`, BENCHMARKS.md, issue 19,
+/// highest block instead held a crowd's tail (`ebb sim --sweep`, BENCHMARKS.md, issue 19,
 /// twelfth and thirteenth parts).
 ///
 /// Comparing the first and the last half of the window instead missed a rise and decay within
@@ -287,10 +292,12 @@ pub(crate) fn busy_level(values: &mut [f64], slots: &[u8], blocks: &BusyBlocks) 
     Some(ranked_from_top(values, values.len() - 1 - k))
 }
 
-/// The values whose slot is not `slot`, moved to the front, in their order.
+/// The values whose slot is not `slot`, moved to the front, in their order; `slots` has one
+/// slot per value.
 fn without_slot<'a>(values: &'a mut [f64], slots: &[u8], slot: u8) -> &'a mut [f64] {
+    debug_assert_eq!(values.len(), slots.len());
     let mut kept = 0;
-    for i in 0..values.len() {
+    for i in 0..values.len().min(slots.len()) {
         if slots[i] != slot {
             values[kept] = values[i];
             kept += 1;
@@ -522,9 +529,10 @@ mod tests {
         // One step down, 20 s ago.
         let step = levels(&[(50.0, 880), (10.0, 20)]);
         assert_eq!(busy(&step), None);
-        // A call of a minute, then quiet: two steps, neither of them noise.
+        // A call of a minute, then quiet: two steps, neither of them noise. The call stood out
+        // in one block by itself: that block is left out, and the quiet is the level.
         let call = levels(&[(0.0, 640), (30.0, 60), (0.0, 200)]);
-        assert_eq!(busy(&call), None);
+        assert_eq!(busy(&call), Some(0.0));
         // The same with each edge across a block's boundary (two differences each).
         let split = levels(&[(0.0, 765), (30.0, 60), (0.0, 75)]);
         assert_eq!(busy(&split), None);
@@ -572,7 +580,7 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_that_filled_one_block_is_left_alone() {
+    fn a_burst_that_filled_one_block_is_left_out() {
         let means = [100.0, 101.0, 99.0, 100.5, 99.5, 130.0, 99.8, 99.2, 100.8];
         assert!(limit(&means) < 10.0, "{}", limit(&means));
         assert_eq!(judge(&means, 99.0), Verdict::HighestLeft(6));
@@ -597,7 +605,7 @@ mod tests {
                 .map(|_| 100.0 + 10.0 * normal(&mut state))
                 .collect();
             let mut blocks = BusyBlocks::default();
-            // The first value (ending at 1 s) is older than the blocks: no slot.
+            // The 89 values ending at 1 s to 89 s are older than the blocks: no slot.
             let mut slots = vec![None; values.len()];
             for (i, v) in values.iter().enumerate().rev() {
                 slots[i] = blocks.add(Duration::from_secs(i as u64 + 1), *v);
@@ -606,6 +614,15 @@ mod tests {
                 continue;
             };
             left += 1;
+            // The slot left is the complete block with the highest mean.
+            let mean = |s: u8| {
+                let of: Vec<f64> = (0..values.len())
+                    .filter(|&i| slots[i] == Some(s))
+                    .map(|i| values[i])
+                    .collect();
+                of.iter().sum::<f64>() / of.len() as f64
+            };
+            assert!((1..=9).all(|s| mean(s) <= mean(slot)), "slot {slot}");
             let mut rest: Vec<f64> = (0..values.len())
                 .filter(|&i| slots[i].is_some_and(|s| s != slot))
                 .map(|i| values[i])
