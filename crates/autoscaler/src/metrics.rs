@@ -236,10 +236,9 @@ impl Metrics {
     /// that stood out by itself and was left (see the module `noise`). `None` otherwise.
     pub fn busy(&self, metric: ScaleMetric, now: Duration, len: Duration) -> Option<f64> {
         let mut values = [0.0_f64; crate::noise::BUSY_VALUES];
-        let mut slots = [0_u8; crate::noise::BUSY_VALUES];
         let mut blocks = crate::noise::BusyBlocks::default();
         let mut n = 0;
-        // Newest first: fill from the end so that the arrays are oldest first.
+        // Newest first: fill from the end so that the array is oldest first.
         for (at, v) in self
             .window(now, len)
             .filter_map(|s| Some((s.at, s.value(metric)?)))
@@ -248,15 +247,14 @@ impl Metrics {
             if n == values.len() {
                 break;
             }
-            let Some(slot) = blocks.add(at, v) else {
+            if blocks.add(at, v).is_none() {
                 break;
-            };
+            }
             n += 1;
             values[values.len() - n] = v;
-            slots[slots.len() - n] = slot;
         }
-        let start = crate::noise::BUSY_VALUES - n;
-        crate::noise::busy_level(&mut values[start..], &slots[start..], &blocks)
+        let values = &mut values[crate::noise::BUSY_VALUES - n..];
+        crate::noise::busy_level(values, &blocks)
     }
 
     /// When the newest active second (see [`Sample::is_active`]) not after `now` ended.

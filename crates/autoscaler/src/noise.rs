@@ -29,6 +29,7 @@
 //! fifteen. Figures for every trace are in BENCHMARKS.md.
 
 use crate::metrics::WindowStats;
+use std::ops::Range;
 use std::time::Duration;
 
 /// Standard deviations of per-second noise that target tracking adds to a total metric's mean.
@@ -162,6 +163,13 @@ impl BusyBlocks {
         Some(self.open.slot as u8)
     }
 
+    /// Where the values of the block in `slot` are among the values added, oldest first: after
+    /// those of the older blocks (values come newest first, so each block's are together).
+    fn range_of(&self, slot: usize) -> Range<usize> {
+        let older: usize = (slot + 1..=BLOCKS).map(|s| self.block(s).1 as usize).sum();
+        older..older + self.block(slot).1 as usize
+    }
+
     /// Moves the open block's sum and count into `sums` and `counts`.
     fn close_open(&mut self) {
         let open = std::mem::take(&mut self.open);
@@ -218,15 +226,17 @@ impl BusyBlocks {
 ///   the newest values, within the 162 the limit then was), and leaving out its peak alone held
 ///   its tail as the busy level.
 fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
-    // Indices of `means`, by their means, highest first.
-    let mut order: [usize; BLOCKS] = std::array::from_fn(|i| i);
-    order.sort_unstable_by(|&a, &b| means[b].total_cmp(&means[a]));
-    let [highest, second, median] = [0, 1, BLOCKS / 2].map(|rank| means[order[rank]]);
+    let highest = means.iter().copied().fold(f64::MIN, f64::max);
     let rounding = 1e-9 * highest.abs().max(1.0);
     let limit = EVIDENCE_Z * block_noise(means) * 2.0_f64.sqrt() + rounding;
     if highest - last <= limit {
         return Verdict::Steady;
     }
+    // Indices of `means`, by their means, highest first: sorted only off the common case,
+    // which runs every second of every service (and of every `ebb sim` replay).
+    let mut order: [usize; BLOCKS] = std::array::from_fn(|i| i);
+    order.sort_unstable_by(|&a, &b| means[b].total_cmp(&means[a]));
+    let [second, median] = [1, BLOCKS / 2].map(|rank| means[order[rank]]);
     let lasted = highest - median > limit && second_next_to(means, order[0], second, median);
     if second - last <= limit && !lasted {
         // Slots count from the block in progress, 0; `order[0]` is below BLOCKS (9).
@@ -260,7 +270,7 @@ enum Verdict {
 }
 
 /// The level of the busy seconds among `values` (one a second, each one [`BusyBlocks::add`]
-/// took, `slots[i]` the slot it gave `values[i]`): their [`BUSY_QUANTILE`] quantile, without
+/// took, oldest first, so that each block's values are together): their [`BUSY_QUANTILE`] quantile, without
 /// the seconds of a block that stood out by itself and was left ([`judge`]). `None` until every
 /// complete block of the window has a value (a service's first fifteen minutes), or if the load
 /// fell within the window. The blocks' noise is read robustly ([`block_noise`]): the edges of a
@@ -279,10 +289,10 @@ enum Verdict {
 /// Comparing the first and the last half of the window instead missed a rise and decay within
 /// it (a flash crowd's peak held for the five minutes the window then was); two-sided, it also
 /// dropped the level on noise's rises (`ebb sim --sweep`, BENCHMARKS.md, issue 19, seventh part).
-pub(crate) fn busy_level(values: &mut [f64], slots: &[u8], blocks: &BusyBlocks) -> Option<f64> {
+pub(crate) fn busy_level(values: &mut [f64], blocks: &BusyBlocks) -> Option<f64> {
     let values = match blocks.verdict()? {
         Verdict::Steady => values,
-        Verdict::HighestLeft(slot) => without_slot(values, slots, slot),
+        Verdict::HighestLeft(slot) => without(values, blocks.range_of(usize::from(slot))),
         Verdict::Fallen => return None,
     };
     if values.is_empty() {
@@ -292,17 +302,13 @@ pub(crate) fn busy_level(values: &mut [f64], slots: &[u8], blocks: &BusyBlocks) 
     Some(ranked_from_top(values, values.len() - 1 - k))
 }
 
-/// The values whose slot is not `slot`, moved to the front, in their order; `slots` has one
-/// slot per value.
-fn without_slot<'a>(values: &'a mut [f64], slots: &[u8], slot: u8) -> &'a mut [f64] {
-    debug_assert_eq!(values.len(), slots.len());
-    let mut kept = 0;
-    for i in 0..values.len().min(slots.len()) {
-        if slots[i] != slot {
-            values[kept] = values[i];
-            kept += 1;
-        }
-    }
+/// `values` without those in `range`, the later ones moved up; a range past the values
+/// removes what of it there is.
+fn without(values: &mut [f64], range: Range<usize>) -> &mut [f64] {
+    let end = range.end.min(values.len());
+    let start = range.start.min(end);
+    values.copy_within(end.., start);
+    let kept = values.len() - (end - start);
     &mut values[..kept]
 }
 
@@ -495,15 +501,15 @@ mod tests {
     /// The busy level of `values`, one a second ending at 1 s, 2 s, …, oldest first.
     fn busy(values: &[f64]) -> Option<f64> {
         let mut blocks = BusyBlocks::default();
-        let (mut taken, mut slots) = (Vec::new(), Vec::new());
+        let mut taken = Vec::new();
         for (i, v) in values.iter().enumerate().rev() {
-            let Some(slot) = blocks.add(Duration::from_secs(i as u64 + 1), *v) else {
+            if blocks.add(Duration::from_secs(i as u64 + 1), *v).is_none() {
                 break;
-            };
+            }
             taken.push(*v);
-            slots.push(slot);
         }
-        busy_level(&mut taken, &slots, &blocks)
+        taken.reverse();
+        busy_level(&mut taken, &blocks)
     }
 
     #[test]
