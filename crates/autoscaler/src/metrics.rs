@@ -243,10 +243,10 @@ impl Metrics {
             .window(now, len)
             .filter_map(|s| Some((s.at, s.value(metric)?)))
         {
-            // A value outside the blocks the fall test sees must not count either.
             if n == values.len() {
                 break;
             }
+            // A value outside the blocks the fall test sees must not count either.
             if blocks.add(at, v).is_none() {
                 break;
             }

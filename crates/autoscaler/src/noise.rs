@@ -26,7 +26,8 @@
 //!
 //! Same replay with headroom and evidence: 1.9× at d = 10 s and 1.4× at d = 60 s (HPA 2.0× and
 //! 1.5×); with the busy level too, 1.90× and 1.17× over five minutes, 1.86× and 1.13× over
-//! fifteen. Figures for every trace are in BENCHMARKS.md.
+//! fifteen, 1.88× and 1.13× with a block that stood out by itself left out (which made the
+//! noisy trace cheaper). Figures for every trace are in BENCHMARKS.md.
 
 use crate::metrics::WindowStats;
 use std::ops::Range;
@@ -269,27 +270,33 @@ enum Verdict {
     Fallen,
 }
 
-/// The level of the busy seconds among `values` (one a second, each one [`BusyBlocks::add`]
-/// took, oldest first, so that each block's values are together): their [`BUSY_QUANTILE`] quantile, without
-/// the seconds of a block that stood out by itself and was left ([`judge`]). `None` until every
-/// complete block of the window has a value (a service's first fifteen minutes), or if the load
-/// fell within the window. The blocks' noise is read robustly ([`block_noise`]): the edges of a
-/// burst that has ended are steps, not noise, so a minute-long call followed by quiet is not
-/// held (with a root mean square of the differences, the largest left out, the other edge hid
-/// it and the call's level was held for the five minutes the window then was). May reorder
-/// `values`.
+/// The level of the busy seconds among `values` (exactly the values [`BusyBlocks::add`] took,
+/// oldest first, so that each block's values are together): their [`BUSY_QUANTILE`] quantile,
+/// without the seconds of a block that stood out by itself and was left ([`judge`]). `None`
+/// until every complete block of the window has a value (a service's first fifteen minutes), or
+/// if the load fell within the window. The blocks' noise is read robustly ([`block_noise`]):
+/// the edges of a burst that has ended are steps, not noise, so a minute-long call followed by
+/// quiet is not held (with a root mean square of the differences, the largest left out, the
+/// other edge hid it and the call's level was held for the five minutes the window then was).
+/// May reorder `values`.
 ///
 /// Dropping the level whenever the newest values were below the highest block dropped it on
 /// about one check in ten of steady noise, and the count then swung with the noise: on the
 /// noisy trace ebb spent 16.5 % of the seconds below the 99th percentile of the need, and the
 /// sweep bought a lower target everywhere to cover those dips. Judging against the second
-/// highest block instead held a crowd's tail (`ebb sim --sweep`, BENCHMARKS.md, issue 19,
-/// twelfth and thirteenth parts).
+/// highest block instead held a crowd's peak, and leaving the highest out whenever the newest
+/// values were not below the second highest held its tail (`ebb sim --sweep`, BENCHMARKS.md,
+/// issue 19, thirteenth part).
 ///
 /// Comparing the first and the last half of the window instead missed a rise and decay within
 /// it (a flash crowd's peak held for the five minutes the window then was); two-sided, it also
 /// dropped the level on noise's rises (`ebb sim --sweep`, BENCHMARKS.md, issue 19, seventh part).
 pub(crate) fn busy_level(values: &mut [f64], blocks: &BusyBlocks) -> Option<f64> {
+    debug_assert_eq!(
+        values.len(),
+        blocks.range_of(0).end,
+        "one value per one added"
+    );
     let values = match blocks.verdict()? {
         Verdict::Steady => values,
         Verdict::HighestLeft(slot) => without(values, blocks.range_of(usize::from(slot))),
