@@ -229,7 +229,7 @@ impl BusyBlocks {
 fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
     let highest = means.iter().copied().fold(f64::MIN, f64::max);
     let rounding = 1e-9 * highest.abs().max(1.0);
-    let limit = EVIDENCE_Z * block_noise(means) * 2.0_f64.sqrt() + rounding;
+    let limit = fall_limit(means) + rounding;
     if highest - last <= limit {
         return Verdict::Steady;
     }
@@ -245,6 +245,12 @@ fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
     } else {
         Verdict::Fallen
     }
+}
+
+/// How far below a block's mean the newest values must stand to have left it: [`EVIDENCE_Z`]
+/// standard errors of the difference of two block means.
+fn fall_limit(means: &[f64; BLOCKS]) -> f64 {
+    EVIDENCE_Z * block_noise(means) * 2.0_f64.sqrt()
 }
 
 /// Whether a neighbour in time of the block at index `at` of `means` is the second highest,
@@ -572,16 +578,11 @@ mod tests {
         assert_eq!(busy(&crowd), None);
     }
 
-    /// The limit of [`judge`] for `means`.
-    fn limit(means: &[f64; BLOCKS]) -> f64 {
-        EVIDENCE_Z * block_noise(means) * 2.0_f64.sqrt()
-    }
-
     #[test]
     fn the_highest_block_of_steady_noise_is_left_not_the_level() {
         // Newest first; the highest at index 5 (slot 6), the second highest 1 below it.
         let means = [100.0, 101.0, 99.0, 100.5, 99.5, 102.0, 100.0, 99.2, 100.8];
-        let limit = limit(&means);
+        let limit = fall_limit(&means);
         let last = 101.0 - 0.9 * limit;
         assert!(
             102.0 - last > limit,
@@ -595,7 +596,7 @@ mod tests {
     #[test]
     fn a_burst_that_filled_one_block_is_left_out() {
         let means = [100.0, 101.0, 99.0, 100.5, 99.5, 130.0, 99.8, 99.2, 100.8];
-        assert!(limit(&means) < 10.0, "{}", limit(&means));
+        assert!(fall_limit(&means) < 10.0, "{}", fall_limit(&means));
         assert_eq!(judge(&means, 99.0), Verdict::HighestLeft(6));
     }
 
@@ -605,7 +606,7 @@ mod tests {
         // its tail at index 3, its peak at 4, its rise at 5).
         let means = [30.0, 30.0, 60.0, 170.0, 375.0, 120.0, 30.0, 30.0, 30.0];
         // Its edges are most of the blocks' differences, so the noise read grows with them.
-        assert!(170.0 - 30.0 <= limit(&means), "{}", limit(&means));
+        assert!(170.0 - 30.0 <= fall_limit(&means), "{}", fall_limit(&means));
         assert_eq!(judge(&means, 30.0), Verdict::Fallen);
     }
 
