@@ -31,6 +31,7 @@
 //! ```
 
 mod burst;
+mod busy_window;
 mod config;
 mod decide;
 mod dips;

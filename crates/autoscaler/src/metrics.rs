@@ -1,5 +1,6 @@
 //! Per-second samples of a service's load and the window that keeps the recent ones.
 
+use crate::busy_window::BusyWindow;
 use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -98,7 +99,15 @@ pub struct Metrics {
     retain: Duration,
     /// Samples refused because they were not newer than the last one.
     stale: u64,
+    /// The busy windows of the metrics whose busy level is read every tick
+    /// ([`BUSY_KEPT`]), kept as samples arrive.
+    busy: [BusyWindow; BUSY_KEPT.len()],
 }
+
+/// The metrics whose busy window [`Metrics`] keeps as samples arrive: the router's totals,
+/// which target tracking sizes for their noise. [`Metrics::busy`] reads any other from the
+/// samples.
+const BUSY_KEPT: [ScaleMetric; 2] = [ScaleMetric::Concurrency, ScaleMetric::Rps];
 
 /// A sample [`Metrics::push`] refused: not newer than the last one (a clock that went back, or
 /// a caller that pushed twice for one second). The windows assume time moves forward.
@@ -128,6 +137,7 @@ impl Metrics {
             samples: VecDeque::with_capacity(retain.as_secs().min(3600) as usize + 1),
             retain,
             stale: 0,
+            busy: Default::default(),
         }
     }
 
@@ -153,12 +163,20 @@ impl Metrics {
                 last: last.at,
             });
         }
-        while self
+        while let Some(old) = self
             .samples
-            .front()
-            .is_some_and(|s| s.at.saturating_add(self.retain) <= sample.at)
+            .pop_front_if(|s| s.at.saturating_add(self.retain) <= sample.at)
         {
-            self.samples.pop_front();
+            for (window, metric) in self.busy.iter_mut().zip(BUSY_KEPT) {
+                if old.value(metric).is_some() {
+                    window.forget(old.at);
+                }
+            }
+        }
+        for (window, metric) in self.busy.iter_mut().zip(BUSY_KEPT) {
+            if let Some(v) = sample.value(metric) {
+                window.add(sample.at, v);
+            }
         }
         self.samples.push_back(sample);
         None
@@ -234,7 +252,19 @@ impl Metrics {
     /// values): their [`BUSY_QUANTILE`](crate::BUSY_QUANTILE) quantile, when the window has
     /// every 90 s block and its load has not fallen within it, without the seconds of a block
     /// that stood out by itself and was left (see the module `noise`). `None` otherwise.
+    ///
+    /// Read from the busy window kept as samples arrive (the module `busy_window`) when it
+    /// holds what the query asks for, as it does every tick; from the samples otherwise.
     pub fn busy(&self, metric: ScaleMetric, now: Duration, len: Duration) -> Option<f64> {
+        let kept = BUSY_KEPT.iter().position(|&m| m == metric);
+        match kept.and_then(|i| self.busy[i].level(now, len)) {
+            Some(level) => level,
+            None => self.busy_read(metric, now, len),
+        }
+    }
+
+    /// [`Metrics::busy`] read from the samples.
+    fn busy_read(&self, metric: ScaleMetric, now: Duration, len: Duration) -> Option<f64> {
         let mut values = [0.0_f64; crate::noise::BUSY_VALUES];
         let mut blocks = crate::noise::BusyBlocks::default();
         let mut n = 0;
@@ -275,6 +305,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::BUSY_WINDOW;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -285,6 +316,108 @@ mod tests {
             rps: v,
             ..Sample::new(secs(at))
         }
+    }
+
+    /// A load that changes level now and then, with noise, bursts, missing values, gaps of
+    /// time and (with `jitter`) several samples in one second; from a xorshift seed.
+    struct Load {
+        state: u64,
+        at_ms: u64,
+        level: f64,
+        burst: u32,
+        jitter: bool,
+    }
+
+    impl Load {
+        fn new(seed: u64, jitter: bool) -> Self {
+            Load {
+                state: seed | 1,
+                at_ms: 0,
+                level: 10.0,
+                burst: 0,
+                jitter,
+            }
+        }
+
+        fn uniform(&mut self) -> f64 {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            (self.state >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        fn next(&mut self) -> Sample {
+            let u = self.uniform();
+            self.at_ms += match u {
+                u if u < 0.0005 => 1000 * (1 + (self.uniform() * 300.0) as u64),
+                _ if self.jitter => 300 + (self.uniform() * 1400.0) as u64,
+                _ => 1000,
+            };
+            if self.uniform() < 0.001 {
+                self.level = [0.0, 3.0, 10.0, 100.0, 1000.0][(self.uniform() * 5.0) as usize];
+            }
+            if self.burst == 0 && self.uniform() < 0.002 {
+                self.burst = 1 + (self.uniform() * 120.0) as u32;
+            }
+            self.burst = self.burst.saturating_sub(1);
+            let boost = if self.burst > 0 { 4.0 } else { 1.0 };
+            let v = self.level * boost * (0.6 + 0.8 * self.uniform());
+            let present = self.uniform() > 0.02;
+            Sample {
+                rps: present.then_some(v),
+                concurrency: present.then_some(v / 10.0),
+                ..Sample::new(Duration::from_millis(self.at_ms))
+            }
+        }
+    }
+
+    #[test]
+    fn the_kept_busy_window_gives_the_full_reads_level_to_the_bit() {
+        let (mut kept, mut levels, mut without) = (0, 0, 0);
+        for (seed, jitter, retain) in [
+            (1u64, false, 900),
+            (2, false, 1200),
+            (3, false, 300),
+            // The oldest block partly dropped by the window, its level still read.
+            (7, false, 850),
+            (4, true, 900),
+            (5, false, 900),
+            (6, true, 1000),
+        ] {
+            let mut load = Load::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), jitter);
+            let mut m = Metrics::new(secs(retain));
+            for i in 0..12_000 {
+                let sample = load.next();
+                m.push(sample);
+                // The full read is slow in a debug build: compared on one sample in three.
+                if i % 3 != 0 {
+                    continue;
+                }
+                let now = match i % 7 {
+                    0 => sample.at.saturating_sub(secs(1)),
+                    1 => sample.at + secs(100),
+                    _ => sample.at,
+                };
+                let len = if i % 5 == 0 { secs(400) } else { BUSY_WINDOW };
+                for (w, metric) in m.busy.iter().zip(BUSY_KEPT) {
+                    let full = m.busy_read(metric, now, len);
+                    assert_eq!(
+                        m.busy(metric, now, len).map(f64::to_bits),
+                        full.map(f64::to_bits),
+                        "seed {seed}, sample {i} at {:?}, {metric:?}",
+                        sample.at
+                    );
+                    kept += usize::from(w.level(now, len).is_some());
+                    levels += usize::from(full.is_some());
+                    without += usize::from(full.is_none() && w.level(now, len).is_some());
+                }
+            }
+        }
+        // The kept window answered most reads, and the loads had levels and went without.
+        assert!(
+            kept > 30_000 && levels > 10_000 && without > 10_000,
+            "{kept} {levels} {without}"
+        );
     }
 
     #[test]

@@ -76,10 +76,10 @@ pub const BUSY_QUANTILE: f64 = 0.977;
 /// the newest 30 s swing more than it allows. On one clump of 60 rps every 7 s over 10 rps the
 /// busy level was dropped on 71 % of the checks, against 14 % with the newest 90 s (35 % with
 /// the blocks of 30 s before; BENCHMARKS.md, issue 19, twelfth part).
-const BLOCK_SECS: u64 = BUSY_WINDOW.as_secs() / (BLOCKS as u64 + 1);
+pub(crate) const BLOCK_SECS: u64 = BUSY_WINDOW.as_secs() / (BLOCKS as u64 + 1);
 
 /// Complete blocks compared: nine (810 s), before the block in progress.
-const BLOCKS: usize = 9;
+pub(crate) const BLOCKS: usize = 9;
 
 /// Which of the eight absolute differences of nine successive block means, sorted, reads the
 /// blocks' noise: the fourth, the highest that leaves out four. A burst that ended makes two
@@ -226,7 +226,7 @@ impl BusyBlocks {
 ///   reading grows with them (in a replay of the flash trace, a crowd's tail stood 140 above
 ///   the newest values, within the 162 the limit then was), and leaving out its peak alone held
 ///   its tail as the busy level.
-fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
+pub(crate) fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
     let highest = means.iter().copied().fold(f64::MIN, f64::max);
     let rounding = 1e-9 * highest.abs().max(1.0);
     let limit = fall_limit(means) + rounding;
@@ -266,7 +266,7 @@ fn second_next_to(means: &[f64; BLOCKS], at: usize, second: f64, median: f64) ->
 
 /// What the newest values say of the busy window's load ([`BusyBlocks::verdict`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     /// Not below any complete block: every second counts.
     Steady,
     /// Below the highest complete block (its slot), which stood out by itself: the seconds of
@@ -308,11 +308,13 @@ pub(crate) fn busy_level(values: &mut [f64], blocks: &BusyBlocks) -> Option<f64>
         Verdict::HighestLeft(slot) => without(values, blocks.range_of(usize::from(slot))),
         Verdict::Fallen => return None,
     };
-    if values.is_empty() {
-        return None;
-    }
-    let k = (((values.len() - 1) as f64) * BUSY_QUANTILE).round() as usize;
-    Some(ranked_from_top(values, values.len() - 1 - k))
+    let above = values.len().checked_sub(1)? - quantile_rank(values.len());
+    Some(ranked_from_top(values, above))
+}
+
+/// The rank from the lowest (0) of the [`BUSY_QUANTILE`] quantile among `n` values, `n` ≥ 1.
+pub(crate) fn quantile_rank(n: usize) -> usize {
+    ((n.saturating_sub(1) as f64) * BUSY_QUANTILE).round() as usize
 }
 
 /// `values` without those in `range`, the later ones moved up; a range past the values

@@ -1,0 +1,222 @@
+//! The busy window of one metric, kept up to date as samples arrive, so that its level is read
+//! without going through its 900 values every tick.
+//!
+//! [`Metrics::busy`](crate::Metrics::busy) read the busy level ([`busy_level`](crate::noise))
+//! from every value of the last fifteen minutes, once a second per service: gathering them into
+//! their blocks and ranking them was most of ebb's replay time (`ebb sim` on 58.6 days of the
+//! NASA trace ×100 took 27 s, over the bound of 10 s per 22 days). Here each value is
+//! added once, into a sorted list and its block's tally, and a complete block's sum is taken
+//! once, when the block ends. Reading the level is then the fall test on nine block means, the
+//! newest 90 values' mean, and an index into the sorted list.
+//!
+//! It gives the same level as the full read, to the last bit: block sums are added newest value
+//! first, as `BusyBlocks` (module `noise`) adds them, so the fall test sees the same numbers,
+//! and the quantile picks the same value. A test of `Metrics` checks it on random streams, with
+//! gaps, missing values, several samples a second and windows that drop part of a block. Where a query is not one this window can
+//! answer (a window shorter than the blocks, a `now` before its newest value, more values than
+//! [`BUSY_VALUES`]: several samples in one second), [`BusyWindow::level`] says so and the full
+//! read answers.
+
+use crate::noise::{judge, quantile_rank, Verdict, BLOCKS, BLOCK_SECS, BUSY_VALUES};
+use std::cmp::Ordering;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// The values of one metric in the block of its newest value and the [`BLOCKS`] before it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct BusyWindow {
+    /// The values, oldest first, with when their second ended.
+    values: VecDeque<(Duration, f64)>,
+    /// The same values in ascending order ([`f64::total_cmp`]), each with its block's number.
+    sorted: Vec<(f64, u64)>,
+    /// One tally per block that has values, oldest first.
+    tallies: VecDeque<Tally>,
+}
+
+/// The values of one block of the clock ([`BLOCK_SECS`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Tally {
+    /// The block's number: the second it begins at, divided by [`BLOCK_SECS`].
+    block: u64,
+    /// How many values it has.
+    count: u32,
+    /// Their sum, added newest first; taken when a newer block begins (the newest block's is
+    /// never read: the fall test compares complete blocks).
+    sum: f64,
+}
+
+impl BusyWindow {
+    /// Adds the value of the second ending at `at`, which is after every value added before.
+    /// Forgets the blocks the newest block and the [`BLOCKS`] before it no longer include.
+    pub(crate) fn add(&mut self, at: Duration, value: f64) {
+        let block = at.as_secs() / BLOCK_SECS;
+        if let Some(newest) = self.tallies.back().copied() {
+            if newest.block != block {
+                let sum = self.sum_of_newest(newest.count as usize);
+                if let Some(t) = self.tallies.back_mut() {
+                    t.sum = sum;
+                }
+                self.forget_before(block.saturating_sub(BLOCKS as u64));
+            }
+        }
+        if self.tallies.back().is_none_or(|t| t.block != block) {
+            self.tallies.push_back(Tally {
+                block,
+                ..Tally::default()
+            });
+        }
+        if let Some(t) = self.tallies.back_mut() {
+            t.count += 1;
+        }
+        self.values.push_back((at, value));
+        let at_rank = self.sorted.partition_point(|e| below(*e, (value, block)));
+        self.sorted.insert(at_rank, (value, block));
+    }
+
+    /// Forgets the value of the second ending at `at` if it is the oldest kept: the caller's
+    /// window dropped that sample.
+    pub(crate) fn forget(&mut self, at: Duration) {
+        let Some(&(oldest, value)) = self.values.front().filter(|(a, _)| *a == at) else {
+            return;
+        };
+        let block = oldest.as_secs() / BLOCK_SECS;
+        self.values.pop_front();
+        let at_rank = self.sorted.partition_point(|e| below(*e, (value, block)));
+        if self.sorted.get(at_rank) == Some(&(value, block)) {
+            self.sorted.remove(at_rank);
+        }
+        let complete = self.tallies.len() > 1;
+        let Some(t) = self.tallies.front_mut() else {
+            return;
+        };
+        t.count -= 1;
+        if t.count == 0 {
+            self.tallies.pop_front();
+        } else if complete {
+            // The oldest values of a complete block are first in `values`: its sum again,
+            // newest first, without the one forgotten.
+            let count = t.count as usize;
+            let sum = self
+                .values
+                .range(..count)
+                .rev()
+                .fold(0.0, |s, (_, v)| s + v);
+            if let Some(t) = self.tallies.front_mut() {
+                t.sum = sum;
+            }
+        }
+    }
+
+    /// The busy level of the values kept (see `busy_level` in the module `noise`), if this
+    /// window holds exactly what the full read of `(now - len, now]` would take: `None` if it
+    /// cannot answer, `Some(None)` if there is no level.
+    pub(crate) fn level(&self, now: Duration, len: Duration) -> Option<Option<f64>> {
+        let answers = self.values.len() <= BUSY_VALUES
+            && self.values.back().is_none_or(|(at, _)| *at <= now)
+            && self
+                .values
+                .front()
+                .is_none_or(|(at, _)| at.saturating_add(len) > now);
+        answers.then(|| self.read())
+    }
+
+    /// The busy level of the values kept.
+    fn read(&self) -> Option<f64> {
+        let newest = self.tallies.back()?.block;
+        let mut means = [0.0; BLOCKS];
+        for (i, mean) in means.iter_mut().enumerate() {
+            let t = self.tally(newest.checked_sub(i as u64 + 1)?)?;
+            *mean = t.sum / f64::from(t.count);
+        }
+        let recent = self.values.len().min(BLOCK_SECS as usize);
+        let last = self.sum_of_newest(recent) / recent.max(1) as f64;
+        let left = match judge(&means, last) {
+            Verdict::Steady => None,
+            Verdict::HighestLeft(slot) => Some(newest - u64::from(slot)),
+            Verdict::Fallen => return None,
+        };
+        let left_out = left.and_then(|b| self.tally(b)).map_or(0, |t| t.count);
+        let n = self.values.len() - left_out as usize;
+        let above = n.checked_sub(1)? - quantile_rank(n);
+        self.sorted
+            .iter()
+            .rev()
+            .filter(|(_, block)| Some(*block) != left)
+            .nth(above)
+            .map(|(v, _)| *v)
+    }
+
+    /// The tally of `block`, if it has values.
+    fn tally(&self, block: u64) -> Option<&Tally> {
+        let i = self
+            .tallies
+            .binary_search_by(|t| t.block.cmp(&block))
+            .ok()?;
+        self.tallies.get(i).filter(|t| t.count > 0)
+    }
+
+    /// The sum of the newest `count` values, added newest first.
+    fn sum_of_newest(&self, count: usize) -> f64 {
+        self.values
+            .iter()
+            .rev()
+            .take(count)
+            .fold(0.0, |s, (_, v)| s + v)
+    }
+
+    /// Forgets the values of blocks before `first`.
+    fn forget_before(&mut self, first: u64) {
+        let before = |at: &Duration| at.as_secs() / BLOCK_SECS < first;
+        if !self.values.front().is_some_and(|(at, _)| before(at)) {
+            return;
+        }
+        while self.values.front().is_some_and(|(at, _)| before(at)) {
+            self.values.pop_front();
+        }
+        while self.tallies.front().is_some_and(|t| t.block < first) {
+            self.tallies.pop_front();
+        }
+        self.sorted.retain(|(_, block)| *block >= first);
+    }
+}
+
+/// Whether `a` comes before `b` in the sorted list: by value, then by block.
+fn below(a: (f64, u64), b: (f64, u64)) -> bool {
+    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)) == Ordering::Less
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_that_stood_out_by_itself_is_left_out_of_the_level() {
+        // Ten blocks of 99, 100 and 101 in turn; the fourth at 130, 131 and 132.
+        let mut window = BusyWindow::default();
+        for s in 0..900u64 {
+            let wiggle = (s % 3) as f64;
+            let v = if s / BLOCK_SECS == 3 { 130.0 } else { 99.0 } + wiggle;
+            window.add(Duration::from_secs(s), v);
+        }
+        let level = window.level(Duration::from_secs(899), Duration::from_secs(900));
+        assert_eq!(level, Some(Some(101.0)));
+        // With the fourth block counted, its 90 seconds would be the top 2.3 % (21 of 900).
+        assert_eq!(window.sorted.last().map(|e| e.0), Some(132.0));
+    }
+
+    #[test]
+    fn a_window_that_does_not_hold_the_query_does_not_answer() {
+        let mut window = BusyWindow::default();
+        for s in 100..1000u64 {
+            window.add(Duration::from_secs(s), 1.0);
+        }
+        let at = |s| Duration::from_secs(s);
+        assert_eq!(window.level(at(999), at(900)), Some(Some(1.0)));
+        // Its newest value is after `now`; its oldest before the window.
+        assert_eq!(window.level(at(998), at(900)), None);
+        assert_eq!(window.level(at(999), at(800)), None);
+        // Blocks of the clock: 900 s from 100 s on leave the first 80 s out (block 1 ends at
+        // 179), so a window reaching back to 180 holds every value kept.
+        assert_eq!(window.level(at(999), at(820)), Some(Some(1.0)));
+    }
+}
