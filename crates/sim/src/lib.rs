@@ -23,11 +23,22 @@ use serde::Serialize;
 
 /// Most missed seconds, in percent, a setting may cost to count in a sweep (the SLO).
 pub const SWEEP_MISSED_PERCENT: f64 = 1.0;
-/// The utilizations a sweep tries: 5 % to 100 % of an instance's capacity, by 5 % (a policy
-/// that reacts late needs a low target to miss little).
+/// The step between the utilizations a sweep tries: 5 % of an instance's capacity.
+pub const SWEEP_STEP: f64 = 0.05;
+
+/// The utilizations a sweep tries for every policy: 5 % to 100 % of an instance's capacity, by
+/// [`SWEEP_STEP`] (a policy that reacts late needs a low target to miss little).
 pub fn sweep_grid() -> Vec<f64> {
-    (1..=20).map(|k| f64::from(k) * 0.05).collect()
+    (1..=20).map(|k| f64::from(k) * SWEEP_STEP).collect()
 }
+
+/// The highest utilization a sweep tries: past the grid, a policy still within the budget at
+/// its top goes on by [`SWEEP_STEP`] until it misses more, up to this. A target above an
+/// instance's capacity is a policy's knob like any other: ebb adds headroom for the load's
+/// noise, so at 100 % it can still miss less than the budget allows (0.5 % on the idle trace,
+/// 0.8 % on the flash trace at d = 10 s), and a sweep that stopped there did not find its
+/// cheapest setting. Three times the capacity is far past any policy's cheapest.
+pub const SWEEP_MAX_UTILIZATION: f64 = 3.0;
 
 /// The policies replayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -205,14 +216,65 @@ impl Scenario {
         (run, seconds)
     }
 
-    /// Every policy at every utilization of `grid`, on every core.
+    /// Every policy at every utilization of `grid`, and past its top by [`SWEEP_STEP`] for each
+    /// policy still within the budget there, up to [`SWEEP_MAX_UTILIZATION`]; on every core.
+    /// Runs come by policy ([`Which::ALL`]'s order), then by utilization.
     pub fn sweep(&self, grid: &[f64]) -> Vec<Run> {
         let jobs: Vec<(Which, f64)> = Which::ALL
             .iter()
             .flat_map(|w| grid.iter().map(move |u| (*w, *u)))
             .collect();
-        on_every_core(&jobs, |&(which, u)| self.run(which, u, 0..0).0)
+        let mut runs = on_every_core(&jobs, |&(which, u)| self.run(which, u, 0..0).0);
+        let mut past = runs_past(&runs, grid);
+        while !past.is_empty() {
+            runs.extend(on_every_core(&past, |&(which, u)| {
+                self.run(which, u, 0..0).0
+            }));
+            past = runs_past(&runs, grid);
+        }
+        let order = |w: Which| Which::ALL.iter().position(|x| *x == w);
+        runs.sort_by(|a, b| {
+            (order(a.policy), a.utilization)
+                .partial_cmp(&(order(b.policy), b.utilization))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        runs
     }
+}
+
+/// How many runs of a policy in a row, its highest among them, must cost the same for a sweep
+/// to stop going past its grid: a quarter of an instance's capacity. Where the target changes
+/// nothing (a load that one instance serves whatever the target, as on the sparse trace),
+/// higher targets would not either; but a count rounded up stays the same over a few steps
+/// (4.5 instances' load is 5 from 90 % to 110 %), and a cheaper target can come after.
+const SWEEP_FLAT_RUNS: usize = 5;
+
+/// The next utilization to try past `grid`'s top, for each policy whose highest run so far
+/// (the grid's top, or a step past it) was within the budget, unless the target stopped
+/// changing its cost ([`SWEEP_FLAT_RUNS`]).
+fn runs_past(runs: &[Run], grid: &[f64]) -> Vec<(Which, f64)> {
+    let Some(&top) = grid.last() else {
+        return Vec::new();
+    };
+    Which::ALL
+        .iter()
+        .filter_map(|&w| {
+            let mut own: Vec<&Run> = runs.iter().filter(|r| r.policy == w).collect();
+            own.sort_by(|a, b| b.utilization.total_cmp(&a.utilization));
+            let highest = own.first()?;
+            // Counted in steps from the top, so that the utilizations do not drift.
+            let steps = ((highest.utilization - top) / SWEEP_STEP).round().max(0.0);
+            let next = top + (steps + 1.0) * SWEEP_STEP;
+            let within = highest.outcome.missed_percent() <= SWEEP_MISSED_PERCENT;
+            let cost = |r: &Run| r.outcome.instance_seconds;
+            let flat = own.len() >= SWEEP_FLAT_RUNS
+                && own[..SWEEP_FLAT_RUNS]
+                    .iter()
+                    .all(|r| cost(r) == cost(highest));
+            (within && !flat && next <= SWEEP_MAX_UTILIZATION + SWEEP_STEP / 2.0)
+                .then_some((w, next))
+        })
+        .collect()
 }
 
 /// `f` of every job, in the jobs' order, computed on every core.
@@ -272,5 +334,69 @@ fn describe_targets(a: &AutoscaleSpec) -> String {
         "no target".into()
     } else {
         parts.join(" and ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_core::autoscale::ScaleTargets;
+
+    fn scenario(load: Vec<f64>, min: u32) -> Scenario {
+        let targets = ScaleTargets {
+            concurrency: Some(0.7),
+            ..ScaleTargets::default()
+        };
+        let model = Model {
+            capacity: 10.0,
+            start_delay_s: 10,
+        };
+        Scenario::new(model, load, AutoscaleSpec::new(min, 100, targets)).unwrap_or_else(|e| {
+            panic!("{e}");
+        })
+    }
+
+    /// Each policy's utilizations in a sweep's runs, in their order.
+    fn utilizations(runs: &[Run], which: Which) -> Vec<f64> {
+        runs.iter()
+            .filter(|r| r.policy == which)
+            .map(|r| (r.utilization * 100.0).round() / 100.0)
+            .collect()
+    }
+
+    #[test]
+    fn a_sweep_goes_past_its_grid_while_a_policy_misses_little_enough() {
+        // 45 req/s, steady: 5 instances serve it at 90 % and up, 4 do not at 112.5 % and up.
+        let load = vec![45.0; 3600];
+        let runs = scenario(load, 1).sweep(&[0.9, 1.0]);
+        let ebb = utilizations(&runs, Which::Ebb);
+        assert_eq!(ebb, [0.9, 1.0, 1.05, 1.1, 1.15], "{runs:?}");
+        let missed = |u: f64| {
+            runs.iter()
+                .find(|r| r.policy == Which::Ebb && (r.utilization - u).abs() < 1e-9)
+                .map(|r| r.outcome.missed_percent())
+        };
+        assert!(missed(1.1).is_some_and(|m| m <= SWEEP_MISSED_PERCENT));
+        assert!(missed(1.15).is_some_and(|m| m > SWEEP_MISSED_PERCENT));
+        // Runs come by policy, then by utilization.
+        let order: Vec<Which> = runs.iter().map(|r| r.policy).collect();
+        let mut sorted = order.clone();
+        sorted.sort_by_key(|w| Which::ALL.iter().position(|x| x == w));
+        assert_eq!(order, sorted);
+        for w in Which::ALL {
+            let u = utilizations(&runs, w);
+            assert!(u.windows(2).all(|p| p[0] < p[1]), "{w:?}: {u:?}");
+        }
+    }
+
+    #[test]
+    fn a_sweep_stops_where_the_target_changes_nothing() {
+        // One request a second, served by one instance at any target: the sweep stops where
+        // five targets in a row cost the same, not at three times the capacity.
+        let runs = scenario(vec![1.0; 3600], 1).sweep(&[0.8, 0.9, 1.0]);
+        for w in Which::ALL {
+            let u = utilizations(&runs, w);
+            assert_eq!(u, [0.8, 0.9, 1.0, 1.05, 1.1], "{w:?}: {runs:?}");
+        }
     }
 }
