@@ -1,5 +1,6 @@
 //! Decisions per second of the pure core: one tick over 10,000 services, each with its own
-//! config, state and 60 s metric window — what the server does once a second.
+//! config, state and fifteen minutes of samples (the busy level's window) — what the server
+//! does once a second.
 //!
 //! Run: `cargo bench -p ebb-autoscaler --bench decide`. Single-threaded. The tick pushes each
 //! service's new sample and decides; criterion reports the throughput in decisions (elements)
@@ -119,9 +120,10 @@ fn decide_10k(c: &mut Criterion) {
             }
         })
         .collect();
-    // Two minutes of history: full windows, stabilization and rate-limit histories.
+    // Fifteen minutes of history: full windows (the busy level's too), stabilization and
+    // rate-limit histories.
     let mut t = 0;
-    while t < 120 {
+    while t < ebb_autoscaler::BUSY_WINDOW.as_secs() {
         t += 1;
         tick(&mut services, t);
     }

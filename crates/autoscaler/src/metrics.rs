@@ -99,15 +99,12 @@ pub struct Metrics {
     retain: Duration,
     /// Samples refused because they were not newer than the last one.
     stale: u64,
-    /// The busy windows of the metrics whose busy level is read every tick
-    /// ([`BUSY_KEPT`]), kept as samples arrive.
-    busy: [BusyWindow; BUSY_KEPT.len()],
+    /// The busy windows kept as samples arrive, by metric (`ScaleMetric as usize`), of the
+    /// metrics whose busy level is read every tick: those target tracking sizes for their
+    /// noise (the router's totals), and of those only the ones the config targets
+    /// ([`Metrics::for_config`]). [`Metrics::busy`] reads any other from the samples.
+    busy: [Option<BusyWindow>; ScaleMetric::ALL.len()],
 }
-
-/// The metrics whose busy window [`Metrics`] keeps as samples arrive: the router's totals,
-/// which target tracking sizes for their noise. [`Metrics::busy`] reads any other from the
-/// samples.
-const BUSY_KEPT: [ScaleMetric; 2] = [ScaleMetric::Concurrency, ScaleMetric::Rps];
 
 /// A sample [`Metrics::push`] refused: not newer than the last one (a clock that went back, or
 /// a caller that pushed twice for one second). The windows assume time moves forward.
@@ -137,19 +134,27 @@ impl Metrics {
             samples: VecDeque::with_capacity(retain.as_secs().min(3600) as usize + 1),
             retain,
             stale: 0,
-            busy: Default::default(),
+            busy: ScaleMetric::ALL
+                .map(|m| crate::target::sized_for_noise(m).then(BusyWindow::default)),
         }
     }
 
     /// A window long enough for `config`'s stable and panic windows and for the busy seconds'
     /// level ([`BUSY_WINDOW`](crate::BUSY_WINDOW), fifteen minutes: 900 samples a service).
+    /// Busy windows are kept only for the metrics `config` targets.
     pub fn for_config(config: &AutoscaleSpec) -> Self {
-        Metrics::new(
+        let mut metrics = Metrics::new(
             config
                 .stable_window
                 .max(config.panic_window)
                 .max(crate::noise::BUSY_WINDOW),
-        )
+        );
+        for (window, metric) in metrics.busy.iter_mut().zip(ScaleMetric::ALL) {
+            if !config.targets.iter().any(|(m, _)| m == metric) {
+                *window = None;
+            }
+        }
+        metrics
     }
 
     /// Adds the next second's sample and forgets those older than `retain`. A sample not newer
@@ -167,19 +172,27 @@ impl Metrics {
             .samples
             .pop_front_if(|s| s.at.saturating_add(self.retain) <= sample.at)
         {
-            for (window, metric) in self.busy.iter_mut().zip(BUSY_KEPT) {
+            for (window, metric) in self.kept_busy_windows() {
                 if old.value(metric).is_some() {
                     window.forget(old.at);
                 }
             }
         }
-        for (window, metric) in self.busy.iter_mut().zip(BUSY_KEPT) {
+        for (window, metric) in self.kept_busy_windows() {
             if let Some(v) = sample.value(metric) {
                 window.add(sample.at, v);
             }
         }
         self.samples.push_back(sample);
         None
+    }
+
+    /// The busy windows kept, with their metrics.
+    fn kept_busy_windows(&mut self) -> impl Iterator<Item = (&mut BusyWindow, ScaleMetric)> {
+        self.busy
+            .iter_mut()
+            .zip(ScaleMetric::ALL)
+            .filter_map(|(w, m)| Some((w.as_mut()?, m)))
     }
 
     /// Samples refused so far because they were not newer than the last one.
@@ -256,8 +269,8 @@ impl Metrics {
     /// Read from the busy window kept as samples arrive (the module `busy_window`) when it
     /// holds what the query asks for, as it does every tick; from the samples otherwise.
     pub fn busy(&self, metric: ScaleMetric, now: Duration, len: Duration) -> Option<f64> {
-        let kept = BUSY_KEPT.iter().position(|&m| m == metric);
-        match kept.and_then(|i| self.busy[i].level(now, len)) {
+        let kept = self.busy[metric as usize].as_ref();
+        match kept.and_then(|w| w.level(now, len)) {
             Some(level) => level,
             None => self.busy_read(metric, now, len),
         }
@@ -399,7 +412,8 @@ mod tests {
                     _ => sample.at,
                 };
                 let len = if i % 5 == 0 { secs(400) } else { BUSY_WINDOW };
-                for (w, metric) in m.busy.iter().zip(BUSY_KEPT) {
+                let windows = m.busy.iter().zip(ScaleMetric::ALL);
+                for (w, metric) in windows.filter_map(|(w, m)| Some((w.as_ref()?, m))) {
                     let full = m.busy_read(metric, now, len);
                     assert_eq!(
                         m.busy(metric, now, len).map(f64::to_bits),
@@ -418,6 +432,21 @@ mod tests {
             kept > 30_000 && levels > 10_000 && without > 10_000,
             "{kept} {levels} {without}"
         );
+    }
+
+    #[test]
+    fn busy_windows_are_kept_only_for_the_metrics_a_config_targets() {
+        let targets = ebb_core::autoscale::ScaleTargets {
+            concurrency: Some(1.0),
+            cpu: Some(0.7),
+            ..Default::default()
+        };
+        let m = Metrics::for_config(&AutoscaleSpec::new(1, 10, targets));
+        let kept: Vec<bool> = m.busy.iter().map(Option::is_some).collect();
+        // Concurrency, not rps (untargeted), cpu, memory or latency (not the router's totals).
+        assert_eq!(kept, [true, false, false, false, false]);
+        let kept = Metrics::new(secs(900)).busy.map(|w| w.is_some());
+        assert_eq!(kept, [true, true, false, false, false]);
     }
 
     #[test]

@@ -146,7 +146,7 @@ fn at_target(metric: ScaleMetric, target: f64, n: u32) -> f64 {
 /// Whether `metric` gets headroom for its noise and needs evidence to panic: the router's
 /// totals (concurrency, rps), which measure arriving load. CPU and memory are sums over the
 /// ready instances, so every scale-up is a step in them, and latency is not a total.
-fn sized_for_noise(metric: ScaleMetric) -> bool {
+pub(crate) fn sized_for_noise(metric: ScaleMetric) -> bool {
     metric.is_total() && metric.from_router()
 }
 
