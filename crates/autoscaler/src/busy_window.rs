@@ -4,18 +4,19 @@
 //! [`Metrics::busy`](crate::Metrics::busy) read the busy level ([`busy_level`](crate::noise))
 //! from every value of the last fifteen minutes, once a second per service: gathering them into
 //! their blocks and ranking them was most of ebb's replay time (`ebb sim` on 58.6 days of the
-//! NASA trace ×100 took 27 s, over the bound of 10 s per 22 days). Here each value is
-//! added once, into a sorted list and its block's tally, and a complete block's sum is taken
-//! once, when the block ends. Reading the level is then the fall test on nine block means, the
-//! newest 90 values' mean, and an index into the sorted list.
+//! NASA trace ×100 took 26 s, over the bound of 10 s per 22 days; 11 s since). Here
+//! each value is added once, into a sorted list and its block's tally, and a complete block's
+//! sum is taken once, when the block ends. Reading the level is then the fall test on nine
+//! block means and the newest 90 values' mean, and a walk down the sorted list from its top
+//! (past the values of a block left out).
 //!
 //! It gives the same level as the full read, to the last bit: block sums are added newest value
 //! first, as `BusyBlocks` (module `noise`) adds them, so the fall test sees the same numbers,
 //! and the quantile picks the same value. A test of `Metrics` checks it on random streams, with
-//! gaps, missing values, several samples a second and windows that drop part of a block. Where a query is not one this window can
-//! answer (a window shorter than the blocks, a `now` before its newest value, more values than
-//! [`BUSY_VALUES`]: several samples in one second), [`BusyWindow::level`] says so and the full
-//! read answers.
+//! gaps, missing values, several samples a second and windows that drop part of a block.
+//! Where a query is not one this window can answer (a window that does not reach its oldest
+//! value, a `now` before its newest value, more values than [`BUSY_VALUES`]: several samples
+//! in one second), [`BusyWindow::level`] says so and the full read answers.
 
 use crate::noise::{judge, quantile_rank, Verdict, BLOCKS, BLOCK_SECS, BUSY_VALUES};
 use std::cmp::Ordering;
@@ -40,8 +41,9 @@ struct Tally {
     block: u64,
     /// How many values it has.
     count: u32,
-    /// Their sum, added newest first; taken when a newer block begins (the newest block's is
-    /// never read: the fall test compares complete blocks).
+    /// Their sum, added newest first; taken when a newer block begins, and again when the
+    /// window forgets one of its values (the newest block's is never read: the fall test
+    /// compares complete blocks).
     sum: f64,
 }
 
@@ -50,20 +52,18 @@ impl BusyWindow {
     /// Forgets the blocks the newest block and the [`BLOCKS`] before it no longer include.
     pub(crate) fn add(&mut self, at: Duration, value: f64) {
         let block = at.as_secs() / BLOCK_SECS;
-        if let Some(newest) = self.tallies.back().copied() {
-            if newest.block != block {
-                let sum = self.sum_of_newest(newest.count as usize);
-                if let Some(t) = self.tallies.back_mut() {
-                    t.sum = sum;
+        match self.tallies.back().copied() {
+            Some(newest) if newest.block == block => {}
+            newest => {
+                if let Some(newest) = newest {
+                    self.close_newest(newest.count);
+                    self.forget_before(block.saturating_sub(BLOCKS as u64));
                 }
-                self.forget_before(block.saturating_sub(BLOCKS as u64));
+                self.tallies.push_back(Tally {
+                    block,
+                    ..Tally::default()
+                });
             }
-        }
-        if self.tallies.back().is_none_or(|t| t.block != block) {
-            self.tallies.push_back(Tally {
-                block,
-                ..Tally::default()
-            });
         }
         if let Some(t) = self.tallies.back_mut() {
             t.count += 1;
@@ -71,6 +71,14 @@ impl BusyWindow {
         self.values.push_back((at, value));
         let at_rank = self.sorted.partition_point(|e| below(*e, (value, block)));
         self.sorted.insert(at_rank, (value, block));
+    }
+
+    /// Takes the sum of the newest block, of `count` values: a newer block begins.
+    fn close_newest(&mut self, count: u32) {
+        let sum = self.sum_of_newest(count as usize);
+        if let Some(t) = self.tallies.back_mut() {
+            t.sum = sum;
+        }
     }
 
     /// Forgets the value of the second ending at `at` if it is the oldest kept: the caller's
@@ -82,7 +90,9 @@ impl BusyWindow {
         let block = oldest.as_secs() / BLOCK_SECS;
         self.values.pop_front();
         let at_rank = self.sorted.partition_point(|e| below(*e, (value, block)));
-        if self.sorted.get(at_rank) == Some(&(value, block)) {
+        let found = self.sorted.get(at_rank) == Some(&(value, block));
+        debug_assert!(found, "every value kept is in the sorted list");
+        if found {
             self.sorted.remove(at_rank);
         }
         let complete = self.tallies.len() > 1;

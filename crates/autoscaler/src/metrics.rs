@@ -1,7 +1,7 @@
 //! Per-second samples of a service's load and the window that keeps the recent ones.
 
 use crate::busy_window::BusyWindow;
-use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric};
+use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric, ScalePolicy};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -57,7 +57,9 @@ impl Sample {
             ScaleMetric::Memory => self.memory,
             ScaleMetric::LatencyP95 => self.latency_p95.map(|d| d.as_secs_f64()),
         }?;
-        v.is_finite().then_some(v.max(0.0))
+        // `+ 0.0` makes a negative zero positive, so that sorting by bits (the busy window's
+        // `total_cmp`) and comparing by value rank the same.
+        v.is_finite().then_some(v.max(0.0) + 0.0)
     }
 
     /// Whether the service saw a request during this second: an arrival, or one still in flight
@@ -100,7 +102,7 @@ pub struct Metrics {
     /// Samples refused because they were not newer than the last one.
     stale: u64,
     /// The busy windows kept as samples arrive, by metric (`ScaleMetric as usize`), of the
-    /// metrics whose busy level is read every tick: those target tracking sizes for their
+    /// metrics whose busy level target tracking reads every tick: those it sizes for their
     /// noise (the router's totals), and of those only the ones the config targets
     /// ([`Metrics::for_config`]). [`Metrics::busy`] reads any other from the samples.
     busy: [Option<BusyWindow>; ScaleMetric::ALL.len()],
@@ -141,7 +143,8 @@ impl Metrics {
 
     /// A window long enough for `config`'s stable and panic windows and for the busy seconds'
     /// level ([`BUSY_WINDOW`](crate::BUSY_WINDOW), fifteen minutes: 900 samples a service).
-    /// Busy windows are kept only for the metrics `config` targets.
+    /// Busy windows are kept only for the metrics `config` targets, and only if it tracks its
+    /// targets (the step, linear and schedule policies read no busy level).
     pub fn for_config(config: &AutoscaleSpec) -> Self {
         let mut metrics = Metrics::new(
             config
@@ -149,8 +152,9 @@ impl Metrics {
                 .max(config.panic_window)
                 .max(crate::noise::BUSY_WINDOW),
         );
+        let tracks = matches!(config.policy, ScalePolicy::Target);
         for (window, metric) in metrics.busy.iter_mut().zip(ScaleMetric::ALL) {
-            if !config.targets.iter().any(|(m, _)| m == metric) {
+            if !tracks || !config.targets.iter().any(|(m, _)| m == metric) {
                 *window = None;
             }
         }
@@ -168,10 +172,14 @@ impl Metrics {
                 last: last.at,
             });
         }
-        while let Some(old) = self
+        while self
             .samples
-            .pop_front_if(|s| s.at.saturating_add(self.retain) <= sample.at)
+            .front()
+            .is_some_and(|s| s.at.saturating_add(self.retain) <= sample.at)
         {
+            let Some(old) = self.samples.pop_front() else {
+                break;
+            };
             for (window, metric) in self.kept_busy_windows() {
                 if old.value(metric).is_some() {
                     window.forget(old.at);
@@ -207,7 +215,7 @@ impl Metrics {
 
     /// Samples in `(now - len, now]`, newest first. Its ends are found by binary search (the
     /// samples are in time order, [`Metrics::push`]), so that reading a window does not compare
-    /// the times of each sample: the busy level reads 900 a tick.
+    /// the times of each sample.
     pub fn window(&self, now: Duration, len: Duration) -> impl Iterator<Item = &Sample> {
         let end = self.samples.partition_point(|s| s.at <= now);
         let start = self
@@ -441,12 +449,23 @@ mod tests {
             cpu: Some(0.7),
             ..Default::default()
         };
-        let m = Metrics::for_config(&AutoscaleSpec::new(1, 10, targets));
-        let kept: Vec<bool> = m.busy.iter().map(Option::is_some).collect();
+        let mut config = AutoscaleSpec::new(1, 10, targets);
+        let kept = |m: Metrics| m.busy.map(|w| w.is_some());
         // Concurrency, not rps (untargeted), cpu, memory or latency (not the router's totals).
-        assert_eq!(kept, [true, false, false, false, false]);
-        let kept = Metrics::new(secs(900)).busy.map(|w| w.is_some());
-        assert_eq!(kept, [true, true, false, false, false]);
+        let only_concurrency = [true, false, false, false, false];
+        assert_eq!(kept(Metrics::for_config(&config)), only_concurrency);
+        assert_eq!(
+            kept(Metrics::new(secs(900))),
+            [true, true, false, false, false]
+        );
+        // A linear policy reads no busy level.
+        config.policy = ScalePolicy::Linear {
+            metric: ScaleMetric::Concurrency,
+            low: 1.0,
+            high: 2.0,
+            step: 1,
+        };
+        assert_eq!(kept(Metrics::for_config(&config)), [false; 5]);
     }
 
     #[test]

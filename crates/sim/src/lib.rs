@@ -32,13 +32,19 @@ pub fn sweep_grid() -> Vec<f64> {
     (1..=20).map(|k| f64::from(k) * SWEEP_STEP).collect()
 }
 
-/// The highest utilization a sweep tries: past the grid, a policy still within the budget at
-/// its top goes on by [`SWEEP_STEP`] until it misses more, up to this. A target above an
-/// instance's capacity is a policy's knob like any other: ebb adds headroom for the load's
-/// noise, so at 100 % it can still miss less than the budget allows (0.5 % on the idle trace,
-/// 0.8 % on the flash trace at d = 10 s), and a sweep that stopped there did not find its
-/// cheapest setting. Three times the capacity is far past any policy's cheapest.
-pub const SWEEP_MAX_UTILIZATION: f64 = 3.0;
+/// How many steps of [`SWEEP_STEP`] a sweep may go past its grid's top: to 300 % of an
+/// instance's capacity past [`sweep_grid`]. A policy still within the budget at the grid's top
+/// goes on, [`SWEEP_STEPS_PER_ROUND`] steps at a time, until a round has a run that misses more
+/// (a higher target that is within the budget again is not looked for) or the last step is
+/// run. A target above an instance's capacity is a policy's knob like any other: ebb adds
+/// headroom for the load's noise, so at 100 % it can still miss less than the budget allows
+/// (0.5 % on the idle trace at d = 10 s, 0.8 % / 0.9 % on the flash trace at d = 10 s / 60 s),
+/// and a sweep that stopped there did not find its cheapest setting.
+pub const SWEEP_STEPS_PAST: u32 = 40;
+
+/// Steps past the grid's top run at once for each policy still going: a round's runs share the
+/// cores, where one step at a time would replay one policy on one core.
+const SWEEP_STEPS_PER_ROUND: u32 = 4;
 
 /// The policies replayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -216,65 +222,57 @@ impl Scenario {
         (run, seconds)
     }
 
-    /// Every policy at every utilization of `grid`, and past its top by [`SWEEP_STEP`] for each
-    /// policy still within the budget there, up to [`SWEEP_MAX_UTILIZATION`]; on every core.
-    /// Runs come by policy ([`Which::ALL`]'s order), then by utilization.
+    /// Every policy at every utilization of `grid`, and past its top for each policy still
+    /// within the budget there ([`SWEEP_STEPS_PAST`]); on every core. Runs come by policy
+    /// ([`Which::ALL`]'s order), then by utilization.
     pub fn sweep(&self, grid: &[f64]) -> Vec<Run> {
         let jobs: Vec<(Which, f64)> = Which::ALL
             .iter()
             .flat_map(|w| grid.iter().map(move |u| (*w, *u)))
             .collect();
         let mut runs = on_every_core(&jobs, |&(which, u)| self.run(which, u, 0..0).0);
-        let mut past = runs_past(&runs, grid);
-        while !past.is_empty() {
-            runs.extend(on_every_core(&past, |&(which, u)| {
-                self.run(which, u, 0..0).0
-            }));
-            past = runs_past(&runs, grid);
+        if let Some(&top) = grid.last() {
+            self.go_past(top, &mut runs);
         }
         let order = |w: Which| Which::ALL.iter().position(|x| *x == w);
         runs.sort_by(|a, b| {
-            (order(a.policy), a.utilization)
-                .partial_cmp(&(order(b.policy), b.utilization))
-                .unwrap_or(std::cmp::Ordering::Equal)
+            order(a.policy)
+                .cmp(&order(b.policy))
+                .then(a.utilization.total_cmp(&b.utilization))
         });
         runs
     }
-}
 
-/// How many runs of a policy in a row, its highest among them, must cost the same for a sweep
-/// to stop going past its grid: a quarter of an instance's capacity. Where the target changes
-/// nothing (a load that one instance serves whatever the target, as on the sparse trace),
-/// higher targets would not either; but a count rounded up stays the same over a few steps
-/// (4.5 instances' load is 5 from 90 % to 110 %), and a cheaper target can come after.
-const SWEEP_FLAT_RUNS: usize = 5;
-
-/// The next utilization to try past `grid`'s top, for each policy whose highest run so far
-/// (the grid's top, or a step past it) was within the budget, unless the target stopped
-/// changing its cost ([`SWEEP_FLAT_RUNS`]).
-fn runs_past(runs: &[Run], grid: &[f64]) -> Vec<(Which, f64)> {
-    let Some(&top) = grid.last() else {
-        return Vec::new();
-    };
-    Which::ALL
-        .iter()
-        .filter_map(|&w| {
-            let mut own: Vec<&Run> = runs.iter().filter(|r| r.policy == w).collect();
-            own.sort_by(|a, b| b.utilization.total_cmp(&a.utilization));
-            let highest = own.first()?;
+    /// Adds to `runs` the runs past the grid's `top` (see [`SWEEP_STEPS_PAST`]), for each
+    /// policy whose run at `top` is within the budget. Ends by construction: at most
+    /// [`SWEEP_STEPS_PAST`] steps, whatever the runs.
+    fn go_past(&self, top: f64, runs: &mut Vec<Run>) {
+        let within = |r: &Run| r.outcome.missed_percent() <= SWEEP_MISSED_PERCENT;
+        let mut going: Vec<Which> = Which::ALL
+            .into_iter()
+            .filter(|w| {
+                runs.iter()
+                    .any(|r| r.policy == *w && r.utilization == top && within(r))
+            })
+            .collect();
+        let mut done = 0;
+        while !going.is_empty() && done < SWEEP_STEPS_PAST {
+            let steps = done + 1..=(done + SWEEP_STEPS_PER_ROUND).min(SWEEP_STEPS_PAST);
             // Counted in steps from the top, so that the utilizations do not drift.
-            let steps = ((highest.utilization - top) / SWEEP_STEP).round().max(0.0);
-            let next = top + (steps + 1.0) * SWEEP_STEP;
-            let within = highest.outcome.missed_percent() <= SWEEP_MISSED_PERCENT;
-            let cost = |r: &Run| r.outcome.instance_seconds;
-            let flat = own.len() >= SWEEP_FLAT_RUNS
-                && own[..SWEEP_FLAT_RUNS]
-                    .iter()
-                    .all(|r| cost(r) == cost(highest));
-            (within && !flat && next <= SWEEP_MAX_UTILIZATION + SWEEP_STEP / 2.0)
-                .then_some((w, next))
-        })
-        .collect()
+            let jobs: Vec<(Which, f64)> = going
+                .iter()
+                .flat_map(|w| {
+                    steps
+                        .clone()
+                        .map(move |k| (*w, top + f64::from(k) * SWEEP_STEP))
+                })
+                .collect();
+            let round = on_every_core(&jobs, |&(which, u)| self.run(which, u, 0..0).0);
+            going.retain(|w| round.iter().filter(|r| r.policy == *w).all(within));
+            runs.extend(round);
+            done = *steps.end();
+        }
+    }
 }
 
 /// `f` of every job, in the jobs' order, computed on every core.
@@ -366,11 +364,12 @@ mod tests {
 
     #[test]
     fn a_sweep_goes_past_its_grid_while_a_policy_misses_little_enough() {
-        // 45 req/s, steady: 5 instances serve it at 90 % and up, 4 do not at 112.5 % and up.
-        let load = vec![45.0; 3600];
-        let runs = scenario(load, 1).sweep(&[0.9, 1.0]);
+        // 45 req/s, steady: 5 instances serve it up to 112.5 %, 4 do not from there on.
+        let runs = scenario(vec![45.0; 1800], 1).sweep(&sweep_grid());
         let ebb = utilizations(&runs, Which::Ebb);
-        assert_eq!(ebb, [0.9, 1.0, 1.05, 1.1, 1.15], "{runs:?}");
+        // The grid, then one round of four steps past it: 115 % and 120 % miss.
+        assert_eq!(ebb.len(), 24, "{ebb:?}");
+        assert_eq!(ebb[19..], [1.0, 1.05, 1.1, 1.15, 1.2], "{runs:?}");
         let missed = |u: f64| {
             runs.iter()
                 .find(|r| r.policy == Which::Ebb && (r.utilization - u).abs() < 1e-9)
@@ -390,13 +389,17 @@ mod tests {
     }
 
     #[test]
-    fn a_sweep_stops_where_the_target_changes_nothing() {
-        // One request a second, served by one instance at any target: the sweep stops where
-        // five targets in a row cost the same, not at three times the capacity.
-        let runs = scenario(vec![1.0; 3600], 1).sweep(&[0.8, 0.9, 1.0]);
+    fn a_sweep_past_its_grid_ends_at_three_times_the_capacity() {
+        // One request a second, served by one instance at any target: every policy is within
+        // the budget at every step, and stops at the last.
+        let runs = scenario(vec![1.0; 300], 1).sweep(&[1.0]);
         for w in Which::ALL {
             let u = utilizations(&runs, w);
-            assert_eq!(u, [0.8, 0.9, 1.0, 1.05, 1.1], "{w:?}: {runs:?}");
+            assert_eq!(u.len(), 1 + SWEEP_STEPS_PAST as usize, "{w:?}: {u:?}");
+            assert_eq!(u.last(), Some(&3.0), "{w:?}: {u:?}");
         }
+        // A grid whose top is not a number ends too, with no run past it.
+        let runs = scenario(vec![1.0; 60], 1).sweep(&[f64::NAN]);
+        assert_eq!(runs.len(), Which::ALL.len());
     }
 }
