@@ -4,7 +4,7 @@
 //! [`Metrics::busy`](crate::Metrics::busy) read the busy level ([`busy_level`](crate::noise))
 //! from every value of the last fifteen minutes, once a second per service: gathering them into
 //! their blocks and ranking them was most of ebb's replay time (`ebb sim` on 58.6 days of the
-//! NASA trace ×100 took 26 s, over the bound of 10 s per 22 days; 11 s since). Here
+//! NASA trace ×100 took 25 to 27 s, about the bound of 10 s per 22 days; 11 s since). Here
 //! each value is added once, into a sorted list and its block's tally, and a complete block's
 //! sum is taken once, when the block ends. Reading the level is then the fall test on nine
 //! block means and the newest 90 values' mean, and a walk down the sorted list from its top

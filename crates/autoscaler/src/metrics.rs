@@ -144,7 +144,8 @@ impl Metrics {
     /// A window long enough for `config`'s stable and panic windows and for the busy seconds'
     /// level ([`BUSY_WINDOW`](crate::BUSY_WINDOW), fifteen minutes: 900 samples a service).
     /// Busy windows are kept only for the metrics `config` targets, and only if it tracks its
-    /// targets (the step, linear and schedule policies read no busy level).
+    /// targets (a schedule does, inside its windows; the step and linear policies read no busy
+    /// level).
     pub fn for_config(config: &AutoscaleSpec) -> Self {
         let mut metrics = Metrics::new(
             config
@@ -152,7 +153,10 @@ impl Metrics {
                 .max(config.panic_window)
                 .max(crate::noise::BUSY_WINDOW),
         );
-        let tracks = matches!(config.policy, ScalePolicy::Target);
+        let tracks = matches!(
+            crate::decide::deciding_policy(&config.policy),
+            ScalePolicy::Target
+        );
         for (window, metric) in metrics.busy.iter_mut().zip(ScaleMetric::ALL) {
             if !tracks || !config.targets.iter().any(|(m, _)| m == metric) {
                 *window = None;
@@ -458,7 +462,11 @@ mod tests {
             kept(Metrics::new(secs(900))),
             [true, true, false, false, false]
         );
-        // A linear policy reads no busy level.
+        // A schedule tracks its targets inside its windows; a linear policy reads no busy level.
+        config.policy = ScalePolicy::Schedule {
+            windows: Vec::new(),
+        };
+        assert_eq!(kept(Metrics::for_config(&config)), only_concurrency);
         config.policy = ScalePolicy::Linear {
             metric: ScaleMetric::Concurrency,
             low: 1.0,
@@ -466,6 +474,12 @@ mod tests {
             step: 1,
         };
         assert_eq!(kept(Metrics::for_config(&config)), [false; 5]);
+    }
+
+    #[test]
+    fn a_negative_zero_is_zero() {
+        let s = rps(1, Some(-0.0));
+        assert_eq!(s.value(ScaleMetric::Rps).map(f64::to_bits), Some(0));
     }
 
     #[test]

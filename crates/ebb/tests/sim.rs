@@ -104,7 +104,7 @@ fn a_sweep_finds_each_policy_s_cheapest_target_within_one_percent_missed() {
         let missed = |r: &Value| r["missed_percent"].as_f64().unwrap();
         let utilization = |r: &Value| r["utilization"].as_f64().unwrap();
         assert!(
-            own.len() >= 20 && (own.len() - 20) % 4 == 0,
+            own.len() >= 20 && (own.len() - 20).is_multiple_of(4),
             "{policy}: {doc}"
         );
         assert!((utilization(own[19]) - 1.0).abs() < 1e-9, "{doc}");
@@ -142,6 +142,30 @@ fn a_sweep_finds_each_policy_s_cheapest_target_within_one_percent_missed() {
         "{}",
         &svg[..200.min(svg.len())]
     );
+}
+
+#[test]
+fn a_sweep_goes_on_past_full_capacity_while_a_policy_misses_little_enough() {
+    // One request a second: one instance serves it at any target, so every policy is within
+    // 1 % missed at every target and the sweep runs each to 300 %.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("one.txt");
+    std::fs::write(&trace, "1\n".repeat(300)).unwrap();
+    let doc = json_of(&sim_of(
+        dir.path(),
+        trace.to_str().unwrap(),
+        &["--sweep", "--json"],
+    ));
+    let runs = doc["runs"].as_array().unwrap();
+    for policy in ["ebb", "hpa", "kpa"] {
+        let own: Vec<f64> = runs
+            .iter()
+            .filter(|r| r["policy"] == policy)
+            .map(|r| r["utilization"].as_f64().unwrap())
+            .collect();
+        assert_eq!(own.len(), 20 + 40, "{policy}: {own:?}");
+        assert_eq!(own.last(), Some(&3.0), "{policy}: {own:?}");
+    }
 }
 
 #[test]

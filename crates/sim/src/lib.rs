@@ -35,16 +35,17 @@ pub fn sweep_grid() -> Vec<f64> {
 /// How many steps of [`SWEEP_STEP`] a sweep may go past its grid's top: to 300 % of an
 /// instance's capacity past [`sweep_grid`]. A policy still within the budget at the grid's top
 /// goes on, [`SWEEP_STEPS_PER_ROUND`] steps at a time, until a round has a run that misses more
-/// (a higher target that is within the budget again is not looked for) or the last step is
-/// run. A target above an instance's capacity is a policy's knob like any other: ebb adds
-/// headroom for the load's noise, so at 100 % it can still miss less than the budget allows
-/// (0.5 % on the idle trace at d = 10 s, 0.8 % / 0.9 % on the flash trace at d = 10 s / 60 s),
-/// and a sweep that stopped there did not find its cheapest setting.
+/// or the last step is run. Every run of a round counts, as every run of the grid does, but
+/// no round is run to look for a higher target within the budget again. A target above an
+/// instance's capacity is a policy's knob like any other: ebb adds headroom for the load's
+/// noise, so at 100 % it can still miss less than the budget allows (0.50 % on the idle trace
+/// at d = 10 s, 0.82 % / 0.95 % on the flash trace at d = 10 s / 60 s), and a sweep that
+/// stopped there did not find its cheapest setting.
 pub const SWEEP_STEPS_PAST: u32 = 40;
 
 /// Steps past the grid's top run at once for each policy still going: a round's runs share the
 /// cores, where one step at a time would replay one policy on one core.
-const SWEEP_STEPS_PER_ROUND: u32 = 4;
+pub const SWEEP_STEPS_PER_ROUND: u32 = 4;
 
 /// The policies replayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
