@@ -21,6 +21,7 @@
 use crate::noise::{judge, quantile_rank, Verdict, BLOCKS, BLOCK_SECS, BUSY_VALUES};
 use std::cmp::Ordering;
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::time::Duration;
 
 /// The values of one metric in the block of its newest value and the [`BLOCKS`] before it.
@@ -106,11 +107,7 @@ impl BusyWindow {
             // The oldest values of a complete block are first in `values`: its sum again,
             // newest first, without the one forgotten.
             let count = t.count as usize;
-            let sum = self
-                .values
-                .range(..count)
-                .rev()
-                .fold(0.0, |s, (_, v)| s + v);
+            let sum = self.sum_of(0..count);
             if let Some(t) = self.tallies.front_mut() {
                 t.sum = sum;
             }
@@ -165,13 +162,16 @@ impl BusyWindow {
         self.tallies.get(i).filter(|t| t.count > 0)
     }
 
-    /// The sum of the newest `count` values, added newest first.
+    /// The sum of the newest `count` values (see [`BusyWindow::sum_of`]).
     fn sum_of_newest(&self, count: usize) -> f64 {
-        self.values
-            .iter()
-            .rev()
-            .take(count)
-            .fold(0.0, |s, (_, v)| s + v)
+        let len = self.values.len();
+        self.sum_of(len - count.min(len)..len)
+    }
+
+    /// The sum of the values at `range` (oldest first), added newest first as `BusyBlocks`
+    /// adds them, so that the fall test sees the same numbers as the full read.
+    fn sum_of(&self, range: Range<usize>) -> f64 {
+        self.values.range(range).rev().fold(0.0, |s, (_, v)| s + v)
     }
 
     /// Forgets the values of blocks before `first`.

@@ -120,6 +120,13 @@ pub struct Run {
     pub outcome: Outcome,
 }
 
+impl Run {
+    /// Whether it missed at most [`SWEEP_MISSED_PERCENT`] of the seconds: a sweep's budget.
+    pub fn within_budget(&self) -> bool {
+        self.outcome.missed_percent() <= SWEEP_MISSED_PERCENT
+    }
+}
+
 impl Scenario {
     /// Checks that the service's autoscaling follows requests (target tracking on concurrency or
     /// requests per second).
@@ -248,12 +255,11 @@ impl Scenario {
     /// policy whose run at `top` is within the budget. Ends by construction: at most
     /// [`SWEEP_STEPS_PAST`] steps, whatever the runs.
     fn go_past(&self, top: f64, runs: &mut Vec<Run>) {
-        let within = |r: &Run| r.outcome.missed_percent() <= SWEEP_MISSED_PERCENT;
         let mut going: Vec<Which> = Which::ALL
             .into_iter()
             .filter(|w| {
                 runs.iter()
-                    .any(|r| r.policy == *w && r.utilization == top && within(r))
+                    .any(|r| r.policy == *w && r.utilization == top && r.within_budget())
             })
             .collect();
         let mut done = 0;
@@ -269,7 +275,12 @@ impl Scenario {
                 })
                 .collect();
             let round = on_every_core(&jobs, |&(which, u)| self.run(which, u, 0..0).0);
-            going.retain(|w| round.iter().filter(|r| r.policy == *w).all(within));
+            going.retain(|w| {
+                round
+                    .iter()
+                    .filter(|r| r.policy == *w)
+                    .all(Run::within_budget)
+            });
             runs.extend(round);
             done = *steps.end();
         }
@@ -304,7 +315,7 @@ pub(crate) fn on_every_core<J: Sync, R: Send>(jobs: &[J], f: impl Fn(&J) -> R + 
 /// The cheapest run of `which` within the SLO, if any.
 pub fn cheapest(runs: &[Run], which: Which) -> Option<&Run> {
     runs.iter()
-        .filter(|r| r.policy == which && r.outcome.missed_percent() <= SWEEP_MISSED_PERCENT)
+        .filter(|r| r.policy == which && r.within_budget())
         .min_by_key(|r| r.outcome.instance_seconds)
 }
 
