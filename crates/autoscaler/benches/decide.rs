@@ -1,6 +1,6 @@
 //! Decisions per second of the pure core: one tick over 10,000 services, each with its own
-//! config, state and fifteen minutes of samples (the busy level's window) — what the server
-//! does once a second.
+//! config, state and an hour of samples (the busy level's window, and the steady hour's) —
+//! what the server does once a second.
 //!
 //! Run: `cargo bench -p ebb-autoscaler --bench decide`. Single-threaded. The tick pushes each
 //! service's new sample and decides; criterion reports the throughput in decisions (elements)
@@ -120,10 +120,14 @@ fn decide_10k(c: &mut Criterion) {
             }
         })
         .collect();
-    // Fifteen minutes of history: full windows (the busy level's too), stabilization and
-    // rate-limit histories.
+    // An hour and a block of history: full windows (the busy level's, and the steady hour's,
+    // with a block to spare), stabilization and rate-limit histories.
     let mut t = 0;
-    while t < ebb_autoscaler::BUSY_WINDOW.as_secs() {
+    let warm_up = ebb_autoscaler::BUSY_WINDOW
+        .max(ebb_autoscaler::STEADY_HOUR)
+        .as_secs()
+        + 90;
+    while t < warm_up {
         t += 1;
         tick(&mut services, t);
     }

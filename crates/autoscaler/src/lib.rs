@@ -47,6 +47,7 @@ mod proposal;
 mod rule;
 mod start_time;
 mod state;
+mod steady_hour;
 mod target;
 
 pub use burst::{burst, Reading, BURST_FACTOR, BURST_READINGS, MIN_BURST_SPAN};
@@ -64,4 +65,5 @@ pub use noise::{BUSY_QUANTILE, BUSY_WINDOW, EVIDENCE_Z, NOISE_HEADROOM};
 pub use rule::Rule;
 pub use start_time::{StartTimes, ASSUMED_START_TIME, MAX_START_TIME};
 pub use state::State;
+pub use steady_hour::STEADY_HOUR;
 pub use target::ceil_count;

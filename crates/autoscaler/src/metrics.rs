@@ -1,6 +1,7 @@
 //! Per-second samples of a service's load and the window that keeps the recent ones.
 
 use crate::busy_window::BusyWindow;
+use crate::steady_hour::SteadyHour;
 use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric, ScalePolicy};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -106,6 +107,9 @@ pub struct Metrics {
     /// noise (the router's totals), and of those only the ones the config targets
     /// ([`Metrics::for_config`]). [`Metrics::busy`] reads any other from the samples.
     busy: [Option<BusyWindow>; ScaleMetric::ALL.len()],
+    /// The last hour of the same metrics, with the busy level read at the end of each of its
+    /// blocks ([`Metrics::steady_hour`]).
+    hours: [Option<SteadyHour>; ScaleMetric::ALL.len()],
 }
 
 /// A sample [`Metrics::push`] refused: not newer than the last one (a clock that went back, or
@@ -138,6 +142,8 @@ impl Metrics {
             stale: 0,
             busy: ScaleMetric::ALL
                 .map(|m| crate::target::sized_for_noise(m).then(BusyWindow::default)),
+            hours: ScaleMetric::ALL
+                .map(|m| crate::target::sized_for_noise(m).then(SteadyHour::default)),
         }
     }
 
@@ -157,9 +163,15 @@ impl Metrics {
             crate::decide::deciding_policy(&config.policy),
             ScalePolicy::Target
         );
-        for (window, metric) in metrics.busy.iter_mut().zip(ScaleMetric::ALL) {
+        for ((window, hour), metric) in metrics
+            .busy
+            .iter_mut()
+            .zip(metrics.hours.iter_mut())
+            .zip(ScaleMetric::ALL)
+        {
             if !tracks || !config.targets.iter().any(|(m, _)| m == metric) {
                 *window = None;
+                *hour = None;
             }
         }
         metrics
@@ -176,6 +188,7 @@ impl Metrics {
                 last: last.at,
             });
         }
+        self.close_hours_blocks(&sample);
         while self
             .samples
             .front()
@@ -195,8 +208,32 @@ impl Metrics {
                 window.add(sample.at, v);
             }
         }
+        for (hour, metric) in self.hours.iter_mut().zip(ScaleMetric::ALL) {
+            if let (Some(hour), Some(v)) = (hour, sample.value(metric)) {
+                hour.add(sample.at, v);
+            }
+        }
         self.samples.push_back(sample);
         None
+    }
+
+    /// Ends the hours' open blocks that `sample` does not belong to, each with the busy level
+    /// of its end: the one the tick of the newest sample read, before the window moves on.
+    fn close_hours_blocks(&mut self, sample: &Sample) {
+        let Some(last) = self.samples.back().map(|s| s.at) else {
+            return;
+        };
+        for metric in ScaleMetric::ALL {
+            let closes = self.hours[metric as usize]
+                .as_ref()
+                .is_some_and(|h| sample.value(metric).is_some() && h.closes_before(sample.at));
+            if closes {
+                let level = self.busy(metric, last, crate::noise::BUSY_WINDOW);
+                if let Some(hour) = self.hours[metric as usize].as_mut() {
+                    hour.close(level);
+                }
+            }
+        }
     }
 
     /// The busy windows kept, with their metrics.
@@ -286,6 +323,14 @@ impl Metrics {
             Some(level) => level,
             None => self.busy_read(metric, now, len),
         }
+    }
+
+    /// The level of `metric`'s busy seconds over the last [`STEADY_HOUR`](crate::STEADY_HOUR),
+    /// at `now`, if its load held still through it: the mean of the busy levels
+    /// ([`Metrics::busy`]) read at the ends of its 90 s blocks (see the module `steady_hour`).
+    /// `None` otherwise, and for a metric whose busy level is not kept as samples arrive.
+    pub fn steady_hour(&self, metric: ScaleMetric, now: Duration) -> Option<f64> {
+        self.hours[metric as usize].as_ref()?.level(now)
     }
 
     /// [`Metrics::busy`] read from the samples.

@@ -18,7 +18,8 @@
 //!   ([`busy_level`]): a quantile remembers a level the load left, which is a hold, not noise.
 //!   Whether it fell is judged against the noise of 90 s blocks, read so that neither a burst's
 //!   edges nor a steady decline count as noise ([`block_noise`]); a block that stood out by
-//!   itself and was left is left out, not taken for a fall ([`judge`]).
+//!   itself and was left is left out, not taken for a fall ([`judge`]). Over an hour whose load
+//!   held still, the mean of those levels counts too (module `steady_hour`).
 //! - **Evidence.** Panic needs the short span's mean to stand above what the noise explains:
 //!   `mean − baseline ≥ EVIDENCE_Z × σ / √span`, baseline and σ taken over the seconds before
 //!   the span. A quiet service has a small σ, so a step still panics at once; a bursty one must
@@ -249,7 +250,7 @@ pub(crate) fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
 
 /// How far below a block's mean the newest values must stand to have left it: [`EVIDENCE_Z`]
 /// standard errors of the difference of two block means.
-fn fall_limit(means: &[f64; BLOCKS]) -> f64 {
+pub(crate) fn fall_limit(means: &[f64; BLOCKS]) -> f64 {
     EVIDENCE_Z * block_noise(means) * 2.0_f64.sqrt()
 }
 

@@ -13,6 +13,7 @@ use crate::noise::{self, Baseline, BUSY_WINDOW, NOISE_HEADROOM};
 use crate::proposal::Proposal;
 use crate::state::State;
 use crate::Rule;
+use crate::STEADY_HOUR;
 use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric};
 use std::cmp::Ordering;
 use std::time::Duration;
@@ -49,9 +50,9 @@ struct Candidate {
     value: Option<f64>,
     /// Added to `value` for the load's noise (`noise.rs`); 0 in panic and for latency.
     headroom: f64,
-    /// Whether `headroom` is up to the busy seconds' level of the last minutes rather than
-    /// `NOISE_HEADROOM` σ.
-    busy: bool,
+    /// Over how long the busy seconds' level that `headroom` is up to was read, when it is up
+    /// to that rather than `NOISE_HEADROOM` σ.
+    busy: Option<Duration>,
     /// Load relative to what `ready` (panic) or `base` (stable) instances are sized for.
     ratio: f64,
     count: u32,
@@ -100,11 +101,11 @@ impl Candidate {
         if self.headroom > 0.0 && self.headroom_mattered(tolerance, base) {
             let h = explain::value(self.metric, self.headroom);
             s += &match self.busy {
-                true => format!(
+                Some(over) => format!(
                     " + {h} for its busy seconds over {}",
-                    explain::duration(BUSY_WINDOW)
+                    explain::duration(over)
                 ),
-                false => format!(" + {h} for its noise"),
+                None => format!(" + {h} for its noise"),
             };
         }
         s += &format!(" over {w} / target {t} → {c}");
@@ -150,13 +151,47 @@ pub(crate) fn sized_for_noise(metric: ScaleMetric) -> bool {
     metric.is_total() && metric.from_router()
 }
 
+/// The level of a metric's busy seconds that target tracking sizes for, and over how long it
+/// was read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BusyLevel {
+    level: f64,
+    over: Duration,
+}
+
+impl BusyLevel {
+    /// The higher of the last fifteen minutes' level ([`Metrics::busy`]) and the last hour's,
+    /// if the hour's load held still ([`Metrics::steady_hour`]); the hour's alone when the
+    /// fifteen minutes judged a fall the hour does not show. A still hour averages out the
+    /// swings of fifteen minutes of clumpy load, and most of the falls such a load is judged
+    /// to have taken are that noise: on the noisy and NASA traces the count then dipped and
+    /// missed the next clump (`ebb sim --sweep`, BENCHMARKS.md, issue 19, fifteenth part).
+    fn read(metrics: &Metrics, metric: ScaleMetric, now: Duration) -> Option<BusyLevel> {
+        let quarter = metrics
+            .busy(metric, now, BUSY_WINDOW)
+            .map(|level| BusyLevel {
+                level,
+                over: BUSY_WINDOW,
+            });
+        let hour = metrics.steady_hour(metric, now).map(|level| BusyLevel {
+            level,
+            over: STEADY_HOUR,
+        });
+        match (quarter, hour) {
+            (Some(q), Some(h)) if h.level > q.level => Some(h),
+            (Some(q), _) => Some(q),
+            (None, h) => h,
+        }
+    }
+}
+
 /// Proposal of one metric over the stable window, with tolerance and missing samples.
 fn stable(
     metric: ScaleMetric,
     target: f64,
     stats: WindowStats,
     noise: Option<f64>,
-    busy: Option<f64>,
+    busy: Option<BusyLevel>,
     base: u32,
     tolerance: f64,
 ) -> Candidate {
@@ -165,7 +200,7 @@ fn stable(
         target,
         value: None,
         headroom: 0.0,
-        busy: false,
+        busy: None,
         ratio: 1.0,
         count: base,
         raw: base,
@@ -184,8 +219,10 @@ fn stable(
     // Or for the level its busy seconds reached over the last minutes, if that is higher and
     // the load has not fallen since: noise that comes in clumps or is skewed (`noise.rs`).
     if let Some(busy) = busy.filter(|_| sized_for_noise(metric)) {
-        c.busy = busy - mean > c.headroom;
-        c.headroom = c.headroom.max(busy - mean);
+        if busy.level - mean > c.headroom {
+            c.busy = Some(busy.over);
+            c.headroom = busy.level - mean;
+        }
     }
     let direction = instances(metric, mean + c.headroom, target, base).cmp(&base);
     let fill = match (stats.missing, direction) {
@@ -232,7 +269,7 @@ fn panic(metric: ScaleMetric, target: f64, stats: WindowStats, ready: u32) -> Op
         target,
         value: Some(avg),
         headroom: 0.0,
-        busy: false,
+        busy: None,
         ratio,
         count,
         raw: count,
@@ -296,7 +333,7 @@ pub(crate) fn propose(
             .then(|| Baseline::from_window(stats, noise))
             .flatten();
         let busy = sized_for_noise(m)
-            .then(|| metrics.busy(m, now, BUSY_WINDOW))
+            .then(|| BusyLevel::read(metrics, m, now))
             .flatten();
         *slot = Some(stable(m, t, stats, noise, busy, base, config.tolerance));
     }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{rps_target, Sim};
-use ebb_autoscaler::{Decision, Rule, BUSY_WINDOW, DIP_BANDS};
+use ebb_autoscaler::{Decision, Rule, BUSY_WINDOW, DIP_BANDS, STEADY_HOUR};
 
 /// A service at 10 rps an instance, `scale_down_delay = "auto"`.
 fn auto() -> Sim {
@@ -49,14 +49,15 @@ fn long_dips_are_followed_down_sooner_once_learned() {
 
 /// A load back at 100 rps 20 s after each fall to 20, twelve times, on instances that take
 /// 20 s to start: a release would cost more than the 20 s kept. Each stretch at 100 is longer
-/// than the busy window ([`BUSY_WINDOW`]), so that the busy seconds' level sees each fall as
-/// one (over shorter stretches it holds the ten instances by itself: the dips are then part of
-/// the load's pattern, and the delay is not what keeps them).
+/// than the busy window ([`BUSY_WINDOW`]) and the steady hour ([`STEADY_HOUR`]), so that the
+/// busy seconds' level sees each fall as one (over shorter stretches it holds the ten instances
+/// by itself: the dips are then part of the load's pattern, and the delay is not what keeps
+/// them).
 fn coming_back() -> Sim {
     let mut config = rps_target(1, 20, 10.0);
     config.scale_down_auto = true;
     let mut sim = Sim::with_start(config, 1, 20);
-    let high = BUSY_WINDOW.as_secs() + 60;
+    let high = BUSY_WINDOW.max(STEADY_HOUR).as_secs() + 60;
     for _ in 0..12 {
         sim.run_rps(high, 100.0);
         sim.run_rps(20, 20.0);
@@ -69,7 +70,11 @@ fn a_load_that_comes_back_keeps_its_instances() {
     let mut sim = coming_back();
     let low = sim.run_rps(20, 20.0);
     assert!(low.iter().all(|d| d.desired == 10), "{:?}", low.last());
-    assert!(low.iter().any(|d| d.rule == Rule::Stabilized));
+    assert!(
+        low.iter().any(|d| d.rule == Rule::Stabilized),
+        "{:?}",
+        low.iter().map(|d| &d.reason).collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{desired, rps_sample, rps_target, Sim};
-use ebb_autoscaler::{demand, Rule, Sample};
-use ebb_core::autoscale::{AutoscaleSpec, ScaleTargets};
+use ebb_autoscaler::{demand, Rule, Sample, BUSY_WINDOW};
+use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric, ScaleTargets};
 use std::time::Duration;
 
 #[test]
@@ -94,6 +94,71 @@ fn bursty_stationary_load_is_sized_for_its_clumps_without_panicking() {
     let counts: std::collections::BTreeSet<u32> =
         decisions[900..].iter().map(|d| d.desired).collect();
     assert!(counts.len() <= 2, "{counts:?}");
+}
+
+/// Stationary clumps: a level drawn every 10 s, uniform within ±50 % of 20 rps (xorshift,
+/// fixed seed), for `seconds` seconds.
+fn random_clumps(seconds: usize) -> Vec<f64> {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut levels = Vec::new();
+    for _ in 0..seconds.div_ceil(10) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        levels.push(20.0 * (0.5 + (x >> 11) as f64 / (1u64 << 53) as f64));
+    }
+    (0..seconds).map(|s| levels[s / 10]).collect()
+}
+
+#[test]
+fn a_still_hour_sizes_for_its_busy_seconds_when_fifteen_minutes_swing() {
+    let mut sim = Sim::new(rps_target(1, 50, 5.0), 4);
+    let load = random_clumps(3 * 3600);
+    let (mut by_hour, mut quarter_fell) = (0, 0);
+    for (i, &rps) in load.iter().enumerate() {
+        let d = sim.tick_rps(rps);
+        let now = sim.now().mono;
+        let quarter = sim.metrics.busy(ScaleMetric::Rps, now, BUSY_WINDOW);
+        let Some(hour) = sim.metrics.steady_hour(ScaleMetric::Rps, now) else {
+            continue;
+        };
+        assert!(i >= 3600, "second {i}: no still hour before an hour");
+        if d.reason.contains("for its busy seconds over 1h") {
+            by_hour += 1;
+        }
+        // Fifteen minutes judged a fall (or read a lower level) and the hour held still: sized
+        // for the hour's level, not for the mean plus its noise.
+        if quarter.is_none_or(|q| q < hour) && d.rule == Rule::Target {
+            quarter_fell += usize::from(quarter.is_none());
+            let need = (hour / 5.0 - 1e-9).ceil() as u32;
+            assert!(d.desired >= need.min(50), "second {i}: {}", d.reason);
+        }
+    }
+    assert!(
+        by_hour > 100,
+        "{by_hour} decisions sized for the hour's level"
+    );
+    assert!(quarter_fell > 0, "no fall judged over fifteen minutes");
+}
+
+#[test]
+fn a_fall_after_a_still_hour_is_followed_not_held() {
+    let mut sim = Sim::new(rps_target(1, 50, 5.0), 4);
+    for rps in random_clumps(2 * 3600) {
+        sim.tick_rps(rps);
+    }
+    let before = sim.current;
+    // The load falls to a tenth and stays: the hour no longer held still.
+    let after = sim.run_rps(900, 2.0);
+    // The newest 90 values' mean must first stand below the hour's stretches by more than
+    // their noise allows: 49 s here. Until a block of the hour ended with the fall in it, as
+    // when only complete blocks counted, it would be 89 s.
+    let held = after.iter().rposition(|d| d.reason.contains("over 1h"));
+    assert!(
+        held.is_some_and(|s| s < 60),
+        "held to second {held:?} after"
+    );
+    assert!(before > 4 && sim.current <= 2, "{before} → {}", sim.current);
 }
 
 #[test]
