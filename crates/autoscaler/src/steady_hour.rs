@@ -59,6 +59,18 @@ pub(crate) struct SteadyHour {
     /// The newest [`BLOCK_SECS`] values, oldest first: a fall shows in them before a block of
     /// the hour ends.
     recent: VecDeque<f64>,
+    /// What the complete blocks say, read when the newest one ended: only the newest values
+    /// change between two ends of a block, and a tick reads the hour of every service.
+    complete: Option<Complete>,
+}
+
+/// The hour's complete blocks, when they held still: the mean of their levels, and how far
+/// below their lowest stretch the newest values may stand.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Complete {
+    level: f64,
+    lowest: f64,
+    allowed: f64,
 }
 
 impl SteadyHour {
@@ -87,6 +99,7 @@ impl SteadyHour {
         if self.blocks.len() > HOUR_BLOCKS {
             self.blocks.pop_front();
         }
+        self.complete = self.read_complete();
     }
 
     /// Adds the value of the second ending at `at`, in the open block (see
@@ -110,9 +123,18 @@ impl SteadyHour {
     /// the hour is complete up to the block before `now`'s, at least half of its blocks had a
     /// level, and it held still ([`held_still`]), its newest values included. `None` otherwise.
     pub(crate) fn level(&self, now: Duration) -> Option<f64> {
+        let complete = self.complete?;
         let newest = self.blocks.back()?;
-        let current = now.as_secs() / BLOCK_SECS;
-        if self.blocks.len() < HOUR_BLOCKS || newest.number + 1 < current {
+        if newest.number + 1 < now.as_secs() / BLOCK_SECS {
+            return None;
+        }
+        let recent = self.recent.iter().sum::<f64>() / self.recent.len().max(1) as f64;
+        (complete.lowest - recent <= complete.allowed).then_some(complete.level)
+    }
+
+    /// What the complete blocks say ([`SteadyHour::complete`]).
+    fn read_complete(&self) -> Option<Complete> {
+        if self.blocks.len() < HOUR_BLOCKS {
             return None;
         }
         let (sum, n) = self
@@ -123,8 +145,12 @@ impl SteadyHour {
         if n < HOUR_BLOCKS / 2 {
             return None;
         }
-        let recent = self.recent.iter().sum::<f64>() / self.recent.len().max(1) as f64;
-        held_still(&self.stretch_means(), recent).then(|| sum / n as f64)
+        let (lowest, allowed) = held_still(&self.stretch_means())?;
+        Some(Complete {
+            level: sum / n as f64,
+            lowest,
+            allowed,
+        })
     }
 
     /// The means of the hour's six-minute stretches, oldest first.
@@ -139,22 +165,22 @@ impl SteadyHour {
     }
 }
 
-/// Whether the load held still through the stretches whose `means` are given, oldest first,
-/// and the mean of the newest values, `recent`. No two stretches stand further apart than the
-/// fall test allows between a block and the newest values ([`fall_limit`], read from the nine
-/// oldest): two-sided, since a rise within the hour (a crowd that built and decayed, a step up)
-/// is a change of load too, and averaging its levels in would hold the crowd's level after it
-/// left or a step's lower level after it rose. And the newest values are not below the lowest
-/// stretch by more than that limit scaled for their shorter span ([`RECENT_SCALE`]): a fall
-/// within the block in progress is not held until the block ends.
-fn held_still(means: &[f64; STRETCHES], recent: f64) -> bool {
+/// Whether the load held still through the stretches whose `means` are given, oldest first:
+/// no two stand further apart than the fall test allows between a block and the newest values
+/// ([`fall_limit`], read from the nine oldest). Two-sided, since a rise within the hour (a crowd
+/// that built and decayed, a step up) is a change of load too, and averaging its levels in
+/// would hold the crowd's level after it left or a step's lower level after it rose. If it did,
+/// the lowest stretch's mean and how far below it the newest values' mean may stand: that
+/// limit scaled for their shorter span ([`RECENT_SCALE`]), so that a fall within the block in
+/// progress is not held until the block ends.
+fn held_still(means: &[f64; STRETCHES]) -> Option<(f64, f64)> {
     let mut older = [0.0; BLOCKS];
     older.copy_from_slice(&means[..BLOCKS]);
     let highest = means.iter().copied().fold(f64::MIN, f64::max);
     let lowest = means.iter().copied().fold(f64::MAX, f64::min);
     let rounding = 1e-9 * highest.abs().max(1.0);
     let limit = fall_limit(&older);
-    highest - lowest <= limit + rounding && lowest - recent <= limit * RECENT_SCALE + rounding
+    (highest - lowest <= limit + rounding).then_some((lowest, limit * RECENT_SCALE + rounding))
 }
 
 /// How much further the newest [`BLOCK_SECS`] values' mean may stand below a stretch than one
