@@ -1,6 +1,6 @@
 //! Decisions per second of the pure core: one tick over 10,000 services, each with its own
-//! config, state and an hour of samples (the busy level's window, and the steady hour's) —
-//! what the server does once a second.
+//! config, state and an hour and a block of history (fifteen minutes of samples for the busy
+//! level's window, and the steady hour's forty blocks) — what the server does once a second.
 //!
 //! Run: `cargo bench -p ebb-autoscaler --bench decide`. Single-threaded. The tick pushes each
 //! service's new sample and decides; criterion reports the throughput in decisions (elements)

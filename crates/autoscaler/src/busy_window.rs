@@ -135,8 +135,7 @@ impl BusyWindow {
             let t = self.tally(newest.checked_sub(i as u64 + 1)?)?;
             *mean = t.sum / f64::from(t.count);
         }
-        let recent = self.values.len().min(BLOCK_SECS as usize);
-        let last = self.sum_of_newest(recent) / recent.max(1) as f64;
+        let last = self.recent_mean();
         let left = match judge(&means, last) {
             Verdict::Steady => None,
             Verdict::HighestLeft(slot) => Some(newest - u64::from(slot)),
@@ -151,6 +150,13 @@ impl BusyWindow {
             .filter(|(_, block)| Some(*block) != left)
             .nth(above)
             .map(|(v, _)| *v)
+    }
+
+    /// The mean of the newest [`BLOCK_SECS`] values (of all, if fewer; 0 without any): what the
+    /// fall test compares with the blocks, and the steady hour with its stretches.
+    pub(crate) fn recent_mean(&self) -> f64 {
+        let recent = self.values.len().min(BLOCK_SECS as usize);
+        self.sum_of_newest(recent) / recent.max(1) as f64
     }
 
     /// The tally of `block`, if it has values.

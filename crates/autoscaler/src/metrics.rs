@@ -328,9 +328,12 @@ impl Metrics {
     /// The level of `metric`'s busy seconds over the last [`STEADY_HOUR`](crate::STEADY_HOUR),
     /// at `now`, if its load held still through it: the mean of the busy levels
     /// ([`Metrics::busy`]) read at the ends of its 90 s blocks (see the module `steady_hour`).
-    /// `None` otherwise, and for a metric whose busy level is not kept as samples arrive.
+    /// `None` otherwise, and for a metric whose busy level is not kept as samples arrive. `now`
+    /// is a tick's, not before the newest sample: the hour is the one that ends with the newest
+    /// complete block, and a `now` two blocks past it finds none.
     pub fn steady_hour(&self, metric: ScaleMetric, now: Duration) -> Option<f64> {
-        self.hours[metric as usize].as_ref()?.level(now)
+        let recent = self.busy[metric as usize].as_ref()?.recent_mean();
+        self.hours[metric as usize].as_ref()?.level(now, recent)
     }
 
     /// [`Metrics::busy`] read from the samples.

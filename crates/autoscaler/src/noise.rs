@@ -229,8 +229,7 @@ impl BusyBlocks {
 ///   its tail as the busy level.
 pub(crate) fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
     let highest = means.iter().copied().fold(f64::MIN, f64::max);
-    let rounding = 1e-9 * highest.abs().max(1.0);
-    let limit = fall_limit(means) + rounding;
+    let limit = fall_limit(means) + rounding(highest);
     if highest - last <= limit {
         return Verdict::Steady;
     }
@@ -246,6 +245,13 @@ pub(crate) fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
     } else {
         Verdict::Fallen
     }
+}
+
+/// Slack for float rounding in comparisons with a limit, for means up to `highest`: a load
+/// whose blocks are equal but for rounding reads a noise of 0, and must not be judged to have
+/// moved.
+pub(crate) fn rounding(highest: f64) -> f64 {
+    1e-9 * highest.abs().max(1.0)
 }
 
 /// How far below a block's mean the newest values must stand to have left it: [`EVIDENCE_Z`]
@@ -421,8 +427,7 @@ impl Baseline {
         let seconds = span.as_secs_f64().max(f64::MIN_POSITIVE);
         // Over steady load (σ = 0) any rise counts, but not the rounding of two means of the
         // same values: a relative hair above it.
-        let rounding = 1e-9 * self.mean.abs().max(1.0);
-        mean - self.mean > EVIDENCE_Z * self.std_dev / seconds.sqrt() + rounding
+        mean - self.mean > EVIDENCE_Z * self.std_dev / seconds.sqrt() + rounding(self.mean)
     }
 }
 

@@ -216,8 +216,9 @@ fn stable(
         Some(sd) if sized_for_noise(metric) => NOISE_HEADROOM * sd,
         _ => 0.0,
     };
-    // Or for the level its busy seconds reached over the last minutes, if that is higher and
-    // the load has not fallen since: noise that comes in clumps or is skewed (`noise.rs`).
+    // Or for the level its busy seconds reached, if that is higher: noise that comes in clumps
+    // or is skewed (`noise.rs`); over the last fifteen minutes or a still hour
+    // ([`BusyLevel::read`]).
     if let Some(busy) = busy.filter(|_| sized_for_noise(metric)) {
         if busy.level - mean > c.headroom {
             c.busy = Some(busy.over);

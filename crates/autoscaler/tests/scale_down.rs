@@ -50,9 +50,11 @@ fn long_dips_are_followed_down_sooner_once_learned() {
 /// A load back at 100 rps 20 s after each fall to 20, twelve times, on instances that take
 /// 20 s to start: a release would cost more than the 20 s kept. Each stretch at 100 is longer
 /// than the busy window ([`BUSY_WINDOW`]) and the steady hour ([`STEADY_HOUR`]), so that the
-/// busy seconds' level sees each fall as one (over shorter stretches it holds the ten instances
-/// by itself: the dips are then part of the load's pattern, and the delay is not what keeps
-/// them).
+/// busy seconds' level sees each fall as one, and the delay is what keeps the instances. Over
+/// shorter stretches the busy level holds them by itself: the dips are then part of the load's
+/// pattern. Within fifteen minutes they are in the busy window's percentile; within an hour,
+/// several dips make enough of the stretches' differences to read as the hour's noise, and the
+/// hour holds still. With one dip an hour its noise reads 0 and the dip is a change of load.
 fn coming_back() -> Sim {
     let mut config = rps_target(1, 20, 10.0);
     config.scale_down_auto = true;
