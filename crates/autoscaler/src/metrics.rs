@@ -102,14 +102,21 @@ pub struct Metrics {
     retain: Duration,
     /// Samples refused because they were not newer than the last one.
     stale: u64,
-    /// The busy windows kept as samples arrive, by metric (`ScaleMetric as usize`), of the
-    /// metrics whose busy level target tracking reads every tick: those it sizes for their
-    /// noise (the router's totals), and of those only the ones the config targets
+    /// What is kept as samples arrive, by metric (`ScaleMetric as usize`), of the metrics whose
+    /// busy level target tracking reads every tick: those it sizes for their noise (the
+    /// router's totals), and of those only the ones the config targets
     /// ([`Metrics::for_config`]). [`Metrics::busy`] reads any other from the samples.
-    busy: [Option<BusyWindow>; ScaleMetric::ALL.len()],
-    /// The last hour of the same metrics, with the busy level read at the end of each of its
-    /// blocks ([`Metrics::steady_hour`]).
-    hours: [Option<SteadyHour>; ScaleMetric::ALL.len()],
+    kept: [Option<Kept>; ScaleMetric::ALL.len()],
+}
+
+/// What [`Metrics`] keeps of one metric as samples arrive.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Kept {
+    /// The busy window ([`Metrics::busy`]).
+    window: BusyWindow,
+    /// The last hour, with the busy level read at the end of each of its blocks
+    /// ([`Metrics::steady_hour`]).
+    hour: SteadyHour,
 }
 
 /// A sample [`Metrics::push`] refused: not newer than the last one (a clock that went back, or
@@ -140,10 +147,7 @@ impl Metrics {
             samples: VecDeque::with_capacity(retain.as_secs().min(3600) as usize + 1),
             retain,
             stale: 0,
-            busy: ScaleMetric::ALL
-                .map(|m| crate::target::sized_for_noise(m).then(BusyWindow::default)),
-            hours: ScaleMetric::ALL
-                .map(|m| crate::target::sized_for_noise(m).then(SteadyHour::default)),
+            kept: ScaleMetric::ALL.map(|m| crate::target::sized_for_noise(m).then(Kept::default)),
         }
     }
 
@@ -163,15 +167,9 @@ impl Metrics {
             crate::decide::deciding_policy(&config.policy),
             ScalePolicy::Target
         );
-        for ((window, hour), metric) in metrics
-            .busy
-            .iter_mut()
-            .zip(metrics.hours.iter_mut())
-            .zip(ScaleMetric::ALL)
-        {
+        for (kept, metric) in metrics.kept.iter_mut().zip(ScaleMetric::ALL) {
             if !tracks || !config.targets.iter().any(|(m, _)| m == metric) {
-                *window = None;
-                *hour = None;
+                *kept = None;
             }
         }
         metrics
@@ -197,20 +195,16 @@ impl Metrics {
             let Some(old) = self.samples.pop_front() else {
                 break;
             };
-            for (window, metric) in self.kept_busy_windows() {
+            for (kept, metric) in self.kept_mut() {
                 if old.value(metric).is_some() {
-                    window.forget(old.at);
+                    kept.window.forget(old.at);
                 }
             }
         }
-        for (window, metric) in self.kept_busy_windows() {
+        for (kept, metric) in self.kept_mut() {
             if let Some(v) = sample.value(metric) {
-                window.add(sample.at, v);
-            }
-        }
-        for (hour, metric) in self.hours.iter_mut().zip(ScaleMetric::ALL) {
-            if let (Some(hour), Some(v)) = (hour, sample.value(metric)) {
-                hour.add(sample.at, v);
+                kept.window.add(sample.at, v);
+                kept.hour.add(sample.at, v);
             }
         }
         self.samples.push_back(sample);
@@ -224,24 +218,24 @@ impl Metrics {
             return;
         };
         for metric in ScaleMetric::ALL {
-            let closes = self.hours[metric as usize]
+            let closes = self.kept[metric as usize]
                 .as_ref()
-                .is_some_and(|h| sample.value(metric).is_some() && h.closes_before(sample.at));
+                .is_some_and(|k| sample.value(metric).is_some() && k.hour.closes_before(sample.at));
             if closes {
                 let level = self.busy(metric, last, crate::noise::BUSY_WINDOW);
-                if let Some(hour) = self.hours[metric as usize].as_mut() {
-                    hour.close(level);
+                if let Some(kept) = self.kept[metric as usize].as_mut() {
+                    kept.hour.close(level);
                 }
             }
         }
     }
 
-    /// The busy windows kept, with their metrics.
-    fn kept_busy_windows(&mut self) -> impl Iterator<Item = (&mut BusyWindow, ScaleMetric)> {
-        self.busy
+    /// What is kept of each metric, with the metric.
+    fn kept_mut(&mut self) -> impl Iterator<Item = (&mut Kept, ScaleMetric)> {
+        self.kept
             .iter_mut()
             .zip(ScaleMetric::ALL)
-            .filter_map(|(w, m)| Some((w.as_mut()?, m)))
+            .filter_map(|(k, m)| Some((k.as_mut()?, m)))
     }
 
     /// Samples refused so far because they were not newer than the last one.
@@ -318,8 +312,8 @@ impl Metrics {
     /// Read from the busy window kept as samples arrive (the module `busy_window`) when it
     /// holds what the query asks for, as it does every tick; from the samples otherwise.
     pub fn busy(&self, metric: ScaleMetric, now: Duration, len: Duration) -> Option<f64> {
-        let kept = self.busy[metric as usize].as_ref();
-        match kept.and_then(|w| w.level(now, len)) {
+        let kept = self.kept[metric as usize].as_ref();
+        match kept.and_then(|k| k.window.level(now, len)) {
             Some(level) => level,
             None => self.busy_read(metric, now, len),
         }
@@ -332,8 +326,8 @@ impl Metrics {
     /// is a tick's, not before the newest sample: the hour is the one that ends with the newest
     /// complete block, and a `now` two blocks past it finds none.
     pub fn steady_hour(&self, metric: ScaleMetric, now: Duration) -> Option<f64> {
-        let recent = self.busy[metric as usize].as_ref()?.recent_mean();
-        self.hours[metric as usize].as_ref()?.level(now, recent)
+        let kept = self.kept[metric as usize].as_ref()?;
+        kept.hour.level(now, kept.window.recent_mean())
     }
 
     /// [`Metrics::busy`] read from the samples.
@@ -472,8 +466,9 @@ mod tests {
                     _ => sample.at,
                 };
                 let len = if i % 5 == 0 { secs(400) } else { BUSY_WINDOW };
-                let windows = m.busy.iter().zip(ScaleMetric::ALL);
-                for (w, metric) in windows.filter_map(|(w, m)| Some((w.as_ref()?, m))) {
+                let windows = m.kept.iter().zip(ScaleMetric::ALL);
+                for (k, metric) in windows.filter_map(|(k, m)| Some((k.as_ref()?, m))) {
+                    let w = &k.window;
                     let full = m.busy_read(metric, now, len);
                     assert_eq!(
                         m.busy(metric, now, len).map(f64::to_bits),
@@ -502,7 +497,7 @@ mod tests {
             ..Default::default()
         };
         let mut config = AutoscaleSpec::new(1, 10, targets);
-        let kept = |m: Metrics| m.busy.map(|w| w.is_some());
+        let kept = |m: Metrics| m.kept.map(|k| k.is_some());
         // Concurrency, not rps (untargeted), cpu, memory or latency (not the router's totals).
         let only_concurrency = [true, false, false, false, false];
         assert_eq!(kept(Metrics::for_config(&config)), only_concurrency);
