@@ -19,6 +19,7 @@
 //! in one second), [`BusyWindow::level`] says so and the full read answers.
 
 use crate::noise::{judge, quantile_rank, Verdict, BLOCKS, BLOCK_SECS, BUSY_VALUES};
+use crate::warming::{warming_level, WARMING_BLOCKS};
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -152,6 +153,29 @@ impl BusyWindow {
             .map(|(v, _)| *v)
     }
 
+    /// The busy level of this window while it is still filling, at `now`, and the span of
+    /// the values it read (module `warming`): when it holds [`WARMING_BLOCKS`] complete
+    /// blocks or more but not yet [`BLOCKS`], without a block missing between them, and its
+    /// newest value is of `now`'s block or the one before. `None` otherwise.
+    pub(crate) fn warming_level(&self, now: Duration) -> Option<(f64, Duration)> {
+        let (first, newest) = (self.tallies.front()?, self.tallies.back()?);
+        let complete = newest.block - first.block;
+        let filling = (WARMING_BLOCKS..BLOCKS as u64).contains(&complete)
+            && self.tallies.len() as u64 == complete + 1;
+        let (oldest, last) = (self.values.front()?.0, self.values.back()?.0);
+        let current = last <= now && newest.block + 1 >= now.as_secs() / BLOCK_SECS;
+        if !filling || !current || self.values.len() > BUSY_VALUES {
+            return None;
+        }
+        let mut values = [(0, 0.0); BUSY_VALUES];
+        for (slot, (at, v)) in values.iter_mut().zip(&self.values) {
+            *slot = (at.as_secs(), *v);
+        }
+        let values = &values[..self.values.len()];
+        let level = warming_level(values, first.block * BLOCK_SECS, complete)?;
+        Some((level, now.saturating_sub(oldest) + Duration::from_secs(1)))
+    }
+
     /// The mean of the newest [`BLOCK_SECS`] values (of all, if fewer; 0 without any): what the
     /// fall test compares with the blocks, and the steady hour with its stretches.
     pub(crate) fn recent_mean(&self) -> f64 {
@@ -218,6 +242,34 @@ mod tests {
         assert_eq!(level, Some(Some(101.0)));
         // With the fourth block counted, its 90 seconds would be the top 2.3 % (21 of 900).
         assert_eq!(window.sorted.last().map(|e| e.0), Some(132.0));
+    }
+
+    #[test]
+    fn a_filling_window_reads_its_level_from_its_second_complete_block_until_it_is_full() {
+        let at = Duration::from_secs;
+        let mut window = BusyWindow::default();
+        let mut levels = Vec::new();
+        for s in 0..1000u64 {
+            window.add(at(s), 100.0 + (s % 5) as f64);
+            levels.push(window.warming_level(at(s)).map(|(_, over)| over.as_secs()));
+        }
+        // Two complete blocks from 180 s to nine at 810 s, when the full read answers.
+        assert!(levels[..180].iter().all(Option::is_none));
+        assert!((180..810).all(|s| levels[s as usize] == Some(s + 1)));
+        assert!(levels[810..].iter().all(Option::is_none));
+        assert_eq!(window.level(at(999), at(900)), Some(Some(104.0)));
+        // A window whose newest value is two blocks old, or with a block missing, does not.
+        let mut window = BusyWindow::default();
+        for s in (0..400u64).filter(|s| !(200..290).contains(s)) {
+            window.add(at(s), 1.0);
+        }
+        assert_eq!(window.warming_level(at(399)), None);
+        let mut window = BusyWindow::default();
+        for s in 0..300u64 {
+            window.add(at(s), 1.0);
+        }
+        assert_eq!(window.warming_level(at(299)).map(|l| l.0), Some(1.0));
+        assert_eq!(window.warming_level(at(450)), None);
     }
 
     #[test]

@@ -49,6 +49,7 @@ mod start_time;
 mod state;
 mod steady_hour;
 mod target;
+mod warming;
 
 pub use burst::{burst, Reading, BURST_FACTOR, BURST_READINGS, MIN_BURST_SPAN};
 pub use config::TICK;

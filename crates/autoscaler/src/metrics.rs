@@ -330,6 +330,18 @@ impl Metrics {
         kept.hour.level(now, kept.window.recent_mean())
     }
 
+    /// The level of `metric`'s busy seconds at `now` while its busy window is still filling
+    /// (a service's first fifteen minutes, every service's after a restart), and the span of
+    /// the values read: from its second complete 90 s block until [`Metrics::busy`] answers,
+    /// with the same fall test on nine spans of what it holds (module `warming`). `None`
+    /// otherwise, and for a metric whose busy level is not kept as samples arrive.
+    pub fn warming_busy(&self, metric: ScaleMetric, now: Duration) -> Option<(f64, Duration)> {
+        self.kept[metric as usize]
+            .as_ref()?
+            .window
+            .warming_level(now)
+    }
+
     /// [`Metrics::busy`] read from the samples.
     fn busy_read(&self, metric: ScaleMetric, now: Duration, len: Duration) -> Option<f64> {
         let mut values = [0.0_f64; crate::noise::BUSY_VALUES];

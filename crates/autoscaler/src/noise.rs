@@ -19,7 +19,8 @@
 //!   Whether it fell is judged against the noise of 90 s blocks, read so that neither a burst's
 //!   edges nor a steady decline count as noise ([`block_noise`]); a block that stood out by
 //!   itself and was left is left out, not taken for a fall ([`judge`]). Over an hour whose load
-//!   held still, the mean of those levels counts too (module `steady_hour`).
+//!   held still, the mean of those levels counts too (module `steady_hour`); while the window
+//!   fills, a level is read from what it holds (module `warming`).
 //! - **Evidence.** Panic needs the short span's mean to stand above what the noise explains:
 //!   `mean − baseline ≥ EVIDENCE_Z × σ / √span`, baseline and σ taken over the seconds before
 //!   the span. A quiet service has a small σ, so a step still panics at once; a bursty one must
@@ -286,8 +287,9 @@ pub(crate) enum Verdict {
 /// The level of the busy seconds among `values` (exactly the values [`BusyBlocks::add`] took,
 /// oldest first, so that each block's values are together): their [`BUSY_QUANTILE`] quantile,
 /// without the seconds of a block that stood out by itself and was left ([`judge`]). `None`
-/// until every complete block of the window has a value (a service's first fifteen minutes), or
-/// if the load fell within the window. The blocks' noise is read robustly ([`block_noise`]):
+/// until every complete block of the window has a value (a service's first fifteen minutes: the
+/// module `warming` reads a level from what the window holds meanwhile), or if the load fell
+/// within the window. The blocks' noise is read robustly ([`block_noise`]):
 /// the edges of a burst that has ended are steps, not noise, so a minute-long call followed by
 /// quiet is not held (with a root mean square of the differences, the largest left out, the
 /// other edge hid it and the call's level was held for the five minutes the window then was).

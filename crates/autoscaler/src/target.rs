@@ -180,7 +180,10 @@ impl BusyLevel {
         match (quarter, hour) {
             (Some(q), Some(h)) if h.level > q.level => Some(h),
             (Some(q), _) => Some(q),
-            (None, h) => h,
+            (None, Some(h)) => Some(h),
+            (None, None) => metrics
+                .warming_busy(metric, now)
+                .map(|(level, over)| BusyLevel { level, over }),
         }
     }
 }

@@ -111,6 +111,80 @@ fn random_clumps(seconds: usize) -> Vec<f64> {
 }
 
 #[test]
+fn a_new_service_is_sized_for_its_busy_seconds_from_its_third_minute() {
+    // Clumps of 10 s: one-second differences see one change in ten, so the mean plus twice
+    // their noise asks for about 5 instances where the busy seconds (about 29.5 rps) ask for 6.
+    let mut sim = Sim::new(rps_target(1, 50, 5.0), 4);
+    let load = random_clumps(900);
+    let mut sized = 0;
+    for (i, &rps) in load.iter().enumerate() {
+        let d = sim.tick_rps(rps);
+        let now = sim.now().mono;
+        let warming = sim.metrics.warming_busy(ScaleMetric::Rps, now);
+        // The busy window's second complete block ends after 179 s (the first second is 1).
+        if i < 178 {
+            assert_eq!(warming, None, "second {i}");
+            assert!(
+                !d.reason.contains("busy seconds"),
+                "second {i}: {}",
+                d.reason
+            );
+            continue;
+        }
+        // A full window (from 810 s: nine complete blocks) reads its own level instead.
+        if sim
+            .metrics
+            .busy(ScaleMetric::Rps, now, BUSY_WINDOW)
+            .is_some()
+        {
+            assert!(i >= 808 && warming.is_none(), "second {i}: {warming:?}");
+            continue;
+        }
+        let Some((level, over)) = warming else {
+            continue;
+        };
+        assert!(
+            over < BUSY_WINDOW && over.as_secs() >= 178,
+            "second {i}: {over:?}"
+        );
+        if matches!(d.rule, Rule::Target | Rule::Tolerance) {
+            sized += 1;
+            // Within the 10 % tolerance of the count the level asks for, or above it.
+            let covers = f64::from(d.desired) * 5.0 * 1.1;
+            assert!(covers >= level, "second {i}: {level} → {}", d.reason);
+            assert!(
+                d.reason.contains("for its busy seconds over") && !d.reason.contains("over 15m"),
+                "second {i}: {}",
+                d.reason
+            );
+        }
+    }
+    assert!(sized > 500, "{sized} decisions sized for the warming level");
+}
+
+#[test]
+fn a_first_burst_that_ended_is_not_held_while_the_window_fills() {
+    let mut sim = Sim::new(rps_target(1, 50, 5.0), 1);
+    let burst = sim.run_rps(60, 30.0);
+    let mut count = burst.last().unwrap().desired;
+    for i in 0..700 {
+        let d = sim.tick_rps(1.0);
+        // The fall test on the nine spans of what the window holds sees the burst was left
+        // (from 179 s on, when the window has two complete blocks): no level, or that of the
+        // quiet seconds once the burst's span stands out by itself.
+        let warming = sim.metrics.warming_busy(ScaleMetric::Rps, sim.now().mono);
+        assert!(
+            warming.is_none_or(|(level, _)| level <= 1.0),
+            "quiet second {i}: {warming:?}"
+        );
+        // Nothing raises the count of a service whose load went.
+        assert!(d.desired <= count, "quiet second {i}: {}", d.reason);
+        count = d.desired;
+    }
+    assert_eq!(count, 1);
+}
+
+#[test]
 fn a_still_hour_sizes_for_its_busy_seconds_when_fifteen_minutes_swing() {
     let mut sim = Sim::new(rps_target(1, 50, 5.0), 4);
     let load = random_clumps(3 * 3600);
