@@ -19,7 +19,7 @@
 //! in one second), [`BusyWindow::level`] says so and the full read answers.
 
 use crate::noise::{judge, quantile_rank, Verdict, BLOCKS, BLOCK_SECS, BUSY_VALUES};
-use crate::warming::{warming_level, WARMING_BLOCKS};
+use crate::warming::{recent_count, warming_level};
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -153,27 +153,42 @@ impl BusyWindow {
             .map(|(v, _)| *v)
     }
 
-    /// The busy level of this window while it is still filling, at `now`, and the span of
-    /// the values it read (module `warming`): when it holds [`WARMING_BLOCKS`] complete
-    /// blocks or more but not yet [`BLOCKS`], without a block missing between them, and its
-    /// newest value is of `now`'s block or the one before. `None` otherwise.
+    /// The busy level of this window while it is still filling, at `now`, and the span of the
+    /// values it read (module `warming`): those of the blocks since the newest one without a
+    /// value (the window refills after a silence as after a start), while they are fewer than
+    /// a full window's and at most [`BUSY_VALUES`], and the newest is not after `now` and is of
+    /// `now`'s block or the one before. `None` otherwise.
     pub(crate) fn warming_level(&self, now: Duration) -> Option<(f64, Duration)> {
-        let (first, newest) = (self.tallies.front()?, self.tallies.back()?);
-        let complete = newest.block - first.block;
-        let filling = (WARMING_BLOCKS..BLOCKS as u64).contains(&complete)
-            && self.tallies.len() as u64 == complete + 1;
-        let (oldest, last) = (self.values.front()?.0, self.values.back()?.0);
+        let newest = self.tallies.back()?;
+        let run = self
+            .tallies
+            .iter()
+            .rev()
+            .zip(0..)
+            .take_while(|(t, back)| t.block + back == newest.block)
+            .count() as u64;
+        let last = self.values.back()?.0;
         let current = last <= now && newest.block + 1 >= now.as_secs() / BLOCK_SECS;
-        if !filling || !current || self.values.len() > BUSY_VALUES {
+        if run > BLOCKS as u64 || !current {
             return None;
         }
-        let mut values = [(0, 0.0); BUSY_VALUES];
-        for (slot, (at, v)) in values.iter_mut().zip(&self.values) {
-            *slot = (at.as_secs(), *v);
+        let first_block = newest.block + 1 - run;
+        let from = self
+            .values
+            .partition_point(|(at, _)| at.as_secs() / BLOCK_SECS < first_block);
+        let values = self.values.range(from..);
+        if values.len() > BUSY_VALUES {
+            return None;
         }
-        let values = &values[..self.values.len()];
-        let level = warming_level(values, first.block * BLOCK_SECS, complete)?;
-        Some((level, now.saturating_sub(oldest) + Duration::from_secs(1)))
+        let first = self.values.get(from)?.0.as_secs();
+        let end = newest.block * BLOCK_SECS;
+        let recent = recent_count(first, end).min(values.len()).max(1);
+        let recent = self.sum_of_newest(recent) / recent as f64;
+        let values = values.map(|(at, v)| (at.as_secs(), *v));
+        let level = warming_level(values, first, end, recent)?;
+        // The first value's second is read too.
+        let over = Duration::from_secs(now.as_secs().saturating_sub(first) + 1);
+        Some((level, over))
     }
 
     /// The mean of the newest [`BLOCK_SECS`] values (of all, if fewer; 0 without any): what the
@@ -251,25 +266,42 @@ mod tests {
         let mut levels = Vec::new();
         for s in 0..1000u64 {
             window.add(at(s), 100.0 + (s % 5) as f64);
-            levels.push(window.warming_level(at(s)).map(|(_, over)| over.as_secs()));
+            levels.push(window.warming_level(at(s)));
         }
         // Two complete blocks from 180 s to nine at 810 s, when the full read answers.
         assert!(levels[..180].iter().all(Option::is_none));
-        assert!((180..810).all(|s| levels[s as usize] == Some(s + 1)));
+        for s in 180..810 {
+            assert_eq!(levels[s as usize], Some((104.0, at(s + 1))), "second {s}");
+        }
         assert!(levels[810..].iter().all(Option::is_none));
         assert_eq!(window.level(at(999), at(900)), Some(Some(104.0)));
-        // A window whose newest value is two blocks old, or with a block missing, does not.
+        // A window whose newest value is two blocks old does not answer.
+        assert_eq!(window.warming_level(at(1170)), None);
+    }
+
+    #[test]
+    fn after_a_block_without_a_value_the_window_reads_the_blocks_since() {
+        let at = Duration::from_secs;
+        let mut window = BusyWindow::default();
+        // 1,000 until 90 s, nothing in the block from 90 to 179 s, then 1 (and 2 every 5 s).
+        for s in (0..740u64).filter(|s| !(90..180).contains(s)) {
+            let v = if s < 90 {
+                1000.0
+            } else {
+                1.0 + f64::from(s % 5 == 0)
+            };
+            window.add(at(s), v);
+        }
+        // The full read has a block missing; the blocks since it (180 to 719 s) are read, and
+        // the values before it are not.
+        assert_eq!(window.level(at(739), at(900)), Some(None));
+        assert_eq!(window.warming_level(at(739)), Some((2.0, at(560))));
+        // Right after the silence, fewer than 170 s of complete blocks: nothing yet.
         let mut window = BusyWindow::default();
         for s in (0..400u64).filter(|s| !(200..290).contains(s)) {
             window.add(at(s), 1.0);
         }
         assert_eq!(window.warming_level(at(399)), None);
-        let mut window = BusyWindow::default();
-        for s in 0..300u64 {
-            window.add(at(s), 1.0);
-        }
-        assert_eq!(window.warming_level(at(299)).map(|l| l.0), Some(1.0));
-        assert_eq!(window.warming_level(at(450)), None);
     }
 
     #[test]

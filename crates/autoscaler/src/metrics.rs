@@ -331,10 +331,12 @@ impl Metrics {
     }
 
     /// The level of `metric`'s busy seconds at `now` while its busy window is still filling
-    /// (a service's first fifteen minutes, every service's after a restart), and the span of
-    /// the values read: from its second complete 90 s block until [`Metrics::busy`] answers,
-    /// with the same fall test on nine spans of what it holds (module `warming`). `None`
-    /// otherwise, and for a metric whose busy level is not kept as samples arrive.
+    /// (a service's first fifteen minutes, every service's after a restart, and after a block
+    /// without a value), and the span of the values read: once its complete blocks cover about
+    /// three minutes, until it holds the nine a full window has (whether or not
+    /// [`Metrics::busy`] then answers), with the same fall test on nine spans of what it holds
+    /// (module `warming`). `None` otherwise, and for a metric whose busy level is not kept as
+    /// samples arrive.
     pub fn warming_busy(&self, metric: ScaleMetric, now: Duration) -> Option<(f64, Duration)> {
         self.kept[metric as usize]
             .as_ref()?
@@ -452,7 +454,7 @@ mod tests {
 
     #[test]
     fn the_kept_busy_window_gives_the_full_reads_level_to_the_bit() {
-        let (mut kept, mut levels, mut without) = (0, 0, 0);
+        let (mut kept, mut levels, mut without, mut warming) = (0, 0, 0, 0);
         for (seed, jitter, retain) in [
             (1u64, false, 900),
             (2, false, 1200),
@@ -488,16 +490,22 @@ mod tests {
                         "seed {seed}, sample {i} at {:?}, {metric:?}",
                         sample.at
                     );
+                    // The reading of a filling window never answers where the full one does.
+                    if full.is_some() && len == BUSY_WINDOW {
+                        assert_eq!(m.warming_busy(metric, now), None, "seed {seed}, {i}");
+                    }
+                    warming += usize::from(m.warming_busy(metric, now).is_some());
                     kept += usize::from(w.level(now, len).is_some());
                     levels += usize::from(full.is_some());
                     without += usize::from(full.is_none() && w.level(now, len).is_some());
                 }
             }
         }
-        // The kept window answered most reads, and the loads had levels and went without.
+        // The kept window answered most reads, and the loads had levels and went without; and
+        // windows filled, at the start and after gaps.
         assert!(
-            kept > 30_000 && levels > 10_000 && without > 10_000,
-            "{kept} {levels} {without}"
+            kept > 30_000 && levels > 10_000 && without > 10_000 && warming > 100,
+            "{kept} {levels} {without} {warming}"
         );
     }
 

@@ -338,20 +338,27 @@ fn without(values: &mut [f64], range: Range<usize>) -> &mut [f64] {
 
 /// Most values [`ranked_from_top`] keeps on the stack: the busy quantile of a full window needs
 /// 22 ([`BUSY_VALUES`] × (1 − [`BUSY_QUANTILE`]) + 1).
-const TOP_KEPT: usize = 64;
+pub(crate) const TOP_KEPT: usize = 64;
 
 /// The value with `above` values ranked above it (0: the highest), as a sort ranks them; the
-/// values are finite ([`Sample::value`](crate::Sample::value) gives no other). Keeps the
-/// highest `above + 1` values seen, in ascending order: most values are below the lowest kept
-/// and cost one comparison, where a selection over the whole window moves them all. Reorders
-/// `values` only when `above` is at or past [`TOP_KEPT`]; `values` must hold more than `above`.
+/// values are finite ([`Sample::value`](crate::Sample::value) gives no other). Reorders
+/// `values` only when `above` is at or past [`TOP_KEPT`] (see [`top_kept`]); `values` must
+/// hold more than `above`.
 fn ranked_from_top(values: &mut [f64], above: usize) -> f64 {
     if above >= TOP_KEPT {
         return ranked(values, values.len() - 1 - above);
     }
+    top_kept(values.iter().copied(), above)
+}
+
+/// The value with `above` values ranked above it among `values`, `above` below [`TOP_KEPT`].
+/// Keeps the highest `above + 1` values seen, in ascending order: most values are below the
+/// lowest kept and cost one comparison, where a selection over the whole window moves them
+/// all. `NEG_INFINITY` when there are no more than `above` values.
+pub(crate) fn top_kept(values: impl Iterator<Item = f64>, above: usize) -> f64 {
     let mut kept = [f64::NEG_INFINITY; TOP_KEPT];
-    let kept = &mut kept[..=above];
-    for &v in values.iter() {
+    let kept = &mut kept[..=above.min(TOP_KEPT - 1)];
+    for v in values {
         if v <= kept[0] {
             continue;
         }
@@ -364,6 +371,12 @@ fn ranked_from_top(values: &mut [f64], above: usize) -> f64 {
         kept[i] = v;
     }
     kept[0]
+}
+
+/// The `rank`th smallest of `values` (from 0). Reorders them.
+fn ranked(values: &mut [f64], rank: usize) -> f64 {
+    let (_, value, _) = values.select_nth_unstable_by(rank, |a, b| a.total_cmp(b));
+    *value
 }
 
 /// The blocks' noise: the lower of two robust readings of σ, scaled so that their lower is σ on
@@ -398,12 +411,6 @@ fn readings(means: &[f64; BLOCKS]) -> (f64, f64) {
     let by_steps = ranked(&mut differences, NOISE_RANK) / RANKED_DIFFERENCE;
     let by_curvature = ranked(&mut curvatures, CURVATURE_RANK) / RANKED_CURVATURE;
     (by_steps, by_curvature)
-}
-
-/// The `rank`th smallest of `values` (from 0). Reorders them.
-fn ranked(values: &mut [f64], rank: usize) -> f64 {
-    let (_, value, _) = values.select_nth_unstable_by(rank, |a, b| a.total_cmp(b));
-    *value
 }
 
 /// The load before a span: its mean and per-second standard deviation.

@@ -160,19 +160,23 @@ struct BusyLevel {
 }
 
 impl BusyLevel {
-    /// The higher of the last fifteen minutes' level ([`Metrics::busy`]) and the last hour's,
-    /// if the hour's load held still ([`Metrics::steady_hour`]); the hour's alone when the
-    /// fifteen minutes judged a fall the hour does not show. A still hour averages out the
-    /// swings of fifteen minutes of clumpy load, and most of the falls such a load is judged
-    /// to have taken are that noise: on the noisy and NASA traces the count then dipped and
-    /// missed the next clump (`ebb sim --sweep`, BENCHMARKS.md, issue 19, fifteenth part).
+    /// The higher of the last fifteen minutes' level ([`Metrics::busy`], or while its window
+    /// fills, [`Metrics::warming_busy`]) and the last hour's, if the hour's load held still
+    /// ([`Metrics::steady_hour`]); the hour's alone when the fifteen minutes judged a fall the
+    /// hour does not show. A still hour averages out the swings of fifteen minutes of clumpy
+    /// load, and most of the falls such a load is judged to have taken are that noise: on the
+    /// noisy and NASA traces the count then dipped and missed the next clump (`ebb sim
+    /// --sweep`, BENCHMARKS.md, issue 19, fifteenth part).
     fn read(metrics: &Metrics, metric: ScaleMetric, now: Duration) -> Option<BusyLevel> {
-        let quarter = metrics
-            .busy(metric, now, BUSY_WINDOW)
-            .map(|level| BusyLevel {
+        let quarter = match metrics.busy(metric, now, BUSY_WINDOW) {
+            Some(level) => Some(BusyLevel {
                 level,
                 over: BUSY_WINDOW,
-            });
+            }),
+            None => metrics
+                .warming_busy(metric, now)
+                .map(|(level, over)| BusyLevel { level, over }),
+        };
         let hour = metrics.steady_hour(metric, now).map(|level| BusyLevel {
             level,
             over: STEADY_HOUR,
@@ -180,10 +184,7 @@ impl BusyLevel {
         match (quarter, hour) {
             (Some(q), Some(h)) if h.level > q.level => Some(h),
             (Some(q), _) => Some(q),
-            (None, Some(h)) => Some(h),
-            (None, None) => metrics
-                .warming_busy(metric, now)
-                .map(|(level, over)| BusyLevel { level, over }),
+            (None, h) => h,
         }
     }
 }
@@ -220,8 +221,8 @@ fn stable(
         _ => 0.0,
     };
     // Or for the level its busy seconds reached, if that is higher: noise that comes in clumps
-    // or is skewed (`noise.rs`); over the last fifteen minutes or a still hour
-    // ([`BusyLevel::read`]).
+    // or is skewed (`noise.rs`); over the last fifteen minutes (or what of them a filling
+    // window holds) or a still hour ([`BusyLevel::read`]).
     if let Some(busy) = busy.filter(|_| sized_for_noise(metric)) {
         if busy.level - mean > c.headroom {
             c.busy = Some(busy.over);

@@ -1,97 +1,107 @@
-//! The busy level of a busy window still filling: a service's first fifteen minutes, and every
-//! service's after a server restart or a change of leader, or after its router went silent
-//! for a whole block.
+//! The busy level of a busy window still filling: a service's first fifteen minutes, every
+//! service's after a server restart or a change of leader, a service's after its autoscale
+//! settings change, and after its router went silent for a whole block.
 //!
 //! The busy level ([`Metrics::busy`](crate::Metrics::busy)) needs every 90 s block of its
 //! fifteen minutes. Until then target tracking sized for the stable window's mean and its
-//! one-second noise alone, which misses clumps: on the noisy trace at a target of 0.8, a tenth
-//! of ebb's missed seconds in a day fell in its first fifteen minutes (85 of 850 at d = 10 s,
-//! 132 of 748 at 60 s; 29 and 65 with this reading; `ebb sim`, issue 19, sixteenth part), and
-//! a restarted server would do the same for every service at once.
+//! one-second noise alone, which misses clumps: on the noisy trace at a target of 0.8, the
+//! first fifteen minutes held 85 of the day's 850 missed seconds at d = 10 s and 132 of 748 at
+//! 60 s (29 and 65 with this reading; `ebb sim`, issue 19, sixteenth part), and a restarted
+//! server would do the same for every service at once.
 //!
-//! So from the second complete block on, the level is read from what the window holds: the
-//! [`BUSY_QUANTILE`](crate::BUSY_QUANTILE) quantile of its values, with the same fall test
-//! (`judge` in the module `noise`) on nine spans that share the complete blocks between them
-//! (20 s each over two blocks, 80 s over eight). A level the load left, such as a first call
-//! followed by quiet, is dropped as the full window drops it, and a span that stood out by
-//! itself is left out.
+//! So once the window holds [`WARMING_SECS`] of complete blocks since its first value (or
+//! since the newest block it missed), the level is read from what it holds: the
+//! [`BUSY_QUANTILE`](crate::BUSY_QUANTILE) quantile of those values, with the same fall test
+//! (`judge` in the module `noise`) on nine equal spans of the complete blocks' seconds, from the
+//! first value on whatever its phase against the clock's blocks (20 s each over 180 s, 90 s
+//! over the full window's 810 s). A level the load left, such as a first call followed by
+//! quiet, is dropped as the full window drops it, and a span that stood out by itself is left
+//! out.
 
-use crate::noise::{judge, quantile_rank, Verdict, BLOCKS, BLOCK_SECS, BUSY_VALUES};
+use crate::noise::{judge, quantile_rank, top_kept, Verdict, BLOCKS, BLOCK_SECS, TOP_KEPT};
 
-/// Complete blocks a filling window needs before its level is read: two (180 s), the fewest
-/// whose busy quantile has four values above it (0.023 × 180). Fewer would be a reading of
-/// one or two seconds, a single clump.
-pub(crate) const WARMING_BLOCKS: u64 = 2;
-
-/// Seconds in one of the nine spans over `complete` blocks: 10 s a block.
-const SPAN_SECS_PER_BLOCK: u64 = BLOCK_SECS / BLOCKS as u64;
-
-// The spans divide the blocks exactly.
-const _: () = assert!(BLOCK_SECS.is_multiple_of(BLOCKS as u64));
+/// Seconds of complete blocks a filling window needs before its level is read: about two
+/// blocks, the fewest whose busy quantile has four values above it (0.023 × 180 = 4.1; fewer
+/// would read one clump). 170 rather than 180, so that a first value a few seconds into its
+/// block, as a server's first tick usually is, does not wait a whole block more; the nine
+/// spans are then at least 18 s.
+pub(crate) const WARMING_SECS: u64 = 2 * BLOCK_SECS - BLOCK_SECS / BLOCKS as u64;
 
 /// The busy level of a filling window's `values`, each with the second it ended at, oldest
-/// first; `complete` blocks of [`BLOCK_SECS`] begin at second `start`, and the values after
-/// them are those of the block in progress. `None` when the load fell within them, a span
-/// has no value, `complete` is not below [`BLOCKS`] (a full window has its own level) or is 0,
-/// or there are more values than [`BUSY_VALUES`].
-pub(crate) fn warming_level(values: &[(u64, f64)], start: u64, complete: u64) -> Option<f64> {
-    if values.len() > BUSY_VALUES || !(1..BLOCKS as u64).contains(&complete) {
-        return None;
-    }
-    let span = complete * SPAN_SECS_PER_BLOCK;
-    let end = start + complete * BLOCK_SECS;
-    // Newest first, as `judge` reads them.
-    let slot = |second: u64| -> Option<usize> {
-        let i = usize::try_from(second.checked_sub(start)? / span).ok()?;
-        (second < end).then(|| BLOCKS - 1 - i)
+/// first, the first at second `first`; the complete blocks end at second `end`, and the values
+/// from `end` on are those of the block in progress. `recent` is the mean of the newest
+/// values, as many as a span has seconds ([`recent_count`]). `None` when the complete blocks
+/// cover fewer than [`WARMING_SECS`], a span has no value, or the load fell within them. The
+/// caller gives at most [`BUSY_VALUES`](crate::noise) values.
+pub(crate) fn warming_level(
+    values: impl Iterator<Item = (u64, f64)> + Clone,
+    first: u64,
+    end: u64,
+    recent: f64,
+) -> Option<f64> {
+    let covered = end.checked_sub(first).filter(|&c| c >= WARMING_SECS)?;
+    // Index into `means`: 0 is the newest span, as `judge` reads them.
+    let span_index = |second: u64| -> Option<usize> {
+        let nth = (first..end)
+            .contains(&second)
+            .then(|| (second - first) * BLOCKS as u64 / covered)?;
+        BLOCKS.checked_sub(1 + usize::try_from(nth).ok()?)
     };
     let (mut sums, mut counts) = ([0.0; BLOCKS], [0u32; BLOCKS]);
-    for &(s, v) in values {
-        if let Some(i) = slot(s) {
-            sums[i] += v;
-            counts[i] += 1;
-        }
+    for (i, v) in values
+        .clone()
+        .filter_map(|(s, v)| Some((span_index(s)?, v)))
+    {
+        sums[i] += v;
+        counts[i] += 1;
     }
     if counts.contains(&0) {
         return None;
     }
     let means: [f64; BLOCKS] = std::array::from_fn(|i| sums[i] / f64::from(counts[i]));
-    let newest = values.len().saturating_sub(usize::try_from(span).ok()?);
-    let recent = &values[newest..];
-    let recent = recent.iter().map(|(_, v)| v).sum::<f64>() / recent.len().max(1) as f64;
     let left = match judge(&means, recent) {
         Verdict::Steady => None,
-        // Slots count from the block in progress; `means` from the newest complete span.
+        // `judge` counts slots from the block in progress, 0; `means` from the newest span.
         Verdict::HighestLeft(slot) => Some(usize::from(slot) - 1),
         Verdict::Fallen => return None,
     };
-    let mut kept = [0.0; BUSY_VALUES];
-    let mut n = 0;
-    for &(s, v) in values {
-        if left.is_none() || slot(s) != left {
-            kept[n] = v;
-            n += 1;
-        }
-    }
-    if n == 0 {
-        return None;
-    }
-    let kept = &mut kept[..n];
-    let rank = quantile_rank(n);
-    let (_, level, _) = kept.select_nth_unstable_by(rank, f64::total_cmp);
-    Some(*level)
+    let kept = values
+        .filter(|&(s, _)| left.is_none() || span_index(s) != left)
+        .map(|(_, v)| v);
+    let n = kept.clone().count();
+    let above = n.checked_sub(1)? - quantile_rank(n);
+    (above < TOP_KEPT).then(|| top_kept(kept, above))
+}
+
+/// How many of the newest values [`warming_level`]'s `recent` is the mean of, for complete
+/// blocks from second `first` to `end`: as many as one of its spans has seconds.
+pub(crate) fn recent_count(first: u64, end: u64) -> usize {
+    usize::try_from(end.saturating_sub(first) / BLOCKS as u64).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The values of seconds `0..seconds`, `value(second)` each.
-    fn values(seconds: u64, value: impl Fn(u64) -> f64) -> Vec<(u64, f64)> {
-        (0..seconds).map(|s| (s, value(s))).collect()
+    /// The values of seconds `from..to`, `value(second)` each.
+    fn values(from: u64, to: u64, value: impl Fn(u64) -> f64) -> Vec<(u64, f64)> {
+        (from..to).map(|s| (s, value(s))).collect()
     }
 
-    /// A wiggle of ±3 around 100 that repeats every 5 s: the same mean in every span.
+    /// The level of `values` with complete blocks ending at `end`, as the busy window asks.
+    fn level(values: &[(u64, f64)], end: u64) -> Option<f64> {
+        let first = values.first()?.0;
+        let n = recent_count(first, end).min(values.len()).max(1);
+        let recent = values[values.len() - n..]
+            .iter()
+            .map(|(_, v)| v)
+            .sum::<f64>()
+            / n as f64;
+        warming_level(values.iter().copied(), first, end, recent)
+    }
+
+    /// A wiggle of ±3 around 100 that repeats every 5 s: the same mean in every span and in
+    /// the newest values, whatever their length (a multiple of 5 s here).
     fn steady(s: u64) -> f64 {
         100.0 + [0.0, 3.0, -3.0, 1.0, -1.0][(s % 5) as usize]
     }
@@ -104,21 +114,55 @@ mod tests {
     }
 
     #[test]
-    fn steady_load_gives_the_busy_quantile_of_every_value() {
-        for complete in WARMING_BLOCKS..BLOCKS as u64 {
-            let v = values(complete * BLOCK_SECS + 40, steady);
-            assert_eq!(warming_level(&v, 0, complete), Some(quantile(&v)));
+    fn steady_load_gives_the_busy_quantile_of_every_value_the_block_in_progress_included() {
+        for blocks in 2..BLOCKS as u64 {
+            let end = blocks * BLOCK_SECS;
+            let v = values(0, end + 40, steady);
+            assert_eq!(level(&v, end), Some(103.0), "{blocks} blocks");
+            // Ten seconds at 300 in the block in progress are more than the top 2.3 % of
+            // 220 values (five), and a rise, not a fall.
+            let v = values(
+                0,
+                end + 40,
+                |s| if s >= end + 30 { 300.0 } else { steady(s) },
+            );
+            assert_eq!(level(&v, end), Some(quantile(&v)), "{blocks} blocks");
+            if blocks == 2 {
+                assert_eq!(quantile(&v), 300.0);
+            }
         }
+    }
+
+    #[test]
+    fn the_spans_begin_at_the_first_value_whatever_its_phase() {
+        // First values 45 s and 85 s into their block: the spans share what the complete
+        // blocks hold from there, so every span has values once they cover 170 s.
+        for phase in [45, 85] {
+            assert_eq!(level(&values(phase, 270, steady), 180), None, "{phase}");
+            let v = values(phase, 290, steady);
+            assert_eq!(level(&v, 270), Some(103.0), "{phase}");
+        }
+        // A first value ten seconds into its block still counts the block.
+        assert_eq!(level(&values(10, 200, steady), 180), Some(103.0));
+        assert_eq!(level(&values(11, 200, steady), 180), None);
     }
 
     #[test]
     fn a_load_that_fell_within_the_blocks_has_no_level() {
         // 100 for a minute, then 10: over two blocks of 20 s spans, three spans stand high.
-        let v = values(2 * BLOCK_SECS + 30, |s| if s < 60 { 100.0 } else { 10.0 });
-        assert_eq!(warming_level(&v, 0, 2), None);
+        let v = values(
+            0,
+            2 * BLOCK_SECS + 30,
+            |s| if s < 60 { 100.0 } else { 10.0 },
+        );
+        assert_eq!(level(&v, 180), None);
         // The same minute of quiet before it is a rise, not a fall: every second counts.
-        let v = values(2 * BLOCK_SECS + 30, |s| if s < 60 { 10.0 } else { 100.0 });
-        assert_eq!(warming_level(&v, 0, 2), Some(100.0));
+        let v = values(
+            0,
+            2 * BLOCK_SECS + 30,
+            |s| if s < 60 { 10.0 } else { 100.0 },
+        );
+        assert_eq!(level(&v, 180), Some(100.0));
     }
 
     #[test]
@@ -131,25 +175,23 @@ mod tests {
                 steady(s)
             }
         };
-        let v = values(3 * BLOCK_SECS + 40, value);
+        let v = values(0, 3 * BLOCK_SECS + 40, value);
         let without: Vec<_> = v
             .iter()
             .copied()
             .filter(|(s, _)| !(30..60).contains(s))
             .collect();
-        assert_eq!(warming_level(&v, 0, 3), Some(quantile(&without)));
+        assert_eq!(level(&v, 270), Some(quantile(&without)));
         // Counted, its thirty seconds would be the top 10 %.
         assert_eq!(quantile(&v), 400.0);
     }
 
     #[test]
-    fn a_span_without_a_value_or_too_many_values_give_none() {
-        let v: Vec<_> = values(2 * BLOCK_SECS + 40, steady)
+    fn a_span_without_a_value_gives_none() {
+        let v: Vec<_> = values(0, 2 * BLOCK_SECS + 40, steady)
             .into_iter()
             .filter(|(s, _)| !(100..120).contains(s))
             .collect();
-        assert_eq!(warming_level(&v, 0, 2), None);
-        let v = values(BUSY_VALUES as u64 + 1, steady);
-        assert_eq!(warming_level(&v, 0, 8), None);
+        assert_eq!(level(&v, 180), None);
     }
 }

@@ -121,8 +121,9 @@ fn a_new_service_is_sized_for_its_busy_seconds_from_its_third_minute() {
         let d = sim.tick_rps(rps);
         let now = sim.now().mono;
         let warming = sim.metrics.warming_busy(ScaleMetric::Rps, now);
-        // The busy window's second complete block ends after 179 s (the first second is 1).
-        if i < 178 {
+        // Tick i reads the values of seconds 1 to i + 1 (the clock's blocks begin at 0): the
+        // complete blocks first cover 170 s or more at tick 179 (seconds 1 to 179).
+        if i < 179 {
             assert_eq!(warming, None, "second {i}");
             assert!(
                 !d.reason.contains("busy seconds"),
@@ -131,22 +132,22 @@ fn a_new_service_is_sized_for_its_busy_seconds_from_its_third_minute() {
             );
             continue;
         }
-        // A full window (from 810 s: nine complete blocks) reads its own level instead.
+        // A full window (nine complete blocks, from tick 809) reads its own level instead.
         if sim
             .metrics
             .busy(ScaleMetric::Rps, now, BUSY_WINDOW)
             .is_some()
         {
-            assert!(i >= 808 && warming.is_none(), "second {i}: {warming:?}");
+            assert!(i >= 809 && warming.is_none(), "second {i}: {warming:?}");
             continue;
+        }
+        if i == 179 {
+            assert!(warming.is_some(), "the first reading");
         }
         let Some((level, over)) = warming else {
             continue;
         };
-        assert!(
-            over < BUSY_WINDOW && over.as_secs() >= 178,
-            "second {i}: {over:?}"
-        );
+        assert_eq!(over, Duration::from_secs(i as u64 + 1), "second {i}");
         if matches!(d.rule, Rule::Target | Rule::Tolerance) {
             sized += 1;
             // Within the 10 % tolerance of the count the level asks for, or above it.
