@@ -296,12 +296,16 @@ mod tests {
         // the values before it are not.
         assert_eq!(window.level(at(739), at(900)), Some(None));
         assert_eq!(window.warming_level(at(739)), Some((2.0, at(560))));
-        // Right after the silence, fewer than 170 s of complete blocks: nothing yet.
+        // Right after the silence, fewer than 170 s of complete blocks since it: nothing yet;
+        // then the 180 s from 270 to 449 s.
         let mut window = BusyWindow::default();
-        for s in (0..400u64).filter(|s| !(200..290).contains(s)) {
+        for s in (0..480u64).filter(|s| !(180..270).contains(s)) {
             window.add(at(s), 1.0);
+            if s == 399 {
+                assert_eq!(window.warming_level(at(s)), None);
+            }
         }
-        assert_eq!(window.warming_level(at(399)), None);
+        assert_eq!(window.warming_level(at(479)), Some((1.0, at(210))));
     }
 
     #[test]

@@ -32,7 +32,8 @@ pub(crate) const WARMING_SECS: u64 = 2 * BLOCK_SECS - BLOCK_SECS / BLOCKS as u64
 /// from `end` on are those of the block in progress. `recent` is the mean of the newest
 /// values, as many as a span has seconds ([`recent_count`]). `None` when the complete blocks
 /// cover fewer than [`WARMING_SECS`], a span has no value, or the load fell within them. The
-/// caller gives at most [`BUSY_VALUES`](crate::noise) values.
+/// caller gives at most a full window's values (`BUSY_VALUES`, module `noise`), so that the
+/// quantile has fewer than [`TOP_KEPT`] values above it.
 pub(crate) fn warming_level(
     values: impl Iterator<Item = (u64, f64)> + Clone,
     first: u64,
