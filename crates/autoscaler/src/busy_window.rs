@@ -275,8 +275,13 @@ mod tests {
         }
         assert!(levels[810..].iter().all(Option::is_none));
         assert_eq!(window.level(at(999), at(900)), Some(Some(104.0)));
-        // A window whose newest value is two blocks old does not answer.
-        assert_eq!(window.warming_level(at(1170)), None);
+        // A window whose newest value is two blocks old does not answer; one block old, it does.
+        let mut window = BusyWindow::default();
+        for s in 0..400u64 {
+            window.add(at(s), 1.0);
+        }
+        assert_eq!(window.warming_level(at(490)), Some((1.0, at(491))));
+        assert_eq!(window.warming_level(at(580)), None);
     }
 
     #[test]

@@ -356,6 +356,7 @@ fn ranked_from_top(values: &mut [f64], above: usize) -> f64 {
 /// lowest kept and cost one comparison, where a selection over the whole window moves them
 /// all. `NEG_INFINITY` when there are no more than `above` values.
 pub(crate) fn top_kept(values: impl Iterator<Item = f64>, above: usize) -> f64 {
+    debug_assert!(above < TOP_KEPT, "{above} values above: rank them instead");
     let mut kept = [f64::NEG_INFINITY; TOP_KEPT];
     let kept = &mut kept[..=above.min(TOP_KEPT - 1)];
     for v in values {

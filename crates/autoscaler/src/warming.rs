@@ -13,8 +13,8 @@
 //! since the newest block it missed), the level is read from what it holds: the
 //! [`BUSY_QUANTILE`](crate::BUSY_QUANTILE) quantile of those values, with the same fall test
 //! (`judge` in the module `noise`) on nine equal spans of the complete blocks' seconds, from the
-//! first value on whatever its phase against the clock's blocks (20 s each over 180 s, 90 s
-//! over the full window's 810 s). A level the load left, such as a first call followed by
+//! first value on whatever its phase against the clock's blocks (20 s each over 180 s, up to
+//! 80 s over the eight complete blocks a filling window can have). A level the load left, such as a first call followed by
 //! quiet, is dropped as the full window drops it, and a span that stood out by itself is left
 //! out.
 
@@ -48,28 +48,28 @@ pub(crate) fn warming_level(
             .then(|| (second - first) * BLOCKS as u64 / covered)?;
         BLOCKS.checked_sub(1 + usize::try_from(nth).ok()?)
     };
-    let (mut sums, mut counts) = ([0.0; BLOCKS], [0u32; BLOCKS]);
-    for (i, v) in values
-        .clone()
-        .filter_map(|(s, v)| Some((span_index(s)?, v)))
-    {
-        sums[i] += v;
-        counts[i] += 1;
+    let (mut sums, mut counts, mut total) = ([0.0; BLOCKS], [0usize; BLOCKS], 0);
+    for (s, v) in values.clone() {
+        total += 1;
+        if let Some(i) = span_index(s) {
+            sums[i] += v;
+            counts[i] += 1;
+        }
     }
     if counts.contains(&0) {
         return None;
     }
-    let means: [f64; BLOCKS] = std::array::from_fn(|i| sums[i] / f64::from(counts[i]));
+    let means: [f64; BLOCKS] = std::array::from_fn(|i| sums[i] / counts[i] as f64);
     let left = match judge(&means, recent) {
         Verdict::Steady => None,
         // `judge` counts slots from the block in progress, 0; `means` from the newest span.
-        Verdict::HighestLeft(slot) => Some(usize::from(slot) - 1),
+        Verdict::HighestLeft(slot) => Some(usize::from(slot).checked_sub(1)?),
         Verdict::Fallen => return None,
     };
+    let n = total - left.map_or(0, |i| counts[i]);
     let kept = values
         .filter(|&(s, _)| left.is_none() || span_index(s) != left)
         .map(|(_, v)| v);
-    let n = kept.clone().count();
     let above = n.checked_sub(1)? - quantile_rank(n);
     (above < TOP_KEPT).then(|| top_kept(kept, above))
 }
@@ -185,6 +185,24 @@ mod tests {
         assert_eq!(level(&v, 270), Some(quantile(&without)));
         // Counted, its thirty seconds would be the top 10 %.
         assert_eq!(quantile(&v), 400.0);
+    }
+
+    #[test]
+    fn the_newest_values_are_a_spans_worth() {
+        // Spans of 20 s at 100, 105, 98, 104 and 97 in turn, then 20 s at 70 in the block in
+        // progress: below the highest span by more than the spans' noise allows, so a fall.
+        let levels = [100.0, 105.0, 98.0, 104.0, 97.0];
+        let v = values(0, 200, |s| {
+            if s >= 180 {
+                70.0
+            } else {
+                levels[(s / 20 % 5) as usize]
+            }
+        });
+        assert_eq!(level(&v, 180), None);
+        // The mean of the newest 90 values, as the full window compares, would dilute it.
+        let ninety = v[v.len() - 90..].iter().map(|(_, v)| v).sum::<f64>() / 90.0;
+        assert!(warming_level(v.iter().copied(), 0, 180, ninety).is_some());
     }
 
     #[test]
