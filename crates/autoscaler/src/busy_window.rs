@@ -18,7 +18,7 @@
 //! value, a `now` before its newest value, more values than [`BUSY_VALUES`]: several samples
 //! in one second), [`BusyWindow::level`] says so and the full read answers.
 
-use crate::noise::{judge, quantile_rank, Verdict, BLOCKS, BLOCK_SECS, BUSY_VALUES};
+use crate::noise::{current_block, judge, quantile_rank, Verdict, BLOCKS, BLOCK_SECS, BUSY_VALUES};
 use crate::warming::{recent_count, warming_level};
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -168,7 +168,7 @@ impl BusyWindow {
             .take_while(|(t, back)| t.block + back == newest.block)
             .count() as u64;
         let last = self.values.back()?.0;
-        let current = last <= now && newest.block + 1 >= now.as_secs() / BLOCK_SECS;
+        let current = last <= now && current_block(newest.block, now);
         if run > BLOCKS as u64 || !current {
             return None;
         }

@@ -248,6 +248,12 @@ pub(crate) fn judge(means: &[f64; BLOCKS], last: f64) -> Verdict {
     }
 }
 
+/// Whether a record whose newest block of the clock ([`BLOCK_SECS`]) is `newest` still speaks
+/// for `now`: that block is `now`'s or the one before (a tick reads just after a block ends).
+pub(crate) fn current_block(newest: u64, now: Duration) -> bool {
+    newest + 1 >= now.as_secs() / BLOCK_SECS
+}
+
 /// Slack for float rounding in comparisons with a limit, for means up to `highest`: a load
 /// whose blocks are equal but for rounding reads a noise of 0, and must not be judged to have
 /// moved.
@@ -374,12 +380,6 @@ pub(crate) fn top_kept(values: impl Iterator<Item = f64>, above: usize) -> f64 {
     kept[0]
 }
 
-/// The `rank`th smallest of `values` (from 0). Reorders them.
-fn ranked(values: &mut [f64], rank: usize) -> f64 {
-    let (_, value, _) = values.select_nth_unstable_by(rank, |a, b| a.total_cmp(b));
-    *value
-}
-
 /// The blocks' noise: the lower of two robust readings of σ, scaled so that their lower is σ on
 /// average for normal noise ([`LOWER_OF_TWO`]).
 ///
@@ -412,6 +412,12 @@ fn readings(means: &[f64; BLOCKS]) -> (f64, f64) {
     let by_steps = ranked(&mut differences, NOISE_RANK) / RANKED_DIFFERENCE;
     let by_curvature = ranked(&mut curvatures, CURVATURE_RANK) / RANKED_CURVATURE;
     (by_steps, by_curvature)
+}
+
+/// The `rank`th smallest of `values` (from 0). Reorders them.
+fn ranked(values: &mut [f64], rank: usize) -> f64 {
+    let (_, value, _) = values.select_nth_unstable_by(rank, |a, b| a.total_cmp(b));
+    *value
 }
 
 /// The load before a span: its mean and per-second standard deviation.

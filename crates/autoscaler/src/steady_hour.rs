@@ -19,7 +19,7 @@
 //! fifteen minutes judged a fall the hour does not show (`target.rs`). A load that rose, fell,
 //! stepped or followed its day within the hour is not still, and only the fifteen minutes count.
 
-use crate::noise::{fall_limit, rounding, BLOCKS, BLOCK_SECS};
+use crate::noise::{current_block, fall_limit, rounding, BLOCKS, BLOCK_SECS};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -126,7 +126,7 @@ impl SteadyHour {
     pub(crate) fn level(&self, now: Duration, recent: f64) -> Option<f64> {
         let complete = self.complete?;
         let newest = self.blocks.back()?;
-        if newest.number + 1 < now.as_secs() / BLOCK_SECS {
+        if !current_block(newest.number, now) {
             return None;
         }
         (complete.lowest - recent <= complete.allowed).then_some(complete.level)
