@@ -14,9 +14,18 @@
 //! [`BUSY_QUANTILE`](crate::BUSY_QUANTILE) quantile of those values, with the same fall test
 //! (`judge` in the module `noise`) on nine equal spans of the complete blocks' seconds, from the
 //! first value on whatever its phase against the clock's blocks (20 s each over 180 s, up to
-//! 80 s over the eight complete blocks a filling window can have). A level the load left, such as a first call followed by
-//! quiet, is dropped as the full window drops it, and a span that stood out by itself is left
-//! out.
+//! 80 s over the eight complete blocks a filling window can have). A level the load left, such
+//! as a first call followed by quiet, is dropped as the full window drops it, and a span that
+//! stood out by itself is left out.
+//!
+//! A known weakness: the spans are short, so a minute of steady load fills three of the nine,
+//! and the fall test's reading of the spans' noise moves with that load. On load that swings
+//! wildly from second to second (uniform on 0 to 1000), a higher steady minute can then read as
+//! a fall where a lower one did not, and get fewer instances (the property test
+//! `a_higher_load_never_gets_fewer_instances` found one; its doc comment has it). The full
+//! window's 90 s blocks showed none in 5,000 such cases, nor this reading in 3,000 of runs of a
+//! level with a wiggle. The same load scaled up never gets fewer instances
+//! (`a_scaled_load_never_gets_fewer_instances`).
 
 use crate::noise::{judge, quantile_rank, top_kept, Verdict, BLOCKS, BLOCK_SECS, TOP_KEPT};
 
