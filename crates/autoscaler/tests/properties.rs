@@ -184,6 +184,12 @@ fn step_response(
     out
 }
 
+/// A policy targeting rps, from `min` to `min + extra` instances (as [`rps_config`]).
+fn an_rps_config() -> impl Strategy<Value = AutoscaleSpec> {
+    (0.5f64..50.0, 0u32..4, 1u32..60)
+        .prop_map(|(target, min, extra)| rps_config(min, extra, target))
+}
+
 fn rps_config(min: u32, extra: u32, target: f64) -> AutoscaleSpec {
     AutoscaleSpec::new(
         min,
@@ -349,16 +355,13 @@ proptest! {
     /// 180 s, and `a_scaled_load_never_gets_fewer_instances` covers the busy level.)
     #[test]
     fn a_higher_load_never_gets_fewer_instances(
-        target in 0.5f64..50.0,
-        min in 0u32..4,
-        extra in 1u32..60,
+        config in an_rps_config(),
         current in 0u32..60,
         history in prop::collection::vec(0.0f64..1000.0, 0..90),
         recent in 60usize..=90,
         low in 0.0f64..1000.0,
         more in 0.0f64..2.0,
     ) {
-        let config = rps_config(min, extra, target);
         let mut state = State::default();
         let mut metrics = Metrics::for_config(&config);
         let mut current = current;
@@ -532,16 +535,13 @@ proptest! {
     /// four).
     #[test]
     fn a_scaled_load_never_gets_fewer_instances(
-        target in 0.5f64..50.0,
-        min in 0u32..4,
-        extra in 1u32..60,
+        config in an_rps_config(),
         current in 0u32..60,
         runs in prop::collection::vec((1.0f64..1000.0, 1usize..120), 1..16),
         wiggle in prop::collection::vec(0.5f64..1.5, 600),
         seconds in 180usize..600,
         more in 0.0f64..2.0,
     ) {
-        let config = rps_config(min, extra, target);
         let load: Vec<f64> = runs
             .iter()
             .flat_map(|&(level, len)| std::iter::repeat_n(level, len))
