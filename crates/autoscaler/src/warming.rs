@@ -24,9 +24,9 @@
 //! 1000), a higher steady minute can then read as a fall where a lower one did not, and get
 //! fewer instances: the property test `a_higher_load_never_gets_fewer_instances` found one (its
 //! doc comment has it). A scratch variant of that test, not kept, found more within 5,000 cases
-//! on such load; with histories past fifteen minutes, where the full window's 90 s blocks
-//! answer, it found none in 5,000, and none in 3,000 on runs of a level with a wiggle, here or
-//! there. The same load scaled up never gets fewer instances
+//! of such load while the window fills, and none in 5,000 with histories past fifteen minutes,
+//! where the full window's 90 s blocks answer; on runs of a level with a ±50 % wiggle it found
+//! none in 3,000, filling or full. The same load scaled up never gets fewer instances
 //! (`a_scaled_load_never_gets_fewer_instances`).
 
 use crate::noise::{judge, quantile_rank, top_kept, Verdict, BLOCKS, BLOCK_SECS, TOP_KEPT};

@@ -534,8 +534,8 @@ proptest! {
     /// Runs of a level (a multiple of the target) with a per-second wiggle, 180 to 1,200 s of
     /// them, and one decision from a fresh state at the end. More cases than the others: the
     /// bounds, the scale-up rate and a fresh state's floor at the current count often clamp
-    /// both counts alike (with the fall limit raised by 40 rps, 200 cases of an earlier draw
-    /// missed it; 1,000 found it in four runs of four).
+    /// both counts alike (with 40 rps added to the fall limit, 1,000 cases found it in every
+    /// run tried, seven; 200 missed it).
     #[test]
     fn a_scaled_load_never_gets_fewer_instances(
         config in an_rps_config(),
