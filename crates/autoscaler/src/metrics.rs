@@ -332,11 +332,11 @@ impl Metrics {
 
     /// The level of `metric`'s busy seconds at `now` while its busy window is still filling
     /// (a service's first fifteen minutes, every service's after a restart, and after a block
-    /// without a value), and the span of the values read: once its complete blocks cover about
-    /// three minutes, until it holds the nine a full window has (whether or not
-    /// [`Metrics::busy`] then answers), with the same fall test on nine spans of what it holds
-    /// (module `warming`). `None` otherwise, for a metric whose busy level is not kept as
-    /// samples arrive, and when these metrics keep less than the busy window.
+    /// without a value), and the span of the values read: once its complete blocks cover 170 s
+    /// from its first value (170 to 259 s after it), until it holds the nine a full window has
+    /// (whether or not [`Metrics::busy`] then answers), with the same fall test on nine spans
+    /// of what it holds (module `warming`). `None` otherwise, for a metric whose busy level is
+    /// not kept as samples arrive, and when these metrics keep less than the busy window.
     pub fn warming_busy(&self, metric: ScaleMetric, now: Duration) -> Option<(f64, Duration)> {
         // A window shorter than the busy window's never fills: it is not filling either.
         if self.retain < crate::noise::BUSY_WINDOW {

@@ -168,15 +168,16 @@ impl BusyLevel {
     /// noisy and NASA traces the count then dipped and missed the next clump (`ebb sim
     /// --sweep`, BENCHMARKS.md, issue 19, fifteenth part).
     fn read(metrics: &Metrics, metric: ScaleMetric, now: Duration) -> Option<BusyLevel> {
-        let quarter = match metrics.busy(metric, now, BUSY_WINDOW) {
-            Some(level) => Some(BusyLevel {
+        let quarter = metrics
+            .busy(metric, now, BUSY_WINDOW)
+            .map(|level| BusyLevel {
                 level,
                 over: BUSY_WINDOW,
-            }),
-            None => metrics
-                .warming_busy(metric, now)
-                .map(|(level, over)| BusyLevel { level, over }),
-        };
+            })
+            .or_else(|| {
+                let (level, over) = metrics.warming_busy(metric, now)?;
+                Some(BusyLevel { level, over })
+            });
         let hour = metrics.steady_hour(metric, now).map(|level| BusyLevel {
             level,
             over: STEADY_HOUR,
