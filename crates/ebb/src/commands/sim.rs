@@ -235,7 +235,7 @@ fn foresight_json(told: &Option<(foresight::Told, Outcome)>, oracle: &Outcome) -
 
 fn run_json(r: &Run, oracle: &Outcome) -> Value {
     let mut v = outcome_json(&r.outcome, oracle);
-    v["utilization"] = round(r.utilization, 3).into();
+    v["utilization"] = round(r.utilization, 4).into();
     v["target"] = r.target.clone().into();
     v
 }
