@@ -48,12 +48,11 @@ pub const SWEEP_STEPS_PAST: u32 = 40;
 pub const SWEEP_STEPS_PER_ROUND: u32 = 4;
 
 /// How many times a sweep halves its step between each policy's cheapest run within the budget
-/// and the run above it (5 % → 2.5 % → 1.25 % of an instance's capacity). On a load that needs few instances a
-/// policy's cost moves in large steps with its target, and the grid's 5 % could land one policy
-/// just inside a step and another just outside: on the NASA trace ×10 at d = 10 s, ebb's run
-/// at 95 % missed 0.56 % at 1.73× the oracle and its run at 100 % 1.003 % at 1.52×, so the grid
-/// reported it costlier than the HPA model (1.65×), which costs more at any one share of missed
-/// seconds (BENCHMARKS.md, issue 19, seventeenth part). Every policy is refined alike.
+/// and the run above it (5 % → 2.5 % → 1.25 % of an instance's capacity). A policy's cheapest
+/// setting within the budget is often between two of the grid's: on the NASA trace ×100 at
+/// d = 10 s the refinement found ebb's at 82.5 % (1.761× the oracle against 1.811× at 80 %)
+/// and the HPA model's at 31.25 % (1.931× against 2.012×) (BENCHMARKS.md, issue 19,
+/// seventeenth part). Every policy is refined alike, so a sweep's figures can only fall.
 pub const SWEEP_REFINEMENTS: u32 = 2;
 
 /// The policies replayed.
