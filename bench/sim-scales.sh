@@ -5,7 +5,7 @@
 # traces it does not have, at scales it cannot know. Prints a Markdown table of each policy's
 # cost at its cheapest target within 1 % missed seconds, as a ratio to the oracle.
 #
-# Usage: EBB_BIN=target/release/ebb bench/sim-scales.sh [OUT_DIR]   (about 7 minutes on 2 cores)
+# Usage: EBB_BIN=target/release/ebb bench/sim-scales.sh [OUT_DIR]   (about 8 minutes on 2 cores)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 ebb="${EBB_BIN:-$here/../target/release/ebb}"

@@ -493,8 +493,9 @@ pub struct SimArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
     pub start_delay: std::time::Duration,
     /// Try targets from 5 % to 100 % of an instance's capacity by 5 % (and on past 100 %, up
-    /// to 300 %, for a policy still within 1 % missed seconds there), then 2.5 % and 1.25 %
-    /// above each policy's cheapest, and report each policy's cheapest within 1 % missed seconds
+    /// to 300 %, for a policy still within 1 % missed seconds there), then twice halve the step
+    /// between each policy's cheapest and the target above it, and report each policy's
+    /// cheapest within 1 % missed seconds
     #[arg(long)]
     pub sweep: bool,
     /// Print one JSON object

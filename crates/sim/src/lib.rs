@@ -36,7 +36,8 @@ pub fn sweep_grid() -> Vec<f64> {
 /// instance's capacity past [`sweep_grid`]. A policy still within the budget at the grid's top
 /// goes on, [`SWEEP_STEPS_PER_ROUND`] steps at a time, until a round has a run that misses more
 /// or the last step is run. Every run of a round counts, as every run of the grid does, but
-/// no round is run to look for a higher target within the budget again. A target above an
+/// no further round of whole steps is run to look for a higher target within the budget (the
+/// refinement, [`SWEEP_REFINEMENTS`], only narrows the gap above the cheapest). A target above an
 /// instance's capacity is a policy's knob like any other: ebb adds headroom for the load's
 /// noise, so at 100 % it can still miss less than the budget allows (0.50 % on the idle trace
 /// at d = 10 s, 0.82 % / 0.95 % on the flash trace at d = 10 s / 60 s), and a sweep that
@@ -52,7 +53,8 @@ pub const SWEEP_STEPS_PER_ROUND: u32 = 4;
 /// setting within the budget is often between two of the grid's: on the NASA trace ×100 at
 /// d = 10 s the refinement found ebb's at 82.5 % (1.761× the oracle against 1.811× at 80 %)
 /// and the HPA model's at 31.25 % (1.931× against 2.012×) (BENCHMARKS.md, issue 19,
-/// seventeenth part). Every policy is refined alike, so a sweep's figures can only fall.
+/// seventeenth part). Every policy is refined alike, so each policy's cost at its cheapest can
+/// only fall (its missed seconds may rise, within the budget).
 pub const SWEEP_REFINEMENTS: u32 = 2;
 
 /// The policies replayed.
@@ -238,9 +240,11 @@ impl Scenario {
         (run, seconds)
     }
 
-    /// Every policy at every utilization of `grid`, and past its top for each policy still
-    /// within the budget there ([`SWEEP_STEPS_PAST`]); on every core. Runs come by policy
-    /// ([`Which::ALL`]'s order), then by utilization.
+    /// Every policy at every utilization of `grid` (spaced by [`SWEEP_STEP`], as
+    /// [`sweep_grid`]'s), past its top for each policy still within the budget there
+    /// ([`SWEEP_STEPS_PAST`]), and refined above each policy's cheapest
+    /// ([`SWEEP_REFINEMENTS`]); on every core. Runs come by policy ([`Which::ALL`]'s order), then
+    /// by utilization.
     pub fn sweep(&self, grid: &[f64]) -> Vec<Run> {
         let jobs: Vec<(Which, f64)> = Which::ALL
             .iter()
@@ -296,9 +300,12 @@ impl Scenario {
     }
 
     /// Adds to `runs` the refinement's runs ([`SWEEP_REFINEMENTS`]). Each round halves the step
-    /// and tries, for each policy, its base plus that step: the base is its cheapest run within
-    /// the budget (of several as cheap, the highest target), when a run a previous step above it
-    /// exists to narrow the gap to. Ends by construction: at most one run per policy per round.
+    /// and tries, for each policy, its base plus that step, when another run of the policy lies
+    /// within the previous step above the base (a gap to narrow) and none at that utilization
+    /// yet. The base is the policy's cheapest run within the budget; of several as cheap, the
+    /// highest target, as the gap to narrow is above them all ([`cheapest`], which reports the
+    /// lowest of them, the one with the most headroom for the same cost). Ends by construction:
+    /// at most one run per policy per round.
     fn refine(&self, runs: &mut Vec<Run>) {
         let mut step = SWEEP_STEP;
         for _ in 0..SWEEP_REFINEMENTS {
@@ -316,10 +323,10 @@ impl Scenario {
                                 .then(b.utilization.total_cmp(&a.utilization))
                         })?
                         .utilization;
+                    let probe = base + step;
                     let gap_above = |u: f64| u > base && u <= base + 2.0 * step + 1e-9;
-                    own()
-                        .any(|r| gap_above(r.utilization))
-                        .then_some((w, base + step))
+                    let tried = own().any(|r| (r.utilization - probe).abs() < 1e-9);
+                    (own().any(|r| gap_above(r.utilization)) && !tried).then_some((w, probe))
                 })
                 .collect();
             let round = on_every_core(&jobs, |&(which, u)| self.run(which, u, 0..0).0);
@@ -360,7 +367,8 @@ pub fn cheapest(runs: &[Run], which: Which) -> Option<&Run> {
         .min_by_key(|r| r.outcome.instance_seconds)
 }
 
-/// To four decimals: a refined sweep's utilizations are multiples of 1.25 % ([`SWEEP_REFINEMENTS`]).
+/// A target to four decimals: a refined sweep's utilizations are multiples of 1.25 %
+/// ([`SWEEP_REFINEMENTS`]), which read exactly at the default capacity.
 fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
@@ -444,6 +452,17 @@ mod tests {
         for w in Which::ALL {
             let u = utilizations(&runs, w);
             assert!(u.windows(2).all(|p| p[0] < p[1]), "{w:?}: {u:?}");
+        }
+    }
+
+    #[test]
+    fn the_refinement_never_runs_a_utilization_twice() {
+        // 45 req/s on a grid 2.5 % apart: 110 % is the highest of the cheapest, and 112.5 %,
+        // a step above it, was run already and misses; only 111.25 % is new.
+        let runs = scenario(vec![45.0; 1800], 1).sweep(&[1.075, 1.1, 1.125]);
+        for w in Which::ALL {
+            let u = utilizations(&runs, w);
+            assert_eq!(u, [1.075, 1.1, 1.1125, 1.125], "{w:?}: {runs:?}");
         }
     }
 

@@ -235,6 +235,8 @@ fn foresight_json(told: &Option<(foresight::Told, Outcome)>, oracle: &Outcome) -
 
 fn run_json(r: &Run, oracle: &Outcome) -> Value {
     let mut v = outcome_json(&r.outcome, oracle);
+    // Four decimals: a refined sweep's utilizations are multiples of 1.25 %
+    // (`ebb_sim::SWEEP_REFINEMENTS`).
     v["utilization"] = round(r.utilization, 4).into();
     v["target"] = r.target.clone().into();
     v
