@@ -146,8 +146,8 @@ fn a_sweep_finds_each_policy_s_cheapest_target_within_one_percent_missed() {
         };
         let near = |a: f64, b: f64| (a - b).abs() < 1e-6;
         let refined: Vec<&Value> = all.iter().copied().filter(|r| !on_grid(r)).collect();
-        let grid_cost = base_of(&own).map(|(c, _)| c);
-        match base_of(&own) {
+        let grid_base = base_of(&own);
+        match grid_base {
             Some((_, u)) if own.iter().any(|r| near(utilization(r), u + 0.05)) => {
                 let first = refined
                     .iter()
@@ -167,14 +167,14 @@ fn a_sweep_finds_each_policy_s_cheapest_target_within_one_percent_missed() {
         }
         let best = &doc[policy];
         assert!(best["missed_percent"].as_f64().unwrap() <= 1.0, "{doc}");
-        let cheapest = runs
+        let cheapest = all
             .iter()
-            .filter(|r| r["policy"] == policy && r["missed_percent"].as_f64().unwrap() <= 1.0)
-            .map(|r| r["instance_seconds"].as_u64().unwrap())
+            .filter(|r| missed(r) <= 1.0)
+            .map(|r| cost(r))
             .min()
             .unwrap();
         assert_eq!(best["instance_seconds"].as_u64().unwrap(), cheapest);
-        if grid_cost.is_some_and(|c| cheapest < c) {
+        if grid_base.is_some_and(|(c, _)| cheapest < c) {
             refined_cheaper += 1;
         }
     }

@@ -270,10 +270,7 @@ impl Scenario {
     fn go_past(&self, top: f64, runs: &mut Vec<Run>) {
         let mut going: Vec<Which> = Which::ALL
             .into_iter()
-            .filter(|w| {
-                runs.iter()
-                    .any(|r| r.policy == *w && r.utilization == top && r.within_budget())
-            })
+            .filter(|w| runs_within_budget(runs, *w).any(|r| r.utilization == top))
             .collect();
         let mut done = 0;
         while !going.is_empty() && done < SWEEP_STEPS_PAST {
@@ -314,8 +311,7 @@ impl Scenario {
                 .into_iter()
                 .filter_map(|w| {
                     let own = || runs.iter().filter(move |r| r.policy == w);
-                    let base = own()
-                        .filter(|r| r.within_budget())
+                    let base = runs_within_budget(runs, w)
                         .min_by(|a, b| {
                             let cost = |r: &Run| r.outcome.instance_seconds;
                             cost(a)
@@ -362,9 +358,13 @@ pub(crate) fn on_every_core<J: Sync, R: Send>(jobs: &[J], f: impl Fn(&J) -> R + 
 
 /// The cheapest run of `which` within the SLO, if any.
 pub fn cheapest(runs: &[Run], which: Which) -> Option<&Run> {
+    runs_within_budget(runs, which).min_by_key(|r| r.outcome.instance_seconds)
+}
+
+/// The runs of `which` within the SLO.
+fn runs_within_budget(runs: &[Run], which: Which) -> impl Iterator<Item = &Run> {
     runs.iter()
-        .filter(|r| r.policy == which && r.within_budget())
-        .min_by_key(|r| r.outcome.instance_seconds)
+        .filter(move |r| r.policy == which && r.within_budget())
 }
 
 /// A target to four decimals: a refined sweep's utilizations are multiples of 1.25 %
