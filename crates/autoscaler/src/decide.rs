@@ -254,7 +254,8 @@ fn forecast_floor(
 
 /// HPA's scale-down stabilization: go no lower than the highest recommendation of the last
 /// `scale_down_delay`, and never above `base` because of it. With `scale_down_delay = "auto"`,
-/// once learned, each level is kept for its own band's delay instead ([`crate::dips`]).
+/// once learned, each level is kept for the delay of the band that sets it instead
+/// ([`crate::dips`]).
 fn stabilize_down(
     config: &AutoscaleSpec,
     state: &mut State,

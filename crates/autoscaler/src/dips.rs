@@ -16,7 +16,14 @@
 //! surge and for long. Learned together, the many brief dips set the delay, and the end of every
 //! surge is held for it; learned by band, each level keeps capacity for as long as its own dips
 //! say (`ebb sim --sweep`, BENCHMARKS.md, issue 19, ninth part). A band with fewer than
-//! [`MIN_GAPS`](crate::MIN_GAPS) dips of its own takes the delay learned from all of them.
+//! [`MIN_GAPS`](crate::MIN_GAPS) dips of its own takes the delay of the nearest band above it
+//! that has them: above the counts the load flickers around, counts it has rarely left are
+//! counts it rarely reaches, like those above them, and the dips of every level are mostly the
+//! flicker's. Learned from all of them, the
+//! first fall of a flash crowd through levels it had never left held 511 instances for the
+//! flicker's 311 s while the load needed 20 to 100 (`ebb sim` on the flash trace ×10 at 60 s,
+//! issue 19, eighteenth part). Only a band with none learned above it takes the delay of every
+//! level.
 
 use crate::keep_alive::{cheapest_keep, Spells};
 use ebb_core::autoscale::MAX_SCALE_WINDOW;
@@ -49,7 +56,7 @@ fn band_levels(b: usize) -> String {
 pub(crate) struct Held {
     /// The count kept.
     pub count: u32,
-    /// The delay of its band.
+    /// Its delay ([`Dips::delay_of`]).
     pub delay: Duration,
 }
 
@@ -63,7 +70,8 @@ pub struct Dips {
     /// The recommendation at the last tick.
     last: u32,
     /// The dips of every level (a dip longer than the longest delay counts as that), and the
-    /// delay learned from them: that of a band with too few dips of its own.
+    /// delay learned from them: that of a band with too few dips of its own and none learned
+    /// above it.
     dips: Spells<Duration>,
     /// The dips of each band of levels (index `b` for `2^b ..= 2^(b+1) - 1`), and the delay
     /// learned from them.
@@ -166,16 +174,26 @@ impl Dips {
         learned_delay(&mut self.dips, start)
     }
 
-    /// The delay of `level`'s band for instances that take `start` to serve; that of every
-    /// level while the band has fewer than [`MIN_GAPS`](crate::MIN_GAPS) dips.
+    /// The delay of `level` for instances that take `start` to serve: its band's, or while the
+    /// band has fewer than [`MIN_GAPS`](crate::MIN_GAPS) dips the nearest learned band's above
+    /// it, or that of every level.
     fn delay_of(&mut self, level: u32, start: Duration) -> Option<Duration> {
-        let own = learned_delay(&mut self.bands[band(level)], start);
-        own.or_else(|| self.delay(start))
+        match self.learned_band(level) {
+            Some(b) => learned_delay(&mut self.bands[b], start),
+            None => self.delay(start),
+        }
     }
 
-    /// The highest count in `(count, base]` the recommendation was at within its band's delay
-    /// (at the last tick, or since), else `count`; `None` until a delay is learned, when the
-    /// fixed delay applies.
+    /// The band whose dips set `level`'s delay: its own once it has
+    /// [`MIN_GAPS`](crate::MIN_GAPS) dips, else the nearest above it that has; `None` for the
+    /// dips of every level.
+    fn learned_band(&self, level: u32) -> Option<usize> {
+        (band(level)..DIP_BANDS).find(|&b| self.bands[b].len() >= crate::MIN_GAPS)
+    }
+
+    /// The highest count in `(count, base]` the recommendation was at within its delay
+    /// ([`Dips::delay_of`]; at the last tick, or since), else `count`; `None` until a delay is
+    /// learned, when the fixed delay applies.
     pub(crate) fn held(
         &mut self,
         now: Duration,
@@ -205,12 +223,16 @@ impl Dips {
     /// How the delay of `level` was learned, for a reason: `learned from the 128 dips of 4–7
     /// instances`.
     pub(crate) fn explain(&self, level: u32) -> String {
-        let b = band(level);
-        let own = self.bands[b].len();
-        let levels = band_levels(b);
-        match own >= crate::MIN_GAPS {
-            true => format!("learned from the {own} dips of {levels} instances"),
-            false => format!("learned from {} dips of every level", self.dips.len()),
+        match self.learned_band(level) {
+            Some(b) => {
+                let (own, levels) = (self.bands[b].len(), band_levels(b));
+                let mut how = format!("learned from the {own} dips of {levels} instances");
+                if b != band(level) {
+                    how += &format!(" (too few of {})", band_levels(band(level)));
+                }
+                how
+            }
+            None => format!("learned from {} dips of every level", self.dips.len()),
         }
     }
 }
@@ -321,6 +343,40 @@ mod tests {
         assert_eq!(band_levels(DIP_BANDS - 1), "8192–10000");
     }
 
+    #[test]
+    fn levels_never_left_before_are_released_like_the_surge_above_them_not_the_flicker() {
+        // Learned: a flicker at 2–3 instances back within 30 s, a hundred times, and eight
+        // dips of half an hour at 16–31; none yet at 4–15, the counts the first fall of a
+        // surge passes through.
+        let flicker = vec![secs(30); 100];
+        let surges = vec![secs(1_800); 8];
+        let all = flicker.iter().chain(&surges).copied().collect::<Vec<_>>();
+        let mut bands = vec![Vec::new(); DIP_BANDS];
+        bands[1] = flicker;
+        bands[4] = surges;
+        let mut d = Dips::default();
+        d.restore(all, bands);
+        let start = secs(10);
+        assert!(d.delay(start).expect("learned") > secs(30), "the flicker's");
+        let surge = d.delay_of(20, start).expect("learned");
+        assert!(surge < secs(5), "{surge:?}");
+        assert_eq!(d.delay_of(10, start), Some(surge));
+        assert_eq!(d.delay_of(4, start), Some(surge));
+        let how = d.explain(10);
+        assert!(
+            how.ends_with("of 16–31 instances (too few of 8–15)"),
+            "{how}"
+        );
+
+        // A surge to 20 falls back to 3: ten seconds later none of 4–20 is held (with the
+        // delay of every level, 4–15 were held for the flicker's).
+        let t = secs(100_000);
+        d.observe(t, 20);
+        d.observe(t + secs(1), 3);
+        let held = d.held(t + secs(11), 3, 20, start).expect("learned");
+        assert_eq!(held.count, 3, "{held:?}");
+    }
+
     /// A load that flickers between 7 and 8 instances, back within 30 s, and surges to 20 for
     /// half an hour at a time.
     fn flicker_and_surges() -> Dips {
@@ -350,16 +406,28 @@ mod tests {
         // The surge's levels (16–31) only ever dipped for half an hour: released at once.
         let surge = d.delay_of(20, start).expect("learned");
         assert!(surge < secs(5), "{surge:?}");
-        // The flicker's (8–15) keep theirs, and a level of a band with no dips takes the
+        // The flicker's (8–15) keep theirs; a level of a band with no dips takes the nearest
+        // learned band's above it (the flicker's), and one with none learned above, the
         // pooled delay.
-        assert!(d.delay_of(8, start).expect("learned") > secs(30));
-        assert_eq!(d.delay_of(2, start), Some(pooled));
+        let flicker = d.delay_of(8, start).expect("learned");
+        assert!(flicker > secs(30), "{flicker:?}");
+        assert_eq!(d.delay_of(2, start), Some(flicker));
+        assert_eq!(d.delay_of(40, start), Some(pooled));
         assert!(
             d.explain(20).contains("of 16–31 instances"),
             "{}",
             d.explain(20)
         );
-        assert!(d.explain(2).contains("of every level"), "{}", d.explain(2));
+        assert!(
+            d.explain(2).contains("of 8–15 instances"),
+            "{}",
+            d.explain(2)
+        );
+        assert!(
+            d.explain(40).contains("of every level"),
+            "{}",
+            d.explain(40)
+        );
 
         // The surge falls back to 8: ten seconds later its levels are not held (the pooled
         // delay would hold 20); ten seconds after the flicker's 8 fell to 7, 8 is.
