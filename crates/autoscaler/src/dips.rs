@@ -19,11 +19,10 @@
 //! [`MIN_GAPS`](crate::MIN_GAPS) dips of its own takes the delay of the nearest band above it
 //! that has them: above the counts the load flickers around, counts it has rarely left are
 //! counts it rarely reaches, like those above them, and the dips of every level are mostly the
-//! flicker's. Learned from all of them, the
-//! first fall of a flash crowd through levels it had never left held 511 instances for the
-//! flicker's 311 s while the load needed 20 to 100 (`ebb sim` on the flash trace ×10 at 60 s,
-//! issue 19, eighteenth part). Only a band with none learned above it takes the delay of every
-//! level.
+//! flicker's. Learned from all of them, the first fall of a flash crowd through levels it had
+//! never left held 511 instances for the flicker's 311 s while the load needed 20 to 100 (`ebb
+//! sim` on the flash trace ×10 at 60 s, issue 19, eighteenth part). Only a band with none
+//! learned above it takes the delay of every level.
 
 use crate::keep_alive::{cheapest_keep, Spells};
 use ebb_core::autoscale::MAX_SCALE_WINDOW;
