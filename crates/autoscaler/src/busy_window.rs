@@ -8,17 +8,17 @@
 //! each value is added once, into a sorted list and its block's tally, and a complete block's
 //! sum is taken once, when the block ends. Reading the level is then the fall test on nine
 //! block means and the newest 90 values' mean, and a walk down the sorted list from its top
-//! (past the values of a block left out).
+//! through the quantile's span of ranks (past the values of a block left out).
 //!
 //! It gives the same level as the full read, to the last bit: block sums are added newest value
 //! first, as `BusyBlocks` (module `noise`) adds them, so the fall test sees the same numbers,
-//! and the quantile picks the same value. A test of `Metrics` checks it on random streams, with
-//! gaps, missing values, several samples a second and windows that drop part of a block.
-//! Where a query is not one this window can answer (a window that does not reach its oldest
+//! and the quantile reads the same values in the same order. A test of `Metrics` checks it on
+//! random streams, with gaps, missing values, several samples a second and windows that drop
+//! part of a block. Where a query is not one this window can answer (a window that does not reach its oldest
 //! value, a `now` before its newest value, more values than [`BUSY_VALUES`]: several samples
 //! in one second), [`BusyWindow::level`] says so and the full read answers.
 
-use crate::noise::{current_block, judge, quantile_rank, Verdict, BLOCKS, BLOCK_SECS, BUSY_VALUES};
+use crate::noise::{busy_quantile, current_block, judge, Verdict, BLOCKS, BLOCK_SECS, BUSY_VALUES};
 use crate::warming::{recent_count, warming_level};
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -144,13 +144,13 @@ impl BusyWindow {
         };
         let left_out = left.and_then(|b| self.tally(b)).map_or(0, |t| t.count);
         let n = self.values.len() - left_out as usize;
-        let above = n.checked_sub(1)? - quantile_rank(n);
-        self.sorted
+        let highest_first = self
+            .sorted
             .iter()
             .rev()
             .filter(|(_, block)| Some(*block) != left)
-            .nth(above)
-            .map(|(v, _)| *v)
+            .map(|(v, _)| *v);
+        busy_quantile(highest_first, n)
     }
 
     /// The busy level of this window while it is still filling, at `now`, and the span of the

@@ -305,7 +305,8 @@ impl Metrics {
     }
 
     /// The level of `metric`'s busy seconds over `(now - len, now]` (at most its newest 900
-    /// values): their [`BUSY_QUANTILE`](crate::BUSY_QUANTILE) quantile, when the window has
+    /// values): their [`BUSY_QUANTILE`](crate::BUSY_QUANTILE) quantile, smoothed over the ranks
+    /// around it (`busy_quantile` in the module `noise`), when the window has
     /// every 90 s block and its load has not fallen within it, without the seconds of a block
     /// that stood out by itself and was left (see the module `noise`). `None` otherwise.
     ///

@@ -14,13 +14,14 @@
 //!   (a level held for ten seconds changes once in ten) and assume it symmetric (Poisson
 //!   arrivals at a few a second are not). So the headroom is at least what brings the mean up
 //!   to the level of the busy seconds of the last [`BUSY_WINDOW`], their [`BUSY_QUANTILE`]
-//!   quantile read from the values themselves, unless the load has fallen within that window
-//!   ([`busy_level`]): a quantile remembers a level the load left, which is a hold, not noise.
-//!   Whether it fell is judged against the noise of 90 s blocks, read so that neither a burst's
-//!   edges nor a steady decline count as noise ([`block_noise`]); a block that stood out by
-//!   itself and was left is left out, not taken for a fall ([`judge`]). Over an hour whose load
-//!   held still, the mean of those levels counts too (module `steady_hour`); while the window
-//!   fills, a level is read from what it holds (module `warming`).
+//!   quantile read from the values themselves (smoothed over the ranks around it, so that load in
+//!   whole units moves it by fractions of a unit: [`busy_quantile`]), unless the load has fallen
+//!   within that window ([`busy_level`]): a quantile remembers a level the load left, which is a
+//!   hold, not noise. Whether it fell is judged against the noise of 90 s blocks, read so that
+//!   neither a burst's edges nor a steady decline count as noise ([`block_noise`]); a block that
+//!   stood out by itself and was left is left out, not taken for a fall ([`judge`]). Over an hour
+//!   whose load held still, the mean of those levels counts too (module `steady_hour`); while the
+//!   window fills, a level is read from what it holds (module `warming`).
 //! - **Evidence.** Panic needs the short span's mean to stand above what the noise explains:
 //!   `mean − baseline ≥ EVIDENCE_Z × σ / √span`, baseline and σ taken over the seconds before
 //!   the span. A quiet service has a small σ, so a step still panics at once; a bursty one must
@@ -62,7 +63,8 @@ pub const BUSY_WINDOW: Duration = Duration::from_secs(900);
 pub(crate) const BUSY_VALUES: usize = BUSY_WINDOW.as_secs() as usize;
 
 /// The quantile that is the busy seconds' level: what `mean + NOISE_HEADROOM × σ` covers under
-/// normal noise, Φ(2) ≈ 0.977, so that steady normal noise is sized as before.
+/// normal noise, Φ(2) ≈ 0.977, so that steady normal noise is sized as before. Read by
+/// [`busy_quantile`].
 pub const BUSY_QUANTILE: f64 = 0.977;
 
 /// Seconds of a block: the busy window is cut into ten blocks of 90 s, aligned to the clock,
@@ -291,15 +293,14 @@ pub(crate) enum Verdict {
 }
 
 /// The level of the busy seconds among `values` (exactly the values [`BusyBlocks::add`] took,
-/// oldest first, so that each block's values are together): their [`BUSY_QUANTILE`] quantile,
-/// without the seconds of a block that stood out by itself and was left ([`judge`]). `None`
-/// until every complete block of the window has a value (a service's first fifteen minutes: the
-/// module `warming` reads a level from what the window holds meanwhile), or if the load fell
-/// within the window. The blocks' noise is read robustly ([`block_noise`]):
-/// the edges of a burst that has ended are steps, not noise, so a minute-long call followed by
-/// quiet is not held (with a root mean square of the differences, the largest left out, the
-/// other edge hid it and the call's level was held for the five minutes the window then was).
-/// May reorder `values`.
+/// oldest first, so that each block's values are together): their [`BUSY_QUANTILE`] quantile
+/// ([`busy_quantile`]), without the seconds of a block that stood out by itself and was left
+/// ([`judge`]). `None` until every complete block of the window has a value (a service's first
+/// fifteen minutes: the module `warming` reads a level from what the window holds meanwhile), or if
+/// the load fell within the window. The blocks' noise is read robustly ([`block_noise`]): the edges
+/// of a burst that has ended are steps, not noise, so a minute-long call followed by quiet is not
+/// held (with a root mean square of the differences, the largest left out, the other edge hid it
+/// and the call's level was held for the five minutes the window then was). May reorder `values`.
 ///
 /// Dropping the level whenever the newest values were below the highest block dropped it on
 /// about one check in ten of steady noise, and the count then swung with the noise: on the
@@ -323,13 +324,62 @@ pub(crate) fn busy_level(values: &mut [f64], blocks: &BusyBlocks) -> Option<f64>
         Verdict::HighestLeft(slot) => without(values, blocks.range_of(usize::from(slot))),
         Verdict::Fallen => return None,
     };
-    let above = values.len().checked_sub(1)? - quantile_rank(values.len());
-    Some(ranked_from_top(values, above))
+    let n = values.len();
+    busy_quantile(
+        top_kept(values.iter().copied(), busy_ranks_read(n)).highest_first(),
+        n,
+    )
 }
 
-/// The rank from the lowest (0) of the [`BUSY_QUANTILE`] quantile among `n` values, `n` ≥ 1.
-pub(crate) fn quantile_rank(n: usize) -> usize {
-    ((n.saturating_sub(1) as f64) * BUSY_QUANTILE).round() as usize
+/// The [`BUSY_QUANTILE`] quantile of `n` values, read from the highest of them, highest first
+/// (at least [`busy_ranks_read`] of them): the mean of the values ranked within the quantile's
+/// own sampling error of it, `(1 − q) n ± √(n q (1 − q))` values from the top (binomial), each
+/// weighted by how much of its rank that span covers. `None` without values.
+///
+/// Why not the value at the quantile's rank, as before: load that comes in whole units has a
+/// quantile that jumps from one unit to the next, and so has the count sized for it. A trace of
+/// requests per second replayed ×10 (`ebb sim`: concurrency = requests × 0.1, whole numbers)
+/// read 5 while twenty of the fifteen minutes' seconds were above 5 and 6 from twenty-one on;
+/// with a target just below 1 every window got one instance more than its level, and missed
+/// 0.60 % of the seconds, and a target of 1 missed over 1 %: no target could buy anything
+/// between (NASA ×10 at d = 10 s: 1.71× the oracle, 5 % above the HPA model). Averaged over the
+/// span, the level moves from one unit to the next as the seconds above the lower one go from
+/// 16 to 25 of 900, and the target can choose where between the count steps up. On values
+/// without ties it is the quantile smoothed over nine ranks, a kernel quantile estimator
+/// (Sheather and Marron, 1990), which is also steadier from one second to the next. A mean of
+/// ranked values with weights that do not depend on the values never falls when a value rises.
+pub(crate) fn busy_quantile(highest_first: impl IntoIterator<Item = f64>, n: usize) -> Option<f64> {
+    let (from, to) = busy_ranks(n);
+    // As the highest value in the span less the mean shortfall of the others, so that a span
+    // of equal values reads their value exactly.
+    let (mut highest, mut shortfall, mut weight) = (None, 0.0, 0.0);
+    for (rank, value) in highest_first.into_iter().enumerate() {
+        let rank = rank as f64;
+        if rank >= to {
+            break;
+        }
+        let covered = (rank + 1.0).min(to) - rank.max(from);
+        if covered > 0.0 {
+            let top = *highest.get_or_insert(value);
+            shortfall += (top - value) * covered;
+            weight += covered;
+        }
+    }
+    Some(highest? - shortfall / weight)
+}
+
+/// The span of ranks from the highest (0 to `n`) that [`busy_quantile`] averages over among `n`
+/// values: the quantile's rank `(1 − q) n` ± its binomial standard error, within `0..n`.
+fn busy_ranks(n: usize) -> (f64, f64) {
+    let n = n as f64;
+    let tail = (1.0 - BUSY_QUANTILE) * n;
+    let error = (n * BUSY_QUANTILE * (1.0 - BUSY_QUANTILE)).sqrt();
+    ((tail - error).max(0.0), (tail + error).min(n))
+}
+
+/// How many of the highest of `n` values [`busy_quantile`] reads: 26 of a full window's 900.
+pub(crate) fn busy_ranks_read(n: usize) -> usize {
+    busy_ranks(n).1.ceil() as usize
 }
 
 /// `values` without those in `range`, the later ones moved up; a range past the values
@@ -342,31 +392,46 @@ fn without(values: &mut [f64], range: Range<usize>) -> &mut [f64] {
     &mut values[..kept]
 }
 
-/// Most values [`ranked_from_top`] keeps on the stack: the busy quantile of a full window needs
-/// 22 ([`BUSY_VALUES`] × (1 − [`BUSY_QUANTILE`]) + 1).
+/// Most values [`top_kept`] keeps on the stack: the busy quantile of a full window reads 26
+/// ([`busy_ranks_read`] of [`BUSY_VALUES`]).
 pub(crate) const TOP_KEPT: usize = 64;
 
-/// The value with `above` values ranked above it (0: the highest), as a sort ranks them; the
-/// values are finite ([`Sample::value`](crate::Sample::value) gives no other). Reorders
-/// `values` only when `above` is at or past [`TOP_KEPT`] (see [`top_kept`]); `values` must
-/// hold more than `above`.
-fn ranked_from_top(values: &mut [f64], above: usize) -> f64 {
-    if above >= TOP_KEPT {
-        return ranked(values, values.len() - 1 - above);
-    }
-    top_kept(values.iter().copied(), above)
+/// The highest values of a stream, ascending, in a fixed array.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Top {
+    kept: [f64; TOP_KEPT],
+    len: usize,
 }
 
-/// The value with `above` values ranked above it among `values`, `above` below [`TOP_KEPT`].
-/// Keeps the highest `above + 1` values seen, in ascending order: most values are below the
-/// lowest kept and cost one comparison, where a selection over the whole window moves them
-/// all. `NEG_INFINITY` when there are no more than `above` values.
-pub(crate) fn top_kept(values: impl Iterator<Item = f64>, above: usize) -> f64 {
-    debug_assert!(above < TOP_KEPT, "{above} values above: rank them instead");
-    let mut kept = [f64::NEG_INFINITY; TOP_KEPT];
-    let kept = &mut kept[..=above.min(TOP_KEPT - 1)];
+impl Top {
+    /// The values kept, highest first.
+    pub(crate) fn highest_first(&self) -> impl Iterator<Item = f64> + '_ {
+        self.kept[..self.len].iter().rev().copied()
+    }
+}
+
+/// The highest `count` of `values` (at most [`TOP_KEPT`]; all of them if fewer), which are
+/// finite ([`Sample::value`](crate::Sample::value) gives no other). Most values are below the
+/// lowest kept and cost one comparison, where a sort or a selection over the whole window
+/// moves them all.
+pub(crate) fn top_kept(values: impl Iterator<Item = f64>, count: usize) -> Top {
+    debug_assert!(count <= TOP_KEPT, "{count} values: more than are kept");
+    let mut top = Top {
+        kept: [f64::NEG_INFINITY; TOP_KEPT],
+        len: 0,
+    };
+    let count = count.min(TOP_KEPT);
     for v in values {
-        if v <= kept[0] {
+        if top.len < count {
+            // Not full: into its place among those kept.
+            let at = top.kept[..top.len].partition_point(|k| *k < v);
+            top.kept.copy_within(at..top.len, at + 1);
+            top.kept[at] = v;
+            top.len += 1;
+            continue;
+        }
+        let kept = &mut top.kept[..count];
+        if count == 0 || v <= kept[0] {
             continue;
         }
         // Into its place, the lowest kept dropped.
@@ -377,7 +442,7 @@ pub(crate) fn top_kept(values: impl Iterator<Item = f64>, above: usize) -> f64 {
         }
         kept[i] = v;
     }
-    kept[0]
+    top
 }
 
 /// The blocks' noise: the lower of two robust readings of σ, scaled so that their lower is σ on
@@ -560,11 +625,15 @@ mod tests {
 
     #[test]
     fn a_rise_is_the_new_level_once_it_holds_its_top_seconds() {
-        // 25 s of 900 are more than the top 2.3 %; 15 s are not.
-        let values = levels(&[(10.0, 875), (50.0, 25)]);
+        // Of the 811 seconds in the blocks (the first 89 are older), 30 fill the span of ranks
+        // around the top 2.3 % (14.4 to 22.9 from the top), 10 do not reach it, and 20 are part
+        // of the way.
+        let values = levels(&[(10.0, 870), (50.0, 30)]);
         assert_eq!(busy(&values), Some(50.0));
-        let values = levels(&[(10.0, 885), (50.0, 15)]);
+        let values = levels(&[(10.0, 890), (50.0, 10)]);
         assert_eq!(busy(&values), Some(10.0));
+        let values = levels(&[(10.0, 880), (50.0, 20)]);
+        assert!(busy(&values).is_some_and(|l| 10.0 < l && l < 50.0));
     }
 
     #[test]
@@ -661,13 +730,11 @@ mod tests {
                 of.iter().sum::<f64>() / of.len() as f64
             };
             assert!((1..=9).all(|s| mean(s) <= mean(slot)), "slot {slot}");
-            let mut rest: Vec<f64> = (0..values.len())
+            let rest: Vec<f64> = (0..values.len())
                 .filter(|&i| slots[i].is_some_and(|s| s != slot))
                 .map(|i| values[i])
                 .collect();
-            rest.sort_by(f64::total_cmp);
-            let k = (((rest.len() - 1) as f64) * BUSY_QUANTILE).round() as usize;
-            assert_eq!(busy(&values), Some(rest[k]));
+            assert_eq!(busy(&values), quantile(&rest));
         }
         assert!(left > 0, "no window left its highest block");
     }
@@ -750,21 +817,82 @@ mod tests {
         assert!(changes <= 10, "{changes} changes");
     }
 
+    /// The busy quantile of `values`, sorted here.
+    fn quantile(values: &[f64]) -> Option<f64> {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        busy_quantile(sorted.iter().copied(), sorted.len())
+    }
+
     #[test]
-    fn ranking_from_the_top_agrees_with_a_selection() {
+    fn the_quantile_lies_between_the_values_its_span_covers() {
         let mut state = 5_u64;
-        for n in [1, 2, 23, 300, 900] {
+        for n in [1, 2, 23, 180, 300, 900] {
+            let values: Vec<f64> = (0..n).map(|_| 3.0 * normal(&mut state)).collect();
+            let mut sorted = values.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            let (from, to) = busy_ranks(n);
+            let got = quantile(&values).unwrap();
+            let (low, high) = (
+                sorted[to.ceil() as usize - 1],
+                sorted[from.floor() as usize],
+            );
+            assert!(
+                low <= got && got <= high,
+                "n {n}: {got} not in {low}..{high}"
+            );
+            assert!(busy_ranks_read(n) <= TOP_KEPT.min(n), "n {n}");
+        }
+        assert_eq!(quantile(&[]), None);
+        assert_eq!(quantile(&[4.0; 900]), Some(4.0));
+        // 900 values: ranks 16.2 to 25.2 from the top, the nine around the 21st.
+        let (from, to) = busy_ranks(900);
+        assert!(
+            (from - 16.2).abs() < 0.05 && (to - 25.2).abs() < 0.05,
+            "{from}..{to}"
+        );
+    }
+
+    #[test]
+    fn whole_units_read_between_them_by_the_seconds_above_the_lower() {
+        // 900 seconds at 5 but for `k` at 6: the level rises from 5 to 6 as `k` goes from 16
+        // to 26, by less than a fifth of a unit a second, where the value at the quantile's
+        // rank read 5 up to 20 seconds at 6 and 6 from 21 on.
+        let level = |k: usize| {
+            let mut values = vec![5.0; 900 - k];
+            values.extend(std::iter::repeat_n(6.0, k));
+            quantile(&values).unwrap()
+        };
+        let levels: Vec<f64> = (0..=900).map(level).collect();
+        assert!(
+            levels[..=16].iter().all(|l| *l == 5.0),
+            "{:?}",
+            &levels[..=16]
+        );
+        assert!(
+            levels[26..].iter().all(|l| *l == 6.0),
+            "{:?}",
+            &levels[26..30]
+        );
+        for (k, pair) in levels.windows(2).enumerate() {
+            assert!(pair[1] >= pair[0], "{k} → {}: {pair:?}", k + 1);
+            assert!(pair[1] - pair[0] < 0.2, "a jump at {k}: {pair:?}");
+        }
+        assert!(levels[20] > 5.3 && levels[20] < 5.6, "{}", levels[20]);
+    }
+
+    #[test]
+    fn the_top_kept_are_the_highest_of_a_sort() {
+        let mut state = 7_u64;
+        for n in [0, 1, 5, 26, 64, 900] {
             // Ties too: rounded to a few distinct values.
             let values: Vec<f64> = (0..n).map(|_| (3.0 * normal(&mut state)).round()).collect();
-            for above in [0, 1, n / 2, n - 1, 21, 63, 64, 100] {
-                if above >= n {
-                    continue;
-                }
-                let mut sorted = values.clone();
-                sorted.sort_by(f64::total_cmp);
-                let mut copy = values.clone();
-                let got = ranked_from_top(&mut copy, above);
-                assert_eq!(got, sorted[n - 1 - above], "n {n}, above {above}");
+            let mut sorted = values.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            for count in [0, 1, 21, 26, TOP_KEPT] {
+                let top = top_kept(values.iter().copied(), count);
+                let got: Vec<f64> = top.highest_first().collect();
+                assert_eq!(got, sorted[..count.min(n)], "n {n}, count {count}");
             }
         }
     }

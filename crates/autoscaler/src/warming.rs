@@ -29,7 +29,7 @@
 //! none in 3,000, filling or full. The same load scaled up never gets fewer instances
 //! (`a_scaled_load_never_gets_fewer_instances`).
 
-use crate::noise::{judge, quantile_rank, top_kept, Verdict, BLOCKS, BLOCK_SECS, TOP_KEPT};
+use crate::noise::{busy_quantile, busy_ranks_read, judge, top_kept, Verdict, BLOCKS, BLOCK_SECS};
 
 /// Seconds of complete blocks a filling window needs before its level is read: about two
 /// blocks, the fewest whose busy quantile has four values above it (0.023 × 180 = 4.1; fewer
@@ -44,7 +44,7 @@ pub(crate) const WARMING_SECS: u64 = 2 * BLOCK_SECS - BLOCK_SECS / BLOCKS as u64
 /// values, as many as a span has seconds ([`recent_count`]). `None` when the complete blocks
 /// cover fewer than [`WARMING_SECS`], a span has no value, or the load fell within them. The
 /// caller gives at most a full window's values (`BUSY_VALUES`, module `noise`), so that the
-/// quantile has fewer than [`TOP_KEPT`] values above it.
+/// quantile reads no more values than are kept (`TOP_KEPT`).
 pub(crate) fn warming_level(
     values: impl Iterator<Item = (u64, f64)> + Clone,
     first: u64,
@@ -81,8 +81,7 @@ pub(crate) fn warming_level(
     let kept = values
         .filter(|&(s, _)| left.is_none() || span_index(s) != left)
         .map(|(_, v)| v);
-    let above = n.checked_sub(1)? - quantile_rank(n);
-    (above < TOP_KEPT).then(|| top_kept(kept, above))
+    busy_quantile(top_kept(kept, busy_ranks_read(n)).highest_first(), n)
 }
 
 /// How many of the newest values [`warming_level`]'s `recent` is the mean of, for complete
@@ -121,8 +120,8 @@ mod tests {
     /// The busy quantile of `values`, by sorting them.
     fn quantile(values: &[(u64, f64)]) -> f64 {
         let mut v: Vec<f64> = values.iter().map(|(_, v)| *v).collect();
-        v.sort_by(f64::total_cmp);
-        v[quantile_rank(v.len())]
+        v.sort_by(|a, b| b.total_cmp(a));
+        crate::noise::busy_quantile(v.iter().copied(), v.len()).unwrap()
     }
 
     #[test]
