@@ -201,17 +201,25 @@ impl Dips {
         start: Duration,
     ) -> Option<Held> {
         let pooled = self.delay(start)?;
-        for level in (count + 1..=base.min(MAX_LEVEL)).rev() {
-            let delay = self.delay_of(level, start).unwrap_or(pooled);
-            let fell = self.fell.get(level as usize - 1);
-            let recent =
-                level <= self.last || fell.is_some_and(|&at| now < at.saturating_add(delay));
-            if recent {
-                return Some(Held {
-                    count: level,
-                    delay,
-                });
+        let mut highest = base.min(MAX_LEVEL);
+        // Octave by octave from the top: an octave's levels share one delay, looked up once
+        // (never `None` here: a band `delay_of` picks has learned one, and without such a band
+        // it is `pooled`).
+        while highest > count {
+            let delay = self.delay_of(highest, start).unwrap_or(pooled);
+            let lowest = (1 << band(highest)).max(count + 1);
+            for level in (lowest..=highest).rev() {
+                let fell = self.fell.get(level as usize - 1);
+                let recent =
+                    level <= self.last || fell.is_some_and(|&at| now < at.saturating_add(delay));
+                if recent {
+                    return Some(Held {
+                        count: level,
+                        delay,
+                    });
+                }
             }
+            highest = lowest - 1;
         }
         Some(Held {
             count,
