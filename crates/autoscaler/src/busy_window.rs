@@ -11,12 +11,12 @@
 //! through the quantile's span of ranks (past the values of a block left out).
 //!
 //! It gives the same level as the full read, to the last bit: block sums are added newest value
-//! first, as `BusyBlocks` (module `noise`) adds them, so the fall test sees the same numbers,
-//! and the quantile reads the same values in the same order. A test of `Metrics` checks it on
-//! random streams, with gaps, missing values, several samples a second and windows that drop
-//! part of a block. Where a query is not one this window can answer (a window that does not reach its oldest
-//! value, a `now` before its newest value, more values than [`BUSY_VALUES`]: several samples
-//! in one second), [`BusyWindow::level`] says so and the full read answers.
+//! first, as `BusyBlocks` (module `noise`) adds them, so the fall test sees the same numbers, and
+//! the quantile reads the same values in the same order. A test of `Metrics` checks it on random
+//! streams, with gaps, missing values, several samples a second and windows that drop part of a
+//! block. Where a query is not one this window can answer (a window that does not reach its oldest
+//! value, a `now` before its newest value, more values than [`BUSY_VALUES`]: several samples in one
+//! second), [`BusyWindow::level`] says so and the full read answers.
 
 use crate::noise::{busy_quantile, current_block, judge, Verdict, BLOCKS, BLOCK_SECS, BUSY_VALUES};
 use crate::warming::{recent_count, warming_level};

@@ -63,8 +63,8 @@ pub const BUSY_WINDOW: Duration = Duration::from_secs(900);
 pub(crate) const BUSY_VALUES: usize = BUSY_WINDOW.as_secs() as usize;
 
 /// The quantile that is the busy seconds' level: what `mean + NOISE_HEADROOM × σ` covers under
-/// normal noise, Φ(2) ≈ 0.977, so that steady normal noise is sized as before. Read by
-/// [`busy_quantile`].
+/// normal noise, Φ(2) ≈ 0.977, so that steady normal noise is sized as before. Read
+/// smoothed over the ranks around it (`busy_quantile` in this module).
 pub const BUSY_QUANTILE: f64 = 0.977;
 
 /// Seconds of a block: the busy window is cut into ten blocks of 90 s, aligned to the clock,
@@ -300,7 +300,7 @@ pub(crate) enum Verdict {
 /// the load fell within the window. The blocks' noise is read robustly ([`block_noise`]): the edges
 /// of a burst that has ended are steps, not noise, so a minute-long call followed by quiet is not
 /// held (with a root mean square of the differences, the largest left out, the other edge hid it
-/// and the call's level was held for the five minutes the window then was). May reorder `values`.
+/// and the call's level was held for the five minutes the window then was). May move values within `values` (to leave a block out).
 ///
 /// Dropping the level whenever the newest values were below the highest block dropped it on
 /// about one check in ten of steady noise, and the count then swung with the noise: on the
@@ -339,12 +339,12 @@ pub(crate) fn busy_level(values: &mut [f64], blocks: &BusyBlocks) -> Option<f64>
 /// Why not the value at the quantile's rank, as before: load that comes in whole units has a
 /// quantile that jumps from one unit to the next, and so has the count sized for it. A trace of
 /// requests per second replayed ×10 (`ebb sim`: concurrency = requests × 0.1, whole numbers)
-/// read 5 while twenty of the fifteen minutes' seconds were above 5 and 6 from twenty-one on;
+/// read 5 while up to 21 of the fifteen minutes' seconds were above 5, and 6 from 22 on;
 /// with a target just below 1 every window got one instance more than its level, and missed
 /// 0.60 % of the seconds, and a target of 1 missed over 1 %: no target could buy anything
 /// between (NASA ×10 at d = 10 s: 1.71× the oracle, 5 % above the HPA model). Averaged over the
 /// span, the level moves from one unit to the next as the seconds above the lower one go from
-/// 16 to 25 of 900, and the target can choose where between the count steps up. On values
+/// 16 to 26 of 900, and the target can choose where between the count steps up. On values
 /// without ties it is the quantile smoothed over nine ranks, a kernel quantile estimator
 /// (Sheather and Marron, 1990), which is also steadier from one second to the next. A mean of
 /// ranked values with weights that do not depend on the values never falls when a value rises.
@@ -825,7 +825,7 @@ mod tests {
     }
 
     #[test]
-    fn the_quantile_lies_between_the_values_its_span_covers() {
+    fn the_quantile_is_the_mean_of_its_span_of_ranks() {
         let mut state = 5_u64;
         for n in [1, 2, 23, 180, 300, 900] {
             let values: Vec<f64> = (0..n).map(|_| 3.0 * normal(&mut state)).collect();
@@ -842,6 +842,17 @@ mod tests {
                 "n {n}: {got} not in {low}..{high}"
             );
             assert!(busy_ranks_read(n) <= TOP_KEPT.min(n), "n {n}");
+            // Every rank weighted by how much of `[rank, rank + 1)` the span covers.
+            let (mut sum, mut weight) = (0.0, 0.0);
+            for (rank, v) in sorted.iter().enumerate() {
+                let w = ((rank + 1) as f64).min(to) - (rank as f64).max(from);
+                if w > 0.0 {
+                    sum += w * v;
+                    weight += w;
+                }
+            }
+            let mean = sum / weight;
+            assert!((got - mean).abs() < 1e-9, "n {n}: {got} against {mean}");
         }
         assert_eq!(quantile(&[]), None);
         assert_eq!(quantile(&[4.0; 900]), Some(4.0));
@@ -857,7 +868,7 @@ mod tests {
     fn whole_units_read_between_them_by_the_seconds_above_the_lower() {
         // 900 seconds at 5 but for `k` at 6: the level rises from 5 to 6 as `k` goes from 16
         // to 26, by less than a fifth of a unit a second, where the value at the quantile's
-        // rank read 5 up to 20 seconds at 6 and 6 from 21 on.
+        // rank read 5 up to 21 seconds at 6 and 6 from 22 on.
         let level = |k: usize| {
             let mut values = vec![5.0; 900 - k];
             values.extend(std::iter::repeat_n(6.0, k));

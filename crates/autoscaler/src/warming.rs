@@ -29,11 +29,13 @@
 //! none in 3,000, filling or full. The same load scaled up never gets fewer instances
 //! (`a_scaled_load_never_gets_fewer_instances`).
 
-use crate::noise::{busy_quantile, busy_ranks_read, judge, top_kept, Verdict, BLOCKS, BLOCK_SECS};
+use crate::noise::{
+    busy_quantile, busy_ranks_read, judge, top_kept, Verdict, BLOCKS, BLOCK_SECS, TOP_KEPT,
+};
 
 /// Seconds of complete blocks a filling window needs before its level is read: about two
-/// blocks, the fewest whose busy quantile has four values above it (0.023 × 180 = 4.1; fewer
-/// would read one clump). 170 rather than 180, so that a first value a few seconds into its
+/// blocks, the fewest whose busy quantile has four values above it (0.023 × 180 = 4.1, read
+/// over ranks 2.1 to 6.2 from the top; fewer would read one clump). 170 rather than 180, so that a first value a few seconds into its
 /// block, as a server's first tick usually is, does not wait a whole block more; the nine
 /// spans are then at least 18 s.
 pub(crate) const WARMING_SECS: u64 = 2 * BLOCK_SECS - BLOCK_SECS / BLOCKS as u64;
@@ -44,7 +46,7 @@ pub(crate) const WARMING_SECS: u64 = 2 * BLOCK_SECS - BLOCK_SECS / BLOCKS as u64
 /// values, as many as a span has seconds ([`recent_count`]). `None` when the complete blocks
 /// cover fewer than [`WARMING_SECS`], a span has no value, or the load fell within them. The
 /// caller gives at most a full window's values (`BUSY_VALUES`, module `noise`), so that the
-/// quantile reads no more values than are kept (`TOP_KEPT`).
+/// quantile reads no more values than are kept ([`TOP_KEPT`]; `None` otherwise).
 pub(crate) fn warming_level(
     values: impl Iterator<Item = (u64, f64)> + Clone,
     first: u64,
@@ -81,7 +83,9 @@ pub(crate) fn warming_level(
     let kept = values
         .filter(|&(s, _)| left.is_none() || span_index(s) != left)
         .map(|(_, v)| v);
-    busy_quantile(top_kept(kept, busy_ranks_read(n)).highest_first(), n)
+    // A full window's values are 26 ranks read; more than are kept would cut the span.
+    let read = Some(busy_ranks_read(n)).filter(|&r| r <= TOP_KEPT)?;
+    busy_quantile(top_kept(kept, read).highest_first(), n)
 }
 
 /// How many of the newest values [`warming_level`]'s `recent` is the mean of, for complete
@@ -130,8 +134,8 @@ mod tests {
             let end = blocks * BLOCK_SECS;
             let v = values(0, end + 40, steady);
             assert_eq!(level(&v, end), Some(103.0), "{blocks} blocks");
-            // Ten seconds at 300 in the block in progress are more than the top 2.3 % of
-            // 220 values (five), and a rise, not a fall.
+            // Ten seconds at 300 in the block in progress fill the ranks the busy quantile of
+            // 220 values reads (2.8 to 7.3 from the top), and are a rise, not a fall.
             let v = values(
                 0,
                 end + 40,
