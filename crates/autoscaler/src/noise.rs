@@ -342,12 +342,13 @@ pub(crate) fn busy_level(values: &mut [f64], blocks: &BusyBlocks) -> Option<f64>
 /// read 5 while up to 21 of the fifteen minutes' seconds were above 5, and 6 from 22 on;
 /// with a target just below 1 every window got one instance more than its level, and missed
 /// 0.60 % of the seconds, and a target of 1 missed over 1 %: no target could buy anything
-/// between (NASA ×10 at d = 10 s: 1.71× the oracle, 5 % above the HPA model). Averaged over the
-/// span, the level moves from one unit to the next as the seconds above the lower one go from
-/// 16 to 26 of 900, and the target can choose where between the count steps up. On values
-/// without ties it is the quantile smoothed over nine ranks, a kernel quantile estimator
-/// (Sheather and Marron, 1990), which is also steadier from one second to the next. A mean of
-/// ranked values with weights that do not depend on the values never falls when a value rises.
+/// between (NASA ×10 at d = 10 s: 1.71× the oracle, 5 % above the HPA model; 1.52× read this
+/// way, 6 % below it: BENCHMARKS.md, issue 19, nineteenth part). Averaged over the span, the
+/// level moves from one unit to the next as the seconds above the lower one go from 16 to 26 of
+/// 900, and the target can choose where between the count steps up. On values without ties it
+/// is the quantile smoothed over nine ranks, a kernel quantile estimator (Sheather and Marron,
+/// 1990), which varies less from one window to the next than one ranked value. A mean of ranked
+/// values with weights that do not depend on the values never falls when a value rises.
 pub(crate) fn busy_quantile(highest_first: impl IntoIterator<Item = f64>, n: usize) -> Option<f64> {
     let (from, to) = busy_ranks(n);
     // As the highest value in the span less the mean shortfall of the others, so that a span
