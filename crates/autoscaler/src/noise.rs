@@ -324,11 +324,15 @@ pub(crate) fn busy_level(values: &mut [f64], blocks: &BusyBlocks) -> Option<f64>
         Verdict::HighestLeft(slot) => without(values, blocks.range_of(usize::from(slot))),
         Verdict::Fallen => return None,
     };
-    let n = values.len();
-    busy_quantile(
-        top_kept(values.iter().copied(), busy_ranks_read(n)).highest_first(),
-        n,
-    )
+    busy_quantile_of(values.iter().copied(), values.len())
+}
+
+/// The [`busy_quantile`] of `n` unordered `values`, from the highest of them kept
+/// ([`top_kept`]); `None` without values, or if its span reaches past the [`TOP_KEPT`] highest
+/// (a full window's values are 26 ranks read, so more than are kept would cut the span).
+pub(crate) fn busy_quantile_of(values: impl Iterator<Item = f64>, n: usize) -> Option<f64> {
+    let read = Some(busy_ranks_read(n)).filter(|&r| r <= TOP_KEPT)?;
+    busy_quantile(top_kept(values, read).highest_first(), n)
 }
 
 /// The [`BUSY_QUANTILE`] quantile of `n` values, read from the highest of them, highest first
@@ -379,7 +383,7 @@ fn busy_ranks(n: usize) -> (f64, f64) {
 }
 
 /// How many of the highest of `n` values [`busy_quantile`] reads: 26 of a full window's 900.
-pub(crate) fn busy_ranks_read(n: usize) -> usize {
+fn busy_ranks_read(n: usize) -> usize {
     busy_ranks(n).1.ceil() as usize
 }
 
@@ -395,18 +399,18 @@ fn without(values: &mut [f64], range: Range<usize>) -> &mut [f64] {
 
 /// Most values [`top_kept`] keeps on the stack: the busy quantile of a full window reads 26
 /// ([`busy_ranks_read`] of [`BUSY_VALUES`]).
-pub(crate) const TOP_KEPT: usize = 64;
+const TOP_KEPT: usize = 64;
 
 /// The highest values of a stream, ascending, in a fixed array.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Top {
+struct Top {
     kept: [f64; TOP_KEPT],
     len: usize,
 }
 
 impl Top {
     /// The values kept, highest first.
-    pub(crate) fn highest_first(&self) -> impl Iterator<Item = f64> + '_ {
+    fn highest_first(&self) -> impl Iterator<Item = f64> + '_ {
         self.kept[..self.len].iter().rev().copied()
     }
 }
@@ -415,7 +419,7 @@ impl Top {
 /// finite ([`Sample::value`](crate::Sample::value) gives no other). Most values are below the
 /// lowest kept and cost one comparison, where a sort or a selection over the whole window
 /// moves them all.
-pub(crate) fn top_kept(values: impl Iterator<Item = f64>, count: usize) -> Top {
+fn top_kept(values: impl Iterator<Item = f64>, count: usize) -> Top {
     debug_assert!(count <= TOP_KEPT, "{count} values: more than are kept");
     let mut top = Top {
         kept: [f64::NEG_INFINITY; TOP_KEPT],

@@ -29,9 +29,7 @@
 //! none in 3,000, filling or full. The same load scaled up never gets fewer instances
 //! (`a_scaled_load_never_gets_fewer_instances`).
 
-use crate::noise::{
-    busy_quantile, busy_ranks_read, judge, top_kept, Verdict, BLOCKS, BLOCK_SECS, TOP_KEPT,
-};
+use crate::noise::{busy_quantile_of, judge, Verdict, BLOCKS, BLOCK_SECS};
 
 /// Seconds of complete blocks a filling window needs before its level is read: about two
 /// blocks, the fewest whose busy quantile has four values above it (0.023 × 180 = 4.1, read
@@ -46,7 +44,7 @@ pub(crate) const WARMING_SECS: u64 = 2 * BLOCK_SECS - BLOCK_SECS / BLOCKS as u64
 /// values, as many as a span has seconds ([`recent_count`]). `None` when the complete blocks
 /// cover fewer than [`WARMING_SECS`], a span has no value, or the load fell within them. The
 /// caller gives at most a full window's values (`BUSY_VALUES`, module `noise`), so that the
-/// quantile reads no more values than are kept ([`TOP_KEPT`]; `None` otherwise).
+/// quantile reads no more values than are kept (`TOP_KEPT`, module `noise`; `None` otherwise).
 pub(crate) fn warming_level(
     values: impl Iterator<Item = (u64, f64)> + Clone,
     first: u64,
@@ -83,9 +81,7 @@ pub(crate) fn warming_level(
     let kept = values
         .filter(|&(s, _)| left.is_none() || span_index(s) != left)
         .map(|(_, v)| v);
-    // A full window's values are 26 ranks read; more than are kept would cut the span.
-    let read = Some(busy_ranks_read(n)).filter(|&r| r <= TOP_KEPT)?;
-    busy_quantile(top_kept(kept, read).highest_first(), n)
+    busy_quantile_of(kept, n)
 }
 
 /// How many of the newest values [`warming_level`]'s `recent` is the mean of, for complete
