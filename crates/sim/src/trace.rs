@@ -61,12 +61,30 @@ pub fn parse(text: &str, scale: f64) -> Result<Vec<f64>, TraceError> {
         counts.push(scaled);
     }
     if counts.is_empty() {
-        return Err(TraceError {
-            line: text.lines().count(),
-            message: "no counts in the trace".into(),
-        });
+        return Err(no_counts(text));
     }
     Ok(counts)
+}
+
+/// The error for a trace without a count: where its only data line is, if it has one (read as
+/// a CSV header), and what a count looks like, so that a file in another format (`1;2`) is told
+/// why rather than only that nothing was read.
+fn no_counts(text: &str) -> TraceError {
+    let lines = text.lines().count();
+    match text.lines().nth(first_data_line(text)).map(str::trim) {
+        Some(header) if !header.is_empty() && !header.starts_with('#') => TraceError {
+            line: first_data_line(text) + 1,
+            message: format!(
+                "no counts in the trace: its only line {header:?} was read as a CSV header; \
+                 expected one count per line, or CSV with the count last"
+            ),
+        },
+        _ => TraceError {
+            line: lines.max(1),
+            message: "no counts in the trace (it is empty, or blank lines and # comments only)"
+                .into(),
+        },
+    }
 }
 
 /// The index of the first line that is neither blank nor a comment.
@@ -98,7 +116,15 @@ mod tests {
         assert_eq!(parse("1\n-2\n", 1.0).unwrap_err().line, 2);
         assert_eq!(parse("1\nNaN\n", 1.0).unwrap_err().line, 2);
         assert!(parse("# only a comment\n", 1.0).is_err());
-        assert!(parse("header\n", 1.0).is_err());
+        let e = parse("\n1;2\n", 1.0).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(
+            e.message.contains("\"1;2\" was read as a CSV header"),
+            "{e}"
+        );
+        let e = parse("", 1.0).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("empty"), "{e}");
         assert_eq!(parse("1\n1e300\n", 1e10).unwrap_err().line, 2);
     }
 }
