@@ -9,6 +9,12 @@ pub enum QuantityError {
     /// Not a duration; holds the text given.
     #[error("invalid duration {0:?}: expected a number with a unit, like \"500ms\", \"10s\", \"5m\" or \"1h30m\"")]
     Duration(String),
+    /// A duration below zero; holds the text given.
+    #[error("invalid duration {0:?}: a duration is not negative")]
+    NegativeDuration(String),
+    /// A duration past [`MAX_DURATION_MS`]; holds the text given.
+    #[error("invalid duration {0:?}: too long (at most 10^15 ms, some 31,000 years)")]
+    DurationTooLong(String),
     /// Not a byte size; holds the text given.
     #[error("invalid size {0:?}: expected bytes or a number with a unit, like \"64MiB\", \"512M\" or \"2GiB\"")]
     Size(String),
@@ -16,6 +22,10 @@ pub enum QuantityError {
     #[error("invalid cpu {0:?}: expected cores as a number (0.25) or millicores (\"250m\")")]
     Cpu(String),
 }
+
+/// Longest duration read, in milliseconds: far past any setting's own bound, and well within
+/// what a `u64` of milliseconds and an `f64` sum of the parts hold exactly enough.
+pub const MAX_DURATION_MS: f64 = 1e15;
 
 /// Parses `"500ms"`, `"10s"`, `"1.5s"`, `"5m"`, `"1h30m"`, `"2d"`. A bare `"0"` is zero.
 pub fn parse_duration(text: &str) -> Result<Duration, QuantityError> {
@@ -26,6 +36,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, QuantityError> {
     }
     if s.is_empty() {
         return Err(err());
+    }
+    if s.starts_with('-') {
+        return Err(QuantityError::NegativeDuration(text.to_string()));
     }
     let mut total_ms: f64 = 0.0;
     let mut rest = s;
@@ -52,8 +65,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, QuantityError> {
         rest = &rest[unit_len..];
         total_ms += value * unit_ms;
     }
-    if !total_ms.is_finite() || total_ms > 1e15 {
-        return Err(err());
+    if !total_ms.is_finite() || total_ms > MAX_DURATION_MS {
+        return Err(QuantityError::DurationTooLong(text.to_string()));
     }
     Ok(Duration::from_millis(total_ms.round() as u64))
 }
@@ -190,6 +203,19 @@ mod tests {
         for bad in ["10", "", "s", "10x", "-1s", "1.2.3s", "ms10"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
         }
+    }
+
+    #[test]
+    fn negative_and_overlong_durations_say_so() {
+        let negative = parse_duration("-5s").unwrap_err();
+        assert_eq!(negative, QuantityError::NegativeDuration("-5s".into()));
+        assert!(negative.to_string().contains("not negative"), "{negative}");
+        let long = parse_duration("99999999999999h").unwrap_err();
+        assert!(long.to_string().contains("too long"), "{long}");
+        assert!(
+            parse_duration("277777777h").is_ok(),
+            "just under the longest"
+        );
     }
 
     #[test]
