@@ -23,8 +23,8 @@ pub enum QuantityError {
     Cpu(String),
 }
 
-/// Longest duration read, in milliseconds: far past any setting's own bound, and well within
-/// what a `u64` of milliseconds and an `f64` sum of the parts hold exactly enough.
+/// Longest duration read, in milliseconds (10^15, some 31,000 years): far past any setting's
+/// own bound, and below 2^53, so the `f64` sum of the parts is exact to the millisecond.
 pub const MAX_DURATION_MS: f64 = 1e15;
 
 /// Parses `"500ms"`, `"10s"`, `"1.5s"`, `"5m"`, `"1h30m"`, `"2d"`. A bare `"0"` is zero.

@@ -75,7 +75,7 @@ fn no_counts(text: &str) -> TraceError {
         Some(header) if !header.is_empty() && !header.starts_with('#') => TraceError {
             line: first_data_line(text) + 1,
             message: format!(
-                "no counts in the trace: its only line {header:?} was read as a CSV header; \
+                "no counts in the trace: its one line that is not blank or a comment, {header:?}, was read as a CSV header; \
                  expected one count per line, or CSV with the count last"
             ),
         },
@@ -119,7 +119,7 @@ mod tests {
         let e = parse("\n1;2\n", 1.0).unwrap_err();
         assert_eq!(e.line, 2);
         assert!(
-            e.message.contains("\"1;2\" was read as a CSV header"),
+            e.message.contains("\"1;2\", was read as a CSV header"),
             "{e}"
         );
         let e = parse("", 1.0).unwrap_err();
