@@ -10,10 +10,10 @@ pub enum QuantityError {
     #[error("invalid duration {0:?}: expected a number with a unit, like \"500ms\", \"10s\", \"5m\" or \"1h30m\"")]
     Duration(String),
     /// A duration below zero; holds the text given.
-    #[error("invalid duration {0:?}: a duration is not negative")]
+    #[error("invalid duration {0:?}: must not be negative")]
     NegativeDuration(String),
     /// A duration past [`MAX_DURATION_MS`]; holds the text given.
-    #[error("invalid duration {0:?}: too long (at most 10^15 ms, some 31,000 years)")]
+    #[error("invalid duration {0:?}: too long")]
     DurationTooLong(String),
     /// Not a byte size; holds the text given.
     #[error("invalid size {0:?}: expected bytes or a number with a unit, like \"64MiB\", \"512M\" or \"2GiB\"")]
@@ -37,8 +37,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, QuantityError> {
     if s.is_empty() {
         return Err(err());
     }
-    if s.starts_with('-') {
-        return Err(QuantityError::NegativeDuration(text.to_string()));
+    // A well-formed duration with a minus sign: negative, unless it is zero.
+    if let Some(magnitude) = s.strip_prefix('-') {
+        return match parse_duration(magnitude) {
+            Ok(d) if d.is_zero() => Ok(d),
+            Ok(_) => Err(QuantityError::NegativeDuration(text.to_string())),
+            Err(_) => Err(err()),
+        };
     }
     let mut total_ms: f64 = 0.0;
     let mut rest = s;
@@ -209,7 +214,18 @@ mod tests {
     fn negative_and_overlong_durations_say_so() {
         let negative = parse_duration("-5s").unwrap_err();
         assert_eq!(negative, QuantityError::NegativeDuration("-5s".into()));
-        assert!(negative.to_string().contains("not negative"), "{negative}");
+        assert!(
+            negative.to_string().contains("must not be negative"),
+            "{negative}"
+        );
+        assert_eq!(parse_duration("-0s"), Ok(Duration::ZERO));
+        for malformed in ["-", "-abc", "-5x", "--5s"] {
+            assert_eq!(
+                parse_duration(malformed),
+                Err(QuantityError::Duration(malformed.into())),
+                "{malformed:?}"
+            );
+        }
         let long = parse_duration("99999999999999h").unwrap_err();
         assert!(long.to_string().contains("too long"), "{long}");
         assert!(

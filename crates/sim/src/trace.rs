@@ -40,8 +40,9 @@ pub fn parse(text: &str, scale: f64) -> Result<Vec<f64>, TraceError> {
                 return Err(TraceError {
                     line: i + 1,
                     message: format!(
-                        "{last:?} is not a number: expected one count per line, or CSV with the count last"
-                    ),
+                    "{:?} is not a number: expected one count per line, or CSV with the count last",
+                    shortened(last)
+                ),
                 })
             }
         };
@@ -75,8 +76,9 @@ fn no_counts(text: &str) -> TraceError {
         Some(header) if !header.is_empty() && !header.starts_with('#') => TraceError {
             line: first_data_line(text) + 1,
             message: format!(
-                "no counts in the trace: its one line that is not blank or a comment, {header:?}, was read as a CSV header; \
-                 expected one count per line, or CSV with the count last"
+                "no counts in the trace: its only line that is neither blank nor a comment, {:?}, was read as a CSV header; \
+                 expected one count per line, or CSV with the count last",
+                shortened(header)
             ),
         },
         _ => TraceError {
@@ -84,6 +86,18 @@ fn no_counts(text: &str) -> TraceError {
             message: "no counts in the trace (it is empty, or blank lines and # comments only)"
                 .into(),
         },
+    }
+}
+
+/// Most characters of a line an error quotes: a file of one huge line (counts separated by
+/// spaces, or old Mac line ends) is not echoed whole.
+const QUOTED_CHARS: usize = 80;
+
+/// `line`, cut to [`QUOTED_CHARS`] with `…` when longer.
+fn shortened(line: &str) -> String {
+    match line.char_indices().nth(QUOTED_CHARS) {
+        Some((end, _)) => format!("{}…", &line[..end]),
+        None => line.to_string(),
     }
 }
 
@@ -120,6 +134,17 @@ mod tests {
         assert_eq!(e.line, 2);
         assert!(
             e.message.contains("\"1;2\", was read as a CSV header"),
+            "{e}"
+        );
+        let long = format!("{}\n", "1 ".repeat(1_000));
+        let e = parse(&long, 1.0).unwrap_err();
+        assert!(
+            e.message.len() < 300,
+            "quoted whole: {} bytes",
+            e.message.len()
+        );
+        assert!(
+            e.message.contains("1 1 1") && e.message.contains('…'),
             "{e}"
         );
         let e = parse("", 1.0).unwrap_err();
