@@ -20,11 +20,13 @@ pub struct TraceError {
 /// The counts of `text`, each times `scale`.
 pub fn parse(text: &str, scale: f64) -> Result<Vec<f64>, TraceError> {
     let mut counts = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
+    // The data lines (neither blank nor a comment) with their index.
+    let data = text
+        .lines()
+        .map(str::trim)
+        .enumerate()
+        .filter(|(_, line)| is_data(line));
+    for (nth, (i, line)) in data.enumerate() {
         let last = line.rsplit(',').next().unwrap_or(line).trim();
         let count = match last.parse::<f64>() {
             Ok(c) if c.is_finite() && c >= 0.0 => c,
@@ -35,7 +37,7 @@ pub fn parse(text: &str, scale: f64) -> Result<Vec<f64>, TraceError> {
                 })
             }
             // A header names its columns: only the first line may.
-            Err(_) if counts.is_empty() && i == first_data_line(text) => continue,
+            Err(_) if nth == 0 => continue,
             Err(_) => {
                 return Err(TraceError {
                     line: i + 1,
@@ -71,18 +73,17 @@ pub fn parse(text: &str, scale: f64) -> Result<Vec<f64>, TraceError> {
 /// a CSV header), and what a count looks like, so that a file in another format (`1;2`) is told
 /// why rather than only that nothing was read.
 fn no_counts(text: &str) -> TraceError {
-    let lines = text.lines().count();
-    match text.lines().nth(first_data_line(text)).map(str::trim) {
-        Some(header) if !header.is_empty() && !header.starts_with('#') => TraceError {
-            line: first_data_line(text) + 1,
+    match text.lines().map(str::trim).enumerate().find(|(_, l)| is_data(l)) {
+        Some((i, header)) => TraceError {
+            line: i + 1,
             message: format!(
                 "no counts in the trace: its only line that is neither blank nor a comment, {:?}, was read as a CSV header; \
                  expected one count per line, or CSV with the count last",
                 shortened(header)
             ),
         },
-        _ => TraceError {
-            line: lines.max(1),
+        None => TraceError {
+            line: text.lines().count().max(1),
             message: "no counts in the trace (it is empty, or blank lines and # comments only)"
                 .into(),
         },
@@ -101,14 +102,9 @@ fn shortened(line: &str) -> String {
     }
 }
 
-/// The index of the first line that is neither blank nor a comment.
-fn first_data_line(text: &str) -> usize {
-    text.lines()
-        .position(|l| {
-            let l = l.trim();
-            !l.is_empty() && !l.starts_with('#')
-        })
-        .unwrap_or(0)
+/// Whether a trimmed line holds data: it is neither blank nor a `#` comment.
+fn is_data(line: &str) -> bool {
+    !line.is_empty() && !line.starts_with('#')
 }
 
 #[cfg(test)]
