@@ -24,8 +24,9 @@
 //! sim` on the flash trace ×10 at 60 s, issue 19, eighteenth part). Only a band with none
 //! learned above it takes the delay of every level.
 
-use crate::keep_alive::{cheapest_keep, Spells};
+use crate::keep_alive::cheapest_weighted_keep;
 use ebb_core::autoscale::MAX_SCALE_WINDOW;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// Highest level followed: 10,000 (the most instances a service may have).
@@ -71,10 +72,10 @@ pub struct Dips {
     /// The dips of every level (a dip longer than the longest delay counts as that), and the
     /// delay learned from them: that of a band with too few dips of its own and none learned
     /// above it.
-    dips: Spells<Duration>,
+    dips: Rises,
     /// The dips of each band of levels (index `b` for `2^b ..= 2^(b+1) - 1`), and the delay
     /// learned from them.
-    bands: [Spells<Duration>; DIP_BANDS],
+    bands: [Rises; DIP_BANDS],
 }
 
 impl Dips {
@@ -82,10 +83,11 @@ impl Dips {
     pub(crate) fn observe(&mut self, now: Duration, recommendation: u32) {
         let (r, last) = (recommendation.min(MAX_LEVEL) as usize, self.last as usize);
         if r > last {
-            // Levels regained end their dips.
-            for i in last..r.min(self.fell.len()) {
-                let dip = now.saturating_sub(self.fell[i]);
-                self.record(i as u32 + 1, dip);
+            // Levels regained end their dips: one entry per band, weighted by its levels.
+            let regained = last as u32 + 1..=r.min(self.fell.len()) as u32;
+            for (level, weight) in band_middles(regained) {
+                let dip = now.saturating_sub(self.fell[level as usize - 1]);
+                self.record(level, dip, weight);
             }
             if self.fell.len() < r {
                 self.fell.resize(r, now);
@@ -97,15 +99,19 @@ impl Dips {
             }
         }
         self.last = r as u32;
-        // Dips open past the longest delay are as long as it needs to know.
+        // Dips open past the longest delay are as long as it needs to know (recorded as a
+        // rise's: the levels that fell together end together).
+        let open = self.fell.len();
         while self.fell.len() > r
             && self
                 .fell
                 .last()
                 .is_some_and(|&at| at.saturating_add(MAX_SCALE_WINDOW) <= now)
         {
-            self.record(self.fell.len() as u32, MAX_SCALE_WINDOW);
             self.fell.pop();
+        }
+        for (level, weight) in band_middles(self.fell.len() as u32 + 1..=open as u32) {
+            self.record(level, MAX_SCALE_WINDOW, weight);
         }
     }
 
@@ -116,10 +122,10 @@ impl Dips {
         self.last = 0;
     }
 
-    fn record(&mut self, level: u32, dip: Duration) {
+    fn record(&mut self, level: u32, dip: Duration, weight: u32) {
         let dip = dip.min(MAX_SCALE_WINDOW);
-        self.dips.push(dip);
-        self.bands[band(level)].push(dip);
+        self.dips.push(dip, weight);
+        self.bands[band(level)].push(dip, weight);
     }
 
     /// Dips remembered, of every level.
@@ -131,20 +137,23 @@ impl Dips {
     /// that a restart or a new leader does not fall back to the fixed delay for
     /// [`MIN_GAPS`](crate::MIN_GAPS) more dips.
     pub fn dip_lengths(&self) -> impl Iterator<Item = Duration> + '_ {
-        self.dips.lengths().iter().copied()
+        self.dips.entries.iter().map(|&(d, _)| d)
     }
 
     /// The dips of band `band` (levels `2^band ..= 2^(band+1) - 1`) remembered, oldest first
     /// (none past [`DIP_BANDS`]).
     pub fn band_lengths(&self, band: usize) -> impl Iterator<Item = Duration> + '_ {
-        let lengths = self.bands.get(band).map(|b| b.lengths().iter().copied());
+        let lengths = self
+            .bands
+            .get(band)
+            .map(|b| b.entries.iter().map(|&(d, _)| d));
         lengths.into_iter().flatten()
     }
 
     /// Dips noted since this was created (restored ones included): it changes when there is
     /// something new to keep.
     pub fn dips_noted(&self) -> u64 {
-        self.dips.pushed()
+        self.dips.pushed
     }
 
     /// Remembers kept dips (oldest first) as if seen, before any new one: `all` of every
@@ -158,11 +167,11 @@ impl Dips {
         B: IntoIterator<Item = Duration>,
     {
         for dip in all {
-            self.dips.push(dip.min(MAX_SCALE_WINDOW));
+            self.dips.push(dip.min(MAX_SCALE_WINDOW), 1);
         }
         for (spells, dips) in self.bands.iter_mut().zip(bands) {
             for dip in dips {
-                spells.push(dip.min(MAX_SCALE_WINDOW));
+                spells.push(dip.min(MAX_SCALE_WINDOW), 1);
             }
         }
     }
@@ -187,7 +196,7 @@ impl Dips {
     /// [`MIN_GAPS`](crate::MIN_GAPS) dips, else the nearest above it that has; `None` for the
     /// dips of every level.
     fn learned_band(&self, level: u32) -> Option<usize> {
-        (band(level)..DIP_BANDS).find(|&b| self.bands[b].len() >= crate::MIN_GAPS)
+        (band(level)..DIP_BANDS).find(|&b| self.bands[b].learns())
     }
 
     /// The highest count in `(count, base]` the recommendation was at within its delay
@@ -232,35 +241,97 @@ impl Dips {
     pub(crate) fn explain(&self, level: u32) -> String {
         match self.learned_band(level) {
             Some(b) => {
-                let (own, levels) = (self.bands[b].len(), band_levels(b));
+                let (own, levels) = (self.bands[b].weight, band_levels(b));
                 let mut how = format!("learned from the {own} dips of {levels} instances");
                 if b != band(level) {
                     how += &format!(" (too few of {})", band_levels(band(level)));
                 }
                 how
             }
-            None => format!("learned from {} dips of every level", self.dips.len()),
+            None => format!("learned from {} dips of every level", self.dips.weight),
         }
     }
 }
 
-/// The delay `dips` learned for `start`, once there are [`MIN_GAPS`](crate::MIN_GAPS).
-fn learned_delay(dips: &mut Spells<Duration>, start: Duration) -> Option<Duration> {
-    dips.learned(start, |dips, start| {
-        learn_delay(dips.iter().copied(), start)
-    })
-}
-
-/// The delay of least cost over `dips` for instances that take `start` to serve: a dip kept
-/// through costs its length; one released costs the delay, a start, and the start's wait at
-/// [`WAIT_PRICE`](crate::WAIT_PRICE). Pure, for tests.
+/// The delay `dips` learned for `start`, once they weigh [`MIN_GAPS`](crate::MIN_GAPS): of
+/// least cost over them, a dip kept through costing its length, one released the delay, a
+/// start, and the start's wait at [`WAIT_PRICE`](crate::WAIT_PRICE), each times its weight.
 ///
 /// The wait is priced in full whichever level dipped: one instance of ten missing delays only
 /// a tenth of the load on average, but bursty load is missed by its clumps, and a price scaled
 /// by `1/level` kept too little for them (`ebb sim --sweep`: NASA ×100 at 60 s starts 1.17× →
 /// 1.43× the oracle, noisy 1.97× → 2.71×; BENCHMARKS.md, issue 19).
-pub fn learn_delay(dips: impl IntoIterator<Item = Duration>, start: Duration) -> Duration {
-    cheapest_keep(dips, start, MAX_SCALE_WINDOW)
+fn learned_delay(dips: &mut Rises, start: Duration) -> Option<Duration> {
+    if !dips.learns() {
+        return None;
+    }
+    if let Some((delay, learned_for)) = dips.learned {
+        if learned_for == start {
+            return Some(delay);
+        }
+    }
+    let delay = cheapest_weighted_keep(dips.entries.iter().copied(), start, MAX_SCALE_WINDOW);
+    dips.learned = Some((delay, start));
+    Some(delay)
+}
+
+/// The dips of one band of levels (or of every level), one entry per rise that ended them:
+/// the dip of the band's middle level regained, weighted by the levels regained.
+///
+/// Recorded level by level, one rise through a band of hundreds of levels pushed out all it
+/// knew: a flash crowd's return within ten minutes filled the 256–511 band with 128 dips of
+/// 300–500 s, the flash before it, whose levels were not needed again for an hour, was
+/// forgotten, and the next flash's fall held 511 instances for 540 s while the load needed 30
+/// (`ebb sim` on the flash trace ×10 at 60 s, issue 19, twentieth part). Kept per rise, the
+/// band remembers its last [`GAPS_KEPT`](crate::GAPS_KEPT) rises; weighted, each rise still
+/// costs what its levels' starts and idle seconds cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Rises {
+    /// Each rise's dip and the levels it stands for, oldest first.
+    entries: VecDeque<(Duration, u32)>,
+    /// The sum of their weights.
+    weight: u64,
+    /// The delay learned, and the start time it was learned for.
+    learned: Option<(Duration, Duration)>,
+    /// Entries pushed since this was created: a change to keep.
+    pushed: u64,
+}
+
+impl Rises {
+    fn push(&mut self, dip: Duration, weight: u32) {
+        if self.entries.len() == crate::GAPS_KEPT {
+            if let Some((_, w)) = self.entries.pop_front() {
+                self.weight -= u64::from(w);
+            }
+        }
+        self.entries.push_back((dip, weight));
+        self.weight += u64::from(weight);
+        self.learned = None;
+        self.pushed += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether they are enough to learn from: as many levels' dips as [`MIN_GAPS`](crate::MIN_GAPS).
+    fn learns(&self) -> bool {
+        self.weight >= crate::MIN_GAPS as u64
+    }
+}
+
+/// The middle level of each band `levels` reach into, lowest band first, with how many of the
+/// band's levels they are: the entry a rise through `levels` records for each band.
+fn band_middles(levels: std::ops::RangeInclusive<u32>) -> impl Iterator<Item = (u32, u32)> {
+    let (low, high) = (*levels.start(), *levels.end());
+    let bands = match low <= high && low >= 1 {
+        true => band(low)..=band(high),
+        false => 1..=0,
+    };
+    bands.map(move |b| {
+        let (from, to) = ((1u32 << b).max(low), ((2u32 << b) - 1).min(high));
+        (from + (to - from) / 2, to - from + 1)
+    })
 }
 
 #[cfg(test)]
@@ -284,7 +355,7 @@ mod tests {
     fn a_dip_lasts_from_the_fall_below_a_level_to_the_rise_back() {
         // 5, down to 3 for 4 s, up to 4 for 2 s, back to 5: level 5 dipped 6 s, level 4 4 s.
         let d = observed(&[5, 3, 3, 3, 3, 4, 4, 5]);
-        assert_eq!(d.dips.lengths(), &[secs(4), secs(6)]);
+        assert_eq!(d.dip_lengths().collect::<Vec<_>>(), [secs(4), secs(6)]);
         assert_eq!(d.fell.len(), 5);
         assert_eq!(d.last, 5);
     }
@@ -293,8 +364,59 @@ mod tests {
     fn a_dip_that_does_not_end_counts_as_the_longest_delay() {
         let mut d = observed(&[3, 1]);
         d.observe(secs(2) + MAX_SCALE_WINDOW, 1);
-        assert_eq!(d.dips.lengths(), &[MAX_SCALE_WINDOW, MAX_SCALE_WINDOW]);
+        // Levels 2 and 3 fell together: one entry of their band, standing for both.
+        assert_eq!(d.dips.entries, [(MAX_SCALE_WINDOW, 2)]);
         assert_eq!(d.fell.len(), 1);
+    }
+
+    #[test]
+    fn a_rise_records_each_band_once_weighted_by_its_levels() {
+        // 12 down to 1 at 2 s, up to 4 at 5 s and down again at 6 s, up to 12 at 11 s.
+        let mut d = observed(&[12, 1]);
+        d.observe(secs(5), 4);
+        d.observe(secs(6), 1);
+        d.observe(secs(11), 12);
+        // The rise to 4: band 2–3 (its middle level 2) and band 4–7 (level 4), 3 s each; the
+        // rise to 12: level 2 (5 s), level 5 of 4–7 (fell at 2 s: 9 s), level 10 of 8–12.
+        let entries: Vec<_> = d
+            .dips
+            .entries
+            .iter()
+            .map(|&(l, w)| (l.as_secs(), w))
+            .collect();
+        assert_eq!(entries, [(3, 2), (3, 1), (5, 2), (9, 4), (9, 5)]);
+        assert_eq!(d.dips.weight, 14);
+        assert_eq!(
+            band_middles(300..=700).collect::<Vec<_>>(),
+            [(405, 212), (606, 189)]
+        );
+        assert_eq!(band_middles(6..=5).count(), 0);
+    }
+
+    #[test]
+    fn one_return_of_a_surge_does_not_push_out_what_its_band_knew() {
+        let start = secs(60);
+        let mut d = Dips::default();
+        // A surge to 600 falls to 30 and is not asked for again within the hour.
+        let t = secs(1_000);
+        d.observe(t, 600);
+        d.observe(t + secs(1), 30);
+        d.observe(t + secs(1) + MAX_SCALE_WINDOW, 30);
+        // The next falls to 30 too, and the one after it asks for 600 again 400 s later: 256
+        // levels of 256–511 dipped 400 s, as many as had dipped an hour.
+        let t = t + secs(10_000);
+        d.observe(t, 600);
+        d.observe(t + secs(1), 30);
+        d.observe(t + secs(401), 600);
+        // Kept level by level, the 256 short dips were the band's last 128 and held it for
+        // them; weighed against the hour, releasing costs least.
+        let delay = d.delay_of(300, start).expect("learned");
+        assert!(delay < start, "{delay:?}");
+        d.observe(t + secs(402), 30);
+        let held = d
+            .held(t + secs(402) + start, 30, 600, start)
+            .expect("learned");
+        assert!(held.count < 256, "{held:?}");
     }
 
     #[test]
@@ -331,7 +453,7 @@ mod tests {
         let mut capped = Dips::default();
         let long = [MAX_SCALE_WINDOW + secs(1), secs(3)];
         capped.restore(long, [long.to_vec(), long.to_vec()]);
-        assert_eq!(capped.dips.lengths(), &[MAX_SCALE_WINDOW, secs(3)]);
+        assert!(capped.dip_lengths().eq([MAX_SCALE_WINDOW, secs(3)]));
         assert!(capped.band_lengths(1).eq([MAX_SCALE_WINDOW, secs(3)]));
         // Bands past the last are dropped.
         let mut past = Dips::default();

@@ -235,23 +235,46 @@ pub fn learn(gaps: impl IntoIterator<Item = Duration>, start: Duration) -> KeepA
     plan
 }
 
-/// The keep-alive alone (no pre-warm) of the least cost over `spells`, as [`learn`] scores it,
-/// at most `cap`: how long to keep capacity the load stopped asking for.
-pub(crate) fn cheapest_keep(
-    spells: impl IntoIterator<Item = Duration>,
+/// The keep-alive alone (no pre-warm) of the least cost, as [`learn`] scores it, at most
+/// `cap`, over spells that each stand for `weight` of the same length (the levels one rise
+/// regained, `dips.rs`): a spell of weight `w` costs `w` times what one does, so the delay is
+/// priced per level while the spells kept are counted per rise. How long to keep capacity the
+/// load stopped asking for.
+pub(crate) fn cheapest_weighted_keep(
+    spells: impl IntoIterator<Item = (Duration, u32)>,
     start: Duration,
     cap: Duration,
 ) -> Duration {
-    let scored = Gaps::sorted(spells, start);
-    let (min, cap) = (MIN_GAP.as_secs_f64(), cap.as_secs_f64());
-    let keeps = std::iter::once(min)
-        .chain(scored.lengths.iter().map(|&g| g * (1.0 + MARGIN)))
-        .map(|k| KeepAlivePlan {
-            keep: Duration::from_secs_f64(k.clamp(min, cap)),
-            prewarm: None,
-            gaps: 0,
-        });
-    scored.cheapest(keeps).keep
+    let mut sorted: Vec<(f64, f64)> = spells
+        .into_iter()
+        .map(|(d, w)| (d.as_secs_f64(), f64::from(w)))
+        .collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // `kept[i]` = (weight, weighted length) of the `i` shortest.
+    let mut kept = Vec::with_capacity(sorted.len() + 1);
+    kept.push((0.0, 0.0));
+    for &(len, w) in &sorted {
+        let (wsum, lsum) = kept.last().copied().unwrap_or((0.0, 0.0));
+        kept.push((wsum + w, lsum + w * len));
+    }
+    let (total, _) = kept.last().copied().unwrap_or((0.0, 0.0));
+    let (min, cap, start) = (
+        MIN_GAP.as_secs_f64(),
+        cap.as_secs_f64(),
+        start.as_secs_f64(),
+    );
+    let mut best: Option<(f64, f64)> = None;
+    let keeps = std::iter::once(min).chain(sorted.iter().map(|&(g, _)| g * (1.0 + MARGIN)));
+    for k in keeps {
+        let keep = Duration::from_secs_f64(k.clamp(min, cap)).as_secs_f64();
+        let (wk, lk) = kept[sorted.partition_point(|&(g, _)| g <= keep)];
+        let cold = total - wk;
+        let cost = lk + cold * (keep + start) + WAIT_PRICE * start * cold;
+        if best.is_none_or(|(b, _)| cost < b) {
+            best = Some((cost, keep));
+        }
+    }
+    Duration::from_secs_f64(best.map_or(min, |(_, k)| k))
 }
 
 /// Keep-alives of [`MIN_GAP`] and just past each gap seen; pre-warm windows between points of
