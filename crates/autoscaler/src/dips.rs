@@ -6,10 +6,12 @@
 //! seconds after releasing it (each release is then a start time of missed capacity), while a
 //! load that steps down for half an hour pays the whole delay at every step. Each level of the
 //! policy's recommendation is a small keep-alive problem: when the recommendation falls below
-//! level `k` a dip begins, and it ends when the recommendation is back at `k`. The last
-//! [`GAPS_KEPT`](crate::GAPS_KEPT) dips, and the measured start time, give the delay of least cost, by the same
-//! rule as the idle keep-alive ([`crate::keep_alive`]: a second of missing capacity is priced at
-//! [`WAIT_PRICE`](crate::WAIT_PRICE) instance-seconds).
+//! level `k` a dip begins, and it ends when the recommendation is back at `k`. The dips the
+//! last [`GAPS_KEPT`](crate::GAPS_KEPT) rises ended, and the measured start time, give the delay
+//! of least cost, by the same rule as the idle keep-alive ([`crate::keep_alive`]: a second of
+//! missing capacity is priced at [`WAIT_PRICE`](crate::WAIT_PRICE) instance-seconds). A rise
+//! keeps one [`Dip`] per band it reaches into, standing for the levels it regained there
+//! ([`Rises`]).
 //!
 //! Levels are learned in bands of an octave (`2^b ..= 2^(b+1) - 1` instances): the levels a
 //! load flickers around dip often and briefly, the levels only a surge reaches dip once per
@@ -48,6 +50,27 @@ fn band_levels(b: usize) -> String {
     match low == high {
         true => low.to_string(),
         false => format!("{low}–{high}"),
+    }
+}
+
+/// A dip kept: how long the levels of one band that one rise regained had stayed below, and
+/// how many levels they were (the length is the band's middle level regained's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dip {
+    /// From the fall below the level to the rise back (at most the longest delay).
+    pub length: Duration,
+    /// The levels it stands for (at least 1): its cost is theirs.
+    pub levels: u32,
+}
+
+impl Dip {
+    /// A dip of `length` standing for `levels`, within what is followed: at most the longest
+    /// delay, and 1 to the most instances a service may have.
+    pub fn new(length: Duration, levels: u32) -> Dip {
+        Dip {
+            length: length.min(MAX_SCALE_WINDOW),
+            levels: levels.clamp(1, MAX_LEVEL),
+        }
     }
 }
 
@@ -123,34 +146,32 @@ impl Dips {
     }
 
     fn record(&mut self, level: u32, dip: Duration, weight: u32) {
-        let dip = dip.min(MAX_SCALE_WINDOW);
-        self.dips.push(dip, weight);
-        self.bands[band(level)].push(dip, weight);
+        let dip = Dip::new(dip, weight);
+        self.dips.push(dip);
+        self.bands[band(level)].push(dip);
     }
 
-    /// Dips remembered, of every level.
+    /// Dips remembered of every level, one per level (a rise that regained ten levels ended
+    /// ten).
     pub fn dips(&self) -> usize {
-        self.dips.len()
+        usize::try_from(self.dips.weight).unwrap_or(usize::MAX)
     }
 
     /// The dips remembered, of every level, oldest first: what a server keeps in its store, so
     /// that a restart or a new leader does not fall back to the fixed delay for
     /// [`MIN_GAPS`](crate::MIN_GAPS) more dips.
-    pub fn dip_lengths(&self) -> impl Iterator<Item = Duration> + '_ {
-        self.dips.entries.iter().map(|&(d, _)| d)
+    pub fn all_dips(&self) -> impl Iterator<Item = Dip> + '_ {
+        self.dips.entries.iter().copied()
     }
 
     /// The dips of band `band` (levels `2^band ..= 2^(band+1) - 1`) remembered, oldest first
     /// (none past [`DIP_BANDS`]).
-    pub fn band_lengths(&self, band: usize) -> impl Iterator<Item = Duration> + '_ {
-        let lengths = self
-            .bands
-            .get(band)
-            .map(|b| b.entries.iter().map(|&(d, _)| d));
-        lengths.into_iter().flatten()
+    pub fn band_dips(&self, band: usize) -> impl Iterator<Item = Dip> + '_ {
+        let dips = self.bands.get(band).map(|b| b.entries.iter().copied());
+        dips.into_iter().flatten()
     }
 
-    /// Dips noted since this was created (restored ones included): it changes when there is
+    /// Entries noted since this was created (restored ones included): it changes when there is
     /// something new to keep.
     pub fn dips_noted(&self) -> u64 {
         self.dips.pushed
@@ -158,20 +179,20 @@ impl Dips {
 
     /// Remembers kept dips (oldest first) as if seen, before any new one: `all` of every
     /// level, and `bands` (index `b` for `2^b ..= 2^(b+1) - 1`; those past [`DIP_BANDS`] are
-    /// dropped). None is longer than the longest delay, and each keeps its last
-    /// [`GAPS_KEPT`](crate::GAPS_KEPT). The dips open when they were kept are not among them:
-    /// they begin again at the next fall.
+    /// dropped). Each is brought within what is followed ([`Dip::new`]), and each keeps its
+    /// last [`GAPS_KEPT`](crate::GAPS_KEPT). The dips open when they were kept are not among
+    /// them: they begin again at the next fall.
     pub fn restore<A, B>(&mut self, all: A, bands: impl IntoIterator<Item = B>)
     where
-        A: IntoIterator<Item = Duration>,
-        B: IntoIterator<Item = Duration>,
+        A: IntoIterator<Item = Dip>,
+        B: IntoIterator<Item = Dip>,
     {
         for dip in all {
-            self.dips.push(dip.min(MAX_SCALE_WINDOW), 1);
+            self.dips.push(Dip::new(dip.length, dip.levels));
         }
-        for (spells, dips) in self.bands.iter_mut().zip(bands) {
+        for (rises, dips) in self.bands.iter_mut().zip(bands) {
             for dip in dips {
-                spells.push(dip.min(MAX_SCALE_WINDOW), 1);
+                rises.push(Dip::new(dip.length, dip.levels));
             }
         }
     }
@@ -270,7 +291,8 @@ fn learned_delay(dips: &mut Rises, start: Duration) -> Option<Duration> {
             return Some(delay);
         }
     }
-    let delay = cheapest_weighted_keep(dips.entries.iter().copied(), start, MAX_SCALE_WINDOW);
+    let weighted = dips.entries.iter().map(|d| (d.length, d.levels));
+    let delay = cheapest_weighted_keep(weighted, start, MAX_SCALE_WINDOW);
     dips.learned = Some((delay, start));
     Some(delay)
 }
@@ -287,8 +309,8 @@ fn learned_delay(dips: &mut Rises, start: Duration) -> Option<Duration> {
 /// costs what its levels' starts and idle seconds cost.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Rises {
-    /// Each rise's dip and the levels it stands for, oldest first.
-    entries: VecDeque<(Duration, u32)>,
+    /// Each rise's dip, oldest first.
+    entries: VecDeque<Dip>,
     /// The sum of their weights.
     weight: u64,
     /// The delay learned, and the start time it was learned for.
@@ -298,20 +320,16 @@ struct Rises {
 }
 
 impl Rises {
-    fn push(&mut self, dip: Duration, weight: u32) {
+    fn push(&mut self, dip: Dip) {
         if self.entries.len() == crate::GAPS_KEPT {
-            if let Some((_, w)) = self.entries.pop_front() {
-                self.weight -= u64::from(w);
+            if let Some(oldest) = self.entries.pop_front() {
+                self.weight -= u64::from(oldest.levels);
             }
         }
-        self.entries.push_back((dip, weight));
-        self.weight += u64::from(weight);
+        self.entries.push_back(dip);
+        self.weight += u64::from(dip.levels);
         self.learned = None;
         self.pushed += 1;
-    }
-
-    fn len(&self) -> usize {
-        self.entries.len()
     }
 
     /// Whether they are enough to learn from: as many levels' dips as [`MIN_GAPS`](crate::MIN_GAPS).
@@ -324,10 +342,7 @@ impl Rises {
 /// band's levels they are: the entry a rise through `levels` records for each band.
 fn band_middles(levels: std::ops::RangeInclusive<u32>) -> impl Iterator<Item = (u32, u32)> {
     let (low, high) = (*levels.start(), *levels.end());
-    let bands = match low <= high && low >= 1 {
-        true => band(low)..=band(high),
-        false => 1..=0,
-    };
+    let bands = (band(low)..=band(high)).filter(move |_| low <= high);
     bands.map(move |b| {
         let (from, to) = ((1u32 << b).max(low), ((2u32 << b) - 1).min(high));
         (from + (to - from) / 2, to - from + 1)
@@ -355,7 +370,8 @@ mod tests {
     fn a_dip_lasts_from_the_fall_below_a_level_to_the_rise_back() {
         // 5, down to 3 for 4 s, up to 4 for 2 s, back to 5: level 5 dipped 6 s, level 4 4 s.
         let d = observed(&[5, 3, 3, 3, 3, 4, 4, 5]);
-        assert_eq!(d.dip_lengths().collect::<Vec<_>>(), [secs(4), secs(6)]);
+        let lengths: Vec<_> = d.all_dips().map(|d| d.length).collect();
+        assert_eq!(lengths, [secs(4), secs(6)]);
         assert_eq!(d.fell.len(), 5);
         assert_eq!(d.last, 5);
     }
@@ -365,7 +381,7 @@ mod tests {
         let mut d = observed(&[3, 1]);
         d.observe(secs(2) + MAX_SCALE_WINDOW, 1);
         // Levels 2 and 3 fell together: one entry of their band, standing for both.
-        assert_eq!(d.dips.entries, [(MAX_SCALE_WINDOW, 2)]);
+        assert_eq!(d.dips.entries, [Dip::new(MAX_SCALE_WINDOW, 2)]);
         assert_eq!(d.fell.len(), 1);
     }
 
@@ -382,7 +398,7 @@ mod tests {
             .dips
             .entries
             .iter()
-            .map(|&(l, w)| (l.as_secs(), w))
+            .map(|d| (d.length.as_secs(), d.levels))
             .collect();
         assert_eq!(entries, [(3, 2), (3, 1), (5, 2), (9, 4), (9, 5)]);
         assert_eq!(d.dips.weight, 14);
@@ -390,7 +406,8 @@ mod tests {
             band_middles(300..=700).collect::<Vec<_>>(),
             [(405, 212), (606, 189)]
         );
-        assert_eq!(band_middles(6..=5).count(), 0);
+        let none = std::ops::RangeInclusive::new(6, 5);
+        assert_eq!(band_middles(none).count(), 0, "nothing regained");
     }
 
     #[test]
@@ -440,25 +457,36 @@ mod tests {
 
     #[test]
     fn restored_dips_are_remembered_ones_and_none_past_the_longest_delay() {
-        let mut seen = observed(&[4, 3, 3, 3, 4].repeat(10));
+        // Rises of one level (4) and of three (2–4, two bands).
+        let mut seen = observed(&[[4, 3, 3, 3, 4], [4, 1, 1, 1, 4]].concat().repeat(5));
         let mut restored = Dips::default();
-        let bands = (0..DIP_BANDS).map(|b| seen.band_lengths(b).collect::<Vec<_>>());
-        restored.restore(seen.dip_lengths(), bands.collect::<Vec<_>>());
-        assert!(restored.dip_lengths().eq(seen.dip_lengths()));
-        assert_eq!(restored.band_lengths(2).count(), 10, "level 4's band");
-        assert_eq!((restored.dips(), restored.dips_noted()), (10, 10));
+        let bands = (0..DIP_BANDS).map(|b| seen.band_dips(b).collect::<Vec<_>>());
+        restored.restore(seen.all_dips(), bands.collect::<Vec<_>>());
+        assert!(restored.all_dips().eq(seen.all_dips()));
+        assert_eq!(restored.band_dips(2).count(), 10, "level 4's band");
+        assert_eq!(restored.band_dips(1).map(|d| d.levels).sum::<u32>(), 10);
+        assert_eq!((restored.dips(), restored.dips_noted()), (20, 15));
         assert_eq!(restored.delay(secs(10)), seen.delay(secs(10)));
         assert_eq!(restored.delay_of(4, secs(10)), seen.delay_of(4, secs(10)));
+        assert_eq!(restored.delay_of(2, secs(10)), seen.delay_of(2, secs(10)));
 
         let mut capped = Dips::default();
-        let long = [MAX_SCALE_WINDOW + secs(1), secs(3)];
+        let long = [
+            Dip::new(secs(3), 2),
+            Dip {
+                length: MAX_SCALE_WINDOW + secs(1),
+                levels: 0,
+            },
+        ];
         capped.restore(long, [long.to_vec(), long.to_vec()]);
-        assert!(capped.dip_lengths().eq([MAX_SCALE_WINDOW, secs(3)]));
-        assert!(capped.band_lengths(1).eq([MAX_SCALE_WINDOW, secs(3)]));
+        let within = [Dip::new(secs(3), 2), Dip::new(MAX_SCALE_WINDOW, 1)];
+        assert!(capped.all_dips().eq(within));
+        assert!(capped.band_dips(1).eq(within));
+        assert_eq!(Dip::new(secs(1), u32::MAX).levels, MAX_LEVEL);
         // Bands past the last are dropped.
         let mut past = Dips::default();
-        past.restore([], vec![vec![secs(1)]; DIP_BANDS + 1]);
-        let kept: usize = (0..=DIP_BANDS).map(|b| past.band_lengths(b).count()).sum();
+        past.restore([], vec![vec![Dip::new(secs(1), 1)]; DIP_BANDS + 1]);
+        let kept: usize = (0..=DIP_BANDS).map(|b| past.band_dips(b).count()).sum();
         assert_eq!(kept, DIP_BANDS);
     }
 
@@ -477,8 +505,8 @@ mod tests {
         // Learned: a flicker at 2–3 instances back within 30 s, a hundred times, and eight
         // dips of half an hour at 16–31; none yet at 4–15, the counts the first fall of a
         // surge passes through.
-        let flicker = vec![secs(30); 100];
-        let surges = vec![secs(1_800); 8];
+        let flicker = vec![Dip::new(secs(30), 1); 100];
+        let surges = vec![Dip::new(secs(1_800), 1); 8];
         let all = flicker.iter().chain(&surges).copied().collect::<Vec<_>>();
         let mut bands = vec![Vec::new(); DIP_BANDS];
         bands[1] = flicker;

@@ -54,7 +54,7 @@ mod warming;
 pub use burst::{burst, Reading, BURST_FACTOR, BURST_READINGS, MIN_BURST_SPAN};
 pub use config::TICK;
 pub use decide::{decide, demand, Decision, Now};
-pub use dips::{Dips, DIP_BANDS};
+pub use dips::{Dip, Dips, DIP_BANDS};
 pub use forecast::{ForecastError, Forecaster, Season};
 pub use history::{minute_of, History, DAY_MINUTES, HISTORY_MINUTES, MINUTE_MS, WEEK_MINUTES};
 pub use keep_alive::{

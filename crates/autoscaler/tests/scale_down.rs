@@ -88,10 +88,10 @@ fn a_restart_that_restores_the_learned_delay_holds_the_running_count_for_it() {
     // A server restarts with 10 instances running (say the last leader's count): a fresh
     // state, with what the store kept of the old one.
     let old = std::mem::take(&mut sim.state);
-    let bands = (0..DIP_BANDS).map(|b| old.dips().band_lengths(b).collect::<Vec<_>>());
+    let bands = (0..DIP_BANDS).map(|b| old.dips().band_dips(b).collect::<Vec<_>>());
     sim.state
         .dips_mut()
-        .restore(old.dips().dip_lengths(), bands.collect::<Vec<_>>());
+        .restore(old.dips().all_dips(), bands.collect::<Vec<_>>());
     sim.state
         .start_times_mut()
         .restore(old.start_times().times());

@@ -923,6 +923,7 @@ mod tests {
 
     #[test]
     fn a_learned_scale_down_delay_keeps_its_dips_across_autoscalers_and_forgets_them_when_off() {
+        use ebb_autoscaler::Dip;
         use ebb_store::KvStore;
         let (_dir, store) = crate::controllers::temp_store();
         let store = std::sync::Arc::new(store);
@@ -932,10 +933,12 @@ mod tests {
         web.autoscale = Some(auto.clone());
         let key = keys::service("web");
         store.put(&key, &keys::encode(&web), Expect::Any).unwrap();
-        let dips = |a: &Autoscaler| -> Vec<Duration> {
-            a.services["web"].state.dips().dip_lengths().collect()
-        };
-        let seen: Vec<Duration> = (1..=10).map(Duration::from_secs).collect();
+        let dips =
+            |a: &Autoscaler| -> Vec<Dip> { a.services["web"].state.dips().all_dips().collect() };
+        // Rises of one level and of two.
+        let seen: Vec<Dip> = (1..=10)
+            .map(|s| Dip::new(Duration::from_secs(s), 1 + s as u32 % 2))
+            .collect();
         {
             let (_runtime, mut first) = autoscaler_on(&store);
             first.refresh().unwrap();
@@ -948,7 +951,7 @@ mod tests {
         let (_runtime, mut next) = autoscaler_on(&store);
         next.refresh().unwrap();
         assert_eq!(dips(&next), seen);
-        let band = |b| next.services["web"].state.dips().band_lengths(b).count();
+        let band = |b| next.services["web"].state.dips().band_dips(b).count();
         assert_eq!((band(0), band(1)), (4, 6));
         // The fixed delay again: nothing is learned, and what was kept is deleted.
         web.autoscale = Some(AutoscaleSpec {

@@ -10,8 +10,9 @@
 //!   price a cold start at 330 s and bridge gaps that a 1 s start releases; bridged, no cold
 //!   start would come to measure the start again.
 //!
-//! At most [`GAPS_KEPT`] lengths of each kind (gaps in milliseconds; dips in whole seconds, of
-//! every level and of each octave of levels), 13 KB at most, and only what the service's
+//! At most [`GAPS_KEPT`] lengths of each kind (gaps in milliseconds; dips in whole seconds with
+//! the levels each stands for, of every level and of each octave of levels), 24 KB at most,
+//! and only what the service's
 //! settings learn. A new gap or start time of a learned keep-alive is written within a
 //! [`WRITE_EVERY`], new dips alone within a [`DIPS_WRITE_EVERY`], and everything at once when
 //! the settings change or the autoscaler stops: a crash or a lost leadership loses at most the
@@ -24,7 +25,7 @@
 //! [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
 
 use crate::state::keys;
-use ebb_autoscaler::{State, DIP_BANDS};
+use ebb_autoscaler::{Dip, State, DIP_BANDS};
 use ebb_core::autoscale::{AutoscaleSpec, ScalePolicy};
 use ebb_store::{Expect, KvStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -42,10 +43,10 @@ pub const WRITE_EVERY: Duration = Duration::from_secs(60);
 /// autoscaled service would put a value a minute through the store.
 pub const DIPS_WRITE_EVERY: Duration = Duration::from_secs(600);
 
-/// Largest stored value read: 32 KiB, more than twice the most that is kept (about 13 KB:
-/// [`GAPS_KEPT`] gaps in milliseconds of up to 20 digits, a few start times, and the dips of
-/// every level and of each of [`DIP_BANDS`] octaves, [`GAPS_KEPT`] each in seconds of at most
-/// 4 digits), so that a corrupted value is not decoded whole.
+/// Largest stored value read: 32 KiB, above the most that is kept (about 24 KB: [`GAPS_KEPT`]
+/// gaps in milliseconds of up to 20 digits, a few start times, and the dips of every level and
+/// of each of [`DIP_BANDS`] octaves, [`GAPS_KEPT`] each in seconds of at most 4 digits with
+/// levels of at most 5), so that a corrupted value is not decoded whole.
 ///
 /// [`DIP_BANDS`]: ebb_autoscaler::DIP_BANDS
 /// [`GAPS_KEPT`]: ebb_autoscaler::GAPS_KEPT
@@ -73,6 +74,14 @@ struct Learned {
     /// whole seconds, oldest first.
     #[serde(default)]
     dip_bands_s: Vec<Vec<u32>>,
+    /// How many levels each of `dips_s` stands for (the levels of one band that one rise
+    /// regained), in the same order; absent in values kept before they were, whose dips were
+    /// kept level by level and read as one level each.
+    #[serde(default)]
+    dip_levels: Vec<u32>,
+    /// How many levels each of `dip_bands_s` stands for, band by band, in the same order.
+    #[serde(default)]
+    dip_band_levels: Vec<Vec<u32>>,
 }
 
 /// Whether `spec` learns a keep-alive: `idle_timeout = "auto"` with a lower bound of 0, always
@@ -137,10 +146,25 @@ fn restore(g: Learned, state: &mut State) -> usize {
     let before = state.keep_alive().gaps() + state.dips().dips();
     let gaps = g.gaps_ms.into_iter().map(Duration::from_millis);
     state.keep_alive_mut().restore(gaps);
-    let seconds = |dips: Vec<u32>| dips.into_iter().map(|s| Duration::from_secs(s.into()));
-    let bands = g.dip_bands_s.into_iter().map(seconds);
-    state.dips_mut().restore(seconds(g.dips_s), bands);
+    let band_levels = g
+        .dip_band_levels
+        .into_iter()
+        .chain(std::iter::repeat(Vec::new()));
+    let bands = g.dip_bands_s.into_iter().zip(band_levels);
+    let bands = bands.map(|(lengths, levels)| dips(lengths, levels));
+    state
+        .dips_mut()
+        .restore(dips(g.dips_s, g.dip_levels), bands);
     state.keep_alive().gaps() + state.dips().dips() - before
+}
+
+/// Dips of `lengths` in seconds, standing for `levels` each in order (one where none is kept).
+fn dips(lengths: Vec<u32>, levels: Vec<u32>) -> impl Iterator<Item = Dip> {
+    let levels = levels.into_iter().chain(std::iter::repeat(1));
+    let lengths = lengths.into_iter().map(|s| Duration::from_secs(s.into()));
+    lengths
+        .zip(levels)
+        .map(|(length, levels)| Dip::new(length, levels))
 }
 
 /// Writes what `state` remembers that `spec` learns from (the gaps of a learned keep-alive,
@@ -163,12 +187,22 @@ pub fn keep(
         },
         starts_ms: millis(state.start_times().times()),
         dips_s: match delay {
-            true => seconds(dips.dip_lengths()),
+            true => seconds(dips.all_dips().map(|d| d.length)),
             false => Vec::new(),
         },
         dip_bands_s: match delay {
             true => (0..DIP_BANDS)
-                .map(|b| seconds(dips.band_lengths(b)))
+                .map(|b| seconds(dips.band_dips(b).map(|d| d.length)))
+                .collect(),
+            false => Vec::new(),
+        },
+        dip_levels: match delay {
+            true => dips.all_dips().map(|d| d.levels).collect(),
+            false => Vec::new(),
+        },
+        dip_band_levels: match delay {
+            true => (0..DIP_BANDS)
+                .map(|b| dips.band_dips(b).map(|d| d.levels).collect())
                 .collect(),
             false => Vec::new(),
         },
@@ -304,19 +338,29 @@ mod tests {
     fn kept_dips_come_back_with_the_gaps_and_values_kept_before_dips_read_as_none() {
         let (_dir, store) = store();
         let mut seen = with_gaps(3_000, 250);
-        let dips = [1, 4, 9, 30, 2, 7, 3, 11].map(Duration::from_secs);
-        let bands = [vec![], vec![Duration::from_secs(5)], dips[..3].to_vec()];
-        seen.dips_mut().restore(dips, bands.clone());
+        // Eight rises, one of which regained four levels: eleven dips of a level.
+        let levels = [1, 1, 4, 1, 1, 1, 1, 1];
+        let dips: Vec<_> = [1, 4, 9, 30, 2, 7, 3, 11]
+            .into_iter()
+            .zip(levels)
+            .map(|(s, levels)| Dip::new(Duration::from_secs(s), levels))
+            .collect();
+        let bands = [
+            vec![],
+            vec![Dip::new(Duration::from_secs(5), 2)],
+            dips[..3].to_vec(),
+        ];
+        seen.dips_mut().restore(dips.clone(), bands.clone());
         keep(&store, "web", 1, &at_zero(), &seen).unwrap();
         let mut restored = State::default();
         assert_eq!(
             load(&store, "web", 1, &mut restored).unwrap(),
-            18,
-            "ten gaps, eight dips"
+            21,
+            "ten gaps, eleven dips"
         );
-        assert!(restored.dips().dip_lengths().eq(dips));
+        assert!(restored.dips().all_dips().eq(dips.iter().copied()));
         for (b, band) in bands.iter().enumerate() {
-            assert!(restored.dips().band_lengths(b).eq(band.iter().copied()));
+            assert!(restored.dips().band_dips(b).eq(band.iter().copied()));
         }
         let and_a_start = Noted {
             keep_alive: 11,
@@ -327,7 +371,7 @@ mod tests {
         // A service that never goes to zero keeps its dips and start times, not its gaps.
         keep(&store, "api", 1, &above_zero(), &seen).unwrap();
         let mut api = State::default();
-        assert_eq!(load(&store, "api", 1, &mut api).unwrap(), 8, "eight dips");
+        assert_eq!(load(&store, "api", 1, &mut api).unwrap(), 11, "eleven dips");
         assert_eq!(api.keep_alive().gaps(), 0);
         let dips_and_a_start = Noted {
             keep_alive: 0,
@@ -346,6 +390,34 @@ mod tests {
         let mut older = State::default();
         assert_eq!(load(&store, "web", 1, &mut older).unwrap(), 1);
         assert_eq!(older.dips().dips(), 0);
+
+        // Kept level by level, before a dip stood for the levels a rise regained: one each.
+        let level_by_level = br#"{"gaps_ms": [], "incarnation": 1, "dips_s": [4, 9],
+            "dip_bands_s": [[], [4, 9]]}"#;
+        store.put(&key, level_by_level, Expect::Any).unwrap();
+        let mut kept = State::default();
+        assert_eq!(load(&store, "web", 1, &mut kept).unwrap(), 2);
+        let one_each = [4, 9].map(|s| Dip::new(Duration::from_secs(s), 1));
+        assert!(kept.dips().all_dips().eq(one_each));
+        assert!(kept.dips().band_dips(1).eq(one_each));
+    }
+
+    #[test]
+    fn the_most_that_is_kept_is_read_back() {
+        // Every list full, of the longest dips standing for the most levels.
+        let (_dir, store) = store();
+        let mut most = with_gaps(u64::MAX / 2, 0);
+        let dip = Dip::new(ebb_core::autoscale::MAX_SCALE_WINDOW, u32::MAX);
+        let full = vec![dip; ebb_autoscaler::GAPS_KEPT];
+        let gaps = (0..ebb_autoscaler::GAPS_KEPT).map(|_| Duration::from_millis(u64::MAX / 2));
+        most.keep_alive_mut().restore(gaps);
+        most.dips_mut().restore(full.clone(), vec![full; DIP_BANDS]);
+        keep(&store, "web", 1, &at_zero(), &most).unwrap();
+        let kv = store.get(&keys::autoscale_gaps("web")).unwrap().unwrap();
+        assert!(kv.value.len() <= MAX_VALUE, "{} bytes", kv.value.len());
+        let mut restored = State::default();
+        let read = load(&store, "web", 1, &mut restored).unwrap();
+        assert_eq!(read, most.keep_alive().gaps() + most.dips().dips());
     }
 
     #[test]
