@@ -78,8 +78,9 @@ impl KeepAlivePlan {
     }
 }
 
-/// The last [`GAPS_KEPT`] spells of a kind (idle gaps, dips of the load), and what was learned
-/// from them for a start time: learned again after a new spell or for another start time.
+/// The last [`GAPS_KEPT`] idle gaps, and what was learned from them for a start time: learned
+/// again after a new gap or for another start time. (The dips of a learned scale-down delay
+/// are kept weighted, by `dips.rs`.)
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Spells<T> {
     /// Their lengths, oldest first.
@@ -229,52 +230,31 @@ impl KeepAlive {
 /// instance-seconds kept or started, and [`WAIT_PRICE`] for each second of a cold start. Pure,
 /// for tests.
 pub fn learn(gaps: impl IntoIterator<Item = Duration>, start: Duration) -> KeepAlivePlan {
-    let scored = Gaps::sorted(gaps, start);
+    let scored = Gaps::sorted(gaps.into_iter().map(|g| (g, 1)), start);
     let mut plan = scored.cheapest(candidates(&scored.lengths, start));
     plan.gaps = scored.lengths.len();
     plan
 }
 
 /// The keep-alive alone (no pre-warm) of the least cost, as [`learn`] scores it, at most
-/// `cap`, over spells that each stand for `weight` of the same length (the levels one rise
-/// regained, `dips.rs`): a spell of weight `w` costs `w` times what one does, so the delay is
-/// priced per level while the spells kept are counted per rise. How long to keep capacity the
-/// load stopped asking for.
+/// `cap`, over spells that each stand for `weight` spells of the same length (the levels one
+/// rise regained, `dips.rs`): the delay is priced per level while the spells are kept per rise.
+/// How long to keep capacity the load stopped asking for.
 pub(crate) fn cheapest_weighted_keep(
     spells: impl IntoIterator<Item = (Duration, u32)>,
     start: Duration,
     cap: Duration,
 ) -> Duration {
-    let mut sorted: Vec<(f64, f64)> = spells
-        .into_iter()
-        .map(|(d, w)| (d.as_secs_f64(), f64::from(w)))
-        .collect();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // `kept[i]` = (weight, weighted length) of the `i` shortest.
-    let mut kept = Vec::with_capacity(sorted.len() + 1);
-    kept.push((0.0, 0.0));
-    for &(len, w) in &sorted {
-        let (wsum, lsum) = kept.last().copied().unwrap_or((0.0, 0.0));
-        kept.push((wsum + w, lsum + w * len));
-    }
-    let (total, _) = kept.last().copied().unwrap_or((0.0, 0.0));
-    let (min, cap, start) = (
-        MIN_GAP.as_secs_f64(),
-        cap.as_secs_f64(),
-        start.as_secs_f64(),
-    );
-    let mut best: Option<(f64, f64)> = None;
-    let keeps = std::iter::once(min).chain(sorted.iter().map(|&(g, _)| g * (1.0 + MARGIN)));
-    for k in keeps {
-        let keep = Duration::from_secs_f64(k.clamp(min, cap)).as_secs_f64();
-        let (wk, lk) = kept[sorted.partition_point(|&(g, _)| g <= keep)];
-        let cold = total - wk;
-        let cost = lk + cold * (keep + start) + WAIT_PRICE * start * cold;
-        if best.is_none_or(|(b, _)| cost < b) {
-            best = Some((cost, keep));
-        }
-    }
-    Duration::from_secs_f64(best.map_or(min, |(_, k)| k))
+    let scored = Gaps::sorted(spells, start);
+    let (min, cap) = (MIN_GAP.as_secs_f64(), cap.as_secs_f64());
+    let keeps = std::iter::once(min)
+        .chain(scored.lengths.iter().map(|&g| g * (1.0 + MARGIN)))
+        .map(|k| KeepAlivePlan {
+            keep: Duration::from_secs_f64(k.clamp(min, cap)),
+            prewarm: None,
+            gaps: 0,
+        });
+    scored.cheapest(keeps).keep
 }
 
 /// Keep-alives of [`MIN_GAP`] and just past each gap seen; pre-warm windows between points of
@@ -325,28 +305,34 @@ fn candidates(lengths: &[f64], start: Duration) -> Vec<KeepAlivePlan> {
 }
 
 /// A plan's cost over the gaps: instance-seconds (an idle instance, and a cold start's start
-/// time) and cold starts.
+/// time) and cold starts (weighted, as the gaps).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Score {
     instance_seconds: f64,
-    cold: usize,
+    cold: f64,
 }
 
 /// Sorted gap lengths (seconds) with prefix sums, to score a plan in logarithmic time.
 struct Gaps {
     lengths: Vec<f64>,
-    /// `prefix[i]` = the sum of the `i` shortest gaps.
+    /// `weight[i]` = how many gaps the `i` shortest stand for (each one, or a dip's levels).
+    weight: Vec<f64>,
+    /// `prefix[i]` = the sum of the `i` shortest gaps, each times its weight.
     prefix: Vec<f64>,
     /// A cold start's length, seconds.
     start: f64,
 }
 
 impl Gaps {
-    /// `spells` sorted, for instances that take `start` to serve.
-    fn sorted(spells: impl IntoIterator<Item = Duration>, start: Duration) -> Gaps {
-        let mut lengths: Vec<f64> = spells.into_iter().map(|d| d.as_secs_f64()).collect();
-        lengths.sort_by(f64::total_cmp);
-        Gaps::new(lengths, start.as_secs_f64())
+    /// `spells` (each with the number of spells of its length it stands for) sorted, for
+    /// instances that take `start` to serve.
+    fn sorted(spells: impl IntoIterator<Item = (Duration, u32)>, start: Duration) -> Gaps {
+        let mut spells: Vec<(f64, f64)> = spells
+            .into_iter()
+            .map(|(d, w)| (d.as_secs_f64(), f64::from(w)))
+            .collect();
+        spells.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Gaps::new(spells, start.as_secs_f64())
     }
 
     /// The plan of the least cost: its instance-seconds, and [`WAIT_PRICE`] for each second of
@@ -355,7 +341,7 @@ impl Gaps {
         let mut best: Option<(f64, KeepAlivePlan)> = None;
         for plan in plans {
             let score = self.score(&plan);
-            let cost = score.instance_seconds + WAIT_PRICE * self.start * score.cold as f64;
+            let cost = score.instance_seconds + WAIT_PRICE * self.start * score.cold;
             if best.as_ref().is_none_or(|(b, _)| cost < *b) {
                 best = Some((cost, plan));
             }
@@ -370,14 +356,16 @@ impl Gaps {
         )
     }
 
-    fn new(lengths: Vec<f64>, start: f64) -> Gaps {
-        let mut prefix = Vec::with_capacity(lengths.len() + 1);
-        prefix.push(0.0);
-        for g in &lengths {
-            prefix.push(prefix.last().copied().unwrap_or(0.0) + g);
+    /// Gaps of `sorted` (length, weight), shortest first.
+    fn new(sorted: Vec<(f64, f64)>, start: f64) -> Gaps {
+        let (mut weight, mut prefix) = (vec![0.0], vec![0.0]);
+        for &(g, w) in &sorted {
+            weight.push(weight.last().copied().unwrap_or(0.0) + w);
+            prefix.push(prefix.last().copied().unwrap_or(0.0) + w * g);
         }
         Gaps {
-            lengths,
+            lengths: sorted.into_iter().map(|(g, _)| g).collect(),
+            weight,
             prefix,
             start,
         }
@@ -393,6 +381,11 @@ impl Gaps {
         self.lengths.partition_point(|&g| g < t)
     }
 
+    /// How many gaps the `i` shortest to the `j` shortest stand for.
+    fn between(&self, i: usize, j: usize) -> f64 {
+        self.weight[j] - self.weight[i]
+    }
+
     fn score(&self, plan: &KeepAlivePlan) -> Score {
         let n = self.lengths.len();
         let keep = plan.keep.as_secs_f64();
@@ -400,8 +393,8 @@ impl Gaps {
         let kept = self.upto(keep);
         let mut cost = self.prefix[kept];
         let Some((from, until)) = plan.prewarm else {
-            let cold = n - kept;
-            cost += cold as f64 * (keep + self.start);
+            let cold = self.between(kept, n);
+            cost += cold * (keep + self.start);
             return Score {
                 instance_seconds: cost,
                 cold,
@@ -413,15 +406,15 @@ impl Gaps {
         let early = self.below(ready).max(kept);
         let late = self.upto(until).max(early);
         // Early: released, and cold (a pre-warm begun is wasted as well; counted as a start).
-        cost += (early - kept) as f64 * (keep + self.start);
+        cost += self.between(kept, early) * (keep + self.start);
         // In the window: released, then pre-warmed until the request.
-        let warm = (late - early) as f64;
+        let warm = self.between(early, late);
         cost += warm * (keep - from) + (self.prefix[late] - self.prefix[early]);
         // Late: released, pre-warmed through the window, and cold again after it.
-        cost += (n - late) as f64 * (keep + (until - from) + self.start);
+        cost += self.between(late, n) * (keep + (until - from) + self.start);
         Score {
             instance_seconds: cost,
-            cold: (early - kept) + (n - late),
+            cold: self.between(kept, early) + self.between(late, n),
         }
     }
 }
@@ -436,6 +429,20 @@ mod tests {
 
     fn gaps(lengths: &[u64]) -> Vec<Duration> {
         lengths.iter().map(|&g| secs(g)).collect()
+    }
+
+    #[test]
+    fn a_weighted_spell_costs_as_many_spells_of_its_length() {
+        let (start, cap) = (secs(60), secs(3_600));
+        // Ten dips of 300 s weigh more than three of an hour: kept through (660 s a release).
+        let weighted = [(secs(300), 10), (secs(3_600), 3)];
+        let one_by_one = [vec![(secs(300), 1); 10], vec![(secs(3_600), 1); 3]].concat();
+        let keep = cheapest_weighted_keep(weighted, start, cap);
+        assert_eq!(keep, cheapest_weighted_keep(one_by_one, start, cap));
+        assert!(keep >= secs(300), "{keep:?}");
+        // Weighed the other way, releasing costs least.
+        let released = cheapest_weighted_keep([(secs(300), 1), (secs(3_600), 10)], start, cap);
+        assert_eq!(released, MIN_GAP);
     }
 
     #[test]
