@@ -6,12 +6,19 @@
 //! seconds after releasing it (each release is then a start time of missed capacity), while a
 //! load that steps down for half an hour pays the whole delay at every step. Each level of the
 //! policy's recommendation is a small keep-alive problem: when the recommendation falls below
-//! level `k` a dip begins, and it ends when the recommendation is back at `k`. The dips the
-//! last [`GAPS_KEPT`](crate::GAPS_KEPT) rises ended, and the measured start time, give the delay
-//! of least cost, by the same rule as the idle keep-alive ([`crate::keep_alive`]: a second of
-//! missing capacity is priced at [`WAIT_PRICE`](crate::WAIT_PRICE) instance-seconds). A rise
-//! keeps one [`Dip`] per band it reaches into, standing for the levels it regained there
-//! ([`Rises`]).
+//! level `k` a dip begins, and it ends when the recommendation is back at `k`. A rise keeps
+//! one [`Dip`] for each band (below) it reaches into, standing for the levels it regained
+//! there; the last [`GAPS_KEPT`](crate::GAPS_KEPT) of them, weighted by their levels, and the
+//! measured start time give the delay of least cost, by the same rule as the idle keep-alive
+//! ([`crate::keep_alive`]: a second of missing capacity is priced at
+//! [`WAIT_PRICE`](crate::WAIT_PRICE) instance-seconds).
+//!
+//! Kept level by level, one rise through a band of hundreds of levels pushed out all it knew:
+//! a flash crowd's return within ten minutes filled the 256–511 band with 128 dips of 300–500
+//! s, the flash before it, whose levels were not needed again for an hour, was forgotten, and
+//! the next flash's fall held 511 instances for 540 s while the load needed 30 (`ebb sim` on
+//! the flash trace ×10 at 60 s, issue 19, twentieth part). Kept per rise and weighted, a band
+//! remembers its last 128 rises, and each still weighs as many levels as it regained.
 //!
 //! Levels are learned in bands of an octave (`2^b ..= 2^(b+1) - 1` instances): the levels a
 //! load flickers around dip often and briefly, the levels only a surge reaches dip once per
@@ -26,9 +33,8 @@
 //! sim` on the flash trace ×10 at 60 s, issue 19, eighteenth part). Only a band with none
 //! learned above it takes the delay of every level.
 
-use crate::keep_alive::cheapest_weighted_keep;
+use crate::keep_alive::{cheapest_weighted_keep, Spells};
 use ebb_core::autoscale::MAX_SCALE_WINDOW;
-use std::collections::VecDeque;
 use std::time::Duration;
 
 /// Highest level followed: 10,000 (the most instances a service may have).
@@ -43,6 +49,12 @@ fn band(level: u32) -> usize {
     (u32::BITS - 1 - level.clamp(1, MAX_LEVEL).leading_zeros()) as usize
 }
 
+/// How many levels band `b` has: `2^b`, the last up to the most instances.
+fn band_width(b: usize) -> u32 {
+    let low = 1u32 << b.min(DIP_BANDS - 1);
+    (low * 2 - 1).min(MAX_LEVEL) - low + 1
+}
+
 /// The levels of band `b`, as a reason says them: `4–7`, or `1` alone.
 fn band_levels(b: usize) -> String {
     let low = 1u32 << b;
@@ -54,7 +66,8 @@ fn band_levels(b: usize) -> String {
 }
 
 /// A dip kept: how long the levels of one band that one rise regained had stayed below, and
-/// how many levels they were (the length is the band's middle level regained's).
+/// how many levels they were. The length is that of the middle level regained: the levels of
+/// a band fell at nearly the same time or their dips would be short, so it stands for theirs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dip {
     /// From the fall below the level to the rise back (at most the longest delay).
@@ -95,10 +108,10 @@ pub struct Dips {
     /// The dips of every level (a dip longer than the longest delay counts as that), and the
     /// delay learned from them: that of a band with too few dips of its own and none learned
     /// above it.
-    dips: Rises,
+    dips: Spells<Duration>,
     /// The dips of each band of levels (index `b` for `2^b ..= 2^(b+1) - 1`), and the delay
     /// learned from them.
-    bands: [Rises; DIP_BANDS],
+    bands: [Spells<Duration>; DIP_BANDS],
 }
 
 impl Dips {
@@ -146,53 +159,55 @@ impl Dips {
     }
 
     fn record(&mut self, level: u32, dip: Duration, weight: u32) {
-        let dip = Dip::new(dip, weight);
-        self.dips.push(dip);
-        self.bands[band(level)].push(dip);
+        let Dip { length, levels } = Dip::new(dip, weight);
+        self.dips.push(length, levels);
+        self.bands[band(level)].push(length, levels);
     }
 
     /// Dips remembered of every level, one per level (a rise that regained ten levels ended
     /// ten).
     pub fn dips(&self) -> usize {
-        usize::try_from(self.dips.weight).unwrap_or(usize::MAX)
+        usize::try_from(self.dips.weight()).unwrap_or(usize::MAX)
     }
 
     /// The dips remembered, of every level, oldest first: what a server keeps in its store, so
     /// that a restart or a new leader does not fall back to the fixed delay for
     /// [`MIN_GAPS`](crate::MIN_GAPS) more dips.
     pub fn all_dips(&self) -> impl Iterator<Item = Dip> + '_ {
-        self.dips.entries.iter().copied()
+        kept(&self.dips)
     }
 
     /// The dips of band `band` (levels `2^band ..= 2^(band+1) - 1`) remembered, oldest first
     /// (none past [`DIP_BANDS`]).
     pub fn band_dips(&self, band: usize) -> impl Iterator<Item = Dip> + '_ {
-        let dips = self.bands.get(band).map(|b| b.entries.iter().copied());
-        dips.into_iter().flatten()
+        self.bands.get(band).map(kept).into_iter().flatten()
     }
 
     /// Entries noted since this was created (restored ones included): it changes when there is
     /// something new to keep.
     pub fn dips_noted(&self) -> u64 {
-        self.dips.pushed
+        self.dips.pushed()
     }
 
     /// Remembers kept dips (oldest first) as if seen, before any new one: `all` of every
     /// level, and `bands` (index `b` for `2^b ..= 2^(b+1) - 1`; those past [`DIP_BANDS`] are
-    /// dropped). Each is brought within what is followed ([`Dip::new`]), and each keeps its
-    /// last [`GAPS_KEPT`](crate::GAPS_KEPT). The dips open when they were kept are not among
-    /// them: they begin again at the next fall.
+    /// dropped). Each is brought within what is followed ([`Dip::new`]; a band's, within its
+    /// levels), and each keeps its last [`GAPS_KEPT`](crate::GAPS_KEPT). The dips open when
+    /// they were kept are not among them: they begin again at the next fall.
     pub fn restore<A, B>(&mut self, all: A, bands: impl IntoIterator<Item = B>)
     where
         A: IntoIterator<Item = Dip>,
         B: IntoIterator<Item = Dip>,
     {
         for dip in all {
-            self.dips.push(Dip::new(dip.length, dip.levels));
+            let Dip { length, levels } = Dip::new(dip.length, dip.levels);
+            self.dips.push(length, levels);
         }
-        for (rises, dips) in self.bands.iter_mut().zip(bands) {
+        for (b, (spells, dips)) in self.bands.iter_mut().zip(bands).enumerate() {
+            let width = band_width(b);
             for dip in dips {
-                rises.push(Dip::new(dip.length, dip.levels));
+                let Dip { length, levels } = Dip::new(dip.length, dip.levels.min(width));
+                spells.push(length, levels);
             }
         }
     }
@@ -262,14 +277,14 @@ impl Dips {
     pub(crate) fn explain(&self, level: u32) -> String {
         match self.learned_band(level) {
             Some(b) => {
-                let (own, levels) = (self.bands[b].weight, band_levels(b));
+                let (own, levels) = (self.bands[b].weight(), band_levels(b));
                 let mut how = format!("learned from the {own} dips of {levels} instances");
                 if b != band(level) {
                     how += &format!(" (too few of {})", band_levels(band(level)));
                 }
                 how
             }
-            None => format!("learned from {} dips of every level", self.dips.weight),
+            None => format!("learned from {} dips of every level", self.dips.weight()),
         }
     }
 }
@@ -282,67 +297,28 @@ impl Dips {
 /// a tenth of the load on average, but bursty load is missed by its clumps, and a price scaled
 /// by `1/level` kept too little for them (`ebb sim --sweep`: NASA ×100 at 60 s starts 1.17× →
 /// 1.43× the oracle, noisy 1.97× → 2.71×; BENCHMARKS.md, issue 19).
-fn learned_delay(dips: &mut Rises, start: Duration) -> Option<Duration> {
-    if !dips.learns() {
-        return None;
-    }
-    if let Some((delay, learned_for)) = dips.learned {
-        if learned_for == start {
-            return Some(delay);
-        }
-    }
-    let weighted = dips.entries.iter().map(|d| (d.length, d.levels));
-    let delay = cheapest_weighted_keep(weighted, start, MAX_SCALE_WINDOW);
-    dips.learned = Some((delay, start));
-    Some(delay)
+fn learned_delay(dips: &mut Spells<Duration>, start: Duration) -> Option<Duration> {
+    dips.learned(start, |dips, start| {
+        cheapest_weighted_keep(dips.iter().copied(), start, MAX_SCALE_WINDOW)
+    })
 }
 
-/// The dips of one band of levels (or of every level), one entry per rise that ended them:
-/// the dip of the band's middle level regained, weighted by the levels regained.
-///
-/// Recorded level by level, one rise through a band of hundreds of levels pushed out all it
-/// knew: a flash crowd's return within ten minutes filled the 256–511 band with 128 dips of
-/// 300–500 s, the flash before it, whose levels were not needed again for an hour, was
-/// forgotten, and the next flash's fall held 511 instances for 540 s while the load needed 30
-/// (`ebb sim` on the flash trace ×10 at 60 s, issue 19, twentieth part). Kept per rise, the
-/// band remembers its last [`GAPS_KEPT`](crate::GAPS_KEPT) rises; weighted, each rise still
-/// costs what its levels' starts and idle seconds cost.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Rises {
-    /// Each rise's dip, oldest first.
-    entries: VecDeque<Dip>,
-    /// The sum of their weights.
-    weight: u64,
-    /// The delay learned, and the start time it was learned for.
-    learned: Option<(Duration, Duration)>,
-    /// Entries pushed since this was created: a change to keep.
-    pushed: u64,
-}
-
-impl Rises {
-    fn push(&mut self, dip: Dip) {
-        if self.entries.len() == crate::GAPS_KEPT {
-            if let Some(oldest) = self.entries.pop_front() {
-                self.weight -= u64::from(oldest.levels);
-            }
-        }
-        self.entries.push_back(dip);
-        self.weight += u64::from(dip.levels);
-        self.learned = None;
-        self.pushed += 1;
-    }
-
-    /// Whether they are enough to learn from: as many levels' dips as [`MIN_GAPS`](crate::MIN_GAPS).
-    fn learns(&self) -> bool {
-        self.weight >= crate::MIN_GAPS as u64
-    }
+/// The dips `spells` keep, oldest first.
+fn kept(spells: &Spells<Duration>) -> impl Iterator<Item = Dip> + '_ {
+    spells
+        .spells()
+        .map(|(length, levels)| Dip { length, levels })
 }
 
 /// The middle level of each band `levels` reach into, lowest band first, with how many of the
 /// band's levels they are: the entry a rise through `levels` records for each band.
 fn band_middles(levels: std::ops::RangeInclusive<u32>) -> impl Iterator<Item = (u32, u32)> {
     let (low, high) = (*levels.start(), *levels.end());
-    let bands = (band(low)..=band(high)).filter(move |_| low <= high);
+    // Nothing regained: no band (`band` would give the band of the single level).
+    let bands = match low <= high {
+        true => band(low)..band(high) + 1,
+        false => 0..0,
+    };
     bands.map(move |b| {
         let (from, to) = ((1u32 << b).max(low), ((2u32 << b) - 1).min(high));
         (from + (to - from) / 2, to - from + 1)
@@ -381,7 +357,7 @@ mod tests {
         let mut d = observed(&[3, 1]);
         d.observe(secs(2) + MAX_SCALE_WINDOW, 1);
         // Levels 2 and 3 fell together: one entry of their band, standing for both.
-        assert_eq!(d.dips.entries, [Dip::new(MAX_SCALE_WINDOW, 2)]);
+        assert!(d.all_dips().eq([Dip::new(MAX_SCALE_WINDOW, 2)]));
         assert_eq!(d.fell.len(), 1);
     }
 
@@ -395,13 +371,11 @@ mod tests {
         // The rise to 4: band 2–3 (its middle level 2) and band 4–7 (level 4), 3 s each; the
         // rise to 12: level 2 (5 s), level 5 of 4–7 (fell at 2 s: 9 s), level 10 of 8–12.
         let entries: Vec<_> = d
-            .dips
-            .entries
-            .iter()
+            .all_dips()
             .map(|d| (d.length.as_secs(), d.levels))
             .collect();
         assert_eq!(entries, [(3, 2), (3, 1), (5, 2), (9, 4), (9, 5)]);
-        assert_eq!(d.dips.weight, 14);
+        assert_eq!(d.dips(), 14);
         assert_eq!(
             band_middles(300..=700).collect::<Vec<_>>(),
             [(405, 212), (606, 189)]
@@ -433,7 +407,7 @@ mod tests {
         let held = d
             .held(t + secs(402) + start, 30, 600, start)
             .expect("learned");
-        assert!(held.count < 256, "{held:?}");
+        assert_eq!(held.count, 30, "{held:?}");
     }
 
     #[test]
@@ -483,6 +457,11 @@ mod tests {
         assert!(capped.all_dips().eq(within));
         assert!(capped.band_dips(1).eq(within));
         assert_eq!(Dip::new(secs(1), u32::MAX).levels, MAX_LEVEL);
+        // A band's dip stands for no more levels than the band has (2–3: two).
+        let mut wide = Dips::default();
+        wide.restore([], [vec![], vec![Dip::new(secs(1), 500)]]);
+        assert!(wide.band_dips(1).eq([Dip::new(secs(1), 2)]));
+        assert_eq!([0, 1, 9, DIP_BANDS - 1].map(band_width), [1, 2, 512, 1_809]);
         // Bands past the last are dropped.
         let mut past = Dips::default();
         past.restore([], vec![vec![Dip::new(secs(1), 1)]; DIP_BANDS + 1]);

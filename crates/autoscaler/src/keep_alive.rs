@@ -78,13 +78,17 @@ impl KeepAlivePlan {
     }
 }
 
-/// The last [`GAPS_KEPT`] idle gaps, and what was learned from them for a start time: learned
-/// again after a new gap or for another start time. (The dips of a learned scale-down delay
-/// are kept weighted, by `dips.rs`.)
+/// The last [`GAPS_KEPT`] spells of a kind, and what was learned from them for a start time:
+/// learned again after a new spell or for another start time. Each spell has a weight, the
+/// spells of its length it stands for: one for an idle gap; for a learned delay's dip
+/// (`dips.rs`), the levels one rise regained, so that one rise through hundreds of levels
+/// weighs what they cost without pushing out everything else kept.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Spells<T> {
-    /// Their lengths, oldest first.
-    lengths: VecDeque<Duration>,
+    /// Their lengths and weights, oldest first.
+    spells: VecDeque<(Duration, u32)>,
+    /// The sum of their weights.
+    weight: u64,
     learned: Option<(T, Duration)>,
     /// Spells pushed since this was created: a change to keep.
     pushed: u64,
@@ -93,7 +97,8 @@ pub(crate) struct Spells<T> {
 impl<T> Default for Spells<T> {
     fn default() -> Self {
         Spells {
-            lengths: VecDeque::new(),
+            spells: VecDeque::new(),
+            weight: 0,
             learned: None,
             pushed: 0,
         }
@@ -101,17 +106,25 @@ impl<T> Default for Spells<T> {
 }
 
 impl<T: Copy> Spells<T> {
-    pub(crate) fn push(&mut self, length: Duration) {
-        if self.lengths.len() == GAPS_KEPT {
-            self.lengths.pop_front();
+    pub(crate) fn push(&mut self, length: Duration, weight: u32) {
+        if self.spells.len() == GAPS_KEPT {
+            if let Some((_, oldest)) = self.spells.pop_front() {
+                self.weight -= u64::from(oldest);
+            }
         }
-        self.lengths.push_back(length);
+        self.spells.push_back((length, weight));
+        self.weight += u64::from(weight);
         self.learned = None;
         self.pushed += 1;
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lengths.len()
+        self.spells.len()
+    }
+
+    /// The sum of their weights.
+    pub(crate) fn weight(&self) -> u64 {
+        self.weight
     }
 
     /// Spells pushed since this was created.
@@ -119,23 +132,29 @@ impl<T: Copy> Spells<T> {
         self.pushed
     }
 
-    pub(crate) fn lengths(&self) -> &VecDeque<Duration> {
-        &self.lengths
+    /// Their lengths and weights, oldest first.
+    pub(crate) fn spells(&self) -> impl Iterator<Item = (Duration, u32)> + '_ {
+        self.spells.iter().copied()
     }
 
-    /// What `learn` makes of the spells for `start`, once there are [`MIN_GAPS`].
+    /// Whether they are enough to learn from: they weigh [`MIN_GAPS`].
+    pub(crate) fn learns(&self) -> bool {
+        self.weight >= MIN_GAPS as u64
+    }
+
+    /// What `learn` makes of the spells for `start`, once they weigh [`MIN_GAPS`].
     pub(crate) fn learned(
         &mut self,
         start: Duration,
-        learn: impl FnOnce(&VecDeque<Duration>, Duration) -> T,
+        learn: impl FnOnce(&VecDeque<(Duration, u32)>, Duration) -> T,
     ) -> Option<T> {
-        if self.lengths.len() < MIN_GAPS {
+        if !self.learns() {
             return None;
         }
         match self.learned {
             Some((value, learned_for)) if learned_for == start => Some(value),
             _ => {
-                let value = learn(&self.lengths, start);
+                let value = learn(&self.spells, start);
                 self.learned = Some((value, start));
                 Some(value)
             }
@@ -162,7 +181,7 @@ impl KeepAlive {
         if gap < MIN_GAP {
             return;
         }
-        self.gaps.push(gap);
+        self.gaps.push(gap, 1);
         self.serving = 0;
     }
 
@@ -201,7 +220,7 @@ impl KeepAlive {
     /// The gaps remembered, oldest first: what a server keeps in its store so that a restart
     /// or a new leader does not wait for [`MIN_GAPS`] more before the plan applies again.
     pub fn gap_lengths(&self) -> impl Iterator<Item = Duration> + '_ {
-        self.gaps.lengths().iter().copied()
+        self.gaps.spells().map(|(gap, _)| gap)
     }
 
     /// Gaps noted since this was created (restored ones included): it changes when there is
@@ -214,15 +233,15 @@ impl KeepAlive {
     /// least [`MIN_GAP`] count, and the last [`GAPS_KEPT`].
     pub fn restore(&mut self, gaps: impl IntoIterator<Item = Duration>) {
         for gap in gaps.into_iter().filter(|g| *g >= MIN_GAP) {
-            self.gaps.push(gap);
+            self.gaps.push(gap, 1);
         }
     }
 
     /// The plan for instances that take `start` to serve, learned once there are
     /// [`MIN_GAPS`] gaps; kept until a new gap or another start time.
     pub fn plan(&mut self, start: Duration) -> Option<KeepAlivePlan> {
-        self.gaps
-            .learned(start, |gaps, start| learn(gaps.iter().copied(), start))
+        let plan = |gaps: &VecDeque<(Duration, u32)>, start| learn(gaps.iter().map(|g| g.0), start);
+        self.gaps.learned(start, plan)
     }
 }
 
@@ -434,14 +453,14 @@ mod tests {
     #[test]
     fn a_weighted_spell_costs_as_many_spells_of_its_length() {
         let (start, cap) = (secs(60), secs(3_600));
-        // Ten dips of 300 s weigh more than three of an hour: kept through (660 s a release).
-        let weighted = [(secs(300), 10), (secs(3_600), 3)];
-        let one_by_one = [vec![(secs(300), 1); 10], vec![(secs(3_600), 1); 3]].concat();
+        // Twenty dips of 600 s outweigh one of an hour (a release costs 660 s and the wait):
+        // kept through. One of each, released.
+        let weighted = [(secs(600), 20), (secs(3_600), 1)];
+        let one_by_one = [vec![(secs(600), 1); 20], vec![(secs(3_600), 1)]].concat();
         let keep = cheapest_weighted_keep(weighted, start, cap);
         assert_eq!(keep, cheapest_weighted_keep(one_by_one, start, cap));
-        assert!(keep >= secs(300), "{keep:?}");
-        // Weighed the other way, releasing costs least.
-        let released = cheapest_weighted_keep([(secs(300), 1), (secs(3_600), 10)], start, cap);
+        assert!(keep >= secs(600), "{keep:?}");
+        let released = cheapest_weighted_keep([(secs(600), 1), (secs(3_600), 1)], start, cap);
         assert_eq!(released, MIN_GAP);
     }
 

@@ -39,8 +39,8 @@ pub const WRITE_EVERY: Duration = Duration::from_secs(60);
 /// Least time between two writes of what only a learned scale-down delay depends on (the dips,
 /// and the start times of a service that does not go to zero): ten minutes, as the forecast's
 /// history. Bursty load makes dips by the hundred an hour, and what a crash loses of them (ten
-/// minutes of the 128 an octave keeps) changes the delay little; written every minute, every
-/// autoscaled service would put a value a minute through the store.
+/// minutes of the 128 rises an octave keeps) changes the delay little; written every minute,
+/// every autoscaled service would put a value a minute through the store.
 pub const DIPS_WRITE_EVERY: Duration = Duration::from_secs(600);
 
 /// Largest stored value read: 32 KiB, above the most that is kept (about 24 KB: [`GAPS_KEPT`]
@@ -155,7 +155,8 @@ fn restore(g: Learned, state: &mut State) -> usize {
     state
         .dips_mut()
         .restore(dips(g.dips_s, g.dip_levels), bands);
-    state.keep_alive().gaps() + state.dips().dips() - before
+    // Saturating: restored dips may push out heavier ones the state had.
+    (state.keep_alive().gaps() + state.dips().dips()).saturating_sub(before)
 }
 
 /// Dips of `lengths` in seconds, standing for `levels` each in order (one where none is kept).
@@ -179,6 +180,14 @@ pub fn keep(
 ) -> Result<(), StoreError> {
     let (keep_alive, delay) = (learns_keep_alive(spec), learns_delay(spec));
     let dips = state.dips();
+    let (dips_s, dip_levels) = match delay {
+        true => split(dips.all_dips()),
+        false => Default::default(),
+    };
+    let (dip_bands_s, dip_band_levels) = match delay {
+        true => (0..DIP_BANDS).map(|b| split(dips.band_dips(b))).unzip(),
+        false => Default::default(),
+    };
     let value = Learned {
         incarnation,
         gaps_ms: match keep_alive {
@@ -186,26 +195,10 @@ pub fn keep(
             false => Vec::new(),
         },
         starts_ms: millis(state.start_times().times()),
-        dips_s: match delay {
-            true => seconds(dips.all_dips().map(|d| d.length)),
-            false => Vec::new(),
-        },
-        dip_bands_s: match delay {
-            true => (0..DIP_BANDS)
-                .map(|b| seconds(dips.band_dips(b).map(|d| d.length)))
-                .collect(),
-            false => Vec::new(),
-        },
-        dip_levels: match delay {
-            true => dips.all_dips().map(|d| d.levels).collect(),
-            false => Vec::new(),
-        },
-        dip_band_levels: match delay {
-            true => (0..DIP_BANDS)
-                .map(|b| dips.band_dips(b).map(|d| d.levels).collect())
-                .collect(),
-            false => Vec::new(),
-        },
+        dips_s,
+        dip_bands_s,
+        dip_levels,
+        dip_band_levels,
     };
     store.put(
         &keys::autoscale_gaps(service),
@@ -221,10 +214,10 @@ fn millis(lengths: impl Iterator<Item = Duration>) -> Vec<u64> {
         .collect()
 }
 
-fn seconds(lengths: impl Iterator<Item = Duration>) -> Vec<u32> {
-    lengths
-        .map(|d| u32::try_from(d.as_secs_f64().round() as u64).unwrap_or(u32::MAX))
-        .collect()
+/// Dips as stored: their lengths in whole seconds, and the levels each stands for.
+fn split(dips: impl Iterator<Item = Dip>) -> (Vec<u32>, Vec<u32>) {
+    let seconds = |d: Duration| u32::try_from(d.as_secs_f64().round() as u64).unwrap_or(u32::MAX);
+    dips.map(|d| (seconds(d.length), d.levels)).unzip()
 }
 
 /// What `state` noted since it was created of what `spec` learns, by what depends on it: each
@@ -406,11 +399,13 @@ mod tests {
     fn the_most_that_is_kept_is_read_back() {
         // Every list full, of the longest dips standing for the most levels.
         let (_dir, store) = store();
-        let mut most = with_gaps(u64::MAX / 2, 0);
+        let mut most = with_gaps(u64::MAX, 0);
         let dip = Dip::new(ebb_core::autoscale::MAX_SCALE_WINDOW, u32::MAX);
         let full = vec![dip; ebb_autoscaler::GAPS_KEPT];
-        let gaps = (0..ebb_autoscaler::GAPS_KEPT).map(|_| Duration::from_millis(u64::MAX / 2));
+        let gaps = (0..ebb_autoscaler::GAPS_KEPT).map(|_| Duration::from_millis(u64::MAX));
         most.keep_alive_mut().restore(gaps);
+        let starts = (1..=100).map(|s| ebb_autoscaler::MAX_START_TIME - Duration::from_millis(s));
+        most.start_times_mut().restore(starts);
         most.dips_mut().restore(full.clone(), vec![full; DIP_BANDS]);
         keep(&store, "web", 1, &at_zero(), &most).unwrap();
         let kv = store.get(&keys::autoscale_gaps("web")).unwrap().unwrap();
