@@ -18,7 +18,8 @@
 //! s, the flash before it, whose levels were not needed again for an hour, was forgotten, and
 //! the next flash's fall held 511 instances for 540 s while the load needed 30 (`ebb sim` on
 //! the flash trace ×10 at 60 s, issue 19, twentieth part). Kept per rise and weighted, a band
-//! remembers its last 128 rises, and each still weighs as many levels as it regained.
+//! remembers its last 128 rises (and dips that passed the hour), each weighing as many levels
+//! as it regained.
 //!
 //! Levels are learned in bands of an octave (`2^b ..= 2^(b+1) - 1` instances): the levels a
 //! load flickers around dip often and briefly, the levels only a surge reaches dip once per
@@ -66,8 +67,8 @@ fn band_levels(b: usize) -> String {
 }
 
 /// A dip kept: how long the levels of one band that one rise regained had stayed below, and
-/// how many levels they were. The length is that of the middle level regained: the levels of
-/// a band fell at nearly the same time or their dips would be short, so it stands for theirs.
+/// how many levels they were. The length is that of the middle level regained: a higher level
+/// fell no later than a lower one, so it is the median of theirs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dip {
     /// From the fall below the level to the rise back (at most the longest delay).
