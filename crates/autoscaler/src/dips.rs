@@ -50,16 +50,22 @@ fn band(level: u32) -> usize {
     (u32::BITS - 1 - level.clamp(1, MAX_LEVEL).leading_zeros()) as usize
 }
 
-/// How many levels band `b` has: `2^b`, the last up to the most instances.
-fn band_width(b: usize) -> u32 {
+/// The lowest and highest levels of band `b` (at most the last): `2^b ..= 2^(b+1) - 1`, the
+/// last up to the most instances.
+fn band_bounds(b: usize) -> (u32, u32) {
     let low = 1u32 << b.min(DIP_BANDS - 1);
-    (low * 2 - 1).min(MAX_LEVEL) - low + 1
+    (low, (low * 2 - 1).min(MAX_LEVEL))
+}
+
+/// How many levels band `b` has.
+fn band_width(b: usize) -> u32 {
+    let (low, high) = band_bounds(b);
+    high - low + 1
 }
 
 /// The levels of band `b`, as a reason says them: `4–7`, or `1` alone.
 fn band_levels(b: usize) -> String {
-    let low = 1u32 << b;
-    let high = (low * 2 - 1).min(MAX_LEVEL);
+    let (low, high) = band_bounds(b);
     match low == high {
         true => low.to_string(),
         false => format!("{low}–{high}"),
@@ -160,9 +166,12 @@ impl Dips {
     }
 
     fn record(&mut self, level: u32, dip: Duration, weight: u32) {
-        let Dip { length, levels } = Dip::new(dip, weight);
-        self.dips.push(length, levels);
-        self.bands[band(level)].push(length, levels);
+        let dip = Dip {
+            length: dip,
+            levels: weight,
+        };
+        push(&mut self.dips, dip);
+        push(&mut self.bands[band(level)], dip);
     }
 
     /// Dips remembered of every level, one per level (a rise that regained ten levels ended
@@ -201,14 +210,13 @@ impl Dips {
         B: IntoIterator<Item = Dip>,
     {
         for dip in all {
-            let Dip { length, levels } = Dip::new(dip.length, dip.levels);
-            self.dips.push(length, levels);
+            push(&mut self.dips, dip);
         }
         for (b, (spells, dips)) in self.bands.iter_mut().zip(bands).enumerate() {
             let width = band_width(b);
             for dip in dips {
-                let Dip { length, levels } = Dip::new(dip.length, dip.levels.min(width));
-                spells.push(length, levels);
+                let levels = dip.levels.min(width);
+                push(spells, Dip { levels, ..dip });
             }
         }
     }
@@ -304,6 +312,12 @@ fn learned_delay(dips: &mut Spells<Duration>, start: Duration) -> Option<Duratio
     })
 }
 
+/// Keeps `dip` in `spells`, brought within what is followed ([`Dip::new`]).
+fn push(spells: &mut Spells<Duration>, dip: Dip) {
+    let Dip { length, levels } = Dip::new(dip.length, dip.levels);
+    spells.push(length, levels);
+}
+
 /// The dips `spells` keep, oldest first.
 fn kept(spells: &Spells<Duration>) -> impl Iterator<Item = Dip> + '_ {
     spells
@@ -321,7 +335,8 @@ fn band_middles(levels: std::ops::RangeInclusive<u32>) -> impl Iterator<Item = (
         false => 0..0,
     };
     bands.map(move |b| {
-        let (from, to) = ((1u32 << b).max(low), ((2u32 << b) - 1).min(high));
+        let (first, last) = band_bounds(b);
+        let (from, to) = (first.max(low), last.min(high));
         (from + (to - from) / 2, to - from + 1)
     })
 }
