@@ -1,7 +1,7 @@
 //! Per-second samples of a service's load and the window that keeps the recent ones.
 
 use crate::busy_window::BusyWindow;
-use crate::steady_hour::SteadyHour;
+use crate::steady_hour::{HourBlock, SteadyHour};
 use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric, ScalePolicy};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -109,6 +109,17 @@ pub struct Metrics {
     kept: [Option<Kept>; ScaleMetric::ALL.len()],
 }
 
+/// What a window held of the past ([`Metrics::past`]), for another to take up
+/// ([`Metrics::resume`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Past {
+    /// The samples of the last [`BUSY_WINDOW`](crate::BUSY_WINDOW), oldest first.
+    pub samples: Vec<Sample>,
+    /// The complete blocks of the last hour of each metric whose busy level was kept, oldest
+    /// first (see [`STEADY_HOUR`](crate::STEADY_HOUR)).
+    pub hours: Vec<(ScaleMetric, Vec<HourBlock>)>,
+}
+
 /// What [`Metrics`] keeps of one metric as samples arrive.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Kept {
@@ -187,6 +198,18 @@ impl Metrics {
             });
         }
         self.close_hours_blocks(&sample);
+        self.keep(sample);
+        for (kept, metric) in self.kept_mut() {
+            if let Some(v) = sample.value(metric) {
+                kept.hour.add(sample.at, v);
+            }
+        }
+        None
+    }
+
+    /// Adds `sample`, newer than every sample kept, to the samples and the busy windows (not to
+    /// the hours), and forgets those older than `retain`.
+    fn keep(&mut self, sample: Sample) {
         while self
             .samples
             .front()
@@ -204,11 +227,73 @@ impl Metrics {
         for (kept, metric) in self.kept_mut() {
             if let Some(v) = sample.value(metric) {
                 kept.window.add(sample.at, v);
-                kept.hour.add(sample.at, v);
             }
         }
         self.samples.push_back(sample);
-        None
+    }
+
+    /// What this window holds of the past that a new one takes up ([`Metrics::resume`]): the
+    /// samples of the last [`BUSY_WINDOW`](crate::BUSY_WINDOW) (all that the busy level and the
+    /// decisions' windows read, unless a stable or panic window is set longer), and each kept
+    /// metric's hour.
+    pub fn past(&self) -> Past {
+        let samples = match self.samples.back() {
+            Some(newest) => (self.window(newest.at, crate::noise::BUSY_WINDOW).rev())
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        };
+        let hours = ScaleMetric::ALL
+            .into_iter()
+            .filter_map(|m| Some((m, self.kept[m as usize].as_ref()?.hour.blocks())))
+            .filter(|(_, blocks)| !blocks.is_empty())
+            .collect();
+        Past { samples, hours }
+    }
+
+    /// Takes up `past` (what another window held: before a restart, on another server, or for
+    /// other autoscale settings) at `now`, so that the busy level and the steady hour read on as
+    /// if this window had seen it: its samples newer than this window's newest and older than
+    /// `now` (a sample at `now` or after would refuse the next one, on a clock that stood
+    /// behind the past's), and the hour of each metric this window keeps whose hour is empty,
+    /// with the values of its open block. An hour whose newest block is not the one before the
+    /// newest sample's (the past was kept more than a block before its newest sample) starts
+    /// again at the next block, as a window without values for a block does.
+    pub fn resume(&mut self, past: &Past, now: Duration) {
+        let newest = self.samples.back().map(|s| s.at);
+        let taken: Vec<Sample> = (past.samples.iter())
+            .filter(|s| newest.is_none_or(|n| s.at > n) && s.at < now)
+            .copied()
+            .collect();
+        let mut last = newest;
+        for sample in &taken {
+            // Ordered as a window keeps them, whatever the past says.
+            if last.is_some_and(|l| sample.at <= l) {
+                continue;
+            }
+            last = Some(sample.at);
+            self.keep(*sample);
+        }
+        let open = last.map(|at| at.as_secs() / crate::noise::BLOCK_SECS);
+        for (metric, blocks) in &past.hours {
+            let Some(kept) = self.kept[*metric as usize].as_mut() else {
+                continue;
+            };
+            if kept.hour != SteadyHour::default() {
+                continue;
+            }
+            kept.hour = SteadyHour::resumed(blocks);
+            let newest = kept.hour.newest_block();
+            if !matches!((newest, open), (Some(n), Some(o)) if n + 1 == o) {
+                continue;
+            }
+            let in_open = |s: &&Sample| Some(s.at.as_secs() / crate::noise::BLOCK_SECS) == open;
+            for s in taken.iter().filter(in_open) {
+                if let Some(v) = s.value(*metric) {
+                    kept.hour.add(s.at, v);
+                }
+            }
+        }
     }
 
     /// Ends the hours' open blocks that `sample` does not belong to, each with the busy level
@@ -251,7 +336,7 @@ impl Metrics {
     /// Samples in `(now - len, now]`, newest first. Its ends are found by binary search (the
     /// samples are in time order, [`Metrics::push`]), so that reading a window does not compare
     /// the times of each sample.
-    pub fn window(&self, now: Duration, len: Duration) -> impl Iterator<Item = &Sample> {
+    pub fn window(&self, now: Duration, len: Duration) -> impl DoubleEndedIterator<Item = &Sample> {
         let end = self.samples.partition_point(|s| s.at <= now);
         let start = self
             .samples
@@ -512,6 +597,102 @@ mod tests {
             kept > 30_000 && levels > 10_000 && without > 10_000 && warming > 100,
             "{kept} {levels} {without} {warming}"
         );
+    }
+
+    /// Stationary noise around 100 (concurrency a tenth of it), one sample a second from
+    /// second `from`, with every value present.
+    fn stationary(seed: u64, from: u64) -> impl Iterator<Item = Sample> {
+        let mut load = Load::new(seed, false);
+        (from..).map(move |s| {
+            let v = 100.0 * (0.6 + 0.8 * load.uniform());
+            Sample {
+                rps: Some(v),
+                concurrency: Some(v / 10.0),
+                requests: v as u64,
+                ..Sample::new(secs(s))
+            }
+        })
+    }
+
+    #[test]
+    fn a_window_resumed_from_anothers_past_reads_on_as_the_other() {
+        let (mut hours, mut busy) = (0, 0);
+        // Cut at a block's start, within a block, and with the newest seconds lost (a crash
+        // after the past was kept): the resumed window then misses what the other saw.
+        for (cut, lost) in [(5400, 0), (5445, 0), (7233, 3)] {
+            let mut load = stationary(11, 1);
+            let mut before = Metrics::new(BUSY_WINDOW);
+            for sample in load.by_ref().take(cut as usize) {
+                before.push(sample);
+            }
+            let past = before.past();
+            assert!(past.samples.len() <= BUSY_VALUES_TEST && past.hours.len() == 2);
+            let mut after = Metrics::new(BUSY_WINDOW);
+            let mut fresh = Metrics::new(BUSY_WINDOW);
+            let resumed_at = secs(cut + 1 + lost);
+            after.resume(&past, resumed_at);
+            let mut later = load.skip(lost as usize);
+            let mut differs = false;
+            for sample in later.by_ref().take(3000) {
+                for m in [&mut before, &mut after, &mut fresh] {
+                    assert_eq!(m.push(sample), None);
+                }
+                let now = sample.at;
+                for metric in [ScaleMetric::Rps, ScaleMetric::Concurrency] {
+                    let read = |m: &Metrics| {
+                        let busy = m.busy(metric, now, BUSY_WINDOW).map(f64::to_bits);
+                        let hour = m.steady_hour(metric, now).map(f64::to_bits);
+                        let stats = m.stats(metric, now, secs(60));
+                        (busy, hour, stats.sum.to_bits(), stats.samples())
+                    };
+                    let (b, a) = (read(&before), read(&after));
+                    if lost == 0 {
+                        assert_eq!(a, b, "cut {cut}, {metric:?} at {now:?}");
+                    } else if now >= resumed_at + BUSY_WINDOW {
+                        // Once the seconds the crash lost have left the window, its level is
+                        // the other's.
+                        assert_eq!(a.0, b.0, "cut {cut}, {metric:?} at {now:?}");
+                    } else {
+                        // Before, a hole of a few seconds leaves a level read.
+                        assert_eq!(a.0.is_some(), b.0.is_some(), "{metric:?} at {now:?}");
+                    }
+                    hours += usize::from(a.1.is_some());
+                    busy += usize::from(a.0.is_some());
+                    differs |= read(&fresh) != a;
+                }
+            }
+            // A window that starts afresh has no busy level for minutes, nor a steady hour.
+            assert!(differs, "cut {cut}");
+        }
+        // The load held still and had a busy level: the hour and the level were compared.
+        assert!(hours > 5000 && busy > 15_000, "{hours} {busy}");
+    }
+
+    /// At most the values of a busy window: one sample a second.
+    const BUSY_VALUES_TEST: usize = crate::noise::BUSY_VALUES;
+
+    #[test]
+    fn a_past_at_or_after_now_or_before_the_newest_sample_is_not_taken_up() {
+        let past = Past {
+            samples: (1..=20).map(|s| rps(s, Some(5.0))).collect(),
+            hours: Vec::new(),
+        };
+        let mut m = Metrics::new(BUSY_WINDOW);
+        m.push(rps(4, Some(1.0)));
+        m.resume(&past, secs(15));
+        let kept: Vec<u64> = m.samples().map(|s| s.at.as_secs()).collect();
+        assert_eq!(kept, (4..15).collect::<Vec<_>>());
+        // The next sample, at `now`, is taken.
+        assert_eq!(m.push(rps(15, Some(1.0))), None);
+        // Out of order in the past: only what follows in time is kept.
+        let mut m = Metrics::new(BUSY_WINDOW);
+        let shuffled = Past {
+            samples: [3, 1, 5, 5, 4, 8].map(|s| rps(s, Some(1.0))).to_vec(),
+            hours: Vec::new(),
+        };
+        m.resume(&shuffled, secs(100));
+        let kept: Vec<u64> = m.samples().map(|s| s.at.as_secs()).collect();
+        assert_eq!(kept, vec![3, 5, 8]);
     }
 
     #[test]

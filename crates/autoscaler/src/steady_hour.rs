@@ -75,7 +75,63 @@ struct Complete {
     allowed: f64,
 }
 
+/// One complete block of the hour, as a window hands it on to the next ([`Past`]): a server
+/// that restarts, a new leader, or new autoscale settings take the hour up where it stood.
+///
+/// [`Past`]: crate::Past
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HourBlock {
+    /// Its number: the second it begins at, divided by 90 (the busy window's blocks).
+    pub number: u64,
+    /// The sum of its values.
+    pub sum: f64,
+    /// How many values it has.
+    pub count: u32,
+    /// The busy level read at its end, if there was one.
+    pub level: Option<f64>,
+}
+
 impl SteadyHour {
+    /// The complete blocks, oldest first.
+    pub(crate) fn blocks(&self) -> Vec<HourBlock> {
+        (self.blocks.iter())
+            .map(|b| HourBlock {
+                number: b.number,
+                sum: b.sum,
+                count: b.count,
+                level: b.level,
+            })
+            .collect()
+    }
+
+    /// An hour of the complete `blocks` given, oldest first, as [`SteadyHour::close`] would
+    /// have kept them: a block that does not follow the one before starts the hour again, and
+    /// a block without values or with a value that is not a finite, non-negative number (the
+    /// values are) starts it again too, since its place in the hour is then unknown.
+    pub(crate) fn resumed(blocks: &[HourBlock]) -> SteadyHour {
+        let mut hour = SteadyHour::default();
+        let valid = |v: f64| v.is_finite() && v >= 0.0;
+        for b in blocks {
+            if b.count == 0 || !valid(b.sum) || !b.level.is_none_or(valid) {
+                hour.blocks.clear();
+                continue;
+            }
+            hour.open = Some(Block {
+                number: b.number,
+                sum: b.sum,
+                count: b.count,
+                level: None,
+            });
+            hour.close(b.level);
+        }
+        hour
+    }
+
+    /// The number of the newest complete block.
+    pub(crate) fn newest_block(&self) -> Option<u64> {
+        self.blocks.back().map(|b| b.number)
+    }
+
     /// Whether a value of the second ending at `at` begins a new block: the caller then reads
     /// the busy level of the open block's end and calls [`SteadyHour::close`] first.
     pub(crate) fn closes_before(&self, at: Duration) -> bool {
@@ -268,6 +324,30 @@ mod tests {
         // Not yet an hour of complete blocks.
         let short = hour_of(0, 3600, steady, level);
         assert_eq!(short.level(3599), None);
+    }
+
+    #[test]
+    fn an_hour_resumed_from_its_blocks_reads_as_before_and_a_bad_block_starts_it_again() {
+        let n = 3600 + BLOCK_SECS;
+        let fed = hour_of(0, n, steady, |_| Some(110.0));
+        let blocks = fed.hour.blocks();
+        assert_eq!(blocks.len(), HOUR_BLOCKS);
+        let now = at(n - 1);
+        assert_eq!(fed.hour.level(now, 100.0), Some(110.0));
+        assert_eq!(SteadyHour::resumed(&blocks).level(now, 100.0), Some(110.0));
+        // A value a block could not have: the hour restarts after it, and is not complete.
+        let spoiled = |spoil: fn(&mut HourBlock)| {
+            let mut bad = blocks.clone();
+            spoil(&mut bad[20]);
+            SteadyHour::resumed(&bad).level(now, 100.0)
+        };
+        assert_eq!(spoiled(|b| b.sum = f64::NAN), None);
+        assert_eq!(spoiled(|b| b.sum = -1.0), None);
+        assert_eq!(spoiled(|b| b.count = 0), None);
+        assert_eq!(spoiled(|b| b.level = Some(f64::INFINITY)), None);
+        assert_eq!(spoiled(|b| b.number += 7), None);
+        // A block without a level is one the hour can have.
+        assert_eq!(spoiled(|b| b.level = None), Some(110.0));
     }
 
     #[test]
