@@ -61,7 +61,7 @@ pub use keep_alive::{
     break_even, learn as learn_keep_alive, KeepAlive, KeepAlivePlan, GAPS_KEPT, MIN_GAP, MIN_GAPS,
     WAIT_PRICE,
 };
-pub use metrics::{Metrics, Past, Sample, StaleSample, WindowStats};
+pub use metrics::{block_of, Metrics, Past, Sample, StaleSample, WindowStats};
 pub use noise::{BUSY_QUANTILE, BUSY_WINDOW, EVIDENCE_Z, NOISE_HEADROOM};
 pub use rule::Rule;
 pub use start_time::{StartTimes, ASSUMED_START_TIME, MAX_START_TIME};

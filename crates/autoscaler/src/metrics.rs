@@ -3,7 +3,7 @@
 use crate::busy_window::BusyWindow;
 use crate::steady_hour::{HourBlock, SteadyHour};
 use ebb_core::autoscale::{AutoscaleSpec, ScaleMetric, ScalePolicy};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 /// One second of a service's load. Each metric is `None` when its source did not report (the
@@ -118,6 +118,51 @@ pub struct Past {
     /// The complete blocks of the last hour of each metric whose busy level was kept, oldest
     /// first (see [`STEADY_HOUR`](crate::STEADY_HOUR)).
     pub hours: Vec<(ScaleMetric, Vec<HourBlock>)>,
+}
+
+impl Past {
+    /// This past cut into the busy window's 90 s blocks, by block number, oldest first: each
+    /// with its samples and the hours' blocks of that number (a block older than the samples
+    /// kept has its hours' alone). So a server keeps each block once, when it has ended.
+    pub fn by_block(&self) -> BTreeMap<u64, Past> {
+        let mut blocks: BTreeMap<u64, Past> = BTreeMap::new();
+        for s in &self.samples {
+            blocks.entry(block_of(s.at)).or_default().samples.push(*s);
+        }
+        for (metric, hour) in &self.hours {
+            for b in hour {
+                let past = blocks.entry(b.number).or_default();
+                past.hours.push((*metric, vec![*b]));
+            }
+        }
+        blocks
+    }
+
+    /// The number of the newest sample's block (the one in progress when the past was taken).
+    pub fn newest_block(&self) -> Option<u64> {
+        self.samples.last().map(|s| block_of(s.at))
+    }
+
+    /// The blocks of a past ([`Past::by_block`]) joined again, oldest first.
+    pub fn join(blocks: impl IntoIterator<Item = Past>) -> Past {
+        let mut joined = Past::default();
+        for block in blocks {
+            joined.samples.extend(block.samples);
+            for (metric, hour) in block.hours {
+                match joined.hours.iter_mut().find(|(m, _)| *m == metric) {
+                    Some((_, kept)) => kept.extend(hour),
+                    None => joined.hours.push((metric, hour)),
+                }
+            }
+        }
+        joined
+    }
+}
+
+/// The number of the busy window's 90 s block that a second ending at `at` is in: the second
+/// it begins at, divided by 90.
+pub fn block_of(at: Duration) -> u64 {
+    at.as_secs() / crate::noise::BLOCK_SECS
 }
 
 /// What [`Metrics`] keeps of one metric as samples arrive.
@@ -274,7 +319,7 @@ impl Metrics {
             last = Some(sample.at);
             self.keep(*sample);
         }
-        let open = last.map(|at| at.as_secs() / crate::noise::BLOCK_SECS);
+        let open = last.map(block_of);
         for (metric, blocks) in &past.hours {
             let Some(kept) = self.kept[*metric as usize].as_mut() else {
                 continue;
@@ -287,7 +332,7 @@ impl Metrics {
             if !matches!((newest, open), (Some(n), Some(o)) if n + 1 == o) {
                 continue;
             }
-            let in_open = |s: &&Sample| Some(s.at.as_secs() / crate::noise::BLOCK_SECS) == open;
+            let in_open = |s: &&Sample| Some(block_of(s.at)) == open;
             for s in taken.iter().filter(in_open) {
                 if let Some(v) = s.value(*metric) {
                     kept.hour.add(s.at, v);
@@ -666,6 +711,19 @@ mod tests {
         }
         // The load held still and had a busy level: the hour and the level were compared.
         assert!(hours > 5000 && busy > 15_000, "{hours} {busy}");
+    }
+
+    #[test]
+    fn a_past_cut_into_blocks_and_joined_is_the_same_past() {
+        let mut m = Metrics::new(BUSY_WINDOW);
+        for sample in stationary(5, 1).take(5000) {
+            m.push(sample);
+        }
+        let past = m.past();
+        let blocks = past.by_block();
+        // The hour's forty blocks and the samples' eleven (ten and the open one) overlap.
+        assert_eq!(blocks.len(), 41, "{:?}", blocks.keys().collect::<Vec<_>>());
+        assert_eq!(Past::join(blocks.into_values()), past);
     }
 
     /// At most the values of a busy window: one sample a second.

@@ -13,13 +13,14 @@
 //! plus what the others last reported ([`crate::routing::peers`]), and a request waiting at
 //! another server wakes the loop as one waiting here does.
 
-use crate::controllers::{forecast_history, learned};
+use crate::controllers::{forecast_history, learned, recent_load};
 use crate::routing::{peers, Listeners};
 use crate::state::keys::{self, Versioned};
 use crate::state::telemetry::ForecastReading;
 use crate::{lock, now_ms, run_loop, Server};
 use ebb_autoscaler::{
-    burst, decide, demand, minute_of, Decision, Metrics, Now, Reading, Sample, State,
+    block_of, burst, decide, demand, minute_of, Decision, Metrics, Now, Past, Reading, Sample,
+    State,
 };
 use ebb_core::autoscale::ForecastMode;
 use ebb_core::{Event, EventKind, ServiceSpec};
@@ -85,16 +86,22 @@ struct Scaled {
     learned_kept: Option<learned::Noted>,
     /// When they were last written.
     learned_written: Option<Instant>,
+    /// The newest block of the recent load kept in the store ([`recent_load`]), or read from
+    /// it: the blocks after it are written as they end.
+    window_written: Option<u64>,
 }
 
 impl Scaled {
-    /// The autoscaling of a service's `incarnation` afresh, with its forecast's history from
-    /// the store (or none kept, with the forecast off).
+    /// The autoscaling of a service's `incarnation` afresh at `now`, with its forecast's history
+    /// from the store (or none kept, with the forecast off), and its recent load `carried` over
+    /// from the settings before, or else as the store keeps it.
     fn new(
         server: &Server,
         name: &str,
         incarnation: u64,
         spec: &ebb_core::AutoscaleSpec,
+        carried: Option<(Past, Option<u64>)>,
+        now: Duration,
     ) -> Scaled {
         let mut state = State::default();
         let mut loaded = false;
@@ -122,11 +129,16 @@ impl Scaled {
             }
         }
         let learned_kept = restore_learned(server, name, incarnation, spec, &mut state);
+        let (past, window_written) =
+            carried.unwrap_or_else(|| restore_window(server, name, incarnation));
+        let mut metrics = Metrics::for_config(spec);
+        metrics.resume(&past, now);
         Scaled {
             incarnation,
             learned_kept,
             learned_written: None,
-            metrics: Metrics::for_config(spec),
+            window_written,
+            metrics,
             spec: spec.clone(),
             seen_minute: None,
             unkept_days: Vec::new(),
@@ -251,6 +263,64 @@ impl Scaled {
     }
 }
 
+impl Scaled {
+    /// Keeps the blocks of the recent load that ended since the last write in the store; with
+    /// `now` (the state is about to go), the block in progress too. A failed write is logged
+    /// and tried again at the next tick.
+    fn keep_window(&mut self, server: &Server, name: &str, now: bool) {
+        let newest = self.metrics.samples().next_back().map(|s| block_of(s.at));
+        let ended = newest.is_some_and(|n| self.window_written.is_none_or(|w| n > w + 1));
+        let in_progress = now && newest > self.window_written;
+        if !(ended || in_progress) {
+            return;
+        }
+        let past = self.metrics.past();
+        let (store, written) = (server.store(), self.window_written);
+        match recent_load::keep(store, name, self.incarnation, &past, written, now) {
+            Ok(written) => self.window_written = written,
+            Err(e) => tracing::warn!(
+                service = name,
+                "autoscaler: the recent load is not kept: {e}"
+            ),
+        }
+    }
+}
+
+/// The recent load kept of a service's `incarnation`, and its newest block; none when it could
+/// not be read (the window then starts afresh, as on a first start).
+fn restore_window(server: &Server, name: &str, incarnation: u64) -> (Past, Option<u64>) {
+    match recent_load::load(server.store(), name, incarnation) {
+        Ok((past, newest)) => {
+            tracing::debug!(
+                service = name,
+                samples = past.samples.len(),
+                "autoscaler: recent load restored"
+            );
+            // The newest block read may have been kept in part (the autoscaler stopped while
+            // it ran): it is written again when it ends.
+            (past, newest.and_then(|n| n.checked_sub(1)))
+        }
+        Err(e) => {
+            tracing::warn!(
+                service = name,
+                "autoscaler: the kept recent load could not be read; the window starts afresh: {e}"
+            );
+            (Past::default(), None)
+        }
+    }
+}
+
+/// Deletes a service's kept recent load; a failure is logged (the keys stay until the next
+/// time).
+fn forget_window(server: &Server, name: &str) {
+    if let Err(e) = recent_load::forget(server.store(), name) {
+        tracing::warn!(
+            service = name,
+            "autoscaler: kept recent load not deleted: {e}"
+        );
+    }
+}
+
 /// Reads what a service learned from its past into `state` when its settings learn from it,
 /// and deletes it otherwise. Returns what was noted after the read, from which new spells are
 /// kept; `None` when nothing is to be kept.
@@ -347,6 +417,10 @@ pub struct Autoscaler {
     services: HashMap<String, Scaled>,
     /// Origin of the monotonic clock handed to the policy.
     epoch: Instant,
+    /// What that clock reads at `epoch`: the wall clock's time then, so that the samples a
+    /// past process kept ([`recent_load`]) stand before this one's on the same clock, in the
+    /// same 90 s blocks.
+    origin: Duration,
     /// Whether what the store keeps of services that no longer use it was swept (at the first
     /// refresh: a service deleted while no autoscaler ran left its keys).
     swept: bool,
@@ -361,6 +435,7 @@ impl Autoscaler {
             router,
             services: HashMap::new(),
             epoch: Instant::now(),
+            origin: Duration::from_millis(now_ms()),
             swept: false,
         }
     }
@@ -371,6 +446,7 @@ impl Autoscaler {
         for (name, s) in &mut self.services {
             s.keep_learned(&self.server, name, true);
             s.keep_history(&self.server, name, true);
+            s.keep_window(&self.server, name, true);
         }
     }
 
@@ -396,11 +472,16 @@ impl Autoscaler {
                 forget_history(&self.server, &name);
             }
         }
+        for name in recent_load::kept_services(store)? {
+            if !uses(&name, |_| true) {
+                forget_window(&self.server, &name);
+            }
+        }
         Ok(())
     }
 
     fn now(&self) -> Now {
-        Now::new(self.epoch.elapsed(), now_ms() as i64)
+        Now::new(self.origin + self.epoch.elapsed(), now_ms() as i64)
     }
 
     /// Autoscaled services as stored now; services no longer autoscaled are forgotten.
@@ -419,6 +500,7 @@ impl Autoscaler {
             self.services.remove(&name);
             forget_history(&self.server, &name);
             forget_learned(&self.server, &name);
+            forget_window(&self.server, &name);
         }
         if !self.swept {
             // Best effort: a failed sweep must not hold up scaling; the next leader sweeps.
@@ -432,19 +514,22 @@ impl Autoscaler {
                 continue;
             };
             let (name, incarnation) = (&v.value.name, v.create_revision);
-            match self.services.get_mut(name) {
+            let carried = match self.services.get_mut(name) {
                 Some(s) if s.incarnation == incarnation && &s.spec == wanted => continue,
                 // New settings for the same service: what was noted since the last write is kept
-                // before the store is read again.
+                // before the store is read again, and the recent load carries over (the load is
+                // the same whatever the settings).
                 Some(s) if s.incarnation == incarnation => {
                     s.keep_learned(&self.server, name, true);
                     s.keep_history(&self.server, name, true);
+                    Some((s.metrics.past(), s.window_written))
                 }
                 // A new service, or one deleted and deployed again since the last tick: what
                 // the old one learned is not its own.
-                _ => {}
-            }
-            let scaled = Scaled::new(&self.server, name, incarnation, wanted);
+                _ => None,
+            };
+            let now = self.now().mono;
+            let scaled = Scaled::new(&self.server, name, incarnation, wanted, carried, now);
             self.services.insert(name.clone(), scaled);
         }
         Ok(specs)
@@ -499,6 +584,7 @@ impl Autoscaler {
         for (name, s) in &mut self.services {
             s.keep_history(&self.server, name, false);
             s.keep_learned(&self.server, name, false);
+            s.keep_window(&self.server, name, false);
         }
         Ok(())
     }
@@ -762,6 +848,7 @@ mod tests {
             incarnation: 7,
             learned_kept: None,
             learned_written: None,
+            window_written: None,
             metrics: Metrics::for_config(spec),
             spec: spec.clone(),
             state: State::default(),

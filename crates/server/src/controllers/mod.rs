@@ -14,6 +14,7 @@ pub mod instances;
 pub mod jobs;
 pub mod learned;
 pub mod maintenance;
+pub mod recent_load;
 
 /// A store in a fresh temporary directory, for the tests of what controllers keep in it.
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! | `queues/{name}` | [`QueueSpec`] | API (deploy) |
 //! | `autoscale-history/{service}/{day}` | one UTC day of the autoscaler's per-minute history, for its forecast ([`crate::controllers::forecast_history`]) | autoscaler |
 //! | `autoscale-gaps/{service}` | the idle gaps, dips and start times learned from the past ([`crate::controllers::learned`]) | autoscaler |
+//! | `autoscale-window/{service}/{block}` | one 90 s block of the service's recent load: samples and steady-hour summaries ([`crate::controllers::recent_load`]) | autoscaler |
 //! | `events/{n:020}` | [`Event`](ebb_core::Event); its `seq` is the key's revision | everyone, through [`crate::state::events::EventLog`] |
 
 use ebb_core::{
@@ -59,6 +60,14 @@ pub const AUTOSCALE_HISTORY: &str = "autoscale-history/";
 /// times; [`crate::controllers::learned`]), by service. Named for the idle gaps, which it held
 /// first.
 pub const AUTOSCALE_GAPS: &str = "autoscale-gaps/";
+
+/// Prefix of each service's recent load, by service and 90 s block.
+pub const AUTOSCALE_WINDOW: &str = "autoscale-window/";
+
+/// The prefix of `service`'s kept recent load.
+pub fn autoscale_window_prefix(service: &str) -> String {
+    format!("{AUTOSCALE_WINDOW}{service}/")
+}
 
 /// The key of what `service`'s autoscaler learned from its past.
 pub fn autoscale_gaps(service: &str) -> String {
