@@ -462,8 +462,9 @@ impl Metrics {
     }
 
     /// The level of `metric`'s busy seconds at `now` while its busy window is still filling
-    /// (a service's first fifteen minutes, every service's after a restart, and after a block
-    /// without a value), and the span of the values read: once its complete blocks cover 170 s
+    /// (a service's first fifteen minutes, and after a block without a value: a silent router,
+    /// or a server down through a block before the window was taken up, [`Metrics::resume`]),
+    /// and the span of the values read: once its complete blocks cover 170 s
     /// from its first value (170 to 259 s after it), until it holds the nine a full window has
     /// (whether or not [`Metrics::busy`] then answers), with the same fall test on nine spans
     /// of what it holds (module `warming`). `None` otherwise, for a metric whose busy level is

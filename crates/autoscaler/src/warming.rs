@@ -1,6 +1,7 @@
-//! The busy level of a busy window still filling: a service's first fifteen minutes, every
-//! service's after a server restart or a change of leader, a service's after its autoscale
-//! settings change, and after its router went silent for a whole block.
+//! The busy level of a busy window still filling: a service's first fifteen minutes, and after
+//! its router went silent for a whole block, or a server was down through one (a server
+//! restart, a change of leader or of the autoscale settings otherwise takes the window up where
+//! it stood: [`Metrics::resume`](crate::Metrics::resume)).
 //!
 //! The busy level ([`Metrics::busy`](crate::Metrics::busy)) needs every 90 s block of its
 //! fifteen minutes. Until then target tracking sized for the stable window's mean and its

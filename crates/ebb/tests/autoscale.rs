@@ -567,10 +567,28 @@ fn the_forecast_history_is_kept_every_ten_minutes_and_when_ebb_stops() {
     );
     let again = kept(day_of(first)).map(|(_, r)| r);
     assert_eq!(again, Some(revision), "written again within ten minutes");
+    let before_stop = ebb_autoscaler::block_of(Duration::from_millis(unix_ms() as u64));
     ebb.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
     let (last, _) = kept(day_of(first + 1)).expect("kept when ebb stopped");
     assert!(
         last > first,
         "the minutes after {first} kept at the stop: {last}"
     );
+    // The recent load is kept too, up to the 90 s block in progress at the stop, on a clock
+    // that reads the wall clock's time, so that a restarted server's blocks line up with it.
+    let after_stop = ebb_autoscaler::block_of(Duration::from_millis(unix_ms() as u64));
+    let (blocks, _) = store.list(&keys::autoscale_window_prefix("web")).unwrap();
+    let newest = blocks
+        .iter()
+        .max_by_key(|kv| kv.key.clone())
+        .expect("recent load kept");
+    let number: u64 = newest.key.rsplit('/').next().unwrap().parse().unwrap();
+    // The last tick's sample may be in the block before the one the stop began in.
+    assert!(
+        (before_stop - 1..=after_stop).contains(&number),
+        "block {number} kept at the stop, between {before_stop} and {after_stop}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&newest.value).unwrap();
+    assert_eq!(v["incarnation"].as_u64(), Some(incarnation));
+    assert!(!v["requests"].as_array().unwrap().is_empty(), "{v}");
 }
