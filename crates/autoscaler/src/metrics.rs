@@ -329,7 +329,7 @@ impl Metrics {
             }
             kept.hour = SteadyHour::resumed(blocks);
             let newest = kept.hour.newest_block();
-            if !matches!((newest, open), (Some(n), Some(o)) if n + 1 == o) {
+            if !matches!((newest, open), (Some(n), Some(o)) if n.checked_add(1) == Some(o)) {
                 continue;
             }
             let in_open = |s: &&Sample| Some(block_of(s.at)) == open;

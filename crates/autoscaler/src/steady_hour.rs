@@ -112,7 +112,9 @@ impl SteadyHour {
         let mut hour = SteadyHour::default();
         let valid = |v: f64| v.is_finite() && v >= 0.0;
         for b in blocks {
-            if b.count == 0 || !valid(b.sum) || !b.level.is_none_or(valid) {
+            // The last number has no next: a value no clock reaches.
+            let number_ok = b.number < u64::MAX;
+            if !number_ok || b.count == 0 || !valid(b.sum) || !b.level.is_none_or(valid) {
                 hour.blocks.clear();
                 continue;
             }
@@ -346,6 +348,7 @@ mod tests {
         assert_eq!(spoiled(|b| b.count = 0), None);
         assert_eq!(spoiled(|b| b.level = Some(f64::INFINITY)), None);
         assert_eq!(spoiled(|b| b.number += 7), None);
+        assert_eq!(spoiled(|b| b.number = u64::MAX), None);
         // A block without a level is one the hour can have.
         assert_eq!(spoiled(|b| b.level = None), Some(110.0));
     }

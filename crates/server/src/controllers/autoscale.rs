@@ -261,9 +261,7 @@ impl Scaled {
             ),
         }
     }
-}
 
-impl Scaled {
     /// Keeps the blocks of the recent load that ended since the last write in the store; with
     /// `now` (the state is about to go), the block in progress too. A failed write is logged
     /// and tried again at the next tick.
