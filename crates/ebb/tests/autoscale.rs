@@ -510,9 +510,10 @@ fn what_an_earlier_service_of_the_same_name_learned_is_not_inherited() {
 
 /// The forecast's history reaches the store: the first completed minute at once, later ones
 /// at most every ten minutes (`forecast_history::WRITE_EVERY`), and what is not yet written
-/// when ebb stops.
+/// when ebb stops. The recent load too, up to the block in progress at the stop, and ebb
+/// started again takes it up.
 #[test]
-fn the_forecast_history_is_kept_every_ten_minutes_and_when_ebb_stops() {
+fn the_forecast_history_and_the_recent_load_are_kept_when_ebb_stops_and_read_again() {
     use ebb_autoscaler::minute_of;
     use ebb_server::controllers::forecast_history::day_of;
     use ebb_server::state::keys;
@@ -591,4 +592,15 @@ fn the_forecast_history_is_kept_every_ten_minutes_and_when_ebb_stops() {
     let v: serde_json::Value = serde_json::from_slice(&newest.value).unwrap();
     assert_eq!(v["incarnation"].as_u64(), Some(incarnation));
     assert!(!v["requests"].as_array().unwrap().is_empty(), "{v}");
+    // Started again, ebb takes the window up where it stood.
+    ebb.start(&[]);
+    eventually(
+        "the recent load taken up after the restart",
+        Duration::from_secs(20),
+        || {
+            let log = ebb.server_log();
+            let line = log.lines().find(|l| l.contains("recent load taken up"))?;
+            (line.contains("web") && !line.contains("samples=0")).then_some(())
+        },
+    );
 }

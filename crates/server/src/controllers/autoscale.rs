@@ -289,11 +289,15 @@ impl Scaled {
 fn restore_window(server: &Server, name: &str, incarnation: u64) -> (Past, Option<u64>) {
     match recent_load::load(server.store(), name, incarnation) {
         Ok((past, newest)) => {
-            tracing::debug!(
-                service = name,
-                samples = past.samples.len(),
-                "autoscaler: recent load restored"
-            );
+            if !past.samples.is_empty() {
+                let hour = past.hours.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
+                tracing::info!(
+                    service = name,
+                    samples = past.samples.len(),
+                    hour_blocks = hour,
+                    "autoscaler: recent load taken up from the store"
+                );
+            }
             // The newest block read may have been kept in part (the autoscaler stopped while
             // it ran): it is written again when it ends.
             (past, newest.and_then(|n| n.checked_sub(1)))
