@@ -6,9 +6,10 @@
 //! hour, ebb missed 31 % more seconds on the noisy trace at its cheapest target (BENCHMARKS.md).
 //!
 //! Each block is written once, when it has ended (or at once, partly, when the autoscaler
-//! stops), and the block [`KEPT_BLOCKS`] older is deleted then: about 1.5 KB a block and
-//! service, 1.5 MB a day through the store, where one value of the whole window rewritten each
-//! block would be about ten times that. A crash loses the block in progress, which leaves a hole
+//! stops), and the block [`KEPT_BLOCKS`] older is deleted then: about 2.7 KB a block and
+//! service for a busy one (the tests below hold it under 3 KB), 2.5 MB a day through the
+//! store, where one value of the whole window rewritten each block would be about ten times
+//! that. A crash loses the block in progress, which leaves a hole
 //! shorter than a block (the window reads on across it) unless the server stays down longer.
 //!
 //! Sample times are on the autoscaler's clock, which starts at the wall clock's time
@@ -298,6 +299,11 @@ mod tests {
         assert_eq!(written, Some(newest - 1));
         let kept = store.list_keys(keys::AUTOSCALE_WINDOW).unwrap();
         assert_eq!(kept.len() as u64, KEPT_BLOCKS);
+        // Ninety samples of values that fill every digit of an f32: about 2.7 KB.
+        for k in &kept {
+            let size = store.get(k).unwrap().unwrap().value.len();
+            assert!((2000..3072).contains(&size), "{k}: {size} bytes");
+        }
         // The autoscaler stops: the block in progress is kept too (and the oldest goes).
         let flushed = keep(&store, "web", 3, &before.past(), written, true).unwrap();
         assert_eq!(flushed, Some(newest));
