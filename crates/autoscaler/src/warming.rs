@@ -1,5 +1,5 @@
 //! The busy level of a busy window still filling: a service's first fifteen minutes, and after
-//! its router went silent for a whole block, or a server was down through one (a server
+//! its router went silent for a whole block, or a crashed server came back in a later block (a server
 //! restart, a change of leader or of the autoscale settings otherwise takes the window up where
 //! it stood: [`Metrics::resume`](crate::Metrics::resume)).
 //!

@@ -9,8 +9,12 @@
 //! stops), and the block [`KEPT_BLOCKS`] older is deleted then: about 2.7 KB a block and
 //! service for a busy one (the tests below hold it under 3 KB), 2.5 MB a day through the
 //! store, where one value of the whole window rewritten each block would be about ten times
-//! that. A crash loses the block in progress, which leaves a hole
-//! shorter than a block (the window reads on across it) unless the server stays down longer.
+//! that. A crash loses the block in progress: a server back within that block reads on across
+//! the hole, but one back in the next block finds a block without values, and the busy level
+//! and the steady hour start afresh (about downtime / 90 s of crashes; a clean stop writes the
+//! block in progress). Only concurrency, rps and requests are kept: a restored sample's cpu,
+//! memory and latency read as missing, which holds a service that targets them for one stable
+//! window after a restart.
 //!
 //! Sample times are on the autoscaler's clock, which starts at the wall clock's time
 //! (`controllers::autoscale`), so that the blocks of a past kept by another process line up
