@@ -10,10 +10,9 @@
 //! cargo run --release -p ebb-sim --example restarts -- TRACE SCALE START_DELAY_S CONCURRENCY EVERY_S none|fresh|past
 //! ```
 
-use ebb_autoscaler::{burst, decide, demand, Metrics, Now, Reading, Sample, State};
 use ebb_core::autoscale::{AutoscaleSpec, ScaleTargets};
-use ebb_sim::model::{replay, Model, Policy, View, SERVICE_TIME_S};
-use std::time::Duration;
+use ebb_sim::ebb::Ebb;
+use ebb_sim::model::{replay, Model, Policy, View};
 
 /// Seconds of samples a restart loses in `past` mode: the server's own downtime.
 const LOST_SECONDS: usize = 3;
@@ -26,77 +25,22 @@ enum Mode {
     Past,
 }
 
-/// ebb's autoscaler fed as `ebb_sim::ebb::Ebb` feeds it, restarted every `every` seconds.
+/// ebb's autoscaler as `ebb sim` replays it, restarted every `every` seconds.
 struct Restarted {
-    config: AutoscaleSpec,
-    state: State,
-    metrics: Metrics,
+    ebb: Ebb,
     every: u64,
     mode: Mode,
 }
 
-impl Restarted {
-    /// A restart at the start of the second ending at `end`.
-    fn restart(&mut self, end: Duration) {
-        let old = std::mem::take(&mut self.state);
-        *self.state.start_times_mut() = old.start_times().clone();
-        *self.state.keep_alive_mut() = old.keep_alive().clone();
-        *self.state.dips_mut() = old.dips().clone();
-        *self.state.forecaster_mut() = old.forecaster().clone();
-        let mut past = self.metrics.past();
-        let kept = past.samples.len().saturating_sub(LOST_SECONDS);
-        past.samples.truncate(kept);
-        self.metrics = Metrics::for_config(&self.config);
-        if self.mode == Mode::Past {
-            self.metrics.resume(&past, end);
-        }
-    }
-}
-
 impl Policy for Restarted {
     fn decide(&mut self, load: f64, view: View) -> u32 {
-        let end = Duration::from_secs(view.second + 1);
-        let start = end - Duration::from_secs(1);
-        if self.mode != Mode::None && view.second > 0 && view.second.is_multiple_of(self.every) {
-            self.restart(end);
+        let due = view.second > 0 && view.second.is_multiple_of(self.every);
+        match self.mode {
+            Mode::Fresh if due => self.ebb.restart(view.second, None),
+            Mode::Past if due => self.ebb.restart(view.second, Some(LOST_SECONDS)),
+            _ => {}
         }
-        let concurrency = load * SERVICE_TIME_S;
-        if view.total == 0 && load > 0.0 {
-            let _ = demand(&self.config, &mut self.state, view.ready, Now::unix(start));
-        }
-        let reading = Reading {
-            span: Duration::from_millis(500),
-            concurrency: Some(concurrency),
-            rps: Some(load),
-        };
-        let mut read = |at: Duration| {
-            let _ = burst(
-                &self.config,
-                &mut self.state,
-                &reading,
-                view.ready,
-                Now::unix(at),
-            );
-        };
-        for q in 1..4 {
-            read(start + Duration::from_millis(q * 250));
-        }
-        self.metrics.push(Sample {
-            concurrency: Some(concurrency),
-            rps: Some(load),
-            requests: load.ceil() as u64,
-            ..Sample::new(end)
-        });
-        read(end - Duration::from_millis(1));
-        let now = Now::unix(end);
-        decide(
-            &self.config,
-            &mut self.state,
-            &self.metrics,
-            view.ready,
-            now,
-        )
-        .desired
+        self.ebb.decide(load, view)
     }
 }
 
@@ -124,9 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("mode {other:?}: none, fresh or past").into()),
     };
     let mut policy = Restarted {
-        metrics: Metrics::for_config(&config),
-        config,
-        state: State::default(),
+        ebb: Ebb::new(config),
         every: every.parse::<u64>()?.max(1),
         mode,
     };

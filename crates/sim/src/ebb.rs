@@ -35,6 +35,28 @@ impl Ebb {
     }
 }
 
+impl Ebb {
+    /// What a server restart before second `second` does to the autoscaler: what the store
+    /// keeps of the state (the learned gaps, dips and start times, and the forecast's history)
+    /// stays and the rest (panic, holds, recommendations) starts afresh; the metrics window is
+    /// taken up from its past without its newest `lost` samples (the server's downtime), as
+    /// `crates/server/src/controllers/recent_load.rs` does, or with `None` started afresh.
+    pub fn restart(&mut self, second: u64, lost: Option<usize>) {
+        let old = std::mem::take(&mut self.state);
+        *self.state.start_times_mut() = old.start_times().clone();
+        *self.state.keep_alive_mut() = old.keep_alive().clone();
+        *self.state.dips_mut() = old.dips().clone();
+        *self.state.forecaster_mut() = old.forecaster().clone();
+        let mut past = self.metrics.past();
+        self.metrics = Metrics::for_config(&self.config);
+        if let Some(lost) = lost {
+            past.samples
+                .truncate(past.samples.len().saturating_sub(lost));
+            self.metrics.resume(&past, end_of(second));
+        }
+    }
+}
+
 /// The trace's clock: second `s` ends at `s + 1` seconds (the epoch is the trace's start).
 fn end_of(second: u64) -> Duration {
     Duration::from_secs(second + 1)
